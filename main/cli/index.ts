@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+/**
+ * The `countersign` command. Every subcommand works on a data directory (--data-dir, default
+ * $COUNTERSIGN_DATA_DIR or ~/.local/share/countersign) and runs under plain Node.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CountersignError, isCountersignError } from '../../shared/errors.js';
+import { parseStrictJson } from '../../shared/canonical-json.js';
+import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
+import { defaultDataDir, loadConfig } from '../core/config.js';
+import { openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
+import { SoftwareSigner } from '../core/custody/software-signer.js';
+import { jwksFor } from '../core/tokens/jwks.js';
+import { checkPolicyDirectory, runPolicyTests } from '../core/policy/policy-tests.js';
+import { writeAgentKeyFile } from './agent-key-file.js';
+import { parseDuration } from './durations.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `usage: countersign <command> [options]
+
+  start [--demo]            run Countersign on embedded defaults (gateway on 127.0.0.1:7345)
+  headless [--demo]         the same core in the test key domain, for CI and automation
+  keygen --agent-id ID      make an agent key pair and a signed enrollment request
+         [--name NAME] [--alg EdDSA|ES256] [--out DIR]
+  agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
+  agents list
+  agents revoke ID [--reason TEXT]
+  agents rotate ID FILE [--overlap 24h]
+  policy check [--policy-dir DIR]
+  policy test FILE [--policy-dir DIR]
+  jwks                      print the public keys tool servers trust (JWKS)
+  audit verify              recompute the audit hash chain
+
+common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR`;
+
+const OPTIONS = {
+  'data-dir': { type: 'string' },
+  config: { type: 'string' },
+  port: { type: 'string' },
+  'policy-dir': { type: 'string' },
+  demo: { type: 'boolean' },
+  'agent-id': { type: 'string' },
+  name: { type: 'string' },
+  alg: { type: 'string' },
+  out: { type: 'string' },
+  owner: { type: 'string' },
+  group: { type: 'string' },
+  tools: { type: 'string' },
+  'data-classes': { type: 'string' },
+  jurisdictions: { type: 'string' },
+  expires: { type: 'string' },
+  reason: { type: 'string' },
+  overlap: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies ParseArgsConfig['options'];
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+function list(value: string | undefined, name: string): string[] {
+  if (value === undefined || value.trim() === '') throw new CountersignError('config_invalid', `--${name} is required (a comma-separated list)`);
+  return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+function required(value: string | undefined, name: string): string {
+  if (value === undefined || value === '') throw new CountersignError('config_invalid', `--${name} is required`);
+  return value;
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+async function readEnrollment(file: string) {
+  return verifyEnrollmentRequest(parseStrictJson(readFileSync(file, 'utf8')));
+}
+
+async function serve(values: Values, domain: 'production' | 'test'): Promise<void> {
+  const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new CountersignError('config_invalid', '--port must be a port number');
+  const app = await startCountersign({ dataDir, configFile: values.config, overrides: { port, policyDir: values['policy-dir'], domain } });
+  let stopDemo: (() => void) | undefined;
+  if (values.demo) stopDemo = await runDemo(app, (line) => process.stdout.write(`${line}\n`));
+  const shutdown = () => {
+    stopDemo?.();
+    app.close().then(() => process.exit(0), (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    });
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const [command, sub, arg] = positionals;
+  if (values.help || command === undefined) {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
+
+  switch (command) {
+    case 'start':
+      await serve(values, 'production');
+      return -1; // keep running
+    case 'headless':
+      await serve(values, 'test');
+      return -1;
+    case 'keygen': {
+      const agentId = required(values['agent-id'], 'agent-id');
+      const alg = (values.alg ?? 'EdDSA') as AgentKeyAlgorithm;
+      if (alg !== 'EdDSA' && alg !== 'ES256') throw new CountersignError('config_invalid', '--alg must be EdDSA or ES256');
+      const out = resolve(values.out ?? '.');
+      mkdirSync(out, { recursive: true, mode: 0o700 });
+      const privateJwk = await generateAgentKey(alg);
+      const enrollment = await createEnrollmentRequest(await importAgentKey(privateJwk), agentId, values.name ?? agentId);
+      const keyFile = join(out, `${agentId}.key.json`);
+      const enrollmentFile = join(out, `${agentId}.enrollment.json`);
+      writeAgentKeyFile(keyFile, { agentId, privateJwk });
+      writeAgentKeyFile(enrollmentFile, enrollment as unknown as Parameters<typeof writeAgentKeyFile>[1]);
+      print({ agentId, kid: privateJwk.kid, alg, keyFile, enrollmentFile });
+      return 0;
+    }
+    case 'agents': {
+      const { registry, db } = openDataDir(dataDir);
+      try {
+        if (sub === 'enroll') {
+          const payload = await readEnrollment(required(arg, 'FILE'));
+          const agent = registry.enroll(payload, {
+            owner: required(values.owner, 'owner'),
+            group: required(values.group, 'group'),
+            allowedTools: list(values.tools, 'tools'),
+            dataClasses: list(values['data-classes'], 'data-classes'),
+            jurisdictions: list(values.jurisdictions, 'jurisdictions'),
+            expiresAt: values.expires === undefined ? undefined : Date.now() + parseDuration(values.expires),
+          });
+          print(agent);
+          return 0;
+        }
+        if (sub === 'list') {
+          print(registry.list());
+          return 0;
+        }
+        if (sub === 'revoke') {
+          registry.revoke(required(arg, 'ID'), values.reason ?? 'revoked by an administrator');
+          print({ revoked: arg });
+          return 0;
+        }
+        if (sub === 'rotate') {
+          const file = positionals[3];
+          const payload = await readEnrollment(required(file, 'FILE'));
+          print(registry.rotate(required(arg, 'ID'), payload, parseDuration(values.overlap ?? '24h')));
+          return 0;
+        }
+        throw new CountersignError('config_invalid', `unknown agents command ${JSON.stringify(sub ?? '')}`);
+      } finally {
+        db.close();
+      }
+    }
+    case 'policy': {
+      const config = loadConfig(dataDir, values.config, { policyDir: values['policy-dir'] });
+      const policyDir = values['policy-dir'] ? resolve(values['policy-dir']) : resolvePolicyDir(dataDir, config, (m) => console.error(m));
+      if (sub === 'check') {
+        print(await checkPolicyDirectory(policyDir));
+        return 0;
+      }
+      if (sub === 'test') {
+        const report = await runPolicyTests(policyDir, required(arg, 'FILE'));
+        print(report);
+        return report.failed === 0 ? 0 : 1;
+      }
+      throw new CountersignError('config_invalid', `unknown policy command ${JSON.stringify(sub ?? '')}`);
+    }
+    case 'jwks': {
+      const signer = await SoftwareSigner.openOrCreate(dataDir, { log: (m) => console.error(m) });
+      print(jwksFor([signer]));
+      return 0;
+    }
+    case 'audit': {
+      if (sub !== 'verify') throw new CountersignError('config_invalid', 'usage: countersign audit verify');
+      const { audit, db } = openDataDir(dataDir);
+      try {
+        const result = audit.verify();
+        print(result);
+        return result.ok ? 0 : 1;
+      } finally {
+        db.close();
+      }
+    }
+    default:
+      throw new CountersignError('config_invalid', `unknown command ${JSON.stringify(command)}; run countersign --help`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (isCountersignError(error)) console.error(`countersign: ${error.message} [${error.code}]`);
+    else console.error(`countersign: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

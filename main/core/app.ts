@@ -1,0 +1,144 @@
+/**
+ * The composition root of the headless core: store, audit, identity, policy, custody, tokens,
+ * decisions and the gateway, wired together. The CLI, the Electron shell and the tests all
+ * start Countersign through `startCountersign`, so there is one way it runs.
+ */
+import { cpSync, existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openStore, type Db } from './store/database.js';
+import { AuditChain, type AuditKind } from './audit/audit-chain.js';
+import { AgentRegistry } from './identity/agent-registry.js';
+import { PolicyEngine } from './policy/policy-engine.js';
+import { SoftwareSigner } from './custody/software-signer.js';
+import type { Signer } from './custody/signer.js';
+import { TokenIssuer } from './tokens/token-issuer.js';
+import { jwksFor } from './tokens/jwks.js';
+import { DecisionService, type TokenMinter } from './decision/decision-service.js';
+import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
+import { Gateway } from './gateway/gateway-server.js';
+import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
+import type { JsonObject } from '../../shared/canonical-json.js';
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+/** The policy pack a fresh data directory starts with. */
+export const DEFAULT_POLICY_PACK = join(REPO_ROOT, 'examples', 'demo');
+
+export interface StartOptions {
+  dataDir: string;
+  configFile?: string | undefined;
+  overrides?: ConfigOverrides;
+  log?: (message: string) => void;
+  clock?: () => number;
+  risk?: RiskScorer;
+}
+
+export interface RunningCountersign {
+  config: CountersignConfig;
+  dataDir: string;
+  url: string;
+  port: number;
+  db: Db;
+  audit: AuditChain;
+  registry: AgentRegistry;
+  policy: PolicyEngine;
+  decisions: DecisionService;
+  gateway: Gateway;
+  signer: Signer;
+  issuer: TokenIssuer;
+  close(): Promise<void>;
+}
+
+/** Open the data directory's store (creating it) without starting the gateway: for the CLI. */
+export function openDataDir(dataDir: string): { db: Db; audit: AuditChain; registry: AgentRegistry } {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const db = openStore(join(dataDir, 'countersign.db'));
+  const audit = new AuditChain(db);
+  return { db, audit, registry: new AgentRegistry(db, audit) };
+}
+
+export function resolvePolicyDir(dataDir: string, config: CountersignConfig, log: (m: string) => void): string {
+  if (config.policyDir !== undefined) return resolve(config.policyDir);
+  const dir = join(dataDir, 'policies');
+  if (!existsSync(dir)) {
+    cpSync(DEFAULT_POLICY_PACK, dir, { recursive: true, dereference: true });
+    log(`created ${dir} from the demo policy pack (finance transfers and production changes)`);
+  }
+  return dir;
+}
+
+export async function startCountersign(options: StartOptions): Promise<RunningCountersign> {
+  const log = options.log ?? ((m: string) => console.error(m));
+  const clock = options.clock ?? Date.now;
+  const dataDir = resolve(options.dataDir);
+  const config = loadConfig(dataDir, options.configFile, options.overrides);
+  const { db, audit, registry } = openDataDir(dataDir);
+  const appendAudit = (kind: AuditKind, event: JsonObject) => db.transaction(() => audit.append(kind, clock(), event)).immediate();
+
+  let policy: PolicyEngine;
+  try {
+    policy = await PolicyEngine.open(resolvePolicyDir(dataDir, config, log));
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  const signer = await SoftwareSigner.openOrCreate(dataDir, { log });
+  const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
+  const minter: TokenMinter = {
+    async mint(input) {
+      const issued = await issuer.issue({
+        agentId: input.agentId,
+        audience: input.audience,
+        tool: input.tool,
+        params: input.params,
+        decision: { id: input.requestId, mode: input.mode, policy_hash: input.policyHash, policies: input.policies },
+      });
+      return { token: issued.token, jti: issued.claims.jti, kid: issued.header.kid, expiresAt: issued.claims.exp * 1000 };
+    },
+  };
+  const decisions = new DecisionService({
+    db, audit, registry, policy, minter, risk: options.risk ?? UnscoredRisk, clock,
+    maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
+  });
+  const jwks = jwksFor([signer]);
+  const gateway: Gateway = new Gateway({
+    config, registry, decisions, log, clock,
+    jwks: () => jwks,
+    health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: signer.custody, ...gateway.getStats() }),
+  });
+  let bound: { host: string; port: number };
+  try {
+    bound = await gateway.listen();
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  appendAudit('server.started', { serverId: config.serverId, domain: config.domain, port: bound.port, signingKid: signer.keyId, custody: signer.custody });
+  appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
+  log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
+
+  const stopWatching = policy.watch((result) => {
+    if (result.ok) {
+      if (!result.changed) return;
+      appendAudit('policy.loaded', { policyHash: result.hash, policyDir: policy.dir });
+      log(`policy reloaded: ${result.hash}`);
+    } else {
+      appendAudit('policy.reload_failed', { error: result.error.message.slice(0, 2000), keptPolicyHash: policy.hash });
+      log(`policy reload failed, keeping ${policy.hash}: ${result.error.message}`);
+    }
+  });
+
+  let closed = false;
+  return {
+    config, dataDir, url: `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`, port: bound.port,
+    db, audit, registry, policy, decisions, gateway, signer, issuer,
+    async close() {
+      if (closed) return;
+      closed = true;
+      stopWatching();
+      await gateway.close();
+      appendAudit('server.stopped', { serverId: config.serverId });
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * Configuration: embedded defaults, overridden by `<data-dir>/config.json` (or --config), then
+ * by command-line options. Validated strictly at load; an unknown key is an error, not a typo
+ * silently ignored.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { CountersignError } from '../../shared/errors.js';
+import { parseStrictJson } from '../../shared/canonical-json.js';
+
+export const DEFAULT_PORT = 7345;
+
+const configSchema = z.strictObject({
+  serverId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/).default('countersign-local'),
+  /** `test` is the headless key domain: its tokens never verify where production is expected. */
+  domain: z.enum(['production', 'test']).default('production'),
+  policyDir: z.string().min(1).optional(),
+  gateway: z.strictObject({
+    host: z.string().default('127.0.0.1'),
+    port: z.int().min(0).max(65535).default(DEFAULT_PORT),
+    /** Extra Host header values accepted besides 127.0.0.1/localhost/[::1] with the port. */
+    allowedHosts: z.array(z.string().min(1)).default([]),
+    /** Origins allowed to open the agent socket. Agent hosts send none; browsers always do. */
+    allowedOrigins: z.array(z.string().min(1)).default([]),
+    maxMessageBytes: z.int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+    maxConnections: z.int().min(1).max(100_000).default(2_000),
+    maxUnauthenticated: z.int().min(1).max(100_000).default(256),
+    handshakeTimeoutMs: z.int().min(100).max(120_000).default(10_000),
+    /** Token bucket per agent (across its connections): sustained rate and burst. */
+    ratePerSecond: z.number().positive().max(100_000).default(100),
+    rateBurst: z.int().min(1).max(100_000).default(200),
+    /** Messages allowed before authentication completes. */
+    preAuthMessages: z.int().min(1).max(100).default(4),
+    maxPendingPerAgent: z.int().min(1).max(100_000).default(100),
+    /** Close a connection whose unsent output exceeds this many bytes (a client not reading). */
+    maxBufferedBytes: z.int().min(64 * 1024).default(4 * 1024 * 1024),
+  }).prefault({}),
+  envelope: z.strictObject({
+    /** How old a signed envelope may be when it arrives. */
+    maxAgeMs: z.int().min(1_000).max(600_000).default(60_000),
+    /** How far in the future an envelope may be dated (clock skew). */
+    maxFutureMs: z.int().min(0).max(600_000).default(5_000),
+  }).prefault({}),
+  tokens: z.strictObject({
+    ttlSeconds: z.int().min(5).max(900).default(60),
+  }).prefault({}),
+});
+
+export type CountersignConfig = z.infer<typeof configSchema>;
+
+export interface ConfigOverrides {
+  port?: number | undefined;
+  host?: string | undefined;
+  policyDir?: string | undefined;
+  domain?: 'production' | 'test' | undefined;
+}
+
+export function defaultDataDir(): string {
+  const fromEnv = process.env.COUNTERSIGN_DATA_DIR;
+  if (fromEnv) return resolve(fromEnv);
+  const xdg = process.env.XDG_DATA_HOME;
+  return join(xdg ? resolve(xdg) : join(homedir(), '.local', 'share'), 'countersign');
+}
+
+export function parseConfig(value: unknown): CountersignConfig {
+  const parsed = configSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CountersignError('config_invalid', `configuration error at ${JSON.stringify(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}
+
+export function loadConfig(dataDir: string, configFile?: string, overrides: ConfigOverrides = {}): CountersignConfig {
+  const file = configFile ?? join(dataDir, 'config.json');
+  let raw: unknown = {};
+  if (existsSync(file)) {
+    raw = parseStrictJson(readFileSync(file, 'utf8'));
+  } else if (configFile !== undefined) {
+    throw new CountersignError('config_invalid', `the configuration file ${JSON.stringify(configFile)} does not exist`);
+  }
+  const config = parseConfig(raw);
+  if (overrides.port !== undefined) config.gateway.port = overrides.port;
+  if (overrides.host !== undefined) config.gateway.host = overrides.host;
+  if (overrides.policyDir !== undefined) config.policyDir = overrides.policyDir;
+  if (overrides.domain !== undefined) config.domain = overrides.domain;
+  return config;
+}

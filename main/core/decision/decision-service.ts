@@ -1,0 +1,279 @@
+/**
+ * The decision path for one signed call: authenticate the envelope against the enrolled key,
+ * check replay and freshness, check the agent's scope, evaluate policy, and either issue a
+ * token, deny, or hold the call as pending. Everything a decision writes (nonce, request row,
+ * token row, audit entry) commits in one transaction, and nothing is returned to the agent
+ * before that commit: a token never exists without its audit record.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Db } from '../store/database.js';
+import type { AuditChain } from '../audit/audit-chain.js';
+import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
+import type { PolicyEngine } from '../policy/policy-engine.js';
+import { safeScore, type RiskScorer, type RiskAssessment } from './risk.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
+import { computeCallDigest } from '../../../shared/approval-token.js';
+import { decodeSignature } from '../../../shared/agent-keys.js';
+import type { ApprovalRequirement, DecisionResult, RequestState, SignedEnvelope } from '../../../shared/protocol.js';
+
+export interface MintInput {
+  requestId: string;
+  agentId: string;
+  tool: string;
+  audience: string;
+  params: JsonObject;
+  policyHash: string;
+  policies: string[];
+  mode: 'automatic' | 'approved';
+  now: number;
+}
+
+/** Issues signed approval tokens (the custody key lives behind this). */
+export interface TokenMinter {
+  mint(input: MintInput): Promise<{ token: string; jti: string; kid: string; expiresAt: number }>;
+}
+
+export interface DecisionServiceOptions {
+  db: Db;
+  audit: AuditChain;
+  registry: AgentRegistry;
+  policy: PolicyEngine;
+  minter: TokenMinter;
+  risk: RiskScorer;
+  maxAgeMs: number;
+  maxFutureMs: number;
+  maxPendingPerAgent: number;
+  clock?: () => number;
+}
+
+export interface AuthenticatedSession {
+  agentId: string;
+  kid: string;
+}
+
+interface RequestRow {
+  id: string; agent_id: string; state: RequestState; policy_hash: string; determining_policies: string; reasons: string;
+  obligation: string | null; expires_at: number | null; token: string | null; token_expires_at: number | null;
+}
+
+function newRequestId(): string {
+  return `req_${randomBytes(16).toString('base64url')}`;
+}
+
+export class DecisionService {
+  private readonly db: Db;
+  private readonly clock: () => number;
+  private readonly nonceSeen;
+  private readonly insertNonce;
+  private readonly insertRequest;
+  private readonly insertToken;
+  private readonly countPending;
+  private readonly getRequestStmt;
+  private readonly pruneNonces;
+
+  constructor(private readonly options: DecisionServiceOptions) {
+    this.db = options.db;
+    this.clock = options.clock ?? Date.now;
+    this.nonceSeen = this.db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM seen_nonces WHERE agent_id = ? AND nonce = ?');
+    this.insertNonce = this.db.prepare('INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES (?, ?, ?)');
+    this.insertRequest = this.db.prepare(
+      `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at)
+       VALUES (@id, @agentId, @kid, @tool, @callJson, @callSha256, @nonce, @state, @policyHash, @determining, @reasons, @obligation, @risk, @createdAt, @expiresAt, @decidedAt)`,
+    );
+    this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
+    this.countPending = this.db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
+    this.getRequestStmt = this.db.prepare<[string], RequestRow>(
+      'SELECT r.*, t.token AS token, t.expires_at AS token_expires_at FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?',
+    );
+    this.pruneNonces = this.db.prepare('DELETE FROM seen_nonces WHERE expires_at < ?');
+  }
+
+  /** Decide one signed call from an authenticated agent connection. */
+  async submit(session: AuthenticatedSession, envelope: SignedEnvelope): Promise<DecisionResult> {
+    const now = this.clock();
+    const { payload } = envelope;
+    try {
+      return await this.decide(session, envelope, now);
+    } catch (error) {
+      const code = isCountersignError(error) ? error.code : 'internal_error';
+      if (code !== 'audit_write_failed') {
+        this.recordRejection(now, { agentId: session.agentId, kid: payload.kid, claimedAgentId: payload.agentId, tool: payload.call.tool, nonce: payload.nonce, code });
+      }
+      throw error;
+    }
+  }
+
+  private async decide(session: AuthenticatedSession, envelope: SignedEnvelope, now: number): Promise<DecisionResult> {
+    const { payload } = envelope;
+    // Identity comes from the authenticated key, never from a payload field.
+    if (payload.agentId !== session.agentId) {
+      throw new CountersignError('agent_mismatch', `this connection is authenticated as ${quote(session.agentId)}, not ${quote(payload.agentId)}`);
+    }
+    const { agent, key } = this.options.registry.resolve(session.agentId, payload.kid, now);
+    const signature = decodeSignature(envelope.signature);
+    if (signature === undefined || !this.options.registry.verifySignature(key, canonicalBytes(payload), signature)) {
+      throw new CountersignError('envelope_signature_invalid', 'the envelope signature does not verify with the enrolled key');
+    }
+    if (payload.timestamp < now - this.options.maxAgeMs) {
+      throw new CountersignError('envelope_stale', `the envelope is ${Math.round((now - payload.timestamp) / 1000)} s old; the limit is ${this.options.maxAgeMs / 1000} s`);
+    }
+    if (payload.timestamp > now + this.options.maxFutureMs) {
+      throw new CountersignError('envelope_future', 'the envelope is dated in the future; check the agent host clock');
+    }
+    if (this.nonceSeen.get(agent.id, payload.nonce)) {
+      throw new CountersignError('envelope_replayed', 'this envelope has already been submitted');
+    }
+
+    const { call } = payload;
+    const tool = this.options.policy.tool(call.tool);
+    if (!tool) throw new CountersignError('unknown_tool', `the tool ${quote(call.tool)} is not declared in the policy set`);
+    const callSha256 = await computeCallDigest(call.tool, call.params);
+    const risk = safeScore(this.options.risk, { agentId: agent.id, call, now });
+    const requestId = newRequestId();
+
+    const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
+    const decision = scopeDenial
+      ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash, obligation: undefined }
+      : this.options.policy.evaluate({
+        agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
+        tool: call.tool,
+        params: call.params,
+        dataClass: call.dataClass,
+        jurisdiction: call.jurisdiction,
+        provenance: call.provenance,
+        risk,
+        now: new Date(now),
+      });
+
+    if (decision.outcome === 'approval_required' && this.countPending.get(agent.id)!.n >= this.options.maxPendingPerAgent) {
+      throw new CountersignError('pending_queue_full', `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`);
+    }
+
+    // Sign before the transaction (signing is async); the token is released only after commit.
+    const minted = decision.outcome === 'allow'
+      ? await this.options.minter.mint({ requestId, agentId: agent.id, tool: call.tool, audience: tool.audience, params: call.params, policyHash: decision.policyHash, policies: decision.determiningPolicies, mode: 'automatic', now })
+      : undefined;
+
+    const state: RequestState = decision.outcome === 'allow' ? 'allowed' : decision.outcome === 'deny' ? 'denied' : 'pending';
+    const obligation: ApprovalRequirement | undefined = decision.obligation
+      ? { approvals: decision.obligation.approvals, groups: decision.obligation.groups, ttlSeconds: decision.obligation.ttlSeconds, userVerification: decision.obligation.userVerification }
+      : undefined;
+    const expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : undefined;
+
+    const commit = this.db.transaction(() => {
+      try {
+        this.insertNonce.run(agent.id, payload.nonce, payload.timestamp + this.options.maxAgeMs + this.options.maxFutureMs);
+      } catch (cause) {
+        if (String(cause).includes('UNIQUE')) throw new CountersignError('envelope_replayed', 'this envelope has already been submitted', { cause });
+        throw cause;
+      }
+      this.insertRequest.run({
+        id: requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callJson: canonicalize(call), callSha256, nonce: payload.nonce, state,
+        policyHash: decision.policyHash, determining: JSON.stringify(decision.determiningPolicies), reasons: JSON.stringify(decision.reasons),
+        obligation: obligation ? JSON.stringify(obligation) : null, risk: JSON.stringify(risk), createdAt: now, expiresAt: expiresAt ?? null,
+        decidedAt: state === 'pending' ? null : now,
+      });
+      if (minted) this.insertToken.run(minted.jti, requestId, minted.kid, minted.token, now, minted.expiresAt);
+      const event: JsonObject = {
+        requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callSha256, dataClass: call.dataClass, jurisdiction: call.jurisdiction,
+        provenance: call.provenance, nonce: payload.nonce, policyHash: decision.policyHash, determiningPolicies: decision.determiningPolicies,
+        reasons: decision.reasons, risk: { score: risk.score, factors: risk.factors },
+      };
+      if (obligation && expiresAt !== undefined) event.approval = { ...obligation, expiresAt };
+      if (minted) event.token = { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: tool.audience };
+      try {
+        this.options.audit.append(state === 'allowed' ? 'decision.allow' : state === 'denied' ? 'decision.deny' : 'decision.pending', now, event);
+      } catch (cause) {
+        throw new CountersignError('audit_write_failed', undefined, { cause });
+      }
+    });
+    try {
+      commit.immediate();
+    } catch (error) {
+      if (isCountersignError(error)) throw error;
+      throw new CountersignError('store_failed', 'the decision could not be stored, so it was not issued', { cause: error });
+    }
+
+    const result: DecisionResult = {
+      requestId,
+      decision: state === 'allowed' ? 'allow' : state === 'denied' ? 'deny' : 'pending',
+      state,
+      reasons: decision.reasons,
+      determiningPolicies: decision.determiningPolicies,
+      policyHash: decision.policyHash,
+    };
+    if (minted) {
+      result.token = minted.token;
+      result.tokenExpiresAt = minted.expiresAt;
+    }
+    if (obligation && expiresAt !== undefined) result.approval = { ...obligation, expiresAt };
+    return result;
+  }
+
+  /** An agent may only read its own requests. */
+  getRequest(session: AuthenticatedSession, requestId: string): DecisionResult {
+    const row = this.getRequestStmt.get(requestId);
+    if (!row || row.agent_id !== session.agentId) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
+    return toResult(row);
+  }
+
+  /** Move pending requests past their deadline to `expired` (terminal); returns what changed. */
+  expireDue(now = this.clock()): Array<{ agentId: string; result: DecisionResult }> {
+    const expire = this.db.transaction(() => {
+      const due = this.db.prepare<[number], RequestRow>("SELECT r.*, NULL AS token, NULL AS token_expires_at FROM requests r WHERE state = 'pending' AND expires_at <= ?").all(now);
+      const update = this.db.prepare("UPDATE requests SET state = 'expired', decided_at = ? WHERE id = ? AND state = 'pending'");
+      for (const row of due) {
+        update.run(now, row.id);
+        this.options.audit.append('decision.deny', now, { requestId: row.id, agentId: row.agent_id, expired: true, reasons: ['approval window expired'] });
+        row.state = 'expired';
+        row.reasons = JSON.stringify(['approval window expired']);
+      }
+      return due;
+    });
+    return expire.immediate().map((row) => ({ agentId: row.agent_id, result: toResult(row) }));
+  }
+
+  /** Forget nonces whose envelopes are too old to be accepted anyway. */
+  pruneReplayCache(now = this.clock()): number {
+    return this.pruneNonces.run(now).changes;
+  }
+
+  /** Record a rejected message in the audit log. Never throws: a rejection is already an error. */
+  recordRejection(now: number, event: Record<string, string | number | null | undefined>): void {
+    const clean: JsonObject = {};
+    for (const [k, v] of Object.entries(event)) if (v !== undefined) clean[k] = typeof v === 'string' ? v.slice(0, 256) : v;
+    try {
+      this.db.transaction(() => this.options.audit.append('call.rejected', now, clean)).immediate();
+    } catch {
+      // The caller already fails closed; an unwritable audit log also surfaces on the next decision.
+    }
+  }
+
+  private scopeDenial(agent: AgentRecord, tool: string, dataClass: string, jurisdiction: string): string | undefined {
+    if (!agent.allowedTools.includes(tool)) return `the tool ${quote(tool)} is outside this agent's scope`;
+    if (!agent.dataClasses.includes(dataClass)) return `the data class ${quote(dataClass)} is outside this agent's scope`;
+    if (!agent.jurisdictions.includes(jurisdiction)) return `the jurisdiction ${quote(jurisdiction)} is outside this agent's scope`;
+    return undefined;
+  }
+}
+
+function toResult(row: RequestRow): DecisionResult {
+  const state = row.state;
+  const result: DecisionResult = {
+    requestId: row.id,
+    decision: state === 'allowed' || state === 'approved' ? 'allow' : state === 'pending' ? 'pending' : 'deny',
+    state,
+    reasons: JSON.parse(row.reasons) as string[],
+    determiningPolicies: JSON.parse(row.determining_policies) as string[],
+    policyHash: row.policy_hash,
+  };
+  if (row.token !== null && row.token_expires_at !== null) {
+    result.token = row.token;
+    result.tokenExpiresAt = row.token_expires_at;
+  }
+  if (state === 'pending' && row.obligation !== null && row.expires_at !== null) {
+    result.approval = { ...(JSON.parse(row.obligation) as ApprovalRequirement), expiresAt: row.expires_at };
+  }
+  return result;
+}

@@ -1,0 +1,218 @@
+/**
+ * Enrolled agents and their keys. Status is read from the database on every use (a revocation
+ * made by the CLI in another process takes effect on the next call); only immutable public-key
+ * objects are cached.
+ */
+import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import type { Db } from '../store/database.js';
+import type { AuditChain } from '../audit/audit-chain.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import type { EnrollmentPayload } from '../../../shared/enrollment.js';
+import type { AgentKeyAlgorithm, AgentPublicJwk } from '../../../shared/agent-keys.js';
+import type { JsonObject } from '../../../shared/canonical-json.js';
+
+export interface AgentScope {
+  owner: string;
+  group: string;
+  allowedTools: string[];
+  dataClasses: string[];
+  jurisdictions: string[];
+  /** Epoch ms after which the agent can no longer act; undefined = no expiry. */
+  expiresAt?: number | undefined;
+}
+
+export interface AgentRecord extends AgentScope {
+  id: string;
+  displayName: string;
+  status: 'active' | 'revoked';
+  createdAt: number;
+  revokedAt?: number | undefined;
+}
+
+export interface AgentKeyRecord {
+  kid: string;
+  agentId: string;
+  alg: AgentKeyAlgorithm;
+  publicJwk: AgentPublicJwk;
+  status: 'active' | 'retiring' | 'revoked';
+  createdAt: number;
+  notAfter?: number | undefined;
+}
+
+interface AgentRow {
+  id: string; display_name: string; owner: string; group_name: string; allowed_tools: string; data_classes: string;
+  jurisdictions: string; status: 'active' | 'revoked'; created_at: number; expires_at: number | null; revoked_at: number | null;
+}
+interface KeyRow {
+  kid: string; agent_id: string; alg: AgentKeyAlgorithm; public_jwk: string; status: 'active' | 'retiring' | 'revoked';
+  created_at: number; not_after: number | null;
+}
+
+function toAgent(row: AgentRow): AgentRecord {
+  return {
+    id: row.id,
+    displayName: row.display_name,
+    owner: row.owner,
+    group: row.group_name,
+    allowedTools: JSON.parse(row.allowed_tools) as string[],
+    dataClasses: JSON.parse(row.data_classes) as string[],
+    jurisdictions: JSON.parse(row.jurisdictions) as string[],
+    status: row.status,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at ?? undefined,
+    revokedAt: row.revoked_at ?? undefined,
+  };
+}
+
+function toKey(row: KeyRow): AgentKeyRecord {
+  return {
+    kid: row.kid,
+    agentId: row.agent_id,
+    alg: row.alg,
+    publicJwk: JSON.parse(row.public_jwk) as AgentPublicJwk,
+    status: row.status,
+    createdAt: row.created_at,
+    notAfter: row.not_after ?? undefined,
+  };
+}
+
+export interface ResolvedAgentKey {
+  agent: AgentRecord;
+  key: AgentKeyRecord;
+}
+
+export class AgentRegistry {
+  private readonly keyObjects = new Map<string, KeyObject>();
+  private readonly getAgentStmt;
+  private readonly getKeyStmt;
+
+  constructor(private readonly db: Db, private readonly audit: AuditChain) {
+    this.getAgentStmt = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
+    this.getKeyStmt = db.prepare<[string], KeyRow>('SELECT * FROM agent_keys WHERE kid = ?');
+  }
+
+  enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now()): AgentRecord {
+    const enroll = this.db.transaction(() => {
+      if (this.getAgentStmt.get(payload.agentId)) {
+        throw new CountersignError('enrollment_conflict', `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`);
+      }
+      if (this.getKeyStmt.get(payload.publicJwk.kid)) {
+        throw new CountersignError('enrollment_conflict', 'that key is already enrolled');
+      }
+      this.db
+        .prepare('INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(payload.agentId, payload.displayName, scope.owner, scope.group, JSON.stringify(scope.allowedTools), JSON.stringify(scope.dataClasses), JSON.stringify(scope.jurisdictions), 'active', now, scope.expiresAt ?? null);
+      this.insertKey(payload.agentId, payload.publicJwk, now);
+      this.audit.append('agent.enrolled', now, {
+        agentId: payload.agentId,
+        kid: payload.publicJwk.kid,
+        alg: payload.publicJwk.alg,
+        owner: scope.owner,
+        group: scope.group,
+        allowedTools: scope.allowedTools,
+        dataClasses: scope.dataClasses,
+        jurisdictions: scope.jurisdictions,
+        expiresAt: scope.expiresAt ?? null,
+      });
+    });
+    enroll.immediate();
+    return this.requireAgent(payload.agentId);
+  }
+
+  /** New key becomes active; the agent's current keys keep working until `now + overlapMs`. */
+  rotate(agentId: string, payload: EnrollmentPayload, overlapMs: number, now = Date.now()): AgentKeyRecord {
+    if (payload.agentId !== agentId) {
+      throw new CountersignError('enrollment_invalid', `the enrollment request is for ${quote(payload.agentId)}, not ${quote(agentId)}`);
+    }
+    const rotate = this.db.transaction(() => {
+      const agent = this.requireAgent(agentId);
+      if (agent.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} is revoked`);
+      if (this.getKeyStmt.get(payload.publicJwk.kid)) throw new CountersignError('enrollment_conflict', 'that key is already enrolled');
+      const notAfter = now + Math.max(0, overlapMs);
+      const retired = this.db
+        .prepare("UPDATE agent_keys SET status = 'retiring', not_after = ? WHERE agent_id = ? AND status = 'active'")
+        .run(notAfter, agentId).changes;
+      this.insertKey(agentId, payload.publicJwk, now);
+      this.audit.append('agent.key_rotated', now, { agentId, newKid: payload.publicJwk.kid, retiredKeys: retired, overlapEndsAt: notAfter });
+    });
+    rotate.immediate();
+    return this.requireKey(payload.publicJwk.kid);
+  }
+
+  revoke(agentId: string, reason: string, now = Date.now()): void {
+    const revoke = this.db.transaction(() => {
+      const agent = this.requireAgent(agentId);
+      if (agent.status === 'revoked') return;
+      this.db.prepare("UPDATE agents SET status = 'revoked', revoked_at = ?, revoked_reason = ? WHERE id = ?").run(now, reason, agentId);
+      this.db.prepare("UPDATE agent_keys SET status = 'revoked', revoked_at = ? WHERE agent_id = ? AND status != 'revoked'").run(now, agentId);
+      this.audit.append('agent.revoked', now, { agentId, reason });
+    });
+    revoke.immediate();
+  }
+
+  list(): Array<AgentRecord & { keys: AgentKeyRecord[] }> {
+    const keys = this.db.prepare<[], KeyRow>('SELECT * FROM agent_keys ORDER BY created_at').all().map(toKey);
+    return this.db
+      .prepare<[], AgentRow>('SELECT * FROM agents ORDER BY id')
+      .all()
+      .map((row) => ({ ...toAgent(row), keys: keys.filter((k) => k.agentId === row.id) }));
+  }
+
+  getAgent(agentId: string): AgentRecord | undefined {
+    const row = this.getAgentStmt.get(agentId);
+    return row ? toAgent(row) : undefined;
+  }
+
+  /**
+   * The key `kid` of agent `agentId`, usable at `now`, or a typed error. A key of another agent
+   * is `key_unknown` for this one: identity comes from the key, never from a claimed id.
+   */
+  resolve(agentId: string, kid: string, now = Date.now()): ResolvedAgentKey {
+    const agentRow = this.getAgentStmt.get(agentId);
+    if (!agentRow) throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled`);
+    const agent = toAgent(agentRow);
+    const keyRow = this.getKeyStmt.get(kid);
+    if (!keyRow || keyRow.agent_id !== agentId) throw new CountersignError('key_unknown', `the key is not enrolled for agent ${quote(agentId)}`);
+    if (agent.status === 'revoked') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`);
+    if (agent.expiresAt !== undefined && now >= agent.expiresAt) throw new CountersignError('agent_expired', `the enrollment of agent ${quote(agentId)} has expired`);
+    const key = toKey(keyRow);
+    if (key.status === 'revoked' || (key.status === 'retiring' && (key.notAfter === undefined || now >= key.notAfter))) {
+      throw new CountersignError('key_revoked', `that key of agent ${quote(agentId)} has been rotated out or revoked`);
+    }
+    return { agent, key };
+  }
+
+  /** Verify a signature by an enrolled key (cached node:crypto key object, about 60 µs). */
+  verifySignature(key: AgentKeyRecord, data: Uint8Array, signature: Uint8Array): boolean {
+    let keyObject = this.keyObjects.get(key.kid);
+    if (!keyObject) {
+      keyObject = createPublicKey({ key: key.publicJwk as unknown as JsonObject, format: 'jwk' });
+      this.keyObjects.set(key.kid, keyObject);
+    }
+    try {
+      return key.alg === 'EdDSA'
+        ? nodeVerify(null, data, keyObject, signature)
+        : nodeVerify('sha256', data, { key: keyObject, dsaEncoding: 'ieee-p1363' }, signature);
+    } catch {
+      return false;
+    }
+  }
+
+  private insertKey(agentId: string, jwk: EnrollmentPayload['publicJwk'], now: number): void {
+    this.db
+      .prepare("INSERT INTO agent_keys (kid, agent_id, alg, public_jwk, status, created_at) VALUES (?, ?, ?, ?, 'active', ?)")
+      .run(jwk.kid, agentId, jwk.alg, JSON.stringify(jwk), now);
+  }
+
+  private requireAgent(agentId: string): AgentRecord {
+    const agent = this.getAgent(agentId);
+    if (!agent) throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled`);
+    return agent;
+  }
+
+  private requireKey(kid: string): AgentKeyRecord {
+    const row = this.getKeyStmt.get(kid);
+    if (!row) throw new CountersignError('key_unknown', 'that key is not enrolled');
+    return toKey(row);
+  }
+}

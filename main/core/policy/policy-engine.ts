@@ -1,0 +1,380 @@
+/**
+ * The policy decision point: holds the current validated policy set, preparsed in Cedar, and
+ * turns one tool call into allow / deny / approval_required (docs/policy.md).
+ *
+ * Rules: deny by default, forbid wins, ANY evaluation error = deny; obligations come from the
+ * annotations of the determining permits, combined strictly. Hot reload keeps the last good set.
+ */
+import { watch as fsWatch, type FSWatcher } from 'node:fs';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import type { JsonObject, JsonValue } from '../../../shared/canonical-json.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import {
+  ACTION_TYPE,
+  AGENT_GROUP_TYPE,
+  AGENT_TYPE,
+  TOOL_TYPE,
+  loadPolicyDirectory,
+  type LoadedPolicySet,
+  type StaticEntity,
+  type ToolInfo,
+  type UserVerification,
+} from './policy-set.js';
+
+export type { LoadedPolicySet, ToolInfo } from './policy-set.js';
+
+export interface PolicyAgent {
+  id: string;
+  owner: string;
+  group: string;
+  dataClasses: string[];
+  jurisdictions: string[];
+}
+
+export interface PolicyRequest {
+  agent: PolicyAgent;
+  tool: string;
+  params: JsonObject;
+  dataClass: string;
+  jurisdiction: string;
+  provenance: string[];
+  risk: { score: number; factors: string[] };
+  now: Date;
+}
+
+export interface ApprovalObligation {
+  /** Distinct people needed. */
+  approvals: number;
+  /** Each inner list is one requirement: at least one approver must be in one of its groups. */
+  groups: string[][];
+  ttlSeconds: number;
+  userVerification: UserVerification;
+  /** @reason texts of the permits that asked for approval. */
+  reasons: string[];
+}
+
+export type PolicyOutcome = 'allow' | 'deny' | 'approval_required';
+
+export interface PolicyDecision {
+  outcome: PolicyOutcome;
+  /** Sorted policy ids (`<file stem>:<@id>`). */
+  determiningPolicies: string[];
+  /** Evaluation errors (`policy "<id>": <message>`); any error makes the outcome deny. */
+  errors: string[];
+  obligation?: ApprovalObligation;
+  policyHash: string;
+  reasons: string[];
+}
+
+export type ReloadResult =
+  | { ok: true; changed: boolean; hash: string; previousHash: string; warnings: string[] }
+  | { ok: false; error: CountersignError; hash: string };
+
+export interface WatchOptions {
+  /** Quiet period after the last file event before reloading (default 150 ms). */
+  debounceMs?: number;
+}
+
+export const DEFAULT_DENY_REASON = 'no policy permits this call';
+export const EVALUATION_ERROR_REASON = 'a policy could not be evaluated, so the call is denied';
+
+const RESERVED_PARAM_KEYS = new Set(['__entity', '__extn', '__expr']);
+const MAX_ERROR_TEXT = 300;
+
+/** Preparsed ids live in Cedar's process-wide (thread-local) cache: keep them unique. */
+let preparseCounter = 0;
+
+interface ActiveSet {
+  set: LoadedPolicySet;
+  schemaName: string;
+  policySetId: string;
+  toolEntity: ReadonlyMap<string, StaticEntity>;
+}
+
+export class PolicyEngine {
+  private active: ActiveSet;
+  private reloadQueue: Promise<unknown> = Promise.resolve();
+
+  constructor(set: LoadedPolicySet) {
+    this.active = activate(set);
+  }
+
+  /** Loads, validates and activates a policy directory; throws CountersignError('policy_invalid'). */
+  static async open(dir: string): Promise<PolicyEngine> {
+    return new PolicyEngine(await loadPolicyDirectory(dir));
+  }
+
+  get hash(): string {
+    return this.active.set.hash;
+  }
+
+  get dir(): string {
+    return this.active.set.dir;
+  }
+
+  /** The active, validated policy set (read-only view). */
+  get current(): LoadedPolicySet {
+    return this.active.set;
+  }
+
+  tool(name: string): ToolInfo | undefined {
+    return this.active.set.tools.get(name);
+  }
+
+  toolNames(): string[] {
+    return [...this.active.set.tools.keys()].sort();
+  }
+
+  /**
+   * Decides one call. Throws CountersignError('unknown_tool') for a tool outside the set and
+   * ('invalid_params') when the params do not match the tool's schema; every other problem
+   * (a malformed request field, a Cedar failure, an evaluation error) yields a deny decision.
+   */
+  evaluate(request: PolicyRequest): PolicyDecision {
+    const { set, schemaName, policySetId, toolEntity } = this.active;
+    const tool = toolEntity.get(request.tool);
+    if (tool === undefined) {
+      throw new CountersignError('unknown_tool', `tool ${quote(request.tool)} is not declared in the policy schema`, { details: { tool: request.tool } });
+    }
+    if (!isPlainObject(request.params)) {
+      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} must be a json object`, { details: { tool: request.tool } });
+    }
+    const reserved = findReservedKey(request.params, 'params');
+    if (reserved !== undefined) {
+      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} do not match the tool schema: ${quote(reserved)} is a reserved name`, { details: { tool: request.tool } });
+    }
+
+    const requestProblem = checkRequestFields(request);
+    if (requestProblem !== undefined) return denyWithErrors(set.hash, [requestProblem], []);
+
+    const action = { type: ACTION_TYPE, id: request.tool };
+    const context: cedar.Context = {
+      params: request.params as cedar.CedarValueJson,
+      dataClass: request.dataClass,
+      jurisdiction: request.jurisdiction,
+      provenance: request.provenance,
+      risk: { score: request.risk.score, factors: request.risk.factors },
+      now: request.now.toISOString(),
+    };
+    const agent = request.agent;
+    const entities: cedar.EntityJson[] = [
+      {
+        uid: { type: AGENT_TYPE, id: agent.id },
+        attrs: { owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
+        parents: [{ type: AGENT_GROUP_TYPE, id: agent.group }],
+      },
+      { uid: { type: AGENT_GROUP_TYPE, id: agent.group }, attrs: {}, parents: [] },
+      tool,
+      ...set.lookupEntities,
+    ];
+
+    const answer = cedar.statefulIsAuthorized({
+      principal: { type: AGENT_TYPE, id: agent.id },
+      action,
+      resource: { type: TOOL_TYPE, id: request.tool },
+      context,
+      preparsedSchemaName: schemaName,
+      validateRequest: true,
+      preparsedPolicySetId: policySetId,
+      entities,
+    });
+
+    if (answer.type === 'failure') {
+      // Only blame the params when the context on its own is rejected; anything else is ours
+      // to fix and must still fail closed.
+      const contextCheck = cedar.checkParseContext({ context, schema: set.schemaJson, action });
+      if (contextCheck.type === 'failure') {
+        const reason = contextCheck.errors.map((e) => e.message).join('; ');
+        throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} do not match the tool schema: ${clip(reason)}`, { details: { tool: request.tool } });
+      }
+      return denyWithErrors(set.hash, answer.errors.map((e) => `authorization failed: ${clip(e.message)}`), []);
+    }
+
+    const { decision, diagnostics } = answer.response;
+    const determining = [...new Set(diagnostics.reason)].sort();
+    const errors = diagnostics.errors.map((e) => `policy ${quote(e.policyId)}: ${clip(e.error.message)}`);
+
+    if (decision === 'deny') {
+      if (determining.length === 0) {
+        if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
+        return { outcome: 'deny', determiningPolicies: [], errors, policyHash: set.hash, reasons: [DEFAULT_DENY_REASON] };
+      }
+      return { outcome: 'deny', determiningPolicies: determining, errors, policyHash: set.hash, reasons: reasonsOf(set, determining, 'forbidden') };
+    }
+    if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
+
+    const reasons = reasonsOf(set, determining, 'permitted');
+    const obligation = combineObligations(set, determining);
+    if (obligation === undefined) {
+      return { outcome: 'allow', determiningPolicies: determining, errors: [], policyHash: set.hash, reasons };
+    }
+    return { outcome: 'approval_required', determiningPolicies: determining, errors: [], obligation, policyHash: set.hash, reasons };
+  }
+
+  /**
+   * Re-reads the directory. A set that fails to load or preparse leaves the current set (and
+   * hash) in place and returns {ok:false}. Calls are serialized; the promise never rejects.
+   */
+  reload(): Promise<ReloadResult> {
+    const next = this.reloadQueue.then(() => this.reloadNow());
+    this.reloadQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Watches the policy directory and reloads after a quiet period. Returns a stop function.
+   * `onReload` gets every result, good or bad (log it, surface failures to the admin).
+   */
+  watch(onReload: (result: ReloadResult) => void, options: WatchOptions = {}): () => void {
+    const debounceMs = options.debounceMs ?? 150;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const deliver = (result: ReloadResult): void => {
+      if (stopped) return;
+      try {
+        onReload(result);
+      } catch {
+        // A listener fault must not stop the watcher.
+      }
+    };
+    const schedule = (): void => {
+      if (stopped) return;
+      if (timer !== undefined) clearTimeout(timer);
+      timer = setTimeout(() => {
+        timer = undefined;
+        this.reload().then(deliver, () => undefined);
+      }, debounceMs);
+    };
+    let watcher: FSWatcher | undefined;
+    try {
+      watcher = fsWatch(this.dir, { persistent: false }, schedule);
+      watcher.on('error', (error) => {
+        deliver({ ok: false, error: new CountersignError('policy_invalid', `watching the policy directory failed: ${error.message.toLowerCase()}`, { cause: error }), hash: this.hash });
+      });
+    } catch (error) {
+      throw new CountersignError('policy_invalid', `policy directory ${quote(this.dir, 200)} cannot be watched: ${error instanceof Error ? error.message.toLowerCase() : String(error)}`, { cause: error });
+    }
+    return () => {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      watcher?.close();
+    };
+  }
+
+  private async reloadNow(): Promise<ReloadResult> {
+    const previousHash = this.hash;
+    let set: LoadedPolicySet;
+    try {
+      set = await loadPolicyDirectory(this.dir);
+    } catch (error) {
+      const wrapped = isCountersignError(error) ? error : new CountersignError('policy_invalid', `policy reload failed: ${String(error)}`, { cause: error });
+      return { ok: false, error: wrapped, hash: previousHash };
+    }
+    if (set.hash === previousHash) return { ok: true, changed: false, hash: previousHash, previousHash, warnings: set.warnings };
+    try {
+      this.active = activate(set);
+    } catch (error) {
+      const wrapped = isCountersignError(error) ? error : new CountersignError('policy_invalid', `policy reload failed: ${String(error)}`, { cause: error });
+      return { ok: false, error: wrapped, hash: previousHash };
+    }
+    return { ok: true, changed: true, hash: set.hash, previousHash, warnings: set.warnings };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function activate(set: LoadedPolicySet): ActiveSet {
+  const n = ++preparseCounter;
+  const schemaName = `schema-${n}`;
+  const policySetId = `pset-${n}`;
+  const schema = cedar.preparseSchema(schemaName, set.schemaText);
+  if (schema.type === 'failure') {
+    throw new CountersignError('policy_invalid', `the schema could not be prepared: ${schema.errors.map((e) => e.message).join('; ')}`);
+  }
+  const policies = cedar.preparsePolicySet(policySetId, { staticPolicies: { ...set.policyTexts } });
+  if (policies.type === 'failure') {
+    throw new CountersignError('policy_invalid', `the policy set could not be prepared: ${policies.errors.map((e) => e.message).join('; ')}`);
+  }
+  return { set, schemaName, policySetId, toolEntity: set.toolEntities };
+}
+
+function combineObligations(set: LoadedPolicySet, determining: readonly string[]): ApprovalObligation | undefined {
+  let result: ApprovalObligation | undefined;
+  const groupKeys = new Set<string>();
+  for (const id of determining) {
+    const policy = set.policies.get(id);
+    const spec = policy?.obligation;
+    if (policy === undefined || spec === undefined || spec.approvals === 0) continue;
+    result ??= { approvals: 0, groups: [], ttlSeconds: Number.POSITIVE_INFINITY, userVerification: 'preferred', reasons: [] };
+    result.approvals = Math.max(result.approvals, spec.approvals);
+    result.ttlSeconds = Math.min(result.ttlSeconds, spec.ttlSeconds);
+    if (spec.userVerification === 'required') result.userVerification = 'required';
+    if (spec.groups !== undefined) {
+      const key = JSON.stringify(spec.groups);
+      if (!groupKeys.has(key)) {
+        groupKeys.add(key);
+        result.groups.push([...spec.groups]);
+      }
+    }
+    if (policy.reason !== undefined) result.reasons.push(policy.reason);
+  }
+  result?.groups.sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+  return result;
+}
+
+function erroredPolicies(diagnostics: cedar.Diagnostics): string[] {
+  return [...new Set(diagnostics.errors.map((e) => e.policyId))].sort();
+}
+
+function reasonsOf(set: LoadedPolicySet, ids: readonly string[], verb: 'forbidden' | 'permitted'): string[] {
+  return ids.map((id) => set.policies.get(id)?.reason ?? `${verb} by policy ${quote(id)}`);
+}
+
+function denyWithErrors(policyHash: string, errors: string[], determining: string[]): PolicyDecision {
+  return { outcome: 'deny', determiningPolicies: determining, errors, policyHash, reasons: [EVALUATION_ERROR_REASON] };
+}
+
+function isPlainObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+
+/** The request fields Countersign builds itself; a bad one is our bug, so it denies. */
+function checkRequestFields(request: PolicyRequest): string | undefined {
+  const { agent, risk, now } = request;
+  if (typeof agent !== 'object' || agent === null) return 'request agent is missing';
+  if (typeof agent.id !== 'string' || typeof agent.owner !== 'string' || typeof agent.group !== 'string') return 'request agent id, owner and group must be strings';
+  if (!isStringArray(agent.dataClasses) || !isStringArray(agent.jurisdictions)) return 'request agent data classes and jurisdictions must be lists of strings';
+  if (typeof request.dataClass !== 'string' || typeof request.jurisdiction !== 'string') return 'request data class and jurisdiction must be strings';
+  if (!isStringArray(request.provenance)) return 'request provenance must be a list of strings';
+  if (typeof risk !== 'object' || risk === null || !Number.isSafeInteger(risk.score) || risk.score < 0 || risk.score > 100) return 'request risk score must be a whole number from 0 to 100';
+  if (!isStringArray(risk.factors)) return 'request risk factors must be a list of strings';
+  if (!(now instanceof Date) || Number.isNaN(now.getTime())) return 'request time is not a valid date';
+  const year = now.getUTCFullYear();
+  if (year < 1 || year > 9999) return 'request time is outside years 0001-9999';
+  return undefined;
+}
+
+function findReservedKey(value: JsonValue, at: string, depth = 0): string | undefined {
+  if (depth > 64) return at;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = findReservedKey(item, `${at}[${i}]`, depth + 1);
+      if (found !== undefined) return found;
+    }
+  } else if (isPlainObject(value)) {
+    for (const [key, item] of Object.entries(value)) {
+      if (RESERVED_PARAM_KEYS.has(key)) return `${at}.${key}`;
+      const found = findReservedKey(item, `${at}.${key}`, depth + 1);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}
+
+function clip(text: string): string {
+  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text;
+}

@@ -1,0 +1,637 @@
+/**
+ * Loads and validates a policy directory (docs/policy.md):
+ *
+ *   schema.cedarschema   Cedar schema, namespace `Countersign`
+ *   *.cedar              one or more policy files; every policy carries a unique @id
+ *   entities.json        static entities: one `Countersign::Tool` per tool + lookup entities
+ *
+ * Nothing here touches Cedar's preparsed (thread-local) state: the engine preparses a set only
+ * after this module accepted it, so a bad directory can never replace a good set.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { z } from 'zod';
+import { canonicalize, parseStrictJson, type JsonValue } from '../../../shared/canonical-json.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+
+export const NAMESPACE = 'Countersign';
+export const AGENT_TYPE = `${NAMESPACE}::Agent`;
+export const AGENT_GROUP_TYPE = `${NAMESPACE}::AgentGroup`;
+export const TOOL_TYPE = `${NAMESPACE}::Tool`;
+export const ACTION_TYPE = `${NAMESPACE}::Action`;
+
+export const SCHEMA_FILE = 'schema.cedarschema';
+export const ENTITIES_FILE = 'entities.json';
+export const POLICY_FILE_EXTENSION = '.cedar';
+
+/** Default obligation values when a permit asks for approvals but leaves these out. */
+export const DEFAULT_APPROVAL_TTL_SECONDS = 15 * 60;
+export const MAX_APPROVAL_TTL_SECONDS = 24 * 60 * 60;
+export const MAX_APPROVALS = 10;
+
+/** Annotations a policy may carry; anything else (a typo such as @approval) is rejected. */
+export const KNOWN_ANNOTATIONS = ['id', 'reason', 'description', 'approvals', 'approver_groups', 'approval_ttl', 'user_verification'] as const;
+const OBLIGATION_ANNOTATIONS = ['approvals', 'approver_groups', 'approval_ttl', 'user_verification'] as const;
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const FILE_STEM_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+const TTL_PATTERN = /^([1-9][0-9]{0,5})(s|m|h)$/;
+const MAX_REASON_LENGTH = 500;
+const MAX_REPORTED_PROBLEMS = 25;
+
+export type UserVerification = 'required' | 'preferred';
+
+/** The approval requirement one permit policy declares through its annotations. */
+export interface PolicyObligationSpec {
+  approvals: number;
+  /** Any one of these groups satisfies the requirement; undefined = any approver. */
+  groups: string[] | undefined;
+  ttlSeconds: number;
+  userVerification: UserVerification;
+}
+
+export interface LoadedPolicy {
+  /** Stable id `<file stem>:<@id>`, e.g. `transfers:two-approvers`. */
+  id: string;
+  /** The policy file name, e.g. `transfers.cedar`. */
+  file: string;
+  /** 1-based line of the policy in its file. */
+  line: number;
+  effect: 'permit' | 'forbid';
+  text: string;
+  reason: string | undefined;
+  /** Present on permits with @approvals >= 1. */
+  obligation: PolicyObligationSpec | undefined;
+}
+
+/** A static Cedar entity as written in entities.json (JSON entity format). */
+export type StaticEntity = cedar.EntityJson;
+
+export interface ToolInfo {
+  name: string;
+  audience: string;
+  impact: string;
+  /** Every attribute of the Tool entity (including audience and impact), as written. */
+  attributes: Readonly<Record<string, JsonValue>>;
+}
+
+export interface LoadedPolicySet {
+  /** Absolute path of the directory. */
+  dir: string;
+  /** `sha256:` + hex over the JCS form of {schema, policies, entities}. */
+  hash: string;
+  schemaText: string;
+  /** The schema in Cedar's JSON form (used to explain rejected contexts). */
+  schemaJson: cedar.SchemaJson<string>;
+  /** id -> policy text, exactly what is handed to Cedar and hashed. */
+  policyTexts: Readonly<Record<string, string>>;
+  policies: ReadonlyMap<string, LoadedPolicy>;
+  tools: ReadonlyMap<string, ToolInfo>;
+  /** Tool name -> its Tool entity. */
+  toolEntities: ReadonlyMap<string, StaticEntity>;
+  /** Every static entity that is not a Tool (lists, switches): part of every request. */
+  lookupEntities: readonly StaticEntity[];
+  /** The parsed entities.json, as hashed. */
+  entities: JsonValue;
+  /** Cedar validation warnings and notes that do not make the set invalid. */
+  warnings: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public entry point
+
+/** Reads and fully validates a policy directory; throws CountersignError('policy_invalid'). */
+export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet> {
+  const absDir = path.resolve(dir);
+  const problems = new Problems(absDir);
+
+  let names: string[];
+  try {
+    const info = await stat(absDir);
+    if (!info.isDirectory()) throw new Error('not a directory');
+    names = await readdir(absDir);
+  } catch (error) {
+    throw new CountersignError('policy_invalid', `policy directory ${quote(dir)} cannot be read: ${describe(error)}`, { cause: error });
+  }
+
+  const schemaText = await readText(absDir, SCHEMA_FILE, problems);
+  const entitiesText = await readText(absDir, ENTITIES_FILE, problems);
+  const policyFiles = names.filter((name) => name.endsWith(POLICY_FILE_EXTENSION)).sort();
+  if (policyFiles.length === 0) problems.add(`no ${POLICY_FILE_EXTENSION} policy files`);
+
+  // 1. Schema: parse, then check the Countersign conventions on its resolved JSON form.
+  let schemaJson: cedar.SchemaJson<string> | undefined;
+  let actions = new Set<string>();
+  if (schemaText !== undefined) {
+    const parsed = cedar.checkParseSchema(schemaText);
+    if (parsed.type === 'failure') {
+      for (const error of parsed.errors) problems.add(`${SCHEMA_FILE}${locate(schemaText, 0, error)}: ${detail(error)}`);
+    } else {
+      const resolved = cedar.schemaToJsonWithResolvedTypes(schemaText);
+      const asJson = cedar.schemaToJson(schemaText);
+      if (resolved.type === 'failure' || asJson.type === 'failure') {
+        const errors = resolved.type === 'failure' ? resolved.errors : asJson.type === 'failure' ? asJson.errors : [];
+        for (const error of errors) problems.add(`${SCHEMA_FILE}: ${detail(error)}`);
+      } else {
+        schemaJson = asJson.json;
+        const conventions = checkSchemaConventions(resolved.json);
+        for (const message of conventions.problems) problems.add(`${SCHEMA_FILE}: ${message}`);
+        actions = conventions.tools;
+      }
+    }
+  }
+
+  // 2. Policies: split each file into policies, check ids and annotations.
+  const policies = new Map<string, LoadedPolicy>();
+  const policyTexts: Record<string, string> = {};
+  const positions = new Map<string, { fileText: string; offset: number }>();
+  for (const file of policyFiles) {
+    const stem = file.slice(0, -POLICY_FILE_EXTENSION.length);
+    if (!FILE_STEM_PATTERN.test(stem)) {
+      problems.add(`${file}: policy file names may only use letters, digits, '.', '_' and '-'`);
+      continue;
+    }
+    const fileText = await readText(absDir, file, problems);
+    if (fileText === undefined) continue;
+    const parts = cedar.policySetTextToParts(fileText);
+    if (parts.type === 'failure') {
+      for (const error of parts.errors) problems.add(`${file}${locate(fileText, 0, error)}: ${detail(error)}`);
+      continue;
+    }
+    if (parts.policy_templates.length > 0) problems.add(`${file}: policy templates are not supported`);
+    if (parts.policies.length === 0) problems.warn(`${file}: the file holds no policies`);
+    // Parts come back ordered by generated id as text (policy0, policy1, policy10, ...), not in
+    // file order; each part is a verbatim slice of the file, so find it to report its line.
+    for (const text of parts.policies) {
+      const found = fileText.indexOf(text);
+      const offset = found >= 0 ? found : 0;
+      const line = lineColumn(fileText, offset).line;
+      const policy = readPolicy(file, stem, line, text, problems);
+      if (policy === undefined) continue;
+      if (policies.has(policy.id)) {
+        const first = policies.get(policy.id);
+        problems.add(`${file}:${line}: duplicate @id ${quote(policy.id.slice(stem.length + 1))} (first at line ${first?.line ?? '?'})`);
+        continue;
+      }
+      policies.set(policy.id, policy);
+      policyTexts[policy.id] = text;
+      positions.set(policy.id, { fileText, offset });
+    }
+  }
+
+  // 3. Strict validation against the schema (only meaningful when both parsed).
+  if (schemaText !== undefined && schemaJson !== undefined && !problems.hasErrors() && policies.size > 0) {
+    const validation = cedar.validate({ schema: schemaText, policies: { staticPolicies: policyTexts }, validationSettings: { mode: 'strict' } });
+    if (validation.type === 'failure') {
+      for (const error of validation.errors) problems.add(`validation: ${detail(error)}`);
+    } else {
+      for (const { policyId, error } of validation.validationErrors) {
+        problems.add(`${wherePolicy(policyId, policies, positions, error)}: policy ${quote(policyId)}: ${detail(error)}`);
+      }
+      for (const { policyId, error } of validation.validationWarnings) {
+        problems.warn(`${wherePolicy(policyId, policies, positions, error)}: policy ${quote(policyId)}: ${detail(error)}`);
+      }
+      for (const warning of validation.otherWarnings) problems.warn(`validation: ${detail(warning)}`);
+    }
+  }
+
+  // 4. Entities: shape, reserved types, duplicates, schema conformance, tools <-> actions.
+  let entitiesJson: JsonValue = [];
+  const toolEntities = new Map<string, StaticEntity>();
+  const tools = new Map<string, ToolInfo>();
+  const lookupEntities: StaticEntity[] = [];
+  if (entitiesText !== undefined) {
+    const parsed = parseEntities(entitiesText, problems);
+    if (parsed !== undefined) {
+      entitiesJson = parsed.json;
+      const seen = new Set<string>();
+      for (const entity of parsed.entities) {
+        const label = `${entity.uid.type}::${JSON.stringify(entity.uid.id)}`;
+        if (seen.has(label)) problems.add(`${ENTITIES_FILE}: duplicate entity ${label}`);
+        seen.add(label);
+        if (entity.uid.type === AGENT_TYPE || entity.uid.type === AGENT_GROUP_TYPE) {
+          problems.add(`${ENTITIES_FILE}: ${label}: agents and agent groups come from enrollment, not from ${ENTITIES_FILE}`);
+        } else if (entity.uid.type === ACTION_TYPE || entity.uid.type.endsWith('::Action')) {
+          problems.add(`${ENTITIES_FILE}: ${label}: actions come from the schema, not from ${ENTITIES_FILE}`);
+        } else if (entity.uid.type === TOOL_TYPE) {
+          const info = toolInfo(entity, problems);
+          if (info !== undefined) {
+            tools.set(info.name, info);
+            toolEntities.set(info.name, toCedarEntity(entity));
+          }
+        } else {
+          lookupEntities.push(toCedarEntity(entity));
+        }
+      }
+      if (schemaText !== undefined && schemaJson !== undefined) {
+        const cedarEntities = parsed.entities.map(toCedarEntity);
+        const check = cedar.checkParseEntities({ entities: cedarEntities, schema: schemaText });
+        if (check.type === 'failure') for (const error of check.errors) problems.add(`${ENTITIES_FILE}: ${detail(error)}`);
+        for (const action of actions) {
+          if (!tools.has(action)) problems.add(`${ENTITIES_FILE}: action ${quote(action)} has no ${TOOL_TYPE} entity with the same id`);
+        }
+        for (const tool of tools.keys()) {
+          if (!actions.has(tool)) problems.add(`${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(tool)} is not declared as an action in ${SCHEMA_FILE}`);
+        }
+      }
+    }
+  }
+
+  if (problems.hasErrors() || schemaText === undefined || schemaJson === undefined) {
+    throw problems.toError();
+  }
+
+  const hash = policyHash(schemaText, policyTexts, entitiesJson);
+  return {
+    dir: absDir,
+    hash,
+    schemaText,
+    schemaJson,
+    policyTexts,
+    policies,
+    tools,
+    toolEntities,
+    lookupEntities,
+    entities: entitiesJson,
+    warnings: problems.warnings,
+  };
+}
+
+/** `sha256:` + hex SHA-256 of the JCS (RFC 8785) JSON {schema, policies, entities}. */
+export function policyHash(schemaText: string, policyTexts: Readonly<Record<string, string>>, entities: JsonValue): string {
+  const canonical = canonicalize({ schema: schemaText, policies: policyTexts, entities });
+  return `sha256:${createHash('sha256').update(canonical, 'utf8').digest('hex')}`;
+}
+
+/** Parses an @approval_ttl value ("90s", "15m", "2h") into seconds; undefined when invalid. */
+export function parseTtl(value: string): number | undefined {
+  const match = TTL_PATTERN.exec(value);
+  if (match === null) return undefined;
+  const amount = Number(match[1]);
+  const unit = match[2] === 'h' ? 3600 : match[2] === 'm' ? 60 : 1;
+  const seconds = amount * unit;
+  return seconds <= MAX_APPROVAL_TTL_SECONDS ? seconds : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies and annotations
+
+function readPolicy(file: string, stem: string, line: number, text: string, problems: Problems): LoadedPolicy | undefined {
+  const json = cedar.policyToJson(text);
+  if (json.type === 'failure') {
+    for (const error of json.errors) problems.add(`${file}:${line}: ${detail(error)}`);
+    return undefined;
+  }
+  const annotations: Record<string, string | null> = json.json.annotations ?? {};
+  const where = `${file}:${line}`;
+  const idValue = annotations['id'];
+  if (idValue === undefined) {
+    problems.add(`${where}: policy has no @id("...") annotation`);
+    return undefined;
+  }
+  if (typeof idValue !== 'string' || !ID_PATTERN.test(idValue)) {
+    problems.add(`${where}: @id ${quote(idValue ?? '')} must be 1-128 letters, digits, '.', '_' or '-'`);
+    return undefined;
+  }
+  const id = `${stem}:${idValue}`;
+  const at = `${where}: policy ${quote(id)}`;
+  const before = problems.errorCount();
+
+  for (const [name, value] of Object.entries(annotations)) {
+    if (!(KNOWN_ANNOTATIONS as readonly string[]).includes(name)) {
+      problems.add(`${at}: unknown annotation @${name} (known: ${KNOWN_ANNOTATIONS.map((n) => `@${n}`).join(', ')})`);
+    } else if (typeof value !== 'string') {
+      problems.add(`${at}: @${name} needs a value, e.g. @${name}("...")`);
+    }
+  }
+  const value = (name: string): string | undefined => {
+    const v = annotations[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+
+  const reason = value('reason');
+  if (reason !== undefined && (reason.trim() === '' || reason.length > MAX_REASON_LENGTH)) {
+    problems.add(`${at}: @reason must be a non-empty sentence of at most ${MAX_REASON_LENGTH} characters`);
+  }
+
+  const effect = json.json.effect;
+  let obligation: PolicyObligationSpec | undefined;
+  const present = OBLIGATION_ANNOTATIONS.filter((name) => annotations[name] !== undefined);
+  if (effect === 'forbid') {
+    if (present.length > 0) problems.add(`${at}: obligation annotations (${present.map((n) => `@${n}`).join(', ')}) only apply to permit policies`);
+  } else if (present.length > 0) {
+    obligation = readObligation(at, value, problems);
+  }
+
+  if (problems.errorCount() > before) return undefined;
+  return { id, file, line, effect, text, reason, obligation };
+}
+
+function readObligation(at: string, value: (name: string) => string | undefined, problems: Problems): PolicyObligationSpec | undefined {
+  const approvalsText = value('approvals');
+  const groupsText = value('approver_groups');
+  const ttlText = value('approval_ttl');
+  const uvText = value('user_verification');
+
+  let approvals = 0;
+  if (approvalsText === undefined) {
+    problems.add(`${at}: @approver_groups, @approval_ttl and @user_verification need @approvals("n")`);
+    return undefined;
+  }
+  if (!/^(0|[1-9][0-9]?)$/.test(approvalsText) || Number(approvalsText) > MAX_APPROVALS) {
+    problems.add(`${at}: @approvals ${quote(approvalsText)} must be a whole number from 0 to ${MAX_APPROVALS}`);
+  } else {
+    approvals = Number(approvalsText);
+  }
+  if (approvals === 0) {
+    if (groupsText !== undefined || ttlText !== undefined || uvText !== undefined) {
+      problems.add(`${at}: @approver_groups, @approval_ttl and @user_verification make no sense with @approvals("0")`);
+    }
+    return undefined;
+  }
+
+  let groups: string[] | undefined;
+  if (groupsText !== undefined) {
+    const list = groupsText.split(',').map((g) => g.trim());
+    const bad = list.filter((g) => !GROUP_PATTERN.test(g));
+    if (list.length === 0 || bad.length > 0) {
+      problems.add(`${at}: @approver_groups ${quote(groupsText)} must be a comma-separated list of group names`);
+    } else {
+      groups = [...new Set(list)].sort();
+    }
+  }
+
+  let ttlSeconds = DEFAULT_APPROVAL_TTL_SECONDS;
+  if (ttlText !== undefined) {
+    const parsed = parseTtl(ttlText);
+    if (parsed === undefined) problems.add(`${at}: @approval_ttl ${quote(ttlText)} must look like "90s", "15m" or "2h" and be at most 24h`);
+    else ttlSeconds = parsed;
+  }
+
+  let userVerification: UserVerification = 'required';
+  if (uvText !== undefined) {
+    if (uvText === 'required' || uvText === 'preferred') userVerification = uvText;
+    else problems.add(`${at}: @user_verification ${quote(uvText)} must be "required" or "preferred"`);
+  }
+  return { approvals, groups, ttlSeconds, userVerification };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema conventions
+
+type SchemaType = { type: string; name?: string; element?: unknown; attributes?: Record<string, unknown>; required?: boolean };
+
+function asType(value: unknown): SchemaType | undefined {
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string' ? (value as SchemaType) : undefined;
+}
+
+const BUILTIN_TYPES = new Set(['String', 'Long', 'Bool', 'Boolean', 'Set', 'Record', 'Entity', 'Extension', 'EntityOrCommon', 'decimal', 'datetime', 'duration', 'ipaddr']);
+
+/**
+ * Checks that the schema follows the Countersign conventions, so that every request the engine
+ * builds is well-typed: Agent/AgentGroup/Tool shapes and, for every action with `appliesTo`,
+ * principal Agent, resource Tool and the fixed context record around `params`.
+ */
+function checkSchemaConventions(schema: cedar.SchemaJson<string>): { problems: string[]; tools: Set<string> } {
+  const problems: string[] = [];
+  const tools = new Set<string>();
+  const namespaces = Object.keys(schema);
+  for (const ns of namespaces) {
+    if (ns !== NAMESPACE) problems.push(`only the ${quote(NAMESPACE)} namespace is allowed, found ${quote(ns)}`);
+  }
+  const namespace = schema[NAMESPACE];
+  if (namespace === undefined) {
+    problems.push(`the schema must declare namespace ${NAMESPACE}`);
+    return { problems, tools };
+  }
+  const commonTypes = (namespace.commonTypes ?? {}) as Record<string, unknown>;
+  const resolve = (value: unknown, depth = 0): SchemaType | undefined => {
+    const t = asType(value);
+    if (t === undefined || depth > 16) return undefined;
+    const name = t.type === 'EntityOrCommon' ? t.name : BUILTIN_TYPES.has(t.type) ? undefined : t.type;
+    if (name === undefined) return t;
+    const short = name.startsWith(`${NAMESPACE}::`) ? name.slice(NAMESPACE.length + 2) : name;
+    const target = commonTypes[short];
+    if (target === undefined) return t.type === 'EntityOrCommon' ? { type: 'Entity', name } : undefined;
+    const resolved = resolve(target, depth + 1);
+    return resolved === undefined ? undefined : { ...resolved, required: t.required };
+  };
+  const isString = (t: SchemaType | undefined): boolean => t?.type === 'String';
+  const isLong = (t: SchemaType | undefined): boolean => t?.type === 'Long';
+  const isSetOfString = (t: SchemaType | undefined): boolean => t?.type === 'Set' && isString(resolve(t.element));
+  const isDatetime = (t: SchemaType | undefined): boolean => t?.type === 'datetime' || (t?.type === 'Extension' && t.name === 'datetime');
+  const isRecord = (t: SchemaType | undefined): boolean => t?.type === 'Record' && typeof t.attributes === 'object';
+  const attrs = (t: SchemaType | undefined): Record<string, unknown> => (t !== undefined && isRecord(t) ? (t.attributes ?? {}) : {});
+  const required = (value: unknown): boolean => asType(value)?.required !== false;
+
+  /** Checks a record against exact attribute rules; returns problems as text. */
+  const exactRecord = (where: string, record: SchemaType | undefined, rules: Record<string, [(t: SchemaType | undefined) => boolean, string]>, allowExtra: boolean): void => {
+    if (!isRecord(record)) {
+      problems.push(`${where} must be a record`);
+      return;
+    }
+    const fields = attrs(record);
+    for (const [name, [check, description]] of Object.entries(rules)) {
+      const field = fields[name];
+      if (field === undefined) problems.push(`${where} must declare \`${name}: ${description}\``);
+      else if (!check(resolve(field)) || !required(field)) problems.push(`${where}: \`${name}\` must be a required ${description}`);
+    }
+    if (!allowExtra) {
+      for (const name of Object.keys(fields)) {
+        if (!(name in rules)) problems.push(`${where}: unexpected attribute \`${name}\``);
+      }
+    }
+  };
+
+  const entityTypes = namespace.entityTypes as Record<string, { shape?: unknown; memberOfTypes?: string[]; enum?: unknown }>;
+  const agent = entityTypes['Agent'];
+  if (agent === undefined || agent.enum !== undefined) {
+    problems.push(`the schema must declare \`entity Agent in [AgentGroup] { owner, group, dataClasses, jurisdictions }\``);
+  } else {
+    exactRecord('entity Agent', resolve(agent.shape ?? { type: 'Record', attributes: {} }), {
+      owner: [isString, 'String'],
+      group: [isString, 'String'],
+      dataClasses: [isSetOfString, 'Set<String>'],
+      jurisdictions: [isSetOfString, 'Set<String>'],
+    }, false);
+    if (!(agent.memberOfTypes ?? []).includes(AGENT_GROUP_TYPE)) problems.push('entity Agent must be declared `in [AgentGroup]`');
+  }
+  const group = entityTypes['AgentGroup'];
+  if (group === undefined || group.enum !== undefined) {
+    problems.push('the schema must declare `entity AgentGroup;`');
+  } else if (Object.values(attrs(resolve(group.shape ?? { type: 'Record', attributes: {} }))).some(required)) {
+    problems.push('entity AgentGroup must not have required attributes');
+  }
+  const tool = entityTypes['Tool'];
+  if (tool === undefined || tool.enum !== undefined) {
+    problems.push('the schema must declare `entity Tool { audience: String, impact: String }`');
+  } else {
+    exactRecord('entity Tool', resolve(tool.shape ?? { type: 'Record', attributes: {} }), {
+      audience: [isString, 'String'],
+      impact: [isString, 'String'],
+    }, true);
+  }
+
+  for (const [name, action] of Object.entries(namespace.actions)) {
+    const applies = action.appliesTo;
+    if (applies === undefined) continue; // an action group, not a tool
+    const where = `action ${quote(name)}`;
+    tools.add(name);
+    if (applies.principalTypes.length !== 1 || applies.principalTypes[0] !== AGENT_TYPE) problems.push(`${where}: principal must be [Agent]`);
+    if (applies.resourceTypes.length !== 1 || applies.resourceTypes[0] !== TOOL_TYPE) problems.push(`${where}: resource must be [Tool]`);
+    exactRecord(`${where}: context`, resolve(applies.context ?? { type: 'Record', attributes: {} }), {
+      params: [isRecord, 'record of the tool parameters'],
+      dataClass: [isString, 'String'],
+      jurisdiction: [isString, 'String'],
+      provenance: [isSetOfString, 'Set<String>'],
+      risk: [isRecord, '{ score: Long, factors: Set<String> }'],
+      now: [isDatetime, 'datetime'],
+    }, false);
+    const risk = resolve(attrs(resolve(applies.context))['risk']);
+    if (isRecord(risk)) {
+      exactRecord(`${where}: context.risk`, risk, { score: [isLong, 'Long'], factors: [isSetOfString, 'Set<String>'] }, false);
+    }
+  }
+  return { problems, tools };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entities
+
+const uidSchema = z.strictObject({ type: z.string().min(1), id: z.string() });
+const entitySchema = z.strictObject({
+  uid: uidSchema,
+  attrs: z.record(z.string(), z.unknown()).optional(),
+  parents: z.array(uidSchema).optional(),
+  tags: z.record(z.string(), z.unknown()).optional(),
+});
+const entitiesSchema = z.array(entitySchema);
+type ParsedEntity = z.infer<typeof entitySchema>;
+
+function parseEntities(text: string, problems: Problems): { json: JsonValue; entities: ParsedEntity[] } | undefined {
+  let json: JsonValue;
+  try {
+    json = parseStrictJson(text);
+  } catch (error) {
+    problems.add(`${ENTITIES_FILE}: ${describe(error)}`);
+    return undefined;
+  }
+  const parsed = entitiesSchema.safeParse(json);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues.slice(0, 5)) {
+      problems.add(`${ENTITIES_FILE}: at ${issue.path.length === 0 ? 'top level' : issue.path.join('.')}: ${issue.message.toLowerCase()}`);
+    }
+    return undefined;
+  }
+  return { json, entities: parsed.data };
+}
+
+function toCedarEntity(entity: ParsedEntity): StaticEntity {
+  const out: StaticEntity = {
+    uid: { type: entity.uid.type, id: entity.uid.id },
+    attrs: (entity.attrs ?? {}) as Record<string, cedar.CedarValueJson>,
+    parents: (entity.parents ?? []).map((p) => ({ type: p.type, id: p.id })),
+  };
+  if (entity.tags !== undefined) out.tags = entity.tags as Record<string, cedar.CedarValueJson>;
+  return out;
+}
+
+function toolInfo(entity: ParsedEntity, problems: Problems): ToolInfo | undefined {
+  const attrs = (entity.attrs ?? {}) as Record<string, JsonValue>;
+  const { audience, impact } = attrs;
+  if (typeof audience !== 'string' || typeof impact !== 'string') {
+    problems.add(`${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(entity.uid.id)} needs string attributes audience and impact`);
+    return undefined;
+  }
+  return { name: entity.uid.id, audience, impact, attributes: attrs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+class Problems {
+  readonly errors: string[] = [];
+  readonly warnings: string[] = [];
+  constructor(private readonly dir: string) {}
+  add(message: string): void {
+    this.errors.push(message);
+  }
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
+  hasErrors(): boolean {
+    return this.errors.length > 0;
+  }
+  errorCount(): number {
+    return this.errors.length;
+  }
+  toError(): CountersignError {
+    const shown = this.errors.slice(0, MAX_REPORTED_PROBLEMS);
+    const more = this.errors.length - shown.length;
+    const list = shown.join('; ') + (more > 0 ? `; and ${more} more` : '');
+    return new CountersignError('policy_invalid', `policy set in ${quote(this.dir, 200)} is invalid: ${list}`, {
+      details: { problems: this.errors.length, first: this.errors[0] ?? '' },
+    });
+  }
+}
+
+async function readText(dir: string, file: string, problems: Problems): Promise<string | undefined> {
+  try {
+    return await readFile(path.join(dir, file), 'utf8');
+  } catch (error) {
+    problems.add(`${file}: cannot be read: ${describe(error)}`);
+    return undefined;
+  }
+}
+
+function describe(error: unknown): string {
+  if (isCountersignError(error)) return error.message;
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'file not found' : code !== undefined ? code.toLowerCase() : error.message;
+  }
+  return String(error);
+}
+
+/** Cedar's message plus its help text and source label. */
+function detail(error: cedar.DetailedError): string {
+  const label = error.sourceLocations?.find((l) => l.label !== null)?.label;
+  let text = error.message;
+  if (label !== undefined && label !== null) text += ` (${label})`;
+  if (error.help !== null && error.help !== '') text += `; help: ${error.help}`;
+  return text;
+}
+
+/** `:line:column` of a Cedar error (byte offsets relative to `base` in `text`), or ''. */
+function locate(text: string, base: number, error: cedar.DetailedError, relativeTo?: string): string {
+  const loc = error.sourceLocations?.[0];
+  if (loc === undefined) return '';
+  const source = relativeTo ?? text;
+  const charOffset = Buffer.from(source, 'utf8').subarray(0, loc.start).toString('utf8').length;
+  const { line, column } = lineColumn(text, base + charOffset);
+  return `:${line}:${column}`;
+}
+
+function wherePolicy(policyId: string, policies: ReadonlyMap<string, LoadedPolicy>, positions: ReadonlyMap<string, { fileText: string; offset: number }>, error: cedar.DetailedError): string {
+  const policy = policies.get(policyId);
+  const position = positions.get(policyId);
+  if (policy === undefined || position === undefined) return 'validation';
+  const at = locate(position.fileText, position.offset, error, policy.text);
+  return `${policy.file}${at === '' ? `:${policy.line}` : at}`;
+}
+
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  const end = Math.min(offset, text.length);
+  for (let i = 0; i < end; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: end - lineStart + 1 };
+}

@@ -1,0 +1,51 @@
+/**
+ * The embedded store: one SQLite file in WAL mode with synchronous=FULL, because approvals,
+ * nonces and audit records must survive power loss once acknowledged (STACK.md: NORMAL can
+ * lose committed transactions). Schema changes are numbered migrations, applied in order.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { CountersignError } from '../../../shared/errors.js';
+import { MIGRATIONS } from './migrations.js';
+
+export type Db = Database.Database;
+
+export interface OpenStoreOptions {
+  /** Milliseconds to wait on a locked database before failing (closed: the action fails). */
+  busyTimeoutMs?: number;
+}
+
+export function openStore(file: string, options: OpenStoreOptions = {}): Db {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  let db: Db;
+  try {
+    db = new Database(file);
+  } catch (cause) {
+    throw new CountersignError('store_failed', `cannot open the database at ${JSON.stringify(file)}`, { cause });
+  }
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  migrate(db);
+  return db;
+}
+
+export function schemaVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+function migrate(db: Db): void {
+  const current = schemaVersion(db);
+  if (current > MIGRATIONS.length) {
+    throw new CountersignError('store_failed', `the database schema version ${current} is newer than this build supports (${MIGRATIONS.length}); upgrade countersign`);
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    const step = MIGRATIONS[version]!;
+    db.transaction(() => {
+      db.exec(step);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}

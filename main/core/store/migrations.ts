@@ -1,0 +1,83 @@
+/** Numbered schema migrations: index i upgrades version i to i+1. Never edit a shipped one. */
+export const MIGRATIONS: readonly string[] = [
+  // 1: identity, replay protection, decisions, tokens, hash-chained audit
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    group_name TEXT NOT NULL,
+    allowed_tools TEXT NOT NULL,      -- JSON array of tool names
+    data_classes TEXT NOT NULL,       -- JSON array
+    jurisdictions TEXT NOT NULL,      -- JSON array
+    status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    revoked_reason TEXT
+  ) STRICT;
+
+  CREATE TABLE agent_keys (
+    kid TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(id),
+    alg TEXT NOT NULL CHECK (alg IN ('EdDSA', 'ES256')),
+    public_jwk TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'retiring', 'revoked')),
+    created_at INTEGER NOT NULL,
+    not_after INTEGER,                -- end of the rotation overlap window
+    revoked_at INTEGER
+  ) STRICT;
+  CREATE INDEX agent_keys_by_agent ON agent_keys(agent_id);
+
+  CREATE TABLE seen_nonces (
+    agent_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, nonce)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX seen_nonces_by_expiry ON seen_nonces(expires_at);
+
+  CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    call_json TEXT NOT NULL,          -- JCS of the tool call as signed
+    call_sha256 TEXT NOT NULL,
+    envelope_nonce TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('allowed', 'denied', 'pending', 'approved', 'expired')),
+    policy_hash TEXT NOT NULL,
+    determining_policies TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    obligation TEXT,                  -- JSON approval requirement for pending requests
+    risk TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,               -- pending requests expire
+    decided_at INTEGER
+  ) STRICT;
+  CREATE INDEX requests_by_agent ON requests(agent_id, created_at);
+  CREATE INDEX requests_pending ON requests(state, expires_at) WHERE state = 'pending';
+
+  CREATE TABLE tokens (
+    jti TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE REFERENCES requests(id),
+    kid TEXT NOT NULL,
+    token TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL,             -- JCS of the event record
+    prev_hash TEXT NOT NULL,          -- hex SHA-256 of the previous entry (64 zeros for the first)
+    hash TEXT NOT NULL                -- hex SHA-256 over prev_hash || record
+  ) STRICT;
+  CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  `,
+];

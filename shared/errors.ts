@@ -1,0 +1,115 @@
+/**
+ * One closed union of stable error codes for everything Countersign reports to a caller.
+ * Codes are API: never rename one, only add. Messages are lowercase, quote user input, and
+ * never name internal modules. docs/errors.md documents every code.
+ */
+export const ERROR_CODES = {
+  // I-JSON / canonical JSON (RFC 7493, RFC 8785)
+  json_invalid: 'the text is not valid JSON',
+  json_duplicate_key: 'an object has the same member name twice',
+  json_unsafe_integer: 'a number is an integer outside the IEEE-754 safe range',
+  json_non_finite: 'a number is NaN or infinite',
+  json_lone_surrogate: 'a string contains an unpaired UTF-16 surrogate',
+  json_too_deep: 'the JSON nesting is deeper than allowed',
+  json_unsupported_value: 'a value cannot be represented in JSON',
+
+  // Transport and framing
+  frame_too_large: 'the message is larger than the configured maximum',
+  frame_binary: 'binary frames are not accepted',
+  frame_invalid_utf8: 'the message is not valid UTF-8',
+  origin_not_allowed: 'the Origin header is not on the allowlist',
+  host_not_allowed: 'the Host header is not on the allowlist',
+  too_many_connections: 'the server has reached its connection limit',
+  rate_limited: 'too many messages; slow down',
+  pending_queue_full: 'too many calls are already waiting for a decision',
+  handshake_timeout: 'authentication did not complete in time',
+
+  // Protocol
+  schema_invalid: 'the message does not match the protocol schema',
+  method_unknown: 'the method is not part of the protocol',
+  protocol_version_unsupported: 'the protocol version is not supported',
+  not_authenticated: 'the connection has not authenticated yet',
+  already_authenticated: 'the connection is already authenticated',
+
+  // Agent identity and envelopes
+  auth_failed: 'the agent could not prove possession of an enrolled key',
+  agent_unknown: 'no enrolled agent has that id',
+  agent_revoked: 'the agent has been revoked',
+  agent_expired: 'the agent enrollment has expired',
+  key_unknown: 'the key is not enrolled for this agent',
+  key_revoked: 'the key has been revoked or rotated out',
+  agent_mismatch: 'the envelope names a different agent than the authenticated one',
+  envelope_signature_invalid: 'the envelope signature does not verify',
+  envelope_replayed: 'the envelope nonce has been used before',
+  envelope_stale: 'the envelope timestamp is too old',
+  envelope_future: 'the envelope timestamp is in the future',
+  enrollment_invalid: 'the enrollment request is malformed',
+  enrollment_proof_invalid: 'the enrollment request is not signed by the key it enrolls',
+  enrollment_conflict: 'an agent with that id is already enrolled',
+
+  // Calls and policy
+  unknown_tool: 'the tool is not declared in the policy schema',
+  invalid_params: 'the call parameters do not match the tool schema',
+  policy_invalid: 'the policy set failed to parse or validate',
+  policy_test_failed: 'a policy decision test did not produce the expected decision',
+  request_unknown: 'no request has that id for this agent',
+
+  // Approval tokens (tool-side verification)
+  token_malformed: 'the token is not a well-formed compact JWS',
+  token_alg_not_allowed: 'the token algorithm is not the one pinned for its key',
+  token_typ_invalid: 'the token type is not a Countersign approval token',
+  token_kid_unknown: 'the token key id is not among the trusted keys',
+  token_signature_invalid: 'the token signature does not verify',
+  token_audience_mismatch: 'the token was issued for another audience',
+  token_expired: 'the token has expired',
+  token_not_yet_valid: 'the token is not valid yet',
+  token_claims_invalid: 'the token claims are missing or malformed',
+  token_tool_mismatch: 'the token was issued for another tool',
+  token_digest_mismatch: 'the call parameters differ from the ones the token approves',
+  token_replayed: 'the token has already been used',
+  token_not_approved: 'the token does not carry an allow decision',
+
+  // Operations
+  config_invalid: 'the configuration is invalid',
+  store_failed: 'the data store could not complete the operation',
+  audit_write_failed: 'the audit record could not be written, so the action was refused',
+  signer_failed: 'the signing key could not produce a valid signature',
+  timeout: 'the operation timed out',
+  connection_closed: 'the connection closed before the operation completed',
+  internal_error: 'an internal error occurred',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+/** The error type thrown and reported by every Countersign module. */
+export class CountersignError extends Error {
+  override readonly name = 'CountersignError';
+  readonly code: ErrorCode;
+  /** Safe, structured details for the caller (never secrets). */
+  readonly details: Readonly<Record<string, string | number | boolean>> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options?: { cause?: unknown; details?: Record<string, string | number | boolean> },
+  ) {
+    super(message ?? ERROR_CODES[code], options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+export function isCountersignError(value: unknown, code?: ErrorCode): value is CountersignError {
+  return value instanceof CountersignError && (code === undefined || value.code === code);
+}
+
+/** Quote user-supplied text for an error message, bounded so a message never balloons. */
+export function quote(value: unknown, max = 80): string {
+  const text = typeof value === 'string' ? value : String(value);
+  const clipped = text.length > max ? `${text.slice(0, max)}…` : text;
+  return JSON.stringify(clipped);
+}

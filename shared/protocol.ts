@@ -1,0 +1,163 @@
+/**
+ * The agent wire protocol: JSON-RPC 2.0 over WebSocket, subprotocol `countersign.v1`.
+ * Types plus runtime schemas; every object is strict (unknown members are rejected).
+ * docs/protocol.md is the human-readable form of this file.
+ */
+import { z } from 'zod';
+import type { ErrorCode } from './errors.js';
+import type { JsonObject, JsonValue } from './canonical-json.js';
+
+export const PROTOCOL_VERSION = 'countersign/1';
+export const WS_SUBPROTOCOL = 'countersign.v1';
+export const WS_PATH = '/v1/agent';
+
+/** `typ` values of every object an agent signs: the domain separation of its signatures. */
+export const SIGNED_TYPES = {
+  auth: 'countersign.auth/v1',
+  call: 'countersign.call/v1',
+  enrollment: 'countersign.enrollment/v1',
+} as const;
+
+const b64url = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+const identifier = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]*$/, 'must be an identifier ([A-Za-z0-9._:@-])');
+const label = z.string().min(1).max(128);
+
+export const agentIdSchema = identifier;
+export const toolNameSchema = z.string().min(1).max(128).regex(/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/, 'must be a dotted lowercase tool name');
+
+/** A JSON object whose values were already checked by the strict parser. */
+const jsonObject = z.record(z.string(), z.unknown()).transform((v) => v as JsonObject);
+
+export const toolCallSchema = z.strictObject({
+  tool: toolNameSchema,
+  params: jsonObject,
+  dataClass: label,
+  jurisdiction: label,
+  /** Where the input that led to this call came from, e.g. `user`, `email:external`, `web`. */
+  provenance: z.array(label).max(16),
+});
+export type ToolCall = z.infer<typeof toolCallSchema>;
+
+export const callPayloadSchema = z.strictObject({
+  typ: z.literal(SIGNED_TYPES.call),
+  agentId: agentIdSchema,
+  kid: b64url(16, 128),
+  nonce: b64url(16, 64),
+  /** Milliseconds since the epoch, when the agent signed. */
+  timestamp: z.int().nonnegative(),
+  call: toolCallSchema,
+});
+export type CallPayload = z.infer<typeof callPayloadSchema>;
+
+export const signedEnvelopeSchema = z.strictObject({
+  payload: callPayloadSchema,
+  signature: b64url(86, 86),
+});
+export type SignedEnvelope = z.infer<typeof signedEnvelopeSchema>;
+
+export const authProofPayloadSchema = z.strictObject({
+  typ: z.literal(SIGNED_TYPES.auth),
+  challenge: b64url(43, 43),
+  serverId: identifier,
+  agentId: agentIdSchema,
+  kid: b64url(16, 128),
+});
+export type AuthProofPayload = z.infer<typeof authProofPayloadSchema>;
+
+const requestId = z.union([z.int().min(0), z.string().min(1).max(64)]);
+
+export const authenticateParamsSchema = z.strictObject({
+  agentId: agentIdSchema,
+  kid: b64url(16, 128),
+  proof: b64url(86, 86),
+});
+export const submitParamsSchema = z.strictObject({ envelope: signedEnvelopeSchema });
+export const requestGetParamsSchema = z.strictObject({ requestId: identifier });
+
+export const clientRequestSchema = z.discriminatedUnion('method', [
+  z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('session.authenticate'), params: authenticateParamsSchema }),
+  z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('call.submit'), params: submitParamsSchema }),
+  z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('request.get'), params: requestGetParamsSchema }),
+]);
+export type ClientRequest = z.infer<typeof clientRequestSchema>;
+export type ClientMethod = ClientRequest['method'];
+export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get'];
+
+/** Loose envelope, used only to find the id and method before the strict schema runs. */
+export const rpcEnvelopeSchema = z.object({ jsonrpc: z.unknown(), id: z.unknown(), method: z.unknown() });
+
+// ---- server -> client ----
+
+export interface ChallengeNotification {
+  jsonrpc: '2.0';
+  method: 'session.challenge';
+  params: { protocol: typeof PROTOCOL_VERSION; challenge: string; serverId: string; expiresInMs: number };
+}
+
+export interface AuthenticateResult { agentId: string; kid: string; sessionId: string }
+
+export type DecisionVerdict = 'allow' | 'deny' | 'pending';
+export type RequestState = 'allowed' | 'denied' | 'pending' | 'approved' | 'expired';
+
+export interface ApprovalRequirement {
+  approvals: number;
+  groups: string[][];
+  ttlSeconds: number;
+  userVerification: 'required' | 'preferred';
+}
+
+/** What the agent receives for a submitted call (and for request.get). */
+export interface DecisionResult {
+  requestId: string;
+  decision: DecisionVerdict;
+  state: RequestState;
+  /** Compact JWS approval token, present when the call may execute. */
+  token?: string;
+  tokenExpiresAt?: number;
+  reasons: string[];
+  determiningPolicies: string[];
+  policyHash: string;
+  /** For pending calls: what approval is needed and until when. */
+  approval?: ApprovalRequirement & { expiresAt: number };
+}
+
+export interface DecisionNotification {
+  jsonrpc: '2.0';
+  method: 'request.decided';
+  params: DecisionResult;
+}
+
+export interface RpcSuccess<T> { jsonrpc: '2.0'; id: string | number; result: T }
+export interface RpcErrorObject {
+  code: number;
+  message: string;
+  data: { code: ErrorCode; details?: Record<string, string | number | boolean> };
+}
+export interface RpcFailure { jsonrpc: '2.0'; id: string | number | null; error: RpcErrorObject }
+export type ServerMessage = RpcSuccess<JsonValue> | RpcFailure | ChallengeNotification | DecisionNotification;
+
+/** JSON-RPC numeric code for each stable error code (the string in `data.code` is the API). */
+export function rpcCodeFor(code: ErrorCode): number {
+  if (code.startsWith('json_') || code === 'frame_invalid_utf8' || code === 'frame_binary') return -32700;
+  if (code === 'schema_invalid' || code === 'protocol_version_unsupported') return -32600;
+  if (code === 'method_unknown') return -32601;
+  if (code === 'invalid_params' || code === 'unknown_tool') return -32602;
+  if (code === 'internal_error' || code === 'store_failed' || code === 'audit_write_failed' || code === 'signer_failed') return -32603;
+  if (code === 'rate_limited' || code === 'pending_queue_full' || code === 'too_many_connections' || code === 'frame_too_large') return -32005;
+  if (code.startsWith('envelope_')) return -32002;
+  return -32001;
+}
+
+/** WebSocket close codes the gateway uses (RFC 6455 + private range). */
+export const CLOSE_CODES = {
+  normal: 1000,
+  unsupportedData: 1003,
+  invalidPayload: 1007,
+  policyViolation: 1008,
+  messageTooBig: 1009,
+  tryAgainLater: 1013,
+  authFailed: 4001,
+  handshakeTimeout: 4002,
+  rateLimited: 4003,
+  keyRevoked: 4004,
+} as const;
