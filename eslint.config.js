@@ -26,6 +26,16 @@ export default tseslint.config(
     },
   },
   {
+    // The project service only finds tsconfig.json; the Electron shell and the renderer are
+    // typechecked by their own tsconfigs, so lint them with those.
+    files: ['main/electron/**/*.ts', 'main/preload/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: false, project: ['./tsconfig.electron.json'] } },
+  },
+  {
+    files: ['renderer/**/*.ts', 'renderer/**/*.tsx'],
+    languageOptions: { parserOptions: { projectService: false, project: ['./tsconfig.renderer.json'] } },
+  },
+  {
     files: ['shared/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': ['error', {

@@ -43,8 +43,7 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 /** Matches an unpaired surrogate: in `u` mode a well-formed pair is one astral code point. */
 const LONE_SURROGATE = /\p{Cs}/u;
-
-const hasOwn = Object.prototype.hasOwnProperty;
+const LONE_SURROGATE_ALL = /\p{Cs}/gu;
 
 function resolveMaxDepth(options: StrictParseOptions | undefined): number {
   const maxDepth = options?.maxDepth;
@@ -84,6 +83,9 @@ function setMember(target: JsonObject, key: string, value: JsonValue): void {
   }
 }
 
+/** A run of code units that may appear raw in a string with no further checks. */
+const PLAIN_RUN = /[^"\\\u0000-\u001f\ud800-\udfff]*/y;
+
 class StrictParser {
   private pos = 0;
   private readonly len: number;
@@ -110,7 +112,9 @@ class StrictParser {
   private describe(at: number): string {
     if (at >= this.len) return 'end of input';
     const cp = this.text.codePointAt(at)!;
-    return `character ${quote(String.fromCodePoint(cp))}`;
+    // Printable ASCII is quoted; anything else (controls, BOM, surrogates, ...) is named.
+    if (cp > 0x20 && cp < 0x7f) return `character ${quote(String.fromCharCode(cp))}`;
+    return `character u+${cp.toString(16).padStart(4, '0')}`;
   }
 
   private expected(what: string, at: number): CountersignError {
@@ -183,7 +187,7 @@ class StrictParser {
       if (text.charCodeAt(this.pos) !== 0x22) throw this.expected('a member name', this.pos);
       const keyOffset = this.pos;
       const key = this.parseString();
-      if (hasOwn.call(result, key)) {
+      if (Object.hasOwn(result, key)) {
         throw parseError('json_duplicate_key', `duplicate member name ${quote(key)}`, keyOffset);
       }
       this.skipWhitespace();
@@ -252,7 +256,15 @@ class StrictParser {
     const text = this.text;
     const start = this.pos + 1;
     let i = start;
+    let budget = 16;
     for (;;) {
+      if (--budget === 0) {
+        // Long string: let the regex engine skip the run of plain code units.
+        PLAIN_RUN.lastIndex = i;
+        PLAIN_RUN.test(text);
+        i = PLAIN_RUN.lastIndex;
+        budget = 16;
+      }
       const c = text.charCodeAt(i);
       if (c === 0x22) {
         this.pos = i + 1;
@@ -292,7 +304,14 @@ class StrictParser {
     let out = text.slice(start, firstEscape);
     let i = firstEscape;
     let runStart = i;
+    let budget = 16;
     for (;;) {
+      if (--budget === 0) {
+        PLAIN_RUN.lastIndex = i;
+        PLAIN_RUN.test(text);
+        i = PLAIN_RUN.lastIndex;
+        budget = 16;
+      }
       const c = text.charCodeAt(i);
       if (c === 0x22) {
         out += text.slice(runStart, i);
@@ -443,11 +462,16 @@ function pointer(path: readonly PathSegment[]): string {
   return out;
 }
 
+const MAX_DETAIL_PATH = 200;
+
 function valueError(code: ErrorCode, message: string, path: readonly PathSegment[]): CountersignError {
-  const where = pointer(path);
-  return new CountersignError(code, `${message} at path ${quote(where === '' ? '/' : where)}`, {
-    details: { path: where },
-  });
+  let where = pointer(path);
+  if (where.length > MAX_DETAIL_PATH) where = `${where.slice(0, MAX_DETAIL_PATH)}…`;
+  // details must stay valid I-JSON themselves (they may be canonicalized into a response),
+  // so an unpaired surrogate from a bad member name becomes U+FFFD.
+  where = where.replace(LONE_SURROGATE_ALL, '\ufffd');
+  const at = where === '' ? 'at the top level' : `at path ${quote(where)}`;
+  return new CountersignError(code, `${message} ${at}`, { details: { path: where } });
 }
 
 function describeUnsupported(value: unknown): string {
@@ -475,6 +499,17 @@ function checkString(value: string, path: PathSegment[], isKey: boolean): void {
       path,
     );
   }
+}
+
+/** Code units that need an escape, or a surrogate check, when writing a string. */
+const NEEDS_CARE = /[\u0000-\u001f"\\\ud800-\udfff]/;
+
+/** RFC 8785 string form after the lone-surrogate check (checkString). */
+function writeString(value: string, path: PathSegment[], isKey: boolean): string {
+  if (!NEEDS_CARE.test(value)) return '"' + value + '"';
+  checkString(value, path, isKey);
+  // For well-formed strings JSON.stringify is exactly the RFC 8785 string form.
+  return JSON.stringify(value);
 }
 
 function checkNumber(value: number, path: PathSegment[]): void {
@@ -543,14 +578,13 @@ export function assertIJson(value: unknown, options?: StrictParseOptions): asser
 /**
  * Validates and serializes in a single pass, reading every property exactly once, so a
  * getter or proxy cannot show one value to the validator and another to the serializer.
- * The checks are the ones checkValue makes, in the same order.
+ * The checks are the ones checkValue makes; members are visited in sorted order, so when a
+ * value breaks several rules the one reported can differ from assertIJson's (same codes).
  */
 function writeCanonical(value: unknown, depth: number, path: PathSegment[]): string {
   switch (typeof value) {
     case 'string':
-      checkString(value, path, false);
-      // For well-formed strings JSON.stringify is exactly the RFC 8785 string form.
-      return JSON.stringify(value);
+      return writeString(value, path, false);
     case 'number':
       checkNumber(value, path);
       // ECMAScript Number::toString; -0 gives "0".
@@ -586,9 +620,8 @@ function writeCanonical(value: unknown, depth: number, path: PathSegment[]): str
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i]!;
         path.push(key);
-        checkString(key, path, true);
         if (i > 0) out += ',';
-        out += JSON.stringify(key) + ':' + writeCanonical(record[key], depth + 1, path);
+        out += writeString(key, path, true) + ':' + writeCanonical(record[key], depth + 1, path);
         path.pop();
       }
       return out + '}';

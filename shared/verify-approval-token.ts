@@ -82,8 +82,10 @@ function trustedKeys(jwks: VerifyApprovalTokenOptions['keys']): Map<string, Trus
     fail('config_invalid', 'the trusted keys must be a JWKS object with a "keys" array');
   }
   const out = new Map<string, TrustedKey>();
-  for (const jwk of jwks.keys) {
-    if (typeof jwk !== 'object' || jwk === null) continue;
+  const entries: readonly unknown[] = jwks.keys;
+  for (const entry of entries) {
+    if (typeof entry !== 'object' || entry === null) continue;
+    const jwk = entry as JwkLike;
     const { kty, crv, x, y, d, kid, alg, use } = jwk;
     if (!isSigningAlgorithm(alg)) continue; // no alg (or an unsupported one): ignored
     if (typeof kid !== 'string' || kid.length === 0) continue;
@@ -100,9 +102,10 @@ function trustedKeys(jwks: VerifyApprovalTokenOptions['keys']): Map<string, Trus
   return out;
 }
 
-function decodeSegment(segment: string, what: string): Uint8Array {
+function decodeSegment(segment: string, what: string, allowEmpty = false): Uint8Array {
   const bytes = fromBase64url(segment);
-  if (bytes === undefined || bytes.length === 0) fail('token_malformed', `the token ${what} is not valid base64url`);
+  if (bytes === undefined) fail('token_malformed', `the token ${what} is not valid base64url`);
+  if (bytes.length === 0 && !allowEmpty) fail('token_malformed', `the token ${what} is empty`);
   return bytes;
 }
 
@@ -165,7 +168,8 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
   const [headerPart, payloadPart, signaturePart] = parts as [string, string, string];
   const headerBytes = decodeSegment(headerPart, 'header');
   const payloadBytes = decodeSegment(payloadPart, 'payload');
-  decodeSegment(signaturePart, 'signature');
+  // An empty signature is well-formed (alg "none" style); it fails the algorithm or signature check.
+  decodeSegment(signaturePart, 'signature', true);
 
   // 2. Header: exactly {alg, kid, typ}.
   const header = parseHeader(headerBytes);

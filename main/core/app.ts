@@ -4,6 +4,7 @@
  * start Countersign through `startCountersign`, so there is one way it runs.
  */
 import { cpSync, existsSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
@@ -14,15 +15,19 @@ import { SoftwareSigner } from './custody/software-signer.js';
 import type { Signer } from './custody/signer.js';
 import { TokenIssuer } from './tokens/token-issuer.js';
 import { jwksFor } from './tokens/jwks.js';
-import { DecisionService, type TokenMinter } from './decision/decision-service.js';
+import { DecisionService, type DecisionServiceOptions, type TokenMinter } from './decision/decision-service.js';
 import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
+import { UiService } from './ui/ui-service.js';
+import { createUiHttpHandler } from './ui/ui-http.js';
 import type { JsonObject } from '../../shared/canonical-json.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** The policy pack a fresh data directory starts with. */
 export const DEFAULT_POLICY_PACK = join(REPO_ROOT, 'examples', 'demo');
+/** The built renderer, served at /ui/ (`npm run build:renderer`). */
+export const DEFAULT_RENDERER_DIR = join(REPO_ROOT, 'renderer', 'dist');
 
 export interface StartOptions {
   dataDir: string;
@@ -31,6 +36,10 @@ export interface StartOptions {
   log?: (message: string) => void;
   clock?: () => number;
   risk?: RiskScorer;
+  /** Directory of the built renderer served at /ui/ (default renderer/dist). */
+  rendererDir?: string;
+  /** Stage timings of every decision (benchmarks). */
+  onTiming?: DecisionServiceOptions['onTiming'];
 }
 
 export interface RunningCountersign {
@@ -46,6 +55,8 @@ export interface RunningCountersign {
   gateway: Gateway;
   signer: Signer;
   issuer: TokenIssuer;
+  /** Per-start secret for the /api/ui/* HTTP API (32 random bytes, base64url). Never log it. */
+  uiSessionSecret: string;
   close(): Promise<void>;
 }
 
@@ -97,12 +108,16 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     },
   };
   const decisions = new DecisionService({
-    db, audit, registry, policy, minter, risk: options.risk ?? UnscoredRisk, clock,
+    db, audit, registry, policy, minter, risk: options.risk ?? UnscoredRisk, clock, onTiming: options.onTiming,
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
   });
   const jwks = jwksFor([signer]);
+  const uiSessionSecret = randomBytes(32).toString('base64url');
+  let url = '';
+  const ui = new UiService({ db, registry, policy, signer, config, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url });
   const gateway: Gateway = new Gateway({
     config, registry, decisions, log, clock,
+    extraHttp: createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log }),
     jwks: () => jwks,
     health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: signer.custody, ...gateway.getStats() }),
   });
@@ -113,6 +128,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db.close();
     throw error;
   }
+  url = `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`;
   appendAudit('server.started', { serverId: config.serverId, domain: config.domain, port: bound.port, signingKid: signer.keyId, custody: signer.custody });
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
@@ -130,8 +146,8 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
 
   let closed = false;
   return {
-    config, dataDir, url: `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`, port: bound.port,
-    db, audit, registry, policy, decisions, gateway, signer, issuer,
+    config, dataDir, url, port: bound.port,
+    db, audit, registry, policy, decisions, gateway, signer, issuer, uiSessionSecret,
     async close() {
       if (closed) return;
       closed = true;

@@ -40,7 +40,7 @@ export function tempDir(prefix = 'countersign-test-'): string {
 export async function startHarness(options: { config?: Record<string, unknown>; policyDir?: string; start?: Partial<StartOptions> } = {}): Promise<Harness> {
   const dataDir = tempDir();
   const config = { gateway: { port: 0 }, policyDir: options.policyDir ?? DEMO_POLICY_DIR, ...options.config } as Record<string, unknown>;
-  if (options.config?.gateway) config.gateway = { port: 0, ...(options.config.gateway as object) };
+  if (options.config?.gateway) config.gateway = { port: 0, ...options.config.gateway };
   const checked: CountersignConfig = parseConfig(config);
   writeFileSync(join(dataDir, 'config.json'), JSON.stringify(checked));
   const logs: string[] = [];

@@ -23,7 +23,7 @@ export class RawClient {
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data, isBinary) => {
       if (!isBinary) {
-        const text = Buffer.isBuffer(data) ? data.toString('utf8') : String(data);
+        const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8');
         this.messages.push(JSON.parse(text) as RawMessage);
       }
       this.wake();

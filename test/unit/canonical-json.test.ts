@@ -352,6 +352,17 @@ describe('assertIJson', () => {
     expect(error.details?.path).toBe('/a/1/b~1c~0');
     expect(error.message).toBe('number NaN is not finite at path "/a/1/b~1c~0"');
     expect(thrown(() => assertIJson(undefined)).details?.path).toBe('');
+    expect(thrown(() => assertIJson(undefined)).message).toBe(
+      'undefined (or an array hole) cannot be represented in JSON at the top level',
+    );
+    // details stay valid I-JSON even when the culprit is a bad member name.
+    const bad = thrown(() => canonicalize({ ok: { 'x\ud800': 1 } }));
+    expect(bad.code).toBe('json_lone_surrogate');
+    expect(bad.details?.path).toBe('/ok/x\ufffd');
+    expect(() => canonicalize(bad.details)).not.toThrow();
+    expect(() => canonicalize(bad.message)).not.toThrow();
+    const long = thrown(() => assertIJson({ ['k'.repeat(1000)]: Number.NaN })).details?.path;
+    expect(typeof long === 'string' && long.length < 210).toBe(true);
     expect(thrown(() => canonicalize({ z: { y: [0, 2 ** 60] } })).details?.path).toBe('/z/y/1');
   });
 
@@ -494,7 +505,8 @@ function randomValue(rng: Rng, depth: number): JsonValue {
     case 2:
       return randomNumber(rng);
     case 3:
-      return randomString(rng, 12);
+      // Mostly short strings, sometimes long ones (the parser scans long runs differently).
+      return randomString(rng, rng() < 0.2 ? 80 : 12);
     case 4:
     case 5: {
       const out: Record<string, JsonValue> = {};

@@ -118,6 +118,7 @@ async function main(): Promise<void> {
   const call = { tool, params };
   const digest = await computeCallDigest(tool, params);
 
+  let counter = 0;
   const claims = (overrides: Partial<ApprovalTokenClaims> = {}): ApprovalTokenClaims => ({
     iss: ISSUER,
     sub: 'agent:finance-bot',
@@ -125,14 +126,13 @@ async function main(): Promise<void> {
     iat: NOW - 10,
     nbf: NOW - 10,
     exp: NOW + 50,
-    jti: base64url(utf8(`vector-jti-${String(counter++).padStart(5, '0')}`)).slice(0, 22).padEnd(22, 'A'),
+    jti: base64url(utf8(`vector-jti-${String(counter++).padStart(5, '0')}`)), // 16 bytes
     tool,
     call_sha256: digest,
     decision: { id: 'req_01JABCDEF', verdict: 'allow', mode: 'approved', policy_hash: 'sha256:8f2c0d', policies: ['finance-two-approvers'] },
     domain: 'production',
     ...overrides,
   });
-  let counter = 0;
 
   const esHeader = (extra: JsonObject = {}): string => canonicalize({ alg: 'ES256', kid: es.keyId, typ: APPROVAL_TOKEN_TYP, ...extra });
   const vectors: ApprovalTokenVector[] = [];
@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   add('four parts', `${valid}.${s}`, 'token_malformed');
   add('not base64url', `${h}!.${p}.${s}`, 'token_malformed');
   add('base64 with padding', `${h}=.${p}.${s}`, 'token_malformed');
-  add('base64 (not url-safe) alphabet', `${h}.${p}.${s.replace(/-/g, '+').replace(/_/g, '/')}${s.includes('-') || s.includes('_') ? '' : '+'}`, 'token_malformed');
+  add('base64 (not url-safe) alphabet', `${h}.${p}.+/${s.slice(2)}`, 'token_malformed');
   add('empty header', `.${p}.${s}`, 'token_malformed');
   add('header is not JSON', `${base64url(utf8('not json'))}.${p}.${s}`, 'token_malformed');
   add('whitespace around the token', ` ${valid} `, 'token_malformed');

@@ -2,8 +2,9 @@
  * A signer whose private key lives in a file. For first runs and CI only: it announces on every
  * open that approval tokens are not hardware-backed. Production uses the PKCS#11 signer.
  */
-import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';

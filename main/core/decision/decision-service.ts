@@ -10,7 +10,7 @@ import type { Db } from '../store/database.js';
 import type { AuditChain } from '../audit/audit-chain.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
 import type { PolicyEngine } from '../policy/policy-engine.js';
-import { safeScore, type RiskScorer, type RiskAssessment } from './risk.js';
+import { safeScore, type RiskScorer } from './risk.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
 import { computeCallDigest } from '../../../shared/approval-token.js';
@@ -45,7 +45,11 @@ export interface DecisionServiceOptions {
   maxFutureMs: number;
   maxPendingPerAgent: number;
   clock?: () => number;
+  /** Optional stage timings (benchmarks): verify, policy, sign, store — milliseconds. */
+  onTiming?: (stage: DecisionStage, ms: number) => void;
 }
+
+export type DecisionStage = 'verify' | 'policy' | 'sign' | 'store';
 
 export interface AuthenticatedSession {
   agentId: string;
@@ -110,6 +114,14 @@ export class DecisionService {
     if (payload.agentId !== session.agentId) {
       throw new CountersignError('agent_mismatch', `this connection is authenticated as ${quote(session.agentId)}, not ${quote(payload.agentId)}`);
     }
+    const timing = this.options.onTiming;
+    let mark = timing ? performance.now() : 0;
+    const lap = (stage: DecisionStage) => {
+      if (!timing) return;
+      const t = performance.now();
+      timing(stage, t - mark);
+      mark = t;
+    };
     const { agent, key } = this.options.registry.resolve(session.agentId, payload.kid, now);
     const signature = decodeSignature(envelope.signature);
     if (signature === undefined || !this.options.registry.verifySignature(key, canonicalBytes(payload), signature)) {
@@ -125,6 +137,7 @@ export class DecisionService {
       throw new CountersignError('envelope_replayed', 'this envelope has already been submitted');
     }
 
+    lap('verify');
     const { call } = payload;
     const tool = this.options.policy.tool(call.tool);
     if (!tool) throw new CountersignError('unknown_tool', `the tool ${quote(call.tool)} is not declared in the policy set`);
@@ -150,11 +163,13 @@ export class DecisionService {
       throw new CountersignError('pending_queue_full', `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`);
     }
 
+    lap('policy');
     // Sign before the transaction (signing is async); the token is released only after commit.
     const minted = decision.outcome === 'allow'
       ? await this.options.minter.mint({ requestId, agentId: agent.id, tool: call.tool, audience: tool.audience, params: call.params, policyHash: decision.policyHash, policies: decision.determiningPolicies, mode: 'automatic', now })
       : undefined;
 
+    lap('sign');
     const state: RequestState = decision.outcome === 'allow' ? 'allowed' : decision.outcome === 'deny' ? 'denied' : 'pending';
     const obligation: ApprovalRequirement | undefined = decision.obligation
       ? { approvals: decision.obligation.approvals, groups: decision.obligation.groups, ttlSeconds: decision.obligation.ttlSeconds, userVerification: decision.obligation.userVerification }
@@ -194,6 +209,7 @@ export class DecisionService {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the decision could not be stored, so it was not issued', { cause: error });
     }
+    lap('store');
 
     const result: DecisionResult = {
       requestId,

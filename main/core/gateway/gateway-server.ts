@@ -29,6 +29,8 @@ export interface GatewayDeps {
   health: () => Record<string, unknown>;
   log: (message: string) => void;
   clock?: () => number;
+  /** Extra HTTP routes (the UI), run after the Host check; returns true if it answered. */
+  extraHttp?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 interface Connection {
@@ -134,6 +136,7 @@ export class Gateway {
       res.end(text);
     };
     if (!this.hostAllowed(req)) return reply(421, { error: { code: 'host_not_allowed', message: ERROR_CODES.host_not_allowed } });
+    if (this.deps.extraHttp?.(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, { error: { code: 'method_unknown', message: 'only GET is served here' } }, { allow: 'GET, HEAD' });
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return reply(200, { status: 'ok', ...this.deps.health() });

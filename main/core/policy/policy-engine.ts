@@ -149,7 +149,7 @@ export class PolicyEngine {
 
     const action = { type: ACTION_TYPE, id: request.tool };
     const context: cedar.Context = {
-      params: request.params as cedar.CedarValueJson,
+      params: request.params,
       dataClass: request.dataClass,
       jurisdiction: request.jurisdiction,
       provenance: request.provenance,

@@ -163,11 +163,7 @@ export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet>
     }
     if (parts.policy_templates.length > 0) problems.add(`${file}: policy templates are not supported`);
     if (parts.policies.length === 0) problems.warn(`${file}: the file holds no policies`);
-    // Parts come back ordered by generated id as text (policy0, policy1, policy10, ...), not in
-    // file order; each part is a verbatim slice of the file, so find it to report its line.
-    for (const text of parts.policies) {
-      const found = fileText.indexOf(text);
-      const offset = found >= 0 ? found : 0;
+    for (const { text, offset } of locateParts(fileText, parts.policies)) {
       const line = lineColumn(fileText, offset).line;
       const policy = readPolicy(file, stem, line, text, problems);
       if (policy === undefined) continue;
@@ -621,6 +617,29 @@ function wherePolicy(policyId: string, policies: ReadonlyMap<string, LoadedPolic
   if (policy === undefined || position === undefined) return 'validation';
   const at = locate(position.fileText, position.offset, error, policy.text);
   return `${policy.file}${at === '' ? `:${policy.line}` : at}`;
+}
+
+/**
+ * Finds each policy's offset in its file (for line numbers). Cedar returns the parts ordered by
+ * generated id as text (policy0, policy1, policy10, policy2, ...); undo that, then walk the file
+ * with a cursor so a policy whose text also occurs inside an earlier one is found at its own
+ * place. Falls back to a plain search if the order assumption ever stops holding.
+ */
+function locateParts(fileText: string, parts: readonly string[]): Array<{ text: string; offset: number }> {
+  const names = parts.map((_, i) => `policy${i}`).sort();
+  const ordered: string[] = [];
+  names.forEach((name, i) => {
+    ordered[Number(name.slice('policy'.length))] = parts[i] ?? '';
+  });
+  const located: Array<{ text: string; offset: number }> = [];
+  let cursor = 0;
+  for (const text of ordered) {
+    const found = fileText.indexOf(text, cursor);
+    if (found < 0) return parts.map((part) => ({ text: part, offset: Math.max(0, fileText.indexOf(part)) }));
+    located.push({ text, offset: found });
+    cursor = found + text.length;
+  }
+  return located;
 }
 
 function lineColumn(text: string, offset: number): { line: number; column: number } {

@@ -1,0 +1,63 @@
+/** Spawn bench/serve.ts in its own process and talk to it through stdout lines and signals. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../main/core/app.js';
+
+export interface ChildServer {
+  port: number;
+  pid: number;
+  /** Resident set size of the server process, in bytes (from /proc). */
+  rss(): number;
+  /** Ask the core for its stage timings since the last call. */
+  timings(): Promise<Record<string, { ms: number; n: number }>>;
+  stop(): Promise<void>;
+}
+
+export async function startChild(mode: 'core' | 'baseline', arg: string): Promise<ChildServer> {
+  const child: ChildProcess = spawn(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'bench', 'serve.ts'), mode, arg], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let buffer = '';
+  let wake: (() => void) | undefined;
+  child.stdout!.on('data', (d: Buffer) => {
+    buffer += d.toString();
+    let i: number;
+    while ((i = buffer.indexOf('\n')) >= 0) {
+      lines.push(buffer.slice(0, i));
+      buffer = buffer.slice(i + 1);
+    }
+    wake?.();
+  });
+  const nextLine = async (): Promise<string> => {
+    const deadline = Date.now() + 60_000;
+    while (lines.length === 0) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`bench server (${mode}) did not answer`);
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 100);
+      });
+    }
+    return lines.shift()!;
+  };
+  const { port } = JSON.parse(await nextLine()) as { port: number };
+  const pid = child.pid!;
+  return {
+    port,
+    pid,
+    rss() {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const kb = /VmRSS:\s+(\d+) kB/.exec(status);
+      return kb ? Number(kb[1]) * 1024 : NaN;
+    },
+    async timings() {
+      child.kill('SIGUSR2');
+      return (JSON.parse(await nextLine()) as { timings: Record<string, { ms: number; n: number }> }).timings;
+    },
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}

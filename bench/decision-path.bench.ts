@@ -1,0 +1,146 @@
+/**
+ * Decision-path benchmark (issue: headless decision path).
+ *
+ * N concurrent agent connections (real SDK clients over real WebSockets) submit calls that
+ * policy allows, in a closed loop, against (a) the baseline server — same protocol, strict
+ * parsing, schema check and agent-signature verification, no policy, no token signing, no
+ * storage — and (b) the real core. Both servers run in their own child process; the load
+ * generator runs here. Reports decisions/s, p50/p99 latency, their ratio, where the core's
+ * time goes, and the core's resident memory with 1,000 connected agents.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { openDataDir, REPO_ROOT } from '../main/core/app.js';
+import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
+import { generateAgentKey, importAgentKey, publicPart, type AgentKey } from '../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
+import { startChild } from './child-server.js';
+
+export interface LoadResult {
+  decisions: number;
+  seconds: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+const webSocket = (url: string, protocols: string[]) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function connectAll(port: number, agents: Array<{ id: string; key: AgentKey }>, batch = 50): Promise<AgentClient[]> {
+  const clients: AgentClient[] = [];
+  for (let i = 0; i < agents.length; i += batch) {
+    const slice = agents.slice(i, i + batch).map((a) => new AgentClient({ url: `ws://127.0.0.1:${port}`, agentId: a.id, key: a.key, webSocket, reconnect: false, requestTimeoutMs: 30_000 }));
+    await Promise.all(slice.map((c) => c.connect()));
+    clients.push(...slice);
+  }
+  return clients;
+}
+
+async function closedLoop(clients: AgentClient[], seconds: number): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const call = { tool: 'payments.transfer', params: { amount: '250.00', currency: 'USD', payee: 'Acme Ltd', memo: 'bench' }, dataClass: 'financial', jurisdiction: 'US', provenance: ['user'] };
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(clients.map(async (client) => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      try {
+        const r = await client.submit(call);
+        if (r.decision !== 'allow') errors++;
+        else latencies.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
+    }
+  }));
+  const elapsed = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { decisions: latencies.length, seconds: elapsed, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+}
+
+export async function runDecisionPathBench(options: { concurrency: number; seconds: number; memoryAgents: number }): Promise<Record<string, unknown>> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-'));
+  const total = Math.max(options.concurrency, options.memoryAgents);
+  writeFileSync(join(dataDir, 'config.json'), JSON.stringify({
+    policyDir: join(REPO_ROOT, 'examples', 'demo'),
+    gateway: { port: 0, maxConnections: total + 100, maxUnauthenticated: total + 100, ratePerSecond: 100_000, rateBurst: 100_000, handshakeTimeoutMs: 60_000 },
+  }));
+  // Enroll every agent once (real enrollment requests, proof of possession checked).
+  const { registry, db } = openDataDir(dataDir);
+  const agents: Array<{ id: string; key: AgentKey }> = [];
+  const baselineKeys: unknown[] = [];
+  for (let i = 0; i < total; i++) {
+    const id = `bench-agent-${i}`;
+    const jwk = await generateAgentKey('EdDSA');
+    const key = await importAgentKey(jwk);
+    registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)), {
+      owner: 'bench@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+    });
+    agents.push({ id, key });
+    baselineKeys.push({ ...publicPart(jwk), agentId: id });
+  }
+  db.close();
+  const keysFile = join(dataDir, 'baseline-keys.json');
+  writeFileSync(keysFile, JSON.stringify(baselineKeys));
+  const loadAgents = agents.slice(0, options.concurrency);
+  const warmup = Math.min(2, options.seconds / 2);
+
+  try {
+    // (a) baseline
+    const baseline = await startChild('baseline', keysFile);
+    let clients = await connectAll(baseline.port, loadAgents);
+    await closedLoop(clients, warmup);
+    const base = await closedLoop(clients, options.seconds);
+    for (const c of clients) c.close();
+    await baseline.stop();
+
+    // (b) the real core
+    const core = await startChild('core', dataDir);
+    clients = await connectAll(core.port, loadAgents);
+    await closedLoop(clients, warmup);
+    await core.timings(); // discard warmup timings
+    const real = await closedLoop(clients, options.seconds);
+    const timings = await core.timings();
+    for (const c of clients) c.close();
+    await core.stop();
+
+    // (c) memory with many connected, authenticated agents
+    const memCore = await startChild('core', dataDir);
+    await new Promise((r) => setTimeout(r, 500));
+    const idleRss = memCore.rss();
+    const many = await connectAll(memCore.port, agents.slice(0, options.memoryAgents));
+    await new Promise((r) => setTimeout(r, 1_000));
+    const connectedRss = memCore.rss();
+    for (const c of many) c.close();
+    await memCore.stop();
+
+    const stageTotal = Object.values(timings).reduce((s, t) => s + t.ms, 0);
+    const breakdown = Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, { meanMs: +(t.ms / t.n).toFixed(4), share: `${((t.ms / stageTotal) * 100).toFixed(1)}%` }]));
+    return {
+      concurrency: options.concurrency,
+      seconds: options.seconds,
+      baseline: { perSecond: Math.round(base.perSecond), p50Ms: +base.p50.toFixed(3), p99Ms: +base.p99.toFixed(3), errors: base.errors },
+      core: { perSecond: Math.round(real.perSecond), p50Ms: +real.p50.toFixed(3), p99Ms: +real.p99.toFixed(3), errors: real.errors },
+      throughputRatio: +(real.perSecond / base.perSecond).toFixed(3),
+      targets: { throughputRatioAtLeast: 0.333, p99MsBelow: 10, met: real.perSecond / base.perSecond >= 1 / 3 && real.p99 < 10 },
+      coreStageBreakdown: breakdown,
+      memory: {
+        agents: options.memoryAgents,
+        idleRssMiB: +(idleRss / 2 ** 20).toFixed(1),
+        connectedRssMiB: +(connectedRss / 2 ** 20).toFixed(1),
+        perConnectionKiB: +((connectedRss - idleRss) / options.memoryAgents / 1024).toFixed(1),
+      },
+    };
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}

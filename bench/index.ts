@@ -1,0 +1,24 @@
+/**
+ * `npm run bench`: performance figures live here, never as timed assertions in tests. Each
+ * benchmark measures against a baseline run in the same invocation and prints ratios.
+ * Environment: BENCH_SECONDS (default 5), BENCH_CONCURRENCY (50), BENCH_MEMORY_AGENTS (1000),
+ * BENCH_ONLY (comma-separated names).
+ */
+import { runDecisionPathBench } from './decision-path.bench.js';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const only = process.env.BENCH_ONLY?.split(',');
+const benches: Record<string, () => Promise<Record<string, unknown>>> = {
+  'decision-path': () => runDecisionPathBench({
+    concurrency: Number(process.env.BENCH_CONCURRENCY ?? 50),
+    seconds,
+    memoryAgents: Number(process.env.BENCH_MEMORY_AGENTS ?? 1000),
+  }),
+};
+
+for (const [name, run] of Object.entries(benches)) {
+  if (only && !only.includes(name)) continue;
+  process.stdout.write(`\n== ${name} ==\n`);
+  const result = await run();
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}

@@ -1,0 +1,81 @@
+/**
+ * Child process for the benchmarks, so the server under test gets its own event loop (and
+ * core) apart from the load generator. Modes:
+ *   core <dataDir>                the real headless core (policy, signing, storage)
+ *   baseline <keysFile>           the floor: the same WebSocket protocol, strict parsing, schema
+ *                                 check and agent signature verification, but no policy, no
+ *                                 token signing and no storage
+ * Prints one JSON line `{"port": N}` on stdout when ready.
+ */
+import { readFileSync } from 'node:fs';
+import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { createServer } from 'node:http';
+import { WebSocketServer } from 'ws';
+import { startCountersign } from '../main/core/app.js';
+import { canonicalBytes, parseStrictJson } from '../shared/canonical-json.js';
+import { clientRequestSchema, SIGNED_TYPES, PROTOCOL_VERSION, WS_SUBPROTOCOL } from '../shared/protocol.js';
+import type { AgentPublicJwk } from '../shared/agent-keys.js';
+
+const [mode, arg] = process.argv.slice(2);
+
+async function core(dataDir: string): Promise<number> {
+  const totals: Record<string, { ms: number; n: number }> = {};
+  const app = await startCountersign({
+    dataDir,
+    log: () => undefined,
+    onTiming: (stage, ms) => {
+      const t = (totals[stage] ??= { ms: 0, n: 0 });
+      t.ms += ms;
+      t.n++;
+    },
+  });
+  // SIGUSR2: report and reset the stage timings (one JSON line), so each phase is measured alone.
+  process.on('SIGUSR2', () => {
+    process.stdout.write(`${JSON.stringify({ timings: totals })}\n`);
+    for (const k of Object.keys(totals)) delete totals[k];
+  });
+  process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+  return app.port;
+}
+
+async function baseline(keysFile: string): Promise<number> {
+  const keys = new Map<string, { alg: string; key: KeyObject }>();
+  for (const jwk of parseStrictJson(readFileSync(keysFile, 'utf8')) as unknown as Array<AgentPublicJwk & { agentId: string }>) {
+    keys.set(jwk.agentId, { alg: jwk.alg, key: createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, ...(jwk.y ? { y: jwk.y } : {}) }, format: 'jwk' }) });
+  }
+  const check = (agentId: string, data: Uint8Array, sig: string) => {
+    const k = keys.get(agentId);
+    if (!k) return false;
+    const s = Buffer.from(sig, 'base64url');
+    return k.alg === 'EdDSA' ? verify(null, data, k.key, s) : verify('sha256', data, { key: k.key, dsaEncoding: 'ieee-p1363' }, s);
+  };
+  const http = createServer();
+  const wss = new WebSocketServer({ server: http, maxPayload: 64 * 1024, perMessageDeflate: false, handleProtocols: () => WS_SUBPROTOCOL });
+  wss.on('connection', (ws) => {
+    const challenge = randomBytes(32).toString('base64url');
+    let agentId: string | undefined;
+    ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'session.challenge', params: { protocol: PROTOCOL_VERSION, challenge, serverId: 'baseline', expiresInMs: 10_000 } }));
+    ws.on('message', (data: Buffer) => {
+      const parsed = clientRequestSchema.safeParse(parseStrictJson(data.toString('utf8')));
+      if (!parsed.success) return ws.close(1008);
+      const req = parsed.data;
+      if (req.method === 'session.authenticate') {
+        const ok = check(req.params.agentId, canonicalBytes({ typ: SIGNED_TYPES.auth, challenge, serverId: 'baseline', agentId: req.params.agentId, kid: req.params.kid }), req.params.proof);
+        if (!ok) return ws.close(4001);
+        agentId = req.params.agentId;
+        ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { agentId, kid: req.params.kid, sessionId: 'b' } }));
+      } else if (req.method === 'call.submit' && agentId) {
+        const { payload, signature } = req.params.envelope;
+        const ok = payload.agentId === agentId && check(agentId, canonicalBytes(payload), signature);
+        ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { requestId: 'baseline', decision: ok ? 'allow' : 'deny', state: ok ? 'allowed' : 'denied', reasons: [], determiningPolicies: [], policyHash: '' } }));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  process.on('SIGTERM', () => process.exit(0));
+  const address = http.address();
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
+const port = mode === 'core' ? await core(arg!) : await baseline(arg!);
+process.stdout.write(`${JSON.stringify({ port })}\n`);

@@ -1,0 +1,181 @@
+/**
+ * The Electron shell: a thin wire around the headless core. It starts the core in-process,
+ * opens ONE hardened window on http://localhost:<port>/ui/ (WebAuthn needs a secure origin:
+ * localhost qualifies, file:// and custom schemes do not), and answers the bridge's three IPC
+ * channels from the core's UI service after checking who is asking. Everything else the app
+ * does lives in main/core and is tested headless; this file is only typechecked (the Electron
+ * binary cannot run on CI machines). See docs/desktop.md.
+ */
+import { app, BrowserWindow, ipcMain, session, type IpcMainInvokeEvent, type WebContents } from 'electron';
+import { fileURLToPath } from 'node:url';
+import { startCountersign, type RunningCountersign } from '../core/app.js';
+import { defaultDataDir } from '../core/config.js';
+import { createUiService } from '../core/ui/ui-service.js';
+import { BRIDGE_CHANNELS, UI_BASE_PATH, clampDecisionLimit, toBridgeError, type BridgeAnswer, type CountersignBridge } from '../../shared/bridge.js';
+import { CountersignError } from '../../shared/errors.js';
+
+/** The preload is bundled to one CommonJS file next to the built shell (sandboxed preloads cannot import). */
+const PRELOAD_PATH = fileURLToPath(new URL('../preload/preload.cjs', import.meta.url));
+/** An in-memory session of our own: no persisted cookies or storage, our permission handlers. */
+const SESSION_PARTITION = 'countersign';
+
+let core: RunningCountersign | undefined;
+let mainWindow: BrowserWindow | undefined;
+/** `http://localhost:<port>` once the core listens; until then nothing is same-origin. */
+let appOrigin: string | undefined;
+
+const log = (message: string) => console.error(`[countersign] ${message}`);
+
+function isAppUrl(url: string): boolean {
+  if (appOrigin === undefined) return false;
+  try {
+    return new URL(url).origin === appOrigin;
+  } catch {
+    return false;
+  }
+}
+
+// ---- process-wide hardening (before anything else) ----
+
+app.enableSandbox();
+
+// Every webContents ever created (including any a page might try to open) gets the same rules.
+app.on('web-contents-created', (_event, contents: WebContents) => {
+  contents.setWindowOpenHandler(() => ({ action: 'deny' }));
+  contents.on('will-navigate', (event) => {
+    if (!isAppUrl(event.url)) event.preventDefault();
+  });
+  contents.on('will-redirect', (event) => {
+    if (!isAppUrl(event.url)) event.preventDefault();
+  });
+  contents.on('will-attach-webview', (event) => event.preventDefault());
+});
+
+// ---- IPC: the bridge, answered only for our window's top frame on our origin ----
+
+function senderAllowed(event: IpcMainInvokeEvent): boolean {
+  if (mainWindow === undefined || mainWindow.isDestroyed()) return false;
+  if (event.sender !== mainWindow.webContents) return false;
+  const frame = event.senderFrame;
+  if (frame === null || frame.parent !== null) return false;
+  return isAppUrl(frame.url);
+}
+
+async function answer<T>(event: IpcMainInvokeEvent, work: () => Promise<T>): Promise<BridgeAnswer<T>> {
+  if (!senderAllowed(event)) {
+    log('refused a bridge call from an unexpected sender');
+    return { ok: false, error: toBridgeError(new CountersignError('not_authenticated', 'the bridge only answers the Countersign window')) };
+  }
+  try {
+    return { ok: true, value: await work() };
+  } catch (error) {
+    if (!(error instanceof CountersignError)) log(`bridge call failed: ${error instanceof Error ? error.message : String(error)}`);
+    return { ok: false, error: toBridgeError(error) };
+  }
+}
+
+function registerBridge(service: CountersignBridge): void {
+  ipcMain.handle(BRIDGE_CHANNELS.getStatus, (event) => answer(event, () => service.getStatus()));
+  ipcMain.handle(BRIDGE_CHANNELS.listRecentDecisions, (event, limit: unknown) => answer(event, () => service.listRecentDecisions(clampDecisionLimit(limit))));
+  ipcMain.handle(BRIDGE_CHANNELS.listAgents, (event) => answer(event, () => service.listAgents()));
+}
+
+// ---- the window ----
+
+function createWindow(origin: string): BrowserWindow {
+  const ses = session.fromPartition(SESSION_PARTITION);
+  // Deny every permission request and check. WebAuthn (security keys) does not go through
+  // these handlers in Electron, so it needs nothing here; add an entry only when a feature does.
+  ses.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
+  ses.setPermissionCheckHandler(() => false);
+
+  const win = new BrowserWindow({
+    width: 1280,
+    height: 860,
+    show: false,
+    title: 'Countersign',
+    webPreferences: {
+      session: ses,
+      preload: PRELOAD_PATH,
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      nodeIntegrationInWorker: false,
+      nodeIntegrationInSubFrames: false,
+      webSecurity: true,
+      allowRunningInsecureContent: false,
+      webviewTag: false,
+      experimentalFeatures: false,
+      navigateOnDragDrop: false,
+      spellcheck: false,
+      safeDialogs: true,
+      devTools: !app.isPackaged,
+    },
+  });
+  win.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
+  win.webContents.on('will-navigate', (event) => {
+    if (!isAppUrl(event.url)) event.preventDefault();
+  });
+  win.webContents.on('will-redirect', (event) => {
+    if (!isAppUrl(event.url)) event.preventDefault();
+  });
+  win.webContents.on('render-process-gone', (_event, details) => log(`renderer exited: ${details.reason}`));
+  win.once('ready-to-show', () => win.show());
+  win.on('closed', () => {
+    mainWindow = undefined;
+  });
+  win.loadURL(`${origin}${UI_BASE_PATH}`).catch((error: unknown) => log(`could not load the UI: ${error instanceof Error ? error.message : String(error)}`));
+  return win;
+}
+
+// ---- lifecycle ----
+
+async function start(): Promise<void> {
+  await app.whenReady();
+  const running = await startCountersign({ dataDir: defaultDataDir(), log });
+  core = running;
+  // localhost, not 127.0.0.1: WebAuthn accepts http only on localhost (and 127.0.0.1 is not a valid rpId).
+  appOrigin = `http://localhost:${running.port}`;
+  registerBridge(createUiService({ ...running, gatewayUrl: () => running.url }));
+  mainWindow = createWindow(appOrigin);
+}
+
+let shuttingDown = false;
+let shutDown = false;
+
+app.on('before-quit', (event) => {
+  if (shutDown || core === undefined) return;
+  // Close the core (gateway, audit record, database) before the process goes away.
+  event.preventDefault();
+  if (shuttingDown) return;
+  shuttingDown = true;
+  const running = core;
+  const finish = () => {
+    shutDown = true;
+    core = undefined;
+    app.quit();
+  };
+  running.close().then(finish, (error: unknown) => {
+    log(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+    finish();
+  });
+});
+
+app.on('window-all-closed', () => app.quit());
+
+if (!app.requestSingleInstanceLock()) {
+  // Another Countersign owns the data directory and the port: hand over to it.
+  app.quit();
+} else {
+  app.on('second-instance', () => {
+    if (mainWindow === undefined || mainWindow.isDestroyed()) return;
+    if (mainWindow.isMinimized()) mainWindow.restore();
+    mainWindow.focus();
+  });
+  process.once('SIGINT', () => app.quit());
+  process.once('SIGTERM', () => app.quit());
+  start().catch((error: unknown) => {
+    log(`could not start: ${error instanceof Error ? error.message : String(error)}`);
+    app.exit(1);
+  });
+}

@@ -1,0 +1,210 @@
+/**
+ * The first-milestone UI: server status (with loud warnings for the test key domain and for
+ * software key custody), recent decisions and enrolled agents. It knows only CountersignBridge.
+ */
+import { useEffect, useState } from 'react';
+import type { AgentSummary, BridgeStatus, CountersignBridge, DecisionSummary } from '../../shared/bridge.js';
+import { toCountersignError } from '../../shared/bridge.js';
+
+export type BridgeChoice =
+  | { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge }
+  | { kind: 'no-secret' };
+
+const REFRESH_MS = 3_000;
+const DECISION_COUNT = 100;
+
+interface Snapshot {
+  status: BridgeStatus;
+  decisions: DecisionSummary[];
+  agents: AgentSummary[];
+  at: number;
+}
+
+interface LoadError {
+  code: string;
+  message: string;
+}
+
+export function App({ choice }: { choice: BridgeChoice }) {
+  if (choice.kind === 'no-secret') {
+    return (
+      <main className="app">
+        <Header />
+        <section className="notice" role="alert">
+          <h2>Session link needed</h2>
+          <p>
+            Open the UI link that <code>countersign headless</code> printed when it started (it ends in{' '}
+            <code>#secret=…</code>). The secret is kept only in this page&apos;s memory, so a reload needs the link again.
+          </p>
+        </section>
+      </main>
+    );
+  }
+  return <Dashboard bridge={choice.bridge} transport={choice.transport} />;
+}
+
+function Header({ status }: { status?: BridgeStatus | undefined }) {
+  return (
+    <header className="header">
+      <h1>Countersign</h1>
+      {status && (
+        <>
+          <span className="server-id">{status.serverId}</span>
+          <span className={status.domain === 'test' ? 'badge badge-test' : 'badge badge-production'}>
+            {status.domain === 'test' ? 'TEST domain' : 'production domain'}
+          </span>
+        </>
+      )}
+    </header>
+  );
+}
+
+function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport: 'ipc' | 'http' }) {
+  const [snapshot, setSnapshot] = useState<Snapshot | undefined>();
+  const [error, setError] = useState<LoadError | undefined>();
+
+  useEffect(() => {
+    let active = true;
+    const refresh = async () => {
+      try {
+        const [status, decisions, agents] = await Promise.all([bridge.getStatus(), bridge.listRecentDecisions(DECISION_COUNT), bridge.listAgents()]);
+        if (!active) return;
+        setSnapshot({ status, decisions, agents, at: Date.now() });
+        setError(undefined);
+      } catch (caught) {
+        if (!active) return;
+        const err = toCountersignError(caught);
+        setError({ code: err.code, message: err.message });
+      }
+    };
+    void refresh();
+    const timer = window.setInterval(() => void refresh(), REFRESH_MS);
+    return () => {
+      active = false;
+      window.clearInterval(timer);
+    };
+  }, [bridge]);
+
+  return (
+    <main className="app">
+      <Header status={snapshot?.status} />
+      {error && (
+        <section className="error" role="alert">
+          {error.code === 'not_authenticated'
+            ? 'The session secret was not accepted (the server may have restarted). Open the new link it printed.'
+            : `Could not load data: ${error.message}`}{' '}
+          <code>[{error.code}]</code>
+        </section>
+      )}
+      {snapshot && (
+        <>
+          <StatusPanel status={snapshot.status} transport={transport} at={snapshot.at} />
+          <DecisionsTable decisions={snapshot.decisions} />
+          <AgentsTable agents={snapshot.agents} />
+        </>
+      )}
+      {!snapshot && !error && <p className="muted">Loading…</p>}
+    </main>
+  );
+}
+
+function StatusPanel({ status, transport, at }: { status: BridgeStatus; transport: 'ipc' | 'http'; at: number }) {
+  return (
+    <section className="panel">
+      {status.domain === 'test' && (
+        <p className="banner banner-test" role="status">
+          TEST key domain: tokens issued here never verify where production tokens are expected.
+        </p>
+      )}
+      {status.custody === 'software' && (
+        <p className="banner banner-warning" role="alert">
+          Warning: signing keys are not hardware-backed (software custody). Configure a PKCS#11 token for production use.
+        </p>
+      )}
+      <h2>Status</h2>
+      <dl className="stats">
+        <dt>Policy</dt>
+        <dd><code title={status.policyHash}>{shortHash(status.policyHash)}</code></dd>
+        <dt>Key custody</dt>
+        <dd className={status.custody === 'software' ? 'custody-software' : 'custody-hardware'}>{status.custody === 'software' ? 'software' : 'PKCS#11 (hardware)'}</dd>
+        <dt>Agent gateway</dt>
+        <dd><code>{status.gatewayUrl}</code></dd>
+        <dt>Connections</dt>
+        <dd>{status.connections} ({status.authenticated} authenticated)</dd>
+        <dt>Decisions this run</dt>
+        <dd>{status.decisions}</dd>
+        <dt>Bridge</dt>
+        <dd>{transport === 'ipc' ? 'desktop (IPC)' : 'headless (HTTP)'} · updated {new Date(at).toLocaleTimeString()}</dd>
+      </dl>
+    </section>
+  );
+}
+
+function DecisionsTable({ decisions }: { decisions: DecisionSummary[] }) {
+  return (
+    <section className="panel">
+      <h2>Recent decisions</h2>
+      {decisions.length === 0 ? (
+        <p className="muted">No calls yet.</p>
+      ) : (
+        <table>
+          <thead>
+            <tr><th>Time</th><th>Agent</th><th>Tool</th><th>State</th><th>Reasons</th><th>Policy</th><th>Request</th></tr>
+          </thead>
+          <tbody>
+            {decisions.map((d) => (
+              <tr key={d.requestId}>
+                <td>{new Date(d.createdAt).toLocaleString()}</td>
+                <td>{d.agentId}</td>
+                <td><code>{d.tool}</code></td>
+                <td><span className={`state state-${d.state}`}>{d.state}</span></td>
+                <td>{d.reasons.length === 0 ? <span className="muted">—</span> : <ul className="reasons">{d.reasons.map((r, i) => <li key={i}>{r}</li>)}</ul>}</td>
+                <td><code title={d.policyHash}>{shortHash(d.policyHash)}</code></td>
+                <td><code className="id">{d.requestId}</code></td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function AgentsTable({ agents }: { agents: AgentSummary[] }) {
+  return (
+    <section className="panel">
+      <h2>Agents</h2>
+      {agents.length === 0 ? (
+        <p className="muted">No agents enrolled.</p>
+      ) : (
+        <table>
+          <thead>
+            <tr><th>Agent</th><th>Owner</th><th>Group</th><th>Status</th><th>Allowed tools</th><th>Keys</th></tr>
+          </thead>
+          <tbody>
+            {agents.map((a) => (
+              <tr key={a.id}>
+                <td><strong>{a.displayName || a.id}</strong><br /><code className="id">{a.id}</code></td>
+                <td>{a.owner}</td>
+                <td>{a.group}</td>
+                <td><span className={`state state-${a.status}`}>{a.status}</span></td>
+                <td>{a.allowedTools.map((t) => <code key={t} className="tool">{t}</code>)}</td>
+                <td>
+                  <ul className="keys">
+                    {a.keys.map((k) => (
+                      <li key={k.kid}><code title={k.kid}>{shortHash(k.kid, 12)}</code> {k.alg} <span className={`state state-${k.status}`}>{k.status}</span></li>
+                    ))}
+                  </ul>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function shortHash(value: string, length = 19): string {
+  return value.length > length ? `${value.slice(0, length)}…` : value;
+}

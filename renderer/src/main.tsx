@@ -1,0 +1,50 @@
+/**
+ * Renderer entry: pick the bridge, then render. In Electron the preload provides
+ * `window.countersign` (IPC); in headless mode the page talks HTTP to the same server with
+ * the session secret handed over in the URL fragment (`/ui/#secret=...`), which is removed
+ * from the address bar and history at once and kept only in memory.
+ */
+import { StrictMode } from 'react';
+import { createRoot } from 'react-dom/client';
+import { z } from 'zod';
+import { createHttpBridge } from '../../shared/bridge-http-client.js';
+import { UI_SECRET_FRAGMENT_PARAM, validatingBridge, type CountersignBridge } from '../../shared/bridge.js';
+import { App, type BridgeChoice } from './App.js';
+import './styles.css';
+
+declare global {
+  interface Window {
+    /** Set by the Electron preload; absent in a plain browser. */
+    countersign?: CountersignBridge;
+  }
+}
+
+// The CSP forbids eval: tell zod not to probe for it (the probe would log a CSP violation).
+z.config({ jitless: true });
+
+function takeSecretFromFragment(): string | undefined {
+  if (window.location.hash.length <= 1) return undefined;
+  const secret = new URLSearchParams(window.location.hash.slice(1)).get(UI_SECRET_FRAGMENT_PARAM) ?? undefined;
+  window.history.replaceState(window.history.state, '', `${window.location.pathname}${window.location.search}`);
+  return secret;
+}
+
+function chooseBridge(): BridgeChoice {
+  const secret = takeSecretFromFragment();
+  // The preload's bridge is validated again here: the renderer trusts no transport.
+  if (window.countersign !== undefined) return { kind: 'ready', transport: 'ipc', bridge: validatingBridge(window.countersign) };
+  if (secret === undefined) return { kind: 'no-secret' };
+  try {
+    return { kind: 'ready', transport: 'http', bridge: createHttpBridge({ baseUrl: window.location.origin, sessionSecret: secret }) };
+  } catch {
+    return { kind: 'no-secret' };
+  }
+}
+
+const container = document.getElementById('root');
+if (container === null) throw new Error('the page has no #root element');
+createRoot(container).render(
+  <StrictMode>
+    <App choice={chooseBridge()} />
+  </StrictMode>,
+);

@@ -1,0 +1,94 @@
+/** The `countersign` command as a user runs it: separate processes on a real data directory. */
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../main/core/app.js';
+import { tempDir } from '../helpers/harness.js';
+
+const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
+const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+const dataDir = tempDir();
+const keysDir = join(dataDir, 'agent-keys');
+
+function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+describe('countersign CLI', () => {
+  it('makes an agent key and an enrollment request, and enrolls, lists and revokes the agent', () => {
+    const keygen = cli('keygen', '--agent-id', 'ap-bot', '--name', 'Accounts payable', '--out', keysDir);
+    expect(keygen.status).toBe(0);
+    const made = JSON.parse(keygen.stdout) as { keyFile: string; enrollmentFile: string; kid: string };
+    expect(statSync(made.keyFile).mode & 0o777).toBe(0o600);
+
+    const enroll = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'dana@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US,GB', '--expires', '90d');
+    expect(enroll.status).toBe(0);
+    expect(JSON.parse(enroll.stdout)).toMatchObject({ id: 'ap-bot', owner: 'dana@example.com', jurisdictions: ['US', 'GB'] });
+
+    const again = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'x', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US');
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain('[enrollment_conflict]');
+
+    const list = JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>;
+    expect(list.find((a) => a.id === 'ap-bot')?.keys[0]).toMatchObject({ kid: made.kid, status: 'active' });
+
+    const rotatedKeys = join(dataDir, 'rotated');
+    const next = JSON.parse(cli('keygen', '--agent-id', 'ap-bot', '--alg', 'ES256', '--out', rotatedKeys).stdout) as { enrollmentFile: string; kid: string };
+    const rotate = cli('agents', 'rotate', 'ap-bot', next.enrollmentFile, '--overlap', '1h');
+    expect(rotate.status).toBe(0);
+    const keys = (JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>).find((a) => a.id === 'ap-bot')!.keys;
+    expect(keys.map((k) => k.status).sort()).toEqual(['active', 'retiring']);
+
+    expect(cli('agents', 'revoke', 'ap-bot', '--reason', 'left the company').status).toBe(0);
+    const revoked = (JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; status: string }>).find((a) => a.id === 'ap-bot');
+    expect(revoked?.status).toBe('revoked');
+    expect(cli('audit', 'verify').status).toBe(0);
+  }, 120_000);
+
+  it('refuses an enrollment request whose proof of possession is forged', () => {
+    const made = JSON.parse(cli('keygen', '--agent-id', 'forged-bot', '--out', join(dataDir, 'forged')).stdout) as { enrollmentFile: string };
+    const request = JSON.parse(readFileSync(made.enrollmentFile, 'utf8')) as { payload: { displayName: string } };
+    request.payload.displayName = 'Someone else';
+    writeFileSync(made.enrollmentFile, JSON.stringify(request));
+    const r = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'x', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('[enrollment_proof_invalid]');
+  }, 60_000);
+
+  it('checks and tests policy packs', () => {
+    const check = cli('policy', 'check', '--policy-dir', join(REPO_ROOT, 'examples', 'finance'));
+    expect(check.status).toBe(0);
+    expect(check.stdout).toContain('sha256:');
+    const test = cli('policy', 'test', join(REPO_ROOT, 'examples', 'finance', 'tests.json'), '--policy-dir', join(REPO_ROOT, 'examples', 'finance'));
+    expect(test.status).toBe(0);
+  }, 60_000);
+
+  it('prints the JWKS tool servers trust', () => {
+    const r = cli('jwks');
+    expect(r.status).toBe(0);
+    const jwks = JSON.parse(r.stdout) as { keys: Array<{ alg: string; kid: string; d?: string }> };
+    expect(jwks.keys[0]).toMatchObject({ alg: 'ES256' });
+    expect(jwks.keys[0]?.d).toBeUndefined();
+    expect(r.stderr).toContain('not hardware-backed');
+  }, 60_000);
+
+  it('runs the demo: agents send calls and decisions flow', async () => {
+    const demoDir = tempDir();
+    const child = spawn(TSX, [CLI, 'start', '--demo', '--port', '0', '--data-dir', demoDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 30_000;
+    while (!(out.includes(': ALLOW') && out.includes(': PENDING')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    rmSync(demoDir, { recursive: true, force: true });
+    expect(out).toContain('tool server verified the token');
+    expect(out).toContain(': PENDING');
+    expect(out).toContain('not hardware-backed');
+  }, 60_000);
+});
