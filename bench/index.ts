@@ -2,6 +2,7 @@
  * `npm run bench`: performance figures live here, never as timed assertions in tests. Each
  * benchmark measures against a baseline run in the same invocation and prints ratios.
  * Environment: BENCH_SECONDS (default 5), BENCH_CONCURRENCY (50), BENCH_MEMORY_AGENTS (1000),
+ * BENCH_OPEN_LOOP_RATE (250 calls/s offered in the open-loop latency phase),
  * BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
@@ -13,6 +14,7 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     concurrency: Number(process.env.BENCH_CONCURRENCY ?? 50),
     seconds,
     memoryAgents: Number(process.env.BENCH_MEMORY_AGENTS ?? 1000),
+    openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
   }),
 };
 

@@ -65,7 +65,7 @@ export class AgentClient {
   private state: AgentClientState = 'idle';
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private readonly waiters = new Map<string, Array<(r: DecisionResult) => void>>();
+  private readonly waiters = new Map<string, Array<(r: DecisionResult | CountersignError) => void>>();
   private ready: Promise<void> | undefined;
   private reconnectAttempts = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -118,7 +118,8 @@ export class AgentClient {
 
   /**
    * Wait until a request leaves `pending` (approved, denied or expired). Survives reconnects:
-   * after reconnecting, the client asks for the outcome it may have missed.
+   * after reconnecting, the client asks for the outcome it may have missed. Rejects with
+   * `timeout` after `timeoutMs`, or with `connection_closed` once the client is closed.
    */
   async waitForDecision(requestId: string, options: { timeoutMs: number }): Promise<DecisionResult> {
     const current = await this.getRequest(requestId);
@@ -128,7 +129,13 @@ export class AgentClient {
         remove();
         reject(new CountersignError('timeout', 'no decision arrived before the timeout'));
       }, options.timeoutMs);
-      const listener = (result: DecisionResult) => {
+      const listener = (result: DecisionResult | CountersignError) => {
+        if (result instanceof CountersignError) {
+          clearTimeout(timer);
+          remove();
+          reject(result);
+          return;
+        }
         if (result.state === 'pending') return;
         clearTimeout(timer);
         remove();
@@ -155,6 +162,11 @@ export class AgentClient {
   private setState(state: AgentClientState): void {
     if (this.state === state) return;
     this.state = state;
+    // Once closed, no decision can arrive any more: fail the waiters now instead of at their timeouts.
+    if (state === 'closed') {
+      const error = new CountersignError('connection_closed', 'the client is closed, so no decision can arrive');
+      for (const listeners of [...this.waiters.values()]) for (const listener of listeners) listener(error);
+    }
     this.options.onStateChange?.(state);
   }
 

@@ -4,14 +4,14 @@
  * $COUNTERSIGN_DATA_DIR or ~/.local/share/countersign) and runs under plain Node.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
-import { openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
+import { DEFAULT_RENDERER_DIR, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
 import { SoftwareSigner } from '../core/custody/software-signer.js';
 import { jwksFor } from '../core/tokens/jwks.js';
 import { checkPolicyDirectory, runPolicyTests } from '../core/policy/policy-tests.js';
@@ -82,6 +82,12 @@ async function serve(values: Values, domain: 'production' | 'test'): Promise<voi
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new CountersignError('config_invalid', '--port must be a port number');
   const app = await startCountersign({ dataDir, configFile: values.config, overrides: { port, policyDir: values['policy-dir'], domain } });
+  // The UI link carries the per-start session secret in the fragment, which browsers never send
+  // to a server, so it appears in this terminal only and never in a log or a request line.
+  const uiBuilt = existsSync(join(DEFAULT_RENDERER_DIR, 'index.html'));
+  process.stdout.write(uiBuilt
+    ? `approver console: http://localhost:${app.port}/ui/#secret=${app.uiSessionSecret}\n`
+    : 'approver console: not built (run npm run build:renderer, then restart)\n');
   let stopDemo: (() => void) | undefined;
   if (values.demo) stopDemo = await runDemo(app, (line) => process.stdout.write(`${line}\n`));
   const shutdown = () => {

@@ -103,6 +103,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
         tool: input.tool,
         params: input.params,
         decision: { id: input.requestId, mode: input.mode, policy_hash: input.policyHash, policies: input.policies },
+        callSha256: input.callSha256,
       });
       return { token: issued.token, jti: issued.claims.jti, kid: issued.header.kid, expiresAt: issued.claims.exp * 1000 };
     },

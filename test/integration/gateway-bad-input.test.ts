@@ -117,6 +117,17 @@ describe('revoked, expired and rotated keys', () => {
     });
     const c = await RawClient.connect(h.app.url);
     expect(errorCode(await c.authenticate('revoked-bot', k))).toBe('agent_revoked');
+    expect((await c.waitClosed()).code).toBe(4004);
+  });
+
+  it('tells only the key holder that an agent is revoked: a forged proof gets auth_failed', async () => {
+    const k = await h.enroll('revoked-probe-bot');
+    h.app.registry.revoke('revoked-probe-bot', 'test');
+    const c = await RawClient.connect(h.app.url);
+    // The revoked agent's public kid, but a proof made with another agent's key.
+    const answer = await c.authenticate('revoked-probe-bot', otherKey, k.kid);
+    expect(errorCode(answer)).toBe('auth_failed');
+    expect((await c.waitClosed()).code).toBe(4001);
   });
 
   it('refuses an agent whose enrollment expired', async () => {

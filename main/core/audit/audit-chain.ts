@@ -16,6 +16,7 @@ export type AuditKind =
   | 'decision.allow'
   | 'decision.deny'
   | 'decision.pending'
+  | 'decision.expired'
   | 'token.issued'
   | 'agent.enrolled'
   | 'agent.revoked'

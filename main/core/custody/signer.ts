@@ -2,7 +2,7 @@
  * The one signing interface. The software signer (first runs) and the PKCS#11 signer (the real
  * path) both implement it, so token issuance and audit checkpoints never know which one they use.
  */
-import { createHash, createPublicKey, verify } from 'node:crypto';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { PublicJwk, SigningAlgorithm } from '../../../shared/approval-token.js';
 import { ALGORITHM_KEY_TYPES } from '../../../shared/approval-token.js';
 import { canonicalize } from '../../../shared/canonical-json.js';
@@ -40,13 +40,30 @@ export function verifyWithJwk(jwk: Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y' | '
     const expected = ALGORITHM_KEY_TYPES[jwk.alg];
     if (expected === undefined || jwk.kty !== expected.kty || jwk.crv !== expected.crv) return false;
     if (signature.length !== 64) return false;
-    const key = createPublicKey({
-      key: jwk.kty === 'EC' ? { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x },
-      format: 'jwk',
-    });
+    const key = publicKeyOf(jwk);
     if (jwk.alg === 'ES256') return verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature);
     return verify(null, data, key, signature);
   } catch {
     return false;
   }
+}
+
+/**
+ * Importing a JWK costs as much as an ECDSA verification, and every released signature is
+ * verified, so the few signing keys in use are imported once. Bounded: a key is only ever
+ * added here by a signer or a verifier configured with it.
+ */
+const importedKeys = new Map<string, KeyObject>();
+const MAX_IMPORTED_KEYS = 64;
+
+function publicKeyOf(jwk: Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>): KeyObject {
+  const members = jwk.kty === 'EC' ? { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x };
+  const cacheKey = `${members.kty}|${members.crv}|${members.x}|${members.y ?? ''}`;
+  let key = importedKeys.get(cacheKey);
+  if (key === undefined) {
+    key = createPublicKey({ key: members, format: 'jwk' });
+    if (importedKeys.size >= MAX_IMPORTED_KEYS) importedKeys.clear();
+    importedKeys.set(cacheKey, key);
+  }
+  return key;
 }

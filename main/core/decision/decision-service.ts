@@ -13,7 +13,8 @@ import type { PolicyEngine } from '../policy/policy-engine.js';
 import { safeScore, type RiskScorer } from './risk.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
-import { computeCallDigest } from '../../../shared/approval-token.js';
+import { callDigest } from '../tokens/call-digest.js';
+import { GroupCommitter } from '../store/group-commit.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, SignedEnvelope } from '../../../shared/protocol.js';
 
@@ -27,6 +28,8 @@ export interface MintInput {
   policies: string[];
   mode: 'automatic' | 'approved';
   now: number;
+  /** The call digest already computed for this call (tokens/call-digest.ts). */
+  callSha256: string;
 }
 
 /** Issues signed approval tokens (the custody key lives behind this). */
@@ -61,6 +64,8 @@ interface RequestRow {
   obligation: string | null; expires_at: number | null; token: string | null; token_expires_at: number | null;
 }
 
+export const EXPIRED_REASON = 'approval window expired';
+
 function newRequestId(): string {
   return `req_${randomBytes(16).toString('base64url')}`;
 }
@@ -75,6 +80,7 @@ export class DecisionService {
   private readonly countPending;
   private readonly getRequestStmt;
   private readonly pruneNonces;
+  private readonly committer: GroupCommitter;
 
   constructor(private readonly options: DecisionServiceOptions) {
     this.db = options.db;
@@ -91,6 +97,7 @@ export class DecisionService {
       'SELECT r.*, t.token AS token, t.expires_at AS token_expires_at FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?',
     );
     this.pruneNonces = this.db.prepare('DELETE FROM seen_nonces WHERE expires_at < ?');
+    this.committer = new GroupCommitter(this.db);
   }
 
   /** Decide one signed call from an authenticated agent connection. */
@@ -141,7 +148,7 @@ export class DecisionService {
     const { call } = payload;
     const tool = this.options.policy.tool(call.tool);
     if (!tool) throw new CountersignError('unknown_tool', `the tool ${quote(call.tool)} is not declared in the policy set`);
-    const callSha256 = await computeCallDigest(call.tool, call.params);
+    const callSha256 = callDigest(call.tool, call.params);
     const risk = safeScore(this.options.risk, { agentId: agent.id, call, now });
     const requestId = newRequestId();
 
@@ -159,14 +166,17 @@ export class DecisionService {
         now: new Date(now),
       });
 
-    if (decision.outcome === 'approval_required' && this.countPending.get(agent.id)!.n >= this.options.maxPendingPerAgent) {
-      throw new CountersignError('pending_queue_full', `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`);
-    }
+    const checkPendingCap = () => {
+      if (decision.outcome === 'approval_required' && this.countPending.get(agent.id)!.n >= this.options.maxPendingPerAgent) {
+        throw new CountersignError('pending_queue_full', `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`);
+      }
+    };
+    checkPendingCap();
 
     lap('policy');
     // Sign before the transaction (signing is async); the token is released only after commit.
     const minted = decision.outcome === 'allow'
-      ? await this.options.minter.mint({ requestId, agentId: agent.id, tool: call.tool, audience: tool.audience, params: call.params, policyHash: decision.policyHash, policies: decision.determiningPolicies, mode: 'automatic', now })
+      ? await this.options.minter.mint({ requestId, agentId: agent.id, tool: call.tool, audience: tool.audience, params: call.params, policyHash: decision.policyHash, policies: decision.determiningPolicies, mode: 'automatic', now, callSha256 })
       : undefined;
 
     lap('sign');
@@ -176,7 +186,10 @@ export class DecisionService {
       : undefined;
     const expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : undefined;
 
-    const commit = this.db.transaction(() => {
+    // Runs in its own savepoint inside a group commit (store/group-commit.ts); the cap is
+    // checked again here because other decisions may have committed since the check above.
+    const commit = () => {
+      checkPendingCap();
       try {
         this.insertNonce.run(agent.id, payload.nonce, payload.timestamp + this.options.maxAgeMs + this.options.maxFutureMs);
       } catch (cause) {
@@ -202,9 +215,9 @@ export class DecisionService {
       } catch (cause) {
         throw new CountersignError('audit_write_failed', undefined, { cause });
       }
-    });
+    };
     try {
-      commit.immediate();
+      await this.committer.run(commit);
     } catch (error) {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the decision could not be stored, so it was not issued', { cause: error });
@@ -238,12 +251,13 @@ export class DecisionService {
   expireDue(now = this.clock()): Array<{ agentId: string; result: DecisionResult }> {
     const expire = this.db.transaction(() => {
       const due = this.db.prepare<[number], RequestRow>("SELECT r.*, NULL AS token, NULL AS token_expires_at FROM requests r WHERE state = 'pending' AND expires_at <= ?").all(now);
-      const update = this.db.prepare("UPDATE requests SET state = 'expired', decided_at = ? WHERE id = ? AND state = 'pending'");
+      const reasons = JSON.stringify([EXPIRED_REASON]);
+      const update = this.db.prepare("UPDATE requests SET state = 'expired', decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'");
       for (const row of due) {
-        update.run(now, row.id);
-        this.options.audit.append('decision.deny', now, { requestId: row.id, agentId: row.agent_id, expired: true, reasons: ['approval window expired'] });
+        update.run(now, reasons, row.id);
+        this.options.audit.append('decision.expired', now, { requestId: row.id, agentId: row.agent_id, reasons: [EXPIRED_REASON] });
         row.state = 'expired';
-        row.reasons = JSON.stringify(['approval window expired']);
+        row.reasons = reasons;
       }
       return due;
     });

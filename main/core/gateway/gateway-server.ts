@@ -87,7 +87,7 @@ export class Gateway {
     const address = this.http.address();
     const bound = typeof address === 'object' && address ? address.port : port;
     const hosts = ['127.0.0.1', 'localhost', '[::1]', ...this.deps.config.gateway.allowedHosts];
-    this.allowedHosts = new Set(hosts.flatMap((h) => (h.includes(':') && !h.startsWith('[') ? [h] : [`${h}:${bound}`])));
+    this.allowedHosts = new Set(hosts.map((h) => hostWithPort(h.toLowerCase(), bound)));
     this.maintenanceTimer = setInterval(() => this.maintenance(), 1_000);
     this.maintenanceTimer.unref();
     return { host, port: bound };
@@ -290,19 +290,23 @@ export class Gateway {
   private authenticate(conn: Connection, params: { agentId: string; kid: string; proof: string }): AuthenticatedSession {
     const now = this.clock();
     try {
-      const { agent, key } = this.deps.registry.resolve(params.agentId, params.kid, now);
+      // Proof first, status second: only the holder of the key learns it is revoked or expired.
+      const resolved = this.deps.registry.lookup(params.agentId, params.kid);
+      const { agent, key } = resolved;
       const proof = decodeSignature(params.proof);
       const signed = canonicalBytes({ typ: SIGNED_TYPES.auth, challenge: conn.challenge, serverId: this.deps.config.serverId, agentId: agent.id, kid: key.kid });
       if (proof === undefined || !this.deps.registry.verifySignature(key, signed, proof)) {
         throw new CountersignError('auth_failed', 'the challenge signature does not verify with the enrolled key');
       }
+      this.deps.registry.assertUsable(resolved, now);
       return { agentId: agent.id, kid: key.kid };
     } catch (error) {
       const code = isCountersignError(error) ? error.code : 'internal_error';
       this.deps.decisions.recordRejection(now, { stage: 'authenticate', claimedAgentId: params.agentId, kid: params.kid, code });
       // One answer for every identity failure: do not tell a prober which agent ids exist.
       const external = code === 'agent_unknown' || code === 'key_unknown' ? new CountersignError('auth_failed', 'authentication failed', { cause: error }) : error;
-      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: true });
+      const closeCode = code === 'agent_revoked' || code === 'agent_expired' || code === 'key_revoked' ? CLOSE_CODES.keyRevoked : CLOSE_CODES.authFailed;
+      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: closeCode });
     }
   }
 
@@ -332,7 +336,8 @@ export class Gateway {
   private sendError(conn: Connection, id: string | number | null, error: unknown): void {
     this.stats.rejected++;
     this.send(conn, JSON.stringify(this.errorFrame(id, error)));
-    if ((error as { closeAfter?: boolean } | null)?.closeAfter) conn.socket.close(CLOSE_CODES.authFailed, 'authentication failed');
+    const closeAfter = (error as { closeAfter?: number } | null)?.closeAfter;
+    if (closeAfter !== undefined) conn.socket.close(closeAfter, closeAfter === CLOSE_CODES.authFailed ? 'authentication failed' : (error as CountersignError).code);
   }
 
   private fail(conn: Connection, id: string | number | null, error: CountersignError, closeCode: number): void {
@@ -348,4 +353,14 @@ export class Gateway {
       this.deps.log(`maintenance failed: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
+}
+
+/**
+ * An allowlist entry as the Host header carries it: "name:port" or "[v6]:port". An entry
+ * without a port means the gateway's own port; the Host header must always carry the port,
+ * because browsers send it for every non-default port and the gateway never runs on 80.
+ */
+export function hostWithPort(entry: string, port: number): string {
+  if (entry.startsWith('[')) return /\]:\d+$/.test(entry) ? entry : `${entry}:${port}`;
+  return entry.includes(':') ? entry : `${entry}:${port}`;
 }

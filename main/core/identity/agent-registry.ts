@@ -168,18 +168,31 @@ export class AgentRegistry {
    * is `key_unknown` for this one: identity comes from the key, never from a claimed id.
    */
   resolve(agentId: string, kid: string, now = Date.now()): ResolvedAgentKey {
+    const resolved = this.lookup(agentId, kid);
+    this.assertUsable(resolved, now);
+    return resolved;
+  }
+
+  /**
+   * The enrolled key `kid` of agent `agentId` whatever its status (agent_unknown / key_unknown
+   * otherwise). Check a signature with it before calling assertUsable, so only the key holder
+   * learns that the agent or key is revoked or expired.
+   */
+  lookup(agentId: string, kid: string): ResolvedAgentKey {
     const agentRow = this.getAgentStmt.get(agentId);
     if (!agentRow) throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled`);
-    const agent = toAgent(agentRow);
     const keyRow = this.getKeyStmt.get(kid);
     if (!keyRow || keyRow.agent_id !== agentId) throw new CountersignError('key_unknown', `the key is not enrolled for agent ${quote(agentId)}`);
-    if (agent.status === 'revoked') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`);
-    if (agent.expiresAt !== undefined && now >= agent.expiresAt) throw new CountersignError('agent_expired', `the enrollment of agent ${quote(agentId)} has expired`);
-    const key = toKey(keyRow);
+    return { agent: toAgent(agentRow), key: toKey(keyRow) };
+  }
+
+  /** Throws agent_revoked, agent_expired or key_revoked unless the agent and key are usable at `now`. */
+  assertUsable({ agent, key }: ResolvedAgentKey, now: number): void {
+    if (agent.status === 'revoked') throw new CountersignError('agent_revoked', `agent ${quote(agent.id)} has been revoked`);
+    if (agent.expiresAt !== undefined && now >= agent.expiresAt) throw new CountersignError('agent_expired', `the enrollment of agent ${quote(agent.id)} has expired`);
     if (key.status === 'revoked' || (key.status === 'retiring' && (key.notAfter === undefined || now >= key.notAfter))) {
-      throw new CountersignError('key_revoked', `that key of agent ${quote(agentId)} has been rotated out or revoked`);
+      throw new CountersignError('key_revoked', `that key of agent ${quote(agent.id)} has been rotated out or revoked`);
     }
-    return { agent, key };
   }
 
   /** Verify a signature by an enrolled key (cached node:crypto key object, about 60 µs). */

@@ -44,6 +44,8 @@ export interface ApprovalTokenRequest {
   approvals?: unknown[];
   /** Overrides the issuer's default lifetime for this token (at most 900 s). */
   ttlSeconds?: number;
+  /** The call digest when the caller already computed it over these very params (see callDigest). */
+  callSha256?: string;
 }
 
 export interface IssuedApprovalToken {
@@ -126,7 +128,7 @@ export class TokenIssuer {
       exp: iat + ttl,
       jti: base64url(randomBytes(16)),
       tool: request.tool,
-      call_sha256: await computeCallDigest(request.tool, request.params),
+      call_sha256: request.callSha256 ?? (await computeCallDigest(request.tool, request.params)),
       decision: {
         id: request.decision.id,
         verdict: 'allow',

@@ -1,0 +1,86 @@
+/**
+ * Keeps docs/errors.md and docs/protocol.md honest against the code: every stable error code is
+ * documented (in file order, with the JSON-RPC number rpcCodeFor gives it), the error tables name
+ * no code that does not exist, and the protocol page lists every close code and limit default.
+ */
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ERROR_CODES, isErrorCode } from '../../shared/errors.js';
+import { CLOSE_CODES, PROTOCOL_VERSION, WS_PATH, WS_SUBPROTOCOL, rpcCodeFor } from '../../shared/protocol.js';
+import { parseConfig } from '../../main/core/config.js';
+
+const read = (name: string): string => readFileSync(fileURLToPath(new URL(`../../docs/${name}`, import.meta.url)), 'utf8');
+const errorsDoc = read('errors.md');
+const protocolDoc = read('protocol.md');
+
+/** Markdown table body rows (header and separator rows excluded), split into trimmed cells. */
+function tableRows(markdown: string): string[][] {
+  return markdown
+    .split('\n')
+    .filter((line) => line.startsWith('|') && !/^\|[\s|:-]+\|$/.test(line))
+    .map((line) => line.slice(1, line.trimEnd().endsWith('|') ? line.trimEnd().length - 1 : undefined).split('|').map((cell) => cell.trim()))
+    .filter((cells) => cells[0] !== 'code');
+}
+
+const backticked = (text: string): string[] => [...text.matchAll(/`([^`]+)`/g)].map((m) => m[1] ?? '');
+/** What an error code looks like: lowercase snake_case (a single word such as `timeout` included). */
+const SNAKE = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/;
+
+const codeRows = tableRows(errorsDoc).filter((cells) => SNAKE.test(backticked(cells[0] ?? '')[0] ?? ''));
+const documented = codeRows.map((cells) => backticked(cells[0] ?? '')[0] ?? '');
+
+describe('docs/errors.md', () => {
+  it('documents every ERROR_CODES key as `code`, once each, in the order of shared/errors.ts', () => {
+    for (const code of Object.keys(ERROR_CODES)) expect(errorsDoc, `missing \`${code}\``).toContain(`\`${code}\``);
+    expect(documented).toEqual(Object.keys(ERROR_CODES));
+  });
+
+  it('names no backticked snake_case code in its tables that is not in ERROR_CODES', () => {
+    const named = tableRows(errorsDoc).flatMap((cells) => cells.flatMap(backticked)).filter((token) => SNAKE.test(token));
+    expect(named.length).toBeGreaterThan(0);
+    expect(named.filter((token) => !isErrorCode(token))).toEqual([]);
+  });
+
+  it('gives each code the JSON-RPC number rpcCodeFor maps it to', () => {
+    for (const cells of codeRows) {
+      const code = backticked(cells[0] ?? '')[0] ?? '';
+      if (!isErrorCode(code)) throw new Error(`not an error code: ${code}`);
+      expect(cells[3], code).toBe(`\`${rpcCodeFor(code)}\``);
+    }
+  });
+
+  it('states that codes are stable API', () => {
+    expect(errorsDoc).toMatch(/Codes are stable API/);
+    expect(errorsDoc).toMatch(/never renamed/);
+  });
+});
+
+describe('docs/protocol.md', () => {
+  it('mentions every close code in CLOSE_CODES', () => {
+    const rows = tableRows(protocolDoc);
+    for (const [name, code] of Object.entries(CLOSE_CODES)) {
+      const row = rows.find((cells) => cells[0] === `\`${code}\``);
+      expect(row, `close code ${code} (${name})`).toBeDefined();
+      expect(row?.[1]).toBe(`\`${name}\``);
+    }
+  });
+
+  it('names the protocol version, subprotocol and path', () => {
+    for (const value of [PROTOCOL_VERSION, WS_SUBPROTOCOL, WS_PATH]) expect(protocolDoc).toContain(`\`${value}\``);
+  });
+
+  it('lists the default of every numeric gateway, envelope and token limit', () => {
+    const defaults = parseConfig({});
+    const sections = { gateway: defaults.gateway, envelope: defaults.envelope, tokens: defaults.tokens };
+    const rows = tableRows(protocolDoc);
+    for (const [section, values] of Object.entries(sections)) {
+      for (const [key, value] of Object.entries(values)) {
+        if (typeof value !== 'number' || key === 'port') continue;
+        const row = rows.find((cells) => cells[0] === `\`${section}.${key}\``);
+        expect(row, `${section}.${key}`).toBeDefined();
+        expect(row?.[1], `${section}.${key}`).toMatch(new RegExp(`^\`${value}\``));
+      }
+    }
+  });
+});
