@@ -88,7 +88,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
 
   let policy: PolicyEngine;
   try {
-    policy = await PolicyEngine.open(resolvePolicyDir(dataDir, config, log));
+    policy = await PolicyEngine.open(resolvePolicyDir(dataDir, config, log), { worker: true });
   } catch (error) {
     db.close();
     throw error;
@@ -126,6 +126,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   try {
     bound = await gateway.listen();
   } catch (error) {
+    await policy.close();
     db.close();
     throw error;
   }
@@ -154,6 +155,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       closed = true;
       stopWatching();
       await gateway.close();
+      await policy.close();
       appendAudit('server.stopped', { serverId: config.serverId });
       db.close();
     },

@@ -155,7 +155,7 @@ export class DecisionService {
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
     const decision = scopeDenial
       ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash, obligation: undefined }
-      : this.options.policy.evaluate({
+      : await this.options.policy.evaluateAsync({
         agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
         tool: call.tool,
         params: call.params,

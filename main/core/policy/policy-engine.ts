@@ -20,6 +20,7 @@ import {
   type ToolInfo,
   type UserVerification,
 } from './policy-set.js';
+import { CedarWorkerClient, type PreparedSet } from './cedar-worker-client.js';
 
 export type { LoadedPolicySet, ToolInfo } from './policy-set.js';
 
@@ -70,6 +71,14 @@ export type ReloadResult =
   | { ok: true; changed: boolean; hash: string; previousHash: string; warnings: string[] }
   | { ok: false; error: CountersignError; hash: string };
 
+export interface PolicyEngineOptions {
+  /**
+   * Evaluate in a worker thread (evaluateAsync), so Cedar's per-call cost runs beside the
+   * event loop instead of on it. The sync evaluate() always runs in the calling thread.
+   */
+  worker?: boolean;
+}
+
 export interface WatchOptions {
   /** Quiet period after the last file event before reloading (default 150 ms). */
   debounceMs?: number;
@@ -91,17 +100,34 @@ interface ActiveSet {
   toolEntity: ReadonlyMap<string, StaticEntity>;
 }
 
+type Prepared =
+  | { done: PolicyDecision }
+  | { done?: undefined; active: ActiveSet; request: PolicyRequest; action: cedar.EntityUid; call: cedar.StatefulAuthorizationCall };
+
 export class PolicyEngine {
   private active: ActiveSet;
   private reloadQueue: Promise<unknown> = Promise.resolve();
+  private readonly worker: CedarWorkerClient | undefined;
 
-  constructor(set: LoadedPolicySet) {
+  constructor(set: LoadedPolicySet, options: PolicyEngineOptions = {}) {
     this.active = activate(set);
+    this.worker = options.worker ? new CedarWorkerClient() : undefined;
+    this.worker?.prepare(preparedSetOf(this.active));
   }
 
   /** Loads, validates and activates a policy directory; throws CountersignError('policy_invalid'). */
-  static async open(dir: string): Promise<PolicyEngine> {
-    return new PolicyEngine(await loadPolicyDirectory(dir));
+  static async open(dir: string, options: PolicyEngineOptions = {}): Promise<PolicyEngine> {
+    return new PolicyEngine(await loadPolicyDirectory(dir), options);
+  }
+
+  /** Stops the evaluation worker, if any. */
+  async close(): Promise<void> {
+    await this.worker?.close();
+  }
+
+  /** The evaluation worker (fault tests and health). */
+  get evaluator(): CedarWorkerClient | undefined {
+    return this.worker;
   }
 
   get hash(): string {
@@ -131,7 +157,35 @@ export class PolicyEngine {
    * (a malformed request field, a Cedar failure, an evaluation error) yields a deny decision.
    */
   evaluate(request: PolicyRequest): PolicyDecision {
-    const { set, schemaName, policySetId, toolEntity } = this.active;
+    const prepared = this.prepareCall(request);
+    if (prepared.done) return prepared.done;
+    const answer = cedar.statefulIsAuthorized(prepared.call);
+    const contextCheck = answer.type === 'failure' ? cedar.checkParseContext({ context: prepared.call.context, schema: prepared.active.set.schemaJson, action: prepared.action }) : undefined;
+    return interpret(prepared, answer, contextCheck);
+  }
+
+  /**
+   * evaluate() through the worker when there is one (same rules, same answers). A worker that
+   * times out or dies yields a deny with the reason, never an allow.
+   */
+  async evaluateAsync(request: PolicyRequest): Promise<PolicyDecision> {
+    if (this.worker === undefined) return this.evaluate(request);
+    const prepared = this.prepareCall(request);
+    if (prepared.done) return prepared.done;
+    let result;
+    try {
+      result = await this.worker.authorize(prepared.active.schemaName, prepared.action, prepared.call);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      return denyWithErrors(prepared.active.set.hash, [`authorization failed: ${clip(message)}`], []);
+    }
+    return interpret(prepared, result.answer, result.contextCheck);
+  }
+
+  /** Input checks and the Cedar call; `done` when the answer is known without Cedar. */
+  private prepareCall(request: PolicyRequest): Prepared {
+    const active = this.active;
+    const { set, schemaName, policySetId, toolEntity } = active;
     const tool = toolEntity.get(request.tool);
     if (tool === undefined) {
       throw new CountersignError('unknown_tool', `tool ${quote(request.tool)} is not declared in the policy schema`, { details: { tool: request.tool } });
@@ -145,7 +199,7 @@ export class PolicyEngine {
     }
 
     const requestProblem = checkRequestFields(request);
-    if (requestProblem !== undefined) return denyWithErrors(set.hash, [requestProblem], []);
+    if (requestProblem !== undefined) return { done: denyWithErrors(set.hash, [requestProblem], []) };
 
     const action = { type: ACTION_TYPE, id: request.tool };
     const context: cedar.Context = {
@@ -167,8 +221,7 @@ export class PolicyEngine {
       tool,
       ...set.lookupEntities,
     ];
-
-    const answer = cedar.statefulIsAuthorized({
+    const call: cedar.StatefulAuthorizationCall = {
       principal: { type: AGENT_TYPE, id: agent.id },
       action,
       resource: { type: TOOL_TYPE, id: request.tool },
@@ -177,38 +230,8 @@ export class PolicyEngine {
       validateRequest: true,
       preparsedPolicySetId: policySetId,
       entities,
-    });
-
-    if (answer.type === 'failure') {
-      // Only blame the params when the context on its own is rejected; anything else is ours
-      // to fix and must still fail closed.
-      const contextCheck = cedar.checkParseContext({ context, schema: set.schemaJson, action });
-      if (contextCheck.type === 'failure') {
-        const reason = contextCheck.errors.map((e) => e.message).join('; ');
-        throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} do not match the tool schema: ${clip(reason)}`, { details: { tool: request.tool } });
-      }
-      return denyWithErrors(set.hash, answer.errors.map((e) => `authorization failed: ${clip(e.message)}`), []);
-    }
-
-    const { decision, diagnostics } = answer.response;
-    const determining = [...new Set(diagnostics.reason)].sort();
-    const errors = diagnostics.errors.map((e) => `policy ${quote(e.policyId)}: ${clip(e.error.message)}`);
-
-    if (decision === 'deny') {
-      if (determining.length === 0) {
-        if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
-        return { outcome: 'deny', determiningPolicies: [], errors, policyHash: set.hash, reasons: [DEFAULT_DENY_REASON] };
-      }
-      return { outcome: 'deny', determiningPolicies: determining, errors, policyHash: set.hash, reasons: reasonsOf(set, determining, 'forbidden') };
-    }
-    if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
-
-    const reasons = reasonsOf(set, determining, 'permitted');
-    const obligation = combineObligations(set, determining);
-    if (obligation === undefined) {
-      return { outcome: 'allow', determiningPolicies: determining, errors: [], policyHash: set.hash, reasons };
-    }
-    return { outcome: 'approval_required', determiningPolicies: determining, errors: [], obligation, policyHash: set.hash, reasons };
+    };
+    return { active, request, action, call };
   }
 
   /**
@@ -273,6 +296,7 @@ export class PolicyEngine {
     if (set.hash === previousHash) return { ok: true, changed: false, hash: previousHash, previousHash, warnings: set.warnings };
     try {
       this.active = activate(set);
+      this.worker?.prepare(preparedSetOf(this.active));
     } catch (error) {
       const wrapped = isCountersignError(error) ? error : new CountersignError('policy_invalid', `policy reload failed: ${String(error)}`, { cause: error });
       return { ok: false, error: wrapped, hash: previousHash };
@@ -282,6 +306,51 @@ export class PolicyEngine {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** Turns Cedar's answer into a decision: deny by default, forbid wins, any error denies. */
+function interpret(prepared: Exclude<Prepared, { done: PolicyDecision }>, answer: cedar.AuthorizationAnswer, contextCheck: cedar.CheckParseAnswer | undefined): PolicyDecision {
+  const { set } = prepared.active;
+  const { request } = prepared;
+  if (answer.type === 'failure') {
+    // Only blame the params when the context on its own is rejected; anything else is ours
+    // to fix and must still fail closed.
+    if (contextCheck?.type === 'failure') {
+      const reason = contextCheck.errors.map((e) => e.message).join('; ');
+      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} do not match the tool schema: ${clip(reason)}`, { details: { tool: request.tool } });
+    }
+    return denyWithErrors(set.hash, answer.errors.map((e) => `authorization failed: ${clip(e.message)}`), []);
+  }
+
+  const { decision, diagnostics } = answer.response;
+  const determining = [...new Set(diagnostics.reason)].sort();
+  const errors = diagnostics.errors.map((e) => `policy ${quote(e.policyId)}: ${clip(e.error.message)}`);
+
+  if (decision === 'deny') {
+    if (determining.length === 0) {
+      if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
+      return { outcome: 'deny', determiningPolicies: [], errors, policyHash: set.hash, reasons: [DEFAULT_DENY_REASON] };
+    }
+    return { outcome: 'deny', determiningPolicies: determining, errors, policyHash: set.hash, reasons: reasonsOf(set, determining, 'forbidden') };
+  }
+  if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
+
+  const reasons = reasonsOf(set, determining, 'permitted');
+  const obligation = combineObligations(set, determining);
+  if (obligation === undefined) {
+    return { outcome: 'allow', determiningPolicies: determining, errors: [], policyHash: set.hash, reasons };
+  }
+  return { outcome: 'approval_required', determiningPolicies: determining, errors: [], obligation, policyHash: set.hash, reasons };
+}
+
+function preparedSetOf(active: ActiveSet): PreparedSet {
+  return {
+    schemaName: active.schemaName,
+    schemaText: active.set.schemaText,
+    schemaJson: active.set.schemaJson,
+    policySetId: active.policySetId,
+    policies: { ...active.set.policyTexts },
+  };
+}
 
 function activate(set: LoadedPolicySet): ActiveSet {
   const n = ++preparseCounter;

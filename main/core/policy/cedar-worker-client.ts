@@ -1,0 +1,122 @@
+/**
+ * The main-thread side of cedar-worker.mjs: prepares policy sets in the worker and sends it
+ * authorization calls. Fails closed: a call that times out, or is in flight when the worker
+ * dies, rejects (the engine turns that into a deny), and a dead worker is replaced and given
+ * every set it held, in order, before it takes new calls.
+ */
+import { Worker } from 'node:worker_threads';
+import type * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { CountersignError } from '../../../shared/errors.js';
+
+export interface PreparedSet {
+  schemaName: string;
+  schemaText: string;
+  schemaJson: unknown;
+  policySetId: string;
+  policies: Record<string, string>;
+}
+
+export interface WorkerAnswer {
+  answer: cedar.AuthorizationAnswer;
+  /** Present when `answer` failed: whether the context alone is rejected by the schema. */
+  contextCheck?: cedar.CheckParseAnswer;
+}
+
+interface InFlight {
+  resolve: (value: WorkerAnswer) => void;
+  reject: (error: CountersignError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+type WorkerMessage =
+  | { type: 'prepared'; policySetId: string; ok: boolean; error?: string }
+  | { type: 'answer'; id: number; answer: cedar.AuthorizationAnswer; contextCheck?: cedar.CheckParseAnswer };
+
+export interface CedarWorkerOptions {
+  /** Per-call limit; a call past it is answered as a failure (default 2 s). */
+  timeoutMs?: number;
+  /** Sets kept for replay into a replacement worker (the active one and its predecessor). */
+  keepSets?: number;
+}
+
+const WORKER_URL = new URL('./cedar-worker.mjs', import.meta.url);
+
+export class CedarWorkerClient {
+  private worker: Worker;
+  private nextId = 1;
+  private readonly inFlight = new Map<number, InFlight>();
+  private readonly sets: PreparedSet[] = [];
+  private closed = false;
+  private readonly timeoutMs: number;
+  private readonly keepSets: number;
+  /** Restarts so far (exposed for health reporting and tests). */
+  restarts = 0;
+
+  constructor(options: CedarWorkerOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? 2_000;
+    this.keepSets = Math.max(1, options.keepSets ?? 2);
+    this.worker = this.spawn();
+  }
+
+  /** Prepare a set in the worker. Messages are handled in order, so later calls see it. */
+  prepare(set: PreparedSet): void {
+    this.sets.push(set);
+    while (this.sets.length > this.keepSets) this.sets.shift();
+    this.worker.postMessage({ type: 'prepare', ...set });
+  }
+
+  authorize(schemaName: string, action: cedar.EntityUid, call: cedar.StatefulAuthorizationCall): Promise<WorkerAnswer> {
+    if (this.closed) return Promise.reject(new CountersignError('internal_error', 'the policy evaluator is closed'));
+    const id = this.nextId++;
+    return new Promise<WorkerAnswer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.inFlight.delete(id);
+        reject(new CountersignError('timeout', 'the policy evaluation did not finish in time'));
+      }, this.timeoutMs);
+      this.inFlight.set(id, { resolve, reject, timer });
+      this.worker.postMessage({ type: 'authorize', id, schemaName, action, call });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failAll('the policy evaluator is closed');
+    await this.worker.terminate();
+  }
+
+  /** For fault tests: end the worker as a crash would. */
+  async crashForTest(): Promise<void> {
+    await this.worker.terminate();
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(WORKER_URL);
+    worker.unref();
+    worker.on('message', (message: WorkerMessage) => {
+      if (message.type !== 'answer') return;
+      const pending = this.inFlight.get(message.id);
+      if (pending === undefined) return; // timed out already
+      this.inFlight.delete(message.id);
+      clearTimeout(pending.timer);
+      pending.resolve(message.contextCheck === undefined ? { answer: message.answer } : { answer: message.answer, contextCheck: message.contextCheck });
+    });
+    worker.on('error', () => undefined); // 'exit' follows and handles it
+    worker.on('exit', () => {
+      if (this.worker !== worker) return;
+      this.failAll('the policy evaluator stopped');
+      if (this.closed) return;
+      this.restarts++;
+      this.worker = this.spawn();
+      for (const set of this.sets) this.worker.postMessage({ type: 'prepare', ...set });
+    });
+    return worker;
+  }
+
+  private failAll(message: string): void {
+    for (const [id, pending] of this.inFlight) {
+      clearTimeout(pending.timer);
+      pending.reject(new CountersignError('internal_error', message));
+      this.inFlight.delete(id);
+    }
+  }
+}

@@ -1,0 +1,55 @@
+// @ts-check
+/**
+ * Cedar evaluation off the event loop. A Cedar call costs a few hundred microseconds (mostly
+ * converting entities and context into the wasm module), which on the main thread would stall
+ * every connection's I/O, signatures and commits; here it runs beside them. Plain JavaScript so
+ * the worker starts the same way under tsx, vitest and a packaged build. Protocol (one message
+ * per line of work, answered in order):
+ *   {type:'prepare', schemaName, schemaText, schemaJson, policySetId, policies}
+ *      -> {type:'prepared', policySetId, ok, error?}
+ *   {type:'authorize', id, schemaName, action, call}
+ *      -> {type:'answer', id, answer, contextCheck?}   (contextCheck only when answer failed)
+ * The main thread validated and preparsed the same texts before sending them, so a prepare
+ * failure here means the two threads disagree; every later call on that set then fails, which
+ * the engine turns into a deny.
+ */
+import { parentPort } from 'node:worker_threads';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+
+if (parentPort === null) throw new Error('cedar-worker.mjs must run as a worker thread');
+const port = parentPort;
+
+/**
+ * @typedef {{ type: 'prepare', schemaName: string, schemaText: string, schemaJson: cedar.Schema, policySetId: string, policies: Record<string, string> }} PrepareMessage
+ * @typedef {{ type: 'authorize', id: number, schemaName: string, action: cedar.EntityUid, call: cedar.StatefulAuthorizationCall }} AuthorizeMessage
+ */
+
+/** @type {Map<string, cedar.Schema>} Schema per preparsed schema name, to explain a failed call. */
+const schemas = new Map();
+
+port.on('message', (/** @type {PrepareMessage | AuthorizeMessage} */ message) => {
+  if (message.type === 'prepare') {
+    const schema = cedar.preparseSchema(message.schemaName, message.schemaText);
+    const policies = schema.type === 'success' ? cedar.preparsePolicySet(message.policySetId, { staticPolicies: message.policies }) : schema;
+    if (policies.type === 'success') schemas.set(message.schemaName, message.schemaJson);
+    port.postMessage({
+      type: 'prepared',
+      policySetId: message.policySetId,
+      ok: policies.type === 'success',
+      error: policies.type === 'success' ? undefined : policies.errors.map((e) => e.message).join('; '),
+    });
+    return;
+  }
+  if (message.type === 'authorize') {
+    const answer = cedar.statefulIsAuthorized(message.call);
+    /** @type {cedar.CheckParseAnswer | undefined} */
+    let contextCheck;
+    if (answer.type === 'failure') {
+      const schema = schemas.get(message.schemaName);
+      contextCheck = schema === undefined
+        ? { type: 'failure', errors: [{ message: 'the policy set is not prepared in the evaluator' }] }
+        : cedar.checkParseContext({ context: message.call.context, schema, action: message.action });
+    }
+    port.postMessage({ type: 'answer', id: message.id, answer, contextCheck });
+  }
+});

@@ -1,0 +1,92 @@
+/**
+ * Cedar evaluation in a worker thread (policy/cedar-worker.mjs): the same answers as the
+ * in-thread path, reloads reach the worker, and a worker that dies mid-call yields a deny,
+ * never an allow, and is replaced. The crash is produced by terminating the real worker.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PolicyEngine, type PolicyRequest } from '../../main/core/policy/policy-engine.js';
+import { isCountersignError } from '../../shared/errors.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DEMO = path.join(ROOT, 'examples/demo');
+const engines: PolicyEngine[] = [];
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.close()));
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function open(dir = DEMO): Promise<PolicyEngine> {
+  const engine = await PolicyEngine.open(dir, { worker: true });
+  engines.push(engine);
+  return engine;
+}
+
+function transfer(amount: string, payee: string, jurisdiction = 'US'): PolicyRequest {
+  return {
+    agent: { id: 'finance-bot', owner: 'dana@example.com', group: 'finance-agents', dataClasses: ['financial'], jurisdictions: ['US', 'KP'] },
+    tool: 'payments.transfer',
+    params: { amount, currency: 'USD', payee, memo: 'invoice' },
+    dataClass: 'financial',
+    jurisdiction,
+    provenance: ['user'],
+    risk: { score: 0, factors: [] },
+    now: new Date('2026-06-02T10:00:00Z'),
+  };
+}
+
+describe('policy evaluation in a worker thread', () => {
+  it('answers exactly as the in-thread evaluation for allow, hold, forbid and bad params', async () => {
+    const engine = await open();
+    const requests = [transfer('250.00', 'Acme Ltd'), transfer('48000.00', 'Northwind Traders'), transfer('900.00', 'Pyongyang Trading', 'KP')];
+    const outcomes = [];
+    for (const request of requests) {
+      const inWorker = await engine.evaluateAsync(request);
+      expect(inWorker).toEqual(engine.evaluate(request));
+      outcomes.push(inWorker.outcome);
+    }
+    expect(outcomes).toEqual(['allow', 'approval_required', 'deny']);
+    const badParams = { ...transfer('1.00', 'Acme Ltd'), params: { amount: 12, currency: 'USD', payee: 'Acme Ltd', memo: '' } };
+    const thrown = await engine.evaluateAsync(badParams).then(() => undefined, (e: unknown) => e);
+    expect(isCountersignError(thrown, 'invalid_params')).toBe(true);
+  });
+
+  it('evaluates a reloaded policy set in the worker', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'countersign-worker-'));
+    dirs.push(dir);
+    fs.cpSync(DEMO, dir, { recursive: true, dereference: true });
+    const engine = await open(dir);
+    expect((await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'))).outcome).toBe('allow');
+    fs.writeFileSync(path.join(dir, 'zz-stop.cedar'), '@id("stop-all") @reason("payments stopped") forbid(principal, action == Countersign::Action::"payments.transfer", resource);');
+    const reloaded = await engine.reload();
+    expect(reloaded.ok && reloaded.changed).toBe(true);
+    const after = await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'));
+    expect(after).toMatchObject({ outcome: 'deny', determiningPolicies: ['zz-stop:stop-all'], policyHash: engine.hash, reasons: ['payments stopped'] });
+  });
+
+  it('denies a call in flight when the worker dies, then recovers with a new worker', async () => {
+    const engine = await open();
+    const evaluator = engine.evaluator;
+    if (evaluator === undefined) throw new Error('the engine was opened with a worker');
+    const inFlight = engine.evaluateAsync(transfer('250.00', 'Acme Ltd'));
+    await evaluator.crashForTest();
+    const denied = await inFlight;
+    expect(denied.outcome).toBe('deny');
+    expect(denied.reasons).toEqual(['a policy could not be evaluated, so the call is denied']);
+    expect(denied.errors[0]).toContain('the policy evaluator stopped');
+    expect(evaluator.restarts).toBe(1);
+    expect((await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'))).outcome).toBe('allow');
+  });
+
+  it('refuses to evaluate after close, with a deny', async () => {
+    const engine = await open();
+    await engine.close();
+    const result = await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'));
+    expect(result.outcome).toBe('deny');
+    expect(result.errors[0]).toContain('closed');
+  });
+});
