@@ -38,6 +38,8 @@ export interface StartOptions {
   risk?: RiskScorer;
   /** Directory of the built renderer served at /ui/ (default renderer/dist). */
   rendererDir?: string;
+  /** Evaluate Cedar in a worker thread (default true; false measures Cedar's cost alone). */
+  policyWorker?: boolean;
   /** Stage timings of every decision (benchmarks). */
   onTiming?: DecisionServiceOptions['onTiming'];
 }
@@ -88,7 +90,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
 
   let policy: PolicyEngine;
   try {
-    policy = await PolicyEngine.open(resolvePolicyDir(dataDir, config, log), { worker: true });
+    policy = await PolicyEngine.open(resolvePolicyDir(dataDir, config, log), { worker: options.policyWorker ?? true });
   } catch (error) {
     db.close();
     throw error;

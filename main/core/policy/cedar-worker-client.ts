@@ -28,9 +28,13 @@ interface InFlight {
   timer: ReturnType<typeof setTimeout>;
 }
 
+interface AnswerMessage { type: 'answer'; id: number; answer: cedar.AuthorizationAnswer; contextCheck?: cedar.CheckParseAnswer }
+
 type WorkerMessage =
   | { type: 'prepared'; policySetId: string; ok: boolean; error?: string }
-  | { type: 'answer'; id: number; answer: cedar.AuthorizationAnswer; contextCheck?: cedar.CheckParseAnswer };
+  | { type: 'answers'; answers: AnswerMessage[] };
+
+interface AuthorizeMessage { type: 'authorize'; id: number; schemaName: string; action: cedar.EntityUid; call: cedar.StatefulAuthorizationCall }
 
 export interface CedarWorkerOptions {
   /** Per-call limit; a call past it is answered as a failure (default 2 s). */
@@ -47,6 +51,8 @@ export class CedarWorkerClient {
   private readonly inFlight = new Map<number, InFlight>();
   private readonly sets: PreparedSet[] = [];
   private closed = false;
+  /** Calls made in this event-loop turn, sent as one message (one thread wake-up, not one per call). */
+  private outbox: AuthorizeMessage[] = [];
   private readonly timeoutMs: number;
   private readonly keepSets: number;
   /** Restarts so far (exposed for health reporting and tests). */
@@ -74,8 +80,15 @@ export class CedarWorkerClient {
         reject(new CountersignError('timeout', 'the policy evaluation did not finish in time'));
       }, this.timeoutMs);
       this.inFlight.set(id, { resolve, reject, timer });
-      this.worker.postMessage({ type: 'authorize', id, schemaName, action, call });
+      if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+      this.outbox.push({ type: 'authorize', id, schemaName, action, call });
     });
+  }
+
+  private flush(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    if (batch.length > 0) this.worker.postMessage({ type: 'authorize-batch', calls: batch });
   }
 
   async close(): Promise<void> {
@@ -93,12 +106,14 @@ export class CedarWorkerClient {
     const worker = new Worker(WORKER_URL);
     worker.unref();
     worker.on('message', (message: WorkerMessage) => {
-      if (message.type !== 'answer') return;
-      const pending = this.inFlight.get(message.id);
-      if (pending === undefined) return; // timed out already
-      this.inFlight.delete(message.id);
-      clearTimeout(pending.timer);
-      pending.resolve(message.contextCheck === undefined ? { answer: message.answer } : { answer: message.answer, contextCheck: message.contextCheck });
+      if (message.type !== 'answers') return;
+      for (const answer of message.answers) {
+        const pending = this.inFlight.get(answer.id);
+        if (pending === undefined) continue; // timed out already
+        this.inFlight.delete(answer.id);
+        clearTimeout(pending.timer);
+        pending.resolve(answer.contextCheck === undefined ? { answer: answer.answer } : { answer: answer.answer, contextCheck: answer.contextCheck });
+      }
     });
     worker.on('error', () => undefined); // 'exit' follows and handles it
     worker.on('exit', () => {

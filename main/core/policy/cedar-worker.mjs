@@ -7,8 +7,10 @@
  * per line of work, answered in order):
  *   {type:'prepare', schemaName, schemaText, schemaJson, policySetId, policies}
  *      -> {type:'prepared', policySetId, ok, error?}
- *   {type:'authorize', id, schemaName, action, call}
- *      -> {type:'answer', id, answer, contextCheck?}   (contextCheck only when answer failed)
+ *   {type:'authorize-batch', calls: [{id, schemaName, action, call}, ...]}
+ *      -> {type:'answers', answers: [{id, answer, contextCheck?}, ...]}
+ *   (contextCheck only when the answer failed). Calls travel in batches so a burst of decisions
+ *   costs one thread wake-up each way, not one per call.
  * The main thread validated and preparsed the same texts before sending them, so a prepare
  * failure here means the two threads disagree; every later call on that set then fails, which
  * the engine turns into a deny.
@@ -21,7 +23,8 @@ const port = parentPort;
 
 /**
  * @typedef {{ type: 'prepare', schemaName: string, schemaText: string, schemaJson: cedar.Schema, policySetId: string, policies: Record<string, string> }} PrepareMessage
- * @typedef {{ type: 'authorize', id: number, schemaName: string, action: cedar.EntityUid, call: cedar.StatefulAuthorizationCall }} AuthorizeMessage
+ * @typedef {{ id: number, schemaName: string, action: cedar.EntityUid, call: cedar.StatefulAuthorizationCall }} AuthorizeCall
+ * @typedef {{ type: 'authorize-batch', calls: AuthorizeCall[] }} AuthorizeMessage
  */
 
 /** @type {Map<string, cedar.Schema>} Schema per preparsed schema name, to explain a failed call. */
@@ -40,16 +43,21 @@ port.on('message', (/** @type {PrepareMessage | AuthorizeMessage} */ message) =>
     });
     return;
   }
-  if (message.type === 'authorize') {
-    const answer = cedar.statefulIsAuthorized(message.call);
-    /** @type {cedar.CheckParseAnswer | undefined} */
-    let contextCheck;
-    if (answer.type === 'failure') {
-      const schema = schemas.get(message.schemaName);
-      contextCheck = schema === undefined
-        ? { type: 'failure', errors: [{ message: 'the policy set is not prepared in the evaluator' }] }
-        : cedar.checkParseContext({ context: message.call.context, schema, action: message.action });
-    }
-    port.postMessage({ type: 'answer', id: message.id, answer, contextCheck });
+  if (message.type === 'authorize-batch') {
+    port.postMessage({ type: 'answers', answers: message.calls.map(authorize) });
   }
 });
+
+/** @param {AuthorizeCall} request */
+function authorize(request) {
+  const answer = cedar.statefulIsAuthorized(request.call);
+  /** @type {cedar.CheckParseAnswer | undefined} */
+  let contextCheck;
+  if (answer.type === 'failure') {
+    const schema = schemas.get(request.schemaName);
+    contextCheck = schema === undefined
+      ? { type: 'failure', errors: [{ message: 'the policy set is not prepared in the evaluator' }] }
+      : cedar.checkParseContext({ context: request.call.context, schema, action: request.action });
+  }
+  return { id: request.id, answer, contextCheck };
+}
