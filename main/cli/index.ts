@@ -12,8 +12,7 @@ import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
 import { DEFAULT_RENDERER_DIR, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
-import { SoftwareSigner } from '../core/custody/software-signer.js';
-import { jwksFor } from '../core/tokens/jwks.js';
+import { keysCommand, domainOption } from './keys-command.js';
 import { checkPolicyDirectory, runPolicyTests } from '../core/policy/policy-tests.js';
 import { writeAgentKeyFile } from './agent-key-file.js';
 import { parseDuration } from './durations.js';
@@ -31,6 +30,14 @@ const USAGE = `usage: countersign <command> [options]
   agents rotate ID FILE [--overlap 24h]
   policy check [--policy-dir DIR]
   policy test FILE [--policy-dir DIR]
+  keys init [--alg ES256|EdDSA] [--overlap 24h]
+                            generate the domain's signing key in the PKCS#11 token and pin it
+  keys rotate [--alg ES256|EdDSA] [--overlap 24h]
+                            new token key becomes active; the old one stays published for --overlap
+  keys list                 pinned signing keys: fingerprint, algorithm, custody, status
+  keys export-public [--format jwks|pem]
+  keys status               token present, logged in, key matches its pin, last signature
+                            (keys commands take --domain production|test; default: config)
   jwks                      print the public keys tool servers trust (JWKS)
   audit verify              recompute the audit hash chain
 
@@ -54,6 +61,8 @@ const OPTIONS = {
   expires: { type: 'string' },
   reason: { type: 'string' },
   overlap: { type: 'string' },
+  domain: { type: 'string' },
+  format: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
@@ -183,10 +192,19 @@ export async function main(argv: string[]): Promise<number> {
       throw new CountersignError('config_invalid', `unknown policy command ${JSON.stringify(sub ?? '')}`);
     }
     case 'jwks': {
-      const signer = await SoftwareSigner.openOrCreate(dataDir, { log: (m) => console.error(m) });
-      print(jwksFor([signer]));
-      return 0;
+      const config = loadConfig(dataDir, values.config, { domain: domainOption(values.domain) });
+      const { signingKeys, db } = openDataDir(dataDir);
+      try {
+        const keys = signingKeys.published(config.domain, Date.now());
+        if (keys.length === 0) throw new CountersignError('hsm_key_not_found', `no signing key is pinned for the ${config.domain} domain yet; start countersign once or run keys init`);
+        print({ keys });
+        return 0;
+      } finally {
+        db.close();
+      }
     }
+    case 'keys':
+      return keysCommand(sub, values, dataDir);
     case 'audit': {
       if (sub !== 'verify') throw new CountersignError('config_invalid', 'usage: countersign audit verify');
       const { audit, db } = openDataDir(dataDir);

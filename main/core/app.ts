@@ -11,10 +11,10 @@ import { openStore, type Db } from './store/database.js';
 import { AuditChain, type AuditKind } from './audit/audit-chain.js';
 import { AgentRegistry } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
-import { SoftwareSigner } from './custody/software-signer.js';
+import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custody/custody.js';
+import { SigningKeyRegistry } from './custody/signing-keys.js';
 import type { Signer } from './custody/signer.js';
 import { TokenIssuer } from './tokens/token-issuer.js';
-import { jwksFor } from './tokens/jwks.js';
 import { DecisionService, type DecisionServiceOptions, type TokenMinter } from './decision/decision-service.js';
 import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
 import { Gateway } from './gateway/gateway-server.js';
@@ -40,6 +40,8 @@ export interface StartOptions {
   rendererDir?: string;
   /** Evaluate Cedar in a worker thread (default true; false measures Cedar's cost alone). */
   policyWorker?: boolean;
+  /** For tests: how PKCS#11 tokens are opened (fault injection around the real module). */
+  openToken?: OpenCustodyOptions['openToken'];
   /** Stage timings of every decision (benchmarks). */
   onTiming?: DecisionServiceOptions['onTiming'];
 }
@@ -56,6 +58,8 @@ export interface RunningCountersign {
   decisions: DecisionService;
   gateway: Gateway;
   signer: Signer;
+  custody: OpenCustody;
+  signingKeys: SigningKeyRegistry;
   issuer: TokenIssuer;
   /** Per-start secret for the /api/ui/* HTTP API (32 random bytes, base64url). Never log it. */
   uiSessionSecret: string;
@@ -63,11 +67,11 @@ export interface RunningCountersign {
 }
 
 /** Open the data directory's store (creating it) without starting the gateway: for the CLI. */
-export function openDataDir(dataDir: string): { db: Db; audit: AuditChain; registry: AgentRegistry } {
+export function openDataDir(dataDir: string): { db: Db; audit: AuditChain; registry: AgentRegistry; signingKeys: SigningKeyRegistry } {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = openStore(join(dataDir, 'countersign.db'));
   const audit = new AuditChain(db);
-  return { db, audit, registry: new AgentRegistry(db, audit) };
+  return { db, audit, registry: new AgentRegistry(db, audit), signingKeys: new SigningKeyRegistry(db, audit) };
 }
 
 export function resolvePolicyDir(dataDir: string, config: CountersignConfig, log: (m: string) => void): string {
@@ -85,7 +89,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const clock = options.clock ?? Date.now;
   const dataDir = resolve(options.dataDir);
   const config = loadConfig(dataDir, options.configFile, options.overrides);
-  const { db, audit, registry } = openDataDir(dataDir);
+  const { db, audit, registry, signingKeys } = openDataDir(dataDir);
   const appendAudit = (kind: AuditKind, event: JsonObject) => db.transaction(() => audit.append(kind, clock(), event)).immediate();
 
   let policy: PolicyEngine;
@@ -95,7 +99,16 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db.close();
     throw error;
   }
-  const signer = await SoftwareSigner.openOrCreate(dataDir, { log });
+  let custody: OpenCustody;
+  try {
+    signingKeys.retireExpired(clock());
+    custody = await openCustody({ dataDir, config, keys: signingKeys, log, now: clock, openToken: options.openToken });
+  } catch (error) {
+    await policy.close();
+    db.close();
+    throw error;
+  }
+  const signer = custody.signer;
   const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
   const minter: TokenMinter = {
     async mint(input) {
@@ -114,21 +127,22 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db, audit, registry, policy, minter, risk: options.risk ?? UnscoredRisk, clock, onTiming: options.onTiming,
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
   });
-  const jwks = jwksFor([signer]);
   const uiSessionSecret = randomBytes(32).toString('base64url');
   let url = '';
   const ui = new UiService({ db, registry, policy, signer, config, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url });
   const gateway: Gateway = new Gateway({
     config, registry, decisions, log, clock,
     extraHttp: createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log }),
-    jwks: () => jwks,
-    health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: signer.custody, ...gateway.getStats() }),
+    // The active key and any key still in its rotation overlap window.
+    jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
+    health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats() }),
   });
   let bound: { host: string; port: number };
   try {
     bound = await gateway.listen();
   } catch (error) {
     await policy.close();
+    await custody.close();
     db.close();
     throw error;
   }
@@ -151,13 +165,14 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   let closed = false;
   return {
     config, dataDir, url, port: bound.port,
-    db, audit, registry, policy, decisions, gateway, signer, issuer, uiSessionSecret,
+    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret,
     async close() {
       if (closed) return;
       closed = true;
       stopWatching();
       await gateway.close();
       await policy.close();
+      await custody.close();
       appendAudit('server.stopped', { serverId: config.serverId });
       db.close();
     },

@@ -12,6 +12,30 @@ import { parseStrictJson } from '../../shared/canonical-json.js';
 
 export const DEFAULT_PORT = 7345;
 
+/** Where the PKCS#11 PIN comes from. Never a command-line argument, never logged. */
+const pinSourceSchema = z.union([
+  z.strictObject({ env: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'must be an environment variable name') }),
+  z.strictObject({ file: z.string().min(1) }),
+  z.strictObject({ prompt: z.literal(true) }),
+]);
+
+const pkcs11Schema = z.strictObject({
+  /** The vendor's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so. */
+  module: z.string().min(1),
+  /** The token, by label (preferred: slot ids change when tokens are re-initialized) or slot id. */
+  tokenLabel: z.string().min(1).max(32).optional(),
+  slot: z.int().min(0).optional(),
+  pin: pinSourceSchema,
+  /** Limit for each PKCS#11 call, so a hung module cannot hang the app. */
+  callTimeoutMs: z.int().min(100).max(60_000).default(5_000),
+  /** Bounded reconnection when the session or token goes away (sleep/resume, unplugged). */
+  reconnectAttempts: z.int().min(0).max(10).default(3),
+  reconnectDelayMs: z.int().min(10).max(10_000).default(250),
+}).refine((p) => (p.tokenLabel === undefined) !== (p.slot === undefined), { message: 'set exactly one of tokenLabel and slot' });
+
+export type Pkcs11Config = z.infer<typeof pkcs11Schema>;
+export type PinSourceConfig = z.infer<typeof pinSourceSchema>;
+
 const configSchema = z.strictObject({
   serverId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/).default('countersign-local'),
   /** `test` is the headless key domain: its tokens never verify where production is expected. */
@@ -45,6 +69,11 @@ const configSchema = z.strictObject({
   }).prefault({}),
   tokens: z.strictObject({
     ttlSeconds: z.int().min(5).max(900).default(60),
+  }).prefault({}),
+  custody: z.strictObject({
+    /** Refuse to start unless tokens are signed by a PKCS#11-held key: no software fallback. */
+    requireHardware: z.boolean().default(false),
+    pkcs11: pkcs11Schema.optional(),
   }).prefault({}),
 });
 

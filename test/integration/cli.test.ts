@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../main/core/app.js';
+import { REPO_ROOT, startCountersign } from '../../main/core/app.js';
 import { tempDir } from '../helpers/harness.js';
 
 const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
@@ -67,13 +67,28 @@ describe('countersign CLI', () => {
     expect(test.status).toBe(0);
   }, 60_000);
 
-  it('prints the JWKS tool servers trust', () => {
+  it('prints the JWKS tool servers trust once a key is pinned, and says the key is software', async () => {
+    const before = cli('jwks');
+    expect(before.status).toBe(1);
+    expect(before.stderr).toContain('[hsm_key_not_found]');
+    const app = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0 } });
+    const kid = app.signer.keyId;
+    await app.close();
+
     const r = cli('jwks');
     expect(r.status).toBe(0);
     const jwks = JSON.parse(r.stdout) as { keys: Array<{ alg: string; kid: string; d?: string }> };
-    expect(jwks.keys[0]).toMatchObject({ alg: 'ES256' });
+    expect(jwks.keys).toHaveLength(1);
+    expect(jwks.keys[0]).toMatchObject({ alg: 'ES256', kid });
     expect(jwks.keys[0]?.d).toBeUndefined();
-    expect(r.stderr).toContain('not hardware-backed');
+    const status = cli('keys', 'status');
+    expect(status.status).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ kid, custody: 'software', hardwareBacked: false, ok: true });
+    // The headless test domain signs with a different key.
+    const test = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0, domain: 'test' } });
+    expect(test.signer.keyId).not.toBe(kid);
+    await test.close();
+    expect((JSON.parse(cli('jwks', '--domain', 'test').stdout) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).toEqual([test.signer.keyId]);
   }, 60_000);
 
   it('runs the demo: agents send calls and decisions flow', async () => {

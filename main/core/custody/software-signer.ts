@@ -15,7 +15,14 @@ import type { PublicJwk, Signer, SigningAlgorithm } from './signer.js';
 export const SOFTWARE_KEY_DIR = 'keys';
 export const SOFTWARE_KEY_FILE = 'software-signing-key.pem';
 
+/** The key file of a key domain: test-domain tokens are signed by a different key. */
+export function softwareKeyFileName(domain: 'production' | 'test' = 'production'): string {
+  return domain === 'production' ? SOFTWARE_KEY_FILE : 'software-signing-key.test.pem';
+}
+
 export interface SoftwareSignerOptions {
+  /** Key domain (default production); each domain has its own key file. */
+  domain?: 'production' | 'test';
   /** Algorithm for a newly created key (default ES256). An existing key must match it if given. */
   algorithm?: SigningAlgorithm;
   /** Where the software-custody warning goes (default console.warn). Never receives key material. */
@@ -76,7 +83,7 @@ async function readKeyFile(file: string): Promise<string | undefined> {
 
 /** Write the key atomically: temp file (0600, exclusive) then link(2), which fails if a key exists. */
 async function writeKeyFile(dir: string, file: string, pem: string): Promise<boolean> {
-  const tmp = path.join(dir, `.${SOFTWARE_KEY_FILE}.${randomBytes(8).toString('hex')}.tmp`);
+  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`);
   const handle = await fs.open(tmp, 'wx', 0o600);
   try {
     await handle.chmod(0o600); // independent of the umask
@@ -125,7 +132,7 @@ export class SoftwareSigner implements Signer {
       throw new CountersignError('config_invalid', `the signing algorithm ${quote(options.algorithm)} is not supported`);
     }
     const dir = path.join(dataDir, SOFTWARE_KEY_DIR);
-    const file = path.join(dir, SOFTWARE_KEY_FILE);
+    const file = path.join(dir, softwareKeyFileName(options.domain));
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
 
     let pem = await readKeyFile(file);

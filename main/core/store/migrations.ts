@@ -80,4 +80,22 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   `,
+  // 2: pinned custody signing keys per key domain (software or PKCS#11), with rotation overlap
+  `
+  CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,             -- RFC 7638 thumbprint of the public key (the pin)
+    domain TEXT NOT NULL CHECK (domain IN ('production', 'test')),
+    custody TEXT NOT NULL CHECK (custody IN ('software', 'pkcs11')),
+    alg TEXT NOT NULL CHECK (alg IN ('ES256', 'EdDSA')),
+    public_jwk TEXT NOT NULL,
+    token_label TEXT,                 -- PKCS#11: the token it lives on
+    key_label TEXT,                   -- PKCS#11: CKA_LABEL
+    key_id TEXT,                      -- PKCS#11: CKA_ID (hex)
+    status TEXT NOT NULL CHECK (status IN ('active', 'retiring', 'retired')),
+    created_at INTEGER NOT NULL,
+    not_after INTEGER,                -- retiring: published in the JWKS until then
+    retired_at INTEGER
+  ) STRICT;
+  CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys(domain) WHERE status = 'active';
+  `,
 ];
