@@ -8,7 +8,11 @@
  * generator runs here. Reports decisions/s, p50/p99 latency, their ratio, where the core's
  * time goes, and the core's resident memory with 1,000 connected agents.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Pkcs11Token } from '../main/core/custody/pkcs11-token.js';
+import { readPin } from '../main/core/custody/pin-source.js';
+import { parseStrictJson } from '../shared/canonical-json.js';
+import { benchToken } from './pkcs11-setup.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -129,6 +133,38 @@ async function stageCostsAlone(dataDir: string, agent: { id: string; key: AgentK
   return Object.fromEntries(Object.entries(totals).map(([stage, t]) => [`${stage}Ms`, +(t.ms / t.n).toFixed(4)]));
 }
 
+/** A copy of the data dir whose production key is a fresh ES256 key in the SoftHSM token. */
+async function pkcs11Phase(dataDir: string, loadAgents: Array<{ id: string; key: AgentKey }>, seconds: number, warmup: number): Promise<LoadResult & { stageMeanMs: Record<string, number> }> {
+  const { config: pkcs11 } = benchToken();
+  const hsmDir = `${dataDir}-pkcs11`;
+  cpSync(dataDir, hsmDir, { recursive: true });
+  const config = parseStrictJson(readFileSync(join(dataDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(hsmDir, 'config.json'), JSON.stringify({ ...config, custody: { requireHardware: true, pkcs11 } }));
+  const token = await Pkcs11Token.open(pkcs11, { readPin: () => readPin(pkcs11.pin) });
+  try {
+    const label = `bench-decisions-${Date.now()}`;
+    const publicJwk = await token.generateSigningKey({ label, id: 'bb01', algorithm: 'ES256' });
+    const { signingKeys, db } = openDataDir(hsmDir);
+    signingKeys.activate({ domain: 'production', custody: 'pkcs11', publicJwk, tokenLabel: pkcs11.tokenLabel ?? '', keyLabel: label, keyId: 'bb01' }, Date.now(), 0);
+    db.close();
+  } finally {
+    await token.close();
+  }
+  try {
+    const core = await startChild('core', hsmDir);
+    const clients = await connectAll(core.port, loadAgents);
+    await closedLoop(clients, warmup);
+    await core.timings();
+    const result = await closedLoop(clients, seconds);
+    const timings = await core.timings();
+    for (const c of clients) c.close();
+    await core.stop();
+    return { ...result, stageMeanMs: Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, +(t.ms / t.n).toFixed(3)])) };
+  } finally {
+    rmSync(hsmDir, { recursive: true, force: true });
+  }
+}
+
 export async function runDecisionPathBench(options: { concurrency: number; seconds: number; memoryAgents: number; openLoopPerSecond: number }): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-'));
   const total = Math.max(options.concurrency, options.memoryAgents);
@@ -187,6 +223,9 @@ export async function runDecisionPathBench(options: { concurrency: number; secon
     for (const c of many) c.close();
     await memCore.stop();
 
+    // (c) the real core again, tokens signed in the SoftHSM2 token through PKCS#11
+    const hsm = await pkcs11Phase(dataDir, loadAgents, options.seconds, warmup);
+
     const alone = await stageCostsAlone(dataDir, agents[0]!, 2_500);
 
     const stageTotal = Object.values(timings).reduce((s, t) => s + t.ms, 0);
@@ -197,6 +236,11 @@ export async function runDecisionPathBench(options: { concurrency: number; secon
       baseline: { perSecond: Math.round(base.perSecond), p50Ms: +base.p50.toFixed(3), p99Ms: +base.p99.toFixed(3), errors: base.errors },
       core: { perSecond: Math.round(real.perSecond), p50Ms: +real.p50.toFixed(3), p99Ms: +real.p99.toFixed(3), errors: real.errors },
       throughputRatio: +(real.perSecond / base.perSecond).toFixed(3),
+      pkcs11: {
+        perSecond: Math.round(hsm.perSecond), p50Ms: +hsm.p50.toFixed(3), p99Ms: +hsm.p99.toFixed(3), errors: hsm.errors,
+        ratioToSoftwareSigner: +(hsm.perSecond / real.perSecond).toFixed(3),
+        stageMeanMsUnderLoad: hsm.stageMeanMs,
+      },
       openLoop: {
         offeredPerSecond: options.openLoopPerSecond,
         baseline: { perSecond: Math.round(baseOpen.perSecond), p50Ms: +baseOpen.p50.toFixed(3), p99Ms: +baseOpen.p99.toFixed(3), errors: baseOpen.errors },

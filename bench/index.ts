@@ -6,6 +6,11 @@
  * BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
+import { runCustodyBench } from './custody.bench.js';
+import { benchToken } from './pkcs11-setup.js';
+
+// SoftHSM scans its tokens when the module first loads: make the bench token before anything.
+benchToken();
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const only = process.env.BENCH_ONLY?.split(',');
@@ -16,6 +21,7 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     memoryAgents: Number(process.env.BENCH_MEMORY_AGENTS ?? 1000),
     openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
   }),
+  custody: () => runCustodyBench({ seconds: Math.min(seconds, 3) }),
 };
 
 for (const [name, run] of Object.entries(benches)) {
@@ -24,3 +30,5 @@ for (const [name, run] of Object.entries(benches)) {
   const result = await run();
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
+
+benchToken().token.cleanup();

@@ -31,6 +31,12 @@ const pkcs11Schema = z.strictObject({
   /** Bounded reconnection when the session or token goes away (sleep/resume, unplugged). */
   reconnectAttempts: z.int().min(0).max(10).default(3),
   reconnectDelayMs: z.int().min(10).max(10_000).default(250),
+  /**
+   * Logged-in sessions signing in parallel. A session does one operation at a time, and each
+   * signature waits for an event-loop turn to come back, so one session caps signing at about
+   * one signature per turn under load.
+   */
+  sessions: z.int().min(1).max(32).default(4),
 }).refine((p) => (p.tokenLabel === undefined) !== (p.slot === undefined), { message: 'set exactly one of tokenLabel and slot' });
 
 export type Pkcs11Config = z.infer<typeof pkcs11Schema>;

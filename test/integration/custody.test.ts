@@ -70,7 +70,7 @@ beforeAll(() => {
   token = createSoftHsmToken({ label: 'cs-custody', pin: '246810', soPin: '13579111' });
   process.env[PIN_ENV] = token.pin;
   dataDir = tempDir();
-  pkcs11 = { module: token.module, tokenLabel: token.label, pin: { env: PIN_ENV }, callTimeoutMs: 2_000, reconnectAttempts: 2, reconnectDelayMs: 20 };
+  pkcs11 = { module: token.module, tokenLabel: token.label, pin: { env: PIN_ENV }, callTimeoutMs: 2_000, reconnectAttempts: 2, reconnectDelayMs: 20, sessions: 2 };
 });
 afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
@@ -182,13 +182,17 @@ describe('hardware custody over PKCS#11', () => {
   });
 
   it('a token pulled out mid-sign: no token, nothing stored, the same envelope succeeds once it is back', async () => {
-    let faulty: FaultyPkcs11 | undefined;
+    // One wrapper per session of the pool; an idle pool signs with its first session.
+    const wrappers: FaultyPkcs11[] = [];
     const app = await start({
       openToken: (config) => {
-        faulty = new FaultyPkcs11(loadPkcs11Module(config.module));
+        const faulty = new FaultyPkcs11(loadPkcs11Module(config.module));
+        wrappers.push(faulty);
         return Pkcs11Token.open(config, { readPin: () => readPin(config.pin), api: faulty });
       },
     });
+    const faulty = wrappers[0];
+    expect(wrappers).toHaveLength(2);
     try {
       const key = await importAgentKey(await generateAgentKey('EdDSA'));
       app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot-3', 'finance-bot-3')), FINANCE_SCOPE);

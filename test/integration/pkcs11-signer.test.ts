@@ -41,6 +41,7 @@ function configFor(token: { label: string } | { slot: number }, overrides: Parti
     callTimeoutMs: 2_000,
     reconnectAttempts: 3,
     reconnectDelayMs: 20,
+    sessions: 1,
     ...overrides,
   };
 }

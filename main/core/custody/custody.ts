@@ -9,6 +9,7 @@
 import type { CountersignConfig, Pkcs11Config } from '../config.js';
 import type { Signer, SigningAlgorithm } from './signer.js';
 import { SoftwareSigner } from './software-signer.js';
+import { SignerPool } from './signer-pool.js';
 import type { SigningKeyRegistry} from './signing-keys.js';
 import { type SigningKeyRecord } from './signing-keys.js';
 import { Pkcs11Token } from './pkcs11-token.js';
@@ -79,24 +80,37 @@ export async function openCustody(options: OpenCustodyOptions): Promise<OpenCust
   if (active === undefined || active.custody !== 'pkcs11') {
     throw new CountersignError('hsm_key_not_found', `no PKCS#11 signing key is pinned for the ${domain} domain; run: countersign keys init${domain === 'test' ? ' --domain test' : ''}`);
   }
-  const token = await (options.openToken ?? ((c) => defaultOpenToken(c, log)))(pkcs11);
+  const open = options.openToken ?? ((c: Pkcs11Config) => defaultOpenToken(c, log));
+  const tokens: Pkcs11Token[] = [];
+  const closeAll = async () => {
+    for (const t of tokens.splice(0).reverse()) await t.close();
+  };
   try {
-    const signer = await token.openSigner(pkcs11RefOf(active));
-    log(`signing ${domain} tokens with PKCS#11 key ${active.kid} (${active.keyLabel ?? ''} on token ${active.tokenLabel ?? ''})`);
+    const signers = [];
+    // The first session proves the PIN and the key; the others reuse the same login.
+    for (let i = 0; i < pkcs11.sessions; i++) {
+      const token = await open(pkcs11);
+      tokens.push(token);
+      signers.push(await token.openSigner(pkcs11RefOf(active)));
+    }
+    const signer = new SignerPool(signers);
+    const first = tokens[0]!;
+    log(`signing ${domain} tokens with PKCS#11 key ${active.kid} (${active.keyLabel ?? ''} on token ${active.tokenLabel ?? ''}, ${pkcs11.sessions} session(s))`);
     return {
       signer,
       status: () => {
-        const live = token.status();
+        const live = first.status();
+        const lastSignatureAt = Math.max(0, ...tokens.map((t) => t.status().lastSignatureAt ?? 0));
         return {
           custody: 'pkcs11', kid: active.kid, algorithm: active.algorithm, ...(active.tokenLabel === undefined ? {} : { tokenLabel: active.tokenLabel }),
           tokenPresent: live.tokenPresent, loggedIn: live.loggedIn,
-          ...lastSignature(keys, active.kid, live.lastSignatureAt),
+          ...lastSignature(keys, active.kid, lastSignatureAt || undefined),
         };
       },
-      close: () => token.close(),
+      close: closeAll,
     };
   } catch (error) {
-    await token.close();
+    await closeAll();
     throw error;
   }
 }
