@@ -9,6 +9,8 @@ export interface ChildServer {
   pid: number;
   /** Resident set size of the server process, in bytes (from /proc). */
   rss(): number;
+  /** CPU time of the server process (all its threads) so far, in seconds: user and system. */
+  cpu(): { user: number; system: number };
   /** Ask the core for its stage timings since the last call. */
   timings(): Promise<Record<string, { ms: number; n: number }>>;
   stop(): Promise<void>;
@@ -50,6 +52,12 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const kb = /VmRSS:\s+(\d+) kB/.exec(status);
       return kb ? Number(kb[1]) * 1024 : NaN;
+    },
+    cpu() {
+      // /proc/<pid>/stat fields 14 and 15 (utime, stime) in clock ticks; the comm field may hold spaces.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
     },
     async timings() {
       child.kill('SIGUSR2');

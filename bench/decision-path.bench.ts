@@ -133,6 +133,11 @@ async function stageCostsAlone(dataDir: string, agent: { id: string; key: AgentK
   return Object.fromEntries(Object.entries(totals).map(([stage, t]) => [`${stage}Ms`, +(t.ms / t.n).toFixed(4)]));
 }
 
+function cpuPerDecision(before: { user: number; system: number }, after: { user: number; system: number }, load: LoadResult): { userMs: number; systemMs: number } {
+  const n = Math.max(1, load.decisions);
+  return { userMs: +(((after.user - before.user) * 1000) / n).toFixed(3), systemMs: +(((after.system - before.system) * 1000) / n).toFixed(3) };
+}
+
 /** A copy of the data dir whose production key is a fresh ES256 key in the SoftHSM token. */
 async function pkcs11Phase(dataDir: string, loadAgents: Array<{ id: string; key: AgentKey }>, seconds: number, warmup: number): Promise<LoadResult & { stageMeanMs: Record<string, number> }> {
   const { config: pkcs11 } = benchToken();
@@ -197,7 +202,9 @@ export async function runDecisionPathBench(options: { concurrency: number; secon
     const baseline = await startChild('baseline', keysFile);
     let clients = await connectAll(baseline.port, loadAgents);
     await closedLoop(clients, warmup);
+    const baseCpu0 = baseline.cpu();
     const base = await closedLoop(clients, options.seconds);
+    const baseCpu = cpuPerDecision(baseCpu0, baseline.cpu(), base);
     const baseOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond);
     for (const c of clients) c.close();
     await baseline.stop();
@@ -207,7 +214,9 @@ export async function runDecisionPathBench(options: { concurrency: number; secon
     clients = await connectAll(core.port, loadAgents);
     await closedLoop(clients, warmup);
     await core.timings(); // discard warmup timings
+    const coreCpu0 = core.cpu();
     const real = await closedLoop(clients, options.seconds);
+    const coreCpu = cpuPerDecision(coreCpu0, core.cpu(), real);
     const timings = await core.timings();
     const realOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond);
     for (const c of clients) c.close();
@@ -236,6 +245,8 @@ export async function runDecisionPathBench(options: { concurrency: number; secon
       baseline: { perSecond: Math.round(base.perSecond), p50Ms: +base.p50.toFixed(3), p99Ms: +base.p99.toFixed(3), errors: base.errors },
       core: { perSecond: Math.round(real.perSecond), p50Ms: +real.p50.toFixed(3), p99Ms: +real.p99.toFixed(3), errors: real.errors },
       throughputRatio: +(real.perSecond / base.perSecond).toFixed(3),
+      // Server CPU per decision in the closed loop (all threads of the server process).
+      serverCpuPerDecisionMs: { baseline: baseCpu, core: coreCpu },
       pkcs11: {
         perSecond: Math.round(hsm.perSecond), p50Ms: +hsm.p50.toFixed(3), p99Ms: +hsm.p99.toFixed(3), errors: hsm.errors,
         ratioToSoftwareSigner: +(hsm.perSecond / real.perSecond).toFixed(3),

@@ -5,7 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
 import { WebSocket } from 'ws';
-import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
+import { nodeWebSocket, startHarness, transferCall, type Harness } from '../helpers/harness.js';
+import { AgentClient } from '../../shared/agent-client.js';
+import { isCountersignError } from '../../shared/errors.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
 import { WS_PATH, WS_SUBPROTOCOL } from '../../shared/protocol.js';
 import type { AgentKey } from '../../shared/agent-keys.js';
@@ -288,6 +290,16 @@ describe('floods', () => {
     expect(answer.result).toMatchObject({ decision: 'allow' });
     flooder.close();
     calm.close();
+  });
+
+  it('answers a dropped request by its id, so the SDK fails it at once with rate_limited', async () => {
+    const client = new AgentClient({ url: h.app.url, agentId: 'finance-bot', key, reconnect: false, requestTimeoutMs: 10_000, webSocket: nodeWebSocket });
+    await client.connect();
+    const results = await Promise.allSettled(Array.from({ length: 40 }, () => client.getRequest('req_none')));
+    const codes = results.map((r) => (r.status === 'rejected' && isCountersignError(r.reason) ? r.reason.code : 'other'));
+    expect(codes).toContain('rate_limited');
+    expect(codes).not.toContain('timeout');
+    client.close();
   });
 
   it('caps unauthenticated connections and keeps serving authenticated agents', async () => {

@@ -214,10 +214,13 @@ export class Gateway {
       if (conn.droppedForRate === 1 && conn.session) {
         this.deps.decisions.recordRejection(now, { agentId: conn.session.agentId, code: 'rate_limited' });
       }
+      // Not parsed (that is the point), but a request id at the very start of the frame is
+      // echoed, so a client can fail that request at once instead of waiting for its timeout.
+      const id = isBinary ? null : peekRequestId(data);
       if (!conn.session || conn.droppedForRate > this.deps.config.gateway.rateBurst) {
-        this.fail(conn, null, new CountersignError('rate_limited'), CLOSE_CODES.rateLimited);
+        this.fail(conn, id, new CountersignError('rate_limited'), CLOSE_CODES.rateLimited);
       } else {
-        this.sendError(conn, null, new CountersignError('rate_limited'));
+        this.sendError(conn, id, new CountersignError('rate_limited'));
       }
       return;
     }
@@ -363,4 +366,18 @@ export class Gateway {
 export function hostWithPort(entry: string, port: number): string {
   if (entry.startsWith('[')) return /\]:\d+$/.test(entry) ? entry : `${entry}:${port}`;
   return entry.includes(':') ? entry : `${entry}:${port}`;
+}
+
+const LEADING_ID = /^\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*(\d{1,15})\s*[,}]/;
+
+/**
+ * The numeric id of a JSON-RPC request whose text starts `{"jsonrpc":"2.0","id":N` (as the SDK
+ * writes it), read from the first 64 bytes only; null otherwise. Used solely to address the
+ * rate_limited answer to the request that was dropped.
+ */
+export function peekRequestId(data: RawData): number | null {
+  const head = (Array.isArray(data) ? data[0] : Buffer.isBuffer(data) ? data : Buffer.from(data));
+  if (head === undefined) return null;
+  const match = LEADING_ID.exec(head.subarray(0, 64).toString('latin1'));
+  return match?.[1] === undefined ? null : Number(match[1]);
 }
