@@ -54,6 +54,21 @@ export const ERROR_CODES = {
   policy_test_failed: 'a policy decision test did not produce the expected decision',
   request_unknown: 'no request has that id for this agent',
 
+  // Human approvals (WebAuthn)
+  approver_unknown: 'no approver has that id',
+  approver_disabled: 'the approver is disabled',
+  approver_not_eligible: 'the approver is not in a group this request needs',
+  approver_conflicted: 'the approver may not approve this request',
+  approver_already_decided: 'the approver has already decided this request',
+  credential_unknown: 'the security key is not registered to this approver for this ceremony',
+  credential_suspect: 'the security key reported a signature counter that went backwards',
+  challenge_invalid: 'the ceremony challenge is unknown, used, expired or for another request',
+  assertion_invalid: 'the security key response does not verify',
+  attestation_refused: 'the security key is not an accepted authenticator',
+  request_not_pending: 'the request is no longer waiting for approval',
+  virtual_approver_refused: 'virtual approvers exist only in the headless test key domain',
+  approval_invalid: 'an approval carried in the token does not verify',
+
   // Approval tokens (tool-side verification)
   token_malformed: 'the token is not a well-formed compact JWS',
   token_alg_not_allowed: 'the token algorithm is not the one pinned for its key',

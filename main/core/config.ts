@@ -76,6 +76,16 @@ const configSchema = z.strictObject({
   tokens: z.strictObject({
     ttlSeconds: z.int().min(5).max(900).default(60),
   }).prefault({}),
+  approvals: z.strictObject({
+    /** WebAuthn relying party id; "localhost" for the local app (127.0.0.1 is not a valid RP id). */
+    rpId: z.string().min(1).max(253).default('localhost'),
+    /** Exact origins ceremonies may come from; default http://localhost:<gateway port>. */
+    origins: z.array(z.string().url()).max(16).optional(),
+    /** Accept only authenticators with these AAGUIDs (empty: any attested authenticator). */
+    requireAaguids: z.array(z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i)).max(256).default([]),
+    /** How long an approver has to complete one ceremony. */
+    ceremonyTimeoutMs: z.int().min(5_000).max(600_000).default(120_000),
+  }).prefault({}),
   custody: z.strictObject({
     /** Refuse to start unless tokens are signed by a PKCS#11-held key: no software fallback. */
     requireHardware: z.boolean().default(false),

@@ -57,6 +57,11 @@ export interface VirtualAuthenticatorTestHooks {
   /** Test hook: clear the UP flag on this response. */
   withoutUserPresence?: boolean;
   /**
+   * Test hook (registration only): attest with this AAGUID instead of the virtual one, i.e.
+   * impersonate another authenticator model, to test AAGUID allowlists and virtual-key refusal.
+   */
+  impersonateAaguid?: string;
+  /**
    * Test hook: hash this rpId into the authenticator data instead of the credential's own rpId
    * (a lying authenticator). The signature is still valid over the resulting data.
    */
@@ -301,7 +306,11 @@ export class VirtualAuthenticator {
 
     const idLength = Buffer.alloc(2);
     idLength.writeUInt16BE(idBytes.length);
-    const attestedCredentialData = Buffer.concat([AAGUID_BYTES, idLength, idBytes, cosePublicKey]);
+    const aaguidBytes = options.testHooks?.impersonateAaguid === undefined
+      ? AAGUID_BYTES
+      : Buffer.from(options.testHooks.impersonateAaguid.replaceAll('-', ''), 'hex');
+    if (aaguidBytes.length !== 16) throw new CountersignError('config_invalid', 'an impersonated aaguid must be a UUID');
+    const attestedCredentialData = Buffer.concat([aaguidBytes, idLength, idBytes, cosePublicKey]);
     const authData = authenticatorData(options.testHooks?.authenticatorDataRpId ?? rpId, flags, 0, attestedCredentialData);
     const clientData = clientDataJSON('webauthn.create', challenge, origin);
     const sig = signResponse(privateKey, authData, clientData);

@@ -98,4 +98,54 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys(domain) WHERE status = 'active';
   `,
+  // 3: approvers, their WebAuthn credentials, approval ceremonies and recorded approvals
+  `
+  CREATE TABLE approvers (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    groups_json TEXT NOT NULL,        -- JSON array of group names
+    virtual INTEGER NOT NULL CHECK (virtual IN (0, 1)),
+    status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+    created_at INTEGER NOT NULL,
+    disabled_at INTEGER
+  ) STRICT;
+
+  CREATE TABLE approver_credentials (
+    credential_id TEXT PRIMARY KEY,   -- base64url
+    approver_id TEXT NOT NULL REFERENCES approvers(id),
+    public_key TEXT NOT NULL,         -- base64url COSE public key
+    public_jwk TEXT NOT NULL,         -- the same key as a JWK (for the published directory)
+    sign_count INTEGER NOT NULL,
+    aaguid TEXT NOT NULL,
+    attestation_fmt TEXT NOT NULL,
+    attestation_object TEXT NOT NULL, -- base64url, kept as evidence
+    transports TEXT NOT NULL,         -- JSON array
+    status TEXT NOT NULL CHECK (status IN ('active', 'suspect', 'removed')),
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER
+  ) STRICT;
+  CREATE INDEX approver_credentials_by_approver ON approver_credentials(approver_id);
+
+  CREATE TABLE webauthn_challenges (
+    challenge TEXT PRIMARY KEY,       -- base64url; single use
+    purpose TEXT NOT NULL CHECK (purpose IN ('registration', 'approval')),
+    approver_id TEXT NOT NULL,
+    request_id TEXT,                  -- approval ceremonies
+    verdict TEXT CHECK (verdict IN ('approve', 'deny')),
+    record TEXT,                      -- JCS of the bound approval record
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+  ) STRICT;
+
+  CREATE TABLE approvals (
+    request_id TEXT NOT NULL REFERENCES requests(id),
+    approver_id TEXT NOT NULL,
+    credential_id TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('approve', 'deny')),
+    reason TEXT,
+    assertion TEXT NOT NULL,          -- JSON: the assertion as carried in the token
+    at INTEGER NOT NULL,
+    PRIMARY KEY (request_id, approver_id)
+  ) STRICT;
+  `,
 ];

@@ -1,0 +1,290 @@
+/**
+ * Approvers and their WebAuthn credentials: who may approve, in which groups, with which
+ * security keys. Registration is a real WebAuthn ceremony (@simplewebauthn/server): user
+ * verification required, attestation verified and stored as evidence, and an attestation policy
+ * (allowed AAGUIDs; the project's virtual authenticator only for virtual approvers in the
+ * headless test key domain). Every change is audited in the same transaction.
+ */
+import { createPublicKey, randomBytes } from 'node:crypto';
+import {
+  generateRegistrationOptions,
+  verifyRegistrationResponse,
+  type PublicKeyCredentialCreationOptionsJSON,
+  type RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { decodeCredentialPublicKey, cose } from '@simplewebauthn/server/helpers';
+import type { Db } from '../store/database.js';
+import type { AuditChain } from '../audit/audit-chain.js';
+import { isVirtualAuthenticatorAaguid } from './virtual-authenticator.js';
+import type { ApproverDirectory as PublishedDirectory } from '../../../shared/approvals.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import { base64url } from '../../../shared/encoding.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
+import type { TokenDomain } from '../../../shared/approval-token.js';
+
+export interface ApproverRecord {
+  id: string;
+  displayName: string;
+  groups: string[];
+  virtual: boolean;
+  status: 'active' | 'disabled';
+  createdAt: number;
+}
+
+export interface CredentialRecord {
+  credentialId: string;
+  approverId: string;
+  /** COSE public key, base64url. */
+  publicKey: string;
+  publicJwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+  signCount: number;
+  aaguid: string;
+  attestationFmt: string;
+  transports: string[];
+  status: 'active' | 'suspect' | 'removed';
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
+export interface ApproverDirectoryOptions {
+  domain: TokenDomain;
+  rpId: string;
+  rpName?: string;
+  /** Exact origins ceremonies may come from (a function: the port is known only once bound). */
+  origins: string[] | (() => string[]);
+  /** Accept only these AAGUIDs (lowercase UUIDs); empty: any attested authenticator. */
+  requireAaguids: string[];
+  ceremonyTimeoutMs: number;
+  now?: () => number;
+}
+
+interface ApproverRow { id: string; display_name: string; groups_json: string; virtual: number; status: 'active' | 'disabled'; created_at: number }
+interface CredentialRow {
+  credential_id: string; approver_id: string; public_key: string; public_jwk: string; sign_count: number; aaguid: string;
+  attestation_fmt: string; transports: string; status: 'active' | 'suspect' | 'removed'; created_at: number; last_used_at: number | null;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
+const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function toApprover(row: ApproverRow): ApproverRecord {
+  return { id: row.id, displayName: row.display_name, groups: parseStrictJson(row.groups_json) as string[], virtual: row.virtual === 1, status: row.status, createdAt: row.created_at };
+}
+
+function toCredential(row: CredentialRow): CredentialRecord {
+  const record: CredentialRecord = {
+    credentialId: row.credential_id, approverId: row.approver_id, publicKey: row.public_key,
+    publicJwk: parseStrictJson(row.public_jwk) as unknown as CredentialRecord['publicJwk'], signCount: row.sign_count, aaguid: row.aaguid,
+    attestationFmt: row.attestation_fmt, transports: parseStrictJson(row.transports) as string[], status: row.status, createdAt: row.created_at,
+  };
+  if (row.last_used_at !== null) record.lastUsedAt = row.last_used_at;
+  return record;
+}
+
+/** A P-256 COSE key as a JWK (the only algorithm approver keys may use: ES256). */
+function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
+  const key = decodeCredentialPublicKey(new Uint8Array(publicKey)) as unknown as Map<number, unknown>;
+  const kty = key.get(cose.COSEKEYS.kty);
+  const crv = key.get(cose.COSEKEYS.crv);
+  const x = key.get(cose.COSEKEYS.x);
+  const y = key.get(cose.COSEKEYS.y);
+  if (kty !== cose.COSEKTY.EC2 || crv !== cose.COSECRV.P256 || !(x instanceof Uint8Array) || !(y instanceof Uint8Array)) {
+    throw new CountersignError('attestation_refused', 'approver keys must be P-256 (ES256) keys');
+  }
+  const jwk = { kty: 'EC' as const, crv: 'P-256' as const, x: base64url(x), y: base64url(y) };
+  createPublicKey({ key: jwk, format: 'jwk' }); // a point not on the curve fails here
+  return jwk;
+}
+
+export class ApproverDirectory {
+  private readonly now: () => number;
+
+  constructor(private readonly db: Db, private readonly audit: AuditChain, private readonly options: ApproverDirectoryOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  get rpId(): string {
+    return this.options.rpId;
+  }
+
+  get origins(): readonly string[] {
+    const { origins } = this.options;
+    return typeof origins === 'function' ? origins() : origins;
+  }
+
+  addApprover(input: { id: string; displayName: string; groups: string[]; virtual?: boolean }): ApproverRecord {
+    const virtual = input.virtual ?? false;
+    if (virtual && this.options.domain !== 'test') {
+      throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain; this configuration is production');
+    }
+    if (!ID_PATTERN.test(input.id)) throw new CountersignError('config_invalid', `the approver id ${quote(input.id)} must be 1-128 letters, digits or . _ @ + -`);
+    if (typeof input.displayName !== 'string' || input.displayName.length === 0 || input.displayName.length > 200) {
+      throw new CountersignError('config_invalid', 'the approver display name must be 1-200 characters');
+    }
+    const groups = [...new Set(input.groups)].sort();
+    for (const g of groups) if (!GROUP_PATTERN.test(g)) throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
+    const now = this.now();
+    return this.db.transaction(() => {
+      if (this.db.prepare('SELECT 1 FROM approvers WHERE id = ?').get(input.id) !== undefined) {
+        throw new CountersignError('config_invalid', `an approver named ${quote(input.id)} already exists`);
+      }
+      this.db.prepare("INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES (?, ?, ?, ?, 'active', ?)")
+        .run(input.id, input.displayName, JSON.stringify(groups), virtual ? 1 : 0, now);
+      this.audit.append('approver.added', now, { approverId: input.id, groups, virtual });
+      return this.get(input.id);
+    }).immediate();
+  }
+
+  get(id: string): ApproverRecord {
+    const row = this.db.prepare<[string], ApproverRow>('SELECT * FROM approvers WHERE id = ?').get(id);
+    if (row === undefined) throw new CountersignError('approver_unknown', `no approver named ${quote(id)}`);
+    return toApprover(row);
+  }
+
+  list(): ApproverRecord[] {
+    return this.db.prepare<[], ApproverRow>('SELECT * FROM approvers ORDER BY id').all().map(toApprover);
+  }
+
+  disable(id: string): void {
+    const now = this.now();
+    this.db.transaction(() => {
+      this.get(id);
+      this.db.prepare("UPDATE approvers SET status = 'disabled', disabled_at = ? WHERE id = ?").run(now, id);
+      this.audit.append('approver.disabled', now, { approverId: id });
+    }).immediate();
+  }
+
+  setGroups(id: string, groups: string[]): void {
+    const now = this.now();
+    const clean = [...new Set(groups)].sort();
+    for (const g of clean) if (!GROUP_PATTERN.test(g)) throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
+    this.db.transaction(() => {
+      this.get(id);
+      this.db.prepare('UPDATE approvers SET groups_json = ? WHERE id = ?').run(JSON.stringify(clean), id);
+      this.audit.append('approver.groups_changed', now, { approverId: id, groups: clean });
+    }).immediate();
+  }
+
+  removeCredential(credentialId: string): void {
+    const now = this.now();
+    this.db.transaction(() => {
+      const cred = this.credential(credentialId);
+      this.db.prepare("UPDATE approver_credentials SET status = 'removed' WHERE credential_id = ?").run(credentialId);
+      this.audit.append('approver.credential_removed', now, { approverId: cred.approverId, credentialId });
+    }).immediate();
+  }
+
+  credential(credentialId: string): CredentialRecord {
+    const row = this.db.prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE credential_id = ?').get(credentialId);
+    if (row === undefined) throw new CountersignError('credential_unknown', 'that security key is not registered');
+    return toCredential(row);
+  }
+
+  credentialsOf(approverId: string, activeOnly = true): CredentialRecord[] {
+    const rows = this.db.prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE approver_id = ? ORDER BY created_at').all(approverId);
+    return rows.map(toCredential).filter((c) => !activeOnly || c.status === 'active');
+  }
+
+  /** Start registering a security key for `approverId`: single-use challenge, UV required. */
+  async beginRegistration(approverId: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    const approver = this.get(approverId);
+    if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+    const challenge = base64url(randomBytes(32));
+    const options = await generateRegistrationOptions({
+      rpName: this.options.rpName ?? 'Countersign',
+      rpID: this.options.rpId,
+      userName: approver.id,
+      userDisplayName: approver.displayName,
+      userID: new TextEncoder().encode(approver.id),
+      challenge,
+      timeout: this.options.ceremonyTimeoutMs,
+      attestationType: 'direct',
+      excludeCredentials: this.credentialsOf(approverId, false).map((c) => ({ id: c.credentialId })),
+      authenticatorSelection: { userVerification: 'required', residentKey: 'discouraged' },
+      supportedAlgorithmIDs: [-7],
+      preferredAuthenticatorType: 'securityKey',
+    });
+    this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, expires_at) VALUES (?, 'registration', ?, ?)")
+      .run(options.challenge, approverId, this.now() + this.options.ceremonyTimeoutMs);
+    return options;
+  }
+
+  /** Verify the registration response and store the credential; the challenge is spent either way. */
+  async finishRegistration(approverId: string, response: RegistrationResponseJSON): Promise<CredentialRecord> {
+    const approver = this.get(approverId);
+    if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+    const challenge = this.takeRegistrationChallenge(approverId, response);
+    let verified;
+    try {
+      verified = await verifyRegistrationResponse({
+        response,
+        expectedChallenge: challenge,
+        expectedOrigin: [...this.origins],
+        expectedRPID: this.options.rpId,
+        requireUserVerification: true,
+        supportedAlgorithmIDs: [-7],
+      });
+    } catch (cause) {
+      throw new CountersignError('assertion_invalid', 'the security key registration does not verify', { cause });
+    }
+    if (!verified.verified) throw new CountersignError('assertion_invalid', 'the security key registration does not verify');
+    const info = verified.registrationInfo;
+    const aaguid = info.aaguid.toLowerCase();
+    if (isVirtualAuthenticatorAaguid(aaguid)) {
+      if (this.options.domain !== 'test' || !approver.virtual) {
+        throw new CountersignError('attestation_refused', 'a virtual authenticator can only register for a virtual approver in the headless test domain');
+      }
+    } else if (approver.virtual) {
+      throw new CountersignError('attestation_refused', 'a virtual approver can only hold virtual authenticator keys');
+    }
+    if (this.options.requireAaguids.length > 0 && !isVirtualAuthenticatorAaguid(aaguid) && !this.options.requireAaguids.map((a) => a.toLowerCase()).includes(aaguid)) {
+      throw new CountersignError('attestation_refused', `authenticators of type ${quote(aaguid)} are not accepted here`);
+    }
+    if (info.fmt === 'none' && this.options.requireAaguids.length > 0) {
+      throw new CountersignError('attestation_refused', 'this configuration requires attested authenticators; the key sent no attestation');
+    }
+    const publicJwk = coseToJwk(info.credential.publicKey);
+    const now = this.now();
+    return this.db.transaction(() => {
+      if (this.db.prepare('SELECT 1 FROM approver_credentials WHERE credential_id = ?').get(info.credential.id) !== undefined) {
+        throw new CountersignError('config_invalid', 'that security key is already registered');
+      }
+      this.db.prepare(
+        `INSERT INTO approver_credentials (credential_id, approver_id, public_key, public_jwk, sign_count, aaguid, attestation_fmt, attestation_object, transports, status, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)`,
+      ).run(info.credential.id, approverId, base64url(info.credential.publicKey), JSON.stringify(publicJwk), info.credential.counter, aaguid, info.fmt,
+        base64url(info.attestationObject), JSON.stringify(info.credential.transports ?? []), now);
+      this.audit.append('approver.credential_registered', now, { approverId, credentialId: info.credential.id, aaguid, fmt: info.fmt, userVerified: info.userVerified });
+      return this.credential(info.credential.id);
+    }).immediate();
+  }
+
+  /** The directory tool servers check co-signed tokens against (active approvers and keys). */
+  published(): PublishedDirectory {
+    return {
+      rpId: this.options.rpId,
+      origins: [...this.origins],
+      approvers: this.list().filter((a) => a.status === 'active').map((a) => ({
+        id: a.id, displayName: a.displayName, groups: a.groups, virtual: a.virtual,
+        credentials: this.credentialsOf(a.id).map((c) => ({ id: c.credentialId, publicJwk: c.publicJwk })),
+      })),
+    };
+  }
+
+  private takeRegistrationChallenge(approverId: string, response: RegistrationResponseJSON): string {
+    let challenge: string | undefined;
+    try {
+      const clientData = parseStrictJson(Buffer.from(response.response.clientDataJSON, 'base64url').toString('utf8')) as { challenge?: unknown };
+      challenge = typeof clientData.challenge === 'string' ? clientData.challenge : undefined;
+    } catch {
+      challenge = undefined;
+    }
+    if (challenge === undefined) throw new CountersignError('assertion_invalid', 'the registration response has no readable client data');
+    const now = this.now();
+    const spent = this.db.prepare(
+      "UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND purpose = 'registration' AND approver_id = ? AND used_at IS NULL AND expires_at > ?",
+    ).run(now, challenge, approverId, now);
+    if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the registration challenge is unknown, used, expired or for another approver');
+    return challenge;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Virtual approvers for headless test automation: approvers whose security key is the project's
+ * software authenticator, held by the server, so CI can drive real WebAuthn ceremonies (real
+ * structures, real P-256 signatures, the virtual AAGUID in the attestation) without a person.
+ * They exist only in the test key domain: the directory refuses them anywhere else, and their
+ * keys can never register for a real approver.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { VirtualAuthenticator } from './virtual-authenticator.js';
+import type { ApproverDirectory, ApproverRecord } from './approver-directory.js';
+import { CountersignError } from '../../../shared/errors.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
+import type { TokenDomain } from '../../../shared/approval-token.js';
+
+/** The part of the approval service a virtual approver needs. */
+export interface CeremonyService {
+  startCeremony(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny' }): Promise<{
+    options: { challenge: string; rpId?: string; allowCredentials?: Array<{ id: string }>; userVerification?: string };
+  }>;
+  submitCeremony(input: { requestId: string; approverId: string; response: AuthenticationResponseJSON; reason?: string }): Promise<unknown>;
+}
+
+const STATE_FILE = 'virtual-approvers.json';
+
+export class VirtualApprovers {
+  private readonly authenticator: VirtualAuthenticator;
+  private readonly file: string;
+
+  constructor(private readonly directory: ApproverDirectory, private readonly service: CeremonyService, options: { dataDir: string; domain: TokenDomain }) {
+    if (options.domain !== 'test') throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain');
+    this.file = join(options.dataDir, STATE_FILE);
+    this.authenticator = existsSync(this.file)
+      ? VirtualAuthenticator.importState(parseStrictJson(readFileSync(this.file, 'utf8')))
+      : new VirtualAuthenticator();
+  }
+
+  /** Create a virtual approver and register one virtual security key for it. */
+  async create(input: { id: string; displayName: string; groups: string[] }): Promise<ApproverRecord> {
+    const approver = this.directory.addApprover({ ...input, virtual: true });
+    await this.registerKey(approver.id);
+    return approver;
+  }
+
+  /** Register one more virtual key for an existing virtual approver (one person, two keys). */
+  async registerKey(approverId: string): Promise<string> {
+    const options = await this.directory.beginRegistration(approverId);
+    const response = this.authenticator.createCredential({
+      rpId: this.directory.rpId, origin: this.origin(), challenge: options.challenge, user: options.user, userVerification: 'required',
+      excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
+    });
+    const credential = await this.directory.finishRegistration(approverId, response);
+    this.persist();
+    return credential.credentialId;
+  }
+
+  /** Run a whole approval (or denial) ceremony as `approverId`, as a person tapping their key. */
+  async decide(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny'; reason?: string }): Promise<unknown> {
+    const { options } = await this.service.startCeremony({ requestId: input.requestId, approverId: input.approverId, verdict: input.verdict });
+    const response = this.authenticator.getAssertion({
+      rpId: options.rpId ?? this.directory.rpId,
+      origin: this.origin(),
+      challenge: options.challenge,
+      allowCredentials: (options.allowCredentials ?? []).map((c) => c.id),
+      userVerification: options.userVerification === 'discouraged' ? 'discouraged' : options.userVerification === 'preferred' ? 'preferred' : 'required',
+    });
+    this.persist(); // the signature counter moved
+    return this.service.submitCeremony({ requestId: input.requestId, approverId: input.approverId, response, ...(input.reason === undefined ? {} : { reason: input.reason }) });
+  }
+
+  private origin(): string {
+    const origin = this.directory.origins[0];
+    if (origin === undefined) throw new CountersignError('config_invalid', 'no WebAuthn origin is configured');
+    return origin;
+  }
+
+  /** Keys and counters survive a restart of the headless run (0600, written atomically). */
+  private persist(): void {
+    const tmp = `${this.file}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.authenticator.exportState()), { mode: 0o600 });
+    renameSync(tmp, this.file);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Human approvals as they travel in a co-signed approval token, and the challenge binding that
+ * ties each approver's WebAuthn assertion to the exact call.
+ *
+ * The WebAuthn challenge of an approval ceremony is base64url(SHA-256(JCS(record))) where the
+ * record is domain-separated by its `typ` and names the request, the canonical call digest, the
+ * verdict, the policy hash, the expiry, the approver and a single-use nonce. A tool server that
+ * holds the token can recompute the challenge from the record it carries and confirm that the
+ * approver's security key signed over this very call (shared/verify-approvals.ts).
+ */
+import { z } from 'zod';
+import { canonicalBytes } from './canonical-json.js';
+import { base64url, sha256 } from './encoding.js';
+
+export const APPROVAL_CHALLENGE_TYP = 'countersign.approval-challenge/v1';
+
+const b64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+
+export const approvalChallengeRecordSchema = z.strictObject({
+  typ: z.literal(APPROVAL_CHALLENGE_TYP),
+  requestId: z.string().min(1).max(64),
+  callSha256: b64url(43).length(43),
+  verdict: z.enum(['approve', 'deny']),
+  policyHash: z.string().min(1).max(80),
+  /** When the request (and so this challenge) expires, in milliseconds since the epoch. */
+  expiresAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+  approverId: z.string().min(1).max(128),
+  nonce: b64url(43),
+});
+export type ApprovalChallengeRecord = z.infer<typeof approvalChallengeRecordSchema>;
+
+/** The WebAuthn challenge (base64url) bound to `record`. */
+export async function approvalChallenge(record: ApprovalChallengeRecord): Promise<string> {
+  return base64url(await sha256(canonicalBytes(record)));
+}
+
+/** One approver's assertion, as carried in the token's `approvals` claim (all bytes base64url). */
+export const approvalAssertionSchema = z.strictObject({
+  approverId: z.string().min(1).max(128),
+  credentialId: b64url(1400),
+  authenticatorData: b64url(4096),
+  clientDataJSON: b64url(4096),
+  signature: b64url(512),
+  userHandle: b64url(128).optional(),
+  record: approvalChallengeRecordSchema,
+});
+export type ApprovalAssertion = z.infer<typeof approvalAssertionSchema>;
+
+/** The published approver directory tool servers check assertions against. */
+export const approverDirectorySchema = z.strictObject({
+  /** WebAuthn relying party id, e.g. "localhost". */
+  rpId: z.string().min(1).max(253),
+  /** Origins approvals may come from, exact (scheme, host and port). */
+  origins: z.array(z.string().min(1).max(300)).min(1).max(16),
+  approvers: z.array(z.strictObject({
+    id: z.string().min(1).max(128),
+    displayName: z.string().max(200),
+    groups: z.array(z.string().min(1).max(128)).max(64),
+    /** Virtual approvers exist only in the headless test key domain. */
+    virtual: z.boolean(),
+    credentials: z.array(z.strictObject({
+      id: b64url(1400),
+      /** P-256 (ES256) public key. */
+      publicJwk: z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url(43), y: b64url(43) }),
+    })).max(32),
+  })).max(10_000),
+});
+export type ApproverDirectory = z.infer<typeof approverDirectorySchema>;
