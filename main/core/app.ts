@@ -21,6 +21,10 @@ import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
 import { createUiHttpHandler } from './ui/ui-http.js';
+import { ApproverDirectory } from './approvals/approver-directory.js';
+import { ApprovalService, type ApprovalPolicyHook, type ApprovedMinter } from './approvals/approval-service.js';
+import { VirtualApprovers } from './approvals/virtual-approvers.js';
+import { createApprovalsHttpHandler } from './approvals/approvals-http.js';
 import type { JsonObject } from '../../shared/canonical-json.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -59,6 +63,10 @@ export interface RunningCountersign {
   gateway: Gateway;
   signer: Signer;
   custody: OpenCustody;
+  approvers: ApproverDirectory;
+  approvals: ApprovalService;
+  /** Headless test domain only: virtual approvers driven by the automation API. */
+  virtualApprovers?: VirtualApprovers;
   signingKeys: SigningKeyRegistry;
   issuer: TokenIssuer;
   /** Per-start secret for the /api/ui/* HTTP API (32 random bytes, base64url). Never log it. */
@@ -128,11 +136,62 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
   });
   const uiSessionSecret = randomBytes(32).toString('base64url');
+
+  // Human approvals: the directory needs the bound port for its origins, so they are read lazily.
+  let boundPort = 0;
+  const approvalOrigins = (): string[] => config.approvals.origins ?? [`http://localhost:${boundPort}`];
+  const approvers = new ApproverDirectory(db, audit, {
+    domain: config.domain, rpId: config.approvals.rpId, origins: approvalOrigins,
+    requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock,
+  });
+  const approvedMinter: ApprovedMinter = {
+    async mint(input) {
+      const issued = await issuer.issue({
+        agentId: input.agentId, audience: input.audience, tool: input.tool, params: input.params,
+        decision: { id: input.requestId, mode: input.mode, policy_hash: input.policyHash, policies: input.policies },
+        callSha256: input.callSha256, approvals: input.approvals,
+      });
+      return { token: issued.token, jti: issued.claims.jti, kid: issued.header.kid, expiresAt: issued.claims.exp * 1000 };
+    },
+  };
+  // If policy changed while a request waited, the stricter of the old and new rules applies.
+  const approvalPolicy: ApprovalPolicyHook = {
+    async reevaluate({ agentId, call, risk }) {
+      const agent = registry.getAgent(agentId);
+      if (agent === undefined || agent.status !== 'active') {
+        return { outcome: 'deny', policyHash: policy.hash, reasons: ['the agent is no longer enrolled'], determiningPolicies: [] };
+      }
+      const d = await policy.evaluateAsync({
+        agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
+        tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk, now: new Date(clock()),
+      });
+      if (d.outcome === 'deny') return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
+      if (d.outcome === 'approval_required' && d.obligation) {
+        const { approvals, groups, ttlSeconds, userVerification } = d.obligation;
+        return { outcome: 'approval_required', policyHash: d.policyHash, obligation: { approvals, groups, ttlSeconds, userVerification } };
+      }
+      return { outcome: 'allow', policyHash: d.policyHash };
+    },
+  };
+  const approvals = new ApprovalService({
+    db, audit, directory: approvers, now: clock, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    audienceOf: (tool) => policy.tool(tool)?.audience, minter: approvedMinter, policy: approvalPolicy,
+    onDecided: (agentId, result) => {
+      gateway.notifyAgent(agentId, result);
+    },
+  });
+  const virtualApprovers = config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
+  const approvalsHttp = createApprovalsHttpHandler({
+    sessionSecret: uiSessionSecret, service: approvals, directory: approvers, db, origins: approvalOrigins, now: clock,
+    ...(virtualApprovers === undefined ? {} : { automation: virtualApprovers }),
+  });
   let url = '';
   const ui = new UiService({ db, registry, policy, signer, config, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url });
   const gateway: Gateway = new Gateway({
     config, registry, decisions, log, clock,
-    extraHttp: createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log }),
+    extraHttp: ((uiHttp) => (req, res) => approvalsHttp(req, res) || uiHttp(req, res))(
+      createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log }),
+    ),
     // The active key and any key still in its rotation overlap window.
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats() }),
@@ -146,6 +205,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db.close();
     throw error;
   }
+  boundPort = bound.port;
   url = `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`;
   appendAudit('server.started', { serverId: config.serverId, domain: config.domain, port: bound.port, signingKid: signer.keyId, custody: signer.custody });
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
@@ -165,7 +225,8 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   let closed = false;
   return {
     config, dataDir, url, port: bound.port,
-    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret,
+    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals,
+    ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     async close() {
       if (closed) return;
       closed = true;

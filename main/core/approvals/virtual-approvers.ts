@@ -25,15 +25,14 @@ export interface CeremonyService {
 const STATE_FILE = 'virtual-approvers.json';
 
 export class VirtualApprovers {
-  private readonly authenticator: VirtualAuthenticator;
+  /** One software authenticator per virtual key, as each security key is its own device. */
+  private readonly authenticators: VirtualAuthenticator[];
   private readonly file: string;
 
   constructor(private readonly directory: ApproverDirectory, private readonly service: CeremonyService, options: { dataDir: string; domain: TokenDomain }) {
     if (options.domain !== 'test') throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain');
     this.file = join(options.dataDir, STATE_FILE);
-    this.authenticator = existsSync(this.file)
-      ? VirtualAuthenticator.importState(parseStrictJson(readFileSync(this.file, 'utf8')))
-      : new VirtualAuthenticator();
+    this.authenticators = existsSync(this.file) ? loadState(parseStrictJson(readFileSync(this.file, 'utf8'))) : [];
   }
 
   /** Create a virtual approver and register one virtual security key for it. */
@@ -46,11 +45,13 @@ export class VirtualApprovers {
   /** Register one more virtual key for an existing virtual approver (one person, two keys). */
   async registerKey(approverId: string): Promise<string> {
     const options = await this.directory.beginRegistration(approverId);
-    const response = this.authenticator.createCredential({
+    const authenticator = new VirtualAuthenticator();
+    const response = authenticator.createCredential({
       rpId: this.directory.rpId, origin: this.origin(), challenge: options.challenge, user: options.user, userVerification: 'required',
       excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
     });
     const credential = await this.directory.finishRegistration(approverId, response);
+    this.authenticators.push(authenticator);
     this.persist();
     return credential.credentialId;
   }
@@ -58,11 +59,14 @@ export class VirtualApprovers {
   /** Run a whole approval (or denial) ceremony as `approverId`, as a person tapping their key. */
   async decide(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny'; reason?: string }): Promise<unknown> {
     const { options } = await this.service.startCeremony({ requestId: input.requestId, approverId: input.approverId, verdict: input.verdict });
-    const response = this.authenticator.getAssertion({
+    const allowed = (options.allowCredentials ?? []).map((c) => c.id);
+    const authenticator = this.authenticators.find((a) => allowed.some((id) => a.hasCredential(id)));
+    if (authenticator === undefined) throw new CountersignError('credential_unknown', 'this virtual approver holds none of the keys the ceremony accepts');
+    const response = authenticator.getAssertion({
       rpId: options.rpId ?? this.directory.rpId,
       origin: this.origin(),
       challenge: options.challenge,
-      allowCredentials: (options.allowCredentials ?? []).map((c) => c.id),
+      allowCredentials: allowed,
       userVerification: options.userVerification === 'discouraged' ? 'discouraged' : options.userVerification === 'preferred' ? 'preferred' : 'required',
     });
     this.persist(); // the signature counter moved
@@ -78,7 +82,15 @@ export class VirtualApprovers {
   /** Keys and counters survive a restart of the headless run (0600, written atomically). */
   private persist(): void {
     const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.authenticator.exportState()), { mode: 0o600 });
+    writeFileSync(tmp, JSON.stringify({ version: 1, authenticators: this.authenticators.map((a) => a.exportState()) }), { mode: 0o600 });
     renameSync(tmp, this.file);
   }
+}
+
+function loadState(value: unknown): VirtualAuthenticator[] {
+  const state = value as { version?: unknown; authenticators?: unknown };
+  if (typeof state !== 'object' || state === null || state.version !== 1 || !Array.isArray(state.authenticators)) {
+    throw new CountersignError('config_invalid', `the virtual approver state file is malformed`);
+  }
+  return state.authenticators.map((a) => VirtualAuthenticator.importState(a));
 }

@@ -26,6 +26,7 @@ export type AuditKind =
   | 'approver.groups_changed'
   | 'approver.credential_registered'
   | 'approver.credential_removed'
+  | 'approver.credential_suspect'
   | 'approval.given'
   | 'approval.denied'
   | 'decision.approved'

@@ -1,0 +1,867 @@
+/**
+ * Human approvals of pending requests: WebAuthn ceremonies whose challenge is bound to the exact
+ * call (shared/approvals.ts), quorum of distinct people, and the co-signed approval token.
+ *
+ * Lifecycle: pending -> approved | denied | expired; terminal states never change. Expiry itself
+ * is DecisionService.expireDue's job; here a request past its deadline is simply not approvable.
+ *
+ * One ceremony:
+ * 1. startCeremony: the request is pending and unexpired, the approver active, not the agent's
+ *    owner, not already decided and (to approve) still needed by the request's group
+ *    requirements. The challenge is base64url(SHA-256(JCS(record))) where the record names the
+ *    request, call digest, verdict, policy hash, expiry, approver and a fresh nonce. It is stored
+ *    single-use in webauthn_challenges.
+ * 2. submitCeremony: every check runs before the (asynchronous) WebAuthn verification; if this
+ *    approval completes the quorum the policy hook re-evaluates the call and the token is minted,
+ *    still outside any transaction; then ONE immediate transaction re-checks everything that can
+ *    have changed meanwhile and commits the challenge use, the approval, the key's counter, the
+ *    request's new state, the token and the audit records together, or nothing at all.
+ *
+ * Quorum counts distinct people, never keys: count >= max(approvals, number of group lists) and
+ * every group list is covered by a different person (bipartite matching). Approvals of people who
+ * were disabled since, or who left the required groups, no longer count and are not carried in
+ * the token (tool servers check assertions against the published directory of active approvers).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  generateAuthenticationOptions,
+  verifyAuthenticationResponse,
+  type AuthenticationResponseJSON,
+  type PublicKeyCredentialRequestOptionsJSON,
+} from '@simplewebauthn/server';
+import { z } from 'zod';
+import type { Db } from '../store/database.js';
+import type { AuditChain, AuditKind } from '../audit/audit-chain.js';
+import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
+import type { MintInput } from '../decision/decision-service.js';
+import {
+  APPROVAL_CHALLENGE_TYP,
+  approvalAssertionSchema,
+  approvalChallenge,
+  approvalChallengeRecordSchema,
+  type ApprovalAssertion,
+  type ApprovalChallengeRecord,
+} from '../../../shared/approvals.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+import { toolCallSchema, type ApprovalRequirement, type DecisionResult, type RequestState, type ToolCall } from '../../../shared/protocol.js';
+
+export type ApprovalVerdict = 'approve' | 'deny';
+
+/** MintInput for a human-approved decision: the approvers' assertions travel in the token. */
+export interface ApprovedMintInput extends Omit<MintInput, 'mode'> {
+  mode: 'approved';
+  /** Every counted approver's assertion, in approval order. */
+  approvals: ApprovalAssertion[];
+}
+
+/**
+ * Issues co-signed approval tokens. app.ts implements it with
+ * `TokenIssuer.issue({ ..., decision: { id, mode: 'approved', policy_hash, policies }, approvals })`
+ * returning `{ token, jti: claims.jti, kid: header.kid, expiresAt: claims.exp * 1000 }`, exactly as
+ * its TokenMinter does for automatic decisions plus the `approvals` member.
+ */
+export interface ApprovedMinter {
+  mint(input: ApprovedMintInput): Promise<{ token: string; jti: string; kid: string; expiresAt: number }>;
+}
+
+/** What the policy hook is given: the call exactly as stored when it was submitted. */
+export interface ReevaluationInput {
+  requestId: string;
+  agentId: string;
+  call: ToolCall;
+  /** The risk assessment recorded with the request. */
+  risk: { score: number; factors: string[] };
+  /** The policy set hash the request was decided (held) under. */
+  policyHash: string;
+}
+
+/** The current policy's answer for a pending call. */
+export type Reevaluation =
+  | { outcome: 'allow'; policyHash: string }
+  | { outcome: 'deny'; policyHash: string; reasons: string[]; determiningPolicies: string[] }
+  | { outcome: 'approval_required'; policyHash: string; obligation: ApprovalRequirement };
+
+/**
+ * Optional: re-evaluate a pending call under the current policy when its quorum is about to be
+ * met. A deny ends the request with the policy's reasons; approval_required is combined with the
+ * stored obligation (the stricter of both). Throwing fails the approval (nothing is committed).
+ */
+export interface ApprovalPolicyHook {
+  reevaluate(input: ReevaluationInput): Promise<Reevaluation> | Reevaluation;
+}
+
+export interface ApprovalServiceOptions {
+  db: Db;
+  audit: AuditChain;
+  directory: ApproverDirectory;
+  minter: ApprovedMinter;
+  /** The token audience of a tool (app.ts: `(tool) => policy.tool(tool)?.audience`). */
+  audienceOf: (tool: string) => string | undefined;
+  policy?: ApprovalPolicyHook;
+  now?: () => number;
+  /** How long an approver has to complete one ceremony (never beyond the request's expiry). */
+  ceremonyTimeoutMs: number;
+  /** Called after a request reached a terminal state here (app.ts: the gateway's notifyAgent). */
+  onDecided?: (agentId: string, result: DecisionResult) => void;
+}
+
+export interface ApprovalEntry {
+  approverId: string;
+  displayName: string;
+  verdict: ApprovalVerdict;
+  at: number;
+  reason?: string;
+}
+
+/** One recorded approval with the assertion that proves it. */
+export interface RecordedApproval extends ApprovalEntry {
+  credentialId: string;
+  assertion: ApprovalAssertion;
+}
+
+/** Everything an approver needs to see to decide a request: the call in full and its context. */
+export interface ApprovalRequestView {
+  requestId: string;
+  agentId: string;
+  agentDisplayName?: string;
+  agentOwner?: string;
+  tool: string;
+  params: JsonObject;
+  dataClass: string;
+  jurisdiction: string;
+  provenance: string[];
+  callSha256: string;
+  policyHash: string;
+  determiningPolicies: string[];
+  reasons: string[];
+  obligation: ApprovalRequirement;
+  risk: { score: number; factors: string[] };
+  state: RequestState;
+  createdAt: number;
+  expiresAt: number;
+  decidedAt?: number;
+  approvals: ApprovalEntry[];
+}
+export type PendingApproval = ApprovalRequestView;
+
+export interface CeremonyStart {
+  /** For navigator.credentials.get() (e.g. @simplewebauthn/browser startAuthentication). */
+  options: PublicKeyCredentialRequestOptionsJSON;
+  /** What the approver signs over: show it. */
+  record: ApprovalChallengeRecord;
+}
+
+export interface ApprovalOutcome {
+  requestId: string;
+  state: 'pending' | 'approved' | 'denied';
+  approvalsSoFar: ApprovalEntry[];
+  reasons: string[];
+  token?: string;
+  tokenExpiresAt?: number;
+}
+
+interface RequestRow {
+  id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; state: RequestState; policy_hash: string;
+  determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
+  decided_at: number | null; agent_display_name: string | null; agent_owner: string | null;
+}
+interface ChallengeRow {
+  challenge: string; purpose: 'registration' | 'approval'; approver_id: string; request_id: string | null; verdict: ApprovalVerdict | null;
+  record: string | null; expires_at: number; used_at: number | null;
+}
+interface ApprovalRow {
+  request_id: string; approver_id: string; credential_id: string; verdict: ApprovalVerdict; reason: string | null; assertion: string; at: number;
+}
+
+/** Audit kind recorded when a key is taken out of service as suspect (no dedicated kind yet). */
+const CREDENTIAL_SUSPECT_KIND: AuditKind = 'approver.credential_suspect';
+const MAX_REASON_LENGTH = 500;
+const MAX_HISTORY = 1000;
+const MAX_PLAN_ATTEMPTS = 4;
+
+const obligationSchema = z.object({
+  approvals: z.int().min(0).max(64),
+  groups: z.array(z.array(z.string().min(1).max(128)).max(64)).max(64),
+  ttlSeconds: z.number().nonnegative(),
+  userVerification: z.enum(['required', 'preferred']).default('required'),
+});
+
+const b64 = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+/** The parts of an AuthenticationResponseJSON this service reads, strictly typed. */
+const responseSchema = z.object({
+  id: b64(1400),
+  rawId: b64(1400),
+  type: z.literal('public-key'),
+  response: z.object({
+    clientDataJSON: b64(4096),
+    authenticatorData: b64(4096),
+    signature: b64(512),
+    userHandle: b64(128).nullable().optional(),
+  }),
+});
+
+const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
+  r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner
+  FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
+
+/** Thrown inside the final transaction when what was planned outside it no longer holds. */
+class StalePlan extends Error {}
+/** Thrown inside the final transaction when the key's counter went backwards meanwhile. */
+class CounterRegression extends Error {
+  constructor(readonly stored: number, readonly reported: number) {
+    super('counter regression');
+  }
+}
+
+interface Person { id: string; groups: readonly string[] }
+
+/** People needed: at least one, at least `approvals`, at least one per group list. */
+function requiredCount(ob: ApprovalRequirement): number {
+  return Math.max(1, ob.approvals, ob.groups.length);
+}
+
+function inAnyGroup(ob: ApprovalRequirement, groups: readonly string[]): boolean {
+  return ob.groups.length === 0 || ob.groups.some((list) => list.some((g) => groups.includes(g)));
+}
+
+/** Maximum bipartite matching of group lists to distinct people (Kuhn's augmenting paths). */
+function matchedLists(ob: ApprovalRequirement, people: readonly Person[]): number {
+  const owner = new Array<number>(people.length).fill(-1);
+  const canCover = (list: readonly string[], person: Person) => list.some((g) => person.groups.includes(g));
+  const augment = (listIndex: number, seen: boolean[]): boolean => {
+    const list = ob.groups[listIndex]!;
+    for (let p = 0; p < people.length; p++) {
+      if (seen[p] || !canCover(list, people[p]!)) continue;
+      seen[p] = true;
+      const current = owner[p]!;
+      if (current === -1 || augment(current, seen)) {
+        owner[p] = listIndex;
+        return true;
+      }
+    }
+    return false;
+  };
+  let matched = 0;
+  for (let i = 0; i < ob.groups.length; i++) if (augment(i, new Array<boolean>(people.length).fill(false))) matched++;
+  return matched;
+}
+
+function quorumMet(ob: ApprovalRequirement, people: readonly Person[]): boolean {
+  return new Set(people.map((p) => p.id)).size >= requiredCount(ob) && matchedLists(ob, people) === ob.groups.length;
+}
+
+/** Whether `candidate` approving would move `current` towards the quorum. */
+function stillNeeded(ob: ApprovalRequirement, current: readonly Person[], candidate: Person): boolean {
+  if (!inAnyGroup(ob, candidate.groups)) return false;
+  if (ob.groups.length === 0) return true;
+  const before = matchedLists(ob, current);
+  if (before === ob.groups.length) return true; // every list covered: any member adds a person
+  return matchedLists(ob, [...current, candidate]) > before;
+}
+
+/** The stricter of two obligations: most approvals, every group list, shortest ttl, UV if either. */
+export function stricterObligation(a: ApprovalRequirement, b: ApprovalRequirement): ApprovalRequirement {
+  const lists = new Map<string, string[]>();
+  for (const list of [...a.groups, ...b.groups]) {
+    const sorted = [...new Set(list)].sort();
+    lists.set(JSON.stringify(sorted), sorted);
+  }
+  return {
+    approvals: Math.max(a.approvals, b.approvals),
+    groups: [...lists.values()],
+    ttlSeconds: Math.min(a.ttlSeconds, b.ttlSeconds),
+    userVerification: a.userVerification === 'required' || b.userVerification === 'required' ? 'required' : 'preferred',
+  };
+}
+
+function sameIdentity(a: string, b: string): boolean {
+  return a.trim().toLowerCase() === b.trim().toLowerCase();
+}
+
+function parseObligation(row: RequestRow): ApprovalRequirement {
+  if (row.obligation === null) throw new CountersignError('internal_error', `request ${quote(row.id)} has no approval requirement`);
+  const parsed = obligationSchema.safeParse(JSON.parse(row.obligation));
+  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed approval requirement`);
+  return parsed.data;
+}
+
+function parseCall(row: RequestRow): ToolCall {
+  const parsed = toolCallSchema.safeParse(parseStrictJson(row.call_json));
+  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed stored call`);
+  return parsed.data;
+}
+
+function cleanReason(reason: string | undefined): string | undefined {
+  if (reason === undefined) return undefined;
+  if (typeof reason !== 'string') throw new CountersignError('schema_invalid', 'the reason must be text');
+  const text = reason.trim();
+  if (text.length > MAX_REASON_LENGTH) throw new CountersignError('schema_invalid', `the reason must be at most ${MAX_REASON_LENGTH} characters`);
+  // Control characters are never part of a reason shown to people.
+  if ([...text].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) throw new CountersignError('schema_invalid', 'the reason must not contain control characters');
+  return text.length === 0 ? undefined : text;
+}
+
+/** The signature counter in authenticator data (bytes 33..36, big-endian). */
+function authenticatorCounter(authenticatorData: string): number {
+  const bytes = Buffer.from(authenticatorData, 'base64url');
+  if (bytes.length < 37) throw new CountersignError('assertion_invalid', 'the authenticator data is too short');
+  return bytes.readUInt32BE(33);
+}
+
+function joinNames(names: string[]): string {
+  if (names.length <= 1) return names.join('');
+  return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]!}`;
+}
+
+type Plan =
+  | { kind: 'deny' }
+  | { kind: 'policy_deny'; reevaluation: Extract<Reevaluation, { outcome: 'deny' }>; storedObligation: string | null }
+  | { kind: 'record'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean }
+  | {
+    kind: 'approve'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean; counted: string[];
+    minted: { token: string; jti: string; kid: string; expiresAt: number }; audience: string;
+  };
+
+interface SubmitContext {
+  requestId: string;
+  approverId: string;
+  verdict: ApprovalVerdict;
+  challenge: string;
+  credentialId: string;
+  record: ApprovalChallengeRecord;
+  reason: string | undefined;
+  assertion: ApprovalAssertion;
+  newCounter: number;
+}
+
+export class ApprovalService {
+  private readonly db: Db;
+  private readonly now: () => number;
+  /** Credentials offered per live ceremony (challenge -> credential ids, expiry). */
+  private readonly offered = new Map<string, { credentials: ReadonlySet<string>; expiresAt: number }>();
+
+  constructor(private readonly options: ApprovalServiceOptions) {
+    this.db = options.db;
+    this.now = options.now ?? Date.now;
+    if (!Number.isSafeInteger(options.ceremonyTimeoutMs) || options.ceremonyTimeoutMs < 1) {
+      throw new CountersignError('config_invalid', 'the ceremony timeout must be a positive number of milliseconds');
+    }
+  }
+
+  // ---- reading ----
+
+  /** Pending, unexpired requests waiting for approvers, oldest first. */
+  listPending(): PendingApproval[] {
+    const rows = this.db.prepare<[number], RequestRow>(`${REQUEST_SELECT} WHERE r.state = 'pending' AND r.expires_at > ? ORDER BY r.created_at, r.id`).all(this.now());
+    return rows.map((row) => this.view(row));
+  }
+
+  /** One pending, unexpired request (request_unknown / request_not_pending otherwise). */
+  getPending(requestId: string): PendingApproval {
+    const row = this.requestRow(requestId);
+    this.assertApprovable(row, this.now());
+    return this.view(row);
+  }
+
+  /** Requests that needed approval and are decided (approved, denied, expired), newest first. */
+  history(limit = 100): ApprovalRequestView[] {
+    const n = Math.max(1, Math.min(MAX_HISTORY, Math.floor(Number.isFinite(limit) ? limit : 100)));
+    const rows = this.db.prepare<[number], RequestRow>(
+      `${REQUEST_SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' ORDER BY r.decided_at DESC, r.id LIMIT ?`,
+    ).all(n);
+    return rows.map((row) => this.view(row));
+  }
+
+  /** Every recorded approval or denial of a request, with its assertion, in order. */
+  approvalsOf(requestId: string): RecordedApproval[] {
+    this.requestRow(requestId);
+    return this.approvalRows(requestId).map((row) => {
+      const entry: RecordedApproval = {
+        ...this.entry(row),
+        credentialId: row.credential_id,
+        assertion: approvalAssertionSchema.parse(JSON.parse(row.assertion)),
+      };
+      return entry;
+    });
+  }
+
+  // ---- ceremonies ----
+
+  async startCeremony(input: { requestId: string; approverId: string; verdict: ApprovalVerdict }): Promise<CeremonyStart> {
+    const { requestId, approverId, verdict } = input;
+    if (verdict !== 'approve' && verdict !== 'deny') throw new CountersignError('schema_invalid', 'the verdict must be "approve" or "deny"');
+    const now = this.now();
+    this.pruneOffered(now);
+    const row = this.requestRow(requestId);
+    const obligation = this.assertApprovable(row, now);
+    const approver = this.checkApprover(row, obligation, approverId, verdict);
+    const credentials = this.options.directory.credentialsOf(approver.id);
+    if (credentials.length === 0) {
+      throw new CountersignError('credential_unknown', `approver ${quote(approver.id)} has no active security key`);
+    }
+    const expiresAt = row.expires_at!;
+    const record: ApprovalChallengeRecord = approvalChallengeRecordSchema.parse({
+      typ: APPROVAL_CHALLENGE_TYP,
+      requestId: row.id,
+      callSha256: row.call_sha256,
+      verdict,
+      policyHash: row.policy_hash,
+      expiresAt,
+      approverId: approver.id,
+      nonce: randomBytes(32).toString('base64url'),
+    });
+    const challenge = await approvalChallenge(record);
+    const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
+    const options = await generateAuthenticationOptions({
+      rpID: this.options.directory.rpId,
+      challenge: new Uint8Array(Buffer.from(challenge, 'base64url')),
+      allowCredentials: credentials.map((c) => ({ id: c.credentialId, transports: c.transports })),
+      userVerification: obligation.userVerification,
+      timeout: Math.max(1, ceremonyExpiry - now),
+    });
+    if (options.challenge !== challenge) throw new CountersignError('internal_error', 'the ceremony challenge was not encoded as bound');
+    this.store(() => {
+      this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at) VALUES (?, 'approval', ?, ?, ?, ?, ?)")
+        .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry);
+    });
+    this.offered.set(challenge, { credentials: new Set(credentials.map((c) => c.credentialId)), expiresAt: ceremonyExpiry });
+    return { options, record };
+  }
+
+  /**
+   * Verify an approver's assertion and record it. `verdict`, when given, must match the verdict
+   * the ceremony was started (and the key signed) for.
+   */
+  async submitCeremony(input: {
+    requestId: string; approverId: string; response: AuthenticationResponseJSON; reason?: string; verdict?: ApprovalVerdict;
+  }): Promise<ApprovalOutcome> {
+    const { requestId, approverId } = input;
+    const reason = cleanReason(input.reason);
+    const parsed = responseSchema.safeParse(input.response);
+    if (!parsed.success || parsed.data.id !== parsed.data.rawId) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
+    const response = parsed.data;
+    const challenge = this.challengeOf(response.response.clientDataJSON);
+    const now = this.now();
+
+    // Everything that can be checked before the signature, in the order callers expect.
+    const row = this.requestRow(requestId);
+    this.assertApprovable(row, now);
+    const { record, verdict } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
+    const credential = this.checkSubmitter(requestId, approverId, verdict, challenge, response.id);
+    const approver = this.options.directory.get(approverId);
+    const userHandle = response.response.userHandle ?? undefined;
+    if (userHandle !== undefined && userHandle !== Buffer.from(approver.id, 'utf8').toString('base64url')) {
+      throw new CountersignError('assertion_invalid', 'the security key answered for another user');
+    }
+    const assertionParse = approvalAssertionSchema.safeParse({
+      approverId,
+      credentialId: response.id,
+      authenticatorData: response.response.authenticatorData,
+      clientDataJSON: response.response.clientDataJSON,
+      signature: response.response.signature,
+      ...(userHandle !== undefined ? { userHandle } : {}),
+      record,
+    });
+    if (!assertionParse.success) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
+
+    // The WebAuthn verification (asynchronous, so outside any transaction).
+    const obligation = parseObligation(row);
+    const newCounter = await this.verifyAssertion(input.response, challenge, credential, obligation);
+    const ctx: SubmitContext = { requestId, approverId, verdict, challenge, credentialId: credential.credentialId, record, reason, assertion: assertionParse.data, newCounter };
+
+    for (let attempt = 1; ; attempt++) {
+      const plan = await this.plan(ctx);
+      let committed: { outcome: ApprovalOutcome; agentId: string; result?: DecisionResult };
+      try {
+        committed = this.commit(ctx, plan);
+      } catch (error) {
+        if (error instanceof StalePlan && attempt < MAX_PLAN_ATTEMPTS) continue;
+        if (error instanceof StalePlan) throw new CountersignError('store_failed', 'the approval could not be recorded: the request kept changing; try again');
+        if (error instanceof CounterRegression) {
+          this.suspect(credential, error.stored, error.reported);
+          throw new CountersignError('credential_suspect', `the security key reported signature counter ${error.reported}, not above ${error.stored}; it is now refused`);
+        }
+        throw error;
+      }
+      if (committed.result !== undefined) this.notify(committed.agentId, committed.result);
+      return committed.outcome;
+    }
+  }
+
+  // ---- checks (each runs before verification and again inside the final transaction) ----
+
+  private requestRow(requestId: string): RequestRow {
+    const row = typeof requestId === 'string' ? this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.id = ?`).get(requestId) : undefined;
+    if (row === undefined) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists`);
+    return row;
+  }
+
+  private assertApprovable(row: RequestRow, now: number): ApprovalRequirement {
+    if (row.state !== 'pending') throw new CountersignError('request_not_pending', `request ${quote(row.id)} is already ${row.state}`);
+    if (row.expires_at === null || row.expires_at <= now) throw new CountersignError('request_not_pending', `the approval window of request ${quote(row.id)} has closed`);
+    return parseObligation(row);
+  }
+
+  /** Active, not conflicted, not already decided, eligible for this verdict. */
+  private checkApprover(row: RequestRow, obligation: ApprovalRequirement, approverId: string, verdict: ApprovalVerdict): ApproverRecord {
+    const approver = this.options.directory.get(approverId);
+    if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+    if ((row.agent_owner !== null && sameIdentity(row.agent_owner, approver.id)) || sameIdentity(row.agent_id, approver.id)) {
+      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request and may not decide it`);
+    }
+    if (this.db.prepare('SELECT 1 FROM approvals WHERE request_id = ? AND approver_id = ?').get(row.id, approver.id) !== undefined) {
+      throw new CountersignError('approver_already_decided', `approver ${quote(approver.id)} has already decided request ${quote(row.id)}`);
+    }
+    const candidate: Person = { id: approver.id, groups: approver.groups };
+    const eligible = verdict === 'deny'
+      ? inAnyGroup(obligation, approver.groups)
+      : stillNeeded(obligation, this.countedPeople(row, obligation), candidate);
+    if (!eligible) {
+      throw new CountersignError('approver_not_eligible', `approver ${quote(approver.id)} is in none of the groups request ${quote(row.id)} still needs`);
+    }
+    return approver;
+  }
+
+  /** The challenge row must be this approval ceremony: request, approver, verdict, unused, live, bound. */
+  private async checkChallenge(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict }> {
+    const { row, record } = this.challengeRow(challenge, requestId, approverId, verdict, now);
+    if ((await approvalChallenge(record)) !== challenge) throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
+    return { record, verdict: row.verdict! };
+  }
+
+  private challengeRow(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): { row: ChallengeRow; record: ApprovalChallengeRecord } {
+    const row = this.db.prepare<[string], ChallengeRow>('SELECT * FROM webauthn_challenges WHERE challenge = ?').get(challenge);
+    const invalid = (why: string) => new CountersignError('challenge_invalid', `the ceremony challenge ${why}`);
+    if (row === undefined || row.purpose !== 'approval' || row.record === null || row.verdict === null) throw invalid('is unknown');
+    if (row.request_id !== requestId) throw invalid(`was issued for another request, not ${quote(requestId)}`);
+    if (row.approver_id !== approverId) throw invalid(`was issued to another approver, not ${quote(approverId)}`);
+    if (verdict !== undefined && row.verdict !== verdict) throw invalid(`was issued to ${row.verdict}, not to ${verdict}`);
+    if (row.used_at !== null) throw invalid('has already been used');
+    if (row.expires_at <= now) throw invalid('has expired; start a new ceremony');
+    const record = approvalChallengeRecordSchema.safeParse(parseStrictJson(row.record));
+    if (!record.success || record.data.requestId !== requestId || record.data.approverId !== approverId || record.data.verdict !== row.verdict) {
+      throw invalid('is bound to a different record');
+    }
+    return { row, record: record.data };
+  }
+
+  /** The approver checks, then the key: this approver's, active, offered in this ceremony. */
+  private checkSubmitter(requestId: string, approverId: string, verdict: ApprovalVerdict, challenge: string, credentialId: string): CredentialRecord {
+    const row = this.requestRow(requestId);
+    this.checkApprover(row, parseObligation(row), approverId, verdict);
+    let credential: CredentialRecord;
+    try {
+      credential = this.options.directory.credential(credentialId);
+    } catch (error) {
+      if (isCountersignError(error, 'credential_unknown')) throw new CountersignError('credential_unknown', 'that security key is not registered', { cause: error });
+      throw error;
+    }
+    if (credential.approverId !== approverId) throw new CountersignError('credential_unknown', `that security key is not registered to approver ${quote(approverId)}`);
+    if (credential.status === 'suspect') throw new CountersignError('credential_suspect', 'that security key is marked suspect (its signature counter went backwards) and is refused');
+    if (credential.status !== 'active') throw new CountersignError('credential_unknown', 'that security key has been removed');
+    const offered = this.offered.get(challenge);
+    if (offered !== undefined && !offered.credentials.has(credentialId)) {
+      throw new CountersignError('credential_unknown', 'that security key was not offered in this ceremony');
+    }
+    return credential;
+  }
+
+  /** Approvers whose approval counts now: approved, active, in a required group, not conflicted. */
+  private countedPeople(row: RequestRow, obligation: ApprovalRequirement): Person[] {
+    return this.countedApprovals(row, obligation).map(({ approver }) => ({ id: approver.id, groups: approver.groups }));
+  }
+
+  private countedApprovals(row: RequestRow, obligation: ApprovalRequirement): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
+    const out: Array<{ approver: ApproverRecord; approval: ApprovalRow }> = [];
+    for (const approval of this.approvalRows(row.id)) {
+      if (approval.verdict !== 'approve') continue;
+      let approver: ApproverRecord;
+      try {
+        approver = this.options.directory.get(approval.approver_id);
+      } catch {
+        continue;
+      }
+      if (approver.status !== 'active' || !inAnyGroup(obligation, approver.groups)) continue;
+      if ((row.agent_owner !== null && sameIdentity(row.agent_owner, approver.id)) || sameIdentity(row.agent_id, approver.id)) continue;
+      out.push({ approver, approval });
+    }
+    return out;
+  }
+
+  private approvalRows(requestId: string): ApprovalRow[] {
+    return this.db.prepare<[string], ApprovalRow>('SELECT * FROM approvals WHERE request_id = ? ORDER BY at, approver_id').all(requestId);
+  }
+
+  // ---- verification ----
+
+  private challengeOf(clientDataJSON: string): string {
+    let challenge: unknown;
+    try {
+      const clientData = parseStrictJson(Buffer.from(clientDataJSON, 'base64url').toString('utf8'));
+      challenge = typeof clientData === 'object' && clientData !== null && !Array.isArray(clientData) ? clientData.challenge : undefined;
+    } catch {
+      challenge = undefined;
+    }
+    if (typeof challenge !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(challenge)) {
+      throw new CountersignError('assertion_invalid', 'the security key response has no readable challenge');
+    }
+    return challenge;
+  }
+
+  /**
+   * The WebAuthn checks (origin, rpId, type, UP/UV, signature). The counter is compared here, after
+   * the signature verified: only a genuine assertion can mark a key suspect.
+   */
+  private async verifyAssertion(response: AuthenticationResponseJSON, challenge: string, credential: CredentialRecord, obligation: ApprovalRequirement): Promise<number> {
+    const reported = authenticatorCounter(response.response.authenticatorData);
+    const stored = credential.signCount;
+    const regression = (reported > 0 || stored > 0) && reported <= stored;
+    let verified;
+    try {
+      verified = await verifyAuthenticationResponse({
+        response,
+        expectedChallenge: challenge,
+        expectedOrigin: [...this.options.directory.origins],
+        expectedRPID: this.options.directory.rpId,
+        expectedType: 'webauthn.get',
+        credential: {
+          id: credential.credentialId,
+          publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')),
+          // A regression is decided below, once the signature is known to be genuine.
+          counter: regression ? 0 : stored,
+          transports: credential.transports,
+        },
+        requireUserVerification: obligation.userVerification === 'required',
+      });
+    } catch (cause) {
+      throw new CountersignError('assertion_invalid', 'the security key response does not verify', { cause });
+    }
+    if (!verified.verified || verified.authenticationInfo.credentialID !== credential.credentialId) {
+      throw new CountersignError('assertion_invalid', 'the security key signature does not verify');
+    }
+    if (regression) {
+      this.suspect(credential, stored, reported);
+      throw new CountersignError('credential_suspect', `the security key reported signature counter ${reported}, not above ${stored}; it is now refused`);
+    }
+    return verified.authenticationInfo.newCounter;
+  }
+
+  /** Take a key out of service (its own committed, audited transaction). */
+  private suspect(credential: CredentialRecord, stored: number, reported: number): void {
+    const now = this.now();
+    this.store(() => {
+      const changed = this.db.prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'").run(credential.credentialId);
+      if (changed.changes === 1) {
+        this.appendAudit(CREDENTIAL_SUSPECT_KIND, now, {
+          approverId: credential.approverId, credentialId: credential.credentialId, status: 'suspect',
+          reason: 'signature counter went backwards', storedCounter: stored, reportedCounter: reported,
+        });
+      }
+    });
+  }
+
+  // ---- deciding ----
+
+  /** What committing this approval would do, with everything asynchronous done up front. */
+  private async plan(ctx: SubmitContext): Promise<Plan> {
+    if (ctx.verdict === 'deny') return { kind: 'deny' };
+    const row = this.requestRow(ctx.requestId);
+    const stored = this.assertApprovable(row, this.now());
+    const self = this.options.directory.get(ctx.approverId);
+    const selfPerson: Person = { id: self.id, groups: self.groups };
+    if (!quorumMet(stored, [...this.countedPeople(row, stored), selfPerson])) {
+      return { kind: 'record', obligation: stored, storedObligation: row.obligation, tightened: false };
+    }
+    let obligation = stored;
+    let tightened = false;
+    if (this.options.policy !== undefined) {
+      const reevaluation = await this.options.policy.reevaluate({
+        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: JSON.parse(row.risk) as { score: number; factors: string[] }, policyHash: row.policy_hash,
+      });
+      if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
+      if (reevaluation.outcome === 'approval_required') {
+        obligation = stricterObligation(stored, reevaluation.obligation);
+        tightened = canonicalize(obligation) !== canonicalize(stored);
+      }
+    }
+    const counted = this.countedApprovals(row, obligation);
+    if (!quorumMet(obligation, [...counted.map(({ approver }) => ({ id: approver.id, groups: approver.groups })), selfPerson])) {
+      return { kind: 'record', obligation, storedObligation: row.obligation, tightened };
+    }
+    const audience = this.options.audienceOf(row.tool);
+    if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
+    const call = parseCall(row);
+    const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(JSON.parse(approval.assertion))), ctx.assertion];
+    const minted = await this.options.minter.mint({
+      requestId: row.id, agentId: row.agent_id, tool: row.tool, audience, params: call.params, policyHash: row.policy_hash,
+      policies: JSON.parse(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
+    });
+    return { kind: 'approve', obligation, storedObligation: row.obligation, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience };
+  }
+
+  /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
+  private commit(ctx: SubmitContext, plan: Plan): { outcome: ApprovalOutcome; agentId: string; result?: DecisionResult } {
+    return this.store(() => {
+      const now = this.now();
+      const row = this.requestRow(ctx.requestId);
+      this.assertApprovable(row, now);
+      this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now);
+      const credential = this.checkSubmitter(ctx.requestId, ctx.approverId, ctx.verdict, ctx.challenge, ctx.credentialId);
+      if ((ctx.newCounter > 0 || credential.signCount > 0) && ctx.newCounter <= credential.signCount) {
+        throw new CounterRegression(credential.signCount, ctx.newCounter);
+      }
+      const approver = this.options.directory.get(ctx.approverId);
+      if (plan.kind !== 'deny' && row.obligation !== plan.storedObligation) throw new StalePlan();
+      if (plan.kind === 'record' || plan.kind === 'approve') {
+        const counted = this.countedApprovals(row, plan.obligation);
+        const people = [...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })), { id: approver.id, groups: approver.groups }];
+        const met = quorumMet(plan.obligation, people);
+        if (plan.kind === 'record' && met) throw new StalePlan();
+        if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted))) throw new StalePlan();
+      }
+
+      // The approval itself.
+      const spent = this.db.prepare('UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, ctx.challenge);
+      if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
+      this.db.prepare('INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
+      this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(ctx.newCounter, now, ctx.credentialId);
+      const step: JsonObject = {
+        requestId: ctx.requestId, agentId: row.agent_id, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
+        callSha256: row.call_sha256, policyHash: row.policy_hash, challenge: ctx.challenge, signCount: ctx.newCounter,
+      };
+      if (ctx.reason !== undefined) step.reason = ctx.reason;
+      this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
+      this.offered.delete(ctx.challenge);
+
+      const determiningPolicies = JSON.parse(row.determining_policies) as string[];
+      const finish = (state: 'approved' | 'denied', reasons: string[]) => {
+        const changed = this.db.prepare('UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = ?')
+          .run(state, now, JSON.stringify(reasons), row.id, 'pending');
+        if (changed.changes !== 1) throw new CountersignError('request_not_pending', `request ${quote(row.id)} is no longer pending`);
+      };
+      const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
+        requestId: row.id, state, approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)), reasons,
+      });
+
+      if (plan.kind === 'deny' || plan.kind === 'policy_deny') {
+        const reasons = plan.kind === 'deny'
+          ? [ctx.reason === undefined ? `denied by ${approver.displayName}` : `denied by ${approver.displayName}: ${ctx.reason}`]
+          : plan.reevaluation.reasons;
+        finish('denied', reasons);
+        const event: JsonObject = { requestId: row.id, agentId: row.agent_id, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash, reasons };
+        if (plan.kind === 'deny') {
+          event.deniedBy = approver.id;
+          event.determiningPolicies = determiningPolicies;
+        } else {
+          event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
+          event.determiningPolicies = plan.reevaluation.determiningPolicies;
+        }
+        this.appendAudit('decision.deny', now, event);
+        const result: DecisionResult = {
+          requestId: row.id, decision: 'deny', state: 'denied', reasons,
+          determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
+          policyHash: plan.kind === 'deny' ? row.policy_hash : plan.reevaluation.policyHash,
+        };
+        return { outcome: outcome('denied', reasons), agentId: row.agent_id, result };
+      }
+
+      if (plan.tightened) this.db.prepare('UPDATE requests SET obligation = ? WHERE id = ?').run(JSON.stringify(plan.obligation), row.id);
+      if (plan.kind === 'record') {
+        const reasons = JSON.parse(row.reasons) as string[];
+        if (plan.tightened) {
+          this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agent_id, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expires_at! } });
+        }
+        return { outcome: outcome('pending', reasons), agentId: row.agent_id };
+      }
+
+      const names = plan.counted.map((id) => (id === approver.id ? approver : this.options.directory.get(id)).displayName);
+      const reasons = [...(JSON.parse(row.reasons) as string[]), `approved by ${joinNames(names)}`];
+      finish('approved', reasons);
+      this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(plan.minted.jti, row.id, plan.minted.kid, plan.minted.token, now, plan.minted.expiresAt);
+      this.appendAudit('decision.approved', now, {
+        requestId: row.id, agentId: row.agent_id, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash,
+        determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
+        token: { jti: plan.minted.jti, kid: plan.minted.kid, expiresAt: plan.minted.expiresAt, audience: plan.audience },
+      });
+      const result: DecisionResult = {
+        requestId: row.id, decision: 'allow', state: 'approved', token: plan.minted.token, tokenExpiresAt: plan.minted.expiresAt,
+        reasons, determiningPolicies, policyHash: row.policy_hash,
+      };
+      return { outcome: { ...outcome('approved', reasons), token: plan.minted.token, tokenExpiresAt: plan.minted.expiresAt }, agentId: row.agent_id, result };
+    });
+  }
+
+  // ---- plumbing ----
+
+  /** Run `work` in one immediate transaction; failures that are not ours become store_failed. */
+  private store<T>(work: () => T): T {
+    try {
+      return this.db.transaction(work).immediate();
+    } catch (error) {
+      if (isCountersignError(error) || error instanceof StalePlan || error instanceof CounterRegression) throw error;
+      throw new CountersignError('store_failed', 'the approval could not be stored, so nothing was recorded', { cause: error });
+    }
+  }
+
+  private appendAudit(kind: AuditKind, at: number, event: JsonObject): void {
+    try {
+      this.options.audit.append(kind, at, event);
+    } catch (cause) {
+      throw new CountersignError('audit_write_failed', undefined, { cause });
+    }
+  }
+
+  private notify(agentId: string, result: DecisionResult): void {
+    try {
+      this.options.onDecided?.(agentId, result);
+    } catch {
+      // The decision is committed; the agent can still fetch it with request.get.
+    }
+  }
+
+  private pruneOffered(now: number): void {
+    for (const [challenge, entry] of this.offered) if (entry.expiresAt <= now) this.offered.delete(challenge);
+  }
+
+  private entry(row: ApprovalRow): ApprovalEntry {
+    let displayName = row.approver_id;
+    try {
+      displayName = this.options.directory.get(row.approver_id).displayName;
+    } catch {
+      // An unknown approver id is shown as itself.
+    }
+    const entry: ApprovalEntry = { approverId: row.approver_id, displayName, verdict: row.verdict, at: row.at };
+    if (row.reason !== null) entry.reason = row.reason;
+    return entry;
+  }
+
+  private view(row: RequestRow): ApprovalRequestView {
+    const call = parseCall(row);
+    const view: ApprovalRequestView = {
+      requestId: row.id,
+      agentId: row.agent_id,
+      tool: row.tool,
+      params: call.params,
+      dataClass: call.dataClass,
+      jurisdiction: call.jurisdiction,
+      provenance: call.provenance,
+      callSha256: row.call_sha256,
+      policyHash: row.policy_hash,
+      determiningPolicies: JSON.parse(row.determining_policies) as string[],
+      reasons: JSON.parse(row.reasons) as string[],
+      obligation: parseObligation(row),
+      risk: JSON.parse(row.risk) as { score: number; factors: string[] },
+      state: row.state,
+      createdAt: row.created_at,
+      expiresAt: row.expires_at ?? row.created_at,
+      approvals: this.approvalRows(row.id).map((r) => this.entry(r)),
+    };
+    if (row.agent_display_name !== null) view.agentDisplayName = row.agent_display_name;
+    if (row.agent_owner !== null) view.agentOwner = row.agent_owner;
+    if (row.decided_at !== null) view.decidedAt = row.decided_at;
+    return view;
+  }
+}

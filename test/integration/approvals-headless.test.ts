@@ -1,0 +1,132 @@
+/**
+ * Human approvals end to end in headless mode, through the automation HTTP API: virtual
+ * approvers (real WebAuthn structures and signatures, server-held software authenticator)
+ * approve a 48,000.00 USD transfer; the agent is told at once over its WebSocket, and the tool
+ * server verifies the co-signed token with every check (signature, binding, each approver's
+ * assertion against the published directory, and its own quorum rule).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEPLOY_SCOPE, startHarness, transferCall, type Harness } from '../helpers/harness.js';
+import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
+import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
+import { approverDirectorySchema } from '../../shared/approvals.js';
+import type { DecisionResult } from '../../shared/protocol.js';
+
+let h: Harness;
+
+async function api(path: string, init: { method?: string; body?: unknown; secret?: string | null; origin?: string } = {}): Promise<{ status: number; json: Record<string, unknown> }> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (init.secret !== null) headers.authorization = `Bearer ${init.secret ?? h.app.uiSessionSecret}`;
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
+  if (init.origin !== undefined) headers.origin = init.origin;
+  const res = await fetch(`http://127.0.0.1:${h.app.port}${path}`, { method: init.method ?? (init.body === undefined ? 'GET' : 'POST'), headers, body: init.body === undefined ? undefined : JSON.stringify(init.body) });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+const createVirtual = (id: string, groups: string[]) => api('/api/automation/virtual-approvers', { body: { id, displayName: id, groups } });
+const decide = (requestId: string, approverId: string, verdict: 'approve' | 'deny', reason?: string) =>
+  api(`/api/automation/requests/${requestId}/decide`, { body: reason === undefined ? { approverId, verdict } : { approverId, verdict, reason } });
+
+async function verifyCoSigned(token: string, call: { tool: string; params: Record<string, unknown> }, audience: string, quorum: { approvals: number; groups: string[][] }) {
+  const jwks = (await api('/.well-known/jwks.json', { secret: null })).json as { keys: never[] };
+  const claims = await verifyApprovalToken(token, { call: call as never, audience, keys: jwks, jtiStore: new MemoryJtiStore(), domain: 'test' });
+  expect(claims.decision.mode).toBe('approved');
+  const directory = approverDirectorySchema.parse((await api('/.well-known/countersign-approvers.json', { secret: null })).json);
+  const set = await verifyApprovals(claims.approvals, { directory, callSha256: claims.call_sha256, requestId: claims.decision.id, policyHash: claims.decision.policy_hash, allowVirtual: true });
+  expect(satisfiesQuorum(set, quorum)).toBe(true);
+  return { claims, set };
+}
+
+beforeEach(async () => {
+  h = await startHarness({ config: { domain: 'test' } });
+});
+afterEach(async () => h.close());
+
+describe('headless approvals', () => {
+  it('two finance approvers approve a 48,000.00 USD transfer; the agent gets a co-signed token that verifies', async () => {
+    const key = await h.enroll('finance-bot');
+    const client = h.client('finance-bot', key);
+    const call = transferCall('48000.00', 'Northwind Traders');
+    const pending = await client.submit(call);
+    expect(pending).toMatchObject({ decision: 'pending', state: 'pending' });
+    const decided = client.waitForDecision(pending.requestId, { timeoutMs: 15_000 });
+
+    expect((await createVirtual('alice', ['finance-approvers'])).status).toBe(200);
+    expect((await createVirtual('bob', ['finance-approvers'])).status).toBe(200);
+    const listed = await api('/api/approvals/pending');
+    expect((listed.json.pending as Array<{ requestId: string; params: unknown }>).find((p) => p.requestId === pending.requestId)?.params).toEqual(call.params);
+
+    const first = await decide(pending.requestId, 'alice', 'approve');
+    expect(first.json).toMatchObject({ state: 'pending' });
+    const second = await decide(pending.requestId, 'bob', 'approve');
+    expect(second.json).toMatchObject({ state: 'approved' });
+
+    const result: DecisionResult = await decided;
+    expect(result).toMatchObject({ requestId: pending.requestId, state: 'approved', decision: 'allow' });
+    const { set } = await verifyCoSigned(result.token ?? '', call, 'payments-service', { approvals: 2, groups: [['finance-approvers']] });
+    expect(set.approvers.map((a) => a.approverId).sort()).toEqual(['alice', 'bob']);
+    expect((await api(`/api/automation/requests/${pending.requestId}/wait?timeoutMs=1000`)).json).toMatchObject({ state: 'approved' });
+    expect(h.app.audit.verify()).toMatchObject({ ok: true });
+
+    // Terminal states never change.
+    expect((await decide(pending.requestId, 'alice', 'deny', 'too late')).json).toMatchObject({ error: { code: 'request_not_pending' } });
+  });
+
+  it('enforces the two-person rule for a production change, and one person counts once', async () => {
+    const key = await h.enroll('deploy-bot', DEPLOY_SCOPE);
+    const client = h.client('deploy-bot', key);
+    const call = { tool: 'deploy.production', params: { service: 'checkout', environment: 'production-eu', changeId: 'CHG-1042', diff: '- replicas: 4\n+ replicas: 6' }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] };
+    const pending = await client.submit(call);
+    if (pending.decision !== 'pending') {
+      // Inside the demo pack's change-freeze window production deploys are denied outright.
+      expect(pending.decision).toBe('deny');
+      return;
+    }
+    await createVirtual('sre-1', ['sre-approvers']);
+    await createVirtual('sre-2', ['sre-approvers']);
+    await h.app.virtualApprovers?.registerKey('sre-1'); // a second key: still one person
+    expect((await decide(pending.requestId, 'sre-1', 'approve')).json).toMatchObject({ state: 'pending' });
+    expect((await decide(pending.requestId, 'sre-1', 'approve')).json).toMatchObject({ error: { code: 'approver_already_decided' } });
+    expect((await decide(pending.requestId, 'sre-2', 'approve')).json).toMatchObject({ state: 'approved' });
+    const result = await client.getRequest(pending.requestId);
+    await verifyCoSigned(result.token ?? '', call, 'deploy-service', { approvals: 2, groups: [['sre-approvers']] });
+  });
+
+  it('a denial ends the request with its reason and tells the agent', async () => {
+    const key = await h.enroll('finance-bot');
+    const client = h.client('finance-bot', key);
+    const pending = await client.submit(transferCall('48000.00', 'Northwind Traders'));
+    const decided = client.waitForDecision(pending.requestId, { timeoutMs: 15_000 });
+    await createVirtual('carol', ['finance-approvers']);
+    expect((await decide(pending.requestId, 'carol', 'deny', 'payee not verified')).json).toMatchObject({ state: 'denied' });
+    const result = await decided;
+    expect(result).toMatchObject({ state: 'denied', decision: 'deny' });
+    expect(result.reasons.join(' ')).toContain('payee not verified');
+    expect(result.token).toBeUndefined();
+  });
+
+  it('refuses the API without the session secret or from another origin', async () => {
+    expect((await api('/api/approvals/pending', { secret: null })).status).toBe(401);
+    expect((await api('/api/approvals/pending', { secret: 'x'.repeat(43) })).status).toBe(401);
+    const cross = await api('/api/automation/virtual-approvers', { body: { id: 'mallory', displayName: 'M', groups: ['finance-approvers'] }, origin: 'https://evil.example' });
+    expect(cross.status).toBe(403);
+    expect((await api('/api/approvers')).json).toEqual({ approvers: [] });
+  });
+});
+
+describe('production configuration', () => {
+  it('has no automation API and refuses virtual approvers', async () => {
+    const prod = await startHarness();
+    try {
+      const res = await fetch(`http://127.0.0.1:${prod.app.port}/api/automation/virtual-approvers`, {
+        method: 'POST', headers: { authorization: `Bearer ${prod.app.uiSessionSecret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'v', displayName: 'V', groups: ['finance-approvers'] }),
+      });
+      expect(res.status).toBe(404);
+      expect(prod.app.virtualApprovers).toBeUndefined();
+      expect(() => prod.app.approvers.addApprover({ id: 'v', displayName: 'V', groups: [], virtual: true })).toThrow(/test key domain/);
+    } finally {
+      await prod.close();
+    }
+  });
+});
