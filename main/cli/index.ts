@@ -13,6 +13,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/e
 import { defaultDataDir, loadConfig } from '../core/config.js';
 import { DEFAULT_RENDERER_DIR, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
 import { keysCommand, domainOption } from './keys-command.js';
+import { ApproverDirectory } from '../core/approvals/approver-directory.js';
 import { checkPolicyDirectory, runPolicyTests } from '../core/policy/policy-tests.js';
 import { writeAgentKeyFile } from './agent-key-file.js';
 import { parseDuration } from './durations.js';
@@ -28,6 +29,9 @@ const USAGE = `usage: countersign <command> [options]
   agents list
   agents revoke ID [--reason TEXT]
   agents rotate ID FILE [--overlap 24h]
+  approvers add ID --name NAME --groups g1,g2
+  approvers list | approvers disable ID
+                            people who approve held calls (they register keys in the UI)
   policy check [--policy-dir DIR]
   policy test FILE [--policy-dir DIR]
   keys init [--alg ES256|EdDSA] [--overlap 24h]
@@ -63,6 +67,7 @@ const OPTIONS = {
   overlap: { type: 'string' },
   domain: { type: 'string' },
   format: { type: 'string' },
+  groups: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
@@ -205,6 +210,32 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'keys':
       return keysCommand(sub, values, dataDir);
+    case 'approvers': {
+      const config = loadConfig(dataDir, values.config);
+      const { db, audit } = openDataDir(dataDir);
+      try {
+        const approvers = new ApproverDirectory(db, audit, {
+          domain: config.domain, rpId: config.approvals.rpId, origins: config.approvals.origins ?? [`http://localhost:${config.gateway.port}`],
+          requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+        });
+        if (sub === 'add') {
+          print(approvers.addApprover({ id: required(arg, 'ID'), displayName: required(values.name, 'name'), groups: list(values.groups, 'groups') }));
+          return 0;
+        }
+        if (sub === 'list') {
+          print(approvers.list().map((a) => ({ ...a, credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) })));
+          return 0;
+        }
+        if (sub === 'disable') {
+          approvers.disable(required(arg, 'ID'));
+          print({ disabled: arg });
+          return 0;
+        }
+        throw new CountersignError('config_invalid', `unknown approvers command ${JSON.stringify(sub ?? '')}`);
+      } finally {
+        db.close();
+      }
+    }
     case 'audit': {
       if (sub !== 'verify') throw new CountersignError('config_invalid', 'usage: countersign audit verify');
       const { audit, db } = openDataDir(dataDir);

@@ -91,6 +91,16 @@ describe('countersign CLI', () => {
     expect((JSON.parse(cli('jwks', '--domain', 'test').stdout) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).toEqual([test.signer.keyId]);
   }, 60_000);
 
+  it('adds, lists and disables approvers, and refuses a malformed id', () => {
+    const add = cli('approvers', 'add', 'alice', '--name', 'Alice Chen', '--groups', 'finance-approvers,treasury');
+    expect(add.status).toBe(0);
+    expect(JSON.parse(add.stdout)).toMatchObject({ id: 'alice', groups: ['finance-approvers', 'treasury'], virtual: false, status: 'active' });
+    expect(cli('approvers', 'add', 'bad id!', '--name', 'x', '--groups', 'g').stderr).toContain('[config_invalid]');
+    expect(cli('approvers', 'disable', 'alice').status).toBe(0);
+    const listed = JSON.parse(cli('approvers', 'list').stdout) as Array<{ id: string; status: string; credentials: unknown[] }>;
+    expect(listed).toEqual([expect.objectContaining({ id: 'alice', status: 'disabled', credentials: [] })]);
+  }, 60_000);
+
   it('runs the demo: agents send calls and decisions flow', async () => {
     const demoDir = tempDir();
     const child = spawn(TSX, [CLI, 'start', '--demo', '--port', '0', '--data-dir', demoDir], { stdio: ['ignore', 'pipe', 'pipe'] });
