@@ -7,6 +7,7 @@
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
+import { runApprovalsBench } from './approvals.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 
 // SoftHSM scans its tokens when the module first loads: make the bench token before anything.
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
   }),
   custody: () => runCustodyBench({ seconds: Math.min(seconds, 3) }),
+  approvals: () => runApprovalsBench({ requests: Number(process.env.BENCH_APPROVALS ?? 200) }),
 };
 
 for (const [name, run] of Object.entries(benches)) {
