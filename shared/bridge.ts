@@ -6,7 +6,8 @@
  */
 import { z } from 'zod';
 import { CountersignError, ERROR_CODES, isCountersignError, isErrorCode } from './errors.js';
-import type { RequestState } from './protocol.js';
+import { approvalChallengeRecordSchema } from './approvals.js';
+import type { ApprovalRequirement, RequestState } from './protocol.js';
 
 // ---- results ----
 
@@ -72,12 +73,168 @@ export function clampDecisionLimit(limit: unknown): number {
   return Math.min(DECISION_LIMIT.max, Math.max(DECISION_LIMIT.min, Math.floor(limit)));
 }
 
+// ---- approvals (approvers, pending requests, WebAuthn ceremonies) ----
+
+const b64url = (max: number) => text(max).min(1).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+/** Request and approver ids as the bridge carries them (path segments over HTTP). */
+export const bridgeIdSchema = text(128).min(1).refine((id) => id !== '.' && id !== '..', 'must not be a dot segment');
+export const approvalVerdictSchema = z.enum(['approve', 'deny']);
+export type ApprovalVerdict = z.infer<typeof approvalVerdictSchema>;
+/** A denial or approval reason (the core also refuses control characters). */
+export const approvalReasonSchema = text(500);
+
+export const approverSummarySchema = z.strictObject({
+  id: text(128).min(1),
+  displayName: text(200),
+  groups: z.array(text(128).min(1)).max(64),
+  /** Virtual approvers exist only in the headless test key domain. */
+  virtual: z.boolean(),
+  status: z.enum(['active', 'disabled']),
+  createdAt: epochMs,
+});
+export type ApproverSummary = z.infer<typeof approverSummarySchema>;
+export const approverListSchema = z.array(approverSummarySchema).max(10_000);
+
+export const approvalObligationSchema = z.strictObject({
+  /** Distinct people needed (at least one, and at least one per group list). */
+  approvals: z.int().min(0).max(64),
+  /** AND of lists: each inner list is filled by a different person in ANY of its groups. */
+  groups: z.array(z.array(text(128).min(1)).max(64)).max(64),
+  ttlSeconds: z.number().nonnegative(),
+  userVerification: z.enum(['required', 'preferred']),
+}) satisfies z.ZodType<ApprovalRequirement>;
+
+export const approvalEntrySchema = z.strictObject({
+  approverId: text(128).min(1),
+  displayName: text(200),
+  verdict: approvalVerdictSchema,
+  at: epochMs,
+  reason: approvalReasonSchema.optional(),
+});
+export type ApprovalEntry = z.infer<typeof approvalEntrySchema>;
+
+/** Everything an approver sees about one held call: the call in full and why it is held. */
+export const approvalRequestSchema = z.strictObject({
+  requestId: text(128).min(1),
+  agentId: text(128).min(1),
+  agentDisplayName: text(256).optional(),
+  agentOwner: text(256).optional(),
+  tool: text(128).min(1),
+  /** The call's parameters exactly as submitted (any JSON). */
+  params: z.record(text(1024), z.json()),
+  dataClass: text(128).min(1),
+  jurisdiction: text(128).min(1),
+  provenance: z.array(text(128).min(1)).max(16),
+  callSha256: b64url(43).length(43),
+  policyHash: text(256).min(1),
+  determiningPolicies: z.array(text(256)).max(1024),
+  reasons: z.array(text(4096)).max(64),
+  obligation: approvalObligationSchema,
+  risk: z.strictObject({ score: z.number().min(0).max(100), factors: z.array(text(1024)).max(256) }),
+  state: requestStateSchema,
+  createdAt: epochMs,
+  expiresAt: epochMs,
+  decidedAt: epochMs.optional(),
+  approvals: z.array(approvalEntrySchema).max(1024),
+});
+export type ApprovalRequest = z.infer<typeof approvalRequestSchema>;
+export const pendingApprovalListSchema = z.array(approvalRequestSchema).max(10_000);
+
+/**
+ * WebAuthn options are checked loosely (the browser and @simplewebauthn/browser check them in
+ * full): the members a ceremony cannot do without must be there, anything else passes through.
+ */
+const webauthnObject = z.record(z.string(), z.unknown());
+export const registrationOptionsSchema = z.looseObject({
+  challenge: b64url(1024),
+  rp: z.looseObject({ name: text(256) }),
+  user: z.looseObject({ id: b64url(1024), name: text(256), displayName: text(256) }),
+  pubKeyCredParams: z.array(webauthnObject).min(1).max(64),
+});
+/** For navigator.credentials.create() (e.g. @simplewebauthn/browser startRegistration). */
+export type WebAuthnCreationOptions = z.infer<typeof registrationOptionsSchema>;
+export const authenticationOptionsSchema = z.looseObject({ challenge: b64url(1024) });
+/** For navigator.credentials.get() (e.g. @simplewebauthn/browser startAuthentication). */
+export type WebAuthnRequestOptions = z.infer<typeof authenticationOptionsSchema>;
+
+const MAX_WEBAUTHN_RESPONSE_CHARS = 60 * 1024;
+function jsonSize(value: unknown): number {
+  try {
+    return JSON.stringify(value).length;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+/** A PublicKeyCredential as JSON (what startRegistration / startAuthentication resolve to). */
+export const webauthnResponseSchema = z.looseObject({
+  id: b64url(1400),
+  rawId: b64url(1400),
+  type: z.literal('public-key'),
+  response: webauthnObject,
+}).refine((value) => jsonSize(value) <= MAX_WEBAUTHN_RESPONSE_CHARS, 'the security key response is too large');
+/** Structural, so RegistrationResponseJSON and AuthenticationResponseJSON both fit. */
+export interface WebAuthnResponseJson {
+  readonly id: string;
+  readonly rawId: string;
+  readonly type: string;
+  readonly response: object;
+}
+
+export const registeredKeySchema = z.strictObject({
+  credentialId: b64url(1400),
+  /** The authenticator model's AAGUID (lowercase UUID). */
+  aaguid: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/),
+  approverId: text(128).min(1),
+});
+export type RegisteredKey = z.infer<typeof registeredKeySchema>;
+
+export const approvalCeremonySchema = z.strictObject({
+  options: authenticationOptionsSchema,
+  /** What the approver's key signs over (its hash is the challenge): show it. */
+  record: approvalChallengeRecordSchema,
+});
+export type ApprovalCeremony = z.infer<typeof approvalCeremonySchema>;
+
+export const approvalOutcomeSchema = z.strictObject({
+  requestId: text(128).min(1),
+  state: z.enum(['pending', 'approved', 'denied']),
+  approvalsSoFar: z.array(approvalEntrySchema).max(1024),
+  reasons: z.array(text(4096)).max(64),
+  /** The co-signed approval token, when this approval completed the quorum. */
+  token: text(512 * 1024).regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'must be a compact JWS').optional(),
+  tokenExpiresAt: epochMs.optional(),
+});
+export type ApprovalOutcome = z.infer<typeof approvalOutcomeSchema>;
+
+/** The HTTP envelopes of the two approval lists. */
+export const approverListResponseSchema = z.strictObject({ approvers: approverListSchema });
+export const pendingApprovalsResponseSchema = z.strictObject({ pending: pendingApprovalListSchema });
+
+/** Validate one argument a transport received (IPC arguments are untrusted): `schema_invalid` otherwise. */
+export function parseBridgeArgument<S extends z.ZodType>(schema: S, value: unknown, name: string): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new CountersignError('schema_invalid', `the bridge argument ${JSON.stringify(name)} is invalid: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  return parsed.data;
+}
+
 // ---- the interface ----
 
 export interface CountersignBridge {
   getStatus(): Promise<BridgeStatus>;
   listRecentDecisions(limit: number): Promise<DecisionSummary[]>;
   listAgents(): Promise<AgentSummary[]>;
+  /** Every approver (no key material), to choose who is approving. */
+  listApprovers(): Promise<ApproverSummary[]>;
+  /** Pending, unexpired requests waiting for approvers, oldest first, with the full call. */
+  listPendingApprovals(): Promise<ApprovalRequest[]>;
+  /** Start registering a security key for an approver: options for startRegistration(). */
+  beginApproverRegistration(approverId: string): Promise<WebAuthnCreationOptions>;
+  /** Finish it with the browser's response; the key is verified and stored. */
+  finishApproverRegistration(approverId: string, response: WebAuthnResponseJson): Promise<RegisteredKey>;
+  /** Start one approval ceremony (challenge bound to the call, the verdict and the approver). */
+  startApprovalCeremony(requestId: string, approverId: string, verdict: ApprovalVerdict): Promise<ApprovalCeremony>;
+  /** Submit the assertion; the outcome says whether the request is still pending, approved or denied. */
+  submitApprovalCeremony(requestId: string, approverId: string, response: WebAuthnResponseJson, reason?: string): Promise<ApprovalOutcome>;
 }
 
 // ---- transports ----
@@ -87,15 +244,39 @@ export const BRIDGE_CHANNELS = {
   getStatus: 'countersign:getStatus',
   listRecentDecisions: 'countersign:listRecentDecisions',
   listAgents: 'countersign:listAgents',
+  listApprovers: 'countersign:listApprovers',
+  listPendingApprovals: 'countersign:listPendingApprovals',
+  beginApproverRegistration: 'countersign:beginApproverRegistration',
+  finishApproverRegistration: 'countersign:finishApproverRegistration',
+  startApprovalCeremony: 'countersign:startApprovalCeremony',
+  submitApprovalCeremony: 'countersign:submitApprovalCeremony',
 } as const satisfies Record<keyof CountersignBridge, string>;
 export type BridgeChannel = (typeof BRIDGE_CHANNELS)[keyof typeof BRIDGE_CHANNELS];
 
-/** HTTP paths of the headless UI API (same port as the gateway; Host allowlist applies). */
+/**
+ * HTTP paths of the headless API (same port as the gateway; Host allowlist applies). `{name}`
+ * marks a path parameter: fill it with `apiPath`. The approval routes are served by
+ * main/core/approvals/approvals-http.ts, the others by main/core/ui/ui-http.ts.
+ */
 export const UI_API_PATHS = {
   getStatus: '/api/ui/status',
   listRecentDecisions: '/api/ui/decisions',
   listAgents: '/api/ui/agents',
+  listApprovers: '/api/approvers',
+  listPendingApprovals: '/api/approvals/pending',
+  beginApproverRegistration: '/api/approvers/{approverId}/registration',
+  finishApproverRegistration: '/api/approvers/{approverId}/registration/finish',
+  startApprovalCeremony: '/api/approvals/requests/{requestId}/ceremony',
+  submitApprovalCeremony: '/api/approvals/requests/{requestId}/submit',
 } as const satisfies Record<keyof CountersignBridge, string>;
+
+/** Fill a `UI_API_PATHS` template: every `{name}` must be given, each value is one encoded segment. */
+export function apiPath(template: string, params: Readonly<Record<string, string>> = {}): string {
+  return template.replace(/\{([A-Za-z]+)\}/g, (_match, name: string) => {
+    const value = parseBridgeArgument(bridgeIdSchema, params[name], name);
+    return encodeURIComponent(value);
+  });
+}
 
 /** Where the built renderer is served, in both Electron and headless mode. */
 export const UI_BASE_PATH = '/ui/';
@@ -182,5 +363,14 @@ export function validatingBridge(inner: CountersignBridge): CountersignBridge {
     getStatus: () => guard(bridgeStatusSchema, () => inner.getStatus()),
     listRecentDecisions: (limit) => guard(decisionListSchema, () => inner.listRecentDecisions(clampDecisionLimit(limit))),
     listAgents: () => guard(agentListSchema, () => inner.listAgents()),
+    listApprovers: () => guard(approverListSchema, () => inner.listApprovers()),
+    listPendingApprovals: () => guard(pendingApprovalListSchema, () => inner.listPendingApprovals()),
+    beginApproverRegistration: (approverId) => guard(registrationOptionsSchema, () => inner.beginApproverRegistration(approverId)),
+    finishApproverRegistration: (approverId, response) => guard(registeredKeySchema, () => inner.finishApproverRegistration(approverId, response)),
+    startApprovalCeremony: (requestId, approverId, verdict) => guard(approvalCeremonySchema, () => inner.startApprovalCeremony(requestId, approverId, verdict)),
+    submitApprovalCeremony: (requestId, approverId, response, reason) =>
+      guard(approvalOutcomeSchema, () => (reason === undefined
+        ? inner.submitApprovalCeremony(requestId, approverId, response)
+        : inner.submitApprovalCeremony(requestId, approverId, response, reason))),
   };
 }

@@ -25,6 +25,7 @@ import { ApproverDirectory } from './approvals/approver-directory.js';
 import { ApprovalService, type ApprovalPolicyHook, type ApprovedMinter } from './approvals/approval-service.js';
 import { VirtualApprovers } from './approvals/virtual-approvers.js';
 import { createApprovalsHttpHandler } from './approvals/approvals-http.js';
+import { AdminActions } from './approvals/admin-actions.js';
 import type { JsonObject } from '../../shared/canonical-json.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -183,6 +184,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const virtualApprovers = config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
   const approvalsHttp = createApprovalsHttpHandler({
     sessionSecret: uiSessionSecret, service: approvals, directory: approvers, db, origins: approvalOrigins, now: clock,
+    admin: new AdminActions(db, audit, approvers, { ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock }),
     ...(virtualApprovers === undefined ? {} : { automation: virtualApprovers }),
   });
   let url = '';

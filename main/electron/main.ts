@@ -1,8 +1,10 @@
 /**
  * The Electron shell: a thin wire around the headless core. It starts the core in-process,
  * opens ONE hardened window on http://localhost:<port>/ui/ (WebAuthn needs a secure origin:
- * localhost qualifies, file:// and custom schemes do not), and answers the bridge's three IPC
- * channels from the core's UI service after checking who is asking. Everything else the app
+ * localhost qualifies, file:// and custom schemes do not), and answers the bridge's IPC channels
+ * (status, decisions, agents, and the approvals: approvers, pending requests, key registration,
+ * approval ceremonies) from the core's UI service after checking who is asking. IPC arguments
+ * are untrusted input: each is checked against the shared schemas before the core sees it. Everything else the app
  * does lives in main/core and is tested headless; this file is only typechecked (the Electron
  * binary cannot run on CI machines). See docs/desktop.md.
  */
@@ -11,7 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { startCountersign, type RunningCountersign } from '../core/app.js';
 import { defaultDataDir } from '../core/config.js';
 import { createUiService } from '../core/ui/ui-service.js';
-import { BRIDGE_CHANNELS, UI_BASE_PATH, clampDecisionLimit, toBridgeError, type BridgeAnswer, type CountersignBridge } from '../../shared/bridge.js';
+import {
+  BRIDGE_CHANNELS, UI_BASE_PATH, approvalReasonSchema, approvalVerdictSchema, bridgeIdSchema, clampDecisionLimit, parseBridgeArgument, toBridgeError,
+  webauthnResponseSchema, type BridgeAnswer, type CountersignBridge,
+} from '../../shared/bridge.js';
 import { CountersignError } from '../../shared/errors.js';
 
 /** The preload is bundled to one CommonJS file next to the built shell (sandboxed preloads cannot import). */
@@ -78,6 +83,21 @@ function registerBridge(service: CountersignBridge): void {
   ipcMain.handle(BRIDGE_CHANNELS.getStatus, (event) => answer(event, () => service.getStatus()));
   ipcMain.handle(BRIDGE_CHANNELS.listRecentDecisions, (event, limit: unknown) => answer(event, () => service.listRecentDecisions(clampDecisionLimit(limit))));
   ipcMain.handle(BRIDGE_CHANNELS.listAgents, (event) => answer(event, () => service.listAgents()));
+  // Approvals: the approver directory and the approval service of the running core.
+  const id = (value: unknown, name: string) => parseBridgeArgument(bridgeIdSchema, value, name);
+  const webauthnResponse = (value: unknown) => parseBridgeArgument(webauthnResponseSchema, value, 'response');
+  ipcMain.handle(BRIDGE_CHANNELS.listApprovers, (event) => answer(event, () => service.listApprovers()));
+  ipcMain.handle(BRIDGE_CHANNELS.listPendingApprovals, (event) => answer(event, () => service.listPendingApprovals()));
+  ipcMain.handle(BRIDGE_CHANNELS.beginApproverRegistration, (event, approverId: unknown) =>
+    answer(event, () => service.beginApproverRegistration(id(approverId, 'approverId'))));
+  ipcMain.handle(BRIDGE_CHANNELS.finishApproverRegistration, (event, approverId: unknown, response: unknown) =>
+    answer(event, () => service.finishApproverRegistration(id(approverId, 'approverId'), webauthnResponse(response))));
+  ipcMain.handle(BRIDGE_CHANNELS.startApprovalCeremony, (event, requestId: unknown, approverId: unknown, verdict: unknown) =>
+    answer(event, () => service.startApprovalCeremony(id(requestId, 'requestId'), id(approverId, 'approverId'), parseBridgeArgument(approvalVerdictSchema, verdict, 'verdict'))));
+  ipcMain.handle(BRIDGE_CHANNELS.submitApprovalCeremony, (event, requestId: unknown, approverId: unknown, response: unknown, reason: unknown) =>
+    answer(event, () => service.submitApprovalCeremony(
+      id(requestId, 'requestId'), id(approverId, 'approverId'), webauthnResponse(response), parseBridgeArgument(approvalReasonSchema.optional(), reason, 'reason'),
+    )));
 }
 
 // ---- the window ----
@@ -136,7 +156,8 @@ async function start(): Promise<void> {
   core = running;
   // localhost, not 127.0.0.1: WebAuthn accepts http only on localhost (and 127.0.0.1 is not a valid rpId).
   appOrigin = `http://localhost:${running.port}`;
-  registerBridge(createUiService({ ...running, gatewayUrl: () => running.url }));
+  // The approval channels are answered from the core's approval service and approver directory.
+  registerBridge(createUiService({ ...running, approvals: running.approvals, approvers: running.approvers, gatewayUrl: () => running.url }));
   mainWindow = createWindow(appOrigin);
 }
 

@@ -10,6 +10,8 @@
  *   GET  /api/approvers                                  approvers (no key material)
  *   POST /api/approvers/<id>/registration                -> WebAuthn creation options
  *   POST /api/approvers/<id>/registration/finish         {response}
+ *   POST /api/admin/ceremony                             {adminId, action} -> WebAuthn options
+ *   POST /api/admin/submit                               {adminId, response} -> performs the action
  * Headless test domain only (the automation API; absent otherwise):
  *   POST /api/automation/virtual-approvers               {id, displayName, groups}
  *   POST /api/automation/requests/<id>/decide            {approverId, verdict, reason?}
@@ -25,6 +27,7 @@ import { z } from 'zod';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import type { ApproverDirectory } from './approver-directory.js';
 import type { VirtualApprovers } from './virtual-approvers.js';
+import type { AdminActions } from './admin-actions.js';
 import type { Db } from '../store/database.js';
 import { CountersignError, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -47,6 +50,8 @@ export interface ApprovalsHttpOptions {
   origins: () => readonly string[];
   /** Present only in the headless test domain. */
   automation?: VirtualApprovers;
+  /** Admin actions confirmed by an admin's key tap. */
+  admin?: AdminActions;
   now?: () => number;
 }
 
@@ -58,6 +63,8 @@ const ceremonyBody = z.strictObject({ approverId: ID, verdict: z.enum(['approve'
 const submitBody = z.strictObject({ approverId: ID, response: z.record(z.string(), z.unknown()), reason: z.string().max(500).optional() });
 const finishBody = z.strictObject({ response: z.record(z.string(), z.unknown()) });
 const virtualBody = z.strictObject({ id: ID, displayName: z.string().min(1).max(200), groups: z.array(z.string().min(1).max(128)).max(64) });
+const adminStartBody = z.strictObject({ adminId: ID, action: z.record(z.string(), z.unknown()) });
+const adminSubmitBody = z.strictObject({ adminId: ID, response: z.record(z.string(), z.unknown()) });
 const decideBody = z.strictObject({ approverId: ID, verdict: z.enum(['approve', 'deny']), reason: z.string().max(500).optional() });
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
@@ -155,6 +162,16 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
         return send(res, 200, { credentialId: credential.credentialId, aaguid: credential.aaguid, approverId: credential.approverId });
       }
     }
+    if (area === 'admin' && options.admin !== undefined && method === 'POST' && b === undefined) {
+      if (a === 'ceremony') {
+        const body = parse(adminStartBody, await readBody(req));
+        return send(res, 200, await options.admin.start(body.adminId, body.action));
+      }
+      if (a === 'submit') {
+        const body = parse(adminSubmitBody, await readBody(req));
+        return send(res, 200, await options.admin.submit(body.adminId, body.response as unknown as AuthenticationResponseJSON));
+      }
+    }
     if (area === 'automation' && options.automation !== undefined) {
       if (method === 'POST' && a === 'virtual-approvers' && b === undefined) {
         const body = parse(virtualBody, await readBody(req));
@@ -178,7 +195,7 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
       send(res, 200, options.directory.published());
       return true;
     }
-    if (!(path.startsWith('/api/approvals/') || path === '/api/approvals' || path.startsWith('/api/approvers') || path.startsWith('/api/automation/'))) return false;
+    if (!(path.startsWith('/api/approvals/') || path === '/api/approvals' || path.startsWith('/api/approvers') || path.startsWith('/api/automation/') || path.startsWith('/api/admin/'))) return false;
     if (!authorized(req)) {
       fail(res, new CountersignError('not_authenticated', 'this API needs the session secret'));
       return true;

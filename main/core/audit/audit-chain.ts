@@ -27,6 +27,7 @@ export type AuditKind =
   | 'approver.credential_registered'
   | 'approver.credential_removed'
   | 'approver.credential_suspect'
+  | 'admin.action'
   | 'approval.given'
   | 'approval.denied'
   | 'decision.approved'

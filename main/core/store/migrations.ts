@@ -148,4 +148,14 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (request_id, approver_id)
   ) STRICT;
   `,
+  // 4: admin actions confirmed by an admin's security key
+  `
+  CREATE TABLE admin_challenges (
+    challenge TEXT PRIMARY KEY,       -- base64url SHA-256 of the JCS action record; single use
+    admin_id TEXT NOT NULL,
+    record TEXT NOT NULL,             -- JCS of {typ, adminId, action, nonce, expiresAt}
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+  ) STRICT;
+  `,
 ];

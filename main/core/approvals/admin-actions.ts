@@ -1,0 +1,137 @@
+/**
+ * Admin actions on the approver directory (add an approver, disable one, change groups, remove
+ * a key) over the local API need an admin's security-key tap over exactly that action: the
+ * WebAuthn challenge is base64url(SHA-256(JCS({typ, adminId, action, nonce, expiresAt}))),
+ * stored server-side and single use, user verification required. The action and the admin's
+ * assertion are audited together. Admins are approvers in the `countersign-admins` group; the
+ * first admin is created on the machine itself (`countersign approvers add`), which is the root
+ * of trust for a local app.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { generateAuthenticationOptions, verifyAuthenticationResponse, type AuthenticationResponseJSON, type PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { z } from 'zod';
+import type { Db } from '../store/database.js';
+import type { AuditChain } from '../audit/audit-chain.js';
+import type { ApproverDirectory } from './approver-directory.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+
+export const ADMIN_GROUP = 'countersign-admins';
+export const ADMIN_ACTION_TYP = 'countersign.admin-action/v1';
+
+const id = z.string().min(1).max(128);
+export const adminActionSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('approver.add'), id, displayName: z.string().min(1).max(200), groups: z.array(z.string().min(1).max(128)).max(64) }),
+  z.strictObject({ kind: z.literal('approver.disable'), id }),
+  z.strictObject({ kind: z.literal('approver.set_groups'), id, groups: z.array(z.string().min(1).max(128)).max(64) }),
+  z.strictObject({ kind: z.literal('credential.remove'), credentialId: z.string().min(1).max(1400) }),
+]);
+export type AdminAction = z.infer<typeof adminActionSchema>;
+
+export class AdminActions {
+  private readonly now: () => number;
+
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditChain,
+    private readonly directory: ApproverDirectory,
+    private readonly options: { ceremonyTimeoutMs: number; now?: () => number },
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** WebAuthn options for `adminId` to confirm `action` with a key tap. */
+  async start(adminId: string, input: unknown): Promise<{ options: PublicKeyCredentialRequestOptionsJSON; action: AdminAction }> {
+    const parsed = adminActionSchema.safeParse(input);
+    if (!parsed.success) throw new CountersignError('schema_invalid', `the admin action is malformed at ${quote(parsed.error.issues[0]?.path.join('.') ?? '')}`);
+    const action = parsed.data;
+    const credentials = this.adminCredentials(adminId);
+    const now = this.now();
+    const expiresAt = now + this.options.ceremonyTimeoutMs;
+    const record = canonicalize({ typ: ADMIN_ACTION_TYP, adminId, action: action as unknown as JsonObject, nonce: randomBytes(32).toString('base64url'), expiresAt });
+    const challenge = createHash('sha256').update(record, 'utf8').digest('base64url');
+    const options = await generateAuthenticationOptions({
+      rpID: this.directory.rpId,
+      challenge,
+      timeout: this.options.ceremonyTimeoutMs,
+      userVerification: 'required',
+      allowCredentials: credentials.map((c) => ({ id: c.credentialId })),
+    });
+    this.db.prepare('INSERT INTO admin_challenges (challenge, admin_id, record, expires_at) VALUES (?, ?, ?, ?)').run(options.challenge, adminId, record, expiresAt);
+    return { options, action };
+  }
+
+  /** Verify the admin's assertion and perform the action it confirms, in one transaction. */
+  async submit(adminId: string, response: AuthenticationResponseJSON): Promise<{ action: AdminAction; result: unknown }> {
+    const credentials = this.adminCredentials(adminId);
+    const challenge = challengeOf(response);
+    const row = this.db.prepare<[string], { admin_id: string; record: string; expires_at: number; used_at: number | null }>('SELECT * FROM admin_challenges WHERE challenge = ?').get(challenge);
+    const now = this.now();
+    if (row === undefined || row.admin_id !== adminId || row.used_at !== null || row.expires_at <= now) {
+      throw new CountersignError('challenge_invalid', 'the admin challenge is unknown, used, expired or for another admin');
+    }
+    const credential = credentials.find((c) => c.credentialId === response.id);
+    if (credential === undefined) throw new CountersignError('credential_unknown', 'that security key is not an active key of this admin');
+    let verified;
+    try {
+      verified = await verifyAuthenticationResponse({
+        response, expectedChallenge: challenge, expectedOrigin: [...this.directory.origins], expectedRPID: this.directory.rpId, expectedType: 'webauthn.get',
+        credential: { id: credential.credentialId, publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')), counter: credential.signCount },
+        requireUserVerification: true,
+      });
+    } catch (cause) {
+      throw new CountersignError('assertion_invalid', 'the admin key response does not verify', { cause });
+    }
+    if (!verified.verified) throw new CountersignError('assertion_invalid', 'the admin key signature does not verify');
+    const record = parseStrictJson(row.record) as { action: unknown };
+    const action = adminActionSchema.parse(record.action);
+    const result = this.db.transaction(() => {
+      // Spend the challenge first: a concurrent submit of the same assertion finds it used.
+      const spent = this.db.prepare('UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, challenge);
+      if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
+      this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(verified.authenticationInfo.newCounter, now, credential.credentialId);
+      const outcome = this.perform(action);
+      this.audit.append('admin.action', now, {
+        adminId, action: action, credentialId: credential.credentialId,
+        evidence: { authenticatorData: response.response.authenticatorData, clientDataJSON: response.response.clientDataJSON, signature: response.response.signature },
+      });
+      return outcome;
+    }).immediate();
+    return { action, result };
+  }
+
+  private perform(action: AdminAction): unknown {
+    switch (action.kind) {
+      case 'approver.add':
+        return this.directory.addApprover({ id: action.id, displayName: action.displayName, groups: action.groups });
+      case 'approver.disable':
+        this.directory.disable(action.id);
+        return { disabled: action.id };
+      case 'approver.set_groups':
+        this.directory.setGroups(action.id, action.groups);
+        return { id: action.id, groups: action.groups };
+      case 'credential.remove':
+        this.directory.removeCredential(action.credentialId);
+        return { removed: action.credentialId };
+    }
+  }
+
+  private adminCredentials(adminId: string) {
+    const admin = this.directory.get(adminId);
+    if (admin.status !== 'active') throw new CountersignError('approver_disabled', `admin ${quote(adminId)} is disabled`);
+    if (!admin.groups.includes(ADMIN_GROUP)) throw new CountersignError('approver_not_eligible', `${quote(adminId)} is not in ${ADMIN_GROUP}`);
+    const credentials = this.directory.credentialsOf(adminId);
+    if (credentials.length === 0) throw new CountersignError('credential_unknown', `admin ${quote(adminId)} has no active security key`);
+    return credentials;
+  }
+}
+
+function challengeOf(response: AuthenticationResponseJSON): string {
+  try {
+    const clientData = parseStrictJson(Buffer.from(response.response.clientDataJSON, 'base64url').toString('utf8')) as { challenge?: unknown };
+    if (typeof clientData.challenge === 'string') return clientData.challenge;
+  } catch {
+    // fall through
+  }
+  throw new CountersignError('assertion_invalid', 'the response has no readable client data');
+}
