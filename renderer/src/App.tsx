@@ -1,10 +1,12 @@
 /**
- * The first-milestone UI: server status (with loud warnings for the test key domain and for
- * software key custody), recent decisions and enrolled agents. It knows only CountersignBridge.
+ * The UI: an overview (server status with loud warnings for the test key domain and for software
+ * key custody, recent decisions, enrolled agents) and the approver's view (ApprovalsView: choose
+ * who you are, register a security key, decide pending requests). It knows only CountersignBridge.
  */
 import { useEffect, useState } from 'react';
 import type { AgentSummary, BridgeStatus, CountersignBridge, DecisionSummary } from '../../shared/bridge.js';
 import { toCountersignError } from '../../shared/bridge.js';
+import { ApprovalsView } from './Approvals.js';
 
 export type BridgeChoice =
   | { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge }
@@ -59,9 +61,12 @@ function Header({ status }: { status?: BridgeStatus | undefined }) {
   );
 }
 
+type View = 'overview' | 'approvals';
+
 function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport: 'ipc' | 'http' }) {
   const [snapshot, setSnapshot] = useState<Snapshot | undefined>();
   const [error, setError] = useState<LoadError | undefined>();
+  const [view, setView] = useState<View>('overview');
 
   useEffect(() => {
     let active = true;
@@ -88,22 +93,36 @@ function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport
   return (
     <main className="app">
       <Header status={snapshot?.status} />
-      {error && (
-        <section className="error" role="alert">
-          {error.code === 'not_authenticated'
-            ? 'The session secret was not accepted (the server may have restarted). Open the new link it printed.'
-            : `Could not load data: ${error.message}`}{' '}
-          <code>[{error.code}]</code>
-        </section>
-      )}
-      {snapshot && (
-        <>
-          <StatusPanel status={snapshot.status} transport={transport} at={snapshot.at} />
-          <DecisionsTable decisions={snapshot.decisions} />
-          <AgentsTable agents={snapshot.agents} />
-        </>
-      )}
-      {!snapshot && !error && <p className="muted">Loading…</p>}
+      <nav className="tabs" role="tablist" aria-label="Views">
+        <button type="button" role="tab" aria-selected={view === 'overview'} className={view === 'overview' ? 'tab tab-active' : 'tab'} data-testid="tab-overview" onClick={() => setView('overview')}>
+          Overview
+        </button>
+        <button type="button" role="tab" aria-selected={view === 'approvals'} className={view === 'approvals' ? 'tab tab-active' : 'tab'} data-testid="tab-approvals" onClick={() => setView('approvals')}>
+          Approvals
+        </button>
+      </nav>
+      {/* Both views stay mounted (the chosen approver survives switching); only one is shown. */}
+      <div hidden={view !== 'approvals'}>
+        <ApprovalsView bridge={bridge} />
+      </div>
+      <div hidden={view !== 'overview'}>
+        {error && (
+          <section className="error" role="alert">
+            {error.code === 'not_authenticated'
+              ? 'The session secret was not accepted (the server may have restarted). Open the new link it printed.'
+              : `Could not load data: ${error.message}`}{' '}
+            <code>[{error.code}]</code>
+          </section>
+        )}
+        {snapshot && (
+          <>
+            <StatusPanel status={snapshot.status} transport={transport} at={snapshot.at} />
+            <DecisionsTable decisions={snapshot.decisions} />
+            <AgentsTable agents={snapshot.agents} />
+          </>
+        )}
+        {!snapshot && !error && <p className="muted">Loading…</p>}
+      </div>
     </main>
   );
 }

@@ -108,6 +108,16 @@ describe('approver directory', () => {
     expect(accepted).toMatchObject({ approverId: 'dave', aaguid: YUBIKEY_5 });
   });
 
+  it("refuses Chromium's virtual authenticator in production, and accepts it for real approvers in the test domain", async () => {
+    const chromiumTestAaguid = '01020304-0506-0708-0102-030405060708';
+    const production = directory({ domain: 'production' });
+    production.addApprover({ id: 'paul', displayName: 'Paul', groups: ['g'] });
+    expect(await codeOf((await register(production, new VirtualAuthenticator(), 'paul', ORIGIN, chromiumTestAaguid)).done())).toBe('attestation_refused');
+    const test = directory({ domain: 'test' });
+    test.addApprover({ id: 'tess', displayName: 'Tess', groups: ['g'] });
+    expect(await codeOf((await register(test, new VirtualAuthenticator(), 'tess', ORIGIN, chromiumTestAaguid)).done())).toBe('ok');
+  });
+
   it('keeps non-virtual keys away from virtual approvers', async () => {
     const d = directory();
     d.addApprover({ id: 'vicky', displayName: 'Vicky', groups: ['g'], virtual: true });

@@ -64,6 +64,12 @@ interface CredentialRow {
   attestation_fmt: string; transports: string; status: 'active' | 'suspect' | 'removed'; created_at: number; last_used_at: number | null;
 }
 
+/**
+ * Authenticator models that are software test doubles: refused in the production key domain
+ * whatever the AAGUID allowlist says. Chromium's CDP virtual authenticator attests with this one.
+ */
+export const KNOWN_TEST_AUTHENTICATOR_AAGUIDS: readonly string[] = ['01020304-0506-0708-0102-030405060708'];
+
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -236,6 +242,9 @@ export class ApproverDirectory {
       }
     } else if (approver.virtual) {
       throw new CountersignError('attestation_refused', 'a virtual approver can only hold virtual authenticator keys');
+    }
+    if (this.options.domain === 'production' && KNOWN_TEST_AUTHENTICATOR_AAGUIDS.includes(aaguid)) {
+      throw new CountersignError('attestation_refused', 'this authenticator is a known software test double; production accepts security keys only');
     }
     if (this.options.requireAaguids.length > 0 && !isVirtualAuthenticatorAaguid(aaguid) && !this.options.requireAaguids.map((a) => a.toLowerCase()).includes(aaguid)) {
       throw new CountersignError('attestation_refused', `authenticators of type ${quote(aaguid)} are not accepted here`);

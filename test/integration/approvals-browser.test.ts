@@ -1,0 +1,247 @@
+/**
+ * Human approvals through the real renderer in a real browser: Debian Chromium (playwright-core)
+ * with one CDP virtual authenticator per approver, the renderer built by Vite and served by the
+ * core at http://localhost:<port>/ui/, in the test key domain (production refuses Chromium's virtual authenticator). Approvers choose themselves,
+ * register a security key and approve / deny through the UI; the agent (a real SDK client over
+ * WebSocket) gets its decision, and the co-signed token verifies as a tool server would check it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'vite';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { REPO_ROOT } from '../../main/core/app.js';
+import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import { CHROMIUM_VIRTUAL_AAGUID, launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
+import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
+import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
+import { approverDirectorySchema } from '../../shared/approvals.js';
+import { createHttpBridge } from '../../shared/bridge-http-client.js';
+import { createUiService } from '../../main/core/ui/ui-service.js';
+import type { AgentClient } from '../../shared/agent-client.js';
+import type { DecisionResult } from '../../shared/protocol.js';
+
+const PAYEE = 'Northwind Traders';
+const UI_TIMEOUT = 10_000;
+
+let h: Harness;
+let buildDir: string;
+let browser: Browser | undefined;
+let agent: AgentClient;
+const approverBrowsers = new Map<string, Promise<ApproverBrowser>>();
+
+async function json(path: string): Promise<unknown> {
+  const res = await fetch(`http://127.0.0.1:${h.app.port}${path}`);
+  expect(res.status, path).toBe(200);
+  return res.json();
+}
+
+/** One browser context + authenticator per approver, opened on the UI and registered once. */
+function approver(id: string): Promise<ApproverBrowser> {
+  let opened = approverBrowsers.get(id);
+  if (opened === undefined) {
+    opened = (async () => {
+      if (browser === undefined) throw new Error('the browser is not running');
+      const ab = await openApproverBrowser(browser);
+      const { page } = ab;
+      await page.goto(`http://localhost:${h.app.port}/ui/#secret=${h.app.uiSessionSecret}`);
+      // The secret is taken out of the address bar at once.
+      expect(page.url()).toBe(`http://localhost:${h.app.port}/ui/`);
+      await page.getByTestId('tab-approvals').click();
+      await page.getByTestId('approver-select').selectOption(id);
+      await page.getByTestId('register-key').click();
+      const result = page.getByTestId('registration-result');
+      await result.waitFor({ timeout: UI_TIMEOUT });
+      expect(await result.getAttribute('data-aaguid')).toBe(CHROMIUM_VIRTUAL_AAGUID);
+      const credentialId = await result.getAttribute('data-credential-id');
+      expect(h.app.approvers.credentialsOf(id).map((c) => c.credentialId)).toEqual([credentialId]);
+      expect(await ab.authenticator.credentials()).toHaveLength(1);
+      return ab;
+    })();
+    approverBrowsers.set(id, opened);
+  }
+  return opened;
+}
+
+/** The request's card in the pending list (after an explicit refresh). */
+async function card(page: Page, requestId: string): Promise<Locator> {
+  await page.getByTestId('refresh-pending').click();
+  const locator = page.locator(`[data-testid="pending-request"][data-request-id="${requestId}"]`);
+  await locator.waitFor({ timeout: UI_TIMEOUT });
+  return locator;
+}
+
+/** The outcome panel for `requestId`, or the error panel, whichever shows first. */
+async function result(page: Page, requestId: string): Promise<{ kind: 'outcome'; state: string; text: string } | { kind: 'error'; code: string; text: string }> {
+  const outcome = page.locator(`[data-testid="ceremony-outcome"][data-request-id="${requestId}"]`);
+  const error = page.getByTestId('approval-error');
+  await outcome.or(error).first().waitFor({ timeout: UI_TIMEOUT });
+  if (await error.isVisible()) return { kind: 'error', code: (await error.getAttribute('data-code')) ?? '', text: await error.innerText() };
+  return { kind: 'outcome', state: (await outcome.getAttribute('data-state')) ?? '', text: await outcome.innerText() };
+}
+
+async function submitTransfer(amount: string) {
+  const call = transferCall(amount, PAYEE);
+  const pending = await agent.submit(call);
+  expect(pending).toMatchObject({ decision: 'pending', state: 'pending' });
+  const decided = agent.waitForDecision(pending.requestId, { timeoutMs: 20_000 });
+  decided.catch(() => undefined); // awaited by the test; never an unhandled rejection
+  return { call, requestId: pending.requestId, decided };
+}
+
+beforeAll(async () => {
+  buildDir = tempDir('countersign-renderer-');
+  // Vitest runs with NODE_ENV=test, which would make Vite bundle React's development build:
+  // build exactly what `npm run build:renderer` ships.
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({
+      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
+      mode: 'production',
+      logLevel: 'warn',
+      build: { outDir: buildDir, emptyOutDir: true },
+    });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
+  // The test key domain: production refuses Chromium's virtual authenticator (a known software
+  // test double); the approvers themselves are ordinary, non-virtual approvers.
+  h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });
+  expect(h.app.config.domain).toBe('test');
+  h.app.approvers.addApprover({ id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] });
+  h.app.approvers.addApprover({ id: 'bob', displayName: 'Bob', groups: ['finance-approvers'] });
+  // The finance agent's owner is an approver too, in the very group the request needs.
+  h.app.approvers.addApprover({ id: 'dana@example.com', displayName: 'Dana', groups: ['finance-approvers'] });
+  const key = await h.enroll('finance-bot');
+  agent = h.client('finance-bot', key);
+  browser = await launchChromium();
+}, 60_000);
+
+afterAll(async () => {
+  for (const opened of approverBrowsers.values()) await opened.then((ab) => ab.close(), () => undefined);
+  await browser?.close();
+  await h?.close();
+  if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
+}, 30_000);
+
+describe('approvals in the browser (Chromium virtual authenticators)', () => {
+  it('two finance approvers register keys and approve a 48,000.00 USD transfer; the co-signed token verifies', async () => {
+    const [alice, bob] = await Promise.all([approver('alice'), approver('bob')]);
+    const { call, requestId, decided } = await submitTransfer('48000.00');
+    const view = h.app.approvals.getPending(requestId);
+
+    // Alice sees everything about the call before she decides.
+    const aliceCard = await card(alice.page, requestId);
+    const shown = await aliceCard.innerText();
+    for (const expected of ['finance-bot', 'dana@example.com', 'payments.transfer', '48000.00', 'USD', PAYEE, 'test', 'financial', 'US', 'user', 'finance-approvers', ...view.reasons]) {
+      expect(shown, expected).toContain(expected);
+    }
+    for (const [name, value] of Object.entries(call.params)) {
+      expect(await aliceCard.locator(`[data-testid="param"][data-param="${name}"]`).innerText(), name).toContain(value);
+    }
+    expect(await aliceCard.getByTestId('request-tool').innerText()).toBe('payments.transfer');
+    expect(await aliceCard.getByTestId('request-agent').innerText()).toBe('finance-bot');
+    expect(await aliceCard.getByTestId('request-owner').innerText()).toBe('dana@example.com');
+    expect(await aliceCard.getByTestId('request-data-class').innerText()).toBe('financial');
+    expect(await aliceCard.getByTestId('request-jurisdiction').innerText()).toBe('US');
+    expect(await aliceCard.getByTestId('request-provenance').innerText()).toBe('user');
+    expect(await aliceCard.getByTestId('request-reasons').locator('li').allInnerTexts()).toEqual(view.reasons);
+    expect(await aliceCard.getByTestId('required-groups').innerText()).toContain('finance-approvers');
+    expect(await aliceCard.getByTestId('approvals-needed').innerText()).toBe('2');
+    expect(await aliceCard.getByTestId('approvals-so-far').innerText()).toBe('0 of 2');
+    expect(await aliceCard.getByTestId('request-expiry').innerText()).toMatch(/min .* left|s left/);
+
+    await aliceCard.getByTestId('approve').click();
+    expect(await result(alice.page, requestId)).toMatchObject({ kind: 'outcome', state: 'pending' });
+
+    // Bob sees Alice's approval, then completes the quorum.
+    const bobCard = await card(bob.page, requestId);
+    expect(await bobCard.getByTestId('approvals-so-far').innerText()).toBe('1 of 2');
+    expect(await bobCard.getByTestId('approval-entries').innerText()).toContain('Alice');
+    await bobCard.getByTestId('approve').click();
+    const bobResult = await result(bob.page, requestId);
+    expect(bobResult).toMatchObject({ kind: 'outcome', state: 'approved' });
+    expect(bobResult.text).toContain('approved by Alice and Bob');
+
+    const final: DecisionResult = await decided;
+    expect(final).toMatchObject({ requestId, state: 'approved', decision: 'allow' });
+    expect(final.token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+
+    // The tool server's checks: the token itself, then each approver's assertion and its own quorum rule.
+    const jwks = (await json('/.well-known/jwks.json')) as { keys: never[] };
+    const claims = await verifyApprovalToken(final.token ?? '', { call, audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore(), domain: 'test' });
+    expect(claims.decision).toMatchObject({ id: requestId, mode: 'approved' });
+    const directory = approverDirectorySchema.parse(await json('/.well-known/countersign-approvers.json'));
+    expect(directory.origins).toEqual([`http://localhost:${h.app.port}`]);
+    const set = await verifyApprovals(claims.approvals, {
+      directory, callSha256: claims.call_sha256, requestId: claims.decision.id, policyHash: claims.decision.policy_hash,
+    });
+    expect(set.approvers.map((a) => a.approverId).sort()).toEqual(['alice', 'bob']);
+    expect(set.approvers.every((a) => a.userVerified)).toBe(true);
+    expect(satisfiesQuorum(set, { approvals: 2, groups: [['finance-approvers']] })).toBe(true);
+    expect(satisfiesQuorum(set, { approvals: 3, groups: [['finance-approvers']] })).toBe(false);
+
+    // The request has left the pending list in both pages.
+    await alice.page.getByTestId('refresh-pending').click();
+    await alice.page.locator(`[data-testid="pending-request"][data-request-id="${requestId}"]`).waitFor({ state: 'detached', timeout: UI_TIMEOUT });
+    expect(h.app.audit.verify()).toMatchObject({ ok: true });
+    expect([...alice.problems, ...bob.problems]).toEqual([]);
+  });
+
+  it('an approver denies with a reason; the agent gets "denied" with that reason', async () => {
+    const alice = await approver('alice');
+    const { requestId, decided } = await submitTransfer('52000.00');
+    const reason = 'Northwind is not on the vendor list';
+
+    const aliceCard = await card(alice.page, requestId);
+    await aliceCard.getByTestId('deny').click();
+    expect(await aliceCard.getByTestId('confirm-deny').isDisabled()).toBe(true); // a reason is required
+    await aliceCard.getByTestId('deny-reason').fill(reason);
+    await aliceCard.getByTestId('confirm-deny').click();
+    const shown = await result(alice.page, requestId);
+    expect(shown).toMatchObject({ kind: 'outcome', state: 'denied' });
+    expect(shown.text).toContain(reason);
+
+    const final = await decided;
+    expect(final).toMatchObject({ requestId, state: 'denied', decision: 'deny' });
+    expect(final.token).toBeUndefined();
+    expect(final.reasons).toContain(`denied by Alice: ${reason}`);
+    expect(h.app.approvals.approvalsOf(requestId)).toMatchObject([{ approverId: 'alice', verdict: 'deny', reason }]);
+    expect(alice.problems).toEqual([]);
+  });
+
+  it("the agent's owner cannot approve: the UI shows approver_conflicted and nothing is recorded", async () => {
+    const dana = await approver('dana@example.com');
+    const { requestId } = await submitTransfer('61000.00');
+
+    const danaCard = await card(dana.page, requestId);
+    expect(await danaCard.getByTestId('conflict-note').isVisible()).toBe(true);
+    await danaCard.getByTestId('approve').click();
+    const shown = await result(dana.page, requestId);
+    expect(shown).toMatchObject({ kind: 'error', code: 'approver_conflicted' });
+    expect(shown.text).toContain('[approver_conflicted]');
+
+    expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
+    expect(h.app.approvals.getPending(requestId)).toMatchObject({ state: 'pending', approvals: [] });
+    expect(await (await card(dana.page, requestId)).getByTestId('approvals-so-far').innerText()).toBe('0 of 2');
+
+    // The same refusal through the bridge's HTTP client and through the core's UI service (what
+    // the Electron IPC handlers call), with the same code.
+    const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
+    const ui = createUiService({ ...h.app, gatewayUrl: () => h.app.url });
+    for (const bridge of [http, ui]) {
+      expect((await bridge.listApprovers()).map((a) => a.id)).toEqual(['alice', 'bob', 'dana@example.com']);
+      expect((await bridge.listPendingApprovals()).find((p) => p.requestId === requestId)).toMatchObject({ agentOwner: 'dana@example.com', approvals: [] });
+      await expect(bridge.startApprovalCeremony(requestId, 'dana@example.com', 'approve')).rejects.toMatchObject({ code: 'approver_conflicted' });
+      await expect(bridge.startApprovalCeremony(requestId, 'nobody', 'approve')).rejects.toMatchObject({ code: 'approver_unknown' });
+      await expect(bridge.startApprovalCeremony('..', 'alice', 'approve')).rejects.toMatchObject({ code: 'schema_invalid' }); // never a dot path segment
+    }
+    await expect(ui.startApprovalCeremony(requestId, 'alice', 'maybe' as 'approve')).rejects.toMatchObject({ code: 'schema_invalid' });
+    await expect(ui.submitApprovalCeremony(requestId, 'alice', { id: 'x', rawId: 'x', type: 'other', response: {} })).rejects.toMatchObject({ code: 'schema_invalid' });
+    expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
+    // The refused call shows up as a failed request in the console; nothing else may (no CSP violations).
+    expect(dana.problems.filter((p) => !p.includes('status of 403'))).toEqual([]);
+  });
+});
