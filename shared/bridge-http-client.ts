@@ -110,7 +110,8 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
     listAgents: () => get(UI_API_PATHS.listAgents, agentListSchema),
     listApprovers: async () => (await get(UI_API_PATHS.listApprovers, approverListResponseSchema)).approvers,
     listPendingApprovals: async () => (await get(UI_API_PATHS.listPendingApprovals, pendingApprovalsResponseSchema)).pending,
-    beginApproverRegistration: (approverId) => settle(() => post(apiPath(UI_API_PATHS.beginApproverRegistration, { approverId }), registrationOptionsSchema)),
+    beginApproverRegistration: (approverId, registrationCode) =>
+      settle(() => post(apiPath(UI_API_PATHS.beginApproverRegistration, { approverId }), registrationOptionsSchema, { registrationCode })),
     finishApproverRegistration: (approverId, response) =>
       settle(() => post(apiPath(UI_API_PATHS.finishApproverRegistration, { approverId }), registeredKeySchema, { response })),
     startApprovalCeremony: (requestId, approverId, verdict) =>

@@ -82,6 +82,11 @@ export const approvalVerdictSchema = z.enum(['approve', 'deny']);
 export type ApprovalVerdict = z.infer<typeof approvalVerdictSchema>;
 /** A denial or approval reason (the core also refuses control characters). */
 export const approvalReasonSchema = text(500);
+/**
+ * The single-use code an admin issues for registering one security key (CLI
+ * `countersign approvers add` / `approvers registration-code`, or the admin action).
+ */
+export const registrationCodeSchema = text(128).min(1);
 
 export const approverSummarySchema = z.strictObject({
   id: text(128).min(1),
@@ -227,8 +232,12 @@ export interface CountersignBridge {
   listApprovers(): Promise<ApproverSummary[]>;
   /** Pending, unexpired requests waiting for approvers, oldest first, with the full call. */
   listPendingApprovals(): Promise<ApprovalRequest[]>;
-  /** Start registering a security key for an approver: options for startRegistration(). */
-  beginApproverRegistration(approverId: string): Promise<WebAuthnCreationOptions>;
+  /**
+   * Start registering a security key for an approver with the single-use registration code an
+   * admin issued (`challenge_invalid` if it is unknown, used, expired or someone else's):
+   * options for startRegistration().
+   */
+  beginApproverRegistration(approverId: string, registrationCode: string): Promise<WebAuthnCreationOptions>;
   /** Finish it with the browser's response; the key is verified and stored. */
   finishApproverRegistration(approverId: string, response: WebAuthnResponseJson): Promise<RegisteredKey>;
   /** Start one approval ceremony (challenge bound to the call, the verdict and the approver). */
@@ -365,7 +374,8 @@ export function validatingBridge(inner: CountersignBridge): CountersignBridge {
     listAgents: () => guard(agentListSchema, () => inner.listAgents()),
     listApprovers: () => guard(approverListSchema, () => inner.listApprovers()),
     listPendingApprovals: () => guard(pendingApprovalListSchema, () => inner.listPendingApprovals()),
-    beginApproverRegistration: (approverId) => guard(registrationOptionsSchema, () => inner.beginApproverRegistration(approverId)),
+    beginApproverRegistration: (approverId, registrationCode) =>
+      guard(registrationOptionsSchema, () => inner.beginApproverRegistration(approverId, registrationCode)),
     finishApproverRegistration: (approverId, response) => guard(registeredKeySchema, () => inner.finishApproverRegistration(approverId, response)),
     startApprovalCeremony: (requestId, approverId, verdict) => guard(approvalCeremonySchema, () => inner.startApprovalCeremony(requestId, approverId, verdict)),
     submitApprovalCeremony: (requestId, approverId, response, reason) =>

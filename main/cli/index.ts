@@ -30,7 +30,7 @@ const USAGE = `usage: countersign <command> [options]
   agents revoke ID [--reason TEXT]
   agents rotate ID FILE [--overlap 24h]
   approvers add ID --name NAME --groups g1,g2
-  approvers list | approvers disable ID
+  approvers list | approvers disable ID | approvers registration-code ID
                             people who approve held calls (they register keys in the UI)
   policy check [--policy-dir DIR]
   policy test FILE [--policy-dir DIR]
@@ -219,7 +219,13 @@ export async function main(argv: string[]): Promise<number> {
           requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
         });
         if (sub === 'add') {
-          print(approvers.addApprover({ id: required(arg, 'ID'), displayName: required(values.name, 'name'), groups: list(values.groups, 'groups') }));
+          const approver = approvers.addApprover({ id: required(arg, 'ID'), displayName: required(values.name, 'name'), groups: list(values.groups, 'groups') });
+          // Shown once: the approver registers their first security key with it in the UI.
+          print({ ...approver, registration: approvers.issueRegistrationCode(approver.id, 'cli') });
+          return 0;
+        }
+        if (sub === 'registration-code') {
+          print(approvers.issueRegistrationCode(required(arg, 'ID'), 'cli'));
           return 0;
         }
         if (sub === 'list') {

@@ -144,6 +144,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const approvers = new ApproverDirectory(db, audit, {
     domain: config.domain, rpId: config.approvals.rpId, origins: approvalOrigins,
     requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock,
+    requireRegistrationCode: true,
   });
   const approvedMinter: ApprovedMinter = {
     async mint(input) {

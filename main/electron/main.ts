@@ -14,8 +14,8 @@ import { startCountersign, type RunningCountersign } from '../core/app.js';
 import { defaultDataDir } from '../core/config.js';
 import { createUiService } from '../core/ui/ui-service.js';
 import {
-  BRIDGE_CHANNELS, UI_BASE_PATH, approvalReasonSchema, approvalVerdictSchema, bridgeIdSchema, clampDecisionLimit, parseBridgeArgument, toBridgeError,
-  webauthnResponseSchema, type BridgeAnswer, type CountersignBridge,
+  BRIDGE_CHANNELS, UI_BASE_PATH, approvalReasonSchema, approvalVerdictSchema, bridgeIdSchema, clampDecisionLimit, parseBridgeArgument, registrationCodeSchema,
+  toBridgeError, webauthnResponseSchema, type BridgeAnswer, type CountersignBridge,
 } from '../../shared/bridge.js';
 import { CountersignError } from '../../shared/errors.js';
 
@@ -88,8 +88,8 @@ function registerBridge(service: CountersignBridge): void {
   const webauthnResponse = (value: unknown) => parseBridgeArgument(webauthnResponseSchema, value, 'response');
   ipcMain.handle(BRIDGE_CHANNELS.listApprovers, (event) => answer(event, () => service.listApprovers()));
   ipcMain.handle(BRIDGE_CHANNELS.listPendingApprovals, (event) => answer(event, () => service.listPendingApprovals()));
-  ipcMain.handle(BRIDGE_CHANNELS.beginApproverRegistration, (event, approverId: unknown) =>
-    answer(event, () => service.beginApproverRegistration(id(approverId, 'approverId'))));
+  ipcMain.handle(BRIDGE_CHANNELS.beginApproverRegistration, (event, approverId: unknown, registrationCode: unknown) =>
+    answer(event, () => service.beginApproverRegistration(id(approverId, 'approverId'), parseBridgeArgument(registrationCodeSchema, registrationCode, 'registrationCode'))));
   ipcMain.handle(BRIDGE_CHANNELS.finishApproverRegistration, (event, approverId: unknown, response: unknown) =>
     answer(event, () => service.finishApproverRegistration(id(approverId, 'approverId'), webauthnResponse(response))));
   ipcMain.handle(BRIDGE_CHANNELS.startApprovalCeremony, (event, requestId: unknown, approverId: unknown, verdict: unknown) =>

@@ -35,7 +35,8 @@ const bridge: CountersignBridge = {
   listAgents: () => invoke(BRIDGE_CHANNELS.listAgents, agentListSchema),
   listApprovers: () => invoke(BRIDGE_CHANNELS.listApprovers, approverListSchema),
   listPendingApprovals: () => invoke(BRIDGE_CHANNELS.listPendingApprovals, pendingApprovalListSchema),
-  beginApproverRegistration: (approverId: string) => invoke(BRIDGE_CHANNELS.beginApproverRegistration, registrationOptionsSchema, approverId),
+  beginApproverRegistration: (approverId, registrationCode) =>
+    invoke(BRIDGE_CHANNELS.beginApproverRegistration, registrationOptionsSchema, approverId, registrationCode),
   finishApproverRegistration: (approverId, response) => invoke(BRIDGE_CHANNELS.finishApproverRegistration, registeredKeySchema, approverId, response),
   startApprovalCeremony: (requestId, approverId, verdict) => invoke(BRIDGE_CHANNELS.startApprovalCeremony, approvalCeremonySchema, requestId, approverId, verdict),
   submitApprovalCeremony: (requestId, approverId, response, reason) =>

@@ -1,5 +1,6 @@
 /**
- * The approver's view: choose who you are, register a security key, and decide pending
+ * The approver's view: choose who you are, register a security key (with the single-use
+ * registration code an admin issued), and decide pending
  * requests. Each request shows everything the approver is asked to vouch for (the agent, the
  * tool, every parameter, data class, jurisdiction, provenance, risk, the policy's reasons and the
  * approval obligation). Approve / Deny run one WebAuthn ceremony each: the core binds the
@@ -24,6 +25,8 @@ interface ShownError {
   message: string;
   /** What was being done, e.g. "approve request r-1". */
   during: string;
+  /** A plainer explanation for this context, shown instead of EXPLAIN[code]. */
+  hint?: string;
 }
 
 interface ShownOutcome {
@@ -54,6 +57,8 @@ const EXPLAIN: Partial<Record<string, string>> = {
   NotAllowedError: 'The security key ceremony was cancelled or timed out.',
   ERROR_AUTHENTICATOR_PREVIOUSLY_REGISTERED: 'This security key is already registered to you.',
 };
+
+const REGISTRATION_CODE_REFUSED = 'The registration code is unknown, already used, expired or for someone else. Ask an admin for a new one.';
 
 function describeError(caught: unknown, during: string): ShownError {
   if (isCountersignError(caught)) return { code: caught.code, message: caught.message, during };
@@ -122,6 +127,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
   const [busy, setBusy] = useState<string | undefined>();
   const [ceremony, setCeremony] = useState<Ceremony | undefined>();
   const [registered, setRegistered] = useState<RegisteredKey | undefined>();
+  const [registrationCode, setRegistrationCode] = useState('');
   const [outcome, setOutcome] = useState<ShownOutcome | undefined>();
   const [denyFor, setDenyFor] = useState<string | undefined>();
   const [denyReason, setDenyReason] = useState('');
@@ -157,23 +163,32 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
   const chooseApprover = (id: string) => {
     setApproverId(id);
     setRegistered(undefined);
+    setRegistrationCode('');
     setOutcome(undefined);
     setError(undefined);
     setDenyFor(undefined);
   };
 
   const registerKey = async () => {
-    if (me === undefined) return;
+    const code = registrationCode.trim();
+    if (me === undefined || code.length === 0) return;
     setBusy('register');
     setError(undefined);
     setRegistered(undefined);
+    let codeSpent = false;
     try {
-      const options = await bridge.beginApproverRegistration(me.id);
+      const options = await bridge.beginApproverRegistration(me.id, code);
+      // The code is single use: the server has spent it, whatever happens next.
+      codeSpent = true;
+      setRegistrationCode('');
       // The bridge checked the members a ceremony needs; the browser checks the rest.
       const response = await startRegistration({ optionsJSON: options as unknown as PublicKeyCredentialCreationOptionsJSON });
       setRegistered(await bridge.finishApproverRegistration(me.id, response));
     } catch (caught) {
-      setError(describeError(caught, `register a security key for ${me.displayName}`));
+      const shown = describeError(caught, `register a security key for ${me.displayName}`);
+      if (!codeSpent && shown.code === 'challenge_invalid') shown.hint = REGISTRATION_CODE_REFUSED;
+      else if (codeSpent) shown.hint = `${EXPLAIN[shown.code] ?? ''} The registration code has been used: ask an admin for a new one.`.trim();
+      setError(shown);
     } finally {
       setBusy(undefined);
     }
@@ -231,9 +246,33 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
               {' · '}groups: {me.groups.length === 0 ? <span className="muted">none</span> : me.groups.map((g) => <code key={g} className="tool">{g}</code>)}
               {me.virtual && <span className="badge badge-test">virtual</span>}
             </p>
-            <button type="button" data-testid="register-key" onClick={() => void registerKey()} disabled={busy !== undefined}>
-              {busy === 'register' ? 'Touch your security key…' : 'Register a security key'}
-            </button>
+            <form
+              className="register-form"
+              data-testid="register-form"
+              onSubmit={(e) => {
+                e.preventDefault();
+                void registerKey();
+              }}
+            >
+              <label htmlFor="registration-code">Registration code</label>
+              <input
+                id="registration-code"
+                type="text"
+                data-testid="registration-code"
+                autoComplete="off"
+                spellCheck={false}
+                maxLength={128}
+                value={registrationCode}
+                onChange={(e) => setRegistrationCode(e.target.value)}
+                disabled={busy !== undefined}
+              />
+              <button type="submit" data-testid="register-key" disabled={busy !== undefined || registrationCode.trim().length === 0}>
+                {busy === 'register' ? 'Touch your security key…' : 'Register a security key'}
+              </button>
+            </form>
+            <p className="muted" data-testid="registration-code-help">
+              An admin gives you a single-use code for each key (<code>countersign approvers add</code> or <code>countersign approvers registration-code {me.id}</code>, or the admin action).
+            </p>
             {registered && (
               <p className="success" role="status" data-testid="registration-result" data-credential-id={registered.credentialId} data-aaguid={registered.aaguid}>
                 Security key registered for {me.displayName}: credential <code title={registered.credentialId}>{shorten(registered.credentialId, 16)}</code>,
@@ -258,7 +297,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
 
       {error && (
         <section className="error" role="alert" data-testid="approval-error" data-code={error.code}>
-          <strong>Could not {error.during}.</strong> {EXPLAIN[error.code] ?? ''} <span className="muted">{error.message}</span>{' '}
+          <strong>Could not {error.during}.</strong> {error.hint ?? EXPLAIN[error.code] ?? ''} <span className="muted">{error.message}</span>{' '}
           <code data-testid="error-code">[{error.code}]</code>
         </section>
       )}

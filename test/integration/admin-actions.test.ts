@@ -19,7 +19,8 @@ async function post(path: string, body: unknown): Promise<{ status: number; json
 async function virtualApprover(id: string, groups: string[]): Promise<VirtualAuthenticator> {
   h.app.approvers.addApprover({ id, displayName: id, groups, virtual: true });
   const authenticator = new VirtualAuthenticator();
-  const options = await h.app.approvers.beginRegistration(id);
+  const { code } = h.app.approvers.issueRegistrationCode(id, 'test');
+  const options = await h.app.approvers.beginRegistration(id, code);
   await h.app.approvers.finishRegistration(id, authenticator.createCredential({ rpId: 'localhost', origin: h.app.approvers.origins[0]!, challenge: options.challenge, user: options.user, userVerification: 'required' }));
   return authenticator;
 }
@@ -44,6 +45,13 @@ describe('admin actions', () => {
     const done = await post('/api/admin/submit', { adminId: 'root', response });
     expect(done.status).toBe(200);
     expect(h.app.approvers.get('alice')).toMatchObject({ groups: ['finance-approvers'], status: 'active' });
+    // The new approver's first key needs the code that came with the action, once.
+    const code = (done.json.result as { registration: { code: string } }).registration.code;
+    expect(() => h.app.approvers.get('alice')).not.toThrow();
+    await expect(h.app.approvers.beginRegistration('alice')).rejects.toMatchObject({ code: 'challenge_invalid' });
+    await expect(h.app.approvers.beginRegistration('alice', 'x'.repeat(32))).rejects.toMatchObject({ code: 'challenge_invalid' });
+    await expect(h.app.approvers.beginRegistration('alice', code)).resolves.toMatchObject({ rp: { id: 'localhost' } });
+    await expect(h.app.approvers.beginRegistration('alice', code)).rejects.toMatchObject({ code: 'challenge_invalid' });
     const audited = h.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'admin.action'").all() as Array<{ record: string }>;
     expect(audited).toHaveLength(1);
     expect(audited[0]?.record).toContain('"approver.add"');

@@ -2,7 +2,7 @@
  * Human approvals through the real renderer in a real browser: Debian Chromium (playwright-core)
  * with one CDP virtual authenticator per approver, the renderer built by Vite and served by the
  * core at http://localhost:<port>/ui/, in the test key domain (production refuses Chromium's virtual authenticator). Approvers choose themselves,
- * register a security key and approve / deny through the UI; the agent (a real SDK client over
+ * register a security key with the single-use registration code an admin issued, and approve / deny through the UI; the agent (a real SDK client over
  * WebSocket) gets its decision, and the co-signed token verifies as a tool server would check it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,26 +36,51 @@ async function json(path: string): Promise<unknown> {
   return res.json();
 }
 
+/** A fresh browser context + authenticator on the Approvals view, deciding as `id`. */
+async function openAs(id: string): Promise<ApproverBrowser> {
+  if (browser === undefined) throw new Error('the browser is not running');
+  const ab = await openApproverBrowser(browser);
+  const { page } = ab;
+  await page.goto(`http://localhost:${h.app.port}/ui/#secret=${h.app.uiSessionSecret}`);
+  // The secret is taken out of the address bar at once.
+  expect(page.url()).toBe(`http://localhost:${h.app.port}/ui/`);
+  await page.getByTestId('tab-approvals').click();
+  await page.getByTestId('approver-select').selectOption(id);
+  return ab;
+}
+
+/** Type a registration code into the UI and press "Register a security key". */
+async function registerWith(page: Page, code: string): Promise<void> {
+  await page.getByTestId('registration-code').fill(code);
+  await page.getByTestId('register-key').click();
+}
+
+/** The registration result or the error panel, whichever shows first. */
+async function registration(page: Page): Promise<{ kind: 'registered' | 'error'; code: string; text: string }> {
+  const registered = page.getByTestId('registration-result');
+  const error = page.getByTestId('approval-error');
+  await registered.or(error).first().waitFor({ timeout: UI_TIMEOUT });
+  if (await error.isVisible()) return { kind: 'error', code: (await error.getAttribute('data-code')) ?? '', text: await error.innerText() };
+  return { kind: 'registered', code: '', text: await registered.innerText() };
+}
+
 /** One browser context + authenticator per approver, opened on the UI and registered once. */
 function approver(id: string): Promise<ApproverBrowser> {
   let opened = approverBrowsers.get(id);
   if (opened === undefined) {
     opened = (async () => {
-      if (browser === undefined) throw new Error('the browser is not running');
-      const ab = await openApproverBrowser(browser);
+      const ab = await openAs(id);
       const { page } = ab;
-      await page.goto(`http://localhost:${h.app.port}/ui/#secret=${h.app.uiSessionSecret}`);
-      // The secret is taken out of the address bar at once.
-      expect(page.url()).toBe(`http://localhost:${h.app.port}/ui/`);
-      await page.getByTestId('tab-approvals').click();
-      await page.getByTestId('approver-select').selectOption(id);
-      await page.getByTestId('register-key').click();
+      // An admin issues the single-use registration code (server side here); the approver types it in.
+      expect(await page.getByTestId('register-key').isDisabled()).toBe(true); // no code, no registration
+      await registerWith(page, h.app.approvers.issueRegistrationCode(id, 'test').code);
       const result = page.getByTestId('registration-result');
       await result.waitFor({ timeout: UI_TIMEOUT });
       expect(await result.getAttribute('data-aaguid')).toBe(CHROMIUM_VIRTUAL_AAGUID);
       const credentialId = await result.getAttribute('data-credential-id');
       expect(h.app.approvers.credentialsOf(id).map((c) => c.credentialId)).toEqual([credentialId]);
       expect(await ab.authenticator.credentials()).toHaveLength(1);
+      expect(await page.getByTestId('registration-code').inputValue()).toBe(''); // spent: cleared
       return ab;
     })();
     approverBrowsers.set(id, opened);
@@ -243,5 +268,64 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
     // The refused call shows up as a failed request in the console; nothing else may (no CSP violations).
     expect(dana.problems.filter((p) => !p.includes('status of 403'))).toEqual([]);
+  });
+
+  it('a wrong, reused or someone else\'s registration code is refused in the UI with challenge_invalid and no credential is stored', async () => {
+    h.app.approvers.addApprover({ id: 'erin', displayName: 'Erin', groups: ['finance-approvers'] });
+    const erin = await openAs('erin');
+    approverBrowsers.set('erin', Promise.resolve(erin)); // closed in afterAll
+    const { page } = erin;
+    const noKeyStored = async (count: number) => {
+      expect(h.app.approvers.credentialsOf('erin')).toHaveLength(count);
+      expect(await erin.authenticator.credentials()).toHaveLength(count);
+    };
+
+    // A made-up code.
+    await registerWith(page, 'not-a-code-anyone-issued');
+    let shown = await registration(page);
+    expect(shown).toMatchObject({ kind: 'error', code: 'challenge_invalid' });
+    expect(shown.text).toContain('[challenge_invalid]');
+    expect(shown.text).toContain('registration code');
+    await noKeyStored(0);
+
+    // A real code, but issued for someone else.
+    await registerWith(page, h.app.approvers.issueRegistrationCode('bob', 'test').code);
+    shown = await registration(page);
+    expect(shown).toMatchObject({ kind: 'error', code: 'challenge_invalid' });
+    await noKeyStored(0);
+
+    // Erin's own code works once...
+    const { code } = h.app.approvers.issueRegistrationCode('erin', 'test');
+    await registerWith(page, code);
+    const first = await registration(page);
+    expect(first.kind).toBe('registered');
+    await noKeyStored(1);
+
+    // ...and is refused when used again: no second key.
+    await registerWith(page, code);
+    shown = await registration(page);
+    expect(shown).toMatchObject({ kind: 'error', code: 'challenge_invalid' });
+    expect(await page.getByTestId('registration-result').count()).toBe(0);
+    await noKeyStored(1);
+
+    // The same refusals through the bridge's HTTP client and the core's UI service (the IPC path).
+    const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
+    const ui = createUiService({ ...h.app, gatewayUrl: () => h.app.url });
+    for (const bridge of [http, ui]) {
+      await expect(bridge.beginApproverRegistration('erin', code)).rejects.toMatchObject({ code: 'challenge_invalid' });
+      await expect(bridge.beginApproverRegistration('erin', 'wrong')).rejects.toMatchObject({ code: 'challenge_invalid' });
+      await expect(bridge.beginApproverRegistration('erin', '')).rejects.toMatchObject({ code: 'schema_invalid' });
+    }
+    await expect(ui.beginApproverRegistration('erin', 'x'.repeat(129))).rejects.toMatchObject({ code: 'schema_invalid' });
+    await noKeyStored(1);
+    // A fresh code starts a ceremony through either transport (and is spent by it).
+    for (const bridge of [http, ui]) {
+      const options = await bridge.beginApproverRegistration('erin', h.app.approvers.issueRegistrationCode('erin', 'test').code);
+      expect(options.user.name).toBe('erin');
+    }
+    await noKeyStored(1);
+    // The refused calls show up as failed requests in the console; nothing else may.
+    expect(erin.problems.filter((p) => !p.includes('status of 400'))).toEqual([]);
+    expect(h.app.audit.verify()).toMatchObject({ ok: true });
   });
 });

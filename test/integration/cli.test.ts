@@ -94,7 +94,9 @@ describe('countersign CLI', () => {
   it('adds, lists and disables approvers, and refuses a malformed id', () => {
     const add = cli('approvers', 'add', 'alice', '--name', 'Alice Chen', '--groups', 'finance-approvers,treasury');
     expect(add.status).toBe(0);
-    expect(JSON.parse(add.stdout)).toMatchObject({ id: 'alice', groups: ['finance-approvers', 'treasury'], virtual: false, status: 'active' });
+    const added = JSON.parse(add.stdout) as { registration: { code: string; expiresAt: number } };
+    expect(added).toMatchObject({ id: 'alice', groups: ['finance-approvers', 'treasury'], virtual: false, status: 'active' });
+    expect(added.registration.code).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(cli('approvers', 'add', 'bad id!', '--name', 'x', '--groups', 'g').stderr).toContain('[config_invalid]');
     expect(cli('approvers', 'disable', 'alice').status).toBe(0);
     const listed = JSON.parse(cli('approvers', 'list').stdout) as Array<{ id: string; status: string; credentials: unknown[] }>;

@@ -25,6 +25,7 @@ export const adminActionSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('approver.disable'), id }),
   z.strictObject({ kind: z.literal('approver.set_groups'), id, groups: z.array(z.string().min(1).max(128)).max(64) }),
   z.strictObject({ kind: z.literal('credential.remove'), credentialId: z.string().min(1).max(1400) }),
+  z.strictObject({ kind: z.literal('approver.issue_registration_code'), id }),
 ]);
 export type AdminAction = z.infer<typeof adminActionSchema>;
 
@@ -90,7 +91,7 @@ export class AdminActions {
       const spent = this.db.prepare('UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, challenge);
       if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
       this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(verified.authenticationInfo.newCounter, now, credential.credentialId);
-      const outcome = this.perform(action);
+      const outcome = this.perform(action, adminId);
       this.audit.append('admin.action', now, {
         adminId, action: action, credentialId: credential.credentialId,
         evidence: { authenticatorData: response.response.authenticatorData, clientDataJSON: response.response.clientDataJSON, signature: response.response.signature },
@@ -100,10 +101,15 @@ export class AdminActions {
     return { action, result };
   }
 
-  private perform(action: AdminAction): unknown {
+  private perform(action: AdminAction, adminId: string): unknown {
     switch (action.kind) {
-      case 'approver.add':
-        return this.directory.addApprover({ id: action.id, displayName: action.displayName, groups: action.groups });
+      case 'approver.add': {
+        // A new approver comes with the code they register their first key with.
+        const approver = this.directory.addApprover({ id: action.id, displayName: action.displayName, groups: action.groups });
+        return { approver, registration: this.directory.issueRegistrationCode(action.id, adminId) };
+      }
+      case 'approver.issue_registration_code':
+        return this.directory.issueRegistrationCode(action.id, adminId);
       case 'approver.disable':
         this.directory.disable(action.id);
         return { disabled: action.id };

@@ -8,7 +8,7 @@
  *   POST /api/approvals/requests/<id>/ceremony           {approverId, verdict} -> WebAuthn options
  *   POST /api/approvals/requests/<id>/submit             {approverId, response, reason?}
  *   GET  /api/approvers                                  approvers (no key material)
- *   POST /api/approvers/<id>/registration                -> WebAuthn creation options
+ *   POST /api/approvers/<id>/registration                {registrationCode} -> WebAuthn creation options
  *   POST /api/approvers/<id>/registration/finish         {response}
  *   POST /api/admin/ceremony                             {adminId, action} -> WebAuthn options
  *   POST /api/admin/submit                               {adminId, response} -> performs the action
@@ -61,6 +61,7 @@ const ID = z.string().min(1).max(128);
 
 const ceremonyBody = z.strictObject({ approverId: ID, verdict: z.enum(['approve', 'deny']) });
 const submitBody = z.strictObject({ approverId: ID, response: z.record(z.string(), z.unknown()), reason: z.string().max(500).optional() });
+const registrationBody = z.strictObject({ registrationCode: z.string().min(1).max(128) });
 const finishBody = z.strictObject({ response: z.record(z.string(), z.unknown()) });
 const virtualBody = z.strictObject({ id: ID, displayName: z.string().min(1).max(200), groups: z.array(z.string().min(1).max(128)).max(64) });
 const adminStartBody = z.strictObject({ adminId: ID, action: z.record(z.string(), z.unknown()) });
@@ -155,7 +156,10 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
     }
     if (area === 'approvers') {
       if (method === 'GET' && a === undefined) return send(res, 200, { approvers: options.directory.list() });
-      if (method === 'POST' && a !== undefined && b === 'registration' && c === undefined) return send(res, 200, await options.directory.beginRegistration(a));
+      if (method === 'POST' && a !== undefined && b === 'registration' && c === undefined) {
+        const body = parse(registrationBody, await readBody(req));
+        return send(res, 200, await options.directory.beginRegistration(a, body.registrationCode));
+      }
       if (method === 'POST' && a !== undefined && b === 'registration' && c === 'finish' && d === undefined) {
         const body = parse(finishBody, await readBody(req));
         const credential = await options.directory.finishRegistration(a, body.response as unknown as RegistrationResponseJSON);

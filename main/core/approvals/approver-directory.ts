@@ -5,7 +5,7 @@
  * (allowed AAGUIDs; the project's virtual authenticator only for virtual approvers in the
  * headless test key domain). Every change is audited in the same transaction.
  */
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import {
   generateRegistrationOptions,
   verifyRegistrationResponse,
@@ -55,8 +55,17 @@ export interface ApproverDirectoryOptions {
   /** Accept only these AAGUIDs (lowercase UUIDs); empty: any attested authenticator. */
   requireAaguids: string[];
   ceremonyTimeoutMs: number;
+  /**
+   * Require a single-use registration code (issued by an admin action or on the machine with
+   * the CLI) to register a key, so holding the UI session is not enough to add a key to
+   * someone else's name. The app turns this on; unit tests of the ceremony itself may not.
+   */
+  requireRegistrationCode?: boolean;
   now?: () => number;
 }
+
+/** How long an issued registration code stays usable. */
+export const REGISTRATION_CODE_TTL_MS = 24 * 3600 * 1000;
 
 interface ApproverRow { id: string; display_name: string; groups_json: string; virtual: number; status: 'active' | 'disabled'; created_at: number }
 interface CredentialRow {
@@ -72,6 +81,10 @@ export const KNOWN_TEST_AUTHENTICATOR_AAGUIDS: readonly string[] = ['01020304-05
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function hashCode(code: string): string {
+  return createHash('sha256').update(code, 'utf8').digest('hex');
+}
 
 function toApprover(row: ApproverRow): ApproverRecord {
   return { id: row.id, displayName: row.display_name, groups: parseStrictJson(row.groups_json) as string[], virtual: row.virtual === 1, status: row.status, createdAt: row.created_at };
@@ -191,10 +204,34 @@ export class ApproverDirectory {
     return rows.map(toCredential).filter((c) => !activeOnly || c.status === 'active');
   }
 
-  /** Start registering a security key for `approverId`: single-use challenge, UV required. */
-  async beginRegistration(approverId: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  /**
+   * Issue a single-use code that lets `approverId` register one security key (for a new approver,
+   * or one who lost a key). Only the hash is stored; the code is shown once to the issuer.
+   */
+  issueRegistrationCode(approverId: string, issuedBy: string): { code: string; expiresAt: number } {
     const approver = this.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+    const code = base64url(randomBytes(24));
+    const now = this.now();
+    const expiresAt = now + REGISTRATION_CODE_TTL_MS;
+    this.db.transaction(() => {
+      this.db.prepare('INSERT INTO registration_codes (code_hash, approver_id, issued_by, expires_at) VALUES (?, ?, ?, ?)').run(hashCode(code), approverId, issuedBy, expiresAt);
+      this.audit.append('approver.registration_code_issued', now, { approverId, issuedBy, expiresAt });
+    }).immediate();
+    return { code, expiresAt };
+  }
+
+  /** Start registering a security key for `approverId`: single-use challenge, UV required. */
+  async beginRegistration(approverId: string, registrationCode?: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    const approver = this.get(approverId);
+    if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+    if (this.options.requireRegistrationCode === true) {
+      const now = this.now();
+      const spent = typeof registrationCode === 'string' && registrationCode.length > 0 && registrationCode.length <= 128
+        ? this.db.prepare('UPDATE registration_codes SET used_at = ? WHERE code_hash = ? AND approver_id = ? AND used_at IS NULL AND expires_at > ?').run(now, hashCode(registrationCode), approverId, now).changes
+        : 0;
+      if (spent !== 1) throw new CountersignError('challenge_invalid', 'the registration code is unknown, used, expired or for another approver; ask an admin for a new one');
+    }
     const challenge = base64url(randomBytes(32));
     const options = await generateRegistrationOptions({
       rpName: this.options.rpName ?? 'Countersign',

@@ -44,7 +44,8 @@ export class VirtualApprovers {
 
   /** Register one more virtual key for an existing virtual approver (one person, two keys). */
   async registerKey(approverId: string): Promise<string> {
-    const options = await this.directory.beginRegistration(approverId);
+    const { code } = this.directory.issueRegistrationCode(approverId, 'automation');
+    const options = await this.directory.beginRegistration(approverId, code);
     const authenticator = new VirtualAuthenticator();
     const response = authenticator.createCredential({
       rpId: this.directory.rpId, origin: this.origin(), challenge: options.challenge, user: options.user, userVerification: 'required',

@@ -22,6 +22,7 @@ export type AuditKind =
   | 'agent.revoked'
   | 'agent.key_rotated'
   | 'approver.added'
+  | 'approver.registration_code_issued'
   | 'approver.disabled'
   | 'approver.groups_changed'
   | 'approver.credential_registered'

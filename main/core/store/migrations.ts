@@ -158,4 +158,14 @@ export const MIGRATIONS: readonly string[] = [
     used_at INTEGER
   ) STRICT;
   `,
+  // 5: single-use registration codes: a key is registered only with a code an admin issued
+  `
+  CREATE TABLE registration_codes (
+    code_hash TEXT PRIMARY KEY,       -- hex SHA-256 of the code; the code itself is never stored
+    approver_id TEXT NOT NULL,
+    issued_by TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+  ) STRICT;
+  `,
 ];

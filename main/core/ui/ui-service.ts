@@ -19,7 +19,7 @@ import type { ApproverDirectory } from '../approvals/approver-directory.js';
 import { CountersignError } from '../../../shared/errors.js';
 import {
   approvalCeremonySchema, approvalOutcomeSchema, approvalReasonSchema, approvalVerdictSchema, approverListSchema, bridgeIdSchema, clampDecisionLimit,
-  parseBridgeArgument, parseBridgeResult, pendingApprovalListSchema, registeredKeySchema, registrationOptionsSchema, webauthnResponseSchema,
+  parseBridgeArgument, parseBridgeResult, pendingApprovalListSchema, registeredKeySchema, registrationCodeSchema, registrationOptionsSchema, webauthnResponseSchema,
   type AgentSummary, type ApprovalCeremony, type ApprovalEntry, type ApprovalOutcome, type ApprovalRequest, type ApprovalVerdict, type ApproverSummary,
   type BridgeStatus, type CountersignBridge, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
@@ -172,9 +172,11 @@ export class UiService implements CountersignBridge {
     return settle(() => parseBridgeResult(pendingApprovalListSchema, this.approvalService().listPending().map(toApprovalRequest)));
   }
 
-  async beginApproverRegistration(approverId: string): Promise<WebAuthnCreationOptions> {
+  async beginApproverRegistration(approverId: string, registrationCode: string): Promise<WebAuthnCreationOptions> {
     const id = parseBridgeArgument(bridgeIdSchema, approverId, 'approverId');
-    return parseBridgeResult(registrationOptionsSchema, await this.approverDirectory().beginRegistration(id));
+    const code = parseBridgeArgument(registrationCodeSchema, registrationCode, 'registrationCode');
+    // The directory spends the code (single use) before it issues a challenge.
+    return parseBridgeResult(registrationOptionsSchema, await this.approverDirectory().beginRegistration(id, code));
   }
 
   async finishApproverRegistration(approverId: string, response: WebAuthnResponseJson): Promise<RegisteredKey> {
