@@ -334,6 +334,15 @@ describe('approval service', () => {
     expect(approvalRows(w, requestId)).toBe(0);
   });
 
+  it('refuses an approver removed from the group between challenge and submit', async () => {
+    const requestId = await w.pendingRequest();
+    const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });
+    w.directory.setGroups('alice', ['treasury']);
+    await expectCode(w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started) }), 'approver_not_eligible');
+    expect(approvalRows(w, requestId)).toBe(0);
+    expect(requestState(w, requestId)).toBe('pending');
+  });
+
   it('refuses approvals after the request expired', async () => {
     const requestId = await w.pendingRequest();
     const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });
