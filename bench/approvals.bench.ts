@@ -25,7 +25,8 @@ const stats = (values: number[]) => {
 async function registerVirtual(app: RunningCountersign, id: string): Promise<VirtualAuthenticator> {
   app.approvers.addApprover({ id, displayName: id, groups: ['finance-approvers'], virtual: true });
   const authenticator = new VirtualAuthenticator();
-  const options = await app.approvers.beginRegistration(id);
+  const { code } = app.approvers.issueRegistrationCode(id, 'bench');
+  const options = await app.approvers.beginRegistration(id, code);
   await app.approvers.finishRegistration(id, authenticator.createCredential({ rpId: app.approvers.rpId, origin: app.approvers.origins[0]!, challenge: options.challenge, user: options.user, userVerification: 'required' }));
   return authenticator;
 }
