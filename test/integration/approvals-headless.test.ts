@@ -6,7 +6,9 @@
  * assertion against the published directory, and its own quorum rule).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEPLOY_SCOPE, startHarness, transferCall, type Harness } from '../helpers/harness.js';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEMO_POLICY_DIR, DEPLOY_SCOPE, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import { approverDirectorySchema } from '../../shared/approvals.js';
@@ -111,6 +113,29 @@ describe('headless approvals', () => {
     const cross = await api('/api/automation/virtual-approvers', { body: { id: 'mallory', displayName: 'M', groups: ['finance-approvers'] }, origin: 'https://evil.example' });
     expect(cross.status).toBe(403);
     expect((await api('/api/approvers')).json).toEqual({ approvers: [] });
+  });
+});
+
+describe('policy-named conflicts', () => {
+  it('refuses an approver the determining permit names as conflicted, and counts only the others', async () => {
+    const policyDir = tempDir();
+    cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true, dereference: true });
+    const file = join(policyDir, 'finance-transfers.cedar');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('@id("two-approvers")', '@id("two-approvers")\n@conflicted_approvers("Bob")'));
+    const local = await startHarness({ config: { domain: 'test' }, policyDir });
+    const previous = h;
+    h = local;
+    try {
+      const key = await h.enroll('finance-bot');
+      const pending = await h.client('finance-bot', key).submit(transferCall('48000.00', 'Northwind Traders'));
+      for (const id of ['alice', 'bob', 'carol']) await createVirtual(id, ['finance-approvers']);
+      expect((await decide(pending.requestId, 'bob', 'approve')).json).toMatchObject({ error: { code: 'approver_conflicted' } });
+      expect((await decide(pending.requestId, 'alice', 'approve')).json).toMatchObject({ state: 'pending' });
+      expect((await decide(pending.requestId, 'carol', 'approve')).json).toMatchObject({ state: 'approved' });
+    } finally {
+      h = previous;
+      await local.close();
+    }
   });
 });
 

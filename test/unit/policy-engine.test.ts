@@ -169,7 +169,7 @@ describe('example packs', () => {
     expect(summary.tools.map((t) => t.name)).toEqual(['deploy.production', 'deploy.staging']);
     expect(summary.tools[0]).toEqual({ name: 'deploy.production', audience: 'deploy-service', impact: 'critical' });
     const twoPerson = summary.policies.find((p) => p.id === 'deploys:production-two-person');
-    expect(twoPerson?.obligation).toEqual({ approvals: 2, groups: ['sre-approvers'], ttlSeconds: 1800, userVerification: 'required' });
+    expect(twoPerson?.obligation).toEqual({ approvals: 2, groups: ['sre-approvers'], ttlSeconds: 1800, userVerification: 'required', conflicted: [] });
     expect(summary.hash).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
 
@@ -261,12 +261,19 @@ describe('decision rules', () => {
     expect(message).toContain('`iban` should not exist');
   });
 
+  it('refuses a malformed @conflicted_approvers, and one without @approvals', async () => {
+    const bad = makePack({ 'p.cedar': '@id("x") @approvals("1") @conflicted_approvers("not an id!") permit(principal, action, resource);' });
+    await expect(PolicyEngine.open(bad)).rejects.toMatchObject({ code: 'policy_invalid' });
+    const orphan = makePack({ 'p.cedar': '@id("y") @conflicted_approvers("bob") permit(principal, action, resource);' });
+    await expect(PolicyEngine.open(orphan)).rejects.toMatchObject({ code: 'policy_invalid' });
+  });
+
   it('combines the obligations of determining permits strictly', async () => {
     const policies = `
 @id("one-finance") @approvals("1") @approver_groups("finance-approvers") @approval_ttl("30m") @user_verification("preferred") @reason("one finance approver")
 permit(principal, action, resource);
 
-@id("two-treasury") @approvals("2") @approver_groups("treasury, cfo-office") @approval_ttl("10m") @user_verification("required") @reason("two from treasury or the cfo office")
+@id("two-treasury") @approvals("2") @approver_groups("treasury, cfo-office") @approval_ttl("10m") @user_verification("required") @reason("two from treasury or the cfo office") @conflicted_approvers("Payee.Liaison@example.com, cfo@example.com")
 permit(principal, action, resource) when { context.params.amount.greaterThan(decimal("1000.00")) };
 
 @id("plain") @reason("plain permit")
@@ -276,7 +283,7 @@ permit(principal, action, resource);
     const small = engine.evaluate(demoRequest());
     expect(small.outcome).toBe('approval_required');
     expect(small.determiningPolicies).toEqual(['p:one-finance', 'p:plain']);
-    expect(small.obligation).toEqual({ approvals: 1, groups: [['finance-approvers']], ttlSeconds: 1800, userVerification: 'preferred', reasons: ['one finance approver'] });
+    expect(small.obligation).toEqual({ approvals: 1, groups: [['finance-approvers']], ttlSeconds: 1800, userVerification: 'preferred', reasons: ['one finance approver'], conflicted: [] });
 
     const large = engine.evaluate(demoRequest({ params: { text: 'x', amount: '5000.00' } }));
     expect(large.outcome).toBe('approval_required');
@@ -287,6 +294,7 @@ permit(principal, action, resource);
       ttlSeconds: 600,
       userVerification: 'required',
       reasons: ['one finance approver', 'two from treasury or the cfo office'],
+      conflicted: ['cfo@example.com', 'payee.liaison@example.com'],
     });
     expect(large.reasons).toEqual(['one finance approver', 'plain permit', 'two from treasury or the cfo office']);
   });
@@ -301,7 +309,7 @@ permit(principal, action, resource);
 
   it('applies defaults (15m, uv required) when a permit only gives @approvals', async () => {
     const engine = await PolicyEngine.open(makePack({ 'p.cedar': '@id("any") @approvals("3") permit(principal, action, resource);' }));
-    expect(engine.evaluate(demoRequest()).obligation).toEqual({ approvals: 3, groups: [], ttlSeconds: 900, userVerification: 'required', reasons: [] });
+    expect(engine.evaluate(demoRequest()).obligation).toEqual({ approvals: 3, groups: [], ttlSeconds: 900, userVerification: 'required', reasons: [], conflicted: [] });
   });
 });
 

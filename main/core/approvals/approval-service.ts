@@ -164,7 +164,7 @@ export interface ApprovalOutcome {
 interface RequestRow {
   id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; state: RequestState; policy_hash: string;
   determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
-  decided_at: number | null; agent_display_name: string | null; agent_owner: string | null;
+  decided_at: number | null; agent_display_name: string | null; agent_owner: string | null; conflicted_approvers: string;
 }
 interface ChallengeRow {
   challenge: string; purpose: 'registration' | 'approval'; approver_id: string; request_id: string | null; verdict: ApprovalVerdict | null;
@@ -202,7 +202,8 @@ const responseSchema = z.object({
 });
 
 const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
-  r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner
+  r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner,
+  r.conflicted_approvers
   FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
 
 /** Thrown inside the final transaction when what was planned outside it no longer holds. */
@@ -277,6 +278,19 @@ export function stricterObligation(a: ApprovalRequirement, b: ApprovalRequiremen
 
 function sameIdentity(a: string, b: string): boolean {
   return a.trim().toLowerCase() === b.trim().toLowerCase();
+}
+
+/** Approvers the determining permits named with @conflicted_approvers (stored lowercase). */
+function policyConflicted(row: RequestRow, approverId: string): boolean {
+  let names: unknown;
+  try {
+    names = JSON.parse(row.conflicted_approvers);
+  } catch {
+    // Unreadable: treat everyone as conflicted rather than no one.
+    return true;
+  }
+  if (!Array.isArray(names)) return true;
+  return names.some((n) => typeof n === 'string' && sameIdentity(n, approverId));
 }
 
 function parseObligation(row: RequestRow): ApprovalRequirement {
@@ -510,6 +524,9 @@ export class ApprovalService {
     if ((row.agent_owner !== null && sameIdentity(row.agent_owner, approver.id)) || sameIdentity(row.agent_id, approver.id)) {
       throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request and may not decide it`);
     }
+    if (policyConflicted(row, approver.id)) {
+      throw new CountersignError('approver_conflicted', `the policy names approver ${quote(approver.id)} as conflicted for this request`);
+    }
     if (this.db.prepare('SELECT 1 FROM approvals WHERE request_id = ? AND approver_id = ?').get(row.id, approver.id) !== undefined) {
       throw new CountersignError('approver_already_decided', `approver ${quote(approver.id)} has already decided request ${quote(row.id)}`);
     }
@@ -584,6 +601,7 @@ export class ApprovalService {
       }
       if (approver.status !== 'active' || !inAnyGroup(obligation, approver.groups)) continue;
       if ((row.agent_owner !== null && sameIdentity(row.agent_owner, approver.id)) || sameIdentity(row.agent_id, approver.id)) continue;
+      if (policyConflicted(row, approver.id)) continue;
       out.push({ approver, approval });
     }
     return out;

@@ -88,8 +88,8 @@ export class DecisionService {
     this.nonceSeen = this.db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM seen_nonces WHERE agent_id = ? AND nonce = ?');
     this.insertNonce = this.db.prepare('INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES (?, ?, ?)');
     this.insertRequest = this.db.prepare(
-      `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at)
-       VALUES (@id, @agentId, @kid, @tool, @callJson, @callSha256, @nonce, @state, @policyHash, @determining, @reasons, @obligation, @risk, @createdAt, @expiresAt, @decidedAt)`,
+      `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at, conflicted_approvers)
+       VALUES (@id, @agentId, @kid, @tool, @callJson, @callSha256, @nonce, @state, @policyHash, @determining, @reasons, @obligation, @risk, @createdAt, @expiresAt, @decidedAt, @conflicted)`,
     );
     this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
     this.countPending = this.db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
@@ -201,6 +201,7 @@ export class DecisionService {
         policyHash: decision.policyHash, determining: JSON.stringify(decision.determiningPolicies), reasons: JSON.stringify(decision.reasons),
         obligation: obligation ? JSON.stringify(obligation) : null, risk: JSON.stringify(risk), createdAt: now, expiresAt: expiresAt ?? null,
         decidedAt: state === 'pending' ? null : now,
+        conflicted: JSON.stringify(decision.obligation?.conflicted ?? []),
       });
       if (minted) this.insertToken.run(minted.jti, requestId, minted.kid, minted.token, now, minted.expiresAt);
       const event: JsonObject = {

@@ -52,6 +52,8 @@ export interface ApprovalObligation {
   userVerification: UserVerification;
   /** @reason texts of the permits that asked for approval. */
   reasons: string[];
+  /** Approver ids (lowercase) named conflicted by any of those permits: they may not approve. */
+  conflicted: string[];
 }
 
 export type PolicyOutcome = 'allow' | 'deny' | 'approval_required';
@@ -374,7 +376,8 @@ function combineObligations(set: LoadedPolicySet, determining: readonly string[]
     const policy = set.policies.get(id);
     const spec = policy?.obligation;
     if (policy === undefined || spec === undefined || spec.approvals === 0) continue;
-    result ??= { approvals: 0, groups: [], ttlSeconds: Number.POSITIVE_INFINITY, userVerification: 'preferred', reasons: [] };
+    result ??= { approvals: 0, groups: [], ttlSeconds: Number.POSITIVE_INFINITY, userVerification: 'preferred', reasons: [], conflicted: [] };
+    result.conflicted = [...new Set([...result.conflicted, ...spec.conflicted])].sort();
     result.approvals = Math.max(result.approvals, spec.approvals);
     result.ttlSeconds = Math.min(result.ttlSeconds, spec.ttlSeconds);
     if (spec.userVerification === 'required') result.userVerification = 'required';

@@ -32,8 +32,8 @@ export const MAX_APPROVAL_TTL_SECONDS = 24 * 60 * 60;
 export const MAX_APPROVALS = 10;
 
 /** Annotations a policy may carry; anything else (a typo such as @approval) is rejected. */
-export const KNOWN_ANNOTATIONS = ['id', 'reason', 'description', 'approvals', 'approver_groups', 'approval_ttl', 'user_verification'] as const;
-const OBLIGATION_ANNOTATIONS = ['approvals', 'approver_groups', 'approval_ttl', 'user_verification'] as const;
+export const KNOWN_ANNOTATIONS = ['id', 'reason', 'description', 'approvals', 'approver_groups', 'approval_ttl', 'user_verification', 'conflicted_approvers'] as const;
+const OBLIGATION_ANNOTATIONS = ['approvals', 'approver_groups', 'approval_ttl', 'user_verification', 'conflicted_approvers'] as const;
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const FILE_STEM_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -51,6 +51,8 @@ export interface PolicyObligationSpec {
   groups: string[] | undefined;
   ttlSeconds: number;
   userVerification: UserVerification;
+  /** Approver ids that may not approve calls this permit holds (separation of duties). */
+  conflicted: string[];
 }
 
 export interface LoadedPolicy {
@@ -331,10 +333,11 @@ function readObligation(at: string, value: (name: string) => string | undefined,
   const groupsText = value('approver_groups');
   const ttlText = value('approval_ttl');
   const uvText = value('user_verification');
+  const conflictedText = value('conflicted_approvers');
 
   let approvals = 0;
   if (approvalsText === undefined) {
-    problems.add(`${at}: @approver_groups, @approval_ttl and @user_verification need @approvals("n")`);
+    problems.add(`${at}: @approver_groups, @approval_ttl, @user_verification and @conflicted_approvers need @approvals("n")`);
     return undefined;
   }
   if (!/^(0|[1-9][0-9]?)$/.test(approvalsText) || Number(approvalsText) > MAX_APPROVALS) {
@@ -343,7 +346,7 @@ function readObligation(at: string, value: (name: string) => string | undefined,
     approvals = Number(approvalsText);
   }
   if (approvals === 0) {
-    if (groupsText !== undefined || ttlText !== undefined || uvText !== undefined) {
+    if (groupsText !== undefined || ttlText !== undefined || uvText !== undefined || conflictedText !== undefined) {
       problems.add(`${at}: @approver_groups, @approval_ttl and @user_verification make no sense with @approvals("0")`);
     }
     return undefined;
@@ -372,8 +375,19 @@ function readObligation(at: string, value: (name: string) => string | undefined,
     if (uvText === 'required' || uvText === 'preferred') userVerification = uvText;
     else problems.add(`${at}: @user_verification ${quote(uvText)} must be "required" or "preferred"`);
   }
-  return { approvals, groups, ttlSeconds, userVerification };
+  let conflicted: string[] = [];
+  if (conflictedText !== undefined) {
+    const list = conflictedText.split(',').map((c) => c.trim());
+    if (list.length === 0 || list.some((c) => !APPROVER_ID_PATTERN.test(c))) {
+      problems.add(`${at}: @conflicted_approvers ${quote(conflictedText)} must be a comma-separated list of approver ids`);
+    } else {
+      conflicted = [...new Set(list.map((c) => c.toLowerCase()))].sort();
+    }
+  }
+  return { approvals, groups, ttlSeconds, userVerification, conflicted };
 }
+
+const APPROVER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 
 // ---------------------------------------------------------------------------------------------
 // Schema conventions

@@ -168,4 +168,8 @@ export const MIGRATIONS: readonly string[] = [
     used_at INTEGER
   ) STRICT;
   `,
+  // 6: approvers a policy names as conflicted for a held request (separation of duties)
+  `
+  ALTER TABLE requests ADD COLUMN conflicted_approvers TEXT NOT NULL DEFAULT '[]';
+  `,
 ];
