@@ -82,8 +82,9 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
     }
 
     // The approver API with 10 and with 1,000 pending requests.
-    const apiTimes = async (): Promise<{ listMs: number; ceremonyMs: number }> => {
+    const apiTimes = async (): Promise<{ listMs: number; firstPageOf50Ms: number; ceremonyMs: number }> => {
       const list: number[] = [];
+      const page: number[] = [];
       const ceremony: number[] = [];
       const someId = app.approvals.listPending()[0]?.requestId ?? '';
       for (let i = 0; i < 20; i++) {
@@ -92,10 +93,14 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
         await res.json();
         list.push(performance.now() - t);
         t = performance.now();
+        const paged = await fetch(`http://127.0.0.1:${app.port}/api/approvals/pending?limit=50`, { headers: { authorization: `Bearer ${app.uiSessionSecret}` } });
+        await paged.json();
+        page.push(performance.now() - t);
+        t = performance.now();
         await app.approvals.startCeremony({ requestId: someId, approverId: 'alice', verdict: 'approve' });
         ceremony.push(performance.now() - t);
       }
-      return { listMs: stats(list).p50Ms, ceremonyMs: stats(ceremony).p50Ms };
+      return { listMs: stats(list).p50Ms, firstPageOf50Ms: stats(page).p50Ms, ceremonyMs: stats(ceremony).p50Ms };
     };
     for (let i = 0; i < 10; i++) await client.submit(call('48000.00', 'Northwind Traders'));
     const with10 = await apiTimes();
@@ -110,6 +115,7 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
       approverApiWith10Pending: with10,
       approverApiWith1000Pending: with1000,
       listSlowdown1000vs10: +(with1000.listMs / with10.listMs).toFixed(2),
+      firstPageSlowdown1000vs10: +(with1000.firstPageOf50Ms / with10.firstPageOf50Ms).toFixed(2),
       ceremonyStartSlowdown1000vs10: +(with1000.ceremonyMs / with10.ceremonyMs).toFixed(2),
     };
   } finally {

@@ -213,7 +213,7 @@ export type ApprovalOutcome = z.infer<typeof approvalOutcomeSchema>;
 
 /** The HTTP envelopes of the two approval lists. */
 export const approverListResponseSchema = z.strictObject({ approvers: approverListSchema });
-export const pendingApprovalsResponseSchema = z.strictObject({ pending: pendingApprovalListSchema });
+export const pendingApprovalsResponseSchema = z.strictObject({ pending: pendingApprovalListSchema, total: z.int().min(0).optional() });
 
 /** Validate one argument a transport received (IPC arguments are untrusted): `schema_invalid` otherwise. */
 export function parseBridgeArgument<S extends z.ZodType>(schema: S, value: unknown, name: string): z.infer<S> {

@@ -57,6 +57,13 @@ describe('headless approvals', () => {
     expect((await createVirtual('bob', ['finance-approvers'])).status).toBe(200);
     const listed = await api('/api/approvals/pending');
     expect((listed.json.pending as Array<{ requestId: string; params: unknown }>).find((p) => p.requestId === pending.requestId)?.params).toEqual(call.params);
+    // Paging: a second held call, read one at a time, oldest first.
+    const held = await client.submit(transferCall('47000.00', 'Northwind Traders'));
+    const page1 = await api('/api/approvals/pending?limit=1');
+    const page2 = await api('/api/approvals/pending?limit=1&offset=1');
+    expect(page1.json.total).toBe(2);
+    expect((page1.json.pending as Array<{ requestId: string }>).map((p) => p.requestId)).toEqual([pending.requestId]);
+    expect((page2.json.pending as Array<{ requestId: string }>).map((p) => p.requestId)).toEqual([held.requestId]);
 
     const first = await decide(pending.requestId, 'alice', 'approve');
     expect(first.json).toMatchObject({ state: 'pending' });

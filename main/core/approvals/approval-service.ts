@@ -178,6 +178,8 @@ interface ApprovalRow {
 const CREDENTIAL_SUSPECT_KIND: AuditKind = 'approver.credential_suspect';
 const MAX_REASON_LENGTH = 500;
 const MAX_HISTORY = 1000;
+/** Most pending requests one listing returns (the full queue can be paged with offset). */
+const MAX_PENDING_PAGE = 1000;
 const MAX_PLAN_ATTEMPTS = 4;
 
 const obligationSchema = z.object({
@@ -366,9 +368,19 @@ export class ApprovalService {
   // ---- reading ----
 
   /** Pending, unexpired requests waiting for approvers, oldest first. */
-  listPending(): PendingApproval[] {
-    const rows = this.db.prepare<[number], RequestRow>(`${REQUEST_SELECT} WHERE r.state = 'pending' AND r.expires_at > ? ORDER BY r.created_at, r.id`).all(this.now());
+  /** Pending, unexpired requests, oldest first; `limit`/`offset` page through a long queue. */
+  listPending(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
+    const n = Math.max(1, Math.min(MAX_PENDING_PAGE, Math.floor(Number.isFinite(limit) ? limit : MAX_PENDING_PAGE)));
+    const skip = Math.max(0, Math.floor(Number.isFinite(offset) ? offset : 0));
+    const rows = this.db.prepare<[number, number, number], RequestRow>(
+      `${REQUEST_SELECT} WHERE r.state = 'pending' AND r.expires_at > ? ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
+    ).all(this.now(), n, skip);
     return rows.map((row) => this.view(row));
+  }
+
+  /** How many requests are waiting (for paging and the UI's counter). */
+  countPending(): number {
+    return (this.db.prepare<[number], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ?").get(this.now()) ?? { n: 0 }).n;
   }
 
   /** One pending, unexpired request (request_unknown / request_not_pending otherwise). */

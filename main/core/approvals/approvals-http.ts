@@ -2,7 +2,7 @@
  * Approvals over the local HTTP interface (on the gateway's port, after its Host allowlist):
  *
  *   GET  /.well-known/countersign-approvers.json        the approver directory (public keys)
- *   GET  /api/approvals/pending                          pending requests, with the full call
+ *   GET  /api/approvals/pending?limit=&offset=           pending requests (oldest first), with the full call
  *   GET  /api/approvals/requests/<id>                    one request and its approvals so far
  *   GET  /api/approvals/history?limit=                   decided requests, newest first
  *   POST /api/approvals/requests/<id>/ceremony           {approverId, verdict} -> WebAuthn options
@@ -34,7 +34,8 @@ import { parseStrictJson } from '../../../shared/canonical-json.js';
 
 /** The approval service operations this interface exposes. */
 export interface ApprovalApi {
-  listPending(): unknown[];
+  listPending(limit?: number, offset?: number): unknown[];
+  countPending(): number;
   getPending(requestId: string): unknown;
   history(limit: number): unknown[];
   startCeremony(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny' }): Promise<unknown>;
@@ -136,7 +137,11 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
     // parts: ['api', area, ...]
     const [, area, a, b, c, d] = parts;
     if (area === 'approvals') {
-      if (method === 'GET' && a === 'pending' && b === undefined) return send(res, 200, { pending: options.service.listPending() });
+      if (method === 'GET' && a === 'pending' && b === undefined) {
+        const limit = Number(query.get('limit') ?? 1000) || 1000;
+        const offset = Number(query.get('offset') ?? 0) || 0;
+        return send(res, 200, { pending: options.service.listPending(limit, offset), total: options.service.countPending() });
+      }
       if (method === 'GET' && a === 'history' && b === undefined) {
         const limit = Math.min(Math.max(Number(query.get('limit') ?? 50) || 50, 1), 500);
         return send(res, 200, { history: options.service.history(limit) });
