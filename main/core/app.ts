@@ -170,7 +170,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       if (d.outcome === 'deny') return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
       if (d.outcome === 'approval_required' && d.obligation) {
         const { approvals, groups, ttlSeconds, userVerification } = d.obligation;
-        return { outcome: 'approval_required', policyHash: d.policyHash, obligation: { approvals, groups, ttlSeconds, userVerification } };
+        return { outcome: 'approval_required', policyHash: d.policyHash, obligation: { approvals, groups, ttlSeconds, userVerification }, conflicted: d.obligation.conflicted };
       }
       return { outcome: 'allow', policyHash: d.policyHash };
     },

@@ -146,6 +146,34 @@ describe('policy-named conflicts', () => {
   });
 });
 
+describe('policy change while a request waits', () => {
+  it('applies conflicts the current policy names when the quorum would complete', async () => {
+    const policyDir = tempDir();
+    cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true, dereference: true });
+    const local = await startHarness({ config: { domain: 'test' }, policyDir });
+    const previous = h;
+    h = local;
+    try {
+      const key = await h.enroll('finance-bot');
+      const pending = await h.client('finance-bot', key).submit(transferCall('48000.00', 'Northwind Traders'));
+      for (const id of ['alice', 'bob', 'carol']) await createVirtual(id, ['finance-approvers']);
+      expect((await decide(pending.requestId, 'alice', 'approve')).json).toMatchObject({ state: 'pending' });
+      // While it waits, the policy starts naming carol as conflicted for such transfers.
+      const file = join(policyDir, 'finance-transfers.cedar');
+      writeFileSync(file, readFileSync(file, 'utf8').replace('@id("two-approvers")', '@id("two-approvers")\n@conflicted_approvers("carol")'));
+      expect(await h.app.policy.reload()).toMatchObject({ ok: true, changed: true });
+      expect((await decide(pending.requestId, 'carol', 'approve')).json).toMatchObject({ error: { code: 'approver_conflicted' } });
+      expect((await decide(pending.requestId, 'bob', 'approve')).json).toMatchObject({ state: 'approved' });
+      const stored = h.app.db.prepare('SELECT conflicted_approvers FROM requests WHERE id = ?').get(pending.requestId) as { conflicted_approvers: string };
+      // The request now records the conflict the current policy named.
+      expect(JSON.parse(stored.conflicted_approvers)).toEqual(['carol']);
+    } finally {
+      h = previous;
+      await local.close();
+    }
+  });
+});
+
 describe('production configuration', () => {
   it('has no automation API and refuses virtual approvers', async () => {
     const prod = await startHarness();

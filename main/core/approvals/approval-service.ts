@@ -80,7 +80,7 @@ export interface ReevaluationInput {
 export type Reevaluation =
   | { outcome: 'allow'; policyHash: string }
   | { outcome: 'deny'; policyHash: string; reasons: string[]; determiningPolicies: string[] }
-  | { outcome: 'approval_required'; policyHash: string; obligation: ApprovalRequirement };
+  | { outcome: 'approval_required'; policyHash: string; obligation: ApprovalRequirement; conflicted?: string[] };
 
 /**
  * Optional: re-evaluate a pending call under the current policy when its quorum is about to be
@@ -333,9 +333,11 @@ function joinNames(names: string[]): string {
 type Plan =
   | { kind: 'deny' }
   | { kind: 'policy_deny'; reevaluation: Extract<Reevaluation, { outcome: 'deny' }>; storedObligation: string | null }
-  | { kind: 'record'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean }
+  | { kind: 'record'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean; conflicted: string[] }
   | {
     kind: 'approve'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean; counted: string[];
+    /** Approvers the current policy newly names as conflicted (merged into the request on commit). */
+    conflicted: string[];
     minted: { token: string; jti: string; kid: string; expiresAt: number }; audience: string;
   };
 
@@ -601,7 +603,7 @@ export class ApprovalService {
     return this.countedApprovals(row, obligation).map(({ approver }) => ({ id: approver.id, groups: approver.groups }));
   }
 
-  private countedApprovals(row: RequestRow, obligation: ApprovalRequirement): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
+  private countedApprovals(row: RequestRow, obligation: ApprovalRequirement, extraConflicted: readonly string[] = []): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
     const out: Array<{ approver: ApproverRecord; approval: ApprovalRow }> = [];
     for (const approval of this.approvalRows(row.id)) {
       if (approval.verdict !== 'approve') continue;
@@ -613,7 +615,7 @@ export class ApprovalService {
       }
       if (approver.status !== 'active' || !inAnyGroup(obligation, approver.groups)) continue;
       if ((row.agent_owner !== null && sameIdentity(row.agent_owner, approver.id)) || sameIdentity(row.agent_id, approver.id)) continue;
-      if (policyConflicted(row, approver.id)) continue;
+      if (policyConflicted(row, approver.id) || extraConflicted.some((name) => sameIdentity(name, approver.id))) continue;
       out.push({ approver, approval });
     }
     return out;
@@ -701,10 +703,11 @@ export class ApprovalService {
     const self = this.options.directory.get(ctx.approverId);
     const selfPerson: Person = { id: self.id, groups: self.groups };
     if (!quorumMet(stored, [...this.countedPeople(row, stored), selfPerson])) {
-      return { kind: 'record', obligation: stored, storedObligation: row.obligation, tightened: false };
+      return { kind: 'record', obligation: stored, storedObligation: row.obligation, tightened: false, conflicted: [] };
     }
     let obligation = stored;
     let tightened = false;
+    let conflicted: string[] = [];
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
         requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: JSON.parse(row.risk) as { score: number; factors: string[] }, policyHash: row.policy_hash,
@@ -712,12 +715,16 @@ export class ApprovalService {
       if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
       if (reevaluation.outcome === 'approval_required') {
         obligation = stricterObligation(stored, reevaluation.obligation);
-        tightened = canonicalize(obligation) !== canonicalize(stored);
+        conflicted = (reevaluation.conflicted ?? []).filter((name) => !policyConflicted(row, name));
+        if (conflicted.some((name) => sameIdentity(name, self.id))) {
+          throw new CountersignError('approver_conflicted', `the current policy names approver ${quote(self.id)} as conflicted for this request`);
+        }
+        tightened = canonicalize(obligation) !== canonicalize(stored) || conflicted.length > 0;
       }
     }
-    const counted = this.countedApprovals(row, obligation);
+    const counted = this.countedApprovals(row, obligation, conflicted);
     if (!quorumMet(obligation, [...counted.map(({ approver }) => ({ id: approver.id, groups: approver.groups })), selfPerson])) {
-      return { kind: 'record', obligation, storedObligation: row.obligation, tightened };
+      return { kind: 'record', obligation, storedObligation: row.obligation, tightened, conflicted };
     }
     const audience = this.options.audienceOf(row.tool);
     if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
@@ -727,7 +734,7 @@ export class ApprovalService {
       requestId: row.id, agentId: row.agent_id, tool: row.tool, audience, params: call.params, policyHash: row.policy_hash,
       policies: JSON.parse(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
     });
-    return { kind: 'approve', obligation, storedObligation: row.obligation, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience };
+    return { kind: 'approve', obligation, storedObligation: row.obligation, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
@@ -744,7 +751,7 @@ export class ApprovalService {
       const approver = this.options.directory.get(ctx.approverId);
       if (plan.kind !== 'deny' && row.obligation !== plan.storedObligation) throw new StalePlan();
       if (plan.kind === 'record' || plan.kind === 'approve') {
-        const counted = this.countedApprovals(row, plan.obligation);
+        const counted = this.countedApprovals(row, plan.obligation, plan.conflicted);
         const people = [...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })), { id: approver.id, groups: approver.groups }];
         const met = quorumMet(plan.obligation, people);
         if (plan.kind === 'record' && met) throw new StalePlan();
@@ -798,6 +805,10 @@ export class ApprovalService {
       }
 
       if (plan.tightened) this.db.prepare('UPDATE requests SET obligation = ? WHERE id = ?').run(JSON.stringify(plan.obligation), row.id);
+      if (plan.conflicted.length > 0) {
+        const merged = [...new Set([...(JSON.parse(row.conflicted_approvers) as string[]), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
+        this.db.prepare('UPDATE requests SET conflicted_approvers = ? WHERE id = ?').run(JSON.stringify(merged), row.id);
+      }
       if (plan.kind === 'record') {
         const reasons = JSON.parse(row.reasons) as string[];
         if (plan.tightened) {
