@@ -1,5 +1,6 @@
 /** The agent key file written by `keygen`: the private JWK and the agent id, mode 0600. */
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { readPrivateFile } from '../core/custody/private-file.js';
 import { CountersignError } from '../../shared/errors.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import type { AgentPrivateJwk } from '../../shared/agent-keys.js';
@@ -14,12 +15,11 @@ export function writeAgentKeyFile(path: string, content: AgentKeyFile): void {
   writeFileSync(path, `${JSON.stringify(content, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
 }
 
-export function readAgentKeyFile(path: string): AgentKeyFile {
-  const mode = statSync(path).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    throw new CountersignError('config_invalid', `the agent key file ${JSON.stringify(path)} is readable by other users (mode ${mode.toString(8)}); run chmod 600 on it`);
-  }
-  const value = parseStrictJson(readFileSync(path, 'utf8')) as unknown as AgentKeyFile;
+/** The same rules as every secret file: 0600, owned by this user, no symlink. */
+export async function readAgentKeyFile(path: string): Promise<AgentKeyFile> {
+  const text = await readPrivateFile(path, 'agent key', 64 * 1024);
+  if (text === undefined) throw new CountersignError('config_invalid', `the agent key file ${JSON.stringify(path)} does not exist`);
+  const value = parseStrictJson(text) as unknown as AgentKeyFile;
   if (typeof value.agentId !== 'string' || typeof value.privateJwk !== 'object') {
     throw new CountersignError('config_invalid', `${JSON.stringify(path)} is not an agent key file`);
   }

@@ -70,7 +70,7 @@ async function ensureAgent(app: RunningCountersign, dir: string, agent: DemoAgen
       app.registry.enroll(payload, agent.scope);
     }
   }
-  return importAgentKey(readAgentKeyFile(keyFile).privateJwk);
+  return importAgentKey((await readAgentKeyFile(keyFile)).privateJwk);
 }
 
 /** Start the demo agents; returns a function that stops them. */

@@ -15,14 +15,16 @@ import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custod
 import { SigningKeyRegistry } from './custody/signing-keys.js';
 import type { Signer } from './custody/signer.js';
 import { TokenIssuer } from './tokens/token-issuer.js';
-import { DecisionService, type DecisionServiceOptions, type TokenMinter } from './decision/decision-service.js';
+import { DecisionService, type DecisionServiceOptions } from './decision/decision-service.js';
 import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
 import { createUiHttpHandler } from './ui/ui-http.js';
 import { ApproverDirectory } from './approvals/approver-directory.js';
-import { ApprovalService, type ApprovalPolicyHook, type ApprovedMinter } from './approvals/approval-service.js';
+import { ApprovalService } from './approvals/approval-service.js';
+import { policyReevaluation } from './approvals/policy-reevaluation.js';
+import { tokenMinter } from './tokens/token-minter.js';
 import { VirtualApprovers } from './approvals/virtual-approvers.js';
 import { createApprovalsHttpHandler } from './approvals/approvals-http.js';
 import { AdminActions } from './approvals/admin-actions.js';
@@ -119,19 +121,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   }
   const signer = custody.signer;
   const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
-  const minter: TokenMinter = {
-    async mint(input) {
-      const issued = await issuer.issue({
-        agentId: input.agentId,
-        audience: input.audience,
-        tool: input.tool,
-        params: input.params,
-        decision: { id: input.requestId, mode: input.mode, policy_hash: input.policyHash, policies: input.policies },
-        callSha256: input.callSha256,
-      });
-      return { token: issued.token, jti: issued.claims.jti, kid: issued.header.kid, expiresAt: issued.claims.exp * 1000 };
-    },
-  };
+  const minter = tokenMinter(issuer);
   const decisions = new DecisionService({
     db, audit, registry, policy, minter, risk: options.risk ?? UnscoredRisk, clock, onTiming: options.onTiming,
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
@@ -146,38 +136,9 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock,
     requireRegistrationCode: true,
   });
-  const approvedMinter: ApprovedMinter = {
-    async mint(input) {
-      const issued = await issuer.issue({
-        agentId: input.agentId, audience: input.audience, tool: input.tool, params: input.params,
-        decision: { id: input.requestId, mode: input.mode, policy_hash: input.policyHash, policies: input.policies },
-        callSha256: input.callSha256, approvals: input.approvals,
-      });
-      return { token: issued.token, jti: issued.claims.jti, kid: issued.header.kid, expiresAt: issued.claims.exp * 1000 };
-    },
-  };
-  // If policy changed while a request waited, the stricter of the old and new rules applies.
-  const approvalPolicy: ApprovalPolicyHook = {
-    async reevaluate({ agentId, call, risk }) {
-      const agent = registry.getAgent(agentId);
-      if (agent === undefined || agent.status !== 'active') {
-        return { outcome: 'deny', policyHash: policy.hash, reasons: ['the agent is no longer enrolled'], determiningPolicies: [] };
-      }
-      const d = await policy.evaluateAsync({
-        agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
-        tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk, now: new Date(clock()),
-      });
-      if (d.outcome === 'deny') return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
-      if (d.outcome === 'approval_required' && d.obligation) {
-        const { approvals, groups, ttlSeconds, userVerification } = d.obligation;
-        return { outcome: 'approval_required', policyHash: d.policyHash, obligation: { approvals, groups, ttlSeconds, userVerification }, conflicted: d.obligation.conflicted };
-      }
-      return { outcome: 'allow', policyHash: d.policyHash };
-    },
-  };
   const approvals = new ApprovalService({
     db, audit, directory: approvers, now: clock, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
-    audienceOf: (tool) => policy.tool(tool)?.audience, minter: approvedMinter, policy: approvalPolicy,
+    audienceOf: (tool) => policy.tool(tool)?.audience, minter, policy: policyReevaluation(registry, policy, clock),
     onDecided: (agentId, result) => {
       gateway.notifyAgent(agentId, result);
     },
@@ -190,11 +151,10 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   });
   let url = '';
   const ui = new UiService({ db, registry, policy, signer, config, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url });
+  const uiHttp = createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log });
   const gateway: Gateway = new Gateway({
     config, registry, decisions, log, clock,
-    extraHttp: ((uiHttp) => (req, res) => approvalsHttp(req, res) || uiHttp(req, res))(
-      createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log }),
-    ),
+    extraHttp: (req, res) => approvalsHttp(req, res) || uiHttp(req, res),
     // The active key and any key still in its rotation overlap window.
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats() }),

@@ -16,9 +16,10 @@ import {
   type ApprovalVerdict,
   type ApprovedMinter,
   type CeremonyStart,
-  type Reevaluation,
 } from '../../main/core/approvals/approval-service.js';
 import type { RunningCountersign } from '../../main/core/app.js';
+import { tokenMinter } from '../../main/core/tokens/token-minter.js';
+import { policyReevaluation } from '../../main/core/approvals/policy-reevaluation.js';
 import { approvalAssertionSchema, approvalChallenge } from '../../shared/approvals.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
@@ -29,45 +30,9 @@ const ORIGIN = 'http://localhost:7345';
 const RP_ID = 'localhost';
 const NORTHWIND = transferCall('48000.00', 'Northwind Traders');
 
-/** The minter app.ts wires: TokenIssuer.issue with the approvers' assertions. */
-function approvedMinter(app: RunningCountersign): ApprovedMinter {
-  return {
-    async mint(input) {
-      const issued = await app.issuer.issue({
-        agentId: input.agentId,
-        audience: input.audience,
-        tool: input.tool,
-        params: input.params,
-        decision: { id: input.requestId, mode: input.mode, policy_hash: input.policyHash, policies: input.policies },
-        callSha256: input.callSha256,
-        approvals: input.approvals,
-      });
-      return { token: issued.token, jti: issued.claims.jti, kid: issued.header.kid, expiresAt: issued.claims.exp * 1000 };
-    },
-  };
-}
-
-/** The policy hook app.ts wires: the current policy over the stored call. */
-function policyHook(app: RunningCountersign): ApprovalPolicyHook {
-  return {
-    async reevaluate({ agentId, call, risk }): Promise<Reevaluation> {
-      const agent = app.registry.getAgent(agentId);
-      if (agent === undefined || agent.status !== 'active') {
-        return { outcome: 'deny', policyHash: app.policy.hash, reasons: ['the agent is no longer enrolled'], determiningPolicies: [] };
-      }
-      const d = await app.policy.evaluateAsync({
-        agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
-        tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk, now: new Date(),
-      });
-      if (d.outcome === 'deny') return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
-      if (d.outcome === 'approval_required' && d.obligation !== undefined) {
-        const { approvals, groups, ttlSeconds, userVerification } = d.obligation;
-        return { outcome: 'approval_required', policyHash: d.policyHash, obligation: { approvals, groups, ttlSeconds, userVerification } };
-      }
-      return { outcome: 'allow', policyHash: d.policyHash };
-    },
-  };
-}
+/** What app.ts wires: the shared token minter and the policy re-evaluation hook. */
+const approvedMinter = (app: RunningCountersign): ApprovedMinter => tokenMinter(app.issuer);
+const policyHook = (app: RunningCountersign): ApprovalPolicyHook => policyReevaluation(app.registry, app.policy, Date.now);
 
 interface World {
   h: Harness;

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditChain } from '../audit/audit-chain.js';
 import type { ApproverDirectory } from './approver-directory.js';
+import { clientDataChallenge } from './client-data.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
 
@@ -65,7 +66,7 @@ export class AdminActions {
   /** Verify the admin's assertion and perform the action it confirms, in one transaction. */
   async submit(adminId: string, response: AuthenticationResponseJSON): Promise<{ action: AdminAction; result: unknown }> {
     const credentials = this.adminCredentials(adminId);
-    const challenge = challengeOf(response);
+    const challenge = clientDataChallenge(response.response.clientDataJSON);
     const row = this.db.prepare<[string], { admin_id: string; record: string; expires_at: number; used_at: number | null }>('SELECT * FROM admin_challenges WHERE challenge = ?').get(challenge);
     const now = this.now();
     if (row === undefined || row.admin_id !== adminId || row.used_at !== null || row.expires_at <= now) {
@@ -130,14 +131,4 @@ export class AdminActions {
     if (credentials.length === 0) throw new CountersignError('credential_unknown', `admin ${quote(adminId)} has no active security key`);
     return credentials;
   }
-}
-
-function challengeOf(response: AuthenticationResponseJSON): string {
-  try {
-    const clientData = parseStrictJson(Buffer.from(response.response.clientDataJSON, 'base64url').toString('utf8')) as { challenge?: unknown };
-    if (typeof clientData.challenge === 'string') return clientData.challenge;
-  } catch {
-    // fall through
-  }
-  throw new CountersignError('assertion_invalid', 'the response has no readable client data');
 }

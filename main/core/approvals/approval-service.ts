@@ -34,6 +34,7 @@ import type { Db } from '../store/database.js';
 import type { AuditChain, AuditKind } from '../audit/audit-chain.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { MintInput } from '../decision/decision-service.js';
+import { clientDataChallenge } from './client-data.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
@@ -55,12 +56,7 @@ export interface ApprovedMintInput extends Omit<MintInput, 'mode'> {
   approvals: ApprovalAssertion[];
 }
 
-/**
- * Issues co-signed approval tokens. app.ts implements it with
- * `TokenIssuer.issue({ ..., decision: { id, mode: 'approved', policy_hash, policies }, approvals })`
- * returning `{ token, jti: claims.jti, kid: header.kid, expiresAt: claims.exp * 1000 }`, exactly as
- * its TokenMinter does for automatic decisions plus the `approvals` member.
- */
+/** Issues co-signed approval tokens (tokens/token-minter.ts: the same minter automatic decisions use). */
 export interface ApprovedMinter {
   mint(input: ApprovedMintInput): Promise<{ token: string; jti: string; kid: string; expiresAt: number }>;
 }
@@ -469,7 +465,7 @@ export class ApprovalService {
     const parsed = responseSchema.safeParse(input.response);
     if (!parsed.success || parsed.data.id !== parsed.data.rawId) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
     const response = parsed.data;
-    const challenge = this.challengeOf(response.response.clientDataJSON);
+    const challenge = clientDataChallenge(response.response.clientDataJSON, 43);
     const now = this.now();
 
     // Everything that can be checked before the signature, in the order callers expect.
@@ -626,20 +622,6 @@ export class ApprovalService {
   }
 
   // ---- verification ----
-
-  private challengeOf(clientDataJSON: string): string {
-    let challenge: unknown;
-    try {
-      const clientData = parseStrictJson(Buffer.from(clientDataJSON, 'base64url').toString('utf8'));
-      challenge = typeof clientData === 'object' && clientData !== null && !Array.isArray(clientData) ? clientData.challenge : undefined;
-    } catch {
-      challenge = undefined;
-    }
-    if (typeof challenge !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(challenge)) {
-      throw new CountersignError('assertion_invalid', 'the security key response has no readable challenge');
-    }
-    return challenge;
-  }
 
   /**
    * The WebAuthn checks (origin, rpId, type, UP/UV, signature). The counter is compared here, after

@@ -92,6 +92,11 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
     send(res, STATUS[known.code] ?? (known.code === 'internal_error' ? 500 : 400), { error: { code: known.code, message: known.message } });
   };
 
+  const done = (res: ServerResponse, status: number, body: unknown): true => {
+    send(res, status, body);
+    return true;
+  };
+
   const authorized = (req: IncomingMessage): boolean => {
     const header = req.headers.authorization;
     if (typeof header !== 'string' || !header.startsWith('Bearer ')) return false;
@@ -132,7 +137,8 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
     }
   };
 
-  const route = async (req: IncomingMessage, res: ServerResponse, method: string, path: string, query: URLSearchParams): Promise<void> => {
+  /** Answers the request, or returns false when no route matches. */
+  const route = async (req: IncomingMessage, res: ServerResponse, method: string, path: string, query: URLSearchParams): Promise<boolean> => {
     const parts = path.split('/').filter((p) => p.length > 0).map((p) => decodeURIComponent(p));
     // parts: ['api', area, ...]
     const [, area, a, b, c, d] = parts;
@@ -140,61 +146,61 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
       if (method === 'GET' && a === 'pending' && b === undefined) {
         const limit = Number(query.get('limit') ?? 1000) || 1000;
         const offset = Number(query.get('offset') ?? 0) || 0;
-        return send(res, 200, { pending: options.service.listPending(limit, offset), total: options.service.countPending() });
+        return done(res, 200, { pending: options.service.listPending(limit, offset), total: options.service.countPending() });
       }
       if (method === 'GET' && a === 'history' && b === undefined) {
         const limit = Math.min(Math.max(Number(query.get('limit') ?? 50) || 50, 1), 500);
-        return send(res, 200, { history: options.service.history(limit) });
+        return done(res, 200, { history: options.service.history(limit) });
       }
       if (a === 'requests' && b !== undefined) {
-        if (method === 'GET' && c === undefined) return send(res, 200, options.service.getPending(b));
+        if (method === 'GET' && c === undefined) return done(res, 200, options.service.getPending(b));
         if (method === 'POST' && c === 'ceremony' && d === undefined) {
           const body = parse(ceremonyBody, await readBody(req));
-          return send(res, 200, await options.service.startCeremony({ requestId: b, ...body }));
+          return done(res, 200, await options.service.startCeremony({ requestId: b, ...body }));
         }
         if (method === 'POST' && c === 'submit' && d === undefined) {
           const body = parse(submitBody, await readBody(req));
           const input = { requestId: b, approverId: body.approverId, response: body.response as unknown as AuthenticationResponseJSON };
-          return send(res, 200, await options.service.submitCeremony(body.reason === undefined ? input : { ...input, reason: body.reason }));
+          return done(res, 200, await options.service.submitCeremony(body.reason === undefined ? input : { ...input, reason: body.reason }));
         }
       }
     }
     if (area === 'approvers') {
-      if (method === 'GET' && a === undefined) return send(res, 200, { approvers: options.directory.list() });
+      if (method === 'GET' && a === undefined) return done(res, 200, { approvers: options.directory.list() });
       if (method === 'POST' && a !== undefined && b === 'registration' && c === undefined) {
         const body = parse(registrationBody, await readBody(req));
-        return send(res, 200, await options.directory.beginRegistration(a, body.registrationCode));
+        return done(res, 200, await options.directory.beginRegistration(a, body.registrationCode));
       }
       if (method === 'POST' && a !== undefined && b === 'registration' && c === 'finish' && d === undefined) {
         const body = parse(finishBody, await readBody(req));
         const credential = await options.directory.finishRegistration(a, body.response as unknown as RegistrationResponseJSON);
-        return send(res, 200, { credentialId: credential.credentialId, aaguid: credential.aaguid, approverId: credential.approverId });
+        return done(res, 200, { credentialId: credential.credentialId, aaguid: credential.aaguid, approverId: credential.approverId });
       }
     }
     if (area === 'admin' && options.admin !== undefined && method === 'POST' && b === undefined) {
       if (a === 'ceremony') {
         const body = parse(adminStartBody, await readBody(req));
-        return send(res, 200, await options.admin.start(body.adminId, body.action));
+        return done(res, 200, await options.admin.start(body.adminId, body.action));
       }
       if (a === 'submit') {
         const body = parse(adminSubmitBody, await readBody(req));
-        return send(res, 200, await options.admin.submit(body.adminId, body.response as unknown as AuthenticationResponseJSON));
+        return done(res, 200, await options.admin.submit(body.adminId, body.response as unknown as AuthenticationResponseJSON));
       }
     }
     if (area === 'automation' && options.automation !== undefined) {
       if (method === 'POST' && a === 'virtual-approvers' && b === undefined) {
         const body = parse(virtualBody, await readBody(req));
-        return send(res, 200, await options.automation.create(body));
+        return done(res, 200, await options.automation.create(body));
       }
       if (a === 'requests' && b !== undefined) {
         if (method === 'POST' && c === 'decide' && d === undefined) {
           const body = parse(decideBody, await readBody(req));
-          return send(res, 200, await options.automation.decide({ requestId: b, ...body }));
+          return done(res, 200, await options.automation.decide({ requestId: b, ...body }));
         }
-        if (method === 'GET' && c === 'wait' && d === undefined) return send(res, 200, await waitForDecision(b, Number(query.get('timeoutMs') ?? 30_000) || 0));
+        if (method === 'GET' && c === 'wait' && d === undefined) return done(res, 200, await waitForDecision(b, Number(query.get('timeoutMs') ?? 30_000) || 0));
       }
     }
-    throw Object.assign(new CountersignError('method_unknown', 'no such approvals route'), { status: 404 });
+    return false;
   };
 
   return (req, res) => {
@@ -214,10 +220,12 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
       fail(res, new CountersignError('origin_not_allowed', `requests from ${JSON.stringify(origin)} are not allowed`));
       return true;
     }
-    route(req, res, req.method ?? 'GET', path, url.searchParams).catch((error: unknown) => {
-      if ((error as { status?: number }).status === 404) return send(res, 404, { error: { code: 'method_unknown', message: 'not found' } });
-      fail(res, error);
-    });
+    route(req, res, req.method ?? 'GET', path, url.searchParams).then(
+      (handled) => {
+        if (!handled) send(res, 404, { error: { code: 'method_unknown', message: 'not found' } });
+      },
+      (error: unknown) => fail(res, error),
+    );
     return true;
   };
 }

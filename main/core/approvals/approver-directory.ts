@@ -16,6 +16,7 @@ import { decodeCredentialPublicKey, cose } from '@simplewebauthn/server/helpers'
 import type { Db } from '../store/database.js';
 import type { AuditChain } from '../audit/audit-chain.js';
 import { isVirtualAuthenticatorAaguid } from './virtual-authenticator.js';
+import { clientDataChallenge } from './client-data.js';
 import type { ApproverDirectory as PublishedDirectory } from '../../../shared/approvals.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { base64url } from '../../../shared/encoding.js';
@@ -318,14 +319,7 @@ export class ApproverDirectory {
   }
 
   private takeRegistrationChallenge(approverId: string, response: RegistrationResponseJSON): string {
-    let challenge: string | undefined;
-    try {
-      const clientData = parseStrictJson(Buffer.from(response.response.clientDataJSON, 'base64url').toString('utf8')) as { challenge?: unknown };
-      challenge = typeof clientData.challenge === 'string' ? clientData.challenge : undefined;
-    } catch {
-      challenge = undefined;
-    }
-    if (challenge === undefined) throw new CountersignError('assertion_invalid', 'the registration response has no readable client data');
+    const challenge = clientDataChallenge(response.response.clientDataJSON);
     const now = this.now();
     const spent = this.db.prepare(
       "UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND purpose = 'registration' AND approver_id = ? AND used_at IS NULL AND expires_at > ?",

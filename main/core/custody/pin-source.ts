@@ -3,13 +3,11 @@
  * interactive prompt with echo off. Never a command-line argument. The PIN is returned to the
  * caller and never logged, quoted in an error, or put in error details.
  */
-import { constants } from 'node:fs';
-import fs from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import type { PinSourceConfig } from '../config.js';
+import { readPrivateFile } from './private-file.js';
 
 /** The terminal the prompt uses: stdin for keys, stderr for the question (stdout stays clean). */
 export interface PinTerminal {
@@ -28,10 +26,6 @@ export interface ReadPinOptions {
 
 const PROMPT_QUESTION = 'PKCS#11 token PIN: ';
 const MAX_PIN_FILE_BYTES = 4096;
-
-function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
-}
 
 function requireNonEmpty(pin: string, what: string): string {
   if (pin.length === 0) throw new CountersignError('config_invalid', `${what} is empty`);
@@ -56,41 +50,9 @@ function trimLineEnding(text: string): string {
 }
 
 async function readFilePin(file: string): Promise<string> {
-  let handle: FileHandle;
-  try {
-    // O_NOFOLLOW: a symlink planted at the PIN path is refused, not followed.
-    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (err) {
-    if (isErrno(err, 'ELOOP')) {
-      throw new CountersignError('config_invalid', `the PIN file path ${quote(file, 200)} is a symbolic link; refusing to use it`);
-    }
-    if (isErrno(err, 'ENOENT')) throw new CountersignError('config_invalid', `the PIN file ${quote(file, 200)} does not exist`);
-    throw new CountersignError('config_invalid', `the PIN file ${quote(file, 200)} cannot be opened`, { cause: err });
-  }
-  try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw new CountersignError('config_invalid', `the PIN file path ${quote(file, 200)} is not a regular file`);
-    if ((stat.mode & 0o077) !== 0) {
-      const mode = (stat.mode & 0o777).toString(8).padStart(4, '0');
-      throw new CountersignError(
-        'config_invalid',
-        `the PIN file ${quote(file, 200)} has mode ${mode}, which lets other users read or change it; ` +
-          `refusing to use it. restrict it with: chmod 600 ${file}`,
-        { details: { mode } },
-      );
-    }
-    const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-    if (uid !== undefined && stat.uid !== uid) {
-      throw new CountersignError('config_invalid', `the PIN file ${quote(file, 200)} is owned by another user; refusing to use it`);
-    }
-    if (stat.size > MAX_PIN_FILE_BYTES) {
-      throw new CountersignError('config_invalid', `the PIN file ${quote(file, 200)} is too large to hold a PIN`);
-    }
-    const text = await handle.readFile({ encoding: 'utf8' });
-    return requireNonEmpty(trimLineEnding(text), `the PIN file ${quote(file, 200)}`);
-  } finally {
-    await handle.close();
-  }
+  const text = await readPrivateFile(file, 'PIN', MAX_PIN_FILE_BYTES);
+  if (text === undefined) throw new CountersignError('config_invalid', `the PIN file ${quote(file, 200)} does not exist`);
+  return requireNonEmpty(trimLineEnding(text), `the PIN file ${quote(file, 200)}`);
 }
 
 /**

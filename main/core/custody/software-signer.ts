@@ -4,12 +4,11 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { jwkThumbprint } from './signer.js';
+import { isErrno, readPrivateFile } from './private-file.js';
 import type { PublicJwk, Signer, SigningAlgorithm } from './signer.js';
 
 export const SOFTWARE_KEY_DIR = 'keys';
@@ -45,40 +44,8 @@ function publicJwkOf(privateKey: KeyObject, algorithm: SigningAlgorithm): Public
   return { ...base, kid: jwkThumbprint(base), alg: algorithm, use: 'sig' };
 }
 
-function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
-}
-
-async function readKeyFile(file: string): Promise<string | undefined> {
-  let handle: FileHandle;
-  try {
-    // O_NOFOLLOW: a symlink planted at the key path is refused, not followed.
-    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return undefined;
-    if (isErrno(err, 'ELOOP')) throw new CountersignError('config_invalid', `the signing key path ${quote(file, 200)} is a symbolic link; refusing to use it`);
-    throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} cannot be opened`, { cause: err });
-  }
-  try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw new CountersignError('config_invalid', `the signing key path ${quote(file, 200)} is not a regular file`);
-    if ((stat.mode & 0o077) !== 0) {
-      const mode = (stat.mode & 0o777).toString(8).padStart(4, '0');
-      throw new CountersignError(
-        'config_invalid',
-        `the signing key file ${quote(file, 200)} has mode ${mode}, which lets other users read or change it; ` +
-          `refusing to load it. restrict it with: chmod 600 ${file}`,
-        { details: { mode } },
-      );
-    }
-    const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-    if (uid !== undefined && stat.uid !== uid) {
-      throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} is owned by another user; refusing to load it`);
-    }
-    return await handle.readFile({ encoding: 'utf8' });
-  } finally {
-    await handle.close();
-  }
+function readKeyFile(file: string): Promise<string | undefined> {
+  return readPrivateFile(file, 'signing key', 64 * 1024);
 }
 
 /** Write the key atomically: temp file (0600, exclusive) then link(2), which fails if a key exists. */

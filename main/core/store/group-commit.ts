@@ -5,6 +5,7 @@
  * Nobody is answered before the COMMIT that holds their rows has returned: a result is only
  * ever released once it is durable. If the COMMIT itself fails, every unit in it fails.
  */
+import type Database from 'better-sqlite3';
 import type { Db } from './database.js';
 
 interface Unit {
@@ -12,6 +13,8 @@ interface Unit {
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 export interface GroupCommitOptions {
   /** Most units in one transaction (bounds the latency one COMMIT adds). */
@@ -22,9 +25,23 @@ export class GroupCommitter {
   private queue: Unit[] = [];
   private scheduled = false;
   private readonly maxBatch: number;
+  /** Runs one unit; called inside the group transaction it becomes a SAVEPOINT. */
+  private readonly inSavepoint: (work: () => unknown) => unknown;
+  /** The group: every unit of a batch, each in its savepoint, then one COMMIT. */
+  private readonly group: Database.Transaction<(batch: Unit[], outcomes: Outcome[]) => void>;
 
   constructor(private readonly db: Db, options: GroupCommitOptions = {}) {
     this.maxBatch = Math.max(1, options.maxBatch ?? 256);
+    this.inSavepoint = db.transaction((work: () => unknown) => work());
+    this.group = db.transaction((batch: Unit[], outcomes: Outcome[]) => {
+      for (const unit of batch) {
+        try {
+          outcomes.push({ ok: true, value: this.inSavepoint(unit.work) });
+        } catch (error) {
+          outcomes.push({ ok: false, error });
+        }
+      }
+    });
   }
 
   /** Run `work` inside the next group transaction; resolves after that transaction commits. */
@@ -42,18 +59,9 @@ export class GroupCommitter {
     const batch = this.queue.splice(0, this.maxBatch);
     if (this.queue.length > 0) setImmediate(() => this.flush());
     else this.scheduled = false;
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const outcomes: Outcome[] = [];
     try {
-      this.db.transaction(() => {
-        for (const unit of batch) {
-          try {
-            // A transaction function called inside a transaction runs as a SAVEPOINT.
-            outcomes.push({ ok: true, value: this.db.transaction(unit.work)() });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-          }
-        }
-      }).immediate();
+      this.group.immediate(batch, outcomes);
     } catch (error) {
       for (const unit of batch) unit.reject(error);
       return;

@@ -1,0 +1,29 @@
+/**
+ * The approval service's policy hook: the current policy over the call exactly as stored, so a
+ * change while a request waited applies at completion (a deny denies; stricter obligations and
+ * newly named conflicts are merged by the service).
+ */
+import type { AgentRegistry } from '../identity/agent-registry.js';
+import type { PolicyEngine } from '../policy/policy-engine.js';
+import type { ApprovalPolicyHook } from './approval-service.js';
+
+export function policyReevaluation(registry: AgentRegistry, policy: PolicyEngine, clock: () => number): ApprovalPolicyHook {
+  return {
+    async reevaluate({ agentId, call, risk }) {
+      const agent = registry.getAgent(agentId);
+      if (agent === undefined || agent.status !== 'active') {
+        return { outcome: 'deny', policyHash: policy.hash, reasons: ['the agent is no longer enrolled'], determiningPolicies: [] };
+      }
+      const d = await policy.evaluateAsync({
+        agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
+        tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk, now: new Date(clock()),
+      });
+      if (d.outcome === 'deny') return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
+      if (d.outcome === 'approval_required' && d.obligation !== undefined) {
+        const { approvals, groups, ttlSeconds, userVerification, conflicted } = d.obligation;
+        return { outcome: 'approval_required', policyHash: d.policyHash, obligation: { approvals, groups, ttlSeconds, userVerification }, conflicted };
+      }
+      return { outcome: 'allow', policyHash: d.policyHash };
+    },
+  };
+}
