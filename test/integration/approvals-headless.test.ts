@@ -6,9 +6,13 @@
  * assertion against the published directory, and its own quorum rule).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEMO_POLICY_DIR, DEPLOY_SCOPE, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, DEPLOY_SCOPE, FINANCE_SCOPE, nodeWebSocket, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import { startCountersign } from '../../main/core/app.js';
+import { AgentClient } from '../../shared/agent-client.js';
+import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import { approverDirectorySchema } from '../../shared/approvals.js';
@@ -39,10 +43,18 @@ async function verifyCoSigned(token: string, call: { tool: string; params: Recor
   return { claims, set };
 }
 
+let policyDir: string;
+
 beforeEach(async () => {
-  h = await startHarness({ config: { domain: 'test' } });
+  // A private copy of the demo pack, so a test may change its policy while running.
+  policyDir = tempDir();
+  cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true, dereference: true });
+  h = await startHarness({ config: { domain: 'test' }, policyDir });
 });
-afterEach(async () => h.close());
+afterEach(async () => {
+  await h.close();
+  rmSync(policyDir, { recursive: true, force: true });
+});
 
 describe('headless approvals', () => {
   it('two finance approvers approve a 48,000.00 USD transfer; the agent gets a co-signed token that verifies', async () => {
@@ -123,54 +135,77 @@ describe('headless approvals', () => {
   });
 });
 
-describe('policy-named conflicts', () => {
-  it('refuses an approver the determining permit names as conflicted, and counts only the others', async () => {
-    const policyDir = tempDir();
-    cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true, dereference: true });
-    const file = join(policyDir, 'finance-transfers.cedar');
-    writeFileSync(file, readFileSync(file, 'utf8').replace('@id("two-approvers")', '@id("two-approvers")\n@conflicted_approvers("Bob")'));
-    const local = await startHarness({ config: { domain: 'test' }, policyDir });
-    const previous = h;
-    h = local;
+/** Make the two-approver transfer permit name `approverId` as conflicted, and reload it. */
+async function nameConflicted(approverId: string): Promise<void> {
+  const file = join(policyDir, 'finance-transfers.cedar');
+  writeFileSync(file, readFileSync(file, 'utf8').replace('@id("two-approvers")', `@id("two-approvers")\n@conflicted_approvers("${approverId}")`));
+  expect(await h.app.policy.reload()).toMatchObject({ ok: true, changed: true });
+}
+
+async function heldTransfer(): Promise<string> {
+  const key = await h.enroll('finance-bot');
+  const pending = await h.client('finance-bot', key).submit(transferCall('48000.00', 'Northwind Traders'));
+  for (const id of ['alice', 'bob', 'carol']) await createVirtual(id, ['finance-approvers']);
+  return pending.requestId;
+}
+
+describe('approvals API input', () => {
+  async function raw(path: string, body: string, contentType = 'application/json'): Promise<{ status: number; code: unknown }> {
+    const res = await fetch(`http://127.0.0.1:${h.app.port}${path}`, {
+      method: 'POST', headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, 'content-type': contentType }, body,
+    });
+    return { status: res.status, code: ((await res.json()) as { error?: { code?: unknown } }).error?.code };
+  }
+
+  it('refuses bodies that are not JSON, too large, not I-JSON or not the schema, and unknown routes', async () => {
+    const path = '/api/automation/virtual-approvers';
+    expect(await raw(path, 'id=alice', 'application/x-www-form-urlencoded')).toEqual({ status: 400, code: 'schema_invalid' });
+    expect(await raw(path, JSON.stringify({ id: 'a', displayName: 'x'.repeat(70_000), groups: [] }))).toEqual({ status: 413, code: 'frame_too_large' });
+    expect(await raw(path, '{"id":"a","id":"b","displayName":"A","groups":[]}')).toMatchObject({ status: 400, code: 'json_duplicate_key' });
+    expect(await raw(path, JSON.stringify({ id: 'a', displayName: 'A', groups: [], admin: true }))).toEqual({ status: 400, code: 'schema_invalid' });
+    expect(await raw('/api/approvals/nowhere', '{}')).toEqual({ status: 404, code: 'method_unknown' });
+    expect(h.app.approvers.list()).toEqual([]);
+  });
+
+  it('keeps virtual approvers across a restart, and refuses a corrupt state file', async () => {
+    await createVirtual('alice', ['finance-approvers']);
+    const dataDir = h.dataDir;
+    await h.app.close();
+    const again = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0, domain: 'test' } });
     try {
-      const key = await h.enroll('finance-bot');
-      const pending = await h.client('finance-bot', key).submit(transferCall('48000.00', 'Northwind Traders'));
-      for (const id of ['alice', 'bob', 'carol']) await createVirtual(id, ['finance-approvers']);
-      expect((await decide(pending.requestId, 'bob', 'approve')).json).toMatchObject({ error: { code: 'approver_conflicted' } });
-      expect((await decide(pending.requestId, 'alice', 'approve')).json).toMatchObject({ state: 'pending' });
-      expect((await decide(pending.requestId, 'carol', 'approve')).json).toMatchObject({ state: 'approved' });
+      const key = await importAgentKey(await generateAgentKey('EdDSA'));
+      again.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'bot-2', 'bot-2')), FINANCE_SCOPE);
+      const c = new AgentClient({ url: again.url, agentId: 'bot-2', key, reconnect: false, webSocket: nodeWebSocket });
+      const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
+      await expect(again.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'alice', verdict: 'approve' })).resolves.toMatchObject({ state: 'pending' });
+      c.close();
     } finally {
-      h = previous;
-      await local.close();
+      await again.close();
     }
+    writeFileSync(join(dataDir, 'virtual-approvers.json'), '{"version":1,"authenticators":[{"nonsense":true}]}', { mode: 0o600 });
+    const broken = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0, domain: 'test' } }).then(() => undefined, (e: unknown) => e);
+    expect(broken).toMatchObject({ code: 'config_invalid' });
   });
 });
 
-describe('policy change while a request waits', () => {
-  it('applies conflicts the current policy names when the quorum would complete', async () => {
-    const policyDir = tempDir();
-    cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true, dereference: true });
-    const local = await startHarness({ config: { domain: 'test' }, policyDir });
-    const previous = h;
-    h = local;
-    try {
-      const key = await h.enroll('finance-bot');
-      const pending = await h.client('finance-bot', key).submit(transferCall('48000.00', 'Northwind Traders'));
-      for (const id of ['alice', 'bob', 'carol']) await createVirtual(id, ['finance-approvers']);
-      expect((await decide(pending.requestId, 'alice', 'approve')).json).toMatchObject({ state: 'pending' });
-      // While it waits, the policy starts naming carol as conflicted for such transfers.
-      const file = join(policyDir, 'finance-transfers.cedar');
-      writeFileSync(file, readFileSync(file, 'utf8').replace('@id("two-approvers")', '@id("two-approvers")\n@conflicted_approvers("carol")'));
-      expect(await h.app.policy.reload()).toMatchObject({ ok: true, changed: true });
-      expect((await decide(pending.requestId, 'carol', 'approve')).json).toMatchObject({ error: { code: 'approver_conflicted' } });
-      expect((await decide(pending.requestId, 'bob', 'approve')).json).toMatchObject({ state: 'approved' });
-      const stored = h.app.db.prepare('SELECT conflicted_approvers FROM requests WHERE id = ?').get(pending.requestId) as { conflicted_approvers: string };
-      // The request now records the conflict the current policy named.
-      expect(JSON.parse(stored.conflicted_approvers)).toEqual(['carol']);
-    } finally {
-      h = previous;
-      await local.close();
-    }
+describe('policy-named conflicts', () => {
+  it('refuses an approver the determining permit names as conflicted, and counts only the others', async () => {
+    await nameConflicted('Bob');
+    const requestId = await heldTransfer();
+    expect((await decide(requestId, 'bob', 'approve')).json).toMatchObject({ error: { code: 'approver_conflicted' } });
+    expect((await decide(requestId, 'alice', 'approve')).json).toMatchObject({ state: 'pending' });
+    expect((await decide(requestId, 'carol', 'approve')).json).toMatchObject({ state: 'approved' });
+  });
+
+  it('applies conflicts the current policy names when a waiting request would complete', async () => {
+    const requestId = await heldTransfer();
+    expect((await decide(requestId, 'alice', 'approve')).json).toMatchObject({ state: 'pending' });
+    await nameConflicted('carol'); // while it waits
+    expect((await decide(requestId, 'carol', 'approve')).json).toMatchObject({ error: { code: 'approver_conflicted' } });
+    expect((await decide(requestId, 'bob', 'approve')).json).toMatchObject({ state: 'approved' });
+    const stored = h.app.db.prepare('SELECT conflicted_approvers FROM requests WHERE id = ?').get(requestId) as { conflicted_approvers: string };
+    // The request now records the conflict the current policy named.
+    expect(JSON.parse(stored.conflicted_approvers)).toEqual(['carol']);
   });
 });
 

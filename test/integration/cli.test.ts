@@ -91,6 +91,16 @@ describe('countersign CLI', () => {
     expect((JSON.parse(cli('jwks', '--domain', 'test').stdout) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).toEqual([test.signer.keyId]);
   }, 60_000);
 
+  it('refuses the key ceremony without a token configured, and a rotation with no token key to rotate', () => {
+    expect(cli('keys', 'init').stderr).toContain('[config_invalid]');
+    const hsmDir = tempDir();
+    writeFileSync(join(hsmDir, 'config.json'), JSON.stringify({ custody: { pkcs11: { module: '/nonexistent/libpkcs11.so', tokenLabel: 't', pin: { env: 'NO_SUCH_PIN_VAR' } } } }));
+    const r = spawnSync(TSX, [CLI, 'keys', 'rotate', '--data-dir', hsmDir], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('[hsm_key_not_found]');
+    rmSync(hsmDir, { recursive: true, force: true });
+  }, 60_000);
+
   it('adds, lists and disables approvers, and refuses a malformed id', () => {
     const add = cli('approvers', 'add', 'alice', '--name', 'Alice Chen', '--groups', 'finance-approvers,treasury');
     expect(add.status).toBe(0);
