@@ -3,11 +3,13 @@
  * benchmark measures against a baseline run in the same invocation and prints ratios.
  * Environment: BENCH_SECONDS (default 5), BENCH_CONCURRENCY (50), BENCH_MEMORY_AGENTS (1000),
  * BENCH_OPEN_LOOP_RATE (250 calls/s offered in the open-loop latency phase),
- * BENCH_ONLY (comma-separated names).
+ * BENCH_RISK_AGENTS (10000 enrolled agents), BENCH_RISK_HISTORY (1000000 historical calls),
+ * BENCH_RISK_LOAD_AGENTS (1000 connected in the risk latency phase), BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
 import { runApprovalsBench } from './approvals.bench.js';
+import { runRiskBench } from './risk.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 
 // SoftHSM scans its tokens when the module first loads: make the bench token before anything.
@@ -24,6 +26,13 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
   }),
   custody: () => runCustodyBench({ seconds: Math.min(seconds, 3) }),
   approvals: () => runApprovalsBench({ requests: Number(process.env.BENCH_APPROVALS ?? 200) }),
+  risk: () => runRiskBench({
+    agents: Number(process.env.BENCH_RISK_AGENTS ?? 10_000),
+    historyCalls: Number(process.env.BENCH_RISK_HISTORY ?? 1_000_000),
+    loadAgents: Number(process.env.BENCH_RISK_LOAD_AGENTS ?? 1_000),
+    seconds,
+    openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
+  }),
 };
 
 for (const [name, run] of Object.entries(benches)) {

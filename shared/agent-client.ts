@@ -38,6 +38,9 @@ export interface AgentClientOptions {
   onDecision?: (result: DecisionResult) => void;
   /** Called when the connection state changes. */
   onStateChange?: (state: AgentClientState) => void;
+  /** The model and agent version this host runs, sent with every call (compared with the enrolled ones). */
+  model?: string;
+  agentVersion?: string;
   clock?: () => number;
 }
 
@@ -50,6 +53,11 @@ export interface SubmitCall {
   dataClass: string;
   jurisdiction: string;
   provenance?: string[];
+  /** The agent run this call belongs to, and how deep in it (0 = started by a person). */
+  session?: { id: string; depth: number };
+  /** Override the client's model / agent version for this call. */
+  model?: string;
+  agentVersion?: string;
 }
 
 interface Pending {
@@ -98,6 +106,11 @@ export class AgentClient {
       jurisdiction: call.jurisdiction,
       provenance: call.provenance ?? [],
     };
+    if (call.session !== undefined) toolCall.session = call.session;
+    const model = call.model ?? this.options.model;
+    if (model !== undefined) toolCall.model = model;
+    const agentVersion = call.agentVersion ?? this.options.agentVersion;
+    if (agentVersion !== undefined) toolCall.agentVersion = agentVersion;
     const payload: CallPayload = {
       typ: SIGNED_TYPES.call,
       agentId: this.options.agentId,

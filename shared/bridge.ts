@@ -5,6 +5,7 @@
  * the renderer never trusts its transport.
  */
 import { z } from 'zod';
+import { riskAssessmentSchema } from './risk.js';
 import { CountersignError, ERROR_CODES, isCountersignError, isErrorCode } from './errors.js';
 import { approvalChallengeRecordSchema } from './approvals.js';
 import type { ApprovalRequirement, RequestState } from './protocol.js';
@@ -135,7 +136,8 @@ export const approvalRequestSchema = z.strictObject({
   determiningPolicies: z.array(text(256)).max(1024),
   reasons: z.array(text(4096)).max(64),
   obligation: approvalObligationSchema,
-  risk: z.strictObject({ score: z.number().min(0).max(100), factors: z.array(text(1024)).max(256) }),
+  /** The score and every factor that added points, with its sentence (shared/risk.ts). */
+  risk: riskAssessmentSchema,
   state: requestStateSchema,
   createdAt: epochMs,
   expiresAt: epochMs,

@@ -35,6 +35,14 @@ export const toolCallSchema = z.strictObject({
   jurisdiction: label,
   /** Where the input that led to this call came from, e.g. `user`, `email:external`, `web`. */
   provenance: z.array(label).max(16),
+  /**
+   * The agent run this call belongs to and how deep in it (0 = started by a person): lets the
+   * risk scorer see loops and recursive fan-out. Optional; declared by the agent host.
+   */
+  session: z.strictObject({ id: identifier, depth: z.int().min(0).max(10_000) }).optional(),
+  /** The model and agent software version making the call, compared with the enrolled ones. */
+  model: label.optional(),
+  agentVersion: label.optional(),
 });
 export type ToolCall = z.infer<typeof toolCallSchema>;
 

@@ -17,6 +17,7 @@ import { isCountersignError } from '../../shared/errors.js';
 import type { AgentScope } from '../core/identity/agent-registry.js';
 import { readAgentKeyFile, writeAgentKeyFile } from './agent-key-file.js';
 import { jwksFor } from '../core/tokens/jwks.js';
+import { parseStoredRisk } from '../../shared/risk.js';
 
 interface DemoAgent {
   id: string;
@@ -40,6 +41,9 @@ export const DEMO_AGENTS: DemoAgent[] = [
     scope: { owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US', 'GB'] },
     calls: [
       { label: 'pay 250.00 USD to Acme Ltd (known payee)', call: transfer('250.00', 'Acme Ltd') },
+      // The same payment, but the instruction came from an external email: the risk scorer's
+      // untrusted_provenance factor takes it past the automatic tier (docs/risk.md).
+      { label: 'pay 250.00 USD to Acme Ltd, as an external email asked', call: transfer('250.00', 'Acme Ltd', 'US', ['email:external']) },
       { label: 'pay 48,000.00 USD to Northwind Traders (new payee)', call: transfer('48000.00', 'Northwind Traders') },
       { label: 'pay 4,200.00 USD to Globex Corporation', call: transfer('4200.00', 'Globex Corporation') },
       { label: 'pay 900.00 USD to a payee in KP', call: transfer('900.00', 'Pyongyang Trading', 'KP') },
@@ -73,6 +77,15 @@ async function ensureAgent(app: RunningCountersign, dir: string, agent: DemoAgen
   return importAgentKey((await readAgentKeyFile(keyFile)).privateJwk);
 }
 
+/** The risk the scorer recorded for a request, for the demo's output (agents are not told it). */
+function riskLine(app: RunningCountersign, requestId: string): string {
+  const row = app.db.prepare<[string], { risk: string }>('SELECT risk FROM requests WHERE id = ?').get(requestId);
+  if (!row) return 'risk: not recorded';
+  const risk = parseStoredRisk(row.risk);
+  const factors = risk.factors.filter((f) => f.points > 0);
+  return `risk ${risk.score}/100${factors.length === 0 ? '' : `: ${factors.map((f) => `${f.name} +${f.points} (${f.explanation})`).join('; ')}`}`;
+}
+
 /** Start the demo agents; returns a function that stops them. */
 export async function runDemo(app: RunningCountersign, print: (line: string) => void): Promise<() => void> {
   const dir = join(app.dataDir, 'demo-agents');
@@ -99,6 +112,7 @@ export async function runDemo(app: RunningCountersign, print: (line: string) => 
         const why = result.reasons.join('; ');
         let line = `[${agent.id}] ${entry.label}: ${result.decision.toUpperCase()} — ${why}`;
         if (result.approval) line += ` (needs ${result.approval.approvals} approver(s) from ${result.approval.groups.map((g) => g.join(' or ')).join(' and ')})`;
+        line += `\n    ${riskLine(app, result.requestId)}`;
         if (result.token) {
           const verified = await verifyApprovalToken(result.token, {
             call: { tool: entry.call.tool, params: entry.call.params }, audience: app.policy.tool(entry.call.tool)?.audience ?? '',

@@ -11,7 +11,9 @@ import { parseStrictJson } from '../../shared/canonical-json.js';
 import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
-import { DEFAULT_RENDERER_DIR, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
+import { DEFAULT_POLICY_PACK, DEFAULT_RENDERER_DIR, REPO_ROOT, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
+import { loadRiskConfig } from '../core/risk/risk-config.js';
+import { formatScenarioReport, readScenarioSet, runScenarioReport } from '../core/risk/scenario-report.js';
 import { keysCommand, domainOption } from './keys-command.js';
 import { ApproverDirectory } from '../core/approvals/approver-directory.js';
 import { checkPolicyDirectory, runPolicyTests } from '../core/policy/policy-tests.js';
@@ -26,6 +28,7 @@ const USAGE = `usage: countersign <command> [options]
   keygen --agent-id ID      make an agent key pair and a signed enrollment request
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
+                [--model M] [--agent-version V]
   agents list
   agents revoke ID [--reason TEXT]
   agents rotate ID FILE [--overlap 24h]
@@ -44,8 +47,14 @@ const USAGE = `usage: countersign <command> [options]
                             (keys commands take --domain production|test; default: config)
   jwks                      print the public keys tool servers trust (JWKS)
   audit verify              recompute the audit hash chain
+  risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]
+                            the scorer's detection and false-positive rates on the labelled
+                            scenario set (default test/scenarios/risk-scenarios.json)
 
 common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR`;
+
+/** The labelled scenario set shipped with the repository (test/scenarios/). */
+const DEFAULT_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'risk-scenarios.json');
 
 const OPTIONS = {
   'data-dir': { type: 'string' },
@@ -68,6 +77,11 @@ const OPTIONS = {
   domain: { type: 'string' },
   format: { type: 'string' },
   groups: { type: 'string' },
+  model: { type: 'string' },
+  'agent-version': { type: 'string' },
+  scenarios: { type: 'string' },
+  'risk-config': { type: 'string' },
+  threshold: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
@@ -76,6 +90,12 @@ type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositi
 function list(value: string | undefined, name: string): string[] {
   if (value === undefined || value.trim() === '') throw new CountersignError('config_invalid', `--${name} is required (a comma-separated list)`);
   return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+function optionalLabel(value: string | undefined, name: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (value.trim() === '' || value.length > 128) throw new CountersignError('config_invalid', `--${name} must be 1 to 128 characters`);
+  return value;
 }
 
 function required(value: string | undefined, name: string): string {
@@ -158,6 +178,8 @@ export async function main(argv: string[]): Promise<number> {
             dataClasses: list(values['data-classes'], 'data-classes'),
             jurisdictions: list(values.jurisdictions, 'jurisdictions'),
             expiresAt: values.expires === undefined ? undefined : Date.now() + parseDuration(values.expires),
+            model: optionalLabel(values.model, 'model'),
+            agentVersion: optionalLabel(values['agent-version'], 'agent-version'),
           });
           print(agent);
           return 0;
@@ -252,6 +274,15 @@ export async function main(argv: string[]): Promise<number> {
       } finally {
         db.close();
       }
+    }
+    case 'risk': {
+      if (sub !== 'report') throw new CountersignError('config_invalid', 'usage: countersign risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]');
+      const riskConfig = loadRiskConfig(resolve(values['risk-config'] ?? join(DEFAULT_POLICY_PACK, 'risk.json')), true);
+      const threshold = values.threshold === undefined ? riskConfig.reportThreshold : Number(values.threshold);
+      if (!Number.isInteger(threshold) || threshold < 1 || threshold > 100) throw new CountersignError('config_invalid', '--threshold must be a whole number from 1 to 100');
+      const report = runScenarioReport(readScenarioSet(resolve(values.scenarios ?? DEFAULT_SCENARIO_FILE)), riskConfig, threshold);
+      process.stdout.write(`${formatScenarioReport(report)}\n`);
+      return 0;
     }
     default:
       throw new CountersignError('config_invalid', `unknown command ${JSON.stringify(command)}; run countersign --help`);

@@ -17,6 +17,8 @@ import type { Signer } from './custody/signer.js';
 import { TokenIssuer } from './tokens/token-issuer.js';
 import { DecisionService, type DecisionServiceOptions } from './decision/decision-service.js';
 import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
+import { RiskEngine } from './risk/risk-engine.js';
+import { loadRiskConfig } from './risk/risk-config.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
@@ -42,6 +44,7 @@ export interface StartOptions {
   overrides?: ConfigOverrides;
   log?: (message: string) => void;
   clock?: () => number;
+  /** For tests: a scorer that replaces the risk engine (fault injection). Baselines are still kept. */
   risk?: RiskScorer;
   /** Directory of the built renderer served at /ui/ (default renderer/dist). */
   rendererDir?: string;
@@ -72,6 +75,8 @@ export interface RunningCountersign {
   virtualApprovers?: VirtualApprovers;
   signingKeys: SigningKeyRegistry;
   issuer: TokenIssuer;
+  /** The risk scorer and baselines (undefined when `risk.enabled` is false). */
+  riskEngine?: RiskEngine;
   /** Per-start secret for the /api/ui/* HTTP API (32 random bytes, base64url). Never log it. */
   uiSessionSecret: string;
   close(): Promise<void>;
@@ -104,8 +109,14 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const appendAudit = (kind: AuditKind, event: JsonObject) => db.transaction(() => audit.append(kind, clock(), event)).immediate();
 
   let policy: PolicyEngine;
+  let riskEngine: RiskEngine | undefined;
   try {
-    policy = await PolicyEngine.open(resolvePolicyDir(dataDir, config, log), { worker: options.policyWorker ?? true });
+    const policyDir = resolvePolicyDir(dataDir, config, log);
+    if (config.risk.enabled) {
+      const riskConfig = config.risk.file !== undefined ? loadRiskConfig(resolve(dataDir, config.risk.file), true) : loadRiskConfig(join(policyDir, 'risk.json'), false);
+      riskEngine = new RiskEngine(db, riskConfig);
+    }
+    policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true });
   } catch (error) {
     db.close();
     throw error;
@@ -123,7 +134,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
   const minter = tokenMinter(issuer);
   const decisions = new DecisionService({
-    db, audit, registry, policy, minter, risk: options.risk ?? UnscoredRisk, clock, onTiming: options.onTiming,
+    db, audit, registry, policy, minter, risk: options.risk ?? riskEngine ?? UnscoredRisk, learner: riskEngine, clock, onTiming: options.onTiming,
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
   });
   const uiSessionSecret = randomBytes(32).toString('base64url');
@@ -138,7 +149,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   });
   const approvals = new ApprovalService({
     db, audit, directory: approvers, now: clock, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
-    audienceOf: (tool) => policy.tool(tool)?.audience, minter, policy: policyReevaluation(registry, policy, clock),
+    audienceOf: (tool) => policy.tool(tool)?.audience, minter, policy: policyReevaluation(registry, policy, clock), learner: riskEngine,
     onDecided: (agentId, result) => {
       gateway.notifyAgent(agentId, result);
     },
@@ -170,7 +181,10 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   }
   boundPort = bound.port;
   url = `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`;
-  appendAudit('server.started', { serverId: config.serverId, domain: config.domain, port: bound.port, signingKid: signer.keyId, custody: signer.custody });
+  appendAudit('server.started', {
+    serverId: config.serverId, domain: config.domain, port: bound.port, signingKid: signer.keyId, custody: signer.custody,
+    risk: riskEngine === undefined ? { enabled: false } : { enabled: true, settingsHash: riskEngine.settingsHash },
+  });
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
 
@@ -185,14 +199,26 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     }
   });
 
+  // Baselines forget amounts and per-minute/hour counters past their lookback window.
+  const riskPruning = riskEngine === undefined ? undefined : setInterval(() => {
+    try {
+      riskEngine.prune(clock());
+    } catch (error) {
+      log(`risk baseline pruning failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }, 10 * 60 * 1000);
+  riskPruning?.unref();
+
   let closed = false;
   return {
     config, dataDir, url, port: bound.port,
     db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals,
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
+    ...(riskEngine === undefined ? {} : { riskEngine }),
     async close() {
       if (closed) return;
       closed = true;
+      if (riskPruning) clearInterval(riskPruning);
       stopWatching();
       await gateway.close();
       await policy.close();

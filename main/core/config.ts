@@ -86,6 +86,12 @@ const configSchema = z.strictObject({
     /** How long an approver has to complete one ceremony. */
     ceremonyTimeoutMs: z.int().min(5_000).max(600_000).default(120_000),
   }).prefault({}),
+  risk: z.strictObject({
+    /** Score calls against each agent's learned baseline (false: every call scores 0, `unscored`). */
+    enabled: z.boolean().default(true),
+    /** Risk settings file; default `risk.json` in the policy directory, else built-in defaults. */
+    file: z.string().min(1).optional(),
+  }).prefault({}),
   custody: z.strictObject({
     /** Refuse to start unless tokens are signed by a PKCS#11-held key: no software fallback. */
     requireHardware: z.boolean().default(false),

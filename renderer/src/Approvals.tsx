@@ -452,7 +452,16 @@ function PendingRequestCard({ request, approver, busy, denying, denyReason, onAp
         </dd>
         <dt>Risk</dt>
         <dd data-testid="request-risk">
-          score {request.risk.score}/100{request.risk.factors.length > 0 && <> · factors: {request.risk.factors.map((f) => <code key={f} className="tool">{f}</code>)}</>}
+          score <strong data-testid="risk-score">{request.risk.score}</strong>/100
+          {request.risk.factors.length > 0 && (
+            <ul className="reasons" data-testid="risk-factors">
+              {request.risk.factors.map((f) => (
+                <li key={f.name} data-factor={f.name}>
+                  {f.explanation} <span className="muted">(<code>{f.name}</code>, +{f.points})</span>
+                </li>
+              ))}
+            </ul>
+          )}
         </dd>
         <dt>Why it is held</dt>
         <dd>

@@ -1,9 +1,10 @@
 /**
  * The benchmarks' code paths stay runnable (their figures are never asserted here: they live in
- * `npm run bench`). A tiny approvals run checks the structure of what it reports.
+ * `npm run bench`). Tiny approvals and risk runs check the structure of what they report.
  */
 import { describe, expect, it } from 'vitest';
 import { runApprovalsBench } from '../../bench/approvals.bench.js';
+import { runRiskBench } from '../../bench/risk.bench.js';
 
 describe('bench smoke', () => {
   it('runs the approvals benchmark end to end on a few requests', async () => {
@@ -11,4 +12,13 @@ describe('bench smoke', () => {
     expect(result).toMatchObject({ requests: 3, automaticDecisionLatency: { n: 3 }, lastAssertionToTokenAtAgent: { n: 3 } });
     expect(result.approverApiWith1000Pending).toHaveProperty('listMs');
   }, 60_000);
+
+  it('runs the risk benchmark end to end on a few agents, every measured call allowed', async () => {
+    const result = await runRiskBench({ agents: 30, historyCalls: 3_000, loadAgents: 10, seconds: 1, openLoopPerSecond: 20 });
+    expect(result).toMatchObject({ agents: 30, historicalCalls: 3_000, scoringInProcess: { maxScoreSeen: 0 } });
+    const latency = result.decisionLatency as { scoringOn: { notAllowed: number; errors: number; perSecond: number }; scoringOff: Array<{ notAllowed: number; errors: number }> };
+    expect(latency.scoringOn).toMatchObject({ notAllowed: 0, errors: 0 });
+    expect(latency.scoringOn.perSecond).toBeGreaterThan(0);
+    for (const off of latency.scoringOff) expect(off).toMatchObject({ notAllowed: 0, errors: 0 });
+  }, 120_000);
 });

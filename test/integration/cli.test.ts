@@ -113,6 +113,37 @@ describe('countersign CLI', () => {
     expect(listed).toEqual([expect.objectContaining({ id: 'alice', status: 'disabled', credentials: [] })]);
   }, 60_000);
 
+  it('enrolls an agent with its model and agent version', () => {
+    const made = JSON.parse(cli('keygen', '--agent-id', 'model-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
+    const enroll = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'o@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US', '--model', 'claude-sonnet-4', '--agent-version', '2.3.1');
+    expect(enroll.status).toBe(0);
+    expect(JSON.parse(enroll.stdout)).toMatchObject({ id: 'model-bot', model: 'claude-sonnet-4', agentVersion: '2.3.1' });
+    const blank = JSON.parse(cli('keygen', '--agent-id', 'blank-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
+    const refused = cli('agents', 'enroll', blank.enrollmentFile, '--owner', 'o', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US', '--model', ' ');
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('--model must be 1 to 128 characters [config_invalid]');
+  }, 60_000);
+
+  it('reports the risk scorer\'s detection and false-positive rates on the scenario set', () => {
+    const report = cli('risk', 'report');
+    expect(report.status).toBe(0);
+    expect(report.stdout).toMatch(/risk scenario report at threshold 60 \(300 scenarios\)/);
+    const detection = Number(/detection rate\s+([\d.]+)%/.exec(report.stdout)?.[1]);
+    const falsePositives = Number(/false-positive rate\s+([\d.]+)%/.exec(report.stdout)?.[1]);
+    expect(detection).toBeGreaterThanOrEqual(90);
+    expect(falsePositives).toBeLessThanOrEqual(5);
+    expect(report.stdout).toContain('split_transfer');
+    const strict = cli('risk', 'report', '--threshold', '95');
+    expect(Number(/detection rate\s+([\d.]+)%/.exec(strict.stdout)?.[1])).toBeLessThan(detection);
+    expect(cli('risk', 'report', '--threshold', '0').stderr).toContain('--threshold must be a whole number from 1 to 100 [config_invalid]');
+    const bad = join(dataDir, 'bad-scenarios.json');
+    writeFileSync(bad, JSON.stringify({ version: 1, description: 'x', scenarios: [{ id: 'a' }] }));
+    expect(cli('risk', 'report', '--scenarios', bad).stderr).toContain('[config_invalid]');
+    const badConfig = join(dataDir, 'bad-risk.json');
+    writeFileSync(badConfig, JSON.stringify({ factors: { off_hours: { weight: 500 } } }));
+    expect(cli('risk', 'report', '--risk-config', badConfig).stderr).toContain('"factors.off_hours.weight"');
+  }, 120_000);
+
   it('runs the demo: agents send calls and decisions flow', async () => {
     const demoDir = tempDir();
     const child = spawn(TSX, [CLI, 'start', '--demo', '--port', '0', '--data-dir', demoDir], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -120,12 +151,16 @@ describe('countersign CLI', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const deadline = Date.now() + 30_000;
-    while (!(out.includes(': ALLOW') && out.includes(': PENDING')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (!(out.includes(': ALLOW') && out.includes(': PENDING') && /as an external email asked: \w+.*\n.*\n/.test(out)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     rmSync(demoDir, { recursive: true, force: true });
     expect(out).toContain('tool server verified the token');
     expect(out).toContain(': PENDING');
+    // The same payment twice: automatic from a person, held once an external email asked for it.
+    expect(out).toContain('pay 250.00 USD to Acme Ltd (known payee): ALLOW');
+    expect(out).toContain('pay 250.00 USD to Acme Ltd, as an external email asked: PENDING');
+    expect(out).toContain('untrusted_provenance +45 (the input that led to this call came from "email:external")');
     expect(out).toContain('not hardware-backed');
   }, 60_000);
 });

@@ -31,6 +31,9 @@ import {
 } from '@simplewebauthn/server';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
+import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
+import type { RiskLearner } from '../decision/risk.js';
+import { learnSafely } from '../risk/learn-safely.js';
 import type { AuditChain, AuditKind } from '../audit/audit-chain.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { MintInput } from '../decision/decision-service.js';
@@ -67,7 +70,7 @@ export interface ReevaluationInput {
   agentId: string;
   call: ToolCall;
   /** The risk assessment recorded with the request. */
-  risk: { score: number; factors: string[] };
+  risk: RiskAssessment;
   /** The policy set hash the request was decided (held) under. */
   policyHash: string;
 }
@@ -95,6 +98,8 @@ export interface ApprovalServiceOptions {
   /** The token audience of a tool (app.ts: `(tool) => policy.tool(tool)?.audience`). */
   audienceOf: (tool: string) => string | undefined;
   policy?: ApprovalPolicyHook;
+  /** Keeps risk baselines in step: an approved call is an executed call. */
+  learner?: RiskLearner | undefined;
   now?: () => number;
   /** How long an approver has to complete one ceremony (never beyond the request's expiry). */
   ceremonyTimeoutMs: number;
@@ -132,7 +137,7 @@ export interface ApprovalRequestView {
   determiningPolicies: string[];
   reasons: string[];
   obligation: ApprovalRequirement;
-  risk: { score: number; factors: string[] };
+  risk: RiskAssessment;
   state: RequestState;
   createdAt: number;
   expiresAt: number;
@@ -692,7 +697,7 @@ export class ApprovalService {
     let conflicted: string[] = [];
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
-        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: JSON.parse(row.risk) as { score: number; factors: string[] }, policyHash: row.policy_hash,
+        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: parseStoredRisk(row.risk), policyHash: row.policy_hash,
       });
       if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
       if (reevaluation.outcome === 'approval_required') {
@@ -721,6 +726,17 @@ export class ApprovalService {
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
   private commit(ctx: SubmitContext, plan: Plan): { outcome: ApprovalOutcome; agentId: string; result?: DecisionResult } {
+    let learnerAgent: string | undefined;
+    try {
+      return this.commitOnce(ctx, plan, (agentId) => { learnerAgent = agentId; });
+    } catch (error) {
+      // The transaction rolled back: memory may hold what it learned.
+      if (learnerAgent !== undefined) this.options.learner?.forget(learnerAgent);
+      throw error;
+    }
+  }
+
+  private commitOnce(ctx: SubmitContext, plan: Plan, touched: (agentId: string) => void): { outcome: ApprovalOutcome; agentId: string; result?: DecisionResult } {
     return this.store(() => {
       const now = this.now();
       const row = this.requestRow(ctx.requestId);
@@ -755,10 +771,12 @@ export class ApprovalService {
       this.offered.delete(ctx.challenge);
 
       const determiningPolicies = JSON.parse(row.determining_policies) as string[];
-      const finish = (state: 'approved' | 'denied', reasons: string[]) => {
+      const finish = (state: 'approved' | 'denied', reasons: string[]): string | undefined => {
         const changed = this.db.prepare('UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = ?')
           .run(state, now, JSON.stringify(reasons), row.id, 'pending');
         if (changed.changes !== 1) throw new CountersignError('request_not_pending', `request ${quote(row.id)} is no longer pending`);
+        touched(row.agent_id);
+        return learnSafely(this.db, this.options.learner, row.agent_id, (l) => l.settled(row.agent_id, { id: row.id, call: parseCall(row), callSha256: row.call_sha256, createdAt: row.created_at }, state, now));
       };
       const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
         requestId: row.id, state, approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)), reasons,
@@ -768,8 +786,9 @@ export class ApprovalService {
         const reasons = plan.kind === 'deny'
           ? [ctx.reason === undefined ? `denied by ${approver.displayName}` : `denied by ${approver.displayName}: ${ctx.reason}`]
           : plan.reevaluation.reasons;
-        finish('denied', reasons);
+        const learningFault = finish('denied', reasons);
         const event: JsonObject = { requestId: row.id, agentId: row.agent_id, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash, reasons };
+        if (learningFault !== undefined) event.riskLearningFault = learningFault;
         if (plan.kind === 'deny') {
           event.deniedBy = approver.id;
           event.determiningPolicies = determiningPolicies;
@@ -801,14 +820,16 @@ export class ApprovalService {
 
       const names = plan.counted.map((id) => (id === approver.id ? approver : this.options.directory.get(id)).displayName);
       const reasons = [...(JSON.parse(row.reasons) as string[]), `approved by ${joinNames(names)}`];
-      finish('approved', reasons);
+      const learningFault = finish('approved', reasons);
       this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(plan.minted.jti, row.id, plan.minted.kid, plan.minted.token, now, plan.minted.expiresAt);
-      this.appendAudit('decision.approved', now, {
+      const approvedEvent: JsonObject = {
         requestId: row.id, agentId: row.agent_id, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash,
         determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
         token: { jti: plan.minted.jti, kid: plan.minted.kid, expiresAt: plan.minted.expiresAt, audience: plan.audience },
-      });
+      };
+      if (learningFault !== undefined) approvedEvent.riskLearningFault = learningFault;
+      this.appendAudit('decision.approved', now, approvedEvent);
       const result: DecisionResult = {
         requestId: row.id, decision: 'allow', state: 'approved', token: plan.minted.token, tokenExpiresAt: plan.minted.expiresAt,
         reasons, determiningPolicies, policyHash: row.policy_hash,
@@ -876,7 +897,7 @@ export class ApprovalService {
       determiningPolicies: JSON.parse(row.determining_policies) as string[],
       reasons: JSON.parse(row.reasons) as string[],
       obligation: parseObligation(row),
-      risk: JSON.parse(row.risk) as { score: number; factors: string[] },
+      risk: parseStoredRisk(row.risk),
       state: row.state,
       createdAt: row.created_at,
       expiresAt: row.expires_at ?? row.created_at,

@@ -6,6 +6,7 @@
 import type { AgentRegistry } from '../identity/agent-registry.js';
 import type { PolicyEngine } from '../policy/policy-engine.js';
 import type { ApprovalPolicyHook } from './approval-service.js';
+import { riskContext } from '../../../shared/risk.js';
 
 export function policyReevaluation(registry: AgentRegistry, policy: PolicyEngine, clock: () => number): ApprovalPolicyHook {
   return {
@@ -16,7 +17,7 @@ export function policyReevaluation(registry: AgentRegistry, policy: PolicyEngine
       }
       const d = await policy.evaluateAsync({
         agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
-        tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk, now: new Date(clock()),
+        tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk: riskContext(risk), now: new Date(clock()),
       });
       if (d.outcome === 'deny') return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
       if (d.outcome === 'approval_required' && d.obligation !== undefined) {

@@ -10,13 +10,15 @@ import type { Db } from '../store/database.js';
 import type { AuditChain } from '../audit/audit-chain.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
 import type { PolicyEngine } from '../policy/policy-engine.js';
-import { safeScore, type RiskScorer } from './risk.js';
+import { safeScore, type RiskLearner, type RiskScorer } from './risk.js';
+import { riskContext } from '../../../shared/risk.js';
+import { learnSafely } from '../risk/learn-safely.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
 import { callDigest } from '../tokens/call-digest.js';
 import { GroupCommitter } from '../store/group-commit.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
-import type { ApprovalRequirement, DecisionResult, RequestState, SignedEnvelope } from '../../../shared/protocol.js';
+import type { ApprovalRequirement, DecisionResult, RequestState, SignedEnvelope, ToolCall } from '../../../shared/protocol.js';
 
 export interface MintInput {
   requestId: string;
@@ -44,15 +46,17 @@ export interface DecisionServiceOptions {
   policy: PolicyEngine;
   minter: TokenMinter;
   risk: RiskScorer;
+  /** Keeps risk baselines in step with decisions (absent: nothing is learned). */
+  learner?: RiskLearner | undefined;
   maxAgeMs: number;
   maxFutureMs: number;
   maxPendingPerAgent: number;
   clock?: () => number;
-  /** Optional stage timings (benchmarks): verify, policy, sign, store — milliseconds. */
+  /** Optional stage timings (benchmarks): verify, risk, policy, sign, store — milliseconds. */
   onTiming?: (stage: DecisionStage, ms: number) => void;
 }
 
-export type DecisionStage = 'verify' | 'policy' | 'sign' | 'store';
+export type DecisionStage = 'verify' | 'risk' | 'policy' | 'sign' | 'store';
 
 export interface AuthenticatedSession {
   agentId: string;
@@ -60,7 +64,7 @@ export interface AuthenticatedSession {
 }
 
 interface RequestRow {
-  id: string; agent_id: string; state: RequestState; policy_hash: string; determining_policies: string; reasons: string;
+  id: string; agent_id: string; call_json: string; call_sha256: string; created_at: number; state: RequestState; policy_hash: string; determining_policies: string; reasons: string;
   obligation: string | null; expires_at: number | null; token: string | null; token_expires_at: number | null;
 }
 
@@ -149,7 +153,8 @@ export class DecisionService {
     const tool = this.options.policy.tool(call.tool);
     if (!tool) throw new CountersignError('unknown_tool', `the tool ${quote(call.tool)} is not declared in the policy set`);
     const callSha256 = callDigest(call.tool, call.params);
-    const risk = safeScore(this.options.risk, { agentId: agent.id, call, now });
+    const risk = safeScore(this.options.risk, { agent, call, callSha256, now });
+    lap('risk');
     const requestId = newRequestId();
 
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
@@ -162,7 +167,7 @@ export class DecisionService {
         dataClass: call.dataClass,
         jurisdiction: call.jurisdiction,
         provenance: call.provenance,
-        risk,
+        risk: riskContext(risk),
         now: new Date(now),
       });
 
@@ -204,11 +209,13 @@ export class DecisionService {
         conflicted: JSON.stringify(decision.obligation?.conflicted ?? []),
       });
       if (minted) this.insertToken.run(minted.jti, requestId, minted.kid, minted.token, now, minted.expiresAt);
+      const learningFault = learnSafely(this.db, this.options.learner, agent.id, (l) => l.submitted(agent.id, requestId, call, callSha256, now, state));
       const event: JsonObject = {
         requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callSha256, dataClass: call.dataClass, jurisdiction: call.jurisdiction,
         provenance: call.provenance, nonce: payload.nonce, policyHash: decision.policyHash, determiningPolicies: decision.determiningPolicies,
-        reasons: decision.reasons, risk: { score: risk.score, factors: risk.factors },
+        reasons: decision.reasons, risk: risk as unknown as JsonObject,
       };
+      if (learningFault !== undefined) event.riskLearningFault = learningFault;
       if (obligation && expiresAt !== undefined) event.approval = { ...obligation, expiresAt };
       if (minted) event.token = { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: tool.audience };
       try {
@@ -220,6 +227,8 @@ export class DecisionService {
     try {
       await this.committer.run(commit);
     } catch (error) {
+      // Memory may hold what the rolled-back transaction learned: rebuild it from the database.
+      this.options.learner?.forget(agent.id);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the decision could not be stored, so it was not issued', { cause: error });
     }
@@ -250,19 +259,31 @@ export class DecisionService {
 
   /** Move pending requests past their deadline to `expired` (terminal); returns what changed. */
   expireDue(now = this.clock()): Array<{ agentId: string; result: DecisionResult }> {
+    const touched = new Set<string>();
     const expire = this.db.transaction(() => {
       const due = this.db.prepare<[number], RequestRow>("SELECT r.*, NULL AS token, NULL AS token_expires_at FROM requests r WHERE state = 'pending' AND expires_at <= ?").all(now);
       const reasons = JSON.stringify([EXPIRED_REASON]);
       const update = this.db.prepare("UPDATE requests SET state = 'expired', decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'");
       for (const row of due) {
+        touched.add(row.agent_id);
         update.run(now, reasons, row.id);
-        this.options.audit.append('decision.expired', now, { requestId: row.id, agentId: row.agent_id, reasons: [EXPIRED_REASON] });
+        const learningFault = learnSafely(this.db, this.options.learner, row.agent_id, (l) => l.settled(row.agent_id, { id: row.id, call: JSON.parse(row.call_json) as ToolCall, callSha256: row.call_sha256, createdAt: row.created_at }, 'expired', now));
+        const event: JsonObject = { requestId: row.id, agentId: row.agent_id, reasons: [EXPIRED_REASON] };
+        if (learningFault !== undefined) event.riskLearningFault = learningFault;
+        this.options.audit.append('decision.expired', now, event);
         row.state = 'expired';
         row.reasons = reasons;
       }
       return due;
     });
-    return expire.immediate().map((row) => ({ agentId: row.agent_id, result: toResult(row) }));
+    let expired: RequestRow[];
+    try {
+      expired = expire.immediate();
+    } catch (error) {
+      for (const agentId of touched) this.options.learner?.forget(agentId);
+      throw error;
+    }
+    return expired.map((row) => ({ agentId: row.agent_id, result: toResult(row) }));
   }
 
   /** Forget nonces whose envelopes are too old to be accepted anyway. */

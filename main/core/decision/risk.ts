@@ -1,31 +1,52 @@
 /**
- * The seam the risk scorer plugs into. Until the risk issue lands, calls are scored by
- * `UnscoredRisk`, which says so in its factors; a scorer that throws or returns nonsense is
- * treated as maximum risk, never zero.
+ * The seams between the decision path and the risk scorer (main/core/risk/). A scorer that
+ * throws or returns nonsense (NaN, out of range, malformed factors) is treated as maximum risk,
+ * never zero, and the fault is recorded as the `scorer_fault` factor.
  */
 import type { ToolCall } from '../../../shared/protocol.js';
+import { faultAssessment, riskAssessmentSchema, type RiskAssessment } from '../../../shared/risk.js';
+import type { SubmissionState } from '../risk/agent-profile.js';
 
-export interface RiskAssessment {
-  score: number;
-  factors: string[];
+export interface RiskInput {
+  agent: { id: string; dataClasses: readonly string[]; jurisdictions: readonly string[]; model?: string | undefined; agentVersion?: string | undefined };
+  call: ToolCall;
+  callSha256: string;
+  now: number;
 }
 
 export interface RiskScorer {
-  score(input: { agentId: string; call: ToolCall; now: number }): RiskAssessment;
+  score(input: RiskInput): RiskAssessment;
 }
 
+/**
+ * Keeps baselines in step with what happened. Each method runs inside the transaction that
+ * records the event; if that transaction fails, the caller calls `forget(agentId)`.
+ */
+export interface RiskLearner {
+  /** A request row was written with this state (an `allowed` call is executed: learn from it). */
+  submitted(agentId: string, requestId: string, call: ToolCall, callSha256: string, at: number, state: SubmissionState): void;
+  /** A held request reached a final state (`approved` is executed: learn from it). */
+  settled(agentId: string, request: { id: string; call: ToolCall; callSha256: string; createdAt: number }, state: SubmissionState, now: number): void;
+  /** Drop what memory holds for the agent (its transaction rolled back). */
+  forget(agentId: string): void;
+}
+
+/** Scores nothing and learns nothing: `risk.enabled: false` (and benchmarks' no-scoring arm). */
 export const UnscoredRisk: RiskScorer = {
-  score: () => ({ score: 0, factors: ['unscored'] }),
+  score: () => ({ score: 0, factors: [{ name: 'unscored', points: 0, weight: 0, observed: {}, explanation: 'risk scoring is turned off' }] }),
 };
 
-export const MAX_RISK: RiskAssessment = { score: 100, factors: ['scorer_fault'] };
-
-export function safeScore(scorer: RiskScorer, input: Parameters<RiskScorer['score']>[0]): RiskAssessment {
+export function safeScore(scorer: RiskScorer, input: RiskInput): RiskAssessment {
+  let result: unknown;
   try {
-    const result = scorer.score(input);
-    if (!Number.isInteger(result.score) || result.score < 0 || result.score > 100 || !Array.isArray(result.factors)) return MAX_RISK;
-    return result;
-  } catch {
-    return MAX_RISK;
+    result = scorer.score(input);
+  } catch (error) {
+    return faultAssessment(error instanceof Error ? `${error.name}: ${error.message}` : 'the scorer threw');
   }
+  const parsed = riskAssessmentSchema.safeParse(result);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return faultAssessment(`the scorer returned an invalid assessment at ${JSON.stringify(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
 }

@@ -19,6 +19,9 @@ export interface AgentScope {
   jurisdictions: string[];
   /** Epoch ms after which the agent can no longer act; undefined = no expiry. */
   expiresAt?: number | undefined;
+  /** The model and agent software version enrolled; a call declaring others raises its risk. */
+  model?: string | undefined;
+  agentVersion?: string | undefined;
 }
 
 export interface AgentRecord extends AgentScope {
@@ -42,6 +45,7 @@ export interface AgentKeyRecord {
 interface AgentRow {
   id: string; display_name: string; owner: string; group_name: string; allowed_tools: string; data_classes: string;
   jurisdictions: string; status: 'active' | 'revoked'; created_at: number; expires_at: number | null; revoked_at: number | null;
+  model: string | null; agent_version: string | null;
 }
 interface KeyRow {
   kid: string; agent_id: string; alg: AgentKeyAlgorithm; public_jwk: string; status: 'active' | 'retiring' | 'revoked';
@@ -61,6 +65,8 @@ function toAgent(row: AgentRow): AgentRecord {
     createdAt: row.created_at,
     expiresAt: row.expires_at ?? undefined,
     revokedAt: row.revoked_at ?? undefined,
+    model: row.model ?? undefined,
+    agentVersion: row.agent_version ?? undefined,
   };
 }
 
@@ -100,8 +106,8 @@ export class AgentRegistry {
         throw new CountersignError('enrollment_conflict', 'that key is already enrolled');
       }
       this.db
-        .prepare('INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(payload.agentId, payload.displayName, scope.owner, scope.group, JSON.stringify(scope.allowedTools), JSON.stringify(scope.dataClasses), JSON.stringify(scope.jurisdictions), 'active', now, scope.expiresAt ?? null);
+        .prepare('INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at, model, agent_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(payload.agentId, payload.displayName, scope.owner, scope.group, JSON.stringify(scope.allowedTools), JSON.stringify(scope.dataClasses), JSON.stringify(scope.jurisdictions), 'active', now, scope.expiresAt ?? null, scope.model ?? null, scope.agentVersion ?? null);
       this.insertKey(payload.agentId, payload.publicJwk, now);
       this.audit.append('agent.enrolled', now, {
         agentId: payload.agentId,
@@ -113,6 +119,8 @@ export class AgentRegistry {
         dataClasses: scope.dataClasses,
         jurisdictions: scope.jurisdictions,
         expiresAt: scope.expiresAt ?? null,
+        model: scope.model ?? null,
+        agentVersion: scope.agentVersion ?? null,
       });
     });
     enroll.immediate();

@@ -172,4 +172,39 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE requests ADD COLUMN conflicted_approvers TEXT NOT NULL DEFAULT '[]';
   `,
+  // 7: risk baselines per agent, learned from executed calls only; enrolled model and version
+  `
+  ALTER TABLE agents ADD COLUMN model TEXT;
+  ALTER TABLE agents ADD COLUMN agent_version TEXT;
+
+  -- Destinations (payee, account, host, repository, environment, ...) an executed call used.
+  CREATE TABLE risk_known (
+    agent_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    uses INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, kind, value)
+  ) STRICT, WITHOUT ROWID;
+
+  -- Amounts of executed calls per series (tool and currency), for the agent's median.
+  CREATE TABLE risk_amounts (
+    agent_id TEXT NOT NULL,
+    series TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    amount REAL NOT NULL
+  ) STRICT;
+  CREATE INDEX risk_amounts_by_agent ON risk_amounts(agent_id, series, at);
+
+  -- Counters of executed calls: hour of day, minute, tool, tool transition, data class, jurisdiction.
+  CREATE TABLE risk_counts (
+    agent_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, kind, key)
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];

@@ -91,7 +91,7 @@ function toApprovalRequest(view: ApprovalRequestView): ApprovalRequest {
       ttlSeconds: view.obligation.ttlSeconds,
       userVerification: view.obligation.userVerification,
     },
-    risk: { score: view.risk.score, factors: [...view.risk.factors] },
+    risk: { score: view.risk.score, factors: view.risk.factors.map((f) => ({ ...f, observed: { ...f.observed } })) },
     state: view.state,
     createdAt: view.createdAt,
     expiresAt: view.expiresAt,

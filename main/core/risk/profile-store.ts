@@ -1,0 +1,119 @@
+/**
+ * Risk baselines in SQLite (tables risk_known, risk_amounts, risk_counts; migration 7) and the
+ * recent window read back from the requests table. Writes run inside the caller's transaction
+ * (the decision's or the approval's), so a baseline learns from a call exactly when that call's
+ * executed state commits, and never from one that rolled back.
+ */
+import type { Db } from '../store/database.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
+import { toolCallSchema } from '../../../shared/protocol.js';
+import type { RiskConfig } from './risk-config.js';
+import { callFeatures, type CallFeatures } from './call-features.js';
+import {
+  HOUR_MS, MAX_ACTIVE_HOURS, MAX_ACTIVE_MINUTES, MAX_AMOUNTS_PER_SERIES, MINUTE_MS, destinationKey, emptyProfile, trimRecent,
+  type AgentProfile, type KnownDestination, type Learned, type SubmissionState,
+} from './agent-profile.js';
+
+interface CountRow { kind: string; key: string; count: number; last_at: number }
+interface RecentRow { id: string; created_at: number; call_json: string; call_sha256: string; state: SubmissionState }
+
+export class ProfileStore {
+  private readonly known;
+  private readonly amounts;
+  private readonly counts;
+  private readonly recent;
+  private readonly upsertCount;
+  private readonly insertAmount;
+  private readonly upsertKnown;
+  private readonly deleteKnown;
+
+  constructor(private readonly db: Db, private readonly config: RiskConfig, private readonly recentWindowMs: number) {
+    this.known = db.prepare<[string], { kind: string; value: string; first_seen: number; last_seen: number }>('SELECT kind, value, first_seen, last_seen FROM risk_known WHERE agent_id = ? ORDER BY last_seen, value');
+    this.amounts = db.prepare<[string, number], { series: string; at: number; amount: number }>('SELECT series, at, amount FROM risk_amounts WHERE agent_id = ? AND at >= ? ORDER BY at, rowid');
+    this.counts = db.prepare<[string], CountRow>('SELECT kind, key, count, last_at FROM risk_counts WHERE agent_id = ?');
+    this.recent = db.prepare<[string, number], RecentRow>('SELECT id, created_at, call_json, call_sha256, state FROM requests WHERE agent_id = ? AND created_at >= ? ORDER BY created_at, rowid');
+    this.upsertCount = db.prepare(
+      'INSERT INTO risk_counts (agent_id, kind, key, count, last_at) VALUES (?, ?, ?, 1, ?) ON CONFLICT (agent_id, kind, key) DO UPDATE SET count = count + 1, last_at = max(last_at, excluded.last_at)',
+    );
+    this.insertAmount = db.prepare('INSERT INTO risk_amounts (agent_id, series, at, amount) VALUES (?, ?, ?, ?)');
+    this.upsertKnown = db.prepare(
+      'INSERT INTO risk_known (agent_id, kind, value, first_seen, last_seen, uses) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (agent_id, kind, value) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), uses = uses + 1',
+    );
+    this.deleteKnown = db.prepare('DELETE FROM risk_known WHERE agent_id = ? AND kind = ? AND value = ?');
+  }
+
+  /** Rebuild an agent's profile from the database (throws if the tables are missing or corrupt). */
+  load(agentId: string, now: number): AgentProfile {
+    const profile = emptyProfile();
+    for (const row of this.known.all(agentId)) {
+      let values = profile.known.get(row.kind);
+      if (!values) profile.known.set(row.kind, (values = new Map<string, KnownDestination>()));
+      values.set(row.value, { first: row.first_seen, last: row.last_seen });
+    }
+    for (const row of this.amounts.all(agentId, now - this.config.lookbackMs)) {
+      let list = profile.amounts.get(row.series);
+      if (!list) profile.amounts.set(row.series, (list = []));
+      list.push({ at: row.at, amount: row.amount });
+    }
+    for (const list of profile.amounts.values()) if (list.length > MAX_AMOUNTS_PER_SERIES) list.splice(0, list.length - MAX_AMOUNTS_PER_SERIES);
+    const minutes: Array<[number, number]> = [];
+    const hours: Array<[number, number]> = [];
+    let lastTool: { tool: string; at: number } | undefined;
+    for (const row of this.counts.all(agentId)) {
+      switch (row.kind) {
+        case 'total': profile.executed = row.count; break;
+        case 'hod': profile.hourOfDay[Number(row.key)] = row.count; break;
+        case 'minute': minutes.push([Number(row.key), row.count]); break;
+        case 'hour': hours.push([Number(row.key), row.count]); break;
+        case 'data_class': profile.dataClasses.set(row.key, row.count); break;
+        case 'jurisdiction': profile.jurisdictions.set(row.key, row.count); break;
+        case 'tool':
+          if (!lastTool || row.last_at > lastTool.at || (row.last_at === lastTool.at && row.key > lastTool.tool)) lastTool = { tool: row.key, at: row.last_at };
+          break;
+        case 'transition': {
+          const cut = row.key.indexOf('>');
+          const from = row.key.slice(0, cut);
+          let to = profile.transitions.get(from);
+          if (!to) profile.transitions.set(from, (to = new Map<string, number>()));
+          to.set(row.key.slice(cut + 1), row.count);
+          break;
+        }
+        default: throw new Error(`unknown risk counter kind ${JSON.stringify(row.kind)}`);
+      }
+    }
+    for (const [k, n] of minutes.sort((a, b) => a[0] - b[0]).slice(-MAX_ACTIVE_MINUTES)) profile.minutes.set(k, n);
+    for (const [k, n] of hours.sort((a, b) => a[0] - b[0]).slice(-MAX_ACTIVE_HOURS)) profile.hours.set(k, n);
+    profile.last = lastTool;
+    for (const row of this.recent.all(agentId, now - this.recentWindowMs)) {
+      const call = toolCallSchema.parse(parseStrictJson(row.call_json));
+      const f = callFeatures(this.config, call, row.call_sha256);
+      profile.recent.push({ requestId: row.id, at: row.created_at, tool: f.tool, digest: f.digest, shape: f.shape, series: f.series, amount: f.amount, sessionId: f.sessionId, destinations: destinationKey(f), state: row.state });
+    }
+    trimRecent(profile, now, this.recentWindowMs);
+    return profile;
+  }
+
+  /** Write what `learnExecuted` learned (inside the caller's transaction). */
+  writeExecuted(agentId: string, f: CallFeatures, at: number, learned: Learned): void {
+    this.upsertCount.run(agentId, 'total', '', at);
+    this.upsertCount.run(agentId, 'hod', String(new Date(at).getUTCHours()), at);
+    this.upsertCount.run(agentId, 'minute', String(Math.floor(at / MINUTE_MS)), at);
+    this.upsertCount.run(agentId, 'hour', String(Math.floor(at / HOUR_MS)), at);
+    this.upsertCount.run(agentId, 'tool', f.tool, at);
+    this.upsertCount.run(agentId, 'transition', `${learned.from}>${f.tool}`, at);
+    this.upsertCount.run(agentId, 'data_class', f.dataClass, at);
+    this.upsertCount.run(agentId, 'jurisdiction', f.jurisdiction, at);
+    if (f.series !== undefined && f.amount !== undefined) this.insertAmount.run(agentId, f.series, at, f.amount);
+    for (const d of f.destinations) this.upsertKnown.run(agentId, d.kind, d.value, at, at);
+    for (const d of learned.evicted) this.deleteKnown.run(agentId, d.kind, d.value);
+  }
+
+  /** Forget amounts and per-minute/hour counters older than the lookback window. */
+  prune(now: number): number {
+    const cutoff = now - this.config.lookbackMs;
+    const prune = this.db.transaction(() =>
+      this.db.prepare('DELETE FROM risk_amounts WHERE at < ?').run(cutoff).changes
+      + this.db.prepare("DELETE FROM risk_counts WHERE kind IN ('minute', 'hour') AND last_at < ?").run(cutoff).changes);
+    return prune.immediate();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The risk scorer the decision path uses: per-agent profiles cached in memory (least recently
+ * used dropped past a bound), loaded from the database on first use, kept in step by the
+ * decision and approval transactions. Scoring itself is `scoreCall` (pure).
+ *
+ * Keeping memory and database in step: every change is made in memory and written inside the
+ * caller's transaction; if that transaction fails, the caller calls `forget`, and the profile is
+ * rebuilt from what did commit.
+ */
+import { createHash } from 'node:crypto';
+import type { Db } from '../store/database.js';
+import { canonicalize } from '../../../shared/canonical-json.js';
+import type { ToolCall } from '../../../shared/protocol.js';
+import type { RiskAssessment } from '../../../shared/risk.js';
+import type { RiskConfig } from './risk-config.js';
+import { callFeatures, type CallFeatures } from './call-features.js';
+import { HOUR_MS, addSubmission, destinationKey, learnExecuted, type AgentProfile, type SubmissionState } from './agent-profile.js';
+import { ProfileStore } from './profile-store.js';
+import { scoreCall, type ScoredAgent } from './risk-scorer.js';
+import type { RiskInput, RiskLearner, RiskScorer } from '../decision/risk.js';
+
+export interface RiskEngineOptions {
+  /** Profiles kept in memory (each is rebuilt from the database when needed again). */
+  maxCachedAgents?: number;
+}
+
+export class RiskEngine implements RiskScorer, RiskLearner {
+  private readonly profiles = new Map<string, AgentProfile>();
+  private readonly store: ProfileStore;
+  private readonly maxCached: number;
+  /** How far back the recent window reaches: the longest window any factor looks at. */
+  readonly recentWindowMs: number;
+  /** SHA-256 of the settings in canonical JSON: recorded in the audit log at start. */
+  readonly settingsHash: string;
+
+  constructor(db: Db, readonly config: RiskConfig, options: RiskEngineOptions = {}) {
+    this.recentWindowMs = Math.max(HOUR_MS, config.factors.repeated_call.windowMs, config.factors.split_transaction.windowMs);
+    this.store = new ProfileStore(db, config, this.recentWindowMs);
+    this.maxCached = Math.max(1, options.maxCachedAgents ?? 20_000);
+    this.settingsHash = `sha256:${createHash('sha256').update(canonicalize(config)).digest('hex')}`;
+  }
+
+  features(call: ToolCall, callSha256: string): CallFeatures {
+    return callFeatures(this.config, call, callSha256);
+  }
+
+  score(input: RiskInput): RiskAssessment {
+    const profile = this.profile(input.agent.id, input.now);
+    const agent: ScoredAgent = input.agent;
+    return scoreCall(this.config, profile, agent, input.call, this.features(input.call, input.callSha256), input.now);
+  }
+
+  submitted(agentId: string, requestId: string, call: ToolCall, callSha256: string, at: number, state: SubmissionState): void {
+    const profile = this.profile(agentId, at);
+    const f = this.features(call, callSha256);
+    addSubmission(profile, { requestId, at, tool: f.tool, digest: f.digest, shape: f.shape, series: f.series, amount: f.amount, sessionId: f.sessionId, destinations: destinationKey(f), state }, this.recentWindowMs);
+    if (state === 'allowed') this.learn(agentId, profile, f, at);
+  }
+
+  settled(agentId: string, request: { id: string; call: ToolCall; callSha256: string; createdAt: number }, state: SubmissionState, now: number): void {
+    const profile = this.profile(agentId, now);
+    const entry = profile.recent.find((s) => s.requestId === request.id);
+    if (entry) entry.state = state;
+    if (state === 'approved') this.learn(agentId, profile, this.features(request.call, request.callSha256), request.createdAt);
+  }
+
+  forget(agentId: string): void {
+    this.profiles.delete(agentId);
+  }
+
+  prune(now: number): number {
+    return this.store.prune(now);
+  }
+
+  /** Agents whose profile is in memory (benchmarks and tests). */
+  get cachedAgents(): number {
+    return this.profiles.size;
+  }
+
+  private learn(agentId: string, profile: AgentProfile, f: CallFeatures, at: number): void {
+    const learned = learnExecuted(profile, f, at, this.config.factors.unusual_sequence.gapMs, this.config.maxKnownPerKind);
+    this.store.writeExecuted(agentId, f, at, learned);
+  }
+
+  private profile(agentId: string, now: number): AgentProfile {
+    let profile = this.profiles.get(agentId);
+    if (profile) {
+      // Most recently used last: re-insert.
+      this.profiles.delete(agentId);
+      this.profiles.set(agentId, profile);
+      return profile;
+    }
+    profile = this.store.load(agentId, now);
+    this.profiles.set(agentId, profile);
+    if (this.profiles.size > this.maxCached) this.profiles.delete(this.profiles.keys().next().value as string);
+    return profile;
+  }
+}
