@@ -270,6 +270,18 @@ describe('risk baselines', () => {
     expect(before.some((r) => r.score > 0)).toBe(true);
   });
 
+  it('stay deterministic when a call is learned between two scores in the same hour (cached medians and rates are dropped)', () => {
+    const { engine, db } = withHistory();
+    const probe = transfer(410, 'Acme Ltd');
+    score(engine, probe, PROBE); // fills the per-hour caches
+    for (let i = 0; i < 6; i++) learn(engine, db, transfer(400, 'Acme Ltd'), PROBE - 30 * 60_000 + i * 1000);
+    const cached = score(engine, probe, PROBE + 60_000);
+    const fresh = score(new RiskEngine(db, CONFIG), probe, PROBE + 60_000);
+    expect(factor(fresh, 'amount_vs_baseline')?.observed).toEqual(factor(cached, 'amount_vs_baseline')?.observed);
+    expect(factor(cached, 'amount_vs_baseline')!.observed.median).toBe(102.5); // the six new 400s moved the median from 100
+    expect(factor(cached, 'amount_vs_baseline')!.observed.samples).toBe(30);
+  });
+
   it('forget drops what memory learned in a transaction that rolled back', () => {
     const { engine, db } = withHistory();
     expect(() => db.transaction(() => {

@@ -41,8 +41,8 @@ export function destinationKey(f: Pick<CallFeatures, 'destinations'>): string {
 export interface AgentProfile {
   /** Executed calls learned (all time). */
   executed: number;
-  /** series → amounts of executed calls, oldest first (capped). */
-  amounts: Map<string, Array<{ at: number; amount: number }>>;
+  /** series → amounts of executed calls and their times, oldest first (capped; two flat arrays, not objects, to keep profiles small). */
+  amounts: Map<string, AmountSeries>;
   /** kind → value → first and last use (capped per kind, least recently used dropped). */
   known: Map<string, Map<string, KnownDestination>>;
   /** Executed calls per UTC hour of day. */
@@ -60,10 +60,24 @@ export interface AgentProfile {
   /** Every call submitted in the recent window, oldest first. */
   recent: Submission[];
   /** Derived figures, recomputed only when what they summarize changed. */
-  cache: { medians: Map<string, { median: number; samples: number }>; minuteP95?: { key: number; value: number } | undefined; hourP95?: { key: number; value: number } | undefined };
+  cache: { medians: Map<string, { hour: number; median: number; samples: number }>; minuteP95?: { key: number; value: number } | undefined; hourP95?: { key: number; value: number } | undefined };
 }
 
 export const SEQUENCE_START = '^';
+
+export interface AmountSeries { at: number[]; amount: number[] }
+
+export function pushAmount(profile: AgentProfile, series: string, at: number, amount: number): void {
+  let s = profile.amounts.get(series);
+  if (!s) profile.amounts.set(series, (s = { at: [], amount: [] }));
+  s.at.push(at);
+  s.amount.push(amount);
+  if (s.at.length > MAX_AMOUNTS_PER_SERIES) {
+    s.at.splice(0, s.at.length - MAX_AMOUNTS_PER_SERIES);
+    s.amount.splice(0, s.amount.length - MAX_AMOUNTS_PER_SERIES);
+  }
+  profile.cache.medians.delete(series);
+}
 
 export interface KnownDestination { first: number; last: number }
 
@@ -103,11 +117,7 @@ export function learnExecuted(profile: AgentProfile, f: CallFeatures, at: number
   const evicted: Learned['evicted'] = [];
   profile.executed += 1;
   if (f.series !== undefined && f.amount !== undefined) {
-    let list = profile.amounts.get(f.series);
-    if (!list) profile.amounts.set(f.series, (list = []));
-    list.push({ at, amount: f.amount });
-    if (list.length > MAX_AMOUNTS_PER_SERIES) list.splice(0, list.length - MAX_AMOUNTS_PER_SERIES);
-    profile.cache.medians.delete(f.series);
+    pushAmount(profile, f.series, at, f.amount);
   }
   for (const d of f.destinations) {
     let values = profile.known.get(d.kind);
@@ -123,6 +133,11 @@ export function learnExecuted(profile: AgentProfile, f: CallFeatures, at: number
     }
   }
   profile.hourOfDay[new Date(at).getUTCHours()]! += 1;
+  // The busiest-minute/hour baselines (risk-scorer.ts) are cached per hour and read buckets
+  // before the previous clock hour: drop them when a new bucket appears or an old one changes.
+  const baselineEnd = (key: number | undefined) => (key === undefined ? -Infinity : (key - 1) * HOUR_MS);
+  if (at < baselineEnd(profile.cache.minuteP95?.key)) profile.cache.minuteP95 = undefined;
+  if (at < baselineEnd(profile.cache.hourP95?.key)) profile.cache.hourP95 = undefined;
   const minute = Math.floor(at / MINUTE_MS);
   if (!profile.minutes.has(minute)) profile.cache.minuteP95 = undefined;
   bump(profile.minutes, minute);

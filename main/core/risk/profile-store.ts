@@ -10,7 +10,7 @@ import { toolCallSchema } from '../../../shared/protocol.js';
 import type { RiskConfig } from './risk-config.js';
 import { callFeatures, type CallFeatures } from './call-features.js';
 import {
-  HOUR_MS, MAX_ACTIVE_HOURS, MAX_ACTIVE_MINUTES, MAX_AMOUNTS_PER_SERIES, MINUTE_MS, destinationKey, emptyProfile, trimRecent,
+  HOUR_MS, MAX_ACTIVE_HOURS, MAX_ACTIVE_MINUTES, MINUTE_MS, destinationKey, emptyProfile, pushAmount, trimRecent,
   type AgentProfile, type KnownDestination, type Learned, type SubmissionState,
 } from './agent-profile.js';
 
@@ -32,8 +32,10 @@ export class ProfileStore {
     this.amounts = db.prepare<[string, number], { series: string; at: number; amount: number }>('SELECT series, at, amount FROM risk_amounts WHERE agent_id = ? AND at >= ? ORDER BY at, rowid');
     this.counts = db.prepare<[string], CountRow>('SELECT kind, key, count, last_at FROM risk_counts WHERE agent_id = ?');
     this.recent = db.prepare<[string, number], RecentRow>('SELECT id, created_at, call_json, call_sha256, state FROM requests WHERE agent_id = ? AND created_at >= ? ORDER BY created_at, rowid');
+    // The eight counters an executed call bumps, in one statement.
     this.upsertCount = db.prepare(
-      'INSERT INTO risk_counts (agent_id, kind, key, count, last_at) VALUES (?, ?, ?, 1, ?) ON CONFLICT (agent_id, kind, key) DO UPDATE SET count = count + 1, last_at = max(last_at, excluded.last_at)',
+      `INSERT INTO risk_counts (agent_id, kind, key, count, last_at) VALUES ${new Array(8).fill('(?, ?, ?, 1, ?)').join(', ')}
+       ON CONFLICT (agent_id, kind, key) DO UPDATE SET count = count + 1, last_at = max(last_at, excluded.last_at)`,
     );
     this.insertAmount = db.prepare('INSERT INTO risk_amounts (agent_id, series, at, amount) VALUES (?, ?, ?, ?)');
     this.upsertKnown = db.prepare(
@@ -50,12 +52,7 @@ export class ProfileStore {
       if (!values) profile.known.set(row.kind, (values = new Map<string, KnownDestination>()));
       values.set(row.value, { first: row.first_seen, last: row.last_seen });
     }
-    for (const row of this.amounts.all(agentId, now - this.config.lookbackMs)) {
-      let list = profile.amounts.get(row.series);
-      if (!list) profile.amounts.set(row.series, (list = []));
-      list.push({ at: row.at, amount: row.amount });
-    }
-    for (const list of profile.amounts.values()) if (list.length > MAX_AMOUNTS_PER_SERIES) list.splice(0, list.length - MAX_AMOUNTS_PER_SERIES);
+    for (const row of this.amounts.all(agentId, now - this.config.lookbackMs)) pushAmount(profile, row.series, row.at, row.amount);
     const minutes: Array<[number, number]> = [];
     const hours: Array<[number, number]> = [];
     let lastTool: { tool: string; at: number } | undefined;
@@ -95,14 +92,16 @@ export class ProfileStore {
 
   /** Write what `learnExecuted` learned (inside the caller's transaction). */
   writeExecuted(agentId: string, f: CallFeatures, at: number, learned: Learned): void {
-    this.upsertCount.run(agentId, 'total', '', at);
-    this.upsertCount.run(agentId, 'hod', String(new Date(at).getUTCHours()), at);
-    this.upsertCount.run(agentId, 'minute', String(Math.floor(at / MINUTE_MS)), at);
-    this.upsertCount.run(agentId, 'hour', String(Math.floor(at / HOUR_MS)), at);
-    this.upsertCount.run(agentId, 'tool', f.tool, at);
-    this.upsertCount.run(agentId, 'transition', `${learned.from}>${f.tool}`, at);
-    this.upsertCount.run(agentId, 'data_class', f.dataClass, at);
-    this.upsertCount.run(agentId, 'jurisdiction', f.jurisdiction, at);
+    this.upsertCount.run(
+      agentId, 'total', '', at,
+      agentId, 'hod', String(new Date(at).getUTCHours()), at,
+      agentId, 'minute', String(Math.floor(at / MINUTE_MS)), at,
+      agentId, 'hour', String(Math.floor(at / HOUR_MS)), at,
+      agentId, 'tool', f.tool, at,
+      agentId, 'transition', `${learned.from}>${f.tool}`, at,
+      agentId, 'data_class', f.dataClass, at,
+      agentId, 'jurisdiction', f.jurisdiction, at,
+    );
     if (f.series !== undefined && f.amount !== undefined) this.insertAmount.run(agentId, f.series, at, f.amount);
     for (const d of f.destinations) this.upsertKnown.run(agentId, d.kind, d.value, at, at);
     for (const d of learned.evicted) this.deleteKnown.run(agentId, d.kind, d.value);

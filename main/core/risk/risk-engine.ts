@@ -40,8 +40,15 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     this.settingsHash = `sha256:${createHash('sha256').update(canonicalize(config)).digest('hex')}`;
   }
 
+  /** The decision path scores a call and then records it: extract its features once. */
+  private readonly featureCache = new WeakMap<ToolCall, CallFeatures>();
+
   features(call: ToolCall, callSha256: string): CallFeatures {
-    return callFeatures(this.config, call, callSha256);
+    const cached = this.featureCache.get(call);
+    if (cached && cached.digest === callSha256) return cached;
+    const f = callFeatures(this.config, call, callSha256);
+    this.featureCache.set(call, f);
+    return f;
   }
 
   score(input: RiskInput): RiskAssessment {

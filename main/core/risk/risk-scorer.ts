@@ -34,19 +34,19 @@ function seriesMedian(config: RiskConfig, profile: AgentProfile, series: string,
   const list = profile.amounts.get(series);
   if (!list) return undefined;
   // The window starts on an hour boundary, so the median can be cached for the hour and is the
-  // same whenever it is computed (a new amount learned drops the cached one).
+  // same whenever it is computed (learning a new amount drops the cached one).
   const hour = Math.floor(now / HOUR_MS);
-  const key = `${series}@${hour}`;
-  const cached = profile.cache.medians.get(key);
-  if (cached !== undefined) return cached;
+  const cached = profile.cache.medians.get(series);
+  if (cached !== undefined && cached.hour === hour) return cached.samples === 0 ? undefined : cached;
   const cutoff = hour * HOUR_MS - config.lookbackMs;
   const values: number[] = [];
-  for (const a of list) if (a.at >= cutoff && a.at <= now) values.push(a.amount);
-  if (values.length === 0) return undefined;
-  for (const k of profile.cache.medians.keys()) if (k.startsWith(`${series}@`)) profile.cache.medians.delete(k);
-  const result = { median: median(values), samples: values.length };
-  profile.cache.medians.set(key, result);
-  return result;
+  for (let i = 0; i < list.at.length; i++) {
+    const at = list.at[i]!;
+    if (at >= cutoff && at < (hour + 1) * HOUR_MS) values.push(list.amount[i]!);
+  }
+  const result = { hour, median: values.length === 0 ? 0 : median(values), samples: values.length };
+  profile.cache.medians.set(series, result);
+  return values.length === 0 ? undefined : result;
 }
 
 /**
