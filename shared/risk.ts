@@ -49,7 +49,7 @@ export const riskFactorSchema = z.strictObject({
   points: z.int().min(0).max(100),
   weight: z.int().min(0).max(100),
   observed: z.record(text(64), z.union([text(256), z.number(), z.boolean()])),
-  explanation: text(512),
+  explanation: text(1024),
 });
 
 export const riskAssessmentSchema = z.strictObject({

@@ -172,6 +172,9 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     expect(await aliceCard.getByTestId('request-data-class').innerText()).toBe('financial');
     expect(await aliceCard.getByTestId('request-jurisdiction').innerText()).toBe('US');
     expect(await aliceCard.getByTestId('request-provenance').innerText()).toBe('user');
+    // The risk score and each factor's sentence, as the scorer recorded them.
+    expect(await aliceCard.getByTestId('risk-score').innerText()).toBe('10');
+    expect(await aliceCard.locator('[data-factor="baseline_learning"]').innerText()).toContain('its baseline is learned from the first 20');
     expect(await aliceCard.getByTestId('request-reasons').locator('li').allInnerTexts()).toEqual(view.reasons);
     expect(await aliceCard.getByTestId('required-groups').innerText()).toContain('finance-approvers');
     expect(await aliceCard.getByTestId('approvals-needed').innerText()).toBe('2');

@@ -237,6 +237,22 @@ describe('risk scorer factors', () => {
     expect(r.factors[0]!.explanation).toBe('this agent has 0 executed calls; its baseline is learned from the first 20, so baseline checks are not applied yet');
   });
 
+  it('long or exotic user-supplied values are clipped into the record, never a fault', () => {
+    const { engine } = withHistory();
+    const long = `${'😀'.repeat(100)}x${'😀'.repeat(200)}`; // surrogate pairs straddling every cut
+    const labels = Array.from({ length: 16 }, (_, i) => `${'p'.repeat(120)}-${i}`);
+    const r = safeScore(engine, { agent: AGENT, call: transfer(100, long, { provenance: labels, model: 'm'.repeat(128) }), callSha256: 'x', now: PROBE });
+    expect(r.factors.map((f) => f.name)).toEqual(['new_destination', 'unusual_sequence', 'untrusted_provenance', 'agent_version']);
+    for (const f of r.factors) {
+      expect(f.explanation.length).toBeLessThanOrEqual(1024);
+      for (const v of Object.values(f.observed)) if (typeof v === 'string') expect(v.length).toBeLessThanOrEqual(256);
+      // No lone surrogates: the record must stay valid I-JSON for the audit log.
+      expect(JSON.stringify(f)).not.toMatch(/\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])/i);
+      expect(f.explanation.isWellFormed()).toBe(true);
+      for (const v of Object.values(f.observed)) if (typeof v === 'string') expect(v.isWellFormed()).toBe(true);
+    }
+  });
+
   it('caps the score at 100', () => {
     const { engine } = withHistory();
     const r = score(engine, transfer(5000, 'Evil Ltd', { provenance: ['email:external'], model: 'other', jurisdiction: 'KP' }), T0 + 27 * DAY + 3 * HOUR);

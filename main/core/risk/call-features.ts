@@ -27,8 +27,20 @@ export interface CallFeatures {
 
 const MAX_DESTINATION_CHARS = 256;
 
+/**
+ * At most `max` UTF-16 units, never splitting a surrogate pair (a lone surrogate would make the
+ * audit record invalid JSON). `mark` is appended when something was cut.
+ */
+export function clip(s: string, max: number, mark = ''): string {
+  if (s.length <= max) return s;
+  let cut = max;
+  const last = s.charCodeAt(cut - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut -= 1;
+  return s.slice(0, cut) + mark;
+}
+
 function paramText(value: unknown): string | undefined {
-  if (typeof value === 'string') return value.slice(0, MAX_DESTINATION_CHARS);
+  if (typeof value === 'string') return clip(value, MAX_DESTINATION_CHARS);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return undefined;
 }
@@ -57,7 +69,10 @@ export function callFeatures(config: RiskConfig, call: ToolCall, digest: string)
       if (value !== undefined && value !== '') destinations.push({ kind, value });
     }
     if (toolConfig.amount !== undefined) amount = parseAmount(params[toolConfig.amount]);
-    if (toolConfig.currency !== undefined) currency = paramText(params[toolConfig.currency])?.slice(0, 16);
+    if (toolConfig.currency !== undefined) {
+      const text = paramText(params[toolConfig.currency]);
+      currency = text === undefined ? undefined : clip(text, 16);
+    }
   }
   return {
     tool: call.tool,

@@ -7,7 +7,7 @@
 import type { ToolCall } from '../../../shared/protocol.js';
 import type { RiskAssessment, RiskFactor, RiskFactorName } from '../../../shared/risk.js';
 import type { RiskConfig } from './risk-config.js';
-import type { CallFeatures } from './call-features.js';
+import { clip, type CallFeatures } from './call-features.js';
 import { HOUR_MS, MINUTE_MS, destinationKey, median, p95, previousTool, type AgentProfile } from './agent-profile.js';
 
 export interface ScoredAgent {
@@ -23,7 +23,10 @@ interface Finding {
   explanation: string;
 }
 
-const q = (s: string) => JSON.stringify(s);
+/** User-supplied text inside a sentence: quoted, and cut so a long value cannot crowd it out. */
+const q = (s: string) => JSON.stringify(clip(s, 120, '…'));
+const MAX_OBSERVED_TEXT = 256;
+const MAX_EXPLANATION = 1024;
 const clamp01 = (x: number) => (x < 0 ? 0 : x > 1 ? 1 : x);
 const fmt = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 2 });
 const ratio1 = (n: number) => Math.round(n * 10) / 10;
@@ -348,7 +351,9 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
     const weight = (F as Record<string, { weight: number }>)[name]!.weight;
     const points = Math.round(weight * finding.strength);
     if (points <= 0) continue;
-    factors.push({ name, points, weight, observed: finding.observed, explanation: finding.explanation });
+    const observed: RiskFactor['observed'] = {};
+    for (const [k, v] of Object.entries(finding.observed)) observed[k] = typeof v === 'string' ? clip(v, MAX_OBSERVED_TEXT - 1, '…') : v;
+    factors.push({ name, points, weight, observed, explanation: clip(finding.explanation, MAX_EXPLANATION - 1, '…') });
     score += points;
   }
   return { score: Math.min(100, score), factors };
