@@ -68,6 +68,8 @@ function score(engine: RiskEngine, call: ToolCall, at: number, agent = AGENT): R
 }
 
 const factor = (r: RiskAssessment, name: string) => r.factors.find((f) => f.name === name);
+/** No unpaired UTF-16 surrogate (String.prototype.isWellFormed is ES2024, beyond our lib target). */
+const wellFormed = (s: string) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 
 /**
  * 24 working days of history: each day at 09:00-16:00 UTC an invoice read, then a transfer of
@@ -248,8 +250,8 @@ describe('risk scorer factors', () => {
       for (const v of Object.values(f.observed)) if (typeof v === 'string') expect(v.length).toBeLessThanOrEqual(256);
       // No lone surrogates: the record must stay valid I-JSON for the audit log.
       expect(JSON.stringify(f)).not.toMatch(/\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])/i);
-      expect(f.explanation.isWellFormed()).toBe(true);
-      for (const v of Object.values(f.observed)) if (typeof v === 'string') expect(v.isWellFormed()).toBe(true);
+      expect(wellFormed(f.explanation)).toBe(true);
+      for (const v of Object.values(f.observed)) if (typeof v === 'string') expect(wellFormed(v)).toBe(true);
     }
   });
 
