@@ -102,6 +102,15 @@ export const ERROR_CODES = {
   timeout: 'the operation timed out',
   connection_closed: 'the connection closed before the operation completed',
   internal_error: 'an internal error occurred',
+
+  // Audit log (Merkle log, checkpoints, proofs, exports)
+  audit_corrupt: 'the audit log is damaged: an entry or a hash is missing or does not match',
+  audit_rollback: 'the audit log is older than its last checkpoint: it was truncated or restored from an older copy',
+  audit_fork: 'the audit log does not match its last checkpoint',
+  audit_checkpoint_missing: 'the checkpoint kept outside the database is missing',
+  audit_checkpoint_invalid: 'the checkpoint is malformed or its signature does not verify',
+  audit_proof_unavailable: 'no proof exists for that entry or tree size',
+  audit_export_invalid: 'the audit export is malformed or does not verify',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -20,6 +20,7 @@ import { checkPolicyDirectory, runPolicyTests } from '../core/policy/policy-test
 import { writeAgentKeyFile } from './agent-key-file.js';
 import { parseDuration } from './durations.js';
 import { runDemo } from './demo.js';
+import { auditCommand } from './audit-command.js';
 
 const USAGE = `usage: countersign <command> [options]
 
@@ -46,7 +47,16 @@ const USAGE = `usage: countersign <command> [options]
   keys status               token present, logged in, key matches its pin, last signature
                             (keys commands take --domain production|test; default: config)
   jwks                      print the public keys tool servers trust (JWKS)
-  audit verify              recompute the audit hash chain
+  audit verify              recompute the audit Merkle log, check every checkpoint and the
+                            checkpoint file beside the database; names the first bad entry
+  audit verify --export F --key K
+                            verify an export offline with the log's public key(s)
+  audit export --out F [--since T] [--until T] [--request ID]
+                            JSONL export up to the latest signed checkpoint
+  audit proof inclusion --seq N [--size S] | audit proof consistency --from A --to B
+  audit checkpoint          print the latest signed checkpoint (C2SP signed note)
+  audit keys                every pinned public key of the domain (JWKS), for verifiers
+  audit reset-checkpoint    after a deliberate restore: record it and rewrite the checkpoint file
   risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]
                             the scorer's detection and false-positive rates on the labelled
                             scenario set (default test/scenarios/risk-scenarios.json)
@@ -82,6 +92,15 @@ const OPTIONS = {
   scenarios: { type: 'string' },
   'risk-config': { type: 'string' },
   threshold: { type: 'string' },
+  export: { type: 'string' },
+  key: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  request: { type: 'string' },
+  seq: { type: 'string' },
+  size: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
@@ -264,17 +283,8 @@ export async function main(argv: string[]): Promise<number> {
         db.close();
       }
     }
-    case 'audit': {
-      if (sub !== 'verify') throw new CountersignError('config_invalid', 'usage: countersign audit verify');
-      const { audit, db } = openDataDir(dataDir);
-      try {
-        const result = audit.verify();
-        print(result);
-        return result.ok ? 0 : 1;
-      } finally {
-        db.close();
-      }
-    }
+    case 'audit':
+      return auditCommand(sub, positionals.slice(2), values, dataDir);
     case 'risk': {
       if (sub !== 'report') throw new CountersignError('config_invalid', 'usage: countersign risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]');
       const riskConfig = loadRiskConfig(resolve(values['risk-config'] ?? join(DEFAULT_POLICY_PACK, 'risk.json')), true);

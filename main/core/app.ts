@@ -4,11 +4,13 @@
  * start Countersign through `startCountersign`, so there is one way it runs.
  */
 import { cpSync, existsSync, mkdirSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { canonicalize } from '../../shared/canonical-json.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
-import { AuditChain, type AuditKind } from './audit/audit-chain.js';
+import { AuditLog, type AuditKind } from './audit/audit-log.js';
+import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles } from './audit/checkpoints.js';
 import { AgentRegistry } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custody/custody.js';
@@ -62,7 +64,7 @@ export interface RunningCountersign {
   url: string;
   port: number;
   db: Db;
-  audit: AuditChain;
+  audit: AuditLog;
   registry: AgentRegistry;
   policy: PolicyEngine;
   decisions: DecisionService;
@@ -75,6 +77,8 @@ export interface RunningCountersign {
   virtualApprovers?: VirtualApprovers;
   signingKeys: SigningKeyRegistry;
   issuer: TokenIssuer;
+  /** Signed checkpoints of the audit log. */
+  checkpoints: Checkpointer;
   /** The risk scorer and baselines (undefined when `risk.enabled` is false). */
   riskEngine?: RiskEngine;
   /** Per-start secret for the /api/ui/* HTTP API (32 random bytes, base64url). Never log it. */
@@ -83,10 +87,10 @@ export interface RunningCountersign {
 }
 
 /** Open the data directory's store (creating it) without starting the gateway: for the CLI. */
-export function openDataDir(dataDir: string): { db: Db; audit: AuditChain; registry: AgentRegistry; signingKeys: SigningKeyRegistry } {
+export function openDataDir(dataDir: string): { db: Db; audit: AuditLog; registry: AgentRegistry; signingKeys: SigningKeyRegistry } {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = openStore(join(dataDir, 'countersign.db'));
-  const audit = new AuditChain(db);
+  const audit = new AuditLog(db);
   return { db, audit, registry: new AgentRegistry(db, audit), signingKeys: new SigningKeyRegistry(db, audit) };
 }
 
@@ -131,6 +135,23 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     throw error;
   }
   const signer = custody.signer;
+
+  // The audit log must not have gone backwards or forked since its last external checkpoint.
+  const origin = auditOrigin(config.serverId);
+  const files = checkpointFiles(dataDir, config.audit.mirrorDir === undefined ? undefined : resolve(dataDir, config.audit.mirrorDir));
+  try {
+    const checked = checkExternalCheckpoint({ db, log: audit, origin, files, keys: signingKeys.list().map((k) => k.publicJwk) });
+    for (const warning of checked.warnings) log(`warning: audit checkpoint copy unusable: ${warning}`);
+  } catch (error) {
+    await custody.close();
+    await policy.close();
+    db.close();
+    throw error;
+  }
+  const checkpoints = new Checkpointer({
+    db, log: audit, signer, origin, files, now: clock, onError: log,
+    everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs,
+  });
   const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
   const minter = tokenMinter(issuer);
   const decisions = new DecisionService({
@@ -179,6 +200,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db.close();
     throw error;
   }
+  checkpoints.start();
   boundPort = bound.port;
   url = `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`;
   appendAudit('server.started', {
@@ -186,6 +208,8 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     risk: riskEngine === undefined ? { enabled: false } : { enabled: true, settingsHash: riskEngine.settingsHash },
   });
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
+  // The configuration in force, by hash: a change between starts shows as a new hash in the log.
+  appendAudit('config.loaded', { configSha256: createHash('sha256').update(canonicalize(config as unknown as JsonObject)).digest('hex') });
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
 
   const stopWatching = policy.watch((result) => {
@@ -212,7 +236,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   let closed = false;
   return {
     config, dataDir, url, port: bound.port,
-    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals,
+    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals, checkpoints,
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
     async close() {
@@ -222,8 +246,15 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       stopWatching();
       await gateway.close();
       await policy.close();
-      await custody.close();
+      await checkpoints.stop();
       appendAudit('server.stopped', { serverId: config.serverId });
+      // The last checkpoint covers the shutdown itself; it needs the signer, so custody closes after.
+      try {
+        await checkpoints.checkpoint();
+      } catch (error) {
+        log(`audit checkpoint at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      await custody.close();
       db.close();
     },
   };

@@ -86,6 +86,16 @@ const configSchema = z.strictObject({
     /** How long an approver has to complete one ceremony. */
     ceremonyTimeoutMs: z.int().min(5_000).max(600_000).default(120_000),
   }).prefault({}),
+  audit: z.strictObject({
+    /** Sign a checkpoint after this many new entries… */
+    checkpointEveryEntries: z.int().min(1).max(1_000_000).default(1_000),
+    /** …or this long after the last one, if the log grew (and always at shutdown). */
+    checkpointEveryMs: z.int().min(100).max(24 * 3600 * 1000).default(60_000),
+    /** A second directory that also receives the latest checkpoint (another disk, a sync folder). */
+    mirrorDir: z.string().min(1).optional(),
+    /** Data classes whose call parameters the log keeps only as a digest and a redacted view. */
+    redactDataClasses: z.array(z.string().min(1).max(128)).max(64).default([]),
+  }).prefault({}),
   risk: z.strictObject({
     /** Score calls against each agent's learned baseline (false: every call scores 0, `unscored`). */
     enabled: z.boolean().default(true),

@@ -13,12 +13,12 @@ import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenti
 import { approverDirectorySchema } from '../../shared/approvals.js';
 import { isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import type { Db } from '../../main/core/store/database.js';
-import type { AuditChain } from '../../main/core/audit/audit-chain.js';
+import type { AuditLog } from '../../main/core/audit/audit-log.js';
 
 const ORIGIN = 'http://localhost:7345';
 let dir: string;
 let db: Db;
-let audit: AuditChain;
+let audit: AuditLog;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'countersign-approvers-'));

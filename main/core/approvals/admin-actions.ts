@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { generateAuthenticationOptions, verifyAuthenticationResponse, type AuthenticationResponseJSON, type PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
-import type { AuditChain } from '../audit/audit-chain.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory } from './approver-directory.js';
 import { clientDataChallenge } from './client-data.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
@@ -35,7 +35,7 @@ export class AdminActions {
 
   constructor(
     private readonly db: Db,
-    private readonly audit: AuditChain,
+    private readonly audit: AuditLog,
     private readonly directory: ApproverDirectory,
     private readonly options: { ceremonyTimeoutMs: number; now?: () => number },
   ) {

@@ -34,7 +34,7 @@ import type { Db } from '../store/database.js';
 import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
 import type { RiskLearner } from '../decision/risk.js';
 import { learnSafely } from '../risk/learn-safely.js';
-import type { AuditChain, AuditKind } from '../audit/audit-chain.js';
+import type { AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { MintInput } from '../decision/decision-service.js';
 import { clientDataChallenge } from './client-data.js';
@@ -92,7 +92,7 @@ export interface ApprovalPolicyHook {
 
 export interface ApprovalServiceOptions {
   db: Db;
-  audit: AuditChain;
+  audit: AuditLog;
   directory: ApproverDirectory;
   minter: ApprovedMinter;
   /** The token audience of a tool (app.ts: `(tool) => policy.tool(tool)?.audience`). */

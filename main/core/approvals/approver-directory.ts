@@ -14,7 +14,7 @@ import {
 } from '@simplewebauthn/server';
 import { decodeCredentialPublicKey, cose } from '@simplewebauthn/server/helpers';
 import type { Db } from '../store/database.js';
-import type { AuditChain } from '../audit/audit-chain.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { isVirtualAuthenticatorAaguid } from './virtual-authenticator.js';
 import { clientDataChallenge } from './client-data.js';
 import type { ApproverDirectory as PublishedDirectory } from '../../../shared/approvals.js';
@@ -119,7 +119,7 @@ function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
 export class ApproverDirectory {
   private readonly now: () => number;
 
-  constructor(private readonly db: Db, private readonly audit: AuditChain, private readonly options: ApproverDirectoryOptions) {
+  constructor(private readonly db: Db, private readonly audit: AuditLog, private readonly options: ApproverDirectoryOptions) {
     this.now = options.now ?? Date.now;
   }
 

@@ -5,7 +5,7 @@
  * signer presents must have exactly this thumbprint, or nothing is signed.
  */
 import type { Db } from '../store/database.js';
-import type { AuditChain } from '../audit/audit-chain.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { PublicJwk, SigningAlgorithm } from './signer.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
@@ -58,7 +58,7 @@ export interface NewSigningKey {
 }
 
 export class SigningKeyRegistry {
-  constructor(private readonly db: Db, private readonly audit: AuditChain) {}
+  constructor(private readonly db: Db, private readonly audit: AuditLog) {}
 
   active(domain: TokenDomain): SigningKeyRecord | undefined {
     const row = this.db.prepare<[string], Row>("SELECT * FROM signing_keys WHERE domain = ? AND status = 'active'").get(domain);

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../store/database.js';
-import type { AuditChain } from '../audit/audit-chain.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
 import type { PolicyEngine } from '../policy/policy-engine.js';
 import { safeScore, type RiskLearner, type RiskScorer } from './risk.js';
@@ -41,7 +41,7 @@ export interface TokenMinter {
 
 export interface DecisionServiceOptions {
   db: Db;
-  audit: AuditChain;
+  audit: AuditLog;
   registry: AgentRegistry;
   policy: PolicyEngine;
   minter: TokenMinter;

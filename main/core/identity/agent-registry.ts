@@ -5,7 +5,7 @@
  */
 import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Db } from '../store/database.js';
-import type { AuditChain } from '../audit/audit-chain.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import type { EnrollmentPayload } from '../../../shared/enrollment.js';
 import type { AgentKeyAlgorithm, AgentPublicJwk } from '../../../shared/agent-keys.js';
@@ -92,7 +92,7 @@ export class AgentRegistry {
   private readonly getAgentStmt;
   private readonly getKeyStmt;
 
-  constructor(private readonly db: Db, private readonly audit: AuditChain) {
+  constructor(private readonly db: Db, private readonly audit: AuditLog) {
     this.getAgentStmt = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
     this.getKeyStmt = db.prepare<[string], KeyRow>('SELECT * FROM agent_keys WHERE kid = ?');
   }

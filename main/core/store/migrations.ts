@@ -207,4 +207,45 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (agent_id, kind, key)
   ) STRICT, WITHOUT ROWID;
   `,
+  // 8: the audit log becomes an RFC 9162 Merkle log: entries (leaf i = seq - 1), the hashes of
+  // every complete subtree, and signed checkpoints. The hash chain columns go; entries written
+  // before this migration become leaves as they are (audit-log.ts computes their hashes on open).
+  `
+  DROP TRIGGER audit_log_no_update;
+  DROP TRIGGER audit_log_no_delete;
+  CREATE TABLE audit_entries (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL,             -- JCS of the event record: the leaf's data
+    request_id TEXT                   -- the request an event is about, for proofs by request
+  ) STRICT;
+  INSERT INTO audit_entries (seq, at, kind, record, request_id)
+    SELECT seq, at, kind, record, json_extract(record, '$.requestId') FROM audit_log ORDER BY seq;
+  DROP TABLE audit_log;
+  ALTER TABLE audit_entries RENAME TO audit_log;
+  CREATE INDEX audit_log_by_request ON audit_log(request_id) WHERE request_id IS NOT NULL;
+  CREATE INDEX audit_log_by_time ON audit_log(at);
+  CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+
+  -- Hash of every complete subtree: level 0 holds leaf hashes; (level, idx) covers leaves
+  -- [idx * 2^level, (idx + 1) * 2^level).
+  CREATE TABLE audit_nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+  ) STRICT, WITHOUT ROWID;
+  CREATE TRIGGER audit_nodes_no_update BEFORE UPDATE ON audit_nodes BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_nodes_no_delete BEFORE DELETE ON audit_nodes BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+
+  -- Signed checkpoints (C2SP tlog-checkpoint signed notes).
+  CREATE TABLE audit_checkpoints (
+    tree_size INTEGER PRIMARY KEY,
+    root_hash BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    note TEXT NOT NULL
+  ) STRICT;
+  `,
 ];

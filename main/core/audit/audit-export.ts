@@ -1,0 +1,187 @@
+/**
+ * Audit exports (JSONL) and their offline verification. An export covers the log up to its
+ * latest signed checkpoint:
+ *
+ *   {"type":"header","format":"countersign-audit-export/v1","origin":…,"treeSize":N,"selection":{…}}
+ *   {"type":"checkpoint","note":"<signed note>"}                       every checkpoint up to N
+ *   {"type":"consistency","from":A,"to":B,"proof":["<base64>",…]}      between consecutive checkpoints
+ *   {"type":"entry","seq":S,"record":"<JCS>","leafHash":"<base64>"[,"inclusion":["<base64>",…]]}
+ *
+ * A full export (`selection.kind` "all") holds every entry 1..N, and the verifier recomputes
+ * the whole tree; a partial one (by time range or request) carries an inclusion proof per entry
+ * against the checkpoint of size N. docs/audit.md specifies it for third-party verifiers.
+ */
+import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Db } from '../store/database.js';
+import type { PublicJwk } from '../custody/signer.js';
+import { merkleHasher, type AuditLog } from './audit-log.js';
+import { latestCheckpoint, verifyCheckpointNote } from './checkpoints.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import { fromBase64, toBase64, type Checkpoint } from '../../../shared/checkpoint-note.js';
+import { MerkleAccumulator, verifyConsistency, verifyInclusion } from '../../../shared/merkle.js';
+import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+
+export const EXPORT_FORMAT = 'countersign-audit-export/v1';
+
+export type ExportSelection =
+  | { kind: 'all' }
+  | { kind: 'time'; since: number; until: number }
+  | { kind: 'request'; requestId: string };
+
+export interface ExportResult { file: string; treeSize: number; entries: number; checkpoints: number }
+
+export function exportAudit(options: { db: Db; log: AuditLog; origin: string; file: string; selection: ExportSelection }): ExportResult {
+  const { db, log, origin, file, selection } = options;
+  const latest = latestCheckpoint(db);
+  if (!latest) throw new CountersignError('audit_proof_unavailable', 'the audit log has no signed checkpoint yet: start Countersign once (it signs one at least every minute and at shutdown)');
+  const n = latest.size;
+  const fd = openSync(file, 'w', 0o600);
+  let buffer = '';
+  const line = (value: unknown) => {
+    buffer += `${JSON.stringify(value)}\n`;
+    if (buffer.length > 1 << 20) {
+      writeSync(fd, buffer);
+      buffer = '';
+    }
+  };
+  let entries = 0;
+  try {
+    line({ type: 'header', format: EXPORT_FORMAT, origin, treeSize: n, selection });
+    const checkpoints = db.prepare<[number], { tree_size: number; note: string }>('SELECT tree_size, note FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size').all(n);
+    let previous: number | undefined;
+    for (const cp of checkpoints) {
+      line({ type: 'checkpoint', note: cp.note });
+      if (previous !== undefined && previous > 0) {
+        line({ type: 'consistency', from: previous, to: cp.tree_size, proof: log.consistencyProof(previous, cp.tree_size).map(toBase64) });
+      }
+      previous = cp.tree_size;
+    }
+    const rows = selection.kind === 'all'
+      ? db.prepare<[number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? ORDER BY seq').all(n)
+      : selection.kind === 'time'
+        ? db.prepare<[number, number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND at >= ? AND at <= ? ORDER BY seq').all(n, selection.since, selection.until)
+        : db.prepare<[number, string], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND request_id = ? ORDER BY seq').all(n, selection.requestId);
+    for (const row of rows) {
+      const entry: Record<string, unknown> = { type: 'entry', seq: row.seq, record: row.record, leafHash: toBase64(log.leafHash(row.seq - 1)) };
+      if (selection.kind !== 'all') entry.inclusion = log.inclusionProof(row.seq - 1, n).map(toBase64);
+      line(entry);
+      entries++;
+    }
+    writeSync(fd, buffer);
+    return { file, treeSize: n, entries, checkpoints: checkpoints.length };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export type ExportVerification =
+  | { ok: true; origin: string; treeSize: number; entries: number; checkpoints: number; root: string }
+  | { ok: false; firstBadSeq?: number; line: number; reason: string };
+
+const b64list = (value: unknown): Uint8Array[] | undefined =>
+  Array.isArray(value) && value.every((v) => typeof v === 'string') ? (value as string[]).map((v) => fromBase64(v)) : undefined;
+
+/**
+ * Verify an export offline with the log's public key(s): every checkpoint's signature, the
+ * consistency between checkpoints, and every entry (recomputed into the whole tree for a full
+ * export; by its inclusion proof for a partial one). Names the first bad entry it can pin down.
+ */
+export async function verifyExport(file: string, keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>): Promise<ExportVerification> {
+  const input = createInterface({ input: createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 }), crlfDelay: Infinity });
+  let lineNo = 0;
+  let header: { origin: string; treeSize: number; full: boolean } | undefined;
+  const checkpoints = new Map<number, Checkpoint>();
+  let lastCheckpoint: Checkpoint | undefined;
+  const acc = new MerkleAccumulator(merkleHasher);
+  let entries = 0;
+  let lastSeq = 0;
+  /** The last checkpoint size the recomputed tree matched (full exports). */
+  let lastGood = 0;
+  const fail = (reason: string, firstBadSeq?: number): ExportVerification => {
+    input.close();
+    return firstBadSeq === undefined ? { ok: false, line: lineNo, reason } : { ok: false, firstBadSeq, line: lineNo, reason };
+  };
+  try {
+    for await (const text of input) {
+      lineNo++;
+      if (text === '') continue;
+      let value: JsonObject;
+      try {
+        value = parseStrictJson(text) as JsonObject;
+      } catch {
+        return fail('the line is not valid JSON');
+      }
+      if (!header) {
+        if (value.type !== 'header' || value.format !== EXPORT_FORMAT || typeof value.origin !== 'string' || typeof value.treeSize !== 'number') return fail('the export does not start with a countersign-audit-export/v1 header');
+        const selection = value.selection as JsonObject | undefined;
+        header = { origin: value.origin, treeSize: value.treeSize, full: selection?.kind === 'all' };
+        continue;
+      }
+      if (value.type === 'checkpoint') {
+        if (typeof value.note !== 'string') return fail('a checkpoint line has no note');
+        let cp: Checkpoint;
+        try {
+          cp = verifyCheckpointNote(value.note, header.origin, keys);
+        } catch (error) {
+          return fail(`checkpoint: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        if (lastCheckpoint && cp.size <= lastCheckpoint.size) return fail(`checkpoints must grow: ${cp.size} after ${lastCheckpoint.size}`);
+        checkpoints.set(cp.size, cp);
+        lastCheckpoint = cp;
+        continue;
+      }
+      if (value.type === 'consistency') {
+        const a = checkpoints.get(value.from as number);
+        const b = checkpoints.get(value.to as number);
+        const proof = b64list(value.proof);
+        if (!a || !b || !proof) return fail('a consistency proof names checkpoints the export does not hold before it');
+        if (!verifyConsistency(merkleHasher, a.size, b.size, proof, fromBase64(a.rootHash), fromBase64(b.rootHash))) {
+          return fail(`the checkpoint of ${b.size} entries is not consistent with the one of ${a.size}: the log forked between them`, a.size + 1);
+        }
+        continue;
+      }
+      if (value.type !== 'entry') return fail(`unknown line type ${quote(String(value.type))}`);
+      const seq = value.seq;
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || typeof value.record !== 'string' || typeof value.leafHash !== 'string') return fail('an entry line is malformed');
+      const top = checkpoints.get(header.treeSize);
+      if (!top) return fail(`no signed checkpoint of the export's tree size ${header.treeSize} precedes the entries`);
+      if (header.full && seq !== lastSeq + 1) return fail(seq > lastSeq + 1 ? `entry ${lastSeq + 1} is missing` : `entry ${seq} is out of order`, lastSeq + 1);
+      if (!header.full && seq <= lastSeq) return fail(`entry ${seq} is out of order`, seq);
+      if (seq > header.treeSize) return fail(`entry ${seq} is beyond the export's tree size`, seq);
+      lastSeq = seq;
+      // The record must be canonical JSON that names its own position.
+      let record: JsonObject;
+      try {
+        record = parseStrictJson(value.record) as JsonObject;
+      } catch {
+        return fail(`entry ${seq}: the record is not valid JSON`, seq);
+      }
+      if (canonicalize(record) !== value.record || record.seq !== seq) return fail(`entry ${seq}: the record is not the canonical record of entry ${seq}`, seq);
+      const leaf = merkleHasher.leaf(new Uint8Array(Buffer.from(value.record, 'utf8')));
+      if (toBase64(leaf) !== value.leafHash) return fail(`entry ${seq}: the record does not match its leaf hash`, seq);
+      entries++;
+      if (header.full) {
+        acc.pushLeafHash(leaf);
+        const cp = checkpoints.get(acc.size);
+        if (cp) {
+          if (toBase64(acc.root()) !== cp.rootHash) {
+            return fail(`the entries after ${lastGood} up to ${acc.size} do not match the signed checkpoint of ${acc.size} entries: one of entries ${lastGood + 1}..${acc.size} was changed`, lastGood + 1);
+          }
+          lastGood = acc.size;
+        }
+      } else {
+        const proof = b64list(value.inclusion);
+        if (!proof || !verifyInclusion(merkleHasher, seq - 1, top.size, leaf, proof, fromBase64(top.rootHash))) {
+          return fail(`entry ${seq} is not included in the signed checkpoint of ${top.size} entries`, seq);
+        }
+      }
+    }
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+  if (!header) return { ok: false, line: lineNo, reason: 'the export is empty' };
+  if (!lastCheckpoint || lastCheckpoint.size !== header.treeSize) return { ok: false, line: lineNo, reason: `the export has no checkpoint of its tree size ${header.treeSize}` };
+  if (header.full && acc.size !== header.treeSize) return { ok: false, firstBadSeq: acc.size + 1, line: lineNo, reason: `the export ends at entry ${acc.size} but its checkpoint covers ${header.treeSize}: the tail is missing` };
+  return { ok: true, origin: header.origin, treeSize: header.treeSize, entries, checkpoints: checkpoints.size, root: lastCheckpoint.rootHash };
+}

@@ -1,0 +1,208 @@
+/**
+ * The append-only audit log: an RFC 9162 Merkle log stored in SQLite. Entry `seq` (1-based) is
+ * leaf `seq - 1`; its data is the entry's canonical (JCS) record. Each append writes the entry,
+ * its leaf hash and the hash of every subtree it completes, inside the caller's transaction, so
+ * an audit record that cannot be written takes the decision it belongs to down with it. Nothing
+ * is kept in memory between appends: a rolled-back transaction leaves nothing to undo.
+ * Signed checkpoints over the tree are checkpoints.ts; docs/audit.md is the format.
+ */
+import { createHash } from 'node:crypto';
+import type { Db } from '../store/database.js';
+import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
+import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, splitPoint } from '../../../shared/merkle.js';
+import { CountersignError } from '../../../shared/errors.js';
+
+export type AuditKind =
+  | 'call.rejected'
+  | 'decision.allow'
+  | 'decision.deny'
+  | 'decision.pending'
+  | 'decision.expired'
+  | 'token.issued'
+  | 'agent.enrolled'
+  | 'agent.revoked'
+  | 'agent.key_rotated'
+  | 'approver.added'
+  | 'approver.registration_code_issued'
+  | 'approver.disabled'
+  | 'approver.groups_changed'
+  | 'approver.credential_registered'
+  | 'approver.credential_removed'
+  | 'approver.credential_suspect'
+  | 'admin.action'
+  | 'approval.given'
+  | 'approval.denied'
+  | 'decision.approved'
+  | 'signing_key.activated'
+  | 'signing_key.rotated'
+  | 'signing_key.retired'
+  | 'policy.loaded'
+  | 'policy.reload_failed'
+  | 'config.loaded'
+  | 'audit.checkpoint_reset'
+  | 'server.started'
+  | 'server.stopped';
+
+export interface AuditEntry {
+  seq: number;
+  at: number;
+  kind: AuditKind;
+  record: string;
+}
+
+export const sha256 = (data: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(data).digest());
+export const merkleHasher = new MerkleHasher(sha256);
+
+const utf8 = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
+
+export type AuditVerification =
+  | { ok: true; entries: number; root: string }
+  | { ok: false; badSeq: number; reason: string };
+
+export class AuditLog {
+  private readonly insert;
+  private readonly last;
+  private readonly insertNode;
+  private readonly getNode;
+
+  constructor(private readonly db: Db) {
+    this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
+    this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
+    this.insertNode = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
+    this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
+    this.hashMissingLeaves();
+  }
+
+  /**
+   * Append one event. Call inside a transaction together with the state change it records: the
+   * size is read inside that transaction, so concurrent writers cannot fork the tree.
+   */
+  append(kind: AuditKind, at: number, event: JsonObject): AuditEntry {
+    const seq = (this.last.get()?.seq ?? 0) + 1;
+    const record = canonicalize({ ...event, kind, at, seq });
+    this.insert.run(seq, at, kind, record, typeof event.requestId === 'string' ? event.requestId : null);
+    this.addLeaf(seq - 1, merkleHasher.leaf(utf8(record)));
+    return { seq, at, kind, record };
+  }
+
+  /** Store leaf `index` and every subtree it completes (their left siblings are stored already). */
+  private addLeaf(index: number, leafHash: Uint8Array): void {
+    this.insertNode.run(0, index, leafHash);
+    let hash = leafHash;
+    let level = 0;
+    let i = index;
+    while (i % 2 === 1) {
+      hash = merkleHasher.node(this.node(level, i - 1), hash);
+      level++;
+      i = (i - 1) / 2;
+      this.insertNode.run(level, i, hash);
+    }
+  }
+
+  /** Entries written before the Merkle log (migration 8) get their hashes on first open. */
+  private hashMissingLeaves(): void {
+    const hashed = this.db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM audit_nodes WHERE level = 0').get()!.n;
+    const total = this.size();
+    if (hashed >= total) return;
+    const rows = this.db.prepare<[number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq').all(hashed);
+    this.db.transaction(() => {
+      for (const row of rows) this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)));
+    }).immediate();
+  }
+
+  size(): number {
+    return this.last.get()?.seq ?? 0;
+  }
+
+  /** A quick start-up check: no entry missing between 1 and the last one (a full check is `verify`). */
+  assertContiguous(): void {
+    const { n, top } = this.db.prepare<[], { n: number; top: number | null }>('SELECT COUNT(*) AS n, MAX(seq) AS top FROM audit_log').get()!;
+    if (n !== (top ?? 0)) throw new CountersignError('audit_corrupt', `the audit log is missing ${(top ?? 0) - n} of its ${top ?? 0} entries; run countersign audit verify to find the first`);
+  }
+
+  private node(level: number, idx: number): Uint8Array {
+    const row = this.getNode.get(level, idx);
+    if (!row) throw new CountersignError('audit_corrupt', `the audit tree is missing the hash of subtree ${level}/${idx}`);
+    return new Uint8Array(row.hash);
+  }
+
+  /** MTH of leaves [start, end), from stored complete subtrees. */
+  rangeHash(start: number, end: number): Uint8Array {
+    const n = end - start;
+    if (n <= 0) return merkleHasher.emptyRoot();
+    if (Number.isInteger(Math.log2(n)) && start % n === 0) return this.node(Math.log2(n), start / n);
+    const k = splitPoint(n);
+    return merkleHasher.node(this.rangeHash(start, start + k), this.rangeHash(start + k, end));
+  }
+
+  root(size = this.size()): Uint8Array {
+    return this.rangeHash(0, size);
+  }
+
+  leafHash(index: number): Uint8Array {
+    return this.node(0, index);
+  }
+
+  inclusionProof(index: number, size: number): Uint8Array[] {
+    this.checkRange(index + 1, size);
+    if (index < 0) throw new CountersignError('audit_proof_unavailable', 'an entry index is never negative');
+    return inclusionPath(index, size, (a, b) => this.rangeHash(a, b));
+  }
+
+  consistencyProof(size1: number, size2: number): Uint8Array[] {
+    this.checkRange(size1, size2);
+    return consistencyPath(size1, size2, (a, b) => this.rangeHash(a, b));
+  }
+
+  private checkRange(low: number, high: number): void {
+    const size = this.size();
+    if (!Number.isSafeInteger(low) || !Number.isSafeInteger(high) || low < 0 || low > high) {
+      throw new CountersignError('audit_proof_unavailable', `no proof exists from ${low} to tree size ${high}`);
+    }
+    if (high > size) throw new CountersignError('audit_proof_unavailable', `the audit log has ${size} entries, not ${high}`);
+  }
+
+  /**
+   * Recompute the log from its records: every record's leaf hash against the stored one, every
+   * sequence number present, every checkpoint's root. Names the first bad entry.
+   */
+  verify(): AuditVerification {
+    const acc = new MerkleAccumulator(merkleHasher);
+    const checkpoints = this.db.prepare<[], { tree_size: number; root_hash: Buffer }>('SELECT tree_size, root_hash FROM audit_checkpoints ORDER BY tree_size').all();
+    let next = 0;
+    let expectedSeq = 1;
+    const rows = this.db.prepare<[], { seq: number; record: string; hash: Buffer | null }>(
+      'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 ORDER BY l.seq',
+    );
+    for (const row of rows.iterate()) {
+      if (row.seq !== expectedSeq) return { ok: false, badSeq: expectedSeq, reason: 'entry missing' };
+      const leaf = merkleHasher.leaf(utf8(row.record));
+      if (row.hash === null || !Buffer.from(leaf).equals(row.hash)) {
+        return { ok: false, badSeq: row.seq, reason: 'the entry does not match its leaf hash' };
+      }
+      acc.pushLeafHash(leaf);
+      while (next < checkpoints.length && checkpoints[next]!.tree_size === acc.size) {
+        if (!Buffer.from(acc.root()).equals(checkpoints[next]!.root_hash)) {
+          return { ok: false, badSeq: row.seq, reason: `the tree of ${acc.size} entries does not match its checkpoint` };
+        }
+        next++;
+      }
+      expectedSeq++;
+    }
+    if (next < checkpoints.length) {
+      return { ok: false, badSeq: expectedSeq, reason: `a checkpoint covers ${checkpoints[next]!.tree_size} entries but the log ends at ${acc.size}` };
+    }
+    return { ok: true, entries: acc.size, root: Buffer.from(acc.root()).toString('base64') };
+  }
+
+  entries(fromSeq = 1, limit = 1000): AuditEntry[] {
+    return this.db
+      .prepare<[number, number], AuditEntry>('SELECT seq, at, kind, record FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?')
+      .all(fromSeq, limit);
+  }
+
+  /** The entries about one request, in order. */
+  entriesFor(requestId: string): AuditEntry[] {
+    return this.db.prepare<[string], AuditEntry>('SELECT seq, at, kind, record FROM audit_log WHERE request_id = ? ORDER BY seq').all(requestId);
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * Signed checkpoints of the audit log: made every N entries or T seconds (when the log grew),
+ * on demand (a proof that needs one) and at shutdown; signed by the custody key (PKCS#11 where
+ * configured); stored in the database and written atomically to a file beside it (and to a
+ * mirror directory when configured). At start, `checkExternalCheckpoint` compares that file
+ * with the database: a tree that got smaller is a rollback (truncation, an older backup), the
+ * same size with another root is a fork. Either way Countersign refuses to start.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Db } from '../store/database.js';
+import type { PublicJwk, Signer } from '../custody/signer.js';
+import type { AuditLog } from './audit-log.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import { checkpointText, formatSignedNote, fromBase64, parseCheckpointText, parseSignedNote, toBase64, type Checkpoint } from '../../../shared/checkpoint-note.js';
+import { signNote, verifyNoteSignature } from './note-keys.js';
+
+export const CHECKPOINT_FILE = 'audit-checkpoint.note';
+
+export interface StoredCheckpoint {
+  size: number;
+  rootHash: string;
+  at: number;
+  note: string;
+}
+
+/**
+ * The log's origin (and key name): `countersign/<serverId>`. One log per data directory, whichever
+ * key domain it runs in (`start` and `headless` share it; each signs with its own pinned key).
+ */
+export function auditOrigin(serverId: string): string {
+  return `countersign/${serverId}`;
+}
+
+export function latestCheckpoint(db: Db): StoredCheckpoint | undefined {
+  const row = db.prepare<[], { tree_size: number; root_hash: Buffer; at: number; note: string }>('SELECT * FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1').get();
+  return row ? { size: row.tree_size, rootHash: toBase64(row.root_hash), at: row.at, note: row.note } : undefined;
+}
+
+export function checkpointAtOrAfter(db: Db, size: number): StoredCheckpoint | undefined {
+  const row = db.prepare<[number], { tree_size: number; root_hash: Buffer; at: number; note: string }>('SELECT * FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT 1').get(size);
+  return row ? { size: row.tree_size, rootHash: toBase64(row.root_hash), at: row.at, note: row.note } : undefined;
+}
+
+/** Write `data` to `file` so that a crash leaves either the old file or the new one. */
+export function writeFileAtomic(file: string, data: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dirFd = openSync(dirname(file), 'r');
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
+}
+
+/** Parse a signed checkpoint and check it is for `origin` and signed by one of `keys`. */
+export function verifyCheckpointNote(note: string, origin: string, keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>): Checkpoint {
+  const parsed = parseSignedNote(note);
+  const checkpoint = parseCheckpointText(parsed.text);
+  if (checkpoint.origin !== origin) throw new CountersignError('audit_checkpoint_invalid', `the checkpoint is for the log ${quote(checkpoint.origin)}, not ${quote(origin)}`);
+  const signedBy = parsed.signatures.some((sig) => keys.some((k) => verifyNoteSignature(k, origin, parsed.text, sig)));
+  if (!signedBy) throw new CountersignError('audit_checkpoint_invalid', 'the checkpoint is not signed by a pinned signing key of this log');
+  return checkpoint;
+}
+
+export interface CheckpointerOptions {
+  db: Db;
+  log: AuditLog;
+  signer: Signer;
+  origin: string;
+  /** The file beside the database, then any mirror copies. */
+  files: string[];
+  everyEntries: number;
+  everyMs: number;
+  now: () => number;
+  onError: (message: string) => void;
+}
+
+export class Checkpointer {
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly insert;
+
+  constructor(private readonly options: CheckpointerOptions) {
+    this.insert = options.db.prepare('INSERT OR IGNORE INTO audit_checkpoints (tree_size, root_hash, at, note) VALUES (?, ?, ?, ?)');
+  }
+
+  latest(): StoredCheckpoint | undefined {
+    return latestCheckpoint(this.options.db);
+  }
+
+  /** Sign a checkpoint of the log as it is now (if it grew since the last one). Serialized. */
+  checkpoint(): Promise<StoredCheckpoint | undefined> {
+    const run = this.chain.then(() => this.make());
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A checkpoint covering at least `size` entries: the existing one, or a new one. */
+  async covering(size: number): Promise<StoredCheckpoint> {
+    const existing = checkpointAtOrAfter(this.options.db, size);
+    if (existing) return existing;
+    await this.checkpoint();
+    const made = checkpointAtOrAfter(this.options.db, size);
+    if (!made) throw new CountersignError('audit_proof_unavailable', `no checkpoint covers ${size} entries yet`);
+    return made;
+  }
+
+  start(): void {
+    const tick = Math.max(50, Math.min(1_000, Math.floor(this.options.everyMs / 2)));
+    this.timer = setInterval(() => {
+      const last = this.latest();
+      const size = this.options.log.size();
+      const grown = size - (last?.size ?? 0);
+      if (grown >= this.options.everyEntries || (grown > 0 && this.options.now() - (last?.at ?? 0) >= this.options.everyMs)) {
+        this.checkpoint().catch((error: unknown) => this.options.onError(`audit checkpoint failed: ${error instanceof Error ? error.message : String(error)}`));
+      }
+    }, tick);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.chain;
+  }
+
+  private async make(): Promise<StoredCheckpoint | undefined> {
+    const { db, log, signer, origin } = this.options;
+    const last = this.latest();
+    // Size and root are read in the same turn, so no append can come between them.
+    const size = log.size();
+    if (last && size <= last.size) return last;
+    const root = log.root(size);
+    const at = this.options.now();
+    const text = checkpointText({ origin, size, rootHash: toBase64(root), time: at });
+    const signature = await signNote(signer, origin, text);
+    const note = formatSignedNote(text, [signature]);
+    if (!verifyNoteSignature(signer.publicJwk, origin, text, signature)) {
+      throw new CountersignError('signer_failed', 'the checkpoint signature did not verify with the signing key');
+    }
+    this.insert.run(size, root, at, note);
+    for (const file of this.options.files) {
+      try {
+        writeFileAtomic(file, note);
+      } catch (error) {
+        this.options.onError(`could not write the checkpoint to ${file}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    return { size, rootHash: toBase64(root), at, note };
+  }
+}
+
+export interface ExternalCheckResult {
+  /** The tree size the external checkpoint vouches for (0 when there is none yet). */
+  size: number;
+  source?: string;
+  /** Problems with copies that were not needed (a corrupt mirror while the main file is good). */
+  warnings: string[];
+}
+
+/**
+ * Compare the checkpoint kept outside the database with the database. Throws audit_rollback,
+ * audit_fork, audit_checkpoint_missing or audit_checkpoint_invalid; returns what was checked.
+ */
+export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin: string; files: string[]; keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>> }): ExternalCheckResult {
+  options.log.assertContiguous();
+  const warnings: string[] = [];
+  let best: { checkpoint: Checkpoint; file: string } | undefined;
+  let firstProblem: CountersignError | undefined;
+  for (const file of options.files) {
+    if (!existsSync(file)) continue;
+    try {
+      const checkpoint = verifyCheckpointNote(readFileSync(file, 'utf8'), options.origin, options.keys);
+      if (!best || checkpoint.size > best.checkpoint.size) best = { checkpoint, file };
+    } catch (error) {
+      const problem = error instanceof CountersignError ? error : new CountersignError('audit_checkpoint_invalid', 'the checkpoint file could not be read', { cause: error });
+      firstProblem ??= new CountersignError(problem.code, `${file}: ${problem.message}`, { cause: problem });
+      warnings.push(`${file}: ${problem.message}`);
+    }
+  }
+  const stored = latestCheckpoint(options.db);
+  if (!best) {
+    if (firstProblem) throw firstProblem;
+    if (stored) {
+      throw new CountersignError('audit_checkpoint_missing', `the audit checkpoint file ${quote(options.files[0] ?? '')} is missing, but the database holds checkpoints up to ${stored.size} entries`);
+    }
+    return { size: 0, warnings };
+  }
+  const size = options.log.size();
+  const { checkpoint } = best;
+  if (checkpoint.size > size) {
+    throw new CountersignError('audit_rollback', `the audit log holds ${size} entries but its last checkpoint (${best.file}) covers ${checkpoint.size}: the database was truncated or restored from an older copy`);
+  }
+  const root = toBase64(options.log.root(checkpoint.size));
+  if (root !== checkpoint.rootHash || fromBase64(root).length !== 32) {
+    throw new CountersignError('audit_fork', `the audit log's first ${checkpoint.size} entries do not match the checkpoint in ${best.file}: entries were rewritten`);
+  }
+  return { size: checkpoint.size, source: best.file, warnings };
+}
+
+export function checkpointFiles(dataDir: string, mirrorDir: string | undefined): string[] {
+  return [join(dataDir, CHECKPOINT_FILE), ...(mirrorDir === undefined ? [] : [join(mirrorDir, CHECKPOINT_FILE)])];
+}
