@@ -1,0 +1,339 @@
+/**
+ * The Merkle audit log against tampering, on real data directories: a clean run exports and
+ * verifies offline with the public key; a row rewritten in the middle, a row deleted, the tail
+ * truncated, the database replaced by an older copy, a fork (rewritten and re-hashed), a
+ * checkpoint signed with another key, and the external checkpoint file missing or corrupt are
+ * each refused at start or named by `audit verify` and the offline verifier. A full disk fails
+ * the decision closed and loses nothing.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { DEMO_POLICY_DIR, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { openDataDir, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { AuditLog } from '../../main/core/audit/audit-log.js';
+import { CHECKPOINT_FILE, auditOrigin, verifyCheckpointNote } from '../../main/core/audit/checkpoints.js';
+import { exportAudit, verifyExport } from '../../main/core/audit/audit-export.js';
+import { noteKeyId } from '../../main/core/audit/note-keys.js';
+import { checkpointText, formatSignedNote, parseCheckpointText, parseSignedNote } from '../../shared/checkpoint-note.js';
+import { AgentClient } from '../../shared/agent-client.js';
+import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
+import type { PublicJwk } from '../../main/core/custody/signer.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const ORIGIN = auditOrigin('countersign-local');
+
+interface World { dataDir: string; key: AgentKey }
+
+async function world(config: Record<string, unknown> = {}): Promise<World> {
+  const dataDir = tempDir('countersign-audit-');
+  dirs.push(dataDir);
+  writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, ...config }));
+  const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  const app = await startCountersign({ dataDir, log: () => undefined });
+  app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'ap-agent', 'ap-agent')), {
+    owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+  });
+  await app.close();
+  return { dataDir, key };
+}
+
+/** Start, send `calls` transfers (different amounts: no loop), stop (which signs a checkpoint). */
+async function run(w: World, calls: number, logs: string[] = []): Promise<{ requestIds: string[] }> {
+  const app = await startCountersign({ dataDir: w.dataDir, log: (m) => logs.push(m) });
+  try {
+    const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
+    await client.connect();
+    const requestIds: string[] = [];
+    for (let i = 0; i < calls; i++) requestIds.push((await client.submit(transferCall(`${100 + i}.00`))).requestId);
+    client.close();
+    return { requestIds };
+  } finally {
+    await app.close();
+  }
+}
+
+/** Open the database as an attacker would: the append-only triggers dropped. */
+function tamper(w: World, sql: (db: Database.Database) => void): void {
+  const db = new Database(join(w.dataDir, 'countersign.db'));
+  db.exec('DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS audit_nodes_no_update; DROP TRIGGER IF EXISTS audit_nodes_no_delete;');
+  sql(db);
+  db.close();
+}
+
+function inspect<T>(w: World, fn: (d: ReturnType<typeof openDataDir>) => T): T {
+  const d = openDataDir(w.dataDir);
+  try {
+    return fn(d);
+  } finally {
+    d.db.close();
+  }
+}
+
+const keysOf = (w: World): PublicJwk[] => inspect(w, ({ signingKeys }) => signingKeys.list().map((k) => k.publicJwk));
+
+async function exportAndVerify(w: World, selection: Parameters<typeof exportAudit>[0]['selection'] = { kind: 'all' }) {
+  const file = join(w.dataDir, `export-${Math.random()}.jsonl`);
+  inspect(w, ({ db, audit }) => exportAudit({ db, log: audit, origin: ORIGIN, file, selection }));
+  return { file, result: await verifyExport(file, keysOf(w)) };
+}
+
+const start = (w: World, logs: string[] = []) => startCountersign({ dataDir: w.dataDir, log: (m) => logs.push(m) });
+
+describe('audit log: a clean run', () => {
+  it('signs a checkpoint at shutdown, beside the database, and an export verifies offline with the public key', async () => {
+    const w = await world();
+    const { requestIds } = await run(w, 6);
+    const note = readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8');
+    const checkpoint = verifyCheckpointNote(note, ORIGIN, keysOf(w));
+    const size = inspect(w, ({ audit }) => audit.size());
+    expect(checkpoint.size).toBe(size);
+    expect(checkpoint.time).toBeGreaterThan(Date.now() - 60_000);
+    expect(note).toMatch(/^countersign\/countersign-local\n\d+\n[A-Za-z0-9+/]{43}=\ntime \S+\n\n\u2014 countersign\/countersign-local [A-Za-z0-9+/]+={0,2}\n$/);
+    expect(inspect(w, ({ audit }) => audit.verify())).toMatchObject({ ok: true, entries: size });
+
+    const full = await exportAndVerify(w);
+    expect(full.result).toMatchObject({ ok: true, origin: ORIGIN, treeSize: size, entries: size });
+    const byRequest = await exportAndVerify(w, { kind: 'request', requestId: requestIds[2]! });
+    expect(byRequest.result).toMatchObject({ ok: true, entries: 1 });
+    const byTime = await exportAndVerify(w, { kind: 'time', since: 0, until: Date.now() });
+    expect(byTime.result).toMatchObject({ ok: true, entries: size });
+    // Another key does not verify it.
+    const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }) as unknown as PublicJwk;
+    expect(await verifyExport(full.file, [other])).toMatchObject({ ok: false, reason: expect.stringContaining('not signed by a pinned signing key') as unknown });
+    // The next start accepts the checkpoint.
+    const app = await start(w);
+    await app.close();
+  });
+
+  it('signs checkpoints every N entries while running', async () => {
+    const w = await world({ audit: { checkpointEveryEntries: 5, checkpointEveryMs: 100 } });
+    const app = await start(w);
+    try {
+      const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
+      await client.connect();
+      for (let i = 0; i < 6; i++) await client.submit(transferCall(`${200 + i}.00`));
+      client.close();
+      const deadline = Date.now() + 5_000;
+      while ((app.checkpoints.latest()?.size ?? 0) < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(app.checkpoints.latest()!.size).toBeGreaterThanOrEqual(6);
+      expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(app.checkpoints.latest()!.note);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('audit log: tampering', () => {
+  it('a row rewritten in the middle: audit verify and the offline verifier name the entry', async () => {
+    const w = await world();
+    await run(w, 6);
+    tamper(w, (db) => expect(db.prepare(`UPDATE audit_log SET record = replace(record, '"kind":"', '"kind":"edited.') WHERE seq = 5`).run().changes).toBe(1));
+    expect(inspect(w, ({ audit }) => audit.verify())).toEqual({ ok: false, badSeq: 5, reason: 'the entry does not match its leaf hash' });
+    const { result } = await exportAndVerify(w);
+    expect(result).toMatchObject({ ok: false, firstBadSeq: 5, reason: 'entry 5: the record does not match its leaf hash' });
+  });
+
+  it('a row deleted: refused at start, and named', async () => {
+    const w = await world();
+    await run(w, 6);
+    tamper(w, (db) => db.prepare('DELETE FROM audit_log WHERE seq = 4').run());
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_corrupt', message: expect.stringContaining('missing 1 of its') as unknown });
+    expect(inspect(w, ({ audit }) => audit.verify())).toEqual({ ok: false, badSeq: 4, reason: 'entry missing' });
+    const { result } = await exportAndVerify(w);
+    expect(result).toMatchObject({ ok: false, firstBadSeq: 4, reason: 'entry 4 is missing' });
+  });
+
+  it('the tail truncated: refused at start (the tree got smaller than its checkpoint)', async () => {
+    const w = await world();
+    await run(w, 6);
+    const size = inspect(w, ({ audit }) => audit.size());
+    tamper(w, (db) => {
+      db.prepare('DELETE FROM audit_log WHERE seq > ?').run(size - 3);
+      db.prepare('DELETE FROM audit_checkpoints').run();
+    });
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback', message: expect.stringContaining(`holds ${size - 3} entries but its last checkpoint`) as unknown });
+  });
+
+  it('the database replaced by an older copy: refused at start', async () => {
+    const w = await world();
+    await run(w, 3);
+    const db = join(w.dataDir, 'countersign.db');
+    copyFileSync(db, `${db}.old`);
+    await run(w, 3);
+    copyFileSync(`${db}.old`, db);
+    for (const ext of ['-wal', '-shm']) rmSync(`${db}${ext}`, { force: true });
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback' });
+  });
+
+  it('a fork: entries rewritten and every hash recomputed to match — refused at start, named by verify', async () => {
+    const w = await world();
+    await run(w, 6);
+    tamper(w, (db) => {
+      db.prepare(`UPDATE audit_log SET record = replace(record, '"kind":"', '"kind":"edited.') WHERE seq = 6`).run();
+      db.prepare('DELETE FROM audit_nodes').run();
+      db.prepare('DELETE FROM audit_checkpoints').run();
+    });
+    inspect(w, ({ db }) => new AuditLog(db)); // the attacker re-hashes the rewritten log
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_fork', message: expect.stringContaining('do not match the checkpoint') as unknown });
+  });
+
+  it('the external checkpoint file missing or corrupt: refused at start; a good mirror copy is enough', async () => {
+    const w = await world();
+    await run(w, 2);
+    const file = join(w.dataDir, CHECKPOINT_FILE);
+    const good = readFileSync(file, 'utf8');
+    rmSync(file);
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_missing' });
+    writeFileSync(file, good.slice(0, 40));
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_invalid' });
+    writeFileSync(file, good.replace(/\n(\d+)\n/, (_m, n: string) => `\n${Number(n) + 1}\n`));
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_invalid' });
+
+    // With a mirror directory, a corrupt main file is survivable (and reported).
+    const mirror = join(w.dataDir, 'mirror');
+    mkdirSync(mirror);
+    writeFileSync(join(mirror, CHECKPOINT_FILE), good);
+    writeFileSync(join(w.dataDir, 'config.json'), JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, audit: { mirrorDir: mirror } }));
+    const logs: string[] = [];
+    const app = await start(w, logs);
+    await app.close();
+    expect(logs.some((l) => l.includes('audit checkpoint copy unusable'))).toBe(true);
+    expect(readFileSync(file, 'utf8')).toBe(readFileSync(join(mirror, CHECKPOINT_FILE), 'utf8')); // both rewritten at shutdown
+  });
+
+  it('a checkpoint signed with another key: refused at start, and by the offline verifier', async () => {
+    const w = await world();
+    await run(w, 2);
+    const file = join(w.dataDir, CHECKPOINT_FILE);
+    const honest = parseCheckpointText(parseSignedNote(readFileSync(file, 'utf8')).text);
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const jwk = publicKey.export({ format: 'jwk' }) as unknown as PublicJwk;
+    const text = checkpointText({ ...honest });
+    const forged = formatSignedNote(text, [{ keyName: ORIGIN, keyId: noteKeyId(ORIGIN, jwk), signature: new Uint8Array(sign(null, Buffer.from(text), privateKey)) }]);
+    writeFileSync(file, forged);
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_invalid', message: expect.stringContaining('not signed by a pinned signing key') as unknown });
+    // The same forged checkpoint inside an export.
+    const { file: exported } = await exportAndVerify(w);
+    const lines = readFileSync(exported, 'utf8').split('\n');
+    const i = lines.findIndex((l) => l.includes('"type":"checkpoint"'));
+    lines[i] = JSON.stringify({ type: 'checkpoint', note: forged });
+    writeFileSync(exported, lines.join('\n'));
+    expect(await verifyExport(exported, keysOf(w))).toMatchObject({ ok: false, line: i + 1, reason: expect.stringContaining('checkpoint: the checkpoint is not signed by a pinned signing key') as unknown });
+  });
+
+  it('reset-checkpoint after a deliberate restore records the rollback in the log and lets it start', async () => {
+    const w = await world();
+    await run(w, 2);
+    const db = join(w.dataDir, 'countersign.db');
+    copyFileSync(db, `${db}.old`);
+    await run(w, 2);
+    copyFileSync(`${db}.old`, db);
+    for (const ext of ['-wal', '-shm']) rmSync(`${db}${ext}`, { force: true });
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback' });
+    const { spawnSync } = await import('node:child_process');
+    const { REPO_ROOT } = await import('../../main/core/app.js');
+    const r = spawnSync(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'reset-checkpoint', '--data-dir', w.dataDir], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ reset: true, previous: expect.stringContaining('audit_rollback') as unknown });
+    const app = await start(w);
+    const kinds = app.audit.entries(1, 10_000).map((e) => e.kind);
+    await app.close();
+    expect(kinds).toContain('audit.checkpoint_reset');
+  });
+});
+
+describe('audit log: fail closed', () => {
+  it('a full disk during append refuses the call, issues no token and leaves nothing half-written; room again, it works', async () => {
+    const w = await world();
+    const app: RunningCountersign = await start(w);
+    try {
+      const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
+      await client.connect();
+      expect((await client.submit(transferCall('100.00'))).decision).toBe('allow');
+      const counts = () => app.db.prepare<[], { r: number; t: number; a: number }>("SELECT (SELECT COUNT(*) FROM requests) AS r, (SELECT COUNT(*) FROM tokens) AS t, (SELECT COUNT(*) FROM audit_log WHERE kind LIKE 'decision.%') AS a").get()!;
+      const before = counts();
+      // A size-limited database: no page can be added.
+      const pages = app.db.pragma('page_count', { simple: true }) as number;
+      app.db.pragma(`max_page_count = ${pages}`);
+      let refused: unknown;
+      for (let i = 0; i < 50 && refused === undefined; i++) {
+        try {
+          await client.submit({ ...transferCall(`${300 + i}.00`), params: { amount: `${300 + i}.00`, currency: 'USD', payee: 'Acme Ltd', memo: 'x'.repeat(2000) } });
+        } catch (error) {
+          refused = error;
+        }
+      }
+      expect(refused).toMatchObject({ code: expect.stringMatching(/^(store_failed|audit_write_failed)$/) as unknown });
+      const during = counts();
+      expect(during.r - before.r).toBe(during.a - before.a); // every stored decision has its audit entry
+      expect(during.t - before.t).toBeLessThanOrEqual(during.r - before.r);
+      app.db.pragma('max_page_count = 1073741823');
+      expect((await client.submit(transferCall('101.00'))).decision).toBe('allow');
+      client.close();
+      expect(app.audit.verify()).toMatchObject({ ok: true });
+    } finally {
+      await app.close();
+    }
+    expect(existsSync(join(w.dataDir, CHECKPOINT_FILE))).toBe(true);
+  });
+});
+
+describe('audit log: a crash between decision and audit write', () => {
+  it('SIGKILL inside the decision transaction: after restart the database is intact, every request has one state, no token lacks its audit record', async () => {
+    const { spawn } = await import('node:child_process');
+    const { REPO_ROOT } = await import('../../main/core/app.js');
+    const w = await world();
+    await run(w, 3);
+    // node with the tsx loader, not the tsx CLI (which would run the script in a grandchild).
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', 'crash-child.ts'), w.dataDir, '4'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /ready (\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', () => reject(new Error('the child exited before it was ready')));
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    const client = new AgentClient({ url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false, requestTimeoutMs: 5_000 });
+    await client.connect();
+    const answered: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      try {
+        answered.push((await client.submit(transferCall(`${500 + i}.00`))).requestId);
+      } catch {
+        break; // the server died mid-decision
+      }
+    }
+    client.close();
+    expect(await exited).toBe('SIGKILL');
+    expect(answered).toHaveLength(3); // the 4th decision never committed, so it was never answered
+
+    const app = await start(w);
+    try {
+      expect(app.db.pragma('integrity_check', { simple: true })).toBe('ok');
+      expect(app.audit.verify()).toMatchObject({ ok: true });
+      const states = app.db.prepare<[], { state: string; n: number }>('SELECT state, COUNT(*) AS n FROM requests GROUP BY state').all();
+      expect(states.every((s) => ['allowed', 'denied', 'pending', 'approved', 'expired'].includes(s.state))).toBe(true);
+      const requests = app.db.prepare<[], { id: string }>('SELECT id FROM requests').all().map((r) => r.id);
+      for (const id of answered) expect(requests).toContain(id);
+      // Every request has exactly one decision entry in the log, and every token its audit record.
+      for (const id of requests) expect(app.audit.entriesFor(id).filter((e) => e.kind === 'decision.allow' || e.kind === 'decision.deny' || e.kind === 'decision.pending'), id).toHaveLength(1);
+      for (const { jti, request_id } of app.db.prepare<[], { jti: string; request_id: string }>('SELECT jti, request_id FROM tokens').all()) {
+        expect(app.audit.entriesFor(request_id).some((e) => e.record.includes(`"jti":"${jti}"`)), jti).toBe(true);
+      }
+      expect(requests).toHaveLength(3 + 3);
+    } finally {
+      await app.close();
+    }
+  }, 60_000);
+});
