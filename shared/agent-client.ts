@@ -9,7 +9,7 @@ import { base64url, randomBytes } from './encoding.js';
 import { signCanonical, type AgentKey } from './agent-keys.js';
 import {
   SIGNED_TYPES, WS_PATH, WS_SUBPROTOCOL,
-  type AuthenticateResult, type CallPayload, type DecisionResult, type SignedEnvelope, type ToolCall,
+  type AuditProofResult, type AuthenticateResult, type CallPayload, type DecisionResult, type SignedEnvelope, type ToolCall,
 } from './protocol.js';
 
 /** The subset of the WHATWG WebSocket API the client needs (`ws` implements it too). */
@@ -127,6 +127,15 @@ export class AgentClient {
   async getRequest(requestId: string, options: { timeoutMs?: number } = {}): Promise<DecisionResult> {
     await this.connect();
     return (await this.request('request.get', { requestId }, options.timeoutMs)) as DecisionResult;
+  }
+
+  /**
+   * The audit entries about one of this agent's requests, each with its inclusion proof against
+   * a signed checkpoint (docs/audit.md says how to verify them).
+   */
+  async auditProof(requestId: string, options: { timeoutMs?: number } = {}): Promise<AuditProofResult> {
+    await this.connect();
+    return (await this.request('audit.proof', { requestId }, options.timeoutMs)) as AuditProofResult;
   }
 
   /**

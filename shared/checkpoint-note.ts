@@ -72,7 +72,6 @@ export function formatSignedNote(text: string, signatures: NoteSignature[]): str
 
 export function parseSignedNote(note: string): SignedNote {
   if (note.length > MAX_NOTE_BYTES) invalid('the checkpoint is too large');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u0009\u000b-\u001f]/.test(note)) invalid('the checkpoint contains control characters');
   if (!note.endsWith('\n')) invalid('the checkpoint does not end with a newline');
   const split = note.lastIndexOf('\n\n');

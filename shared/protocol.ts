@@ -81,15 +81,17 @@ export const authenticateParamsSchema = z.strictObject({
 });
 export const submitParamsSchema = z.strictObject({ envelope: signedEnvelopeSchema });
 export const requestGetParamsSchema = z.strictObject({ requestId: identifier });
+export const auditProofParamsSchema = z.strictObject({ requestId: identifier });
 
 export const clientRequestSchema = z.discriminatedUnion('method', [
   z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('session.authenticate'), params: authenticateParamsSchema }),
   z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('call.submit'), params: submitParamsSchema }),
   z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('request.get'), params: requestGetParamsSchema }),
+  z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('audit.proof'), params: auditProofParamsSchema }),
 ]);
 export type ClientRequest = z.infer<typeof clientRequestSchema>;
 export type ClientMethod = ClientRequest['method'];
-export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get'];
+export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get', 'audit.proof'];
 
 /** Loose envelope, used only to find the id and method before the strict schema runs. */
 export const rpcEnvelopeSchema = z.object({ jsonrpc: z.unknown(), id: z.unknown(), method: z.unknown() });
@@ -169,3 +171,15 @@ export const CLOSE_CODES = {
   rateLimited: 4003,
   keyRevoked: 4004,
 } as const;
+
+/**
+ * `audit.proof` result: the audit entries about one of the agent's requests, each with its RFC
+ * 9162 inclusion proof (base64) against the signed checkpoint (a C2SP signed note) of
+ * `treeSize` entries. Verify with shared/merkle.ts and the log's public key (docs/audit.md).
+ */
+export interface AuditProofResult {
+  requestId: string;
+  treeSize: number;
+  checkpoint: string;
+  entries: Array<{ seq: number; record: string; leafHash: string; proof: string[] }>;
+}

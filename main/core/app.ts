@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { AuditLog, type AuditKind } from './audit/audit-log.js';
 import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles } from './audit/checkpoints.js';
+import { AuditProofs } from './audit/audit-proofs.js';
 import { AgentRegistry } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custody/custody.js';
@@ -157,6 +158,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const decisions = new DecisionService({
     db, audit, registry, policy, minter, risk: options.risk ?? riskEngine ?? UnscoredRisk, learner: riskEngine, clock, onTiming: options.onTiming,
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
+    redactDataClasses: config.audit.redactDataClasses,
   });
   const uiSessionSecret = randomBytes(32).toString('base64url');
 
@@ -176,7 +178,9 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     },
   });
   const virtualApprovers = config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
+  const auditProofs = new AuditProofs(db, audit, checkpoints);
   const approvalsHttp = createApprovalsHttpHandler({
+    audit: auditProofs,
     sessionSecret: uiSessionSecret, service: approvals, directory: approvers, db, origins: approvalOrigins, now: clock,
     admin: new AdminActions(db, audit, approvers, { ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock }),
     ...(virtualApprovers === undefined ? {} : { automation: virtualApprovers }),
@@ -186,6 +190,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const uiHttp = createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log });
   const gateway: Gateway = new Gateway({
     config, registry, decisions, log, clock,
+    auditProof: (agentId, requestId) => auditProofs.forRequest(agentId, requestId),
     extraHttp: (req, res) => approvalsHttp(req, res) || uiHttp(req, res),
     // The active key and any key still in its rotation overlap window.
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
@@ -209,7 +214,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   });
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
   // The configuration in force, by hash: a change between starts shows as a new hash in the log.
-  appendAudit('config.loaded', { configSha256: createHash('sha256').update(canonicalize(config as unknown as JsonObject)).digest('hex') });
+  appendAudit('config.loaded', { configSha256: createHash('sha256').update(canonicalize(config)).digest('hex') });
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
 
   const stopWatching = policy.watch((result) => {

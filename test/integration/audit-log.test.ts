@@ -337,3 +337,90 @@ describe('audit log: a crash between decision and audit write', () => {
     }
   }, 60_000);
 });
+
+describe('audit proofs', () => {
+  it('an agent host gets the inclusion proof of its own decision, and it verifies; another agent gets nothing', async () => {
+    const { createHash } = await import('node:crypto');
+    const { MerkleHasher, verifyInclusion, verifyConsistency } = await import('../../shared/merkle.js');
+    const { fromBase64 } = await import('../../shared/checkpoint-note.js');
+    const H = new MerkleHasher((d) => new Uint8Array(createHash('sha256').update(d).digest()));
+    const w = await world();
+    const app = await start(w);
+    try {
+      const other = await importAgentKey(await generateAgentKey('EdDSA'));
+      app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(other, 'other-agent', 'other-agent')), {
+        owner: 'sam@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+      });
+      const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
+      await client.connect();
+      const decided = await client.submit(transferCall('48000.00', 'Northwind Traders'));
+      const proof = await client.auditProof(decided.requestId);
+      const checkpoint = verifyCheckpointNote(proof.checkpoint, ORIGIN, [app.signer.publicJwk]);
+      expect(checkpoint.size).toBe(proof.treeSize);
+      expect(proof.entries).toHaveLength(1);
+      for (const e of proof.entries) {
+        expect(JSON.parse(e.record)).toMatchObject({ requestId: decided.requestId, kind: 'decision.pending', seq: e.seq });
+        const leaf = H.leaf(new Uint8Array(Buffer.from(e.record, 'utf8')));
+        expect(Buffer.from(leaf).toString('base64')).toBe(e.leafHash);
+        expect(verifyInclusion(H, e.seq - 1, proof.treeSize, leaf, e.proof.map(fromBase64), fromBase64(checkpoint.rootHash))).toBe(true);
+      }
+      const intruder = new AgentClient({ url: app.url, agentId: 'other-agent', key: other, webSocket: nodeWebSocket, reconnect: false });
+      await intruder.connect();
+      await expect(intruder.auditProof(decided.requestId)).rejects.toMatchObject({ code: 'audit_proof_unavailable' });
+      await expect(client.auditProof('req_doesnotexist')).rejects.toMatchObject({ code: 'audit_proof_unavailable' });
+      intruder.close();
+      client.close();
+
+      // The local API: checkpoint, inclusion and consistency proofs (bearer secret required).
+      const get = async (path: string, secret: string | null = app.uiSessionSecret) => {
+        const res = await fetch(`http://127.0.0.1:${app.port}${path}`, { headers: secret === null ? {} : { authorization: `Bearer ${secret}` } });
+        return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+      };
+      expect((await get('/api/audit/checkpoint', null)).status).toBe(401);
+      const latest = await get('/api/audit/checkpoint');
+      expect(latest.status).toBe(200);
+      const size = latest.json.treeSize as number;
+      const inclusion = await get('/api/audit/inclusion?seq=1');
+      expect(inclusion.status).toBe(200);
+      const inc = inclusion.json as { treeSize: number; leafHash: string; proof: string[]; root: string };
+      expect(verifyInclusion(H, 0, inc.treeSize, fromBase64(inc.leafHash), inc.proof.map(fromBase64), fromBase64(inc.root))).toBe(true);
+      const consistency = (await get(`/api/audit/consistency?from=1&to=${size}`)).json as { proof: string[]; fromRoot: string; toRoot: string };
+      expect(verifyConsistency(H, 1, size, consistency.proof.map(fromBase64), fromBase64(consistency.fromRoot), fromBase64(consistency.toRoot))).toBe(true);
+      expect(await get(`/api/audit/consistency?from=${size}&to=1`)).toMatchObject({ status: 404, json: { error: { code: 'audit_proof_unavailable' } } });
+      expect(await get('/api/audit/inclusion?seq=abc')).toMatchObject({ status: 400, json: { error: { code: 'schema_invalid' } } });
+      expect(await get(`/api/audit/inclusion?seq=${size + 100}`)).toMatchObject({ status: 404 });
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('audit log: sensitive parameters', () => {
+  it('keeps only the digest and a redacted view for configured data classes; the digest still proves the call', async () => {
+    const { callDigest } = await import('../../main/core/tokens/call-digest.js');
+    const plain = await world();
+    const redacted = await world({ audit: { redactDataClasses: ['financial'] } });
+    const call = { ...transferCall('250.00', 'Acme Ltd'), params: { amount: '250.00', currency: 'USD', payee: 'Acme Ltd', memo: 'patient 4711 invoice' } };
+    const decisionRecord = async (w: World) => {
+      const app = await start(w);
+      try {
+        const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
+        await client.connect();
+        const { requestId } = await client.submit(call);
+        client.close();
+        return app.audit.entriesFor(requestId)[0]!.record;
+      } finally {
+        await app.close();
+      }
+    };
+    const kept = JSON.parse(await decisionRecord(plain)) as Record<string, unknown>;
+    expect(kept.params).toEqual(call.params);
+    const text = await decisionRecord(redacted);
+    const record = JSON.parse(text) as Record<string, unknown>;
+    expect(record.params).toBeUndefined();
+    expect(record.paramsRedacted).toEqual({ amount: '[redacted string]', currency: '[redacted string]', payee: '[redacted string]', memo: '[redacted string]' });
+    expect(text).not.toContain('patient 4711');
+    expect(text).not.toContain('Acme Ltd');
+    expect(record.callSha256).toBe(callDigest(call.tool, call.params));
+  });
+});

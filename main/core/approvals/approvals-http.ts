@@ -12,6 +12,9 @@
  *   POST /api/approvers/<id>/registration/finish         {response}
  *   POST /api/admin/ceremony                             {adminId, action} -> WebAuthn options
  *   POST /api/admin/submit                               {adminId, response} -> performs the action
+ *   GET  /api/audit/checkpoint                           the latest signed checkpoint of the audit log
+ *   GET  /api/audit/inclusion?seq=&size=                 inclusion proof of entry seq (against a checkpoint)
+ *   GET  /api/audit/consistency?from=&to=                consistency proof between two tree sizes
  * Headless test domain only (the automation API; absent otherwise):
  *   POST /api/automation/virtual-approvers               {id, displayName, groups}
  *   POST /api/automation/requests/<id>/decide            {approverId, verdict, reason?}
@@ -28,6 +31,7 @@ import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simp
 import type { ApproverDirectory } from './approver-directory.js';
 import type { VirtualApprovers } from './virtual-approvers.js';
 import type { AdminActions } from './admin-actions.js';
+import type { AuditProofs } from '../audit/audit-proofs.js';
 import type { Db } from '../store/database.js';
 import { CountersignError, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -53,6 +57,8 @@ export interface ApprovalsHttpOptions {
   automation?: VirtualApprovers;
   /** Admin actions confirmed by an admin's key tap. */
   admin?: AdminActions;
+  /** Audit proofs and checkpoints (the /api/audit/ routes). */
+  audit?: AuditProofs;
   now?: () => number;
 }
 
@@ -73,7 +79,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   approver_unknown: 404, request_unknown: 404, request_not_pending: 409, approver_already_decided: 409,
   approver_conflicted: 403, approver_not_eligible: 403, approver_disabled: 403, virtual_approver_refused: 403, attestation_refused: 403,
   credential_suspect: 403, credential_unknown: 400, challenge_invalid: 400, assertion_invalid: 400, schema_invalid: 400, config_invalid: 400,
-  not_authenticated: 401, origin_not_allowed: 403, frame_too_large: 413, timeout: 504,
+  not_authenticated: 401, origin_not_allowed: 403, frame_too_large: 413, timeout: 504, audit_proof_unavailable: 404,
 };
 
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
@@ -187,6 +193,17 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
         return done(res, 200, await options.admin.submit(body.adminId, body.response as unknown as AuthenticationResponseJSON));
       }
     }
+    if (area === 'audit' && options.audit !== undefined && method === 'GET' && b === undefined) {
+      const whole = (name: string): number => {
+        const v = query.get(name);
+        const n = Number(v);
+        if (v === null || !Number.isSafeInteger(n) || n < 0) throw new CountersignError('schema_invalid', `the query parameter ${JSON.stringify(name)} must be a whole number`);
+        return n;
+      };
+      if (a === 'checkpoint') return done(res, 200, options.audit.latest());
+      if (a === 'inclusion') return done(res, 200, await options.audit.inclusion(whole('seq'), query.has('size') ? whole('size') : undefined));
+      if (a === 'consistency') return done(res, 200, options.audit.consistency(whole('from'), whole('to')));
+    }
     if (area === 'automation' && options.automation !== undefined) {
       if (method === 'POST' && a === 'virtual-approvers' && b === undefined) {
         const body = parse(virtualBody, await readBody(req));
@@ -210,7 +227,7 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
       send(res, 200, options.directory.published());
       return true;
     }
-    if (!(path.startsWith('/api/approvals/') || path === '/api/approvals' || path.startsWith('/api/approvers') || path.startsWith('/api/automation/') || path.startsWith('/api/admin/'))) return false;
+    if (!(path.startsWith('/api/approvals/') || path === '/api/approvals' || path.startsWith('/api/approvers') || path.startsWith('/api/automation/') || path.startsWith('/api/admin/') || (options.audit !== undefined && path.startsWith('/api/audit/')))) return false;
     if (!authorized(req)) {
       fail(res, new CountersignError('not_authenticated', 'this API needs the session secret'));
       return true;

@@ -80,7 +80,7 @@ export type ExportVerification =
   | { ok: false; firstBadSeq?: number; line: number; reason: string };
 
 const b64list = (value: unknown): Uint8Array[] | undefined =>
-  Array.isArray(value) && value.every((v) => typeof v === 'string') ? (value as string[]).map((v) => fromBase64(v)) : undefined;
+  Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.map((v) => fromBase64(v)) : undefined;
 
 /**
  * Verify an export offline with the log's public key(s): every checkpoint's signature, the
@@ -141,7 +141,7 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
         }
         continue;
       }
-      if (value.type !== 'entry') return fail(`unknown line type ${quote(String(value.type))}`);
+      if (value.type !== 'entry') return fail(`unknown line type ${quote(typeof value.type === 'string' ? value.type : JSON.stringify(value.type ?? null))}`);
       const seq = value.seq;
       if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || typeof value.record !== 'string' || typeof value.leafHash !== 'string') return fail('an entry line is malformed');
       const top = checkpoints.get(header.treeSize);

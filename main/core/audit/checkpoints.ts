@@ -135,7 +135,7 @@ export class Checkpointer {
   }
 
   private async make(): Promise<StoredCheckpoint | undefined> {
-    const { db, log, signer, origin } = this.options;
+    const { log, signer, origin } = this.options;
     const last = this.latest();
     // Size and root are read in the same turn, so no append can come between them.
     const size = log.size();

@@ -13,6 +13,7 @@ import type { PolicyEngine } from '../policy/policy-engine.js';
 import { safeScore, type RiskLearner, type RiskScorer } from './risk.js';
 import { riskContext } from '../../../shared/risk.js';
 import { learnSafely } from '../risk/learn-safely.js';
+import { auditedParams, auditedRisk } from '../audit/redaction.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
 import { callDigest } from '../tokens/call-digest.js';
@@ -51,6 +52,8 @@ export interface DecisionServiceOptions {
   maxAgeMs: number;
   maxFutureMs: number;
   maxPendingPerAgent: number;
+  /** Data classes whose parameters the audit log keeps only as a digest and a redacted view. */
+  redactDataClasses?: readonly string[];
   clock?: () => number;
   /** Optional stage timings (benchmarks): verify, risk, policy, sign, store — milliseconds. */
   onTiming?: (stage: DecisionStage, ms: number) => void;
@@ -191,6 +194,7 @@ export class DecisionService {
       : undefined;
     const expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : undefined;
 
+    const redact = this.options.redactDataClasses ?? [];
     // Runs in its own savepoint inside a group commit (store/group-commit.ts); the cap is
     // checked again here because other decisions may have committed since the check above.
     const commit = () => {
@@ -213,7 +217,8 @@ export class DecisionService {
       const event: JsonObject = {
         requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callSha256, dataClass: call.dataClass, jurisdiction: call.jurisdiction,
         provenance: call.provenance, nonce: payload.nonce, policyHash: decision.policyHash, determiningPolicies: decision.determiningPolicies,
-        reasons: decision.reasons, risk: risk as unknown as JsonObject,
+        reasons: decision.reasons, risk: auditedRisk(risk, call.dataClass, redact),
+        ...auditedParams(call.params, call.dataClass, redact),
       };
       if (learningFault !== undefined) event.riskLearningFault = learningFault;
       if (obligation && expiresAt !== undefined) event.approval = { ...obligation, expiresAt };

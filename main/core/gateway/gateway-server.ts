@@ -29,6 +29,8 @@ export interface GatewayDeps {
   health: () => Record<string, unknown>;
   log: (message: string) => void;
   clock?: () => number;
+  /** The audit entries about one of the agent's own requests, with inclusion proofs. */
+  auditProof?: (agentId: string, requestId: string) => Promise<unknown>;
   /** Extra HTTP routes (the UI), run after the Host check; returns true if it answered. */
   extraHttp?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
@@ -280,6 +282,12 @@ export class Gateway {
       case 'request.get': {
         const session = this.requireSession(conn);
         this.reply(conn, request.id, this.deps.decisions.getRequest(session, request.params.requestId));
+        return;
+      }
+      case 'audit.proof': {
+        const session = this.requireSession(conn);
+        if (!this.deps.auditProof) throw new CountersignError('method_unknown', 'audit proofs are not available on this server');
+        this.reply(conn, request.id, await this.deps.auditProof(session.agentId, request.params.requestId));
         return;
       }
     }

@@ -1,0 +1,60 @@
+/**
+ * Proofs out of the audit log for the people and programs who need them: an agent host asks
+ * for the inclusion proof of its own request's entries (WebSocket `audit.proof`), the local API
+ * and CLI for any inclusion or consistency proof. Every proof is against a signed checkpoint;
+ * if none covers the entries yet, one is signed now.
+ */
+import type { Db } from '../store/database.js';
+import type { AuditLog } from './audit-log.js';
+import type { Checkpointer } from './checkpoints.js';
+import { CountersignError } from '../../../shared/errors.js';
+import { toBase64 } from '../../../shared/checkpoint-note.js';
+import type { AuditProofResult } from '../../../shared/protocol.js';
+
+export class AuditProofs {
+  private readonly owner;
+
+  constructor(private readonly db: Db, private readonly log: AuditLog, private readonly checkpoints: Checkpointer) {
+    this.owner = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM requests WHERE id = ?');
+  }
+
+  /** The entries about one of `agentId`'s requests, each with its inclusion proof. */
+  async forRequest(agentId: string, requestId: string): Promise<AuditProofResult> {
+    // Another agent's request looks exactly like one that does not exist.
+    if (this.owner.get(requestId)?.agent_id !== agentId) throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
+    const entries = this.log.entriesFor(requestId);
+    if (entries.length === 0) throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
+    const checkpoint = await this.checkpoints.covering(entries[entries.length - 1]!.seq);
+    return {
+      requestId,
+      treeSize: checkpoint.size,
+      checkpoint: checkpoint.note,
+      entries: entries.map((e) => ({
+        seq: e.seq, record: e.record, leafHash: toBase64(this.log.leafHash(e.seq - 1)),
+        proof: this.log.inclusionProof(e.seq - 1, checkpoint.size).map(toBase64),
+      })),
+    };
+  }
+
+  async inclusion(seq: number, size?: number): Promise<Record<string, unknown>> {
+    if (!Number.isSafeInteger(seq) || seq < 1 || seq > this.log.size()) throw new CountersignError('audit_proof_unavailable', `the audit log has no entry ${seq}`);
+    const checkpoint = size === undefined ? await this.checkpoints.covering(seq) : undefined;
+    const treeSize = checkpoint?.size ?? size!;
+    const record = this.log.entries(seq, 1)[0]!;
+    return {
+      seq, record: record.record, treeSize, leafHash: toBase64(this.log.leafHash(seq - 1)),
+      proof: this.log.inclusionProof(seq - 1, treeSize).map(toBase64), root: toBase64(this.log.root(treeSize)),
+      checkpoint: checkpoint?.note ?? null,
+    };
+  }
+
+  consistency(from: number, to: number): Record<string, unknown> {
+    return { from, to, proof: this.log.consistencyProof(from, to).map(toBase64), fromRoot: toBase64(this.log.root(from)), toRoot: toBase64(this.log.root(to)) };
+  }
+
+  latest(): Record<string, unknown> {
+    const cp = this.checkpoints.latest();
+    if (!cp) throw new CountersignError('audit_proof_unavailable', 'the audit log has no signed checkpoint yet');
+    return { treeSize: cp.size, rootHash: cp.rootHash, at: cp.at, note: cp.note };
+  }
+}
