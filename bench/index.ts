@@ -4,12 +4,15 @@
  * Environment: BENCH_SECONDS (default 5), BENCH_CONCURRENCY (50), BENCH_MEMORY_AGENTS (1000),
  * BENCH_OPEN_LOOP_RATE (250 calls/s offered in the open-loop latency phase),
  * BENCH_RISK_AGENTS (10000 enrolled agents), BENCH_RISK_HISTORY (1000000 historical calls),
- * BENCH_RISK_LOAD_AGENTS (1000 connected in the risk latency phase), BENCH_ONLY (comma-separated names).
+ * BENCH_RISK_LOAD_AGENTS (1000 connected in the risk latency phase), BENCH_AUDIT_APPENDS (2000 durable
+ * appends per phase), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ENTRIES (1000000 in the
+ * proof and export phases), BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
 import { runApprovalsBench } from './approvals.bench.js';
 import { runRiskBench } from './risk.bench.js';
+import { runAuditBench } from './audit.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 
 // SoftHSM scans its tokens when the module first loads: make the bench token before anything.
@@ -32,6 +35,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     loadAgents: Number(process.env.BENCH_RISK_LOAD_AGENTS ?? 1_000),
     seconds,
     openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
+  }),
+  audit: () => runAuditBench({
+    appends: Number(process.env.BENCH_AUDIT_APPENDS ?? 2_000),
+    batch: Number(process.env.BENCH_AUDIT_BATCH ?? 100),
+    entries: Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000),
   }),
 };
 

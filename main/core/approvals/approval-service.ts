@@ -453,6 +453,7 @@ export class ApprovalService {
     this.store(() => {
       this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at) VALUES (?, 'approval', ?, ?, ?, ?, ?)")
         .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry);
+      this.appendAudit('approval.started', now, { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry });
     });
     this.offered.set(challenge, { credentials: new Set(credentials.map((c) => c.credentialId)), expiresAt: ceremonyExpiry });
     return { options, record };

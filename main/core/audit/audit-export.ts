@@ -5,14 +5,17 @@
  *   {"type":"header","format":"countersign-audit-export/v1","origin":…,"treeSize":N,"selection":{…}}
  *   {"type":"checkpoint","note":"<signed note>"}                       every checkpoint up to N
  *   {"type":"consistency","from":A,"to":B,"proof":["<base64>",…]}      between consecutive checkpoints
- *   {"type":"entry","seq":S,"record":"<JCS>","leafHash":"<base64>"[,"inclusion":["<base64>",…]]}
+ *   {"type":"entry","seq":S,"leafHash":"<base64>"[,"inclusion":["<base64>",…]],"record":<the JCS record, verbatim>}
+ *
+ * The record is embedded verbatim as the last member, so a verifier hashes the exact bytes
+ * between `"record":` and the line's final `}` without re-encoding anything (and jq still reads
+ * the line as an object).
  *
  * A full export (`selection.kind` "all") holds every entry 1..N, and the verifier recomputes
  * the whole tree; a partial one (by time range or request) carries an inclusion proof per entry
  * against the checkpoint of size N. docs/audit.md specifies it for third-party verifiers.
  */
 import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Db } from '../store/database.js';
 import type { PublicJwk } from '../custody/signer.js';
 import { merkleHasher, type AuditLog } from './audit-log.js';
@@ -20,9 +23,10 @@ import { latestCheckpoint, verifyCheckpointNote } from './checkpoints.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { fromBase64, toBase64, type Checkpoint } from '../../../shared/checkpoint-note.js';
 import { MerkleAccumulator, verifyConsistency, verifyInclusion } from '../../../shared/merkle.js';
-import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
 
 export const EXPORT_FORMAT = 'countersign-audit-export/v1';
+
+const ENTRY_LINE = /^\{"type":"entry","seq":(\d{1,16}),"leafHash":"([A-Za-z0-9+/]{43}=)"(?:,"inclusion":(\[[A-Za-z0-9+/=",]*\]))?,"record":/;
 
 export type ExportSelection =
   | { kind: 'all' }
@@ -63,9 +67,12 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
         ? db.prepare<[number, number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND at >= ? AND at <= ? ORDER BY seq').all(n, selection.since, selection.until)
         : db.prepare<[number, string], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND request_id = ? ORDER BY seq').all(n, selection.requestId);
     for (const row of rows) {
-      const entry: Record<string, unknown> = { type: 'entry', seq: row.seq, record: row.record, leafHash: toBase64(log.leafHash(row.seq - 1)) };
-      if (selection.kind !== 'all') entry.inclusion = log.inclusionProof(row.seq - 1, n).map(toBase64);
-      line(entry);
+      const inclusion = selection.kind === 'all' ? '' : `,"inclusion":${JSON.stringify(log.inclusionProof(row.seq - 1, n).map(toBase64))}`;
+      buffer += `{"type":"entry","seq":${row.seq},"leafHash":"${toBase64(log.leafHash(row.seq - 1))}"${inclusion},"record":${row.record}}\n`;
+      if (buffer.length > 1 << 20) {
+        writeSync(fd, buffer);
+        buffer = '';
+      }
       entries++;
     }
     writeSync(fd, buffer);
@@ -73,6 +80,22 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
   } finally {
     closeSync(fd);
   }
+}
+
+/** The file's lines as byte buffers (without the newline). */
+async function* lines(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let rest: Buffer | undefined;
+  for await (const chunk of stream) {
+    let data = rest ? Buffer.concat([rest, chunk]) : chunk;
+    let start = 0;
+    for (let nl = data.indexOf(0x0a, start); nl >= 0; nl = data.indexOf(0x0a, start)) {
+      yield data.subarray(start, nl);
+      start = nl + 1;
+    }
+    rest = start < data.length ? data.subarray(start) : undefined;
+    data = Buffer.alloc(0);
+  }
+  if (rest && rest.length > 0) yield rest;
 }
 
 export type ExportVerification =
@@ -88,7 +111,7 @@ const b64list = (value: unknown): Uint8Array[] | undefined =>
  * export; by its inclusion proof for a partial one). Names the first bad entry it can pin down.
  */
 export async function verifyExport(file: string, keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>): Promise<ExportVerification> {
-  const input = createInterface({ input: createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 }), crlfDelay: Infinity });
+  const stream = createReadStream(file, { highWaterMark: 1 << 20 });
   let lineNo = 0;
   let header: { origin: string; treeSize: number; full: boolean } | undefined;
   const checkpoints = new Map<number, Checkpoint>();
@@ -99,22 +122,64 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
   /** The last checkpoint size the recomputed tree matched (full exports). */
   let lastGood = 0;
   const fail = (reason: string, firstBadSeq?: number): ExportVerification => {
-    input.close();
+    stream.destroy();
     return firstBadSeq === undefined ? { ok: false, line: lineNo, reason } : { ok: false, firstBadSeq, line: lineNo, reason };
   };
   try {
-    for await (const text of input) {
+    for await (const bytes of lines(stream)) {
       lineNo++;
-      if (text === '') continue;
-      let value: JsonObject;
+      if (bytes.length === 0) continue;
+      // Entry lines are matched and hashed as bytes: the record is hashed exactly as stored.
+      const entryLine = bytes[0] === 0x7b && bytes[2] === 0x74 ? ENTRY_LINE.exec(bytes.toString('latin1', 0, Math.min(bytes.length, 4096))) : null;
+      if (entryLine && header) {
+        const seq = Number(entryLine[1]);
+        const top = checkpoints.get(header.treeSize);
+        if (!top) return fail(`no signed checkpoint of the export's tree size ${header.treeSize} precedes the entries`);
+        if (!Number.isSafeInteger(seq) || bytes[bytes.length - 1] !== 0x7d) return fail('an entry line is malformed');
+        if (header.full && seq !== lastSeq + 1) return fail(seq > lastSeq + 1 ? `entry ${lastSeq + 1} is missing` : `entry ${seq} is out of order`, lastSeq + 1);
+        if (!header.full && seq <= lastSeq) return fail(`entry ${seq} is out of order`, seq);
+        if (seq > header.treeSize || seq < 1) return fail(`entry ${seq} is outside the export's tree size`, seq);
+        lastSeq = seq;
+        // The leaf binds the record's exact bytes; its position is bound by the tree (full
+        // export) or the inclusion proof (partial), so the record need not be parsed here.
+        const leaf = merkleHasher.leaf(bytes.subarray(entryLine[0].length, bytes.length - 1));
+        if (Buffer.from(leaf.buffer, leaf.byteOffset, leaf.byteLength).toString('base64') !== entryLine[2]) return fail(`entry ${seq}: the record does not match its leaf hash`, seq);
+        entries++;
+        if (header.full) {
+          acc.pushLeafHash(leaf);
+          const cp = checkpoints.get(acc.size);
+          if (cp) {
+            if (Buffer.from(acc.root()).toString('base64') !== cp.rootHash) {
+              return fail(`the entries after ${lastGood} up to ${acc.size} do not match the signed checkpoint of ${acc.size} entries: one of entries ${lastGood + 1}..${acc.size} was changed`, lastGood + 1);
+            }
+            lastGood = acc.size;
+          }
+        } else {
+          let proof: Uint8Array[] | undefined;
+          try {
+            proof = entryLine[3] === undefined ? undefined : b64list(JSON.parse(entryLine[3]));
+          } catch {
+            proof = undefined;
+          }
+          if (!proof || !verifyInclusion(merkleHasher, seq - 1, top.size, leaf, proof, fromBase64(top.rootHash))) {
+            return fail(`entry ${seq} is not included in the signed checkpoint of ${top.size} entries`, seq);
+          }
+        }
+        continue;
+      }
+      // Plain JSON.parse for the envelope lines (a million of them): what is verified is the
+      // record's exact bytes, the hashes and the signatures, never the line's layout.
+      let value: Record<string, unknown>;
       try {
-        value = parseStrictJson(text) as JsonObject;
+        const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail('the line is not a JSON object');
+        value = parsed as Record<string, unknown>;
       } catch {
         return fail('the line is not valid JSON');
       }
       if (!header) {
         if (value.type !== 'header' || value.format !== EXPORT_FORMAT || typeof value.origin !== 'string' || typeof value.treeSize !== 'number') return fail('the export does not start with a countersign-audit-export/v1 header');
-        const selection = value.selection as JsonObject | undefined;
+        const selection = value.selection as { kind?: unknown } | undefined;
         header = { origin: value.origin, treeSize: value.treeSize, full: selection?.kind === 'all' };
         continue;
       }
@@ -142,40 +207,7 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
         continue;
       }
       if (value.type !== 'entry') return fail(`unknown line type ${quote(typeof value.type === 'string' ? value.type : JSON.stringify(value.type ?? null))}`);
-      const seq = value.seq;
-      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || typeof value.record !== 'string' || typeof value.leafHash !== 'string') return fail('an entry line is malformed');
-      const top = checkpoints.get(header.treeSize);
-      if (!top) return fail(`no signed checkpoint of the export's tree size ${header.treeSize} precedes the entries`);
-      if (header.full && seq !== lastSeq + 1) return fail(seq > lastSeq + 1 ? `entry ${lastSeq + 1} is missing` : `entry ${seq} is out of order`, lastSeq + 1);
-      if (!header.full && seq <= lastSeq) return fail(`entry ${seq} is out of order`, seq);
-      if (seq > header.treeSize) return fail(`entry ${seq} is beyond the export's tree size`, seq);
-      lastSeq = seq;
-      // The record must be canonical JSON that names its own position.
-      let record: JsonObject;
-      try {
-        record = parseStrictJson(value.record) as JsonObject;
-      } catch {
-        return fail(`entry ${seq}: the record is not valid JSON`, seq);
-      }
-      if (canonicalize(record) !== value.record || record.seq !== seq) return fail(`entry ${seq}: the record is not the canonical record of entry ${seq}`, seq);
-      const leaf = merkleHasher.leaf(new Uint8Array(Buffer.from(value.record, 'utf8')));
-      if (toBase64(leaf) !== value.leafHash) return fail(`entry ${seq}: the record does not match its leaf hash`, seq);
-      entries++;
-      if (header.full) {
-        acc.pushLeafHash(leaf);
-        const cp = checkpoints.get(acc.size);
-        if (cp) {
-          if (toBase64(acc.root()) !== cp.rootHash) {
-            return fail(`the entries after ${lastGood} up to ${acc.size} do not match the signed checkpoint of ${acc.size} entries: one of entries ${lastGood + 1}..${acc.size} was changed`, lastGood + 1);
-          }
-          lastGood = acc.size;
-        }
-      } else {
-        const proof = b64list(value.inclusion);
-        if (!proof || !verifyInclusion(merkleHasher, seq - 1, top.size, leaf, proof, fromBase64(top.rootHash))) {
-          return fail(`entry ${seq} is not included in the signed checkpoint of ${top.size} entries`, seq);
-        }
-      }
+      return fail('an entry line is malformed (the record must be the last member, after seq, leafHash and inclusion)');
     }
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));

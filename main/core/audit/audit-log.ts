@@ -30,6 +30,7 @@ export type AuditKind =
   | 'approver.credential_removed'
   | 'approver.credential_suspect'
   | 'admin.action'
+  | 'approval.started'
   | 'approval.given'
   | 'approval.denied'
   | 'decision.approved'
@@ -51,9 +52,24 @@ export interface AuditEntry {
 }
 
 export const sha256 = (data: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(data).digest());
-export const merkleHasher = new MerkleHasher(sha256);
 
-const utf8 = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
+const LEAF = Buffer.of(0x00);
+const NODE = Buffer.of(0x01);
+
+/** The same RFC 9162 hashes, streamed into node:crypto instead of concatenated first. */
+class NodeMerkleHasher extends MerkleHasher {
+  override leaf(entry: Uint8Array): Uint8Array {
+    return createHash('sha256').update(LEAF).update(entry).digest();
+  }
+
+  override node(left: Uint8Array, right: Uint8Array): Uint8Array {
+    return createHash('sha256').update(NODE).update(left).update(right).digest();
+  }
+}
+
+export const merkleHasher: MerkleHasher = new NodeMerkleHasher(sha256);
+
+const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 
 export type AuditVerification =
   | { ok: true; entries: number; root: string }
@@ -123,7 +139,7 @@ export class AuditLog {
   private node(level: number, idx: number): Uint8Array {
     const row = this.getNode.get(level, idx);
     if (!row) throw new CountersignError('audit_corrupt', `the audit tree is missing the hash of subtree ${level}/${idx}`);
-    return new Uint8Array(row.hash);
+    return row.hash;
   }
 
   /** MTH of leaves [start, end), from stored complete subtrees. */

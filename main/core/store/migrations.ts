@@ -225,7 +225,6 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE audit_log;
   ALTER TABLE audit_entries RENAME TO audit_log;
   CREATE INDEX audit_log_by_request ON audit_log(request_id) WHERE request_id IS NOT NULL;
-  CREATE INDEX audit_log_by_time ON audit_log(at);
   CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 
