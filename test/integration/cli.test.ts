@@ -154,6 +154,24 @@ describe('countersign CLI', () => {
     while (!(out.includes(': ALLOW') && out.includes(': PENDING') && /as an external email asked: \w+.*\n.*\n/.test(out)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
+
+    // The demo's audit log: exported, verified offline with the public keys, and tampered with.
+    const run = (...args: string[]) => spawnSync(TSX, [CLI, ...args, '--data-dir', demoDir], { encoding: 'utf8', timeout: 60_000 });
+    expect(run('audit', 'verify').status).toBe(0);
+    const exportFile = join(demoDir, 'export.jsonl');
+    const keysFile = join(demoDir, 'audit-keys.json');
+    expect(run('audit', 'export', '--out', exportFile).status).toBe(0);
+    writeFileSync(keysFile, run('audit', 'keys').stdout);
+    const verified = run('audit', 'verify', '--export', exportFile, '--key', keysFile);
+    expect(verified.status, verified.stdout + verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, origin: 'countersign/countersign-local' });
+    const lines = readFileSync(exportFile, 'utf8').split('\n');
+    const target = lines.findIndex((l) => l.includes('"type":"entry","seq":3,'));
+    lines[target] = lines[target]!.replace('"kind":"', '"kind":"x');
+    writeFileSync(exportFile, lines.join('\n'));
+    const tampered = run('audit', 'verify', '--export', exportFile, '--key', keysFile);
+    expect(tampered.status).toBe(1);
+    expect(JSON.parse(tampered.stdout)).toMatchObject({ ok: false, firstBadSeq: 3, reason: 'entry 3: the record does not match its leaf hash' });
     rmSync(demoDir, { recursive: true, force: true });
     expect(out).toContain('tool server verified the token');
     expect(out).toContain(': PENDING');

@@ -1,10 +1,12 @@
 /**
  * The append-only audit log: an RFC 9162 Merkle log stored in SQLite. Entry `seq` (1-based) is
- * leaf `seq - 1`; its data is the entry's canonical (JCS) record. Each append writes the entry,
- * its leaf hash and the hash of every subtree it completes, inside the caller's transaction, so
- * an audit record that cannot be written takes the decision it belongs to down with it. Nothing
- * is kept in memory between appends: a rolled-back transaction leaves nothing to undo.
- * Signed checkpoints over the tree are checkpoints.ts; docs/audit.md is the format.
+ * leaf `seq - 1`; its data is the entry's canonical (JCS) record. Each append writes the entry
+ * inside the caller's transaction, so an audit record that cannot be written takes the decision
+ * it belongs to down with it. The tree's hashes are derived data: `syncTree` computes the leaf
+ * hash and every completed subtree for entries not hashed yet, in its own transaction, before any
+ * root, proof or checkpoint is read — so appends stay cheap, and a rolled-back append leaves
+ * nothing to undo. What vouches for the log is the signed checkpoint (checkpoints.ts), which is
+ * always made after the hashes it covers; docs/audit.md is the format.
  */
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.js';
@@ -80,13 +82,16 @@ export class AuditLog {
   private readonly last;
   private readonly insertNode;
   private readonly getNode;
+  private readonly hashedTop;
+  private readonly pendingRows;
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
     this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
     this.insertNode = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
     this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
-    this.hashMissingLeaves();
+    this.hashedTop = db.prepare<[], { top: number | null }>('SELECT MAX(idx) AS top FROM audit_nodes WHERE level = 0');
+    this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?');
   }
 
   /**
@@ -97,7 +102,6 @@ export class AuditLog {
     const seq = (this.last.get()?.seq ?? 0) + 1;
     const record = canonicalize({ ...event, kind, at, seq });
     this.insert.run(seq, at, kind, record, typeof event.requestId === 'string' ? event.requestId : null);
-    this.addLeaf(seq - 1, merkleHasher.leaf(utf8(record)));
     return { seq, at, kind, record };
   }
 
@@ -115,15 +119,31 @@ export class AuditLog {
     }
   }
 
-  /** Entries written before the Merkle log (migration 8) get their hashes on first open. */
-  private hashMissingLeaves(): void {
-    const hashed = this.db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM audit_nodes WHERE level = 0').get()!.n;
-    const total = this.size();
-    if (hashed >= total) return;
-    const rows = this.db.prepare<[number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq').all(hashed);
-    this.db.transaction(() => {
-      for (const row of rows) this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)));
-    }).immediate();
+  /** Leaves hashed so far (the tree's own size). */
+  hashedSize(): number {
+    return (this.hashedTop.get()?.top ?? -1) + 1;
+  }
+
+  /**
+   * Hash every entry not hashed yet (and the subtrees it completes), in order, in batches of
+   * their own transactions. Entries written before the Merkle log (migration 8) get theirs the
+   * same way. Returns the tree size now hashed.
+   */
+  syncTree(): number {
+    for (;;) {
+      const hashed = this.hashedSize();
+      const rows = this.pendingRows.all(hashed, 10_000);
+      if (rows.length === 0) return hashed;
+      if (rows[0]!.seq !== hashed + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1}`);
+      this.db.transaction(() => {
+        // Re-read inside the transaction: another writer may have hashed them meanwhile.
+        if (this.hashedSize() !== hashed) return;
+        rows.forEach((row, i) => {
+          if (row.seq !== hashed + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1 + i}`);
+          this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)));
+        });
+      }).immediate();
+    }
   }
 
   size(): number {
@@ -151,22 +171,31 @@ export class AuditLog {
     return merkleHasher.node(this.rangeHash(start, start + k), this.rangeHash(start + k, end));
   }
 
+  /** Make sure the tree covers `size` entries before reading it. */
+  private hashedUpTo(size: number): void {
+    if (size > this.hashedSize()) this.syncTree();
+  }
+
   root(size = this.size()): Uint8Array {
+    this.hashedUpTo(size);
     return this.rangeHash(0, size);
   }
 
   leafHash(index: number): Uint8Array {
+    this.hashedUpTo(index + 1);
     return this.node(0, index);
   }
 
   inclusionProof(index: number, size: number): Uint8Array[] {
     this.checkRange(index + 1, size);
     if (index < 0) throw new CountersignError('audit_proof_unavailable', 'an entry index is never negative');
+    this.hashedUpTo(size);
     return inclusionPath(index, size, (a, b) => this.rangeHash(a, b));
   }
 
   consistencyProof(size1: number, size2: number): Uint8Array[] {
     this.checkRange(size1, size2);
+    this.hashedUpTo(size2);
     return consistencyPath(size1, size2, (a, b) => this.rangeHash(a, b));
   }
 
@@ -187,13 +216,15 @@ export class AuditLog {
     const checkpoints = this.db.prepare<[], { tree_size: number; root_hash: Buffer }>('SELECT tree_size, root_hash FROM audit_checkpoints ORDER BY tree_size').all();
     let next = 0;
     let expectedSeq = 1;
+    const hashed = this.hashedSize();
     const rows = this.db.prepare<[], { seq: number; record: string; hash: Buffer | null }>(
       'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 ORDER BY l.seq',
     );
     for (const row of rows.iterate()) {
       if (row.seq !== expectedSeq) return { ok: false, badSeq: expectedSeq, reason: 'entry missing' };
       const leaf = merkleHasher.leaf(utf8(row.record));
-      if (row.hash === null || !Buffer.from(leaf).equals(row.hash)) {
+      // Entries after the hashed prefix have no stored leaf yet; their hash is what syncTree will store.
+      if (row.hash === null ? row.seq <= hashed : !Buffer.from(leaf).equals(row.hash)) {
         return { ok: false, badSeq: row.seq, reason: 'the entry does not match its leaf hash' };
       }
       acc.pushLeafHash(leaf);

@@ -118,6 +118,13 @@ export class Checkpointer {
   start(): void {
     const tick = Math.max(50, Math.min(1_000, Math.floor(this.options.everyMs / 2)));
     this.timer = setInterval(() => {
+      try {
+        // Keep the tree's hashes close behind the log, off the decision path.
+        this.options.log.syncTree();
+      } catch (error) {
+        this.options.onError(`audit tree hashing failed: ${error instanceof Error ? error.message : String(error)}`);
+        return;
+      }
       const last = this.latest();
       const size = this.options.log.size();
       const grown = size - (last?.size ?? 0);
