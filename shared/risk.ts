@@ -57,6 +57,35 @@ export const riskAssessmentSchema = z.strictObject({
   factors: z.array(riskFactorSchema).max(RISK_FACTOR_NAMES.length),
 });
 
+const FACTOR_NAMES = new Set<string>(RISK_FACTOR_NAMES);
+const isPoints = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 100;
+
+/**
+ * The same rules as `riskAssessmentSchema`, checked by hand: this runs on every decision, and
+ * the schema parser costs tens of microseconds where this costs one. Returns why it is not one.
+ */
+export function riskAssessmentProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return 'not an object';
+  const { score, factors, ...rest } = value as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) return `unknown member ${JSON.stringify(Object.keys(rest)[0])}`;
+  if (!isPoints(score)) return 'score: not a whole number from 0 to 100';
+  if (!Array.isArray(factors) || factors.length > RISK_FACTOR_NAMES.length) return 'factors: not a list of factors';
+  for (const [i, f] of (factors as unknown[]).entries()) {
+    if (typeof f !== 'object' || f === null) return `factors.${i}: not an object`;
+    const { name, points, weight, observed, explanation, ...more } = f as Record<string, unknown>;
+    if (Object.keys(more).length > 0) return `factors.${i}: unknown member`;
+    if (typeof name !== 'string' || !FACTOR_NAMES.has(name)) return `factors.${i}.name: not a factor name`;
+    if (!isPoints(points) || !isPoints(weight)) return `factors.${i}: points and weight must be whole numbers from 0 to 100`;
+    if (typeof explanation !== 'string' || explanation.length > 1024) return `factors.${i}.explanation: not a sentence of at most 1024 characters`;
+    if (typeof observed !== 'object' || observed === null || Array.isArray(observed)) return `factors.${i}.observed: not an object`;
+    for (const [k, v] of Object.entries(observed)) {
+      if (k.length > 64) return `factors.${i}.observed: a key is too long`;
+      if (!(typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.length <= 256))) return `factors.${i}.observed.${k}: not a short string, finite number or boolean`;
+    }
+  }
+  return undefined;
+}
+
 /** What Cedar sees: the score and the names of the factors that added points. */
 export function riskContext(assessment: RiskAssessment): { score: number; factors: string[] } {
   return { score: assessment.score, factors: assessment.factors.filter((f) => f.points > 0 || f.name === 'scorer_fault' || f.name === 'unscored').map((f) => f.name) };

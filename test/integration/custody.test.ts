@@ -7,8 +7,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createPublicKey, verify } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CHECKPOINT_FILE, auditOrigin, verifyCheckpointNote } from '../../main/core/audit/checkpoints.js';
+import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
@@ -127,6 +129,11 @@ describe('hardware custody over PKCS#11', () => {
     const key = createPublicKey(pem.stdout.slice(pem.stdout.indexOf('-----BEGIN')));
     expect(verify('sha256', utf8(`${header}.${payload}`), { key, dsaEncoding: 'ieee-p1363' }, fromBase64url(signature)!)).toBe(true);
     expect(verify('sha256', utf8(`${header}.${payload}x`), { key, dsaEncoding: 'ieee-p1363' }, fromBase64url(signature)!)).toBe(false);
+
+    // The audit checkpoint written at shutdown is signed in the token too (ECDSA signed note).
+    const note = readFileSync(join(dataDir, CHECKPOINT_FILE), 'utf8');
+    const jwk = key.export({ format: 'jwk' }) as unknown as PublicJwk;
+    expect(verifyCheckpointNote(note, auditOrigin('countersign-local'), [jwk]).size).toBeGreaterThan(0);
 
     const status = cli('keys', 'status');
     expect(status.status).toBe(0);

@@ -4,7 +4,7 @@
  * never zero, and the fault is recorded as the `scorer_fault` factor.
  */
 import type { ToolCall } from '../../../shared/protocol.js';
-import { faultAssessment, riskAssessmentSchema, type RiskAssessment } from '../../../shared/risk.js';
+import { faultAssessment, riskAssessmentProblem, type RiskAssessment } from '../../../shared/risk.js';
 import type { SubmissionState } from '../risk/agent-profile.js';
 
 export interface RiskInput {
@@ -43,10 +43,7 @@ export function safeScore(scorer: RiskScorer, input: RiskInput): RiskAssessment 
   } catch (error) {
     return faultAssessment(error instanceof Error ? `${error.name}: ${error.message}` : 'the scorer threw');
   }
-  const parsed = riskAssessmentSchema.safeParse(result);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return faultAssessment(`the scorer returned an invalid assessment at ${JSON.stringify(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`);
-  }
-  return parsed.data;
+  const problem = riskAssessmentProblem(result);
+  if (problem !== undefined) return faultAssessment(`the scorer returned an invalid assessment (${problem})`);
+  return result as RiskAssessment;
 }
