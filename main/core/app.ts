@@ -215,6 +215,12 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
   // The configuration in force, by hash: a change between starts shows as a new hash in the log.
   appendAudit('config.loaded', { configSha256: createHash('sha256').update(canonicalize(config)).digest('hex') });
+  // A checkpoint right away: the file outside the database vouches for the log from the start.
+  try {
+    await checkpoints.checkpoint();
+  } catch (error) {
+    log(`warning: the first audit checkpoint could not be signed: ${error instanceof Error ? error.message : String(error)}`);
+  }
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
 
   const stopWatching = policy.watch((result) => {

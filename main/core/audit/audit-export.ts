@@ -40,6 +40,8 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
   const latest = latestCheckpoint(db);
   if (!latest) throw new CountersignError('audit_proof_unavailable', 'the audit log has no signed checkpoint yet: start Countersign once (it signs one at least every minute and at shutdown)');
   const n = latest.size;
+  // Hash everything first: the entries are then streamed while only reading.
+  log.syncTree();
   const fd = openSync(file, 'w', 0o600);
   let buffer = '';
   const line = (value: unknown) => {
@@ -62,10 +64,10 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
       previous = cp.tree_size;
     }
     const rows = selection.kind === 'all'
-      ? db.prepare<[number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? ORDER BY seq').all(n)
+      ? db.prepare<[number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? ORDER BY seq').iterate(n)
       : selection.kind === 'time'
-        ? db.prepare<[number, number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND at >= ? AND at <= ? ORDER BY seq').all(n, selection.since, selection.until)
-        : db.prepare<[number, string], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND request_id = ? ORDER BY seq').all(n, selection.requestId);
+        ? db.prepare<[number, number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND at >= ? AND at <= ? ORDER BY seq').iterate(n, selection.since, selection.until)
+        : db.prepare<[number, string], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq <= ? AND request_id = ? ORDER BY seq').iterate(n, selection.requestId);
     for (const row of rows) {
       const inclusion = selection.kind === 'all' ? '' : `,"inclusion":${JSON.stringify(log.inclusionProof(row.seq - 1, n).map(toBase64))}`;
       buffer += `{"type":"entry","seq":${row.seq},"leafHash":"${toBase64(log.leafHash(row.seq - 1))}"${inclusion},"record":${row.record}}\n`;
