@@ -1,10 +1,11 @@
 /**
  * The benchmarks' code paths stay runnable (their figures are never asserted here: they live in
- * `npm run bench`). Tiny approvals and risk runs check the structure of what they report.
+ * `npm run bench`). Tiny approvals, risk and audit runs check the structure of what they report.
  */
 import { describe, expect, it } from 'vitest';
 import { runApprovalsBench } from '../../bench/approvals.bench.js';
 import { runRiskBench } from '../../bench/risk.bench.js';
+import { runAuditBench } from '../../bench/audit.bench.js';
 
 describe('bench smoke', () => {
   it('runs the approvals benchmark end to end on a few requests', async () => {
@@ -20,5 +21,11 @@ describe('bench smoke', () => {
     expect(latency.scoringOn).toMatchObject({ notAllowed: 0, errors: 0 });
     expect(latency.scoringOn.perSecond).toBeGreaterThan(0);
     for (const off of latency.scoringOff) expect(off).toMatchObject({ notAllowed: 0, errors: 0 });
+  }, 120_000);
+
+  it('runs the audit benchmark end to end on a small log, and its export verifies', async () => {
+    const result = await runAuditBench({ appends: 50, batch: 10, entries: 25_000 });
+    expect(result).toMatchObject({ log: { entries: 25_000, checkpoints: 3 }, export: { entries: 25_000 } });
+    expect(result.durableAppendsPerSecond).toHaveProperty('batched10PerCommit');
   }, 120_000);
 });
