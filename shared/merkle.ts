@@ -36,6 +36,14 @@ export class MerkleHasher {
   }
 }
 
+/** Whether n is a power of two (exact for every safe integer, unlike Math.log2). */
+export function isPowerOfTwo(n: number): boolean {
+  if (!Number.isSafeInteger(n) || n < 1) return false;
+  let k = 1;
+  while (k < n) k *= 2;
+  return k === n;
+}
+
 /** The largest power of two strictly smaller than n (n > 1). */
 export function splitPoint(n: number): number {
   let k = 1;
@@ -63,6 +71,22 @@ export class MerkleAccumulator {
   size = 0;
 
   constructor(private readonly hasher: MerkleHasher) {}
+
+  /**
+   * Continue from a tree of `size` leaves given its complete-subtree roots, largest first (one
+   * per set bit of `size`, the compact range of RFC 9162's MTH decomposition).
+   */
+  static resume(hasher: MerkleHasher, size: number, subtreeRoots: readonly Uint8Array[]): MerkleAccumulator {
+    const acc = new MerkleAccumulator(hasher);
+    const bits: number[] = [];
+    for (let level = 0, rest = size; rest > 0; level++, rest = Math.floor(rest / 2)) if (rest % 2 === 1) bits.push(level);
+    if (bits.length !== subtreeRoots.length) throw new Error(`a tree of ${size} leaves has ${bits.length} complete subtrees, not ${subtreeRoots.length}`);
+    bits.reverse().forEach((level, i) => {
+      acc.levels[level] = subtreeRoots[i]!;
+    });
+    acc.size = size;
+    return acc;
+  }
 
   pushLeafHash(leafHash: Uint8Array): void {
     let h = leafHash;
@@ -134,7 +158,7 @@ export function verifyConsistency(hasher: MerkleHasher, size1: number, size2: nu
   if (size1 === size2) return proof.length === 0 && equalBytes(root1, root2);
   if (size1 === 0) return proof.length === 0;
   if (proof.length === 0) return false;
-  const path = Number.isInteger(Math.log2(size1)) ? [root1, ...proof] : [...proof];
+  const path = isPowerOfTwo(size1) ? [root1, ...proof] : [...proof];
   let fn = size1 - 1;
   let sn = size2 - 1;
   while (fn % 2 === 1) {

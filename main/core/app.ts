@@ -6,6 +6,7 @@
 import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { canonicalize } from '../../shared/canonical-json.js';
+import { isCountersignError } from '../../shared/errors.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
@@ -140,9 +141,11 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   // The audit log must not have gone backwards or forked since its last external checkpoint.
   const origin = auditOrigin(config.serverId);
   const files = checkpointFiles(dataDir, config.audit.mirrorDir === undefined ? undefined : resolve(dataDir, config.audit.mirrorDir));
+  let trusted: { size: number; root: Uint8Array };
   try {
-    const checked = checkExternalCheckpoint({ db, log: audit, origin, files, keys: signingKeys.list().map((k) => k.publicJwk) });
-    for (const warning of checked.warnings) log(`warning: audit checkpoint copy unusable: ${warning}`);
+    const checked = checkExternalCheckpoint({ db, log: audit, origin, files, currentKey: signer.publicJwk, keys: signingKeys.list().map((k) => k.publicJwk) });
+    for (const warning of checked.warnings) log(`warning: audit checkpoint: ${warning}`);
+    trusted = { size: checked.size, root: checked.root };
   } catch (error) {
     await custody.close();
     await policy.close();
@@ -150,7 +153,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     throw error;
   }
   const checkpoints = new Checkpointer({
-    db, log: audit, signer, origin, files, now: clock, onError: log,
+    db, log: audit, signer, origin, files, now: clock, onError: log, trusted,
     everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs,
   });
   const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
@@ -215,10 +218,19 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
   // The configuration in force, by hash: a change between starts shows as a new hash in the log.
   appendAudit('config.loaded', { configSha256: createHash('sha256').update(canonicalize(config)).digest('hex') });
-  // A checkpoint right away: the file outside the database vouches for the log from the start.
+  // A checkpoint right away: the file outside the database vouches for the log from the start,
+  // and making it re-hashes every entry since the last trusted one from its record.
   try {
     await checkpoints.checkpoint();
   } catch (error) {
+    if (isCountersignError(error) && error.code === 'audit_corrupt') {
+      await gateway.close();
+      await checkpoints.stop();
+      await policy.close();
+      await custody.close();
+      db.close();
+      throw error;
+    }
     log(`warning: the first audit checkpoint could not be signed: ${error instanceof Error ? error.message : String(error)}`);
   }
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);

@@ -108,9 +108,40 @@ describe('audit log: a clean run', () => {
     // Another key does not verify it.
     const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }) as unknown as PublicJwk;
     expect(await verifyExport(full.file, [other])).toMatchObject({ ok: false, reason: expect.stringContaining('not signed by a pinned signing key') as unknown });
+    expect(full.result).toMatchObject({ complete: true, selection: { kind: 'all' } });
+    expect(byRequest.result).toMatchObject({ complete: false, selection: { kind: 'request', requestId: requestIds[2] } });
     // The next start accepts the checkpoint.
     const app = await start(w);
     await app.close();
+  });
+
+  it('the offline verifier requires every consistency proof, and a partial export only what its selection names', async () => {
+    const w = await world({ audit: { checkpointEveryEntries: 3, checkpointEveryMs: 100 } });
+    const app = await start(w);
+    const requestIds: string[] = [];
+    try {
+      const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
+      await client.connect();
+      for (let i = 0; i < 5; i++) {
+        requestIds.push((await client.submit(transferCall(`${700 + i}.00`))).requestId);
+        await app.checkpoints.checkpoint(); // several checkpoints, so several consistency proofs
+      }
+      client.close();
+    } finally {
+      await app.close();
+    }
+    const { file } = await exportAndVerify(w);
+    const lines = readFileSync(file, 'utf8').split('\n');
+    expect(lines.filter((l) => l.includes('"type":"consistency"')).length).toBeGreaterThan(2);
+    writeFileSync(file, lines.filter((l) => !l.includes('"type":"consistency"')).join('\n'));
+    expect(await verifyExport(file, keysOf(w))).toMatchObject({ ok: false, reason: expect.stringContaining('lacks the consistency proof') as unknown });
+
+    // A request export with another request's entry slipped in (its inclusion proof is genuine).
+    const { file: one } = await exportAndVerify(w, { kind: 'request', requestId: requestIds[1]! });
+    const { file: other } = await exportAndVerify(w, { kind: 'request', requestId: requestIds[3]! });
+    const foreign = readFileSync(other, 'utf8').split('\n').find((l) => l.startsWith('{"type":"entry"'))!;
+    writeFileSync(one, `${readFileSync(one, 'utf8')}${foreign}\n`);
+    expect(await verifyExport(one, keysOf(w))).toMatchObject({ ok: false, reason: expect.stringContaining("outside the export's selection") as unknown });
   });
 
   it('signs checkpoints every N entries while running', async () => {
@@ -141,6 +172,13 @@ describe('audit log: tampering', () => {
     expect(result).toMatchObject({ ok: false, firstBadSeq: 5, reason: 'entry 5: the record does not match its leaf hash' });
   });
 
+  it('a stored subtree hash altered (records and leaves intact): audit verify names its range', async () => {
+    const w = await world();
+    await run(w, 6);
+    tamper(w, (db) => expect(db.prepare('UPDATE audit_nodes SET hash = ? WHERE level = 2 AND idx = 1').run(Buffer.alloc(32, 9)).changes).toBe(1));
+    expect(inspect(w, ({ audit }) => audit.verify())).toEqual({ ok: false, badSeq: 5, reason: 'the stored hash of entries 5..8 does not match the entries' });
+  });
+
   it('a row deleted: refused at start, and named', async () => {
     const w = await world();
     await run(w, 6);
@@ -159,7 +197,7 @@ describe('audit log: tampering', () => {
       db.prepare('DELETE FROM audit_log WHERE seq > ?').run(size - 3);
       db.prepare('DELETE FROM audit_checkpoints').run();
     });
-    await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback', message: expect.stringContaining(`holds ${size - 3} entries but its last checkpoint`) as unknown });
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback', message: expect.stringContaining(`holds ${size - 3} entries but its checkpoint`) as unknown });
   });
 
   it('the database replaced by an older copy: refused at start', async () => {
@@ -185,6 +223,32 @@ describe('audit log: tampering', () => {
     await expect(start(w)).rejects.toMatchObject({ code: 'audit_fork', message: expect.stringContaining('do not match the checkpoint') as unknown });
   });
 
+  it('hashes planted for entries that do not exist yet: refused at start', async () => {
+    const w = await world();
+    await run(w, 2);
+    const size = inspect(w, ({ audit }) => audit.size());
+    tamper(w, (db) => {
+      const insert = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, ?, ?)');
+      for (let i = size; i < size + 4; i++) insert.run(i, Buffer.alloc(32, 7));
+    });
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_corrupt', message: expect.stringContaining(`holds hashes for ${size + 4} entries but the log has ${size}`) as unknown });
+  });
+
+  it('records written after the last checkpoint with planted hashes that do not match them: the first checkpoint refuses to sign, and the start fails', async () => {
+    const w = await world();
+    await run(w, 2);
+    const size = inspect(w, ({ audit }) => audit.size());
+    // The attacker's version of two future entries, hashed into a complete, consistent tree…
+    tamper(w, (db) => {
+      const entry = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, 0, ?, ?, NULL)');
+      for (let seq = size + 1; seq <= size + 2; seq++) entry.run(seq, 'server.started', JSON.stringify({ at: 0, forged: true, kind: 'server.started', seq }));
+    });
+    inspect(w, ({ audit }) => audit.syncTree());
+    // …then the records the server really wrote, under those planted hashes.
+    tamper(w, (db) => db.prepare(`UPDATE audit_log SET record = replace(record, '"forged":true', '"forged":false') WHERE seq > ?`).run(size));
+    await expect(start(w)).rejects.toMatchObject({ code: 'audit_corrupt', message: expect.stringContaining(`entry ${size + 1} does not match its stored leaf hash`) as unknown });
+  });
+
   it('the external checkpoint file missing or corrupt: refused at start; a good mirror copy is enough', async () => {
     const w = await world();
     await run(w, 2);
@@ -205,7 +269,7 @@ describe('audit log: tampering', () => {
     const logs: string[] = [];
     const app = await start(w, logs);
     await app.close();
-    expect(logs.some((l) => l.includes('audit checkpoint copy unusable'))).toBe(true);
+    expect(logs.some((l) => l.startsWith('warning: audit checkpoint:') && l.includes(CHECKPOINT_FILE))).toBe(true);
     expect(readFileSync(file, 'utf8')).toBe(readFileSync(join(mirror, CHECKPOINT_FILE), 'utf8')); // both rewritten at shutdown
   });
 

@@ -173,3 +173,16 @@ describe('mutation suite: every mutated consistency proof is rejected', () => {
     expect(verifyConsistency(H, -1, 5, [], r, r)).toBe(false);
   });
 });
+
+describe('sizes far beyond any test tree', () => {
+  it('isPowerOfTwo is exact where Math.log2 rounds (2^49 + 1, 2^50 + 1)', async () => {
+    const { isPowerOfTwo } = await import('../../shared/merkle.js');
+    expect(Number.isInteger(Math.log2(2 ** 49 + 1))).toBe(true); // the trap
+    expect(isPowerOfTwo(2 ** 49 + 1)).toBe(false);
+    expect(isPowerOfTwo(2 ** 50 + 1)).toBe(false);
+    expect(isPowerOfTwo(2 ** 50)).toBe(true);
+    expect(isPowerOfTwo(2 ** 31)).toBe(true);
+    expect(isPowerOfTwo(0)).toBe(false);
+    expect(isPowerOfTwo(3)).toBe(false);
+  });
+});

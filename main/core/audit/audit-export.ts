@@ -84,6 +84,15 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
   }
 }
 
+function parseSelection(value: unknown): ExportSelection | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (v.kind === 'all') return { kind: 'all' };
+  if (v.kind === 'time' && typeof v.since === 'number' && typeof v.until === 'number') return { kind: 'time', since: v.since, until: v.until };
+  if (v.kind === 'request' && typeof v.requestId === 'string') return { kind: 'request', requestId: v.requestId };
+  return undefined;
+}
+
 /** The file's lines as byte buffers (without the newline). */
 async function* lines(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let rest: Buffer | undefined;
@@ -101,7 +110,11 @@ async function* lines(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
 }
 
 export type ExportVerification =
-  | { ok: true; origin: string; treeSize: number; entries: number; checkpoints: number; root: string }
+  | {
+    ok: true; origin: string; treeSize: number; entries: number; checkpoints: number; root: string;
+    /** What the export claims to hold; `complete` only for a full export (a partial one cannot prove nothing was left out). */
+    selection: ExportSelection; complete: boolean;
+  }
   | { ok: false; firstBadSeq?: number; line: number; reason: string };
 
 const b64list = (value: unknown): Uint8Array[] | undefined =>
@@ -115,7 +128,9 @@ const b64list = (value: unknown): Uint8Array[] | undefined =>
 export async function verifyExport(file: string, keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>): Promise<ExportVerification> {
   const stream = createReadStream(file, { highWaterMark: 1 << 20 });
   let lineNo = 0;
-  let header: { origin: string; treeSize: number; full: boolean } | undefined;
+  let header: { origin: string; treeSize: number; full: boolean; selection: ExportSelection } | undefined;
+  const order: number[] = [];
+  const consistent = new Set<string>();
   const checkpoints = new Map<number, Checkpoint>();
   let lastCheckpoint: Checkpoint | undefined;
   const acc = new MerkleAccumulator(merkleHasher);
@@ -157,6 +172,17 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
             lastGood = acc.size;
           }
         } else {
+          // A partial export must hold only what its selection names.
+          let record: { at?: unknown; requestId?: unknown };
+          try {
+            record = JSON.parse(bytes.subarray(entryLine[0].length, bytes.length - 1).toString('utf8')) as { at?: unknown; requestId?: unknown };
+          } catch {
+            return fail(`entry ${seq}: the record is not JSON`, seq);
+          }
+          const sel = header.selection;
+          const inSelection = sel.kind === 'request' ? record.requestId === sel.requestId
+            : sel.kind === 'time' ? typeof record.at === 'number' && record.at >= sel.since && record.at <= sel.until : true;
+          if (!inSelection) return fail(`entry ${seq} is outside the export's selection`, seq);
           let proof: Uint8Array[] | undefined;
           try {
             proof = entryLine[3] === undefined ? undefined : b64list(JSON.parse(entryLine[3]));
@@ -181,8 +207,9 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
       }
       if (!header) {
         if (value.type !== 'header' || value.format !== EXPORT_FORMAT || typeof value.origin !== 'string' || typeof value.treeSize !== 'number') return fail('the export does not start with a countersign-audit-export/v1 header');
-        const selection = value.selection as { kind?: unknown } | undefined;
-        header = { origin: value.origin, treeSize: value.treeSize, full: selection?.kind === 'all' };
+        const selection = parseSelection(value.selection);
+        if (!selection) return fail('the export header has no valid selection');
+        header = { origin: value.origin, treeSize: value.treeSize, full: selection.kind === 'all', selection };
         continue;
       }
       if (value.type === 'checkpoint') {
@@ -195,6 +222,7 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
         }
         if (lastCheckpoint && cp.size <= lastCheckpoint.size) return fail(`checkpoints must grow: ${cp.size} after ${lastCheckpoint.size}`);
         checkpoints.set(cp.size, cp);
+        order.push(cp.size);
         lastCheckpoint = cp;
         continue;
       }
@@ -206,6 +234,7 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
         if (!verifyConsistency(merkleHasher, a.size, b.size, proof, fromBase64(a.rootHash), fromBase64(b.rootHash))) {
           return fail(`the checkpoint of ${b.size} entries is not consistent with the one of ${a.size}: the log forked between them`, a.size + 1);
         }
+        consistent.add(`${a.size}>${b.size}`);
         continue;
       }
       if (value.type !== 'entry') return fail(`unknown line type ${quote(typeof value.type === 'string' ? value.type : JSON.stringify(value.type ?? null))}`);
@@ -217,5 +246,8 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
   if (!header) return { ok: false, line: lineNo, reason: 'the export is empty' };
   if (!lastCheckpoint || lastCheckpoint.size !== header.treeSize) return { ok: false, line: lineNo, reason: `the export has no checkpoint of its tree size ${header.treeSize}` };
   if (header.full && acc.size !== header.treeSize) return { ok: false, firstBadSeq: acc.size + 1, line: lineNo, reason: `the export ends at entry ${acc.size} but its checkpoint covers ${header.treeSize}: the tail is missing` };
-  return { ok: true, origin: header.origin, treeSize: header.treeSize, entries, checkpoints: checkpoints.size, root: lastCheckpoint.rootHash };
+  for (let i = 1; i < order.length; i++) {
+    if (!consistent.has(`${order[i - 1]!}>${order[i]!}`)) return { ok: false, line: lineNo, reason: `the export lacks the consistency proof between its checkpoints of ${order[i - 1]!} and ${order[i]!} entries` };
+  }
+  return { ok: true, origin: header.origin, treeSize: header.treeSize, entries, checkpoints: checkpoints.size, root: lastCheckpoint.rootHash, selection: header.selection, complete: header.full };
 }

@@ -11,8 +11,9 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
-import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, splitPoint } from '../../../shared/merkle.js';
+import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, isPowerOfTwo, splitPoint } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
+import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
 
 export type AuditKind =
   | 'call.rejected'
@@ -73,6 +74,13 @@ export const merkleHasher: MerkleHasher = new NodeMerkleHasher(sha256);
 
 const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 
+/** log2 of a power of two, exactly. */
+function levelOf(n: number): number {
+  let level = 0;
+  for (let k = 1; k < n; k *= 2) level++;
+  return level;
+}
+
 export type AuditVerification =
   | { ok: true; entries: number; root: string }
   | { ok: false; badSeq: number; reason: string };
@@ -132,6 +140,10 @@ export class AuditLog {
   syncTree(): number {
     for (;;) {
       const hashed = this.hashedSize();
+      if (hashed > this.size()) {
+        // Hashes for entries that do not exist: planted, to be paired with records written later.
+        throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${hashed} entries but the log has ${this.size()}`);
+      }
       const rows = this.pendingRows.all(hashed, 10_000);
       if (rows.length === 0) return hashed;
       if (rows[0]!.seq !== hashed + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1}`);
@@ -162,11 +174,29 @@ export class AuditLog {
     return row.hash;
   }
 
+  /** The stored complete-subtree hashes that make up a tree of `size` leaves, largest first. */
+  frontier(size: number): Uint8Array[] {
+    const roots: Uint8Array[] = [];
+    let start = 0;
+    while (start < size) {
+      let k = 1;
+      while (k * 2 <= size - start) k *= 2;
+      roots.push(this.node(levelOf(k), start / k));
+      start += k;
+    }
+    return roots;
+  }
+
+  /** The records of entries (from, to], in order (for re-hashing). */
+  recordsBetween(from: number, to: number): Array<{ seq: number; record: string }> {
+    return this.db.prepare<[number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq').all(from, to);
+  }
+
   /** MTH of leaves [start, end), from stored complete subtrees. */
   rangeHash(start: number, end: number): Uint8Array {
     const n = end - start;
     if (n <= 0) return merkleHasher.emptyRoot();
-    if (Number.isInteger(Math.log2(n)) && start % n === 0) return this.node(Math.log2(n), start / n);
+    if (isPowerOfTwo(n) && start % n === 0) return this.node(levelOf(n), start / n);
     const k = splitPoint(n);
     return merkleHasher.node(this.rangeHash(start, start + k), this.rangeHash(start + k, end));
   }
@@ -213,7 +243,17 @@ export class AuditLog {
    */
   verify(): AuditVerification {
     const acc = new MerkleAccumulator(merkleHasher);
-    const checkpoints = this.db.prepare<[], { tree_size: number; root_hash: Buffer }>('SELECT tree_size, root_hash FROM audit_checkpoints ORDER BY tree_size').all();
+    // Each checkpoint's root as its signed note states it (the column beside it is only a copy).
+    const checkpoints = this.db.prepare<[], { tree_size: number; root_hash: Buffer; note: string }>('SELECT tree_size, root_hash, note FROM audit_checkpoints ORDER BY tree_size').all().map((row) => {
+      let noted: Buffer | undefined;
+      try {
+        const parsed = parseCheckpointText(parseSignedNote(row.note).text);
+        if (parsed.size === row.tree_size) noted = Buffer.from(parsed.rootHash, 'base64');
+      } catch {
+        noted = undefined;
+      }
+      return { tree_size: row.tree_size, root_hash: noted !== undefined && noted.equals(row.root_hash) ? noted : undefined };
+    });
     let next = 0;
     let expectedSeq = 1;
     const hashed = this.hashedSize();
@@ -229,7 +269,9 @@ export class AuditLog {
       }
       acc.pushLeafHash(leaf);
       while (next < checkpoints.length && checkpoints[next]!.tree_size === acc.size) {
-        if (!Buffer.from(acc.root()).equals(checkpoints[next]!.root_hash)) {
+        const noted = checkpoints[next]!.root_hash;
+        if (noted === undefined) return { ok: false, badSeq: row.seq, reason: `the stored checkpoint of ${acc.size} entries is malformed or disagrees with its note` };
+        if (!Buffer.from(acc.root()).equals(noted)) {
           return { ok: false, badSeq: row.seq, reason: `the tree of ${acc.size} entries does not match its checkpoint` };
         }
         next++;
@@ -238,6 +280,21 @@ export class AuditLog {
     }
     if (next < checkpoints.length) {
       return { ok: false, badSeq: expectedSeq, reason: `a checkpoint covers ${checkpoints[next]!.tree_size} entries but the log ends at ${acc.size}` };
+    }
+    // Every stored subtree hash above the leaves (proofs and new checkpoints are served from them).
+    const parents = this.db.prepare<[number], { idx: number; hash: Buffer }>('SELECT idx, hash FROM audit_nodes WHERE level = ? ORDER BY idx');
+    for (let level = 1; level < 64; level++) {
+      let any = false;
+      for (const p of parents.iterate(level)) {
+        any = true;
+        const left = this.getNode.get(level - 1, 2 * p.idx);
+        const right = this.getNode.get(level - 1, 2 * p.idx + 1);
+        if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
+          const span = 2 ** level;
+          return { ok: false, badSeq: p.idx * span + 1, reason: `the stored hash of entries ${p.idx * span + 1}..${(p.idx + 1) * span} does not match the entries` };
+        }
+      }
+      if (!any) break;
     }
     return { ok: true, entries: acc.size, root: Buffer.from(acc.root()).toString('base64') };
   }

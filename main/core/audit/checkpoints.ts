@@ -14,6 +14,8 @@ import type { AuditLog } from './audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { checkpointText, formatSignedNote, fromBase64, parseCheckpointText, parseSignedNote, toBase64, type Checkpoint } from '../../../shared/checkpoint-note.js';
 import { signNote, verifyNoteSignature } from './note-keys.js';
+import { merkleHasher } from './audit-log.js';
+import { MerkleAccumulator } from '../../../shared/merkle.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.note';
 
@@ -75,6 +77,8 @@ export function verifyCheckpointNote(note: string, origin: string, keys: Readonl
 export interface CheckpointerOptions {
   db: Db;
   log: AuditLog;
+  /** The tree the start-up check vouched for (the external checkpoint's size and root). */
+  trusted: { size: number; root: Uint8Array };
   signer: Signer;
   origin: string;
   /** The file beside the database, then any mirror copies. */
@@ -89,9 +93,16 @@ export class Checkpointer {
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private readonly insert;
+  /**
+   * The last tree this process knows to be right: the one the start-up check vouched for, then
+   * each one it signed. New checkpoints are computed from it and the records, never from
+   * database rows alone (which anyone with the file could have planted).
+   */
+  private trusted: { size: number; root: Uint8Array; at: number };
 
   constructor(private readonly options: CheckpointerOptions) {
     this.insert = options.db.prepare('INSERT OR IGNORE INTO audit_checkpoints (tree_size, root_hash, at, note) VALUES (?, ?, ?, ?)');
+    this.trusted = { ...options.trusted, at: options.now() };
   }
 
   latest(): StoredCheckpoint | undefined {
@@ -125,10 +136,9 @@ export class Checkpointer {
         this.options.onError(`audit tree hashing failed: ${error instanceof Error ? error.message : String(error)}`);
         return;
       }
-      const last = this.latest();
       const size = this.options.log.size();
-      const grown = size - (last?.size ?? 0);
-      if (grown >= this.options.everyEntries || (grown > 0 && this.options.now() - (last?.at ?? 0) >= this.options.everyMs)) {
+      const grown = size - this.trusted.size;
+      if (grown >= this.options.everyEntries || (grown > 0 && this.options.now() - this.trusted.at >= this.options.everyMs)) {
         this.checkpoint().catch((error: unknown) => this.options.onError(`audit checkpoint failed: ${error instanceof Error ? error.message : String(error)}`));
       }
     }, tick);
@@ -143,11 +153,11 @@ export class Checkpointer {
 
   private async make(): Promise<StoredCheckpoint | undefined> {
     const { log, signer, origin } = this.options;
-    const last = this.latest();
-    // Size and root are read in the same turn, so no append can come between them.
+    // Everything up to the signature happens in one turn, so no append can come in between.
+    log.syncTree();
     const size = log.size();
-    if (last && size <= last.size) return last;
-    const root = log.root(size);
+    if (size <= this.trusted.size) return this.latest();
+    const root = recomputeRoot(log, this.trusted, size);
     const at = this.options.now();
     const text = checkpointText({ origin, size, rootHash: toBase64(root), time: at });
     const signature = await signNote(signer, origin, text);
@@ -156,6 +166,7 @@ export class Checkpointer {
       throw new CountersignError('signer_failed', 'the checkpoint signature did not verify with the signing key');
     }
     this.insert.run(size, root, at, note);
+    this.trusted = { size, root, at };
     for (const file of this.options.files) {
       try {
         writeFileAtomic(file, note);
@@ -167,52 +178,104 @@ export class Checkpointer {
   }
 }
 
+/**
+ * Checkpointer helper: the root of `size` entries computed from the trusted tree and the records
+ * themselves, and required to match the stored hashes (which proofs are served from).
+ */
+function recomputeRoot(log: AuditLog, trusted: { size: number; root: Uint8Array }, size: number): Uint8Array {
+  const acc = MerkleAccumulator.resume(merkleHasher, trusted.size, log.frontier(trusted.size));
+  if (!Buffer.from(acc.root()).equals(trusted.root)) {
+    throw new CountersignError('audit_corrupt', `the stored hashes of the first ${trusted.size} entries changed since they were checkpointed`);
+  }
+  for (const row of log.recordsBetween(trusted.size, size)) {
+    if (row.seq !== acc.size + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${acc.size + 1}`);
+    const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
+    if (!Buffer.from(leaf).equals(log.leafHash(row.seq - 1))) throw new CountersignError('audit_corrupt', `entry ${row.seq} does not match its stored leaf hash`);
+    acc.pushLeafHash(leaf);
+  }
+  const root = acc.root();
+  if (acc.size !== size || !Buffer.from(root).equals(log.root(size))) {
+    throw new CountersignError('audit_corrupt', `the stored subtree hashes do not match the records of the first ${size} entries`);
+  }
+  return root;
+}
+
 export interface ExternalCheckResult {
   /** The tree size the external checkpoint vouches for (0 when there is none yet). */
   size: number;
+  /** Its root (the empty tree's when there is none): where new checkpoints are computed from. */
+  root: Uint8Array;
   source?: string;
-  /** Problems with copies that were not needed (a corrupt mirror while the main file is good). */
+  /** Problems worth a warning: a corrupt copy while another is good, a checkpoint signed by a pinned key that is not the current one. */
   warnings: string[];
 }
 
+type Key = Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>;
+
+/** Hashes stored for entries that do not exist would be signed over once records are written to match. */
+function assertNoPlantedHashes(log: AuditLog, size: number): void {
+  if (log.hashedSize() > size) throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${log.hashedSize()} entries but the log has ${size}`);
+}
+
 /**
- * Compare the checkpoint kept outside the database with the database. Throws audit_rollback,
- * audit_fork, audit_checkpoint_missing or audit_checkpoint_invalid; returns what was checked.
+ * Compare the checkpoints kept outside the database (the file beside it and the mirror copy)
+ * with the database. Every valid copy must be consistent with it; the largest becomes the
+ * trusted tree new checkpoints are computed from. Checkpoints signed by the current custody key
+ * are preferred; another pinned key is accepted with a warning (a rotation since the last run:
+ * that key's pin is in the database, which is what is being checked — docs/audit.md).
+ * Throws audit_corrupt, audit_rollback, audit_fork, audit_checkpoint_missing or
+ * audit_checkpoint_invalid.
  */
-export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin: string; files: string[]; keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>> }): ExternalCheckResult {
-  options.log.assertContiguous();
+export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin: string; files: string[]; currentKey?: Key; keys: readonly Key[] }): ExternalCheckResult {
+  const { db, log } = options;
+  log.assertContiguous();
+  const size = log.size();
+  const stored = latestCheckpoint(db);
+  if (stored && stored.size > size) {
+    throw new CountersignError('audit_rollback', `the audit log holds ${size} entries but the database has a checkpoint of ${stored.size}: it was truncated`);
+  }
   const warnings: string[] = [];
-  let best: { checkpoint: Checkpoint; file: string } | undefined;
+  const valid: Array<{ checkpoint: Checkpoint; file: string }> = [];
   let firstProblem: CountersignError | undefined;
   for (const file of options.files) {
     if (!existsSync(file)) continue;
+    const note = readFileSync(file, 'utf8');
     try {
-      const checkpoint = verifyCheckpointNote(readFileSync(file, 'utf8'), options.origin, options.keys);
-      if (!best || checkpoint.size > best.checkpoint.size) best = { checkpoint, file };
+      let checkpoint: Checkpoint;
+      try {
+        checkpoint = verifyCheckpointNote(note, options.origin, options.currentKey ? [options.currentKey] : options.keys);
+      } catch (error) {
+        if (!options.currentKey) throw error;
+        checkpoint = verifyCheckpointNote(note, options.origin, options.keys);
+        warnings.push(`${file}: signed by a pinned key other than the current signing key (expected after a key rotation)`);
+      }
+      valid.push({ checkpoint, file });
     } catch (error) {
       const problem = error instanceof CountersignError ? error : new CountersignError('audit_checkpoint_invalid', 'the checkpoint file could not be read', { cause: error });
       firstProblem ??= new CountersignError(problem.code, `${file}: ${problem.message}`, { cause: problem });
       warnings.push(`${file}: ${problem.message}`);
     }
   }
-  const stored = latestCheckpoint(options.db);
-  if (!best) {
+  if (valid.length === 0) {
     if (firstProblem) throw firstProblem;
     if (stored) {
       throw new CountersignError('audit_checkpoint_missing', `the audit checkpoint file ${quote(options.files[0] ?? '')} is missing, but the database holds checkpoints up to ${stored.size} entries`);
     }
-    return { size: 0, warnings };
+    assertNoPlantedHashes(log, size);
+    return { size: 0, root: merkleHasher.emptyRoot(), warnings };
   }
-  const size = options.log.size();
-  const { checkpoint } = best;
-  if (checkpoint.size > size) {
-    throw new CountersignError('audit_rollback', `the audit log holds ${size} entries but its last checkpoint (${best.file}) covers ${checkpoint.size}: the database was truncated or restored from an older copy`);
+  // Every valid copy must agree with the database, not only the newest.
+  for (const { checkpoint, file } of valid) {
+    if (checkpoint.size > size) {
+      throw new CountersignError('audit_rollback', `the audit log holds ${size} entries but its checkpoint in ${file} covers ${checkpoint.size}: the database was truncated or restored from an older copy`);
+    }
+    if (toBase64(log.root(checkpoint.size)) !== checkpoint.rootHash) {
+      throw new CountersignError('audit_fork', `the audit log's first ${checkpoint.size} entries do not match the checkpoint in ${file}: entries were rewritten`);
+    }
   }
-  const root = toBase64(options.log.root(checkpoint.size));
-  if (root !== checkpoint.rootHash || fromBase64(root).length !== 32) {
-    throw new CountersignError('audit_fork', `the audit log's first ${checkpoint.size} entries do not match the checkpoint in ${best.file}: entries were rewritten`);
-  }
-  return { size: checkpoint.size, source: best.file, warnings };
+  assertNoPlantedHashes(log, size);
+  const best = valid.reduce((a, b) => (b.checkpoint.size > a.checkpoint.size ? b : a));
+  return { size: best.checkpoint.size, root: fromBase64(best.checkpoint.rootHash), source: best.file, warnings };
 }
 
 export function checkpointFiles(dataDir: string, mirrorDir: string | undefined): string[] {
