@@ -17,7 +17,7 @@ import { AgentRegistry } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custody/custody.js';
 import { SigningKeyRegistry } from './custody/signing-keys.js';
-import type { Signer } from './custody/signer.js';
+import { jwkThumbprint, type Signer } from './custody/signer.js';
 import { TokenIssuer } from './tokens/token-issuer.js';
 import { DecisionService, type DecisionServiceOptions } from './decision/decision-service.js';
 import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
@@ -143,7 +143,15 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const files = checkpointFiles(dataDir, config.audit.mirrorDir === undefined ? undefined : resolve(dataDir, config.audit.mirrorDir));
   let trusted: { size: number; root: Uint8Array };
   try {
-    const checked = checkExternalCheckpoint({ db, log: audit, origin, files, currentKey: signer.publicJwk, keys: signingKeys.list().map((k) => k.publicJwk) });
+    // Which keys may have signed the checkpoint: the pins in the database — and, when hardware
+    // custody is required, only those pins whose key is actually held in the token (a key pinned
+    // by editing the database cannot be).
+    let checkpointKeys = signingKeys.list().map((k) => k.publicJwk);
+    if (config.custody.requireHardware && custody.tokenKeys) {
+      const held = new Set((await custody.tokenKeys()).map((k) => jwkThumbprint(k)));
+      checkpointKeys = checkpointKeys.filter((k) => held.has(jwkThumbprint(k)));
+    }
+    const checked = checkExternalCheckpoint({ db, log: audit, origin, files, currentKey: signer.publicJwk, keys: checkpointKeys });
     for (const warning of checked.warnings) log(`warning: audit checkpoint: ${warning}`);
     trusted = { size: checked.size, root: checked.root };
   } catch (error) {

@@ -6,10 +6,14 @@
  * SoftHSM has no removable device) that loses nothing and recovers.
  */
 import { spawnSync } from 'node:child_process';
-import { createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, sign as signWith, verify } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHECKPOINT_FILE, auditOrigin, verifyCheckpointNote } from '../../main/core/audit/checkpoints.js';
+import { noteKeyId } from '../../main/core/audit/note-keys.js';
+import { checkpointText, formatSignedNote, parseCheckpointText, parseSignedNote } from '../../shared/checkpoint-note.js';
+import { jwkThumbprint } from '../../main/core/custody/signer.js';
+import Database from 'better-sqlite3';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -222,5 +226,25 @@ describe('hardware custody over PKCS#11', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('with hardware custody required, a checkpoint signed by a key pinned only in the database is refused', async () => {
+    const file = join(dataDir, CHECKPOINT_FILE);
+    const genuine = readFileSync(file, 'utf8');
+    const honest = parseCheckpointText(parseSignedNote(genuine).text);
+    // The attacker pins a key of their own (a row in the database) and signs a checkpoint with it.
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const jwk = { ...(publicKey.export({ format: 'jwk' }) as { kty: 'OKP'; crv: 'Ed25519'; x: string }), alg: 'EdDSA' as const };
+    const kid = jwkThumbprint(jwk);
+    const origin = auditOrigin('countersign-local');
+    const text = checkpointText(honest);
+    writeFileSync(file, formatSignedNote(text, [{ keyName: origin, keyId: noteKeyId(origin, jwk), signature: new Uint8Array(signWith(null, Buffer.from(text), privateKey)) }]));
+    const db = new Database(join(dataDir, 'countersign.db'));
+    db.prepare("INSERT INTO signing_keys (kid, domain, custody, alg, public_jwk, status, created_at, retired_at) VALUES (?, 'production', 'software', 'EdDSA', ?, 'retired', 0, 0)").run(kid, JSON.stringify({ ...jwk, kid }));
+    db.close();
+    await expect(start()).rejects.toMatchObject({ code: 'audit_checkpoint_invalid', message: expect.stringContaining('not signed by a pinned signing key') as unknown });
+    writeFileSync(file, genuine);
+    const app = await start();
+    await app.close();
   });
 });
