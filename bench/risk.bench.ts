@@ -167,8 +167,10 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
     let maxScore = 0;
     for (let round = 0; round < 10; round++) {
       for (const w of warmCalls) {
+        // A fresh call object each time, as on the decision path (features are cached per object).
+        const call = { ...w.call, params: { ...w.call.params } };
         const t0 = performance.now();
-        const r = engine.score({ agent: agentRecord(w.i), call: w.call, callSha256: w.digest, now });
+        const r = engine.score({ agent: agentRecord(w.i), call, callSha256: w.digest, now });
         warmTimes.push(performance.now() - t0);
         maxScore = Math.max(maxScore, r.score);
       }

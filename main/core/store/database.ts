@@ -28,6 +28,9 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Db {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
+  // 64 MiB of page cache (the default is 2 MiB): risk baselines and the audit tree are read at
+  // random on every decision, and a miss is a system call on the hot path.
+  db.pragma('cache_size = -65536');
   migrate(db);
   return db;
 }
