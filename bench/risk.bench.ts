@@ -25,21 +25,12 @@ import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
 import { startChild } from './child-server.js';
+import { prng } from '../test/helpers/prng.js';
 
 const DAY = 24 * 3600 * 1000;
 const KNOWN_PAYEES = ['Acme Ltd', 'Globex Corporation', 'Initech LLC', 'Umbrella Supplies'];
 const webSocket = (url: string, protocols: string[]) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
 
-/** A deterministic PRNG, so every run seeds the same history. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Each agent's usual amount (USD, under the automatic limit of the demo policy). */
 function medianOf(agentIndex: number): number {

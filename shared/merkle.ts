@@ -125,13 +125,27 @@ export function rootOfLeafHashes(hasher: MerkleHasher, leafHashes: readonly Uint
 export function verifyInclusion(hasher: MerkleHasher, index: number, size: number, leafHash: Uint8Array, proof: readonly Uint8Array[], root: Uint8Array): boolean {
   if (!isSize(index) || !isSize(size) || index >= size) return false;
   if (!wellFormed([leafHash, root, ...proof])) return false;
-  let fn = index;
-  let sn = size - 1;
   let r = leafHash;
-  for (const p of proof) {
+  const complete = walkPath(index, size - 1, proof, (p) => {
+    r = hasher.node(p, r);
+  }, (p) => {
+    r = hasher.node(r, p);
+  });
+  return complete && equalBytes(r, root);
+}
+
+/**
+ * The path walk both RFC 9162 verifications share (§2.1.3.2 step 3, §2.1.4.2 step 6): `left(p)`
+ * for a sibling on the left, `right(p)` for one on the right. False if the path is longer than
+ * the tree allows or does not end at the root (sn = 0).
+ */
+function walkPath(fn0: number, sn0: number, path: readonly Uint8Array[], left: (p: Uint8Array) => void, right: (p: Uint8Array) => void): boolean {
+  let fn = fn0;
+  let sn = sn0;
+  for (const p of path) {
     if (sn === 0) return false;
     if (fn % 2 === 1 || fn === sn) {
-      r = hasher.node(p, r);
+      left(p);
       if (fn % 2 === 0) {
         do {
           fn = Math.floor(fn / 2);
@@ -139,12 +153,12 @@ export function verifyInclusion(hasher: MerkleHasher, index: number, size: numbe
         } while (fn % 2 === 0 && fn !== 0);
       }
     } else {
-      r = hasher.node(r, p);
+      right(p);
     }
     fn = Math.floor(fn / 2);
     sn = Math.floor(sn / 2);
   }
-  return sn === 0 && equalBytes(r, root);
+  return sn === 0;
 }
 
 /**
@@ -167,24 +181,13 @@ export function verifyConsistency(hasher: MerkleHasher, size1: number, size2: nu
   }
   let fr = path[0]!;
   let sr = path[0]!;
-  for (const c of path.slice(1)) {
-    if (sn === 0) return false;
-    if (fn % 2 === 1 || fn === sn) {
-      fr = hasher.node(c, fr);
-      sr = hasher.node(c, sr);
-      if (fn % 2 === 0) {
-        do {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        } while (fn % 2 === 0 && fn !== 0);
-      }
-    } else {
-      sr = hasher.node(sr, c);
-    }
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
-  }
-  return sn === 0 && equalBytes(fr, root1) && equalBytes(sr, root2);
+  const complete = walkPath(fn, sn, path.slice(1), (c) => {
+    fr = hasher.node(c, fr);
+    sr = hasher.node(c, sr);
+  }, (c) => {
+    sr = hasher.node(sr, c);
+  });
+  return complete && equalBytes(fr, root1) && equalBytes(sr, root2);
 }
 
 /**

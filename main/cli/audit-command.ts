@@ -10,17 +10,15 @@ import { openDataDir } from '../core/app.js';
 import { loadConfig } from '../core/config.js';
 import { auditOrigin, checkExternalCheckpoint, checkpointFiles, latestCheckpoint, writeFileAtomic } from '../core/audit/checkpoints.js';
 import { exportAudit, verifyExport, type ExportSelection } from '../core/audit/audit-export.js';
-import { toBase64 } from '../../shared/checkpoint-note.js';
+import { consistencyView, inclusionView } from '../core/audit/audit-proofs.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import type { PublicJwk } from '../core/custody/signer.js';
 import { domainOption } from './keys-command.js';
+import { print } from './print.js';
 
 type Values = Record<string, string | boolean | undefined>;
 
-function print(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
 
 const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
 
@@ -99,16 +97,12 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         const kind = positionals[0];
         const latest = latestCheckpoint(db);
         if (kind === 'inclusion') {
-          const seq = wholeNumber(values.seq, 'seq');
           const size = values.size === undefined ? (latest?.size ?? audit.size()) : wholeNumber(values.size, 'size');
-          if (seq < 1) throw new CountersignError('audit_proof_unavailable', 'entries are numbered from 1');
-          print({ seq, treeSize: size, leafHash: toBase64(audit.leafHash(seq - 1)), proof: audit.inclusionProof(seq - 1, size).map(toBase64), root: toBase64(audit.root(size)), checkpoint: latest?.size === size ? latest.note : null });
+          print(inclusionView(audit, wholeNumber(values.seq, 'seq'), size, latest?.size === size ? latest.note : null));
           return 0;
         }
         if (kind === 'consistency') {
-          const from = wholeNumber(values.from, 'from');
-          const to = wholeNumber(values.to, 'to');
-          print({ from, to, proof: audit.consistencyProof(from, to).map(toBase64), fromRoot: toBase64(audit.root(from)), toRoot: toBase64(audit.root(to)) });
+          print(consistencyView(audit, wholeNumber(values.from, 'from'), wholeNumber(values.to, 'to')));
           return 0;
         }
         throw new CountersignError('config_invalid', 'usage: countersign audit proof inclusion --seq N [--size S] | audit proof consistency --from A --to B');

@@ -21,6 +21,7 @@ import { writeAgentKeyFile } from './agent-key-file.js';
 import { parseDuration } from './durations.js';
 import { runDemo } from './demo.js';
 import { auditCommand } from './audit-command.js';
+import { print } from './print.js';
 
 const USAGE = `usage: countersign <command> [options]
 
@@ -122,9 +123,6 @@ function required(value: string | undefined, name: string): string {
   return value;
 }
 
-function print(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
 
 async function readEnrollment(file: string) {
   return verifyEnrollmentRequest(parseStrictJson(readFileSync(file, 'utf8')));

@@ -14,6 +14,7 @@ import { verifyWithJwk } from '../core/custody/signer.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
 import type { TokenDomain } from '../../shared/approval-token.js';
 import { parseDuration } from './durations.js';
+import { print } from './print.js';
 
 export interface KeysOptions {
   config?: string | undefined;
@@ -29,9 +30,6 @@ export function domainOption(value: string | undefined): TokenDomain | undefined
   return value;
 }
 
-function print(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
 
 const log = (message: string) => console.error(message);
 

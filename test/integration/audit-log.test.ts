@@ -488,3 +488,39 @@ describe('audit log: sensitive parameters', () => {
     expect(record.callSha256).toBe(callDigest(call.tool, call.params));
   });
 });
+
+describe('audit log: malformed exports and unwritable copies', () => {
+  it('the offline verifier refuses malformed exports with a reason and the line', async () => {
+    const w = await world();
+    await run(w, 2);
+    const { file } = await exportAndVerify(w);
+    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    const header = lines[0]!;
+    const checkpoints = lines.filter((l) => l.includes('"type":"checkpoint"'));
+    const entries = lines.filter((l) => l.startsWith('{"type":"entry"'));
+    const check = async (content: string) => {
+      writeFileSync(file, content);
+      return verifyExport(file, keysOf(w));
+    };
+    expect(await check('')).toMatchObject({ ok: false, reason: 'the export is empty' });
+    expect(await check(`${entries[0]!}\n`)).toMatchObject({ ok: false, line: 1, reason: expect.stringContaining('does not start with a countersign-audit-export/v1 header') as unknown });
+    expect(await check(`${header}\nnot json\n`)).toMatchObject({ ok: false, line: 2, reason: 'the line is not valid JSON' });
+    expect(await check(`${header}\n{"type":"surprise"}\n`)).toMatchObject({ ok: false, line: 2, reason: 'unknown line type "surprise"' });
+    expect(await check(`${header}\n${entries[0]!}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('no signed checkpoint') as unknown });
+    expect(await check(`${header.replace('"selection":{"kind":"all"}', '"selection":{"kind":"odd"}')}\n`)).toMatchObject({ ok: false, reason: 'the export header has no valid selection' });
+    expect(await check(`${header.replace(ORIGIN, 'countersign/other')}\n${checkpoints.join('\n')}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('is for the log "countersign/countersign-local", not "countersign/other"') as unknown });
+    expect(await check(`${header}\n${[...checkpoints].reverse().join('\n')}\n`)).toMatchObject({ ok: false, reason: expect.stringContaining('checkpoints must grow') as unknown });
+    expect(await check(`${header}\n${checkpoints.join('\n')}\n${entries[0]!.replace('"leafHash":"', '"leafHash":"x').replace(/=",/, '",')}\n`)).toMatchObject({ ok: false, reason: expect.stringContaining('malformed') as unknown });
+  });
+
+  it('a mirror directory that cannot be written is reported and does not stop the log; the main file is still written', async () => {
+    const w = await world();
+    const notADirectory = join(w.dataDir, 'mirror-is-a-file');
+    writeFileSync(notADirectory, 'x');
+    writeFileSync(join(w.dataDir, 'config.json'), JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, audit: { mirrorDir: notADirectory } }));
+    const logs: string[] = [];
+    await run(w, 2, logs);
+    expect(logs.some((l) => l.startsWith(`could not write the checkpoint to ${join(notADirectory, CHECKPOINT_FILE)}`))).toBe(true);
+    expect(verifyCheckpointNote(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8'), ORIGIN, keysOf(w)).size).toBe(inspect(w, ({ audit }) => audit.size()));
+  });
+});

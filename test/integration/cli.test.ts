@@ -144,6 +144,26 @@ describe('countersign CLI', () => {
     expect(cli('risk', 'report', '--risk-config', badConfig).stderr).toContain('"factors.off_hours.weight"');
   }, 120_000);
 
+  it('refuses audit commands it cannot honour, with a clear code', () => {
+    const fresh = tempDir();
+    const run = (...args: string[]) => spawnSync(TSX, [CLI, ...args, '--data-dir', fresh], { encoding: 'utf8', timeout: 60_000 });
+    try {
+      expect(run('audit', 'export', '--out', join(fresh, 'x.jsonl')).stderr).toContain('the audit log has no signed checkpoint yet');
+      expect(run('audit', 'export', '--out', join(fresh, 'x.jsonl')).stderr).toContain('[audit_proof_unavailable]');
+      expect(run('audit', 'export').stderr).toContain('--out FILE is required [config_invalid]');
+      expect(run('audit', 'verify', '--export', join(fresh, 'x.jsonl')).stderr).toContain('--key is required with --export');
+      writeFileSync(join(fresh, 'bad-key.json'), 'not a key');
+      expect(run('audit', 'verify', '--export', join(fresh, 'x.jsonl'), '--key', join(fresh, 'bad-key.json')).stderr).toContain('is not a JWKS, a JWK or a PEM public key [config_invalid]');
+      expect(run('audit', 'proof', 'inclusion', '--seq', '0').stderr).toContain('the audit log has no entry 0 [audit_proof_unavailable]');
+      expect(run('audit', 'proof', 'inclusion', '--seq', 'x').stderr).toContain('--seq must be a whole number [config_invalid]');
+      expect(run('audit', 'proof', 'sideways').stderr).toContain('usage: countersign audit proof inclusion');
+      expect(run('audit', 'export', '--out', join(fresh, 'x.jsonl'), '--since', 'yesterday').stderr).toContain('--since must be a date and time');
+      expect(run('audit', 'checkpoint').stderr).toContain('[audit_proof_unavailable]');
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('runs the demo: agents send calls and decisions flow', async () => {
     const demoDir = tempDir();
     const child = spawn(TSX, [CLI, 'start', '--demo', '--port', '0', '--data-dir', demoDir], { stdio: ['ignore', 'pipe', 'pipe'] });

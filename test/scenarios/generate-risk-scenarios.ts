@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import type { JsonObject } from '../../shared/canonical-json.js';
 import type { ToolCall } from '../../shared/protocol.js';
 import type { ScenarioSet, Scenario } from '../../main/core/risk/scenario-report.js';
+import { prng } from '../helpers/prng.js';
 
 export const DEFAULT_SEED = 20261129;
 export const DEFAULT_PER_KIND = 150;
@@ -27,17 +28,6 @@ const MINUTE = 60 * 1000;
 /** History starts here; probes follow three weeks later. */
 const START = Date.UTC(2026, 9, 5); // a Monday
 
-/** mulberry32: small, fast, and the same on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rand {
   constructor(readonly next: () => number) {}

@@ -11,6 +11,7 @@ import {
 } from '../../shared/canonical-json.js';
 import { utf8 } from '../../shared/encoding.js';
 import { CountersignError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
+import { prng } from '../helpers/prng.js';
 
 // ---------------------------------------------------------------------------------------
 // Vector files (also consumed by the agent SDK tests: keep them self-describing)
@@ -426,17 +427,6 @@ describe('canonicalize', () => {
 // Property-style tests with a seeded PRNG
 // ---------------------------------------------------------------------------------------
 
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rng = () => number;
 const int = (rng: Rng, n: number): number => Math.floor(rng() * n);

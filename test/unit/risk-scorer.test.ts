@@ -394,3 +394,28 @@ describe('risk settings', () => {
     expect((caught as Error).message).toContain(`"${path}`);
   });
 });
+
+describe('the hand-written assessment check agrees with the schema', () => {
+  it('on valid assessments and on every kind of malformed one', async () => {
+    const { riskAssessmentProblem, riskAssessmentSchema, faultAssessment } = await import('../../shared/risk.js');
+    const { UnscoredRisk } = await import('../../main/core/decision/risk.js');
+    const { engine } = withHistory();
+    const real = score(engine, transfer(5000, 'Evil Ltd', { provenance: ['email:external'], model: 'other' }), T0 + 27 * DAY + 3 * HOUR);
+    const f = real.factors[0]!;
+    const cases: unknown[] = [
+      real, faultAssessment('boom'), UnscoredRisk.score({ agent: AGENT, call: transfer(1), callSha256: 'x', now: 0 }), { score: 0, factors: [] },
+      null, 'x', [], { score: 1 }, { score: 1, factors: [], extra: 1 }, { score: 101, factors: [] }, { score: 1.5, factors: [] }, { score: -1, factors: [] },
+      { score: 1, factors: 'x' }, { score: 1, factors: new Array(15).fill(f) },
+      { score: 1, factors: [{ ...f, name: 'made_up' }] }, { score: 1, factors: [{ ...f, points: 101 }] }, { score: 1, factors: [{ ...f, weight: -1 }] },
+      { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1025) }] }, { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1024) }] },
+      { score: 1, factors: [{ ...f, observed: { nested: {} } }] }, { score: 1, factors: [{ ...f, observed: { ['k'.repeat(65)]: 1 } }] },
+      { score: 1, factors: [{ ...f, observed: { s: 'x'.repeat(257) } }] }, { score: 1, factors: [{ ...f, observed: { s: 'x'.repeat(256) } }] },
+      { score: 1, factors: [{ ...f, observed: { n: NaN } }] }, { score: 1, factors: [{ ...f, observed: [] }] }, { score: 1, factors: [{ ...f, more: 1 }] },
+      { score: 1, factors: [{ ...f, explanation: undefined }] }, { score: 1, factors: [null] },
+    ];
+    for (const [i, value] of cases.entries()) {
+      expect(riskAssessmentProblem(value) === undefined, `case ${i}`).toBe(riskAssessmentSchema.safeParse(value).success);
+    }
+    expect(cases.filter((v) => riskAssessmentProblem(v) === undefined)).toHaveLength(6);
+  });
+});

@@ -92,6 +92,7 @@ export class AuditLog {
   private readonly getNode;
   private readonly hashedTop;
   private readonly pendingRows;
+  private readonly withLeaves;
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
@@ -100,6 +101,9 @@ export class AuditLog {
     this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
     this.hashedTop = db.prepare<[], { top: number | null }>('SELECT MAX(idx) AS top FROM audit_nodes WHERE level = 0');
     this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?');
+    this.withLeaves = db.prepare<[number, number], { seq: number; record: string; leaf: Buffer | null }>(
+      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq',
+    );
   }
 
   /**
@@ -187,9 +191,9 @@ export class AuditLog {
     return roots;
   }
 
-  /** The records of entries (from, to], in order (for re-hashing). */
-  recordsBetween(from: number, to: number): Array<{ seq: number; record: string }> {
-    return this.db.prepare<[number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq').all(from, to);
+  /** Entries (from, to] with their stored leaf hashes (null where not hashed yet), in order. */
+  entriesWithLeaves(from: number, to: number): IterableIterator<{ seq: number; record: string; leaf: Buffer | null }> {
+    return this.withLeaves.iterate(from, to);
   }
 
   /** MTH of leaves [start, end), from stored complete subtrees. */

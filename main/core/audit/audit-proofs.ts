@@ -11,6 +11,21 @@ import { CountersignError } from '../../../shared/errors.js';
 import { toBase64 } from '../../../shared/checkpoint-note.js';
 import type { AuditProofResult } from '../../../shared/protocol.js';
 
+/** Entry `seq`'s inclusion proof in the tree of `treeSize` entries, as the API and CLI print it. */
+export function inclusionView(log: AuditLog, seq: number, treeSize: number, checkpoint: string | null): Record<string, unknown> {
+  if (!Number.isSafeInteger(seq) || seq < 1 || seq > log.size()) throw new CountersignError('audit_proof_unavailable', `the audit log has no entry ${seq}`);
+  const record = log.entries(seq, 1)[0]!;
+  return {
+    seq, record: record.record, treeSize, leafHash: toBase64(log.leafHash(seq - 1)),
+    proof: log.inclusionProof(seq - 1, treeSize).map(toBase64), root: toBase64(log.root(treeSize)), checkpoint,
+  };
+}
+
+/** The consistency proof between two tree sizes, with both roots. */
+export function consistencyView(log: AuditLog, from: number, to: number): Record<string, unknown> {
+  return { from, to, proof: log.consistencyProof(from, to).map(toBase64), fromRoot: toBase64(log.root(from)), toRoot: toBase64(log.root(to)) };
+}
+
 export class AuditProofs {
   private readonly owner;
 
@@ -37,19 +52,14 @@ export class AuditProofs {
   }
 
   async inclusion(seq: number, size?: number): Promise<Record<string, unknown>> {
+    if (size !== undefined) return inclusionView(this.log, seq, size, null);
     if (!Number.isSafeInteger(seq) || seq < 1 || seq > this.log.size()) throw new CountersignError('audit_proof_unavailable', `the audit log has no entry ${seq}`);
-    const checkpoint = size === undefined ? await this.checkpoints.covering(seq) : undefined;
-    const treeSize = checkpoint?.size ?? size!;
-    const record = this.log.entries(seq, 1)[0]!;
-    return {
-      seq, record: record.record, treeSize, leafHash: toBase64(this.log.leafHash(seq - 1)),
-      proof: this.log.inclusionProof(seq - 1, treeSize).map(toBase64), root: toBase64(this.log.root(treeSize)),
-      checkpoint: checkpoint?.note ?? null,
-    };
+    const checkpoint = await this.checkpoints.covering(seq);
+    return inclusionView(this.log, seq, checkpoint.size, checkpoint.note);
   }
 
   consistency(from: number, to: number): Record<string, unknown> {
-    return { from, to, proof: this.log.consistencyProof(from, to).map(toBase64), fromRoot: toBase64(this.log.root(from)), toRoot: toBase64(this.log.root(to)) };
+    return consistencyView(this.log, from, to);
   }
 
   latest(): Record<string, unknown> {

@@ -187,10 +187,10 @@ function recomputeRoot(log: AuditLog, trusted: { size: number; root: Uint8Array 
   if (!Buffer.from(acc.root()).equals(trusted.root)) {
     throw new CountersignError('audit_corrupt', `the stored hashes of the first ${trusted.size} entries changed since they were checkpointed`);
   }
-  for (const row of log.recordsBetween(trusted.size, size)) {
+  for (const row of log.entriesWithLeaves(trusted.size, size)) {
     if (row.seq !== acc.size + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${acc.size + 1}`);
     const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
-    if (!Buffer.from(leaf).equals(log.leafHash(row.seq - 1))) throw new CountersignError('audit_corrupt', `entry ${row.seq} does not match its stored leaf hash`);
+    if (row.leaf === null || !row.leaf.equals(leaf)) throw new CountersignError('audit_corrupt', `entry ${row.seq} does not match its stored leaf hash`);
     acc.pushLeafHash(leaf);
   }
   const root = acc.root();
