@@ -79,11 +79,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     return this.store.prune(now);
   }
 
-  /** Agents whose profile is in memory (benchmarks and tests). */
-  get cachedAgents(): number {
-    return this.profiles.size;
-  }
-
   private learn(agentId: string, profile: AgentProfile, f: CallFeatures, at: number): void {
     const learned = learnExecuted(profile, f, at, this.config.factors.unusual_sequence.gapMs, this.config.maxKnownPerKind);
     this.store.writeExecuted(agentId, f, at, learned);

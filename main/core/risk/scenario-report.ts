@@ -56,8 +56,6 @@ export interface ScenarioReport {
   scenarios: number;
   malicious: { scenarios: number; detected: number; detectionRate: number; byLabel: LabelRow[]; missed: string[] };
   benign: { probes: number; flagged: number; falsePositiveRate: number; scenarios: number; scenariosFlagged: number; flaggedIds: string[] };
-  /** Highest score per scenario (for a closer look). */
-  scores: Record<string, number>;
   /** Mean scoring time per probe, microseconds (includes the engine's bookkeeping). */
   meanScoreMicros: number;
 }
@@ -85,7 +83,6 @@ export function runScenarioReport(set: ScenarioSet, config: RiskConfig, threshol
     const byLabel = new Map<string, { scenarios: number; detected: number }>();
     const missed: string[] = [];
     const flaggedIds: string[] = [];
-    const scores: Record<string, number> = {};
     let maliciousScenarios = 0;
     let maliciousDetected = 0;
     let benignProbes = 0;
@@ -114,7 +111,6 @@ export function runScenarioReport(set: ScenarioSet, config: RiskConfig, threshol
       const agent = { id: agentId, ...scenario.agent };
       learnAll(scenario, agentId);
       let maxMalicious = 0;
-      let maxScore = 0;
       let benignHit = false;
       for (const probe of scenario.probes) {
         const digest = callDigest(probe.call.tool, probe.call.params);
@@ -122,7 +118,6 @@ export function runScenarioReport(set: ScenarioSet, config: RiskConfig, threshol
         const { score } = engine.score({ agent, call: probe.call, callSha256: digest, now: probe.at });
         scoringMs += performance.now() - t0;
         probesScored += 1;
-        maxScore = Math.max(maxScore, score);
         const flagged = score >= threshold;
         if (probe.label === 'malicious') maxMalicious = Math.max(maxMalicious, score);
         else {
@@ -134,7 +129,6 @@ export function runScenarioReport(set: ScenarioSet, config: RiskConfig, threshol
         }
         submitProbe(agentId, probe.call, digest, probe.at, flagged, probe.label === 'benign');
       }
-      scores[scenario.id] = maxScore;
       if (scenario.label === 'benign') {
         benignScenarios += 1;
         if (benignHit) {
@@ -164,7 +158,6 @@ export function runScenarioReport(set: ScenarioSet, config: RiskConfig, threshol
         missed,
       },
       benign: { probes: benignProbes, flagged: benignFlagged, falsePositiveRate: rate(benignFlagged, benignProbes), scenarios: benignScenarios, scenariosFlagged: benignScenariosFlagged, flaggedIds },
-      scores,
       meanScoreMicros: probesScored === 0 ? 0 : Math.round((scoringMs / probesScored) * 1000 * 10) / 10,
     };
   } finally {
