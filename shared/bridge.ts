@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { riskAssessmentSchema } from './risk.js';
 import { CountersignError, ERROR_CODES, isCountersignError, isErrorCode } from './errors.js';
 import { approvalChallengeRecordSchema } from './approvals.js';
-import type { ApprovalRequirement, RequestState } from './protocol.js';
+import { jsonObjectSchema, type ApprovalRequirement, type RequestState } from './protocol.js';
 
 // ---- results ----
 
@@ -126,8 +126,12 @@ export const approvalRequestSchema = z.strictObject({
   agentDisplayName: text(256).optional(),
   agentOwner: text(256).optional(),
   tool: text(128).min(1),
-  /** The call's parameters exactly as submitted (any JSON). */
-  params: z.record(text(1024), z.json()),
+  /**
+   * The call's parameters exactly as submitted (any JSON), passed through as parsed and never
+   * rebuilt: the approver must see every member of what they sign (a record schema would drop
+   * a `__proto__` member; the server never stores one, see docs/canonical-json.md).
+   */
+  params: jsonObjectSchema,
   dataClass: text(128).min(1),
   jurisdiction: text(128).min(1),
   provenance: z.array(text(128).min(1)).max(16),

@@ -19,6 +19,12 @@
  * A literal that underflows (`1e-400`) is accepted and is the number 0. `-0` is accepted
  * and canonicalizes to `0`.
  *
+ * Reserved member name: `__proto__` is refused in both directions with `json_reserved_member`
+ * (at any depth, escaped or not). A JavaScript object cannot hold that member faithfully:
+ * object literals, `Object.assign`, spreads and schema libraries turn it into a prototype
+ * change or drop it, so a signature over the parsed value would cover fewer bytes than the
+ * text carried. Every other name (`constructor`, `toString`, ...) is an ordinary own member.
+ *
  * Depth: an array or object that is not inside any other has depth 1; a value nested in
  * more than `maxDepth` (default 64) arrays/objects is `json_too_deep`. Scalars add no depth.
  *
@@ -74,14 +80,11 @@ function hexValue(c: number): number {
   return -1;
 }
 
-/** Assigns a member without ever invoking the `__proto__` setter of Object.prototype. */
-function setMember(target: JsonObject, key: string, value: JsonValue): void {
-  if (key === '__proto__') {
-    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
-  } else {
-    target[key] = value;
-  }
-}
+/**
+ * The one member name no JavaScript object holds faithfully (see the file comment). Refused by
+ * the parser and by the writers, so signed bytes and the parsed value can never differ by it.
+ */
+export const RESERVED_MEMBER_NAME = '__proto__';
 
 /** A run of code units that may appear raw in a string with no further checks. */
 const PLAIN_RUN = /[^"\\\u0000-\u001f\ud800-\udfff]*/y;
@@ -187,6 +190,9 @@ class StrictParser {
       if (text.charCodeAt(this.pos) !== 0x22) throw this.expected('a member name', this.pos);
       const keyOffset = this.pos;
       const key = this.parseString();
+      if (key === RESERVED_MEMBER_NAME) {
+        throw parseError('json_reserved_member', `member name ${quote(key)} cannot be represented faithfully`, keyOffset);
+      }
       if (Object.hasOwn(result, key)) {
         throw parseError('json_duplicate_key', `duplicate member name ${quote(key)}`, keyOffset);
       }
@@ -194,7 +200,7 @@ class StrictParser {
       if (text.charCodeAt(this.pos) !== 0x3a /* : */) throw this.expected('":"', this.pos);
       this.pos++;
       this.skipWhitespace();
-      setMember(result, key, this.parseValue(depth));
+      result[key] = this.parseValue(depth);
       this.skipWhitespace();
       const c = text.charCodeAt(this.pos);
       if (c === 0x2c /* , */) {
@@ -434,10 +440,10 @@ class StrictParser {
 
 /**
  * Parse JSON text with I-JSON rules. Throws CountersignError with code json_invalid |
- * json_duplicate_key | json_unsafe_integer | json_non_finite (a literal that overflows, such
- * as 1e400) | json_lone_surrogate | json_too_deep. `details.offset` is the UTF-16 index of the
- * problem. Objects in the result are ordinary objects (Object.prototype); a `__proto__`
- * member becomes an own data property and never changes the prototype.
+ * json_duplicate_key | json_reserved_member (a `__proto__` member) | json_unsafe_integer |
+ * json_non_finite (a literal that overflows, such as 1e400) | json_lone_surrogate |
+ * json_too_deep. `details.offset` is the UTF-16 index of the problem. Objects in the result
+ * are ordinary objects (Object.prototype) holding exactly the members of the text.
  */
 export function parseStrictJson(text: string, options?: StrictParseOptions): JsonValue {
   const maxDepth = resolveMaxDepth(options);
@@ -501,6 +507,14 @@ function checkString(value: string, path: PathSegment[], isKey: boolean): void {
   }
 }
 
+/** A member name: no unpaired surrogate, and never the reserved `__proto__`. */
+function checkMemberName(key: string, path: PathSegment[]): void {
+  if (key === RESERVED_MEMBER_NAME) {
+    throw valueError('json_reserved_member', `member name ${quote(key)} cannot be represented faithfully`, path);
+  }
+  checkString(key, path, true);
+}
+
 /** Code units that need an escape, or a surrogate check, when writing a string. */
 const NEEDS_CARE = /[\u0000-\u001f"\\\ud800-\udfff]/;
 
@@ -552,7 +566,7 @@ function checkValue(value: unknown, depth: number, maxDepth: number, path: PathS
       const record = value as Record<string, unknown>;
       for (const key of Object.keys(record)) {
         path.push(key);
-        checkString(key, path, true);
+        checkMemberName(key, path);
         checkValue(record[key], depth + 1, maxDepth, path);
         path.pop();
       }
@@ -566,7 +580,7 @@ function checkValue(value: unknown, depth: number, maxDepth: number, path: PathS
 /**
  * Validate an in-memory value against the I-JSON rules: finite numbers within the safe
  * integer range (json_non_finite, json_unsafe_integer), no unpaired surrogates in strings or
- * member names (json_lone_surrogate), nesting within maxDepth (json_too_deep; a cyclic value
+ * member names (json_lone_surrogate), no own `__proto__` member (json_reserved_member), nesting within maxDepth (json_too_deep; a cyclic value
  * reports this too), and only null/boolean/number/string, arrays and plain objects
  * (prototype Object.prototype or null) — anything else is json_unsupported_value.
  * `details.path` is the RFC 6901 pointer of the offending value.
@@ -620,6 +634,7 @@ function writeCanonical(value: unknown, depth: number, path: PathSegment[]): str
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i]!;
         path.push(key);
+        if (key === RESERVED_MEMBER_NAME) checkMemberName(key, path);
         if (i > 0) out += ',';
         out += writeString(key, path, true) + ':' + writeCanonical(record[key], depth + 1, path);
         path.pop();

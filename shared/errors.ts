@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   json_lone_surrogate: 'a string contains an unpaired UTF-16 surrogate',
   json_too_deep: 'the JSON nesting is deeper than allowed',
   json_unsupported_value: 'a value cannot be represented in JSON',
+  json_reserved_member: 'an object has a member named __proto__, which cannot be represented faithfully',
 
   // Transport and framing
   frame_too_large: 'the message is larger than the configured maximum',

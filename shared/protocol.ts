@@ -25,12 +25,17 @@ const label = z.string().min(1).max(128);
 export const agentIdSchema = identifier;
 export const toolNameSchema = z.string().min(1).max(128).regex(/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/, 'must be a dotted lowercase tool name');
 
-/** A JSON object whose values were already checked by the strict parser. */
-const jsonObject = z.record(z.string(), z.unknown()).transform((v) => v as JsonObject);
+/**
+ * A JSON object whose values were already checked by the strict parser. Passed through as the
+ * very object that was parsed, never rebuilt: a rebuilt copy could drop or change a member
+ * (a record schema silently drops `__proto__`), and then a signature over the copy would not
+ * cover what the text carried (the strict parser also refuses that name: json_reserved_member).
+ */
+export const jsonObjectSchema = z.custom<JsonObject>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), { message: 'expected an object' });
 
 export const toolCallSchema = z.strictObject({
   tool: toolNameSchema,
-  params: jsonObject,
+  params: jsonObjectSchema,
   dataClass: label,
   jurisdiction: label,
   /** Where the input that led to this call came from, e.g. `user`, `email:external`, `web`. */

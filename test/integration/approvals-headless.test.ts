@@ -167,6 +167,22 @@ describe('approvals API input', () => {
     expect(h.app.approvers.list()).toEqual([]);
   });
 
+  it('refuses a "__proto__" member at any depth of an approval, admin or automation body, and records nothing', async () => {
+    const requestId = await heldTransfer();
+    const approvalsBefore = (h.app.db.prepare('SELECT COUNT(*) AS n FROM approvals').get() as { n: number }).n;
+    const cases: Array<[string, string]> = [
+      [`/api/approvals/requests/${requestId}/submit`, '{"approverId":"alice","response":{"id":"x","__proto__":{"type":"public-key"}}}'],
+      [`/api/approvals/requests/${requestId}/submit`, '{"__proto__":{"reason":"x"},"approverId":"alice","response":{}}'],
+      [`/api/approvals/requests/${requestId}/ceremony`, '{"approverId":"alice","verdict":"approve","\\u005f_proto__":1}'],
+      ['/api/admin/ceremony', '{"adminId":"alice","action":{"kind":"disable-approver","id":"bob","__proto__":{"id":"alice"}}}'],
+      ['/api/admin/submit', '{"adminId":"alice","response":{"response":{"clientDataJSON":"x","__proto__":{}}}}'],
+      [`/api/automation/requests/${requestId}/decide`, '{"approverId":"alice","verdict":"approve","__proto__":{"verdict":"deny"}}'],
+    ];
+    for (const [path, body] of cases) expect(await raw(path, body), `${path} ${body}`).toEqual({ status: 400, code: 'json_reserved_member' });
+    expect((h.app.db.prepare('SELECT COUNT(*) AS n FROM approvals').get() as { n: number }).n).toBe(approvalsBefore);
+    expect((h.app.db.prepare('SELECT state FROM requests WHERE id = ?').get(requestId) as { state: string }).state).toBe('pending');
+  });
+
   it('keeps virtual approvers across a restart, and refuses a corrupt state file', async () => {
     await createVirtual('alice', ['finance-approvers']);
     const dataDir = h.dataDir;

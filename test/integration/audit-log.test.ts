@@ -504,7 +504,11 @@ describe('audit log: malformed exports and unwritable copies', () => {
     };
     expect(await check('')).toMatchObject({ ok: false, reason: 'the export is empty' });
     expect(await check(`${entries[0]!}\n`)).toMatchObject({ ok: false, line: 1, reason: expect.stringContaining('does not start with a countersign-audit-export/v1 header') as unknown });
-    expect(await check(`${header}\nnot json\n`)).toMatchObject({ ok: false, line: 2, reason: 'the line is not valid JSON' });
+    expect(await check(`${header}\nnot json\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('the line is not valid strict JSON') as unknown });
+    // A member the reader cannot hold faithfully, or a second copy of a member, is refused rather
+    // than letting the verifier read a value other than the file holds.
+    expect(await check(`${header}\n${checkpoints[0]!.replace('{"type":"checkpoint"', '{"__proto__":{"note":"x"},"type":"checkpoint"')}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('"__proto__" cannot be represented faithfully') as unknown });
+    expect(await check(`${header}\n${checkpoints[0]!.replace('{"type":"checkpoint"', '{"type":"checkpoint","type":"checkpoint"')}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('duplicate member name "type"') as unknown });
     expect(await check(`${header}\n{"type":"surprise"}\n`)).toMatchObject({ ok: false, line: 2, reason: 'unknown line type "surprise"' });
     expect(await check(`${header}\n${entries[0]!}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('no signed checkpoint') as unknown });
     expect(await check(`${header.replace('"selection":{"kind":"all"}', '"selection":{"kind":"odd"}')}\n`)).toMatchObject({ ok: false, reason: 'the export header has no valid selection' });

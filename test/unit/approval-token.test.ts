@@ -283,6 +283,18 @@ describe('approval tokens with the software signer', () => {
     expect(await codeOf(verify(await signRaw(es, `{"__proto__":{},"alg":"ES256","kid":"${es.keyId}","typ":"${APPROVAL_TOKEN_TYP}"}`, payload)))).toBe('token_malformed');
   });
 
+  it('rejects a "__proto__" member at any depth of the signed payload, even when the signature is good', async () => {
+    const claims = await claimsText();
+    for (const payload of [
+      claims.replace(/^\{/, '{"__proto__":{"aud":"https://hr.example.com"},'),
+      claims.replace('"decision":{', '"decision":{"__proto__":{"verdict":"allow"},'),
+      claims.replace('"decision":{', '"decision":{"\\u005f_proto__":null,'),
+    ]) {
+      expect(payload).not.toBe(claims);
+      expect(await codeOf(verify(await signRaw(es, esHeader(), payload)))).toBe('token_claims_invalid');
+    }
+  });
+
   it('rejects a duplicate member in the payload', async () => {
     const payload = (await claimsText()).replace(/}$/, ',"aud":"https://hr.example.com"}');
     expect(await codeOf(verify(await signRaw(es, esHeader(), payload)))).toBe('token_claims_invalid');

@@ -184,19 +184,22 @@ describe('parseStrictJson', () => {
     expect(parseStrictJson('"\\u007f\u007f"')).toBe('\u007f\u007f');
   });
 
-  it('keeps a __proto__ member as data and never changes the prototype', () => {
-    const parsed = parseStrictJson('{"__proto__":{"polluted":true},"a":1}') as Record<string, unknown>;
-    expect(Object.getPrototypeOf(parsed)).toBe(Object.prototype);
-    expect(Object.prototype.hasOwnProperty.call(parsed, '__proto__')).toBe(true);
-    expect(Object.keys(parsed)).toEqual(['__proto__', 'a']);
-    expect(Object.getOwnPropertyDescriptor(parsed, '__proto__')?.value).toEqual({ polluted: true });
-    expect((parsed as { polluted?: unknown }).polluted).toBeUndefined();
+  it('refuses a __proto__ member at any depth, escaped or not, and never changes a prototype', () => {
+    for (const text of ['{"__proto__":{"polluted":true},"a":1}', '[{"__proto__":null}]', '{"a":{"b":[{"\\u005f_proto__":1}]}}']) {
+      expect(thrown(() => parseStrictJson(text)).code).toBe('json_reserved_member');
+    }
     expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
-    expect(canonicalize(parsed)).toBe('{"__proto__":{"polluted":true},"a":1}');
-    // A non-object __proto__ value and a nested one behave the same way.
-    const nested = parseStrictJson('[{"__proto__":null}]') as Record<string, unknown>[];
-    expect(Object.getPrototypeOf(nested[0])).toBe(Object.prototype);
-    expect(canonicalize(nested)).toBe('[{"__proto__":null}]');
+    // The offset points at the member name.
+    expect(thrown(() => parseStrictJson('{"a":1,"__proto__":2}')).details?.offset).toBe(7);
+  });
+
+  it('refuses to canonicalize an own __proto__ member (one rule in both directions)', () => {
+    const value = JSON.parse('{"a":{"__proto__":{"polluted":true}}}') as unknown;
+    expect(Object.keys((value as { a: object }).a)).toEqual(['__proto__']);
+    const error = thrown(() => canonicalize(value));
+    expect(error.code).toBe('json_reserved_member');
+    expect(error.details?.path).toBe('/a/__proto__');
+    expect(thrown(() => assertIJson(value)).code).toBe('json_reserved_member');
   });
 
   it('builds ordinary objects that schema libraries accept', () => {
@@ -502,7 +505,8 @@ function randomValue(rng: Rng, depth: number): JsonValue {
       const out: Record<string, JsonValue> = {};
       const size = int(rng, 6);
       for (let i = 0; i < size; i++) {
-        const key = rng() < 0.1 ? pick(rng, ['__proto__', 'constructor', 'toString', '']) : randomString(rng, 6);
+        // Object.prototype names are ordinary members; __proto__ is refused (tested below).
+        const key = rng() < 0.1 ? pick(rng, ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '']) : randomString(rng, 6);
         setKey(out, key, randomValue(rng, depth + 1));
       }
       return out;
@@ -586,6 +590,29 @@ describe('properties over 400 seeded random values', () => {
       expect(strict).toEqual(v);
       expect(canonicalize(strict)).toBe(canonicalize(v));
     }
+  });
+
+  it('refuses a __proto__ member inserted into any object of any value, in text and in memory', () => {
+    const insertRng = prng(0x9e37);
+    let inserted = 0;
+    for (const v of values) {
+      const copy = JSON.parse(JSON.stringify(v)) as JsonValue;
+      const objects: Record<string, unknown>[] = [];
+      const walk = (x: unknown): void => {
+        if (Array.isArray(x)) x.forEach(walk);
+        else if (typeof x === 'object' && x !== null) {
+          objects.push(x as Record<string, unknown>);
+          Object.values(x).forEach(walk);
+        }
+      };
+      walk(copy);
+      if (objects.length === 0) continue;
+      setKey(objects[int(insertRng, objects.length)]!, '__proto__', { amount: '1.00' });
+      inserted++;
+      expect(thrown(() => canonicalize(copy)).code).toBe('json_reserved_member');
+      expect(thrown(() => parseStrictJson(noisyText(insertRng, copy))).code).toBe('json_reserved_member');
+    }
+    expect(inserted).toBeGreaterThan(100);
   });
 
   it('agrees with JSON.parse on accept/reject for mutated texts', () => {

@@ -23,6 +23,7 @@ import { latestCheckpoint, verifyCheckpointNote } from './checkpoints.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { fromBase64, toBase64, type Checkpoint } from '../../../shared/checkpoint-note.js';
 import { MerkleAccumulator, verifyConsistency, verifyInclusion } from '../../../shared/merkle.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
 
 export const EXPORT_FORMAT = 'countersign-audit-export/v1';
 
@@ -176,11 +177,13 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
           }
         } else {
           // A partial export must hold only what its selection names.
+          // Strictly parsed: the selection is read from exactly the bytes that were hashed (no
+          // duplicate member or __proto__ can make the reader see other values than were logged).
           let record: { at?: unknown; requestId?: unknown };
           try {
-            record = JSON.parse(bytes.subarray(entryLine[0].length, bytes.length - 1).toString('utf8')) as { at?: unknown; requestId?: unknown };
-          } catch {
-            return fail(`entry ${seq}: the record is not JSON`, seq);
+            record = parseStrictJson(bytes.subarray(entryLine[0].length, bytes.length - 1).toString('utf8')) as { at?: unknown; requestId?: unknown };
+          } catch (error) {
+            return fail(`entry ${seq}: the record is not strict JSON (${error instanceof Error ? error.message : String(error)})`, seq);
           }
           const sel = header.selection;
           const inSelection = sel.kind === 'request' ? record.requestId === sel.requestId
@@ -198,15 +201,15 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
         }
         continue;
       }
-      // Plain JSON.parse for the envelope lines (a million of them): what is verified is the
-      // record's exact bytes, the hashes and the signatures, never the line's layout.
+      // Header, checkpoint and proof lines (few: entries are matched above) are parsed strictly,
+      // so a duplicate or __proto__ member cannot show the verifier another value than the file holds.
       let value: Record<string, unknown>;
       try {
-        const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+        const parsed: unknown = parseStrictJson(bytes.toString('utf8'));
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail('the line is not a JSON object');
         value = parsed as Record<string, unknown>;
-      } catch {
-        return fail('the line is not valid JSON');
+      } catch (error) {
+        return fail(`the line is not valid strict JSON (${error instanceof Error ? error.message : String(error)})`);
       }
       if (!header) {
         if (value.type !== 'header' || value.format !== EXPORT_FORMAT || typeof value.origin !== 'string' || typeof value.treeSize !== 'number') return fail('the export does not start with a countersign-audit-export/v1 header');
