@@ -21,6 +21,7 @@ import {
   type UserVerification,
 } from './policy-set.js';
 import { CedarWorkerClient, type PreparedSet } from './cedar-worker-client.js';
+import { buildEntitySliceIndex, sliceForCall, type EntitySliceIndex } from './entity-slice.js';
 
 export type { LoadedPolicySet, ToolInfo } from './policy-set.js';
 
@@ -79,6 +80,12 @@ export interface PolicyEngineOptions {
    * event loop instead of on it. The sync evaluate() always runs in the calling thread.
    */
   worker?: boolean;
+  /**
+   * Hand Cedar only the entities a call can reach (default true; main/core/policy/entity-slice.ts).
+   * False hands it every static entity on every call: the reference the differential tests
+   * compare the slice against, never faster.
+   */
+  entitySlicing?: boolean;
 }
 
 export interface WatchOptions {
@@ -100,6 +107,7 @@ interface ActiveSet {
   schemaName: string;
   policySetId: string;
   toolEntity: ReadonlyMap<string, StaticEntity>;
+  slices: EntitySliceIndex;
 }
 
 type Prepared =
@@ -110,9 +118,11 @@ export class PolicyEngine {
   private active: ActiveSet;
   private reloadQueue: Promise<unknown> = Promise.resolve();
   private readonly worker: CedarWorkerClient | undefined;
+  private readonly slicing: boolean;
 
   constructor(set: LoadedPolicySet, options: PolicyEngineOptions = {}) {
     this.active = activate(set);
+    this.slicing = options.entitySlicing ?? true;
     this.worker = options.worker ? new CedarWorkerClient() : undefined;
     this.worker?.prepare(preparedSetOf(this.active));
   }
@@ -187,7 +197,7 @@ export class PolicyEngine {
   /** Input checks and the Cedar call; `done` when the answer is known without Cedar. */
   private prepareCall(request: PolicyRequest): Prepared {
     const active = this.active;
-    const { set, schemaName, policySetId, toolEntity } = active;
+    const { set, schemaName, policySetId, toolEntity, slices } = active;
     const tool = toolEntity.get(request.tool);
     if (tool === undefined) {
       throw new CountersignError('unknown_tool', `tool ${quote(request.tool)} is not declared in the policy schema`, { details: { tool: request.tool } });
@@ -204,8 +214,11 @@ export class PolicyEngine {
     if (requestProblem !== undefined) return { done: denyWithErrors(set.hash, [requestProblem], []) };
 
     const action = { type: ACTION_TYPE, id: request.tool };
+    // Lookup parameters (schema type an entity type) become entity references in Cedar's view
+    // of the call; the signed params themselves are never changed.
+    const lookup = sliceForCall(slices, request.tool, request.params);
     const context: cedar.Context = {
-      params: request.params,
+      params: lookup.params,
       dataClass: request.dataClass,
       jurisdiction: request.jurisdiction,
       provenance: request.provenance,
@@ -220,8 +233,7 @@ export class PolicyEngine {
         parents: [{ type: AGENT_GROUP_TYPE, id: agent.group }],
       },
       { uid: { type: AGENT_GROUP_TYPE, id: agent.group }, attrs: {}, parents: [] },
-      tool,
-      ...set.lookupEntities,
+      ...(this.slicing ? [...slices.baseSlice.get(request.tool)!.entities, ...lookup.extra] : [tool, ...set.lookupEntities]),
     ];
     const call: cedar.StatefulAuthorizationCall = {
       principal: { type: AGENT_TYPE, id: agent.id },
@@ -325,7 +337,8 @@ function interpret(prepared: Exclude<Prepared, { done: PolicyDecision }>, answer
 
   const { decision, diagnostics } = answer.response;
   const determining = [...new Set(diagnostics.reason)].sort();
-  const errors = diagnostics.errors.map((e) => `policy ${quote(e.policyId)}: ${clip(e.error.message)}`);
+  // Sorted: Cedar reports errors in no stable order, and a decision's record must not depend on it.
+  const errors = diagnostics.errors.map((e) => `policy ${quote(e.policyId)}: ${clip(e.error.message)}`).sort();
 
   if (decision === 'deny') {
     if (determining.length === 0) {
@@ -366,7 +379,7 @@ function activate(set: LoadedPolicySet): ActiveSet {
   if (policies.type === 'failure') {
     throw new CountersignError('policy_invalid', `the policy set could not be prepared: ${policies.errors.map((e) => e.message).join('; ')}`);
   }
-  return { set, schemaName, policySetId, toolEntity: set.toolEntities };
+  return { set, schemaName, policySetId, toolEntity: set.toolEntities, slices: buildEntitySliceIndex(set) };
 }
 
 function combineObligations(set: LoadedPolicySet, determining: readonly string[]): ApprovalObligation | undefined {
