@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { runApprovalsBench } from '../../bench/approvals.bench.js';
 import { runRiskBench } from '../../bench/risk.bench.js';
 import { runAuditBench } from '../../bench/audit.bench.js';
+import { runPolicyLookupsBench } from '../../bench/policy-lookups.bench.js';
 
 describe('bench smoke', () => {
   it('runs the approvals benchmark end to end on a few requests', async () => {
@@ -27,5 +28,17 @@ describe('bench smoke', () => {
     const result = await runAuditBench({ appends: 50, batch: 10, entries: 25_000 });
     expect(result).toMatchObject({ log: { entries: 25_000, checkpoints: 3 }, export: { entries: 25_000 } });
     expect(result.durableAppendsPerSecond).toHaveProperty('batched10PerCommit');
+  }, 120_000);
+
+  it('runs the policy lookups benchmark on small directories, deciding every tier with the slice and the old set style', async () => {
+    const result = await runPolicyLookupsBench({ sizes: [10, 200], calls: 300, setStyleSizes: [10] });
+    const rows = result.evaluationWithSlicing as Array<Record<string, number>>;
+    expect(rows.map((r) => r.payees)).toEqual([10, 200]);
+    for (const row of [...rows, ...(result.oldSetAttributeStyle as Array<Record<string, number>>)]) {
+      expect(row.allow).toBeGreaterThan(0);
+      expect(row.approval_required).toBeGreaterThan(0);
+      expect(row.allow! + row.approval_required! + row.deny!).toBe(300);
+    }
+    expect(result.costRatioToSmallest).toHaveProperty('200');
   }, 120_000);
 });

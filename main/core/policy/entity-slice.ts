@@ -204,7 +204,7 @@ type NamespaceJson = { entityTypes?: Record<string, unknown>; commonTypes?: Reco
 const PRIMITIVES = new Set(['String', 'Long', 'Bool', 'Boolean', 'decimal', 'datetime', 'duration', 'ipaddr']);
 
 function namespaces(schema: cedar.SchemaJson<string>): Record<string, NamespaceJson> {
-  return schema as unknown as Record<string, NamespaceJson>;
+  return schema;
 }
 
 function qualify(ns: string, local: string): string {
