@@ -134,7 +134,9 @@ when { Countersign::Switch::"halt".on && context.params.payee.tier < 1 };
       { uid: { type: 'Countersign::Switch', id: 'halt' }, attrs: { on: true }, parents: [] },
       { uid: { type: 'Countersign::ListGroup', id: 'trusted' }, attrs: {}, parents: [] },
       { uid: { type: 'Countersign::PayeeList', id: 'gold' }, attrs: {}, parents: [{ type: 'Countersign::ListGroup', id: 'trusted' }] },
-      { uid: { type: 'Countersign::PayeeList', id: 'silver' }, attrs: {}, parents: [] },
+      // Named by no policy: a silver payee is in "trusted" only through this entity's parents.
+      { uid: { type: 'Countersign::PayeeList', id: 'silver' }, attrs: {}, parents: [{ type: 'Countersign::ListGroup', id: 'trusted' }] },
+      { uid: { type: 'Countersign::PayeeList', id: 'bronze' }, attrs: {}, parents: [] },
       { uid: { type: 'Countersign::Region', id: 'north' }, attrs: { embargoed: true }, parents: [] },
       { uid: { type: 'Countersign::Region', id: 'south' }, attrs: { embargoed: false }, parents: [] },
     ];
@@ -142,7 +144,7 @@ when { Countersign::Switch::"halt".on && context.params.payee.tier < 1 };
     for (const id of banks) entities.push({ uid: { type: 'Countersign::Bank', id }, attrs: { blocked: rng() < 0.1, country: 'X' }, parents: [{ type: 'Countersign::Region', id: pick(['north', 'south']) }] });
     const payees = Array.from({ length: 150 }, (_, i) => `p-${i}`);
     for (const id of payees) {
-      entities.push({ uid: { type: 'Countersign::Payee', id }, attrs: { bank: { __entity: { type: 'Countersign::Bank', id: pick(banks) } }, tier: int(4) }, parents: rng() < 0.8 ? [{ type: 'Countersign::PayeeList', id: pick(['gold', 'silver']) }] : [] });
+      entities.push({ uid: { type: 'Countersign::Payee', id }, attrs: { bank: { __entity: { type: 'Countersign::Bank', id: pick(banks) } }, tier: int(4) }, parents: rng() < 0.8 ? [{ type: 'Countersign::PayeeList', id: pick(['gold', 'silver', 'bronze']) }] : [] });
     }
     writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
     const { sliced, whole } = await engines(dir);
