@@ -202,6 +202,26 @@ describe('identical held calls', () => {
     expect(rows(w, 'SELECT request_id FROM tokens').map((r) => r.request_id)).toEqual([first.requestId]);
   });
 
+  it('are scored and decided one by one first: repeats the risk factors escalate to a stricter obligation form their own group, and a group shows its riskiest member', async () => {
+    const call = transferCall('5000.00', 'Northwind Traders');
+    const held: DecisionResult[] = [];
+    for (let i = 0; i < 8; i++) held.push(await w.callers[0]!.submit(call));
+    const scores = held.map((r) => JSON.parse((rows(w, 'SELECT risk FROM requests WHERE id = ?', r.requestId)[0]!.risk as string)) as { score: number });
+    // The repeated-call factor raises the score; at 60 the policy asks for two approvers instead of one.
+    const one = held.filter((r) => r.approval!.approvals === 1).map((r) => r.requestId);
+    const two = held.filter((r) => r.approval!.approvals === 2).map((r) => r.requestId);
+    expect(one.length).toBeGreaterThan(0);
+    expect(two.length).toBeGreaterThan(0);
+    const pending = w.h.app.approvals.listPending();
+    expect(pending.map((p) => [p.obligation.approvals, p.count])).toEqual([[1, one.length], [2, two.length]]);
+    for (const [p, members] of [[pending[0]!, one], [pending[1]!, two]] as const) {
+      expect([p.requestId, ...p.followers].sort()).toEqual([...members].sort());
+      const memberScores = members.map((id) => scores[held.findIndex((r) => r.requestId === id)]!.score);
+      expect(p.risk.score).toBe(Math.max(...memberScores));
+    }
+    expect(pending[0]!.risk.score).toBeGreaterThan(scores[0]!.score);
+  });
+
   it('refuse an approval assertion of the group presented for a request outside it', async () => {
     await holdFive(w);
     const primary = w.h.app.approvals.listPending()[0]!.requestId;

@@ -566,6 +566,20 @@ export class ApprovalService {
       .map((r) => r.id).sort();
   }
 
+  /**
+   * The risk a group is shown and re-evaluated with: the highest-scoring member's assessment.
+   * Repeats can score higher than the first call (call rate, loops), and an approver deciding for
+   * every member must see the worst of them.
+   */
+  private groupRisk(primary: RequestRow): RiskAssessment {
+    let worst = parseStoredRisk(primary.risk);
+    for (const follower of this.followerRows(primary.id)) {
+      const risk = parseStoredRisk(follower.risk);
+      if (risk.score > worst.score) worst = risk;
+    }
+    return worst;
+  }
+
   /** Every follower row of a primary (any state), for the views. */
   private followerRows(primaryId: string): RequestRow[] {
     return this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.group_id = ?`).all(primaryId).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -742,7 +756,7 @@ export class ApprovalService {
     let conflicted: string[] = [];
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
-        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: parseStoredRisk(row.risk), policyHash: row.policy_hash,
+        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: this.groupRisk(row), policyHash: row.policy_hash,
       });
       if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
       if (reevaluation.outcome === 'approval_required') {
@@ -970,7 +984,7 @@ export class ApprovalService {
       determiningPolicies: JSON.parse(row.determining_policies) as string[],
       reasons: JSON.parse(row.reasons) as string[],
       obligation: parseObligation(row),
-      risk: parseStoredRisk(row.risk),
+      risk: row.group_id === null ? this.groupRisk(row) : parseStoredRisk(row.risk),
       state: row.state,
       createdAt: row.created_at,
       expiresAt: row.expires_at ?? row.created_at,
