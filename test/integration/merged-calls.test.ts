@@ -6,10 +6,12 @@
  * the shared token verifier and the shared approvals verifier accept.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
 import type { ApprovalOutcome, ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
-import { approvalAssertionSchema } from '../../shared/approvals.js';
+import { MAX_GROUP_FOLLOWERS, approvalAssertionSchema } from '../../shared/approvals.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import type { AgentClient } from '../../shared/agent-client.js';
@@ -220,6 +222,38 @@ describe('identical held calls', () => {
       expect(p.risk.score).toBe(Math.max(...memberScores));
     }
     expect(pending[0]!.risk.score).toBeGreaterThan(scores[0]!.score);
+  });
+
+  it('still deny a runaway loop by its risk: denied repeats never join the group', async () => {
+    const results: DecisionResult[] = [];
+    for (let i = 0; i < 16; i++) results.push(await w.callers[0]!.submit(NORTHWIND));
+    const held = results.filter((r) => r.state === 'pending');
+    const denied = results.filter((r) => r.state === 'denied');
+    expect(held.length).toBeGreaterThan(1);
+    expect(denied.length).toBeGreaterThan(0);
+    // The loop is held first, then denied for its risk: no held call comes after a denied one.
+    expect(results.findIndex((r) => r.state === 'denied')).toBe(held.length);
+    for (const r of denied) expect(r.determiningPolicies).toContain('finance-guardrails:high-risk');
+    const pending = w.h.app.approvals.listPending();
+    expect(pending.map((p) => p.count)).toEqual([held.length]);
+    expect(rows(w, "SELECT id FROM requests WHERE state = 'denied' AND group_id IS NOT NULL")).toHaveLength(0);
+  });
+
+  it('start a new group once one holds its maximum of identical calls', async () => {
+    await w.h.close();
+    // The demo policy with the repeat-sensitive risk factors off, so 33 identical calls are all held.
+    const policyDir = tempDir('countersign-merge-policy-');
+    cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true });
+    const risk = JSON.parse(readFileSync(join(policyDir, 'risk.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(policyDir, 'risk.json'), JSON.stringify({ ...risk, factors: { call_rate: { weight: 0 }, repeated_call: { weight: 0 }, call_depth: { weight: 0 } } }));
+    const h = await startHarness({ config: { domain: 'test' }, policyDir });
+    w = { ...w, h };
+    const caller = h.client('finance-bot', await h.enroll('finance-bot'));
+    const results: DecisionResult[] = [];
+    for (let i = 0; i < MAX_GROUP_FOLLOWERS + 2; i++) results.push(await caller.submit(NORTHWIND));
+    expect(results.every((r) => r.state === 'pending')).toBe(true);
+    expect(h.app.approvals.listPending().map((p) => p.count)).toEqual([MAX_GROUP_FOLLOWERS + 1, 1]);
+    rmSync(policyDir, { recursive: true, force: true });
   });
 
   it('refuse an approval assertion of the group presented for a request outside it', async () => {
