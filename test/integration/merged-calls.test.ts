@@ -10,12 +10,14 @@ import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
-import type { ApprovalOutcome, ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
+import { ApprovalService, type ApprovalOutcome, type ApprovalPolicyHook, type ApprovalVerdict, type ApprovedMinter } from '../../main/core/approvals/approval-service.js';
+import { tokenMinter } from '../../main/core/tokens/token-minter.js';
 import { MAX_GROUP_FOLLOWERS, approvalAssertionSchema } from '../../shared/approvals.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
+import { CountersignError } from '../../shared/errors.js';
 
 const RP_ID = 'localhost';
 const NORTHWIND = transferCall('48000.00', 'Northwind Traders');
@@ -47,14 +49,23 @@ async function world(): Promise<World> {
   return w;
 }
 
-async function decide(w: World, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve', reason?: string): Promise<ApprovalOutcome> {
-  const started = await w.h.app.approvals.startCeremony({ requestId, approverId, verdict });
+async function decide(w: World, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve', reason?: string, service = w.h.app.approvals): Promise<ApprovalOutcome> {
+  const started = await service.startCeremony({ requestId, approverId, verdict });
   const allow = (started.options.allowCredentials ?? []).map((c) => c.id);
   const authenticator = w.authenticators.find((a) => a.hasCredential(allow[0]!))!;
   const response = authenticator.getAssertion({
     rpId: RP_ID, origin: w.h.app.approvers.origins[0]!, challenge: started.options.challenge, allowCredentials: allow, userVerification: 'required',
   });
-  return w.h.app.approvals.submitCeremony({ requestId, approverId, response, verdict, ...(reason === undefined ? {} : { reason }) });
+  return service.submitCeremony({ requestId, approverId, response, verdict, ...(reason === undefined ? {} : { reason }) });
+}
+
+/** An approval service over the same core with one part replaced (to inject a fault the real part cannot produce). */
+function serviceWith(w: World, decided: DecisionResult[], extra: { minter?: ApprovedMinter; policy?: ApprovalPolicyHook }): ApprovalService {
+  const { app } = w.h;
+  return new ApprovalService({
+    db: app.db, audit: app.audit, directory: app.approvers, minter: extra.minter ?? tokenMinter(app.issuer), audienceOf: (tool) => app.policy.tool(tool)?.audience,
+    ceremonyTimeoutMs: 60_000, onDecided: (_agent, result) => decided.push(result), ...(extra.policy === undefined ? {} : { policy: extra.policy }),
+  });
 }
 
 /** Each caller submits the same call once; all are held. */
@@ -254,6 +265,50 @@ describe('identical held calls', () => {
     expect(results.every((r) => r.state === 'pending')).toBe(true);
     expect(h.app.approvals.listPending().map((p) => p.count)).toEqual([MAX_GROUP_FOLLOWERS + 1, 1]);
     rmSync(policyDir, { recursive: true, force: true });
+  });
+
+  it('lose nothing when minting a follower token fails: no token, no approval recorded, every member still pending, and the quorum can complete later', async () => {
+    const held = await holdFive(w);
+    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    await decide(w, primary, 'alice');
+    // Fault injection: the signer fails on the third token of the group (a real signer cannot be made to).
+    const real = tokenMinter(w.h.app.issuer);
+    let minted = 0;
+    const failing: ApprovedMinter = {
+      async mint(input) {
+        minted += 1;
+        if (minted === 3) throw new CountersignError('signer_failed', 'the signing key is unavailable');
+        return real.mint(input);
+      },
+    };
+    const decided: DecisionResult[] = [];
+    await expect(decide(w, primary, 'bob', 'approve', undefined, serviceWith(w, decided, { minter: failing }))).rejects.toMatchObject({ code: 'signer_failed' });
+    expect(rows(w, 'SELECT * FROM tokens')).toHaveLength(0);
+    expect(rows(w, "SELECT * FROM requests WHERE state <> 'pending'")).toHaveLength(0);
+    expect(rows(w, 'SELECT approver_id FROM approvals').map((r) => r.approver_id)).toEqual(['alice']);
+    expect(auditOf(w, 'decision.approved')).toHaveLength(0);
+    expect(decided).toHaveLength(0);
+    // The same approver taps again with a working signer: every member is approved.
+    const done = await decide(w, primary, 'bob');
+    expect(done.state).toBe('approved');
+    expect(rows(w, 'SELECT request_id FROM tokens').map((r) => r.request_id).sort()).toEqual(held.map((r) => r.requestId).sort());
+  });
+
+  it('deny every member when the current policy denies the call at completion', async () => {
+    const held = await holdFive(w);
+    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    const denyNow: ApprovalPolicyHook = {
+      reevaluate: () => ({ outcome: 'deny', policyHash: 'sha256:new', reasons: ['the payee is now blocked'], determiningPolicies: ['guardrails:blocked-payee'] }),
+    };
+    const decided: DecisionResult[] = [];
+    const service = serviceWith(w, decided, { policy: denyNow });
+    await decide(w, primary, 'alice', 'approve', undefined, service);
+    const outcome = await decide(w, primary, 'bob', 'approve', undefined, service);
+    expect(outcome).toMatchObject({ state: 'denied', reasons: ['the payee is now blocked'] });
+    expect(decided.map((r) => r.requestId).sort()).toEqual(held.map((r) => r.requestId).sort());
+    for (const r of decided) expect(r).toMatchObject({ state: 'denied', policyHash: 'sha256:new', determiningPolicies: ['guardrails:blocked-payee'] });
+    expect(rows(w, "SELECT * FROM requests WHERE state = 'denied'")).toHaveLength(5);
+    expect(rows(w, 'SELECT * FROM tokens')).toHaveLength(0);
   });
 
   it('refuse an approval assertion of the group presented for a request outside it', async () => {

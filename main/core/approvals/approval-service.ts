@@ -843,6 +843,8 @@ export class ApprovalService {
         callSha256: row.call_sha256, policyHash: row.policy_hash, challenge: ctx.challenge, signCount: ctx.newCounter,
       };
       if (ctx.reason !== undefined) step.reason = ctx.reason;
+      // The followers this key signed for (the record names them; each member is decided below).
+      if (ctx.record.followers !== undefined) step.followers = [...ctx.record.followers];
       this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
       this.offered.delete(ctx.challenge);
 
