@@ -18,6 +18,8 @@ import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.
 import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { CountersignError } from '../../shared/errors.js';
+import { createHttpBridge } from '../../shared/bridge-http-client.js';
+import { createUiService } from '../../main/core/ui/ui-service.js';
 
 const RP_ID = 'localhost';
 const NORTHWIND = transferCall('48000.00', 'Northwind Traders');
@@ -112,6 +114,12 @@ describe('identical held calls', () => {
     expect(w.h.app.approvals.countPending()).toBe(1);
     // A follower's id opens the same prompt.
     expect(w.h.app.approvals.getPending(group!.followers[0]!)).toMatchObject({ requestId: group!.requestId, count: 5 });
+    // Both bridges (the local HTTP API the browser uses, the in-process one Electron uses) carry the count through their strict schemas.
+    const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${w.h.app.port}`, sessionSecret: w.h.app.uiSessionSecret });
+    const ui = createUiService({ ...w.h.app, gatewayUrl: () => w.h.app.url });
+    for (const bridge of [http, ui]) {
+      expect((await bridge.listPendingApprovals()).map((p) => [p.requestId, p.count, p.followers])).toEqual([[group!.requestId, 5, group!.followers]]);
+    }
     // The audit log records each follower's own held decision and the group it joined.
     const held5 = auditOf(w, 'decision.pending');
     expect(held5.map((e) => e.requestId).sort()).toEqual([...ids].sort());
@@ -172,6 +180,20 @@ describe('identical held calls', () => {
     }
     expect(rows(w, 'SELECT * FROM tokens')).toHaveLength(0);
     expect(auditOf(w, 'decision.deny').map((e) => e.requestId).sort()).toEqual(held.map((r) => r.requestId).sort());
+  });
+
+  it('let exactly one of two racing final approvals decide the group: five tokens, not ten', async () => {
+    const held = await holdFive(w);
+    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    await decide(w, primary, 'alice');
+    const raced = await Promise.allSettled([decide(w, primary, 'bob'), decide(w, held[3]!.requestId, 'carol')]);
+    const approved = raced.filter((r) => r.status === 'fulfilled' && r.value.state === 'approved');
+    expect(approved).toHaveLength(1);
+    for (const r of raced) {
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: expect.stringMatching(/^(request_not_pending|approver_not_eligible)$/) });
+    }
+    expect(rows(w, 'SELECT request_id FROM tokens').map((r) => r.request_id).sort()).toEqual(held.map((r) => r.requestId).sort());
+    expect(auditOf(w, 'decision.approved')).toHaveLength(5);
   });
 
   it('expire together: every member of the group expires at the deadline', async () => {
