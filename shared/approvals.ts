@@ -7,12 +7,24 @@
  * verdict, the policy hash, the expiry, the approver and a single-use nonce. A tool server that
  * holds the token can recompute the challenge from the record it carries and confirm that the
  * approver's security key signed over this very call (shared/verify-approvals.ts).
+ *
+ * Identical held calls merge into one group (docs/approvals.md "Identical calls"): the record then
+ * also lists, in `followers`, every other request id of the group, sorted. The approver signs for
+ * the primary request and for each follower by name, and each follower's token carries the same
+ * assertions: a tool server accepts an assertion for request R when R is the record's requestId
+ * or one of its followers, and the call digest is the same.
  */
 import { z } from 'zod';
 import { canonicalBytes } from './canonical-json.js';
 import { base64url, sha256 } from './encoding.js';
 
 export const APPROVAL_CHALLENGE_TYP = 'countersign.approval-challenge/v1';
+
+/**
+ * Most followers one merged group holds (one primary plus this many). Every assertion in a token
+ * repeats the list, so it is kept small enough for a quorum's assertions to fit a token.
+ */
+export const MAX_GROUP_FOLLOWERS = 31;
 
 const b64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
 
@@ -26,6 +38,14 @@ export const approvalChallengeRecordSchema = z.strictObject({
   expiresAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
   approverId: z.string().min(1).max(128),
   nonce: b64url(43),
+  /**
+   * The other requests of a merged group (identical calls), sorted, distinct, never the primary.
+   * Absent for a request that stands alone, so such records (and their challenges) are unchanged.
+   */
+  followers: z.array(z.string().min(1).max(64)).min(1).max(MAX_GROUP_FOLLOWERS).optional(),
+}).refine((r) => r.followers === undefined || (r.followers.every((id, i, all) => i === 0 || all[i - 1]! < id) && !r.followers.includes(r.requestId)), {
+  message: 'followers must be sorted, distinct and must not repeat the request id',
+  path: ['followers'],
 });
 export type ApprovalChallengeRecord = z.infer<typeof approvalChallengeRecordSchema>;
 

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { riskAssessmentSchema } from './risk.js';
 import { CountersignError, ERROR_CODES, isCountersignError, isErrorCode } from './errors.js';
-import { approvalChallengeRecordSchema } from './approvals.js';
+import { MAX_GROUP_FOLLOWERS, approvalChallengeRecordSchema } from './approvals.js';
 import { jsonObjectSchema, type ApprovalRequirement, type RequestState } from './protocol.js';
 
 // ---- results ----
@@ -147,6 +147,12 @@ export const approvalRequestSchema = z.strictObject({
   expiresAt: epochMs,
   decidedAt: epochMs.optional(),
   approvals: z.array(approvalEntrySchema).max(1024),
+  /**
+   * Identical calls (same agent, same canonical call, same decision) this one prompt stands for:
+   * the request itself plus `followers`. Every approval signs for each of them by id.
+   */
+  count: z.int().min(1).max(MAX_GROUP_FOLLOWERS + 1).optional(),
+  followers: z.array(text(128).min(1)).max(MAX_GROUP_FOLLOWERS).optional(),
 });
 export type ApprovalRequest = z.infer<typeof approvalRequestSchema>;
 export const pendingApprovalListSchema = z.array(approvalRequestSchema).max(10_000);

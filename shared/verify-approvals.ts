@@ -21,7 +21,8 @@
  * (`index` is -1 when the claim itself is not a list). Per assertion, in order:
  *
  * 1. strict schema (`approvalAssertionSchema`: no unknown members anywhere), record `typ`;
- * 2. the record binds this token: requestId, callSha256 and policyHash equal the token's, the
+ * 2. the record binds this token: requestId (or, for a merged group of identical calls, one of
+ *    the record's `followers`), callSha256 and policyHash equal the token's, the
  *    verdict is `approve`, the record names the same approver as the assertion, and the ceremony
  *    cannot be older than any token that still verifies (see {@link APPROVAL_GRACE_MS});
  * 3. distinct people: an approver id seen earlier in the list is a duplicate;
@@ -298,7 +299,10 @@ async function verifyOne(raw: unknown, ctx: Context): Promise<VerifiedApprover> 
   const { record } = assertion;
 
   // The record must bind this very token: request, call, policy, verdict and approver.
-  if (record.requestId !== ctx.requestId) reject('request mismatch', `the approval is for request ${quote(record.requestId)}, not ${quote(ctx.requestId)}`);
+  // A merged group's record names the primary and every follower: the approver signed for each.
+  if (record.requestId !== ctx.requestId && !(record.followers ?? []).includes(ctx.requestId)) {
+    reject('request mismatch', `the approval is for request ${quote(record.requestId)}${record.followers === undefined ? '' : ` and ${record.followers.length} identical calls`}, not ${quote(ctx.requestId)}`);
+  }
   if (record.callSha256 !== ctx.callSha256) reject('call mismatch', 'the approval is for a different call (the parameters changed)');
   if (record.policyHash !== ctx.policyHash) reject('policy mismatch', `the approval was made under policy ${quote(record.policyHash)}, not ${quote(ctx.policyHash)}`);
   if (record.verdict !== 'approve') reject('not an approval', `the approver's verdict is ${quote(record.verdict)}`);

@@ -97,6 +97,12 @@ function revealHidden(text: string): { text: string; hidden: boolean } {
   return { text: shown, hidden };
 }
 
+/** "3 pending", or "2 pending (7 calls)" when identical calls were merged into one prompt. */
+function pendingSummary(pending: ApprovalRequest[]): string {
+  const calls = pending.reduce((sum, r) => sum + (r.count ?? 1), 0);
+  return calls === pending.length ? `${pending.length} pending` : `${pending.length} pending (${calls} calls)`;
+}
+
 function formatTime(ms: number): string {
   return new Date(ms).toLocaleString();
 }
@@ -290,6 +296,12 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
             <p className="muted">
               Your key signs over: call digest <code>{ceremony.record.callSha256}</code>, policy <code>{shorten(ceremony.record.policyHash, 19)}</code>,
               verdict <code>{ceremony.record.verdict}</code>, approver <code>{ceremony.record.approverId}</code>, valid until {formatTime(ceremony.record.expiresAt)}.
+              {ceremony.record.followers !== undefined && (
+                <span data-testid="ceremony-followers">
+                  {' '}It also signs for the {ceremony.record.followers.length} identical {ceremony.record.followers.length === 1 ? 'call' : 'calls'}{' '}
+                  {ceremony.record.followers.map((id) => <code key={id} className="id">{id}</code>)}.
+                </span>
+              )}
             </p>
           )}
         </section>
@@ -307,7 +319,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
       <section className="panel">
         <div className="panel-title">
           <h2>Waiting for approval</h2>
-          <span className="muted" data-testid="pending-count">{pending === undefined ? '' : `${pending.length} pending`}</span>
+          <span className="muted" data-testid="pending-count">{pending === undefined ? '' : pendingSummary(pending)}</span>
           <button type="button" className="secondary" data-testid="refresh-pending" onClick={() => void loadPending()}>Refresh</button>
           {loadedAt !== undefined && <span className="muted">updated {new Date(loadedAt).toLocaleTimeString()}</span>}
         </div>
@@ -409,12 +421,18 @@ function PendingRequestCard({ request, approver, busy, denying, denyReason, onAp
   const disabled = approver === undefined || busy !== undefined;
   const paramEntries = Object.entries(request.params);
   const remaining = request.expiresAt - Date.now();
+  const count = request.count ?? 1;
   return (
     <article className="request" data-testid="pending-request" data-request-id={request.requestId}>
       <header className="request-header">
         <h3>
           <code data-testid="request-tool">{request.tool}</code> requested by <strong data-testid="request-agent">{request.agentDisplayName || request.agentId}</strong>
         </h3>
+        {count > 1 && (
+          <span className="badge" data-testid="request-count" title="The agent made this exact call this many times; your decision answers each of them">
+            ×{count} identical calls
+          </span>
+        )}
         <span className={`state state-${request.state}`}>{request.state}</span>
       </header>
       <dl className="stats request-details">
@@ -501,6 +519,15 @@ function PendingRequestCard({ request, approver, busy, denying, denyReason, onAp
         <dt>Request</dt>
         <dd>
           <code className="id">{request.requestId}</code>
+          {(request.followers ?? []).length > 0 && (
+            <>
+              <br />
+              <span data-testid="request-followers">
+                and {request.followers!.length} identical {request.followers!.length === 1 ? 'call' : 'calls'}, each answered with its own token:{' '}
+                {request.followers!.map((id) => <code key={id} className="id">{id}</code>)}
+              </span>
+            </>
+          )}
           <br />
           call digest <code className="id" title="SHA-256 of the canonical call (what the token and your key are bound to)">{request.callSha256}</code>
           <br />

@@ -331,4 +331,36 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     expect(erin.problems.filter((p) => !p.includes('status of 400'))).toEqual([]);
     expect(h.app.audit.verify()).toMatchObject({ ok: true });
   });
+  it('three identical calls show as one card with a count; two approvals answer every caller with its own token', async () => {
+    const [alice, bob] = await Promise.all([approver('alice'), approver('bob')]);
+    const calls = [await submitTransfer('53000.00'), await submitTransfer('53000.00'), await submitTransfer('53000.00')];
+    const [primary, ...followers] = calls.map((c) => c.requestId);
+    const aliceCard = await card(alice.page, primary!);
+    expect(await aliceCard.getByTestId('request-count').innerText()).toBe('×3 identical calls');
+    const listed = await aliceCard.getByTestId('request-followers').innerText();
+    for (const id of followers) expect(listed).toContain(id);
+    expect(await alice.page.getByTestId('pending-count').innerText()).toMatch(/\(\d+ calls\)$/);
+    // Followers have no card of their own.
+    for (const id of followers) expect(await alice.page.locator(`[data-testid="pending-request"][data-request-id="${id}"]`).count()).toBe(0);
+
+    await aliceCard.getByTestId('approve').click();
+    expect(await result(alice.page, primary!)).toMatchObject({ kind: 'outcome', state: 'pending' });
+    await (await card(bob.page, primary!)).getByTestId('approve').click();
+    expect(await result(bob.page, primary!)).toMatchObject({ kind: 'outcome', state: 'approved' });
+
+    const jwks = (await json('/.well-known/jwks.json')) as { keys: never[] };
+    const directory = approverDirectorySchema.parse(await json('/.well-known/countersign-approvers.json'));
+    const jtis = new Set<string>();
+    for (const { call, requestId, decided } of calls) {
+      const final = await decided;
+      expect(final).toMatchObject({ requestId, state: 'approved', decision: 'allow' });
+      const claims = await verifyApprovalToken(final.token ?? '', { call, audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore(), domain: 'test' });
+      expect(claims.decision.id).toBe(requestId);
+      const set = await verifyApprovals(claims.approvals, { directory, callSha256: claims.call_sha256, requestId, policyHash: claims.decision.policy_hash });
+      expect(satisfiesQuorum(set, { approvals: 2, groups: [['finance-approvers']] })).toBe(true);
+      jtis.add(claims.jti);
+    }
+    expect(jtis.size).toBe(3);
+    expect([...alice.problems, ...bob.problems]).toEqual([]);
+  });
 });

@@ -12,7 +12,7 @@ import type { ApprovalAssertion } from '../../shared/approvals.js';
 import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import { APPROVAL_GRACE_MS, MAX_APPROVALS, derToRawEcdsaSignature, satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import type { VerifiedApprovalSet, VerifyApprovalsOptions } from '../../shared/verify-approvals.js';
-import { ApprovalFixture, CALL, EXPIRES_AT, ORIGIN, RP_ID, vectorOutcome } from '../vectors/generate-approvals.js';
+import { ApprovalFixture, CALL, EXPIRES_AT, ORIGIN, REQUEST_ID, RP_ID, vectorOutcome } from '../vectors/generate-approvals.js';
 import type { ApprovalVectorFile } from '../vectors/generate-approvals.js';
 
 /** The code and details of a rejection (fails the test if the promise resolves). */
@@ -453,6 +453,39 @@ describe('satisfiesQuorum', () => {
     expect(satisfiesQuorum(set(), { approvals: 0, groups: [] })).toBe(true);
     for (const bad of [{ approvals: -1, groups: [] }, { approvals: 1.5, groups: [] }, { approvals: 1, groups: [[]] }, { approvals: 1, groups: [['']] }, { approvals: 1 }]) {
       expect(() => satisfiesQuorum(set(['a', ['f']]), bad as never)).toThrow(CountersignError);
+    }
+  });
+});
+
+describe('verifyApprovals: merged groups of identical calls', () => {
+  // A group's record names the primary request and, sorted, every follower; the key signs for each.
+  const FOLLOWERS = ['req_01JFOLLOWER1', 'req_01JFOLLOWER2'];
+
+  it("accepts a group approval for the primary and for each follower the record names, and for no other request", async () => {
+    const a = await fx.assert('alice', { record: { followers: FOLLOWERS } });
+    const b = await fx.assert('bob', { record: { followers: FOLLOWERS } });
+    for (const requestId of [REQUEST_ID, ...FOLLOWERS]) {
+      expect((await verifyApprovals([a, b], fx.options({ requestId }))).count).toBe(2);
+    }
+    await expectRejected([a, b], fx.options({ requestId: 'req_01JFOLLOWER3' }), 0, 'request mismatch');
+  });
+
+  it('refuses a follower whose token carries one approval that did not name it', async () => {
+    const a = await fx.assert('alice', { record: { followers: FOLLOWERS } });
+    // bob signed for the primary alone: his approval does not cover the follower.
+    await expectRejected([a, bob], fx.options({ requestId: FOLLOWERS[0]! }), 1, 'request mismatch');
+  });
+
+  it('refuses a follower added to the record after signing (the challenge no longer matches)', async () => {
+    const a = await fx.assert('alice', { record: { followers: FOLLOWERS } });
+    const extended = { ...a, record: { ...a.record, followers: [...FOLLOWERS, 'req_01JFOLLOWER3'] } };
+    await expectRejected([extended], fx.options({ requestId: 'req_01JFOLLOWER3' }), 0, 'challenge mismatch');
+  });
+
+  it('refuses follower lists that are unsorted, repeated, name the primary, or are empty', async () => {
+    for (const followers of [[...FOLLOWERS].reverse(), [FOLLOWERS[0]!, FOLLOWERS[0]!], [REQUEST_ID], []]) {
+      const a = await fx.assert('alice', { record: { followers } });
+      await expectRejected([a], fx.options(), 0, 'malformed assertion');
     }
   });
 });

@@ -21,6 +21,13 @@
  * every group list is covered by a different person (bipartite matching). Approvals of people who
  * were disabled since, or who left the required groups, no longer count and are not carried in
  * the token (tool servers check assertions against the published directory of active approvers).
+ *
+ * Identical held calls (decision/decision-service.ts) form one group: a primary request and its
+ * followers, listed once with a count. Approvers decide the primary; the first ceremony seals the
+ * group and every challenge record names all followers, so each approver's key signs for every
+ * member by id. Quorum mints one token per member (its own jti, bound to its own request id,
+ * carrying the same assertions); a denial, a policy deny or expiry ends every member alike, and
+ * each member gets its own audit records and its own notification.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -143,6 +150,10 @@ export interface ApprovalRequestView {
   expiresAt: number;
   decidedAt?: number;
   approvals: ApprovalEntry[];
+  /** How many identical calls this request stands for: itself plus its followers (1 when alone). */
+  count: number;
+  /** The followers' own request ids, sorted (each caller's request; decided with this one). */
+  followers: string[];
 }
 export type PendingApproval = ApprovalRequestView;
 
@@ -166,6 +177,7 @@ interface RequestRow {
   id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; state: RequestState; policy_hash: string;
   determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
   decided_at: number | null; agent_display_name: string | null; agent_owner: string | null; conflicted_approvers: string;
+  group_id: string | null; sealed_at: number | null;
 }
 interface ChallengeRow {
   challenge: string; purpose: 'registration' | 'approval'; approver_id: string; request_id: string | null; verdict: ApprovalVerdict | null;
@@ -206,7 +218,7 @@ const responseSchema = z.object({
 
 const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
   r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner,
-  r.conflicted_approvers
+  r.conflicted_approvers, r.group_id, r.sealed_at
   FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
 
 /** Thrown inside the final transaction when what was planned outside it no longer holds. */
@@ -339,8 +351,12 @@ type Plan =
     kind: 'approve'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean; counted: string[];
     /** Approvers the current policy newly names as conflicted (merged into the request on commit). */
     conflicted: string[];
-    minted: { token: string; jti: string; kid: string; expiresAt: number }; audience: string;
+    /** One token per member still pending: the primary first, then each follower. */
+    minted: Array<{ requestId: string; token: string; jti: string; kid: string; expiresAt: number }>; audience: string;
   };
+
+/** What one commit decided, per member of the group, for the agents' notifications. */
+interface Committed { outcome: ApprovalOutcome; agentId: string; results: DecisionResult[] }
 
 interface SubmitContext {
   requestId: string;
@@ -376,19 +392,19 @@ export class ApprovalService {
     const n = Math.max(1, Math.min(MAX_PENDING_PAGE, Math.floor(Number.isFinite(limit) ? limit : MAX_PENDING_PAGE)));
     const skip = Math.max(0, Math.floor(Number.isFinite(offset) ? offset : 0));
     const rows = this.db.prepare<[number, number, number], RequestRow>(
-      `${REQUEST_SELECT} WHERE r.state = 'pending' AND r.expires_at > ? ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
+      `${REQUEST_SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
     ).all(this.now(), n, skip);
     return rows.map((row) => this.view(row));
   }
 
-  /** How many requests are waiting (for paging and the UI's counter). */
+  /** How many prompts are waiting (a merged group counts once; for paging and the UI's counter). */
   countPending(): number {
-    return (this.db.prepare<[number], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ?").get(this.now()) ?? { n: 0 }).n;
+    return (this.db.prepare<[number], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ? AND group_id IS NULL").get(this.now()) ?? { n: 0 }).n;
   }
 
-  /** One pending, unexpired request (request_unknown / request_not_pending otherwise). */
+  /** One pending, unexpired request (request_unknown / request_not_pending otherwise); a follower shows its group. */
   getPending(requestId: string): PendingApproval {
-    const row = this.requestRow(requestId);
+    const row = this.primaryRow(requestId);
     this.assertApprovable(row, this.now());
     return this.view(row);
   }
@@ -397,15 +413,15 @@ export class ApprovalService {
   history(limit = 100): ApprovalRequestView[] {
     const n = Math.max(1, Math.min(MAX_HISTORY, Math.floor(Number.isFinite(limit) ? limit : 100)));
     const rows = this.db.prepare<[number], RequestRow>(
-      `${REQUEST_SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' ORDER BY r.decided_at DESC, r.id LIMIT ?`,
+      `${REQUEST_SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
     ).all(n);
     return rows.map((row) => this.view(row));
   }
 
   /** Every recorded approval or denial of a request, with its assertion, in order. */
   approvalsOf(requestId: string): RecordedApproval[] {
-    this.requestRow(requestId);
-    return this.approvalRows(requestId).map((row) => {
+    const primary = this.primaryRow(requestId);
+    return this.approvalRows(primary.id).map((row) => {
       const entry: RecordedApproval = {
         ...this.entry(row),
         credentialId: row.credential_id,
@@ -422,7 +438,7 @@ export class ApprovalService {
     if (verdict !== 'approve' && verdict !== 'deny') throw new CountersignError('schema_invalid', 'the verdict must be "approve" or "deny"');
     const now = this.now();
     this.pruneOffered(now);
-    const row = this.requestRow(requestId);
+    const row = this.primaryRow(requestId);
     const obligation = this.assertApprovable(row, now);
     const approver = this.checkApprover(row, obligation, approverId, verdict);
     const credentials = this.options.directory.credentialsOf(approver.id);
@@ -430,6 +446,12 @@ export class ApprovalService {
       throw new CountersignError('credential_unknown', `approver ${quote(approver.id)} has no active security key`);
     }
     const expiresAt = row.expires_at!;
+    // Seal the group before reading its members: no identical call joins once an approver has
+    // begun deciding, so this list is the group every approver of this request signs for.
+    const followers = this.store(() => {
+      this.db.prepare('UPDATE requests SET sealed_at = ? WHERE id = ? AND sealed_at IS NULL').run(now, row.id);
+      return this.followerIds(row.id);
+    });
     const record: ApprovalChallengeRecord = approvalChallengeRecordSchema.parse({
       typ: APPROVAL_CHALLENGE_TYP,
       requestId: row.id,
@@ -439,6 +461,7 @@ export class ApprovalService {
       expiresAt,
       approverId: approver.id,
       nonce: randomBytes(32).toString('base64url'),
+      ...(followers.length > 0 ? { followers } : {}),
     });
     const challenge = await approvalChallenge(record);
     const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
@@ -453,7 +476,9 @@ export class ApprovalService {
     this.store(() => {
       this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at) VALUES (?, 'approval', ?, ?, ?, ?, ?)")
         .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry);
-      this.appendAudit('approval.started', now, { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry });
+      const started: JsonObject = { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry };
+      if (followers.length > 0) started.followers = followers;
+      this.appendAudit('approval.started', now, started);
     });
     this.offered.set(challenge, { credentials: new Set(credentials.map((c) => c.credentialId)), expiresAt: ceremonyExpiry });
     return { options, record };
@@ -466,7 +491,9 @@ export class ApprovalService {
   async submitCeremony(input: {
     requestId: string; approverId: string; response: AuthenticationResponseJSON; reason?: string; verdict?: ApprovalVerdict;
   }): Promise<ApprovalOutcome> {
-    const { requestId, approverId } = input;
+    const { approverId } = input;
+    // A follower's id stands for its group: the ceremony was started (and signed) for the primary.
+    const requestId = this.primaryRow(input.requestId).id;
     const reason = cleanReason(input.reason);
     const parsed = responseSchema.safeParse(input.response);
     if (!parsed.success || parsed.data.id !== parsed.data.rawId) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
@@ -502,7 +529,7 @@ export class ApprovalService {
 
     for (let attempt = 1; ; attempt++) {
       const plan = await this.plan(ctx);
-      let committed: { outcome: ApprovalOutcome; agentId: string; result?: DecisionResult };
+      let committed: Committed;
       try {
         committed = this.commit(ctx, plan);
       } catch (error) {
@@ -514,7 +541,7 @@ export class ApprovalService {
         }
         throw error;
       }
-      if (committed.result !== undefined) this.notify(committed.agentId, committed.result);
+      for (const result of committed.results) this.notify(committed.agentId, result);
       return committed.outcome;
     }
   }
@@ -525,6 +552,37 @@ export class ApprovalService {
     const row = typeof requestId === 'string' ? this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.id = ?`).get(requestId) : undefined;
     if (row === undefined) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists`);
     return row;
+  }
+
+  /** The request, or for a follower of a merged group, the group's primary request. */
+  private primaryRow(requestId: string): RequestRow {
+    const row = this.requestRow(requestId);
+    return row.group_id === null ? row : this.requestRow(row.group_id);
+  }
+
+  /** The followers of a primary request that are still pending, sorted by id (as challenge records list them). */
+  private followerIds(primaryId: string): string[] {
+    return this.db.prepare<[string], { id: string }>("SELECT id FROM requests WHERE group_id = ? AND state = 'pending'").all(primaryId)
+      .map((r) => r.id).sort();
+  }
+
+  /**
+   * The risk a group is shown and re-evaluated with: the highest-scoring member's assessment.
+   * Repeats can score higher than the first call (call rate, loops), and an approver deciding for
+   * every member must see the worst of them.
+   */
+  private groupRisk(primary: RequestRow): RiskAssessment {
+    let worst = parseStoredRisk(primary.risk);
+    for (const follower of this.followerRows(primary.id)) {
+      const risk = parseStoredRisk(follower.risk);
+      if (risk.score > worst.score) worst = risk;
+    }
+    return worst;
+  }
+
+  /** Every follower row of a primary (any state), for the views. */
+  private followerRows(primaryId: string): RequestRow[] {
+    return this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.group_id = ?`).all(primaryId).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   private assertApprovable(row: RequestRow, now: number): ApprovalRequirement {
@@ -698,7 +756,7 @@ export class ApprovalService {
     let conflicted: string[] = [];
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
-        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: parseStoredRisk(row.risk), policyHash: row.policy_hash,
+        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: this.groupRisk(row), policyHash: row.policy_hash,
       });
       if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
       if (reevaluation.outcome === 'approval_required') {
@@ -718,15 +776,29 @@ export class ApprovalService {
     if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
     const call = parseCall(row);
     const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(JSON.parse(approval.assertion))), ctx.assertion];
-    const minted = await this.options.minter.mint({
-      requestId: row.id, agentId: row.agent_id, tool: row.tool, audience, params: call.params, policyHash: row.policy_hash,
-      policies: JSON.parse(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
-    });
+    // Each member gets its own token, bound to its own request id; every assertion must name
+    // that id (as requestId or a follower), or the approver never signed for that member.
+    const members = [row.id, ...this.followerIds(row.id)];
+    for (const member of members) {
+      for (const assertion of approvals) {
+        if (assertion.record.requestId !== member && !(assertion.record.followers ?? []).includes(member)) {
+          throw new CountersignError('internal_error', `approver ${quote(assertion.approverId)} did not sign for request ${quote(member)} of this group`);
+        }
+      }
+    }
+    const minted: Extract<Plan, { kind: 'approve' }>['minted'] = [];
+    for (const member of members) {
+      const token = await this.options.minter.mint({
+        requestId: member, agentId: row.agent_id, tool: row.tool, audience, params: call.params, policyHash: row.policy_hash,
+        policies: JSON.parse(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
+      });
+      minted.push({ requestId: member, ...token });
+    }
     return { kind: 'approve', obligation, storedObligation: row.obligation, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
-  private commit(ctx: SubmitContext, plan: Plan): { outcome: ApprovalOutcome; agentId: string; result?: DecisionResult } {
+  private commit(ctx: SubmitContext, plan: Plan): Committed {
     let learnerAgent: string | undefined;
     try {
       return this.commitOnce(ctx, plan, (agentId) => { learnerAgent = agentId; });
@@ -737,7 +809,7 @@ export class ApprovalService {
     }
   }
 
-  private commitOnce(ctx: SubmitContext, plan: Plan, touched: (agentId: string) => void): { outcome: ApprovalOutcome; agentId: string; result?: DecisionResult } {
+  private commitOnce(ctx: SubmitContext, plan: Plan, touched: (agentId: string) => void): Committed {
     return this.store(() => {
       const now = this.now();
       const row = this.requestRow(ctx.requestId);
@@ -756,6 +828,9 @@ export class ApprovalService {
         if (plan.kind === 'record' && met) throw new StalePlan();
         if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted))) throw new StalePlan();
       }
+      // Every member still pending is decided now: the group's rows, primary first.
+      const members = [row, ...this.followerIds(row.id).map((id) => this.requestRow(id))];
+      if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId))) throw new StalePlan();
 
       // The approval itself.
       const spent = this.db.prepare('UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, ctx.challenge);
@@ -768,17 +843,21 @@ export class ApprovalService {
         callSha256: row.call_sha256, policyHash: row.policy_hash, challenge: ctx.challenge, signCount: ctx.newCounter,
       };
       if (ctx.reason !== undefined) step.reason = ctx.reason;
+      // The followers this key signed for (the record names them; each member is decided below).
+      if (ctx.record.followers !== undefined) step.followers = [...ctx.record.followers];
       this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
       this.offered.delete(ctx.challenge);
 
       const determiningPolicies = JSON.parse(row.determining_policies) as string[];
-      const finish = (state: 'approved' | 'denied', reasons: string[]): string | undefined => {
+      const finish = (member: RequestRow, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
         const changed = this.db.prepare('UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = ?')
-          .run(state, now, JSON.stringify(reasons), row.id, 'pending');
-        if (changed.changes !== 1) throw new CountersignError('request_not_pending', `request ${quote(row.id)} is no longer pending`);
-        touched(row.agent_id);
-        return learnSafely(this.db, this.options.learner, row.agent_id, (l) => l.settled(row.agent_id, { id: row.id, call: parseCall(row), callSha256: row.call_sha256, createdAt: row.created_at }, state, now));
+          .run(state, now, JSON.stringify(reasons), member.id, 'pending');
+        if (changed.changes !== 1) throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
+        touched(member.agent_id);
+        return learnSafely(this.db, this.options.learner, member.agent_id, (l) => l.settled(member.agent_id, { id: member.id, call: parseCall(member), callSha256: member.call_sha256, createdAt: member.created_at }, state, now));
       };
+      /** Audit fields naming a follower's group (absent for the primary). */
+      const groupOf = (member: RequestRow): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
       const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
         requestId: row.id, state, approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)), reasons,
       });
@@ -787,23 +866,26 @@ export class ApprovalService {
         const reasons = plan.kind === 'deny'
           ? [ctx.reason === undefined ? `denied by ${approver.displayName}` : `denied by ${approver.displayName}: ${ctx.reason}`]
           : plan.reevaluation.reasons;
-        const learningFault = finish('denied', reasons);
-        const event: JsonObject = { requestId: row.id, agentId: row.agent_id, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash, reasons };
-        if (learningFault !== undefined) event.riskLearningFault = learningFault;
-        if (plan.kind === 'deny') {
-          event.deniedBy = approver.id;
-          event.determiningPolicies = determiningPolicies;
-        } else {
-          event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
-          event.determiningPolicies = plan.reevaluation.determiningPolicies;
+        const results: DecisionResult[] = [];
+        for (const member of members) {
+          const learningFault = finish(member, 'denied', reasons);
+          const event: JsonObject = { requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash, reasons, ...groupOf(member) };
+          if (learningFault !== undefined) event.riskLearningFault = learningFault;
+          if (plan.kind === 'deny') {
+            event.deniedBy = approver.id;
+            event.determiningPolicies = determiningPolicies;
+          } else {
+            event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
+            event.determiningPolicies = plan.reevaluation.determiningPolicies;
+          }
+          this.appendAudit('decision.deny', now, event);
+          results.push({
+            requestId: member.id, decision: 'deny', state: 'denied', reasons,
+            determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
+            policyHash: plan.kind === 'deny' ? row.policy_hash : plan.reevaluation.policyHash,
+          });
         }
-        this.appendAudit('decision.deny', now, event);
-        const result: DecisionResult = {
-          requestId: row.id, decision: 'deny', state: 'denied', reasons,
-          determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
-          policyHash: plan.kind === 'deny' ? row.policy_hash : plan.reevaluation.policyHash,
-        };
-        return { outcome: outcome('denied', reasons), agentId: row.agent_id, result };
+        return { outcome: outcome('denied', reasons), agentId: row.agent_id, results };
       }
 
       if (plan.tightened) this.db.prepare('UPDATE requests SET obligation = ? WHERE id = ?').run(JSON.stringify(plan.obligation), row.id);
@@ -816,26 +898,32 @@ export class ApprovalService {
         if (plan.tightened) {
           this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agent_id, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expires_at! } });
         }
-        return { outcome: outcome('pending', reasons), agentId: row.agent_id };
+        return { outcome: outcome('pending', reasons), agentId: row.agent_id, results: [] };
       }
 
       const names = plan.counted.map((id) => (id === approver.id ? approver : this.options.directory.get(id)).displayName);
-      const reasons = [...(JSON.parse(row.reasons) as string[]), `approved by ${joinNames(names)}`];
-      const learningFault = finish('approved', reasons);
-      this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(plan.minted.jti, row.id, plan.minted.kid, plan.minted.token, now, plan.minted.expiresAt);
-      const approvedEvent: JsonObject = {
-        requestId: row.id, agentId: row.agent_id, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash,
-        determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
-        token: { jti: plan.minted.jti, kid: plan.minted.kid, expiresAt: plan.minted.expiresAt, audience: plan.audience },
-      };
-      if (learningFault !== undefined) approvedEvent.riskLearningFault = learningFault;
-      this.appendAudit('decision.approved', now, approvedEvent);
-      const result: DecisionResult = {
-        requestId: row.id, decision: 'allow', state: 'approved', token: plan.minted.token, tokenExpiresAt: plan.minted.expiresAt,
-        reasons, determiningPolicies, policyHash: row.policy_hash,
-      };
-      return { outcome: { ...outcome('approved', reasons), token: plan.minted.token, tokenExpiresAt: plan.minted.expiresAt }, agentId: row.agent_id, result };
+      const results: DecisionResult[] = [];
+      for (const [i, member] of members.entries()) {
+        const minted = plan.minted[i]!;
+        // Each member keeps its own reasons (risk sentences may differ) plus who approved.
+        const reasons = [...(JSON.parse(member.reasons) as string[]), `approved by ${joinNames(names)}`];
+        const learningFault = finish(member, 'approved', reasons);
+        this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(minted.jti, member.id, minted.kid, minted.token, now, minted.expiresAt);
+        const approvedEvent: JsonObject = {
+          requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash,
+          determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
+          token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience }, ...groupOf(member),
+        };
+        if (learningFault !== undefined) approvedEvent.riskLearningFault = learningFault;
+        this.appendAudit('decision.approved', now, approvedEvent);
+        results.push({
+          requestId: member.id, decision: 'allow', state: 'approved', token: minted.token, tokenExpiresAt: minted.expiresAt,
+          reasons, determiningPolicies, policyHash: member.policy_hash,
+        });
+      }
+      const primary = results[0]!;
+      return { outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! }, agentId: row.agent_id, results };
     });
   }
 
@@ -898,12 +986,20 @@ export class ApprovalService {
       determiningPolicies: JSON.parse(row.determining_policies) as string[],
       reasons: JSON.parse(row.reasons) as string[],
       obligation: parseObligation(row),
-      risk: parseStoredRisk(row.risk),
+      risk: row.group_id === null ? this.groupRisk(row) : parseStoredRisk(row.risk),
       state: row.state,
       createdAt: row.created_at,
       expiresAt: row.expires_at ?? row.created_at,
       approvals: this.approvalRows(row.id).map((r) => this.entry(r)),
+      count: 1,
+      followers: [],
     };
+    if (row.group_id === null) {
+      // A pending group shows its pending members; a decided one shows every member it had.
+      const followers = this.followerRows(row.id).filter((f) => row.state !== 'pending' || f.state === 'pending');
+      view.followers = followers.map((f) => f.id);
+      view.count = 1 + followers.length;
+    }
     if (row.agent_display_name !== null) view.agentDisplayName = row.agent_display_name;
     if (row.agent_owner !== null) view.agentOwner = row.agent_owner;
     if (row.decided_at !== null) view.decidedAt = row.decided_at;

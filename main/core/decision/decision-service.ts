@@ -4,6 +4,12 @@
  * token, deny, or hold the call as pending. Everything a decision writes (nonce, request row,
  * token row, audit entry) commits in one transaction, and nothing is returned to the agent
  * before that commit: a token never exists without its audit record.
+ *
+ * A held call identical to one already waiting (same agent, same canonical call, same policy
+ * decision and obligation) joins that request's group instead of becoming a prompt of its own:
+ * it keeps its own request id, shares the group's deadline and is answered with the group's
+ * outcome (docs/approvals.md "Identical calls"). Risk and policy run first, for every call, so
+ * a loop the risk factors deny is denied before any merging.
  */
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../store/database.js';
@@ -20,6 +26,7 @@ import { callDigest } from '../tokens/call-digest.js';
 import { GroupCommitter } from '../store/group-commit.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, SignedEnvelope, ToolCall } from '../../../shared/protocol.js';
+import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 
 export interface MintInput {
   requestId: string;
@@ -87,6 +94,8 @@ export class DecisionService {
   private readonly countPending;
   private readonly getRequestStmt;
   private readonly pruneNonces;
+  private readonly openGroup;
+  private readonly groupFollowers;
   private readonly committer: GroupCommitter;
 
   constructor(private readonly options: DecisionServiceOptions) {
@@ -95,9 +104,18 @@ export class DecisionService {
     this.nonceSeen = this.db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM seen_nonces WHERE agent_id = ? AND nonce = ?');
     this.insertNonce = this.db.prepare('INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES (?, ?, ?)');
     this.insertRequest = this.db.prepare(
-      `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at, conflicted_approvers)
-       VALUES (@id, @agentId, @kid, @tool, @callJson, @callSha256, @nonce, @state, @policyHash, @determining, @reasons, @obligation, @risk, @createdAt, @expiresAt, @decidedAt, @conflicted)`,
+      `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at, conflicted_approvers, group_id)
+       VALUES (@id, @agentId, @kid, @tool, @callJson, @callSha256, @nonce, @state, @policyHash, @determining, @reasons, @obligation, @risk, @createdAt, @expiresAt, @decidedAt, @conflicted, @groupId)`,
     );
+    // The group an identical held call joins: still pending, unexpired, not yet sealed by a
+    // ceremony, and decided exactly alike (every column an approver's challenge or the quorum reads).
+    this.openGroup = this.db.prepare<[string, string, string, string, string, string, string, number], { id: string; expires_at: number }>(
+      `SELECT id, expires_at FROM requests
+       WHERE agent_id = ? AND call_sha256 = ? AND call_json = ? AND policy_hash = ? AND obligation = ? AND determining_policies = ? AND conflicted_approvers = ?
+         AND state = 'pending' AND group_id IS NULL AND sealed_at IS NULL AND expires_at > ?
+       ORDER BY created_at, id LIMIT 1`,
+    );
+    this.groupFollowers = this.db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
     this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
     this.countPending = this.db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
     this.getRequestStmt = this.db.prepare<[string], RequestRow>(
@@ -192,13 +210,28 @@ export class DecisionService {
     const obligation: ApprovalRequirement | undefined = decision.obligation
       ? { approvals: decision.obligation.approvals, groups: decision.obligation.groups, ttlSeconds: decision.obligation.ttlSeconds, userVerification: decision.obligation.userVerification }
       : undefined;
-    const expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : undefined;
+    let expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : undefined;
+    /** Set by the commit when this held call joined a group: its primary and the group's size. */
+    let merged: { primaryId: string; size: number } | undefined;
 
     const redact = this.options.redactDataClasses ?? [];
     // Runs in its own savepoint inside a group commit (store/group-commit.ts); the cap is
     // checked again here because other decisions may have committed since the check above.
     const commit = () => {
       checkPendingCap();
+      merged = undefined;
+      const callJson = canonicalize(call);
+      const determining = JSON.stringify(decision.determiningPolicies);
+      const conflicted = JSON.stringify(decision.obligation?.conflicted ?? []);
+      if (state === 'pending' && obligation) {
+        const group = this.openGroup.get(agent.id, callSha256, callJson, decision.policyHash, JSON.stringify(obligation), determining, conflicted, now);
+        const followers = group === undefined ? 0 : this.groupFollowers.get(group.id)!.n;
+        if (group !== undefined && followers < MAX_GROUP_FOLLOWERS) {
+          merged = { primaryId: group.id, size: followers + 2 };
+          // A follower is decided with its group, so it shares the group's deadline.
+          expiresAt = group.expires_at;
+        }
+      }
       try {
         this.insertNonce.run(agent.id, payload.nonce, payload.timestamp + this.options.maxAgeMs + this.options.maxFutureMs);
       } catch (cause) {
@@ -206,11 +239,11 @@ export class DecisionService {
         throw cause;
       }
       this.insertRequest.run({
-        id: requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callJson: canonicalize(call), callSha256, nonce: payload.nonce, state,
-        policyHash: decision.policyHash, determining: JSON.stringify(decision.determiningPolicies), reasons: JSON.stringify(decision.reasons),
+        id: requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callJson, callSha256, nonce: payload.nonce, state,
+        policyHash: decision.policyHash, determining, reasons: JSON.stringify(decision.reasons),
         obligation: obligation ? JSON.stringify(obligation) : null, risk: JSON.stringify(risk), createdAt: now, expiresAt: expiresAt ?? null,
         decidedAt: state === 'pending' ? null : now,
-        conflicted: JSON.stringify(decision.obligation?.conflicted ?? []),
+        conflicted, groupId: merged?.primaryId ?? null,
       });
       if (minted) this.insertToken.run(minted.jti, requestId, minted.kid, minted.token, now, minted.expiresAt);
       const learningFault = learnSafely(this.db, this.options.learner, agent.id, (l) => l.submitted(agent.id, requestId, call, callSha256, now, state));
@@ -222,6 +255,7 @@ export class DecisionService {
       };
       if (learningFault !== undefined) event.riskLearningFault = learningFault;
       if (obligation && expiresAt !== undefined) event.approval = { ...obligation, expiresAt };
+      if (merged !== undefined) event.mergedInto = { requestId: merged.primaryId, size: merged.size };
       if (minted) event.token = { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: tool.audience };
       try {
         this.options.audit.append(state === 'allowed' ? 'decision.allow' : state === 'denied' ? 'decision.deny' : 'decision.pending', now, event);

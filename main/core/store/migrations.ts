@@ -247,4 +247,13 @@ export const MIGRATIONS: readonly string[] = [
     note TEXT NOT NULL
   ) STRICT;
   `,
+  // Identical held calls merge into one approval group (docs/approvals.md "Identical calls"):
+  // a follower names its group's primary request; the primary is sealed once a ceremony starts
+  // (no member joins after an approver began deciding, so every challenge covers a fixed list).
+  `
+  ALTER TABLE requests ADD COLUMN group_id TEXT REFERENCES requests(id);
+  ALTER TABLE requests ADD COLUMN sealed_at INTEGER;
+  CREATE INDEX requests_by_group ON requests(group_id) WHERE group_id IS NOT NULL;
+  CREATE INDEX requests_open_groups ON requests(agent_id, call_sha256) WHERE state = 'pending' AND group_id IS NULL AND sealed_at IS NULL;
+  `,
 ];

@@ -96,6 +96,8 @@ function toApprovalRequest(view: ApprovalRequestView): ApprovalRequest {
     createdAt: view.createdAt,
     expiresAt: view.expiresAt,
     approvals: view.approvals.map(toEntry),
+    count: view.count,
+    followers: [...view.followers],
   };
   if (view.agentDisplayName !== undefined) out.agentDisplayName = view.agentDisplayName;
   if (view.agentOwner !== undefined) out.agentOwner = view.agentOwner;
