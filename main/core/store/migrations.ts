@@ -247,4 +247,18 @@ export const MIGRATIONS: readonly string[] = [
     note TEXT NOT NULL
   ) STRICT;
   `,
+  // 9: tamper alarms raised by continuous audit verification; open until an admin acknowledges
+  // one with a security-key tap (audit/tamper-alarm.ts). `findings` is JSON [{kind, seq, reason}].
+  `
+  CREATE TABLE audit_alarms (
+    id INTEGER PRIMARY KEY,
+    raised_at INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    first_bad_seq INTEGER NOT NULL,
+    findings TEXT NOT NULL,
+    acknowledged_at INTEGER,
+    acknowledged_by TEXT
+  ) STRICT;
+  CREATE INDEX audit_alarms_open ON audit_alarms(id) WHERE acknowledged_at IS NULL;
+  `,
 ];
