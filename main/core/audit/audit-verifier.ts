@@ -45,6 +45,7 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 export class AuditVerifier {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<VerificationReport> | undefined;
+  private queued: Promise<VerificationReport> | undefined;
   private stopped = false;
   private last: VerificationReport | undefined;
   private readonly chunkRows: number;
@@ -84,15 +85,31 @@ export class AuditVerifier {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    await this.queued?.catch(() => undefined);
     await this.running?.catch(() => undefined);
   }
 
-  /** One full pass (joins the one in progress, if any); raises the alarm for new findings. */
+  /**
+   * A full pass that starts after this call (after the one in progress, if any: that one may
+   * have read the log before a change the caller wants checked); raises the alarm for new
+   * findings. Calls made while a pass is queued share it. Passes never overlap.
+   */
   verifyNow(): Promise<VerificationReport> {
-    this.running ??= this.pass().finally(() => {
-      this.running = undefined;
+    if (this.queued !== undefined) return this.queued;
+    const launch = (): Promise<VerificationReport> => {
+      const run = this.pass().finally(() => {
+        if (this.running === run) this.running = undefined;
+      });
+      this.running = run;
+      return run;
+    };
+    if (this.running === undefined) return launch();
+    const queued = this.running.catch(() => undefined).then(() => {
+      this.queued = undefined;
+      return launch();
     });
-    return this.running;
+    this.queued = queued;
+    return queued;
   }
 
   private async pass(): Promise<VerificationReport> {
