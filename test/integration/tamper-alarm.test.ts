@@ -124,7 +124,8 @@ describe('the tamper alarm', () => {
     expect(held.determiningPolicies).toEqual(['finance-transfers:small-known-payee']);
     expect(held.approval).toMatchObject({ approvals: 1, groups: [], ttlSeconds: 900, userVerification: 'required' });
     const pendingRecord = auditKinds(app, 'decision.pending').find((r) => r.requestId === held.requestId);
-    expect(pendingRecord).toMatchObject({ tamperAlarm: { alarmId: alarm.id, firstBadSeq: 1 }, reasons: expect.arrayContaining([tamperHoldReason(alarm)]) });
+    expect(pendingRecord).toMatchObject({ tamperAlarm: { alarmId: alarm.id, firstBadSeq: 1 } });
+    expect(pendingRecord?.reasons).toContain(tamperHoldReason(alarm));
     const staging = await deploy.submit(stagingCall);
     expect(staging.decision).toBe('allow');
     expect(staging.token).toBeDefined();
@@ -147,7 +148,8 @@ describe('the tamper alarm', () => {
     expect(acked.status).toBe(200);
     expect(acked.json.result).toMatchObject({ acknowledged: { id: alarm.id, acknowledgedBy: 'root' } });
     const adminRecord = auditKinds(app, 'admin.action').at(-1);
-    expect(adminRecord).toMatchObject({ adminId: 'root', action: { kind: 'audit.acknowledge_alarm', alarmId: alarm.id }, evidence: { signature: expect.any(String) } });
+    expect(adminRecord).toMatchObject({ adminId: 'root', action: { kind: 'audit.acknowledge_alarm', alarmId: alarm.id } });
+    expect(typeof (adminRecord?.evidence as { signature?: unknown } | undefined)?.signature).toBe('string');
 
     // Calls flow again.
     expect(await healthz(app)).toMatchObject({ status: 'ok', auditAlarm: null });
@@ -262,7 +264,9 @@ describe('the tamper alarm', () => {
     cpSync(DEMO_POLICY_DIR, dir, { recursive: true });
     const entitiesFile = join(dir, 'entities.json');
     writeFileSync(entitiesFile, readFileSync(entitiesFile, 'utf8').replace('"impact": "high"', '"impact": "hihg"'));
-    await expect(loadPolicyDirectory(dir)).rejects.toMatchObject({ code: 'policy_invalid', message: expect.stringContaining('"hihg"') });
+    const refused = await loadPolicyDirectory(dir).then(() => undefined, (error: unknown) => error as { code: string; message: string });
+    expect(refused?.code).toBe('policy_invalid');
+    expect(refused?.message).toContain('has impact "hihg"; it must be one of low, medium, high, critical');
   });
 });
 
