@@ -202,6 +202,15 @@ describe('the tamper alarm', () => {
     }
   });
 
+  it('the scheduled pass finds a rewrite without anyone asking', async () => {
+    h = await startHarness({ config: { audit: { verifyEveryMs: 1_000 } } });
+    const app = h.app;
+    await app.checkpoints.checkpoint();
+    rewriteRecord(join(h.dataDir, 'countersign.db'), 2, addField);
+    await vi.waitFor(() => expect(app.tamperAlarm.current()).toMatchObject({ source: 'verification', firstBadSeq: 2 }), { timeout: 20_000, interval: 100 });
+    expect(app.auditVerifier.lastReport()?.findings).toEqual([expect.objectContaining({ kind: 'record', seq: 2 })]);
+  });
+
   it('raises from the checkpointer when a record written since the last checkpoint is rewritten', async () => {
     h = await startHarness({ config: { risk: { enabled: false } } });
     const app = h.app;
