@@ -15,7 +15,8 @@ import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { AuditVerifier } from '../../main/core/audit/audit-verifier.js';
-import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { spawnSync } from 'node:child_process';
+import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { tamperHoldReason } from '../../main/core/decision/decision-service.js';
@@ -200,7 +201,16 @@ describe('the tamper alarm', () => {
     } finally {
       client.close();
     }
-  });
+    await third.close();
+    extraApps.pop();
+
+    // The CLI lists it for the admin who will acknowledge it.
+    const cli = spawnSync(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'alarms', '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    expect(cli.status).toBe(0);
+    const listed = JSON.parse(cli.stdout) as { open: Array<{ id: number; firstBadSeq: number; findings: Array<{ kind: string }> }>; acknowledged: unknown[] };
+    expect(listed.open).toEqual([expect.objectContaining({ id: alarmId, firstBadSeq: 3, findings: [expect.objectContaining({ kind: 'record' })] })]);
+    expect(listed.acknowledged).toEqual([]);
+  }, 120_000);
 
   it('the scheduled pass finds a rewrite without anyone asking', async () => {
     h = await startHarness({ config: { audit: { verifyEveryMs: 1_000 } } });

@@ -102,6 +102,11 @@ export class TamperAlarm {
     return this.openStmt.all().map(toView);
   }
 
+  /** Acknowledged alarms, newest first (at most `limit`). */
+  acknowledged(limit = 100): TamperAlarmView[] {
+    return this.db.prepare<[number], AlarmRow>('SELECT * FROM audit_alarms WHERE acknowledged_at IS NOT NULL ORDER BY id DESC LIMIT ?').all(limit).map(toView);
+  }
+
   get(id: number): TamperAlarmView | undefined {
     const row = this.byId.get(id);
     return row === undefined ? undefined : toView(row);
