@@ -212,6 +212,30 @@ describe('the tamper alarm', () => {
     expect(listed.acknowledged).toEqual([]);
   }, 120_000);
 
+  it('an alarm raised while an automatic allow is being signed holds that call too (checked again in its commit)', async () => {
+    let raiseNow: (() => void) | undefined;
+    // The decision path's stage hook runs after the alarm check and before signing: raise the alarm right there.
+    h = await startHarness({ config: { risk: { enabled: false } }, start: { onTiming: (stage) => {
+      if (stage === 'policy' && raiseNow !== undefined) {
+        const raise = raiseNow;
+        raiseNow = undefined;
+        raise();
+      }
+    } } });
+    const app = h.app;
+    const finance = h.client('finance-bot', await h.enroll('finance-bot'));
+    raiseNow = () => app.tamperAlarm.raise('verification', [{ kind: 'record', seq: 1, reason: 'raised mid-decision by the test' }]);
+    const result = await finance.submit(transferCall('250.00'));
+    expect(raiseNow).toBeUndefined();
+    expect(result.decision).toBe('pending');
+    expect(result.token).toBeUndefined();
+    expect(result.reasons).toContain(tamperHoldReason(app.tamperAlarm.current()!));
+    // One decision, one record: the rolled-back attempt left nothing behind (no token, no allow).
+    expect(app.db.prepare('SELECT COUNT(*) AS n FROM tokens').get()).toEqual({ n: 0 });
+    expect(auditKinds(app, 'decision.allow')).toEqual([]);
+    expect(auditKinds(app, 'decision.pending').map((r) => r.requestId)).toEqual([result.requestId]);
+  });
+
   it('the scheduled pass finds a rewrite without anyone asking', async () => {
     h = await startHarness({ config: { audit: { verifyEveryMs: 1_000 } } });
     const app = h.app;

@@ -87,6 +87,9 @@ interface RequestRow {
 
 export const EXPIRED_REASON = 'approval window expired';
 
+/** Internal: the tamper alarm went up between the policy decision and its commit. */
+class AlarmRaisedMeanwhile extends Error {}
+
 function newRequestId(): string {
   return `req_${randomBytes(16).toString('base64url')}`;
 }
@@ -221,6 +224,9 @@ export class DecisionService {
     // checked again here because other decisions may have committed since the check above.
     const commit = () => {
       checkPendingCap();
+      // A tamper alarm raised while this automatic allow was being signed: it must not go out.
+      // Read inside the commit's transaction, so an alarm committed before it is always seen.
+      if (minted && alarm === undefined && isHighImpact(tool) && this.options.tamperHold?.current() !== undefined) throw new AlarmRaisedMeanwhile();
       try {
         this.insertNonce.run(agent.id, payload.nonce, payload.timestamp + this.options.maxAgeMs + this.options.maxFutureMs);
       } catch (cause) {
@@ -257,6 +263,8 @@ export class DecisionService {
     } catch (error) {
       // Memory may hold what the rolled-back transaction learned: rebuild it from the database.
       this.options.learner?.forget(agent.id);
+      // Nothing was written (the nonce neither): decide again, and the open alarm holds the call.
+      if (error instanceof AlarmRaisedMeanwhile) return this.decide(session, envelope, now);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the decision could not be stored, so it was not issued', { cause: error });
     }
