@@ -16,6 +16,20 @@ const text = (max: number) => z.string().max(max);
 const count = z.int().min(0);
 const epochMs = z.int().min(0);
 
+/** An open tamper alarm as the UI shows it (docs/audit.md): the audit log failed verification. */
+export const auditAlarmSummarySchema = z.strictObject({
+  id: z.int().min(1),
+  raisedAt: epochMs,
+  /** `verification`: the background re-verification; `checkpoint`: signing a new checkpoint. */
+  source: z.enum(['verification', 'checkpoint']),
+  /** The first entry concerned (0 when the damage is not tied to one entry). */
+  firstBadSeq: count,
+  /** How many findings the alarm holds, and the first one's sentence. */
+  findings: count,
+  reason: text(500),
+});
+export type AuditAlarmSummary = z.infer<typeof auditAlarmSummarySchema>;
+
 export const bridgeStatusSchema = z.strictObject({
   serverId: text(128).min(1),
   /** `test` is the headless key domain; the UI shows it loudly. */
@@ -28,6 +42,11 @@ export const bridgeStatusSchema = z.strictObject({
   connections: count,
   authenticated: count,
   decisions: count,
+  /**
+   * The oldest open tamper alarm, or null. While one is open, high-impact calls wait for an
+   * approver; an admin acknowledges it with a key tap (admin action `audit.acknowledge_alarm`).
+   */
+  auditAlarm: auditAlarmSummarySchema.nullable(),
 });
 export type BridgeStatus = z.infer<typeof bridgeStatusSchema>;
 

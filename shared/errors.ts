@@ -112,6 +112,7 @@ export const ERROR_CODES = {
   audit_checkpoint_invalid: 'the checkpoint is malformed or its signature does not verify',
   audit_proof_unavailable: 'no proof exists for that entry or tree size',
   audit_export_invalid: 'the audit export is malformed or does not verify',
+  tamper_alarm_unknown: 'no open tamper alarm has that id',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -11,6 +11,7 @@ import { loadConfig } from '../core/config.js';
 import { auditOrigin, checkExternalCheckpoint, checkpointFiles, latestCheckpoint, writeFileAtomic } from '../core/audit/checkpoints.js';
 import { exportAudit, verifyExport, type ExportSelection } from '../core/audit/audit-export.js';
 import { consistencyView, inclusionView } from '../core/audit/audit-proofs.js';
+import { TamperAlarm } from '../core/audit/tamper-alarm.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import type { PublicJwk } from '../core/custody/signer.js';
@@ -116,6 +117,12 @@ export async function auditCommand(sub: string | undefined, positionals: string[
       case 'keys':
         print({ keys });
         return 0;
+      case 'alarms': {
+        // Tamper alarms (docs/audit.md): open ones first; an admin acknowledges one with a key tap.
+        const alarms = new TamperAlarm(db, audit);
+        print({ open: alarms.open(), acknowledged: alarms.acknowledged() });
+        return 0;
+      }
       case 'reset-checkpoint': {
         // Only after the database itself verifies: the reset is for a deliberate restore or a lost file.
         const result = audit.verify();
@@ -138,7 +145,7 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         return 0;
       }
       default:
-        throw new CountersignError('config_invalid', 'usage: countersign audit verify|export|proof|checkpoint|keys|reset-checkpoint (see --help)');
+        throw new CountersignError('config_invalid', 'usage: countersign audit verify|export|proof|checkpoint|keys|alarms|reset-checkpoint (see --help)');
     }
   } finally {
     db.close();

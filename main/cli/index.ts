@@ -57,6 +57,7 @@ const USAGE = `usage: countersign <command> [options]
   audit proof inclusion --seq N [--size S] | audit proof consistency --from A --to B
   audit checkpoint          print the latest signed checkpoint (C2SP signed note)
   audit keys                every pinned public key of the domain (JWKS), for verifiers
+  audit alarms              tamper alarms: open ones (high-impact calls are held) and acknowledged
   audit reset-checkpoint    after a deliberate restore: record it and rewrite the checkpoint file
   risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]
                             the scorer's detection and false-positive rates on the labelled

@@ -11,8 +11,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { AuditLog, type AuditKind } from './audit/audit-log.js';
-import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles } from './audit/checkpoints.js';
+import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles, findingOf } from './audit/checkpoints.js';
 import { AuditProofs } from './audit/audit-proofs.js';
+import { TamperAlarm } from './audit/tamper-alarm.js';
+import { AuditVerifier } from './audit/audit-verifier.js';
 import { AgentRegistry } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custody/custody.js';
@@ -81,6 +83,10 @@ export interface RunningCountersign {
   issuer: TokenIssuer;
   /** Signed checkpoints of the audit log. */
   checkpoints: Checkpointer;
+  /** Open tamper alarms (stored): while one is open, high-impact calls wait for approvers. */
+  tamperAlarm: TamperAlarm;
+  /** Continuous re-verification of the whole log (at start, then every audit.verifyEveryMs). */
+  auditVerifier: AuditVerifier;
   /** The risk scorer and baselines (undefined when `risk.enabled` is false). */
   riskEngine?: RiskEngine;
   /** Per-start secret for the /api/ui/* HTTP API (32 random bytes, base64url). Never log it. */
@@ -160,8 +166,13 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db.close();
     throw error;
   }
+  const tamperAlarm = new TamperAlarm(db, audit, clock);
+  const raiseFromCheckpoint = (error: Parameters<typeof findingOf>[0]) => {
+    const raised = tamperAlarm.raise('checkpoint', [findingOf(error)]);
+    if (raised) log(`TAMPER ALARM ${raised.id}: ${error.message}`);
+  };
   const checkpoints = new Checkpointer({
-    db, log: audit, signer, origin, files, now: clock, onError: log, trusted,
+    db, log: audit, signer, origin, files, now: clock, onError: log, trusted, onTamper: raiseFromCheckpoint,
     everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs,
   });
   const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
@@ -170,6 +181,15 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db, audit, registry, policy, minter, risk: options.risk ?? riskEngine ?? UnscoredRisk, learner: riskEngine, clock, onTiming: options.onTiming,
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
+    tamperHold: {
+      current: () => tamperAlarm.current(),
+      requirement: {
+        approvals: config.audit.tamperHold.approvals,
+        groups: config.audit.tamperHold.approverGroups.length === 0 ? [] : [config.audit.tamperHold.approverGroups],
+        ttlSeconds: config.audit.tamperHold.ttlSeconds,
+        userVerification: config.audit.tamperHold.userVerification,
+      },
+    },
   });
   const uiSessionSecret = randomBytes(32).toString('base64url');
 
@@ -193,11 +213,12 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const approvalsHttp = createApprovalsHttpHandler({
     audit: auditProofs,
     sessionSecret: uiSessionSecret, service: approvals, directory: approvers, db, origins: approvalOrigins, now: clock,
-    admin: new AdminActions(db, audit, approvers, { ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock }),
+    admin: new AdminActions(db, audit, approvers, { ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock, alarm: tamperAlarm }),
     ...(virtualApprovers === undefined ? {} : { automation: virtualApprovers }),
   });
   let url = '';
-  const ui = new UiService({ db, registry, policy, signer, config, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url });
+  const ui = new UiService({ db, registry, policy, signer, config, tamperAlarm, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url });
+  const auditVerifier = new AuditVerifier({ db, log: audit, alarm: tamperAlarm, everyMs: config.audit.verifyEveryMs, now: clock, onError: log });
   const uiHttp = createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log });
   const gateway: Gateway = new Gateway({
     config, registry, decisions, log, clock,
@@ -205,7 +226,9 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     extraHttp: (req, res) => approvalsHttp(req, res) || uiHttp(req, res),
     // The active key and any key still in its rotation overlap window.
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
-    health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats() }),
+    health: (): Record<string, unknown> => ({
+      serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats(), ...auditHealth(tamperAlarm, auditVerifier),
+    }),
   });
   let bound: { host: string; port: number };
   try {
@@ -241,6 +264,10 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     }
     log(`warning: the first audit checkpoint could not be signed: ${error instanceof Error ? error.message : String(error)}`);
   }
+  // The whole log re-verified in the background now and on a schedule (never on the decision path).
+  auditVerifier.start();
+  const openAlarm = tamperAlarm.current();
+  if (openAlarm !== undefined) log(`TAMPER ALARM ${openAlarm.id} is open (raised ${new Date(openAlarm.raisedAt).toISOString()}): high-impact calls wait for approvers until an admin acknowledges it`);
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
 
   const stopWatching = policy.watch((result) => {
@@ -267,7 +294,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   let closed = false;
   return {
     config, dataDir, url, port: bound.port,
-    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals, checkpoints,
+    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals, checkpoints, tamperAlarm, auditVerifier,
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
     async close() {
@@ -275,6 +302,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       closed = true;
       if (riskPruning) clearInterval(riskPruning);
       stopWatching();
+      await auditVerifier.stop();
       await gateway.close();
       await policy.close();
       await checkpoints.stop();
@@ -288,5 +316,16 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       await custody.close();
       db.close();
     },
+  };
+}
+
+/** What /healthz says about the audit log: the open tamper alarm (status `tamper_alarm`) and the last full verification. */
+function auditHealth(alarm: TamperAlarm, verifier: AuditVerifier): Record<string, unknown> {
+  const open = alarm.current();
+  const last = verifier.lastReport();
+  return {
+    ...(open === undefined ? {} : { status: 'tamper_alarm' }),
+    auditAlarm: open === undefined ? null : { id: open.id, raisedAt: open.raisedAt, source: open.source, firstBadSeq: open.firstBadSeq, findings: open.findings.length, reason: open.findings[0]?.reason ?? '' },
+    auditVerification: last === undefined ? null : { at: last.finishedAt, entries: last.entries, findings: last.findings.length },
   };
 }

@@ -95,6 +95,18 @@ const configSchema = z.strictObject({
     mirrorDir: z.string().min(1).optional(),
     /** Data classes whose call parameters the log keeps only as a digest and a redacted view. */
     redactDataClasses: z.array(z.string().min(1).max(128)).max(64).default([]),
+    /** A full background re-verification of the log runs at start and then this often. */
+    verifyEveryMs: z.int().min(1_000).max(7 * 24 * 3600 * 1000).default(3_600_000),
+    /**
+     * While a tamper alarm is open, a high-impact call the policy would allow automatically waits
+     * for this approval instead (docs/audit.md). Empty `approverGroups`: any approver.
+     */
+    tamperHold: z.strictObject({
+      approvals: z.int().min(1).max(10).default(1),
+      approverGroups: z.array(z.string().min(1).max(128)).max(16).default([]),
+      ttlSeconds: z.int().min(60).max(24 * 3600).default(900),
+      userVerification: z.enum(['required', 'preferred']).default('required'),
+    }).prefault({}),
   }).prefault({}),
   risk: z.strictObject({
     /** Score calls against each agent's learned baseline (false: every call scores 0, `unscored`). */

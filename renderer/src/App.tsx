@@ -130,6 +130,14 @@ function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport
 function StatusPanel({ status, transport, at }: { status: BridgeStatus; transport: 'ipc' | 'http'; at: number }) {
   return (
     <section className="panel">
+      {status.auditAlarm && (
+        <div className="banner banner-alarm" role="alert" data-testid="audit-alarm">
+          <strong>Tamper alarm {status.auditAlarm.id}:</strong> the audit log failed verification at entry {status.auditAlarm.firstBadSeq}{' '}
+          ({status.auditAlarm.reason}; {status.auditAlarm.findings} finding{status.auditAlarm.findings === 1 ? '' : 's'}, raised {new Date(status.auditAlarm.raisedAt).toLocaleString()}).
+          High-impact calls wait for an approver until an admin acknowledges the alarm with a security-key tap
+          (admin action <code>{`{"kind":"audit.acknowledge_alarm","alarmId":${status.auditAlarm.id}}`}</code>).
+        </div>
+      )}
       {status.domain === 'test' && (
         <p className="banner banner-test" role="status">
           TEST key domain: tokens issued here never verify where production tokens are expected.

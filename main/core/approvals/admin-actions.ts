@@ -1,7 +1,7 @@
 /**
  * Admin actions on the approver directory (add an approver, disable one, change groups, remove
- * a key) over the local API need an admin's security-key tap over exactly that action: the
- * WebAuthn challenge is base64url(SHA-256(JCS({typ, adminId, action, nonce, expiresAt}))),
+ * a key) and the acknowledgement of a tamper alarm, over the local API, need an admin's
+ * security-key tap over exactly that action: the WebAuthn challenge is base64url(SHA-256(JCS({typ, adminId, action, nonce, expiresAt}))),
  * stored server-side and single use, user verification required. The action and the admin's
  * assertion are audited together. Admins are approvers in the `countersign-admins` group; the
  * first admin is created on the machine itself (`countersign approvers add`), which is the root
@@ -13,6 +13,7 @@ import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory } from './approver-directory.js';
+import type { TamperAlarm } from '../audit/tamper-alarm.js';
 import { clientDataChallenge } from './client-data.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
@@ -27,6 +28,8 @@ export const adminActionSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('approver.set_groups'), id, groups: z.array(z.string().min(1).max(128)).max(64) }),
   z.strictObject({ kind: z.literal('credential.remove'), credentialId: z.string().min(1).max(1400) }),
   z.strictObject({ kind: z.literal('approver.issue_registration_code'), id }),
+  // Close an open tamper alarm (docs/audit.md): high-impact calls are allowed automatically again.
+  z.strictObject({ kind: z.literal('audit.acknowledge_alarm'), alarmId: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
 ]);
 export type AdminAction = z.infer<typeof adminActionSchema>;
 
@@ -37,7 +40,7 @@ export class AdminActions {
     private readonly db: Db,
     private readonly audit: AuditLog,
     private readonly directory: ApproverDirectory,
-    private readonly options: { ceremonyTimeoutMs: number; now?: () => number },
+    private readonly options: { ceremonyTimeoutMs: number; now?: () => number; alarm?: TamperAlarm },
   ) {
     this.now = options.now ?? Date.now;
   }
@@ -48,6 +51,8 @@ export class AdminActions {
     if (!parsed.success) throw new CountersignError('schema_invalid', `the admin action is malformed at ${quote(parsed.error.issues[0]?.path.join('.') ?? '')}`);
     const action = parsed.data;
     const credentials = this.adminCredentials(adminId);
+    // Fail before the tap, not after it: the alarm must be open now (and is checked again at submit).
+    if (action.kind === 'audit.acknowledge_alarm') this.tamperAlarm().assertOpen(action.alarmId);
     const now = this.now();
     const expiresAt = now + this.options.ceremonyTimeoutMs;
     const record = canonicalize({ typ: ADMIN_ACTION_TYP, adminId, action: action as unknown as JsonObject, nonce: randomBytes(32).toString('base64url'), expiresAt });
@@ -92,7 +97,7 @@ export class AdminActions {
       const spent = this.db.prepare('UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, challenge);
       if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
       this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(verified.authenticationInfo.newCounter, now, credential.credentialId);
-      const outcome = this.perform(action, adminId);
+      const outcome = this.perform(action, adminId, now);
       this.audit.append('admin.action', now, {
         adminId, action: action, credentialId: credential.credentialId,
         evidence: { authenticatorData: response.response.authenticatorData, clientDataJSON: response.response.clientDataJSON, signature: response.response.signature },
@@ -102,8 +107,10 @@ export class AdminActions {
     return { action, result };
   }
 
-  private perform(action: AdminAction, adminId: string): unknown {
+  private perform(action: AdminAction, adminId: string, now: number): unknown {
     switch (action.kind) {
+      case 'audit.acknowledge_alarm':
+        return { acknowledged: this.tamperAlarm().acknowledge(action.alarmId, adminId, now) };
       case 'approver.add': {
         // A new approver comes with the code they register their first key with.
         const approver = this.directory.addApprover({ id: action.id, displayName: action.displayName, groups: action.groups });
@@ -121,6 +128,11 @@ export class AdminActions {
         this.directory.removeCredential(action.credentialId);
         return { removed: action.credentialId };
     }
+  }
+
+  private tamperAlarm(): TamperAlarm {
+    if (this.options.alarm === undefined) throw new CountersignError('tamper_alarm_unknown', 'this server keeps no tamper alarms');
+    return this.options.alarm;
   }
 
   private adminCredentials(adminId: string) {

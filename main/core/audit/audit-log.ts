@@ -44,6 +44,7 @@ export type AuditKind =
   | 'policy.reload_failed'
   | 'config.loaded'
   | 'audit.checkpoint_reset'
+  | 'audit.tamper_alarm'
   | 'server.started'
   | 'server.stopped';
 

@@ -87,7 +87,26 @@ export interface CheckpointerOptions {
   everyMs: number;
   now: () => number;
   onError: (message: string) => void;
+  /**
+   * Called when making a checkpoint (or hashing the tree) finds the log damaged (audit_corrupt):
+   * the records it re-hashes or the stored hashes no longer match. Raises the tamper alarm.
+   */
+  onTamper?: (error: CountersignError) => void;
 }
+
+/** The finding an audit_corrupt error carries (details `findingKind`, `findingSeq`), if any. */
+export function findingOf(error: CountersignError): { kind: 'record' | 'subtree' | 'checkpoint' | 'missing'; seq: number; reason: string } {
+  const kind = error.details?.findingKind;
+  const seq = error.details?.findingSeq;
+  return {
+    kind: kind === 'record' || kind === 'subtree' || kind === 'checkpoint' || kind === 'missing' ? kind : 'subtree',
+    seq: typeof seq === 'number' ? seq : 0,
+    reason: error.message,
+  };
+}
+
+const corrupt = (kind: 'record' | 'subtree' | 'checkpoint' | 'missing', seq: number, message: string) =>
+  new CountersignError('audit_corrupt', message, { details: { findingKind: kind, findingSeq: seq } });
 
 export class Checkpointer {
   private chain: Promise<unknown> = Promise.resolve();
@@ -111,7 +130,10 @@ export class Checkpointer {
 
   /** Sign a checkpoint of the log as it is now (if it grew since the last one). Serialized. */
   checkpoint(): Promise<StoredCheckpoint | undefined> {
-    const run = this.chain.then(() => this.make());
+    const run = this.chain.then(() => this.make()).catch((error: unknown) => {
+      if (error instanceof CountersignError && error.code === 'audit_corrupt') this.tamper(error);
+      throw error;
+    });
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -134,6 +156,7 @@ export class Checkpointer {
         this.options.log.syncTree();
       } catch (error) {
         this.options.onError(`audit tree hashing failed: ${error instanceof Error ? error.message : String(error)}`);
+        if (error instanceof CountersignError && error.code === 'audit_corrupt') this.tamper(error);
         return;
       }
       const size = this.options.log.size();
@@ -143,6 +166,14 @@ export class Checkpointer {
       }
     }, tick);
     this.timer.unref();
+  }
+
+  private tamper(error: CountersignError): void {
+    try {
+      this.options.onTamper?.(error);
+    } catch (fault) {
+      this.options.onError(`the tamper alarm could not be raised: ${fault instanceof Error ? fault.message : String(fault)}`);
+    }
   }
 
   async stop(): Promise<void> {
@@ -185,17 +216,17 @@ export class Checkpointer {
 function recomputeRoot(log: AuditLog, trusted: { size: number; root: Uint8Array }, size: number): Uint8Array {
   const acc = MerkleAccumulator.resume(merkleHasher, trusted.size, log.frontier(trusted.size));
   if (!Buffer.from(acc.root()).equals(trusted.root)) {
-    throw new CountersignError('audit_corrupt', `the stored hashes of the first ${trusted.size} entries changed since they were checkpointed`);
+    throw corrupt('subtree', 1, `the stored hashes of the first ${trusted.size} entries changed since they were checkpointed`);
   }
   for (const row of log.entriesWithLeaves(trusted.size, size)) {
-    if (row.seq !== acc.size + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${acc.size + 1}`);
+    if (row.seq !== acc.size + 1) throw corrupt('missing', acc.size + 1, `the audit log is missing entry ${acc.size + 1}`);
     const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
-    if (row.leaf === null || !row.leaf.equals(leaf)) throw new CountersignError('audit_corrupt', `entry ${row.seq} does not match its stored leaf hash`);
+    if (row.leaf === null || !row.leaf.equals(leaf)) throw corrupt(row.leaf === null ? 'missing' : 'record', row.seq, `entry ${row.seq} does not match its stored leaf hash`);
     acc.pushLeafHash(leaf);
   }
   const root = acc.root();
   if (acc.size !== size || !Buffer.from(root).equals(log.root(size))) {
-    throw new CountersignError('audit_corrupt', `the stored subtree hashes do not match the records of the first ${size} entries`);
+    throw corrupt('subtree', trusted.size + 1, `the stored subtree hashes do not match the records of the first ${size} entries`);
   }
   return root;
 }

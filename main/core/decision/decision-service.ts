@@ -15,7 +15,8 @@ import { randomBytes } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
-import type { PolicyEngine } from '../policy/policy-engine.js';
+import type { PolicyDecision, PolicyEngine } from '../policy/policy-engine.js';
+import { isHighImpact } from '../policy/policy-set.js';
 import { safeScore, type RiskLearner, type RiskScorer } from './risk.js';
 import { riskContext } from '../../../shared/risk.js';
 import { learnSafely } from '../risk/learn-safely.js';
@@ -64,6 +65,19 @@ export interface DecisionServiceOptions {
   clock?: () => number;
   /** Optional stage timings (benchmarks): verify, risk, policy, sign, store — milliseconds. */
   onTiming?: (stage: DecisionStage, ms: number) => void;
+  /** While a tamper alarm is open, high-impact calls the policy allows wait for approvers instead. */
+  tamperHold?: TamperHold;
+}
+
+/** The open tamper alarm (if any) and the approval a held high-impact call then needs. */
+export interface TamperHold {
+  current(): { id: number; raisedAt: number; firstBadSeq: number } | undefined;
+  requirement: ApprovalRequirement;
+}
+
+/** The reason a decision gives when the tamper alarm turned an automatic allow into a hold. */
+export function tamperHoldReason(alarm: { id: number; firstBadSeq: number }): string {
+  return `the audit log failed verification (tamper alarm ${alarm.id}, entry ${alarm.firstBadSeq}): high-impact calls wait for an approver until an admin acknowledges the alarm`;
 }
 
 export type DecisionStage = 'verify' | 'risk' | 'policy' | 'sign' | 'store';
@@ -79,6 +93,9 @@ interface RequestRow {
 }
 
 export const EXPIRED_REASON = 'approval window expired';
+
+/** Internal: the tamper alarm went up between the policy decision and its commit. */
+class AlarmRaisedMeanwhile extends Error {}
 
 function newRequestId(): string {
   return `req_${randomBytes(16).toString('base64url')}`;
@@ -179,8 +196,8 @@ export class DecisionService {
     const requestId = newRequestId();
 
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
-    const decision = scopeDenial
-      ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash, obligation: undefined }
+    let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation'> = scopeDenial
+      ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash }
       : await this.options.policy.evaluateAsync({
         agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
         tool: call.tool,
@@ -191,6 +208,14 @@ export class DecisionService {
         risk: riskContext(risk),
         now: new Date(now),
       });
+
+    // A tamper alarm is open: the log that vouches for automatic decisions cannot be trusted,
+    // so a high-impact call the policy would allow waits for a person instead.
+    const alarm = decision.outcome === 'allow' && isHighImpact(tool) ? this.options.tamperHold?.current() : undefined;
+    if (alarm !== undefined) {
+      const reason = tamperHoldReason(alarm);
+      decision = { ...decision, outcome: 'approval_required', reasons: [...decision.reasons, reason], obligation: { ...this.options.tamperHold!.requirement, reasons: [reason], conflicted: [] } };
+    }
 
     const checkPendingCap = () => {
       if (decision.outcome === 'approval_required' && this.countPending.get(agent.id)!.n >= this.options.maxPendingPerAgent) {
@@ -219,6 +244,9 @@ export class DecisionService {
     // checked again here because other decisions may have committed since the check above.
     const commit = () => {
       checkPendingCap();
+      // A tamper alarm raised while this automatic allow was being signed: it must not go out.
+      // Read inside the commit's transaction, so an alarm committed before it is always seen.
+      if (minted && alarm === undefined && isHighImpact(tool) && this.options.tamperHold?.current() !== undefined) throw new AlarmRaisedMeanwhile();
       merged = undefined;
       const callJson = canonicalize(call);
       const determining = JSON.stringify(decision.determiningPolicies);
@@ -254,6 +282,7 @@ export class DecisionService {
         ...auditedParams(call.params, call.dataClass, redact),
       };
       if (learningFault !== undefined) event.riskLearningFault = learningFault;
+      if (alarm !== undefined) event.tamperAlarm = { alarmId: alarm.id, firstBadSeq: alarm.firstBadSeq, raisedAt: alarm.raisedAt };
       if (obligation && expiresAt !== undefined) event.approval = { ...obligation, expiresAt };
       if (merged !== undefined) event.mergedInto = { requestId: merged.primaryId, size: merged.size };
       if (minted) event.token = { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: tool.audience };
@@ -268,6 +297,8 @@ export class DecisionService {
     } catch (error) {
       // Memory may hold what the rolled-back transaction learned: rebuild it from the database.
       this.options.learner?.forget(agent.id);
+      // Nothing was written (the nonce neither): decide again, and the open alarm holds the call.
+      if (error instanceof AlarmRaisedMeanwhile) return this.decide(session, envelope, now);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the decision could not be stored, so it was not issued', { cause: error });
     }

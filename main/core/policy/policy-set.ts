@@ -549,11 +549,26 @@ function toCedarEntity(entity: ParsedEntity): StaticEntity {
   return out;
 }
 
+/** The values a Tool's `impact` may take; a typo must not silently make a tool low impact. */
+export const IMPACT_LEVELS = ['low', 'medium', 'high', 'critical'] as const;
+
+/**
+ * Whether calls to `tool` are high impact: its Tool entity says `impact` "high" or "critical".
+ * While a tamper alarm is open such calls are never allowed automatically (docs/audit.md).
+ */
+export function isHighImpact(tool: Pick<ToolInfo, 'impact'>): boolean {
+  return tool.impact === 'high' || tool.impact === 'critical';
+}
+
 function toolInfo(entity: ParsedEntity, problems: Problems): ToolInfo | undefined {
   const attrs = (entity.attrs ?? {}) as Record<string, JsonValue>;
   const { audience, impact } = attrs;
   if (typeof audience !== 'string' || typeof impact !== 'string') {
     problems.add(`${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(entity.uid.id)} needs string attributes audience and impact`);
+    return undefined;
+  }
+  if (!(IMPACT_LEVELS as readonly string[]).includes(impact)) {
+    problems.add(`${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(entity.uid.id)} has impact ${quote(impact)}; it must be one of ${IMPACT_LEVELS.join(', ')}`);
     return undefined;
   }
   return { name: entity.uid.id, audience, impact, attributes: attrs };

@@ -247,7 +247,7 @@ export const MIGRATIONS: readonly string[] = [
     note TEXT NOT NULL
   ) STRICT;
   `,
-  // Identical held calls merge into one approval group (docs/approvals.md "Identical calls"):
+  // 9: identical held calls merge into one approval group (docs/approvals.md "Identical calls"):
   // a follower names its group's primary request; the primary is sealed once a ceremony starts
   // (no member joins after an approver began deciding, so every challenge covers a fixed list).
   `
@@ -255,5 +255,19 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE requests ADD COLUMN sealed_at INTEGER;
   CREATE INDEX requests_by_group ON requests(group_id) WHERE group_id IS NOT NULL;
   CREATE INDEX requests_open_groups ON requests(agent_id, call_sha256) WHERE state = 'pending' AND group_id IS NULL AND sealed_at IS NULL;
+  `,
+  // 10: tamper alarms raised by continuous audit verification; open until an admin acknowledges
+  // one with a security-key tap (audit/tamper-alarm.ts). `findings` is JSON [{kind, seq, reason}].
+  `
+  CREATE TABLE audit_alarms (
+    id INTEGER PRIMARY KEY,
+    raised_at INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    first_bad_seq INTEGER NOT NULL,
+    findings TEXT NOT NULL,
+    acknowledged_at INTEGER,
+    acknowledged_by TEXT
+  ) STRICT;
+  CREATE INDEX audit_alarms_open ON audit_alarms(id) WHERE acknowledged_at IS NULL;
   `,
 ];

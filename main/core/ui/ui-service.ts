@@ -16,12 +16,13 @@ import type { CountersignConfig } from '../config.js';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import type { ApprovalService, ApprovalEntry as CoreApprovalEntry, ApprovalRequestView } from '../approvals/approval-service.js';
 import type { ApproverDirectory } from '../approvals/approver-directory.js';
+import type { TamperAlarm, TamperAlarmView } from '../audit/tamper-alarm.js';
 import { CountersignError } from '../../../shared/errors.js';
 import {
   approvalCeremonySchema, approvalOutcomeSchema, approvalReasonSchema, approvalVerdictSchema, approverListSchema, bridgeIdSchema, clampDecisionLimit,
   parseBridgeArgument, parseBridgeResult, pendingApprovalListSchema, registeredKeySchema, registrationCodeSchema, registrationOptionsSchema, webauthnResponseSchema,
   type AgentSummary, type ApprovalCeremony, type ApprovalEntry, type ApprovalOutcome, type ApprovalRequest, type ApprovalVerdict, type ApproverSummary,
-  type BridgeStatus, type CountersignBridge, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
+  type AuditAlarmSummary, type BridgeStatus, type CountersignBridge, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
 import type { RequestState } from '../../../shared/protocol.js';
 
@@ -37,6 +38,8 @@ export interface UiServiceDeps {
   gatewayUrl: () => string;
   /** Human approvals (RunningCountersign.approvals); without it the approval methods refuse. */
   approvals?: Pick<ApprovalService, 'listPending' | 'startCeremony' | 'submitCeremony'>;
+  /** The tamper alarm (RunningCountersign.tamperAlarm); without it the status shows none. */
+  tamperAlarm?: Pick<TamperAlarm, 'current'>;
   /** The approver directory (RunningCountersign.approvers); without it the approver methods refuse. */
   approvers?: Pick<ApproverDirectory, 'list' | 'beginRegistration' | 'finishRegistration'>;
 }
@@ -105,6 +108,11 @@ function toApprovalRequest(view: ApprovalRequestView): ApprovalRequest {
   return out;
 }
 
+function alarmSummary(alarm: TamperAlarmView | undefined): AuditAlarmSummary | null {
+  if (alarm === undefined) return null;
+  return { id: alarm.id, raisedAt: alarm.raisedAt, source: alarm.source, firstBadSeq: alarm.firstBadSeq, findings: alarm.findings.length, reason: (alarm.findings[0]?.reason ?? '').slice(0, 500) };
+}
+
 export class UiService implements CountersignBridge {
   private readonly recentDecisions;
 
@@ -127,6 +135,7 @@ export class UiService implements CountersignBridge {
         connections: stats.connections,
         authenticated: stats.authenticated,
         decisions: stats.decisions,
+        auditAlarm: alarmSummary(this.deps.tamperAlarm?.current()),
       };
     });
   }
