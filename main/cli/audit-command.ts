@@ -12,6 +12,7 @@ import { auditOrigin, checkExternalCheckpoint, checkpointFiles, latestCheckpoint
 import { exportAudit, verifyExport, type ExportSelection } from '../core/audit/audit-export.js';
 import { consistencyView, inclusionView } from '../core/audit/audit-proofs.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
+import { fileNotFound } from '../core/user-files.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import type { PublicJwk } from '../core/custody/signer.js';
 import { domainOption } from './keys-command.js';
@@ -37,7 +38,7 @@ function time(value: string | undefined, name: string, fallback: number): number
 
 /** Public keys for the offline verifier: a JWKS, one JWK, or a PEM SubjectPublicKeyInfo. */
 export function readVerificationKeys(file: string): PublicJwk[] {
-  if (!existsSync(file)) throw new CountersignError('config_invalid', `the key file ${quote(file)} does not exist`);
+  if (!existsSync(file)) throw fileNotFound('the key file', file);
   const text = readFileSync(file, 'utf8');
   try {
     if (text.includes('-----BEGIN PUBLIC KEY-----')) return [createPublicKey(text).export({ format: 'jwk' }) as unknown as PublicJwk];
@@ -55,7 +56,9 @@ export async function auditCommand(sub: string | undefined, positionals: string[
   if (sub === 'verify' && values.export !== undefined) {
     const keyFile = str(values.key);
     if (keyFile === undefined) throw new CountersignError('config_invalid', '--key is required with --export (a JWKS from `audit keys`, or a PEM public key)');
-    const result = await verifyExport(resolve(str(values.export) ?? ''), readVerificationKeys(resolve(keyFile)));
+    const exportFile = resolve(str(values.export) ?? '');
+    if (!existsSync(exportFile)) throw fileNotFound('the audit export', exportFile);
+    const result = await verifyExport(exportFile, readVerificationKeys(resolve(keyFile)));
     print(result);
     return result.ok ? 0 : 1;
   }

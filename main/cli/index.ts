@@ -4,7 +4,7 @@
  * $COUNTERSIGN_DATA_DIR or ~/.local/share/countersign) and runs under plain Node.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
@@ -22,6 +22,7 @@ import { parseDuration } from './durations.js';
 import { runDemo } from './demo.js';
 import { auditCommand } from './audit-command.js';
 import { print } from './print.js';
+import { readUserFile } from '../core/user-files.js';
 
 const USAGE = `usage: countersign <command> [options]
 
@@ -125,7 +126,7 @@ function required(value: string | undefined, name: string): string {
 
 
 async function readEnrollment(file: string) {
-  return verifyEnrollmentRequest(parseStrictJson(readFileSync(file, 'utf8')));
+  return verifyEnrollmentRequest(parseStrictJson(readUserFile('the enrollment request file', file)));
 }
 
 async function serve(values: Values, domain: 'production' | 'test'): Promise<void> {

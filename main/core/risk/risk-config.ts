@@ -5,6 +5,7 @@
  * out-of-range value stops the start, it is never silently ignored. docs/risk.md explains each.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { fileNotFound } from '../user-files.js';
 import { z } from 'zod';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -129,7 +130,7 @@ export function parseRiskConfig(value: unknown, where = 'risk settings'): RiskCo
 /** Load a risk settings file; `required` false means a missing file gives the defaults. */
 export function loadRiskConfig(file: string, required: boolean): RiskConfig {
   if (!existsSync(file)) {
-    if (required) throw new CountersignError('config_invalid', `the risk settings file ${quote(file)} does not exist`);
+    if (required) throw fileNotFound('the risk settings file', file);
     return DEFAULT_RISK_CONFIG;
   }
   let raw: unknown;
