@@ -12,7 +12,7 @@ import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
 import { DEFAULT_POLICY_PACK, DEFAULT_RENDERER_DIR, REPO_ROOT, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
-import { loadRiskConfig } from '../core/risk/risk-config.js';
+import { loadRiskConfig, loadRiskSettings } from '../core/risk/risk-config.js';
 import { formatScenarioReport, readScenarioSet, runScenarioReport } from '../core/risk/scenario-report.js';
 import { keysCommand, domainOption } from './keys-command.js';
 import { ApproverDirectory } from '../core/approvals/approver-directory.js';
@@ -226,7 +226,10 @@ export async function main(argv: string[]): Promise<number> {
       const config = loadConfig(dataDir, values.config, { policyDir: values['policy-dir'] });
       const policyDir = values['policy-dir'] ? resolve(values['policy-dir']) : resolvePolicyDir(dataDir, config, (m) => console.error(m));
       if (sub === 'check') {
-        print(await checkPolicyDirectory(policyDir));
+        const summary = await checkPolicyDirectory(policyDir);
+        // The risk settings `start` would load with this policy directory, through the same loader.
+        const risk = config.risk.enabled ? loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)) : undefined;
+        print({ ...summary, risk: risk === undefined ? { enabled: false } : { enabled: true, file: risk.file ?? '(built-in defaults)' } });
         return 0;
       }
       if (sub === 'test') {

@@ -5,6 +5,7 @@
  * out-of-range value stops the start, it is never silently ignored. docs/risk.md explains each.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileNotFound } from '../user-files.js';
 import { z } from 'zod';
 import { CountersignError, quote } from '../../../shared/errors.js';
@@ -125,6 +126,18 @@ export function parseRiskConfig(value: unknown, where = 'risk settings'): RiskCo
     throw new CountersignError('config_invalid', `${where}: error at ${quote(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`);
   }
   return parsed.data;
+}
+
+/**
+ * The risk settings a server would run with for a policy directory: the configured file
+ * (`risk.file`, which must exist), else the pack's own risk.json (optional; defaults without it).
+ * `start` and `policy check` both load them here, so a check that passes means a start that
+ * does not refuse the same file.
+ */
+export function loadRiskSettings(policyDir: string, configuredFile: string | undefined): { file: string | undefined; config: RiskConfig } {
+  if (configuredFile !== undefined) return { file: configuredFile, config: loadRiskConfig(configuredFile, true) };
+  const file = join(policyDir, 'risk.json');
+  return existsSync(file) ? { file, config: loadRiskConfig(file, true) } : { file: undefined, config: DEFAULT_RISK_CONFIG };
 }
 
 /** Load a risk settings file; `required` false means a missing file gives the defaults. */
