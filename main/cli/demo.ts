@@ -62,7 +62,7 @@ export const DEMO_PACE_MS = 90_000;
 /** Between the finance agent's payments after the opening (15 an hour, as an accounts payable run). */
 export const DEMO_PAYMENT_PACE_MS = 4 * 60_000;
 /** When the staged retry loop starts, and how many times the payment is sent. */
-export const DEMO_LOOP_AT_MS = 7 * 60_000;
+export const DEMO_LOOP_AT_MS = 9 * 60_000;
 export const DEMO_LOOP_CALLS = 5;
 
 /** mulberry32: a small seeded PRNG, so a seed gives the same tour (tests) and a new seed a new one. */

@@ -21,7 +21,7 @@ import { writeAgentKeyFile } from './agent-key-file.js';
 import { parseDuration } from './durations.js';
 import { runDemo } from './demo.js';
 import { auditCommand } from './audit-command.js';
-import { print } from './print.js';
+import { formatTime, print, printListing } from './print.js';
 import { readUserFile } from '../core/user-files.js';
 
 const USAGE = `usage: countersign <command> [options]
@@ -32,11 +32,11 @@ const USAGE = `usage: countersign <command> [options]
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
                 [--model M] [--agent-version V]
-  agents list
+  agents list [--json]
   agents revoke ID [--reason TEXT]
   agents rotate ID FILE [--overlap 24h]
   approvers add ID --name NAME --groups g1,g2
-  approvers list | approvers disable ID | approvers registration-code ID
+  approvers list [--json] | approvers disable ID | approvers registration-code ID
                             people who approve held calls (they register keys in the UI)
   policy check [--policy-dir DIR]
   policy test FILE [--policy-dir DIR]
@@ -44,7 +44,7 @@ const USAGE = `usage: countersign <command> [options]
                             generate the domain's signing key in the PKCS#11 token and pin it
   keys rotate [--alg ES256|EdDSA] [--overlap 24h]
                             new token key becomes active; the old one stays published for --overlap
-  keys list                 pinned signing keys: fingerprint, algorithm, custody, status
+  keys list [--json]        pinned signing keys: fingerprint, algorithm, custody, status
   keys export-public [--format jwks|pem]
   keys status               token present, logged in, key matches its pin, last signature
                             (keys commands take --domain production|test; default: config)
@@ -63,7 +63,8 @@ const USAGE = `usage: countersign <command> [options]
                             the scorer's detection and false-positive rates on the labelled
                             scenario set (default test/scenarios/risk-scenarios.json)
 
-common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR`;
+common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR
+listings print a table; --json prints the records as JSON (times in epoch milliseconds)`;
 
 /** The labelled scenario set shipped with the repository (test/scenarios/). */
 const DEFAULT_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'risk-scenarios.json');
@@ -104,6 +105,7 @@ const OPTIONS = {
   from: { type: 'string' },
   to: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  json: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -203,7 +205,17 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'list') {
-          print(registry.list());
+          printListing(registry.list(), [
+            { header: 'id', value: (a) => a.id },
+            { header: 'name', value: (a) => a.displayName },
+            { header: 'status', value: (a) => a.status },
+            { header: 'owner', value: (a) => a.owner },
+            { header: 'group', value: (a) => a.group },
+            { header: 'tools', value: (a) => a.allowedTools.join(',') },
+            { header: 'keys', value: (a) => a.keys.map((k) => `${k.kid.slice(0, 12)}… ${k.status}${k.status === 'retiring' ? ` until ${formatTime(k.notAfter)}` : ''}`).join(', ') },
+            { header: 'enrolled', value: (a) => formatTime(a.createdAt) },
+            { header: 'expires', value: (a) => formatTime(a.expiresAt) },
+          ], { json: values.json, empty: 'no agents are enrolled' });
           return 0;
         }
         if (sub === 'revoke') {
@@ -272,7 +284,16 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'list') {
-          print(approvers.list().map((a) => ({ ...a, credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) })));
+          const listed = approvers.list().map((a) => ({ ...a, credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) }));
+          printListing(listed, [
+            { header: 'id', value: (a) => a.id },
+            { header: 'name', value: (a) => a.displayName },
+            { header: 'status', value: (a) => a.status },
+            { header: 'groups', value: (a) => a.groups.join(',') },
+            { header: 'security keys', value: (a) => `${a.credentials.filter((c) => c.status === 'active').length} active of ${a.credentials.length}` },
+            { header: 'virtual', value: (a) => (a.virtual ? 'yes' : 'no') },
+            { header: 'added', value: (a) => formatTime(a.createdAt) },
+          ], { json: values.json, empty: 'no approvers yet: add one with approvers add ID --name NAME --groups g1,g2' });
           return 0;
         }
         if (sub === 'disable') {

@@ -33,18 +33,18 @@ describe('countersign CLI', () => {
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('[enrollment_conflict]');
 
-    const list = JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>;
+    const list = JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>;
     expect(list.find((a) => a.id === 'ap-bot')?.keys[0]).toMatchObject({ kid: made.kid, status: 'active' });
 
     const rotatedKeys = join(dataDir, 'rotated');
     const next = JSON.parse(cli('keygen', '--agent-id', 'ap-bot', '--alg', 'ES256', '--out', rotatedKeys).stdout) as { enrollmentFile: string; kid: string };
     const rotate = cli('agents', 'rotate', 'ap-bot', next.enrollmentFile, '--overlap', '1h');
     expect(rotate.status).toBe(0);
-    const keys = (JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>).find((a) => a.id === 'ap-bot')!.keys;
+    const keys = (JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>).find((a) => a.id === 'ap-bot')!.keys;
     expect(keys.map((k) => k.status).sort()).toEqual(['active', 'retiring']);
 
     expect(cli('agents', 'revoke', 'ap-bot', '--reason', 'left the company').status).toBe(0);
-    const revoked = (JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; status: string }>).find((a) => a.id === 'ap-bot');
+    const revoked = (JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; status: string }>).find((a) => a.id === 'ap-bot');
     expect(revoked?.status).toBe('revoked');
     expect(cli('audit', 'verify').status).toBe(0);
   }, 120_000);
@@ -109,7 +109,7 @@ describe('countersign CLI', () => {
     expect(added.registration.code).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(cli('approvers', 'add', 'bad id!', '--name', 'x', '--groups', 'g').stderr).toContain('[config_invalid]');
     expect(cli('approvers', 'disable', 'alice').status).toBe(0);
-    const listed = JSON.parse(cli('approvers', 'list').stdout) as Array<{ id: string; status: string; credentials: unknown[] }>;
+    const listed = JSON.parse(cli('approvers', 'list', '--json').stdout) as Array<{ id: string; status: string; credentials: unknown[] }>;
     expect(listed).toEqual([expect.objectContaining({ id: 'alice', status: 'disabled', credentials: [] })]);
   }, 60_000);
 
