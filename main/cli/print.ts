@@ -22,7 +22,6 @@ export function formatTime(ms: number | null | undefined): string {
 /** A cell's text on one line: control characters (a newline in a name) shown as spaces. */
 function cell(value: string | number | boolean | null | undefined): string {
   if (value === null || value === undefined || value === '') return '-';
-  // eslint-disable-next-line no-control-regex
   return String(value).replace(/[\u0000-\u001f\u007f]+/g, ' ');
 }
 

@@ -493,7 +493,8 @@ describe('loading rejects invalid sets', () => {
   });
 
   it('rejects a missing directory, schema or policy file', async () => {
-    expect(await loadError(path.join(tempDir(), 'nope'))).toContain('cannot be read');
+    const nope = path.join(tempDir(), 'nope');
+    await expect(loadPolicyDirectory(nope)).rejects.toMatchObject({ code: 'file_not_found', message: `the policy directory ${JSON.stringify(nope)} does not exist` });
     const empty = tempDir();
     const message = await loadError(empty);
     expect(message).toContain('schema.cedarschema: cannot be read');
