@@ -7,8 +7,8 @@
  * The calls come from a schedule (`demoSteps`): varied payees, amounts, services and changes,
  * paced like working agents (after a short opening, a payment every 4 minutes spread over the
  * known suppliers, a deploy every 90 s), so the risk scorer never mistakes the demo's own traffic
- * for a loop, a burst or a transfer split into pieces. It shows the loop detector
- * once, on purpose: a few minutes in, the finance agent retries one payment five times. Amounts
+ * for a loop, a burst or a transfer split into pieces. It shows the loop detector once, on
+ * purpose: at minute 9 the finance agent retries one payment five times. Amounts
  * and change ids depend on a per-run seed, so a restart does not replay the calls of the run
  * before (the scorer keeps its recent window across restarts, on purpose: see docs/risk.md).
  */
