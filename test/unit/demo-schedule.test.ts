@@ -4,7 +4,7 @@
  * (test/integration/demo-tour.test.ts plays one seed through the real core).
  */
 import { describe, expect, it } from 'vitest';
-import { canonicalize, type JsonObject } from '../../shared/canonical-json.js';
+import { canonicalize } from '../../shared/canonical-json.js';
 import { DEMO_LOOP_CALLS, demoSteps, type DemoStep } from '../../main/cli/demo.js';
 
 const MINUTE = 60_000;
@@ -19,9 +19,12 @@ function take(seed: number, untilMs: number, history: Parameters<typeof demoStep
   return steps;
 }
 
-const identity = (s: DemoStep) => canonicalize({ tool: s.call.tool, params: s.call.params } as unknown as JsonObject);
+const identity = (s: DemoStep) => canonicalize({ tool: s.call.tool, params: s.call.params });
 /** Payments that move money if approved: USD, not to a sanctioned jurisdiction. */
-const countedPayee = (s: DemoStep) => (s.call.tool === 'payments.transfer' && s.call.params.currency === 'USD' && s.call.jurisdiction === 'US' ? String(s.call.params.payee) : undefined);
+const countedPayee = (s: DemoStep): string | undefined => {
+  const payee = s.call.params.payee;
+  return s.call.tool === 'payments.transfer' && s.call.params.currency === 'USD' && s.call.jurisdiction === 'US' && typeof payee === 'string' ? payee : undefined;
+};
 
 describe('demoSteps', () => {
   it('for any seed: in time order, paced under 60 calls an hour per agent, one staged loop, no other repeated call, no payee three times in an hour', () => {
