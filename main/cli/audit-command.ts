@@ -56,9 +56,10 @@ export async function auditCommand(sub: string | undefined, positionals: string[
   if (sub === 'verify' && values.export !== undefined) {
     const keyFile = str(values.key);
     if (keyFile === undefined) throw new CountersignError('config_invalid', '--key is required with --export (a JWKS from `audit keys`, or a PEM public key)');
+    const keys = readVerificationKeys(resolve(keyFile));
     const exportFile = resolve(str(values.export) ?? '');
     if (!existsSync(exportFile)) throw fileNotFound('the audit export', exportFile);
-    const result = await verifyExport(exportFile, readVerificationKeys(resolve(keyFile)));
+    const result = await verifyExport(exportFile, keys);
     print(result);
     return result.ok ? 0 : 1;
   }
