@@ -112,6 +112,7 @@ describe('stable codes for first-hour mistakes', () => {
       [['policy', 'test', `${missing}.json`, '--policy-dir', join(REPO_ROOT, 'examples', 'finance')], `the policy test file "${missing}.json" does not exist`],
       [['agents', 'enroll', `${missing}.json`, '--owner', 'o', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US'], `the enrollment request file "${missing}.json" does not exist`],
       [['risk', 'report', '--scenarios', `${missing}.json`], `the scenario file "${missing}.json" does not exist`],
+      [['audit', 'verify', '--export', `${missing}.jsonl`, '--key', `${missing}.jwks`], `the key file "${missing}.jwks" does not exist`],
       [['start', '--policy-dir', missing, '--port', '0'], `the policy directory "${missing}" does not exist`],
     ];
     for (const [args, message] of cases) {
