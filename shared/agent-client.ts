@@ -25,7 +25,10 @@ export interface WebSocketLike {
 export type WebSocketFactory = (url: string, protocols: string[]) => WebSocketLike;
 
 export interface AgentClientOptions {
-  /** Base URL of the gateway, e.g. `ws://127.0.0.1:7345`; the protocol path is appended. */
+  /**
+   * The gateway, e.g. `ws://127.0.0.1:7345` (the protocol path `/v1/agent` is appended) or the
+   * full agent endpoint `ws://127.0.0.1:7345/v1/agent` (used as it is).
+   */
   url: string;
   agentId: string;
   key: AgentKey;
@@ -42,6 +45,16 @@ export interface AgentClientOptions {
   model?: string;
   agentVersion?: string;
   clock?: () => number;
+}
+
+/**
+ * The agent endpoint for a configured URL: the base URL gets the protocol path appended, a URL
+ * that already ends in it is kept (both spellings appear in docs and configs; appending twice
+ * would reach no endpoint and fail with a bare close 1006).
+ */
+export function agentEndpoint(url: string): string {
+  const base = url.replace(/\/+$/, '');
+  return base.endsWith(WS_PATH) ? base : `${base}${WS_PATH}`;
 }
 
 export type AgentClientState = 'idle' | 'connecting' | 'ready' | 'reconnecting' | 'closed';
@@ -194,7 +207,7 @@ export class AgentClient {
 
   private open(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const url = `${this.options.url.replace(/\/+$/, '')}${WS_PATH}`;
+      const url = agentEndpoint(this.options.url);
       let settled = false;
       const settle = (error?: CountersignError) => {
         if (settled) return;

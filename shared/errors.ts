@@ -87,6 +87,9 @@ export const ERROR_CODES = {
 
   // Operations
   config_invalid: 'the configuration is invalid',
+  // (first-hour errors: a file that is not there, a port another process holds)
+  file_not_found: 'a file or directory named in the configuration or a command does not exist',
+  port_in_use: 'the gateway port is already in use by another process',
   store_failed: 'the data store could not complete the operation',
   audit_write_failed: 'the audit record could not be written, so the action was refused',
   signer_failed: 'the signing key could not produce a valid signature',

@@ -2,6 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { readPrivateFile } from '../core/custody/private-file.js';
 import { CountersignError } from '../../shared/errors.js';
+import { fileNotFound } from '../core/user-files.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import type { AgentPrivateJwk } from '../../shared/agent-keys.js';
 
@@ -18,7 +19,7 @@ export function writeAgentKeyFile(path: string, content: AgentKeyFile): void {
 /** The same rules as every secret file: 0600, owned by this user, no symlink. */
 export async function readAgentKeyFile(path: string): Promise<AgentKeyFile> {
   const text = await readPrivateFile(path, 'agent key', 64 * 1024);
-  if (text === undefined) throw new CountersignError('config_invalid', `the agent key file ${JSON.stringify(path)} does not exist`);
+  if (text === undefined) throw fileNotFound('the agent key file', path);
   const value = parseStrictJson(text) as unknown as AgentKeyFile;
   if (typeof value.agentId !== 'string' || typeof value.privateJwk !== 'object') {
     throw new CountersignError('config_invalid', `${JSON.stringify(path)} is not an agent key file`);

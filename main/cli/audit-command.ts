@@ -13,6 +13,7 @@ import { exportAudit, verifyExport, type ExportSelection } from '../core/audit/a
 import { consistencyView, inclusionView } from '../core/audit/audit-proofs.js';
 import { TamperAlarm } from '../core/audit/tamper-alarm.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
+import { fileNotFound } from '../core/user-files.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import type { PublicJwk } from '../core/custody/signer.js';
 import { domainOption } from './keys-command.js';
@@ -38,7 +39,7 @@ function time(value: string | undefined, name: string, fallback: number): number
 
 /** Public keys for the offline verifier: a JWKS, one JWK, or a PEM SubjectPublicKeyInfo. */
 export function readVerificationKeys(file: string): PublicJwk[] {
-  if (!existsSync(file)) throw new CountersignError('config_invalid', `the key file ${quote(file)} does not exist`);
+  if (!existsSync(file)) throw fileNotFound('the key file', file);
   const text = readFileSync(file, 'utf8');
   try {
     if (text.includes('-----BEGIN PUBLIC KEY-----')) return [createPublicKey(text).export({ format: 'jwk' }) as unknown as PublicJwk];
@@ -56,7 +57,10 @@ export async function auditCommand(sub: string | undefined, positionals: string[
   if (sub === 'verify' && values.export !== undefined) {
     const keyFile = str(values.key);
     if (keyFile === undefined) throw new CountersignError('config_invalid', '--key is required with --export (a JWKS from `audit keys`, or a PEM public key)');
-    const result = await verifyExport(resolve(str(values.export) ?? ''), readVerificationKeys(resolve(keyFile)));
+    const keys = readVerificationKeys(resolve(keyFile));
+    const exportFile = resolve(str(values.export) ?? '');
+    if (!existsSync(exportFile)) throw fileNotFound('the audit export', exportFile);
+    const result = await verifyExport(exportFile, keys);
     print(result);
     return result.ok ? 0 : 1;
   }

@@ -4,7 +4,7 @@
  * $COUNTERSIGN_DATA_DIR or ~/.local/share/countersign) and runs under plain Node.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
@@ -12,7 +12,7 @@ import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
 import { DEFAULT_POLICY_PACK, DEFAULT_RENDERER_DIR, REPO_ROOT, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
-import { loadRiskConfig } from '../core/risk/risk-config.js';
+import { loadRiskConfig, loadRiskSettings } from '../core/risk/risk-config.js';
 import { formatScenarioReport, readScenarioSet, runScenarioReport } from '../core/risk/scenario-report.js';
 import { keysCommand, domainOption } from './keys-command.js';
 import { ApproverDirectory } from '../core/approvals/approver-directory.js';
@@ -21,7 +21,8 @@ import { writeAgentKeyFile } from './agent-key-file.js';
 import { parseDuration } from './durations.js';
 import { runDemo } from './demo.js';
 import { auditCommand } from './audit-command.js';
-import { print } from './print.js';
+import { formatTime, print, printListing } from './print.js';
+import { readUserFile } from '../core/user-files.js';
 
 const USAGE = `usage: countersign <command> [options]
 
@@ -31,11 +32,11 @@ const USAGE = `usage: countersign <command> [options]
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
                 [--model M] [--agent-version V]
-  agents list
+  agents list [--json]
   agents revoke ID [--reason TEXT]
   agents rotate ID FILE [--overlap 24h]
   approvers add ID --name NAME --groups g1,g2
-  approvers list | approvers disable ID | approvers registration-code ID
+  approvers list [--json] | approvers disable ID | approvers registration-code ID
                             people who approve held calls (they register keys in the UI)
   policy check [--policy-dir DIR]
   policy test FILE [--policy-dir DIR]
@@ -43,7 +44,7 @@ const USAGE = `usage: countersign <command> [options]
                             generate the domain's signing key in the PKCS#11 token and pin it
   keys rotate [--alg ES256|EdDSA] [--overlap 24h]
                             new token key becomes active; the old one stays published for --overlap
-  keys list                 pinned signing keys: fingerprint, algorithm, custody, status
+  keys list [--json]        pinned signing keys: fingerprint, algorithm, custody, status
   keys export-public [--format jwks|pem]
   keys status               token present, logged in, key matches its pin, last signature
                             (keys commands take --domain production|test; default: config)
@@ -63,7 +64,8 @@ const USAGE = `usage: countersign <command> [options]
                             the scorer's detection and false-positive rates on the labelled
                             scenario set (default test/scenarios/risk-scenarios.json)
 
-common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR`;
+common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR
+listings print a table; --json prints the records as JSON (times in epoch milliseconds)`;
 
 /** The labelled scenario set shipped with the repository (test/scenarios/). */
 const DEFAULT_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'risk-scenarios.json');
@@ -104,6 +106,7 @@ const OPTIONS = {
   from: { type: 'string' },
   to: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  json: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -126,7 +129,7 @@ function required(value: string | undefined, name: string): string {
 
 
 async function readEnrollment(file: string) {
-  return verifyEnrollmentRequest(parseStrictJson(readFileSync(file, 'utf8')));
+  return verifyEnrollmentRequest(parseStrictJson(readUserFile('the enrollment request file', file)));
 }
 
 async function serve(values: Values, domain: 'production' | 'test'): Promise<void> {
@@ -203,7 +206,17 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'list') {
-          print(registry.list());
+          printListing(registry.list(), [
+            { header: 'id', value: (a) => a.id },
+            { header: 'name', value: (a) => a.displayName },
+            { header: 'status', value: (a) => a.status },
+            { header: 'owner', value: (a) => a.owner },
+            { header: 'group', value: (a) => a.group },
+            { header: 'tools', value: (a) => a.allowedTools.join(',') },
+            { header: 'keys', value: (a) => a.keys.map((k) => `${k.kid.slice(0, 12)}… ${k.status}${k.status === 'retiring' ? ` until ${formatTime(k.notAfter)}` : ''}`).join(', ') },
+            { header: 'enrolled', value: (a) => formatTime(a.createdAt) },
+            { header: 'expires', value: (a) => formatTime(a.expiresAt) },
+          ], { json: values.json, empty: 'no agents are enrolled' });
           return 0;
         }
         if (sub === 'revoke') {
@@ -226,7 +239,10 @@ export async function main(argv: string[]): Promise<number> {
       const config = loadConfig(dataDir, values.config, { policyDir: values['policy-dir'] });
       const policyDir = values['policy-dir'] ? resolve(values['policy-dir']) : resolvePolicyDir(dataDir, config, (m) => console.error(m));
       if (sub === 'check') {
-        print(await checkPolicyDirectory(policyDir));
+        const summary = await checkPolicyDirectory(policyDir);
+        // The risk settings `start` would load with this policy directory, through the same loader.
+        const risk = config.risk.enabled ? loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)) : undefined;
+        print({ ...summary, risk: risk === undefined ? { enabled: false } : { enabled: true, file: risk.file ?? '(built-in defaults)' } });
         return 0;
       }
       if (sub === 'test') {
@@ -269,7 +285,16 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'list') {
-          print(approvers.list().map((a) => ({ ...a, credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) })));
+          const listed = approvers.list().map((a) => ({ ...a, credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) }));
+          printListing(listed, [
+            { header: 'id', value: (a) => a.id },
+            { header: 'name', value: (a) => a.displayName },
+            { header: 'status', value: (a) => a.status },
+            { header: 'groups', value: (a) => a.groups.join(',') },
+            { header: 'security keys', value: (a) => `${a.credentials.filter((c) => c.status === 'active').length} active of ${a.credentials.length}` },
+            { header: 'virtual', value: (a) => (a.virtual ? 'yes' : 'no') },
+            { header: 'added', value: (a) => formatTime(a.createdAt) },
+          ], { json: values.json, empty: 'no approvers yet: add one with approvers add ID --name NAME --groups g1,g2' });
           return 0;
         }
         if (sub === 'disable') {

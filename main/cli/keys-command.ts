@@ -14,7 +14,7 @@ import { verifyWithJwk } from '../core/custody/signer.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
 import type { TokenDomain } from '../../shared/approval-token.js';
 import { parseDuration } from './durations.js';
-import { print } from './print.js';
+import { formatTime, print, printListing } from './print.js';
 
 export interface KeysOptions {
   config?: string | undefined;
@@ -22,6 +22,7 @@ export interface KeysOptions {
   alg?: string | undefined;
   overlap?: string | undefined;
   format?: string | undefined;
+  json?: boolean | undefined;
 }
 
 export function domainOption(value: string | undefined): TokenDomain | undefined {
@@ -43,7 +44,15 @@ export async function keysCommand(sub: string | undefined, values: KeysOptions, 
         print(await generate(sub, config, signingKeys, values));
         return 0;
       case 'list':
-        print(signingKeys.list(config.domain).map((k) => ({ ...k, lastSignatureAt: signingKeys.lastSignatureAt(k.kid) ?? null })));
+        printListing(signingKeys.list(config.domain).map((k) => ({ ...k, lastSignatureAt: signingKeys.lastSignatureAt(k.kid) ?? null })), [
+          { header: 'kid', value: (k) => k.kid },
+          { header: 'status', value: (k) => k.status },
+          { header: 'custody', value: (k) => (k.custody === 'pkcs11' ? `pkcs11 ${k.tokenLabel ?? ''}/${k.keyLabel ?? ''}` : 'software') },
+          { header: 'alg', value: (k) => k.algorithm },
+          { header: 'created', value: (k) => formatTime(k.createdAt) },
+          { header: 'published until', value: (k) => (k.status === 'retiring' ? formatTime(k.notAfter) : '') },
+          { header: 'last signature', value: (k) => formatTime(k.lastSignatureAt) },
+        ], { json: values.json, empty: `no signing key is pinned for the ${config.domain} domain yet` });
         return 0;
       case 'export-public':
         return exportPublic(signingKeys, config.domain, values.format ?? 'jwks');

@@ -24,7 +24,7 @@ import { TokenIssuer } from './tokens/token-issuer.js';
 import { DecisionService, type DecisionServiceOptions } from './decision/decision-service.js';
 import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
 import { RiskEngine } from './risk/risk-engine.js';
-import { loadRiskConfig } from './risk/risk-config.js';
+import { loadRiskSettings } from './risk/risk-config.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
@@ -125,8 +125,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   try {
     const policyDir = resolvePolicyDir(dataDir, config, log);
     if (config.risk.enabled) {
-      const riskConfig = config.risk.file !== undefined ? loadRiskConfig(resolve(dataDir, config.risk.file), true) : loadRiskConfig(join(policyDir, 'risk.json'), false);
-      riskEngine = new RiskEngine(db, riskConfig);
+      riskEngine = new RiskEngine(db, loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)).config);
     }
     policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true });
   } catch (error) {

@@ -4,6 +4,7 @@
  * silently ignored.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { fileNotFound } from './user-files.js';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -152,7 +153,7 @@ export function loadConfig(dataDir: string, configFile?: string, overrides: Conf
   if (existsSync(file)) {
     raw = parseStrictJson(readFileSync(file, 'utf8'));
   } else if (configFile !== undefined) {
-    throw new CountersignError('config_invalid', `the configuration file ${JSON.stringify(configFile)} does not exist`);
+    throw fileNotFound('the configuration file', configFile);
   }
   const config = parseConfig(raw);
   if (overrides.port !== undefined) config.gateway.port = overrides.port;

@@ -138,6 +138,19 @@ describe('AgentClient: connect, authenticate, submit', () => {
     expect(app.gateway.getStats()).toMatchObject({ connections: 1, authenticated: 1 });
   });
 
+  it('connects with the base URL and with the full agent URL the README shows, with or without a trailing slash', async () => {
+    const key = await h.enroll('finance-bot');
+    const opened: string[] = [];
+    for (const url of [app.url, `${app.url}/`, `${app.url}/v1/agent`, `${app.url}/v1/agent/`]) {
+      const c = client('finance-bot', key, { url, reconnect: false, webSocket: (u, p) => (opened.push(u), nodeWebSocket(u, p)) });
+      await c.connect();
+      expect(c.connectionState).toBe('ready');
+      expect((await c.submit(transferCall(`${250 + opened.length}.00`))).decision).toBe('allow');
+      c.close();
+    }
+    expect(new Set(opened)).toEqual(new Set([`${app.url}/v1/agent`]));
+  });
+
   it('fails with auth_failed for a key not enrolled for the agent, and does not retry', async () => {
     await h.enroll('finance-bot');
     const otherKey = await h.enroll('other-bot');

@@ -33,18 +33,18 @@ describe('countersign CLI', () => {
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('[enrollment_conflict]');
 
-    const list = JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>;
+    const list = JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>;
     expect(list.find((a) => a.id === 'ap-bot')?.keys[0]).toMatchObject({ kid: made.kid, status: 'active' });
 
     const rotatedKeys = join(dataDir, 'rotated');
     const next = JSON.parse(cli('keygen', '--agent-id', 'ap-bot', '--alg', 'ES256', '--out', rotatedKeys).stdout) as { enrollmentFile: string; kid: string };
     const rotate = cli('agents', 'rotate', 'ap-bot', next.enrollmentFile, '--overlap', '1h');
     expect(rotate.status).toBe(0);
-    const keys = (JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>).find((a) => a.id === 'ap-bot')!.keys;
+    const keys = (JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>).find((a) => a.id === 'ap-bot')!.keys;
     expect(keys.map((k) => k.status).sort()).toEqual(['active', 'retiring']);
 
     expect(cli('agents', 'revoke', 'ap-bot', '--reason', 'left the company').status).toBe(0);
-    const revoked = (JSON.parse(cli('agents', 'list').stdout) as Array<{ id: string; status: string }>).find((a) => a.id === 'ap-bot');
+    const revoked = (JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; status: string }>).find((a) => a.id === 'ap-bot');
     expect(revoked?.status).toBe('revoked');
     expect(cli('audit', 'verify').status).toBe(0);
   }, 120_000);
@@ -109,7 +109,7 @@ describe('countersign CLI', () => {
     expect(added.registration.code).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(cli('approvers', 'add', 'bad id!', '--name', 'x', '--groups', 'g').stderr).toContain('[config_invalid]');
     expect(cli('approvers', 'disable', 'alice').status).toBe(0);
-    const listed = JSON.parse(cli('approvers', 'list').stdout) as Array<{ id: string; status: string; credentials: unknown[] }>;
+    const listed = JSON.parse(cli('approvers', 'list', '--json').stdout) as Array<{ id: string; status: string; credentials: unknown[] }>;
     expect(listed).toEqual([expect.objectContaining({ id: 'alice', status: 'disabled', credentials: [] })]);
   }, 60_000);
 
@@ -170,8 +170,9 @@ describe('countersign CLI', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const deadline = Date.now() + 30_000;
-    while (!(out.includes(': ALLOW') && out.includes(': PENDING') && /as an external email asked: \w+.*\n.*\n/.test(out)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    // The opening shows allow, pending and deny within its first 25 seconds.
+    const deadline = Date.now() + 60_000;
+    while (!(out.includes(': ALLOW') && out.includes(': PENDING') && out.includes(': DENY') && /as an external email asked: \w+.*\n.*\n/.test(out)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
 
@@ -196,9 +197,15 @@ describe('countersign CLI', () => {
     expect(out).toContain('tool server verified the token');
     expect(out).toContain(': PENDING');
     // The same payment twice: automatic from a person, held once an external email asked for it.
-    expect(out).toContain('pay 250.00 USD to Acme Ltd (known payee): ALLOW');
-    expect(out).toContain('pay 250.00 USD to Acme Ltd, as an external email asked: PENDING');
+    const payment = /pay ([\d,.]+ USD to [A-Za-z ]+) \(known payee\): ALLOW/.exec(out);
+    expect(payment, out).not.toBeNull();
+    expect(out).toContain(`pay ${payment![1]}, as an external email asked: PENDING`);
+    // Each reason once, though two guardrail files share some.
+    for (const line of out.split('\n').filter((l) => l.includes(' — '))) {
+      const reasons = line.split(' — ')[1]!.replace(/ \(needs .*$/, '').split('; ');
+      expect(new Set(reasons).size, line).toBe(reasons.length);
+    }
     expect(out).toContain('untrusted_provenance +45 (the input that led to this call came from "email:external")');
     expect(out).toContain('not hardware-backed');
-  }, 60_000);
+  }, 150_000);
 });

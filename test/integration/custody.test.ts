@@ -152,7 +152,7 @@ describe('hardware custody over PKCS#11', () => {
     const rotated = JSON.parse(rotate.stdout) as { kid: string; alg: string; previous: { kid: string } };
     expect(rotated).toMatchObject({ alg: 'EdDSA', previous: { kid: firstKid } });
     expect(rotated.kid).not.toBe(firstKid);
-    const listed = JSON.parse(cli('keys', 'list').stdout) as Array<{ kid: string; status: string }>;
+    const listed = JSON.parse(cli('keys', 'list', '--json').stdout) as Array<{ kid: string; status: string }>;
     expect(listed.map((k) => [k.kid, k.status])).toEqual([[firstKid, 'retiring'], [rotated.kid, 'active']]);
 
     const app = await start();

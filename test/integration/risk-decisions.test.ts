@@ -184,7 +184,7 @@ describe('risk settings at start', () => {
   });
 
   it('refuses to start when the configured risk file does not exist', async () => {
-    await expect(startHarness({ config: { risk: { file: '/nonexistent/risk.json' } } })).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('does not exist') as unknown });
+    await expect(startHarness({ config: { risk: { file: '/nonexistent/risk.json' } } })).rejects.toMatchObject({ code: 'file_not_found', message: expect.stringContaining('does not exist') as unknown });
   });
 
   it('with risk scoring turned off, every call says so and nothing is learned', async () => {

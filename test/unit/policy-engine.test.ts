@@ -275,6 +275,19 @@ describe('decision rules', () => {
     await expect(PolicyEngine.open(orphan)).rejects.toMatchObject({ code: 'policy_invalid' });
   });
 
+  it('lists a reason once when several determining policies share it (one guardrail in two files)', async () => {
+    const guardrail = '@id("high-risk") @reason("the risk score is 90 or higher") forbid(principal, action, resource) when { context.risk.score >= 90 };\n';
+    const engine = await PolicyEngine.open(makePack({ 'a.cedar': `${PERMIT_ALL}${guardrail}`, 'b.cedar': guardrail }));
+    const denied = engine.evaluate(demoRequest({ risk: { score: 95, factors: ['x'] } }));
+    expect(denied).toMatchObject({ outcome: 'deny', determiningPolicies: ['a:high-risk', 'b:high-risk'], reasons: ['the risk score is 90 or higher'] });
+
+    const approval = '@id("one") @approvals("1") @approver_groups("finance-approvers") @reason("one finance approver") permit(principal, action, resource);\n';
+    const held = (await PolicyEngine.open(makePack({ 'a.cedar': approval, 'b.cedar': approval }))).evaluate(demoRequest());
+    expect(held.outcome).toBe('approval_required');
+    expect(held.reasons).toEqual(['one finance approver']);
+    expect(held.obligation?.reasons).toEqual(['one finance approver']);
+  });
+
   it('combines the obligations of determining permits strictly', async () => {
     const policies = `
 @id("one-finance") @approvals("1") @approver_groups("finance-approvers") @approval_ttl("30m") @user_verification("preferred") @reason("one finance approver")
@@ -487,7 +500,8 @@ describe('loading rejects invalid sets', () => {
   });
 
   it('rejects a missing directory, schema or policy file', async () => {
-    expect(await loadError(path.join(tempDir(), 'nope'))).toContain('cannot be read');
+    const nope = path.join(tempDir(), 'nope');
+    await expect(loadPolicyDirectory(nope)).rejects.toMatchObject({ code: 'file_not_found', message: `the policy directory ${JSON.stringify(nope)} does not exist` });
     const empty = tempDir();
     const message = await loadError(empty);
     expect(message).toContain('schema.cedarschema: cannot be read');

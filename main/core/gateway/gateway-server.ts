@@ -80,9 +80,15 @@ export class Gateway {
   async listen(): Promise<{ host: string; port: number }> {
     const { host, port } = this.deps.config.gateway;
     await new Promise<void>((resolve, reject) => {
-      this.http.once('error', reject);
+      const failed = (error: NodeJS.ErrnoException) => {
+        // Another process (often a second Countersign) holds the port: say which, with a stable code.
+        if (error.code === 'EADDRINUSE') {
+          reject(new CountersignError('port_in_use', `port ${port} on ${host} is already in use by another process; stop it or choose another port with --port (or gateway.port in config.json)`, { cause: error, details: { host, port } }));
+        } else reject(error);
+      };
+      this.http.once('error', failed);
       this.http.listen(port, host, () => {
-        this.http.off('error', reject);
+        this.http.off('error', failed);
         resolve();
       });
     });

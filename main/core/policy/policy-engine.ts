@@ -401,7 +401,7 @@ function combineObligations(set: LoadedPolicySet, determining: readonly string[]
         result.groups.push([...spec.groups]);
       }
     }
-    if (policy.reason !== undefined) result.reasons.push(policy.reason);
+    if (policy.reason !== undefined && !result.reasons.includes(policy.reason)) result.reasons.push(policy.reason);
   }
   result?.groups.sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
   return result;
@@ -411,8 +411,12 @@ function erroredPolicies(diagnostics: cedar.Diagnostics): string[] {
   return [...new Set(diagnostics.errors.map((e) => e.policyId))].sort();
 }
 
+/**
+ * The reasons of the determining policies, each text once: two policies may carry the same
+ * @reason (a shared guardrail copied into two policy files), and a person reads it once.
+ */
 function reasonsOf(set: LoadedPolicySet, ids: readonly string[], verb: 'forbidden' | 'permitted'): string[] {
-  return ids.map((id) => set.policies.get(id)?.reason ?? `${verb} by policy ${quote(id)}`);
+  return [...new Set(ids.map((id) => set.policies.get(id)?.reason ?? `${verb} by policy ${quote(id)}`))];
 }
 
 function denyWithErrors(policyHash: string, errors: string[], determining: string[]): PolicyDecision {

@@ -15,6 +15,7 @@ import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { z } from 'zod';
 import { canonicalize, parseStrictJson, type JsonValue } from '../../../shared/canonical-json.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { fileNotFound } from '../user-files.js';
 
 export const NAMESPACE = 'Countersign';
 export const AGENT_TYPE = `${NAMESPACE}::Agent`;
@@ -116,6 +117,7 @@ export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet>
     if (!info.isDirectory()) throw new Error('not a directory');
     names = await readdir(absDir);
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw fileNotFound('the policy directory', absDir, error);
     throw new CountersignError('policy_invalid', `policy directory ${quote(dir)} cannot be read: ${describe(error)}`, { cause: error });
   }
 

@@ -9,6 +9,7 @@ import { parseStrictJson, type JsonObject, type JsonValue } from '../../../share
 import { CountersignError, isCountersignError, quote, type ErrorCode } from '../../../shared/errors.js';
 import { PolicyEngine, type PolicyDecision, type PolicyOutcome, type PolicyRequest } from './policy-engine.js';
 import { loadPolicyDirectory, type PolicyObligationSpec } from './policy-set.js';
+import { fileReadError } from '../user-files.js';
 
 // ---------------------------------------------------------------------------------------------
 // policy check
@@ -158,8 +159,7 @@ export async function readPolicyTestFile(testFile: string): Promise<PolicyTestCa
   try {
     text = await readFile(testFile, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new CountersignError('config_invalid', `policy test file ${quote(testFile, 200)} cannot be read: ${code === 'ENOENT' ? 'file not found' : (code ?? 'error').toLowerCase()}`, { cause: error });
+    throw fileReadError('the policy test file', testFile, error);
   }
   let json: JsonValue;
   try {

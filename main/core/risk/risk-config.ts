@@ -5,6 +5,8 @@
  * out-of-range value stops the start, it is never silently ignored. docs/risk.md explains each.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileNotFound } from '../user-files.js';
 import { z } from 'zod';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -126,10 +128,22 @@ export function parseRiskConfig(value: unknown, where = 'risk settings'): RiskCo
   return parsed.data;
 }
 
+/**
+ * The risk settings a server would run with for a policy directory: the configured file
+ * (`risk.file`, which must exist), else the pack's own risk.json (optional; defaults without it).
+ * `start` and `policy check` both load them here, so a check that passes means a start that
+ * does not refuse the same file.
+ */
+export function loadRiskSettings(policyDir: string, configuredFile: string | undefined): { file: string | undefined; config: RiskConfig } {
+  if (configuredFile !== undefined) return { file: configuredFile, config: loadRiskConfig(configuredFile, true) };
+  const file = join(policyDir, 'risk.json');
+  return existsSync(file) ? { file, config: loadRiskConfig(file, true) } : { file: undefined, config: DEFAULT_RISK_CONFIG };
+}
+
 /** Load a risk settings file; `required` false means a missing file gives the defaults. */
 export function loadRiskConfig(file: string, required: boolean): RiskConfig {
   if (!existsSync(file)) {
-    if (required) throw new CountersignError('config_invalid', `the risk settings file ${quote(file)} does not exist`);
+    if (required) throw fileNotFound('the risk settings file', file);
     return DEFAULT_RISK_CONFIG;
   }
   let raw: unknown;

@@ -10,7 +10,8 @@
  * approvers are assumed to be right: a benign call is approved (learned), a malicious one
  * denied (not learned).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readUserFile } from '../user-files.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -61,9 +62,10 @@ export interface ScenarioReport {
 }
 
 export function readScenarioSet(file: string): ScenarioSet {
+  const text = readUserFile('the scenario file', file);
   let raw: unknown;
   try {
-    raw = parseStrictJson(readFileSync(file, 'utf8'));
+    raw = parseStrictJson(text);
   } catch (cause) {
     throw new CountersignError('config_invalid', `the scenario file ${quote(file)} could not be read as JSON`, { cause });
   }
