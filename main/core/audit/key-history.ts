@@ -1,10 +1,9 @@
 /**
  * The log's signing-key history, and checking a checkpoint against it. Every key ever pinned for
  * this data directory (any domain, any status) may have signed a checkpoint, but only within the
- * window it was in force — from its activation until the end of its overlap window — and only if
- * its pinning (the `signing_key.activated` / `signing_key.rotated` entry) is itself one of the
- * entries that checkpoint covers, proven by an inclusion proof against the checkpoint's signed
- * root. So moving from the software key to a PKCS#11 key, or rotating, never makes the log
+ * window it was in force: after its pinning (the `signing_key.activated` / `signing_key.rotated`
+ * entry must be one of the entries that checkpoint covers, proven by an inclusion proof against
+ * the checkpoint's signed root) and no later than the end of its overlap window. So moving from the software key to a PKCS#11 key, or rotating, never makes the log
  * unverifiable, while a key pinned by editing the database (no entry in the signed log) is
  * refused. docs/audit.md, "Signing keys over time".
  */
@@ -74,10 +73,12 @@ export function verifyCheckpointWithHistory(note: string, origin: string, histor
       problem ??= new CountersignError('audit_checkpoint_invalid', `the checkpoint is not signed by a pinned signing key of this log: the pinning of ${quote(key.kid)} is not among the ${checkpoint.size} entries it covers`);
       continue;
     }
+    // The window's start needs no clock: the pinning entry is inside the signed tree, so the
+    // checkpoint came after it (a clock set back after a rotation cannot brick start). Its end
+    // is a time: after its overlap window a key signs nothing (SigningKeyRegistry.maySign).
     const time = checkpoint.time;
-    if (time === undefined ? key.activeUntil !== undefined : time < key.activeFrom || (key.activeUntil !== undefined && time > key.activeUntil)) {
-      const window = `${new Date(key.activeFrom).toISOString()} to ${key.activeUntil === undefined ? 'now' : new Date(key.activeUntil).toISOString()}`;
-      problem ??= new CountersignError('audit_checkpoint_invalid', `the checkpoint${time === undefined ? ' has no time and' : ` of ${new Date(time).toISOString()}`} is signed by the key ${quote(key.kid)}, which was in force only from ${window}`);
+    if (key.activeUntil !== undefined && (time === undefined || time > key.activeUntil)) {
+      problem ??= new CountersignError('audit_checkpoint_invalid', `the checkpoint${time === undefined ? ' has no time and' : ` of ${new Date(time).toISOString()}`} is signed by the key ${quote(key.kid)}, which was in force only from ${new Date(key.activeFrom).toISOString()} to ${new Date(key.activeUntil).toISOString()}`);
       continue;
     }
     return { checkpoint, kid: key.kid };
