@@ -14,7 +14,7 @@ import type { PublicJwk } from '../custody/signer.js';
 import type { SigningKeyRecord } from '../custody/signing-keys.js';
 import { verifyNoteSignature } from './note-keys.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
-import { fromBase64, parseCheckpointText, parseSignedNote, type Checkpoint } from '../../../shared/checkpoint-note.js';
+import { fromBase64, toBase64, parseCheckpointText, parseSignedNote, type Checkpoint } from '../../../shared/checkpoint-note.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { verifyInclusion } from '../../../shared/merkle.js';
 
@@ -69,7 +69,8 @@ export function verifyCheckpointWithHistory(note: string, origin: string, histor
   if (signers.length === 0) throw new CountersignError('audit_checkpoint_invalid', 'the checkpoint is not signed by a pinned signing key of this log');
   let problem: CountersignError | undefined;
   for (const key of signers) {
-    if (checkpoint.size <= log.size() && !pinnedWithin(log, checkpoint, pinnings.get(key.kid))) {
+    // A tree that no longer matches the checkpoint is a fork, which the caller names as such.
+    if (checkpoint.size <= log.size() && treeMatches(log, checkpoint) && !pinnedWithin(log, checkpoint, pinnings.get(key.kid))) {
       problem ??= new CountersignError('audit_checkpoint_invalid', `the checkpoint is not signed by a pinned signing key of this log: the pinning of ${quote(key.kid)} is not among the ${checkpoint.size} entries it covers`);
       continue;
     }
@@ -84,6 +85,10 @@ export function verifyCheckpointWithHistory(note: string, origin: string, histor
     return { checkpoint, kid: key.kid };
   }
   throw problem ?? new CountersignError('audit_checkpoint_invalid', 'the checkpoint is not signed by a pinned signing key of this log');
+}
+
+function treeMatches(log: AuditLog, checkpoint: Checkpoint): boolean {
+  return toBase64(log.root(checkpoint.size)) === checkpoint.rootHash;
 }
 
 /** Whether the entry that pinned the key is inside the checkpoint's tree, by its signed root. */
