@@ -50,10 +50,6 @@ export class AdoptingCustody implements OpenCustody {
     return this.current.status();
   }
 
-  get tokenKeys(): (() => Promise<PublicJwk[]>) | undefined {
-    return this.current.tokenKeys;
-  }
-
   /**
    * The key-fixed signer for the next signature: the domain's active key (adopted first when it
    * changed), or the previous key while it may still sign. Throws signing_key_unpublished.
