@@ -170,7 +170,7 @@ async function pkcs11Phase(dataDir: string, loadAgents: Array<{ id: string; key:
   }
 }
 
-export async function runDecisionPathBench(options: { concurrency: number; seconds: number; memoryAgents: number; openLoopPerSecond: number }): Promise<Record<string, unknown>> {
+export async function runDecisionPathBench(options: { concurrency: number; seconds: number; memoryAgents: number; openLoopPerSecond: number; stageDecisions?: number }): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-'));
   const total = Math.max(options.concurrency, options.memoryAgents);
   writeFileSync(join(dataDir, 'config.json'), JSON.stringify({
@@ -239,7 +239,7 @@ export async function runDecisionPathBench(options: { concurrency: number; secon
     // (c) the real core again, tokens signed in the SoftHSM2 token through PKCS#11
     const hsm = await pkcs11Phase(dataDir, loadAgents, options.seconds, warmup);
 
-    const alone = await stageCostsAlone(dataDir, agents[0]!, 2_500);
+    const alone = await stageCostsAlone(dataDir, agents[0]!, options.stageDecisions ?? 2_500);
 
     const stageTotal = Object.values(timings).reduce((s, t) => s + t.ms, 0);
     const breakdown = Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, { meanMs: +(t.ms / t.n).toFixed(4), share: `${((t.ms / stageTotal) * 100).toFixed(1)}%` }]));

@@ -103,6 +103,7 @@ export const ERROR_CODES = {
   hsm_key_mismatch: 'the key on the token does not match its pinned fingerprint',
   hsm_key_extractable: 'the signing key on the token can be extracted',
   hardware_custody_required: 'the configuration requires a hardware-held signing key',
+  signing_key_unpublished: 'the signing key is no longer published long enough to sign; no token was issued',
   timeout: 'the operation timed out',
   connection_closed: 'the connection closed before the operation completed',
   internal_error: 'an internal error occurred',

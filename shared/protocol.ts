@@ -157,7 +157,7 @@ export function rpcCodeFor(code: ErrorCode): number {
   if (code === 'schema_invalid' || code === 'protocol_version_unsupported') return -32600;
   if (code === 'method_unknown') return -32601;
   if (code === 'invalid_params' || code === 'unknown_tool') return -32602;
-  if (code === 'internal_error' || code === 'store_failed' || code === 'audit_write_failed' || code === 'audit_corrupt' || code === 'signer_failed' || code === 'signer_unavailable' || code === 'signer_timeout') return -32603;
+  if (code === 'internal_error' || code === 'store_failed' || code === 'audit_write_failed' || code === 'audit_corrupt' || code === 'signer_failed' || code === 'signer_unavailable' || code === 'signer_timeout' || code === 'signing_key_unpublished') return -32603;
   if (code === 'rate_limited' || code === 'pending_queue_full' || code === 'too_many_connections' || code === 'frame_too_large') return -32005;
   if (code.startsWith('envelope_')) return -32002;
   return -32001;

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openDataDir } from '../core/app.js';
 import { loadConfig } from '../core/config.js';
+import { historicKey } from '../core/audit/key-history.js';
 import { auditOrigin, checkExternalCheckpoint, checkpointFiles, latestCheckpoint, writeFileAtomic } from '../core/audit/checkpoints.js';
 import { exportAudit, verifyExport, type ExportSelection } from '../core/audit/audit-export.js';
 import { consistencyView, inclusionView } from '../core/audit/audit-proofs.js';
@@ -69,13 +70,15 @@ export async function auditCommand(sub: string | undefined, positionals: string[
   try {
     const files = checkpointFiles(dataDir, config.audit.mirrorDir === undefined ? undefined : resolve(dataDir, config.audit.mirrorDir));
     // Every key pinned in this data directory, in any domain and any status: old checkpoints stay checkable.
-    const keys = signingKeys.list().map((k) => k.publicJwk);
+    const records = signingKeys.list();
+    const keys = records.map((k) => k.publicJwk);
+    const history = records.map(historicKey);
     switch (sub) {
       case 'verify': {
         const result = audit.verify();
         let external: Record<string, unknown>;
         try {
-          const checked = checkExternalCheckpoint({ db, log: audit, origin, files, keys });
+          const checked = checkExternalCheckpoint({ db, log: audit, origin, files, history });
           external = { ok: true, coveredEntries: checked.size, file: checked.source ?? null, warnings: checked.warnings };
         } catch (error) {
           if (!isCountersignError(error)) throw error;
@@ -119,7 +122,8 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         return 0;
       }
       case 'keys':
-        print({ keys });
+        // The JWKS an offline verifier reads, and each key's window (when it could sign checkpoints).
+        print({ keys, history: history.map((k) => ({ kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString(), activeUntil: k.activeUntil === undefined ? null : new Date(k.activeUntil).toISOString() })) });
         return 0;
       case 'alarms': {
         // Tamper alarms (docs/audit.md): open ones first; an admin acknowledges one with a key tap.
@@ -133,7 +137,7 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         if (!result.ok) throw new CountersignError('audit_corrupt', `the audit log does not verify (entry ${result.badSeq}: ${result.reason}); refusing to reset its checkpoint`);
         let previous: string;
         try {
-          const checked = checkExternalCheckpoint({ db, log: audit, origin, files, keys });
+          const checked = checkExternalCheckpoint({ db, log: audit, origin, files, history });
           previous = `consistent, covering ${checked.size} entries`;
         } catch (error) {
           if (!isCountersignError(error)) throw error;

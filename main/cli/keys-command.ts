@@ -9,7 +9,7 @@ import { createPublicKey } from 'node:crypto';
 import { loadConfig, type CountersignConfig } from '../core/config.js';
 import { openDataDir } from '../core/app.js';
 import { defaultOpenToken, newPkcs11KeyName, pkcs11RefOf } from '../core/custody/custody.js';
-import type { SigningKeyRegistry } from '../core/custody/signing-keys.js';
+import { minimumOverlapMs, type SigningKeyRegistry } from '../core/custody/signing-keys.js';
 import { verifyWithJwk } from '../core/custody/signer.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
 import type { TokenDomain } from '../../shared/approval-token.js';
@@ -81,7 +81,9 @@ async function generate(mode: 'init' | 'rotate', config: CountersignConfig, keys
   if (mode === 'rotate' && active?.custody !== 'pkcs11') {
     throw new CountersignError('hsm_key_not_found', `the ${domain} domain has no PKCS#11 key to rotate; use keys init`);
   }
-  const overlapMs = parseDuration(values.overlap ?? '24h');
+  // The old key stays in the JWKS at least as long as a token it signed just before can be
+  // presented (the token lifetime, plus a minute for clocks and cached JWKS).
+  const overlapMs = Math.max(parseDuration(values.overlap ?? '24h'), minimumOverlapMs(config.tokens.ttlSeconds));
   const now = Date.now();
   const token = await defaultOpenToken(pkcs11, log);
   try {
@@ -97,7 +99,8 @@ async function generate(mode: 'init' | 'rotate', config: CountersignConfig, keys
     const tokenLabel = pkcs11.tokenLabel ?? `slot ${pkcs11.slot ?? ''}`;
     const record = keys.activate({ domain, custody: 'pkcs11', publicJwk, tokenLabel, keyLabel: name.label, keyId: name.id }, now, overlapMs);
     const previous = active === undefined ? undefined : { kid: active.kid, custody: active.custody, publishedUntil: new Date(now + overlapMs).toISOString() };
-    return { domain, kid: record.kid, alg: record.algorithm, token: tokenLabel, label: name.label, id: name.id, previous: previous ?? null };
+    // A running server adopts the new key on its next signature (docs/custody.md, rotation).
+    return { domain, kid: record.kid, alg: record.algorithm, token: tokenLabel, label: name.label, id: name.id, overlapMs, previous: previous ?? null };
   } finally {
     await token.close();
   }

@@ -19,7 +19,9 @@ import { AgentRegistry } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custody/custody.js';
 import { SigningKeyRegistry } from './custody/signing-keys.js';
-import { jwkThumbprint, type Signer } from './custody/signer.js';
+import type { Signer } from './custody/signer.js';
+import { AdoptingCustody } from './custody/adopting-custody.js';
+import { historicKey } from './audit/key-history.js';
 import { TokenIssuer } from './tokens/token-issuer.js';
 import { DecisionService, type DecisionServiceOptions } from './decision/decision-service.js';
 import { UnscoredRisk, type RiskScorer } from './decision/risk.js';
@@ -132,10 +134,20 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     db.close();
     throw error;
   }
-  let custody: OpenCustody;
+  let custody: AdoptingCustody;
   try {
     signingKeys.retireExpired(clock());
-    custody = await openCustody({ dataDir, config, keys: signingKeys, log, now: clock, openToken: options.openToken });
+    const custodyOptions: OpenCustodyOptions = { dataDir, config, keys: signingKeys, log, now: clock, openToken: options.openToken };
+    // A rotation made while the server runs (keys rotate, in its own process) is adopted on the
+    // next signature; the previous key signs only while it is published (adopting-custody.ts).
+    custody = new AdoptingCustody(await openCustody(custodyOptions), {
+      keys: signingKeys, domain: config.domain, now: clock, reserveMs: config.tokens.ttlSeconds * 1000, log,
+      open: () => openCustody(custodyOptions),
+      onAdopted: (next, previousKid) => {
+        appendAudit('signing_key.adopted', { kid: next.signer.keyId, domain: config.domain, custody: next.signer.custody, previous: previousKid, serverId: config.serverId });
+        log(`adopted the rotated ${config.domain} signing key ${next.signer.keyId} (${next.signer.custody}); ${previousKid} no longer signs`);
+      },
+    });
   } catch (error) {
     await policy.close();
     db.close();
@@ -148,15 +160,12 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const files = checkpointFiles(dataDir, config.audit.mirrorDir === undefined ? undefined : resolve(dataDir, config.audit.mirrorDir));
   let trusted: { size: number; root: Uint8Array };
   try {
-    // Which keys may have signed the checkpoint: the pins in the database — and, when hardware
-    // custody is required, only those pins whose key is actually held in the token (a key pinned
-    // by editing the database cannot be).
-    let checkpointKeys = signingKeys.list().map((k) => k.publicJwk);
-    if (config.custody.requireHardware && custody.tokenKeys) {
-      const held = new Set((await custody.tokenKeys()).map((k) => jwkThumbprint(k)));
-      checkpointKeys = checkpointKeys.filter((k) => held.has(jwkThumbprint(k)));
-    }
-    const checked = checkExternalCheckpoint({ db, log: audit, origin, files, currentKey: signer.publicJwk, keys: checkpointKeys });
+    // Which keys may have signed the checkpoint: the log's whole key history, each key inside
+    // the window it was in force and only if the signed log itself records its pinning (a key
+    // pinned by editing the database is not). The current signer was checked by openCustody:
+    // with custody.requireHardware it is a key held in the token.
+    const history = signingKeys.list().map(historicKey);
+    const checked = checkExternalCheckpoint({ db, log: audit, origin, files, currentKid: signer.keyId, history });
     for (const warning of checked.warnings) log(`warning: audit checkpoint: ${warning}`);
     trusted = { size: checked.size, root: checked.root };
   } catch (error) {
@@ -290,6 +299,17 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   }, 10 * 60 * 1000);
   riskPruning?.unref();
 
+  // Idle servers adopt a rotation within a second too, and keys past their overlap are retired (audited).
+  const keyWatch = setInterval(() => {
+    void custody.refresh();
+    try {
+      signingKeys.retireExpired(clock());
+    } catch (error) {
+      log(`retiring signing keys failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }, 1_000);
+  keyWatch.unref();
+
   let closed = false;
   return {
     config, dataDir, url, port: bound.port,
@@ -300,6 +320,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       if (closed) return;
       closed = true;
       if (riskPruning) clearInterval(riskPruning);
+      clearInterval(keyWatch);
       stopWatching();
       await auditVerifier.stop();
       await gateway.close();

@@ -1,14 +1,42 @@
 /**
  * The benchmarks' code paths stay runnable (their figures are never asserted here: they live in
- * `npm run bench`). Tiny approvals, risk and audit runs check the structure of what they report.
+ * `npm run bench`). Tiny runs of every benchmark `npm run bench` runs — the decision path with
+ * its PKCS#11 phase (a data directory first run on the software key, moved to a SoftHSM2 key
+ * with hardware custody required), custody, approvals, risk and audit — check what they report.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { benchToken } from '../../bench/pkcs11-setup.js';
+import { runDecisionPathBench } from '../../bench/decision-path.bench.js';
+import { runCustodyBench } from '../../bench/custody.bench.js';
 import { runApprovalsBench } from '../../bench/approvals.bench.js';
 import { runRiskBench } from '../../bench/risk.bench.js';
 import { runAuditBench } from '../../bench/audit.bench.js';
 import { runPolicyLookupsBench } from '../../bench/policy-lookups.bench.js';
 
+// SoftHSM scans its tokens when the module first loads: the bench token comes first (as in bench/index.ts).
+beforeAll(() => {
+  benchToken();
+});
+afterAll(() => {
+  benchToken().token.cleanup();
+});
+
 describe('bench smoke', () => {
+  it('runs the decision-path benchmark end to end, its PKCS#11 phase included, with no errors', async () => {
+    const result = await runDecisionPathBench({ concurrency: 2, seconds: 0.5, memoryAgents: 4, openLoopPerSecond: 20, stageDecisions: 20 });
+    const pkcs11 = result.pkcs11 as { perSecond: number; errors: number; stageMeanMsUnderLoad: Record<string, number> };
+    expect(result.core).toMatchObject({ errors: 0 });
+    expect(pkcs11.errors).toBe(0);
+    expect(pkcs11.perSecond).toBeGreaterThan(0);
+    expect(Object.keys(pkcs11.stageMeanMsUnderLoad).length).toBeGreaterThan(0);
+  }, 300_000);
+
+  it('runs the custody benchmark through the SoftHSM2 token for both algorithms', async () => {
+    const result = await runCustodyBench({ seconds: 0.2 });
+    expect(Object.keys(result).sort()).toEqual(['ES256', 'EdDSA']);
+    expect(result.ES256).toHaveProperty('pkcs11SignaturesPerSecond32InFlight');
+  }, 120_000);
+
   it('runs the approvals benchmark end to end on a few requests', async () => {
     const result = await runApprovalsBench({ requests: 3 });
     expect(result).toMatchObject({ requests: 3, automaticDecisionLatency: { n: 3 }, lastAssertionToTokenAtAgent: { n: 3 } });

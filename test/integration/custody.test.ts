@@ -144,7 +144,7 @@ describe('hardware custody over PKCS#11', () => {
     const reported = JSON.parse(status.stdout) as Record<string, unknown>;
     expect(reported).toMatchObject({ ok: true, custody: 'pkcs11', kid: firstKid, tokenPresent: true, loggedIn: true, keyMatchesPin: true, extractable: false });
     expect(reported.lastSignatureAt).toBeTypeOf('number');
-  });
+  }, 180_000);
 
   it('rotates: the new key signs, the old one stays published for the overlap and its tokens still verify', async () => {
     const rotate = cli('keys', 'rotate', '--alg', 'EdDSA', '--overlap', '1h');
@@ -171,7 +171,7 @@ describe('hardware custody over PKCS#11', () => {
     } finally {
       await app.close();
     }
-  });
+  }, 180_000);
 
   it('never falls back to software: a pinned token key without custody.pkcs11 refuses to start', async () => {
     writeConfig({});

@@ -40,6 +40,7 @@ export type AuditKind =
   | 'signing_key.activated'
   | 'signing_key.rotated'
   | 'signing_key.retired'
+  | 'signing_key.adopted'
   | 'policy.loaded'
   | 'policy.reload_failed'
   | 'config.loaded'

@@ -9,11 +9,12 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Db } from '../store/database.js';
-import type { PublicJwk, Signer } from '../custody/signer.js';
+import { signerForOneSignature, type PublicJwk, type Signer } from '../custody/signer.js';
 import type { AuditLog } from './audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { checkpointText, formatSignedNote, fromBase64, parseCheckpointText, parseSignedNote, toBase64, type Checkpoint } from '../../../shared/checkpoint-note.js';
 import { signNote, verifyNoteSignature } from './note-keys.js';
+import { pinningEntries, verifyCheckpointWithHistory, type HistoricKey } from './key-history.js';
 import { merkleHasher } from './audit-log.js';
 import { MerkleAccumulator } from '../../../shared/merkle.js';
 
@@ -183,7 +184,9 @@ export class Checkpointer {
   }
 
   private async make(): Promise<StoredCheckpoint | undefined> {
-    const { log, signer, origin } = this.options;
+    const { log, origin } = this.options;
+    // The key is fixed before anything is computed (a rotation may be adopted while this runs).
+    const signer = await signerForOneSignature(this.options.signer);
     // Everything up to the signature happens in one turn, so no append can come in between.
     log.syncTree();
     const size = log.size();
@@ -241,8 +244,6 @@ export interface ExternalCheckResult {
   warnings: string[];
 }
 
-type Key = Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>;
-
 /** Hashes stored for entries that do not exist would be signed over once records are written to match. */
 function assertNoPlantedHashes(log: AuditLog, size: number): void {
   if (log.hashedSize() > size) throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${log.hashedSize()} entries but the log has ${size}`);
@@ -250,14 +251,15 @@ function assertNoPlantedHashes(log: AuditLog, size: number): void {
 
 /**
  * Compare the checkpoints kept outside the database (the file beside it and the mirror copy)
- * with the database. Every valid copy must be consistent with it; the largest becomes the
- * trusted tree new checkpoints are computed from. Checkpoints signed by the current custody key
- * are preferred; another pinned key is accepted with a warning (a rotation since the last run:
- * that key's pin is in the database, which is what is being checked — docs/audit.md).
+ * with the database. Each copy must be signed by a key of the log's key history, inside that
+ * key's window, and cover the entry that pinned it (key-history.ts); every valid copy must be
+ * consistent with the database; the largest becomes the trusted tree new checkpoints are
+ * computed from. A copy signed by an earlier key than the current one is expected after a
+ * migration or rotation and noted as a warning (docs/audit.md).
  * Throws audit_corrupt, audit_rollback, audit_fork, audit_checkpoint_missing or
  * audit_checkpoint_invalid.
  */
-export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin: string; files: string[]; currentKey?: Key; keys: readonly Key[] }): ExternalCheckResult {
+export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin: string; files: string[]; currentKid?: string; history: readonly HistoricKey[] }): ExternalCheckResult {
   const { db, log } = options;
   log.assertContiguous();
   const size = log.size();
@@ -268,19 +270,16 @@ export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin
   const warnings: string[] = [];
   const valid: Array<{ checkpoint: Checkpoint; file: string }> = [];
   let firstProblem: CountersignError | undefined;
+  const pinnings = pinningEntries(db);
   for (const file of options.files) {
     if (!existsSync(file)) continue;
     const note = readFileSync(file, 'utf8');
     try {
-      let checkpoint: Checkpoint;
-      try {
-        checkpoint = verifyCheckpointNote(note, options.origin, options.currentKey ? [options.currentKey] : options.keys);
-      } catch (error) {
-        if (!options.currentKey) throw error;
-        checkpoint = verifyCheckpointNote(note, options.origin, options.keys);
-        warnings.push(`${file}: signed by a pinned key other than the current signing key (expected after a key rotation)`);
+      const checked = verifyCheckpointWithHistory(note, options.origin, options.history, log, pinnings);
+      if (options.currentKid !== undefined && checked.kid !== options.currentKid) {
+        warnings.push(`${file}: signed by the earlier key ${checked.kid}, not the current signing key (expected after a key migration or rotation)`);
       }
-      valid.push({ checkpoint, file });
+      valid.push({ checkpoint: checked.checkpoint, file });
     } catch (error) {
       const problem = error instanceof CountersignError ? error : new CountersignError('audit_checkpoint_invalid', 'the checkpoint file could not be read', { cause: error });
       firstProblem ??= new CountersignError(problem.code, `${file}: ${problem.message}`, { cause: problem });

@@ -7,7 +7,7 @@
  *     no signer and no token, never a silent software fallback.
  */
 import type { CountersignConfig, Pkcs11Config } from '../config.js';
-import type { PublicJwk, Signer, SigningAlgorithm } from './signer.js';
+import type { Signer, SigningAlgorithm } from './signer.js';
 import { SoftwareSigner } from './software-signer.js';
 import { SignerPool } from './signer-pool.js';
 import type { SigningKeyRegistry} from './signing-keys.js';
@@ -30,8 +30,6 @@ export interface CustodyStatus {
 export interface OpenCustody {
   signer: Signer;
   status(): CustodyStatus;
-  /** PKCS#11 only: the public keys held in the token (what no database edit can add to). */
-  tokenKeys?: () => Promise<PublicJwk[]>;
   close(): Promise<void>;
 }
 
@@ -100,7 +98,6 @@ export async function openCustody(options: OpenCustodyOptions): Promise<OpenCust
     log(`signing ${domain} tokens with PKCS#11 key ${active.kid} (${active.keyLabel ?? ''} on token ${active.tokenLabel ?? ''}, ${pkcs11.sessions} session(s))`);
     return {
       signer,
-      tokenKeys: async () => (await first.listKeys()).map((k) => k.publicJwk),
       status: () => {
         const live = first.status();
         const lastSignatureAt = Math.max(0, ...tokens.map((t) => t.status().lastSignatureAt ?? 0));

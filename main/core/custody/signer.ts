@@ -20,6 +20,17 @@ export interface Signer {
   readonly custody: SignerCustody;
   /** Returns the JWS-format signature (ES256: raw r||s, 64 bytes; EdDSA: 64 bytes) over `data`. */
   sign(data: Uint8Array): Promise<Uint8Array>;
+  /**
+   * A signer whose key can change while the server runs (a rotation it adopts) returns the one
+   * key-fixed signer to use for the next signature, so that the key id written into what is
+   * signed and the key that signs it are always the same. Fixed signers do not implement it.
+   */
+  forSignature?(): Promise<Signer>;
+}
+
+/** The key-fixed signer for one signature (see Signer.forSignature). */
+export function signerForOneSignature(signer: Signer): Promise<Signer> {
+  return signer.forSignature === undefined ? Promise.resolve(signer) : signer.forSignature();
 }
 
 /** The members RFC 7638 hashes, in lexicographic order (JCS sorts them anyway). */

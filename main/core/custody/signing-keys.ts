@@ -58,11 +58,34 @@ export interface NewSigningKey {
 }
 
 export class SigningKeyRegistry {
-  constructor(private readonly db: Db, private readonly audit: AuditLog) {}
+  private readonly activeKidQuery;
+  private readonly keyState;
+
+  constructor(private readonly db: Db, private readonly audit: AuditLog) {
+    this.activeKidQuery = db.prepare<[string], { kid: string }>("SELECT kid FROM signing_keys WHERE domain = ? AND status = 'active'");
+    this.keyState = db.prepare<[string], { status: SigningKeyStatus; not_after: number | null }>('SELECT status, not_after FROM signing_keys WHERE kid = ?');
+  }
 
   active(domain: TokenDomain): SigningKeyRecord | undefined {
     const row = this.db.prepare<[string], Row>("SELECT * FROM signing_keys WHERE domain = ? AND status = 'active'").get(domain);
     return row === undefined ? undefined : toRecord(row);
+  }
+
+  /** The active key's kid only: read before every signature, so it is one indexed lookup. */
+  activeKid(domain: TokenDomain): string | undefined {
+    return this.activeKidQuery.get(domain)?.kid;
+  }
+
+  /**
+   * Whether the key may sign now: it is its domain's active key, or it is still in its overlap
+   * window for at least `reserveMs` more (what it signs — a token valid for up to the token
+   * lifetime — must stay verifiable with the published keys). Never a key that is not published.
+   */
+  maySign(kid: string, now: number, reserveMs: number): boolean {
+    const row = this.keyState.get(kid);
+    if (row === undefined) return false;
+    if (row.status === 'active') return true;
+    return row.status === 'retiring' && row.not_after !== null && row.not_after - reserveMs >= now;
   }
 
   list(domain?: TokenDomain): SigningKeyRecord[] {
@@ -124,6 +147,16 @@ export class SigningKeyRegistry {
     const row = this.db.prepare<[string], { at: number | null }>('SELECT MAX(issued_at) AS at FROM tokens WHERE kid = ?').get(kid);
     return row?.at ?? undefined;
   }
+}
+
+/**
+ * The shortest overlap a rotation may have: a token signed by the old key just before the
+ * rotation stays valid for the token lifetime, and tool servers' clocks and cached JWKS
+ * (`cache-control: max-age=60`) lag by up to a minute more.
+ */
+export const JWKS_CACHE_MS = 60_000;
+export function minimumOverlapMs(tokenTtlSeconds: number): number {
+  return tokenTtlSeconds * 1000 + JWKS_CACHE_MS;
 }
 
 function publicMembers(jwk: PublicJwk): PublicJwk {

@@ -16,7 +16,7 @@ import { canonicalBytes } from '../../../shared/canonical-json.js';
 import type { JsonValue } from '../../../shared/canonical-json.js';
 import { base64url, randomBytes, utf8 } from '../../../shared/encoding.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
-import { verifyWithJwk } from '../custody/signer.js';
+import { signerForOneSignature, verifyWithJwk } from '../custody/signer.js';
 import type { Signer } from '../custody/signer.js';
 
 export interface TokenIssuerOptions {
@@ -139,6 +139,7 @@ export class TokenIssuer {
       domain: this.domain,
     };
     if (request.approvals !== undefined) claims.approvals = [...request.approvals];
-    return signApprovalToken(this.signer, claims);
+    // One key for the header's kid, the signature and the check after it, even mid-rotation.
+    return signApprovalToken(await signerForOneSignature(this.signer), claims);
   }
 }
