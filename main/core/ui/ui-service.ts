@@ -96,7 +96,9 @@ function toApprovalRequest(view: ApprovalRequestView): ApprovalRequest {
     createdAt: view.createdAt,
     expiresAt: view.expiresAt,
     approvals: view.approvals.map(toEntry),
+    excludedApprovers: view.excludedApprovers.map((e) => ({ approverId: e.approverId, reason: e.reason })),
   };
+  if (view.ownerUnresolved === true) out.ownerUnresolved = true;
   if (view.agentDisplayName !== undefined) out.agentDisplayName = view.agentDisplayName;
   if (view.agentOwner !== undefined) out.agentOwner = view.agentOwner;
   if (view.decidedAt !== undefined) out.decidedAt = view.decidedAt;
