@@ -47,8 +47,8 @@ export function tempDir(prefix = 'countersign-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startHarness(options: { config?: Record<string, unknown>; policyDir?: string; start?: Partial<StartOptions> } = {}): Promise<Harness> {
-  const dataDir = tempDir();
+export async function startHarness(options: { config?: Record<string, unknown>; policyDir?: string; start?: Partial<StartOptions>; dataDir?: string } = {}): Promise<Harness> {
+  const dataDir = options.dataDir ?? tempDir();
   const config = { gateway: { port: 0 }, policyDir: options.policyDir ?? DEMO_POLICY_DIR, ...options.config } as Record<string, unknown>;
   if (options.config?.gateway) config.gateway = { port: 0, ...options.config.gateway };
   const checked: CountersignConfig = parseConfig(config);

@@ -189,14 +189,14 @@ export class AgentRegistry {
     if (this.vocabulary === undefined) throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
     const vocabulary = this.vocabulary();
     const enroll = this.db.transaction(() => {
-      const owner = requireOwnerPerson(this.db, scope.owner);
-      checkScopeVocabulary(scope, vocabulary);
       if (this.getAgentStmt.get(payload.agentId)) {
         throw new CountersignError('enrollment_conflict', `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`);
       }
       if (this.getKeyStmt.get(payload.publicJwk.kid)) {
         throw new CountersignError('enrollment_conflict', 'that key is already enrolled');
       }
+      const owner = requireOwnerPerson(this.db, scope.owner);
+      checkScopeVocabulary(scope, vocabulary);
       this.db
         .prepare("INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at, model, agent_version, owner_state, owner_entered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'resolved', ?)")
         .run(payload.agentId, payload.displayName, owner.id, scope.group, JSON.stringify(scope.allowedTools), JSON.stringify(scope.dataClasses), JSON.stringify(scope.jurisdictions), 'active', now, scope.expiresAt ?? null, scope.model ?? null, scope.agentVersion ?? null, scope.owner);
