@@ -22,6 +22,8 @@ import { parseStoredRisk } from '../../shared/risk.js';
 interface DemoAgent {
   id: string;
   name: string;
+  /** The owner is a person of the approver directory: added (id, name, email alias) if missing. */
+  owner: { id: string; name: string; alias: string };
   scope: AgentScope;
   calls: Array<{ label: string; call: SubmitCall }>;
 }
@@ -38,6 +40,7 @@ export const DEMO_AGENTS: DemoAgent[] = [
   {
     id: 'finance-bot',
     name: 'Accounts payable agent',
+    owner: { id: 'dana', name: 'Dana (finance)', alias: 'dana@example.com' },
     scope: { owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US', 'GB'] },
     calls: [
       { label: 'pay 250.00 USD to Acme Ltd (known payee)', call: transfer('250.00', 'Acme Ltd') },
@@ -53,6 +56,7 @@ export const DEMO_AGENTS: DemoAgent[] = [
   {
     id: 'deploy-bot',
     name: 'Release agent',
+    owner: { id: 'sam', name: 'Sam (SRE)', alias: 'sam@example.com' },
     scope: { owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging', 'deploy.production'], dataClasses: ['source-code'], jurisdictions: ['US'] },
     calls: [
       { label: 'deploy checkout@4f2c1a to staging', call: { tool: 'deploy.staging', params: { service: 'checkout', diff: 'bump checkout to 4f2c1a' }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] } },
@@ -71,6 +75,9 @@ async function ensureAgent(app: RunningCountersign, dir: string, agent: DemoAgen
     if (!app.registry.getAgent(agent.id)) {
       if (existsSync(keyFile)) throw new Error(`demo key file ${keyFile} exists for an agent that is not enrolled; remove it`);
       writeAgentKeyFile(keyFile, { agentId: agent.id, privateJwk });
+      if (app.approvers.resolvePerson(agent.owner.alias) === undefined) {
+        app.approvers.addApprover({ id: agent.owner.id, displayName: agent.owner.name, groups: [], aliases: [agent.owner.alias] });
+      }
       app.registry.enroll(payload, agent.scope);
     }
   }

@@ -127,6 +127,29 @@ describe('countersign CLI', () => {
     expect(refused.stderr).toContain('--model must be 1 to 128 characters [config_invalid]');
   }, 60_000);
 
+  it('enrolls only a person of the directory as owner, with a scope the policy set knows, and names what it refuses', () => {
+    const made = JSON.parse(cli('keygen', '--agent-id', 'typo-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
+    const scope: Record<string, string> = { '--owner': 'dana@example.com', '--group': 'finance-agents', '--tools': 'payments.transfer', '--data-classes': 'financial', '--jurisdictions': 'US' };
+    const enroll = (override: Record<string, string>) => cli('agents', 'enroll', made.enrollmentFile, ...Object.entries({ ...scope, ...override }).flat());
+    const nobody = enroll({ '--owner': 'dana@exampel.com' });
+    expect(nobody.status).toBe(1);
+    expect(nobody.stderr).toContain('the owner "dana@exampel.com" is not a person in the approver directory');
+    expect(nobody.stderr).toContain('[owner_unknown]');
+    expect(enroll({ '--group': 'finance-agent' }).stderr).toMatch(/"finance-agent".*\[group_unknown\]/);
+    expect(enroll({ '--jurisdictions': 'US,UK' }).stderr).toMatch(/"UK".*\[jurisdiction_unknown\]/);
+    expect(JSON.parse(cli('agents', 'list').stdout)).not.toContainEqual(expect.objectContaining({ id: 'typo-bot' }));
+
+    // Another handle of Dana's, added as an alias, names her: the agent's owner is her id.
+    const alias = cli('approvers', 'alias', 'add', 'dana', 'D.Smith@Example.com');
+    expect(alias.status).toBe(0);
+    expect(JSON.parse(alias.stdout)).toEqual({ approverId: 'dana', aliases: ['d.smith@example.com', 'dana@example.com'] });
+    expect(cli('approvers', 'add', 'd.smith@example.com', '--name', 'Impostor').stderr).toContain('[alias_conflict]');
+    const enrolled = enroll({ '--owner': 'd.smith@example.com' });
+    expect(enrolled.status).toBe(0);
+    expect(JSON.parse(enrolled.stdout)).toMatchObject({ id: 'typo-bot', owner: 'dana', ownerState: 'resolved' });
+    expect(JSON.parse(cli('agents', 'owner-report').stdout)).toEqual({ migration: null, heldNow: [] });
+  }, 120_000);
+
   it('reports the risk scorer\'s detection and false-positive rates on the scenario set', () => {
     const report = cli('risk', 'report');
     expect(report.status).toBe(0);
