@@ -172,6 +172,13 @@ export const approvalRequestSchema = z.strictObject({
    */
   count: z.int().min(1).max(MAX_GROUP_FOLLOWERS + 1).optional(),
   followers: z.array(text(128).min(1)).max(MAX_GROUP_FOLLOWERS).optional(),
+  /**
+   * People who may not decide this request and why, as approver ids resolved by the core
+   * through the directory's aliases (compare exactly; never re-derive from agentOwner).
+   */
+  excludedApprovers: z.array(z.strictObject({ approverId: text(128).min(1), reason: z.enum(['owner', 'requester', 'policy']) })).max(1024).optional(),
+  /** The agent's owner is not a known person (agent held for review): nobody may decide. */
+  ownerUnresolved: z.literal(true).optional(),
 });
 export type ApprovalRequest = z.infer<typeof approvalRequestSchema>;
 export const pendingApprovalListSchema = z.array(approvalRequestSchema).max(10_000);

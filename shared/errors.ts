@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   agent_unknown: 'no enrolled agent has that id',
   agent_revoked: 'the agent has been revoked',
   agent_expired: 'the agent enrollment has expired',
+  agent_held_for_review: 'the agent is held for review: its owner is not a known person',
   key_unknown: 'the key is not enrolled for this agent',
   key_revoked: 'the key has been revoked or rotated out',
   agent_mismatch: 'the envelope names a different agent than the authenticated one',
@@ -47,6 +48,10 @@ export const ERROR_CODES = {
   enrollment_invalid: 'the enrollment request is malformed',
   enrollment_proof_invalid: 'the enrollment request is not signed by the key it enrolls',
   enrollment_conflict: 'an agent with that id is already enrolled',
+  owner_unknown: 'the owner is not an active person in the approver directory',
+  group_unknown: 'no policy of the active set names that agent group',
+  data_class_unknown: 'the data class is not declared in the policy schema',
+  jurisdiction_unknown: 'the jurisdiction is not declared in the policy schema',
 
   // Calls and policy
   unknown_tool: 'the tool is not declared in the policy schema',
@@ -57,6 +62,7 @@ export const ERROR_CODES = {
 
   // Human approvals (WebAuthn)
   approver_unknown: 'no approver has that id',
+  alias_conflict: 'the id or alias already names a person',
   approver_disabled: 'the approver is disabled',
   approver_not_eligible: 'the approver is not in a group this request needs',
   approver_conflicted: 'the approver may not approve this request',

@@ -25,7 +25,8 @@
  *    the record's `followers`), callSha256 and policyHash equal the token's, the
  *    verdict is `approve`, the record names the same approver as the assertion, and the ceremony
  *    cannot be older than any token that still verifies (see {@link APPROVAL_GRACE_MS});
- * 3. distinct people: an approver id seen earlier in the list is a duplicate;
+ * 3. distinct people: an approver id seen earlier in the list (in any case) is a duplicate, and a
+ *    directory listing one id in two spellings is refused (`config_invalid`);
  * 4. the approver is in the directory (and is not virtual unless `allowVirtual`), and the
  *    credential is one of THAT approver's credentials;
  * 5. clientDataJSON is strict JSON: type `webauthn.get`, challenge = approvalChallenge(record),
@@ -227,8 +228,14 @@ async function indexDirectory(directory: unknown): Promise<DirectoryIndex> {
   }
   const approvers = new Map<string, DirectoryApprover>();
   const credentialOwners = new Map<string, string>();
+  // One id per person: ids differing only by case would let one person count twice.
+  const people = new Map<string, string>();
   for (const approver of parsed.data.approvers) {
     if (approvers.has(approver.id)) configInvalid(`the approver directory lists approver ${quote(approver.id)} more than once`);
+    const person = personKey(approver.id);
+    const same = people.get(person);
+    if (same !== undefined) configInvalid(`the approver directory lists ${quote(same)} and ${quote(approver.id)}, one id in two spellings`);
+    people.set(person, approver.id);
     const credentials = new Map<string, CredentialJwk>();
     for (const credential of approver.credentials) {
       const owner = credentialOwners.get(credential.id);
@@ -241,6 +248,11 @@ async function indexDirectory(directory: unknown): Promise<DirectoryIndex> {
     approvers.set(approver.id, { id: approver.id, groups: [...approver.groups], virtual: approver.virtual, credentials });
   }
   return { rpIdHash: await sha256(utf8(parsed.data.rpId)), origins: new Set(parsed.data.origins), approvers };
+}
+
+/** An approver id as a person key: trimmed and lowercased, as Countersign compares handles. */
+function personKey(id: string): string {
+  return id.trim().toLowerCase();
 }
 
 function requireText(value: unknown, name: string): string {
@@ -311,9 +323,9 @@ async function verifyOne(raw: unknown, ctx: Context): Promise<VerifiedApprover> 
   }
   if (ctx.nowMs > record.expiresAt + APPROVAL_GRACE_MS) reject('approval expired', 'the approval ceremony expired too long ago for any live token to carry it');
 
-  // Distinct people, never keys.
-  if (ctx.seen.has(assertion.approverId)) reject('duplicate approver', `approver ${quote(assertion.approverId)} appears more than once`);
-  ctx.seen.add(assertion.approverId);
+  // Distinct people, never keys (nor spellings of one id).
+  if (ctx.seen.has(personKey(assertion.approverId))) reject('duplicate approver', `approver ${quote(assertion.approverId)} appears more than once`);
+  ctx.seen.add(personKey(assertion.approverId));
 
   const approver = ctx.directory.approvers.get(assertion.approverId);
   if (approver === undefined) reject('unknown approver', `no approver in the directory has id ${quote(assertion.approverId)}`);

@@ -31,6 +31,8 @@ import type { DecisionResult } from '../../shared/protocol.js';
 interface DemoAgent {
   id: string;
   name: string;
+  /** The owner is a person of the approver directory: added (id, name, email alias) if missing. */
+  owner: { id: string; name: string; alias: string };
   scope: AgentScope;
 }
 
@@ -38,11 +40,13 @@ export const DEMO_AGENTS: DemoAgent[] = [
   {
     id: 'finance-bot',
     name: 'Accounts payable agent',
+    owner: { id: 'dana', name: 'Dana (finance)', alias: 'dana@example.com' },
     scope: { owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US', 'GB'] },
   },
   {
     id: 'deploy-bot',
     name: 'Release agent',
+    owner: { id: 'sam', name: 'Sam (SRE)', alias: 'sam@example.com' },
     scope: { owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging', 'deploy.production'], dataClasses: ['source-code'], jurisdictions: ['US'] },
   },
 ];
@@ -313,6 +317,9 @@ async function ensureAgent(app: RunningCountersign, dir: string, agent: DemoAgen
     if (!app.registry.getAgent(agent.id)) {
       if (existsSync(keyFile)) throw new Error(`demo key file ${keyFile} exists for an agent that is not enrolled; remove it`);
       writeAgentKeyFile(keyFile, { agentId: agent.id, privateJwk });
+      if (app.approvers.resolvePerson(agent.owner.alias) === undefined) {
+        app.approvers.addApprover({ id: agent.owner.id, displayName: agent.owner.name, groups: [], aliases: [agent.owner.alias] });
+      }
       app.registry.enroll(payload, agent.scope);
     }
   }

@@ -11,7 +11,8 @@ import { parseStrictJson } from '../../shared/canonical-json.js';
 import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
-import { DEFAULT_POLICY_PACK, DEFAULT_RENDERER_DIR, REPO_ROOT, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
+import { DEFAULT_POLICY_PACK, DEFAULT_RENDERER_DIR, REPO_ROOT, describeOwnerMigration, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
+import { loadPolicyDirectory } from '../core/policy/policy-set.js';
 import { loadRiskConfig, loadRiskSettings } from '../core/risk/risk-config.js';
 import { formatScenarioReport, readScenarioSet, runScenarioReport } from '../core/risk/scenario-report.js';
 import { keysCommand, domainOption } from './keys-command.js';
@@ -32,10 +33,17 @@ const USAGE = `usage: countersign <command> [options]
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
                 [--model M] [--agent-version V]
+                            O is a person of the approver directory (id or alias); the group,
+                            tools, data classes and jurisdictions must be known to the policy set
   agents list [--json]
   agents revoke ID [--reason TEXT]
   agents rotate ID FILE [--overlap 24h]
-  approvers add ID --name NAME --groups g1,g2
+  agents set-owner ID PERSON
+                            give the agent a person as owner (releases an agent held for review)
+  agents owner-report       the free-text owner migration: resolved owners, agents held for review
+  approvers add ID --name NAME [--groups g1,g2] [--aliases sam@example.com,...]
+  approvers alias add ID ALIAS | approvers alias remove ID ALIAS
+                            other handles (emails) of the same person; unique across people
   approvers list [--json] | approvers disable ID | approvers registration-code ID
                             people who approve held calls (they register keys in the UI)
   policy check [--policy-dir DIR]
@@ -91,6 +99,7 @@ const OPTIONS = {
   domain: { type: 'string' },
   format: { type: 'string' },
   groups: { type: 'string' },
+  aliases: { type: 'string' },
   model: { type: 'string' },
   'agent-version': { type: 'string' },
   scenarios: { type: 'string' },
@@ -188,10 +197,16 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'agents': {
-      const { registry, db } = openDataDir(dataDir);
+      const { registry, db } = openDataDir(dataDir, (report) => {
+        for (const line of describeOwnerMigration(report)) console.error(line);
+      });
       try {
         if (sub === 'enroll') {
           const payload = await readEnrollment(required(arg, 'FILE'));
+          // The scope is checked against the policy set the server would load from this data directory.
+          const config = loadConfig(dataDir, values.config, { policyDir: values['policy-dir'] });
+          const policySet = await loadPolicyDirectory(values['policy-dir'] ? resolve(values['policy-dir']) : resolvePolicyDir(dataDir, config, (m) => console.error(m)));
+          registry.useVocabulary(() => policySet.vocabulary);
           const agent = registry.enroll(payload, {
             owner: required(values.owner, 'owner'),
             group: required(values.group, 'group'),
@@ -209,7 +224,7 @@ export async function main(argv: string[]): Promise<number> {
           printListing(registry.list(), [
             { header: 'id', value: (a) => a.id },
             { header: 'name', value: (a) => a.displayName },
-            { header: 'status', value: (a) => a.status },
+            { header: 'status', value: (a) => (a.ownerState === 'held_for_review' ? `${a.status}, held for review` : a.status) },
             { header: 'owner', value: (a) => a.owner },
             { header: 'group', value: (a) => a.group },
             { header: 'tools', value: (a) => a.allowedTools.join(',') },
@@ -222,6 +237,14 @@ export async function main(argv: string[]): Promise<number> {
         if (sub === 'revoke') {
           registry.revoke(required(arg, 'ID'), values.reason ?? 'revoked by an administrator');
           print({ revoked: arg });
+          return 0;
+        }
+        if (sub === 'set-owner') {
+          print(registry.setOwner(required(arg, 'ID'), required(positionals[3], 'PERSON')));
+          return 0;
+        }
+        if (sub === 'owner-report') {
+          print(registry.ownerReport());
           return 0;
         }
         if (sub === 'rotate') {
@@ -275,7 +298,11 @@ export async function main(argv: string[]): Promise<number> {
           requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
         });
         if (sub === 'add') {
-          const approver = approvers.addApprover({ id: required(arg, 'ID'), displayName: required(values.name, 'name'), groups: list(values.groups, 'groups') });
+          const approver = approvers.addApprover({
+            id: required(arg, 'ID'), displayName: required(values.name, 'name'),
+            groups: values.groups === undefined ? [] : list(values.groups, 'groups'),
+            aliases: values.aliases === undefined ? [] : list(values.aliases, 'aliases'),
+          });
           // Shown once: the approver registers their first security key with it in the UI.
           print({ ...approver, registration: approvers.issueRegistrationCode(approver.id, 'cli') });
           return 0;
@@ -284,17 +311,26 @@ export async function main(argv: string[]): Promise<number> {
           print(approvers.issueRegistrationCode(required(arg, 'ID'), 'cli'));
           return 0;
         }
+        if (sub === 'alias') {
+          const [action, id, alias] = [arg, positionals[3], positionals[4]];
+          if (action === 'add') approvers.addAlias(required(id, 'ID'), required(alias, 'ALIAS'));
+          else if (action === 'remove') approvers.removeAlias(required(id, 'ID'), required(alias, 'ALIAS'));
+          else throw new CountersignError('config_invalid', 'usage: countersign approvers alias add|remove ID ALIAS');
+          print({ approverId: id, aliases: approvers.aliasesOf(required(id, 'ID')) });
+          return 0;
+        }
         if (sub === 'list') {
-          const listed = approvers.list().map((a) => ({ ...a, credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) }));
+          const listed = approvers.list().map((a) => ({ ...a, aliases: approvers.aliasesOf(a.id), credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) }));
           printListing(listed, [
             { header: 'id', value: (a) => a.id },
             { header: 'name', value: (a) => a.displayName },
             { header: 'status', value: (a) => a.status },
             { header: 'groups', value: (a) => a.groups.join(',') },
+            { header: 'aliases', value: (a) => a.aliases.join(',') },
             { header: 'security keys', value: (a) => `${a.credentials.filter((c) => c.status === 'active').length} active of ${a.credentials.length}` },
             { header: 'virtual', value: (a) => (a.virtual ? 'yes' : 'no') },
             { header: 'added', value: (a) => formatTime(a.createdAt) },
-          ], { json: values.json, empty: 'no approvers yet: add one with approvers add ID --name NAME --groups g1,g2' });
+          ], { json: values.json, empty: 'no approvers yet: add one with approvers add ID --name NAME [--groups g1,g2] [--aliases x@example.com]' });
           return 0;
         }
         if (sub === 'disable') {

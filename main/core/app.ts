@@ -15,7 +15,7 @@ import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles, fi
 import { AuditProofs } from './audit/audit-proofs.js';
 import { TamperAlarm } from './audit/tamper-alarm.js';
 import { AuditVerifier } from './audit/audit-verifier.js';
-import { AgentRegistry } from './identity/agent-registry.js';
+import { AgentRegistry, type OwnerMigrationReport } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './custody/custody.js';
 import { SigningKeyRegistry } from './custody/signing-keys.js';
@@ -96,12 +96,33 @@ export interface RunningCountersign {
   close(): Promise<void>;
 }
 
-/** Open the data directory's store (creating it) without starting the gateway: for the CLI. */
-export function openDataDir(dataDir: string): { db: Db; audit: AuditLog; registry: AgentRegistry; signingKeys: SigningKeyRegistry } {
+/**
+ * Open the data directory's store (creating it) without starting the gateway: for the CLI.
+ * Agents enrolled with a free-text owner before owners were people are resolved here, once
+ * (identity/agent-registry.ts migrateFreeTextOwners), and `onOwnerMigration` hears the report.
+ */
+export function openDataDir(dataDir: string, onOwnerMigration?: (report: OwnerMigrationReport) => void): { db: Db; audit: AuditLog; registry: AgentRegistry; signingKeys: SigningKeyRegistry } {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = openStore(join(dataDir, 'countersign.db'));
   const audit = new AuditLog(db);
-  return { db, audit, registry: new AgentRegistry(db, audit), signingKeys: new SigningKeyRegistry(db, audit) };
+  const registry = new AgentRegistry(db, audit);
+  try {
+    const report = registry.migrateFreeTextOwners();
+    if (report !== undefined) onOwnerMigration?.(report);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return { db, audit, registry, signingKeys: new SigningKeyRegistry(db, audit) };
+}
+
+/** One line per agent of the owner migration, for a terminal or a log. */
+export function describeOwnerMigration(report: OwnerMigrationReport): string[] {
+  return [
+    `owner migration: ${report.resolved.length} agent owner(s) resolved to people, ${report.held.length} held for review`,
+    ...report.resolved.map((e) => `  ${e.agentId}: owner ${JSON.stringify(e.entered)} is person ${JSON.stringify(e.person)} (by ${e.via ?? 'id'})`),
+    ...report.held.map((e) => `  ${e.agentId}: HELD FOR REVIEW: ${e.reason ?? ''}; run countersign agents set-owner ${e.agentId} PERSON`),
+  ];
 }
 
 export function resolvePolicyDir(dataDir: string, config: CountersignConfig, log: (m: string) => void): string {
@@ -119,7 +140,9 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   const clock = options.clock ?? Date.now;
   const dataDir = resolve(options.dataDir);
   const config = loadConfig(dataDir, options.configFile, options.overrides);
-  const { db, audit, registry, signingKeys } = openDataDir(dataDir);
+  const { db, audit, registry, signingKeys } = openDataDir(dataDir, (report) => {
+    for (const line of describeOwnerMigration(report)) log(line);
+  });
   const appendAudit = (kind: AuditKind, event: JsonObject) => db.transaction(() => audit.append(kind, clock(), event)).immediate();
 
   let policy: PolicyEngine;
@@ -130,6 +153,9 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       riskEngine = new RiskEngine(db, loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)).config);
     }
     policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true });
+    const engine = policy;
+    // Enrollment checks scopes against the set in force at that moment (hot reloads included).
+    registry.useVocabulary(() => engine.current.vocabulary);
   } catch (error) {
     db.close();
     throw error;

@@ -44,7 +44,8 @@ interface Ceremony {
 
 /** Codes with a plainer explanation than the server's message. */
 const EXPLAIN: Partial<Record<string, string>> = {
-  approver_conflicted: 'You own the agent that made this request, so you may not decide it. Someone else has to.',
+  approver_conflicted: 'You may not decide this request: you own the agent, you are its requester, or the policy names you. Someone else has to.',
+  agent_held_for_review: "The agent's owner is not a known person, so nobody may decide its requests until an administrator sets one.",
   approver_not_eligible: 'You are not in a group this request still needs.',
   approver_already_decided: 'You have already decided this request.',
   credential_unknown: 'No registered security key of yours answered. Register a key first.',
@@ -76,13 +77,21 @@ function requiredPeople(request: ApprovalRequest): number {
   return Math.max(1, request.obligation.approvals, request.obligation.groups.length);
 }
 
-function sameIdentity(a: string, b: string): boolean {
-  return a.trim().toLowerCase() === b.trim().toLowerCase();
-}
+const CONFLICT_NOTES: Record<'owner' | 'requester' | 'policy' | 'owner_unresolved', string> = {
+  owner: 'You own the agent that made this request: Countersign will not count your decision.',
+  requester: 'You are the requester of this call: Countersign will not count your decision.',
+  policy: 'The policy names you as conflicted for this request: Countersign will not count your decision.',
+  owner_unresolved: "The agent's owner is not a known person (the agent is held for review): nobody may decide this request.",
+};
 
-/** True when the approver owns (or is) the agent: the core refuses their decision. */
-function isConflicted(request: ApprovalRequest, approverId: string): boolean {
-  return (request.agentOwner !== undefined && sameIdentity(request.agentOwner, approverId)) || sameIdentity(request.agentId, approverId);
+/**
+ * Why the core refuses this approver's decision, if it does. The core resolves owners, requesters
+ * and policy-named people through the directory's aliases and sends approver ids: compared
+ * exactly here, never re-derived from the owner's text (an email alias would slip through).
+ */
+function conflictOf(request: ApprovalRequest, approverId: string): keyof typeof CONFLICT_NOTES | undefined {
+  if (request.ownerUnresolved === true) return 'owner_unresolved';
+  return request.excludedApprovers?.find((e) => e.approverId === approverId)?.reason;
 }
 
 // Characters that hide or reorder text: shown escaped so a payee name cannot pretend to be another.
@@ -416,7 +425,8 @@ interface CardProps {
 function PendingRequestCard({ request, approver, busy, denying, denyReason, onApprove, onStartDeny, onDenyReason, onCancelDeny, onConfirmDeny }: CardProps) {
   const required = requiredPeople(request);
   const approvals = request.approvals.filter((e) => e.verdict === 'approve').length;
-  const conflicted = approver !== undefined && isConflicted(request, approver.id);
+  const conflict = approver === undefined ? undefined : conflictOf(request, approver.id);
+  const conflicted = conflict !== undefined;
   const decided = approver !== undefined && request.approvals.some((e) => e.approverId === approver.id);
   const disabled = approver === undefined || busy !== undefined;
   const paramEntries = Object.entries(request.params);
@@ -535,8 +545,8 @@ function PendingRequestCard({ request, approver, busy, denying, denyReason, onAp
         </dd>
       </dl>
       {conflicted && (
-        <p className="banner banner-warning" data-testid="conflict-note">
-          You own the agent that made this request: Countersign will not count your decision.
+        <p className="banner banner-warning" data-testid="conflict-note" data-reason={conflict}>
+          {CONFLICT_NOTES[conflict ?? 'owner']}
         </p>
       )}
       {decided && <p className="muted" data-testid="already-decided">You have decided this request.</p>}

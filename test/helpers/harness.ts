@@ -31,14 +31,24 @@ export const DEPLOY_SCOPE: AgentScope = {
   owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging', 'deploy.production'], dataClasses: ['source-code'], jurisdictions: ['US'],
 };
 
+/**
+ * Owners are people of the approver directory: add each handle that names nobody yet as a person
+ * with no approval groups (tests that need the owner to approve add them first, with groups).
+ */
+export function ensurePeople(app: RunningCountersign, ...handles: string[]): void {
+  for (const handle of handles) {
+    if (app.approvers.resolvePerson(handle) === undefined) app.approvers.addApprover({ id: handle, displayName: handle, groups: [] });
+  }
+}
+
 export const nodeWebSocket = (url: string, protocols: string[]): WebSocketLike => new WebSocket(url, protocols) as unknown as WebSocketLike;
 
 export function tempDir(prefix = 'countersign-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startHarness(options: { config?: Record<string, unknown>; policyDir?: string; start?: Partial<StartOptions> } = {}): Promise<Harness> {
-  const dataDir = tempDir();
+export async function startHarness(options: { config?: Record<string, unknown>; policyDir?: string; start?: Partial<StartOptions>; dataDir?: string } = {}): Promise<Harness> {
+  const dataDir = options.dataDir ?? tempDir();
   const config = { gateway: { port: 0 }, policyDir: options.policyDir ?? DEMO_POLICY_DIR, ...options.config } as Record<string, unknown>;
   if (options.config?.gateway) config.gateway = { port: 0, ...options.config.gateway };
   const checked: CountersignConfig = parseConfig(config);
@@ -52,7 +62,9 @@ export async function startHarness(options: { config?: Record<string, unknown>; 
     async enroll(agentId, scope = {}, alg = 'EdDSA') {
       const key = await importAgentKey(await generateAgentKey(alg));
       const payload = await verifyEnrollmentRequest(await createEnrollmentRequest(key, agentId, agentId));
-      app.registry.enroll(payload, { ...FINANCE_SCOPE, ...scope });
+      const full = { ...FINANCE_SCOPE, ...scope };
+      ensurePeople(app, full.owner);
+      app.registry.enroll(payload, full);
       return key;
     },
     client(agentId, key, extra = {}) {

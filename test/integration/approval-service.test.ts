@@ -64,14 +64,12 @@ async function world(): Promise<World> {
   };
   const keys = new Map<string, string[]>();
   const decided: World['decided'] = [];
-  const key = await h.enroll('finance-bot');
-  const client = h.client('finance-bot', key);
   const makeService = (extra: { policy?: ApprovalPolicyHook; minter?: ApprovedMinter } = {}) => new ApprovalService({
     db: app.db, audit: app.audit, directory, minter: approvedMinter(app), audienceOf: (tool) => app.policy.tool(tool)?.audience,
     now, ceremonyTimeoutMs: 60_000, onDecided: (agentId, result) => decided.push({ agentId, result }), ...extra,
   });
   const w: World = {
-    h, app, client, directory, authenticatorFor, keys, decided, skew, makeService,
+    h, app, client: undefined as unknown as AgentClient, directory, authenticatorFor, keys, decided, skew, makeService,
     service: makeService({ policy: policyHook(app) }),
     async addApprover(id, displayName, groups, keyCount = 1) {
       directory.addApprover({ id, displayName, groups, virtual: true });
@@ -90,7 +88,7 @@ async function world(): Promise<World> {
       return ids;
     },
     async pendingRequest(call = NORTHWIND) {
-      const result = await client.submit(call);
+      const result = await w.client.submit(call);
       expect(result.state).toBe('pending');
       return result.requestId;
     },
@@ -100,6 +98,8 @@ async function world(): Promise<World> {
   await w.addApprover('carol', 'Carol Example', ['finance-approvers']);
   await w.addApprover('erin', 'Erin Example', ['treasury']);
   await w.addApprover('dana@example.com', 'Dana Example', ['finance-approvers']);
+  // The owner (dana@example.com) is a person of the directory before the agent is enrolled.
+  w.client = h.client('finance-bot', await h.enroll('finance-bot'));
   return w;
 }
 

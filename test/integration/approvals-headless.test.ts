@@ -8,7 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEMO_POLICY_DIR, DEPLOY_SCOPE, FINANCE_SCOPE, nodeWebSocket, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, DEPLOY_SCOPE, FINANCE_SCOPE, nodeWebSocket, startHarness, tempDir, transferCall, type Harness, ensurePeople } from '../helpers/harness.js';
 import { startCountersign } from '../../main/core/app.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
@@ -190,6 +190,7 @@ describe('approvals API input', () => {
     const again = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0, domain: 'test' } });
     try {
       const key = await importAgentKey(await generateAgentKey('EdDSA'));
+      ensurePeople(again, FINANCE_SCOPE.owner);
       again.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'bot-2', 'bot-2')), FINANCE_SCOPE);
       const c = new AgentClient({ url: again.url, agentId: 'bot-2', key, reconnect: false, webSocket: nodeWebSocket });
       const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));

@@ -11,7 +11,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSyn
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { DEMO_POLICY_DIR, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, nodeWebSocket, tempDir, transferCall, ensurePeople } from '../helpers/harness.js';
 import { openDataDir, startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { AuditLog } from '../../main/core/audit/audit-log.js';
 import { CHECKPOINT_FILE, auditOrigin, verifyCheckpointNote } from '../../main/core/audit/checkpoints.js';
@@ -38,6 +38,7 @@ async function world(config: Record<string, unknown> = {}): Promise<World> {
   writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, ...config }));
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
   const app = await startCountersign({ dataDir, log: () => undefined });
+  ensurePeople(app, 'dana@example.com');
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'ap-agent', 'ap-agent')), {
     owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
   });
@@ -412,6 +413,7 @@ describe('audit proofs', () => {
     const app = await start(w);
     try {
       const other = await importAgentKey(await generateAgentKey('EdDSA'));
+      ensurePeople(app, 'sam@example.com');
       app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(other, 'other-agent', 'other-agent')), {
         owner: 'sam@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
       });

@@ -49,6 +49,8 @@ describe('listings', () => {
     const dataDir = fresh();
     const keys = join(dataDir, 'agent-keys');
     const made = JSON.parse(cli(dataDir, 'keygen', '--agent-id', 'ap-bot', '--name', 'Accounts payable', '--out', keys).stdout) as { enrollmentFile: string; kid: string };
+    // The owner is a person of the approver directory, named here by an alias (stored as the id).
+    expect(cli(dataDir, 'approvers', 'add', 'dana', '--name', 'Dana Scully', '--aliases', 'dana@example.com').status).toBe(0);
     expect(cli(dataDir, 'agents', 'enroll', made.enrollmentFile, '--owner', 'dana@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US', '--expires', '90d').status).toBe(0);
     expect(cli(dataDir, 'approvers', 'add', 'alice', '--name', 'Alice Chen', '--groups', 'finance-approvers').status).toBe(0);
 
@@ -57,10 +59,10 @@ describe('listings', () => {
     const [header, row, ...rest] = table.stdout.trimEnd().split('\n');
     expect(rest).toEqual([]);
     expect(header).toMatch(/^ID +NAME +STATUS +OWNER +GROUP +TOOLS +KEYS +ENROLLED +EXPIRES$/);
-    expect(row).toMatch(/^ap-bot +Accounts payable +active +dana@example\.com +finance-agents +payments\.transfer +\S{12}… active +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+    expect(row).toMatch(/^ap-bot +Accounts payable +active +dana +finance-agents +payments\.transfer +\S{12}… active +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
     // Aligned: every column starts at the same offset in the header and the row.
     expect(row!.indexOf('active')).toBe(header!.indexOf('STATUS'));
-    expect(row!.indexOf('dana@')).toBe(header!.indexOf('OWNER'));
+    expect(row!.indexOf('dana')).toBe(header!.indexOf('OWNER'));
     expect(row).toContain(made.kid.slice(0, 12));
     expect(table.stdout).not.toContain('{');
 
@@ -69,9 +71,10 @@ describe('listings', () => {
     expect(row).toContain(new Date(json[0]!.createdAt).toISOString().slice(0, 19).replace('T', ' '));
 
     const approvers = cli(dataDir, 'approvers', 'list').stdout.trimEnd().split('\n');
-    expect(approvers[0]).toMatch(/^ID +NAME +STATUS +GROUPS +SECURITY KEYS +VIRTUAL +ADDED$/);
-    expect(approvers[1]).toMatch(/^alice +Alice Chen +active +finance-approvers +0 active of 0 +no +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
-    expect(JSON.parse(cli(dataDir, 'approvers', 'list', '--json').stdout)).toEqual([expect.objectContaining({ id: 'alice', credentials: [] })]);
+    expect(approvers[0]).toMatch(/^ID +NAME +STATUS +GROUPS +ALIASES +SECURITY KEYS +VIRTUAL +ADDED$/);
+    expect(approvers.find((line) => line.startsWith('alice'))).toMatch(/^alice +Alice Chen +active +finance-approvers +0 active of 0 +no +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+    expect(approvers.find((line) => line.startsWith('dana'))).toMatch(/^dana +Dana Scully +active +dana@example\.com +0 active of 0 +no +\d{4}-/);
+    expect(JSON.parse(cli(dataDir, 'approvers', 'list', '--json').stdout)).toContainEqual(expect.objectContaining({ id: 'alice', credentials: [] }));
 
     expect(cli(dataDir, 'keys', 'list').stdout.trim()).toBe('no signing key is pinned for the production domain yet');
     expect(JSON.parse(cli(dataDir, 'keys', 'list', '--json').stdout)).toEqual([]);

@@ -25,9 +25,11 @@ describe('countersign CLI', () => {
     const made = JSON.parse(keygen.stdout) as { keyFile: string; enrollmentFile: string; kid: string };
     expect(statSync(made.keyFile).mode & 0o777).toBe(0o600);
 
+    // The owner is a person of the approver directory, named here by an alias: the id is stored.
+    expect(cli('approvers', 'add', 'dana', '--name', 'Dana', '--aliases', 'dana@example.com').status).toBe(0);
     const enroll = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'dana@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US,GB', '--expires', '90d');
     expect(enroll.status).toBe(0);
-    expect(JSON.parse(enroll.stdout)).toMatchObject({ id: 'ap-bot', owner: 'dana@example.com', jurisdictions: ['US', 'GB'] });
+    expect(JSON.parse(enroll.stdout)).toMatchObject({ id: 'ap-bot', owner: 'dana', ownerState: 'resolved', jurisdictions: ['US', 'GB'] });
 
     const again = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'x', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US');
     expect(again.status).toBe(1);
@@ -110,11 +112,12 @@ describe('countersign CLI', () => {
     expect(cli('approvers', 'add', 'bad id!', '--name', 'x', '--groups', 'g').stderr).toContain('[config_invalid]');
     expect(cli('approvers', 'disable', 'alice').status).toBe(0);
     const listed = JSON.parse(cli('approvers', 'list', '--json').stdout) as Array<{ id: string; status: string; credentials: unknown[] }>;
-    expect(listed).toEqual([expect.objectContaining({ id: 'alice', status: 'disabled', credentials: [] })]);
+    expect(listed.find((a) => a.id === 'alice')).toEqual(expect.objectContaining({ id: 'alice', status: 'disabled', credentials: [] }));
   }, 60_000);
 
   it('enrolls an agent with its model and agent version', () => {
     const made = JSON.parse(cli('keygen', '--agent-id', 'model-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
+    expect(cli('approvers', 'add', 'o@example.com', '--name', 'O').status).toBe(0);
     const enroll = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'o@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US', '--model', 'claude-sonnet-4', '--agent-version', '2.3.1');
     expect(enroll.status).toBe(0);
     expect(JSON.parse(enroll.stdout)).toMatchObject({ id: 'model-bot', model: 'claude-sonnet-4', agentVersion: '2.3.1' });
@@ -123,6 +126,29 @@ describe('countersign CLI', () => {
     expect(refused.status).toBe(1);
     expect(refused.stderr).toContain('--model must be 1 to 128 characters [config_invalid]');
   }, 60_000);
+
+  it('enrolls only a person of the directory as owner, with a scope the policy set knows, and names what it refuses', () => {
+    const made = JSON.parse(cli('keygen', '--agent-id', 'typo-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
+    const scope: Record<string, string> = { '--owner': 'dana@example.com', '--group': 'finance-agents', '--tools': 'payments.transfer', '--data-classes': 'financial', '--jurisdictions': 'US' };
+    const enroll = (override: Record<string, string>) => cli('agents', 'enroll', made.enrollmentFile, ...Object.entries({ ...scope, ...override }).flat());
+    const nobody = enroll({ '--owner': 'dana@exampel.com' });
+    expect(nobody.status).toBe(1);
+    expect(nobody.stderr).toContain('the owner "dana@exampel.com" is not a person in the approver directory');
+    expect(nobody.stderr).toContain('[owner_unknown]');
+    expect(enroll({ '--group': 'finance-agent' }).stderr).toMatch(/"finance-agent".*\[group_unknown\]/);
+    expect(enroll({ '--jurisdictions': 'US,UK' }).stderr).toMatch(/"UK".*\[jurisdiction_unknown\]/);
+    expect(JSON.parse(cli('agents', 'list', '--json').stdout)).not.toContainEqual(expect.objectContaining({ id: 'typo-bot' }));
+
+    // Another handle of Dana's, added as an alias, names her: the agent's owner is her id.
+    const alias = cli('approvers', 'alias', 'add', 'dana', 'D.Smith@Example.com');
+    expect(alias.status).toBe(0);
+    expect(JSON.parse(alias.stdout)).toEqual({ approverId: 'dana', aliases: ['d.smith@example.com', 'dana@example.com'] });
+    expect(cli('approvers', 'add', 'd.smith@example.com', '--name', 'Impostor').stderr).toContain('[alias_conflict]');
+    const enrolled = enroll({ '--owner': 'd.smith@example.com' });
+    expect(enrolled.status).toBe(0);
+    expect(JSON.parse(enrolled.stdout)).toMatchObject({ id: 'typo-bot', owner: 'dana', ownerState: 'resolved' });
+    expect(JSON.parse(cli('agents', 'owner-report').stdout)).toEqual({ migration: null, heldNow: [] });
+  }, 120_000);
 
   it('reports the risk scorer\'s detection and false-positive rates on the scenario set', () => {
     const report = cli('risk', 'report');

@@ -30,7 +30,7 @@ import { fromBase64url, utf8 } from '../../shared/encoding.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { FaultyPkcs11 } from '../helpers/faulty-pkcs11.js';
-import { FINANCE_SCOPE, DEMO_POLICY_DIR, tempDir, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, DEMO_POLICY_DIR, tempDir, transferCall, ensurePeople } from '../helpers/harness.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
 
 const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
@@ -58,6 +58,7 @@ async function start(extra: Parameters<typeof startCountersign>[0] extends infer
 
 async function enrollAndConnect(app: RunningCountersign, agentId: string): Promise<{ key: AgentKey; client: AgentClient }> {
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  ensurePeople(app, FINANCE_SCOPE.owner);
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, agentId, agentId)), FINANCE_SCOPE);
   const client = new AgentClient({ url: app.url, agentId, key, reconnect: false, webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike });
   await client.connect();
@@ -206,6 +207,7 @@ describe('hardware custody over PKCS#11', () => {
     expect(wrappers).toHaveLength(2);
     try {
       const key = await importAgentKey(await generateAgentKey('EdDSA'));
+      ensurePeople(app, FINANCE_SCOPE.owner);
       app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot-3', 'finance-bot-3')), FINANCE_SCOPE);
       const c = await RawClient.connect(app.url);
       await c.authenticate('finance-bot-3', key);

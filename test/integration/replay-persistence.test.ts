@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCountersign } from '../../main/core/app.js';
-import { DEMO_POLICY_DIR, tempDir, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, tempDir, transferCall, ensurePeople } from '../helpers/harness.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
@@ -16,6 +16,7 @@ describe('replay protection across restarts', () => {
     try {
       let app = await startCountersign(quiet);
       const key = await importAgentKey(await generateAgentKey('ES256'));
+      ensurePeople(app, 'dana');
       app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'f')), {
         owner: 'dana', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
       });

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEMO_POLICY_DIR, nodeWebSocket, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, nodeWebSocket, startHarness, tempDir, transferCall, type Harness, ensurePeople } from '../helpers/harness.js';
 import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
@@ -155,6 +155,7 @@ describe('risk across a restart', () => {
       return results;
     };
     let app = await startCountersign({ dataDir, log: () => undefined });
+    ensurePeople(app, 'dana@example.com');
     app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'ap-agent', 'ap-agent')), {
       owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
     });

@@ -369,6 +369,15 @@ describe('verifyApprovals: configuration', () => {
     expect(codes.map((c) => c.code)).toEqual(['config_invalid', 'config_invalid', 'config_invalid', 'config_invalid']);
   });
 
+  it('refuses a directory listing one id in two spellings, which would let one person count twice', async () => {
+    const a = fx.directory.approvers[0]!;
+    const b = fx.directory.approvers[1]!;
+    const directory = { ...fx.directory, approvers: [a, { ...b, id: ` ${a.id.toUpperCase()}` }] };
+    const refused = await rejection(verifyApprovals([alice], fx.options({ directory })));
+    expect(refused.code).toBe('config_invalid');
+    expect(refused.message).toContain('one id in two spellings');
+  });
+
   it('refuses a credential id listed under two approvers', async () => {
     const a = fx.directory.approvers[0]!;
     const b = fx.directory.approvers[1]!;

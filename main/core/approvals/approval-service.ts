@@ -17,6 +17,12 @@
  *    have changed meanwhile and commits the challenge use, the approval, the key's counter, the
  *    request's new state, the token and the audit records together, or nothing at all.
  *
+ * Separation of duties compares persons (identity/people.ts), never strings: the agent's owner,
+ * the agent itself (the requester of its calls) and the approvers a policy names conflicted are
+ * each resolved through the directory's ids and aliases, so `sam@example.com` as owner excludes
+ * the approver `sam` who holds that alias. An owner that names no person (an agent held for
+ * review) fails closed: nobody may decide its requests.
+ *
  * Quorum counts distinct people, never keys: count >= max(approvals, number of group lists) and
  * every group list is covered by a different person (bipartite matching). Approvals of people who
  * were disabled since, or who left the required groups, no longer count and are not carried in
@@ -154,8 +160,19 @@ export interface ApprovalRequestView {
   count: number;
   /** The followers' own request ids, sorted (each caller's request; decided with this one). */
   followers: string[];
+  /** People who may not decide this request, and why (approver ids: compare them exactly). */
+  excludedApprovers: ExcludedApprover[];
+  /** True when the agent's owner is not a known person: nobody may decide (fail closed). */
+  ownerUnresolved?: boolean;
 }
 export type PendingApproval = ApprovalRequestView;
+
+/** Why a person may not decide a request. */
+export type ConflictReason = 'owner' | 'requester' | 'policy';
+export interface ExcludedApprover {
+  approverId: string;
+  reason: ConflictReason;
+}
 
 export interface CeremonyStart {
   /** For navigator.credentials.get() (e.g. @simplewebauthn/browser startAuthentication). */
@@ -176,7 +193,7 @@ export interface ApprovalOutcome {
 interface RequestRow {
   id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; state: RequestState; policy_hash: string;
   determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
-  decided_at: number | null; agent_display_name: string | null; agent_owner: string | null; conflicted_approvers: string;
+  decided_at: number | null; agent_display_name: string | null; agent_owner: string | null; agent_owner_state: string | null; conflicted_approvers: string;
   group_id: string | null; sealed_at: number | null;
 }
 interface ChallengeRow {
@@ -218,7 +235,7 @@ const responseSchema = z.object({
 
 const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
   r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner,
-  r.conflicted_approvers, r.group_id, r.sealed_at
+  a.owner_state AS agent_owner_state, r.conflicted_approvers, r.group_id, r.sealed_at
   FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
 
 /** Thrown inside the final transaction when what was planned outside it no longer holds. */
@@ -291,21 +308,20 @@ export function stricterObligation(a: ApprovalRequirement, b: ApprovalRequiremen
   };
 }
 
-function sameIdentity(a: string, b: string): boolean {
+/** The same handle in any case: used only to ADD conflicts on top of person matching. */
+function sameSpelling(a: string, b: string): boolean {
   return a.trim().toLowerCase() === b.trim().toLowerCase();
 }
 
-/** Approvers the determining permits named with @conflicted_approvers (stored lowercase). */
-function policyConflicted(row: RequestRow, approverId: string): boolean {
+/** The names the determining permits gave in @conflicted_approvers (stored lowercase); undefined if unreadable. */
+function policyConflictedNames(row: RequestRow): string[] | undefined {
   let names: unknown;
   try {
     names = JSON.parse(row.conflicted_approvers);
   } catch {
-    // Unreadable: treat everyone as conflicted rather than no one.
-    return true;
+    return undefined;
   }
-  if (!Array.isArray(names)) return true;
-  return names.some((n) => typeof n === 'string' && sameIdentity(n, approverId));
+  return Array.isArray(names) && names.every((n) => typeof n === 'string') ? names : undefined;
 }
 
 function parseObligation(row: RequestRow): ApprovalRequirement {
@@ -382,6 +398,48 @@ export class ApprovalService {
     if (!Number.isSafeInteger(options.ceremonyTimeoutMs) || options.ceremonyTimeoutMs < 1) {
       throw new CountersignError('config_invalid', 'the ceremony timeout must be a positive number of milliseconds');
     }
+  }
+
+  // ---- people ----
+
+  /**
+   * Whether `handle` names `approverId`: the person it resolves to through the directory's ids
+   * and aliases. A handle spelled like the id (in any case) also matches, so a database still
+   * holding two ids differing only by case excludes both rather than neither.
+   */
+  private names(handle: string, approverId: string): boolean {
+    return this.options.directory.resolvePerson(handle)?.id === approverId || sameSpelling(handle, approverId);
+  }
+
+  /** Whether the agent's owner is a person (the agent not held for review). */
+  private ownerResolved(row: RequestRow): boolean {
+    return row.agent_owner !== null && row.agent_owner_state === 'resolved' && this.options.directory.resolvePerson(row.agent_owner) !== undefined;
+  }
+
+  /**
+   * Why `approverId` may not decide this request, or undefined: the agent's owner, the agent
+   * itself as requester, or a person the policy named (stored on the request, or `extra` from
+   * the current policy). An unreadable conflicted list conflicts everyone.
+   */
+  private conflictOf(row: RequestRow, approverId: string, extra: readonly string[] = []): ConflictReason | undefined {
+    if (row.agent_owner !== null && this.names(row.agent_owner, approverId)) return 'owner';
+    if (this.names(row.agent_id, approverId)) return 'requester';
+    const named = policyConflictedNames(row);
+    if (named === undefined || [...named, ...extra].some((name) => this.names(name, approverId))) return 'policy';
+    return undefined;
+  }
+
+  /** The people excluded from deciding this request, resolved for display (the renderer's reasons). */
+  private excludedOf(row: RequestRow): ExcludedApprover[] {
+    const out = new Map<string, ConflictReason>();
+    const add = (handle: string | null, reason: ConflictReason) => {
+      const person = handle === null ? undefined : this.options.directory.resolvePerson(handle);
+      if (person !== undefined && !out.has(person.id)) out.set(person.id, reason);
+    };
+    add(row.agent_owner, 'owner');
+    add(row.agent_id, 'requester');
+    for (const name of policyConflictedNames(row) ?? []) add(name, 'policy');
+    return [...out].map(([approverId, reason]) => ({ approverId, reason }));
   }
 
   // ---- reading ----
@@ -595,11 +653,18 @@ export class ApprovalService {
   private checkApprover(row: RequestRow, obligation: ApprovalRequirement, approverId: string, verdict: ApprovalVerdict): ApproverRecord {
     const approver = this.options.directory.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
-    if ((row.agent_owner !== null && sameIdentity(row.agent_owner, approver.id)) || sameIdentity(row.agent_id, approver.id)) {
-      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request and may not decide it`);
+    if (!this.ownerResolved(row)) {
+      throw new CountersignError('agent_held_for_review', `the owner of agent ${quote(row.agent_id)} is not a known person, so nobody may decide its requests until an administrator sets one`);
     }
-    if (policyConflicted(row, approver.id)) {
-      throw new CountersignError('approver_conflicted', `the policy names approver ${quote(approver.id)} as conflicted for this request`);
+    const conflict = this.conflictOf(row, approver.id);
+    if (conflict === 'owner') {
+      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request (owner ${quote(row.agent_owner ?? '')}) and may not decide it`, { details: { reason: 'owner' } });
+    }
+    if (conflict === 'requester') {
+      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} is the requester of this call and may not decide it`, { details: { reason: 'requester' } });
+    }
+    if (conflict === 'policy') {
+      throw new CountersignError('approver_conflicted', `the policy names approver ${quote(approver.id)} as conflicted for this request`, { details: { reason: 'policy' } });
     }
     if (this.db.prepare('SELECT 1 FROM approvals WHERE request_id = ? AND approver_id = ?').get(row.id, approver.id) !== undefined) {
       throw new CountersignError('approver_already_decided', `approver ${quote(approver.id)} has already decided request ${quote(row.id)}`);
@@ -674,8 +739,7 @@ export class ApprovalService {
         continue;
       }
       if (approver.status !== 'active' || !inAnyGroup(obligation, approver.groups)) continue;
-      if ((row.agent_owner !== null && sameIdentity(row.agent_owner, approver.id)) || sameIdentity(row.agent_id, approver.id)) continue;
-      if (policyConflicted(row, approver.id) || extraConflicted.some((name) => sameIdentity(name, approver.id))) continue;
+      if (!this.ownerResolved(row) || this.conflictOf(row, approver.id, extraConflicted) !== undefined) continue;
       out.push({ approver, approval });
     }
     return out;
@@ -761,8 +825,9 @@ export class ApprovalService {
       if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
       if (reevaluation.outcome === 'approval_required') {
         obligation = stricterObligation(stored, reevaluation.obligation);
-        conflicted = (reevaluation.conflicted ?? []).filter((name) => !policyConflicted(row, name));
-        if (conflicted.some((name) => sameIdentity(name, self.id))) {
+        const storedNames = policyConflictedNames(row) ?? [];
+        conflicted = (reevaluation.conflicted ?? []).filter((name) => !storedNames.some((n) => sameSpelling(n, name)));
+        if (conflicted.some((name) => this.names(name, self.id))) {
           throw new CountersignError('approver_conflicted', `the current policy names approver ${quote(self.id)} as conflicted for this request`);
         }
         tightened = canonicalize(obligation) !== canonicalize(stored) || conflicted.length > 0;
@@ -993,7 +1058,9 @@ export class ApprovalService {
       approvals: this.approvalRows(row.id).map((r) => this.entry(r)),
       count: 1,
       followers: [],
+      excludedApprovers: this.excludedOf(row),
     };
+    if (!this.ownerResolved(row)) view.ownerUnresolved = true;
     if (row.group_id === null) {
       // A pending group shows its pending members; a decided one shows every member it had.
       const followers = this.followerRows(row.id).filter((f) => row.state !== 'pending' || f.state === 'pending');

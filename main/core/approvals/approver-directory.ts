@@ -4,6 +4,10 @@
  * verification required, attestation verified and stored as evidence, and an attestation policy
  * (allowed AAGUIDs; the project's virtual authenticator only for virtual approvers in the
  * headless test key domain). Every change is audited in the same transaction.
+ *
+ * One approver record is one person. Other handles of that person (emails, chat handles) are
+ * aliases: unique across people and their ids, compared without case, so a handle names at most
+ * one person (identity/people.ts resolves them for owners and conflict checks).
  */
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import {
@@ -22,6 +26,7 @@ import { CountersignError, quote } from '../../../shared/errors.js';
 import { base64url } from '../../../shared/encoding.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
+import { PERSON_HANDLE_PATTERN, normalizeHandle, resolvePerson, type ResolvedPerson } from '../identity/people.js';
 
 export interface ApproverRecord {
   id: string;
@@ -80,7 +85,7 @@ interface CredentialRow {
  */
 export const KNOWN_TEST_AUTHENTICATOR_AAGUIDS: readonly string[] = ['01020304-0506-0708-0102-030405060708'];
 
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
+const ID_PATTERN = PERSON_HANDLE_PATTERN;
 const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 function hashCode(code: string): string {
@@ -132,7 +137,56 @@ export class ApproverDirectory {
     return typeof origins === 'function' ? origins() : origins;
   }
 
-  addApprover(input: { id: string; displayName: string; groups: string[]; virtual?: boolean }): ApproverRecord {
+  /** The person a handle (approver id in any case, or alias) names, if any. */
+  resolvePerson(handle: string): ResolvedPerson | undefined {
+    return resolvePerson(this.db, handle);
+  }
+
+  /** The aliases of a person, sorted. */
+  aliasesOf(approverId: string): string[] {
+    return this.db.prepare<[string], { alias: string }>('SELECT alias FROM approver_aliases WHERE approver_id = ? ORDER BY alias').all(approverId).map((r) => r.alias);
+  }
+
+  /** Give a person another handle (stored lowercase). Refused if any person already has it. */
+  addAlias(approverId: string, alias: string): void {
+    const key = this.checkHandle(alias, 'alias');
+    const now = this.now();
+    this.db.transaction(() => {
+      const approver = this.get(approverId);
+      this.assertHandleFree(key, 'alias');
+      this.db.prepare('INSERT INTO approver_aliases (alias, approver_id, created_at) VALUES (?, ?, ?)').run(key, approver.id, now);
+      this.audit.append('approver.alias_added', now, { approverId: approver.id, alias: key });
+    }).immediate();
+  }
+
+  removeAlias(approverId: string, alias: string): void {
+    const key = typeof alias === 'string' ? normalizeHandle(alias) : '';
+    const now = this.now();
+    this.db.transaction(() => {
+      const approver = this.get(approverId);
+      const removed = this.db.prepare('DELETE FROM approver_aliases WHERE alias = ? AND approver_id = ?').run(key, approver.id).changes;
+      if (removed !== 1) throw new CountersignError('approver_unknown', `approver ${quote(approver.id)} has no alias ${quote(alias)}`);
+      this.audit.append('approver.alias_removed', now, { approverId: approver.id, alias: key });
+    }).immediate();
+  }
+
+  private checkHandle(handle: string, what: 'id' | 'alias'): string {
+    if (typeof handle !== 'string' || !ID_PATTERN.test(handle.trim())) {
+      throw new CountersignError('config_invalid', `the approver ${what} ${quote(String(handle))} must be 1-128 letters, digits or . _ @ + -`);
+    }
+    return normalizeHandle(handle);
+  }
+
+  /** Throws alias_conflict when any person's id (in any case) or alias is `key` (lowercase). */
+  private assertHandleFree(key: string, what: 'id' | 'alias'): void {
+    const holder = this.db.prepare<[string], { id: string }>('SELECT id FROM approvers WHERE lower(id) = ?').get(key)
+      ?? this.db.prepare<[string], { id: string }>('SELECT approver_id AS id FROM approver_aliases WHERE alias = ?').get(key);
+    if (holder !== undefined) {
+      throw new CountersignError('alias_conflict', `the ${what} ${quote(key)} already names approver ${quote(holder.id)}`, { details: { handle: key, approverId: holder.id } });
+    }
+  }
+
+  addApprover(input: { id: string; displayName: string; groups: string[]; virtual?: boolean; aliases?: string[] }): ApproverRecord {
     const virtual = input.virtual ?? false;
     if (virtual && this.options.domain !== 'test') {
       throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain; this configuration is production');
@@ -143,14 +197,19 @@ export class ApproverDirectory {
     }
     const groups = [...new Set(input.groups)].sort();
     for (const g of groups) if (!GROUP_PATTERN.test(g)) throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
+    const aliases = [...new Set((input.aliases ?? []).map((a) => this.checkHandle(a, 'alias')))].filter((a) => a !== normalizeHandle(input.id)).sort();
     const now = this.now();
     return this.db.transaction(() => {
       if (this.db.prepare('SELECT 1 FROM approvers WHERE id = ?').get(input.id) !== undefined) {
         throw new CountersignError('config_invalid', `an approver named ${quote(input.id)} already exists`);
       }
+      // One person, one id: another spelling of an existing id or alias is that person, not a new one.
+      this.assertHandleFree(normalizeHandle(input.id), 'id');
+      for (const alias of aliases) this.assertHandleFree(alias, 'alias');
       this.db.prepare("INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES (?, ?, ?, ?, 'active', ?)")
         .run(input.id, input.displayName, JSON.stringify(groups), virtual ? 1 : 0, now);
-      this.audit.append('approver.added', now, { approverId: input.id, groups, virtual });
+      for (const alias of aliases) this.db.prepare('INSERT INTO approver_aliases (alias, approver_id, created_at) VALUES (?, ?, ?)').run(alias, input.id, now);
+      this.audit.append('approver.added', now, { approverId: input.id, groups, virtual, ...(aliases.length > 0 ? { aliases } : {}) });
       return this.get(input.id);
     }).immediate();
   }

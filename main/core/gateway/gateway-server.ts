@@ -278,7 +278,7 @@ export class Gateway {
           this.stats.decisions++;
           this.reply(conn, request.id, result);
         } catch (error) {
-          if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
+          if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_held_for_review' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
             return this.fail(conn, request.id, error, CLOSE_CODES.keyRevoked);
           }
           throw error;
@@ -322,7 +322,7 @@ export class Gateway {
       this.deps.decisions.recordRejection(now, { stage: 'authenticate', claimedAgentId: params.agentId, kid: params.kid, code });
       // One answer for every identity failure: do not tell a prober which agent ids exist.
       const external = code === 'agent_unknown' || code === 'key_unknown' ? new CountersignError('auth_failed', 'authentication failed', { cause: error }) : error;
-      const closeCode = code === 'agent_revoked' || code === 'agent_expired' || code === 'key_revoked' ? CLOSE_CODES.keyRevoked : CLOSE_CODES.authFailed;
+      const closeCode = code === 'agent_revoked' || code === 'agent_held_for_review' || code === 'agent_expired' || code === 'key_revoked' ? CLOSE_CODES.keyRevoked : CLOSE_CODES.authFailed;
       throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: closeCode });
     }
   }

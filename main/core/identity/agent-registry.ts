@@ -2,6 +2,14 @@
  * Enrolled agents and their keys. Status is read from the database on every use (a revocation
  * made by the CLI in another process takes effect on the next call); only immutable public-key
  * objects are cached.
+ *
+ * An agent's owner is a person of the approver directory (identity/people.ts), stored as that
+ * person's approver id whatever handle the admin typed, so separation of duties compares persons.
+ * Enrollment refuses an owner who is nobody, and a group, tool, data class or jurisdiction the
+ * active policy set does not know (policy/policy-set.ts EnrollmentVocabulary). Agents enrolled
+ * with a free-text owner before this are resolved once by migrateFreeTextOwners; those whose
+ * owner names nobody are held for review: the gateway refuses them until an admin sets a real
+ * owner.
  */
 import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Db } from '../store/database.js';
@@ -10,6 +18,8 @@ import { CountersignError, quote } from '../../../shared/errors.js';
 import type { EnrollmentPayload } from '../../../shared/enrollment.js';
 import type { AgentKeyAlgorithm, AgentPublicJwk } from '../../../shared/agent-keys.js';
 import type { JsonObject } from '../../../shared/canonical-json.js';
+import type { EnrollmentVocabulary } from '../policy/policy-set.js';
+import { resolvePerson, type ResolvedPerson } from './people.js';
 
 export interface AgentScope {
   owner: string;
@@ -24,13 +34,77 @@ export interface AgentScope {
   agentVersion?: string | undefined;
 }
 
+/**
+ * Whether the owner is a known person: 'resolved' (owner is an approver id), 'held_for_review'
+ * (a free-text owner from before owners were people, naming nobody: the agent is refused), or
+ * 'unchecked' (migrated but not yet resolved; refused like a held agent).
+ */
+export type OwnerState = 'resolved' | 'held_for_review' | 'unchecked';
+
 export interface AgentRecord extends AgentScope {
   id: string;
   displayName: string;
   status: 'active' | 'revoked';
   createdAt: number;
   revokedAt?: number | undefined;
+  ownerState: OwnerState;
+  /** Why the agent is held for review (set with ownerState 'held_for_review'). */
+  reviewReason?: string | undefined;
 }
+
+/** One agent in the report of the free-text owner migration. */
+export interface OwnerMigrationEntry {
+  agentId: string;
+  /** The owner as it was entered (free text). */
+  entered: string;
+  /** The person it resolved to, and how (held agents have none). */
+  person?: string;
+  via?: 'id' | 'alias';
+  /** Why it was held for review. */
+  reason?: string;
+}
+
+export interface OwnerMigrationReport {
+  at: number;
+  resolved: OwnerMigrationEntry[];
+  held: OwnerMigrationEntry[];
+}
+
+/** Checks a proposed scope against the active policy set's vocabulary; throws the first problem. */
+export function checkScopeVocabulary(scope: Pick<AgentScope, 'group' | 'allowedTools' | 'dataClasses' | 'jurisdictions'>, vocabulary: EnrollmentVocabulary): void {
+  if (!vocabulary.groups.has(scope.group)) {
+    throw new CountersignError('group_unknown', `no policy of the active set names the agent group ${quote(scope.group)}; an agent in it could only be denied`, { details: { group: scope.group } });
+  }
+  for (const tool of scope.allowedTools) {
+    if (!vocabulary.tools.has(tool)) throw new CountersignError('unknown_tool', `the tool ${quote(tool)} is not declared in the active policy set`, { details: { tool } });
+  }
+  for (const dataClass of scope.dataClasses) {
+    if (vocabulary.dataClasses === undefined) {
+      throw new CountersignError('data_class_unknown', `the policy schema declares no data classes, so ${quote(dataClass)} cannot be checked; declare \`entity DataClass enum [...]\` in the schema`, { details: { dataClass } });
+    }
+    if (!vocabulary.dataClasses.has(dataClass)) throw new CountersignError('data_class_unknown', `the data class ${quote(dataClass)} is not declared in the policy schema`, { details: { dataClass } });
+  }
+  for (const jurisdiction of scope.jurisdictions) {
+    if (vocabulary.jurisdictions === undefined) {
+      throw new CountersignError('jurisdiction_unknown', `the policy schema declares no jurisdictions, so ${quote(jurisdiction)} cannot be checked; declare \`entity Jurisdiction enum [...]\` in the schema`, { details: { jurisdiction } });
+    }
+    if (!vocabulary.jurisdictions.has(jurisdiction)) throw new CountersignError('jurisdiction_unknown', `the jurisdiction ${quote(jurisdiction)} is not declared in the policy schema`, { details: { jurisdiction } });
+  }
+}
+
+/** The person `handle` names, for an owner: unknown or disabled people are refused. */
+function requireOwnerPerson(db: Db, handle: string): ResolvedPerson {
+  const person = typeof handle === 'string' ? resolvePerson(db, handle) : undefined;
+  if (person === undefined) {
+    throw new CountersignError('owner_unknown', `the owner ${quote(String(handle))} is not a person in the approver directory; add them (or the alias) with countersign approvers`, { details: { owner: String(handle) } });
+  }
+  if (person.status !== 'active') {
+    throw new CountersignError('owner_unknown', `the owner ${quote(handle)} is approver ${quote(person.id)}, who is disabled`, { details: { owner: handle } });
+  }
+  return person;
+}
+
+const OWNER_MIGRATION_REPORT_KEY = 'owner_migration_report';
 
 export interface AgentKeyRecord {
   kid: string;
@@ -45,7 +119,7 @@ export interface AgentKeyRecord {
 interface AgentRow {
   id: string; display_name: string; owner: string; group_name: string; allowed_tools: string; data_classes: string;
   jurisdictions: string; status: 'active' | 'revoked'; created_at: number; expires_at: number | null; revoked_at: number | null;
-  model: string | null; agent_version: string | null;
+  model: string | null; agent_version: string | null; owner_state: OwnerState; owner_entered: string | null; review_reason: string | null;
 }
 interface KeyRow {
   kid: string; agent_id: string; alg: AgentKeyAlgorithm; public_jwk: string; status: 'active' | 'retiring' | 'revoked';
@@ -67,6 +141,8 @@ function toAgent(row: AgentRow): AgentRecord {
     revokedAt: row.revoked_at ?? undefined,
     model: row.model ?? undefined,
     agentVersion: row.agent_version ?? undefined,
+    ownerState: row.owner_state,
+    reviewReason: row.review_reason ?? undefined,
   };
 }
 
@@ -92,12 +168,26 @@ export class AgentRegistry {
   private readonly getAgentStmt;
   private readonly getKeyStmt;
 
+  private vocabulary: (() => EnrollmentVocabulary) | undefined;
+
   constructor(private readonly db: Db, private readonly audit: AuditLog) {
     this.getAgentStmt = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
     this.getKeyStmt = db.prepare<[string], KeyRow>('SELECT * FROM agent_keys WHERE kid = ?');
   }
 
+  /** Where enrollment reads the active policy set's vocabulary (app.ts: the running engine's set). */
+  useVocabulary(vocabulary: () => EnrollmentVocabulary): void {
+    this.vocabulary = vocabulary;
+  }
+
+  /**
+   * Enroll an agent. The owner may be given as any handle of a person (approver id or alias);
+   * the person's approver id is what is stored. Fails closed: without a policy set to check the
+   * scope against, nothing is enrolled.
+   */
   enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now()): AgentRecord {
+    if (this.vocabulary === undefined) throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
+    const vocabulary = this.vocabulary();
     const enroll = this.db.transaction(() => {
       if (this.getAgentStmt.get(payload.agentId)) {
         throw new CountersignError('enrollment_conflict', `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`);
@@ -105,15 +195,18 @@ export class AgentRegistry {
       if (this.getKeyStmt.get(payload.publicJwk.kid)) {
         throw new CountersignError('enrollment_conflict', 'that key is already enrolled');
       }
+      const owner = requireOwnerPerson(this.db, scope.owner);
+      checkScopeVocabulary(scope, vocabulary);
       this.db
-        .prepare('INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at, model, agent_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(payload.agentId, payload.displayName, scope.owner, scope.group, JSON.stringify(scope.allowedTools), JSON.stringify(scope.dataClasses), JSON.stringify(scope.jurisdictions), 'active', now, scope.expiresAt ?? null, scope.model ?? null, scope.agentVersion ?? null);
+        .prepare("INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at, model, agent_version, owner_state, owner_entered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'resolved', ?)")
+        .run(payload.agentId, payload.displayName, owner.id, scope.group, JSON.stringify(scope.allowedTools), JSON.stringify(scope.dataClasses), JSON.stringify(scope.jurisdictions), 'active', now, scope.expiresAt ?? null, scope.model ?? null, scope.agentVersion ?? null, scope.owner);
       this.insertKey(payload.agentId, payload.publicJwk, now);
       this.audit.append('agent.enrolled', now, {
         agentId: payload.agentId,
         kid: payload.publicJwk.kid,
         alg: payload.publicJwk.alg,
-        owner: scope.owner,
+        owner: owner.id,
+        ownerEntered: scope.owner,
         group: scope.group,
         allowedTools: scope.allowedTools,
         dataClasses: scope.dataClasses,
@@ -158,6 +251,63 @@ export class AgentRegistry {
     revoke.immediate();
   }
 
+  /**
+   * Give an agent a person as owner (any handle of theirs; the approver id is stored). This is
+   * how an agent held for review after the owner migration is released: audited with the
+   * previous owner and whether it released a hold.
+   */
+  setOwner(agentId: string, handle: string, now = Date.now()): AgentRecord {
+    this.db.transaction(() => {
+      const agent = this.requireAgent(agentId);
+      const person = requireOwnerPerson(this.db, handle);
+      this.db.prepare("UPDATE agents SET owner = ?, owner_state = 'resolved', review_reason = NULL WHERE id = ?").run(person.id, agentId);
+      this.audit.append('agent.owner_changed', now, {
+        agentId, from: agent.owner, to: person.id, entered: handle, releasedFromReview: agent.ownerState !== 'resolved',
+      });
+    }).immediate();
+    return this.requireAgent(agentId);
+  }
+
+  /**
+   * Resolve owners entered as free text before owners were people (migration 9 marks them
+   * 'unchecked'). An owner naming a person by id or alias becomes that person's id; any other is
+   * held for review (refused by the gateway, never silently allowed). Runs once per data
+   * directory, in one transaction with one audit record; the report is kept for
+   * `countersign agents owner-report`. Returns undefined when there was nothing to migrate.
+   */
+  migrateFreeTextOwners(now = Date.now()): OwnerMigrationReport | undefined {
+    return this.db.transaction(() => {
+      const rows = this.db.prepare<[], { id: string; owner: string }>("SELECT id, owner FROM agents WHERE owner_state = 'unchecked' ORDER BY id").all();
+      if (rows.length === 0) return undefined;
+      const report: OwnerMigrationReport = { at: now, resolved: [], held: [] };
+      for (const row of rows) {
+        const person = resolvePerson(this.db, row.owner);
+        if (person !== undefined) {
+          this.db.prepare("UPDATE agents SET owner = ?, owner_state = 'resolved', review_reason = NULL WHERE id = ?").run(person.id, row.id);
+          report.resolved.push({ agentId: row.id, entered: row.owner, person: person.id, via: person.via });
+        } else {
+          const reason = `the owner ${quote(row.owner)} entered before owners were people names no person in the approver directory`;
+          this.db.prepare("UPDATE agents SET owner_state = 'held_for_review', review_reason = ? WHERE id = ?").run(reason, row.id);
+          report.held.push({ agentId: row.id, entered: row.owner, reason });
+        }
+      }
+      this.audit.append('agent.owners_migrated', now, {
+        resolved: report.resolved.map((e) => ({ agentId: e.agentId, entered: e.entered, person: e.person ?? null, via: e.via ?? null })),
+        held: report.held.map((e) => ({ agentId: e.agentId, entered: e.entered, reason: e.reason ?? null })),
+      });
+      this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(OWNER_MIGRATION_REPORT_KEY, JSON.stringify(report));
+      return report;
+    }).immediate();
+  }
+
+  /** The owner migration's report (if one ran) and the agents held for review right now. */
+  ownerReport(): { migration: OwnerMigrationReport | null; heldNow: Array<{ agentId: string; owner: string; reason: string }> } {
+    const stored = this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(OWNER_MIGRATION_REPORT_KEY);
+    const heldNow = this.db.prepare<[], { id: string; owner: string; review_reason: string | null }>("SELECT id, owner, review_reason FROM agents WHERE owner_state != 'resolved' ORDER BY id").all()
+      .map((row) => ({ agentId: row.id, owner: row.owner, reason: row.review_reason ?? 'the owner has not been resolved to a person yet' }));
+    return { migration: stored === undefined ? null : (JSON.parse(stored.value) as OwnerMigrationReport), heldNow };
+  }
+
   list(): Array<AgentRecord & { keys: AgentKeyRecord[] }> {
     const keys = this.db.prepare<[], KeyRow>('SELECT * FROM agent_keys ORDER BY created_at').all().map(toKey);
     return this.db
@@ -194,9 +344,12 @@ export class AgentRegistry {
     return { agent: toAgent(agentRow), key: toKey(keyRow) };
   }
 
-  /** Throws agent_revoked, agent_expired or key_revoked unless the agent and key are usable at `now`. */
+  /** Throws agent_revoked, agent_held_for_review, agent_expired or key_revoked unless the agent and key are usable at `now`. */
   assertUsable({ agent, key }: ResolvedAgentKey, now: number): void {
     if (agent.status === 'revoked') throw new CountersignError('agent_revoked', `agent ${quote(agent.id)} has been revoked`);
+    if (agent.ownerState !== 'resolved') {
+      throw new CountersignError('agent_held_for_review', `agent ${quote(agent.id)} is held for review: its owner is not a known person; an administrator must set one (countersign agents set-owner)`);
+    }
     if (agent.expiresAt !== undefined && now >= agent.expiresAt) throw new CountersignError('agent_expired', `the enrollment of agent ${quote(agent.id)} has expired`);
     if (key.status === 'revoked' || (key.status === 'retiring' && (key.notAfter === undefined || now >= key.notAfter))) {
       throw new CountersignError('key_revoked', `that key of agent ${quote(agent.id)} has been rotated out or revoked`);

@@ -101,6 +101,44 @@ export interface LoadedPolicySet {
   entities: JsonValue;
   /** Cedar validation warnings and notes that do not make the set invalid. */
   warnings: string[];
+  /** What an agent may be enrolled with under this set (groups, tools, data classes, jurisdictions). */
+  vocabulary: EnrollmentVocabulary;
+}
+
+/**
+ * The names enrollment accepts, taken from the active set so a typo is refused at enrollment
+ * instead of silently scoping an agent to something no policy knows:
+ * - groups: every `AgentGroup::"name"` the policies mention (agent groups come from enrollment,
+ *   so the policies are where a group is declared);
+ * - tools: the Tool entities (each one an action of the schema);
+ * - data classes and jurisdictions: the schema's enumerated entity types
+ *   `entity DataClass enum [...]` and `entity Jurisdiction enum [...]` (undefined when the schema
+ *   declares none: enrollment then refuses every value and says how to declare them).
+ */
+export interface EnrollmentVocabulary {
+  groups: ReadonlySet<string>;
+  tools: ReadonlySet<string>;
+  dataClasses: ReadonlySet<string> | undefined;
+  jurisdictions: ReadonlySet<string> | undefined;
+}
+
+export const DATA_CLASS_TYPE_NAME = 'DataClass';
+export const JURISDICTION_TYPE_NAME = 'Jurisdiction';
+const GROUP_REFERENCE = /AgentGroup::"((?:[^"\\]|\\.)*)"/g;
+
+/** The enum of entity type `name` in the schema's namespace, if the schema declares one. */
+function schemaEnum(schemaJson: cedar.SchemaJson<string>, name: string): ReadonlySet<string> | undefined {
+  const namespace = (schemaJson as unknown as Record<string, { entityTypes?: Record<string, { enum?: unknown }> }>)[NAMESPACE];
+  const values = namespace?.entityTypes?.[name]?.enum;
+  return Array.isArray(values) && values.every((v) => typeof v === 'string') ? new Set(values) : undefined;
+}
+
+function enrollmentVocabulary(schemaJson: cedar.SchemaJson<string>, policyTexts: Readonly<Record<string, string>>, tools: ReadonlyMap<string, ToolInfo>): EnrollmentVocabulary {
+  const groups = new Set<string>();
+  for (const text of Object.values(policyTexts)) {
+    for (const match of text.matchAll(GROUP_REFERENCE)) groups.add((match[1] ?? '').replace(/\\(.)/g, '$1'));
+  }
+  return { groups, tools: new Set(tools.keys()), dataClasses: schemaEnum(schemaJson, DATA_CLASS_TYPE_NAME), jurisdictions: schemaEnum(schemaJson, JURISDICTION_TYPE_NAME) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,6 +295,7 @@ export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet>
     lookupEntities,
     entities: entitiesJson,
     warnings: problems.warnings,
+    vocabulary: enrollmentVocabulary(schemaJson, policyTexts, tools),
   };
 }
 

@@ -270,4 +270,20 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX audit_alarms_open ON audit_alarms(id) WHERE acknowledged_at IS NULL;
   `,
+  // 11: people have aliases (emails, other handles); an agent's owner is a person's approver id.
+  // Owners enrolled as free text before this are resolved by the code on the next open
+  // (identity/agent-registry.ts migrateFreeTextOwners): 'unchecked' until then, and an owner that
+  // names no person holds the agent for review (the gateway refuses it) instead of being trusted.
+  `
+  CREATE TABLE approver_aliases (
+    alias TEXT PRIMARY KEY,           -- trimmed, lowercase; unique across people and their ids
+    approver_id TEXT NOT NULL REFERENCES approvers(id),
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX approver_aliases_by_approver ON approver_aliases(approver_id);
+  ALTER TABLE agents ADD COLUMN owner_state TEXT NOT NULL DEFAULT 'unchecked' CHECK (owner_state IN ('unchecked', 'resolved', 'held_for_review'));
+  ALTER TABLE agents ADD COLUMN owner_entered TEXT;  -- the owner as first entered, when it was free text
+  ALTER TABLE agents ADD COLUMN review_reason TEXT;  -- why the agent is held for review
+  UPDATE agents SET owner_entered = owner;
+  `,
 ];

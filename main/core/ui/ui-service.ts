@@ -101,7 +101,9 @@ function toApprovalRequest(view: ApprovalRequestView): ApprovalRequest {
     approvals: view.approvals.map(toEntry),
     count: view.count,
     followers: [...view.followers],
+    excludedApprovers: view.excludedApprovers.map((e) => ({ approverId: e.approverId, reason: e.reason })),
   };
+  if (view.ownerUnresolved === true) out.ownerUnresolved = true;
   if (view.agentDisplayName !== undefined) out.agentDisplayName = view.agentDisplayName;
   if (view.agentOwner !== undefined) out.agentOwner = view.agentOwner;
   if (view.decidedAt !== undefined) out.decidedAt = view.decidedAt;
