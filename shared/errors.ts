@@ -87,6 +87,7 @@ export const ERROR_CODES = {
   // Operations
   config_invalid: 'the configuration is invalid',
   store_failed: 'the data store could not complete the operation',
+  data_dir_locked: 'another countersign process is using this data directory',
   audit_write_failed: 'the audit record could not be written, so the action was refused',
   signer_failed: 'the signing key could not produce a valid signature',
   signer_unavailable: 'the signing key is not available right now; no token was issued',
