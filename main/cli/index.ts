@@ -206,8 +206,9 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'revoke') {
-          registry.revoke(required(arg, 'ID'), values.reason ?? 'revoked by an administrator');
-          print({ revoked: arg });
+          // A running server sees the revocation within a second: it tells the agent and closes it.
+          const ended = registry.revoke(required(arg, 'ID'), values.reason ?? 'revoked by an administrator');
+          print({ revoked: arg, endedRequests: ended.map((r) => r.requestId) });
           return 0;
         }
         if (sub === 'rotate') {

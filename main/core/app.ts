@@ -237,6 +237,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({ serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats() }),
   });
+  // A revocation made here (the demo, the desk) reaches the agent at once; one made by the CLI in
+  // another process is found by the gateway's once-a-second session sweep.
+  registry.onRevoked((agentId, ended) => gateway.agentRevoked(agentId, ended));
   let bound: { host: string; port: number };
   try {
     bound = await gateway.listen();

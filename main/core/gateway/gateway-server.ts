@@ -41,6 +41,8 @@ interface Connection {
   session?: AuthenticatedSession;
   handshakeTimer?: NodeJS.Timeout | undefined;
   droppedForRate: number;
+  /** The session was ended by the gateway (revoked, expired, rotated out); it is closing. */
+  ended?: boolean;
 }
 
 export interface GatewayStats {
@@ -122,6 +124,53 @@ export class Gateway {
     const frame = JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result });
     for (const c of conns) this.send(c, frame);
     return conns.size;
+  }
+
+  /**
+   * The agent was revoked in this process: tell each of its live connections which pending
+   * requests the revocation ended (`request.decided`, denied), then close it with 4004.
+   */
+  agentRevoked(agentId: string, ended: DecisionResult[]): void {
+    for (const c of this.byAgent.get(agentId) ?? []) {
+      this.endSession(c, null, new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`), ended);
+    }
+  }
+
+  private endSession(conn: Connection, id: string | number | null, error: CountersignError, ended: DecisionResult[]): void {
+    if (conn.ended) return;
+    conn.ended = true;
+    for (const result of ended) this.send(conn, JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result }));
+    this.fail(conn, id, error, CLOSE_CODES.keyRevoked);
+  }
+
+  /**
+   * Live sessions whose agent or key is no longer usable — revoked by another process (the
+   * CLI), enrollment expired, a rotated-out key past its overlap — are ended as a revocation in
+   * this process is: the requests it ended are pushed, then the socket closes with 4004.
+   */
+  private sweepSessions(now: number): void {
+    for (const [agentId, conns] of this.byAgent) {
+      const verdicts = new Map<string, CountersignError | null>();
+      let ended: DecisionResult[] | undefined;
+      for (const c of conns) {
+        if (c.ended || !c.session) continue;
+        const kid = c.session.kid;
+        let verdict = verdicts.get(kid);
+        if (verdict === undefined) {
+          try {
+            this.deps.registry.assertUsable(this.deps.registry.lookup(agentId, kid), now);
+            verdict = null;
+          } catch (error) {
+            if (!isCountersignError(error) || !SESSION_ENDING_CODES.has(error.code)) throw error;
+            verdict = error;
+          }
+          verdicts.set(kid, verdict);
+        }
+        if (verdict === null) continue;
+        if (verdict.code === 'agent_revoked') ended ??= this.deps.registry.endedByRevocation(agentId);
+        this.endSession(c, null, verdict, verdict.code === 'agent_revoked' ? ended ?? [] : []);
+      }
+    }
   }
 
   // ---- HTTP ----
@@ -274,7 +323,8 @@ export class Gateway {
           this.reply(conn, request.id, result);
         } catch (error) {
           if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
-            return this.fail(conn, request.id, error, CLOSE_CODES.keyRevoked);
+            const ended = error.code === 'agent_revoked' ? this.deps.registry.endedByRevocation(session.agentId) : [];
+            return this.endSession(conn, request.id, error, ended);
           }
           throw error;
         }
@@ -364,6 +414,11 @@ export class Gateway {
     } catch (error) {
       this.deps.log(`maintenance failed: ${error instanceof Error ? error.message : String(error)}`);
     }
+    try {
+      this.sweepSessions(this.clock());
+    } catch (error) {
+      this.deps.log(`session sweep failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 }
 
@@ -390,6 +445,9 @@ export function peekRequestId(data: RawData): number | null {
   const match = LEADING_ID.exec(head.subarray(0, 64).toString('latin1'));
   return match?.[1] === undefined ? null : Number(match[1]);
 }
+
+/** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
+const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set(['agent_revoked', 'agent_expired', 'key_revoked', 'agent_unknown', 'key_unknown']);
 
 type ParsedFrame = { ok: true; request: ClientRequest } | { ok: false; id: string | number | null; error: CountersignError };
 
