@@ -125,15 +125,17 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     lock.release();
     throw error;
   }
-  const close = app.close;
-  app.close = async () => {
-    try {
-      await close();
-    } finally {
-      lock.release();
-    }
+  const running = app;
+  return {
+    ...running,
+    async close() {
+      try {
+        await running.close();
+      } finally {
+        lock.release();
+      }
+    },
   };
-  return app;
 }
 
 async function startLocked(options: StartOptions): Promise<RunningCountersign> {

@@ -60,11 +60,11 @@ describe('revoking an agent', () => {
     expect(queued()).toEqual(expect.arrayContaining(bystander.ids));
     expect(state(bystander.ids[0]!).state).toBe('pending');
     expect(audited('agent.revoked').find((e) => e.agentId === 'compromised-bot')).toMatchObject({ reason: 'host compromised', endedRequests: ids });
-    expect(audited('decision.deny').filter((e) => e.agentId === 'compromised-bot')).toEqual(ids.map((requestId) => expect.objectContaining({ requestId, reasons, endedBy: 'agent.revoked' })));
+    expect(audited('decision.deny').filter((e) => e.agentId === 'compromised-bot')).toEqual(ids.map((requestId): unknown => expect.objectContaining({ requestId, reasons, endedBy: 'agent.revoked' })));
 
     const { frames, closed } = await untilClosed(c);
     expect(frames.filter((f) => f.method === 'request.decided').map((f) => f.params)).toEqual(
-      ids.map((requestId) => expect.objectContaining({ requestId, state: 'denied', decision: 'deny', reasons })),
+      ids.map((requestId): unknown => expect.objectContaining({ requestId, state: 'denied', decision: 'deny', reasons })),
     );
     expect(errorCode(frames.at(-1)!)).toBe('agent_revoked');
     expect(closed).toEqual({ code: 4004, reason: 'agent_revoked' });
