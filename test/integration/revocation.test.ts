@@ -114,3 +114,27 @@ describe('revoking an agent', () => {
     expect(closed).toEqual({ code: 4004, reason: 'agent_expired' });
   });
 });
+
+describe('an agent whose enrollment expires while its call waits', () => {
+  let t: Harness;
+  beforeAll(async () => {
+    t = await startHarness({ config: { domain: 'test' } });
+  });
+  afterAll(async () => t.close());
+
+  it('gets a denial, not a token, when approvers complete the quorum after the expiry', async () => {
+    const key = await t.enroll('expiring-bot', { expiresAt: Date.now() + 3_600_000 });
+    const client = t.client('expiring-bot', key);
+    const pending = await client.submit(transferCall('48000.00', 'Northwind Traders'));
+    expect(pending.state).toBe('pending');
+    for (const id of ['alice', 'bob']) await t.app.virtualApprovers!.create({ id, displayName: id, groups: ['finance-approvers'] });
+    // The enrollment runs out while the call waits (moved instead of waited for).
+    t.app.db.prepare("UPDATE agents SET expires_at = ? WHERE id = 'expiring-bot'").run(Date.now() - 1);
+
+    await t.app.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'alice', verdict: 'approve' });
+    const row = () => t.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(pending.requestId) as { state: string; reasons: string };
+    if (row().state === 'pending') await t.app.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'bob', verdict: 'approve' });
+    expect(row()).toEqual({ state: 'denied', reasons: JSON.stringify(["the agent's enrollment has expired"]) });
+    expect(t.app.db.prepare('SELECT COUNT(*) AS n FROM tokens WHERE request_id = ?').get(pending.requestId)).toEqual({ n: 0 });
+  });
+});
