@@ -97,6 +97,7 @@ export const ERROR_CODES = {
   file_not_found: 'a file or directory named in the configuration or a command does not exist',
   port_in_use: 'the gateway port is already in use by another process',
   store_failed: 'the data store could not complete the operation',
+  data_dir_locked: 'another countersign process is using this data directory',
   audit_write_failed: 'the audit record could not be written, so the action was refused',
   signer_failed: 'the signing key could not produce a valid signature',
   signer_unavailable: 'the signing key is not available right now; no token was issued',

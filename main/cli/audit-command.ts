@@ -7,6 +7,7 @@ import { createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openDataDir } from '../core/app.js';
+import { assertDataDirFree } from '../core/store/data-dir-lock.js';
 import { loadConfig } from '../core/config.js';
 import { historicKey } from '../core/audit/key-history.js';
 import { auditOrigin, checkExternalCheckpoint, checkpointFiles, latestCheckpoint, writeFileAtomic } from '../core/audit/checkpoints.js';
@@ -132,6 +133,8 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         return 0;
       }
       case 'reset-checkpoint': {
+        // A running server writes the same checkpoint files; the reset would race it.
+        assertDataDirFree(dataDir, 'countersign audit reset-checkpoint');
         // Only after the database itself verifies: the reset is for a deliberate restore or a lost file.
         const result = audit.verify();
         if (!result.ok) throw new CountersignError('audit_corrupt', `the audit log does not verify (entry ${result.badSeq}: ${result.reason}); refusing to reset its checkpoint`);

@@ -145,7 +145,7 @@ async function serve(values: Values, domain: 'production' | 'test'): Promise<voi
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new CountersignError('config_invalid', '--port must be a port number');
-  const app = await startCountersign({ dataDir, configFile: values.config, overrides: { port, policyDir: values['policy-dir'], domain } });
+  const app = await startCountersign({ dataDir, configFile: values.config, overrides: { port, policyDir: values['policy-dir'], domain }, command: `countersign ${domain === 'test' ? 'headless' : 'start'}` });
   // The UI link carries the per-start session secret in the fragment, which browsers never send
   // to a server, so it appears in this terminal only and never in a log or a request line.
   const uiBuilt = existsSync(join(DEFAULT_RENDERER_DIR, 'index.html'));
@@ -235,8 +235,9 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'revoke') {
-          registry.revoke(required(arg, 'ID'), values.reason ?? 'revoked by an administrator');
-          print({ revoked: arg });
+          // A running server sees the revocation within a second: it tells the agent and closes it.
+          const ended = registry.revoke(required(arg, 'ID'), values.reason ?? 'revoked by an administrator');
+          print({ revoked: arg, endedRequests: ended.map((r) => r.requestId) });
           return 0;
         }
         if (sub === 'set-owner') {

@@ -10,6 +10,7 @@ import { isCountersignError } from '../../shared/errors.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
+import { lockDataDir } from './store/data-dir-lock.js';
 import { AuditLog, type AuditKind } from './audit/audit-log.js';
 import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles, findingOf } from './audit/checkpoints.js';
 import { AuditProofs } from './audit/audit-proofs.js';
@@ -62,6 +63,8 @@ export interface StartOptions {
   openToken?: OpenCustodyOptions['openToken'];
   /** Stage timings of every decision (benchmarks). */
   onTiming?: DecisionServiceOptions['onTiming'];
+  /** What is running, named in the data directory's lock (e.g. `countersign start`). */
+  command?: string;
 }
 
 export interface RunningCountersign {
@@ -135,7 +138,36 @@ export function resolvePolicyDir(dataDir: string, config: CountersignConfig, log
   return dir;
 }
 
+/**
+ * Start Countersign on a data directory. The process holds the directory's lock for the life of
+ * the server (store/data-dir-lock.ts): a second server on the same directory fails with
+ * `data_dir_locked` naming the first.
+ */
 export async function startCountersign(options: StartOptions): Promise<RunningCountersign> {
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const lock = lockDataDir(dataDir, options.command ?? 'countersign');
+  let app: RunningCountersign;
+  try {
+    app = await startLocked({ ...options, dataDir });
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+  const running = app;
+  return {
+    ...running,
+    async close() {
+      try {
+        await running.close();
+      } finally {
+        lock.release();
+      }
+    },
+  };
+}
+
+async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const log = options.log ?? ((m: string) => console.error(m));
   const clock = options.clock ?? Date.now;
   const dataDir = resolve(options.dataDir);
@@ -264,6 +296,9 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
       serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats(), ...auditHealth(tamperAlarm, auditVerifier),
     }),
   });
+  // A revocation made here (the demo, the desk) reaches the agent at once; one made by the CLI in
+  // another process is found by the gateway's once-a-second session sweep.
+  registry.onRevoked((agentId, ended) => gateway.agentRevoked(agentId, ended));
   let bound: { host: string; port: number };
   try {
     bound = await gateway.listen();

@@ -62,8 +62,14 @@ const configSchema = z.strictObject({
     /** Token bucket per agent (across its connections): sustained rate and burst. */
     ratePerSecond: z.number().positive().max(100_000).default(100),
     rateBurst: z.int().min(1).max(100_000).default(200),
-    /** Messages allowed before authentication completes. */
+    /**
+     * No longer used: the first frame must be session.authenticate and anything else closes the
+     * connection, so there is nothing left to meter before authentication. Still accepted so
+     * existing configuration files load.
+     */
     preAuthMessages: z.int().min(1).max(100).default(4),
+    /** The HTTP request line and headers (including a WebSocket upgrade) must arrive within this. */
+    headersTimeoutMs: z.int().min(100).max(60_000).default(5_000),
     maxPendingPerAgent: z.int().min(1).max(100_000).default(100),
     /** Close a connection whose unsent output exceeds this many bytes (a client not reading). */
     maxBufferedBytes: z.int().min(64 * 1024).default(4 * 1024 * 1024),

@@ -152,7 +152,7 @@ function createWindow(origin: string): BrowserWindow {
 
 async function start(): Promise<void> {
   await app.whenReady();
-  const running = await startCountersign({ dataDir: defaultDataDir(), log });
+  const running = await startCountersign({ dataDir: defaultDataDir(), log, command: 'countersign desktop app' });
   core = running;
   // localhost, not 127.0.0.1: WebAuthn accepts http only on localhost (and 127.0.0.1 is not a valid rpId).
   appOrigin = `http://localhost:${running.port}`;

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { WebSocket } from 'ws';
 import { nodeWebSocket, startHarness, transferCall, type Harness } from '../helpers/harness.js';
 import { AgentClient } from '../../shared/agent-client.js';
@@ -108,10 +109,12 @@ describe('envelopes', () => {
 });
 
 describe('revoked, expired and rotated keys', () => {
-  it('refuses a revoked agent at connect, and closes a live connection on its next call', async () => {
+  it('refuses a revoked agent at connect with 4001 as documented, and closes a call found revoked with 4004', async () => {
     const k = await h.enroll('revoked-bot');
     const live = await authed('revoked-bot', k);
-    h.app.registry.revoke('revoked-bot', 'test');
+    // Revoked behind the gateway's back (as another process would), so the live connection
+    // learns it on its next call.
+    h.app.db.prepare("UPDATE agents SET status = 'revoked', revoked_at = ?, revoked_reason = 'test' WHERE id = 'revoked-bot'").run(Date.now());
     await createsNothing(async () => {
       const env = await signedEnvelope(k, 'revoked-bot', transferCall('250.00'));
       expect(errorCode(await live.call('call.submit', { envelope: env }))).toBe('agent_revoked');
@@ -119,7 +122,7 @@ describe('revoked, expired and rotated keys', () => {
     });
     const c = await RawClient.connect(h.app.url);
     expect(errorCode(await c.authenticate('revoked-bot', k))).toBe('agent_revoked');
-    expect((await c.waitClosed()).code).toBe(4004);
+    expect(await c.waitClosed()).toEqual({ code: 4001, reason: 'authentication failed' });
   });
 
   it('tells only the key holder that an agent is revoked: a forged proof gets auth_failed', async () => {
@@ -136,6 +139,7 @@ describe('revoked, expired and rotated keys', () => {
     const k = await h.enroll('expired-bot', { expiresAt: Date.now() - 1000 });
     const c = await RawClient.connect(h.app.url);
     expect(errorCode(await c.authenticate('expired-bot', k))).toBe('agent_expired');
+    expect(await c.waitClosed()).toEqual({ code: 4001, reason: 'authentication failed' });
   });
 
   it('keeps the old key during the rotation overlap and refuses it afterwards', async () => {
@@ -155,6 +159,7 @@ describe('revoked, expired and rotated keys', () => {
     h.app.db.prepare("UPDATE agent_keys SET not_after = ? WHERE agent_id = 'rotating-bot' AND status = 'retiring'").run(Date.now() - 1);
     const after = await RawClient.connect(h.app.url);
     expect(errorCode(await after.authenticate('rotating-bot', oldKey))).toBe('key_revoked');
+    expect((await after.waitClosed()).code).toBe(4001);
     during.close();
     withNew.close();
   });
@@ -214,10 +219,47 @@ describe('frames and JSON', () => {
     c.close();
   });
 
-  it('requires authentication before calls', async () => {
+  it('requires authentication before calls: the call is refused and the connection closed with 4001', async () => {
     const c = await RawClient.connect(h.app.url);
+    await createsNothing(async () => {
+      const env = await signedEnvelope(key, 'finance-bot', transferCall('250.00'));
+      expect(errorCode(await c.call('call.submit', { envelope: env }))).toBe('not_authenticated');
+      expect(await c.waitClosed()).toEqual({ code: 4001, reason: 'not_authenticated' });
+    });
+  });
+});
+
+describe('before authentication', () => {
+  it.each([
+    ['invalid JSON', '{"jsonrpc":"2.0",', 'json_invalid'],
+    ['a call', '{"jsonrpc":"2.0","id":1,"method":"request.get","params":{"requestId":"a"}}', 'not_authenticated'],
+    ['an unknown method', '{"jsonrpc":"2.0","id":1,"method":"admin.shutdown","params":{}}', 'method_unknown'],
+    ['a malformed session.authenticate', '{"jsonrpc":"2.0","id":1,"method":"session.authenticate","params":{"agentId":"finance-bot"}}', 'schema_invalid'],
+  ])('closes with 4001 on %s as the first frame', async (_name, text, code) => {
+    const c = await RawClient.connect(h.app.url);
+    c.sendText(text);
+    expect(errorCode(await c.next())).toBe(code);
+    expect(await c.waitClosed()).toEqual({ code: 4001, reason: code });
+  });
+
+  it('answers only the first of several frames sent before authentication, then closes', async () => {
+    const c = await RawClient.connect(h.app.url);
+    for (let i = 1; i <= 4; i++) c.sendText(JSON.stringify({ jsonrpc: '2.0', id: i, method: 'request.get', params: { requestId: 'a' } }));
+    expect((await c.waitClosed()).code).toBe(4001);
+    expect(c.messages.map((m) => [m.id, errorCode(m)])).toEqual([[1, 'not_authenticated']]);
+  });
+
+  it('closes a binary first frame with 1003', async () => {
+    const c = await RawClient.connect(h.app.url);
+    c.ws.send(Buffer.from('{"jsonrpc":"2.0"}'), { binary: true });
+    expect(errorCode(await c.next())).toBe('frame_binary');
+    expect((await c.waitClosed()).code).toBe(1003);
+  });
+
+  it('still authenticates when session.authenticate is the first frame', async () => {
+    const c = await authed();
     const env = await signedEnvelope(key, 'finance-bot', transferCall('250.00'));
-    expect(errorCode(await c.call('call.submit', { envelope: env }))).toBe('not_authenticated');
+    expect((await c.call('call.submit', { envelope: env })).result).toMatchObject({ decision: 'allow' });
     c.close();
   });
 });
@@ -269,6 +311,31 @@ describe('handshake checks', () => {
     expect(errorCode(await c.next())).toBe('handshake_timeout');
     expect((await c.waitClosed()).code).toBe(4002);
   });
+});
+
+describe('HTTP header timeout', () => {
+  let slow: Harness;
+  beforeAll(async () => {
+    slow = await startHarness({ config: { gateway: { headersTimeoutMs: 300 } } });
+  });
+  afterAll(async () => slow.close());
+
+  it('answers 408 and closes a connection whose request headers never finish, within seconds rather than at Node\'s 30 s check', async () => {
+    const socket = connect({ host: '127.0.0.1', port: slow.app.port });
+    let received = '';
+    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+    socket.write(`GET ${WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:${slow.app.port}\r\nUpgrade: websocket\r\n`); // never ends the headers
+    // Node's default connectionsCheckingInterval (30 s from listen) could not close it within this bound.
+    await new Promise<void>((resolve, reject) => {
+      const bound = setTimeout(() => reject(new Error('the half-sent request was still open after 10 s')), 10_000);
+      socket.once('close', () => {
+        clearTimeout(bound);
+        resolve();
+      });
+      socket.once('error', () => undefined);
+    });
+    expect(received).toMatch(/^HTTP\/1\.1 408 /);
+  }, 20_000);
 });
 
 describe('floods', () => {

@@ -15,6 +15,10 @@ export function policyReevaluation(registry: AgentRegistry, policy: PolicyEngine
       if (agent === undefined || agent.status !== 'active') {
         return { outcome: 'deny', policyHash: policy.hash, reasons: ['the agent is no longer enrolled'], determiningPolicies: [] };
       }
+      // An enrollment that expired while the call waited: no token for an agent that can no longer act.
+      if (agent.expiresAt !== undefined && clock() >= agent.expiresAt) {
+        return { outcome: 'deny', policyHash: policy.hash, reasons: ["the agent's enrollment has expired"], determiningPolicies: [] };
+      }
       const d = await policy.evaluateAsync({
         agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
         tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk: riskContext(risk), now: new Date(clock()),

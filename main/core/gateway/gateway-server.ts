@@ -19,7 +19,7 @@ import {
 import type { AgentRegistry } from '../identity/agent-registry.js';
 import type { AuthenticatedSession, DecisionService } from '../decision/decision-service.js';
 import type { CountersignConfig } from '../config.js';
-import { KeyedRateLimiter, TokenBucket } from './token-bucket.js';
+import { KeyedRateLimiter } from './token-bucket.js';
 
 export interface GatewayDeps {
   config: CountersignConfig;
@@ -39,9 +39,10 @@ interface Connection {
   socket: WebSocket;
   challenge: string;
   session?: AuthenticatedSession;
-  preAuthBucket: TokenBucket;
   handshakeTimer?: NodeJS.Timeout | undefined;
   droppedForRate: number;
+  /** The session was ended by the gateway (revoked, expired, rotated out); it is closing. */
+  ended?: boolean;
 }
 
 export interface GatewayStats {
@@ -66,7 +67,14 @@ export class Gateway {
     const gw = deps.config.gateway;
     this.clock = deps.clock ?? Date.now;
     this.agentRate = new KeyedRateLimiter(gw.ratePerSecond, gw.rateBurst);
-    this.http = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, maxHeaderSize: 8 * 1024 }, (req, res) => this.onHttp(req, res));
+    // Node checks header and request timeouts only every `connectionsCheckingInterval` (30 s by
+    // default), so a 5 s header timeout used to bite after 5 to 35 s: check at least once a second.
+    this.http = createServer({
+      headersTimeout: gw.headersTimeoutMs,
+      requestTimeout: Math.max(10_000, gw.headersTimeoutMs),
+      connectionsCheckingInterval: Math.min(1_000, gw.headersTimeoutMs),
+      maxHeaderSize: 8 * 1024,
+    }, (req, res) => this.onHttp(req, res));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.wss = new WebSocketServer({
       noServer: true,
@@ -122,6 +130,53 @@ export class Gateway {
     const frame = JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result });
     for (const c of conns) this.send(c, frame);
     return conns.size;
+  }
+
+  /**
+   * The agent was revoked in this process: tell each of its live connections which pending
+   * requests the revocation ended (`request.decided`, denied), then close it with 4004.
+   */
+  agentRevoked(agentId: string, ended: DecisionResult[]): void {
+    for (const c of this.byAgent.get(agentId) ?? []) {
+      this.endSession(c, null, new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`), ended);
+    }
+  }
+
+  private endSession(conn: Connection, id: string | number | null, error: CountersignError, ended: DecisionResult[]): void {
+    if (conn.ended) return;
+    conn.ended = true;
+    for (const result of ended) this.send(conn, JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result }));
+    this.fail(conn, id, error, CLOSE_CODES.keyRevoked);
+  }
+
+  /**
+   * Live sessions whose agent or key is no longer usable — revoked by another process (the
+   * CLI), enrollment expired, a rotated-out key past its overlap — are ended as a revocation in
+   * this process is: the requests it ended are pushed, then the socket closes with 4004.
+   */
+  private sweepSessions(now: number): void {
+    for (const [agentId, conns] of this.byAgent) {
+      const verdicts = new Map<string, CountersignError | null>();
+      let ended: DecisionResult[] | undefined;
+      for (const c of conns) {
+        if (c.ended || !c.session) continue;
+        const kid = c.session.kid;
+        let verdict = verdicts.get(kid);
+        if (verdict === undefined) {
+          try {
+            this.deps.registry.assertUsable(this.deps.registry.lookup(agentId, kid), now);
+            verdict = null;
+          } catch (error) {
+            if (!isCountersignError(error) || !SESSION_ENDING_CODES.has(error.code)) throw error;
+            verdict = error;
+          }
+          verdicts.set(kid, verdict);
+        }
+        if (verdict === null) continue;
+        if (verdict.code === 'agent_revoked') ended ??= this.deps.registry.endedByRevocation(agentId);
+        this.endSession(c, null, verdict, verdict.code === 'agent_revoked' ? ended ?? [] : []);
+      }
+    }
   }
 
   // ---- HTTP ----
@@ -182,7 +237,6 @@ export class Gateway {
     const conn: Connection = {
       socket,
       challenge: randomBytes(32).toString('base64url'),
-      preAuthBucket: new TokenBucket(1, gw.preAuthMessages, this.clock()),
       droppedForRate: 0,
     };
     this.connections.add(conn);
@@ -213,19 +267,19 @@ export class Gateway {
   // ---- messages ----
 
   private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    // Frames that arrive after the gateway decided to close are not answered.
+    if (conn.socket.readyState !== conn.socket.OPEN) return;
+    if (!conn.session) return this.onFirstFrame(conn, data, isBinary);
     const now = this.clock();
     // Rate limits come first and cost nothing: a flooding client cannot make us parse.
-    const allowed = conn.session ? this.agentRate.take(conn.session.agentId, now) : conn.preAuthBucket.take(now);
-    if (!allowed) {
+    if (!this.agentRate.take(conn.session.agentId, now)) {
       conn.droppedForRate++;
       this.stats.rejected++;
-      if (conn.droppedForRate === 1 && conn.session) {
-        this.deps.decisions.recordRejection(now, { agentId: conn.session.agentId, code: 'rate_limited' });
-      }
+      if (conn.droppedForRate === 1) this.deps.decisions.recordRejection(now, { agentId: conn.session.agentId, code: 'rate_limited' });
       // Not parsed (that is the point), but a request id at the very start of the frame is
       // echoed, so a client can fail that request at once instead of waiting for its timeout.
       const id = isBinary ? null : peekRequestId(data);
-      if (!conn.session || conn.droppedForRate > this.deps.config.gateway.rateBurst) {
+      if (conn.droppedForRate > this.deps.config.gateway.rateBurst) {
         this.fail(conn, id, new CountersignError('rate_limited'), CLOSE_CODES.rateLimited);
       } else {
         this.sendError(conn, id, new CountersignError('rate_limited'));
@@ -234,28 +288,24 @@ export class Gateway {
     }
     conn.droppedForRate = 0;
     if (isBinary) return this.fail(conn, null, new CountersignError('frame_binary'), CLOSE_CODES.unsupportedData);
-    // ws has already validated UTF-8 (invalid text frames close with 1007) and the size limit (1009).
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
-    let message: unknown;
-    try {
-      message = parseStrictJson(text);
-    } catch (error) {
-      return this.sendError(conn, null, error);
+    const parsed = parseFrame(data);
+    if (!parsed.ok) return this.sendError(conn, parsed.id, parsed.error);
+    this.dispatch(conn, parsed.request).catch((error: unknown) => this.sendError(conn, parsed.request.id, error));
+  }
+
+  /**
+   * Before authentication the only frame the protocol allows is one `session.authenticate`
+   * (authentication gets exactly one attempt), so anything else is answered with its error and
+   * the connection closes: 1003 for a binary frame, 4001 for everything else.
+   */
+  private onFirstFrame(conn: Connection, data: RawData, isBinary: boolean): void {
+    if (isBinary) return this.fail(conn, null, new CountersignError('frame_binary'), CLOSE_CODES.unsupportedData);
+    const parsed = parseFrame(data);
+    if (!parsed.ok) return this.fail(conn, parsed.id, parsed.error, CLOSE_CODES.authFailed);
+    if (parsed.request.method !== 'session.authenticate') {
+      return this.fail(conn, parsed.request.id, new CountersignError('not_authenticated', 'the first message on a connection must be session.authenticate'), CLOSE_CODES.authFailed);
     }
-    const id = typeof message === 'object' && message !== null && !Array.isArray(message) ? (message as Record<string, unknown>).id : undefined;
-    const replyId = typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : null;
-    const method = typeof message === 'object' && message !== null ? (message as Record<string, unknown>).method : undefined;
-    if (typeof method === 'string' && !(CLIENT_METHODS as readonly string[]).includes(method)) {
-      return this.sendError(conn, replyId, new CountersignError('method_unknown', `the method ${quote(method)} is not part of the protocol`));
-    }
-    const parsed = clientRequestSchema.safeParse(message);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const where = issue?.path.join('.') ?? '';
-      const detail = issue?.code === 'unrecognized_keys' ? `unknown field ${quote(issue.keys.join(', '))}` : (issue?.message ?? 'invalid');
-      return this.sendError(conn, replyId, new CountersignError('schema_invalid', `the message does not match the protocol at ${quote(where)}: ${detail}`));
-    }
-    this.dispatch(conn, parsed.data).catch((error: unknown) => this.sendError(conn, parsed.data.id, error));
+    this.dispatch(conn, parsed.request).catch((error: unknown) => this.sendError(conn, parsed.request.id, error));
   }
 
   private async dispatch(conn: Connection, request: ClientRequest): Promise<void> {
@@ -279,7 +329,8 @@ export class Gateway {
           this.reply(conn, request.id, result);
         } catch (error) {
           if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_held_for_review' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
-            return this.fail(conn, request.id, error, CLOSE_CODES.keyRevoked);
+            const ended = error.code === 'agent_revoked' ? this.deps.registry.endedByRevocation(session.agentId) : [];
+            return this.endSession(conn, request.id, error, ended);
           }
           throw error;
         }
@@ -322,8 +373,8 @@ export class Gateway {
       this.deps.decisions.recordRejection(now, { stage: 'authenticate', claimedAgentId: params.agentId, kid: params.kid, code });
       // One answer for every identity failure: do not tell a prober which agent ids exist.
       const external = code === 'agent_unknown' || code === 'key_unknown' ? new CountersignError('auth_failed', 'authentication failed', { cause: error }) : error;
-      const closeCode = code === 'agent_revoked' || code === 'agent_held_for_review' || code === 'agent_expired' || code === 'key_revoked' ? CLOSE_CODES.keyRevoked : CLOSE_CODES.authFailed;
-      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: closeCode });
+      // Every failed attempt closes with 4001, whatever the reason (docs/protocol.md).
+      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: CLOSE_CODES.authFailed });
     }
   }
 
@@ -369,6 +420,11 @@ export class Gateway {
     } catch (error) {
       this.deps.log(`maintenance failed: ${error instanceof Error ? error.message : String(error)}`);
     }
+    try {
+      this.sweepSessions(this.clock());
+    } catch (error) {
+      this.deps.log(`session sweep failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 }
 
@@ -394,4 +450,35 @@ export function peekRequestId(data: RawData): number | null {
   if (head === undefined) return null;
   const match = LEADING_ID.exec(head.subarray(0, 64).toString('latin1'));
   return match?.[1] === undefined ? null : Number(match[1]);
+}
+
+/** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
+const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set(['agent_revoked', 'agent_expired', 'key_revoked', 'agent_unknown', 'key_unknown']);
+
+type ParsedFrame = { ok: true; request: ClientRequest } | { ok: false; id: string | number | null; error: CountersignError };
+
+/** Strict JSON, then the method name (an unknown one is method_unknown), then the schema. */
+function parseFrame(data: RawData): ParsedFrame {
+  // ws has already validated UTF-8 (invalid text frames close with 1007) and the size limit (1009).
+  const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+  let message: unknown;
+  try {
+    message = parseStrictJson(text);
+  } catch (error) {
+    return { ok: false, id: null, error: isCountersignError(error) ? error : new CountersignError('internal_error') };
+  }
+  const id = typeof message === 'object' && message !== null && !Array.isArray(message) ? (message as Record<string, unknown>).id : undefined;
+  const replyId = typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : null;
+  const method = typeof message === 'object' && message !== null ? (message as Record<string, unknown>).method : undefined;
+  if (typeof method === 'string' && !(CLIENT_METHODS as readonly string[]).includes(method)) {
+    return { ok: false, id: replyId, error: new CountersignError('method_unknown', `the method ${quote(method)} is not part of the protocol`) };
+  }
+  const parsed = clientRequestSchema.safeParse(message);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.join('.') ?? '';
+    const detail = issue?.code === 'unrecognized_keys' ? `unknown field ${quote(issue.keys.join(', '))}` : (issue?.message ?? 'invalid');
+    return { ok: false, id: replyId, error: new CountersignError('schema_invalid', `the message does not match the protocol at ${quote(where)}: ${detail}`) };
+  }
+  return { ok: true, request: parsed.data };
 }

@@ -1,7 +1,7 @@
 /**
  * Enrolled agents and their keys. Status is read from the database on every use (a revocation
- * made by the CLI in another process takes effect on the next call); only immutable public-key
- * objects are cached.
+ * made by the CLI in another process takes effect on the next call, and the gateway's once-a-second
+ * sweep closes live connections); only immutable public-key objects are cached.
  *
  * An agent's owner is a person of the approver directory (identity/people.ts), stored as that
  * person's approver id whatever handle the admin typed, so separation of duties compares persons.
@@ -20,6 +20,7 @@ import type { AgentKeyAlgorithm, AgentPublicJwk } from '../../../shared/agent-ke
 import type { JsonObject } from '../../../shared/canonical-json.js';
 import type { EnrollmentVocabulary } from '../policy/policy-set.js';
 import { resolvePerson, type ResolvedPerson } from './people.js';
+import type { DecisionResult } from '../../../shared/protocol.js';
 
 export interface AgentScope {
   owner: string;
@@ -158,6 +159,19 @@ function toKey(row: KeyRow): AgentKeyRecord {
   };
 }
 
+interface EndedRow {
+  id: string; tool: string; call_sha256: string; policy_hash: string; determining_policies: string;
+}
+
+const revocationReason = (reason: string): string => `agent revoked: ${reason}`;
+
+function endedResult(row: EndedRow, reasons: string[]): DecisionResult {
+  return {
+    requestId: row.id, decision: 'deny', state: 'denied', reasons: [...reasons],
+    determiningPolicies: JSON.parse(row.determining_policies) as string[], policyHash: row.policy_hash,
+  };
+}
+
 export interface ResolvedAgentKey {
   agent: AgentRecord;
   key: AgentKeyRecord;
@@ -167,6 +181,7 @@ export class AgentRegistry {
   private readonly keyObjects = new Map<string, KeyObject>();
   private readonly getAgentStmt;
   private readonly getKeyStmt;
+  private revocationListener: ((agentId: string, ended: DecisionResult[]) => void) | undefined;
 
   private vocabulary: (() => EnrollmentVocabulary) | undefined;
 
@@ -240,15 +255,55 @@ export class AgentRegistry {
     return this.requireKey(payload.publicJwk.kid);
   }
 
-  revoke(agentId: string, reason: string, now = Date.now()): void {
-    const revoke = this.db.transaction(() => {
+  /**
+   * Revoke the agent and all its keys, and end every request of it still waiting for approvers:
+   * each becomes `denied` with the reason "agent revoked: <reason>", audited, in the same
+   * transaction as the revocation (approvers are never asked to tap for a revoked agent). Returns
+   * the ended requests as the agent is told of them; empty if it was already revoked.
+   */
+  revoke(agentId: string, reason: string, now = Date.now()): DecisionResult[] {
+    const revoke = this.db.transaction((): DecisionResult[] | undefined => {
       const agent = this.requireAgent(agentId);
-      if (agent.status === 'revoked') return;
+      if (agent.status === 'revoked') return undefined;
       this.db.prepare("UPDATE agents SET status = 'revoked', revoked_at = ?, revoked_reason = ? WHERE id = ?").run(now, reason, agentId);
       this.db.prepare("UPDATE agent_keys SET status = 'revoked', revoked_at = ? WHERE agent_id = ? AND status != 'revoked'").run(now, agentId);
-      this.audit.append('agent.revoked', now, { agentId, reason });
+      const waiting = this.db.prepare<[string], EndedRow>(
+        "SELECT id, tool, call_sha256, policy_hash, determining_policies FROM requests WHERE agent_id = ? AND state = 'pending' ORDER BY created_at, id",
+      ).all(agentId);
+      this.audit.append('agent.revoked', now, { agentId, reason, endedRequests: waiting.map((r) => r.id) });
+      const reasons = [revocationReason(reason)];
+      const end = this.db.prepare("UPDATE requests SET state = 'denied', decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'");
+      for (const row of waiting) {
+        end.run(now, JSON.stringify(reasons), row.id);
+        this.audit.append('decision.deny', now, {
+          requestId: row.id, agentId, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash,
+          determiningPolicies: JSON.parse(row.determining_policies) as string[], reasons, endedBy: 'agent.revoked',
+        });
+      }
+      return waiting.map((row) => endedResult(row, reasons));
     });
-    revoke.immediate();
+    const ended = revoke.immediate();
+    if (ended === undefined) return [];
+    this.revocationListener?.(agentId, ended);
+    return ended;
+  }
+
+  /** Called after a revocation made through this registry commits (the gateway tells the agent). */
+  onRevoked(listener: (agentId: string, ended: DecisionResult[]) => void): void {
+    this.revocationListener = listener;
+  }
+
+  /**
+   * The requests a revocation ended, as the agent is told of them: for a revocation made by
+   * another process (the CLI), which the gateway finds on its own.
+   */
+  endedByRevocation(agentId: string): DecisionResult[] {
+    const agent = this.db.prepare<[string], { revoked_at: number | null; revoked_reason: string | null }>('SELECT revoked_at, revoked_reason FROM agents WHERE id = ?').get(agentId);
+    if (agent?.revoked_at == null) return [];
+    const reasons = [revocationReason(agent.revoked_reason ?? '')];
+    return this.db.prepare<[string, number, string], EndedRow>(
+      "SELECT id, tool, call_sha256, policy_hash, determining_policies FROM requests WHERE agent_id = ? AND state = 'denied' AND decided_at = ? AND reasons = ? ORDER BY created_at, id",
+    ).all(agentId, agent.revoked_at, JSON.stringify(reasons)).map((row) => endedResult(row, reasons));
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * The embedded store: one SQLite file in WAL mode with synchronous=FULL, because approvals,
  * nonces and audit records must survive power loss once acknowledged (STACK.md: NORMAL can
- * lose committed transactions). Schema changes are numbered migrations, applied in order.
+ * lose committed transactions). Schema changes are numbered migrations, applied in order in one
+ * IMMEDIATE transaction, so concurrent first uses of a data directory cannot both apply them.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -24,14 +25,20 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Db {
   } catch (cause) {
     throw new CountersignError('store_failed', `cannot open the database at ${JSON.stringify(file)}`, { cause });
   }
-  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  // 64 MiB of page cache (the default is 2 MiB): risk baselines and the audit tree are read at
-  // random on every decision, and a miss is a system call on the hot path.
-  db.pragma('cache_size = -65536');
-  migrate(db);
+  try {
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    // 64 MiB of page cache (the default is 2 MiB): risk baselines and the audit tree are read at
+    // random on every decision, and a miss is a system call on the hot path.
+    db.pragma('cache_size = -65536');
+    migrate(db);
+  } catch (cause) {
+    db.close();
+    if (cause instanceof CountersignError) throw cause;
+    throw new CountersignError('store_failed', `cannot prepare the database at ${JSON.stringify(file)}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
   return db;
 }
 
@@ -40,15 +47,29 @@ export function schemaVersion(db: Db): number {
 }
 
 function migrate(db: Db): void {
+  if (checkedVersion(db) === MIGRATIONS.length) return;
+  // Two processes may open a fresh data directory at once (two CLI commands, a CLI command beside
+  // a starting server). The version is re-read under the write lock an IMMEDIATE transaction
+  // takes, so exactly one of them applies the steps and the other finds them applied; reading it
+  // before the lock let both start from version 0 ("table meta already exists").
+  const upgrade = db.transaction(() => {
+    for (let version = checkedVersion(db); version < MIGRATIONS.length; version++) {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    }
+  });
+  try {
+    upgrade.immediate();
+  } catch (cause) {
+    if (cause instanceof CountersignError) throw cause;
+    throw new CountersignError('store_failed', `the database schema could not be upgraded: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+function checkedVersion(db: Db): number {
   const current = schemaVersion(db);
   if (current > MIGRATIONS.length) {
     throw new CountersignError('store_failed', `the database schema version ${current} is newer than this build supports (${MIGRATIONS.length}); upgrade countersign`);
   }
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    const step = MIGRATIONS[version]!;
-    db.transaction(() => {
-      db.exec(step);
-      db.pragma(`user_version = ${version + 1}`);
-    })();
-  }
+  return current;
 }

@@ -1,0 +1,140 @@
+/**
+ * Revoking an agent ends it everywhere at once: its requests waiting for approvers are denied
+ * with the reason (audited, gone from the approvers' queue), its live connections are told of
+ * each and then closed with 4004 — whether the revocation is made in the server's process or by
+ * the CLI in another. A live session whose enrollment expires is closed the same way.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../main/core/app.js';
+import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
+import { RawClient, errorCode, signedEnvelope, type RawMessage } from '../helpers/raw-client.js';
+import type { AgentKey } from '../../shared/agent-keys.js';
+import type { DecisionResult } from '../../shared/protocol.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => h.close());
+
+/** A raw connection of the agent with `n` calls held for approvers; returns their request ids. */
+async function holding(agentId: string, key: AgentKey, n: number): Promise<{ c: RawClient; ids: string[] }> {
+  const c = await RawClient.connect(h.app.url);
+  expect((await c.authenticate(agentId, key)).result).toMatchObject({ agentId });
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const env = await signedEnvelope(key, agentId, transferCall(`${48_000 + i}.00`, 'Northwind Traders'));
+    const answer = await c.call('call.submit', { envelope: env });
+    expect(answer.result).toMatchObject({ state: 'pending' });
+    ids.push(String(answer.result!.requestId));
+  }
+  return { c, ids };
+}
+
+const state = (id: string) => (h.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(id) as { state: string; reasons: string });
+const queued = () => h.app.approvals.listPending().map((p) => p.requestId);
+const audited = (kind: string) => (h.app.db.prepare('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq').all(kind) as Array<{ record: string }>).map((r) => JSON.parse(r.record) as Record<string, unknown>);
+
+/** Everything the connection received until it closed. */
+async function untilClosed(c: RawClient): Promise<{ frames: RawMessage[]; closed: { code: number; reason: string } }> {
+  const closed = await c.waitClosed(15_000);
+  return { frames: c.messages.splice(0), closed };
+}
+
+describe('revoking an agent', () => {
+  it('denies its pending requests with the reason, audits each, drops them from the queue, tells the live connection of each and closes it with 4004', async () => {
+    const key = await h.enroll('compromised-bot');
+    const otherKey = await h.enroll('bystander-bot');
+    const { c, ids } = await holding('compromised-bot', key, 2);
+    const bystander = await holding('bystander-bot', otherKey, 1);
+    expect(queued()).toEqual(expect.arrayContaining([...ids, ...bystander.ids]));
+
+    const ended = h.app.registry.revoke('compromised-bot', 'host compromised');
+    expect(ended.map((r) => r.requestId)).toEqual(ids);
+
+    const reasons = ['agent revoked: host compromised'];
+    for (const id of ids) expect(state(id)).toEqual({ state: 'denied', reasons: JSON.stringify(reasons) });
+    for (const id of ids) expect(queued()).not.toContain(id);
+    expect(queued()).toEqual(expect.arrayContaining(bystander.ids));
+    expect(state(bystander.ids[0]!).state).toBe('pending');
+    expect(audited('agent.revoked').find((e) => e.agentId === 'compromised-bot')).toMatchObject({ reason: 'host compromised', endedRequests: ids });
+    expect(audited('decision.deny').filter((e) => e.agentId === 'compromised-bot')).toEqual(ids.map((requestId): unknown => expect.objectContaining({ requestId, reasons, endedBy: 'agent.revoked' })));
+
+    const { frames, closed } = await untilClosed(c);
+    expect(frames.filter((f) => f.method === 'request.decided').map((f) => f.params)).toEqual(
+      ids.map((requestId): unknown => expect.objectContaining({ requestId, state: 'denied', decision: 'deny', reasons })),
+    );
+    expect(errorCode(frames.at(-1)!)).toBe('agent_revoked');
+    expect(closed).toEqual({ code: 4004, reason: 'agent_revoked' });
+    // The bystander is untouched.
+    expect(bystander.c.closed).toBeUndefined();
+    bystander.c.close();
+
+    // Revoking again changes nothing and ends nothing.
+    expect(h.app.registry.revoke('compromised-bot', 'again')).toEqual([]);
+  });
+
+  it('tells an SDK client waiting for its decision that the request was denied by the revocation', async () => {
+    const key = await h.enroll('sdk-bot');
+    const pushed: DecisionResult[] = [];
+    const client = h.client('sdk-bot', key, { onDecision: (r) => pushed.push(r) });
+    const pending = await client.submit(transferCall('48000.00', 'Northwind Traders'));
+    expect(pending.state).toBe('pending');
+    const waiting = client.waitForDecision(pending.requestId, { timeoutMs: 10_000 });
+    await client.getRequest(pending.requestId); // replies come in order: the waiter is registered
+    h.app.registry.revoke('sdk-bot', 'rotated out of service');
+    expect(await waiting).toMatchObject({ requestId: pending.requestId, state: 'denied', reasons: ['agent revoked: rotated out of service'] });
+    expect(pushed.map((r) => r.requestId)).toEqual([pending.requestId]);
+  });
+
+  it('reaches a connected agent when the CLI revokes it from another process while the server runs', async () => {
+    const key = await h.enroll('cli-revoked-bot');
+    const { c, ids } = await holding('cli-revoked-bot', key, 1);
+    const r = spawnSync(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'agents', 'revoke', 'cli-revoked-bot', '--reason', 'left the company', '--data-dir', h.dataDir], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ revoked: 'cli-revoked-bot', endedRequests: ids });
+    expect(queued()).not.toContain(ids[0]);
+
+    const { frames, closed } = await untilClosed(c);
+    expect(frames.filter((f) => f.method === 'request.decided').map((f) => f.params)).toEqual([
+      expect.objectContaining({ requestId: ids[0], state: 'denied', reasons: ['agent revoked: left the company'] }),
+    ]);
+    expect(closed).toEqual({ code: 4004, reason: 'agent_revoked' });
+  }, 90_000);
+
+  it('closes a live session with 4004 once its enrollment expires', async () => {
+    const key = await h.enroll('short-lived-bot', { expiresAt: Date.now() + 1_000 });
+    const c = await RawClient.connect(h.app.url);
+    expect((await c.authenticate('short-lived-bot', key)).result).toMatchObject({ agentId: 'short-lived-bot' });
+    const { frames, closed } = await untilClosed(c);
+    expect(errorCode(frames.at(-1)!)).toBe('agent_expired');
+    expect(closed).toEqual({ code: 4004, reason: 'agent_expired' });
+  });
+});
+
+describe('an agent whose enrollment expires while its call waits', () => {
+  let t: Harness;
+  beforeAll(async () => {
+    t = await startHarness({ config: { domain: 'test' } });
+  });
+  afterAll(async () => t.close());
+
+  it('gets a denial, not a token, when approvers complete the quorum after the expiry', async () => {
+    const key = await t.enroll('expiring-bot', { expiresAt: Date.now() + 3_600_000 });
+    const client = t.client('expiring-bot', key);
+    const pending = await client.submit(transferCall('48000.00', 'Northwind Traders'));
+    expect(pending.state).toBe('pending');
+    for (const id of ['alice', 'bob']) await t.app.virtualApprovers!.create({ id, displayName: id, groups: ['finance-approvers'] });
+    // The enrollment runs out while the call waits (moved instead of waited for).
+    t.app.db.prepare("UPDATE agents SET expires_at = ? WHERE id = 'expiring-bot'").run(Date.now() - 1);
+
+    await t.app.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'alice', verdict: 'approve' });
+    const row = () => t.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(pending.requestId) as { state: string; reasons: string };
+    if (row().state === 'pending') await t.app.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'bob', verdict: 'approve' });
+    expect(row()).toEqual({ state: 'denied', reasons: JSON.stringify(["the agent's enrollment has expired"]) });
+    expect(t.app.db.prepare('SELECT COUNT(*) AS n FROM tokens WHERE request_id = ?').get(pending.requestId)).toEqual({ n: 0 });
+  });
+});
