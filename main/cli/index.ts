@@ -22,6 +22,7 @@ import { parseDuration } from './durations.js';
 import { runDemo } from './demo.js';
 import { auditCommand } from './audit-command.js';
 import { print } from './print.js';
+import { mcpProxyCommand } from './mcp-proxy-command.js';
 
 const USAGE = `usage: countersign <command> [options]
 
@@ -58,6 +59,9 @@ const USAGE = `usage: countersign <command> [options]
   audit checkpoint          print the latest signed checkpoint (C2SP signed note)
   audit keys                every pinned public key of the domain (JWKS), for verifiers
   audit reset-checkpoint    after a deliberate restore: record it and rewrite the checkpoint file
+  mcp-proxy --agent KEY_FILE [--map FILE] -- COMMAND [ARGS...]
+                            put Countersign in front of an MCP server (stdio; or --url URL);
+                            --print-config HOST prints the host's mcpServers entry (docs/mcp.md)
   risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]
                             the scorer's detection and false-positive rates on the labelled
                             scenario set (default test/scenarios/risk-scenarios.json)
@@ -153,6 +157,8 @@ async function serve(values: Values, domain: 'production' | 'test'): Promise<voi
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // The proxy has its own options and takes the server's command line after --.
+  if (argv[0] === 'mcp-proxy') return mcpProxyCommand(argv.slice(1));
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   const [command, sub, arg] = positionals;
   if (values.help || command === undefined) {
