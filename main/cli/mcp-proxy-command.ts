@@ -29,6 +29,9 @@ export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [-
   --domain       token domain to accept (default production; test for \`countersign headless\`)
   --state        file recording held calls, so a retried call finds its request
                  (default <data dir>/mcp-proxy/<agent id>.<server>.json)
+  --hold-poll-ms how often a held call re-reads its request and tells the host (default 2000)
+  --max-argument-bytes  largest arguments accepted (default 49152; keep under the gateway's
+                 maxMessageBytes)
   --print-config HOST   print the entry for HOST's configuration file: claude-desktop, cursor,
                  vscode or generic (an "mcpServers" entry)`;
 
@@ -48,6 +51,8 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
       name: { type: 'string' },
       'print-config': { type: 'string' },
       'data-dir': { type: 'string' },
+      'hold-poll-ms': { type: 'string' },
+      'max-argument-bytes': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -94,9 +99,11 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
   if (domain !== 'production' && domain !== 'test') throw new CountersignError('config_invalid', '--domain must be production or test');
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   const stateFile = resolve(values.state ?? join(dataDir, 'mcp-proxy', `${agentId}.${mapping.server}.json`));
+  const holdPollMs = positiveInt(values['hold-poll-ms'], 'hold-poll-ms', 100, 60_000);
+  const maxArgumentBytes = positiveInt(values['max-argument-bytes'], 'max-argument-bytes', 1024, 16 * 1024 * 1024);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const proxy = await McpProxy.start({
-    agentId, key, downstream, mapping, domain, stateFile, log,
+    agentId, key, downstream, mapping, domain, stateFile, log, holdPollMs, maxArgumentBytes,
     countersignUrl: values.countersign ?? process.env.COUNTERSIGN_URL ?? 'ws://127.0.0.1:7345',
   });
   // stdout is the MCP channel from here on: everything else goes to stderr.
@@ -114,6 +121,13 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   return -1;
+}
+
+function positiveInt(value: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CountersignError('config_invalid', `--${name} must be a whole number from ${min} to ${max}`);
+  return n;
 }
 
 function readJson(file: string): unknown {

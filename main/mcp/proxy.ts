@@ -27,6 +27,8 @@ export const OUTCOME_META_KEY = 'dev.countersign/outcome';
 /** Optional `_meta` key a host may set on tools/call: where the input that led to the call came from. */
 export const PROVENANCE_META_KEY = 'dev.countersign/provenance';
 
+export const DEFAULT_MAX_ARGUMENT_BYTES = 48 * 1024;
+
 export interface ApprovalMeta {
   token: string;
   call: { tool: string; params: JsonObject };
@@ -51,7 +53,10 @@ export interface McpProxyOptions {
   holdPollMs?: number;
   /** Where approvers decide, named in the hold message (default: the Countersign UI). */
   deskUrl?: string;
-  /** Largest MCP arguments object accepted, as canonical JSON bytes (default 1 MiB). */
+  /**
+   * Largest MCP arguments object accepted, as canonical JSON bytes (default 48 KiB, which keeps
+   * the signed envelope under the gateway's default 64 KiB message limit; raise both together).
+   */
   maxArgumentBytes?: number;
   /** Timeout for one forwarded call to the tool server (default 10 minutes). */
   downstreamTimeoutMs?: number;
@@ -96,6 +101,7 @@ export class McpProxy {
   /** Identical calls in flight in this process share one submission and one execution. */
   private readonly inFlight = new Map<string, Promise<CallToolResult>>();
   private closed = false;
+  private stdioTransport: StdioClientTransport | undefined;
 
   private constructor(private readonly options: McpProxyOptions) {
     this.log = options.log ?? (() => undefined);
@@ -134,7 +140,9 @@ export class McpProxy {
     const d = this.options.downstream;
     const transport = 'url' in d
       ? new StreamableHTTPClientTransport(new URL(d.url))
-      : new StdioClientTransport({ command: d.command, args: d.args, env: { ...getDefaultEnvironment(), ...d.env }, ...(d.cwd === undefined ? {} : { cwd: d.cwd }), stderr: 'inherit' });
+      // The host configured this process's environment for the tool server: pass it on.
+      : new StdioClientTransport({ command: d.command, args: d.args, env: { ...getDefaultEnvironment(), ...stringEnv(process.env), ...d.env }, ...(d.cwd === undefined ? {} : { cwd: d.cwd }), stderr: 'inherit' });
+    if (transport instanceof StdioClientTransport) this.stdioTransport = transport;
     transport.onclose = () => {
       this.downstreamUp = false;
       if (!this.closed) this.log('mcp-proxy: the tool server closed its connection');
@@ -147,6 +155,11 @@ export class McpProxy {
   private setTools(tools: Tool[]): void {
     this.toolList = tools;
     this.tools = new Map(tools.map((t) => [t.name, t]));
+  }
+
+  /** The tool server's process id when the proxy started it (stdio). */
+  get downstreamPid(): number | null {
+    return this.stdioTransport?.pid ?? null;
   }
 
   /** The protocol version agreed with the tool server. */
@@ -186,7 +199,7 @@ export class McpProxy {
       assertIJson(value);
       args = value as JsonObject;
       const size = new TextEncoder().encode(canonicalize(args)).length;
-      const max = this.options.maxArgumentBytes ?? 1024 * 1024;
+      const max = this.options.maxArgumentBytes ?? DEFAULT_MAX_ARGUMENT_BYTES;
       if (size > max) return toolError(`The arguments are ${size} bytes, more than this proxy accepts (${max}). The tool was not run.`, { code: 'frame_too_large' });
     } catch (error) {
       const code = isCountersignError(error) ? error.code : 'invalid_params';
@@ -414,6 +427,12 @@ function readProvenance(ctx: ServerContext): string[] {
   if (!Array.isArray(value)) return ['mcp-host'];
   const labels = value.filter((v): v is string => typeof v === 'string' && v.length > 0 && v.length <= 128).slice(0, 16);
   return labels.length > 0 ? labels : ['mcp-host'];
+}
+
+function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (typeof value === 'string') out[name] = value;
+  return out;
 }
 
 function abortPromise(signal: AbortSignal): Promise<never> {
