@@ -8,7 +8,7 @@
  *   countersign mcp-proxy --agent agent.key --map examples/mcp/payments-map.json -- npx tsx examples/mcp/payments-server.ts
  */
 import { appendFileSync } from 'node:fs';
-import { Server, type CallToolResult } from '@modelcontextprotocol/server';
+import { Server, type CallToolResult, type Tool } from '@modelcontextprotocol/server';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { MemoryJtiStore, type JwkLike } from '../../shared/verify-approval-token.js';
 import { verifyMcpApproval } from '../../shared/verify-mcp-approval.js';
@@ -27,12 +27,23 @@ async function trustedKeys(refresh = false): Promise<{ keys: JwkLike[] }> {
   return keys;
 }
 
+/** `refund` appears at run time (SIGUSR2), to show that new tools reach the host and stay unmapped. */
+let refundsEnabled = false;
+const servers = new Set<Server>();
+
 const text = (value: string, isError = false): CallToolResult => ({ content: [{ type: 'text', text: value }], ...(isError ? { isError: true } : {}) });
 
 function createServer(): Server {
-  const server = new Server({ name: 'example-payments', version: '1.0.0' }, { capabilities: { tools: {} } });
+  const server = new Server({ name: 'example-payments', version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
+  servers.add(server);
+  const refund: Tool = {
+    name: 'refund',
+    description: 'Refund a payment by its request id.',
+    inputSchema: { type: 'object', properties: { requestId: { type: 'string' } }, required: ['requestId'] },
+    annotations: { destructiveHint: true, readOnlyHint: false },
+  };
   server.setRequestHandler('tools/list', () => ({
-    tools: [{
+    tools: [...(refundsEnabled ? [refund] : []), {
       name: 'pay',
       description: 'Pay an amount (a decimal string, e.g. "12.50") to a payee.',
       inputSchema: { type: 'object', properties: { amount: { type: 'string' }, payee: { type: 'string' } }, required: ['amount', 'payee'] },
@@ -62,4 +73,8 @@ function createServer(): Server {
 }
 
 const handle = serveStdio(createServer);
+process.on('SIGUSR2', () => {
+  refundsEnabled = true;
+  for (const server of servers) server.sendToolListChanged().catch(() => undefined);
+});
 process.stdin.once('end', () => void handle.close());

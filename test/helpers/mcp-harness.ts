@@ -120,7 +120,7 @@ export async function startHost(m: McpHarness, options: HostOptions): Promise<Ho
  * linked to it by the SDK's in-memory transport: one process fewer to start per case on a
  * loaded machine. The tool server is still a real child process.
  */
-export async function startInProcessHost(m: McpHarness, options: HostOptions & { maxArgumentBytes?: number }): Promise<Host> {
+export async function startInProcessHost(m: McpHarness, options: HostOptions & { maxArgumentBytes?: number; onToolsChanged?: (names: string[]) => void }): Promise<Host> {
   const [command, ...args] = options.server;
   const mapping = parseMapping(parseStrictJson(readFileSync(options.map ?? '', 'utf8')));
   const proxy = await McpProxy.start({
@@ -130,7 +130,10 @@ export async function startInProcessHost(m: McpHarness, options: HostOptions & {
   });
   const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
   await proxy.createServer().connect(proxySide);
-  const client = new Client({ name: 'test-host', version: '1.0.0' });
+  const onToolsChanged = options.onToolsChanged;
+  const client = new Client({ name: 'test-host', version: '1.0.0' }, onToolsChanged ? {
+    listChanged: { tools: { onChanged: (error, tools) => { if (!error && tools) onToolsChanged(tools.map((t) => t.name)); } } },
+  } : {});
   await client.connect(hostSide);
   return { client, proxy, stderr: () => '', close: async () => { await client.close(); await proxy.close(); } };
 }

@@ -17,7 +17,7 @@ import { mapCall, parseMapping } from '../../main/mcp/mapping.js';
 import { APPROVAL_META_KEY, OUTCOME_META_KEY } from '../../main/mcp/proxy.js';
 import { nodeWebSocket } from '../helpers/harness.js';
 import {
-  EVERYTHING_SERVER, FILESYSTEM_SERVER, MAPS, PAYMENTS_SERVER, PROXY_AGENT, TSX,
+  EVERYTHING_SERVER, FILESYSTEM_SERVER, MAPS, PAYMENTS_SERVER, PROXY_AGENT,
   startHost, startInProcessHost, startMcpHarness, type Host, type McpHarness,
 } from '../helpers/mcp-harness.js';
 
@@ -207,7 +207,7 @@ describe('mcp-proxy in front of the reference "everything" server', () => {
 
 describe('mcp-proxy with the example payments server (token checked on the server side)', () => {
   const ledgerOf = (dir: string) => join(dir, 'ledger.jsonl');
-  const paymentsServer = (dir: string) => ({ server: [TSX, PAYMENTS_SERVER], env: { COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${m.h.app.port}/.well-known/jwks.json`, COUNTERSIGN_DOMAIN: 'test', PAYMENTS_LEDGER: ledgerOf(dir) } });
+  const paymentsServer = (dir: string) => ({ server: ['node', '--import', 'tsx', PAYMENTS_SERVER], env: { COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${m.h.app.port}/.well-known/jwks.json`, COUNTERSIGN_DOMAIN: 'test', PAYMENTS_LEDGER: ledgerOf(dir) } });
   const ledgerLines = (dir: string) => (existsSync(ledgerOf(dir)) ? readFileSync(ledgerOf(dir), 'utf8').trim().split('\n').filter(Boolean) : []);
 
   it('a small payment runs at once; the server verified the token carried in _meta', async () => {
@@ -245,6 +245,20 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     expect(ledgerLines(dir)).toHaveLength(1);
   });
 
+  it('passes a tools/list change on to the host; a tool that appears at run time stays unmapped and is refused', async () => {
+    const { dir, stateFile } = caseDir();
+    const seen: string[][] = [];
+    const proxied = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir), onToolsChanged: (names) => seen.push(names) });
+    expect((await proxied.client.listTools()).tools.map((t) => t.name)).toEqual(['pay']);
+    process.kill(proxied.proxy?.downstreamPid ?? -1, 'SIGUSR2');
+    const names = await waitFor(() => seen.find((list) => list.includes('refund')), 'the tools/list_changed notification');
+    expect(names.sort()).toEqual(['pay', 'refund']);
+    const refund = await proxied.client.listTools();
+    expect(refund.tools.find((t) => t.name === 'refund')?.annotations).toMatchObject({ destructiveHint: true });
+    const result = await proxied.client.callTool({ name: 'refund', arguments: { requestId: 'req_x' } });
+    expect(outcomeOf(result)?.code).toBe('mcp_tool_refused');
+  });
+
   it('the example server refuses a token whose approved arguments differ from the call it receives', async () => {
     const { dir } = caseDir();
     // A valid token for a 50.00 payment, obtained the way the proxy obtains it.
@@ -259,7 +273,7 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     // Straight to the server, as a tampering intermediary would: same token, 5,000.00 instead.
     const { server, env } = paymentsServer(dir);
     const direct = new Client({ name: 'tamperer', version: '1.0.0' });
-    await direct.connect(new StdioClientTransport({ command: server[0] ?? TSX, args: server.slice(1), env: { PATH: process.env.PATH ?? '', ...env }, stderr: 'pipe' }));
+    await direct.connect(new StdioClientTransport({ command: server[0] ?? 'node', args: server.slice(1), env: { PATH: process.env.PATH ?? '', ...env }, stderr: 'pipe' }));
     try {
       const changed = await direct.callTool({ name: 'pay', arguments: { amount: '5000.00', payee: 'Acme Ltd' }, _meta: meta });
       expect(changed.isError).toBe(true);
