@@ -43,6 +43,8 @@ export const mappingFileSchema = z.strictObject({
   unmapped: z.enum(['deny', 'approval']).default('deny'),
   /** The Countersign tool that unmapped calls are submitted as when `unmapped` is `approval`. */
   unmappedTool: toolNameSchema.default('mcp.unmapped'),
+  /** The audience of tokens for unmapped calls (that tool's entity may serve several servers). */
+  unmappedAudience: label.default('mcp:unmapped'),
   tools: z.record(label, toolMappingSchema).default({}),
 });
 export type MappingFile = z.infer<typeof mappingFileSchema>;
@@ -86,6 +88,8 @@ export interface MappedCall {
   jurisdiction: string;
   treatment: Treatment;
   mapped: boolean;
+  /** The audience the approval token must carry. */
+  audience: string;
 }
 
 /**
@@ -108,14 +112,14 @@ export function mapCall(mapping: MappingFile, mcpTool: string, args: JsonObject,
   if (!entry) {
     return {
       tool: mapping.unmappedTool, params, dataClass: mapping.dataClass, jurisdiction: mapping.jurisdiction,
-      treatment: mapping.unmapped === 'deny' ? 'deny' : 'approval', mapped: false,
+      treatment: mapping.unmapped === 'deny' ? 'deny' : 'approval', mapped: false, audience: mapping.unmappedAudience,
     };
   }
   for (const [role, argName] of Object.entries(entry.roles)) {
     if (!Object.prototype.hasOwnProperty.call(args, argName)) continue;
     params[role] = roleValue(args[argName], mcpTool, argName);
   }
-  return { tool: entry.tool, params, dataClass: entry.dataClass ?? mapping.dataClass, jurisdiction: mapping.jurisdiction, treatment: entry.treatment, mapped: true };
+  return { tool: entry.tool, params, dataClass: entry.dataClass ?? mapping.dataClass, jurisdiction: mapping.jurisdiction, treatment: entry.treatment, mapped: true, audience: mapping.audience };
 }
 
 /** A role value as policy reads it: strings as they are, numbers as decimal text (Cedar has no floats). */

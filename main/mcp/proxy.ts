@@ -392,7 +392,7 @@ export class McpProxy {
   private async verify(token: string, mapped: MappedCall): Promise<VerifiedApproval> {
     const attempt = async (refresh: boolean) => verifyApprovalToken(token, {
       call: { tool: mapped.tool, params: mapped.params },
-      audience: this.options.mapping.audience,
+      audience: mapped.audience,
       keys: await this.keys(refresh),
       jtiStore: this.jtis,
       domain: this.options.domain ?? 'production',

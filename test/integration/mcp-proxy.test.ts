@@ -8,13 +8,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { InMemoryTransport } from '@modelcontextprotocol/server';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import type { CallToolResult } from '@modelcontextprotocol/client';
 import { AgentClient } from '../../shared/agent-client.js';
 import { mapCall, parseMapping } from '../../main/mcp/mapping.js';
-import { APPROVAL_META_KEY, OUTCOME_META_KEY } from '../../main/mcp/proxy.js';
+import { APPROVAL_META_KEY, McpProxy, OUTCOME_META_KEY } from '../../main/mcp/proxy.js';
 import { nodeWebSocket } from '../helpers/harness.js';
 import {
   EVERYTHING_SERVER, FILESYSTEM_SERVER, MAPS, PAYMENTS_SERVER, PROXY_AGENT,
@@ -202,6 +205,70 @@ describe('mcp-proxy in front of the reference "everything" server', () => {
     const after = await proxied.client.callTool({ name: 'echo', arguments: { message: 'still there?' } });
     expect(outcomeOf(after)?.code).toBe('mcp_downstream_failed');
     expect(textOf(after)).toMatch(/not running/);
+  });
+});
+
+describe('mcp-proxy in front of a Streamable HTTP server', () => {
+  it('lists and calls the "everything" server over Streamable HTTP, gated the same way', async () => {
+    const { stateFile } = caseDir();
+    // The reference server reads its port from PORT only: take a free one from the kernel.
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const address = probe.address() as AddressInfo;
+        probe.close(() => resolve(address.port));
+      });
+    });
+    const child = spawn('node', [EVERYTHING_SERVER, 'streamableHttp'], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      let log = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        log += chunk.toString('utf8');
+      });
+      await waitFor(() => (log.includes('listening on port') ? true : undefined), 'the HTTP server to listen');
+      const mapping = parseMapping(JSON.parse(readFileSync(MAPS.everything, 'utf8')));
+      const proxy = await McpProxy.start({ agentId: PROXY_AGENT, key: m.key, countersignUrl: m.h.app.url, mapping, domain: 'test', stateFile, downstream: { url: `http://127.0.0.1:${port}/mcp` } });
+      const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
+      await proxy.createServer().connect(proxySide);
+      const client = new Client({ name: 'test-host', version: '1.0.0' });
+      await client.connect(hostSide);
+      try {
+        expect((await client.listTools()).tools.find((t) => t.name === 'echo')?.annotations).toMatchObject({ readOnlyHint: true });
+        const echoed = await client.callTool({ name: 'echo', arguments: { message: 'over http' } });
+        expect(textOf(echoed)).toContain('over http');
+        // get-env is not in the mapping, and this mapping holds unmapped tools for a person.
+        const progress: string[] = [];
+        const held = client.callTool({ name: 'get-env', arguments: {} }, { onprogress: (p) => progress.push(p.message ?? '') });
+        const request = await waitFor(async () => (await m.pending()).find((p) => p.tool === 'mcp.unmapped' && p.params.tool === 'get-env'), 'the held unmapped call');
+        await waitFor(() => progress.find((p) => p.startsWith('waiting for 1 approver')), 'hold progress');
+        await m.approve(request.requestId, 'alice');
+        const result = await held;
+        expect(result.isError ?? false, textOf(result)).toBe(false);
+        expect(textOf(result)).toContain('PATH');
+      } finally {
+        await client.close();
+        await proxy.close();
+      }
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('refuses a tool whose treatment is approval when policy allowed it without anyone', async () => {
+    const { stateFile } = caseDir();
+    const mapping = parseMapping({ ...JSON.parse(readFileSync(MAPS.everything, 'utf8')) as object, tools: { echo: { tool: 'demo.echo', treatment: 'approval' } } });
+    const proxy = await McpProxy.start({ agentId: PROXY_AGENT, key: m.key, countersignUrl: m.h.app.url, mapping, domain: 'test', stateFile, downstream: { command: 'node', args: [EVERYTHING_SERVER, 'stdio'] } });
+    const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
+    await proxy.createServer().connect(proxySide);
+    const client = new Client({ name: 'test-host', version: '1.0.0' });
+    await client.connect(hostSide);
+    try {
+      const result = await client.callTool({ name: 'echo', arguments: { message: 'should not echo' } });
+      expect(outcomeOf(result)?.code).toBe('mcp_approval_required');
+      expect(textOf(result)).not.toContain('should not echo');
+    } finally {
+      await client.close();
+      await proxy.close();
+    }
   });
 });
 

@@ -34,7 +34,7 @@ describe('mapping file', () => {
   it('turns a mapped call into the Countersign tool with the canonical arguments, annotations and role values', () => {
     const call = mapCall(parseMapping(base), 'write_file', { path: '/srv/a.md', content: 'x', z: 1 }, { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false });
     expect(call).toEqual({
-      tool: 'fs.write', dataClass: 'unclassified', jurisdiction: 'US', treatment: 'policy', mapped: true,
+      tool: 'fs.write', dataClass: 'unclassified', jurisdiction: 'US', treatment: 'policy', mapped: true, audience: 'mcp:files',
       params: { server: 'files', tool: 'write_file', arguments: '{"content":"x","path":"/srv/a.md","z":1}', readOnly: false, destructive: true, idempotent: true, openWorld: false, path: '/srv/a.md' },
     });
   });
@@ -47,7 +47,7 @@ describe('mapping file', () => {
   it('sends an unmapped tool as refused by default, or as the unmapped tool needing approval, never as policy-decided', () => {
     expect(mapCall(parseMapping(base), 'delete_everything', {}, undefined)).toMatchObject({ treatment: 'deny', mapped: false });
     const held = mapCall(parseMapping({ ...base, unmapped: 'approval' }), 'delete_everything', { all: true }, undefined);
-    expect(held).toMatchObject({ tool: 'mcp.unmapped', treatment: 'approval', mapped: false });
+    expect(held).toMatchObject({ tool: 'mcp.unmapped', treatment: 'approval', mapped: false, audience: 'mcp:unmapped' });
     expect(held.params.arguments).toBe('{"all":true}');
     expect(codeOf(() => parseMapping({ ...base, unmapped: 'allow' }))).toMatch(/^config_invalid: .* at unmapped/);
   });
