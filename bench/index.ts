@@ -6,13 +6,15 @@
  * BENCH_RISK_AGENTS (10000 enrolled agents), BENCH_RISK_HISTORY (1000000 historical calls),
  * BENCH_RISK_LOAD_AGENTS (1000 connected in the risk latency phase), BENCH_AUDIT_APPENDS (2000 durable
  * appends per phase), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ENTRIES (1000000 in the
- * proof and export phases), BENCH_ONLY (comma-separated names).
+ * proof and export phases), BENCH_MCP_CALLS (1000 sequential calls per path) and BENCH_MCP_CONCURRENCY
+ * (20) for the MCP proxy, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
 import { runApprovalsBench } from './approvals.bench.js';
 import { runRiskBench } from './risk.bench.js';
 import { runAuditBench } from './audit.bench.js';
+import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 
 // SoftHSM scans its tokens when the module first loads: make the bench token before anything.
@@ -40,6 +42,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     appends: Number(process.env.BENCH_AUDIT_APPENDS ?? 2_000),
     batch: Number(process.env.BENCH_AUDIT_BATCH ?? 100),
     entries: Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000),
+  }),
+  'mcp-proxy': () => runMcpProxyBench({
+    calls: Number(process.env.BENCH_MCP_CALLS ?? 1_000),
+    seconds: Math.min(seconds, 5),
+    concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
   }),
 };
 

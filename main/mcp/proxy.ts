@@ -98,8 +98,8 @@ export class McpProxy {
   private jwks: { keys: JwkLike[] } | undefined;
   private downstreamUp = false;
   private readonly servers = new Set<Server>();
-  /** Identical calls in flight in this process share one submission and one execution. */
-  private readonly inFlight = new Map<string, Promise<CallToolResult>>();
+  /** Held calls in flight in this process: an identical call (a host retry) joins the same one. */
+  private readonly inFlight = new Map<string, { work: Promise<CallToolResult>; held: boolean }>();
   private closed = false;
   private stdioTransport: StdioClientTransport | undefined;
 
@@ -229,13 +229,22 @@ export class McpProxy {
     const digest = await computeCallDigest(mapped.tool, mapped.params);
     const key = `${this.options.agentId}:${digest}`;
     const running = this.inFlight.get(key);
-    if (running) return running;
-    const work = this.decideAndForward(name, args, mapped, key, ctx, sessionId).finally(() => this.inFlight.delete(key));
-    this.inFlight.set(key, work);
-    return work;
+    if (running?.held) return running.work;
+    const entry = { work: Promise.resolve<CallToolResult>(toolError('internal', { code: 'internal_error' })), held: false };
+    entry.work = this.decideAndForward(name, args, mapped, key, ctx, sessionId, () => {
+      entry.held = true;
+    }).finally(() => {
+      if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
+    });
+    this.inFlight.set(key, entry);
+    return entry.work;
   }
 
-  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, ctx: ServerContext, sessionId: string): Promise<CallToolResult> {
+  /**
+   * Only held calls are recorded in the hold store: an automatic allow is decided afresh every
+   * time (its result is never replayed, and the fast path never writes to disk).
+   */
+  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<CallToolResult> {
     const previous = this.holds.get(key);
     if (previous?.state === 'done') {
       if (previous.result) return previous.result as CallToolResult;
@@ -262,6 +271,7 @@ export class McpProxy {
     }
 
     const held = previous?.state === 'held' || decision.state === 'pending';
+    if (held) markHeld();
     if (decision.state === 'pending') {
       this.holds.set(key, decision.requestId, 'held');
       const settled = await this.waitWhileHeld(decision, ctx);
@@ -303,7 +313,7 @@ export class McpProxy {
     }
     // Written before forwarding: if this process dies now, a retry is never run a second time
     // with the same approval.
-    this.holds.set(key, decision.requestId, 'executing');
+    if (held) this.holds.set(key, decision.requestId, 'executing');
     const meta: ApprovalMeta = { token: decision.token, call: { tool: mapped.tool, params: mapped.params } };
     let result: CallToolResult;
     try {
@@ -316,7 +326,7 @@ export class McpProxy {
       this.log(`mcp-proxy: forwarding ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
       return toolError('The tool server failed before it answered. The call may or may not have taken effect; its approval is used up, so retrying asks for a new one.', { code: 'mcp_downstream_failed', requestId: decision.requestId });
     }
-    this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
+    if (held) this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
     return result;
   }
 
