@@ -12,7 +12,7 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         projectService: {
-          allowDefaultProject: ['eslint.config.js', 'bin/*.mjs', 'main/core/policy/*.mjs'],
+          allowDefaultProject: ['eslint.config.js', 'bin/*.mjs', 'main/core/policy/*.mjs', 'bench/*.mjs'],
         },
         tsconfigRootDir: import.meta.dirname,
       },

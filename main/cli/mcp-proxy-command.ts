@@ -102,12 +102,18 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
   const holdPollMs = positiveInt(values['hold-poll-ms'], 'hold-poll-ms', 100, 60_000);
   const maxArgumentBytes = positiveInt(values['max-argument-bytes'], 'max-argument-bytes', 1024, 16 * 1024 * 1024);
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const proxy = await McpProxy.start({
+  const proxy = McpProxy.launch({
     agentId, key, downstream, mapping, domain, stateFile, log, holdPollMs, maxArgumentBytes,
     countersignUrl: values.countersign ?? process.env.COUNTERSIGN_URL ?? 'ws://127.0.0.1:7345',
   });
-  // stdout is the MCP channel from here on: everything else goes to stderr.
+  // stdout is the MCP channel from here on: everything else goes to stderr. The host is answered
+  // at once; tools/list and tools/call wait until the tool server is up.
   const handle = serveStdio(() => proxy.createServer(), { onerror: (error) => log(`mcp-proxy: ${error.message}`) });
+  proxy.ready.catch((error: unknown) => {
+    log(`mcp-proxy: the MCP server could not be started: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+    void Promise.all([handle.close(), proxy.close()]).finally(() => process.exit(1));
+  });
   let stopping = false;
   const stop = () => {
     if (stopping) return;

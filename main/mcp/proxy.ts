@@ -115,6 +115,7 @@ export class McpProxy {
       requestTimeoutMs: 10_000,
     });
     this.holds = new HoldStore(options.stateFile === undefined ? {} : { file: options.stateFile });
+
     this.client = new Client({ name: 'countersign-mcp-proxy', version: '1.0.0' }, {
       listChanged: {
         tools: {
@@ -126,13 +127,28 @@ export class McpProxy {
         },
       },
     });
+    this.ready = Promise.resolve().then(() => this.connectDownstream());
+    this.ready.catch(() => undefined); // reported to whoever awaits it
   }
 
-  /** Connect to the tool server and read its tools. Countersign may still be down: calls then fail closed. */
-  static async start(options: McpProxyOptions): Promise<McpProxy> {
+  /** Resolves once the tool server is connected and its tools are read; rejects if it cannot start. */
+  readonly ready: Promise<void>;
+
+  /**
+   * Start connecting to the tool server and to Countersign, without waiting: a host can be
+   * answered at once (tools/list and tools/call wait for `ready`). Countersign may be down:
+   * calls then fail closed until it is back.
+   */
+  static launch(options: McpProxyOptions): McpProxy {
     const proxy = new McpProxy(options);
-    await proxy.connectDownstream();
     proxy.agent.connect().catch((error: unknown) => proxy.log(`countersign: not reachable yet (${String(error)}); calls fail closed until it is`));
+    return proxy;
+  }
+
+  /** Launch and wait until the tool server is connected. */
+  static async start(options: McpProxyOptions): Promise<McpProxy> {
+    const proxy = McpProxy.launch(options);
+    await proxy.ready;
     return proxy;
   }
 
@@ -171,8 +187,16 @@ export class McpProxy {
   createServer(): Server {
     const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
     const sessionId = `mcp-${randomBytes(8).toString('hex')}`;
-    server.setRequestHandler('tools/list', () => ({ tools: this.toolList }));
+    server.setRequestHandler('tools/list', async () => {
+      await this.ready;
+      return { tools: this.toolList };
+    });
     server.setRequestHandler('tools/call', async (request, ctx) => {
+      try {
+        await this.ready;
+      } catch {
+        return toolError('The tool server could not be started, so the tool was not run. Check the MCP server entry in your host.', { code: 'mcp_downstream_failed' });
+      }
       const result = await this.callTool(request.params.name, request.params.arguments, ctx, sessionId);
       const advertised = this.tools.get(request.params.name)?.outputSchema;
       return result.isError ? result : server.projectCallToolResult(result, advertised);

@@ -111,7 +111,7 @@ export async function startHost(m: McpHarness, options: HostOptions): Promise<Ho
     stderr += chunk.toString('utf8');
   });
   const client = new Client({ name: 'test-host', version: '1.0.0' });
-  await client.connect(transport);
+  await client.connect(transport, { timeout: 120_000 });
   return { client, transport, stderr: () => stderr, close: () => client.close() };
 }
 

@@ -83,7 +83,7 @@ describe('mcp-proxy in front of the reference filesystem server', () => {
     const direct = new Client({ name: 'direct', version: '1.0.0' });
     await direct.connect(new StdioClientTransport({ command: 'node', args: [FILESYSTEM_SERVER, dir], stderr: 'pipe' }));
     try {
-      const [viaProxy, straight] = [await proxied.client.listTools(), await direct.listTools()];
+      const [viaProxy, straight] = [await proxied.client.listTools(undefined, { timeout: 120_000 }), await direct.listTools()];
       expect(viaProxy.tools.length).toBeGreaterThan(5);
       expect(viaProxy.tools).toEqual(straight.tools);
       expect(viaProxy.tools.find((t) => t.name === 'write_file')?.annotations).toMatchObject({ destructiveHint: true, readOnlyHint: false });
@@ -289,14 +289,14 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     const { dir, stateFile } = caseDir();
     const args = { amount: '250.00', payee: 'Initech LLC' };
     const first = await cliHost({ map: MAPS.payments, stateFile, ...paymentsServer(dir) });
-    const abandoned = (first.client.callTool({ name: 'pay', arguments: args })).catch((error: unknown) => error);
+    const abandoned = (first.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 })).catch((error: unknown) => error);
     const held = await waitFor(async () => (await m.pending()).find((p) => p.tool === 'payments.pay' && p.params.payee === 'Initech LLC'), 'the held payment');
     await first.close(); // the host goes away: the proxy and its server stop
     await abandoned;
 
     const second = await cliHost({ map: MAPS.payments, stateFile, ...paymentsServer(dir) });
     const progress: string[] = [];
-    const retried = second.client.callTool({ name: 'pay', arguments: args }, { resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? '') });
+    const retried = second.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? '') });
     // The retried call is waiting on the first call's request, not on a new one.
     const waiting = await waitFor(() => progress.find((p) => p.startsWith('waiting for 1 approver: 0 of 1')), 'the retried call to be held');
     expect(waiting).toContain(held.requestId);
@@ -307,7 +307,7 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     expect(ledgerLines(dir)).toHaveLength(1);
 
     // The same call again within the retry window gets the recorded result, not a second payment.
-    const again = await second.client.callTool({ name: 'pay', arguments: args });
+    const again = await second.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 });
     expect(textOf(again)).toBe(textOf(result));
     expect(ledgerLines(dir)).toHaveLength(1);
   });
