@@ -269,7 +269,7 @@ export class McpProxy {
    * time (its result is never replayed, and the fast path never writes to disk).
    */
   private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<CallToolResult> {
-    const previous = this.holds.get(key);
+    let previous = this.holds.get(key);
     if (previous?.state === 'done') {
       if (previous.result) return previous.result as CallToolResult;
       return toolError('This exact call was already run once with its approval, and its result is no longer available. It was not run again.', { code: 'mcp_already_executed', requestId: previous.requestId });
@@ -281,8 +281,19 @@ export class McpProxy {
 
     let decision: DecisionResult;
     try {
+      let found: DecisionResult | undefined;
       if (previous?.state === 'held') {
-        decision = await this.agent.getRequest(previous.requestId);
+        try {
+          found = await this.agent.getRequest(previous.requestId);
+        } catch (error) {
+          // A request Countersign no longer knows (another data directory): forget it, ask anew.
+          if (!isCountersignError(error, 'request_unknown')) throw error;
+          this.holds.delete(key);
+          previous = undefined;
+        }
+      }
+      if (found) {
+        decision = found;
       } else {
         const provenance = readProvenance(ctx);
         decision = await this.agent.submit({

@@ -16,6 +16,7 @@ import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import type { CallToolResult } from '@modelcontextprotocol/client';
 import { AgentClient } from '../../shared/agent-client.js';
+import { computeCallDigest } from '../../shared/approval-token.js';
 import { mapCall, parseMapping } from '../../main/mcp/mapping.js';
 import { APPROVAL_META_KEY, McpProxy, OUTCOME_META_KEY } from '../../main/mcp/proxy.js';
 import { nodeWebSocket } from '../helpers/harness.js';
@@ -161,6 +162,20 @@ describe('mcp-proxy in front of the reference filesystem server', () => {
     expect(outcomeOf(result)).toEqual({ code: 'mcp_call_denied', requestId: held.requestId });
     expect(textOf(result)).toMatch(/An approver declined this call/);
     expect(existsSync(target)).toBe(false);
+  });
+
+  it('drops a held record naming a request Countersign does not know, and decides the call afresh', async () => {
+    const { dir, stateFile } = caseDir();
+    writeFileSync(join(dir, 'a.txt'), 'fresh');
+    const args = { path: join(dir, 'a.txt') };
+    // The record a previous proxy would have left, for a request of another data directory.
+    const call = mapCall(parseMapping(JSON.parse(readFileSync(MAPS.filesystem, 'utf8'))), 'read_text_file', args, { readOnlyHint: true, openWorldHint: false });
+    const key = `${PROXY_AGENT}:${await computeCallDigest(call.tool, call.params)}`;
+    writeFileSync(stateFile, JSON.stringify({ version: 1, entries: [{ key, requestId: 'req_from_elsewhere', state: 'held', createdAt: Date.now(), updatedAt: Date.now() }] }));
+    const proxied = await host({ map: MAPS.filesystem, server: fsServer(dir), stateFile });
+    const result = await proxied.client.callTool({ name: 'read_text_file', arguments: args });
+    expect(textOf(result)).toContain('fresh');
+    expect(readFileSync(stateFile, 'utf8')).not.toContain('req_from_elsewhere');
   });
 
   it('fails closed with a clear error when Countersign is unreachable, and the server never acts', async () => {
