@@ -12,7 +12,7 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         projectService: {
-          allowDefaultProject: ['eslint.config.js', 'bin/*.mjs', 'main/core/policy/*.mjs'],
+          allowDefaultProject: ['eslint.config.js', 'bin/*.mjs', 'main/core/policy/*.mjs', 'bench/*.mjs'],
         },
         tsconfigRootDir: import.meta.dirname,
       },
@@ -50,7 +50,32 @@ export default tseslint.config(
     },
   },
   {
-    files: ['main/core/**/*.ts', 'main/cli/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
+    // The MCP proxy is client-side code like the agent SDK: shared/ and the MCP SDK, never the
+    // server core, the CLI or Electron (the CLI passes it a key it has read).
+    files: ['main/mcp/**/*.ts', 'examples/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['electron', 'electron/*'], message: 'the MCP proxy runs under plain Node' },
+          { group: ['**/main/core/*', '**/main/core/**', '**/main/cli/*', '**/main/electron/*', '**/main/preload/*', '**/renderer/*', '../core/*', '../cli/*'], message: 'the MCP proxy and the examples only use shared/ (client-side code, like the agent SDK)' },
+        ],
+      }],
+    },
+  },
+  {
+    files: ['main/core/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['electron', 'electron/*'], message: 'core runs under plain Node: never import electron' },
+          { group: ['**/main/electron/*', '**/main/preload/*', '**/renderer/*'], message: 'core must not depend on the Electron shell or the renderer' },
+          { group: ['**/mcp/*', '**/mcp/**', '@modelcontextprotocol/*'], message: 'core must not depend on the MCP proxy (it is a client of core, like an agent)' },
+        ],
+      }],
+    },
+  },
+  {
+    files: ['main/cli/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': ['error', {
         patterns: [

@@ -7,7 +7,8 @@
  * BENCH_RISK_LOAD_AGENTS (1000 connected in the risk latency phase), BENCH_AUDIT_APPENDS (2000 durable
  * appends per phase), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ENTRIES (1000000 in the
  * proof and export phases), BENCH_LOOKUP_SIZES (10,1000,10000,100000 payees in the policy-lookups
- * phase), BENCH_LOOKUP_CALLS (5000 evaluations per size), BENCH_ONLY (comma-separated names).
+ * phase), BENCH_LOOKUP_CALLS (5000 evaluations per size), BENCH_MCP_CALLS (1000 sequential calls per
+ * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -15,6 +16,7 @@ import { runApprovalsBench } from './approvals.bench.js';
 import { runRiskBench } from './risk.bench.js';
 import { runAuditBench } from './audit.bench.js';
 import { runPolicyLookupsBench } from './policy-lookups.bench.js';
+import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 
 // SoftHSM scans its tokens when the module first loads: make the bench token before anything.
@@ -47,6 +49,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     sizes: (process.env.BENCH_LOOKUP_SIZES ?? '10,1000,10000,100000').split(',').map(Number),
     calls: Number(process.env.BENCH_LOOKUP_CALLS ?? 5_000),
     setStyleSizes: [10, 1_000, 10_000],
+  }),
+  'mcp-proxy': () => runMcpProxyBench({
+    calls: Number(process.env.BENCH_MCP_CALLS ?? 1_000),
+    seconds: Math.min(seconds, 5),
+    concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
   }),
 };
 

@@ -124,6 +124,15 @@ export const ERROR_CODES = {
   audit_proof_unavailable: 'no proof exists for that entry or tree size',
   audit_export_invalid: 'the audit export is malformed or does not verify',
   tamper_alarm_unknown: 'no open tamper alarm has that id',
+
+  // MCP gating proxy (tool errors it returns to the agent host, in _meta)
+  mcp_tool_refused: 'the proxy is configured to refuse this MCP tool',
+  mcp_call_denied: 'policy or an approver refused the call',
+  mcp_approval_expired: 'no approver decided before the approval window closed',
+  mcp_approval_required: 'the tool runs only with a human approval, and the call had none',
+  mcp_countersign_unavailable: 'Countersign could not be reached or could not decide, so the call was not run',
+  mcp_downstream_failed: 'the MCP tool server failed or is not running',
+  mcp_already_executed: 'the approved call was already executed once',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -132,8 +132,11 @@ export interface DecisionResult {
   reasons: string[];
   determiningPolicies: string[];
   policyHash: string;
-  /** For pending calls: what approval is needed and until when. */
-  approval?: ApprovalRequirement & { expiresAt: number };
+  /**
+   * For pending calls: what approval is needed and until when; `received` (request.get only)
+   * counts the approvals recorded so far.
+   */
+  approval?: ApprovalRequirement & { expiresAt: number; received?: number };
 }
 
 export interface DecisionNotification {

@@ -24,6 +24,7 @@ import { runDemo } from './demo.js';
 import { auditCommand } from './audit-command.js';
 import { formatTime, print, printListing } from './print.js';
 import { readUserFile } from '../core/user-files.js';
+import { mcpProxyCommand } from './mcp-proxy-command.js';
 
 const USAGE = `usage: countersign <command> [options]
 
@@ -68,6 +69,9 @@ const USAGE = `usage: countersign <command> [options]
   audit keys                every pinned public key of the domain (JWKS), for verifiers
   audit alarms              tamper alarms: open ones (high-impact calls are held) and acknowledged
   audit reset-checkpoint    after a deliberate restore: record it and rewrite the checkpoint file
+  mcp-proxy --agent KEY_FILE [--map FILE] -- COMMAND [ARGS...]
+                            put Countersign in front of an MCP server (stdio; or --url URL);
+                            --print-config HOST prints the host's mcpServers entry (docs/mcp.md)
   risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]
                             the scorer's detection and false-positive rates on the labelled
                             scenario set (default test/scenarios/risk-scenarios.json)
@@ -166,6 +170,8 @@ async function serve(values: Values, domain: 'production' | 'test'): Promise<voi
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // The proxy has its own options and takes the server's command line after --.
+  if (argv[0] === 'mcp-proxy') return mcpProxyCommand(argv.slice(1));
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   const [command, sub, arg] = positionals;
   if (values.help || command === undefined) {

@@ -90,6 +90,8 @@ export interface AuthenticatedSession {
 interface RequestRow {
   id: string; agent_id: string; call_json: string; call_sha256: string; created_at: number; state: RequestState; policy_hash: string; determining_policies: string; reasons: string;
   obligation: string | null; expires_at: number | null; token: string | null; token_expires_at: number | null;
+  /** Approvals recorded so far (request.get only; absent elsewhere). */
+  approvals_received?: number;
 }
 
 export const EXPIRED_REASON = 'approval window expired';
@@ -136,7 +138,9 @@ export class DecisionService {
     this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
     this.countPending = this.db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
     this.getRequestStmt = this.db.prepare<[string], RequestRow>(
-      'SELECT r.*, t.token AS token, t.expires_at AS token_expires_at FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?',
+      `SELECT r.*, t.token AS token, t.expires_at AS token_expires_at,
+         (SELECT COUNT(*) FROM approvals a WHERE a.request_id = r.id AND a.verdict = 'approve') AS approvals_received
+       FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?`,
     );
     this.pruneNonces = this.db.prepare('DELETE FROM seen_nonces WHERE expires_at < ?');
     this.committer = new GroupCommitter(this.db);
@@ -396,6 +400,8 @@ function toResult(row: RequestRow): DecisionResult {
   }
   if (state === 'pending' && row.obligation !== null && row.expires_at !== null) {
     result.approval = { ...(JSON.parse(row.obligation) as ApprovalRequirement), expiresAt: row.expires_at };
+    // How far the quorum has come, so a waiting host can say "1 of 2" (request.get only).
+    if (row.approvals_received !== undefined) result.approval.received = row.approvals_received;
   }
   return result;
 }

@@ -1,0 +1,117 @@
+/**
+ * MCP proxy benchmark (issue #14): the latency the proxy adds to an automatically allowed
+ * tools/call, beside a direct client-to-server call to the same kind of server in the same run,
+ * and the calls per second through the proxy. Real parts: the reference `server-everything`
+ * (stdio child processes), the MCP SDK client, a real Countersign (SQLite, Cedar, software
+ * signer, WebSocket gateway). The host talks to the proxy over the SDK's in-memory transport, so
+ * the figure is the proxy's own cost (decision round trip, token check, forwarding), not a pipe.
+ * Also reports the bare Countersign decision (agent SDK submit) so the proxy's share is visible.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { WebSocket } from 'ws';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { InMemoryTransport } from '@modelcontextprotocol/server';
+import { REPO_ROOT, startCountersign } from '../main/core/app.js';
+import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
+import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
+import { McpProxy } from '../main/mcp/proxy.js';
+import { mapCall, parseMapping } from '../main/mcp/mapping.js';
+
+const EVERYTHING = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const stats = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { n: sorted.length, p50Ms: +percentile(sorted, 50).toFixed(3), p95Ms: +percentile(sorted, 95).toFixed(3), p99Ms: +percentile(sorted, 99).toFixed(3) };
+};
+
+export async function runMcpProxyBench(options: { calls: number; seconds: number; concurrency: number }): Promise<Record<string, unknown>> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-mcp-'));
+  // Risk scoring is off: thousands of near-identical echo calls would (rightly) score as a loop.
+  writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ domain: 'test', policyDir: join(REPO_ROOT, 'examples', 'mcp'), gateway: { port: 0, ratePerSecond: 100_000, rateBurst: 100_000 }, risk: { enabled: false } }));
+  const app = await startCountersign({ dataDir, log: () => undefined });
+  const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'mcp-bench', 'mcp-bench')), {
+    owner: 'olga@example.com', group: 'mcp-agents', allowedTools: ['demo.echo'], dataClasses: ['unclassified'], jurisdictions: ['US'],
+  });
+  const mapping = parseMapping({ server: 'everything', audience: 'mcp:everything', tools: { echo: { tool: 'demo.echo' } } });
+  const direct = new Client({ name: 'bench-direct', version: '1.0.0' });
+  let proxy: McpProxy | undefined;
+  const host = new Client({ name: 'bench-host', version: '1.0.0' });
+  const agent = new AgentClient({ url: app.url, agentId: 'mcp-bench', key, reconnect: false, requestTimeoutMs: 30_000, webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike });
+  try {
+    await direct.connect(new StdioClientTransport({ command: 'node', args: [EVERYTHING, 'stdio'], stderr: 'ignore' }));
+    proxy = await McpProxy.start({ agentId: 'mcp-bench', key, countersignUrl: app.url, mapping, domain: 'test', downstream: { command: 'node', args: [EVERYTHING, 'stdio'] } });
+    const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
+    await proxy.createServer().connect(proxySide);
+    await host.connect(hostSide);
+
+    let n = 0;
+    const echo = async (client: Client) => {
+      const result = await client.callTool({ name: 'echo', arguments: { message: `bench ${n++}` } });
+      if (result.isError) throw new Error(`echo failed: ${JSON.stringify(result.content)}`);
+    };
+    const decide = async () => {
+      const call = mapCall(mapping, 'echo', { message: `bench ${n++}` }, { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false });
+      const r = await agent.submit({ tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: ['user'] });
+      if (r.decision !== 'allow') throw new Error(`bench call not allowed: ${r.reasons.join('; ')}`);
+    };
+    // Warm up every path (JIT, SQLite caches, connections).
+    for (let i = 0; i < 50; i++) {
+      await echo(direct);
+      await echo(host);
+      await decide();
+    }
+    // Interleave the paths so load on the machine hits them alike.
+    const directMs: number[] = [];
+    const proxiedMs: number[] = [];
+    const decisionMs: number[] = [];
+    for (let i = 0; i < options.calls; i++) {
+      let t = performance.now();
+      await echo(direct);
+      directMs.push(performance.now() - t);
+      t = performance.now();
+      await echo(host);
+      proxiedMs.push(performance.now() - t);
+      t = performance.now();
+      await decide();
+      decisionMs.push(performance.now() - t);
+    }
+    const d = stats(directMs);
+    const p = stats(proxiedMs);
+    const c = stats(decisionMs);
+
+    // Throughput: `concurrency` host calls in flight for `seconds`.
+    let done = 0;
+    const deadline = performance.now() + options.seconds * 1000;
+    const started = performance.now();
+    await Promise.all(Array.from({ length: options.concurrency }, async () => {
+      while (performance.now() < deadline) {
+        await echo(host);
+        done++;
+      }
+    }));
+    const elapsed = (performance.now() - started) / 1000;
+    return {
+      directCall: d,
+      proxiedCall: p,
+      countersignDecisionOnly: c,
+      addedLatencyP50Ms: +(p.p50Ms - d.p50Ms).toFixed(3),
+      proxyOwnShareP50Ms: +(p.p50Ms - d.p50Ms - c.p50Ms).toFixed(3),
+      targetAddedP50Ms: 1,
+      throughput: { concurrency: options.concurrency, seconds: +elapsed.toFixed(2), calls: done, callsPerSecond: Math.round(done / elapsed) },
+      downstreamProtocol: proxy.downstreamProtocolVersion,
+    };
+  } finally {
+    agent.close();
+    await host.close().catch(() => undefined);
+    await proxy?.close();
+    await direct.close().catch(() => undefined);
+    await app.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}

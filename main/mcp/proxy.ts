@@ -1,0 +1,488 @@
+/**
+ * The MCP gating proxy: an MCP server to the agent host and an MCP client to the real tool
+ * server. Tools are listed unchanged; every tools/call becomes a signed Countersign call (the
+ * proxy is an enrolled agent, using the agent SDK in shared/agent-client.ts) and is forwarded
+ * only with an approval token the proxy has verified against the exact call, carried in the
+ * forwarded request's `_meta` so the tool server can verify it too. docs/mcp.md is the guide.
+ */
+import { randomBytes } from 'node:crypto';
+import { WebSocket } from 'ws';
+import { Server, type CallToolResult, type ServerContext, type Tool } from '@modelcontextprotocol/server';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
+import { AgentClient, type WebSocketFactory, type WebSocketLike } from '../../shared/agent-client.js';
+import type { AgentKey } from '../../shared/agent-keys.js';
+import { assertIJson, canonicalize, type JsonObject } from '../../shared/canonical-json.js';
+import { computeCallDigest, type TokenDomain, type VerifiedApproval } from '../../shared/approval-token.js';
+import { CountersignError, isCountersignError, type ErrorCode } from '../../shared/errors.js';
+import { MemoryJtiStore, verifyApprovalToken, type JwkLike } from '../../shared/verify-approval-token.js';
+import type { DecisionResult } from '../../shared/protocol.js';
+import { mapCall, type MappedCall, type MappingFile } from './mapping.js';
+import { HoldStore } from './hold-store.js';
+
+/** The `_meta` key the forwarded tools/call carries: the token and the exact call it approves. */
+export const APPROVAL_META_KEY = 'dev.countersign/approval';
+/** The `_meta` key on the proxy's own tool errors: a stable code and the request id, for hosts. */
+export const OUTCOME_META_KEY = 'dev.countersign/outcome';
+/** Optional `_meta` key a host may set on tools/call: where the input that led to the call came from. */
+export const PROVENANCE_META_KEY = 'dev.countersign/provenance';
+
+export const DEFAULT_MAX_ARGUMENT_BYTES = 48 * 1024;
+
+export interface ApprovalMeta {
+  token: string;
+  call: { tool: string; params: JsonObject };
+}
+
+export type Downstream =
+  | { command: string; args: string[]; env?: Record<string, string>; cwd?: string }
+  | { url: string };
+
+export interface McpProxyOptions {
+  agentId: string;
+  key: AgentKey;
+  /** Countersign's agent gateway, e.g. `ws://127.0.0.1:7345`. */
+  countersignUrl: string;
+  downstream: Downstream;
+  mapping: MappingFile;
+  /** Token domain to accept: `production` (default) or `test` (headless Countersign). */
+  domain?: TokenDomain;
+  /** Durable record of held calls; without it, holds survive only while this process runs. */
+  stateFile?: string;
+  /** How often a held call re-reads its request and tells the host (default 2 s). */
+  holdPollMs?: number;
+  /** Where approvers decide, named in the hold message (default: the Countersign UI). */
+  deskUrl?: string;
+  /**
+   * Largest MCP arguments object accepted, as canonical JSON bytes (default 48 KiB, which keeps
+   * the signed envelope under the gateway's default 64 KiB message limit; raise both together).
+   */
+  maxArgumentBytes?: number;
+  /** Timeout for one forwarded call to the tool server (default 10 minutes). */
+  downstreamTimeoutMs?: number;
+  webSocket?: WebSocketFactory;
+  log?: (line: string) => void;
+}
+
+interface Outcome {
+  code: ErrorCode;
+  requestId?: string;
+}
+
+const nodeWebSocket: WebSocketFactory = (url, protocols) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
+
+function toolError(text: string, outcome: Outcome): CallToolResult {
+  const meta: JsonObject = { code: outcome.code };
+  if (outcome.requestId !== undefined) meta.requestId = outcome.requestId;
+  return { content: [{ type: 'text', text }], isError: true, _meta: { [OUTCOME_META_KEY]: meta } };
+}
+
+/** `ws://host:port` → `http://host:port`, for the JWKS that tokens verify against. */
+export function httpBaseOf(countersignUrl: string): string {
+  const url = new URL(countersignUrl);
+  if (url.protocol === 'ws:') url.protocol = 'http:';
+  else if (url.protocol === 'wss:') url.protocol = 'https:';
+  else if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CountersignError('config_invalid', `the Countersign URL ${JSON.stringify(countersignUrl)} must be ws:, wss:, http: or https:`);
+  return url.origin;
+}
+
+export class McpProxy {
+  readonly agent: AgentClient;
+  private readonly client: Client;
+  private readonly holds: HoldStore;
+  private readonly jtis = new MemoryJtiStore();
+  private readonly httpBase: string;
+  private readonly log: (line: string) => void;
+  private tools = new Map<string, Tool>();
+  private toolList: Tool[] = [];
+  private jwks: { keys: JwkLike[] } | undefined;
+  private downstreamUp = false;
+  private readonly servers = new Set<Server>();
+  /** Held calls in flight in this process: an identical call (a host retry) joins the same one. */
+  private readonly inFlight = new Map<string, { work: Promise<CallToolResult>; held: boolean }>();
+  private closed = false;
+  private stdioTransport: StdioClientTransport | undefined;
+
+  private constructor(private readonly options: McpProxyOptions) {
+    this.log = options.log ?? (() => undefined);
+    this.httpBase = httpBaseOf(options.countersignUrl);
+    this.agent = new AgentClient({
+      url: options.countersignUrl,
+      agentId: options.agentId,
+      key: options.key,
+      webSocket: options.webSocket ?? nodeWebSocket,
+      reconnect: { initialDelayMs: 200, maxDelayMs: 5_000 },
+      requestTimeoutMs: 10_000,
+    });
+    this.holds = new HoldStore(options.stateFile === undefined ? {} : { file: options.stateFile });
+
+    this.client = new Client({ name: 'countersign-mcp-proxy', version: '1.0.0' }, {
+      listChanged: {
+        tools: {
+          onChanged: (error, tools) => {
+            if (error || !tools) return;
+            this.setTools(tools);
+            for (const server of this.servers) server.sendToolListChanged().catch(() => undefined);
+          },
+        },
+      },
+    });
+    this.ready = Promise.resolve().then(() => this.connectDownstream());
+    this.ready.catch(() => undefined); // reported to whoever awaits it
+  }
+
+  /** Resolves once the tool server is connected and its tools are read; rejects if it cannot start. */
+  readonly ready: Promise<void>;
+
+  /**
+   * Start connecting to the tool server and to Countersign, without waiting: a host can be
+   * answered at once (tools/list and tools/call wait for `ready`). Countersign may be down:
+   * calls then fail closed until it is back.
+   */
+  static launch(options: McpProxyOptions): McpProxy {
+    const proxy = new McpProxy(options);
+    proxy.agent.connect().catch((error: unknown) => proxy.log(`countersign: not reachable yet (${String(error)}); calls fail closed until it is`));
+    return proxy;
+  }
+
+  /** Launch and wait until the tool server is connected. */
+  static async start(options: McpProxyOptions): Promise<McpProxy> {
+    const proxy = McpProxy.launch(options);
+    await proxy.ready;
+    return proxy;
+  }
+
+  private async connectDownstream(): Promise<void> {
+    const d = this.options.downstream;
+    const transport = 'url' in d
+      ? new StreamableHTTPClientTransport(new URL(d.url))
+      // The host configured this process's environment for the tool server: pass it on.
+      : new StdioClientTransport({ command: d.command, args: d.args, env: { ...getDefaultEnvironment(), ...stringEnv(process.env), ...d.env }, ...(d.cwd === undefined ? {} : { cwd: d.cwd }), stderr: 'inherit' });
+    if (transport instanceof StdioClientTransport) this.stdioTransport = transport;
+    transport.onclose = () => {
+      this.downstreamUp = false;
+      if (!this.closed) this.log('mcp-proxy: the tool server closed its connection');
+    };
+    await this.client.connect(transport);
+    this.downstreamUp = true;
+    this.setTools((await this.client.listTools()).tools);
+  }
+
+  private setTools(tools: Tool[]): void {
+    this.toolList = tools;
+    this.tools = new Map(tools.map((t) => [t.name, t]));
+  }
+
+  /** The tool server's process id when the proxy started it (stdio). */
+  get downstreamPid(): number | null {
+    return this.stdioTransport?.pid ?? null;
+  }
+
+  /** The protocol version agreed with the tool server. */
+  get downstreamProtocolVersion(): string | undefined {
+    return this.client.getNegotiatedProtocolVersion();
+  }
+
+  /** A fresh MCP server for one host connection (stdio: the only one; HTTP: one per session). */
+  createServer(): Server {
+    const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
+    const sessionId = `mcp-${randomBytes(8).toString('hex')}`;
+    server.setRequestHandler('tools/list', async () => {
+      await this.ready;
+      return { tools: this.toolList };
+    });
+    server.setRequestHandler('tools/call', async (request, ctx) => {
+      try {
+        await this.ready;
+      } catch {
+        return toolError('The tool server could not be started, so the tool was not run. Check the MCP server entry in your host.', { code: 'mcp_downstream_failed' });
+      }
+      const result = await this.callTool(request.params.name, request.params.arguments, ctx, sessionId);
+      const advertised = this.tools.get(request.params.name)?.outputSchema;
+      return result.isError ? result : server.projectCallToolResult(result, advertised);
+    });
+    this.servers.add(server);
+    server.onclose = () => this.servers.delete(server);
+    return server;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.agent.close();
+    for (const server of this.servers) await server.close().catch(() => undefined);
+    await this.client.close().catch(() => undefined);
+  }
+
+  // ---- one call ----
+
+  private async callTool(name: string, rawArgs: unknown, ctx: ServerContext, sessionId: string): Promise<CallToolResult> {
+    let args: JsonObject;
+    try {
+      const value = rawArgs ?? {};
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CountersignError('invalid_params', 'the arguments must be a JSON object');
+      assertIJson(value);
+      args = value as JsonObject;
+      const size = new TextEncoder().encode(canonicalize(args)).length;
+      const max = this.options.maxArgumentBytes ?? DEFAULT_MAX_ARGUMENT_BYTES;
+      if (size > max) return toolError(`The arguments are ${size} bytes, more than this proxy accepts (${max}). The tool was not run.`, { code: 'frame_too_large' });
+    } catch (error) {
+      const code = isCountersignError(error) ? error.code : 'invalid_params';
+      return toolError(`The arguments could not be read as JSON Countersign can sign (${isCountersignError(error) ? error.message : 'invalid'}). The tool was not run.`, { code });
+    }
+    if (!this.tools.has(name) && this.downstreamUp) {
+      try {
+        this.setTools((await this.client.listTools()).tools);
+      } catch {
+        // answered below
+      }
+    }
+    const tool = this.tools.get(name);
+    if (!tool) return toolError(`The tool ${JSON.stringify(name)} does not exist on this server. The tool was not run.`, { code: 'unknown_tool' });
+
+    let mapped: MappedCall;
+    try {
+      mapped = mapCall(this.options.mapping, name, args, tool.annotations);
+    } catch (error) {
+      return toolError(`${isCountersignError(error) ? error.message : 'the arguments cannot be decided on'}. The tool was not run.`, { code: 'invalid_params' });
+    }
+    if (mapped.treatment === 'deny') {
+      const why = mapped.mapped ? 'is configured to be refused by this proxy' : 'is not configured in this proxy, and unconfigured tools are refused';
+      return toolError(`The tool ${JSON.stringify(name)} ${why}. The tool was not run. An administrator can add it to the proxy's mapping file.`, { code: 'mcp_tool_refused' });
+    }
+
+    const digest = await computeCallDigest(mapped.tool, mapped.params);
+    const key = `${this.options.agentId}:${digest}`;
+    const running = this.inFlight.get(key);
+    if (running?.held) return running.work;
+    const entry = { work: Promise.resolve<CallToolResult>(toolError('internal', { code: 'internal_error' })), held: false };
+    entry.work = this.decideAndForward(name, args, mapped, key, ctx, sessionId, () => {
+      entry.held = true;
+    }).finally(() => {
+      if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
+    });
+    this.inFlight.set(key, entry);
+    return entry.work;
+  }
+
+  /**
+   * Only held calls are recorded in the hold store: an automatic allow is decided afresh every
+   * time (its result is never replayed, and the fast path never writes to disk).
+   */
+  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<CallToolResult> {
+    let previous = this.holds.get(key);
+    if (previous?.state === 'done') {
+      if (previous.result) return previous.result as CallToolResult;
+      return toolError('This exact call was already run once with its approval, and its result is no longer available. It was not run again.', { code: 'mcp_already_executed', requestId: previous.requestId });
+    }
+    if (previous?.state === 'executing') {
+      // The proxy stopped while the call was being forwarded: the approval counts as used.
+      this.holds.delete(key);
+    }
+
+    let decision: DecisionResult;
+    try {
+      let found: DecisionResult | undefined;
+      if (previous?.state === 'held') {
+        try {
+          found = await this.agent.getRequest(previous.requestId);
+        } catch (error) {
+          // A request Countersign no longer knows (another data directory): forget it, ask anew.
+          if (!isCountersignError(error, 'request_unknown')) throw error;
+          this.holds.delete(key);
+          previous = undefined;
+        }
+      }
+      if (found) {
+        decision = found;
+      } else {
+        const provenance = readProvenance(ctx);
+        decision = await this.agent.submit({
+          tool: mapped.tool, params: mapped.params, dataClass: mapped.dataClass, jurisdiction: mapped.jurisdiction,
+          provenance, session: { id: sessionId, depth: 0 },
+        });
+      }
+    } catch (error) {
+      return this.countersignFailure(error, previous?.requestId);
+    }
+
+    const held = previous?.state === 'held' || decision.state === 'pending';
+    if (held) markHeld();
+    if (decision.state === 'pending') {
+      this.holds.set(key, decision.requestId, 'held');
+      const settled = await this.waitWhileHeld(decision, ctx);
+      if (settled === 'cancelled') {
+        return toolError(`The call is still waiting for approval (request ${decision.requestId}). Retrying the same call later picks up the same request.`, { code: 'timeout', requestId: decision.requestId });
+      }
+      if (settled instanceof CountersignError || !(typeof settled === 'object')) return this.countersignFailure(settled, decision.requestId);
+      decision = settled;
+    }
+
+    if (decision.state === 'denied' || decision.state === 'expired' || decision.decision === 'deny') {
+      this.holds.delete(key);
+      return this.denial(decision, held);
+    }
+    if (!decision.token) {
+      this.holds.delete(key);
+      return toolError('Countersign allowed the call but sent no approval token, so the tool was not run.', { code: 'token_claims_invalid', requestId: decision.requestId });
+    }
+
+    let claims: VerifiedApproval;
+    try {
+      claims = await this.verify(decision.token, mapped);
+    } catch (error) {
+      this.holds.delete(key);
+      const code = isCountersignError(error) ? error.code : 'internal_error';
+      const text = code === 'token_expired'
+        ? 'The approval for this call expired before it could be used. The tool was not run. Retry the call to ask again.'
+        : `The approval token could not be verified (${code}), so the tool was not run.`;
+      return toolError(text, { code, requestId: decision.requestId });
+    }
+    if (mapped.treatment === 'approval' && claims.decision.mode !== 'approved') {
+      this.holds.delete(key);
+      return toolError(`The tool ${JSON.stringify(name)} runs only after people approve it, and this call was not approved by anyone. The tool was not run.`, { code: 'mcp_approval_required', requestId: decision.requestId });
+    }
+
+    if (!this.downstreamUp) {
+      this.holds.delete(key);
+      return toolError('The tool server is not running, so the tool was not run. Restart the MCP server entry in your host.', { code: 'mcp_downstream_failed', requestId: decision.requestId });
+    }
+    // Written before forwarding: if this process dies now, a retry is never run a second time
+    // with the same approval.
+    if (held) this.holds.set(key, decision.requestId, 'executing');
+    const meta: ApprovalMeta = { token: decision.token, call: { tool: mapped.tool, params: mapped.params } };
+    let result: CallToolResult;
+    try {
+      result = await this.client.callTool({ name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } }, {
+        timeout: this.options.downstreamTimeoutMs ?? 600_000,
+        signal: ctx.mcpReq.signal,
+      });
+    } catch (error) {
+      this.holds.delete(key);
+      this.log(`mcp-proxy: forwarding ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+      return toolError('The tool server failed before it answered. The call may or may not have taken effect; its approval is used up, so retrying asks for a new one.', { code: 'mcp_downstream_failed', requestId: decision.requestId });
+    }
+    if (held) this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
+    return result;
+  }
+
+  /**
+   * Keep the host informed while approvers decide: a progress notification when the count
+   * changes and a heartbeat every poll (progress must grow, so the heartbeat adds a shrinking
+   * fraction below the next whole approval). Ends on a decision, on expiry, or when the host
+   * cancels (the request stays durable in Countersign; a retry finds it).
+   */
+  private async waitWhileHeld(first: DecisionResult, ctx: ServerContext): Promise<DecisionResult | CountersignError | 'cancelled'> {
+    const progressToken = ctx.mcpReq._meta?.progressToken;
+    const pollMs = this.options.holdPollMs ?? 2_000;
+    let beats = 0;
+    let lastReceived = -1;
+    let current = first;
+    const desk = this.options.deskUrl ?? `${this.httpBase}/ui/`;
+    while (!ctx.mcpReq.signal.aborted) {
+      if (current.state !== 'pending') return current;
+      const required = current.approval?.approvals ?? 1;
+      const received = current.approval?.received ?? 0;
+      if (progressToken !== undefined) {
+        if (received !== lastReceived) beats = 0;
+        else beats++;
+        lastReceived = received;
+        const progress = received + (beats === 0 ? 0 : 0.5 * (1 - 0.5 ** beats));
+        const message = `waiting for ${required} approver${required === 1 ? '' : 's'}: ${received} of ${required} (request ${current.requestId}; approvers decide in ${desk})`;
+        await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, progress, total: required, message } }).catch(() => undefined);
+      }
+      try {
+        current = await Promise.race([
+          this.agent.waitForDecision(current.requestId, { timeoutMs: pollMs }),
+          abortPromise(ctx.mcpReq.signal),
+        ]);
+      } catch (error) {
+        if (ctx.mcpReq.signal.aborted) return 'cancelled';
+        if (isCountersignError(error, 'timeout')) {
+          try {
+            current = await this.agent.getRequest(current.requestId);
+          } catch (inner) {
+            return inner instanceof CountersignError ? inner : new CountersignError('internal_error', undefined, { cause: inner });
+          }
+          continue;
+        }
+        return error instanceof CountersignError ? error : new CountersignError('internal_error', undefined, { cause: error });
+      }
+    }
+    return 'cancelled';
+  }
+
+  private denial(decision: DecisionResult, wasHeld: boolean): CallToolResult {
+    if (decision.state === 'expired') {
+      return toolError(`No approver decided in time and the approval window closed (request ${decision.requestId}). The tool was not run. Retry the call to ask again.`, { code: 'mcp_approval_expired', requestId: decision.requestId });
+    }
+    // Reasons are written by policy authors for people, but they can reveal thresholds: the
+    // model is told only who refused, and the request id to look the decision up.
+    const who = wasHeld ? 'An approver declined this call' : 'Countersign\'s policy does not allow this call';
+    return toolError(`${who} (request ${decision.requestId}). The tool was not run. Do not retry it unchanged; ask the user how to proceed.`, { code: 'mcp_call_denied', requestId: decision.requestId });
+  }
+
+  private countersignFailure(error: unknown, requestId?: string): CallToolResult {
+    const code = isCountersignError(error) ? error.code : 'internal_error';
+    this.log(`mcp-proxy: countersign call failed: ${error instanceof Error ? error.message : String(error)}`);
+    const outcome: Outcome = requestId === undefined ? { code: 'mcp_countersign_unavailable' } : { code: 'mcp_countersign_unavailable', requestId };
+    if (code === 'connection_closed' || code === 'timeout') {
+      return toolError('Countersign, which must approve every call of this tool, cannot be reached right now, so the tool was not run. Retry later.', outcome);
+    }
+    if (code === 'invalid_params' || code === 'unknown_tool') {
+      return toolError(`Countersign cannot decide on this call (${code}): the tool or its arguments are not in its policy. The tool was not run.`, { ...outcome, code });
+    }
+    return toolError(`Countersign refused to decide on this call (${code}), so the tool was not run.`, { ...outcome, code });
+  }
+
+  private async verify(token: string, mapped: MappedCall): Promise<VerifiedApproval> {
+    const attempt = async (refresh: boolean) => verifyApprovalToken(token, {
+      call: { tool: mapped.tool, params: mapped.params },
+      audience: mapped.audience,
+      keys: await this.keys(refresh),
+      jtiStore: this.jtis,
+      domain: this.options.domain ?? 'production',
+    });
+    try {
+      return await attempt(false);
+    } catch (error) {
+      // A rotated signing key: fetch the published keys once more, then fail closed.
+      if (isCountersignError(error, 'token_kid_unknown')) return attempt(true);
+      throw error;
+    }
+  }
+
+  private async keys(refresh: boolean): Promise<{ keys: JwkLike[] }> {
+    if (this.jwks && !refresh) return this.jwks;
+    let response: Response;
+    try {
+      response = await fetch(`${this.httpBase}/.well-known/jwks.json`, { signal: AbortSignal.timeout(5_000) });
+    } catch (error) {
+      throw new CountersignError('connection_closed', 'the signing keys could not be fetched', { cause: error });
+    }
+    if (!response.ok) throw new CountersignError('connection_closed', `the signing keys could not be fetched (HTTP ${response.status})`);
+    const body = (await response.json()) as { keys?: unknown };
+    if (!Array.isArray(body.keys)) throw new CountersignError('config_invalid', 'the published signing keys are not a JWKS');
+    this.jwks = { keys: body.keys as JwkLike[] };
+    return this.jwks;
+  }
+}
+
+function readProvenance(ctx: ServerContext): string[] {
+  const value = ctx.mcpReq._meta?.[PROVENANCE_META_KEY];
+  if (!Array.isArray(value)) return ['mcp-host'];
+  const labels = value.filter((v): v is string => typeof v === 'string' && v.length > 0 && v.length <= 128).slice(0, 16);
+  return labels.length > 0 ? labels : ['mcp-host'];
+}
+
+function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (typeof value === 'string') out[name] = value;
+  return out;
+}
+
+function abortPromise(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(new Error('aborted'));
+    signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+  });
+}

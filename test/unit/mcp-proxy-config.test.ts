@@ -1,0 +1,124 @@
+/**
+ * The MCP proxy's configuration pieces on their own: the mapping file (what Countersign call an
+ * MCP call becomes, and that unmapped tools are never left to an automatic allow), the durable
+ * hold record (survives a restart, ages out, refuses a damaged file instead of forgetting holds),
+ * and the host configuration snippet.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { mapCall, parseMapping } from '../../main/mcp/mapping.js';
+import { HoldStore } from '../../main/mcp/hold-store.js';
+import { printHostConfig } from '../../main/mcp/host-config.js';
+import { isCountersignError } from '../../shared/errors.js';
+import { tempDir } from '../helpers/harness.js';
+import { MAPS } from '../helpers/mcp-harness.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const codeOf = (fn: () => unknown): string | undefined => {
+  try {
+    fn();
+  } catch (error) {
+    return isCountersignError(error) ? `${error.code}: ${error.message}` : String(error);
+  }
+  return undefined;
+};
+
+describe('mapping file', () => {
+  const base = { server: 'files', audience: 'mcp:files', tools: { write_file: { tool: 'fs.write', roles: { path: 'path' } } } };
+
+  it('turns a mapped call into the Countersign tool with the canonical arguments, annotations and role values', () => {
+    const call = mapCall(parseMapping(base), 'write_file', { path: '/srv/a.md', content: 'x', z: 1 }, { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false });
+    expect(call).toEqual({
+      tool: 'fs.write', dataClass: 'unclassified', jurisdiction: 'US', treatment: 'policy', mapped: true, audience: 'mcp:files',
+      params: { server: 'files', tool: 'write_file', arguments: '{"content":"x","path":"/srv/a.md","z":1}', readOnly: false, destructive: true, idempotent: true, openWorld: false, path: '/srv/a.md' },
+    });
+  });
+
+  it('treats a tool that says nothing about itself as destructive and open-world', () => {
+    const call = mapCall(parseMapping(base), 'write_file', { path: 'a' }, undefined);
+    expect(call.params).toMatchObject({ readOnly: false, destructive: true, idempotent: false, openWorld: true });
+  });
+
+  it('sends an unmapped tool as refused by default, or as the unmapped tool needing approval, never as policy-decided', () => {
+    expect(mapCall(parseMapping(base), 'delete_everything', {}, undefined)).toMatchObject({ treatment: 'deny', mapped: false });
+    const held = mapCall(parseMapping({ ...base, unmapped: 'approval' }), 'delete_everything', { all: true }, undefined);
+    expect(held).toMatchObject({ tool: 'mcp.unmapped', treatment: 'approval', mapped: false, audience: 'mcp:unmapped' });
+    expect(held.params.arguments).toBe('{"all":true}');
+    expect(codeOf(() => parseMapping({ ...base, unmapped: 'allow' }))).toMatch(/^config_invalid: .* at unmapped/);
+  });
+
+  it('renders numeric roles as decimal text for Cedar, and refuses roles it cannot render', () => {
+    const mapping = parseMapping({ ...base, tools: { pay: { tool: 'payments.pay', roles: { amount: 'value', payee: 'to' } } } });
+    expect(mapCall(mapping, 'pay', { value: 12, to: 'Acme' }, undefined).params).toMatchObject({ amount: '12.0', payee: 'Acme' });
+    expect(mapCall(mapping, 'pay', { value: 12.5, to: 'Acme' }, undefined).params.amount).toBe('12.5');
+    expect(codeOf(() => mapCall(mapping, 'pay', { value: { nested: 1 }, to: 'Acme' }, undefined))).toMatch(/^invalid_params: .*"value"/);
+    expect(codeOf(() => mapCall(mapping, 'pay', { value: 1e-7, to: 'Acme' }, undefined))).toMatch(/^invalid_params/);
+  });
+
+  it('refuses a role named like a member the proxy sets itself, and a tool name Countersign cannot take', () => {
+    expect(codeOf(() => parseMapping({ ...base, tools: { w: { tool: 'fs.write', roles: { arguments: 'path' } } } }))).toMatch(/^config_invalid: .*"arguments" is a reserved name/);
+    expect(codeOf(() => parseMapping({ ...base, tools: { w: { tool: 'Write-File' } } }))).toMatch(/^config_invalid: .* at tools\.w\.tool/);
+    expect(codeOf(() => parseMapping({ ...base, extra: 1 }))).toMatch(/^config_invalid/);
+  });
+
+  it('parses every mapping file shipped in examples/mcp', () => {
+    for (const file of Object.values(MAPS)) expect(() => parseMapping(JSON.parse(readFileSync(file, 'utf8')))).not.toThrow();
+  });
+});
+
+describe('hold store', () => {
+  it('keeps held calls across a restart, and lets finished ones age out', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    let now = 1_000_000;
+    const file = join(dir, 'state', 'holds.json');
+    const first = new HoldStore({ file, clock: () => now, doneRetentionMs: 60_000 });
+    first.set('agent:digest-a', 'req_a', 'held');
+    first.set('agent:digest-b', 'req_b', 'done', { content: [] });
+    const second = new HoldStore({ file, clock: () => now, doneRetentionMs: 60_000 });
+    expect(second.get('agent:digest-a')).toMatchObject({ requestId: 'req_a', state: 'held' });
+    expect(second.get('agent:digest-b')).toMatchObject({ requestId: 'req_b', state: 'done', result: { content: [] } });
+    now += 61_000;
+    expect(second.get('agent:digest-b')).toBeUndefined();
+    expect(second.get('agent:digest-a')).toMatchObject({ state: 'held' });
+  });
+
+  it('does not keep a result larger than its cap (a retry is then told the call already ran)', () => {
+    const store = new HoldStore({ maxResultBytes: 100 });
+    store.set('k', 'req_1', 'done', { content: [{ type: 'text', text: 'x'.repeat(200) }] });
+    expect(store.get('k')).toMatchObject({ state: 'done' });
+    expect(store.get('k')?.result).toBeUndefined();
+  });
+
+  it('refuses a damaged state file instead of silently forgetting the holds in it', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const file = join(dir, 'holds.json');
+    writeFileSync(file, '{"entries": [');
+    expect(codeOf(() => new HoldStore({ file }))).toMatch(/^config_invalid: .*not valid JSON/);
+    writeFileSync(file, '{"version": 1}');
+    expect(codeOf(() => new HoldStore({ file }))).toMatch(/^config_invalid: .*no entries list/);
+  });
+});
+
+describe('host configuration snippet', () => {
+  const input = { name: 'files', agentKeyFile: '/keys/proxy.key', mapFile: '/etc/cs/files.json', countersignUrl: undefined, domain: undefined, downstream: { command: 'npx', args: ['-y', '@modelcontextprotocol/server-filesystem', '/srv'] } };
+
+  it('prints an mcpServers entry that starts the server through the proxy', () => {
+    expect(JSON.parse(printHostConfig('claude-desktop', input))).toEqual({
+      mcpServers: { files: { command: 'countersign', args: ['mcp-proxy', '--agent', '/keys/proxy.key', '--map', '/etc/cs/files.json', '--', 'npx', '-y', '@modelcontextprotocol/server-filesystem', '/srv'] } },
+    });
+    expect(JSON.parse(printHostConfig('vscode', { ...input, downstream: { url: 'https://tools.example/mcp' } }))).toEqual({
+      servers: { files: { type: 'stdio', command: 'countersign', args: ['mcp-proxy', '--agent', '/keys/proxy.key', '--map', '/etc/cs/files.json', '--url', 'https://tools.example/mcp'] } },
+    });
+  });
+
+  it('refuses a host it does not know', () => {
+    expect(codeOf(() => printHostConfig('emacs', input))).toMatch(/^config_invalid: unknown host "emacs"/);
+  });
+});
