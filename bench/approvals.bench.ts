@@ -15,6 +15,7 @@ import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
 import type { DecisionResult } from '../shared/protocol.js';
+import { ensurePeople } from '../test/helpers/harness.js';
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const stats = (values: number[]) => {
@@ -46,6 +47,7 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
     const alice = await registerVirtual(app, 'alice');
     const bob = await registerVirtual(app, 'bob');
     const key = await importAgentKey(await generateAgentKey('EdDSA'));
+    ensurePeople(app, 'dana@example.com');
     app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'finance-bot')), {
       owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
     });

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { openDataDir, REPO_ROOT, startCountersign } from '../main/core/app.js';
+import { prepareDirectEnrollment } from '../test/helpers/direct-enrollment.js';
 import { SIGNED_TYPES, type CallPayload } from '../shared/protocol.js';
 import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, publicPart, signCanonical, type AgentKey } from '../shared/agent-keys.js';
@@ -182,7 +183,9 @@ export async function runDecisionPathBench(options: { concurrency: number; secon
     gateway: { port: 0, maxConnections: total + 100, maxUnauthenticated: total + 100, ratePerSecond: 100_000, rateBurst: 100_000, handshakeTimeoutMs: 60_000 },
   }));
   // Enroll every agent once (real enrollment requests, proof of possession checked).
-  const { registry, db } = openDataDir(dataDir);
+  const store = openDataDir(dataDir);
+  const { registry, db } = store;
+  await prepareDirectEnrollment(store, join(REPO_ROOT, 'examples', 'demo'), ['bench@example.com']);
   const agents: Array<{ id: string; key: AgentKey }> = [];
   const baselineKeys: unknown[] = [];
   for (let i = 0; i < total; i++) {

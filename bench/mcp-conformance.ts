@@ -18,6 +18,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enro
 import { McpProxy } from '../main/mcp/proxy.js';
 import { parseMapping } from '../main/mcp/mapping.js';
 import { parseStrictJson } from '../shared/canonical-json.js';
+import { ensurePeople } from '../test/helpers/harness.js';
 
 const EVERYTHING = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 const CONFORMANCE = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
@@ -26,6 +27,7 @@ const dataDir = mkdtempSync(join(tmpdir(), 'countersign-conformance-'));
 writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ domain: 'test', policyDir: join(REPO_ROOT, 'examples', 'mcp'), gateway: { port: 0 }, risk: { enabled: false } }));
 const app = await startCountersign({ dataDir, log: () => undefined });
 const key = await importAgentKey(await generateAgentKey('EdDSA'));
+ensurePeople(app, 'olga@example.com');
 app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'conformance-proxy', 'conformance-proxy')), {
   owner: 'olga@example.com', group: 'mcp-agents', allowedTools: ['demo.echo', 'demo.sum', 'demo.wait', 'mcp.unmapped'], dataClasses: ['unclassified'], jurisdictions: ['US'],
 });

@@ -21,6 +21,7 @@ import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
 import { McpProxy } from '../main/mcp/proxy.js';
 import { mapCall, parseMapping } from '../main/mcp/mapping.js';
+import { ensurePeople } from '../test/helpers/harness.js';
 
 const EVERYTHING = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -35,6 +36,7 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
   writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ domain: 'test', policyDir: join(REPO_ROOT, 'examples', 'mcp'), gateway: { port: 0, ratePerSecond: 100_000, rateBurst: 100_000 }, risk: { enabled: false } }));
   const app = await startCountersign({ dataDir, log: () => undefined });
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  ensurePeople(app, 'olga@example.com');
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'mcp-bench', 'mcp-bench')), {
     owner: 'olga@example.com', group: 'mcp-agents', allowedTools: ['demo.echo'], dataClasses: ['unclassified'], jurisdictions: ['US'],
   });

@@ -17,6 +17,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { WebSocket } from 'ws';
 import { DEFAULT_POLICY_PACK, openDataDir } from '../main/core/app.js';
+import { prepareDirectEnrollment } from '../test/helpers/direct-enrollment.js';
 import { loadRiskConfig } from '../main/core/risk/risk-config.js';
 import { RiskEngine } from '../main/core/risk/risk-engine.js';
 import { callDigest } from '../main/core/tokens/call-digest.js';
@@ -99,7 +100,9 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
   try {
     // Enrollment: real requests, proof of possession checked.
     let t = performance.now();
-    const { registry, db } = openDataDir(dataDir);
+    const store = openDataDir(dataDir);
+    const { registry, db } = store;
+    await prepareDirectEnrollment(store, DEFAULT_POLICY_PACK, ['bench@example.com']);
     const keys: AgentKey[] = [];
     for (let i = 0; i < options.agents; i++) {
       const id = `risk-agent-${i}`;

@@ -16,7 +16,7 @@ import { REPO_ROOT } from '../../main/core/app.js';
 import { writeAgentKeyFile } from '../../main/cli/agent-key-file.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
-import { startHarness, tempDir, type Harness } from './harness.js';
+import { ensurePeople, startHarness, tempDir, type Harness } from './harness.js';
 
 export const MCP_POLICY_DIR = join(REPO_ROOT, 'examples', 'mcp');
 export const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
@@ -55,6 +55,7 @@ export async function startMcpHarness(config: Record<string, unknown> = {}): Pro
   const dir = tempDir('countersign-mcp-');
   const jwk = await generateAgentKey('EdDSA');
   const key = await importAgentKey(jwk);
+  ensurePeople(h.app, MCP_SCOPE.owner);
   h.app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, PROXY_AGENT, PROXY_AGENT)), MCP_SCOPE);
   const keyFile = join(dir, 'proxy-agent.key');
   writeAgentKeyFile(keyFile, { agentId: PROXY_AGENT, privateJwk: jwk });

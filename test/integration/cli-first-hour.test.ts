@@ -72,8 +72,8 @@ describe('listings', () => {
 
     const approvers = cli(dataDir, 'approvers', 'list').stdout.trimEnd().split('\n');
     expect(approvers[0]).toMatch(/^ID +NAME +STATUS +GROUPS +ALIASES +SECURITY KEYS +VIRTUAL +ADDED$/);
-    expect(approvers.find((line) => line.startsWith('alice'))).toMatch(/^alice +Alice Chen +active +finance-approvers +0 active of 0 +no +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
-    expect(approvers.find((line) => line.startsWith('dana'))).toMatch(/^dana +Dana Scully +active +dana@example\.com +0 active of 0 +no +\d{4}-/);
+    expect(approvers.find((line) => line.startsWith('alice'))).toMatch(/^alice +Alice Chen +active +finance-approvers +- +0 active of 0 +no +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+    expect(approvers.find((line) => line.startsWith('dana'))).toMatch(/^dana +Dana Scully +active +- +dana@example\.com +0 active of 0 +no +\d{4}-/);
     expect(JSON.parse(cli(dataDir, 'approvers', 'list', '--json').stdout)).toContainEqual(expect.objectContaining({ id: 'alice', credentials: [] }));
 
     expect(cli(dataDir, 'keys', 'list').stdout.trim()).toBe('no signing key is pinned for the production domain yet');

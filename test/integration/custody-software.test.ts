@@ -46,6 +46,6 @@ describe('agent key files', () => {
     const link = join(d, 'link.key.json');
     symlinkSync(file, link);
     await expect(readAgentKeyFile(link)).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('symbolic link') as unknown });
-    await expect(readAgentKeyFile(join(d, 'absent.json'))).rejects.toMatchObject({ code: 'config_invalid' });
+    await expect(readAgentKeyFile(join(d, 'absent.json'))).rejects.toMatchObject({ code: 'file_not_found' });
   });
 });

@@ -23,7 +23,7 @@ import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approva
 import { parseCheckpointText, parseSignedNote } from '../../shared/checkpoint-note.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, tempDir, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, tempDir, transferCall } from '../helpers/harness.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { jwkThumbprint } from '../../main/core/custody/signer.js';
 
@@ -57,6 +57,7 @@ function movableClock(): { now: () => number; advance: (ms: number) => void } {
 async function submitTransfer(app: RunningCountersign, amount: string, clock: () => number = Date.now): Promise<{ decision: string; token?: string | undefined }> {
   const agentId = `finance-bot-${amount.replace('.', '-')}`;
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  ensurePeople(app, FINANCE_SCOPE.owner);
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, agentId, agentId)), FINANCE_SCOPE, clock());
   const client = new AgentClient({ url: app.url, agentId, key, reconnect: false, clock, webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike });
   await client.connect();

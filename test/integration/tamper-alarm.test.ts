@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import Database from 'better-sqlite3';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEPLOY_SCOPE, DEMO_POLICY_DIR, FINANCE_SCOPE, nodeWebSocket, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import { DEPLOY_SCOPE, DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
@@ -316,6 +316,7 @@ describe('the tamper alarm', () => {
 /** Enroll a finance agent on `app` (outside the harness) and connect it. */
 async function financeClient(app: RunningCountersign): Promise<AgentClient> {
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  ensurePeople(app, FINANCE_SCOPE.owner);
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'finance-bot')), FINANCE_SCOPE);
   return new AgentClient({ url: app.url, agentId: 'finance-bot', key, webSocket: nodeWebSocket, reconnect: false, requestTimeoutMs: 5_000 });
 }
