@@ -15,7 +15,26 @@ const ms = z.int().min(1_000).max(90 * 24 * 3600 * 1000);
 const paramName = z.string().min(1).max(128);
 const kindName = z.string().min(1).max(64).regex(/^[a-z][a-z0-9_]*$/, 'must be a lowercase name');
 
+/**
+ * What a tool does (docs/risk.md "Effect classes"). A tool with any of the first six has a side
+ * effect; `reads_sensitive`, `reads_untrusted` and `read_only` do not change anything.
+ */
+export const EFFECT_CLASSES = [
+  'moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients',
+  'reads_sensitive', 'reads_untrusted', 'read_only',
+] as const;
+export type EffectClass = (typeof EFFECT_CLASSES)[number];
+export const SIDE_EFFECTS: ReadonlySet<EffectClass> = new Set(['moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients']);
+
 const toolSchema = z.strictObject({
+  /** What the tool does (effect classes); none declared means unknown, and effect factors stay quiet. */
+  effects: z.array(z.enum(EFFECT_CLASSES)).max(EFFECT_CLASSES.length).default([]),
+  /** Parameters holding recipients or external destinations (a string or a list of strings: e-mail addresses, URLs, user names). */
+  recipients: z.array(paramName).max(16).default([]),
+  /** Parameters holding free text (memo, subject, body): where data can ride along. */
+  freeText: z.array(paramName).max(16).default([]),
+  /** The parameter holding how many items the call acts on (a list, or a whole number). */
+  itemCount: paramName.optional(),
   /** The parameter holding the amount (a decimal string or a number). */
   amount: paramName.optional(),
   /** The parameter holding the currency; without it, one series per tool. */
@@ -36,6 +55,8 @@ export const riskConfigSchema = z.strictObject({
   lookbackMs: ms.default(30 * 24 * 3600 * 1000),
   /** Learned destinations kept per agent and kind (least recently used dropped first). */
   maxKnownPerKind: z.int().min(10).max(100_000).default(2_000),
+  /** E-mail and web domains that belong to the organization: recipients there are internal (subdomains included). */
+  internalDomains: z.array(z.string().min(1).max(253).regex(/^[a-z0-9.-]+$/, 'must be a lowercase domain')).max(256).default([]),
   factors: z.strictObject({
     amount_vs_baseline: z.strictObject({
       weight: weight.default(40),

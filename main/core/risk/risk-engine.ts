@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import { canonicalize } from '../../../shared/canonical-json.js';
-import type { ToolCall } from '../../../shared/protocol.js';
+import type { SessionRead, ToolCall } from '../../../shared/protocol.js';
 import type { RiskAssessment } from '../../../shared/risk.js';
 import type { RiskConfig } from './risk-config.js';
 import { callFeatures, type CallFeatures } from './call-features.js';
@@ -69,6 +69,11 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     const entry = profile.recent.find((s) => s.requestId === request.id);
     if (entry) entry.state = state;
     if (state === 'approved') this.learn(agentId, profile, this.features(request.call, request.callSha256), request.createdAt);
+  }
+
+  /** What an agent session read, as the host reported it (session.report). */
+  reported(_agentId: string, _sessionId: string, _reads: readonly SessionRead[], _at: number): void {
+    // not used by the scorer yet
   }
 
   forget(agentId: string): void {
