@@ -16,15 +16,16 @@ const paramName = z.string().min(1).max(128);
 const kindName = z.string().min(1).max(64).regex(/^[a-z][a-z0-9_]*$/, 'must be a lowercase name');
 
 /**
- * What a tool does (docs/risk.md "Effect classes"). A tool with any of the first six has a side
- * effect; `reads_sensitive`, `reads_untrusted` and `read_only` do not change anything.
+ * What a tool does (docs/risk.md "Effect classes"). A tool with any of the first seven has a side
+ * effect (`changes_system`: deploys, pipelines, configuration of a running system);
+ * `reads_sensitive`, `reads_untrusted` and `read_only` do not change anything.
  */
 export const EFFECT_CLASSES = [
-  'moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients',
+  'moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients', 'changes_system',
   'reads_sensitive', 'reads_untrusted', 'read_only',
 ] as const;
 export type EffectClass = (typeof EFFECT_CLASSES)[number];
-export const SIDE_EFFECTS: ReadonlySet<EffectClass> = new Set(['moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients']);
+export const SIDE_EFFECTS: ReadonlySet<EffectClass> = new Set(['moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients', 'changes_system']);
 
 const toolSchema = z.strictObject({
   /** What the tool does (effect classes); none declared means unknown, and effect factors stay quiet. */
@@ -126,6 +127,36 @@ export const riskConfigSchema = z.strictObject({
       minCalls: z.int().min(2).max(1_000).default(3),
       /** Their sum, as a multiple of the agent's median, that makes it a split (at least its busiest usual hour's call count). */
       sumRatio: z.number().min(1).max(10_000).default(3),
+    }).prefault({}),
+    /** A side effect (effect class) this agent has never performed in an executed call. */
+    new_effect: z.strictObject({ weight: weight.default(30) }).prefault({}),
+    /** A recipient outside the organization (internalDomains) this agent never sent to. */
+    new_recipient: z.strictObject({ weight: weight.default(35) }).prefault({}),
+    memo_exfiltration: z.strictObject({
+      weight: weight.default(45),
+      /** A money movement at or below this amount (any currency) counts as tiny. */
+      tinyAmount: z.number().min(0).max(1_000_000).default(1),
+      /** ... or below this fraction of the agent's median for the tool. */
+      tinyFraction: fraction.default(0.001),
+      /** Free text of at least this many characters rides along. */
+      minChars: z.int().min(1).max(10_000).default(12),
+    }).prefault({}),
+    tainted_access_change: z.strictObject({ weight: weight.default(50) }).prefault({}),
+    bulk_action: z.strictObject({
+      weight: weight.default(40),
+      /** Items at or below this never count as bulk. */
+      minItems: z.int().min(1).max(1_000_000).default(5),
+      /** How many times the agent's largest usual item count counts as beyond its scale; twice this is full strength. */
+      multiplier: z.number().min(1).max(1_000).default(3),
+    }).prefault({}),
+    data_flow: z.strictObject({
+      weight: weight.default(60),
+      /** A parameter value read in untrusted content and never in trusted input. */
+      strong: fraction.default(1),
+      /** The session read untrusted content and the call goes to a new destination or recipient whose origin no report accounts for. */
+      unaccounted: fraction.default(0.45),
+      /** The session read untrusted content. */
+      tainted: fraction.default(0.2),
     }).prefault({}),
     baseline_learning: z.strictObject({ weight: weight.default(10) }).prefault({}),
   }).prefault({}),

@@ -13,7 +13,8 @@ import { canonicalize } from '../../../shared/canonical-json.js';
 import type { SessionRead, ToolCall } from '../../../shared/protocol.js';
 import type { RiskAssessment } from '../../../shared/risk.js';
 import type { RiskConfig } from './risk-config.js';
-import { callFeatures, type CallFeatures } from './call-features.js';
+import { callFeatures, clip, type CallFeatures } from './call-features.js';
+import { MAX_FLOW_SESSIONS, MAX_VALUES_PER_READ, addRead, digestKey, emptyFlow, valueKeys } from './data-flow.js';
 import { HOUR_MS, addSubmission, destinationKey, learnExecuted, type AgentProfile, type SubmissionState } from './agent-profile.js';
 import { ProfileStore } from './profile-store.js';
 import { scoreCall, type ScoredAgent } from './risk-scorer.js';
@@ -72,8 +73,29 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   }
 
   /** What an agent session read, as the host reported it (session.report). */
-  reported(_agentId: string, _sessionId: string, _reads: readonly SessionRead[], _at: number): void {
-    // not used by the scorer yet
+  reported(agentId: string, sessionId: string, reads: readonly SessionRead[], at: number): number {
+    const profile = this.profile(agentId, at);
+    let flow = profile.flows.get(sessionId);
+    if (!flow) {
+      profile.flows.set(sessionId, (flow = emptyFlow(at)));
+      if (profile.flows.size > MAX_FLOW_SESSIONS) {
+        // Drop the session that was quiet longest.
+        let oldest: string | undefined;
+        for (const [id, f] of profile.flows) if (oldest === undefined || f.lastAt < profile.flows.get(oldest)!.lastAt) oldest = id;
+        if (oldest !== undefined) profile.flows.delete(oldest);
+      }
+    }
+    let values = 0;
+    for (const read of reads) {
+      const trusted = read.trust === 'trusted';
+      // Names are matched only against destinations and recipients, so every read keeps them.
+      const digests = valueKeys(read.content, true).slice(0, MAX_VALUES_PER_READ).map(digestKey);
+      const what = clip(read.origin === undefined ? read.source : `${read.source} ${JSON.stringify(clip(read.origin, 120, '…'))}`, 200, '…');
+      addRead(flow, trusted, digests, at, what);
+      this.store.writeRead(agentId, sessionId, at, trusted, what, digests);
+      values += digests.length;
+    }
+    return values;
   }
 
   forget(agentId: string): void {
