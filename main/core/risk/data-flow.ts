@@ -7,18 +7,27 @@
  */
 import { createHash } from 'node:crypto';
 
-/** Per session: digest → when it was first read (trusted and untrusted kept apart). */
+/** When a value was first and last read. */
+export interface Seen { first: number; last: number }
+
+/**
+ * Per session: digest → when it was read (trusted and untrusted kept apart). A read counts for
+ * a call at `now` when it happened before `now` and within the recent window: first ≤ now and
+ * last ≥ now − window. Memory and the database (which reloads the rows inside the window) agree.
+ */
 export interface SessionFlow {
-  untrusted: Map<string, number>;
-  trusted: Map<string, number>;
-  /** When the session first read something untrusted (host reports only). */
-  firstUntrustedAt?: number | undefined;
-  /** When the host first reported anything for the session. */
-  firstReportAt: number;
-  /** The first few untrusted sources, for the sentence ("email \"x@y\""). */
+  untrusted: Map<string, Seen>;
+  trusted: Map<string, Seen>;
+  /** When the session read something untrusted, first and last (host reports only). */
+  untrustedAt?: Seen | undefined;
+  /** When the host reported anything for the session, first and last. */
+  reportAt: Seen;
+  /** The last few distinct untrusted sources, for the sentence ("email \"x@y\""). */
   sources: Array<{ at: number; what: string }>;
-  lastAt: number;
 }
+
+/** Whether something seen at `seen` counts for a call at `now`. */
+export const within = (seen: Seen | undefined, now: number, windowMs: number): boolean => seen !== undefined && seen.first <= now && seen.last >= now - windowMs;
 
 export const MAX_FLOW_SESSIONS = 2_000;
 export const MAX_VALUES_PER_SESSION = 20_000;
@@ -112,21 +121,25 @@ export function recipientOf(value: string, internalDomains: readonly string[]): 
 }
 
 export function emptyFlow(at: number): SessionFlow {
-  return { untrusted: new Map(), trusted: new Map(), firstReportAt: at, sources: [], lastAt: at };
+  return { untrusted: new Map(), trusted: new Map(), reportAt: { first: at, last: at }, sources: [] };
 }
 
-/** Add one read's digests to a session's flow (earliest time kept per digest). */
+const widen = (seen: Seen | undefined, at: number): Seen => (seen === undefined ? { first: at, last: at } : { first: Math.min(seen.first, at), last: Math.max(seen.last, at) });
+
+/** Add one read's digests to a session's flow (reads arrive in time order, from memory or the database). */
 export function addRead(flow: SessionFlow, trusted: boolean, digests: readonly string[], at: number, what: string): void {
   const into = trusted ? flow.trusted : flow.untrusted;
   for (const d of digests) {
-    if (flow.untrusted.size + flow.trusted.size >= MAX_VALUES_PER_SESSION) break;
     const seen = into.get(d);
-    if (seen === undefined || at < seen) into.set(d, at);
+    if (seen === undefined && flow.untrusted.size + flow.trusted.size >= MAX_VALUES_PER_SESSION) break;
+    into.set(d, widen(seen, at));
   }
   if (!trusted) {
-    if (flow.firstUntrustedAt === undefined || at < flow.firstUntrustedAt) flow.firstUntrustedAt = at;
-    if (flow.sources.length < 4 && !flow.sources.some((s) => s.what === what)) flow.sources.push({ at, what });
+    flow.untrustedAt = widen(flow.untrustedAt, at);
+    const i = flow.sources.findIndex((s) => s.what === what);
+    if (i >= 0) flow.sources.splice(i, 1);
+    flow.sources.push({ at, what });
+    if (flow.sources.length > 4) flow.sources.shift();
   }
-  if (at < flow.firstReportAt) flow.firstReportAt = at;
-  if (at > flow.lastAt) flow.lastAt = at;
+  flow.reportAt = widen(flow.reportAt, at);
 }

@@ -167,6 +167,11 @@ export const riskConfigSchema = z.strictObject({
 
 export type RiskConfig = z.infer<typeof riskConfigSchema>;
 
+/** How far back the recent window reaches: the longest window any factor looks at (at least an hour). */
+export function recentWindowMs(config: RiskConfig): number {
+  return Math.max(3_600_000, config.factors.repeated_call.windowMs, config.factors.split_transaction.windowMs);
+}
+
 export const DEFAULT_RISK_CONFIG: RiskConfig = riskConfigSchema.parse({});
 
 export function parseRiskConfig(value: unknown, where = 'risk settings'): RiskConfig {

@@ -6,10 +6,10 @@
  */
 import type { ToolCall } from '../../../shared/protocol.js';
 import type { RiskAssessment, RiskFactor, RiskFactorName } from '../../../shared/risk.js';
-import { SIDE_EFFECTS, type EffectClass, type RiskConfig } from './risk-config.js';
+import { SIDE_EFFECTS, recentWindowMs, type EffectClass, type RiskConfig } from './risk-config.js';
 import { clip, itemSeries, type CallFeatures } from './call-features.js';
 import { HOUR_MS, MINUTE_MS, RECIPIENT_KIND, destinationKey, median, p95, previousTool, type AgentProfile } from './agent-profile.js';
-import { destinationKeys, digestKey, valueKeys, type SessionFlow } from './data-flow.js';
+import { destinationKeys, digestKey, valueKeys, within, type Seen, type SessionFlow } from './data-flow.js';
 
 export interface ScoredAgent {
   dataClasses: readonly string[];
@@ -90,19 +90,17 @@ const EFFECT_WORDS: Record<EffectClass, string> = {
 /** Effects whose scale matters: many items at once is what makes them costly. */
 const BULK_EFFECTS: ReadonlySet<EffectClass> = new Set(['deletes', 'shares_externally', 'sends_to_recipients', 'irreversible', 'changes_access', 'moves_money']);
 
-/** Whether any of the digests was read (before `now`) in this map. */
-function readBefore(map: Map<string, number>, digests: readonly string[], now: number): boolean {
-  for (const d of digests) {
-    const at = map.get(d);
-    if (at !== undefined && at <= now) return true;
-  }
+/** Whether any of the digests was read before `now`, within the recent window. */
+function readBefore(map: Map<string, Seen>, digests: readonly string[], now: number, windowMs: number): boolean {
+  for (const d of digests) if (within(map.get(d), now, windowMs)) return true;
   return false;
 }
 
 /** Why the call's session counts as having read untrusted content, if it does (host reports or the calls it made). */
 function sessionTaint(config: RiskConfig, profile: AgentProfile, f: CallFeatures, flow: SessionFlow | undefined, now: number): string | undefined {
-  if (flow && flow.firstUntrustedAt !== undefined && flow.firstUntrustedAt <= now) {
-    const what = flow.sources.filter((s) => s.at <= now).slice(0, 2).map((s) => s.what);
+  const windowMs = recentWindowMs(config);
+  if (flow && within(flow.untrustedAt, now, windowMs)) {
+    const what = flow.sources.filter((s) => s.at <= now && s.at >= now - windowMs).slice(-2).map((s) => s.what);
     return `the session read untrusted content (${what.join('; ')})`;
   }
   if (f.sessionId === undefined) return undefined;
@@ -373,8 +371,11 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
   }
 
   // What the call does (effect classes) against what this agent has done.
+  // Reports count when made before the call and within the recent window (memory and the
+  // database, which reloads that window, agree).
+  const windowMs = recentWindowMs(config);
   const flow = f.sessionId !== undefined ? profile.flows.get(f.sessionId) : undefined;
-  const reported = flow !== undefined && flow.firstReportAt <= now;
+  const reported = flow !== undefined && within(flow.reportAt, now, windowMs);
   const taintedBy = f.sideEffect ? sessionTaint(config, profile, f, flow, now) : undefined;
   if (learned && f.sideEffect) {
     const unseen = f.effects.filter((e) => SIDE_EFFECTS.has(e) && !profile.effects.has(e));
@@ -457,8 +458,8 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
       for (const c of candidates) {
         if (c.known) continue;
         const digests = (c.keys ?? destinationKeys(c.value)).map(digestKey);
-        const inUntrusted = readBefore(flow.untrusted, digests, now);
-        const inTrusted = readBefore(flow.trusted, digests, now);
+        const inUntrusted = readBefore(flow.untrusted, digests, now, windowMs);
+        const inTrusted = readBefore(flow.trusted, digests, now, windowMs);
         if (inUntrusted && !inTrusted) strong.push(c.shown);
         else if (!inUntrusted && !inTrusted && c.destination && taintedBy !== undefined) unaccounted.push(c.shown);
       }
