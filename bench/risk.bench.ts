@@ -170,6 +170,26 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
       }
     }
     warmTimes.sort((a, b) => a - b);
+
+    // Data flow (session.report): 500 sessions that each read a ~2 KB e-mail naming an account,
+    // then a call in that session to that account (the strong-taint check runs in full).
+    const email = (j: number) => `From: billing@supplier-${j}.example\nDear customer, ${'our invoice details follow. '.repeat(60)}Please pay to account GB${String(10 + (j % 89))}BANK${String(j).padStart(14, '0')} by Friday. Regards, Accounts`;
+    const flows = Array.from({ length: 500 }, (_, j) => ({ i: Math.floor(random() * options.agents), j }));
+    t = performance.now();
+    db.transaction(() => {
+      for (const { i, j } of flows) engine.reported(`risk-agent-${i}`, `flow-${j}`, [{ source: 'user', trust: 'trusted', content: 'Pay the invoice that came in today.' }, { source: 'email', trust: 'untrusted', content: email(j) }], now - 60_000);
+    })();
+    const reportMicros = ((performance.now() - t) * 1000) / flows.length;
+    const flowTimes: number[] = [];
+    for (const { i, j } of flows) {
+      const call = { ...transfer(medianOf(i), KNOWN_PAYEES[0]!), session: { id: `flow-${j}`, depth: 1 } };
+      call.params = { ...call.params, account: `GB${String(10 + (j % 89))}BANK${String(j).padStart(14, '0')}` };
+      const t0 = performance.now();
+      const r = engine.score({ agent: agentRecord(i), call, callSha256: callDigest(call.tool, call.params), now });
+      flowTimes.push(performance.now() - t0);
+      if (!r.factors.some((f) => f.name === 'data_flow')) throw new Error('the data-flow bench call did not raise data_flow');
+    }
+    flowTimes.sort((a, b) => a - b);
     db.close();
 
     // Decision latency with and without scoring, same data, same offered load.
@@ -210,6 +230,10 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
         coldMicrosPerCall: +coldMicros.toFixed(1),
         warmMicrosPerCall: { p50: +(percentile(warmTimes, 50) * 1000).toFixed(1), p99: +(percentile(warmTimes, 99) * 1000).toFixed(1), mean: +((warmTimes.reduce((s, x) => s + x, 0) / warmTimes.length) * 1000).toFixed(1) },
         maxScoreSeen: maxScore,
+        dataFlow: {
+          reportMicrosPerSession: +reportMicros.toFixed(1),
+          scoreMicrosPerCall: { p50: +(percentile(flowTimes, 50) * 1000).toFixed(1), p99: +(percentile(flowTimes, 99) * 1000).toFixed(1) },
+        },
         baselineMemoryPerAgentKiB: +((heap1 - heap0) / options.agents / 1024).toFixed(2),
       },
       decisionLatency: {

@@ -9,7 +9,7 @@ import { base64url, randomBytes } from './encoding.js';
 import { signCanonical, type AgentKey } from './agent-keys.js';
 import {
   SIGNED_TYPES, WS_PATH, WS_SUBPROTOCOL,
-  type AuditProofResult, type AuthenticateResult, type CallPayload, type DecisionResult, type SignedEnvelope, type ToolCall,
+  type AuditProofResult, type AuthenticateResult, type CallPayload, type DecisionResult, type SessionRead, type SessionReportResult, type SignedEnvelope, type ToolCall,
 } from './protocol.js';
 
 /** The subset of the WHATWG WebSocket API the client needs (`ws` implements it too). */
@@ -149,6 +149,19 @@ export class AgentClient {
   async auditProof(requestId: string, options: { timeoutMs?: number } = {}): Promise<AuditProofResult> {
     await this.connect();
     return (await this.request('audit.proof', { requestId }, options.timeoutMs)) as AuditProofResult;
+  }
+
+  /**
+   * Data-flow provenance (optional; docs/protocol.md "session.report"): tell Countersign what
+   * the agent session `sessionId` just read — the person's prompt (`trust: 'trusted'`), an
+   * e-mail, a web page, a tool result (`'untrusted'` when anyone else could have written it) —
+   * before submitting the calls that follow from it with `session: { id: sessionId, ... }`. The
+   * server keeps only digests of the addresses, links, identifiers and names in the text, and
+   * scores a later call higher when one of its destinations came from untrusted content.
+   */
+  async reportReads(sessionId: string, reads: SessionRead[], options: { timeoutMs?: number } = {}): Promise<SessionReportResult> {
+    await this.connect();
+    return (await this.request('session.report', { sessionId, reads }, options.timeoutMs)) as SessionReportResult;
   }
 
   /**

@@ -79,6 +79,37 @@ export type AuthProofPayload = z.infer<typeof authProofPayloadSchema>;
 
 const requestId = z.union([z.int().min(0), z.string().min(1).max(64)]);
 
+/**
+ * Data-flow provenance (optional extension, docs/protocol.md "session.report"): what an agent
+ * session read and from where, reported by the host before the calls that follow from it. The
+ * server keeps only digests of the values found in `content` (never the text itself) and uses
+ * them to see whether a later call's parameters came from untrusted content.
+ */
+export const READ_TRUST = ['trusted', 'untrusted'] as const;
+export const MAX_READ_CONTENT_CHARS = 65_536;
+export const MAX_READS_PER_REPORT = 32;
+export const sessionReadSchema = z.strictObject({
+  /** What kind of input: `user`, `system`, `email`, `web`, `document`, `tool:<name>`, ... */
+  source: label,
+  /** `trusted`: the person or the operator said it; `untrusted`: anyone else could have written it. */
+  trust: z.enum(READ_TRUST),
+  /** Where it came from: a sender, a URL, a file name (kept as a digest for redacted data classes). */
+  origin: z.string().max(512).optional(),
+  /** The data class of what was read (`audit.redactDataClasses` keeps its origin as a digest only). */
+  dataClass: label.optional(),
+  /** The text the agent read (a tool result, an e-mail body, a web page, the user's prompt). */
+  content: z.string().max(MAX_READ_CONTENT_CHARS),
+});
+export type SessionRead = z.infer<typeof sessionReadSchema>;
+export const sessionReportParamsSchema = z.strictObject({
+  /** The `call.session.id` of the calls this input leads to. */
+  sessionId: identifier,
+  reads: z.array(sessionReadSchema).min(1).max(MAX_READS_PER_REPORT),
+});
+export type SessionReportParams = z.infer<typeof sessionReportParamsSchema>;
+/** What `session.report` answers: how many reads were kept and how many values were found. */
+export interface SessionReportResult { sessionId: string; reads: number; values: number }
+
 export const authenticateParamsSchema = z.strictObject({
   agentId: agentIdSchema,
   kid: b64url(16, 128),
@@ -93,10 +124,11 @@ export const clientRequestSchema = z.discriminatedUnion('method', [
   z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('call.submit'), params: submitParamsSchema }),
   z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('request.get'), params: requestGetParamsSchema }),
   z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('audit.proof'), params: auditProofParamsSchema }),
+  z.strictObject({ jsonrpc: z.literal('2.0'), id: requestId, method: z.literal('session.report'), params: sessionReportParamsSchema }),
 ]);
 export type ClientRequest = z.infer<typeof clientRequestSchema>;
 export type ClientMethod = ClientRequest['method'];
-export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get', 'audit.proof'];
+export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get', 'audit.proof', 'session.report'];
 
 /** Loose envelope, used only to find the id and method before the strict schema runs. */
 export const rpcEnvelopeSchema = z.object({ jsonrpc: z.unknown(), id: z.unknown(), method: z.unknown() });

@@ -74,13 +74,16 @@ const USAGE = `usage: countersign <command> [options]
                             --print-config HOST prints the host's mcpServers entry (docs/mcp.md)
   risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]
                             the scorer's detection and false-positive rates on the labelled
-                            scenario set (default test/scenarios/risk-scenarios.json)
+                            scenario sets (default: the generated set, and the hand-written
+                            set with provenance as recorded and withheld)
 
 common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR
 listings print a table; --json prints the records as JSON (times in epoch milliseconds)`;
 
 /** The labelled scenario set shipped with the repository (test/scenarios/). */
 const DEFAULT_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'risk-scenarios.json');
+/** The hand-written set drawn from public attack descriptions (test/scenarios/attack-scenarios.ts). */
+const HAND_WRITTEN_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'attack-scenarios.json');
 
 const OPTIONS = {
   'data-dir': { type: 'string' },
@@ -357,8 +360,22 @@ export async function main(argv: string[]): Promise<number> {
       const riskConfig = loadRiskConfig(resolve(values['risk-config'] ?? join(DEFAULT_POLICY_PACK, 'risk.json')), true);
       const threshold = values.threshold === undefined ? riskConfig.reportThreshold : Number(values.threshold);
       if (!Number.isInteger(threshold) || threshold < 1 || threshold > 100) throw new CountersignError('config_invalid', '--threshold must be a whole number from 1 to 100');
-      const report = runScenarioReport(readScenarioSet(resolve(values.scenarios ?? DEFAULT_SCENARIO_FILE)), riskConfig, threshold);
-      process.stdout.write(`${formatScenarioReport(report)}\n`);
+      if (values.scenarios !== undefined) {
+        const set = readScenarioSet(resolve(values.scenarios));
+        const runs = [runScenarioReport(set, riskConfig, threshold), runScenarioReport(set, riskConfig, threshold, { withholdProvenance: true })];
+        process.stdout.write(`${runs.map((r) => formatScenarioReport(r, `risk scenario report: ${values.scenarios}`)).join('\n\n')}\n`);
+        return 0;
+      }
+      // The shipped sets: the generated one, and the hand-written one with honest and withheld provenance.
+      const generated = runScenarioReport(readScenarioSet(DEFAULT_SCENARIO_FILE), riskConfig, threshold);
+      const written = readScenarioSet(HAND_WRITTEN_SCENARIO_FILE);
+      const honest = runScenarioReport(written, riskConfig, threshold);
+      const withheld = runScenarioReport(written, riskConfig, threshold, { withholdProvenance: true });
+      process.stdout.write(`${[
+        formatScenarioReport(generated, 'generated set (test/scenarios/risk-scenarios.json)'),
+        formatScenarioReport(honest, 'hand-written set (test/scenarios/attack-scenarios.json)'),
+        formatScenarioReport(withheld, 'hand-written set (test/scenarios/attack-scenarios.json)'),
+      ].join('\n\n')}\n`);
       return 0;
     }
     default:

@@ -12,7 +12,7 @@ const dataDir = tempDir();
 const keysDir = join(dataDir, 'agent-keys');
 
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 180_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -150,10 +150,14 @@ describe('countersign CLI', () => {
     expect(JSON.parse(cli('agents', 'owner-report').stdout)).toEqual({ migration: null, heldNow: [] });
   }, 120_000);
 
-  it('reports the risk scorer\'s detection and false-positive rates on the scenario set', () => {
+  it('reports the risk scorer\'s detection and false-positive rates on the scenario sets', () => {
     const report = cli('risk', 'report');
     expect(report.status).toBe(0);
-    expect(report.stdout).toMatch(/risk scenario report at threshold 60 \(300 scenarios\)/);
+    expect(report.stdout).toMatch(/generated set \(test\/scenarios\/risk-scenarios\.json\) at threshold 60 \(300 scenarios, provenance as recorded\)/);
+    expect(report.stdout).toMatch(/hand-written set \(test\/scenarios\/attack-scenarios\.json\) at threshold 60 \(64 scenarios, provenance as recorded\)/);
+    expect(report.stdout).toMatch(/hand-written set \(test\/scenarios\/attack-scenarios\.json\) at threshold 60 \(64 scenarios, provenance withheld\)/);
+    expect(report.stdout).toMatch(/by source:[\s\S]*agentdojo[\s\S]*injecagent/);
+    expect(report.stdout).toMatch(/by effect class \(calls\):[\s\S]*moves_money/);
     const detection = Number(/detection rate\s+([\d.]+)%/.exec(report.stdout)?.[1]);
     const falsePositives = Number(/false-positive rate\s+([\d.]+)%/.exec(report.stdout)?.[1]);
     expect(detection).toBeGreaterThanOrEqual(90);
@@ -168,7 +172,7 @@ describe('countersign CLI', () => {
     const badConfig = join(dataDir, 'bad-risk.json');
     writeFileSync(badConfig, JSON.stringify({ factors: { off_hours: { weight: 500 } } }));
     expect(cli('risk', 'report', '--risk-config', badConfig).stderr).toContain('"factors.off_hours.weight"');
-  }, 120_000);
+  }, 400_000);
 
   it('refuses audit commands it cannot honour, with a clear code', () => {
     const fresh = tempDir();

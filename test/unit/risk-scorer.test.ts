@@ -369,8 +369,9 @@ describe('risk settings', () => {
   it('defaults are complete and valid', () => {
     expect(DEFAULT_RISK_CONFIG.reportThreshold).toBe(60);
     expect(Object.keys(DEFAULT_RISK_CONFIG.factors).sort()).toEqual([
-      'agent_version', 'amount_vs_baseline', 'baseline_learning', 'call_depth', 'call_rate', 'data_scope', 'new_destination', 'off_hours',
-      'repeated_call', 'split_transaction', 'untrusted_provenance', 'unusual_sequence',
+      'agent_version', 'amount_vs_baseline', 'baseline_learning', 'bulk_action', 'call_depth', 'call_rate', 'data_flow', 'data_scope',
+      'memo_exfiltration', 'new_destination', 'new_effect', 'new_recipient', 'off_hours', 'repeated_call', 'split_transaction',
+      'tainted_access_change', 'untrusted_provenance', 'unusual_sequence',
     ]);
   });
 
@@ -397,7 +398,7 @@ describe('risk settings', () => {
 
 describe('the hand-written assessment check agrees with the schema', () => {
   it('on valid assessments and on every kind of malformed one', async () => {
-    const { riskAssessmentProblem, riskAssessmentSchema, faultAssessment } = await import('../../shared/risk.js');
+    const { riskAssessmentProblem, riskAssessmentSchema, faultAssessment, RISK_FACTOR_NAMES } = await import('../../shared/risk.js');
     const { UnscoredRisk } = await import('../../main/core/decision/risk.js');
     const { engine } = withHistory();
     const real = score(engine, transfer(5000, 'Evil Ltd', { provenance: ['email:external'], model: 'other' }), T0 + 27 * DAY + 3 * HOUR);
@@ -405,7 +406,7 @@ describe('the hand-written assessment check agrees with the schema', () => {
     const cases: unknown[] = [
       real, faultAssessment('boom'), UnscoredRisk.score({ agent: AGENT, call: transfer(1), callSha256: 'x', now: 0 }), { score: 0, factors: [] },
       null, 'x', [], { score: 1 }, { score: 1, factors: [], extra: 1 }, { score: 101, factors: [] }, { score: 1.5, factors: [] }, { score: -1, factors: [] },
-      { score: 1, factors: 'x' }, { score: 1, factors: new Array(15).fill(f) },
+      { score: 1, factors: 'x' }, { score: 1, factors: new Array(RISK_FACTOR_NAMES.length + 1).fill(f) },
       { score: 1, factors: [{ ...f, name: 'made_up' }] }, { score: 1, factors: [{ ...f, points: 101 }] }, { score: 1, factors: [{ ...f, weight: -1 }] },
       { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1025) }] }, { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1024) }] },
       { score: 1, factors: [{ ...f, observed: { nested: {} } }] }, { score: 1, factors: [{ ...f, observed: { ['k'.repeat(65)]: 1 } }] },

@@ -17,6 +17,7 @@ import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint
 
 export type AuditKind =
   | 'call.rejected'
+  | 'session.reported'
   | 'decision.allow'
   | 'decision.deny'
   | 'decision.pending'

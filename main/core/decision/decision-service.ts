@@ -11,7 +11,7 @@
  * outcome (docs/approvals.md "Identical calls"). Risk and policy run first, for every call, so
  * a loop the risk factors deny is denied before any merging.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
@@ -26,7 +26,7 @@ import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/c
 import { callDigest } from '../tokens/call-digest.js';
 import { GroupCommitter } from '../store/group-commit.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
-import type { ApprovalRequirement, DecisionResult, RequestState, SignedEnvelope, ToolCall } from '../../../shared/protocol.js';
+import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope, ToolCall } from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 
 export interface MintInput {
@@ -358,6 +358,44 @@ export class DecisionService {
       throw error;
     }
     return expired.map((row) => ({ agentId: row.agent_id, result: toResult(row) }));
+  }
+
+  /**
+   * Data-flow provenance (session.report, docs/protocol.md): what one of the agent's sessions
+   * read. The risk scorer keeps only digests of the values found in it; the audit log records
+   * that the report was made, each read's source, trust, length and SHA-256 — never its text —
+   * and its origin, as a digest when the read's data class is redacted.
+   */
+  reportReads(session: AuthenticatedSession, params: SessionReportParams): SessionReportResult {
+    const now = this.clock();
+    const { agent } = this.options.registry.resolve(session.agentId, session.kid, now);
+    const redact = this.options.redactDataClasses ?? [];
+    const sha256 = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+    const reads: JsonObject[] = params.reads.map((r) => {
+      const entry: JsonObject = { source: r.source, trust: r.trust, contentSha256: sha256(r.content), contentChars: r.content.length };
+      if (r.dataClass !== undefined) entry.dataClass = r.dataClass;
+      if (r.origin !== undefined) {
+        if (r.dataClass !== undefined && redact.includes(r.dataClass)) entry.originSha256 = sha256(r.origin);
+        else entry.origin = r.origin;
+      }
+      return entry;
+    });
+    let values = 0;
+    const record = this.db.transaction(() => {
+      const fault = learnSafely(this.db, this.options.learner, agent.id, (l) => {
+        values = l.reported?.(agent.id, params.sessionId, params.reads, now) ?? 0;
+      });
+      const event: JsonObject = { agentId: agent.id, sessionId: params.sessionId, reads, values };
+      if (fault !== undefined) event.riskLearningFault = fault;
+      this.options.audit.append('session.reported', now, event);
+    });
+    try {
+      record.immediate();
+    } catch (error) {
+      this.options.learner?.forget(agent.id);
+      throw error;
+    }
+    return { sessionId: params.sessionId, reads: params.reads.length, values };
   }
 
   /** Forget nonces whose envelopes are too old to be accepted anyway. */

@@ -3,7 +3,7 @@
  * throws or returns nonsense (NaN, out of range, malformed factors) is treated as maximum risk,
  * never zero, and the fault is recorded as the `scorer_fault` factor.
  */
-import type { ToolCall } from '../../../shared/protocol.js';
+import type { SessionRead, ToolCall } from '../../../shared/protocol.js';
 import { faultAssessment, riskAssessmentProblem, type RiskAssessment } from '../../../shared/risk.js';
 import type { SubmissionState } from '../risk/agent-profile.js';
 
@@ -27,6 +27,12 @@ export interface RiskLearner {
   submitted(agentId: string, requestId: string, call: ToolCall, callSha256: string, at: number, state: SubmissionState): void;
   /** A held request reached a final state (`approved` is executed: learn from it). */
   settled(agentId: string, request: { id: string; call: ToolCall; callSha256: string; createdAt: number }, state: SubmissionState, now: number): void;
+  /**
+   * The host reported what an agent session read (session.report): keep the value digests for
+   * the data-flow factor. Returns how many values were found. Optional: a learner without it
+   * ignores reports.
+   */
+  reported?(agentId: string, sessionId: string, reads: readonly SessionRead[], at: number): number;
   /** Drop what memory holds for the agent (its transaction rolled back). */
   forget(agentId: string): void;
 }

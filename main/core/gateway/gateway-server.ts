@@ -341,6 +341,18 @@ export class Gateway {
         this.reply(conn, request.id, this.deps.decisions.getRequest(session, request.params.requestId));
         return;
       }
+      case 'session.report': {
+        const session = this.requireSession(conn);
+        try {
+          this.reply(conn, request.id, this.deps.decisions.reportReads(session, request.params));
+        } catch (error) {
+          if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
+            return this.fail(conn, request.id, error, CLOSE_CODES.keyRevoked);
+          }
+          throw error;
+        }
+        return;
+      }
       case 'audit.proof': {
         const session = this.requireSession(conn);
         if (!this.deps.auditProof) throw new CountersignError('method_unknown', 'audit proofs are not available on this server');

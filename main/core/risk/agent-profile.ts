@@ -8,7 +8,8 @@
  * The same structure is rebuilt from the database on load (risk-profiles.ts), so scoring is a
  * pure function of the stored history: the same history gives the same score.
  */
-import type { CallFeatures } from './call-features.js';
+import { itemSeries, type CallFeatures } from './call-features.js';
+import type { SessionFlow } from './data-flow.js';
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
@@ -55,6 +56,10 @@ export interface AgentProfile {
   transitions: Map<string, Map<string, number>>;
   dataClasses: Map<string, number>;
   jurisdictions: Map<string, number>;
+  /** Effect classes of executed calls → how many. */
+  effects: Map<string, number>;
+  /** Session id → what the host reported the session read (digests only; recent window). */
+  flows: Map<string, SessionFlow>;
   /** The last executed call. */
   last?: { tool: string; at: number } | undefined;
   /** Every call submitted in the recent window, oldest first. */
@@ -64,6 +69,8 @@ export interface AgentProfile {
 }
 
 export const SEQUENCE_START = '^';
+/** The known-values kind that holds recipients (normalized addresses, hosts, handles). */
+export const RECIPIENT_KIND = '#recipient';
 
 export interface AmountSeries { at: number[]; amount: number[] }
 
@@ -84,7 +91,7 @@ export interface KnownDestination { first: number; last: number }
 export function emptyProfile(): AgentProfile {
   return {
     executed: 0, amounts: new Map(), known: new Map(), hourOfDay: new Array<number>(24).fill(0), minutes: new Map(), hours: new Map(),
-    transitions: new Map(), dataClasses: new Map(), jurisdictions: new Map(), last: undefined, recent: [], cache: { medians: new Map() },
+    transitions: new Map(), dataClasses: new Map(), jurisdictions: new Map(), effects: new Map(), flows: new Map(), last: undefined, recent: [], cache: { medians: new Map() },
   };
 }
 
@@ -119,7 +126,9 @@ export function learnExecuted(profile: AgentProfile, f: CallFeatures, at: number
   if (f.series !== undefined && f.amount !== undefined) {
     pushAmount(profile, f.series, at, f.amount);
   }
-  for (const d of f.destinations) {
+  if (f.items !== undefined) pushAmount(profile, itemSeries(f.tool), at, f.items);
+  for (const e of f.effects) bump(profile.effects, e);
+  for (const d of [...f.destinations, ...f.recipients.map((r) => ({ kind: RECIPIENT_KIND, value: r.key }))]) {
     let values = profile.known.get(d.kind);
     if (!values) profile.known.set(d.kind, (values = new Map<string, KnownDestination>()));
     // Delete first so iteration order stays least recently used first.

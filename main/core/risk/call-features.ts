@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import type { ToolCall } from '../../../shared/protocol.js';
 import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
-import type { RiskConfig } from './risk-config.js';
+import { SIDE_EFFECTS, type EffectClass, type RiskConfig } from './risk-config.js';
+import { recipientOf } from './data-flow.js';
 
 export interface CallFeatures {
   tool: string;
@@ -23,7 +24,18 @@ export interface CallFeatures {
   depth?: number | undefined;
   dataClass: string;
   jurisdiction: string;
+  /** The tool's declared effect classes, and whether any of them changes something. */
+  effects: readonly EffectClass[];
+  sideEffect: boolean;
+  /** Recipient values (normalized) and whether each is outside the organization. */
+  recipients: Array<{ key: string; external: boolean; value: string }>;
+  /** The free-text parameters' values (memo, subject, body). */
+  freeText: string[];
+  /** How many items the call acts on (the tool's `itemCount` parameter), when declared. */
+  items?: number | undefined;
 }
+
+const MAX_RECIPIENTS = 256;
 
 const MAX_DESTINATION_CHARS = 256;
 
@@ -58,7 +70,26 @@ export function callFeatures(config: RiskConfig, call: ToolCall, digest: string)
   const destinations: CallFeatures['destinations'] = [];
   let amount: number | undefined;
   let currency: string | undefined;
+  const recipients: CallFeatures['recipients'] = [];
+  const freeText: string[] = [];
+  let items: number | undefined;
   if (toolConfig) {
+    for (const param of toolConfig.recipients) {
+      const v = params[param];
+      for (const one of Array.isArray(v) ? v : [v]) {
+        if (typeof one !== 'string' || one.trim() === '' || recipients.length >= MAX_RECIPIENTS) continue;
+        const r = recipientOf(clip(one, MAX_DESTINATION_CHARS), config.internalDomains);
+        if (!recipients.some((x) => x.key === r.key)) recipients.push({ ...r, value: clip(one, MAX_DESTINATION_CHARS) });
+      }
+    }
+    for (const param of toolConfig.freeText) {
+      const v = params[param];
+      if (typeof v === 'string' && v !== '') freeText.push(clip(v, 8_192));
+    }
+    if (toolConfig.itemCount !== undefined) {
+      const v = params[toolConfig.itemCount];
+      items = Array.isArray(v) ? v.length : typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+    }
     if (toolConfig.volatile.length > 0) {
       const stable: JsonObject = {};
       for (const [k, v] of Object.entries(params)) if (!toolConfig.volatile.includes(k)) stable[k] = v;
@@ -86,5 +117,13 @@ export function callFeatures(config: RiskConfig, call: ToolCall, digest: string)
     depth: call.session?.depth,
     dataClass: call.dataClass,
     jurisdiction: call.jurisdiction,
+    effects: toolConfig?.effects ?? [],
+    sideEffect: (toolConfig?.effects ?? []).some((e) => SIDE_EFFECTS.has(e)),
+    recipients,
+    freeText,
+    items,
   };
 }
+
+/** The amount series that holds a tool's item counts (kept beside the money amounts). */
+export const itemSeries = (tool: string) => `#items|${tool}`;

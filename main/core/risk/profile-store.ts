@@ -1,5 +1,6 @@
 /**
- * Risk baselines in SQLite (tables risk_known, risk_amounts, risk_counts; migration 7) and the
+ * Risk baselines in SQLite (tables risk_known, risk_amounts, risk_counts; migration 7; the
+ * reported reads of recent sessions in risk_reads, as digests) and the
  * recent window read back from the requests table. Writes run inside the caller's transaction
  * (the decision's or the approval's), so a baseline learns from a call exactly when that call's
  * executed state commits, and never from one that rolled back.
@@ -8,9 +9,10 @@ import type { Db } from '../store/database.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { toolCallSchema } from '../../../shared/protocol.js';
 import type { RiskConfig } from './risk-config.js';
-import { callFeatures, type CallFeatures } from './call-features.js';
+import { callFeatures, itemSeries, type CallFeatures } from './call-features.js';
+import { addRead, emptyFlow } from './data-flow.js';
 import {
-  HOUR_MS, MAX_ACTIVE_HOURS, MAX_ACTIVE_MINUTES, MINUTE_MS, destinationKey, emptyProfile, pushAmount, trimRecent,
+  HOUR_MS, MAX_ACTIVE_HOURS, MAX_ACTIVE_MINUTES, MINUTE_MS, RECIPIENT_KIND, destinationKey, emptyProfile, pushAmount, trimRecent,
   type AgentProfile, type KnownDestination, type Learned, type SubmissionState,
 } from './agent-profile.js';
 
@@ -26,6 +28,9 @@ export class ProfileStore {
   private readonly insertAmount;
   private readonly upsertKnown;
   private readonly deleteKnown;
+  private readonly upsertEffect;
+  private readonly reads;
+  private readonly insertRead;
 
   constructor(private readonly db: Db, private readonly config: RiskConfig, private readonly recentWindowMs: number) {
     this.known = db.prepare<[string], { kind: string; value: string; first_seen: number; last_seen: number }>('SELECT kind, value, first_seen, last_seen FROM risk_known WHERE agent_id = ? ORDER BY last_seen, value');
@@ -42,6 +47,14 @@ export class ProfileStore {
       'INSERT INTO risk_known (agent_id, kind, value, first_seen, last_seen, uses) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (agent_id, kind, value) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), uses = uses + 1',
     );
     this.deleteKnown = db.prepare('DELETE FROM risk_known WHERE agent_id = ? AND kind = ? AND value = ?');
+    this.upsertEffect = db.prepare(
+      `INSERT INTO risk_counts (agent_id, kind, key, count, last_at) VALUES (?, 'effect', ?, 1, ?)
+       ON CONFLICT (agent_id, kind, key) DO UPDATE SET count = count + 1, last_at = max(last_at, excluded.last_at)`,
+    );
+    this.reads = db.prepare<[string, number], { session_id: string; at: number; trusted: number; what: string; digests: string }>(
+      'SELECT session_id, at, trusted, what, digests FROM risk_reads WHERE agent_id = ? AND at >= ? ORDER BY at, rowid',
+    );
+    this.insertRead = db.prepare('INSERT INTO risk_reads (agent_id, session_id, at, trusted, what, digests) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
   /** Rebuild an agent's profile from the database (throws if the tables are missing or corrupt). */
@@ -64,6 +77,7 @@ export class ProfileStore {
         case 'hour': hours.push([Number(row.key), row.count]); break;
         case 'data_class': profile.dataClasses.set(row.key, row.count); break;
         case 'jurisdiction': profile.jurisdictions.set(row.key, row.count); break;
+        case 'effect': profile.effects.set(row.key, row.count); break;
         case 'tool':
           if (!lastTool || row.last_at > lastTool.at || (row.last_at === lastTool.at && row.key > lastTool.tool)) lastTool = { tool: row.key, at: row.last_at };
           break;
@@ -87,7 +101,17 @@ export class ProfileStore {
       profile.recent.push({ requestId: row.id, at: row.created_at, tool: f.tool, digest: f.digest, shape: f.shape, series: f.series, amount: f.amount, sessionId: f.sessionId, destinations: destinationKey(f), state: row.state });
     }
     trimRecent(profile, now, this.recentWindowMs);
+    for (const row of this.reads.all(agentId, now - this.recentWindowMs)) {
+      let flow = profile.flows.get(row.session_id);
+      if (!flow) profile.flows.set(row.session_id, (flow = emptyFlow(row.at)));
+      addRead(flow, row.trusted === 1, row.digests === '' ? [] : row.digests.split(' '), row.at, row.what);
+    }
     return profile;
+  }
+
+  /** Write one reported read (inside the caller's transaction): digests only, never the text. */
+  writeRead(agentId: string, sessionId: string, at: number, trusted: boolean, what: string, digests: readonly string[]): void {
+    this.insertRead.run(agentId, sessionId, at, trusted ? 1 : 0, what, digests.join(' '));
   }
 
   /** Write what `learnExecuted` learned (inside the caller's transaction). */
@@ -103,7 +127,10 @@ export class ProfileStore {
       agentId, 'jurisdiction', f.jurisdiction, at,
     );
     if (f.series !== undefined && f.amount !== undefined) this.insertAmount.run(agentId, f.series, at, f.amount);
+    if (f.items !== undefined) this.insertAmount.run(agentId, itemSeries(f.tool), at, f.items);
+    for (const e of f.effects) this.upsertEffect.run(agentId, e, at);
     for (const d of f.destinations) this.upsertKnown.run(agentId, d.kind, d.value, at, at);
+    for (const r of f.recipients) this.upsertKnown.run(agentId, RECIPIENT_KIND, r.key, at, at);
     for (const d of learned.evicted) this.deleteKnown.run(agentId, d.kind, d.value);
   }
 
@@ -112,7 +139,8 @@ export class ProfileStore {
     const cutoff = now - this.config.lookbackMs;
     const prune = this.db.transaction(() =>
       this.db.prepare('DELETE FROM risk_amounts WHERE at < ?').run(cutoff).changes
-      + this.db.prepare("DELETE FROM risk_counts WHERE kind IN ('minute', 'hour') AND last_at < ?").run(cutoff).changes);
+      + this.db.prepare("DELETE FROM risk_counts WHERE kind IN ('minute', 'hour') AND last_at < ?").run(cutoff).changes
+      + this.db.prepare('DELETE FROM risk_reads WHERE at < ?').run(now - this.recentWindowMs).changes);
     return prune.immediate();
   }
 }

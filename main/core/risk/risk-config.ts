@@ -17,7 +17,27 @@ const ms = z.int().min(1_000).max(90 * 24 * 3600 * 1000);
 const paramName = z.string().min(1).max(128);
 const kindName = z.string().min(1).max(64).regex(/^[a-z][a-z0-9_]*$/, 'must be a lowercase name');
 
+/**
+ * What a tool does (docs/risk.md "Effect classes"). A tool with any of the first seven has a side
+ * effect (`changes_system`: deploys, pipelines, configuration of a running system);
+ * `reads_sensitive`, `reads_untrusted` and `read_only` do not change anything.
+ */
+export const EFFECT_CLASSES = [
+  'moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients', 'changes_system',
+  'reads_sensitive', 'reads_untrusted', 'read_only',
+] as const;
+export type EffectClass = (typeof EFFECT_CLASSES)[number];
+export const SIDE_EFFECTS: ReadonlySet<EffectClass> = new Set(['moves_money', 'irreversible', 'deletes', 'changes_access', 'shares_externally', 'sends_to_recipients', 'changes_system']);
+
 const toolSchema = z.strictObject({
+  /** What the tool does (effect classes); none declared means unknown, and effect factors stay quiet. */
+  effects: z.array(z.enum(EFFECT_CLASSES)).max(EFFECT_CLASSES.length).default([]),
+  /** Parameters holding recipients or external destinations (a string or a list of strings: e-mail addresses, URLs, user names). */
+  recipients: z.array(paramName).max(16).default([]),
+  /** Parameters holding free text (memo, subject, body): where data can ride along. */
+  freeText: z.array(paramName).max(16).default([]),
+  /** The parameter holding how many items the call acts on (a list, or a whole number). */
+  itemCount: paramName.optional(),
   /** The parameter holding the amount (a decimal string or a number). */
   amount: paramName.optional(),
   /** The parameter holding the currency; without it, one series per tool. */
@@ -38,6 +58,8 @@ export const riskConfigSchema = z.strictObject({
   lookbackMs: ms.default(30 * 24 * 3600 * 1000),
   /** Learned destinations kept per agent and kind (least recently used dropped first). */
   maxKnownPerKind: z.int().min(10).max(100_000).default(2_000),
+  /** E-mail and web domains that belong to the organization: recipients there are internal (subdomains included). */
+  internalDomains: z.array(z.string().min(1).max(253).regex(/^[a-z0-9.-]+$/, 'must be a lowercase domain')).max(256).default([]),
   factors: z.strictObject({
     amount_vs_baseline: z.strictObject({
       weight: weight.default(40),
@@ -108,6 +130,36 @@ export const riskConfigSchema = z.strictObject({
       /** Their sum, as a multiple of the agent's median, that makes it a split (at least its busiest usual hour's call count). */
       sumRatio: z.number().min(1).max(10_000).default(3),
     }).prefault({}),
+    /** A side effect (effect class) this agent has never performed in an executed call. */
+    new_effect: z.strictObject({ weight: weight.default(30) }).prefault({}),
+    /** A recipient outside the organization (internalDomains) this agent never sent to. */
+    new_recipient: z.strictObject({ weight: weight.default(35) }).prefault({}),
+    memo_exfiltration: z.strictObject({
+      weight: weight.default(45),
+      /** A money movement at or below this amount (any currency) counts as tiny. */
+      tinyAmount: z.number().min(0).max(1_000_000).default(1),
+      /** ... or below this fraction of the agent's median for the tool. */
+      tinyFraction: fraction.default(0.001),
+      /** Free text of at least this many characters rides along. */
+      minChars: z.int().min(1).max(10_000).default(12),
+    }).prefault({}),
+    tainted_access_change: z.strictObject({ weight: weight.default(50) }).prefault({}),
+    bulk_action: z.strictObject({
+      weight: weight.default(40),
+      /** Items at or below this never count as bulk. */
+      minItems: z.int().min(1).max(1_000_000).default(5),
+      /** How many times the agent's largest usual item count counts as beyond its scale; twice this is full strength. */
+      multiplier: z.number().min(1).max(1_000).default(3),
+    }).prefault({}),
+    data_flow: z.strictObject({
+      weight: weight.default(60),
+      /** A parameter value read in untrusted content and never in trusted input. */
+      strong: fraction.default(1),
+      /** The session read untrusted content and the call goes to a new destination or recipient whose origin no report accounts for. */
+      unaccounted: fraction.default(0.45),
+      /** The session read untrusted content. */
+      tainted: fraction.default(0.2),
+    }).prefault({}),
     baseline_learning: z.strictObject({ weight: weight.default(10) }).prefault({}),
   }).prefault({}),
   tools: z.record(z.string().min(1).max(128), toolSchema).default({}),
@@ -116,6 +168,11 @@ export const riskConfigSchema = z.strictObject({
 });
 
 export type RiskConfig = z.infer<typeof riskConfigSchema>;
+
+/** How far back the recent window reaches: the longest window any factor looks at (at least an hour). */
+export function recentWindowMs(config: RiskConfig): number {
+  return Math.max(3_600_000, config.factors.repeated_call.windowMs, config.factors.split_transaction.windowMs);
+}
 
 export const DEFAULT_RISK_CONFIG: RiskConfig = riskConfigSchema.parse({});
 

@@ -10,11 +10,12 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import { canonicalize } from '../../../shared/canonical-json.js';
-import type { ToolCall } from '../../../shared/protocol.js';
+import type { SessionRead, ToolCall } from '../../../shared/protocol.js';
 import type { RiskAssessment } from '../../../shared/risk.js';
-import type { RiskConfig } from './risk-config.js';
-import { callFeatures, type CallFeatures } from './call-features.js';
-import { HOUR_MS, addSubmission, destinationKey, learnExecuted, type AgentProfile, type SubmissionState } from './agent-profile.js';
+import { recentWindowMs, type RiskConfig } from './risk-config.js';
+import { callFeatures, clip, type CallFeatures } from './call-features.js';
+import { MAX_FLOW_SESSIONS, MAX_VALUES_PER_READ, addRead, digestKey, emptyFlow, valueKeys } from './data-flow.js';
+import { addSubmission, destinationKey, learnExecuted, type AgentProfile, type SubmissionState } from './agent-profile.js';
 import { ProfileStore } from './profile-store.js';
 import { scoreCall, type ScoredAgent } from './risk-scorer.js';
 import type { RiskInput, RiskLearner, RiskScorer } from '../decision/risk.js';
@@ -34,7 +35,7 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   readonly settingsHash: string;
 
   constructor(db: Db, readonly config: RiskConfig, options: RiskEngineOptions = {}) {
-    this.recentWindowMs = Math.max(HOUR_MS, config.factors.repeated_call.windowMs, config.factors.split_transaction.windowMs);
+    this.recentWindowMs = recentWindowMs(config);
     this.store = new ProfileStore(db, config, this.recentWindowMs);
     this.maxCached = Math.max(1, options.maxCachedAgents ?? 20_000);
     this.settingsHash = `sha256:${createHash('sha256').update(canonicalize(config)).digest('hex')}`;
@@ -69,6 +70,34 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     const entry = profile.recent.find((s) => s.requestId === request.id);
     if (entry) entry.state = state;
     if (state === 'approved') this.learn(agentId, profile, this.features(request.call, request.callSha256), request.createdAt);
+  }
+
+  /** What an agent session read, as the host reported it (session.report). */
+  reported(agentId: string, sessionId: string, reads: readonly SessionRead[], at: number): number {
+    const profile = this.profile(agentId, at);
+    // Sessions quiet for longer than the recent window no longer count (nor would they be reloaded).
+    for (const [id, f] of profile.flows) if (f.reportAt.last < at - this.recentWindowMs) profile.flows.delete(id);
+    let flow = profile.flows.get(sessionId);
+    if (!flow) {
+      profile.flows.set(sessionId, (flow = emptyFlow(at)));
+      if (profile.flows.size > MAX_FLOW_SESSIONS) {
+        // Drop the session that was quiet longest.
+        let oldest: string | undefined;
+        for (const [id, f] of profile.flows) if (oldest === undefined || f.reportAt.last < profile.flows.get(oldest)!.reportAt.last) oldest = id;
+        if (oldest !== undefined) profile.flows.delete(oldest);
+      }
+    }
+    let values = 0;
+    for (const read of reads) {
+      const trusted = read.trust === 'trusted';
+      // Names are matched only against destinations and recipients, so every read keeps them.
+      const digests = valueKeys(read.content, true).slice(0, MAX_VALUES_PER_READ).map(digestKey);
+      const what = clip(read.origin === undefined ? read.source : `${read.source} ${JSON.stringify(clip(read.origin, 120, '…'))}`, 200, '…');
+      addRead(flow, trusted, digests, at, what);
+      this.store.writeRead(agentId, sessionId, at, trusted, what, digests);
+      values += digests.length;
+    }
+    return values;
   }
 
   forget(agentId: string): void {

@@ -6,9 +6,10 @@
  */
 import type { ToolCall } from '../../../shared/protocol.js';
 import type { RiskAssessment, RiskFactor, RiskFactorName } from '../../../shared/risk.js';
-import type { RiskConfig } from './risk-config.js';
-import { clip, type CallFeatures } from './call-features.js';
-import { HOUR_MS, MINUTE_MS, destinationKey, median, p95, previousTool, type AgentProfile } from './agent-profile.js';
+import { SIDE_EFFECTS, recentWindowMs, type EffectClass, type RiskConfig } from './risk-config.js';
+import { clip, itemSeries, type CallFeatures } from './call-features.js';
+import { HOUR_MS, MINUTE_MS, RECIPIENT_KIND, destinationKey, median, p95, previousTool, type AgentProfile } from './agent-profile.js';
+import { destinationKeys, digestKey, valueKeys, within, type Seen, type SessionFlow } from './data-flow.js';
 
 export interface ScoredAgent {
   dataClasses: readonly string[];
@@ -79,6 +80,36 @@ function minuteBaseline(config: RiskConfig, profile: AgentProfile, now: number):
 function hourBaseline(config: RiskConfig, profile: AgentProfile, now: number): number {
   profile.cache.hourP95 = busiest(profile.cache.hourP95, profile.hours, HOUR_MS, config.lookbackMs, now);
   return profile.cache.hourP95.value;
+}
+
+const EFFECT_WORDS: Record<EffectClass, string> = {
+  moves_money: 'moves money', irreversible: 'cannot be undone', deletes: 'deletes', changes_access: 'changes credentials or access',
+  shares_externally: 'shares outside the organization', sends_to_recipients: 'sends to recipients', changes_system: 'changes a running system', reads_sensitive: 'reads sensitive data',
+  reads_untrusted: 'reads untrusted content', read_only: 'only reads',
+};
+/** Effects whose scale matters: many items at once is what makes them costly. */
+const BULK_EFFECTS: ReadonlySet<EffectClass> = new Set(['deletes', 'shares_externally', 'sends_to_recipients', 'irreversible', 'changes_access', 'moves_money']);
+
+/** Whether any of the digests was read before `now`, within the recent window. */
+function readBefore(map: Map<string, Seen>, digests: readonly string[], now: number, windowMs: number): boolean {
+  for (const d of digests) if (within(map.get(d), now, windowMs)) return true;
+  return false;
+}
+
+/** Why the call's session counts as having read untrusted content, if it does (host reports or the calls it made). */
+function sessionTaint(config: RiskConfig, profile: AgentProfile, f: CallFeatures, flow: SessionFlow | undefined, now: number): string | undefined {
+  const windowMs = recentWindowMs(config);
+  if (flow && within(flow.untrustedAt, now, windowMs)) {
+    const what = flow.sources.filter((s) => s.at <= now && s.at >= now - windowMs).slice(-2).map((s) => s.what);
+    return `the session read untrusted content (${what.join('; ')})`;
+  }
+  if (f.sessionId === undefined) return undefined;
+  for (const s of profile.recent) {
+    if (s.sessionId === f.sessionId && s.at <= now && config.tools[s.tool]?.effects.includes('reads_untrusted')) {
+      return `earlier in the session the agent called ${q(s.tool)}, which reads untrusted content`;
+    }
+  }
+  return undefined;
 }
 
 export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: ScoredAgent, call: ToolCall, f: CallFeatures, now: number): RiskAssessment {
@@ -337,6 +368,130 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
         });
       }
     }
+  }
+
+  // What the call does (effect classes) against what this agent has done.
+  // Reports count when made before the call and within the recent window (memory and the
+  // database, which reloads that window, agree).
+  const windowMs = recentWindowMs(config);
+  const flow = f.sessionId !== undefined ? profile.flows.get(f.sessionId) : undefined;
+  const reported = flow !== undefined && within(flow.reportAt, now, windowMs);
+  const taintedBy = f.sideEffect ? sessionTaint(config, profile, f, flow, now) : undefined;
+  if (learned && f.sideEffect) {
+    const unseen = f.effects.filter((e) => SIDE_EFFECTS.has(e) && !profile.effects.has(e));
+    if (unseen.length > 0) {
+      add('new_effect', {
+        strength: 1,
+        observed: { effects: unseen.join(','), tool: f.tool },
+        explanation: `this agent has never made an executed call that ${unseen.map((e) => EFFECT_WORDS[e]).join(' or ')} (${q(f.tool)})`,
+      });
+    }
+  }
+  if (learned && f.recipients.length > 0) {
+    const known = profile.known.get(RECIPIENT_KIND);
+    const fresh = f.recipients.filter((r) => r.external && !known?.has(r.key));
+    if (fresh.length > 0) {
+      add('new_recipient', {
+        strength: 1,
+        observed: { recipients: fresh.map((r) => r.key).join(','), count: fresh.length },
+        explanation: `${fresh.slice(0, 3).map((r) => q(r.key)).join(', ')}${fresh.length > 3 ? ` and ${fresh.length - 3} more` : ''} ${fresh.length === 1 ? 'is' : 'are'} outside the organization and never received anything from this agent`,
+      });
+    }
+  }
+  if (f.effects.includes('moves_money') && f.amount !== undefined && f.freeText.length > 0) {
+    const M = F.memo_exfiltration;
+    const text = f.freeText.reduce((a, b) => (b.length > a.length ? b : a));
+    const base = f.series !== undefined ? seriesMedian(config, profile, f.series, now) : undefined;
+    const tinyForAgent = base !== undefined && base.samples >= F.amount_vs_baseline.minSamples && f.amount < M.tinyFraction * base.median;
+    if ((f.amount <= M.tinyAmount || tinyForAgent) && text.trim().length >= M.minChars) {
+      const unit = f.currency ? ` ${f.currency}` : '';
+      add('memo_exfiltration', {
+        strength: 1,
+        observed: { amount: f.amount, chars: text.length },
+        explanation: `a transfer of only ${fmt(f.amount)}${unit} carries ${text.length} characters of free text (${q(text)}): a tiny payment's memo is a known way to leak data`,
+      });
+    }
+  }
+  if (f.effects.includes('changes_access')) {
+    let why = taintedBy;
+    if (why === undefined) {
+      const labels = F.untrusted_provenance.labels;
+      const worst = call.provenance.find((l) => (labels[l] ?? F.untrusted_provenance.unknownLabel) >= 0.5);
+      if (worst !== undefined) why = `the host says the input came from ${q(worst)}`;
+    }
+    if (why !== undefined) {
+      add('tainted_access_change', { strength: 1, observed: { tool: f.tool }, explanation: `a credential or access change (${q(f.tool)}) in a session where ${why}` });
+    }
+  }
+  if (f.items !== undefined && f.effects.some((e) => BULK_EFFECTS.has(e))) {
+    const B = F.bulk_action;
+    const list = profile.amounts.get(itemSeries(f.tool));
+    let usual = 0;
+    if (list) for (let i = 0; i < list.at.length; i++) if (list.at[i]! <= now && list.at[i]! >= now - config.lookbackMs) usual = Math.max(usual, list.amount[i]!);
+    const limit = Math.max(B.minItems, B.multiplier * usual);
+    if (f.items > limit) {
+      add('bulk_action', {
+        strength: f.items >= 2 * limit ? 1 : 0.5,
+        observed: { items: f.items, usualMax: usual, limit },
+        explanation: `${f.items} items in one ${q(f.tool)} call; this agent's largest in ${days(config.lookbackMs)} days was ${usual}`,
+      });
+    }
+  }
+  // Data flow: where the call's destinations, recipients and the addresses in its free text came from.
+  if (f.sideEffect) {
+    const D = F.data_flow;
+    // Destinations and recipients first (their match keys are computed only when reports exist).
+    const candidates: Array<{ shown: string; value: string; keys?: string[]; known: boolean; destination: boolean }> = [];
+    for (const d of f.destinations) candidates.push({ shown: `${d.kind.replace(/_/g, ' ')} ${q(d.value)}`, value: d.value, known: profile.known.get(d.kind)?.has(d.value) ?? false, destination: true });
+    const knownRecipients = profile.known.get(RECIPIENT_KIND);
+    for (const r of f.recipients) candidates.push({ shown: `recipient ${q(r.value)}`, value: r.value, known: knownRecipients?.has(r.key) ?? false, destination: true });
+    let strong: string[] = [];
+    let unaccounted: string[] = [];
+    if (reported) {
+      // In free text only the addresses and links count (what phishing and exfiltration use);
+      // numbers quoted from what was read are ordinary in a summary.
+      for (const text of f.freeText) {
+        for (const key of valueKeys(text, false)) {
+          if (key.startsWith('email:') || key.startsWith('host:')) candidates.push({ shown: q(key.slice(key.indexOf(':') + 1)), value: '', keys: [key], known: false, destination: false });
+        }
+      }
+      for (const c of candidates) {
+        if (c.known) continue;
+        const digests = (c.keys ?? destinationKeys(c.value)).map(digestKey);
+        const inUntrusted = readBefore(flow.untrusted, digests, now, windowMs);
+        const inTrusted = readBefore(flow.trusted, digests, now, windowMs);
+        if (inUntrusted && !inTrusted) strong.push(c.shown);
+        else if (!inUntrusted && !inTrusted && c.destination && taintedBy !== undefined) unaccounted.push(c.shown);
+      }
+    } else if (taintedBy !== undefined) {
+      unaccounted = candidates.filter((c) => !c.known).map((c) => c.shown);
+    }
+    strong = strong.slice(0, 4);
+    if (strong.length > 0) {
+      add('data_flow', {
+        strength: D.strong,
+        observed: { values: strong.join(', ').slice(0, 250), reported },
+        explanation: `${strong.join(', ')} appeared in untrusted content this session read and never in trusted input`,
+      });
+    } else if (unaccounted.length > 0) {
+      add('data_flow', {
+        strength: D.unaccounted,
+        observed: { values: unaccounted.slice(0, 4).join(', ').slice(0, 250), reported },
+        explanation: `${taintedBy}, and ${unaccounted.slice(0, 4).join(', ')} ${unaccounted.length === 1 ? 'is' : 'are'} new to this agent with no reported trusted origin`,
+      });
+    } else if (taintedBy !== undefined) {
+      add('data_flow', { strength: D.tainted, observed: { reported }, explanation: `${taintedBy}` });
+    }
+  }
+  // The provenance label and the data flow measure the same thing: with reports, the data flow
+  // (value by value) replaces the session-wide label; without, the larger of the two counts.
+  if (findings.has('untrusted_provenance') && (reported || findings.has('data_flow'))) {
+    const label = findings.get('untrusted_provenance')!;
+    const flowFinding = findings.get('data_flow');
+    const labelPoints = label.strength * F.untrusted_provenance.weight;
+    const flowPoints = flowFinding ? flowFinding.strength * F.data_flow.weight : 0;
+    if (reported || flowPoints >= labelPoints) findings.delete('untrusted_provenance');
+    else findings.delete('data_flow');
   }
 
   if (!learned) {

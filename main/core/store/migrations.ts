@@ -286,4 +286,17 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE agents ADD COLUMN review_reason TEXT;  -- why the agent is held for review
   UPDATE agents SET owner_entered = owner;
   `,
+  // 12: data-flow provenance (risk/data-flow.ts): what each agent session read, as value digests
+  // only (never the text), kept for the risk scorer's recent window.
+  `
+  CREATE TABLE risk_reads (
+    agent_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    trusted INTEGER NOT NULL CHECK (trusted IN (0, 1)),
+    what TEXT NOT NULL,             -- source and origin, for the factor's sentence
+    digests TEXT NOT NULL           -- space-separated value digests
+  ) STRICT;
+  CREATE INDEX risk_reads_by_agent ON risk_reads(agent_id, at);
+  `,
 ];
