@@ -275,8 +275,10 @@ export class McpProxy {
       return toolError('This exact call was already run once with its approval, and its result is no longer available. It was not run again.', { code: 'mcp_already_executed', requestId: previous.requestId });
     }
     if (previous?.state === 'executing') {
-      // The proxy stopped while the call was being forwarded: the approval counts as used.
-      this.holds.delete(key);
+      // The proxy stopped (or the host cancelled) while this approved call was being forwarded:
+      // it may have run. Deciding it afresh could run it a second time, so it is refused like a
+      // call already run until the record ages out of the state file (docs/mcp.md).
+      return toolError('This exact call was approved and was being run when the proxy stopped; it may have taken effect, so it was not run again. Check the tool\'s side; retrying after ten minutes asks for a new approval.', { code: 'mcp_already_executed', requestId: previous.requestId });
     }
 
     let decision: DecisionResult;

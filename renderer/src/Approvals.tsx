@@ -217,6 +217,14 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
     setCeremony({ requestId: request.requestId, verdict });
     try {
       const started = await bridge.startApprovalCeremony(request.requestId, me.id, verdict);
+      // The ceremony seals the group of identical calls: if more joined since this card was
+      // shown, the key would sign for calls the approver never saw. Stop before the tap; the
+      // refreshed card shows the sealed group, and deciding again signs exactly that.
+      const signedFor = 1 + (started.record.followers?.length ?? 0);
+      if (signedFor !== (request.count ?? 1)) {
+        setError({ code: 'request_changed', during: `${verdict} request ${request.requestId}`, message: `${signedFor} identical calls are now waiting in this group, not ${request.count ?? 1} as shown. Nothing was signed: review the card again, then decide.` });
+        return;
+      }
       setCeremony({ requestId: request.requestId, verdict, record: started.record });
       const response = await startAuthentication({ optionsJSON: started.options });
       const result = await bridge.submitApprovalCeremony(request.requestId, me.id, response, reason);

@@ -223,3 +223,22 @@ describe('a running server that cannot open the rotated key', () => {
     }
   }, 120_000);
 });
+
+describe('a pinned key row edited in the database', () => {
+  it('refuses to start when a pinned kid carries another public key (no swapped key can vouch for checkpoints or tokens)', async () => {
+    const dataDir = tempDir();
+    dirs.push(dataDir);
+    writeConfig(dataDir, undefined);
+    const first = await startCountersign({ dataDir, log: () => undefined });
+    const kid = first.signer.keyId;
+    await first.close();
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const other = pair.publicKey.export({ format: 'jwk' });
+    const swapped = { kty: 'EC', crv: 'P-256', x: other.x, y: other.y, kid, alg: 'ES256', use: 'sig' };
+    expect(jwkThumbprint(swapped as PublicJwk)).not.toBe(kid);
+    const db = new Database(join(dataDir, 'countersign.db'));
+    expect(db.prepare('UPDATE signing_keys SET public_jwk = ? WHERE kid = ?').run(JSON.stringify(swapped), kid).changes).toBe(1);
+    db.close();
+    await expect(startCountersign({ dataDir, log: () => undefined })).rejects.toMatchObject({ code: 'hsm_key_mismatch', message: expect.stringContaining('does not match its stored public key') as unknown });
+  }, 60_000);
+});

@@ -138,3 +138,35 @@ describe('an agent whose enrollment expires while its call waits', () => {
     expect(t.app.db.prepare('SELECT COUNT(*) AS n FROM tokens WHERE request_id = ?').get(pending.requestId)).toEqual({ n: 0 });
   });
 });
+
+describe('a revocation that lands while a call is being decided', () => {
+  for (const amount of ['250.00', '48000.00']) {
+    it(`stores nothing and issues no token for the call in flight (${amount === '250.00' ? 'an automatic allow' : 'a held call'})`, async () => {
+      let revokeNow: (() => void) | undefined;
+      // The decision path's stage hook runs after policy and before signing and the commit.
+      const race = await startHarness({ config: { risk: { enabled: false } }, start: { onTiming: (stage) => {
+        if (stage === 'policy' && revokeNow !== undefined) {
+          const revoke = revokeNow;
+          revokeNow = undefined;
+          revoke();
+        }
+      } } });
+      try {
+        const key = await race.enroll('racing-bot');
+        const c = await RawClient.connect(race.app.url);
+        expect((await c.authenticate('racing-bot', key)).result).toMatchObject({ agentId: 'racing-bot' });
+        revokeNow = () => race.app.registry.revoke('racing-bot', 'compromised');
+        const answer = await c.call('call.submit', { envelope: await signedEnvelope(key, 'racing-bot', transferCall(amount)) });
+        expect(revokeNow).toBeUndefined();
+        expect(answer.result).toBeUndefined();
+        expect(errorCode(answer)).toBe('agent_revoked');
+        const n = (sql: string) => (race.app.db.prepare(sql).get() as { n: number }).n;
+        expect(n("SELECT COUNT(*) AS n FROM requests WHERE agent_id = 'racing-bot'")).toBe(0);
+        expect(n('SELECT COUNT(*) AS n FROM tokens')).toBe(0);
+        expect((await c.waitClosed()).code).toBe(4004);
+      } finally {
+        await race.close();
+      }
+    });
+  }
+});

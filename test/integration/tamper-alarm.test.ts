@@ -236,6 +236,23 @@ describe('the tamper alarm', () => {
     expect(auditKinds(app, 'decision.pending').map((r) => r.requestId)).toEqual([result.requestId]);
   });
 
+  it('an alarm cannot be closed by editing the database while the server runs: high-impact calls stay held', async () => {
+    h = await startHarness({ config: { risk: { enabled: false } } });
+    const app = h.app;
+    const finance = h.client('finance-bot', await h.enroll('finance-bot'));
+    const raised = app.tamperAlarm.raise('verification', [{ kind: 'record', seq: 1, reason: 'raised by the test' }])!;
+    // Someone with write access to the database marks it acknowledged, then deletes it.
+    const other = new Database(join(h.dataDir, 'countersign.db'));
+    other.prepare('UPDATE audit_alarms SET acknowledged_at = 1, acknowledged_by = ? WHERE id = ?').run('nobody', raised.id);
+    expect(app.tamperAlarm.current()?.id).toBe(raised.id);
+    other.prepare('DELETE FROM audit_alarms').run();
+    other.close();
+    expect(app.tamperAlarm.current()?.id).toBe(raised.id);
+    const held = await finance.submit(transferCall('250.00'));
+    expect(held.decision).toBe('pending');
+    expect(held.token).toBeUndefined();
+  });
+
   it('the scheduled pass finds a rewrite without anyone asking', async () => {
     h = await startHarness({ config: { audit: { verifyEveryMs: 1_000 } } });
     const app = h.app;

@@ -74,6 +74,14 @@ export class TamperAlarm {
   private readonly allFindings;
   private readonly insert;
   private readonly ack;
+  /**
+   * Alarms this process has seen open, and those it acknowledged (by an admin's tap, in the
+   * admin action's transaction). An alarm seen open stays open for this process until it is
+   * acknowledged here: a database edit alone (the acknowledgement column set, the row deleted)
+   * cannot release high-impact calls while the server runs.
+   */
+  private readonly seenOpen = new Map<number, TamperAlarmView>();
+  private readonly acknowledgedHere = new Set<number>();
 
   constructor(
     private readonly db: Db,
@@ -89,12 +97,18 @@ export class TamperAlarm {
 
   /**
    * The oldest open alarm, or undefined. Read from the database each time (a few microseconds
-   * on an indexed, nearly empty table), so an acknowledgement committed by any writer counts at
-   * once and nothing in memory can disagree with what is stored.
+   * on an indexed, nearly empty table); an alarm this process saw open stays open until this
+   * process acknowledged it (see seenOpen).
    */
   current(): TamperAlarmView | undefined {
     const row = this.openStmt.get();
-    return row === undefined ? undefined : toView(row);
+    if (row !== undefined) {
+      const view = toView(row);
+      this.seenOpen.set(view.id, view);
+      return view;
+    }
+    for (const [id, view] of this.seenOpen) if (!this.acknowledgedHere.has(id)) return view;
+    return undefined;
   }
 
   /** Every open alarm, oldest first. */
@@ -136,7 +150,9 @@ export class TamperAlarm {
       const id = Number(this.insert.run(at, source, firstBadSeq, JSON.stringify(kept)).lastInsertRowid);
       const event: JsonObject = { alarmId: id, source, firstBadSeq, findings: kept.map((f) => ({ ...f })), findingsTotal: fresh.length };
       this.audit.append('audit.tamper_alarm', at, event);
-      return { id, raisedAt: at, source, firstBadSeq, findings: kept };
+      const view: TamperAlarmView = { id, raisedAt: at, source, firstBadSeq, findings: kept };
+      this.seenOpen.set(id, view);
+      return view;
     }).immediate();
   }
 
@@ -147,6 +163,7 @@ export class TamperAlarm {
    */
   acknowledge(alarmId: number, adminId: string, at: number): TamperAlarmView {
     if (this.ack.run(at, adminId, alarmId).changes !== 1) throw new CountersignError('tamper_alarm_unknown', `no open tamper alarm has the id ${quote(String(alarmId))}`);
+    this.acknowledgedHere.add(alarmId);
     return toView(this.byId.get(alarmId)!);
   }
 

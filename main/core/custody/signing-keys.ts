@@ -6,7 +6,7 @@
  */
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { PublicJwk, SigningAlgorithm } from './signer.js';
+import { jwkThumbprint, type PublicJwk, type SigningAlgorithm } from './signer.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
@@ -36,9 +36,15 @@ interface Row {
 }
 
 function toRecord(row: Row): SigningKeyRecord {
+  const publicJwk = parseStrictJson(row.public_jwk) as unknown as PublicJwk;
+  // The kid is the key's RFC 7638 thumbprint: a row whose public key was swapped under a pinned
+  // kid (a database edit) must never vouch for another key, in the JWKS or the key history.
+  if (jwkThumbprint(publicJwk) !== row.kid) {
+    throw new CountersignError('hsm_key_mismatch', `the pinned signing key ${quote(row.kid)} does not match its stored public key; the database was edited`);
+  }
   const record: SigningKeyRecord = {
     kid: row.kid, domain: row.domain, custody: row.custody, algorithm: row.alg,
-    publicJwk: parseStrictJson(row.public_jwk) as unknown as PublicJwk, status: row.status, createdAt: row.created_at,
+    publicJwk, status: row.status, createdAt: row.created_at,
   };
   if (row.token_label !== null) record.tokenLabel = row.token_label;
   if (row.key_label !== null) record.keyLabel = row.key_label;

@@ -111,6 +111,7 @@ export class DecisionService {
   private readonly insertRequest;
   private readonly insertToken;
   private readonly countPending;
+  private readonly agentStanding;
   private readonly getRequestStmt;
   private readonly pruneNonces;
   private readonly openGroup;
@@ -132,14 +133,16 @@ export class DecisionService {
       `SELECT id, expires_at FROM requests
        WHERE agent_id = ? AND call_sha256 = ? AND call_json = ? AND policy_hash = ? AND obligation = ? AND determining_policies = ? AND conflicted_approvers = ?
          AND state = 'pending' AND group_id IS NULL AND sealed_at IS NULL AND expires_at > ?
+         AND (SELECT COUNT(*) FROM requests f WHERE f.group_id = requests.id) < ${MAX_GROUP_FOLLOWERS}
        ORDER BY created_at, id LIMIT 1`,
     );
     this.groupFollowers = this.db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
     this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
     this.countPending = this.db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
+    this.agentStanding = this.db.prepare<[string], { status: string; expires_at: number | null; owner_state: string }>('SELECT status, expires_at, owner_state FROM agents WHERE id = ?');
     this.getRequestStmt = this.db.prepare<[string], RequestRow>(
       `SELECT r.*, t.token AS token, t.expires_at AS token_expires_at,
-         (SELECT COUNT(*) FROM approvals a WHERE a.request_id = r.id AND a.verdict = 'approve') AS approvals_received
+         (SELECT COUNT(*) FROM approvals a WHERE a.request_id = COALESCE(r.group_id, r.id) AND a.verdict = 'approve') AS approvals_received
        FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?`,
     );
     this.pruneNonces = this.db.prepare('DELETE FROM seen_nonces WHERE expires_at < ?');
@@ -247,6 +250,13 @@ export class DecisionService {
     // Runs in its own savepoint inside a group commit (store/group-commit.ts); the cap is
     // checked again here because other decisions may have committed since the check above.
     const commit = () => {
+      // The agent is checked again inside the transaction: a revocation (or expiry, or a hold for
+      // review) committed while this call was being scored, evaluated or signed must end it here,
+      // or a revoked agent's call would be stored, queued for approvers, or even given a token.
+      const standing = this.agentStanding.get(agent.id);
+      if (standing === undefined || standing.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agent.id)} was revoked while its call was being decided`);
+      if (standing.expires_at !== null && standing.expires_at <= now) throw new CountersignError('agent_expired', `agent ${quote(agent.id)}'s enrollment has expired`);
+      if (standing.owner_state === 'held_for_review') throw new CountersignError('agent_held_for_review', `agent ${quote(agent.id)} is held for review`);
       checkPendingCap();
       // A tamper alarm raised while this automatic allow was being signed: it must not go out.
       // Read inside the commit's transaction, so an alarm committed before it is always seen.

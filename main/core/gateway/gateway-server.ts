@@ -167,8 +167,9 @@ export class Gateway {
             this.deps.registry.assertUsable(this.deps.registry.lookup(agentId, kid), now);
             verdict = null;
           } catch (error) {
-            if (!isCountersignError(error) || !SESSION_ENDING_CODES.has(error.code)) throw error;
-            verdict = error;
+            // Anything else ends nothing here (the agent's next call is checked again), and one
+            // agent's odd state must never stop the sweep for every other agent.
+            verdict = isCountersignError(error) && SESSION_ENDING_CODES.has(error.code) ? error : null;
           }
           verdicts.set(kid, verdict);
         }
@@ -465,7 +466,7 @@ export function peekRequestId(data: RawData): number | null {
 }
 
 /** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
-const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set(['agent_revoked', 'agent_expired', 'key_revoked', 'agent_unknown', 'key_unknown']);
+const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set(['agent_revoked', 'agent_held_for_review', 'agent_expired', 'key_revoked', 'agent_unknown', 'key_unknown']);
 
 type ParsedFrame = { ok: true; request: ClientRequest } | { ok: false; id: string | number | null; error: CountersignError };
 
