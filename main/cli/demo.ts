@@ -27,6 +27,7 @@ import { readAgentKeyFile, writeAgentKeyFile } from './agent-key-file.js';
 import { jwksFor } from '../core/tokens/jwks.js';
 import { parseStoredRisk, type RiskAssessment } from '../../shared/risk.js';
 import type { DecisionResult } from '../../shared/protocol.js';
+import { prng } from '../../shared/prng.js';
 
 interface DemoAgent {
   id: string;
@@ -68,18 +69,6 @@ export const DEMO_PAYMENT_PACE_MS = 4 * 60_000;
 /** When the staged retry loop starts, and how many times the payment is sent. */
 export const DEMO_LOOP_AT_MS = 9 * 60_000;
 export const DEMO_LOOP_CALLS = 5;
-
-/** mulberry32: a small seeded PRNG, so a seed gives the same tour (tests) and a new seed a new one. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The known-payee list of the demo policy pack (examples/demo/entities.json). */
 const KNOWN_PAYEES = ['Acme Ltd', 'Globex Corporation', 'Hooli Cloud', 'Initech LLC', 'Stark Industrial', 'Umbrella Supplies', 'Vandelay Industries', 'Wayne Logistics'];
