@@ -255,16 +255,7 @@ export class AuditLog {
   verify(): AuditVerification {
     const acc = new MerkleAccumulator(merkleHasher);
     // Each checkpoint's root as its signed note states it (the column beside it is only a copy).
-    const checkpoints = this.db.prepare<[], { tree_size: number; root_hash: Buffer; note: string }>('SELECT tree_size, root_hash, note FROM audit_checkpoints ORDER BY tree_size').all().map((row) => {
-      let noted: Buffer | undefined;
-      try {
-        const parsed = parseCheckpointText(parseSignedNote(row.note).text);
-        if (parsed.size === row.tree_size) noted = Buffer.from(parsed.rootHash, 'base64');
-      } catch {
-        noted = undefined;
-      }
-      return { tree_size: row.tree_size, root_hash: noted !== undefined && noted.equals(row.root_hash) ? noted : undefined };
-    });
+    const checkpoints = storedCheckpointRoots(this.db, Number.MAX_SAFE_INTEGER).map((c) => ({ tree_size: c.size, root_hash: c.root }));
     let next = 0;
     let expectedSeq = 1;
     const hashed = this.hashedSize();
@@ -320,4 +311,22 @@ export class AuditLog {
   entriesFor(requestId: string): AuditEntry[] {
     return this.db.prepare<[string], AuditEntry>('SELECT seq, at, kind, record FROM audit_log WHERE request_id = ? ORDER BY seq').all(requestId);
   }
+}
+
+/**
+ * Each stored checkpoint up to `maxSize` with its root as its signed note states it, or undefined
+ * when the note is unreadable, names another size, or disagrees with the column beside it (which
+ * is only a copy). Shared by `AuditLog.verify` and the background verifier.
+ */
+export function storedCheckpointRoots(db: Db, maxSize: number): Array<{ size: number; root: Buffer | undefined }> {
+  return db.prepare<[number], { tree_size: number; root_hash: Buffer; note: string }>('SELECT tree_size, root_hash, note FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size').all(maxSize).map((row) => {
+    let noted: Buffer | undefined;
+    try {
+      const parsed = parseCheckpointText(parseSignedNote(row.note).text);
+      if (parsed.size === row.tree_size) noted = Buffer.from(parsed.rootHash, 'base64');
+    } catch {
+      noted = undefined;
+    }
+    return { size: row.tree_size, root: noted !== undefined && noted.equals(row.root_hash) ? noted : undefined };
+  });
 }

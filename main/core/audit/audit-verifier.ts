@@ -9,10 +9,9 @@
  * The checkpointer covers the other half: each new checkpoint re-hashes the records it adds.
  */
 import type { Db } from '../store/database.js';
-import { merkleHasher, type AuditLog } from './audit-log.js';
+import { merkleHasher, storedCheckpointRoots, type AuditLog } from './audit-log.js';
 import type { TamperAlarm, TamperAlarmView, TamperFinding } from './tamper-alarm.js';
 import { MerkleAccumulator } from '../../../shared/merkle.js';
-import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
 
 export interface VerificationReport {
   startedAt: number;
@@ -149,16 +148,7 @@ export class AuditVerifier {
     const add = (f: TamperFinding) => {
       if (findings.length < MAX_FINDINGS_PER_PASS) findings.push(f);
     };
-    const checkpoints = db.prepare<[number], { tree_size: number; root_hash: Buffer; note: string }>('SELECT tree_size, root_hash, note FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size').all(size).map((row) => {
-      let noted: Buffer | undefined;
-      try {
-        const parsed = parseCheckpointText(parseSignedNote(row.note).text);
-        if (parsed.size === row.tree_size) noted = Buffer.from(parsed.rootHash, 'base64');
-      } catch {
-        noted = undefined;
-      }
-      return { size: row.tree_size, root: noted !== undefined && noted.equals(row.root_hash) ? noted : undefined };
-    });
+    const checkpoints = storedCheckpointRoots(db, size);
 
     // Leaves: each record against its stored leaf hash. The tree is accumulated from the stored
     // leaf hash where there is one, so one rewritten record is one finding, not a mismatch at
