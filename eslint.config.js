@@ -12,7 +12,7 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         projectService: {
-          allowDefaultProject: ['eslint.config.js', 'bin/*.mjs', 'main/core/policy/*.mjs', 'bench/*.mjs'],
+          allowDefaultProject: ['eslint.config.js', '.dependency-cruiser.cjs', 'bin/*.mjs', 'main/core/policy/*.mjs', 'bench/*.mjs'],
         },
         tsconfigRootDir: import.meta.dirname,
       },

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { REPO_ROOT, startCountersign, type RunningCountersign } from '../main/core/app.js';
-import { VirtualAuthenticator } from '../main/core/approvals/virtual-authenticator.js';
+import { VirtualAuthenticator } from '../main/core/testing/virtual-authenticator.js';
 import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';

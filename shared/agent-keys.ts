@@ -5,6 +5,7 @@
 import { CountersignError } from './errors.js';
 import { base64url, fromBase64url, utf8, sha256 } from './encoding.js';
 import { canonicalize } from './canonical-json.js';
+import { webCryptoBytes, type WebCryptoKey } from './webcrypto.js';
 
 export type AgentKeyAlgorithm = 'EdDSA' | 'ES256';
 
@@ -28,7 +29,10 @@ export interface AgentKey {
   sign(bytes: Uint8Array): Promise<Uint8Array>;
 }
 
-function webCryptoParams(alg: AgentKeyAlgorithm): { gen: EcKeyGenParams | Algorithm; sign: EcdsaParams | Algorithm } {
+/** The JWK members WebCrypto imports an agent key from (`d` only for the private key). */
+interface KeyMaterial { kty: string; crv: string; x: string; y?: string; d?: string }
+
+function webCryptoParams(alg: AgentKeyAlgorithm): { gen: { name: 'Ed25519' } | { name: 'ECDSA'; namedCurve: 'P-256' }; sign: { name: 'Ed25519' } | { name: 'ECDSA'; hash: 'SHA-256' } } {
   return alg === 'EdDSA'
     ? { gen: { name: 'Ed25519' }, sign: { name: 'Ed25519' } }
     : { gen: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } };
@@ -48,7 +52,7 @@ export function publicPart(jwk: AgentPrivateJwk | AgentPublicJwk): AgentPublicJw
 
 /** Generate a new agent key. The private JWK is returned so a CLI can store it (0600). */
 export async function generateAgentKey(alg: AgentKeyAlgorithm = 'EdDSA'): Promise<AgentPrivateJwk> {
-  const pair = (await globalThis.crypto.subtle.generateKey(webCryptoParams(alg).gen, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const pair = (await globalThis.crypto.subtle.generateKey(webCryptoParams(alg).gen, true, ['sign', 'verify'])) as { privateKey: WebCryptoKey };
   const jwk = await globalThis.crypto.subtle.exportKey('jwk', pair.privateKey);
   if (typeof jwk.x !== 'string' || typeof jwk.d !== 'string') throw new CountersignError('internal_error', 'key generation returned an incomplete key');
   const base = alg === 'EdDSA'
@@ -61,7 +65,7 @@ export async function generateAgentKey(alg: AgentKeyAlgorithm = 'EdDSA'): Promis
 /** Load a private JWK into a signing key (the CryptoKey is non-extractable once imported). */
 export async function importAgentKey(jwk: AgentPrivateJwk): Promise<AgentKey> {
   const params = webCryptoParams(jwk.alg);
-  const material: JsonWebKey = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, d: jwk.d };
+  const material: KeyMaterial = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, d: jwk.d };
   if (jwk.y !== undefined) material.y = jwk.y;
   const key = await globalThis.crypto.subtle.importKey('jwk', material, params.gen, false, ['sign']);
   const expectedKid = await agentKeyThumbprint(jwk);
@@ -72,7 +76,7 @@ export async function importAgentKey(jwk: AgentPrivateJwk): Promise<AgentKey> {
     alg: jwk.alg,
     publicJwk,
     async sign(bytes: Uint8Array): Promise<Uint8Array> {
-      return new Uint8Array(await globalThis.crypto.subtle.sign(params.sign, key, bytes as BufferSource));
+      return new Uint8Array(await globalThis.crypto.subtle.sign(params.sign, key, webCryptoBytes(bytes)));
     },
   };
 }
@@ -80,11 +84,11 @@ export async function importAgentKey(jwk: AgentPrivateJwk): Promise<AgentKey> {
 /** Verify with WebCrypto (used by the SDK and tests; the gateway uses cached node:crypto keys). */
 export async function verifyAgentSignature(jwk: AgentPublicJwk, bytes: Uint8Array, signature: Uint8Array): Promise<boolean> {
   const params = webCryptoParams(jwk.alg);
-  const material: JsonWebKey = { kty: jwk.kty, crv: jwk.crv, x: jwk.x };
+  const material: KeyMaterial = { kty: jwk.kty, crv: jwk.crv, x: jwk.x };
   if (jwk.y !== undefined) material.y = jwk.y;
   try {
     const key = await globalThis.crypto.subtle.importKey('jwk', material, params.gen, false, ['verify']);
-    return await globalThis.crypto.subtle.verify(params.sign, key, signature as BufferSource, bytes as BufferSource);
+    return await globalThis.crypto.subtle.verify(params.sign, key, webCryptoBytes(signature), webCryptoBytes(bytes));
   } catch {
     return false;
   }

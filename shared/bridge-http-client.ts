@@ -15,7 +15,8 @@ import {
   registrationOptionsSchema, sessionSecretSchema, type CountersignBridge,
 } from './bridge.js';
 
-export type FetchFn = (input: string, init: RequestInit) => Promise<Response>;
+// `cache` is a browser fetch option: Node's RequestInit type lacks it (its fetch accepts it).
+export type FetchFn = (input: string, init: RequestInit & { cache?: 'no-store' }) => Promise<Response>;
 
 export interface HttpBridgeOptions {
   /** Origin of the Countersign server, e.g. `http://localhost:7345` (a path is ignored). */

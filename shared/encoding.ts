@@ -1,4 +1,5 @@
 /** Byte/text helpers that work the same in Node, browsers and tool servers (no Buffer). */
+import { webCryptoBytes } from './webcrypto.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -87,5 +88,5 @@ export function randomBytes(length: number): Uint8Array {
 }
 
 export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as BufferSource));
+  return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', webCryptoBytes(bytes)));
 }

@@ -49,6 +49,7 @@ import { parseStrictJson } from './canonical-json.js';
 import type { JsonValue } from './canonical-json.js';
 import { bytesEqual, concatBytes, fromBase64url, fromUtf8, sha256, utf8 } from './encoding.js';
 import { CountersignError, quote } from './errors.js';
+import { webCryptoBytes, type WebCryptoKey } from './webcrypto.js';
 
 /** At most this many assertions in one token (the token claims schema has the same cap). */
 export const MAX_APPROVALS = 64;
@@ -296,14 +297,14 @@ function parseClientData(bytes: Uint8Array): Record<string, JsonValue> {
 }
 
 async function verifySignature(jwk: CredentialJwk, raw: Uint8Array, data: Uint8Array): Promise<boolean> {
-  let key: CryptoKey;
+  let key: WebCryptoKey;
   try {
     key = await globalThis.crypto.subtle.importKey('jwk', { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, ext: true }, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
   } catch (cause) {
     // The directory, not the approval, is broken: the verifier is misconfigured.
     throw new CountersignError('config_invalid', 'a credential key in the approver directory is not a valid P-256 public key', { cause });
   }
-  return globalThis.crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, raw as BufferSource, data as BufferSource);
+  return globalThis.crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, webCryptoBytes(raw), webCryptoBytes(data));
 }
 
 async function verifyOne(raw: unknown, ctx: Context): Promise<VerifiedApprover> {

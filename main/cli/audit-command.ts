@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { openDataDir } from '../core/app.js';
 import { assertDataDirFree } from '../core/store/data-dir-lock.js';
 import { loadConfig } from '../core/config.js';
-import { historicKey } from '../core/audit/key-history.js';
+import { historicKey } from '../core/keys/signing-keys.js';
 import { auditOrigin, checkExternalCheckpoint, checkpointFiles, latestCheckpoint, writeFileAtomic } from '../core/audit/checkpoints.js';
 import { exportAudit, verifyExport, type ExportSelection } from '../core/audit/audit-export.js';
 import { consistencyView, inclusionView } from '../core/audit/audit-proofs.js';

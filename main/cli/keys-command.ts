@@ -8,8 +8,8 @@
 import { createPublicKey } from 'node:crypto';
 import { loadConfig, type CountersignConfig } from '../core/config.js';
 import { openDataDir } from '../core/app.js';
-import { defaultOpenToken, newPkcs11KeyName, pkcs11RefOf } from '../core/custody/custody.js';
-import { minimumOverlapMs, type SigningKeyRegistry } from '../core/custody/signing-keys.js';
+import { defaultOpenToken, newPkcs11KeyName, pkcs11RefOf } from '../core/keys/open-custody.js';
+import { minimumOverlapMs, type SigningKeyRegistry } from '../core/keys/signing-keys.js';
 import { verifyWithJwk } from '../core/custody/signer.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
 import type { TokenDomain } from '../../shared/approval-token.js';

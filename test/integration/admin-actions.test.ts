@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../helpers/harness.js';
-import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 
 let h: Harness;
 let rootKey: VirtualAuthenticator;

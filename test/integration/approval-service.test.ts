@@ -8,17 +8,16 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
 import { ApproverDirectory } from '../../main/core/approvals/approver-directory.js';
-import { VirtualAuthenticator, type VirtualAuthenticatorTestHooks } from '../../main/core/approvals/virtual-authenticator.js';
+import { VirtualAuthenticator, type VirtualAuthenticatorTestHooks } from '../../main/core/testing/virtual-authenticator.js';
 import {
   ApprovalService,
   type ApprovalOutcome,
   type ApprovalPolicyHook,
   type ApprovalVerdict,
-  type ApprovedMinter,
   type CeremonyStart,
 } from '../../main/core/approvals/approval-service.js';
 import type { RunningCountersign } from '../../main/core/app.js';
-import { tokenMinter } from '../../main/core/tokens/token-minter.js';
+import { tokenMinter, type ApprovedMinter } from '../../main/core/tokens/token-minter.js';
 import { policyReevaluation } from '../../main/core/approvals/policy-reevaluation.js';
 import { approvalAssertionSchema, approvalChallenge } from '../../shared/approvals.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';

@@ -13,7 +13,7 @@ import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { parseStoredRisk, type RiskAssessment } from '../../shared/risk.js';
-import type { RiskScorer } from '../../main/core/decision/risk.js';
+import type { RiskScorer } from '../../main/core/risk/risk-ports.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {

@@ -12,7 +12,7 @@ import type { Browser } from 'playwright-core';
 import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { launchChromium } from '../helpers/chromium.js';
-import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 
 const UI_TIMEOUT = 15_000;
 

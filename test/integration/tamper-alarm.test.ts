@@ -17,7 +17,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/e
 import { AuditVerifier } from '../../main/core/audit/audit-verifier.js';
 import { spawnSync } from 'node:child_process';
 import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
-import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { tamperHoldReason } from '../../main/core/decision/decision-service.js';
 import { loadPolicyDirectory } from '../../main/core/policy/policy-set.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDataDir } from '../../main/core/app.js';
 import { ApproverDirectory, type ApproverDirectoryOptions } from '../../main/core/approvals/approver-directory.js';
-import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { approverDirectorySchema } from '../../shared/approvals.js';
 import { isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import type { Db } from '../../main/core/store/database.js';

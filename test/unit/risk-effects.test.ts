@@ -12,7 +12,7 @@ import { RiskEngine } from '../../main/core/risk/risk-engine.js';
 import { parseRiskConfig, type RiskConfig } from '../../main/core/risk/risk-config.js';
 import { destinationKeys, recipientOf, valueKeys } from '../../main/core/risk/data-flow.js';
 import { callDigest } from '../../main/core/tokens/call-digest.js';
-import { safeScore, type RiskInput } from '../../main/core/decision/risk.js';
+import { safeScore, type RiskInput } from '../../main/core/risk/risk-ports.js';
 import type { SessionRead, ToolCall } from '../../shared/protocol.js';
 import type { RiskAssessment } from '../../shared/risk.js';
 import type { JsonObject } from '../../shared/canonical-json.js';

@@ -11,7 +11,7 @@ import { openStore, type Db } from '../../main/core/store/database.js';
 import { RiskEngine } from '../../main/core/risk/risk-engine.js';
 import { DEFAULT_RISK_CONFIG, parseRiskConfig, type RiskConfig } from '../../main/core/risk/risk-config.js';
 import { callDigest } from '../../main/core/tokens/call-digest.js';
-import { safeScore, type RiskInput, type RiskScorer } from '../../main/core/decision/risk.js';
+import { safeScore, type RiskInput, type RiskScorer } from '../../main/core/risk/risk-ports.js';
 import type { ToolCall } from '../../shared/protocol.js';
 import type { RiskAssessment } from '../../shared/risk.js';
 import { tempDir } from '../helpers/harness.js';
@@ -399,7 +399,7 @@ describe('risk settings', () => {
 describe('the hand-written assessment check agrees with the schema', () => {
   it('on valid assessments and on every kind of malformed one', async () => {
     const { riskAssessmentProblem, riskAssessmentSchema, faultAssessment, RISK_FACTOR_NAMES } = await import('../../shared/risk.js');
-    const { UnscoredRisk } = await import('../../main/core/decision/risk.js');
+    const { UnscoredRisk } = await import('../../main/core/risk/risk-ports.js');
     const { engine } = withHistory();
     const real = score(engine, transfer(5000, 'Evil Ltd', { provenance: ['email:external'], model: 'other' }), T0 + 27 * DAY + 3 * HOUR);
     const f = real.factors[0]!;

@@ -14,8 +14,8 @@ import {
   VIRTUAL_AUTHENTICATOR_AAGUID,
   VirtualAuthenticator,
   isVirtualAuthenticatorAaguid,
-} from '../../main/core/approvals/virtual-authenticator.js';
-import type { VirtualAuthenticatorTestHooks } from '../../main/core/approvals/virtual-authenticator.js';
+} from '../../main/core/testing/virtual-authenticator.js';
+import type { VirtualAuthenticatorTestHooks } from '../../main/core/testing/virtual-authenticator.js';
 
 const RP_ID = 'localhost';
 const ORIGIN = 'http://localhost:7345';

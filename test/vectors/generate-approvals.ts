@@ -13,8 +13,8 @@
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as nodeSign } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { VirtualAuthenticator } from '../../main/core/approvals/virtual-authenticator.js';
-import type { VirtualAuthenticatorTestHooks } from '../../main/core/approvals/virtual-authenticator.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import type { VirtualAuthenticatorTestHooks } from '../../main/core/testing/virtual-authenticator.js';
 import { computeCallDigest } from '../../shared/approval-token.js';
 import { APPROVAL_CHALLENGE_TYP, approvalChallenge } from '../../shared/approvals.js';
 import type { ApprovalAssertion, ApprovalChallengeRecord, ApproverDirectory } from '../../shared/approvals.js';

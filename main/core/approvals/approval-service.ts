@@ -45,11 +45,11 @@ import {
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
-import type { RiskLearner } from '../decision/risk.js';
+import type { RiskLearner } from '../risk/risk-ports.js';
 import { learnSafely } from '../risk/learn-safely.js';
 import type { AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
-import type { MintInput } from '../decision/decision-service.js';
+import type { ApprovedMinter } from '../tokens/token-minter.js';
 import { clientDataChallenge } from './client-data.js';
 import {
   APPROVAL_CHALLENGE_TYP,
@@ -64,18 +64,6 @@ import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/
 import { toolCallSchema, type ApprovalRequirement, type DecisionResult, type RequestState, type ToolCall } from '../../../shared/protocol.js';
 
 export type ApprovalVerdict = 'approve' | 'deny';
-
-/** MintInput for a human-approved decision: the approvers' assertions travel in the token. */
-export interface ApprovedMintInput extends Omit<MintInput, 'mode'> {
-  mode: 'approved';
-  /** Every counted approver's assertion, in approval order. */
-  approvals: ApprovalAssertion[];
-}
-
-/** Issues co-signed approval tokens (tokens/token-minter.ts: the same minter automatic decisions use). */
-export interface ApprovedMinter {
-  mint(input: ApprovedMintInput): Promise<{ token: string; jti: string; kid: string; expiresAt: number }>;
-}
 
 /** What the policy hook is given: the call exactly as stored when it was submitted. */
 export interface ReevaluationInput {

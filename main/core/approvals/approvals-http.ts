@@ -29,7 +29,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import type { ApproverDirectory } from './approver-directory.js';
-import type { VirtualApprovers } from './virtual-approvers.js';
 import type { AdminActions } from './admin-actions.js';
 import type { AuditProofs } from '../audit/audit-proofs.js';
 import type { Db } from '../store/database.js';
@@ -46,6 +45,16 @@ export interface ApprovalApi {
   submitCeremony(input: { requestId: string; approverId: string; response: AuthenticationResponseJSON; reason?: string }): Promise<unknown>;
 }
 
+/**
+ * The automation routes' operations: the test key domain's virtual approvers
+ * (main/core/testing/virtual-approvers.ts) implement it; declared here so this room never
+ * imports the testing wing (docs/adr/0005-layering.md).
+ */
+export interface AutomationApi {
+  create(input: { id: string; displayName: string; groups: string[] }): Promise<unknown>;
+  decide(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny'; reason?: string }): Promise<unknown>;
+}
+
 export interface ApprovalsHttpOptions {
   sessionSecret: string;
   service: ApprovalApi;
@@ -54,7 +63,7 @@ export interface ApprovalsHttpOptions {
   /** The app's own origins (requests carrying another Origin are refused). */
   origins: () => readonly string[];
   /** Present only in the headless test domain. */
-  automation?: VirtualApprovers;
+  automation?: AutomationApi;
   /** Admin actions confirmed by an admin's key tap. */
   admin?: AdminActions;
   /** Audit proofs and checkpoints (the /api/audit/ routes). */

@@ -19,7 +19,7 @@ import {
 import { decodeCredentialPublicKey, cose } from '@simplewebauthn/server/helpers';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { isVirtualAuthenticatorAaguid } from './virtual-authenticator.js';
+import { isVirtualAuthenticatorAaguid } from './virtual-authenticator-aaguid.js';
 import { clientDataChallenge } from './client-data.js';
 import type { ApproverDirectory as PublishedDirectory } from '../../../shared/approvals.js';
 import { CountersignError, quote } from '../../../shared/errors.js';

@@ -11,13 +11,13 @@ import type { AuditLog } from './audit-log.js';
 import { merkleHasher } from './audit-log.js';
 import type { Db } from '../store/database.js';
 import type { PublicJwk } from '../custody/signer.js';
-import type { SigningKeyRecord } from '../custody/signing-keys.js';
 import { verifyNoteSignature } from './note-keys.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { fromBase64, toBase64, parseCheckpointText, parseSignedNote, type Checkpoint } from '../../../shared/checkpoint-note.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { verifyInclusion } from '../../../shared/merkle.js';
 
+/** A signing key's window of force, as the registry (keys/signing-keys.ts `historicKey`) reports it. */
 export interface HistoricKey {
   kid: string;
   publicJwk: PublicJwk;
@@ -25,12 +25,6 @@ export interface HistoricKey {
   activeFrom: number;
   /** The end of its overlap window; undefined while it is a domain's active key. */
   activeUntil?: number;
-}
-
-/** A key's window from its registry row: a retired row without an overlap end ends at its retirement. */
-export function historicKey(record: SigningKeyRecord): HistoricKey {
-  const end = record.status === 'active' ? undefined : (record.notAfter ?? record.retiredAt ?? record.createdAt);
-  return { kid: record.kid, publicJwk: record.publicJwk, activeFrom: record.createdAt, ...(end === undefined ? {} : { activeUntil: end }) };
 }
 
 /** Where the log recorded each key's pinning: kid -> the first entry (seq) that pinned it. */

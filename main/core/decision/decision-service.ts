@@ -17,36 +17,18 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
 import type { PolicyDecision, PolicyEngine } from '../policy/policy-engine.js';
 import { isHighImpact } from '../policy/policy-set.js';
-import { safeScore, type RiskLearner, type RiskScorer } from './risk.js';
+import { safeScore, type RiskLearner, type RiskScorer } from '../risk/risk-ports.js';
 import { riskContext } from '../../../shared/risk.js';
 import { learnSafely } from '../risk/learn-safely.js';
 import { auditedParams, auditedRisk } from '../audit/redaction.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
 import { callDigest } from '../tokens/call-digest.js';
+import type { TokenMinter } from '../tokens/token-minter.js';
 import { GroupCommitter } from '../store/group-commit.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope, ToolCall } from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
-
-export interface MintInput {
-  requestId: string;
-  agentId: string;
-  tool: string;
-  audience: string;
-  params: JsonObject;
-  policyHash: string;
-  policies: string[];
-  mode: 'automatic' | 'approved';
-  now: number;
-  /** The call digest already computed for this call (tokens/call-digest.ts). */
-  callSha256: string;
-}
-
-/** Issues signed approval tokens (the custody key lives behind this). */
-export interface TokenMinter {
-  mint(input: MintInput): Promise<{ token: string; jti: string; kid: string; expiresAt: number }>;
-}
 
 export interface DecisionServiceOptions {
   db: Db;

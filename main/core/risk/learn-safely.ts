@@ -5,7 +5,7 @@
  * fault is returned so the caller records it in the audit event.
  */
 import type { Db } from '../store/database.js';
-import type { RiskLearner } from '../decision/risk.js';
+import type { RiskLearner } from './risk-ports.js';
 
 const savepoints = new WeakMap<Db, (work: () => void) => void>();
 

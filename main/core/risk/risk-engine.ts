@@ -18,7 +18,7 @@ import { MAX_FLOW_SESSIONS, MAX_VALUES_PER_READ, addRead, digestKey, emptyFlow, 
 import { addSubmission, destinationKey, learnExecuted, type AgentProfile, type SubmissionState } from './agent-profile.js';
 import { ProfileStore } from './profile-store.js';
 import { scoreCall, type ScoredAgent } from './risk-scorer.js';
-import type { RiskInput, RiskLearner, RiskScorer } from '../decision/risk.js';
+import type { RiskInput, RiskLearner, RiskScorer } from './risk-ports.js';
 
 export interface RiskEngineOptions {
   /** Profiles kept in memory (each is rebuilt from the database when needed again). */

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { VirtualAuthenticator } from './virtual-authenticator.js';
-import type { ApproverDirectory, ApproverRecord } from './approver-directory.js';
+import type { ApproverDirectory, ApproverRecord } from '../approvals/approver-directory.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';

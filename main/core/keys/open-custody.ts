@@ -7,13 +7,13 @@
  *     no signer and no token, never a silent software fallback.
  */
 import type { CountersignConfig, Pkcs11Config } from '../config.js';
-import type { Signer, SigningAlgorithm } from './signer.js';
-import { SoftwareSigner } from './software-signer.js';
-import { SignerPool } from './signer-pool.js';
+import type { Signer, SigningAlgorithm } from '../custody/signer.js';
+import { SoftwareSigner } from '../custody/software-signer.js';
+import { SignerPool } from '../custody/signer-pool.js';
 import type { SigningKeyRegistry} from './signing-keys.js';
 import { type SigningKeyRecord } from './signing-keys.js';
-import { Pkcs11Token } from './pkcs11-token.js';
-import { readPin } from './pin-source.js';
+import { Pkcs11Token } from '../custody/pkcs11-token.js';
+import { readPin } from '../custody/pin-source.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { randomBytes } from 'node:crypto';
 

@@ -6,10 +6,11 @@
  */
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { jwkThumbprint, type PublicJwk, type SigningAlgorithm } from './signer.js';
+import { jwkThumbprint, type PublicJwk, type SigningAlgorithm } from '../custody/signer.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+import type { HistoricKey } from '../audit/key-history.js';
 
 export type SigningKeyStatus = 'active' | 'retiring' | 'retired';
 
@@ -168,4 +169,10 @@ export function minimumOverlapMs(tokenTtlSeconds: number): number {
 function publicMembers(jwk: PublicJwk): PublicJwk {
   const { kty, crv, x, y, kid, alg } = jwk;
   return y === undefined ? { kty, crv, x, kid, alg, use: 'sig' } : { kty, crv, x, y, kid, alg, use: 'sig' };
+}
+
+/** A key's window from its registry row: a retired row without an overlap end ends at its retirement. */
+export function historicKey(record: SigningKeyRecord): HistoricKey {
+  const end = record.status === 'active' ? undefined : (record.notAfter ?? record.retiredAt ?? record.createdAt);
+  return { kid: record.kid, publicJwk: record.publicJwk, activeFrom: record.createdAt, ...(end === undefined ? {} : { activeUntil: end }) };
 }

@@ -8,8 +8,8 @@
  * signs lives (SigningKeyRegistry.maySign); otherwise nothing is signed (signing_key_unpublished).
  * A key the server no longer signs with stays open until shutdown, so signatures in flight end.
  */
-import type { CustodyStatus, OpenCustody } from './custody.js';
-import type { PublicJwk, Signer, SignerCustody, SigningAlgorithm } from './signer.js';
+import type { CustodyStatus, OpenCustody } from './open-custody.js';
+import type { PublicJwk, Signer, SignerCustody, SigningAlgorithm } from '../custody/signer.js';
 import type { SigningKeyRegistry } from './signing-keys.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { CountersignError, quote } from '../../../shared/errors.js';

@@ -28,19 +28,9 @@ import type { KeyObject } from 'node:crypto';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
 import { CountersignError, quote } from '../../../shared/errors.js';
+import { VIRTUAL_AUTHENTICATOR_AAGUID } from '../approvals/virtual-authenticator-aaguid.js';
 
-/**
- * The AAGUID of Countersign's virtual authenticator (a fixed random version-4 UUID generated for
- * this purpose). Every credential the virtual authenticator creates carries it in its attested
- * credential data and its packed self-attestation. It identifies a software test authenticator:
- * production configurations refuse credentials with this AAGUID.
- */
-export const VIRTUAL_AUTHENTICATOR_AAGUID = 'b0d00328-73ec-465c-804d-e4e3a6003f21';
-
-/** True when an AAGUID (as a UUID string, any case) is the virtual authenticator's. */
-export function isVirtualAuthenticatorAaguid(aaguid: string): boolean {
-  return aaguid.toLowerCase() === VIRTUAL_AUTHENTICATOR_AAGUID;
-}
+export { VIRTUAL_AUTHENTICATOR_AAGUID, isVirtualAuthenticatorAaguid } from '../approvals/virtual-authenticator-aaguid.js';
 
 /** Version of the {@link VirtualAuthenticatorState} layout. */
 export const VIRTUAL_AUTHENTICATOR_STATE_VERSION = 1;

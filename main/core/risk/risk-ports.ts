@@ -5,7 +5,7 @@
  */
 import type { SessionRead, ToolCall } from '../../../shared/protocol.js';
 import { faultAssessment, riskAssessmentProblem, type RiskAssessment } from '../../../shared/risk.js';
-import type { SubmissionState } from '../risk/agent-profile.js';
+import type { SubmissionState } from './agent-profile.js';
 
 export interface RiskInput {
   agent: { id: string; dataClasses: readonly string[]; jurisdictions: readonly string[]; model?: string | undefined; agentVersion?: string | undefined };
