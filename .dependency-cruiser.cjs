@@ -90,7 +90,8 @@ module.exports = {
     tsConfig: { fileName: 'tsconfig.json' },
     doNotFollow: { path: 'node_modules' },
     exclude: { path: '(^|/)node_modules/' },
-    // Electron itself is not installed as a runnable package here; only its name matters.
+    // Resolve packages the way Node does (package.json `exports`, import condition), so
+    // subpath imports such as @modelcontextprotocol/server/stdio resolve.
     enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default', 'types'], extensions: ['.ts', '.tsx', '.mts', '.js', '.mjs', '.cjs', '.json', '.d.ts'] },
   },
 };
