@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { ErrorCode } from './errors.js';
+import { SIGNED_TYP } from './typ.js';
 import type { JsonObject, JsonValue } from './canonical-json.js';
 
 export const PROTOCOL_VERSION = 'countersign/1';
@@ -13,9 +14,9 @@ export const WS_PATH = '/v1/agent';
 
 /** `typ` values of every object an agent signs: the domain separation of its signatures. */
 export const SIGNED_TYPES = {
-  auth: 'countersign.auth/v1',
-  call: 'countersign.call/v1',
-  enrollment: 'countersign.enrollment/v1',
+  auth: SIGNED_TYP.agentAuth,
+  call: SIGNED_TYP.callEnvelope,
+  enrollment: SIGNED_TYP.enrollment,
 } as const;
 
 const b64url = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
