@@ -131,9 +131,6 @@ export type ClientRequest = z.infer<typeof clientRequestSchema>;
 export type ClientMethod = ClientRequest['method'];
 export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get', 'audit.proof', 'session.report'];
 
-/** Loose envelope, used only to find the id and method before the strict schema runs. */
-export const rpcEnvelopeSchema = z.object({ jsonrpc: z.unknown(), id: z.unknown(), method: z.unknown() });
-
 // ---- server -> client ----
 
 export interface ChallengeNotification {
