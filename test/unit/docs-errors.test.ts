@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CODES, ERROR_RECORDS, closeCodeFor, errorRecord, httpStatusFor, isErrorCode, type ErrorCode } from '../../shared/errors.js';
-import { CLOSE_CODES, PROTOCOL_VERSION, WS_PATH, WS_SUBPROTOCOL, rpcCodeFor } from '../../shared/protocol.js';
+import { CLOSE_CODES, PROTOCOL_VERSION, RPC_CODES, WS_PATH, WS_SUBPROTOCOL, rpcCodeFor } from '../../shared/protocol.js';
 import { parseConfig } from '../../main/core/config.js';
 
 const read = (name: string): string => readFileSync(fileURLToPath(new URL(`../../docs/${name}`, import.meta.url)), 'utf8');
@@ -101,6 +101,23 @@ describe('docs/protocol.md', () => {
       expect(row, `close code ${code} (${name})`).toBeDefined();
       expect(row?.[1]).toBe(`\`${name}\``);
     }
+  });
+
+  it('lists in its JSON-RPC table exactly the codes whose record has each number (all others are -32001)', () => {
+    const rows = tableRows(protocolDoc).filter((cells) => /^`-32\d{3}`$/.test(cells[0] ?? ''));
+    expect(rows.length).toBeGreaterThan(0);
+    const listed = new Map<ErrorCode, number>();
+    for (const cells of rows) {
+      const rpc = Number(backticked(cells[0] ?? '')[0]);
+      for (const name of backticked(cells[2] ?? '')) {
+        const codes = name.endsWith('*') ? (Object.keys(ERROR_RECORDS) as ErrorCode[]).filter((code) => code.startsWith(name.slice(0, -1))) : [name];
+        for (const code of codes) {
+          if (!isErrorCode(code)) throw new Error(`not an error code: ${code}`);
+          listed.set(code, rpc);
+        }
+      }
+    }
+    for (const code of Object.keys(ERROR_RECORDS) as ErrorCode[]) expect(listed.get(code) ?? RPC_CODES.refused, code).toBe(rpcCodeFor(code));
   });
 
   it('names the protocol version, subprotocol and path', () => {
