@@ -87,6 +87,12 @@ describe('docs/errors.md', () => {
     }
   });
 
+  it('gives every internal-error code (JSON-RPC -32603) a 5xx HTTP status, so no transport blames the caller for a server fault', () => {
+    const internal = (Object.keys(ERROR_RECORDS) as ErrorCode[]).filter((code) => rpcCodeFor(code) === RPC_CODES.internalError);
+    expect(internal).toContain('store_failed');
+    for (const code of internal) expect(httpStatusFor(code), code).toBeGreaterThanOrEqual(500);
+  });
+
   it('states that codes are stable API', () => {
     expect(errorsDoc).toMatch(/Codes are stable API/);
     expect(errorsDoc).toMatch(/never renamed/);
