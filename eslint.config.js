@@ -97,4 +97,26 @@ export default tseslint.config(
       }],
     },
   },
+  // ---- Banned patterns (Signal-style). A block of its own: the layer blocks above are separate. ----
+  {
+    // Output goes through an injected log function; only the composition roots (the CLI, the
+    // Electron main process) and benches, tests and examples write to the console.
+    files: ['**/*.ts', '**/*.tsx', '**/*.mjs', '**/*.js'],
+    ignores: ['main/cli/**', 'main/electron/main.ts', 'bench/**', 'test/**', 'examples/**'],
+    rules: { 'no-console': 'error' },
+  },
+  {
+    // Signed and untrusted input is read with parseStrictJson (I-JSON: no duplicate member, no
+    // unsafe integer, no lone surrogate), rows and files this installation wrote itself with
+    // parseStoredJson (main/core/store/stored-json.ts). A bare JSON.parse needs a disable
+    // comment on the line before it that says why. Security code draws randomness from crypto; the
+    // seeded shared/prng.ts is for the demo and tests.
+    files: ['shared/**/*.ts', 'main/core/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': ['error',
+        { selector: "MemberExpression[object.name='JSON'][property.name='parse']", message: 'use parseStrictJson (signed or untrusted input) or parseStoredJson (what this installation wrote), not JSON.parse' },
+        { selector: "MemberExpression[object.name='Math'][property.name='random']", message: 'Math.random is not for shared/ or core: use crypto (node:crypto or WebCrypto getRandomValues)' },
+      ],
+    },
+  },
 );

@@ -3,7 +3,7 @@
  * submit signed tool calls and await decisions. Pure TypeScript: the WebSocket implementation
  * is injected (the `ws` package in Node, the global WebSocket in browsers and Node 22+).
  */
-import { CountersignError, isErrorCode, type ErrorCode } from './errors.js';
+import { CLOSE_CODES, CountersignError, isErrorCode, type ErrorCode } from './errors.js';
 import { parseStrictJson, type JsonObject } from './canonical-json.js';
 import { base64url, randomBytes } from './encoding.js';
 import { signCanonical, type AgentKey } from './agent-keys.js';
@@ -333,7 +333,7 @@ export class AgentClient {
   private scheduleReconnect(closeCode: number): void {
     const policy = this.options.reconnect;
     // Authentication and revocation failures are final: retrying cannot fix them.
-    if (this.state === 'closed' || policy === false || closeCode === 4001 || closeCode === 4004) {
+    if (this.state === 'closed' || policy === false || closeCode === CLOSE_CODES.authFailed || closeCode === CLOSE_CODES.keyRevoked) {
       if (this.state !== 'closed') this.setState('closed');
       return;
     }
@@ -344,7 +344,7 @@ export class AgentClient {
     }
     const initial = policy?.initialDelayMs ?? 200;
     const cap = policy?.maxDelayMs ?? 10_000;
-    const delay = Math.min(cap, initial * 2 ** this.reconnectAttempts) * (0.5 + Math.random() / 2);
+    const delay = Math.min(cap, initial * 2 ** this.reconnectAttempts) * (0.5 + randomFraction() / 2);
     this.reconnectAttempts++;
     this.setState('reconnecting');
     this.reconnectTimer = setTimeout(() => {
@@ -359,4 +359,9 @@ function toError(error: unknown): CountersignError {
   const code: ErrorCode = isErrorCode(e?.data?.code) ? e.data.code : 'internal_error';
   const message = typeof e?.message === 'string' ? e.message : undefined;
   return new CountersignError(code, message, e?.data?.details ? { details: e.data.details } : undefined);
+}
+
+/** A uniform number in [0, 1) from WebCrypto (reconnect jitter; shared/ and core never use Math.random). */
+function randomFraction(): number {
+  return (globalThis.crypto.getRandomValues(new Uint32Array(1))[0] ?? 0) / 2 ** 32;
 }

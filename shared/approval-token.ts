@@ -10,9 +10,10 @@ import { z } from 'zod';
 import { canonicalBytes } from './canonical-json.js';
 import type { JsonValue } from './canonical-json.js';
 import { base64url, fromBase64url, sha256 } from './encoding.js';
+import { SIGNED_TYP } from './typ.js';
 
 /** The JOSE `typ` every approval token carries (RFC 8725 section 3.11 explicit typing). */
-export const APPROVAL_TOKEN_TYP = 'countersign-approval+jwt';
+export const APPROVAL_TOKEN_TYP = SIGNED_TYP.approvalToken;
 
 /** Signing algorithms a Countersign key may be pinned to. One algorithm per key. */
 export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA'] as const;

@@ -17,8 +17,9 @@
 import { z } from 'zod';
 import { canonicalBytes } from './canonical-json.js';
 import { base64url, sha256 } from './encoding.js';
+import { SIGNED_TYP } from './typ.js';
 
-export const APPROVAL_CHALLENGE_TYP = 'countersign.approval-challenge/v1';
+export const APPROVAL_CHALLENGE_TYP = SIGNED_TYP.approvalChallenge;
 
 /**
  * Most followers one merged group holds (one primary plus this many). Every assertion in a token

@@ -8,7 +8,8 @@
  * internal_error (anything else).
  */
 import type { z } from 'zod';
-import { CountersignError } from './errors.js';
+import { parseStrictJson } from './canonical-json.js';
+import { CountersignError, httpStatusFor } from './errors.js';
 import {
   UI_API_PATHS, agentListSchema, apiPath, approvalCeremonySchema, approvalOutcomeSchema, approverListResponseSchema, bridgeStatusSchema,
   clampDecisionLimit, decisionListSchema, httpErrorBodySchema, parseBridgeResult, pendingApprovalsResponseSchema, registeredKeySchema,
@@ -76,11 +77,11 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
     } finally {
       clearTimeout(timer);
     }
-    if (status === 401) throw new CountersignError('not_authenticated', 'the UI session secret was not accepted', { details: { status } });
+    if (status === httpStatusFor('not_authenticated')) throw new CountersignError('not_authenticated', 'the UI session secret was not accepted', { details: { status } });
     if (body.length > MAX_BODY_CHARS) throw new CountersignError('schema_invalid', 'the response is too large');
     let json: unknown;
     try {
-      json = JSON.parse(body);
+      json = parseStrictJson(body);
     } catch (cause) {
       if (status !== 200) throw new CountersignError('internal_error', `the server answered HTTP ${status}`, { details: { status }, cause });
       throw new CountersignError('schema_invalid', `the response to ${path} is not JSON`, { cause });

@@ -1,141 +1,215 @@
 /**
- * One closed union of stable error codes for everything Countersign reports to a caller.
+ * One closed union of stable error codes for everything Countersign reports to a caller, and for
+ * each code its record: the message, the JSON-RPC_CODES error number the agent WebSocket sends, the
+ * WebSocket close code where the error ends a connection, and the HTTP status. Every transport
+ * and docs/errors.md read this one table (test/unit/docs-errors.test.ts keeps the page equal).
  * Codes are API: never rename one, only add. Messages are lowercase, quote user input, and
- * never name internal modules. docs/errors.md documents every code.
+ * never name internal modules.
  */
-export const ERROR_CODES = {
-  // I-JSON / canonical JSON (RFC 7493, RFC 8785)
-  json_invalid: 'the text is not valid JSON',
-  json_duplicate_key: 'an object has the same member name twice',
-  json_unsafe_integer: 'a number is an integer outside the IEEE-754 safe range',
-  json_non_finite: 'a number is NaN or infinite',
-  json_lone_surrogate: 'a string contains an unpaired UTF-16 surrogate',
-  json_too_deep: 'the JSON nesting is deeper than allowed',
-  json_unsupported_value: 'a value cannot be represented in JSON',
-  json_reserved_member: 'an object has a member named __proto__, which cannot be represented faithfully',
 
-  // Transport and framing
-  frame_too_large: 'the message is larger than the configured maximum',
-  frame_binary: 'binary frames are not accepted',
-  frame_invalid_utf8: 'the message is not valid UTF-8',
-  origin_not_allowed: 'the Origin header is not on the allowlist',
-  host_not_allowed: 'the Host header is not on the allowlist',
-  too_many_connections: 'the server has reached its connection limit',
-  rate_limited: 'too many messages; slow down',
-  pending_queue_full: 'too many calls are already waiting for a decision',
-  handshake_timeout: 'authentication did not complete in time',
-
-  // Protocol
-  schema_invalid: 'the message does not match the protocol schema',
-  method_unknown: 'the method is not part of the protocol',
-  protocol_version_unsupported: 'the protocol version is not supported',
-  not_authenticated: 'the connection has not authenticated yet',
-  already_authenticated: 'the connection is already authenticated',
-
-  // Agent identity and envelopes
-  auth_failed: 'the agent could not prove possession of an enrolled key',
-  agent_unknown: 'no enrolled agent has that id',
-  agent_revoked: 'the agent has been revoked',
-  agent_expired: 'the agent enrollment has expired',
-  agent_held_for_review: 'the agent is held for review: its owner is not a known person',
-  key_unknown: 'the key is not enrolled for this agent',
-  key_revoked: 'the key has been revoked or rotated out',
-  agent_mismatch: 'the envelope names a different agent than the authenticated one',
-  envelope_signature_invalid: 'the envelope signature does not verify',
-  envelope_replayed: 'the envelope nonce has been used before',
-  envelope_stale: 'the envelope timestamp is too old',
-  envelope_future: 'the envelope timestamp is in the future',
-  enrollment_invalid: 'the enrollment request is malformed',
-  enrollment_proof_invalid: 'the enrollment request is not signed by the key it enrolls',
-  enrollment_conflict: 'an agent with that id is already enrolled',
-  owner_unknown: 'the owner is not an active person in the approver directory',
-  group_unknown: 'no policy of the active set names that agent group',
-  data_class_unknown: 'the data class is not declared in the policy schema',
-  jurisdiction_unknown: 'the jurisdiction is not declared in the policy schema',
-
-  // Calls and policy
-  unknown_tool: 'the tool is not declared in the policy schema',
-  invalid_params: 'the call parameters do not match the tool schema',
-  policy_invalid: 'the policy set failed to parse or validate',
-  policy_test_failed: 'a policy decision test did not produce the expected decision',
-  request_unknown: 'no request has that id for this agent',
-
-  // Human approvals (WebAuthn)
-  approver_unknown: 'no approver has that id',
-  alias_conflict: 'the id or alias already names a person',
-  approver_disabled: 'the approver is disabled',
-  approver_not_eligible: 'the approver is not in a group this request needs',
-  approver_conflicted: 'the approver may not approve this request',
-  approver_already_decided: 'the approver has already decided this request',
-  credential_unknown: 'the security key is not registered to this approver for this ceremony',
-  credential_suspect: 'the security key reported a signature counter that went backwards',
-  challenge_invalid: 'the ceremony challenge is unknown, used, expired or for another request',
-  assertion_invalid: 'the security key response does not verify',
-  attestation_refused: 'the security key is not an accepted authenticator',
-  request_not_pending: 'the request is no longer waiting for approval',
-  virtual_approver_refused: 'virtual approvers exist only in the headless test key domain',
-  approval_invalid: 'an approval carried in the token does not verify',
-
-  // Approval tokens (tool-side verification)
-  token_malformed: 'the token is not a well-formed compact JWS',
-  token_alg_not_allowed: 'the token algorithm is not the one pinned for its key',
-  token_typ_invalid: 'the token type is not a Countersign approval token',
-  token_kid_unknown: 'the token key id is not among the trusted keys',
-  token_signature_invalid: 'the token signature does not verify',
-  token_audience_mismatch: 'the token was issued for another audience',
-  token_expired: 'the token has expired',
-  token_not_yet_valid: 'the token is not valid yet',
-  token_claims_invalid: 'the token claims are missing or malformed',
-  token_tool_mismatch: 'the token was issued for another tool',
-  token_digest_mismatch: 'the call parameters differ from the ones the token approves',
-  token_replayed: 'the token has already been used',
-  token_not_approved: 'the token does not carry an allow decision',
-
-  // Operations
-  config_invalid: 'the configuration is invalid',
-  // (first-hour errors: a file that is not there, a port another process holds)
-  file_not_found: 'a file or directory named in the configuration or a command does not exist',
-  port_in_use: 'the gateway port is already in use by another process',
-  store_failed: 'the data store could not complete the operation',
-  data_dir_locked: 'another countersign process is using this data directory',
-  audit_write_failed: 'the audit record could not be written, so the action was refused',
-  signer_failed: 'the signing key could not produce a valid signature',
-  signer_unavailable: 'the signing key is not available right now; no token was issued',
-  signer_timeout: 'the signing device did not answer in time; no token was issued',
-  hsm_module_invalid: 'the PKCS#11 module cannot be loaded',
-  hsm_token_not_found: 'no PKCS#11 token matches the configured label or slot',
-  hsm_pin_incorrect: 'the PKCS#11 PIN was rejected',
-  hsm_pin_locked: 'the PKCS#11 PIN is locked',
-  hsm_key_not_found: 'the signing key is not on the token',
-  hsm_key_mismatch: 'the key on the token does not match its pinned fingerprint',
-  hsm_key_extractable: 'the signing key on the token can be extracted',
-  hardware_custody_required: 'the configuration requires a hardware-held signing key',
-  signing_key_unpublished: 'the signing key is no longer published long enough to sign; no token was issued',
-  timeout: 'the operation timed out',
-  connection_closed: 'the connection closed before the operation completed',
-  internal_error: 'an internal error occurred',
-
-  // Audit log (Merkle log, checkpoints, proofs, exports)
-  audit_corrupt: 'the audit log is damaged: an entry or a hash is missing or does not match',
-  audit_rollback: 'the audit log is older than its last checkpoint: it was truncated or restored from an older copy',
-  audit_fork: 'the audit log does not match its last checkpoint',
-  audit_checkpoint_missing: 'the checkpoint kept outside the database is missing',
-  audit_checkpoint_invalid: 'the checkpoint is malformed or its signature does not verify',
-  audit_proof_unavailable: 'no proof exists for that entry or tree size',
-  audit_export_invalid: 'the audit export is malformed or does not verify',
-  tamper_alarm_unknown: 'no open tamper alarm has that id',
-
-  // MCP gating proxy (tool errors it returns to the agent host, in _meta)
-  mcp_tool_refused: 'the proxy is configured to refuse this MCP tool',
-  mcp_call_denied: 'policy or an approver refused the call',
-  mcp_approval_expired: 'no approver decided before the approval window closed',
-  mcp_approval_required: 'the tool runs only with a human approval, and the call had none',
-  mcp_countersign_unavailable: 'Countersign could not be reached or could not decide, so the call was not run',
-  mcp_downstream_failed: 'the MCP tool server failed or is not running',
-  mcp_already_executed: 'the approved call was already executed once',
+/** JSON-RPC_CODES 2.0 error numbers (the standard ones and the server range Countersign uses). */
+export const RPC_CODES = {
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internalError: -32603,
+  /** Everything else: identity, authentication, unknown request, approvals, ... */
+  refused: -32001,
+  envelopeRejected: -32002,
+  /** A limit was reached; retry later. */
+  limitReached: -32005,
 } as const;
 
-export type ErrorCode = keyof typeof ERROR_CODES;
+/** WebSocket close codes the gateway uses (RFC 6455 + the private range). */
+export const CLOSE_CODES = {
+  normal: 1000,
+  unsupportedData: 1003,
+  invalidPayload: 1007,
+  policyViolation: 1008,
+  messageTooBig: 1009,
+  tryAgainLater: 1013,
+  authFailed: 4001,
+  handshakeTimeout: 4002,
+  rateLimited: 4003,
+  keyRevoked: 4004,
+} as const;
+
+export interface ErrorRecord {
+  readonly message: string;
+  /** The JSON-RPC_CODES error number (`error.code`; the string code travels in `error.data.code`). */
+  readonly rpc: number;
+  /**
+   * The close code when this error ends a WebSocket connection. Absent: the error alone does
+   * not close it (any error inside session.authenticate still closes with 4001, see
+   * `AUTHENTICATION_FAILED_CLOSE`).
+   */
+  readonly close?: number;
+  /** The HTTP status of an error body carrying this code. */
+  readonly http: number;
+}
+
+export const ERROR_RECORDS = {
+  // I-JSON / canonical JSON (RFC 7493, RFC 8785)
+  json_invalid: { message: 'the text is not valid JSON', rpc: RPC_CODES.parseError, http: 400 },
+  json_duplicate_key: { message: 'an object has the same member name twice', rpc: RPC_CODES.parseError, http: 400 },
+  json_unsafe_integer: { message: 'a number is an integer outside the IEEE-754 safe range', rpc: RPC_CODES.parseError, http: 400 },
+  json_non_finite: { message: 'a number is NaN or infinite', rpc: RPC_CODES.parseError, http: 400 },
+  json_lone_surrogate: { message: 'a string contains an unpaired UTF-16 surrogate', rpc: RPC_CODES.parseError, http: 400 },
+  json_too_deep: { message: 'the JSON nesting is deeper than allowed', rpc: RPC_CODES.parseError, http: 400 },
+  json_unsupported_value: { message: 'a value cannot be represented in JSON', rpc: RPC_CODES.parseError, http: 400 },
+  json_reserved_member: { message: 'an object has a member named __proto__, which cannot be represented faithfully', rpc: RPC_CODES.parseError, http: 400 },
+
+  // Transport and framing
+  frame_too_large: { message: 'the message is larger than the configured maximum', rpc: RPC_CODES.limitReached, close: CLOSE_CODES.messageTooBig, http: 413 },
+  frame_binary: { message: 'binary frames are not accepted', rpc: RPC_CODES.parseError, close: CLOSE_CODES.unsupportedData, http: 400 },
+  frame_invalid_utf8: { message: 'the message is not valid UTF-8', rpc: RPC_CODES.parseError, close: CLOSE_CODES.invalidPayload, http: 400 },
+  origin_not_allowed: { message: 'the Origin header is not on the allowlist', rpc: RPC_CODES.refused, http: 403 },
+  host_not_allowed: { message: 'the Host header is not on the allowlist', rpc: RPC_CODES.refused, http: 421 },
+  too_many_connections: { message: 'the server has reached its connection limit', rpc: RPC_CODES.limitReached, http: 503 },
+  rate_limited: { message: 'too many messages; slow down', rpc: RPC_CODES.limitReached, close: CLOSE_CODES.rateLimited, http: 429 },
+  pending_queue_full: { message: 'too many calls are already waiting for a decision', rpc: RPC_CODES.limitReached, http: 429 },
+  handshake_timeout: { message: 'authentication did not complete in time', rpc: RPC_CODES.refused, close: CLOSE_CODES.handshakeTimeout, http: 400 },
+
+  // Protocol
+  schema_invalid: { message: 'the message does not match the protocol schema', rpc: RPC_CODES.invalidRequest, http: 400 },
+  method_unknown: { message: 'the method is not part of the protocol', rpc: RPC_CODES.methodNotFound, http: 404 },
+  protocol_version_unsupported: { message: 'the protocol version is not supported', rpc: RPC_CODES.invalidRequest, http: 400 },
+  not_authenticated: { message: 'the connection has not authenticated yet', rpc: RPC_CODES.refused, close: CLOSE_CODES.authFailed, http: 401 },
+  already_authenticated: { message: 'the connection is already authenticated', rpc: RPC_CODES.refused, http: 400 },
+
+  // Agent identity and envelopes
+  auth_failed: { message: 'the agent could not prove possession of an enrolled key', rpc: RPC_CODES.refused, close: CLOSE_CODES.authFailed, http: 400 },
+  agent_unknown: { message: 'no enrolled agent has that id', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
+  agent_revoked: { message: 'the agent has been revoked', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
+  agent_expired: { message: 'the agent enrollment has expired', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
+  agent_held_for_review: { message: 'the agent is held for review: its owner is not a known person', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 403 },
+  key_unknown: { message: 'the key is not enrolled for this agent', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
+  key_revoked: { message: 'the key has been revoked or rotated out', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
+  agent_mismatch: { message: 'the envelope names a different agent than the authenticated one', rpc: RPC_CODES.refused, http: 400 },
+  envelope_signature_invalid: { message: 'the envelope signature does not verify', rpc: RPC_CODES.envelopeRejected, http: 400 },
+  envelope_replayed: { message: 'the envelope nonce has been used before', rpc: RPC_CODES.envelopeRejected, http: 400 },
+  envelope_stale: { message: 'the envelope timestamp is too old', rpc: RPC_CODES.envelopeRejected, http: 400 },
+  envelope_future: { message: 'the envelope timestamp is in the future', rpc: RPC_CODES.envelopeRejected, http: 400 },
+  enrollment_invalid: { message: 'the enrollment request is malformed', rpc: RPC_CODES.refused, http: 400 },
+  enrollment_proof_invalid: { message: 'the enrollment request is not signed by the key it enrolls', rpc: RPC_CODES.refused, http: 400 },
+  enrollment_conflict: { message: 'an agent with that id is already enrolled', rpc: RPC_CODES.refused, http: 400 },
+  owner_unknown: { message: 'the owner is not an active person in the approver directory', rpc: RPC_CODES.refused, http: 400 },
+  group_unknown: { message: 'no policy of the active set names that agent group', rpc: RPC_CODES.refused, http: 400 },
+  data_class_unknown: { message: 'the data class is not declared in the policy schema', rpc: RPC_CODES.refused, http: 400 },
+  jurisdiction_unknown: { message: 'the jurisdiction is not declared in the policy schema', rpc: RPC_CODES.refused, http: 400 },
+
+  // Calls and policy
+  unknown_tool: { message: 'the tool is not declared in the policy schema', rpc: RPC_CODES.invalidParams, http: 400 },
+  invalid_params: { message: 'the call parameters do not match the tool schema', rpc: RPC_CODES.invalidParams, http: 400 },
+  policy_invalid: { message: 'the policy set failed to parse or validate', rpc: RPC_CODES.refused, http: 400 },
+  policy_test_failed: { message: 'a policy decision test did not produce the expected decision', rpc: RPC_CODES.refused, http: 400 },
+  request_unknown: { message: 'no request has that id for this agent', rpc: RPC_CODES.refused, http: 404 },
+
+  // Human approvals (WebAuthn)
+  approver_unknown: { message: 'no approver has that id', rpc: RPC_CODES.refused, http: 404 },
+  alias_conflict: { message: 'the id or alias already names a person', rpc: RPC_CODES.refused, http: 409 },
+  approver_disabled: { message: 'the approver is disabled', rpc: RPC_CODES.refused, http: 403 },
+  approver_not_eligible: { message: 'the approver is not in a group this request needs', rpc: RPC_CODES.refused, http: 403 },
+  approver_conflicted: { message: 'the approver may not approve this request', rpc: RPC_CODES.refused, http: 403 },
+  approver_already_decided: { message: 'the approver has already decided this request', rpc: RPC_CODES.refused, http: 409 },
+  credential_unknown: { message: 'the security key is not registered to this approver for this ceremony', rpc: RPC_CODES.refused, http: 400 },
+  credential_suspect: { message: 'the security key reported a signature counter that went backwards', rpc: RPC_CODES.refused, http: 403 },
+  challenge_invalid: { message: 'the ceremony challenge is unknown, used, expired or for another request', rpc: RPC_CODES.refused, http: 400 },
+  assertion_invalid: { message: 'the security key response does not verify', rpc: RPC_CODES.refused, http: 400 },
+  attestation_refused: { message: 'the security key is not an accepted authenticator', rpc: RPC_CODES.refused, http: 403 },
+  request_not_pending: { message: 'the request is no longer waiting for approval', rpc: RPC_CODES.refused, http: 409 },
+  virtual_approver_refused: { message: 'virtual approvers exist only in the headless test key domain', rpc: RPC_CODES.refused, http: 403 },
+  approval_invalid: { message: 'an approval carried in the token does not verify', rpc: RPC_CODES.refused, http: 400 },
+
+  // Approval tokens (tool-side verification)
+  token_malformed: { message: 'the token is not a well-formed compact JWS', rpc: RPC_CODES.refused, http: 400 },
+  token_alg_not_allowed: { message: 'the token algorithm is not the one pinned for its key', rpc: RPC_CODES.refused, http: 400 },
+  token_typ_invalid: { message: 'the token type is not a Countersign approval token', rpc: RPC_CODES.refused, http: 400 },
+  token_kid_unknown: { message: 'the token key id is not among the trusted keys', rpc: RPC_CODES.refused, http: 400 },
+  token_signature_invalid: { message: 'the token signature does not verify', rpc: RPC_CODES.refused, http: 400 },
+  token_audience_mismatch: { message: 'the token was issued for another audience', rpc: RPC_CODES.refused, http: 400 },
+  token_expired: { message: 'the token has expired', rpc: RPC_CODES.refused, http: 400 },
+  token_not_yet_valid: { message: 'the token is not valid yet', rpc: RPC_CODES.refused, http: 400 },
+  token_claims_invalid: { message: 'the token claims are missing or malformed', rpc: RPC_CODES.refused, http: 400 },
+  token_tool_mismatch: { message: 'the token was issued for another tool', rpc: RPC_CODES.refused, http: 400 },
+  token_digest_mismatch: { message: 'the call parameters differ from the ones the token approves', rpc: RPC_CODES.refused, http: 400 },
+  token_replayed: { message: 'the token has already been used', rpc: RPC_CODES.refused, http: 400 },
+  token_not_approved: { message: 'the token does not carry an allow decision', rpc: RPC_CODES.refused, http: 400 },
+
+  // Operations
+  config_invalid: { message: 'the configuration is invalid', rpc: RPC_CODES.refused, http: 400 },
+  // (first-hour errors: a file that is not there, a port another process holds)
+  file_not_found: { message: 'a file or directory named in the configuration or a command does not exist', rpc: RPC_CODES.refused, http: 400 },
+  port_in_use: { message: 'the gateway port is already in use by another process', rpc: RPC_CODES.refused, http: 400 },
+  store_failed: { message: 'the data store could not complete the operation', rpc: RPC_CODES.internalError, http: 500 },
+  data_dir_locked: { message: 'another countersign process is using this data directory', rpc: RPC_CODES.refused, http: 400 },
+  audit_write_failed: { message: 'the audit record could not be written, so the action was refused', rpc: RPC_CODES.internalError, http: 500 },
+  signer_failed: { message: 'the signing key could not produce a valid signature', rpc: RPC_CODES.internalError, http: 500 },
+  signer_unavailable: { message: 'the signing key is not available right now; no token was issued', rpc: RPC_CODES.internalError, http: 503 },
+  signer_timeout: { message: 'the signing device did not answer in time; no token was issued', rpc: RPC_CODES.internalError, http: 504 },
+  hsm_module_invalid: { message: 'the PKCS#11 module cannot be loaded', rpc: RPC_CODES.refused, http: 400 },
+  hsm_token_not_found: { message: 'no PKCS#11 token matches the configured label or slot', rpc: RPC_CODES.refused, http: 400 },
+  hsm_pin_incorrect: { message: 'the PKCS#11 PIN was rejected', rpc: RPC_CODES.refused, http: 400 },
+  hsm_pin_locked: { message: 'the PKCS#11 PIN is locked', rpc: RPC_CODES.refused, http: 400 },
+  hsm_key_not_found: { message: 'the signing key is not on the token', rpc: RPC_CODES.refused, http: 400 },
+  hsm_key_mismatch: { message: 'the key on the token does not match its pinned fingerprint', rpc: RPC_CODES.refused, http: 400 },
+  hsm_key_extractable: { message: 'the signing key on the token can be extracted', rpc: RPC_CODES.refused, http: 400 },
+  hardware_custody_required: { message: 'the configuration requires a hardware-held signing key', rpc: RPC_CODES.refused, http: 400 },
+  signing_key_unpublished: { message: 'the signing key is no longer published long enough to sign; no token was issued', rpc: RPC_CODES.internalError, http: 500 },
+  timeout: { message: 'the operation timed out', rpc: RPC_CODES.refused, http: 504 },
+  connection_closed: { message: 'the connection closed before the operation completed', rpc: RPC_CODES.refused, http: 400 },
+  internal_error: { message: 'an internal error occurred', rpc: RPC_CODES.internalError, http: 500 },
+
+  // Audit log (Merkle log, checkpoints, proofs, exports)
+  audit_corrupt: { message: 'the audit log is damaged: an entry or a hash is missing or does not match', rpc: RPC_CODES.internalError, http: 500 },
+  audit_rollback: { message: 'the audit log is older than its last checkpoint: it was truncated or restored from an older copy', rpc: RPC_CODES.refused, http: 500 },
+  audit_fork: { message: 'the audit log does not match its last checkpoint', rpc: RPC_CODES.refused, http: 500 },
+  audit_checkpoint_missing: { message: 'the checkpoint kept outside the database is missing', rpc: RPC_CODES.refused, http: 500 },
+  audit_checkpoint_invalid: { message: 'the checkpoint is malformed or its signature does not verify', rpc: RPC_CODES.refused, http: 400 },
+  audit_proof_unavailable: { message: 'no proof exists for that entry or tree size', rpc: RPC_CODES.refused, http: 404 },
+  audit_export_invalid: { message: 'the audit export is malformed or does not verify', rpc: RPC_CODES.refused, http: 400 },
+  tamper_alarm_unknown: { message: 'no open tamper alarm has that id', rpc: RPC_CODES.refused, http: 409 },
+
+  // MCP gating proxy (tool errors it returns to the agent host, in _meta)
+  mcp_tool_refused: { message: 'the proxy is configured to refuse this MCP tool', rpc: RPC_CODES.refused, http: 400 },
+  mcp_call_denied: { message: 'policy or an approver refused the call', rpc: RPC_CODES.refused, http: 400 },
+  mcp_approval_expired: { message: 'no approver decided before the approval window closed', rpc: RPC_CODES.refused, http: 400 },
+  mcp_approval_required: { message: 'the tool runs only with a human approval, and the call had none', rpc: RPC_CODES.refused, http: 400 },
+  mcp_countersign_unavailable: { message: 'Countersign could not be reached or could not decide, so the call was not run', rpc: RPC_CODES.refused, http: 400 },
+  mcp_downstream_failed: { message: 'the MCP tool server failed or is not running', rpc: RPC_CODES.refused, http: 400 },
+  mcp_already_executed: { message: 'the approved call was already executed once', rpc: RPC_CODES.refused, http: 400 },
+
+} as const satisfies Record<string, ErrorRecord>;
+
+export type ErrorCode = keyof typeof ERROR_RECORDS;
+
+/** The message of every code (what `new CountersignError(code)` says when given no message). */
+export const ERROR_CODES: { readonly [C in ErrorCode]: string } = Object.freeze(
+  Object.fromEntries(Object.entries(ERROR_RECORDS).map(([code, record]) => [code, record.message])) as Record<ErrorCode, string>,
+);
+
+/** Authentication gets one attempt: whatever failed inside session.authenticate, the connection closes with this. */
+export const AUTHENTICATION_FAILED_CLOSE = CLOSE_CODES.authFailed;
+
+export function errorRecord(code: ErrorCode): ErrorRecord {
+  return ERROR_RECORDS[code];
+}
+
+/** The JSON-RPC_CODES error number for a code. */
+export function rpcCodeFor(code: ErrorCode): number {
+  return ERROR_RECORDS[code].rpc;
+}
+
+/** The HTTP status for an error body carrying this code. */
+export function httpStatusFor(code: ErrorCode): number {
+  return ERROR_RECORDS[code].http;
+}
+
+/** The WebSocket close code when this error ends a connection, or undefined if it does not. */
+export function closeCodeFor(code: ErrorCode): number | undefined {
+  return (ERROR_RECORDS[code] as ErrorRecord).close;
+}
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);

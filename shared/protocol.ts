@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { ErrorCode } from './errors.js';
+import { SIGNED_TYP } from './typ.js';
 import type { JsonObject, JsonValue } from './canonical-json.js';
 
 export const PROTOCOL_VERSION = 'countersign/1';
@@ -13,9 +14,9 @@ export const WS_PATH = '/v1/agent';
 
 /** `typ` values of every object an agent signs: the domain separation of its signatures. */
 export const SIGNED_TYPES = {
-  auth: 'countersign.auth/v1',
-  call: 'countersign.call/v1',
-  enrollment: 'countersign.enrollment/v1',
+  auth: SIGNED_TYP.agentAuth,
+  call: SIGNED_TYP.callEnvelope,
+  enrollment: SIGNED_TYP.enrollment,
 } as const;
 
 const b64url = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
@@ -130,9 +131,6 @@ export type ClientRequest = z.infer<typeof clientRequestSchema>;
 export type ClientMethod = ClientRequest['method'];
 export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get', 'audit.proof', 'session.report'];
 
-/** Loose envelope, used only to find the id and method before the strict schema runs. */
-export const rpcEnvelopeSchema = z.object({ jsonrpc: z.unknown(), id: z.unknown(), method: z.unknown() });
-
 // ---- server -> client ----
 
 export interface ChallengeNotification {
@@ -186,31 +184,9 @@ export interface RpcErrorObject {
 export interface RpcFailure { jsonrpc: '2.0'; id: string | number | null; error: RpcErrorObject }
 export type ServerMessage = RpcSuccess<JsonValue> | RpcFailure | ChallengeNotification | DecisionNotification;
 
-/** JSON-RPC numeric code for each stable error code (the string in `data.code` is the API). */
-export function rpcCodeFor(code: ErrorCode): number {
-  if (code.startsWith('json_') || code === 'frame_invalid_utf8' || code === 'frame_binary') return -32700;
-  if (code === 'schema_invalid' || code === 'protocol_version_unsupported') return -32600;
-  if (code === 'method_unknown') return -32601;
-  if (code === 'invalid_params' || code === 'unknown_tool') return -32602;
-  if (code === 'internal_error' || code === 'store_failed' || code === 'audit_write_failed' || code === 'audit_corrupt' || code === 'signer_failed' || code === 'signer_unavailable' || code === 'signer_timeout' || code === 'signing_key_unpublished') return -32603;
-  if (code === 'rate_limited' || code === 'pending_queue_full' || code === 'too_many_connections' || code === 'frame_too_large') return -32005;
-  if (code.startsWith('envelope_')) return -32002;
-  return -32001;
-}
-
-/** WebSocket close codes the gateway uses (RFC 6455 + private range). */
-export const CLOSE_CODES = {
-  normal: 1000,
-  unsupportedData: 1003,
-  invalidPayload: 1007,
-  policyViolation: 1008,
-  messageTooBig: 1009,
-  tryAgainLater: 1013,
-  authFailed: 4001,
-  handshakeTimeout: 4002,
-  rateLimited: 4003,
-  keyRevoked: 4004,
-} as const;
+// The JSON-RPC number and close code of each error code live in its record in shared/errors.ts;
+// re-exported here because they are part of the wire protocol.
+export { CLOSE_CODES, RPC_CODES, rpcCodeFor } from './errors.js';
 
 /**
  * `audit.proof` result: the audit entries about one of the agent's requests, each with its RFC

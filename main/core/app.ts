@@ -167,6 +167,7 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
 }
 
 async function startLocked(options: StartOptions): Promise<RunningCountersign> {
+  // eslint-disable-next-line no-console -- the default sink when the embedder injects no log function
   const log = options.log ?? ((m: string) => console.error(m));
   const clock = options.clock ?? Date.now;
   const dataDir = resolve(options.dataDir);

@@ -17,9 +17,10 @@ import type { TamperAlarm } from '../audit/tamper-alarm.js';
 import { clientDataChallenge } from './client-data.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+import { SIGNED_TYP } from '../../../shared/typ.js';
 
 export const ADMIN_GROUP = 'countersign-admins';
-export const ADMIN_ACTION_TYP = 'countersign.admin-action/v1';
+export const ADMIN_ACTION_TYP = SIGNED_TYP.adminAction;
 
 const id = z.string().min(1).max(128);
 export const adminActionSchema = z.discriminatedUnion('kind', [

@@ -62,6 +62,7 @@ import {
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
 import { toolCallSchema, type ApprovalRequirement, type DecisionResult, type RequestState, type ToolCall } from '../../../shared/protocol.js';
+import { parseStoredJson } from '../store/stored-json.js';
 
 export type ApprovalVerdict = 'approve' | 'deny';
 
@@ -305,7 +306,7 @@ function sameSpelling(a: string, b: string): boolean {
 function policyConflictedNames(row: RequestRow): string[] | undefined {
   let names: unknown;
   try {
-    names = JSON.parse(row.conflicted_approvers);
+    names = parseStoredJson(row.conflicted_approvers);
   } catch {
     return undefined;
   }
@@ -314,7 +315,7 @@ function policyConflictedNames(row: RequestRow): string[] | undefined {
 
 function parseObligation(row: RequestRow): ApprovalRequirement {
   if (row.obligation === null) throw new CountersignError('internal_error', `request ${quote(row.id)} has no approval requirement`);
-  const parsed = obligationSchema.safeParse(JSON.parse(row.obligation));
+  const parsed = obligationSchema.safeParse(parseStoredJson(row.obligation));
   if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed approval requirement`);
   return parsed.data;
 }
@@ -471,7 +472,7 @@ export class ApprovalService {
       const entry: RecordedApproval = {
         ...this.entry(row),
         credentialId: row.credential_id,
-        assertion: approvalAssertionSchema.parse(JSON.parse(row.assertion)),
+        assertion: approvalAssertionSchema.parse(parseStoredJson(row.assertion)),
       };
       return entry;
     });
@@ -828,7 +829,7 @@ export class ApprovalService {
     const audience = this.options.audienceOf(row.tool);
     if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
     const call = parseCall(row);
-    const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(JSON.parse(approval.assertion))), ctx.assertion];
+    const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(parseStoredJson(approval.assertion))), ctx.assertion];
     // Each member gets its own token, bound to its own request id; every assertion must name
     // that id (as requestId or a follower), or the approver never signed for that member.
     const members = [row.id, ...this.followerIds(row.id)];
@@ -843,7 +844,7 @@ export class ApprovalService {
     for (const member of members) {
       const token = await this.options.minter.mint({
         requestId: member, agentId: row.agent_id, tool: row.tool, audience, params: call.params, policyHash: row.policy_hash,
-        policies: JSON.parse(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
+        policies: parseStoredJson(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
       });
       minted.push({ requestId: member, ...token });
     }
@@ -901,7 +902,7 @@ export class ApprovalService {
       this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
       this.offered.delete(ctx.challenge);
 
-      const determiningPolicies = JSON.parse(row.determining_policies) as string[];
+      const determiningPolicies = parseStoredJson(row.determining_policies) as string[];
       const finish = (member: RequestRow, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
         const changed = this.db.prepare('UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = ?')
           .run(state, now, JSON.stringify(reasons), member.id, 'pending');
@@ -943,11 +944,11 @@ export class ApprovalService {
 
       if (plan.tightened) this.db.prepare('UPDATE requests SET obligation = ? WHERE id = ?').run(JSON.stringify(plan.obligation), row.id);
       if (plan.conflicted.length > 0) {
-        const merged = [...new Set([...(JSON.parse(row.conflicted_approvers) as string[]), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
+        const merged = [...new Set([...(parseStoredJson(row.conflicted_approvers) as string[]), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
         this.db.prepare('UPDATE requests SET conflicted_approvers = ? WHERE id = ?').run(JSON.stringify(merged), row.id);
       }
       if (plan.kind === 'record') {
-        const reasons = JSON.parse(row.reasons) as string[];
+        const reasons = parseStoredJson(row.reasons) as string[];
         if (plan.tightened) {
           this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agent_id, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expires_at! } });
         }
@@ -959,7 +960,7 @@ export class ApprovalService {
       for (const [i, member] of members.entries()) {
         const minted = plan.minted[i]!;
         // Each member keeps its own reasons (risk sentences may differ) plus who approved.
-        const reasons = [...(JSON.parse(member.reasons) as string[]), `approved by ${joinNames(names)}`];
+        const reasons = [...(parseStoredJson(member.reasons) as string[]), `approved by ${joinNames(names)}`];
         const learningFault = finish(member, 'approved', reasons);
         this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
           .run(minted.jti, member.id, minted.kid, minted.token, now, minted.expiresAt);
@@ -1036,8 +1037,8 @@ export class ApprovalService {
       provenance: call.provenance,
       callSha256: row.call_sha256,
       policyHash: row.policy_hash,
-      determiningPolicies: JSON.parse(row.determining_policies) as string[],
-      reasons: JSON.parse(row.reasons) as string[],
+      determiningPolicies: parseStoredJson(row.determining_policies) as string[],
+      reasons: parseStoredJson(row.reasons) as string[],
       obligation: parseObligation(row),
       risk: row.group_id === null ? this.groupRisk(row) : parseStoredRisk(row.risk),
       state: row.state,

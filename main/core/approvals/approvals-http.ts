@@ -32,7 +32,7 @@ import type { ApproverDirectory } from './approver-directory.js';
 import type { AdminActions } from './admin-actions.js';
 import type { AuditProofs } from '../audit/audit-proofs.js';
 import type { Db } from '../store/database.js';
-import { CountersignError, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
+import { CountersignError, httpStatusFor, isCountersignError } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 
 /** The approval service operations this interface exposes. */
@@ -84,12 +84,6 @@ const adminStartBody = z.strictObject({ adminId: ID, action: z.record(z.string()
 const adminSubmitBody = z.strictObject({ adminId: ID, response: z.record(z.string(), z.unknown()) });
 const decideBody = z.strictObject({ approverId: ID, verdict: z.enum(['approve', 'deny']), reason: z.string().max(500).optional() });
 
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  approver_unknown: 404, request_unknown: 404, request_not_pending: 409, approver_already_decided: 409,
-  approver_conflicted: 403, agent_held_for_review: 403, alias_conflict: 409, approver_not_eligible: 403, approver_disabled: 403, virtual_approver_refused: 403, attestation_refused: 403,
-  credential_suspect: 403, credential_unknown: 400, challenge_invalid: 400, assertion_invalid: 400, schema_invalid: 400, config_invalid: 400,
-  not_authenticated: 401, origin_not_allowed: 403, frame_too_large: 413, timeout: 504, audit_proof_unavailable: 404, tamper_alarm_unknown: 409,
-};
 
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
 
@@ -104,7 +98,7 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
   };
   const fail = (res: ServerResponse, error: unknown): void => {
     const known = isCountersignError(error) ? error : new CountersignError('internal_error');
-    send(res, STATUS[known.code] ?? (known.code === 'internal_error' ? 500 : 400), { error: { code: known.code, message: known.message } });
+    send(res, httpStatusFor(known.code), { error: { code: known.code, message: known.message } });
   };
 
   const done = (res: ServerResponse, status: number, body: unknown): true => {
@@ -248,7 +242,7 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
     }
     route(req, res, req.method ?? 'GET', path, url.searchParams).then(
       (handled) => {
-        if (!handled) send(res, 404, { error: { code: 'method_unknown', message: 'not found' } });
+        if (!handled) send(res, httpStatusFor('method_unknown'), { error: { code: 'method_unknown', message: 'not found' } });
       },
       (error: unknown) => fail(res, error),
     );

@@ -191,7 +191,7 @@ export async function verifyExport(file: string, keys: ReadonlyArray<Pick<Public
           if (!inSelection) return fail(`entry ${seq} is outside the export's selection`, seq);
           let proof: Uint8Array[] | undefined;
           try {
-            proof = entryLine[3] === undefined ? undefined : b64list(JSON.parse(entryLine[3]));
+            proof = entryLine[3] === undefined ? undefined : b64list(parseStrictJson(entryLine[3]));
           } catch {
             proof = undefined;
           }

@@ -14,6 +14,7 @@ import type { Db } from '../store/database.js';
 import type { AuditLog } from './audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import type { JsonObject } from '../../../shared/canonical-json.js';
+import { parseStoredJson } from '../store/stored-json.js';
 
 /**
  * `record`: an entry's record no longer hashes to its stored leaf hash (rewritten in place);
@@ -61,7 +62,7 @@ const findingKey = (f: Pick<TamperFinding, 'kind' | 'seq'>): string => `${f.kind
 
 function toView(row: AlarmRow): TamperAlarmView {
   const view: TamperAlarmView = {
-    id: row.id, raisedAt: row.raised_at, source: row.source, firstBadSeq: row.first_bad_seq, findings: JSON.parse(row.findings) as TamperFinding[],
+    id: row.id, raisedAt: row.raised_at, source: row.source, firstBadSeq: row.first_bad_seq, findings: parseStoredJson(row.findings) as TamperFinding[],
   };
   if (row.acknowledged_at !== null) view.acknowledgedAt = row.acknowledged_at;
   if (row.acknowledged_by !== null) view.acknowledgedBy = row.acknowledged_by;
@@ -134,7 +135,7 @@ export class TamperAlarm {
   raise(source: TamperSource, findings: readonly TamperFinding[]): TamperAlarmView | undefined {
     return this.db.transaction(() => {
       const known = new Set<string>();
-      for (const row of this.allFindings.all()) for (const f of JSON.parse(row.findings) as TamperFinding[]) known.add(findingKey(f));
+      for (const row of this.allFindings.all()) for (const f of parseStoredJson(row.findings) as TamperFinding[]) known.add(findingKey(f));
       const fresh: TamperFinding[] = [];
       for (const f of findings) {
         const key = findingKey(f);

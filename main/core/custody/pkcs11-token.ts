@@ -229,6 +229,7 @@ export class Pkcs11Token {
     this.#api = api;
     this.#config = config;
     this.#readPin = options.readPin;
+    // eslint-disable-next-line no-console -- the default sink when the caller injects no log function
     this.#log = options.log ?? ((message: string) => console.warn(message));
     this.#now = options.now ?? Date.now;
   }

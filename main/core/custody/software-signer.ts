@@ -94,6 +94,7 @@ export class SoftwareSigner implements Signer {
 
   /** Open `<dataDir>/keys/software-signing-key.pem`, creating it (0600, dir 0700) if absent. */
   static async openOrCreate(dataDir: string, options: SoftwareSignerOptions = {}): Promise<SoftwareSigner> {
+    // eslint-disable-next-line no-console -- the default sink when the caller injects no log function
     const log = options.log ?? ((message: string) => console.warn(message));
     if (options.algorithm !== undefined && options.algorithm !== 'ES256' && options.algorithm !== 'EdDSA') {
       throw new CountersignError('config_invalid', `the signing algorithm ${quote(options.algorithm)} is not supported`);

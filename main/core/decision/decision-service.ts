@@ -29,6 +29,7 @@ import { GroupCommitter } from '../store/group-commit.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope, ToolCall } from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
+import { parseStoredJson } from '../store/stored-json.js';
 
 export interface DecisionServiceOptions {
   db: Db;
@@ -333,7 +334,7 @@ export class DecisionService {
       for (const row of due) {
         touched.add(row.agent_id);
         update.run(now, reasons, row.id);
-        const learningFault = learnSafely(this.db, this.options.learner, row.agent_id, (l) => l.settled(row.agent_id, { id: row.id, call: JSON.parse(row.call_json) as ToolCall, callSha256: row.call_sha256, createdAt: row.created_at }, 'expired', now));
+        const learningFault = learnSafely(this.db, this.options.learner, row.agent_id, (l) => l.settled(row.agent_id, { id: row.id, call: parseStoredJson(row.call_json) as ToolCall, callSha256: row.call_sha256, createdAt: row.created_at }, 'expired', now));
         const event: JsonObject = { requestId: row.id, agentId: row.agent_id, reasons: [EXPIRED_REASON] };
         if (learningFault !== undefined) event.riskLearningFault = learningFault;
         this.options.audit.append('decision.expired', now, event);
@@ -420,8 +421,8 @@ function toResult(row: RequestRow): DecisionResult {
     requestId: row.id,
     decision: state === 'allowed' || state === 'approved' ? 'allow' : state === 'pending' ? 'pending' : 'deny',
     state,
-    reasons: JSON.parse(row.reasons) as string[],
-    determiningPolicies: JSON.parse(row.determining_policies) as string[],
+    reasons: parseStoredJson(row.reasons) as string[],
+    determiningPolicies: parseStoredJson(row.determining_policies) as string[],
     policyHash: row.policy_hash,
   };
   if (row.token !== null && row.token_expires_at !== null) {
@@ -429,7 +430,7 @@ function toResult(row: RequestRow): DecisionResult {
     result.tokenExpiresAt = row.token_expires_at;
   }
   if (state === 'pending' && row.obligation !== null && row.expires_at !== null) {
-    result.approval = { ...(JSON.parse(row.obligation) as ApprovalRequirement), expiresAt: row.expires_at };
+    result.approval = { ...(parseStoredJson(row.obligation) as ApprovalRequirement), expiresAt: row.expires_at };
     // How far the quorum has come, so a waiting host can say "1 of 2" (request.get only).
     if (row.approvals_received !== undefined) result.approval.received = row.approvals_received;
   }

@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { CountersignError, isCountersignError, quote, ERROR_CODES, type ErrorCode } from '../../../shared/errors.js';
+import { AUTHENTICATION_FAILED_CLOSE, CountersignError, isCountersignError, quote, ERROR_CODES, closeCodeFor, httpStatusFor, type ErrorCode } from '../../../shared/errors.js';
 import { canonicalBytes, parseStrictJson } from '../../../shared/canonical-json.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import {
@@ -146,7 +146,7 @@ export class Gateway {
     if (conn.ended) return;
     conn.ended = true;
     for (const result of ended) this.send(conn, JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result }));
-    this.fail(conn, id, error, CLOSE_CODES.keyRevoked);
+    this.fail(conn, id, error);
   }
 
   /**
@@ -199,18 +199,19 @@ export class Gateway {
       });
       res.end(text);
     };
-    if (!this.hostAllowed(req)) return reply(421, { error: { code: 'host_not_allowed', message: ERROR_CODES.host_not_allowed } });
+    if (!this.hostAllowed(req)) return reply(httpStatusFor('host_not_allowed'), { error: { code: 'host_not_allowed', message: ERROR_CODES.host_not_allowed } });
     if (this.deps.extraHttp?.(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, { error: { code: 'method_unknown', message: 'only GET is served here' } }, { allow: 'GET, HEAD' });
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return reply(200, { status: 'ok', ...this.deps.health() });
     if (path === '/.well-known/jwks.json') return reply(200, this.deps.jwks(), { 'cache-control': 'public, max-age=60' });
-    return reply(404, { error: { code: 'method_unknown', message: 'not found' } });
+    return reply(httpStatusFor('method_unknown'), { error: { code: 'method_unknown', message: 'not found' } });
   }
 
   // ---- WebSocket handshake ----
 
-  private refuseUpgrade(socket: Duplex, status: number, code: ErrorCode): void {
+  /** Refuse a WebSocket upgrade with the HTTP status of the code's record (or the one given). */
+  private refuseUpgrade(socket: Duplex, code: ErrorCode, status = httpStatusFor(code)): void {
     const body = JSON.stringify({ error: { code, message: ERROR_CODES[code] } });
     socket.end(`HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 421 ? 'Misdirected Request' : status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     this.stats.rejected++;
@@ -219,17 +220,18 @@ export class Gateway {
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const gw = this.deps.config.gateway;
-    if (!this.hostAllowed(req)) return this.refuseUpgrade(socket, 421, 'host_not_allowed');
+    if (!this.hostAllowed(req)) return this.refuseUpgrade(socket, 'host_not_allowed');
     const origin = req.headers.origin;
     // Agent hosts send no Origin; a browser always does, so a page on another site is refused.
-    if (origin !== undefined && !gw.allowedOrigins.includes(origin)) return this.refuseUpgrade(socket, 403, 'origin_not_allowed');
-    if ((req.url ?? '').split('?')[0] !== WS_PATH) return this.refuseUpgrade(socket, 400, 'method_unknown');
+    if (origin !== undefined && !gw.allowedOrigins.includes(origin)) return this.refuseUpgrade(socket, 'origin_not_allowed');
+    // An upgrade to another path is a bad handshake: 400 here, where a plain GET of an unknown path is 404.
+    if ((req.url ?? '').split('?')[0] !== WS_PATH) return this.refuseUpgrade(socket, 'method_unknown', 400);
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    if (!protocols.includes(WS_SUBPROTOCOL)) return this.refuseUpgrade(socket, 400, 'protocol_version_unsupported');
-    if (this.connections.size >= gw.maxConnections) return this.refuseUpgrade(socket, 503, 'too_many_connections');
+    if (!protocols.includes(WS_SUBPROTOCOL)) return this.refuseUpgrade(socket, 'protocol_version_unsupported');
+    if (this.connections.size >= gw.maxConnections) return this.refuseUpgrade(socket, 'too_many_connections');
     let unauthenticated = 0;
     for (const c of this.connections) if (!c.session) unauthenticated++;
-    if (unauthenticated >= gw.maxUnauthenticated) return this.refuseUpgrade(socket, 503, 'too_many_connections');
+    if (unauthenticated >= gw.maxUnauthenticated) return this.refuseUpgrade(socket, 'too_many_connections');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws));
   }
 
@@ -242,7 +244,7 @@ export class Gateway {
     };
     this.connections.add(conn);
     conn.handshakeTimer = setTimeout(() => {
-      if (!conn.session) this.fail(conn, null, new CountersignError('handshake_timeout'), CLOSE_CODES.handshakeTimeout);
+      if (!conn.session) this.fail(conn, null, new CountersignError('handshake_timeout'));
     }, gw.handshakeTimeoutMs);
     socket.on('message', (data: RawData, isBinary: boolean) => this.onMessage(conn, data, isBinary));
     socket.on('error', () => socket.terminate());
@@ -281,14 +283,14 @@ export class Gateway {
       // echoed, so a client can fail that request at once instead of waiting for its timeout.
       const id = isBinary ? null : peekRequestId(data);
       if (conn.droppedForRate > this.deps.config.gateway.rateBurst) {
-        this.fail(conn, id, new CountersignError('rate_limited'), CLOSE_CODES.rateLimited);
+        this.fail(conn, id, new CountersignError('rate_limited'));
       } else {
         this.sendError(conn, id, new CountersignError('rate_limited'));
       }
       return;
     }
     conn.droppedForRate = 0;
-    if (isBinary) return this.fail(conn, null, new CountersignError('frame_binary'), CLOSE_CODES.unsupportedData);
+    if (isBinary) return this.fail(conn, null, new CountersignError('frame_binary'));
     const parsed = parseFrame(data);
     if (!parsed.ok) return this.sendError(conn, parsed.id, parsed.error);
     this.dispatch(conn, parsed.request).catch((error: unknown) => this.sendError(conn, parsed.request.id, error));
@@ -300,11 +302,11 @@ export class Gateway {
    * the connection closes: 1003 for a binary frame, 4001 for everything else.
    */
   private onFirstFrame(conn: Connection, data: RawData, isBinary: boolean): void {
-    if (isBinary) return this.fail(conn, null, new CountersignError('frame_binary'), CLOSE_CODES.unsupportedData);
+    if (isBinary) return this.fail(conn, null, new CountersignError('frame_binary'));
     const parsed = parseFrame(data);
-    if (!parsed.ok) return this.fail(conn, parsed.id, parsed.error, CLOSE_CODES.authFailed);
+    if (!parsed.ok) return this.fail(conn, parsed.id, parsed.error, AUTHENTICATION_FAILED_CLOSE);
     if (parsed.request.method !== 'session.authenticate') {
-      return this.fail(conn, parsed.request.id, new CountersignError('not_authenticated', 'the first message on a connection must be session.authenticate'), CLOSE_CODES.authFailed);
+      return this.fail(conn, parsed.request.id, new CountersignError('not_authenticated', 'the first message on a connection must be session.authenticate'));
     }
     this.dispatch(conn, parsed.request).catch((error: unknown) => this.sendError(conn, parsed.request.id, error));
   }
@@ -348,7 +350,7 @@ export class Gateway {
           this.reply(conn, request.id, this.deps.decisions.reportReads(session, request.params));
         } catch (error) {
           if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
-            return this.fail(conn, request.id, error, CLOSE_CODES.keyRevoked);
+            return this.fail(conn, request.id, error);
           }
           throw error;
         }
@@ -387,7 +389,7 @@ export class Gateway {
       // One answer for every identity failure: do not tell a prober which agent ids exist.
       const external = code === 'agent_unknown' || code === 'key_unknown' ? new CountersignError('auth_failed', 'authentication failed', { cause: error }) : error;
       // Every failed attempt closes with 4001, whatever the reason (docs/protocol.md).
-      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: CLOSE_CODES.authFailed });
+      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: AUTHENTICATION_FAILED_CLOSE });
     }
   }
 
@@ -418,10 +420,15 @@ export class Gateway {
     this.stats.rejected++;
     this.send(conn, JSON.stringify(this.errorFrame(id, error)));
     const closeAfter = (error as { closeAfter?: number } | null)?.closeAfter;
-    if (closeAfter !== undefined) conn.socket.close(closeAfter, closeAfter === CLOSE_CODES.authFailed ? 'authentication failed' : (error as CountersignError).code);
+    if (closeAfter !== undefined) conn.socket.close(closeAfter, closeAfter === AUTHENTICATION_FAILED_CLOSE ? 'authentication failed' : (error as CountersignError).code);
   }
 
-  private fail(conn: Connection, id: string | number | null, error: CountersignError, closeCode: number): void {
+  /**
+   * Answer with the error and close the connection with the close code of its record (or the
+   * one given, for the rule that any failure before authentication closes with 4001). A code
+   * with no close code in its record is never passed here without one; 1008 is only a guard.
+   */
+  private fail(conn: Connection, id: string | number | null, error: CountersignError, closeCode = closeCodeFor(error.code) ?? CLOSE_CODES.policyViolation): void {
     this.sendError(conn, id, error);
     conn.socket.close(closeCode, error.code);
   }

@@ -21,6 +21,7 @@ import type { JsonObject } from '../../../shared/canonical-json.js';
 import type { EnrollmentVocabulary } from '../policy/policy-set.js';
 import { resolvePerson, type ResolvedPerson } from './people.js';
 import type { DecisionResult } from '../../../shared/protocol.js';
+import { parseStoredJson } from '../store/stored-json.js';
 
 export interface AgentScope {
   owner: string;
@@ -133,9 +134,9 @@ function toAgent(row: AgentRow): AgentRecord {
     displayName: row.display_name,
     owner: row.owner,
     group: row.group_name,
-    allowedTools: JSON.parse(row.allowed_tools) as string[],
-    dataClasses: JSON.parse(row.data_classes) as string[],
-    jurisdictions: JSON.parse(row.jurisdictions) as string[],
+    allowedTools: parseStoredJson(row.allowed_tools) as string[],
+    dataClasses: parseStoredJson(row.data_classes) as string[],
+    jurisdictions: parseStoredJson(row.jurisdictions) as string[],
     status: row.status,
     createdAt: row.created_at,
     expiresAt: row.expires_at ?? undefined,
@@ -152,7 +153,7 @@ function toKey(row: KeyRow): AgentKeyRecord {
     kid: row.kid,
     agentId: row.agent_id,
     alg: row.alg,
-    publicJwk: JSON.parse(row.public_jwk) as AgentPublicJwk,
+    publicJwk: parseStoredJson(row.public_jwk) as AgentPublicJwk,
     status: row.status,
     createdAt: row.created_at,
     notAfter: row.not_after ?? undefined,
@@ -168,7 +169,7 @@ const revocationReason = (reason: string): string => `agent revoked: ${reason}`;
 function endedResult(row: EndedRow, reasons: string[]): DecisionResult {
   return {
     requestId: row.id, decision: 'deny', state: 'denied', reasons: [...reasons],
-    determiningPolicies: JSON.parse(row.determining_policies) as string[], policyHash: row.policy_hash,
+    determiningPolicies: parseStoredJson(row.determining_policies) as string[], policyHash: row.policy_hash,
   };
 }
 
@@ -277,7 +278,7 @@ export class AgentRegistry {
         end.run(now, JSON.stringify(reasons), row.id);
         this.audit.append('decision.deny', now, {
           requestId: row.id, agentId, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash,
-          determiningPolicies: JSON.parse(row.determining_policies) as string[], reasons, endedBy: 'agent.revoked',
+          determiningPolicies: parseStoredJson(row.determining_policies) as string[], reasons, endedBy: 'agent.revoked',
         });
       }
       return waiting.map((row) => endedResult(row, reasons));
@@ -360,7 +361,7 @@ export class AgentRegistry {
     const stored = this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(OWNER_MIGRATION_REPORT_KEY);
     const heldNow = this.db.prepare<[], { id: string; owner: string; review_reason: string | null }>("SELECT id, owner, review_reason FROM agents WHERE owner_state != 'resolved' ORDER BY id").all()
       .map((row) => ({ agentId: row.id, owner: row.owner, reason: row.review_reason ?? 'the owner has not been resolved to a person yet' }));
-    return { migration: stored === undefined ? null : (JSON.parse(stored.value) as OwnerMigrationReport), heldNow };
+    return { migration: stored === undefined ? null : (parseStoredJson(stored.value) as OwnerMigrationReport), heldNow };
   }
 
   list(): Array<AgentRecord & { keys: AgentKeyRecord[] }> {

@@ -14,6 +14,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CountersignError, quote } from '../../../shared/errors.js';
+import { parseStoredJson } from './stored-json.js';
 
 export const LOCK_FILE = 'countersign.lock';
 export const LOCK_HOLDER_FILE = 'countersign.lock.json';
@@ -94,7 +95,7 @@ function isBusy(error: unknown): boolean {
 
 function readHolder(holderPath: string): DataDirHolder | undefined {
   try {
-    const value = JSON.parse(readFileSync(holderPath, 'utf8')) as Partial<DataDirHolder>;
+    const value = parseStoredJson(readFileSync(holderPath, 'utf8')) as Partial<DataDirHolder>;
     if (typeof value.pid !== 'number' || typeof value.command !== 'string' || typeof value.since !== 'number') return undefined;
     return { pid: value.pid, command: value.command, since: value.since, host: typeof value.host === 'string' ? value.host : '' };
   } catch {

@@ -11,7 +11,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, resolve, sep } from 'node:path';
-import { ERROR_CODES, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
+import { ERROR_CODES, httpStatusFor, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
 import { DECISION_LIMIT, UI_API_PATHS, UI_BASE_PATH, toBridgeError, type CountersignBridge } from '../../../shared/bridge.js';
 
 export type ExtraHttpHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
@@ -101,9 +101,9 @@ export function createUiHttpHandler(service: CountersignBridge, options: UiHttpO
     if (req.method !== 'GET' && req.method !== 'HEAD') return replyError(req, res, 405, 'method_unknown', 'only GET is served here', { allow: 'GET, HEAD' });
     // A browser page on another origin never gets here with the secret, but refuse it anyway.
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `http://${req.headers.host ?? ''}`) return replyError(req, res, 403, 'origin_not_allowed', ERROR_CODES.origin_not_allowed);
+    if (origin !== undefined && origin !== `http://${req.headers.host ?? ''}`) return replyError(req, res, httpStatusFor('origin_not_allowed'), 'origin_not_allowed', ERROR_CODES.origin_not_allowed);
     if (!authorized(req)) {
-      return replyError(req, res, 401, 'not_authenticated', 'this API needs the UI session secret as a Bearer token', { 'www-authenticate': 'Bearer realm="countersign-ui"' });
+      return replyError(req, res, httpStatusFor('not_authenticated'), 'not_authenticated', 'this API needs the UI session secret as a Bearer token', { 'www-authenticate': 'Bearer realm="countersign-ui"' });
     }
     let work: () => Promise<unknown>;
     switch (path) {
@@ -115,13 +115,13 @@ export function createUiHttpHandler(service: CountersignBridge, options: UiHttpO
         break;
       case UI_API_PATHS.listRecentDecisions: {
         const raw = new URLSearchParams(search).get('limit');
-        if (raw !== null && !/^\d{1,9}$/.test(raw)) return replyError(req, res, 400, 'schema_invalid', 'limit must be a positive integer');
+        if (raw !== null && !/^\d{1,9}$/.test(raw)) return replyError(req, res, httpStatusFor('schema_invalid'), 'schema_invalid', 'limit must be a positive integer');
         const limit = raw === null ? DECISION_LIMIT.default : Number(raw);
         work = () => service.listRecentDecisions(limit);
         break;
       }
       default:
-        return replyError(req, res, 404, 'method_unknown', 'not found');
+        return replyError(req, res, httpStatusFor('method_unknown'), 'method_unknown', 'not found');
     }
     void (async () => {
       try {
@@ -129,7 +129,7 @@ export function createUiHttpHandler(service: CountersignBridge, options: UiHttpO
       } catch (error) {
         if (!isCountersignError(error)) log(`ui api ${path} failed: ${error instanceof Error ? error.message : String(error)}`);
         const wire = toBridgeError(error);
-        replyError(req, res, 500, wire.code, wire.message);
+        replyError(req, res, httpStatusFor(wire.code), wire.code, wire.message);
       }
     })();
   }
@@ -146,17 +146,17 @@ export function createUiHttpHandler(service: CountersignBridge, options: UiHttpO
       root = realpathSync(rendererDir);
       if (!statSync(root).isDirectory()) throw new Error('not a directory');
     } catch {
-      return replyError(req, res, 404, 'method_unknown', 'the renderer is not built (npm run build:renderer)');
+      return replyError(req, res, httpStatusFor('method_unknown'), 'method_unknown', 'the renderer is not built (npm run build:renderer)');
     }
     const file = resolveStatic(root, path.slice(UI_BASE_PATH.length));
-    if (file === undefined) return replyError(req, res, 404, 'method_unknown', 'not found');
+    if (file === undefined) return replyError(req, res, httpStatusFor('method_unknown'), 'method_unknown', 'not found');
     let body: Buffer;
     try {
       const stat = statSync(file);
-      if (!stat.isFile() || stat.size > MAX_STATIC_BYTES) return replyError(req, res, 404, 'method_unknown', 'not found');
+      if (!stat.isFile() || stat.size > MAX_STATIC_BYTES) return replyError(req, res, httpStatusFor('method_unknown'), 'method_unknown', 'not found');
       body = readFileSync(file);
     } catch {
-      return replyError(req, res, 404, 'method_unknown', 'not found');
+      return replyError(req, res, httpStatusFor('method_unknown'), 'method_unknown', 'not found');
     }
     res.writeHead(200, {
       'content-type': CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',

@@ -25,6 +25,7 @@ import {
   type AuditAlarmSummary, type BridgeStatus, type CountersignBridge, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
 import type { RequestState } from '../../../shared/protocol.js';
+import { parseStoredJson } from '../store/stored-json.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
@@ -56,7 +57,7 @@ interface DecisionRow {
 
 function parseReasons(text: string): string[] {
   try {
-    const value: unknown = JSON.parse(text);
+    const value: unknown = parseStoredJson(text);
     return Array.isArray(value) ? value.filter((r): r is string => typeof r === 'string').slice(0, 64).map((r) => r.slice(0, 4096)) : [];
   } catch {
     return [];
