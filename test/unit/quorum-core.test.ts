@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { inAnyGroup, quorumMet, quorumOf, stillNeeded, stricterObligation, type QuorumPerson } from '../../main/core/approvals/approval-quorum.js';
+import { inAnyGroup, quorumMet, quorumOf, stillNeeded, stricterRequirement, type QuorumPerson } from '../../main/core/approvals/approval-quorum.js';
 import type { ApprovalRequirement } from '../../shared/protocol.js';
 import type { QuorumVectorApproval, QuorumVectorFile } from '../vectors/quorum-vectors.js';
 
@@ -35,10 +35,10 @@ describe('core quorum path over test/vectors/quorum.json', () => {
   });
 
   it.each(file.stricter.map((v) => [v.name, v] as const))('stricter of two: %s', (_name, v) => {
-    const stricter = stricterObligation(v.a, v.b);
+    const stricter = stricterRequirement(v.a, v.b);
     expect(stricter).toEqual(v.expect);
     // Either order: the stricter of two does not depend on which is stored.
-    expect(stricterObligation(v.b, v.a)).toEqual({ ...v.expect, groups: expect.arrayContaining(v.expect.groups) as string[][] });
+    expect(stricterRequirement(v.b, v.a)).toEqual({ ...v.expect, groups: expect.arrayContaining(v.expect.groups) as string[][] });
     if (v.approvals !== undefined) {
       expect(quorumMet(v.a, people(v.approvals))).toBe(v.quorumBefore?.satisfied);
       expect(quorumOf(stricter, people(v.approvals))).toEqual(v.quorumAfter);

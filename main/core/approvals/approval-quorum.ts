@@ -7,7 +7,7 @@ import type { ApprovalRequirement } from '../../../shared/protocol.js';
 import { countsTowards, isStillNeeded, quorumStatus, type QuorumApproval, type QuorumStatus } from '../../../shared/quorum.js';
 
 /** The stricter of the stored requirement and the current policy's (re-evaluation at completion). */
-export { stricterRequirement as stricterObligation } from '../../../shared/quorum.js';
+export { stricterRequirement } from '../../../shared/quorum.js';
 
 /** A person as the approval service counts them: an approver id and the approver's groups. */
 export interface QuorumPerson {

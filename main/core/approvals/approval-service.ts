@@ -52,7 +52,7 @@ import type { AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { MintInput } from '../decision/decision-service.js';
 import { clientDataChallenge } from './client-data.js';
-import { inAnyGroup, quorumMet, stillNeeded, stricterObligation, type QuorumPerson as Person } from './approval-quorum.js';
+import { inAnyGroup, quorumMet, stillNeeded, stricterRequirement as stricterObligation, type QuorumPerson as Person } from './approval-quorum.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
