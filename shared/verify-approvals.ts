@@ -50,6 +50,7 @@ import type { JsonValue } from './canonical-json.js';
 import { bytesEqual, concatBytes, fromBase64url, fromUtf8, sha256, utf8 } from './encoding.js';
 import { CountersignError, quote } from './errors.js';
 import { webCryptoBytes, type WebCryptoKey } from './webcrypto.js';
+import { quorumStatus, type QuorumRequirement, type QuorumStatus } from './quorum.js';
 
 /** At most this many assertions in one token (the token claims schema has the same cap). */
 export const MAX_APPROVALS = 64;
@@ -124,16 +125,11 @@ export interface VerifiedApprovalSet {
   count: number;
 }
 
-export interface QuorumRequirement {
-  /** Minimum number of distinct approvers. */
-  approvals: number;
-  /**
-   * AND of slots: each inner list is one slot, filled by an approver in ANY of its groups, and
-   * every slot needs a DIFFERENT approver. [['finance'], ['security']] = one from finance and
-   * another person from security; [['finance', 'treasury']] = one from either.
-   */
-  groups: string[][];
-}
+/**
+ * A tool's quorum rule: `approvals` distinct people and one different person per group list
+ * (shared/quorum.ts, the one rule Countersign itself applies).
+ */
+export type { QuorumRequirement, QuorumStatus } from './quorum.js';
 
 const FLAG_UP = 0x01;
 const FLAG_UV = 0x04;
@@ -421,41 +417,29 @@ function validRequirement(requirement: unknown): requirement is QuorumRequiremen
 }
 
 /**
- * Whether a verified approval set meets a quorum: at least max(approvals, groups.length) distinct
- * approvers, and every group slot filled by a different approver who is in one of its groups
- * (bipartite matching of slots to approvers). Approvers are counted by id, so the same person
- * listed twice counts once. A malformed requirement (negative count, empty slot) is
- * `config_invalid`: a quorum that cannot be read must never read as satisfied.
+ * Where a verified approval set stands against a tool's quorum rule, by the one rule
+ * (shared/quorum.ts): at least max(1, approvals, groups.length) distinct people who are each in
+ * a group of some list (anyone when there are no lists), every list filled by a different person
+ * (bipartite matching). One person counts once, however many entries or spellings of the id.
+ * A malformed requirement (negative count, empty list) is `config_invalid`: a quorum that cannot
+ * be read must never read as satisfied.
  */
-export function satisfiesQuorum(set: VerifiedApprovalSet, requirement: QuorumRequirement): boolean {
+export function verifiedQuorum(set: VerifiedApprovalSet, requirement: QuorumRequirement): QuorumStatus {
   if (!validRequirement(requirement)) {
     configInvalid('the quorum must have a non-negative integer "approvals" and "groups" as a list of non-empty lists of group names');
   }
-  const byId = new Map<string, Set<string>>();
-  for (const approver of set.approvers) {
-    const groups = byId.get(approver.approverId) ?? new Set<string>();
-    for (const g of approver.groups) groups.add(g);
-    byId.set(approver.approverId, groups);
-  }
-  const people = [...byId.values()];
-  const slots = requirement.groups;
-  if (people.length < Math.max(requirement.approvals, slots.length)) return false;
+  return quorumStatus(requirement, set.approvers.map((a) => ({ approverId: a.approverId, groups: a.groups })));
+}
 
-  // Kuhn's augmenting paths: slot -> person, each person fills at most one slot.
-  const owner = new Array<number>(people.length).fill(-1);
-  const tryFill = (slot: number, visited: boolean[]): boolean => {
-    for (let p = 0; p < people.length; p++) {
-      if (visited[p] || !slots[slot]!.some((g) => people[p]!.has(g))) continue;
-      visited[p] = true;
-      if (owner[p] === -1 || tryFill(owner[p]!, visited)) {
-        owner[p] = slot;
-        return true;
-      }
-    }
-    return false;
-  };
-  for (let slot = 0; slot < slots.length; slot++) {
-    if (!tryFill(slot, new Array<boolean>(people.length).fill(false))) return false;
-  }
-  return true;
+/**
+ * Whether a verified approval set meets a tool's quorum rule ({@link verifiedQuorum}).
+ *
+ * One exception to the one rule, kept because a test pins it: a rule asking for nobody
+ * (`approvals: 0`, no group lists) is met by any set, even an empty one. The core never holds a
+ * call for nobody (it needs at least one person), so this only concerns a tool's own rule.
+ */
+export function satisfiesQuorum(set: VerifiedApprovalSet, requirement: QuorumRequirement): boolean {
+  const status = verifiedQuorum(set, requirement);
+  if (requirement.approvals === 0 && requirement.groups.length === 0) return true;
+  return status.satisfied;
 }

@@ -17,6 +17,7 @@ import {
   type ApproverSummary, type CountersignBridge, type RegisteredKey,
 } from '../../shared/bridge.js';
 import { isCountersignError } from '../../shared/errors.js';
+import { approvalProgress, whoCanStillApprove } from './quorum-view.js';
 
 const REFRESH_MS = 3_000;
 
@@ -70,11 +71,6 @@ function describeError(caught: unknown, during: string): ShownError {
   if (caught instanceof DOMException) return { code: caught.name, message: caught.message, during };
   const error = toCountersignError(caught);
   return { code: error.code, message: error.message, during };
-}
-
-/** People needed: at least one, at least `approvals`, at least one per group list (as the core counts). */
-function requiredPeople(request: ApprovalRequest): number {
-  return Math.max(1, request.obligation.approvals, request.obligation.groups.length);
 }
 
 const CONFLICT_NOTES: Record<'owner' | 'requester' | 'policy' | 'owner_unresolved', string> = {
@@ -331,7 +327,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
         </section>
       )}
 
-      {outcome && <OutcomePanel shown={outcome} />}
+      {outcome && <OutcomePanel shown={outcome} approvers={approvers ?? []} />}
 
       <section className="panel">
         <div className="panel-title">
@@ -357,6 +353,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
                 key={request.requestId}
                 request={request}
                 approver={me}
+                approvers={approvers ?? []}
                 busy={busy}
                 denying={denyFor === request.requestId}
                 denyReason={denyReason}
@@ -377,9 +374,9 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
   );
 }
 
-function OutcomePanel({ shown }: { shown: ShownOutcome }) {
+function OutcomePanel({ shown, approvers }: { shown: ShownOutcome; approvers: readonly ApproverSummary[] }) {
   const { outcome, request, verdict } = shown;
-  const approvals = outcome.approvalsSoFar.filter((e) => e.verdict === 'approve').length;
+  const progress = approvalProgress({ ...request, approvals: outcome.approvalsSoFar }, approvers);
   return (
     <section
       className={`panel outcome outcome-${outcome.state}`}
@@ -398,7 +395,7 @@ function OutcomePanel({ shown }: { shown: ShownOutcome }) {
         <code>{request.tool}</code> by <strong>{request.agentDisplayName || request.agentId}</strong>, request <code className="id">{outcome.requestId}</code>.
       </p>
       {outcome.state === 'pending' && (
-        <p>{approvals} of {requiredPeople(request)} approvals so far; the request waits for the others.</p>
+        <p>{progress.text} approvals so far; the request waits for the others.</p>
       )}
       {outcome.state === 'approved' && (
         <p>
@@ -420,6 +417,8 @@ function OutcomePanel({ shown }: { shown: ShownOutcome }) {
 interface CardProps {
   request: ApprovalRequest;
   approver: ApproverSummary | undefined;
+  /** Every approver (their groups say whose approval counts and who can still approve). */
+  approvers: readonly ApproverSummary[];
   busy: string | undefined;
   denying: boolean;
   denyReason: string;
@@ -430,9 +429,10 @@ interface CardProps {
   onConfirmDeny: () => void;
 }
 
-function PendingRequestCard({ request, approver, busy, denying, denyReason, onApprove, onStartDeny, onDenyReason, onCancelDeny, onConfirmDeny }: CardProps) {
-  const required = requiredPeople(request);
-  const approvals = request.approvals.filter((e) => e.verdict === 'approve').length;
+function PendingRequestCard({ request, approver, approvers, busy, denying, denyReason, onApprove, onStartDeny, onDenyReason, onCancelDeny, onConfirmDeny }: CardProps) {
+  const progress = approvalProgress(request, approvers);
+  const required = progress.required;
+  const canStillApprove = whoCanStillApprove(request, approvers);
   const conflict = approver === undefined ? undefined : conflictOf(request, approver.id);
   const conflicted = conflict !== undefined;
   const decided = approver !== undefined && request.approvals.some((e) => e.approverId === approver.id);
@@ -529,7 +529,26 @@ function PendingRequestCard({ request, approver, busy, denying, denyReason, onAp
         </dd>
         <dt>Approvals so far</dt>
         <dd>
-          <span data-testid="approvals-so-far">{approvals} of {required}</span>
+          <span data-testid="approvals-so-far">{progress.text}</span>
+          {!progress.satisfied && (
+            <span className="muted" data-testid="still-needed">
+              {'; '}{progress.stillNeeded} more {progress.stillNeeded === 1 ? 'person' : 'people'}
+              {progress.openGroups.length > 0 && (
+                <>
+                  {', including '}
+                  {progress.openGroups.map((list, i) => (
+                    <span key={i}>{i > 0 && ' and '}one from {list.map((g, j) => <span key={g}>{j > 0 && ' or '}<code className="tool">{g}</code></span>)}</span>
+                  ))}
+                </>
+              )}
+              {approvers.length > 0 && (
+                <>
+                  {'; '}can still approve:{' '}
+                  {canStillApprove.length === 0 ? 'nobody listed' : canStillApprove.map((a) => a.displayName).join(', ')}
+                </>
+              )}
+            </span>
+          )}
           <ApprovalEntries entries={request.approvals} />
         </dd>
         <dt>Submitted</dt>

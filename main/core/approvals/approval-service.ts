@@ -23,8 +23,9 @@
  * the approver `sam` who holds that alias. An owner that names no person (an agent held for
  * review) fails closed: nobody may decide its requests.
  *
- * Quorum counts distinct people, never keys: count >= max(approvals, number of group lists) and
- * every group list is covered by a different person (bipartite matching). Approvals of people who
+ * Quorum counts distinct people, never keys (shared/quorum.ts, the one rule, via approval-quorum.ts):
+ * count >= max(1, approvals, number of group lists) and every group list is covered by a
+ * different person (bipartite matching). Approvals of people who
  * were disabled since, or who left the required groups, no longer count and are not carried in
  * the token (tool servers check assertions against the published directory of active approvers).
  *
@@ -51,6 +52,7 @@ import type { AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { ApprovedMinter } from '../tokens/token-minter.js';
 import { clientDataChallenge } from './client-data.js';
+import { inAnyGroup, quorumMet, stillNeeded, stricterRequirement as stricterObligation, type QuorumPerson as Person } from './approval-quorum.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
@@ -234,67 +236,6 @@ class CounterRegression extends Error {
   constructor(readonly stored: number, readonly reported: number) {
     super('counter regression');
   }
-}
-
-interface Person { id: string; groups: readonly string[] }
-
-/** People needed: at least one, at least `approvals`, at least one per group list. */
-function requiredCount(ob: ApprovalRequirement): number {
-  return Math.max(1, ob.approvals, ob.groups.length);
-}
-
-function inAnyGroup(ob: ApprovalRequirement, groups: readonly string[]): boolean {
-  return ob.groups.length === 0 || ob.groups.some((list) => list.some((g) => groups.includes(g)));
-}
-
-/** Maximum bipartite matching of group lists to distinct people (Kuhn's augmenting paths). */
-function matchedLists(ob: ApprovalRequirement, people: readonly Person[]): number {
-  const owner = new Array<number>(people.length).fill(-1);
-  const canCover = (list: readonly string[], person: Person) => list.some((g) => person.groups.includes(g));
-  const augment = (listIndex: number, seen: boolean[]): boolean => {
-    const list = ob.groups[listIndex]!;
-    for (let p = 0; p < people.length; p++) {
-      if (seen[p] || !canCover(list, people[p]!)) continue;
-      seen[p] = true;
-      const current = owner[p]!;
-      if (current === -1 || augment(current, seen)) {
-        owner[p] = listIndex;
-        return true;
-      }
-    }
-    return false;
-  };
-  let matched = 0;
-  for (let i = 0; i < ob.groups.length; i++) if (augment(i, new Array<boolean>(people.length).fill(false))) matched++;
-  return matched;
-}
-
-function quorumMet(ob: ApprovalRequirement, people: readonly Person[]): boolean {
-  return new Set(people.map((p) => p.id)).size >= requiredCount(ob) && matchedLists(ob, people) === ob.groups.length;
-}
-
-/** Whether `candidate` approving would move `current` towards the quorum. */
-function stillNeeded(ob: ApprovalRequirement, current: readonly Person[], candidate: Person): boolean {
-  if (!inAnyGroup(ob, candidate.groups)) return false;
-  if (ob.groups.length === 0) return true;
-  const before = matchedLists(ob, current);
-  if (before === ob.groups.length) return true; // every list covered: any member adds a person
-  return matchedLists(ob, [...current, candidate]) > before;
-}
-
-/** The stricter of two obligations: most approvals, every group list, shortest ttl, UV if either. */
-export function stricterObligation(a: ApprovalRequirement, b: ApprovalRequirement): ApprovalRequirement {
-  const lists = new Map<string, string[]>();
-  for (const list of [...a.groups, ...b.groups]) {
-    const sorted = [...new Set(list)].sort();
-    lists.set(JSON.stringify(sorted), sorted);
-  }
-  return {
-    approvals: Math.max(a.approvals, b.approvals),
-    groups: [...lists.values()],
-    ttlSeconds: Math.min(a.ttlSeconds, b.ttlSeconds),
-    userVerification: a.userVerification === 'required' || b.userVerification === 'required' ? 'required' : 'preferred',
-  };
 }
 
 /** The same handle in any case: used only to ADD conflicts on top of person matching. */
