@@ -123,6 +123,8 @@ export const ERROR_CODES = {
   audit_checkpoint_invalid: 'the checkpoint is malformed or its signature does not verify',
   audit_proof_unavailable: 'no proof exists for that entry or tree size',
   audit_export_invalid: 'the audit export is malformed or does not verify',
+  audit_event_invalid: 'the audit event does not match the schema of its kind, so nothing was recorded',
+  audit_proof_invalid: 'the audit proof does not verify against its signed checkpoint',
   tamper_alarm_unknown: 'no open tamper alarm has that id',
 
   // MCP gating proxy (tool errors it returns to the agent host, in _meta)
