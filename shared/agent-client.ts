@@ -360,3 +360,10 @@ function toError(error: unknown): CountersignError {
   const message = typeof e?.message === 'string' ? e.message : undefined;
   return new CountersignError(code, message, e?.data?.details ? { details: e.data.details } : undefined);
 }
+
+/**
+ * Check what `auditProof` returns against the log's signing keys (the JWKS), with the same
+ * portable verifier the CLI runs offline: a tool server or a browser can hold the gateway to
+ * the record of a decision. docs/audit.md "Verifying a proof with the SDK".
+ */
+export { verifyAuditProof, type VerifiedAuditProof, type NoteVerificationKey } from './audit-verify.js';
