@@ -6,7 +6,7 @@
  * server and a browser all run this same code. docs/audit.md specifies the formats.
  *
  * Merkle hashing is synchronous (shared/sha256.ts by default); a Node caller may pass a hasher
- * over node:crypto for speed, with the same results (test/unit/audit-verify.test.ts).
+ * over node:crypto for speed, with the same results (test/integration/audit-verify.test.ts).
  */
 import { CountersignError, quote } from './errors.js';
 import { parseStrictJson } from './canonical-json.js';

@@ -3,7 +3,7 @@
  * the Merkle code (shared/merkle.ts) hashes synchronously, node by node; this lets the portable
  * audit verifier (shared/audit-verify.ts) run the same Merkle code in a browser or a tool server.
  * Only public data is hashed here (log records and tree nodes), so constant time does not matter.
- * Node callers pass node:crypto's faster digest instead; test/unit/audit-verify.test.ts checks
+ * Node callers pass node:crypto's faster digest instead; test/unit/sha256.test.ts checks
  * that both agree.
  */
 
