@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from '../../main/core/store/database.js';
 import { AuditLog } from '../../main/core/audit/audit-log.js';
-import { AUDIT_KINDS, assertAuditEvent, isAuditKind, toAuditRecord, type AuditEventFields, type AuditKind } from '../../shared/audit-events.js';
+import { AUDIT_EVENT_SCHEMAS, AUDIT_KINDS, assertAuditEvent, isAuditKind, toAuditRecord, type AuditEventFields, type AuditKind } from '../../shared/audit-events.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 
 const dirs: string[] = [];
@@ -88,5 +88,16 @@ describe('audit event schemas on the append path', () => {
     const section = doc.slice(doc.indexOf('## Event kinds'), doc.indexOf('\n## ', doc.indexOf('## Event kinds') + 3));
     const listed = [...section.matchAll(/^\| `([a-z_]+\.[a-z_]+)` \|/gm)].map((m) => m[1]);
     expect(listed).toEqual(AUDIT_KINDS);
+    // Each row names exactly its schema's members (`name?` when optional), over all its variants.
+    const membersOf = (schema: unknown): string[] => {
+      const def = (schema as { def: { type: string; options?: unknown[] } }).def;
+      if (def.type === 'union') return def.options!.flatMap(membersOf);
+      return Object.entries((schema as { shape: Record<string, { def: { type: string } }> }).shape).map(([k, v]) => (v.def.type === 'optional' ? `${k}?` : k));
+    };
+    for (const kind of AUDIT_KINDS) {
+      const row = section.split('\n').find((line) => line.startsWith(`| \`${kind}\` |`))!;
+      const named = [...row.slice(row.indexOf('|', 2)).matchAll(/`([^`]+)`/g)].map((m) => m[1]!).filter((token) => !isAuditKind(token));
+      expect(new Set(named), kind).toEqual(new Set(membersOf(AUDIT_EVENT_SCHEMAS[kind])));
+    }
   });
 });
