@@ -17,12 +17,12 @@ import { SoftwareSigner } from '../main/core/custody/software-signer.js';
 import { checkpointText, formatSignedNote, toBase64 } from '../shared/checkpoint-note.js';
 import { signNote } from '../main/core/audit/note-keys.js';
 import { exportAudit, verifyExport } from '../main/core/audit/audit-export.js';
-import type { JsonObject } from '../shared/canonical-json.js';
+import type { AuditEventFields } from '../shared/audit-events.js';
 
 const ORIGIN = 'countersign/bench';
 
 /** A decision event as the decision path writes it (about 700 bytes of JCS). */
-function event(i: number): JsonObject {
+function event(i: number): AuditEventFields<'decision.allow'> {
   return {
     requestId: `req_${i.toString(36).padStart(22, '0')}`, agentId: `bench-agent-${i % 1000}`, kid: 'zCLzAIq1UxcpKyZofLimsQIXO3LZHfD2Odv887WPQXc',
     tool: 'payments.transfer', callSha256: 'x3Xq0wq5i2Xq9m6aQp4mV7yJ2hO0QkqJ9tS3m8v1Z1A', dataClass: 'financial', jurisdiction: 'US',

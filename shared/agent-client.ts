@@ -365,3 +365,9 @@ function toError(error: unknown): CountersignError {
 function randomFraction(): number {
   return (globalThis.crypto.getRandomValues(new Uint32Array(1))[0] ?? 0) / 2 ** 32;
 }
+/**
+ * Check what `auditProof` returns against the log's signing keys (the JWKS), with the same
+ * portable verifier the CLI runs offline: a tool server or a browser can hold the gateway to
+ * the record of a decision. docs/audit.md "Verifying a proof with the SDK".
+ */
+export { verifyAuditProof, type VerifiedAuditProof, type NoteVerificationKey } from './audit-verify.js';

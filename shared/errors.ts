@@ -169,6 +169,8 @@ export const ERROR_RECORDS = {
   audit_checkpoint_invalid: { message: 'the checkpoint is malformed or its signature does not verify', rpc: RPC_CODES.refused, http: 400 },
   audit_proof_unavailable: { message: 'no proof exists for that entry or tree size', rpc: RPC_CODES.refused, http: 404 },
   audit_export_invalid: { message: 'the audit export is malformed or does not verify', rpc: RPC_CODES.refused, http: 400 },
+  audit_event_invalid: { message: 'the audit event does not match the schema of its kind, so nothing was recorded', rpc: RPC_CODES.refused, http: 500 },
+  audit_proof_invalid: { message: 'the audit proof does not verify against its signed checkpoint', rpc: RPC_CODES.refused, http: 400 },
   tamper_alarm_unknown: { message: 'no open tamper alarm has that id', rpc: RPC_CODES.refused, http: 409 },
 
   // MCP gating proxy (tool errors it returns to the agent host, in _meta)

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { lockDataDir } from './store/data-dir-lock.js';
-import { AuditLog, type AuditKind } from './audit/audit-log.js';
+import { AuditLog, type AuditEventFields, type AuditKind } from './audit/audit-log.js';
 import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles, findingOf } from './audit/checkpoints.js';
 import { AuditProofs } from './audit/audit-proofs.js';
 import { TamperAlarm } from './audit/tamper-alarm.js';
@@ -38,7 +38,6 @@ import { tokenMinter } from './tokens/token-minter.js';
 import { VirtualApprovers } from './testing/virtual-approvers.js';
 import { createApprovalsHttpHandler } from './approvals/approvals-http.js';
 import { AdminActions } from './approvals/admin-actions.js';
-import type { JsonObject } from '../../shared/canonical-json.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** The policy pack a fresh data directory starts with. */
@@ -175,7 +174,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const { db, audit, registry, signingKeys } = openDataDir(dataDir, (report) => {
     for (const line of describeOwnerMigration(report)) log(line);
   });
-  const appendAudit = (kind: AuditKind, event: JsonObject) => db.transaction(() => audit.append(kind, clock(), event)).immediate();
+  const appendAudit = <K extends AuditKind>(kind: K, event: AuditEventFields<K>) => db.transaction(() => audit.append(kind, clock(), event)).immediate();
 
   let policy: PolicyEngine;
   let riskEngine: RiskEngine | undefined;

@@ -48,7 +48,8 @@ import type { Db } from '../store/database.js';
 import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
 import type { RiskLearner } from '../risk/risk-ports.js';
 import { learnSafely } from '../risk/learn-safely.js';
-import type { AuditLog, AuditKind } from '../audit/audit-log.js';
+import type { AuditEventFields, AuditLog, AuditKind } from '../audit/audit-log.js';
+import type { DeniedAtApprovalEvent } from '../../../shared/audit-events.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { ApprovedMinter } from '../tokens/token-minter.js';
 import { clientDataChallenge } from './client-data.js';
@@ -464,7 +465,7 @@ export class ApprovalService {
     this.store(() => {
       this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at) VALUES (?, 'approval', ?, ?, ?, ?, ?)")
         .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry);
-      const started: JsonObject = { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry };
+      const started: AuditEventFields<'approval.started'> = { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry };
       if (followers.length > 0) started.followers = followers;
       this.appendAudit('approval.started', now, started);
     });
@@ -833,7 +834,7 @@ export class ApprovalService {
       this.db.prepare('INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
       this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(ctx.newCounter, now, ctx.credentialId);
-      const step: JsonObject = {
+      const step: AuditEventFields<'approval.given' | 'approval.denied'> = {
         requestId: ctx.requestId, agentId: row.agent_id, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
         callSha256: row.call_sha256, policyHash: row.policy_hash, challenge: ctx.challenge, signCount: ctx.newCounter,
       };
@@ -864,15 +865,13 @@ export class ApprovalService {
         const results: DecisionResult[] = [];
         for (const member of members) {
           const learningFault = finish(member, 'denied', reasons);
-          const event: JsonObject = { requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash, reasons, ...groupOf(member) };
+          const event: DeniedAtApprovalEvent = {
+            requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash, reasons,
+            determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies, ...groupOf(member),
+          };
           if (learningFault !== undefined) event.riskLearningFault = learningFault;
-          if (plan.kind === 'deny') {
-            event.deniedBy = approver.id;
-            event.determiningPolicies = determiningPolicies;
-          } else {
-            event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
-            event.determiningPolicies = plan.reevaluation.determiningPolicies;
-          }
+          if (plan.kind === 'deny') event.deniedBy = approver.id;
+          else event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
           this.appendAudit('decision.deny', now, event);
           results.push({
             requestId: member.id, decision: 'deny', state: 'denied', reasons,
@@ -905,7 +904,7 @@ export class ApprovalService {
         const learningFault = finish(member, 'approved', reasons);
         this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
           .run(minted.jti, member.id, minted.kid, minted.token, now, minted.expiresAt);
-        const approvedEvent: JsonObject = {
+        const approvedEvent: AuditEventFields<'decision.approved'> = {
           requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash,
           determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
           token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience }, ...groupOf(member),
@@ -934,7 +933,7 @@ export class ApprovalService {
     }
   }
 
-  private appendAudit(kind: AuditKind, at: number, event: JsonObject): void {
+  private appendAudit<K extends AuditKind>(kind: K, at: number, event: AuditEventFields<K>): void {
     try {
       this.options.audit.append(kind, at, event);
     } catch (cause) {

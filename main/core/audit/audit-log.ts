@@ -14,45 +14,10 @@ import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js
 import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, isPowerOfTwo, splitPoint } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
+import { assertAuditEvent, type AuditEventFields, type AuditKind } from '../../../shared/audit-events.js';
 
-export type AuditKind =
-  | 'call.rejected'
-  | 'session.reported'
-  | 'decision.allow'
-  | 'decision.deny'
-  | 'decision.pending'
-  | 'decision.expired'
-  | 'token.issued'
-  | 'agent.enrolled'
-  | 'agent.revoked'
-  | 'agent.key_rotated'
-  | 'agent.owner_changed'
-  | 'agent.owners_migrated'
-  | 'approver.added'
-  | 'approver.registration_code_issued'
-  | 'approver.disabled'
-  | 'approver.groups_changed'
-  | 'approver.alias_added'
-  | 'approver.alias_removed'
-  | 'approver.credential_registered'
-  | 'approver.credential_removed'
-  | 'approver.credential_suspect'
-  | 'admin.action'
-  | 'approval.started'
-  | 'approval.given'
-  | 'approval.denied'
-  | 'decision.approved'
-  | 'signing_key.activated'
-  | 'signing_key.rotated'
-  | 'signing_key.retired'
-  | 'signing_key.adopted'
-  | 'policy.loaded'
-  | 'policy.reload_failed'
-  | 'config.loaded'
-  | 'audit.checkpoint_reset'
-  | 'audit.tamper_alarm'
-  | 'server.started'
-  | 'server.stopped';
+/** The closed set of kinds and each one's fields live in shared/audit-events.ts. */
+export type { AuditKind, AuditEventFields } from '../../../shared/audit-events.js';
 
 export interface AuditEntry {
   seq: number;
@@ -115,12 +80,16 @@ export class AuditLog {
 
   /**
    * Append one event. Call inside a transaction together with the state change it records: the
-   * size is read inside that transaction, so concurrent writers cannot fork the tree.
+   * size is read inside that transaction, so concurrent writers cannot fork the tree. The event
+   * must match its kind's schema (shared/audit-events.ts); one that does not is a programming
+   * error and throws audit_event_invalid before anything is written.
    */
-  append(kind: AuditKind, at: number, event: JsonObject): AuditEntry {
+  append<K extends AuditKind>(kind: K, at: number, event: AuditEventFields<K>): AuditEntry {
+    assertAuditEvent(kind, event);
     const seq = (this.last.get()?.seq ?? 0) + 1;
-    const record = canonicalize({ ...event, kind, at, seq });
-    this.insert.run(seq, at, kind, record, typeof event.requestId === 'string' ? event.requestId : null);
+    const fields = event as JsonObject;
+    const record = canonicalize({ ...fields, kind, at, seq });
+    this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null);
     return { seq, at, kind, record };
   }
 

@@ -15,6 +15,7 @@ import type { AuditLog } from './audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import type { JsonObject } from '../../../shared/canonical-json.js';
 import { parseStoredJson } from '../store/stored-json.js';
+import type { AuditEventFields } from '../../../shared/audit-events.js';
 
 /**
  * `record`: an entry's record no longer hashes to its stored leaf hash (rewritten in place);
@@ -149,7 +150,7 @@ export class TamperAlarm {
       const at = this.now();
       const firstBadSeq = kept[0]!.seq;
       const id = Number(this.insert.run(at, source, firstBadSeq, JSON.stringify(kept)).lastInsertRowid);
-      const event: JsonObject = { alarmId: id, source, firstBadSeq, findings: kept.map((f) => ({ ...f })), findingsTotal: fresh.length };
+      const event: AuditEventFields<'audit.tamper_alarm'> = { alarmId: id, source, firstBadSeq, findings: kept.map((f) => ({ ...f })), findingsTotal: fresh.length };
       this.audit.append('audit.tamper_alarm', at, event);
       const view: TamperAlarmView = { id, raisedAt: at, source, firstBadSeq, findings: kept };
       this.seenOpen.set(id, view);

@@ -23,6 +23,7 @@ import { learnSafely } from '../risk/learn-safely.js';
 import { auditedParams, auditedRisk } from '../audit/redaction.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
+import type { AuditEventFields, SubmittedDecisionEvent } from '../../../shared/audit-events.js';
 import { callDigest } from '../tokens/call-digest.js';
 import type { TokenMinter } from '../tokens/token-minter.js';
 import { GroupCommitter } from '../store/group-commit.js';
@@ -272,7 +273,7 @@ export class DecisionService {
       });
       if (minted) this.insertToken.run(minted.jti, requestId, minted.kid, minted.token, now, minted.expiresAt);
       const learningFault = learnSafely(this.db, this.options.learner, agent.id, (l) => l.submitted(agent.id, requestId, call, callSha256, now, state));
-      const event: JsonObject = {
+      const event: SubmittedDecisionEvent = {
         requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callSha256, dataClass: call.dataClass, jurisdiction: call.jurisdiction,
         provenance: call.provenance, nonce: payload.nonce, policyHash: decision.policyHash, determiningPolicies: decision.determiningPolicies,
         reasons: decision.reasons, risk: auditedRisk(risk, call.dataClass, redact),
@@ -335,7 +336,7 @@ export class DecisionService {
         touched.add(row.agent_id);
         update.run(now, reasons, row.id);
         const learningFault = learnSafely(this.db, this.options.learner, row.agent_id, (l) => l.settled(row.agent_id, { id: row.id, call: parseStoredJson(row.call_json) as ToolCall, callSha256: row.call_sha256, createdAt: row.created_at }, 'expired', now));
-        const event: JsonObject = { requestId: row.id, agentId: row.agent_id, reasons: [EXPIRED_REASON] };
+        const event: AuditEventFields<'decision.expired'> = { requestId: row.id, agentId: row.agent_id, reasons: [EXPIRED_REASON] };
         if (learningFault !== undefined) event.riskLearningFault = learningFault;
         this.options.audit.append('decision.expired', now, event);
         row.state = 'expired';
@@ -364,8 +365,8 @@ export class DecisionService {
     const { agent } = this.options.registry.resolve(session.agentId, session.kid, now);
     const redact = this.options.redactDataClasses ?? [];
     const sha256 = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
-    const reads: JsonObject[] = params.reads.map((r) => {
-      const entry: JsonObject = { source: r.source, trust: r.trust, contentSha256: sha256(r.content), contentChars: r.content.length };
+    const reads: Array<AuditEventFields<'session.reported'>['reads'][number]> = params.reads.map((r) => {
+      const entry: AuditEventFields<'session.reported'>['reads'][number] = { source: r.source, trust: r.trust, contentSha256: sha256(r.content), contentChars: r.content.length };
       if (r.dataClass !== undefined) entry.dataClass = r.dataClass;
       if (r.origin !== undefined) {
         if (r.dataClass !== undefined && redact.includes(r.dataClass)) entry.originSha256 = sha256(r.origin);
@@ -378,7 +379,7 @@ export class DecisionService {
       const fault = learnSafely(this.db, this.options.learner, agent.id, (l) => {
         values = l.reported?.(agent.id, params.sessionId, params.reads, now) ?? 0;
       });
-      const event: JsonObject = { agentId: agent.id, sessionId: params.sessionId, reads, values };
+      const event: AuditEventFields<'session.reported'> = { agentId: agent.id, sessionId: params.sessionId, reads, values };
       if (fault !== undefined) event.riskLearningFault = fault;
       this.options.audit.append('session.reported', now, event);
     });
@@ -401,7 +402,7 @@ export class DecisionService {
     const clean: JsonObject = {};
     for (const [k, v] of Object.entries(event)) if (v !== undefined) clean[k] = typeof v === 'string' ? v.slice(0, 256) : v;
     try {
-      this.db.transaction(() => this.options.audit.append('call.rejected', now, clean)).immediate();
+      this.db.transaction(() => this.options.audit.append('call.rejected', now, clean as AuditEventFields<'call.rejected'>)).immediate();
     } catch {
       // The caller already fails closed; an unwritable audit log also surfaces on the next decision.
     }

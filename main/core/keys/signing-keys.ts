@@ -11,6 +11,7 @@ import type { TokenDomain } from '../../../shared/approval-token.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
 import type { HistoricKey } from '../audit/key-history.js';
+import type { AuditEventFields } from '../../../shared/audit-events.js';
 
 export type SigningKeyStatus = 'active' | 'retiring' | 'retired';
 
@@ -128,11 +129,11 @@ export class SigningKeyRegistry {
         `INSERT INTO signing_keys (kid, domain, custody, alg, public_jwk, token_label, key_label, key_id, status, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)`,
       ).run(kid, key.domain, key.custody, key.publicJwk.alg, JSON.stringify(publicMembers(key.publicJwk)), key.tokenLabel ?? null, key.keyLabel ?? null, key.keyId ?? null, now);
-      const event: JsonObject = { kid, domain: key.domain, custody: key.custody, alg: key.publicJwk.alg };
+      const event: AuditEventFields<'signing_key.activated'> = { kid, domain: key.domain, custody: key.custody, alg: key.publicJwk.alg };
       if (key.tokenLabel !== undefined) event.tokenLabel = key.tokenLabel;
       if (key.keyLabel !== undefined) event.keyLabel = key.keyLabel;
-      if (previous !== undefined) event.previous = { kid: previous.kid, publishedUntil: now + overlapMs };
-      this.audit.append(previous === undefined ? 'signing_key.activated' : 'signing_key.rotated', now, event);
+      if (previous === undefined) this.audit.append('signing_key.activated', now, event);
+      else this.audit.append('signing_key.rotated', now, { ...event, previous: { kid: previous.kid, publishedUntil: now + overlapMs } });
       return this.active(key.domain)!;
     }).immediate();
   }
