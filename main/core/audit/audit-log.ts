@@ -124,17 +124,25 @@ export class AuditLog {
     return { seq, at, kind, record };
   }
 
-  /** Store leaf `index` and every subtree it completes (their left siblings are stored already). */
-  private addLeaf(index: number, leafHash: Uint8Array): void {
+  /**
+   * Store leaf `index` and every subtree it completes (their left siblings are stored already).
+   * `written` holds the hashes this batch stored, by level: a completed subtree's left sibling
+   * was almost always stored moments before, so it is read from memory instead of a SELECT
+   * (only the hash of the last row written at each level is kept; older ones come from the table).
+   */
+  private addLeaf(index: number, leafHash: Uint8Array, written: Array<{ idx: number; hash: Uint8Array } | undefined>): void {
     this.insertNode.run(0, index, leafHash);
+    written[0] = { idx: index, hash: leafHash };
     let hash = leafHash;
     let level = 0;
     let i = index;
     while (i % 2 === 1) {
-      hash = merkleHasher.node(this.node(level, i - 1), hash);
+      const left = written[level];
+      hash = merkleHasher.node(left !== undefined && left.idx === i - 1 ? left.hash : this.node(level, i - 1), hash);
       level++;
       i = (i - 1) / 2;
       this.insertNode.run(level, i, hash);
+      written[level] = { idx: i, hash };
     }
   }
 
@@ -161,9 +169,10 @@ export class AuditLog {
       this.db.transaction(() => {
         // Re-read inside the transaction: another writer may have hashed them meanwhile.
         if (this.hashedSize() !== hashed) return;
+        const written: Array<{ idx: number; hash: Uint8Array } | undefined> = [];
         rows.forEach((row, i) => {
           if (row.seq !== hashed + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1 + i}`);
-          this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)));
+          this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)), written);
         });
       }).immediate();
     }
