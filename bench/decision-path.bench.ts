@@ -247,7 +247,7 @@ async function pkcs11Phase(dataDir: string, clientsFor: (port: number) => Promis
 }
 
 /** The demo pack with `payees` known payees (one Payee entity each, in PayeeList::"known"). */
-function demoPackWith(payees: number): string {
+export function demoPackWith(payees: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'countersign-bench-pack-'));
   cpSync(join(REPO_ROOT, 'examples', 'demo'), dir, { recursive: true, dereference: true });
   const entities = parseStrictJson(readFileSync(join(dir, 'entities.json'), 'utf8')) as unknown as unknown[];
