@@ -11,5 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 
 if (parentPort === null) throw new Error('entity-check-worker.mjs must run as a worker thread');
-const { entities, schema } = /** @type {{ entities: cedar.EntityJson[], schema: string }} */ (workerData);
+/** @type {unknown} */
+const data = workerData;
+const { entities, schema } = /** @type {{ entities: cedar.EntityJson[], schema: string }} */ (data);
 parentPort.postMessage(cedar.checkParseEntities({ entities, schema }));
