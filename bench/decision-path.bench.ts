@@ -323,7 +323,8 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
     const loadStart = performance.now();
     const core = await startChild('core', dataDir);
     const startSeconds = (performance.now() - loadStart) / 1000;
-    await new Promise((r) => setTimeout(r, 500));
+    // Settle first: the load's entity-check worker and its garbage are released over a few seconds.
+    await new Promise((r) => setTimeout(r, 3_000));
     const idleRss = core.rss();
     clients = await connectAll(core.port, loadAgents);
     await new Promise((r) => setTimeout(r, 1_000));
