@@ -32,8 +32,10 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
     }
     wake?.();
   });
-  const nextLine = async (): Promise<string> => {
-    const deadline = Date.now() + 60_000;
+  // Starting can take minutes on a loaded machine with a large directory (Cedar checks every
+  // lookup entity at load); later answers (timings) come at once.
+  const nextLine = async (waitMs = 60_000): Promise<string> => {
+    const deadline = Date.now() + waitMs;
     while (lines.length === 0) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`bench server (${mode}) did not answer`);
       await new Promise<void>((r) => {
@@ -43,7 +45,7 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
     }
     return lines.shift()!;
   };
-  const { port } = JSON.parse(await nextLine()) as { port: number };
+  const { port } = JSON.parse(await nextLine(600_000)) as { port: number };
   const pid = child.pid!;
   return {
     port,

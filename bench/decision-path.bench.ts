@@ -1,12 +1,19 @@
 /**
- * Decision-path benchmark (issue: headless decision path).
+ * Decision-path benchmark (issue #12: decisions at machine speed whatever the size of the directory).
  *
- * N concurrent agent connections (real SDK clients over real WebSockets) submit calls that
- * policy allows, in a closed loop, against (a) the baseline server — same protocol, strict
- * parsing, schema check and agent-signature verification, no policy, no token signing, no
- * storage — and (b) the real core. Both servers run in their own child process; the load
- * generator runs here. Reports decisions/s, p50/p99 latency, their ratio, where the core's
- * time goes, and the core's resident memory with 1,000 connected agents.
+ * The product as users run it: the demo pack (finance transfers and production changes together)
+ * with `BENCH_LOOKUP_ENTITIES` (100,000) known payees as lookup entities, risk scoring ON, 10,000
+ * enrolled agents (half finance, half deploy), and a varied call mix (transfers of every tier to
+ * known and unknown payees, staging and production deploys, a few jurisdictions): never one
+ * repeated call, which the risk scorer rightly treats as a loop. Calls come from 1,000 connected
+ * agents (real SDK clients over real WebSockets), 50 in flight at a time, in a closed loop,
+ * against (a) the baseline server — same protocol, strict parsing, schema check and
+ * agent-signature verification, no policy, no risk, no token signing, no storage — and (b) the
+ * real core. Both servers run in their own child process; the load generator runs here. Reports
+ * decisions/s and their ratio, server CPU per decision (process CPU time, all threads: the figure
+ * that survives a shared machine) beside the baseline's, where the core's time goes, the
+ * open-loop latency and the core's resident memory with 1,000 connected agents and the lookup
+ * entities loaded.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Pkcs11Token } from '../main/core/custody/pkcs11-token.js';
@@ -18,7 +25,8 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { openDataDir, REPO_ROOT, startCountersign } from '../main/core/app.js';
 import { prepareDirectEnrollment } from '../test/helpers/direct-enrollment.js';
-import { SIGNED_TYPES, type CallPayload } from '../shared/protocol.js';
+import { SIGNED_TYPES, type CallPayload, type ToolCall } from '../shared/protocol.js';
+import { prng } from '../test/helpers/prng.js';
 import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, publicPart, signCanonical, type AgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
@@ -31,7 +39,11 @@ export interface LoadResult {
   p50: number;
   p99: number;
   errors: number;
+  /** Answers by outcome (the baseline answers every call `allow`). */
+  outcomes: Record<string, number>;
 }
+
+type BenchAgent = { id: string; key: AgentKey; kind: 'finance' | 'deploy' };
 
 const webSocket = (url: string, protocols: string[]) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
 
@@ -40,76 +52,112 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function connectAll(port: number, agents: Array<{ id: string; key: AgentKey }>, batch = 50): Promise<AgentClient[]> {
-  const clients: AgentClient[] = [];
+/**
+ * One call of the mix, for an agent of the given kind. Finance: mostly small transfers to a
+ * known payee (automatic), some larger or to a new supplier (one or two approvers), a few from
+ * GB; deploy: mostly staging deploys of one of many services (automatic), a few production
+ * deploys (two-person rule) and a few without a change id (denied). Amounts, payees, memos,
+ * services and diffs vary call to call, as they do in use.
+ */
+export function mixedCall(kind: 'finance' | 'deploy', rng: () => number, payees: number): ToolCall {
+  const r = rng();
+  if (kind === 'finance') {
+    const cents = String(Math.floor(rng() * 100)).padStart(2, '0');
+    const amount = r < 0.85 ? `${1 + Math.floor(rng() * 998)}.${cents}` : r < 0.95 ? `${1000 + Math.floor(rng() * 9000)}.${cents}` : `${10_001 + Math.floor(rng() * 90_000)}.00`;
+    const payee = rng() < 0.9 ? (payees <= 1 ? 'Acme Ltd' : `Vendor ${1 + Math.floor(rng() * (payees - 1))}`) : `New Supplier ${Math.floor(rng() * 1e6)}`;
+    return { tool: 'payments.transfer', params: { amount, currency: 'USD', payee, memo: `invoice ${Math.floor(rng() * 1e6)}` }, dataClass: 'financial', jurisdiction: rng() < 0.8 ? 'US' : 'GB', provenance: ['user'] };
+  }
+  const service = `service-${Math.floor(rng() * 200)}`;
+  const diff = `diff --git a/${service}/config.yaml b/${service}/config.yaml\n-replicas: ${Math.floor(rng() * 9)}\n+replicas: ${Math.floor(rng() * 9)}`;
+  if (r < 0.94) return { tool: 'deploy.staging', params: { service, diff }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['user'] };
+  return { tool: 'deploy.production', params: { service, environment: 'production', changeId: r < 0.97 ? `CHG-${Math.floor(rng() * 1e5)}` : '', diff }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['user'] };
+}
+
+async function connectAll(port: number, agents: BenchAgent[], batch = 50): Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>> {
+  const clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }> = [];
   for (let i = 0; i < agents.length; i += batch) {
-    const slice = agents.slice(i, i + batch).map((a) => new AgentClient({ url: `ws://127.0.0.1:${port}`, agentId: a.id, key: a.key, webSocket, reconnect: false, requestTimeoutMs: 30_000 }));
-    await Promise.all(slice.map((c) => c.connect()));
+    const slice = agents.slice(i, i + batch).map((a) => ({ kind: a.kind, client: new AgentClient({ url: `ws://127.0.0.1:${port}`, agentId: a.id, key: a.key, webSocket, reconnect: false, requestTimeoutMs: 30_000 }) }));
+    await Promise.all(slice.map((c) => c.client.connect()));
     clients.push(...slice);
   }
   return clients;
 }
 
-async function closedLoop(clients: AgentClient[], seconds: number): Promise<LoadResult> {
+function summarise(latencies: number[], errors: number, outcomes: Record<string, number>, startMs: number): LoadResult {
+  const elapsed = (performance.now() - startMs) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { decisions: latencies.length, seconds: elapsed, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors, outcomes };
+}
+
+/**
+ * Closed loop: `concurrency` calls in flight at all times, each from the next connected agent in
+ * turn (so every agent calls at a human-plausible rate, and no agent is a loop to the scorer).
+ * Every answer counts as a decision (allow, pending or deny: the policy decided it); an error
+ * does not.
+ */
+async function closedLoop(clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, concurrency: number, payees: number, seed: number): Promise<LoadResult> {
   const latencies: number[] = [];
+  const outcomes: Record<string, number> = {};
   let errors = 0;
-  const call = { tool: 'payments.transfer', params: { amount: '250.00', currency: 'USD', payee: 'Acme Ltd', memo: 'bench' }, dataClass: 'financial', jurisdiction: 'US', provenance: ['user'] };
+  const rng = prng(seed);
+  let turn = 0;
   const start = performance.now();
   const end = start + seconds * 1000;
-  await Promise.all(clients.map(async (client) => {
+  await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() < end) {
+      const { client, kind } = clients[turn++ % clients.length]!;
+      const call = mixedCall(kind, rng, payees);
       const t0 = performance.now();
       try {
         const r = await client.submit(call);
-        if (r.decision !== 'allow') errors++;
-        else latencies.push(performance.now() - t0);
+        latencies.push(performance.now() - t0);
+        outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
       } catch {
         errors++;
       }
     }
   }));
-  const elapsed = (performance.now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { decisions: latencies.length, seconds: elapsed, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+  return summarise(latencies, errors, outcomes, start);
 }
 
 /**
- * Open loop: every client submits at a fixed rate whatever the answers, so latency is measured
- * at a stated offered load instead of at saturation (where, by Little's law, a closed loop's
- * latency is just concurrency / throughput).
+ * Open loop: calls are offered at a fixed total rate whatever the answers, spread over the
+ * connected agents, so latency is measured at a stated offered load instead of at saturation
+ * (where, by Little's law, a closed loop's latency is just concurrency / throughput).
  */
-async function openLoop(clients: AgentClient[], seconds: number, totalPerSecond: number): Promise<LoadResult> {
+async function openLoop(clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, totalPerSecond: number, payees: number, seed: number): Promise<LoadResult> {
   const latencies: number[] = [];
+  const outcomes: Record<string, number> = {};
   let errors = 0;
-  const call = { tool: 'payments.transfer', params: { amount: '250.00', currency: 'USD', payee: 'Acme Ltd', memo: 'bench' }, dataClass: 'financial', jurisdiction: 'US', provenance: ['user'] };
-  const intervalMs = (1000 * clients.length) / totalPerSecond;
+  const rng = prng(seed);
+  const intervalMs = 1000 / totalPerSecond;
   const start = performance.now();
   const end = start + seconds * 1000;
   const inflight: Array<Promise<void>> = [];
-  await Promise.all(clients.map(async (client, i) => {
-    let next = start + (intervalMs * i) / clients.length; // spread the clients' phases
-    while (next < end) {
-      const wait = next - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const t0 = performance.now();
-      inflight.push(client.submit(call).then(
-        (r) => { if (r.decision === 'allow') latencies.push(performance.now() - t0); else errors++; },
-        () => { errors++; },
-      ));
-      next += intervalMs;
-    }
-  }));
+  let next = start;
+  for (let turn = 0; next < end; turn++, next += intervalMs) {
+    const wait = next - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const { client, kind } = clients[turn % clients.length]!;
+    const t0 = performance.now();
+    inflight.push(client.submit(mixedCall(kind, rng, payees)).then(
+      (r) => {
+        latencies.push(performance.now() - t0);
+        outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
+      },
+      () => { errors++; },
+    ));
+  }
   await Promise.all(inflight);
-  const elapsed = (performance.now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { decisions: latencies.length, seconds: elapsed, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+  return summarise(latencies, errors, outcomes, start);
 }
 
 /**
- * Each stage's own cost: decisions submitted one at a time, in process, with Cedar in the
- * calling thread, so no stage's figure includes waiting for another decision.
+ * Each stage's own cost: the same mix submitted one decision at a time, in process, with Cedar in
+ * the calling thread and risk on, so no stage's figure includes waiting for another decision.
+ * Also the process CPU per decision, for the share of each stage in it.
  */
-async function stageCostsAlone(dataDir: string, agent: { id: string; key: AgentKey }, count: number): Promise<Record<string, number>> {
+async function stageCostsAlone(dataDir: string, agents: BenchAgent[], count: number, payees: number): Promise<Record<string, unknown>> {
   const totals: Record<string, { ms: number; n: number }> = {};
   const app = await startCountersign({
     dataDir, log: () => undefined, policyWorker: false,
@@ -119,28 +167,55 @@ async function stageCostsAlone(dataDir: string, agent: { id: string; key: AgentK
       t.n++;
     },
   });
+  const rng = prng(0x57a9e);
+  const outcomes: Record<string, number> = {};
+  let cpu0 = process.cpuUsage();
+  let measured = 0;
   try {
-    const call = { tool: 'payments.transfer', params: { amount: '250.00', currency: 'USD', payee: 'Acme Ltd', memo: 'bench' }, dataClass: 'financial', jurisdiction: 'US', provenance: ['user'] };
-    const session = { agentId: agent.id, kid: agent.key.kid };
     for (let i = 0; i < count; i++) {
-      if (i === Math.floor(count / 5)) for (const k of Object.keys(totals)) delete totals[k]; // warm-up
-      const payload: CallPayload = { typ: SIGNED_TYPES.call, agentId: agent.id, kid: agent.key.kid, nonce: `stage-${i}-${Math.random()}`, timestamp: Date.now(), call };
-      const result = await app.decisions.submit(session, { payload, signature: await signCanonical(agent.key, payload) });
-      if (result.decision !== 'allow') throw new Error(`stage bench expected allow, got ${result.decision}`);
+      if (i === Math.floor(count / 5)) { // warm-up ends
+        for (const k of Object.keys(totals)) delete totals[k];
+        cpu0 = process.cpuUsage();
+        measured = 0;
+      }
+      const agent = agents[i % agents.length]!;
+      const payload: CallPayload = { typ: SIGNED_TYPES.call, agentId: agent.id, kid: agent.key.kid, nonce: `stage-${i}-${Math.random()}`, timestamp: Date.now(), call: mixedCall(agent.kind, rng, payees) };
+      const result = await app.decisions.submit({ agentId: agent.id, kid: agent.key.kid }, { payload, signature: await signCanonical(agent.key, payload) });
+      outcomes[result.decision] = (outcomes[result.decision] ?? 0) + 1;
+      measured++;
     }
   } finally {
     await app.close();
   }
-  return Object.fromEntries(Object.entries(totals).map(([stage, t]) => [`${stage}Ms`, +(t.ms / t.n).toFixed(4)]));
+  const cpu = process.cpuUsage(cpu0);
+  const stageSum = Object.values(totals).reduce((sum, t) => sum + t.ms / t.n, 0);
+  return {
+    // Includes the in-process client's signing of each envelope (about the cost of verifying one).
+    processCpuPerDecisionMs: +((cpu.user + cpu.system) / 1000 / measured).toFixed(3),
+    stageMeanMs: Object.fromEntries(Object.entries(totals).map(([stage, t]) => [stage, +(t.ms / t.n).toFixed(4)])),
+    stageShare: Object.fromEntries(Object.entries(totals).map(([stage, t]) => [stage, `${((t.ms / t.n / stageSum) * 100).toFixed(1)}%`])),
+    outcomes,
+  };
 }
 
-function cpuPerDecision(before: { user: number; system: number }, after: { user: number; system: number }, load: LoadResult): { userMs: number; systemMs: number } {
+function cpuPerDecision(before: { user: number; system: number }, after: { user: number; system: number }, load: LoadResult): { totalMs: number; userMs: number; systemMs: number } {
   const n = Math.max(1, load.decisions);
-  return { userMs: +(((after.user - before.user) * 1000) / n).toFixed(3), systemMs: +(((after.system - before.system) * 1000) / n).toFixed(3) };
+  const userMs = ((after.user - before.user) * 1000) / n;
+  const systemMs = ((after.system - before.system) * 1000) / n;
+  return { totalMs: +(userMs + systemMs).toFixed(3), userMs: +userMs.toFixed(3), systemMs: +systemMs.toFixed(3) };
+}
+
+function loadFigures(r: LoadResult): Record<string, unknown> {
+  return { perSecond: Math.round(r.perSecond), p50Ms: +r.p50.toFixed(3), p99Ms: +r.p99.toFixed(3), errors: r.errors, outcomes: r.outcomes };
+}
+
+function stageFigures(timings: Record<string, { ms: number; n: number }>): Record<string, { meanMs: number; share: string }> {
+  const total = Object.values(timings).reduce((s, t) => s + t.ms / t.n, 0);
+  return Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, { meanMs: +(t.ms / t.n).toFixed(4), share: `${((t.ms / t.n / total) * 100).toFixed(1)}%` }]));
 }
 
 /** A copy of the data dir whose production key is a fresh ES256 key in the SoftHSM token. */
-async function pkcs11Phase(dataDir: string, loadAgents: Array<{ id: string; key: AgentKey }>, seconds: number, warmup: number): Promise<LoadResult & { stageMeanMs: Record<string, number> }> {
+async function pkcs11Phase(dataDir: string, clientsFor: (port: number) => Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>>, load: (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number) => Promise<LoadResult>, seconds: number, warmup: number): Promise<LoadResult & { stageMeanMs: Record<string, number> }> {
   const { config: pkcs11 } = benchToken();
   const hsmDir = `${dataDir}-pkcs11`;
   cpSync(dataDir, hsmDir, { recursive: true });
@@ -158,12 +233,12 @@ async function pkcs11Phase(dataDir: string, loadAgents: Array<{ id: string; key:
   }
   try {
     const core = await startChild('core', hsmDir);
-    const clients = await connectAll(core.port, loadAgents);
-    await closedLoop(clients, warmup);
+    const clients = await clientsFor(core.port);
+    await load(clients, warmup);
     await core.timings();
-    const result = await closedLoop(clients, seconds);
+    const result = await load(clients, seconds);
     const timings = await core.timings();
-    for (const c of clients) c.close();
+    for (const c of clients) c.client.close();
     await core.stop();
     return { ...result, stageMeanMs: Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, +(t.ms / t.n).toFixed(3)])) };
   } finally {
@@ -171,118 +246,155 @@ async function pkcs11Phase(dataDir: string, loadAgents: Array<{ id: string; key:
   }
 }
 
-export async function runDecisionPathBench(options: { concurrency: number; seconds: number; memoryAgents: number; openLoopPerSecond: number; stageDecisions?: number }): Promise<Record<string, unknown>> {
+/** The demo pack with `payees` known payees (one Payee entity each, in PayeeList::"known"). */
+export function demoPackWith(payees: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'countersign-bench-pack-'));
+  cpSync(join(REPO_ROOT, 'examples', 'demo'), dir, { recursive: true, dereference: true });
+  const entities = parseStrictJson(readFileSync(join(dir, 'entities.json'), 'utf8')) as unknown as unknown[];
+  for (let i = 1; i < payees; i++) entities.push({ uid: { type: 'Countersign::Payee', id: `Vendor ${i}` }, attrs: {}, parents: [{ type: 'Countersign::PayeeList', id: 'known' }] });
+  writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
+  return dir;
+}
+
+export interface DecisionPathOptions {
+  /** Calls in flight at once in the closed loop. */
+  concurrency: number;
+  seconds: number;
+  /** Agents connected during the load phases and the memory reading. */
+  memoryAgents: number;
+  /** Agents enrolled (the directory the registry holds). */
+  enrolledAgents: number;
+  /** Known payees loaded as lookup entities. */
+  lookupEntities: number;
+  openLoopPerSecond: number;
+  stageDecisions?: number;
+}
+
+export async function runDecisionPathBench(options: DecisionPathOptions): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-'));
-  const total = Math.max(options.concurrency, options.memoryAgents);
+  const policyDir = demoPackWith(options.lookupEntities);
+  const connected = Math.max(options.concurrency, options.memoryAgents);
+  const total = Math.max(connected, options.enrolledAgents);
   writeFileSync(join(dataDir, 'config.json'), JSON.stringify({
-    policyDir: join(REPO_ROOT, 'examples', 'demo'),
-    // 50 agents each sending the same transfer ~35 times a second is, to the risk scorer, a
-    // loop and a burst (it would hold them). This bench measures the decision path at
-    // saturation without scoring; the risk bench measures scoring's cost at a realistic load.
-    risk: { enabled: false },
-    gateway: { port: 0, maxConnections: total + 100, maxUnauthenticated: total + 100, ratePerSecond: 100_000, rateBurst: 100_000, handshakeTimeoutMs: 60_000 },
+    policyDir,
+    // Risk scoring stays on (the default): the mix varies calls as real agents do.
+    gateway: { port: 0, maxConnections: connected + 100, maxUnauthenticated: connected + 100, ratePerSecond: 100_000, rateBurst: 100_000, handshakeTimeoutMs: 60_000 },
   }));
   // Enroll every agent once (real enrollment requests, proof of possession checked).
+  const enrollStart = performance.now();
   const store = openDataDir(dataDir);
   const { registry, db } = store;
-  await prepareDirectEnrollment(store, join(REPO_ROOT, 'examples', 'demo'), ['bench@example.com']);
-  const agents: Array<{ id: string; key: AgentKey }> = [];
+  await prepareDirectEnrollment(store, policyDir, ['dana@example.com', 'sam@example.com']);
+  const agents: BenchAgent[] = [];
   const baselineKeys: unknown[] = [];
   for (let i = 0; i < total; i++) {
-    const id = `bench-agent-${i}`;
+    const kind = i % 2 === 0 ? 'finance' : 'deploy';
+    const id = `bench-${kind}-${i}`;
     const jwk = await generateAgentKey('EdDSA');
     const key = await importAgentKey(jwk);
-    registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)), {
-      owner: 'bench@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
-    });
-    agents.push({ id, key });
+    registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)), kind === 'finance'
+      ? { owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US', 'GB'] }
+      : { owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging', 'deploy.production'], dataClasses: ['source-code'], jurisdictions: ['US'] });
+    agents.push({ id, key, kind });
     baselineKeys.push({ ...publicPart(jwk), agentId: id });
   }
   db.close();
+  const enrollSeconds = (performance.now() - enrollStart) / 1000;
   const keysFile = join(dataDir, 'baseline-keys.json');
   writeFileSync(keysFile, JSON.stringify(baselineKeys));
-  const loadAgents = agents.slice(0, options.concurrency);
+  const loadAgents = agents.slice(0, connected);
   const warmup = Math.min(2, options.seconds / 2);
+  const payees = options.lookupEntities;
+  const closed = (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, seed = 1) => closedLoop(clients, seconds, options.concurrency, payees, seed);
 
   try {
     // (a) baseline
     const baseline = await startChild('baseline', keysFile);
     let clients = await connectAll(baseline.port, loadAgents);
-    await closedLoop(clients, warmup);
+    await closed(clients, warmup, 7);
     const baseCpu0 = baseline.cpu();
-    const base = await closedLoop(clients, options.seconds);
+    const base = await closed(clients, options.seconds);
     const baseCpu = cpuPerDecision(baseCpu0, baseline.cpu(), base);
-    const baseOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond);
-    for (const c of clients) c.close();
+    const baseOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond, payees, 2);
+    for (const c of clients) c.client.close();
     await baseline.stop();
 
-    // (b) the real core
+    // (b) the real core; its memory is read idle, with every agent connected, and after the load
+    const loadStart = performance.now();
     const core = await startChild('core', dataDir);
+    const startSeconds = (performance.now() - loadStart) / 1000;
+    // Settle first: the load's entity-check worker and its garbage are released over a few seconds.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const idleRss = core.rss();
     clients = await connectAll(core.port, loadAgents);
-    await closedLoop(clients, warmup);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const connectedRss = core.rss();
+    await closed(clients, warmup, 7); // same warm-up calls as the baseline's (different nonces)
     await core.timings(); // discard warmup timings
     const coreCpu0 = core.cpu();
-    const real = await closedLoop(clients, options.seconds);
+    const real = await closed(clients, options.seconds);
     const coreCpu = cpuPerDecision(coreCpu0, core.cpu(), real);
     const timings = await core.timings();
-    const realOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond);
-    for (const c of clients) c.close();
+    const openCpu0 = core.cpu();
+    const realOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond, payees, 2);
+    const openCpu = cpuPerDecision(openCpu0, core.cpu(), realOpen);
+    const openTimings = await core.timings();
+    const afterLoadRss = core.rss();
+    for (const c of clients) c.client.close();
     await core.stop();
 
-    // (c) memory with many connected, authenticated agents
-    const memCore = await startChild('core', dataDir);
-    await new Promise((r) => setTimeout(r, 500));
-    const idleRss = memCore.rss();
-    const many = await connectAll(memCore.port, agents.slice(0, options.memoryAgents));
-    await new Promise((r) => setTimeout(r, 1_000));
-    const connectedRss = memCore.rss();
-    for (const c of many) c.close();
-    await memCore.stop();
-
     // (c) the real core again, tokens signed in the SoftHSM2 token through PKCS#11
-    const hsm = await pkcs11Phase(dataDir, loadAgents, options.seconds, warmup);
+    const hsm = await pkcs11Phase(dataDir, (port) => connectAll(port, loadAgents), (c, s) => closed(c, s, 3), options.seconds, warmup);
 
-    const alone = await stageCostsAlone(dataDir, agents[0]!, options.stageDecisions ?? 2_500);
+    const alone = await stageCostsAlone(dataDir, agents.slice(0, 500), options.stageDecisions ?? 2_500, payees);
 
-    const stageTotal = Object.values(timings).reduce((s, t) => s + t.ms, 0);
-    const breakdown = Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, { meanMs: +(t.ms / t.n).toFixed(4), share: `${((t.ms / stageTotal) * 100).toFixed(1)}%` }]));
+    const ratio = real.perSecond / base.perSecond;
     return {
-      concurrency: options.concurrency,
-      seconds: options.seconds,
-      baseline: { perSecond: Math.round(base.perSecond), p50Ms: +base.p50.toFixed(3), p99Ms: +base.p99.toFixed(3), errors: base.errors },
-      core: { perSecond: Math.round(real.perSecond), p50Ms: +real.p50.toFixed(3), p99Ms: +real.p99.toFixed(3), errors: real.errors },
-      throughputRatio: +(real.perSecond / base.perSecond).toFixed(3),
-      // Server CPU per decision in the closed loop (all threads of the server process).
-      serverCpuPerDecisionMs: { baseline: baseCpu, core: coreCpu },
+      setup: {
+        concurrency: options.concurrency, seconds: options.seconds, connectedAgents: connected, enrolledAgents: total,
+        lookupEntities: payees, risk: 'on', pack: 'examples/demo (finance + production)', enrollSeconds: +enrollSeconds.toFixed(1), coreStartSeconds: +startSeconds.toFixed(1),
+      },
+      closedLoop: {
+        baseline: loadFigures(base),
+        core: loadFigures(real),
+        throughputRatio: +ratio.toFixed(3),
+      },
+      // Server CPU per decision (process CPU time, every thread: /proc/<pid>/stat), closed loop.
+      serverCpuPerDecisionMs: { baseline: baseCpu, core: coreCpu, coreToBaseline: +(coreCpu.totalMs / Math.max(0.001, baseCpu.totalMs)).toFixed(2), coreOpenLoop: openCpu },
+      // Wall time per stage under load (includes queueing behind other decisions: the policy
+      // stage waits for the Cedar worker, the store stage for its group commit).
+      coreStageBreakdownUnderLoad: { closedLoop: stageFigures(timings), openLoop: stageFigures(openTimings) },
+      // Each stage's own cost, one decision at a time, Cedar in-thread, unbatched commits.
+      coreStageCostAlone: alone,
+      openLoop: {
+        offeredPerSecond: options.openLoopPerSecond,
+        baseline: loadFigures(baseOpen),
+        core: loadFigures(realOpen),
+      },
       pkcs11: {
-        perSecond: Math.round(hsm.perSecond), p50Ms: +hsm.p50.toFixed(3), p99Ms: +hsm.p99.toFixed(3), errors: hsm.errors,
+        ...loadFigures(hsm),
         ratioToSoftwareSigner: +(hsm.perSecond / real.perSecond).toFixed(3),
         stageMeanMsUnderLoad: hsm.stageMeanMs,
       },
-      openLoop: {
-        offeredPerSecond: options.openLoopPerSecond,
-        baseline: { perSecond: Math.round(baseOpen.perSecond), p50Ms: +baseOpen.p50.toFixed(3), p99Ms: +baseOpen.p99.toFixed(3), errors: baseOpen.errors },
-        core: { perSecond: Math.round(realOpen.perSecond), p50Ms: +realOpen.p50.toFixed(3), p99Ms: +realOpen.p99.toFixed(3), errors: realOpen.errors },
-      },
-      targets: {
-        throughputRatioAtLeast: 0.333,
-        throughputRatioMet: real.perSecond / base.perSecond >= 1 / 3,
-        openLoopP99MsBelow: 10,
-        openLoopP99Met: realOpen.p99 < 10,
-      },
-      // Wall time per stage under load (includes queueing behind other decisions: the policy
-      // stage waits for the Cedar worker, the store stage for its group commit).
-      coreStageBreakdownUnderLoad: breakdown,
-      // Each stage's own cost, one decision at a time, Cedar in-thread, unbatched commits.
-      coreStageCostAlone: alone,
       memory: {
-        agents: options.memoryAgents,
+        connectedAgents: connected,
+        lookupEntities: payees,
         idleRssMiB: +(idleRss / 2 ** 20).toFixed(1),
         connectedRssMiB: +(connectedRss / 2 ** 20).toFixed(1),
-        perConnectionKiB: +((connectedRss - idleRss) / options.memoryAgents / 1024).toFixed(1),
+        afterLoadRssMiB: +(afterLoadRss / 2 ** 20).toFixed(1),
+        perConnectionKiB: +((connectedRss - idleRss) / connected / 1024).toFixed(1),
+      },
+      targets: {
+        throughputRatioAtLeast: 0.5,
+        throughputRatioMet: ratio >= 0.5,
+        openLoopP99MsBelow: 5,
+        openLoopP99Met: realOpen.p99 < 5,
+        memoryMiBBelow: 300,
+        memoryMet: Math.max(connectedRss, afterLoadRss) / 2 ** 20 < 300,
       },
     };
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
+    rmSync(policyDir, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: performance figures live here, never as timed assertions in tests. Each
  * benchmark measures against a baseline run in the same invocation and prints ratios.
- * Environment: BENCH_SECONDS (default 5), BENCH_CONCURRENCY (50), BENCH_MEMORY_AGENTS (1000),
+ * Environment: BENCH_SECONDS (default 5), BENCH_CONCURRENCY (50), BENCH_MEMORY_AGENTS (1000 connected
+ * in the decision-path load and memory phases), BENCH_ENROLLED_AGENTS (10000), BENCH_LOOKUP_ENTITIES
+ * (100000 known payees in the decision-path pack),
  * BENCH_OPEN_LOOP_RATE (250 calls/s offered in the open-loop latency phase),
  * BENCH_RISK_AGENTS (10000 enrolled agents), BENCH_RISK_HISTORY (1000000 historical calls),
  * BENCH_RISK_LOAD_AGENTS (1000 connected in the risk latency phase), BENCH_AUDIT_APPENDS (2000 durable
@@ -29,6 +31,8 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     concurrency: Number(process.env.BENCH_CONCURRENCY ?? 50),
     seconds,
     memoryAgents: Number(process.env.BENCH_MEMORY_AGENTS ?? 1000),
+    enrolledAgents: Number(process.env.BENCH_ENROLLED_AGENTS ?? 10_000),
+    lookupEntities: Number(process.env.BENCH_LOOKUP_ENTITIES ?? 100_000),
     openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
   }),
   custody: () => runCustodyBench({ seconds: Math.min(seconds, 3) }),

@@ -23,9 +23,13 @@ afterAll(() => {
 
 describe('bench smoke', () => {
   it('runs the decision-path benchmark end to end, its PKCS#11 phase included, with no errors', async () => {
-    const result = await runDecisionPathBench({ concurrency: 2, seconds: 0.5, memoryAgents: 4, openLoopPerSecond: 20, stageDecisions: 20 });
+    const result = await runDecisionPathBench({ concurrency: 2, seconds: 0.5, memoryAgents: 4, enrolledAgents: 6, lookupEntities: 50, openLoopPerSecond: 20, stageDecisions: 20 });
     const pkcs11 = result.pkcs11 as { perSecond: number; errors: number; stageMeanMsUnderLoad: Record<string, number> };
-    expect(result.core).toMatchObject({ errors: 0 });
+    const closedLoop = result.closedLoop as { core: { errors: number; outcomes: Record<string, number> } };
+    expect(closedLoop.core).toMatchObject({ errors: 0 });
+    // Risk on and a varied mix: most calls are still decided automatically.
+    expect(closedLoop.core.outcomes.allow).toBeGreaterThan(0);
+    expect(result.coreStageBreakdownUnderLoad).toHaveProperty('closedLoop.risk');
     expect(pkcs11.errors).toBe(0);
     expect(pkcs11.perSecond).toBeGreaterThan(0);
     expect(Object.keys(pkcs11.stageMeanMsUnderLoad).length).toBeGreaterThan(0);

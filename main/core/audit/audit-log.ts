@@ -44,6 +44,9 @@ class NodeMerkleHasher extends MerkleHasher {
 
 export const merkleHasher: MerkleHasher = new NodeMerkleHasher(sha256);
 
+/** Node rows written by one INSERT statement in syncTree (3 parameters each, well under SQLite's limit). */
+const NODES_PER_INSERT = 64;
+
 const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 
 /** log2 of a power of two, exactly. */
@@ -61,6 +64,7 @@ export class AuditLog {
   private readonly insert;
   private readonly last;
   private readonly insertNode;
+  private readonly insertNodes;
   private readonly getNode;
   private readonly hashedTop;
   private readonly pendingRows;
@@ -70,6 +74,7 @@ export class AuditLog {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
     this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
     this.insertNode = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
+    this.insertNodes = db.prepare(`INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`);
     this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
     this.hashedTop = db.prepare<[], { top: number | null }>('SELECT MAX(idx) AS top FROM audit_nodes WHERE level = 0');
     this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?');
@@ -93,18 +98,31 @@ export class AuditLog {
     return { seq, at, kind, record };
   }
 
-  /** Store leaf `index` and every subtree it completes (their left siblings are stored already). */
-  private addLeaf(index: number, leafHash: Uint8Array): void {
-    this.insertNode.run(0, index, leafHash);
+  /**
+   * Hash leaf `index` and every subtree it completes into `out` (rows for audit_nodes). `written`
+   * holds the subtrees hashed in this batch (`level/index`), so a completed subtree's left sibling, almost always hashed moments before, comes from memory;
+   * only at the start of a batch is it read from the table, where an earlier batch stored it.
+   */
+  private addLeaf(index: number, leafHash: Uint8Array, written: Map<string, Uint8Array>, out: Array<[number, number, Uint8Array]>): void {
+    out.push([0, index, leafHash]);
+    written.set(`0/${index}`, leafHash);
     let hash = leafHash;
     let level = 0;
     let i = index;
     while (i % 2 === 1) {
-      hash = merkleHasher.node(this.node(level, i - 1), hash);
+      hash = merkleHasher.node(written.get(`${level}/${i - 1}`) ?? this.node(level, i - 1), hash);
       level++;
       i = (i - 1) / 2;
-      this.insertNode.run(level, i, hash);
+      out.push([level, i, hash]);
+      written.set(`${level}/${i}`, hash);
     }
+  }
+
+  /** Stores node rows, NODES_PER_INSERT to a statement (one statement per row cost more than the hashing). */
+  private storeNodes(rows: ReadonlyArray<[number, number, Uint8Array]>): void {
+    let at = 0;
+    for (; at + NODES_PER_INSERT <= rows.length; at += NODES_PER_INSERT) this.insertNodes.run(rows.slice(at, at + NODES_PER_INSERT).flat());
+    for (; at < rows.length; at++) this.insertNode.run(...rows[at]!);
   }
 
   /** Leaves hashed so far (the tree's own size). */
@@ -130,10 +148,13 @@ export class AuditLog {
       this.db.transaction(() => {
         // Re-read inside the transaction: another writer may have hashed them meanwhile.
         if (this.hashedSize() !== hashed) return;
+        const written = new Map<string, Uint8Array>();
+        const nodes: Array<[number, number, Uint8Array]> = [];
         rows.forEach((row, i) => {
           if (row.seq !== hashed + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1 + i}`);
-          this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)));
+          this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)), written, nodes);
         });
+        this.storeNodes(nodes);
       }).immediate();
     }
   }

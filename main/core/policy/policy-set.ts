@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { z } from 'zod';
 import { canonicalize, parseStrictJson, type JsonValue } from '../../../shared/canonical-json.js';
@@ -97,8 +98,6 @@ export interface LoadedPolicySet {
   toolEntities: ReadonlyMap<string, StaticEntity>;
   /** Every static entity that is not a Tool (lists, switches): part of every request. */
   lookupEntities: readonly StaticEntity[];
-  /** The parsed entities.json, as hashed. */
-  entities: JsonValue;
   /** Cedar validation warnings and notes that do not make the set invalid. */
   warnings: string[];
   /** What an agent may be enrolled with under this set (groups, tools, data classes, jurisdictions). */
@@ -266,7 +265,7 @@ export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet>
       }
       if (schemaText !== undefined && schemaJson !== undefined) {
         const cedarEntities = parsed.entities.map(toCedarEntity);
-        const check = cedar.checkParseEntities({ entities: cedarEntities, schema: schemaText });
+        const check = await checkEntitiesApart(cedarEntities, schemaText);
         if (check.type === 'failure') for (const error of check.errors) problems.add(`${ENTITIES_FILE}: ${detail(error)}`);
         for (const action of actions) {
           if (!tools.has(action)) problems.add(`${ENTITIES_FILE}: action ${quote(action)} has no ${TOOL_TYPE} entity with the same id`);
@@ -293,7 +292,6 @@ export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet>
     tools,
     toolEntities,
     lookupEntities,
-    entities: entitiesJson,
     warnings: problems.warnings,
     vocabulary: enrollmentVocabulary(schemaJson, policyTexts, tools),
   };
@@ -578,6 +576,32 @@ function parseEntities(text: string, problems: Problems): { json: JsonValue; ent
     return undefined;
   }
   return { json, entities: parsed.data };
+}
+
+const ENTITY_CHECK_WORKER = new URL('./entity-check-worker.mjs', import.meta.url);
+
+/**
+ * Cedar's schema check of the entities, run in a worker thread that ends with it
+ * (entity-check-worker.mjs says why: the memory it grows is released with the thread). A worker
+ * that fails to answer is a failed check: the set is refused, never loaded unchecked.
+ */
+function checkEntitiesApart(entities: StaticEntity[], schema: string): Promise<cedar.CheckParseAnswer> {
+  return new Promise((resolve) => {
+    let answered = false;
+    const answer = (result: cedar.CheckParseAnswer): void => {
+      if (answered) return;
+      answered = true;
+      resolve(result);
+    };
+    const worker = new Worker(ENTITY_CHECK_WORKER, { workerData: { entities, schema } });
+    worker.once('message', (result: cedar.CheckParseAnswer) => {
+      answer(result);
+      void worker.terminate();
+    });
+    const failed = (message: string): cedar.CheckParseAnswer => ({ type: 'failure', errors: [{ message, help: null, code: null, url: null, severity: null }] });
+    worker.once('error', (error: Error) => answer(failed(`the entity check could not run: ${error.message.toLowerCase()}`)));
+    worker.once('exit', (code) => answer(failed(`the entity check stopped before answering (exit code ${code})`)));
+  });
 }
 
 function toCedarEntity(entity: ParsedEntity): StaticEntity {
