@@ -46,6 +46,13 @@ export const mappingFileSchema = z.strictObject({
   /** The audience of tokens for unmapped calls (that tool's entity may serve several servers). */
   unmappedAudience: label.default('mcp:unmapped'),
   tools: z.record(label, toolMappingSchema).default({}),
+  /**
+   * Resources (list, templates, read) and prompts (list, get) are context the host fetches, not
+   * actions: `pass` (default) forwards them unchanged and ungated; `refuse` hides them (empty
+   * lists, reads and gets refused). docs/mcp.md "Resources, prompts, logging, completions".
+   */
+  resources: z.enum(['pass', 'refuse']).default('pass'),
+  prompts: z.enum(['pass', 'refuse']).default('pass'),
 });
 export type MappingFile = z.infer<typeof mappingFileSchema>;
 

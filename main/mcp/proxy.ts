@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { Server, type CallToolResult, type ServerContext, type Tool } from '@modelcontextprotocol/server';
+import { ProtocolError, ProtocolErrorCode, ResourceNotFoundError, Server, type CallToolResult, type ServerContext, type Tool } from '@modelcontextprotocol/server';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { AgentClient, type WebSocketFactory, type WebSocketLike } from '../../shared/agent-client.js';
@@ -98,6 +98,7 @@ export class McpProxy {
   private jwks: { keys: JwkLike[] } | undefined;
   private downstreamUp = false;
   private readonly servers = new Set<Server>();
+  private readonly toolsChangedListeners = new Set<() => void>();
   /** Held calls in flight in this process: an identical call (a host retry) joins the same one. */
   private readonly inFlight = new Map<string, { work: Promise<CallToolResult>; held: boolean }>();
   private closed = false;
@@ -123,9 +124,24 @@ export class McpProxy {
             if (error || !tools) return;
             this.setTools(tools);
             for (const server of this.servers) server.sendToolListChanged().catch(() => undefined);
+            for (const listener of this.toolsChangedListeners) listener();
+          },
+        },
+        prompts: {
+          onChanged: () => {
+            for (const server of this.servers) server.sendPromptListChanged().catch(() => undefined);
+          },
+        },
+        resources: {
+          onChanged: () => {
+            for (const server of this.servers) server.sendResourceListChanged().catch(() => undefined);
           },
         },
       },
+    });
+    // The tool server's log lines reach the host as they are (stdio: the one host connection).
+    this.client.setNotificationHandler('notifications/message', (notification) => {
+      for (const server of this.servers) server.sendLoggingMessage(notification.params).catch(() => undefined);
     });
     this.ready = Promise.resolve().then(() => this.connectDownstream());
     this.ready.catch(() => undefined); // reported to whoever awaits it
@@ -173,6 +189,12 @@ export class McpProxy {
     this.tools = new Map(tools.map((t) => [t.name, t]));
   }
 
+  /** Called when the tool server's tool list changes (the HTTP listener tells its subscribers). */
+  onToolsChanged(listener: () => void): () => void {
+    this.toolsChangedListeners.add(listener);
+    return () => this.toolsChangedListeners.delete(listener);
+  }
+
   /** The tool server's process id when the proxy started it (stdio). */
   get downstreamPid(): number | null {
     return this.stdioTransport?.pid ?? null;
@@ -185,12 +207,17 @@ export class McpProxy {
 
   /** A fresh MCP server for one host connection (stdio: the only one; HTTP: one per session). */
   createServer(): Server {
-    const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
+    const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, {
+      // Declared before the tool server is known (a host is answered at once); what the tool
+      // server lacks answers empty lists, refusals and no-ops (see passthrough below).
+      capabilities: { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true }, completions: {}, logging: {} },
+    });
     const sessionId = `mcp-${randomBytes(8).toString('hex')}`;
     server.setRequestHandler('tools/list', async () => {
       await this.ready;
       return { tools: this.toolList };
     });
+    this.passthrough(server);
     server.setRequestHandler('tools/call', async (request, ctx) => {
       try {
         await this.ready;
@@ -204,6 +231,49 @@ export class McpProxy {
     this.servers.add(server);
     server.onclose = () => this.servers.delete(server);
     return server;
+  }
+
+  /**
+   * Resources, prompts, completions and logging level go to the tool server unchanged and are
+   * not decided by Countersign: they read context the host chose to fetch and run no tool. A
+   * mapping with `resources`/`prompts: "refuse"` hides them. docs/mcp.md says why.
+   */
+  private passthrough(server: Server): void {
+    const mapping = this.options.mapping;
+    const downstream = async () => {
+      await this.ready;
+      return this.client.getServerCapabilities() ?? {};
+    };
+    const opts = (ctx: ServerContext) => ({ signal: ctx.mcpReq.signal });
+    server.setRequestHandler('resources/list', async (request, ctx) => {
+      if (mapping.resources === 'refuse' || !(await downstream()).resources) return { resources: [] };
+      return this.client.listResources(request.params, opts(ctx));
+    });
+    server.setRequestHandler('resources/templates/list', async (request, ctx) => {
+      if (mapping.resources === 'refuse' || !(await downstream()).resources) return { resourceTemplates: [] };
+      return this.client.listResourceTemplates(request.params, opts(ctx));
+    });
+    server.setRequestHandler('resources/read', async (request, ctx) => {
+      if (mapping.resources === 'refuse' || !(await downstream()).resources) throw new ResourceNotFoundError(request.params.uri);
+      return this.client.readResource(request.params, opts(ctx));
+    });
+    server.setRequestHandler('prompts/list', async (request, ctx) => {
+      if (mapping.prompts === 'refuse' || !(await downstream()).prompts) return { prompts: [] };
+      return this.client.listPrompts(request.params, opts(ctx));
+    });
+    server.setRequestHandler('prompts/get', async (request, ctx) => {
+      if (mapping.prompts === 'refuse' || !(await downstream()).prompts) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `unknown prompt ${JSON.stringify(request.params.name)}`);
+      return this.client.getPrompt(request.params, opts(ctx));
+    });
+    server.setRequestHandler('completion/complete', async (request, ctx) => {
+      const refused = request.params.ref.type === 'ref/prompt' ? mapping.prompts === 'refuse' : mapping.resources === 'refuse';
+      if (refused || !(await downstream()).completions) return { completion: { values: [] } };
+      return this.client.complete(request.params, opts(ctx));
+    });
+    server.setRequestHandler('logging/setLevel', async (request, ctx) => {
+      if ((await downstream()).logging) await this.client.setLoggingLevel(request.params.level, opts(ctx));
+      return {};
+    });
   }
 
   async close(): Promise<void> {
