@@ -7,7 +7,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { ProtocolError, ProtocolErrorCode, ResourceNotFoundError, Server, type CallToolResult, type ServerContext, type Tool } from '@modelcontextprotocol/server';
+import {
+  CLIENT_CAPABILITIES_META_KEY, ProtocolError, ProtocolErrorCode, ResourceNotFoundError, Server, createRequestStateCodec, inputRequired, isInputRequiredResult,
+  type CallToolResult, type ClientCapabilities, type InputRequiredResult, type RequestStateCodec, type ServerContext, type Tool,
+} from '@modelcontextprotocol/server';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { AgentClient, type WebSocketFactory, type WebSocketLike } from '../../shared/agent-client.js';
@@ -28,6 +31,20 @@ export const OUTCOME_META_KEY = 'dev.countersign/outcome';
 export const PROVENANCE_META_KEY = 'dev.countersign/provenance';
 
 export const DEFAULT_MAX_ARGUMENT_BYTES = 48 * 1024;
+/** The key of the URL-mode elicitation a held call asks the host to open (2026-07-28). */
+export const DESK_INPUT_KEY = 'countersign-desk';
+
+/**
+ * What a 2026-07-28 host echoes back after opening the desk: the call digest and the request.
+ * HMAC-sealed by the SDK's codec with a per-process key, bound to the method; the digest is
+ * compared with the retried call's own, so the state cannot be moved to another call.
+ */
+interface DeskState {
+  digest: string;
+  requestId: string;
+}
+
+type ToolAnswer = CallToolResult | InputRequiredResult;
 
 export interface ApprovalMeta {
   token: string;
@@ -100,7 +117,12 @@ export class McpProxy {
   private readonly servers = new Set<Server>();
   private readonly toolsChangedListeners = new Set<() => void>();
   /** Held calls in flight in this process: an identical call (a host retry) joins the same one. */
-  private readonly inFlight = new Map<string, { work: Promise<CallToolResult>; held: boolean }>();
+  private readonly inFlight = new Map<string, { work: Promise<ToolAnswer>; held: boolean }>();
+  private readonly deskState: RequestStateCodec<DeskState> = createRequestStateCodec<DeskState>({
+    key: randomBytes(32),
+    ttlSeconds: 24 * 3600,
+    bind: (ctx) => `${ctx.mcpReq.method}\0${this.options.agentId}`,
+  });
   private closed = false;
   private stdioTransport: StdioClientTransport | undefined;
 
@@ -208,6 +230,8 @@ export class McpProxy {
   /** A fresh MCP server for one host connection (stdio: the only one; HTTP: one per session). */
   createServer(): Server {
     const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, {
+      // A held call's echoed state is verified (HMAC, expiry, binding) before the handler runs.
+      requestState: { verify: (state, ctx) => this.deskState.verify(state, ctx) },
       // Declared before the tool server is known (a host is answered at once); what the tool
       // server lacks answers empty lists, refusals and no-ops (see passthrough below).
       capabilities: { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true }, completions: {}, logging: {} },
@@ -225,6 +249,7 @@ export class McpProxy {
         return toolError('The tool server could not be started, so the tool was not run. Check the MCP server entry in your host.', { code: 'mcp_downstream_failed' });
       }
       const result = await this.callTool(request.params.name, request.params.arguments, ctx, sessionId);
+      if (isInputRequiredResult(result)) return result;
       const advertised = this.tools.get(request.params.name)?.outputSchema;
       return result.isError ? result : server.projectCallToolResult(result, advertised);
     });
@@ -285,7 +310,7 @@ export class McpProxy {
 
   // ---- one call ----
 
-  private async callTool(name: string, rawArgs: unknown, ctx: ServerContext, sessionId: string): Promise<CallToolResult> {
+  private async callTool(name: string, rawArgs: unknown, ctx: ServerContext, sessionId: string): Promise<ToolAnswer> {
     let args: JsonObject;
     try {
       const value = rawArgs ?? {};
@@ -322,10 +347,15 @@ export class McpProxy {
 
     const digest = await computeCallDigest(mapped.tool, mapped.params);
     const key = `${this.options.agentId}:${digest}`;
+    const echoed = ctx.mcpReq.requestState<DeskState>();
+    if (echoed !== undefined && (typeof echoed !== 'object' || echoed.digest !== digest)) {
+      // Verified by the codec, so minted here, but for another call: never let it carry a hold over.
+      return toolError('This retry carries the approval state of a different call. The tool was not run; call it again without that state.', { code: 'invalid_params' });
+    }
     const running = this.inFlight.get(key);
     if (running?.held) return running.work;
-    const entry = { work: Promise.resolve<CallToolResult>(toolError('internal', { code: 'internal_error' })), held: false };
-    entry.work = this.decideAndForward(name, args, mapped, key, ctx, sessionId, () => {
+    const entry = { work: Promise.resolve<ToolAnswer>(toolError('internal', { code: 'internal_error' })), held: false };
+    entry.work = this.decideAndForward(name, args, mapped, key, digest, echoed, ctx, sessionId, () => {
       entry.held = true;
     }).finally(() => {
       if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
@@ -338,8 +368,10 @@ export class McpProxy {
    * Only held calls are recorded in the hold store: an automatic allow is decided afresh every
    * time (its result is never replayed, and the fast path never writes to disk).
    */
-  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<CallToolResult> {
-    let previous = this.holds.get(key);
+  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, digest: string, echoed: DeskState | undefined, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<ToolAnswer> {
+    let previous: { state: 'held' | 'executing' | 'done'; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
+    // A 2026-07-28 retry names its request in the sealed state: found even without the hold file.
+    if (!previous && echoed) previous = { state: 'held', requestId: echoed.requestId };
     if (previous?.state === 'done') {
       if (previous.result) return previous.result as CallToolResult;
       return toolError('This exact call was already run once with its approval, and its result is no longer available. It was not run again.', { code: 'mcp_already_executed', requestId: previous.requestId });
@@ -381,6 +413,11 @@ export class McpProxy {
     if (held) markHeld();
     if (decision.state === 'pending') {
       this.holds.set(key, decision.requestId, 'held');
+      const desk = deskAnswer(ctx);
+      if (desk === 'ask') return this.askToOpenDesk(decision, digest, ctx);
+      if (desk === 'declined') {
+        return toolError(`The call is waiting for approval (request ${decision.requestId}) and the approval page was not opened. Retrying the same call later picks up the same request.`, { code: 'timeout', requestId: decision.requestId });
+      }
       const settled = await this.waitWhileHeld(decision, ctx);
       if (settled === 'cancelled') {
         return toolError(`The call is still waiting for approval (request ${decision.requestId}). Retrying the same call later picks up the same request.`, { code: 'timeout', requestId: decision.requestId });
@@ -435,6 +472,31 @@ export class McpProxy {
     }
     if (held) this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
     return result;
+  }
+
+  /**
+   * 2026-07-28, host able to open URLs: answer the held call with an input-required result whose
+   * URL-mode elicitation points at the request in the desk. The host opens it, then retries the
+   * call with the sealed state; the retry waits (with progress) for the approvers.
+   */
+  private async askToOpenDesk(decision: DecisionResult, digest: string, ctx: ServerContext): Promise<InputRequiredResult> {
+    const required = decision.approval?.approvals ?? 1;
+    const received = decision.approval?.received ?? 0;
+    return inputRequired({
+      inputRequests: {
+        [DESK_INPUT_KEY]: inputRequired.elicitUrl({
+          message: `This call needs ${required} approver${required === 1 ? '' : 's'} (${received} so far). Open Countersign to see request ${decision.requestId}; the call continues once it is decided.`,
+          url: this.deskLink(decision.requestId),
+        }),
+      },
+      requestState: await this.deskState.mint({ digest, requestId: decision.requestId }, ctx),
+    });
+  }
+
+  /** The desk's view of one request: the UI with the request named in the fragment (never sent to a server). */
+  deskLink(requestId: string): string {
+    const desk = this.options.deskUrl ?? `${this.httpBase}/ui/`;
+    return `${desk}#request=${encodeURIComponent(requestId)}`;
   }
 
   /**
@@ -537,6 +599,19 @@ export class McpProxy {
     this.jwks = { keys: body.keys as JwkLike[] };
     return this.jwks;
   }
+}
+
+/**
+ * How a held call talks to this host: `ask` (a 2026-07-28 request from a host that declares
+ * URL-mode elicitation, first round), `accepted` / `declined` (the retry after it), or
+ * `progress` (every 2025 revision, and hosts without URL elicitation).
+ */
+function deskAnswer(ctx: ServerContext): 'ask' | 'accepted' | 'declined' | 'progress' {
+  const capabilities = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
+  if (capabilities?.elicitation?.url === undefined) return 'progress';
+  const response = ctx.mcpReq.inputResponses?.[DESK_INPUT_KEY] as { action?: unknown } | undefined;
+  if (response === undefined) return 'ask';
+  return response.action === 'accept' ? 'accepted' : 'declined';
 }
 
 function readProvenance(ctx: ServerContext): string[] {

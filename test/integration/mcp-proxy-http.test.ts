@@ -185,3 +185,70 @@ describe('mcp-proxy passing resources, prompts and completions through', () => {
     expect(() => parseMapping({ server: 's', audience: 'a', resources: 'allow' })).toThrow(/at resources/);
   });
 });
+
+describe('mcp-proxy holds on the 2026-07-28 revision', () => {
+  const modernHost = async (onDesk: (params: { url?: string; message: string }) => Promise<{ action: 'accept' | 'decline' | 'cancel' }>) => {
+    const client = await httpHost(listener.url, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } } });
+    client.setRequestHandler('elicitation/create', async (request) => onDesk(request.params as { url?: string; message: string }));
+    return client;
+  };
+  const heldGetEnv = async () => (await m.pending()).filter((p) => p.tool === 'mcp.unmapped' && p.params.tool === 'get-env');
+
+  it('answers a held call with a URL elicitation naming the request in the desk; the host opens it, retries with the sealed state and gets the result after approval, from one request', async () => {
+    const asked: Array<{ url?: string; message: string }> = [];
+    const client = await modernHost(async (params) => {
+      asked.push(params);
+      // The person opens the desk page and approves there (a virtual approver here).
+      const [held] = await heldGetEnv();
+      if (held) await m.approve(held.requestId, 'alice');
+      return { action: 'accept' };
+    });
+    const result = await client.callTool({ name: 'get-env', arguments: {} });
+    expect(result.isError ?? false, textOf(result)).toBe(false);
+    expect(textOf(result)).toContain('PATH');
+    expect(asked).toHaveLength(1);
+    const requestId = /#request=(.+)$/.exec(asked[0]?.url ?? '')?.[1] ?? '';
+    expect(asked[0]?.url).toBe(`http://127.0.0.1:${m.h.app.port}/ui/#request=${requestId}`);
+    expect(asked[0]?.message).toMatch(new RegExp(`needs 1 approver \\(0 so far\\).*${requestId}`));
+    expect(await heldGetEnv()).toHaveLength(0);
+  });
+
+  it('tells the host the call is still waiting when the desk is declined; a 2025 host retrying the same call joins the same request', async () => {
+    const client = await modernHost(() => Promise.resolve({ action: 'decline' }));
+    // Arguments of its own: the approved get-env of the case above is a finished call whose
+    // result the hold record replays for ten minutes.
+    const args = { note: 'declined at first' };
+    const declined = await client.callTool({ name: 'get-env', arguments: args });
+    expect(declined.isError).toBe(true);
+    const outcome = declined._meta?.['dev.countersign/outcome'] as { code: string; requestId: string };
+    expect(outcome.code).toBe('timeout');
+    const pending = await heldGetEnv();
+    expect(pending.map((p) => p.requestId)).toEqual([outcome.requestId]);
+    // The same call from a 2025 host: progress, not an elicitation, and no second request.
+    const legacy = await httpHost(listener.url);
+    const progress: string[] = [];
+    const retried = legacy.callTool({ name: 'get-env', arguments: args }, { onprogress: (p) => progress.push(p.message ?? ''), resetTimeoutOnProgress: true });
+    const deadline = Date.now() + 30_000;
+    while (!progress.some((p) => p.includes(outcome.requestId)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await heldGetEnv()).map((p) => p.requestId)).toEqual([outcome.requestId]);
+    await m.approve(outcome.requestId, 'alice');
+    expect(textOf(await retried)).toContain('PATH');
+  });
+
+  it('refuses a retry that carries the sealed state of a different call, and a forged state', async () => {
+    const client = await modernHost(() => Promise.resolve({ action: 'accept' }));
+    const first = await client.callTool({ name: 'get-env', arguments: { note: 'first' } }, { allowInputRequired: true }) as unknown as { resultType?: string; requestState?: string };
+    expect(first.resultType).toBe('input_required');
+    expect(typeof first.requestState).toBe('string');
+    const moved = await client.callTool({
+      name: 'get-env', arguments: { note: 'second' }, requestState: first.requestState, inputResponses: { 'countersign-desk': { action: 'accept' } },
+    } as Parameters<Client['callTool']>[0], { allowInputRequired: true });
+    expect(moved.isError).toBe(true);
+    expect((moved._meta?.['dev.countersign/outcome'] as { code: string }).code).toBe('invalid_params');
+    expect(textOf(moved)).toMatch(/different call/);
+    const forged = `${(first.requestState ?? '').slice(0, -4)}AAAA`;
+    await expect(client.callTool({ name: 'get-env', arguments: { note: 'first' }, requestState: forged, inputResponses: {} } as Parameters<Client['callTool']>[0], { allowInputRequired: true }))
+      .rejects.toThrow(/Invalid or expired requestState/);
+    for (const held of await heldGetEnv()) await m.approve(held.requestId, 'alice', 'deny');
+  });
+});
