@@ -105,12 +105,12 @@ export interface MappedCall {
  * it can show to approvers and bind exactly. Annotations use the MCP defaults when absent
  * (not read-only, destructive, open world), so a server that says nothing is treated as risky.
  */
-export function mapCall(mapping: MappingFile, mcpTool: string, args: JsonObject, hints: ToolHints | undefined): MappedCall {
+export function mapCall(mapping: MappingFile, mcpTool: string, args: JsonObject, hints: ToolHints | undefined, canonicalArgs = canonicalize(args)): MappedCall {
   const entry = Object.prototype.hasOwnProperty.call(mapping.tools, mcpTool) ? mapping.tools[mcpTool] : undefined;
   const params: JsonObject = {
     server: mapping.server,
     tool: mcpTool,
-    arguments: canonicalize(args),
+    arguments: canonicalArgs,
     readOnly: hints?.readOnlyHint ?? false,
     destructive: hints?.destructiveHint ?? true,
     idempotent: hints?.idempotentHint ?? false,

@@ -86,6 +86,8 @@ interface Outcome {
   requestId?: string;
 }
 
+const utf8 = new TextEncoder();
+
 const nodeWebSocket: WebSocketFactory = (url, protocols) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
 
 function toolError(text: string, outcome: Outcome): CallToolResult {
@@ -312,12 +314,15 @@ export class McpProxy {
 
   private async callTool(name: string, rawArgs: unknown, ctx: ServerContext, sessionId: string): Promise<ToolAnswer> {
     let args: JsonObject;
+    let canonicalArgs: string;
     try {
       const value = rawArgs ?? {};
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CountersignError('invalid_params', 'the arguments must be a JSON object');
       assertIJson(value);
       args = value as JsonObject;
-      const size = new TextEncoder().encode(canonicalize(args)).length;
+      // Canonicalised once per call: the size check, the signed params and the digest share it.
+      canonicalArgs = canonicalize(args);
+      const size = utf8.encode(canonicalArgs).length;
       const max = this.options.maxArgumentBytes ?? DEFAULT_MAX_ARGUMENT_BYTES;
       if (size > max) return toolError(`The arguments are ${size} bytes, more than this proxy accepts (${max}). The tool was not run.`, { code: 'frame_too_large' });
     } catch (error) {
@@ -336,7 +341,7 @@ export class McpProxy {
 
     let mapped: MappedCall;
     try {
-      mapped = mapCall(this.options.mapping, name, args, tool.annotations);
+      mapped = mapCall(this.options.mapping, name, args, tool.annotations, canonicalArgs);
     } catch (error) {
       return toolError(`${isCountersignError(error) ? error.message : 'the arguments cannot be decided on'}. The tool was not run.`, { code: 'invalid_params' });
     }
