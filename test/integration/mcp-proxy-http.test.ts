@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { spawn } from 'node:child_process';
 import { Client, StreamableHTTPClientTransport, type CallToolResult } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { InMemoryTransport } from '@modelcontextprotocol/server';
@@ -14,7 +15,7 @@ import { parseMapping } from '../../main/mcp/mapping.js';
 import { McpProxy } from '../../main/mcp/proxy.js';
 import { listenMcpHttp, parseListenAddress, type McpHttpListener } from '../../main/mcp/http-listener.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
-import { EVERYTHING_SERVER, MAPS, PROXY_AGENT, startMcpHarness, type McpHarness } from '../helpers/mcp-harness.js';
+import { CLI, EVERYTHING_SERVER, MAPS, PROXY_AGENT, TSX, startMcpHarness, type McpHarness } from '../helpers/mcp-harness.js';
 
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
@@ -125,6 +126,33 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
   it('answers 404 on any other path', async () => {
     const other = await rawPost(listener.url.replace(/\/mcp$/, '/other'), {}, initialize);
     expect(other.status).toBe(404);
+  });
+
+  it('`countersign mcp-proxy --listen` serves the SDK\'s HTTP client from the CLI, and refuses a malformed address before starting anything', async () => {
+    const base = [CLI, 'mcp-proxy', '--agent', m.keyFile, '--countersign', m.h.app.url, '--domain', 'test', '--state', `${m.dir}/cli-listen-state.json`, '--map', MAPS.everything];
+    const child = spawn(TSX, [...base, '--listen', '127.0.0.1:0', '--', 'node', EVERYTHING_SERVER, 'stdio'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    closers.push(() => Promise.resolve(child.kill('SIGTERM')));
+    let stderr = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString('utf8');
+        const found = /serving MCP over Streamable HTTP at (\S+)/.exec(stderr);
+        if (found?.[1]) resolve(found[1]);
+      });
+      child.on('exit', (code) => reject(new Error(`the proxy exited (${code}): ${stderr}`)));
+    });
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+    const client = await httpHost(url);
+    expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'from the cli listener' } }))).toContain('from the cli listener');
+
+    const bad = spawn(TSX, [...base, '--listen', 'localhost:99999', '--', 'node', EVERYTHING_SERVER, 'stdio'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let badErr = '';
+    bad.stderr.on('data', (chunk: Buffer) => {
+      badErr += chunk.toString('utf8');
+    });
+    const code = await new Promise<number | null>((resolve) => bad.on('exit', resolve));
+    expect(code).not.toBe(0);
+    expect(badErr).toMatch(/--listen "localhost:99999" must be HOST:PORT/);
   });
 
   it('parses --listen values and refuses malformed ones', () => {
