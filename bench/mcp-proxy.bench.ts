@@ -72,17 +72,32 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
     const directMs: number[] = [];
     const proxiedMs: number[] = [];
     const decisionMs: number[] = [];
+    // CPU of this process per path (Countersign, the proxy and every client run here; the tool
+    // servers are children): proxied minus direct minus decision is the proxy's own CPU per call,
+    // a figure the machine's load does not inflate the way it inflates wall time.
+    const cpuUs = { direct: 0, proxied: 0, decision: 0 };
+    const cpuOf = () => {
+      const u = process.cpuUsage();
+      return u.user + u.system;
+    };
     for (let i = 0; i < options.calls; i++) {
+      let c0 = cpuOf();
       let t = performance.now();
       await echo(direct);
       directMs.push(performance.now() - t);
+      cpuUs.direct += cpuOf() - c0;
+      c0 = cpuOf();
       t = performance.now();
       await echo(host);
       proxiedMs.push(performance.now() - t);
+      cpuUs.proxied += cpuOf() - c0;
+      c0 = cpuOf();
       t = performance.now();
       await decide();
       decisionMs.push(performance.now() - t);
+      cpuUs.decision += cpuOf() - c0;
     }
+    const perCallMs = (us: number) => +(us / options.calls / 1000).toFixed(3);
     const d = stats(directMs);
     const p = stats(proxiedMs);
     const c = stats(decisionMs);
@@ -105,6 +120,9 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
       addedLatencyP50Ms: +(p.p50Ms - d.p50Ms).toFixed(3),
       proxyOwnShareP50Ms: +(p.p50Ms - d.p50Ms - c.p50Ms).toFixed(3),
       targetAddedP50Ms: 1,
+      proxiedOverDirectP50Ratio: +(p.p50Ms / d.p50Ms).toFixed(2),
+      cpuPerCallMs: { direct: perCallMs(cpuUs.direct), proxied: perCallMs(cpuUs.proxied), decisionOnly: perCallMs(cpuUs.decision) },
+      proxyOwnCpuPerCallMs: perCallMs(cpuUs.proxied - cpuUs.direct - cpuUs.decision),
       throughput: { concurrency: options.concurrency, seconds: +elapsed.toFixed(2), calls: done, callsPerSecond: Math.round(done / elapsed) },
       downstreamProtocol: proxy.downstreamProtocolVersion,
     };

@@ -182,9 +182,7 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
 
   // 3. Signature, with the key's pinned algorithm only.
   try {
-    const { kty, crv, x, y } = jwk;
-    const key = await importJWK(y === undefined ? { kty, crv, x } : { kty, crv, x, y }, jwk.alg);
-    await compactVerify(token, key, { algorithms: [jwk.alg] });
+    await compactVerify(token, await importedKey(jwk), { algorithms: [jwk.alg] });
   } catch (err) {
     fail('token_signature_invalid', undefined, { kid: jwk.kid }, err);
   }
@@ -249,6 +247,28 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
     decision: { ...claims.decision, verdict: 'allow' },
   };
   return result;
+}
+
+/**
+ * Imported public keys, by their exact members: importing a JWK costs more than the signature
+ * check itself, and a verifier sees the same few keys on every call. Bounded; a key is only ever
+ * looked up by all of its public members, so a different key can never be returned.
+ */
+const importedKeys = new Map<string, Promise<Awaited<ReturnType<typeof importJWK>>>>();
+const MAX_IMPORTED_KEYS = 64;
+
+function importedKey(jwk: { kty: string; crv?: string; x?: string; y?: string; alg: string }): Promise<Awaited<ReturnType<typeof importJWK>>> {
+  const { kty, crv, x, y } = jwk;
+  const id = JSON.stringify([jwk.alg, kty, crv, x, y]);
+  let key = importedKeys.get(id);
+  if (key === undefined) {
+    if (importedKeys.size >= MAX_IMPORTED_KEYS) importedKeys.clear();
+    key = importJWK(y === undefined ? { kty, crv, x } : { kty, crv, x, y }, jwk.alg);
+    importedKeys.set(id, key);
+    // A key that does not import is not remembered: the next call fails the same way, afresh.
+    key.catch(() => importedKeys.delete(id));
+  }
+  return key;
 }
 
 export interface MemoryJtiStoreOptions {

@@ -15,9 +15,10 @@ import { readAgentKeyFile } from './agent-key-file.js';
 import { emptyMapping, parseMapping, type MappingFile } from '../mcp/mapping.js';
 import { McpProxy, type Downstream } from '../mcp/proxy.js';
 import { printHostConfig } from '../mcp/host-config.js';
+import { listenMcpHttp, parseListenAddress } from '../mcp/http-listener.js';
 
 export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [--map FILE] [--countersign URL] [--domain production|test]
-                             [--state FILE] (-- COMMAND [ARGS...] | --url URL)
+                             [--state FILE] [--listen [HOST:]PORT] (-- COMMAND [ARGS...] | --url URL)
        countersign mcp-proxy --print-config HOST --agent KEY_FILE [--map FILE] [--name NAME] (-- COMMAND [ARGS...] | --url URL)
 
   Serves, on stdio, the tools of the MCP server started by COMMAND (or reached at the Streamable
@@ -32,6 +33,11 @@ export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [-
   --hold-poll-ms how often a held call re-reads its request and tells the host (default 2000)
   --max-argument-bytes  largest arguments accepted (default 49152; keep under the gateway's
                  maxMessageBytes)
+  --listen       serve hosts over Streamable HTTP at http://HOST:PORT/mcp instead of stdio
+                 (HOST defaults to 127.0.0.1; Host and Origin headers are checked)
+  --allowed-host NAME    another Host header name to accept (repeatable; loopback names always)
+  --allowed-origin NAME  an Origin host name to accept (repeatable; default loopback only)
+  --max-body-bytes       largest HTTP request body (default 1048576)
   --print-config HOST   print the entry for HOST's configuration file: claude-desktop, cursor,
                  vscode or generic (an "mcpServers" entry)`;
 
@@ -53,6 +59,10 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
       'data-dir': { type: 'string' },
       'hold-poll-ms': { type: 'string' },
       'max-argument-bytes': { type: 'string' },
+      listen: { type: 'string' },
+      'allowed-host': { type: 'string', multiple: true },
+      'allowed-origin': { type: 'string', multiple: true },
+      'max-body-bytes': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,11 +111,31 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
   const stateFile = resolve(values.state ?? join(dataDir, 'mcp-proxy', `${agentId}.${mapping.server}.json`));
   const holdPollMs = positiveInt(values['hold-poll-ms'], 'hold-poll-ms', 100, 60_000);
   const maxArgumentBytes = positiveInt(values['max-argument-bytes'], 'max-argument-bytes', 1024, 16 * 1024 * 1024);
+  const listen = values.listen === undefined ? undefined : parseListenAddress(values.listen);
+  const maxBodyBytes = positiveInt(values['max-body-bytes'], 'max-body-bytes', 1024, 64 * 1024 * 1024);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const proxy = McpProxy.launch({
     agentId, key, downstream, mapping, domain, stateFile, log, holdPollMs, maxArgumentBytes,
     countersignUrl: values.countersign ?? process.env.COUNTERSIGN_URL ?? 'ws://127.0.0.1:7345',
   });
+  if (listen !== undefined) {
+    const listener = await listenMcpHttp(proxy, {
+      ...listen, log, allowedHosts: values['allowed-host'] ?? [], allowedOrigins: values['allowed-origin'] ?? [],
+      ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }),
+    }).catch(async (error: unknown) => {
+      await proxy.close();
+      throw new CountersignError('config_invalid', `cannot listen on ${values.listen ?? ''}: ${error instanceof Error ? error.message : String(error)}`);
+    });
+    log(`mcp-proxy: serving MCP over Streamable HTTP at ${listener.url}`);
+    proxy.ready.catch((error: unknown) => {
+      log(`mcp-proxy: the MCP server could not be started: ${error instanceof Error ? error.message : String(error)}`);
+      void Promise.all([listener.close(), proxy.close()]).finally(() => process.exit(1));
+    });
+    const stopListening = () => void Promise.all([listener.close(), proxy.close()]).finally(() => process.exit(0));
+    process.once('SIGINT', stopListening);
+    process.once('SIGTERM', stopListening);
+    return -1;
+  }
   // stdout is the MCP channel from here on: everything else goes to stderr. The host is answered
   // at once; tools/list and tools/call wait until the tool server is up.
   const handle = serveStdio(() => proxy.createServer(), { onerror: (error) => log(`mcp-proxy: ${error.message}`) });

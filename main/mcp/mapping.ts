@@ -46,6 +46,13 @@ export const mappingFileSchema = z.strictObject({
   /** The audience of tokens for unmapped calls (that tool's entity may serve several servers). */
   unmappedAudience: label.default('mcp:unmapped'),
   tools: z.record(label, toolMappingSchema).default({}),
+  /**
+   * Resources (list, templates, read) and prompts (list, get) are context the host fetches, not
+   * actions: `pass` (default) forwards them unchanged and ungated; `refuse` hides them (empty
+   * lists, reads and gets refused). docs/mcp.md "Resources, prompts, logging, completions".
+   */
+  resources: z.enum(['pass', 'refuse']).default('pass'),
+  prompts: z.enum(['pass', 'refuse']).default('pass'),
 });
 export type MappingFile = z.infer<typeof mappingFileSchema>;
 
@@ -98,12 +105,12 @@ export interface MappedCall {
  * it can show to approvers and bind exactly. Annotations use the MCP defaults when absent
  * (not read-only, destructive, open world), so a server that says nothing is treated as risky.
  */
-export function mapCall(mapping: MappingFile, mcpTool: string, args: JsonObject, hints: ToolHints | undefined): MappedCall {
+export function mapCall(mapping: MappingFile, mcpTool: string, args: JsonObject, hints: ToolHints | undefined, canonicalArgs = canonicalize(args)): MappedCall {
   const entry = Object.prototype.hasOwnProperty.call(mapping.tools, mcpTool) ? mapping.tools[mcpTool] : undefined;
   const params: JsonObject = {
     server: mapping.server,
     tool: mcpTool,
-    arguments: canonicalize(args),
+    arguments: canonicalArgs,
     readOnly: hints?.readOnlyHint ?? false,
     destructive: hints?.destructiveHint ?? true,
     idempotent: hints?.idempotentHint ?? false,

@@ -7,7 +7,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { Server, type CallToolResult, type ServerContext, type Tool } from '@modelcontextprotocol/server';
+import {
+  CLIENT_CAPABILITIES_META_KEY, ProtocolError, ProtocolErrorCode, ResourceNotFoundError, Server, createRequestStateCodec, inputRequired, isInputRequiredResult,
+  type CallToolResult, type ClientCapabilities, type InputRequiredResult, type RequestStateCodec, type ServerContext, type Tool,
+} from '@modelcontextprotocol/server';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { AgentClient, type WebSocketFactory, type WebSocketLike } from '../../shared/agent-client.js';
@@ -28,6 +31,20 @@ export const OUTCOME_META_KEY = 'dev.countersign/outcome';
 export const PROVENANCE_META_KEY = 'dev.countersign/provenance';
 
 export const DEFAULT_MAX_ARGUMENT_BYTES = 48 * 1024;
+/** The key of the URL-mode elicitation a held call asks the host to open (2026-07-28). */
+export const DESK_INPUT_KEY = 'countersign-desk';
+
+/**
+ * What a 2026-07-28 host echoes back after opening the desk: the call digest and the request.
+ * HMAC-sealed by the SDK's codec with a per-process key, bound to the method; the digest is
+ * compared with the retried call's own, so the state cannot be moved to another call.
+ */
+interface DeskState {
+  digest: string;
+  requestId: string;
+}
+
+type ToolAnswer = CallToolResult | InputRequiredResult;
 
 export interface ApprovalMeta {
   token: string;
@@ -69,6 +86,8 @@ interface Outcome {
   requestId?: string;
 }
 
+const utf8 = new TextEncoder();
+
 const nodeWebSocket: WebSocketFactory = (url, protocols) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
 
 function toolError(text: string, outcome: Outcome): CallToolResult {
@@ -98,8 +117,14 @@ export class McpProxy {
   private jwks: { keys: JwkLike[] } | undefined;
   private downstreamUp = false;
   private readonly servers = new Set<Server>();
+  private readonly toolsChangedListeners = new Set<() => void>();
   /** Held calls in flight in this process: an identical call (a host retry) joins the same one. */
-  private readonly inFlight = new Map<string, { work: Promise<CallToolResult>; held: boolean }>();
+  private readonly inFlight = new Map<string, { work: Promise<ToolAnswer>; held: boolean }>();
+  private readonly deskState: RequestStateCodec<DeskState> = createRequestStateCodec<DeskState>({
+    key: randomBytes(32),
+    ttlSeconds: 24 * 3600,
+    bind: (ctx) => `${ctx.mcpReq.method}\0${this.options.agentId}`,
+  });
   private closed = false;
   private stdioTransport: StdioClientTransport | undefined;
 
@@ -123,9 +148,24 @@ export class McpProxy {
             if (error || !tools) return;
             this.setTools(tools);
             for (const server of this.servers) server.sendToolListChanged().catch(() => undefined);
+            for (const listener of this.toolsChangedListeners) listener();
+          },
+        },
+        prompts: {
+          onChanged: () => {
+            for (const server of this.servers) server.sendPromptListChanged().catch(() => undefined);
+          },
+        },
+        resources: {
+          onChanged: () => {
+            for (const server of this.servers) server.sendResourceListChanged().catch(() => undefined);
           },
         },
       },
+    });
+    // The tool server's log lines reach the host as they are (stdio: the one host connection).
+    this.client.setNotificationHandler('notifications/message', (notification) => {
+      for (const server of this.servers) server.sendLoggingMessage(notification.params).catch(() => undefined);
     });
     this.ready = Promise.resolve().then(() => this.connectDownstream());
     this.ready.catch(() => undefined); // reported to whoever awaits it
@@ -173,6 +213,12 @@ export class McpProxy {
     this.tools = new Map(tools.map((t) => [t.name, t]));
   }
 
+  /** Called when the tool server's tool list changes (the HTTP listener tells its subscribers). */
+  onToolsChanged(listener: () => void): () => void {
+    this.toolsChangedListeners.add(listener);
+    return () => this.toolsChangedListeners.delete(listener);
+  }
+
   /** The tool server's process id when the proxy started it (stdio). */
   get downstreamPid(): number | null {
     return this.stdioTransport?.pid ?? null;
@@ -185,12 +231,19 @@ export class McpProxy {
 
   /** A fresh MCP server for one host connection (stdio: the only one; HTTP: one per session). */
   createServer(): Server {
-    const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
+    const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, {
+      // A held call's echoed state is verified (HMAC, expiry, binding) before the handler runs.
+      requestState: { verify: (state, ctx) => this.deskState.verify(state, ctx) },
+      // Declared before the tool server is known (a host is answered at once); what the tool
+      // server lacks answers empty lists, refusals and no-ops (see passthrough below).
+      capabilities: { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true }, completions: {}, logging: {} },
+    });
     const sessionId = `mcp-${randomBytes(8).toString('hex')}`;
     server.setRequestHandler('tools/list', async () => {
       await this.ready;
       return { tools: this.toolList };
     });
+    this.passthrough(server);
     server.setRequestHandler('tools/call', async (request, ctx) => {
       try {
         await this.ready;
@@ -198,12 +251,56 @@ export class McpProxy {
         return toolError('The tool server could not be started, so the tool was not run. Check the MCP server entry in your host.', { code: 'mcp_downstream_failed' });
       }
       const result = await this.callTool(request.params.name, request.params.arguments, ctx, sessionId);
+      if (isInputRequiredResult(result)) return result;
       const advertised = this.tools.get(request.params.name)?.outputSchema;
       return result.isError ? result : server.projectCallToolResult(result, advertised);
     });
     this.servers.add(server);
     server.onclose = () => this.servers.delete(server);
     return server;
+  }
+
+  /**
+   * Resources, prompts, completions and logging level go to the tool server unchanged and are
+   * not decided by Countersign: they read context the host chose to fetch and run no tool. A
+   * mapping with `resources`/`prompts: "refuse"` hides them. docs/mcp.md says why.
+   */
+  private passthrough(server: Server): void {
+    const mapping = this.options.mapping;
+    const downstream = async () => {
+      await this.ready;
+      return this.client.getServerCapabilities() ?? {};
+    };
+    const opts = (ctx: ServerContext) => ({ signal: ctx.mcpReq.signal });
+    server.setRequestHandler('resources/list', async (request, ctx) => {
+      if (mapping.resources === 'refuse' || !(await downstream()).resources) return { resources: [] };
+      return this.client.listResources(request.params, opts(ctx));
+    });
+    server.setRequestHandler('resources/templates/list', async (request, ctx) => {
+      if (mapping.resources === 'refuse' || !(await downstream()).resources) return { resourceTemplates: [] };
+      return this.client.listResourceTemplates(request.params, opts(ctx));
+    });
+    server.setRequestHandler('resources/read', async (request, ctx) => {
+      if (mapping.resources === 'refuse' || !(await downstream()).resources) throw new ResourceNotFoundError(request.params.uri);
+      return this.client.readResource(request.params, opts(ctx));
+    });
+    server.setRequestHandler('prompts/list', async (request, ctx) => {
+      if (mapping.prompts === 'refuse' || !(await downstream()).prompts) return { prompts: [] };
+      return this.client.listPrompts(request.params, opts(ctx));
+    });
+    server.setRequestHandler('prompts/get', async (request, ctx) => {
+      if (mapping.prompts === 'refuse' || !(await downstream()).prompts) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `unknown prompt ${JSON.stringify(request.params.name)}`);
+      return this.client.getPrompt(request.params, opts(ctx));
+    });
+    server.setRequestHandler('completion/complete', async (request, ctx) => {
+      const refused = request.params.ref.type === 'ref/prompt' ? mapping.prompts === 'refuse' : mapping.resources === 'refuse';
+      if (refused || !(await downstream()).completions) return { completion: { values: [] } };
+      return this.client.complete(request.params, opts(ctx));
+    });
+    server.setRequestHandler('logging/setLevel', async (request, ctx) => {
+      if ((await downstream()).logging) await this.client.setLoggingLevel(request.params.level, opts(ctx));
+      return {};
+    });
   }
 
   async close(): Promise<void> {
@@ -215,14 +312,17 @@ export class McpProxy {
 
   // ---- one call ----
 
-  private async callTool(name: string, rawArgs: unknown, ctx: ServerContext, sessionId: string): Promise<CallToolResult> {
+  private async callTool(name: string, rawArgs: unknown, ctx: ServerContext, sessionId: string): Promise<ToolAnswer> {
     let args: JsonObject;
+    let canonicalArgs: string;
     try {
       const value = rawArgs ?? {};
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CountersignError('invalid_params', 'the arguments must be a JSON object');
       assertIJson(value);
       args = value as JsonObject;
-      const size = new TextEncoder().encode(canonicalize(args)).length;
+      // Canonicalised once per call: the size check, the signed params and the digest share it.
+      canonicalArgs = canonicalize(args);
+      const size = utf8.encode(canonicalArgs).length;
       const max = this.options.maxArgumentBytes ?? DEFAULT_MAX_ARGUMENT_BYTES;
       if (size > max) return toolError(`The arguments are ${size} bytes, more than this proxy accepts (${max}). The tool was not run.`, { code: 'frame_too_large' });
     } catch (error) {
@@ -241,7 +341,7 @@ export class McpProxy {
 
     let mapped: MappedCall;
     try {
-      mapped = mapCall(this.options.mapping, name, args, tool.annotations);
+      mapped = mapCall(this.options.mapping, name, args, tool.annotations, canonicalArgs);
     } catch (error) {
       return toolError(`${isCountersignError(error) ? error.message : 'the arguments cannot be decided on'}. The tool was not run.`, { code: 'invalid_params' });
     }
@@ -252,10 +352,15 @@ export class McpProxy {
 
     const digest = await computeCallDigest(mapped.tool, mapped.params);
     const key = `${this.options.agentId}:${digest}`;
+    const echoed = ctx.mcpReq.requestState<DeskState>();
+    if (echoed !== undefined && (typeof echoed !== 'object' || echoed.digest !== digest)) {
+      // Verified by the codec, so minted here, but for another call: never let it carry a hold over.
+      return toolError('This retry carries the approval state of a different call. The tool was not run; call it again without that state.', { code: 'invalid_params' });
+    }
     const running = this.inFlight.get(key);
     if (running?.held) return running.work;
-    const entry = { work: Promise.resolve<CallToolResult>(toolError('internal', { code: 'internal_error' })), held: false };
-    entry.work = this.decideAndForward(name, args, mapped, key, ctx, sessionId, () => {
+    const entry = { work: Promise.resolve<ToolAnswer>(toolError('internal', { code: 'internal_error' })), held: false };
+    entry.work = this.decideAndForward(name, args, mapped, key, digest, echoed, ctx, sessionId, () => {
       entry.held = true;
     }).finally(() => {
       if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
@@ -268,8 +373,10 @@ export class McpProxy {
    * Only held calls are recorded in the hold store: an automatic allow is decided afresh every
    * time (its result is never replayed, and the fast path never writes to disk).
    */
-  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<CallToolResult> {
-    let previous = this.holds.get(key);
+  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, digest: string, echoed: DeskState | undefined, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<ToolAnswer> {
+    let previous: { state: 'held' | 'executing' | 'done'; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
+    // A 2026-07-28 retry names its request in the sealed state: found even without the hold file.
+    if (!previous && echoed) previous = { state: 'held', requestId: echoed.requestId };
     if (previous?.state === 'done') {
       if (previous.result) return previous.result as CallToolResult;
       return toolError('This exact call was already run once with its approval, and its result is no longer available. It was not run again.', { code: 'mcp_already_executed', requestId: previous.requestId });
@@ -311,6 +418,11 @@ export class McpProxy {
     if (held) markHeld();
     if (decision.state === 'pending') {
       this.holds.set(key, decision.requestId, 'held');
+      const desk = deskAnswer(ctx);
+      if (desk === 'ask') return this.askToOpenDesk(decision, digest, ctx);
+      if (desk === 'declined') {
+        return toolError(`The call is waiting for approval (request ${decision.requestId}) and the approval page was not opened. Retrying the same call later picks up the same request.`, { code: 'timeout', requestId: decision.requestId });
+      }
       const settled = await this.waitWhileHeld(decision, ctx);
       if (settled === 'cancelled') {
         return toolError(`The call is still waiting for approval (request ${decision.requestId}). Retrying the same call later picks up the same request.`, { code: 'timeout', requestId: decision.requestId });
@@ -365,6 +477,31 @@ export class McpProxy {
     }
     if (held) this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
     return result;
+  }
+
+  /**
+   * 2026-07-28, host able to open URLs: answer the held call with an input-required result whose
+   * URL-mode elicitation points at the request in the desk. The host opens it, then retries the
+   * call with the sealed state; the retry waits (with progress) for the approvers.
+   */
+  private async askToOpenDesk(decision: DecisionResult, digest: string, ctx: ServerContext): Promise<InputRequiredResult> {
+    const required = decision.approval?.approvals ?? 1;
+    const received = decision.approval?.received ?? 0;
+    return inputRequired({
+      inputRequests: {
+        [DESK_INPUT_KEY]: inputRequired.elicitUrl({
+          message: `This call needs ${required} approver${required === 1 ? '' : 's'} (${received} so far). Open Countersign to see request ${decision.requestId}; the call continues once it is decided.`,
+          url: this.deskLink(decision.requestId),
+        }),
+      },
+      requestState: await this.deskState.mint({ digest, requestId: decision.requestId }, ctx),
+    });
+  }
+
+  /** The desk's view of one request: the UI with the request named in the fragment (never sent to a server). */
+  deskLink(requestId: string): string {
+    const desk = this.options.deskUrl ?? `${this.httpBase}/ui/`;
+    return `${desk}#request=${encodeURIComponent(requestId)}`;
   }
 
   /**
@@ -467,6 +604,19 @@ export class McpProxy {
     this.jwks = { keys: body.keys as JwkLike[] };
     return this.jwks;
   }
+}
+
+/**
+ * How a held call talks to this host: `ask` (a 2026-07-28 request from a host that declares
+ * URL-mode elicitation, first round), `accepted` / `declined` (the retry after it), or
+ * `progress` (every 2025 revision, and hosts without URL elicitation).
+ */
+function deskAnswer(ctx: ServerContext): 'ask' | 'accepted' | 'declined' | 'progress' {
+  const capabilities = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
+  if (capabilities?.elicitation?.url === undefined) return 'progress';
+  const response = ctx.mcpReq.inputResponses?.[DESK_INPUT_KEY] as { action?: unknown } | undefined;
+  if (response === undefined) return 'ask';
+  return response.action === 'accept' ? 'accepted' : 'declined';
 }
 
 function readProvenance(ctx: ServerContext): string[] {
