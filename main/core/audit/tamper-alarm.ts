@@ -13,7 +13,6 @@
 import type { Db } from '../store/database.js';
 import type { AuditLog } from './audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
-import type { JsonObject } from '../../../shared/canonical-json.js';
 import { parseStoredJson } from '../store/stored-json.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
 

@@ -9,7 +9,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { jwkThumbprint, type PublicJwk, type SigningAlgorithm } from '../custody/signer.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
-import { parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { HistoricKey } from '../audit/key-history.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
 
