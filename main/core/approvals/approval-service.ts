@@ -36,12 +36,7 @@
  * each member gets its own audit records and its own notification.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  generateAuthenticationOptions,
-  verifyAuthenticationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-} from '@simplewebauthn/server';
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
@@ -50,7 +45,7 @@ import { learnSafely } from '../risk/learn-safely.js';
 import type { AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { MintInput } from '../decision/decision-service.js';
-import { clientDataChallenge } from './client-data.js';
+import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse } from './ceremony.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
@@ -198,14 +193,12 @@ interface RequestRow {
 }
 interface ChallengeRow {
   challenge: string; purpose: 'registration' | 'approval'; approver_id: string; request_id: string | null; verdict: ApprovalVerdict | null;
-  record: string | null; expires_at: number; used_at: number | null;
+  record: string | null; expires_at: number; used_at: number | null; offered: string | null;
 }
 interface ApprovalRow {
   request_id: string; approver_id: string; credential_id: string; verdict: ApprovalVerdict; reason: string | null; assertion: string; at: number;
 }
 
-/** Audit kind recorded when a key is taken out of service as suspect (no dedicated kind yet). */
-const CREDENTIAL_SUSPECT_KIND: AuditKind = 'approver.credential_suspect';
 const MAX_REASON_LENGTH = 500;
 const MAX_HISTORY = 1000;
 /** Most pending requests one listing returns (the full queue can be paged with offset). */
@@ -219,20 +212,6 @@ const obligationSchema = z.object({
   userVerification: z.enum(['required', 'preferred']).default('required'),
 });
 
-const b64 = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
-/** The parts of an AuthenticationResponseJSON this service reads, strictly typed. */
-const responseSchema = z.object({
-  id: b64(1400),
-  rawId: b64(1400),
-  type: z.literal('public-key'),
-  response: z.object({
-    clientDataJSON: b64(4096),
-    authenticatorData: b64(4096),
-    signature: b64(512),
-    userHandle: b64(128).nullable().optional(),
-  }),
-});
-
 const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
   r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner,
   a.owner_state AS agent_owner_state, r.conflicted_approvers, r.group_id, r.sealed_at
@@ -240,12 +219,6 @@ const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha
 
 /** Thrown inside the final transaction when what was planned outside it no longer holds. */
 class StalePlan extends Error {}
-/** Thrown inside the final transaction when the key's counter went backwards meanwhile. */
-class CounterRegression extends Error {
-  constructor(readonly stored: number, readonly reported: number) {
-    super('counter regression');
-  }
-}
 
 interface Person { id: string; groups: readonly string[] }
 
@@ -347,13 +320,6 @@ function cleanReason(reason: string | undefined): string | undefined {
   return text.length === 0 ? undefined : text;
 }
 
-/** The signature counter in authenticator data (bytes 33..36, big-endian). */
-function authenticatorCounter(authenticatorData: string): number {
-  const bytes = Buffer.from(authenticatorData, 'base64url');
-  if (bytes.length < 37) throw new CountersignError('assertion_invalid', 'the authenticator data is too short');
-  return bytes.readUInt32BE(33);
-}
-
 function joinNames(names: string[]): string {
   if (names.length <= 1) return names.join('');
   return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]!}`;
@@ -380,6 +346,8 @@ interface SubmitContext {
   verdict: ApprovalVerdict;
   challenge: string;
   credentialId: string;
+  /** The key's response, as read by the ceremony engine (its credential is re-checked on commit). */
+  response: AssertionResponse;
   record: ApprovalChallengeRecord;
   reason: string | undefined;
   assertion: ApprovalAssertion;
@@ -389,12 +357,13 @@ interface SubmitContext {
 export class ApprovalService {
   private readonly db: Db;
   private readonly now: () => number;
-  /** Credentials offered per live ceremony (challenge -> credential ids, expiry). */
-  private readonly offered = new Map<string, { credentials: ReadonlySet<string>; expiresAt: number }>();
+  /** The key taps: challenge binding, offered keys, userHandle, signature, counter. */
+  private readonly ceremonies: CeremonyEngine;
 
   constructor(private readonly options: ApprovalServiceOptions) {
     this.db = options.db;
     this.now = options.now ?? Date.now;
+    this.ceremonies = new CeremonyEngine({ db: options.db, audit: options.audit, directory: options.directory, now: this.now });
     if (!Number.isSafeInteger(options.ceremonyTimeoutMs) || options.ceremonyTimeoutMs < 1) {
       throw new CountersignError('config_invalid', 'the ceremony timeout must be a positive number of milliseconds');
     }
@@ -495,14 +464,10 @@ export class ApprovalService {
     const { requestId, approverId, verdict } = input;
     if (verdict !== 'approve' && verdict !== 'deny') throw new CountersignError('schema_invalid', 'the verdict must be "approve" or "deny"');
     const now = this.now();
-    this.pruneOffered(now);
     const row = this.primaryRow(requestId);
     const obligation = this.assertApprovable(row, now);
     const approver = this.checkApprover(row, obligation, approverId, verdict);
-    const credentials = this.options.directory.credentialsOf(approver.id);
-    if (credentials.length === 0) {
-      throw new CountersignError('credential_unknown', `approver ${quote(approver.id)} has no active security key`);
-    }
+    const credentials = this.ceremonies.keysOf(approver.id, `approver ${quote(approver.id)} has no active security key`);
     const expiresAt = row.expires_at!;
     // Seal the group before reading its members: no identical call joins once an approver has
     // begun deciding, so this list is the group every approver of this request signs for.
@@ -523,22 +488,14 @@ export class ApprovalService {
     });
     const challenge = await approvalChallenge(record);
     const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
-    const options = await generateAuthenticationOptions({
-      rpID: this.options.directory.rpId,
-      challenge: new Uint8Array(Buffer.from(challenge, 'base64url')),
-      allowCredentials: credentials.map((c) => ({ id: c.credentialId, transports: c.transports })),
-      userVerification: obligation.userVerification,
-      timeout: Math.max(1, ceremonyExpiry - now),
-    });
-    if (options.challenge !== challenge) throw new CountersignError('internal_error', 'the ceremony challenge was not encoded as bound');
+    const { options, offered } = await this.ceremonies.offer({ credentials, challenge, userVerification: obligation.userVerification, timeoutMs: ceremonyExpiry - now });
     this.store(() => {
-      this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at) VALUES (?, 'approval', ?, ?, ?, ?, ?)")
-        .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry);
+      this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at, offered) VALUES (?, 'approval', ?, ?, ?, ?, ?, ?)")
+        .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry, JSON.stringify(offered));
       const started: JsonObject = { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry };
       if (followers.length > 0) started.followers = followers;
       this.appendAudit('approval.started', now, started);
     });
-    this.offered.set(challenge, { credentials: new Set(credentials.map((c) => c.credentialId)), expiresAt: ceremonyExpiry });
     return { options, record };
   }
 
@@ -553,22 +510,16 @@ export class ApprovalService {
     // A follower's id stands for its group: the ceremony was started (and signed) for the primary.
     const requestId = this.primaryRow(input.requestId).id;
     const reason = cleanReason(input.reason);
-    const parsed = responseSchema.safeParse(input.response);
-    if (!parsed.success || parsed.data.id !== parsed.data.rawId) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
-    const response = parsed.data;
-    const challenge = clientDataChallenge(response.response.clientDataJSON, 43);
+    const read = this.ceremonies.read(input.response);
+    const { response, challenge } = read;
     const now = this.now();
 
     // Everything that can be checked before the signature, in the order callers expect.
     const row = this.requestRow(requestId);
     this.assertApprovable(row, now);
-    const { record, verdict } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
-    const credential = this.checkSubmitter(requestId, approverId, verdict, challenge, response.id);
-    const approver = this.options.directory.get(approverId);
+    const { record, verdict, offered } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
+    const credential = this.checkSubmitter(requestId, approverId, verdict, response, offered);
     const userHandle = response.response.userHandle ?? undefined;
-    if (userHandle !== undefined && userHandle !== Buffer.from(approver.id, 'utf8').toString('base64url')) {
-      throw new CountersignError('assertion_invalid', 'the security key answered for another user');
-    }
     const assertionParse = approvalAssertionSchema.safeParse({
       approverId,
       credentialId: response.id,
@@ -582,8 +533,8 @@ export class ApprovalService {
 
     // The WebAuthn verification (asynchronous, so outside any transaction).
     const obligation = parseObligation(row);
-    const newCounter = await this.verifyAssertion(input.response, challenge, credential, obligation);
-    const ctx: SubmitContext = { requestId, approverId, verdict, challenge, credentialId: credential.credentialId, record, reason, assertion: assertionParse.data, newCounter };
+    const newCounter = await this.ceremonies.verify(read, credential, obligation.userVerification);
+    const ctx: SubmitContext = { requestId, approverId, verdict, challenge, credentialId: credential.credentialId, response, record, reason, assertion: assertionParse.data, newCounter };
 
     for (let attempt = 1; ; attempt++) {
       const plan = await this.plan(ctx);
@@ -593,10 +544,7 @@ export class ApprovalService {
       } catch (error) {
         if (error instanceof StalePlan && attempt < MAX_PLAN_ATTEMPTS) continue;
         if (error instanceof StalePlan) throw new CountersignError('store_failed', 'the approval could not be recorded: the request kept changing; try again');
-        if (error instanceof CounterRegression) {
-          this.suspect(credential, error.stored, error.reported);
-          throw new CountersignError('credential_suspect', `the security key reported signature counter ${error.reported}, not above ${error.stored}; it is now refused`);
-        }
+        if (error instanceof CounterRegression) this.ceremonies.refuse(error);
         throw error;
       }
       for (const result of committed.results) this.notify(committed.agentId, result);
@@ -680,10 +628,10 @@ export class ApprovalService {
   }
 
   /** The challenge row must be this approval ceremony: request, approver, verdict, unused, live, bound. */
-  private async checkChallenge(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict }> {
+  private async checkChallenge(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
     const { row, record } = this.challengeRow(challenge, requestId, approverId, verdict, now);
     if ((await approvalChallenge(record)) !== challenge) throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
-    return { record, verdict: row.verdict! };
+    return { record, verdict: row.verdict!, offered: parseOffered(row.offered) };
   }
 
   private challengeRow(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): { row: ChallengeRow; record: ApprovalChallengeRecord } {
@@ -702,25 +650,11 @@ export class ApprovalService {
     return { row, record: record.data };
   }
 
-  /** The approver checks, then the key: this approver's, active, offered in this ceremony. */
-  private checkSubmitter(requestId: string, approverId: string, verdict: ApprovalVerdict, challenge: string, credentialId: string): CredentialRecord {
+  /** The approver checks, then the key: this approver's, active, offered in this ceremony, answering for them. */
+  private checkSubmitter(requestId: string, approverId: string, verdict: ApprovalVerdict, response: AssertionResponse, offered: readonly string[]): CredentialRecord {
     const row = this.requestRow(requestId);
     this.checkApprover(row, parseObligation(row), approverId, verdict);
-    let credential: CredentialRecord;
-    try {
-      credential = this.options.directory.credential(credentialId);
-    } catch (error) {
-      if (isCountersignError(error, 'credential_unknown')) throw new CountersignError('credential_unknown', 'that security key is not registered', { cause: error });
-      throw error;
-    }
-    if (credential.approverId !== approverId) throw new CountersignError('credential_unknown', `that security key is not registered to approver ${quote(approverId)}`);
-    if (credential.status === 'suspect') throw new CountersignError('credential_suspect', 'that security key is marked suspect (its signature counter went backwards) and is refused');
-    if (credential.status !== 'active') throw new CountersignError('credential_unknown', 'that security key has been removed');
-    const offered = this.offered.get(challenge);
-    if (offered !== undefined && !offered.credentials.has(credentialId)) {
-      throw new CountersignError('credential_unknown', 'that security key was not offered in this ceremony');
-    }
-    return credential;
+    return this.ceremonies.credentialFor(approverId, response, offered);
   }
 
   /** Approvers whose approval counts now: approved, active, in a required group, not conflicted. */
@@ -747,60 +681,6 @@ export class ApprovalService {
 
   private approvalRows(requestId: string): ApprovalRow[] {
     return this.db.prepare<[string], ApprovalRow>('SELECT * FROM approvals WHERE request_id = ? ORDER BY at, approver_id').all(requestId);
-  }
-
-  // ---- verification ----
-
-  /**
-   * The WebAuthn checks (origin, rpId, type, UP/UV, signature). The counter is compared here, after
-   * the signature verified: only a genuine assertion can mark a key suspect.
-   */
-  private async verifyAssertion(response: AuthenticationResponseJSON, challenge: string, credential: CredentialRecord, obligation: ApprovalRequirement): Promise<number> {
-    const reported = authenticatorCounter(response.response.authenticatorData);
-    const stored = credential.signCount;
-    const regression = (reported > 0 || stored > 0) && reported <= stored;
-    let verified;
-    try {
-      verified = await verifyAuthenticationResponse({
-        response,
-        expectedChallenge: challenge,
-        expectedOrigin: [...this.options.directory.origins],
-        expectedRPID: this.options.directory.rpId,
-        expectedType: 'webauthn.get',
-        credential: {
-          id: credential.credentialId,
-          publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')),
-          // A regression is decided below, once the signature is known to be genuine.
-          counter: regression ? 0 : stored,
-          transports: credential.transports,
-        },
-        requireUserVerification: obligation.userVerification === 'required',
-      });
-    } catch (cause) {
-      throw new CountersignError('assertion_invalid', 'the security key response does not verify', { cause });
-    }
-    if (!verified.verified || verified.authenticationInfo.credentialID !== credential.credentialId) {
-      throw new CountersignError('assertion_invalid', 'the security key signature does not verify');
-    }
-    if (regression) {
-      this.suspect(credential, stored, reported);
-      throw new CountersignError('credential_suspect', `the security key reported signature counter ${reported}, not above ${stored}; it is now refused`);
-    }
-    return verified.authenticationInfo.newCounter;
-  }
-
-  /** Take a key out of service (its own committed, audited transaction). */
-  private suspect(credential: CredentialRecord, stored: number, reported: number): void {
-    const now = this.now();
-    this.store(() => {
-      const changed = this.db.prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'").run(credential.credentialId);
-      if (changed.changes === 1) {
-        this.appendAudit(CREDENTIAL_SUSPECT_KIND, now, {
-          approverId: credential.approverId, credentialId: credential.credentialId, status: 'suspect',
-          reason: 'signature counter went backwards', storedCounter: stored, reportedCounter: reported,
-        });
-      }
-    });
   }
 
   // ---- deciding ----
@@ -879,11 +759,9 @@ export class ApprovalService {
       const now = this.now();
       const row = this.requestRow(ctx.requestId);
       this.assertApprovable(row, now);
-      this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now);
-      const credential = this.checkSubmitter(ctx.requestId, ctx.approverId, ctx.verdict, ctx.challenge, ctx.credentialId);
-      if ((ctx.newCounter > 0 || credential.signCount > 0) && ctx.newCounter <= credential.signCount) {
-        throw new CounterRegression(credential.signCount, ctx.newCounter);
-      }
+      const challengeRow = this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now).row;
+      const credential = this.checkSubmitter(ctx.requestId, ctx.approverId, ctx.verdict, ctx.response, parseOffered(challengeRow.offered));
+      this.ceremonies.recordUse(credential, ctx.newCounter, now);
       const approver = this.options.directory.get(ctx.approverId);
       if (plan.kind !== 'deny' && row.obligation !== plan.storedObligation) throw new StalePlan();
       if (plan.kind === 'record' || plan.kind === 'approve') {
@@ -902,7 +780,6 @@ export class ApprovalService {
       if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
       this.db.prepare('INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
-      this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(ctx.newCounter, now, ctx.credentialId);
       const step: JsonObject = {
         requestId: ctx.requestId, agentId: row.agent_id, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
         callSha256: row.call_sha256, policyHash: row.policy_hash, challenge: ctx.challenge, signCount: ctx.newCounter,
@@ -911,7 +788,6 @@ export class ApprovalService {
       // The followers this key signed for (the record names them; each member is decided below).
       if (ctx.record.followers !== undefined) step.followers = [...ctx.record.followers];
       this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
-      this.offered.delete(ctx.challenge);
 
       const determiningPolicies = JSON.parse(row.determining_policies) as string[];
       const finish = (member: RequestRow, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
@@ -1018,10 +894,6 @@ export class ApprovalService {
     } catch {
       // The decision is committed; the agent can still fetch it with request.get.
     }
-  }
-
-  private pruneOffered(now: number): void {
-    for (const [challenge, entry] of this.offered) if (entry.expiresAt <= now) this.offered.delete(challenge);
   }
 
   private entry(row: ApprovalRow): ApprovalEntry {
