@@ -128,4 +128,12 @@ describe('admin actions', () => {
     expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root', 'root2']);
     expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 0 });
   });
+
+  it('lets a virtual admin confirm an action with a key the ceremony engine offered', async () => {
+    await h.app.virtualApprovers!.create({ id: 'vadmin', displayName: 'Virtual admin', groups: ['countersign-admins'] });
+    const started = await post('/api/admin/ceremony', { adminId: 'vadmin', action: addAlice });
+    const done = await post('/api/admin/submit', { adminId: 'vadmin', response: h.app.virtualApprovers!.answer(started.json.options as Options) });
+    expect(done.status).toBe(200);
+    expect(h.app.approvers.get('alice').status).toBe('active');
+  });
 });
