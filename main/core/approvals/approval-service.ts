@@ -37,14 +37,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
-import { z } from 'zod';
 import type { Db } from '../store/database.js';
-import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
+import type { RiskAssessment } from '../../../shared/risk.js';
 import type { RiskLearner } from '../decision/risk.js';
 import { learnSafely } from '../risk/learn-safely.js';
 import type { AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { MintInput } from '../decision/decision-service.js';
+import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
 import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse } from './ceremony.js';
 import {
   APPROVAL_CHALLENGE_TYP,
@@ -56,7 +56,7 @@ import {
 } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
-import { toolCallSchema, type ApprovalRequirement, type DecisionResult, type RequestState, type ToolCall } from '../../../shared/protocol.js';
+import type { ApprovalRequirement, DecisionResult, RequestState, ToolCall } from '../../../shared/protocol.js';
 
 export type ApprovalVerdict = 'approve' | 'deny';
 
@@ -185,12 +185,6 @@ export interface ApprovalOutcome {
   tokenExpiresAt?: number;
 }
 
-interface RequestRow {
-  id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; state: RequestState; policy_hash: string;
-  determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
-  decided_at: number | null; agent_display_name: string | null; agent_owner: string | null; agent_owner_state: string | null; conflicted_approvers: string;
-  group_id: string | null; sealed_at: number | null;
-}
 interface ChallengeRow {
   challenge: string; purpose: 'registration' | 'approval'; approver_id: string; request_id: string | null; verdict: ApprovalVerdict | null;
   record: string | null; expires_at: number; used_at: number | null; offered: string | null;
@@ -204,18 +198,6 @@ const MAX_HISTORY = 1000;
 /** Most pending requests one listing returns (the full queue can be paged with offset). */
 const MAX_PENDING_PAGE = 1000;
 const MAX_PLAN_ATTEMPTS = 4;
-
-const obligationSchema = z.object({
-  approvals: z.int().min(0).max(64),
-  groups: z.array(z.array(z.string().min(1).max(128)).max(64)).max(64),
-  ttlSeconds: z.number().nonnegative(),
-  userVerification: z.enum(['required', 'preferred']).default('required'),
-});
-
-const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
-  r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner,
-  a.owner_state AS agent_owner_state, r.conflicted_approvers, r.group_id, r.sealed_at
-  FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
 
 /** Thrown inside the final transaction when what was planned outside it no longer holds. */
 class StalePlan extends Error {}
@@ -286,28 +268,10 @@ function sameSpelling(a: string, b: string): boolean {
   return a.trim().toLowerCase() === b.trim().toLowerCase();
 }
 
-/** The names the determining permits gave in @conflicted_approvers (stored lowercase); undefined if unreadable. */
-function policyConflictedNames(row: RequestRow): string[] | undefined {
-  let names: unknown;
-  try {
-    names = JSON.parse(row.conflicted_approvers);
-  } catch {
-    return undefined;
-  }
-  return Array.isArray(names) && names.every((n) => typeof n === 'string') ? names : undefined;
-}
-
-function parseObligation(row: RequestRow): ApprovalRequirement {
+/** The approval requirement of a request that waits for approvers (internal_error when it has none). */
+function requirementOf(row: RequestRecord): ApprovalRequirement {
   if (row.obligation === null) throw new CountersignError('internal_error', `request ${quote(row.id)} has no approval requirement`);
-  const parsed = obligationSchema.safeParse(JSON.parse(row.obligation));
-  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed approval requirement`);
-  return parsed.data;
-}
-
-function parseCall(row: RequestRow): ToolCall {
-  const parsed = toolCallSchema.safeParse(parseStrictJson(row.call_json));
-  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed stored call`);
-  return parsed.data;
+  return row.obligation;
 }
 
 function cleanReason(reason: string | undefined): string | undefined {
@@ -359,10 +323,13 @@ export class ApprovalService {
   private readonly now: () => number;
   /** The key taps: challenge binding, offered keys, userHandle, signature, counter. */
   private readonly ceremonies: CeremonyEngine;
+  /** The `requests` rows, parsed once per read. */
+  private readonly requests: RequestRepository;
 
   constructor(private readonly options: ApprovalServiceOptions) {
     this.db = options.db;
     this.now = options.now ?? Date.now;
+    this.requests = new RequestRepository(options.db);
     this.ceremonies = new CeremonyEngine({ db: options.db, audit: options.audit, directory: options.directory, now: this.now });
     if (!Number.isSafeInteger(options.ceremonyTimeoutMs) || options.ceremonyTimeoutMs < 1) {
       throw new CountersignError('config_invalid', 'the ceremony timeout must be a positive number of milliseconds');
@@ -381,8 +348,8 @@ export class ApprovalService {
   }
 
   /** Whether the agent's owner is a person (the agent not held for review). */
-  private ownerResolved(row: RequestRow): boolean {
-    return row.agent_owner !== null && row.agent_owner_state === 'resolved' && this.options.directory.resolvePerson(row.agent_owner) !== undefined;
+  private ownerResolved(row: RequestRecord): boolean {
+    return row.agent.owner !== null && row.agent.ownerState === 'resolved' && this.options.directory.resolvePerson(row.agent.owner) !== undefined;
   }
 
   /**
@@ -390,24 +357,23 @@ export class ApprovalService {
    * itself as requester, or a person the policy named (stored on the request, or `extra` from
    * the current policy). An unreadable conflicted list conflicts everyone.
    */
-  private conflictOf(row: RequestRow, approverId: string, extra: readonly string[] = []): ConflictReason | undefined {
-    if (row.agent_owner !== null && this.names(row.agent_owner, approverId)) return 'owner';
-    if (this.names(row.agent_id, approverId)) return 'requester';
-    const named = policyConflictedNames(row);
-    if (named === undefined || [...named, ...extra].some((name) => this.names(name, approverId))) return 'policy';
+  private conflictOf(row: RequestRecord, approverId: string, extra: readonly string[] = []): ConflictReason | undefined {
+    if (row.agent.owner !== null && this.names(row.agent.owner, approverId)) return 'owner';
+    if (this.names(row.agentId, approverId)) return 'requester';
+    if ([...row.conflictedApprovers, ...extra].some((name) => this.names(name, approverId))) return 'policy';
     return undefined;
   }
 
   /** The people excluded from deciding this request, resolved for display (the renderer's reasons). */
-  private excludedOf(row: RequestRow): ExcludedApprover[] {
+  private excludedOf(row: RequestRecord): ExcludedApprover[] {
     const out = new Map<string, ConflictReason>();
     const add = (handle: string | null, reason: ConflictReason) => {
       const person = handle === null ? undefined : this.options.directory.resolvePerson(handle);
       if (person !== undefined && !out.has(person.id)) out.set(person.id, reason);
     };
-    add(row.agent_owner, 'owner');
-    add(row.agent_id, 'requester');
-    for (const name of policyConflictedNames(row) ?? []) add(name, 'policy');
+    add(row.agent.owner, 'owner');
+    add(row.agentId, 'requester');
+    for (const name of row.conflictedApprovers) add(name, 'policy');
     return [...out].map(([approverId, reason]) => ({ approverId, reason }));
   }
 
@@ -418,15 +384,12 @@ export class ApprovalService {
   listPending(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
     const n = Math.max(1, Math.min(MAX_PENDING_PAGE, Math.floor(Number.isFinite(limit) ? limit : MAX_PENDING_PAGE)));
     const skip = Math.max(0, Math.floor(Number.isFinite(offset) ? offset : 0));
-    const rows = this.db.prepare<[number, number, number], RequestRow>(
-      `${REQUEST_SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
-    ).all(this.now(), n, skip);
-    return rows.map((row) => this.view(row));
+    return this.requests.listPending(this.now(), n, skip).map((row) => this.view(row));
   }
 
   /** How many prompts are waiting (a merged group counts once; for paging and the UI's counter). */
   countPending(): number {
-    return (this.db.prepare<[number], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ? AND group_id IS NULL").get(this.now()) ?? { n: 0 }).n;
+    return this.requests.countPending(this.now());
   }
 
   /** One pending, unexpired request (request_unknown / request_not_pending otherwise); a follower shows its group. */
@@ -439,10 +402,7 @@ export class ApprovalService {
   /** Requests that needed approval and are decided (approved, denied, expired), newest first. */
   history(limit = 100): ApprovalRequestView[] {
     const n = Math.max(1, Math.min(MAX_HISTORY, Math.floor(Number.isFinite(limit) ? limit : 100)));
-    const rows = this.db.prepare<[number], RequestRow>(
-      `${REQUEST_SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
-    ).all(n);
-    return rows.map((row) => this.view(row));
+    return this.requests.history(n).map((row) => this.view(row));
   }
 
   /** Every recorded approval or denial of a request, with its assertion, in order. */
@@ -468,19 +428,19 @@ export class ApprovalService {
     const obligation = this.assertApprovable(row, now);
     const approver = this.checkApprover(row, obligation, approverId, verdict);
     const credentials = this.ceremonies.keysOf(approver.id, `approver ${quote(approver.id)} has no active security key`);
-    const expiresAt = row.expires_at!;
+    const expiresAt = row.expiresAt!;
     // Seal the group before reading its members: no identical call joins once an approver has
     // begun deciding, so this list is the group every approver of this request signs for.
     const followers = this.store(() => {
-      this.db.prepare('UPDATE requests SET sealed_at = ? WHERE id = ? AND sealed_at IS NULL').run(now, row.id);
-      return this.followerIds(row.id);
+      this.requests.seal(row.id, now);
+      return this.requests.pendingFollowerIds(row.id);
     });
     const record: ApprovalChallengeRecord = approvalChallengeRecordSchema.parse({
       typ: APPROVAL_CHALLENGE_TYP,
       requestId: row.id,
-      callSha256: row.call_sha256,
+      callSha256: row.callSha256,
       verdict,
-      policyHash: row.policy_hash,
+      policyHash: row.policyHash,
       expiresAt,
       approverId: approver.id,
       nonce: randomBytes(32).toString('base64url'),
@@ -492,7 +452,7 @@ export class ApprovalService {
     this.store(() => {
       this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at, offered) VALUES (?, 'approval', ?, ?, ?, ?, ?, ?)")
         .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry, JSON.stringify(offered));
-      const started: JsonObject = { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry };
+      const started: JsonObject = { requestId: row.id, agentId: row.agentId, approverId: approver.id, verdict, challenge, callSha256: row.callSha256, expiresAt: ceremonyExpiry };
       if (followers.length > 0) started.followers = followers;
       this.appendAudit('approval.started', now, started);
     });
@@ -508,17 +468,17 @@ export class ApprovalService {
   }): Promise<ApprovalOutcome> {
     const { approverId } = input;
     // A follower's id stands for its group: the ceremony was started (and signed) for the primary.
-    const requestId = this.primaryRow(input.requestId).id;
+    const row = this.primaryRow(input.requestId);
+    const requestId = row.id;
     const reason = cleanReason(input.reason);
     const read = this.ceremonies.read(input.response);
     const { response, challenge } = read;
     const now = this.now();
 
     // Everything that can be checked before the signature, in the order callers expect.
-    const row = this.requestRow(requestId);
     this.assertApprovable(row, now);
     const { record, verdict, offered } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
-    const credential = this.checkSubmitter(requestId, approverId, verdict, response, offered);
+    const credential = this.checkSubmitter(row, approverId, verdict, response, offered);
     const userHandle = response.response.userHandle ?? undefined;
     const assertionParse = approvalAssertionSchema.safeParse({
       approverId,
@@ -532,7 +492,7 @@ export class ApprovalService {
     if (!assertionParse.success) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
 
     // The WebAuthn verification (asynchronous, so outside any transaction).
-    const obligation = parseObligation(row);
+    const obligation = requirementOf(row);
     const newCounter = await this.ceremonies.verify(read, credential, obligation.userVerification);
     const ctx: SubmitContext = { requestId, approverId, verdict, challenge, credentialId: credential.credentialId, response, record, reason, assertion: assertionParse.data, newCounter };
 
@@ -554,22 +514,16 @@ export class ApprovalService {
 
   // ---- checks (each runs before verification and again inside the final transaction) ----
 
-  private requestRow(requestId: string): RequestRow {
-    const row = typeof requestId === 'string' ? this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.id = ?`).get(requestId) : undefined;
+  private requestRow(requestId: string): RequestRecord {
+    const row = this.requests.get(requestId);
     if (row === undefined) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists`);
     return row;
   }
 
   /** The request, or for a follower of a merged group, the group's primary request. */
-  private primaryRow(requestId: string): RequestRow {
+  private primaryRow(requestId: string): RequestRecord {
     const row = this.requestRow(requestId);
-    return row.group_id === null ? row : this.requestRow(row.group_id);
-  }
-
-  /** The followers of a primary request that are still pending, sorted by id (as challenge records list them). */
-  private followerIds(primaryId: string): string[] {
-    return this.db.prepare<[string], { id: string }>("SELECT id FROM requests WHERE group_id = ? AND state = 'pending'").all(primaryId)
-      .map((r) => r.id).sort();
+    return row.groupId === null ? row : this.requestRow(row.groupId);
   }
 
   /**
@@ -577,36 +531,31 @@ export class ApprovalService {
    * Repeats can score higher than the first call (call rate, loops), and an approver deciding for
    * every member must see the worst of them.
    */
-  private groupRisk(primary: RequestRow): RiskAssessment {
-    let worst = parseStoredRisk(primary.risk);
-    for (const follower of this.followerRows(primary.id)) {
-      const risk = parseStoredRisk(follower.risk);
+  private groupRisk(primary: RequestRecord): RiskAssessment {
+    let worst = primary.risk;
+    for (const follower of this.requests.followers(primary.id)) {
+      const risk = follower.risk;
       if (risk.score > worst.score) worst = risk;
     }
     return worst;
   }
 
-  /** Every follower row of a primary (any state), for the views. */
-  private followerRows(primaryId: string): RequestRow[] {
-    return this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.group_id = ?`).all(primaryId).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  }
-
-  private assertApprovable(row: RequestRow, now: number): ApprovalRequirement {
+  private assertApprovable(row: RequestRecord, now: number): ApprovalRequirement {
     if (row.state !== 'pending') throw new CountersignError('request_not_pending', `request ${quote(row.id)} is already ${row.state}`);
-    if (row.expires_at === null || row.expires_at <= now) throw new CountersignError('request_not_pending', `the approval window of request ${quote(row.id)} has closed`);
-    return parseObligation(row);
+    if (row.expiresAt === null || row.expiresAt <= now) throw new CountersignError('request_not_pending', `the approval window of request ${quote(row.id)} has closed`);
+    return requirementOf(row);
   }
 
   /** Active, not conflicted, not already decided, eligible for this verdict. */
-  private checkApprover(row: RequestRow, obligation: ApprovalRequirement, approverId: string, verdict: ApprovalVerdict): ApproverRecord {
+  private checkApprover(row: RequestRecord, obligation: ApprovalRequirement, approverId: string, verdict: ApprovalVerdict): ApproverRecord {
     const approver = this.options.directory.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     if (!this.ownerResolved(row)) {
-      throw new CountersignError('agent_held_for_review', `the owner of agent ${quote(row.agent_id)} is not a known person, so nobody may decide its requests until an administrator sets one`);
+      throw new CountersignError('agent_held_for_review', `the owner of agent ${quote(row.agentId)} is not a known person, so nobody may decide its requests until an administrator sets one`);
     }
     const conflict = this.conflictOf(row, approver.id);
     if (conflict === 'owner') {
-      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request (owner ${quote(row.agent_owner ?? '')}) and may not decide it`, { details: { reason: 'owner' } });
+      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request (owner ${quote(row.agent.owner ?? '')}) and may not decide it`, { details: { reason: 'owner' } });
     }
     if (conflict === 'requester') {
       throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} is the requester of this call and may not decide it`, { details: { reason: 'requester' } });
@@ -651,18 +600,17 @@ export class ApprovalService {
   }
 
   /** The approver checks, then the key: this approver's, active, offered in this ceremony, answering for them. */
-  private checkSubmitter(requestId: string, approverId: string, verdict: ApprovalVerdict, response: AssertionResponse, offered: readonly string[]): CredentialRecord {
-    const row = this.requestRow(requestId);
-    this.checkApprover(row, parseObligation(row), approverId, verdict);
+  private checkSubmitter(row: RequestRecord, approverId: string, verdict: ApprovalVerdict, response: AssertionResponse, offered: readonly string[]): CredentialRecord {
+    this.checkApprover(row, requirementOf(row), approverId, verdict);
     return this.ceremonies.credentialFor(approverId, response, offered);
   }
 
   /** Approvers whose approval counts now: approved, active, in a required group, not conflicted. */
-  private countedPeople(row: RequestRow, obligation: ApprovalRequirement): Person[] {
+  private countedPeople(row: RequestRecord, obligation: ApprovalRequirement): Person[] {
     return this.countedApprovals(row, obligation).map(({ approver }) => ({ id: approver.id, groups: approver.groups }));
   }
 
-  private countedApprovals(row: RequestRow, obligation: ApprovalRequirement, extraConflicted: readonly string[] = []): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
+  private countedApprovals(row: RequestRecord, obligation: ApprovalRequirement, extraConflicted: readonly string[] = []): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
     const out: Array<{ approver: ApproverRecord; approval: ApprovalRow }> = [];
     for (const approval of this.approvalRows(row.id)) {
       if (approval.verdict !== 'approve') continue;
@@ -693,19 +641,19 @@ export class ApprovalService {
     const self = this.options.directory.get(ctx.approverId);
     const selfPerson: Person = { id: self.id, groups: self.groups };
     if (!quorumMet(stored, [...this.countedPeople(row, stored), selfPerson])) {
-      return { kind: 'record', obligation: stored, storedObligation: row.obligation, tightened: false, conflicted: [] };
+      return { kind: 'record', obligation: stored, storedObligation: row.obligationJson, tightened: false, conflicted: [] };
     }
     let obligation = stored;
     let tightened = false;
     let conflicted: string[] = [];
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
-        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: this.groupRisk(row), policyHash: row.policy_hash,
+        requestId: row.id, agentId: row.agentId, call: row.call, risk: this.groupRisk(row), policyHash: row.policyHash,
       });
-      if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
+      if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligationJson };
       if (reevaluation.outcome === 'approval_required') {
         obligation = stricterObligation(stored, reevaluation.obligation);
-        const storedNames = policyConflictedNames(row) ?? [];
+        const storedNames = row.conflictedApprovers;
         conflicted = (reevaluation.conflicted ?? []).filter((name) => !storedNames.some((n) => sameSpelling(n, name)));
         if (conflicted.some((name) => this.names(name, self.id))) {
           throw new CountersignError('approver_conflicted', `the current policy names approver ${quote(self.id)} as conflicted for this request`);
@@ -715,15 +663,15 @@ export class ApprovalService {
     }
     const counted = this.countedApprovals(row, obligation, conflicted);
     if (!quorumMet(obligation, [...counted.map(({ approver }) => ({ id: approver.id, groups: approver.groups })), selfPerson])) {
-      return { kind: 'record', obligation, storedObligation: row.obligation, tightened, conflicted };
+      return { kind: 'record', obligation, storedObligation: row.obligationJson, tightened, conflicted };
     }
     const audience = this.options.audienceOf(row.tool);
     if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
-    const call = parseCall(row);
+    const call = row.call;
     const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(JSON.parse(approval.assertion))), ctx.assertion];
     // Each member gets its own token, bound to its own request id; every assertion must name
     // that id (as requestId or a follower), or the approver never signed for that member.
-    const members = [row.id, ...this.followerIds(row.id)];
+    const members = [row.id, ...this.requests.pendingFollowerIds(row.id)];
     for (const member of members) {
       for (const assertion of approvals) {
         if (assertion.record.requestId !== member && !(assertion.record.followers ?? []).includes(member)) {
@@ -734,12 +682,12 @@ export class ApprovalService {
     const minted: Extract<Plan, { kind: 'approve' }>['minted'] = [];
     for (const member of members) {
       const token = await this.options.minter.mint({
-        requestId: member, agentId: row.agent_id, tool: row.tool, audience, params: call.params, policyHash: row.policy_hash,
-        policies: JSON.parse(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
+        requestId: member, agentId: row.agentId, tool: row.tool, audience, params: call.params, policyHash: row.policyHash,
+        policies: row.determiningPolicies, mode: 'approved', now: this.now(), callSha256: row.callSha256, approvals,
       });
       minted.push({ requestId: member, ...token });
     }
-    return { kind: 'approve', obligation, storedObligation: row.obligation, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
+    return { kind: 'approve', obligation, storedObligation: row.obligationJson, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
@@ -760,10 +708,10 @@ export class ApprovalService {
       const row = this.requestRow(ctx.requestId);
       this.assertApprovable(row, now);
       const challengeRow = this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now).row;
-      const credential = this.checkSubmitter(ctx.requestId, ctx.approverId, ctx.verdict, ctx.response, parseOffered(challengeRow.offered));
+      const credential = this.checkSubmitter(row, ctx.approverId, ctx.verdict, ctx.response, parseOffered(challengeRow.offered));
       this.ceremonies.recordUse(credential, ctx.newCounter, now);
       const approver = this.options.directory.get(ctx.approverId);
-      if (plan.kind !== 'deny' && row.obligation !== plan.storedObligation) throw new StalePlan();
+      if (plan.kind !== 'deny' && row.obligationJson !== plan.storedObligation) throw new StalePlan();
       if (plan.kind === 'record' || plan.kind === 'approve') {
         const counted = this.countedApprovals(row, plan.obligation, plan.conflicted);
         const people = [...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })), { id: approver.id, groups: approver.groups }];
@@ -772,7 +720,7 @@ export class ApprovalService {
         if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted))) throw new StalePlan();
       }
       // Every member still pending is decided now: the group's rows, primary first.
-      const members = [row, ...this.followerIds(row.id).map((id) => this.requestRow(id))];
+      const members = [row, ...this.requests.pendingFollowerIds(row.id).map((id) => this.requestRow(id))];
       if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId))) throw new StalePlan();
 
       // The approval itself.
@@ -781,24 +729,22 @@ export class ApprovalService {
       this.db.prepare('INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
       const step: JsonObject = {
-        requestId: ctx.requestId, agentId: row.agent_id, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
-        callSha256: row.call_sha256, policyHash: row.policy_hash, challenge: ctx.challenge, signCount: ctx.newCounter,
+        requestId: ctx.requestId, agentId: row.agentId, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
+        callSha256: row.callSha256, policyHash: row.policyHash, challenge: ctx.challenge, signCount: ctx.newCounter,
       };
       if (ctx.reason !== undefined) step.reason = ctx.reason;
       // The followers this key signed for (the record names them; each member is decided below).
       if (ctx.record.followers !== undefined) step.followers = [...ctx.record.followers];
       this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
 
-      const determiningPolicies = JSON.parse(row.determining_policies) as string[];
-      const finish = (member: RequestRow, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
-        const changed = this.db.prepare('UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = ?')
-          .run(state, now, JSON.stringify(reasons), member.id, 'pending');
-        if (changed.changes !== 1) throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
-        touched(member.agent_id);
-        return learnSafely(this.db, this.options.learner, member.agent_id, (l) => l.settled(member.agent_id, { id: member.id, call: parseCall(member), callSha256: member.call_sha256, createdAt: member.created_at }, state, now));
+      const determiningPolicies = row.determiningPolicies;
+      const finish = (member: RequestRecord, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
+        if (!this.requests.finish(member.id, state, now, reasons)) throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
+        touched(member.agentId);
+        return learnSafely(this.db, this.options.learner, member.agentId, (l) => l.settled(member.agentId, { id: member.id, call: member.call, callSha256: member.callSha256, createdAt: member.createdAt }, state, now));
       };
       /** Audit fields naming a follower's group (absent for the primary). */
-      const groupOf = (member: RequestRow): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
+      const groupOf = (member: RequestRecord): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
       const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
         requestId: row.id, state, approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)), reasons,
       });
@@ -810,7 +756,7 @@ export class ApprovalService {
         const results: DecisionResult[] = [];
         for (const member of members) {
           const learningFault = finish(member, 'denied', reasons);
-          const event: JsonObject = { requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash, reasons, ...groupOf(member) };
+          const event: JsonObject = { requestId: member.id, agentId: member.agentId, tool: member.tool, callSha256: member.callSha256, policyHash: member.policyHash, reasons, ...groupOf(member) };
           if (learningFault !== undefined) event.riskLearningFault = learningFault;
           if (plan.kind === 'deny') {
             event.deniedBy = approver.id;
@@ -823,23 +769,23 @@ export class ApprovalService {
           results.push({
             requestId: member.id, decision: 'deny', state: 'denied', reasons,
             determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
-            policyHash: plan.kind === 'deny' ? row.policy_hash : plan.reevaluation.policyHash,
+            policyHash: plan.kind === 'deny' ? row.policyHash : plan.reevaluation.policyHash,
           });
         }
-        return { outcome: outcome('denied', reasons), agentId: row.agent_id, results };
+        return { outcome: outcome('denied', reasons), agentId: row.agentId, results };
       }
 
-      if (plan.tightened) this.db.prepare('UPDATE requests SET obligation = ? WHERE id = ?').run(JSON.stringify(plan.obligation), row.id);
+      if (plan.tightened) this.requests.setRequirement(row.id, plan.obligation);
       if (plan.conflicted.length > 0) {
-        const merged = [...new Set([...(JSON.parse(row.conflicted_approvers) as string[]), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
-        this.db.prepare('UPDATE requests SET conflicted_approvers = ? WHERE id = ?').run(JSON.stringify(merged), row.id);
+        const merged = [...new Set([...(row.conflictedApprovers), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
+        this.requests.setConflicted(row.id, merged);
       }
       if (plan.kind === 'record') {
-        const reasons = JSON.parse(row.reasons) as string[];
+        const reasons = row.reasons;
         if (plan.tightened) {
-          this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agent_id, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expires_at! } });
+          this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agentId, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expiresAt! } });
         }
-        return { outcome: outcome('pending', reasons), agentId: row.agent_id, results: [] };
+        return { outcome: outcome('pending', reasons), agentId: row.agentId, results: [] };
       }
 
       const names = plan.counted.map((id) => (id === approver.id ? approver : this.options.directory.get(id)).displayName);
@@ -847,12 +793,12 @@ export class ApprovalService {
       for (const [i, member] of members.entries()) {
         const minted = plan.minted[i]!;
         // Each member keeps its own reasons (risk sentences may differ) plus who approved.
-        const reasons = [...(JSON.parse(member.reasons) as string[]), `approved by ${joinNames(names)}`];
+        const reasons = [...(member.reasons), `approved by ${joinNames(names)}`];
         const learningFault = finish(member, 'approved', reasons);
         this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
           .run(minted.jti, member.id, minted.kid, minted.token, now, minted.expiresAt);
         const approvedEvent: JsonObject = {
-          requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash,
+          requestId: member.id, agentId: member.agentId, tool: member.tool, callSha256: member.callSha256, policyHash: member.policyHash,
           determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
           token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience }, ...groupOf(member),
         };
@@ -860,11 +806,11 @@ export class ApprovalService {
         this.appendAudit('decision.approved', now, approvedEvent);
         results.push({
           requestId: member.id, decision: 'allow', state: 'approved', token: minted.token, tokenExpiresAt: minted.expiresAt,
-          reasons, determiningPolicies, policyHash: member.policy_hash,
+          reasons, determiningPolicies, policyHash: member.policyHash,
         });
       }
       const primary = results[0]!;
-      return { outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! }, agentId: row.agent_id, results };
+      return { outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! }, agentId: row.agentId, results };
     });
   }
 
@@ -908,40 +854,40 @@ export class ApprovalService {
     return entry;
   }
 
-  private view(row: RequestRow): ApprovalRequestView {
-    const call = parseCall(row);
+  private view(row: RequestRecord): ApprovalRequestView {
+    const call = row.call;
     const view: ApprovalRequestView = {
       requestId: row.id,
-      agentId: row.agent_id,
+      agentId: row.agentId,
       tool: row.tool,
       params: call.params,
       dataClass: call.dataClass,
       jurisdiction: call.jurisdiction,
       provenance: call.provenance,
-      callSha256: row.call_sha256,
-      policyHash: row.policy_hash,
-      determiningPolicies: JSON.parse(row.determining_policies) as string[],
-      reasons: JSON.parse(row.reasons) as string[],
-      obligation: parseObligation(row),
-      risk: row.group_id === null ? this.groupRisk(row) : parseStoredRisk(row.risk),
+      callSha256: row.callSha256,
+      policyHash: row.policyHash,
+      determiningPolicies: row.determiningPolicies,
+      reasons: row.reasons,
+      obligation: requirementOf(row),
+      risk: row.groupId === null ? this.groupRisk(row) : row.risk,
       state: row.state,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at ?? row.created_at,
+      createdAt: row.createdAt,
+      expiresAt: row.expiresAt ?? row.createdAt,
       approvals: this.approvalRows(row.id).map((r) => this.entry(r)),
       count: 1,
       followers: [],
       excludedApprovers: this.excludedOf(row),
     };
     if (!this.ownerResolved(row)) view.ownerUnresolved = true;
-    if (row.group_id === null) {
+    if (row.groupId === null) {
       // A pending group shows its pending members; a decided one shows every member it had.
-      const followers = this.followerRows(row.id).filter((f) => row.state !== 'pending' || f.state === 'pending');
+      const followers = this.requests.followers(row.id).filter((f) => row.state !== 'pending' || f.state === 'pending');
       view.followers = followers.map((f) => f.id);
       view.count = 1 + followers.length;
     }
-    if (row.agent_display_name !== null) view.agentDisplayName = row.agent_display_name;
-    if (row.agent_owner !== null) view.agentOwner = row.agent_owner;
-    if (row.decided_at !== null) view.decidedAt = row.decided_at;
+    if (row.agent.displayName !== null) view.agentDisplayName = row.agent.displayName;
+    if (row.agent.owner !== null) view.agentOwner = row.agent.owner;
+    if (row.decidedAt !== null) view.decidedAt = row.decidedAt;
     return view;
   }
 }
