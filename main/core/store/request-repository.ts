@@ -228,6 +228,13 @@ export class RequestRepository {
     return this.db.prepare<[string], Row>(`${SELECT} WHERE r.agent_id = ? AND r.state = 'pending' ORDER BY r.created_at, r.id`).all(agentId).map(decodeRequest);
   }
 
+  /** An agent's requests denied at `decidedAt` with exactly `reasons` (what one revocation ended), oldest first. */
+  deniedAt(agentId: string, decidedAt: number, reasons: readonly string[]): RequestRecord[] {
+    return this.db.prepare<[string, number, string], Row>(
+      `${SELECT} WHERE r.agent_id = ? AND r.state = 'denied' AND r.decided_at = ? AND r.reasons = ? ORDER BY r.created_at, r.id`,
+    ).all(agentId, decidedAt, JSON.stringify(reasons)).map(decodeRequest);
+  }
+
   /** Pending requests whose approval window has closed at `now`. */
   dueForExpiry(now: number): RequestRecord[] {
     return this.db.prepare<[number], Row>(`${SELECT} WHERE r.state = 'pending' AND r.expires_at <= ?`).all(now).map(decodeRequest);
