@@ -18,12 +18,20 @@ async function post(path: string, body: unknown): Promise<{ status: number; json
 
 async function virtualApprover(id: string, groups: string[]): Promise<VirtualAuthenticator> {
   h.app.approvers.addApprover({ id, displayName: id, groups, virtual: true });
+  return registerKey(id);
+}
+
+/** Register one more virtual key for an existing approver; returns the authenticator holding it. */
+async function registerKey(id: string): Promise<VirtualAuthenticator> {
   const authenticator = new VirtualAuthenticator();
   const { code } = h.app.approvers.issueRegistrationCode(id, 'test');
   const options = await h.app.approvers.beginRegistration(id, code);
   await h.app.approvers.finishRegistration(id, authenticator.createCredential({ rpId: 'localhost', origin: h.app.approvers.origins[0]!, challenge: options.challenge, user: options.user, userVerification: 'required' }));
   return authenticator;
 }
+
+type Options = { challenge: string; allowCredentials: Array<{ id: string }> };
+const addAlice = { kind: 'approver.add', id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] };
 
 function tap(key: VirtualAuthenticator, options: { challenge: string; allowCredentials?: Array<{ id: string }> }) {
   return key.getAssertion({ rpId: 'localhost', origin: h.app.approvers.origins[0]!, challenge: options.challenge, allowCredentials: (options.allowCredentials ?? []).map((c) => c.id), userVerification: 'required' });
@@ -71,5 +79,61 @@ describe('admin actions', () => {
     expect(() => tap(bobKey, options)).toThrow();
     expect((await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.delete_everything' } })).json).toMatchObject({ error: { code: 'schema_invalid' } });
     expect(h.app.approvers.get('bob').status).toBe('active');
+  });
+
+  it('marks an admin key whose signature counter went backwards suspect, audits it, and refuses the action and the key from then on', async () => {
+    const keyId = rootKey.listCredentials()[0]!.id;
+    const first = await post('/api/admin/ceremony', { adminId: 'root', action: addAlice });
+    expect((await post('/api/admin/submit', { adminId: 'root', response: tap(rootKey, first.json.options as Options) })).status).toBe(200);
+    expect(h.app.approvers.credential(keyId).signCount).toBe(1);
+    // A cloned key: its next assertion carries counter 1 again, not above the stored 1.
+    rootKey.setCounter(keyId, 0);
+    const second = await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.disable', id: 'alice' } });
+    const refused = await post('/api/admin/submit', { adminId: 'root', response: tap(rootKey, second.json.options as Options) });
+    expect(refused.json).toMatchObject({ error: { code: 'credential_suspect' } });
+    expect(h.app.approvers.credential(keyId).status).toBe('suspect');
+    expect(h.app.approvers.get('alice').status).toBe('active');
+    const suspectAudit = h.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'approver.credential_suspect'").all() as Array<{ record: string }>;
+    expect(suspectAudit.map((r) => JSON.parse(r.record) as Record<string, unknown>)).toMatchObject([{ approverId: 'root', credentialId: keyId, status: 'suspect', storedCounter: 1, reportedCounter: 1 }]);
+    expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 1 });
+    // The suspect key is never offered again, even with a counter that moves on.
+    rootKey.setCounter(keyId, 100);
+    expect((await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.disable', id: 'alice' } })).json).toMatchObject({ error: { code: 'credential_unknown' } });
+    expect(h.app.approvers.get('alice').status).toBe('active');
+  });
+
+  it('refuses an admin tap with a key of the admin that the ceremony did not offer, and performs nothing', async () => {
+    const started = await post('/api/admin/ceremony', { adminId: 'root', action: addAlice });
+    const options = started.json.options as Options;
+    // A key registered after the ceremony began is the admin's, active, and still not offered.
+    const laterKey = await registerKey('root');
+    const laterId = laterKey.listCredentials()[0]!.id;
+    expect(options.allowCredentials.map((c) => c.id)).not.toContain(laterId);
+    const response = laterKey.getAssertion({ rpId: 'localhost', origin: h.app.approvers.origins[0]!, challenge: options.challenge, allowCredentials: [laterId], userVerification: 'required' });
+    expect((await post('/api/admin/submit', { adminId: 'root', response })).json).toMatchObject({ error: { code: 'credential_unknown' } });
+    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
+    expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 0 });
+    // The refused tap spent nothing: an offered key still confirms the same action.
+    expect((await post('/api/admin/submit', { adminId: 'root', response: tap(rootKey, options) })).status).toBe(200);
+    expect(h.app.approvers.get('alice').status).toBe('active');
+  });
+
+  it('refuses an admin tap whose userHandle names another user, and performs nothing', async () => {
+    await virtualApprover('root2', ['countersign-admins']);
+    const started = await post('/api/admin/ceremony', { adminId: 'root', action: addAlice });
+    const response = tap(rootKey, started.json.options as Options);
+    // The userHandle is not covered by the signature: only the server's check can catch it.
+    response.response.userHandle = Buffer.from('root2', 'utf8').toString('base64url');
+    expect((await post('/api/admin/submit', { adminId: 'root', response })).json).toMatchObject({ error: { code: 'assertion_invalid' } });
+    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root', 'root2']);
+    expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 0 });
+  });
+
+  it('lets a virtual admin confirm an action with a key the ceremony engine offered', async () => {
+    await h.app.virtualApprovers!.create({ id: 'vadmin', displayName: 'Virtual admin', groups: ['countersign-admins'] });
+    const started = await post('/api/admin/ceremony', { adminId: 'vadmin', action: addAlice });
+    const done = await post('/api/admin/submit', { adminId: 'vadmin', response: h.app.virtualApprovers!.answer(started.json.options as Options) });
+    expect(done.status).toBe(200);
+    expect(h.app.approvers.get('alice').status).toBe('active');
   });
 });

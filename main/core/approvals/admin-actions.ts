@@ -2,19 +2,21 @@
  * Admin actions on the approver directory (add an approver, disable one, change groups, remove
  * a key) and the acknowledgement of a tamper alarm, over the local API, need an admin's
  * security-key tap over exactly that action: the WebAuthn challenge is base64url(SHA-256(JCS({typ, adminId, action, nonce, expiresAt}))),
- * stored server-side and single use, user verification required. The action and the admin's
- * assertion are audited together. Admins are approvers in the `countersign-admins` group; the
+ * stored server-side and single use with the keys offered, user verification required. The tap
+ * runs through the one ceremony engine (ceremony.ts): an offered key of this admin, the
+ * userHandle, the signature, and a counter that must advance (a regression marks the key suspect,
+ * audited, and refuses the action). The action and the admin's assertion are audited together. Admins are approvers in the `countersign-admins` group; the
  * first admin is created on the machine itself (`countersign approvers add`), which is the root
  * of trust for a local app.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { generateAuthenticationOptions, verifyAuthenticationResponse, type AuthenticationResponseJSON, type PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { randomBytes } from 'node:crypto';
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory } from './approver-directory.js';
 import type { TamperAlarm } from '../audit/tamper-alarm.js';
-import { clientDataChallenge } from './client-data.js';
+import { CeremonyEngine, CounterRegression, parseOffered, recordChallenge } from './ceremony.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
 import { SIGNED_TYP } from '../../../shared/typ.js';
@@ -36,6 +38,7 @@ export type AdminAction = z.infer<typeof adminActionSchema>;
 
 export class AdminActions {
   private readonly now: () => number;
+  private readonly ceremonies: CeremonyEngine;
 
   constructor(
     private readonly db: Db,
@@ -44,6 +47,7 @@ export class AdminActions {
     private readonly options: { ceremonyTimeoutMs: number; now?: () => number; alarm?: TamperAlarm },
   ) {
     this.now = options.now ?? Date.now;
+    this.ceremonies = new CeremonyEngine({ db, audit, directory, now: this.now });
   }
 
   /** WebAuthn options for `adminId` to confirm `action` with a key tap. */
@@ -56,55 +60,49 @@ export class AdminActions {
     if (action.kind === 'audit.acknowledge_alarm') this.tamperAlarm().assertOpen(action.alarmId);
     const now = this.now();
     const expiresAt = now + this.options.ceremonyTimeoutMs;
-    const record = canonicalize({ typ: ADMIN_ACTION_TYP, adminId, action: action as unknown as JsonObject, nonce: randomBytes(32).toString('base64url'), expiresAt });
-    const challenge = createHash('sha256').update(record, 'utf8').digest('base64url');
-    const options = await generateAuthenticationOptions({
-      rpID: this.directory.rpId,
-      challenge,
-      timeout: this.options.ceremonyTimeoutMs,
-      userVerification: 'required',
-      allowCredentials: credentials.map((c) => ({ id: c.credentialId })),
-    });
-    this.db.prepare('INSERT INTO admin_challenges (challenge, admin_id, record, expires_at) VALUES (?, ?, ?, ?)').run(options.challenge, adminId, record, expiresAt);
+    const record: JsonObject = { typ: ADMIN_ACTION_TYP, adminId, action: action, nonce: randomBytes(32).toString('base64url'), expiresAt };
+    const challenge = recordChallenge(record);
+    const { options, offered } = await this.ceremonies.offer({ credentials, challenge, userVerification: 'required', timeoutMs: this.options.ceremonyTimeoutMs });
+    this.db.prepare('INSERT INTO admin_challenges (challenge, admin_id, record, expires_at, offered) VALUES (?, ?, ?, ?, ?)')
+      .run(challenge, adminId, canonicalize(record), expiresAt, JSON.stringify(offered));
     return { options, action };
   }
 
   /** Verify the admin's assertion and perform the action it confirms, in one transaction. */
   async submit(adminId: string, response: AuthenticationResponseJSON): Promise<{ action: AdminAction; result: unknown }> {
-    const credentials = this.adminCredentials(adminId);
-    const challenge = clientDataChallenge(response.response.clientDataJSON);
-    const row = this.db.prepare<[string], { admin_id: string; record: string; expires_at: number; used_at: number | null }>('SELECT * FROM admin_challenges WHERE challenge = ?').get(challenge);
+    this.adminCredentials(adminId);
+    const read = this.ceremonies.read(response);
+    const { challenge } = read;
+    const row = this.db.prepare<[string], { admin_id: string; record: string; expires_at: number; used_at: number | null; offered: string | null }>('SELECT * FROM admin_challenges WHERE challenge = ?').get(challenge);
     const now = this.now();
     if (row === undefined || row.admin_id !== adminId || row.used_at !== null || row.expires_at <= now) {
       throw new CountersignError('challenge_invalid', 'the admin challenge is unknown, used, expired or for another admin');
     }
-    const credential = credentials.find((c) => c.credentialId === response.id);
-    if (credential === undefined) throw new CountersignError('credential_unknown', 'that security key is not an active key of this admin');
-    let verified;
+    const record = parseStrictJson(row.record);
+    if (recordChallenge(record) !== challenge) throw new CountersignError('challenge_invalid', 'the admin challenge does not match its bound record');
+    const offered = parseOffered(row.offered);
+    const credential = this.ceremonies.credentialFor(adminId, read.response, offered);
+    const newCounter = await this.ceremonies.verify(read, credential, 'required');
+    const action = adminActionSchema.parse((record as { action: unknown }).action);
+    let result: unknown;
     try {
-      verified = await verifyAuthenticationResponse({
-        response, expectedChallenge: challenge, expectedOrigin: [...this.directory.origins], expectedRPID: this.directory.rpId, expectedType: 'webauthn.get',
-        credential: { id: credential.credentialId, publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')), counter: credential.signCount },
-        requireUserVerification: true,
-      });
-    } catch (cause) {
-      throw new CountersignError('assertion_invalid', 'the admin key response does not verify', { cause });
+      result = this.db.transaction(() => {
+        // Spend the challenge first: a concurrent submit of the same assertion finds it used.
+        const spent = this.db.prepare('UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, challenge);
+        if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
+        // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
+        this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
+        const outcome = this.perform(action, adminId, now);
+        this.audit.append('admin.action', now, {
+          adminId, action: action, credentialId: credential.credentialId,
+          evidence: { authenticatorData: read.response.response.authenticatorData, clientDataJSON: read.response.response.clientDataJSON, signature: read.response.response.signature },
+        });
+        return outcome;
+      }).immediate();
+    } catch (error) {
+      if (error instanceof CounterRegression) this.ceremonies.refuse(error);
+      throw error;
     }
-    if (!verified.verified) throw new CountersignError('assertion_invalid', 'the admin key signature does not verify');
-    const record = parseStrictJson(row.record) as { action: unknown };
-    const action = adminActionSchema.parse(record.action);
-    const result = this.db.transaction(() => {
-      // Spend the challenge first: a concurrent submit of the same assertion finds it used.
-      const spent = this.db.prepare('UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, challenge);
-      if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
-      this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(verified.authenticationInfo.newCounter, now, credential.credentialId);
-      const outcome = this.perform(action, adminId, now);
-      this.audit.append('admin.action', now, {
-        adminId, action: action, credentialId: credential.credentialId,
-        evidence: { authenticatorData: response.response.authenticatorData, clientDataJSON: response.response.clientDataJSON, signature: response.response.signature },
-      });
-      return outcome;
-    }).immediate();
     return { action, result };
   }
 
@@ -140,8 +138,6 @@ export class AdminActions {
     const admin = this.directory.get(adminId);
     if (admin.status !== 'active') throw new CountersignError('approver_disabled', `admin ${quote(adminId)} is disabled`);
     if (!admin.groups.includes(ADMIN_GROUP)) throw new CountersignError('approver_not_eligible', `${quote(adminId)} is not in ${ADMIN_GROUP}`);
-    const credentials = this.directory.credentialsOf(adminId);
-    if (credentials.length === 0) throw new CountersignError('credential_unknown', `admin ${quote(adminId)} has no active security key`);
-    return credentials;
+    return this.ceremonies.keysOf(adminId, `admin ${quote(adminId)} has no active security key`);
   }
 }

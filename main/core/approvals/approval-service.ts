@@ -37,23 +37,19 @@
  * each member gets its own audit records and its own notification.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  generateAuthenticationOptions,
-  verifyAuthenticationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-} from '@simplewebauthn/server';
-import { z } from 'zod';
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { Db } from '../store/database.js';
-import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
+import type { RiskAssessment } from '../../../shared/risk.js';
 import type { RiskLearner } from '../risk/risk-ports.js';
 import { learnSafely } from '../risk/learn-safely.js';
 import type { AuditEventFields, AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { DeniedAtApprovalEvent } from '../../../shared/audit-events.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { ApprovedMinter } from '../tokens/token-minter.js';
-import { clientDataChallenge } from './client-data.js';
 import { inAnyGroup, quorumMet, stillNeeded, stricterRequirement as stricterObligation, type QuorumPerson as Person } from './approval-quorum.js';
+import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
+import { parseStoredJson } from '../store/stored-json.js';
+import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse } from './ceremony.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
@@ -64,8 +60,7 @@ import {
 } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
-import { toolCallSchema, type ApprovalRequirement, type DecisionResult, type RequestState, type ToolCall } from '../../../shared/protocol.js';
-import { parseStoredJson } from '../store/stored-json.js';
+import type { ApprovalRequirement, DecisionResult, RequestState, ToolCall } from '../../../shared/protocol.js';
 
 export type ApprovalVerdict = 'approve' | 'deny';
 
@@ -182,90 +177,32 @@ export interface ApprovalOutcome {
   tokenExpiresAt?: number;
 }
 
-interface RequestRow {
-  id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; state: RequestState; policy_hash: string;
-  determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
-  decided_at: number | null; agent_display_name: string | null; agent_owner: string | null; agent_owner_state: string | null; conflicted_approvers: string;
-  group_id: string | null; sealed_at: number | null;
-}
 interface ChallengeRow {
   challenge: string; purpose: 'registration' | 'approval'; approver_id: string; request_id: string | null; verdict: ApprovalVerdict | null;
-  record: string | null; expires_at: number; used_at: number | null;
+  record: string | null; expires_at: number; used_at: number | null; offered: string | null;
 }
 interface ApprovalRow {
   request_id: string; approver_id: string; credential_id: string; verdict: ApprovalVerdict; reason: string | null; assertion: string; at: number;
 }
 
-/** Audit kind recorded when a key is taken out of service as suspect (no dedicated kind yet). */
-const CREDENTIAL_SUSPECT_KIND: AuditKind = 'approver.credential_suspect';
 const MAX_REASON_LENGTH = 500;
 const MAX_HISTORY = 1000;
 /** Most pending requests one listing returns (the full queue can be paged with offset). */
 const MAX_PENDING_PAGE = 1000;
 const MAX_PLAN_ATTEMPTS = 4;
 
-const obligationSchema = z.object({
-  approvals: z.int().min(0).max(64),
-  groups: z.array(z.array(z.string().min(1).max(128)).max(64)).max(64),
-  ttlSeconds: z.number().nonnegative(),
-  userVerification: z.enum(['required', 'preferred']).default('required'),
-});
-
-const b64 = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
-/** The parts of an AuthenticationResponseJSON this service reads, strictly typed. */
-const responseSchema = z.object({
-  id: b64(1400),
-  rawId: b64(1400),
-  type: z.literal('public-key'),
-  response: z.object({
-    clientDataJSON: b64(4096),
-    authenticatorData: b64(4096),
-    signature: b64(512),
-    userHandle: b64(128).nullable().optional(),
-  }),
-});
-
-const REQUEST_SELECT = `SELECT r.id, r.agent_id, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
-  r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, a.display_name AS agent_display_name, a.owner AS agent_owner,
-  a.owner_state AS agent_owner_state, r.conflicted_approvers, r.group_id, r.sealed_at
-  FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
-
 /** Thrown inside the final transaction when what was planned outside it no longer holds. */
 class StalePlan extends Error {}
-/** Thrown inside the final transaction when the key's counter went backwards meanwhile. */
-class CounterRegression extends Error {
-  constructor(readonly stored: number, readonly reported: number) {
-    super('counter regression');
-  }
-}
 
 /** The same handle in any case: used only to ADD conflicts on top of person matching. */
 function sameSpelling(a: string, b: string): boolean {
   return a.trim().toLowerCase() === b.trim().toLowerCase();
 }
 
-/** The names the determining permits gave in @conflicted_approvers (stored lowercase); undefined if unreadable. */
-function policyConflictedNames(row: RequestRow): string[] | undefined {
-  let names: unknown;
-  try {
-    names = parseStoredJson(row.conflicted_approvers);
-  } catch {
-    return undefined;
-  }
-  return Array.isArray(names) && names.every((n) => typeof n === 'string') ? names : undefined;
-}
-
-function parseObligation(row: RequestRow): ApprovalRequirement {
+/** The approval requirement of a request that waits for approvers (internal_error when it has none). */
+function requirementOf(row: RequestRecord): ApprovalRequirement {
   if (row.obligation === null) throw new CountersignError('internal_error', `request ${quote(row.id)} has no approval requirement`);
-  const parsed = obligationSchema.safeParse(parseStoredJson(row.obligation));
-  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed approval requirement`);
-  return parsed.data;
-}
-
-function parseCall(row: RequestRow): ToolCall {
-  const parsed = toolCallSchema.safeParse(parseStrictJson(row.call_json));
-  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed stored call`);
-  return parsed.data;
+  return row.obligation;
 }
 
 function cleanReason(reason: string | undefined): string | undefined {
@@ -276,13 +213,6 @@ function cleanReason(reason: string | undefined): string | undefined {
   // Control characters are never part of a reason shown to people.
   if ([...text].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) throw new CountersignError('schema_invalid', 'the reason must not contain control characters');
   return text.length === 0 ? undefined : text;
-}
-
-/** The signature counter in authenticator data (bytes 33..36, big-endian). */
-function authenticatorCounter(authenticatorData: string): number {
-  const bytes = Buffer.from(authenticatorData, 'base64url');
-  if (bytes.length < 37) throw new CountersignError('assertion_invalid', 'the authenticator data is too short');
-  return bytes.readUInt32BE(33);
 }
 
 function joinNames(names: string[]): string {
@@ -311,6 +241,8 @@ interface SubmitContext {
   verdict: ApprovalVerdict;
   challenge: string;
   credentialId: string;
+  /** The key's response, as read by the ceremony engine (its credential is re-checked on commit). */
+  response: AssertionResponse;
   record: ApprovalChallengeRecord;
   reason: string | undefined;
   assertion: ApprovalAssertion;
@@ -320,12 +252,16 @@ interface SubmitContext {
 export class ApprovalService {
   private readonly db: Db;
   private readonly now: () => number;
-  /** Credentials offered per live ceremony (challenge -> credential ids, expiry). */
-  private readonly offered = new Map<string, { credentials: ReadonlySet<string>; expiresAt: number }>();
+  /** The key taps: challenge binding, offered keys, userHandle, signature, counter. */
+  private readonly ceremonies: CeremonyEngine;
+  /** The `requests` rows, parsed once per read. */
+  private readonly requests: RequestRepository;
 
   constructor(private readonly options: ApprovalServiceOptions) {
     this.db = options.db;
     this.now = options.now ?? Date.now;
+    this.requests = new RequestRepository(options.db);
+    this.ceremonies = new CeremonyEngine({ db: options.db, audit: options.audit, directory: options.directory, now: this.now });
     if (!Number.isSafeInteger(options.ceremonyTimeoutMs) || options.ceremonyTimeoutMs < 1) {
       throw new CountersignError('config_invalid', 'the ceremony timeout must be a positive number of milliseconds');
     }
@@ -343,8 +279,8 @@ export class ApprovalService {
   }
 
   /** Whether the agent's owner is a person (the agent not held for review). */
-  private ownerResolved(row: RequestRow): boolean {
-    return row.agent_owner !== null && row.agent_owner_state === 'resolved' && this.options.directory.resolvePerson(row.agent_owner) !== undefined;
+  private ownerResolved(row: RequestRecord): boolean {
+    return row.agent.owner !== null && row.agent.ownerState === 'resolved' && this.options.directory.resolvePerson(row.agent.owner) !== undefined;
   }
 
   /**
@@ -352,24 +288,23 @@ export class ApprovalService {
    * itself as requester, or a person the policy named (stored on the request, or `extra` from
    * the current policy). An unreadable conflicted list conflicts everyone.
    */
-  private conflictOf(row: RequestRow, approverId: string, extra: readonly string[] = []): ConflictReason | undefined {
-    if (row.agent_owner !== null && this.names(row.agent_owner, approverId)) return 'owner';
-    if (this.names(row.agent_id, approverId)) return 'requester';
-    const named = policyConflictedNames(row);
-    if (named === undefined || [...named, ...extra].some((name) => this.names(name, approverId))) return 'policy';
+  private conflictOf(row: RequestRecord, approverId: string, extra: readonly string[] = []): ConflictReason | undefined {
+    if (row.agent.owner !== null && this.names(row.agent.owner, approverId)) return 'owner';
+    if (this.names(row.agentId, approverId)) return 'requester';
+    if ([...row.conflictedApprovers, ...extra].some((name) => this.names(name, approverId))) return 'policy';
     return undefined;
   }
 
   /** The people excluded from deciding this request, resolved for display (the renderer's reasons). */
-  private excludedOf(row: RequestRow): ExcludedApprover[] {
+  private excludedOf(row: RequestRecord): ExcludedApprover[] {
     const out = new Map<string, ConflictReason>();
     const add = (handle: string | null, reason: ConflictReason) => {
       const person = handle === null ? undefined : this.options.directory.resolvePerson(handle);
       if (person !== undefined && !out.has(person.id)) out.set(person.id, reason);
     };
-    add(row.agent_owner, 'owner');
-    add(row.agent_id, 'requester');
-    for (const name of policyConflictedNames(row) ?? []) add(name, 'policy');
+    add(row.agent.owner, 'owner');
+    add(row.agentId, 'requester');
+    for (const name of row.conflictedApprovers) add(name, 'policy');
     return [...out].map(([approverId, reason]) => ({ approverId, reason }));
   }
 
@@ -380,15 +315,12 @@ export class ApprovalService {
   listPending(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
     const n = Math.max(1, Math.min(MAX_PENDING_PAGE, Math.floor(Number.isFinite(limit) ? limit : MAX_PENDING_PAGE)));
     const skip = Math.max(0, Math.floor(Number.isFinite(offset) ? offset : 0));
-    const rows = this.db.prepare<[number, number, number], RequestRow>(
-      `${REQUEST_SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
-    ).all(this.now(), n, skip);
-    return rows.map((row) => this.view(row));
+    return this.requests.listPending(this.now(), n, skip).map((row) => this.view(row));
   }
 
   /** How many prompts are waiting (a merged group counts once; for paging and the UI's counter). */
   countPending(): number {
-    return (this.db.prepare<[number], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ? AND group_id IS NULL").get(this.now()) ?? { n: 0 }).n;
+    return this.requests.countPending(this.now());
   }
 
   /** One pending, unexpired request (request_unknown / request_not_pending otherwise); a follower shows its group. */
@@ -401,10 +333,7 @@ export class ApprovalService {
   /** Requests that needed approval and are decided (approved, denied, expired), newest first. */
   history(limit = 100): ApprovalRequestView[] {
     const n = Math.max(1, Math.min(MAX_HISTORY, Math.floor(Number.isFinite(limit) ? limit : 100)));
-    const rows = this.db.prepare<[number], RequestRow>(
-      `${REQUEST_SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
-    ).all(n);
-    return rows.map((row) => this.view(row));
+    return this.requests.history(n).map((row) => this.view(row));
   }
 
   /** Every recorded approval or denial of a request, with its assertion, in order. */
@@ -426,27 +355,23 @@ export class ApprovalService {
     const { requestId, approverId, verdict } = input;
     if (verdict !== 'approve' && verdict !== 'deny') throw new CountersignError('schema_invalid', 'the verdict must be "approve" or "deny"');
     const now = this.now();
-    this.pruneOffered(now);
     const row = this.primaryRow(requestId);
     const obligation = this.assertApprovable(row, now);
     const approver = this.checkApprover(row, obligation, approverId, verdict);
-    const credentials = this.options.directory.credentialsOf(approver.id);
-    if (credentials.length === 0) {
-      throw new CountersignError('credential_unknown', `approver ${quote(approver.id)} has no active security key`);
-    }
-    const expiresAt = row.expires_at!;
+    const credentials = this.ceremonies.keysOf(approver.id, `approver ${quote(approver.id)} has no active security key`);
+    const expiresAt = row.expiresAt!;
     // Seal the group before reading its members: no identical call joins once an approver has
     // begun deciding, so this list is the group every approver of this request signs for.
     const followers = this.store(() => {
-      this.db.prepare('UPDATE requests SET sealed_at = ? WHERE id = ? AND sealed_at IS NULL').run(now, row.id);
-      return this.followerIds(row.id);
+      this.requests.seal(row.id, now);
+      return this.requests.pendingFollowerIds(row.id);
     });
     const record: ApprovalChallengeRecord = approvalChallengeRecordSchema.parse({
       typ: APPROVAL_CHALLENGE_TYP,
       requestId: row.id,
-      callSha256: row.call_sha256,
+      callSha256: row.callSha256,
       verdict,
-      policyHash: row.policy_hash,
+      policyHash: row.policyHash,
       expiresAt,
       approverId: approver.id,
       nonce: randomBytes(32).toString('base64url'),
@@ -454,22 +379,14 @@ export class ApprovalService {
     });
     const challenge = await approvalChallenge(record);
     const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
-    const options = await generateAuthenticationOptions({
-      rpID: this.options.directory.rpId,
-      challenge: new Uint8Array(Buffer.from(challenge, 'base64url')),
-      allowCredentials: credentials.map((c) => ({ id: c.credentialId, transports: c.transports })),
-      userVerification: obligation.userVerification,
-      timeout: Math.max(1, ceremonyExpiry - now),
-    });
-    if (options.challenge !== challenge) throw new CountersignError('internal_error', 'the ceremony challenge was not encoded as bound');
+    const { options, offered } = await this.ceremonies.offer({ credentials, challenge, userVerification: obligation.userVerification, timeoutMs: ceremonyExpiry - now });
     this.store(() => {
-      this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at) VALUES (?, 'approval', ?, ?, ?, ?, ?)")
-        .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry);
-      const started: AuditEventFields<'approval.started'> = { requestId: row.id, agentId: row.agent_id, approverId: approver.id, verdict, challenge, callSha256: row.call_sha256, expiresAt: ceremonyExpiry };
+      this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at, offered) VALUES (?, 'approval', ?, ?, ?, ?, ?, ?)")
+        .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry, JSON.stringify(offered));
+      const started: AuditEventFields<'approval.started'> = { requestId: row.id, agentId: row.agentId, approverId: approver.id, verdict, challenge, callSha256: row.callSha256, expiresAt: ceremonyExpiry };
       if (followers.length > 0) started.followers = followers;
       this.appendAudit('approval.started', now, started);
     });
-    this.offered.set(challenge, { credentials: new Set(credentials.map((c) => c.credentialId)), expiresAt: ceremonyExpiry });
     return { options, record };
   }
 
@@ -482,24 +399,18 @@ export class ApprovalService {
   }): Promise<ApprovalOutcome> {
     const { approverId } = input;
     // A follower's id stands for its group: the ceremony was started (and signed) for the primary.
-    const requestId = this.primaryRow(input.requestId).id;
+    const row = this.primaryRow(input.requestId);
+    const requestId = row.id;
     const reason = cleanReason(input.reason);
-    const parsed = responseSchema.safeParse(input.response);
-    if (!parsed.success || parsed.data.id !== parsed.data.rawId) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
-    const response = parsed.data;
-    const challenge = clientDataChallenge(response.response.clientDataJSON, 43);
+    const read = this.ceremonies.read(input.response);
+    const { response, challenge } = read;
     const now = this.now();
 
     // Everything that can be checked before the signature, in the order callers expect.
-    const row = this.requestRow(requestId);
     this.assertApprovable(row, now);
-    const { record, verdict } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
-    const credential = this.checkSubmitter(requestId, approverId, verdict, challenge, response.id);
-    const approver = this.options.directory.get(approverId);
+    const { record, verdict, offered } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
+    const credential = this.checkSubmitter(row, approverId, verdict, response, offered);
     const userHandle = response.response.userHandle ?? undefined;
-    if (userHandle !== undefined && userHandle !== Buffer.from(approver.id, 'utf8').toString('base64url')) {
-      throw new CountersignError('assertion_invalid', 'the security key answered for another user');
-    }
     const assertionParse = approvalAssertionSchema.safeParse({
       approverId,
       credentialId: response.id,
@@ -512,9 +423,9 @@ export class ApprovalService {
     if (!assertionParse.success) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
 
     // The WebAuthn verification (asynchronous, so outside any transaction).
-    const obligation = parseObligation(row);
-    const newCounter = await this.verifyAssertion(input.response, challenge, credential, obligation);
-    const ctx: SubmitContext = { requestId, approverId, verdict, challenge, credentialId: credential.credentialId, record, reason, assertion: assertionParse.data, newCounter };
+    const obligation = requirementOf(row);
+    const newCounter = await this.ceremonies.verify(read, credential, obligation.userVerification);
+    const ctx: SubmitContext = { requestId, approverId, verdict, challenge, credentialId: credential.credentialId, response, record, reason, assertion: assertionParse.data, newCounter };
 
     for (let attempt = 1; ; attempt++) {
       const plan = await this.plan(ctx);
@@ -524,10 +435,7 @@ export class ApprovalService {
       } catch (error) {
         if (error instanceof StalePlan && attempt < MAX_PLAN_ATTEMPTS) continue;
         if (error instanceof StalePlan) throw new CountersignError('store_failed', 'the approval could not be recorded: the request kept changing; try again');
-        if (error instanceof CounterRegression) {
-          this.suspect(credential, error.stored, error.reported);
-          throw new CountersignError('credential_suspect', `the security key reported signature counter ${error.reported}, not above ${error.stored}; it is now refused`);
-        }
+        if (error instanceof CounterRegression) this.ceremonies.refuse(error);
         throw error;
       }
       for (const result of committed.results) this.notify(committed.agentId, result);
@@ -537,22 +445,16 @@ export class ApprovalService {
 
   // ---- checks (each runs before verification and again inside the final transaction) ----
 
-  private requestRow(requestId: string): RequestRow {
-    const row = typeof requestId === 'string' ? this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.id = ?`).get(requestId) : undefined;
+  private requestRow(requestId: string): RequestRecord {
+    const row = this.requests.get(requestId);
     if (row === undefined) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists`);
     return row;
   }
 
   /** The request, or for a follower of a merged group, the group's primary request. */
-  private primaryRow(requestId: string): RequestRow {
+  private primaryRow(requestId: string): RequestRecord {
     const row = this.requestRow(requestId);
-    return row.group_id === null ? row : this.requestRow(row.group_id);
-  }
-
-  /** The followers of a primary request that are still pending, sorted by id (as challenge records list them). */
-  private followerIds(primaryId: string): string[] {
-    return this.db.prepare<[string], { id: string }>("SELECT id FROM requests WHERE group_id = ? AND state = 'pending'").all(primaryId)
-      .map((r) => r.id).sort();
+    return row.groupId === null ? row : this.requestRow(row.groupId);
   }
 
   /**
@@ -560,36 +462,31 @@ export class ApprovalService {
    * Repeats can score higher than the first call (call rate, loops), and an approver deciding for
    * every member must see the worst of them.
    */
-  private groupRisk(primary: RequestRow): RiskAssessment {
-    let worst = parseStoredRisk(primary.risk);
-    for (const follower of this.followerRows(primary.id)) {
-      const risk = parseStoredRisk(follower.risk);
+  private groupRisk(primary: RequestRecord): RiskAssessment {
+    let worst = primary.risk;
+    for (const follower of this.requests.followers(primary.id)) {
+      const risk = follower.risk;
       if (risk.score > worst.score) worst = risk;
     }
     return worst;
   }
 
-  /** Every follower row of a primary (any state), for the views. */
-  private followerRows(primaryId: string): RequestRow[] {
-    return this.db.prepare<[string], RequestRow>(`${REQUEST_SELECT} WHERE r.group_id = ?`).all(primaryId).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  }
-
-  private assertApprovable(row: RequestRow, now: number): ApprovalRequirement {
+  private assertApprovable(row: RequestRecord, now: number): ApprovalRequirement {
     if (row.state !== 'pending') throw new CountersignError('request_not_pending', `request ${quote(row.id)} is already ${row.state}`);
-    if (row.expires_at === null || row.expires_at <= now) throw new CountersignError('request_not_pending', `the approval window of request ${quote(row.id)} has closed`);
-    return parseObligation(row);
+    if (row.expiresAt === null || row.expiresAt <= now) throw new CountersignError('request_not_pending', `the approval window of request ${quote(row.id)} has closed`);
+    return requirementOf(row);
   }
 
   /** Active, not conflicted, not already decided, eligible for this verdict. */
-  private checkApprover(row: RequestRow, obligation: ApprovalRequirement, approverId: string, verdict: ApprovalVerdict): ApproverRecord {
+  private checkApprover(row: RequestRecord, obligation: ApprovalRequirement, approverId: string, verdict: ApprovalVerdict): ApproverRecord {
     const approver = this.options.directory.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     if (!this.ownerResolved(row)) {
-      throw new CountersignError('agent_held_for_review', `the owner of agent ${quote(row.agent_id)} is not a known person, so nobody may decide its requests until an administrator sets one`);
+      throw new CountersignError('agent_held_for_review', `the owner of agent ${quote(row.agentId)} is not a known person, so nobody may decide its requests until an administrator sets one`);
     }
     const conflict = this.conflictOf(row, approver.id);
     if (conflict === 'owner') {
-      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request (owner ${quote(row.agent_owner ?? '')}) and may not decide it`, { details: { reason: 'owner' } });
+      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request (owner ${quote(row.agent.owner ?? '')}) and may not decide it`, { details: { reason: 'owner' } });
     }
     if (conflict === 'requester') {
       throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} is the requester of this call and may not decide it`, { details: { reason: 'requester' } });
@@ -611,10 +508,10 @@ export class ApprovalService {
   }
 
   /** The challenge row must be this approval ceremony: request, approver, verdict, unused, live, bound. */
-  private async checkChallenge(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict }> {
+  private async checkChallenge(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
     const { row, record } = this.challengeRow(challenge, requestId, approverId, verdict, now);
     if ((await approvalChallenge(record)) !== challenge) throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
-    return { record, verdict: row.verdict! };
+    return { record, verdict: row.verdict!, offered: parseOffered(row.offered) };
   }
 
   private challengeRow(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): { row: ChallengeRow; record: ApprovalChallengeRecord } {
@@ -633,33 +530,18 @@ export class ApprovalService {
     return { row, record: record.data };
   }
 
-  /** The approver checks, then the key: this approver's, active, offered in this ceremony. */
-  private checkSubmitter(requestId: string, approverId: string, verdict: ApprovalVerdict, challenge: string, credentialId: string): CredentialRecord {
-    const row = this.requestRow(requestId);
-    this.checkApprover(row, parseObligation(row), approverId, verdict);
-    let credential: CredentialRecord;
-    try {
-      credential = this.options.directory.credential(credentialId);
-    } catch (error) {
-      if (isCountersignError(error, 'credential_unknown')) throw new CountersignError('credential_unknown', 'that security key is not registered', { cause: error });
-      throw error;
-    }
-    if (credential.approverId !== approverId) throw new CountersignError('credential_unknown', `that security key is not registered to approver ${quote(approverId)}`);
-    if (credential.status === 'suspect') throw new CountersignError('credential_suspect', 'that security key is marked suspect (its signature counter went backwards) and is refused');
-    if (credential.status !== 'active') throw new CountersignError('credential_unknown', 'that security key has been removed');
-    const offered = this.offered.get(challenge);
-    if (offered !== undefined && !offered.credentials.has(credentialId)) {
-      throw new CountersignError('credential_unknown', 'that security key was not offered in this ceremony');
-    }
-    return credential;
+  /** The approver checks, then the key: this approver's, active, offered in this ceremony, answering for them. */
+  private checkSubmitter(row: RequestRecord, approverId: string, verdict: ApprovalVerdict, response: AssertionResponse, offered: readonly string[]): CredentialRecord {
+    this.checkApprover(row, requirementOf(row), approverId, verdict);
+    return this.ceremonies.credentialFor(approverId, response, offered);
   }
 
   /** Approvers whose approval counts now: approved, active, in a required group, not conflicted. */
-  private countedPeople(row: RequestRow, obligation: ApprovalRequirement): Person[] {
+  private countedPeople(row: RequestRecord, obligation: ApprovalRequirement): Person[] {
     return this.countedApprovals(row, obligation).map(({ approver }) => ({ id: approver.id, groups: approver.groups }));
   }
 
-  private countedApprovals(row: RequestRow, obligation: ApprovalRequirement, extraConflicted: readonly string[] = []): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
+  private countedApprovals(row: RequestRecord, obligation: ApprovalRequirement, extraConflicted: readonly string[] = []): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
     const out: Array<{ approver: ApproverRecord; approval: ApprovalRow }> = [];
     for (const approval of this.approvalRows(row.id)) {
       if (approval.verdict !== 'approve') continue;
@@ -680,60 +562,6 @@ export class ApprovalService {
     return this.db.prepare<[string], ApprovalRow>('SELECT * FROM approvals WHERE request_id = ? ORDER BY at, approver_id').all(requestId);
   }
 
-  // ---- verification ----
-
-  /**
-   * The WebAuthn checks (origin, rpId, type, UP/UV, signature). The counter is compared here, after
-   * the signature verified: only a genuine assertion can mark a key suspect.
-   */
-  private async verifyAssertion(response: AuthenticationResponseJSON, challenge: string, credential: CredentialRecord, obligation: ApprovalRequirement): Promise<number> {
-    const reported = authenticatorCounter(response.response.authenticatorData);
-    const stored = credential.signCount;
-    const regression = (reported > 0 || stored > 0) && reported <= stored;
-    let verified;
-    try {
-      verified = await verifyAuthenticationResponse({
-        response,
-        expectedChallenge: challenge,
-        expectedOrigin: [...this.options.directory.origins],
-        expectedRPID: this.options.directory.rpId,
-        expectedType: 'webauthn.get',
-        credential: {
-          id: credential.credentialId,
-          publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')),
-          // A regression is decided below, once the signature is known to be genuine.
-          counter: regression ? 0 : stored,
-          transports: credential.transports,
-        },
-        requireUserVerification: obligation.userVerification === 'required',
-      });
-    } catch (cause) {
-      throw new CountersignError('assertion_invalid', 'the security key response does not verify', { cause });
-    }
-    if (!verified.verified || verified.authenticationInfo.credentialID !== credential.credentialId) {
-      throw new CountersignError('assertion_invalid', 'the security key signature does not verify');
-    }
-    if (regression) {
-      this.suspect(credential, stored, reported);
-      throw new CountersignError('credential_suspect', `the security key reported signature counter ${reported}, not above ${stored}; it is now refused`);
-    }
-    return verified.authenticationInfo.newCounter;
-  }
-
-  /** Take a key out of service (its own committed, audited transaction). */
-  private suspect(credential: CredentialRecord, stored: number, reported: number): void {
-    const now = this.now();
-    this.store(() => {
-      const changed = this.db.prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'").run(credential.credentialId);
-      if (changed.changes === 1) {
-        this.appendAudit(CREDENTIAL_SUSPECT_KIND, now, {
-          approverId: credential.approverId, credentialId: credential.credentialId, status: 'suspect',
-          reason: 'signature counter went backwards', storedCounter: stored, reportedCounter: reported,
-        });
-      }
-    });
-  }
-
   // ---- deciding ----
 
   /** What committing this approval would do, with everything asynchronous done up front. */
@@ -744,19 +572,19 @@ export class ApprovalService {
     const self = this.options.directory.get(ctx.approverId);
     const selfPerson: Person = { id: self.id, groups: self.groups };
     if (!quorumMet(stored, [...this.countedPeople(row, stored), selfPerson])) {
-      return { kind: 'record', obligation: stored, storedObligation: row.obligation, tightened: false, conflicted: [] };
+      return { kind: 'record', obligation: stored, storedObligation: row.obligationJson, tightened: false, conflicted: [] };
     }
     let obligation = stored;
     let tightened = false;
     let conflicted: string[] = [];
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
-        requestId: row.id, agentId: row.agent_id, call: parseCall(row), risk: this.groupRisk(row), policyHash: row.policy_hash,
+        requestId: row.id, agentId: row.agentId, call: row.call, risk: this.groupRisk(row), policyHash: row.policyHash,
       });
-      if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligation };
+      if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligationJson };
       if (reevaluation.outcome === 'approval_required') {
         obligation = stricterObligation(stored, reevaluation.obligation);
-        const storedNames = policyConflictedNames(row) ?? [];
+        const storedNames = row.conflictedApprovers;
         conflicted = (reevaluation.conflicted ?? []).filter((name) => !storedNames.some((n) => sameSpelling(n, name)));
         if (conflicted.some((name) => this.names(name, self.id))) {
           throw new CountersignError('approver_conflicted', `the current policy names approver ${quote(self.id)} as conflicted for this request`);
@@ -766,15 +594,15 @@ export class ApprovalService {
     }
     const counted = this.countedApprovals(row, obligation, conflicted);
     if (!quorumMet(obligation, [...counted.map(({ approver }) => ({ id: approver.id, groups: approver.groups })), selfPerson])) {
-      return { kind: 'record', obligation, storedObligation: row.obligation, tightened, conflicted };
+      return { kind: 'record', obligation, storedObligation: row.obligationJson, tightened, conflicted };
     }
     const audience = this.options.audienceOf(row.tool);
     if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
-    const call = parseCall(row);
+    const call = row.call;
     const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(parseStoredJson(approval.assertion))), ctx.assertion];
     // Each member gets its own token, bound to its own request id; every assertion must name
     // that id (as requestId or a follower), or the approver never signed for that member.
-    const members = [row.id, ...this.followerIds(row.id)];
+    const members = [row.id, ...this.requests.pendingFollowerIds(row.id)];
     for (const member of members) {
       for (const assertion of approvals) {
         if (assertion.record.requestId !== member && !(assertion.record.followers ?? []).includes(member)) {
@@ -785,12 +613,12 @@ export class ApprovalService {
     const minted: Extract<Plan, { kind: 'approve' }>['minted'] = [];
     for (const member of members) {
       const token = await this.options.minter.mint({
-        requestId: member, agentId: row.agent_id, tool: row.tool, audience, params: call.params, policyHash: row.policy_hash,
-        policies: parseStoredJson(row.determining_policies) as string[], mode: 'approved', now: this.now(), callSha256: row.call_sha256, approvals,
+        requestId: member, agentId: row.agentId, tool: row.tool, audience, params: call.params, policyHash: row.policyHash,
+        policies: row.determiningPolicies, mode: 'approved', now: this.now(), callSha256: row.callSha256, approvals,
       });
       minted.push({ requestId: member, ...token });
     }
-    return { kind: 'approve', obligation, storedObligation: row.obligation, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
+    return { kind: 'approve', obligation, storedObligation: row.obligationJson, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
@@ -810,13 +638,11 @@ export class ApprovalService {
       const now = this.now();
       const row = this.requestRow(ctx.requestId);
       this.assertApprovable(row, now);
-      this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now);
-      const credential = this.checkSubmitter(ctx.requestId, ctx.approverId, ctx.verdict, ctx.challenge, ctx.credentialId);
-      if ((ctx.newCounter > 0 || credential.signCount > 0) && ctx.newCounter <= credential.signCount) {
-        throw new CounterRegression(credential.signCount, ctx.newCounter);
-      }
+      const challengeRow = this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now).row;
+      const credential = this.checkSubmitter(row, ctx.approverId, ctx.verdict, ctx.response, parseOffered(challengeRow.offered));
+      this.ceremonies.recordUse(credential, ctx.newCounter, now);
       const approver = this.options.directory.get(ctx.approverId);
-      if (plan.kind !== 'deny' && row.obligation !== plan.storedObligation) throw new StalePlan();
+      if (plan.kind !== 'deny' && row.obligationJson !== plan.storedObligation) throw new StalePlan();
       if (plan.kind === 'record' || plan.kind === 'approve') {
         const counted = this.countedApprovals(row, plan.obligation, plan.conflicted);
         const people = [...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })), { id: approver.id, groups: approver.groups }];
@@ -825,7 +651,7 @@ export class ApprovalService {
         if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted))) throw new StalePlan();
       }
       // Every member still pending is decided now: the group's rows, primary first.
-      const members = [row, ...this.followerIds(row.id).map((id) => this.requestRow(id))];
+      const members = [row, ...this.requests.pendingFollowerIds(row.id).map((id) => this.requestRow(id))];
       if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId))) throw new StalePlan();
 
       // The approval itself.
@@ -833,27 +659,23 @@ export class ApprovalService {
       if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
       this.db.prepare('INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
-      this.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(ctx.newCounter, now, ctx.credentialId);
       const step: AuditEventFields<'approval.given' | 'approval.denied'> = {
-        requestId: ctx.requestId, agentId: row.agent_id, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
-        callSha256: row.call_sha256, policyHash: row.policy_hash, challenge: ctx.challenge, signCount: ctx.newCounter,
+        requestId: ctx.requestId, agentId: row.agentId, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
+        callSha256: row.callSha256, policyHash: row.policyHash, challenge: ctx.challenge, signCount: ctx.newCounter,
       };
       if (ctx.reason !== undefined) step.reason = ctx.reason;
       // The followers this key signed for (the record names them; each member is decided below).
       if (ctx.record.followers !== undefined) step.followers = [...ctx.record.followers];
       this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
-      this.offered.delete(ctx.challenge);
 
-      const determiningPolicies = parseStoredJson(row.determining_policies) as string[];
-      const finish = (member: RequestRow, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
-        const changed = this.db.prepare('UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = ?')
-          .run(state, now, JSON.stringify(reasons), member.id, 'pending');
-        if (changed.changes !== 1) throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
-        touched(member.agent_id);
-        return learnSafely(this.db, this.options.learner, member.agent_id, (l) => l.settled(member.agent_id, { id: member.id, call: parseCall(member), callSha256: member.call_sha256, createdAt: member.created_at }, state, now));
+      const determiningPolicies = row.determiningPolicies;
+      const finish = (member: RequestRecord, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
+        if (!this.requests.finish(member.id, state, now, reasons)) throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
+        touched(member.agentId);
+        return learnSafely(this.db, this.options.learner, member.agentId, (l) => l.settled(member.agentId, { id: member.id, call: member.call, callSha256: member.callSha256, createdAt: member.createdAt }, state, now));
       };
       /** Audit fields naming a follower's group (absent for the primary). */
-      const groupOf = (member: RequestRow): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
+      const groupOf = (member: RequestRecord): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
       const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
         requestId: row.id, state, approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)), reasons,
       });
@@ -866,7 +688,7 @@ export class ApprovalService {
         for (const member of members) {
           const learningFault = finish(member, 'denied', reasons);
           const event: DeniedAtApprovalEvent = {
-            requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash, reasons,
+            requestId: member.id, agentId: member.agentId, tool: member.tool, callSha256: member.callSha256, policyHash: member.policyHash, reasons,
             determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies, ...groupOf(member),
           };
           if (learningFault !== undefined) event.riskLearningFault = learningFault;
@@ -876,23 +698,23 @@ export class ApprovalService {
           results.push({
             requestId: member.id, decision: 'deny', state: 'denied', reasons,
             determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
-            policyHash: plan.kind === 'deny' ? row.policy_hash : plan.reevaluation.policyHash,
+            policyHash: plan.kind === 'deny' ? row.policyHash : plan.reevaluation.policyHash,
           });
         }
-        return { outcome: outcome('denied', reasons), agentId: row.agent_id, results };
+        return { outcome: outcome('denied', reasons), agentId: row.agentId, results };
       }
 
-      if (plan.tightened) this.db.prepare('UPDATE requests SET obligation = ? WHERE id = ?').run(JSON.stringify(plan.obligation), row.id);
+      if (plan.tightened) this.requests.setRequirement(row.id, plan.obligation);
       if (plan.conflicted.length > 0) {
-        const merged = [...new Set([...(parseStoredJson(row.conflicted_approvers) as string[]), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
-        this.db.prepare('UPDATE requests SET conflicted_approvers = ? WHERE id = ?').run(JSON.stringify(merged), row.id);
+        const merged = [...new Set([...(row.conflictedApprovers), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
+        this.requests.setConflicted(row.id, merged);
       }
       if (plan.kind === 'record') {
-        const reasons = parseStoredJson(row.reasons) as string[];
+        const reasons = row.reasons;
         if (plan.tightened) {
-          this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agent_id, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expires_at! } });
+          this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agentId, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expiresAt! } });
         }
-        return { outcome: outcome('pending', reasons), agentId: row.agent_id, results: [] };
+        return { outcome: outcome('pending', reasons), agentId: row.agentId, results: [] };
       }
 
       const names = plan.counted.map((id) => (id === approver.id ? approver : this.options.directory.get(id)).displayName);
@@ -900,12 +722,12 @@ export class ApprovalService {
       for (const [i, member] of members.entries()) {
         const minted = plan.minted[i]!;
         // Each member keeps its own reasons (risk sentences may differ) plus who approved.
-        const reasons = [...(parseStoredJson(member.reasons) as string[]), `approved by ${joinNames(names)}`];
+        const reasons = [...(member.reasons), `approved by ${joinNames(names)}`];
         const learningFault = finish(member, 'approved', reasons);
         this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
           .run(minted.jti, member.id, minted.kid, minted.token, now, minted.expiresAt);
         const approvedEvent: AuditEventFields<'decision.approved'> = {
-          requestId: member.id, agentId: member.agent_id, tool: member.tool, callSha256: member.call_sha256, policyHash: member.policy_hash,
+          requestId: member.id, agentId: member.agentId, tool: member.tool, callSha256: member.callSha256, policyHash: member.policyHash,
           determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
           token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience }, ...groupOf(member),
         };
@@ -913,11 +735,11 @@ export class ApprovalService {
         this.appendAudit('decision.approved', now, approvedEvent);
         results.push({
           requestId: member.id, decision: 'allow', state: 'approved', token: minted.token, tokenExpiresAt: minted.expiresAt,
-          reasons, determiningPolicies, policyHash: member.policy_hash,
+          reasons, determiningPolicies, policyHash: member.policyHash,
         });
       }
       const primary = results[0]!;
-      return { outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! }, agentId: row.agent_id, results };
+      return { outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! }, agentId: row.agentId, results };
     });
   }
 
@@ -949,10 +771,6 @@ export class ApprovalService {
     }
   }
 
-  private pruneOffered(now: number): void {
-    for (const [challenge, entry] of this.offered) if (entry.expiresAt <= now) this.offered.delete(challenge);
-  }
-
   private entry(row: ApprovalRow): ApprovalEntry {
     let displayName = row.approver_id;
     try {
@@ -965,40 +783,40 @@ export class ApprovalService {
     return entry;
   }
 
-  private view(row: RequestRow): ApprovalRequestView {
-    const call = parseCall(row);
+  private view(row: RequestRecord): ApprovalRequestView {
+    const call = row.call;
     const view: ApprovalRequestView = {
       requestId: row.id,
-      agentId: row.agent_id,
+      agentId: row.agentId,
       tool: row.tool,
       params: call.params,
       dataClass: call.dataClass,
       jurisdiction: call.jurisdiction,
       provenance: call.provenance,
-      callSha256: row.call_sha256,
-      policyHash: row.policy_hash,
-      determiningPolicies: parseStoredJson(row.determining_policies) as string[],
-      reasons: parseStoredJson(row.reasons) as string[],
-      obligation: parseObligation(row),
-      risk: row.group_id === null ? this.groupRisk(row) : parseStoredRisk(row.risk),
+      callSha256: row.callSha256,
+      policyHash: row.policyHash,
+      determiningPolicies: row.determiningPolicies,
+      reasons: row.reasons,
+      obligation: requirementOf(row),
+      risk: row.groupId === null ? this.groupRisk(row) : row.risk,
       state: row.state,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at ?? row.created_at,
+      createdAt: row.createdAt,
+      expiresAt: row.expiresAt ?? row.createdAt,
       approvals: this.approvalRows(row.id).map((r) => this.entry(r)),
       count: 1,
       followers: [],
       excludedApprovers: this.excludedOf(row),
     };
     if (!this.ownerResolved(row)) view.ownerUnresolved = true;
-    if (row.group_id === null) {
+    if (row.groupId === null) {
       // A pending group shows its pending members; a decided one shows every member it had.
-      const followers = this.followerRows(row.id).filter((f) => row.state !== 'pending' || f.state === 'pending');
+      const followers = this.requests.followers(row.id).filter((f) => row.state !== 'pending' || f.state === 'pending');
       view.followers = followers.map((f) => f.id);
       view.count = 1 + followers.length;
     }
-    if (row.agent_display_name !== null) view.agentDisplayName = row.agent_display_name;
-    if (row.agent_owner !== null) view.agentOwner = row.agent_owner;
-    if (row.decided_at !== null) view.decidedAt = row.decided_at;
+    if (row.agent.displayName !== null) view.agentDisplayName = row.agent.displayName;
+    if (row.agent.owner !== null) view.agentOwner = row.agent.owner;
+    if (row.decidedAt !== null) view.decidedAt = row.decidedAt;
     return view;
   }
 }

@@ -33,6 +33,7 @@ import type { AdminActions } from './admin-actions.js';
 import type { AuditProofs } from '../audit/audit-proofs.js';
 import type { Db } from '../store/database.js';
 import { CountersignError, httpStatusFor, isCountersignError } from '../../../shared/errors.js';
+import { RequestRepository } from '../store/request-repository.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 
 /** The approval service operations this interface exposes. */
@@ -135,12 +136,12 @@ export function createApprovalsHttpHandler(options: ApprovalsHttpOptions): (req:
   };
 
   const waitForDecision = async (requestId: string, timeoutMs: number): Promise<unknown> => {
-    const state = options.db.prepare<[string], { state: string }>('SELECT state FROM requests WHERE id = ?');
+    const requests = new RequestRepository(options.db);
     const deadline = now() + Math.min(Math.max(timeoutMs, 0), MAX_WAIT_MS);
     for (;;) {
-      const row = state.get(requestId);
-      if (row === undefined) throw new CountersignError('request_unknown', 'no request has that id');
-      if (row.state !== 'pending') return { requestId, state: row.state };
+      const state = requests.stateOf(requestId);
+      if (state === undefined) throw new CountersignError('request_unknown', 'no request has that id');
+      if (state !== 'pending') return { requestId, state };
       if (now() >= deadline) throw new CountersignError('timeout', 'the request is still pending');
       await new Promise((r) => setTimeout(r, 25));
     }

@@ -5,6 +5,7 @@
  * if none covers the entries yet, one is signed now.
  */
 import type { Db } from '../store/database.js';
+import { RequestRepository } from '../store/request-repository.js';
 import type { AuditLog } from './audit-log.js';
 import type { Checkpointer } from './checkpoints.js';
 import { CountersignError } from '../../../shared/errors.js';
@@ -27,16 +28,16 @@ export function consistencyView(log: AuditLog, from: number, to: number): Record
 }
 
 export class AuditProofs {
-  private readonly owner;
+  private readonly requests: RequestRepository;
 
   constructor(private readonly db: Db, private readonly log: AuditLog, private readonly checkpoints: Checkpointer) {
-    this.owner = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM requests WHERE id = ?');
+    this.requests = new RequestRepository(db);
   }
 
   /** The entries about one of `agentId`'s requests, each with its inclusion proof. */
   async forRequest(agentId: string, requestId: string): Promise<AuditProofResult> {
     // Another agent's request looks exactly like one that does not exist.
-    if (this.owner.get(requestId)?.agent_id !== agentId) throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
+    if (this.requests.agentOf(requestId) !== agentId) throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
     const entries = this.log.entriesFor(requestId);
     if (entries.length === 0) throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
     const checkpoint = await this.checkpoints.covering(entries[entries.length - 1]!.seq);

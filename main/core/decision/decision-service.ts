@@ -27,10 +27,10 @@ import type { AuditEventFields, SubmittedDecisionEvent } from '../../../shared/a
 import { callDigest } from '../tokens/call-digest.js';
 import type { TokenMinter } from '../tokens/token-minter.js';
 import { GroupCommitter } from '../store/group-commit.js';
+import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
-import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope, ToolCall } from '../../../shared/protocol.js';
+import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope } from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
-import { parseStoredJson } from '../store/stored-json.js';
 
 export interface DecisionServiceOptions {
   db: Db;
@@ -71,13 +71,6 @@ export interface AuthenticatedSession {
   kid: string;
 }
 
-interface RequestRow {
-  id: string; agent_id: string; call_json: string; call_sha256: string; created_at: number; state: RequestState; policy_hash: string; determining_policies: string; reasons: string;
-  obligation: string | null; expires_at: number | null; token: string | null; token_expires_at: number | null;
-  /** Approvals recorded so far (request.get only; absent elsewhere). */
-  approvals_received?: number;
-}
-
 export const EXPIRED_REASON = 'approval window expired';
 
 /** Internal: the tamper alarm went up between the policy decision and its commit. */
@@ -92,14 +85,11 @@ export class DecisionService {
   private readonly clock: () => number;
   private readonly nonceSeen;
   private readonly insertNonce;
-  private readonly insertRequest;
+  /** The `requests` rows (the one codec for them). */
+  private readonly requests: RequestRepository;
   private readonly insertToken;
-  private readonly countPending;
   private readonly agentStanding;
-  private readonly getRequestStmt;
   private readonly pruneNonces;
-  private readonly openGroup;
-  private readonly groupFollowers;
   private readonly committer: GroupCommitter;
 
   constructor(private readonly options: DecisionServiceOptions) {
@@ -107,28 +97,9 @@ export class DecisionService {
     this.clock = options.clock ?? Date.now;
     this.nonceSeen = this.db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM seen_nonces WHERE agent_id = ? AND nonce = ?');
     this.insertNonce = this.db.prepare('INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES (?, ?, ?)');
-    this.insertRequest = this.db.prepare(
-      `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at, conflicted_approvers, group_id)
-       VALUES (@id, @agentId, @kid, @tool, @callJson, @callSha256, @nonce, @state, @policyHash, @determining, @reasons, @obligation, @risk, @createdAt, @expiresAt, @decidedAt, @conflicted, @groupId)`,
-    );
-    // The group an identical held call joins: still pending, unexpired, not yet sealed by a
-    // ceremony, and decided exactly alike (every column an approver's challenge or the quorum reads).
-    this.openGroup = this.db.prepare<[string, string, string, string, string, string, string, number], { id: string; expires_at: number }>(
-      `SELECT id, expires_at FROM requests
-       WHERE agent_id = ? AND call_sha256 = ? AND call_json = ? AND policy_hash = ? AND obligation = ? AND determining_policies = ? AND conflicted_approvers = ?
-         AND state = 'pending' AND group_id IS NULL AND sealed_at IS NULL AND expires_at > ?
-         AND (SELECT COUNT(*) FROM requests f WHERE f.group_id = requests.id) < ${MAX_GROUP_FOLLOWERS}
-       ORDER BY created_at, id LIMIT 1`,
-    );
-    this.groupFollowers = this.db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
+    this.requests = new RequestRepository(this.db);
     this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
-    this.countPending = this.db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
     this.agentStanding = this.db.prepare<[string], { status: string; expires_at: number | null; owner_state: string }>('SELECT status, expires_at, owner_state FROM agents WHERE id = ?');
-    this.getRequestStmt = this.db.prepare<[string], RequestRow>(
-      `SELECT r.*, t.token AS token, t.expires_at AS token_expires_at,
-         (SELECT COUNT(*) FROM approvals a WHERE a.request_id = COALESCE(r.group_id, r.id) AND a.verdict = 'approve') AS approvals_received
-       FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?`,
-    );
     this.pruneNonces = this.db.prepare('DELETE FROM seen_nonces WHERE expires_at < ?');
     this.committer = new GroupCommitter(this.db);
   }
@@ -209,7 +180,7 @@ export class DecisionService {
     }
 
     const checkPendingCap = () => {
-      if (decision.outcome === 'approval_required' && this.countPending.get(agent.id)!.n >= this.options.maxPendingPerAgent) {
+      if (decision.outcome === 'approval_required' && this.requests.countPendingOf(agent.id) >= this.options.maxPendingPerAgent) {
         throw new CountersignError('pending_queue_full', `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`);
       }
     };
@@ -247,15 +218,15 @@ export class DecisionService {
       if (minted && alarm === undefined && isHighImpact(tool) && this.options.tamperHold?.current() !== undefined) throw new AlarmRaisedMeanwhile();
       merged = undefined;
       const callJson = canonicalize(call);
-      const determining = JSON.stringify(decision.determiningPolicies);
-      const conflicted = JSON.stringify(decision.obligation?.conflicted ?? []);
+      const conflicted = decision.obligation?.conflicted ?? [];
       if (state === 'pending' && obligation) {
-        const group = this.openGroup.get(agent.id, callSha256, callJson, decision.policyHash, JSON.stringify(obligation), determining, conflicted, now);
-        const followers = group === undefined ? 0 : this.groupFollowers.get(group.id)!.n;
-        if (group !== undefined && followers < MAX_GROUP_FOLLOWERS) {
-          merged = { primaryId: group.id, size: followers + 2 };
+        const group = this.requests.openGroup({
+          agentId: agent.id, callSha256, callJson, policyHash: decision.policyHash, obligation, determiningPolicies: decision.determiningPolicies, conflicted,
+        }, now);
+        if (group !== undefined && group.followers < MAX_GROUP_FOLLOWERS) {
+          merged = { primaryId: group.id, size: group.followers + 2 };
           // A follower is decided with its group, so it shares the group's deadline.
-          expiresAt = group.expires_at;
+          expiresAt = group.expiresAt;
         }
       }
       try {
@@ -264,10 +235,10 @@ export class DecisionService {
         if (String(cause).includes('UNIQUE')) throw new CountersignError('envelope_replayed', 'this envelope has already been submitted', { cause });
         throw cause;
       }
-      this.insertRequest.run({
+      this.requests.insert({
         id: requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callJson, callSha256, nonce: payload.nonce, state,
-        policyHash: decision.policyHash, determining, reasons: JSON.stringify(decision.reasons),
-        obligation: obligation ? JSON.stringify(obligation) : null, risk: JSON.stringify(risk), createdAt: now, expiresAt: expiresAt ?? null,
+        policyHash: decision.policyHash, determiningPolicies: decision.determiningPolicies, reasons: decision.reasons,
+        obligation: obligation ?? null, risk, createdAt: now, expiresAt: expiresAt ?? null,
         decidedAt: state === 'pending' ? null : now,
         conflicted, groupId: merged?.primaryId ?? null,
       });
@@ -320,38 +291,36 @@ export class DecisionService {
 
   /** An agent may only read its own requests. */
   getRequest(session: AuthenticatedSession, requestId: string): DecisionResult {
-    const row = this.getRequestStmt.get(requestId);
-    if (!row || row.agent_id !== session.agentId) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
-    return toResult(row);
+    const row = this.requests.get(requestId);
+    if (!row || row.agentId !== session.agentId) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
+    return toResult(row, this.requests.outcomeOf(row.id));
   }
 
   /** Move pending requests past their deadline to `expired` (terminal); returns what changed. */
   expireDue(now = this.clock()): Array<{ agentId: string; result: DecisionResult }> {
     const touched = new Set<string>();
     const expire = this.db.transaction(() => {
-      const due = this.db.prepare<[number], RequestRow>("SELECT r.*, NULL AS token, NULL AS token_expires_at FROM requests r WHERE state = 'pending' AND expires_at <= ?").all(now);
-      const reasons = JSON.stringify([EXPIRED_REASON]);
-      const update = this.db.prepare("UPDATE requests SET state = 'expired', decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'");
+      const due = this.requests.dueForExpiry(now);
       for (const row of due) {
-        touched.add(row.agent_id);
-        update.run(now, reasons, row.id);
-        const learningFault = learnSafely(this.db, this.options.learner, row.agent_id, (l) => l.settled(row.agent_id, { id: row.id, call: parseStoredJson(row.call_json) as ToolCall, callSha256: row.call_sha256, createdAt: row.created_at }, 'expired', now));
-        const event: AuditEventFields<'decision.expired'> = { requestId: row.id, agentId: row.agent_id, reasons: [EXPIRED_REASON] };
+        touched.add(row.agentId);
+        this.requests.finish(row.id, 'expired', now, [EXPIRED_REASON]);
+        const learningFault = learnSafely(this.db, this.options.learner, row.agentId, (l) => l.settled(row.agentId, { id: row.id, call: row.call, callSha256: row.callSha256, createdAt: row.createdAt }, 'expired', now));
+        const event: AuditEventFields<'decision.expired'> = { requestId: row.id, agentId: row.agentId, reasons: [EXPIRED_REASON] };
         if (learningFault !== undefined) event.riskLearningFault = learningFault;
         this.options.audit.append('decision.expired', now, event);
         row.state = 'expired';
-        row.reasons = reasons;
+        row.reasons = [EXPIRED_REASON];
       }
       return due;
     });
-    let expired: RequestRow[];
+    let expired: RequestRecord[];
     try {
       expired = expire.immediate();
     } catch (error) {
       for (const agentId of touched) this.options.learner?.forget(agentId);
       throw error;
     }
-    return expired.map((row) => ({ agentId: row.agent_id, result: toResult(row) }));
+    return expired.map((row) => ({ agentId: row.agentId, result: toResult(row) }));
   }
 
   /**
@@ -416,24 +385,25 @@ export class DecisionService {
   }
 }
 
-function toResult(row: RequestRow): DecisionResult {
+/** The agent's view of a request; `outcome` (its token and approvals so far) only for request.get. */
+function toResult(row: RequestRecord, outcome?: { token: string | null; tokenExpiresAt: number | null; approvalsReceived: number }): DecisionResult {
   const state = row.state;
   const result: DecisionResult = {
     requestId: row.id,
     decision: state === 'allowed' || state === 'approved' ? 'allow' : state === 'pending' ? 'pending' : 'deny',
     state,
-    reasons: parseStoredJson(row.reasons) as string[],
-    determiningPolicies: parseStoredJson(row.determining_policies) as string[],
-    policyHash: row.policy_hash,
+    reasons: row.reasons,
+    determiningPolicies: row.determiningPolicies,
+    policyHash: row.policyHash,
   };
-  if (row.token !== null && row.token_expires_at !== null) {
-    result.token = row.token;
-    result.tokenExpiresAt = row.token_expires_at;
+  if (outcome !== undefined && outcome.token !== null && outcome.tokenExpiresAt !== null) {
+    result.token = outcome.token;
+    result.tokenExpiresAt = outcome.tokenExpiresAt;
   }
-  if (state === 'pending' && row.obligation !== null && row.expires_at !== null) {
-    result.approval = { ...(parseStoredJson(row.obligation) as ApprovalRequirement), expiresAt: row.expires_at };
+  if (state === 'pending' && row.obligation !== null && row.expiresAt !== null) {
+    result.approval = { ...row.obligation, expiresAt: row.expiresAt };
     // How far the quorum has come, so a waiting host can say "1 of 2" (request.get only).
-    if (row.approvals_received !== undefined) result.approval.received = row.approvals_received;
+    if (outcome !== undefined) result.approval.received = outcome.approvalsReceived;
   }
   return result;
 }

@@ -13,6 +13,7 @@
  */
 import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Db } from '../store/database.js';
+import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import type { EnrollmentPayload } from '../../../shared/enrollment.js';
@@ -160,16 +161,12 @@ function toKey(row: KeyRow): AgentKeyRecord {
   };
 }
 
-interface EndedRow {
-  id: string; tool: string; call_sha256: string; policy_hash: string; determining_policies: string;
-}
-
 const revocationReason = (reason: string): string => `agent revoked: ${reason}`;
 
-function endedResult(row: EndedRow, reasons: string[]): DecisionResult {
+function endedResult(row: RequestRecord, reasons: string[]): DecisionResult {
   return {
     requestId: row.id, decision: 'deny', state: 'denied', reasons: [...reasons],
-    determiningPolicies: parseStoredJson(row.determining_policies) as string[], policyHash: row.policy_hash,
+    determiningPolicies: row.determiningPolicies, policyHash: row.policyHash,
   };
 }
 
@@ -268,17 +265,15 @@ export class AgentRegistry {
       if (agent.status === 'revoked') return undefined;
       this.db.prepare("UPDATE agents SET status = 'revoked', revoked_at = ?, revoked_reason = ? WHERE id = ?").run(now, reason, agentId);
       this.db.prepare("UPDATE agent_keys SET status = 'revoked', revoked_at = ? WHERE agent_id = ? AND status != 'revoked'").run(now, agentId);
-      const waiting = this.db.prepare<[string], EndedRow>(
-        "SELECT id, tool, call_sha256, policy_hash, determining_policies FROM requests WHERE agent_id = ? AND state = 'pending' ORDER BY created_at, id",
-      ).all(agentId);
+      const requests = new RequestRepository(this.db);
+      const waiting = requests.pendingOf(agentId);
       this.audit.append('agent.revoked', now, { agentId, reason, endedRequests: waiting.map((r) => r.id) });
       const reasons = [revocationReason(reason)];
-      const end = this.db.prepare("UPDATE requests SET state = 'denied', decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'");
       for (const row of waiting) {
-        end.run(now, JSON.stringify(reasons), row.id);
+        requests.finish(row.id, 'denied', now, reasons);
         this.audit.append('decision.deny', now, {
-          requestId: row.id, agentId, tool: row.tool, callSha256: row.call_sha256, policyHash: row.policy_hash,
-          determiningPolicies: parseStoredJson(row.determining_policies) as string[], reasons, endedBy: 'agent.revoked',
+          requestId: row.id, agentId, tool: row.tool, callSha256: row.callSha256, policyHash: row.policyHash,
+          determiningPolicies: row.determiningPolicies, reasons, endedBy: 'agent.revoked',
         });
       }
       return waiting.map((row) => endedResult(row, reasons));
@@ -302,9 +297,7 @@ export class AgentRegistry {
     const agent = this.db.prepare<[string], { revoked_at: number | null; revoked_reason: string | null }>('SELECT revoked_at, revoked_reason FROM agents WHERE id = ?').get(agentId);
     if (agent?.revoked_at == null) return [];
     const reasons = [revocationReason(agent.revoked_reason ?? '')];
-    return this.db.prepare<[string, number, string], EndedRow>(
-      "SELECT id, tool, call_sha256, policy_hash, determining_policies FROM requests WHERE agent_id = ? AND state = 'denied' AND decided_at = ? AND reasons = ? ORDER BY created_at, id",
-    ).all(agentId, agent.revoked_at, JSON.stringify(reasons)).map((row) => endedResult(row, reasons));
+    return new RequestRepository(this.db).deniedAt(agentId, agent.revoked_at, reasons).map((row) => endedResult(row, reasons));
   }
 
   /**

@@ -6,18 +6,16 @@
  * executed state commits, and never from one that rolled back.
  */
 import type { Db } from '../store/database.js';
-import { parseStrictJson } from '../../../shared/canonical-json.js';
-import { toolCallSchema } from '../../../shared/protocol.js';
+import { RequestRepository } from '../store/request-repository.js';
 import type { RiskConfig } from './risk-config.js';
 import { callFeatures, itemSeries, type CallFeatures } from './call-features.js';
 import { addRead, emptyFlow } from './data-flow.js';
 import {
   HOUR_MS, MAX_ACTIVE_HOURS, MAX_ACTIVE_MINUTES, MINUTE_MS, RECIPIENT_KIND, destinationKey, emptyProfile, pushAmount, trimRecent,
-  type AgentProfile, type KnownDestination, type Learned, type SubmissionState,
+  type AgentProfile, type KnownDestination, type Learned,
 } from './agent-profile.js';
 
 interface CountRow { kind: string; key: string; count: number; last_at: number }
-interface RecentRow { id: string; created_at: number; call_json: string; call_sha256: string; state: SubmissionState }
 
 export class ProfileStore {
   private readonly known;
@@ -36,7 +34,7 @@ export class ProfileStore {
     this.known = db.prepare<[string], { kind: string; value: string; first_seen: number; last_seen: number }>('SELECT kind, value, first_seen, last_seen FROM risk_known WHERE agent_id = ? ORDER BY last_seen, value');
     this.amounts = db.prepare<[string, number], { series: string; at: number; amount: number }>('SELECT series, at, amount FROM risk_amounts WHERE agent_id = ? AND at >= ? ORDER BY at, rowid');
     this.counts = db.prepare<[string], CountRow>('SELECT kind, key, count, last_at FROM risk_counts WHERE agent_id = ?');
-    this.recent = db.prepare<[string, number], RecentRow>('SELECT id, created_at, call_json, call_sha256, state FROM requests WHERE agent_id = ? AND created_at >= ? ORDER BY created_at, rowid');
+    this.recent = new RequestRepository(db);
     // The eight counters an executed call bumps, in one statement.
     this.upsertCount = db.prepare(
       `INSERT INTO risk_counts (agent_id, kind, key, count, last_at) VALUES ${new Array(8).fill('(?, ?, ?, 1, ?)').join(', ')}
@@ -95,10 +93,9 @@ export class ProfileStore {
     for (const [k, n] of minutes.sort((a, b) => a[0] - b[0]).slice(-MAX_ACTIVE_MINUTES)) profile.minutes.set(k, n);
     for (const [k, n] of hours.sort((a, b) => a[0] - b[0]).slice(-MAX_ACTIVE_HOURS)) profile.hours.set(k, n);
     profile.last = lastTool;
-    for (const row of this.recent.all(agentId, now - this.recentWindowMs)) {
-      const call = toolCallSchema.parse(parseStrictJson(row.call_json));
-      const f = callFeatures(this.config, call, row.call_sha256);
-      profile.recent.push({ requestId: row.id, at: row.created_at, tool: f.tool, digest: f.digest, shape: f.shape, series: f.series, amount: f.amount, sessionId: f.sessionId, destinations: destinationKey(f), state: row.state });
+    for (const row of this.recent.recentOf(agentId, now - this.recentWindowMs)) {
+      const f = callFeatures(this.config, row.call, row.callSha256);
+      profile.recent.push({ requestId: row.id, at: row.createdAt, tool: f.tool, digest: f.digest, shape: f.shape, series: f.series, amount: f.amount, sessionId: f.sessionId, destinations: destinationKey(f), state: row.state });
     }
     trimRecent(profile, now, this.recentWindowMs);
     for (const row of this.reads.all(agentId, now - this.recentWindowMs)) {

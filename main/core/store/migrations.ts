@@ -299,4 +299,10 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX risk_reads_by_agent ON risk_reads(agent_id, at);
   `,
+  // 13: the keys each assertion ceremony offered (approvals/ceremony.ts): only those may answer
+  // it, across restarts too. A row without them (issued before this) offers nothing: start again.
+  `
+  ALTER TABLE webauthn_challenges ADD COLUMN offered TEXT;  -- JSON array of credential ids
+  ALTER TABLE admin_challenges ADD COLUMN offered TEXT;     -- JSON array of credential ids
+  `,
 ];

@@ -14,11 +14,12 @@ import { CountersignError } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 
+/** What the ceremony engine (approvals/ceremony.ts) offers for one tap, as far as a key reads it. */
+export interface CeremonyOptions { challenge: string; rpId?: string; allowCredentials?: Array<{ id: string }>; userVerification?: string }
+
 /** The part of the approval service a virtual approver needs. */
 export interface CeremonyService {
-  startCeremony(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny' }): Promise<{
-    options: { challenge: string; rpId?: string; allowCredentials?: Array<{ id: string }>; userVerification?: string };
-  }>;
+  startCeremony(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny' }): Promise<{ options: CeremonyOptions }>;
   submitCeremony(input: { requestId: string; approverId: string; response: AuthenticationResponseJSON; reason?: string }): Promise<unknown>;
 }
 
@@ -60,6 +61,12 @@ export class VirtualApprovers {
   /** Run a whole approval (or denial) ceremony as `approverId`, as a person tapping their key. */
   async decide(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny'; reason?: string }): Promise<unknown> {
     const { options } = await this.service.startCeremony({ requestId: input.requestId, approverId: input.approverId, verdict: input.verdict });
+    const response = this.answer(options);
+    return this.service.submitCeremony({ requestId: input.requestId, approverId: input.approverId, response, ...(input.reason === undefined ? {} : { reason: input.reason }) });
+  }
+
+  /** Tap a virtual key the ceremony engine offered (an approval or an admin action), as a browser would. */
+  answer(options: CeremonyOptions): AuthenticationResponseJSON {
     const allowed = (options.allowCredentials ?? []).map((c) => c.id);
     const authenticator = this.authenticators.find((a) => allowed.some((id) => a.hasCredential(id)));
     if (authenticator === undefined) throw new CountersignError('credential_unknown', 'this virtual approver holds none of the keys the ceremony accepts');
@@ -71,7 +78,7 @@ export class VirtualApprovers {
       userVerification: options.userVerification === 'discouraged' ? 'discouraged' : options.userVerification === 'preferred' ? 'preferred' : 'required',
     });
     this.persist(); // the signature counter moved
-    return this.service.submitCeremony({ requestId: input.requestId, approverId: input.approverId, response, ...(input.reason === undefined ? {} : { reason: input.reason }) });
+    return response;
   }
 
   private origin(): string {

@@ -24,8 +24,7 @@ import {
   type AgentSummary, type ApprovalCeremony, type ApprovalEntry, type ApprovalOutcome, type ApprovalRequest, type ApprovalVerdict, type ApproverSummary,
   type AuditAlarmSummary, type BridgeStatus, type CountersignBridge, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
-import type { RequestState } from '../../../shared/protocol.js';
-import { parseStoredJson } from '../store/stored-json.js';
+import { RequestRepository } from '../store/request-repository.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
@@ -45,23 +44,9 @@ export interface UiServiceDeps {
   approvers?: Pick<ApproverDirectory, 'list' | 'beginRegistration' | 'finishRegistration'>;
 }
 
-interface DecisionRow {
-  id: string;
-  agent_id: string;
-  tool: string;
-  state: RequestState;
-  reasons: string;
-  policy_hash: string;
-  created_at: number;
-}
-
-function parseReasons(text: string): string[] {
-  try {
-    const value: unknown = parseStoredJson(text);
-    return Array.isArray(value) ? value.filter((r): r is string => typeof r === 'string').slice(0, 64).map((r) => r.slice(0, 4096)) : [];
-  } catch {
-    return [];
-  }
+/** Reasons as the desk shows them: at most 64, each at most 4096 characters. */
+function shownReasons(reasons: readonly string[]): string[] {
+  return reasons.slice(0, 64).map((r) => r.slice(0, 4096));
 }
 
 /** Run synchronous work as a promise (a throw becomes a rejection). */
@@ -117,13 +102,11 @@ function alarmSummary(alarm: TamperAlarmView | undefined): AuditAlarmSummary | n
 }
 
 export class UiService implements CountersignBridge {
-  private readonly recentDecisions;
+  /** The `requests` rows (read only here). */
+  private readonly requests: RequestRepository;
 
   constructor(private readonly deps: UiServiceDeps) {
-    this.recentDecisions = deps.db.prepare<[number], DecisionRow>(
-      'SELECT id, agent_id, tool, state, reasons, policy_hash, created_at FROM requests ORDER BY created_at DESC, rowid DESC LIMIT ?',
-    );
-    if (!this.recentDecisions.readonly) throw new CountersignError('internal_error', 'the UI decision query must be read-only');
+    this.requests = new RequestRepository(deps.db);
   }
 
   getStatus(): Promise<BridgeStatus> {
@@ -145,14 +128,14 @@ export class UiService implements CountersignBridge {
 
   listRecentDecisions(limit: number): Promise<DecisionSummary[]> {
     return settle(() =>
-      this.recentDecisions.all(clampDecisionLimit(limit)).map((row) => ({
+      this.requests.recent(clampDecisionLimit(limit)).map((row) => ({
         requestId: row.id,
-        agentId: row.agent_id,
+        agentId: row.agentId,
         tool: row.tool,
         state: row.state,
-        reasons: parseReasons(row.reasons),
-        policyHash: row.policy_hash,
-        createdAt: row.created_at,
+        reasons: shownReasons(row.reasons),
+        policyHash: row.policyHash,
+        createdAt: row.createdAt,
       })),
     );
   }

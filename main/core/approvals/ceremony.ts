@@ -1,0 +1,252 @@
+/**
+ * The one WebAuthn ceremony engine: a WebAuthn assertion over a typed JCS record. Approvals of
+ * requests (approval-service.ts), admin actions (admin-actions.ts) and, through them, the virtual
+ * approvers of the test key domain all run their key taps through it, so every tap gets the same
+ * checks in the same order:
+ *
+ * 1. The challenge is base64url(SHA-256(JCS(record))): the key signs exactly the record shown.
+ *    The caller stores it single-use in its challenge row together with the keys offered
+ *    (allowCredentials), which are the only keys that may answer.
+ * 2. The response is read strictly; the key that answered must belong to the user, be active
+ *    (a suspect key is refused with credential_suspect), have been offered, and the userHandle
+ *    (when the authenticator sends one) must name the user.
+ * 3. @simplewebauthn/server verifies origin, rpId, type, UP/UV and the signature.
+ * 4. The signature counter must advance. It is compared after the signature verified, so only a
+ *    genuine assertion can take a key out of service: a regression marks the key suspect in its
+ *    own audited transaction (`approver.credential_suspect`) and the tap is refused.
+ */
+import { createHash } from 'node:crypto';
+import {
+  generateAuthenticationOptions,
+  verifyAuthenticationResponse,
+  type AuthenticationResponseJSON,
+  type PublicKeyCredentialRequestOptionsJSON,
+} from '@simplewebauthn/server';
+import { z } from 'zod';
+import type { Db } from '../store/database.js';
+import type { AuditLog, AuditKind } from '../audit/audit-log.js';
+import type { ApproverDirectory, CredentialRecord } from './approver-directory.js';
+import { clientDataChallenge } from './client-data.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { canonicalBytes, parseStrictJson } from '../../../shared/canonical-json.js';
+
+export type CeremonyUserVerification = 'required' | 'preferred';
+
+/** Audit kind recorded when a key is taken out of service as suspect. */
+const CREDENTIAL_SUSPECT_KIND: AuditKind = 'approver.credential_suspect';
+/** Length of base64url(SHA-256(...)): every ceremony challenge has it. */
+const CHALLENGE_LENGTH = 43;
+
+const b64 = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+/** The parts of an AuthenticationResponseJSON the engine reads, strictly typed. */
+export const assertionResponseSchema = z.object({
+  id: b64(1400),
+  rawId: b64(1400),
+  type: z.literal('public-key'),
+  response: z.object({
+    clientDataJSON: b64(4096),
+    authenticatorData: b64(4096),
+    signature: b64(512),
+    userHandle: b64(128).nullable().optional(),
+  }),
+});
+export type AssertionResponse = z.infer<typeof assertionResponseSchema>;
+
+/** The offered credential ids as stored in a challenge row (JSON array; NULL: nothing offered). */
+const offeredSchema = z.array(b64(1400)).max(64);
+
+/** The challenge a record is signed as: base64url(SHA-256(JCS(record))). */
+export function recordChallenge(record: unknown): string {
+  return createHash('sha256').update(canonicalBytes(record)).digest('base64url');
+}
+
+/** The user handle the directory registers for a person: base64url(UTF-8 id). */
+export function userHandleOf(userId: string): string {
+  return Buffer.from(userId, 'utf8').toString('base64url');
+}
+
+/** Reads the offered-credentials column of a challenge row (fails closed: unreadable offers nothing). */
+export function parseOffered(stored: string | null): string[] {
+  if (stored === null) return [];
+  try {
+    const parsed = offeredSchema.safeParse(parseStrictJson(stored));
+    return parsed.success ? parsed.data : [];
+  } catch {
+    return [];
+  }
+}
+
+/** The signature counter in authenticator data (bytes 33..36, big-endian). */
+function authenticatorCounter(authenticatorData: string): number {
+  const bytes = Buffer.from(authenticatorData, 'base64url');
+  if (bytes.length < 37) throw new CountersignError('assertion_invalid', 'the authenticator data is too short');
+  return bytes.readUInt32BE(33);
+}
+
+/** Whether `reported` fails to advance past `stored` (a counter of 0 on both sides means "no counter"). */
+function regressed(stored: number, reported: number): boolean {
+  return (reported > 0 || stored > 0) && reported <= stored;
+}
+
+/** Thrown (inside a caller's transaction) when the key's counter went backwards meanwhile. */
+export class CounterRegression extends Error {
+  constructor(readonly credential: CredentialRecord, readonly stored: number, readonly reported: number) {
+    super('counter regression');
+  }
+}
+
+/** A response as read by {@link CeremonyEngine.read}: its checked shape, as sent, and its challenge. */
+export interface ReadAssertion {
+  response: AssertionResponse;
+  /** The response exactly as the client sent it (what the WebAuthn library verifies). */
+  raw: AuthenticationResponseJSON;
+  challenge: string;
+}
+
+export interface CeremonyOffer {
+  /** For navigator.credentials.get() (e.g. @simplewebauthn/browser startAuthentication). */
+  options: PublicKeyCredentialRequestOptionsJSON;
+  /** The credential ids offered (allowCredentials): store them with the challenge row. */
+  offered: string[];
+}
+
+export interface CeremonyEngineOptions {
+  db: Db;
+  audit: AuditLog;
+  directory: ApproverDirectory;
+  now?: () => number;
+}
+
+export class CeremonyEngine {
+  private readonly now: () => number;
+
+  constructor(private readonly options: CeremonyEngineOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The keys `userId` may tap with now (credential_unknown with `noKey` when there is none). */
+  keysOf(userId: string, noKey: string): CredentialRecord[] {
+    const credentials = this.options.directory.credentialsOf(userId);
+    if (credentials.length === 0) throw new CountersignError('credential_unknown', noKey);
+    return credentials;
+  }
+
+  /** WebAuthn options offering exactly `credentials` for `challenge`. */
+  async offer(input: { credentials: readonly CredentialRecord[]; challenge: string; userVerification: CeremonyUserVerification; timeoutMs: number }): Promise<CeremonyOffer> {
+    const options = await generateAuthenticationOptions({
+      rpID: this.options.directory.rpId,
+      challenge: new Uint8Array(Buffer.from(input.challenge, 'base64url')),
+      allowCredentials: input.credentials.map((c) => ({ id: c.credentialId, transports: c.transports })),
+      userVerification: input.userVerification,
+      timeout: Math.max(1, input.timeoutMs),
+    });
+    if (options.challenge !== input.challenge) throw new CountersignError('internal_error', 'the ceremony challenge was not encoded as bound');
+    return { options, offered: input.credentials.map((c) => c.credentialId) };
+  }
+
+  /** The response read strictly, and the challenge it answers (assertion_invalid otherwise). */
+  read(input: unknown): ReadAssertion {
+    const parsed = assertionResponseSchema.safeParse(input);
+    if (!parsed.success || parsed.data.id !== parsed.data.rawId) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
+    return { response: parsed.data, raw: input as AuthenticationResponseJSON, challenge: clientDataChallenge(parsed.data.response.clientDataJSON, CHALLENGE_LENGTH) };
+  }
+
+  /**
+   * The key that answered: registered to `userId`, active, offered in this ceremony; and the
+   * userHandle, when sent, names `userId`. Runs before verification and again inside the
+   * caller's final transaction (the key's status can change meanwhile).
+   */
+  credentialFor(userId: string, response: AssertionResponse, offered: readonly string[]): CredentialRecord {
+    let credential: CredentialRecord;
+    try {
+      credential = this.options.directory.credential(response.id);
+    } catch (error) {
+      if (isCountersignError(error, 'credential_unknown')) throw new CountersignError('credential_unknown', 'that security key is not registered', { cause: error });
+      throw error;
+    }
+    if (credential.approverId !== userId) throw new CountersignError('credential_unknown', `that security key is not registered to approver ${quote(userId)}`);
+    if (credential.status === 'suspect') throw new CountersignError('credential_suspect', 'that security key is marked suspect (its signature counter went backwards) and is refused');
+    if (credential.status !== 'active') throw new CountersignError('credential_unknown', 'that security key has been removed');
+    if (!offered.includes(credential.credentialId)) throw new CountersignError('credential_unknown', 'that security key was not offered in this ceremony');
+    const userHandle = response.response.userHandle ?? undefined;
+    if (userHandle !== undefined && userHandle !== userHandleOf(userId)) {
+      throw new CountersignError('assertion_invalid', 'the security key answered for another user');
+    }
+    return credential;
+  }
+
+  /**
+   * The WebAuthn checks (origin, rpId, type, UP/UV, signature), then the counter: a regression
+   * marks the key suspect (audited) and refuses the tap. Returns the new counter.
+   */
+  async verify(read: ReadAssertion, credential: CredentialRecord, userVerification: CeremonyUserVerification): Promise<number> {
+    const { response, challenge } = read;
+    const reported = authenticatorCounter(response.response.authenticatorData);
+    const stored = credential.signCount;
+    const regression = regressed(stored, reported);
+    let verified;
+    try {
+      verified = await verifyAuthenticationResponse({
+        response: read.raw,
+        expectedChallenge: challenge,
+        expectedOrigin: [...this.options.directory.origins],
+        expectedRPID: this.options.directory.rpId,
+        expectedType: 'webauthn.get',
+        credential: {
+          id: credential.credentialId,
+          publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')),
+          // A regression is decided below, once the signature is known to be genuine.
+          counter: regression ? 0 : stored,
+          transports: credential.transports,
+        },
+        requireUserVerification: userVerification === 'required',
+      });
+    } catch (cause) {
+      throw new CountersignError('assertion_invalid', 'the security key response does not verify', { cause });
+    }
+    if (!verified.verified || verified.authenticationInfo.credentialID !== credential.credentialId) {
+      throw new CountersignError('assertion_invalid', 'the security key signature does not verify');
+    }
+    if (regression) this.refuse(new CounterRegression(credential, stored, reported));
+    return verified.authenticationInfo.newCounter;
+  }
+
+  /**
+   * Inside the caller's final transaction: the key's counter (re-read there) must still be below
+   * the new one, then it is stored. Throws CounterRegression; the caller's transaction rolls back
+   * and it hands the error to {@link refuse}.
+   */
+  recordUse(credential: CredentialRecord, newCounter: number, now: number): void {
+    if (regressed(credential.signCount, newCounter)) throw new CounterRegression(credential, credential.signCount, newCounter);
+    this.options.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(newCounter, now, credential.credentialId);
+  }
+
+  /** Take the key out of service (its own committed, audited transaction) and refuse the tap. */
+  refuse(regression: CounterRegression): never {
+    this.suspect(regression.credential, regression.stored, regression.reported);
+    throw new CountersignError('credential_suspect', `the security key reported signature counter ${regression.reported}, not above ${regression.stored}; it is now refused`);
+  }
+
+  private suspect(credential: CredentialRecord, stored: number, reported: number): void {
+    const now = this.now();
+    const { db, audit } = this.options;
+    try {
+      db.transaction(() => {
+        const changed = db.prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'").run(credential.credentialId);
+        if (changed.changes === 1) {
+          try {
+            audit.append(CREDENTIAL_SUSPECT_KIND, now, {
+              approverId: credential.approverId, credentialId: credential.credentialId, status: 'suspect',
+              reason: 'signature counter went backwards', storedCounter: stored, reportedCounter: reported,
+            });
+          } catch (cause) {
+            throw new CountersignError('audit_write_failed', undefined, { cause });
+          }
+        }
+      }).immediate();
+    } catch (error) {
+      if (isCountersignError(error)) throw error;
+      throw new CountersignError('store_failed', 'the approval could not be stored, so nothing was recorded', { cause: error });
+    }
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * The one codec and repository for `requests` rows: every reader and writer of the table in
+ * main/core goes through here. A row is parsed strictly into one typed record (a zod schema for
+ * every JSON column; a malformed column is internal_error naming the request, never a guess), and
+ * written from typed values, so the JSON in the table has exactly one spelling.
+ *
+ * It sits in store/ (below decision, approvals and tokens) and imports only shared/ and the
+ * database, so every layer that needs a request can read it here.
+ */
+import { z } from 'zod';
+import type { Db } from './database.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
+import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
+import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
+import { toolCallSchema, type ApprovalRequirement, type RequestState, type ToolCall } from '../../../shared/protocol.js';
+
+
+/** The approval requirement column (`obligation`). */
+export const storedRequirementSchema = z.object({
+  approvals: z.int().min(0).max(64),
+  groups: z.array(z.array(z.string().min(1).max(128)).max(64)).max(64),
+  ttlSeconds: z.number().nonnegative(),
+  userVerification: z.enum(['required', 'preferred']).default('required'),
+});
+const textListSchema = z.array(z.string());
+const stateSchema = z.enum(['allowed', 'denied', 'pending', 'approved', 'expired']);
+
+/** One `requests` row, parsed. */
+export interface RequestRecord {
+  id: string;
+  agentId: string;
+  kid: string;
+  tool: string;
+  call: ToolCall;
+  /** The call's JCS as stored (what `callSha256` digests and identical calls compare). */
+  callJson: string;
+  callSha256: string;
+  state: RequestState;
+  policyHash: string;
+  determiningPolicies: string[];
+  reasons: string[];
+  obligation: ApprovalRequirement | null;
+  /** The obligation column as stored: a plan made outside a transaction compares it to see a change. */
+  obligationJson: string | null;
+  risk: RiskAssessment;
+  createdAt: number;
+  expiresAt: number | null;
+  decidedAt: number | null;
+  /** Names the determining permits gave in @conflicted_approvers (stored lowercase). */
+  conflictedApprovers: string[];
+  groupId: string | null;
+  sealedAt: number | null;
+  /** The requesting agent (LEFT JOIN agents: all null when the agent row is gone). */
+  agent: { displayName: string | null; owner: string | null; ownerState: string | null };
+}
+
+/** What the decision path stores for a new request. */
+export interface NewRequest {
+  id: string; agentId: string; kid: string; tool: string; callJson: string; callSha256: string; nonce: string; state: RequestState;
+  policyHash: string; determiningPolicies: readonly string[]; reasons: readonly string[]; obligation: ApprovalRequirement | null;
+  risk: RiskAssessment; createdAt: number; expiresAt: number | null; decidedAt: number | null; conflicted: readonly string[]; groupId: string | null;
+}
+
+/** The columns an identical held call must share with a waiting group (decision-service.ts). */
+export interface GroupKey {
+  agentId: string; callSha256: string; callJson: string; policyHash: string; obligation: ApprovalRequirement;
+  determiningPolicies: readonly string[]; conflicted: readonly string[];
+}
+
+interface Row {
+  id: string; agent_id: string; kid: string; tool: string; call_json: string; call_sha256: string; state: string; policy_hash: string;
+  determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
+  decided_at: number | null; conflicted_approvers: string; group_id: string | null; sealed_at: number | null;
+  agent_display_name: string | null; agent_owner: string | null; agent_owner_state: string | null;
+}
+
+const SELECT = `SELECT r.id, r.agent_id, r.kid, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
+  r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, r.conflicted_approvers, r.group_id, r.sealed_at,
+  a.display_name AS agent_display_name, a.owner AS agent_owner, a.owner_state AS agent_owner_state
+  FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
+
+function column<T>(row: Row, name: string, schema: z.ZodType<T>, text: string): T {
+  let value: unknown;
+  try {
+    value = parseStrictJson(text);
+  } catch {
+    value = undefined;
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed ${name}`);
+  return parsed.data;
+}
+
+function checkedState(row: Row): RequestState {
+  const parsed = stateSchema.safeParse(row.state);
+  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed state`);
+  return parsed.data;
+}
+
+/** Parse one row strictly (internal_error naming the request and the column otherwise). */
+export function decodeRequest(row: Row): RequestRecord {
+  const call = column(row, 'stored call', toolCallSchema, row.call_json);
+  return {
+    id: row.id,
+    agentId: row.agent_id,
+    kid: row.kid,
+    tool: row.tool,
+    call,
+    callJson: row.call_json,
+    callSha256: row.call_sha256,
+    state: checkedState(row),
+    policyHash: row.policy_hash,
+    determiningPolicies: column(row, 'determining policy list', textListSchema, row.determining_policies),
+    reasons: column(row, 'reason list', textListSchema, row.reasons),
+    obligation: row.obligation === null ? null : column(row, 'approval requirement', storedRequirementSchema, row.obligation),
+    obligationJson: row.obligation,
+    risk: parseStoredRisk(row.risk),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    decidedAt: row.decided_at,
+    conflictedApprovers: column(row, 'conflicted approver list', textListSchema, row.conflicted_approvers),
+    groupId: row.group_id,
+    sealedAt: row.sealed_at,
+    agent: { displayName: row.agent_display_name, owner: row.agent_owner, ownerState: row.agent_owner_state },
+  };
+}
+
+/** The one spelling of the approval requirement column (identical held calls compare it byte for byte). */
+function encodeRequirement(requirement: ApprovalRequirement): string {
+  return JSON.stringify(requirement);
+}
+
+export class RequestRepository {
+  private readonly byId;
+  private readonly insertStmt;
+  private readonly openGroupStmt;
+  private readonly followerCountStmt;
+  private readonly pendingOfAgentCountStmt;
+  private readonly outcomeStmt;
+
+  constructor(private readonly db: Db) {
+    this.byId = db.prepare<[string], Row>(`${SELECT} WHERE r.id = ?`);
+    this.insertStmt = db.prepare(
+      `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at, conflicted_approvers, group_id)
+       VALUES (@id, @agentId, @kid, @tool, @callJson, @callSha256, @nonce, @state, @policyHash, @determining, @reasons, @obligation, @risk, @createdAt, @expiresAt, @decidedAt, @conflicted, @groupId)`,
+    );
+    // The group an identical held call joins: still pending, unexpired, not yet sealed by a
+    // ceremony, and decided exactly alike (every column an approver's challenge or the quorum reads).
+    this.openGroupStmt = db.prepare<[string, string, string, string, string, string, string, number], { id: string; expires_at: number }>(
+      `SELECT id, expires_at FROM requests
+       WHERE agent_id = ? AND call_sha256 = ? AND call_json = ? AND policy_hash = ? AND obligation = ? AND determining_policies = ? AND conflicted_approvers = ?
+         AND state = 'pending' AND group_id IS NULL AND sealed_at IS NULL AND expires_at > ?
+         AND (SELECT COUNT(*) FROM requests f WHERE f.group_id = requests.id) < ${MAX_GROUP_FOLLOWERS}
+       ORDER BY created_at, id LIMIT 1`,
+    );
+    this.followerCountStmt = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
+    this.pendingOfAgentCountStmt = db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
+    this.outcomeStmt = db.prepare<[string], { token: string | null; token_expires_at: number | null; approvals_received: number }>(
+      `SELECT t.token AS token, t.expires_at AS token_expires_at,
+         (SELECT COUNT(*) FROM approvals a WHERE a.request_id = COALESCE(r.group_id, r.id) AND a.verdict = 'approve') AS approvals_received
+       FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?`,
+    );
+  }
+
+  // ---- reading ----
+
+  /** One request, parsed, or undefined. */
+  get(id: string): RequestRecord | undefined {
+    const row = typeof id === 'string' ? this.byId.get(id) : undefined;
+    return row === undefined ? undefined : decodeRequest(row);
+  }
+
+  /** The agent that made a request (a cheap ownership check that parses nothing). */
+  agentOf(id: string): string | undefined {
+    return this.db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM requests WHERE id = ?').get(id)?.agent_id;
+  }
+
+  /** A request's state alone (the approvals page polls it). */
+  stateOf(id: string): RequestState | undefined {
+    return this.db.prepare<[string], { state: RequestState }>('SELECT state FROM requests WHERE id = ?').get(id)?.state;
+  }
+
+  /** A request's token (when one was issued) and how many approvals its group has received. */
+  outcomeOf(id: string): { token: string | null; tokenExpiresAt: number | null; approvalsReceived: number } | undefined {
+    const row = this.outcomeStmt.get(id);
+    return row === undefined ? undefined : { token: row.token, tokenExpiresAt: row.token_expires_at, approvalsReceived: row.approvals_received };
+  }
+
+  /** Pending, unexpired prompts (a group's primary only), oldest first, one page. */
+  listPending(now: number, limit: number, offset: number): RequestRecord[] {
+    return this.db.prepare<[number, number, number], Row>(
+      `${SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
+    ).all(now, limit, offset).map(decodeRequest);
+  }
+
+  /** How many prompts are waiting (a merged group counts once). */
+  countPending(now: number): number {
+    return (this.db.prepare<[number], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ? AND group_id IS NULL").get(now) ?? { n: 0 }).n;
+  }
+
+  /** Requests that needed approval and are decided (a group's primary only), newest first. */
+  history(limit: number): RequestRecord[] {
+    return this.db.prepare<[number], Row>(
+      `${SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
+    ).all(limit).map(decodeRequest);
+  }
+
+  /** Every follower of a primary (any state), sorted by id. */
+  followers(primaryId: string): RequestRecord[] {
+    return this.db.prepare<[string], Row>(`${SELECT} WHERE r.group_id = ?`).all(primaryId).map(decodeRequest)
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** The ids of a primary's followers still pending, sorted (as challenge records list them). */
+  pendingFollowerIds(primaryId: string): string[] {
+    return this.db.prepare<[string], { id: string }>("SELECT id FROM requests WHERE group_id = ? AND state = 'pending'").all(primaryId)
+      .map((r) => r.id).sort();
+  }
+
+  /** How many of an agent's requests wait for approvers (the per-agent cap). */
+  countPendingOf(agentId: string): number {
+    return this.pendingOfAgentCountStmt.get(agentId)!.n;
+  }
+
+  /** An agent's pending requests, oldest first. */
+  pendingOf(agentId: string): RequestRecord[] {
+    return this.db.prepare<[string], Row>(`${SELECT} WHERE r.agent_id = ? AND r.state = 'pending' ORDER BY r.created_at, r.id`).all(agentId).map(decodeRequest);
+  }
+
+  /** An agent's requests denied at `decidedAt` with exactly `reasons` (what one revocation ended), oldest first. */
+  deniedAt(agentId: string, decidedAt: number, reasons: readonly string[]): RequestRecord[] {
+    return this.db.prepare<[string, number, string], Row>(
+      `${SELECT} WHERE r.agent_id = ? AND r.state = 'denied' AND r.decided_at = ? AND r.reasons = ? ORDER BY r.created_at, r.id`,
+    ).all(agentId, decidedAt, JSON.stringify(reasons)).map(decodeRequest);
+  }
+
+  /** Pending requests whose approval window has closed at `now`. */
+  dueForExpiry(now: number): RequestRecord[] {
+    return this.db.prepare<[number], Row>(`${SELECT} WHERE r.state = 'pending' AND r.expires_at <= ?`).all(now).map(decodeRequest);
+  }
+
+  /** The newest requests (any state), for the desk's recent activity. */
+  recent(limit: number): RequestRecord[] {
+    return this.db.prepare<[number], Row>(`${SELECT} ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?`).all(limit).map(decodeRequest);
+  }
+
+  /** An agent's requests created at or after `since`, oldest first (the risk profile's window). */
+  recentOf(agentId: string, since: number): RequestRecord[] {
+    return this.db.prepare<[string, number], Row>(`${SELECT} WHERE r.agent_id = ? AND r.created_at >= ? ORDER BY r.created_at, r.rowid`).all(agentId, since).map(decodeRequest);
+  }
+
+  /** The waiting group an identical held call joins, if any (with its follower count). */
+  openGroup(key: GroupKey, now: number): { id: string; expiresAt: number; followers: number } | undefined {
+    const group = this.openGroupStmt.get(
+      key.agentId, key.callSha256, key.callJson, key.policyHash, encodeRequirement(key.obligation),
+      JSON.stringify(key.determiningPolicies), JSON.stringify(key.conflicted), now,
+    );
+    return group === undefined ? undefined : { id: group.id, expiresAt: group.expires_at, followers: this.followerCountStmt.get(group.id)!.n };
+  }
+
+  // ---- writing (call these inside the caller's transaction) ----
+
+  insert(request: NewRequest): void {
+    this.insertStmt.run({
+      id: request.id, agentId: request.agentId, kid: request.kid, tool: request.tool, callJson: request.callJson, callSha256: request.callSha256,
+      nonce: request.nonce, state: request.state, policyHash: request.policyHash, determining: JSON.stringify(request.determiningPolicies),
+      reasons: JSON.stringify(request.reasons), obligation: request.obligation === null ? null : encodeRequirement(request.obligation),
+      risk: JSON.stringify(request.risk), createdAt: request.createdAt, expiresAt: request.expiresAt, decidedAt: request.decidedAt,
+      conflicted: JSON.stringify(request.conflicted), groupId: request.groupId,
+    });
+  }
+
+  /** Move a pending request to a terminal state; false when it was no longer pending. */
+  finish(id: string, state: 'approved' | 'denied' | 'expired', now: number, reasons: readonly string[]): boolean {
+    return this.db.prepare("UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'")
+      .run(state, now, JSON.stringify(reasons), id).changes === 1;
+  }
+
+  /** Seal a group: no identical call joins it once an approver has begun deciding. */
+  seal(id: string, now: number): void {
+    this.db.prepare('UPDATE requests SET sealed_at = ? WHERE id = ? AND sealed_at IS NULL').run(now, id);
+  }
+
+  /** Store a stricter approval requirement (the current policy asked for more). */
+  setRequirement(id: string, requirement: ApprovalRequirement): void {
+    this.db.prepare('UPDATE requests SET obligation = ? WHERE id = ?').run(encodeRequirement(requirement), id);
+  }
+
+  /** Store the conflicted approver names (the caller keeps them lowercase, sorted, unique). */
+  setConflicted(id: string, names: readonly string[]): void {
+    this.db.prepare('UPDATE requests SET conflicted_approvers = ? WHERE id = ?').run(JSON.stringify(names), id);
+  }
+}

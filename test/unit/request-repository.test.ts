@@ -1,0 +1,68 @@
+/**
+ * The request repository is the one codec for `requests` rows: what it writes reads back as the
+ * same typed record, and a malformed JSON column is refused with internal_error naming the
+ * request and the column (real SQLite file; the corruption is written with plain SQL, as a
+ * damaged or hand-edited database would hold it).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openStore, type Db } from '../../main/core/store/database.js';
+import { RequestRepository, type NewRequest } from '../../main/core/store/request-repository.js';
+import { canonicalize } from '../../shared/canonical-json.js';
+
+let dir: string;
+let db: Db;
+let repo: RequestRepository;
+
+const call = { tool: 'payments.transfer', params: { amount: '10.00' }, dataClass: 'internal', jurisdiction: 'EU', provenance: [] };
+const pending: NewRequest = {
+  id: 'req_1', agentId: 'bot', kid: 'k1', tool: 'payments.transfer', callJson: canonicalize(call), callSha256: 'a'.repeat(64), nonce: 'n1',
+  state: 'pending', policyHash: 'p'.repeat(64), determiningPolicies: ['two-approvers'], reasons: ['needs two'],
+  obligation: { approvals: 2, groups: [['finance']], ttlSeconds: 600, userVerification: 'required' },
+  risk: { score: 10, factors: [] }, createdAt: 1000, expiresAt: 601_000, decidedAt: null, conflicted: ['carol'], groupId: null,
+};
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'countersign-requests-'));
+  db = openStore(join(dir, 'c.db'));
+  repo = new RequestRepository(db);
+});
+afterEach(() => {
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('request repository', () => {
+  it('reads back what it stored as one typed record', () => {
+    repo.insert(pending);
+    const record = repo.get('req_1')!;
+    expect(record).toMatchObject({
+      id: 'req_1', agentId: 'bot', state: 'pending', call, determiningPolicies: ['two-approvers'], reasons: ['needs two'],
+      obligation: pending.obligation, conflictedApprovers: ['carol'], expiresAt: 601_000, groupId: null,
+    });
+    expect(repo.get('req_none')).toBeUndefined();
+    expect(repo.finish('req_1', 'denied', 2000, ['no'])).toBe(true);
+    expect(repo.finish('req_1', 'approved', 3000, ['yes'])).toBe(false);
+    expect(repo.get('req_1')).toMatchObject({ state: 'denied', decidedAt: 2000, reasons: ['no'] });
+  });
+
+  it.each([
+    ['obligation', '{"approvals":"two","groups":[],"ttlSeconds":1}', 'approval requirement'],
+    ['conflicted_approvers', '"carol"', 'conflicted approver list'],
+    ['reasons', '[1,2]', 'reason list'],
+    ['determining_policies', 'not json', 'determining policy list'],
+    ['call_json', '{"tool":"x"}', 'stored call'],
+  ])('refuses a request whose %s column is malformed with internal_error naming it', (columnName, value, named) => {
+    repo.insert(pending);
+    db.prepare(`UPDATE requests SET ${columnName} = ? WHERE id = 'req_1'`).run(value);
+    let caught: unknown;
+    try {
+      repo.get('req_1');
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toMatchObject({ code: 'internal_error', message: `request "req_1" has a malformed ${named}` });
+  });
+});
