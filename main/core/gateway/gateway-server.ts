@@ -69,8 +69,12 @@ export class Gateway {
   private readonly stats = { decisions: 0, rejected: 0 };
   private maintenanceTimer?: NodeJS.Timeout;
 
+  /** The HTTP edge's route table: the gateway's rows (/healthz, JWKS) and the app's. */
+  readonly routeTable: readonly HttpRoute[];
+
   constructor(private readonly deps: GatewayDeps) {
     const gw = deps.config.gateway;
+    this.routeTable = [...this.httpRoutes(), ...(deps.http?.routes ?? [])];
     this.clock = deps.clock ?? Date.now;
     this.agentRate = new KeyedRateLimiter(gw.ratePerSecond, gw.rateBurst);
     // Node checks header and request timeouts only every `connectionsCheckingInterval` (30 s by
@@ -81,7 +85,7 @@ export class Gateway {
       connectionsCheckingInterval: Math.min(1_000, gw.headersTimeoutMs),
       maxHeaderSize: 8 * 1024,
     }, createHttpEdge({
-      routes: [...this.httpRoutes(), ...(deps.http?.routes ?? [])],
+      routes: this.routeTable,
       // Without a session secret no session route exists; a random one keeps /api/ closed.
       sessionSecret: deps.http?.sessionSecret ?? randomBytes(32).toString('base64url'),
       hostAllowed: (req) => this.hostAllowed(req),
