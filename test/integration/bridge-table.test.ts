@@ -181,7 +181,7 @@ describe('the one bearer, origin and Host policy on every route of the edge', ()
       const path = concrete(route.path);
       const label = `${route.verb} ${route.path}`;
       const body = route.verb === 'POST' ? '{}' : undefined;
-      const json = route.verb === 'POST' ? { 'content-type': 'application/json' } : {};
+      const json: Record<string, string> = route.verb === 'POST' ? { 'content-type': 'application/json' } : {};
       const method = route.verb;
 
       const foreignHost = await raw(path, { method, headers: { host: 'evil.example', authorization: `Bearer ${h.app.uiSessionSecret}`, ...json }, ...(body === undefined ? {} : { body }) });

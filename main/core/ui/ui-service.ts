@@ -37,7 +37,7 @@ export interface UiServiceDeps {
   /** The agent gateway URL (known once the server listens, hence a function). */
   gatewayUrl: () => string;
   /** Human approvals (RunningCountersign.approvals); without it the approval methods refuse. */
-  approvals?: Pick<ApprovalService, 'listPending' | 'countPending' | 'startCeremony' | 'submitCeremony'>;
+  approvals?: Pick<ApprovalService, 'listPending' | 'countPending' | 'getPending' | 'startCeremony' | 'submitCeremony'>;
   /** The tamper alarm (RunningCountersign.tamperAlarm); without it the status shows none. */
   tamperAlarm?: Pick<TamperAlarm, 'current'>;
   /** The approver directory (RunningCountersign.approvers); without it the approver methods refuse. */
