@@ -1,20 +1,20 @@
 /**
- * CountersignBridge over the headless HTTP API (`/api/ui/*`, `/api/approvals/*` and
- * `/api/approvers/*` on the gateway port), for the renderer served by `countersign headless` and
- * for tests. Pure TypeScript: `fetch` is injected or taken from globalThis. Every response is
+ * CountersignBridge over the headless HTTP API (on the gateway port), derived from the bridge
+ * table (shared/bridge-table.ts: each row's verb, path and argument places), for the renderer
+ * served by `countersign headless` and for tests. Push events arrive as Server-Sent Events.
+ * Pure TypeScript: `fetch` is injected or taken from globalThis. Every response is
  * validated; errors are CountersignErrors: not_authenticated (401), the server's own code when
  * it answers `{error: {code, message}}` with a known code (e.g. approver_conflicted),
  * schema_invalid (a response that does not match), connection_closed (no answer, timeout) or
  * internal_error (anything else).
  */
-import type { z } from 'zod';
-import { parseStrictJson } from './canonical-json.js';
 import { CountersignError, httpStatusFor } from './errors.js';
+import { parseStrictJson } from './canonical-json.js';
+import { httpErrorBodySchema, sessionSecretSchema } from './bridge.js';
 import {
-  UI_API_PATHS, agentListSchema, apiPath, approvalCeremonySchema, approvalOutcomeSchema, approverListResponseSchema, bridgeStatusSchema,
-  clampDecisionLimit, decisionListSchema, httpErrorBodySchema, parseBridgeResult, pendingApprovalsResponseSchema, registeredKeySchema,
-  registrationOptionsSchema, sessionSecretSchema, type CountersignBridge,
-} from './bridge.js';
+  BRIDGE_EVENTS_PATH, BRIDGE_METHODS, createBridgeClient, fillBridgePath, parseBridgeEvent,
+  type BridgeCall, type BridgeEvent, type BridgeListener, type BridgeMethodRow, type CountersignBridge,
+} from './bridge-table.js';
 
 // `cache` is a browser fetch option: Node's RequestInit type lacks it (its fetch accepts it).
 export type FetchFn = (input: string, init: RequestInit & { cache?: 'no-store' }) => Promise<Response>;
@@ -48,7 +48,7 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
   const timeoutMs = options.timeoutMs ?? 10_000;
 
   /** One request: GET, or POST with an optional JSON body (the approval routes). */
-  async function call<S extends z.ZodType>(method: 'GET' | 'POST', path: string, schema: S, payload?: unknown): Promise<z.infer<S>> {
+  async function call(method: 'GET' | 'POST', path: string, payload?: unknown): Promise<unknown> {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     let status: number;
@@ -92,33 +92,110 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
       if (error.success) throw new CountersignError(error.data.error.code, error.data.error.message, { details: { status, serverCode: error.data.error.code } });
       throw new CountersignError('internal_error', `the server answered HTTP ${status}`, { details: { status, serverCode: 'unknown' } });
     }
-    return parseBridgeResult(schema, json);
+    // Validated against the method's row by createBridgeClient.
+    return json;
   }
 
-  const get = <S extends z.ZodType>(path: string, schema: S) => call('GET', path, schema);
-  const post = <S extends z.ZodType>(path: string, schema: S, payload?: unknown) => call('POST', path, schema, payload);
-  /** Path arguments are checked before anything is sent (a bad id never reaches the network). */
-  const settle = <T>(work: () => Promise<T>): Promise<T> => {
-    try {
-      return work();
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new CountersignError('internal_error'));
-    }
+  /** One table method over HTTP: path arguments fill the template, query ones the search, the rest the JSON body. */
+  const callMethod: BridgeCall = (name, args) => {
+    const row: BridgeMethodRow = BRIDGE_METHODS[name];
+    const pathValues: Record<string, unknown> = {};
+    const search = new URLSearchParams();
+    const body: Record<string, unknown> = {};
+    row.args.forEach((spec, index) => {
+      const value = args[index];
+      if (spec.in === 'path') pathValues[spec.name] = value;
+      else if (value === undefined) return;
+      // Query arguments are whole numbers; anything else goes as JSON and the server refuses it.
+      else if (spec.in === 'query') search.set(spec.name, typeof value === 'number' ? String(value) : JSON.stringify(value));
+      else body[spec.name] = value;
+    });
+    // Path arguments are checked before anything is sent (a bad id never reaches the network).
+    const path = fillBridgePath(row.http.path, pathValues);
+    const encoded = search.toString();
+    const query = encoded === '' ? '' : `?${encoded}`;
+    return row.http.verb === 'GET' ? call('GET', `${path}${query}`) : call('POST', `${path}${query}`, body);
   };
 
-  return {
-    getStatus: () => get(UI_API_PATHS.getStatus, bridgeStatusSchema),
-    listRecentDecisions: (limit) => get(`${UI_API_PATHS.listRecentDecisions}?limit=${clampDecisionLimit(limit)}`, decisionListSchema),
-    listAgents: () => get(UI_API_PATHS.listAgents, agentListSchema),
-    listApprovers: async () => (await get(UI_API_PATHS.listApprovers, approverListResponseSchema)).approvers,
-    listPendingApprovals: async () => (await get(UI_API_PATHS.listPendingApprovals, pendingApprovalsResponseSchema)).pending,
-    beginApproverRegistration: (approverId, registrationCode) =>
-      settle(() => post(apiPath(UI_API_PATHS.beginApproverRegistration, { approverId }), registrationOptionsSchema, { registrationCode })),
-    finishApproverRegistration: (approverId, response) =>
-      settle(() => post(apiPath(UI_API_PATHS.finishApproverRegistration, { approverId }), registeredKeySchema, { response })),
-    startApprovalCeremony: (requestId, approverId, verdict) =>
-      settle(() => post(apiPath(UI_API_PATHS.startApprovalCeremony, { requestId }), approvalCeremonySchema, { approverId, verdict })),
-    submitApprovalCeremony: (requestId, approverId, response, reason) =>
-      settle(() => post(apiPath(UI_API_PATHS.submitApprovalCeremony, { requestId }), approvalOutcomeSchema, reason === undefined ? { approverId, response } : { approverId, response, reason })),
+  // One event stream however many subscribers: opened by the first, closed after the last.
+  const listeners = new Set<BridgeListener>();
+  let closeStream: (() => void) | undefined;
+  const subscribe = (listener: BridgeListener): (() => void) => {
+    listeners.add(listener);
+    closeStream ??= subscribeToEvents((event) => {
+      for (const each of [...listeners]) each(event);
+    });
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && closeStream !== undefined) {
+        closeStream();
+        closeStream = undefined;
+      }
+    };
   };
+
+  return createBridgeClient(callMethod, subscribe);
+
+  /**
+   * The push events as Server-Sent Events over fetch (EventSource cannot send the Bearer
+   * secret). Each event is validated; a dropped stream is re-opened after a pause until the
+   * returned function is called.
+   */
+  function subscribeToEvents(listener: BridgeListener): () => void {
+    let stopped = false;
+    let controller: AbortController | undefined;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    const open = async (): Promise<void> => {
+      controller = new AbortController();
+      try {
+        const response = await doFetch(`${origin}${BRIDGE_EVENTS_PATH}`, {
+          method: 'GET', headers: { authorization, accept: 'text/event-stream' }, cache: 'no-store', credentials: 'omit', redirect: 'error', signal: controller.signal,
+        });
+        if (response.status !== 200 || response.body === null) throw new Error(`HTTP ${response.status}`);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          buffer += value;
+          if (buffer.length > MAX_EVENT_CHARS) throw new Error('event too large');
+          let end: number;
+          while ((end = buffer.indexOf('\n\n')) !== -1) {
+            const frame = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const event = parseSseFrame(frame);
+            if (event !== undefined) listener(event);
+          }
+        }
+      } catch {
+        // Dropped, refused or stopped: try again below unless stopped.
+      }
+      if (!stopped) retry = setTimeout(() => void open(), EVENT_RETRY_MS);
+    };
+    void open();
+    return () => {
+      stopped = true;
+      if (retry !== undefined) clearTimeout(retry);
+      controller?.abort();
+    };
+  }
+}
+
+const MAX_EVENT_CHARS = 64 * 1024;
+const EVENT_RETRY_MS = 3_000;
+
+/** One SSE frame (`event: name` + `data: json` lines) as a validated event; comments and unknown events are dropped. */
+function parseSseFrame(frame: string): BridgeEvent | undefined {
+  let name: string | undefined;
+  let data = '';
+  for (const line of frame.split('\n')) {
+    if (line.startsWith('event: ')) name = line.slice(7);
+    else if (line.startsWith('data: ')) data += line.slice(6);
+  }
+  if (name === undefined) return undefined;
+  try {
+    return parseBridgeEvent(name, parseStrictJson(data));
+  } catch {
+    return undefined;
+  }
 }

@@ -1,8 +1,9 @@
 /**
- * The ONE typed bridge between the renderer and the core. The renderer knows only this
- * interface; the Electron preload implements it over IPC and `bridge-http-client.ts` over the
- * headless HTTP API. Every response is validated against the schemas below on the client side:
- * the renderer never trusts its transport.
+ * The schemas and wire helpers of the typed bridge between the renderer and the core. The
+ * methods themselves (arguments, results, IPC channel, HTTP route) are rows of ONE table,
+ * shared/bridge-table.ts; the Electron preload and `bridge-http-client.ts` are derived from it.
+ * Every response is validated against these schemas on the client side: the renderer never
+ * trusts its transport.
  */
 import { z } from 'zod';
 import { riskAssessmentSchema } from './risk.js';
@@ -260,71 +261,6 @@ export function parseBridgeArgument<S extends z.ZodType>(schema: S, value: unkno
   return parsed.data;
 }
 
-// ---- the interface ----
-
-export interface CountersignBridge {
-  getStatus(): Promise<BridgeStatus>;
-  listRecentDecisions(limit: number): Promise<DecisionSummary[]>;
-  listAgents(): Promise<AgentSummary[]>;
-  /** Every approver (no key material), to choose who is approving. */
-  listApprovers(): Promise<ApproverSummary[]>;
-  /** Pending, unexpired requests waiting for approvers, oldest first, with the full call. */
-  listPendingApprovals(): Promise<ApprovalRequest[]>;
-  /**
-   * Start registering a security key for an approver with the single-use registration code an
-   * admin issued (`challenge_invalid` if it is unknown, used, expired or someone else's):
-   * options for startRegistration().
-   */
-  beginApproverRegistration(approverId: string, registrationCode: string): Promise<WebAuthnCreationOptions>;
-  /** Finish it with the browser's response; the key is verified and stored. */
-  finishApproverRegistration(approverId: string, response: WebAuthnResponseJson): Promise<RegisteredKey>;
-  /** Start one approval ceremony (challenge bound to the call, the verdict and the approver). */
-  startApprovalCeremony(requestId: string, approverId: string, verdict: ApprovalVerdict): Promise<ApprovalCeremony>;
-  /** Submit the assertion; the outcome says whether the request is still pending, approved or denied. */
-  submitApprovalCeremony(requestId: string, approverId: string, response: WebAuthnResponseJson, reason?: string): Promise<ApprovalOutcome>;
-}
-
-// ---- transports ----
-
-/** IPC channel names (Electron preload <-> main). */
-export const BRIDGE_CHANNELS = {
-  getStatus: 'countersign:getStatus',
-  listRecentDecisions: 'countersign:listRecentDecisions',
-  listAgents: 'countersign:listAgents',
-  listApprovers: 'countersign:listApprovers',
-  listPendingApprovals: 'countersign:listPendingApprovals',
-  beginApproverRegistration: 'countersign:beginApproverRegistration',
-  finishApproverRegistration: 'countersign:finishApproverRegistration',
-  startApprovalCeremony: 'countersign:startApprovalCeremony',
-  submitApprovalCeremony: 'countersign:submitApprovalCeremony',
-} as const satisfies Record<keyof CountersignBridge, string>;
-export type BridgeChannel = (typeof BRIDGE_CHANNELS)[keyof typeof BRIDGE_CHANNELS];
-
-/**
- * HTTP paths of the headless API (same port as the gateway; Host allowlist applies). `{name}`
- * marks a path parameter: fill it with `apiPath`. The approval routes are served by
- * main/core/approvals/approvals-http.ts, the others by main/core/ui/ui-http.ts.
- */
-export const UI_API_PATHS = {
-  getStatus: '/api/ui/status',
-  listRecentDecisions: '/api/ui/decisions',
-  listAgents: '/api/ui/agents',
-  listApprovers: '/api/approvers',
-  listPendingApprovals: '/api/approvals/pending',
-  beginApproverRegistration: '/api/approvers/{approverId}/registration',
-  finishApproverRegistration: '/api/approvers/{approverId}/registration/finish',
-  startApprovalCeremony: '/api/approvals/requests/{requestId}/ceremony',
-  submitApprovalCeremony: '/api/approvals/requests/{requestId}/submit',
-} as const satisfies Record<keyof CountersignBridge, string>;
-
-/** Fill a `UI_API_PATHS` template: every `{name}` must be given, each value is one encoded segment. */
-export function apiPath(template: string, params: Readonly<Record<string, string>> = {}): string {
-  return template.replace(/\{([A-Za-z]+)\}/g, (_match, name: string) => {
-    const value = parseBridgeArgument(bridgeIdSchema, params[name], name);
-    return encodeURIComponent(value);
-  });
-}
-
 /** Where the built renderer is served, in both Electron and headless mode. */
 export const UI_BASE_PATH = '/ui/';
 /** The URL fragment parameter carrying the headless session secret (`/ui/#secret=...`). */
@@ -390,35 +326,4 @@ export function toCountersignError(error: unknown): CountersignError {
   const code = match?.[1];
   if (code !== undefined && isErrorCode(code)) return new CountersignError(code, match?.[2] || ERROR_CODES[code], { cause: error });
   return new CountersignError('internal_error', undefined, { cause: error });
-}
-
-/**
- * Wrap a bridge the renderer did not build itself (the preload's `window.countersign`):
- * every result is validated again and every error becomes a CountersignError.
- */
-export function validatingBridge(inner: CountersignBridge): CountersignBridge {
-  const guard = async <S extends z.ZodType>(schema: S, call: () => Promise<unknown>): Promise<z.infer<S>> => {
-    let value: unknown;
-    try {
-      value = await call();
-    } catch (error) {
-      throw toCountersignError(error);
-    }
-    return parseBridgeResult(schema, value);
-  };
-  return {
-    getStatus: () => guard(bridgeStatusSchema, () => inner.getStatus()),
-    listRecentDecisions: (limit) => guard(decisionListSchema, () => inner.listRecentDecisions(clampDecisionLimit(limit))),
-    listAgents: () => guard(agentListSchema, () => inner.listAgents()),
-    listApprovers: () => guard(approverListSchema, () => inner.listApprovers()),
-    listPendingApprovals: () => guard(pendingApprovalListSchema, () => inner.listPendingApprovals()),
-    beginApproverRegistration: (approverId, registrationCode) =>
-      guard(registrationOptionsSchema, () => inner.beginApproverRegistration(approverId, registrationCode)),
-    finishApproverRegistration: (approverId, response) => guard(registeredKeySchema, () => inner.finishApproverRegistration(approverId, response)),
-    startApprovalCeremony: (requestId, approverId, verdict) => guard(approvalCeremonySchema, () => inner.startApprovalCeremony(requestId, approverId, verdict)),
-    submitApprovalCeremony: (requestId, approverId, response, reason) =>
-      guard(approvalOutcomeSchema, () => (reason === undefined
-        ? inner.submitApprovalCeremony(requestId, approverId, response)
-        : inner.submitApprovalCeremony(requestId, approverId, response, reason))),
-  };
 }

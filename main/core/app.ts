@@ -30,13 +30,16 @@ import { loadRiskSettings } from './risk/risk-config.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
-import { createUiHttpHandler } from './ui/ui-http.js';
+import { uiStaticRoutes } from './ui/ui-http.js';
+import { bridgeRoutes } from './ui/bridge-routes.js';
+import { BridgeEventHub } from './ui/bridge-events.js';
 import { ApproverDirectory } from './approvals/approver-directory.js';
 import { ApprovalService } from './approvals/approval-service.js';
 import { policyReevaluation } from './approvals/policy-reevaluation.js';
 import { tokenMinter } from './tokens/token-minter.js';
 import { VirtualApprovers } from './testing/virtual-approvers.js';
-import { createApprovalsHttpHandler } from './approvals/approvals-http.js';
+import { approvalsRoutes } from './approvals/approvals-http.js';
+import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -92,8 +95,12 @@ export interface RunningCountersign {
   auditVerifier: AuditVerifier;
   /** The risk scorer and baselines (undefined when `risk.enabled` is false). */
   riskEngine?: RiskEngine;
-  /** Per-start secret for the /api/ui/* HTTP API (32 random bytes, base64url). Never log it. */
+  /** Per-start secret for the /api/ HTTP routes (32 random bytes, base64url). Never log it. */
   uiSessionSecret: string;
+  /** The one server implementation of the bridge table (HTTP routes and the Electron shell's IPC). */
+  ui: UiService;
+  /** The bridge's push events (pending, decided), for the shell's IPC channel; HTTP serves them as SSE. */
+  bridgeEvents: BridgeEventHub;
   close(): Promise<void>;
 }
 
@@ -275,20 +282,28 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const virtualApprovers = config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
-  const approvalsHttp = createApprovalsHttpHandler({
-    audit: auditProofs,
-    sessionSecret: uiSessionSecret, service: approvals, directory: approvers, db, origins: approvalOrigins, now: clock,
-    admin: new AdminActions(db, audit, approvers, { ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock, alarm: tamperAlarm }),
-    ...(virtualApprovers === undefined ? {} : { automation: virtualApprovers }),
-  });
   let url = '';
-  const ui = new UiService({ db, registry, policy, signer, config, tamperAlarm, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url });
+  const ui = new UiService({
+    db, registry, policy, signer, config, tamperAlarm, approvals, approvers, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url,
+  });
+  const bridgeEvents = new BridgeEventHub();
   const auditVerifier = new AuditVerifier({ db, log: audit, alarm: tamperAlarm, everyMs: config.audit.verifyEveryMs, now: clock, onError: log });
-  const uiHttp = createUiHttpHandler(ui, { sessionSecret: uiSessionSecret, rendererDir: options.rendererDir ?? DEFAULT_RENDERER_DIR, log });
+  // The HTTP edge's rows besides the gateway's own: the bridge table, the static renderer, the
+  // approval routes, and the automation routes only in the test key domain.
+  const httpRoutes = [
+    ...bridgeRoutes(ui, bridgeEvents),
+    ...approvalsRoutes({
+      service: approvals, directory: approvers, audit: auditProofs,
+      admin: new AdminActions(db, audit, approvers, { ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock, alarm: tamperAlarm }),
+    }),
+    ...(virtualApprovers === undefined ? [] : automationRoutes({ automation: virtualApprovers, db, now: clock })),
+    ...uiStaticRoutes(options.rendererDir ?? DEFAULT_RENDERER_DIR),
+  ];
   const gateway: Gateway = new Gateway({
     config, registry, decisions, log, clock,
     auditProof: (agentId, requestId) => auditProofs.forRequest(agentId, requestId),
-    extraHttp: (req, res) => approvalsHttp(req, res) || uiHttp(req, res),
+    http: { routes: httpRoutes, sessionSecret: uiSessionSecret, origins: approvalOrigins },
+    events: bridgeEvents.gatewayHooks(),
     // The active key and any key still in its rotation overlap window.
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({
@@ -373,7 +388,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let closed = false;
   return {
     config, dataDir, url, port: bound.port,
-    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals, checkpoints, tamperAlarm, auditVerifier,
+    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals, checkpoints, tamperAlarm, auditVerifier, ui, bridgeEvents,
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
     async close() {

@@ -2,9 +2,9 @@
  * The Electron shell: a thin wire around the headless core. It starts the core in-process,
  * opens ONE hardened window on http://localhost:<port>/ui/ (WebAuthn needs a secure origin:
  * localhost qualifies, file:// and custom schemes do not), and answers the bridge's IPC channels
- * (status, decisions, agents, and the approvals: approvers, pending requests, key registration,
- * approval ceremonies) from the core's UI service after checking who is asking. IPC arguments
- * are untrusted input: each is checked against the shared schemas before the core sees it. Everything else the app
+ * (one per row of shared/bridge-table.ts, derived) from the core's one bridge implementation
+ * after checking who is asking, and sends the table's push events to the window. IPC arguments
+ * are untrusted input: each is checked against the table before the core sees it. Everything else the app
  * does lives in main/core and is tested headless; this file is only typechecked (the Electron
  * binary cannot run on CI machines). See docs/desktop.md.
  */
@@ -12,11 +12,10 @@ import { app, BrowserWindow, ipcMain, session, type IpcMainInvokeEvent, type Web
 import { fileURLToPath } from 'node:url';
 import { startCountersign, type RunningCountersign } from '../core/app.js';
 import { defaultDataDir } from '../core/config.js';
-import { createUiService } from '../core/ui/ui-service.js';
-import {
-  BRIDGE_CHANNELS, UI_BASE_PATH, approvalReasonSchema, approvalVerdictSchema, bridgeIdSchema, clampDecisionLimit, parseBridgeArgument, registrationCodeSchema,
-  toBridgeError, webauthnResponseSchema, type BridgeAnswer, type CountersignBridge,
-} from '../../shared/bridge.js';
+import { callBridgeMethod } from '../core/ui/bridge-routes.js';
+import type { BridgeEventHub } from '../core/ui/bridge-events.js';
+import { UI_BASE_PATH, toBridgeError, type BridgeAnswer } from '../../shared/bridge.js';
+import { BRIDGE_EVENT_CHANNEL, BRIDGE_METHODS, BRIDGE_METHOD_NAMES, type BridgeMethods } from '../../shared/bridge-table.js';
 import { CountersignError } from '../../shared/errors.js';
 
 /** The preload is bundled to one CommonJS file next to the built shell (sandboxed preloads cannot import). */
@@ -79,25 +78,19 @@ async function answer<T>(event: IpcMainInvokeEvent, work: () => Promise<T>): Pro
   }
 }
 
-function registerBridge(service: CountersignBridge): void {
-  ipcMain.handle(BRIDGE_CHANNELS.getStatus, (event) => answer(event, () => service.getStatus()));
-  ipcMain.handle(BRIDGE_CHANNELS.listRecentDecisions, (event, limit: unknown) => answer(event, () => service.listRecentDecisions(clampDecisionLimit(limit))));
-  ipcMain.handle(BRIDGE_CHANNELS.listAgents, (event) => answer(event, () => service.listAgents()));
-  // Approvals: the approver directory and the approval service of the running core.
-  const id = (value: unknown, name: string) => parseBridgeArgument(bridgeIdSchema, value, name);
-  const webauthnResponse = (value: unknown) => parseBridgeArgument(webauthnResponseSchema, value, 'response');
-  ipcMain.handle(BRIDGE_CHANNELS.listApprovers, (event) => answer(event, () => service.listApprovers()));
-  ipcMain.handle(BRIDGE_CHANNELS.listPendingApprovals, (event) => answer(event, () => service.listPendingApprovals()));
-  ipcMain.handle(BRIDGE_CHANNELS.beginApproverRegistration, (event, approverId: unknown, registrationCode: unknown) =>
-    answer(event, () => service.beginApproverRegistration(id(approverId, 'approverId'), parseBridgeArgument(registrationCodeSchema, registrationCode, 'registrationCode'))));
-  ipcMain.handle(BRIDGE_CHANNELS.finishApproverRegistration, (event, approverId: unknown, response: unknown) =>
-    answer(event, () => service.finishApproverRegistration(id(approverId, 'approverId'), webauthnResponse(response))));
-  ipcMain.handle(BRIDGE_CHANNELS.startApprovalCeremony, (event, requestId: unknown, approverId: unknown, verdict: unknown) =>
-    answer(event, () => service.startApprovalCeremony(id(requestId, 'requestId'), id(approverId, 'approverId'), parseBridgeArgument(approvalVerdictSchema, verdict, 'verdict'))));
-  ipcMain.handle(BRIDGE_CHANNELS.submitApprovalCeremony, (event, requestId: unknown, approverId: unknown, response: unknown, reason: unknown) =>
-    answer(event, () => service.submitApprovalCeremony(
-      id(requestId, 'requestId'), id(approverId, 'approverId'), webauthnResponse(response), parseBridgeArgument(approvalReasonSchema.optional(), reason, 'reason'),
-    )));
+/**
+ * Every row of the bridge table becomes one IPC handler (derived, nothing per method): the
+ * arguments are checked against the row by callBridgeMethod before the core's one server
+ * implementation sees them. Push events go to our window only, on the one event channel.
+ */
+function registerBridge(service: BridgeMethods, events: BridgeEventHub): void {
+  for (const name of BRIDGE_METHOD_NAMES) {
+    ipcMain.handle(BRIDGE_METHODS[name].channel, (event, ...args: unknown[]) => answer(event, () => callBridgeMethod(service, name, args)));
+  }
+  events.subscribe((pushed) => {
+    if (mainWindow === undefined || mainWindow.isDestroyed()) return;
+    mainWindow.webContents.send(BRIDGE_EVENT_CHANNEL, pushed.name, pushed.data);
+  });
 }
 
 // ---- the window ----
@@ -156,8 +149,8 @@ async function start(): Promise<void> {
   core = running;
   // localhost, not 127.0.0.1: WebAuthn accepts http only on localhost (and 127.0.0.1 is not a valid rpId).
   appOrigin = `http://localhost:${running.port}`;
-  // The approval channels are answered from the core's approval service and approver directory.
-  registerBridge(createUiService({ ...running, approvals: running.approvals, approvers: running.approvers, gatewayUrl: () => running.url }));
+  // The same server implementation the headless HTTP routes use.
+  registerBridge(running.ui, running.bridgeEvents);
   mainWindow = createWindow(appOrigin);
 }
 

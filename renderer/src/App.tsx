@@ -4,7 +4,8 @@
  * who you are, register a security key, decide pending requests). It knows only CountersignBridge.
  */
 import { useEffect, useState } from 'react';
-import type { AgentSummary, BridgeStatus, CountersignBridge, DecisionSummary } from '../../shared/bridge.js';
+import type { AgentSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
+import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/bridge.js';
 import { ApprovalsView } from './Approvals.js';
 
@@ -12,6 +13,10 @@ export type BridgeChoice =
   | { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge }
   | { kind: 'no-secret' };
 
+/**
+ * The overview polls: most of what it shows (connections, allowed and denied calls, the tamper
+ * alarm) has no push event. Pushed events (pending, decided) refresh it at once as well.
+ */
 const REFRESH_MS = 3_000;
 const DECISION_COUNT = 100;
 
@@ -84,9 +89,11 @@ function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport
     };
     void refresh();
     const timer = window.setInterval(() => void refresh(), REFRESH_MS);
+    const unsubscribe = bridge.subscribe(() => void refresh());
     return () => {
       active = false;
       window.clearInterval(timer);
+      unsubscribe();
     };
   }, [bridge]);
 

@@ -14,12 +14,14 @@ import {
 } from '@simplewebauthn/browser';
 import {
   toCountersignError, type ApprovalCeremony, type ApprovalEntry, type ApprovalOutcome, type ApprovalRequest, type ApprovalVerdict,
-  type ApproverSummary, type CountersignBridge, type RegisteredKey,
+  type ApproverSummary, type RegisteredKey,
 } from '../../shared/bridge.js';
+import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { approvalProgress, whoCanStillApprove } from './quorum-view.js';
 
-const REFRESH_MS = 3_000;
+/** The pending list follows the bridge's push events (pending, decided); this slow refresh only catches what they do not carry (a co-approver's partial approval). */
+const FALLBACK_REFRESH_MS = 30_000;
 
 interface ShownError {
   code: string;
@@ -145,7 +147,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
 
   const loadApprovers = useCallback(async () => {
     try {
-      setApprovers(await bridge.listApprovers());
+      setApprovers((await bridge.listApprovers()).approvers);
       setLoadError(undefined);
     } catch (caught) {
       setLoadError(describeError(caught, 'load the approvers'));
@@ -154,7 +156,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
 
   const loadPending = useCallback(async () => {
     try {
-      setPending(await bridge.listPendingApprovals());
+      setPending((await bridge.listPendingApprovals()).pending);
       setLoadedAt(Date.now());
       setLoadError(undefined);
     } catch (caught) {
@@ -165,9 +167,13 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
   useEffect(() => {
     void loadApprovers();
     void loadPending();
-    const timer = window.setInterval(() => void loadPending(), REFRESH_MS);
-    return () => window.clearInterval(timer);
-  }, [loadApprovers, loadPending]);
+    const timer = window.setInterval(() => void loadPending(), FALLBACK_REFRESH_MS);
+    const unsubscribe = bridge.subscribe(() => void loadPending());
+    return () => {
+      window.clearInterval(timer);
+      unsubscribe();
+    };
+  }, [bridge, loadApprovers, loadPending]);
 
   const me = approvers?.find((a) => a.id === approverId);
 

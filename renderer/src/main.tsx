@@ -8,7 +8,8 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { z } from 'zod';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
-import { UI_SECRET_FRAGMENT_PARAM, validatingBridge, type CountersignBridge } from '../../shared/bridge.js';
+import { UI_SECRET_FRAGMENT_PARAM } from '../../shared/bridge.js';
+import { validatingBridge, type CountersignBridge } from '../../shared/bridge-table.js';
 import { App, type BridgeChoice } from './App.js';
 import './styles.css';
 

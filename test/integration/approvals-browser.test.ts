@@ -17,7 +17,7 @@ import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approva
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import { approverDirectorySchema } from '../../shared/approvals.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
-import { createUiService } from '../../main/core/ui/ui-service.js';
+import { inProcessBridge } from '../../main/core/ui/bridge-routes.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 
@@ -258,10 +258,10 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     // The same refusal through the bridge's HTTP client and through the core's UI service (what
     // the Electron IPC handlers call), with the same code.
     const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
-    const ui = createUiService({ ...h.app, gatewayUrl: () => h.app.url });
+    const ui = inProcessBridge(h.app.ui, h.app.bridgeEvents);
     for (const bridge of [http, ui]) {
-      expect((await bridge.listApprovers()).map((a) => a.id)).toEqual(['alice', 'bob', 'dana@example.com']);
-      expect((await bridge.listPendingApprovals()).find((p) => p.requestId === requestId)).toMatchObject({ agentOwner: 'dana@example.com', approvals: [] });
+      expect((await bridge.listApprovers()).approvers.map((a) => a.id)).toEqual(['alice', 'bob', 'dana@example.com']);
+      expect((await bridge.listPendingApprovals()).pending.find((p) => p.requestId === requestId)).toMatchObject({ agentOwner: 'dana@example.com', approvals: [] });
       await expect(bridge.startApprovalCeremony(requestId, 'dana@example.com', 'approve')).rejects.toMatchObject({ code: 'approver_conflicted' });
       await expect(bridge.startApprovalCeremony(requestId, 'nobody', 'approve')).rejects.toMatchObject({ code: 'approver_unknown' });
       await expect(bridge.startApprovalCeremony('..', 'alice', 'approve')).rejects.toMatchObject({ code: 'schema_invalid' }); // never a dot path segment
@@ -313,7 +313,7 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
 
     // The same refusals through the bridge's HTTP client and the core's UI service (the IPC path).
     const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
-    const ui = createUiService({ ...h.app, gatewayUrl: () => h.app.url });
+    const ui = inProcessBridge(h.app.ui, h.app.bridgeEvents);
     for (const bridge of [http, ui]) {
       await expect(bridge.beginApproverRegistration('erin', code)).rejects.toMatchObject({ code: 'challenge_invalid' });
       await expect(bridge.beginApproverRegistration('erin', 'wrong')).rejects.toMatchObject({ code: 'challenge_invalid' });

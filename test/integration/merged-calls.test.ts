@@ -19,7 +19,7 @@ import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { CountersignError } from '../../shared/errors.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
-import { createUiService } from '../../main/core/ui/ui-service.js';
+import { inProcessBridge } from '../../main/core/ui/bridge-routes.js';
 
 const RP_ID = 'localhost';
 const NORTHWIND = transferCall('48000.00', 'Northwind Traders');
@@ -116,9 +116,9 @@ describe('identical held calls', () => {
     expect(w.h.app.approvals.getPending(group!.followers[0]!)).toMatchObject({ requestId: group!.requestId, count: 5 });
     // Both bridges (the local HTTP API the browser uses, the in-process one Electron uses) carry the count through their strict schemas.
     const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${w.h.app.port}`, sessionSecret: w.h.app.uiSessionSecret });
-    const ui = createUiService({ ...w.h.app, gatewayUrl: () => w.h.app.url });
+    const ui = inProcessBridge(w.h.app.ui, w.h.app.bridgeEvents);
     for (const bridge of [http, ui]) {
-      expect((await bridge.listPendingApprovals()).map((p) => [p.requestId, p.count, p.followers])).toEqual([[group!.requestId, 5, group!.followers]]);
+      expect((await bridge.listPendingApprovals()).pending.map((p) => [p.requestId, p.count, p.followers])).toEqual([[group!.requestId, 5, group!.followers]]);
     }
     // The audit log records each follower's own held decision and the group it joined.
     const held5 = auditOf(w, 'decision.pending');

@@ -9,7 +9,7 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
-import type { CountersignBridge } from '../../shared/bridge.js';
+import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { UI_CONTENT_SECURITY_POLICY } from '../../main/core/ui/ui-http.js';
 

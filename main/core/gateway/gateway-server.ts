@@ -5,7 +5,7 @@
  * message size, connections, unauthenticated connections, handshake time, per-agent rate,
  * and a client that does not read its replies is disconnected.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
@@ -20,6 +20,7 @@ import type { AgentRegistry } from '../identity/agent-registry.js';
 import type { AuthenticatedSession, DecisionService } from '../decision/decision-service.js';
 import type { CountersignConfig } from '../config.js';
 import { KeyedRateLimiter } from './token-bucket.js';
+import { createHttpEdge, type HttpRoute } from '../http/http-edge.js';
 
 export interface GatewayDeps {
   config: CountersignConfig;
@@ -31,8 +32,13 @@ export interface GatewayDeps {
   clock?: () => number;
   /** The audit entries about one of the agent's own requests, with inclusion proofs. */
   auditProof?: (agentId: string, requestId: string) => Promise<unknown>;
-  /** Extra HTTP routes (the UI), run after the Host check; returns true if it answered. */
-  extraHttp?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /**
+   * The rest of the HTTP edge (main/core/http/): routes besides /healthz and the JWKS, the
+   * session secret their `session` routes require and the approval origins a browser may call from.
+   */
+  http?: { routes: readonly HttpRoute[]; sessionSecret: string; origins: () => readonly string[] };
+  /** Push events for the UI bridge: a call now waits for approvers; a held call reached its end. */
+  events?: { pending(agentId: string, result: DecisionResult): void; decided(agentId: string, result: DecisionResult): void };
 }
 
 interface Connection {
@@ -63,8 +69,12 @@ export class Gateway {
   private readonly stats = { decisions: 0, rejected: 0 };
   private maintenanceTimer?: NodeJS.Timeout;
 
+  /** The HTTP edge's route table: the gateway's rows (/healthz, JWKS) and the app's. */
+  readonly routeTable: readonly HttpRoute[];
+
   constructor(private readonly deps: GatewayDeps) {
     const gw = deps.config.gateway;
+    this.routeTable = [...this.httpRoutes(), ...(deps.http?.routes ?? [])];
     this.clock = deps.clock ?? Date.now;
     this.agentRate = new KeyedRateLimiter(gw.ratePerSecond, gw.rateBurst);
     // Node checks header and request timeouts only every `connectionsCheckingInterval` (30 s by
@@ -74,7 +84,14 @@ export class Gateway {
       requestTimeout: Math.max(10_000, gw.headersTimeoutMs),
       connectionsCheckingInterval: Math.min(1_000, gw.headersTimeoutMs),
       maxHeaderSize: 8 * 1024,
-    }, (req, res) => this.onHttp(req, res));
+    }, createHttpEdge({
+      routes: this.routeTable,
+      // Without a session secret no session route exists; a random one keeps /api/ closed.
+      sessionSecret: deps.http?.sessionSecret ?? randomBytes(32).toString('base64url'),
+      hostAllowed: (req) => this.hostAllowed(req),
+      origins: deps.http?.origins ?? (() => []),
+      log: deps.log,
+    }));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.wss = new WebSocketServer({
       noServer: true,
@@ -125,11 +142,21 @@ export class Gateway {
 
   /** Push a decision to every live connection of the agent (pending calls resolved later). */
   notifyAgent(agentId: string, result: DecisionResult): number {
+    this.emit(() => this.deps.events?.decided(agentId, result));
     const conns = this.byAgent.get(agentId);
     if (!conns) return 0;
     const frame = JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result });
     for (const c of conns) this.send(c, frame);
     return conns.size;
+  }
+
+  /** Tell the UI bridge's subscribers; a fault there never reaches the agent's answer. */
+  private emit(push: () => void): void {
+    try {
+      push();
+    } catch (error) {
+      this.deps.log(`bridge event failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   /**
@@ -187,25 +214,12 @@ export class Gateway {
     return typeof host === 'string' && this.allowedHosts.has(host.toLowerCase());
   }
 
-  private onHttp(req: IncomingMessage, res: ServerResponse): void {
-    const reply = (status: number, body: unknown, extra: Record<string, string> = {}) => {
-      const text = JSON.stringify(body);
-      res.writeHead(status, {
-        'content-type': 'application/json; charset=utf-8',
-        'cache-control': 'no-store',
-        'x-content-type-options': 'nosniff',
-        'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
-        ...extra,
-      });
-      res.end(text);
-    };
-    if (!this.hostAllowed(req)) return reply(httpStatusFor('host_not_allowed'), { error: { code: 'host_not_allowed', message: ERROR_CODES.host_not_allowed } });
-    if (this.deps.extraHttp?.(req, res)) return;
-    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, { error: { code: 'method_unknown', message: 'only GET is served here' } }, { allow: 'GET, HEAD' });
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/healthz') return reply(200, { status: 'ok', ...this.deps.health() });
-    if (path === '/.well-known/jwks.json') return reply(200, this.deps.jwks(), { 'cache-control': 'public, max-age=60' });
-    return reply(httpStatusFor('method_unknown'), { error: { code: 'method_unknown', message: 'not found' } });
+  /** The gateway's own rows of the HTTP edge: read-only, public, after the Host allowlist. */
+  private httpRoutes(): HttpRoute[] {
+    return [
+      { verb: 'GET', path: '/healthz', access: 'public', handle: () => ({ status: 'ok', ...this.deps.health() }) },
+      { verb: 'GET', path: '/.well-known/jwks.json', access: 'public', handle: () => this.deps.jwks(), headers: { 'cache-control': 'public, max-age=60' } },
+    ];
   }
 
   // ---- WebSocket handshake ----
@@ -330,6 +344,7 @@ export class Gateway {
           const result = await this.deps.decisions.submit(session, request.params.envelope);
           this.stats.decisions++;
           this.reply(conn, request.id, result);
+          if (result.decision === 'pending') this.emit(() => this.deps.events?.pending(session.agentId, result));
         } catch (error) {
           if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_held_for_review' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
             const ended = error.code === 'agent_revoked' ? this.deps.registry.endedByRevocation(session.agentId) : [];

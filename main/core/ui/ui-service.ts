@@ -1,12 +1,12 @@
 /**
- * The core side of the UI bridge: CountersignBridge implemented on the running core's parts.
+ * The ONE server implementation of the bridge table (shared/bridge-table.ts), for both
+ * transports: the HTTP edge's bridge routes and the Electron shell's IPC handlers call it through
+ * `callBridgeMethod` (bridge-routes.ts), which has already checked every argument against the
+ * table, so the methods here take typed values. Results are projected onto exactly the
+ * documented members (the client validates them against the table).
  * Status, decisions and agents are read-only: every statement here is a bounded SELECT
  * (better-sqlite3 confirms `readonly`). The approval methods delegate to the approver directory
- * and the approval service (which record challenges, keys and approvals, audited); they are
- * answered only when those are given (the Electron shell passes the running core; headless HTTP
- * serves them from main/core/approvals/approvals-http.ts instead). Every approval result is
- * projected onto and checked against the bridge schemas before it leaves.
- * Used by the headless HTTP API (ui-http.ts) and by the Electron shell's IPC handlers.
+ * and the approval service (which record challenges, keys and approvals, audited).
  */
 import type { Db } from '../store/database.js';
 import type { AgentRegistry } from '../identity/agent-registry.js';
@@ -19,12 +19,13 @@ import type { ApproverDirectory } from '../approvals/approver-directory.js';
 import type { TamperAlarm, TamperAlarmView } from '../audit/tamper-alarm.js';
 import { CountersignError } from '../../../shared/errors.js';
 import {
-  approvalCeremonySchema, approvalOutcomeSchema, approvalReasonSchema, approvalVerdictSchema, approverListSchema, bridgeIdSchema, clampDecisionLimit,
-  parseBridgeArgument, parseBridgeResult, pendingApprovalListSchema, registeredKeySchema, registrationCodeSchema, registrationOptionsSchema, webauthnResponseSchema,
+  clampDecisionLimit,
   type AgentSummary, type ApprovalCeremony, type ApprovalEntry, type ApprovalOutcome, type ApprovalRequest, type ApprovalVerdict, type ApproverSummary,
-  type AuditAlarmSummary, type BridgeStatus, type CountersignBridge, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
+  type AuditAlarmSummary, type BridgeStatus, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
+import type { BridgeMethods } from '../../../shared/bridge-table.js';
+import type { RequestState } from '../../../shared/protocol.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
@@ -37,7 +38,7 @@ export interface UiServiceDeps {
   /** The agent gateway URL (known once the server listens, hence a function). */
   gatewayUrl: () => string;
   /** Human approvals (RunningCountersign.approvals); without it the approval methods refuse. */
-  approvals?: Pick<ApprovalService, 'listPending' | 'startCeremony' | 'submitCeremony'>;
+  approvals?: Pick<ApprovalService, 'listPending' | 'countPending' | 'getPending' | 'startCeremony' | 'submitCeremony'>;
   /** The tamper alarm (RunningCountersign.tamperAlarm); without it the status shows none. */
   tamperAlarm?: Pick<TamperAlarm, 'current'>;
   /** The approver directory (RunningCountersign.approvers); without it the approver methods refuse. */
@@ -101,7 +102,7 @@ function alarmSummary(alarm: TamperAlarmView | undefined): AuditAlarmSummary | n
   return { id: alarm.id, raisedAt: alarm.raisedAt, source: alarm.source, firstBadSeq: alarm.firstBadSeq, findings: alarm.findings.length, reason: (alarm.findings[0]?.reason ?? '').slice(0, 500) };
 }
 
-export class UiService implements CountersignBridge {
+export class UiService implements BridgeMethods {
   /** The `requests` rows (read only here). */
   private readonly requests: RequestRepository;
 
@@ -126,7 +127,7 @@ export class UiService implements CountersignBridge {
     });
   }
 
-  listRecentDecisions(limit: number): Promise<DecisionSummary[]> {
+  listRecentDecisions(limit?: number): Promise<DecisionSummary[]> {
     return settle(() =>
       this.requests.recent(clampDecisionLimit(limit)).map((row) => ({
         requestId: row.id,
@@ -154,61 +155,50 @@ export class UiService implements CountersignBridge {
     );
   }
 
-  // ---- approvals (arguments may come straight from IPC: each is checked first) ----
+  // ---- approvals (arguments were checked against the bridge table by callBridgeMethod) ----
 
-  listApprovers(): Promise<ApproverSummary[]> {
-    return settle(() => {
-      const approvers = this.approverDirectory().list().map((a) => ({
+  listApprovers(): Promise<{ approvers: ApproverSummary[] }> {
+    return settle(() => ({
+      approvers: this.approverDirectory().list().map((a) => ({
         id: a.id, displayName: a.displayName, groups: [...a.groups], virtual: a.virtual, status: a.status, createdAt: a.createdAt,
-      }));
-      return parseBridgeResult(approverListSchema, approvers);
+      })),
+    }));
+  }
+
+  /** A page of the queue (`limit` 0 or absent: the whole first page) and how many wait in all. */
+  listPendingApprovals(limit?: number, offset?: number): Promise<{ pending: ApprovalRequest[]; total: number }> {
+    return settle(() => {
+      const service = this.approvalService();
+      return { pending: service.listPending(limit || undefined, offset ?? 0).map(toApprovalRequest), total: service.countPending() };
     });
   }
 
-  listPendingApprovals(): Promise<ApprovalRequest[]> {
-    return settle(() => parseBridgeResult(pendingApprovalListSchema, this.approvalService().listPending().map(toApprovalRequest)));
-  }
-
   async beginApproverRegistration(approverId: string, registrationCode: string): Promise<WebAuthnCreationOptions> {
-    const id = parseBridgeArgument(bridgeIdSchema, approverId, 'approverId');
-    const code = parseBridgeArgument(registrationCodeSchema, registrationCode, 'registrationCode');
     // The directory spends the code (single use) before it issues a challenge.
-    return parseBridgeResult(registrationOptionsSchema, await this.approverDirectory().beginRegistration(id, code));
+    return await this.approverDirectory().beginRegistration(approverId, registrationCode) as unknown as WebAuthnCreationOptions;
   }
 
   async finishApproverRegistration(approverId: string, response: WebAuthnResponseJson): Promise<RegisteredKey> {
-    const id = parseBridgeArgument(bridgeIdSchema, approverId, 'approverId');
-    const checked = parseBridgeArgument(webauthnResponseSchema, response, 'response');
     // The directory verifies the registration in full (@simplewebauthn/server).
-    const credential = await this.approverDirectory().finishRegistration(id, checked as unknown as RegistrationResponseJSON);
-    return parseBridgeResult(registeredKeySchema, { credentialId: credential.credentialId, aaguid: credential.aaguid, approverId: credential.approverId });
+    const credential = await this.approverDirectory().finishRegistration(approverId, response as unknown as RegistrationResponseJSON);
+    return { credentialId: credential.credentialId, aaguid: credential.aaguid, approverId: credential.approverId };
   }
 
   async startApprovalCeremony(requestId: string, approverId: string, verdict: ApprovalVerdict): Promise<ApprovalCeremony> {
-    const input = {
-      requestId: parseBridgeArgument(bridgeIdSchema, requestId, 'requestId'),
-      approverId: parseBridgeArgument(bridgeIdSchema, approverId, 'approverId'),
-      verdict: parseBridgeArgument(approvalVerdictSchema, verdict, 'verdict'),
-    };
-    const started = await this.approvalService().startCeremony(input);
-    return parseBridgeResult(approvalCeremonySchema, { options: started.options, record: started.record });
+    const started = await this.approvalService().startCeremony({ requestId, approverId, verdict });
+    return { options: started.options, record: started.record } as ApprovalCeremony;
   }
 
   async submitApprovalCeremony(requestId: string, approverId: string, response: WebAuthnResponseJson, reason?: string): Promise<ApprovalOutcome> {
-    const input = {
-      requestId: parseBridgeArgument(bridgeIdSchema, requestId, 'requestId'),
-      approverId: parseBridgeArgument(bridgeIdSchema, approverId, 'approverId'),
-      // The approval service verifies the assertion in full (@simplewebauthn/server).
-      response: parseBridgeArgument(webauthnResponseSchema, response, 'response') as unknown as AuthenticationResponseJSON,
-    };
-    const why = reason === undefined ? undefined : parseBridgeArgument(approvalReasonSchema, reason, 'reason');
-    const outcome = await this.approvalService().submitCeremony(why === undefined ? input : { ...input, reason: why });
+    // The approval service verifies the assertion in full (@simplewebauthn/server).
+    const input = { requestId, approverId, response: response as unknown as AuthenticationResponseJSON };
+    const outcome = await this.approvalService().submitCeremony(reason === undefined ? input : { ...input, reason });
     const out: ApprovalOutcome = {
       requestId: outcome.requestId, state: outcome.state, approvalsSoFar: outcome.approvalsSoFar.map(toEntry), reasons: [...outcome.reasons],
     };
     if (outcome.token !== undefined) out.token = outcome.token;
     if (outcome.tokenExpiresAt !== undefined) out.tokenExpiresAt = outcome.tokenExpiresAt;
-    return parseBridgeResult(approvalOutcomeSchema, out);
+    return out;
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {

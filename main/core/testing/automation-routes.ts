@@ -1,0 +1,60 @@
+/**
+ * The automation routes of the headless TEST key domain (virtual approvers driven over HTTP),
+ * rows of the HTTP edge that app.ts registers only when the domain is `test`; nothing else may
+ * import this file:
+ *
+ *   POST /api/automation/virtual-approvers               {id, displayName, groups}
+ *   POST /api/automation/requests/{requestId}/decide     {approverId, verdict, reason?}
+ *   GET  /api/automation/requests/{requestId}/wait?timeoutMs=   waits until the request leaves pending
+ *
+ * Like every /api/ route they need the session secret and pass the origin policy.
+ */
+import { z } from 'zod';
+import type { VirtualApprovers } from './virtual-approvers.js';
+import { RequestRepository } from '../store/request-repository.js';
+import type { Db } from '../store/database.js';
+import { CountersignError } from '../../../shared/errors.js';
+import { parseBody, type HttpRoute } from '../http/http-edge.js';
+
+export interface AutomationRoutesOptions {
+  automation: VirtualApprovers;
+  db: Db;
+  now?: () => number;
+}
+
+const MAX_WAIT_MS = 120_000;
+const ID = z.string().min(1).max(128);
+const virtualBody = z.strictObject({ id: ID, displayName: z.string().min(1).max(200), groups: z.array(z.string().min(1).max(128)).max(64) });
+const decideBody = z.strictObject({ approverId: ID, verdict: z.enum(['approve', 'deny']), reason: z.string().max(500).optional() });
+
+export function automationRoutes(options: AutomationRoutesOptions): HttpRoute[] {
+  const now = options.now ?? Date.now;
+  const { automation } = options;
+
+  const waitForDecision = async (requestId: string, timeoutMs: number): Promise<unknown> => {
+    const requests = new RequestRepository(options.db);
+    const deadline = now() + Math.min(Math.max(timeoutMs, 0), MAX_WAIT_MS);
+    for (;;) {
+      const state = requests.stateOf(requestId);
+      if (state === undefined) throw new CountersignError('request_unknown', 'no request has that id');
+      if (state !== 'pending') return { requestId, state };
+      if (now() >= deadline) throw new CountersignError('timeout', 'the request is still pending');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+
+  return [
+    {
+      verb: 'POST', path: '/api/automation/virtual-approvers', access: 'session',
+      handle: async ({ body }) => automation.create(parseBody(virtualBody, await body())),
+    },
+    {
+      verb: 'POST', path: '/api/automation/requests/{requestId}/decide', access: 'session',
+      handle: async ({ body, params }) => automation.decide({ requestId: params.requestId!, ...parseBody(decideBody, await body()) }),
+    },
+    {
+      verb: 'GET', path: '/api/automation/requests/{requestId}/wait', access: 'session',
+      handle: ({ params, query }) => waitForDecision(params.requestId!, Number(query.get('timeoutMs') ?? 30_000) || 0),
+    },
+  ];
+}

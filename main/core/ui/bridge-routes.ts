@@ -1,0 +1,124 @@
+/**
+ * The bridge table served over both transports by ONE server implementation (ui-service.ts):
+ * `callBridgeMethod` validates a call's arguments against its row once (IPC and HTTP alike) and
+ * runs it; `bridgeRoutes` derives the HTTP edge's routes from the rows (path, query and body
+ * arguments as each row places them) plus the Server-Sent Events route for the push events.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CountersignError } from '../../../shared/errors.js';
+import {
+  BRIDGE_EVENTS_PATH, BRIDGE_METHODS, BRIDGE_METHOD_NAMES, createBridgeClient, parseBridgeArguments,
+  type BridgeEvent, type CountersignBridge, type BridgeMethodName, type BridgeMethodRow, type BridgeMethods,
+} from '../../../shared/bridge-table.js';
+import { COMMON_HEADERS, type HttpRoute, type RouteContext } from '../http/http-edge.js';
+import type { BridgeEventHub } from './bridge-events.js';
+
+/** Run one table method on the server implementation after checking its arguments (`schema_invalid` otherwise). */
+export async function callBridgeMethod(service: BridgeMethods, name: BridgeMethodName, rawArgs: readonly unknown[]): Promise<unknown> {
+  const args = parseBridgeArguments(name, rawArgs) as unknown[];
+  return (service[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+}
+
+/** Is `name` a method of the table (an IPC channel or a name from the wire is untrusted)? */
+export function isBridgeMethodName(name: unknown): name is BridgeMethodName {
+  return typeof name === 'string' && Object.hasOwn(BRIDGE_METHODS, name);
+}
+
+const QUERY_INTEGER = /^\d{1,9}$/;
+
+/** The positional arguments of one HTTP call, gathered from where the row places each. */
+async function httpArguments(row: BridgeMethodRow, ctx: RouteContext): Promise<unknown[]> {
+  const bodyNames = row.args.filter((a) => a.in === 'body').map((a) => a.name);
+  let body: Record<string, unknown> = {};
+  if (row.http.verb === 'POST') {
+    const raw = await ctx.body();
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CountersignError('schema_invalid', 'the body must be a JSON object');
+    body = raw as Record<string, unknown>;
+    const extra = Object.keys(body).find((key) => !bodyNames.includes(key));
+    if (extra !== undefined) throw new CountersignError('schema_invalid', `the body has an unknown member ${JSON.stringify(extra)}`);
+  }
+  return row.args.map((spec) => {
+    if (spec.in === 'path') return ctx.params[spec.name];
+    if (spec.in === 'body') return body[spec.name];
+    const value = ctx.query.get(spec.name);
+    if (value === null) return undefined;
+    if (!QUERY_INTEGER.test(value)) throw new CountersignError('schema_invalid', `the query parameter ${JSON.stringify(spec.name)} must be a whole number`);
+    return Number(value);
+  });
+}
+
+export interface BridgeRoutesOptions {
+  /** Most open event streams at once (each holds a socket). */
+  maxEventStreams?: number;
+  /** Comment lines that keep idle streams open through proxies. */
+  keepAliveMs?: number;
+}
+
+/** The HTTP edge's rows for the bridge: one per table method, plus the event stream. All need the session secret. */
+export function bridgeRoutes(service: BridgeMethods, events: BridgeEventHub, options: BridgeRoutesOptions = {}): HttpRoute[] {
+  const routes: HttpRoute[] = BRIDGE_METHOD_NAMES.map((name) => {
+    const row: BridgeMethodRow = BRIDGE_METHODS[name];
+    return {
+      verb: row.http.verb,
+      path: row.http.path,
+      access: 'session',
+      handle: async (ctx) => callBridgeMethod(service, name, await httpArguments(row, ctx)),
+    };
+  });
+  const maxStreams = options.maxEventStreams ?? 32;
+  const keepAliveMs = options.keepAliveMs ?? 15_000;
+  let open = 0;
+  routes.push({
+    verb: 'GET',
+    path: BRIDGE_EVENTS_PATH,
+    access: 'session',
+    handle: ({ req, res }) => {
+      if (open >= maxStreams) throw new CountersignError('too_many_connections', `at most ${maxStreams} event streams may be open`);
+      open++;
+      streamEvents(req, res, events, keepAliveMs, () => open--);
+      return undefined;
+    },
+  });
+  return routes;
+}
+
+/** Server-Sent Events: `event: <name>` and `data: <json>` per pushed event until the client goes away. */
+function streamEvents(req: IncomingMessage, res: ServerResponse, events: BridgeEventHub, keepAliveMs: number, closed: () => void): void {
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+    ...COMMON_HEADERS,
+  });
+  if (req.method === 'HEAD') {
+    res.end();
+    closed();
+    return;
+  }
+  res.write(': countersign events\n\n');
+  const write = (event: BridgeEvent) => {
+    res.write(`event: ${event.name}\ndata: ${JSON.stringify(event.data)}\n\n`);
+  };
+  const unsubscribe = events.subscribe(write);
+  const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
+  keepAlive.unref();
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    clearInterval(keepAlive);
+    unsubscribe();
+    closed();
+  };
+  // The response's close: the client went away or the server is shutting down.
+  res.on('close', finish);
+}
+
+/**
+ * The bridge exactly as the Electron IPC transport runs it, without Electron: each call's
+ * arguments checked by callBridgeMethod, each result validated by the client. For tests and
+ * in-process callers.
+ */
+export function inProcessBridge(service: BridgeMethods, events: BridgeEventHub): CountersignBridge {
+  return createBridgeClient((name, args) => callBridgeMethod(service, name, args), (listener) => events.subscribe(listener));
+}

@@ -1,0 +1,207 @@
+/**
+ * The ONE bridge method table. Each row names a method the renderer may call: its arguments
+ * (each with a zod schema and where it travels over HTTP), its result schema, its IPC channel and
+ * its HTTP verb and path. The preload client, the Electron IPC handlers, the HTTP client and the
+ * HTTP routes are all derived from these rows by generic code (as VS Code's ProxyChannel does),
+ * so adding a method is one row here plus one method on the server (main/core/ui/ui-service.ts).
+ * Push events (a new pending request, a request decided) are rows too: over HTTP they are
+ * Server-Sent Events on one path, over IPC one channel sent to the window.
+ * Arguments are validated once, on the server side (`parseBridgeArguments`); results once, in
+ * the client (`parseBridgeResult`).
+ */
+import { z } from 'zod';
+import { CountersignError } from './errors.js';
+import {
+  agentListSchema, approvalCeremonySchema, approvalOutcomeSchema, approvalReasonSchema, approvalVerdictSchema, approverListResponseSchema,
+  bridgeIdSchema, bridgeStatusSchema, decisionListSchema, parseBridgeArgument, pendingApprovalsResponseSchema, registeredKeySchema,
+  registrationCodeSchema, registrationOptionsSchema, requestStateSchema, webauthnResponseSchema, parseBridgeResult, toCountersignError,
+  type WebAuthnResponseJson,
+} from './bridge.js';
+
+/** Where an argument travels over HTTP: a `{name}` path segment, a `?name=` whole number, or a member of the JSON body. */
+export type ArgPlace = 'path' | 'query' | 'body';
+
+export interface BridgeArg<S extends z.ZodType = z.ZodType, T = z.infer<S>, O extends boolean = boolean> {
+  readonly name: string;
+  readonly schema: S;
+  readonly in: ArgPlace;
+  /** A trailing argument the caller may leave out. */
+  readonly optional: O;
+  /** Phantom: the TypeScript type callers pass (defaults to what the schema yields). */
+  readonly _type?: T;
+}
+
+/** A required argument. */
+export function arg<S extends z.ZodType>(name: string, schema: S, place: ArgPlace): BridgeArg<S, z.infer<S>, false> {
+  return { name, schema, in: place, optional: false };
+}
+
+/** A required argument whose callers hold a structural type `T` the schema checks more loosely or strictly than TypeScript can say. */
+export function typedArg<T>(name: string, schema: z.ZodType, place: ArgPlace): BridgeArg<z.ZodType, T, false> {
+  return { name, schema, in: place, optional: false };
+}
+
+/** An optional trailing argument (absent over IPC: undefined; over HTTP: no member / no query parameter). */
+export function optionalArg<S extends z.ZodType>(name: string, schema: S, place: ArgPlace): BridgeArg<S, z.infer<S>, true> {
+  return { name, schema, in: place, optional: true };
+}
+
+export interface BridgeMethodRow<A extends readonly BridgeArg[] = readonly BridgeArg[], R extends z.ZodType = z.ZodType> {
+  readonly args: A;
+  readonly result: R;
+  readonly channel: `countersign:${string}`;
+  readonly http: { readonly verb: 'GET' | 'POST'; readonly path: `/api/${string}` };
+}
+
+const method = <const A extends readonly BridgeArg[], R extends z.ZodType>(row: BridgeMethodRow<A, R>): BridgeMethodRow<A, R> => row;
+
+/** Whole numbers carried in a query string (`?limit=50`): digits only, so `-1` or `1e3` are refused. */
+export const queryIntegerSchema = z.int().min(0).max(999_999_999);
+
+// ---- the table ----
+
+export const BRIDGE_METHODS = {
+  getStatus: method({ args: [], result: bridgeStatusSchema, channel: 'countersign:getStatus', http: { verb: 'GET', path: '/api/ui/status' } }),
+  listRecentDecisions: method({
+    args: [optionalArg('limit', queryIntegerSchema, 'query')],
+    result: decisionListSchema, channel: 'countersign:listRecentDecisions', http: { verb: 'GET', path: '/api/ui/decisions' },
+  }),
+  listAgents: method({ args: [], result: agentListSchema, channel: 'countersign:listAgents', http: { verb: 'GET', path: '/api/ui/agents' } }),
+  /** Every approver (no key material), to choose who is approving. */
+  listApprovers: method({ args: [], result: approverListResponseSchema, channel: 'countersign:listApprovers', http: { verb: 'GET', path: '/api/approvers' } }),
+  /** Pending, unexpired requests waiting for approvers, oldest first, with the full call; `total` counts them all. */
+  listPendingApprovals: method({
+    args: [optionalArg('limit', queryIntegerSchema, 'query'), optionalArg('offset', queryIntegerSchema, 'query')],
+    result: pendingApprovalsResponseSchema, channel: 'countersign:listPendingApprovals', http: { verb: 'GET', path: '/api/approvals/pending' },
+  }),
+  /** Start registering a security key with the single-use registration code an admin issued. */
+  beginApproverRegistration: method({
+    args: [arg('approverId', bridgeIdSchema, 'path'), arg('registrationCode', registrationCodeSchema, 'body')],
+    result: registrationOptionsSchema, channel: 'countersign:beginApproverRegistration', http: { verb: 'POST', path: '/api/approvers/{approverId}/registration' },
+  }),
+  /** Finish it with the browser's response; the key is verified and stored. */
+  finishApproverRegistration: method({
+    args: [arg('approverId', bridgeIdSchema, 'path'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body')],
+    result: registeredKeySchema, channel: 'countersign:finishApproverRegistration', http: { verb: 'POST', path: '/api/approvers/{approverId}/registration/finish' },
+  }),
+  /** Start one approval ceremony (challenge bound to the call, the verdict and the approver). */
+  startApprovalCeremony: method({
+    args: [arg('requestId', bridgeIdSchema, 'path'), arg('approverId', bridgeIdSchema, 'body'), arg('verdict', approvalVerdictSchema, 'body')],
+    result: approvalCeremonySchema, channel: 'countersign:startApprovalCeremony', http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/ceremony' },
+  }),
+  /** Submit the assertion; the outcome says whether the request is still pending, approved or denied. */
+  submitApprovalCeremony: method({
+    args: [
+      arg('requestId', bridgeIdSchema, 'path'), arg('approverId', bridgeIdSchema, 'body'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body'),
+      optionalArg('reason', approvalReasonSchema, 'body'),
+    ],
+    result: approvalOutcomeSchema, channel: 'countersign:submitApprovalCeremony', http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/submit' },
+  }),
+} as const;
+
+export type BridgeMethodName = keyof typeof BRIDGE_METHODS;
+export const BRIDGE_METHOD_NAMES = Object.keys(BRIDGE_METHODS) as BridgeMethodName[];
+
+// ---- push events ----
+
+/** What the core pushes: a call now waits for approvers; a held call reached its end. */
+export const BRIDGE_EVENTS = {
+  pending: z.strictObject({ requestId: bridgeIdSchema, agentId: bridgeIdSchema }),
+  decided: z.strictObject({ requestId: bridgeIdSchema, state: requestStateSchema }),
+} as const;
+export type BridgeEventName = keyof typeof BRIDGE_EVENTS;
+export type BridgeEvent = { [K in BridgeEventName]: { name: K; data: z.infer<(typeof BRIDGE_EVENTS)[K]> } }[BridgeEventName];
+/** The one IPC channel main sends events on (to the window only). */
+export const BRIDGE_EVENT_CHANNEL = 'countersign:event';
+/** The one HTTP path serving them as Server-Sent Events (session secret required). */
+export const BRIDGE_EVENTS_PATH = '/api/ui/events';
+
+/** Validate one pushed event (the client side): undefined when it is not one of ours. */
+export function parseBridgeEvent(name: unknown, data: unknown): BridgeEvent | undefined {
+  if (typeof name !== 'string' || !Object.hasOwn(BRIDGE_EVENTS, name)) return undefined;
+  const parsed = BRIDGE_EVENTS[name as BridgeEventName].safeParse(data);
+  return parsed.success ? ({ name, data: parsed.data } as BridgeEvent) : undefined;
+}
+
+// ---- types derived from the table ----
+
+type ArgTuple<A extends readonly unknown[]> = A extends readonly [infer H, ...infer R]
+  ? H extends BridgeArg<z.ZodType, infer T, infer O> ? (O extends true ? [T?, ...ArgTuple<R>] : [T, ...ArgTuple<R>]) : never
+  : [];
+export type BridgeArgs<K extends BridgeMethodName> = ArgTuple<(typeof BRIDGE_METHODS)[K]['args']>;
+export type BridgeResult<K extends BridgeMethodName> = z.infer<(typeof BRIDGE_METHODS)[K]['result']>;
+
+/** Every table method as an async function: what the server implements and every client offers. */
+export type BridgeMethods = { [K in BridgeMethodName]: (...args: BridgeArgs<K>) => Promise<BridgeResult<K>> };
+
+export type BridgeListener = (event: BridgeEvent) => void;
+
+/** The renderer's bridge: the table's methods plus a subscription to the push events. */
+export interface CountersignBridge extends BridgeMethods {
+  /** Call `listener` for each pushed event until the returned function is called. */
+  subscribe: (listener: BridgeListener) => () => void;
+}
+
+// ---- generic helpers the transports share ----
+
+/**
+ * Validate the arguments of one call against the row (server side, once): a missing required
+ * argument, an extra one or a bad value is `schema_invalid` naming the argument.
+ */
+export function parseBridgeArguments<K extends BridgeMethodName>(name: K, raw: readonly unknown[]): BridgeArgs<K> {
+  const row: BridgeMethodRow = BRIDGE_METHODS[name];
+  if (raw.length > row.args.length) throw new CountersignError('schema_invalid', `the bridge method ${JSON.stringify(name)} takes at most ${row.args.length} arguments`);
+  const out: unknown[] = [];
+  row.args.forEach((spec, index) => {
+    const value = raw[index];
+    if (value === undefined && spec.optional) return;
+    out[index] = parseBridgeArgument(spec.schema, value, spec.name);
+  });
+  // Trailing optional arguments left out stay out (the server sees them as undefined).
+  return out as BridgeArgs<K>;
+}
+
+/** Fill a row's path template: every `{name}` from the named argument, each one encoded segment. */
+export function fillBridgePath(template: string, values: Readonly<Record<string, unknown>>): string {
+  return template.replace(/\{([A-Za-z]+)\}/g, (_match, name: string) => encodeURIComponent(parseBridgeArgument(bridgeIdSchema, values[name], name)));
+}
+
+/** How a client reaches the server: one call by method name with its arguments as given. */
+export type BridgeCall = (name: BridgeMethodName, args: readonly unknown[]) => Promise<unknown>;
+
+/**
+ * Build a bridge from a transport: every method of the table, each result validated against its
+ * row (once, here in the client) and every failure a CountersignError. Trailing undefined
+ * arguments are dropped so an optional argument left out is absent on every transport.
+ */
+export function createBridgeClient(call: BridgeCall, subscribe: CountersignBridge['subscribe']): CountersignBridge {
+  const methods = {} as Record<BridgeMethodName, (...args: unknown[]) => Promise<unknown>>;
+  for (const name of BRIDGE_METHOD_NAMES) {
+    const row: BridgeMethodRow = BRIDGE_METHODS[name];
+    methods[name] = async (...args: unknown[]) => {
+      while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
+      let value: unknown;
+      try {
+        value = await call(name, args);
+      } catch (error) {
+        throw toCountersignError(error);
+      }
+      return parseBridgeResult(row.result, value);
+    };
+  }
+  return { ...(methods as unknown as BridgeMethods), subscribe };
+}
+
+/**
+ * Wrap a bridge the renderer did not build itself (the preload's `window.countersign`): every
+ * result is validated again, every error becomes a CountersignError, every event is re-checked.
+ */
+export function validatingBridge(inner: CountersignBridge): CountersignBridge {
+  return createBridgeClient(
+    (name, args) => (inner[name] as (...a: unknown[]) => Promise<unknown>)(...args),
+    (listener) => inner.subscribe((event) => {
+      const checked = parseBridgeEvent(event?.name, event?.data);
+      if (checked !== undefined) listener(checked);
+    }),
+  );
+}
