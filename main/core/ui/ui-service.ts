@@ -25,7 +25,6 @@ import {
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
 import type { BridgeMethods } from '../../../shared/bridge-table.js';
-import type { RequestState } from '../../../shared/protocol.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
