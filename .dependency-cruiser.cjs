@@ -9,6 +9,7 @@
 /** Bottom to top. `path` matches the resolved path of every file of the layer. */
 const LAYERS = [
   { name: 'core root modules', path: '^main/core/(config|user-files)\\.ts$' },
+  { name: 'http', path: '^main/core/http/' },
   { name: 'store', path: '^main/core/store/' },
   { name: 'custody', path: '^main/core/custody/' },
   { name: 'audit', path: '^main/core/audit/' },
@@ -19,7 +20,6 @@ const LAYERS = [
   { name: 'risk', path: '^main/core/risk/' },
   { name: 'decision', path: '^main/core/decision/' },
   { name: 'approvals', path: '^main/core/approvals/' },
-  { name: 'http', path: '^main/core/http/' },
   { name: 'gateway', path: '^main/core/gateway/' },
   { name: 'ui', path: '^main/core/ui/' },
   { name: 'testing', path: '^main/core/testing/' },

@@ -121,7 +121,7 @@ export const approverSummarySchema = z.strictObject({
 export type ApproverSummary = z.infer<typeof approverSummarySchema>;
 export const approverListSchema = z.array(approverSummarySchema).max(10_000);
 
-export const approvalObligationSchema = z.strictObject({
+export const approvalRequirementSchema = z.strictObject({
   /** Distinct people needed (at least one, and at least one per group list). */
   approvals: z.int().min(0).max(64),
   /** AND of lists: each inner list is filled by a different person in ANY of its groups. */
@@ -159,7 +159,7 @@ export const approvalRequestSchema = z.strictObject({
   policyHash: text(256).min(1),
   determiningPolicies: z.array(text(256)).max(1024),
   reasons: z.array(text(4096)).max(64),
-  obligation: approvalObligationSchema,
+  obligation: approvalRequirementSchema,
   /** The score and every factor that added points, with its sentence (shared/risk.ts). */
   risk: riskAssessmentSchema,
   state: requestStateSchema,

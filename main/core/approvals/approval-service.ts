@@ -46,7 +46,7 @@ import type { AuditEventFields, AuditLog, AuditKind } from '../audit/audit-log.j
 import type { DeniedAtApprovalEvent } from '../../../shared/audit-events.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { ApprovedMinter } from '../tokens/token-minter.js';
-import { inAnyGroup, quorumMet, stillNeeded, stricterRequirement as stricterObligation, type QuorumPerson as Person } from './approval-quorum.js';
+import { inAnyGroup, quorumMet, stillNeeded, stricterRequirement, type QuorumPerson as Person } from './approval-quorum.js';
 import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
 import { parseStoredJson } from '../store/stored-json.js';
 import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse } from './ceremony.js';
@@ -222,10 +222,10 @@ function joinNames(names: string[]): string {
 
 type Plan =
   | { kind: 'deny' }
-  | { kind: 'policy_deny'; reevaluation: Extract<Reevaluation, { outcome: 'deny' }>; storedObligation: string | null }
-  | { kind: 'record'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean; conflicted: string[] }
+  | { kind: 'policy_deny'; reevaluation: Extract<Reevaluation, { outcome: 'deny' }>; storedRequirement: string | null }
+  | { kind: 'record'; obligation: ApprovalRequirement; storedRequirement: string | null; tightened: boolean; conflicted: string[] }
   | {
-    kind: 'approve'; obligation: ApprovalRequirement; storedObligation: string | null; tightened: boolean; counted: string[];
+    kind: 'approve'; obligation: ApprovalRequirement; storedRequirement: string | null; tightened: boolean; counted: string[];
     /** Approvers the current policy newly names as conflicted (merged into the request on commit). */
     conflicted: string[];
     /** One token per member still pending: the primary first, then each follower. */
@@ -572,7 +572,7 @@ export class ApprovalService {
     const self = this.options.directory.get(ctx.approverId);
     const selfPerson: Person = { id: self.id, groups: self.groups };
     if (!quorumMet(stored, [...this.countedPeople(row, stored), selfPerson])) {
-      return { kind: 'record', obligation: stored, storedObligation: row.obligationJson, tightened: false, conflicted: [] };
+      return { kind: 'record', obligation: stored, storedRequirement: row.obligationJson, tightened: false, conflicted: [] };
     }
     let obligation = stored;
     let tightened = false;
@@ -581,9 +581,9 @@ export class ApprovalService {
       const reevaluation = await this.options.policy.reevaluate({
         requestId: row.id, agentId: row.agentId, call: row.call, risk: this.groupRisk(row), policyHash: row.policyHash,
       });
-      if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedObligation: row.obligationJson };
+      if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedRequirement: row.obligationJson };
       if (reevaluation.outcome === 'approval_required') {
-        obligation = stricterObligation(stored, reevaluation.obligation);
+        obligation = stricterRequirement(stored, reevaluation.obligation);
         const storedNames = row.conflictedApprovers;
         conflicted = (reevaluation.conflicted ?? []).filter((name) => !storedNames.some((n) => sameSpelling(n, name)));
         if (conflicted.some((name) => this.names(name, self.id))) {
@@ -594,7 +594,7 @@ export class ApprovalService {
     }
     const counted = this.countedApprovals(row, obligation, conflicted);
     if (!quorumMet(obligation, [...counted.map(({ approver }) => ({ id: approver.id, groups: approver.groups })), selfPerson])) {
-      return { kind: 'record', obligation, storedObligation: row.obligationJson, tightened, conflicted };
+      return { kind: 'record', obligation, storedRequirement: row.obligationJson, tightened, conflicted };
     }
     const audience = this.options.audienceOf(row.tool);
     if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
@@ -618,7 +618,7 @@ export class ApprovalService {
       });
       minted.push({ requestId: member, ...token });
     }
-    return { kind: 'approve', obligation, storedObligation: row.obligationJson, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
+    return { kind: 'approve', obligation, storedRequirement: row.obligationJson, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
@@ -642,7 +642,7 @@ export class ApprovalService {
       const credential = this.checkSubmitter(row, ctx.approverId, ctx.verdict, ctx.response, parseOffered(challengeRow.offered));
       this.ceremonies.recordUse(credential, ctx.newCounter, now);
       const approver = this.options.directory.get(ctx.approverId);
-      if (plan.kind !== 'deny' && row.obligationJson !== plan.storedObligation) throw new StalePlan();
+      if (plan.kind !== 'deny' && row.obligationJson !== plan.storedRequirement) throw new StalePlan();
       if (plan.kind === 'record' || plan.kind === 'approve') {
         const counted = this.countedApprovals(row, plan.obligation, plan.conflicted);
         const people = [...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })), { id: approver.id, groups: approver.groups }];

@@ -44,7 +44,7 @@ export interface PolicyRequest {
   now: Date;
 }
 
-export interface ApprovalObligation {
+export interface PolicyApprovalRequirement {
   /** Distinct people needed. */
   approvals: number;
   /** Each inner list is one requirement: at least one approver must be in one of its groups. */
@@ -65,7 +65,7 @@ export interface PolicyDecision {
   determiningPolicies: string[];
   /** Evaluation errors (`policy "<id>": <message>`); any error makes the outcome deny. */
   errors: string[];
-  obligation?: ApprovalObligation;
+  obligation?: PolicyApprovalRequirement;
   policyHash: string;
   reasons: string[];
 }
@@ -350,7 +350,7 @@ function interpret(prepared: Exclude<Prepared, { done: PolicyDecision }>, answer
   if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
 
   const reasons = reasonsOf(set, determining, 'permitted');
-  const obligation = combineObligations(set, determining);
+  const obligation = combineApprovalRequirements(set, determining);
   if (obligation === undefined) {
     return { outcome: 'allow', determiningPolicies: determining, errors: [], policyHash: set.hash, reasons };
   }
@@ -382,8 +382,8 @@ function activate(set: LoadedPolicySet): ActiveSet {
   return { set, schemaName, policySetId, toolEntity: set.toolEntities, slices: buildEntitySliceIndex(set) };
 }
 
-function combineObligations(set: LoadedPolicySet, determining: readonly string[]): ApprovalObligation | undefined {
-  let result: ApprovalObligation | undefined;
+function combineApprovalRequirements(set: LoadedPolicySet, determining: readonly string[]): PolicyApprovalRequirement | undefined {
+  let result: PolicyApprovalRequirement | undefined;
   const groupKeys = new Set<string>();
   for (const id of determining) {
     const policy = set.policies.get(id);

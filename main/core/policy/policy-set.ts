@@ -47,7 +47,7 @@ const MAX_REPORTED_PROBLEMS = 25;
 export type UserVerification = 'required' | 'preferred';
 
 /** The approval requirement one permit policy declares through its annotations. */
-export interface PolicyObligationSpec {
+export interface PermitApprovalRequirement {
   approvals: number;
   /** Any one of these groups satisfies the requirement; undefined = any approver. */
   groups: string[] | undefined;
@@ -68,7 +68,7 @@ export interface LoadedPolicy {
   text: string;
   reason: string | undefined;
   /** Present on permits with @approvals >= 1. */
-  obligation: PolicyObligationSpec | undefined;
+  obligation: PermitApprovalRequirement | undefined;
 }
 
 /** A static Cedar entity as written in entities.json (JSON entity format). */
@@ -355,19 +355,19 @@ function readPolicy(file: string, stem: string, line: number, text: string, prob
   }
 
   const effect = json.json.effect;
-  let obligation: PolicyObligationSpec | undefined;
+  let obligation: PermitApprovalRequirement | undefined;
   const present = OBLIGATION_ANNOTATIONS.filter((name) => annotations[name] !== undefined);
   if (effect === 'forbid') {
     if (present.length > 0) problems.add(`${at}: obligation annotations (${present.map((n) => `@${n}`).join(', ')}) only apply to permit policies`);
   } else if (present.length > 0) {
-    obligation = readObligation(at, value, problems);
+    obligation = readApprovalRequirement(at, value, problems);
   }
 
   if (problems.errorCount() > before) return undefined;
   return { id, file, line, effect, text, reason, obligation };
 }
 
-function readObligation(at: string, value: (name: string) => string | undefined, problems: Problems): PolicyObligationSpec | undefined {
+function readApprovalRequirement(at: string, value: (name: string) => string | undefined, problems: Problems): PermitApprovalRequirement | undefined {
   const approvalsText = value('approvals');
   const groupsText = value('approver_groups');
   const ttlText = value('approval_ttl');

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { parseStrictJson, type JsonObject, type JsonValue } from '../../../shared/canonical-json.js';
 import { CountersignError, isCountersignError, quote, type ErrorCode } from '../../../shared/errors.js';
 import { PolicyEngine, type PolicyDecision, type PolicyOutcome, type PolicyRequest } from './policy-engine.js';
-import { loadPolicyDirectory, type PolicyObligationSpec } from './policy-set.js';
+import { loadPolicyDirectory, type PermitApprovalRequirement } from './policy-set.js';
 import { fileReadError } from '../user-files.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -23,7 +23,7 @@ export interface PolicyCheckSummary {
     line: number;
     effect: 'permit' | 'forbid';
     reason?: string;
-    obligation?: PolicyObligationSpec;
+    obligation?: PermitApprovalRequirement;
   }>;
   tools: Array<{ name: string; audience: string; impact: string }>;
   warnings: string[];
