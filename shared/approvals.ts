@@ -50,9 +50,17 @@ export const approvalChallengeRecordSchema = z.strictObject({
 });
 export type ApprovalChallengeRecord = z.infer<typeof approvalChallengeRecordSchema>;
 
+/**
+ * The WebAuthn challenge of any signed record, base64url(SHA-256(JCS(record))): the one challenge
+ * function of every ceremony (approvals here, admin actions in main/core/approvals/admin-actions.ts).
+ */
+export async function recordChallenge(record: unknown): Promise<string> {
+  return base64url(await sha256(canonicalBytes(record)));
+}
+
 /** The WebAuthn challenge (base64url) bound to `record`. */
 export async function approvalChallenge(record: ApprovalChallengeRecord): Promise<string> {
-  return base64url(await sha256(canonicalBytes(record)));
+  return recordChallenge(record);
 }
 
 /** One approver's assertion, as carried in the token's `approvals` claim (all bytes base64url). */

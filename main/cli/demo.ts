@@ -25,7 +25,8 @@ import { isCountersignError } from '../../shared/errors.js';
 import type { AgentScope } from '../core/identity/agent-registry.js';
 import { readAgentKeyFile, writeAgentKeyFile } from './agent-key-file.js';
 import { jwksFor } from '../core/tokens/jwks.js';
-import { parseStoredRisk, type RiskAssessment } from '../../shared/risk.js';
+import type { RiskAssessment } from '../../shared/risk.js';
+import { RequestRepository } from '../core/store/request-repository.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { prng } from '../../shared/prng.js';
 
@@ -285,13 +286,13 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
 
 /** What the finance agent paid in the hour before `now`, for `demoSteps` after a restart. */
 export function demoHistory(app: RunningCountersign, now: number): PastPayment[] {
-  const rows = app.db.prepare<[number], { call_json: string; created_at: number }>(
-    "SELECT call_json, created_at FROM requests WHERE agent_id = 'finance-bot' AND created_at > ? ORDER BY created_at",
-  ).all(now - HOUR_MS);
+  const since = now - HOUR_MS;
+  // recentOf includes `since` itself; the window is the hour strictly before `now`.
+  const rows = new RequestRepository(app.db).recentOf('finance-bot', since).filter((row) => row.createdAt > since);
   const history: PastPayment[] = [];
   for (const row of rows) {
-    const payee = (JSON.parse(row.call_json) as { params?: { payee?: unknown } }).params?.payee;
-    if (typeof payee === 'string') history.push({ payee, atMs: row.created_at - now });
+    const payee = row.call.params['payee'];
+    if (typeof payee === 'string') history.push({ payee, atMs: row.createdAt - now });
   }
   return history;
 }
@@ -317,8 +318,7 @@ async function ensureAgent(app: RunningCountersign, dir: string, agent: DemoAgen
 
 /** The risk the scorer recorded for a request (agents are not told it; the demo shows it). */
 function storedRisk(app: RunningCountersign, requestId: string): RiskAssessment | undefined {
-  const row = app.db.prepare<[string], { risk: string }>('SELECT risk FROM requests WHERE id = ?').get(requestId);
-  return row === undefined ? undefined : parseStoredRisk(row.risk);
+  return new RequestRepository(app.db).get(requestId)?.risk;
 }
 
 function riskLine(risk: RiskAssessment | undefined): string {

@@ -5,6 +5,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../helpers/harness.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import { AdminActions } from '../../main/core/approvals/admin-actions.js';
+import type { AuditLog } from '../../main/core/audit/audit-log.js';
 
 let h: Harness;
 let rootKey: VirtualAuthenticator;
@@ -135,5 +137,63 @@ describe('admin actions', () => {
     const done = await post('/api/admin/submit', { adminId: 'vadmin', response: h.app.virtualApprovers!.answer(started.json.options as Options) });
     expect(done.status).toBe(200);
     expect(h.app.approvers.get('alice').status).toBe('active');
+  });
+
+  it('refuses an admin disabled while their tap is being verified, and performs nothing', async () => {
+    // The race is injected through the clock: the submit reads it after its first admin check
+    // and before the signature is verified, so the admin is disabled in between.
+    let raceOnNextClock = false;
+    const clock = () => {
+      if (raceOnNextClock) {
+        raceOnNextClock = false;
+        h.app.approvers.disable('root');
+      }
+      return Date.now();
+    };
+    const admin = new AdminActions(h.app.db, h.app.audit, h.app.approvers, { ceremonyTimeoutMs: 60_000, now: clock });
+    const { options } = await admin.start('root', addAlice);
+    raceOnNextClock = true;
+    await expect(admin.submit('root', tap(rootKey, options as Options))).rejects.toMatchObject({ code: 'approver_disabled' });
+    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
+    expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 0 });
+    expect(h.app.db.prepare('SELECT used_at FROM admin_challenges').all()).toEqual([{ used_at: null }]);
+  });
+
+  it('refuses an admin removed from the admin group while their tap is being verified, and performs nothing', async () => {
+    let raceOnNextClock = false;
+    const clock = () => {
+      if (raceOnNextClock) {
+        raceOnNextClock = false;
+        h.app.approvers.setGroups('root', ['finance-approvers']);
+      }
+      return Date.now();
+    };
+    const admin = new AdminActions(h.app.db, h.app.audit, h.app.approvers, { ceremonyTimeoutMs: 60_000, now: clock });
+    const { options } = await admin.start('root', addAlice);
+    raceOnNextClock = true;
+    await expect(admin.submit('root', tap(rootKey, options as Options))).rejects.toMatchObject({ code: 'approver_not_eligible' });
+    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
+    expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 0 });
+  });
+
+  it('answers audit_write_failed when the admin action cannot be audited, and performs nothing', async () => {
+    // A mock audit log: the real one cannot be made to fail on demand mid-transaction.
+    const failing = Object.create(h.app.audit) as AuditLog;
+    failing.append = () => { throw new Error('disk full'); };
+    const admin = new AdminActions(h.app.db, failing, h.app.approvers, { ceremonyTimeoutMs: 60_000 });
+    const { options } = await admin.start('root', addAlice);
+    await expect(admin.submit('root', tap(rootKey, options as Options))).rejects.toMatchObject({ code: 'audit_write_failed' });
+    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
+    expect(h.app.db.prepare('SELECT used_at FROM admin_challenges').all()).toEqual([{ used_at: null }]);
+  });
+
+  it('refuses a ceremony started before the upgrade that records offered keys, asking to restart it', async () => {
+    const started = await post('/api/admin/ceremony', { adminId: 'root', action: addAlice });
+    // A row written by a version before the offered column existed.
+    h.app.db.prepare('UPDATE admin_challenges SET offered = NULL').run();
+    const refused = await post('/api/admin/submit', { adminId: 'root', response: tap(rootKey, started.json.options as Options) });
+    expect(refused.json).toMatchObject({ error: { code: 'challenge_invalid' } });
+    expect(JSON.stringify(refused.json)).toContain('restarted');
+    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
   });
 });

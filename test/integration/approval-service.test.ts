@@ -289,6 +289,17 @@ describe('approval service', () => {
     await expect(w.service.submitCeremony({ requestId: second, approverId: 'frank', response: sign(w, c, { credentialId: k2! }) })).resolves.toMatchObject({ state: 'pending' });
   });
 
+  it('refuses a ceremony started before the upgrade that records offered keys, asking to restart it', async () => {
+    const requestId = await w.pendingRequest();
+    const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });
+    // A row written by a version before the offered column existed.
+    w.app.db.prepare("UPDATE webauthn_challenges SET offered = NULL WHERE purpose = 'approval'").run();
+    const refused = await w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started) }).then(() => undefined, (error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'challenge_invalid' });
+    expect((refused as Error).message).toContain('must be restarted');
+    expect(approvalRows(w, requestId)).toBe(0);
+  });
+
   it('refuses an approver disabled between start and submit', async () => {
     const requestId = await w.pendingRequest();
     const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });

@@ -16,9 +16,10 @@ import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory } from './approver-directory.js';
 import type { TamperAlarm } from '../audit/tamper-alarm.js';
-import { CeremonyEngine, CounterRegression, parseOffered, recordChallenge } from './ceremony.js';
-import { CountersignError, quote } from '../../../shared/errors.js';
-import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
+import { recordChallenge } from '../../../shared/approvals.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { SIGNED_TYP } from '../../../shared/typ.js';
 
 export const ADMIN_GROUP = 'countersign-admins';
@@ -35,6 +36,16 @@ export const adminActionSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('audit.acknowledge_alarm'), alarmId: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
 ]);
 export type AdminAction = z.infer<typeof adminActionSchema>;
+
+/** The record an admin's key signs (its challenge is recordChallenge of it), as stored in admin_challenges. */
+export const adminChallengeRecordSchema = z.strictObject({
+  typ: z.literal(ADMIN_ACTION_TYP),
+  adminId: id,
+  action: adminActionSchema,
+  nonce: z.string().length(43).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url'),
+  expiresAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+export type AdminChallengeRecord = z.infer<typeof adminChallengeRecordSchema>;
 
 export class AdminActions {
   private readonly now: () => number;
@@ -60,11 +71,10 @@ export class AdminActions {
     if (action.kind === 'audit.acknowledge_alarm') this.tamperAlarm().assertOpen(action.alarmId);
     const now = this.now();
     const expiresAt = now + this.options.ceremonyTimeoutMs;
-    const record: JsonObject = { typ: ADMIN_ACTION_TYP, adminId, action: action, nonce: randomBytes(32).toString('base64url'), expiresAt };
-    const challenge = recordChallenge(record);
+    const record: AdminChallengeRecord = { typ: ADMIN_ACTION_TYP, adminId, action: action, nonce: randomBytes(32).toString('base64url'), expiresAt };
+    const challenge = await recordChallenge(record);
     const { options, offered } = await this.ceremonies.offer({ credentials, challenge, userVerification: 'required', timeoutMs: this.options.ceremonyTimeoutMs });
-    this.db.prepare('INSERT INTO admin_challenges (challenge, admin_id, record, expires_at, offered) VALUES (?, ?, ?, ?, ?)')
-      .run(challenge, adminId, canonicalize(record), expiresAt, JSON.stringify(offered));
+    this.ceremonies.issueChallenge('admin', { challenge, userId: adminId, record, expiresAt, offered });
     return { options, action };
   }
 
@@ -73,35 +83,43 @@ export class AdminActions {
     this.adminCredentials(adminId);
     const read = this.ceremonies.read(response);
     const { challenge } = read;
-    const row = this.db.prepare<[string], { admin_id: string; record: string; expires_at: number; used_at: number | null; offered: string | null }>('SELECT * FROM admin_challenges WHERE challenge = ?').get(challenge);
+    const row = this.ceremonies.challenge('admin', challenge);
     const now = this.now();
-    if (row === undefined || row.admin_id !== adminId || row.used_at !== null || row.expires_at <= now) {
+    if (row === undefined || row.record === null || row.userId !== adminId || row.usedAt !== null || row.expiresAt <= now) {
       throw new CountersignError('challenge_invalid', 'the admin challenge is unknown, used, expired or for another admin');
     }
-    const record = parseStrictJson(row.record);
-    if (recordChallenge(record) !== challenge) throw new CountersignError('challenge_invalid', 'the admin challenge does not match its bound record');
+    const parsedRecord = adminChallengeRecordSchema.safeParse(parseStrictJson(row.record));
+    if (!parsedRecord.success || parsedRecord.data.adminId !== adminId || (await recordChallenge(parsedRecord.data)) !== challenge) {
+      throw new CountersignError('challenge_invalid', 'the admin challenge does not match its bound record');
+    }
+    const { action } = parsedRecord.data;
     const offered = parseOffered(row.offered);
     const credential = this.ceremonies.credentialFor(adminId, read.response, offered);
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
-    const action = adminActionSchema.parse((record as { action: unknown }).action);
     let result: unknown;
     try {
       result = this.db.transaction(() => {
         // Spend the challenge first: a concurrent submit of the same assertion finds it used.
-        const spent = this.db.prepare('UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, challenge);
-        if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
+        if (!this.ceremonies.spendChallenge('admin', challenge, now)) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
+        // The admin as they are now (disabled or removed from the admin group meanwhile: refused).
+        this.adminCredentials(adminId);
         // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
         this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
         const outcome = this.perform(action, adminId, now);
-        this.audit.append('admin.action', now, {
-          adminId, action: action, credentialId: credential.credentialId,
-          evidence: { authenticatorData: read.response.response.authenticatorData, clientDataJSON: read.response.response.clientDataJSON, signature: read.response.response.signature },
-        });
+        try {
+          this.audit.append('admin.action', now, {
+            adminId, action: action, credentialId: credential.credentialId,
+            evidence: { authenticatorData: read.response.response.authenticatorData, clientDataJSON: read.response.response.clientDataJSON, signature: read.response.response.signature },
+          });
+        } catch (cause) {
+          throw new CountersignError('audit_write_failed', undefined, { cause });
+        }
         return outcome;
       }).immediate();
     } catch (error) {
       if (error instanceof CounterRegression) this.ceremonies.refuse(error);
-      throw error;
+      if (isCountersignError(error)) throw error;
+      throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
     return { action, result };
   }

@@ -49,7 +49,7 @@ import type { ApprovedMinter } from '../tokens/token-minter.js';
 import { inAnyGroup, quorumMet, stillNeeded, stricterRequirement, type QuorumPerson as Person } from './approval-quorum.js';
 import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
 import { parseStoredJson } from '../store/stored-json.js';
-import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse } from './ceremony.js';
+import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse, type StoredChallenge } from './ceremony.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
@@ -177,10 +177,6 @@ export interface ApprovalOutcome {
   tokenExpiresAt?: number;
 }
 
-interface ChallengeRow {
-  challenge: string; purpose: 'registration' | 'approval'; approver_id: string; request_id: string | null; verdict: ApprovalVerdict | null;
-  record: string | null; expires_at: number; used_at: number | null; offered: string | null;
-}
 interface ApprovalRow {
   request_id: string; approver_id: string; credential_id: string; verdict: ApprovalVerdict; reason: string | null; assertion: string; at: number;
 }
@@ -381,8 +377,7 @@ export class ApprovalService {
     const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
     const { options, offered } = await this.ceremonies.offer({ credentials, challenge, userVerification: obligation.userVerification, timeoutMs: ceremonyExpiry - now });
     this.store(() => {
-      this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at, offered) VALUES (?, 'approval', ?, ?, ?, ?, ?, ?)")
-        .run(challenge, approver.id, row.id, verdict, canonicalize(record), ceremonyExpiry, JSON.stringify(offered));
+      this.ceremonies.issueChallenge('approval', { challenge, userId: approver.id, requestId: row.id, verdict, record, expiresAt: ceremonyExpiry, offered });
       const started: AuditEventFields<'approval.started'> = { requestId: row.id, agentId: row.agentId, approverId: approver.id, verdict, challenge, callSha256: row.callSha256, expiresAt: ceremonyExpiry };
       if (followers.length > 0) started.followers = followers;
       this.appendAudit('approval.started', now, started);
@@ -511,18 +506,18 @@ export class ApprovalService {
   private async checkChallenge(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
     const { row, record } = this.challengeRow(challenge, requestId, approverId, verdict, now);
     if ((await approvalChallenge(record)) !== challenge) throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
-    return { record, verdict: row.verdict!, offered: parseOffered(row.offered) };
+    return { record, verdict: row.verdict as ApprovalVerdict, offered: parseOffered(row.offered) };
   }
 
-  private challengeRow(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): { row: ChallengeRow; record: ApprovalChallengeRecord } {
-    const row = this.db.prepare<[string], ChallengeRow>('SELECT * FROM webauthn_challenges WHERE challenge = ?').get(challenge);
+  private challengeRow(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): { row: StoredChallenge; record: ApprovalChallengeRecord } {
+    const row = this.ceremonies.challenge('approval', challenge);
     const invalid = (why: string) => new CountersignError('challenge_invalid', `the ceremony challenge ${why}`);
-    if (row === undefined || row.purpose !== 'approval' || row.record === null || row.verdict === null) throw invalid('is unknown');
-    if (row.request_id !== requestId) throw invalid(`was issued for another request, not ${quote(requestId)}`);
-    if (row.approver_id !== approverId) throw invalid(`was issued to another approver, not ${quote(approverId)}`);
+    if (row === undefined || row.record === null || (row.verdict !== 'approve' && row.verdict !== 'deny')) throw invalid('is unknown');
+    if (row.requestId !== requestId) throw invalid(`was issued for another request, not ${quote(requestId)}`);
+    if (row.userId !== approverId) throw invalid(`was issued to another approver, not ${quote(approverId)}`);
     if (verdict !== undefined && row.verdict !== verdict) throw invalid(`was issued to ${row.verdict}, not to ${verdict}`);
-    if (row.used_at !== null) throw invalid('has already been used');
-    if (row.expires_at <= now) throw invalid('has expired; start a new ceremony');
+    if (row.usedAt !== null) throw invalid('has already been used');
+    if (row.expiresAt <= now) throw invalid('has expired; start a new ceremony');
     const record = approvalChallengeRecordSchema.safeParse(parseStrictJson(row.record));
     if (!record.success || record.data.requestId !== requestId || record.data.approverId !== approverId || record.data.verdict !== row.verdict) {
       throw invalid('is bound to a different record');
@@ -655,8 +650,7 @@ export class ApprovalService {
       if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId))) throw new StalePlan();
 
       // The approval itself.
-      const spent = this.db.prepare('UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL').run(now, ctx.challenge);
-      if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
+      if (!this.ceremonies.spendChallenge('approval', ctx.challenge, now)) throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
       this.db.prepare('INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
       const step: AuditEventFields<'approval.given' | 'approval.denied'> = {

@@ -4,9 +4,10 @@
  * approvers of the test key domain all run their key taps through it, so every tap gets the same
  * checks in the same order:
  *
- * 1. The challenge is base64url(SHA-256(JCS(record))): the key signs exactly the record shown.
- *    The caller stores it single-use in its challenge row together with the keys offered
- *    (allowCredentials), which are the only keys that may answer.
+ * 1. The challenge is base64url(SHA-256(JCS(record))) (shared/approvals.ts recordChallenge): the
+ *    key signs exactly the record shown. The engine stores it single-use in the challenge store of
+ *    its purpose (approval: webauthn_challenges, admin: admin_challenges) together with the keys
+ *    offered (allowCredentials), which are the only keys that may answer.
  * 2. The response is read strictly; the key that answered must belong to the user, be active
  *    (a suspect key is refused with credential_suspect), have been offered, and the userHandle
  *    (when the authenticator sends one) must name the user.
@@ -15,7 +16,6 @@
  *    genuine assertion can take a key out of service: a regression marks the key suspect in its
  *    own audited transaction (`approver.credential_suspect`) and the tap is refused.
  */
-import { createHash } from 'node:crypto';
 import {
   generateAuthenticationOptions,
   verifyAuthenticationResponse,
@@ -28,7 +28,7 @@ import type { AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { ApproverDirectory, CredentialRecord } from './approver-directory.js';
 import { clientDataChallenge } from './client-data.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
-import { canonicalBytes, parseStrictJson } from '../../../shared/canonical-json.js';
+import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
 
 export type CeremonyUserVerification = 'required' | 'preferred';
 
@@ -55,19 +55,17 @@ export type AssertionResponse = z.infer<typeof assertionResponseSchema>;
 /** The offered credential ids as stored in a challenge row (JSON array; NULL: nothing offered). */
 const offeredSchema = z.array(b64(1400)).max(64);
 
-/** The challenge a record is signed as: base64url(SHA-256(JCS(record))). */
-export function recordChallenge(record: unknown): string {
-  return createHash('sha256').update(canonicalBytes(record)).digest('base64url');
-}
-
 /** The user handle the directory registers for a person: base64url(UTF-8 id). */
 export function userHandleOf(userId: string): string {
   return Buffer.from(userId, 'utf8').toString('base64url');
 }
 
-/** Reads the offered-credentials column of a challenge row (fails closed: unreadable offers nothing). */
+/**
+ * Reads the offered-credentials column of a challenge row (fails closed: unreadable offers nothing).
+ * NULL is a ceremony started before the upgrade that added the column: it must be started again.
+ */
 export function parseOffered(stored: string | null): string[] {
-  if (stored === null) return [];
+  if (stored === null) throw new CountersignError('challenge_invalid', 'the ceremony was started before an upgrade and must be restarted');
   try {
     const parsed = offeredSchema.safeParse(parseStrictJson(stored));
     return parsed.success ? parsed.data : [];
@@ -110,6 +108,55 @@ export interface CeremonyOffer {
   offered: string[];
 }
 
+/** Which ceremony a challenge belongs to; each purpose keeps its rows in its own table. */
+export type ChallengePurpose = 'approval' | 'admin';
+
+/** A challenge row as the engine stores it, whatever its purpose. */
+export interface StoredChallenge {
+  challenge: string;
+  /** The approver (approval) or admin (admin) the challenge was issued to. */
+  userId: string;
+  /** approval only: the request and verdict the record names. */
+  requestId: string | null;
+  verdict: string | null;
+  /** The signed record, as JCS text (null only for registration rows, never returned here). */
+  record: string | null;
+  expiresAt: number;
+  usedAt: number | null;
+  /** The offered credential ids as stored (JSON array; NULL for a pre-upgrade ceremony): read with {@link parseOffered}. */
+  offered: string | null;
+}
+
+export interface IssuedChallenge {
+  challenge: string;
+  userId: string;
+  record: unknown;
+  expiresAt: number;
+  offered: readonly string[];
+  /** approval only. */
+  requestId?: string;
+  verdict?: string;
+}
+
+interface ChallengeTableRow {
+  challenge: string; user_id: string; request_id: string | null; verdict: string | null;
+  record: string | null; expires_at: number; used_at: number | null; offered: string | null;
+}
+
+/** The SQL of each purpose's challenge store (the tables are as migrations.ts made them). */
+const CHALLENGE_SQL: Record<ChallengePurpose, { insert: string; select: string; spend: string }> = {
+  approval: {
+    insert: "INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at, offered) VALUES (@challenge, 'approval', @userId, @requestId, @verdict, @record, @expiresAt, @offered)",
+    select: "SELECT challenge, approver_id AS user_id, request_id, verdict, record, expires_at, used_at, offered FROM webauthn_challenges WHERE challenge = ? AND purpose = 'approval' AND record IS NOT NULL",
+    spend: "UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND purpose = 'approval' AND used_at IS NULL",
+  },
+  admin: {
+    insert: 'INSERT INTO admin_challenges (challenge, admin_id, record, expires_at, offered) VALUES (@challenge, @userId, @record, @expiresAt, @offered)',
+    select: 'SELECT challenge, admin_id AS user_id, NULL AS request_id, NULL AS verdict, record, expires_at, used_at, offered FROM admin_challenges WHERE challenge = ?',
+    spend: 'UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL',
+  },
+};
+
 export interface CeremonyEngineOptions {
   db: Db;
   audit: AuditLog;
@@ -143,6 +190,37 @@ export class CeremonyEngine {
     if (options.challenge !== input.challenge) throw new CountersignError('internal_error', 'the ceremony challenge was not encoded as bound');
     return { options, offered: input.credentials.map((c) => c.credentialId) };
   }
+
+  // ---- the challenge store ----
+
+  /** Store `issued` single use under `purpose` (inside the caller's transaction, if any). */
+  issueChallenge(purpose: ChallengePurpose, issued: IssuedChallenge): void {
+    const params: Record<string, unknown> = {
+      challenge: issued.challenge, userId: issued.userId, record: canonicalize(issued.record), expiresAt: issued.expiresAt, offered: JSON.stringify(issued.offered),
+    };
+    if (purpose === 'approval') {
+      params['requestId'] = issued.requestId ?? null;
+      params['verdict'] = issued.verdict ?? null;
+    }
+    this.options.db.prepare(CHALLENGE_SQL[purpose].insert).run(params);
+  }
+
+  /** The stored challenge of `purpose`, or undefined when there is none (the caller words the refusal). */
+  challenge(purpose: ChallengePurpose, challenge: string): StoredChallenge | undefined {
+    const row = this.options.db.prepare<[string], ChallengeTableRow>(CHALLENGE_SQL[purpose].select).get(challenge);
+    if (row === undefined) return undefined;
+    return {
+      challenge: row.challenge, userId: row.user_id, requestId: row.request_id, verdict: row.verdict,
+      record: row.record, expiresAt: row.expires_at, usedAt: row.used_at, offered: row.offered,
+    };
+  }
+
+  /** Mark the challenge used (inside the caller's final transaction); false when it already was. */
+  spendChallenge(purpose: ChallengePurpose, challenge: string, now: number): boolean {
+    return this.options.db.prepare(CHALLENGE_SQL[purpose].spend).run(now, challenge).changes === 1;
+  }
+
+  // ---- the key's response ----
 
   /** The response read strictly, and the challenge it answers (assertion_invalid otherwise). */
   read(input: unknown): ReadAssertion {
