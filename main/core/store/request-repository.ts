@@ -14,14 +14,17 @@ import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 import { toolCallSchema, type ApprovalRequirement, type RequestState, type ToolCall } from '../../../shared/protocol.js';
+import { approvalRequirementSchema } from '../../../shared/bridge.js';
 
 
-/** The approval requirement column (`obligation`). */
+/**
+ * The approval requirement column (`obligation`): the shared requirement schema, with the two
+ * allowances a stored row has always had: unknown members are dropped and a row written before
+ * `userVerification` existed reads as 'required'.
+ */
 export const storedRequirementSchema = z.object({
-  approvals: z.int().min(0).max(64),
-  groups: z.array(z.array(z.string().min(1).max(128)).max(64)).max(64),
-  ttlSeconds: z.number().nonnegative(),
-  userVerification: z.enum(['required', 'preferred']).default('required'),
+  ...approvalRequirementSchema.shape,
+  userVerification: approvalRequirementSchema.shape.userVerification.default('required'),
 });
 const textListSchema = z.array(z.string());
 const stateSchema = z.enum(['allowed', 'denied', 'pending', 'approved', 'expired']);
