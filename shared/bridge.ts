@@ -124,8 +124,11 @@ export const approverListSchema = z.array(approverSummarySchema).max(10_000);
 export const approvalRequirementSchema = z.strictObject({
   /** Distinct people needed (at least one, and at least one per group list). */
   approvals: z.int().min(0).max(64),
-  /** AND of lists: each inner list is filled by a different person in ANY of its groups. */
-  groups: z.array(z.array(text(128).min(1)).max(64)).max(64),
+  /**
+   * AND of lists: each inner list is filled by a different person in ANY of its groups. An empty
+   * inner list could never be filled, so it is refused here as by the tool-side verifier (one rule).
+   */
+  groups: z.array(z.array(text(128).min(1)).min(1).max(64)).max(64),
   ttlSeconds: z.number().nonnegative(),
   userVerification: z.enum(['required', 'preferred']),
 }) satisfies z.ZodType<ApprovalRequirement>;

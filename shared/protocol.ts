@@ -163,10 +163,12 @@ export interface DecisionResult {
   determiningPolicies: string[];
   policyHash: string;
   /**
-   * For pending calls: what approval is needed and until when; `received` (request.get only)
-   * counts the approvals recorded so far.
+   * For pending calls: what approval is needed and until when. request.get adds `required`, the
+   * distinct people the quorum needs (max(1, approvals, number of group lists): shared/quorum.ts),
+   * and `received`, the people whose approvals count so far (each person once; disabled,
+   * conflicted or no-longer-eligible approvers not counted). Both optional: additive members.
    */
-  approval?: ApprovalRequirement & { expiresAt: number; received?: number };
+  approval?: ApprovalRequirement & { expiresAt: number; required?: number; received?: number };
 }
 
 export interface DecisionNotification {

@@ -432,14 +432,11 @@ export function verifiedQuorum(set: VerifiedApprovalSet, requirement: QuorumRequ
 }
 
 /**
- * Whether a verified approval set meets a tool's quorum rule ({@link verifiedQuorum}).
- *
- * One exception to the one rule, kept because a test pins it: a rule asking for nobody
- * (`approvals: 0`, no group lists) is met by any set, even an empty one. The core never holds a
- * call for nobody (it needs at least one person), so this only concerns a tool's own rule.
+ * Whether a verified approval set meets a tool's quorum rule ({@link verifiedQuorum}), by the one
+ * rule without exception: fail closed, any approval requirement needs at least one person, so a
+ * rule asking for nobody (`approvals: 0`, no group lists) is not met by an empty set. (Calls the
+ * policy allows automatically carry no approvals and are never checked against a quorum.)
  */
 export function satisfiesQuorum(set: VerifiedApprovalSet, requirement: QuorumRequirement): boolean {
-  const status = verifiedQuorum(set, requirement);
-  if (requirement.approvals === 0 && requirement.groups.length === 0) return true;
-  return status.satisfied;
+  return verifiedQuorum(set, requirement).satisfied;
 }

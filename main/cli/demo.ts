@@ -29,6 +29,7 @@ import type { RiskAssessment } from '../../shared/risk.js';
 import { RequestRepository } from '../core/store/request-repository.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { prng } from '../../shared/prng.js';
+import { requiredApprovers } from '../../shared/quorum.js';
 
 interface DemoAgent {
   id: string;
@@ -369,7 +370,7 @@ export async function connectDemoAgents(app: RunningCountersign, options: { prin
         const result = await client.submit(step.call);
         const risk = storedRisk(app, result.requestId);
         let line = `[${step.agentId}] ${step.label}: ${result.decision.toUpperCase()} — ${result.reasons.join('; ')}`;
-        if (result.approval) line += ` (needs ${result.approval.approvals} approver(s) from ${result.approval.groups.map((g) => g.join(' or ')).join(' and ')})`;
+        if (result.approval) line += ` (needs ${result.approval.required ?? requiredApprovers(result.approval)} approver(s) from ${result.approval.groups.map((g) => g.join(' or ')).join(' and ')})`;
         line += `\n    ${riskLine(risk)}`;
         if (result.token) {
           const verified = await verifyApprovalToken(result.token, {

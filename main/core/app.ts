@@ -253,6 +253,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     db, audit, registry, policy, minter, risk: options.risk ?? riskEngine ?? UnscoredRisk, learner: riskEngine, clock, onTiming: options.onTiming,
     maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
+    // The approval service is made below; request.get asks it only once the app is running.
+    quorumProgress: (requestId) => approvals.quorumProgress(requestId),
     tamperHold: {
       current: () => tamperAlarm.current(),
       requirement: {

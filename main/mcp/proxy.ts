@@ -20,6 +20,7 @@ import { computeCallDigest, type TokenDomain, type VerifiedApproval } from '../.
 import { CountersignError, isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import { MemoryJtiStore, verifyApprovalToken, type JwkLike } from '../../shared/verify-approval-token.js';
 import type { DecisionResult } from '../../shared/protocol.js';
+import { requiredApprovers } from '../../shared/quorum.js';
 import { mapCall, type MappedCall, type MappingFile } from './mapping.js';
 import { HoldStore } from './hold-store.js';
 
@@ -89,6 +90,15 @@ interface Outcome {
 const utf8 = new TextEncoder();
 
 const nodeWebSocket: WebSocketFactory = (url, protocols) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
+
+/**
+ * The people a held call needs: the gateway's `required` (request.get), else the one quorum rule
+ * on the requirement (an older gateway, or the submit answer, which carries no `required`).
+ */
+export function requiredOf(approval: DecisionResult['approval']): number {
+  if (approval === undefined) return 1;
+  return approval.required ?? requiredApprovers(approval);
+}
 
 function toolError(text: string, outcome: Outcome): CallToolResult {
   const meta: JsonObject = { code: outcome.code };
@@ -485,7 +495,7 @@ export class McpProxy {
    * call with the sealed state; the retry waits (with progress) for the approvers.
    */
   private async askToOpenDesk(decision: DecisionResult, digest: string, ctx: ServerContext): Promise<InputRequiredResult> {
-    const required = decision.approval?.approvals ?? 1;
+    const required = requiredOf(decision.approval);
     const received = decision.approval?.received ?? 0;
     return inputRequired({
       inputRequests: {
@@ -519,7 +529,7 @@ export class McpProxy {
     const desk = this.options.deskUrl ?? `${this.httpBase}/ui/`;
     while (!ctx.mcpReq.signal.aborted) {
       if (current.state !== 'pending') return current;
-      const required = current.approval?.approvals ?? 1;
+      const required = requiredOf(current.approval);
       const received = current.approval?.received ?? 0;
       if (progressToken !== undefined) {
         if (received !== lastReceived) beats = 0;

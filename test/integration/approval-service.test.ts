@@ -212,6 +212,19 @@ describe('approval service', () => {
     expect(tokenRows(w, requestId)).toBe(0);
   });
 
+  it("reports the agent's quorum progress by the quorum rule: a person with two keys once, an approver since moved out of the group not at all", async () => {
+    const requestId = await w.pendingRequest();
+    await w.addApprover('frank', 'Frank Example', ['finance-approvers'], 2);
+    await decide(w, requestId, 'bob');
+    w.directory.setGroups('bob', ['treasury']);
+    await decide(w, requestId, 'frank');
+    expect(approvalRows(w, requestId)).toBe(2);
+    expect(requestState(w, requestId)).toBe('pending');
+    const fetched = await w.client.getRequest(requestId);
+    expect(fetched.approval).toMatchObject({ approvals: 2, required: 2, received: 1 });
+    expect(w.service.quorumProgress(requestId)).toEqual({ required: 2, received: 1 });
+  });
+
   it('refuses the agent owner approving their own agent', async () => {
     const requestId = await w.pendingRequest();
     await expectCode(w.service.startCeremony({ requestId, approverId: 'dana@example.com', verdict: 'approve' }), 'approver_conflicted');

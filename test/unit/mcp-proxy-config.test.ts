@@ -13,6 +13,7 @@ import { printHostConfig } from '../../main/mcp/host-config.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { tempDir } from '../helpers/harness.js';
 import { MAPS } from '../helpers/mcp-harness.js';
+import { requiredOf } from '../../main/mcp/proxy.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -120,5 +121,22 @@ describe('host configuration snippet', () => {
 
   it('refuses a host it does not know', () => {
     expect(codeOf(() => printHostConfig('emacs', input))).toMatch(/^config_invalid: unknown host "emacs"/);
+  });
+});
+
+describe('the MCP proxy progress count', () => {
+  const window = { ttlSeconds: 600, userVerification: 'required' as const, expiresAt: 0 };
+
+  it('counts one person per group list, not the bare approvals number ("of 2" for one approval from [a] and [b])', () => {
+    expect(requiredOf({ approvals: 1, groups: [['a'], ['b']], ...window })).toBe(2);
+  });
+
+  it("takes the gateway's required when it sends one", () => {
+    expect(requiredOf({ approvals: 1, groups: [], required: 3, ...window })).toBe(3);
+  });
+
+  it('needs one person for a zero quorum or a missing requirement', () => {
+    expect(requiredOf({ approvals: 0, groups: [], ...window })).toBe(1);
+    expect(requiredOf(undefined)).toBe(1);
   });
 });

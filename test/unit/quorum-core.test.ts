@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { inAnyGroup, quorumMet, quorumOf, stillNeeded, stricterRequirement, type QuorumPerson } from '../../main/core/approvals/approval-quorum.js';
 import type { ApprovalRequirement } from '../../shared/protocol.js';
+import { approvalRequirementSchema } from '../../shared/bridge.js';
+import { storedRequirementSchema } from '../../main/core/store/request-repository.js';
 import type { QuorumVectorApproval, QuorumVectorFile } from '../vectors/quorum-vectors.js';
 
 const file = JSON.parse(readFileSync(new URL('../vectors/quorum.json', import.meta.url), 'utf8')) as QuorumVectorFile;
@@ -43,5 +45,17 @@ describe('core quorum path over test/vectors/quorum.json', () => {
       expect(quorumMet(v.a, people(v.approvals))).toBe(v.quorumBefore?.satisfied);
       expect(quorumOf(stricter, people(v.approvals))).toEqual(v.quorumAfter);
     }
+  });
+});
+
+describe('one rule for an empty group list', () => {
+  it.each(file.quorum.map((v) => [v.name, v] as const))('the shared and the stored requirement schema refuse exactly what the verifier refuses: %s', (_name, v) => {
+    const refused = v.verifier?.error !== undefined;
+    expect(approvalRequirementSchema.safeParse(requirementOf(v.requirement)).success).toBe(!refused);
+    expect(storedRequirementSchema.safeParse(requirementOf(v.requirement)).success).toBe(!refused);
+  });
+
+  it('has a vector with an empty group list', () => {
+    expect(file.quorum.some((v) => v.requirement.groups.some((list) => list.length === 0))).toBe(true);
   });
 });

@@ -458,8 +458,9 @@ describe('satisfiesQuorum', () => {
     expect(satisfiesQuorum(three, { approvals: 3, groups: [['o'], ['o'], ['f']] })).toBe(false);
   });
 
-  it('a zero quorum is trivially met; a malformed one is config_invalid', () => {
-    expect(satisfiesQuorum(set(), { approvals: 0, groups: [] })).toBe(true);
+  it('a zero quorum still needs one approval (fail closed: a requirement is never met by nobody); a malformed one is config_invalid', () => {
+    expect(satisfiesQuorum(set(), { approvals: 0, groups: [] })).toBe(false);
+    expect(satisfiesQuorum(set(['a', ['f']]), { approvals: 0, groups: [] })).toBe(true);
     for (const bad of [{ approvals: -1, groups: [] }, { approvals: 1.5, groups: [] }, { approvals: 1, groups: [[]] }, { approvals: 1, groups: [['']] }, { approvals: 1 }]) {
       expect(() => satisfiesQuorum(set(['a', ['f']]), bad as never)).toThrow(CountersignError);
     }

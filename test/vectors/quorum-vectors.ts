@@ -24,8 +24,8 @@ export interface QuorumVector {
   expect: QuorumVectorStatus;
   /** Whether one more person approving would move the request towards its quorum. */
   candidates?: Array<{ approverId: string; groups: string[]; stillNeeded: boolean }>;
-  /** Where the verifier's public satisfiesQuorum departs from the rule, and why. */
-  verifier?: { satisfied?: boolean; error?: string; why: string };
+  /** Where the verifier refuses a requirement it cannot read (the error code), and why. */
+  verifier?: { error: string; why: string };
 }
 
 export interface StricterVectorRequirement {

@@ -46,7 +46,7 @@ import type { AuditEventFields, AuditLog, AuditKind } from '../audit/audit-log.j
 import type { DeniedAtApprovalEvent } from '../../../shared/audit-events.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { ApprovedMinter } from '../tokens/token-minter.js';
-import { inAnyGroup, quorumMet, stillNeeded, stricterRequirement, type QuorumPerson as Person } from './approval-quorum.js';
+import { inAnyGroup, quorumMet, quorumOf, stillNeeded, stricterRequirement, type QuorumPerson as Person } from './approval-quorum.js';
 import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
 import { parseStoredJson } from '../store/stored-json.js';
 import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse, type StoredChallenge } from './ceremony.js';
@@ -330,6 +330,18 @@ export class ApprovalService {
   history(limit = 100): ApprovalRequestView[] {
     const n = Math.max(1, Math.min(MAX_HISTORY, Math.floor(Number.isFinite(limit) ? limit : 100)));
     return this.requests.history(n).map((row) => this.view(row));
+  }
+
+  /**
+   * How far a request's quorum has come, by the one quorum rule (shared/quorum.ts): the people it
+   * needs and the people whose approvals count now (active, in a required group, not conflicted,
+   * each person once). The agent's request.get reports it; the MCP proxy says "1 of 2" from it.
+   */
+  quorumProgress(requestId: string): { required: number; received: number } {
+    const primary = this.primaryRow(requestId);
+    const requirement = requirementOf(primary);
+    const status = quorumOf(requirement, this.countedPeople(primary, requirement));
+    return { required: status.required, received: status.counted.length };
   }
 
   /** Every recorded approval or denial of a request, with its assertion, in order. */

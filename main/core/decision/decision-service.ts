@@ -31,6 +31,7 @@ import { RequestRepository, type RequestRecord } from '../store/request-reposito
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope } from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
+import { requiredApprovers } from '../../../shared/quorum.js';
 
 export interface DecisionServiceOptions {
   db: Db;
@@ -51,6 +52,12 @@ export interface DecisionServiceOptions {
   onTiming?: (stage: DecisionStage, ms: number) => void;
   /** While a tamper alarm is open, high-impact calls the policy allows wait for approvers instead. */
   tamperHold?: TamperHold;
+  /**
+   * How far a pending request's quorum has come (the approval service's, by shared/quorum.ts):
+   * request.get reports it as `approval.required`/`received`. Absent: `required` from the
+   * requirement alone, no `received`.
+   */
+  quorumProgress?: (requestId: string) => { required: number; received: number };
 }
 
 /** The open tamper alarm (if any) and the approval a held high-impact call then needs. */
@@ -293,7 +300,8 @@ export class DecisionService {
   getRequest(session: AuthenticatedSession, requestId: string): DecisionResult {
     const row = this.requests.get(requestId);
     if (!row || row.agentId !== session.agentId) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
-    return toResult(row, this.requests.outcomeOf(row.id));
+    const progress = row.state === 'pending' && row.obligation !== null ? this.options.quorumProgress?.(row.id) : undefined;
+    return toResult(row, { ...this.requests.outcomeOf(row.id), ...(progress === undefined ? {} : { progress }) });
   }
 
   /** Move pending requests past their deadline to `expired` (terminal); returns what changed. */
@@ -385,8 +393,8 @@ export class DecisionService {
   }
 }
 
-/** The agent's view of a request; `outcome` (its token and approvals so far) only for request.get. */
-function toResult(row: RequestRecord, outcome?: { token: string | null; tokenExpiresAt: number | null; approvalsReceived: number }): DecisionResult {
+/** The agent's view of a request; `outcome` (its token and quorum progress) only for request.get. */
+function toResult(row: RequestRecord, outcome?: { token?: string | null; tokenExpiresAt?: number | null; progress?: { required: number; received: number } }): DecisionResult {
   const state = row.state;
   const result: DecisionResult = {
     requestId: row.id,
@@ -396,14 +404,18 @@ function toResult(row: RequestRecord, outcome?: { token: string | null; tokenExp
     determiningPolicies: row.determiningPolicies,
     policyHash: row.policyHash,
   };
-  if (outcome !== undefined && outcome.token !== null && outcome.tokenExpiresAt !== null) {
+  if (outcome?.token != null && outcome.tokenExpiresAt != null) {
     result.token = outcome.token;
     result.tokenExpiresAt = outcome.tokenExpiresAt;
   }
   if (state === 'pending' && row.obligation !== null && row.expiresAt !== null) {
     result.approval = { ...row.obligation, expiresAt: row.expiresAt };
-    // How far the quorum has come, so a waiting host can say "1 of 2" (request.get only).
-    if (outcome !== undefined) result.approval.received = outcome.approvalsReceived;
+    // How far the quorum has come, so a waiting host can say "1 of 2" (request.get only): the
+    // people needed and the people counted, both by the one quorum rule (shared/quorum.ts).
+    if (outcome !== undefined) {
+      result.approval.required = outcome.progress?.required ?? requiredApprovers(row.obligation);
+      if (outcome.progress !== undefined) result.approval.received = outcome.progress.received;
+    }
   }
   return result;
 }

@@ -14,14 +14,17 @@ import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 import { toolCallSchema, type ApprovalRequirement, type RequestState, type ToolCall } from '../../../shared/protocol.js';
+import { approvalRequirementSchema } from '../../../shared/bridge.js';
 
 
-/** The approval requirement column (`obligation`). */
+/**
+ * The approval requirement column (`obligation`): the shared requirement schema, with the two
+ * allowances a stored row has always had: unknown members are dropped and a row written before
+ * `userVerification` existed reads as 'required'.
+ */
 export const storedRequirementSchema = z.object({
-  approvals: z.int().min(0).max(64),
-  groups: z.array(z.array(z.string().min(1).max(128)).max(64)).max(64),
-  ttlSeconds: z.number().nonnegative(),
-  userVerification: z.enum(['required', 'preferred']).default('required'),
+  ...approvalRequirementSchema.shape,
+  userVerification: approvalRequirementSchema.shape.userVerification.default('required'),
 });
 const textListSchema = z.array(z.string());
 const stateSchema = z.enum(['allowed', 'denied', 'pending', 'approved', 'expired']);
@@ -156,9 +159,8 @@ export class RequestRepository {
     );
     this.followerCountStmt = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
     this.pendingOfAgentCountStmt = db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
-    this.outcomeStmt = db.prepare<[string], { token: string | null; token_expires_at: number | null; approvals_received: number }>(
-      `SELECT t.token AS token, t.expires_at AS token_expires_at,
-         (SELECT COUNT(*) FROM approvals a WHERE a.request_id = COALESCE(r.group_id, r.id) AND a.verdict = 'approve') AS approvals_received
+    this.outcomeStmt = db.prepare<[string], { token: string | null; token_expires_at: number | null }>(
+      `SELECT t.token AS token, t.expires_at AS token_expires_at
        FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?`,
     );
   }
@@ -181,10 +183,10 @@ export class RequestRepository {
     return this.db.prepare<[string], { state: RequestState }>('SELECT state FROM requests WHERE id = ?').get(id)?.state;
   }
 
-  /** A request's token (when one was issued) and how many approvals its group has received. */
-  outcomeOf(id: string): { token: string | null; tokenExpiresAt: number | null; approvalsReceived: number } | undefined {
+  /** A request's token (when one was issued). */
+  outcomeOf(id: string): { token: string | null; tokenExpiresAt: number | null } | undefined {
     const row = this.outcomeStmt.get(id);
-    return row === undefined ? undefined : { token: row.token, tokenExpiresAt: row.token_expires_at, approvalsReceived: row.approvals_received };
+    return row === undefined ? undefined : { token: row.token, tokenExpiresAt: row.token_expires_at };
   }
 
   /** Pending, unexpired prompts (a group's primary only), oldest first, one page. */
