@@ -287,7 +287,10 @@ export class RequestRepository {
 
   /** The newest requests (any state), for the desk's recent activity. */
   recent(limit: number): RequestRecord[] {
-    return this.db.prepare<[number], Row>(`${SELECT} ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?`).all(limit).map(decodeRequest);
+    const stmt = this.db.prepare<[number], Row>(`${SELECT} ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?`);
+    // The desk's read path never writes (ui-service.ts, docs/desktop.md): better-sqlite3 confirms it.
+    if (!stmt.readonly) throw new CountersignError('internal_error', 'the recent-decisions query is not read-only');
+    return stmt.all(limit).map(decodeRequest);
   }
 
   /** An agent's requests created at or after `since`, oldest first (the risk profile's window). */
