@@ -1,13 +1,13 @@
 /**
  * One closed union of stable error codes for everything Countersign reports to a caller, and for
- * each code its record: the message, the JSON-RPC_CODES error number the agent WebSocket sends, the
+ * each code its record: the message, the JSON-RPC error number the agent WebSocket sends, the
  * WebSocket close code where the error ends a connection, and the HTTP status. Every transport
  * and docs/errors.md read this one table (test/unit/docs-errors.test.ts keeps the page equal).
  * Codes are API: never rename one, only add. Messages are lowercase, quote user input, and
  * never name internal modules.
  */
 
-/** JSON-RPC_CODES 2.0 error numbers (the standard ones and the server range Countersign uses). */
+/** JSON-RPC 2.0 error numbers (the standard ones and the server range Countersign uses). */
 export const RPC_CODES = {
   parseError: -32700,
   invalidRequest: -32600,
@@ -37,7 +37,7 @@ export const CLOSE_CODES = {
 
 export interface ErrorRecord {
   readonly message: string;
-  /** The JSON-RPC_CODES error number (`error.code`; the string code travels in `error.data.code`). */
+  /** The JSON-RPC error number (`error.code`; the string code travels in `error.data.code`). */
   readonly rpc: number;
   /**
    * The close code when this error ends a WebSocket connection. Absent: the error alone does
@@ -198,7 +198,7 @@ export function errorRecord(code: ErrorCode): ErrorRecord {
   return ERROR_RECORDS[code];
 }
 
-/** The JSON-RPC_CODES error number for a code. */
+/** The JSON-RPC error number for a code. */
 export function rpcCodeFor(code: ErrorCode): number {
   return ERROR_RECORDS[code].rpc;
 }

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createMcpHandler, hostHeaderValidationResponse, originValidationResponse, type McpHttpHandler } from '@modelcontextprotocol/server';
-import { CountersignError } from '../../shared/errors.js';
+import { CountersignError, errorRecord } from '../../shared/errors.js';
 import type { McpProxy } from './proxy.js';
 
 export const DEFAULT_MCP_HTTP_PATH = '/mcp';
@@ -144,9 +144,11 @@ function plain(res: ServerResponse, status: number, text: string): void {
 }
 
 function tooLarge(req: IncomingMessage, res: ServerResponse, max: number): void {
-  res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+  // Status and JSON-RPC number from the frame_too_large record (shared/errors.ts), with its string code in data.
+  const record = errorRecord('frame_too_large');
+  res.writeHead(record.http, { 'content-type': 'application/json', connection: 'close' });
   // The rest of the body is not read: the connection closes once the answer is out.
-  res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32600, message: `request body larger than ${max} bytes` } }), () => req.destroy());
+  res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: record.rpc, message: `request body larger than ${max} bytes`, data: { code: 'frame_too_large' } } }), () => req.destroy());
 }
 
 async function send(res: ServerResponse, response: Response): Promise<void> {

@@ -8,6 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { request } from 'node:http';
 import { DEMO_POLICY_DIR, DEPLOY_SCOPE, FINANCE_SCOPE, nodeWebSocket, startHarness, tempDir, transferCall, type Harness, ensurePeople } from '../helpers/harness.js';
 import { startCountersign } from '../../main/core/app.js';
 import { AgentClient } from '../../shared/agent-client.js';
@@ -165,6 +166,46 @@ describe('approvals API input', () => {
     expect(await raw(path, JSON.stringify({ id: 'a', displayName: 'A', groups: [], admin: true }))).toEqual({ status: 400, code: 'schema_invalid' });
     expect(await raw('/api/approvals/nowhere', '{}')).toEqual({ status: 404, code: 'method_unknown' });
     expect(h.app.approvers.list()).toEqual([]);
+  });
+
+  /** A GET exactly as written (node:http keeps `.`/`..` and percent-encoded dots; fetch would normalise them). */
+  function rawGet(path: string): Promise<{ status: number; code: unknown }> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: h.app.port, path, headers: { host: `127.0.0.1:${h.app.port}`, authorization: `Bearer ${h.app.uiSessionSecret}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: unknown } }).error?.code }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('refuses an admin body whose admin id is a dot segment or whose action or key response is not the schema', async () => {
+    for (const adminId of ['.', '..', '']) {
+      expect(await raw('/api/admin/ceremony', JSON.stringify({ adminId, action: { kind: 'approver.disable', id: 'bob' } })), adminId).toEqual({ status: 400, code: 'schema_invalid' });
+      expect(await raw('/api/admin/submit', JSON.stringify({ adminId, response: { id: 'AA', rawId: 'AA', type: 'public-key', response: {} } })), adminId).toEqual({ status: 400, code: 'schema_invalid' });
+    }
+    expect(await raw('/api/admin/ceremony', JSON.stringify({ adminId: 'alice', action: { kind: 'approver.promote', id: 'bob' } }))).toEqual({ status: 400, code: 'schema_invalid' });
+    expect(await raw('/api/admin/submit', JSON.stringify({ adminId: 'alice', response: { id: 'AA', rawId: 'AA', type: 'password', response: {} } }))).toEqual({ status: 400, code: 'schema_invalid' });
+  });
+
+  it('refuses a history limit that is not a whole number, and a request or automation id that is not a bridge id', async () => {
+    for (const limit of ['abc', '-1', '1e3', '2.5', '', '9999999999']) {
+      expect(await rawGet(`/api/approvals/history?limit=${limit}`), limit).toEqual({ status: 400, code: 'schema_invalid' });
+    }
+    expect((await rawGet('/api/approvals/history?limit=5')).status).toBe(200);
+    expect((await rawGet('/api/approvals/history')).status).toBe(200);
+    // Dot segments in the path are removed by URL parsing before routing (never a handler); a too long id is refused.
+    for (const id of ['%2E', '%2E%2E', '.', '..']) {
+      expect([400, 404], id).toContain((await rawGet(`/api/approvals/requests/${id}`)).status);
+    }
+    const long = 'r'.repeat(129);
+    expect(await rawGet(`/api/approvals/requests/${long}`)).toEqual({ status: 400, code: 'schema_invalid' });
+    expect(await rawGet(`/api/automation/requests/${long}/wait?timeoutMs=0`)).toEqual({ status: 400, code: 'schema_invalid' });
+    expect(await raw(`/api/automation/requests/${long}/decide`, JSON.stringify({ approverId: 'alice', verdict: 'approve' }))).toEqual({ status: 400, code: 'schema_invalid' });
+    expect(await raw('/api/automation/requests/r1/decide', JSON.stringify({ approverId: '..', verdict: 'approve' }))).toEqual({ status: 400, code: 'schema_invalid' });
+    expect(await raw('/api/automation/virtual-approvers', JSON.stringify({ id: '..', displayName: 'D', groups: [] }))).toEqual({ status: 400, code: 'schema_invalid' });
   });
 
   it('refuses a "__proto__" member at any depth of an approval, admin or automation body, and records nothing', async () => {

@@ -116,6 +116,8 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
     const big = echoCall('z'.repeat(70 * 1024));
     const declared = await rawPost(listener.url, { 'content-length': String(Buffer.byteLength(big)) }, big);
     expect(declared.status).toBe(413);
+    // The frame_too_large record's JSON-RPC number, not a literal -32600.
+    expect(JSON.parse(declared.text)).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32005, data: { code: 'frame_too_large' } } });
     const chunked = await rawPost(listener.url, { 'transfer-encoding': 'chunked' }, big);
     expect(chunked.status).toBe(413);
     // The listener still serves afterwards.

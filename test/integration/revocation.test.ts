@@ -76,6 +76,38 @@ describe('revoking an agent', () => {
     expect(h.app.registry.revoke('compromised-bot', 'again')).toEqual([]);
   });
 
+  it('still revokes and ends every pending request when one of them has a column that no longer decodes', async () => {
+    const key = await h.enroll('corrupt-row-bot');
+    const { c, ids } = await holding('corrupt-row-bot', key, 2);
+    // A fault the schema rejects, in a column revocation does not use (the real SQLite file).
+    h.app.db.prepare("UPDATE requests SET reasons = '{not a list' WHERE id = ?").run(ids[0]!);
+
+    const ended = h.app.registry.revoke('corrupt-row-bot', 'host compromised');
+    expect(ended.map((r) => r.requestId)).toEqual(ids);
+    expect(h.app.db.prepare("SELECT status FROM agents WHERE id = 'corrupt-row-bot'").get()).toEqual({ status: 'revoked' });
+    const reasons = JSON.stringify(['agent revoked: host compromised']);
+    for (const id of ids) expect(state(id)).toEqual({ state: 'denied', reasons });
+    expect(audited('decision.deny').filter((e) => e.agentId === 'corrupt-row-bot').map((e) => e.requestId)).toEqual(ids);
+    await untilClosed(c);
+  });
+
+  it('expires the other due requests, and the one whose stored call no longer decodes, recording a learning fault', async () => {
+    const key = await h.enroll('expiring-corrupt-bot');
+    const { c, ids } = await holding('expiring-corrupt-bot', key, 3);
+    h.app.db.prepare("UPDATE requests SET reasons = '{not a list' WHERE id = ?").run(ids[0]!);
+    h.app.db.prepare("UPDATE requests SET call_json = '{\"tool\":1}' WHERE id = ?").run(ids[1]!);
+    const deadline = (h.app.db.prepare('SELECT MAX(expires_at) AS t FROM requests WHERE agent_id = ?').get('expiring-corrupt-bot') as { t: number }).t;
+
+    const expired = h.app.decisions.expireDue(deadline).filter((e) => e.agentId === 'expiring-corrupt-bot');
+    expect(expired.map((e) => e.result.requestId).sort()).toEqual([...ids].sort());
+    for (const e of expired) expect(e.result).toMatchObject({ state: 'expired', decision: 'deny' });
+    for (const id of ids) expect(state(id).state).toBe('expired');
+    const events = audited('decision.expired').filter((e) => e.agentId === 'expiring-corrupt-bot');
+    expect(events.map((e) => e.requestId).sort()).toEqual([...ids].sort());
+    expect(events.find((e) => e.requestId === ids[1])?.riskLearningFault).toMatch(/stored call .* is malformed/);
+    c.close();
+  });
+
   it('tells an SDK client waiting for its decision that the request was denied by the revocation', async () => {
     const key = await h.enroll('sdk-bot');
     const pushed: DecisionResult[] = [];

@@ -153,6 +153,24 @@ describe('the UI API refuses', () => {
     expect(() => createHttpBridge({ baseUrl: base, sessionSecret: '' })).toThrow(expect.objectContaining({ code: 'not_authenticated' }));
   });
 
+  it('a malformed percent-encoded path segment without the secret with 401, not a schema answer', async () => {
+    const paths = ['/api/approvals/requests/%ZZ', '/api/approvals/requests/%ZZ/ceremony', '/api/approvals/requests/%E0%A4%A', '/api/ui/%ZZ', '/api/%ZZ/x'];
+    for (const path of paths) {
+      for (const method of ['GET', 'POST']) {
+        const res = await raw(h.app.port, path, {}, method);
+        expect(res.status, `${method} ${path}`).toBe(401);
+        expect(JSON.parse(res.body), `${method} ${path}`).toMatchObject({ error: { code: 'not_authenticated' } });
+      }
+      // A cross-origin caller with the secret is refused by the origin policy before decoding too.
+      const foreign = await raw(h.app.port, path, { authorization: `Bearer ${h.app.uiSessionSecret}`, origin: 'https://evil.example' });
+      expect(foreign.status, path).toBe(403);
+    }
+    // With the secret, the bad encoding is a schema answer.
+    const authed = await raw(h.app.port, '/api/approvals/requests/%ZZ', { authorization: `Bearer ${h.app.uiSessionSecret}` });
+    expect(authed.status).toBe(400);
+    expect(JSON.parse(authed.body)).toMatchObject({ error: { code: 'schema_invalid' } });
+  });
+
   it('a Host header that is not on the allowlist with 421, even with the secret', async () => {
     for (const path of ['/api/ui/status', '/ui/', '/ui/index.html']) {
       const res = await raw(h.app.port, path, { host: 'evil.example', authorization: `Bearer ${h.app.uiSessionSecret}` });

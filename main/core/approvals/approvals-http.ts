@@ -18,9 +18,11 @@
 import { z } from 'zod';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import type { ApproverDirectory } from './approver-directory.js';
-import type { AdminActions } from './admin-actions.js';
+import { adminActionSchema, type AdminActions } from './admin-actions.js';
 import type { AuditProofs } from '../audit/audit-proofs.js';
 import { CountersignError } from '../../../shared/errors.js';
+import { bridgeIdSchema, webauthnResponseSchema } from '../../../shared/bridge.js';
+import { queryIntegerSchema } from '../../../shared/bridge-table.js';
 import { parseBody, type HttpRoute } from '../http/http-edge.js';
 
 /** The approval service reads these routes expose. */
@@ -38,17 +40,32 @@ export interface ApprovalsRoutesOptions {
   audit?: AuditProofs;
 }
 
-const ID = z.string().min(1).max(128);
-const adminStartBody = z.strictObject({ adminId: ID, action: z.record(z.string(), z.unknown()) });
-const adminSubmitBody = z.strictObject({ adminId: ID, response: z.record(z.string(), z.unknown()) });
+// The admin action's own schema (admin-actions.ts) and the bridge's id and WebAuthn response schemas: one spelling each.
+const adminStartBody = z.strictObject({ adminId: bridgeIdSchema, action: adminActionSchema });
+const adminSubmitBody = z.strictObject({ adminId: bridgeIdSchema, response: webauthnResponseSchema });
+
+/** `?limit=`: absent is 50; otherwise digits only (refused like the bridge's query integers), clamped to 1..500. */
+function historyLimit(query: URLSearchParams): number {
+  const value = query.get('limit');
+  if (value === null) return 50;
+  const parsed = queryIntegerSchema.safeParse(/^[0-9]{1,9}$/.test(value) ? Number(value) : Number.NaN);
+  if (!parsed.success) throw new CountersignError('schema_invalid', 'the query parameter "limit" must be a whole number');
+  return Math.min(Math.max(parsed.data, 1), 500);
+}
+
+/** A `{requestId}` path segment: the bridge's id schema (no `.`/`..`, at most 128 characters). */
+function requestIdParam(value: string | undefined): string {
+  if (!bridgeIdSchema.safeParse(value).success) throw new CountersignError('schema_invalid', 'the request id in the path must be 1 to 128 characters and not a dot segment');
+  return value!;
+}
 
 export function approvalsRoutes(options: ApprovalsRoutesOptions): HttpRoute[] {
   const routes: HttpRoute[] = [
     { verb: 'GET', path: '/.well-known/countersign-approvers.json', access: 'public', handle: () => options.directory.published() },
-    { verb: 'GET', path: '/api/approvals/requests/{requestId}', access: 'session', handle: ({ params }) => options.service.getPending(params.requestId!) },
+    { verb: 'GET', path: '/api/approvals/requests/{requestId}', access: 'session', handle: ({ params }) => options.service.getPending(requestIdParam(params.requestId)) },
     {
       verb: 'GET', path: '/api/approvals/history', access: 'session',
-      handle: ({ query }) => ({ history: options.service.history(Math.min(Math.max(Number(query.get('limit') ?? 50) || 50, 1), 500)) }),
+      handle: ({ query }) => ({ history: options.service.history(historyLimit(query)) }),
     },
   ];
   const admin = options.admin;

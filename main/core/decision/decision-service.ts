@@ -27,7 +27,7 @@ import type { AuditEventFields, SubmittedDecisionEvent } from '../../../shared/a
 import { callDigest } from '../tokens/call-digest.js';
 import type { TokenMinter } from '../tokens/token-minter.js';
 import { GroupCommitter } from '../store/group-commit.js';
-import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
+import { decodeStoredCall, RequestRepository, type EndingRequest, type RequestRecord } from '../store/request-repository.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope } from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
@@ -304,7 +304,11 @@ export class DecisionService {
     return toResult(row, { ...this.requests.outcomeOf(row.id), ...(progress === undefined ? {} : { progress }) });
   }
 
-  /** Move pending requests past their deadline to `expired` (terminal); returns what changed. */
+  /**
+   * Move pending requests past their deadline to `expired` (terminal); returns what changed.
+   * A row whose stored call no longer decodes is still expired; its risk learning is recorded
+   * as a learning fault instead of stopping every other expiry.
+   */
   expireDue(now = this.clock()): Array<{ agentId: string; result: DecisionResult }> {
     const touched = new Set<string>();
     const expire = this.db.transaction(() => {
@@ -312,23 +316,34 @@ export class DecisionService {
       for (const row of due) {
         touched.add(row.agentId);
         this.requests.finish(row.id, 'expired', now, [EXPIRED_REASON]);
-        const learningFault = learnSafely(this.db, this.options.learner, row.agentId, (l) => l.settled(row.agentId, { id: row.id, call: row.call, callSha256: row.callSha256, createdAt: row.createdAt }, 'expired', now));
+        const call = decodeStoredCall(row.callJson);
+        const learningFault = call === undefined
+          ? this.unlearnable(row.agentId, row.id)
+          : learnSafely(this.db, this.options.learner, row.agentId, (l) => l.settled(row.agentId, { id: row.id, call, callSha256: row.callSha256, createdAt: row.createdAt }, 'expired', now));
         const event: AuditEventFields<'decision.expired'> = { requestId: row.id, agentId: row.agentId, reasons: [EXPIRED_REASON] };
         if (learningFault !== undefined) event.riskLearningFault = learningFault;
         this.options.audit.append('decision.expired', now, event);
-        row.state = 'expired';
-        row.reasons = [EXPIRED_REASON];
       }
       return due;
     });
-    let expired: RequestRecord[];
+    let expired: EndingRequest[];
     try {
       expired = expire.immediate();
     } catch (error) {
       for (const agentId of touched) this.options.learner?.forget(agentId);
       throw error;
     }
-    return expired.map((row) => ({ agentId: row.agentId, result: toResult(row) }));
+    return expired.map((row) => ({
+      agentId: row.agentId,
+      result: { requestId: row.id, decision: 'deny', state: 'expired', reasons: [EXPIRED_REASON], determiningPolicies: row.determiningPolicies, policyHash: row.policyHash },
+    }));
+  }
+
+  /** A stored call that no longer decodes cannot be learned from: forget the agent's baseline (it misses a settlement) and say why. */
+  private unlearnable(agentId: string, requestId: string): string | undefined {
+    if (!this.options.learner) return undefined;
+    this.options.learner.forget(agentId);
+    return `the stored call of request ${quote(requestId)} is malformed`;
   }
 
   /**

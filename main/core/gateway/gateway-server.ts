@@ -5,7 +5,7 @@
  * message size, connections, unauthenticated connections, handshake time, per-agent rate,
  * and a client that does not read its replies is disconnected.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
@@ -227,7 +227,7 @@ export class Gateway {
   /** Refuse a WebSocket upgrade with the HTTP status of the code's record (or the one given). */
   private refuseUpgrade(socket: Duplex, code: ErrorCode, status = httpStatusFor(code)): void {
     const body = JSON.stringify({ error: { code, message: ERROR_CODES[code] } });
-    socket.end(`HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 421 ? 'Misdirected Request' : status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     this.stats.rejected++;
   }
 

@@ -11,9 +11,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
-import { CountersignError, ERROR_CODES, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
+import { CountersignError, ERROR_CODES, httpStatusFor, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
-import { httpStatusFor } from './http-status.js';
 
 /** Who may call a route: anyone who passes the Host allowlist, or only the holder of the session secret. */
 export type RouteAccess = 'public' | 'session';
@@ -154,7 +153,11 @@ function compile(route: HttpRoute): CompiledRoute {
   return { route, segments: path.split('/').filter((s) => s.length > 0), prefix };
 }
 
-/** Match raw path segments against a route; the parameters are decoded (undefined: no match). */
+/**
+ * Match raw path segments against a route; the parameters stay raw (undefined: no match).
+ * Matching never throws: decoding happens only after the bearer and origin checks (`decodeParams`),
+ * so a malformed segment cannot tell a caller without the secret anything.
+ */
 function match(compiled: CompiledRoute, parts: readonly string[]): Record<string, string> | undefined {
   const { segments, prefix } = compiled;
   if (prefix ? parts.length < segments.length : parts.length !== segments.length) return undefined;
@@ -162,17 +165,34 @@ function match(compiled: CompiledRoute, parts: readonly string[]): Record<string
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i]!;
     const part = parts[i]!;
-    if (segment.startsWith('{') && segment.endsWith('}')) {
-      let decoded: string;
-      try {
-        decoded = decodeURIComponent(part);
-      } catch {
-        throw new CountersignError('schema_invalid', 'a path segment is not valid percent-encoding');
-      }
-      params[segment.slice(1, -1)] = decoded;
-    } else if (segment !== part) return undefined;
+    if (segment.startsWith('{') && segment.endsWith('}')) params[segment.slice(1, -1)] = part;
+    else if (segment !== part) return undefined;
   }
   return params;
+}
+
+/** Percent-decode the raw parameters of the chosen route once (`schema_invalid` on bad encoding). */
+function decodeParams(raw: Readonly<Record<string, string>>): Record<string, string> {
+  const params: Record<string, string> = {};
+  for (const [name, part] of Object.entries(raw)) {
+    try {
+      params[name] = decodeURIComponent(part);
+    } catch {
+      throw new CountersignError('schema_invalid', 'a path segment is not valid percent-encoding');
+    }
+  }
+  return params;
+}
+
+/** Two routes with the same verb and path would make the second unreachable: refuse the table. */
+function assertNoDuplicateRoutes(routes: readonly HttpRoute[]): void {
+  const seen = new Set<string>();
+  for (const route of routes) {
+    // `{a}` and `{b}` in the same place match the same requests.
+    const key = `${route.verb} ${route.path.replace(/\{[^}]*\}/g, '{}')}`;
+    if (seen.has(key)) throw new Error(`two routes answer ${key}`);
+    seen.add(key);
+  }
 }
 
 /** The edge as one request handler for the gateway's HTTP server. */
@@ -180,6 +200,7 @@ export function createHttpEdge(options: HttpEdgeOptions): (req: IncomingMessage,
   if (options.sessionSecret.length < 32) throw new Error('the session secret must be at least 32 characters');
   const secretDigest = digest(options.sessionSecret);
   const log = options.log ?? (() => undefined);
+  assertNoDuplicateRoutes(options.routes);
   const routes = options.routes.map(compile);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -210,7 +231,7 @@ export function createHttpEdge(options: HttpEdgeOptions): (req: IncomingMessage,
       return sendError(req, res, refusal('method_unknown', `only ${allow} is served here`), 405, { allow });
     }
     const { route } = chosen.compiled;
-    const value = await route.handle({ req, res, params: chosen.params, query: url.searchParams, path, body: () => readJsonBody(req) });
+    const value = await route.handle({ req, res, params: decodeParams(chosen.params), query: url.searchParams, path, body: () => readJsonBody(req) });
     if (value !== undefined && !res.headersSent) sendJson(req, res, 200, value, route.headers);
   };
 

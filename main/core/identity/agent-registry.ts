@@ -13,7 +13,7 @@
  */
 import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Db } from '../store/database.js';
-import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
+import { RequestRepository, type EndingRequest } from '../store/request-repository.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import type { EnrollmentPayload } from '../../../shared/enrollment.js';
@@ -163,7 +163,7 @@ function toKey(row: KeyRow): AgentKeyRecord {
 
 const revocationReason = (reason: string): string => `agent revoked: ${reason}`;
 
-function endedResult(row: RequestRecord, reasons: string[]): DecisionResult {
+function endedResult(row: Pick<EndingRequest, 'id' | 'determiningPolicies' | 'policyHash'>, reasons: string[]): DecisionResult {
   return {
     requestId: row.id, decision: 'deny', state: 'denied', reasons: [...reasons],
     determiningPolicies: row.determiningPolicies, policyHash: row.policyHash,

@@ -129,6 +129,45 @@ export function decodeRequest(row: Row): RequestRecord {
   };
 }
 
+/**
+ * A pending request as a revocation or expiry ends it: the narrow read those two security state
+ * changes need. The call stays raw (`callJson`); expiry decodes it only for risk learning
+ * (`decodeStoredCall`), and a call that no longer decodes is a learning fault, not an abort.
+ */
+export interface EndingRequest {
+  id: string; agentId: string; tool: string; callJson: string; callSha256: string; policyHash: string;
+  determiningPolicies: string[]; createdAt: number;
+}
+
+interface EndingRow {
+  id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; policy_hash: string; determining_policies: string; created_at: number;
+}
+
+const ENDING_SELECT = 'SELECT id, agent_id, tool, call_json, call_sha256, policy_hash, determining_policies, created_at FROM requests';
+
+function decodeEnding(row: EndingRow): EndingRequest {
+  let determiningPolicies: string[];
+  try {
+    determiningPolicies = textListSchema.parse(parseStrictJson(row.determining_policies));
+  } catch {
+    throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed determining policy list`);
+  }
+  return {
+    id: row.id, agentId: row.agent_id, tool: row.tool, callJson: row.call_json, callSha256: row.call_sha256,
+    policyHash: row.policy_hash, determiningPolicies, createdAt: row.created_at,
+  };
+}
+
+/** Decode a stored call strictly; `undefined` when it no longer matches the call schema. */
+export function decodeStoredCall(callJson: string): ToolCall | undefined {
+  try {
+    const parsed = toolCallSchema.safeParse(parseStrictJson(callJson));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The one spelling of the approval requirement column (identical held calls compare it byte for byte). */
 function encodeRequirement(requirement: ApprovalRequirement): string {
   return JSON.stringify(requirement);
@@ -225,9 +264,12 @@ export class RequestRepository {
     return this.pendingOfAgentCountStmt.get(agentId)!.n;
   }
 
-  /** An agent's pending requests, oldest first. */
-  pendingOf(agentId: string): RequestRecord[] {
-    return this.db.prepare<[string], Row>(`${SELECT} WHERE r.agent_id = ? AND r.state = 'pending' ORDER BY r.created_at, r.id`).all(agentId).map(decodeRequest);
+  /**
+   * An agent's pending requests, oldest first, as a revocation ends them: only the columns it
+   * records, so a row whose other columns no longer decode cannot roll a revocation back.
+   */
+  pendingOf(agentId: string): EndingRequest[] {
+    return this.db.prepare<[string], EndingRow>(`${ENDING_SELECT} WHERE agent_id = ? AND state = 'pending' ORDER BY created_at, id`).all(agentId).map(decodeEnding);
   }
 
   /** An agent's requests denied at `decidedAt` with exactly `reasons` (what one revocation ended), oldest first. */
@@ -237,14 +279,20 @@ export class RequestRepository {
     ).all(agentId, decidedAt, JSON.stringify(reasons)).map(decodeRequest);
   }
 
-  /** Pending requests whose approval window has closed at `now`. */
-  dueForExpiry(now: number): RequestRecord[] {
-    return this.db.prepare<[number], Row>(`${SELECT} WHERE r.state = 'pending' AND r.expires_at <= ?`).all(now).map(decodeRequest);
+  /**
+   * Pending requests whose approval window has closed at `now`, with only the columns expiry
+   * uses: one row whose other columns no longer decode cannot stop every expiry.
+   */
+  dueForExpiry(now: number): EndingRequest[] {
+    return this.db.prepare<[number], EndingRow>(`${ENDING_SELECT} WHERE state = 'pending' AND expires_at <= ? ORDER BY created_at, id`).all(now).map(decodeEnding);
   }
 
   /** The newest requests (any state), for the desk's recent activity. */
   recent(limit: number): RequestRecord[] {
-    return this.db.prepare<[number], Row>(`${SELECT} ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?`).all(limit).map(decodeRequest);
+    const stmt = this.db.prepare<[number], Row>(`${SELECT} ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?`);
+    // The desk's read path never writes (ui-service.ts, docs/desktop.md): better-sqlite3 confirms it.
+    if (!stmt.readonly) throw new CountersignError('internal_error', 'the recent-decisions query is not read-only');
+    return stmt.all(limit).map(decodeRequest);
   }
 
   /** An agent's requests created at or after `since`, oldest first (the risk profile's window). */

@@ -14,6 +14,7 @@ import type { VirtualApprovers } from './virtual-approvers.js';
 import { RequestRepository } from '../store/request-repository.js';
 import type { Db } from '../store/database.js';
 import { CountersignError } from '../../../shared/errors.js';
+import { bridgeIdSchema } from '../../../shared/bridge.js';
 import { parseBody, type HttpRoute } from '../http/http-edge.js';
 
 export interface AutomationRoutesOptions {
@@ -23,8 +24,14 @@ export interface AutomationRoutesOptions {
 }
 
 const MAX_WAIT_MS = 120_000;
-const ID = z.string().min(1).max(128);
+/** Ids as the bridge spells them: 1..128 characters, never `.` or `..`. */
+const ID = bridgeIdSchema;
 const virtualBody = z.strictObject({ id: ID, displayName: z.string().min(1).max(200), groups: z.array(z.string().min(1).max(128)).max(64) });
+/** A `{requestId}` path segment, checked like the body ids. */
+function requestIdParam(value: string | undefined): string {
+  if (!ID.safeParse(value).success) throw new CountersignError('schema_invalid', 'the request id in the path must be 1 to 128 characters and not a dot segment');
+  return value!;
+}
 const decideBody = z.strictObject({ approverId: ID, verdict: z.enum(['approve', 'deny']), reason: z.string().max(500).optional() });
 
 export function automationRoutes(options: AutomationRoutesOptions): HttpRoute[] {
@@ -50,11 +57,11 @@ export function automationRoutes(options: AutomationRoutesOptions): HttpRoute[] 
     },
     {
       verb: 'POST', path: '/api/automation/requests/{requestId}/decide', access: 'session',
-      handle: async ({ body, params }) => automation.decide({ requestId: params.requestId!, ...parseBody(decideBody, await body()) }),
+      handle: async ({ body, params }) => automation.decide({ requestId: requestIdParam(params.requestId), ...parseBody(decideBody, await body()) }),
     },
     {
       verb: 'GET', path: '/api/automation/requests/{requestId}/wait', access: 'session',
-      handle: ({ params, query }) => waitForDecision(params.requestId!, Number(query.get('timeoutMs') ?? 30_000) || 0),
+      handle: ({ params, query }) => waitForDecision(requestIdParam(params.requestId), Number(query.get('timeoutMs') ?? 30_000) || 0),
     },
   ];
 }

@@ -50,6 +50,13 @@ async function httpArguments(row: BridgeMethodRow, ctx: RouteContext): Promise<u
 export interface BridgeRoutesOptions {
   /** Most open event streams at once (each holds a socket). */
   maxEventStreams?: number;
+  /** Most open event streams from one remote address, so one client cannot take every slot. */
+  maxEventStreamsPerAddress?: number;
+  /**
+   * Most bytes a stream may have waiting for its client: a client that stops reading would make
+   * Node buffer without bound, so past this its stream is destroyed.
+   */
+  maxBufferedBytes?: number;
   /** Comment lines that keep idle streams open through proxies. */
   keepAliveMs?: number;
 }
@@ -67,15 +74,27 @@ export function bridgeRoutes(service: BridgeMethods, events: BridgeEventHub, opt
   });
   const maxStreams = options.maxEventStreams ?? 32;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
+  const maxPerAddress = options.maxEventStreamsPerAddress ?? 4;
+  const maxBuffered = options.maxBufferedBytes ?? 256 * 1024;
   let open = 0;
+  const openByAddress = new Map<string, number>();
   routes.push({
     verb: 'GET',
     path: BRIDGE_EVENTS_PATH,
     access: 'session',
     handle: ({ req, res }) => {
+      const address = req.socket.remoteAddress ?? '';
+      const mine = openByAddress.get(address) ?? 0;
       if (open >= maxStreams) throw new CountersignError('too_many_connections', `at most ${maxStreams} event streams may be open`);
+      if (mine >= maxPerAddress) throw new CountersignError('too_many_connections', `at most ${maxPerAddress} event streams may be open from one address`);
       open++;
-      streamEvents(req, res, events, keepAliveMs, () => open--);
+      openByAddress.set(address, mine + 1);
+      streamEvents(req, res, events, keepAliveMs, maxBuffered, () => {
+        open--;
+        const left = (openByAddress.get(address) ?? 1) - 1;
+        if (left <= 0) openByAddress.delete(address);
+        else openByAddress.set(address, left);
+      });
       return undefined;
     },
   });
@@ -83,7 +102,7 @@ export function bridgeRoutes(service: BridgeMethods, events: BridgeEventHub, opt
 }
 
 /** Server-Sent Events: `event: <name>` and `data: <json>` per pushed event until the client goes away. */
-function streamEvents(req: IncomingMessage, res: ServerResponse, events: BridgeEventHub, keepAliveMs: number, closed: () => void): void {
+function streamEvents(req: IncomingMessage, res: ServerResponse, events: BridgeEventHub, keepAliveMs: number, maxBuffered: number, closed: () => void): void {
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-store',
@@ -95,12 +114,16 @@ function streamEvents(req: IncomingMessage, res: ServerResponse, events: BridgeE
     closed();
     return;
   }
-  res.write(': countersign events\n\n');
-  const write = (event: BridgeEvent) => {
-    res.write(`event: ${event.name}\ndata: ${JSON.stringify(event.data)}\n\n`);
+  // A client that stops reading leaves the bytes in Node's buffer: past the bound, drop the stream.
+  const send = (text: string) => {
+    if (res.destroyed) return;
+    res.write(text);
+    if (res.writableLength > maxBuffered) res.destroy();
   };
+  send(': countersign events\n\n');
+  const write = (event: BridgeEvent) => send(`event: ${event.name}\ndata: ${JSON.stringify(event.data)}\n\n`);
   const unsubscribe = events.subscribe(write);
-  const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
+  const keepAlive = setInterval(() => send(': keep-alive\n\n'), keepAliveMs);
   keepAlive.unref();
   let done = false;
   const finish = () => {

@@ -61,17 +61,17 @@ function serveStatic(req: IncomingMessage, res: ServerResponse, path: string, re
     root = realpathSync(rendererDir);
     if (!statSync(root).isDirectory()) throw new Error('not a directory');
   } catch {
-    return sendError(req, res, notFound('the renderer is not built (npm run build:renderer)'), 404);
+    return sendError(req, res, notFound('the renderer is not built (npm run build:renderer)'));
   }
   const file = resolveStatic(root, path.slice(UI_BASE_PATH.length));
-  if (file === undefined) return sendError(req, res, notFound(), 404);
+  if (file === undefined) return sendError(req, res, notFound());
   let body: Buffer;
   try {
     const stat = statSync(file);
-    if (!stat.isFile() || stat.size > MAX_STATIC_BYTES) return sendError(req, res, notFound(), 404);
+    if (!stat.isFile() || stat.size > MAX_STATIC_BYTES) return sendError(req, res, notFound());
     body = readFileSync(file);
   } catch {
-    return sendError(req, res, notFound(), 404);
+    return sendError(req, res, notFound());
   }
   res.writeHead(200, {
     'content-type': CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',

@@ -5,7 +5,7 @@
  * table, so the methods here take typed values. Results are projected onto exactly the
  * documented members (the client validates them against the table).
  * Status, decisions and agents are read-only: every statement here is a bounded SELECT
- * (better-sqlite3 confirms `readonly`). The approval methods delegate to the approver directory
+ * (better-sqlite3 confirms `readonly` for the decisions query, request-repository.ts `recent`). The approval methods delegate to the approver directory
  * and the approval service (which record challenges, keys and approvals, audited).
  */
 import type { Db } from '../store/database.js';
