@@ -92,6 +92,10 @@ module.exports = {
     exclude: { path: '(^|/)node_modules/' },
     // Resolve packages the way Node does (package.json `exports`, import condition), so
     // subpath imports such as @modelcontextprotocol/server/stdio resolve.
-    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default', 'types'], extensions: ['.ts', '.tsx', '.mts', '.js', '.mjs', '.cjs', '.json', '.d.ts'] },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default', 'types'],
+      extensions: ['.ts', '.tsx', '.mts', '.js', '.mjs', '.cjs', '.json', '.d.ts'],
+    },
   },
 };

@@ -2,8 +2,28 @@
 // touches Electron, the renderer never touches Node, and only main/electron + preload wire.
 import tseslint from 'typescript-eslint';
 
-const nodeBuiltins = ['node:*', 'fs', 'path', 'crypto', 'os', 'child_process', 'net', 'http', 'https', 'stream', 'buffer', 'util', 'events', 'url', 'worker_threads', 'process'];
-const noNode = nodeBuiltins.map((name) => ({ group: [name, `${name}/*`], message: 'shared/ and renderer/ must not import Node built-ins' }));
+const nodeBuiltins = [
+  'node:*',
+  'fs',
+  'path',
+  'crypto',
+  'os',
+  'child_process',
+  'net',
+  'http',
+  'https',
+  'stream',
+  'buffer',
+  'util',
+  'events',
+  'url',
+  'worker_threads',
+  'process',
+];
+const noNode = nodeBuiltins.map((name) => ({
+  group: [name, `${name}/*`],
+  message: 'shared/ and renderer/ must not import Node built-ins',
+}));
 
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', 'coverage/**', '**/*.d.ts', 'renderer/dist/**'] },
@@ -38,15 +58,37 @@ export default tseslint.config(
   {
     files: ['shared/**/*.ts'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', {
-        patterns: [
-          ...noNode,
-          { group: ['electron', 'electron/*'], message: 'shared/ must not import electron' },
-          { group: ['ws', 'better-sqlite3', 'pkcs11js', 'react', 'react-dom', '@cedar-policy/*'], message: 'shared/ is pure TypeScript usable by the SDK and the renderer' },
-          { group: ['../main/*', '../../main/*', '../renderer/*', '../../renderer/*'], message: 'shared/ must not depend on main/ or renderer/' },
-        ],
-      }],
-      'no-restricted-globals': ['error', 'window', 'document', 'navigator', 'localStorage', 'sessionStorage', 'location', 'process', 'Buffer', 'require', '__dirname', 'global'],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            ...noNode,
+            { group: ['electron', 'electron/*'], message: 'shared/ must not import electron' },
+            {
+              group: ['ws', 'better-sqlite3', 'pkcs11js', 'react', 'react-dom', '@cedar-policy/*'],
+              message: 'shared/ is pure TypeScript usable by the SDK and the renderer',
+            },
+            {
+              group: ['../main/*', '../../main/*', '../renderer/*', '../../renderer/*'],
+              message: 'shared/ must not depend on main/ or renderer/',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        'window',
+        'document',
+        'navigator',
+        'localStorage',
+        'sessionStorage',
+        'location',
+        'process',
+        'Buffer',
+        'require',
+        '__dirname',
+        'global',
+      ],
     },
   },
   {
@@ -54,47 +96,80 @@ export default tseslint.config(
     // server core, the CLI or Electron (the CLI passes it a key it has read).
     files: ['main/mcp/**/*.ts', 'examples/**/*.ts'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', {
-        patterns: [
-          { group: ['electron', 'electron/*'], message: 'the MCP proxy runs under plain Node' },
-          { group: ['**/main/core/*', '**/main/core/**', '**/main/cli/*', '**/main/electron/*', '**/main/preload/*', '**/renderer/*', '../core/*', '../cli/*'], message: 'the MCP proxy and the examples only use shared/ (client-side code, like the agent SDK)' },
-        ],
-      }],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['electron', 'electron/*'], message: 'the MCP proxy runs under plain Node' },
+            {
+              group: [
+                '**/main/core/*',
+                '**/main/core/**',
+                '**/main/cli/*',
+                '**/main/electron/*',
+                '**/main/preload/*',
+                '**/renderer/*',
+                '../core/*',
+                '../cli/*',
+              ],
+              message: 'the MCP proxy and the examples only use shared/ (client-side code, like the agent SDK)',
+            },
+          ],
+        },
+      ],
     },
   },
   {
     files: ['main/core/**/*.ts'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', {
-        patterns: [
-          { group: ['electron', 'electron/*'], message: 'core runs under plain Node: never import electron' },
-          { group: ['**/main/electron/*', '**/main/preload/*', '**/renderer/*'], message: 'core must not depend on the Electron shell or the renderer' },
-          { group: ['**/mcp/*', '**/mcp/**', '@modelcontextprotocol/*'], message: 'core must not depend on the MCP proxy (it is a client of core, like an agent)' },
-        ],
-      }],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['electron', 'electron/*'], message: 'core runs under plain Node: never import electron' },
+            {
+              group: ['**/main/electron/*', '**/main/preload/*', '**/renderer/*'],
+              message: 'core must not depend on the Electron shell or the renderer',
+            },
+            {
+              group: ['**/mcp/*', '**/mcp/**', '@modelcontextprotocol/*'],
+              message: 'core must not depend on the MCP proxy (it is a client of core, like an agent)',
+            },
+          ],
+        },
+      ],
     },
   },
   {
     files: ['main/cli/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', {
-        patterns: [
-          { group: ['electron', 'electron/*'], message: 'core, CLI, tests and benches run under plain Node: never import electron' },
-          { group: ['**/main/electron/*', '**/main/preload/*', '**/renderer/*'], message: 'core must not depend on the Electron shell or the renderer' },
-        ],
-      }],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['electron', 'electron/*'], message: 'core, CLI, tests and benches run under plain Node: never import electron' },
+            {
+              group: ['**/main/electron/*', '**/main/preload/*', '**/renderer/*'],
+              message: 'core must not depend on the Electron shell or the renderer',
+            },
+          ],
+        },
+      ],
     },
   },
   {
     files: ['renderer/**/*.ts', 'renderer/**/*.tsx'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', {
-        patterns: [
-          ...noNode,
-          { group: ['electron', 'electron/*'], message: 'the renderer only knows the bridge interface' },
-          { group: ['**/main/*'], message: 'the renderer only knows shared/ and the bridge interface' },
-        ],
-      }],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            ...noNode,
+            { group: ['electron', 'electron/*'], message: 'the renderer only knows the bridge interface' },
+            { group: ['**/main/*'], message: 'the renderer only knows shared/ and the bridge interface' },
+          ],
+        },
+      ],
     },
   },
   // ---- Banned patterns (Signal-style). A block of its own: the layer blocks above are separate. ----
@@ -113,9 +188,16 @@ export default tseslint.config(
     // seeded shared/prng.ts is for the demo and tests.
     files: ['shared/**/*.ts', 'main/core/**/*.ts'],
     rules: {
-      'no-restricted-syntax': ['error',
-        { selector: "MemberExpression[object.name='JSON'][property.name='parse']", message: 'use parseStrictJson (signed or untrusted input) or parseStoredJson (what this installation wrote), not JSON.parse' },
-        { selector: "MemberExpression[object.name='Math'][property.name='random']", message: 'Math.random is not for shared/ or core: use crypto (node:crypto or WebCrypto getRandomValues)' },
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "MemberExpression[object.name='JSON'][property.name='parse']",
+          message: 'use parseStrictJson (signed or untrusted input) or parseStoredJson (what this installation wrote), not JSON.parse',
+        },
+        {
+          selector: "MemberExpression[object.name='Math'][property.name='random']",
+          message: 'Math.random is not for shared/ or core: use crypto (node:crypto or WebCrypto getRandomValues)',
+        },
       ],
     },
   },

@@ -28,20 +28,43 @@ async function registerVirtual(app: RunningCountersign, id: string): Promise<Vir
   const authenticator = new VirtualAuthenticator();
   const { code } = app.approvers.issueRegistrationCode(id, 'bench');
   const options = await app.approvers.beginRegistration(id, code);
-  await app.approvers.finishRegistration(id, authenticator.createCredential({ rpId: app.approvers.rpId, origin: app.approvers.origins[0]!, challenge: options.challenge, user: options.user, userVerification: 'required' }));
+  await app.approvers.finishRegistration(
+    id,
+    authenticator.createCredential({
+      rpId: app.approvers.rpId,
+      origin: app.approvers.origins[0]!,
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
+    }),
+  );
   return authenticator;
 }
 
 async function assertion(app: RunningCountersign, authenticator: VirtualAuthenticator, requestId: string, approverId: string) {
   const { options } = await app.approvals.startCeremony({ requestId, approverId, verdict: 'approve' });
-  return authenticator.getAssertion({ rpId: options.rpId ?? app.approvers.rpId, origin: app.approvers.origins[0]!, challenge: options.challenge, allowCredentials: (options.allowCredentials ?? []).map((c) => c.id), userVerification: 'required' });
+  return authenticator.getAssertion({
+    rpId: options.rpId ?? app.approvers.rpId,
+    origin: app.approvers.origins[0]!,
+    challenge: options.challenge,
+    allowCredentials: (options.allowCredentials ?? []).map((c) => c.id),
+    userVerification: 'required',
+  });
 }
 
 export async function runApprovalsBench(options: { requests: number }): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-approvals-'));
   // Risk scoring is off here: this bench isolates the approval path, and its 1,000 identical held
   // transfers would (rightly) score as a loop and be forbidden. The risk bench measures scoring.
-  writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ domain: 'test', policyDir: join(REPO_ROOT, 'examples', 'demo'), gateway: { port: 0, maxPendingPerAgent: 5_000, ratePerSecond: 100_000, rateBurst: 100_000 }, risk: { enabled: false } }));
+  writeFileSync(
+    join(dataDir, 'config.json'),
+    JSON.stringify({
+      domain: 'test',
+      policyDir: join(REPO_ROOT, 'examples', 'demo'),
+      gateway: { port: 0, maxPendingPerAgent: 5_000, ratePerSecond: 100_000, rateBurst: 100_000 },
+      risk: { enabled: false },
+    }),
+  );
   const app = await startCountersign({ dataDir, log: () => undefined });
   try {
     const alice = await registerVirtual(app, 'alice');
@@ -49,16 +72,30 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
     const key = await importAgentKey(await generateAgentKey('EdDSA'));
     ensurePeople(app, 'dana@example.com');
     app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'finance-bot')), {
-      owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+      owner: 'dana@example.com',
+      group: 'finance-agents',
+      allowedTools: ['payments.transfer'],
+      dataClasses: ['financial'],
+      jurisdictions: ['US'],
     });
     const arrivals = new Map<string, (r: DecisionResult) => void>();
     const client = new AgentClient({
-      url: app.url, agentId: 'finance-bot', key, reconnect: false, requestTimeoutMs: 30_000,
+      url: app.url,
+      agentId: 'finance-bot',
+      key,
+      reconnect: false,
+      requestTimeoutMs: 30_000,
       webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
       onDecision: (r) => arrivals.get(r.requestId)?.(r),
     });
     await client.connect();
-    const call = (amount: string, payee: string) => ({ tool: 'payments.transfer', params: { amount, currency: 'USD', payee, memo: 'bench' }, dataClass: 'financial', jurisdiction: 'US', provenance: ['user'] });
+    const call = (amount: string, payee: string) => ({
+      tool: 'payments.transfer',
+      params: { amount, currency: 'USD', payee, memo: 'bench' },
+      dataClass: 'financial',
+      jurisdiction: 'US',
+      provenance: ['user'],
+    });
 
     // Automatic decisions, one at a time (latency, not throughput), after a warm-up.
     for (let i = 0; i < 50; i++) await client.submit(call('250.00', 'Acme Ltd'));
@@ -74,11 +111,17 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
     const approved: number[] = [];
     for (let i = 0; i < options.requests; i++) {
       const pending = await client.submit(call('48000.00', 'Northwind Traders'));
-      await app.approvals.submitCeremony({ requestId: pending.requestId, approverId: 'alice', response: await assertion(app, alice, pending.requestId, 'alice') });
+      await app.approvals.submitCeremony({
+        requestId: pending.requestId,
+        approverId: 'alice',
+        response: await assertion(app, alice, pending.requestId, 'alice'),
+      });
       const last = await assertion(app, bob, pending.requestId, 'bob');
-      const arrived = new Promise<number>((resolve) => arrivals.set(pending.requestId, (r) => {
-        if (r.state === 'approved' && r.token !== undefined) resolve(performance.now());
-      }));
+      const arrived = new Promise<number>((resolve) =>
+        arrivals.set(pending.requestId, (r) => {
+          if (r.state === 'approved' && r.token !== undefined) resolve(performance.now());
+        }),
+      );
       const t0 = performance.now();
       await app.approvals.submitCeremony({ requestId: pending.requestId, approverId: 'bob', response: last });
       approved.push((await arrived) - t0);
@@ -93,11 +136,15 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
       const someId = app.approvals.listPending()[0]?.requestId ?? '';
       for (let i = 0; i < 20; i++) {
         let t = performance.now();
-        const res = await fetch(`http://127.0.0.1:${app.port}/api/approvals/pending`, { headers: { authorization: `Bearer ${app.uiSessionSecret}` } });
+        const res = await fetch(`http://127.0.0.1:${app.port}/api/approvals/pending`, {
+          headers: { authorization: `Bearer ${app.uiSessionSecret}` },
+        });
         await res.json();
         list.push(performance.now() - t);
         t = performance.now();
-        const paged = await fetch(`http://127.0.0.1:${app.port}/api/approvals/pending?limit=50`, { headers: { authorization: `Bearer ${app.uiSessionSecret}` } });
+        const paged = await fetch(`http://127.0.0.1:${app.port}/api/approvals/pending?limit=50`, {
+          headers: { authorization: `Bearer ${app.uiSessionSecret}` },
+        });
         await paged.json();
         page.push(performance.now() - t);
         t = performance.now();

@@ -24,12 +24,26 @@ const ORIGIN = 'countersign/bench';
 /** A decision event as the decision path writes it (about 700 bytes of JCS). */
 function event(i: number): AuditEventFields<'decision.allow'> {
   return {
-    requestId: `req_${i.toString(36).padStart(22, '0')}`, agentId: `bench-agent-${i % 1000}`, kid: 'zCLzAIq1UxcpKyZofLimsQIXO3LZHfD2Odv887WPQXc',
-    tool: 'payments.transfer', callSha256: 'x3Xq0wq5i2Xq9m6aQp4mV7yJ2hO0QkqJ9tS3m8v1Z1A', dataClass: 'financial', jurisdiction: 'US',
-    provenance: ['user'], nonce: `n${i}`.padEnd(32, 'x'), policyHash: 'sha256:d46a283ee61a7f8c3a1c8e3b8d6b1e0f2a5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0',
-    determiningPolicies: ['finance-transfers:small-known-payee'], reasons: ['transfers under 1,000.00 USD to a known payee with a risk score under 40 are allowed automatically'],
-    risk: { score: 0, factors: [] }, params: { amount: `${100 + (i % 800)}.00`, currency: 'USD', payee: 'Acme Ltd', memo: `invoice ${i}` },
-    token: { jti: `jti${i}`.padEnd(22, 'x'), kid: 'y5tGm3X3t4wMVa9T0r9p2i3JKkPq0mD8H5u1cA7e2oQ', expiresAt: 1_800_000_000_000 + i, audience: 'payments-service' },
+    requestId: `req_${i.toString(36).padStart(22, '0')}`,
+    agentId: `bench-agent-${i % 1000}`,
+    kid: 'zCLzAIq1UxcpKyZofLimsQIXO3LZHfD2Odv887WPQXc',
+    tool: 'payments.transfer',
+    callSha256: 'x3Xq0wq5i2Xq9m6aQp4mV7yJ2hO0QkqJ9tS3m8v1Z1A',
+    dataClass: 'financial',
+    jurisdiction: 'US',
+    provenance: ['user'],
+    nonce: `n${i}`.padEnd(32, 'x'),
+    policyHash: 'sha256:d46a283ee61a7f8c3a1c8e3b8d6b1e0f2a5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0',
+    determiningPolicies: ['finance-transfers:small-known-payee'],
+    reasons: ['transfers under 1,000.00 USD to a known payee with a risk score under 40 are allowed automatically'],
+    risk: { score: 0, factors: [] },
+    params: { amount: `${100 + (i % 800)}.00`, currency: 'USD', payee: 'Acme Ltd', memo: `invoice ${i}` },
+    token: {
+      jti: `jti${i}`.padEnd(22, 'x'),
+      kid: 'y5tGm3X3t4wMVa9T0r9p2i3JKkPq0mD8H5u1cA7e2oQ',
+      expiresAt: 1_800_000_000_000 + i,
+      audience: 'payments-service',
+    },
   };
 }
 
@@ -121,7 +135,11 @@ export async function runAuditBench(options: { appends: number; batch: number; e
       durableAppendsPerSecond: {
         rows: options.appends,
         oneCommitPerRow: { plainInsert: plainEach, merkleAppend: merkleEach, ratio: +(merkleEach / plainEach).toFixed(3) },
-        [`batched${options.batch}PerCommit`]: { plainInsert: plainBatched, merkleAppend: merkleBatched, ratio: +(merkleBatched / plainBatched).toFixed(3) },
+        [`batched${options.batch}PerCommit`]: {
+          plainInsert: plainBatched,
+          merkleAppend: merkleBatched,
+          ratio: +(merkleBatched / plainBatched).toFixed(3),
+        },
         batchedMerkleVsPlainOnePerCommit: +(merkleBatched / plainEach).toFixed(2),
       },
       log: { entries: n, buildSeconds: +buildSeconds.toFixed(1), checkpoints: Math.ceil(n / every) },
@@ -130,7 +148,12 @@ export async function runAuditBench(options: { appends: number; batch: number; e
         inclusionMs: { p50: +percentile(inclusion, 50).toFixed(3), p99: +percentile(inclusion, 99).toFixed(3) },
         consistencyMs: { p50: +percentile(consistency, 50).toFixed(3), p99: +percentile(consistency, 99).toFixed(3) },
       },
-      export: { entries: verified.entries, megabytes: +(statSync(file).size / 2 ** 20).toFixed(0), exportSeconds: +exportSeconds.toFixed(1), verifySeconds: +verifySeconds.toFixed(1) },
+      export: {
+        entries: verified.entries,
+        megabytes: +(statSync(file).size / 2 ** 20).toFixed(0),
+        exportSeconds: +exportSeconds.toFixed(1),
+        verifySeconds: +verifySeconds.toFixed(1),
+      },
       targets: {
         appendRatioAtLeast: 0.5,
         appendRatioMetBatched: merkleBatched / plainBatched >= 0.5,

@@ -18,8 +18,19 @@ export interface ChildServer {
 
 export async function startChild(mode: 'core' | 'baseline', arg: string): Promise<ChildServer> {
   const child: ChildProcess = // node itself with the tsx loader, not the tsx CLI: the CLI runs the script in a second
-  // process, so signals (SIGUSR2) and /proc RSS would reach the wrapper, not the server.
-  spawn(process.execPath, [...(process.env.BENCH_CPU_PROF && mode === 'core' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--import', 'tsx', join(REPO_ROOT, 'bench', 'serve.ts'), mode, arg], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    // process, so signals (SIGUSR2) and /proc RSS would reach the wrapper, not the server.
+    spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_CPU_PROF && mode === 'core' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+        '--import',
+        'tsx',
+        join(REPO_ROOT, 'bench', 'serve.ts'),
+        mode,
+        arg,
+      ],
+      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
   const lines: string[] = [];
   let buffer = '';
   let wake: (() => void) | undefined;

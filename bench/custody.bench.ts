@@ -14,12 +14,14 @@ async function rate(seconds: number, inFlight: number, once: () => Promise<void>
   let done = 0;
   const end = performance.now() + seconds * 1000;
   const start = performance.now();
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (performance.now() < end) {
-      await once();
-      done++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (performance.now() < end) {
+        await once();
+        done++;
+      }
+    }),
+  );
   return done / ((performance.now() - start) / 1000);
 }
 
@@ -35,13 +37,25 @@ export async function runCustodyBench(options: { seconds: number }): Promise<Rec
       const publicJwk = await token.generateSigningKey({ label, id, algorithm });
       const signer = await token.openSigner({ label, id, algorithm, pinnedKid: publicJwk.kid });
       const pair = algorithm === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
-      const nodeSign = () => (algorithm === 'ES256' ? sign('sha256', data, { key: pair.privateKey, dsaEncoding: 'ieee-p1363' }) : sign(null, data, pair.privateKey));
+      const nodeSign = () =>
+        algorithm === 'ES256'
+          ? sign('sha256', data, { key: pair.privateKey, dsaEncoding: 'ieee-p1363' })
+          : sign(null, data, pair.privateKey);
       const check = await signer.sign(data);
       if (!verifyWithJwk(publicJwk, data, check)) throw new Error('the token signature does not verify');
-      await rate(0.5, 16, async () => { await signer.sign(data); }); // warm-up
-      const pkcs11Sequential = await rate(options.seconds, 1, async () => { await signer.sign(data); });
-      const pkcs11Concurrent = await rate(options.seconds, 32, async () => { await signer.sign(data); });
-      const node = await rate(options.seconds, 1, () => { nodeSign(); return Promise.resolve(); });
+      await rate(0.5, 16, async () => {
+        await signer.sign(data);
+      }); // warm-up
+      const pkcs11Sequential = await rate(options.seconds, 1, async () => {
+        await signer.sign(data);
+      });
+      const pkcs11Concurrent = await rate(options.seconds, 32, async () => {
+        await signer.sign(data);
+      });
+      const node = await rate(options.seconds, 1, () => {
+        nodeSign();
+        return Promise.resolve();
+      });
       out[algorithm] = {
         pkcs11SignaturesPerSecondSequential: Math.round(pkcs11Sequential),
         pkcs11SignaturesPerSecond32InFlight: Math.round(pkcs11Concurrent),

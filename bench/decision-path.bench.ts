@@ -45,7 +45,8 @@ export interface LoadResult {
 
 type BenchAgent = { id: string; key: AgentKey; kind: 'finance' | 'deploy' };
 
-const webSocket = (url: string, protocols: string[]) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
+const webSocket = (url: string, protocols: string[]) =>
+  new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -63,20 +64,57 @@ export function mixedCall(kind: 'finance' | 'deploy', rng: () => number, payees:
   const r = rng();
   if (kind === 'finance') {
     const cents = String(Math.floor(rng() * 100)).padStart(2, '0');
-    const amount = r < 0.85 ? `${1 + Math.floor(rng() * 998)}.${cents}` : r < 0.95 ? `${1000 + Math.floor(rng() * 9000)}.${cents}` : `${10_001 + Math.floor(rng() * 90_000)}.00`;
-    const payee = rng() < 0.9 ? (payees <= 1 ? 'Acme Ltd' : `Vendor ${1 + Math.floor(rng() * (payees - 1))}`) : `New Supplier ${Math.floor(rng() * 1e6)}`;
-    return { tool: 'payments.transfer', params: { amount, currency: 'USD', payee, memo: `invoice ${Math.floor(rng() * 1e6)}` }, dataClass: 'financial', jurisdiction: rng() < 0.8 ? 'US' : 'GB', provenance: ['user'] };
+    const amount =
+      r < 0.85
+        ? `${1 + Math.floor(rng() * 998)}.${cents}`
+        : r < 0.95
+          ? `${1000 + Math.floor(rng() * 9000)}.${cents}`
+          : `${10_001 + Math.floor(rng() * 90_000)}.00`;
+    const payee =
+      rng() < 0.9
+        ? payees <= 1
+          ? 'Acme Ltd'
+          : `Vendor ${1 + Math.floor(rng() * (payees - 1))}`
+        : `New Supplier ${Math.floor(rng() * 1e6)}`;
+    return {
+      tool: 'payments.transfer',
+      params: { amount, currency: 'USD', payee, memo: `invoice ${Math.floor(rng() * 1e6)}` },
+      dataClass: 'financial',
+      jurisdiction: rng() < 0.8 ? 'US' : 'GB',
+      provenance: ['user'],
+    };
   }
   const service = `service-${Math.floor(rng() * 200)}`;
   const diff = `diff --git a/${service}/config.yaml b/${service}/config.yaml\n-replicas: ${Math.floor(rng() * 9)}\n+replicas: ${Math.floor(rng() * 9)}`;
-  if (r < 0.94) return { tool: 'deploy.staging', params: { service, diff }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['user'] };
-  return { tool: 'deploy.production', params: { service, environment: 'production', changeId: r < 0.97 ? `CHG-${Math.floor(rng() * 1e5)}` : '', diff }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['user'] };
+  if (r < 0.94)
+    return { tool: 'deploy.staging', params: { service, diff }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['user'] };
+  return {
+    tool: 'deploy.production',
+    params: { service, environment: 'production', changeId: r < 0.97 ? `CHG-${Math.floor(rng() * 1e5)}` : '', diff },
+    dataClass: 'source-code',
+    jurisdiction: 'US',
+    provenance: ['user'],
+  };
 }
 
-async function connectAll(port: number, agents: BenchAgent[], batch = 50): Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>> {
+async function connectAll(
+  port: number,
+  agents: BenchAgent[],
+  batch = 50,
+): Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>> {
   const clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }> = [];
   for (let i = 0; i < agents.length; i += batch) {
-    const slice = agents.slice(i, i + batch).map((a) => ({ kind: a.kind, client: new AgentClient({ url: `ws://127.0.0.1:${port}`, agentId: a.id, key: a.key, webSocket, reconnect: false, requestTimeoutMs: 30_000 }) }));
+    const slice = agents.slice(i, i + batch).map((a) => ({
+      kind: a.kind,
+      client: new AgentClient({
+        url: `ws://127.0.0.1:${port}`,
+        agentId: a.id,
+        key: a.key,
+        webSocket,
+        reconnect: false,
+        requestTimeoutMs: 30_000,
+      }),
+    }));
     await Promise.all(slice.map((c) => c.client.connect()));
     clients.push(...slice);
   }
@@ -86,7 +124,15 @@ async function connectAll(port: number, agents: BenchAgent[], batch = 50): Promi
 function summarise(latencies: number[], errors: number, outcomes: Record<string, number>, startMs: number): LoadResult {
   const elapsed = (performance.now() - startMs) / 1000;
   latencies.sort((a, b) => a - b);
-  return { decisions: latencies.length, seconds: elapsed, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors, outcomes };
+  return {
+    decisions: latencies.length,
+    seconds: elapsed,
+    perSecond: latencies.length / elapsed,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    errors,
+    outcomes,
+  };
 }
 
 /**
@@ -95,7 +141,13 @@ function summarise(latencies: number[], errors: number, outcomes: Record<string,
  * Every answer counts as a decision (allow, pending or deny: the policy decided it); an error
  * does not.
  */
-async function closedLoop(clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, concurrency: number, payees: number, seed: number): Promise<LoadResult> {
+async function closedLoop(
+  clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>,
+  seconds: number,
+  concurrency: number,
+  payees: number,
+  seed: number,
+): Promise<LoadResult> {
   const latencies: number[] = [];
   const outcomes: Record<string, number> = {};
   let errors = 0;
@@ -103,20 +155,22 @@ async function closedLoop(clients: Array<{ client: AgentClient; kind: BenchAgent
   let turn = 0;
   const start = performance.now();
   const end = start + seconds * 1000;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < end) {
-      const { client, kind } = clients[turn++ % clients.length]!;
-      const call = mixedCall(kind, rng, payees);
-      const t0 = performance.now();
-      try {
-        const r = await client.submit(call);
-        latencies.push(performance.now() - t0);
-        outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
-      } catch {
-        errors++;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const { client, kind } = clients[turn++ % clients.length]!;
+        const call = mixedCall(kind, rng, payees);
+        const t0 = performance.now();
+        try {
+          const r = await client.submit(call);
+          latencies.push(performance.now() - t0);
+          outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
+        } catch {
+          errors++;
+        }
       }
-    }
-  }));
+    }),
+  );
   return summarise(latencies, errors, outcomes, start);
 }
 
@@ -125,7 +179,13 @@ async function closedLoop(clients: Array<{ client: AgentClient; kind: BenchAgent
  * connected agents, so latency is measured at a stated offered load instead of at saturation
  * (where, by Little's law, a closed loop's latency is just concurrency / throughput).
  */
-async function openLoop(clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, totalPerSecond: number, payees: number, seed: number): Promise<LoadResult> {
+async function openLoop(
+  clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>,
+  seconds: number,
+  totalPerSecond: number,
+  payees: number,
+  seed: number,
+): Promise<LoadResult> {
   const latencies: number[] = [];
   const outcomes: Record<string, number> = {};
   let errors = 0;
@@ -140,13 +200,17 @@ async function openLoop(clients: Array<{ client: AgentClient; kind: BenchAgent['
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     const { client, kind } = clients[turn % clients.length]!;
     const t0 = performance.now();
-    inflight.push(client.submit(mixedCall(kind, rng, payees)).then(
-      (r) => {
-        latencies.push(performance.now() - t0);
-        outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
-      },
-      () => { errors++; },
-    ));
+    inflight.push(
+      client.submit(mixedCall(kind, rng, payees)).then(
+        (r) => {
+          latencies.push(performance.now() - t0);
+          outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
+        },
+        () => {
+          errors++;
+        },
+      ),
+    );
   }
   await Promise.all(inflight);
   return summarise(latencies, errors, outcomes, start);
@@ -160,7 +224,9 @@ async function openLoop(clients: Array<{ client: AgentClient; kind: BenchAgent['
 async function stageCostsAlone(dataDir: string, agents: BenchAgent[], count: number, payees: number): Promise<Record<string, unknown>> {
   const totals: Record<string, { ms: number; n: number }> = {};
   const app = await startCountersign({
-    dataDir, log: () => undefined, policyWorker: false,
+    dataDir,
+    log: () => undefined,
+    policyWorker: false,
     onTiming: (stage, ms) => {
       const t = (totals[stage] ??= { ms: 0, n: 0 });
       t.ms += ms;
@@ -173,14 +239,25 @@ async function stageCostsAlone(dataDir: string, agents: BenchAgent[], count: num
   let measured = 0;
   try {
     for (let i = 0; i < count; i++) {
-      if (i === Math.floor(count / 5)) { // warm-up ends
+      if (i === Math.floor(count / 5)) {
+        // warm-up ends
         for (const k of Object.keys(totals)) delete totals[k];
         cpu0 = process.cpuUsage();
         measured = 0;
       }
       const agent = agents[i % agents.length]!;
-      const payload: CallPayload = { typ: SIGNED_TYPES.call, agentId: agent.id, kid: agent.key.kid, nonce: `stage-${i}-${Math.random()}`, timestamp: Date.now(), call: mixedCall(agent.kind, rng, payees) };
-      const result = await app.decisions.submit({ agentId: agent.id, kid: agent.key.kid }, { payload, signature: await signCanonical(agent.key, payload) });
+      const payload: CallPayload = {
+        typ: SIGNED_TYPES.call,
+        agentId: agent.id,
+        kid: agent.key.kid,
+        nonce: `stage-${i}-${Math.random()}`,
+        timestamp: Date.now(),
+        call: mixedCall(agent.kind, rng, payees),
+      };
+      const result = await app.decisions.submit(
+        { agentId: agent.id, kid: agent.key.kid },
+        { payload, signature: await signCanonical(agent.key, payload) },
+      );
       outcomes[result.decision] = (outcomes[result.decision] ?? 0) + 1;
       measured++;
     }
@@ -198,7 +275,11 @@ async function stageCostsAlone(dataDir: string, agents: BenchAgent[], count: num
   };
 }
 
-function cpuPerDecision(before: { user: number; system: number }, after: { user: number; system: number }, load: LoadResult): { totalMs: number; userMs: number; systemMs: number } {
+function cpuPerDecision(
+  before: { user: number; system: number },
+  after: { user: number; system: number },
+  load: LoadResult,
+): { totalMs: number; userMs: number; systemMs: number } {
   const n = Math.max(1, load.decisions);
   const userMs = ((after.user - before.user) * 1000) / n;
   const systemMs = ((after.system - before.system) * 1000) / n;
@@ -211,11 +292,22 @@ function loadFigures(r: LoadResult): Record<string, unknown> {
 
 function stageFigures(timings: Record<string, { ms: number; n: number }>): Record<string, { meanMs: number; share: string }> {
   const total = Object.values(timings).reduce((s, t) => s + t.ms / t.n, 0);
-  return Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, { meanMs: +(t.ms / t.n).toFixed(4), share: `${((t.ms / t.n / total) * 100).toFixed(1)}%` }]));
+  return Object.fromEntries(
+    Object.entries(timings).map(([stage, t]) => [
+      stage,
+      { meanMs: +(t.ms / t.n).toFixed(4), share: `${((t.ms / t.n / total) * 100).toFixed(1)}%` },
+    ]),
+  );
 }
 
 /** A copy of the data dir whose production key is a fresh ES256 key in the SoftHSM token. */
-async function pkcs11Phase(dataDir: string, clientsFor: (port: number) => Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>>, load: (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number) => Promise<LoadResult>, seconds: number, warmup: number): Promise<LoadResult & { stageMeanMs: Record<string, number> }> {
+async function pkcs11Phase(
+  dataDir: string,
+  clientsFor: (port: number) => Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>>,
+  load: (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number) => Promise<LoadResult>,
+  seconds: number,
+  warmup: number,
+): Promise<LoadResult & { stageMeanMs: Record<string, number> }> {
   const { config: pkcs11 } = benchToken();
   const hsmDir = `${dataDir}-pkcs11`;
   cpSync(dataDir, hsmDir, { recursive: true });
@@ -226,7 +318,11 @@ async function pkcs11Phase(dataDir: string, clientsFor: (port: number) => Promis
     const label = `bench-decisions-${Date.now()}`;
     const publicJwk = await token.generateSigningKey({ label, id: 'bb01', algorithm: 'ES256' });
     const { signingKeys, db } = openDataDir(hsmDir);
-    signingKeys.activate({ domain: 'production', custody: 'pkcs11', publicJwk, tokenLabel: pkcs11.tokenLabel ?? '', keyLabel: label, keyId: 'bb01' }, Date.now(), 0);
+    signingKeys.activate(
+      { domain: 'production', custody: 'pkcs11', publicJwk, tokenLabel: pkcs11.tokenLabel ?? '', keyLabel: label, keyId: 'bb01' },
+      Date.now(),
+      0,
+    );
     db.close();
   } finally {
     await token.close();
@@ -251,7 +347,12 @@ export function demoPackWith(payees: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'countersign-bench-pack-'));
   cpSync(join(REPO_ROOT, 'examples', 'demo'), dir, { recursive: true, dereference: true });
   const entities = parseStrictJson(readFileSync(join(dir, 'entities.json'), 'utf8')) as unknown as unknown[];
-  for (let i = 1; i < payees; i++) entities.push({ uid: { type: 'Countersign::Payee', id: `Vendor ${i}` }, attrs: {}, parents: [{ type: 'Countersign::PayeeList', id: 'known' }] });
+  for (let i = 1; i < payees; i++)
+    entities.push({
+      uid: { type: 'Countersign::Payee', id: `Vendor ${i}` },
+      attrs: {},
+      parents: [{ type: 'Countersign::PayeeList', id: 'known' }],
+    });
   writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
   return dir;
 }
@@ -275,11 +376,21 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
   const policyDir = demoPackWith(options.lookupEntities);
   const connected = Math.max(options.concurrency, options.memoryAgents);
   const total = Math.max(connected, options.enrolledAgents);
-  writeFileSync(join(dataDir, 'config.json'), JSON.stringify({
-    policyDir,
-    // Risk scoring stays on (the default): the mix varies calls as real agents do.
-    gateway: { port: 0, maxConnections: connected + 100, maxUnauthenticated: connected + 100, ratePerSecond: 100_000, rateBurst: 100_000, handshakeTimeoutMs: 60_000 },
-  }));
+  writeFileSync(
+    join(dataDir, 'config.json'),
+    JSON.stringify({
+      policyDir,
+      // Risk scoring stays on (the default): the mix varies calls as real agents do.
+      gateway: {
+        port: 0,
+        maxConnections: connected + 100,
+        maxUnauthenticated: connected + 100,
+        ratePerSecond: 100_000,
+        rateBurst: 100_000,
+        handshakeTimeoutMs: 60_000,
+      },
+    }),
+  );
   // Enroll every agent once (real enrollment requests, proof of possession checked).
   const enrollStart = performance.now();
   const store = openDataDir(dataDir);
@@ -292,9 +403,24 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
     const id = `bench-${kind}-${i}`;
     const jwk = await generateAgentKey('EdDSA');
     const key = await importAgentKey(jwk);
-    registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)), kind === 'finance'
-      ? { owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US', 'GB'] }
-      : { owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging', 'deploy.production'], dataClasses: ['source-code'], jurisdictions: ['US'] });
+    registry.enroll(
+      await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)),
+      kind === 'finance'
+        ? {
+            owner: 'dana@example.com',
+            group: 'finance-agents',
+            allowedTools: ['payments.transfer'],
+            dataClasses: ['financial'],
+            jurisdictions: ['US', 'GB'],
+          }
+        : {
+            owner: 'sam@example.com',
+            group: 'deploy-agents',
+            allowedTools: ['deploy.staging', 'deploy.production'],
+            dataClasses: ['source-code'],
+            jurisdictions: ['US'],
+          },
+    );
     agents.push({ id, key, kind });
     baselineKeys.push({ ...publicPart(jwk), agentId: id });
   }
@@ -305,7 +431,8 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
   const loadAgents = agents.slice(0, connected);
   const warmup = Math.min(2, options.seconds / 2);
   const payees = options.lookupEntities;
-  const closed = (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, seed = 1) => closedLoop(clients, seconds, options.concurrency, payees, seed);
+  const closed = (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, seed = 1) =>
+    closedLoop(clients, seconds, options.concurrency, payees, seed);
 
   try {
     // (a) baseline
@@ -344,15 +471,28 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
     await core.stop();
 
     // (c) the real core again, tokens signed in the SoftHSM2 token through PKCS#11
-    const hsm = await pkcs11Phase(dataDir, (port) => connectAll(port, loadAgents), (c, s) => closed(c, s, 3), options.seconds, warmup);
+    const hsm = await pkcs11Phase(
+      dataDir,
+      (port) => connectAll(port, loadAgents),
+      (c, s) => closed(c, s, 3),
+      options.seconds,
+      warmup,
+    );
 
     const alone = await stageCostsAlone(dataDir, agents.slice(0, 500), options.stageDecisions ?? 2_500, payees);
 
     const ratio = real.perSecond / base.perSecond;
     return {
       setup: {
-        concurrency: options.concurrency, seconds: options.seconds, connectedAgents: connected, enrolledAgents: total,
-        lookupEntities: payees, risk: 'on', pack: 'examples/demo (finance + production)', enrollSeconds: +enrollSeconds.toFixed(1), coreStartSeconds: +startSeconds.toFixed(1),
+        concurrency: options.concurrency,
+        seconds: options.seconds,
+        connectedAgents: connected,
+        enrolledAgents: total,
+        lookupEntities: payees,
+        risk: 'on',
+        pack: 'examples/demo (finance + production)',
+        enrollSeconds: +enrollSeconds.toFixed(1),
+        coreStartSeconds: +startSeconds.toFixed(1),
       },
       closedLoop: {
         baseline: loadFigures(base),
@@ -360,7 +500,12 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
         throughputRatio: +ratio.toFixed(3),
       },
       // Server CPU per decision (process CPU time, every thread: /proc/<pid>/stat), closed loop.
-      serverCpuPerDecisionMs: { baseline: baseCpu, core: coreCpu, coreToBaseline: +(coreCpu.totalMs / Math.max(0.001, baseCpu.totalMs)).toFixed(2), coreOpenLoop: openCpu },
+      serverCpuPerDecisionMs: {
+        baseline: baseCpu,
+        core: coreCpu,
+        coreToBaseline: +(coreCpu.totalMs / Math.max(0.001, baseCpu.totalMs)).toFixed(2),
+        coreOpenLoop: openCpu,
+      },
       // Wall time per stage under load (includes queueing behind other decisions: the policy
       // stage waits for the Cedar worker, the store stage for its group commit).
       coreStageBreakdownUnderLoad: { closedLoop: stageFigures(timings), openLoop: stageFigures(openTimings) },

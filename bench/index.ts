@@ -27,38 +27,43 @@ benchToken();
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const only = process.env.BENCH_ONLY?.split(',');
 const benches: Record<string, () => Promise<Record<string, unknown>>> = {
-  'decision-path': () => runDecisionPathBench({
-    concurrency: Number(process.env.BENCH_CONCURRENCY ?? 50),
-    seconds,
-    memoryAgents: Number(process.env.BENCH_MEMORY_AGENTS ?? 1000),
-    enrolledAgents: Number(process.env.BENCH_ENROLLED_AGENTS ?? 10_000),
-    lookupEntities: Number(process.env.BENCH_LOOKUP_ENTITIES ?? 100_000),
-    openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
-  }),
+  'decision-path': () =>
+    runDecisionPathBench({
+      concurrency: Number(process.env.BENCH_CONCURRENCY ?? 50),
+      seconds,
+      memoryAgents: Number(process.env.BENCH_MEMORY_AGENTS ?? 1000),
+      enrolledAgents: Number(process.env.BENCH_ENROLLED_AGENTS ?? 10_000),
+      lookupEntities: Number(process.env.BENCH_LOOKUP_ENTITIES ?? 100_000),
+      openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
+    }),
   custody: () => runCustodyBench({ seconds: Math.min(seconds, 3) }),
   approvals: () => runApprovalsBench({ requests: Number(process.env.BENCH_APPROVALS ?? 200) }),
-  risk: () => runRiskBench({
-    agents: Number(process.env.BENCH_RISK_AGENTS ?? 10_000),
-    historyCalls: Number(process.env.BENCH_RISK_HISTORY ?? 1_000_000),
-    loadAgents: Number(process.env.BENCH_RISK_LOAD_AGENTS ?? 1_000),
-    seconds,
-    openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
-  }),
-  audit: () => runAuditBench({
-    appends: Number(process.env.BENCH_AUDIT_APPENDS ?? 2_000),
-    batch: Number(process.env.BENCH_AUDIT_BATCH ?? 100),
-    entries: Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000),
-  }),
-  'policy-lookups': () => runPolicyLookupsBench({
-    sizes: (process.env.BENCH_LOOKUP_SIZES ?? '10,1000,10000,100000').split(',').map(Number),
-    calls: Number(process.env.BENCH_LOOKUP_CALLS ?? 5_000),
-    setStyleSizes: [10, 1_000, 10_000],
-  }),
-  'mcp-proxy': () => runMcpProxyBench({
-    calls: Number(process.env.BENCH_MCP_CALLS ?? 1_000),
-    seconds: Math.min(seconds, 5),
-    concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
-  }),
+  risk: () =>
+    runRiskBench({
+      agents: Number(process.env.BENCH_RISK_AGENTS ?? 10_000),
+      historyCalls: Number(process.env.BENCH_RISK_HISTORY ?? 1_000_000),
+      loadAgents: Number(process.env.BENCH_RISK_LOAD_AGENTS ?? 1_000),
+      seconds,
+      openLoopPerSecond: Number(process.env.BENCH_OPEN_LOOP_RATE ?? 250),
+    }),
+  audit: () =>
+    runAuditBench({
+      appends: Number(process.env.BENCH_AUDIT_APPENDS ?? 2_000),
+      batch: Number(process.env.BENCH_AUDIT_BATCH ?? 100),
+      entries: Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000),
+    }),
+  'policy-lookups': () =>
+    runPolicyLookupsBench({
+      sizes: (process.env.BENCH_LOOKUP_SIZES ?? '10,1000,10000,100000').split(',').map(Number),
+      calls: Number(process.env.BENCH_LOOKUP_CALLS ?? 5_000),
+      setStyleSizes: [10, 1_000, 10_000],
+    }),
+  'mcp-proxy': () =>
+    runMcpProxyBench({
+      calls: Number(process.env.BENCH_MCP_CALLS ?? 1_000),
+      seconds: Math.min(seconds, 5),
+      concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
+    }),
 };
 
 for (const [name, run] of Object.entries(benches)) {

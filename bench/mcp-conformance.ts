@@ -22,22 +22,50 @@ const EVERYTHING = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'ser
 const CONFORMANCE = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
 
 const dataDir = mkdtempSync(join(tmpdir(), 'countersign-conformance-'));
-writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ domain: 'test', policyDir: join(REPO_ROOT, 'examples', 'mcp'), gateway: { port: 0 }, risk: { enabled: false } }));
+writeFileSync(
+  join(dataDir, 'config.json'),
+  JSON.stringify({ domain: 'test', policyDir: join(REPO_ROOT, 'examples', 'mcp'), gateway: { port: 0 }, risk: { enabled: false } }),
+);
 const app = await startCountersign({ dataDir, log: () => undefined });
 const key = await importAgentKey(await generateAgentKey('EdDSA'));
 ensurePeople(app, 'olga@example.com');
 app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'conformance-proxy', 'conformance-proxy')), {
-  owner: 'olga@example.com', group: 'mcp-agents', allowedTools: ['demo.echo', 'demo.sum', 'demo.wait', 'mcp.unmapped'], dataClasses: ['unclassified'], jurisdictions: ['US'],
+  owner: 'olga@example.com',
+  group: 'mcp-agents',
+  allowedTools: ['demo.echo', 'demo.sum', 'demo.wait', 'mcp.unmapped'],
+  dataClasses: ['unclassified'],
+  jurisdictions: ['US'],
 });
 const mapping = parseMapping(parseStrictJson(readFileSync(join(REPO_ROOT, 'examples', 'mcp', 'everything-map.json'), 'utf8')));
-const proxy = await McpProxy.start({ agentId: 'conformance-proxy', key, countersignUrl: app.url, mapping, domain: 'test', downstream: { command: 'node', args: [EVERYTHING, 'stdio'] } });
+const proxy = await McpProxy.start({
+  agentId: 'conformance-proxy',
+  key,
+  countersignUrl: app.url,
+  mapping,
+  domain: 'test',
+  downstream: { command: 'node', args: [EVERYTHING, 'stdio'] },
+});
 // The product's own HTTP listener (loopback, Host/Origin allowlist, body limit).
 const listener = await listenMcpHttp(proxy, { port: 0 });
 const port = listener.port;
 const outDir = join(dataDir, 'results');
 // Asynchronously: the proxy answers the suite from this very process.
 const status = await new Promise<number>((resolve) => {
-  const child = spawn('node', ['--import', join(REPO_ROOT, 'bench', 'node20-conformance-register.mjs'), CONFORMANCE, 'server', '--url', `http://localhost:${port}/mcp`, '-o', outDir, ...process.argv.slice(2)], { stdio: 'inherit' });
+  const child = spawn(
+    'node',
+    [
+      '--import',
+      join(REPO_ROOT, 'bench', 'node20-conformance-register.mjs'),
+      CONFORMANCE,
+      'server',
+      '--url',
+      `http://localhost:${port}/mcp`,
+      '-o',
+      outDir,
+      ...process.argv.slice(2),
+    ],
+    { stdio: 'inherit' },
+  );
   child.on('exit', (code) => resolve(code ?? 1));
 });
 await listener.close();

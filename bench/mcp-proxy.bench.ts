@@ -27,27 +27,58 @@ const EVERYTHING = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'ser
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const stats = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
-  return { n: sorted.length, p50Ms: +percentile(sorted, 50).toFixed(3), p95Ms: +percentile(sorted, 95).toFixed(3), p99Ms: +percentile(sorted, 99).toFixed(3) };
+  return {
+    n: sorted.length,
+    p50Ms: +percentile(sorted, 50).toFixed(3),
+    p95Ms: +percentile(sorted, 95).toFixed(3),
+    p99Ms: +percentile(sorted, 99).toFixed(3),
+  };
 };
 
 export async function runMcpProxyBench(options: { calls: number; seconds: number; concurrency: number }): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-mcp-'));
   // Risk scoring is off: thousands of near-identical echo calls would (rightly) score as a loop.
-  writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ domain: 'test', policyDir: join(REPO_ROOT, 'examples', 'mcp'), gateway: { port: 0, ratePerSecond: 100_000, rateBurst: 100_000 }, risk: { enabled: false } }));
+  writeFileSync(
+    join(dataDir, 'config.json'),
+    JSON.stringify({
+      domain: 'test',
+      policyDir: join(REPO_ROOT, 'examples', 'mcp'),
+      gateway: { port: 0, ratePerSecond: 100_000, rateBurst: 100_000 },
+      risk: { enabled: false },
+    }),
+  );
   const app = await startCountersign({ dataDir, log: () => undefined });
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
   ensurePeople(app, 'olga@example.com');
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'mcp-bench', 'mcp-bench')), {
-    owner: 'olga@example.com', group: 'mcp-agents', allowedTools: ['demo.echo'], dataClasses: ['unclassified'], jurisdictions: ['US'],
+    owner: 'olga@example.com',
+    group: 'mcp-agents',
+    allowedTools: ['demo.echo'],
+    dataClasses: ['unclassified'],
+    jurisdictions: ['US'],
   });
   const mapping = parseMapping({ server: 'everything', audience: 'mcp:everything', tools: { echo: { tool: 'demo.echo' } } });
   const direct = new Client({ name: 'bench-direct', version: '1.0.0' });
   let proxy: McpProxy | undefined;
   const host = new Client({ name: 'bench-host', version: '1.0.0' });
-  const agent = new AgentClient({ url: app.url, agentId: 'mcp-bench', key, reconnect: false, requestTimeoutMs: 30_000, webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike });
+  const agent = new AgentClient({
+    url: app.url,
+    agentId: 'mcp-bench',
+    key,
+    reconnect: false,
+    requestTimeoutMs: 30_000,
+    webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
+  });
   try {
     await direct.connect(new StdioClientTransport({ command: 'node', args: [EVERYTHING, 'stdio'], stderr: 'ignore' }));
-    proxy = await McpProxy.start({ agentId: 'mcp-bench', key, countersignUrl: app.url, mapping, domain: 'test', downstream: { command: 'node', args: [EVERYTHING, 'stdio'] } });
+    proxy = await McpProxy.start({
+      agentId: 'mcp-bench',
+      key,
+      countersignUrl: app.url,
+      mapping,
+      domain: 'test',
+      downstream: { command: 'node', args: [EVERYTHING, 'stdio'] },
+    });
     const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
     await proxy.createServer().connect(proxySide);
     await host.connect(hostSide);
@@ -58,8 +89,19 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
       if (result.isError) throw new Error(`echo failed: ${JSON.stringify(result.content)}`);
     };
     const decide = async () => {
-      const call = mapCall(mapping, 'echo', { message: `bench ${n++}` }, { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false });
-      const r = await agent.submit({ tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: ['user'] });
+      const call = mapCall(
+        mapping,
+        'echo',
+        { message: `bench ${n++}` },
+        { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+      );
+      const r = await agent.submit({
+        tool: call.tool,
+        params: call.params,
+        dataClass: call.dataClass,
+        jurisdiction: call.jurisdiction,
+        provenance: ['user'],
+      });
       if (r.decision !== 'allow') throw new Error(`bench call not allowed: ${r.reasons.join('; ')}`);
     };
     // Warm up every path (JIT, SQLite caches, connections).
@@ -106,12 +148,14 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
     let done = 0;
     const deadline = performance.now() + options.seconds * 1000;
     const started = performance.now();
-    await Promise.all(Array.from({ length: options.concurrency }, async () => {
-      while (performance.now() < deadline) {
-        await echo(host);
-        done++;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: options.concurrency }, async () => {
+        while (performance.now() < deadline) {
+          await echo(host);
+          done++;
+        }
+      }),
+    );
     const elapsed = (performance.now() - started) / 1000;
     return {
       directCall: d,
@@ -123,7 +167,12 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
       proxiedOverDirectP50Ratio: +(p.p50Ms / d.p50Ms).toFixed(2),
       cpuPerCallMs: { direct: perCallMs(cpuUs.direct), proxied: perCallMs(cpuUs.proxied), decisionOnly: perCallMs(cpuUs.decision) },
       proxyOwnCpuPerCallMs: perCallMs(cpuUs.proxied - cpuUs.direct - cpuUs.decision),
-      throughput: { concurrency: options.concurrency, seconds: +elapsed.toFixed(2), calls: done, callsPerSecond: Math.round(done / elapsed) },
+      throughput: {
+        concurrency: options.concurrency,
+        seconds: +elapsed.toFixed(2),
+        calls: done,
+        callsPerSecond: Math.round(done / elapsed),
+      },
       downstreamProtocol: proxy.downstreamProtocolVersion,
     };
   } finally {

@@ -14,6 +14,17 @@ export function benchToken(): { token: SoftHsmToken; config: Pkcs11Config } {
   if (shared !== undefined) return shared;
   const token = createSoftHsmToken({ label: 'cs-bench', pin: '123456', soPin: '12345678' });
   process.env[BENCH_PIN_ENV] = token.pin;
-  shared = { token, config: { module: token.module, tokenLabel: token.label, pin: { env: BENCH_PIN_ENV }, callTimeoutMs: 5_000, reconnectAttempts: 3, reconnectDelayMs: 250, sessions: 4 } };
+  shared = {
+    token,
+    config: {
+      module: token.module,
+      tokenLabel: token.label,
+      pin: { env: BENCH_PIN_ENV },
+      callTimeoutMs: 5_000,
+      reconnectAttempts: 3,
+      reconnectDelayMs: 250,
+      sessions: 4,
+    },
+  };
   return shared;
 }

@@ -21,19 +21,36 @@ type Style = 'entities' | 'set-attribute';
 function packWith(payees: number, style: Style): string {
   const dir = mkdtempSync(join(tmpdir(), 'countersign-bench-lookups-'));
   cpSync(FINANCE, dir, { recursive: true, dereference: true });
-  const entities = (JSON.parse(readFileSync(join(dir, 'entities.json'), 'utf8')) as Array<{ uid: { type: string } }>)
-    .filter((e) => e.uid.type !== 'Countersign::Payee' && e.uid.type !== 'Countersign::PayeeList');
+  const entities = (JSON.parse(readFileSync(join(dir, 'entities.json'), 'utf8')) as Array<{ uid: { type: string } }>).filter(
+    (e) => e.uid.type !== 'Countersign::Payee' && e.uid.type !== 'Countersign::PayeeList',
+  );
   const names = Array.from({ length: payees }, (_, i) => (i === 0 ? 'Acme Ltd' : `Vendor ${i}`));
   if (style === 'entities') {
     entities.push({ uid: { type: 'Countersign::PayeeList', id: 'known' }, attrs: {}, parents: [] } as never);
-    for (const id of names) entities.push({ uid: { type: 'Countersign::Payee', id }, attrs: {}, parents: [{ type: 'Countersign::PayeeList', id: 'known' }] } as never);
+    for (const id of names)
+      entities.push({
+        uid: { type: 'Countersign::Payee', id },
+        attrs: {},
+        parents: [{ type: 'Countersign::PayeeList', id: 'known' }],
+      } as never);
   } else {
     // The pre-slicing style: one entity holding every name in a Set, read with .contains().
     entities.push({ uid: { type: 'Countersign::PayeeList', id: 'known' }, attrs: { payees: names }, parents: [] } as never);
     const schemaFile = join(dir, 'schema.cedarschema');
-    writeFileSync(schemaFile, readFileSync(schemaFile, 'utf8').replace(/entity PayeeList;\s*entity Payee in \[PayeeList\];/, 'entity PayeeList { payees: Set<String> };').replace('payee: Payee,', 'payee: String,'));
+    writeFileSync(
+      schemaFile,
+      readFileSync(schemaFile, 'utf8')
+        .replace(/entity PayeeList;\s*entity Payee in \[PayeeList\];/, 'entity PayeeList { payees: Set<String> };')
+        .replace('payee: Payee,', 'payee: String,'),
+    );
     const policyFile = join(dir, 'transfers.cedar');
-    writeFileSync(policyFile, readFileSync(policyFile, 'utf8').replaceAll('context.params.payee in Countersign::PayeeList::"known"', 'Countersign::PayeeList::"known".payees.contains(context.params.payee)'));
+    writeFileSync(
+      policyFile,
+      readFileSync(policyFile, 'utf8').replaceAll(
+        'context.params.payee in Countersign::PayeeList::"known"',
+        'Countersign::PayeeList::"known".payees.contains(context.params.payee)',
+      ),
+    );
   }
   writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
   return dir;
@@ -43,12 +60,30 @@ function callMix(payees: number, n: number): PolicyRequest[] {
   const rng = prng(0x10c4);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(rng() * items.length)]!;
   return Array.from({ length: n }, () => ({
-    agent: { id: `agent-${Math.floor(rng() * 10_000)}`, owner: 'dana', group: 'finance-agents', dataClasses: ['financial'], jurisdictions: ['US', 'GB'] },
+    agent: {
+      id: `agent-${Math.floor(rng() * 10_000)}`,
+      owner: 'dana',
+      group: 'finance-agents',
+      dataClasses: ['financial'],
+      jurisdictions: ['US', 'GB'],
+    },
     tool: 'payments.transfer',
     params: {
-      amount: pick(['12.50', '250.00', '999.99', '4200.00', '18000.00', `${Math.floor(rng() * 9000) + 1}.${String(Math.floor(rng() * 100)).padStart(2, '0')}`]),
+      amount: pick([
+        '12.50',
+        '250.00',
+        '999.99',
+        '4200.00',
+        '18000.00',
+        `${Math.floor(rng() * 9000) + 1}.${String(Math.floor(rng() * 100)).padStart(2, '0')}`,
+      ]),
       currency: 'USD',
-      payee: rng() < 0.8 ? (rng() < 0.1 ? 'Acme Ltd' : `Vendor ${1 + Math.floor(rng() * Math.max(1, payees - 1))}`) : `New Supplier ${Math.floor(rng() * 1e6)}`,
+      payee:
+        rng() < 0.8
+          ? rng() < 0.1
+            ? 'Acme Ltd'
+            : `Vendor ${1 + Math.floor(rng() * Math.max(1, payees - 1))}`
+          : `New Supplier ${Math.floor(rng() * 1e6)}`,
       memo: 'invoice',
     },
     dataClass: 'financial',
@@ -90,7 +125,11 @@ async function measure(payees: number, style: Style, calls: number): Promise<Rec
   }
 }
 
-export async function runPolicyLookupsBench(options: { sizes: number[]; calls: number; setStyleSizes: number[] }): Promise<Record<string, unknown>> {
+export async function runPolicyLookupsBench(options: {
+  sizes: number[];
+  calls: number;
+  setStyleSizes: number[];
+}): Promise<Record<string, unknown>> {
   const sliced: Array<Record<string, number>> = [];
   for (const size of options.sizes) sliced.push(await measure(size, 'entities', options.calls));
   const heapMiB = Math.round(process.memoryUsage().heapUsed / 2 ** 20);

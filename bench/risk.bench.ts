@@ -30,8 +30,8 @@ import { prng } from '../test/helpers/prng.js';
 
 const DAY = 24 * 3600 * 1000;
 const KNOWN_PAYEES = ['Acme Ltd', 'Globex Corporation', 'Initech LLC', 'Umbrella Supplies'];
-const webSocket = (url: string, protocols: string[]) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
-
+const webSocket = (url: string, protocols: string[]) =>
+  new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
 
 /** Each agent's usual amount (USD, under the automatic limit of the demo policy). */
 function medianOf(agentIndex: number): number {
@@ -39,7 +39,13 @@ function medianOf(agentIndex: number): number {
 }
 
 function transfer(amount: number, payee: string): ToolCall {
-  return { tool: 'payments.transfer', params: { amount: amount.toFixed(2), currency: 'USD', payee, memo: 'bench' }, dataClass: 'financial', jurisdiction: 'US', provenance: ['user'] };
+  return {
+    tool: 'payments.transfer',
+    params: { amount: amount.toFixed(2), currency: 'USD', payee, memo: 'bench' },
+    dataClass: 'financial',
+    jurisdiction: 'US',
+    provenance: ['user'],
+  };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -51,10 +57,23 @@ function collectGarbage(): void {
   (runInNewContext('gc') as () => void)();
 }
 
-interface OpenLoopResult { perSecond: number; p50Ms: number; p99Ms: number; notAllowed: number; errors: number; cpuPerDecisionMs: number }
+interface OpenLoopResult {
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  notAllowed: number;
+  errors: number;
+  cpuPerDecisionMs: number;
+}
 
 /** Every client submits at a fixed rate whatever the answers; latency at a stated offered load. */
-async function openLoop(clients: Array<{ client: AgentClient; index: number }>, seconds: number, totalPerSecond: number, cpu: () => { user: number; system: number }, random: () => number): Promise<OpenLoopResult> {
+async function openLoop(
+  clients: Array<{ client: AgentClient; index: number }>,
+  seconds: number,
+  totalPerSecond: number,
+  cpu: () => { user: number; system: number },
+  random: () => number,
+): Promise<OpenLoopResult> {
   const latencies: number[] = [];
   let notAllowed = 0;
   let errors = 0;
@@ -63,38 +82,68 @@ async function openLoop(clients: Array<{ client: AgentClient; index: number }>, 
   const start = performance.now();
   const end = start + seconds * 1000;
   const inflight: Array<Promise<void>> = [];
-  await Promise.all(clients.map(async ({ client, index }, i) => {
-    let next = start + (intervalMs * i) / clients.length;
-    while (next < end) {
-      const wait = next - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const call = transfer(medianOf(index) * (0.2 + random() * 0.3), KNOWN_PAYEES[Math.floor(random() * KNOWN_PAYEES.length)]!);
-      const t0 = performance.now();
-      inflight.push(client.submit(call).then(
-        (r) => { if (r.decision === 'allow') latencies.push(performance.now() - t0); else notAllowed++; },
-        () => { errors++; },
-      ));
-      next += intervalMs;
-    }
-  }));
+  await Promise.all(
+    clients.map(async ({ client, index }, i) => {
+      let next = start + (intervalMs * i) / clients.length;
+      while (next < end) {
+        const wait = next - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const call = transfer(medianOf(index) * (0.2 + random() * 0.3), KNOWN_PAYEES[Math.floor(random() * KNOWN_PAYEES.length)]!);
+        const t0 = performance.now();
+        inflight.push(
+          client.submit(call).then(
+            (r) => {
+              if (r.decision === 'allow') latencies.push(performance.now() - t0);
+              else notAllowed++;
+            },
+            () => {
+              errors++;
+            },
+          ),
+        );
+        next += intervalMs;
+      }
+    }),
+  );
   await Promise.all(inflight);
   const cpu1 = cpu();
   const elapsed = (performance.now() - start) / 1000;
   latencies.sort((a, b) => a - b);
   const n = Math.max(1, latencies.length + notAllowed);
   return {
-    perSecond: Math.round(latencies.length / elapsed), p50Ms: +percentile(latencies, 50).toFixed(3), p99Ms: +percentile(latencies, 99).toFixed(3), notAllowed, errors,
-    cpuPerDecisionMs: +((((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) * 1000) / n).toFixed(3),
+    perSecond: Math.round(latencies.length / elapsed),
+    p50Ms: +percentile(latencies, 50).toFixed(3),
+    p99Ms: +percentile(latencies, 99).toFixed(3),
+    notAllowed,
+    errors,
+    cpuPerDecisionMs: +(((cpu1.user - cpu0.user + (cpu1.system - cpu0.system)) * 1000) / n).toFixed(3),
   };
 }
 
-export async function runRiskBench(options: { agents: number; historyCalls: number; loadAgents: number; seconds: number; openLoopPerSecond: number }): Promise<Record<string, unknown>> {
+export async function runRiskBench(options: {
+  agents: number;
+  historyCalls: number;
+  loadAgents: number;
+  seconds: number;
+  openLoopPerSecond: number;
+}): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-risk-'));
-  const writeConfig = (enabled: boolean) => writeFileSync(join(dataDir, 'config.json'), JSON.stringify({
-    policyDir: DEFAULT_POLICY_PACK,
-    gateway: { port: 0, maxConnections: options.loadAgents + 100, maxUnauthenticated: options.loadAgents + 100, ratePerSecond: 100_000, rateBurst: 100_000, handshakeTimeoutMs: 60_000 },
-    risk: { enabled },
-  }));
+  const writeConfig = (enabled: boolean) =>
+    writeFileSync(
+      join(dataDir, 'config.json'),
+      JSON.stringify({
+        policyDir: DEFAULT_POLICY_PACK,
+        gateway: {
+          port: 0,
+          maxConnections: options.loadAgents + 100,
+          maxUnauthenticated: options.loadAgents + 100,
+          ratePerSecond: 100_000,
+          rateBurst: 100_000,
+          handshakeTimeoutMs: 60_000,
+        },
+        risk: { enabled },
+      }),
+    );
   const random = prng(5);
   const riskConfig = loadRiskConfig(join(DEFAULT_POLICY_PACK, 'risk.json'), true);
   try {
@@ -108,7 +157,11 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
       const id = `risk-agent-${i}`;
       const key = await importAgentKey(await generateAgentKey('EdDSA'));
       registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)), {
-        owner: 'bench@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+        owner: 'bench@example.com',
+        group: 'finance-agents',
+        allowedTools: ['payments.transfer'],
+        dataClasses: ['financial'],
+        jurisdictions: ['US'],
       });
       if (i < options.loadAgents) keys.push(key);
     }
@@ -129,7 +182,10 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
           let at = day - (day % DAY) + Math.floor(((s * 24) / sessions) * 3_600_000) + Math.floor(random() * 600_000);
           for (let k = 0; k < perAgent / sessions; k++) {
             at += 5_000 + Math.floor(random() * 25_000);
-            const call = transfer(medianOf(i) * Math.exp((random() - 0.5) * 0.6), KNOWN_PAYEES[Math.floor(random() * KNOWN_PAYEES.length)]!);
+            const call = transfer(
+              medianOf(i) * Math.exp((random() - 0.5) * 0.6),
+              KNOWN_PAYEES[Math.floor(random() * KNOWN_PAYEES.length)]!,
+            );
             seeder.submitted(agentId, `seed-${i}-${s}-${k}`, call, callDigest(call.tool, call.params), at, 'allowed');
           }
         }
@@ -137,7 +193,11 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
     });
     for (let i = 0; i < options.agents; i += 500) seed.immediate(i, Math.min(options.agents, i + 500));
     const seedSeconds = (performance.now() - t) / 1000;
-    const rows = db.prepare<[], { n: number }>('SELECT (SELECT COUNT(*) FROM risk_amounts) + (SELECT COUNT(*) FROM risk_counts) + (SELECT COUNT(*) FROM risk_known) AS n').get()!.n;
+    const rows = db
+      .prepare<[], { n: number }>(
+        'SELECT (SELECT COUNT(*) FROM risk_amounts) + (SELECT COUNT(*) FROM risk_counts) + (SELECT COUNT(*) FROM risk_known) AS n',
+      )
+      .get()!.n;
 
     // Scoring cost in process, and the memory baselines hold.
     const engine = new RiskEngine(db, riskConfig, { maxCachedAgents: options.agents + 1 });
@@ -173,11 +233,21 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
 
     // Data flow (session.report): 500 sessions that each read a ~2 KB e-mail naming an account,
     // then a call in that session to that account (the strong-taint check runs in full).
-    const email = (j: number) => `From: billing@supplier-${j}.example\nDear customer, ${'our invoice details follow. '.repeat(60)}Please pay to account GB${String(10 + (j % 89))}BANK${String(j).padStart(14, '0')} by Friday. Regards, Accounts`;
+    const email = (j: number) =>
+      `From: billing@supplier-${j}.example\nDear customer, ${'our invoice details follow. '.repeat(60)}Please pay to account GB${String(10 + (j % 89))}BANK${String(j).padStart(14, '0')} by Friday. Regards, Accounts`;
     const flows = Array.from({ length: 500 }, (_, j) => ({ i: Math.floor(random() * options.agents), j }));
     t = performance.now();
     db.transaction(() => {
-      for (const { i, j } of flows) engine.reported(`risk-agent-${i}`, `flow-${j}`, [{ source: 'user', trust: 'trusted', content: 'Pay the invoice that came in today.' }, { source: 'email', trust: 'untrusted', content: email(j) }], now - 60_000);
+      for (const { i, j } of flows)
+        engine.reported(
+          `risk-agent-${i}`,
+          `flow-${j}`,
+          [
+            { source: 'user', trust: 'trusted', content: 'Pay the invoice that came in today.' },
+            { source: 'email', trust: 'untrusted', content: email(j) },
+          ],
+          now - 60_000,
+        );
     })();
     const reportMicros = ((performance.now() - t) * 1000) / flows.length;
     const flowTimes: number[] = [];
@@ -199,12 +269,24 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
       try {
         const clients: Array<{ client: AgentClient; index: number }> = [];
         for (let i = 0; i < keys.length; i += 50) {
-          const batch = keys.slice(i, i + 50).map((key, j) => ({ client: new AgentClient({ url: `ws://127.0.0.1:${core.port}`, agentId: `risk-agent-${i + j}`, key, webSocket, reconnect: false, requestTimeoutMs: 30_000 }), index: i + j }));
+          const batch = keys.slice(i, i + 50).map((key, j) => ({
+            client: new AgentClient({
+              url: `ws://127.0.0.1:${core.port}`,
+              agentId: `risk-agent-${i + j}`,
+              key,
+              webSocket,
+              reconnect: false,
+              requestTimeoutMs: 30_000,
+            }),
+            index: i + j,
+          }));
           await Promise.all(batch.map((c) => c.client.connect()));
           clients.push(...batch);
         }
         // Warm-up: every agent's first call (loads its profile), then a short run.
-        await Promise.all(clients.map(({ client, index }) => client.submit(transfer(medianOf(index) * 0.3, KNOWN_PAYEES[0]!)).catch(() => undefined)));
+        await Promise.all(
+          clients.map(({ client, index }) => client.submit(transfer(medianOf(index) * 0.3, KNOWN_PAYEES[0]!)).catch(() => undefined)),
+        );
         await openLoop(clients, Math.min(2, options.seconds), options.openLoopPerSecond, () => core.cpu(), random);
         const result = await openLoop(clients, options.seconds, options.openLoopPerSecond, () => core.cpu(), random);
         for (const { client } of clients) client.close();
@@ -225,10 +307,18 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
       agents: options.agents,
       historicalCalls: perAgent * options.agents,
       baselineRows: rows,
-      setup: { enrollSeconds: +enrollSeconds.toFixed(1), learnSeconds: +seedSeconds.toFixed(1), learnMicrosPerCall: +((seedSeconds * 1e6) / (perAgent * options.agents)).toFixed(1) },
+      setup: {
+        enrollSeconds: +enrollSeconds.toFixed(1),
+        learnSeconds: +seedSeconds.toFixed(1),
+        learnMicrosPerCall: +((seedSeconds * 1e6) / (perAgent * options.agents)).toFixed(1),
+      },
       scoringInProcess: {
         coldMicrosPerCall: +coldMicros.toFixed(1),
-        warmMicrosPerCall: { p50: +(percentile(warmTimes, 50) * 1000).toFixed(1), p99: +(percentile(warmTimes, 99) * 1000).toFixed(1), mean: +((warmTimes.reduce((s, x) => s + x, 0) / warmTimes.length) * 1000).toFixed(1) },
+        warmMicrosPerCall: {
+          p50: +(percentile(warmTimes, 50) * 1000).toFixed(1),
+          p99: +(percentile(warmTimes, 99) * 1000).toFixed(1),
+          mean: +((warmTimes.reduce((s, x) => s + x, 0) / warmTimes.length) * 1000).toFixed(1),
+        },
         maxScoreSeen: maxScore,
         dataFlow: {
           reportMicrosPerSession: +reportMicros.toFixed(1),
@@ -237,8 +327,10 @@ export async function runRiskBench(options: { agents: number; historyCalls: numb
         baselineMemoryPerAgentKiB: +((heap1 - heap0) / options.agents / 1024).toFixed(2),
       },
       decisionLatency: {
-        offeredPerSecond: options.openLoopPerSecond, connectedAgents: options.loadAgents,
-        scoringOff: [off1, off2], scoringOn: on,
+        offeredPerSecond: options.openLoopPerSecond,
+        connectedAgents: options.loadAgents,
+        scoringOff: [off1, off2],
+        scoringOn: on,
         addedToP50: `${(added * 100).toFixed(1)}%`,
         addedToP99: `${(((on.p99Ms - offP99) / offP99) * 100).toFixed(1)}%`,
         addedCpuPerDecisionMs: +(on.cpuPerDecisionMs - offCpu).toFixed(3),

@@ -41,7 +41,10 @@ async function core(dataDir: string): Promise<number> {
 async function baseline(keysFile: string): Promise<number> {
   const keys = new Map<string, { alg: string; key: KeyObject }>();
   for (const jwk of parseStrictJson(readFileSync(keysFile, 'utf8')) as unknown as Array<AgentPublicJwk & { agentId: string }>) {
-    keys.set(jwk.agentId, { alg: jwk.alg, key: createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, ...(jwk.y ? { y: jwk.y } : {}) }, format: 'jwk' }) });
+    keys.set(jwk.agentId, {
+      alg: jwk.alg,
+      key: createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, ...(jwk.y ? { y: jwk.y } : {}) }, format: 'jwk' }),
+    });
   }
   const check = (agentId: string, data: Uint8Array, sig: string) => {
     const k = keys.get(agentId);
@@ -54,20 +57,43 @@ async function baseline(keysFile: string): Promise<number> {
   wss.on('connection', (ws) => {
     const challenge = randomBytes(32).toString('base64url');
     let agentId: string | undefined;
-    ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'session.challenge', params: { protocol: PROTOCOL_VERSION, challenge, serverId: 'baseline', expiresInMs: 10_000 } }));
+    ws.send(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        method: 'session.challenge',
+        params: { protocol: PROTOCOL_VERSION, challenge, serverId: 'baseline', expiresInMs: 10_000 },
+      }),
+    );
     ws.on('message', (data: Buffer) => {
       const parsed = clientRequestSchema.safeParse(parseStrictJson(data.toString('utf8')));
       if (!parsed.success) return ws.close(1008);
       const req = parsed.data;
       if (req.method === 'session.authenticate') {
-        const ok = check(req.params.agentId, canonicalBytes({ typ: SIGNED_TYPES.auth, challenge, serverId: 'baseline', agentId: req.params.agentId, kid: req.params.kid }), req.params.proof);
+        const ok = check(
+          req.params.agentId,
+          canonicalBytes({ typ: SIGNED_TYPES.auth, challenge, serverId: 'baseline', agentId: req.params.agentId, kid: req.params.kid }),
+          req.params.proof,
+        );
         if (!ok) return ws.close(4001);
         agentId = req.params.agentId;
         ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { agentId, kid: req.params.kid, sessionId: 'b' } }));
       } else if (req.method === 'call.submit' && agentId) {
         const { payload, signature } = req.params.envelope;
         const ok = payload.agentId === agentId && check(agentId, canonicalBytes(payload), signature);
-        ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { requestId: 'baseline', decision: ok ? 'allow' : 'deny', state: ok ? 'allowed' : 'denied', reasons: [], determiningPolicies: [], policyHash: '' } }));
+        ws.send(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: req.id,
+            result: {
+              requestId: 'baseline',
+              decision: ok ? 'allow' : 'deny',
+              state: ok ? 'allowed' : 'denied',
+              reasons: [],
+              determiningPolicies: [],
+              policyHash: '',
+            },
+          }),
+        );
       }
     });
   });

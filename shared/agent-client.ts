@@ -8,8 +8,17 @@ import { parseStrictJson, type JsonObject } from './canonical-json.js';
 import { base64url, randomBytes } from './encoding.js';
 import { signCanonical, type AgentKey } from './agent-keys.js';
 import {
-  SIGNED_TYPES, WS_PATH, WS_SUBPROTOCOL,
-  type AuditProofResult, type AuthenticateResult, type CallPayload, type DecisionResult, type SessionRead, type SessionReportResult, type SignedEnvelope, type ToolCall,
+  SIGNED_TYPES,
+  WS_PATH,
+  WS_SUBPROTOCOL,
+  type AuditProofResult,
+  type AuthenticateResult,
+  type CallPayload,
+  type DecisionResult,
+  type SessionRead,
+  type SessionReportResult,
+  type SignedEnvelope,
+  type ToolCall,
 } from './protocol.js';
 
 /** The subset of the WHATWG WebSocket API the client needs (`ws` implements it too). */
@@ -239,7 +248,11 @@ export class AgentClient {
       socket.onerror = () => undefined; // onclose follows and carries the outcome
       socket.onclose = (event) => {
         this.socket = undefined;
-        const error = new CountersignError('connection_closed', `the connection closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`, { details: { closeCode: event.code } });
+        const error = new CountersignError(
+          'connection_closed',
+          `the connection closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`,
+          { details: { closeCode: event.code } },
+        );
         this.failPending(error);
         settle(error);
         this.scheduleReconnect(event.code);
@@ -256,7 +269,8 @@ export class AgentClient {
         const m = message as Record<string, unknown>;
         if (m.method === 'session.challenge') {
           const params = m.params as { challenge?: unknown; serverId?: unknown } | undefined;
-          if (typeof params?.challenge !== 'string' || typeof params.serverId !== 'string') return settle(new CountersignError('schema_invalid', 'the server sent a malformed challenge'));
+          if (typeof params?.challenge !== 'string' || typeof params.serverId !== 'string')
+            return settle(new CountersignError('schema_invalid', 'the server sent a malformed challenge'));
           this.authenticate(params.challenge, params.serverId).then(
             () => {
               this.reconnectAttempts = 0;

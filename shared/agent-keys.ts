@@ -30,9 +30,18 @@ export interface AgentKey {
 }
 
 /** The JWK members WebCrypto imports an agent key from (`d` only for the private key). */
-interface KeyMaterial { kty: string; crv: string; x: string; y?: string; d?: string }
+interface KeyMaterial {
+  kty: string;
+  crv: string;
+  x: string;
+  y?: string;
+  d?: string;
+}
 
-function webCryptoParams(alg: AgentKeyAlgorithm): { gen: { name: 'Ed25519' } | { name: 'ECDSA'; namedCurve: 'P-256' }; sign: { name: 'Ed25519' } | { name: 'ECDSA'; hash: 'SHA-256' } } {
+function webCryptoParams(alg: AgentKeyAlgorithm): {
+  gen: { name: 'Ed25519' } | { name: 'ECDSA'; namedCurve: 'P-256' };
+  sign: { name: 'Ed25519' } | { name: 'ECDSA'; hash: 'SHA-256' };
+} {
   return alg === 'EdDSA'
     ? { gen: { name: 'Ed25519' }, sign: { name: 'Ed25519' } }
     : { gen: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } };
@@ -52,12 +61,16 @@ export function publicPart(jwk: AgentPrivateJwk | AgentPublicJwk): AgentPublicJw
 
 /** Generate a new agent key. The private JWK is returned so a CLI can store it (0600). */
 export async function generateAgentKey(alg: AgentKeyAlgorithm = 'EdDSA'): Promise<AgentPrivateJwk> {
-  const pair = (await globalThis.crypto.subtle.generateKey(webCryptoParams(alg).gen, true, ['sign', 'verify'])) as { privateKey: WebCryptoKey };
+  const pair = (await globalThis.crypto.subtle.generateKey(webCryptoParams(alg).gen, true, ['sign', 'verify'])) as {
+    privateKey: WebCryptoKey;
+  };
   const jwk = await globalThis.crypto.subtle.exportKey('jwk', pair.privateKey);
-  if (typeof jwk.x !== 'string' || typeof jwk.d !== 'string') throw new CountersignError('internal_error', 'key generation returned an incomplete key');
-  const base = alg === 'EdDSA'
-    ? { kty: 'OKP' as const, crv: 'Ed25519' as const, x: jwk.x }
-    : { kty: 'EC' as const, crv: 'P-256' as const, x: jwk.x, y: jwk.y ?? '' };
+  if (typeof jwk.x !== 'string' || typeof jwk.d !== 'string')
+    throw new CountersignError('internal_error', 'key generation returned an incomplete key');
+  const base =
+    alg === 'EdDSA'
+      ? { kty: 'OKP' as const, crv: 'Ed25519' as const, x: jwk.x }
+      : { kty: 'EC' as const, crv: 'P-256' as const, x: jwk.x, y: jwk.y ?? '' };
   const kid = await agentKeyThumbprint(base);
   return { ...base, alg, kid, d: jwk.d };
 }
@@ -69,7 +82,8 @@ export async function importAgentKey(jwk: AgentPrivateJwk): Promise<AgentKey> {
   if (jwk.y !== undefined) material.y = jwk.y;
   const key = await globalThis.crypto.subtle.importKey('jwk', material, params.gen, false, ['sign']);
   const expectedKid = await agentKeyThumbprint(jwk);
-  if (expectedKid !== jwk.kid) throw new CountersignError('config_invalid', 'the agent key file has a kid that does not match its public key');
+  if (expectedKid !== jwk.kid)
+    throw new CountersignError('config_invalid', 'the agent key file has a kid that does not match its public key');
   const publicJwk = publicPart(jwk);
   return {
     kid: jwk.kid,

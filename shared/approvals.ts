@@ -27,27 +27,38 @@ export const APPROVAL_CHALLENGE_TYP = SIGNED_TYP.approvalChallenge;
  */
 export const MAX_GROUP_FOLLOWERS = 31;
 
-const b64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+const b64url = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
 
-export const approvalChallengeRecordSchema = z.strictObject({
-  typ: z.literal(APPROVAL_CHALLENGE_TYP),
-  requestId: z.string().min(1).max(64),
-  callSha256: b64url(43).length(43),
-  verdict: z.enum(['approve', 'deny']),
-  policyHash: z.string().min(1).max(80),
-  /** When the request (and so this challenge) expires, in milliseconds since the epoch. */
-  expiresAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
-  approverId: z.string().min(1).max(128),
-  nonce: b64url(43),
-  /**
-   * The other requests of a merged group (identical calls), sorted, distinct, never the primary.
-   * Absent for a request that stands alone, so such records (and their challenges) are unchanged.
-   */
-  followers: z.array(z.string().min(1).max(64)).min(1).max(MAX_GROUP_FOLLOWERS).optional(),
-}).refine((r) => r.followers === undefined || (r.followers.every((id, i, all) => i === 0 || all[i - 1]! < id) && !r.followers.includes(r.requestId)), {
-  message: 'followers must be sorted, distinct and must not repeat the request id',
-  path: ['followers'],
-});
+export const approvalChallengeRecordSchema = z
+  .strictObject({
+    typ: z.literal(APPROVAL_CHALLENGE_TYP),
+    requestId: z.string().min(1).max(64),
+    callSha256: b64url(43).length(43),
+    verdict: z.enum(['approve', 'deny']),
+    policyHash: z.string().min(1).max(80),
+    /** When the request (and so this challenge) expires, in milliseconds since the epoch. */
+    expiresAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+    approverId: z.string().min(1).max(128),
+    nonce: b64url(43),
+    /**
+     * The other requests of a merged group (identical calls), sorted, distinct, never the primary.
+     * Absent for a request that stands alone, so such records (and their challenges) are unchanged.
+     */
+    followers: z.array(z.string().min(1).max(64)).min(1).max(MAX_GROUP_FOLLOWERS).optional(),
+  })
+  .refine(
+    (r) =>
+      r.followers === undefined || (r.followers.every((id, i, all) => i === 0 || all[i - 1]! < id) && !r.followers.includes(r.requestId)),
+    {
+      message: 'followers must be sorted, distinct and must not repeat the request id',
+      path: ['followers'],
+    },
+  );
 export type ApprovalChallengeRecord = z.infer<typeof approvalChallengeRecordSchema>;
 
 /**
@@ -81,17 +92,25 @@ export const approverDirectorySchema = z.strictObject({
   rpId: z.string().min(1).max(253),
   /** Origins approvals may come from, exact (scheme, host and port). */
   origins: z.array(z.string().min(1).max(300)).min(1).max(16),
-  approvers: z.array(z.strictObject({
-    id: z.string().min(1).max(128),
-    displayName: z.string().max(200),
-    groups: z.array(z.string().min(1).max(128)).max(64),
-    /** Virtual approvers exist only in the headless test key domain. */
-    virtual: z.boolean(),
-    credentials: z.array(z.strictObject({
-      id: b64url(1400),
-      /** P-256 (ES256) public key. */
-      publicJwk: z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url(43), y: b64url(43) }),
-    })).max(32),
-  })).max(10_000),
+  approvers: z
+    .array(
+      z.strictObject({
+        id: z.string().min(1).max(128),
+        displayName: z.string().max(200),
+        groups: z.array(z.string().min(1).max(128)).max(64),
+        /** Virtual approvers exist only in the headless test key domain. */
+        virtual: z.boolean(),
+        credentials: z
+          .array(
+            z.strictObject({
+              id: b64url(1400),
+              /** P-256 (ES256) public key. */
+              publicJwk: z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url(43), y: b64url(43) }),
+            }),
+          )
+          .max(32),
+      }),
+    )
+    .max(10_000),
 });
 export type ApproverDirectory = z.infer<typeof approverDirectorySchema>;

@@ -22,9 +22,21 @@ const learningFault = { riskLearningFault: str.optional() };
 
 /** What the decision path records for a submitted call (allow, deny or pending). */
 const submittedDecision = z.strictObject({
-  requestId: str, agentId: str, kid: str, tool: str, callSha256: str, dataClass: str, jurisdiction: str,
-  provenance: strings, nonce: str, policyHash: str, determiningPolicies: strings, reasons: strings, risk: jsonObject,
-  params: jsonObject.optional(), paramsRedacted: z.record(z.string(), z.string()).optional(),
+  requestId: str,
+  agentId: str,
+  kid: str,
+  tool: str,
+  callSha256: str,
+  dataClass: str,
+  jurisdiction: str,
+  provenance: strings,
+  nonce: str,
+  policyHash: str,
+  determiningPolicies: strings,
+  reasons: strings,
+  risk: jsonObject,
+  params: jsonObject.optional(),
+  paramsRedacted: z.record(z.string(), z.string()).optional(),
   ...learningFault,
   tamperAlarm: z.strictObject({ alarmId: int, firstBadSeq: int, raisedAt: time }).optional(),
   approval: jsonObject.optional(),
@@ -34,14 +46,29 @@ const submittedDecision = z.strictObject({
 
 /** A pending request ended by its agent's revocation. */
 const deniedByRevocation = z.strictObject({
-  requestId: str, agentId: str, tool: str, callSha256: str, policyHash: str, determiningPolicies: strings, reasons: strings,
+  requestId: str,
+  agentId: str,
+  tool: str,
+  callSha256: str,
+  policyHash: str,
+  determiningPolicies: strings,
+  reasons: strings,
   endedBy: z.literal('agent.revoked'),
 });
 
 /** A pending request denied by an approver, or by the policy re-evaluated at approval time. */
 const deniedAtApproval = z.strictObject({
-  requestId: str, agentId: str, tool: str, callSha256: str, policyHash: str, reasons: strings, determiningPolicies: strings,
-  groupOf: str.optional(), ...learningFault, deniedBy: str.optional(), reevaluatedPolicyHash: str.optional(),
+  requestId: str,
+  agentId: str,
+  tool: str,
+  callSha256: str,
+  policyHash: str,
+  reasons: strings,
+  determiningPolicies: strings,
+  groupOf: str.optional(),
+  ...learningFault,
+  deniedBy: str.optional(),
+  reevaluatedPolicyHash: str.optional(),
 });
 
 /** A pending request whose requirement the current policy tightened. */
@@ -51,26 +78,62 @@ const signingKeyEvent = { kid: str, domain: str, custody: str, alg: str, tokenLa
 
 export const AUDIT_EVENT_SCHEMAS = {
   'call.rejected': z.strictObject({
-    code: str, stage: str.optional(), agentId: str.nullable().optional(), claimedAgentId: str.nullable().optional(),
-    kid: str.nullable().optional(), tool: str.nullable().optional(), nonce: str.nullable().optional(),
+    code: str,
+    stage: str.optional(),
+    agentId: str.nullable().optional(),
+    claimedAgentId: str.nullable().optional(),
+    kid: str.nullable().optional(),
+    tool: str.nullable().optional(),
+    nonce: str.nullable().optional(),
   }),
   'session.reported': z.strictObject({
-    agentId: str, sessionId: str, values: int, ...learningFault,
-    reads: z.array(z.strictObject({
-      source: str, trust: str, contentSha256: str, contentChars: int, dataClass: str.optional(), origin: str.optional(), originSha256: str.optional(),
-    })),
+    agentId: str,
+    sessionId: str,
+    values: int,
+    ...learningFault,
+    reads: z.array(
+      z.strictObject({
+        source: str,
+        trust: str,
+        contentSha256: str,
+        contentChars: int,
+        dataClass: str.optional(),
+        origin: str.optional(),
+        originSha256: str.optional(),
+      }),
+    ),
   }),
   'decision.allow': submittedDecision,
   'decision.deny': z.union([submittedDecision, deniedByRevocation, deniedAtApproval]),
   'decision.pending': z.union([submittedDecision, pendingTightened]),
   'decision.expired': z.strictObject({ requestId: str, agentId: str, reasons: strings, ...learningFault }),
   'decision.approved': z.strictObject({
-    requestId: str, agentId: str, tool: str, callSha256: str, policyHash: str, determiningPolicies: strings, reasons: strings,
-    approvers: strings, approval: jsonObject, token: tokenRef, groupOf: str.optional(), ...learningFault,
+    requestId: str,
+    agentId: str,
+    tool: str,
+    callSha256: str,
+    policyHash: str,
+    determiningPolicies: strings,
+    reasons: strings,
+    approvers: strings,
+    approval: jsonObject,
+    token: tokenRef,
+    groupOf: str.optional(),
+    ...learningFault,
   }),
   'agent.enrolled': z.strictObject({
-    agentId: str, kid: str, alg: str, owner: str, ownerEntered: str, group: str, allowedTools: strings, dataClasses: strings,
-    jurisdictions: strings, expiresAt: time.nullable(), model: str.nullable(), agentVersion: str.nullable(),
+    agentId: str,
+    kid: str,
+    alg: str,
+    owner: str,
+    ownerEntered: str,
+    group: str,
+    allowedTools: strings,
+    dataClasses: strings,
+    jurisdictions: strings,
+    expiresAt: time.nullable(),
+    model: str.nullable(),
+    agentVersion: str.nullable(),
   }),
   'agent.revoked': z.strictObject({ agentId: str, reason: str, endedRequests: strings }),
   'agent.key_rotated': z.strictObject({ agentId: str, newKid: str, retiredKeys: int, overlapEndsAt: time }),
@@ -85,25 +148,63 @@ export const AUDIT_EVENT_SCHEMAS = {
   'approver.groups_changed': z.strictObject({ approverId: str, groups: strings }),
   'approver.alias_added': z.strictObject({ approverId: str, alias: str }),
   'approver.alias_removed': z.strictObject({ approverId: str, alias: str }),
-  'approver.credential_registered': z.strictObject({ approverId: str, credentialId: str, aaguid: str, fmt: str, userVerified: z.boolean() }),
+  'approver.credential_registered': z.strictObject({
+    approverId: str,
+    credentialId: str,
+    aaguid: str,
+    fmt: str,
+    userVerified: z.boolean(),
+  }),
   'approver.credential_removed': z.strictObject({ approverId: str, credentialId: str }),
   'approver.credential_suspect': z.strictObject({
-    approverId: str, credentialId: str, status: z.literal('suspect'), reason: str, storedCounter: int, reportedCounter: int,
+    approverId: str,
+    credentialId: str,
+    status: z.literal('suspect'),
+    reason: str,
+    storedCounter: int,
+    reportedCounter: int,
   }),
   'admin.action': z.strictObject({
-    adminId: str, action: jsonObject, credentialId: str,
+    adminId: str,
+    action: jsonObject,
+    credentialId: str,
     evidence: z.strictObject({ authenticatorData: str, clientDataJSON: str, signature: str }),
   }),
   'approval.started': z.strictObject({
-    requestId: str, agentId: str, approverId: str, verdict, challenge: str, callSha256: str, expiresAt: time, followers: strings.optional(),
+    requestId: str,
+    agentId: str,
+    approverId: str,
+    verdict,
+    challenge: str,
+    callSha256: str,
+    expiresAt: time,
+    followers: strings.optional(),
   }),
   'approval.given': z.strictObject({
-    requestId: str, agentId: str, approverId: str, credentialId: str, verdict: z.literal('approve'), callSha256: str, policyHash: str,
-    challenge: str, signCount: int, reason: str.optional(), followers: strings.optional(),
+    requestId: str,
+    agentId: str,
+    approverId: str,
+    credentialId: str,
+    verdict: z.literal('approve'),
+    callSha256: str,
+    policyHash: str,
+    challenge: str,
+    signCount: int,
+    reason: str.optional(),
+    followers: strings.optional(),
   }),
   'approval.denied': z.strictObject({
-    requestId: str, agentId: str, approverId: str, credentialId: str, verdict: z.literal('deny'), callSha256: str, policyHash: str,
-    challenge: str, signCount: int, reason: str.optional(), followers: strings.optional(),
+    requestId: str,
+    agentId: str,
+    approverId: str,
+    credentialId: str,
+    verdict: z.literal('deny'),
+    callSha256: str,
+    policyHash: str,
+    challenge: str,
+    signCount: int,
+    reason: str.optional(),
+    followers: strings.optional(),
   }),
   'signing_key.activated': z.strictObject(signingKeyEvent),
   'signing_key.rotated': z.strictObject({ ...signingKeyEvent, previous: z.strictObject({ kid: str, publishedUntil: time }) }),
@@ -114,11 +215,18 @@ export const AUDIT_EVENT_SCHEMAS = {
   'config.loaded': z.strictObject({ configSha256: str }),
   'audit.checkpoint_reset': z.strictObject({ previous: str, resetTo: int, files: strings }),
   'audit.tamper_alarm': z.strictObject({
-    alarmId: int, source: str, firstBadSeq: int, findingsTotal: int,
+    alarmId: int,
+    source: str,
+    firstBadSeq: int,
+    findingsTotal: int,
     findings: z.array(z.strictObject({ kind: str, seq: int, reason: str })),
   }),
   'server.started': z.strictObject({
-    serverId: str, domain: str, port: int, signingKid: str, custody: str,
+    serverId: str,
+    domain: str,
+    port: int,
+    signingKid: str,
+    custody: str,
     risk: z.union([z.strictObject({ enabled: z.literal(false) }), z.strictObject({ enabled: z.literal(true), settingsHash: str })]),
   }),
   'server.stopped': z.strictObject({ serverId: str }),
@@ -149,21 +257,27 @@ export function isAuditKind(value: unknown): value is AuditKind {
  * audit_event_invalid naming the kind and the first problem.
  */
 export function assertAuditEvent(kind: string, event: unknown): void {
-  if (!isAuditKind(kind)) throw new CountersignError('audit_event_invalid', `the audit event kind ${quote(kind)} is not one of the known kinds`);
+  if (!isAuditKind(kind))
+    throw new CountersignError('audit_event_invalid', `the audit event kind ${quote(kind)} is not one of the known kinds`);
   const result = AUDIT_EVENT_SCHEMAS[kind].safeParse(event);
   if (!result.success) {
     const issue = result.error.issues[0];
     const where = issue === undefined || issue.path.length === 0 ? '' : ` at ${issue.path.map(String).join('.')}`;
-    throw new CountersignError('audit_event_invalid', `the ${quote(kind)} audit event does not match its schema${where}: ${issue?.message ?? 'invalid'}`);
+    throw new CountersignError(
+      'audit_event_invalid',
+      `the ${quote(kind)} audit event does not match its schema${where}: ${issue?.message ?? 'invalid'}`,
+    );
   }
 }
 
 /** Read a stored record (already strictly parsed) as a typed event; throws audit_event_invalid. */
 export function toAuditRecord(value: unknown): AuditRecord {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CountersignError('audit_event_invalid', 'the audit record is not an object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new CountersignError('audit_event_invalid', 'the audit record is not an object');
   const { kind, at, seq, ...fields } = value as Record<string, unknown>;
   if (typeof kind !== 'string') throw new CountersignError('audit_event_invalid', 'the audit record has no kind');
-  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(seq)) throw new CountersignError('audit_event_invalid', 'the audit record has no whole-number at and seq');
+  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(seq))
+    throw new CountersignError('audit_event_invalid', 'the audit record has no whole-number at and seq');
   assertAuditEvent(kind, fields);
   return value as AuditRecord;
 }

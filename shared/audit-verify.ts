@@ -34,7 +34,8 @@ export function portableMerkleHasher(sha256: Sha256 = sha256Sync): MerkleHasher 
 
 const subtle = (): typeof globalThis.crypto.subtle => {
   const s = globalThis.crypto?.subtle;
-  if (s === undefined) throw new CountersignError('internal_error', 'WebCrypto (globalThis.crypto.subtle) is not available in this runtime');
+  if (s === undefined)
+    throw new CountersignError('internal_error', 'WebCrypto (globalThis.crypto.subtle) is not available in this runtime');
   return s;
 };
 
@@ -51,10 +52,18 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 async function importNoteKey(jwk: NoteVerificationKey): Promise<{ key: WebCryptoKey; ed25519: boolean }> {
   if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519' && typeof jwk.x === 'string') {
-    return { key: await subtle().importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, true, ['verify']), ed25519: true };
+    return {
+      key: await subtle().importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, true, ['verify']),
+      ed25519: true,
+    };
   }
   if (jwk.kty === 'EC' && jwk.crv === 'P-256' && typeof jwk.x === 'string' && typeof jwk.y === 'string') {
-    return { key: await subtle().importKey('jwk', { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y }, { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']), ed25519: false };
+    return {
+      key: await subtle().importKey('jwk', { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y }, { name: 'ECDSA', namedCurve: 'P-256' }, true, [
+        'verify',
+      ]),
+      ed25519: false,
+    };
   }
   throw new Error('unsupported key');
 }
@@ -102,14 +111,19 @@ function rawFromDer(der: Uint8Array): Uint8Array | undefined {
 }
 
 /** Whether one note signature is by `jwk` under `keyName` and verifies over `text`. Never throws. */
-export async function verifyNoteSignatureWith(jwk: NoteVerificationKey, keyName: string, text: string, sig: NoteSignature): Promise<boolean> {
+export async function verifyNoteSignatureWith(
+  jwk: NoteVerificationKey,
+  keyName: string,
+  text: string,
+  sig: NoteSignature,
+): Promise<boolean> {
   try {
     if (sig.keyName !== keyName || !equalBytes(await noteKeyIdOf(keyName, jwk), sig.keyId)) return false;
     const { key, ed25519 } = await importNoteKey(jwk);
     const data = utf8(text);
     if (ed25519) return await subtle().verify({ name: 'Ed25519' }, key, webCryptoBytes(sig.signature), webCryptoBytes(data));
     const raw = rawFromDer(sig.signature);
-    return raw !== undefined && await subtle().verify({ name: 'ECDSA', hash: 'SHA-256' }, key, webCryptoBytes(raw), webCryptoBytes(data));
+    return raw !== undefined && (await subtle().verify({ name: 'ECDSA', hash: 'SHA-256' }, key, webCryptoBytes(raw), webCryptoBytes(data)));
   } catch {
     return false;
   }
@@ -122,7 +136,11 @@ export async function verifyNoteSignatureWith(jwk: NoteVerificationKey, keyName:
 export async function verifyCheckpoint(note: string, origin: string, keys: readonly NoteVerificationKey[]): Promise<Checkpoint> {
   const parsed = parseSignedNote(note);
   const checkpoint = parseCheckpointText(parsed.text);
-  if (checkpoint.origin !== origin) throw new CountersignError('audit_checkpoint_invalid', `the checkpoint is for the log ${quote(checkpoint.origin)}, not ${quote(origin)}`);
+  if (checkpoint.origin !== origin)
+    throw new CountersignError(
+      'audit_checkpoint_invalid',
+      `the checkpoint is for the log ${quote(checkpoint.origin)}, not ${quote(origin)}`,
+    );
   for (const sig of parsed.signatures) {
     for (const key of keys) if (await verifyNoteSignatureWith(key, origin, parsed.text, sig)) return checkpoint;
   }
@@ -140,7 +158,10 @@ const decodeAll = (list: readonly string[]): Uint8Array[] | undefined => {
 };
 
 /** RFC 9162 inclusion of the entry `seq` (1-based) whose record is `record`, in the tree of `treeSize` entries with root `root`. */
-export function verifyRecordInclusion(input: { seq: number; record: string; treeSize: number; proof: readonly string[]; root: string }, hasher: MerkleHasher = portableMerkleHasher()): boolean {
+export function verifyRecordInclusion(
+  input: { seq: number; record: string; treeSize: number; proof: readonly string[]; root: string },
+  hasher: MerkleHasher = portableMerkleHasher(),
+): boolean {
   const proof = decodeAll(input.proof);
   const root = decodeAll([input.root]);
   if (!proof || !root || !Number.isSafeInteger(input.seq)) return false;
@@ -148,7 +169,10 @@ export function verifyRecordInclusion(input: { seq: number; record: string; tree
 }
 
 /** RFC 9162 consistency between the trees of `from` and `to` entries (the CLI's `audit proof consistency` output). */
-export function verifyConsistencyView(input: { from: number; to: number; proof: readonly string[]; fromRoot: string; toRoot: string }, hasher: MerkleHasher = portableMerkleHasher()): boolean {
+export function verifyConsistencyView(
+  input: { from: number; to: number; proof: readonly string[]; fromRoot: string; toRoot: string },
+  hasher: MerkleHasher = portableMerkleHasher(),
+): boolean {
   const hashes = decodeAll([input.fromRoot, input.toRoot, ...input.proof]);
   if (!hashes) return false;
   const [fromRoot, toRoot, ...proof] = hashes;
@@ -182,22 +206,27 @@ export async function verifyAuditProof(
   proof: AuditProofResult,
   options: { keys: readonly NoteVerificationKey[]; origin?: string; requestId?: string },
 ): Promise<VerifiedAuditProof> {
-  if (typeof proof !== 'object' || proof === null || typeof proof.checkpoint !== 'string' || !Array.isArray(proof.entries)) proofInvalid('the audit proof is not an object with a checkpoint and entries');
-  if (options.requestId !== undefined && proof.requestId !== options.requestId) proofInvalid(`the audit proof is for the request ${quote(String(proof.requestId))}, not ${quote(options.requestId)}`);
+  if (typeof proof !== 'object' || proof === null || typeof proof.checkpoint !== 'string' || !Array.isArray(proof.entries))
+    proofInvalid('the audit proof is not an object with a checkpoint and entries');
+  if (options.requestId !== undefined && proof.requestId !== options.requestId)
+    proofInvalid(`the audit proof is for the request ${quote(String(proof.requestId))}, not ${quote(options.requestId)}`);
   const origin = options.origin ?? parseCheckpointText(parseSignedNote(proof.checkpoint).text).origin;
   const checkpoint = await verifyCheckpoint(proof.checkpoint, origin, options.keys);
-  if (proof.treeSize !== checkpoint.size) proofInvalid(`the audit proof claims a tree of ${String(proof.treeSize)} entries but its checkpoint covers ${checkpoint.size}`);
+  if (proof.treeSize !== checkpoint.size)
+    proofInvalid(`the audit proof claims a tree of ${String(proof.treeSize)} entries but its checkpoint covers ${checkpoint.size}`);
   if (proof.entries.length === 0) proofInvalid('the audit proof holds no entries');
   const hasher = portableMerkleHasher();
   const root = fromBase64(checkpoint.rootHash);
   const entries: VerifiedAuditProof['entries'] = [];
   for (const entry of proof.entries) {
     const seq = entry.seq;
-    if (!Number.isSafeInteger(seq) || typeof entry.record !== 'string' || typeof entry.leafHash !== 'string' || !Array.isArray(entry.proof)) proofInvalid('an audit proof entry is malformed');
+    if (!Number.isSafeInteger(seq) || typeof entry.record !== 'string' || typeof entry.leafHash !== 'string' || !Array.isArray(entry.proof))
+      proofInvalid('an audit proof entry is malformed');
     const leaf = hasher.leaf(utf8(entry.record));
     if (toBase64(leaf) !== entry.leafHash) proofInvalid(`entry ${seq}: the record does not match its leaf hash`);
     const path = decodeAll(entry.proof);
-    if (!path || !verifyInclusion(hasher, seq - 1, checkpoint.size, leaf, path, root)) proofInvalid(`entry ${seq} is not included in the signed checkpoint of ${checkpoint.size} entries`);
+    if (!path || !verifyInclusion(hasher, seq - 1, checkpoint.size, leaf, path, root))
+      proofInvalid(`entry ${seq} is not included in the signed checkpoint of ${checkpoint.size} entries`);
     let record: unknown;
     try {
       record = parseStrictJson(entry.record);
@@ -205,35 +234,48 @@ export async function verifyAuditProof(
       proofInvalid(`entry ${seq}: the record is not strict JSON (${error instanceof Error ? error.message : String(error)})`);
     }
     const r = record as Record<string, unknown>;
-    if (typeof record !== 'object' || record === null || Array.isArray(record) || r.seq !== seq) proofInvalid(`entry ${seq}: the record does not carry its own number`);
+    if (typeof record !== 'object' || record === null || Array.isArray(record) || r.seq !== seq)
+      proofInvalid(`entry ${seq}: the record does not carry its own number`);
     if (r.requestId !== proof.requestId) proofInvalid(`entry ${seq} is not about the request ${quote(String(proof.requestId))}`);
     entries.push({ seq, record: r });
   }
-  return { requestId: proof.requestId, origin, treeSize: checkpoint.size, rootHash: checkpoint.rootHash, checkpointTime: checkpoint.time, entries };
+  return {
+    requestId: proof.requestId,
+    origin,
+    treeSize: checkpoint.size,
+    rootHash: checkpoint.rootHash,
+    checkpointTime: checkpoint.time,
+    entries,
+  };
 }
 
 // ---- audit exports ----
 
-export type ExportSelection =
-  | { kind: 'all' }
-  | { kind: 'time'; since: number; until: number }
-  | { kind: 'request'; requestId: string };
+export type ExportSelection = { kind: 'all' } | { kind: 'time'; since: number; until: number } | { kind: 'request'; requestId: string };
 
 export type ExportVerification =
   | {
-    ok: true; origin: string; treeSize: number; entries: number; checkpoints: number; root: string;
-    /** What the export claims to hold; `complete` only for a full export (a partial one cannot prove nothing was left out). */
-    selection: ExportSelection; complete: boolean;
-  }
+      ok: true;
+      origin: string;
+      treeSize: number;
+      entries: number;
+      checkpoints: number;
+      root: string;
+      /** What the export claims to hold; `complete` only for a full export (a partial one cannot prove nothing was left out). */
+      selection: ExportSelection;
+      complete: boolean;
+    }
   | { ok: false; firstBadSeq?: number; line: number; reason: string };
 
-const ENTRY_LINE = /^\{"type":"entry","seq":(\d{1,16}),"leafHash":"([A-Za-z0-9+/]{43}=)"(?:,"inclusion":(\[[A-Za-z0-9+/=",]*\]))?,"record":/;
+const ENTRY_LINE =
+  /^\{"type":"entry","seq":(\d{1,16}),"leafHash":"([A-Za-z0-9+/]{43}=)"(?:,"inclusion":(\[[A-Za-z0-9+/=",]*\]))?,"record":/;
 
 function parseSelection(value: unknown): ExportSelection | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const v = value as Record<string, unknown>;
   if (v.kind === 'all') return { kind: 'all' };
-  if (v.kind === 'time' && typeof v.since === 'number' && typeof v.until === 'number') return { kind: 'time', since: v.since, until: v.until };
+  if (v.kind === 'time' && typeof v.since === 'number' && typeof v.until === 'number')
+    return { kind: 'time', since: v.since, until: v.until };
   if (v.kind === 'request' && typeof v.requestId === 'string') return { kind: 'request', requestId: v.requestId };
   return undefined;
 }
@@ -296,19 +338,21 @@ export async function verifyAuditExport(
   /** The last checkpoint size the recomputed tree matched (full exports). */
   let lastGood = 0;
   const fail = (reason: string, firstBadSeq?: number): ExportVerification =>
-    (firstBadSeq === undefined ? { ok: false, line: lineNo, reason } : { ok: false, firstBadSeq, line: lineNo, reason });
+    firstBadSeq === undefined ? { ok: false, line: lineNo, reason } : { ok: false, firstBadSeq, line: lineNo, reason };
   try {
     for await (const bytes of lines(source)) {
       lineNo++;
       if (bytes.length === 0) continue;
       // Entry lines are matched and hashed as bytes: the record is hashed exactly as stored.
-      const entryLine = bytes[0] === 0x7b && bytes[2] === 0x74 ? ENTRY_LINE.exec(latin1(bytes.subarray(0, Math.min(bytes.length, 4096)))) : null;
+      const entryLine =
+        bytes[0] === 0x7b && bytes[2] === 0x74 ? ENTRY_LINE.exec(latin1(bytes.subarray(0, Math.min(bytes.length, 4096)))) : null;
       if (entryLine && header) {
         const seq = Number(entryLine[1]);
         const top = checkpoints.get(header.treeSize);
         if (!top) return fail(`no signed checkpoint of the export's tree size ${header.treeSize} precedes the entries`);
         if (!Number.isSafeInteger(seq) || bytes[bytes.length - 1] !== 0x7d) return fail('an entry line is malformed');
-        if (header.full && seq !== lastSeq + 1) return fail(seq > lastSeq + 1 ? `entry ${lastSeq + 1} is missing` : `entry ${seq} is out of order`, lastSeq + 1);
+        if (header.full && seq !== lastSeq + 1)
+          return fail(seq > lastSeq + 1 ? `entry ${lastSeq + 1} is missing` : `entry ${seq} is out of order`, lastSeq + 1);
         if (!header.full && seq <= lastSeq) return fail(`entry ${seq} is out of order`, seq);
         if (seq > header.treeSize || seq < 1) return fail(`entry ${seq} is outside the export's tree size`, seq);
         lastSeq = seq;
@@ -323,7 +367,10 @@ export async function verifyAuditExport(
           const cp = checkpoints.get(acc.size);
           if (cp) {
             if (toBase64(acc.root()) !== cp.rootHash) {
-              return fail(`the entries after ${lastGood} up to ${acc.size} do not match the signed checkpoint of ${acc.size} entries: one of entries ${lastGood + 1}..${acc.size} was changed`, lastGood + 1);
+              return fail(
+                `the entries after ${lastGood} up to ${acc.size} do not match the signed checkpoint of ${acc.size} entries: one of entries ${lastGood + 1}..${acc.size} was changed`,
+                lastGood + 1,
+              );
             }
             lastGood = acc.size;
           }
@@ -338,8 +385,12 @@ export async function verifyAuditExport(
             return fail(`entry ${seq}: the record is not strict JSON (${error instanceof Error ? error.message : String(error)})`, seq);
           }
           const sel = header.selection;
-          const inSelection = sel.kind === 'request' ? record.requestId === sel.requestId
-            : sel.kind === 'time' ? typeof record.at === 'number' && record.at >= sel.since && record.at <= sel.until : true;
+          const inSelection =
+            sel.kind === 'request'
+              ? record.requestId === sel.requestId
+              : sel.kind === 'time'
+                ? typeof record.at === 'number' && record.at >= sel.since && record.at <= sel.until
+                : true;
           if (!inSelection) return fail(`entry ${seq} is outside the export's selection`, seq);
           let proof: Uint8Array[] | undefined;
           try {
@@ -364,7 +415,13 @@ export async function verifyAuditExport(
         return fail(`the line is not valid strict JSON (${error instanceof Error ? error.message : String(error)})`);
       }
       if (!header) {
-        if (value.type !== 'header' || value.format !== EXPORT_FORMAT || typeof value.origin !== 'string' || typeof value.treeSize !== 'number') return fail('the export does not start with a countersign-audit-export/v1 header');
+        if (
+          value.type !== 'header' ||
+          value.format !== EXPORT_FORMAT ||
+          typeof value.origin !== 'string' ||
+          typeof value.treeSize !== 'number'
+        )
+          return fail('the export does not start with a countersign-audit-export/v1 header');
         const selection = parseSelection(value.selection);
         if (!selection) return fail('the export header has no valid selection');
         header = { origin: value.origin, treeSize: value.treeSize, full: selection.kind === 'all', selection };
@@ -390,22 +447,47 @@ export async function verifyAuditExport(
         const proof = b64list(value.proof);
         if (!a || !b || !proof) return fail('a consistency proof names checkpoints the export does not hold before it');
         if (!verifyConsistency(hasher, a.size, b.size, proof, fromBase64(a.rootHash), fromBase64(b.rootHash))) {
-          return fail(`the checkpoint of ${b.size} entries is not consistent with the one of ${a.size}: the log forked between them`, a.size + 1);
+          return fail(
+            `the checkpoint of ${b.size} entries is not consistent with the one of ${a.size}: the log forked between them`,
+            a.size + 1,
+          );
         }
         consistent.add(`${a.size}>${b.size}`);
         continue;
       }
-      if (value.type !== 'entry') return fail(`unknown line type ${quote(typeof value.type === 'string' ? value.type : JSON.stringify(value.type ?? null))}`);
+      if (value.type !== 'entry')
+        return fail(`unknown line type ${quote(typeof value.type === 'string' ? value.type : JSON.stringify(value.type ?? null))}`);
       return fail('an entry line is malformed (the record must be the last member, after seq, leafHash and inclusion)');
     }
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
   if (!header) return { ok: false, line: lineNo, reason: 'the export is empty' };
-  if (!lastCheckpoint || lastCheckpoint.size !== header.treeSize) return { ok: false, line: lineNo, reason: `the export has no checkpoint of its tree size ${header.treeSize}` };
-  if (header.full && acc.size !== header.treeSize) return { ok: false, firstBadSeq: acc.size + 1, line: lineNo, reason: `the export ends at entry ${acc.size} but its checkpoint covers ${header.treeSize}: the tail is missing` };
+  if (!lastCheckpoint || lastCheckpoint.size !== header.treeSize)
+    return { ok: false, line: lineNo, reason: `the export has no checkpoint of its tree size ${header.treeSize}` };
+  if (header.full && acc.size !== header.treeSize)
+    return {
+      ok: false,
+      firstBadSeq: acc.size + 1,
+      line: lineNo,
+      reason: `the export ends at entry ${acc.size} but its checkpoint covers ${header.treeSize}: the tail is missing`,
+    };
   for (let i = 1; i < order.length; i++) {
-    if (!consistent.has(`${order[i - 1]!}>${order[i]!}`)) return { ok: false, line: lineNo, reason: `the export lacks the consistency proof between its checkpoints of ${order[i - 1]!} and ${order[i]!} entries` };
+    if (!consistent.has(`${order[i - 1]!}>${order[i]!}`))
+      return {
+        ok: false,
+        line: lineNo,
+        reason: `the export lacks the consistency proof between its checkpoints of ${order[i - 1]!} and ${order[i]!} entries`,
+      };
   }
-  return { ok: true, origin: header.origin, treeSize: header.treeSize, entries, checkpoints: checkpoints.size, root: lastCheckpoint.rootHash, selection: header.selection, complete: header.full };
+  return {
+    ok: true,
+    origin: header.origin,
+    treeSize: header.treeSize,
+    entries,
+    checkpoints: checkpoints.size,
+    root: lastCheckpoint.rootHash,
+    selection: header.selection,
+    complete: header.full,
+  };
 }

@@ -12,8 +12,16 @@ import { CountersignError, httpStatusFor } from './errors.js';
 import { parseStrictJson } from './canonical-json.js';
 import { httpErrorBodySchema, sessionSecretSchema } from './bridge.js';
 import {
-  BRIDGE_EVENTS_PATH, BRIDGE_METHODS, createBridgeClient, fillBridgePath, parseBridgeEvent,
-  type BridgeCall, type BridgeEvent, type BridgeListener, type BridgeMethodRow, type CountersignBridge,
+  BRIDGE_EVENTS_PATH,
+  BRIDGE_METHODS,
+  createBridgeClient,
+  fillBridgePath,
+  parseBridgeEvent,
+  type BridgeCall,
+  type BridgeEvent,
+  type BridgeListener,
+  type BridgeMethodRow,
+  type CountersignBridge,
 } from './bridge-table.js';
 
 // `cache` is a browser fetch option: Node's RequestInit type lacks it (its fetch accepts it).
@@ -73,23 +81,30 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
       body = await response.text();
     } catch (cause) {
       const timedOut = controller.signal.aborted;
-      throw new CountersignError('connection_closed', timedOut ? `the request to ${path} timed out` : `the request to ${path} failed`, { cause });
+      throw new CountersignError('connection_closed', timedOut ? `the request to ${path} timed out` : `the request to ${path} failed`, {
+        cause,
+      });
     } finally {
       clearTimeout(timer);
     }
-    if (status === httpStatusFor('not_authenticated')) throw new CountersignError('not_authenticated', 'the UI session secret was not accepted', { details: { status } });
+    if (status === httpStatusFor('not_authenticated'))
+      throw new CountersignError('not_authenticated', 'the UI session secret was not accepted', { details: { status } });
     if (body.length > MAX_BODY_CHARS) throw new CountersignError('schema_invalid', 'the response is too large');
     let json: unknown;
     try {
       json = parseStrictJson(body);
     } catch (cause) {
-      if (status !== 200) throw new CountersignError('internal_error', `the server answered HTTP ${status}`, { details: { status }, cause });
+      if (status !== 200)
+        throw new CountersignError('internal_error', `the server answered HTTP ${status}`, { details: { status }, cause });
       throw new CountersignError('schema_invalid', `the response to ${path} is not JSON`, { cause });
     }
     if (status !== 200) {
       // The server's own error, when it is one of ours (the schema only admits known codes).
       const error = httpErrorBodySchema.safeParse(json);
-      if (error.success) throw new CountersignError(error.data.error.code, error.data.error.message, { details: { status, serverCode: error.data.error.code } });
+      if (error.success)
+        throw new CountersignError(error.data.error.code, error.data.error.message, {
+          details: { status, serverCode: error.data.error.code },
+        });
       throw new CountersignError('internal_error', `the server answered HTTP ${status}`, { details: { status, serverCode: 'unknown' } });
     }
     // Validated against the method's row by createBridgeClient.
@@ -149,7 +164,12 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
       controller = new AbortController();
       try {
         const response = await doFetch(`${origin}${BRIDGE_EVENTS_PATH}`, {
-          method: 'GET', headers: { authorization, accept: 'text/event-stream' }, cache: 'no-store', credentials: 'omit', redirect: 'error', signal: controller.signal,
+          method: 'GET',
+          headers: { authorization, accept: 'text/event-stream' },
+          cache: 'no-store',
+          credentials: 'omit',
+          redirect: 'error',
+          signal: controller.signal,
         });
         if (response.status !== 200 || response.body === null) throw new Error(`HTTP ${response.status}`);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -12,9 +12,24 @@
 import { z } from 'zod';
 import { CountersignError } from './errors.js';
 import {
-  agentListSchema, approvalCeremonySchema, approvalOutcomeSchema, approvalReasonSchema, approvalVerdictSchema, approverListResponseSchema,
-  bridgeIdSchema, bridgeStatusSchema, decisionListSchema, parseBridgeArgument, pendingApprovalsResponseSchema, registeredKeySchema,
-  registrationCodeSchema, registrationOptionsSchema, requestStateSchema, webauthnResponseSchema, parseBridgeResult, toCountersignError,
+  agentListSchema,
+  approvalCeremonySchema,
+  approvalOutcomeSchema,
+  approvalReasonSchema,
+  approvalVerdictSchema,
+  approverListResponseSchema,
+  bridgeIdSchema,
+  bridgeStatusSchema,
+  decisionListSchema,
+  parseBridgeArgument,
+  pendingApprovalsResponseSchema,
+  registeredKeySchema,
+  registrationCodeSchema,
+  registrationOptionsSchema,
+  requestStateSchema,
+  webauthnResponseSchema,
+  parseBridgeResult,
+  toCountersignError,
   type WebAuthnResponseJson,
 } from './bridge.js';
 
@@ -61,41 +76,74 @@ export const queryIntegerSchema = z.int().min(0).max(999_999_999);
 // ---- the table ----
 
 export const BRIDGE_METHODS = {
-  getStatus: method({ args: [], result: bridgeStatusSchema, channel: 'countersign:getStatus', http: { verb: 'GET', path: '/api/ui/status' } }),
+  getStatus: method({
+    args: [],
+    result: bridgeStatusSchema,
+    channel: 'countersign:getStatus',
+    http: { verb: 'GET', path: '/api/ui/status' },
+  }),
   listRecentDecisions: method({
     args: [optionalArg('limit', queryIntegerSchema, 'query')],
-    result: decisionListSchema, channel: 'countersign:listRecentDecisions', http: { verb: 'GET', path: '/api/ui/decisions' },
+    result: decisionListSchema,
+    channel: 'countersign:listRecentDecisions',
+    http: { verb: 'GET', path: '/api/ui/decisions' },
   }),
-  listAgents: method({ args: [], result: agentListSchema, channel: 'countersign:listAgents', http: { verb: 'GET', path: '/api/ui/agents' } }),
+  listAgents: method({
+    args: [],
+    result: agentListSchema,
+    channel: 'countersign:listAgents',
+    http: { verb: 'GET', path: '/api/ui/agents' },
+  }),
   /** Every approver (no key material), to choose who is approving. */
-  listApprovers: method({ args: [], result: approverListResponseSchema, channel: 'countersign:listApprovers', http: { verb: 'GET', path: '/api/approvers' } }),
+  listApprovers: method({
+    args: [],
+    result: approverListResponseSchema,
+    channel: 'countersign:listApprovers',
+    http: { verb: 'GET', path: '/api/approvers' },
+  }),
   /** Pending, unexpired requests waiting for approvers, oldest first, with the full call; `total` counts them all. */
   listPendingApprovals: method({
     args: [optionalArg('limit', queryIntegerSchema, 'query'), optionalArg('offset', queryIntegerSchema, 'query')],
-    result: pendingApprovalsResponseSchema, channel: 'countersign:listPendingApprovals', http: { verb: 'GET', path: '/api/approvals/pending' },
+    result: pendingApprovalsResponseSchema,
+    channel: 'countersign:listPendingApprovals',
+    http: { verb: 'GET', path: '/api/approvals/pending' },
   }),
   /** Start registering a security key with the single-use registration code an admin issued. */
   beginApproverRegistration: method({
     args: [arg('approverId', bridgeIdSchema, 'path'), arg('registrationCode', registrationCodeSchema, 'body')],
-    result: registrationOptionsSchema, channel: 'countersign:beginApproverRegistration', http: { verb: 'POST', path: '/api/approvers/{approverId}/registration' },
+    result: registrationOptionsSchema,
+    channel: 'countersign:beginApproverRegistration',
+    http: { verb: 'POST', path: '/api/approvers/{approverId}/registration' },
   }),
   /** Finish it with the browser's response; the key is verified and stored. */
   finishApproverRegistration: method({
     args: [arg('approverId', bridgeIdSchema, 'path'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body')],
-    result: registeredKeySchema, channel: 'countersign:finishApproverRegistration', http: { verb: 'POST', path: '/api/approvers/{approverId}/registration/finish' },
+    result: registeredKeySchema,
+    channel: 'countersign:finishApproverRegistration',
+    http: { verb: 'POST', path: '/api/approvers/{approverId}/registration/finish' },
   }),
   /** Start one approval ceremony (challenge bound to the call, the verdict and the approver). */
   startApprovalCeremony: method({
-    args: [arg('requestId', bridgeIdSchema, 'path'), arg('approverId', bridgeIdSchema, 'body'), arg('verdict', approvalVerdictSchema, 'body')],
-    result: approvalCeremonySchema, channel: 'countersign:startApprovalCeremony', http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/ceremony' },
+    args: [
+      arg('requestId', bridgeIdSchema, 'path'),
+      arg('approverId', bridgeIdSchema, 'body'),
+      arg('verdict', approvalVerdictSchema, 'body'),
+    ],
+    result: approvalCeremonySchema,
+    channel: 'countersign:startApprovalCeremony',
+    http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/ceremony' },
   }),
   /** Submit the assertion; the outcome says whether the request is still pending, approved or denied. */
   submitApprovalCeremony: method({
     args: [
-      arg('requestId', bridgeIdSchema, 'path'), arg('approverId', bridgeIdSchema, 'body'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body'),
+      arg('requestId', bridgeIdSchema, 'path'),
+      arg('approverId', bridgeIdSchema, 'body'),
+      typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body'),
       optionalArg('reason', approvalReasonSchema, 'body'),
     ],
-    result: approvalOutcomeSchema, channel: 'countersign:submitApprovalCeremony', http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/submit' },
+    result: approvalOutcomeSchema,
+    channel: 'countersign:submitApprovalCeremony',
+    http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/submit' },
   }),
 } as const;
 
@@ -126,7 +174,11 @@ export function parseBridgeEvent(name: unknown, data: unknown): BridgeEvent | un
 // ---- types derived from the table ----
 
 type ArgTuple<A extends readonly unknown[]> = A extends readonly [infer H, ...infer R]
-  ? H extends BridgeArg<z.ZodType, infer T, infer O> ? (O extends true ? [T?, ...ArgTuple<R>] : [T, ...ArgTuple<R>]) : never
+  ? H extends BridgeArg<z.ZodType, infer T, infer O>
+    ? O extends true
+      ? [T?, ...ArgTuple<R>]
+      : [T, ...ArgTuple<R>]
+    : never
   : [];
 export type BridgeArgs<K extends BridgeMethodName> = ArgTuple<(typeof BRIDGE_METHODS)[K]['args']>;
 export type BridgeResult<K extends BridgeMethodName> = z.infer<(typeof BRIDGE_METHODS)[K]['result']>;
@@ -150,7 +202,8 @@ export interface CountersignBridge extends BridgeMethods {
  */
 export function parseBridgeArguments<K extends BridgeMethodName>(name: K, raw: readonly unknown[]): BridgeArgs<K> {
   const row: BridgeMethodRow = BRIDGE_METHODS[name];
-  if (raw.length > row.args.length) throw new CountersignError('schema_invalid', `the bridge method ${JSON.stringify(name)} takes at most ${row.args.length} arguments`);
+  if (raw.length > row.args.length)
+    throw new CountersignError('schema_invalid', `the bridge method ${JSON.stringify(name)} takes at most ${row.args.length} arguments`);
   const out: unknown[] = [];
   row.args.forEach((spec, index) => {
     const value = raw[index];
@@ -163,7 +216,9 @@ export function parseBridgeArguments<K extends BridgeMethodName>(name: K, raw: r
 
 /** Fill a row's path template: every `{name}` from the named argument, each one encoded segment. */
 export function fillBridgePath(template: string, values: Readonly<Record<string, unknown>>): string {
-  return template.replace(/\{([A-Za-z]+)\}/g, (_match, name: string) => encodeURIComponent(parseBridgeArgument(bridgeIdSchema, values[name], name)));
+  return template.replace(/\{([A-Za-z]+)\}/g, (_match, name: string) =>
+    encodeURIComponent(parseBridgeArgument(bridgeIdSchema, values[name], name)),
+  );
 }
 
 /** How a client reaches the server: one call by method name with its arguments as given. */
@@ -199,9 +254,10 @@ export function createBridgeClient(call: BridgeCall, subscribe: CountersignBridg
 export function validatingBridge(inner: CountersignBridge): CountersignBridge {
   return createBridgeClient(
     (name, args) => (inner[name] as (...a: unknown[]) => Promise<unknown>)(...args),
-    (listener) => inner.subscribe((event) => {
-      const checked = parseBridgeEvent(event?.name, event?.data);
-      if (checked !== undefined) listener(checked);
-    }),
+    (listener) =>
+      inner.subscribe((event) => {
+        const checked = parseBridgeEvent(event?.name, event?.data);
+        if (checked !== undefined) listener(checked);
+      }),
   );
 }

@@ -96,9 +96,14 @@ export function clampDecisionLimit(limit: unknown): number {
 
 // ---- approvals (approvers, pending requests, WebAuthn ceremonies) ----
 
-const b64url = (max: number) => text(max).min(1).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+const b64url = (max: number) =>
+  text(max)
+    .min(1)
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
 /** Request and approver ids as the bridge carries them (path segments over HTTP). */
-export const bridgeIdSchema = text(128).min(1).refine((id) => id !== '.' && id !== '..', 'must not be a dot segment');
+export const bridgeIdSchema = text(128)
+  .min(1)
+  .refine((id) => id !== '.' && id !== '..', 'must not be a dot segment');
 export const approvalVerdictSchema = z.enum(['approve', 'deny']);
 export type ApprovalVerdict = z.infer<typeof approvalVerdictSchema>;
 /** A denial or approval reason (the core also refuses control characters). */
@@ -174,13 +179,20 @@ export const approvalRequestSchema = z.strictObject({
    * Identical calls (same agent, same canonical call, same decision) this one prompt stands for:
    * the request itself plus `followers`. Every approval signs for each of them by id.
    */
-  count: z.int().min(1).max(MAX_GROUP_FOLLOWERS + 1).optional(),
+  count: z
+    .int()
+    .min(1)
+    .max(MAX_GROUP_FOLLOWERS + 1)
+    .optional(),
   followers: z.array(text(128).min(1)).max(MAX_GROUP_FOLLOWERS).optional(),
   /**
    * People who may not decide this request and why, as approver ids resolved by the core
    * through the directory's aliases (compare exactly; never re-derive from agentOwner).
    */
-  excludedApprovers: z.array(z.strictObject({ approverId: text(128).min(1), reason: z.enum(['owner', 'requester', 'policy']) })).max(1024).optional(),
+  excludedApprovers: z
+    .array(z.strictObject({ approverId: text(128).min(1), reason: z.enum(['owner', 'requester', 'policy']) }))
+    .max(1024)
+    .optional(),
   /** The agent's owner is not a known person (agent held for review): nobody may decide. */
   ownerUnresolved: z.literal(true).optional(),
 });
@@ -213,12 +225,14 @@ function jsonSize(value: unknown): number {
   }
 }
 /** A PublicKeyCredential as JSON (what startRegistration / startAuthentication resolve to). */
-export const webauthnResponseSchema = z.looseObject({
-  id: b64url(1400),
-  rawId: b64url(1400),
-  type: z.literal('public-key'),
-  response: webauthnObject,
-}).refine((value) => jsonSize(value) <= MAX_WEBAUTHN_RESPONSE_CHARS, 'the security key response is too large');
+export const webauthnResponseSchema = z
+  .looseObject({
+    id: b64url(1400),
+    rawId: b64url(1400),
+    type: z.literal('public-key'),
+    response: webauthnObject,
+  })
+  .refine((value) => jsonSize(value) <= MAX_WEBAUTHN_RESPONSE_CHARS, 'the security key response is too large');
 /** Structural, so RegistrationResponseJSON and AuthenticationResponseJSON both fit. */
 export interface WebAuthnResponseJson {
   readonly id: string;
@@ -248,7 +262,9 @@ export const approvalOutcomeSchema = z.strictObject({
   approvalsSoFar: z.array(approvalEntrySchema).max(1024),
   reasons: z.array(text(4096)).max(64),
   /** The co-signed approval token, when this approval completed the quorum. */
-  token: text(512 * 1024).regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'must be a compact JWS').optional(),
+  token: text(512 * 1024)
+    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'must be a compact JWS')
+    .optional(),
   tokenExpiresAt: epochMs.optional(),
 });
 export type ApprovalOutcome = z.infer<typeof approvalOutcomeSchema>;
@@ -260,7 +276,11 @@ export const pendingApprovalsResponseSchema = z.strictObject({ pending: pendingA
 /** Validate one argument a transport received (IPC arguments are untrusted): `schema_invalid` otherwise. */
 export function parseBridgeArgument<S extends z.ZodType>(schema: S, value: unknown, name: string): z.infer<S> {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new CountersignError('schema_invalid', `the bridge argument ${JSON.stringify(name)} is invalid: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  if (!parsed.success)
+    throw new CountersignError(
+      'schema_invalid',
+      `the bridge argument ${JSON.stringify(name)} is invalid: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+    );
   return parsed.data;
 }
 
@@ -301,7 +321,10 @@ export function parseBridgeResult<S extends z.ZodType>(schema: S, value: unknown
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new CountersignError('schema_invalid', `the bridge response does not match its schema at ${JSON.stringify(issue?.path.join('.') ?? '')}`);
+    throw new CountersignError(
+      'schema_invalid',
+      `the bridge response does not match its schema at ${JSON.stringify(issue?.path.join('.') ?? '')}`,
+    );
   }
   return parsed.data;
 }

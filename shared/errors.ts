@@ -58,32 +58,66 @@ export const ERROR_RECORDS = {
   json_lone_surrogate: { message: 'a string contains an unpaired UTF-16 surrogate', rpc: RPC_CODES.parseError, http: 400 },
   json_too_deep: { message: 'the JSON nesting is deeper than allowed', rpc: RPC_CODES.parseError, http: 400 },
   json_unsupported_value: { message: 'a value cannot be represented in JSON', rpc: RPC_CODES.parseError, http: 400 },
-  json_reserved_member: { message: 'an object has a member named __proto__, which cannot be represented faithfully', rpc: RPC_CODES.parseError, http: 400 },
+  json_reserved_member: {
+    message: 'an object has a member named __proto__, which cannot be represented faithfully',
+    rpc: RPC_CODES.parseError,
+    http: 400,
+  },
 
   // Transport and framing
-  frame_too_large: { message: 'the message is larger than the configured maximum', rpc: RPC_CODES.limitReached, close: CLOSE_CODES.messageTooBig, http: 413 },
+  frame_too_large: {
+    message: 'the message is larger than the configured maximum',
+    rpc: RPC_CODES.limitReached,
+    close: CLOSE_CODES.messageTooBig,
+    http: 413,
+  },
   frame_binary: { message: 'binary frames are not accepted', rpc: RPC_CODES.parseError, close: CLOSE_CODES.unsupportedData, http: 400 },
-  frame_invalid_utf8: { message: 'the message is not valid UTF-8', rpc: RPC_CODES.parseError, close: CLOSE_CODES.invalidPayload, http: 400 },
+  frame_invalid_utf8: {
+    message: 'the message is not valid UTF-8',
+    rpc: RPC_CODES.parseError,
+    close: CLOSE_CODES.invalidPayload,
+    http: 400,
+  },
   origin_not_allowed: { message: 'the Origin header is not on the allowlist', rpc: RPC_CODES.refused, http: 403 },
   host_not_allowed: { message: 'the Host header is not on the allowlist', rpc: RPC_CODES.refused, http: 421 },
   too_many_connections: { message: 'the server has reached its connection limit', rpc: RPC_CODES.limitReached, http: 503 },
   rate_limited: { message: 'too many messages; slow down', rpc: RPC_CODES.limitReached, close: CLOSE_CODES.rateLimited, http: 429 },
   pending_queue_full: { message: 'too many calls are already waiting for a decision', rpc: RPC_CODES.limitReached, http: 429 },
-  handshake_timeout: { message: 'authentication did not complete in time', rpc: RPC_CODES.refused, close: CLOSE_CODES.handshakeTimeout, http: 400 },
+  handshake_timeout: {
+    message: 'authentication did not complete in time',
+    rpc: RPC_CODES.refused,
+    close: CLOSE_CODES.handshakeTimeout,
+    http: 400,
+  },
 
   // Protocol
   schema_invalid: { message: 'the message does not match the protocol schema', rpc: RPC_CODES.invalidRequest, http: 400 },
   method_unknown: { message: 'the method is not part of the protocol', rpc: RPC_CODES.methodNotFound, http: 404 },
   protocol_version_unsupported: { message: 'the protocol version is not supported', rpc: RPC_CODES.invalidRequest, http: 400 },
-  not_authenticated: { message: 'the connection has not authenticated yet', rpc: RPC_CODES.refused, close: CLOSE_CODES.authFailed, http: 401 },
+  not_authenticated: {
+    message: 'the connection has not authenticated yet',
+    rpc: RPC_CODES.refused,
+    close: CLOSE_CODES.authFailed,
+    http: 401,
+  },
   already_authenticated: { message: 'the connection is already authenticated', rpc: RPC_CODES.refused, http: 400 },
 
   // Agent identity and envelopes
-  auth_failed: { message: 'the agent could not prove possession of an enrolled key', rpc: RPC_CODES.refused, close: CLOSE_CODES.authFailed, http: 400 },
+  auth_failed: {
+    message: 'the agent could not prove possession of an enrolled key',
+    rpc: RPC_CODES.refused,
+    close: CLOSE_CODES.authFailed,
+    http: 400,
+  },
   agent_unknown: { message: 'no enrolled agent has that id', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
   agent_revoked: { message: 'the agent has been revoked', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
   agent_expired: { message: 'the agent enrollment has expired', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
-  agent_held_for_review: { message: 'the agent is held for review: its owner is not a known person', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 403 },
+  agent_held_for_review: {
+    message: 'the agent is held for review: its owner is not a known person',
+    rpc: RPC_CODES.refused,
+    close: CLOSE_CODES.keyRevoked,
+    http: 403,
+  },
   key_unknown: { message: 'the key is not enrolled for this agent', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
   key_revoked: { message: 'the key has been revoked or rotated out', rpc: RPC_CODES.refused, close: CLOSE_CODES.keyRevoked, http: 400 },
   agent_mismatch: { message: 'the envelope names a different agent than the authenticated one', rpc: RPC_CODES.refused, http: 400 },
@@ -113,9 +147,17 @@ export const ERROR_RECORDS = {
   approver_not_eligible: { message: 'the approver is not in a group this request needs', rpc: RPC_CODES.refused, http: 403 },
   approver_conflicted: { message: 'the approver may not approve this request', rpc: RPC_CODES.refused, http: 403 },
   approver_already_decided: { message: 'the approver has already decided this request', rpc: RPC_CODES.refused, http: 409 },
-  credential_unknown: { message: 'the security key is not registered to this approver for this ceremony', rpc: RPC_CODES.refused, http: 400 },
+  credential_unknown: {
+    message: 'the security key is not registered to this approver for this ceremony',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
   credential_suspect: { message: 'the security key reported a signature counter that went backwards', rpc: RPC_CODES.refused, http: 403 },
-  challenge_invalid: { message: 'the ceremony challenge is unknown, used, expired or for another request', rpc: RPC_CODES.refused, http: 400 },
+  challenge_invalid: {
+    message: 'the ceremony challenge is unknown, used, expired or for another request',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
   assertion_invalid: { message: 'the security key response does not verify', rpc: RPC_CODES.refused, http: 400 },
   attestation_refused: { message: 'the security key is not an accepted authenticator', rpc: RPC_CODES.refused, http: 403 },
   request_not_pending: { message: 'the request is no longer waiting for approval', rpc: RPC_CODES.refused, http: 409 },
@@ -140,13 +182,25 @@ export const ERROR_RECORDS = {
   // Operations
   config_invalid: { message: 'the configuration is invalid', rpc: RPC_CODES.refused, http: 400 },
   // (first-hour errors: a file that is not there, a port another process holds)
-  file_not_found: { message: 'a file or directory named in the configuration or a command does not exist', rpc: RPC_CODES.refused, http: 400 },
+  file_not_found: {
+    message: 'a file or directory named in the configuration or a command does not exist',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
   port_in_use: { message: 'the gateway port is already in use by another process', rpc: RPC_CODES.refused, http: 400 },
   store_failed: { message: 'the data store could not complete the operation', rpc: RPC_CODES.internalError, http: 500 },
   data_dir_locked: { message: 'another countersign process is using this data directory', rpc: RPC_CODES.refused, http: 400 },
-  audit_write_failed: { message: 'the audit record could not be written, so the action was refused', rpc: RPC_CODES.internalError, http: 500 },
+  audit_write_failed: {
+    message: 'the audit record could not be written, so the action was refused',
+    rpc: RPC_CODES.internalError,
+    http: 500,
+  },
   signer_failed: { message: 'the signing key could not produce a valid signature', rpc: RPC_CODES.internalError, http: 500 },
-  signer_unavailable: { message: 'the signing key is not available right now; no token was issued', rpc: RPC_CODES.internalError, http: 503 },
+  signer_unavailable: {
+    message: 'the signing key is not available right now; no token was issued',
+    rpc: RPC_CODES.internalError,
+    http: 503,
+  },
   signer_timeout: { message: 'the signing device did not answer in time; no token was issued', rpc: RPC_CODES.internalError, http: 504 },
   hsm_module_invalid: { message: 'the PKCS#11 module cannot be loaded', rpc: RPC_CODES.refused, http: 400 },
   hsm_token_not_found: { message: 'no PKCS#11 token matches the configured label or slot', rpc: RPC_CODES.refused, http: 400 },
@@ -156,20 +210,36 @@ export const ERROR_RECORDS = {
   hsm_key_mismatch: { message: 'the key on the token does not match its pinned fingerprint', rpc: RPC_CODES.refused, http: 400 },
   hsm_key_extractable: { message: 'the signing key on the token can be extracted', rpc: RPC_CODES.refused, http: 400 },
   hardware_custody_required: { message: 'the configuration requires a hardware-held signing key', rpc: RPC_CODES.refused, http: 400 },
-  signing_key_unpublished: { message: 'the signing key is no longer published long enough to sign; no token was issued', rpc: RPC_CODES.internalError, http: 500 },
+  signing_key_unpublished: {
+    message: 'the signing key is no longer published long enough to sign; no token was issued',
+    rpc: RPC_CODES.internalError,
+    http: 500,
+  },
   timeout: { message: 'the operation timed out', rpc: RPC_CODES.refused, http: 504 },
   connection_closed: { message: 'the connection closed before the operation completed', rpc: RPC_CODES.refused, http: 400 },
   internal_error: { message: 'an internal error occurred', rpc: RPC_CODES.internalError, http: 500 },
 
   // Audit log (Merkle log, checkpoints, proofs, exports)
-  audit_corrupt: { message: 'the audit log is damaged: an entry or a hash is missing or does not match', rpc: RPC_CODES.internalError, http: 500 },
-  audit_rollback: { message: 'the audit log is older than its last checkpoint: it was truncated or restored from an older copy', rpc: RPC_CODES.refused, http: 500 },
+  audit_corrupt: {
+    message: 'the audit log is damaged: an entry or a hash is missing or does not match',
+    rpc: RPC_CODES.internalError,
+    http: 500,
+  },
+  audit_rollback: {
+    message: 'the audit log is older than its last checkpoint: it was truncated or restored from an older copy',
+    rpc: RPC_CODES.refused,
+    http: 500,
+  },
   audit_fork: { message: 'the audit log does not match its last checkpoint', rpc: RPC_CODES.refused, http: 500 },
   audit_checkpoint_missing: { message: 'the checkpoint kept outside the database is missing', rpc: RPC_CODES.refused, http: 500 },
   audit_checkpoint_invalid: { message: 'the checkpoint is malformed or its signature does not verify', rpc: RPC_CODES.refused, http: 400 },
   audit_proof_unavailable: { message: 'no proof exists for that entry or tree size', rpc: RPC_CODES.refused, http: 404 },
   audit_export_invalid: { message: 'the audit export is malformed or does not verify', rpc: RPC_CODES.refused, http: 400 },
-  audit_event_invalid: { message: 'the audit event does not match the schema of its kind, so nothing was recorded', rpc: RPC_CODES.refused, http: 500 },
+  audit_event_invalid: {
+    message: 'the audit event does not match the schema of its kind, so nothing was recorded',
+    rpc: RPC_CODES.refused,
+    http: 500,
+  },
   audit_proof_invalid: { message: 'the audit proof does not verify against its signed checkpoint', rpc: RPC_CODES.refused, http: 400 },
   tamper_alarm_unknown: { message: 'no open tamper alarm has that id', rpc: RPC_CODES.refused, http: 409 },
 
@@ -178,10 +248,13 @@ export const ERROR_RECORDS = {
   mcp_call_denied: { message: 'policy or an approver refused the call', rpc: RPC_CODES.refused, http: 400 },
   mcp_approval_expired: { message: 'no approver decided before the approval window closed', rpc: RPC_CODES.refused, http: 400 },
   mcp_approval_required: { message: 'the tool runs only with a human approval, and the call had none', rpc: RPC_CODES.refused, http: 400 },
-  mcp_countersign_unavailable: { message: 'Countersign could not be reached or could not decide, so the call was not run', rpc: RPC_CODES.refused, http: 400 },
+  mcp_countersign_unavailable: {
+    message: 'Countersign could not be reached or could not decide, so the call was not run',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
   mcp_downstream_failed: { message: 'the MCP tool server failed or is not running', rpc: RPC_CODES.refused, http: 400 },
   mcp_already_executed: { message: 'the approved call was already executed once', rpc: RPC_CODES.refused, http: 400 },
-
 } as const satisfies Record<string, ErrorRecord>;
 
 export type ErrorCode = keyof typeof ERROR_RECORDS;
@@ -224,11 +297,7 @@ export class CountersignError extends Error {
   /** Safe, structured details for the caller (never secrets). */
   readonly details: Readonly<Record<string, string | number | boolean>> | undefined;
 
-  constructor(
-    code: ErrorCode,
-    message?: string,
-    options?: { cause?: unknown; details?: Record<string, string | number | boolean> },
-  ) {
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, string | number | boolean> }) {
     super(message ?? ERROR_CODES[code], options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options?.details;

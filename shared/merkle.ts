@@ -80,7 +80,8 @@ export class MerkleAccumulator {
     const acc = new MerkleAccumulator(hasher);
     const bits: number[] = [];
     for (let level = 0, rest = size; rest > 0; level++, rest = Math.floor(rest / 2)) if (rest % 2 === 1) bits.push(level);
-    if (bits.length !== subtreeRoots.length) throw new Error(`a tree of ${size} leaves has ${bits.length} complete subtrees, not ${subtreeRoots.length}`);
+    if (bits.length !== subtreeRoots.length)
+      throw new Error(`a tree of ${size} leaves has ${bits.length} complete subtrees, not ${subtreeRoots.length}`);
     bits.reverse().forEach((level, i) => {
       acc.levels[level] = subtreeRoots[i]!;
     });
@@ -122,15 +123,28 @@ export function rootOfLeafHashes(hasher: MerkleHasher, leafHashes: readonly Uint
  * root is `root`. Every malformed input (index ≥ size, wrong hash lengths, a proof too short,
  * too long or not fully consumed) returns false.
  */
-export function verifyInclusion(hasher: MerkleHasher, index: number, size: number, leafHash: Uint8Array, proof: readonly Uint8Array[], root: Uint8Array): boolean {
+export function verifyInclusion(
+  hasher: MerkleHasher,
+  index: number,
+  size: number,
+  leafHash: Uint8Array,
+  proof: readonly Uint8Array[],
+  root: Uint8Array,
+): boolean {
   if (!isSize(index) || !isSize(size) || index >= size) return false;
   if (!wellFormed([leafHash, root, ...proof])) return false;
   let r = leafHash;
-  const complete = walkPath(index, size - 1, proof, (p) => {
-    r = hasher.node(p, r);
-  }, (p) => {
-    r = hasher.node(r, p);
-  });
+  const complete = walkPath(
+    index,
+    size - 1,
+    proof,
+    (p) => {
+      r = hasher.node(p, r);
+    },
+    (p) => {
+      r = hasher.node(r, p);
+    },
+  );
   return complete && equalBytes(r, root);
 }
 
@@ -139,7 +153,13 @@ export function verifyInclusion(hasher: MerkleHasher, index: number, size: numbe
  * for a sibling on the left, `right(p)` for one on the right. False if the path is longer than
  * the tree allows or does not end at the root (sn = 0).
  */
-function walkPath(fn0: number, sn0: number, path: readonly Uint8Array[], left: (p: Uint8Array) => void, right: (p: Uint8Array) => void): boolean {
+function walkPath(
+  fn0: number,
+  sn0: number,
+  path: readonly Uint8Array[],
+  left: (p: Uint8Array) => void,
+  right: (p: Uint8Array) => void,
+): boolean {
   let fn = fn0;
   let sn = sn0;
   for (const p of path) {
@@ -166,7 +186,14 @@ function walkPath(fn0: number, sn0: number, path: readonly Uint8Array[], left: (
  * of `size1` leaves with root `root1`. size1 = size2 needs an empty proof and equal roots;
  * size1 = 0 is consistent with anything (and needs an empty proof); size1 > size2 is never.
  */
-export function verifyConsistency(hasher: MerkleHasher, size1: number, size2: number, proof: readonly Uint8Array[], root1: Uint8Array, root2: Uint8Array): boolean {
+export function verifyConsistency(
+  hasher: MerkleHasher,
+  size1: number,
+  size2: number,
+  proof: readonly Uint8Array[],
+  root1: Uint8Array,
+  root2: Uint8Array,
+): boolean {
   if (!isSize(size1) || !isSize(size2) || size1 > size2) return false;
   if (!wellFormed([root1, root2, ...proof])) return false;
   if (size1 === size2) return proof.length === 0 && equalBytes(root1, root2);
@@ -181,12 +208,18 @@ export function verifyConsistency(hasher: MerkleHasher, size1: number, size2: nu
   }
   let fr = path[0]!;
   let sr = path[0]!;
-  const complete = walkPath(fn, sn, path.slice(1), (c) => {
-    fr = hasher.node(c, fr);
-    sr = hasher.node(c, sr);
-  }, (c) => {
-    sr = hasher.node(sr, c);
-  });
+  const complete = walkPath(
+    fn,
+    sn,
+    path.slice(1),
+    (c) => {
+      fr = hasher.node(c, fr);
+      sr = hasher.node(c, sr);
+    },
+    (c) => {
+      sr = hasher.node(sr, c);
+    },
+  );
   return complete && equalBytes(fr, root1) && equalBytes(sr, root2);
 }
 

@@ -19,12 +19,25 @@ export const SIGNED_TYPES = {
   enrollment: SIGNED_TYP.enrollment,
 } as const;
 
-const b64url = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
-const identifier = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]*$/, 'must be an identifier ([A-Za-z0-9._:@-])');
+const b64url = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+const identifier = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]*$/, 'must be an identifier ([A-Za-z0-9._:@-])');
 const label = z.string().min(1).max(128);
 
 export const agentIdSchema = identifier;
-export const toolNameSchema = z.string().min(1).max(128).regex(/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/, 'must be a dotted lowercase tool name');
+export const toolNameSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/, 'must be a dotted lowercase tool name');
 
 /**
  * A JSON object whose values were already checked by the strict parser. Passed through as the
@@ -32,7 +45,9 @@ export const toolNameSchema = z.string().min(1).max(128).regex(/^[a-z][a-z0-9_]*
  * (a record schema silently drops `__proto__`), and then a signature over the copy would not
  * cover what the text carried (the strict parser also refuses that name: json_reserved_member).
  */
-export const jsonObjectSchema = z.custom<JsonObject>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), { message: 'expected an object' });
+export const jsonObjectSchema = z.custom<JsonObject>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), {
+  message: 'expected an object',
+});
 
 export const toolCallSchema = z.strictObject({
   tool: toolNameSchema,
@@ -109,7 +124,11 @@ export const sessionReportParamsSchema = z.strictObject({
 });
 export type SessionReportParams = z.infer<typeof sessionReportParamsSchema>;
 /** What `session.report` answers: how many reads were kept and how many values were found. */
-export interface SessionReportResult { sessionId: string; reads: number; values: number }
+export interface SessionReportResult {
+  sessionId: string;
+  reads: number;
+  values: number;
+}
 
 export const authenticateParamsSchema = z.strictObject({
   agentId: agentIdSchema,
@@ -129,7 +148,13 @@ export const clientRequestSchema = z.discriminatedUnion('method', [
 ]);
 export type ClientRequest = z.infer<typeof clientRequestSchema>;
 export type ClientMethod = ClientRequest['method'];
-export const CLIENT_METHODS: readonly ClientMethod[] = ['session.authenticate', 'call.submit', 'request.get', 'audit.proof', 'session.report'];
+export const CLIENT_METHODS: readonly ClientMethod[] = [
+  'session.authenticate',
+  'call.submit',
+  'request.get',
+  'audit.proof',
+  'session.report',
+];
 
 // ---- server -> client ----
 
@@ -139,7 +164,11 @@ export interface ChallengeNotification {
   params: { protocol: typeof PROTOCOL_VERSION; challenge: string; serverId: string; expiresInMs: number };
 }
 
-export interface AuthenticateResult { agentId: string; kid: string; sessionId: string }
+export interface AuthenticateResult {
+  agentId: string;
+  kid: string;
+  sessionId: string;
+}
 
 export type DecisionVerdict = 'allow' | 'deny' | 'pending';
 export type RequestState = 'allowed' | 'denied' | 'pending' | 'approved' | 'expired';
@@ -177,13 +206,21 @@ export interface DecisionNotification {
   params: DecisionResult;
 }
 
-export interface RpcSuccess<T> { jsonrpc: '2.0'; id: string | number; result: T }
+export interface RpcSuccess<T> {
+  jsonrpc: '2.0';
+  id: string | number;
+  result: T;
+}
 export interface RpcErrorObject {
   code: number;
   message: string;
   data: { code: ErrorCode; details?: Record<string, string | number | boolean> };
 }
-export interface RpcFailure { jsonrpc: '2.0'; id: string | number | null; error: RpcErrorObject }
+export interface RpcFailure {
+  jsonrpc: '2.0';
+  id: string | number | null;
+  error: RpcErrorObject;
+}
 export type ServerMessage = RpcSuccess<JsonValue> | RpcFailure | ChallengeNotification | DecisionNotification;
 
 // The JSON-RPC number and close code of each error code live in its record in shared/errors.ts;

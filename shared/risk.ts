@@ -82,11 +82,13 @@ export function riskAssessmentProblem(value: unknown): string | undefined {
     if (Object.keys(more).length > 0) return `factors.${i}: unknown member`;
     if (typeof name !== 'string' || !FACTOR_NAMES.has(name)) return `factors.${i}.name: not a factor name`;
     if (!isPoints(points) || !isPoints(weight)) return `factors.${i}: points and weight must be whole numbers from 0 to 100`;
-    if (typeof explanation !== 'string' || explanation.length > 1024) return `factors.${i}.explanation: not a sentence of at most 1024 characters`;
+    if (typeof explanation !== 'string' || explanation.length > 1024)
+      return `factors.${i}.explanation: not a sentence of at most 1024 characters`;
     if (typeof observed !== 'object' || observed === null || Array.isArray(observed)) return `factors.${i}.observed: not an object`;
     for (const [k, v] of Object.entries(observed)) {
       if (k.length > 64) return `factors.${i}.observed: a key is too long`;
-      if (!(typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.length <= 256))) return `factors.${i}.observed.${k}: not a short string, finite number or boolean`;
+      if (!(typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.length <= 256)))
+        return `factors.${i}.observed.${k}: not a short string, finite number or boolean`;
     }
   }
   return undefined;
@@ -94,7 +96,10 @@ export function riskAssessmentProblem(value: unknown): string | undefined {
 
 /** What Cedar sees: the score and the names of the factors that added points. */
 export function riskContext(assessment: RiskAssessment): { score: number; factors: string[] } {
-  return { score: assessment.score, factors: assessment.factors.filter((f) => f.points > 0 || f.name === 'scorer_fault' || f.name === 'unscored').map((f) => f.name) };
+  return {
+    score: assessment.score,
+    factors: assessment.factors.filter((f) => f.points > 0 || f.name === 'scorer_fault' || f.name === 'unscored').map((f) => f.name),
+  };
 }
 
 /**
@@ -114,7 +119,10 @@ export function parseStoredRisk(json: string): RiskAssessment {
         score: legacy.data.score,
         factors: legacy.data.factors.map((name) => ({
           name: (RISK_FACTOR_NAMES as readonly string[]).includes(name) ? (name as RiskFactorName) : 'unscored',
-          points: 0, weight: 0, observed: {}, explanation: `recorded before factors were explained: ${name}`,
+          points: 0,
+          weight: 0,
+          observed: {},
+          explanation: `recorded before factors were explained: ${name}`,
         })),
       };
     }
@@ -128,6 +136,14 @@ export function parseStoredRisk(json: string): RiskAssessment {
 export function faultAssessment(why: string): RiskAssessment {
   return {
     score: 100,
-    factors: [{ name: 'scorer_fault', points: 100, weight: 100, observed: { fault: why.slice(0, 256) }, explanation: `the risk scorer failed (${why.slice(0, 200)}), so the call is treated as maximum risk` }],
+    factors: [
+      {
+        name: 'scorer_fault',
+        points: 100,
+        weight: 100,
+        observed: { fault: why.slice(0, 256) },
+        explanation: `the risk scorer failed (${why.slice(0, 200)}), so the call is treated as maximum risk`,
+      },
+    ],
   };
 }

@@ -173,7 +173,8 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
 
   // 2. Header: exactly {alg, kid, typ}.
   const header = parseHeader(headerBytes);
-  if (header.typ !== APPROVAL_TOKEN_TYP) fail('token_typ_invalid', `the token type is ${quote(header.typ)}, expected ${quote(APPROVAL_TOKEN_TYP)}`);
+  if (header.typ !== APPROVAL_TOKEN_TYP)
+    fail('token_typ_invalid', `the token type is ${quote(header.typ)}, expected ${quote(APPROVAL_TOKEN_TYP)}`);
   const jwk = keys.get(header.kid);
   if (jwk === undefined) fail('token_kid_unknown', `the token key id ${quote(header.kid)} is not among the trusted keys`);
   if (header.alg !== jwk.alg) {
@@ -210,7 +211,9 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
     fail('token_claims_invalid', `the token was issued by ${quote(claims.iss)}, not ${quote(options.issuer)}`, { claim: 'iss' });
   }
   if (claims.domain !== domain) {
-    fail('token_audience_mismatch', `the token belongs to the ${claims.domain} domain; this verifier accepts ${domain} tokens only`, { claim: 'domain' });
+    fail('token_audience_mismatch', `the token belongs to the ${claims.domain} domain; this verifier accepts ${domain} tokens only`, {
+      claim: 'domain',
+    });
   }
 
   // 6. Time.
@@ -225,7 +228,8 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
   }
 
   // 8. The exact call.
-  if (claims.tool !== options.call.tool) fail('token_tool_mismatch', `the token approves tool ${quote(claims.tool)}, not ${quote(options.call.tool)}`);
+  if (claims.tool !== options.call.tool)
+    fail('token_tool_mismatch', `the token approves tool ${quote(claims.tool)}, not ${quote(options.call.tool)}`);
   const digest = await computeCallDigest(options.call.tool, options.call.params);
   if (digest !== claims.call_sha256) fail('token_digest_mismatch');
 
@@ -257,7 +261,13 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
 const importedKeys = new Map<string, Promise<Awaited<ReturnType<typeof importJWK>>>>();
 const MAX_IMPORTED_KEYS = 64;
 
-function importedKey(jwk: { kty: string; crv?: string; x?: string; y?: string; alg: string }): Promise<Awaited<ReturnType<typeof importJWK>>> {
+function importedKey(jwk: {
+  kty: string;
+  crv?: string;
+  x?: string;
+  y?: string;
+  alg: string;
+}): Promise<Awaited<ReturnType<typeof importJWK>>> {
   const { kty, crv, x, y } = jwk;
   const id = JSON.stringify([jwk.alg, kty, crv, x, y]);
   let key = importedKeys.get(id);

@@ -141,7 +141,10 @@ const AUTH_DATA_MIN = 37;
 const P256_FIELD_BYTES = 32;
 
 class Rejection extends Error {
-  constructor(readonly reason: ApprovalRejectReason, readonly text: string) {
+  constructor(
+    readonly reason: ApprovalRejectReason,
+    readonly text: string,
+  ) {
     super(text);
   }
 }
@@ -221,7 +224,9 @@ async function indexDirectory(directory: unknown): Promise<DirectoryIndex> {
   const parsed = approverDirectorySchema.safeParse(directory);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    configInvalid(`the approver directory is malformed${issue === undefined ? '' : ` at ${quote(issue.path.join('.'))}: ${issue.message}`}`);
+    configInvalid(
+      `the approver directory is malformed${issue === undefined ? '' : ` at ${quote(issue.path.join('.'))}: ${issue.message}`}`,
+    );
   }
   const approvers = new Map<string, DirectoryApprover>();
   const credentialOwners = new Map<string, string>();
@@ -295,7 +300,13 @@ function parseClientData(bytes: Uint8Array): Record<string, JsonValue> {
 async function verifySignature(jwk: CredentialJwk, raw: Uint8Array, data: Uint8Array): Promise<boolean> {
   let key: WebCryptoKey;
   try {
-    key = await globalThis.crypto.subtle.importKey('jwk', { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, ext: true }, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+    key = await globalThis.crypto.subtle.importKey(
+      'jwk',
+      { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, ext: true },
+      { name: 'ECDSA', namedCurve: 'P-256' },
+      false,
+      ['verify'],
+    );
   } catch (cause) {
     // The directory, not the approval, is broken: the verifier is misconfigured.
     throw new CountersignError('config_invalid', 'a credential key in the approver directory is not a valid P-256 public key', { cause });
@@ -310,25 +321,32 @@ async function verifyOne(raw: unknown, ctx: Context): Promise<VerifiedApprover> 
   // The record must bind this very token: request, call, policy, verdict and approver.
   // A merged group's record names the primary and every follower: the approver signed for each.
   if (record.requestId !== ctx.requestId && !(record.followers ?? []).includes(ctx.requestId)) {
-    reject('request mismatch', `the approval is for request ${quote(record.requestId)}${record.followers === undefined ? '' : ` and ${record.followers.length} identical calls`}, not ${quote(ctx.requestId)}`);
+    reject(
+      'request mismatch',
+      `the approval is for request ${quote(record.requestId)}${record.followers === undefined ? '' : ` and ${record.followers.length} identical calls`}, not ${quote(ctx.requestId)}`,
+    );
   }
   if (record.callSha256 !== ctx.callSha256) reject('call mismatch', 'the approval is for a different call (the parameters changed)');
-  if (record.policyHash !== ctx.policyHash) reject('policy mismatch', `the approval was made under policy ${quote(record.policyHash)}, not ${quote(ctx.policyHash)}`);
+  if (record.policyHash !== ctx.policyHash)
+    reject('policy mismatch', `the approval was made under policy ${quote(record.policyHash)}, not ${quote(ctx.policyHash)}`);
   if (record.verdict !== 'approve') reject('not an approval', `the approver's verdict is ${quote(record.verdict)}`);
   if (record.approverId !== assertion.approverId) {
     reject('approver mismatch', `the assertion is from ${quote(assertion.approverId)} but its record names ${quote(record.approverId)}`);
   }
-  if (ctx.nowMs > record.expiresAt + APPROVAL_GRACE_MS) reject('approval expired', 'the approval ceremony expired too long ago for any live token to carry it');
+  if (ctx.nowMs > record.expiresAt + APPROVAL_GRACE_MS)
+    reject('approval expired', 'the approval ceremony expired too long ago for any live token to carry it');
 
   // Distinct people, never keys (nor spellings of one id).
-  if (ctx.seen.has(personKey(assertion.approverId))) reject('duplicate approver', `approver ${quote(assertion.approverId)} appears more than once`);
+  if (ctx.seen.has(personKey(assertion.approverId)))
+    reject('duplicate approver', `approver ${quote(assertion.approverId)} appears more than once`);
   ctx.seen.add(personKey(assertion.approverId));
 
   const approver = ctx.directory.approvers.get(assertion.approverId);
   if (approver === undefined) reject('unknown approver', `no approver in the directory has id ${quote(assertion.approverId)}`);
   if (approver.virtual && !ctx.allowVirtual) reject('virtual approver', `approver ${quote(approver.id)} is virtual (test key domain only)`);
   const jwk = approver.credentials.get(assertion.credentialId);
-  if (jwk === undefined) reject('unknown credential', `credential ${quote(assertion.credentialId)} is not registered to approver ${quote(approver.id)}`);
+  if (jwk === undefined)
+    reject('unknown credential', `credential ${quote(assertion.credentialId)} is not registered to approver ${quote(approver.id)}`);
 
   // Client data: the ceremony, the challenge bound to the record, the origin.
   const clientDataBytes = decode(assertion.clientDataJSON, 'client data', 'malformed client data');
@@ -337,21 +355,28 @@ async function verifyOne(raw: unknown, ctx: Context): Promise<VerifiedApprover> 
   if (typeof type !== 'string' || typeof challenge !== 'string' || typeof origin !== 'string') {
     reject('malformed client data', 'the client data lacks a string type, challenge or origin');
   }
-  if (crossOrigin !== undefined && typeof crossOrigin !== 'boolean') reject('malformed client data', 'the client data crossOrigin is not a boolean');
+  if (crossOrigin !== undefined && typeof crossOrigin !== 'boolean')
+    reject('malformed client data', 'the client data crossOrigin is not a boolean');
   if (type !== 'webauthn.get') reject('wrong ceremony type', `the client data type is ${quote(type)}, not "webauthn.get"`);
-  if (challenge !== (await approvalChallenge(record))) reject('challenge mismatch', 'the signed challenge is not the challenge of the carried record');
+  if (challenge !== (await approvalChallenge(record)))
+    reject('challenge mismatch', 'the signed challenge is not the challenge of the carried record');
   if (!ctx.directory.origins.has(origin)) reject('origin not allowed', `origin ${quote(origin)} is not one of the directory's origins`);
   if (crossOrigin === true) reject('cross origin', 'the ceremony ran in a cross-origin frame');
 
   // Authenticator data. The signature counter (bytes 33..36) is not checked here: counters are
   // stateful, and Countersign enforces them when the approver taps.
   const authData = decode(assertion.authenticatorData, 'authenticator data', 'malformed authenticator data');
-  if (authData.length < AUTH_DATA_MIN) reject('malformed authenticator data', `the authenticator data is ${authData.length} bytes, under ${AUTH_DATA_MIN}`);
+  if (authData.length < AUTH_DATA_MIN)
+    reject('malformed authenticator data', `the authenticator data is ${authData.length} bytes, under ${AUTH_DATA_MIN}`);
   const flags = authData[32]!;
-  if ((flags & FLAG_AT) !== 0) reject('malformed authenticator data', 'the authenticator data of an assertion carries attested credential data');
-  if ((flags & FLAG_ED) === 0 && authData.length !== AUTH_DATA_MIN) reject('malformed authenticator data', 'the authenticator data has trailing bytes');
-  if ((flags & FLAG_BS) !== 0 && (flags & FLAG_BE) === 0) reject('malformed authenticator data', 'the backup state flag is set without backup eligibility');
-  if (!bytesEqual(authData.subarray(0, 32), ctx.directory.rpIdHash)) reject('rp id mismatch', "the authenticator data is for another relying party id");
+  if ((flags & FLAG_AT) !== 0)
+    reject('malformed authenticator data', 'the authenticator data of an assertion carries attested credential data');
+  if ((flags & FLAG_ED) === 0 && authData.length !== AUTH_DATA_MIN)
+    reject('malformed authenticator data', 'the authenticator data has trailing bytes');
+  if ((flags & FLAG_BS) !== 0 && (flags & FLAG_BE) === 0)
+    reject('malformed authenticator data', 'the backup state flag is set without backup eligibility');
+  if (!bytesEqual(authData.subarray(0, 32), ctx.directory.rpIdHash))
+    reject('rp id mismatch', 'the authenticator data is for another relying party id');
   if ((flags & FLAG_UP) === 0) reject('user not present', 'the authenticator did not report user presence');
   const userVerified = (flags & FLAG_UV) !== 0;
   if (ctx.requireUserVerification && !userVerified) reject('user not verified', 'the authenticator did not report user verification');
@@ -361,7 +386,8 @@ async function verifyOne(raw: unknown, ctx: Context): Promise<VerifiedApprover> 
   const rawSignature = derToRawEcdsaSignature(der);
   if (rawSignature === undefined) reject('malformed signature', 'the signature is not a strict DER ECDSA P-256 signature');
   const signed = concatBytes(authData, await sha256(clientDataBytes));
-  if (!(await verifySignature(jwk, rawSignature, signed))) reject('bad signature', "the signature does not verify with the approver's credential");
+  if (!(await verifySignature(jwk, rawSignature, signed)))
+    reject('bad signature', "the signature does not verify with the approver's credential");
 
   return { approverId: approver.id, groups: [...approver.groups], credentialId: assertion.credentialId, userVerified };
 }
@@ -392,7 +418,8 @@ export async function verifyApprovals(approvals: unknown, options: VerifyApprova
 
   if (!Array.isArray(approvals)) throw invalid(-1, 'not an array', 'the approvals claim is not a list');
   const list: readonly unknown[] = approvals;
-  if (list.length > MAX_APPROVALS) throw invalid(-1, 'too many approvals', `the approvals claim has ${list.length} entries, over ${MAX_APPROVALS}`);
+  if (list.length > MAX_APPROVALS)
+    throw invalid(-1, 'too many approvals', `the approvals claim has ${list.length} entries, over ${MAX_APPROVALS}`);
 
   const approvers: VerifiedApprover[] = [];
   for (let index = 0; index < list.length; index++) {
@@ -428,7 +455,10 @@ export function verifiedQuorum(set: VerifiedApprovalSet, requirement: QuorumRequ
   if (!validRequirement(requirement)) {
     configInvalid('the quorum must have a non-negative integer "approvals" and "groups" as a list of non-empty lists of group names');
   }
-  return quorumStatus(requirement, set.approvers.map((a) => ({ approverId: a.approverId, groups: a.groups })));
+  return quorumStatus(
+    requirement,
+    set.approvers.map((a) => ({ approverId: a.approverId, groups: a.groups })),
+  );
 }
 
 /**

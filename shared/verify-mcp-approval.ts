@@ -25,19 +25,35 @@ export interface McpApprovalCheck extends Omit<VerifyApprovalTokenOptions, 'call
  * Throws CountersignError: `token_malformed` when `_meta` has no approval, `token_digest_mismatch`
  * when the approved call is not this one, or any code of verifyApprovalToken.
  */
-export async function verifyMcpApproval(meta: Readonly<Record<string, unknown>> | undefined, check: McpApprovalCheck): Promise<VerifiedApproval> {
+export async function verifyMcpApproval(
+  meta: Readonly<Record<string, unknown>> | undefined,
+  check: McpApprovalCheck,
+): Promise<VerifiedApproval> {
   const approval = meta?.[MCP_APPROVAL_META_KEY] as { token?: unknown; call?: { tool?: unknown; params?: unknown } } | undefined;
   if (typeof approval !== 'object' || approval === null || typeof approval.token !== 'string') {
     throw new CountersignError('token_malformed', 'the call carries no Countersign approval in _meta');
   }
   const call = approval.call;
-  if (typeof call !== 'object' || call === null || typeof call.tool !== 'string' || typeof call.params !== 'object' || call.params === null || Array.isArray(call.params)) {
+  if (
+    typeof call !== 'object' ||
+    call === null ||
+    typeof call.tool !== 'string' ||
+    typeof call.params !== 'object' ||
+    call.params === null ||
+    Array.isArray(call.params)
+  ) {
     throw new CountersignError('token_claims_invalid', 'the approval in _meta does not name the call it approves');
   }
   const params = call.params as Record<string, unknown>;
   // The approved call must be this call: the token binds `call`, and `call` must bind what runs.
-  if (params.server !== check.server) throw new CountersignError('token_digest_mismatch', `the approval is for server ${quote(String(params.server))}, not this one`);
-  if (params.tool !== check.mcpTool) throw new CountersignError('token_digest_mismatch', `the approval is for tool ${quote(String(params.tool))}, not ${quote(check.mcpTool)}`);
-  if (params.arguments !== canonicalize(check.arguments)) throw new CountersignError('token_digest_mismatch', 'the arguments differ from the ones the approval is for');
+  if (params.server !== check.server)
+    throw new CountersignError('token_digest_mismatch', `the approval is for server ${quote(String(params.server))}, not this one`);
+  if (params.tool !== check.mcpTool)
+    throw new CountersignError(
+      'token_digest_mismatch',
+      `the approval is for tool ${quote(String(params.tool))}, not ${quote(check.mcpTool)}`,
+    );
+  if (params.arguments !== canonicalize(check.arguments))
+    throw new CountersignError('token_digest_mismatch', 'the arguments differ from the ones the approval is for');
   return verifyApprovalToken(approval.token, { ...check, call: { tool: call.tool, params: params as JsonValue } });
 }

@@ -31,7 +31,10 @@ async function trustedKeys(refresh = false): Promise<{ keys: JwkLike[] }> {
 let refundsEnabled = false;
 const servers = new Set<Server>();
 
-const text = (value: string, isError = false): CallToolResult => ({ content: [{ type: 'text', text: value }], ...(isError ? { isError: true } : {}) });
+const text = (value: string, isError = false): CallToolResult => ({
+  content: [{ type: 'text', text: value }],
+  ...(isError ? { isError: true } : {}),
+});
 
 function createServer(): Server {
   const server = new Server({ name: 'example-payments', version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
@@ -43,25 +46,41 @@ function createServer(): Server {
     annotations: { destructiveHint: true, readOnlyHint: false },
   };
   server.setRequestHandler('tools/list', () => ({
-    tools: [...(refundsEnabled ? [refund] : []), {
-      name: 'pay',
-      description: 'Pay an amount (a decimal string, e.g. "12.50") to a payee.',
-      inputSchema: { type: 'object', properties: { amount: { type: 'string' }, payee: { type: 'string' } }, required: ['amount', 'payee'] },
-      annotations: { destructiveHint: true, readOnlyHint: false, idempotentHint: false, openWorldHint: true },
-    }],
+    tools: [
+      ...(refundsEnabled ? [refund] : []),
+      {
+        name: 'pay',
+        description: 'Pay an amount (a decimal string, e.g. "12.50") to a payee.',
+        inputSchema: {
+          type: 'object',
+          properties: { amount: { type: 'string' }, payee: { type: 'string' } },
+          required: ['amount', 'payee'],
+        },
+        annotations: { destructiveHint: true, readOnlyHint: false, idempotentHint: false, openWorldHint: true },
+      },
+    ],
   }));
   server.setRequestHandler('tools/call', async (request, ctx) => {
     if (request.params.name !== 'pay') return text(`unknown tool ${JSON.stringify(request.params.name)}`, true);
     const args = (request.params.arguments ?? {}) as JsonObject;
-    const check = async (refresh: boolean) => verifyMcpApproval(ctx.mcpReq._meta, {
-      server: 'payments', mcpTool: 'pay', arguments: args, audience: 'mcp:payments', keys: await trustedKeys(refresh), jtiStore, domain,
-    });
+    const check = async (refresh: boolean) =>
+      verifyMcpApproval(ctx.mcpReq._meta, {
+        server: 'payments',
+        mcpTool: 'pay',
+        arguments: args,
+        audience: 'mcp:payments',
+        keys: await trustedKeys(refresh),
+        jtiStore,
+        domain,
+      });
     let requestId: string;
     try {
-      requestId = (await check(false).catch((error: unknown) => {
-        if (isCountersignError(error, 'token_kid_unknown')) return check(true);
-        throw error;
-      })).decision.id;
+      requestId = (
+        await check(false).catch((error: unknown) => {
+          if (isCountersignError(error, 'token_kid_unknown')) return check(true);
+          throw error;
+        })
+      ).decision.id;
     } catch (error) {
       const code = isCountersignError(error) ? error.code : 'internal_error';
       return text(`refused: no valid Countersign approval for this exact call (${code})`, true);

@@ -23,12 +23,12 @@ import { print } from './print.js';
 
 type Values = Record<string, string | boolean | undefined>;
 
-
 const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
 
 function wholeNumber(value: string | boolean | undefined, name: string): number {
   const n = Number(str(value));
-  if (str(value) === undefined || !Number.isSafeInteger(n) || n < 0) throw new CountersignError('config_invalid', `--${name} must be a whole number`);
+  if (str(value) === undefined || !Number.isSafeInteger(n) || n < 0)
+    throw new CountersignError('config_invalid', `--${name} must be a whole number`);
   return n;
 }
 
@@ -58,7 +58,8 @@ export async function auditCommand(sub: string | undefined, positionals: string[
 
   if (sub === 'verify' && values.export !== undefined) {
     const keyFile = str(values.key);
-    if (keyFile === undefined) throw new CountersignError('config_invalid', '--key is required with --export (a JWKS from `audit keys`, or a PEM public key)');
+    if (keyFile === undefined)
+      throw new CountersignError('config_invalid', '--key is required with --export (a JWKS from `audit keys`, or a PEM public key)');
     const keys = readVerificationKeys(resolve(keyFile));
     const exportFile = resolve(str(values.export) ?? '');
     if (!existsSync(exportFile)) throw fileNotFound('the audit export', exportFile);
@@ -94,11 +95,12 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         const request = str(values.request);
         const since = str(values.since);
         const until = str(values.until);
-        const selection: ExportSelection = request !== undefined
-          ? { kind: 'request', requestId: request }
-          : since !== undefined || until !== undefined
-            ? { kind: 'time', since: time(since, 'since', 0), until: time(until, 'until', Number.MAX_SAFE_INTEGER) }
-            : { kind: 'all' };
+        const selection: ExportSelection =
+          request !== undefined
+            ? { kind: 'request', requestId: request }
+            : since !== undefined || until !== undefined
+              ? { kind: 'time', since: time(since, 'since', 0), until: time(until, 'until', Number.MAX_SAFE_INTEGER) }
+              : { kind: 'all' };
         print(exportAudit({ db, log: audit, origin, file: resolve(out), selection }));
         return 0;
       }
@@ -114,7 +116,10 @@ export async function auditCommand(sub: string | undefined, positionals: string[
           print(consistencyView(audit, wholeNumber(values.from, 'from'), wholeNumber(values.to, 'to')));
           return 0;
         }
-        throw new CountersignError('config_invalid', 'usage: countersign audit proof inclusion --seq N [--size S] | audit proof consistency --from A --to B');
+        throw new CountersignError(
+          'config_invalid',
+          'usage: countersign audit proof inclusion --seq N [--size S] | audit proof consistency --from A --to B',
+        );
       }
       case 'checkpoint': {
         const latest = latestCheckpoint(db);
@@ -124,7 +129,14 @@ export async function auditCommand(sub: string | undefined, positionals: string[
       }
       case 'keys':
         // The JWKS an offline verifier reads, and each key's window (when it could sign checkpoints).
-        print({ keys, history: history.map((k) => ({ kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString(), activeUntil: k.activeUntil === undefined ? null : new Date(k.activeUntil).toISOString() })) });
+        print({
+          keys,
+          history: history.map((k) => ({
+            kid: k.kid,
+            activeFrom: new Date(k.activeFrom).toISOString(),
+            activeUntil: k.activeUntil === undefined ? null : new Date(k.activeUntil).toISOString(),
+          })),
+        });
         return 0;
       case 'alarms': {
         // Tamper alarms (docs/audit.md): open ones first; an admin acknowledges one with a key tap.
@@ -137,7 +149,11 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         assertDataDirFree(dataDir, 'countersign audit reset-checkpoint');
         // Only after the database itself verifies: the reset is for a deliberate restore or a lost file.
         const result = audit.verify();
-        if (!result.ok) throw new CountersignError('audit_corrupt', `the audit log does not verify (entry ${result.badSeq}: ${result.reason}); refusing to reset its checkpoint`);
+        if (!result.ok)
+          throw new CountersignError(
+            'audit_corrupt',
+            `the audit log does not verify (entry ${result.badSeq}: ${result.reason}); refusing to reset its checkpoint`,
+          );
         let previous: string;
         try {
           const checked = checkExternalCheckpoint({ db, log: audit, origin, files, history });
@@ -147,7 +163,9 @@ export async function auditCommand(sub: string | undefined, positionals: string[
           previous = `${error.code}: ${error.message}`;
         }
         const latest = latestCheckpoint(db);
-        db.transaction(() => audit.append('audit.checkpoint_reset', Date.now(), { previous: previous.slice(0, 1000), resetTo: latest?.size ?? 0, files })).immediate();
+        db.transaction(() =>
+          audit.append('audit.checkpoint_reset', Date.now(), { previous: previous.slice(0, 1000), resetTo: latest?.size ?? 0, files }),
+        ).immediate();
         for (const file of files) {
           if (latest) writeFileAtomic(file, latest.note);
           else rmSync(file, { force: true });
@@ -156,7 +174,10 @@ export async function auditCommand(sub: string | undefined, positionals: string[
         return 0;
       }
       default:
-        throw new CountersignError('config_invalid', 'usage: countersign audit verify|export|proof|checkpoint|keys|alarms|reset-checkpoint (see --help)');
+        throw new CountersignError(
+          'config_invalid',
+          'usage: countersign audit verify|export|proof|checkpoint|keys|alarms|reset-checkpoint (see --help)',
+        );
     }
   } finally {
     db.close();

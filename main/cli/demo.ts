@@ -44,13 +44,25 @@ export const DEMO_AGENTS: DemoAgent[] = [
     id: 'finance-bot',
     name: 'Accounts payable agent',
     owner: { id: 'dana', name: 'Dana (finance)', alias: 'dana@example.com' },
-    scope: { owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US', 'GB'] },
+    scope: {
+      owner: 'dana@example.com',
+      group: 'finance-agents',
+      allowedTools: ['payments.transfer'],
+      dataClasses: ['financial'],
+      jurisdictions: ['US', 'GB'],
+    },
   },
   {
     id: 'deploy-bot',
     name: 'Release agent',
     owner: { id: 'sam', name: 'Sam (SRE)', alias: 'sam@example.com' },
-    scope: { owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging', 'deploy.production'], dataClasses: ['source-code'], jurisdictions: ['US'] },
+    scope: {
+      owner: 'sam@example.com',
+      group: 'deploy-agents',
+      allowedTools: ['deploy.staging', 'deploy.production'],
+      dataClasses: ['source-code'],
+      jurisdictions: ['US'],
+    },
   },
 ];
 
@@ -73,16 +85,34 @@ export const DEMO_LOOP_AT_MS = 9 * 60_000;
 export const DEMO_LOOP_CALLS = 5;
 
 /** The known-payee list of the demo policy pack (examples/demo/entities.json). */
-const KNOWN_PAYEES = ['Acme Ltd', 'Globex Corporation', 'Hooli Cloud', 'Initech LLC', 'Stark Industrial', 'Umbrella Supplies', 'Vandelay Industries', 'Wayne Logistics'];
+const KNOWN_PAYEES = [
+  'Acme Ltd',
+  'Globex Corporation',
+  'Hooli Cloud',
+  'Initech LLC',
+  'Stark Industrial',
+  'Umbrella Supplies',
+  'Vandelay Industries',
+  'Wayne Logistics',
+];
 const NEW_PAYEES = ['Northwind Traders', 'Contoso Pharmaceuticals', 'Tailspin Toys', 'Fabrikam Inc', 'Wide World Importers', 'Litware Inc'];
-const SANCTIONED = [{ payee: 'Pyongyang Trading', jurisdiction: 'KP' }, { payee: 'Havana Imports', jurisdiction: 'CU' }, { payee: 'Tehran Machinery', jurisdiction: 'IR' }];
+const SANCTIONED = [
+  { payee: 'Pyongyang Trading', jurisdiction: 'KP' },
+  { payee: 'Havana Imports', jurisdiction: 'CU' },
+  { payee: 'Tehran Machinery', jurisdiction: 'IR' },
+];
 const SERVICES = ['checkout', 'search', 'billing', 'notifications', 'inventory'];
 
 const HOUR_MS = 60 * 60_000;
 const money = (n: number) => n.toFixed(2);
 const display = (amount: string) => Number(amount).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
-function transfer(amount: string, payee: string, memo: string, options: { jurisdiction?: string; provenance?: string[]; currency?: string } = {}): SubmitCall {
+function transfer(
+  amount: string,
+  payee: string,
+  memo: string,
+  options: { jurisdiction?: string; provenance?: string[]; currency?: string } = {},
+): SubmitCall {
   return {
     tool: 'payments.transfer',
     params: { amount, currency: options.currency ?? 'USD', payee, memo },
@@ -109,7 +139,10 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
   const random = prng(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const between = (low: number, high: number) => Math.round((low + random() * (high - low)) * 100) / 100;
-  const hex = () => Math.floor(random() * 0xffffff).toString(16).padStart(6, '0');
+  const hex = () =>
+    Math.floor(random() * 0xffffff)
+      .toString(16)
+      .padStart(6, '0');
   let invoice = 10_000 + Math.floor(random() * 80_000);
   const memo = () => `invoice INV-${invoice++}`;
   let change = 1_000 + Math.floor(random() * 8_000);
@@ -124,7 +157,8 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
   const usesInHour = (payee: string) => (paid.get(payee) ?? []).filter((t) => t > now - HOUR_MS - 5 * 60_000).length;
   const lastUse = (payee: string) => Math.max(-Infinity, ...(paid.get(payee) ?? []));
   const leastPaid = (payees: readonly string[]): { payee: string; uses: number } => {
-    const order = payees.map((payee) => ({ payee, uses: usesInHour(payee), last: lastUse(payee), tie: random() }))
+    const order = payees
+      .map((payee) => ({ payee, uses: usesInHour(payee), last: lastUse(payee), tie: random() }))
       .sort((a, b) => a.uses - b.uses || a.last - b.last || a.tie - b.tie);
     return order[0]!;
   };
@@ -143,8 +177,15 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
     const svc = nextService();
     const commit = hex();
     return {
-      agentId: 'deploy-bot', label: `deploy ${svc}@${commit} to staging`,
-      call: { tool: 'deploy.staging', params: { service: svc, diff: `bump ${svc} to ${commit}` }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] },
+      agentId: 'deploy-bot',
+      label: `deploy ${svc}@${commit} to staging`,
+      call: {
+        tool: 'deploy.staging',
+        params: { service: svc, diff: `bump ${svc} to ${commit}` },
+        dataClass: 'source-code',
+        jurisdiction: 'US',
+        provenance: ['ci'],
+      },
     };
   };
   const production = (ticket: boolean): Omit<DemoStep, 'atMs'> => {
@@ -157,8 +198,16 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
       agentId: 'deploy-bot',
       label: ticket ? `deploy ${svc}@${commit} to ${env} (${changeId})` : `deploy ${svc}@${commit} to ${env} without a change ticket`,
       call: {
-        tool: 'deploy.production', params: { service: svc, environment: env, changeId, diff: `- replicas: ${replicas}\n+ replicas: ${replicas + 2}\n- image: ${svc}@prev\n+ image: ${svc}@${commit}` },
-        dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'],
+        tool: 'deploy.production',
+        params: {
+          service: svc,
+          environment: env,
+          changeId,
+          diff: `- replicas: ${replicas}\n+ replicas: ${replicas + 2}\n- image: ${svc}@prev\n+ image: ${svc}@${commit}`,
+        },
+        dataClass: 'source-code',
+        jurisdiction: 'US',
+        provenance: ['ci'],
       },
     };
   };
@@ -188,11 +237,23 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
   const opening: DemoStep[] = [
     { atMs: 0, ...finance(`pay ${display(small)} USD to ${smallPayee} (known payee)`, transfer(small, smallPayee, smallMemo)) },
     { atMs: 4_000, ...staging() },
-    { atMs: 8_000, ...finance(`pay ${display(small)} USD to ${smallPayee}, as an external email asked`, transfer(small, smallPayee, smallMemo, { provenance: ['email:external'] })) },
+    {
+      atMs: 8_000,
+      ...finance(
+        `pay ${display(small)} USD to ${smallPayee}, as an external email asked`,
+        transfer(small, smallPayee, smallMemo, { provenance: ['email:external'] }),
+      ),
+    },
     { atMs: 12_000, ...production(true) },
     { atMs: 16_000, ...finance(`pay ${display(large)} USD to ${largePayee} (new payee)`, transfer(large, largePayee, memo())) },
     { atMs: 20_000, ...production(false) },
-    { atMs: 24_000, ...finance(`pay ${display(sanctionedAmount)} USD to ${sanctioned.payee} in ${sanctioned.jurisdiction}`, transfer(sanctionedAmount, sanctioned.payee, memo(), { jurisdiction: sanctioned.jurisdiction })) },
+    {
+      atMs: 24_000,
+      ...finance(
+        `pay ${display(sanctionedAmount)} USD to ${sanctioned.payee} in ${sanctioned.jurisdiction}`,
+        transfer(sanctionedAmount, sanctioned.payee, memo(), { jurisdiction: sanctioned.jurisdiction }),
+      ),
+    },
   ];
   yield* opening;
 
@@ -217,7 +278,9 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
     return finance(`pay ${display(amount)} USD to ${payee}`, transfer(amount, payee, memo()));
   });
   const nextPayment = deck([
-    smallKnown, smallKnown, smallKnown,
+    smallKnown,
+    smallKnown,
+    smallKnown,
     toKnown((payee) => {
       const amount = money(between(1_200, 9_500));
       return finance(`pay ${display(amount)} USD to ${payee} (above the automatic limit)`, transfer(amount, payee, memo()));
@@ -230,18 +293,27 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
     newSupplier,
     toKnown((payee) => {
       const amount = money(between(150, 900));
-      return finance(`pay ${display(amount)} USD to ${payee}, as an external email asked`, transfer(amount, payee, memo(), { provenance: ['email:external'] }));
+      return finance(
+        `pay ${display(amount)} USD to ${payee}, as an external email asked`,
+        transfer(amount, payee, memo(), { provenance: ['email:external'] }),
+      );
     }),
     () => {
       // Refused before any money moves, so neither needs a payee's turn.
       if (random() < 0.5) {
         const s = pick(SANCTIONED);
         const amount = money(between(300, 950));
-        return finance(`pay ${display(amount)} USD to ${s.payee} in ${s.jurisdiction}`, transfer(amount, s.payee, memo(), { jurisdiction: s.jurisdiction }));
+        return finance(
+          `pay ${display(amount)} USD to ${s.payee} in ${s.jurisdiction}`,
+          transfer(amount, s.payee, memo(), { jurisdiction: s.jurisdiction }),
+        );
       }
       const amount = money(between(80, 700));
       const payee = pick(KNOWN_PAYEES);
-      return finance(`pay ${display(amount)} EUR to ${payee} (only USD is permitted)`, transfer(amount, payee, memo(), { currency: 'EUR' }));
+      return finance(
+        `pay ${display(amount)} EUR to ${payee} (only USD is permitted)`,
+        transfer(amount, payee, memo(), { currency: 'EUR' }),
+      );
     },
   ]);
   const nextDeploy = deck([staging, staging, staging, staging, () => production(true), () => production(false)]);
@@ -269,7 +341,10 @@ export function* demoSteps(seed: number, history: readonly PastPayment[] = []): 
         pay(loopPayee, DEMO_LOOP_CALLS);
         for (let i = 0; i < DEMO_LOOP_CALLS; i++) {
           loopSteps.push({
-            atMs: now + i * 5_000, agentId: 'finance-bot', loop: true, call: loopCall,
+            atMs: now + i * 5_000,
+            agentId: 'finance-bot',
+            loop: true,
+            call: loopCall,
             label: `retry loop (staged): pay ${display(loopAmount)} USD to ${loopPayee} again, attempt ${i + 1} of ${DEMO_LOOP_CALLS}`,
           });
         }
@@ -344,7 +419,10 @@ export interface DemoAgents {
 }
 
 /** Enroll (on first run) and connect the demo agents; `clock` is the time they sign with. */
-export async function connectDemoAgents(app: RunningCountersign, options: { print: (line: string) => void; clock?: () => number }): Promise<DemoAgents> {
+export async function connectDemoAgents(
+  app: RunningCountersign,
+  options: { print: (line: string) => void; clock?: () => number },
+): Promise<DemoAgents> {
   const { print } = options;
   const clock = options.clock ?? Date.now;
   const dir = join(app.dataDir, 'demo-agents');
@@ -355,7 +433,10 @@ export async function connectDemoAgents(app: RunningCountersign, options: { prin
   for (const agent of DEMO_AGENTS) {
     const key = await ensureAgent(app, dir, agent);
     const client = new AgentClient({
-      url: app.url, agentId: agent.id, key, clock,
+      url: app.url,
+      agentId: agent.id,
+      key,
+      clock,
       webSocket: (url, protocols) => new WebSocket(url, protocols) as unknown as WebSocketLike,
       onDecision: (r) => print(`  [${agent.id}] ${r.requestId} is now ${r.state.toUpperCase()}`),
     });
@@ -370,12 +451,18 @@ export async function connectDemoAgents(app: RunningCountersign, options: { prin
         const result = await client.submit(step.call);
         const risk = storedRisk(app, result.requestId);
         let line = `[${step.agentId}] ${step.label}: ${result.decision.toUpperCase()} — ${result.reasons.join('; ')}`;
-        if (result.approval) line += ` (needs ${result.approval.required ?? requiredApprovers(result.approval)} approver(s) from ${result.approval.groups.map((g) => g.join(' or ')).join(' and ')})`;
+        if (result.approval)
+          line += ` (needs ${result.approval.required ?? requiredApprovers(result.approval)} approver(s) from ${result.approval.groups.map((g) => g.join(' or ')).join(' and ')})`;
         line += `\n    ${riskLine(risk)}`;
         if (result.token) {
           const verified = await verifyApprovalToken(result.token, {
-            call: { tool: step.call.tool, params: step.call.params }, audience: app.policy.tool(step.call.tool)?.audience ?? '',
-            keys: jwks, jtiStore: jtis, domain: app.config.domain, issuer: app.issuer.issuer, now: clock,
+            call: { tool: step.call.tool, params: step.call.params },
+            audience: app.policy.tool(step.call.tool)?.audience ?? '',
+            keys: jwks,
+            jtiStore: jtis,
+            domain: app.config.domain,
+            issuer: app.issuer.issuer,
+            now: clock,
           });
           line += `\n    tool server verified the token: jti ${verified.jti}, expires in ${verified.exp - verified.iat} s`;
         }
@@ -397,7 +484,9 @@ export async function connectDemoAgents(app: RunningCountersign, options: { prin
 /** Start the demo tour on real timers; returns a function that stops it. */
 export async function runDemo(app: RunningCountersign, print: (line: string) => void, seed = Date.now()): Promise<() => void> {
   const agents = await connectDemoAgents(app, { print });
-  print(`demo: ${DEMO_AGENTS.length} agents send calls to ${app.url}: a short opening, a staged retry loop at minute ${DEMO_LOOP_AT_MS / 60_000}, then a deploy every ${DEMO_PACE_MS / 1000} s and a payment every ${DEMO_PAYMENT_PACE_MS / 60_000} minutes; ctrl-c to stop`);
+  print(
+    `demo: ${DEMO_AGENTS.length} agents send calls to ${app.url}: a short opening, a staged retry loop at minute ${DEMO_LOOP_AT_MS / 60_000}, then a deploy every ${DEMO_PACE_MS / 1000} s and a payment every ${DEMO_PAYMENT_PACE_MS / 60_000} minutes; ctrl-c to stop`,
+  );
   const steps = demoSteps(seed, demoHistory(app, Date.now()));
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
@@ -405,9 +494,12 @@ export async function runDemo(app: RunningCountersign, print: (line: string) => 
   const next = () => {
     if (stopped) return;
     const step = steps.next().value as DemoStep;
-    timer = setTimeout(() => {
-      void agents.play(step).then(next);
-    }, Math.max(0, started + step.atMs - Date.now()));
+    timer = setTimeout(
+      () => {
+        void agents.play(step).then(next);
+      },
+      Math.max(0, started + step.atMs - Date.now()),
+    );
   };
   next();
   return () => {

@@ -11,7 +11,15 @@ import { parseStrictJson } from '../../shared/canonical-json.js';
 import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
-import { DEFAULT_POLICY_PACK, DEFAULT_RENDERER_DIR, REPO_ROOT, describeOwnerMigration, openDataDir, resolvePolicyDir, startCountersign } from '../core/app.js';
+import {
+  DEFAULT_POLICY_PACK,
+  DEFAULT_RENDERER_DIR,
+  REPO_ROOT,
+  describeOwnerMigration,
+  openDataDir,
+  resolvePolicyDir,
+  startCountersign,
+} from '../core/app.js';
 import { loadPolicyDirectory } from '../core/policy/policy-set.js';
 import { loadRiskConfig, loadRiskSettings } from '../core/risk/risk-config.js';
 import { formatScenarioReport, readScenarioSet, runScenarioReport } from '../core/risk/scenario-report.js';
@@ -128,8 +136,12 @@ const OPTIONS = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
 function list(value: string | undefined, name: string): string[] {
-  if (value === undefined || value.trim() === '') throw new CountersignError('config_invalid', `--${name} is required (a comma-separated list)`);
-  return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (value === undefined || value.trim() === '')
+    throw new CountersignError('config_invalid', `--${name} is required (a comma-separated list)`);
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 function optionalLabel(value: string | undefined, name: string): string | undefined {
@@ -143,7 +155,6 @@ function required(value: string | undefined, name: string): string {
   return value;
 }
 
-
 async function readEnrollment(file: string) {
   return verifyEnrollmentRequest(parseStrictJson(readUserFile('the enrollment request file', file)));
 }
@@ -151,22 +162,33 @@ async function readEnrollment(file: string) {
 async function serve(values: Values, domain: 'production' | 'test'): Promise<void> {
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   const port = values.port === undefined ? undefined : Number(values.port);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new CountersignError('config_invalid', '--port must be a port number');
-  const app = await startCountersign({ dataDir, configFile: values.config, overrides: { port, policyDir: values['policy-dir'], domain }, command: `countersign ${domain === 'test' ? 'headless' : 'start'}` });
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
+    throw new CountersignError('config_invalid', '--port must be a port number');
+  const app = await startCountersign({
+    dataDir,
+    configFile: values.config,
+    overrides: { port, policyDir: values['policy-dir'], domain },
+    command: `countersign ${domain === 'test' ? 'headless' : 'start'}`,
+  });
   // The UI link carries the per-start session secret in the fragment, which browsers never send
   // to a server, so it appears in this terminal only and never in a log or a request line.
   const uiBuilt = existsSync(join(DEFAULT_RENDERER_DIR, 'index.html'));
-  process.stdout.write(uiBuilt
-    ? `approver console: http://localhost:${app.port}/ui/#secret=${app.uiSessionSecret}\n`
-    : 'approver console: not built (run npm run build:renderer, then restart)\n');
+  process.stdout.write(
+    uiBuilt
+      ? `approver console: http://localhost:${app.port}/ui/#secret=${app.uiSessionSecret}\n`
+      : 'approver console: not built (run npm run build:renderer, then restart)\n',
+  );
   let stopDemo: (() => void) | undefined;
   if (values.demo) stopDemo = await runDemo(app, (line) => process.stdout.write(`${line}\n`));
   const shutdown = () => {
     stopDemo?.();
-    app.close().then(() => process.exit(0), (error: unknown) => {
-      console.error(error);
-      process.exit(1);
-    });
+    app.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
   };
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
@@ -214,7 +236,9 @@ export async function main(argv: string[]): Promise<number> {
           const payload = await readEnrollment(required(arg, 'FILE'));
           // The scope is checked against the policy set the server would load from this data directory.
           const config = loadConfig(dataDir, values.config, { policyDir: values['policy-dir'] });
-          const policySet = await loadPolicyDirectory(values['policy-dir'] ? resolve(values['policy-dir']) : resolvePolicyDir(dataDir, config, (m) => console.error(m)));
+          const policySet = await loadPolicyDirectory(
+            values['policy-dir'] ? resolve(values['policy-dir']) : resolvePolicyDir(dataDir, config, (m) => console.error(m)),
+          );
           registry.useVocabulary(() => policySet.vocabulary);
           const agent = registry.enroll(payload, {
             owner: required(values.owner, 'owner'),
@@ -230,17 +254,27 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'list') {
-          printListing(registry.list(), [
-            { header: 'id', value: (a) => a.id },
-            { header: 'name', value: (a) => a.displayName },
-            { header: 'status', value: (a) => (a.ownerState === 'held_for_review' ? `${a.status}, held for review` : a.status) },
-            { header: 'owner', value: (a) => a.owner },
-            { header: 'group', value: (a) => a.group },
-            { header: 'tools', value: (a) => a.allowedTools.join(',') },
-            { header: 'keys', value: (a) => a.keys.map((k) => `${k.kid.slice(0, 12)}… ${k.status}${k.status === 'retiring' ? ` until ${formatTime(k.notAfter)}` : ''}`).join(', ') },
-            { header: 'enrolled', value: (a) => formatTime(a.createdAt) },
-            { header: 'expires', value: (a) => formatTime(a.expiresAt) },
-          ], { json: values.json, empty: 'no agents are enrolled' });
+          printListing(
+            registry.list(),
+            [
+              { header: 'id', value: (a) => a.id },
+              { header: 'name', value: (a) => a.displayName },
+              { header: 'status', value: (a) => (a.ownerState === 'held_for_review' ? `${a.status}, held for review` : a.status) },
+              { header: 'owner', value: (a) => a.owner },
+              { header: 'group', value: (a) => a.group },
+              { header: 'tools', value: (a) => a.allowedTools.join(',') },
+              {
+                header: 'keys',
+                value: (a) =>
+                  a.keys
+                    .map((k) => `${k.kid.slice(0, 12)}… ${k.status}${k.status === 'retiring' ? ` until ${formatTime(k.notAfter)}` : ''}`)
+                    .join(', '),
+              },
+              { header: 'enrolled', value: (a) => formatTime(a.createdAt) },
+              { header: 'expires', value: (a) => formatTime(a.expiresAt) },
+            ],
+            { json: values.json, empty: 'no agents are enrolled' },
+          );
           return 0;
         }
         if (sub === 'revoke') {
@@ -274,7 +308,9 @@ export async function main(argv: string[]): Promise<number> {
       if (sub === 'check') {
         const summary = await checkPolicyDirectory(policyDir);
         // The risk settings `start` would load with this policy directory, through the same loader.
-        const risk = config.risk.enabled ? loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)) : undefined;
+        const risk = config.risk.enabled
+          ? loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file))
+          : undefined;
         print({ ...summary, risk: risk === undefined ? { enabled: false } : { enabled: true, file: risk.file ?? '(built-in defaults)' } });
         return 0;
       }
@@ -290,7 +326,11 @@ export async function main(argv: string[]): Promise<number> {
       const { signingKeys, db } = openDataDir(dataDir);
       try {
         const keys = signingKeys.published(config.domain, Date.now());
-        if (keys.length === 0) throw new CountersignError('hsm_key_not_found', `no signing key is pinned for the ${config.domain} domain yet; start countersign once or run keys init`);
+        if (keys.length === 0)
+          throw new CountersignError(
+            'hsm_key_not_found',
+            `no signing key is pinned for the ${config.domain} domain yet; start countersign once or run keys init`,
+          );
         print({ keys });
         return 0;
       } finally {
@@ -304,12 +344,16 @@ export async function main(argv: string[]): Promise<number> {
       const { db, audit } = openDataDir(dataDir);
       try {
         const approvers = new ApproverDirectory(db, audit, {
-          domain: config.domain, rpId: config.approvals.rpId, origins: config.approvals.origins ?? [`http://localhost:${config.gateway.port}`],
-          requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+          domain: config.domain,
+          rpId: config.approvals.rpId,
+          origins: config.approvals.origins ?? [`http://localhost:${config.gateway.port}`],
+          requireAaguids: config.approvals.requireAaguids,
+          ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
         });
         if (sub === 'add') {
           const approver = approvers.addApprover({
-            id: required(arg, 'ID'), displayName: required(values.name, 'name'),
+            id: required(arg, 'ID'),
+            displayName: required(values.name, 'name'),
             groups: values.groups === undefined ? [] : list(values.groups, 'groups'),
             aliases: values.aliases === undefined ? [] : list(values.aliases, 'aliases'),
           });
@@ -330,17 +374,33 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'list') {
-          const listed = approvers.list().map((a) => ({ ...a, aliases: approvers.aliasesOf(a.id), credentials: approvers.credentialsOf(a.id, false).map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })) }));
-          printListing(listed, [
-            { header: 'id', value: (a) => a.id },
-            { header: 'name', value: (a) => a.displayName },
-            { header: 'status', value: (a) => a.status },
-            { header: 'groups', value: (a) => a.groups.join(',') },
-            { header: 'aliases', value: (a) => a.aliases.join(',') },
-            { header: 'security keys', value: (a) => `${a.credentials.filter((c) => c.status === 'active').length} active of ${a.credentials.length}` },
-            { header: 'virtual', value: (a) => (a.virtual ? 'yes' : 'no') },
-            { header: 'added', value: (a) => formatTime(a.createdAt) },
-          ], { json: values.json, empty: 'no approvers yet: add one with approvers add ID --name NAME [--groups g1,g2] [--aliases x@example.com]' });
+          const listed = approvers.list().map((a) => ({
+            ...a,
+            aliases: approvers.aliasesOf(a.id),
+            credentials: approvers
+              .credentialsOf(a.id, false)
+              .map((c) => ({ id: c.credentialId, aaguid: c.aaguid, status: c.status, signCount: c.signCount })),
+          }));
+          printListing(
+            listed,
+            [
+              { header: 'id', value: (a) => a.id },
+              { header: 'name', value: (a) => a.displayName },
+              { header: 'status', value: (a) => a.status },
+              { header: 'groups', value: (a) => a.groups.join(',') },
+              { header: 'aliases', value: (a) => a.aliases.join(',') },
+              {
+                header: 'security keys',
+                value: (a) => `${a.credentials.filter((c) => c.status === 'active').length} active of ${a.credentials.length}`,
+              },
+              { header: 'virtual', value: (a) => (a.virtual ? 'yes' : 'no') },
+              { header: 'added', value: (a) => formatTime(a.createdAt) },
+            ],
+            {
+              json: values.json,
+              empty: 'no approvers yet: add one with approvers add ID --name NAME [--groups g1,g2] [--aliases x@example.com]',
+            },
+          );
           return 0;
         }
         if (sub === 'disable') {
@@ -356,13 +416,21 @@ export async function main(argv: string[]): Promise<number> {
     case 'audit':
       return auditCommand(sub, positionals.slice(2), values, dataDir);
     case 'risk': {
-      if (sub !== 'report') throw new CountersignError('config_invalid', 'usage: countersign risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]');
+      if (sub !== 'report')
+        throw new CountersignError(
+          'config_invalid',
+          'usage: countersign risk report [--scenarios FILE] [--risk-config FILE] [--threshold N]',
+        );
       const riskConfig = loadRiskConfig(resolve(values['risk-config'] ?? join(DEFAULT_POLICY_PACK, 'risk.json')), true);
       const threshold = values.threshold === undefined ? riskConfig.reportThreshold : Number(values.threshold);
-      if (!Number.isInteger(threshold) || threshold < 1 || threshold > 100) throw new CountersignError('config_invalid', '--threshold must be a whole number from 1 to 100');
+      if (!Number.isInteger(threshold) || threshold < 1 || threshold > 100)
+        throw new CountersignError('config_invalid', '--threshold must be a whole number from 1 to 100');
       if (values.scenarios !== undefined) {
         const set = readScenarioSet(resolve(values.scenarios));
-        const runs = [runScenarioReport(set, riskConfig, threshold), runScenarioReport(set, riskConfig, threshold, { withholdProvenance: true })];
+        const runs = [
+          runScenarioReport(set, riskConfig, threshold),
+          runScenarioReport(set, riskConfig, threshold, { withholdProvenance: true }),
+        ];
         process.stdout.write(`${runs.map((r) => formatScenarioReport(r, `risk scenario report: ${values.scenarios}`)).join('\n\n')}\n`);
         return 0;
       }
@@ -371,11 +439,13 @@ export async function main(argv: string[]): Promise<number> {
       const written = readScenarioSet(HAND_WRITTEN_SCENARIO_FILE);
       const honest = runScenarioReport(written, riskConfig, threshold);
       const withheld = runScenarioReport(written, riskConfig, threshold, { withholdProvenance: true });
-      process.stdout.write(`${[
-        formatScenarioReport(generated, 'generated set (test/scenarios/risk-scenarios.json)'),
-        formatScenarioReport(honest, 'hand-written set (test/scenarios/attack-scenarios.json)'),
-        formatScenarioReport(withheld, 'hand-written set (test/scenarios/attack-scenarios.json)'),
-      ].join('\n\n')}\n`);
+      process.stdout.write(
+        `${[
+          formatScenarioReport(generated, 'generated set (test/scenarios/risk-scenarios.json)'),
+          formatScenarioReport(honest, 'hand-written set (test/scenarios/attack-scenarios.json)'),
+          formatScenarioReport(withheld, 'hand-written set (test/scenarios/attack-scenarios.json)'),
+        ].join('\n\n')}\n`,
+      );
       return 0;
     }
     default:

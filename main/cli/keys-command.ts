@@ -31,7 +31,6 @@ export function domainOption(value: string | undefined): TokenDomain | undefined
   return value;
 }
 
-
 const log = (message: string) => console.error(message);
 
 export async function keysCommand(sub: string | undefined, values: KeysOptions, dataDir: string): Promise<number> {
@@ -44,22 +43,29 @@ export async function keysCommand(sub: string | undefined, values: KeysOptions, 
         print(await generate(sub, config, signingKeys, values));
         return 0;
       case 'list':
-        printListing(signingKeys.list(config.domain).map((k) => ({ ...k, lastSignatureAt: signingKeys.lastSignatureAt(k.kid) ?? null })), [
-          { header: 'kid', value: (k) => k.kid },
-          { header: 'status', value: (k) => k.status },
-          { header: 'custody', value: (k) => (k.custody === 'pkcs11' ? `pkcs11 ${k.tokenLabel ?? ''}/${k.keyLabel ?? ''}` : 'software') },
-          { header: 'alg', value: (k) => k.algorithm },
-          { header: 'created', value: (k) => formatTime(k.createdAt) },
-          { header: 'published until', value: (k) => (k.status === 'retiring' ? formatTime(k.notAfter) : '') },
-          { header: 'last signature', value: (k) => formatTime(k.lastSignatureAt) },
-        ], { json: values.json, empty: `no signing key is pinned for the ${config.domain} domain yet` });
+        printListing(
+          signingKeys.list(config.domain).map((k) => ({ ...k, lastSignatureAt: signingKeys.lastSignatureAt(k.kid) ?? null })),
+          [
+            { header: 'kid', value: (k) => k.kid },
+            { header: 'status', value: (k) => k.status },
+            { header: 'custody', value: (k) => (k.custody === 'pkcs11' ? `pkcs11 ${k.tokenLabel ?? ''}/${k.keyLabel ?? ''}` : 'software') },
+            { header: 'alg', value: (k) => k.algorithm },
+            { header: 'created', value: (k) => formatTime(k.createdAt) },
+            { header: 'published until', value: (k) => (k.status === 'retiring' ? formatTime(k.notAfter) : '') },
+            { header: 'last signature', value: (k) => formatTime(k.lastSignatureAt) },
+          ],
+          { json: values.json, empty: `no signing key is pinned for the ${config.domain} domain yet` },
+        );
         return 0;
       case 'export-public':
         return exportPublic(signingKeys, config.domain, values.format ?? 'jwks');
       case 'status':
         return status(config, signingKeys);
       default:
-        throw new CountersignError('config_invalid', `unknown keys command ${quote(sub ?? '')}; one of init, rotate, list, export-public, status`);
+        throw new CountersignError(
+          'config_invalid',
+          `unknown keys command ${quote(sub ?? '')}; one of init, rotate, list, export-public, status`,
+        );
     }
   } finally {
     db.close();
@@ -69,14 +75,20 @@ export async function keysCommand(sub: string | undefined, values: KeysOptions, 
 async function generate(mode: 'init' | 'rotate', config: CountersignConfig, keys: SigningKeyRegistry, values: KeysOptions) {
   const pkcs11 = config.custody.pkcs11;
   if (pkcs11 === undefined) {
-    throw new CountersignError('config_invalid', `keys ${mode} needs a PKCS#11 token: set custody.pkcs11 in the configuration (docs/custody.md)`);
+    throw new CountersignError(
+      'config_invalid',
+      `keys ${mode} needs a PKCS#11 token: set custody.pkcs11 in the configuration (docs/custody.md)`,
+    );
   }
   const algorithm = values.alg ?? 'ES256';
   if (algorithm !== 'ES256' && algorithm !== 'EdDSA') throw new CountersignError('config_invalid', '--alg must be ES256 or EdDSA');
   const domain = config.domain;
   const active = keys.active(domain);
   if (mode === 'init' && active?.custody === 'pkcs11') {
-    throw new CountersignError('config_invalid', `the ${domain} domain already has PKCS#11 key ${quote(active.kid)}; use keys rotate to replace it`);
+    throw new CountersignError(
+      'config_invalid',
+      `the ${domain} domain already has PKCS#11 key ${quote(active.kid)}; use keys rotate to replace it`,
+    );
   }
   if (mode === 'rotate' && active?.custody !== 'pkcs11') {
     throw new CountersignError('hsm_key_not_found', `the ${domain} domain has no PKCS#11 key to rotate; use keys init`);
@@ -97,10 +109,26 @@ async function generate(mode: 'init' | 'rotate', config: CountersignConfig, keys
       throw new CountersignError('signer_failed', 'the new key did not produce a signature that verifies; it was not activated');
     }
     const tokenLabel = pkcs11.tokenLabel ?? `slot ${pkcs11.slot ?? ''}`;
-    const record = keys.activate({ domain, custody: 'pkcs11', publicJwk, tokenLabel, keyLabel: name.label, keyId: name.id }, now, overlapMs);
-    const previous = active === undefined ? undefined : { kid: active.kid, custody: active.custody, publishedUntil: new Date(now + overlapMs).toISOString() };
+    const record = keys.activate(
+      { domain, custody: 'pkcs11', publicJwk, tokenLabel, keyLabel: name.label, keyId: name.id },
+      now,
+      overlapMs,
+    );
+    const previous =
+      active === undefined
+        ? undefined
+        : { kid: active.kid, custody: active.custody, publishedUntil: new Date(now + overlapMs).toISOString() };
     // A running server adopts the new key on its next signature (docs/custody.md, rotation).
-    return { domain, kid: record.kid, alg: record.algorithm, token: tokenLabel, label: name.label, id: name.id, overlapMs, previous: previous ?? null };
+    return {
+      domain,
+      kid: record.kid,
+      alg: record.algorithm,
+      token: tokenLabel,
+      label: name.label,
+      id: name.id,
+      overlapMs,
+      previous: previous ?? null,
+    };
   } finally {
     await token.close();
   }
@@ -128,14 +156,30 @@ async function status(config: CountersignConfig, keys: SigningKeyRegistry): Prom
     print({ domain: config.domain, ok: false, code: 'hsm_key_not_found', message: 'no signing key is pinned for this domain yet' });
     return 1;
   }
-  const base = { domain: config.domain, kid: active.kid, alg: active.algorithm, custody: active.custody, lastSignatureAt: keys.lastSignatureAt(active.kid) ?? null };
+  const base = {
+    domain: config.domain,
+    kid: active.kid,
+    alg: active.algorithm,
+    custody: active.custody,
+    lastSignatureAt: keys.lastSignatureAt(active.kid) ?? null,
+  };
   if (active.custody === 'software') {
-    print({ ...base, ok: !config.custody.requireHardware, hardwareBacked: false, note: 'the signing key is held in software: tokens are not hardware-backed' });
+    print({
+      ...base,
+      ok: !config.custody.requireHardware,
+      hardwareBacked: false,
+      note: 'the signing key is held in software: tokens are not hardware-backed',
+    });
     return config.custody.requireHardware ? 1 : 0;
   }
   const pkcs11 = config.custody.pkcs11;
   if (pkcs11 === undefined) {
-    print({ ...base, ok: false, code: 'hardware_custody_required', message: 'the active key is on a PKCS#11 token but custody.pkcs11 is not configured' });
+    print({
+      ...base,
+      ok: false,
+      code: 'hardware_custody_required',
+      message: 'the active key is on a PKCS#11 token but custody.pkcs11 is not configured',
+    });
     return 1;
   }
   try {
@@ -143,7 +187,16 @@ async function status(config: CountersignConfig, keys: SigningKeyRegistry): Prom
     try {
       await token.openSigner(pkcs11RefOf(active));
       const live = token.status();
-      print({ ...base, ok: true, token: active.tokenLabel ?? null, label: active.keyLabel ?? null, tokenPresent: live.tokenPresent, loggedIn: live.loggedIn, keyMatchesPin: true, extractable: false });
+      print({
+        ...base,
+        ok: true,
+        token: active.tokenLabel ?? null,
+        label: active.keyLabel ?? null,
+        tokenPresent: live.tokenPresent,
+        loggedIn: live.loggedIn,
+        keyMatchesPin: true,
+        extractable: false,
+      });
       return 0;
     } finally {
       await token.close();

@@ -83,22 +83,28 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
     } catch {
       throw new CountersignError('config_invalid', `--url ${JSON.stringify(downstream.url)} is not a URL`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CountersignError('config_invalid', '--url must be an http: or https: URL');
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new CountersignError('config_invalid', '--url must be an http: or https: URL');
   }
-  const serverName = values.name ?? ('url' in downstream ? new URL(downstream.url).hostname : basename(downstream.command).replace(/[^A-Za-z0-9._-]/g, '') || 'mcp');
-  const mapping: MappingFile = values.map === undefined
-    ? emptyMapping(serverName.replace(/^[^A-Za-z0-9]+/, '') || 'mcp')
-    : parseMapping(readJson(values.map), `the mapping file ${JSON.stringify(values.map)}`);
+  const serverName =
+    values.name ??
+    ('url' in downstream ? new URL(downstream.url).hostname : basename(downstream.command).replace(/[^A-Za-z0-9._-]/g, '') || 'mcp');
+  const mapping: MappingFile =
+    values.map === undefined
+      ? emptyMapping(serverName.replace(/^[^A-Za-z0-9]+/, '') || 'mcp')
+      : parseMapping(readJson(values.map), `the mapping file ${JSON.stringify(values.map)}`);
 
   if (values['print-config'] !== undefined) {
-    process.stdout.write(`${printHostConfig(values['print-config'], {
-      name: values.name ?? mapping.server,
-      agentKeyFile: resolve(values.agent),
-      mapFile: values.map === undefined ? undefined : resolve(values.map),
-      countersignUrl: values.countersign,
-      domain: values.domain,
-      downstream,
-    })}\n`);
+    process.stdout.write(
+      `${printHostConfig(values['print-config'], {
+        name: values.name ?? mapping.server,
+        agentKeyFile: resolve(values.agent),
+        mapFile: values.map === undefined ? undefined : resolve(values.map),
+        countersignUrl: values.countersign,
+        domain: values.domain,
+        downstream,
+      })}\n`,
+    );
     return 0;
   }
 
@@ -115,16 +121,30 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
   const maxBodyBytes = positiveInt(values['max-body-bytes'], 'max-body-bytes', 1024, 64 * 1024 * 1024);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const proxy = McpProxy.launch({
-    agentId, key, downstream, mapping, domain, stateFile, log, holdPollMs, maxArgumentBytes,
+    agentId,
+    key,
+    downstream,
+    mapping,
+    domain,
+    stateFile,
+    log,
+    holdPollMs,
+    maxArgumentBytes,
     countersignUrl: values.countersign ?? process.env.COUNTERSIGN_URL ?? 'ws://127.0.0.1:7345',
   });
   if (listen !== undefined) {
     const listener = await listenMcpHttp(proxy, {
-      ...listen, log, allowedHosts: values['allowed-host'] ?? [], allowedOrigins: values['allowed-origin'] ?? [],
+      ...listen,
+      log,
+      allowedHosts: values['allowed-host'] ?? [],
+      allowedOrigins: values['allowed-origin'] ?? [],
       ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }),
     }).catch(async (error: unknown) => {
       await proxy.close();
-      throw new CountersignError('config_invalid', `cannot listen on ${values.listen ?? ''}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new CountersignError(
+        'config_invalid',
+        `cannot listen on ${values.listen ?? ''}: ${error instanceof Error ? error.message : String(error)}`,
+      );
     });
     log(`mcp-proxy: serving MCP over Streamable HTTP at ${listener.url}`);
     proxy.ready.catch((error: unknown) => {
@@ -162,7 +182,8 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
 function positiveInt(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new CountersignError('config_invalid', `--${name} must be a whole number from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new CountersignError('config_invalid', `--${name} must be a whole number from ${min} to ${max}`);
   return n;
 }
 

@@ -29,12 +29,20 @@ function cell(value: string | number | boolean | null | undefined): string {
 export function formatTable<T>(rows: readonly T[], columns: ReadonlyArray<Column<T>>): string {
   const cells = rows.map((row) => columns.map((c) => cell(c.value(row))));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.length)));
-  const line = (values: readonly string[]) => values.map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (values: readonly string[]) =>
+    values
+      .map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(columns.map((c) => c.header.toUpperCase())), ...cells.map(line)].join('\n');
 }
 
 /** A listing: the table by default (a note when empty), the raw records as JSON with --json. */
-export function printListing<T>(rows: readonly T[], columns: ReadonlyArray<Column<T>>, options: { json: boolean | undefined; empty: string }): void {
+export function printListing<T>(
+  rows: readonly T[],
+  columns: ReadonlyArray<Column<T>>,
+  options: { json: boolean | undefined; empty: string },
+): void {
   if (options.json) {
     print(rows);
     return;

@@ -109,7 +109,10 @@ export interface RunningCountersign {
  * Agents enrolled with a free-text owner before owners were people are resolved here, once
  * (identity/agent-registry.ts migrateFreeTextOwners), and `onOwnerMigration` hears the report.
  */
-export function openDataDir(dataDir: string, onOwnerMigration?: (report: OwnerMigrationReport) => void): { db: Db; audit: AuditLog; registry: AgentRegistry; signingKeys: SigningKeyRegistry } {
+export function openDataDir(
+  dataDir: string,
+  onOwnerMigration?: (report: OwnerMigrationReport) => void,
+): { db: Db; audit: AuditLog; registry: AgentRegistry; signingKeys: SigningKeyRegistry } {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = openStore(join(dataDir, 'countersign.db'));
   const audit = new AuditLog(db);
@@ -128,7 +131,9 @@ export function openDataDir(dataDir: string, onOwnerMigration?: (report: OwnerMi
 export function describeOwnerMigration(report: OwnerMigrationReport): string[] {
   return [
     `owner migration: ${report.resolved.length} agent owner(s) resolved to people, ${report.held.length} held for review`,
-    ...report.resolved.map((e) => `  ${e.agentId}: owner ${JSON.stringify(e.entered)} is person ${JSON.stringify(e.person)} (by ${e.via ?? 'id'})`),
+    ...report.resolved.map(
+      (e) => `  ${e.agentId}: owner ${JSON.stringify(e.entered)} is person ${JSON.stringify(e.person)} (by ${e.via ?? 'id'})`,
+    ),
     ...report.held.map((e) => `  ${e.agentId}: HELD FOR REVIEW: ${e.reason ?? ''}; run countersign agents set-owner ${e.agentId} PERSON`),
   ];
 }
@@ -181,14 +186,18 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const { db, audit, registry, signingKeys } = openDataDir(dataDir, (report) => {
     for (const line of describeOwnerMigration(report)) log(line);
   });
-  const appendAudit = <K extends AuditKind>(kind: K, event: AuditEventFields<K>) => db.transaction(() => audit.append(kind, clock(), event)).immediate();
+  const appendAudit = <K extends AuditKind>(kind: K, event: AuditEventFields<K>) =>
+    db.transaction(() => audit.append(kind, clock(), event)).immediate();
 
   let policy: PolicyEngine;
   let riskEngine: RiskEngine | undefined;
   try {
     const policyDir = resolvePolicyDir(dataDir, config, log);
     if (config.risk.enabled) {
-      riskEngine = new RiskEngine(db, loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)).config);
+      riskEngine = new RiskEngine(
+        db,
+        loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)).config,
+      );
     }
     policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true });
     const engine = policy;
@@ -205,11 +214,23 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     // A rotation made while the server runs (keys rotate, in its own process) is adopted on the
     // next signature; the previous key signs only while it is published (adopting-custody.ts).
     custody = new AdoptingCustody(await openCustody(custodyOptions), {
-      keys: signingKeys, domain: config.domain, now: clock, reserveMs: config.tokens.ttlSeconds * 1000, log,
+      keys: signingKeys,
+      domain: config.domain,
+      now: clock,
+      reserveMs: config.tokens.ttlSeconds * 1000,
+      log,
       open: () => openCustody(custodyOptions),
       onAdopted: (next, previousKid) => {
-        appendAudit('signing_key.adopted', { kid: next.signer.keyId, domain: config.domain, custody: next.signer.custody, previous: previousKid, serverId: config.serverId });
-        log(`adopted the rotated ${config.domain} signing key ${next.signer.keyId} (${next.signer.custody}); ${previousKid} no longer signs`);
+        appendAudit('signing_key.adopted', {
+          kid: next.signer.keyId,
+          domain: config.domain,
+          custody: next.signer.custody,
+          previous: previousKid,
+          serverId: config.serverId,
+        });
+        log(
+          `adopted the rotated ${config.domain} signing key ${next.signer.keyId} (${next.signer.custody}); ${previousKid} no longer signs`,
+        );
       },
     });
   } catch (error) {
@@ -244,14 +265,39 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     if (raised) log(`TAMPER ALARM ${raised.id}: ${error.message}`);
   };
   const checkpoints = new Checkpointer({
-    db, log: audit, signer, origin, files, now: clock, onError: log, trusted, onTamper: raiseFromCheckpoint,
-    everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs,
+    db,
+    log: audit,
+    signer,
+    origin,
+    files,
+    now: clock,
+    onError: log,
+    trusted,
+    onTamper: raiseFromCheckpoint,
+    everyEntries: config.audit.checkpointEveryEntries,
+    everyMs: config.audit.checkpointEveryMs,
   });
-  const issuer = new TokenIssuer({ signer, issuer: `countersign:${config.serverId}`, domain: config.domain, ttlSeconds: config.tokens.ttlSeconds, now: clock });
+  const issuer = new TokenIssuer({
+    signer,
+    issuer: `countersign:${config.serverId}`,
+    domain: config.domain,
+    ttlSeconds: config.tokens.ttlSeconds,
+    now: clock,
+  });
   const minter = tokenMinter(issuer);
   const decisions = new DecisionService({
-    db, audit, registry, policy, minter, risk: options.risk ?? riskEngine ?? UnscoredRisk, learner: riskEngine, clock, onTiming: options.onTiming,
-    maxAgeMs: config.envelope.maxAgeMs, maxFutureMs: config.envelope.maxFutureMs, maxPendingPerAgent: config.gateway.maxPendingPerAgent,
+    db,
+    audit,
+    registry,
+    policy,
+    minter,
+    risk: options.risk ?? riskEngine ?? UnscoredRisk,
+    learner: riskEngine,
+    clock,
+    onTiming: options.onTiming,
+    maxAgeMs: config.envelope.maxAgeMs,
+    maxFutureMs: config.envelope.maxFutureMs,
+    maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
     // The approval service is made below; request.get asks it only once the app is running.
     quorumProgress: (requestId) => approvals.quorumProgress(requestId),
@@ -271,45 +317,88 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let boundPort = 0;
   const approvalOrigins = (): string[] => config.approvals.origins ?? [`http://localhost:${boundPort}`];
   const approvers = new ApproverDirectory(db, audit, {
-    domain: config.domain, rpId: config.approvals.rpId, origins: approvalOrigins,
-    requireAaguids: config.approvals.requireAaguids, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock,
+    domain: config.domain,
+    rpId: config.approvals.rpId,
+    origins: approvalOrigins,
+    requireAaguids: config.approvals.requireAaguids,
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    now: clock,
     requireRegistrationCode: true,
   });
   const approvals = new ApprovalService({
-    db, audit, directory: approvers, now: clock, ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
-    audienceOf: (tool) => policy.tool(tool)?.audience, minter, policy: policyReevaluation(registry, policy, clock), learner: riskEngine,
+    db,
+    audit,
+    directory: approvers,
+    now: clock,
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    audienceOf: (tool) => policy.tool(tool)?.audience,
+    minter,
+    policy: policyReevaluation(registry, policy, clock),
+    learner: riskEngine,
     onDecided: (agentId, result) => {
       gateway.notifyAgent(agentId, result);
     },
   });
-  const virtualApprovers = config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
+  const virtualApprovers =
+    config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
   let url = '';
   const ui = new UiService({
-    db, registry, policy, signer, config, tamperAlarm, approvals, approvers, gateway: { getStats: () => gateway.getStats() }, gatewayUrl: () => url,
+    db,
+    registry,
+    policy,
+    signer,
+    config,
+    tamperAlarm,
+    approvals,
+    approvers,
+    gateway: { getStats: () => gateway.getStats() },
+    gatewayUrl: () => url,
   });
   const bridgeEvents = new BridgeEventHub();
-  const auditVerifier = new AuditVerifier({ db, log: audit, alarm: tamperAlarm, everyMs: config.audit.verifyEveryMs, now: clock, onError: log });
+  const auditVerifier = new AuditVerifier({
+    db,
+    log: audit,
+    alarm: tamperAlarm,
+    everyMs: config.audit.verifyEveryMs,
+    now: clock,
+    onError: log,
+  });
   // The HTTP edge's rows besides the gateway's own: the bridge table, the static renderer, the
   // approval routes, and the automation routes only in the test key domain.
   const httpRoutes = [
     ...bridgeRoutes(ui, bridgeEvents),
     ...approvalsRoutes({
-      service: approvals, directory: approvers, audit: auditProofs,
-      admin: new AdminActions(db, audit, approvers, { ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs, now: clock, alarm: tamperAlarm }),
+      service: approvals,
+      directory: approvers,
+      audit: auditProofs,
+      admin: new AdminActions(db, audit, approvers, {
+        ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+        now: clock,
+        alarm: tamperAlarm,
+      }),
     }),
     ...(virtualApprovers === undefined ? [] : automationRoutes({ automation: virtualApprovers, db, now: clock })),
     ...uiStaticRoutes(options.rendererDir ?? DEFAULT_RENDERER_DIR),
   ];
   const gateway: Gateway = new Gateway({
-    config, registry, decisions, log, clock,
+    config,
+    registry,
+    decisions,
+    log,
+    clock,
     auditProof: (agentId, requestId) => auditProofs.forRequest(agentId, requestId),
     http: { routes: httpRoutes, sessionSecret: uiSessionSecret, origins: approvalOrigins },
     events: bridgeEvents.gatewayHooks(),
     // The active key and any key still in its rotation overlap window.
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({
-      serverId: config.serverId, domain: config.domain, policyHash: policy.hash, custody: custody.status(), ...gateway.getStats(), ...auditHealth(tamperAlarm, auditVerifier),
+      serverId: config.serverId,
+      domain: config.domain,
+      policyHash: policy.hash,
+      custody: custody.status(),
+      ...gateway.getStats(),
+      ...auditHealth(tamperAlarm, auditVerifier),
     }),
   });
   // A revocation made here (the demo, the desk) reaches the agent at once; one made by the CLI in
@@ -328,7 +417,11 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   boundPort = bound.port;
   url = `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`;
   appendAudit('server.started', {
-    serverId: config.serverId, domain: config.domain, port: bound.port, signingKid: signer.keyId, custody: signer.custody,
+    serverId: config.serverId,
+    domain: config.domain,
+    port: bound.port,
+    signingKid: signer.keyId,
+    custody: signer.custody,
     risk: riskEngine === undefined ? { enabled: false } : { enabled: true, settingsHash: riskEngine.settingsHash },
   });
   appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
@@ -352,7 +445,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   // The whole log re-verified in the background now and on a schedule (never on the decision path).
   auditVerifier.start();
   const openAlarm = tamperAlarm.current();
-  if (openAlarm !== undefined) log(`TAMPER ALARM ${openAlarm.id} is open (raised ${new Date(openAlarm.raisedAt).toISOString()}): high-impact calls wait for approvers until an admin acknowledges it`);
+  if (openAlarm !== undefined)
+    log(
+      `TAMPER ALARM ${openAlarm.id} is open (raised ${new Date(openAlarm.raisedAt).toISOString()}): high-impact calls wait for approvers until an admin acknowledges it`,
+    );
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
 
   const stopWatching = policy.watch((result) => {
@@ -367,13 +463,19 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
 
   // Baselines forget amounts and per-minute/hour counters past their lookback window.
-  const riskPruning = riskEngine === undefined ? undefined : setInterval(() => {
-    try {
-      riskEngine.prune(clock());
-    } catch (error) {
-      log(`risk baseline pruning failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }, 10 * 60 * 1000);
+  const riskPruning =
+    riskEngine === undefined
+      ? undefined
+      : setInterval(
+          () => {
+            try {
+              riskEngine.prune(clock());
+            } catch (error) {
+              log(`risk baseline pruning failed: ${error instanceof Error ? error.message : String(error)}`);
+            }
+          },
+          10 * 60 * 1000,
+        );
   riskPruning?.unref();
 
   // Idle servers adopt a rotation within a second too, and keys past their overlap are retired (audited).
@@ -389,8 +491,28 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
 
   let closed = false;
   return {
-    config, dataDir, url, port: bound.port,
-    db, audit, registry, policy, decisions, gateway, signer, custody, signingKeys, issuer, uiSessionSecret, approvers, approvals, checkpoints, tamperAlarm, auditVerifier, ui, bridgeEvents,
+    config,
+    dataDir,
+    url,
+    port: bound.port,
+    db,
+    audit,
+    registry,
+    policy,
+    decisions,
+    gateway,
+    signer,
+    custody,
+    signingKeys,
+    issuer,
+    uiSessionSecret,
+    approvers,
+    approvals,
+    checkpoints,
+    tamperAlarm,
+    auditVerifier,
+    ui,
+    bridgeEvents,
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
     async close() {
@@ -422,7 +544,17 @@ function auditHealth(alarm: TamperAlarm, verifier: AuditVerifier): Record<string
   const last = verifier.lastReport();
   return {
     ...(open === undefined ? {} : { status: 'tamper_alarm' }),
-    auditAlarm: open === undefined ? null : { id: open.id, raisedAt: open.raisedAt, source: open.source, firstBadSeq: open.firstBadSeq, findings: open.findings.length, reason: open.findings[0]?.reason ?? '' },
+    auditAlarm:
+      open === undefined
+        ? null
+        : {
+            id: open.id,
+            raisedAt: open.raisedAt,
+            source: open.source,
+            firstBadSeq: open.firstBadSeq,
+            findings: open.findings.length,
+            reason: open.findings[0]?.reason ?? '',
+          },
     auditVerification: last === undefined ? null : { at: last.finishedAt, entries: last.entries, findings: last.findings.length },
   };
 }

@@ -20,112 +20,155 @@ const pinSourceSchema = z.union([
   z.strictObject({ prompt: z.literal(true) }),
 ]);
 
-const pkcs11Schema = z.strictObject({
-  /** The vendor's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so. */
-  module: z.string().min(1),
-  /** The token, by label (preferred: slot ids change when tokens are re-initialized) or slot id. */
-  tokenLabel: z.string().min(1).max(32).optional(),
-  slot: z.int().min(0).optional(),
-  pin: pinSourceSchema,
-  /** Limit for each PKCS#11 call, so a hung module cannot hang the app. */
-  callTimeoutMs: z.int().min(100).max(60_000).default(5_000),
-  /** Bounded reconnection when the session or token goes away (sleep/resume, unplugged). */
-  reconnectAttempts: z.int().min(0).max(10).default(3),
-  reconnectDelayMs: z.int().min(10).max(10_000).default(250),
-  /**
-   * Logged-in sessions signing in parallel. A session does one operation at a time, and each
-   * signature waits for an event-loop turn to come back, so one session caps signing at about
-   * one signature per turn under load.
-   */
-  sessions: z.int().min(1).max(32).default(4),
-}).refine((p) => (p.tokenLabel === undefined) !== (p.slot === undefined), { message: 'set exactly one of tokenLabel and slot' });
+const pkcs11Schema = z
+  .strictObject({
+    /** The vendor's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so. */
+    module: z.string().min(1),
+    /** The token, by label (preferred: slot ids change when tokens are re-initialized) or slot id. */
+    tokenLabel: z.string().min(1).max(32).optional(),
+    slot: z.int().min(0).optional(),
+    pin: pinSourceSchema,
+    /** Limit for each PKCS#11 call, so a hung module cannot hang the app. */
+    callTimeoutMs: z.int().min(100).max(60_000).default(5_000),
+    /** Bounded reconnection when the session or token goes away (sleep/resume, unplugged). */
+    reconnectAttempts: z.int().min(0).max(10).default(3),
+    reconnectDelayMs: z.int().min(10).max(10_000).default(250),
+    /**
+     * Logged-in sessions signing in parallel. A session does one operation at a time, and each
+     * signature waits for an event-loop turn to come back, so one session caps signing at about
+     * one signature per turn under load.
+     */
+    sessions: z.int().min(1).max(32).default(4),
+  })
+  .refine((p) => (p.tokenLabel === undefined) !== (p.slot === undefined), { message: 'set exactly one of tokenLabel and slot' });
 
 export type Pkcs11Config = z.infer<typeof pkcs11Schema>;
 export type PinSourceConfig = z.infer<typeof pinSourceSchema>;
 
 const configSchema = z.strictObject({
-  serverId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/).default('countersign-local'),
+  serverId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/)
+    .default('countersign-local'),
   /** `test` is the headless key domain: its tokens never verify where production is expected. */
   domain: z.enum(['production', 'test']).default('production'),
   policyDir: z.string().min(1).optional(),
-  gateway: z.strictObject({
-    host: z.string().default('127.0.0.1'),
-    port: z.int().min(0).max(65535).default(DEFAULT_PORT),
-    /** Extra Host header values accepted besides 127.0.0.1/localhost/[::1] with the port. */
-    allowedHosts: z.array(z.string().min(1)).default([]),
-    /** Origins allowed to open the agent socket. Agent hosts send none; browsers always do. */
-    allowedOrigins: z.array(z.string().min(1)).default([]),
-    maxMessageBytes: z.int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
-    maxConnections: z.int().min(1).max(100_000).default(2_000),
-    maxUnauthenticated: z.int().min(1).max(100_000).default(256),
-    handshakeTimeoutMs: z.int().min(100).max(120_000).default(10_000),
-    /** Token bucket per agent (across its connections): sustained rate and burst. */
-    ratePerSecond: z.number().positive().max(100_000).default(100),
-    rateBurst: z.int().min(1).max(100_000).default(200),
-    /**
-     * No longer used: the first frame must be session.authenticate and anything else closes the
-     * connection, so there is nothing left to meter before authentication. Still accepted so
-     * existing configuration files load.
-     */
-    preAuthMessages: z.int().min(1).max(100).default(4),
-    /** The HTTP request line and headers (including a WebSocket upgrade) must arrive within this. */
-    headersTimeoutMs: z.int().min(100).max(60_000).default(5_000),
-    maxPendingPerAgent: z.int().min(1).max(100_000).default(100),
-    /** Close a connection whose unsent output exceeds this many bytes (a client not reading). */
-    maxBufferedBytes: z.int().min(64 * 1024).default(4 * 1024 * 1024),
-  }).prefault({}),
-  envelope: z.strictObject({
-    /** How old a signed envelope may be when it arrives. */
-    maxAgeMs: z.int().min(1_000).max(600_000).default(60_000),
-    /** How far in the future an envelope may be dated (clock skew). */
-    maxFutureMs: z.int().min(0).max(600_000).default(5_000),
-  }).prefault({}),
-  tokens: z.strictObject({
-    ttlSeconds: z.int().min(5).max(900).default(60),
-  }).prefault({}),
-  approvals: z.strictObject({
-    /** WebAuthn relying party id; "localhost" for the local app (127.0.0.1 is not a valid RP id). */
-    rpId: z.string().min(1).max(253).default('localhost'),
-    /** Exact origins ceremonies may come from; default http://localhost:<gateway port>. */
-    origins: z.array(z.string().url()).max(16).optional(),
-    /** Accept only authenticators with these AAGUIDs (empty: any attested authenticator). */
-    requireAaguids: z.array(z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i)).max(256).default([]),
-    /** How long an approver has to complete one ceremony. */
-    ceremonyTimeoutMs: z.int().min(5_000).max(600_000).default(120_000),
-  }).prefault({}),
-  audit: z.strictObject({
-    /** Sign a checkpoint after this many new entries… */
-    checkpointEveryEntries: z.int().min(1).max(1_000_000).default(1_000),
-    /** …or this long after the last one, if the log grew (and always at shutdown). */
-    checkpointEveryMs: z.int().min(100).max(24 * 3600 * 1000).default(60_000),
-    /** A second directory that also receives the latest checkpoint (another disk, a sync folder). */
-    mirrorDir: z.string().min(1).optional(),
-    /** Data classes whose call parameters the log keeps only as a digest and a redacted view. */
-    redactDataClasses: z.array(z.string().min(1).max(128)).max(64).default([]),
-    /** A full background re-verification of the log runs at start and then this often. */
-    verifyEveryMs: z.int().min(1_000).max(7 * 24 * 3600 * 1000).default(3_600_000),
-    /**
-     * While a tamper alarm is open, a high-impact call the policy would allow automatically waits
-     * for this approval instead (docs/audit.md). Empty `approverGroups`: any approver.
-     */
-    tamperHold: z.strictObject({
-      approvals: z.int().min(1).max(10).default(1),
-      approverGroups: z.array(z.string().min(1).max(128)).max(16).default([]),
-      ttlSeconds: z.int().min(60).max(24 * 3600).default(900),
-      userVerification: z.enum(['required', 'preferred']).default('required'),
-    }).prefault({}),
-  }).prefault({}),
-  risk: z.strictObject({
-    /** Score calls against each agent's learned baseline (false: every call scores 0, `unscored`). */
-    enabled: z.boolean().default(true),
-    /** Risk settings file; default `risk.json` in the policy directory, else built-in defaults. */
-    file: z.string().min(1).optional(),
-  }).prefault({}),
-  custody: z.strictObject({
-    /** Refuse to start unless tokens are signed by a PKCS#11-held key: no software fallback. */
-    requireHardware: z.boolean().default(false),
-    pkcs11: pkcs11Schema.optional(),
-  }).prefault({}),
+  gateway: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.int().min(0).max(65535).default(DEFAULT_PORT),
+      /** Extra Host header values accepted besides 127.0.0.1/localhost/[::1] with the port. */
+      allowedHosts: z.array(z.string().min(1)).default([]),
+      /** Origins allowed to open the agent socket. Agent hosts send none; browsers always do. */
+      allowedOrigins: z.array(z.string().min(1)).default([]),
+      maxMessageBytes: z
+        .int()
+        .min(1024)
+        .max(16 * 1024 * 1024)
+        .default(64 * 1024),
+      maxConnections: z.int().min(1).max(100_000).default(2_000),
+      maxUnauthenticated: z.int().min(1).max(100_000).default(256),
+      handshakeTimeoutMs: z.int().min(100).max(120_000).default(10_000),
+      /** Token bucket per agent (across its connections): sustained rate and burst. */
+      ratePerSecond: z.number().positive().max(100_000).default(100),
+      rateBurst: z.int().min(1).max(100_000).default(200),
+      /**
+       * No longer used: the first frame must be session.authenticate and anything else closes the
+       * connection, so there is nothing left to meter before authentication. Still accepted so
+       * existing configuration files load.
+       */
+      preAuthMessages: z.int().min(1).max(100).default(4),
+      /** The HTTP request line and headers (including a WebSocket upgrade) must arrive within this. */
+      headersTimeoutMs: z.int().min(100).max(60_000).default(5_000),
+      maxPendingPerAgent: z.int().min(1).max(100_000).default(100),
+      /** Close a connection whose unsent output exceeds this many bytes (a client not reading). */
+      maxBufferedBytes: z
+        .int()
+        .min(64 * 1024)
+        .default(4 * 1024 * 1024),
+    })
+    .prefault({}),
+  envelope: z
+    .strictObject({
+      /** How old a signed envelope may be when it arrives. */
+      maxAgeMs: z.int().min(1_000).max(600_000).default(60_000),
+      /** How far in the future an envelope may be dated (clock skew). */
+      maxFutureMs: z.int().min(0).max(600_000).default(5_000),
+    })
+    .prefault({}),
+  tokens: z
+    .strictObject({
+      ttlSeconds: z.int().min(5).max(900).default(60),
+    })
+    .prefault({}),
+  approvals: z
+    .strictObject({
+      /** WebAuthn relying party id; "localhost" for the local app (127.0.0.1 is not a valid RP id). */
+      rpId: z.string().min(1).max(253).default('localhost'),
+      /** Exact origins ceremonies may come from; default http://localhost:<gateway port>. */
+      origins: z.array(z.string().url()).max(16).optional(),
+      /** Accept only authenticators with these AAGUIDs (empty: any attested authenticator). */
+      requireAaguids: z
+        .array(z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i))
+        .max(256)
+        .default([]),
+      /** How long an approver has to complete one ceremony. */
+      ceremonyTimeoutMs: z.int().min(5_000).max(600_000).default(120_000),
+    })
+    .prefault({}),
+  audit: z
+    .strictObject({
+      /** Sign a checkpoint after this many new entries… */
+      checkpointEveryEntries: z.int().min(1).max(1_000_000).default(1_000),
+      /** …or this long after the last one, if the log grew (and always at shutdown). */
+      checkpointEveryMs: z
+        .int()
+        .min(100)
+        .max(24 * 3600 * 1000)
+        .default(60_000),
+      /** A second directory that also receives the latest checkpoint (another disk, a sync folder). */
+      mirrorDir: z.string().min(1).optional(),
+      /** Data classes whose call parameters the log keeps only as a digest and a redacted view. */
+      redactDataClasses: z.array(z.string().min(1).max(128)).max(64).default([]),
+      /** A full background re-verification of the log runs at start and then this often. */
+      verifyEveryMs: z
+        .int()
+        .min(1_000)
+        .max(7 * 24 * 3600 * 1000)
+        .default(3_600_000),
+      /**
+       * While a tamper alarm is open, a high-impact call the policy would allow automatically waits
+       * for this approval instead (docs/audit.md). Empty `approverGroups`: any approver.
+       */
+      tamperHold: z
+        .strictObject({
+          approvals: z.int().min(1).max(10).default(1),
+          approverGroups: z.array(z.string().min(1).max(128)).max(16).default([]),
+          ttlSeconds: z
+            .int()
+            .min(60)
+            .max(24 * 3600)
+            .default(900),
+          userVerification: z.enum(['required', 'preferred']).default('required'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  risk: z
+    .strictObject({
+      /** Score calls against each agent's learned baseline (false: every call scores 0, `unscored`). */
+      enabled: z.boolean().default(true),
+      /** Risk settings file; default `risk.json` in the policy directory, else built-in defaults. */
+      file: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  custody: z
+    .strictObject({
+      /** Refuse to start unless tokens are signed by a PKCS#11-held key: no software fallback. */
+      requireHardware: z.boolean().default(false),
+      pkcs11: pkcs11Schema.optional(),
+    })
+    .prefault({}),
 });
 
 export type CountersignConfig = z.infer<typeof configSchema>;
@@ -148,7 +191,10 @@ export function parseConfig(value: unknown): CountersignConfig {
   const parsed = configSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new CountersignError('config_invalid', `configuration error at ${JSON.stringify(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`);
+    throw new CountersignError(
+      'config_invalid',
+      `configuration error at ${JSON.stringify(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   return parsed.data;
 }

@@ -15,7 +15,11 @@ export function fileNotFound(what: string, file: string, cause?: unknown): Count
 export function fileReadError(what: string, file: string, error: unknown): CountersignError {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOENT') return fileNotFound(what, file, error);
-  return new CountersignError('config_invalid', `${what} ${quote(file, 200)} cannot be read: ${code !== undefined ? code.toLowerCase() : String(error)}`, { cause: error, details: { path: file } });
+  return new CountersignError(
+    'config_invalid',
+    `${what} ${quote(file, 200)} cannot be read: ${code !== undefined ? code.toLowerCase() : String(error)}`,
+    { cause: error, details: { path: file } },
+  );
 }
 
 /** The text of a file a person named, or a CountersignError saying which file and why not. */

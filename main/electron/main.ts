@@ -137,7 +137,9 @@ function createWindow(origin: string): BrowserWindow {
   win.on('closed', () => {
     mainWindow = undefined;
   });
-  win.loadURL(`${origin}${UI_BASE_PATH}`).catch((error: unknown) => log(`could not load the UI: ${error instanceof Error ? error.message : String(error)}`));
+  win
+    .loadURL(`${origin}${UI_BASE_PATH}`)
+    .catch((error: unknown) => log(`could not load the UI: ${error instanceof Error ? error.message : String(error)}`));
   return win;
 }
 

@@ -90,12 +90,18 @@ export class HoldStore {
     try {
       parsed = JSON.parse(text);
     } catch (error) {
-      throw new CountersignError('config_invalid', `the proxy state file ${JSON.stringify(file)} is not valid JSON; move it away to start afresh`, { cause: error });
+      throw new CountersignError(
+        'config_invalid',
+        `the proxy state file ${JSON.stringify(file)} is not valid JSON; move it away to start afresh`,
+        { cause: error },
+      );
     }
     const list = (parsed as { entries?: unknown }).entries;
-    if (!Array.isArray(list)) throw new CountersignError('config_invalid', `the proxy state file ${JSON.stringify(file)} has no entries list`);
+    if (!Array.isArray(list))
+      throw new CountersignError('config_invalid', `the proxy state file ${JSON.stringify(file)} has no entries list`);
     for (const item of list as HoldEntry[]) {
-      if (typeof item?.key !== 'string' || typeof item.requestId !== 'string' || !['held', 'executing', 'done'].includes(item.state)) continue;
+      if (typeof item?.key !== 'string' || typeof item.requestId !== 'string' || !['held', 'executing', 'done'].includes(item.state))
+        continue;
       this.entries.set(item.key, item);
     }
     this.prune();

@@ -34,8 +34,6 @@ export function printHostConfig(host: string, input: HostConfigInput): string {
     throw new CountersignError('config_invalid', `unknown host ${JSON.stringify(host)}; use one of ${HOSTS.join(', ')}`);
   }
   const entry = { command: 'countersign', args: proxyArgs(input) };
-  const config = host === 'vscode'
-    ? { servers: { [input.name]: { type: 'stdio', ...entry } } }
-    : { mcpServers: { [input.name]: entry } };
+  const config = host === 'vscode' ? { servers: { [input.name]: { type: 'stdio', ...entry } } } : { mcpServers: { [input.name]: entry } };
   return JSON.stringify(config, null, 2);
 }

@@ -7,7 +7,12 @@
  */
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createMcpHandler, hostHeaderValidationResponse, originValidationResponse, type McpHttpHandler } from '@modelcontextprotocol/server';
+import {
+  createMcpHandler,
+  hostHeaderValidationResponse,
+  originValidationResponse,
+  type McpHttpHandler,
+} from '@modelcontextprotocol/server';
 import { CountersignError, errorRecord } from '../../shared/errors.js';
 import type { McpProxy } from './proxy.js';
 
@@ -43,7 +48,8 @@ export interface McpHttpListener {
 export function parseListenAddress(value: string): { host: string; port: number } {
   const match = /^(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(value);
   const port = Number(match?.[2]);
-  if (!match || !Number.isInteger(port) || port > 65535) throw new CountersignError('config_invalid', `--listen ${JSON.stringify(value)} must be HOST:PORT or PORT, e.g. 127.0.0.1:7400`);
+  if (!match || !Number.isInteger(port) || port > 65535)
+    throw new CountersignError('config_invalid', `--listen ${JSON.stringify(value)} must be HOST:PORT or PORT, e.g. 127.0.0.1:7400`);
   const host = match[1] ?? '127.0.0.1';
   return { host: host.startsWith('[') ? host.slice(1, -1) : host, port };
 }
@@ -56,12 +62,16 @@ export async function listenMcpHttp(proxy: McpProxy, options: McpHttpListenerOpt
   const bindHost = options.host ?? '127.0.0.1';
   const path = options.path ?? DEFAULT_MCP_HTTP_PATH;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MCP_HTTP_MAX_BODY_BYTES;
-  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) throw new CountersignError('config_invalid', 'the HTTP body limit must be a whole number of bytes, at least 1024');
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024)
+    throw new CountersignError('config_invalid', 'the HTTP body limit must be a whole number of bytes, at least 1024');
   const hostName = bindHost.includes(':') ? `[${bindHost}]` : bindHost;
   const allowedHosts = [...new Set([...LOOPBACK_NAMES, hostName, ...(options.allowedHosts ?? [])])];
   const allowedOrigins = [...new Set([...LOOPBACK_NAMES, ...(options.allowedOrigins ?? [])])];
   const log = options.log ?? (() => undefined);
-  if (!isLoopback(bindHost)) log(`mcp-proxy: listening on ${bindHost}, which is not a loopback address; anyone who can reach it can call the proxied tools as this agent (docs/mcp.md)`);
+  if (!isLoopback(bindHost))
+    log(
+      `mcp-proxy: listening on ${bindHost}, which is not a loopback address; anyone who can reach it can call the proxied tools as this agent (docs/mcp.md)`,
+    );
 
   const handler: McpHttpHandler = createMcpHandler(() => proxy.createServer(), {
     maxRequestBodySize: maxBodyBytes,
@@ -148,7 +158,14 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, max: number): void 
   const record = errorRecord('frame_too_large');
   res.writeHead(record.http, { 'content-type': 'application/json', connection: 'close' });
   // The rest of the body is not read: the connection closes once the answer is out.
-  res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: record.rpc, message: `request body larger than ${max} bytes`, data: { code: 'frame_too_large' } } }), () => req.destroy());
+  res.end(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: record.rpc, message: `request body larger than ${max} bytes`, data: { code: 'frame_too_large' } },
+    }),
+    () => req.destroy(),
+  );
 }
 
 async function send(res: ServerResponse, response: Response): Promise<void> {

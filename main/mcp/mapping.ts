@@ -34,7 +34,11 @@ export type ToolMapping = z.infer<typeof toolMappingSchema>;
 
 export const mappingFileSchema = z.strictObject({
   /** A short name for the downstream server, signed into every call as `params.server`. */
-  server: z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a short name ([A-Za-z0-9._-])'),
+  server: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a short name ([A-Za-z0-9._-])'),
   /** The audience Countersign's tokens carry for this server (the Tool entities' `audience`). */
   audience: label,
   dataClass: label.default('unclassified'),
@@ -105,7 +109,13 @@ export interface MappedCall {
  * it can show to approvers and bind exactly. Annotations use the MCP defaults when absent
  * (not read-only, destructive, open world), so a server that says nothing is treated as risky.
  */
-export function mapCall(mapping: MappingFile, mcpTool: string, args: JsonObject, hints: ToolHints | undefined, canonicalArgs = canonicalize(args)): MappedCall {
+export function mapCall(
+  mapping: MappingFile,
+  mcpTool: string,
+  args: JsonObject,
+  hints: ToolHints | undefined,
+  canonicalArgs = canonicalize(args),
+): MappedCall {
   const entry = Object.prototype.hasOwnProperty.call(mapping.tools, mcpTool) ? mapping.tools[mcpTool] : undefined;
   const params: JsonObject = {
     server: mapping.server,
@@ -118,15 +128,28 @@ export function mapCall(mapping: MappingFile, mcpTool: string, args: JsonObject,
   };
   if (!entry) {
     return {
-      tool: mapping.unmappedTool, params, dataClass: mapping.dataClass, jurisdiction: mapping.jurisdiction,
-      treatment: mapping.unmapped === 'deny' ? 'deny' : 'approval', mapped: false, audience: mapping.unmappedAudience,
+      tool: mapping.unmappedTool,
+      params,
+      dataClass: mapping.dataClass,
+      jurisdiction: mapping.jurisdiction,
+      treatment: mapping.unmapped === 'deny' ? 'deny' : 'approval',
+      mapped: false,
+      audience: mapping.unmappedAudience,
     };
   }
   for (const [role, argName] of Object.entries(entry.roles)) {
     if (!Object.prototype.hasOwnProperty.call(args, argName)) continue;
     params[role] = roleValue(args[argName], mcpTool, argName);
   }
-  return { tool: entry.tool, params, dataClass: entry.dataClass ?? mapping.dataClass, jurisdiction: mapping.jurisdiction, treatment: entry.treatment, mapped: true, audience: mapping.audience };
+  return {
+    tool: entry.tool,
+    params,
+    dataClass: entry.dataClass ?? mapping.dataClass,
+    jurisdiction: mapping.jurisdiction,
+    treatment: entry.treatment,
+    mapped: true,
+    audience: mapping.audience,
+  };
 }
 
 /** A role value as policy reads it: strings as they are, numbers as decimal text (Cedar has no floats). */
@@ -134,9 +157,16 @@ function roleValue(value: JsonValue | undefined, mcpTool: string, argName: strin
   if (typeof value === 'string') return value;
   if (typeof value === 'number' && Number.isFinite(value)) {
     const text = String(value);
-    if (/e/i.test(text)) throw new CountersignError('invalid_params', `the argument ${quote(argName)} of ${quote(mcpTool)} is a number too large or small to decide on`);
+    if (/e/i.test(text))
+      throw new CountersignError(
+        'invalid_params',
+        `the argument ${quote(argName)} of ${quote(mcpTool)} is a number too large or small to decide on`,
+      );
     return text.includes('.') ? text : `${text}.0`;
   }
   if (typeof value === 'boolean') return value ? 'true' : 'false';
-  throw new CountersignError('invalid_params', `the argument ${quote(argName)} of ${quote(mcpTool)} must be a string or a number for policy to read it`);
+  throw new CountersignError(
+    'invalid_params',
+    `the argument ${quote(argName)} of ${quote(mcpTool)} must be a string or a number for policy to read it`,
+  );
 }

@@ -8,8 +8,20 @@
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
 import {
-  CLIENT_CAPABILITIES_META_KEY, ProtocolError, ProtocolErrorCode, ResourceNotFoundError, Server, createRequestStateCodec, inputRequired, isInputRequiredResult,
-  type CallToolResult, type ClientCapabilities, type InputRequiredResult, type RequestStateCodec, type ServerContext, type Tool,
+  CLIENT_CAPABILITIES_META_KEY,
+  ProtocolError,
+  ProtocolErrorCode,
+  ResourceNotFoundError,
+  Server,
+  createRequestStateCodec,
+  inputRequired,
+  isInputRequiredResult,
+  type CallToolResult,
+  type ClientCapabilities,
+  type InputRequiredResult,
+  type RequestStateCodec,
+  type ServerContext,
+  type Tool,
 } from '@modelcontextprotocol/server';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
@@ -52,9 +64,7 @@ export interface ApprovalMeta {
   call: { tool: string; params: JsonObject };
 }
 
-export type Downstream =
-  | { command: string; args: string[]; env?: Record<string, string>; cwd?: string }
-  | { url: string };
+export type Downstream = { command: string; args: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
 
 export interface McpProxyOptions {
   agentId: string;
@@ -89,7 +99,8 @@ interface Outcome {
 
 const utf8 = new TextEncoder();
 
-const nodeWebSocket: WebSocketFactory = (url, protocols) => new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
+const nodeWebSocket: WebSocketFactory = (url, protocols) =>
+  new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
 
 /**
  * The people a held call needs: the gateway's `required` (request.get), else the one quorum rule
@@ -111,7 +122,11 @@ export function httpBaseOf(countersignUrl: string): string {
   const url = new URL(countersignUrl);
   if (url.protocol === 'ws:') url.protocol = 'http:';
   else if (url.protocol === 'wss:') url.protocol = 'https:';
-  else if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CountersignError('config_invalid', `the Countersign URL ${JSON.stringify(countersignUrl)} must be ws:, wss:, http: or https:`);
+  else if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new CountersignError(
+      'config_invalid',
+      `the Countersign URL ${JSON.stringify(countersignUrl)} must be ws:, wss:, http: or https:`,
+    );
   return url.origin;
 }
 
@@ -151,28 +166,31 @@ export class McpProxy {
     });
     this.holds = new HoldStore(options.stateFile === undefined ? {} : { file: options.stateFile });
 
-    this.client = new Client({ name: 'countersign-mcp-proxy', version: '1.0.0' }, {
-      listChanged: {
-        tools: {
-          onChanged: (error, tools) => {
-            if (error || !tools) return;
-            this.setTools(tools);
-            for (const server of this.servers) server.sendToolListChanged().catch(() => undefined);
-            for (const listener of this.toolsChangedListeners) listener();
+    this.client = new Client(
+      { name: 'countersign-mcp-proxy', version: '1.0.0' },
+      {
+        listChanged: {
+          tools: {
+            onChanged: (error, tools) => {
+              if (error || !tools) return;
+              this.setTools(tools);
+              for (const server of this.servers) server.sendToolListChanged().catch(() => undefined);
+              for (const listener of this.toolsChangedListeners) listener();
+            },
           },
-        },
-        prompts: {
-          onChanged: () => {
-            for (const server of this.servers) server.sendPromptListChanged().catch(() => undefined);
+          prompts: {
+            onChanged: () => {
+              for (const server of this.servers) server.sendPromptListChanged().catch(() => undefined);
+            },
           },
-        },
-        resources: {
-          onChanged: () => {
-            for (const server of this.servers) server.sendResourceListChanged().catch(() => undefined);
+          resources: {
+            onChanged: () => {
+              for (const server of this.servers) server.sendResourceListChanged().catch(() => undefined);
+            },
           },
         },
       },
-    });
+    );
     // The tool server's log lines reach the host as they are (stdio: the one host connection).
     this.client.setNotificationHandler('notifications/message', (notification) => {
       for (const server of this.servers) server.sendLoggingMessage(notification.params).catch(() => undefined);
@@ -191,7 +209,9 @@ export class McpProxy {
    */
   static launch(options: McpProxyOptions): McpProxy {
     const proxy = new McpProxy(options);
-    proxy.agent.connect().catch((error: unknown) => proxy.log(`countersign: not reachable yet (${String(error)}); calls fail closed until it is`));
+    proxy.agent
+      .connect()
+      .catch((error: unknown) => proxy.log(`countersign: not reachable yet (${String(error)}); calls fail closed until it is`));
     return proxy;
   }
 
@@ -204,10 +224,17 @@ export class McpProxy {
 
   private async connectDownstream(): Promise<void> {
     const d = this.options.downstream;
-    const transport = 'url' in d
-      ? new StreamableHTTPClientTransport(new URL(d.url))
-      // The host configured this process's environment for the tool server: pass it on.
-      : new StdioClientTransport({ command: d.command, args: d.args, env: { ...getDefaultEnvironment(), ...stringEnv(process.env), ...d.env }, ...(d.cwd === undefined ? {} : { cwd: d.cwd }), stderr: 'inherit' });
+    const transport =
+      'url' in d
+        ? new StreamableHTTPClientTransport(new URL(d.url))
+        : // The host configured this process's environment for the tool server: pass it on.
+          new StdioClientTransport({
+            command: d.command,
+            args: d.args,
+            env: { ...getDefaultEnvironment(), ...stringEnv(process.env), ...d.env },
+            ...(d.cwd === undefined ? {} : { cwd: d.cwd }),
+            stderr: 'inherit',
+          });
     if (transport instanceof StdioClientTransport) this.stdioTransport = transport;
     transport.onclose = () => {
       this.downstreamUp = false;
@@ -241,13 +268,22 @@ export class McpProxy {
 
   /** A fresh MCP server for one host connection (stdio: the only one; HTTP: one per session). */
   createServer(): Server {
-    const server = new Server({ name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' }, {
-      // A held call's echoed state is verified (HMAC, expiry, binding) before the handler runs.
-      requestState: { verify: (state, ctx) => this.deskState.verify(state, ctx) },
-      // Declared before the tool server is known (a host is answered at once); what the tool
-      // server lacks answers empty lists, refusals and no-ops (see passthrough below).
-      capabilities: { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true }, completions: {}, logging: {} },
-    });
+    const server = new Server(
+      { name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' },
+      {
+        // A held call's echoed state is verified (HMAC, expiry, binding) before the handler runs.
+        requestState: { verify: (state, ctx) => this.deskState.verify(state, ctx) },
+        // Declared before the tool server is known (a host is answered at once); what the tool
+        // server lacks answers empty lists, refusals and no-ops (see passthrough below).
+        capabilities: {
+          tools: { listChanged: true },
+          resources: { listChanged: true },
+          prompts: { listChanged: true },
+          completions: {},
+          logging: {},
+        },
+      },
+    );
     const sessionId = `mcp-${randomBytes(8).toString('hex')}`;
     server.setRequestHandler('tools/list', async () => {
       await this.ready;
@@ -258,7 +294,9 @@ export class McpProxy {
       try {
         await this.ready;
       } catch {
-        return toolError('The tool server could not be started, so the tool was not run. Check the MCP server entry in your host.', { code: 'mcp_downstream_failed' });
+        return toolError('The tool server could not be started, so the tool was not run. Check the MCP server entry in your host.', {
+          code: 'mcp_downstream_failed',
+        });
       }
       const result = await this.callTool(request.params.name, request.params.arguments, ctx, sessionId);
       if (isInputRequiredResult(result)) return result;
@@ -299,7 +337,8 @@ export class McpProxy {
       return this.client.listPrompts(request.params, opts(ctx));
     });
     server.setRequestHandler('prompts/get', async (request, ctx) => {
-      if (mapping.prompts === 'refuse' || !(await downstream()).prompts) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `unknown prompt ${JSON.stringify(request.params.name)}`);
+      if (mapping.prompts === 'refuse' || !(await downstream()).prompts)
+        throw new ProtocolError(ProtocolErrorCode.InvalidParams, `unknown prompt ${JSON.stringify(request.params.name)}`);
       return this.client.getPrompt(request.params, opts(ctx));
     });
     server.setRequestHandler('completion/complete', async (request, ctx) => {
@@ -327,17 +366,24 @@ export class McpProxy {
     let canonicalArgs: string;
     try {
       const value = rawArgs ?? {};
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CountersignError('invalid_params', 'the arguments must be a JSON object');
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        throw new CountersignError('invalid_params', 'the arguments must be a JSON object');
       assertIJson(value);
       args = value as JsonObject;
       // Canonicalised once per call: the size check, the signed params and the digest share it.
       canonicalArgs = canonicalize(args);
       const size = utf8.encode(canonicalArgs).length;
       const max = this.options.maxArgumentBytes ?? DEFAULT_MAX_ARGUMENT_BYTES;
-      if (size > max) return toolError(`The arguments are ${size} bytes, more than this proxy accepts (${max}). The tool was not run.`, { code: 'frame_too_large' });
+      if (size > max)
+        return toolError(`The arguments are ${size} bytes, more than this proxy accepts (${max}). The tool was not run.`, {
+          code: 'frame_too_large',
+        });
     } catch (error) {
       const code = isCountersignError(error) ? error.code : 'invalid_params';
-      return toolError(`The arguments could not be read as JSON Countersign can sign (${isCountersignError(error) ? error.message : 'invalid'}). The tool was not run.`, { code });
+      return toolError(
+        `The arguments could not be read as JSON Countersign can sign (${isCountersignError(error) ? error.message : 'invalid'}). The tool was not run.`,
+        { code },
+      );
     }
     if (!this.tools.has(name) && this.downstreamUp) {
       try {
@@ -347,17 +393,25 @@ export class McpProxy {
       }
     }
     const tool = this.tools.get(name);
-    if (!tool) return toolError(`The tool ${JSON.stringify(name)} does not exist on this server. The tool was not run.`, { code: 'unknown_tool' });
+    if (!tool)
+      return toolError(`The tool ${JSON.stringify(name)} does not exist on this server. The tool was not run.`, { code: 'unknown_tool' });
 
     let mapped: MappedCall;
     try {
       mapped = mapCall(this.options.mapping, name, args, tool.annotations, canonicalArgs);
     } catch (error) {
-      return toolError(`${isCountersignError(error) ? error.message : 'the arguments cannot be decided on'}. The tool was not run.`, { code: 'invalid_params' });
+      return toolError(`${isCountersignError(error) ? error.message : 'the arguments cannot be decided on'}. The tool was not run.`, {
+        code: 'invalid_params',
+      });
     }
     if (mapped.treatment === 'deny') {
-      const why = mapped.mapped ? 'is configured to be refused by this proxy' : 'is not configured in this proxy, and unconfigured tools are refused';
-      return toolError(`The tool ${JSON.stringify(name)} ${why}. The tool was not run. An administrator can add it to the proxy's mapping file.`, { code: 'mcp_tool_refused' });
+      const why = mapped.mapped
+        ? 'is configured to be refused by this proxy'
+        : 'is not configured in this proxy, and unconfigured tools are refused';
+      return toolError(
+        `The tool ${JSON.stringify(name)} ${why}. The tool was not run. An administrator can add it to the proxy's mapping file.`,
+        { code: 'mcp_tool_refused' },
+      );
     }
 
     const digest = await computeCallDigest(mapped.tool, mapped.params);
@@ -365,7 +419,10 @@ export class McpProxy {
     const echoed = ctx.mcpReq.requestState<DeskState>();
     if (echoed !== undefined && (typeof echoed !== 'object' || echoed.digest !== digest)) {
       // Verified by the codec, so minted here, but for another call: never let it carry a hold over.
-      return toolError('This retry carries the approval state of a different call. The tool was not run; call it again without that state.', { code: 'invalid_params' });
+      return toolError(
+        'This retry carries the approval state of a different call. The tool was not run; call it again without that state.',
+        { code: 'invalid_params' },
+      );
     }
     const running = this.inFlight.get(key);
     if (running?.held) return running.work;
@@ -383,19 +440,35 @@ export class McpProxy {
    * Only held calls are recorded in the hold store: an automatic allow is decided afresh every
    * time (its result is never replayed, and the fast path never writes to disk).
    */
-  private async decideAndForward(name: string, args: JsonObject, mapped: MappedCall, key: string, digest: string, echoed: DeskState | undefined, ctx: ServerContext, sessionId: string, markHeld: () => void): Promise<ToolAnswer> {
+  private async decideAndForward(
+    name: string,
+    args: JsonObject,
+    mapped: MappedCall,
+    key: string,
+    digest: string,
+    echoed: DeskState | undefined,
+    ctx: ServerContext,
+    sessionId: string,
+    markHeld: () => void,
+  ): Promise<ToolAnswer> {
     let previous: { state: 'held' | 'executing' | 'done'; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
     // A 2026-07-28 retry names its request in the sealed state: found even without the hold file.
     if (!previous && echoed) previous = { state: 'held', requestId: echoed.requestId };
     if (previous?.state === 'done') {
       if (previous.result) return previous.result as CallToolResult;
-      return toolError('This exact call was already run once with its approval, and its result is no longer available. It was not run again.', { code: 'mcp_already_executed', requestId: previous.requestId });
+      return toolError(
+        'This exact call was already run once with its approval, and its result is no longer available. It was not run again.',
+        { code: 'mcp_already_executed', requestId: previous.requestId },
+      );
     }
     if (previous?.state === 'executing') {
       // The proxy stopped (or the host cancelled) while this approved call was being forwarded:
       // it may have run. Deciding it afresh could run it a second time, so it is refused like a
       // call already run until the record ages out of the state file (docs/mcp.md).
-      return toolError('This exact call was approved and was being run when the proxy stopped; it may have taken effect, so it was not run again. Check the tool\'s side; retrying after ten minutes asks for a new approval.', { code: 'mcp_already_executed', requestId: previous.requestId });
+      return toolError(
+        "This exact call was approved and was being run when the proxy stopped; it may have taken effect, so it was not run again. Check the tool's side; retrying after ten minutes asks for a new approval.",
+        { code: 'mcp_already_executed', requestId: previous.requestId },
+      );
     }
 
     let decision: DecisionResult;
@@ -416,8 +489,12 @@ export class McpProxy {
       } else {
         const provenance = readProvenance(ctx);
         decision = await this.agent.submit({
-          tool: mapped.tool, params: mapped.params, dataClass: mapped.dataClass, jurisdiction: mapped.jurisdiction,
-          provenance, session: { id: sessionId, depth: 0 },
+          tool: mapped.tool,
+          params: mapped.params,
+          dataClass: mapped.dataClass,
+          jurisdiction: mapped.jurisdiction,
+          provenance,
+          session: { id: sessionId, depth: 0 },
         });
       }
     } catch (error) {
@@ -431,13 +508,20 @@ export class McpProxy {
       const desk = deskAnswer(ctx);
       if (desk === 'ask') return this.askToOpenDesk(decision, digest, ctx);
       if (desk === 'declined') {
-        return toolError(`The call is waiting for approval (request ${decision.requestId}) and the approval page was not opened. Retrying the same call later picks up the same request.`, { code: 'timeout', requestId: decision.requestId });
+        return toolError(
+          `The call is waiting for approval (request ${decision.requestId}) and the approval page was not opened. Retrying the same call later picks up the same request.`,
+          { code: 'timeout', requestId: decision.requestId },
+        );
       }
       const settled = await this.waitWhileHeld(decision, ctx);
       if (settled === 'cancelled') {
-        return toolError(`The call is still waiting for approval (request ${decision.requestId}). Retrying the same call later picks up the same request.`, { code: 'timeout', requestId: decision.requestId });
+        return toolError(
+          `The call is still waiting for approval (request ${decision.requestId}). Retrying the same call later picks up the same request.`,
+          { code: 'timeout', requestId: decision.requestId },
+        );
       }
-      if (settled instanceof CountersignError || !(typeof settled === 'object')) return this.countersignFailure(settled, decision.requestId);
+      if (settled instanceof CountersignError || !(typeof settled === 'object'))
+        return this.countersignFailure(settled, decision.requestId);
       decision = settled;
     }
 
@@ -447,7 +531,10 @@ export class McpProxy {
     }
     if (!decision.token) {
       this.holds.delete(key);
-      return toolError('Countersign allowed the call but sent no approval token, so the tool was not run.', { code: 'token_claims_invalid', requestId: decision.requestId });
+      return toolError('Countersign allowed the call but sent no approval token, so the tool was not run.', {
+        code: 'token_claims_invalid',
+        requestId: decision.requestId,
+      });
     }
 
     let claims: VerifiedApproval;
@@ -456,19 +543,26 @@ export class McpProxy {
     } catch (error) {
       this.holds.delete(key);
       const code = isCountersignError(error) ? error.code : 'internal_error';
-      const text = code === 'token_expired'
-        ? 'The approval for this call expired before it could be used. The tool was not run. Retry the call to ask again.'
-        : `The approval token could not be verified (${code}), so the tool was not run.`;
+      const text =
+        code === 'token_expired'
+          ? 'The approval for this call expired before it could be used. The tool was not run. Retry the call to ask again.'
+          : `The approval token could not be verified (${code}), so the tool was not run.`;
       return toolError(text, { code, requestId: decision.requestId });
     }
     if (mapped.treatment === 'approval' && claims.decision.mode !== 'approved') {
       this.holds.delete(key);
-      return toolError(`The tool ${JSON.stringify(name)} runs only after people approve it, and this call was not approved by anyone. The tool was not run.`, { code: 'mcp_approval_required', requestId: decision.requestId });
+      return toolError(
+        `The tool ${JSON.stringify(name)} runs only after people approve it, and this call was not approved by anyone. The tool was not run.`,
+        { code: 'mcp_approval_required', requestId: decision.requestId },
+      );
     }
 
     if (!this.downstreamUp) {
       this.holds.delete(key);
-      return toolError('The tool server is not running, so the tool was not run. Restart the MCP server entry in your host.', { code: 'mcp_downstream_failed', requestId: decision.requestId });
+      return toolError('The tool server is not running, so the tool was not run. Restart the MCP server entry in your host.', {
+        code: 'mcp_downstream_failed',
+        requestId: decision.requestId,
+      });
     }
     // Written before forwarding: if this process dies now, a retry is never run a second time
     // with the same approval.
@@ -476,14 +570,20 @@ export class McpProxy {
     const meta: ApprovalMeta = { token: decision.token, call: { tool: mapped.tool, params: mapped.params } };
     let result: CallToolResult;
     try {
-      result = await this.client.callTool({ name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } }, {
-        timeout: this.options.downstreamTimeoutMs ?? 600_000,
-        signal: ctx.mcpReq.signal,
-      });
+      result = await this.client.callTool(
+        { name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } },
+        {
+          timeout: this.options.downstreamTimeoutMs ?? 600_000,
+          signal: ctx.mcpReq.signal,
+        },
+      );
     } catch (error) {
       this.holds.delete(key);
       this.log(`mcp-proxy: forwarding ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
-      return toolError('The tool server failed before it answered. The call may or may not have taken effect; its approval is used up, so retrying asks for a new one.', { code: 'mcp_downstream_failed', requestId: decision.requestId });
+      return toolError(
+        'The tool server failed before it answered. The call may or may not have taken effect; its approval is used up, so retrying asks for a new one.',
+        { code: 'mcp_downstream_failed', requestId: decision.requestId },
+      );
     }
     if (held) this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
     return result;
@@ -537,7 +637,9 @@ export class McpProxy {
         lastReceived = received;
         const progress = received + (beats === 0 ? 0 : 0.5 * (1 - 0.5 ** beats));
         const message = `waiting for ${required} approver${required === 1 ? '' : 's'}: ${received} of ${required} (request ${current.requestId}; approvers decide in ${desk})`;
-        await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, progress, total: required, message } }).catch(() => undefined);
+        await ctx.mcpReq
+          .notify({ method: 'notifications/progress', params: { progressToken, progress, total: required, message } })
+          .catch(() => undefined);
       }
       try {
         current = await Promise.race([
@@ -562,35 +664,49 @@ export class McpProxy {
 
   private denial(decision: DecisionResult, wasHeld: boolean): CallToolResult {
     if (decision.state === 'expired') {
-      return toolError(`No approver decided in time and the approval window closed (request ${decision.requestId}). The tool was not run. Retry the call to ask again.`, { code: 'mcp_approval_expired', requestId: decision.requestId });
+      return toolError(
+        `No approver decided in time and the approval window closed (request ${decision.requestId}). The tool was not run. Retry the call to ask again.`,
+        { code: 'mcp_approval_expired', requestId: decision.requestId },
+      );
     }
     // Reasons are written by policy authors for people, but they can reveal thresholds: the
     // model is told only who refused, and the request id to look the decision up.
-    const who = wasHeld ? 'An approver declined this call' : 'Countersign\'s policy does not allow this call';
-    return toolError(`${who} (request ${decision.requestId}). The tool was not run. Do not retry it unchanged; ask the user how to proceed.`, { code: 'mcp_call_denied', requestId: decision.requestId });
+    const who = wasHeld ? 'An approver declined this call' : "Countersign's policy does not allow this call";
+    return toolError(
+      `${who} (request ${decision.requestId}). The tool was not run. Do not retry it unchanged; ask the user how to proceed.`,
+      { code: 'mcp_call_denied', requestId: decision.requestId },
+    );
   }
 
   private countersignFailure(error: unknown, requestId?: string): CallToolResult {
     const code = isCountersignError(error) ? error.code : 'internal_error';
     this.log(`mcp-proxy: countersign call failed: ${error instanceof Error ? error.message : String(error)}`);
-    const outcome: Outcome = requestId === undefined ? { code: 'mcp_countersign_unavailable' } : { code: 'mcp_countersign_unavailable', requestId };
+    const outcome: Outcome =
+      requestId === undefined ? { code: 'mcp_countersign_unavailable' } : { code: 'mcp_countersign_unavailable', requestId };
     if (code === 'connection_closed' || code === 'timeout') {
-      return toolError('Countersign, which must approve every call of this tool, cannot be reached right now, so the tool was not run. Retry later.', outcome);
+      return toolError(
+        'Countersign, which must approve every call of this tool, cannot be reached right now, so the tool was not run. Retry later.',
+        outcome,
+      );
     }
     if (code === 'invalid_params' || code === 'unknown_tool') {
-      return toolError(`Countersign cannot decide on this call (${code}): the tool or its arguments are not in its policy. The tool was not run.`, { ...outcome, code });
+      return toolError(
+        `Countersign cannot decide on this call (${code}): the tool or its arguments are not in its policy. The tool was not run.`,
+        { ...outcome, code },
+      );
     }
     return toolError(`Countersign refused to decide on this call (${code}), so the tool was not run.`, { ...outcome, code });
   }
 
   private async verify(token: string, mapped: MappedCall): Promise<VerifiedApproval> {
-    const attempt = async (refresh: boolean) => verifyApprovalToken(token, {
-      call: { tool: mapped.tool, params: mapped.params },
-      audience: mapped.audience,
-      keys: await this.keys(refresh),
-      jtiStore: this.jtis,
-      domain: this.options.domain ?? 'production',
-    });
+    const attempt = async (refresh: boolean) =>
+      verifyApprovalToken(token, {
+        call: { tool: mapped.tool, params: mapped.params },
+        audience: mapped.audience,
+        keys: await this.keys(refresh),
+        jtiStore: this.jtis,
+        domain: this.options.domain ?? 'production',
+      });
     try {
       return await attempt(false);
     } catch (error) {
@@ -622,7 +738,8 @@ export class McpProxy {
  * `progress` (every 2025 revision, and hosts without URL elicitation).
  */
 function deskAnswer(ctx: ServerContext): 'ask' | 'accepted' | 'declined' | 'progress' {
-  const capabilities = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
+  const capabilities = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.[CLIENT_CAPABILITIES_META_KEY] as
+    ClientCapabilities | undefined;
   if (capabilities?.elicitation?.url === undefined) return 'progress';
   const response = ctx.mcpReq.inputResponses?.[DESK_INPUT_KEY] as { action?: unknown } | undefined;
   if (response === undefined) return 'ask';

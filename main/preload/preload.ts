@@ -10,7 +10,13 @@ import { contextBridge, ipcRenderer } from 'electron';
 import { z } from 'zod';
 import { bridgeErrorMessage, toBridgeError, unwrapBridgeAnswer } from '../../shared/bridge.js';
 import {
-  BRIDGE_EVENT_CHANNEL, BRIDGE_METHODS, BRIDGE_METHOD_NAMES, createBridgeClient, parseBridgeEvent, type BridgeListener, type CountersignBridge,
+  BRIDGE_EVENT_CHANNEL,
+  BRIDGE_METHODS,
+  BRIDGE_METHOD_NAMES,
+  createBridgeClient,
+  parseBridgeEvent,
+  type BridgeListener,
+  type CountersignBridge,
 } from '../../shared/bridge-table.js';
 import { CountersignError } from '../../shared/errors.js';
 
@@ -44,9 +50,10 @@ const client = createBridgeClient(
 const exposed: Record<string, unknown> = { subscribe: client.subscribe };
 for (const name of BRIDGE_METHOD_NAMES) {
   const call = client[name] as (...args: unknown[]) => Promise<unknown>;
-  exposed[name] = (...args: unknown[]) => call(...args).catch((error: unknown) => {
-    throw new Error(bridgeErrorMessage(toBridgeError(error)));
-  });
+  exposed[name] = (...args: unknown[]) =>
+    call(...args).catch((error: unknown) => {
+      throw new Error(bridgeErrorMessage(toBridgeError(error)));
+    });
 }
 
 contextBridge.exposeInMainWorld('countersign', Object.freeze(exposed as unknown as CountersignBridge));

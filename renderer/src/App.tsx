@@ -9,9 +9,7 @@ import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/bridge.js';
 import { ApprovalsView } from './Approvals.js';
 
-export type BridgeChoice =
-  | { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge }
-  | { kind: 'no-secret' };
+export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
 
 /**
  * The overview polls: most of what it shows (connections, allowed and denied calls, the tamper
@@ -40,8 +38,8 @@ export function App({ choice }: { choice: BridgeChoice }) {
         <section className="notice" role="alert">
           <h2>Session link needed</h2>
           <p>
-            Open the UI link that <code>countersign headless</code> printed when it started (it ends in{' '}
-            <code>#secret=…</code>). The secret is kept only in this page&apos;s memory, so a reload needs the link again.
+            Open the UI link that <code>countersign headless</code> printed when it started (it ends in <code>#secret=…</code>). The secret
+            is kept only in this page&apos;s memory, so a reload needs the link again.
           </p>
         </section>
       </main>
@@ -77,7 +75,11 @@ function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport
     let active = true;
     const refresh = async () => {
       try {
-        const [status, decisions, agents] = await Promise.all([bridge.getStatus(), bridge.listRecentDecisions(DECISION_COUNT), bridge.listAgents()]);
+        const [status, decisions, agents] = await Promise.all([
+          bridge.getStatus(),
+          bridge.listRecentDecisions(DECISION_COUNT),
+          bridge.listAgents(),
+        ]);
         if (!active) return;
         setSnapshot({ status, decisions, agents, at: Date.now() });
         setError(undefined);
@@ -101,10 +103,24 @@ function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport
     <main className="app">
       <Header status={snapshot?.status} />
       <nav className="tabs" role="tablist" aria-label="Views">
-        <button type="button" role="tab" aria-selected={view === 'overview'} className={view === 'overview' ? 'tab tab-active' : 'tab'} data-testid="tab-overview" onClick={() => setView('overview')}>
+        <button
+          type="button"
+          role="tab"
+          aria-selected={view === 'overview'}
+          className={view === 'overview' ? 'tab tab-active' : 'tab'}
+          data-testid="tab-overview"
+          onClick={() => setView('overview')}
+        >
           Overview
         </button>
-        <button type="button" role="tab" aria-selected={view === 'approvals'} className={view === 'approvals' ? 'tab tab-active' : 'tab'} data-testid="tab-approvals" onClick={() => setView('approvals')}>
+        <button
+          type="button"
+          role="tab"
+          aria-selected={view === 'approvals'}
+          className={view === 'approvals' ? 'tab tab-active' : 'tab'}
+          data-testid="tab-approvals"
+          onClick={() => setView('approvals')}
+        >
           Approvals
         </button>
       </nav>
@@ -139,10 +155,11 @@ function StatusPanel({ status, transport, at }: { status: BridgeStatus; transpor
     <section className="panel">
       {status.auditAlarm && (
         <div className="banner banner-alarm" role="alert" data-testid="audit-alarm">
-          <strong>Tamper alarm {status.auditAlarm.id}:</strong> the audit log failed verification at entry {status.auditAlarm.firstBadSeq}{' '}
-          ({status.auditAlarm.reason}; {status.auditAlarm.findings} finding{status.auditAlarm.findings === 1 ? '' : 's'}, raised {new Date(status.auditAlarm.raisedAt).toLocaleString()}).
-          High-impact calls wait for an approver until an admin acknowledges the alarm with a security-key tap
-          (admin action <code>{`{"kind":"audit.acknowledge_alarm","alarmId":${status.auditAlarm.id}}`}</code>).
+          <strong>Tamper alarm {status.auditAlarm.id}:</strong> the audit log failed verification at entry {status.auditAlarm.firstBadSeq} (
+          {status.auditAlarm.reason}; {status.auditAlarm.findings} finding{status.auditAlarm.findings === 1 ? '' : 's'}, raised{' '}
+          {new Date(status.auditAlarm.raisedAt).toLocaleString()}). High-impact calls wait for an approver until an admin acknowledges the
+          alarm with a security-key tap (admin action <code>{`{"kind":"audit.acknowledge_alarm","alarmId":${status.auditAlarm.id}}`}</code>
+          ).
         </div>
       )}
       {status.domain === 'test' && (
@@ -158,17 +175,27 @@ function StatusPanel({ status, transport, at }: { status: BridgeStatus; transpor
       <h2>Status</h2>
       <dl className="stats">
         <dt>Policy</dt>
-        <dd><code title={status.policyHash}>{shortHash(status.policyHash)}</code></dd>
+        <dd>
+          <code title={status.policyHash}>{shortHash(status.policyHash)}</code>
+        </dd>
         <dt>Key custody</dt>
-        <dd className={status.custody === 'software' ? 'custody-software' : 'custody-hardware'}>{status.custody === 'software' ? 'software' : 'PKCS#11 (hardware)'}</dd>
+        <dd className={status.custody === 'software' ? 'custody-software' : 'custody-hardware'}>
+          {status.custody === 'software' ? 'software' : 'PKCS#11 (hardware)'}
+        </dd>
         <dt>Agent gateway</dt>
-        <dd><code>{status.gatewayUrl}</code></dd>
+        <dd>
+          <code>{status.gatewayUrl}</code>
+        </dd>
         <dt>Connections</dt>
-        <dd>{status.connections} ({status.authenticated} authenticated)</dd>
+        <dd>
+          {status.connections} ({status.authenticated} authenticated)
+        </dd>
         <dt>Decisions this run</dt>
         <dd>{status.decisions}</dd>
         <dt>Bridge</dt>
-        <dd>{transport === 'ipc' ? 'desktop (IPC)' : 'headless (HTTP)'} · updated {new Date(at).toLocaleTimeString()}</dd>
+        <dd>
+          {transport === 'ipc' ? 'desktop (IPC)' : 'headless (HTTP)'} · updated {new Date(at).toLocaleTimeString()}
+        </dd>
       </dl>
     </section>
   );
@@ -183,18 +210,44 @@ function DecisionsTable({ decisions }: { decisions: DecisionSummary[] }) {
       ) : (
         <table>
           <thead>
-            <tr><th>Time</th><th>Agent</th><th>Tool</th><th>State</th><th>Reasons</th><th>Policy</th><th>Request</th></tr>
+            <tr>
+              <th>Time</th>
+              <th>Agent</th>
+              <th>Tool</th>
+              <th>State</th>
+              <th>Reasons</th>
+              <th>Policy</th>
+              <th>Request</th>
+            </tr>
           </thead>
           <tbody>
             {decisions.map((d) => (
               <tr key={d.requestId}>
                 <td>{new Date(d.createdAt).toLocaleString()}</td>
                 <td>{d.agentId}</td>
-                <td><code>{d.tool}</code></td>
-                <td><span className={`state state-${d.state}`}>{d.state}</span></td>
-                <td>{d.reasons.length === 0 ? <span className="muted">—</span> : <ul className="reasons">{d.reasons.map((r, i) => <li key={i}>{r}</li>)}</ul>}</td>
-                <td><code title={d.policyHash}>{shortHash(d.policyHash)}</code></td>
-                <td><code className="id">{d.requestId}</code></td>
+                <td>
+                  <code>{d.tool}</code>
+                </td>
+                <td>
+                  <span className={`state state-${d.state}`}>{d.state}</span>
+                </td>
+                <td>
+                  {d.reasons.length === 0 ? (
+                    <span className="muted">—</span>
+                  ) : (
+                    <ul className="reasons">
+                      {d.reasons.map((r, i) => (
+                        <li key={i}>{r}</li>
+                      ))}
+                    </ul>
+                  )}
+                </td>
+                <td>
+                  <code title={d.policyHash}>{shortHash(d.policyHash)}</code>
+                </td>
+                <td>
+                  <code className="id">{d.requestId}</code>
+                </td>
               </tr>
             ))}
           </tbody>
@@ -213,20 +266,42 @@ function AgentsTable({ agents }: { agents: AgentSummary[] }) {
       ) : (
         <table>
           <thead>
-            <tr><th>Agent</th><th>Owner</th><th>Group</th><th>Status</th><th>Allowed tools</th><th>Keys</th></tr>
+            <tr>
+              <th>Agent</th>
+              <th>Owner</th>
+              <th>Group</th>
+              <th>Status</th>
+              <th>Allowed tools</th>
+              <th>Keys</th>
+            </tr>
           </thead>
           <tbody>
             {agents.map((a) => (
               <tr key={a.id}>
-                <td><strong>{a.displayName || a.id}</strong><br /><code className="id">{a.id}</code></td>
+                <td>
+                  <strong>{a.displayName || a.id}</strong>
+                  <br />
+                  <code className="id">{a.id}</code>
+                </td>
                 <td>{a.owner}</td>
                 <td>{a.group}</td>
-                <td><span className={`state state-${a.status}`}>{a.status}</span></td>
-                <td>{a.allowedTools.map((t) => <code key={t} className="tool">{t}</code>)}</td>
+                <td>
+                  <span className={`state state-${a.status}`}>{a.status}</span>
+                </td>
+                <td>
+                  {a.allowedTools.map((t) => (
+                    <code key={t} className="tool">
+                      {t}
+                    </code>
+                  ))}
+                </td>
                 <td>
                   <ul className="keys">
                     {a.keys.map((k) => (
-                      <li key={k.kid}><code title={k.kid}>{shortHash(k.kid, 12)}</code> {k.alg} <span className={`state state-${k.status}`}>{k.status}</span></li>
+                      <li key={k.kid}>
+                        <code title={k.kid}>{shortHash(k.kid, 12)}</code> {k.alg}{' '}
+                        <span className={`state state-${k.status}`}>{k.status}</span>
+                      </li>
                     ))}
                   </ul>
                 </td>

@@ -9,12 +9,16 @@
  * It knows only CountersignBridge; errors are shown with their code.
  */
 import { useCallback, useEffect, useState } from 'react';
+import { startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
 import {
-  startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON,
-} from '@simplewebauthn/browser';
-import {
-  toCountersignError, type ApprovalCeremony, type ApprovalEntry, type ApprovalOutcome, type ApprovalRequest, type ApprovalVerdict,
-  type ApproverSummary, type RegisteredKey,
+  toCountersignError,
+  type ApprovalCeremony,
+  type ApprovalEntry,
+  type ApprovalOutcome,
+  type ApprovalRequest,
+  type ApprovalVerdict,
+  type ApproverSummary,
+  type RegisteredKey,
 } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { isCountersignError } from '../../shared/errors.js';
@@ -47,7 +51,8 @@ interface Ceremony {
 
 /** Codes with a plainer explanation than the server's message. */
 const EXPLAIN: Partial<Record<string, string>> = {
-  approver_conflicted: 'You may not decide this request: you own the agent, you are its requester, or the policy names you. Someone else has to.',
+  approver_conflicted:
+    'You may not decide this request: you own the agent, you are its requester, or the policy names you. Someone else has to.',
   agent_held_for_review: "The agent's owner is not a known person, so nobody may decide its requests until an administrator sets one.",
   approver_not_eligible: 'You are not in a group this request still needs.',
   approver_already_decided: 'You have already decided this request.',
@@ -62,7 +67,8 @@ const EXPLAIN: Partial<Record<string, string>> = {
   ERROR_AUTHENTICATOR_PREVIOUSLY_REGISTERED: 'This security key is already registered to you.',
 };
 
-const REGISTRATION_CODE_REFUSED = 'The registration code is unknown, already used, expired or for someone else. Ask an admin for a new one.';
+const REGISTRATION_CODE_REFUSED =
+  'The registration code is unknown, already used, expired or for someone else. Ask an admin for a new one.';
 
 function describeError(caught: unknown, during: string): ShownError {
   if (isCountersignError(caught)) return { code: caught.code, message: caught.message, during };
@@ -93,7 +99,8 @@ function conflictOf(request: ApprovalRequest, approverId: string): keyof typeof 
 }
 
 // Characters that hide or reorder text: shown escaped so a payee name cannot pretend to be another.
-const HIDDEN_CHARACTERS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]/gu;
+const HIDDEN_CHARACTERS =
+  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]/gu;
 
 function revealHidden(text: string): { text: string; hidden: boolean } {
   let hidden = false;
@@ -204,7 +211,8 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
     } catch (caught) {
       const shown = describeError(caught, `register a security key for ${me.displayName}`);
       if (!codeSpent && shown.code === 'challenge_invalid') shown.hint = REGISTRATION_CODE_REFUSED;
-      else if (codeSpent) shown.hint = `${EXPLAIN[shown.code] ?? ''} The registration code has been used: ask an admin for a new one.`.trim();
+      else if (codeSpent)
+        shown.hint = `${EXPLAIN[shown.code] ?? ''} The registration code has been used: ask an admin for a new one.`.trim();
       setError(shown);
     } finally {
       setBusy(undefined);
@@ -224,7 +232,11 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
       // refreshed card shows the sealed group, and deciding again signs exactly that.
       const signedFor = 1 + (started.record.followers?.length ?? 0);
       if (signedFor !== (request.count ?? 1)) {
-        setError({ code: 'request_changed', during: `${verdict} request ${request.requestId}`, message: `${signedFor} identical calls are now waiting in this group, not ${request.count ?? 1} as shown. Nothing was signed: review the card again, then decide.` });
+        setError({
+          code: 'request_changed',
+          during: `${verdict} request ${request.requestId}`,
+          message: `${signedFor} identical calls are now waiting in this group, not ${request.count ?? 1} as shown. Nothing was signed: review the card again, then decide.`,
+        });
         return;
       }
       setCeremony({ requestId: request.requestId, verdict, record: started.record });
@@ -249,26 +261,53 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
         {approvers === undefined ? (
           <p className="muted">Loading approvers…</p>
         ) : approvers.length === 0 ? (
-          <p className="muted">No approvers are configured. An administrator adds them (<code>countersign approvers add</code>).</p>
+          <p className="muted">
+            No approvers are configured. An administrator adds them (<code>countersign approvers add</code>).
+          </p>
         ) : (
           <div className="approver-picker">
             <label htmlFor="approver-select">I am</label>
-            <select id="approver-select" data-testid="approver-select" value={approverId} onChange={(e) => chooseApprover(e.target.value)} disabled={busy !== undefined}>
+            <select
+              id="approver-select"
+              data-testid="approver-select"
+              value={approverId}
+              onChange={(e) => chooseApprover(e.target.value)}
+              disabled={busy !== undefined}
+            >
               <option value="">— choose yourself —</option>
               {approvers.map((a) => (
                 <option key={a.id} value={a.id} disabled={a.status !== 'active'}>
-                  {a.displayName} ({a.id}){a.groups.length > 0 ? ` · ${a.groups.join(', ')}` : ''}{a.virtual ? ' · virtual' : ''}{a.status !== 'active' ? ' · disabled' : ''}
+                  {a.displayName} ({a.id}){a.groups.length > 0 ? ` · ${a.groups.join(', ')}` : ''}
+                  {a.virtual ? ' · virtual' : ''}
+                  {a.status !== 'active' ? ' · disabled' : ''}
                 </option>
               ))}
             </select>
-            <button type="button" className="secondary" data-testid="refresh-approvers" onClick={() => void loadApprovers()} disabled={busy !== undefined}>Reload</button>
+            <button
+              type="button"
+              className="secondary"
+              data-testid="refresh-approvers"
+              onClick={() => void loadApprovers()}
+              disabled={busy !== undefined}
+            >
+              Reload
+            </button>
           </div>
         )}
         {me && (
           <div className="me" data-testid="current-approver" data-approver-id={me.id}>
             <p>
               Deciding as <strong>{me.displayName}</strong> <code className="id">{me.id}</code>
-              {' · '}groups: {me.groups.length === 0 ? <span className="muted">none</span> : me.groups.map((g) => <code key={g} className="tool">{g}</code>)}
+              {' · '}groups:{' '}
+              {me.groups.length === 0 ? (
+                <span className="muted">none</span>
+              ) : (
+                me.groups.map((g) => (
+                  <code key={g} className="tool">
+                    {g}
+                  </code>
+                ))
+              )}
               {me.virtual && <span className="badge badge-test">virtual</span>}
             </p>
             <form
@@ -296,12 +335,20 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
               </button>
             </form>
             <p className="muted" data-testid="registration-code-help">
-              An admin gives you a single-use code for each key (<code>countersign approvers add</code> or <code>countersign approvers registration-code {me.id}</code>, or the admin action).
+              An admin gives you a single-use code for each key (<code>countersign approvers add</code> or{' '}
+              <code>countersign approvers registration-code {me.id}</code>, or the admin action).
             </p>
             {registered && (
-              <p className="success" role="status" data-testid="registration-result" data-credential-id={registered.credentialId} data-aaguid={registered.aaguid}>
-                Security key registered for {me.displayName}: credential <code title={registered.credentialId}>{shorten(registered.credentialId, 16)}</code>,
-                authenticator model (AAGUID) <code>{registered.aaguid}</code>.
+              <p
+                className="success"
+                role="status"
+                data-testid="registration-result"
+                data-credential-id={registered.credentialId}
+                data-aaguid={registered.aaguid}
+              >
+                Security key registered for {me.displayName}: credential{' '}
+                <code title={registered.credentialId}>{shorten(registered.credentialId, 16)}</code>, authenticator model (AAGUID){' '}
+                <code>{registered.aaguid}</code>.
               </p>
             )}
           </div>
@@ -310,15 +357,25 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
 
       {ceremony && (
         <section className="notice ceremony" role="status" data-testid="ceremony-in-progress" data-request-id={ceremony.requestId}>
-          <strong>Touch your security key to {ceremony.verdict === 'approve' ? 'APPROVE' : 'DENY'} request <code>{ceremony.requestId}</code>.</strong>
+          <strong>
+            Touch your security key to {ceremony.verdict === 'approve' ? 'APPROVE' : 'DENY'} request <code>{ceremony.requestId}</code>.
+          </strong>
           {ceremony.record && (
             <p className="muted">
-              Your key signs over: call digest <code>{ceremony.record.callSha256}</code>, policy <code>{shorten(ceremony.record.policyHash, 19)}</code>,
-              verdict <code>{ceremony.record.verdict}</code>, approver <code>{ceremony.record.approverId}</code>, valid until {formatTime(ceremony.record.expiresAt)}.
+              Your key signs over: call digest <code>{ceremony.record.callSha256}</code>, policy{' '}
+              <code>{shorten(ceremony.record.policyHash, 19)}</code>, verdict <code>{ceremony.record.verdict}</code>, approver{' '}
+              <code>{ceremony.record.approverId}</code>, valid until {formatTime(ceremony.record.expiresAt)}.
               {ceremony.record.followers !== undefined && (
                 <span data-testid="ceremony-followers">
-                  {' '}It also signs for the {ceremony.record.followers.length} identical {ceremony.record.followers.length === 1 ? 'call' : 'calls'}{' '}
-                  {ceremony.record.followers.map((id) => <code key={id} className="id">{id}</code>)}.
+                  {' '}
+                  It also signs for the {ceremony.record.followers.length} identical{' '}
+                  {ceremony.record.followers.length === 1 ? 'call' : 'calls'}{' '}
+                  {ceremony.record.followers.map((id) => (
+                    <code key={id} className="id">
+                      {id}
+                    </code>
+                  ))}
+                  .
                 </span>
               )}
             </p>
@@ -328,8 +385,8 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
 
       {error && (
         <section className="error" role="alert" data-testid="approval-error" data-code={error.code}>
-          <strong>Could not {error.during}.</strong> {error.hint ?? EXPLAIN[error.code] ?? ''} <span className="muted">{error.message}</span>{' '}
-          <code data-testid="error-code">[{error.code}]</code>
+          <strong>Could not {error.during}.</strong> {error.hint ?? EXPLAIN[error.code] ?? ''}{' '}
+          <span className="muted">{error.message}</span> <code data-testid="error-code">[{error.code}]</code>
         </section>
       )}
 
@@ -338,8 +395,12 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
       <section className="panel">
         <div className="panel-title">
           <h2>Waiting for approval</h2>
-          <span className="muted" data-testid="pending-count">{pending === undefined ? '' : pendingSummary(pending)}</span>
-          <button type="button" className="secondary" data-testid="refresh-pending" onClick={() => void loadPending()}>Refresh</button>
+          <span className="muted" data-testid="pending-count">
+            {pending === undefined ? '' : pendingSummary(pending)}
+          </span>
+          <button type="button" className="secondary" data-testid="refresh-pending" onClick={() => void loadPending()}>
+            Refresh
+          </button>
           {loadedAt !== undefined && <span className="muted">updated {new Date(loadedAt).toLocaleTimeString()}</span>}
         </div>
         {loadError && (
@@ -351,7 +412,9 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
         {pending === undefined ? (
           !loadError && <p className="muted">Loading…</p>
         ) : pending.length === 0 ? (
-          <p className="muted" data-testid="no-pending">Nothing is waiting for approval.</p>
+          <p className="muted" data-testid="no-pending">
+            Nothing is waiting for approval.
+          </p>
         ) : (
           <div className="pending-list" data-testid="pending-list">
             {pending.map((request) => (
@@ -394,15 +457,16 @@ function OutcomePanel({ shown, approvers }: { shown: ShownOutcome; approvers: re
       <h2>
         {outcome.state === 'approved' && 'Approved'}
         {outcome.state === 'denied' && 'Denied'}
-        {outcome.state === 'pending' && (verdict === 'approve' ? 'Your approval is recorded' : 'Recorded')}
-        {' '}<span className={`state state-${outcome.state}`} data-testid="outcome-state">{outcome.state}</span>
+        {outcome.state === 'pending' && (verdict === 'approve' ? 'Your approval is recorded' : 'Recorded')}{' '}
+        <span className={`state state-${outcome.state}`} data-testid="outcome-state">
+          {outcome.state}
+        </span>
       </h2>
       <p>
-        <code>{request.tool}</code> by <strong>{request.agentDisplayName || request.agentId}</strong>, request <code className="id">{outcome.requestId}</code>.
+        <code>{request.tool}</code> by <strong>{request.agentDisplayName || request.agentId}</strong>, request{' '}
+        <code className="id">{outcome.requestId}</code>.
       </p>
-      {outcome.state === 'pending' && (
-        <p>{progress.text} approvals so far; the request waits for the others.</p>
-      )}
+      {outcome.state === 'pending' && <p>{progress.text} approvals so far; the request waits for the others.</p>}
       {outcome.state === 'approved' && (
         <p>
           The quorum is met: a co-signed approval token was issued to the agent
@@ -412,7 +476,9 @@ function OutcomePanel({ shown, approvers }: { shown: ShownOutcome; approvers: re
       {outcome.state === 'denied' && <p>The agent was told the call is denied.</p>}
       {outcome.reasons.length > 0 && (
         <ul className="reasons" data-testid="outcome-reasons">
-          {outcome.reasons.map((r, i) => <li key={i}>{revealHidden(r).text}</li>)}
+          {outcome.reasons.map((r, i) => (
+            <li key={i}>{revealHidden(r).text}</li>
+          ))}
         </ul>
       )}
       <ApprovalEntries entries={outcome.approvalsSoFar} />
@@ -435,7 +501,19 @@ interface CardProps {
   onConfirmDeny: () => void;
 }
 
-function PendingRequestCard({ request, approver, approvers, busy, denying, denyReason, onApprove, onStartDeny, onDenyReason, onCancelDeny, onConfirmDeny }: CardProps) {
+function PendingRequestCard({
+  request,
+  approver,
+  approvers,
+  busy,
+  denying,
+  denyReason,
+  onApprove,
+  onStartDeny,
+  onDenyReason,
+  onCancelDeny,
+  onConfirmDeny,
+}: CardProps) {
   const progress = approvalProgress(request, approvers);
   const required = progress.required;
   const canStillApprove = whoCanStillApprove(request, approvers);
@@ -450,10 +528,15 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
     <article className="request" data-testid="pending-request" data-request-id={request.requestId}>
       <header className="request-header">
         <h3>
-          <code data-testid="request-tool">{request.tool}</code> requested by <strong data-testid="request-agent">{request.agentDisplayName || request.agentId}</strong>
+          <code data-testid="request-tool">{request.tool}</code> requested by{' '}
+          <strong data-testid="request-agent">{request.agentDisplayName || request.agentId}</strong>
         </h3>
         {count > 1 && (
-          <span className="badge" data-testid="request-count" title="The agent made this exact call this many times; your decision answers each of them">
+          <span
+            className="badge"
+            data-testid="request-count"
+            title="The agent made this exact call this many times; your decision answers each of them"
+          >
             ×{count} identical calls
           </span>
         )}
@@ -462,11 +545,19 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
       <dl className="stats request-details">
         <dt>Agent</dt>
         <dd>
-          {request.agentDisplayName && <>{request.agentDisplayName} </>}<code className="id">{request.agentId}</code>
-          {' · '}owner {request.agentOwner === undefined ? <span className="muted">unknown</span> : <span data-testid="request-owner">{request.agentOwner}</span>}
+          {request.agentDisplayName && <>{request.agentDisplayName} </>}
+          <code className="id">{request.agentId}</code>
+          {' · '}owner{' '}
+          {request.agentOwner === undefined ? (
+            <span className="muted">unknown</span>
+          ) : (
+            <span data-testid="request-owner">{request.agentOwner}</span>
+          )}
         </dd>
         <dt>Tool</dt>
-        <dd><code>{request.tool}</code></dd>
+        <dd>
+          <code>{request.tool}</code>
+        </dd>
         <dt>Parameters</dt>
         <dd>
           {paramEntries.length === 0 ? (
@@ -476,8 +567,12 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
               <tbody>
                 {paramEntries.map(([name, value]) => (
                   <tr key={name} data-testid="param" data-param={name}>
-                    <th scope="row"><code>{revealHidden(name).text}</code></th>
-                    <td><ParamValue value={value} /></td>
+                    <th scope="row">
+                      <code>{revealHidden(name).text}</code>
+                    </th>
+                    <td>
+                      <ParamValue value={value} />
+                    </td>
                   </tr>
                 ))}
               </tbody>
@@ -490,7 +585,15 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
         <dd data-testid="request-jurisdiction">{request.jurisdiction}</dd>
         <dt>Provenance</dt>
         <dd data-testid="request-provenance">
-          {request.provenance.length === 0 ? <span className="muted">not stated</span> : request.provenance.map((p) => <code key={p} className="tool">{p}</code>)}
+          {request.provenance.length === 0 ? (
+            <span className="muted">not stated</span>
+          ) : (
+            request.provenance.map((p) => (
+              <code key={p} className="tool">
+                {p}
+              </code>
+            ))
+          )}
         </dd>
         <dt>Risk</dt>
         <dd data-testid="request-risk">
@@ -499,7 +602,10 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
             <ul className="reasons" data-testid="risk-factors">
               {request.risk.factors.map((f) => (
                 <li key={f.name} data-factor={f.name}>
-                  {f.explanation} <span className="muted">(<code>{f.name}</code>, +{f.points})</span>
+                  {f.explanation}{' '}
+                  <span className="muted">
+                    (<code>{f.name}</code>, +{f.points})
+                  </span>
                 </li>
               ))}
             </ul>
@@ -507,11 +613,24 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
         </dd>
         <dt>Why it is held</dt>
         <dd>
-          {request.reasons.length === 0 ? <span className="muted">no reasons given</span> : (
-            <ul className="reasons" data-testid="request-reasons">{request.reasons.map((r, i) => <li key={i}>{r}</li>)}</ul>
+          {request.reasons.length === 0 ? (
+            <span className="muted">no reasons given</span>
+          ) : (
+            <ul className="reasons" data-testid="request-reasons">
+              {request.reasons.map((r, i) => (
+                <li key={i}>{r}</li>
+              ))}
+            </ul>
           )}
           {request.determiningPolicies.length > 0 && (
-            <span className="muted">policies: {request.determiningPolicies.map((p) => <code key={p} className="tool">{p}</code>)}</span>
+            <span className="muted">
+              policies:{' '}
+              {request.determiningPolicies.map((p) => (
+                <code key={p} className="tool">
+                  {p}
+                </code>
+              ))}
+            </span>
           )}
         </dd>
         <dt>Approval needed</dt>
@@ -524,26 +643,44 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
                 <span key={i} className="group-list" data-testid="required-groups">
                   {i > 0 && ' and another from '}
                   {i === 0 && 'from '}
-                  {list.map((g, j) => <span key={g}>{j > 0 && ' or '}<code className="tool">{g}</code></span>)}
+                  {list.map((g, j) => (
+                    <span key={g}>
+                      {j > 0 && ' or '}
+                      <code className="tool">{g}</code>
+                    </span>
+                  ))}
                 </span>
               ))}
             </>
           )}
-          {'; '}not the agent&apos;s owner; user verification {request.obligation.userVerification}; window {formatDuration(request.obligation.ttlSeconds)}.
+          {'; '}not the agent&apos;s owner; user verification {request.obligation.userVerification}; window{' '}
+          {formatDuration(request.obligation.ttlSeconds)}.
           <br />
-          Expires {formatTime(request.expiresAt)} <span className="muted" data-testid="request-expiry">({formatRemaining(remaining)})</span>
+          Expires {formatTime(request.expiresAt)}{' '}
+          <span className="muted" data-testid="request-expiry">
+            ({formatRemaining(remaining)})
+          </span>
         </dd>
         <dt>Approvals so far</dt>
         <dd>
           <span data-testid="approvals-so-far">{progress.text}</span>
           {!progress.satisfied && (
             <span className="muted" data-testid="still-needed">
-              {'; '}{progress.stillNeeded} more {progress.stillNeeded === 1 ? 'person' : 'people'}
+              {'; '}
+              {progress.stillNeeded} more {progress.stillNeeded === 1 ? 'person' : 'people'}
               {progress.openGroups.length > 0 && (
                 <>
                   {', including '}
                   {progress.openGroups.map((list, i) => (
-                    <span key={i}>{i > 0 && ' and '}one from {list.map((g, j) => <span key={g}>{j > 0 && ' or '}<code className="tool">{g}</code></span>)}</span>
+                    <span key={i}>
+                      {i > 0 && ' and '}one from{' '}
+                      {list.map((g, j) => (
+                        <span key={g}>
+                          {j > 0 && ' or '}
+                          <code className="tool">{g}</code>
+                        </span>
+                      ))}
+                    </span>
                   ))}
                 </>
               )}
@@ -566,13 +703,21 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
             <>
               <br />
               <span data-testid="request-followers">
-                and {request.followers!.length} identical {request.followers!.length === 1 ? 'call' : 'calls'}, each answered with its own token:{' '}
-                {request.followers!.map((id) => <code key={id} className="id">{id}</code>)}
+                and {request.followers!.length} identical {request.followers!.length === 1 ? 'call' : 'calls'}, each answered with its own
+                token:{' '}
+                {request.followers!.map((id) => (
+                  <code key={id} className="id">
+                    {id}
+                  </code>
+                ))}
               </span>
             </>
           )}
           <br />
-          call digest <code className="id" title="SHA-256 of the canonical call (what the token and your key are bound to)">{request.callSha256}</code>
+          call digest{' '}
+          <code className="id" title="SHA-256 of the canonical call (what the token and your key are bound to)">
+            {request.callSha256}
+          </code>
           <br />
           policy <code className="id">{request.policyHash}</code>
         </dd>
@@ -582,13 +727,19 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
           {CONFLICT_NOTES[conflict ?? 'owner']}
         </p>
       )}
-      {decided && <p className="muted" data-testid="already-decided">You have decided this request.</p>}
+      {decided && (
+        <p className="muted" data-testid="already-decided">
+          You have decided this request.
+        </p>
+      )}
       <div className="actions">
         <button type="button" className="approve" data-testid="approve" onClick={onApprove} disabled={disabled}>
           {busy === request.requestId ? 'Working…' : 'Approve'}
         </button>
         {!denying && (
-          <button type="button" className="deny" data-testid="deny" onClick={onStartDeny} disabled={disabled}>Deny…</button>
+          <button type="button" className="deny" data-testid="deny" onClick={onStartDeny} disabled={disabled}>
+            Deny…
+          </button>
         )}
       </div>
       {denying && (
@@ -614,7 +765,9 @@ function PendingRequestCard({ request, approver, approvers, busy, denying, denyR
           <button type="submit" className="deny" data-testid="confirm-deny" disabled={disabled || denyReason.trim().length === 0}>
             {busy === request.requestId ? 'Working…' : 'Deny with my security key'}
           </button>
-          <button type="button" className="secondary" data-testid="cancel-deny" onClick={onCancelDeny} disabled={busy !== undefined}>Cancel</button>
+          <button type="button" className="secondary" data-testid="cancel-deny" onClick={onCancelDeny} disabled={busy !== undefined}>
+            Cancel
+          </button>
         </form>
       )}
     </article>
@@ -627,7 +780,9 @@ function ApprovalEntries({ entries }: { entries: ApprovalEntry[] }) {
     <ul className="approvals-list" data-testid="approval-entries">
       {entries.map((e) => (
         <li key={e.approverId} data-approver-id={e.approverId} data-verdict={e.verdict}>
-          <span className={`state state-${e.verdict === 'approve' ? 'approved' : 'denied'}`}>{e.verdict === 'approve' ? 'approved' : 'denied'}</span>{' '}
+          <span className={`state state-${e.verdict === 'approve' ? 'approved' : 'denied'}`}>
+            {e.verdict === 'approve' ? 'approved' : 'denied'}
+          </span>{' '}
           {e.displayName} <code className="id">{e.approverId}</code> at {formatTime(e.at)}
           {e.reason !== undefined && <>: “{revealHidden(e.reason).text}”</>}
         </li>

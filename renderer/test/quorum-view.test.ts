@@ -15,7 +15,14 @@ function approverList(v: QuorumVector): ApproverSummary[] {
   const list: ApproverSummary[] = [];
   for (const p of [...v.approvals, ...(v.candidates ?? [])]) {
     if (list.some((a) => a.id === p.approverId)) continue;
-    list.push({ id: p.approverId, displayName: `Approver ${p.approverId}`, groups: p.groups, virtual: false, status: 'active', createdAt: 1 });
+    list.push({
+      id: p.approverId,
+      displayName: `Approver ${p.approverId}`,
+      groups: p.groups,
+      virtual: false,
+      status: 'active',
+      createdAt: 1,
+    });
   }
   return list;
 }
@@ -24,7 +31,12 @@ function requestOf(v: QuorumVector): QuorumRequest {
   return {
     obligation: { ...v.requirement, ttlSeconds: 900, userVerification: 'required' },
     // One entry per approval, as the core lists them (the bridge carries no key ids).
-    approvals: v.approvals.map((a, i) => ({ approverId: a.approverId, displayName: `Approver ${a.approverId}`, verdict: 'approve' as const, at: 1000 + i })),
+    approvals: v.approvals.map((a, i) => ({
+      approverId: a.approverId,
+      displayName: `Approver ${a.approverId}`,
+      verdict: 'approve' as const,
+      at: 1000 + i,
+    })),
   };
 }
 
@@ -37,8 +49,10 @@ describe('renderer quorum display over test/vectors/quorum.json', () => {
     expect(status).toEqual(v.expect);
     expect(text).toBe(`${v.expect.counted.length} of ${v.expect.required}`);
     for (const candidate of v.candidates ?? []) {
-      expect({ candidate: candidate.approverId, stillNeeded: mayStillApprove(request, approvers, candidate.approverId) })
-        .toEqual({ candidate: candidate.approverId, stillNeeded: candidate.stillNeeded });
+      expect({ candidate: candidate.approverId, stillNeeded: mayStillApprove(request, approvers, candidate.approverId) }).toEqual({
+        candidate: candidate.approverId,
+        stillNeeded: candidate.stillNeeded,
+      });
     }
     const eligible = new Set(whoCanStillApprove(request, approvers).map((a) => a.id));
     for (const candidate of v.candidates ?? []) expect(eligible.has(candidate.approverId)).toBe(candidate.stillNeeded);
@@ -46,7 +60,14 @@ describe('renderer quorum display over test/vectors/quorum.json', () => {
 });
 
 describe('renderer quorum display: what the core would not count', () => {
-  const finance = (id: string, status: ApproverSummary['status'] = 'active'): ApproverSummary => ({ id, displayName: id, groups: ['finance'], virtual: false, status, createdAt: 1 });
+  const finance = (id: string, status: ApproverSummary['status'] = 'active'): ApproverSummary => ({
+    id,
+    displayName: id,
+    groups: ['finance'],
+    virtual: false,
+    status,
+    createdAt: 1,
+  });
   const base: Pick<ApprovalRequest, 'obligation' | 'approvals'> = {
     obligation: { approvals: 2, groups: [['finance']], ttlSeconds: 900, userVerification: 'required' },
     approvals: [{ approverId: 'alice', displayName: 'Alice', verdict: 'approve', at: 1 }],
@@ -69,7 +90,13 @@ describe('renderer quorum display: what the core would not count', () => {
 
   it('counts nobody excluded from the request, and nobody at all while the owner is unresolved', () => {
     const approvers = [finance('alice'), finance('bob'), finance('dana')];
-    const excluded = { ...base, excludedApprovers: [{ approverId: 'alice', reason: 'policy' as const }, { approverId: 'dana', reason: 'owner' as const }] };
+    const excluded = {
+      ...base,
+      excludedApprovers: [
+        { approverId: 'alice', reason: 'policy' as const },
+        { approverId: 'dana', reason: 'owner' as const },
+      ],
+    };
     expect(approvalProgress(excluded, approvers).text).toBe('0 of 2');
     expect(whoCanStillApprove(excluded, approvers).map((a) => a.id)).toEqual(['bob']);
     const held = { ...base, ownerUnresolved: true as const };

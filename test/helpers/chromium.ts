@@ -29,7 +29,14 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 }
 
@@ -64,7 +71,12 @@ export async function addVirtualAuthenticator(page: Page): Promise<VirtualAuthen
     authenticatorId,
     async credentials() {
       const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
-      return credentials.map((c) => ({ credentialId: c.credentialId, signCount: c.signCount, ...(c.rpId === undefined ? {} : { rpId: c.rpId }), ...(c.userHandle === undefined ? {} : { userHandle: c.userHandle }) }));
+      return credentials.map((c) => ({
+        credentialId: c.credentialId,
+        signCount: c.signCount,
+        ...(c.rpId === undefined ? {} : { rpId: c.rpId }),
+        ...(c.userHandle === undefined ? {} : { userHandle: c.userHandle }),
+      }));
     },
     async remove() {
       await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });

@@ -9,10 +9,20 @@ import type { Db } from '../../main/core/store/database.js';
 import { ApproverDirectory } from '../../main/core/approvals/approver-directory.js';
 import { loadPolicyDirectory } from '../../main/core/policy/policy-set.js';
 
-export async function prepareDirectEnrollment(store: { db: Db; audit: AuditLog; registry: AgentRegistry }, policyDir: string, owners: readonly string[]): Promise<void> {
+export async function prepareDirectEnrollment(
+  store: { db: Db; audit: AuditLog; registry: AgentRegistry },
+  policyDir: string,
+  owners: readonly string[],
+): Promise<void> {
   const set = await loadPolicyDirectory(policyDir);
   store.registry.useVocabulary(() => set.vocabulary);
-  const approvers = new ApproverDirectory(store.db, store.audit, { domain: 'production', rpId: 'localhost', origins: ['http://localhost'], requireAaguids: [], ceremonyTimeoutMs: 60_000 });
+  const approvers = new ApproverDirectory(store.db, store.audit, {
+    domain: 'production',
+    rpId: 'localhost',
+    origins: ['http://localhost'],
+    requireAaguids: [],
+    ceremonyTimeoutMs: 60_000,
+  });
   for (const owner of owners) {
     if (approvers.resolvePerson(owner) === undefined) approvers.addApprover({ id: owner, displayName: owner, groups: [] });
   }

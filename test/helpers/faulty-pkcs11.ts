@@ -88,7 +88,8 @@ export class FaultyPkcs11 implements Pkcs11Api {
    * Without a label: every slot this wrapper has opened sessions on.
    */
   removeToken(label?: string): void {
-    const slots = label === undefined ? [...this.#slots.values()] : this.#real.C_GetSlotList(true).filter((slot) => this.#labelOf(slot) === label);
+    const slots =
+      label === undefined ? [...this.#slots.values()] : this.#real.C_GetSlotList(true).filter((slot) => this.#labelOf(slot) === label);
     for (const slot of slots) {
       const key = slot.toString('hex');
       this.#slots.set(key, slot);

@@ -25,10 +25,18 @@ export interface Harness {
 }
 
 export const FINANCE_SCOPE: AgentScope = {
-  owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US', 'GB'],
+  owner: 'dana@example.com',
+  group: 'finance-agents',
+  allowedTools: ['payments.transfer'],
+  dataClasses: ['financial'],
+  jurisdictions: ['US', 'GB'],
 };
 export const DEPLOY_SCOPE: AgentScope = {
-  owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging', 'deploy.production'], dataClasses: ['source-code'], jurisdictions: ['US'],
+  owner: 'sam@example.com',
+  group: 'deploy-agents',
+  allowedTools: ['deploy.staging', 'deploy.production'],
+  dataClasses: ['source-code'],
+  jurisdictions: ['US'],
 };
 
 /**
@@ -47,7 +55,9 @@ export function tempDir(prefix = 'countersign-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startHarness(options: { config?: Record<string, unknown>; policyDir?: string; start?: Partial<StartOptions>; dataDir?: string } = {}): Promise<Harness> {
+export async function startHarness(
+  options: { config?: Record<string, unknown>; policyDir?: string; start?: Partial<StartOptions>; dataDir?: string } = {},
+): Promise<Harness> {
   const dataDir = options.dataDir ?? tempDir();
   const config = { gateway: { port: 0 }, policyDir: options.policyDir ?? DEMO_POLICY_DIR, ...options.config } as Record<string, unknown>;
   if (options.config?.gateway) config.gateway = { port: 0, ...options.config.gateway };
@@ -68,7 +78,15 @@ export async function startHarness(options: { config?: Record<string, unknown>; 
       return key;
     },
     client(agentId, key, extra = {}) {
-      const client = new AgentClient({ url: app.url, agentId, key, webSocket: nodeWebSocket, reconnect: false, requestTimeoutMs: 5_000, ...extra });
+      const client = new AgentClient({
+        url: app.url,
+        agentId,
+        key,
+        webSocket: nodeWebSocket,
+        reconnect: false,
+        requestTimeoutMs: 5_000,
+        ...extra,
+      });
       clients.push(client);
       return client;
     },

@@ -62,20 +62,36 @@ export async function startMcpHarness(config: Record<string, unknown> = {}): Pro
   const api = async (path: string, body?: unknown) => {
     const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${h.app.uiSessionSecret}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(`http://127.0.0.1:${h.app.port}${path}`, { method: body === undefined ? 'GET' : 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(`http://127.0.0.1:${h.app.port}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   };
-  for (const [id, groups] of [['alice', ['file-approvers']], ['bob', ['file-approvers']], ['carol', ['finance-approvers']]] as const) {
+  for (const [id, groups] of [
+    ['alice', ['file-approvers']],
+    ['bob', ['file-approvers']],
+    ['carol', ['finance-approvers']],
+  ] as const) {
     const created = await api('/api/automation/virtual-approvers', { id, displayName: id, groups });
     if (created.status !== 200) throw new Error(`could not create virtual approver ${id}: ${JSON.stringify(created.json)}`);
   }
   return {
-    h, dir, keyFile, key, api,
+    h,
+    dir,
+    keyFile,
+    key,
+    api,
     async approve(requestId, approverId, verdict = 'approve') {
       return (await api(`/api/automation/requests/${requestId}/decide`, { approverId, verdict })).json;
     },
     async pending() {
-      return (await api('/api/approvals/pending')).json.pending as Array<{ requestId: string; tool: string; params: Record<string, unknown> }>;
+      return (await api('/api/approvals/pending')).json.pending as Array<{
+        requestId: string;
+        tool: string;
+        params: Record<string, unknown>;
+      }>;
     },
     async close() {
       await h.close();
@@ -103,10 +119,28 @@ export interface Host {
 
 /** An agent host: the SDK's real client, starting the proxy CLI over stdio. */
 export async function startHost(m: McpHarness, options: HostOptions): Promise<Host> {
-  const args = [CLI, 'mcp-proxy', '--agent', m.keyFile, '--countersign', options.countersignUrl ?? m.h.app.url, '--domain', 'test', '--state', options.stateFile, '--hold-poll-ms', '200'];
+  const args = [
+    CLI,
+    'mcp-proxy',
+    '--agent',
+    m.keyFile,
+    '--countersign',
+    options.countersignUrl ?? m.h.app.url,
+    '--domain',
+    'test',
+    '--state',
+    options.stateFile,
+    '--hold-poll-ms',
+    '200',
+  ];
   if (options.map) args.push('--map', options.map);
   args.push(...(options.extra ?? []), '--', ...options.server);
-  const transport = new StdioClientTransport({ command: TSX, args, stderr: 'pipe', env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env } });
+  const transport = new StdioClientTransport({
+    command: TSX,
+    args,
+    stderr: 'pipe',
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },
+  });
   let stderr = '';
   transport.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString('utf8');
@@ -121,20 +155,48 @@ export async function startHost(m: McpHarness, options: HostOptions): Promise<Ho
  * linked to it by the SDK's in-memory transport: one process fewer to start per case on a
  * loaded machine. The tool server is still a real child process.
  */
-export async function startInProcessHost(m: McpHarness, options: HostOptions & { maxArgumentBytes?: number; onToolsChanged?: (names: string[]) => void }): Promise<Host> {
+export async function startInProcessHost(
+  m: McpHarness,
+  options: HostOptions & { maxArgumentBytes?: number; onToolsChanged?: (names: string[]) => void },
+): Promise<Host> {
   const [command, ...args] = options.server;
   const mapping = parseMapping(parseStrictJson(readFileSync(options.map ?? '', 'utf8')));
   const proxy = await McpProxy.start({
-    agentId: PROXY_AGENT, key: m.key, countersignUrl: options.countersignUrl ?? m.h.app.url, mapping, domain: 'test',
-    stateFile: options.stateFile, holdPollMs: 200, downstream: { command: command ?? 'node', args, env: options.env ?? {} },
+    agentId: PROXY_AGENT,
+    key: m.key,
+    countersignUrl: options.countersignUrl ?? m.h.app.url,
+    mapping,
+    domain: 'test',
+    stateFile: options.stateFile,
+    holdPollMs: 200,
+    downstream: { command: command ?? 'node', args, env: options.env ?? {} },
     ...(options.maxArgumentBytes === undefined ? {} : { maxArgumentBytes: options.maxArgumentBytes }),
   });
   const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
   await proxy.createServer().connect(proxySide);
   const onToolsChanged = options.onToolsChanged;
-  const client = new Client({ name: 'test-host', version: '1.0.0' }, onToolsChanged ? {
-    listChanged: { tools: { onChanged: (error, tools) => { if (!error && tools) onToolsChanged(tools.map((t) => t.name)); } } },
-  } : {});
+  const client = new Client(
+    { name: 'test-host', version: '1.0.0' },
+    onToolsChanged
+      ? {
+          listChanged: {
+            tools: {
+              onChanged: (error, tools) => {
+                if (!error && tools) onToolsChanged(tools.map((t) => t.name));
+              },
+            },
+          },
+        }
+      : {},
+  );
   await client.connect(hostSide);
-  return { client, proxy, stderr: () => '', close: async () => { await client.close(); await proxy.close(); } };
+  return {
+    client,
+    proxy,
+    stderr: () => '',
+    close: async () => {
+      await client.close();
+      await proxy.close();
+    },
+  };
 }

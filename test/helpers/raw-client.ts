@@ -23,7 +23,9 @@ export class RawClient {
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data, isBinary) => {
       if (!isBinary) {
-        const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8');
+        const text = Buffer.isBuffer(data)
+          ? data.toString('utf8')
+          : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8');
         this.messages.push(JSON.parse(text) as RawMessage);
       }
       this.wake();
@@ -101,7 +103,12 @@ export class RawClient {
   }
 }
 
-export async function signedEnvelope(key: AgentKey, agentId: string, call: CallPayload['call'], overrides: Partial<CallPayload> = {}): Promise<SignedEnvelope> {
+export async function signedEnvelope(
+  key: AgentKey,
+  agentId: string,
+  call: CallPayload['call'],
+  overrides: Partial<CallPayload> = {},
+): Promise<SignedEnvelope> {
   const payload: CallPayload = {
     typ: SIGNED_TYPES.call,
     agentId,

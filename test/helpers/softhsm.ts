@@ -46,7 +46,14 @@ function sharedDir(): SharedDir {
   const confPath = join(dir, 'softhsm2.conf');
   writeFileSync(
     confPath,
-    [`directories.tokendir = ${tokenDir}`, 'objectstore.backend = file', 'objectstore.umask = 0077', 'log.level = ERROR', 'slots.removable = false', ''].join('\n'),
+    [
+      `directories.tokendir = ${tokenDir}`,
+      'objectstore.backend = file',
+      'objectstore.umask = 0077',
+      'log.level = ERROR',
+      'slots.removable = false',
+      '',
+    ].join('\n'),
     { mode: 0o600 },
   );
   process.env.SOFTHSM2_CONF = confPath;

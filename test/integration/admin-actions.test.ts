@@ -13,7 +13,9 @@ let rootKey: VirtualAuthenticator;
 
 async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${h.app.port}${path}`, {
-    method: 'POST', headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
@@ -28,7 +30,16 @@ async function registerKey(id: string): Promise<VirtualAuthenticator> {
   const authenticator = new VirtualAuthenticator();
   const { code } = h.app.approvers.issueRegistrationCode(id, 'test');
   const options = await h.app.approvers.beginRegistration(id, code);
-  await h.app.approvers.finishRegistration(id, authenticator.createCredential({ rpId: 'localhost', origin: h.app.approvers.origins[0]!, challenge: options.challenge, user: options.user, userVerification: 'required' }));
+  await h.app.approvers.finishRegistration(
+    id,
+    authenticator.createCredential({
+      rpId: 'localhost',
+      origin: h.app.approvers.origins[0]!,
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
+    }),
+  );
   return authenticator;
 }
 
@@ -36,7 +47,13 @@ type Options = { challenge: string; allowCredentials: Array<{ id: string }> };
 const addAlice = { kind: 'approver.add', id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] };
 
 function tap(key: VirtualAuthenticator, options: { challenge: string; allowCredentials?: Array<{ id: string }> }) {
-  return key.getAssertion({ rpId: 'localhost', origin: h.app.approvers.origins[0]!, challenge: options.challenge, allowCredentials: (options.allowCredentials ?? []).map((c) => c.id), userVerification: 'required' });
+  return key.getAssertion({
+    rpId: 'localhost',
+    origin: h.app.approvers.origins[0]!,
+    challenge: options.challenge,
+    allowCredentials: (options.allowCredentials ?? []).map((c) => c.id),
+    userVerification: 'required',
+  });
 }
 
 beforeEach(async () => {
@@ -47,7 +64,10 @@ afterEach(async () => h.close());
 
 describe('admin actions', () => {
   it('adds an approver only after the admin taps a key over that action, and audits both', async () => {
-    const started = await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.add', id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] } });
+    const started = await post('/api/admin/ceremony', {
+      adminId: 'root',
+      action: { kind: 'approver.add', id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] },
+    });
     expect(started.status).toBe(200);
     expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
     const options = started.json.options as { challenge: string; allowCredentials: Array<{ id: string }> };
@@ -71,15 +91,21 @@ describe('admin actions', () => {
 
   it('refuses a non-admin, a tap by another admin, and a malformed action', async () => {
     const bobKey = await virtualApprover('bob', ['finance-approvers']);
-    expect((await post('/api/admin/ceremony', { adminId: 'bob', action: { kind: 'approver.disable', id: 'root' } })).json).toMatchObject({ error: { code: 'approver_not_eligible' } });
+    expect((await post('/api/admin/ceremony', { adminId: 'bob', action: { kind: 'approver.disable', id: 'root' } })).json).toMatchObject({
+      error: { code: 'approver_not_eligible' },
+    });
     await virtualApprover('root2', ['countersign-admins']);
     const started = await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.disable', id: 'bob' } });
     const options = started.json.options as { challenge: string; allowCredentials: Array<{ id: string }> };
     // root2 submits root's challenge: not theirs.
-    expect((await post('/api/admin/submit', { adminId: 'root2', response: tap(rootKey, options) })).json).toMatchObject({ error: { code: 'challenge_invalid' } });
+    expect((await post('/api/admin/submit', { adminId: 'root2', response: tap(rootKey, options) })).json).toMatchObject({
+      error: { code: 'challenge_invalid' },
+    });
     // bob's key cannot answer for root.
     expect(() => tap(bobKey, options)).toThrow();
-    expect((await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.delete_everything' } })).json).toMatchObject({ error: { code: 'schema_invalid' } });
+    expect((await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.delete_everything' } })).json).toMatchObject({
+      error: { code: 'schema_invalid' },
+    });
     expect(h.app.approvers.get('bob').status).toBe('active');
   });
 
@@ -95,12 +121,18 @@ describe('admin actions', () => {
     expect(refused.json).toMatchObject({ error: { code: 'credential_suspect' } });
     expect(h.app.approvers.credential(keyId).status).toBe('suspect');
     expect(h.app.approvers.get('alice').status).toBe('active');
-    const suspectAudit = h.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'approver.credential_suspect'").all() as Array<{ record: string }>;
-    expect(suspectAudit.map((r) => JSON.parse(r.record) as Record<string, unknown>)).toMatchObject([{ approverId: 'root', credentialId: keyId, status: 'suspect', storedCounter: 1, reportedCounter: 1 }]);
+    const suspectAudit = h.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'approver.credential_suspect'").all() as Array<{
+      record: string;
+    }>;
+    expect(suspectAudit.map((r) => JSON.parse(r.record) as Record<string, unknown>)).toMatchObject([
+      { approverId: 'root', credentialId: keyId, status: 'suspect', storedCounter: 1, reportedCounter: 1 },
+    ]);
     expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 1 });
     // The suspect key is never offered again, even with a counter that moves on.
     rootKey.setCounter(keyId, 100);
-    expect((await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.disable', id: 'alice' } })).json).toMatchObject({ error: { code: 'credential_unknown' } });
+    expect((await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'approver.disable', id: 'alice' } })).json).toMatchObject({
+      error: { code: 'credential_unknown' },
+    });
     expect(h.app.approvers.get('alice').status).toBe('active');
   });
 
@@ -111,7 +143,13 @@ describe('admin actions', () => {
     const laterKey = await registerKey('root');
     const laterId = laterKey.listCredentials()[0]!.id;
     expect(options.allowCredentials.map((c) => c.id)).not.toContain(laterId);
-    const response = laterKey.getAssertion({ rpId: 'localhost', origin: h.app.approvers.origins[0]!, challenge: options.challenge, allowCredentials: [laterId], userVerification: 'required' });
+    const response = laterKey.getAssertion({
+      rpId: 'localhost',
+      origin: h.app.approvers.origins[0]!,
+      challenge: options.challenge,
+      allowCredentials: [laterId],
+      userVerification: 'required',
+    });
     expect((await post('/api/admin/submit', { adminId: 'root', response })).json).toMatchObject({ error: { code: 'credential_unknown' } });
     expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
     expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 0 });
@@ -134,7 +172,10 @@ describe('admin actions', () => {
   it('lets a virtual admin confirm an action with a key the ceremony engine offered', async () => {
     await h.app.virtualApprovers!.create({ id: 'vadmin', displayName: 'Virtual admin', groups: ['countersign-admins'] });
     const started = await post('/api/admin/ceremony', { adminId: 'vadmin', action: addAlice });
-    const done = await post('/api/admin/submit', { adminId: 'vadmin', response: h.app.virtualApprovers!.answer(started.json.options as Options) });
+    const done = await post('/api/admin/submit', {
+      adminId: 'vadmin',
+      response: h.app.virtualApprovers!.answer(started.json.options as Options),
+    });
     expect(done.status).toBe(200);
     expect(h.app.approvers.get('alice').status).toBe('active');
   });
@@ -179,7 +220,9 @@ describe('admin actions', () => {
   it('answers audit_write_failed when the admin action cannot be audited, and performs nothing', async () => {
     // A mock audit log: the real one cannot be made to fail on demand mid-transaction.
     const failing = Object.create(h.app.audit) as AuditLog;
-    failing.append = () => { throw new Error('disk full'); };
+    failing.append = () => {
+      throw new Error('disk full');
+    };
     const admin = new AdminActions(h.app.db, failing, h.app.approvers, { ceremonyTimeoutMs: 60_000 });
     const { options } = await admin.start('root', addAlice);
     await expect(admin.submit('root', tap(rootKey, options as Options))).rejects.toMatchObject({ code: 'audit_write_failed' });

@@ -49,7 +49,9 @@ async function rejectionOf(promise: Promise<unknown>, ms = 2_000): Promise<unkno
 }
 
 function expectCode(error: unknown, code: ErrorCode): void {
-  expect(error, `expected a CountersignError with code ${code}, got ${String(error)}`).toSatisfy((e: unknown) => isCountersignError(e, code));
+  expect(error, `expected a CountersignError with code ${code}, got ${String(error)}`).toSatisfy((e: unknown) =>
+    isCountersignError(e, code),
+  );
 }
 
 /** The SDK's own transport hook, wrapped to record when each connection attempt starts. */
@@ -127,7 +129,10 @@ describe('AgentClient: connect, authenticate, submit', () => {
     expect(result).toMatchObject({ decision: 'allow', state: 'allowed', policyHash: app.policy.hash });
     expect(result.token).toBeTypeOf('string');
     const verified = await verifyApprovalToken(result.token!, {
-      call: { tool: call.tool, params: call.params }, audience: 'payments-service', keys: await fetchJwks(app), jtiStore: new MemoryJtiStore(),
+      call: { tool: call.tool, params: call.params },
+      audience: 'payments-service',
+      keys: await fetchJwks(app),
+      jtiStore: new MemoryJtiStore(),
     });
     expect(verified.sub).toBe('finance-bot');
     expect(verified.decision.id).toBe(result.requestId);
@@ -200,7 +205,11 @@ describe('AgentClient reconnect', () => {
     const states: AgentClientState[] = [];
     const { attempts, factory } = trackedWebSocket();
     const initialDelayMs = 20;
-    const c = client('finance-bot', key, { webSocket: factory, reconnect: { initialDelayMs, maxDelayMs: 5_000 }, onStateChange: (s) => states.push(s) });
+    const c = client('finance-bot', key, {
+      webSocket: factory,
+      reconnect: { initialDelayMs, maxDelayMs: 5_000 },
+      onStateChange: (s) => states.push(s),
+    });
     await c.connect();
     expect((await c.submit(transferCall('250.00'))).decision).toBe('allow');
 
@@ -239,7 +248,11 @@ describe('AgentClient reconnect', () => {
     const key = await h.enroll('finance-bot');
     const { attempts, factory } = trackedWebSocket();
     const states: AgentClientState[] = [];
-    const c = client('finance-bot', key, { webSocket: factory, reconnect: { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 3 }, onStateChange: (s) => states.push(s) });
+    const c = client('finance-bot', key, {
+      webSocket: factory,
+      reconnect: { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 3 },
+      onStateChange: (s) => states.push(s),
+    });
     const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
     const waiting = c.waitForDecision(pending.requestId, { timeoutMs: 60_000 });
     waiting.catch(() => undefined); // observed below
@@ -326,7 +339,12 @@ describe('AgentClient outcome after reconnect', () => {
     expect(decided).toMatchObject({ requestId: pending.requestId, state: 'expired', decision: 'deny' });
     expect(c.connectionState).toBe('ready');
     const fetched = await c.getRequest(pending.requestId);
-    expect(fetched).toMatchObject({ requestId: pending.requestId, state: 'expired', decision: 'deny', reasons: ['approval window expired'] });
+    expect(fetched).toMatchObject({
+      requestId: pending.requestId,
+      state: 'expired',
+      decision: 'deny',
+      reasons: ['approval window expired'],
+    });
     expect(fetched.token).toBeUndefined();
     expect(fetched.approval).toBeUndefined();
     expect(pushed.map((r) => [r.requestId, r.state])).toContainEqual([pending.requestId, 'expired']);
@@ -354,7 +372,11 @@ describe('AgentClient outcome after reconnect', () => {
     await waitFor(() => c.connectionState === 'reconnecting', 'the client to see the drop');
     await startServer();
     await waitFor(() => c.connectionState === 'ready', 'the client to reconnect');
-    expect(await c.getRequest(pending.requestId)).toMatchObject({ requestId: pending.requestId, state: 'pending', approval: { approvals: 2 } });
+    expect(await c.getRequest(pending.requestId)).toMatchObject({
+      requestId: pending.requestId,
+      state: 'pending',
+      approval: { approvals: 2 },
+    });
   });
 });
 

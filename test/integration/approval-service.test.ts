@@ -54,7 +54,14 @@ async function world(): Promise<World> {
   const app = h.app;
   const skew = { ms: 0 };
   const now = () => Date.now() + skew.ms;
-  const directory = new ApproverDirectory(app.db, app.audit, { domain: 'test', rpId: RP_ID, origins: [ORIGIN], requireAaguids: [], ceremonyTimeoutMs: 60_000, now });
+  const directory = new ApproverDirectory(app.db, app.audit, {
+    domain: 'test',
+    rpId: RP_ID,
+    origins: [ORIGIN],
+    requireAaguids: [],
+    ceremonyTimeoutMs: 60_000,
+    now,
+  });
   const authenticators: VirtualAuthenticator[] = [];
   const authenticatorFor = (credentialId: string) => {
     const found = authenticators.find((a) => a.hasCredential(credentialId));
@@ -63,12 +70,28 @@ async function world(): Promise<World> {
   };
   const keys = new Map<string, string[]>();
   const decided: World['decided'] = [];
-  const makeService = (extra: { policy?: ApprovalPolicyHook; minter?: ApprovedMinter } = {}) => new ApprovalService({
-    db: app.db, audit: app.audit, directory, minter: approvedMinter(app), audienceOf: (tool) => app.policy.tool(tool)?.audience,
-    now, ceremonyTimeoutMs: 60_000, onDecided: (agentId, result) => decided.push({ agentId, result }), ...extra,
-  });
+  const makeService = (extra: { policy?: ApprovalPolicyHook; minter?: ApprovedMinter } = {}) =>
+    new ApprovalService({
+      db: app.db,
+      audit: app.audit,
+      directory,
+      minter: approvedMinter(app),
+      audienceOf: (tool) => app.policy.tool(tool)?.audience,
+      now,
+      ceremonyTimeoutMs: 60_000,
+      onDecided: (agentId, result) => decided.push({ agentId, result }),
+      ...extra,
+    });
   const w: World = {
-    h, app, client: undefined as unknown as AgentClient, directory, authenticatorFor, keys, decided, skew, makeService,
+    h,
+    app,
+    client: undefined as unknown as AgentClient,
+    directory,
+    authenticatorFor,
+    keys,
+    decided,
+    skew,
+    makeService,
     service: makeService({ policy: policyHook(app) }),
     async addApprover(id, displayName, groups, keyCount = 1) {
       directory.addApprover({ id, displayName, groups, virtual: true });
@@ -78,7 +101,11 @@ async function world(): Promise<World> {
         const authenticator = new VirtualAuthenticator();
         authenticators.push(authenticator);
         const response = authenticator.createCredential({
-          rpId: RP_ID, origin: ORIGIN, challenge: options.challenge, user: options.user, userVerification: 'required',
+          rpId: RP_ID,
+          origin: ORIGIN,
+          challenge: options.challenge,
+          user: options.user,
+          userVerification: 'required',
           excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
         });
         ids.push((await directory.finishRegistration(id, response)).credentialId);
@@ -102,7 +129,12 @@ async function world(): Promise<World> {
   return w;
 }
 
-interface SignOptions { origin?: string; credentialId?: string; allowCredentials?: string[]; testHooks?: VirtualAuthenticatorTestHooks }
+interface SignOptions {
+  origin?: string;
+  credentialId?: string;
+  allowCredentials?: string[];
+  testHooks?: VirtualAuthenticatorTestHooks;
+}
 
 function sign(w: World, started: CeremonyStart, options: SignOptions = {}): AuthenticationResponseJSON {
   const allowCredentials = options.allowCredentials ?? (started.options.allowCredentials ?? []).map((c) => c.id);
@@ -117,9 +149,21 @@ function sign(w: World, started: CeremonyStart, options: SignOptions = {}): Auth
   });
 }
 
-async function decide(w: World, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve', reason?: string): Promise<ApprovalOutcome> {
+async function decide(
+  w: World,
+  requestId: string,
+  approverId: string,
+  verdict: ApprovalVerdict = 'approve',
+  reason?: string,
+): Promise<ApprovalOutcome> {
   const started = await w.service.startCeremony({ requestId, approverId, verdict });
-  return w.service.submitCeremony({ requestId, approverId, response: sign(w, started), verdict, ...(reason !== undefined ? { reason } : {}) });
+  return w.service.submitCeremony({
+    requestId,
+    approverId,
+    response: sign(w, started),
+    verdict,
+    ...(reason !== undefined ? { reason } : {}),
+  });
 }
 
 function count(w: World, sql: string, ...args: string[]): number {
@@ -128,7 +172,8 @@ function count(w: World, sql: string, ...args: string[]): number {
 const approvalRows = (w: World, requestId: string) => count(w, 'SELECT COUNT(*) AS n FROM approvals WHERE request_id = ?', requestId);
 const tokenRows = (w: World, requestId: string) => count(w, 'SELECT COUNT(*) AS n FROM tokens WHERE request_id = ?', requestId);
 const auditKinds = (w: World, kind: string) => count(w, 'SELECT COUNT(*) AS n FROM audit_log WHERE kind = ?', kind);
-const requestState = (w: World, requestId: string) => (w.app.db.prepare('SELECT state FROM requests WHERE id = ?').get(requestId) as { state: string }).state;
+const requestState = (w: World, requestId: string) =>
+  (w.app.db.prepare('SELECT state FROM requests WHERE id = ?').get(requestId) as { state: string }).state;
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   await expect(promise).rejects.toMatchObject({ name: 'CountersignError', code });
@@ -146,16 +191,26 @@ describe('approval service', () => {
     const pending = w.service.listPending();
     expect(pending).toHaveLength(1);
     expect(pending[0]).toMatchObject({
-      requestId, agentId: 'finance-bot', agentOwner: 'dana@example.com', tool: 'payments.transfer', params: NORTHWIND.params,
-      dataClass: 'financial', jurisdiction: 'US', provenance: ['user'], policyHash: w.app.policy.hash,
-      determiningPolicies: ['finance-transfers:two-approvers'], obligation: { approvals: 2, groups: [['finance-approvers']], userVerification: 'required' },
+      requestId,
+      agentId: 'finance-bot',
+      agentOwner: 'dana@example.com',
+      tool: 'payments.transfer',
+      params: NORTHWIND.params,
+      dataClass: 'financial',
+      jurisdiction: 'US',
+      provenance: ['user'],
+      policyHash: w.app.policy.hash,
+      determiningPolicies: ['finance-transfers:two-approvers'],
+      obligation: { approvals: 2, groups: [['finance-approvers']], userVerification: 'required' },
       approvals: [],
     });
 
     const first = await decide(w, requestId, 'alice');
     expect(first).toMatchObject({ state: 'pending', approvalsSoFar: [{ approverId: 'alice', verdict: 'approve' }] });
     expect(first.token).toBeUndefined();
-    expect(w.service.getPending(requestId).approvals).toMatchObject([{ approverId: 'alice', displayName: 'Alice Example', verdict: 'approve' }]);
+    expect(w.service.getPending(requestId).approvals).toMatchObject([
+      { approverId: 'alice', displayName: 'Alice Example', verdict: 'approve' },
+    ]);
 
     const second = await decide(w, requestId, 'bob');
     expect(second.state).toBe('approved');
@@ -164,33 +219,60 @@ describe('approval service', () => {
     expect(tokenRows(w, requestId)).toBe(1);
     expect(requestState(w, requestId)).toBe('approved');
     expect(auditKinds(w, 'approval.given')).toBe(2);
-    const approvedAudit = w.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'decision.approved'").all() as Array<{ record: string }>;
+    const approvedAudit = w.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'decision.approved'").all() as Array<{
+      record: string;
+    }>;
     expect(approvedAudit).toHaveLength(1);
     const jti = (w.app.db.prepare('SELECT jti FROM tokens WHERE request_id = ?').get(requestId) as { jti: string }).jti;
-    expect(JSON.parse(approvedAudit[0]!.record)).toMatchObject({ requestId, approvers: ['alice', 'bob'], token: { jti, audience: 'payments-service' } });
+    expect(JSON.parse(approvedAudit[0]!.record)).toMatchObject({
+      requestId,
+      approvers: ['alice', 'bob'],
+      token: { jti, audience: 'payments-service' },
+    });
 
     // The tool server's view: the token verifies against the JWKS and carries both assertions.
     const keys = { keys: w.app.signingKeys.published('test', Date.now()) };
     const verified = await verifyApprovalToken(second.token!, {
-      call: { tool: NORTHWIND.tool, params: NORTHWIND.params }, audience: 'payments-service', keys, jtiStore: new MemoryJtiStore(), domain: 'test',
+      call: { tool: NORTHWIND.tool, params: NORTHWIND.params },
+      audience: 'payments-service',
+      keys,
+      jtiStore: new MemoryJtiStore(),
+      domain: 'test',
     });
     expect(verified.decision).toMatchObject({ id: requestId, mode: 'approved', policy_hash: w.app.policy.hash });
     expect(verified.approvals).toHaveLength(2);
     const published = w.directory.published();
     for (const raw of verified.approvals!) {
       const assertion = approvalAssertionSchema.parse(raw);
-      expect(assertion.record).toMatchObject({ requestId, callSha256: verified.call_sha256, verdict: 'approve', policyHash: w.app.policy.hash });
-      const clientData = JSON.parse(Buffer.from(assertion.clientDataJSON, 'base64url').toString('utf8')) as { challenge: string; origin: string };
+      expect(assertion.record).toMatchObject({
+        requestId,
+        callSha256: verified.call_sha256,
+        verdict: 'approve',
+        policyHash: w.app.policy.hash,
+      });
+      const clientData = JSON.parse(Buffer.from(assertion.clientDataJSON, 'base64url').toString('utf8')) as {
+        challenge: string;
+        origin: string;
+      };
       expect(clientData.challenge).toBe(await approvalChallenge(assertion.record));
       expect(clientData.origin).toBe(ORIGIN);
-      const jwk = published.approvers.find((a) => a.id === assertion.approverId)!.credentials.find((c) => c.id === assertion.credentialId)!.publicJwk;
-      const signed = Buffer.concat([Buffer.from(assertion.authenticatorData, 'base64url'), createHash('sha256').update(Buffer.from(assertion.clientDataJSON, 'base64url')).digest()]);
-      expect(nodeVerify('sha256', signed, createPublicKey({ key: jwk, format: 'jwk' }), Buffer.from(assertion.signature, 'base64url'))).toBe(true);
+      const jwk = published.approvers
+        .find((a) => a.id === assertion.approverId)!
+        .credentials.find((c) => c.id === assertion.credentialId)!.publicJwk;
+      const signed = Buffer.concat([
+        Buffer.from(assertion.authenticatorData, 'base64url'),
+        createHash('sha256').update(Buffer.from(assertion.clientDataJSON, 'base64url')).digest(),
+      ]);
+      expect(
+        nodeVerify('sha256', signed, createPublicKey({ key: jwk, format: 'jwk' }), Buffer.from(assertion.signature, 'base64url')),
+      ).toBe(true);
     }
     expect(verified.approvals!.map((a) => (a as { approverId: string }).approverId)).toEqual(['alice', 'bob']);
 
     // The agent is notified and can fetch the decision with its token.
-    expect(w.decided).toMatchObject([{ agentId: 'finance-bot', result: { requestId, state: 'approved', decision: 'allow', token: second.token } }]);
+    expect(w.decided).toMatchObject([
+      { agentId: 'finance-bot', result: { requestId, state: 'approved', decision: 'allow', token: second.token } },
+    ]);
     await expect(w.client.getRequest(requestId)).resolves.toMatchObject({ state: 'approved', token: second.token });
     expect(w.service.listPending()).toHaveLength(0);
     expect(w.service.history(10)).toMatchObject([{ requestId, state: 'approved' }]);
@@ -204,8 +286,13 @@ describe('approval service', () => {
     const a = await w.service.startCeremony({ requestId, approverId: 'frank', verdict: 'approve' });
     const b = await w.service.startCeremony({ requestId, approverId: 'frank', verdict: 'approve' });
     expect((a.options.allowCredentials ?? []).map((c) => c.id).sort()).toEqual([k1!, k2!].sort());
-    await expect(w.service.submitCeremony({ requestId, approverId: 'frank', response: sign(w, a, { credentialId: k1! }) })).resolves.toMatchObject({ state: 'pending' });
-    await expectCode(w.service.submitCeremony({ requestId, approverId: 'frank', response: sign(w, b, { credentialId: k2! }) }), 'approver_already_decided');
+    await expect(
+      w.service.submitCeremony({ requestId, approverId: 'frank', response: sign(w, a, { credentialId: k1! }) }),
+    ).resolves.toMatchObject({ state: 'pending' });
+    await expectCode(
+      w.service.submitCeremony({ requestId, approverId: 'frank', response: sign(w, b, { credentialId: k2! }) }),
+      'approver_already_decided',
+    );
     await expectCode(w.service.startCeremony({ requestId, approverId: 'frank', verdict: 'approve' }), 'approver_already_decided');
     expect(approvalRows(w, requestId)).toBe(1);
     expect(requestState(w, requestId)).toBe('pending');
@@ -252,7 +339,10 @@ describe('approval service', () => {
   it('refuses an approve assertion submitted as a deny', async () => {
     const requestId = await w.pendingRequest();
     const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });
-    await expectCode(w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started), verdict: 'deny' }), 'challenge_invalid');
+    await expectCode(
+      w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started), verdict: 'deny' }),
+      'challenge_invalid',
+    );
     expect(approvalRows(w, requestId)).toBe(0);
     expect(requestState(w, requestId)).toBe('pending');
   });
@@ -286,20 +376,37 @@ describe('approval service', () => {
 
     w.authenticatorFor(k1!).setCounter(k1!, 0); // the next assertion carries 1 again: a cloned key?
     const b = await w.service.startCeremony({ requestId: second, approverId: 'frank', verdict: 'approve' });
-    await expectCode(w.service.submitCeremony({ requestId: second, approverId: 'frank', response: sign(w, b, { credentialId: k1! }) }), 'credential_suspect');
+    await expectCode(
+      w.service.submitCeremony({ requestId: second, approverId: 'frank', response: sign(w, b, { credentialId: k1! }) }),
+      'credential_suspect',
+    );
     expect(w.directory.credential(k1!).status).toBe('suspect');
     expect(approvalRows(w, second)).toBe(0);
-    const suspectAudit = w.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'approver.credential_suspect'").all() as Array<{ record: string }>;
-    expect(suspectAudit.map((r) => JSON.parse(r.record) as Record<string, unknown>)).toMatchObject([{ credentialId: k1, status: 'suspect', storedCounter: 1, reportedCounter: 1 }]);
+    const suspectAudit = w.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'approver.credential_suspect'").all() as Array<{
+      record: string;
+    }>;
+    expect(suspectAudit.map((r) => JSON.parse(r.record) as Record<string, unknown>)).toMatchObject([
+      { credentialId: k1, status: 'suspect', storedCounter: 1, reportedCounter: 1 },
+    ]);
 
     // From now on the key is neither offered nor accepted, and it is not published.
     const c = await w.service.startCeremony({ requestId: second, approverId: 'frank', verdict: 'approve' });
     expect((c.options.allowCredentials ?? []).map((x) => x.id)).toEqual([k2]);
-    await expectCode(w.service.submitCeremony({ requestId: second, approverId: 'frank', response: sign(w, c, { allowCredentials: [k1!] }) }), 'credential_suspect');
-    expect(w.directory.published().approvers.find((x) => x.id === 'frank')!.credentials.map((x) => x.id)).toEqual([k2]);
+    await expectCode(
+      w.service.submitCeremony({ requestId: second, approverId: 'frank', response: sign(w, c, { allowCredentials: [k1!] }) }),
+      'credential_suspect',
+    );
+    expect(
+      w.directory
+        .published()
+        .approvers.find((x) => x.id === 'frank')!
+        .credentials.map((x) => x.id),
+    ).toEqual([k2]);
     expect(approvalRows(w, second)).toBe(0);
     // The other key still works.
-    await expect(w.service.submitCeremony({ requestId: second, approverId: 'frank', response: sign(w, c, { credentialId: k2! }) })).resolves.toMatchObject({ state: 'pending' });
+    await expect(
+      w.service.submitCeremony({ requestId: second, approverId: 'frank', response: sign(w, c, { credentialId: k2! }) }),
+    ).resolves.toMatchObject({ state: 'pending' });
   });
 
   it('refuses a ceremony started before the upgrade that records offered keys, asking to restart it', async () => {
@@ -307,7 +414,10 @@ describe('approval service', () => {
     const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });
     // A row written by a version before the offered column existed.
     w.app.db.prepare("UPDATE webauthn_challenges SET offered = NULL WHERE purpose = 'approval'").run();
-    const refused = await w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started) }).then(() => undefined, (error: unknown) => error);
+    const refused = await w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started) }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     expect(refused).toMatchObject({ code: 'challenge_invalid' });
     expect((refused as Error).message).toContain('must be restarted');
     expect(approvalRows(w, requestId)).toBe(0);
@@ -362,9 +472,20 @@ describe('approval service', () => {
     expect(tokenRows(w, requestId)).toBe(0);
     expect(auditKinds(w, 'approval.denied')).toBe(1);
     expect(auditKinds(w, 'decision.deny')).toBe(1);
-    expect(w.decided).toMatchObject([{ agentId: 'finance-bot', result: { requestId, state: 'denied', decision: 'deny', reasons: ['denied by Bob Example: payee not verified'] } }]);
-    await expect(w.client.getRequest(requestId)).resolves.toMatchObject({ state: 'denied', reasons: ['denied by Bob Example: payee not verified'] });
-    expect(w.service.approvalsOf(requestId)).toMatchObject([{ approverId: 'alice', verdict: 'approve' }, { approverId: 'bob', verdict: 'deny', reason: 'payee not verified' }]);
+    expect(w.decided).toMatchObject([
+      {
+        agentId: 'finance-bot',
+        result: { requestId, state: 'denied', decision: 'deny', reasons: ['denied by Bob Example: payee not verified'] },
+      },
+    ]);
+    await expect(w.client.getRequest(requestId)).resolves.toMatchObject({
+      state: 'denied',
+      reasons: ['denied by Bob Example: payee not verified'],
+    });
+    expect(w.service.approvalsOf(requestId)).toMatchObject([
+      { approverId: 'alice', verdict: 'approve' },
+      { approverId: 'bob', verdict: 'deny', reason: 'payee not verified' },
+    ]);
   });
 
   it('refuses an approval after a denial', async () => {
@@ -458,8 +579,11 @@ describe('approval service', () => {
     const carol = await decide(w, requestId, 'carol');
     expect(carol.state).toBe('approved');
     const verified = await verifyApprovalToken(carol.token!, {
-      call: { tool: NORTHWIND.tool, params: NORTHWIND.params }, audience: 'payments-service',
-      keys: { keys: w.app.signingKeys.published('test', Date.now()) }, jtiStore: new MemoryJtiStore(), domain: 'test',
+      call: { tool: NORTHWIND.tool, params: NORTHWIND.params },
+      audience: 'payments-service',
+      keys: { keys: w.app.signingKeys.published('test', Date.now()) },
+      jtiStore: new MemoryJtiStore(),
+      domain: 'test',
     });
     expect(verified.approvals!.map((a) => (a as { approverId: string }).approverId)).toEqual(['bob', 'carol']);
   });
@@ -467,16 +591,28 @@ describe('approval service', () => {
   it('refuses an assertion from the wrong origin (port), and the ceremony can still complete', async () => {
     const requestId = await w.pendingRequest();
     const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });
-    await expectCode(w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started, { origin: 'http://localhost:7346' }) }), 'assertion_invalid');
+    await expectCode(
+      w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started, { origin: 'http://localhost:7346' }) }),
+      'assertion_invalid',
+    );
     expect(approvalRows(w, requestId)).toBe(0);
-    await expect(w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started) })).resolves.toMatchObject({ state: 'pending' });
+    await expect(w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started) })).resolves.toMatchObject({
+      state: 'pending',
+    });
   });
 
   it('refuses an assertion without user verification when the policy requires it', async () => {
     const requestId = await w.pendingRequest();
     const started = await w.service.startCeremony({ requestId, approverId: 'alice', verdict: 'approve' });
     expect(started.options.userVerification).toBe('required');
-    await expectCode(w.service.submitCeremony({ requestId, approverId: 'alice', response: sign(w, started, { testHooks: { withoutUserVerification: true } }) }), 'assertion_invalid');
+    await expectCode(
+      w.service.submitCeremony({
+        requestId,
+        approverId: 'alice',
+        response: sign(w, started, { testHooks: { withoutUserVerification: true } }),
+      }),
+      'assertion_invalid',
+    );
     expect(approvalRows(w, requestId)).toBe(0);
   });
 
@@ -494,7 +630,12 @@ describe('approval service', () => {
 
   it('denies at completion when the current policy now denies the call', async () => {
     const denyNow: ApprovalPolicyHook = {
-      reevaluate: () => ({ outcome: 'deny', policyHash: 'sha256:new', reasons: ['the payee is now blocked'], determiningPolicies: ['guardrails:blocked-payee'] }),
+      reevaluate: () => ({
+        outcome: 'deny',
+        policyHash: 'sha256:new',
+        reasons: ['the payee is now blocked'],
+        determiningPolicies: ['guardrails:blocked-payee'],
+      }),
     };
     w.service = w.makeService({ policy: denyNow });
     const requestId = await w.pendingRequest();
@@ -504,12 +645,18 @@ describe('approval service', () => {
     expect(outcome.token).toBeUndefined();
     expect(tokenRows(w, requestId)).toBe(0);
     expect(requestState(w, requestId)).toBe('denied');
-    expect(w.decided).toMatchObject([{ result: { state: 'denied', policyHash: 'sha256:new', determiningPolicies: ['guardrails:blocked-payee'] } }]);
+    expect(w.decided).toMatchObject([
+      { result: { state: 'denied', policyHash: 'sha256:new', determiningPolicies: ['guardrails:blocked-payee'] } },
+    ]);
   });
 
   it('applies the stricter obligation when the policy changed while pending', async () => {
     const stricter: ApprovalPolicyHook = {
-      reevaluate: ({ policyHash }) => ({ outcome: 'approval_required', policyHash, obligation: { approvals: 3, groups: [['finance-approvers']], ttlSeconds: 600, userVerification: 'required' } }),
+      reevaluate: ({ policyHash }) => ({
+        outcome: 'approval_required',
+        policyHash,
+        obligation: { approvals: 3, groups: [['finance-approvers']], ttlSeconds: 600, userVerification: 'required' },
+      }),
     };
     w.service = w.makeService({ policy: stricter });
     const requestId = await w.pendingRequest();
@@ -521,7 +668,11 @@ describe('approval service', () => {
     expect(third.state).toBe('approved');
     const keys = { keys: w.app.signingKeys.published('test', Date.now()) };
     const verified = await verifyApprovalToken(third.token!, {
-      call: { tool: NORTHWIND.tool, params: NORTHWIND.params }, audience: 'payments-service', keys, jtiStore: new MemoryJtiStore(), domain: 'test',
+      call: { tool: NORTHWIND.tool, params: NORTHWIND.params },
+      audience: 'payments-service',
+      keys,
+      jtiStore: new MemoryJtiStore(),
+      domain: 'test',
     });
     expect(verified.approvals).toHaveLength(3);
   });

@@ -97,7 +97,10 @@ async function card(page: Page, requestId: string): Promise<Locator> {
 }
 
 /** The outcome panel for `requestId`, or the error panel, whichever shows first. */
-async function result(page: Page, requestId: string): Promise<{ kind: 'outcome'; state: string; text: string } | { kind: 'error'; code: string; text: string }> {
+async function result(
+  page: Page,
+  requestId: string,
+): Promise<{ kind: 'outcome'; state: string; text: string } | { kind: 'error'; code: string; text: string }> {
   const outcome = page.locator(`[data-testid="ceremony-outcome"][data-request-id="${requestId}"]`);
   const error = page.getByTestId('approval-error');
   await outcome.or(error).first().waitFor({ timeout: UI_TIMEOUT });
@@ -145,7 +148,11 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const opened of approverBrowsers.values()) await opened.then((ab) => ab.close(), () => undefined);
+  for (const opened of approverBrowsers.values())
+    await opened.then(
+      (ab) => ab.close(),
+      () => undefined,
+    );
   await browser?.close();
   await h?.close();
   if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
@@ -160,7 +167,20 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     // Alice sees everything about the call before she decides.
     const aliceCard = await card(alice.page, requestId);
     const shown = await aliceCard.innerText();
-    for (const expected of ['finance-bot', 'dana@example.com', 'payments.transfer', '48000.00', 'USD', PAYEE, 'test', 'financial', 'US', 'user', 'finance-approvers', ...view.reasons]) {
+    for (const expected of [
+      'finance-bot',
+      'dana@example.com',
+      'payments.transfer',
+      '48000.00',
+      'USD',
+      PAYEE,
+      'test',
+      'financial',
+      'US',
+      'user',
+      'finance-approvers',
+      ...view.reasons,
+    ]) {
       expect(shown, expected).toContain(expected);
     }
     for (const [name, value] of Object.entries(call.params)) {
@@ -199,12 +219,21 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
 
     // The tool server's checks: the token itself, then each approver's assertion and its own quorum rule.
     const jwks = (await json('/.well-known/jwks.json')) as { keys: never[] };
-    const claims = await verifyApprovalToken(final.token ?? '', { call, audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore(), domain: 'test' });
+    const claims = await verifyApprovalToken(final.token ?? '', {
+      call,
+      audience: 'payments-service',
+      keys: jwks,
+      jtiStore: new MemoryJtiStore(),
+      domain: 'test',
+    });
     expect(claims.decision).toMatchObject({ id: requestId, mode: 'approved' });
     const directory = approverDirectorySchema.parse(await json('/.well-known/countersign-approvers.json'));
     expect(directory.origins).toEqual([`http://localhost:${h.app.port}`]);
     const set = await verifyApprovals(claims.approvals, {
-      directory, callSha256: claims.call_sha256, requestId: claims.decision.id, policyHash: claims.decision.policy_hash,
+      directory,
+      callSha256: claims.call_sha256,
+      requestId: claims.decision.id,
+      policyHash: claims.decision.policy_hash,
     });
     expect(set.approvers.map((a) => a.approverId).sort()).toEqual(['alice', 'bob']);
     expect(set.approvers.every((a) => a.userVerified)).toBe(true);
@@ -213,7 +242,9 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
 
     // The request has left the pending list in both pages.
     await alice.page.getByTestId('refresh-pending').click();
-    await alice.page.locator(`[data-testid="pending-request"][data-request-id="${requestId}"]`).waitFor({ state: 'detached', timeout: UI_TIMEOUT });
+    await alice.page
+      .locator(`[data-testid="pending-request"][data-request-id="${requestId}"]`)
+      .waitFor({ state: 'detached', timeout: UI_TIMEOUT });
     expect(h.app.audit.verify()).toMatchObject({ ok: true });
     expect([...alice.problems, ...bob.problems]).toEqual([]);
   });
@@ -261,19 +292,26 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     const ui = inProcessBridge(h.app.ui, h.app.bridgeEvents);
     for (const bridge of [http, ui]) {
       expect((await bridge.listApprovers()).approvers.map((a) => a.id)).toEqual(['alice', 'bob', 'dana@example.com']);
-      expect((await bridge.listPendingApprovals()).pending.find((p) => p.requestId === requestId)).toMatchObject({ agentOwner: 'dana@example.com', approvals: [] });
-      await expect(bridge.startApprovalCeremony(requestId, 'dana@example.com', 'approve')).rejects.toMatchObject({ code: 'approver_conflicted' });
+      expect((await bridge.listPendingApprovals()).pending.find((p) => p.requestId === requestId)).toMatchObject({
+        agentOwner: 'dana@example.com',
+        approvals: [],
+      });
+      await expect(bridge.startApprovalCeremony(requestId, 'dana@example.com', 'approve')).rejects.toMatchObject({
+        code: 'approver_conflicted',
+      });
       await expect(bridge.startApprovalCeremony(requestId, 'nobody', 'approve')).rejects.toMatchObject({ code: 'approver_unknown' });
       await expect(bridge.startApprovalCeremony('..', 'alice', 'approve')).rejects.toMatchObject({ code: 'schema_invalid' }); // never a dot path segment
     }
     await expect(ui.startApprovalCeremony(requestId, 'alice', 'maybe' as 'approve')).rejects.toMatchObject({ code: 'schema_invalid' });
-    await expect(ui.submitApprovalCeremony(requestId, 'alice', { id: 'x', rawId: 'x', type: 'other', response: {} })).rejects.toMatchObject({ code: 'schema_invalid' });
+    await expect(ui.submitApprovalCeremony(requestId, 'alice', { id: 'x', rawId: 'x', type: 'other', response: {} })).rejects.toMatchObject(
+      { code: 'schema_invalid' },
+    );
     expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
     // The refused call shows up as a failed request in the console; nothing else may (no CSP violations).
     expect(dana.problems.filter((p) => !p.includes('status of 403'))).toEqual([]);
   });
 
-  it('a wrong, reused or someone else\'s registration code is refused in the UI with challenge_invalid and no credential is stored', async () => {
+  it("a wrong, reused or someone else's registration code is refused in the UI with challenge_invalid and no credential is stored", async () => {
     h.app.approvers.addApprover({ id: 'erin', displayName: 'Erin', groups: ['finance-approvers'] });
     const erin = await openAs('erin');
     approverBrowsers.set('erin', Promise.resolve(erin)); // closed in afterAll
@@ -341,7 +379,8 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     for (const id of followers) expect(listed).toContain(id);
     expect(await alice.page.getByTestId('pending-count').innerText()).toMatch(/\(\d+ calls\)$/);
     // Followers have no card of their own.
-    for (const id of followers) expect(await alice.page.locator(`[data-testid="pending-request"][data-request-id="${id}"]`).count()).toBe(0);
+    for (const id of followers)
+      expect(await alice.page.locator(`[data-testid="pending-request"][data-request-id="${id}"]`).count()).toBe(0);
 
     await aliceCard.getByTestId('approve').click();
     expect(await result(alice.page, primary!)).toMatchObject({ kind: 'outcome', state: 'pending' });
@@ -354,9 +393,20 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     for (const { call, requestId, decided } of calls) {
       const final = await decided;
       expect(final).toMatchObject({ requestId, state: 'approved', decision: 'allow' });
-      const claims = await verifyApprovalToken(final.token ?? '', { call, audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore(), domain: 'test' });
+      const claims = await verifyApprovalToken(final.token ?? '', {
+        call,
+        audience: 'payments-service',
+        keys: jwks,
+        jtiStore: new MemoryJtiStore(),
+        domain: 'test',
+      });
       expect(claims.decision.id).toBe(requestId);
-      const set = await verifyApprovals(claims.approvals, { directory, callSha256: claims.call_sha256, requestId, policyHash: claims.decision.policy_hash });
+      const set = await verifyApprovals(claims.approvals, {
+        directory,
+        callSha256: claims.call_sha256,
+        requestId,
+        policyHash: claims.decision.policy_hash,
+      });
       expect(satisfiesQuorum(set, { approvals: 2, groups: [['finance-approvers']] })).toBe(true);
       jtis.add(claims.jti);
     }

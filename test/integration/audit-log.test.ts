@@ -30,7 +30,10 @@ afterEach(() => {
 
 const ORIGIN = auditOrigin('countersign-local');
 
-interface World { dataDir: string; key: AgentKey }
+interface World {
+  dataDir: string;
+  key: AgentKey;
+}
 
 async function world(config: Record<string, unknown> = {}): Promise<World> {
   const dataDir = tempDir('countersign-audit-');
@@ -40,7 +43,11 @@ async function world(config: Record<string, unknown> = {}): Promise<World> {
   const app = await startCountersign({ dataDir, log: () => undefined });
   ensurePeople(app, 'dana@example.com');
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'ap-agent', 'ap-agent')), {
-    owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+    owner: 'dana@example.com',
+    group: 'finance-agents',
+    allowedTools: ['payments.transfer'],
+    dataClasses: ['financial'],
+    jurisdictions: ['US'],
   });
   await app.close();
   return { dataDir, key };
@@ -64,7 +71,9 @@ async function run(w: World, calls: number, logs: string[] = []): Promise<{ requ
 /** Open the database as an attacker would: the append-only triggers dropped. */
 function tamper(w: World, sql: (db: Database.Database) => void): void {
   const db = new Database(join(w.dataDir, 'countersign.db'));
-  db.exec('DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS audit_nodes_no_update; DROP TRIGGER IF EXISTS audit_nodes_no_delete;');
+  db.exec(
+    'DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS audit_nodes_no_update; DROP TRIGGER IF EXISTS audit_nodes_no_delete;',
+  );
   sql(db);
   db.close();
 }
@@ -97,7 +106,9 @@ describe('audit log: a clean run', () => {
     const size = inspect(w, ({ audit }) => audit.size());
     expect(checkpoint.size).toBe(size);
     expect(checkpoint.time).toBeGreaterThan(Date.now() - 60_000);
-    expect(note).toMatch(/^countersign\/countersign-local\n\d+\n[A-Za-z0-9+/]{43}=\ntime \S+\n\n\u2014 countersign\/countersign-local [A-Za-z0-9+/]+={0,2}\n$/);
+    expect(note).toMatch(
+      /^countersign\/countersign-local\n\d+\n[A-Za-z0-9+/]{43}=\ntime \S+\n\n\u2014 countersign\/countersign-local [A-Za-z0-9+/]+={0,2}\n$/,
+    );
     expect(inspect(w, ({ audit }) => audit.verify())).toMatchObject({ ok: true, entries: size });
 
     const full = await exportAndVerify(w);
@@ -108,7 +119,10 @@ describe('audit log: a clean run', () => {
     expect(byTime.result).toMatchObject({ ok: true, entries: size });
     // Another key does not verify it.
     const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }) as unknown as PublicJwk;
-    expect(await verifyExport(full.file, [other])).toMatchObject({ ok: false, reason: expect.stringContaining('not signed by a pinned signing key') as unknown });
+    expect(await verifyExport(full.file, [other])).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('not signed by a pinned signing key') as unknown,
+    });
     expect(full.result).toMatchObject({ complete: true, selection: { kind: 'all' } });
     expect(byRequest.result).toMatchObject({ complete: false, selection: { kind: 'request', requestId: requestIds[2] } });
     // The next start accepts the checkpoint.
@@ -135,14 +149,22 @@ describe('audit log: a clean run', () => {
     const lines = readFileSync(file, 'utf8').split('\n');
     expect(lines.filter((l) => l.includes('"type":"consistency"')).length).toBeGreaterThan(2);
     writeFileSync(file, lines.filter((l) => !l.includes('"type":"consistency"')).join('\n'));
-    expect(await verifyExport(file, keysOf(w))).toMatchObject({ ok: false, reason: expect.stringContaining('lacks the consistency proof') as unknown });
+    expect(await verifyExport(file, keysOf(w))).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('lacks the consistency proof') as unknown,
+    });
 
     // A request export with another request's entry slipped in (its inclusion proof is genuine).
     const { file: one } = await exportAndVerify(w, { kind: 'request', requestId: requestIds[1]! });
     const { file: other } = await exportAndVerify(w, { kind: 'request', requestId: requestIds[3]! });
-    const foreign = readFileSync(other, 'utf8').split('\n').find((l) => l.startsWith('{"type":"entry"'))!;
+    const foreign = readFileSync(other, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('{"type":"entry"'))!;
     writeFileSync(one, `${readFileSync(one, 'utf8')}${foreign}\n`);
-    expect(await verifyExport(one, keysOf(w))).toMatchObject({ ok: false, reason: expect.stringContaining("outside the export's selection") as unknown });
+    expect(await verifyExport(one, keysOf(w))).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("outside the export's selection") as unknown,
+    });
   });
 
   it('signs checkpoints every N entries while running', async () => {
@@ -167,7 +189,11 @@ describe('audit log: tampering', () => {
   it('a row rewritten in the middle: audit verify and the offline verifier name the entry', async () => {
     const w = await world();
     await run(w, 6);
-    tamper(w, (db) => expect(db.prepare(`UPDATE audit_log SET record = replace(record, '"kind":"', '"kind":"edited.') WHERE seq = 5`).run().changes).toBe(1));
+    tamper(w, (db) =>
+      expect(db.prepare(`UPDATE audit_log SET record = replace(record, '"kind":"', '"kind":"edited.') WHERE seq = 5`).run().changes).toBe(
+        1,
+      ),
+    );
     expect(inspect(w, ({ audit }) => audit.verify())).toEqual({ ok: false, badSeq: 5, reason: 'the entry does not match its leaf hash' });
     const { result } = await exportAndVerify(w);
     expect(result).toMatchObject({ ok: false, firstBadSeq: 5, reason: 'entry 5: the record does not match its leaf hash' });
@@ -176,15 +202,24 @@ describe('audit log: tampering', () => {
   it('a stored subtree hash altered (records and leaves intact): audit verify names its range', async () => {
     const w = await world();
     await run(w, 6);
-    tamper(w, (db) => expect(db.prepare('UPDATE audit_nodes SET hash = ? WHERE level = 2 AND idx = 1').run(Buffer.alloc(32, 9)).changes).toBe(1));
-    expect(inspect(w, ({ audit }) => audit.verify())).toEqual({ ok: false, badSeq: 5, reason: 'the stored hash of entries 5..8 does not match the entries' });
+    tamper(w, (db) =>
+      expect(db.prepare('UPDATE audit_nodes SET hash = ? WHERE level = 2 AND idx = 1').run(Buffer.alloc(32, 9)).changes).toBe(1),
+    );
+    expect(inspect(w, ({ audit }) => audit.verify())).toEqual({
+      ok: false,
+      badSeq: 5,
+      reason: 'the stored hash of entries 5..8 does not match the entries',
+    });
   });
 
   it('a row deleted: refused at start, and named', async () => {
     const w = await world();
     await run(w, 6);
     tamper(w, (db) => db.prepare('DELETE FROM audit_log WHERE seq = 4').run());
-    await expect(start(w)).rejects.toMatchObject({ code: 'audit_corrupt', message: expect.stringContaining('missing 1 of its') as unknown });
+    await expect(start(w)).rejects.toMatchObject({
+      code: 'audit_corrupt',
+      message: expect.stringContaining('missing 1 of its') as unknown,
+    });
     expect(inspect(w, ({ audit }) => audit.verify())).toEqual({ ok: false, badSeq: 4, reason: 'entry missing' });
     const { result } = await exportAndVerify(w);
     expect(result).toMatchObject({ ok: false, firstBadSeq: 4, reason: 'entry 4 is missing' });
@@ -198,7 +233,10 @@ describe('audit log: tampering', () => {
       db.prepare('DELETE FROM audit_log WHERE seq > ?').run(size - 3);
       db.prepare('DELETE FROM audit_checkpoints').run();
     });
-    await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback', message: expect.stringContaining(`holds ${size - 3} entries but its checkpoint`) as unknown });
+    await expect(start(w)).rejects.toMatchObject({
+      code: 'audit_rollback',
+      message: expect.stringContaining(`holds ${size - 3} entries but its checkpoint`) as unknown,
+    });
   });
 
   it('the database replaced by an older copy: refused at start', async () => {
@@ -221,7 +259,10 @@ describe('audit log: tampering', () => {
       db.prepare('DELETE FROM audit_checkpoints').run();
     });
     inspect(w, ({ db }) => new AuditLog(db).syncTree()); // the attacker re-hashes the rewritten log
-    await expect(start(w)).rejects.toMatchObject({ code: 'audit_fork', message: expect.stringContaining('do not match the checkpoint') as unknown });
+    await expect(start(w)).rejects.toMatchObject({
+      code: 'audit_fork',
+      message: expect.stringContaining('do not match the checkpoint') as unknown,
+    });
   });
 
   it('hashes planted for entries that do not exist yet: refused at start', async () => {
@@ -232,7 +273,10 @@ describe('audit log: tampering', () => {
       const insert = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, ?, ?)');
       for (let i = size; i < size + 4; i++) insert.run(i, Buffer.alloc(32, 7));
     });
-    await expect(start(w)).rejects.toMatchObject({ code: 'audit_corrupt', message: expect.stringContaining(`holds hashes for ${size + 4} entries but the log has ${size}`) as unknown });
+    await expect(start(w)).rejects.toMatchObject({
+      code: 'audit_corrupt',
+      message: expect.stringContaining(`holds hashes for ${size + 4} entries but the log has ${size}`) as unknown,
+    });
   });
 
   it('records written after the last checkpoint with planted hashes that do not match them: the first checkpoint refuses to sign, and the start fails', async () => {
@@ -242,12 +286,18 @@ describe('audit log: tampering', () => {
     // The attacker's version of two future entries, hashed into a complete, consistent tree…
     tamper(w, (db) => {
       const entry = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, 0, ?, ?, NULL)');
-      for (let seq = size + 1; seq <= size + 2; seq++) entry.run(seq, 'server.started', JSON.stringify({ at: 0, forged: true, kind: 'server.started', seq }));
+      for (let seq = size + 1; seq <= size + 2; seq++)
+        entry.run(seq, 'server.started', JSON.stringify({ at: 0, forged: true, kind: 'server.started', seq }));
     });
     inspect(w, ({ audit }) => audit.syncTree());
     // …then the records the server really wrote, under those planted hashes.
-    tamper(w, (db) => db.prepare(`UPDATE audit_log SET record = replace(record, '"forged":true', '"forged":false') WHERE seq > ?`).run(size));
-    await expect(start(w)).rejects.toMatchObject({ code: 'audit_corrupt', message: expect.stringContaining(`entry ${size + 1} does not match its stored leaf hash`) as unknown });
+    tamper(w, (db) =>
+      db.prepare(`UPDATE audit_log SET record = replace(record, '"forged":true', '"forged":false') WHERE seq > ?`).run(size),
+    );
+    await expect(start(w)).rejects.toMatchObject({
+      code: 'audit_corrupt',
+      message: expect.stringContaining(`entry ${size + 1} does not match its stored leaf hash`) as unknown,
+    });
   });
 
   it('the external checkpoint file missing or corrupt: refused at start; a good mirror copy is enough', async () => {
@@ -259,14 +309,20 @@ describe('audit log: tampering', () => {
     await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_missing' });
     writeFileSync(file, good.slice(0, 40));
     await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_invalid' });
-    writeFileSync(file, good.replace(/\n(\d+)\n/, (_m, n: string) => `\n${Number(n) + 1}\n`));
+    writeFileSync(
+      file,
+      good.replace(/\n(\d+)\n/, (_m, n: string) => `\n${Number(n) + 1}\n`),
+    );
     await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_invalid' });
 
     // With a mirror directory, a corrupt main file is survivable (and reported).
     const mirror = join(w.dataDir, 'mirror');
     mkdirSync(mirror);
     writeFileSync(join(mirror, CHECKPOINT_FILE), good);
-    writeFileSync(join(w.dataDir, 'config.json'), JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, audit: { mirrorDir: mirror } }));
+    writeFileSync(
+      join(w.dataDir, 'config.json'),
+      JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, audit: { mirrorDir: mirror } }),
+    );
     const logs: string[] = [];
     const app = await start(w, logs);
     await app.close();
@@ -282,16 +338,25 @@ describe('audit log: tampering', () => {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const jwk = publicKey.export({ format: 'jwk' }) as unknown as PublicJwk;
     const text = checkpointText({ ...honest });
-    const forged = formatSignedNote(text, [{ keyName: ORIGIN, keyId: noteKeyId(ORIGIN, jwk), signature: new Uint8Array(sign(null, Buffer.from(text), privateKey)) }]);
+    const forged = formatSignedNote(text, [
+      { keyName: ORIGIN, keyId: noteKeyId(ORIGIN, jwk), signature: new Uint8Array(sign(null, Buffer.from(text), privateKey)) },
+    ]);
     writeFileSync(file, forged);
-    await expect(start(w)).rejects.toMatchObject({ code: 'audit_checkpoint_invalid', message: expect.stringContaining('not signed by a pinned signing key') as unknown });
+    await expect(start(w)).rejects.toMatchObject({
+      code: 'audit_checkpoint_invalid',
+      message: expect.stringContaining('not signed by a pinned signing key') as unknown,
+    });
     // The same forged checkpoint inside an export.
     const { file: exported } = await exportAndVerify(w);
     const lines = readFileSync(exported, 'utf8').split('\n');
     const i = lines.findIndex((l) => l.includes('"type":"checkpoint"'));
     lines[i] = JSON.stringify({ type: 'checkpoint', note: forged });
     writeFileSync(exported, lines.join('\n'));
-    expect(await verifyExport(exported, keysOf(w))).toMatchObject({ ok: false, line: i + 1, reason: expect.stringContaining('checkpoint: the checkpoint is not signed by a pinned signing key') as unknown });
+    expect(await verifyExport(exported, keysOf(w))).toMatchObject({
+      ok: false,
+      line: i + 1,
+      reason: expect.stringContaining('checkpoint: the checkpoint is not signed by a pinned signing key') as unknown,
+    });
   });
 
   it('reset-checkpoint after a deliberate restore records the rollback in the log and lets it start', async () => {
@@ -305,7 +370,11 @@ describe('audit log: tampering', () => {
     await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback' });
     const { spawnSync } = await import('node:child_process');
     const { REPO_ROOT } = await import('../../main/core/app.js');
-    const r = spawnSync(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'reset-checkpoint', '--data-dir', w.dataDir], { encoding: 'utf8' });
+    const r = spawnSync(
+      join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
+      [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'reset-checkpoint', '--data-dir', w.dataDir],
+      { encoding: 'utf8' },
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ reset: true, previous: expect.stringContaining('audit_rollback') as unknown });
     const app = await start(w);
@@ -323,7 +392,12 @@ describe('audit log: fail closed', () => {
       const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
       await client.connect();
       expect((await client.submit(transferCall('100.00'))).decision).toBe('allow');
-      const counts = () => app.db.prepare<[], { r: number; t: number; a: number }>("SELECT (SELECT COUNT(*) FROM requests) AS r, (SELECT COUNT(*) FROM tokens) AS t, (SELECT COUNT(*) FROM audit_log WHERE kind LIKE 'decision.%') AS a").get()!;
+      const counts = () =>
+        app.db
+          .prepare<[], { r: number; t: number; a: number }>(
+            "SELECT (SELECT COUNT(*) FROM requests) AS r, (SELECT COUNT(*) FROM tokens) AS t, (SELECT COUNT(*) FROM audit_log WHERE kind LIKE 'decision.%') AS a",
+          )
+          .get()!;
       const before = counts();
       // A size-limited database: no page can be added.
       const pages = app.db.pragma('page_count', { simple: true }) as number;
@@ -331,7 +405,10 @@ describe('audit log: fail closed', () => {
       let refused: unknown;
       for (let i = 0; i < 50 && refused === undefined; i++) {
         try {
-          await client.submit({ ...transferCall(`${300 + i}.00`), params: { amount: `${300 + i}.00`, currency: 'USD', payee: 'Acme Ltd', memo: 'x'.repeat(2000) } });
+          await client.submit({
+            ...transferCall(`${300 + i}.00`),
+            params: { amount: `${300 + i}.00`, currency: 'USD', payee: 'Acme Ltd', memo: 'x'.repeat(2000) },
+          });
         } catch (error) {
           refused = error;
         }
@@ -358,7 +435,10 @@ describe('audit log: a crash between decision and audit write', () => {
     const w = await world();
     await run(w, 3);
     // node with the tsx loader, not the tsx CLI (which would run the script in a grandchild).
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', 'crash-child.ts'), w.dataDir, '4'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', 'crash-child.ts'), w.dataDir, '4'], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (d: Buffer) => {
@@ -369,7 +449,14 @@ describe('audit log: a crash between decision and audit write', () => {
       child.once('exit', () => reject(new Error('the child exited before it was ready')));
     });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
-    const client = new AgentClient({ url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false, requestTimeoutMs: 5_000 });
+    const client = new AgentClient({
+      url,
+      agentId: 'ap-agent',
+      key: w.key,
+      webSocket: nodeWebSocket,
+      reconnect: false,
+      requestTimeoutMs: 5_000,
+    });
     await client.connect();
     const answered: string[] = [];
     for (let i = 0; i < 6; i++) {
@@ -389,12 +476,26 @@ describe('audit log: a crash between decision and audit write', () => {
       expect(app.audit.verify()).toMatchObject({ ok: true });
       const states = app.db.prepare<[], { state: string; n: number }>('SELECT state, COUNT(*) AS n FROM requests GROUP BY state').all();
       expect(states.every((s) => ['allowed', 'denied', 'pending', 'approved', 'expired'].includes(s.state))).toBe(true);
-      const requests = app.db.prepare<[], { id: string }>('SELECT id FROM requests').all().map((r) => r.id);
+      const requests = app.db
+        .prepare<[], { id: string }>('SELECT id FROM requests')
+        .all()
+        .map((r) => r.id);
       for (const id of answered) expect(requests).toContain(id);
       // Every request has exactly one decision entry in the log, and every token its audit record.
-      for (const id of requests) expect(app.audit.entriesFor(id).filter((e) => e.kind === 'decision.allow' || e.kind === 'decision.deny' || e.kind === 'decision.pending'), id).toHaveLength(1);
-      for (const { jti, request_id } of app.db.prepare<[], { jti: string; request_id: string }>('SELECT jti, request_id FROM tokens').all()) {
-        expect(app.audit.entriesFor(request_id).some((e) => e.record.includes(`"jti":"${jti}"`)), jti).toBe(true);
+      for (const id of requests)
+        expect(
+          app.audit
+            .entriesFor(id)
+            .filter((e) => e.kind === 'decision.allow' || e.kind === 'decision.deny' || e.kind === 'decision.pending'),
+          id,
+        ).toHaveLength(1);
+      for (const { jti, request_id } of app.db
+        .prepare<[], { jti: string; request_id: string }>('SELECT jti, request_id FROM tokens')
+        .all()) {
+        expect(
+          app.audit.entriesFor(request_id).some((e) => e.record.includes(`"jti":"${jti}"`)),
+          jti,
+        ).toBe(true);
       }
       expect(requests).toHaveLength(3 + 3);
     } finally {
@@ -415,7 +516,11 @@ describe('audit proofs', () => {
       const other = await importAgentKey(await generateAgentKey('EdDSA'));
       ensurePeople(app, 'sam@example.com');
       app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(other, 'other-agent', 'other-agent')), {
-        owner: 'sam@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+        owner: 'sam@example.com',
+        group: 'finance-agents',
+        allowedTools: ['payments.transfer'],
+        dataClasses: ['financial'],
+        jurisdictions: ['US'],
       });
       const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key: w.key, webSocket: nodeWebSocket, reconnect: false });
       await client.connect();
@@ -439,7 +544,9 @@ describe('audit proofs', () => {
 
       // The local API: checkpoint, inclusion and consistency proofs (bearer secret required).
       const get = async (path: string, secret: string | null = app.uiSessionSecret) => {
-        const res = await fetch(`http://127.0.0.1:${app.port}${path}`, { headers: secret === null ? {} : { authorization: `Bearer ${secret}` } });
+        const res = await fetch(`http://127.0.0.1:${app.port}${path}`, {
+          headers: secret === null ? {} : { authorization: `Bearer ${secret}` },
+        });
         return { status: res.status, json: (await res.json()) as Record<string, unknown> };
       };
       expect((await get('/api/audit/checkpoint', null)).status).toBe(401);
@@ -450,9 +557,18 @@ describe('audit proofs', () => {
       expect(inclusion.status).toBe(200);
       const inc = inclusion.json as { treeSize: number; leafHash: string; proof: string[]; root: string };
       expect(verifyInclusion(H, 0, inc.treeSize, fromBase64(inc.leafHash), inc.proof.map(fromBase64), fromBase64(inc.root))).toBe(true);
-      const consistency = (await get(`/api/audit/consistency?from=1&to=${size}`)).json as { proof: string[]; fromRoot: string; toRoot: string };
-      expect(verifyConsistency(H, 1, size, consistency.proof.map(fromBase64), fromBase64(consistency.fromRoot), fromBase64(consistency.toRoot))).toBe(true);
-      expect(await get(`/api/audit/consistency?from=${size}&to=1`)).toMatchObject({ status: 404, json: { error: { code: 'audit_proof_unavailable' } } });
+      const consistency = (await get(`/api/audit/consistency?from=1&to=${size}`)).json as {
+        proof: string[];
+        fromRoot: string;
+        toRoot: string;
+      };
+      expect(
+        verifyConsistency(H, 1, size, consistency.proof.map(fromBase64), fromBase64(consistency.fromRoot), fromBase64(consistency.toRoot)),
+      ).toBe(true);
+      expect(await get(`/api/audit/consistency?from=${size}&to=1`)).toMatchObject({
+        status: 404,
+        json: { error: { code: 'audit_proof_unavailable' } },
+      });
       expect(await get('/api/audit/inclusion?seq=abc')).toMatchObject({ status: 400, json: { error: { code: 'schema_invalid' } } });
       expect(await get(`/api/audit/inclusion?seq=${size + 100}`)).toMatchObject({ status: 404 });
     } finally {
@@ -466,7 +582,10 @@ describe('audit log: sensitive parameters', () => {
     const { callDigest } = await import('../../main/core/tokens/call-digest.js');
     const plain = await world();
     const redacted = await world({ audit: { redactDataClasses: ['financial'] } });
-    const call = { ...transferCall('250.00', 'Acme Ltd'), params: { amount: '250.00', currency: 'USD', payee: 'Acme Ltd', memo: 'patient 4711 invoice' } };
+    const call = {
+      ...transferCall('250.00', 'Acme Ltd'),
+      params: { amount: '250.00', currency: 'USD', payee: 'Acme Ltd', memo: 'patient 4711 invoice' },
+    };
     const decisionRecord = async (w: World) => {
       const app = await start(w);
       try {
@@ -484,7 +603,12 @@ describe('audit log: sensitive parameters', () => {
     const text = await decisionRecord(redacted);
     const record = JSON.parse(text) as Record<string, unknown>;
     expect(record.params).toBeUndefined();
-    expect(record.paramsRedacted).toEqual({ amount: '[redacted string]', currency: '[redacted string]', payee: '[redacted string]', memo: '[redacted string]' });
+    expect(record.paramsRedacted).toEqual({
+      amount: '[redacted string]',
+      currency: '[redacted string]',
+      payee: '[redacted string]',
+      memo: '[redacted string]',
+    });
     expect(text).not.toContain('patient 4711');
     expect(text).not.toContain('Acme Ltd');
     expect(record.callSha256).toBe(callDigest(call.tool, call.params));
@@ -496,7 +620,9 @@ describe('audit log: malformed exports and unwritable copies', () => {
     const w = await world();
     await run(w, 2);
     const { file } = await exportAndVerify(w);
-    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    const lines = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
     const header = lines[0]!;
     const checkpoints = lines.filter((l) => l.includes('"type":"checkpoint"'));
     const entries = lines.filter((l) => l.startsWith('{"type":"entry"'));
@@ -505,28 +631,61 @@ describe('audit log: malformed exports and unwritable copies', () => {
       return verifyExport(file, keysOf(w));
     };
     expect(await check('')).toMatchObject({ ok: false, reason: 'the export is empty' });
-    expect(await check(`${entries[0]!}\n`)).toMatchObject({ ok: false, line: 1, reason: expect.stringContaining('does not start with a countersign-audit-export/v1 header') as unknown });
-    expect(await check(`${header}\nnot json\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('the line is not valid strict JSON') as unknown });
+    expect(await check(`${entries[0]!}\n`)).toMatchObject({
+      ok: false,
+      line: 1,
+      reason: expect.stringContaining('does not start with a countersign-audit-export/v1 header') as unknown,
+    });
+    expect(await check(`${header}\nnot json\n`)).toMatchObject({
+      ok: false,
+      line: 2,
+      reason: expect.stringContaining('the line is not valid strict JSON') as unknown,
+    });
     // A member the reader cannot hold faithfully, or a second copy of a member, is refused rather
     // than letting the verifier read a value other than the file holds.
-    expect(await check(`${header}\n${checkpoints[0]!.replace('{"type":"checkpoint"', '{"__proto__":{"note":"x"},"type":"checkpoint"')}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('"__proto__" cannot be represented faithfully') as unknown });
-    expect(await check(`${header}\n${checkpoints[0]!.replace('{"type":"checkpoint"', '{"type":"checkpoint","type":"checkpoint"')}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('duplicate member name "type"') as unknown });
+    expect(
+      await check(`${header}\n${checkpoints[0]!.replace('{"type":"checkpoint"', '{"__proto__":{"note":"x"},"type":"checkpoint"')}\n`),
+    ).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('"__proto__" cannot be represented faithfully') as unknown });
+    expect(
+      await check(`${header}\n${checkpoints[0]!.replace('{"type":"checkpoint"', '{"type":"checkpoint","type":"checkpoint"')}\n`),
+    ).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('duplicate member name "type"') as unknown });
     expect(await check(`${header}\n{"type":"surprise"}\n`)).toMatchObject({ ok: false, line: 2, reason: 'unknown line type "surprise"' });
-    expect(await check(`${header}\n${entries[0]!}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('no signed checkpoint') as unknown });
-    expect(await check(`${header.replace('"selection":{"kind":"all"}', '"selection":{"kind":"odd"}')}\n`)).toMatchObject({ ok: false, reason: 'the export header has no valid selection' });
-    expect(await check(`${header.replace(ORIGIN, 'countersign/other')}\n${checkpoints.join('\n')}\n`)).toMatchObject({ ok: false, line: 2, reason: expect.stringContaining('is for the log "countersign/countersign-local", not "countersign/other"') as unknown });
-    expect(await check(`${header}\n${[...checkpoints].reverse().join('\n')}\n`)).toMatchObject({ ok: false, reason: expect.stringContaining('checkpoints must grow') as unknown });
-    expect(await check(`${header}\n${checkpoints.join('\n')}\n${entries[0]!.replace('"leafHash":"', '"leafHash":"x').replace(/=",/, '",')}\n`)).toMatchObject({ ok: false, reason: expect.stringContaining('malformed') as unknown });
+    expect(await check(`${header}\n${entries[0]!}\n`)).toMatchObject({
+      ok: false,
+      line: 2,
+      reason: expect.stringContaining('no signed checkpoint') as unknown,
+    });
+    expect(await check(`${header.replace('"selection":{"kind":"all"}', '"selection":{"kind":"odd"}')}\n`)).toMatchObject({
+      ok: false,
+      reason: 'the export header has no valid selection',
+    });
+    expect(await check(`${header.replace(ORIGIN, 'countersign/other')}\n${checkpoints.join('\n')}\n`)).toMatchObject({
+      ok: false,
+      line: 2,
+      reason: expect.stringContaining('is for the log "countersign/countersign-local", not "countersign/other"') as unknown,
+    });
+    expect(await check(`${header}\n${[...checkpoints].reverse().join('\n')}\n`)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('checkpoints must grow') as unknown,
+    });
+    expect(
+      await check(`${header}\n${checkpoints.join('\n')}\n${entries[0]!.replace('"leafHash":"', '"leafHash":"x').replace(/=",/, '",')}\n`),
+    ).toMatchObject({ ok: false, reason: expect.stringContaining('malformed') as unknown });
   });
 
   it('a mirror directory that cannot be written is reported and does not stop the log; the main file is still written', async () => {
     const w = await world();
     const notADirectory = join(w.dataDir, 'mirror-is-a-file');
     writeFileSync(notADirectory, 'x');
-    writeFileSync(join(w.dataDir, 'config.json'), JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, audit: { mirrorDir: notADirectory } }));
+    writeFileSync(
+      join(w.dataDir, 'config.json'),
+      JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, audit: { mirrorDir: notADirectory } }),
+    );
     const logs: string[] = [];
     await run(w, 2, logs);
     expect(logs.some((l) => l.startsWith(`could not write the checkpoint to ${join(notADirectory, CHECKPOINT_FILE)}`))).toBe(true);
-    expect(verifyCheckpointNote(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8'), ORIGIN, keysOf(w)).size).toBe(inspect(w, ({ audit }) => audit.size()));
+    expect(verifyCheckpointNote(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8'), ORIGIN, keysOf(w)).size).toBe(
+      inspect(w, ({ audit }) => audit.size()),
+    );
   });
 });

@@ -48,7 +48,13 @@ afterEach(() => {
 function portableVerifier(): { verifier: Portable; inputs: string[] } {
   const out = buildSync({
     entryPoints: [fileURLToPath(new URL('../../shared/audit-verify.ts', import.meta.url))],
-    bundle: true, format: 'iife', globalName: 'portable', platform: 'neutral', write: false, metafile: true, logLevel: 'silent',
+    bundle: true,
+    format: 'iife',
+    globalName: 'portable',
+    platform: 'neutral',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
   });
   const context = vm.createContext({ crypto: { subtle: globalThis.crypto.subtle }, TextEncoder, TextDecoder });
   vm.runInContext(out.outputFiles[0]!.text, context);
@@ -70,19 +76,44 @@ function variants(text: string, otherKeyNote?: string): Array<[string, string]> 
   const out: Array<[string, string]> = [['good', text]];
   const changeRecord = (l: string) => l.replace(/"at":1/, '"at":2');
   out.push(['a record changed', edit(mid, changeRecord)]);
-  out.push(['a record changed and its leaf hash recomputed', edit(mid, (l) => {
-    const changed = changeRecord(l);
-    const record = changed.slice(changed.indexOf(',"record":') + 10, -1);
-    return changed.replace(/"leafHash":"[^"]+"/, `"leafHash":"${nodeSha256(Buffer.concat([Buffer.of(0), Buffer.from(record, 'utf8')]))}"`);
-  })]);
+  out.push([
+    'a record changed and its leaf hash recomputed',
+    edit(mid, (l) => {
+      const changed = changeRecord(l);
+      const record = changed.slice(changed.indexOf(',"record":') + 10, -1);
+      return changed.replace(
+        /"leafHash":"[^"]+"/,
+        `"leafHash":"${nodeSha256(Buffer.concat([Buffer.of(0), Buffer.from(record, 'utf8')]))}"`,
+      );
+    }),
+  ]);
   out.push(['an entry deleted', lines.filter((_, j) => j !== mid).join('\n')]);
   out.push(['the last entry cut off', lines.filter((_, j) => j !== entryIdx[entryIdx.length - 1]).join('\n')]);
-  out.push(['a checkpoint signature altered', edit(cpIdx, (l) => l.replace(/(\u2014 \S+ [A-Za-z0-9+/]{12})([A-Za-z0-9+/])/, (_m, a: string, c: string) => a + (c === 'A' ? 'B' : 'A')))]);
-  if (consIdx >= 0) out.push(['a consistency proof altered', edit(consIdx, (l) => l.replace(/"proof":\["[A-Za-z0-9+/]/, (m) => m.slice(0, -1) + (m.endsWith('A') ? 'B' : 'A')))]);
-  out.push(['an inclusion proof altered', edit(mid, (l) => l.replace(/"inclusion":\["[A-Za-z0-9+/]/, (m) => m.slice(0, -1) + (m.endsWith('A') ? 'B' : 'A')))]);
+  out.push([
+    'a checkpoint signature altered',
+    edit(cpIdx, (l) =>
+      l.replace(/(\u2014 \S+ [A-Za-z0-9+/]{12})([A-Za-z0-9+/])/, (_m, a: string, c: string) => a + (c === 'A' ? 'B' : 'A')),
+    ),
+  ]);
+  if (consIdx >= 0)
+    out.push([
+      'a consistency proof altered',
+      edit(consIdx, (l) => l.replace(/"proof":\["[A-Za-z0-9+/]/, (m) => m.slice(0, -1) + (m.endsWith('A') ? 'B' : 'A'))),
+    ]);
+  out.push([
+    'an inclusion proof altered',
+    edit(mid, (l) => l.replace(/"inclusion":\["[A-Za-z0-9+/]/, (m) => m.slice(0, -1) + (m.endsWith('A') ? 'B' : 'A'))),
+  ]);
   out.push(['a duplicate member in the header', edit(0, (l) => l.replace('{"type":"header"', '{"type":"header","type":"header"'))]);
-  out.push(['the checkpoints out of order', lines.filter((_, j) => j !== cpIdx).join('\n').replace(lines[entryIdx[0]! - 1]!, `${lines[entryIdx[0]! - 1]!}\n${lines[cpIdx]!}`)]);
-  if (otherKeyNote !== undefined) out.push(['a checkpoint by another key', edit(cpIdx, () => JSON.stringify({ type: 'checkpoint', note: otherKeyNote }))]);
+  out.push([
+    'the checkpoints out of order',
+    lines
+      .filter((_, j) => j !== cpIdx)
+      .join('\n')
+      .replace(lines[entryIdx[0]! - 1]!, `${lines[entryIdx[0]! - 1]!}\n${lines[cpIdx]!}`),
+  ]);
+  if (otherKeyNote !== undefined)
+    out.push(['a checkpoint by another key', edit(cpIdx, () => JSON.stringify({ type: 'checkpoint', note: otherKeyNote }))]);
   out.push(['empty', '']);
   // A change that did not apply to this export (no such line) would only repeat 'good'.
   return out.filter(([name, changed]) => name === 'good' || changed !== text);
@@ -126,7 +157,11 @@ describe('exports of a running Countersign (Ed25519): the shared verifier and th
     app = await startCountersign({ dataDir, log: () => undefined });
     ensurePeople(app, 'dana@example.com');
     app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'ap-agent', 'ap-agent')), {
-      owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+      owner: 'dana@example.com',
+      group: 'finance-agents',
+      allowedTools: ['payments.transfer'],
+      dataClasses: ['financial'],
+      jurisdictions: ['US'],
     });
     const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key, webSocket: nodeWebSocket, reconnect: false });
     await client.connect();
@@ -151,39 +186,62 @@ describe('exports of a running Countersign (Ed25519): the shared verifier and th
     ['by request', { kind: 'request', requestId: 'set in the test' }],
     ['by time', { kind: 'time', since: 0, until: 8_000_000_000_000 }],
   ];
-  it.each(selections)('%s export: the same result and finding for the file and each tampered copy', async (_label, selection) => {
-    const file = join(dataDir, `export-${selection.kind}.jsonl`);
-    const d = openDataDir(dataDir);
-    try {
-      exportAudit({ db: d.db, log: d.audit, origin: ORIGIN, file, selection: selection.kind === 'request' ? { kind: 'request', requestId } : selection });
-    } finally {
-      d.db.close();
-    }
-    const seen = new Set<string>();
-    for (const [name, text] of variants(readFileSync(file, 'utf8'))) {
-      const { legacy, core, bare } = await allThree(dataDir, `${selection.kind}-${name}`, text, keys, portable);
-      expect(core, name).toEqual(legacy);
-      expect(bare, name).toEqual(legacy);
-      // A partial export cannot prove nothing was left out (it says so: complete false).
-      const undetectable = selection.kind !== 'all' && (name === 'an entry deleted' || name === 'the last entry cut off');
-      if (name === 'good' || undetectable) expect(legacy, name).toMatchObject({ ok: true, origin: ORIGIN, complete: selection.kind === 'all' });
-      else expect(legacy, name).toMatchObject({ ok: false });
-      seen.add(JSON.stringify(legacy));
-    }
-    // The variants are told apart (each names its own problem), not all one generic failure.
-    expect(seen.size).toBeGreaterThan(4);
-  }, 120_000);
+  it.each(selections)(
+    '%s export: the same result and finding for the file and each tampered copy',
+    async (_label, selection) => {
+      const file = join(dataDir, `export-${selection.kind}.jsonl`);
+      const d = openDataDir(dataDir);
+      try {
+        exportAudit({
+          db: d.db,
+          log: d.audit,
+          origin: ORIGIN,
+          file,
+          selection: selection.kind === 'request' ? { kind: 'request', requestId } : selection,
+        });
+      } finally {
+        d.db.close();
+      }
+      const seen = new Set<string>();
+      for (const [name, text] of variants(readFileSync(file, 'utf8'))) {
+        const { legacy, core, bare } = await allThree(dataDir, `${selection.kind}-${name}`, text, keys, portable);
+        expect(core, name).toEqual(legacy);
+        expect(bare, name).toEqual(legacy);
+        // A partial export cannot prove nothing was left out (it says so: complete false).
+        const undetectable = selection.kind !== 'all' && (name === 'an entry deleted' || name === 'the last entry cut off');
+        if (name === 'good' || undetectable)
+          expect(legacy, name).toMatchObject({ ok: true, origin: ORIGIN, complete: selection.kind === 'all' });
+        else expect(legacy, name).toMatchObject({ ok: false });
+        seen.add(JSON.stringify(legacy));
+      }
+      // The variants are told apart (each names its own problem), not all one generic failure.
+      expect(seen.size).toBeGreaterThan(4);
+    },
+    120_000,
+  );
 
-  it('checks the API\'s inclusion and consistency proofs of the same log', () => {
+  it("checks the API's inclusion and consistency proofs of the same log", () => {
     const d = openDataDir(dataDir);
     try {
       const size = d.audit.size();
-      const inclusion = inclusionView(d.audit, 2, size, null) as { seq: number; record: string; treeSize: number; proof: string[]; root: string };
+      const inclusion = inclusionView(d.audit, 2, size, null) as {
+        seq: number;
+        record: string;
+        treeSize: number;
+        proof: string[];
+        root: string;
+      };
       expect(verifyRecordInclusion(inclusion)).toBe(true);
       expect(portable.verifyRecordInclusion(plain(inclusion) as typeof inclusion)).toBe(true);
       expect(verifyRecordInclusion({ ...inclusion, record: inclusion.record.replace('"seq":2', '"seq":3') })).toBe(false);
       expect(verifyRecordInclusion({ ...inclusion, seq: 3 })).toBe(false);
-      const consistency = consistencyView(d.audit, 3, size) as { from: number; to: number; proof: string[]; fromRoot: string; toRoot: string };
+      const consistency = consistencyView(d.audit, 3, size) as {
+        from: number;
+        to: number;
+        proof: string[];
+        fromRoot: string;
+        toRoot: string;
+      };
       expect(verifyConsistencyView(consistency)).toBe(true);
       expect(portable.verifyConsistencyView(plain(consistency) as typeof consistency)).toBe(true);
       expect(verifyConsistencyView({ ...consistency, fromRoot: consistency.toRoot })).toBe(false);
@@ -226,7 +284,7 @@ describe('a log signed with an ES256 key (DER ECDSA note signatures)', () => {
   }, 120_000);
 });
 
-describe('the SDK\'s verifyAuditProof against a running server', () => {
+describe("the SDK's verifyAuditProof against a running server", () => {
   it('accepts the proof of a decision, and refuses each tampered copy with a stable code', async () => {
     const dataDir = tempDir('countersign-audit-sdk-');
     dirs.push(dataDir);
@@ -236,7 +294,11 @@ describe('the SDK\'s verifyAuditProof against a running server', () => {
     try {
       ensurePeople(app, 'dana@example.com');
       app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'ap-agent', 'ap-agent')), {
-        owner: 'dana@example.com', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+        owner: 'dana@example.com',
+        group: 'finance-agents',
+        allowedTools: ['payments.transfer'],
+        dataClasses: ['financial'],
+        jurisdictions: ['US'],
       });
       const client = new AgentClient({ url: app.url, agentId: 'ap-agent', key, webSocket: nodeWebSocket, reconnect: false });
       await client.connect();
@@ -250,36 +312,74 @@ describe('the SDK\'s verifyAuditProof against a running server', () => {
 
       const verified = await verifyAuditProof(proof, { keys, origin: ORIGIN, requestId: decided.requestId });
       expect(verified).toMatchObject({ requestId: decided.requestId, origin: ORIGIN, treeSize: proof.treeSize });
-      expect(verified.entries.map((e) => e.record)).toEqual([expect.objectContaining({ kind: 'decision.pending', requestId: decided.requestId })]);
+      expect(verified.entries.map((e) => e.record)).toEqual([
+        expect.objectContaining({ kind: 'decision.pending', requestId: decided.requestId }),
+      ]);
       // A browser runs the same code: the bare-VM bundle agrees.
-      expect(plain(await portable.verifyAuditProof(plain(proof) as AuditProofResult, { keys: plain(keys) as PublicJwk[], origin: ORIGIN }))).toEqual(plain(verified));
+      expect(
+        plain(await portable.verifyAuditProof(plain(proof) as AuditProofResult, { keys: plain(keys) as PublicJwk[], origin: ORIGIN })),
+      ).toEqual(plain(verified));
       // Without a pinned origin the checkpoint's own is used (its signature must still verify).
       expect((await verifyAuditProof(proof, { keys })).origin).toBe(ORIGIN);
 
       const entry = proof.entries[0]!;
       const flip = (b64: string) => (b64[0] === 'A' ? 'B' : 'A') + b64.slice(1);
       const changedRecord = entry.record.replace('"agentId":"ap-agent"', '"agentId":"ap-agenx"');
-      const leafOf = (record: string) => createHash('sha256').update(Buffer.concat([Buffer.of(0), Buffer.from(record, 'utf8')])).digest('base64');
+      const leafOf = (record: string) =>
+        createHash('sha256')
+          .update(Buffer.concat([Buffer.of(0), Buffer.from(record, 'utf8')]))
+          .digest('base64');
       const noteSig = proof.checkpoint.lastIndexOf(' ') + 12;
       const noteLines = proof.checkpoint.split('\n');
       const rootAltered = [noteLines[0], noteLines[1], flip(noteLines[2]!), ...noteLines.slice(3)].join('\n');
       const tampered: Array<[string, AuditProofResult, { origin?: string; requestId?: string; keys?: PublicJwk[] }, string]> = [
         ['a record changed', { ...proof, entries: [{ ...entry, record: changedRecord }] }, {}, 'audit_proof_invalid'],
-        ['a record changed with its leaf hash recomputed', { ...proof, entries: [{ ...entry, record: changedRecord, leafHash: leafOf(changedRecord) }] }, {}, 'audit_proof_invalid'],
-        ['a proof hash changed', { ...proof, entries: [{ ...entry, proof: [flip(entry.proof[0]!), ...entry.proof.slice(1)] }] }, {}, 'audit_proof_invalid'],
+        [
+          'a record changed with its leaf hash recomputed',
+          { ...proof, entries: [{ ...entry, record: changedRecord, leafHash: leafOf(changedRecord) }] },
+          {},
+          'audit_proof_invalid',
+        ],
+        [
+          'a proof hash changed',
+          { ...proof, entries: [{ ...entry, proof: [flip(entry.proof[0]!), ...entry.proof.slice(1)] }] },
+          {},
+          'audit_proof_invalid',
+        ],
         ['a proof hash dropped', { ...proof, entries: [{ ...entry, proof: entry.proof.slice(1) }] }, {}, 'audit_proof_invalid'],
         ['another position claimed', { ...proof, entries: [{ ...entry, seq: entry.seq - 1 }] }, {}, 'audit_proof_invalid'],
         ['a larger tree claimed', { ...proof, treeSize: proof.treeSize + 1 }, {}, 'audit_proof_invalid'],
-        ['another request\'s entries', { ...otherProof, requestId: decided.requestId }, {}, 'audit_proof_invalid'],
+        ["another request's entries", { ...otherProof, requestId: decided.requestId }, {}, 'audit_proof_invalid'],
         ['no entries', { ...proof, entries: [] }, {}, 'audit_proof_invalid'],
         ['the proof of another request than asked', otherProof, { requestId: decided.requestId }, 'audit_proof_invalid'],
-        ['the checkpoint signature altered', { ...proof, checkpoint: proof.checkpoint.slice(0, noteSig) + (proof.checkpoint[noteSig] === 'A' ? 'B' : 'A') + proof.checkpoint.slice(noteSig + 1) }, {}, 'audit_checkpoint_invalid'],
+        [
+          'the checkpoint signature altered',
+          {
+            ...proof,
+            checkpoint:
+              proof.checkpoint.slice(0, noteSig) + (proof.checkpoint[noteSig] === 'A' ? 'B' : 'A') + proof.checkpoint.slice(noteSig + 1),
+          },
+          {},
+          'audit_checkpoint_invalid',
+        ],
         ['the checkpoint root altered', { ...proof, checkpoint: rootAltered }, {}, 'audit_checkpoint_invalid'],
         ['another log pinned', proof, { origin: 'countersign/elsewhere' }, 'audit_checkpoint_invalid'],
-        ['checked with another key', proof, { keys: [(await SoftwareSigner.openOrCreate(join(dataDir, 'other'), { log: () => undefined })).publicJwk] }, 'audit_checkpoint_invalid'],
+        [
+          'checked with another key',
+          proof,
+          { keys: [(await SoftwareSigner.openOrCreate(join(dataDir, 'other'), { log: () => undefined })).publicJwk] },
+          'audit_checkpoint_invalid',
+        ],
       ];
       for (const [name, bad, opts, code] of tampered) {
-        await expect(verifyAuditProof(bad, { keys: opts.keys ?? keys, origin: opts.origin ?? ORIGIN, ...(opts.requestId === undefined ? {} : { requestId: opts.requestId }) }), name).rejects.toMatchObject({ code });
+        await expect(
+          verifyAuditProof(bad, {
+            keys: opts.keys ?? keys,
+            origin: opts.origin ?? ORIGIN,
+            ...(opts.requestId === undefined ? {} : { requestId: opts.requestId }),
+          }),
+          name,
+        ).rejects.toMatchObject({ code });
       }
     } finally {
       await app.close();

@@ -23,7 +23,15 @@ afterAll(() => {
 
 describe('bench smoke', () => {
   it('runs the decision-path benchmark end to end, its PKCS#11 phase included, with no errors', async () => {
-    const result = await runDecisionPathBench({ concurrency: 2, seconds: 0.5, memoryAgents: 4, enrolledAgents: 6, lookupEntities: 50, openLoopPerSecond: 20, stageDecisions: 20 });
+    const result = await runDecisionPathBench({
+      concurrency: 2,
+      seconds: 0.5,
+      memoryAgents: 4,
+      enrolledAgents: 6,
+      lookupEntities: 50,
+      openLoopPerSecond: 20,
+      stageDecisions: 20,
+    });
     const pkcs11 = result.pkcs11 as { perSecond: number; errors: number; stageMeanMsUnderLoad: Record<string, number> };
     const closedLoop = result.closedLoop as { core: { errors: number; outcomes: Record<string, number> } };
     expect(closedLoop.core).toMatchObject({ errors: 0 });
@@ -50,7 +58,10 @@ describe('bench smoke', () => {
   it('runs the risk benchmark end to end on a few agents, every measured call allowed', async () => {
     const result = await runRiskBench({ agents: 30, historyCalls: 3_000, loadAgents: 10, seconds: 1, openLoopPerSecond: 20 });
     expect(result).toMatchObject({ agents: 30, historicalCalls: 3_000, scoringInProcess: { maxScoreSeen: 0 } });
-    const latency = result.decisionLatency as { scoringOn: { notAllowed: number; errors: number; perSecond: number }; scoringOff: Array<{ notAllowed: number; errors: number }> };
+    const latency = result.decisionLatency as {
+      scoringOn: { notAllowed: number; errors: number; perSecond: number };
+      scoringOff: Array<{ notAllowed: number; errors: number }>;
+    };
     expect(latency.scoringOn).toMatchObject({ notAllowed: 0, errors: 0 });
     expect(latency.scoringOn.perSecond).toBeGreaterThan(0);
     for (const off of latency.scoringOff) expect(off).toMatchObject({ notAllowed: 0, errors: 0 });

@@ -22,7 +22,9 @@ beforeAll(async () => {
   h = await startHarness();
   const edge = createHttpEdge({
     routes: bridgeRoutes(h.app.ui, hub, { maxEventStreams: 32, maxEventStreamsPerAddress: 2, maxBufferedBytes: 16 * 1024 }),
-    sessionSecret: SECRET, hostAllowed: () => true, origins: () => [],
+    sessionSecret: SECRET,
+    hostAllowed: () => true,
+    origins: () => [],
   });
   server = createServer(edge);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -51,7 +53,12 @@ function get(path: string): Promise<{ status: number; code: unknown }> {
     const req = request({ host: '127.0.0.1', port, path, headers: { authorization: `Bearer ${SECRET}` } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: unknown } }).error?.code }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          code: (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: unknown } }).error?.code,
+        }),
+      );
     });
     req.on('error', reject);
     req.end();

@@ -23,15 +23,31 @@ afterAll(async () => {
 
 /** A well-formed value for each argument name the table uses, and a value its schema refuses. */
 const GOOD: Record<string, unknown> = {
-  approverId: 'alice', requestId: 'r-1', registrationCode: 'code-1', verdict: 'approve', reason: 'looks right', limit: 5, offset: 0,
+  approverId: 'alice',
+  requestId: 'r-1',
+  registrationCode: 'code-1',
+  verdict: 'approve',
+  reason: 'looks right',
+  limit: 5,
+  offset: 0,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'public-key', response: {} },
 };
 const BAD: Record<string, unknown> = {
-  approverId: 'x'.repeat(129), requestId: 'x'.repeat(129), registrationCode: '', verdict: 'maybe', reason: 'x'.repeat(501), limit: -1, offset: -1,
+  approverId: 'x'.repeat(129),
+  requestId: 'x'.repeat(129),
+  registrationCode: '',
+  verdict: 'maybe',
+  reason: 'x'.repeat(501),
+  limit: -1,
+  offset: -1,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'password', response: {} },
 };
 
-interface RawResponse { status: number; headers: Record<string, string | string[] | undefined>; body: string }
+interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
 
 function raw(path: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
@@ -61,7 +77,11 @@ function rawCall(row: BridgeMethodRow, values: Record<string, unknown>): Promise
   const search = query.toString();
   const headers: Record<string, string> = { authorization: `Bearer ${h.app.uiSessionSecret}` };
   if (row.http.verb === 'POST') headers['content-type'] = 'application/json';
-  return raw(`${path}${search === '' ? '' : `?${search}`}`, { method: row.http.verb, headers, ...(row.http.verb === 'POST' ? { body: JSON.stringify(body) } : {}) });
+  return raw(`${path}${search === '' ? '' : `?${search}`}`, {
+    method: row.http.verb,
+    headers,
+    ...(row.http.verb === 'POST' ? { body: JSON.stringify(body) } : {}),
+  });
 }
 
 describe('every bridge table method', () => {
@@ -87,7 +107,10 @@ describe('every bridge table method', () => {
         expect(error.code, label).toBe('schema_invalid');
 
         const args = row.args.map((a) => values[a.name]);
-        const inProcess = await callBridgeMethod(h.app.ui, name, args).then(() => undefined, (e: unknown) => e);
+        const inProcess = await callBridgeMethod(h.app.ui, name, args).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         expect(inProcess, label).toMatchObject({ code: 'schema_invalid' });
         // The query decoder refuses `-1` before the schema does; everything else gets the schema's own sentence.
         if (spec.in !== 'query') expect(error.message, label).toBe((inProcess as Error).message);
@@ -114,11 +137,15 @@ describe('every bridge table method', () => {
   it('refuses an unknown body member and too many arguments the same way on both transports', async () => {
     const row: BridgeMethodRow = BRIDGE_METHODS.startApprovalCeremony;
     const res = await raw(row.http.path.replace('{requestId}', 'r-1'), {
-      method: 'POST', headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, 'content-type': 'application/json' }, body: JSON.stringify({ approverId: 'alice', verdict: 'approve', admin: true }),
+      method: 'POST',
+      headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ approverId: 'alice', verdict: 'approve', admin: true }),
     });
     expect(res.status).toBe(400);
     expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'schema_invalid' } });
-    await expect(callBridgeMethod(h.app.ui, 'startApprovalCeremony', ['r-1', 'alice', 'approve', 'extra'])).rejects.toMatchObject({ code: 'schema_invalid' });
+    await expect(callBridgeMethod(h.app.ui, 'startApprovalCeremony', ['r-1', 'alice', 'approve', 'extra'])).rejects.toMatchObject({
+      code: 'schema_invalid',
+    });
   });
 });
 
@@ -142,10 +169,18 @@ describe('push events', () => {
       const held = await agent.submit(transferCall('48000.00', 'Northwind Traders'));
       expect(held.decision).toBe('pending');
       await until(() => events.some((e) => e.name === 'pending' && e.data.requestId === held.requestId));
-      expect(events.find((e) => e.name === 'pending')).toEqual({ name: 'pending', data: { requestId: held.requestId, agentId: 'finance-bot' } });
+      expect(events.find((e) => e.name === 'pending')).toEqual({
+        name: 'pending',
+        data: { requestId: held.requestId, agentId: 'finance-bot' },
+      });
 
       await h.app.virtualApprovers!.create({ id: 'carol', displayName: 'Carol', groups: ['finance-approvers'] });
-      await h.app.virtualApprovers!.decide({ requestId: held.requestId, approverId: 'carol', verdict: 'deny', reason: 'payee not verified' });
+      await h.app.virtualApprovers!.decide({
+        requestId: held.requestId,
+        approverId: 'carol',
+        verdict: 'deny',
+        reason: 'payee not verified',
+      });
       await until(() => events.some((e) => e.name === 'decided'));
       const names = events.filter((e) => e.data.requestId === held.requestId).map((e) => e.name);
       expect(names).toEqual(['pending', 'decided']);
@@ -170,7 +205,18 @@ describe('the one bearer, origin and Host policy on every route of the edge', ()
 
   it('covers the gateway, bridge, approval, admin, audit, automation and renderer rows', () => {
     const paths = h.app.gateway.routeTable.map((r) => r.path);
-    for (const path of ['/healthz', '/.well-known/jwks.json', '/.well-known/countersign-approvers.json', '/api/ui/status', '/api/ui/events', '/api/approvals/pending', '/api/admin/ceremony', '/api/audit/checkpoint', '/api/automation/virtual-approvers', '/ui/*']) {
+    for (const path of [
+      '/healthz',
+      '/.well-known/jwks.json',
+      '/.well-known/countersign-approvers.json',
+      '/api/ui/status',
+      '/api/ui/events',
+      '/api/approvals/pending',
+      '/api/admin/ceremony',
+      '/api/audit/checkpoint',
+      '/api/automation/virtual-approvers',
+      '/ui/*',
+    ]) {
       expect(paths).toContain(path);
     }
     for (const name of BRIDGE_METHOD_NAMES) expect(paths).toContain(BRIDGE_METHODS[name].http.path);
@@ -184,17 +230,29 @@ describe('the one bearer, origin and Host policy on every route of the edge', ()
       const json: Record<string, string> = route.verb === 'POST' ? { 'content-type': 'application/json' } : {};
       const method = route.verb;
 
-      const foreignHost = await raw(path, { method, headers: { host: 'evil.example', authorization: `Bearer ${h.app.uiSessionSecret}`, ...json }, ...(body === undefined ? {} : { body }) });
+      const foreignHost = await raw(path, {
+        method,
+        headers: { host: 'evil.example', authorization: `Bearer ${h.app.uiSessionSecret}`, ...json },
+        ...(body === undefined ? {} : { body }),
+      });
       expect(foreignHost.status, label).toBe(421);
 
       if (route.access === 'session') {
         for (const authorization of [undefined, 'Bearer wrong', `Basic ${h.app.uiSessionSecret}`, `Bearer ${h.app.uiSessionSecret}x`]) {
-          const res = await raw(path, { method, headers: { ...(authorization === undefined ? {} : { authorization }), ...json }, ...(body === undefined ? {} : { body }) });
+          const res = await raw(path, {
+            method,
+            headers: { ...(authorization === undefined ? {} : { authorization }), ...json },
+            ...(body === undefined ? {} : { body }),
+          });
           expect(res.status, `${label} ${authorization}`).toBe(401);
           expect(JSON.parse(res.body), label).toMatchObject({ error: { code: 'not_authenticated' } });
           expect(res.body).not.toContain(h.app.uiSessionSecret);
         }
-        const cross = await raw(path, { method, headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, origin: 'http://evil.example', ...json }, ...(body === undefined ? {} : { body }) });
+        const cross = await raw(path, {
+          method,
+          headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, origin: 'http://evil.example', ...json },
+          ...(body === undefined ? {} : { body }),
+        });
         expect(cross.status, label).toBe(403);
         expect(JSON.parse(cross.body), label).toMatchObject({ error: { code: 'origin_not_allowed' } });
       } else {

@@ -48,10 +48,32 @@ describe('listings', () => {
   it('print an aligned table with readable UTC times by default, and the records as JSON with --json', () => {
     const dataDir = fresh();
     const keys = join(dataDir, 'agent-keys');
-    const made = JSON.parse(cli(dataDir, 'keygen', '--agent-id', 'ap-bot', '--name', 'Accounts payable', '--out', keys).stdout) as { enrollmentFile: string; kid: string };
+    const made = JSON.parse(cli(dataDir, 'keygen', '--agent-id', 'ap-bot', '--name', 'Accounts payable', '--out', keys).stdout) as {
+      enrollmentFile: string;
+      kid: string;
+    };
     // The owner is a person of the approver directory, named here by an alias (stored as the id).
     expect(cli(dataDir, 'approvers', 'add', 'dana', '--name', 'Dana Scully', '--aliases', 'dana@example.com').status).toBe(0);
-    expect(cli(dataDir, 'agents', 'enroll', made.enrollmentFile, '--owner', 'dana@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US', '--expires', '90d').status).toBe(0);
+    expect(
+      cli(
+        dataDir,
+        'agents',
+        'enroll',
+        made.enrollmentFile,
+        '--owner',
+        'dana@example.com',
+        '--group',
+        'finance-agents',
+        '--tools',
+        'payments.transfer',
+        '--data-classes',
+        'financial',
+        '--jurisdictions',
+        'US',
+        '--expires',
+        '90d',
+      ).status,
+    ).toBe(0);
     expect(cli(dataDir, 'approvers', 'add', 'alice', '--name', 'Alice Chen', '--groups', 'finance-approvers').status).toBe(0);
 
     const table = cli(dataDir, 'agents', 'list');
@@ -59,22 +81,34 @@ describe('listings', () => {
     const [header, row, ...rest] = table.stdout.trimEnd().split('\n');
     expect(rest).toEqual([]);
     expect(header).toMatch(/^ID +NAME +STATUS +OWNER +GROUP +TOOLS +KEYS +ENROLLED +EXPIRES$/);
-    expect(row).toMatch(/^ap-bot +Accounts payable +active +dana +finance-agents +payments\.transfer +\S{12}… active +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+    expect(row).toMatch(
+      /^ap-bot +Accounts payable +active +dana +finance-agents +payments\.transfer +\S{12}… active +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/,
+    );
     // Aligned: every column starts at the same offset in the header and the row.
     expect(row!.indexOf('active')).toBe(header!.indexOf('STATUS'));
     expect(row!.indexOf('dana')).toBe(header!.indexOf('OWNER'));
     expect(row).toContain(made.kid.slice(0, 12));
     expect(table.stdout).not.toContain('{');
 
-    const json = JSON.parse(cli(dataDir, 'agents', 'list', '--json').stdout) as Array<{ id: string; createdAt: number; keys: Array<{ kid: string }> }>;
+    const json = JSON.parse(cli(dataDir, 'agents', 'list', '--json').stdout) as Array<{
+      id: string;
+      createdAt: number;
+      keys: Array<{ kid: string }>;
+    }>;
     expect(json).toEqual([expect.objectContaining({ id: 'ap-bot', keys: [expect.objectContaining({ kid: made.kid })] })]);
     expect(row).toContain(new Date(json[0]!.createdAt).toISOString().slice(0, 19).replace('T', ' '));
 
     const approvers = cli(dataDir, 'approvers', 'list').stdout.trimEnd().split('\n');
     expect(approvers[0]).toMatch(/^ID +NAME +STATUS +GROUPS +ALIASES +SECURITY KEYS +VIRTUAL +ADDED$/);
-    expect(approvers.find((line) => line.startsWith('alice'))).toMatch(/^alice +Alice Chen +active +finance-approvers +- +0 active of 0 +no +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
-    expect(approvers.find((line) => line.startsWith('dana'))).toMatch(/^dana +Dana Scully +active +- +dana@example\.com +0 active of 0 +no +\d{4}-/);
-    expect(JSON.parse(cli(dataDir, 'approvers', 'list', '--json').stdout)).toContainEqual(expect.objectContaining({ id: 'alice', credentials: [] }));
+    expect(approvers.find((line) => line.startsWith('alice'))).toMatch(
+      /^alice +Alice Chen +active +finance-approvers +- +0 active of 0 +no +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/,
+    );
+    expect(approvers.find((line) => line.startsWith('dana'))).toMatch(
+      /^dana +Dana Scully +active +- +dana@example\.com +0 active of 0 +no +\d{4}-/,
+    );
+    expect(JSON.parse(cli(dataDir, 'approvers', 'list', '--json').stdout)).toContainEqual(
+      expect.objectContaining({ id: 'alice', credentials: [] }),
+    );
 
     expect(cli(dataDir, 'keys', 'list').stdout.trim()).toBe('no signing key is pinned for the production domain yet');
     expect(JSON.parse(cli(dataDir, 'keys', 'list', '--json').stdout)).toEqual([]);
@@ -87,7 +121,11 @@ describe('listings', () => {
     await app.close();
     const lines = cli(dataDir, 'keys', 'list').stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^KID +STATUS +CUSTODY +ALG +CREATED +PUBLISHED UNTIL +LAST SIGNATURE$/);
-    expect(lines[1]).toMatch(new RegExp(`^${kid} +active +software +ES256 +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ +- +(-|\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ)$`));
+    expect(lines[1]).toMatch(
+      new RegExp(
+        `^${kid} +active +software +ES256 +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ +- +(-|\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ)$`,
+      ),
+    );
   }, 120_000);
 });
 
@@ -112,8 +150,28 @@ describe('stable codes for first-hour mistakes', () => {
     const cases: Array<[string[], string]> = [
       [['policy', 'check', '--config', `${missing}.json`], `the configuration file "${missing}.json" does not exist`],
       [['policy', 'check', '--policy-dir', missing], `the policy directory "${missing}" does not exist`],
-      [['policy', 'test', `${missing}.json`, '--policy-dir', join(REPO_ROOT, 'examples', 'finance')], `the policy test file "${missing}.json" does not exist`],
-      [['agents', 'enroll', `${missing}.json`, '--owner', 'o', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US'], `the enrollment request file "${missing}.json" does not exist`],
+      [
+        ['policy', 'test', `${missing}.json`, '--policy-dir', join(REPO_ROOT, 'examples', 'finance')],
+        `the policy test file "${missing}.json" does not exist`,
+      ],
+      [
+        [
+          'agents',
+          'enroll',
+          `${missing}.json`,
+          '--owner',
+          'o',
+          '--group',
+          'g',
+          '--tools',
+          't',
+          '--data-classes',
+          'd',
+          '--jurisdictions',
+          'US',
+        ],
+        `the enrollment request file "${missing}.json" does not exist`,
+      ],
       [['risk', 'report', '--scenarios', `${missing}.json`], `the scenario file "${missing}.json" does not exist`],
       [['audit', 'verify', '--export', `${missing}.jsonl`, '--key', `${missing}.jwks`], `the key file "${missing}.jwks" does not exist`],
       [['start', '--policy-dir', missing, '--port', '0'], `the policy directory "${missing}" does not exist`],
@@ -141,8 +199,11 @@ describe('policy check and start agree on risk.json', () => {
     expect(check.status).toBe(1);
     expect(check.stderr).toContain(`the risk settings file "${join(pack, 'risk.json')}"`);
     expect(check.stderr).toMatch(/\[config_invalid\]\n$/);
-    await expect(startCountersign({ dataDir: fresh(), log: () => undefined, overrides: { port: 0, policyDir: pack } })).rejects.toMatchObject({
-      code: 'config_invalid', message: check.stderr.replace(/^countersign: /, '').replace(/ \[config_invalid\]\n$/, ''),
+    await expect(
+      startCountersign({ dataDir: fresh(), log: () => undefined, overrides: { port: 0, policyDir: pack } }),
+    ).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: check.stderr.replace(/^countersign: /, '').replace(/ \[config_invalid\]\n$/, ''),
     });
   }, 180_000);
 });

@@ -27,11 +27,41 @@ describe('countersign CLI', () => {
 
     // The owner is a person of the approver directory, named here by an alias: the id is stored.
     expect(cli('approvers', 'add', 'dana', '--name', 'Dana', '--aliases', 'dana@example.com').status).toBe(0);
-    const enroll = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'dana@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US,GB', '--expires', '90d');
+    const enroll = cli(
+      'agents',
+      'enroll',
+      made.enrollmentFile,
+      '--owner',
+      'dana@example.com',
+      '--group',
+      'finance-agents',
+      '--tools',
+      'payments.transfer',
+      '--data-classes',
+      'financial',
+      '--jurisdictions',
+      'US,GB',
+      '--expires',
+      '90d',
+    );
     expect(enroll.status).toBe(0);
     expect(JSON.parse(enroll.stdout)).toMatchObject({ id: 'ap-bot', owner: 'dana', ownerState: 'resolved', jurisdictions: ['US', 'GB'] });
 
-    const again = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'x', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US');
+    const again = cli(
+      'agents',
+      'enroll',
+      made.enrollmentFile,
+      '--owner',
+      'x',
+      '--group',
+      'g',
+      '--tools',
+      't',
+      '--data-classes',
+      'd',
+      '--jurisdictions',
+      'US',
+    );
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('[enrollment_conflict]');
 
@@ -39,24 +69,47 @@ describe('countersign CLI', () => {
     expect(list.find((a) => a.id === 'ap-bot')?.keys[0]).toMatchObject({ kid: made.kid, status: 'active' });
 
     const rotatedKeys = join(dataDir, 'rotated');
-    const next = JSON.parse(cli('keygen', '--agent-id', 'ap-bot', '--alg', 'ES256', '--out', rotatedKeys).stdout) as { enrollmentFile: string; kid: string };
+    const next = JSON.parse(cli('keygen', '--agent-id', 'ap-bot', '--alg', 'ES256', '--out', rotatedKeys).stdout) as {
+      enrollmentFile: string;
+      kid: string;
+    };
     const rotate = cli('agents', 'rotate', 'ap-bot', next.enrollmentFile, '--overlap', '1h');
     expect(rotate.status).toBe(0);
-    const keys = (JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>).find((a) => a.id === 'ap-bot')!.keys;
+    const keys = (
+      JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; keys: Array<{ kid: string; status: string }> }>
+    ).find((a) => a.id === 'ap-bot')!.keys;
     expect(keys.map((k) => k.status).sort()).toEqual(['active', 'retiring']);
 
     expect(cli('agents', 'revoke', 'ap-bot', '--reason', 'left the company').status).toBe(0);
-    const revoked = (JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; status: string }>).find((a) => a.id === 'ap-bot');
+    const revoked = (JSON.parse(cli('agents', 'list', '--json').stdout) as Array<{ id: string; status: string }>).find(
+      (a) => a.id === 'ap-bot',
+    );
     expect(revoked?.status).toBe('revoked');
     expect(cli('audit', 'verify').status).toBe(0);
   }, 120_000);
 
   it('refuses an enrollment request whose proof of possession is forged', () => {
-    const made = JSON.parse(cli('keygen', '--agent-id', 'forged-bot', '--out', join(dataDir, 'forged')).stdout) as { enrollmentFile: string };
+    const made = JSON.parse(cli('keygen', '--agent-id', 'forged-bot', '--out', join(dataDir, 'forged')).stdout) as {
+      enrollmentFile: string;
+    };
     const request = JSON.parse(readFileSync(made.enrollmentFile, 'utf8')) as { payload: { displayName: string } };
     request.payload.displayName = 'Someone else';
     writeFileSync(made.enrollmentFile, JSON.stringify(request));
-    const r = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'x', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US');
+    const r = cli(
+      'agents',
+      'enroll',
+      made.enrollmentFile,
+      '--owner',
+      'x',
+      '--group',
+      'g',
+      '--tools',
+      't',
+      '--data-classes',
+      'd',
+      '--jurisdictions',
+      'US',
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('[enrollment_proof_invalid]');
   }, 60_000);
@@ -65,7 +118,13 @@ describe('countersign CLI', () => {
     const check = cli('policy', 'check', '--policy-dir', join(REPO_ROOT, 'examples', 'finance'));
     expect(check.status).toBe(0);
     expect(check.stdout).toContain('sha256:');
-    const test = cli('policy', 'test', join(REPO_ROOT, 'examples', 'finance', 'tests.json'), '--policy-dir', join(REPO_ROOT, 'examples', 'finance'));
+    const test = cli(
+      'policy',
+      'test',
+      join(REPO_ROOT, 'examples', 'finance', 'tests.json'),
+      '--policy-dir',
+      join(REPO_ROOT, 'examples', 'finance'),
+    );
     expect(test.status).toBe(0);
   }, 60_000);
 
@@ -90,13 +149,18 @@ describe('countersign CLI', () => {
     const test = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0, domain: 'test' } });
     expect(test.signer.keyId).not.toBe(kid);
     await test.close();
-    expect((JSON.parse(cli('jwks', '--domain', 'test').stdout) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).toEqual([test.signer.keyId]);
+    expect((JSON.parse(cli('jwks', '--domain', 'test').stdout) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).toEqual([
+      test.signer.keyId,
+    ]);
   }, 60_000);
 
   it('refuses the key ceremony without a token configured, and a rotation with no token key to rotate', () => {
     expect(cli('keys', 'init').stderr).toContain('[config_invalid]');
     const hsmDir = tempDir();
-    writeFileSync(join(hsmDir, 'config.json'), JSON.stringify({ custody: { pkcs11: { module: '/nonexistent/libpkcs11.so', tokenLabel: 't', pin: { env: 'NO_SUCH_PIN_VAR' } } } }));
+    writeFileSync(
+      join(hsmDir, 'config.json'),
+      JSON.stringify({ custody: { pkcs11: { module: '/nonexistent/libpkcs11.so', tokenLabel: 't', pin: { env: 'NO_SUCH_PIN_VAR' } } } }),
+    );
     const r = spawnSync(TSX, [CLI, 'keys', 'rotate', '--data-dir', hsmDir], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('[hsm_key_not_found]');
@@ -118,19 +182,60 @@ describe('countersign CLI', () => {
   it('enrolls an agent with its model and agent version', () => {
     const made = JSON.parse(cli('keygen', '--agent-id', 'model-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
     expect(cli('approvers', 'add', 'o@example.com', '--name', 'O').status).toBe(0);
-    const enroll = cli('agents', 'enroll', made.enrollmentFile, '--owner', 'o@example.com', '--group', 'finance-agents', '--tools', 'payments.transfer', '--data-classes', 'financial', '--jurisdictions', 'US', '--model', 'claude-sonnet-4', '--agent-version', '2.3.1');
+    const enroll = cli(
+      'agents',
+      'enroll',
+      made.enrollmentFile,
+      '--owner',
+      'o@example.com',
+      '--group',
+      'finance-agents',
+      '--tools',
+      'payments.transfer',
+      '--data-classes',
+      'financial',
+      '--jurisdictions',
+      'US',
+      '--model',
+      'claude-sonnet-4',
+      '--agent-version',
+      '2.3.1',
+    );
     expect(enroll.status).toBe(0);
     expect(JSON.parse(enroll.stdout)).toMatchObject({ id: 'model-bot', model: 'claude-sonnet-4', agentVersion: '2.3.1' });
     const blank = JSON.parse(cli('keygen', '--agent-id', 'blank-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
-    const refused = cli('agents', 'enroll', blank.enrollmentFile, '--owner', 'o', '--group', 'g', '--tools', 't', '--data-classes', 'd', '--jurisdictions', 'US', '--model', ' ');
+    const refused = cli(
+      'agents',
+      'enroll',
+      blank.enrollmentFile,
+      '--owner',
+      'o',
+      '--group',
+      'g',
+      '--tools',
+      't',
+      '--data-classes',
+      'd',
+      '--jurisdictions',
+      'US',
+      '--model',
+      ' ',
+    );
     expect(refused.status).toBe(1);
     expect(refused.stderr).toContain('--model must be 1 to 128 characters [config_invalid]');
   }, 60_000);
 
   it('enrolls only a person of the directory as owner, with a scope the policy set knows, and names what it refuses', () => {
     const made = JSON.parse(cli('keygen', '--agent-id', 'typo-bot', '--out', keysDir).stdout) as { enrollmentFile: string };
-    const scope: Record<string, string> = { '--owner': 'dana@example.com', '--group': 'finance-agents', '--tools': 'payments.transfer', '--data-classes': 'financial', '--jurisdictions': 'US' };
-    const enroll = (override: Record<string, string>) => cli('agents', 'enroll', made.enrollmentFile, ...Object.entries({ ...scope, ...override }).flat());
+    const scope: Record<string, string> = {
+      '--owner': 'dana@example.com',
+      '--group': 'finance-agents',
+      '--tools': 'payments.transfer',
+      '--data-classes': 'financial',
+      '--jurisdictions': 'US',
+    };
+    const enroll = (override: Record<string, string>) =>
+      cli('agents', 'enroll', made.enrollmentFile, ...Object.entries({ ...scope, ...override }).flat());
     const nobody = enroll({ '--owner': 'dana@exampel.com' });
     expect(nobody.status).toBe(1);
     expect(nobody.stderr).toContain('the owner "dana@exampel.com" is not a person in the approver directory');
@@ -150,12 +255,18 @@ describe('countersign CLI', () => {
     expect(JSON.parse(cli('agents', 'owner-report').stdout)).toEqual({ migration: null, heldNow: [] });
   }, 120_000);
 
-  it('reports the risk scorer\'s detection and false-positive rates on the scenario sets', () => {
+  it("reports the risk scorer's detection and false-positive rates on the scenario sets", () => {
     const report = cli('risk', 'report');
     expect(report.status).toBe(0);
-    expect(report.stdout).toMatch(/generated set \(test\/scenarios\/risk-scenarios\.json\) at threshold 60 \(300 scenarios, provenance as recorded\)/);
-    expect(report.stdout).toMatch(/hand-written set \(test\/scenarios\/attack-scenarios\.json\) at threshold 60 \(64 scenarios, provenance as recorded\)/);
-    expect(report.stdout).toMatch(/hand-written set \(test\/scenarios\/attack-scenarios\.json\) at threshold 60 \(64 scenarios, provenance withheld\)/);
+    expect(report.stdout).toMatch(
+      /generated set \(test\/scenarios\/risk-scenarios\.json\) at threshold 60 \(300 scenarios, provenance as recorded\)/,
+    );
+    expect(report.stdout).toMatch(
+      /hand-written set \(test\/scenarios\/attack-scenarios\.json\) at threshold 60 \(64 scenarios, provenance as recorded\)/,
+    );
+    expect(report.stdout).toMatch(
+      /hand-written set \(test\/scenarios\/attack-scenarios\.json\) at threshold 60 \(64 scenarios, provenance withheld\)/,
+    );
     expect(report.stdout).toMatch(/by source:[\s\S]*agentdojo[\s\S]*injecagent/);
     expect(report.stdout).toMatch(/by effect class \(calls\):[\s\S]*moves_money/);
     const detection = Number(/detection rate\s+([\d.]+)%/.exec(report.stdout)?.[1]);
@@ -183,11 +294,15 @@ describe('countersign CLI', () => {
       expect(run('audit', 'export').stderr).toContain('--out FILE is required [config_invalid]');
       expect(run('audit', 'verify', '--export', join(fresh, 'x.jsonl')).stderr).toContain('--key is required with --export');
       writeFileSync(join(fresh, 'bad-key.json'), 'not a key');
-      expect(run('audit', 'verify', '--export', join(fresh, 'x.jsonl'), '--key', join(fresh, 'bad-key.json')).stderr).toContain('is not a JWKS, a JWK or a PEM public key [config_invalid]');
+      expect(run('audit', 'verify', '--export', join(fresh, 'x.jsonl'), '--key', join(fresh, 'bad-key.json')).stderr).toContain(
+        'is not a JWKS, a JWK or a PEM public key [config_invalid]',
+      );
       expect(run('audit', 'proof', 'inclusion', '--seq', '0').stderr).toContain('the audit log has no entry 0 [audit_proof_unavailable]');
       expect(run('audit', 'proof', 'inclusion', '--seq', 'x').stderr).toContain('--seq must be a whole number [config_invalid]');
       expect(run('audit', 'proof', 'sideways').stderr).toContain('usage: countersign audit proof inclusion');
-      expect(run('audit', 'export', '--out', join(fresh, 'x.jsonl'), '--since', 'yesterday').stderr).toContain('--since must be a date and time');
+      expect(run('audit', 'export', '--out', join(fresh, 'x.jsonl'), '--since', 'yesterday').stderr).toContain(
+        '--since must be a date and time',
+      );
       expect(run('audit', 'checkpoint').stderr).toContain('[audit_proof_unavailable]');
     } finally {
       rmSync(fresh, { recursive: true, force: true });
@@ -202,7 +317,16 @@ describe('countersign CLI', () => {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     // The opening shows allow, pending and deny within its first 25 seconds.
     const deadline = Date.now() + 60_000;
-    while (!(out.includes(': ALLOW') && out.includes(': PENDING') && out.includes(': DENY') && /as an external email asked: \w+.*\n.*\n/.test(out)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (
+      !(
+        out.includes(': ALLOW') &&
+        out.includes(': PENDING') &&
+        out.includes(': DENY') &&
+        /as an external email asked: \w+.*\n.*\n/.test(out)
+      ) &&
+      Date.now() < deadline
+    )
+      await new Promise((r) => setTimeout(r, 100));
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
 
@@ -222,7 +346,11 @@ describe('countersign CLI', () => {
     writeFileSync(exportFile, lines.join('\n'));
     const tampered = run('audit', 'verify', '--export', exportFile, '--key', keysFile);
     expect(tampered.status).toBe(1);
-    expect(JSON.parse(tampered.stdout)).toMatchObject({ ok: false, firstBadSeq: 3, reason: 'entry 3: the record does not match its leaf hash' });
+    expect(JSON.parse(tampered.stdout)).toMatchObject({
+      ok: false,
+      firstBadSeq: 3,
+      reason: 'entry 3: the record does not match its leaf hash',
+    });
     rmSync(demoDir, { recursive: true, force: true });
     expect(out).toContain('tool server verified the token');
     expect(out).toContain(': PENDING');
@@ -232,7 +360,10 @@ describe('countersign CLI', () => {
     expect(out).toContain(`pay ${payment![1]}, as an external email asked: PENDING`);
     // Each reason once, though two guardrail files share some.
     for (const line of out.split('\n').filter((l) => l.includes(' — '))) {
-      const reasons = line.split(' — ')[1]!.replace(/ \(needs .*$/, '').split('; ');
+      const reasons = line
+        .split(' — ')[1]!
+        .replace(/ \(needs .*$/, '')
+        .split('; ');
       expect(new Set(reasons).size, line).toBe(reasons.length);
     }
     expect(out).toContain('untrusted_provenance +45 (the input that led to this call came from "email:external")');

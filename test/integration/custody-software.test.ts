@@ -28,7 +28,10 @@ describe('software custody', () => {
     const pinned = first.signer.keyId;
     await first.close();
     rmSync(join(dataDir, 'keys', 'software-signing-key.pem')); // the next start would make a new key
-    const error = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0 } }).then(() => undefined, (e: unknown) => e);
+    const error = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0 } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isCountersignError(error, 'hsm_key_mismatch')).toBe(true);
     expect(String((error as Error).message)).toContain(pinned);
   });
@@ -41,11 +44,17 @@ describe('agent key files', () => {
     writeFileSync(file, JSON.stringify({ agentId: 'bot', privateJwk: { kty: 'OKP' } }), { mode: 0o600 });
     await expect(readAgentKeyFile(file)).resolves.toMatchObject({ agentId: 'bot' });
     chmodSync(file, 0o640);
-    await expect(readAgentKeyFile(file)).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('chmod 600') as unknown });
+    await expect(readAgentKeyFile(file)).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringContaining('chmod 600') as unknown,
+    });
     chmodSync(file, 0o600);
     const link = join(d, 'link.key.json');
     symlinkSync(file, link);
-    await expect(readAgentKeyFile(link)).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('symbolic link') as unknown });
+    await expect(readAgentKeyFile(link)).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringContaining('symbolic link') as unknown,
+    });
     await expect(readAgentKeyFile(join(d, 'absent.json'))).rejects.toMatchObject({ code: 'file_not_found' });
   });
 });

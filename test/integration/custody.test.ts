@@ -47,7 +47,9 @@ function writeConfig(custody: Record<string, unknown>): void {
 
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], {
-    encoding: 'utf8', timeout: 60_000, env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin },
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -60,13 +62,21 @@ async function enrollAndConnect(app: RunningCountersign, agentId: string): Promi
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
   ensurePeople(app, FINANCE_SCOPE.owner);
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, agentId, agentId)), FINANCE_SCOPE);
-  const client = new AgentClient({ url: app.url, agentId, key, reconnect: false, webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike });
+  const client = new AgentClient({
+    url: app.url,
+    agentId,
+    key,
+    reconnect: false,
+    webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
+  });
   await client.connect();
   return { key, client };
 }
 
 async function fetchJwks(app: RunningCountersign): Promise<{ keys: Array<{ kid: string; alg: string }> }> {
-  return (await (await fetch(`http://127.0.0.1:${app.port}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string; alg: string }> };
+  return (await (await fetch(`http://127.0.0.1:${app.port}/.well-known/jwks.json`)).json()) as {
+    keys: Array<{ kid: string; alg: string }>;
+  };
 }
 
 function headerOf(jws: string): { kid: string; alg: string } {
@@ -77,7 +87,15 @@ beforeAll(() => {
   token = createSoftHsmToken({ label: 'cs-custody', pin: '246810', soPin: '13579111' });
   process.env[PIN_ENV] = token.pin;
   dataDir = tempDir();
-  pkcs11 = { module: token.module, tokenLabel: token.label, pin: { env: PIN_ENV }, callTimeoutMs: 2_000, reconnectAttempts: 2, reconnectDelayMs: 20, sessions: 2 };
+  pkcs11 = {
+    module: token.module,
+    tokenLabel: token.label,
+    pin: { env: PIN_ENV },
+    callTimeoutMs: 2_000,
+    reconnectAttempts: 2,
+    reconnectDelayMs: 20,
+    sessions: 2,
+  };
 });
 afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
@@ -91,10 +109,16 @@ describe('hardware custody over PKCS#11', () => {
 
   it('refuses to start before the key ceremony when hardware custody is required', async () => {
     writeConfig({ requireHardware: true, pkcs11 });
-    const error = await start().then(() => undefined, (e: unknown) => e);
+    const error = await start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isCountersignError(error, 'hsm_key_not_found')).toBe(true);
     writeConfig({ requireHardware: true });
-    const noToken = await start().then(() => undefined, (e: unknown) => e);
+    const noToken = await start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isCountersignError(noToken, 'hardware_custody_required')).toBe(true);
   });
 
@@ -120,7 +144,12 @@ describe('hardware custody over PKCS#11', () => {
       firstToken = result.token ?? '';
       const jwks = await fetchJwks(app);
       expect(jwks.keys.map((k) => k.kid)).toEqual([firstKid]);
-      const verified = await verifyApprovalToken(firstToken, { call: firstCall, audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore() });
+      const verified = await verifyApprovalToken(firstToken, {
+        call: firstCall,
+        audience: 'payments-service',
+        keys: jwks,
+        jtiStore: new MemoryJtiStore(),
+      });
       expect(verified.sub).toBe('finance-bot');
       expect(headerOf(firstToken).kid).toBe(firstKid);
     } finally {
@@ -143,7 +172,15 @@ describe('hardware custody over PKCS#11', () => {
     const status = cli('keys', 'status');
     expect(status.status).toBe(0);
     const reported = JSON.parse(status.stdout) as Record<string, unknown>;
-    expect(reported).toMatchObject({ ok: true, custody: 'pkcs11', kid: firstKid, tokenPresent: true, loggedIn: true, keyMatchesPin: true, extractable: false });
+    expect(reported).toMatchObject({
+      ok: true,
+      custody: 'pkcs11',
+      kid: firstKid,
+      tokenPresent: true,
+      loggedIn: true,
+      keyMatchesPin: true,
+      extractable: false,
+    });
     expect(reported.lastSignatureAt).toBeTypeOf('number');
   }, 180_000);
 
@@ -154,19 +191,34 @@ describe('hardware custody over PKCS#11', () => {
     expect(rotated).toMatchObject({ alg: 'EdDSA', previous: { kid: firstKid } });
     expect(rotated.kid).not.toBe(firstKid);
     const listed = JSON.parse(cli('keys', 'list', '--json').stdout) as Array<{ kid: string; status: string }>;
-    expect(listed.map((k) => [k.kid, k.status])).toEqual([[firstKid, 'retiring'], [rotated.kid, 'active']]);
+    expect(listed.map((k) => [k.kid, k.status])).toEqual([
+      [firstKid, 'retiring'],
+      [rotated.kid, 'active'],
+    ]);
 
     const app = await start();
     try {
       const jwks = await fetchJwks(app);
       expect(jwks.keys.map((k) => k.kid).sort()).toEqual([firstKid, rotated.kid].sort());
-      const old = await verifyApprovalToken(firstToken, { call: firstCall, audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore(), clockToleranceSeconds: 60, now: () => (JSON.parse(Buffer.from(firstToken.split('.')[1] ?? '', 'base64url').toString()) as { iat: number }).iat * 1000 });
+      const old = await verifyApprovalToken(firstToken, {
+        call: firstCall,
+        audience: 'payments-service',
+        keys: jwks,
+        jtiStore: new MemoryJtiStore(),
+        clockToleranceSeconds: 60,
+        now: () => (JSON.parse(Buffer.from(firstToken.split('.')[1] ?? '', 'base64url').toString()) as { iat: number }).iat * 1000,
+      });
       expect(old.jti).toBeTypeOf('string');
       expect(headerOf(firstToken).kid).toBe(firstKid);
       const { client } = await enrollAndConnect(app, 'finance-bot-2');
       const result = await client.submit(transferCall('300.00'));
       client.close();
-      const fresh = await verifyApprovalToken(result.token ?? '', { call: transferCall('300.00'), audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore() });
+      const fresh = await verifyApprovalToken(result.token ?? '', {
+        call: transferCall('300.00'),
+        audience: 'payments-service',
+        keys: jwks,
+        jtiStore: new MemoryJtiStore(),
+      });
       expect(fresh.sub).toBe('finance-bot-2');
       expect(headerOf(result.token ?? '')).toMatchObject({ kid: rotated.kid, alg: 'EdDSA' });
     } finally {
@@ -176,7 +228,10 @@ describe('hardware custody over PKCS#11', () => {
 
   it('never falls back to software: a pinned token key without custody.pkcs11 refuses to start', async () => {
     writeConfig({});
-    const error = await start().then(() => undefined, (e: unknown) => e);
+    const error = await start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isCountersignError(error, 'hardware_custody_required')).toBe(true);
     writeConfig({ requireHardware: true, pkcs11 });
   });
@@ -188,7 +243,10 @@ describe('hardware custody over PKCS#11', () => {
         faulty = new FaultyPkcs11(loadPkcs11Module(config.module));
         return Pkcs11Token.open(config, { readPin: () => Promise.resolve('000000'), api: faulty });
       },
-    }).then(() => undefined, (e: unknown) => e);
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isCountersignError(error, 'hsm_pin_incorrect')).toBe(true);
     expect(faulty?.count('C_Login')).toBe(1);
   });
@@ -208,7 +266,10 @@ describe('hardware custody over PKCS#11', () => {
     try {
       const key = await importAgentKey(await generateAgentKey('EdDSA'));
       ensurePeople(app, FINANCE_SCOPE.owner);
-      app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot-3', 'finance-bot-3')), FINANCE_SCOPE);
+      app.registry.enroll(
+        await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot-3', 'finance-bot-3')),
+        FINANCE_SCOPE,
+      );
       const c = await RawClient.connect(app.url);
       await c.authenticate('finance-bot-3', key);
       const envelope = await signedEnvelope(key, 'finance-bot-3', transferCall('125.00'));
@@ -240,11 +301,21 @@ describe('hardware custody over PKCS#11', () => {
     const kid = jwkThumbprint(jwk);
     const origin = auditOrigin('countersign-local');
     const text = checkpointText(honest);
-    writeFileSync(file, formatSignedNote(text, [{ keyName: origin, keyId: noteKeyId(origin, jwk), signature: new Uint8Array(signWith(null, Buffer.from(text), privateKey)) }]));
+    writeFileSync(
+      file,
+      formatSignedNote(text, [
+        { keyName: origin, keyId: noteKeyId(origin, jwk), signature: new Uint8Array(signWith(null, Buffer.from(text), privateKey)) },
+      ]),
+    );
     const db = new Database(join(dataDir, 'countersign.db'));
-    db.prepare("INSERT INTO signing_keys (kid, domain, custody, alg, public_jwk, status, created_at, retired_at) VALUES (?, 'production', 'software', 'EdDSA', ?, 'retired', 0, 0)").run(kid, JSON.stringify({ ...jwk, kid }));
+    db.prepare(
+      "INSERT INTO signing_keys (kid, domain, custody, alg, public_jwk, status, created_at, retired_at) VALUES (?, 'production', 'software', 'EdDSA', ?, 'retired', 0, 0)",
+    ).run(kid, JSON.stringify({ ...jwk, kid }));
     db.close();
-    await expect(start()).rejects.toMatchObject({ code: 'audit_checkpoint_invalid', message: expect.stringContaining('not signed by a pinned signing key') as unknown });
+    await expect(start()).rejects.toMatchObject({
+      code: 'audit_checkpoint_invalid',
+      message: expect.stringContaining('not signed by a pinned signing key') as unknown,
+    });
     writeFileSync(file, genuine);
     const app = await start();
     await app.close();

@@ -27,7 +27,10 @@ afterAll(() => {
 });
 
 function child(script: string, args: string[]): ChildProcess {
-  const c = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', script), ...args], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const c = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', script), ...args], {
+    cwd: REPO_ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   children.push(c);
   return c;
 }
@@ -45,7 +48,9 @@ function line(c: ChildProcess, pattern: RegExp): Promise<string> {
       }
     };
     c.stdout!.on('data', onData);
-    c.once('exit', (code) => reject(new Error(`child exited (${code}) before printing ${pattern}; it printed ${JSON.stringify(buffered)}`)));
+    c.once('exit', (code) =>
+      reject(new Error(`child exited (${code}) before printing ${pattern}; it printed ${JSON.stringify(buffered)}`)),
+    );
   });
 }
 
@@ -87,7 +92,10 @@ describe('one server per data directory', () => {
     const server = child('server-child.ts', [dataDir]);
     const ready = await line(server, /^ready /);
     const pid = Number(ready.split(' ')[1]);
-    expect(JSON.parse(readFileSync(join(dataDir, LOCK_HOLDER_FILE), 'utf8'))).toMatchObject({ pid, command: 'countersign headless (test child)' });
+    expect(JSON.parse(readFileSync(join(dataDir, LOCK_HOLDER_FILE), 'utf8'))).toMatchObject({
+      pid,
+      command: 'countersign headless (test child)',
+    });
 
     const refused = await startError(dataDir);
     expect(refused.code).toBe('data_dir_locked');
@@ -108,7 +116,10 @@ describe('one server per data directory', () => {
     await new Promise((resolve) => server.once('exit', resolve));
     // The kernel dropped the dead server's lock; its holder note is stale and is simply replaced.
     const next = await startCountersign({ dataDir, log: () => undefined, overrides: { port: 0 }, command: 'countersign start' });
-    expect(JSON.parse(readFileSync(join(dataDir, LOCK_HOLDER_FILE), 'utf8'))).toMatchObject({ pid: process.pid, command: 'countersign start' });
+    expect(JSON.parse(readFileSync(join(dataDir, LOCK_HOLDER_FILE), 'utf8'))).toMatchObject({
+      pid: process.pid,
+      command: 'countersign start',
+    });
     await next.close();
   }, 120_000);
 });

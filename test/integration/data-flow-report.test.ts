@@ -29,10 +29,13 @@ const READS: SessionRead[] = [
 ];
 
 const auditRecords = (h: Harness, kind: string) =>
-  h.app.db.prepare<[string], { record: string }>('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq').all(kind).map((r) => JSON.parse(r.record) as Record<string, unknown>);
+  h.app.db
+    .prepare<[string], { record: string }>('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq')
+    .all(kind)
+    .map((r) => JSON.parse(r.record) as Record<string, unknown>);
 
 describe('session.report (data-flow provenance)', () => {
-  it('a payee read in an untrusted e-mail and never in the person\'s request is held, and the log keeps digests only', async () => {
+  it("a payee read in an untrusted e-mail and never in the person's request is held, and the log keeps digests only", async () => {
     const h = await harness();
     const key = await h.enroll('ap-agent');
     const client = h.client('ap-agent', key);
@@ -45,24 +48,35 @@ describe('session.report (data-flow provenance)', () => {
     const call = { ...transferCall('250.00', 'Northwind Settlements'), session: { id: 'run-1', depth: 1 } };
     const held = await client.submit(call);
     expect(held.decision).toBe('pending');
-    const risk = parseStoredRisk(h.app.db.prepare<[string], { risk: string }>('SELECT risk FROM requests WHERE id = ?').get(held.requestId)!.risk);
-    expect(risk.factors).toContainEqual(expect.objectContaining({
-      name: 'data_flow', points: 60, explanation: 'payee "Northwind Settlements" appeared in untrusted content this session read and never in trusted input',
-    }));
+    const risk = parseStoredRisk(
+      h.app.db.prepare<[string], { risk: string }>('SELECT risk FROM requests WHERE id = ?').get(held.requestId)!.risk,
+    );
+    expect(risk.factors).toContainEqual(
+      expect.objectContaining({
+        name: 'data_flow',
+        points: 60,
+        explanation: 'payee "Northwind Settlements" appeared in untrusted content this session read and never in trusted input',
+      }),
+    );
     // The same payment in a session that read nothing untrusted stays automatic.
     const clean = await client.submit({ ...transferCall('250.00', 'Acme Ltd'), session: { id: 'run-2', depth: 1 } });
     expect(clean.decision).toBe('allow');
 
     const [event] = auditRecords(h, 'session.reported');
     expect(event).toMatchObject({
-      agentId: 'ap-agent', sessionId: 'run-1',
+      agentId: 'ap-agent',
+      sessionId: 'run-1',
       reads: [
         { source: 'user', trust: 'trusted', contentChars: READS[0]!.content.length },
         { source: 'email', trust: 'untrusted', origin: 'billing@acme-ltd.example', dataClass: 'financial', contentChars: INJECTED.length },
       ],
     });
     expect((event!.reads as Array<{ contentSha256: string }>)[1]!.contentSha256).toMatch(/^sha256:[0-9a-f]{64}$/);
-    const everything = h.app.db.prepare<[], { record: string }>('SELECT record FROM audit_log').all().map((r) => r.record).join('\n');
+    const everything = h.app.db
+      .prepare<[], { record: string }>('SELECT record FROM audit_log')
+      .all()
+      .map((r) => r.record)
+      .join('\n');
     expect(everything).not.toContain('bank details changed');
     expect(everything).not.toContain('supplier invoice that came in');
   });
@@ -107,6 +121,8 @@ describe('session.report (data-flow provenance)', () => {
     expect(event).toMatchObject({ sessionId: 'run-1', riskLearningFault: expect.stringContaining('risk_reads') as unknown });
     const next = await client.submit({ ...transferCall('250.00'), session: { id: 'run-1', depth: 1 } });
     expect(next.decision).toBe('deny');
-    expect(parseStoredRisk(h.app.db.prepare<[string], { risk: string }>('SELECT risk FROM requests WHERE id = ?').get(next.requestId)!.risk)).toMatchObject({ score: 100, factors: [{ name: 'scorer_fault' }] });
+    expect(
+      parseStoredRisk(h.app.db.prepare<[string], { risk: string }>('SELECT risk FROM requests WHERE id = ?').get(next.requestId)!.risk),
+    ).toMatchObject({ score: 100, factors: [{ name: 'scorer_fault' }] });
   });
 });

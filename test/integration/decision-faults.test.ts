@@ -39,7 +39,9 @@ describe('decision faults', () => {
     const c = await authed();
     const envelope = await signedEnvelope(key, 'finance-bot', transferCall('250.00'));
     const before = rows();
-    h.app.db.exec("CREATE TEMP TRIGGER fail_audit BEFORE INSERT ON main.audit_log BEGIN SELECT RAISE(ABORT, 'simulated audit device failure'); END");
+    h.app.db.exec(
+      "CREATE TEMP TRIGGER fail_audit BEFORE INSERT ON main.audit_log BEGIN SELECT RAISE(ABORT, 'simulated audit device failure'); END",
+    );
     const refused = await c.call('call.submit', { envelope });
     expect(errorCode(refused)).toBe('audit_write_failed');
     expect(refused.result).toBeUndefined();
@@ -76,7 +78,9 @@ describe('decision faults', () => {
 
   it('caps pending calls per agent exactly, even when they arrive together', async () => {
     const c = await authed();
-    const envelopes = await Promise.all([1, 2, 3, 4].map((i) => signedEnvelope(key, 'finance-bot', transferCall(`4800${i}.00`, 'Northwind Traders'))));
+    const envelopes = await Promise.all(
+      [1, 2, 3, 4].map((i) => signedEnvelope(key, 'finance-bot', transferCall(`4800${i}.00`, 'Northwind Traders'))),
+    );
     const answers = await Promise.all(envelopes.map((envelope) => c.call('call.submit', { envelope })));
     const decisions = answers.map((a) => (a.result as { decision?: string } | undefined)?.decision ?? errorCode(a));
     expect(decisions.filter((d) => d === 'pending')).toHaveLength(2);

@@ -38,15 +38,34 @@ describe('finance transfers', () => {
 
     const jwks = await fetchJwks(h);
     const jtiStore = new MemoryJtiStore();
-    const verified = await verifyApprovalToken(result.token!, { call: { tool: call.tool, params: call.params }, audience: 'payments-service', keys: jwks, jtiStore });
+    const verified = await verifyApprovalToken(result.token!, {
+      call: { tool: call.tool, params: call.params },
+      audience: 'payments-service',
+      keys: jwks,
+      jtiStore,
+    });
     expect(verified.sub).toBe('finance-bot');
     expect(verified.decision.id).toBe(result.requestId);
     expect(verified.decision.policy_hash).toBe(h.app.policy.hash);
     expect(verified.exp - verified.iat).toBe(60);
     // The same token a second time is a replay.
-    await expect(verifyApprovalToken(result.token!, { call: { tool: call.tool, params: call.params }, audience: 'payments-service', keys: jwks, jtiStore })).rejects.toMatchObject({ code: 'token_replayed' });
+    await expect(
+      verifyApprovalToken(result.token!, {
+        call: { tool: call.tool, params: call.params },
+        audience: 'payments-service',
+        keys: jwks,
+        jtiStore,
+      }),
+    ).rejects.toMatchObject({ code: 'token_replayed' });
     // A tool server executing a different amount refuses it.
-    await expect(verifyApprovalToken(result.token!, { call: { tool: call.tool, params: { ...call.params, amount: '2500.00' } }, audience: 'payments-service', keys: jwks, jtiStore: new MemoryJtiStore() })).rejects.toMatchObject({ code: 'token_digest_mismatch' });
+    await expect(
+      verifyApprovalToken(result.token!, {
+        call: { tool: call.tool, params: { ...call.params, amount: '2500.00' } },
+        audience: 'payments-service',
+        keys: jwks,
+        jtiStore: new MemoryJtiStore(),
+      }),
+    ).rejects.toMatchObject({ code: 'token_digest_mismatch' });
   });
 
   it('holds a 48,000.00 USD transfer to a new payee for two finance approvers', async () => {
@@ -88,7 +107,9 @@ describe('finance transfers', () => {
     await client.submit(transferCall('48000.00', 'Northwind Traders'));
     await client.submit(transferCall('5.00', 'Someone New', 'US'));
     const kinds = h.app.audit.entries().map((e) => e.kind);
-    expect(kinds).toEqual(expect.arrayContaining(['server.started', 'policy.loaded', 'agent.enrolled', 'decision.allow', 'decision.pending']));
+    expect(kinds).toEqual(
+      expect.arrayContaining(['server.started', 'policy.loaded', 'agent.enrolled', 'decision.allow', 'decision.pending']),
+    );
     expect(h.app.audit.verify()).toMatchObject({ ok: true });
     const allow = h.app.audit.entries().find((e) => e.kind === 'decision.allow')!;
     const record = JSON.parse(allow.record) as { token: { jti: string }; policyHash: string };
@@ -112,9 +133,21 @@ describe('production changes', () => {
   it('allows staging automatically and holds production for two sre approvers', async () => {
     const key = await h.enroll('deploy-bot', DEPLOY_SCOPE);
     const client = h.client('deploy-bot', key);
-    const staging = await client.submit({ tool: 'deploy.staging', params: { service: 'checkout', diff: 'x' }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] });
+    const staging = await client.submit({
+      tool: 'deploy.staging',
+      params: { service: 'checkout', diff: 'x' },
+      dataClass: 'source-code',
+      jurisdiction: 'US',
+      provenance: ['ci'],
+    });
     expect(staging.decision).toBe('allow');
-    const prod = await client.submit({ tool: 'deploy.production', params: { service: 'checkout', environment: 'production-eu', changeId: 'CHG-1', diff: '+a' }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] });
+    const prod = await client.submit({
+      tool: 'deploy.production',
+      params: { service: 'checkout', environment: 'production-eu', changeId: 'CHG-1', diff: '+a' },
+      dataClass: 'source-code',
+      jurisdiction: 'US',
+      provenance: ['ci'],
+    });
     expect(prod.decision).toBe('pending');
     expect(prod.approval).toMatchObject({ approvals: 2, groups: [['sre-approvers']] });
   });
@@ -122,7 +155,13 @@ describe('production changes', () => {
   it('applies a change freeze turned on while running (hot reload), and records the reload', async () => {
     const key = await h.enroll('deploy-bot', DEPLOY_SCOPE);
     const client = h.client('deploy-bot', key);
-    const prodCall = { tool: 'deploy.production', params: { service: 'checkout', environment: 'production', changeId: 'CHG-2', diff: '+a' }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] };
+    const prodCall = {
+      tool: 'deploy.production',
+      params: { service: 'checkout', environment: 'production', changeId: 'CHG-2', diff: '+a' },
+      dataClass: 'source-code',
+      jurisdiction: 'US',
+      provenance: ['ci'],
+    };
     expect((await client.submit(prodCall)).decision).toBe('pending');
     const before = h.app.policy.hash;
     const entitiesFile = join(policyDir, 'entities.json');
@@ -142,11 +181,18 @@ describe('production changes', () => {
   it('keeps deciding with the last good policy set when a broken file is dropped in', async () => {
     const key = await h.enroll('deploy-bot', DEPLOY_SCOPE);
     const client = h.client('deploy-bot', key);
-    const staging = { tool: 'deploy.staging', params: { service: 'checkout', diff: 'x' }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] };
+    const staging = {
+      tool: 'deploy.staging',
+      params: { service: 'checkout', diff: 'x' },
+      dataClass: 'source-code',
+      jurisdiction: 'US',
+      provenance: ['ci'],
+    };
     const before = h.app.policy.hash;
     writeFileSync(join(policyDir, 'broken.cedar'), '@id("oops") permit (principal, action resource);');
     const deadline = Date.now() + 5_000;
-    while (!h.app.audit.entries().some((e) => e.kind === 'policy.reload_failed') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (!h.app.audit.entries().some((e) => e.kind === 'policy.reload_failed') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     const failure = h.app.audit.entries().find((e) => e.kind === 'policy.reload_failed');
     expect(failure).toBeDefined();
     expect(JSON.parse(failure!.record)).toMatchObject({ keptPolicyHash: before });

@@ -24,7 +24,13 @@ afterEach(async () => {
 });
 
 /** Play the tour's steps that fall before `untilMs`, moving the simulated clock to each. */
-async function playTour(agents: DemoAgents, steps: Iterable<DemoStep>, start: number, untilMs: number, setNow: (t: number) => void): Promise<DemoOutcome[]> {
+async function playTour(
+  agents: DemoAgents,
+  steps: Iterable<DemoStep>,
+  start: number,
+  untilMs: number,
+  setNow: (t: number) => void,
+): Promise<DemoOutcome[]> {
   const outcomes: DemoOutcome[] = [];
   for (const step of steps) {
     if (step.atMs >= untilMs) break;

@@ -37,7 +37,18 @@ async function createsNothing(body: () => Promise<void>): Promise<void> {
 }
 
 beforeAll(async () => {
-  h = await startHarness({ config: { gateway: { maxConnections: 40, maxUnauthenticated: 20, handshakeTimeoutMs: 400, ratePerSecond: 20, rateBurst: 20, maxMessageBytes: 8192 } } });
+  h = await startHarness({
+    config: {
+      gateway: {
+        maxConnections: 40,
+        maxUnauthenticated: 20,
+        handshakeTimeoutMs: 400,
+        ratePerSecond: 20,
+        rateBurst: 20,
+        maxMessageBytes: 8192,
+      },
+    },
+  });
   key = await h.enroll('finance-bot');
   otherKey = await h.enroll('other-bot');
 });
@@ -99,7 +110,10 @@ describe('envelopes', () => {
     await createsNothing(async () => {
       const unknown = await signedEnvelope(key, 'finance-bot', { ...transferCall('1.00'), tool: 'payments.refund' });
       expect(errorCode(await c.call('call.submit', { envelope: unknown }))).toBe('unknown_tool');
-      const extra = await signedEnvelope(key, 'finance-bot', { ...transferCall('1.00'), params: { amount: '1.00', currency: 'USD', payee: 'Acme Ltd', memo: 'x', iban: 'DE00' } });
+      const extra = await signedEnvelope(key, 'finance-bot', {
+        ...transferCall('1.00'),
+        params: { amount: '1.00', currency: 'USD', payee: 'Acme Ltd', memo: 'x', iban: 'DE00' },
+      });
       expect(errorCode(await c.call('call.submit', { envelope: extra }))).toBe('invalid_params');
       const precise = await signedEnvelope(key, 'finance-bot', transferCall('1.000001'));
       expect(errorCode(await c.call('call.submit', { envelope: precise }))).toBe('invalid_params');
@@ -114,7 +128,9 @@ describe('revoked, expired and rotated keys', () => {
     const live = await authed('revoked-bot', k);
     // Revoked behind the gateway's back (as another process would), so the live connection
     // learns it on its next call.
-    h.app.db.prepare("UPDATE agents SET status = 'revoked', revoked_at = ?, revoked_reason = 'test' WHERE id = 'revoked-bot'").run(Date.now());
+    h.app.db
+      .prepare("UPDATE agents SET status = 'revoked', revoked_at = ?, revoked_reason = 'test' WHERE id = 'revoked-bot'")
+      .run(Date.now());
     await createsNothing(async () => {
       const env = await signedEnvelope(k, 'revoked-bot', transferCall('250.00'));
       expect(errorCode(await live.call('call.submit', { envelope: env }))).toBe('agent_revoked');
@@ -234,7 +250,11 @@ describe('before authentication', () => {
     ['invalid JSON', '{"jsonrpc":"2.0",', 'json_invalid'],
     ['a call', '{"jsonrpc":"2.0","id":1,"method":"request.get","params":{"requestId":"a"}}', 'not_authenticated'],
     ['an unknown method', '{"jsonrpc":"2.0","id":1,"method":"admin.shutdown","params":{}}', 'method_unknown'],
-    ['a malformed session.authenticate', '{"jsonrpc":"2.0","id":1,"method":"session.authenticate","params":{"agentId":"finance-bot"}}', 'schema_invalid'],
+    [
+      'a malformed session.authenticate',
+      '{"jsonrpc":"2.0","id":1,"method":"session.authenticate","params":{"agentId":"finance-bot"}}',
+      'schema_invalid',
+    ],
   ])('closes with 4001 on %s as the first frame', async (_name, text, code) => {
     const c = await RawClient.connect(h.app.url);
     c.sendText(text);
@@ -288,10 +308,13 @@ describe('handshake checks', () => {
   it('refuses a DNS-rebound Host header', async () => {
     expect(await upgradeStatus({ Host: `attacker.example:${h.app.port}` })).toBe(421);
     const status = await new Promise<number>((resolve) => {
-      const req = httpRequest({ host: '127.0.0.1', port: h.app.port, path: '/.well-known/jwks.json', headers: { Host: 'rebind.example' } }, (res) => {
-        resolve(res.statusCode ?? 0);
-        res.resume();
-      });
+      const req = httpRequest(
+        { host: '127.0.0.1', port: h.app.port, path: '/.well-known/jwks.json', headers: { Host: 'rebind.example' } },
+        (res) => {
+          resolve(res.statusCode ?? 0);
+          res.resume();
+        },
+      );
       req.end();
     });
     expect(status).toBe(421);
@@ -320,7 +343,7 @@ describe('HTTP header timeout', () => {
   });
   afterAll(async () => slow.close());
 
-  it('answers 408 and closes a connection whose request headers never finish, within seconds rather than at Node\'s 30 s check', async () => {
+  it("answers 408 and closes a connection whose request headers never finish, within seconds rather than at Node's 30 s check", async () => {
     const socket = connect({ host: '127.0.0.1', port: slow.app.port });
     let received = '';
     socket.on('data', (chunk) => (received += chunk.toString('latin1')));
@@ -342,7 +365,8 @@ describe('floods', () => {
   it('rate-limits a flooding agent while another agent stays responsive', async () => {
     const flooder = await authed('finance-bot', key);
     const calm = await authed('other-bot', otherKey);
-    for (let i = 0; i < 60; i++) flooder.sendText(JSON.stringify({ jsonrpc: '2.0', id: i + 100, method: 'request.get', params: { requestId: 'nope' } }));
+    for (let i = 0; i < 60; i++)
+      flooder.sendText(JSON.stringify({ jsonrpc: '2.0', id: i + 100, method: 'request.get', params: { requestId: 'nope' } }));
     const codes: string[] = [];
     while (codes.length < 60 && !flooder.closed) {
       try {
@@ -360,7 +384,14 @@ describe('floods', () => {
   });
 
   it('answers a dropped request by its id, so the SDK fails it at once with rate_limited', async () => {
-    const client = new AgentClient({ url: h.app.url, agentId: 'finance-bot', key, reconnect: false, requestTimeoutMs: 10_000, webSocket: nodeWebSocket });
+    const client = new AgentClient({
+      url: h.app.url,
+      agentId: 'finance-bot',
+      key,
+      reconnect: false,
+      requestTimeoutMs: 10_000,
+      webSocket: nodeWebSocket,
+    });
     await client.connect();
     const results = await Promise.allSettled(Array.from({ length: 40 }, () => client.getRequest('req_none')));
     const codes = results.map((r) => (r.status === 'rejected' && isCountersignError(r.reason) ? r.reason.code : 'other'));

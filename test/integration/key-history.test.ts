@@ -38,28 +38,54 @@ const dirs: string[] = [];
 
 function cli(dataDir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], {
-    encoding: 'utf8', timeout: 120_000, env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin },
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 function writeConfig(dataDir: string, custody: Record<string, unknown> | undefined): void {
-  writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ gateway: { port: 0 }, policyDir: DEMO_POLICY_DIR, tokens: { ttlSeconds: TTL_SECONDS }, ...(custody === undefined ? {} : { custody }) }));
+  writeFileSync(
+    join(dataDir, 'config.json'),
+    JSON.stringify({
+      gateway: { port: 0 },
+      policyDir: DEMO_POLICY_DIR,
+      tokens: { ttlSeconds: TTL_SECONDS },
+      ...(custody === undefined ? {} : { custody }),
+    }),
+  );
 }
 
 /** A clock the test moves forward (an overlap window passing) without waiting. */
 function movableClock(): { now: () => number; advance: (ms: number) => void } {
   let offset = 0;
-  return { now: () => Date.now() + offset, advance: (ms) => { offset += ms; } };
+  return {
+    now: () => Date.now() + offset,
+    advance: (ms) => {
+      offset += ms;
+    },
+  };
 }
 
 /** One call from a freshly enrolled agent whose clock is the server's. */
-async function submitTransfer(app: RunningCountersign, amount: string, clock: () => number = Date.now): Promise<{ decision: string; token?: string | undefined }> {
+async function submitTransfer(
+  app: RunningCountersign,
+  amount: string,
+  clock: () => number = Date.now,
+): Promise<{ decision: string; token?: string | undefined }> {
   const agentId = `finance-bot-${amount.replace('.', '-')}`;
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
   ensurePeople(app, FINANCE_SCOPE.owner);
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, agentId, agentId)), FINANCE_SCOPE, clock());
-  const client = new AgentClient({ url: app.url, agentId, key, reconnect: false, clock, webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike });
+  const client = new AgentClient({
+    url: app.url,
+    agentId,
+    key,
+    reconnect: false,
+    clock,
+    webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
+  });
   await client.connect();
   try {
     return await client.submit(transferCall(amount));
@@ -72,12 +98,20 @@ async function fetchJwks(app: RunningCountersign): Promise<{ keys: PublicJwk[] }
   return (await (await fetch(`http://127.0.0.1:${app.port}/.well-known/jwks.json`)).json()) as { keys: PublicJwk[] };
 }
 
-const kidOf = (jws: string): string => (JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid: string }).kid;
-const checkpointTime = (dataDir: string): number => parseCheckpointText(parseSignedNote(readFileSync(join(dataDir, CHECKPOINT_FILE), 'utf8')).text).time ?? 0;
+const kidOf = (jws: string): string =>
+  (JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid: string }).kid;
+const checkpointTime = (dataDir: string): number =>
+  parseCheckpointText(parseSignedNote(readFileSync(join(dataDir, CHECKPOINT_FILE), 'utf8')).text).time ?? 0;
 
 async function toolServerAccepts(app: RunningCountersign, jws: string, amount: string, now: number): Promise<boolean> {
   try {
-    await verifyApprovalToken(jws, { call: transferCall(amount), audience: 'payments-service', keys: await fetchJwks(app), jtiStore: new MemoryJtiStore(), now: () => now });
+    await verifyApprovalToken(jws, {
+      call: transferCall(amount),
+      audience: 'payments-service',
+      keys: await fetchJwks(app),
+      jtiStore: new MemoryJtiStore(),
+      now: () => now,
+    });
     return true;
   } catch {
     return false;
@@ -87,7 +121,15 @@ async function toolServerAccepts(app: RunningCountersign, jws: string, amount: s
 beforeAll(() => {
   token = createSoftHsmToken({ label: 'cs-history', pin: '192837', soPin: '56473829' });
   process.env[PIN_ENV] = token.pin;
-  pkcs11 = { module: token.module, tokenLabel: token.label, pin: { env: PIN_ENV }, callTimeoutMs: 5_000, reconnectAttempts: 2, reconnectDelayMs: 20, sessions: 1 };
+  pkcs11 = {
+    module: token.module,
+    tokenLabel: token.label,
+    pin: { env: PIN_ENV },
+    callTimeoutMs: 5_000,
+    reconnectAttempts: 2,
+    reconnectDelayMs: 20,
+    sessions: 1,
+  };
 });
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
@@ -146,10 +188,13 @@ describe('signing keys over time', () => {
       expect(kidOf(after.token ?? '')).toBe(rotated.kid);
       expect(app.custody.status().kid).toBe(rotated.kid);
       const adopted = app.audit.entries(1, 100_000).filter((e) => e.kind === 'signing_key.adopted');
-      expect(adopted.map((e) => JSON.parse(e.record) as { kid: string; previous: string })).toEqual([expect.objectContaining({ kid: rotated.kid, previous: hsmKid })]);
+      expect(adopted.map((e) => JSON.parse(e.record) as { kid: string; previous: string })).toEqual([
+        expect.objectContaining({ kid: rotated.kid, previous: hsmKid }),
+      ]);
       // During the overlap both keys are published: the token signed just before still verifies.
       // (Checked at its issue time: the token lifetime here is only 5 s.)
-      const issuedAt = (JSON.parse(Buffer.from((before.token ?? '').split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat: number }).iat * 1000;
+      const issuedAt =
+        (JSON.parse(Buffer.from((before.token ?? '').split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat: number }).iat * 1000;
       expect(await toolServerAccepts(app, before.token ?? '', '251.00', issuedAt)).toBe(true);
 
       clock.advance(rotated.overlapMs + 1_000);
@@ -181,9 +226,14 @@ describe('signing keys over time', () => {
     const original = edit.prepare('SELECT not_after FROM signing_keys WHERE kid = ?').get(signedBy) as { not_after: number };
     edit.prepare('UPDATE signing_keys SET not_after = ? WHERE kid = ?').run(at - 1, signedBy);
     edit.close();
-    await expect(startCountersign({ dataDir, log: () => undefined, clock: clock.now })).rejects.toMatchObject({ code: 'audit_checkpoint_invalid', message: expect.stringContaining('in force only from') as unknown });
+    await expect(startCountersign({ dataDir, log: () => undefined, clock: clock.now })).rejects.toMatchObject({
+      code: 'audit_checkpoint_invalid',
+      message: expect.stringContaining('in force only from') as unknown,
+    });
     const restore = new Database(join(dataDir, 'countersign.db'));
-    restore.prepare("UPDATE signing_keys SET status = 'retiring', not_after = ?, retired_at = NULL WHERE kid = ?").run(original.not_after, signedBy);
+    restore
+      .prepare("UPDATE signing_keys SET status = 'retiring', not_after = ?, retired_at = NULL WHERE kid = ?")
+      .run(original.not_after, signedBy);
     restore.close();
 
     const log: string[] = [];
@@ -212,9 +262,16 @@ describe('a running server that cannot open the rotated key', () => {
       const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const jwk = { ...(publicKey.export({ format: 'jwk' }) as { kty: 'EC'; crv: 'P-256'; x: string; y: string }), alg: 'ES256' as const };
       const publicJwk = { ...jwk, kid: jwkThumbprint(jwk), use: 'sig' as const };
-      app.signingKeys.activate({ domain: 'production', custody: 'pkcs11', publicJwk, tokenLabel: 'elsewhere', keyLabel: 'k', keyId: '01' }, Date.now(), 0);
+      app.signingKeys.activate(
+        { domain: 'production', custody: 'pkcs11', publicJwk, tokenLabel: 'elsewhere', keyLabel: 'k', keyId: '01' },
+        Date.now(),
+        0,
+      );
       const tokensBefore = (app.db.prepare('SELECT COUNT(*) AS n FROM tokens').get() as { n: number }).n;
-      const refused = await submitTransfer(app, '261.00').then(() => undefined, (e: unknown) => e);
+      const refused = await submitTransfer(app, '261.00').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(refused).toMatchObject({ code: 'signing_key_unpublished' });
       expect((app.db.prepare('SELECT COUNT(*) AS n FROM tokens').get() as { n: number }).n).toBe(tokensBefore);
       expect((await fetchJwks(app)).keys.map((k) => k.kid)).toEqual([publicJwk.kid]);
@@ -239,6 +296,9 @@ describe('a pinned key row edited in the database', () => {
     const db = new Database(join(dataDir, 'countersign.db'));
     expect(db.prepare('UPDATE signing_keys SET public_jwk = ? WHERE kid = ?').run(JSON.stringify(swapped), kid).changes).toBe(1);
     db.close();
-    await expect(startCountersign({ dataDir, log: () => undefined })).rejects.toMatchObject({ code: 'hsm_key_mismatch', message: expect.stringContaining('does not match its stored public key') as unknown });
+    await expect(startCountersign({ dataDir, log: () => undefined })).rejects.toMatchObject({
+      code: 'hsm_key_mismatch',
+      message: expect.stringContaining('does not match its stored public key') as unknown,
+    });
   }, 60_000);
 });

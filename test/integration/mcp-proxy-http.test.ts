@@ -30,8 +30,14 @@ const textOf = (result: CallToolResult): string => result.content.map((c) => (c.
 
 async function startProxy(mapping = everythingMap()): Promise<McpProxy> {
   const started = await McpProxy.start({
-    agentId: PROXY_AGENT, key: m.key, countersignUrl: m.h.app.url, mapping, domain: 'test', holdPollMs: 200,
-    stateFile: `${m.dir}/http-state-${++caseNo}.json`, downstream: { command: 'node', args: [EVERYTHING_SERVER, 'stdio'] },
+    agentId: PROXY_AGENT,
+    key: m.key,
+    countersignUrl: m.h.app.url,
+    mapping,
+    domain: 'test',
+    holdPollMs: 200,
+    stateFile: `${m.dir}/http-state-${++caseNo}.json`,
+    downstream: { command: 'node', args: [EVERYTHING_SERVER, 'stdio'] },
   });
   closers.push(() => started.close());
   return started;
@@ -47,20 +53,30 @@ async function httpHost(url: string, options: ConstructorParameters<typeof Clien
 /** One raw HTTP POST (node:http, so the Host header is exactly what the test says). */
 function rawPost(url: string, headers: Record<string, string>, body: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => {
-        text += chunk.toString('utf8');
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
+    const req = httpRequest(
+      url,
+      { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => {
+          text += chunk.toString('utf8');
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
-const initialize = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
-const echoCall = (message: string) => JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { message } } });
+const initialize = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+});
+const echoCall = (message: string) =>
+  JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { message } } });
 
 beforeAll(async () => {
   m = await startMcpHarness();
@@ -74,7 +90,7 @@ afterAll(async () => {
 });
 
 describe('mcp-proxy serving hosts over Streamable HTTP', () => {
-  it('binds loopback by default and serves the SDK\'s real HTTP client on the 2025 handshake: tools listed and an allowed call forwarded', async () => {
+  it("binds loopback by default and serves the SDK's real HTTP client on the 2025 handshake: tools listed and an allowed call forwarded", async () => {
     expect(listener.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
     const client = await httpHost(listener.url);
     expect(client.getNegotiatedProtocolVersion()).toMatch(/^2025-/);
@@ -94,7 +110,10 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
   });
 
   it('refuses a request whose Host header is not a loopback name (DNS rebinding), and the call is never made', async () => {
-    const decisions = async () => { const { json } = await m.api('/api/ui/decisions?limit=500'); return (Array.isArray(json) ? json : (json.decisions as unknown[])).length; };
+    const decisions = async () => {
+      const { json } = await m.api('/api/ui/decisions?limit=500');
+      return (Array.isArray(json) ? json : (json.decisions as unknown[])).length;
+    };
     const before = await decisions();
     const refused = await rawPost(listener.url, { host: `attacker.example:${listener.port}` }, initialize);
     expect(refused.status).toBe(403);
@@ -117,7 +136,11 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
     const declared = await rawPost(listener.url, { 'content-length': String(Buffer.byteLength(big)) }, big);
     expect(declared.status).toBe(413);
     // The frame_too_large record's JSON-RPC number, not a literal -32600.
-    expect(JSON.parse(declared.text)).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32005, data: { code: 'frame_too_large' } } });
+    expect(JSON.parse(declared.text)).toMatchObject({
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: -32005, data: { code: 'frame_too_large' } },
+    });
     const chunked = await rawPost(listener.url, { 'transfer-encoding': 'chunked' }, big);
     expect(chunked.status).toBe(413);
     // The listener still serves afterwards.
@@ -130,9 +153,24 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
     expect(other.status).toBe(404);
   });
 
-  it('`countersign mcp-proxy --listen` serves the SDK\'s HTTP client from the CLI, and refuses a malformed address before starting anything', async () => {
-    const base = [CLI, 'mcp-proxy', '--agent', m.keyFile, '--countersign', m.h.app.url, '--domain', 'test', '--state', `${m.dir}/cli-listen-state.json`, '--map', MAPS.everything];
-    const child = spawn(TSX, [...base, '--listen', '127.0.0.1:0', '--', 'node', EVERYTHING_SERVER, 'stdio'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  it("`countersign mcp-proxy --listen` serves the SDK's HTTP client from the CLI, and refuses a malformed address before starting anything", async () => {
+    const base = [
+      CLI,
+      'mcp-proxy',
+      '--agent',
+      m.keyFile,
+      '--countersign',
+      m.h.app.url,
+      '--domain',
+      'test',
+      '--state',
+      `${m.dir}/cli-listen-state.json`,
+      '--map',
+      MAPS.everything,
+    ];
+    const child = spawn(TSX, [...base, '--listen', '127.0.0.1:0', '--', 'node', EVERYTHING_SERVER, 'stdio'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     closers.push(() => Promise.resolve(child.kill('SIGTERM')));
     let stderr = '';
     const url = await new Promise<string>((resolve, reject) => {
@@ -145,9 +183,13 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
     });
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
     const client = await httpHost(url);
-    expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'from the cli listener' } }))).toContain('from the cli listener');
+    expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'from the cli listener' } }))).toContain(
+      'from the cli listener',
+    );
 
-    const bad = spawn(TSX, [...base, '--listen', 'localhost:99999', '--', 'node', EVERYTHING_SERVER, 'stdio'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const bad = spawn(TSX, [...base, '--listen', 'localhost:99999', '--', 'node', EVERYTHING_SERVER, 'stdio'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let badErr = '';
     bad.stderr.on('data', (chunk: Buffer) => {
       badErr += chunk.toString('utf8');
@@ -182,7 +224,7 @@ describe('mcp-proxy passing resources, prompts and completions through', () => {
     return client;
   }
 
-  it('lists and reads the everything server\'s resources and gets its prompts exactly as a direct client does', async () => {
+  it("lists and reads the everything server's resources and gets its prompts exactly as a direct client does", async () => {
     const [through, plain] = await Promise.all([httpHost(listener.url), direct()]);
     const listed = await through.listResources();
     expect(listed.resources.length).toBeGreaterThan(0);
@@ -201,7 +243,11 @@ describe('mcp-proxy passing resources, prompts and completions through', () => {
   });
 
   it('hides resources and prompts when the mapping says refuse', async () => {
-    const mapping = parseMapping({ ...parseStrictJson(readFileSync(MAPS.everything, 'utf8')) as object, resources: 'refuse', prompts: 'refuse' });
+    const mapping = parseMapping({
+      ...(parseStrictJson(readFileSync(MAPS.everything, 'utf8')) as object),
+      resources: 'refuse',
+      prompts: 'refuse',
+    });
     const client = await linked(await startProxy(mapping));
     expect((await client.listResources()).resources).toEqual([]);
     expect((await client.listPrompts()).prompts).toEqual([]);
@@ -217,8 +263,13 @@ describe('mcp-proxy passing resources, prompts and completions through', () => {
 });
 
 describe('mcp-proxy holds on the 2026-07-28 revision', () => {
-  const modernHost = async (onDesk: (params: { url?: string; message: string }) => Promise<{ action: 'accept' | 'decline' | 'cancel' }>) => {
-    const client = await httpHost(listener.url, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } } });
+  const modernHost = async (
+    onDesk: (params: { url?: string; message: string }) => Promise<{ action: 'accept' | 'decline' | 'cancel' }>,
+  ) => {
+    const client = await httpHost(listener.url, {
+      versionNegotiation: { mode: { pin: '2026-07-28' } },
+      capabilities: { elicitation: { url: {} } },
+    });
     client.setRequestHandler('elicitation/create', async (request) => onDesk(request.params as { url?: string; message: string }));
     return client;
   };
@@ -257,9 +308,13 @@ describe('mcp-proxy holds on the 2026-07-28 revision', () => {
     // The same call from a 2025 host: progress, not an elicitation, and no second request.
     const legacy = await httpHost(listener.url);
     const progress: string[] = [];
-    const retried = legacy.callTool({ name: 'get-env', arguments: args }, { onprogress: (p) => progress.push(p.message ?? ''), resetTimeoutOnProgress: true });
+    const retried = legacy.callTool(
+      { name: 'get-env', arguments: args },
+      { onprogress: (p) => progress.push(p.message ?? ''), resetTimeoutOnProgress: true },
+    );
     const deadline = Date.now() + 30_000;
-    while (!progress.some((p) => p.includes(outcome.requestId)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    while (!progress.some((p) => p.includes(outcome.requestId)) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50));
     expect((await heldGetEnv()).map((p) => p.requestId)).toEqual([outcome.requestId]);
     await m.approve(outcome.requestId, 'alice');
     expect(textOf(await retried)).toContain('PATH');
@@ -267,18 +322,31 @@ describe('mcp-proxy holds on the 2026-07-28 revision', () => {
 
   it('refuses a retry that carries the sealed state of a different call, and a forged state', async () => {
     const client = await modernHost(() => Promise.resolve({ action: 'accept' }));
-    const first = await client.callTool({ name: 'get-env', arguments: { note: 'first' } }, { allowInputRequired: true }) as unknown as { resultType?: string; requestState?: string };
+    const first = (await client.callTool({ name: 'get-env', arguments: { note: 'first' } }, { allowInputRequired: true })) as unknown as {
+      resultType?: string;
+      requestState?: string;
+    };
     expect(first.resultType).toBe('input_required');
     expect(typeof first.requestState).toBe('string');
-    const moved = await client.callTool({
-      name: 'get-env', arguments: { note: 'second' }, requestState: first.requestState, inputResponses: { 'countersign-desk': { action: 'accept' } },
-    } as Parameters<Client['callTool']>[0], { allowInputRequired: true });
+    const moved = await client.callTool(
+      {
+        name: 'get-env',
+        arguments: { note: 'second' },
+        requestState: first.requestState,
+        inputResponses: { 'countersign-desk': { action: 'accept' } },
+      } as Parameters<Client['callTool']>[0],
+      { allowInputRequired: true },
+    );
     expect(moved.isError).toBe(true);
     expect((moved._meta?.['dev.countersign/outcome'] as { code: string }).code).toBe('invalid_params');
     expect(textOf(moved)).toMatch(/different call/);
     const forged = `${(first.requestState ?? '').slice(0, -4)}AAAA`;
-    await expect(client.callTool({ name: 'get-env', arguments: { note: 'first' }, requestState: forged, inputResponses: {} } as Parameters<Client['callTool']>[0], { allowInputRequired: true }))
-      .rejects.toThrow(/Invalid or expired requestState/);
+    await expect(
+      client.callTool(
+        { name: 'get-env', arguments: { note: 'first' }, requestState: forged, inputResponses: {} } as Parameters<Client['callTool']>[0],
+        { allowInputRequired: true },
+      ),
+    ).rejects.toThrow(/Invalid or expired requestState/);
     for (const held of await heldGetEnv()) await m.approve(held.requestId, 'alice', 'deny');
   });
 });

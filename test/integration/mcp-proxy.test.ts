@@ -21,8 +21,16 @@ import { mapCall, parseMapping } from '../../main/mcp/mapping.js';
 import { APPROVAL_META_KEY, McpProxy, OUTCOME_META_KEY } from '../../main/mcp/proxy.js';
 import { nodeWebSocket } from '../helpers/harness.js';
 import {
-  EVERYTHING_SERVER, FILESYSTEM_SERVER, MAPS, PAYMENTS_SERVER, PROXY_AGENT,
-  startHost, startInProcessHost, startMcpHarness, type Host, type McpHarness,
+  EVERYTHING_SERVER,
+  FILESYSTEM_SERVER,
+  MAPS,
+  PAYMENTS_SERVER,
+  PROXY_AGENT,
+  startHost,
+  startInProcessHost,
+  startMcpHarness,
+  type Host,
+  type McpHarness,
 } from '../helpers/mcp-harness.js';
 
 let m: McpHarness;
@@ -78,7 +86,7 @@ async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, w
 const fsServer = (dir: string) => ['node', FILESYSTEM_SERVER, dir];
 
 describe('mcp-proxy in front of the reference filesystem server', () => {
-  it('lists the server\'s tools unchanged: names, descriptions, schemas and annotations', async () => {
+  it("lists the server's tools unchanged: names, descriptions, schemas and annotations", async () => {
     const { dir, stateFile } = caseDir();
     const proxied = await cliHost({ map: MAPS.filesystem, server: fsServer(dir), stateFile });
     const direct = new Client({ name: 'direct', version: '1.0.0' });
@@ -87,13 +95,16 @@ describe('mcp-proxy in front of the reference filesystem server', () => {
       const [viaProxy, straight] = [await proxied.client.listTools(undefined, { timeout: 120_000 }), await direct.listTools()];
       expect(viaProxy.tools.length).toBeGreaterThan(5);
       expect(viaProxy.tools).toEqual(straight.tools);
-      expect(viaProxy.tools.find((t) => t.name === 'write_file')?.annotations).toMatchObject({ destructiveHint: true, readOnlyHint: false });
+      expect(viaProxy.tools.find((t) => t.name === 'write_file')?.annotations).toMatchObject({
+        destructiveHint: true,
+        readOnlyHint: false,
+      });
     } finally {
       await direct.close();
     }
   });
 
-  it('forwards an allowed call and returns the server\'s own result', async () => {
+  it("forwards an allowed call and returns the server's own result", async () => {
     const { dir, stateFile } = caseDir();
     writeFileSync(join(dir, 'notes.txt'), 'the quarterly numbers are in\n');
     const proxied = await host({ map: MAPS.filesystem, server: fsServer(dir), stateFile });
@@ -132,11 +143,17 @@ describe('mcp-proxy in front of the reference filesystem server', () => {
     const proxied = await host({ map: MAPS.filesystem, server: fsServer(dir), stateFile });
     const target = join(dir, 'plan.md');
     const progress: string[] = [];
-    const call = proxied.client.callTool({ name: 'write_file', arguments: { path: target, content: '# Plan\n' } }, {
-      onprogress: (p) => progress.push(p.message ?? ''),
-      resetTimeoutOnProgress: true,
-    });
-    const held = await waitFor(async () => (await m.pending()).find((p) => p.tool === 'fs.write' && p.params.path === target), 'the held write');
+    const call = proxied.client.callTool(
+      { name: 'write_file', arguments: { path: target, content: '# Plan\n' } },
+      {
+        onprogress: (p) => progress.push(p.message ?? ''),
+        resetTimeoutOnProgress: true,
+      },
+    );
+    const held = await waitFor(
+      async () => (await m.pending()).find((p) => p.tool === 'fs.write' && p.params.path === target),
+      'the held write',
+    );
     // The approvers see the exact MCP arguments they are approving.
     expect(JSON.parse(held.params.arguments as string)).toEqual({ path: target, content: '# Plan\n' });
     await waitFor(() => progress.find((p) => p.startsWith('waiting for 2 approvers: 0 of 2')), 'the first progress notification');
@@ -169,9 +186,18 @@ describe('mcp-proxy in front of the reference filesystem server', () => {
     writeFileSync(join(dir, 'a.txt'), 'fresh');
     const args = { path: join(dir, 'a.txt') };
     // The record a previous proxy would have left, for a request of another data directory.
-    const call = mapCall(parseMapping(JSON.parse(readFileSync(MAPS.filesystem, 'utf8'))), 'read_text_file', args, { readOnlyHint: true, openWorldHint: false });
+    const call = mapCall(parseMapping(JSON.parse(readFileSync(MAPS.filesystem, 'utf8'))), 'read_text_file', args, {
+      readOnlyHint: true,
+      openWorldHint: false,
+    });
     const key = `${PROXY_AGENT}:${await computeCallDigest(call.tool, call.params)}`;
-    writeFileSync(stateFile, JSON.stringify({ version: 1, entries: [{ key, requestId: 'req_from_elsewhere', state: 'held', createdAt: Date.now(), updatedAt: Date.now() }] }));
+    writeFileSync(
+      stateFile,
+      JSON.stringify({
+        version: 1,
+        entries: [{ key, requestId: 'req_from_elsewhere', state: 'held', createdAt: Date.now(), updatedAt: Date.now() }],
+      }),
+    );
     const proxied = await host({ map: MAPS.filesystem, server: fsServer(dir), stateFile });
     const result = await proxied.client.callTool({ name: 'read_text_file', arguments: args });
     expect(textOf(result)).toContain('fresh');
@@ -196,7 +222,12 @@ describe('mcp-proxy in front of the reference filesystem server', () => {
 describe('mcp-proxy in front of the reference "everything" server', () => {
   it('passes large arguments through, and refuses arguments over its limit before asking anyone', async () => {
     const { stateFile } = caseDir();
-    const proxied = await host({ map: MAPS.everything, server: ['node', EVERYTHING_SERVER, 'stdio'], stateFile, maxArgumentBytes: 2_000_000 });
+    const proxied = await host({
+      map: MAPS.everything,
+      server: ['node', EVERYTHING_SERVER, 'stdio'],
+      stateFile,
+      maxArgumentBytes: 2_000_000,
+    });
     const message = 'x'.repeat(600_000);
     const echoed = await proxied.client.callTool({ name: 'echo', arguments: { message } });
     expect(echoed.isError ?? false).toBe(false);
@@ -209,8 +240,11 @@ describe('mcp-proxy in front of the reference "everything" server', () => {
   it('answers with a tool error when the server crashes mid-call, and keeps answering afterwards', async () => {
     const { stateFile } = caseDir();
     const proxied = await host({ map: MAPS.everything, server: ['node', EVERYTHING_SERVER, 'stdio'], stateFile });
-    const call = proxied.client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 30, steps: 30 } }, { timeout: 60_000 });
-    const server = await waitFor(() => (proxied.proxy?.downstreamPid ?? undefined), 'the everything server process');
+    const call = proxied.client.callTool(
+      { name: 'trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
+      { timeout: 60_000 },
+    );
+    const server = await waitFor(() => proxied.proxy?.downstreamPid ?? undefined, 'the everything server process');
     // Let the call reach the server (its answer is the same if it had not yet).
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     process.kill(server, 'SIGKILL');
@@ -233,7 +267,10 @@ describe('mcp-proxy in front of a Streamable HTTP server', () => {
         probe.close(() => resolve(address.port));
       });
     });
-    const child = spawn('node', [EVERYTHING_SERVER, 'streamableHttp'], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('node', [EVERYTHING_SERVER, 'streamableHttp'], {
+      env: { ...process.env, PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     try {
       let log = '';
       child.stderr.on('data', (chunk: Buffer) => {
@@ -241,7 +278,15 @@ describe('mcp-proxy in front of a Streamable HTTP server', () => {
       });
       await waitFor(() => (log.includes('listening on port') ? true : undefined), 'the HTTP server to listen');
       const mapping = parseMapping(JSON.parse(readFileSync(MAPS.everything, 'utf8')));
-      const proxy = await McpProxy.start({ agentId: PROXY_AGENT, key: m.key, countersignUrl: m.h.app.url, mapping, domain: 'test', stateFile, downstream: { url: `http://127.0.0.1:${port}/mcp` } });
+      const proxy = await McpProxy.start({
+        agentId: PROXY_AGENT,
+        key: m.key,
+        countersignUrl: m.h.app.url,
+        mapping,
+        domain: 'test',
+        stateFile,
+        downstream: { url: `http://127.0.0.1:${port}/mcp` },
+      });
       const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
       await proxy.createServer().connect(proxySide);
       const client = new Client({ name: 'test-host', version: '1.0.0' });
@@ -253,7 +298,10 @@ describe('mcp-proxy in front of a Streamable HTTP server', () => {
         // get-env is not in the mapping, and this mapping holds unmapped tools for a person.
         const progress: string[] = [];
         const held = client.callTool({ name: 'get-env', arguments: {} }, { onprogress: (p) => progress.push(p.message ?? '') });
-        const request = await waitFor(async () => (await m.pending()).find((p) => p.tool === 'mcp.unmapped' && p.params.tool === 'get-env'), 'the held unmapped call');
+        const request = await waitFor(
+          async () => (await m.pending()).find((p) => p.tool === 'mcp.unmapped' && p.params.tool === 'get-env'),
+          'the held unmapped call',
+        );
         await waitFor(() => progress.find((p) => p.startsWith('waiting for 1 approver')), 'hold progress');
         await m.approve(request.requestId, 'alice');
         const result = await held;
@@ -270,8 +318,19 @@ describe('mcp-proxy in front of a Streamable HTTP server', () => {
 
   it('refuses a tool whose treatment is approval when policy allowed it without anyone', async () => {
     const { stateFile } = caseDir();
-    const mapping = parseMapping({ ...JSON.parse(readFileSync(MAPS.everything, 'utf8')) as object, tools: { echo: { tool: 'demo.echo', treatment: 'approval' } } });
-    const proxy = await McpProxy.start({ agentId: PROXY_AGENT, key: m.key, countersignUrl: m.h.app.url, mapping, domain: 'test', stateFile, downstream: { command: 'node', args: [EVERYTHING_SERVER, 'stdio'] } });
+    const mapping = parseMapping({
+      ...(JSON.parse(readFileSync(MAPS.everything, 'utf8')) as object),
+      tools: { echo: { tool: 'demo.echo', treatment: 'approval' } },
+    });
+    const proxy = await McpProxy.start({
+      agentId: PROXY_AGENT,
+      key: m.key,
+      countersignUrl: m.h.app.url,
+      mapping,
+      domain: 'test',
+      stateFile,
+      downstream: { command: 'node', args: [EVERYTHING_SERVER, 'stdio'] },
+    });
     const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
     await proxy.createServer().connect(proxySide);
     const client = new Client({ name: 'test-host', version: '1.0.0' });
@@ -289,8 +348,16 @@ describe('mcp-proxy in front of a Streamable HTTP server', () => {
 
 describe('mcp-proxy with the example payments server (token checked on the server side)', () => {
   const ledgerOf = (dir: string) => join(dir, 'ledger.jsonl');
-  const paymentsServer = (dir: string) => ({ server: ['node', '--import', 'tsx', PAYMENTS_SERVER], env: { COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${m.h.app.port}/.well-known/jwks.json`, COUNTERSIGN_DOMAIN: 'test', PAYMENTS_LEDGER: ledgerOf(dir) } });
-  const ledgerLines = (dir: string) => (existsSync(ledgerOf(dir)) ? readFileSync(ledgerOf(dir), 'utf8').trim().split('\n').filter(Boolean) : []);
+  const paymentsServer = (dir: string) => ({
+    server: ['node', '--import', 'tsx', PAYMENTS_SERVER],
+    env: {
+      COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${m.h.app.port}/.well-known/jwks.json`,
+      COUNTERSIGN_DOMAIN: 'test',
+      PAYMENTS_LEDGER: ledgerOf(dir),
+    },
+  });
+  const ledgerLines = (dir: string) =>
+    existsSync(ledgerOf(dir)) ? readFileSync(ledgerOf(dir), 'utf8').trim().split('\n').filter(Boolean) : [];
 
   it('a small payment runs at once; the server verified the token carried in _meta', async () => {
     const { dir, stateFile } = caseDir();
@@ -304,18 +371,29 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     const { dir, stateFile } = caseDir();
     const args = { amount: '250.00', payee: 'Initech LLC' };
     const first = await cliHost({ map: MAPS.payments, stateFile, ...paymentsServer(dir) });
-    const abandoned = (first.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 })).catch((error: unknown) => error);
-    const held = await waitFor(async () => (await m.pending()).find((p) => p.tool === 'payments.pay' && p.params.payee === 'Initech LLC'), 'the held payment');
+    const abandoned = first.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 }).catch((error: unknown) => error);
+    const held = await waitFor(
+      async () => (await m.pending()).find((p) => p.tool === 'payments.pay' && p.params.payee === 'Initech LLC'),
+      'the held payment',
+    );
     await first.close(); // the host goes away: the proxy and its server stop
     await abandoned;
 
     const second = await cliHost({ map: MAPS.payments, stateFile, ...paymentsServer(dir) });
     const progress: string[] = [];
-    const retried = second.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? '') });
+    const retried = second.client.callTool(
+      { name: 'pay', arguments: args },
+      { timeout: 120_000, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? '') },
+    );
     // The retried call is waiting on the first call's request, not on a new one.
-    const waiting = await waitFor(() => progress.find((p) => p.startsWith('waiting for 1 approver: 0 of 1')), 'the retried call to be held');
+    const waiting = await waitFor(
+      () => progress.find((p) => p.startsWith('waiting for 1 approver: 0 of 1')),
+      'the retried call to be held',
+    );
     expect(waiting).toContain(held.requestId);
-    expect((await m.pending()).filter((p) => p.tool === 'payments.pay' && p.params.payee === 'Initech LLC').map((p) => p.requestId)).toEqual([held.requestId]);
+    expect(
+      (await m.pending()).filter((p) => p.tool === 'payments.pay' && p.params.payee === 'Initech LLC').map((p) => p.requestId),
+    ).toEqual([held.requestId]);
     expect(await m.approve(held.requestId, 'carol')).toMatchObject({ state: 'approved' });
     const result = await retried;
     expect(textOf(result)).toContain(`approved by Countersign request ${held.requestId}`);
@@ -345,9 +423,20 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     const { dir } = caseDir();
     // A valid token for a 50.00 payment, obtained the way the proxy obtains it.
     const mapping = parseMapping(JSON.parse(readFileSync(MAPS.payments, 'utf8')));
-    const approved = mapCall(mapping, 'pay', { amount: '50.00', payee: 'Acme Ltd' }, { destructiveHint: true, readOnlyHint: false, idempotentHint: false, openWorldHint: true });
+    const approved = mapCall(
+      mapping,
+      'pay',
+      { amount: '50.00', payee: 'Acme Ltd' },
+      { destructiveHint: true, readOnlyHint: false, idempotentHint: false, openWorldHint: true },
+    );
     const agent = new AgentClient({ url: m.h.app.url, agentId: PROXY_AGENT, key: m.key, webSocket: nodeWebSocket, reconnect: false });
-    const decision = await agent.submit({ tool: approved.tool, params: approved.params, dataClass: approved.dataClass, jurisdiction: approved.jurisdiction, provenance: ['user'] });
+    const decision = await agent.submit({
+      tool: approved.tool,
+      params: approved.params,
+      dataClass: approved.dataClass,
+      jurisdiction: approved.jurisdiction,
+      provenance: ['user'],
+    });
     agent.close();
     expect(decision).toMatchObject({ decision: 'allow' });
     const meta = { [APPROVAL_META_KEY]: { token: decision.token, call: { tool: approved.tool, params: approved.params } } };
@@ -355,7 +444,14 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     // Straight to the server, as a tampering intermediary would: same token, 5,000.00 instead.
     const { server, env } = paymentsServer(dir);
     const direct = new Client({ name: 'tamperer', version: '1.0.0' });
-    await direct.connect(new StdioClientTransport({ command: server[0] ?? 'node', args: server.slice(1), env: { PATH: process.env.PATH ?? '', ...env }, stderr: 'pipe' }));
+    await direct.connect(
+      new StdioClientTransport({
+        command: server[0] ?? 'node',
+        args: server.slice(1),
+        env: { PATH: process.env.PATH ?? '', ...env },
+        stderr: 'pipe',
+      }),
+    );
     try {
       const changed = await direct.callTool({ name: 'pay', arguments: { amount: '5000.00', payee: 'Acme Ltd' }, _meta: meta });
       expect(changed.isError).toBe(true);

@@ -10,7 +10,12 @@ import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
-import { ApprovalService, type ApprovalOutcome, type ApprovalPolicyHook, type ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
+import {
+  ApprovalService,
+  type ApprovalOutcome,
+  type ApprovalPolicyHook,
+  type ApprovalVerdict,
+} from '../../main/core/approvals/approval-service.js';
 import { tokenMinter, type ApprovedMinter } from '../../main/core/tokens/token-minter.js';
 import { MAX_GROUP_FOLLOWERS, approvalAssertionSchema } from '../../shared/approvals.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
@@ -39,34 +44,67 @@ async function world(): Promise<World> {
   const otherKey = await h.enroll('treasury-bot');
   const other = h.client('treasury-bot', otherKey);
   const w: World = { h, callers, other, authenticators: [] };
-  for (const [id, groups] of [['alice', ['finance-approvers']], ['bob', ['finance-approvers']], ['carol', ['finance-approvers']]] as const) {
+  for (const [id, groups] of [
+    ['alice', ['finance-approvers']],
+    ['bob', ['finance-approvers']],
+    ['carol', ['finance-approvers']],
+  ] as const) {
     h.app.approvers.addApprover({ id, displayName: `${id[0]!.toUpperCase()}${id.slice(1)} Example`, groups: [...groups], virtual: true });
     const options = await h.app.approvers.beginRegistration(id, h.app.approvers.issueRegistrationCode(id, 'test-admin').code);
     const authenticator = new VirtualAuthenticator();
     w.authenticators.push(authenticator);
-    await h.app.approvers.finishRegistration(id, authenticator.createCredential({
-      rpId: RP_ID, origin: h.app.approvers.origins[0]!, challenge: options.challenge, user: options.user, userVerification: 'required', excludeCredentials: [],
-    }));
+    await h.app.approvers.finishRegistration(
+      id,
+      authenticator.createCredential({
+        rpId: RP_ID,
+        origin: h.app.approvers.origins[0]!,
+        challenge: options.challenge,
+        user: options.user,
+        userVerification: 'required',
+        excludeCredentials: [],
+      }),
+    );
   }
   return w;
 }
 
-async function decide(w: World, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve', reason?: string, service = w.h.app.approvals): Promise<ApprovalOutcome> {
+async function decide(
+  w: World,
+  requestId: string,
+  approverId: string,
+  verdict: ApprovalVerdict = 'approve',
+  reason?: string,
+  service = w.h.app.approvals,
+): Promise<ApprovalOutcome> {
   const started = await service.startCeremony({ requestId, approverId, verdict });
   const allow = (started.options.allowCredentials ?? []).map((c) => c.id);
   const authenticator = w.authenticators.find((a) => a.hasCredential(allow[0]!))!;
   const response = authenticator.getAssertion({
-    rpId: RP_ID, origin: w.h.app.approvers.origins[0]!, challenge: started.options.challenge, allowCredentials: allow, userVerification: 'required',
+    rpId: RP_ID,
+    origin: w.h.app.approvers.origins[0]!,
+    challenge: started.options.challenge,
+    allowCredentials: allow,
+    userVerification: 'required',
   });
   return service.submitCeremony({ requestId, approverId, response, verdict, ...(reason === undefined ? {} : { reason }) });
 }
 
 /** An approval service over the same core with one part replaced (to inject a fault the real part cannot produce). */
-function serviceWith(w: World, decided: DecisionResult[], extra: { minter?: ApprovedMinter; policy?: ApprovalPolicyHook }): ApprovalService {
+function serviceWith(
+  w: World,
+  decided: DecisionResult[],
+  extra: { minter?: ApprovedMinter; policy?: ApprovalPolicyHook },
+): ApprovalService {
   const { app } = w.h;
   return new ApprovalService({
-    db: app.db, audit: app.audit, directory: app.approvers, minter: extra.minter ?? tokenMinter(app.issuer), audienceOf: (tool) => app.policy.tool(tool)?.audience,
-    ceremonyTimeoutMs: 60_000, onDecided: (_agent, result) => decided.push(result), ...(extra.policy === undefined ? {} : { policy: extra.policy }),
+    db: app.db,
+    audit: app.audit,
+    directory: app.approvers,
+    minter: extra.minter ?? tokenMinter(app.issuer),
+    audienceOf: (tool) => app.policy.tool(tool)?.audience,
+    ceremonyTimeoutMs: 60_000,
+    onDecided: (_agent, result) => decided.push(result),
+    ...(extra.policy === undefined ? {} : { policy: extra.policy }),
   });
 }
 
@@ -78,15 +116,26 @@ async function holdFive(w: World, call = NORTHWIND): Promise<DecisionResult[]> {
 }
 
 const rows = (w: World, sql: string, ...args: unknown[]) => w.h.app.db.prepare(sql).all(...args) as Array<Record<string, unknown>>;
-const auditOf = (w: World, kind: string) => rows(w, 'SELECT record FROM audit_log WHERE kind = ? ORDER BY seq', kind).map((r) => JSON.parse(r.record as string) as Record<string, unknown>);
+const auditOf = (w: World, kind: string) =>
+  rows(w, 'SELECT record FROM audit_log WHERE kind = ? ORDER BY seq', kind).map(
+    (r) => JSON.parse(r.record as string) as Record<string, unknown>,
+  );
 
 async function verifyAsToolServer(w: World, token: string) {
   const keys = { keys: w.h.app.signingKeys.published('test', Date.now()) };
   const claims = await verifyApprovalToken(token, {
-    call: { tool: NORTHWIND.tool, params: NORTHWIND.params }, audience: 'payments-service', keys, jtiStore: new MemoryJtiStore(), domain: 'test',
+    call: { tool: NORTHWIND.tool, params: NORTHWIND.params },
+    audience: 'payments-service',
+    keys,
+    jtiStore: new MemoryJtiStore(),
+    domain: 'test',
   });
   const set = await verifyApprovals(claims.approvals, {
-    directory: w.h.app.approvers.published(), requestId: claims.decision.id, callSha256: claims.call_sha256, policyHash: claims.decision.policy_hash, allowVirtual: true,
+    directory: w.h.app.approvers.published(),
+    requestId: claims.decision.id,
+    callSha256: claims.call_sha256,
+    policyHash: claims.decision.policy_hash,
+    allowVirtual: true,
   });
   return { claims, set };
 }
@@ -118,12 +167,16 @@ describe('identical held calls', () => {
     const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${w.h.app.port}`, sessionSecret: w.h.app.uiSessionSecret });
     const ui = inProcessBridge(w.h.app.ui, w.h.app.bridgeEvents);
     for (const bridge of [http, ui]) {
-      expect((await bridge.listPendingApprovals()).pending.map((p) => [p.requestId, p.count, p.followers])).toEqual([[group!.requestId, 5, group!.followers]]);
+      expect((await bridge.listPendingApprovals()).pending.map((p) => [p.requestId, p.count, p.followers])).toEqual([
+        [group!.requestId, 5, group!.followers],
+      ]);
     }
     // The audit log records each follower's own held decision and the group it joined.
     const held5 = auditOf(w, 'decision.pending');
     expect(held5.map((e) => e.requestId).sort()).toEqual([...ids].sort());
-    expect(held5.filter((e) => e.mergedInto !== undefined).map((e) => (e.mergedInto as { requestId: string }).requestId)).toEqual(Array(4).fill(group!.requestId));
+    expect(held5.filter((e) => e.mergedInto !== undefined).map((e) => (e.mergedInto as { requestId: string }).requestId)).toEqual(
+      Array(4).fill(group!.requestId),
+    );
   });
 
   it('approved by the quorum: five tokens, each bound to its own request id, each verifying with the shared verifiers, every caller answered', async () => {
@@ -179,7 +232,11 @@ describe('identical held calls', () => {
       expect(result.token).toBeUndefined();
     }
     expect(rows(w, 'SELECT * FROM tokens')).toHaveLength(0);
-    expect(auditOf(w, 'decision.deny').map((e) => e.requestId).sort()).toEqual(held.map((r) => r.requestId).sort());
+    expect(
+      auditOf(w, 'decision.deny')
+        .map((e) => e.requestId)
+        .sort(),
+    ).toEqual(held.map((r) => r.requestId).sort());
   });
 
   it('let exactly one of two racing final approvals decide the group: five tokens, not ten', async () => {
@@ -192,7 +249,11 @@ describe('identical held calls', () => {
     for (const r of raced) {
       if (r.status === 'rejected') expect(['request_not_pending', 'approver_not_eligible']).toContain((r.reason as { code?: string }).code);
     }
-    expect(rows(w, 'SELECT request_id FROM tokens').map((r) => r.request_id).sort()).toEqual(held.map((r) => r.requestId).sort());
+    expect(
+      rows(w, 'SELECT request_id FROM tokens')
+        .map((r) => r.request_id)
+        .sort(),
+    ).toEqual(held.map((r) => r.requestId).sort());
     expect(auditOf(w, 'decision.approved')).toHaveLength(5);
   });
 
@@ -216,14 +277,20 @@ describe('identical held calls', () => {
     await w.other.submit(NORTHWIND);
     await w.callers[1]!.submit(NORTHWIND);
     const pending = w.h.app.approvals.listPending();
-    expect(pending.map((p) => [p.agentId, p.count])).toEqual([['finance-bot', 2], ['treasury-bot', 1]]);
+    expect(pending.map((p) => [p.agentId, p.count])).toEqual([
+      ['finance-bot', 2],
+      ['treasury-bot', 1],
+    ]);
   });
 
   it('start a new request for a call arriving once an approver began deciding, and the first group approval does not answer it', async () => {
     const first = await w.callers[0]!.submit(NORTHWIND);
     await decide(w, first.requestId, 'alice');
     const late = await w.callers[1]!.submit(NORTHWIND);
-    expect(w.h.app.approvals.listPending().map((p) => [p.requestId, p.count])).toEqual([[first.requestId, 1], [late.requestId, 1]]);
+    expect(w.h.app.approvals.listPending().map((p) => [p.requestId, p.count])).toEqual([
+      [first.requestId, 1],
+      [late.requestId, 1],
+    ]);
 
     const done = await decide(w, first.requestId, 'bob');
     expect(done.state).toBe('approved');
@@ -233,7 +300,9 @@ describe('identical held calls', () => {
     await expect(w.callers[1]!.getRequest(late.requestId)).resolves.toMatchObject({ state: 'pending' });
     // A call arriving after the group was decided is not part of it: it joins the open group of the late call.
     const after = await w.callers[2]!.submit(NORTHWIND);
-    expect(w.h.app.approvals.listPending().map((p) => [p.requestId, p.count, p.followers])).toEqual([[late.requestId, 2, [after.requestId]]]);
+    expect(w.h.app.approvals.listPending().map((p) => [p.requestId, p.count, p.followers])).toEqual([
+      [late.requestId, 2, [after.requestId]],
+    ]);
     expect(rows(w, 'SELECT request_id FROM tokens').map((r) => r.request_id)).toEqual([first.requestId]);
   });
 
@@ -241,15 +310,23 @@ describe('identical held calls', () => {
     const call = transferCall('5000.00', 'Northwind Traders');
     const held: DecisionResult[] = [];
     for (let i = 0; i < 8; i++) held.push(await w.callers[0]!.submit(call));
-    const scores = held.map((r) => JSON.parse((rows(w, 'SELECT risk FROM requests WHERE id = ?', r.requestId)[0]!.risk as string)) as { score: number });
+    const scores = held.map(
+      (r) => JSON.parse(rows(w, 'SELECT risk FROM requests WHERE id = ?', r.requestId)[0]!.risk as string) as { score: number },
+    );
     // The repeated-call factor raises the score; at 60 the policy asks for two approvers instead of one.
     const one = held.filter((r) => r.approval!.approvals === 1).map((r) => r.requestId);
     const two = held.filter((r) => r.approval!.approvals === 2).map((r) => r.requestId);
     expect(one.length).toBeGreaterThan(0);
     expect(two.length).toBeGreaterThan(0);
     const pending = w.h.app.approvals.listPending();
-    expect(pending.map((p) => [p.obligation.approvals, p.count])).toEqual([[1, one.length], [2, two.length]]);
-    for (const [p, members] of [[pending[0]!, one], [pending[1]!, two]] as const) {
+    expect(pending.map((p) => [p.obligation.approvals, p.count])).toEqual([
+      [1, one.length],
+      [2, two.length],
+    ]);
+    for (const [p, members] of [
+      [pending[0]!, one],
+      [pending[1]!, two],
+    ] as const) {
       expect([p.requestId, ...p.followers].sort()).toEqual([...members].sort());
       const memberScores = members.map((id) => scores[held.findIndex((r) => r.requestId === id)]!.score);
       expect(p.risk.score).toBe(Math.max(...memberScores));
@@ -278,7 +355,10 @@ describe('identical held calls', () => {
     const policyDir = tempDir('countersign-merge-policy-');
     cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true });
     const risk = JSON.parse(readFileSync(join(policyDir, 'risk.json'), 'utf8')) as Record<string, unknown>;
-    writeFileSync(join(policyDir, 'risk.json'), JSON.stringify({ ...risk, factors: { call_rate: { weight: 0 }, repeated_call: { weight: 0 }, call_depth: { weight: 0 } } }));
+    writeFileSync(
+      join(policyDir, 'risk.json'),
+      JSON.stringify({ ...risk, factors: { call_rate: { weight: 0 }, repeated_call: { weight: 0 }, call_depth: { weight: 0 } } }),
+    );
     const h = await startHarness({ config: { domain: 'test' }, policyDir });
     w = { ...w, h };
     const caller = h.client('finance-bot', await h.enroll('finance-bot'));
@@ -305,7 +385,9 @@ describe('identical held calls', () => {
       },
     };
     const decided: DecisionResult[] = [];
-    await expect(decide(w, primary, 'bob', 'approve', undefined, serviceWith(w, decided, { minter: failing }))).rejects.toMatchObject({ code: 'signer_failed' });
+    await expect(decide(w, primary, 'bob', 'approve', undefined, serviceWith(w, decided, { minter: failing }))).rejects.toMatchObject({
+      code: 'signer_failed',
+    });
     expect(rows(w, 'SELECT * FROM tokens')).toHaveLength(0);
     expect(rows(w, "SELECT * FROM requests WHERE state <> 'pending'")).toHaveLength(0);
     expect(rows(w, 'SELECT approver_id FROM approvals').map((r) => r.approver_id)).toEqual(['alice']);
@@ -314,14 +396,23 @@ describe('identical held calls', () => {
     // The same approver taps again with a working signer: every member is approved.
     const done = await decide(w, primary, 'bob');
     expect(done.state).toBe('approved');
-    expect(rows(w, 'SELECT request_id FROM tokens').map((r) => r.request_id).sort()).toEqual(held.map((r) => r.requestId).sort());
+    expect(
+      rows(w, 'SELECT request_id FROM tokens')
+        .map((r) => r.request_id)
+        .sort(),
+    ).toEqual(held.map((r) => r.requestId).sort());
   });
 
   it('deny every member when the current policy denies the call at completion', async () => {
     const held = await holdFive(w);
     const primary = w.h.app.approvals.listPending()[0]!.requestId;
     const denyNow: ApprovalPolicyHook = {
-      reevaluate: () => ({ outcome: 'deny', policyHash: 'sha256:new', reasons: ['the payee is now blocked'], determiningPolicies: ['guardrails:blocked-payee'] }),
+      reevaluate: () => ({
+        outcome: 'deny',
+        policyHash: 'sha256:new',
+        reasons: ['the payee is now blocked'],
+        determiningPolicies: ['guardrails:blocked-payee'],
+      }),
     };
     const decided: DecisionResult[] = [];
     const service = serviceWith(w, decided, { policy: denyNow });
@@ -329,7 +420,8 @@ describe('identical held calls', () => {
     const outcome = await decide(w, primary, 'bob', 'approve', undefined, service);
     expect(outcome).toMatchObject({ state: 'denied', reasons: ['the payee is now blocked'] });
     expect(decided.map((r) => r.requestId).sort()).toEqual(held.map((r) => r.requestId).sort());
-    for (const r of decided) expect(r).toMatchObject({ state: 'denied', policyHash: 'sha256:new', determiningPolicies: ['guardrails:blocked-payee'] });
+    for (const r of decided)
+      expect(r).toMatchObject({ state: 'denied', policyHash: 'sha256:new', determiningPolicies: ['guardrails:blocked-payee'] });
     expect(rows(w, "SELECT * FROM requests WHERE state = 'denied'")).toHaveLength(5);
     expect(rows(w, 'SELECT * FROM tokens')).toHaveLength(0);
   });
@@ -340,8 +432,14 @@ describe('identical held calls', () => {
     await decide(w, primary, 'alice');
     const done = await decide(w, primary, 'bob');
     const { claims } = await verifyAsToolServer(w, done.token!);
-    await expect(verifyApprovals(claims.approvals, {
-      directory: w.h.app.approvers.published(), requestId: 'req_not_in_the_group', callSha256: claims.call_sha256, policyHash: claims.decision.policy_hash, allowVirtual: true,
-    })).rejects.toMatchObject({ code: 'approval_invalid', details: { reason: 'request mismatch' } });
+    await expect(
+      verifyApprovals(claims.approvals, {
+        directory: w.h.app.approvers.published(),
+        requestId: 'req_not_in_the_group',
+        callSha256: claims.call_sha256,
+        policyHash: claims.decision.policy_hash,
+        allowVirtual: true,
+      }),
+    ).rejects.toMatchObject({ code: 'approval_invalid', details: { reason: 'request mismatch' } });
   });
 });

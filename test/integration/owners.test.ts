@@ -20,7 +20,9 @@ import { isCountersignError } from '../../shared/errors.js';
 const PRODUCTION_DEPLOY = {
   tool: 'deploy.production',
   params: { service: 'checkout', environment: 'production-eu', changeId: 'CHG-1042', diff: '- replicas: 4\n+ replicas: 6' },
-  dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'],
+  dataClass: 'source-code',
+  jurisdiction: 'US',
+  provenance: ['ci'],
 };
 
 /**
@@ -32,16 +34,27 @@ function packWithoutFreeze(): string {
   const dir = join(tempDir('countersign-owners-pack-'), 'policies');
   cpSync(DEMO_POLICY_DIR, dir, { recursive: true, dereference: true }); // the demo pack links the other packs' files
   const entities = join(dir, 'entities.json');
-  writeFileSync(entities, readFileSync(entities, 'utf8').replace('2026-12-18T00:00:00Z', '2000-01-01T00:00:00Z').replace('2027-01-04T00:00:00Z', '2000-01-02T00:00:00Z'));
+  writeFileSync(
+    entities,
+    readFileSync(entities, 'utf8')
+      .replace('2026-12-18T00:00:00Z', '2000-01-01T00:00:00Z')
+      .replace('2027-01-04T00:00:00Z', '2000-01-02T00:00:00Z'),
+  );
   const deploys = join(dir, 'production-deploys.cedar');
   const text = readFileSync(deploys, 'utf8');
   if (!text.includes('@id("production-two-person")')) throw new Error('the demo pack changed: no production-two-person permit');
-  writeFileSync(deploys, text.replace('@id("production-two-person")', '@id("production-two-person")\n@conflicted_approvers("pat@example.com")'));
+  writeFileSync(
+    deploys,
+    text.replace('@id("production-two-person")', '@id("production-two-person")\n@conflicted_approvers("pat@example.com")'),
+  );
   return dir;
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then((value) => ({ resolved: value }), (error: unknown) => error);
+  return promise.then(
+    (value) => ({ resolved: value }),
+    (error: unknown) => error,
+  );
 }
 
 describe('the owner of an agent is a person: conflicts compare persons, never strings', () => {
@@ -86,19 +99,28 @@ describe('the owner of an agent is a person: conflicts compare persons, never st
     // What the approvers' desk is told: who may not decide and why, as approver ids.
     const view = h.app.approvals.getPending(pending.requestId);
     expect(view.agentOwner).toBe('sam');
-    expect(view.excludedApprovers).toEqual(expect.arrayContaining([{ approverId: 'sam', reason: 'owner' }, { approverId: 'pat', reason: 'policy' }]));
+    expect(view.excludedApprovers).toEqual(
+      expect.arrayContaining([
+        { approverId: 'sam', reason: 'owner' },
+        { approverId: 'pat', reason: 'policy' },
+      ]),
+    );
     expect(view.ownerUnresolved).toBeUndefined();
 
     // Two other people are needed: one approval leaves the deploy pending, the second completes it.
     expect(await va.decide({ requestId: pending.requestId, approverId: 'sre-1', verdict: 'approve' })).toMatchObject({ state: 'pending' });
     expect(await va.decide({ requestId: pending.requestId, approverId: 'sre-2', verdict: 'approve' })).toMatchObject({ state: 'approved' });
-    const approved = h.app.audit.entries().find((e) => e.kind === 'decision.approved' && (JSON.parse(e.record) as { requestId?: string }).requestId === pending.requestId);
+    const approved = h.app.audit
+      .entries()
+      .find((e) => e.kind === 'decision.approved' && (JSON.parse(e.record) as { requestId?: string }).requestId === pending.requestId);
     expect((JSON.parse(approved?.record ?? '{}') as { approvers?: string[] }).approvers).toEqual(['sre-1', 'sre-2']);
   }, 60_000);
 
   it('refuses a second person whose id or alias is another spelling of an existing handle', () => {
     for (const id of ['SAM', 'sam@example.com', 'PAT@example.com']) {
-      expect(() => h.app.approvers.addApprover({ id, displayName: id, groups: [] })).toThrow(expect.objectContaining({ code: 'alias_conflict' }));
+      expect(() => h.app.approvers.addApprover({ id, displayName: id, groups: [] })).toThrow(
+        expect.objectContaining({ code: 'alias_conflict' }),
+      );
     }
     expect(() => h.app.approvers.addAlias('sre-1', 'SAM@EXAMPLE.COM')).toThrow(expect.objectContaining({ code: 'alias_conflict' }));
     expect(() => h.app.approvers.addAlias('sre-1', 'sre-2')).toThrow(expect.objectContaining({ code: 'alias_conflict' }));
@@ -147,8 +169,14 @@ describe('enrollment checks the owner and the scope', () => {
     expect(h.app.audit.entries().length).toBe(auditBefore);
 
     // The same scope with the typos fixed enrolls, the owner stored as the person's id.
-    expect(h.app.registry.enroll(await payload('scoped-bot'), { ...FINANCE_SCOPE, owner: 'DANA@example.com' })).toMatchObject({ owner: 'dana', ownerState: 'resolved' });
-    const enrolled = h.app.audit.entries().filter((e) => e.kind === 'agent.enrolled').map((e) => JSON.parse(e.record) as Record<string, unknown>);
+    expect(h.app.registry.enroll(await payload('scoped-bot'), { ...FINANCE_SCOPE, owner: 'DANA@example.com' })).toMatchObject({
+      owner: 'dana',
+      ownerState: 'resolved',
+    });
+    const enrolled = h.app.audit
+      .entries()
+      .filter((e) => e.kind === 'agent.enrolled')
+      .map((e) => JSON.parse(e.record) as Record<string, unknown>);
     expect(enrolled.at(-1)).toMatchObject({ agentId: 'scoped-bot', owner: 'dana', ownerEntered: 'DANA@example.com' });
   });
 
@@ -174,15 +202,19 @@ describe('free-text owners from before owners were people', () => {
       db.exec(MIGRATIONS[version]!);
       db.pragma(`user_version = ${version + 1}`);
     }
-    db.prepare("INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES ('sam', 'Sam', '[\"sre-approvers\"]', 0, 'active', 1)").run();
+    db.prepare(
+      "INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES ('sam', 'Sam', '[\"sre-approvers\"]', 0, 'active', 1)",
+    ).run();
     heldKey = await importAgentKey(await generateAgentKey('EdDSA'));
-    const agent = db.prepare(`INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at)
+    const agent =
+      db.prepare(`INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at)
       VALUES (?, ?, ?, 'finance-agents', '["payments.transfer"]', '["financial"]', '["US"]', 'active', 1)`);
     agent.run('by-id-bot', 'By id', ' SAM ');
     agent.run('by-email-bot', 'By email', 'sam@example.com');
     agent.run('nobody-bot', 'Nobody', 'someone');
-    db.prepare("INSERT INTO agent_keys (kid, agent_id, alg, public_jwk, status, created_at) VALUES (?, 'by-email-bot', ?, ?, 'active', 1)")
-      .run(heldKey.kid, heldKey.publicJwk.alg, JSON.stringify(heldKey.publicJwk));
+    db.prepare(
+      "INSERT INTO agent_keys (kid, agent_id, alg, public_jwk, status, created_at) VALUES (?, 'by-email-bot', ?, ?, 'active', 1)",
+    ).run(heldKey.kid, heldKey.publicJwk.alg, JSON.stringify(heldKey.publicJwk));
     db.close();
   }
 
@@ -196,20 +228,25 @@ describe('free-text owners from before owners were people', () => {
     const reports: unknown[] = [];
     const opened = openDataDir(dataDir, (report) => reports.push(report));
     try {
-      expect(reports).toEqual([{
-        at: expect.any(Number) as unknown,
-        resolved: [{ agentId: 'by-id-bot', entered: ' SAM ', person: 'sam', via: 'id' }],
-        held: [
-          { agentId: 'by-email-bot', entered: 'sam@example.com', reason: expect.stringContaining('"sam@example.com"') as unknown },
-          { agentId: 'nobody-bot', entered: 'someone', reason: expect.stringContaining('"someone"') as unknown },
-        ],
-      }]);
+      expect(reports).toEqual([
+        {
+          at: expect.any(Number) as unknown,
+          resolved: [{ agentId: 'by-id-bot', entered: ' SAM ', person: 'sam', via: 'id' }],
+          held: [
+            { agentId: 'by-email-bot', entered: 'sam@example.com', reason: expect.stringContaining('"sam@example.com"') as unknown },
+            { agentId: 'nobody-bot', entered: 'someone', reason: expect.stringContaining('"someone"') as unknown },
+          ],
+        },
+      ]);
       expect(opened.registry.getAgent('by-id-bot')).toMatchObject({ owner: 'sam', ownerState: 'resolved' });
       expect(opened.registry.getAgent('by-email-bot')).toMatchObject({ owner: 'sam@example.com', ownerState: 'held_for_review' });
       const migrated = opened.audit.entries().filter((e) => e.kind === 'agent.owners_migrated');
       expect(migrated).toHaveLength(1);
       expect(JSON.parse(migrated[0]!.record)).toMatchObject({ held: [{ agentId: 'by-email-bot' }, { agentId: 'nobody-bot' }] });
-      expect(opened.registry.ownerReport()).toMatchObject({ migration: reports[0], heldNow: [{ agentId: 'by-email-bot' }, { agentId: 'nobody-bot' }] });
+      expect(opened.registry.ownerReport()).toMatchObject({
+        migration: reports[0],
+        heldNow: [{ agentId: 'by-email-bot' }, { agentId: 'nobody-bot' }],
+      });
     } finally {
       opened.db.close();
     }
@@ -227,10 +264,24 @@ describe('free-text owners from before owners were people', () => {
 
     h.app.approvers.addAlias('sam', 'sam@example.com');
     expect(h.app.registry.getAgent('by-email-bot')?.ownerState).toBe('held_for_review'); // an alias alone releases nothing
-    expect(() => h!.app.registry.setOwner('by-email-bot', 'nobody@example.com')).toThrow(expect.objectContaining({ code: 'owner_unknown' }));
+    expect(() => h!.app.registry.setOwner('by-email-bot', 'nobody@example.com')).toThrow(
+      expect.objectContaining({ code: 'owner_unknown' }),
+    );
     expect(h.app.registry.setOwner('by-email-bot', 'sam@example.com')).toMatchObject({ owner: 'sam', ownerState: 'resolved' });
-    const changed = h.app.audit.entries().filter((e) => e.kind === 'agent.owner_changed').map((e) => JSON.parse(e.record) as unknown);
-    expect(changed).toEqual([expect.objectContaining({ kind: 'agent.owner_changed', agentId: 'by-email-bot', from: 'sam@example.com', to: 'sam', entered: 'sam@example.com', releasedFromReview: true })]);
+    const changed = h.app.audit
+      .entries()
+      .filter((e) => e.kind === 'agent.owner_changed')
+      .map((e) => JSON.parse(e.record) as unknown);
+    expect(changed).toEqual([
+      expect.objectContaining({
+        kind: 'agent.owner_changed',
+        agentId: 'by-email-bot',
+        from: 'sam@example.com',
+        to: 'sam',
+        entered: 'sam@example.com',
+        releasedFromReview: true,
+      }),
+    ]);
 
     const admitted = await RawClient.connect(h.app.url);
     expect(errorCode(await admitted.authenticate('by-email-bot', heldKey))).toBeUndefined();

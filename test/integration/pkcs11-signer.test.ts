@@ -124,7 +124,13 @@ function findOne(raw: PKCS11, session: Buffer, objectClass: number, label: strin
 const P256 = Buffer.from('06082a8648ce3d030107', 'hex');
 
 /** C_GenerateKeyPair directly, with whatever private-key custody attributes the test wants. */
-function generateRaw(raw: PKCS11, session: Buffer, label: string, id: string, custody: { sensitive: boolean; extractable: boolean }): PublicJwk {
+function generateRaw(
+  raw: PKCS11,
+  session: Buffer,
+  label: string,
+  id: string,
+  custody: { sensitive: boolean; extractable: boolean },
+): PublicJwk {
   const common = [
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_LABEL, value: label },
@@ -160,17 +166,31 @@ afterAll(() => {
 });
 
 describe('loading the module and finding the token', () => {
-  const libc = ['/lib/x86_64-linux-gnu/libc.so.6', '/lib/aarch64-linux-gnu/libc.so.6', '/usr/lib/x86_64-linux-gnu/libc.so.6'].find((path) => existsSync(path));
+  const libc = ['/lib/x86_64-linux-gnu/libc.so.6', '/lib/aarch64-linux-gnu/libc.so.6', '/usr/lib/x86_64-linux-gnu/libc.so.6'].find((path) =>
+    existsSync(path),
+  );
 
   it('a missing path, a non-library file and a library that is not PKCS#11 are hsm_module_invalid', async () => {
-    const missing = await failure(Promise.resolve().then(() => loadPkcs11Module('/nonexistent/libpkcs11.so')), 'hsm_module_invalid');
+    const missing = await failure(
+      Promise.resolve().then(() => loadPkcs11Module('/nonexistent/libpkcs11.so')),
+      'hsm_module_invalid',
+    );
     expect(missing.message).toContain('does not exist');
-    await failure(Promise.resolve().then(() => loadPkcs11Module('/etc/hostname')), 'hsm_module_invalid');
+    await failure(
+      Promise.resolve().then(() => loadPkcs11Module('/etc/hostname')),
+      'hsm_module_invalid',
+    );
     if (libc !== undefined) {
-      const notPkcs11 = await failure(Promise.resolve().then(() => loadPkcs11Module(libc)), 'hsm_module_invalid');
+      const notPkcs11 = await failure(
+        Promise.resolve().then(() => loadPkcs11Module(libc)),
+        'hsm_module_invalid',
+      );
       expect(notPkcs11.message).toContain('not a loadable PKCS#11 module');
     }
-    await failure(Pkcs11Token.open(configFor(mainToken, { module: '/etc/hostname' }), { readPin: pinReader().read, log: quiet }), 'hsm_module_invalid');
+    await failure(
+      Pkcs11Token.open(configFor(mainToken, { module: '/etc/hostname' }), { readPin: pinReader().read, log: quiet }),
+      'hsm_module_invalid',
+    );
     expect(pkcs11ModuleReferences('/etc/hostname')).toBe(0);
   });
 
@@ -189,7 +209,10 @@ describe('loading the module and finding the token', () => {
   });
 
   it('an unknown token label or slot is hsm_token_not_found', async () => {
-    const byLabel = await failure(Pkcs11Token.open(configFor({ label: 'no-such-token' }), { readPin: pinReader().read, log: quiet }), 'hsm_token_not_found');
+    const byLabel = await failure(
+      Pkcs11Token.open(configFor({ label: 'no-such-token' }), { readPin: pinReader().read, log: quiet }),
+      'hsm_token_not_found',
+    );
     expect(byLabel.message).toContain('"no-such-token"');
     await failure(Pkcs11Token.open(configFor({ slot: 424242 }), { readPin: pinReader().read, log: quiet }), 'hsm_token_not_found');
     expect(pkcs11ModuleReferences(SOFTHSM_MODULE)).toBe(0);
@@ -305,10 +328,15 @@ describe('keys on a real SoftHSM token', () => {
   });
 
   it('the private keys cannot be read or made extractable (checked with a raw PKCS#11 session)', () => {
-    for (const [label, id] of [[KEY.label, KEY.id], ['countersign-eddsa', 'ed']] as const) {
+    for (const [label, id] of [
+      [KEY.label, KEY.id],
+      ['countersign-eddsa', 'ed'],
+    ] as const) {
       const privateKey = findOne(raw, rawMain, pkcs11js.CKO_PRIVATE_KEY, label, id);
       expect(() => raw.C_GetAttributeValue(rawMain, privateKey, [{ type: pkcs11js.CKA_VALUE }])).toThrow(/CKR_ATTRIBUTE_SENSITIVE/);
-      expect(() => raw.C_SetAttributeValue(rawMain, privateKey, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }])).toThrow(/CKR_ATTRIBUTE_READ_ONLY/);
+      expect(() => raw.C_SetAttributeValue(rawMain, privateKey, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }])).toThrow(
+        /CKR_ATTRIBUTE_READ_ONLY/,
+      );
       const flags = raw.C_GetAttributeValue(rawMain, privateKey, [
         { type: pkcs11js.CKA_ALWAYS_SENSITIVE },
         { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
@@ -372,16 +400,25 @@ describe('keys on a real SoftHSM token', () => {
       { type: pkcs11js.CKA_EC_PARAMS, value: P256 },
       { type: pkcs11js.CKA_EC_POINT, value: point?.value ?? Buffer.alloc(0) },
     ]);
-    const error = await failure(token.openSigner({ label: 'swap', id: '5a', algorithm: 'ES256', pinnedKid: es256.kid }), 'hsm_key_mismatch');
+    const error = await failure(
+      token.openSigner({ label: 'swap', id: '5a', algorithm: 'ES256', pinnedKid: es256.kid }),
+      'hsm_key_mismatch',
+    );
     expect(error.message).toContain('does not match its public key');
   });
 
   it('an extractable or non-sensitive key is hsm_key_extractable (real: made with C_GenerateKeyPair)', async () => {
     const extractable = generateRaw(raw, rawMain, 'exportable', '0e', { sensitive: true, extractable: true });
     const plain = generateRaw(raw, rawMain, 'plain', '0f', { sensitive: false, extractable: false });
-    const first = await failure(token.openSigner({ label: 'exportable', id: '0e', algorithm: 'ES256', pinnedKid: extractable.kid }), 'hsm_key_extractable');
+    const first = await failure(
+      token.openSigner({ label: 'exportable', id: '0e', algorithm: 'ES256', pinnedKid: extractable.kid }),
+      'hsm_key_extractable',
+    );
     expect(first.details).toMatchObject({ extractable: true });
-    const second = await failure(token.openSigner({ label: 'plain', id: '0f', algorithm: 'ES256', pinnedKid: plain.kid }), 'hsm_key_extractable');
+    const second = await failure(
+      token.openSigner({ label: 'plain', id: '0f', algorithm: 'ES256', pinnedKid: plain.kid }),
+      'hsm_key_extractable',
+    );
     expect(second.details).toMatchObject({ sensitive: false });
     const listed = await token.listKeys();
     expect(listed.find((key) => key.label === 'exportable')).toMatchObject({ extractable: true, sensitive: true });
@@ -408,7 +445,10 @@ describe('faults', () => {
     await impostor.close();
   });
 
-  async function openFaulty(overrides: Partial<Pkcs11Config> = {}, reader = pinReader()): Promise<{
+  async function openFaulty(
+    overrides: Partial<Pkcs11Config> = {},
+    reader = pinReader(),
+  ): Promise<{
     faulty: FaultyPkcs11;
     token: Pkcs11Token;
     signer: Pkcs11Signer;
@@ -430,7 +470,10 @@ describe('faults', () => {
   it('a wrong PIN is hsm_pin_incorrect after exactly one C_Login (real SoftHSM rejection)', async () => {
     const faulty = new FaultyPkcs11(loadPkcs11Module(SOFTHSM_MODULE)); // counting only, nothing injected
     const reader = pinReader('0000-0000');
-    const error = await failure(Pkcs11Token.open(configFor(pinToken), { readPin: reader.read, api: faulty, log: quiet }), 'hsm_pin_incorrect');
+    const error = await failure(
+      Pkcs11Token.open(configFor(pinToken), { readPin: reader.read, api: faulty, log: quiet }),
+      'hsm_pin_incorrect',
+    );
     expect(error.details).toEqual({ pkcs11: 'CKR_PIN_INCORRECT' });
     expect(faulty.count('C_Login')).toBe(1);
     expect(reader.reads()).toBe(1);

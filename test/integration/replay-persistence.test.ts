@@ -18,7 +18,11 @@ describe('replay protection across restarts', () => {
       const key = await importAgentKey(await generateAgentKey('ES256'));
       ensurePeople(app, 'dana');
       app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'f')), {
-        owner: 'dana', group: 'finance-agents', allowedTools: ['payments.transfer'], dataClasses: ['financial'], jurisdictions: ['US'],
+        owner: 'dana',
+        group: 'finance-agents',
+        allowedTools: ['payments.transfer'],
+        dataClasses: ['financial'],
+        jurisdictions: ['US'],
       });
       const envelope = await signedEnvelope(key, 'finance-bot', transferCall('250.00'));
       let c = await RawClient.connect(app.url);

@@ -33,9 +33,13 @@ async function holding(agentId: string, key: AgentKey, n: number): Promise<{ c: 
   return { c, ids };
 }
 
-const state = (id: string) => (h.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(id) as { state: string; reasons: string });
+const state = (id: string) =>
+  h.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(id) as { state: string; reasons: string };
 const queued = () => h.app.approvals.listPending().map((p) => p.requestId);
-const audited = (kind: string) => (h.app.db.prepare('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq').all(kind) as Array<{ record: string }>).map((r) => JSON.parse(r.record) as Record<string, unknown>);
+const audited = (kind: string) =>
+  (h.app.db.prepare('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq').all(kind) as Array<{ record: string }>).map(
+    (r) => JSON.parse(r.record) as Record<string, unknown>,
+  );
 
 /** Everything the connection received until it closed. */
 async function untilClosed(c: RawClient): Promise<{ frames: RawMessage[]; closed: { code: number; reason: string } }> {
@@ -59,8 +63,13 @@ describe('revoking an agent', () => {
     for (const id of ids) expect(queued()).not.toContain(id);
     expect(queued()).toEqual(expect.arrayContaining(bystander.ids));
     expect(state(bystander.ids[0]!).state).toBe('pending');
-    expect(audited('agent.revoked').find((e) => e.agentId === 'compromised-bot')).toMatchObject({ reason: 'host compromised', endedRequests: ids });
-    expect(audited('decision.deny').filter((e) => e.agentId === 'compromised-bot')).toEqual(ids.map((requestId): unknown => expect.objectContaining({ requestId, reasons, endedBy: 'agent.revoked' })));
+    expect(audited('agent.revoked').find((e) => e.agentId === 'compromised-bot')).toMatchObject({
+      reason: 'host compromised',
+      endedRequests: ids,
+    });
+    expect(audited('decision.deny').filter((e) => e.agentId === 'compromised-bot')).toEqual(
+      ids.map((requestId): unknown => expect.objectContaining({ requestId, reasons, endedBy: 'agent.revoked' })),
+    );
 
     const { frames, closed } = await untilClosed(c);
     expect(frames.filter((f) => f.method === 'request.decided').map((f) => f.params)).toEqual(
@@ -87,7 +96,11 @@ describe('revoking an agent', () => {
     expect(h.app.db.prepare("SELECT status FROM agents WHERE id = 'corrupt-row-bot'").get()).toEqual({ status: 'revoked' });
     const reasons = JSON.stringify(['agent revoked: host compromised']);
     for (const id of ids) expect(state(id)).toEqual({ state: 'denied', reasons });
-    expect(audited('decision.deny').filter((e) => e.agentId === 'corrupt-row-bot').map((e) => e.requestId)).toEqual(ids);
+    expect(
+      audited('decision.deny')
+        .filter((e) => e.agentId === 'corrupt-row-bot')
+        .map((e) => e.requestId),
+    ).toEqual(ids);
     await untilClosed(c);
   });
 
@@ -95,8 +108,10 @@ describe('revoking an agent', () => {
     const key = await h.enroll('expiring-corrupt-bot');
     const { c, ids } = await holding('expiring-corrupt-bot', key, 3);
     h.app.db.prepare("UPDATE requests SET reasons = '{not a list' WHERE id = ?").run(ids[0]!);
-    h.app.db.prepare("UPDATE requests SET call_json = '{\"tool\":1}' WHERE id = ?").run(ids[1]!);
-    const deadline = (h.app.db.prepare('SELECT MAX(expires_at) AS t FROM requests WHERE agent_id = ?').get('expiring-corrupt-bot') as { t: number }).t;
+    h.app.db.prepare('UPDATE requests SET call_json = \'{"tool":1}\' WHERE id = ?').run(ids[1]!);
+    const deadline = (
+      h.app.db.prepare('SELECT MAX(expires_at) AS t FROM requests WHERE agent_id = ?').get('expiring-corrupt-bot') as { t: number }
+    ).t;
 
     const expired = h.app.decisions.expireDue(deadline).filter((e) => e.agentId === 'expiring-corrupt-bot');
     expect(expired.map((e) => e.result.requestId).sort()).toEqual([...ids].sort());
@@ -117,14 +132,31 @@ describe('revoking an agent', () => {
     const waiting = client.waitForDecision(pending.requestId, { timeoutMs: 10_000 });
     await client.getRequest(pending.requestId); // replies come in order: the waiter is registered
     h.app.registry.revoke('sdk-bot', 'rotated out of service');
-    expect(await waiting).toMatchObject({ requestId: pending.requestId, state: 'denied', reasons: ['agent revoked: rotated out of service'] });
+    expect(await waiting).toMatchObject({
+      requestId: pending.requestId,
+      state: 'denied',
+      reasons: ['agent revoked: rotated out of service'],
+    });
     expect(pushed.map((r) => r.requestId)).toEqual([pending.requestId]);
   });
 
   it('reaches a connected agent when the CLI revokes it from another process while the server runs', async () => {
     const key = await h.enroll('cli-revoked-bot');
     const { c, ids } = await holding('cli-revoked-bot', key, 1);
-    const r = spawnSync(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'agents', 'revoke', 'cli-revoked-bot', '--reason', 'left the company', '--data-dir', h.dataDir], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(
+      join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
+      [
+        join(REPO_ROOT, 'main', 'cli', 'index.ts'),
+        'agents',
+        'revoke',
+        'cli-revoked-bot',
+        '--reason',
+        'left the company',
+        '--data-dir',
+        h.dataDir,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ revoked: 'cli-revoked-bot', endedRequests: ids });
@@ -164,8 +196,10 @@ describe('an agent whose enrollment expires while its call waits', () => {
     t.app.db.prepare("UPDATE agents SET expires_at = ? WHERE id = 'expiring-bot'").run(Date.now() - 1);
 
     await t.app.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'alice', verdict: 'approve' });
-    const row = () => t.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(pending.requestId) as { state: string; reasons: string };
-    if (row().state === 'pending') await t.app.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'bob', verdict: 'approve' });
+    const row = () =>
+      t.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(pending.requestId) as { state: string; reasons: string };
+    if (row().state === 'pending')
+      await t.app.virtualApprovers!.decide({ requestId: pending.requestId, approverId: 'bob', verdict: 'approve' });
     expect(row()).toEqual({ state: 'denied', reasons: JSON.stringify(["the agent's enrollment has expired"]) });
     expect(t.app.db.prepare('SELECT COUNT(*) AS n FROM tokens WHERE request_id = ?').get(pending.requestId)).toEqual({ n: 0 });
   });
@@ -176,13 +210,18 @@ describe('a revocation that lands while a call is being decided', () => {
     it(`stores nothing and issues no token for the call in flight (${amount === '250.00' ? 'an automatic allow' : 'a held call'})`, async () => {
       let revokeNow: (() => void) | undefined;
       // The decision path's stage hook runs after policy and before signing and the commit.
-      const race = await startHarness({ config: { risk: { enabled: false } }, start: { onTiming: (stage) => {
-        if (stage === 'policy' && revokeNow !== undefined) {
-          const revoke = revokeNow;
-          revokeNow = undefined;
-          revoke();
-        }
-      } } });
+      const race = await startHarness({
+        config: { risk: { enabled: false } },
+        start: {
+          onTiming: (stage) => {
+            if (stage === 'policy' && revokeNow !== undefined) {
+              const revoke = revokeNow;
+              revokeNow = undefined;
+              revoke();
+            }
+          },
+        },
+      });
       try {
         const key = await race.enroll('racing-bot');
         const c = await RawClient.connect(race.app.url);

@@ -55,7 +55,10 @@ describe('members inserted into a signed envelope after signing', () => {
     expect((await c.authenticate('finance-bot', key)).result).toMatchObject({ agentId: 'finance-bot' });
     const envelope = await signedEnvelope(key, 'finance-bot', transferCall('250.00'));
     const frame = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'call.submit', params: { envelope } });
-    const tampered = frame.replace('"params":{"amount":"250.00"', '"params":{"__proto__":{"amount":"1.00","isAdmin":true},"amount":"250.00"');
+    const tampered = frame.replace(
+      '"params":{"amount":"250.00"',
+      '"params":{"__proto__":{"amount":"1.00","isAdmin":true},"amount":"250.00"',
+    );
     expect(tampered).not.toBe(frame);
     const before = rows();
     const refused = await sendRaw(c, tampered);
@@ -75,7 +78,15 @@ describe('members inserted into a signed envelope after signing', () => {
     const frame = { jsonrpc: '2.0', id: 9, method: 'call.submit', params: { envelope } };
     const positions = objectsOf(frame);
     // message, params, envelope, payload, call, call.params, call.session
-    expect(positions.map((p) => p.path.join('.'))).toEqual(['', 'params', 'params.envelope', 'params.envelope.payload', 'params.envelope.payload.call', 'params.envelope.payload.call.params', 'params.envelope.payload.call.session']);
+    expect(positions.map((p) => p.path.join('.'))).toEqual([
+      '',
+      'params',
+      'params.envelope',
+      'params.envelope.payload',
+      'params.envelope.payload.call',
+      'params.envelope.payload.call.params',
+      'params.envelope.payload.call.session',
+    ]);
     const before = rows();
     const outcomes = new Map<string, Set<string>>();
     for (let index = 0; index < positions.length; index++) {

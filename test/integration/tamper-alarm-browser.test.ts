@@ -26,7 +26,12 @@ beforeAll(async () => {
   const nodeEnv = process.env.NODE_ENV;
   process.env.NODE_ENV = 'production';
   try {
-    await build({ configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'), mode: 'production', logLevel: 'warn', build: { outDir: buildDir, emptyOutDir: true } });
+    await build({
+      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
+      mode: 'production',
+      logLevel: 'warn',
+      build: { outDir: buildDir, emptyOutDir: true },
+    });
   } finally {
     if (nodeEnv === undefined) delete process.env.NODE_ENV;
     else process.env.NODE_ENV = nodeEnv;
@@ -43,7 +48,9 @@ afterAll(async () => {
 
 async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${h.app.port}${path}`, {
-    method: 'POST', headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { authorization: `Bearer ${h.app.uiSessionSecret}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
@@ -80,10 +87,19 @@ describe('the tamper alarm in the desk UI', () => {
     const { code } = app.approvers.issueRegistrationCode('root', 'test');
     const reg = await app.approvers.beginRegistration('root', code);
     const origin = app.approvers.origins[0]!;
-    await app.approvers.finishRegistration('root', key.createCredential({ rpId: 'localhost', origin, challenge: reg.challenge, user: reg.user, userVerification: 'required' }));
+    await app.approvers.finishRegistration(
+      'root',
+      key.createCredential({ rpId: 'localhost', origin, challenge: reg.challenge, user: reg.user, userVerification: 'required' }),
+    );
     const started = await post('/api/admin/ceremony', { adminId: 'root', action: { kind: 'audit.acknowledge_alarm', alarmId: alarm.id } });
     const options = started.json.options as { challenge: string; allowCredentials: Array<{ id: string }> };
-    const response = key.getAssertion({ rpId: 'localhost', origin, challenge: options.challenge, allowCredentials: options.allowCredentials.map((c) => c.id), userVerification: 'required' });
+    const response = key.getAssertion({
+      rpId: 'localhost',
+      origin,
+      challenge: options.challenge,
+      allowCredentials: options.allowCredentials.map((c) => c.id),
+      userVerification: 'required',
+    });
     expect((await post('/api/admin/submit', { adminId: 'root', response })).status).toBe(200);
 
     // The desk refreshes its status and the banner goes.

@@ -10,7 +10,17 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import Database from 'better-sqlite3';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEPLOY_SCOPE, DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import {
+  DEPLOY_SCOPE,
+  DEMO_POLICY_DIR,
+  FINANCE_SCOPE,
+  ensurePeople,
+  nodeWebSocket,
+  startHarness,
+  tempDir,
+  transferCall,
+  type Harness,
+} from '../helpers/harness.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
@@ -33,7 +43,13 @@ afterEach(async () => {
   for (const dir of extraDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const stagingCall = { tool: 'deploy.staging', params: { service: 'checkout', diff: '+a' }, dataClass: 'source-code', jurisdiction: 'US', provenance: ['ci'] };
+const stagingCall = {
+  tool: 'deploy.staging',
+  params: { service: 'checkout', diff: '+a' },
+  dataClass: 'source-code',
+  jurisdiction: 'US',
+  provenance: ['ci'],
+};
 
 /** What someone with write access to the database file can do: rewrite a record in place (the table's triggers are only a speed bump). */
 function rewriteRecord(dbFile: string, seq: number, rewrite: (record: string) => string, options: { rehash?: boolean } = {}): void {
@@ -55,7 +71,9 @@ const addField = (record: string) => `${record.slice(0, -1)},"forged":true}`;
 
 async function post(app: RunningCountersign, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${app.port}${path}`, {
-    method: 'POST', headers: { authorization: `Bearer ${app.uiSessionSecret}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { authorization: `Bearer ${app.uiSessionSecret}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
@@ -69,12 +87,27 @@ async function addApprover(app: RunningCountersign, id: string, groups: string[]
   const key = new VirtualAuthenticator();
   const { code } = app.approvers.issueRegistrationCode(id, 'test');
   const options = await app.approvers.beginRegistration(id, code);
-  await app.approvers.finishRegistration(id, key.createCredential({ rpId: 'localhost', origin: app.approvers.origins[0]!, challenge: options.challenge, user: options.user, userVerification: 'required' }));
+  await app.approvers.finishRegistration(
+    id,
+    key.createCredential({
+      rpId: 'localhost',
+      origin: app.approvers.origins[0]!,
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
+    }),
+  );
   return key;
 }
 
 function tap(app: RunningCountersign, key: VirtualAuthenticator, options: { challenge: string; allowCredentials?: Array<{ id: string }> }) {
-  return key.getAssertion({ rpId: 'localhost', origin: app.approvers.origins[0]!, challenge: options.challenge, allowCredentials: (options.allowCredentials ?? []).map((c) => c.id), userVerification: 'required' });
+  return key.getAssertion({
+    rpId: 'localhost',
+    origin: app.approvers.origins[0]!,
+    challenge: options.challenge,
+    allowCredentials: (options.allowCredentials ?? []).map((c) => c.id),
+    userVerification: 'required',
+  });
 }
 
 /** The admin action that closes alarm `alarmId`, confirmed by `key`'s tap. */
@@ -85,7 +118,9 @@ async function acknowledge(app: RunningCountersign, adminId: string, key: Virtua
 }
 
 const auditKinds = (app: RunningCountersign, kind: string) =>
-  (app.db.prepare('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq').all(kind) as Array<{ record: string }>).map((r) => JSON.parse(r.record) as Record<string, unknown>);
+  (app.db.prepare('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq').all(kind) as Array<{ record: string }>).map(
+    (r) => JSON.parse(r.record) as Record<string, unknown>,
+  );
 
 describe('the tamper alarm', () => {
   it('raises on a record rewritten in place in a running server, holds high-impact calls until an admin acknowledges it with a key tap', async () => {
@@ -95,7 +130,11 @@ describe('the tamper alarm', () => {
     const rootKey = await addApprover(app, 'root', ['countersign-admins']);
     const finance = h.client('finance-bot', await h.enroll('finance-bot'));
     const deploy = h.client('deploy-bot', await h.enroll('deploy-bot', DEPLOY_SCOPE));
-    const bridge = createHttpBridge({ baseUrl: `http://127.0.0.1:${app.port}`, sessionSecret: app.uiSessionSecret, fetch: (input, init) => fetch(input, init) });
+    const bridge = createHttpBridge({
+      baseUrl: `http://127.0.0.1:${app.port}`,
+      sessionSecret: app.uiSessionSecret,
+      fetch: (input, init) => fetch(input, init),
+    });
 
     // Before: a small transfer to a known payee is automatic (payments.transfer is impact "high").
     expect((await finance.submit(transferCall('250.00'))).decision).toBe('allow');
@@ -113,7 +152,14 @@ describe('the tamper alarm', () => {
     expect(alarm).toMatchObject({ source: 'verification', firstBadSeq: 1 });
 
     // Audited, stored, in /healthz and in the UI bridge.
-    expect(auditKinds(app, 'audit.tamper_alarm')).toEqual([expect.objectContaining({ alarmId: alarm.id, firstBadSeq: 1, source: 'verification', findings: [expect.objectContaining({ kind: 'record', seq: 1 })] })]);
+    expect(auditKinds(app, 'audit.tamper_alarm')).toEqual([
+      expect.objectContaining({
+        alarmId: alarm.id,
+        firstBadSeq: 1,
+        source: 'verification',
+        findings: [expect.objectContaining({ kind: 'record', seq: 1 })],
+      }),
+    ]);
     expect(await healthz(app)).toMatchObject({ status: 'tamper_alarm', auditAlarm: { id: alarm.id, firstBadSeq: 1, findings: 1 } });
     expect((await bridge.getStatus()).auditAlarm).toMatchObject({ id: alarm.id, firstBadSeq: 1, source: 'verification', findings: 1 });
 
@@ -139,7 +185,11 @@ describe('the tamper alarm', () => {
     // The held call is for approvers: one approver's tap releases it.
     const aliceKey = await addApprover(app, 'alice', ['finance-approvers']);
     const ceremony = await app.approvals.startCeremony({ requestId: held.requestId, approverId: 'alice', verdict: 'approve' });
-    const approved = await app.approvals.submitCeremony({ requestId: held.requestId, approverId: 'alice', response: tap(app, aliceKey, ceremony.options) });
+    const approved = await app.approvals.submitCeremony({
+      requestId: held.requestId,
+      approverId: 'alice',
+      response: tap(app, aliceKey, ceremony.options),
+    });
     expect(approved).toMatchObject({ state: 'approved' });
     expect(approved.token).toBeDefined();
 
@@ -160,7 +210,10 @@ describe('the tamper alarm', () => {
     expect(flowing.reasons).not.toContain(tamperHoldReason(alarm));
 
     // The acknowledged alarm cannot be acknowledged twice.
-    expect(await acknowledge(app, 'root', rootKey, alarm.id)).toMatchObject({ status: 409, json: { error: { code: 'tamper_alarm_unknown' } } });
+    expect(await acknowledge(app, 'root', rootKey, alarm.id)).toMatchObject({
+      status: 409,
+      json: { error: { code: 'tamper_alarm_unknown' } },
+    });
     expect(await acknowledge(app, 'root', rootKey, 999)).toMatchObject({ status: 409, json: { error: { code: 'tamper_alarm_unknown' } } });
 
     // New damage after the acknowledgement raises a new alarm.
@@ -185,7 +238,9 @@ describe('the tamper alarm', () => {
     expect(entries).toBeGreaterThan(3);
     const second = await startCountersign({ dataDir, log: () => undefined });
     extraApps.push(second);
-    await vi.waitFor(() => expect(second.tamperAlarm.current()).toMatchObject({ firstBadSeq: 3, source: 'verification' }), { timeout: 20_000 });
+    await vi.waitFor(() => expect(second.tamperAlarm.current()).toMatchObject({ firstBadSeq: 3, source: 'verification' }), {
+      timeout: 20_000,
+    });
     const alarmId = second.tamperAlarm.current()!.id;
     await second.close();
     extraApps.pop();
@@ -205,23 +260,37 @@ describe('the tamper alarm', () => {
     extraApps.pop();
 
     // The CLI lists it for the admin who will acknowledge it.
-    const cli = spawnSync(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'alarms', '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    const cli = spawnSync(
+      join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
+      [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'alarms', '--data-dir', dataDir],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
     expect(cli.status).toBe(0);
-    const listed = JSON.parse(cli.stdout) as { open: Array<{ id: number; firstBadSeq: number; findings: Array<{ kind: string }> }>; acknowledged: unknown[] };
-    expect(listed.open).toEqual([expect.objectContaining({ id: alarmId, firstBadSeq: 3, findings: [expect.objectContaining({ kind: 'record' })] })]);
+    const listed = JSON.parse(cli.stdout) as {
+      open: Array<{ id: number; firstBadSeq: number; findings: Array<{ kind: string }> }>;
+      acknowledged: unknown[];
+    };
+    expect(listed.open).toEqual([
+      expect.objectContaining({ id: alarmId, firstBadSeq: 3, findings: [expect.objectContaining({ kind: 'record' })] }),
+    ]);
     expect(listed.acknowledged).toEqual([]);
   }, 120_000);
 
   it('an alarm raised while an automatic allow is being signed holds that call too (checked again in its commit)', async () => {
     let raiseNow: (() => void) | undefined;
     // The decision path's stage hook runs after the alarm check and before signing: raise the alarm right there.
-    h = await startHarness({ config: { risk: { enabled: false } }, start: { onTiming: (stage) => {
-      if (stage === 'policy' && raiseNow !== undefined) {
-        const raise = raiseNow;
-        raiseNow = undefined;
-        raise();
-      }
-    } } });
+    h = await startHarness({
+      config: { risk: { enabled: false } },
+      start: {
+        onTiming: (stage) => {
+          if (stage === 'policy' && raiseNow !== undefined) {
+            const raise = raiseNow;
+            raiseNow = undefined;
+            raise();
+          }
+        },
+      },
+    });
     const app = h.app;
     const finance = h.client('finance-bot', await h.enroll('finance-bot'));
     raiseNow = () => app.tamperAlarm.raise('verification', [{ kind: 'record', seq: 1, reason: 'raised mid-decision by the test' }]);
@@ -258,7 +327,10 @@ describe('the tamper alarm', () => {
     const app = h.app;
     await app.checkpoints.checkpoint();
     rewriteRecord(join(h.dataDir, 'countersign.db'), 2, addField);
-    await vi.waitFor(() => expect(app.tamperAlarm.current()).toMatchObject({ source: 'verification', firstBadSeq: 2 }), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(() => expect(app.tamperAlarm.current()).toMatchObject({ source: 'verification', firstBadSeq: 2 }), {
+      timeout: 20_000,
+      interval: 100,
+    });
     expect(app.auditVerifier.lastReport()?.findings).toEqual([expect.objectContaining({ kind: 'record', seq: 2 })]);
   });
 
@@ -269,11 +341,17 @@ describe('the tamper alarm', () => {
     await app.checkpoints.checkpoint();
     const allowed = await finance.submit(transferCall('250.00'));
     app.audit.syncTree();
-    const seq = (app.db.prepare("SELECT seq FROM audit_log WHERE kind = 'decision.allow' AND request_id = ?").get(allowed.requestId) as { seq: number }).seq;
+    const seq = (
+      app.db.prepare("SELECT seq FROM audit_log WHERE kind = 'decision.allow' AND request_id = ?").get(allowed.requestId) as { seq: number }
+    ).seq;
     rewriteRecord(join(h.dataDir, 'countersign.db'), seq, (r) => r.replace('"250.00"', '"25000.00"'));
 
     await expect(app.checkpoints.checkpoint()).rejects.toMatchObject({ code: 'audit_corrupt' });
-    expect(app.tamperAlarm.current()).toMatchObject({ source: 'checkpoint', firstBadSeq: seq, findings: [expect.objectContaining({ kind: 'record', seq })] });
+    expect(app.tamperAlarm.current()).toMatchObject({
+      source: 'checkpoint',
+      firstBadSeq: seq,
+      findings: [expect.objectContaining({ kind: 'record', seq })],
+    });
     expect(auditKinds(app, 'audit.tamper_alarm')).toHaveLength(1);
     // The full pass finds the same entry: the same finding, no second alarm.
     const report = await app.auditVerifier.verifyNow();
@@ -302,7 +380,15 @@ describe('the tamper alarm', () => {
     });
     append.immediate(0, 3_000);
     app.audit.syncTree();
-    const verifier = new AuditVerifier({ db: app.db, log: app.audit, alarm: app.tamperAlarm, everyMs: 3_600_000, chunkRows: 100, now: Date.now, onError: () => undefined });
+    const verifier = new AuditVerifier({
+      db: app.db,
+      log: app.audit,
+      alarm: app.tamperAlarm,
+      everyMs: 3_600_000,
+      chunkRows: 100,
+      now: Date.now,
+      onError: () => undefined,
+    });
     const size = app.audit.size();
     let finished = false;
     const pass = verifier.verifyNow().then((r) => {
@@ -324,7 +410,10 @@ describe('the tamper alarm', () => {
     cpSync(DEMO_POLICY_DIR, dir, { recursive: true });
     const entitiesFile = join(dir, 'entities.json');
     writeFileSync(entitiesFile, readFileSync(entitiesFile, 'utf8').replace('"impact": "high"', '"impact": "hihg"'));
-    const refused = await loadPolicyDirectory(dir).then(() => undefined, (error: unknown) => error as { code: string; message: string });
+    const refused = await loadPolicyDirectory(dir).then(
+      () => undefined,
+      (error: unknown) => error as { code: string; message: string },
+    );
     expect(refused?.code).toBe('policy_invalid');
     expect(refused?.message).toContain('has impact "hihg"; it must be one of low, medium, high, critical');
   });
@@ -335,5 +424,12 @@ async function financeClient(app: RunningCountersign): Promise<AgentClient> {
   const key = await importAgentKey(await generateAgentKey('EdDSA'));
   ensurePeople(app, FINANCE_SCOPE.owner);
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'finance-bot')), FINANCE_SCOPE);
-  return new AgentClient({ url: app.url, agentId: 'finance-bot', key, webSocket: nodeWebSocket, reconnect: false, requestTimeoutMs: 5_000 });
+  return new AgentClient({
+    url: app.url,
+    agentId: 'finance-bot',
+    key,
+    webSocket: nodeWebSocket,
+    reconnect: false,
+    requestTimeoutMs: 5_000,
+  });
 }

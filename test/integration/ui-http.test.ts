@@ -37,7 +37,10 @@ function raw(port: number, path: string, headers: Record<string, string> = {}, m
 }
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(isCountersignError(error), String(error)).toBe(true);
   expect((error as { code: string }).code).toBe(code);
 }
@@ -98,7 +101,10 @@ describe('the UI bridge over HTTP', () => {
     expect(ids).toContain(allowed.requestId);
     expect(ids).toContain(held.requestId);
     expect(decisions.find((d) => d.requestId === allowed.requestId)).toMatchObject({
-      agentId: 'finance-bot', tool: 'payments.transfer', state: 'allowed', policyHash: h.app.policy.hash,
+      agentId: 'finance-bot',
+      tool: 'payments.transfer',
+      state: 'allowed',
+      policyHash: h.app.policy.hash,
     });
     expect(decisions.find((d) => d.requestId === held.requestId)?.state).toBe('pending');
     expect(ids.indexOf(held.requestId)).toBeLessThan(ids.indexOf(allowed.requestId));
@@ -118,7 +124,11 @@ describe('the UI bridge over HTTP', () => {
   });
 
   it('lists enrolled agents with their keys', async () => {
-    const key = await h.enroll('deploy-bot', { owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging'] }, 'ES256');
+    const key = await h.enroll(
+      'deploy-bot',
+      { owner: 'sam@example.com', group: 'deploy-agents', allowedTools: ['deploy.staging'] },
+      'ES256',
+    );
     const agents = await bridge.listAgents();
     const agent = agents.find((a) => a.id === 'deploy-bot');
     expect(agent).toMatchObject({ owner: 'sam@example.com', group: 'deploy-agents', status: 'active', allowedTools: ['deploy.staging'] });
@@ -136,7 +146,13 @@ describe('the UI bridge over HTTP', () => {
 
 describe('the UI API refuses', () => {
   it('a missing or wrong session secret with 401 not_authenticated', async () => {
-    const variants: Array<Record<string, string>> = [{}, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${h.app.uiSessionSecret}x` }, { authorization: `Basic ${h.app.uiSessionSecret}` }, { authorization: h.app.uiSessionSecret }];
+    const variants: Array<Record<string, string>> = [
+      {},
+      { authorization: 'Bearer wrong' },
+      { authorization: `Bearer ${h.app.uiSessionSecret}x` },
+      { authorization: `Basic ${h.app.uiSessionSecret}` },
+      { authorization: h.app.uiSessionSecret },
+    ];
     for (const headers of variants) {
       for (const path of ['/api/ui/status', '/api/ui/decisions?limit=5', '/api/ui/agents']) {
         const res = await raw(h.app.port, path, headers);
@@ -154,7 +170,13 @@ describe('the UI API refuses', () => {
   });
 
   it('a malformed percent-encoded path segment without the secret with 401, not a schema answer', async () => {
-    const paths = ['/api/approvals/requests/%ZZ', '/api/approvals/requests/%ZZ/ceremony', '/api/approvals/requests/%E0%A4%A', '/api/ui/%ZZ', '/api/%ZZ/x'];
+    const paths = [
+      '/api/approvals/requests/%ZZ',
+      '/api/approvals/requests/%ZZ/ceremony',
+      '/api/approvals/requests/%E0%A4%A',
+      '/api/ui/%ZZ',
+      '/api/%ZZ/x',
+    ];
     for (const path of paths) {
       for (const method of ['GET', 'POST']) {
         const res = await raw(h.app.port, path, {}, method);
@@ -177,14 +199,23 @@ describe('the UI API refuses', () => {
       expect(res.status).toBe(421);
       expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'host_not_allowed' } });
     }
-    const rebinding = await raw(h.app.port, '/api/ui/status', { host: `attacker.example:${h.app.port}`, authorization: `Bearer ${h.app.uiSessionSecret}` });
+    const rebinding = await raw(h.app.port, '/api/ui/status', {
+      host: `attacker.example:${h.app.port}`,
+      authorization: `Bearer ${h.app.uiSessionSecret}`,
+    });
     expect(rebinding.status).toBe(421);
   });
 
   it('a cross-origin caller and methods other than GET', async () => {
-    const cross = await raw(h.app.port, '/api/ui/status', { origin: 'http://evil.example', authorization: `Bearer ${h.app.uiSessionSecret}` });
+    const cross = await raw(h.app.port, '/api/ui/status', {
+      origin: 'http://evil.example',
+      authorization: `Bearer ${h.app.uiSessionSecret}`,
+    });
     expect(cross.status).toBe(403);
-    const same = await raw(h.app.port, '/api/ui/status', { origin: `http://127.0.0.1:${h.app.port}`, authorization: `Bearer ${h.app.uiSessionSecret}` });
+    const same = await raw(h.app.port, '/api/ui/status', {
+      origin: `http://127.0.0.1:${h.app.port}`,
+      authorization: `Bearer ${h.app.uiSessionSecret}`,
+    });
     expect(same.status).toBe(200);
     const post = await raw(h.app.port, '/api/ui/status', { authorization: `Bearer ${h.app.uiSessionSecret}` }, 'POST');
     expect(post.status).toBe(405);
@@ -206,7 +237,9 @@ describe('the static renderer', () => {
     expect(index.body).toBe(INDEX_HTML);
     expect(index.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(index.headers['content-security-policy']).toBe(UI_CONTENT_SECURITY_POLICY);
-    expect(UI_CONTENT_SECURITY_POLICY).toBe("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'");
+    expect(UI_CONTENT_SECURITY_POLICY).toBe(
+      "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    );
     expect(index.headers['x-content-type-options']).toBe('nosniff');
 
     const script = await raw(h.app.port, '/ui/assets/app.js');

@@ -64,7 +64,10 @@ class TestSigner implements Signer {
   }
 
   sign(data: Uint8Array): Promise<Uint8Array> {
-    const sig = this.algorithm === 'ES256' ? nodeSign('sha256', data, { key: this.#key, dsaEncoding: 'ieee-p1363' }) : nodeSign(null, data, this.#key);
+    const sig =
+      this.algorithm === 'ES256'
+        ? nodeSign('sha256', data, { key: this.#key, dsaEncoding: 'ieee-p1363' })
+        : nodeSign(null, data, this.#key);
     return Promise.resolve(new Uint8Array(sig));
   }
 }
@@ -126,7 +129,8 @@ describe('approval tokens with the software signer', () => {
     ...overrides,
   });
   const verify = (token: string, overrides: Partial<VerifyApprovalTokenOptions> = {}) => verifyApprovalToken(token, options(overrides));
-  const claimsText = async (overrides: Partial<ApprovalTokenRequest> = {}): Promise<string> => canonicalize((await issuer.issue(request(overrides))).claims);
+  const claimsText = async (overrides: Partial<ApprovalTokenRequest> = {}): Promise<string> =>
+    canonicalize((await issuer.issue(request(overrides))).claims);
   const esHeader = (extra: JsonObject = {}): string => canonicalize({ alg: 'ES256', kid: es.keyId, typ: APPROVAL_TOKEN_TYP, ...extra });
 
   it('round-trips an ES256 token and returns the typed claims', async () => {
@@ -201,7 +205,9 @@ describe('approval tokens with the software signer', () => {
     // A key that carries private material or a mismatched key type is never trusted either.
     expect(await codeOf(verify(token, { keys: { keys: [{ ...es.publicJwk, d: 'AAAA' }] } }))).toBe('token_kid_unknown');
     expect(await codeOf(verify(token, { keys: { keys: [{ ...es.publicJwk, alg: 'EdDSA' }] } }))).toBe('token_kid_unknown');
-    expect(await codeOf(verify(token, { keys: { keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: es.keyId, alg: 'HS256' } as never] } }))).toBe('token_kid_unknown');
+    expect(await codeOf(verify(token, { keys: { keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: es.keyId, alg: 'HS256' } as never] } }))).toBe(
+      'token_kid_unknown',
+    );
   });
 
   it('refuses a JWKS that lists one kid twice (config_invalid)', async () => {
@@ -280,7 +286,9 @@ describe('approval tokens with the software signer', () => {
     expect(await codeOf(verify(await signRaw(es, esHeader({ cty: 'JWT' }), payload)))).toBe('token_malformed');
     expect(await codeOf(verify(await signRaw(es, esHeader({ crit: ['exp'] }), payload)))).toBe('token_malformed');
     expect(await codeOf(verify(await signRaw(es, esHeader().replace(/}$/, ',"typ":"JWT"}'), payload)))).toBe('token_malformed');
-    expect(await codeOf(verify(await signRaw(es, `{"__proto__":{},"alg":"ES256","kid":"${es.keyId}","typ":"${APPROVAL_TOKEN_TYP}"}`, payload)))).toBe('token_malformed');
+    expect(
+      await codeOf(verify(await signRaw(es, `{"__proto__":{},"alg":"ES256","kid":"${es.keyId}","typ":"${APPROVAL_TOKEN_TYP}"}`, payload))),
+    ).toBe('token_malformed');
   });
 
   it('rejects a "__proto__" member at any depth of the signed payload, even when the signature is good', async () => {
@@ -320,7 +328,12 @@ describe('approval tokens with the software signer', () => {
 
   it('rejects a token signed by another key under the same kid', async () => {
     const imposter = new TestSigner('ES256', es.keyId);
-    const { token } = await new TokenIssuer({ signer: imposter, issuer: 'countersign:test', domain: 'production', now: () => NOW_MS }).issue(request());
+    const { token } = await new TokenIssuer({
+      signer: imposter,
+      issuer: 'countersign:test',
+      domain: 'production',
+      now: () => NOW_MS,
+    }).issue(request());
     expect(decodePart(token, 0)).toMatchObject({ kid: es.keyId });
     expect(await codeOf(verify(token))).toBe('token_signature_invalid');
   });
@@ -341,7 +354,9 @@ describe('approval tokens with the software signer', () => {
     expect(await codeOf(verify(long.token))).toBe('token_claims_invalid');
     const ok = await signApprovalToken(es, { ...claims, exp: claims.iat + 900 });
     expect(await codeOf(verify(ok.token))).toBe('valid');
-    expect(await codeOf(verify((await issuer.issue(request({ ttlSeconds: 120 }))).token, { maxLifetimeSeconds: 60 }))).toBe('token_claims_invalid');
+    expect(await codeOf(verify((await issuer.issue(request({ ttlSeconds: 120 }))).token, { maxLifetimeSeconds: 60 }))).toBe(
+      'token_claims_invalid',
+    );
   });
 
   it('rejects garbage', async () => {
@@ -416,8 +431,14 @@ describe('token issuer', () => {
     };
     const issuer = new TokenIssuer({ signer: broken, issuer: 'countersign:test', domain: 'production' });
     expect(await codeOf(issuer.issue(request()))).toBe('signer_failed');
-    const der: Signer = { ...broken, sign: (data) => Promise.resolve(new Uint8Array(nodeSign('sha256', data, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey))) };
-    expect(await codeOf(new TokenIssuer({ signer: der, issuer: 'countersign:test', domain: 'production' }).issue(request()))).toBe('signer_failed');
+    const der: Signer = {
+      ...broken,
+      sign: (data) =>
+        Promise.resolve(new Uint8Array(nodeSign('sha256', data, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey))),
+    };
+    expect(await codeOf(new TokenIssuer({ signer: der, issuer: 'countersign:test', domain: 'production' }).issue(request()))).toBe(
+      'signer_failed',
+    );
   });
 
   it('refuses params that are not I-JSON', async () => {
@@ -430,7 +451,9 @@ describe('token issuer', () => {
 describe('call digest', () => {
   it('is base64url(SHA-256(JCS({tool, params}))) — the worked example in docs/tokens.md', async () => {
     const params: JsonValue = { currency: 'USD', amount: '48000.00', payee: 'Acme Ltd' };
-    expect(canonicalize({ tool: 'payments.transfer', params })).toBe('{"params":{"amount":"48000.00","currency":"USD","payee":"Acme Ltd"},"tool":"payments.transfer"}');
+    expect(canonicalize({ tool: 'payments.transfer', params })).toBe(
+      '{"params":{"amount":"48000.00","currency":"USD","payee":"Acme Ltd"},"tool":"payments.transfer"}',
+    );
     expect(await computeCallDigest('payments.transfer', params)).toBe('ZwI07KM3kPXVL7AfsyDuijgkvBQGPHJ0tcd2OfhnfQE');
   });
 });
@@ -503,7 +526,9 @@ describe('SoftwareSigner key file', () => {
     await SoftwareSigner.openOrCreate(dir, { log: () => undefined });
     const file = path.join(dir, 'keys', 'software-signing-key.pem');
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(file, generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    await writeFile(file, generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+      mode: 0o600,
+    });
     expect(await codeOf(SoftwareSigner.openOrCreate(dir, { log: () => undefined }))).toBe('config_invalid');
     await writeFile(file, 'garbage', { mode: 0o600 });
     expect(await codeOf(SoftwareSigner.openOrCreate(dir, { log: () => undefined }))).toBe('config_invalid');
@@ -530,7 +555,10 @@ describe('jwksFor', () => {
     const b = await SoftwareSigner.openOrCreate(await tempDir(), { algorithm: 'EdDSA', log: () => undefined });
     const jwks = jwksFor([a, b, a]);
     expect(jwks.keys.map((k) => k.kid)).toEqual([a.keyId, b.keyId]);
-    for (const key of jwks.keys) expect(Object.keys(key).sort()).toEqual(key.kty === 'EC' ? ['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y'] : ['alg', 'crv', 'kid', 'kty', 'use', 'x']);
+    for (const key of jwks.keys)
+      expect(Object.keys(key).sort()).toEqual(
+        key.kty === 'EC' ? ['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y'] : ['alg', 'crv', 'kid', 'kty', 'use', 'x'],
+      );
     expect(() => jwksFor([a, new TestSigner('ES256', a.keyId)])).toThrow(CountersignError);
   });
 });

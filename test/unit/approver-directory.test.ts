@@ -30,16 +30,36 @@ afterEach(() => {
 });
 
 function directory(overrides: Partial<ApproverDirectoryOptions> = {}): ApproverDirectory {
-  return new ApproverDirectory(db, audit, { domain: 'test', rpId: 'localhost', origins: [ORIGIN], requireAaguids: [], ceremonyTimeoutMs: 60_000, ...overrides });
+  return new ApproverDirectory(db, audit, {
+    domain: 'test',
+    rpId: 'localhost',
+    origins: [ORIGIN],
+    requireAaguids: [],
+    ceremonyTimeoutMs: 60_000,
+    ...overrides,
+  });
 }
 
 /** A hardware-key model the tests impersonate (test hook of the virtual authenticator). */
 const YUBIKEY_5 = 'cb69481e-8ff7-4039-93ec-0a2729a154a8';
 const OTHER_MODEL = '2fc0579f-8113-47ea-b116-bb5a8db9202a';
 
-async function register(dirx: ApproverDirectory, authenticator: VirtualAuthenticator, approverId: string, origin = ORIGIN, impersonateAaguid?: string) {
+async function register(
+  dirx: ApproverDirectory,
+  authenticator: VirtualAuthenticator,
+  approverId: string,
+  origin = ORIGIN,
+  impersonateAaguid?: string,
+) {
   const options = await dirx.beginRegistration(approverId);
-  const response = authenticator.createCredential({ rpId: options.rp.id ?? 'localhost', origin, challenge: options.challenge, user: options.user, userVerification: 'required', ...(impersonateAaguid === undefined ? {} : { testHooks: { impersonateAaguid } }) });
+  const response = authenticator.createCredential({
+    rpId: options.rp.id ?? 'localhost',
+    origin,
+    challenge: options.challenge,
+    user: options.user,
+    userVerification: 'required',
+    ...(impersonateAaguid === undefined ? {} : { testHooks: { impersonateAaguid } }),
+  });
   return { options, response, done: () => dirx.finishRegistration(approverId, response) };
 }
 
@@ -62,7 +82,15 @@ describe('approver directory', () => {
     const credential = await done();
     expect(credential).toMatchObject({ approverId: 'alice@example.com', status: 'active', attestationFmt: 'packed', signCount: 0 });
     const published = approverDirectorySchema.parse(d.published());
-    expect(published.approvers).toEqual([{ id: 'alice@example.com', displayName: 'Alice', groups: ['finance-approvers'], virtual: true, credentials: [{ id: credential.credentialId, publicJwk: credential.publicJwk }] }]);
+    expect(published.approvers).toEqual([
+      {
+        id: 'alice@example.com',
+        displayName: 'Alice',
+        groups: ['finance-approvers'],
+        virtual: true,
+        credentials: [{ id: credential.credentialId, publicJwk: credential.publicJwk }],
+      },
+    ]);
     expect(audit.verify()).toMatchObject({ ok: true });
   });
 
@@ -84,14 +112,22 @@ describe('approver directory', () => {
     const wrongOrigin = await register(d, new VirtualAuthenticator(), 'alice', 'http://localhost:9999');
     expect(await codeOf(wrongOrigin.done())).toBe('assertion_invalid');
     const options = await d.beginRegistration('alice');
-    const noUv = new VirtualAuthenticator().createCredential({ rpId: 'localhost', origin: ORIGIN, challenge: options.challenge, user: options.user, testHooks: { withoutUserVerification: true } });
+    const noUv = new VirtualAuthenticator().createCredential({
+      rpId: 'localhost',
+      origin: ORIGIN,
+      challenge: options.challenge,
+      user: options.user,
+      testHooks: { withoutUserVerification: true },
+    });
     expect(await codeOf(d.finishRegistration('alice', noUv))).toBe('assertion_invalid');
     expect(count('approver_credentials')).toBe(0);
   });
 
   it('refuses virtual approvers and virtual keys outside the test domain', async () => {
     const production = directory({ domain: 'production' });
-    expect(await codeOf(Promise.resolve().then(() => production.addApprover({ id: 'v', displayName: 'V', groups: [], virtual: true })))).toBe('virtual_approver_refused');
+    expect(
+      await codeOf(Promise.resolve().then(() => production.addApprover({ id: 'v', displayName: 'V', groups: [], virtual: true }))),
+    ).toBe('virtual_approver_refused');
     production.addApprover({ id: 'carol', displayName: 'Carol', groups: ['g'] });
     const r = await register(production, new VirtualAuthenticator(), 'carol');
     expect(await codeOf(r.done())).toBe('attestation_refused');
@@ -112,7 +148,9 @@ describe('approver directory', () => {
     const chromiumTestAaguid = '01020304-0506-0708-0102-030405060708';
     const production = directory({ domain: 'production' });
     production.addApprover({ id: 'paul', displayName: 'Paul', groups: ['g'] });
-    expect(await codeOf((await register(production, new VirtualAuthenticator(), 'paul', ORIGIN, chromiumTestAaguid)).done())).toBe('attestation_refused');
+    expect(await codeOf((await register(production, new VirtualAuthenticator(), 'paul', ORIGIN, chromiumTestAaguid)).done())).toBe(
+      'attestation_refused',
+    );
     const test = directory({ domain: 'test' });
     test.addApprover({ id: 'tess', displayName: 'Tess', groups: ['g'] });
     expect(await codeOf((await register(test, new VirtualAuthenticator(), 'tess', ORIGIN, chromiumTestAaguid)).done())).toBe('ok');

@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from '../../main/core/store/database.js';
 import { AuditLog } from '../../main/core/audit/audit-log.js';
-import { AUDIT_EVENT_SCHEMAS, AUDIT_KINDS, assertAuditEvent, isAuditKind, toAuditRecord, type AuditEventFields, type AuditKind } from '../../shared/audit-events.js';
+import {
+  AUDIT_EVENT_SCHEMAS,
+  AUDIT_KINDS,
+  assertAuditEvent,
+  isAuditKind,
+  toAuditRecord,
+  type AuditEventFields,
+  type AuditKind,
+} from '../../shared/audit-events.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 
 const dirs: string[] = [];
@@ -37,18 +45,26 @@ const appendUnchecked = (log: AuditLog, kind: string, event: unknown) =>
 describe('audit event schemas on the append path', () => {
   it('appends a well-formed event of its kind, and the stored record reads back as that typed event', () => {
     const { db, log } = freshLog();
-    const entry = db.transaction(() => log.append('approver.alias_added', 1_790_000_000_000, { approverId: 'alice', alias: 'alice@example.com' })).immediate();
+    const entry = db
+      .transaction(() => log.append('approver.alias_added', 1_790_000_000_000, { approverId: 'alice', alias: 'alice@example.com' }))
+      .immediate();
     expect(entry.seq).toBe(1);
     const record = toAuditRecord(parseStrictJson(entry.record));
     expect(record.kind).toBe('approver.alias_added');
-    expect(record).toEqual({ kind: 'approver.alias_added', at: 1_790_000_000_000, seq: 1, approverId: 'alice', alias: 'alice@example.com' });
+    expect(record).toEqual({
+      kind: 'approver.alias_added',
+      at: 1_790_000_000_000,
+      seq: 1,
+      approverId: 'alice',
+      alias: 'alice@example.com',
+    });
   });
 
   it.each([
     ['an unknown member', 'approver.alias_added', { approverId: 'alice', alias: 'a', note: 'extra' }, /at note|unrecognized/i],
     ['a missing member', 'approver.alias_added', { approverId: 'alice' }, /at alias/],
     ['a mistyped member', 'agent.key_rotated', { agentId: 'bot', newKid: 'k', retiredKeys: '1', overlapEndsAt: 0 }, /at retiredKeys/],
-    ['one of the log\'s own members (seq)', 'config.loaded', { configSha256: 'abc', seq: 7 }, /unrecognized|seq/i],
+    ["one of the log's own members (seq)", 'config.loaded', { configSha256: 'abc', seq: 7 }, /unrecognized|seq/i],
     ['a kind that does not exist', 'token.issued', { jti: 'x' }, /"token\.issued" is not one of the known kinds/],
   ])('refuses %s with audit_event_invalid and appends nothing', (_label, kind, event, message) => {
     const { db, log } = freshLog();
@@ -69,10 +85,14 @@ describe('audit event schemas on the append path', () => {
   it('takes the whole transaction down with a malformed event: the state change it records is not kept either', () => {
     const { db, log } = freshLog();
     db.exec('CREATE TABLE side_effect (x INTEGER)');
-    expect(() => db.transaction(() => {
-      db.prepare('INSERT INTO side_effect (x) VALUES (1)').run();
-      appendUnchecked(log, 'approver.disabled', {});
-    }).immediate()).toThrow(expect.objectContaining({ code: 'audit_event_invalid' }));
+    expect(() =>
+      db
+        .transaction(() => {
+          db.prepare('INSERT INTO side_effect (x) VALUES (1)').run();
+          appendUnchecked(log, 'approver.disabled', {});
+        })
+        .immediate(),
+    ).toThrow(expect.objectContaining({ code: 'audit_event_invalid' }));
     expect(db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM side_effect').get()!.n).toBe(0);
     expect(rows(db)).toBe(0);
   });
@@ -92,7 +112,9 @@ describe('audit event schemas on the append path', () => {
     const membersOf = (schema: unknown): string[] => {
       const def = (schema as { def: { type: string; options?: unknown[] } }).def;
       if (def.type === 'union') return def.options!.flatMap(membersOf);
-      return Object.entries((schema as { shape: Record<string, { def: { type: string } }> }).shape).map(([k, v]) => (v.def.type === 'optional' ? `${k}?` : k));
+      return Object.entries((schema as { shape: Record<string, { def: { type: string } }> }).shape).map(([k, v]) =>
+        v.def.type === 'optional' ? `${k}?` : k,
+      );
     };
     for (const kind of AUDIT_KINDS) {
       const row = section.split('\n').find((line) => line.startsWith(`| \`${kind}\` |`))!;

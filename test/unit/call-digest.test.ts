@@ -9,8 +9,12 @@ import { callDigest } from '../../main/core/tokens/call-digest.js';
 import { computeCallDigest } from '../../shared/approval-token.js';
 import { parseStrictJson, type JsonValue } from '../../shared/canonical-json.js';
 
-const jcs = JSON.parse(readFileSync(new URL('../vectors/jcs.json', import.meta.url), 'utf8')) as { cases: Array<{ name: string; input: string; rejectedBy?: string }> };
-const tokens = JSON.parse(readFileSync(new URL('../vectors/approval-tokens.json', import.meta.url), 'utf8')) as { vectors: Array<{ name: string; call: { tool: string; params: JsonValue } }> };
+const jcs = JSON.parse(readFileSync(new URL('../vectors/jcs.json', import.meta.url), 'utf8')) as {
+  cases: Array<{ name: string; input: string; rejectedBy?: string }>;
+};
+const tokens = JSON.parse(readFileSync(new URL('../vectors/approval-tokens.json', import.meta.url), 'utf8')) as {
+  vectors: Array<{ name: string; call: { tool: string; params: JsonValue } }>;
+};
 
 describe('call digest', () => {
   const accepted = jcs.cases.filter((c) => c.rejectedBy === undefined);

@@ -234,9 +234,7 @@ describe('parseStrictJson', () => {
   });
 
   it('writes lowercase messages that quote user input', () => {
-    expect(thrown(() => parseStrictJson('{"a\\"b":1,"a\\"b":2}')).message).toBe(
-      'duplicate member name "a\\"b" at offset 10',
-    );
+    expect(thrown(() => parseStrictJson('{"a\\"b":1,"a\\"b":2}')).message).toBe('duplicate member name "a\\"b" at offset 10');
     expect(thrown(() => parseStrictJson('[12345678901234567890]')).message).toBe(
       'number "12345678901234567890" is outside the safe integer range at offset 1',
     );
@@ -419,9 +417,7 @@ describe('canonicalize', () => {
   });
 
   it('produces UTF-8 bytes without a BOM', () => {
-    expect(Array.from(canonicalBytes({ '€': 'é' }))).toEqual([
-      0x7b, 0x22, 0xe2, 0x82, 0xac, 0x22, 0x3a, 0x22, 0xc3, 0xa9, 0x22, 0x7d,
-    ]);
+    expect(Array.from(canonicalBytes({ '€': 'é' }))).toEqual([0x7b, 0x22, 0xe2, 0x82, 0xac, 0x22, 0x3a, 0x22, 0xc3, 0xa9, 0x22, 0x7d]);
     expect(Array.from(canonicalBytes('\ud83d\ude00'))).toEqual([0x22, 0xf0, 0x9f, 0x98, 0x80, 0x22]);
   });
 });
@@ -430,16 +426,55 @@ describe('canonicalize', () => {
 // Property-style tests with a seeded PRNG
 // ---------------------------------------------------------------------------------------
 
-
 type Rng = () => number;
 const int = (rng: Rng, n: number): number => Math.floor(rng() * n);
 const pick = <T>(rng: Rng, items: readonly T[]): T => items[int(rng, items.length)]!;
 
 const CHAR_POOL: readonly string[] = [
-  'a', 'b', 'z', 'A', 'Z', '0', '9', ' ', '_', '-', '.', '"', '\\', '/', "'", '<', '>', '&',
-  '\u0000', '\u0001', '\b', '\t', '\n', '\f', '\r', '\u001f', '\u007f', '\u0080', '\u009f', '\u00a0',
-  '\u00e9', '\u00f6', '\u20ac', '\u2028', '\u2029', '\ufeff', '\ufb33', '\uffff', '\u1e0d\u0307',
-  '\ud83d\ude00', '\ud834\udd1e', '\udbff\udfff', '\ud800\udc00', '\u4e2d',
+  'a',
+  'b',
+  'z',
+  'A',
+  'Z',
+  '0',
+  '9',
+  ' ',
+  '_',
+  '-',
+  '.',
+  '"',
+  '\\',
+  '/',
+  "'",
+  '<',
+  '>',
+  '&',
+  '\u0000',
+  '\u0001',
+  '\b',
+  '\t',
+  '\n',
+  '\f',
+  '\r',
+  '\u001f',
+  '\u007f',
+  '\u0080',
+  '\u009f',
+  '\u00a0',
+  '\u00e9',
+  '\u00f6',
+  '\u20ac',
+  '\u2028',
+  '\u2029',
+  '\ufeff',
+  '\ufb33',
+  '\uffff',
+  '\u1e0d\u0307',
+  '\ud83d\ude00',
+  '\ud834\udd1e',
+  '\udbff\udfff',
+  '\ud800\udc00',
+  '\u4e2d',
 ];
 
 function randomString(rng: Rng, maxLength: number): string {
@@ -476,8 +511,21 @@ function randomNumber(rng: Rng): number {
     }
     case 4:
       return pick(rng, [
-        0, 1, -1, 0.1, 0.2, 1e-7, 1e-6, 5e-324, -5e-324, 2.2250738585072014e-308, Number.MAX_SAFE_INTEGER,
-        -Number.MAX_SAFE_INTEGER, 333333333.3333333, 1424953923781206.2, 9.999999999999997e-7,
+        0,
+        1,
+        -1,
+        0.1,
+        0.2,
+        1e-7,
+        1e-6,
+        5e-324,
+        -5e-324,
+        2.2250738585072014e-308,
+        Number.MAX_SAFE_INTEGER,
+        -Number.MAX_SAFE_INTEGER,
+        333333333.3333333,
+        1424953923781206.2,
+        9.999999999999997e-7,
       ]);
     default:
       return Math.round(rng() * 1e6) / 100;
@@ -617,7 +665,29 @@ describe('properties over 400 seeded random values', () => {
 
   it('agrees with JSON.parse on accept/reject for mutated texts', () => {
     const mutRng = prng(7);
-    const inserts = ['{', '}', '[', ']', ',', ':', '"', '\\', '0', '1', '-', '+', 'e', '.', 'u', ' ', '\u0000', '\ud800', 'n', 'x', '\ufeff'];
+    const inserts = [
+      '{',
+      '}',
+      '[',
+      ']',
+      ',',
+      ':',
+      '"',
+      '\\',
+      '0',
+      '1',
+      '-',
+      '+',
+      'e',
+      '.',
+      'u',
+      ' ',
+      '\u0000',
+      '\ud800',
+      'n',
+      'x',
+      '\ufeff',
+    ];
     let rejected = 0;
     for (let round = 0; round < 1500; round++) {
       const base = noisyText(mutRng, values[round % values.length]!);

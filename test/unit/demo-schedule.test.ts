@@ -23,7 +23,12 @@ const identity = (s: DemoStep) => canonicalize({ tool: s.call.tool, params: s.ca
 /** Payments that move money if approved: USD, not to a sanctioned jurisdiction. */
 const countedPayee = (s: DemoStep): string | undefined => {
   const payee = s.call.params.payee;
-  return s.call.tool === 'payments.transfer' && s.call.params.currency === 'USD' && s.call.jurisdiction === 'US' && typeof payee === 'string' ? payee : undefined;
+  return s.call.tool === 'payments.transfer' &&
+    s.call.params.currency === 'USD' &&
+    s.call.jurisdiction === 'US' &&
+    typeof payee === 'string'
+    ? payee
+    : undefined;
 };
 
 describe('demoSteps', () => {
@@ -66,7 +71,9 @@ describe('demoSteps', () => {
 
   it('does not pay a payee paid twice in the hour before a restart', () => {
     const first = take(7, 12 * MINUTE);
-    const paidTwice = [...new Set(first.map(countedPayee).filter((p) => p !== undefined))].filter((p) => first.filter((s) => countedPayee(s) === p).length >= 2);
+    const paidTwice = [...new Set(first.map(countedPayee).filter((p) => p !== undefined))].filter(
+      (p) => first.filter((s) => countedPayee(s) === p).length >= 2,
+    );
     expect(paidTwice.length).toBeGreaterThan(0);
     const history = first.flatMap((s) => (countedPayee(s) === undefined ? [] : [{ payee: countedPayee(s)!, atMs: s.atMs - 14 * MINUTE }]));
     const after = take(8, 30 * MINUTE, history);

@@ -20,7 +20,12 @@ function tableRows(markdown: string): string[][] {
   return markdown
     .split('\n')
     .filter((line) => line.startsWith('|') && !/^\|[\s|:-]+\|$/.test(line))
-    .map((line) => line.slice(1, line.trimEnd().endsWith('|') ? line.trimEnd().length - 1 : undefined).split('|').map((cell) => cell.trim()))
+    .map((line) =>
+      line
+        .slice(1, line.trimEnd().endsWith('|') ? line.trimEnd().length - 1 : undefined)
+        .split('|')
+        .map((cell) => cell.trim()),
+    )
     .filter((cells) => cells[0] !== 'code');
 }
 
@@ -38,7 +43,9 @@ describe('docs/errors.md', () => {
   });
 
   it('names no backticked snake_case code in its tables that is not in ERROR_CODES', () => {
-    const named = tableRows(errorsDoc).flatMap((cells) => cells.flatMap(backticked)).filter((token) => SNAKE.test(token));
+    const named = tableRows(errorsDoc)
+      .flatMap((cells) => cells.flatMap(backticked))
+      .filter((token) => SNAKE.test(token));
     expect(named.length).toBeGreaterThan(0);
     expect(named.filter((token) => !isErrorCode(token))).toEqual([]);
   });
@@ -116,14 +123,17 @@ describe('docs/protocol.md', () => {
     for (const cells of rows) {
       const rpc = Number(backticked(cells[0] ?? '')[0]);
       for (const name of backticked(cells[2] ?? '')) {
-        const codes = name.endsWith('*') ? (Object.keys(ERROR_RECORDS) as ErrorCode[]).filter((code) => code.startsWith(name.slice(0, -1))) : [name];
+        const codes = name.endsWith('*')
+          ? (Object.keys(ERROR_RECORDS) as ErrorCode[]).filter((code) => code.startsWith(name.slice(0, -1)))
+          : [name];
         for (const code of codes) {
           if (!isErrorCode(code)) throw new Error(`not an error code: ${code}`);
           listed.set(code, rpc);
         }
       }
     }
-    for (const code of Object.keys(ERROR_RECORDS) as ErrorCode[]) expect(listed.get(code) ?? RPC_CODES.refused, code).toBe(rpcCodeFor(code));
+    for (const code of Object.keys(ERROR_RECORDS) as ErrorCode[])
+      expect(listed.get(code) ?? RPC_CODES.refused, code).toBe(rpcCodeFor(code));
   });
 
   it('names the protocol version, subprotocol and path', () => {

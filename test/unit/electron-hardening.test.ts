@@ -54,7 +54,9 @@ describe('Electron shell hardening (static text check)', () => {
     expect(mainCode).toMatch(/event\.sender\s*!==\s*mainWindow\.webContents/);
     expect(mainCode).toMatch(/isAppUrl\(frame\.url\)/);
     // Every bridge table row gets its handler from one loop, each through the same sender check.
-    expect(mainCode).toMatch(/for \(const name of BRIDGE_METHOD_NAMES\) \{\s*ipcMain\.handle\(BRIDGE_METHODS\[name\]\.channel, \(event, \.\.\.args: unknown\[\]\) => answer\(event, /);
+    expect(mainCode).toMatch(
+      /for \(const name of BRIDGE_METHOD_NAMES\) \{\s*ipcMain\.handle\(BRIDGE_METHODS\[name\]\.channel, \(event, \.\.\.args: unknown\[\]\) => answer\(event, /,
+    );
     expect(mainCode.match(/ipcMain\.handle\(/g)).toHaveLength(1);
     // Push events go to our window only, on the one event channel.
     expect(mainCode).toMatch(/mainWindow\.webContents\.send\(BRIDGE_EVENT_CHANNEL, /);
@@ -69,6 +71,8 @@ describe('Electron shell hardening (static text check)', () => {
     expect(preloadCode).not.toMatch(/ipcRenderer\.(send|sendSync|once|addListener|prependListener)\b/);
     // The one listener is on the event channel, and the IPC event object never reaches the page.
     expect(preloadCode.match(/ipcRenderer\.on\b/g)).toHaveLength(1);
-    expect(preloadCode).toMatch(/ipcRenderer\.on\(BRIDGE_EVENT_CHANNEL, \(_event, name: unknown, data: unknown\) => \{\s*const checked = parseBridgeEvent\(name, data\);/);
+    expect(preloadCode).toMatch(
+      /ipcRenderer\.on\(BRIDGE_EVENT_CHANNEL, \(_event, name: unknown, data: unknown\) => \{\s*const checked = parseBridgeEvent\(name, data\);/,
+    );
   });
 });

@@ -15,7 +15,9 @@ describe('enrollment requests (proof of possession)', () => {
     const other = await importAgentKey(await generateAgentKey());
     const request = await createEnrollmentRequest(key, 'finance-bot', 'Finance bot');
     const forged = await createEnrollmentRequest(other, 'finance-bot', 'Finance bot');
-    await expect(verifyEnrollmentRequest({ payload: request.payload, signature: forged.signature })).rejects.toMatchObject({ code: 'enrollment_proof_invalid' });
+    await expect(verifyEnrollmentRequest({ payload: request.payload, signature: forged.signature })).rejects.toMatchObject({
+      code: 'enrollment_proof_invalid',
+    });
   });
 
   it('rejects a request whose public key was swapped after signing', async () => {

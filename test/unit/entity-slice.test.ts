@@ -66,7 +66,8 @@ describe('generated calls against a finance directory of 300 payees', () => {
     const dir = tempCopy('finance');
     const entities = JSON.parse(readFileSync(join(dir, 'entities.json'), 'utf8')) as unknown[];
     const payees = Array.from({ length: 300 }, (_, i) => `Vendor ${i}`);
-    for (const id of payees) entities.push({ uid: { type: 'Countersign::Payee', id }, attrs: {}, parents: [{ type: 'Countersign::PayeeList', id: 'known' }] });
+    for (const id of payees)
+      entities.push({ uid: { type: 'Countersign::Payee', id }, attrs: {}, parents: [{ type: 'Countersign::PayeeList', id: 'known' }] });
     // Payees that exist but are not on the known list must still not count as known.
     for (let i = 0; i < 50; i++) entities.push({ uid: { type: 'Countersign::Payee', id: `Stranger ${i}` }, attrs: {}, parents: [] });
     writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
@@ -75,9 +76,31 @@ describe('generated calls against a finance directory of 300 payees', () => {
     for (let i = 0; i < 1_500; i++) {
       const payee = pick([pick(payees), pick(payees), `Stranger ${int(60)}`, 'Acme Ltd', `Unknown ${int(1e6)}`, '']);
       const request: PolicyRequest = {
-        agent: { id: `agent-${int(50)}`, owner: 'dana', group: pick(['finance-agents', 'finance-agents', 'other-agents']), dataClasses: pick([['financial'], ['internal']]), jurisdictions: pick([['US', 'GB'], ['US']]) },
+        agent: {
+          id: `agent-${int(50)}`,
+          owner: 'dana',
+          group: pick(['finance-agents', 'finance-agents', 'other-agents']),
+          dataClasses: pick([['financial'], ['internal']]),
+          jurisdictions: pick([['US', 'GB'], ['US']]),
+        },
         tool: 'payments.transfer',
-        params: { amount: pick(['0.00', '-1.00', '12.50', '999.99', '1000.00', '4200.00', '10000.00', '10000.01', '48000.00', `${int(20000)}.${int(100)}`]), currency: pick(['USD', 'USD', 'EUR']), payee, memo: 'x' },
+        params: {
+          amount: pick([
+            '0.00',
+            '-1.00',
+            '12.50',
+            '999.99',
+            '1000.00',
+            '4200.00',
+            '10000.00',
+            '10000.01',
+            '48000.00',
+            `${int(20000)}.${int(100)}`,
+          ]),
+          currency: pick(['USD', 'USD', 'EUR']),
+          payee,
+          memo: 'x',
+        },
         dataClass: pick(['financial', 'financial', 'internal']),
         jurisdiction: pick(['US', 'GB', 'KP', 'FR']),
         provenance: ['user'],
@@ -141,10 +164,19 @@ when { Countersign::Switch::"halt".on && context.params.payee.tier < 1 };
       { uid: { type: 'Countersign::Region', id: 'south' }, attrs: { embargoed: false }, parents: [] },
     ];
     const banks = Array.from({ length: 40 }, (_, i) => `bank-${i}`);
-    for (const id of banks) entities.push({ uid: { type: 'Countersign::Bank', id }, attrs: { blocked: rng() < 0.1, country: 'X' }, parents: [{ type: 'Countersign::Region', id: pick(['north', 'south']) }] });
+    for (const id of banks)
+      entities.push({
+        uid: { type: 'Countersign::Bank', id },
+        attrs: { blocked: rng() < 0.1, country: 'X' },
+        parents: [{ type: 'Countersign::Region', id: pick(['north', 'south']) }],
+      });
     const payees = Array.from({ length: 150 }, (_, i) => `p-${i}`);
     for (const id of payees) {
-      entities.push({ uid: { type: 'Countersign::Payee', id }, attrs: { bank: { __entity: { type: 'Countersign::Bank', id: pick(banks) } }, tier: int(4) }, parents: rng() < 0.8 ? [{ type: 'Countersign::PayeeList', id: pick(['gold', 'silver', 'bronze']) }] : [] });
+      entities.push({
+        uid: { type: 'Countersign::Payee', id },
+        attrs: { bank: { __entity: { type: 'Countersign::Bank', id: pick(banks) } }, tier: int(4) },
+        parents: rng() < 0.8 ? [{ type: 'Countersign::PayeeList', id: pick(['gold', 'silver', 'bronze']) }] : [],
+      });
     }
     writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
     const { sliced, whole } = await engines(dir);
@@ -155,8 +187,17 @@ when { Countersign::Switch::"halt".on && context.params.payee.tier < 1 };
       const request: PolicyRequest = {
         agent: { id: 'a1', owner: 'o', group: 'g', dataClasses: ['x'], jurisdictions: ['US'] },
         tool: 'pay.send',
-        params: { payee: somePayee(), cc, meta: { via: cc.length > 0 && rng() < 0.7 ? pick(cc) : somePayee(), note: 'n' }, amount: pick([5, 500, 999, 1000, 5000]) },
-        dataClass: 'x', jurisdiction: 'US', provenance: [], risk: { score: 0, factors: [] }, now: new Date(Date.UTC(2026, 5, 1)),
+        params: {
+          payee: somePayee(),
+          cc,
+          meta: { via: cc.length > 0 && rng() < 0.7 ? pick(cc) : somePayee(), note: 'n' },
+          amount: pick([5, 500, 999, 1000, 5000]),
+        },
+        dataClass: 'x',
+        jurisdiction: 'US',
+        provenance: [],
+        risk: { score: 0, factors: [] },
+        now: new Date(Date.UTC(2026, 5, 1)),
       };
       const a = decide(sliced, request);
       expect(a, JSON.stringify(request.params)).toEqual(decide(whole, request));
@@ -165,11 +206,22 @@ when { Countersign::Switch::"halt".on && context.params.payee.tier < 1 };
     }
     expect([...outcomes.keys()].sort()).toEqual(['allow', 'approval_required', 'deny']);
     // Unknown payees make attribute access fail: both modes deny with the same evaluation errors.
-    expect(decide(sliced, { ...baseRequest(), params: { payee: 'ghost-1', cc: [], meta: { via: 'ghost-2', note: '' }, amount: 5 } })).toMatchObject({ outcome: 'deny' });
+    expect(
+      decide(sliced, { ...baseRequest(), params: { payee: 'ghost-1', cc: [], meta: { via: 'ghost-2', note: '' }, amount: 5 } }),
+    ).toMatchObject({ outcome: 'deny' });
   }, 180_000);
 
   function baseRequest(): PolicyRequest {
-    return { agent: { id: 'a1', owner: 'o', group: 'g', dataClasses: ['x'], jurisdictions: ['US'] }, tool: 'pay.send', params: {}, dataClass: 'x', jurisdiction: 'US', provenance: [], risk: { score: 0, factors: [] }, now: new Date(Date.UTC(2026, 5, 1)) };
+    return {
+      agent: { id: 'a1', owner: 'o', group: 'g', dataClasses: ['x'], jurisdictions: ['US'] },
+      tool: 'pay.send',
+      params: {},
+      dataClass: 'x',
+      jurisdiction: 'US',
+      provenance: [],
+      risk: { score: 0, factors: [] },
+      now: new Date(Date.UTC(2026, 5, 1)),
+    };
   }
 });
 
@@ -178,12 +230,24 @@ describe('the slice itself', () => {
     for (const size of [10, 5_000]) {
       const dir = tempCopy('finance');
       const entities = JSON.parse(readFileSync(join(dir, 'entities.json'), 'utf8')) as unknown[];
-      for (let i = 0; i < size; i++) entities.push({ uid: { type: 'Countersign::Payee', id: `Vendor ${i}` }, attrs: {}, parents: [{ type: 'Countersign::PayeeList', id: 'known' }] });
+      for (let i = 0; i < size; i++)
+        entities.push({
+          uid: { type: 'Countersign::Payee', id: `Vendor ${i}` },
+          attrs: {},
+          parents: [{ type: 'Countersign::PayeeList', id: 'known' }],
+        });
       writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
       const set = await loadPolicyDirectory(dir);
       const index = buildEntitySliceIndex(set);
-      const base = index.baseSlice.get('payments.transfer')!.entities.map((e) => `${(e.uid as { type: string }).type}::${(e.uid as { id: string }).id}`).sort();
-      expect(base).toEqual(['Countersign::JurisdictionList::sanctioned', 'Countersign::PayeeList::known', 'Countersign::Tool::payments.transfer']);
+      const base = index.baseSlice
+        .get('payments.transfer')!
+        .entities.map((e) => `${(e.uid as { type: string }).type}::${(e.uid as { id: string }).id}`)
+        .sort();
+      expect(base).toEqual([
+        'Countersign::JurisdictionList::sanctioned',
+        'Countersign::PayeeList::known',
+        'Countersign::Tool::payments.transfer',
+      ]);
       const params = { amount: '10.00', currency: 'USD', payee: 'Vendor 7', memo: 'm' };
       const call = sliceForCall(index, 'payments.transfer', params);
       expect(call.extra.map((e) => (e.uid as { id: string }).id)).toEqual(['Vendor 7']);

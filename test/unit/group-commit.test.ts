@@ -34,10 +34,14 @@ describe('group commit', () => {
     const committer = new GroupCommitter(db);
     const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
     const seenAtSettle: number[] = [];
-    const units = ['a', 'b', 'c'].map((k) => committer.run(() => insert.run(k).changes).then((v) => {
-      seenAtSettle.push(count());
-      return v;
-    }));
+    const units = ['a', 'b', 'c'].map((k) =>
+      committer
+        .run(() => insert.run(k).changes)
+        .then((v) => {
+          seenAtSettle.push(count());
+          return v;
+        }),
+    );
     expect(count()).toBe(0); // nothing runs before the flush
     expect(await Promise.all(units)).toEqual([1, 1, 1]);
     expect(seenAtSettle).toEqual([3, 3, 3]);

@@ -53,8 +53,17 @@ describe('bin/check-layers.mjs', () => {
     copyFileSync(join(ROOT, '.dependency-cruiser.cjs'), join(dir, '.dependency-cruiser.cjs'));
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
     writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
-    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true } }));
-    const all = { 'shared/s.ts': 'export const s = 1;\n', 'test/t.ts': 'export const t = 1;\n', 'bench/b.ts': 'export const b = 1;\n', 'examples/e.ts': 'export const e = 1;\n', ...files };
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true } }),
+    );
+    const all = {
+      'shared/s.ts': 'export const s = 1;\n',
+      'test/t.ts': 'export const t = 1;\n',
+      'bench/b.ts': 'export const b = 1;\n',
+      'examples/e.ts': 'export const e = 1;\n',
+      ...files,
+    };
     for (const [path, text] of Object.entries(all)) {
       mkdirSync(join(dir, dirname(path)), { recursive: true });
       writeFileSync(join(dir, path), text);

@@ -33,10 +33,29 @@ describe('mapping file', () => {
   const base = { server: 'files', audience: 'mcp:files', tools: { write_file: { tool: 'fs.write', roles: { path: 'path' } } } };
 
   it('turns a mapped call into the Countersign tool with the canonical arguments, annotations and role values', () => {
-    const call = mapCall(parseMapping(base), 'write_file', { path: '/srv/a.md', content: 'x', z: 1 }, { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false });
+    const call = mapCall(
+      parseMapping(base),
+      'write_file',
+      { path: '/srv/a.md', content: 'x', z: 1 },
+      { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+    );
     expect(call).toEqual({
-      tool: 'fs.write', dataClass: 'unclassified', jurisdiction: 'US', treatment: 'policy', mapped: true, audience: 'mcp:files',
-      params: { server: 'files', tool: 'write_file', arguments: '{"content":"x","path":"/srv/a.md","z":1}', readOnly: false, destructive: true, idempotent: true, openWorld: false, path: '/srv/a.md' },
+      tool: 'fs.write',
+      dataClass: 'unclassified',
+      jurisdiction: 'US',
+      treatment: 'policy',
+      mapped: true,
+      audience: 'mcp:files',
+      params: {
+        server: 'files',
+        tool: 'write_file',
+        arguments: '{"content":"x","path":"/srv/a.md","z":1}',
+        readOnly: false,
+        destructive: true,
+        idempotent: true,
+        openWorld: false,
+        path: '/srv/a.md',
+      },
     });
   });
 
@@ -62,7 +81,9 @@ describe('mapping file', () => {
   });
 
   it('refuses a role named like a member the proxy sets itself, and a tool name Countersign cannot take', () => {
-    expect(codeOf(() => parseMapping({ ...base, tools: { w: { tool: 'fs.write', roles: { arguments: 'path' } } } }))).toMatch(/^config_invalid: .*"arguments" is a reserved name/);
+    expect(codeOf(() => parseMapping({ ...base, tools: { w: { tool: 'fs.write', roles: { arguments: 'path' } } } }))).toMatch(
+      /^config_invalid: .*"arguments" is a reserved name/,
+    );
     expect(codeOf(() => parseMapping({ ...base, tools: { w: { tool: 'Write-File' } } }))).toMatch(/^config_invalid: .* at tools\.w\.tool/);
     expect(codeOf(() => parseMapping({ ...base, extra: 1 }))).toMatch(/^config_invalid/);
   });
@@ -108,14 +129,43 @@ describe('hold store', () => {
 });
 
 describe('host configuration snippet', () => {
-  const input = { name: 'files', agentKeyFile: '/keys/proxy.key', mapFile: '/etc/cs/files.json', countersignUrl: undefined, domain: undefined, downstream: { command: 'npx', args: ['-y', '@modelcontextprotocol/server-filesystem', '/srv'] } };
+  const input = {
+    name: 'files',
+    agentKeyFile: '/keys/proxy.key',
+    mapFile: '/etc/cs/files.json',
+    countersignUrl: undefined,
+    domain: undefined,
+    downstream: { command: 'npx', args: ['-y', '@modelcontextprotocol/server-filesystem', '/srv'] },
+  };
 
   it('prints an mcpServers entry that starts the server through the proxy', () => {
     expect(JSON.parse(printHostConfig('claude-desktop', input))).toEqual({
-      mcpServers: { files: { command: 'countersign', args: ['mcp-proxy', '--agent', '/keys/proxy.key', '--map', '/etc/cs/files.json', '--', 'npx', '-y', '@modelcontextprotocol/server-filesystem', '/srv'] } },
+      mcpServers: {
+        files: {
+          command: 'countersign',
+          args: [
+            'mcp-proxy',
+            '--agent',
+            '/keys/proxy.key',
+            '--map',
+            '/etc/cs/files.json',
+            '--',
+            'npx',
+            '-y',
+            '@modelcontextprotocol/server-filesystem',
+            '/srv',
+          ],
+        },
+      },
     });
     expect(JSON.parse(printHostConfig('vscode', { ...input, downstream: { url: 'https://tools.example/mcp' } }))).toEqual({
-      servers: { files: { type: 'stdio', command: 'countersign', args: ['mcp-proxy', '--agent', '/keys/proxy.key', '--map', '/etc/cs/files.json', '--url', 'https://tools.example/mcp'] } },
+      servers: {
+        files: {
+          type: 'stdio',
+          command: 'countersign',
+          args: ['mcp-proxy', '--agent', '/keys/proxy.key', '--map', '/etc/cs/files.json', '--url', 'https://tools.example/mcp'],
+        },
+      },
     });
   });
 

@@ -9,7 +9,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../main/core/app.js';
 import {
-  MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, rootOfLeafHashes, splitPoint, verifyConsistency, verifyInclusion,
+  MerkleAccumulator,
+  MerkleHasher,
+  consistencyPath,
+  inclusionPath,
+  rootOfLeafHashes,
+  splitPoint,
+  verifyConsistency,
+  verifyInclusion,
 } from '../../shared/merkle.js';
 
 const sha256 = (d: Uint8Array) => new Uint8Array(createHash('sha256').update(d).digest());
@@ -18,7 +25,9 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 
 const vectors = JSON.parse(readFileSync(join(REPO_ROOT, 'test', 'vectors', 'merkle.json'), 'utf8')) as {
-  leaves: string[]; roots: string[]; inclusion: Array<{ index: number; size: number; proof: string[] }>;
+  leaves: string[];
+  roots: string[];
+  inclusion: Array<{ index: number; size: number; proof: string[] }>;
 };
 
 /** The RFC's recursive definition, straight from the text: the reference the fast code is checked against. */
@@ -123,7 +132,11 @@ describe('mutation suite: every mutated inclusion proof is rejected', () => {
     if (proof.length > 1) rejected('reversed', verifyInclusion(H, i, n, leaf, [...proof].reverse(), root));
     // one bit flipped in each element, at its first, middle and last byte
     proof.forEach((_, k) => {
-      for (const [byte, bit] of [[0, 0], [15, 3], [31, 7]] as const) {
+      for (const [byte, bit] of [
+        [0, 0],
+        [15, 3],
+        [31, 7],
+      ] as const) {
         const mutated = proof.map((p, x) => (x === k ? flip(p, byte, bit) : p));
         rejected(`element ${k} byte ${byte} bit ${bit}`, verifyInclusion(H, i, n, leaf, mutated, root));
       }
@@ -147,8 +160,10 @@ describe('mutation suite: every mutated consistency proof is rejected', () => {
     rejected('size1 > size2', verifyConsistency(H, n, m, proof, r2, r1));
     rejected('swapped roots', verifyConsistency(H, m, n, proof, r2, r1));
     // wrong sizes, each with the honest root of that size
-    for (const s of [m - 1, m + 1]) if (s >= 1 && s < n) rejected(`size1 ${s}`, verifyConsistency(H, s, n, proof, mth(all.slice(0, s)), r2));
-    for (const s of [n - 1, n + 1]) if (s > m && s <= all.length) rejected(`size2 ${s}`, verifyConsistency(H, m, s, proof, r1, mth(all.slice(0, s))));
+    for (const s of [m - 1, m + 1])
+      if (s >= 1 && s < n) rejected(`size1 ${s}`, verifyConsistency(H, s, n, proof, mth(all.slice(0, s)), r2));
+    for (const s of [n - 1, n + 1])
+      if (s > m && s <= all.length) rejected(`size2 ${s}`, verifyConsistency(H, m, s, proof, r1, mth(all.slice(0, s))));
     rejected('flipped root1', verifyConsistency(H, m, n, proof, flip(r1), r2));
     rejected('flipped root2', verifyConsistency(H, m, n, proof, r1, flip(r2, 31, 7)));
     rejected('empty proof', verifyConsistency(H, m, n, [], r1, r2));
@@ -156,7 +171,11 @@ describe('mutation suite: every mutated consistency proof is rejected', () => {
     rejected('first element dropped', verifyConsistency(H, m, n, proof.slice(1), r1, r2));
     rejected('extended (not fully consumed)', verifyConsistency(H, m, n, [...proof, r1], r1, r2));
     proof.forEach((_, k) => {
-      for (const [byte, bit] of [[0, 0], [15, 3], [31, 7]] as const) {
+      for (const [byte, bit] of [
+        [0, 0],
+        [15, 3],
+        [31, 7],
+      ] as const) {
         const mutated = proof.map((p, x) => (x === k ? flip(p, byte, bit) : p));
         rejected(`element ${k} byte ${byte} bit ${bit}`, verifyConsistency(H, m, n, mutated, r1, r2));
       }

@@ -20,7 +20,13 @@ let people: ApproverDirectory;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'countersign-people-'));
   ({ db, audit } = openDataDir(dir));
-  people = new ApproverDirectory(db, audit, { domain: 'production', rpId: 'localhost', origins: ['http://localhost:7345'], requireAaguids: [], ceremonyTimeoutMs: 60_000 });
+  people = new ApproverDirectory(db, audit, {
+    domain: 'production',
+    rpId: 'localhost',
+    origins: ['http://localhost:7345'],
+    requireAaguids: [],
+    ceremonyTimeoutMs: 60_000,
+  });
   people.addApprover({ id: 'sam', displayName: 'Sam', groups: ['sre-approvers'], aliases: ['Sam@Example.com', 'sam.smith'] });
   people.addApprover({ id: 'Dana.Lee', displayName: 'Dana', groups: [] });
 });
@@ -53,7 +59,9 @@ describe('resolvePerson', () => {
   });
 
   it('resolves nobody when a database from before unique handles holds one id in two spellings', () => {
-    db.prepare("INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES ('SAM', 'Other Sam', '[]', 0, 'active', 1)").run();
+    db.prepare(
+      "INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES ('SAM', 'Other Sam', '[]', 0, 'active', 1)",
+    ).run();
     expect(resolvePerson(db, 'sam')).toBeUndefined();
     expect(resolvePerson(db, 'Sam')).toBeUndefined();
     // An alias still names exactly one person.
@@ -70,9 +78,15 @@ describe('resolvePerson', () => {
 
 describe('aliases in the directory', () => {
   it('refuses an id or alias that already names a person, in any case', () => {
-    expect(() => people.addApprover({ id: 'SAM', displayName: 'x', groups: [] })).toThrow(expect.objectContaining({ code: 'alias_conflict' }));
-    expect(() => people.addApprover({ id: 'sam@example.com', displayName: 'x', groups: [] })).toThrow(expect.objectContaining({ code: 'alias_conflict' }));
-    expect(() => people.addApprover({ id: 'erin', displayName: 'x', groups: [], aliases: ['DANA.LEE'] })).toThrow(expect.objectContaining({ code: 'alias_conflict' }));
+    expect(() => people.addApprover({ id: 'SAM', displayName: 'x', groups: [] })).toThrow(
+      expect.objectContaining({ code: 'alias_conflict' }),
+    );
+    expect(() => people.addApprover({ id: 'sam@example.com', displayName: 'x', groups: [] })).toThrow(
+      expect.objectContaining({ code: 'alias_conflict' }),
+    );
+    expect(() => people.addApprover({ id: 'erin', displayName: 'x', groups: [], aliases: ['DANA.LEE'] })).toThrow(
+      expect.objectContaining({ code: 'alias_conflict' }),
+    );
     expect(() => people.addAlias('Dana.Lee', 'sam.smith')).toThrow(expect.objectContaining({ code: 'alias_conflict' }));
     expect(() => people.addAlias('Dana.Lee', 'not an alias')).toThrow(expect.objectContaining({ code: 'config_invalid' }));
     expect(() => people.addAlias('nobody', 'nobody@example.com')).toThrow(expect.objectContaining({ code: 'approver_unknown' }));
@@ -86,7 +100,10 @@ describe('aliases in the directory', () => {
     people.removeAlias('Dana.Lee', 'DANA@example.com');
     expect(resolvePerson(db, 'dana@example.com')).toBeUndefined();
     expect(() => people.removeAlias('Dana.Lee', 'dana@example.com')).toThrow(expect.objectContaining({ code: 'approver_unknown' }));
-    const kinds = audit.entries().map((e) => [e.kind, JSON.parse(e.record) as Record<string, unknown>] as const).filter(([kind]) => kind.startsWith('approver.alias'));
+    const kinds = audit
+      .entries()
+      .map((e) => [e.kind, JSON.parse(e.record) as Record<string, unknown>] as const)
+      .filter(([kind]) => kind.startsWith('approver.alias'));
     expect(kinds).toEqual([
       ['approver.alias_added', expect.objectContaining({ approverId: 'Dana.Lee', alias: 'dana@example.com' })],
       ['approver.alias_removed', expect.objectContaining({ approverId: 'Dana.Lee', alias: 'dana@example.com' })],

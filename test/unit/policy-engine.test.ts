@@ -51,7 +51,9 @@ namespace Countersign {
 }
 `;
 
-const DEMO_ENTITIES = JSON.stringify([{ uid: { type: 'Countersign::Tool', id: 'demo.echo' }, attrs: { audience: 'demo', impact: 'low' }, parents: [] }]);
+const DEMO_ENTITIES = JSON.stringify([
+  { uid: { type: 'Countersign::Tool', id: 'demo.echo' }, attrs: { audience: 'demo', impact: 'low' }, parents: [] },
+]);
 
 /** A synthetic pack: the demo schema + entities and the given .cedar files. */
 function makePack(policies: Record<string, string>, overrides: { schema?: string; entities?: string } = {}): string {
@@ -176,7 +178,13 @@ describe('example packs', () => {
     expect(summary.tools.map((t) => t.name)).toEqual(['deploy.production', 'deploy.staging']);
     expect(summary.tools[0]).toEqual({ name: 'deploy.production', audience: 'deploy-service', impact: 'critical' });
     const twoPerson = summary.policies.find((p) => p.id === 'deploys:production-two-person');
-    expect(twoPerson?.obligation).toEqual({ approvals: 2, groups: ['sre-approvers'], ttlSeconds: 1800, userVerification: 'required', conflicted: [] });
+    expect(twoPerson?.obligation).toEqual({
+      approvals: 2,
+      groups: ['sre-approvers'],
+      ttlSeconds: 1800,
+      userVerification: 'required',
+      conflicted: [],
+    });
     expect(summary.hash).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
 
@@ -190,7 +198,9 @@ describe('example packs', () => {
 
 describe('decision rules', () => {
   it('denies by default', async () => {
-    const engine = await PolicyEngine.open(makePack({ 'p.cedar': '@id("never") permit(principal, action, resource) when { context.risk.score < 0 };' }));
+    const engine = await PolicyEngine.open(
+      makePack({ 'p.cedar': '@id("never") permit(principal, action, resource) when { context.risk.score < 0 };' }),
+    );
     const decision = engine.evaluate(demoRequest());
     expect(decision).toMatchObject({ outcome: 'deny', determiningPolicies: [], errors: [], reasons: ['no policy permits this call'] });
     expect(decision.policyHash).toBe(engine.hash);
@@ -217,8 +227,14 @@ describe('decision rules', () => {
     expect(decision.errors[0]).toContain('overflow');
     expect(decision.reasons).toEqual(['a policy could not be evaluated, so the call is denied']);
     // A permit that errors is skipped by Cedar (default deny); we still report it.
-    const erroringPermit = await PolicyEngine.open(makePack({ 'p.cedar': '@id("bad") permit(principal, action, resource) when { context.risk.score * 9223372036854775807 > 0 };' }));
-    expect(erroringPermit.evaluate(demoRequest())).toMatchObject({ outcome: 'deny', determiningPolicies: ['p:bad'], reasons: ['a policy could not be evaluated, so the call is denied'] });
+    const erroringPermit = await PolicyEngine.open(
+      makePack({ 'p.cedar': '@id("bad") permit(principal, action, resource) when { context.risk.score * 9223372036854775807 > 0 };' }),
+    );
+    expect(erroringPermit.evaluate(demoRequest())).toMatchObject({
+      outcome: 'deny',
+      determiningPolicies: ['p:bad'],
+      reasons: ['a policy could not be evaluated, so the call is denied'],
+    });
     // No error at score 0: the permit applies normally.
     expect(engine.evaluate(demoRequest({ risk: { score: 0, factors: [] } })).outcome).toBe('allow');
   });
@@ -269,19 +285,27 @@ describe('decision rules', () => {
   });
 
   it('refuses a malformed @conflicted_approvers, and one without @approvals', async () => {
-    const bad = makePack({ 'p.cedar': '@id("x") @approvals("1") @conflicted_approvers("not an id!") permit(principal, action, resource);' });
+    const bad = makePack({
+      'p.cedar': '@id("x") @approvals("1") @conflicted_approvers("not an id!") permit(principal, action, resource);',
+    });
     await expect(PolicyEngine.open(bad)).rejects.toMatchObject({ code: 'policy_invalid' });
     const orphan = makePack({ 'p.cedar': '@id("y") @conflicted_approvers("bob") permit(principal, action, resource);' });
     await expect(PolicyEngine.open(orphan)).rejects.toMatchObject({ code: 'policy_invalid' });
   });
 
   it('lists a reason once when several determining policies share it (one guardrail in two files)', async () => {
-    const guardrail = '@id("high-risk") @reason("the risk score is 90 or higher") forbid(principal, action, resource) when { context.risk.score >= 90 };\n';
+    const guardrail =
+      '@id("high-risk") @reason("the risk score is 90 or higher") forbid(principal, action, resource) when { context.risk.score >= 90 };\n';
     const engine = await PolicyEngine.open(makePack({ 'a.cedar': `${PERMIT_ALL}${guardrail}`, 'b.cedar': guardrail }));
     const denied = engine.evaluate(demoRequest({ risk: { score: 95, factors: ['x'] } }));
-    expect(denied).toMatchObject({ outcome: 'deny', determiningPolicies: ['a:high-risk', 'b:high-risk'], reasons: ['the risk score is 90 or higher'] });
+    expect(denied).toMatchObject({
+      outcome: 'deny',
+      determiningPolicies: ['a:high-risk', 'b:high-risk'],
+      reasons: ['the risk score is 90 or higher'],
+    });
 
-    const approval = '@id("one") @approvals("1") @approver_groups("finance-approvers") @reason("one finance approver") permit(principal, action, resource);\n';
+    const approval =
+      '@id("one") @approvals("1") @approver_groups("finance-approvers") @reason("one finance approver") permit(principal, action, resource);\n';
     const held = (await PolicyEngine.open(makePack({ 'a.cedar': approval, 'b.cedar': approval }))).evaluate(demoRequest());
     expect(held.outcome).toBe('approval_required');
     expect(held.reasons).toEqual(['one finance approver']);
@@ -303,7 +327,14 @@ permit(principal, action, resource);
     const small = engine.evaluate(demoRequest());
     expect(small.outcome).toBe('approval_required');
     expect(small.determiningPolicies).toEqual(['p:one-finance', 'p:plain']);
-    expect(small.obligation).toEqual({ approvals: 1, groups: [['finance-approvers']], ttlSeconds: 1800, userVerification: 'preferred', reasons: ['one finance approver'], conflicted: [] });
+    expect(small.obligation).toEqual({
+      approvals: 1,
+      groups: [['finance-approvers']],
+      ttlSeconds: 1800,
+      userVerification: 'preferred',
+      reasons: ['one finance approver'],
+      conflicted: [],
+    });
 
     const large = engine.evaluate(demoRequest({ params: { text: 'x', amount: '5000.00' } }));
     expect(large.outcome).toBe('approval_required');
@@ -329,7 +360,14 @@ permit(principal, action, resource);
 
   it('applies defaults (15m, uv required) when a permit only gives @approvals', async () => {
     const engine = await PolicyEngine.open(makePack({ 'p.cedar': '@id("any") @approvals("3") permit(principal, action, resource);' }));
-    expect(engine.evaluate(demoRequest()).obligation).toEqual({ approvals: 3, groups: [], ttlSeconds: 900, userVerification: 'required', reasons: [], conflicted: [] });
+    expect(engine.evaluate(demoRequest()).obligation).toEqual({
+      approvals: 3,
+      groups: [],
+      ttlSeconds: 900,
+      userVerification: 'required',
+      reasons: [],
+      conflicted: [],
+    });
   });
 });
 
@@ -405,10 +443,13 @@ describe('hot reload', () => {
 
     const results: ReloadResult[] = [];
     let notify: (() => void) | undefined;
-    const stop = engine.watch((result) => {
-      results.push(result);
-      notify?.();
-    }, { debounceMs: 30 });
+    const stop = engine.watch(
+      (result) => {
+        results.push(result);
+        notify?.();
+      },
+      { debounceMs: 30 },
+    );
     try {
       const reloaded = new Promise<void>((resolve) => {
         notify = () => {
@@ -447,7 +488,9 @@ describe('loading rejects invalid sets', () => {
   });
 
   it('rejects a policy that fails strict schema validation, naming file and policy', async () => {
-    const message = await loadError(makePack({ 'p.cedar': `${PERMIT_ALL}@id("typo") forbid(principal, action, resource) when { context.params.ammount == "x" };` }));
+    const message = await loadError(
+      makePack({ 'p.cedar': `${PERMIT_ALL}@id("typo") forbid(principal, action, resource) when { context.params.ammount == "x" };` }),
+    );
     expect(message).toContain('p.cedar:2:56: policy "p:typo"');
     expect(message).toContain('ammount');
   });
@@ -477,8 +520,12 @@ describe('loading rejects invalid sets', () => {
       { uid: { type: 'Countersign::Tool', id: 'demo.echo' }, attrs: { audience: 'demo', impact: 'low' }, parents: [] },
       { uid: { type: 'Countersign::Tool', id: 'demo.other' }, attrs: { audience: 'demo', impact: 'low' }, parents: [] },
     ]);
-    expect(await loadError(makePack({ 'p.cedar': PERMIT_ALL }, { entities: extraTool }))).toContain('"demo.other" is not declared as an action');
-    expect(await loadError(makePack({ 'p.cedar': PERMIT_ALL }, { entities: '[]' }))).toContain('action "demo.echo" has no Countersign::Tool entity');
+    expect(await loadError(makePack({ 'p.cedar': PERMIT_ALL }, { entities: extraTool }))).toContain(
+      '"demo.other" is not declared as an action',
+    );
+    expect(await loadError(makePack({ 'p.cedar': PERMIT_ALL }, { entities: '[]' }))).toContain(
+      'action "demo.echo" has no Countersign::Tool entity',
+    );
   });
 
   it('rejects entities that do not match the schema or are reserved', async () => {
@@ -489,7 +536,11 @@ describe('loading rejects invalid sets', () => {
       { uid: { type: 'Countersign::Agent', id: 'a' }, attrs: { owner: 'o', group: 'g', dataClasses: [], jurisdictions: [] }, parents: [] },
     ]);
     expect(await loadError(makePack({ 'p.cedar': PERMIT_ALL }, { entities: agent }))).toContain('come from enrollment');
-    expect(await loadError(makePack({ 'p.cedar': PERMIT_ALL }, { entities: '[{"uid": {"type": "Countersign::Tool", "id": "demo.echo", "id": "x"}}]' }))).toContain('entities.json');
+    expect(
+      await loadError(
+        makePack({ 'p.cedar': PERMIT_ALL }, { entities: '[{"uid": {"type": "Countersign::Tool", "id": "demo.echo", "id": "x"}}]' }),
+      ),
+    ).toContain('entities.json');
   });
 
   it('rejects a schema that breaks the context conventions', async () => {
@@ -501,7 +552,10 @@ describe('loading rejects invalid sets', () => {
 
   it('rejects a missing directory, schema or policy file', async () => {
     const nope = path.join(tempDir(), 'nope');
-    await expect(loadPolicyDirectory(nope)).rejects.toMatchObject({ code: 'file_not_found', message: `the policy directory ${JSON.stringify(nope)} does not exist` });
+    await expect(loadPolicyDirectory(nope)).rejects.toMatchObject({
+      code: 'file_not_found',
+      message: `the policy directory ${JSON.stringify(nope)} does not exist`,
+    });
     const empty = tempDir();
     const message = await loadError(empty);
     expect(message).toContain('schema.cedarschema: cannot be read');

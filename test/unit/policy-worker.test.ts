@@ -28,7 +28,13 @@ async function open(dir = DEMO): Promise<PolicyEngine> {
 
 function transfer(amount: string, payee: string, jurisdiction = 'US'): PolicyRequest {
   return {
-    agent: { id: 'finance-bot', owner: 'dana@example.com', group: 'finance-agents', dataClasses: ['financial'], jurisdictions: ['US', 'KP'] },
+    agent: {
+      id: 'finance-bot',
+      owner: 'dana@example.com',
+      group: 'finance-agents',
+      dataClasses: ['financial'],
+      jurisdictions: ['US', 'KP'],
+    },
     tool: 'payments.transfer',
     params: { amount, currency: 'USD', payee, memo: 'invoice' },
     dataClass: 'financial',
@@ -42,7 +48,11 @@ function transfer(amount: string, payee: string, jurisdiction = 'US'): PolicyReq
 describe('policy evaluation in a worker thread', () => {
   it('answers exactly as the in-thread evaluation for allow, hold, forbid and bad params', async () => {
     const engine = await open();
-    const requests = [transfer('250.00', 'Acme Ltd'), transfer('48000.00', 'Northwind Traders'), transfer('900.00', 'Pyongyang Trading', 'KP')];
+    const requests = [
+      transfer('250.00', 'Acme Ltd'),
+      transfer('48000.00', 'Northwind Traders'),
+      transfer('900.00', 'Pyongyang Trading', 'KP'),
+    ];
     const outcomes = [];
     for (const request of requests) {
       const inWorker = await engine.evaluateAsync(request);
@@ -51,7 +61,10 @@ describe('policy evaluation in a worker thread', () => {
     }
     expect(outcomes).toEqual(['allow', 'approval_required', 'deny']);
     const badParams = { ...transfer('1.00', 'Acme Ltd'), params: { amount: 12, currency: 'USD', payee: 'Acme Ltd', memo: '' } };
-    const thrown = await engine.evaluateAsync(badParams).then(() => undefined, (e: unknown) => e);
+    const thrown = await engine.evaluateAsync(badParams).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isCountersignError(thrown, 'invalid_params')).toBe(true);
   });
 
@@ -61,11 +74,19 @@ describe('policy evaluation in a worker thread', () => {
     fs.cpSync(DEMO, dir, { recursive: true, dereference: true });
     const engine = await open(dir);
     expect((await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'))).outcome).toBe('allow');
-    fs.writeFileSync(path.join(dir, 'zz-stop.cedar'), '@id("stop-all") @reason("payments stopped") forbid(principal, action == Countersign::Action::"payments.transfer", resource);');
+    fs.writeFileSync(
+      path.join(dir, 'zz-stop.cedar'),
+      '@id("stop-all") @reason("payments stopped") forbid(principal, action == Countersign::Action::"payments.transfer", resource);',
+    );
     const reloaded = await engine.reload();
     expect(reloaded.ok && reloaded.changed).toBe(true);
     const after = await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'));
-    expect(after).toMatchObject({ outcome: 'deny', determiningPolicies: ['zz-stop:stop-all'], policyHash: engine.hash, reasons: ['payments stopped'] });
+    expect(after).toMatchObject({
+      outcome: 'deny',
+      determiningPolicies: ['zz-stop:stop-all'],
+      policyHash: engine.hash,
+      reasons: ['payments stopped'],
+    });
   });
 
   it('denies a call in flight when the worker dies, then recovers with a new worker', async () => {

@@ -4,7 +4,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { inAnyGroup, quorumMet, quorumOf, stillNeeded, stricterRequirement, type QuorumPerson } from '../../main/core/approvals/approval-quorum.js';
+import {
+  inAnyGroup,
+  quorumMet,
+  quorumOf,
+  stillNeeded,
+  stricterRequirement,
+  type QuorumPerson,
+} from '../../main/core/approvals/approval-quorum.js';
 import type { ApprovalRequirement } from '../../shared/protocol.js';
 import { approvalRequirementSchema } from '../../shared/bridge.js';
 import { storedRequirementSchema } from '../../main/core/store/request-repository.js';
@@ -13,13 +20,19 @@ import type { QuorumVectorApproval, QuorumVectorFile } from '../vectors/quorum-v
 const file = JSON.parse(readFileSync(new URL('../vectors/quorum.json', import.meta.url), 'utf8')) as QuorumVectorFile;
 
 /** The service's people: one entry per approval (two keys of one person are two entries here). */
-const people = (approvals: readonly QuorumVectorApproval[]): QuorumPerson[] => approvals.map((a) => ({ id: a.approverId, groups: a.groups }));
-const requirementOf = (r: { approvals: number; groups: string[][] }): ApprovalRequirement => ({ ...r, ttlSeconds: 600, userVerification: 'required' });
+const people = (approvals: readonly QuorumVectorApproval[]): QuorumPerson[] =>
+  approvals.map((a) => ({ id: a.approverId, groups: a.groups }));
+const requirementOf = (r: { approvals: number; groups: string[][] }): ApprovalRequirement => ({
+  ...r,
+  ttlSeconds: 600,
+  userVerification: 'required',
+});
 
 describe('core quorum path over test/vectors/quorum.json', () => {
   it('has the edge cases the rule is about', () => {
     const names = file.quorum.map((v) => v.name).join('\n');
-    for (const topic of ['zero approvals', 'more group lists than approvals', 'one person in two groups', 'two keys', 'two spellings']) expect(names).toContain(topic);
+    for (const topic of ['zero approvals', 'more group lists than approvals', 'one person in two groups', 'two keys', 'two spellings'])
+      expect(names).toContain(topic);
     expect(file.stricter.some((v) => v.quorumAfter !== undefined)).toBe(true);
   });
 
@@ -29,8 +42,10 @@ describe('core quorum path over test/vectors/quorum.json', () => {
     expect(quorumOf(requirement, current)).toEqual(v.expect);
     expect(quorumMet(requirement, current)).toBe(v.expect.satisfied);
     for (const candidate of v.candidates ?? []) {
-      expect({ candidate: candidate.approverId, stillNeeded: stillNeeded(requirement, current, { id: candidate.approverId, groups: candidate.groups }) })
-        .toEqual({ candidate: candidate.approverId, stillNeeded: candidate.stillNeeded });
+      expect({
+        candidate: candidate.approverId,
+        stillNeeded: stillNeeded(requirement, current, { id: candidate.approverId, groups: candidate.groups }),
+      }).toEqual({ candidate: candidate.approverId, stillNeeded: candidate.stillNeeded });
       // Who may approve may also deny: in a group of some list.
       if (candidate.stillNeeded) expect(inAnyGroup(requirement, candidate.groups)).toBe(true);
     }
@@ -49,11 +64,14 @@ describe('core quorum path over test/vectors/quorum.json', () => {
 });
 
 describe('one rule for an empty group list', () => {
-  it.each(file.quorum.map((v) => [v.name, v] as const))('the shared and the stored requirement schema refuse exactly what the verifier refuses: %s', (_name, v) => {
-    const refused = v.verifier?.error !== undefined;
-    expect(approvalRequirementSchema.safeParse(requirementOf(v.requirement)).success).toBe(!refused);
-    expect(storedRequirementSchema.safeParse(requirementOf(v.requirement)).success).toBe(!refused);
-  });
+  it.each(file.quorum.map((v) => [v.name, v] as const))(
+    'the shared and the stored requirement schema refuse exactly what the verifier refuses: %s',
+    (_name, v) => {
+      const refused = v.verifier?.error !== undefined;
+      expect(approvalRequirementSchema.safeParse(requirementOf(v.requirement)).success).toBe(!refused);
+      expect(storedRequirementSchema.safeParse(requirementOf(v.requirement)).success).toBe(!refused);
+    },
+  );
 
   it('has a vector with an empty group list', () => {
     expect(file.quorum.some((v) => v.requirement.groups.some((list) => list.length === 0))).toBe(true);

@@ -57,7 +57,10 @@ describe('tool-side verifier quorum over test/vectors/quorum.json', () => {
     let set = handBuiltSet(v);
     if (repeat >= 0) {
       // One person twice in a token is refused outright, stricter than counting them once.
-      await expect(verifyApprovals(assertions, fx.options())).rejects.toMatchObject({ code: 'approval_invalid', details: { index: repeat, reason: 'duplicate approver' } });
+      await expect(verifyApprovals(assertions, fx.options())).rejects.toMatchObject({
+        code: 'approval_invalid',
+        details: { index: repeat, reason: 'duplicate approver' },
+      });
     } else {
       set = await verifyApprovals(assertions, fx.options());
       expect(set.approvers.map((a) => a.approverId)).toEqual(v.approvals.map((a) => a.approverId));

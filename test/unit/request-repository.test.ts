@@ -18,10 +18,24 @@ let repo: RequestRepository;
 
 const call = { tool: 'payments.transfer', params: { amount: '10.00' }, dataClass: 'internal', jurisdiction: 'EU', provenance: [] };
 const pending: NewRequest = {
-  id: 'req_1', agentId: 'bot', kid: 'k1', tool: 'payments.transfer', callJson: canonicalize(call), callSha256: 'a'.repeat(64), nonce: 'n1',
-  state: 'pending', policyHash: 'p'.repeat(64), determiningPolicies: ['two-approvers'], reasons: ['needs two'],
+  id: 'req_1',
+  agentId: 'bot',
+  kid: 'k1',
+  tool: 'payments.transfer',
+  callJson: canonicalize(call),
+  callSha256: 'a'.repeat(64),
+  nonce: 'n1',
+  state: 'pending',
+  policyHash: 'p'.repeat(64),
+  determiningPolicies: ['two-approvers'],
+  reasons: ['needs two'],
   obligation: { approvals: 2, groups: [['finance']], ttlSeconds: 600, userVerification: 'required' },
-  risk: { score: 10, factors: [] }, createdAt: 1000, expiresAt: 601_000, decidedAt: null, conflicted: ['carol'], groupId: null,
+  risk: { score: 10, factors: [] },
+  createdAt: 1000,
+  expiresAt: 601_000,
+  decidedAt: null,
+  conflicted: ['carol'],
+  groupId: null,
 };
 
 beforeEach(() => {
@@ -39,8 +53,16 @@ describe('request repository', () => {
     repo.insert(pending);
     const record = repo.get('req_1')!;
     expect(record).toMatchObject({
-      id: 'req_1', agentId: 'bot', state: 'pending', call, determiningPolicies: ['two-approvers'], reasons: ['needs two'],
-      obligation: pending.obligation, conflictedApprovers: ['carol'], expiresAt: 601_000, groupId: null,
+      id: 'req_1',
+      agentId: 'bot',
+      state: 'pending',
+      call,
+      determiningPolicies: ['two-approvers'],
+      reasons: ['needs two'],
+      obligation: pending.obligation,
+      conflictedApprovers: ['carol'],
+      expiresAt: 601_000,
+      groupId: null,
     });
     expect(repo.get('req_none')).toBeUndefined();
     expect(repo.finish('req_1', 'denied', 2000, ['no'])).toBe(true);

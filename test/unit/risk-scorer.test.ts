@@ -28,17 +28,37 @@ const CONFIG: RiskConfig = parseRiskConfig({
   },
 });
 
-const AGENT: RiskInput['agent'] = { id: 'ap-agent', dataClasses: ['financial', 'pii'], jurisdictions: ['US', 'GB'], model: 'model-a', agentVersion: '1.0.0' };
+const AGENT: RiskInput['agent'] = {
+  id: 'ap-agent',
+  dataClasses: ['financial', 'pii'],
+  jurisdictions: ['US', 'GB'],
+  model: 'model-a',
+  agentVersion: '1.0.0',
+};
 
 function transfer(amount: number, payee = 'Acme Ltd', extra: Partial<ToolCall> = {}): ToolCall {
   return {
-    tool: 'payments.transfer', params: { amount: amount.toFixed(2), currency: 'USD', payee, memo: `m${Math.random()}` },
-    dataClass: 'financial', jurisdiction: 'US', provenance: ['user'], model: 'model-a', agentVersion: '1.0.0', ...extra,
+    tool: 'payments.transfer',
+    params: { amount: amount.toFixed(2), currency: 'USD', payee, memo: `m${Math.random()}` },
+    dataClass: 'financial',
+    jurisdiction: 'US',
+    provenance: ['user'],
+    model: 'model-a',
+    agentVersion: '1.0.0',
+    ...extra,
   };
 }
 
 function invoiceRead(): ToolCall {
-  return { tool: 'invoices.read', params: { invoiceId: `INV-${Math.random()}` }, dataClass: 'financial', jurisdiction: 'US', provenance: ['user'], model: 'model-a', agentVersion: '1.0.0' };
+  return {
+    tool: 'invoices.read',
+    params: { invoiceId: `INV-${Math.random()}` },
+    dataClass: 'financial',
+    jurisdiction: 'US',
+    provenance: ['user'],
+    model: 'model-a',
+    agentVersion: '1.0.0',
+  };
 }
 
 const dirs: string[] = [];
@@ -57,7 +77,14 @@ function store(): Db {
 }
 
 let seq = 0;
-function learn(engine: RiskEngine, db: Db, call: ToolCall, at: number, state: 'allowed' | 'denied' | 'pending' = 'allowed', agentId = AGENT.id): string {
+function learn(
+  engine: RiskEngine,
+  db: Db,
+  call: ToolCall,
+  at: number,
+  state: 'allowed' | 'denied' | 'pending' = 'allowed',
+  agentId = AGENT.id,
+): string {
   const id = `r${++seq}`;
   db.transaction(() => engine.submitted(agentId, id, call, callDigest(call.tool, call.params), at, state))();
   return id;
@@ -160,8 +187,9 @@ describe('risk scorer factors', () => {
     expect(factor(score(engine, transfer(100, 'Acme Ltd', { session: { id: 'run-1', depth: 5 } }), PROBE), 'call_depth')).toBeUndefined();
     const deep = factor(score(engine, transfer(100, 'Acme Ltd', { session: { id: 'run-1', depth: 8 } }), PROBE), 'call_depth');
     expect(deep).toMatchObject({ observed: { depth: 8 } });
-    expect(deep!.points).toBe(Math.round(30 * (0.5 + 0.5 * 3 / 5)));
-    for (let i = 0; i < 25; i++) learn(engine, db, { ...invoiceRead(), session: { id: 'run-2', depth: 1 } }, PROBE - 3_000_000 + i * 60_000);
+    expect(deep!.points).toBe(Math.round(30 * (0.5 + (0.5 * 3) / 5)));
+    for (let i = 0; i < 25; i++)
+      learn(engine, db, { ...invoiceRead(), session: { id: 'run-2', depth: 1 } }, PROBE - 3_000_000 + i * 60_000);
     const fan = factor(score(engine, transfer(100, 'Acme Ltd', { session: { id: 'run-2', depth: 1 } }), PROBE), 'call_depth');
     expect(fan).toMatchObject({ points: 30, observed: { sessionCalls: 26 } });
   });
@@ -181,11 +209,16 @@ describe('risk scorer factors', () => {
 
   it('untrusted_provenance: the worst declared label counts; none declared counts too', () => {
     const { engine } = withHistory();
-    const external = factor(score(engine, transfer(100, 'Acme Ltd', { provenance: ['user', 'email:external'] }), PROBE), 'untrusted_provenance');
+    const external = factor(
+      score(engine, transfer(100, 'Acme Ltd', { provenance: ['user', 'email:external'] }), PROBE),
+      'untrusted_provenance',
+    );
     expect(external).toMatchObject({ points: 45, observed: { provenance: 'user,email:external' } });
     expect(external!.explanation).toBe('the input that led to this call came from "email:external"');
     expect(factor(score(engine, transfer(100, 'Acme Ltd', { provenance: ['web'] }), PROBE), 'untrusted_provenance')!.points).toBe(36);
-    expect(factor(score(engine, transfer(100, 'Acme Ltd', { provenance: ['carrier-pigeon'] }), PROBE), 'untrusted_provenance')!.points).toBe(27);
+    expect(
+      factor(score(engine, transfer(100, 'Acme Ltd', { provenance: ['carrier-pigeon'] }), PROBE), 'untrusted_provenance')!.points,
+    ).toBe(27);
     expect(factor(score(engine, transfer(100, 'Acme Ltd', { provenance: [] }), PROBE), 'untrusted_provenance')!.points).toBe(23);
     expect(factor(score(engine, transfer(100, 'Acme Ltd', { provenance: ['user'] }), PROBE), 'untrusted_provenance')).toBeUndefined();
   });
@@ -214,7 +247,9 @@ describe('risk scorer factors', () => {
     expect(other!.explanation).toBe('the call comes from model "model-b"; the agent was enrolled with "model-a"');
     const { model: _m, agentVersion: _v, ...bare } = transfer(100, 'Acme Ltd');
     expect(factor(score(engine, bare, PROBE), 'agent_version')!.explanation).toContain('declares no model');
-    expect(factor(score(engine, transfer(100, 'Acme Ltd'), PROBE, { ...AGENT, model: undefined, agentVersion: undefined }), 'agent_version')).toBeUndefined();
+    expect(
+      factor(score(engine, transfer(100, 'Acme Ltd'), PROBE, { ...AGENT, model: undefined, agentVersion: undefined }), 'agent_version'),
+    ).toBeUndefined();
   });
 
   it('split_transaction: pieces to one payee add up within the hour; a batch to many payees counts half', () => {
@@ -222,12 +257,17 @@ describe('risk scorer factors', () => {
     for (let i = 0; i < 3; i++) learn(engine, db, transfer(99, 'Acme Ltd'), PROBE - (40 - i * 10) * 60_000);
     const split = factor(score(engine, transfer(99, 'Acme Ltd'), PROBE), 'split_transaction');
     expect(split).toMatchObject({ points: 40, observed: { calls: 4, sameDestination: 4 } });
-    expect(split!.explanation).toBe("4 payments.transfer calls (4 to the same destination) totalling 396 USD in the last 60 minutes, 4x this agent's median");
+    expect(split!.explanation).toBe(
+      "4 payments.transfer calls (4 to the same destination) totalling 396 USD in the last 60 minutes, 4x this agent's median",
+    );
     const batch = withHistory();
     learn(batch.engine, batch.db, transfer(99, 'Acme Ltd'), PROBE - 30 * 60_000);
     learn(batch.engine, batch.db, transfer(99, 'Globex Corporation'), PROBE - 20 * 60_000);
     learn(batch.engine, batch.db, transfer(99, 'Acme Ltd'), PROBE - 10 * 60_000);
-    expect(factor(score(batch.engine, transfer(99, 'Globex Corporation'), PROBE), 'split_transaction')).toMatchObject({ points: 20, observed: { sameDestination: 2 } });
+    expect(factor(score(batch.engine, transfer(99, 'Globex Corporation'), PROBE), 'split_transaction')).toMatchObject({
+      points: 20,
+      observed: { sameDestination: 2 },
+    });
   });
 
   it('baseline_learning: a new agent is flagged lightly and baseline factors stay quiet', () => {
@@ -236,14 +276,21 @@ describe('risk scorer factors', () => {
     const r = score(engine, transfer(5000, 'Never Seen Ltd'), PROBE);
     expect(r.factors.map((f) => f.name)).toEqual(['baseline_learning']);
     expect(r.score).toBe(10);
-    expect(r.factors[0]!.explanation).toBe('this agent has 0 executed calls; its baseline is learned from the first 20, so baseline checks are not applied yet');
+    expect(r.factors[0]!.explanation).toBe(
+      'this agent has 0 executed calls; its baseline is learned from the first 20, so baseline checks are not applied yet',
+    );
   });
 
   it('long or exotic user-supplied values are clipped into the record, never a fault', () => {
     const { engine } = withHistory();
     const long = `${'😀'.repeat(100)}x${'😀'.repeat(200)}`; // surrogate pairs straddling every cut
     const labels = Array.from({ length: 16 }, (_, i) => `${'p'.repeat(120)}-${i}`);
-    const r = safeScore(engine, { agent: AGENT, call: transfer(100, long, { provenance: labels, model: 'm'.repeat(128) }), callSha256: 'x', now: PROBE });
+    const r = safeScore(engine, {
+      agent: AGENT,
+      call: transfer(100, long, { provenance: labels, model: 'm'.repeat(128) }),
+      callSha256: 'x',
+      now: PROBE,
+    });
     expect(r.factors.map((f) => f.name)).toEqual(['new_destination', 'unusual_sequence', 'untrusted_provenance', 'agent_version']);
     for (const f of r.factors) {
       expect(f.explanation.length).toBeLessThanOrEqual(1024);
@@ -257,7 +304,11 @@ describe('risk scorer factors', () => {
 
   it('caps the score at 100', () => {
     const { engine } = withHistory();
-    const r = score(engine, transfer(5000, 'Evil Ltd', { provenance: ['email:external'], model: 'other', jurisdiction: 'KP' }), T0 + 27 * DAY + 3 * HOUR);
+    const r = score(
+      engine,
+      transfer(5000, 'Evil Ltd', { provenance: ['email:external'], model: 'other', jurisdiction: 'KP' }),
+      T0 + 27 * DAY + 3 * HOUR,
+    );
     expect(r.factors.reduce((s, f) => s + f.points, 0)).toBeGreaterThan(100);
     expect(r.score).toBe(100);
   });
@@ -271,7 +322,14 @@ describe('risk baselines', () => {
     const held = transfer(100, 'Held Payee');
     const id = learn(engine, db, held, PROBE - 3 * HOUR, 'pending');
     expect(factor(score(engine, transfer(100, 'Held Payee'), PROBE), 'new_destination')!.points).toBe(30);
-    db.transaction(() => engine.settled(AGENT.id, { id, call: held, callSha256: callDigest(held.tool, held.params), createdAt: PROBE - 3 * HOUR }, 'approved', PROBE - HOUR))();
+    db.transaction(() =>
+      engine.settled(
+        AGENT.id,
+        { id, call: held, callSha256: callDigest(held.tool, held.params), createdAt: PROBE - 3 * HOUR },
+        'approved',
+        PROBE - HOUR,
+      ),
+    )();
     expect(factor(score(engine, transfer(100, 'Held Payee'), PROBE), 'new_destination')!.points).toBe(15);
     const rows = db.prepare("SELECT value FROM risk_known WHERE agent_id = ? AND kind = 'payee' ORDER BY value").all(AGENT.id);
     expect(rows).toEqual([{ value: 'Acme Ltd' }, { value: 'Globex Corporation' }, { value: 'Held Payee' }]);
@@ -279,7 +337,12 @@ describe('risk baselines', () => {
 
   it('are persisted: a fresh engine on the same database scores the same call identically', () => {
     const { engine, db } = withHistory();
-    const probes = [transfer(410, 'Acme Ltd'), transfer(100, 'Northwind'), invoiceRead(), transfer(100, 'Acme Ltd', { provenance: ['web'] })];
+    const probes = [
+      transfer(410, 'Acme Ltd'),
+      transfer(100, 'Northwind'),
+      invoiceRead(),
+      transfer(100, 'Acme Ltd', { provenance: ['web'] }),
+    ];
     const times = [PROBE, T0 + 27 * DAY + 3 * HOUR, T0 + 30 * DAY + 12 * HOUR];
     const before = times.flatMap((t) => probes.map((p) => score(engine, p, t)));
     const fresh = new RiskEngine(db, CONFIG);
@@ -302,10 +365,12 @@ describe('risk baselines', () => {
 
   it('forget drops what memory learned in a transaction that rolled back', () => {
     const { engine, db } = withHistory();
-    expect(() => db.transaction(() => {
-      engine.submitted(AGENT.id, 'rolled-back', transfer(100, 'Rollback Payee'), 'x', PROBE - HOUR, 'allowed');
-      throw new Error('commit failed');
-    })()).toThrow('commit failed');
+    expect(() =>
+      db.transaction(() => {
+        engine.submitted(AGENT.id, 'rolled-back', transfer(100, 'Rollback Payee'), 'x', PROBE - HOUR, 'allowed');
+        throw new Error('commit failed');
+      })(),
+    ).toThrow('commit failed');
     engine.forget(AGENT.id);
     expect(factor(score(engine, transfer(100, 'Rollback Payee'), PROBE), 'new_destination')!.points).toBe(30);
   });
@@ -314,10 +379,17 @@ describe('risk baselines', () => {
     const config = parseRiskConfig({ ...CONFIG, maxKnownPerKind: 10 });
     const { engine, db } = withHistory(config);
     for (let i = 0; i < 12; i++) learn(engine, db, transfer(100, `Payee ${i}`), PROBE - 20 * HOUR + i * 60_000);
-    const n = db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM risk_known WHERE agent_id = ? AND kind = 'payee'").get(AGENT.id)!.n;
+    const n = db
+      .prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM risk_known WHERE agent_id = ? AND kind = 'payee'")
+      .get(AGENT.id)!.n;
     expect(n).toBe(10);
     expect(factor(score(engine, transfer(100, 'Acme Ltd'), PROBE), 'new_destination')!.points).toBe(30); // evicted
-    expect(factor(new RiskEngine(db, config).score({ agent: AGENT, call: transfer(100, 'Payee 11'), callSha256: 'x', now: PROBE }), 'new_destination')!.points).toBe(15);
+    expect(
+      factor(
+        new RiskEngine(db, config).score({ agent: AGENT, call: transfer(100, 'Payee 11'), callSha256: 'x', now: PROBE }),
+        'new_destination',
+      )!.points,
+    ).toBe(15);
   });
 
   it('prune forgets amounts and minute/hour counters past the lookback window', () => {
@@ -333,7 +405,13 @@ describe('risk scorer faults count as maximum risk', () => {
   const faulty = (score: () => unknown): RiskScorer => ({ score: score as () => RiskAssessment }); // fault injection: a scorer that misbehaves
 
   it.each([
-    ['an exception', () => { throw new Error('boom'); }, 'Error: boom'],
+    [
+      'an exception',
+      () => {
+        throw new Error('boom');
+      },
+      'Error: boom',
+    ],
     ['NaN', () => ({ score: NaN, factors: [] }), 'score'],
     ['a score above 100', () => ({ score: 150, factors: [] }), 'score'],
     ['a negative score', () => ({ score: -1, factors: [] }), 'score'],
@@ -369,9 +447,24 @@ describe('risk settings', () => {
   it('defaults are complete and valid', () => {
     expect(DEFAULT_RISK_CONFIG.reportThreshold).toBe(60);
     expect(Object.keys(DEFAULT_RISK_CONFIG.factors).sort()).toEqual([
-      'agent_version', 'amount_vs_baseline', 'baseline_learning', 'bulk_action', 'call_depth', 'call_rate', 'data_flow', 'data_scope',
-      'memo_exfiltration', 'new_destination', 'new_effect', 'new_recipient', 'off_hours', 'repeated_call', 'split_transaction',
-      'tainted_access_change', 'untrusted_provenance', 'unusual_sequence',
+      'agent_version',
+      'amount_vs_baseline',
+      'baseline_learning',
+      'bulk_action',
+      'call_depth',
+      'call_rate',
+      'data_flow',
+      'data_scope',
+      'memo_exfiltration',
+      'new_destination',
+      'new_effect',
+      'new_recipient',
+      'off_hours',
+      'repeated_call',
+      'split_transaction',
+      'tainted_access_change',
+      'untrusted_provenance',
+      'unusual_sequence',
     ]);
   });
 
@@ -404,15 +497,34 @@ describe('the hand-written assessment check agrees with the schema', () => {
     const real = score(engine, transfer(5000, 'Evil Ltd', { provenance: ['email:external'], model: 'other' }), T0 + 27 * DAY + 3 * HOUR);
     const f = real.factors[0]!;
     const cases: unknown[] = [
-      real, faultAssessment('boom'), UnscoredRisk.score({ agent: AGENT, call: transfer(1), callSha256: 'x', now: 0 }), { score: 0, factors: [] },
-      null, 'x', [], { score: 1 }, { score: 1, factors: [], extra: 1 }, { score: 101, factors: [] }, { score: 1.5, factors: [] }, { score: -1, factors: [] },
-      { score: 1, factors: 'x' }, { score: 1, factors: new Array(RISK_FACTOR_NAMES.length + 1).fill(f) },
-      { score: 1, factors: [{ ...f, name: 'made_up' }] }, { score: 1, factors: [{ ...f, points: 101 }] }, { score: 1, factors: [{ ...f, weight: -1 }] },
-      { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1025) }] }, { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1024) }] },
-      { score: 1, factors: [{ ...f, observed: { nested: {} } }] }, { score: 1, factors: [{ ...f, observed: { ['k'.repeat(65)]: 1 } }] },
-      { score: 1, factors: [{ ...f, observed: { s: 'x'.repeat(257) } }] }, { score: 1, factors: [{ ...f, observed: { s: 'x'.repeat(256) } }] },
-      { score: 1, factors: [{ ...f, observed: { n: NaN } }] }, { score: 1, factors: [{ ...f, observed: [] }] }, { score: 1, factors: [{ ...f, more: 1 }] },
-      { score: 1, factors: [{ ...f, explanation: undefined }] }, { score: 1, factors: [null] },
+      real,
+      faultAssessment('boom'),
+      UnscoredRisk.score({ agent: AGENT, call: transfer(1), callSha256: 'x', now: 0 }),
+      { score: 0, factors: [] },
+      null,
+      'x',
+      [],
+      { score: 1 },
+      { score: 1, factors: [], extra: 1 },
+      { score: 101, factors: [] },
+      { score: 1.5, factors: [] },
+      { score: -1, factors: [] },
+      { score: 1, factors: 'x' },
+      { score: 1, factors: new Array(RISK_FACTOR_NAMES.length + 1).fill(f) },
+      { score: 1, factors: [{ ...f, name: 'made_up' }] },
+      { score: 1, factors: [{ ...f, points: 101 }] },
+      { score: 1, factors: [{ ...f, weight: -1 }] },
+      { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1025) }] },
+      { score: 1, factors: [{ ...f, explanation: 'x'.repeat(1024) }] },
+      { score: 1, factors: [{ ...f, observed: { nested: {} } }] },
+      { score: 1, factors: [{ ...f, observed: { ['k'.repeat(65)]: 1 } }] },
+      { score: 1, factors: [{ ...f, observed: { s: 'x'.repeat(257) } }] },
+      { score: 1, factors: [{ ...f, observed: { s: 'x'.repeat(256) } }] },
+      { score: 1, factors: [{ ...f, observed: { n: NaN } }] },
+      { score: 1, factors: [{ ...f, observed: [] }] },
+      { score: 1, factors: [{ ...f, more: 1 }] },
+      { score: 1, factors: [{ ...f, explanation: undefined }] },
+      { score: 1, factors: [null] },
     ];
     for (const [i, value] of cases.entries()) {
       expect(riskAssessmentProblem(value) === undefined, `case ${i}`).toBe(riskAssessmentSchema.safeParse(value).success);

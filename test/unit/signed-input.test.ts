@@ -9,13 +9,26 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalBytes, canonicalize, parseStrictJson, type JsonObject, type JsonValue } from '../../shared/canonical-json.js';
 import { clientRequestSchema, SIGNED_TYPES, type CallPayload } from '../../shared/protocol.js';
-import { decodeSignature, generateAgentKey, importAgentKey, publicPart, signCanonical, verifyAgentSignature } from '../../shared/agent-keys.js';
+import {
+  decodeSignature,
+  generateAgentKey,
+  importAgentKey,
+  publicPart,
+  signCanonical,
+  verifyAgentSignature,
+} from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { base64url, randomBytes } from '../../shared/encoding.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { prng } from '../helpers/prng.js';
 
-const PROTOTYPE_NAMES = [...Object.getOwnPropertyNames(Object.prototype).filter((n) => n !== '__proto__'), 'prototype', 'then', 'toJSON', 'length'];
+const PROTOTYPE_NAMES = [
+  ...Object.getOwnPropertyNames(Object.prototype).filter((n) => n !== '__proto__'),
+  'prototype',
+  'then',
+  'toJSON',
+  'length',
+];
 
 type Rng = () => number;
 
@@ -30,9 +43,14 @@ function randomParams(rng: Rng, depth = 0): JsonObject {
   for (let i = 0; i < size; i++) {
     const name = rng() < 0.5 ? pick(rng, PROTOTYPE_NAMES) : `k${Math.floor(rng() * 100)}`;
     const roll = rng();
-    out[name] = depth < 4 && roll < 0.3 ? randomParams(rng, depth + 1)
-      : depth < 4 && roll < 0.45 ? [randomParams(rng, depth + 1), 'x', 1]
-        : roll < 0.7 ? `v${Math.floor(rng() * 1000)}` : Math.floor(rng() * 1e6) / 100;
+    out[name] =
+      depth < 4 && roll < 0.3
+        ? randomParams(rng, depth + 1)
+        : depth < 4 && roll < 0.45
+          ? [randomParams(rng, depth + 1), 'x', 1]
+          : roll < 0.7
+            ? `v${Math.floor(rng() * 1000)}`
+            : Math.floor(rng() * 1e6) / 100;
   }
   return out;
 }
@@ -47,7 +65,12 @@ function objectsOf(value: unknown): Record<string, unknown>[] {
 /** `text` with a `__proto__` member added to its index-th object (as a parser that kept it would hold it). */
 function withProtoAt(text: string, index: number): string {
   const copy = JSON.parse(text) as unknown;
-  Object.defineProperty(objectsOf(copy)[index]!, '__proto__', { value: { amount: '1.00', isAdmin: true }, enumerable: true, writable: true, configurable: true });
+  Object.defineProperty(objectsOf(copy)[index]!, '__proto__', {
+    value: { amount: '1.00', isAdmin: true },
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
   return JSON.stringify(copy);
 }
 
@@ -77,7 +100,11 @@ describe('agent call envelopes', () => {
     const key = await importAgentKey(await generateAgentKey('EdDSA'));
     for (let i = 0; i < 300; i++) {
       const payload: CallPayload = {
-        typ: SIGNED_TYPES.call, agentId: 'agent-1', kid: key.kid, nonce: base64url(randomBytes(24)), timestamp: 1_700_000_000_000,
+        typ: SIGNED_TYPES.call,
+        agentId: 'agent-1',
+        kid: key.kid,
+        nonce: base64url(randomBytes(24)),
+        timestamp: 1_700_000_000_000,
         call: { tool: 'tools.generic', params: randomParams(rng), dataClass: 'internal', jurisdiction: 'US', provenance: ['user'] },
       };
       const signature = await signCanonical(key, payload);
@@ -97,14 +124,33 @@ describe('agent call envelopes', () => {
   it('refuses "__proto__" in every object of an envelope frame with json_reserved_member', async () => {
     const key = await importAgentKey(await generateAgentKey('EdDSA'));
     const payload: CallPayload = {
-      typ: SIGNED_TYPES.call, agentId: 'agent-1', kid: key.kid, nonce: base64url(randomBytes(24)), timestamp: 1_700_000_000_000,
-      call: { tool: 'tools.generic', params: { a: { b: [{ c: 1 }] } }, dataClass: 'internal', jurisdiction: 'US', provenance: ['user'], session: { id: 's1', depth: 0 } },
+      typ: SIGNED_TYPES.call,
+      agentId: 'agent-1',
+      kid: key.kid,
+      nonce: base64url(randomBytes(24)),
+      timestamp: 1_700_000_000_000,
+      call: {
+        tool: 'tools.generic',
+        params: { a: { b: [{ c: 1 }] } },
+        dataClass: 'internal',
+        jurisdiction: 'US',
+        provenance: ['user'],
+        session: { id: 's1', depth: 0 },
+      },
     };
-    const frame = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'call.submit', params: { envelope: { payload, signature: await signCanonical(key, payload) } } });
+    const frame = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'call.submit',
+      params: { envelope: { payload, signature: await signCanonical(key, payload) } },
+    });
     const count = objectsOf(JSON.parse(frame)).length;
     expect(count).toBe(9); // message, params, envelope, payload, call, params, a, b[0], session
     for (let index = 0; index < count; index++) {
-      expect(codeOf(() => clientRequestSchema.parse(parseStrictJson(withProtoAt(frame, index)))), `object ${index}`).toBe('json_reserved_member');
+      expect(
+        codeOf(() => clientRequestSchema.parse(parseStrictJson(withProtoAt(frame, index)))),
+        `object ${index}`,
+      ).toBe('json_reserved_member');
     }
   });
 });
@@ -119,7 +165,9 @@ describe('enrollment requests', () => {
     const objects = objectsOf(JSON.parse(text)).length;
     expect(objects).toBeGreaterThanOrEqual(3); // request, payload, public key
     for (let index = 0; index < objects; index++) {
-      expect(await asyncCodeOf(async () => verifyEnrollmentRequest(parseStrictJson(withProtoAt(text, index)))), `object ${index}`).toBe('json_reserved_member');
+      expect(await asyncCodeOf(async () => verifyEnrollmentRequest(parseStrictJson(withProtoAt(text, index)))), `object ${index}`).toBe(
+        'json_reserved_member',
+      );
       for (const name of PROTOTYPE_NAMES) {
         const copy = JSON.parse(text) as unknown;
         Object.defineProperty(objectsOf(copy)[index]!, name, { value: 'x', enumerable: true, writable: true, configurable: true });

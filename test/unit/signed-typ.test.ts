@@ -47,7 +47,8 @@ describe('signed typ registry', () => {
     for (const [schema, own] of schemas) {
       const typ = schema.shape.typ;
       expect(typ.safeParse(own).success, own).toBe(true);
-      for (const other of Object.values(SIGNED_TYP).filter((value) => value !== own)) expect(typ.safeParse(other).success, `${own} accepts ${other}`).toBe(false);
+      for (const other of Object.values(SIGNED_TYP).filter((value) => value !== own))
+        expect(typ.safeParse(other).success, `${own} accepts ${other}`).toBe(false);
     }
   });
 
@@ -57,7 +58,8 @@ describe('signed typ registry', () => {
       const rel = relative(root, file);
       if (rel === join('shared', 'typ.ts')) continue;
       const text = readFileSync(file, 'utf8');
-      for (const value of Object.values(SIGNED_TYP)) if (text.includes(`'${value}'`) || text.includes(`"${value}"`) || text.includes(`\`${value}\``)) spelled.push(`${rel}: ${value}`);
+      for (const value of Object.values(SIGNED_TYP))
+        if (text.includes(`'${value}'`) || text.includes(`"${value}"`) || text.includes(`\`${value}\``)) spelled.push(`${rel}: ${value}`);
     }
     expect(spelled).toEqual([]);
   });

@@ -20,7 +20,11 @@ async function software(dir?: string): Promise<SoftwareSigner> {
 /** A member that counts its calls and answers after a tick, like a device round trip. */
 function counting(inner: Signer): Signer & { calls: number } {
   const member = {
-    keyId: inner.keyId, algorithm: inner.algorithm, publicJwk: inner.publicJwk, custody: inner.custody, calls: 0,
+    keyId: inner.keyId,
+    algorithm: inner.algorithm,
+    publicJwk: inner.publicJwk,
+    custody: inner.custody,
+    calls: 0,
     async sign(data: Uint8Array) {
       member.calls++;
       await new Promise((r) => setImmediate(r));

@@ -10,7 +10,13 @@ import { computeCallDigest } from '../../shared/approval-token.js';
 import { approvalChallenge } from '../../shared/approvals.js';
 import type { ApprovalAssertion } from '../../shared/approvals.js';
 import { CountersignError, isCountersignError } from '../../shared/errors.js';
-import { APPROVAL_GRACE_MS, MAX_APPROVALS, derToRawEcdsaSignature, satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
+import {
+  APPROVAL_GRACE_MS,
+  MAX_APPROVALS,
+  derToRawEcdsaSignature,
+  satisfiesQuorum,
+  verifyApprovals,
+} from '../../shared/verify-approvals.js';
 import type { VerifiedApprovalSet, VerifyApprovalsOptions } from '../../shared/verify-approvals.js';
 import { ApprovalFixture, CALL, EXPIRES_AT, ORIGIN, REQUEST_ID, RP_ID, vectorOutcome } from '../vectors/generate-approvals.js';
 import type { ApprovalVectorFile } from '../vectors/generate-approvals.js';
@@ -108,7 +114,9 @@ describe('verifyApprovals: genuine approvals', () => {
     // Two finance approvers: nobody from security.
     expect(satisfiesQuorum(await verifyApprovals([alice, carol], opts), quorum)).toBe(false);
     // bob is in both groups but is one person: he cannot fill both slots.
-    expect(satisfiesQuorum(await verifyApprovals([bob], opts), { approvals: 1, groups: [['finance-approvers'], ['security']] })).toBe(false);
+    expect(satisfiesQuorum(await verifyApprovals([bob], opts), { approvals: 1, groups: [['finance-approvers'], ['security']] })).toBe(
+      false,
+    );
     // bob (finance+security) with alice (finance): the matching puts bob on security.
     expect(satisfiesQuorum(await verifyApprovals([bob, alice], opts), quorum)).toBe(true);
   });
@@ -141,7 +149,12 @@ describe('verifyApprovals: genuine approvals', () => {
         rawId: alice.credentialId,
         type: 'public-key',
         clientExtensionResults: {},
-        response: { authenticatorData: alice.authenticatorData, clientDataJSON: alice.clientDataJSON, signature: alice.signature, userHandle: alice.userHandle },
+        response: {
+          authenticatorData: alice.authenticatorData,
+          clientDataJSON: alice.clientDataJSON,
+          signature: alice.signature,
+          userHandle: alice.userHandle,
+        },
       },
       expectedChallenge: await approvalChallenge(alice.record),
       expectedOrigin: ORIGIN,
@@ -194,8 +207,18 @@ describe('verifyApprovals: each rejection, with its reason', () => {
   });
 
   it('a challenge not matching the record (record tampered after signing)', async () => {
-    await expectRejected([{ ...alice, record: { ...alice.record, nonce: randomBytes(32).toString('base64url') } }], opts, 0, 'challenge mismatch');
-    await expectRejected([{ ...alice, record: { ...alice.record, expiresAt: alice.record.expiresAt + 60_000 } }], opts, 0, 'challenge mismatch');
+    await expectRejected(
+      [{ ...alice, record: { ...alice.record, nonce: randomBytes(32).toString('base64url') } }],
+      opts,
+      0,
+      'challenge mismatch',
+    );
+    await expectRejected(
+      [{ ...alice, record: { ...alice.record, expiresAt: alice.record.expiresAt + 60_000 } }],
+      opts,
+      0,
+      'challenge mismatch',
+    );
   });
 
   it('an origin not in the directory (port differs)', async () => {
@@ -303,7 +326,10 @@ describe('verifyApprovals: each rejection, with its reason', () => {
 
 describe('verifyApprovals: client data and authenticator data signed by the real key', () => {
   /** A genuinely signed assertion with hand-made client data and/or authenticator data. */
-  async function custom(edit: { clientData?: (cd: Record<string, unknown>) => string; authData?: (ad: Buffer) => Buffer }): Promise<ApprovalAssertion> {
+  async function custom(edit: {
+    clientData?: (cd: Record<string, unknown>) => string;
+    authData?: (ad: Buffer) => Buffer;
+  }): Promise<ApprovalAssertion> {
     const record = fx.record('alice');
     const clientData = { type: 'webauthn.get', challenge: await approvalChallenge(record), origin: ORIGIN, crossOrigin: false };
     const clientDataJSON = Buffer.from(edit.clientData?.(clientData) ?? JSON.stringify(clientData), 'utf8');
@@ -326,7 +352,12 @@ describe('verifyApprovals: client data and authenticator data signed by the real
   });
 
   it('refuses a registration ceremony type', async () => {
-    await expectRejected([await custom({ clientData: (cd) => JSON.stringify({ ...cd, type: 'webauthn.create' }) })], opts, 0, 'wrong ceremony type');
+    await expectRejected(
+      [await custom({ clientData: (cd) => JSON.stringify({ ...cd, type: 'webauthn.create' }) })],
+      opts,
+      0,
+      'wrong ceremony type',
+    );
   });
 
   it('refuses crossOrigin true', async () => {
@@ -341,7 +372,12 @@ describe('verifyApprovals: client data and authenticator data signed by the real
 
   it('refuses authenticator data shorter than 37 bytes, with trailing bytes, or with attested credential data', async () => {
     await expectRejected([await custom({ authData: (ad) => ad.subarray(0, 36) })], opts, 0, 'malformed authenticator data');
-    await expectRejected([await custom({ authData: (ad) => Buffer.concat([ad, Buffer.from([0])]) })], opts, 0, 'malformed authenticator data');
+    await expectRejected(
+      [await custom({ authData: (ad) => Buffer.concat([ad, Buffer.from([0])]) })],
+      opts,
+      0,
+      'malformed authenticator data',
+    );
     const withAt = (ad: Buffer): Buffer => {
       ad[32] = ad[32]! | 0x40;
       return ad;
@@ -362,7 +398,12 @@ describe('verifyApprovals: configuration', () => {
   it('refuses a malformed directory or options as config_invalid', async () => {
     const codes = await Promise.all([
       rejection(verifyApprovals([alice], fx.options({ directory: { ...fx.directory, origins: [] } }))),
-      rejection(verifyApprovals([alice], fx.options({ directory: { ...fx.directory, approvers: [...fx.directory.approvers, fx.directory.approvers[0]!] } }))),
+      rejection(
+        verifyApprovals(
+          [alice],
+          fx.options({ directory: { ...fx.directory, approvers: [...fx.directory.approvers, fx.directory.approvers[0]!] } }),
+        ),
+      ),
       rejection(verifyApprovals([alice], fx.options({ requestId: '' }))),
       rejection(verifyApprovals([alice], fx.options({ now: () => Number.NaN }))),
     ]);
@@ -461,7 +502,13 @@ describe('satisfiesQuorum', () => {
   it('a zero quorum still needs one approval (fail closed: a requirement is never met by nobody); a malformed one is config_invalid', () => {
     expect(satisfiesQuorum(set(), { approvals: 0, groups: [] })).toBe(false);
     expect(satisfiesQuorum(set(['a', ['f']]), { approvals: 0, groups: [] })).toBe(true);
-    for (const bad of [{ approvals: -1, groups: [] }, { approvals: 1.5, groups: [] }, { approvals: 1, groups: [[]] }, { approvals: 1, groups: [['']] }, { approvals: 1 }]) {
+    for (const bad of [
+      { approvals: -1, groups: [] },
+      { approvals: 1.5, groups: [] },
+      { approvals: 1, groups: [[]] },
+      { approvals: 1, groups: [['']] },
+      { approvals: 1 },
+    ]) {
       expect(() => satisfiesQuorum(set(['a', ['f']]), bad as never)).toThrow(CountersignError);
     }
   });
@@ -471,7 +518,7 @@ describe('verifyApprovals: merged groups of identical calls', () => {
   // A group's record names the primary request and, sorted, every follower; the key signs for each.
   const FOLLOWERS = ['req_01JFOLLOWER1', 'req_01JFOLLOWER2'];
 
-  it("accepts a group approval for the primary and for each follower the record names, and for no other request", async () => {
+  it('accepts a group approval for the primary and for each follower the record names, and for no other request', async () => {
     const a = await fx.assert('alice', { record: { followers: FOLLOWERS } });
     const b = await fx.assert('bob', { record: { followers: FOLLOWERS } });
     for (const requestId of [REQUEST_ID, ...FOLLOWERS]) {

@@ -65,7 +65,11 @@ interface AssertOptions {
 
 /** The full authentication ceremony: options, assertion, verification (which may throw). */
 async function authenticate(authenticator: VirtualAuthenticator, credential: WebAuthnCredential, opts: AssertOptions = {}) {
-  const options = await generateAuthenticationOptions({ rpID: RP_ID, allowCredentials: [{ id: credential.id }], userVerification: 'required' });
+  const options = await generateAuthenticationOptions({
+    rpID: RP_ID,
+    allowCredentials: [{ id: credential.id }],
+    userVerification: 'required',
+  });
   const response = authenticator.getAssertion({
     rpId: opts.rpId ?? RP_ID,
     origin: opts.origin ?? ORIGIN,
@@ -74,15 +78,18 @@ async function authenticate(authenticator: VirtualAuthenticator, credential: Web
     userVerification: options.userVerification,
     testHooks: opts.testHooks,
   });
-  return { response, verify: (overrides: { response?: AuthenticationResponseJSON; counter?: number } = {}) =>
-    verifyAuthenticationResponse({
-      response: overrides.response ?? response,
-      expectedChallenge: options.challenge,
-      expectedOrigin: ORIGIN,
-      expectedRPID: RP_ID,
-      credential: { ...credential, counter: overrides.counter ?? credential.counter },
-      requireUserVerification: opts.requireUserVerification ?? true,
-    }) };
+  return {
+    response,
+    verify: (overrides: { response?: AuthenticationResponseJSON; counter?: number } = {}) =>
+      verifyAuthenticationResponse({
+        response: overrides.response ?? response,
+        expectedChallenge: options.challenge,
+        expectedOrigin: ORIGIN,
+        expectedRPID: RP_ID,
+        credential: { ...credential, counter: overrides.counter ?? credential.counter },
+        requireUserVerification: opts.requireUserVerification ?? true,
+      }),
+  };
 }
 
 function flipBit(base64url: string, byteFromEnd: number, mask = 0x01): string {
@@ -140,7 +147,9 @@ describe('virtual authenticator: registration', () => {
     const authData = attestation.get('authData');
     const clientDataHash = createHash('sha256').update(Buffer.from(response.response.clientDataJSON, 'base64url')).digest();
     const publicKey = createPublicKey({ key: Buffer.from(response.response.publicKey ?? '', 'base64url'), format: 'der', type: 'spki' });
-    expect(verify('sha256', Buffer.concat([authData, clientDataHash]), { key: publicKey, dsaEncoding: 'der' }, sig ?? new Uint8Array())).toBe(true);
+    expect(
+      verify('sha256', Buffer.concat([authData, clientDataHash]), { key: publicKey, dsaEncoding: 'der' }, sig ?? new Uint8Array()),
+    ).toBe(true);
     expect(Buffer.from(response.response.authenticatorData ?? '', 'base64url').equals(Buffer.from(authData))).toBe(true);
 
     // The authenticator data layout: rpIdHash, UP|UV|AT, counter 0, attested credential data.
@@ -152,7 +161,15 @@ describe('virtual authenticator: registration', () => {
     const clientData = JSON.parse(Buffer.from(response.response.clientDataJSON, 'base64url').toString('utf8')) as unknown;
     expect(clientData).toEqual({ type: 'webauthn.create', challenge: options.challenge, origin: ORIGIN, crossOrigin: false });
     expect(authenticator.listCredentials()).toEqual([
-      { id: response.id, rpId: RP_ID, userHandle: options.user.id, userName: 'alice@example.com', userDisplayName: 'Alice', signCount: 0, userVerified: true },
+      {
+        id: response.id,
+        rpId: RP_ID,
+        userHandle: options.user.id,
+        userName: 'alice@example.com',
+        userDisplayName: 'Alice',
+        signCount: 0,
+        userVerified: true,
+      },
     ]);
   });
 
@@ -161,14 +178,28 @@ describe('virtual authenticator: registration', () => {
     const options = await registrationOptions();
     const base = { rpId: RP_ID, origin: ORIGIN, challenge: options.challenge, user: options.user, userVerification: 'required' as const };
     const check = (response: ReturnType<VirtualAuthenticator['createCredential']>) =>
-      verifyRegistrationResponse({ response, expectedChallenge: options.challenge, expectedOrigin: ORIGIN, expectedRPID: RP_ID, requireUserVerification: true });
+      verifyRegistrationResponse({
+        response,
+        expectedChallenge: options.challenge,
+        expectedOrigin: ORIGIN,
+        expectedRPID: RP_ID,
+        requireUserVerification: true,
+      });
     const other = await registrationOptions();
-    await expect(check(authenticator.createCredential({ ...base, challenge: other.challenge }))).rejects.toThrow(/unexpected registration response challenge/i);
-    await expect(check(authenticator.createCredential({ ...base, origin: 'http://localhost:7346' }))).rejects.toThrow(/unexpected registration response origin/i);
+    await expect(check(authenticator.createCredential({ ...base, challenge: other.challenge }))).rejects.toThrow(
+      /unexpected registration response challenge/i,
+    );
+    await expect(check(authenticator.createCredential({ ...base, origin: 'http://localhost:7346' }))).rejects.toThrow(
+      /unexpected registration response origin/i,
+    );
     // Only the rpId differs (origin checks come first in the verifier).
     await expect(check(authenticator.createCredential({ ...base, rpId: 'evil.example' }))).rejects.toThrow(/unexpected rp id hash/i);
-    await expect(check(authenticator.createCredential({ ...base, testHooks: { withoutUserVerification: true } }))).rejects.toThrow(/user verification was required/i);
-    await expect(check(authenticator.createCredential({ ...base, testHooks: { withoutUserPresence: true } }))).rejects.toThrow(/user presence was required/i);
+    await expect(check(authenticator.createCredential({ ...base, testHooks: { withoutUserVerification: true } }))).rejects.toThrow(
+      /user verification was required/i,
+    );
+    await expect(check(authenticator.createCredential({ ...base, testHooks: { withoutUserPresence: true } }))).rejects.toThrow(
+      /user presence was required/i,
+    );
   });
 
   it('refuses a credential listed in excludeCredentials, and UV it cannot perform', async () => {
@@ -185,7 +216,14 @@ describe('virtual authenticator: registration', () => {
       }),
     ).toThrow(expect.objectContaining({ code: 'config_invalid', details: { reason: 'credential_excluded' } }));
     expect(() =>
-      authenticator.createCredential({ rpId: RP_ID, origin: ORIGIN, challenge: options.challenge, user: options.user, userVerification: 'required', userVerified: false }),
+      authenticator.createCredential({
+        rpId: RP_ID,
+        origin: ORIGIN,
+        challenge: options.challenge,
+        user: options.user,
+        userVerification: 'required',
+        userVerified: false,
+      }),
     ).toThrow(expect.objectContaining({ code: 'config_invalid', details: { reason: 'user_verification_unavailable' } }));
     expect(() => authenticator.createCredential({ rpId: RP_ID, origin: ORIGIN, challenge: 'not base64url!', user: options.user })).toThrow(
       expect.objectContaining({ code: 'config_invalid' }),
@@ -206,7 +244,10 @@ describe('virtual authenticator: assertions', () => {
     expect(result.authenticationInfo.credentialID).toBe(credential.id);
     expect(first.response.response.userHandle).toBe(userHandle);
     expect(first.response.id).toBe(credential.id);
-    const clientData = JSON.parse(Buffer.from(first.response.response.clientDataJSON, 'base64url').toString('utf8')) as { type: string; crossOrigin: boolean };
+    const clientData = JSON.parse(Buffer.from(first.response.response.clientDataJSON, 'base64url').toString('utf8')) as {
+      type: string;
+      crossOrigin: boolean;
+    };
     expect(clientData.type).toBe('webauthn.get');
     expect(clientData.crossOrigin).toBe(false);
     expect(parseAuthenticatorData(isoBase64URL.toBuffer(first.response.response.authenticatorData)).flags.flagsInt).toBe(0x05);
@@ -245,10 +286,16 @@ describe('virtual authenticator: assertions', () => {
     const { credential } = await register(authenticator);
     const ceremony = await authenticate(authenticator, credential);
     // Last byte of the DER signature is inside s: the DER stays well-formed, the signature does not.
-    const badSignature = { ...ceremony.response, response: { ...ceremony.response.response, signature: flipBit(ceremony.response.response.signature, 0) } };
+    const badSignature = {
+      ...ceremony.response,
+      response: { ...ceremony.response.response, signature: flipBit(ceremony.response.response.signature, 0) },
+    };
     expect((await ceremony.verify({ response: badSignature })).verified).toBe(false);
     // Counter 1 raised to 257: passes the counter check, breaks the signature.
-    const raised = { ...ceremony.response, response: { ...ceremony.response.response, authenticatorData: flipBit(ceremony.response.response.authenticatorData, 1) } };
+    const raised = {
+      ...ceremony.response,
+      response: { ...ceremony.response.response, authenticatorData: flipBit(ceremony.response.response.authenticatorData, 1) },
+    };
     expect(parseAuthenticatorData(isoBase64URL.toBuffer(raised.response.authenticatorData)).counter).toBe(257);
     expect((await ceremony.verify({ response: raised })).verified).toBe(false);
     expect((await ceremony.verify()).verified).toBe(true);
@@ -263,9 +310,13 @@ describe('virtual authenticator: assertions', () => {
     }
     expect(credential.counter).toBe(3);
     authenticator.setCounter(credential.id, 0); // next assertion carries 1
-    await expect((await authenticate(authenticator, credential)).verify()).rejects.toThrow('Response counter value 1 was lower than expected 3');
+    await expect((await authenticate(authenticator, credential)).verify()).rejects.toThrow(
+      'Response counter value 1 was lower than expected 3',
+    );
     authenticator.setCounter(credential.id, 2); // next assertion carries 3 == stored: also refused, same wording
-    await expect((await authenticate(authenticator, credential)).verify()).rejects.toThrow('Response counter value 3 was lower than expected 3');
+    await expect((await authenticate(authenticator, credential)).verify()).rejects.toThrow(
+      'Response counter value 3 was lower than expected 3',
+    );
     // Back above the stored value, it verifies again.
     const recovered = await (await authenticate(authenticator, credential)).verify();
     expect(recovered.authenticationInfo.newCounter).toBe(4);
@@ -280,7 +331,10 @@ describe('virtual authenticator: assertions', () => {
     expect(parseAuthenticatorData(isoBase64URL.toBuffer(ceremony.response.response.authenticatorData)).flags.uv).toBe(false);
     await expect(ceremony.verify()).rejects.toThrow(/user verification required, but user could not be verified/i);
     // The same assertion verifies when the relying party does not require UV, and says so.
-    const lenient = await authenticate(authenticator, credential, { testHooks: { withoutUserVerification: true }, requireUserVerification: false });
+    const lenient = await authenticate(authenticator, credential, {
+      testHooks: { withoutUserVerification: true },
+      requireUserVerification: false,
+    });
     const result = await lenient.verify();
     expect(result.verified).toBe(true);
     expect(result.authenticationInfo.userVerified).toBe(false);
@@ -292,9 +346,19 @@ describe('virtual authenticator: assertions', () => {
     const authenticator = new VirtualAuthenticator();
     const { credential: alice } = await register(authenticator);
     const { credential: bob } = await register(authenticator);
-    const options = await generateAuthenticationOptions({ rpID: RP_ID, allowCredentials: [{ id: alice.id }], userVerification: 'required' });
+    const options = await generateAuthenticationOptions({
+      rpID: RP_ID,
+      allowCredentials: [{ id: alice.id }],
+      userVerification: 'required',
+    });
     const allow = (options.allowCredentials ?? []).map((entry) => entry.id);
-    const base = { rpId: RP_ID, origin: ORIGIN, challenge: options.challenge, allowCredentials: allow, userVerification: 'required' as const };
+    const base = {
+      rpId: RP_ID,
+      origin: ORIGIN,
+      challenge: options.challenge,
+      allowCredentials: allow,
+      userVerification: 'required' as const,
+    };
     expect(authenticator.getAssertion(base).id).toBe(alice.id);
     expect(() => authenticator.getAssertion({ ...base, credentialId: bob.id })).toThrow(
       expect.objectContaining({ code: 'config_invalid', details: { reason: 'credential_not_allowed' } }),
@@ -315,7 +379,13 @@ describe('virtual authenticator: assertions', () => {
     // A credential without UV capability refuses a UV-required request, answers a preferred one without UV.
     const noUv = new VirtualAuthenticator();
     const regOptions = await registrationOptions();
-    const created = noUv.createCredential({ rpId: RP_ID, origin: ORIGIN, challenge: regOptions.challenge, user: regOptions.user, userVerified: false });
+    const created = noUv.createCredential({
+      rpId: RP_ID,
+      origin: ORIGIN,
+      challenge: regOptions.challenge,
+      user: regOptions.user,
+      userVerified: false,
+    });
     const noUvBase = { ...base, allowCredentials: [created.id] };
     expect(() => noUv.getAssertion(noUvBase)).toThrow(expect.objectContaining({ details: { reason: 'user_verification_unavailable' } }));
     const preferred = noUv.getAssertion({ ...noUvBase, userVerification: 'preferred' });

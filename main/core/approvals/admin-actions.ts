@@ -27,7 +27,12 @@ export const ADMIN_ACTION_TYP = SIGNED_TYP.adminAction;
 
 const id = z.string().min(1).max(128);
 export const adminActionSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('approver.add'), id, displayName: z.string().min(1).max(200), groups: z.array(z.string().min(1).max(128)).max(64) }),
+  z.strictObject({
+    kind: z.literal('approver.add'),
+    id,
+    displayName: z.string().min(1).max(200),
+    groups: z.array(z.string().min(1).max(128)).max(64),
+  }),
   z.strictObject({ kind: z.literal('approver.disable'), id }),
   z.strictObject({ kind: z.literal('approver.set_groups'), id, groups: z.array(z.string().min(1).max(128)).max(64) }),
   z.strictObject({ kind: z.literal('credential.remove'), credentialId: z.string().min(1).max(1400) }),
@@ -42,7 +47,10 @@ export const adminChallengeRecordSchema = z.strictObject({
   typ: z.literal(ADMIN_ACTION_TYP),
   adminId: id,
   action: adminActionSchema,
-  nonce: z.string().length(43).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url'),
+  nonce: z
+    .string()
+    .length(43)
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url'),
   expiresAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
 export type AdminChallengeRecord = z.infer<typeof adminChallengeRecordSchema>;
@@ -64,16 +72,31 @@ export class AdminActions {
   /** WebAuthn options for `adminId` to confirm `action` with a key tap. */
   async start(adminId: string, input: unknown): Promise<{ options: PublicKeyCredentialRequestOptionsJSON; action: AdminAction }> {
     const parsed = adminActionSchema.safeParse(input);
-    if (!parsed.success) throw new CountersignError('schema_invalid', `the admin action is malformed at ${quote(parsed.error.issues[0]?.path.join('.') ?? '')}`);
+    if (!parsed.success)
+      throw new CountersignError(
+        'schema_invalid',
+        `the admin action is malformed at ${quote(parsed.error.issues[0]?.path.join('.') ?? '')}`,
+      );
     const action = parsed.data;
     const credentials = this.adminCredentials(adminId);
     // Fail before the tap, not after it: the alarm must be open now (and is checked again at submit).
     if (action.kind === 'audit.acknowledge_alarm') this.tamperAlarm().assertOpen(action.alarmId);
     const now = this.now();
     const expiresAt = now + this.options.ceremonyTimeoutMs;
-    const record: AdminChallengeRecord = { typ: ADMIN_ACTION_TYP, adminId, action: action, nonce: randomBytes(32).toString('base64url'), expiresAt };
+    const record: AdminChallengeRecord = {
+      typ: ADMIN_ACTION_TYP,
+      adminId,
+      action: action,
+      nonce: randomBytes(32).toString('base64url'),
+      expiresAt,
+    };
     const challenge = await recordChallenge(record);
-    const { options, offered } = await this.ceremonies.offer({ credentials, challenge, userVerification: 'required', timeoutMs: this.options.ceremonyTimeoutMs });
+    const { options, offered } = await this.ceremonies.offer({
+      credentials,
+      challenge,
+      userVerification: 'required',
+      timeoutMs: this.options.ceremonyTimeoutMs,
+    });
     this.ceremonies.issueChallenge('admin', { challenge, userId: adminId, record, expiresAt, offered });
     return { options, action };
   }
@@ -98,24 +121,33 @@ export class AdminActions {
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
     let result: unknown;
     try {
-      result = this.db.transaction(() => {
-        // Spend the challenge first: a concurrent submit of the same assertion finds it used.
-        if (!this.ceremonies.spendChallenge('admin', challenge, now)) throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
-        // The admin as they are now (disabled or removed from the admin group meanwhile: refused).
-        this.adminCredentials(adminId);
-        // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
-        this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
-        const outcome = this.perform(action, adminId, now);
-        try {
-          this.audit.append('admin.action', now, {
-            adminId, action: action, credentialId: credential.credentialId,
-            evidence: { authenticatorData: read.response.response.authenticatorData, clientDataJSON: read.response.response.clientDataJSON, signature: read.response.response.signature },
-          });
-        } catch (cause) {
-          throw new CountersignError('audit_write_failed', undefined, { cause });
-        }
-        return outcome;
-      }).immediate();
+      result = this.db
+        .transaction(() => {
+          // Spend the challenge first: a concurrent submit of the same assertion finds it used.
+          if (!this.ceremonies.spendChallenge('admin', challenge, now))
+            throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
+          // The admin as they are now (disabled or removed from the admin group meanwhile: refused).
+          this.adminCredentials(adminId);
+          // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
+          this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
+          const outcome = this.perform(action, adminId, now);
+          try {
+            this.audit.append('admin.action', now, {
+              adminId,
+              action: action,
+              credentialId: credential.credentialId,
+              evidence: {
+                authenticatorData: read.response.response.authenticatorData,
+                clientDataJSON: read.response.response.clientDataJSON,
+                signature: read.response.response.signature,
+              },
+            });
+          } catch (cause) {
+            throw new CountersignError('audit_write_failed', undefined, { cause });
+          }
+          return outcome;
+        })
+        .immediate();
     } catch (error) {
       if (error instanceof CounterRegression) this.ceremonies.refuse(error);
       if (isCountersignError(error)) throw error;
@@ -155,7 +187,8 @@ export class AdminActions {
   private adminCredentials(adminId: string) {
     const admin = this.directory.get(adminId);
     if (admin.status !== 'active') throw new CountersignError('approver_disabled', `admin ${quote(adminId)} is disabled`);
-    if (!admin.groups.includes(ADMIN_GROUP)) throw new CountersignError('approver_not_eligible', `${quote(adminId)} is not in ${ADMIN_GROUP}`);
+    if (!admin.groups.includes(ADMIN_GROUP))
+      throw new CountersignError('approver_not_eligible', `${quote(adminId)} is not in ${ADMIN_GROUP}`);
     return this.ceremonies.keysOf(adminId, `admin ${quote(adminId)} has no active security key`);
   }
 }

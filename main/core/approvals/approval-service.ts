@@ -178,7 +178,13 @@ export interface ApprovalOutcome {
 }
 
 interface ApprovalRow {
-  request_id: string; approver_id: string; credential_id: string; verdict: ApprovalVerdict; reason: string | null; assertion: string; at: number;
+  request_id: string;
+  approver_id: string;
+  credential_id: string;
+  verdict: ApprovalVerdict;
+  reason: string | null;
+  assertion: string;
+  at: number;
 }
 
 const MAX_REASON_LENGTH = 500;
@@ -205,9 +211,11 @@ function cleanReason(reason: string | undefined): string | undefined {
   if (reason === undefined) return undefined;
   if (typeof reason !== 'string') throw new CountersignError('schema_invalid', 'the reason must be text');
   const text = reason.trim();
-  if (text.length > MAX_REASON_LENGTH) throw new CountersignError('schema_invalid', `the reason must be at most ${MAX_REASON_LENGTH} characters`);
+  if (text.length > MAX_REASON_LENGTH)
+    throw new CountersignError('schema_invalid', `the reason must be at most ${MAX_REASON_LENGTH} characters`);
   // Control characters are never part of a reason shown to people.
-  if ([...text].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) throw new CountersignError('schema_invalid', 'the reason must not contain control characters');
+  if ([...text].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f))
+    throw new CountersignError('schema_invalid', 'the reason must not contain control characters');
   return text.length === 0 ? undefined : text;
 }
 
@@ -221,15 +229,24 @@ type Plan =
   | { kind: 'policy_deny'; reevaluation: Extract<Reevaluation, { outcome: 'deny' }>; storedRequirement: string | null }
   | { kind: 'record'; obligation: ApprovalRequirement; storedRequirement: string | null; tightened: boolean; conflicted: string[] }
   | {
-    kind: 'approve'; obligation: ApprovalRequirement; storedRequirement: string | null; tightened: boolean; counted: string[];
-    /** Approvers the current policy newly names as conflicted (merged into the request on commit). */
-    conflicted: string[];
-    /** One token per member still pending: the primary first, then each follower. */
-    minted: Array<{ requestId: string; token: string; jti: string; kid: string; expiresAt: number }>; audience: string;
-  };
+      kind: 'approve';
+      obligation: ApprovalRequirement;
+      storedRequirement: string | null;
+      tightened: boolean;
+      counted: string[];
+      /** Approvers the current policy newly names as conflicted (merged into the request on commit). */
+      conflicted: string[];
+      /** One token per member still pending: the primary first, then each follower. */
+      minted: Array<{ requestId: string; token: string; jti: string; kid: string; expiresAt: number }>;
+      audience: string;
+    };
 
 /** What one commit decided, per member of the group, for the agents' notifications. */
-interface Committed { outcome: ApprovalOutcome; agentId: string; results: DecisionResult[] }
+interface Committed {
+  outcome: ApprovalOutcome;
+  agentId: string;
+  results: DecisionResult[];
+}
 
 interface SubmitContext {
   requestId: string;
@@ -276,7 +293,9 @@ export class ApprovalService {
 
   /** Whether the agent's owner is a person (the agent not held for review). */
   private ownerResolved(row: RequestRecord): boolean {
-    return row.agent.owner !== null && row.agent.ownerState === 'resolved' && this.options.directory.resolvePerson(row.agent.owner) !== undefined;
+    return (
+      row.agent.owner !== null && row.agent.ownerState === 'resolved' && this.options.directory.resolvePerson(row.agent.owner) !== undefined
+    );
   }
 
   /**
@@ -361,7 +380,8 @@ export class ApprovalService {
 
   async startCeremony(input: { requestId: string; approverId: string; verdict: ApprovalVerdict }): Promise<CeremonyStart> {
     const { requestId, approverId, verdict } = input;
-    if (verdict !== 'approve' && verdict !== 'deny') throw new CountersignError('schema_invalid', 'the verdict must be "approve" or "deny"');
+    if (verdict !== 'approve' && verdict !== 'deny')
+      throw new CountersignError('schema_invalid', 'the verdict must be "approve" or "deny"');
     const now = this.now();
     const row = this.primaryRow(requestId);
     const obligation = this.assertApprovable(row, now);
@@ -387,10 +407,31 @@ export class ApprovalService {
     });
     const challenge = await approvalChallenge(record);
     const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
-    const { options, offered } = await this.ceremonies.offer({ credentials, challenge, userVerification: obligation.userVerification, timeoutMs: ceremonyExpiry - now });
+    const { options, offered } = await this.ceremonies.offer({
+      credentials,
+      challenge,
+      userVerification: obligation.userVerification,
+      timeoutMs: ceremonyExpiry - now,
+    });
     this.store(() => {
-      this.ceremonies.issueChallenge('approval', { challenge, userId: approver.id, requestId: row.id, verdict, record, expiresAt: ceremonyExpiry, offered });
-      const started: AuditEventFields<'approval.started'> = { requestId: row.id, agentId: row.agentId, approverId: approver.id, verdict, challenge, callSha256: row.callSha256, expiresAt: ceremonyExpiry };
+      this.ceremonies.issueChallenge('approval', {
+        challenge,
+        userId: approver.id,
+        requestId: row.id,
+        verdict,
+        record,
+        expiresAt: ceremonyExpiry,
+        offered,
+      });
+      const started: AuditEventFields<'approval.started'> = {
+        requestId: row.id,
+        agentId: row.agentId,
+        approverId: approver.id,
+        verdict,
+        challenge,
+        callSha256: row.callSha256,
+        expiresAt: ceremonyExpiry,
+      };
       if (followers.length > 0) started.followers = followers;
       this.appendAudit('approval.started', now, started);
     });
@@ -402,7 +443,11 @@ export class ApprovalService {
    * the ceremony was started (and the key signed) for.
    */
   async submitCeremony(input: {
-    requestId: string; approverId: string; response: AuthenticationResponseJSON; reason?: string; verdict?: ApprovalVerdict;
+    requestId: string;
+    approverId: string;
+    response: AuthenticationResponseJSON;
+    reason?: string;
+    verdict?: ApprovalVerdict;
   }): Promise<ApprovalOutcome> {
     const { approverId } = input;
     // A follower's id stands for its group: the ceremony was started (and signed) for the primary.
@@ -432,7 +477,18 @@ export class ApprovalService {
     // The WebAuthn verification (asynchronous, so outside any transaction).
     const obligation = requirementOf(row);
     const newCounter = await this.ceremonies.verify(read, credential, obligation.userVerification);
-    const ctx: SubmitContext = { requestId, approverId, verdict, challenge, credentialId: credential.credentialId, response, record, reason, assertion: assertionParse.data, newCounter };
+    const ctx: SubmitContext = {
+      requestId,
+      approverId,
+      verdict,
+      challenge,
+      credentialId: credential.credentialId,
+      response,
+      record,
+      reason,
+      assertion: assertionParse.data,
+      newCounter,
+    };
 
     for (let attempt = 1; ; attempt++) {
       const plan = await this.plan(ctx);
@@ -441,7 +497,8 @@ export class ApprovalService {
         committed = this.commit(ctx, plan);
       } catch (error) {
         if (error instanceof StalePlan && attempt < MAX_PLAN_ATTEMPTS) continue;
-        if (error instanceof StalePlan) throw new CountersignError('store_failed', 'the approval could not be recorded: the request kept changing; try again');
+        if (error instanceof StalePlan)
+          throw new CountersignError('store_failed', 'the approval could not be recorded: the request kept changing; try again');
         if (error instanceof CounterRegression) this.ceremonies.refuse(error);
         throw error;
       }
@@ -480,7 +537,8 @@ export class ApprovalService {
 
   private assertApprovable(row: RequestRecord, now: number): ApprovalRequirement {
     if (row.state !== 'pending') throw new CountersignError('request_not_pending', `request ${quote(row.id)} is already ${row.state}`);
-    if (row.expiresAt === null || row.expiresAt <= now) throw new CountersignError('request_not_pending', `the approval window of request ${quote(row.id)} has closed`);
+    if (row.expiresAt === null || row.expiresAt <= now)
+      throw new CountersignError('request_not_pending', `the approval window of request ${quote(row.id)} has closed`);
     return requirementOf(row);
   }
 
@@ -489,39 +547,69 @@ export class ApprovalService {
     const approver = this.options.directory.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     if (!this.ownerResolved(row)) {
-      throw new CountersignError('agent_held_for_review', `the owner of agent ${quote(row.agentId)} is not a known person, so nobody may decide its requests until an administrator sets one`);
+      throw new CountersignError(
+        'agent_held_for_review',
+        `the owner of agent ${quote(row.agentId)} is not a known person, so nobody may decide its requests until an administrator sets one`,
+      );
     }
     const conflict = this.conflictOf(row, approver.id);
     if (conflict === 'owner') {
-      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} owns the agent that made this request (owner ${quote(row.agent.owner ?? '')}) and may not decide it`, { details: { reason: 'owner' } });
+      throw new CountersignError(
+        'approver_conflicted',
+        `approver ${quote(approver.id)} owns the agent that made this request (owner ${quote(row.agent.owner ?? '')}) and may not decide it`,
+        { details: { reason: 'owner' } },
+      );
     }
     if (conflict === 'requester') {
-      throw new CountersignError('approver_conflicted', `approver ${quote(approver.id)} is the requester of this call and may not decide it`, { details: { reason: 'requester' } });
+      throw new CountersignError(
+        'approver_conflicted',
+        `approver ${quote(approver.id)} is the requester of this call and may not decide it`,
+        { details: { reason: 'requester' } },
+      );
     }
     if (conflict === 'policy') {
-      throw new CountersignError('approver_conflicted', `the policy names approver ${quote(approver.id)} as conflicted for this request`, { details: { reason: 'policy' } });
+      throw new CountersignError('approver_conflicted', `the policy names approver ${quote(approver.id)} as conflicted for this request`, {
+        details: { reason: 'policy' },
+      });
     }
     if (this.db.prepare('SELECT 1 FROM approvals WHERE request_id = ? AND approver_id = ?').get(row.id, approver.id) !== undefined) {
       throw new CountersignError('approver_already_decided', `approver ${quote(approver.id)} has already decided request ${quote(row.id)}`);
     }
     const candidate: Person = { id: approver.id, groups: approver.groups };
-    const eligible = verdict === 'deny'
-      ? inAnyGroup(obligation, approver.groups)
-      : stillNeeded(obligation, this.countedPeople(row, obligation), candidate);
+    const eligible =
+      verdict === 'deny'
+        ? inAnyGroup(obligation, approver.groups)
+        : stillNeeded(obligation, this.countedPeople(row, obligation), candidate);
     if (!eligible) {
-      throw new CountersignError('approver_not_eligible', `approver ${quote(approver.id)} is in none of the groups request ${quote(row.id)} still needs`);
+      throw new CountersignError(
+        'approver_not_eligible',
+        `approver ${quote(approver.id)} is in none of the groups request ${quote(row.id)} still needs`,
+      );
     }
     return approver;
   }
 
   /** The challenge row must be this approval ceremony: request, approver, verdict, unused, live, bound. */
-  private async checkChallenge(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
+  private async checkChallenge(
+    challenge: string,
+    requestId: string,
+    approverId: string,
+    verdict: ApprovalVerdict | undefined,
+    now: number,
+  ): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
     const { row, record } = this.challengeRow(challenge, requestId, approverId, verdict, now);
-    if ((await approvalChallenge(record)) !== challenge) throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
+    if ((await approvalChallenge(record)) !== challenge)
+      throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
     return { record, verdict: row.verdict as ApprovalVerdict, offered: parseOffered(row.offered) };
   }
 
-  private challengeRow(challenge: string, requestId: string, approverId: string, verdict: ApprovalVerdict | undefined, now: number): { row: StoredChallenge; record: ApprovalChallengeRecord } {
+  private challengeRow(
+    challenge: string,
+    requestId: string,
+    approverId: string,
+    verdict: ApprovalVerdict | undefined,
+    now: number,
+  ): { row: StoredChallenge; record: ApprovalChallengeRecord } {
     const row = this.ceremonies.challenge('approval', challenge);
     const invalid = (why: string) => new CountersignError('challenge_invalid', `the ceremony challenge ${why}`);
     if (row === undefined || row.record === null || (row.verdict !== 'approve' && row.verdict !== 'deny')) throw invalid('is unknown');
@@ -531,14 +619,25 @@ export class ApprovalService {
     if (row.usedAt !== null) throw invalid('has already been used');
     if (row.expiresAt <= now) throw invalid('has expired; start a new ceremony');
     const record = approvalChallengeRecordSchema.safeParse(parseStrictJson(row.record));
-    if (!record.success || record.data.requestId !== requestId || record.data.approverId !== approverId || record.data.verdict !== row.verdict) {
+    if (
+      !record.success ||
+      record.data.requestId !== requestId ||
+      record.data.approverId !== approverId ||
+      record.data.verdict !== row.verdict
+    ) {
       throw invalid('is bound to a different record');
     }
     return { row, record: record.data };
   }
 
   /** The approver checks, then the key: this approver's, active, offered in this ceremony, answering for them. */
-  private checkSubmitter(row: RequestRecord, approverId: string, verdict: ApprovalVerdict, response: AssertionResponse, offered: readonly string[]): CredentialRecord {
+  private checkSubmitter(
+    row: RequestRecord,
+    approverId: string,
+    verdict: ApprovalVerdict,
+    response: AssertionResponse,
+    offered: readonly string[],
+  ): CredentialRecord {
     this.checkApprover(row, requirementOf(row), approverId, verdict);
     return this.ceremonies.credentialFor(approverId, response, offered);
   }
@@ -548,7 +647,11 @@ export class ApprovalService {
     return this.countedApprovals(row, obligation).map(({ approver }) => ({ id: approver.id, groups: approver.groups }));
   }
 
-  private countedApprovals(row: RequestRecord, obligation: ApprovalRequirement, extraConflicted: readonly string[] = []): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
+  private countedApprovals(
+    row: RequestRecord,
+    obligation: ApprovalRequirement,
+    extraConflicted: readonly string[] = [],
+  ): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
     const out: Array<{ approver: ApproverRecord; approval: ApprovalRow }> = [];
     for (const approval of this.approvalRows(row.id)) {
       if (approval.verdict !== 'approve') continue;
@@ -586,7 +689,11 @@ export class ApprovalService {
     let conflicted: string[] = [];
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
-        requestId: row.id, agentId: row.agentId, call: row.call, risk: this.groupRisk(row), policyHash: row.policyHash,
+        requestId: row.id,
+        agentId: row.agentId,
+        call: row.call,
+        risk: this.groupRisk(row),
+        policyHash: row.policyHash,
       });
       if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedRequirement: row.obligationJson };
       if (reevaluation.outcome === 'approval_required') {
@@ -594,7 +701,10 @@ export class ApprovalService {
         const storedNames = row.conflictedApprovers;
         conflicted = (reevaluation.conflicted ?? []).filter((name) => !storedNames.some((n) => sameSpelling(n, name)));
         if (conflicted.some((name) => this.names(name, self.id))) {
-          throw new CountersignError('approver_conflicted', `the current policy names approver ${quote(self.id)} as conflicted for this request`);
+          throw new CountersignError(
+            'approver_conflicted',
+            `the current policy names approver ${quote(self.id)} as conflicted for this request`,
+          );
         }
         tightened = canonicalize(obligation) !== canonicalize(stored) || conflicted.length > 0;
       }
@@ -604,7 +714,8 @@ export class ApprovalService {
       return { kind: 'record', obligation, storedRequirement: row.obligationJson, tightened, conflicted };
     }
     const audience = this.options.audienceOf(row.tool);
-    if (audience === undefined) throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
+    if (audience === undefined)
+      throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
     const call = row.call;
     const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(parseStoredJson(approval.assertion))), ctx.assertion];
     // Each member gets its own token, bound to its own request id; every assertion must name
@@ -613,26 +724,49 @@ export class ApprovalService {
     for (const member of members) {
       for (const assertion of approvals) {
         if (assertion.record.requestId !== member && !(assertion.record.followers ?? []).includes(member)) {
-          throw new CountersignError('internal_error', `approver ${quote(assertion.approverId)} did not sign for request ${quote(member)} of this group`);
+          throw new CountersignError(
+            'internal_error',
+            `approver ${quote(assertion.approverId)} did not sign for request ${quote(member)} of this group`,
+          );
         }
       }
     }
     const minted: Extract<Plan, { kind: 'approve' }>['minted'] = [];
     for (const member of members) {
       const token = await this.options.minter.mint({
-        requestId: member, agentId: row.agentId, tool: row.tool, audience, params: call.params, policyHash: row.policyHash,
-        policies: row.determiningPolicies, mode: 'approved', now: this.now(), callSha256: row.callSha256, approvals,
+        requestId: member,
+        agentId: row.agentId,
+        tool: row.tool,
+        audience,
+        params: call.params,
+        policyHash: row.policyHash,
+        policies: row.determiningPolicies,
+        mode: 'approved',
+        now: this.now(),
+        callSha256: row.callSha256,
+        approvals,
       });
       minted.push({ requestId: member, ...token });
     }
-    return { kind: 'approve', obligation, storedRequirement: row.obligationJson, tightened, counted: [...counted.map(({ approver }) => approver.id), self.id], minted, audience, conflicted };
+    return {
+      kind: 'approve',
+      obligation,
+      storedRequirement: row.obligationJson,
+      tightened,
+      counted: [...counted.map(({ approver }) => approver.id), self.id],
+      minted,
+      audience,
+      conflicted,
+    };
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
   private commit(ctx: SubmitContext, plan: Plan): Committed {
     let learnerAgent: string | undefined;
     try {
-      return this.commitOnce(ctx, plan, (agentId) => { learnerAgent = agentId; });
+      return this.commitOnce(ctx, plan, (agentId) => {
+        learnerAgent = agentId;
+      });
     } catch (error) {
       // The transaction rolled back: memory may hold what it learned.
       if (learnerAgent !== undefined) this.options.learner?.forget(learnerAgent);
@@ -652,22 +786,38 @@ export class ApprovalService {
       if (plan.kind !== 'deny' && row.obligationJson !== plan.storedRequirement) throw new StalePlan();
       if (plan.kind === 'record' || plan.kind === 'approve') {
         const counted = this.countedApprovals(row, plan.obligation, plan.conflicted);
-        const people = [...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })), { id: approver.id, groups: approver.groups }];
+        const people = [
+          ...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })),
+          { id: approver.id, groups: approver.groups },
+        ];
         const met = quorumMet(plan.obligation, people);
         if (plan.kind === 'record' && met) throw new StalePlan();
-        if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted))) throw new StalePlan();
+        if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted)))
+          throw new StalePlan();
       }
       // Every member still pending is decided now: the group's rows, primary first.
       const members = [row, ...this.requests.pendingFollowerIds(row.id).map((id) => this.requestRow(id))];
-      if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId))) throw new StalePlan();
+      if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId)))
+        throw new StalePlan();
 
       // The approval itself.
-      if (!this.ceremonies.spendChallenge('approval', ctx.challenge, now)) throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
-      this.db.prepare('INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      if (!this.ceremonies.spendChallenge('approval', ctx.challenge, now))
+        throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
+      this.db
+        .prepare(
+          'INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        )
         .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
       const step: AuditEventFields<'approval.given' | 'approval.denied'> = {
-        requestId: ctx.requestId, agentId: row.agentId, approverId: ctx.approverId, credentialId: ctx.credentialId, verdict: ctx.verdict,
-        callSha256: row.callSha256, policyHash: row.policyHash, challenge: ctx.challenge, signCount: ctx.newCounter,
+        requestId: ctx.requestId,
+        agentId: row.agentId,
+        approverId: ctx.approverId,
+        credentialId: ctx.credentialId,
+        verdict: ctx.verdict,
+        callSha256: row.callSha256,
+        policyHash: row.policyHash,
+        challenge: ctx.challenge,
+        signCount: ctx.newCounter,
       };
       if (ctx.reason !== undefined) step.reason = ctx.reason;
       // The followers this key signed for (the record names them; each member is decided below).
@@ -676,33 +826,54 @@ export class ApprovalService {
 
       const determiningPolicies = row.determiningPolicies;
       const finish = (member: RequestRecord, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
-        if (!this.requests.finish(member.id, state, now, reasons)) throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
+        if (!this.requests.finish(member.id, state, now, reasons))
+          throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
         touched(member.agentId);
-        return learnSafely(this.db, this.options.learner, member.agentId, (l) => l.settled(member.agentId, { id: member.id, call: member.call, callSha256: member.callSha256, createdAt: member.createdAt }, state, now));
+        return learnSafely(this.db, this.options.learner, member.agentId, (l) =>
+          l.settled(
+            member.agentId,
+            { id: member.id, call: member.call, callSha256: member.callSha256, createdAt: member.createdAt },
+            state,
+            now,
+          ),
+        );
       };
       /** Audit fields naming a follower's group (absent for the primary). */
       const groupOf = (member: RequestRecord): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
       const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
-        requestId: row.id, state, approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)), reasons,
+        requestId: row.id,
+        state,
+        approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)),
+        reasons,
       });
 
       if (plan.kind === 'deny' || plan.kind === 'policy_deny') {
-        const reasons = plan.kind === 'deny'
-          ? [ctx.reason === undefined ? `denied by ${approver.displayName}` : `denied by ${approver.displayName}: ${ctx.reason}`]
-          : plan.reevaluation.reasons;
+        const reasons =
+          plan.kind === 'deny'
+            ? [ctx.reason === undefined ? `denied by ${approver.displayName}` : `denied by ${approver.displayName}: ${ctx.reason}`]
+            : plan.reevaluation.reasons;
         const results: DecisionResult[] = [];
         for (const member of members) {
           const learningFault = finish(member, 'denied', reasons);
           const event: DeniedAtApprovalEvent = {
-            requestId: member.id, agentId: member.agentId, tool: member.tool, callSha256: member.callSha256, policyHash: member.policyHash, reasons,
-            determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies, ...groupOf(member),
+            requestId: member.id,
+            agentId: member.agentId,
+            tool: member.tool,
+            callSha256: member.callSha256,
+            policyHash: member.policyHash,
+            reasons,
+            determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
+            ...groupOf(member),
           };
           if (learningFault !== undefined) event.riskLearningFault = learningFault;
           if (plan.kind === 'deny') event.deniedBy = approver.id;
           else event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
           this.appendAudit('decision.deny', now, event);
           results.push({
-            requestId: member.id, decision: 'deny', state: 'denied', reasons,
+            requestId: member.id,
+            decision: 'deny',
+            state: 'denied',
+            reasons,
             determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
             policyHash: plan.kind === 'deny' ? row.policyHash : plan.reevaluation.policyHash,
           });
@@ -712,13 +883,18 @@ export class ApprovalService {
 
       if (plan.tightened) this.requests.setRequirement(row.id, plan.obligation);
       if (plan.conflicted.length > 0) {
-        const merged = [...new Set([...(row.conflictedApprovers), ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
+        const merged = [...new Set([...row.conflictedApprovers, ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
         this.requests.setConflicted(row.id, merged);
       }
       if (plan.kind === 'record') {
         const reasons = row.reasons;
         if (plan.tightened) {
-          this.appendAudit('decision.pending', now, { requestId: row.id, agentId: row.agentId, reason: 'the current policy asks for more approval', approval: { ...plan.obligation, expiresAt: row.expiresAt! } });
+          this.appendAudit('decision.pending', now, {
+            requestId: row.id,
+            agentId: row.agentId,
+            reason: 'the current policy asks for more approval',
+            approval: { ...plan.obligation, expiresAt: row.expiresAt! },
+          });
         }
         return { outcome: outcome('pending', reasons), agentId: row.agentId, results: [] };
       }
@@ -728,24 +904,43 @@ export class ApprovalService {
       for (const [i, member] of members.entries()) {
         const minted = plan.minted[i]!;
         // Each member keeps its own reasons (risk sentences may differ) plus who approved.
-        const reasons = [...(member.reasons), `approved by ${joinNames(names)}`];
+        const reasons = [...member.reasons, `approved by ${joinNames(names)}`];
         const learningFault = finish(member, 'approved', reasons);
-        this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
+        this.db
+          .prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
           .run(minted.jti, member.id, minted.kid, minted.token, now, minted.expiresAt);
         const approvedEvent: AuditEventFields<'decision.approved'> = {
-          requestId: member.id, agentId: member.agentId, tool: member.tool, callSha256: member.callSha256, policyHash: member.policyHash,
-          determiningPolicies, reasons, approvers: plan.counted, approval: { ...plan.obligation },
-          token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience }, ...groupOf(member),
+          requestId: member.id,
+          agentId: member.agentId,
+          tool: member.tool,
+          callSha256: member.callSha256,
+          policyHash: member.policyHash,
+          determiningPolicies,
+          reasons,
+          approvers: plan.counted,
+          approval: { ...plan.obligation },
+          token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience },
+          ...groupOf(member),
         };
         if (learningFault !== undefined) approvedEvent.riskLearningFault = learningFault;
         this.appendAudit('decision.approved', now, approvedEvent);
         results.push({
-          requestId: member.id, decision: 'allow', state: 'approved', token: minted.token, tokenExpiresAt: minted.expiresAt,
-          reasons, determiningPolicies, policyHash: member.policyHash,
+          requestId: member.id,
+          decision: 'allow',
+          state: 'approved',
+          token: minted.token,
+          tokenExpiresAt: minted.expiresAt,
+          reasons,
+          determiningPolicies,
+          policyHash: member.policyHash,
         });
       }
       const primary = results[0]!;
-      return { outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! }, agentId: row.agentId, results };
+      return {
+        outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! },
+        agentId: row.agentId,
+        results,
+      };
     });
   }
 

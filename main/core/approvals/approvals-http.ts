@@ -55,16 +55,24 @@ function historyLimit(query: URLSearchParams): number {
 
 /** A `{requestId}` path segment: the bridge's id schema (no `.`/`..`, at most 128 characters). */
 function requestIdParam(value: string | undefined): string {
-  if (!bridgeIdSchema.safeParse(value).success) throw new CountersignError('schema_invalid', 'the request id in the path must be 1 to 128 characters and not a dot segment');
+  if (!bridgeIdSchema.safeParse(value).success)
+    throw new CountersignError('schema_invalid', 'the request id in the path must be 1 to 128 characters and not a dot segment');
   return value!;
 }
 
 export function approvalsRoutes(options: ApprovalsRoutesOptions): HttpRoute[] {
   const routes: HttpRoute[] = [
     { verb: 'GET', path: '/.well-known/countersign-approvers.json', access: 'public', handle: () => options.directory.published() },
-    { verb: 'GET', path: '/api/approvals/requests/{requestId}', access: 'session', handle: ({ params }) => options.service.getPending(requestIdParam(params.requestId)) },
     {
-      verb: 'GET', path: '/api/approvals/history', access: 'session',
+      verb: 'GET',
+      path: '/api/approvals/requests/{requestId}',
+      access: 'session',
+      handle: ({ params }) => options.service.getPending(requestIdParam(params.requestId)),
+    },
+    {
+      verb: 'GET',
+      path: '/api/approvals/history',
+      access: 'session',
       handle: ({ query }) => ({ history: options.service.history(historyLimit(query)) }),
     },
   ];
@@ -72,14 +80,18 @@ export function approvalsRoutes(options: ApprovalsRoutesOptions): HttpRoute[] {
   if (admin !== undefined) {
     routes.push(
       {
-        verb: 'POST', path: '/api/admin/ceremony', access: 'session',
+        verb: 'POST',
+        path: '/api/admin/ceremony',
+        access: 'session',
         handle: async ({ body }) => {
           const parsed = parseBody(adminStartBody, await body());
           return admin.start(parsed.adminId, parsed.action);
         },
       },
       {
-        verb: 'POST', path: '/api/admin/submit', access: 'session',
+        verb: 'POST',
+        path: '/api/admin/submit',
+        access: 'session',
         handle: async ({ body }) => {
           const parsed = parseBody(adminSubmitBody, await body());
           return admin.submit(parsed.adminId, parsed.response as unknown as AuthenticationResponseJSON);
@@ -92,13 +104,24 @@ export function approvalsRoutes(options: ApprovalsRoutesOptions): HttpRoute[] {
     const whole = (query: URLSearchParams, name: string): number => {
       const v = query.get(name);
       const n = Number(v);
-      if (v === null || !Number.isSafeInteger(n) || n < 0) throw new CountersignError('schema_invalid', `the query parameter ${JSON.stringify(name)} must be a whole number`);
+      if (v === null || !Number.isSafeInteger(n) || n < 0)
+        throw new CountersignError('schema_invalid', `the query parameter ${JSON.stringify(name)} must be a whole number`);
       return n;
     };
     routes.push(
       { verb: 'GET', path: '/api/audit/checkpoint', access: 'session', handle: () => audit.latest() },
-      { verb: 'GET', path: '/api/audit/inclusion', access: 'session', handle: ({ query }) => audit.inclusion(whole(query, 'seq'), query.has('size') ? whole(query, 'size') : undefined) },
-      { verb: 'GET', path: '/api/audit/consistency', access: 'session', handle: ({ query }) => audit.consistency(whole(query, 'from'), whole(query, 'to')) },
+      {
+        verb: 'GET',
+        path: '/api/audit/inclusion',
+        access: 'session',
+        handle: ({ query }) => audit.inclusion(whole(query, 'seq'), query.has('size') ? whole(query, 'size') : undefined),
+      },
+      {
+        verb: 'GET',
+        path: '/api/audit/consistency',
+        access: 'session',
+        handle: ({ query }) => audit.consistency(whole(query, 'from'), whole(query, 'to')),
+      },
     );
   }
   return routes;

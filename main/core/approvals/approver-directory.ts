@@ -73,10 +73,26 @@ export interface ApproverDirectoryOptions {
 /** How long an issued registration code stays usable. */
 export const REGISTRATION_CODE_TTL_MS = 24 * 3600 * 1000;
 
-interface ApproverRow { id: string; display_name: string; groups_json: string; virtual: number; status: 'active' | 'disabled'; created_at: number }
+interface ApproverRow {
+  id: string;
+  display_name: string;
+  groups_json: string;
+  virtual: number;
+  status: 'active' | 'disabled';
+  created_at: number;
+}
 interface CredentialRow {
-  credential_id: string; approver_id: string; public_key: string; public_jwk: string; sign_count: number; aaguid: string;
-  attestation_fmt: string; transports: string; status: 'active' | 'suspect' | 'removed'; created_at: number; last_used_at: number | null;
+  credential_id: string;
+  approver_id: string;
+  public_key: string;
+  public_jwk: string;
+  sign_count: number;
+  aaguid: string;
+  attestation_fmt: string;
+  transports: string;
+  status: 'active' | 'suspect' | 'removed';
+  created_at: number;
+  last_used_at: number | null;
 }
 
 /**
@@ -93,14 +109,28 @@ function hashCode(code: string): string {
 }
 
 function toApprover(row: ApproverRow): ApproverRecord {
-  return { id: row.id, displayName: row.display_name, groups: parseStrictJson(row.groups_json) as string[], virtual: row.virtual === 1, status: row.status, createdAt: row.created_at };
+  return {
+    id: row.id,
+    displayName: row.display_name,
+    groups: parseStrictJson(row.groups_json) as string[],
+    virtual: row.virtual === 1,
+    status: row.status,
+    createdAt: row.created_at,
+  };
 }
 
 function toCredential(row: CredentialRow): CredentialRecord {
   const record: CredentialRecord = {
-    credentialId: row.credential_id, approverId: row.approver_id, publicKey: row.public_key,
-    publicJwk: parseStrictJson(row.public_jwk) as unknown as CredentialRecord['publicJwk'], signCount: row.sign_count, aaguid: row.aaguid,
-    attestationFmt: row.attestation_fmt, transports: parseStrictJson(row.transports) as string[], status: row.status, createdAt: row.created_at,
+    credentialId: row.credential_id,
+    approverId: row.approver_id,
+    publicKey: row.public_key,
+    publicJwk: parseStrictJson(row.public_jwk) as unknown as CredentialRecord['publicJwk'],
+    signCount: row.sign_count,
+    aaguid: row.aaguid,
+    attestationFmt: row.attestation_fmt,
+    transports: parseStrictJson(row.transports) as string[],
+    status: row.status,
+    createdAt: row.created_at,
   };
   if (row.last_used_at !== null) record.lastUsedAt = row.last_used_at;
   return record;
@@ -124,7 +154,11 @@ function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
 export class ApproverDirectory {
   private readonly now: () => number;
 
-  constructor(private readonly db: Db, private readonly audit: AuditLog, private readonly options: ApproverDirectoryOptions) {
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditLog,
+    private readonly options: ApproverDirectoryOptions,
+  ) {
     this.now = options.now ?? Date.now;
   }
 
@@ -144,74 +178,99 @@ export class ApproverDirectory {
 
   /** The aliases of a person, sorted. */
   aliasesOf(approverId: string): string[] {
-    return this.db.prepare<[string], { alias: string }>('SELECT alias FROM approver_aliases WHERE approver_id = ? ORDER BY alias').all(approverId).map((r) => r.alias);
+    return this.db
+      .prepare<[string], { alias: string }>('SELECT alias FROM approver_aliases WHERE approver_id = ? ORDER BY alias')
+      .all(approverId)
+      .map((r) => r.alias);
   }
 
   /** Give a person another handle (stored lowercase). Refused if any person already has it. */
   addAlias(approverId: string, alias: string): void {
     const key = this.checkHandle(alias, 'alias');
     const now = this.now();
-    this.db.transaction(() => {
-      const approver = this.get(approverId);
-      this.assertHandleFree(key, 'alias');
-      this.db.prepare('INSERT INTO approver_aliases (alias, approver_id, created_at) VALUES (?, ?, ?)').run(key, approver.id, now);
-      this.audit.append('approver.alias_added', now, { approverId: approver.id, alias: key });
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const approver = this.get(approverId);
+        this.assertHandleFree(key, 'alias');
+        this.db.prepare('INSERT INTO approver_aliases (alias, approver_id, created_at) VALUES (?, ?, ?)').run(key, approver.id, now);
+        this.audit.append('approver.alias_added', now, { approverId: approver.id, alias: key });
+      })
+      .immediate();
   }
 
   removeAlias(approverId: string, alias: string): void {
     const key = typeof alias === 'string' ? normalizeHandle(alias) : '';
     const now = this.now();
-    this.db.transaction(() => {
-      const approver = this.get(approverId);
-      const removed = this.db.prepare('DELETE FROM approver_aliases WHERE alias = ? AND approver_id = ?').run(key, approver.id).changes;
-      if (removed !== 1) throw new CountersignError('approver_unknown', `approver ${quote(approver.id)} has no alias ${quote(alias)}`);
-      this.audit.append('approver.alias_removed', now, { approverId: approver.id, alias: key });
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const approver = this.get(approverId);
+        const removed = this.db.prepare('DELETE FROM approver_aliases WHERE alias = ? AND approver_id = ?').run(key, approver.id).changes;
+        if (removed !== 1) throw new CountersignError('approver_unknown', `approver ${quote(approver.id)} has no alias ${quote(alias)}`);
+        this.audit.append('approver.alias_removed', now, { approverId: approver.id, alias: key });
+      })
+      .immediate();
   }
 
   private checkHandle(handle: string, what: 'id' | 'alias'): string {
     if (typeof handle !== 'string' || !ID_PATTERN.test(handle.trim())) {
-      throw new CountersignError('config_invalid', `the approver ${what} ${quote(String(handle))} must be 1-128 letters, digits or . _ @ + -`);
+      throw new CountersignError(
+        'config_invalid',
+        `the approver ${what} ${quote(String(handle))} must be 1-128 letters, digits or . _ @ + -`,
+      );
     }
     return normalizeHandle(handle);
   }
 
   /** Throws alias_conflict when any person's id (in any case) or alias is `key` (lowercase). */
   private assertHandleFree(key: string, what: 'id' | 'alias'): void {
-    const holder = this.db.prepare<[string], { id: string }>('SELECT id FROM approvers WHERE lower(id) = ?').get(key)
-      ?? this.db.prepare<[string], { id: string }>('SELECT approver_id AS id FROM approver_aliases WHERE alias = ?').get(key);
+    const holder =
+      this.db.prepare<[string], { id: string }>('SELECT id FROM approvers WHERE lower(id) = ?').get(key) ??
+      this.db.prepare<[string], { id: string }>('SELECT approver_id AS id FROM approver_aliases WHERE alias = ?').get(key);
     if (holder !== undefined) {
-      throw new CountersignError('alias_conflict', `the ${what} ${quote(key)} already names approver ${quote(holder.id)}`, { details: { handle: key, approverId: holder.id } });
+      throw new CountersignError('alias_conflict', `the ${what} ${quote(key)} already names approver ${quote(holder.id)}`, {
+        details: { handle: key, approverId: holder.id },
+      });
     }
   }
 
   addApprover(input: { id: string; displayName: string; groups: string[]; virtual?: boolean; aliases?: string[] }): ApproverRecord {
     const virtual = input.virtual ?? false;
     if (virtual && this.options.domain !== 'test') {
-      throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain; this configuration is production');
+      throw new CountersignError(
+        'virtual_approver_refused',
+        'virtual approvers exist only in the headless test key domain; this configuration is production',
+      );
     }
-    if (!ID_PATTERN.test(input.id)) throw new CountersignError('config_invalid', `the approver id ${quote(input.id)} must be 1-128 letters, digits or . _ @ + -`);
+    if (!ID_PATTERN.test(input.id))
+      throw new CountersignError('config_invalid', `the approver id ${quote(input.id)} must be 1-128 letters, digits or . _ @ + -`);
     if (typeof input.displayName !== 'string' || input.displayName.length === 0 || input.displayName.length > 200) {
       throw new CountersignError('config_invalid', 'the approver display name must be 1-200 characters');
     }
     const groups = [...new Set(input.groups)].sort();
-    for (const g of groups) if (!GROUP_PATTERN.test(g)) throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
-    const aliases = [...new Set((input.aliases ?? []).map((a) => this.checkHandle(a, 'alias')))].filter((a) => a !== normalizeHandle(input.id)).sort();
+    for (const g of groups)
+      if (!GROUP_PATTERN.test(g))
+        throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
+    const aliases = [...new Set((input.aliases ?? []).map((a) => this.checkHandle(a, 'alias')))]
+      .filter((a) => a !== normalizeHandle(input.id))
+      .sort();
     const now = this.now();
-    return this.db.transaction(() => {
-      if (this.db.prepare('SELECT 1 FROM approvers WHERE id = ?').get(input.id) !== undefined) {
-        throw new CountersignError('config_invalid', `an approver named ${quote(input.id)} already exists`);
-      }
-      // One person, one id: another spelling of an existing id or alias is that person, not a new one.
-      this.assertHandleFree(normalizeHandle(input.id), 'id');
-      for (const alias of aliases) this.assertHandleFree(alias, 'alias');
-      this.db.prepare("INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES (?, ?, ?, ?, 'active', ?)")
-        .run(input.id, input.displayName, JSON.stringify(groups), virtual ? 1 : 0, now);
-      for (const alias of aliases) this.db.prepare('INSERT INTO approver_aliases (alias, approver_id, created_at) VALUES (?, ?, ?)').run(alias, input.id, now);
-      this.audit.append('approver.added', now, { approverId: input.id, groups, virtual, ...(aliases.length > 0 ? { aliases } : {}) });
-      return this.get(input.id);
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        if (this.db.prepare('SELECT 1 FROM approvers WHERE id = ?').get(input.id) !== undefined) {
+          throw new CountersignError('config_invalid', `an approver named ${quote(input.id)} already exists`);
+        }
+        // One person, one id: another spelling of an existing id or alias is that person, not a new one.
+        this.assertHandleFree(normalizeHandle(input.id), 'id');
+        for (const alias of aliases) this.assertHandleFree(alias, 'alias');
+        this.db
+          .prepare("INSERT INTO approvers (id, display_name, groups_json, virtual, status, created_at) VALUES (?, ?, ?, ?, 'active', ?)")
+          .run(input.id, input.displayName, JSON.stringify(groups), virtual ? 1 : 0, now);
+        for (const alias of aliases)
+          this.db.prepare('INSERT INTO approver_aliases (alias, approver_id, created_at) VALUES (?, ?, ?)').run(alias, input.id, now);
+        this.audit.append('approver.added', now, { approverId: input.id, groups, virtual, ...(aliases.length > 0 ? { aliases } : {}) });
+        return this.get(input.id);
+      })
+      .immediate();
   }
 
   get(id: string): ApproverRecord {
@@ -226,31 +285,39 @@ export class ApproverDirectory {
 
   disable(id: string): void {
     const now = this.now();
-    this.db.transaction(() => {
-      this.get(id);
-      this.db.prepare("UPDATE approvers SET status = 'disabled', disabled_at = ? WHERE id = ?").run(now, id);
-      this.audit.append('approver.disabled', now, { approverId: id });
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.get(id);
+        this.db.prepare("UPDATE approvers SET status = 'disabled', disabled_at = ? WHERE id = ?").run(now, id);
+        this.audit.append('approver.disabled', now, { approverId: id });
+      })
+      .immediate();
   }
 
   setGroups(id: string, groups: string[]): void {
     const now = this.now();
     const clean = [...new Set(groups)].sort();
-    for (const g of clean) if (!GROUP_PATTERN.test(g)) throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
-    this.db.transaction(() => {
-      this.get(id);
-      this.db.prepare('UPDATE approvers SET groups_json = ? WHERE id = ?').run(JSON.stringify(clean), id);
-      this.audit.append('approver.groups_changed', now, { approverId: id, groups: clean });
-    }).immediate();
+    for (const g of clean)
+      if (!GROUP_PATTERN.test(g))
+        throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
+    this.db
+      .transaction(() => {
+        this.get(id);
+        this.db.prepare('UPDATE approvers SET groups_json = ? WHERE id = ?').run(JSON.stringify(clean), id);
+        this.audit.append('approver.groups_changed', now, { approverId: id, groups: clean });
+      })
+      .immediate();
   }
 
   removeCredential(credentialId: string): void {
     const now = this.now();
-    this.db.transaction(() => {
-      const cred = this.credential(credentialId);
-      this.db.prepare("UPDATE approver_credentials SET status = 'removed' WHERE credential_id = ?").run(credentialId);
-      this.audit.append('approver.credential_removed', now, { approverId: cred.approverId, credentialId });
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const cred = this.credential(credentialId);
+        this.db.prepare("UPDATE approver_credentials SET status = 'removed' WHERE credential_id = ?").run(credentialId);
+        this.audit.append('approver.credential_removed', now, { approverId: cred.approverId, credentialId });
+      })
+      .immediate();
   }
 
   credential(credentialId: string): CredentialRecord {
@@ -260,7 +327,9 @@ export class ApproverDirectory {
   }
 
   credentialsOf(approverId: string, activeOnly = true): CredentialRecord[] {
-    const rows = this.db.prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE approver_id = ? ORDER BY created_at').all(approverId);
+    const rows = this.db
+      .prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE approver_id = ? ORDER BY created_at')
+      .all(approverId);
     return rows.map(toCredential).filter((c) => !activeOnly || c.status === 'active');
   }
 
@@ -274,10 +343,14 @@ export class ApproverDirectory {
     const code = base64url(randomBytes(24));
     const now = this.now();
     const expiresAt = now + REGISTRATION_CODE_TTL_MS;
-    this.db.transaction(() => {
-      this.db.prepare('INSERT INTO registration_codes (code_hash, approver_id, issued_by, expires_at) VALUES (?, ?, ?, ?)').run(hashCode(code), approverId, issuedBy, expiresAt);
-      this.audit.append('approver.registration_code_issued', now, { approverId, issuedBy, expiresAt });
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.db
+          .prepare('INSERT INTO registration_codes (code_hash, approver_id, issued_by, expires_at) VALUES (?, ?, ?, ?)')
+          .run(hashCode(code), approverId, issuedBy, expiresAt);
+        this.audit.append('approver.registration_code_issued', now, { approverId, issuedBy, expiresAt });
+      })
+      .immediate();
     return { code, expiresAt };
   }
 
@@ -287,10 +360,19 @@ export class ApproverDirectory {
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     if (this.options.requireRegistrationCode === true) {
       const now = this.now();
-      const spent = typeof registrationCode === 'string' && registrationCode.length > 0 && registrationCode.length <= 128
-        ? this.db.prepare('UPDATE registration_codes SET used_at = ? WHERE code_hash = ? AND approver_id = ? AND used_at IS NULL AND expires_at > ?').run(now, hashCode(registrationCode), approverId, now).changes
-        : 0;
-      if (spent !== 1) throw new CountersignError('challenge_invalid', 'the registration code is unknown, used, expired or for another approver; ask an admin for a new one');
+      const spent =
+        typeof registrationCode === 'string' && registrationCode.length > 0 && registrationCode.length <= 128
+          ? this.db
+              .prepare(
+                'UPDATE registration_codes SET used_at = ? WHERE code_hash = ? AND approver_id = ? AND used_at IS NULL AND expires_at > ?',
+              )
+              .run(now, hashCode(registrationCode), approverId, now).changes
+          : 0;
+      if (spent !== 1)
+        throw new CountersignError(
+          'challenge_invalid',
+          'the registration code is unknown, used, expired or for another approver; ask an admin for a new one',
+        );
     }
     const challenge = base64url(randomBytes(32));
     const options = await generateRegistrationOptions({
@@ -307,7 +389,8 @@ export class ApproverDirectory {
       supportedAlgorithmIDs: [-7],
       preferredAuthenticatorType: 'securityKey',
     });
-    this.db.prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, expires_at) VALUES (?, 'registration', ?, ?)")
+    this.db
+      .prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, expires_at) VALUES (?, 'registration', ?, ?)")
       .run(options.challenge, approverId, this.now() + this.options.ceremonyTimeoutMs);
     return options;
   }
@@ -335,15 +418,25 @@ export class ApproverDirectory {
     const aaguid = info.aaguid.toLowerCase();
     if (isVirtualAuthenticatorAaguid(aaguid)) {
       if (this.options.domain !== 'test' || !approver.virtual) {
-        throw new CountersignError('attestation_refused', 'a virtual authenticator can only register for a virtual approver in the headless test domain');
+        throw new CountersignError(
+          'attestation_refused',
+          'a virtual authenticator can only register for a virtual approver in the headless test domain',
+        );
       }
     } else if (approver.virtual) {
       throw new CountersignError('attestation_refused', 'a virtual approver can only hold virtual authenticator keys');
     }
     if (this.options.domain === 'production' && KNOWN_TEST_AUTHENTICATOR_AAGUIDS.includes(aaguid)) {
-      throw new CountersignError('attestation_refused', 'this authenticator is a known software test double; production accepts security keys only');
+      throw new CountersignError(
+        'attestation_refused',
+        'this authenticator is a known software test double; production accepts security keys only',
+      );
     }
-    if (this.options.requireAaguids.length > 0 && !isVirtualAuthenticatorAaguid(aaguid) && !this.options.requireAaguids.map((a) => a.toLowerCase()).includes(aaguid)) {
+    if (
+      this.options.requireAaguids.length > 0 &&
+      !isVirtualAuthenticatorAaguid(aaguid) &&
+      !this.options.requireAaguids.map((a) => a.toLowerCase()).includes(aaguid)
+    ) {
       throw new CountersignError('attestation_refused', `authenticators of type ${quote(aaguid)} are not accepted here`);
     }
     if (info.fmt === 'none' && this.options.requireAaguids.length > 0) {
@@ -351,18 +444,38 @@ export class ApproverDirectory {
     }
     const publicJwk = coseToJwk(info.credential.publicKey);
     const now = this.now();
-    return this.db.transaction(() => {
-      if (this.db.prepare('SELECT 1 FROM approver_credentials WHERE credential_id = ?').get(info.credential.id) !== undefined) {
-        throw new CountersignError('config_invalid', 'that security key is already registered');
-      }
-      this.db.prepare(
-        `INSERT INTO approver_credentials (credential_id, approver_id, public_key, public_jwk, sign_count, aaguid, attestation_fmt, attestation_object, transports, status, created_at)
+    return this.db
+      .transaction(() => {
+        if (this.db.prepare('SELECT 1 FROM approver_credentials WHERE credential_id = ?').get(info.credential.id) !== undefined) {
+          throw new CountersignError('config_invalid', 'that security key is already registered');
+        }
+        this.db
+          .prepare(
+            `INSERT INTO approver_credentials (credential_id, approver_id, public_key, public_jwk, sign_count, aaguid, attestation_fmt, attestation_object, transports, status, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)`,
-      ).run(info.credential.id, approverId, base64url(info.credential.publicKey), JSON.stringify(publicJwk), info.credential.counter, aaguid, info.fmt,
-        base64url(info.attestationObject), JSON.stringify(info.credential.transports ?? []), now);
-      this.audit.append('approver.credential_registered', now, { approverId, credentialId: info.credential.id, aaguid, fmt: info.fmt, userVerified: info.userVerified });
-      return this.credential(info.credential.id);
-    }).immediate();
+          )
+          .run(
+            info.credential.id,
+            approverId,
+            base64url(info.credential.publicKey),
+            JSON.stringify(publicJwk),
+            info.credential.counter,
+            aaguid,
+            info.fmt,
+            base64url(info.attestationObject),
+            JSON.stringify(info.credential.transports ?? []),
+            now,
+          );
+        this.audit.append('approver.credential_registered', now, {
+          approverId,
+          credentialId: info.credential.id,
+          aaguid,
+          fmt: info.fmt,
+          userVerified: info.userVerified,
+        });
+        return this.credential(info.credential.id);
+      })
+      .immediate();
   }
 
   /** The directory tool servers check co-signed tokens against (active approvers and keys). */
@@ -370,20 +483,28 @@ export class ApproverDirectory {
     return {
       rpId: this.options.rpId,
       origins: [...this.origins],
-      approvers: this.list().filter((a) => a.status === 'active').map((a) => ({
-        id: a.id, displayName: a.displayName, groups: a.groups, virtual: a.virtual,
-        credentials: this.credentialsOf(a.id).map((c) => ({ id: c.credentialId, publicJwk: c.publicJwk })),
-      })),
+      approvers: this.list()
+        .filter((a) => a.status === 'active')
+        .map((a) => ({
+          id: a.id,
+          displayName: a.displayName,
+          groups: a.groups,
+          virtual: a.virtual,
+          credentials: this.credentialsOf(a.id).map((c) => ({ id: c.credentialId, publicJwk: c.publicJwk })),
+        })),
     };
   }
 
   private takeRegistrationChallenge(approverId: string, response: RegistrationResponseJSON): string {
     const challenge = clientDataChallenge(response.response.clientDataJSON);
     const now = this.now();
-    const spent = this.db.prepare(
-      "UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND purpose = 'registration' AND approver_id = ? AND used_at IS NULL AND expires_at > ?",
-    ).run(now, challenge, approverId, now);
-    if (spent.changes !== 1) throw new CountersignError('challenge_invalid', 'the registration challenge is unknown, used, expired or for another approver');
+    const spent = this.db
+      .prepare(
+        "UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND purpose = 'registration' AND approver_id = ? AND used_at IS NULL AND expires_at > ?",
+      )
+      .run(now, challenge, approverId, now);
+    if (spent.changes !== 1)
+      throw new CountersignError('challenge_invalid', 'the registration challenge is unknown, used, expired or for another approver');
     return challenge;
   }
 }

@@ -37,7 +37,12 @@ const CREDENTIAL_SUSPECT_KIND: AuditKind = 'approver.credential_suspect';
 /** Length of base64url(SHA-256(...)): every ceremony challenge has it. */
 const CHALLENGE_LENGTH = 43;
 
-const b64 = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+const b64 = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
 /** The parts of an AuthenticationResponseJSON the engine reads, strictly typed. */
 export const assertionResponseSchema = z.object({
   id: b64(1400),
@@ -88,7 +93,11 @@ function regressed(stored: number, reported: number): boolean {
 
 /** Thrown (inside a caller's transaction) when the key's counter went backwards meanwhile. */
 export class CounterRegression extends Error {
-  constructor(readonly credential: CredentialRecord, readonly stored: number, readonly reported: number) {
+  constructor(
+    readonly credential: CredentialRecord,
+    readonly stored: number,
+    readonly reported: number,
+  ) {
     super('counter regression');
   }
 }
@@ -139,20 +148,30 @@ export interface IssuedChallenge {
 }
 
 interface ChallengeTableRow {
-  challenge: string; user_id: string; request_id: string | null; verdict: string | null;
-  record: string | null; expires_at: number; used_at: number | null; offered: string | null;
+  challenge: string;
+  user_id: string;
+  request_id: string | null;
+  verdict: string | null;
+  record: string | null;
+  expires_at: number;
+  used_at: number | null;
+  offered: string | null;
 }
 
 /** The SQL of each purpose's challenge store (the tables are as migrations.ts made them). */
 const CHALLENGE_SQL: Record<ChallengePurpose, { insert: string; select: string; spend: string }> = {
   approval: {
-    insert: "INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at, offered) VALUES (@challenge, 'approval', @userId, @requestId, @verdict, @record, @expiresAt, @offered)",
-    select: "SELECT challenge, approver_id AS user_id, request_id, verdict, record, expires_at, used_at, offered FROM webauthn_challenges WHERE challenge = ? AND purpose = 'approval' AND record IS NOT NULL",
+    insert:
+      "INSERT INTO webauthn_challenges (challenge, purpose, approver_id, request_id, verdict, record, expires_at, offered) VALUES (@challenge, 'approval', @userId, @requestId, @verdict, @record, @expiresAt, @offered)",
+    select:
+      "SELECT challenge, approver_id AS user_id, request_id, verdict, record, expires_at, used_at, offered FROM webauthn_challenges WHERE challenge = ? AND purpose = 'approval' AND record IS NOT NULL",
     spend: "UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND purpose = 'approval' AND used_at IS NULL",
   },
   admin: {
-    insert: 'INSERT INTO admin_challenges (challenge, admin_id, record, expires_at, offered) VALUES (@challenge, @userId, @record, @expiresAt, @offered)',
-    select: 'SELECT challenge, admin_id AS user_id, NULL AS request_id, NULL AS verdict, record, expires_at, used_at, offered FROM admin_challenges WHERE challenge = ?',
+    insert:
+      'INSERT INTO admin_challenges (challenge, admin_id, record, expires_at, offered) VALUES (@challenge, @userId, @record, @expiresAt, @offered)',
+    select:
+      'SELECT challenge, admin_id AS user_id, NULL AS request_id, NULL AS verdict, record, expires_at, used_at, offered FROM admin_challenges WHERE challenge = ?',
     spend: 'UPDATE admin_challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL',
   },
 };
@@ -179,7 +198,12 @@ export class CeremonyEngine {
   }
 
   /** WebAuthn options offering exactly `credentials` for `challenge`. */
-  async offer(input: { credentials: readonly CredentialRecord[]; challenge: string; userVerification: CeremonyUserVerification; timeoutMs: number }): Promise<CeremonyOffer> {
+  async offer(input: {
+    credentials: readonly CredentialRecord[];
+    challenge: string;
+    userVerification: CeremonyUserVerification;
+    timeoutMs: number;
+  }): Promise<CeremonyOffer> {
     const options = await generateAuthenticationOptions({
       rpID: this.options.directory.rpId,
       challenge: new Uint8Array(Buffer.from(input.challenge, 'base64url')),
@@ -187,7 +211,8 @@ export class CeremonyEngine {
       userVerification: input.userVerification,
       timeout: Math.max(1, input.timeoutMs),
     });
-    if (options.challenge !== input.challenge) throw new CountersignError('internal_error', 'the ceremony challenge was not encoded as bound');
+    if (options.challenge !== input.challenge)
+      throw new CountersignError('internal_error', 'the ceremony challenge was not encoded as bound');
     return { options, offered: input.credentials.map((c) => c.credentialId) };
   }
 
@@ -196,7 +221,11 @@ export class CeremonyEngine {
   /** Store `issued` single use under `purpose` (inside the caller's transaction, if any). */
   issueChallenge(purpose: ChallengePurpose, issued: IssuedChallenge): void {
     const params: Record<string, unknown> = {
-      challenge: issued.challenge, userId: issued.userId, record: canonicalize(issued.record), expiresAt: issued.expiresAt, offered: JSON.stringify(issued.offered),
+      challenge: issued.challenge,
+      userId: issued.userId,
+      record: canonicalize(issued.record),
+      expiresAt: issued.expiresAt,
+      offered: JSON.stringify(issued.offered),
     };
     if (purpose === 'approval') {
       params['requestId'] = issued.requestId ?? null;
@@ -210,8 +239,14 @@ export class CeremonyEngine {
     const row = this.options.db.prepare<[string], ChallengeTableRow>(CHALLENGE_SQL[purpose].select).get(challenge);
     if (row === undefined) return undefined;
     return {
-      challenge: row.challenge, userId: row.user_id, requestId: row.request_id, verdict: row.verdict,
-      record: row.record, expiresAt: row.expires_at, usedAt: row.used_at, offered: row.offered,
+      challenge: row.challenge,
+      userId: row.user_id,
+      requestId: row.request_id,
+      verdict: row.verdict,
+      record: row.record,
+      expiresAt: row.expires_at,
+      usedAt: row.used_at,
+      offered: row.offered,
     };
   }
 
@@ -225,8 +260,13 @@ export class CeremonyEngine {
   /** The response read strictly, and the challenge it answers (assertion_invalid otherwise). */
   read(input: unknown): ReadAssertion {
     const parsed = assertionResponseSchema.safeParse(input);
-    if (!parsed.success || parsed.data.id !== parsed.data.rawId) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
-    return { response: parsed.data, raw: input as AuthenticationResponseJSON, challenge: clientDataChallenge(parsed.data.response.clientDataJSON, CHALLENGE_LENGTH) };
+    if (!parsed.success || parsed.data.id !== parsed.data.rawId)
+      throw new CountersignError('assertion_invalid', 'the security key response is malformed');
+    return {
+      response: parsed.data,
+      raw: input as AuthenticationResponseJSON,
+      challenge: clientDataChallenge(parsed.data.response.clientDataJSON, CHALLENGE_LENGTH),
+    };
   }
 
   /**
@@ -239,13 +279,20 @@ export class CeremonyEngine {
     try {
       credential = this.options.directory.credential(response.id);
     } catch (error) {
-      if (isCountersignError(error, 'credential_unknown')) throw new CountersignError('credential_unknown', 'that security key is not registered', { cause: error });
+      if (isCountersignError(error, 'credential_unknown'))
+        throw new CountersignError('credential_unknown', 'that security key is not registered', { cause: error });
       throw error;
     }
-    if (credential.approverId !== userId) throw new CountersignError('credential_unknown', `that security key is not registered to approver ${quote(userId)}`);
-    if (credential.status === 'suspect') throw new CountersignError('credential_suspect', 'that security key is marked suspect (its signature counter went backwards) and is refused');
+    if (credential.approverId !== userId)
+      throw new CountersignError('credential_unknown', `that security key is not registered to approver ${quote(userId)}`);
+    if (credential.status === 'suspect')
+      throw new CountersignError(
+        'credential_suspect',
+        'that security key is marked suspect (its signature counter went backwards) and is refused',
+      );
     if (credential.status !== 'active') throw new CountersignError('credential_unknown', 'that security key has been removed');
-    if (!offered.includes(credential.credentialId)) throw new CountersignError('credential_unknown', 'that security key was not offered in this ceremony');
+    if (!offered.includes(credential.credentialId))
+      throw new CountersignError('credential_unknown', 'that security key was not offered in this ceremony');
     const userHandle = response.response.userHandle ?? undefined;
     if (userHandle !== undefined && userHandle !== userHandleOf(userId)) {
       throw new CountersignError('assertion_invalid', 'the security key answered for another user');
@@ -296,13 +343,18 @@ export class CeremonyEngine {
    */
   recordUse(credential: CredentialRecord, newCounter: number, now: number): void {
     if (regressed(credential.signCount, newCounter)) throw new CounterRegression(credential, credential.signCount, newCounter);
-    this.options.db.prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(newCounter, now, credential.credentialId);
+    this.options.db
+      .prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?')
+      .run(newCounter, now, credential.credentialId);
   }
 
   /** Take the key out of service (its own committed, audited transaction) and refuse the tap. */
   refuse(regression: CounterRegression): never {
     this.suspect(regression.credential, regression.stored, regression.reported);
-    throw new CountersignError('credential_suspect', `the security key reported signature counter ${regression.reported}, not above ${regression.stored}; it is now refused`);
+    throw new CountersignError(
+      'credential_suspect',
+      `the security key reported signature counter ${regression.reported}, not above ${regression.stored}; it is now refused`,
+    );
   }
 
   private suspect(credential: CredentialRecord, stored: number, reported: number): void {
@@ -310,12 +362,18 @@ export class CeremonyEngine {
     const { db, audit } = this.options;
     try {
       db.transaction(() => {
-        const changed = db.prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'").run(credential.credentialId);
+        const changed = db
+          .prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'")
+          .run(credential.credentialId);
         if (changed.changes === 1) {
           try {
             audit.append(CREDENTIAL_SUSPECT_KIND, now, {
-              approverId: credential.approverId, credentialId: credential.credentialId, status: 'suspect',
-              reason: 'signature counter went backwards', storedCounter: stored, reportedCounter: reported,
+              approverId: credential.approverId,
+              credentialId: credential.credentialId,
+              status: 'suspect',
+              reason: 'signature counter went backwards',
+              storedCounter: stored,
+              reportedCounter: reported,
             });
           } catch (cause) {
             throw new CountersignError('audit_write_failed', undefined, { cause });

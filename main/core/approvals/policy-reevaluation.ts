@@ -21,12 +21,24 @@ export function policyReevaluation(registry: AgentRegistry, policy: PolicyEngine
       }
       const d = await policy.evaluateAsync({
         agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
-        tool: call.tool, params: call.params, dataClass: call.dataClass, jurisdiction: call.jurisdiction, provenance: call.provenance, risk: riskContext(risk), now: new Date(clock()),
+        tool: call.tool,
+        params: call.params,
+        dataClass: call.dataClass,
+        jurisdiction: call.jurisdiction,
+        provenance: call.provenance,
+        risk: riskContext(risk),
+        now: new Date(clock()),
       });
-      if (d.outcome === 'deny') return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
+      if (d.outcome === 'deny')
+        return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
       if (d.outcome === 'approval_required' && d.obligation !== undefined) {
         const { approvals, groups, ttlSeconds, userVerification, conflicted } = d.obligation;
-        return { outcome: 'approval_required', policyHash: d.policyHash, obligation: { approvals, groups, ttlSeconds, userVerification }, conflicted };
+        return {
+          outcome: 'approval_required',
+          policyHash: d.policyHash,
+          obligation: { approvals, groups, ttlSeconds, userVerification },
+          conflicted,
+        };
       }
       return { outcome: 'allow', policyHash: d.policyHash };
     },

@@ -27,12 +27,21 @@ import { EXPORT_FORMAT, verifyAuditExport, type ExportSelection, type ExportVeri
 
 export { EXPORT_FORMAT, type ExportSelection, type ExportVerification };
 
-export interface ExportResult { file: string; treeSize: number; entries: number; checkpoints: number }
+export interface ExportResult {
+  file: string;
+  treeSize: number;
+  entries: number;
+  checkpoints: number;
+}
 
 export function exportAudit(options: { db: Db; log: AuditLog; origin: string; file: string; selection: ExportSelection }): ExportResult {
   const { db, log, origin, file, selection } = options;
   const latest = latestCheckpoint(db);
-  if (!latest) throw new CountersignError('audit_proof_unavailable', 'the audit log has no signed checkpoint yet: start Countersign once (it signs one at least every minute and at shutdown)');
+  if (!latest)
+    throw new CountersignError(
+      'audit_proof_unavailable',
+      'the audit log has no signed checkpoint yet: start Countersign once (it signs one at least every minute and at shutdown)',
+    );
   const n = latest.size;
   // Hash everything first: the entries are then streamed while only reading.
   log.syncTree();
@@ -48,7 +57,11 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
   let entries = 0;
   try {
     line({ type: 'header', format: EXPORT_FORMAT, origin, treeSize: n, selection });
-    const checkpoints = db.prepare<[number], { tree_size: number; note: string }>('SELECT tree_size, note FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size').all(n);
+    const checkpoints = db
+      .prepare<[number], { tree_size: number; note: string }>(
+        'SELECT tree_size, note FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size',
+      )
+      .all(n);
     let previous: number | undefined;
     for (const cp of checkpoints) {
       line({ type: 'checkpoint', note: cp.note });
@@ -58,13 +71,17 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
       previous = cp.tree_size;
     }
     // Each entry with its stored leaf hash, in one query (the tree was hashed above).
-    const withLeaf = 'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq <= ?';
+    const withLeaf =
+      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq <= ?';
     type Row = { seq: number; record: string; leaf: Buffer };
-    const rows = selection.kind === 'all'
-      ? db.prepare<[number], Row>(`${withLeaf} ORDER BY l.seq`).iterate(n)
-      : selection.kind === 'time'
-        ? db.prepare<[number, number, number], Row>(`${withLeaf} AND l.at >= ? AND l.at <= ? ORDER BY l.seq`).iterate(n, selection.since, selection.until)
-        : db.prepare<[number, string], Row>(`${withLeaf} AND l.request_id = ? ORDER BY l.seq`).iterate(n, selection.requestId);
+    const rows =
+      selection.kind === 'all'
+        ? db.prepare<[number], Row>(`${withLeaf} ORDER BY l.seq`).iterate(n)
+        : selection.kind === 'time'
+          ? db
+              .prepare<[number, number, number], Row>(`${withLeaf} AND l.at >= ? AND l.at <= ? ORDER BY l.seq`)
+              .iterate(n, selection.since, selection.until)
+          : db.prepare<[number, string], Row>(`${withLeaf} AND l.request_id = ? ORDER BY l.seq`).iterate(n, selection.requestId);
     // A damaged log is exported as it is: naming what is wrong is the verifier's job.
     for (const row of rows) {
       const inclusion = selection.kind === 'all' ? '' : `,"inclusion":${JSON.stringify(log.inclusionProof(row.seq - 1, n).map(toBase64))}`;
@@ -87,7 +104,10 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
  * (shared/audit-verify.ts, the one the SDK and browsers run) over the file's bytes, hashing with
  * node:crypto. Names the first bad entry it can pin down.
  */
-export async function verifyExport(file: string, keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>): Promise<ExportVerification> {
+export async function verifyExport(
+  file: string,
+  keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>,
+): Promise<ExportVerification> {
   const stream = createReadStream(file, { highWaterMark: 1 << 20 });
   try {
     return await verifyAuditExport(stream as AsyncIterable<Uint8Array>, keys, { hasher: merkleHasher });

@@ -56,9 +56,7 @@ function levelOf(n: number): number {
   return level;
 }
 
-export type AuditVerification =
-  | { ok: true; entries: number; root: string }
-  | { ok: false; badSeq: number; reason: string };
+export type AuditVerification = { ok: true; entries: number; root: string } | { ok: false; badSeq: number; reason: string };
 
 export class AuditLog {
   private readonly insert;
@@ -74,10 +72,14 @@ export class AuditLog {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
     this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
     this.insertNode = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
-    this.insertNodes = db.prepare(`INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`);
+    this.insertNodes = db.prepare(
+      `INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`,
+    );
     this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
     this.hashedTop = db.prepare<[], { top: number | null }>('SELECT MAX(idx) AS top FROM audit_nodes WHERE level = 0');
-    this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>('SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?');
+    this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>(
+      'SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?',
+    );
     this.withLeaves = db.prepare<[number, number], { seq: number; record: string; leaf: Buffer | null }>(
       'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq',
     );
@@ -145,17 +147,19 @@ export class AuditLog {
       const rows = this.pendingRows.all(hashed, 10_000);
       if (rows.length === 0) return hashed;
       if (rows[0]!.seq !== hashed + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1}`);
-      this.db.transaction(() => {
-        // Re-read inside the transaction: another writer may have hashed them meanwhile.
-        if (this.hashedSize() !== hashed) return;
-        const written = new Map<string, Uint8Array>();
-        const nodes: Array<[number, number, Uint8Array]> = [];
-        rows.forEach((row, i) => {
-          if (row.seq !== hashed + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1 + i}`);
-          this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)), written, nodes);
-        });
-        this.storeNodes(nodes);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          // Re-read inside the transaction: another writer may have hashed them meanwhile.
+          if (this.hashedSize() !== hashed) return;
+          const written = new Map<string, Uint8Array>();
+          const nodes: Array<[number, number, Uint8Array]> = [];
+          rows.forEach((row, i) => {
+            if (row.seq !== hashed + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1 + i}`);
+            this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)), written, nodes);
+          });
+          this.storeNodes(nodes);
+        })
+        .immediate();
     }
   }
 
@@ -165,8 +169,14 @@ export class AuditLog {
 
   /** A quick start-up check: no entry missing between 1 and the last one (a full check is `verify`). */
   assertContiguous(): void {
-    const { n, top } = this.db.prepare<[], { n: number; top: number | null }>('SELECT COUNT(*) AS n, MAX(seq) AS top FROM audit_log').get()!;
-    if (n !== (top ?? 0)) throw new CountersignError('audit_corrupt', `the audit log is missing ${(top ?? 0) - n} of its ${top ?? 0} entries; run countersign audit verify to find the first`);
+    const { n, top } = this.db
+      .prepare<[], { n: number; top: number | null }>('SELECT COUNT(*) AS n, MAX(seq) AS top FROM audit_log')
+      .get()!;
+    if (n !== (top ?? 0))
+      throw new CountersignError(
+        'audit_corrupt',
+        `the audit log is missing ${(top ?? 0) - n} of its ${top ?? 0} entries; run countersign audit verify to find the first`,
+      );
   }
 
   private node(level: number, idx: number): Uint8Array {
@@ -262,7 +272,12 @@ export class AuditLog {
       acc.pushLeafHash(leaf);
       while (next < checkpoints.length && checkpoints[next]!.tree_size === acc.size) {
         const noted = checkpoints[next]!.root_hash;
-        if (noted === undefined) return { ok: false, badSeq: row.seq, reason: `the stored checkpoint of ${acc.size} entries is malformed or disagrees with its note` };
+        if (noted === undefined)
+          return {
+            ok: false,
+            badSeq: row.seq,
+            reason: `the stored checkpoint of ${acc.size} entries is malformed or disagrees with its note`,
+          };
         if (!Buffer.from(acc.root()).equals(noted)) {
           return { ok: false, badSeq: row.seq, reason: `the tree of ${acc.size} entries does not match its checkpoint` };
         }
@@ -271,10 +286,16 @@ export class AuditLog {
       expectedSeq++;
     }
     if (next < checkpoints.length) {
-      return { ok: false, badSeq: expectedSeq, reason: `a checkpoint covers ${checkpoints[next]!.tree_size} entries but the log ends at ${acc.size}` };
+      return {
+        ok: false,
+        badSeq: expectedSeq,
+        reason: `a checkpoint covers ${checkpoints[next]!.tree_size} entries but the log ends at ${acc.size}`,
+      };
     }
     // Every stored subtree hash above the leaves (proofs and new checkpoints are served from them).
-    const parents = this.db.prepare<[number], { idx: number; hash: Buffer }>('SELECT idx, hash FROM audit_nodes WHERE level = ? ORDER BY idx');
+    const parents = this.db.prepare<[number], { idx: number; hash: Buffer }>(
+      'SELECT idx, hash FROM audit_nodes WHERE level = ? ORDER BY idx',
+    );
     for (let level = 1; level < 64; level++) {
       let any = false;
       for (const p of parents.iterate(level)) {
@@ -283,7 +304,11 @@ export class AuditLog {
         const right = this.getNode.get(level - 1, 2 * p.idx + 1);
         if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
           const span = 2 ** level;
-          return { ok: false, badSeq: p.idx * span + 1, reason: `the stored hash of entries ${p.idx * span + 1}..${(p.idx + 1) * span} does not match the entries` };
+          return {
+            ok: false,
+            badSeq: p.idx * span + 1,
+            reason: `the stored hash of entries ${p.idx * span + 1}..${(p.idx + 1) * span} does not match the entries`,
+          };
         }
       }
       if (!any) break;
@@ -299,7 +324,9 @@ export class AuditLog {
 
   /** The entries about one request, in order. */
   entriesFor(requestId: string): AuditEntry[] {
-    return this.db.prepare<[string], AuditEntry>('SELECT seq, at, kind, record FROM audit_log WHERE request_id = ? ORDER BY seq').all(requestId);
+    return this.db
+      .prepare<[string], AuditEntry>('SELECT seq, at, kind, record FROM audit_log WHERE request_id = ? ORDER BY seq')
+      .all(requestId);
   }
 }
 
@@ -309,14 +336,19 @@ export class AuditLog {
  * is only a copy). Shared by `AuditLog.verify` and the background verifier.
  */
 export function storedCheckpointRoots(db: Db, maxSize: number): Array<{ size: number; root: Buffer | undefined }> {
-  return db.prepare<[number], { tree_size: number; root_hash: Buffer; note: string }>('SELECT tree_size, root_hash, note FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size').all(maxSize).map((row) => {
-    let noted: Buffer | undefined;
-    try {
-      const parsed = parseCheckpointText(parseSignedNote(row.note).text);
-      if (parsed.size === row.tree_size) noted = Buffer.from(parsed.rootHash, 'base64');
-    } catch {
-      noted = undefined;
-    }
-    return { size: row.tree_size, root: noted !== undefined && noted.equals(row.root_hash) ? noted : undefined };
-  });
+  return db
+    .prepare<[number], { tree_size: number; root_hash: Buffer; note: string }>(
+      'SELECT tree_size, root_hash, note FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size',
+    )
+    .all(maxSize)
+    .map((row) => {
+      let noted: Buffer | undefined;
+      try {
+        const parsed = parseCheckpointText(parseSignedNote(row.note).text);
+        if (parsed.size === row.tree_size) noted = Buffer.from(parsed.rootHash, 'base64');
+      } catch {
+        noted = undefined;
+      }
+      return { size: row.tree_size, root: noted !== undefined && noted.equals(row.root_hash) ? noted : undefined };
+    });
 }

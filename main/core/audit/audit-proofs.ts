@@ -14,39 +14,59 @@ import type { AuditProofResult } from '../../../shared/protocol.js';
 
 /** Entry `seq`'s inclusion proof in the tree of `treeSize` entries, as the API and CLI print it. */
 export function inclusionView(log: AuditLog, seq: number, treeSize: number, checkpoint: string | null): Record<string, unknown> {
-  if (!Number.isSafeInteger(seq) || seq < 1 || seq > log.size()) throw new CountersignError('audit_proof_unavailable', `the audit log has no entry ${seq}`);
+  if (!Number.isSafeInteger(seq) || seq < 1 || seq > log.size())
+    throw new CountersignError('audit_proof_unavailable', `the audit log has no entry ${seq}`);
   const record = log.entries(seq, 1)[0]!;
   return {
-    seq, record: record.record, treeSize, leafHash: toBase64(log.leafHash(seq - 1)),
-    proof: log.inclusionProof(seq - 1, treeSize).map(toBase64), root: toBase64(log.root(treeSize)), checkpoint,
+    seq,
+    record: record.record,
+    treeSize,
+    leafHash: toBase64(log.leafHash(seq - 1)),
+    proof: log.inclusionProof(seq - 1, treeSize).map(toBase64),
+    root: toBase64(log.root(treeSize)),
+    checkpoint,
   };
 }
 
 /** The consistency proof between two tree sizes, with both roots. */
 export function consistencyView(log: AuditLog, from: number, to: number): Record<string, unknown> {
-  return { from, to, proof: log.consistencyProof(from, to).map(toBase64), fromRoot: toBase64(log.root(from)), toRoot: toBase64(log.root(to)) };
+  return {
+    from,
+    to,
+    proof: log.consistencyProof(from, to).map(toBase64),
+    fromRoot: toBase64(log.root(from)),
+    toRoot: toBase64(log.root(to)),
+  };
 }
 
 export class AuditProofs {
   private readonly requests: RequestRepository;
 
-  constructor(private readonly db: Db, private readonly log: AuditLog, private readonly checkpoints: Checkpointer) {
+  constructor(
+    private readonly db: Db,
+    private readonly log: AuditLog,
+    private readonly checkpoints: Checkpointer,
+  ) {
     this.requests = new RequestRepository(db);
   }
 
   /** The entries about one of `agentId`'s requests, each with its inclusion proof. */
   async forRequest(agentId: string, requestId: string): Promise<AuditProofResult> {
     // Another agent's request looks exactly like one that does not exist.
-    if (this.requests.agentOf(requestId) !== agentId) throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
+    if (this.requests.agentOf(requestId) !== agentId)
+      throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
     const entries = this.log.entriesFor(requestId);
-    if (entries.length === 0) throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
+    if (entries.length === 0)
+      throw new CountersignError('audit_proof_unavailable', 'no audit entries exist for that request of this agent');
     const checkpoint = await this.checkpoints.covering(entries[entries.length - 1]!.seq);
     return {
       requestId,
       treeSize: checkpoint.size,
       checkpoint: checkpoint.note,
       entries: entries.map((e) => ({
-        seq: e.seq, record: e.record, leafHash: toBase64(this.log.leafHash(e.seq - 1)),
+        seq: e.seq,
+        record: e.record,
+        leafHash: toBase64(this.log.leafHash(e.seq - 1)),
         proof: this.log.inclusionProof(e.seq - 1, checkpoint.size).map(toBase64),
       })),
     };
@@ -54,7 +74,8 @@ export class AuditProofs {
 
   async inclusion(seq: number, size?: number): Promise<Record<string, unknown>> {
     if (size !== undefined) return inclusionView(this.log, seq, size, null);
-    if (!Number.isSafeInteger(seq) || seq < 1 || seq > this.log.size()) throw new CountersignError('audit_proof_unavailable', `the audit log has no entry ${seq}`);
+    if (!Number.isSafeInteger(seq) || seq < 1 || seq > this.log.size())
+      throw new CountersignError('audit_proof_unavailable', `the audit log has no entry ${seq}`);
     const checkpoint = await this.checkpoints.covering(seq);
     return inclusionView(this.log, seq, checkpoint.size, checkpoint.note);
   }

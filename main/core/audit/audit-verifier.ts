@@ -57,7 +57,9 @@ export class AuditVerifier {
     this.rows = options.db.prepare<[number, number, number], { seq: number; record: string; hash: Buffer | null }>(
       'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq LIMIT ?',
     );
-    this.parents = options.db.prepare<[number, number, number], { idx: number; hash: Buffer }>('SELECT idx, hash FROM audit_nodes WHERE level = ? AND idx > ? ORDER BY idx LIMIT ?');
+    this.parents = options.db.prepare<[number, number, number], { idx: number; hash: Buffer }>(
+      'SELECT idx, hash FROM audit_nodes WHERE level = ? AND idx > ? ORDER BY idx LIMIT ?',
+    );
     this.node = options.db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
   }
 
@@ -72,11 +74,15 @@ export class AuditVerifier {
     const schedule = () => {
       if (this.stopped) return;
       this.timer = setTimeout(() => {
-        this.verifyNow().catch(() => undefined).finally(schedule);
+        this.verifyNow()
+          .catch(() => undefined)
+          .finally(schedule);
       }, this.options.everyMs);
       this.timer.unref();
     };
-    this.verifyNow().catch(() => undefined).finally(schedule);
+    this.verifyNow()
+      .catch(() => undefined)
+      .finally(schedule);
   }
 
   /** Stop scheduling; a pass in progress ends at its next chunk. */
@@ -103,10 +109,12 @@ export class AuditVerifier {
       return run;
     };
     if (this.running === undefined) return launch();
-    const queued = this.running.catch(() => undefined).then(() => {
-      this.queued = undefined;
-      return launch();
-    });
+    const queued = this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return launch();
+      });
     this.queued = queued;
     return queued;
   }
@@ -129,7 +137,9 @@ export class AuditVerifier {
         const raised = alarm.raise('verification', findings);
         if (raised) {
           report.raised = raised;
-          this.options.onError(`TAMPER ALARM ${raised.id}: the audit log failed verification at entry ${raised.firstBadSeq}: ${raised.findings[0]!.reason}`);
+          this.options.onError(
+            `TAMPER ALARM ${raised.id}: the audit log failed verification at entry ${raised.firstBadSeq}: ${raised.findings[0]!.reason}`,
+          );
         }
       } catch (error) {
         this.options.onError(`the tamper alarm could not be stored: ${error instanceof Error ? error.message : String(error)}`);
@@ -169,7 +179,8 @@ export class AuditVerifier {
           expected = row.seq;
         }
         const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
-        if (row.hash !== null && !row.hash.equals(leaf)) add({ kind: 'record', seq: row.seq, reason: `entry ${row.seq} does not match its leaf hash: its record was rewritten` });
+        if (row.hash !== null && !row.hash.equals(leaf))
+          add({ kind: 'record', seq: row.seq, reason: `entry ${row.seq} does not match its leaf hash: its record was rewritten` });
         if (row.hash === null && row.seq <= hashed) {
           add({ kind: 'missing', seq: row.seq, reason: `the leaf hash of entry ${row.seq} is missing` });
         }
@@ -180,9 +191,17 @@ export class AuditVerifier {
             nextCheckpoint++;
             if (cp.size !== acc.size) continue;
             if (cp.root === undefined) {
-              add({ kind: 'checkpoint', seq: cp.size, reason: `the stored checkpoint of ${cp.size} entries is malformed or disagrees with its signed note` });
+              add({
+                kind: 'checkpoint',
+                seq: cp.size,
+                reason: `the stored checkpoint of ${cp.size} entries is malformed or disagrees with its signed note`,
+              });
             } else if (!Buffer.from(acc.root()).equals(cp.root)) {
-              add({ kind: 'checkpoint', seq: lastGoodCheckpoint + 1, reason: `entries ${lastGoodCheckpoint + 1}..${cp.size} do not match the signed checkpoint of ${cp.size} entries: entries were rewritten and re-hashed` });
+              add({
+                kind: 'checkpoint',
+                seq: lastGoodCheckpoint + 1,
+                reason: `entries ${lastGoodCheckpoint + 1}..${cp.size} do not match the signed checkpoint of ${cp.size} entries: entries were rewritten and re-hashed`,
+              });
               // Every later checkpoint would differ too: one finding says it.
               treeUsable = false;
               break;
@@ -211,7 +230,11 @@ export class AuditVerifier {
           const right = this.node.get(level - 1, 2 * p.idx + 1);
           if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
             const span = 2 ** level;
-            add({ kind: 'subtree', seq: p.idx * span + 1, reason: `the stored hash of entries ${p.idx * span + 1}..${(p.idx + 1) * span} does not match the entries` });
+            add({
+              kind: 'subtree',
+              seq: p.idx * span + 1,
+              reason: `the stored hash of entries ${p.idx * span + 1}..${(p.idx + 1) * span} does not match the entries`,
+            });
           }
         }
         idx = chunk[chunk.length - 1]!.idx;

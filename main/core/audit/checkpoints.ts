@@ -12,7 +12,15 @@ import type { Db } from '../store/database.js';
 import { signerForOneSignature, type PublicJwk, type Signer } from '../custody/signer.js';
 import type { AuditLog } from './audit-log.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
-import { checkpointText, formatSignedNote, fromBase64, parseCheckpointText, parseSignedNote, toBase64, type Checkpoint } from '../../../shared/checkpoint-note.js';
+import {
+  checkpointText,
+  formatSignedNote,
+  fromBase64,
+  parseCheckpointText,
+  parseSignedNote,
+  toBase64,
+  type Checkpoint,
+} from '../../../shared/checkpoint-note.js';
 import { signNote, verifyNoteSignature } from './note-keys.js';
 import { pinningEntries, verifyCheckpointWithHistory, type HistoricKey } from './key-history.js';
 import { merkleHasher } from './audit-log.js';
@@ -36,12 +44,20 @@ export function auditOrigin(serverId: string): string {
 }
 
 export function latestCheckpoint(db: Db): StoredCheckpoint | undefined {
-  const row = db.prepare<[], { tree_size: number; root_hash: Buffer; at: number; note: string }>('SELECT * FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1').get();
+  const row = db
+    .prepare<[], { tree_size: number; root_hash: Buffer; at: number; note: string }>(
+      'SELECT * FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1',
+    )
+    .get();
   return row ? { size: row.tree_size, rootHash: toBase64(row.root_hash), at: row.at, note: row.note } : undefined;
 }
 
 export function checkpointAtOrAfter(db: Db, size: number): StoredCheckpoint | undefined {
-  const row = db.prepare<[number], { tree_size: number; root_hash: Buffer; at: number; note: string }>('SELECT * FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT 1').get(size);
+  const row = db
+    .prepare<[number], { tree_size: number; root_hash: Buffer; at: number; note: string }>(
+      'SELECT * FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT 1',
+    )
+    .get(size);
   return row ? { size: row.tree_size, rootHash: toBase64(row.root_hash), at: row.at, note: row.note } : undefined;
 }
 
@@ -66,10 +82,18 @@ export function writeFileAtomic(file: string, data: string): void {
 }
 
 /** Parse a signed checkpoint and check it is for `origin` and signed by one of `keys`. */
-export function verifyCheckpointNote(note: string, origin: string, keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>): Checkpoint {
+export function verifyCheckpointNote(
+  note: string,
+  origin: string,
+  keys: ReadonlyArray<Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>>,
+): Checkpoint {
   const parsed = parseSignedNote(note);
   const checkpoint = parseCheckpointText(parsed.text);
-  if (checkpoint.origin !== origin) throw new CountersignError('audit_checkpoint_invalid', `the checkpoint is for the log ${quote(checkpoint.origin)}, not ${quote(origin)}`);
+  if (checkpoint.origin !== origin)
+    throw new CountersignError(
+      'audit_checkpoint_invalid',
+      `the checkpoint is for the log ${quote(checkpoint.origin)}, not ${quote(origin)}`,
+    );
   const signedBy = parsed.signatures.some((sig) => keys.some((k) => verifyNoteSignature(k, origin, parsed.text, sig)));
   if (!signedBy) throw new CountersignError('audit_checkpoint_invalid', 'the checkpoint is not signed by a pinned signing key of this log');
   return checkpoint;
@@ -131,10 +155,12 @@ export class Checkpointer {
 
   /** Sign a checkpoint of the log as it is now (if it grew since the last one). Serialized. */
   checkpoint(): Promise<StoredCheckpoint | undefined> {
-    const run = this.chain.then(() => this.make()).catch((error: unknown) => {
-      if (error instanceof CountersignError && error.code === 'audit_corrupt') this.tamper(error);
-      throw error;
-    });
+    const run = this.chain
+      .then(() => this.make())
+      .catch((error: unknown) => {
+        if (error instanceof CountersignError && error.code === 'audit_corrupt') this.tamper(error);
+        throw error;
+      });
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -163,7 +189,9 @@ export class Checkpointer {
       const size = this.options.log.size();
       const grown = size - this.trusted.size;
       if (grown >= this.options.everyEntries || (grown > 0 && this.options.now() - this.trusted.at >= this.options.everyMs)) {
-        this.checkpoint().catch((error: unknown) => this.options.onError(`audit checkpoint failed: ${error instanceof Error ? error.message : String(error)}`));
+        this.checkpoint().catch((error: unknown) =>
+          this.options.onError(`audit checkpoint failed: ${error instanceof Error ? error.message : String(error)}`),
+        );
       }
     }, tick);
     this.timer.unref();
@@ -224,7 +252,8 @@ function recomputeRoot(log: AuditLog, trusted: { size: number; root: Uint8Array 
   for (const row of log.entriesWithLeaves(trusted.size, size)) {
     if (row.seq !== acc.size + 1) throw corrupt('missing', acc.size + 1, `the audit log is missing entry ${acc.size + 1}`);
     const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
-    if (row.leaf === null || !row.leaf.equals(leaf)) throw corrupt(row.leaf === null ? 'missing' : 'record', row.seq, `entry ${row.seq} does not match its stored leaf hash`);
+    if (row.leaf === null || !row.leaf.equals(leaf))
+      throw corrupt(row.leaf === null ? 'missing' : 'record', row.seq, `entry ${row.seq} does not match its stored leaf hash`);
     acc.pushLeafHash(leaf);
   }
   const root = acc.root();
@@ -246,7 +275,8 @@ export interface ExternalCheckResult {
 
 /** Hashes stored for entries that do not exist would be signed over once records are written to match. */
 function assertNoPlantedHashes(log: AuditLog, size: number): void {
-  if (log.hashedSize() > size) throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${log.hashedSize()} entries but the log has ${size}`);
+  if (log.hashedSize() > size)
+    throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${log.hashedSize()} entries but the log has ${size}`);
 }
 
 /**
@@ -259,13 +289,23 @@ function assertNoPlantedHashes(log: AuditLog, size: number): void {
  * Throws audit_corrupt, audit_rollback, audit_fork, audit_checkpoint_missing or
  * audit_checkpoint_invalid.
  */
-export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin: string; files: string[]; currentKid?: string; history: readonly HistoricKey[] }): ExternalCheckResult {
+export function checkExternalCheckpoint(options: {
+  db: Db;
+  log: AuditLog;
+  origin: string;
+  files: string[];
+  currentKid?: string;
+  history: readonly HistoricKey[];
+}): ExternalCheckResult {
   const { db, log } = options;
   log.assertContiguous();
   const size = log.size();
   const stored = latestCheckpoint(db);
   if (stored && stored.size > size) {
-    throw new CountersignError('audit_rollback', `the audit log holds ${size} entries but the database has a checkpoint of ${stored.size}: it was truncated`);
+    throw new CountersignError(
+      'audit_rollback',
+      `the audit log holds ${size} entries but the database has a checkpoint of ${stored.size}: it was truncated`,
+    );
   }
   const warnings: string[] = [];
   const valid: Array<{ checkpoint: Checkpoint; file: string }> = [];
@@ -277,11 +317,16 @@ export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin
     try {
       const checked = verifyCheckpointWithHistory(note, options.origin, options.history, log, pinnings);
       if (options.currentKid !== undefined && checked.kid !== options.currentKid) {
-        warnings.push(`${file}: signed by the earlier key ${checked.kid}, not the current signing key (expected after a key migration or rotation)`);
+        warnings.push(
+          `${file}: signed by the earlier key ${checked.kid}, not the current signing key (expected after a key migration or rotation)`,
+        );
       }
       valid.push({ checkpoint: checked.checkpoint, file });
     } catch (error) {
-      const problem = error instanceof CountersignError ? error : new CountersignError('audit_checkpoint_invalid', 'the checkpoint file could not be read', { cause: error });
+      const problem =
+        error instanceof CountersignError
+          ? error
+          : new CountersignError('audit_checkpoint_invalid', 'the checkpoint file could not be read', { cause: error });
       firstProblem ??= new CountersignError(problem.code, `${file}: ${problem.message}`, { cause: problem });
       warnings.push(`${file}: ${problem.message}`);
     }
@@ -289,7 +334,10 @@ export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin
   if (valid.length === 0) {
     if (firstProblem) throw firstProblem;
     if (stored) {
-      throw new CountersignError('audit_checkpoint_missing', `the audit checkpoint file ${quote(options.files[0] ?? '')} is missing, but the database holds checkpoints up to ${stored.size} entries`);
+      throw new CountersignError(
+        'audit_checkpoint_missing',
+        `the audit checkpoint file ${quote(options.files[0] ?? '')} is missing, but the database holds checkpoints up to ${stored.size} entries`,
+      );
     }
     assertNoPlantedHashes(log, size);
     return { size: 0, root: merkleHasher.emptyRoot(), warnings };
@@ -297,10 +345,16 @@ export function checkExternalCheckpoint(options: { db: Db; log: AuditLog; origin
   // Every valid copy must agree with the database, not only the newest.
   for (const { checkpoint, file } of valid) {
     if (checkpoint.size > size) {
-      throw new CountersignError('audit_rollback', `the audit log holds ${size} entries but its checkpoint in ${file} covers ${checkpoint.size}: the database was truncated or restored from an older copy`);
+      throw new CountersignError(
+        'audit_rollback',
+        `the audit log holds ${size} entries but its checkpoint in ${file} covers ${checkpoint.size}: the database was truncated or restored from an older copy`,
+      );
     }
     if (toBase64(log.root(checkpoint.size)) !== checkpoint.rootHash) {
-      throw new CountersignError('audit_fork', `the audit log's first ${checkpoint.size} entries do not match the checkpoint in ${file}: entries were rewritten`);
+      throw new CountersignError(
+        'audit_fork',
+        `the audit log's first ${checkpoint.size} entries do not match the checkpoint in ${file}: entries were rewritten`,
+      );
     }
   }
   assertNoPlantedHashes(log, size);

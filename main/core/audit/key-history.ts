@@ -29,7 +29,11 @@ export interface HistoricKey {
 
 /** Where the log recorded each key's pinning: kid -> the first entry (seq) that pinned it. */
 export function pinningEntries(db: Db): Map<string, { seq: number; record: string }> {
-  const rows = db.prepare<[], { seq: number; record: string }>("SELECT seq, record FROM audit_log WHERE kind IN ('signing_key.activated', 'signing_key.rotated') ORDER BY seq").all();
+  const rows = db
+    .prepare<[], { seq: number; record: string }>(
+      "SELECT seq, record FROM audit_log WHERE kind IN ('signing_key.activated', 'signing_key.rotated') ORDER BY seq",
+    )
+    .all();
   const bySeq = new Map<string, { seq: number; record: string }>();
   for (const row of rows) {
     let kid: unknown;
@@ -55,17 +59,31 @@ export interface HistoryCheck {
  * (when the checkpoint covers more entries than the log holds, the pinning cannot be proven here
  * and the caller's rollback check refuses it anyway). Throws audit_checkpoint_invalid.
  */
-export function verifyCheckpointWithHistory(note: string, origin: string, history: readonly HistoricKey[], log: AuditLog, pinnings: Map<string, { seq: number; record: string }>): HistoryCheck {
+export function verifyCheckpointWithHistory(
+  note: string,
+  origin: string,
+  history: readonly HistoricKey[],
+  log: AuditLog,
+  pinnings: Map<string, { seq: number; record: string }>,
+): HistoryCheck {
   const parsed = parseSignedNote(note);
   const checkpoint = parseCheckpointText(parsed.text);
-  if (checkpoint.origin !== origin) throw new CountersignError('audit_checkpoint_invalid', `the checkpoint is for the log ${quote(checkpoint.origin)}, not ${quote(origin)}`);
+  if (checkpoint.origin !== origin)
+    throw new CountersignError(
+      'audit_checkpoint_invalid',
+      `the checkpoint is for the log ${quote(checkpoint.origin)}, not ${quote(origin)}`,
+    );
   const signers = history.filter((k) => parsed.signatures.some((sig) => verifyNoteSignature(k.publicJwk, origin, parsed.text, sig)));
-  if (signers.length === 0) throw new CountersignError('audit_checkpoint_invalid', 'the checkpoint is not signed by a pinned signing key of this log');
+  if (signers.length === 0)
+    throw new CountersignError('audit_checkpoint_invalid', 'the checkpoint is not signed by a pinned signing key of this log');
   let problem: CountersignError | undefined;
   for (const key of signers) {
     // A tree that no longer matches the checkpoint is a fork, which the caller names as such.
     if (checkpoint.size <= log.size() && treeMatches(log, checkpoint) && !pinnedWithin(log, checkpoint, pinnings.get(key.kid))) {
-      problem ??= new CountersignError('audit_checkpoint_invalid', `the checkpoint is not signed by a pinned signing key of this log: the pinning of ${quote(key.kid)} is not among the ${checkpoint.size} entries it covers`);
+      problem ??= new CountersignError(
+        'audit_checkpoint_invalid',
+        `the checkpoint is not signed by a pinned signing key of this log: the pinning of ${quote(key.kid)} is not among the ${checkpoint.size} entries it covers`,
+      );
       continue;
     }
     // The window's start needs no clock: the pinning entry is inside the signed tree, so the
@@ -73,7 +91,10 @@ export function verifyCheckpointWithHistory(note: string, origin: string, histor
     // is a time: after its overlap window a key signs nothing (SigningKeyRegistry.maySign).
     const time = checkpoint.time;
     if (key.activeUntil !== undefined && (time === undefined || time > key.activeUntil)) {
-      problem ??= new CountersignError('audit_checkpoint_invalid', `the checkpoint${time === undefined ? ' has no time and' : ` of ${new Date(time).toISOString()}`} is signed by the key ${quote(key.kid)}, which was in force only from ${new Date(key.activeFrom).toISOString()} to ${new Date(key.activeUntil).toISOString()}`);
+      problem ??= new CountersignError(
+        'audit_checkpoint_invalid',
+        `the checkpoint${time === undefined ? ' has no time and' : ` of ${new Date(time).toISOString()}`} is signed by the key ${quote(key.kid)}, which was in force only from ${new Date(key.activeFrom).toISOString()} to ${new Date(key.activeUntil).toISOString()}`,
+      );
       continue;
     }
     return { checkpoint, kid: key.kid };
@@ -90,7 +111,14 @@ function pinnedWithin(log: AuditLog, checkpoint: Checkpoint, pinning: { seq: num
   if (pinning === undefined || pinning.seq > checkpoint.size) return false;
   try {
     const leaf = merkleHasher.leaf(Buffer.from(pinning.record, 'utf8'));
-    return verifyInclusion(merkleHasher, pinning.seq - 1, checkpoint.size, leaf, log.inclusionProof(pinning.seq - 1, checkpoint.size), fromBase64(checkpoint.rootHash));
+    return verifyInclusion(
+      merkleHasher,
+      pinning.seq - 1,
+      checkpoint.size,
+      leaf,
+      log.inclusionProof(pinning.seq - 1, checkpoint.size),
+      fromBase64(checkpoint.rootHash),
+    );
   } catch {
     return false;
   }

@@ -16,9 +16,14 @@ import type { NoteSignature } from '../../../shared/checkpoint-note.js';
 export function noteKeyId(keyName: string, jwk: Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>): Uint8Array {
   const hash = createHash('sha256');
   if (jwk.kty === 'OKP') {
-    hash.update(keyName, 'utf8').update(Uint8Array.of(0x0a, 0x01)).update(fromBase64url(jwk.x) ?? new Uint8Array(0));
+    hash
+      .update(keyName, 'utf8')
+      .update(Uint8Array.of(0x0a, 0x01))
+      .update(fromBase64url(jwk.x) ?? new Uint8Array(0));
   } else {
-    hash.update(createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, format: 'jwk' }).export({ type: 'spki', format: 'der' }));
+    hash.update(
+      createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, format: 'jwk' }).export({ type: 'spki', format: 'der' }),
+    );
   }
   return new Uint8Array(hash.digest().subarray(0, 4));
 }
@@ -44,10 +49,18 @@ export async function signNote(signer: Signer, keyName: string, text: string): P
 }
 
 /** Whether one note signature is by `jwk` under `keyName` and verifies over `text`. */
-export function verifyNoteSignature(jwk: Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>, keyName: string, text: string, sig: NoteSignature): boolean {
+export function verifyNoteSignature(
+  jwk: Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>,
+  keyName: string,
+  text: string,
+  sig: NoteSignature,
+): boolean {
   try {
     if (sig.keyName !== keyName || !Buffer.from(noteKeyId(keyName, jwk)).equals(sig.keyId)) return false;
-    const key = createPublicKey({ key: jwk.kty === 'OKP' ? { kty: jwk.kty, crv: jwk.crv, x: jwk.x } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, format: 'jwk' });
+    const key = createPublicKey({
+      key: jwk.kty === 'OKP' ? { kty: jwk.kty, crv: jwk.crv, x: jwk.x } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y },
+      format: 'jwk',
+    });
     const data = Buffer.from(text, 'utf8');
     return jwk.kty === 'OKP' ? verify(null, data, key, sig.signature) : verify('sha256', data, { key, dsaEncoding: 'der' }, sig.signature);
   } catch {

@@ -62,7 +62,11 @@ const findingKey = (f: Pick<TamperFinding, 'kind' | 'seq'>): string => `${f.kind
 
 function toView(row: AlarmRow): TamperAlarmView {
   const view: TamperAlarmView = {
-    id: row.id, raisedAt: row.raised_at, source: row.source, firstBadSeq: row.first_bad_seq, findings: parseStoredJson(row.findings) as TamperFinding[],
+    id: row.id,
+    raisedAt: row.raised_at,
+    source: row.source,
+    firstBadSeq: row.first_bad_seq,
+    findings: parseStoredJson(row.findings) as TamperFinding[],
   };
   if (row.acknowledged_at !== null) view.acknowledgedAt = row.acknowledged_at;
   if (row.acknowledged_by !== null) view.acknowledgedBy = row.acknowledged_by;
@@ -119,7 +123,10 @@ export class TamperAlarm {
 
   /** Acknowledged alarms, newest first (at most `limit`). */
   acknowledged(limit = 100): TamperAlarmView[] {
-    return this.db.prepare<[number], AlarmRow>('SELECT * FROM audit_alarms WHERE acknowledged_at IS NOT NULL ORDER BY id DESC LIMIT ?').all(limit).map(toView);
+    return this.db
+      .prepare<[number], AlarmRow>('SELECT * FROM audit_alarms WHERE acknowledged_at IS NOT NULL ORDER BY id DESC LIMIT ?')
+      .all(limit)
+      .map(toView);
   }
 
   get(id: number): TamperAlarmView | undefined {
@@ -133,28 +140,37 @@ export class TamperAlarm {
    * was known.
    */
   raise(source: TamperSource, findings: readonly TamperFinding[]): TamperAlarmView | undefined {
-    return this.db.transaction(() => {
-      const known = new Set<string>();
-      for (const row of this.allFindings.all()) for (const f of parseStoredJson(row.findings) as TamperFinding[]) known.add(findingKey(f));
-      const fresh: TamperFinding[] = [];
-      for (const f of findings) {
-        const key = findingKey(f);
-        if (known.has(key)) continue;
-        known.add(key);
-        fresh.push({ kind: f.kind, seq: f.seq, reason: f.reason.slice(0, 500) });
-      }
-      if (fresh.length === 0) return undefined;
-      fresh.sort((a, b) => a.seq - b.seq);
-      const kept = fresh.slice(0, MAX_FINDINGS_PER_ALARM);
-      const at = this.now();
-      const firstBadSeq = kept[0]!.seq;
-      const id = Number(this.insert.run(at, source, firstBadSeq, JSON.stringify(kept)).lastInsertRowid);
-      const event: AuditEventFields<'audit.tamper_alarm'> = { alarmId: id, source, firstBadSeq, findings: kept.map((f) => ({ ...f })), findingsTotal: fresh.length };
-      this.audit.append('audit.tamper_alarm', at, event);
-      const view: TamperAlarmView = { id, raisedAt: at, source, firstBadSeq, findings: kept };
-      this.seenOpen.set(id, view);
-      return view;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const known = new Set<string>();
+        for (const row of this.allFindings.all())
+          for (const f of parseStoredJson(row.findings) as TamperFinding[]) known.add(findingKey(f));
+        const fresh: TamperFinding[] = [];
+        for (const f of findings) {
+          const key = findingKey(f);
+          if (known.has(key)) continue;
+          known.add(key);
+          fresh.push({ kind: f.kind, seq: f.seq, reason: f.reason.slice(0, 500) });
+        }
+        if (fresh.length === 0) return undefined;
+        fresh.sort((a, b) => a.seq - b.seq);
+        const kept = fresh.slice(0, MAX_FINDINGS_PER_ALARM);
+        const at = this.now();
+        const firstBadSeq = kept[0]!.seq;
+        const id = Number(this.insert.run(at, source, firstBadSeq, JSON.stringify(kept)).lastInsertRowid);
+        const event: AuditEventFields<'audit.tamper_alarm'> = {
+          alarmId: id,
+          source,
+          firstBadSeq,
+          findings: kept.map((f) => ({ ...f })),
+          findingsTotal: fresh.length,
+        };
+        this.audit.append('audit.tamper_alarm', at, event);
+        const view: TamperAlarmView = { id, raisedAt: at, source, firstBadSeq, findings: kept };
+        this.seenOpen.set(id, view);
+        return view;
+      })
+      .immediate();
   }
 
   /**
@@ -163,7 +179,8 @@ export class TamperAlarm {
    * exist or is no longer open.
    */
   acknowledge(alarmId: number, adminId: string, at: number): TamperAlarmView {
-    if (this.ack.run(at, adminId, alarmId).changes !== 1) throw new CountersignError('tamper_alarm_unknown', `no open tamper alarm has the id ${quote(String(alarmId))}`);
+    if (this.ack.run(at, adminId, alarmId).changes !== 1)
+      throw new CountersignError('tamper_alarm_unknown', `no open tamper alarm has the id ${quote(String(alarmId))}`);
     this.acknowledgedHere.add(alarmId);
     return toView(this.byId.get(alarmId)!);
   }
@@ -171,6 +188,7 @@ export class TamperAlarm {
   /** Throws tamper_alarm_unknown unless `alarmId` is open (checked before a ceremony starts). */
   assertOpen(alarmId: number): void {
     const row = this.byId.get(alarmId);
-    if (row === undefined || row.acknowledged_at !== null) throw new CountersignError('tamper_alarm_unknown', `no open tamper alarm has the id ${quote(String(alarmId))}`);
+    if (row === undefined || row.acknowledged_at !== null)
+      throw new CountersignError('tamper_alarm_unknown', `no open tamper alarm has the id ${quote(String(alarmId))}`);
   }
 }

@@ -62,7 +62,10 @@ async function readFilePin(file: string): Promise<string> {
 function promptTerminal(terminal: PinTerminal): Promise<string> {
   if (terminal.input.isTTY !== true) {
     return Promise.reject(
-      new CountersignError('config_invalid', 'the PIN is configured to be asked on the terminal, but there is no interactive terminal; use an environment variable or a PIN file'),
+      new CountersignError(
+        'config_invalid',
+        'the PIN is configured to be asked on the terminal, but there is no interactive terminal; use an environment variable or a PIN file',
+      ),
     );
   }
   return new Promise<string>((resolve, reject) => {

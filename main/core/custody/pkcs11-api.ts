@@ -137,7 +137,7 @@ export function pkcs11ErrorCode(value: number, fallback: ErrorCode): ErrorCode {
 
 const MESSAGES: Partial<Record<ErrorCode, string>> = {
   hsm_pin_incorrect: 'the token rejected the PIN; it was not retried, so the token does not count further failures',
-  hsm_pin_locked: 'the token PIN is locked or expired; unlock or change it with the token vendor\'s tool',
+  hsm_pin_locked: "the token PIN is locked or expired; unlock or change it with the token vendor's tool",
   signer_unavailable: 'the signing token or its session is not available',
   config_invalid: 'the token does not support the requested key type or mechanism',
 };
@@ -181,7 +181,8 @@ function isErrno(err: unknown, code: string): boolean {
 }
 
 function resolveModulePath(path: string): string {
-  if (typeof path !== 'string' || path.length === 0) throw new CountersignError('hsm_module_invalid', 'no PKCS#11 module path is configured');
+  if (typeof path !== 'string' || path.length === 0)
+    throw new CountersignError('hsm_module_invalid', 'no PKCS#11 module path is configured');
   let real: string;
   try {
     real = realpathSync(path);

@@ -148,7 +148,8 @@ export function publicJwkFromEcPoint(algorithm: SigningAlgorithm, ecPoint: Buffe
   let base: Pick<PublicJwk, 'kty' | 'crv' | 'x' | 'y'>;
   if (algorithm === 'ES256') {
     const point = ecPoint.length === 67 && ecPoint[0] === 0x04 && ecPoint[1] === 0x41 ? ecPoint.subarray(2) : ecPoint;
-    if (point.length !== 65 || point[0] !== 0x04) throw new CountersignError('signer_failed', 'the token returned a malformed P-256 public key');
+    if (point.length !== 65 || point[0] !== 0x04)
+      throw new CountersignError('signer_failed', 'the token returned a malformed P-256 public key');
     base = { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') };
   } else {
     const point = ecPoint.length === 34 && ecPoint[0] === 0x04 && ecPoint[1] === 0x20 ? ecPoint.subarray(2) : ecPoint;
@@ -408,7 +409,7 @@ export class Pkcs11Token {
     if (state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS) return;
     const flags = this.#api.C_GetTokenInfo(slot).flags;
     if ((flags & pkcs11js.CKF_USER_PIN_LOCKED) !== 0) {
-      this.#pinFailure = new CountersignError('hsm_pin_locked', 'the token PIN is locked; unlock it with the token vendor\'s tool');
+      this.#pinFailure = new CountersignError('hsm_pin_locked', "the token PIN is locked; unlock it with the token vendor's tool");
       throw this.#pinFailure;
     }
     if ((flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) !== 0) {
@@ -490,7 +491,12 @@ export class Pkcs11Token {
         this.#log(`reconnected to the signing token (attempt ${attempt + 1})`);
         return;
       } catch (err) {
-        if (this.#closed || isCountersignError(err, 'hsm_pin_incorrect') || isCountersignError(err, 'hsm_pin_locked') || isCountersignError(err, 'config_invalid')) {
+        if (
+          this.#closed ||
+          isCountersignError(err, 'hsm_pin_incorrect') ||
+          isCountersignError(err, 'hsm_pin_locked') ||
+          isCountersignError(err, 'config_invalid')
+        ) {
           throw err;
         }
         last = err;
@@ -573,9 +579,19 @@ export class Pkcs11Token {
   }
 
   #generate(session: Pkcs11Handle, spec: Pkcs11KeySpec, idBytes: Buffer): PublicJwk {
-    const existing = this.#find(session, [{ type: pkcs11js.CKA_LABEL, value: spec.label }, { type: pkcs11js.CKA_ID, value: idBytes }], 1);
+    const existing = this.#find(
+      session,
+      [
+        { type: pkcs11js.CKA_LABEL, value: spec.label },
+        { type: pkcs11js.CKA_ID, value: idBytes },
+      ],
+      1,
+    );
     if (existing.length > 0) {
-      throw new CountersignError('config_invalid', `a key labelled ${quote(spec.label)} with id ${quote(spec.id)} already exists on the token`);
+      throw new CountersignError(
+        'config_invalid',
+        `a key labelled ${quote(spec.label)} with id ${quote(spec.id)} already exists on the token`,
+      );
     }
     const params = spec.algorithm === 'ES256' ? P256_PARAMS : ED25519_PARAMS;
     const mechanism = spec.algorithm === 'ES256' ? pkcs11js.CKM_EC_KEY_PAIR_GEN : CKM_EC_EDWARDS_KEY_PAIR_GEN;
@@ -663,10 +679,14 @@ export class Pkcs11Token {
     const [privateKey] = privateKeys;
     const [publicKey] = publicKeys;
     if (privateKey === undefined) {
-      throw new CountersignError('hsm_key_not_found', `no ${spec.algorithm} private key ${where} is on the token`, { details: { label: spec.label, id: spec.id } });
+      throw new CountersignError('hsm_key_not_found', `no ${spec.algorithm} private key ${where} is on the token`, {
+        details: { label: spec.label, id: spec.id },
+      });
     }
     if (publicKey === undefined) {
-      throw new CountersignError('hsm_key_not_found', `the ${spec.algorithm} key ${where} has no public key on the token`, { details: { label: spec.label, id: spec.id } });
+      throw new CountersignError('hsm_key_not_found', `the ${spec.algorithm} key ${where} has no public key on the token`, {
+        details: { label: spec.label, id: spec.id },
+      });
     }
     if (privateKeys.length > 1 || publicKeys.length > 1) {
       throw new CountersignError('hsm_key_mismatch', `several keys on the token are ${where}; refusing to choose one`);
@@ -775,10 +795,16 @@ export class Pkcs11Token {
   /** Nothing leaves the signer unless it is a signature by the pinned key over exactly `data`. */
   #checkSignature(publicJwk: PublicJwk, data: Buffer, signature: Buffer): Uint8Array {
     if (signature.length !== SIGNATURE_LENGTH) {
-      throw new CountersignError('signer_failed', `the token returned a ${signature.length}-byte signature instead of ${SIGNATURE_LENGTH}; it was discarded`);
+      throw new CountersignError(
+        'signer_failed',
+        `the token returned a ${signature.length}-byte signature instead of ${SIGNATURE_LENGTH}; it was discarded`,
+      );
     }
     if (!verifyWithJwk(publicJwk, data, signature)) {
-      throw new CountersignError('signer_failed', 'the token returned a signature that does not verify against the pinned key; it was discarded');
+      throw new CountersignError(
+        'signer_failed',
+        'the token returned a signature that does not verify against the pinned key; it was discarded',
+      );
     }
     return new Uint8Array(signature);
   }
@@ -797,7 +823,11 @@ export class Pkcs11Token {
       const queueTimer = setTimeout(() => {
         if (state !== 'queued') return;
         state = 'gave_up';
-        reject(new CountersignError('signer_timeout', `the signing device was busy for more than ${timeoutMs} ms; no signature was made`, { details: { timeoutMs } }));
+        reject(
+          new CountersignError('signer_timeout', `the signing device was busy for more than ${timeoutMs} ms; no signature was made`, {
+            details: { timeoutMs },
+          }),
+        );
       }, timeoutMs);
       this.#exclusive(async () => {
         clearTimeout(queueTimer);

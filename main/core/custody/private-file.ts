@@ -20,7 +20,8 @@ export async function readPrivateFile(file: string, what: string, maxBytes = 102
     handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
-    if (isErrno(err, 'ELOOP')) throw new CountersignError('config_invalid', `the ${what} file path ${quote(file, 200)} is a symbolic link; refusing to use it`);
+    if (isErrno(err, 'ELOOP'))
+      throw new CountersignError('config_invalid', `the ${what} file path ${quote(file, 200)} is a symbolic link; refusing to use it`);
     throw new CountersignError('config_invalid', `the ${what} file ${quote(file, 200)} cannot be opened`, { cause: err });
   }
   try {

@@ -109,7 +109,8 @@ export class SoftwareSigner implements Signer {
       const pair = algorithm === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
       const created = await writeKeyFile(dir, file, pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
       pem = await readKeyFile(file); // load what is on disk, whoever wrote it
-      if (pem === undefined) throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} disappeared while it was being created`);
+      if (pem === undefined)
+        throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} disappeared while it was being created`);
       if (created) log(`created a new ${algorithm} software signing key at ${file}`);
     }
 
@@ -117,14 +118,19 @@ export class SoftwareSigner implements Signer {
     try {
       privateKey = createPrivateKey({ key: pem, format: 'pem' });
     } catch (err) {
-      throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} does not hold a PKCS#8 PEM private key`, { cause: err });
+      throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} does not hold a PKCS#8 PEM private key`, {
+        cause: err,
+      });
     }
     const algorithm = keyAlgorithm(privateKey);
     if (algorithm === undefined) {
       throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} holds neither a P-256 nor an Ed25519 key`);
     }
     if (options.algorithm !== undefined && options.algorithm !== algorithm) {
-      throw new CountersignError('config_invalid', `the signing key file ${quote(file, 200)} holds an ${algorithm} key, but ${options.algorithm} was requested`);
+      throw new CountersignError(
+        'config_invalid',
+        `the signing key file ${quote(file, 200)} holds an ${algorithm} key, but ${options.algorithm} was requested`,
+      );
     }
 
     const signer = new SoftwareSigner(privateKey, algorithm, file);

@@ -29,7 +29,14 @@ import type { TokenMinter } from '../tokens/token-minter.js';
 import { GroupCommitter } from '../store/group-commit.js';
 import { decodeStoredCall, RequestRepository, type EndingRequest, type RequestRecord } from '../store/request-repository.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
-import type { ApprovalRequirement, DecisionResult, RequestState, SessionReportParams, SessionReportResult, SignedEnvelope } from '../../../shared/protocol.js';
+import type {
+  ApprovalRequirement,
+  DecisionResult,
+  RequestState,
+  SessionReportParams,
+  SessionReportResult,
+  SignedEnvelope,
+} from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 import { requiredApprovers } from '../../../shared/quorum.js';
 
@@ -102,11 +109,15 @@ export class DecisionService {
   constructor(private readonly options: DecisionServiceOptions) {
     this.db = options.db;
     this.clock = options.clock ?? Date.now;
-    this.nonceSeen = this.db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM seen_nonces WHERE agent_id = ? AND nonce = ?');
+    this.nonceSeen = this.db.prepare<[string, string], { one: number }>(
+      'SELECT 1 AS one FROM seen_nonces WHERE agent_id = ? AND nonce = ?',
+    );
     this.insertNonce = this.db.prepare('INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES (?, ?, ?)');
     this.requests = new RequestRepository(this.db);
     this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
-    this.agentStanding = this.db.prepare<[string], { status: string; expires_at: number | null; owner_state: string }>('SELECT status, expires_at, owner_state FROM agents WHERE id = ?');
+    this.agentStanding = this.db.prepare<[string], { status: string; expires_at: number | null; owner_state: string }>(
+      'SELECT status, expires_at, owner_state FROM agents WHERE id = ?',
+    );
     this.pruneNonces = this.db.prepare('DELETE FROM seen_nonces WHERE expires_at < ?');
     this.committer = new GroupCommitter(this.db);
   }
@@ -120,7 +131,14 @@ export class DecisionService {
     } catch (error) {
       const code = isCountersignError(error) ? error.code : 'internal_error';
       if (code !== 'audit_write_failed') {
-        this.recordRejection(now, { agentId: session.agentId, kid: payload.kid, claimedAgentId: payload.agentId, tool: payload.call.tool, nonce: payload.nonce, code });
+        this.recordRejection(now, {
+          agentId: session.agentId,
+          kid: payload.kid,
+          claimedAgentId: payload.agentId,
+          tool: payload.call.tool,
+          nonce: payload.nonce,
+          code,
+        });
       }
       throw error;
     }
@@ -130,7 +148,10 @@ export class DecisionService {
     const { payload } = envelope;
     // Identity comes from the authenticated key, never from a payload field.
     if (payload.agentId !== session.agentId) {
-      throw new CountersignError('agent_mismatch', `this connection is authenticated as ${quote(session.agentId)}, not ${quote(payload.agentId)}`);
+      throw new CountersignError(
+        'agent_mismatch',
+        `this connection is authenticated as ${quote(session.agentId)}, not ${quote(payload.agentId)}`,
+      );
     }
     const timing = this.options.onTiming;
     let mark = timing ? performance.now() : 0;
@@ -146,7 +167,10 @@ export class DecisionService {
       throw new CountersignError('envelope_signature_invalid', 'the envelope signature does not verify with the enrolled key');
     }
     if (payload.timestamp < now - this.options.maxAgeMs) {
-      throw new CountersignError('envelope_stale', `the envelope is ${Math.round((now - payload.timestamp) / 1000)} s old; the limit is ${this.options.maxAgeMs / 1000} s`);
+      throw new CountersignError(
+        'envelope_stale',
+        `the envelope is ${Math.round((now - payload.timestamp) / 1000)} s old; the limit is ${this.options.maxAgeMs / 1000} s`,
+      );
     }
     if (payload.timestamp > now + this.options.maxFutureMs) {
       throw new CountersignError('envelope_future', 'the envelope is dated in the future; check the agent host clock');
@@ -168,41 +192,72 @@ export class DecisionService {
     let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation'> = scopeDenial
       ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash }
       : await this.options.policy.evaluateAsync({
-        agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
-        tool: call.tool,
-        params: call.params,
-        dataClass: call.dataClass,
-        jurisdiction: call.jurisdiction,
-        provenance: call.provenance,
-        risk: riskContext(risk),
-        now: new Date(now),
-      });
+          agent: {
+            id: agent.id,
+            owner: agent.owner,
+            group: agent.group,
+            dataClasses: agent.dataClasses,
+            jurisdictions: agent.jurisdictions,
+          },
+          tool: call.tool,
+          params: call.params,
+          dataClass: call.dataClass,
+          jurisdiction: call.jurisdiction,
+          provenance: call.provenance,
+          risk: riskContext(risk),
+          now: new Date(now),
+        });
 
     // A tamper alarm is open: the log that vouches for automatic decisions cannot be trusted,
     // so a high-impact call the policy would allow waits for a person instead.
     const alarm = decision.outcome === 'allow' && isHighImpact(tool) ? this.options.tamperHold?.current() : undefined;
     if (alarm !== undefined) {
       const reason = tamperHoldReason(alarm);
-      decision = { ...decision, outcome: 'approval_required', reasons: [...decision.reasons, reason], obligation: { ...this.options.tamperHold!.requirement, reasons: [reason], conflicted: [] } };
+      decision = {
+        ...decision,
+        outcome: 'approval_required',
+        reasons: [...decision.reasons, reason],
+        obligation: { ...this.options.tamperHold!.requirement, reasons: [reason], conflicted: [] },
+      };
     }
 
     const checkPendingCap = () => {
       if (decision.outcome === 'approval_required' && this.requests.countPendingOf(agent.id) >= this.options.maxPendingPerAgent) {
-        throw new CountersignError('pending_queue_full', `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`);
+        throw new CountersignError(
+          'pending_queue_full',
+          `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`,
+        );
       }
     };
     checkPendingCap();
 
     lap('policy');
     // Sign before the transaction (signing is async); the token is released only after commit.
-    const minted = decision.outcome === 'allow'
-      ? await this.options.minter.mint({ requestId, agentId: agent.id, tool: call.tool, audience: tool.audience, params: call.params, policyHash: decision.policyHash, policies: decision.determiningPolicies, mode: 'automatic', now, callSha256 })
-      : undefined;
+    const minted =
+      decision.outcome === 'allow'
+        ? await this.options.minter.mint({
+            requestId,
+            agentId: agent.id,
+            tool: call.tool,
+            audience: tool.audience,
+            params: call.params,
+            policyHash: decision.policyHash,
+            policies: decision.determiningPolicies,
+            mode: 'automatic',
+            now,
+            callSha256,
+          })
+        : undefined;
 
     lap('sign');
     const state: RequestState = decision.outcome === 'allow' ? 'allowed' : decision.outcome === 'deny' ? 'denied' : 'pending';
     const obligation: ApprovalRequirement | undefined = decision.obligation
-      ? { approvals: decision.obligation.approvals, groups: decision.obligation.groups, ttlSeconds: decision.obligation.ttlSeconds, userVerification: decision.obligation.userVerification }
+      ? {
+          approvals: decision.obligation.approvals,
+          groups: decision.obligation.groups,
+          ttlSeconds: decision.obligation.ttlSeconds,
+          userVerification: decision.obligation.userVerification,
+        }
       : undefined;
     let expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : undefined;
     /** Set by the commit when this held call joined a group: its primary and the group's size. */
@@ -216,20 +271,33 @@ export class DecisionService {
       // review) committed while this call was being scored, evaluated or signed must end it here,
       // or a revoked agent's call would be stored, queued for approvers, or even given a token.
       const standing = this.agentStanding.get(agent.id);
-      if (standing === undefined || standing.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agent.id)} was revoked while its call was being decided`);
-      if (standing.expires_at !== null && standing.expires_at <= now) throw new CountersignError('agent_expired', `agent ${quote(agent.id)}'s enrollment has expired`);
-      if (standing.owner_state === 'held_for_review') throw new CountersignError('agent_held_for_review', `agent ${quote(agent.id)} is held for review`);
+      if (standing === undefined || standing.status !== 'active')
+        throw new CountersignError('agent_revoked', `agent ${quote(agent.id)} was revoked while its call was being decided`);
+      if (standing.expires_at !== null && standing.expires_at <= now)
+        throw new CountersignError('agent_expired', `agent ${quote(agent.id)}'s enrollment has expired`);
+      if (standing.owner_state === 'held_for_review')
+        throw new CountersignError('agent_held_for_review', `agent ${quote(agent.id)} is held for review`);
       checkPendingCap();
       // A tamper alarm raised while this automatic allow was being signed: it must not go out.
       // Read inside the commit's transaction, so an alarm committed before it is always seen.
-      if (minted && alarm === undefined && isHighImpact(tool) && this.options.tamperHold?.current() !== undefined) throw new AlarmRaisedMeanwhile();
+      if (minted && alarm === undefined && isHighImpact(tool) && this.options.tamperHold?.current() !== undefined)
+        throw new AlarmRaisedMeanwhile();
       merged = undefined;
       const callJson = canonicalize(call);
       const conflicted = decision.obligation?.conflicted ?? [];
       if (state === 'pending' && obligation) {
-        const group = this.requests.openGroup({
-          agentId: agent.id, callSha256, callJson, policyHash: decision.policyHash, obligation, determiningPolicies: decision.determiningPolicies, conflicted,
-        }, now);
+        const group = this.requests.openGroup(
+          {
+            agentId: agent.id,
+            callSha256,
+            callJson,
+            policyHash: decision.policyHash,
+            obligation,
+            determiningPolicies: decision.determiningPolicies,
+            conflicted,
+          },
+          now,
+        );
         if (group !== undefined && group.followers < MAX_GROUP_FOLLOWERS) {
           merged = { primaryId: group.id, size: group.followers + 2 };
           // A follower is decided with its group, so it shares the group's deadline.
@@ -239,22 +307,48 @@ export class DecisionService {
       try {
         this.insertNonce.run(agent.id, payload.nonce, payload.timestamp + this.options.maxAgeMs + this.options.maxFutureMs);
       } catch (cause) {
-        if (String(cause).includes('UNIQUE')) throw new CountersignError('envelope_replayed', 'this envelope has already been submitted', { cause });
+        if (String(cause).includes('UNIQUE'))
+          throw new CountersignError('envelope_replayed', 'this envelope has already been submitted', { cause });
         throw cause;
       }
       this.requests.insert({
-        id: requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callJson, callSha256, nonce: payload.nonce, state,
-        policyHash: decision.policyHash, determiningPolicies: decision.determiningPolicies, reasons: decision.reasons,
-        obligation: obligation ?? null, risk, createdAt: now, expiresAt: expiresAt ?? null,
+        id: requestId,
+        agentId: agent.id,
+        kid: key.kid,
+        tool: call.tool,
+        callJson,
+        callSha256,
+        nonce: payload.nonce,
+        state,
+        policyHash: decision.policyHash,
+        determiningPolicies: decision.determiningPolicies,
+        reasons: decision.reasons,
+        obligation: obligation ?? null,
+        risk,
+        createdAt: now,
+        expiresAt: expiresAt ?? null,
         decidedAt: state === 'pending' ? null : now,
-        conflicted, groupId: merged?.primaryId ?? null,
+        conflicted,
+        groupId: merged?.primaryId ?? null,
       });
       if (minted) this.insertToken.run(minted.jti, requestId, minted.kid, minted.token, now, minted.expiresAt);
-      const learningFault = learnSafely(this.db, this.options.learner, agent.id, (l) => l.submitted(agent.id, requestId, call, callSha256, now, state));
+      const learningFault = learnSafely(this.db, this.options.learner, agent.id, (l) =>
+        l.submitted(agent.id, requestId, call, callSha256, now, state),
+      );
       const event: SubmittedDecisionEvent = {
-        requestId, agentId: agent.id, kid: key.kid, tool: call.tool, callSha256, dataClass: call.dataClass, jurisdiction: call.jurisdiction,
-        provenance: call.provenance, nonce: payload.nonce, policyHash: decision.policyHash, determiningPolicies: decision.determiningPolicies,
-        reasons: decision.reasons, risk: auditedRisk(risk, call.dataClass, redact),
+        requestId,
+        agentId: agent.id,
+        kid: key.kid,
+        tool: call.tool,
+        callSha256,
+        dataClass: call.dataClass,
+        jurisdiction: call.jurisdiction,
+        provenance: call.provenance,
+        nonce: payload.nonce,
+        policyHash: decision.policyHash,
+        determiningPolicies: decision.determiningPolicies,
+        reasons: decision.reasons,
+        risk: auditedRisk(risk, call.dataClass, redact),
         ...auditedParams(call.params, call.dataClass, redact),
       };
       if (learningFault !== undefined) event.riskLearningFault = learningFault;
@@ -263,7 +357,11 @@ export class DecisionService {
       if (merged !== undefined) event.mergedInto = { requestId: merged.primaryId, size: merged.size };
       if (minted) event.token = { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: tool.audience };
       try {
-        this.options.audit.append(state === 'allowed' ? 'decision.allow' : state === 'denied' ? 'decision.deny' : 'decision.pending', now, event);
+        this.options.audit.append(
+          state === 'allowed' ? 'decision.allow' : state === 'denied' ? 'decision.deny' : 'decision.pending',
+          now,
+          event,
+        );
       } catch (cause) {
         throw new CountersignError('audit_write_failed', undefined, { cause });
       }
@@ -299,7 +397,8 @@ export class DecisionService {
   /** An agent may only read its own requests. */
   getRequest(session: AuthenticatedSession, requestId: string): DecisionResult {
     const row = this.requests.get(requestId);
-    if (!row || row.agentId !== session.agentId) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
+    if (!row || row.agentId !== session.agentId)
+      throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
     const progress = row.state === 'pending' && row.obligation !== null ? this.options.quorumProgress?.(row.id) : undefined;
     return toResult(row, { ...this.requests.outcomeOf(row.id), ...(progress === undefined ? {} : { progress }) });
   }
@@ -317,9 +416,12 @@ export class DecisionService {
         touched.add(row.agentId);
         this.requests.finish(row.id, 'expired', now, [EXPIRED_REASON]);
         const call = decodeStoredCall(row.callJson);
-        const learningFault = call === undefined
-          ? this.unlearnable(row.agentId, row.id)
-          : learnSafely(this.db, this.options.learner, row.agentId, (l) => l.settled(row.agentId, { id: row.id, call, callSha256: row.callSha256, createdAt: row.createdAt }, 'expired', now));
+        const learningFault =
+          call === undefined
+            ? this.unlearnable(row.agentId, row.id)
+            : learnSafely(this.db, this.options.learner, row.agentId, (l) =>
+                l.settled(row.agentId, { id: row.id, call, callSha256: row.callSha256, createdAt: row.createdAt }, 'expired', now),
+              );
         const event: AuditEventFields<'decision.expired'> = { requestId: row.id, agentId: row.agentId, reasons: [EXPIRED_REASON] };
         if (learningFault !== undefined) event.riskLearningFault = learningFault;
         this.options.audit.append('decision.expired', now, event);
@@ -335,7 +437,14 @@ export class DecisionService {
     }
     return expired.map((row) => ({
       agentId: row.agentId,
-      result: { requestId: row.id, decision: 'deny', state: 'expired', reasons: [EXPIRED_REASON], determiningPolicies: row.determiningPolicies, policyHash: row.policyHash },
+      result: {
+        requestId: row.id,
+        decision: 'deny',
+        state: 'expired',
+        reasons: [EXPIRED_REASON],
+        determiningPolicies: row.determiningPolicies,
+        policyHash: row.policyHash,
+      },
     }));
   }
 
@@ -358,7 +467,12 @@ export class DecisionService {
     const redact = this.options.redactDataClasses ?? [];
     const sha256 = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
     const reads: Array<AuditEventFields<'session.reported'>['reads'][number]> = params.reads.map((r) => {
-      const entry: AuditEventFields<'session.reported'>['reads'][number] = { source: r.source, trust: r.trust, contentSha256: sha256(r.content), contentChars: r.content.length };
+      const entry: AuditEventFields<'session.reported'>['reads'][number] = {
+        source: r.source,
+        trust: r.trust,
+        contentSha256: sha256(r.content),
+        contentChars: r.content.length,
+      };
       if (r.dataClass !== undefined) entry.dataClass = r.dataClass;
       if (r.origin !== undefined) {
         if (r.dataClass !== undefined && redact.includes(r.dataClass)) entry.originSha256 = sha256(r.origin);
@@ -409,7 +523,10 @@ export class DecisionService {
 }
 
 /** The agent's view of a request; `outcome` (its token and quorum progress) only for request.get. */
-function toResult(row: RequestRecord, outcome?: { token?: string | null; tokenExpiresAt?: number | null; progress?: { required: number; received: number } }): DecisionResult {
+function toResult(
+  row: RequestRecord,
+  outcome?: { token?: string | null; tokenExpiresAt?: number | null; progress?: { required: number; received: number } },
+): DecisionResult {
   const state = row.state;
   const result: DecisionResult = {
     requestId: row.id,

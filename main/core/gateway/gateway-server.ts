@@ -9,12 +9,31 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'n
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { AUTHENTICATION_FAILED_CLOSE, CountersignError, isCountersignError, quote, ERROR_CODES, closeCodeFor, httpStatusFor, type ErrorCode } from '../../../shared/errors.js';
+import {
+  AUTHENTICATION_FAILED_CLOSE,
+  CountersignError,
+  isCountersignError,
+  quote,
+  ERROR_CODES,
+  closeCodeFor,
+  httpStatusFor,
+  type ErrorCode,
+} from '../../../shared/errors.js';
 import { canonicalBytes, parseStrictJson } from '../../../shared/canonical-json.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import {
-  CLIENT_METHODS, CLOSE_CODES, PROTOCOL_VERSION, SIGNED_TYPES, WS_PATH, WS_SUBPROTOCOL, clientRequestSchema, rpcCodeFor,
-  type ChallengeNotification, type ClientRequest, type DecisionResult, type RpcFailure,
+  CLIENT_METHODS,
+  CLOSE_CODES,
+  PROTOCOL_VERSION,
+  SIGNED_TYPES,
+  WS_PATH,
+  WS_SUBPROTOCOL,
+  clientRequestSchema,
+  rpcCodeFor,
+  type ChallengeNotification,
+  type ClientRequest,
+  type DecisionResult,
+  type RpcFailure,
 } from '../../../shared/protocol.js';
 import type { AgentRegistry } from '../identity/agent-registry.js';
 import type { AuthenticatedSession, DecisionService } from '../decision/decision-service.js';
@@ -79,19 +98,22 @@ export class Gateway {
     this.agentRate = new KeyedRateLimiter(gw.ratePerSecond, gw.rateBurst);
     // Node checks header and request timeouts only every `connectionsCheckingInterval` (30 s by
     // default), so a 5 s header timeout used to bite after 5 to 35 s: check at least once a second.
-    this.http = createServer({
-      headersTimeout: gw.headersTimeoutMs,
-      requestTimeout: Math.max(10_000, gw.headersTimeoutMs),
-      connectionsCheckingInterval: Math.min(1_000, gw.headersTimeoutMs),
-      maxHeaderSize: 8 * 1024,
-    }, createHttpEdge({
-      routes: this.routeTable,
-      // Without a session secret no session route exists; a random one keeps /api/ closed.
-      sessionSecret: deps.http?.sessionSecret ?? randomBytes(32).toString('base64url'),
-      hostAllowed: (req) => this.hostAllowed(req),
-      origins: deps.http?.origins ?? (() => []),
-      log: deps.log,
-    }));
+    this.http = createServer(
+      {
+        headersTimeout: gw.headersTimeoutMs,
+        requestTimeout: Math.max(10_000, gw.headersTimeoutMs),
+        connectionsCheckingInterval: Math.min(1_000, gw.headersTimeoutMs),
+        maxHeaderSize: 8 * 1024,
+      },
+      createHttpEdge({
+        routes: this.routeTable,
+        // Without a session secret no session route exists; a random one keeps /api/ closed.
+        sessionSecret: deps.http?.sessionSecret ?? randomBytes(32).toString('base64url'),
+        hostAllowed: (req) => this.hostAllowed(req),
+        origins: deps.http?.origins ?? (() => []),
+        log: deps.log,
+      }),
+    );
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.wss = new WebSocketServer({
       noServer: true,
@@ -108,7 +130,13 @@ export class Gateway {
       const failed = (error: NodeJS.ErrnoException) => {
         // Another process (often a second Countersign) holds the port: say which, with a stable code.
         if (error.code === 'EADDRINUSE') {
-          reject(new CountersignError('port_in_use', `port ${port} on ${host} is already in use by another process; stop it or choose another port with --port (or gateway.port in config.json)`, { cause: error, details: { host, port } }));
+          reject(
+            new CountersignError(
+              'port_in_use',
+              `port ${port} on ${host} is already in use by another process; stop it or choose another port with --port (or gateway.port in config.json)`,
+              { cause: error, details: { host, port } },
+            ),
+          );
         } else reject(error);
       };
       this.http.once('error', failed);
@@ -202,7 +230,7 @@ export class Gateway {
         }
         if (verdict === null) continue;
         if (verdict.code === 'agent_revoked') ended ??= this.deps.registry.endedByRevocation(agentId);
-        this.endSession(c, null, verdict, verdict.code === 'agent_revoked' ? ended ?? [] : []);
+        this.endSession(c, null, verdict, verdict.code === 'agent_revoked' ? (ended ?? []) : []);
       }
     }
   }
@@ -218,7 +246,13 @@ export class Gateway {
   private httpRoutes(): HttpRoute[] {
     return [
       { verb: 'GET', path: '/healthz', access: 'public', handle: () => ({ status: 'ok', ...this.deps.health() }) },
-      { verb: 'GET', path: '/.well-known/jwks.json', access: 'public', handle: () => this.deps.jwks(), headers: { 'cache-control': 'public, max-age=60' } },
+      {
+        verb: 'GET',
+        path: '/.well-known/jwks.json',
+        access: 'public',
+        handle: () => this.deps.jwks(),
+        headers: { 'cache-control': 'public, max-age=60' },
+      },
     ];
   }
 
@@ -227,7 +261,9 @@ export class Gateway {
   /** Refuse a WebSocket upgrade with the HTTP status of the code's record (or the one given). */
   private refuseUpgrade(socket: Duplex, code: ErrorCode, status = httpStatusFor(code)): void {
     const body = JSON.stringify({ error: { code, message: ERROR_CODES[code] } });
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
     this.stats.rejected++;
   }
 
@@ -266,7 +302,12 @@ export class Gateway {
     const challenge: ChallengeNotification = {
       jsonrpc: '2.0',
       method: 'session.challenge',
-      params: { protocol: PROTOCOL_VERSION, challenge: conn.challenge, serverId: this.deps.config.serverId, expiresInMs: gw.handshakeTimeoutMs },
+      params: {
+        protocol: PROTOCOL_VERSION,
+        challenge: conn.challenge,
+        serverId: this.deps.config.serverId,
+        expiresInMs: gw.handshakeTimeoutMs,
+      },
     };
     this.send(conn, JSON.stringify(challenge));
   }
@@ -320,7 +361,11 @@ export class Gateway {
     const parsed = parseFrame(data);
     if (!parsed.ok) return this.fail(conn, parsed.id, parsed.error, AUTHENTICATION_FAILED_CLOSE);
     if (parsed.request.method !== 'session.authenticate') {
-      return this.fail(conn, parsed.request.id, new CountersignError('not_authenticated', 'the first message on a connection must be session.authenticate'));
+      return this.fail(
+        conn,
+        parsed.request.id,
+        new CountersignError('not_authenticated', 'the first message on a connection must be session.authenticate'),
+      );
     }
     this.dispatch(conn, parsed.request).catch((error: unknown) => this.sendError(conn, parsed.request.id, error));
   }
@@ -346,7 +391,13 @@ export class Gateway {
           this.reply(conn, request.id, result);
           if (result.decision === 'pending') this.emit(() => this.deps.events?.pending(session.agentId, result));
         } catch (error) {
-          if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_held_for_review' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
+          if (
+            isCountersignError(error) &&
+            (error.code === 'agent_revoked' ||
+              error.code === 'agent_held_for_review' ||
+              error.code === 'agent_expired' ||
+              error.code === 'key_revoked')
+          ) {
             const ended = error.code === 'agent_revoked' ? this.deps.registry.endedByRevocation(session.agentId) : [];
             return this.endSession(conn, request.id, error, ended);
           }
@@ -364,7 +415,10 @@ export class Gateway {
         try {
           this.reply(conn, request.id, this.deps.decisions.reportReads(session, request.params));
         } catch (error) {
-          if (isCountersignError(error) && (error.code === 'agent_revoked' || error.code === 'agent_expired' || error.code === 'key_revoked')) {
+          if (
+            isCountersignError(error) &&
+            (error.code === 'agent_revoked' || error.code === 'agent_expired' || error.code === 'key_revoked')
+          ) {
             return this.fail(conn, request.id, error);
           }
           throw error;
@@ -392,7 +446,13 @@ export class Gateway {
       const resolved = this.deps.registry.lookup(params.agentId, params.kid);
       const { agent, key } = resolved;
       const proof = decodeSignature(params.proof);
-      const signed = canonicalBytes({ typ: SIGNED_TYPES.auth, challenge: conn.challenge, serverId: this.deps.config.serverId, agentId: agent.id, kid: key.kid });
+      const signed = canonicalBytes({
+        typ: SIGNED_TYPES.auth,
+        challenge: conn.challenge,
+        serverId: this.deps.config.serverId,
+        agentId: agent.id,
+        kid: key.kid,
+      });
       if (proof === undefined || !this.deps.registry.verifySignature(key, signed, proof)) {
         throw new CountersignError('auth_failed', 'the challenge signature does not verify with the enrolled key');
       }
@@ -402,9 +462,14 @@ export class Gateway {
       const code = isCountersignError(error) ? error.code : 'internal_error';
       this.deps.decisions.recordRejection(now, { stage: 'authenticate', claimedAgentId: params.agentId, kid: params.kid, code });
       // One answer for every identity failure: do not tell a prober which agent ids exist.
-      const external = code === 'agent_unknown' || code === 'key_unknown' ? new CountersignError('auth_failed', 'authentication failed', { cause: error }) : error;
+      const external =
+        code === 'agent_unknown' || code === 'key_unknown'
+          ? new CountersignError('auth_failed', 'authentication failed', { cause: error })
+          : error;
       // Every failed attempt closes with 4001, whatever the reason (docs/protocol.md).
-      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), { closeAfter: AUTHENTICATION_FAILED_CLOSE });
+      throw Object.assign(external instanceof CountersignError ? external : new CountersignError('internal_error'), {
+        closeAfter: AUTHENTICATION_FAILED_CLOSE,
+      });
     }
   }
 
@@ -435,7 +500,11 @@ export class Gateway {
     this.stats.rejected++;
     this.send(conn, JSON.stringify(this.errorFrame(id, error)));
     const closeAfter = (error as { closeAfter?: number } | null)?.closeAfter;
-    if (closeAfter !== undefined) conn.socket.close(closeAfter, closeAfter === AUTHENTICATION_FAILED_CLOSE ? 'authentication failed' : (error as CountersignError).code);
+    if (closeAfter !== undefined)
+      conn.socket.close(
+        closeAfter,
+        closeAfter === AUTHENTICATION_FAILED_CLOSE ? 'authentication failed' : (error as CountersignError).code,
+      );
   }
 
   /**
@@ -443,7 +512,12 @@ export class Gateway {
    * one given, for the rule that any failure before authentication closes with 4001). A code
    * with no close code in its record is never passed here without one; 1008 is only a guard.
    */
-  private fail(conn: Connection, id: string | number | null, error: CountersignError, closeCode = closeCodeFor(error.code) ?? CLOSE_CODES.policyViolation): void {
+  private fail(
+    conn: Connection,
+    id: string | number | null,
+    error: CountersignError,
+    closeCode = closeCodeFor(error.code) ?? CLOSE_CODES.policyViolation,
+  ): void {
     this.sendError(conn, id, error);
     conn.socket.close(closeCode, error.code);
   }
@@ -481,14 +555,21 @@ const LEADING_ID = /^\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*(\d{1,15})\s*[
  * rate_limited answer to the request that was dropped.
  */
 export function peekRequestId(data: RawData): number | null {
-  const head = (Array.isArray(data) ? data[0] : Buffer.isBuffer(data) ? data : Buffer.from(data));
+  const head = Array.isArray(data) ? data[0] : Buffer.isBuffer(data) ? data : Buffer.from(data);
   if (head === undefined) return null;
   const match = LEADING_ID.exec(head.subarray(0, 64).toString('latin1'));
   return match?.[1] === undefined ? null : Number(match[1]);
 }
 
 /** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
-const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set(['agent_revoked', 'agent_held_for_review', 'agent_expired', 'key_revoked', 'agent_unknown', 'key_unknown']);
+const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set([
+  'agent_revoked',
+  'agent_held_for_review',
+  'agent_expired',
+  'key_revoked',
+  'agent_unknown',
+  'key_unknown',
+]);
 
 type ParsedFrame = { ok: true; request: ClientRequest } | { ok: false; id: string | number | null; error: CountersignError };
 
@@ -502,18 +583,27 @@ function parseFrame(data: RawData): ParsedFrame {
   } catch (error) {
     return { ok: false, id: null, error: isCountersignError(error) ? error : new CountersignError('internal_error') };
   }
-  const id = typeof message === 'object' && message !== null && !Array.isArray(message) ? (message as Record<string, unknown>).id : undefined;
+  const id =
+    typeof message === 'object' && message !== null && !Array.isArray(message) ? (message as Record<string, unknown>).id : undefined;
   const replyId = typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : null;
   const method = typeof message === 'object' && message !== null ? (message as Record<string, unknown>).method : undefined;
   if (typeof method === 'string' && !(CLIENT_METHODS as readonly string[]).includes(method)) {
-    return { ok: false, id: replyId, error: new CountersignError('method_unknown', `the method ${quote(method)} is not part of the protocol`) };
+    return {
+      ok: false,
+      id: replyId,
+      error: new CountersignError('method_unknown', `the method ${quote(method)} is not part of the protocol`),
+    };
   }
   const parsed = clientRequestSchema.safeParse(message);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.join('.') ?? '';
     const detail = issue?.code === 'unrecognized_keys' ? `unknown field ${quote(issue.keys.join(', '))}` : (issue?.message ?? 'invalid');
-    return { ok: false, id: replyId, error: new CountersignError('schema_invalid', `the message does not match the protocol at ${quote(where)}: ${detail}`) };
+    return {
+      ok: false,
+      id: replyId,
+      error: new CountersignError('schema_invalid', `the message does not match the protocol at ${quote(where)}: ${detail}`),
+    };
   }
   return { ok: true, request: parsed.data };
 }

@@ -3,7 +3,11 @@ export class TokenBucket {
   private tokens: number;
   private updatedAt: number;
 
-  constructor(private readonly ratePerSecond: number, private readonly burst: number, now: number) {
+  constructor(
+    private readonly ratePerSecond: number,
+    private readonly burst: number,
+    now: number,
+  ) {
     this.tokens = burst;
     this.updatedAt = now;
   }
@@ -22,7 +26,10 @@ export class TokenBucket {
 export class KeyedRateLimiter {
   private readonly buckets = new Map<string, { bucket: TokenBucket; lastUsed: number }>();
 
-  constructor(private readonly ratePerSecond: number, private readonly burst: number) {}
+  constructor(
+    private readonly ratePerSecond: number,
+    private readonly burst: number,
+  ) {}
 
   take(key: string, now: number): boolean {
     let entry = this.buckets.get(key);

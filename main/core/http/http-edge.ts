@@ -108,13 +108,22 @@ export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0];
-    throw new CountersignError('schema_invalid', `the body does not match at ${JSON.stringify(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`);
+    throw new CountersignError(
+      'schema_invalid',
+      `the body does not match at ${JSON.stringify(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   return result.data;
 }
 
 /** Write one JSON answer with the common headers (HEAD gets the headers only). */
-export function sendJson(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, extra: Readonly<Record<string, string>> = {}): void {
+export function sendJson(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  extra: Readonly<Record<string, string>> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
@@ -132,7 +141,13 @@ export function sendJson(req: IncomingMessage, res: ServerResponse, status: numb
  * `httpStatusFor(code)`; internal details are never exposed. `status` is given only by the
  * router itself (404 no such route, 405 wrong method), which are answers about routing, not codes.
  */
-export function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, status?: number, extra: Readonly<Record<string, string>> = {}): void {
+export function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: unknown,
+  status?: number,
+  extra: Readonly<Record<string, string>> = {},
+): void {
   const known = isCountersignError(error) ? error : new CountersignError('internal_error');
   const message = isCountersignError(error) ? known.message.slice(0, 2048) : ERROR_CODES.internal_error;
   sendJson(req, res, status ?? httpStatusFor(known.code), { error: { code: known.code, message } }, extra);
@@ -217,7 +232,9 @@ export function createHttpEdge(options: HttpEdgeOptions): (req: IncomingMessage,
     const needsSession = path.startsWith('/api/') || path === '/api' || candidates.some((c) => c.compiled.route.access === 'session');
     if (needsSession) {
       if (!bearerMatches(req.headers.authorization, secretDigest)) {
-        return sendError(req, res, refusal('not_authenticated', 'this API needs the session secret as a Bearer token'), undefined, { 'www-authenticate': 'Bearer realm="countersign"' });
+        return sendError(req, res, refusal('not_authenticated', 'this API needs the session secret as a Bearer token'), undefined, {
+          'www-authenticate': 'Bearer realm="countersign"',
+        });
       }
       if (!originAllowed(req, options.origins())) {
         return sendError(req, res, refusal('origin_not_allowed', `requests from ${JSON.stringify(req.headers.origin)} are not allowed`));
@@ -231,14 +248,22 @@ export function createHttpEdge(options: HttpEdgeOptions): (req: IncomingMessage,
       return sendError(req, res, refusal('method_unknown', `only ${allow} is served here`), 405, { allow });
     }
     const { route } = chosen.compiled;
-    const value = await route.handle({ req, res, params: decodeParams(chosen.params), query: url.searchParams, path, body: () => readJsonBody(req) });
+    const value = await route.handle({
+      req,
+      res,
+      params: decodeParams(chosen.params),
+      query: url.searchParams,
+      path,
+      body: () => readJsonBody(req),
+    });
     if (value !== undefined && !res.headersSent) sendJson(req, res, 200, value, route.headers);
   };
 
   return (req, res) => {
     handle(req, res).catch((error: unknown) => {
       // Never let a fault here escape into the HTTP server (it would crash the process).
-      if (!isCountersignError(error)) log(`http ${req.method ?? ''} ${(req.url ?? '').split('?')[0]} failed: ${error instanceof Error ? error.message : String(error)}`);
+      if (!isCountersignError(error))
+        log(`http ${req.method ?? ''} ${(req.url ?? '').split('?')[0]} failed: ${error instanceof Error ? error.message : String(error)}`);
       if (!res.headersSent) sendError(req, res, error);
       else res.destroy();
     });

@@ -74,24 +74,46 @@ export interface OwnerMigrationReport {
 }
 
 /** Checks a proposed scope against the active policy set's vocabulary; throws the first problem. */
-export function checkScopeVocabulary(scope: Pick<AgentScope, 'group' | 'allowedTools' | 'dataClasses' | 'jurisdictions'>, vocabulary: EnrollmentVocabulary): void {
+export function checkScopeVocabulary(
+  scope: Pick<AgentScope, 'group' | 'allowedTools' | 'dataClasses' | 'jurisdictions'>,
+  vocabulary: EnrollmentVocabulary,
+): void {
   if (!vocabulary.groups.has(scope.group)) {
-    throw new CountersignError('group_unknown', `no policy of the active set names the agent group ${quote(scope.group)}; an agent in it could only be denied`, { details: { group: scope.group } });
+    throw new CountersignError(
+      'group_unknown',
+      `no policy of the active set names the agent group ${quote(scope.group)}; an agent in it could only be denied`,
+      { details: { group: scope.group } },
+    );
   }
   for (const tool of scope.allowedTools) {
-    if (!vocabulary.tools.has(tool)) throw new CountersignError('unknown_tool', `the tool ${quote(tool)} is not declared in the active policy set`, { details: { tool } });
+    if (!vocabulary.tools.has(tool))
+      throw new CountersignError('unknown_tool', `the tool ${quote(tool)} is not declared in the active policy set`, { details: { tool } });
   }
   for (const dataClass of scope.dataClasses) {
     if (vocabulary.dataClasses === undefined) {
-      throw new CountersignError('data_class_unknown', `the policy schema declares no data classes, so ${quote(dataClass)} cannot be checked; declare \`entity DataClass enum [...]\` in the schema`, { details: { dataClass } });
+      throw new CountersignError(
+        'data_class_unknown',
+        `the policy schema declares no data classes, so ${quote(dataClass)} cannot be checked; declare \`entity DataClass enum [...]\` in the schema`,
+        { details: { dataClass } },
+      );
     }
-    if (!vocabulary.dataClasses.has(dataClass)) throw new CountersignError('data_class_unknown', `the data class ${quote(dataClass)} is not declared in the policy schema`, { details: { dataClass } });
+    if (!vocabulary.dataClasses.has(dataClass))
+      throw new CountersignError('data_class_unknown', `the data class ${quote(dataClass)} is not declared in the policy schema`, {
+        details: { dataClass },
+      });
   }
   for (const jurisdiction of scope.jurisdictions) {
     if (vocabulary.jurisdictions === undefined) {
-      throw new CountersignError('jurisdiction_unknown', `the policy schema declares no jurisdictions, so ${quote(jurisdiction)} cannot be checked; declare \`entity Jurisdiction enum [...]\` in the schema`, { details: { jurisdiction } });
+      throw new CountersignError(
+        'jurisdiction_unknown',
+        `the policy schema declares no jurisdictions, so ${quote(jurisdiction)} cannot be checked; declare \`entity Jurisdiction enum [...]\` in the schema`,
+        { details: { jurisdiction } },
+      );
     }
-    if (!vocabulary.jurisdictions.has(jurisdiction)) throw new CountersignError('jurisdiction_unknown', `the jurisdiction ${quote(jurisdiction)} is not declared in the policy schema`, { details: { jurisdiction } });
+    if (!vocabulary.jurisdictions.has(jurisdiction))
+      throw new CountersignError('jurisdiction_unknown', `the jurisdiction ${quote(jurisdiction)} is not declared in the policy schema`, {
+        details: { jurisdiction },
+      });
   }
 }
 
@@ -99,10 +121,16 @@ export function checkScopeVocabulary(scope: Pick<AgentScope, 'group' | 'allowedT
 function requireOwnerPerson(db: Db, handle: string): ResolvedPerson {
   const person = typeof handle === 'string' ? resolvePerson(db, handle) : undefined;
   if (person === undefined) {
-    throw new CountersignError('owner_unknown', `the owner ${quote(String(handle))} is not a person in the approver directory; add them (or the alias) with countersign approvers`, { details: { owner: String(handle) } });
+    throw new CountersignError(
+      'owner_unknown',
+      `the owner ${quote(String(handle))} is not a person in the approver directory; add them (or the alias) with countersign approvers`,
+      { details: { owner: String(handle) } },
+    );
   }
   if (person.status !== 'active') {
-    throw new CountersignError('owner_unknown', `the owner ${quote(handle)} is approver ${quote(person.id)}, who is disabled`, { details: { owner: handle } });
+    throw new CountersignError('owner_unknown', `the owner ${quote(handle)} is approver ${quote(person.id)}, who is disabled`, {
+      details: { owner: handle },
+    });
   }
   return person;
 }
@@ -120,13 +148,31 @@ export interface AgentKeyRecord {
 }
 
 interface AgentRow {
-  id: string; display_name: string; owner: string; group_name: string; allowed_tools: string; data_classes: string;
-  jurisdictions: string; status: 'active' | 'revoked'; created_at: number; expires_at: number | null; revoked_at: number | null;
-  model: string | null; agent_version: string | null; owner_state: OwnerState; owner_entered: string | null; review_reason: string | null;
+  id: string;
+  display_name: string;
+  owner: string;
+  group_name: string;
+  allowed_tools: string;
+  data_classes: string;
+  jurisdictions: string;
+  status: 'active' | 'revoked';
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  model: string | null;
+  agent_version: string | null;
+  owner_state: OwnerState;
+  owner_entered: string | null;
+  review_reason: string | null;
 }
 interface KeyRow {
-  kid: string; agent_id: string; alg: AgentKeyAlgorithm; public_jwk: string; status: 'active' | 'retiring' | 'revoked';
-  created_at: number; not_after: number | null;
+  kid: string;
+  agent_id: string;
+  alg: AgentKeyAlgorithm;
+  public_jwk: string;
+  status: 'active' | 'retiring' | 'revoked';
+  created_at: number;
+  not_after: number | null;
 }
 
 function toAgent(row: AgentRow): AgentRecord {
@@ -165,8 +211,12 @@ const revocationReason = (reason: string): string => `agent revoked: ${reason}`;
 
 function endedResult(row: Pick<EndingRequest, 'id' | 'determiningPolicies' | 'policyHash'>, reasons: string[]): DecisionResult {
   return {
-    requestId: row.id, decision: 'deny', state: 'denied', reasons: [...reasons],
-    determiningPolicies: row.determiningPolicies, policyHash: row.policyHash,
+    requestId: row.id,
+    decision: 'deny',
+    state: 'denied',
+    reasons: [...reasons],
+    determiningPolicies: row.determiningPolicies,
+    policyHash: row.policyHash,
   };
 }
 
@@ -183,7 +233,10 @@ export class AgentRegistry {
 
   private vocabulary: (() => EnrollmentVocabulary) | undefined;
 
-  constructor(private readonly db: Db, private readonly audit: AuditLog) {
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditLog,
+  ) {
     this.getAgentStmt = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
     this.getKeyStmt = db.prepare<[string], KeyRow>('SELECT * FROM agent_keys WHERE kid = ?');
   }
@@ -199,11 +252,15 @@ export class AgentRegistry {
    * scope against, nothing is enrolled.
    */
   enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now()): AgentRecord {
-    if (this.vocabulary === undefined) throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
+    if (this.vocabulary === undefined)
+      throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
     const vocabulary = this.vocabulary();
     const enroll = this.db.transaction(() => {
       if (this.getAgentStmt.get(payload.agentId)) {
-        throw new CountersignError('enrollment_conflict', `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`);
+        throw new CountersignError(
+          'enrollment_conflict',
+          `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`,
+        );
       }
       if (this.getKeyStmt.get(payload.publicJwk.kid)) {
         throw new CountersignError('enrollment_conflict', 'that key is already enrolled');
@@ -211,8 +268,24 @@ export class AgentRegistry {
       const owner = requireOwnerPerson(this.db, scope.owner);
       checkScopeVocabulary(scope, vocabulary);
       this.db
-        .prepare("INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at, model, agent_version, owner_state, owner_entered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'resolved', ?)")
-        .run(payload.agentId, payload.displayName, owner.id, scope.group, JSON.stringify(scope.allowedTools), JSON.stringify(scope.dataClasses), JSON.stringify(scope.jurisdictions), 'active', now, scope.expiresAt ?? null, scope.model ?? null, scope.agentVersion ?? null, scope.owner);
+        .prepare(
+          "INSERT INTO agents (id, display_name, owner, group_name, allowed_tools, data_classes, jurisdictions, status, created_at, expires_at, model, agent_version, owner_state, owner_entered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'resolved', ?)",
+        )
+        .run(
+          payload.agentId,
+          payload.displayName,
+          owner.id,
+          scope.group,
+          JSON.stringify(scope.allowedTools),
+          JSON.stringify(scope.dataClasses),
+          JSON.stringify(scope.jurisdictions),
+          'active',
+          now,
+          scope.expiresAt ?? null,
+          scope.model ?? null,
+          scope.agentVersion ?? null,
+          scope.owner,
+        );
       this.insertKey(payload.agentId, payload.publicJwk, now);
       this.audit.append('agent.enrolled', now, {
         agentId: payload.agentId,
@@ -247,7 +320,12 @@ export class AgentRegistry {
         .prepare("UPDATE agent_keys SET status = 'retiring', not_after = ? WHERE agent_id = ? AND status = 'active'")
         .run(notAfter, agentId).changes;
       this.insertKey(agentId, payload.publicJwk, now);
-      this.audit.append('agent.key_rotated', now, { agentId, newKid: payload.publicJwk.kid, retiredKeys: retired, overlapEndsAt: notAfter });
+      this.audit.append('agent.key_rotated', now, {
+        agentId,
+        newKid: payload.publicJwk.kid,
+        retiredKeys: retired,
+        overlapEndsAt: notAfter,
+      });
     });
     rotate.immediate();
     return this.requireKey(payload.publicJwk.kid);
@@ -264,7 +342,9 @@ export class AgentRegistry {
       const agent = this.requireAgent(agentId);
       if (agent.status === 'revoked') return undefined;
       this.db.prepare("UPDATE agents SET status = 'revoked', revoked_at = ?, revoked_reason = ? WHERE id = ?").run(now, reason, agentId);
-      this.db.prepare("UPDATE agent_keys SET status = 'revoked', revoked_at = ? WHERE agent_id = ? AND status != 'revoked'").run(now, agentId);
+      this.db
+        .prepare("UPDATE agent_keys SET status = 'revoked', revoked_at = ? WHERE agent_id = ? AND status != 'revoked'")
+        .run(now, agentId);
       const requests = new RequestRepository(this.db);
       const waiting = requests.pendingOf(agentId);
       this.audit.append('agent.revoked', now, { agentId, reason, endedRequests: waiting.map((r) => r.id) });
@@ -272,8 +352,14 @@ export class AgentRegistry {
       for (const row of waiting) {
         requests.finish(row.id, 'denied', now, reasons);
         this.audit.append('decision.deny', now, {
-          requestId: row.id, agentId, tool: row.tool, callSha256: row.callSha256, policyHash: row.policyHash,
-          determiningPolicies: row.determiningPolicies, reasons, endedBy: 'agent.revoked',
+          requestId: row.id,
+          agentId,
+          tool: row.tool,
+          callSha256: row.callSha256,
+          policyHash: row.policyHash,
+          determiningPolicies: row.determiningPolicies,
+          reasons,
+          endedBy: 'agent.revoked',
         });
       }
       return waiting.map((row) => endedResult(row, reasons));
@@ -294,7 +380,11 @@ export class AgentRegistry {
    * another process (the CLI), which the gateway finds on its own.
    */
   endedByRevocation(agentId: string): DecisionResult[] {
-    const agent = this.db.prepare<[string], { revoked_at: number | null; revoked_reason: string | null }>('SELECT revoked_at, revoked_reason FROM agents WHERE id = ?').get(agentId);
+    const agent = this.db
+      .prepare<[string], { revoked_at: number | null; revoked_reason: string | null }>(
+        'SELECT revoked_at, revoked_reason FROM agents WHERE id = ?',
+      )
+      .get(agentId);
     if (agent?.revoked_at == null) return [];
     const reasons = [revocationReason(agent.revoked_reason ?? '')];
     return new RequestRepository(this.db).deniedAt(agentId, agent.revoked_at, reasons).map((row) => endedResult(row, reasons));
@@ -306,14 +396,20 @@ export class AgentRegistry {
    * previous owner and whether it released a hold.
    */
   setOwner(agentId: string, handle: string, now = Date.now()): AgentRecord {
-    this.db.transaction(() => {
-      const agent = this.requireAgent(agentId);
-      const person = requireOwnerPerson(this.db, handle);
-      this.db.prepare("UPDATE agents SET owner = ?, owner_state = 'resolved', review_reason = NULL WHERE id = ?").run(person.id, agentId);
-      this.audit.append('agent.owner_changed', now, {
-        agentId, from: agent.owner, to: person.id, entered: handle, releasedFromReview: agent.ownerState !== 'resolved',
-      });
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const agent = this.requireAgent(agentId);
+        const person = requireOwnerPerson(this.db, handle);
+        this.db.prepare("UPDATE agents SET owner = ?, owner_state = 'resolved', review_reason = NULL WHERE id = ?").run(person.id, agentId);
+        this.audit.append('agent.owner_changed', now, {
+          agentId,
+          from: agent.owner,
+          to: person.id,
+          entered: handle,
+          releasedFromReview: agent.ownerState !== 'resolved',
+        });
+      })
+      .immediate();
     return this.requireAgent(agentId);
   }
 
@@ -325,35 +421,51 @@ export class AgentRegistry {
    * `countersign agents owner-report`. Returns undefined when there was nothing to migrate.
    */
   migrateFreeTextOwners(now = Date.now()): OwnerMigrationReport | undefined {
-    return this.db.transaction(() => {
-      const rows = this.db.prepare<[], { id: string; owner: string }>("SELECT id, owner FROM agents WHERE owner_state = 'unchecked' ORDER BY id").all();
-      if (rows.length === 0) return undefined;
-      const report: OwnerMigrationReport = { at: now, resolved: [], held: [] };
-      for (const row of rows) {
-        const person = resolvePerson(this.db, row.owner);
-        if (person !== undefined) {
-          this.db.prepare("UPDATE agents SET owner = ?, owner_state = 'resolved', review_reason = NULL WHERE id = ?").run(person.id, row.id);
-          report.resolved.push({ agentId: row.id, entered: row.owner, person: person.id, via: person.via });
-        } else {
-          const reason = `the owner ${quote(row.owner)} entered before owners were people names no person in the approver directory`;
-          this.db.prepare("UPDATE agents SET owner_state = 'held_for_review', review_reason = ? WHERE id = ?").run(reason, row.id);
-          report.held.push({ agentId: row.id, entered: row.owner, reason });
+    return this.db
+      .transaction(() => {
+        const rows = this.db
+          .prepare<[], { id: string; owner: string }>("SELECT id, owner FROM agents WHERE owner_state = 'unchecked' ORDER BY id")
+          .all();
+        if (rows.length === 0) return undefined;
+        const report: OwnerMigrationReport = { at: now, resolved: [], held: [] };
+        for (const row of rows) {
+          const person = resolvePerson(this.db, row.owner);
+          if (person !== undefined) {
+            this.db
+              .prepare("UPDATE agents SET owner = ?, owner_state = 'resolved', review_reason = NULL WHERE id = ?")
+              .run(person.id, row.id);
+            report.resolved.push({ agentId: row.id, entered: row.owner, person: person.id, via: person.via });
+          } else {
+            const reason = `the owner ${quote(row.owner)} entered before owners were people names no person in the approver directory`;
+            this.db.prepare("UPDATE agents SET owner_state = 'held_for_review', review_reason = ? WHERE id = ?").run(reason, row.id);
+            report.held.push({ agentId: row.id, entered: row.owner, reason });
+          }
         }
-      }
-      this.audit.append('agent.owners_migrated', now, {
-        resolved: report.resolved.map((e) => ({ agentId: e.agentId, entered: e.entered, person: e.person ?? null, via: e.via ?? null })),
-        held: report.held.map((e) => ({ agentId: e.agentId, entered: e.entered, reason: e.reason ?? null })),
-      });
-      this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(OWNER_MIGRATION_REPORT_KEY, JSON.stringify(report));
-      return report;
-    }).immediate();
+        this.audit.append('agent.owners_migrated', now, {
+          resolved: report.resolved.map((e) => ({ agentId: e.agentId, entered: e.entered, person: e.person ?? null, via: e.via ?? null })),
+          held: report.held.map((e) => ({ agentId: e.agentId, entered: e.entered, reason: e.reason ?? null })),
+        });
+        this.db
+          .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+          .run(OWNER_MIGRATION_REPORT_KEY, JSON.stringify(report));
+        return report;
+      })
+      .immediate();
   }
 
   /** The owner migration's report (if one ran) and the agents held for review right now. */
   ownerReport(): { migration: OwnerMigrationReport | null; heldNow: Array<{ agentId: string; owner: string; reason: string }> } {
     const stored = this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(OWNER_MIGRATION_REPORT_KEY);
-    const heldNow = this.db.prepare<[], { id: string; owner: string; review_reason: string | null }>("SELECT id, owner, review_reason FROM agents WHERE owner_state != 'resolved' ORDER BY id").all()
-      .map((row) => ({ agentId: row.id, owner: row.owner, reason: row.review_reason ?? 'the owner has not been resolved to a person yet' }));
+    const heldNow = this.db
+      .prepare<[], { id: string; owner: string; review_reason: string | null }>(
+        "SELECT id, owner, review_reason FROM agents WHERE owner_state != 'resolved' ORDER BY id",
+      )
+      .all()
+      .map((row) => ({
+        agentId: row.id,
+        owner: row.owner,
+        reason: row.review_reason ?? 'the owner has not been resolved to a person yet',
+      }));
     return { migration: stored === undefined ? null : (parseStoredJson(stored.value) as OwnerMigrationReport), heldNow };
   }
 
@@ -389,7 +501,8 @@ export class AgentRegistry {
     const agentRow = this.getAgentStmt.get(agentId);
     if (!agentRow) throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled`);
     const keyRow = this.getKeyStmt.get(kid);
-    if (!keyRow || keyRow.agent_id !== agentId) throw new CountersignError('key_unknown', `the key is not enrolled for agent ${quote(agentId)}`);
+    if (!keyRow || keyRow.agent_id !== agentId)
+      throw new CountersignError('key_unknown', `the key is not enrolled for agent ${quote(agentId)}`);
     return { agent: toAgent(agentRow), key: toKey(keyRow) };
   }
 
@@ -397,9 +510,13 @@ export class AgentRegistry {
   assertUsable({ agent, key }: ResolvedAgentKey, now: number): void {
     if (agent.status === 'revoked') throw new CountersignError('agent_revoked', `agent ${quote(agent.id)} has been revoked`);
     if (agent.ownerState !== 'resolved') {
-      throw new CountersignError('agent_held_for_review', `agent ${quote(agent.id)} is held for review: its owner is not a known person; an administrator must set one (countersign agents set-owner)`);
+      throw new CountersignError(
+        'agent_held_for_review',
+        `agent ${quote(agent.id)} is held for review: its owner is not a known person; an administrator must set one (countersign agents set-owner)`,
+      );
     }
-    if (agent.expiresAt !== undefined && now >= agent.expiresAt) throw new CountersignError('agent_expired', `the enrollment of agent ${quote(agent.id)} has expired`);
+    if (agent.expiresAt !== undefined && now >= agent.expiresAt)
+      throw new CountersignError('agent_expired', `the enrollment of agent ${quote(agent.id)} has expired`);
     if (key.status === 'revoked' || (key.status === 'retiring' && (key.notAfter === undefined || now >= key.notAfter))) {
       throw new CountersignError('key_revoked', `that key of agent ${quote(agent.id)} has been rotated out or revoked`);
     }

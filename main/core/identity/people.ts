@@ -35,10 +35,14 @@ export function resolvePerson(db: Db, handle: string): ResolvedPerson | undefine
   if (typeof handle !== 'string') return undefined;
   const key = normalizeHandle(handle);
   if (!PERSON_HANDLE_PATTERN.test(key)) return undefined;
-  const byId = db.prepare<[string], { id: string; status: 'active' | 'disabled' }>('SELECT id, status FROM approvers WHERE lower(id) = ?').all(key);
-  const byAlias = db.prepare<[string], { id: string; status: 'active' | 'disabled' }>(
-    'SELECT p.id, p.status FROM approver_aliases a JOIN approvers p ON p.id = a.approver_id WHERE a.alias = ?',
-  ).all(key);
+  const byId = db
+    .prepare<[string], { id: string; status: 'active' | 'disabled' }>('SELECT id, status FROM approvers WHERE lower(id) = ?')
+    .all(key);
+  const byAlias = db
+    .prepare<[string], { id: string; status: 'active' | 'disabled' }>(
+      'SELECT p.id, p.status FROM approver_aliases a JOIN approvers p ON p.id = a.approver_id WHERE a.alias = ?',
+    )
+    .all(key);
   const ids = new Set([...byId, ...byAlias].map((row) => row.id));
   if (ids.size !== 1) return undefined;
   const row = byId[0] ?? byAlias[0]!;

@@ -37,7 +37,10 @@ export class AdoptingCustody implements OpenCustody {
   private nextAttemptAt = 0;
   private closed = false;
 
-  constructor(initial: OpenCustody, private readonly options: AdoptingCustodyOptions) {
+  constructor(
+    initial: OpenCustody,
+    private readonly options: AdoptingCustodyOptions,
+  ) {
     this.current = initial;
     this.signer = new AdoptingSigner(this);
   }
@@ -60,7 +63,10 @@ export class AdoptingCustody implements OpenCustody {
     if (active !== undefined && active !== this.current.signer.keyId) await this.adopt();
     const signer = this.current.signer;
     if (!keys.maySign(signer.keyId, now(), reserveMs)) {
-      throw new CountersignError('signing_key_unpublished', `the signing key ${quote(signer.keyId)} is no longer published long enough to sign, and the ${domain} domain's active key ${quote(active ?? '')} could not be opened; nothing was signed`);
+      throw new CountersignError(
+        'signing_key_unpublished',
+        `the signing key ${quote(signer.keyId)} is no longer published long enough to sign, and the ${domain} domain's active key ${quote(active ?? '')} could not be opened; nothing was signed`,
+      );
     }
     return signer;
   }
@@ -86,7 +92,9 @@ export class AdoptingCustody implements OpenCustody {
         this.options.onAdopted(next, previous.signer.keyId);
       } catch (error) {
         this.nextAttemptAt = this.options.now() + (this.options.retryMs ?? 5_000);
-        this.options.log(`error: could not adopt the rotated ${this.options.domain} signing key: ${error instanceof Error ? error.message : String(error)}`);
+        this.options.log(
+          `error: could not adopt the rotated ${this.options.domain} signing key: ${error instanceof Error ? error.message : String(error)}`,
+        );
       } finally {
         this.adopting = undefined;
       }

@@ -10,7 +10,7 @@ import type { CountersignConfig, Pkcs11Config } from '../config.js';
 import type { Signer, SigningAlgorithm } from '../custody/signer.js';
 import { SoftwareSigner } from '../custody/software-signer.js';
 import { SignerPool } from '../custody/signer-pool.js';
-import type { SigningKeyRegistry} from './signing-keys.js';
+import type { SigningKeyRegistry } from './signing-keys.js';
 import { type SigningKeyRecord } from './signing-keys.js';
 import { Pkcs11Token } from '../custody/pkcs11-token.js';
 import { readPin } from '../custody/pin-source.js';
@@ -59,16 +59,25 @@ export async function openCustody(options: OpenCustodyOptions): Promise<OpenCust
 
   if (pkcs11 === undefined) {
     if (config.custody.requireHardware) {
-      throw new CountersignError('hardware_custody_required', 'the configuration requires a hardware-held signing key (custody.requireHardware) but no custody.pkcs11 token is configured; no tokens will be issued');
+      throw new CountersignError(
+        'hardware_custody_required',
+        'the configuration requires a hardware-held signing key (custody.requireHardware) but no custody.pkcs11 token is configured; no tokens will be issued',
+      );
     }
     if (active?.custody === 'pkcs11') {
-      throw new CountersignError('hardware_custody_required', `the ${domain} signing key ${quote(active.kid)} is held on PKCS#11 token ${quote(active.tokenLabel ?? '')}, but no custody.pkcs11 is configured; refusing to fall back to a software key`);
+      throw new CountersignError(
+        'hardware_custody_required',
+        `the ${domain} signing key ${quote(active.kid)} is held on PKCS#11 token ${quote(active.tokenLabel ?? '')}, but no custody.pkcs11 is configured; refusing to fall back to a software key`,
+      );
     }
     const signer = await SoftwareSigner.openOrCreate(options.dataDir, { log, domain });
     if (active === undefined) {
       keys.activate({ domain, custody: 'software', publicJwk: signer.publicJwk }, options.now(), 0);
     } else if (active.kid !== signer.keyId) {
-      throw new CountersignError('hsm_key_mismatch', `the software signing key at ${quote(signer.keyPath, 200)} does not match the ${domain} key pinned in the store (${quote(active.kid)}); refusing to sign`);
+      throw new CountersignError(
+        'hsm_key_mismatch',
+        `the software signing key at ${quote(signer.keyPath, 200)} does not match the ${domain} key pinned in the store (${quote(active.kid)}); refusing to sign`,
+      );
     }
     return {
       signer,
@@ -78,7 +87,10 @@ export async function openCustody(options: OpenCustodyOptions): Promise<OpenCust
   }
 
   if (active === undefined || active.custody !== 'pkcs11') {
-    throw new CountersignError('hsm_key_not_found', `no PKCS#11 signing key is pinned for the ${domain} domain; run: countersign keys init${domain === 'test' ? ' --domain test' : ''}`);
+    throw new CountersignError(
+      'hsm_key_not_found',
+      `no PKCS#11 signing key is pinned for the ${domain} domain; run: countersign keys init${domain === 'test' ? ' --domain test' : ''}`,
+    );
   }
   const open = options.openToken ?? ((c: Pkcs11Config) => defaultOpenToken(c, log));
   const tokens: Pkcs11Token[] = [];
@@ -95,15 +107,21 @@ export async function openCustody(options: OpenCustodyOptions): Promise<OpenCust
     }
     const signer = new SignerPool(signers);
     const first = tokens[0]!;
-    log(`signing ${domain} tokens with PKCS#11 key ${active.kid} (${active.keyLabel ?? ''} on token ${active.tokenLabel ?? ''}, ${pkcs11.sessions} session(s))`);
+    log(
+      `signing ${domain} tokens with PKCS#11 key ${active.kid} (${active.keyLabel ?? ''} on token ${active.tokenLabel ?? ''}, ${pkcs11.sessions} session(s))`,
+    );
     return {
       signer,
       status: () => {
         const live = first.status();
         const lastSignatureAt = Math.max(0, ...tokens.map((t) => t.status().lastSignatureAt ?? 0));
         return {
-          custody: 'pkcs11', kid: active.kid, algorithm: active.algorithm, ...(active.tokenLabel === undefined ? {} : { tokenLabel: active.tokenLabel }),
-          tokenPresent: live.tokenPresent, loggedIn: live.loggedIn,
+          custody: 'pkcs11',
+          kid: active.kid,
+          algorithm: active.algorithm,
+          ...(active.tokenLabel === undefined ? {} : { tokenLabel: active.tokenLabel }),
+          tokenPresent: live.tokenPresent,
+          loggedIn: live.loggedIn,
           ...lastSignature(keys, active.kid, lastSignatureAt || undefined),
         };
       },
@@ -124,7 +142,10 @@ export function pkcs11RefOf(key: SigningKeyRecord): { label: string; id: string;
 
 /** A fresh label and CKA_ID for a key made by the ceremony: the domain is part of the label. */
 export function newPkcs11KeyName(domain: 'production' | 'test', now: number): { label: string; id: string } {
-  const stamp = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = new Date(now)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return { label: `countersign-${domain}-${stamp}`, id: randomBytes(16).toString('hex') };
 }
 

@@ -32,9 +32,18 @@ export interface SigningKeyRecord {
 }
 
 interface Row {
-  kid: string; domain: TokenDomain; custody: 'software' | 'pkcs11'; alg: SigningAlgorithm; public_jwk: string;
-  token_label: string | null; key_label: string | null; key_id: string | null; status: SigningKeyStatus;
-  created_at: number; not_after: number | null; retired_at: number | null;
+  kid: string;
+  domain: TokenDomain;
+  custody: 'software' | 'pkcs11';
+  alg: SigningAlgorithm;
+  public_jwk: string;
+  token_label: string | null;
+  key_label: string | null;
+  key_id: string | null;
+  status: SigningKeyStatus;
+  created_at: number;
+  not_after: number | null;
+  retired_at: number | null;
 }
 
 function toRecord(row: Row): SigningKeyRecord {
@@ -42,11 +51,19 @@ function toRecord(row: Row): SigningKeyRecord {
   // The kid is the key's RFC 7638 thumbprint: a row whose public key was swapped under a pinned
   // kid (a database edit) must never vouch for another key, in the JWKS or the key history.
   if (jwkThumbprint(publicJwk) !== row.kid) {
-    throw new CountersignError('hsm_key_mismatch', `the pinned signing key ${quote(row.kid)} does not match its stored public key; the database was edited`);
+    throw new CountersignError(
+      'hsm_key_mismatch',
+      `the pinned signing key ${quote(row.kid)} does not match its stored public key; the database was edited`,
+    );
   }
   const record: SigningKeyRecord = {
-    kid: row.kid, domain: row.domain, custody: row.custody, algorithm: row.alg,
-    publicJwk, status: row.status, createdAt: row.created_at,
+    kid: row.kid,
+    domain: row.domain,
+    custody: row.custody,
+    algorithm: row.alg,
+    publicJwk,
+    status: row.status,
+    createdAt: row.created_at,
   };
   if (row.token_label !== null) record.tokenLabel = row.token_label;
   if (row.key_label !== null) record.keyLabel = row.key_label;
@@ -69,9 +86,14 @@ export class SigningKeyRegistry {
   private readonly activeKidQuery;
   private readonly keyState;
 
-  constructor(private readonly db: Db, private readonly audit: AuditLog) {
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditLog,
+  ) {
     this.activeKidQuery = db.prepare<[string], { kid: string }>("SELECT kid FROM signing_keys WHERE domain = ? AND status = 'active'");
-    this.keyState = db.prepare<[string], { status: SigningKeyStatus; not_after: number | null }>('SELECT status, not_after FROM signing_keys WHERE kid = ?');
+    this.keyState = db.prepare<[string], { status: SigningKeyStatus; not_after: number | null }>(
+      'SELECT status, not_after FROM signing_keys WHERE kid = ?',
+    );
   }
 
   active(domain: TokenDomain): SigningKeyRecord | undefined {
@@ -97,9 +119,10 @@ export class SigningKeyRegistry {
   }
 
   list(domain?: TokenDomain): SigningKeyRecord[] {
-    const rows = domain === undefined
-      ? this.db.prepare<[], Row>('SELECT * FROM signing_keys ORDER BY created_at, kid').all()
-      : this.db.prepare<[string], Row>('SELECT * FROM signing_keys WHERE domain = ? ORDER BY created_at, kid').all(domain);
+    const rows =
+      domain === undefined
+        ? this.db.prepare<[], Row>('SELECT * FROM signing_keys ORDER BY created_at, kid').all()
+        : this.db.prepare<[string], Row>('SELECT * FROM signing_keys WHERE domain = ? ORDER BY created_at, kid').all(domain);
     return rows.map(toRecord);
   }
 
@@ -115,39 +138,60 @@ export class SigningKeyRegistry {
    * until `now + overlapMs`, then retires. One transaction, audited.
    */
   activate(key: NewSigningKey, now: number, overlapMs: number): SigningKeyRecord {
-    if (!Number.isSafeInteger(overlapMs) || overlapMs < 0) throw new CountersignError('config_invalid', 'the rotation overlap must be zero or more milliseconds');
+    if (!Number.isSafeInteger(overlapMs) || overlapMs < 0)
+      throw new CountersignError('config_invalid', 'the rotation overlap must be zero or more milliseconds');
     const kid = key.publicJwk.kid;
-    return this.db.transaction(() => {
-      if (this.db.prepare('SELECT 1 FROM signing_keys WHERE kid = ?').get(kid) !== undefined) {
-        throw new CountersignError('config_invalid', `the signing key ${quote(kid)} is already registered`);
-      }
-      const previous = this.active(key.domain);
-      if (previous !== undefined) {
-        this.db.prepare("UPDATE signing_keys SET status = 'retiring', not_after = ? WHERE kid = ?").run(now + overlapMs, previous.kid);
-      }
-      this.db.prepare(
-        `INSERT INTO signing_keys (kid, domain, custody, alg, public_jwk, token_label, key_label, key_id, status, created_at)
+    return this.db
+      .transaction(() => {
+        if (this.db.prepare('SELECT 1 FROM signing_keys WHERE kid = ?').get(kid) !== undefined) {
+          throw new CountersignError('config_invalid', `the signing key ${quote(kid)} is already registered`);
+        }
+        const previous = this.active(key.domain);
+        if (previous !== undefined) {
+          this.db.prepare("UPDATE signing_keys SET status = 'retiring', not_after = ? WHERE kid = ?").run(now + overlapMs, previous.kid);
+        }
+        this.db
+          .prepare(
+            `INSERT INTO signing_keys (kid, domain, custody, alg, public_jwk, token_label, key_label, key_id, status, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)`,
-      ).run(kid, key.domain, key.custody, key.publicJwk.alg, JSON.stringify(publicMembers(key.publicJwk)), key.tokenLabel ?? null, key.keyLabel ?? null, key.keyId ?? null, now);
-      const event: AuditEventFields<'signing_key.activated'> = { kid, domain: key.domain, custody: key.custody, alg: key.publicJwk.alg };
-      if (key.tokenLabel !== undefined) event.tokenLabel = key.tokenLabel;
-      if (key.keyLabel !== undefined) event.keyLabel = key.keyLabel;
-      if (previous === undefined) this.audit.append('signing_key.activated', now, event);
-      else this.audit.append('signing_key.rotated', now, { ...event, previous: { kid: previous.kid, publishedUntil: now + overlapMs } });
-      return this.active(key.domain)!;
-    }).immediate();
+          )
+          .run(
+            kid,
+            key.domain,
+            key.custody,
+            key.publicJwk.alg,
+            JSON.stringify(publicMembers(key.publicJwk)),
+            key.tokenLabel ?? null,
+            key.keyLabel ?? null,
+            key.keyId ?? null,
+            now,
+          );
+        const event: AuditEventFields<'signing_key.activated'> = { kid, domain: key.domain, custody: key.custody, alg: key.publicJwk.alg };
+        if (key.tokenLabel !== undefined) event.tokenLabel = key.tokenLabel;
+        if (key.keyLabel !== undefined) event.keyLabel = key.keyLabel;
+        if (previous === undefined) this.audit.append('signing_key.activated', now, event);
+        else this.audit.append('signing_key.rotated', now, { ...event, previous: { kid: previous.kid, publishedUntil: now + overlapMs } });
+        return this.active(key.domain)!;
+      })
+      .immediate();
   }
 
   /** Retire keys whose overlap window has ended; returns their kids. */
   retireExpired(now: number): string[] {
-    return this.db.transaction(() => {
-      const due = this.db.prepare<[number], { kid: string; domain: string }>("SELECT kid, domain FROM signing_keys WHERE status = 'retiring' AND not_after <= ?").all(now);
-      for (const { kid, domain } of due) {
-        this.db.prepare("UPDATE signing_keys SET status = 'retired', retired_at = ? WHERE kid = ?").run(now, kid);
-        this.audit.append('signing_key.retired', now, { kid, domain });
-      }
-      return due.map((d) => d.kid);
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const due = this.db
+          .prepare<[number], { kid: string; domain: string }>(
+            "SELECT kid, domain FROM signing_keys WHERE status = 'retiring' AND not_after <= ?",
+          )
+          .all(now);
+        for (const { kid, domain } of due) {
+          this.db.prepare("UPDATE signing_keys SET status = 'retired', retired_at = ? WHERE kid = ?").run(now, kid);
+          this.audit.append('signing_key.retired', now, { kid, domain });
+        }
+        return due.map((d) => d.kid);
+      })
+      .immediate();
   }
 
   /** When the key last signed a token that was released (from the token table). */

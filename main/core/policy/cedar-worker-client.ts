@@ -28,13 +28,22 @@ interface InFlight {
   timer: ReturnType<typeof setTimeout>;
 }
 
-interface AnswerMessage { type: 'answer'; id: number; answer: cedar.AuthorizationAnswer; contextCheck?: cedar.CheckParseAnswer }
+interface AnswerMessage {
+  type: 'answer';
+  id: number;
+  answer: cedar.AuthorizationAnswer;
+  contextCheck?: cedar.CheckParseAnswer;
+}
 
-type WorkerMessage =
-  | { type: 'prepared'; policySetId: string; ok: boolean; error?: string }
-  | { type: 'answers'; answers: AnswerMessage[] };
+type WorkerMessage = { type: 'prepared'; policySetId: string; ok: boolean; error?: string } | { type: 'answers'; answers: AnswerMessage[] };
 
-interface AuthorizeMessage { type: 'authorize'; id: number; schemaName: string; action: cedar.EntityUid; call: cedar.StatefulAuthorizationCall }
+interface AuthorizeMessage {
+  type: 'authorize';
+  id: number;
+  schemaName: string;
+  action: cedar.EntityUid;
+  call: cedar.StatefulAuthorizationCall;
+}
 
 export interface CedarWorkerOptions {
   /** Per-call limit; a call past it is answered as a failure (default 2 s). */
@@ -112,7 +121,9 @@ export class CedarWorkerClient {
         if (pending === undefined) continue; // timed out already
         this.inFlight.delete(answer.id);
         clearTimeout(pending.timer);
-        pending.resolve(answer.contextCheck === undefined ? { answer: answer.answer } : { answer: answer.answer, contextCheck: answer.contextCheck });
+        pending.resolve(
+          answer.contextCheck === undefined ? { answer: answer.answer } : { answer: answer.answer, contextCheck: answer.contextCheck },
+        );
       }
     });
     worker.on('error', () => undefined); // 'exit' follows and handles it

@@ -33,7 +33,8 @@ const schemas = new Map();
 port.on('message', (/** @type {PrepareMessage | AuthorizeMessage} */ message) => {
   if (message.type === 'prepare') {
     const schema = cedar.preparseSchema(message.schemaName, message.schemaText);
-    const policies = schema.type === 'success' ? cedar.preparsePolicySet(message.policySetId, { staticPolicies: message.policies }) : schema;
+    const policies =
+      schema.type === 'success' ? cedar.preparsePolicySet(message.policySetId, { staticPolicies: message.policies }) : schema;
     if (policies.type === 'success') schemas.set(message.schemaName, message.schemaJson);
     port.postMessage({
       type: 'prepared',
@@ -55,9 +56,10 @@ function authorize(request) {
   let contextCheck;
   if (answer.type === 'failure') {
     const schema = schemas.get(request.schemaName);
-    contextCheck = schema === undefined
-      ? { type: 'failure', errors: [{ message: 'the policy set is not prepared in the evaluator' }] }
-      : cedar.checkParseContext({ context: request.call.context, schema, action: request.action });
+    contextCheck =
+      schema === undefined
+        ? { type: 'failure', errors: [{ message: 'the policy set is not prepared in the evaluator' }] }
+        : cedar.checkParseContext({ context: request.call.context, schema, action: request.action });
   }
   return { id: request.id, answer, contextCheck };
 }

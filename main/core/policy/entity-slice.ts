@@ -23,9 +23,7 @@ type StaticEntity = cedar.EntityJson;
 
 /** How a parameter value becomes entity references, from the tool's params type in the schema. */
 export type LookupNode =
-  | { kind: 'entity'; type: string }
-  | { kind: 'set'; element: LookupNode }
-  | { kind: 'record'; fields: ReadonlyMap<string, LookupNode> };
+  { kind: 'entity'; type: string } | { kind: 'set'; element: LookupNode } | { kind: 'record'; fields: ReadonlyMap<string, LookupNode> };
 
 export interface EntitySliceIndex {
   /** `type` NUL `id` -> entity (every static entity of entities.json). */
@@ -112,7 +110,13 @@ export function sliceForCall(index: EntitySliceIndex, tool: string, params: Json
 }
 
 /** Adds `key`'s entity and everything it reaches to `out` (skipping what `skip` holds). */
-function reach(start: string, byUid: ReadonlyMap<string, StaticEntity>, entityTypes: ReadonlySet<string>, out: Map<string, StaticEntity>, skip?: ReadonlySet<string>): void {
+function reach(
+  start: string,
+  byUid: ReadonlyMap<string, StaticEntity>,
+  entityTypes: ReadonlySet<string>,
+  out: Map<string, StaticEntity>,
+  skip?: ReadonlySet<string>,
+): void {
   const stack = [start];
   while (stack.length > 0) {
     const key = stack.pop()!;
@@ -165,7 +169,12 @@ function collectPolicyLiterals(value: JsonValue, into: Set<string>): void {
 }
 
 function isUid(value: unknown): value is { type: string; id: string } {
-  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string' && typeof (value as { id?: unknown }).id === 'string';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === 'string' &&
+    typeof (value as { id?: unknown }).id === 'string'
+  );
 }
 
 /** Strings at lookup positions become entity references; everything else is left as it is. */
@@ -199,7 +208,11 @@ function convert(value: JsonValue, node: LookupNode, named: string[]): JsonValue
 // ---- schema reading ----------------------------------------------------------------------------
 
 type SchemaType = { type?: string; name?: string; element?: SchemaType; attributes?: Record<string, SchemaType & { required?: boolean }> };
-type NamespaceJson = { entityTypes?: Record<string, unknown>; commonTypes?: Record<string, SchemaType>; actions?: Record<string, { appliesTo?: { context?: SchemaType } }> };
+type NamespaceJson = {
+  entityTypes?: Record<string, unknown>;
+  commonTypes?: Record<string, SchemaType>;
+  actions?: Record<string, { appliesTo?: { context?: SchemaType } }>;
+};
 
 const PRIMITIVES = new Set(['String', 'Long', 'Bool', 'Boolean', 'decimal', 'datetime', 'duration', 'ipaddr']);
 
@@ -213,7 +226,8 @@ function qualify(ns: string, local: string): string {
 
 function declaredEntityTypes(schema: cedar.SchemaJson<string>): Set<string> {
   const out = new Set<string>();
-  for (const [ns, body] of Object.entries(namespaces(schema))) for (const name of Object.keys(body.entityTypes ?? {})) out.add(qualify(ns, name));
+  for (const [ns, body] of Object.entries(namespaces(schema)))
+    for (const name of Object.keys(body.entityTypes ?? {})) out.add(qualify(ns, name));
   return out;
 }
 
@@ -239,7 +253,11 @@ function resolveType(schema: cedar.SchemaJson<string>, ns: string, type: SchemaT
   return type;
 }
 
-function findName(schema: cedar.SchemaJson<string>, ns: string, name: string): { kind: 'entity'; qualified: string } | { kind: 'common'; ns: string; type: SchemaType } | undefined {
+function findName(
+  schema: cedar.SchemaJson<string>,
+  ns: string,
+  name: string,
+): { kind: 'entity'; qualified: string } | { kind: 'common'; ns: string; type: SchemaType } | undefined {
   if (PRIMITIVES.has(name)) return undefined;
   const all = namespaces(schema);
   const cut = name.lastIndexOf('::');

@@ -172,7 +172,10 @@ export class PolicyEngine {
     const prepared = this.prepareCall(request);
     if (prepared.done) return prepared.done;
     const answer = cedar.statefulIsAuthorized(prepared.call);
-    const contextCheck = answer.type === 'failure' ? cedar.checkParseContext({ context: prepared.call.context, schema: prepared.active.set.schemaJson, action: prepared.action }) : undefined;
+    const contextCheck =
+      answer.type === 'failure'
+        ? cedar.checkParseContext({ context: prepared.call.context, schema: prepared.active.set.schemaJson, action: prepared.action })
+        : undefined;
     return interpret(prepared, answer, contextCheck);
   }
 
@@ -200,14 +203,22 @@ export class PolicyEngine {
     const { set, schemaName, policySetId, toolEntity, slices } = active;
     const tool = toolEntity.get(request.tool);
     if (tool === undefined) {
-      throw new CountersignError('unknown_tool', `tool ${quote(request.tool)} is not declared in the policy schema`, { details: { tool: request.tool } });
+      throw new CountersignError('unknown_tool', `tool ${quote(request.tool)} is not declared in the policy schema`, {
+        details: { tool: request.tool },
+      });
     }
     if (!isPlainObject(request.params)) {
-      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} must be a json object`, { details: { tool: request.tool } });
+      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} must be a json object`, {
+        details: { tool: request.tool },
+      });
     }
     const reserved = findReservedKey(request.params, 'params');
     if (reserved !== undefined) {
-      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} do not match the tool schema: ${quote(reserved)} is a reserved name`, { details: { tool: request.tool } });
+      throw new CountersignError(
+        'invalid_params',
+        `params for tool ${quote(request.tool)} do not match the tool schema: ${quote(reserved)} is a reserved name`,
+        { details: { tool: request.tool } },
+      );
     }
 
     const requestProblem = checkRequestFields(request);
@@ -286,10 +297,20 @@ export class PolicyEngine {
     try {
       watcher = fsWatch(this.dir, { persistent: false }, schedule);
       watcher.on('error', (error) => {
-        deliver({ ok: false, error: new CountersignError('policy_invalid', `watching the policy directory failed: ${error.message.toLowerCase()}`, { cause: error }), hash: this.hash });
+        deliver({
+          ok: false,
+          error: new CountersignError('policy_invalid', `watching the policy directory failed: ${error.message.toLowerCase()}`, {
+            cause: error,
+          }),
+          hash: this.hash,
+        });
       });
     } catch (error) {
-      throw new CountersignError('policy_invalid', `policy directory ${quote(this.dir, 200)} cannot be watched: ${error instanceof Error ? error.message.toLowerCase() : String(error)}`, { cause: error });
+      throw new CountersignError(
+        'policy_invalid',
+        `policy directory ${quote(this.dir, 200)} cannot be watched: ${error instanceof Error ? error.message.toLowerCase() : String(error)}`,
+        { cause: error },
+      );
     }
     return () => {
       stopped = true;
@@ -304,7 +325,9 @@ export class PolicyEngine {
     try {
       set = await loadPolicyDirectory(this.dir);
     } catch (error) {
-      const wrapped = isCountersignError(error) ? error : new CountersignError('policy_invalid', `policy reload failed: ${String(error)}`, { cause: error });
+      const wrapped = isCountersignError(error)
+        ? error
+        : new CountersignError('policy_invalid', `policy reload failed: ${String(error)}`, { cause: error });
       return { ok: false, error: wrapped, hash: previousHash };
     }
     if (set.hash === previousHash) return { ok: true, changed: false, hash: previousHash, previousHash, warnings: set.warnings };
@@ -312,7 +335,9 @@ export class PolicyEngine {
       this.active = activate(set);
       this.worker?.prepare(preparedSetOf(this.active));
     } catch (error) {
-      const wrapped = isCountersignError(error) ? error : new CountersignError('policy_invalid', `policy reload failed: ${String(error)}`, { cause: error });
+      const wrapped = isCountersignError(error)
+        ? error
+        : new CountersignError('policy_invalid', `policy reload failed: ${String(error)}`, { cause: error });
       return { ok: false, error: wrapped, hash: previousHash };
     }
     return { ok: true, changed: true, hash: set.hash, previousHash, warnings: set.warnings };
@@ -322,7 +347,11 @@ export class PolicyEngine {
 // ---------------------------------------------------------------------------------------------
 
 /** Turns Cedar's answer into a decision: deny by default, forbid wins, any error denies. */
-function interpret(prepared: Exclude<Prepared, { done: PolicyDecision }>, answer: cedar.AuthorizationAnswer, contextCheck: cedar.CheckParseAnswer | undefined): PolicyDecision {
+function interpret(
+  prepared: Exclude<Prepared, { done: PolicyDecision }>,
+  answer: cedar.AuthorizationAnswer,
+  contextCheck: cedar.CheckParseAnswer | undefined,
+): PolicyDecision {
   const { set } = prepared.active;
   const { request } = prepared;
   if (answer.type === 'failure') {
@@ -330,9 +359,15 @@ function interpret(prepared: Exclude<Prepared, { done: PolicyDecision }>, answer
     // to fix and must still fail closed.
     if (contextCheck?.type === 'failure') {
       const reason = contextCheck.errors.map((e) => e.message).join('; ');
-      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} do not match the tool schema: ${clip(reason)}`, { details: { tool: request.tool } });
+      throw new CountersignError('invalid_params', `params for tool ${quote(request.tool)} do not match the tool schema: ${clip(reason)}`, {
+        details: { tool: request.tool },
+      });
     }
-    return denyWithErrors(set.hash, answer.errors.map((e) => `authorization failed: ${clip(e.message)}`), []);
+    return denyWithErrors(
+      set.hash,
+      answer.errors.map((e) => `authorization failed: ${clip(e.message)}`),
+      [],
+    );
   }
 
   const { decision, diagnostics } = answer.response;
@@ -345,7 +380,13 @@ function interpret(prepared: Exclude<Prepared, { done: PolicyDecision }>, answer
       if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
       return { outcome: 'deny', determiningPolicies: [], errors, policyHash: set.hash, reasons: [DEFAULT_DENY_REASON] };
     }
-    return { outcome: 'deny', determiningPolicies: determining, errors, policyHash: set.hash, reasons: reasonsOf(set, determining, 'forbidden') };
+    return {
+      outcome: 'deny',
+      determiningPolicies: determining,
+      errors,
+      policyHash: set.hash,
+      reasons: reasonsOf(set, determining, 'forbidden'),
+    };
   }
   if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
 
@@ -377,7 +418,10 @@ function activate(set: LoadedPolicySet): ActiveSet {
   }
   const policies = cedar.preparsePolicySet(policySetId, { staticPolicies: { ...set.policyTexts } });
   if (policies.type === 'failure') {
-    throw new CountersignError('policy_invalid', `the policy set could not be prepared: ${policies.errors.map((e) => e.message).join('; ')}`);
+    throw new CountersignError(
+      'policy_invalid',
+      `the policy set could not be prepared: ${policies.errors.map((e) => e.message).join('; ')}`,
+    );
   }
   return { set, schemaName, policySetId, toolEntity: set.toolEntities, slices: buildEntitySliceIndex(set) };
 }
@@ -389,7 +433,14 @@ function combineApprovalRequirements(set: LoadedPolicySet, determining: readonly
     const policy = set.policies.get(id);
     const spec = policy?.obligation;
     if (policy === undefined || spec === undefined || spec.approvals === 0) continue;
-    result ??= { approvals: 0, groups: [], ttlSeconds: Number.POSITIVE_INFINITY, userVerification: 'preferred', reasons: [], conflicted: [] };
+    result ??= {
+      approvals: 0,
+      groups: [],
+      ttlSeconds: Number.POSITIVE_INFINITY,
+      userVerification: 'preferred',
+      reasons: [],
+      conflicted: [],
+    };
     result.conflicted = [...new Set([...result.conflicted, ...spec.conflicted])].sort();
     result.approvals = Math.max(result.approvals, spec.approvals);
     result.ttlSeconds = Math.min(result.ttlSeconds, spec.ttlSeconds);
@@ -435,11 +486,15 @@ function isStringArray(value: unknown): value is string[] {
 function checkRequestFields(request: PolicyRequest): string | undefined {
   const { agent, risk, now } = request;
   if (typeof agent !== 'object' || agent === null) return 'request agent is missing';
-  if (typeof agent.id !== 'string' || typeof agent.owner !== 'string' || typeof agent.group !== 'string') return 'request agent id, owner and group must be strings';
-  if (!isStringArray(agent.dataClasses) || !isStringArray(agent.jurisdictions)) return 'request agent data classes and jurisdictions must be lists of strings';
-  if (typeof request.dataClass !== 'string' || typeof request.jurisdiction !== 'string') return 'request data class and jurisdiction must be strings';
+  if (typeof agent.id !== 'string' || typeof agent.owner !== 'string' || typeof agent.group !== 'string')
+    return 'request agent id, owner and group must be strings';
+  if (!isStringArray(agent.dataClasses) || !isStringArray(agent.jurisdictions))
+    return 'request agent data classes and jurisdictions must be lists of strings';
+  if (typeof request.dataClass !== 'string' || typeof request.jurisdiction !== 'string')
+    return 'request data class and jurisdiction must be strings';
   if (!isStringArray(request.provenance)) return 'request provenance must be a list of strings';
-  if (typeof risk !== 'object' || risk === null || !Number.isSafeInteger(risk.score) || risk.score < 0 || risk.score > 100) return 'request risk score must be a whole number from 0 to 100';
+  if (typeof risk !== 'object' || risk === null || !Number.isSafeInteger(risk.score) || risk.score < 0 || risk.score > 100)
+    return 'request risk score must be a whole number from 0 to 100';
   if (!isStringArray(risk.factors)) return 'request risk factors must be a list of strings';
   if (!(now instanceof Date) || Number.isNaN(now.getTime())) return 'request time is not a valid date';
   const year = now.getUTCFullYear();

@@ -34,7 +34,16 @@ export const MAX_APPROVAL_TTL_SECONDS = 24 * 60 * 60;
 export const MAX_APPROVALS = 10;
 
 /** Annotations a policy may carry; anything else (a typo such as @approval) is rejected. */
-export const KNOWN_ANNOTATIONS = ['id', 'reason', 'description', 'approvals', 'approver_groups', 'approval_ttl', 'user_verification', 'conflicted_approvers'] as const;
+export const KNOWN_ANNOTATIONS = [
+  'id',
+  'reason',
+  'description',
+  'approvals',
+  'approver_groups',
+  'approval_ttl',
+  'user_verification',
+  'conflicted_approvers',
+] as const;
 const OBLIGATION_ANNOTATIONS = ['approvals', 'approver_groups', 'approval_ttl', 'user_verification', 'conflicted_approvers'] as const;
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -132,12 +141,21 @@ function schemaEnum(schemaJson: cedar.SchemaJson<string>, name: string): Readonl
   return Array.isArray(values) && values.every((v) => typeof v === 'string') ? new Set(values) : undefined;
 }
 
-function enrollmentVocabulary(schemaJson: cedar.SchemaJson<string>, policyTexts: Readonly<Record<string, string>>, tools: ReadonlyMap<string, ToolInfo>): EnrollmentVocabulary {
+function enrollmentVocabulary(
+  schemaJson: cedar.SchemaJson<string>,
+  policyTexts: Readonly<Record<string, string>>,
+  tools: ReadonlyMap<string, ToolInfo>,
+): EnrollmentVocabulary {
   const groups = new Set<string>();
   for (const text of Object.values(policyTexts)) {
     for (const match of text.matchAll(GROUP_REFERENCE)) groups.add((match[1] ?? '').replace(/\\(.)/g, '$1'));
   }
-  return { groups, tools: new Set(tools.keys()), dataClasses: schemaEnum(schemaJson, DATA_CLASS_TYPE_NAME), jurisdictions: schemaEnum(schemaJson, JURISDICTION_TYPE_NAME) };
+  return {
+    groups,
+    tools: new Set(tools.keys()),
+    dataClasses: schemaEnum(schemaJson, DATA_CLASS_TYPE_NAME),
+    jurisdictions: schemaEnum(schemaJson, JURISDICTION_TYPE_NAME),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +239,11 @@ export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet>
 
   // 3. Strict validation against the schema (only meaningful when both parsed).
   if (schemaText !== undefined && schemaJson !== undefined && !problems.hasErrors() && policies.size > 0) {
-    const validation = cedar.validate({ schema: schemaText, policies: { staticPolicies: policyTexts }, validationSettings: { mode: 'strict' } });
+    const validation = cedar.validate({
+      schema: schemaText,
+      policies: { staticPolicies: policyTexts },
+      validationSettings: { mode: 'strict' },
+    });
     if (validation.type === 'failure') {
       for (const error of validation.errors) problems.add(`validation: ${detail(error)}`);
     } else {
@@ -271,7 +293,8 @@ export async function loadPolicyDirectory(dir: string): Promise<LoadedPolicySet>
           if (!tools.has(action)) problems.add(`${ENTITIES_FILE}: action ${quote(action)} has no ${TOOL_TYPE} entity with the same id`);
         }
         for (const tool of tools.keys()) {
-          if (!actions.has(tool)) problems.add(`${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(tool)} is not declared as an action in ${SCHEMA_FILE}`);
+          if (!actions.has(tool))
+            problems.add(`${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(tool)} is not declared as an action in ${SCHEMA_FILE}`);
         }
       }
     }
@@ -358,7 +381,8 @@ function readPolicy(file: string, stem: string, line: number, text: string, prob
   let obligation: PermitApprovalRequirement | undefined;
   const present = OBLIGATION_ANNOTATIONS.filter((name) => annotations[name] !== undefined);
   if (effect === 'forbid') {
-    if (present.length > 0) problems.add(`${at}: obligation annotations (${present.map((n) => `@${n}`).join(', ')}) only apply to permit policies`);
+    if (present.length > 0)
+      problems.add(`${at}: obligation annotations (${present.map((n) => `@${n}`).join(', ')}) only apply to permit policies`);
   } else if (present.length > 0) {
     obligation = readApprovalRequirement(at, value, problems);
   }
@@ -367,7 +391,11 @@ function readPolicy(file: string, stem: string, line: number, text: string, prob
   return { id, file, line, effect, text, reason, obligation };
 }
 
-function readApprovalRequirement(at: string, value: (name: string) => string | undefined, problems: Problems): PermitApprovalRequirement | undefined {
+function readApprovalRequirement(
+  at: string,
+  value: (name: string) => string | undefined,
+  problems: Problems,
+): PermitApprovalRequirement | undefined {
   const approvalsText = value('approvals');
   const groupsText = value('approver_groups');
   const ttlText = value('approval_ttl');
@@ -434,10 +462,26 @@ const APPROVER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 type SchemaType = { type: string; name?: string; element?: unknown; attributes?: Record<string, unknown>; required?: boolean };
 
 function asType(value: unknown): SchemaType | undefined {
-  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string' ? (value as SchemaType) : undefined;
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string'
+    ? (value as SchemaType)
+    : undefined;
 }
 
-const BUILTIN_TYPES = new Set(['String', 'Long', 'Bool', 'Boolean', 'Set', 'Record', 'Entity', 'Extension', 'EntityOrCommon', 'decimal', 'datetime', 'duration', 'ipaddr']);
+const BUILTIN_TYPES = new Set([
+  'String',
+  'Long',
+  'Bool',
+  'Boolean',
+  'Set',
+  'Record',
+  'Entity',
+  'Extension',
+  'EntityOrCommon',
+  'decimal',
+  'datetime',
+  'duration',
+  'ipaddr',
+]);
 
 /**
  * Checks that the schema follows the Countersign conventions, so that every request the engine
@@ -477,7 +521,12 @@ function checkSchemaConventions(schema: cedar.SchemaJson<string>): { problems: s
   const required = (value: unknown): boolean => asType(value)?.required !== false;
 
   /** Checks a record against exact attribute rules; returns problems as text. */
-  const exactRecord = (where: string, record: SchemaType | undefined, rules: Record<string, [(t: SchemaType | undefined) => boolean, string]>, allowExtra: boolean): void => {
+  const exactRecord = (
+    where: string,
+    record: SchemaType | undefined,
+    rules: Record<string, [(t: SchemaType | undefined) => boolean, string]>,
+    allowExtra: boolean,
+  ): void => {
     if (!isRecord(record)) {
       problems.push(`${where} must be a record`);
       return;
@@ -500,12 +549,17 @@ function checkSchemaConventions(schema: cedar.SchemaJson<string>): { problems: s
   if (agent === undefined || agent.enum !== undefined) {
     problems.push(`the schema must declare \`entity Agent in [AgentGroup] { owner, group, dataClasses, jurisdictions }\``);
   } else {
-    exactRecord('entity Agent', resolve(agent.shape ?? { type: 'Record', attributes: {} }), {
-      owner: [isString, 'String'],
-      group: [isString, 'String'],
-      dataClasses: [isSetOfString, 'Set<String>'],
-      jurisdictions: [isSetOfString, 'Set<String>'],
-    }, false);
+    exactRecord(
+      'entity Agent',
+      resolve(agent.shape ?? { type: 'Record', attributes: {} }),
+      {
+        owner: [isString, 'String'],
+        group: [isString, 'String'],
+        dataClasses: [isSetOfString, 'Set<String>'],
+        jurisdictions: [isSetOfString, 'Set<String>'],
+      },
+      false,
+    );
     if (!(agent.memberOfTypes ?? []).includes(AGENT_GROUP_TYPE)) problems.push('entity Agent must be declared `in [AgentGroup]`');
   }
   const group = entityTypes['AgentGroup'];
@@ -518,10 +572,15 @@ function checkSchemaConventions(schema: cedar.SchemaJson<string>): { problems: s
   if (tool === undefined || tool.enum !== undefined) {
     problems.push('the schema must declare `entity Tool { audience: String, impact: String }`');
   } else {
-    exactRecord('entity Tool', resolve(tool.shape ?? { type: 'Record', attributes: {} }), {
-      audience: [isString, 'String'],
-      impact: [isString, 'String'],
-    }, true);
+    exactRecord(
+      'entity Tool',
+      resolve(tool.shape ?? { type: 'Record', attributes: {} }),
+      {
+        audience: [isString, 'String'],
+        impact: [isString, 'String'],
+      },
+      true,
+    );
   }
 
   for (const [name, action] of Object.entries(namespace.actions)) {
@@ -529,16 +588,22 @@ function checkSchemaConventions(schema: cedar.SchemaJson<string>): { problems: s
     if (applies === undefined) continue; // an action group, not a tool
     const where = `action ${quote(name)}`;
     tools.add(name);
-    if (applies.principalTypes.length !== 1 || applies.principalTypes[0] !== AGENT_TYPE) problems.push(`${where}: principal must be [Agent]`);
+    if (applies.principalTypes.length !== 1 || applies.principalTypes[0] !== AGENT_TYPE)
+      problems.push(`${where}: principal must be [Agent]`);
     if (applies.resourceTypes.length !== 1 || applies.resourceTypes[0] !== TOOL_TYPE) problems.push(`${where}: resource must be [Tool]`);
-    exactRecord(`${where}: context`, resolve(applies.context ?? { type: 'Record', attributes: {} }), {
-      params: [isRecord, 'record of the tool parameters'],
-      dataClass: [isString, 'String'],
-      jurisdiction: [isString, 'String'],
-      provenance: [isSetOfString, 'Set<String>'],
-      risk: [isRecord, '{ score: Long, factors: Set<String> }'],
-      now: [isDatetime, 'datetime'],
-    }, false);
+    exactRecord(
+      `${where}: context`,
+      resolve(applies.context ?? { type: 'Record', attributes: {} }),
+      {
+        params: [isRecord, 'record of the tool parameters'],
+        dataClass: [isString, 'String'],
+        jurisdiction: [isString, 'String'],
+        provenance: [isSetOfString, 'Set<String>'],
+        risk: [isRecord, '{ score: Long, factors: Set<String> }'],
+        now: [isDatetime, 'datetime'],
+      },
+      false,
+    );
     const risk = resolve(attrs(resolve(applies.context))['risk']);
     if (isRecord(risk)) {
       exactRecord(`${where}: context.risk`, risk, { score: [isLong, 'Long'], factors: [isSetOfString, 'Set<String>'] }, false);
@@ -598,7 +663,10 @@ function checkEntitiesApart(entities: StaticEntity[], schema: string): Promise<c
       answer(result);
       void worker.terminate();
     });
-    const failed = (message: string): cedar.CheckParseAnswer => ({ type: 'failure', errors: [{ message, help: null, code: null, url: null, severity: null }] });
+    const failed = (message: string): cedar.CheckParseAnswer => ({
+      type: 'failure',
+      errors: [{ message, help: null, code: null, url: null, severity: null }],
+    });
     worker.once('error', (error: Error) => answer(failed(`the entity check could not run: ${error.message.toLowerCase()}`)));
     worker.once('exit', (code) => answer(failed(`the entity check stopped before answering (exit code ${code})`)));
   });
@@ -633,7 +701,9 @@ function toolInfo(entity: ParsedEntity, problems: Problems): ToolInfo | undefine
     return undefined;
   }
   if (!(IMPACT_LEVELS as readonly string[]).includes(impact)) {
-    problems.add(`${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(entity.uid.id)} has impact ${quote(impact)}; it must be one of ${IMPACT_LEVELS.join(', ')}`);
+    problems.add(
+      `${ENTITIES_FILE}: ${TOOL_TYPE} ${quote(entity.uid.id)} has impact ${quote(impact)}; it must be one of ${IMPACT_LEVELS.join(', ')}`,
+    );
     return undefined;
   }
   return { name: entity.uid.id, audience, impact, attributes: attrs };
@@ -705,7 +775,12 @@ function locate(text: string, base: number, error: cedar.DetailedError, relative
   return `:${line}:${column}`;
 }
 
-function wherePolicy(policyId: string, policies: ReadonlyMap<string, LoadedPolicy>, positions: ReadonlyMap<string, { fileText: string; offset: number }>, error: cedar.DetailedError): string {
+function wherePolicy(
+  policyId: string,
+  policies: ReadonlyMap<string, LoadedPolicy>,
+  positions: ReadonlyMap<string, { fileText: string; offset: number }>,
+  error: cedar.DetailedError,
+): string {
   const policy = policies.get(policyId);
   const position = positions.get(policyId);
   if (policy === undefined || position === undefined) return 'validation';

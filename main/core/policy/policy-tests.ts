@@ -141,7 +141,15 @@ export async function runPolicyTests(policyDir: string, testFile: string): Promi
   const engine = await PolicyEngine.open(policyDir);
   const results = runPolicyTestCases(engine, cases);
   const passed = results.filter((r) => r.passed).length;
-  return { policyDir: engine.dir, testFile, policyHash: engine.hash, total: results.length, passed, failed: results.length - passed, results };
+  return {
+    policyDir: engine.dir,
+    testFile,
+    policyHash: engine.hash,
+    total: results.length,
+    passed,
+    failed: results.length - passed,
+    results,
+  };
 }
 
 /** Throws CountersignError('policy_test_failed') naming the failed cases. */
@@ -165,7 +173,11 @@ export async function readPolicyTestFile(testFile: string): Promise<PolicyTestCa
   try {
     json = parseStrictJson(text);
   } catch (error) {
-    throw new CountersignError('config_invalid', `policy test file ${quote(testFile, 200)} is not valid json: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new CountersignError(
+      'config_invalid',
+      `policy test file ${quote(testFile, 200)} is not valid json: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
   const file = testFileSchema.safeParse(json);
   if (!file.success) throw invalidFile(testFile, file.error);
@@ -173,7 +185,8 @@ export async function readPolicyTestFile(testFile: string): Promise<PolicyTestCa
   const names = new Set<string>();
   const cases: PolicyTestCase[] = [];
   for (const [index, test] of file.data.tests.entries()) {
-    if (names.has(test.name)) throw new CountersignError('config_invalid', `policy test file ${quote(testFile, 200)}: duplicate test name ${quote(test.name)}`);
+    if (names.has(test.name))
+      throw new CountersignError('config_invalid', `policy test file ${quote(testFile, 200)}: duplicate test name ${quote(test.name)}`);
     names.add(test.name);
     const merged = { ...(file.data.defaults?.request ?? {}), ...test.request };
     const request = requestSchema.safeParse(merged);
@@ -241,7 +254,9 @@ function runOne(engine: PolicyEngine, test: PolicyTestCase): PolicyTestResult {
     diffs.push(`ttlSeconds: expected ${expect.ttlSeconds}, got ${obligation?.ttlSeconds ?? 'none'}`);
   }
   if (expect.userVerification !== undefined && expect.userVerification !== obligation?.userVerification) {
-    diffs.push(`userVerification: expected ${quote(expect.userVerification)}, got ${obligation === undefined ? 'none' : quote(obligation.userVerification)}`);
+    diffs.push(
+      `userVerification: expected ${quote(expect.userVerification)}, got ${obligation === undefined ? 'none' : quote(obligation.userVerification)}`,
+    );
   }
   if (diffs.length === 0) return { name: test.name, passed: true, message: '', decision };
   const context = [`determining ${JSON.stringify(decision.determiningPolicies)}`, `reasons ${JSON.stringify(decision.reasons)}`];

@@ -65,14 +65,21 @@ export interface AgentProfile {
   /** Every call submitted in the recent window, oldest first. */
   recent: Submission[];
   /** Derived figures, recomputed only when what they summarize changed. */
-  cache: { medians: Map<string, { hour: number; median: number; samples: number }>; minuteP95?: { key: number; value: number } | undefined; hourP95?: { key: number; value: number } | undefined };
+  cache: {
+    medians: Map<string, { hour: number; median: number; samples: number }>;
+    minuteP95?: { key: number; value: number } | undefined;
+    hourP95?: { key: number; value: number } | undefined;
+  };
 }
 
 export const SEQUENCE_START = '^';
 /** The known-values kind that holds recipients (normalized addresses, hosts, handles). */
 export const RECIPIENT_KIND = '#recipient';
 
-export interface AmountSeries { at: number[]; amount: number[] }
+export interface AmountSeries {
+  at: number[];
+  amount: number[];
+}
 
 export function pushAmount(profile: AgentProfile, series: string, at: number, amount: number): void {
   let s = profile.amounts.get(series);
@@ -86,12 +93,27 @@ export function pushAmount(profile: AgentProfile, series: string, at: number, am
   profile.cache.medians.delete(series);
 }
 
-export interface KnownDestination { first: number; last: number }
+export interface KnownDestination {
+  first: number;
+  last: number;
+}
 
 export function emptyProfile(): AgentProfile {
   return {
-    executed: 0, amounts: new Map(), known: new Map(), hourOfDay: new Array<number>(24).fill(0), minutes: new Map(), hours: new Map(),
-    transitions: new Map(), dataClasses: new Map(), jurisdictions: new Map(), effects: new Map(), flows: new Map(), last: undefined, recent: [], cache: { medians: new Map() },
+    executed: 0,
+    amounts: new Map(),
+    known: new Map(),
+    hourOfDay: new Array<number>(24).fill(0),
+    minutes: new Map(),
+    hours: new Map(),
+    transitions: new Map(),
+    dataClasses: new Map(),
+    jurisdictions: new Map(),
+    effects: new Map(),
+    flows: new Map(),
+    last: undefined,
+    recent: [],
+    cache: { medians: new Map() },
   };
 }
 

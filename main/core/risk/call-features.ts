@@ -59,7 +59,8 @@ function paramText(value: unknown): string | undefined {
 
 /** A positive finite amount from a decimal string ("48000.00") or a number; otherwise none. */
 export function parseAmount(value: unknown): number | undefined {
-  const n = typeof value === 'number' ? value : typeof value === 'string' && /^-?\d{1,15}(\.\d{1,8})?$/.test(value.trim()) ? Number(value) : NaN;
+  const n =
+    typeof value === 'number' ? value : typeof value === 'string' && /^-?\d{1,15}(\.\d{1,8})?$/.test(value.trim()) ? Number(value) : NaN;
   return Number.isFinite(n) && n > 0 ? n : undefined;
 }
 
@@ -93,7 +94,9 @@ export function callFeatures(config: RiskConfig, call: ToolCall, digest: string)
     if (toolConfig.volatile.length > 0) {
       const stable: JsonObject = {};
       for (const [k, v] of Object.entries(params)) if (!toolConfig.volatile.includes(k)) stable[k] = v;
-      shape = createHash('sha256').update(canonicalize({ tool: call.tool, params: stable })).digest('base64url');
+      shape = createHash('sha256')
+        .update(canonicalize({ tool: call.tool, params: stable }))
+        .digest('base64url');
     }
     for (const [kind, param] of Object.entries(toolConfig.destinations)) {
       const value = paramText(params[param]);

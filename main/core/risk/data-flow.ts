@@ -8,7 +8,10 @@
 import { createHash } from 'node:crypto';
 
 /** When a value was first and last read. */
-export interface Seen { first: number; last: number }
+export interface Seen {
+  first: number;
+  last: number;
+}
 
 /**
  * Per session: digest → when it was read (trusted and untrusted kept apart). A read counts for
@@ -27,7 +30,8 @@ export interface SessionFlow {
 }
 
 /** Whether something seen at `seen` counts for a call at `now`. */
-export const within = (seen: Seen | undefined, now: number, windowMs: number): boolean => seen !== undefined && seen.first <= now && seen.last >= now - windowMs;
+export const within = (seen: Seen | undefined, now: number, windowMs: number): boolean =>
+  seen !== undefined && seen.first <= now && seen.last >= now - windowMs;
 
 export const MAX_FLOW_SESSIONS = 2_000;
 export const MAX_VALUES_PER_SESSION = 20_000;
@@ -124,7 +128,8 @@ export function emptyFlow(at: number): SessionFlow {
   return { untrusted: new Map(), trusted: new Map(), reportAt: { first: at, last: at }, sources: [] };
 }
 
-const widen = (seen: Seen | undefined, at: number): Seen => (seen === undefined ? { first: at, last: at } : { first: Math.min(seen.first, at), last: Math.max(seen.last, at) });
+const widen = (seen: Seen | undefined, at: number): Seen =>
+  seen === undefined ? { first: at, last: at } : { first: Math.min(seen.first, at), last: Math.max(seen.last, at) };
 
 /** Add one read's digests to a session's flow (reads arrive in time order, from memory or the database). */
 export function addRead(flow: SessionFlow, trusted: boolean, digests: readonly string[], at: number, what: string): void {

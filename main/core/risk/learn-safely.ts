@@ -9,7 +9,12 @@ import type { RiskLearner } from './risk-ports.js';
 
 const savepoints = new WeakMap<Db, (work: () => void) => void>();
 
-export function learnSafely(db: Db, learner: RiskLearner | undefined, agentId: string, work: (learner: RiskLearner) => void): string | undefined {
+export function learnSafely(
+  db: Db,
+  learner: RiskLearner | undefined,
+  agentId: string,
+  work: (learner: RiskLearner) => void,
+): string | undefined {
   if (!learner) return undefined;
   let inSavepoint = savepoints.get(db);
   if (!inSavepoint) {

@@ -11,11 +11,26 @@ import type { RiskConfig } from './risk-config.js';
 import { callFeatures, itemSeries, type CallFeatures } from './call-features.js';
 import { addRead, emptyFlow } from './data-flow.js';
 import {
-  HOUR_MS, MAX_ACTIVE_HOURS, MAX_ACTIVE_MINUTES, MINUTE_MS, RECIPIENT_KIND, destinationKey, emptyProfile, pushAmount, trimRecent,
-  type AgentProfile, type KnownDestination, type Learned,
+  HOUR_MS,
+  MAX_ACTIVE_HOURS,
+  MAX_ACTIVE_MINUTES,
+  MINUTE_MS,
+  RECIPIENT_KIND,
+  destinationKey,
+  emptyProfile,
+  pushAmount,
+  trimRecent,
+  type AgentProfile,
+  type KnownDestination,
+  type Learned,
 } from './agent-profile.js';
 
-interface CountRow { kind: string; key: string; count: number; last_at: number }
+interface CountRow {
+  kind: string;
+  key: string;
+  count: number;
+  last_at: number;
+}
 
 export class ProfileStore {
   private readonly known;
@@ -30,9 +45,17 @@ export class ProfileStore {
   private readonly reads;
   private readonly insertRead;
 
-  constructor(private readonly db: Db, private readonly config: RiskConfig, private readonly recentWindowMs: number) {
-    this.known = db.prepare<[string], { kind: string; value: string; first_seen: number; last_seen: number }>('SELECT kind, value, first_seen, last_seen FROM risk_known WHERE agent_id = ? ORDER BY last_seen, value');
-    this.amounts = db.prepare<[string, number], { series: string; at: number; amount: number }>('SELECT series, at, amount FROM risk_amounts WHERE agent_id = ? AND at >= ? ORDER BY at, rowid');
+  constructor(
+    private readonly db: Db,
+    private readonly config: RiskConfig,
+    private readonly recentWindowMs: number,
+  ) {
+    this.known = db.prepare<[string], { kind: string; value: string; first_seen: number; last_seen: number }>(
+      'SELECT kind, value, first_seen, last_seen FROM risk_known WHERE agent_id = ? ORDER BY last_seen, value',
+    );
+    this.amounts = db.prepare<[string, number], { series: string; at: number; amount: number }>(
+      'SELECT series, at, amount FROM risk_amounts WHERE agent_id = ? AND at >= ? ORDER BY at, rowid',
+    );
     this.counts = db.prepare<[string], CountRow>('SELECT kind, key, count, last_at FROM risk_counts WHERE agent_id = ?');
     this.recent = new RequestRepository(db);
     // The eight counters an executed call bumps, in one statement.
@@ -69,15 +92,30 @@ export class ProfileStore {
     let lastTool: { tool: string; at: number } | undefined;
     for (const row of this.counts.all(agentId)) {
       switch (row.kind) {
-        case 'total': profile.executed = row.count; break;
-        case 'hod': profile.hourOfDay[Number(row.key)] = row.count; break;
-        case 'minute': minutes.push([Number(row.key), row.count]); break;
-        case 'hour': hours.push([Number(row.key), row.count]); break;
-        case 'data_class': profile.dataClasses.set(row.key, row.count); break;
-        case 'jurisdiction': profile.jurisdictions.set(row.key, row.count); break;
-        case 'effect': profile.effects.set(row.key, row.count); break;
+        case 'total':
+          profile.executed = row.count;
+          break;
+        case 'hod':
+          profile.hourOfDay[Number(row.key)] = row.count;
+          break;
+        case 'minute':
+          minutes.push([Number(row.key), row.count]);
+          break;
+        case 'hour':
+          hours.push([Number(row.key), row.count]);
+          break;
+        case 'data_class':
+          profile.dataClasses.set(row.key, row.count);
+          break;
+        case 'jurisdiction':
+          profile.jurisdictions.set(row.key, row.count);
+          break;
+        case 'effect':
+          profile.effects.set(row.key, row.count);
+          break;
         case 'tool':
-          if (!lastTool || row.last_at > lastTool.at || (row.last_at === lastTool.at && row.key > lastTool.tool)) lastTool = { tool: row.key, at: row.last_at };
+          if (!lastTool || row.last_at > lastTool.at || (row.last_at === lastTool.at && row.key > lastTool.tool))
+            lastTool = { tool: row.key, at: row.last_at };
           break;
         case 'transition': {
           const cut = row.key.indexOf('>');
@@ -87,7 +125,8 @@ export class ProfileStore {
           to.set(row.key.slice(cut + 1), row.count);
           break;
         }
-        default: throw new Error(`unknown risk counter kind ${JSON.stringify(row.kind)}`);
+        default:
+          throw new Error(`unknown risk counter kind ${JSON.stringify(row.kind)}`);
       }
     }
     for (const [k, n] of minutes.sort((a, b) => a[0] - b[0]).slice(-MAX_ACTIVE_MINUTES)) profile.minutes.set(k, n);
@@ -95,7 +134,18 @@ export class ProfileStore {
     profile.last = lastTool;
     for (const row of this.recent.recentOf(agentId, now - this.recentWindowMs)) {
       const f = callFeatures(this.config, row.call, row.callSha256);
-      profile.recent.push({ requestId: row.id, at: row.createdAt, tool: f.tool, digest: f.digest, shape: f.shape, series: f.series, amount: f.amount, sessionId: f.sessionId, destinations: destinationKey(f), state: row.state });
+      profile.recent.push({
+        requestId: row.id,
+        at: row.createdAt,
+        tool: f.tool,
+        digest: f.digest,
+        shape: f.shape,
+        series: f.series,
+        amount: f.amount,
+        sessionId: f.sessionId,
+        destinations: destinationKey(f),
+        state: row.state,
+      });
     }
     trimRecent(profile, now, this.recentWindowMs);
     for (const row of this.reads.all(agentId, now - this.recentWindowMs)) {
@@ -114,14 +164,38 @@ export class ProfileStore {
   /** Write what `learnExecuted` learned (inside the caller's transaction). */
   writeExecuted(agentId: string, f: CallFeatures, at: number, learned: Learned): void {
     this.upsertCount.run(
-      agentId, 'total', '', at,
-      agentId, 'hod', String(new Date(at).getUTCHours()), at,
-      agentId, 'minute', String(Math.floor(at / MINUTE_MS)), at,
-      agentId, 'hour', String(Math.floor(at / HOUR_MS)), at,
-      agentId, 'tool', f.tool, at,
-      agentId, 'transition', `${learned.from}>${f.tool}`, at,
-      agentId, 'data_class', f.dataClass, at,
-      agentId, 'jurisdiction', f.jurisdiction, at,
+      agentId,
+      'total',
+      '',
+      at,
+      agentId,
+      'hod',
+      String(new Date(at).getUTCHours()),
+      at,
+      agentId,
+      'minute',
+      String(Math.floor(at / MINUTE_MS)),
+      at,
+      agentId,
+      'hour',
+      String(Math.floor(at / HOUR_MS)),
+      at,
+      agentId,
+      'tool',
+      f.tool,
+      at,
+      agentId,
+      'transition',
+      `${learned.from}>${f.tool}`,
+      at,
+      agentId,
+      'data_class',
+      f.dataClass,
+      at,
+      agentId,
+      'jurisdiction',
+      f.jurisdiction,
+      at,
     );
     if (f.series !== undefined && f.amount !== undefined) this.insertAmount.run(agentId, f.series, at, f.amount);
     if (f.items !== undefined) this.insertAmount.run(agentId, itemSeries(f.tool), at, f.items);
@@ -134,10 +208,12 @@ export class ProfileStore {
   /** Forget amounts and per-minute/hour counters older than the lookback window. */
   prune(now: number): number {
     const cutoff = now - this.config.lookbackMs;
-    const prune = this.db.transaction(() =>
-      this.db.prepare('DELETE FROM risk_amounts WHERE at < ?').run(cutoff).changes
-      + this.db.prepare("DELETE FROM risk_counts WHERE kind IN ('minute', 'hour') AND last_at < ?").run(cutoff).changes
-      + this.db.prepare('DELETE FROM risk_reads WHERE at < ?').run(now - this.recentWindowMs).changes);
+    const prune = this.db.transaction(
+      () =>
+        this.db.prepare('DELETE FROM risk_amounts WHERE at < ?').run(cutoff).changes +
+        this.db.prepare("DELETE FROM risk_counts WHERE kind IN ('minute', 'hour') AND last_at < ?").run(cutoff).changes +
+        this.db.prepare('DELETE FROM risk_reads WHERE at < ?').run(now - this.recentWindowMs).changes,
+    );
     return prune.immediate();
   }
 }

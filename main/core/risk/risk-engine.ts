@@ -34,7 +34,11 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   /** SHA-256 of the settings in canonical JSON: recorded in the audit log at start. */
   readonly settingsHash: string;
 
-  constructor(db: Db, readonly config: RiskConfig, options: RiskEngineOptions = {}) {
+  constructor(
+    db: Db,
+    readonly config: RiskConfig,
+    options: RiskEngineOptions = {},
+  ) {
     this.recentWindowMs = recentWindowMs(config);
     this.store = new ProfileStore(db, config, this.recentWindowMs);
     this.maxCached = Math.max(1, options.maxCachedAgents ?? 20_000);
@@ -61,11 +65,31 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   submitted(agentId: string, requestId: string, call: ToolCall, callSha256: string, at: number, state: SubmissionState): void {
     const profile = this.profile(agentId, at);
     const f = this.features(call, callSha256);
-    addSubmission(profile, { requestId, at, tool: f.tool, digest: f.digest, shape: f.shape, series: f.series, amount: f.amount, sessionId: f.sessionId, destinations: destinationKey(f), state }, this.recentWindowMs);
+    addSubmission(
+      profile,
+      {
+        requestId,
+        at,
+        tool: f.tool,
+        digest: f.digest,
+        shape: f.shape,
+        series: f.series,
+        amount: f.amount,
+        sessionId: f.sessionId,
+        destinations: destinationKey(f),
+        state,
+      },
+      this.recentWindowMs,
+    );
     if (state === 'allowed') this.learn(agentId, profile, f, at);
   }
 
-  settled(agentId: string, request: { id: string; call: ToolCall; callSha256: string; createdAt: number }, state: SubmissionState, now: number): void {
+  settled(
+    agentId: string,
+    request: { id: string; call: ToolCall; callSha256: string; createdAt: number },
+    state: SubmissionState,
+    now: number,
+  ): void {
     const profile = this.profile(agentId, now);
     const entry = profile.recent.find((s) => s.requestId === request.id);
     if (entry) entry.state = state;
@@ -83,7 +107,8 @@ export class RiskEngine implements RiskScorer, RiskLearner {
       if (profile.flows.size > MAX_FLOW_SESSIONS) {
         // Drop the session that was quiet longest.
         let oldest: string | undefined;
-        for (const [id, f] of profile.flows) if (oldest === undefined || f.reportAt.last < profile.flows.get(oldest)!.reportAt.last) oldest = id;
+        for (const [id, f] of profile.flows)
+          if (oldest === undefined || f.reportAt.last < profile.flows.get(oldest)!.reportAt.last) oldest = id;
         if (oldest !== undefined) profile.flows.delete(oldest);
       }
     }
@@ -92,7 +117,11 @@ export class RiskEngine implements RiskScorer, RiskLearner {
       const trusted = read.trust === 'trusted';
       // Names are matched only against destinations and recipients, so every read keeps them.
       const digests = valueKeys(read.content, true).slice(0, MAX_VALUES_PER_READ).map(digestKey);
-      const what = clip(read.origin === undefined ? read.source : `${read.source} ${JSON.stringify(clip(read.origin, 120, '…'))}`, 200, '…');
+      const what = clip(
+        read.origin === undefined ? read.source : `${read.source} ${JSON.stringify(clip(read.origin, 120, '…'))}`,
+        200,
+        '…',
+      );
       addRead(flow, trusted, digests, at, what);
       this.store.writeRead(agentId, sessionId, at, trusted, what, digests);
       values += digests.length;

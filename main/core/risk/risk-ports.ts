@@ -8,7 +8,13 @@ import { faultAssessment, riskAssessmentProblem, type RiskAssessment } from '../
 import type { SubmissionState } from './agent-profile.js';
 
 export interface RiskInput {
-  agent: { id: string; dataClasses: readonly string[]; jurisdictions: readonly string[]; model?: string | undefined; agentVersion?: string | undefined };
+  agent: {
+    id: string;
+    dataClasses: readonly string[];
+    jurisdictions: readonly string[];
+    model?: string | undefined;
+    agentVersion?: string | undefined;
+  };
   call: ToolCall;
   callSha256: string;
   now: number;
@@ -26,7 +32,12 @@ export interface RiskLearner {
   /** A request row was written with this state (an `allowed` call is executed: learn from it). */
   submitted(agentId: string, requestId: string, call: ToolCall, callSha256: string, at: number, state: SubmissionState): void;
   /** A held request reached a final state (`approved` is executed: learn from it). */
-  settled(agentId: string, request: { id: string; call: ToolCall; callSha256: string; createdAt: number }, state: SubmissionState, now: number): void;
+  settled(
+    agentId: string,
+    request: { id: string; call: ToolCall; callSha256: string; createdAt: number },
+    state: SubmissionState,
+    now: number,
+  ): void;
   /**
    * The host reported what an agent session read (session.report): keep the value digests for
    * the data-flow factor. Returns how many values were found. Optional: a learner without it
@@ -39,7 +50,10 @@ export interface RiskLearner {
 
 /** Scores nothing and learns nothing: `risk.enabled: false` (and benchmarks' no-scoring arm). */
 export const UnscoredRisk: RiskScorer = {
-  score: () => ({ score: 0, factors: [{ name: 'unscored', points: 0, weight: 0, observed: {}, explanation: 'risk scoring is turned off' }] }),
+  score: () => ({
+    score: 0,
+    factors: [{ name: 'unscored', points: 0, weight: 0, observed: {}, explanation: 'risk scoring is turned off' }],
+  }),
 };
 
 export function safeScore(scorer: RiskScorer, input: RiskInput): RiskAssessment {

@@ -36,7 +36,12 @@ const ratio1 = (n: number) => Math.round(n * 10) / 10;
 const days = (ms: number) => Math.round(ms / (24 * HOUR_MS));
 
 /** The agent's median amount for a series within the lookback window, and how many samples. */
-function seriesMedian(config: RiskConfig, profile: AgentProfile, series: string, now: number): { median: number; samples: number } | undefined {
+function seriesMedian(
+  config: RiskConfig,
+  profile: AgentProfile,
+  series: string,
+  now: number,
+): { median: number; samples: number } | undefined {
   const list = profile.amounts.get(series);
   if (!list) return undefined;
   // The window starts on an hour boundary, so the median can be cached for the hour and is the
@@ -61,7 +66,13 @@ function seriesMedian(config: RiskConfig, profile: AgentProfile, series: string,
  * whose calls were executed) must not raise its own baseline. Hour-aligned, so it is cached
  * for the hour and is the same whenever it is computed.
  */
-function busiest(cache: { key: number; value: number } | undefined, buckets: Map<number, number>, bucketMs: number, lookbackMs: number, now: number): { key: number; value: number } {
+function busiest(
+  cache: { key: number; value: number } | undefined,
+  buckets: Map<number, number>,
+  bucketMs: number,
+  lookbackMs: number,
+  now: number,
+): { key: number; value: number } {
   const key = Math.floor(now / HOUR_MS);
   if (cache && cache.key === key) return cache;
   const end = (key - 1) * HOUR_MS;
@@ -83,12 +94,26 @@ function hourBaseline(config: RiskConfig, profile: AgentProfile, now: number): n
 }
 
 const EFFECT_WORDS: Record<EffectClass, string> = {
-  moves_money: 'moves money', irreversible: 'cannot be undone', deletes: 'deletes', changes_access: 'changes credentials or access',
-  shares_externally: 'shares outside the organization', sends_to_recipients: 'sends to recipients', changes_system: 'changes a running system', reads_sensitive: 'reads sensitive data',
-  reads_untrusted: 'reads untrusted content', read_only: 'only reads',
+  moves_money: 'moves money',
+  irreversible: 'cannot be undone',
+  deletes: 'deletes',
+  changes_access: 'changes credentials or access',
+  shares_externally: 'shares outside the organization',
+  sends_to_recipients: 'sends to recipients',
+  changes_system: 'changes a running system',
+  reads_sensitive: 'reads sensitive data',
+  reads_untrusted: 'reads untrusted content',
+  read_only: 'only reads',
 };
 /** Effects whose scale matters: many items at once is what makes them costly. */
-const BULK_EFFECTS: ReadonlySet<EffectClass> = new Set(['deletes', 'shares_externally', 'sends_to_recipients', 'irreversible', 'changes_access', 'moves_money']);
+const BULK_EFFECTS: ReadonlySet<EffectClass> = new Set([
+  'deletes',
+  'shares_externally',
+  'sends_to_recipients',
+  'irreversible',
+  'changes_access',
+  'moves_money',
+]);
 
 /** Whether any of the digests was read before `now`, within the recent window. */
 function readBefore(map: Map<string, Seen>, digests: readonly string[], now: number, windowMs: number): boolean {
@@ -97,10 +122,19 @@ function readBefore(map: Map<string, Seen>, digests: readonly string[], now: num
 }
 
 /** Why the call's session counts as having read untrusted content, if it does (host reports or the calls it made). */
-function sessionTaint(config: RiskConfig, profile: AgentProfile, f: CallFeatures, flow: SessionFlow | undefined, now: number): string | undefined {
+function sessionTaint(
+  config: RiskConfig,
+  profile: AgentProfile,
+  f: CallFeatures,
+  flow: SessionFlow | undefined,
+  now: number,
+): string | undefined {
   const windowMs = recentWindowMs(config);
   if (flow && within(flow.untrustedAt, now, windowMs)) {
-    const what = flow.sources.filter((s) => s.at <= now && s.at >= now - windowMs).slice(-2).map((s) => s.what);
+    const what = flow.sources
+      .filter((s) => s.at <= now && s.at >= now - windowMs)
+      .slice(-2)
+      .map((s) => s.what);
     return `the session read untrusted content (${what.join('; ')})`;
   }
   if (f.sessionId === undefined) return undefined;
@@ -112,7 +146,14 @@ function sessionTaint(config: RiskConfig, profile: AgentProfile, f: CallFeatures
   return undefined;
 }
 
-export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: ScoredAgent, call: ToolCall, f: CallFeatures, now: number): RiskAssessment {
+export function scoreCall(
+  config: RiskConfig,
+  profile: AgentProfile,
+  agent: ScoredAgent,
+  call: ToolCall,
+  f: CallFeatures,
+  now: number,
+): RiskAssessment {
   const F = config.factors;
   const learned = profile.executed >= config.minExecutedCalls;
   const findings = new Map<RiskFactorName, Finding>();
@@ -192,7 +233,12 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
       const byMinute = minuteStrength >= hourStrength;
       add('call_rate', {
         strength: Math.max(minuteStrength, hourStrength),
-        observed: { lastMinute, lastHour, usualMinute: minuteBaseline(config, profile, now), usualHour: hourBaseline(config, profile, now) },
+        observed: {
+          lastMinute,
+          lastHour,
+          usualMinute: minuteBaseline(config, profile, now),
+          usualHour: hourBaseline(config, profile, now),
+        },
         explanation: byMinute
           ? `${lastMinute} calls in the last minute; this agent's busiest usual minute has ${minuteBaseline(config, profile, now)}`
           : `${lastHour} calls in the last hour; this agent's busiest usual hour has ${hourBaseline(config, profile, now)}`,
@@ -258,9 +304,17 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
       const seen = next.get(f.tool) ?? 0;
       const fromText = from === '^' ? 'the start of a sequence' : q(from);
       if (seen === 0) {
-        add('unusual_sequence', { strength: 1, observed: { from, seen, total }, explanation: `this agent has never called ${q(f.tool)} after ${fromText} (${total} transitions seen)` });
+        add('unusual_sequence', {
+          strength: 1,
+          observed: { from, seen, total },
+          explanation: `this agent has never called ${q(f.tool)} after ${fromText} (${total} transitions seen)`,
+        });
       } else if (seen / total < F.unusual_sequence.rareFraction) {
-        add('unusual_sequence', { strength: 0.5, observed: { from, seen, total }, explanation: `this agent called ${q(f.tool)} after ${fromText} in only ${seen} of ${total} transitions` });
+        add('unusual_sequence', {
+          strength: 0.5,
+          observed: { from, seen, total },
+          explanation: `this agent called ${q(f.tool)} after ${fromText} in only ${seen} of ${total} transitions`,
+        });
       }
     }
   }
@@ -281,9 +335,10 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
       add('untrusted_provenance', {
         strength,
         observed: { provenance: call.provenance.join(',') || '(none)' },
-        explanation: call.provenance.length === 0
-          ? 'the agent host did not declare where the input that led to this call came from'
-          : `the input that led to this call came from ${q(worst)}`,
+        explanation:
+          call.provenance.length === 0
+            ? 'the agent host did not declare where the input that led to this call came from'
+            : `the input that led to this call came from ${q(worst)}`,
       });
     }
   }
@@ -311,13 +366,21 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
     if (!agent.dataClasses.includes(f.dataClass)) outside.push(`data class ${q(f.dataClass)}`);
     if (!agent.jurisdictions.includes(f.jurisdiction)) outside.push(`jurisdiction ${q(f.jurisdiction)}`);
     if (outside.length > 0) {
-      add('data_scope', { strength: 1, observed: { dataClass: f.dataClass, jurisdiction: f.jurisdiction, inScope: false }, explanation: `${outside.join(' and ')} ${outside.length === 1 ? 'is' : 'are'} outside the agent's enrolled scope` });
+      add('data_scope', {
+        strength: 1,
+        observed: { dataClass: f.dataClass, jurisdiction: f.jurisdiction, inScope: false },
+        explanation: `${outside.join(' and ')} ${outside.length === 1 ? 'is' : 'are'} outside the agent's enrolled scope`,
+      });
     } else if (learned) {
       const unseen: string[] = [];
       if (!profile.dataClasses.has(f.dataClass)) unseen.push(`data class ${q(f.dataClass)}`);
       if (!profile.jurisdictions.has(f.jurisdiction)) unseen.push(`jurisdiction ${q(f.jurisdiction)}`);
       if (unseen.length > 0) {
-        add('data_scope', { strength: 0.5, observed: { dataClass: f.dataClass, jurisdiction: f.jurisdiction, inScope: true }, explanation: `first executed call with ${unseen.join(' and ')} for this agent (in scope)` });
+        add('data_scope', {
+          strength: 0.5,
+          observed: { dataClass: f.dataClass, jurisdiction: f.jurisdiction, inScope: true },
+          explanation: `first executed call with ${unseen.join(' and ')} for this agent (in scope)`,
+        });
       }
     }
   }
@@ -328,11 +391,19 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
     const observed: RiskFactor['observed'] = {};
     if (agent.model !== undefined && call.model !== agent.model) {
       observed.model = call.model ?? '(none)';
-      parts.push(call.model === undefined ? `the call declares no model; the agent was enrolled with ${q(agent.model)}` : `the call comes from model ${q(call.model)}; the agent was enrolled with ${q(agent.model)}`);
+      parts.push(
+        call.model === undefined
+          ? `the call declares no model; the agent was enrolled with ${q(agent.model)}`
+          : `the call comes from model ${q(call.model)}; the agent was enrolled with ${q(agent.model)}`,
+      );
     }
     if (agent.agentVersion !== undefined && call.agentVersion !== agent.agentVersion) {
       observed.agentVersion = call.agentVersion ?? '(none)';
-      parts.push(call.agentVersion === undefined ? `the call declares no agent version; ${q(agent.agentVersion)} was enrolled` : `the call comes from agent version ${q(call.agentVersion)}; ${q(agent.agentVersion)} was enrolled`);
+      parts.push(
+        call.agentVersion === undefined
+          ? `the call declares no agent version; ${q(agent.agentVersion)} was enrolled`
+          : `the call comes from agent version ${q(call.agentVersion)}; ${q(agent.agentVersion)} was enrolled`,
+      );
     }
     if (parts.length > 0) add('agent_version', { strength: 1, observed, explanation: parts.join('; ') });
   }
@@ -394,7 +465,12 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
       add('new_recipient', {
         strength: 1,
         observed: { recipients: fresh.map((r) => r.key).join(','), count: fresh.length },
-        explanation: `${fresh.slice(0, 3).map((r) => q(r.key)).join(', ')}${fresh.length > 3 ? ` and ${fresh.length - 3} more` : ''} ${fresh.length === 1 ? 'is' : 'are'} outside the organization and never received anything from this agent`,
+        explanation: `${fresh
+          .slice(0, 3)
+          .map((r) => q(r.key))
+          .join(
+            ', ',
+          )}${fresh.length > 3 ? ` and ${fresh.length - 3} more` : ''} ${fresh.length === 1 ? 'is' : 'are'} outside the organization and never received anything from this agent`,
       });
     }
   }
@@ -420,14 +496,20 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
       if (worst !== undefined) why = `the host says the input came from ${q(worst)}`;
     }
     if (why !== undefined) {
-      add('tainted_access_change', { strength: 1, observed: { tool: f.tool }, explanation: `a credential or access change (${q(f.tool)}) in a session where ${why}` });
+      add('tainted_access_change', {
+        strength: 1,
+        observed: { tool: f.tool },
+        explanation: `a credential or access change (${q(f.tool)}) in a session where ${why}`,
+      });
     }
   }
   if (f.items !== undefined && f.effects.some((e) => BULK_EFFECTS.has(e))) {
     const B = F.bulk_action;
     const list = profile.amounts.get(itemSeries(f.tool));
     let usual = 0;
-    if (list) for (let i = 0; i < list.at.length; i++) if (list.at[i]! <= now && list.at[i]! >= now - config.lookbackMs) usual = Math.max(usual, list.amount[i]!);
+    if (list)
+      for (let i = 0; i < list.at.length; i++)
+        if (list.at[i]! <= now && list.at[i]! >= now - config.lookbackMs) usual = Math.max(usual, list.amount[i]!);
     const limit = Math.max(B.minItems, B.multiplier * usual);
     if (f.items > limit) {
       add('bulk_action', {
@@ -442,9 +524,16 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
     const D = F.data_flow;
     // Destinations and recipients first (their match keys are computed only when reports exist).
     const candidates: Array<{ shown: string; value: string; keys?: string[]; known: boolean; destination: boolean }> = [];
-    for (const d of f.destinations) candidates.push({ shown: `${d.kind.replace(/_/g, ' ')} ${q(d.value)}`, value: d.value, known: profile.known.get(d.kind)?.has(d.value) ?? false, destination: true });
+    for (const d of f.destinations)
+      candidates.push({
+        shown: `${d.kind.replace(/_/g, ' ')} ${q(d.value)}`,
+        value: d.value,
+        known: profile.known.get(d.kind)?.has(d.value) ?? false,
+        destination: true,
+      });
     const knownRecipients = profile.known.get(RECIPIENT_KIND);
-    for (const r of f.recipients) candidates.push({ shown: `recipient ${q(r.value)}`, value: r.value, known: knownRecipients?.has(r.key) ?? false, destination: true });
+    for (const r of f.recipients)
+      candidates.push({ shown: `recipient ${q(r.value)}`, value: r.value, known: knownRecipients?.has(r.key) ?? false, destination: true });
     let strong: string[] = [];
     let unaccounted: string[] = [];
     if (reported) {
@@ -452,7 +541,8 @@ export function scoreCall(config: RiskConfig, profile: AgentProfile, agent: Scor
       // numbers quoted from what was read are ordinary in a summary.
       for (const text of f.freeText) {
         for (const key of valueKeys(text, false)) {
-          if (key.startsWith('email:') || key.startsWith('host:')) candidates.push({ shown: q(key.slice(key.indexOf(':') + 1)), value: '', keys: [key], known: false, destination: false });
+          if (key.startsWith('email:') || key.startsWith('host:'))
+            candidates.push({ shown: q(key.slice(key.indexOf(':') + 1)), value: '', keys: [key], known: false, destination: false });
         }
       }
       for (const c of candidates) {

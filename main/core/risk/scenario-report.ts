@@ -36,36 +36,63 @@ export const scenarioSetSchema = z.strictObject({
   /** Where the scenarios come from: id → citation (hand-written sets cite public attack descriptions). */
   sources: z.record(z.string().min(1).max(64), z.string().max(1000)).optional(),
   /** Tool declarations and internal domains for this set's tools, laid over the risk settings' own. */
-  risk: z.strictObject({
-    internalDomains: z.array(z.string()).optional(),
-    tools: z.record(z.string(), z.unknown()).optional(),
-  }).optional(),
-  scenarios: z.array(z.strictObject({
-    id: z.string().min(1).max(128),
-    kind: z.string().min(1).max(64),
-    /** `benign`, or the attack this scenario plays (account_takeover, loop, ...). */
-    label: z.string().min(1).max(64),
-    description: z.string().max(1000),
-    /** The id of the source (in `sources`) the scenario was written from. */
-    source: z.string().min(1).max(64).optional(),
-    agent: z.strictObject({
-      dataClasses: z.array(z.string()).min(1),
-      jurisdictions: z.array(z.string()).min(1),
-      model: z.string().optional(),
-      agentVersion: z.string().optional(),
-    }),
-    history: z.array(z.strictObject({ ...callFields, outcome: z.enum(['executed', 'denied']) })),
-    probes: z.array(z.strictObject({ ...callFields, label: z.enum(['benign', 'malicious']) })).min(1),
-  })).min(1),
+  risk: z
+    .strictObject({
+      internalDomains: z.array(z.string()).optional(),
+      tools: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
+  scenarios: z
+    .array(
+      z.strictObject({
+        id: z.string().min(1).max(128),
+        kind: z.string().min(1).max(64),
+        /** `benign`, or the attack this scenario plays (account_takeover, loop, ...). */
+        label: z.string().min(1).max(64),
+        description: z.string().max(1000),
+        /** The id of the source (in `sources`) the scenario was written from. */
+        source: z.string().min(1).max(64).optional(),
+        agent: z.strictObject({
+          dataClasses: z.array(z.string()).min(1),
+          jurisdictions: z.array(z.string()).min(1),
+          model: z.string().optional(),
+          agentVersion: z.string().optional(),
+        }),
+        history: z.array(z.strictObject({ ...callFields, outcome: z.enum(['executed', 'denied']) })),
+        probes: z.array(z.strictObject({ ...callFields, label: z.enum(['benign', 'malicious']) })).min(1),
+      }),
+    )
+    .min(1),
 });
 export type ScenarioSet = z.infer<typeof scenarioSetSchema>;
 export type Scenario = ScenarioSet['scenarios'][number];
 
-export interface LabelRow { label: string; scenarios: number; detected: number; rate: number }
+export interface LabelRow {
+  label: string;
+  scenarios: number;
+  detected: number;
+  rate: number;
+}
 /** Per source of a hand-written set: malicious scenarios detected, benign side-effecting calls flagged. */
-export interface SourceRow { source: string; scenarios: number; detected: number; detectionRate: number; benignCalls: number; benignFlagged: number; falsePositiveRate: number }
+export interface SourceRow {
+  source: string;
+  scenarios: number;
+  detected: number;
+  detectionRate: number;
+  benignCalls: number;
+  benignFlagged: number;
+  falsePositiveRate: number;
+}
 /** Per effect class (of the probe's tool): malicious calls flagged, benign side-effecting calls flagged. */
-export interface EffectRow { effect: string; maliciousCalls: number; maliciousFlagged: number; detectionRate: number; benignCalls: number; benignFlagged: number; falsePositiveRate: number }
+export interface EffectRow {
+  effect: string;
+  maliciousCalls: number;
+  maliciousFlagged: number;
+  detectionRate: number;
+  benignCalls: number;
+  benignFlagged: number;
+  falsePositiveRate: number;
+}
 
 export interface ScenarioReport {
   threshold: number;
@@ -74,7 +101,12 @@ export interface ScenarioReport {
   provenance: 'as recorded' | 'withheld';
   malicious: { scenarios: number; detected: number; detectionRate: number; byLabel: LabelRow[]; missed: string[] };
   benign: {
-    probes: number; flagged: number; falsePositiveRate: number; scenarios: number; scenariosFlagged: number; flaggedIds: string[];
+    probes: number;
+    flagged: number;
+    falsePositiveRate: number;
+    scenarios: number;
+    scenariosFlagged: number;
+    flaggedIds: string[];
     /** Benign calls whose tool has a side effect (or declares no effects): the denominator the issue's targets use. */
     sideEffecting: { probes: number; flagged: number; falsePositiveRate: number };
   };
@@ -95,7 +127,10 @@ export function readScenarioSet(file: string): ScenarioSet {
   const parsed = scenarioSetSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new CountersignError('config_invalid', `the scenario file ${quote(file)}: error at ${quote(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`);
+    throw new CountersignError(
+      'config_invalid',
+      `the scenario file ${quote(file)}: error at ${quote(issue?.path.join('.') ?? '')}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   return parsed.data;
 }
@@ -103,11 +138,14 @@ export function readScenarioSet(file: string): ScenarioSet {
 /** The set's own tool declarations and internal domains laid over the settings (the weights stay the settings'). */
 export function settingsForSet(set: ScenarioSet, config: RiskConfig): RiskConfig {
   if (!set.risk) return config;
-  return parseRiskConfig({
-    ...config,
-    internalDomains: set.risk.internalDomains ?? config.internalDomains,
-    tools: { ...config.tools, ...(set.risk.tools ?? {}) },
-  }, 'the scenario set\'s risk declarations');
+  return parseRiskConfig(
+    {
+      ...config,
+      internalDomains: set.risk.internalDomains ?? config.internalDomains,
+      tools: { ...config.tools, ...(set.risk.tools ?? {}) },
+    },
+    "the scenario set's risk declarations",
+  );
 }
 
 /** What a host that declares nothing useful sends: every call says `user`, nothing read is reported. */
@@ -119,7 +157,12 @@ export function withholdProvenance(set: ScenarioSet): ScenarioSet {
   return { ...set, scenarios: set.scenarios.map((sc) => ({ ...sc, history: sc.history.map(strip), probes: sc.probes.map(strip) })) };
 }
 
-export function runScenarioReport(set: ScenarioSet, baseConfig: RiskConfig, threshold = baseConfig.reportThreshold, options: { withholdProvenance?: boolean } = {}): ScenarioReport {
+export function runScenarioReport(
+  set: ScenarioSet,
+  baseConfig: RiskConfig,
+  threshold = baseConfig.reportThreshold,
+  options: { withholdProvenance?: boolean } = {},
+): ScenarioReport {
   const config = settingsForSet(set, baseConfig);
   if (options.withholdProvenance) set = withholdProvenance(set);
   const effectsOf = (tool: string): readonly string[] => config.tools[tool]?.effects ?? [];
@@ -166,7 +209,14 @@ export function runScenarioReport(set: ScenarioSet, baseConfig: RiskConfig, thre
       for (const h of scenario.history) {
         n += 1;
         report(agentId, h);
-        engine.submitted(agentId, `h${n}`, h.call, callDigest(h.call.tool, h.call.params), h.at, h.outcome === 'executed' ? 'allowed' : 'denied');
+        engine.submitted(
+          agentId,
+          `h${n}`,
+          h.call,
+          callDigest(h.call.tool, h.call.params),
+          h.at,
+          h.outcome === 'executed' ? 'allowed' : 'denied',
+        );
       }
     });
     const submitProbe = db.transaction((agentId: string, call: ToolCall, digest: string, at: number, held: boolean, benign: boolean) => {
@@ -252,16 +302,33 @@ export function runScenarioReport(set: ScenarioSet, baseConfig: RiskConfig, thre
       scenarios: set.scenarios.length,
       provenance: options.withholdProvenance ? 'withheld' : 'as recorded',
       malicious: {
-        scenarios: maliciousScenarios, detected: maliciousDetected, detectionRate: rate(maliciousDetected, maliciousScenarios),
+        scenarios: maliciousScenarios,
+        detected: maliciousDetected,
+        detectionRate: rate(maliciousDetected, maliciousScenarios),
         byLabel: byName(byLabel).map(([label, r]) => ({ label, ...r, rate: rate(r.detected, r.scenarios) })),
         missed,
       },
       benign: {
-        probes: benignProbes, flagged: benignFlagged, falsePositiveRate: rate(benignFlagged, benignProbes), scenarios: benignScenarios, scenariosFlagged: benignScenariosFlagged, flaggedIds,
+        probes: benignProbes,
+        flagged: benignFlagged,
+        falsePositiveRate: rate(benignFlagged, benignProbes),
+        scenarios: benignScenarios,
+        scenariosFlagged: benignScenariosFlagged,
+        flaggedIds,
         sideEffecting: { probes: sideProbes, flagged: sideFlagged, falsePositiveRate: rate(sideFlagged, sideProbes) },
       },
-      bySource: byName(bySource).map(([source, r]) => ({ source, ...r, detectionRate: rate(r.detected, r.scenarios), falsePositiveRate: rate(r.benignFlagged, r.benignCalls) })),
-      byEffect: byName(byEffect).map(([effect, r]) => ({ effect, ...r, detectionRate: rate(r.maliciousFlagged, r.maliciousCalls), falsePositiveRate: rate(r.benignFlagged, r.benignCalls) })),
+      bySource: byName(bySource).map(([source, r]) => ({
+        source,
+        ...r,
+        detectionRate: rate(r.detected, r.scenarios),
+        falsePositiveRate: rate(r.benignFlagged, r.benignCalls),
+      })),
+      byEffect: byName(byEffect).map(([effect, r]) => ({
+        effect,
+        ...r,
+        detectionRate: rate(r.maliciousFlagged, r.maliciousCalls),
+        falsePositiveRate: rate(r.benignFlagged, r.benignCalls),
+      })),
       meanScoreMicros: probesScored === 0 ? 0 : Math.round((scoringMs / probesScored) * 1000 * 10) / 10,
     };
   } finally {
@@ -278,15 +345,23 @@ export function formatScenarioReport(r: ScenarioReport, title = 'risk scenario r
     `  false-positive rate ${pct(r.benign.falsePositiveRate)}  (${r.benign.flagged} of ${r.benign.probes} benign calls reach it; ${r.benign.scenariosFlagged} of ${r.benign.scenarios} benign scenarios)`,
     `    side-effecting    ${pct(r.benign.sideEffecting.falsePositiveRate)}  (${r.benign.sideEffecting.flagged} of ${r.benign.sideEffecting.probes} benign side-effecting calls)`,
     '  by attack:',
-    ...r.malicious.byLabel.map((row) => `    ${row.label.padEnd(28)} ${String(row.detected).padStart(4)} / ${String(row.scenarios).padEnd(4)} ${pct(row.rate)}`),
+    ...r.malicious.byLabel.map(
+      (row) => `    ${row.label.padEnd(28)} ${String(row.detected).padStart(4)} / ${String(row.scenarios).padEnd(4)} ${pct(row.rate)}`,
+    ),
   ];
   if (r.bySource.length > 1 || (r.bySource[0] && r.bySource[0].source !== '(none)')) {
     lines.push('  by source:                  detected            benign side-effecting flagged');
-    for (const row of r.bySource) lines.push(`    ${row.source.padEnd(24)} ${String(row.detected).padStart(4)} / ${String(row.scenarios).padEnd(4)} ${pct(row.detectionRate).padStart(6)}   ${String(row.benignFlagged).padStart(4)} / ${String(row.benignCalls).padEnd(4)} ${pct(row.falsePositiveRate).padStart(6)}`);
+    for (const row of r.bySource)
+      lines.push(
+        `    ${row.source.padEnd(24)} ${String(row.detected).padStart(4)} / ${String(row.scenarios).padEnd(4)} ${pct(row.detectionRate).padStart(6)}   ${String(row.benignFlagged).padStart(4)} / ${String(row.benignCalls).padEnd(4)} ${pct(row.falsePositiveRate).padStart(6)}`,
+      );
   }
   if (r.byEffect.length > 1 || (r.byEffect[0] && r.byEffect[0].effect !== '(undeclared)')) {
     lines.push('  by effect class (calls):    malicious flagged   benign side-effecting flagged');
-    for (const row of r.byEffect) lines.push(`    ${row.effect.padEnd(24)} ${String(row.maliciousFlagged).padStart(4)} / ${String(row.maliciousCalls).padEnd(4)} ${pct(row.detectionRate).padStart(6)}   ${String(row.benignFlagged).padStart(4)} / ${String(row.benignCalls).padEnd(4)} ${pct(row.falsePositiveRate).padStart(6)}`);
+    for (const row of r.byEffect)
+      lines.push(
+        `    ${row.effect.padEnd(24)} ${String(row.maliciousFlagged).padStart(4)} / ${String(row.maliciousCalls).padEnd(4)} ${pct(row.detectionRate).padStart(6)}   ${String(row.benignFlagged).padStart(4)} / ${String(row.benignCalls).padEnd(4)} ${pct(row.falsePositiveRate).padStart(6)}`,
+      );
   }
   lines.push(
     `  missed: ${r.malicious.missed.length === 0 ? 'none' : r.malicious.missed.join(', ')}`,

@@ -104,10 +104,15 @@ function readHolder(holderPath: string): DataDirHolder | undefined {
 }
 
 function lockedError(dataDir: string, holder: DataDirHolder | undefined): CountersignError {
-  const who = holder === undefined
-    ? 'another process (it has not written its name yet)'
-    : `pid ${holder.pid} (${holder.command}${holder.host ? ` on ${holder.host}` : ''}, since ${new Date(holder.since).toISOString()})`;
-  return new CountersignError('data_dir_locked', `the data directory ${quote(dataDir, 400)} is in use by ${who}; stop it first, or use another --data-dir`, {
-    details: holder === undefined ? {} : { pid: holder.pid, command: holder.command, since: holder.since },
-  });
+  const who =
+    holder === undefined
+      ? 'another process (it has not written its name yet)'
+      : `pid ${holder.pid} (${holder.command}${holder.host ? ` on ${holder.host}` : ''}, since ${new Date(holder.since).toISOString()})`;
+  return new CountersignError(
+    'data_dir_locked',
+    `the data directory ${quote(dataDir, 400)} is in use by ${who}; stop it first, or use another --data-dir`,
+    {
+      details: holder === undefined ? {} : { pid: holder.pid, command: holder.command, since: holder.since },
+    },
+  );
 }

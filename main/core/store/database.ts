@@ -37,7 +37,11 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Db {
   } catch (cause) {
     db.close();
     if (cause instanceof CountersignError) throw cause;
-    throw new CountersignError('store_failed', `cannot prepare the database at ${JSON.stringify(file)}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    throw new CountersignError(
+      'store_failed',
+      `cannot prepare the database at ${JSON.stringify(file)}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
   }
   return db;
 }
@@ -62,14 +66,21 @@ function migrate(db: Db): void {
     upgrade.immediate();
   } catch (cause) {
     if (cause instanceof CountersignError) throw cause;
-    throw new CountersignError('store_failed', `the database schema could not be upgraded: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    throw new CountersignError(
+      'store_failed',
+      `the database schema could not be upgraded: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
   }
 }
 
 function checkedVersion(db: Db): number {
   const current = schemaVersion(db);
   if (current > MIGRATIONS.length) {
-    throw new CountersignError('store_failed', `the database schema version ${current} is newer than this build supports (${MIGRATIONS.length}); upgrade countersign`);
+    throw new CountersignError(
+      'store_failed',
+      `the database schema version ${current} is newer than this build supports (${MIGRATIONS.length}); upgrade countersign`,
+    );
   }
   return current;
 }

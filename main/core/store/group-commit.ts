@@ -30,7 +30,10 @@ export class GroupCommitter {
   /** The group: every unit of a batch, each in its savepoint, then one COMMIT. */
   private readonly group: Database.Transaction<(batch: Unit[], outcomes: Outcome[]) => void>;
 
-  constructor(private readonly db: Db, options: GroupCommitOptions = {}) {
+  constructor(
+    private readonly db: Db,
+    options: GroupCommitOptions = {},
+  ) {
     this.maxBatch = Math.max(1, options.maxBatch ?? 256);
     this.inSavepoint = db.transaction((work: () => unknown) => work());
     this.group = db.transaction((batch: Unit[], outcomes: Outcome[]) => {

@@ -16,7 +16,6 @@ import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 import { toolCallSchema, type ApprovalRequirement, type RequestState, type ToolCall } from '../../../shared/protocol.js';
 import { approvalRequirementSchema } from '../../../shared/bridge.js';
 
-
 /**
  * The approval requirement column (`obligation`): the shared requirement schema, with the two
  * allowances a stored row has always had: unknown members are dropped and a row written before
@@ -60,22 +59,59 @@ export interface RequestRecord {
 
 /** What the decision path stores for a new request. */
 export interface NewRequest {
-  id: string; agentId: string; kid: string; tool: string; callJson: string; callSha256: string; nonce: string; state: RequestState;
-  policyHash: string; determiningPolicies: readonly string[]; reasons: readonly string[]; obligation: ApprovalRequirement | null;
-  risk: RiskAssessment; createdAt: number; expiresAt: number | null; decidedAt: number | null; conflicted: readonly string[]; groupId: string | null;
+  id: string;
+  agentId: string;
+  kid: string;
+  tool: string;
+  callJson: string;
+  callSha256: string;
+  nonce: string;
+  state: RequestState;
+  policyHash: string;
+  determiningPolicies: readonly string[];
+  reasons: readonly string[];
+  obligation: ApprovalRequirement | null;
+  risk: RiskAssessment;
+  createdAt: number;
+  expiresAt: number | null;
+  decidedAt: number | null;
+  conflicted: readonly string[];
+  groupId: string | null;
 }
 
 /** The columns an identical held call must share with a waiting group (decision-service.ts). */
 export interface GroupKey {
-  agentId: string; callSha256: string; callJson: string; policyHash: string; obligation: ApprovalRequirement;
-  determiningPolicies: readonly string[]; conflicted: readonly string[];
+  agentId: string;
+  callSha256: string;
+  callJson: string;
+  policyHash: string;
+  obligation: ApprovalRequirement;
+  determiningPolicies: readonly string[];
+  conflicted: readonly string[];
 }
 
 interface Row {
-  id: string; agent_id: string; kid: string; tool: string; call_json: string; call_sha256: string; state: string; policy_hash: string;
-  determining_policies: string; reasons: string; obligation: string | null; risk: string; created_at: number; expires_at: number | null;
-  decided_at: number | null; conflicted_approvers: string; group_id: string | null; sealed_at: number | null;
-  agent_display_name: string | null; agent_owner: string | null; agent_owner_state: string | null;
+  id: string;
+  agent_id: string;
+  kid: string;
+  tool: string;
+  call_json: string;
+  call_sha256: string;
+  state: string;
+  policy_hash: string;
+  determining_policies: string;
+  reasons: string;
+  obligation: string | null;
+  risk: string;
+  created_at: number;
+  expires_at: number | null;
+  decided_at: number | null;
+  conflicted_approvers: string;
+  group_id: string | null;
+  sealed_at: number | null;
+  agent_display_name: string | null;
+  agent_owner: string | null;
+  agent_owner_state: string | null;
 }
 
 const SELECT = `SELECT r.id, r.agent_id, r.kid, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
@@ -135,12 +171,25 @@ export function decodeRequest(row: Row): RequestRecord {
  * (`decodeStoredCall`), and a call that no longer decodes is a learning fault, not an abort.
  */
 export interface EndingRequest {
-  id: string; agentId: string; tool: string; callJson: string; callSha256: string; policyHash: string;
-  determiningPolicies: string[]; createdAt: number;
+  id: string;
+  agentId: string;
+  tool: string;
+  callJson: string;
+  callSha256: string;
+  policyHash: string;
+  determiningPolicies: string[];
+  createdAt: number;
 }
 
 interface EndingRow {
-  id: string; agent_id: string; tool: string; call_json: string; call_sha256: string; policy_hash: string; determining_policies: string; created_at: number;
+  id: string;
+  agent_id: string;
+  tool: string;
+  call_json: string;
+  call_sha256: string;
+  policy_hash: string;
+  determining_policies: string;
+  created_at: number;
 }
 
 const ENDING_SELECT = 'SELECT id, agent_id, tool, call_json, call_sha256, policy_hash, determining_policies, created_at FROM requests';
@@ -153,8 +202,14 @@ function decodeEnding(row: EndingRow): EndingRequest {
     throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed determining policy list`);
   }
   return {
-    id: row.id, agentId: row.agent_id, tool: row.tool, callJson: row.call_json, callSha256: row.call_sha256,
-    policyHash: row.policy_hash, determiningPolicies, createdAt: row.created_at,
+    id: row.id,
+    agentId: row.agent_id,
+    tool: row.tool,
+    callJson: row.call_json,
+    callSha256: row.call_sha256,
+    policyHash: row.policy_hash,
+    determiningPolicies,
+    createdAt: row.created_at,
   };
 }
 
@@ -197,7 +252,9 @@ export class RequestRepository {
        ORDER BY created_at, id LIMIT 1`,
     );
     this.followerCountStmt = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
-    this.pendingOfAgentCountStmt = db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'");
+    this.pendingOfAgentCountStmt = db.prepare<[string], { n: number }>(
+      "SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'",
+    );
     this.outcomeStmt = db.prepare<[string], { token: string | null; token_expires_at: number | null }>(
       `SELECT t.token AS token, t.expires_at AS token_expires_at
        FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = ?`,
@@ -230,33 +287,51 @@ export class RequestRepository {
 
   /** Pending, unexpired prompts (a group's primary only), oldest first, one page. */
   listPending(now: number, limit: number, offset: number): RequestRecord[] {
-    return this.db.prepare<[number, number, number], Row>(
-      `${SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
-    ).all(now, limit, offset).map(decodeRequest);
+    return this.db
+      .prepare<[number, number, number], Row>(
+        `${SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
+      )
+      .all(now, limit, offset)
+      .map(decodeRequest);
   }
 
   /** How many prompts are waiting (a merged group counts once). */
   countPending(now: number): number {
-    return (this.db.prepare<[number], { n: number }>("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ? AND group_id IS NULL").get(now) ?? { n: 0 }).n;
+    return (
+      this.db
+        .prepare<[number], { n: number }>(
+          "SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ? AND group_id IS NULL",
+        )
+        .get(now) ?? { n: 0 }
+    ).n;
   }
 
   /** Requests that needed approval and are decided (a group's primary only), newest first. */
   history(limit: number): RequestRecord[] {
-    return this.db.prepare<[number], Row>(
-      `${SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
-    ).all(limit).map(decodeRequest);
+    return this.db
+      .prepare<[number], Row>(
+        `${SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
+      )
+      .all(limit)
+      .map(decodeRequest);
   }
 
   /** Every follower of a primary (any state), sorted by id. */
   followers(primaryId: string): RequestRecord[] {
-    return this.db.prepare<[string], Row>(`${SELECT} WHERE r.group_id = ?`).all(primaryId).map(decodeRequest)
+    return this.db
+      .prepare<[string], Row>(`${SELECT} WHERE r.group_id = ?`)
+      .all(primaryId)
+      .map(decodeRequest)
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** The ids of a primary's followers still pending, sorted (as challenge records list them). */
   pendingFollowerIds(primaryId: string): string[] {
-    return this.db.prepare<[string], { id: string }>("SELECT id FROM requests WHERE group_id = ? AND state = 'pending'").all(primaryId)
-      .map((r) => r.id).sort();
+    return this.db
+      .prepare<[string], { id: string }>("SELECT id FROM requests WHERE group_id = ? AND state = 'pending'")
+      .all(primaryId)
+      .map((r) => r.id)
+      .sort();
   }
 
   /** How many of an agent's requests wait for approvers (the per-agent cap). */
@@ -269,14 +344,20 @@ export class RequestRepository {
    * records, so a row whose other columns no longer decode cannot roll a revocation back.
    */
   pendingOf(agentId: string): EndingRequest[] {
-    return this.db.prepare<[string], EndingRow>(`${ENDING_SELECT} WHERE agent_id = ? AND state = 'pending' ORDER BY created_at, id`).all(agentId).map(decodeEnding);
+    return this.db
+      .prepare<[string], EndingRow>(`${ENDING_SELECT} WHERE agent_id = ? AND state = 'pending' ORDER BY created_at, id`)
+      .all(agentId)
+      .map(decodeEnding);
   }
 
   /** An agent's requests denied at `decidedAt` with exactly `reasons` (what one revocation ended), oldest first. */
   deniedAt(agentId: string, decidedAt: number, reasons: readonly string[]): RequestRecord[] {
-    return this.db.prepare<[string, number, string], Row>(
-      `${SELECT} WHERE r.agent_id = ? AND r.state = 'denied' AND r.decided_at = ? AND r.reasons = ? ORDER BY r.created_at, r.id`,
-    ).all(agentId, decidedAt, JSON.stringify(reasons)).map(decodeRequest);
+    return this.db
+      .prepare<[string, number, string], Row>(
+        `${SELECT} WHERE r.agent_id = ? AND r.state = 'denied' AND r.decided_at = ? AND r.reasons = ? ORDER BY r.created_at, r.id`,
+      )
+      .all(agentId, decidedAt, JSON.stringify(reasons))
+      .map(decodeRequest);
   }
 
   /**
@@ -284,7 +365,10 @@ export class RequestRepository {
    * uses: one row whose other columns no longer decode cannot stop every expiry.
    */
   dueForExpiry(now: number): EndingRequest[] {
-    return this.db.prepare<[number], EndingRow>(`${ENDING_SELECT} WHERE state = 'pending' AND expires_at <= ? ORDER BY created_at, id`).all(now).map(decodeEnding);
+    return this.db
+      .prepare<[number], EndingRow>(`${ENDING_SELECT} WHERE state = 'pending' AND expires_at <= ? ORDER BY created_at, id`)
+      .all(now)
+      .map(decodeEnding);
   }
 
   /** The newest requests (any state), for the desk's recent activity. */
@@ -297,34 +381,61 @@ export class RequestRepository {
 
   /** An agent's requests created at or after `since`, oldest first (the risk profile's window). */
   recentOf(agentId: string, since: number): RequestRecord[] {
-    return this.db.prepare<[string, number], Row>(`${SELECT} WHERE r.agent_id = ? AND r.created_at >= ? ORDER BY r.created_at, r.rowid`).all(agentId, since).map(decodeRequest);
+    return this.db
+      .prepare<[string, number], Row>(`${SELECT} WHERE r.agent_id = ? AND r.created_at >= ? ORDER BY r.created_at, r.rowid`)
+      .all(agentId, since)
+      .map(decodeRequest);
   }
 
   /** The waiting group an identical held call joins, if any (with its follower count). */
   openGroup(key: GroupKey, now: number): { id: string; expiresAt: number; followers: number } | undefined {
     const group = this.openGroupStmt.get(
-      key.agentId, key.callSha256, key.callJson, key.policyHash, encodeRequirement(key.obligation),
-      JSON.stringify(key.determiningPolicies), JSON.stringify(key.conflicted), now,
+      key.agentId,
+      key.callSha256,
+      key.callJson,
+      key.policyHash,
+      encodeRequirement(key.obligation),
+      JSON.stringify(key.determiningPolicies),
+      JSON.stringify(key.conflicted),
+      now,
     );
-    return group === undefined ? undefined : { id: group.id, expiresAt: group.expires_at, followers: this.followerCountStmt.get(group.id)!.n };
+    return group === undefined
+      ? undefined
+      : { id: group.id, expiresAt: group.expires_at, followers: this.followerCountStmt.get(group.id)!.n };
   }
 
   // ---- writing (call these inside the caller's transaction) ----
 
   insert(request: NewRequest): void {
     this.insertStmt.run({
-      id: request.id, agentId: request.agentId, kid: request.kid, tool: request.tool, callJson: request.callJson, callSha256: request.callSha256,
-      nonce: request.nonce, state: request.state, policyHash: request.policyHash, determining: JSON.stringify(request.determiningPolicies),
-      reasons: JSON.stringify(request.reasons), obligation: request.obligation === null ? null : encodeRequirement(request.obligation),
-      risk: JSON.stringify(request.risk), createdAt: request.createdAt, expiresAt: request.expiresAt, decidedAt: request.decidedAt,
-      conflicted: JSON.stringify(request.conflicted), groupId: request.groupId,
+      id: request.id,
+      agentId: request.agentId,
+      kid: request.kid,
+      tool: request.tool,
+      callJson: request.callJson,
+      callSha256: request.callSha256,
+      nonce: request.nonce,
+      state: request.state,
+      policyHash: request.policyHash,
+      determining: JSON.stringify(request.determiningPolicies),
+      reasons: JSON.stringify(request.reasons),
+      obligation: request.obligation === null ? null : encodeRequirement(request.obligation),
+      risk: JSON.stringify(request.risk),
+      createdAt: request.createdAt,
+      expiresAt: request.expiresAt,
+      decidedAt: request.decidedAt,
+      conflicted: JSON.stringify(request.conflicted),
+      groupId: request.groupId,
     });
   }
 
   /** Move a pending request to a terminal state; false when it was no longer pending. */
   finish(id: string, state: 'approved' | 'denied' | 'expired', now: number, reasons: readonly string[]): boolean {
-    return this.db.prepare("UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'")
-      .run(state, now, JSON.stringify(reasons), id).changes === 1;
+    return (
+      this.db
+        .prepare("UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'")
+        .run(state, now, JSON.stringify(reasons), id).changes === 1
+    );
   }
 
   /** Seal a group: no identical call joins it once an approver has begun deciding. */

@@ -26,10 +26,15 @@ export interface AutomationRoutesOptions {
 const MAX_WAIT_MS = 120_000;
 /** Ids as the bridge spells them: 1..128 characters, never `.` or `..`. */
 const ID = bridgeIdSchema;
-const virtualBody = z.strictObject({ id: ID, displayName: z.string().min(1).max(200), groups: z.array(z.string().min(1).max(128)).max(64) });
+const virtualBody = z.strictObject({
+  id: ID,
+  displayName: z.string().min(1).max(200),
+  groups: z.array(z.string().min(1).max(128)).max(64),
+});
 /** A `{requestId}` path segment, checked like the body ids. */
 function requestIdParam(value: string | undefined): string {
-  if (!ID.safeParse(value).success) throw new CountersignError('schema_invalid', 'the request id in the path must be 1 to 128 characters and not a dot segment');
+  if (!ID.safeParse(value).success)
+    throw new CountersignError('schema_invalid', 'the request id in the path must be 1 to 128 characters and not a dot segment');
   return value!;
 }
 const decideBody = z.strictObject({ approverId: ID, verdict: z.enum(['approve', 'deny']), reason: z.string().max(500).optional() });
@@ -52,15 +57,22 @@ export function automationRoutes(options: AutomationRoutesOptions): HttpRoute[] 
 
   return [
     {
-      verb: 'POST', path: '/api/automation/virtual-approvers', access: 'session',
+      verb: 'POST',
+      path: '/api/automation/virtual-approvers',
+      access: 'session',
       handle: async ({ body }) => automation.create(parseBody(virtualBody, await body())),
     },
     {
-      verb: 'POST', path: '/api/automation/requests/{requestId}/decide', access: 'session',
-      handle: async ({ body, params }) => automation.decide({ requestId: requestIdParam(params.requestId), ...parseBody(decideBody, await body()) }),
+      verb: 'POST',
+      path: '/api/automation/requests/{requestId}/decide',
+      access: 'session',
+      handle: async ({ body, params }) =>
+        automation.decide({ requestId: requestIdParam(params.requestId), ...parseBody(decideBody, await body()) }),
     },
     {
-      verb: 'GET', path: '/api/automation/requests/{requestId}/wait', access: 'session',
+      verb: 'GET',
+      path: '/api/automation/requests/{requestId}/wait',
+      access: 'session',
       handle: ({ params, query }) => waitForDecision(requestIdParam(params.requestId), Number(query.get('timeoutMs') ?? 30_000) || 0),
     },
   ];

@@ -15,7 +15,12 @@ import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 
 /** What the ceremony engine (approvals/ceremony.ts) offers for one tap, as far as a key reads it. */
-export interface CeremonyOptions { challenge: string; rpId?: string; allowCredentials?: Array<{ id: string }>; userVerification?: string }
+export interface CeremonyOptions {
+  challenge: string;
+  rpId?: string;
+  allowCredentials?: Array<{ id: string }>;
+  userVerification?: string;
+}
 
 /** The part of the approval service a virtual approver needs. */
 export interface CeremonyService {
@@ -30,8 +35,13 @@ export class VirtualApprovers {
   private readonly authenticators: VirtualAuthenticator[];
   private readonly file: string;
 
-  constructor(private readonly directory: ApproverDirectory, private readonly service: CeremonyService, options: { dataDir: string; domain: TokenDomain }) {
-    if (options.domain !== 'test') throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain');
+  constructor(
+    private readonly directory: ApproverDirectory,
+    private readonly service: CeremonyService,
+    options: { dataDir: string; domain: TokenDomain },
+  ) {
+    if (options.domain !== 'test')
+      throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain');
     this.file = join(options.dataDir, STATE_FILE);
     this.authenticators = existsSync(this.file) ? loadState(parseStrictJson(readFileSync(this.file, 'utf8'))) : [];
   }
@@ -49,7 +59,11 @@ export class VirtualApprovers {
     const options = await this.directory.beginRegistration(approverId, code);
     const authenticator = new VirtualAuthenticator();
     const response = authenticator.createCredential({
-      rpId: this.directory.rpId, origin: this.origin(), challenge: options.challenge, user: options.user, userVerification: 'required',
+      rpId: this.directory.rpId,
+      origin: this.origin(),
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
       excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
     });
     const credential = await this.directory.finishRegistration(approverId, response);
@@ -60,22 +74,33 @@ export class VirtualApprovers {
 
   /** Run a whole approval (or denial) ceremony as `approverId`, as a person tapping their key. */
   async decide(input: { requestId: string; approverId: string; verdict: 'approve' | 'deny'; reason?: string }): Promise<unknown> {
-    const { options } = await this.service.startCeremony({ requestId: input.requestId, approverId: input.approverId, verdict: input.verdict });
+    const { options } = await this.service.startCeremony({
+      requestId: input.requestId,
+      approverId: input.approverId,
+      verdict: input.verdict,
+    });
     const response = this.answer(options);
-    return this.service.submitCeremony({ requestId: input.requestId, approverId: input.approverId, response, ...(input.reason === undefined ? {} : { reason: input.reason }) });
+    return this.service.submitCeremony({
+      requestId: input.requestId,
+      approverId: input.approverId,
+      response,
+      ...(input.reason === undefined ? {} : { reason: input.reason }),
+    });
   }
 
   /** Tap a virtual key the ceremony engine offered (an approval or an admin action), as a browser would. */
   answer(options: CeremonyOptions): AuthenticationResponseJSON {
     const allowed = (options.allowCredentials ?? []).map((c) => c.id);
     const authenticator = this.authenticators.find((a) => allowed.some((id) => a.hasCredential(id)));
-    if (authenticator === undefined) throw new CountersignError('credential_unknown', 'this virtual approver holds none of the keys the ceremony accepts');
+    if (authenticator === undefined)
+      throw new CountersignError('credential_unknown', 'this virtual approver holds none of the keys the ceremony accepts');
     const response = authenticator.getAssertion({
       rpId: options.rpId ?? this.directory.rpId,
       origin: this.origin(),
       challenge: options.challenge,
       allowCredentials: allowed,
-      userVerification: options.userVerification === 'discouraged' ? 'discouraged' : options.userVerification === 'preferred' ? 'preferred' : 'required',
+      userVerification:
+        options.userVerification === 'discouraged' ? 'discouraged' : options.userVerification === 'preferred' ? 'preferred' : 'required',
     });
     this.persist(); // the signature counter moved
     return response;

@@ -296,9 +296,10 @@ export class VirtualAuthenticator {
 
     const idLength = Buffer.alloc(2);
     idLength.writeUInt16BE(idBytes.length);
-    const aaguidBytes = options.testHooks?.impersonateAaguid === undefined
-      ? AAGUID_BYTES
-      : Buffer.from(options.testHooks.impersonateAaguid.replaceAll('-', ''), 'hex');
+    const aaguidBytes =
+      options.testHooks?.impersonateAaguid === undefined
+        ? AAGUID_BYTES
+        : Buffer.from(options.testHooks.impersonateAaguid.replaceAll('-', ''), 'hex');
     if (aaguidBytes.length !== 16) throw new CountersignError('config_invalid', 'an impersonated aaguid must be a UUID');
     const attestedCredentialData = Buffer.concat([aaguidBytes, idLength, idBytes, cosePublicKey]);
     const authData = authenticatorData(options.testHooks?.authenticatorDataRpId ?? rpId, flags, 0, attestedCredentialData);
@@ -308,7 +309,13 @@ export class VirtualAuthenticator {
     const attestationObject = isoCBOR.encode(
       new Map<string, string | Uint8Array | Map<string, number | Uint8Array>>([
         ['fmt', 'packed'],
-        ['attStmt', new Map<string, number | Uint8Array>([['alg', COSE_ALG_ES256], ['sig', new Uint8Array(sig)]])],
+        [
+          'attStmt',
+          new Map<string, number | Uint8Array>([
+            ['alg', COSE_ALG_ES256],
+            ['sig', new Uint8Array(sig)],
+          ]),
+        ],
         ['authData', new Uint8Array(authData)],
       ]),
     );
@@ -469,7 +476,8 @@ export class VirtualAuthenticator {
         });
       }
       if (idBytes.length === 0 || idBytes.length > 1023) throw invalid(`credential ${index} has an id of ${idBytes.length} bytes`);
-      if (userHandleBytes.length > MAX_USER_HANDLE_BYTES) throw invalid(`credential ${index} has a user handle over ${MAX_USER_HANDLE_BYTES} bytes`);
+      if (userHandleBytes.length > MAX_USER_HANDLE_BYTES)
+        throw invalid(`credential ${index} has a user handle over ${MAX_USER_HANDLE_BYTES} bytes`);
       const canonicalId = idBytes.toString('base64url');
       if (canonicalId !== id) throw invalid(`credential ${index} id is not canonical base64url`);
       if (authenticator.#credentials.has(canonicalId)) throw invalid(`credential ${quote(canonicalId)} appears twice`);

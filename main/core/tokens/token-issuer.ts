@@ -79,7 +79,10 @@ export async function signApprovalToken(signer: Signer, claims: ApprovalTokenCla
   const checked = approvalTokenClaimsSchema.safeParse(claims);
   if (!checked.success || claims.decision.verdict !== 'allow') {
     const issue = checked.success ? undefined : checked.error.issues[0];
-    throw new CountersignError('internal_error', `refusing to sign invalid approval token claims${issue ? ` at ${quote(issue.path.join('.'))}: ${issue.message}` : ''}`);
+    throw new CountersignError(
+      'internal_error',
+      `refusing to sign invalid approval token claims${issue ? ` at ${quote(issue.path.join('.'))}: ${issue.message}` : ''}`,
+    );
   }
   const header: ApprovalTokenHeader = { alg: signer.algorithm, kid: signer.keyId, typ: APPROVAL_TOKEN_TYP };
   const signingInput = `${base64url(canonicalBytes(header))}.${base64url(canonicalBytes(claims))}`;
@@ -92,7 +95,9 @@ export async function signApprovalToken(signer: Signer, claims: ApprovalTokenCla
     throw new CountersignError('signer_failed', undefined, { cause: err, details: { kid: signer.keyId } });
   }
   if (!verifyWithJwk(signer.publicJwk, data, signature)) {
-    throw new CountersignError('signer_failed', 'the signature does not verify against the published key', { details: { kid: signer.keyId } });
+    throw new CountersignError('signer_failed', 'the signature does not verify against the published key', {
+      details: { kid: signer.keyId },
+    });
   }
   return { token: `${signingInput}.${base64url(signature)}`, header, claims };
 }
@@ -106,8 +111,10 @@ export class TokenIssuer {
 
   constructor(options: TokenIssuerOptions) {
     checkSigner(options.signer);
-    if (typeof options.issuer !== 'string' || options.issuer.length === 0) throw new CountersignError('config_invalid', 'the token issuer id must be a non-empty string');
-    if (options.domain !== 'production' && options.domain !== 'test') throw new CountersignError('config_invalid', 'the token domain must be "production" or "test"');
+    if (typeof options.issuer !== 'string' || options.issuer.length === 0)
+      throw new CountersignError('config_invalid', 'the token issuer id must be a non-empty string');
+    if (options.domain !== 'production' && options.domain !== 'test')
+      throw new CountersignError('config_invalid', 'the token domain must be "production" or "test"');
     this.signer = options.signer;
     this.issuer = options.issuer;
     this.domain = options.domain;

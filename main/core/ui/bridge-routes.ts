@@ -7,8 +7,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CountersignError } from '../../../shared/errors.js';
 import {
-  BRIDGE_EVENTS_PATH, BRIDGE_METHODS, BRIDGE_METHOD_NAMES, createBridgeClient, parseBridgeArguments,
-  type BridgeEvent, type CountersignBridge, type BridgeMethodName, type BridgeMethodRow, type BridgeMethods,
+  BRIDGE_EVENTS_PATH,
+  BRIDGE_METHODS,
+  BRIDGE_METHOD_NAMES,
+  createBridgeClient,
+  parseBridgeArguments,
+  type BridgeEvent,
+  type CountersignBridge,
+  type BridgeMethodName,
+  type BridgeMethodRow,
+  type BridgeMethods,
 } from '../../../shared/bridge-table.js';
 import { COMMON_HEADERS, type HttpRoute, type RouteContext } from '../http/http-edge.js';
 import type { BridgeEventHub } from './bridge-events.js';
@@ -32,7 +40,8 @@ async function httpArguments(row: BridgeMethodRow, ctx: RouteContext): Promise<u
   let body: Record<string, unknown> = {};
   if (row.http.verb === 'POST') {
     const raw = await ctx.body();
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CountersignError('schema_invalid', 'the body must be a JSON object');
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      throw new CountersignError('schema_invalid', 'the body must be a JSON object');
     body = raw as Record<string, unknown>;
     const extra = Object.keys(body).find((key) => !bodyNames.includes(key));
     if (extra !== undefined) throw new CountersignError('schema_invalid', `the body has an unknown member ${JSON.stringify(extra)}`);
@@ -42,7 +51,8 @@ async function httpArguments(row: BridgeMethodRow, ctx: RouteContext): Promise<u
     if (spec.in === 'body') return body[spec.name];
     const value = ctx.query.get(spec.name);
     if (value === null) return undefined;
-    if (!QUERY_INTEGER.test(value)) throw new CountersignError('schema_invalid', `the query parameter ${JSON.stringify(spec.name)} must be a whole number`);
+    if (!QUERY_INTEGER.test(value))
+      throw new CountersignError('schema_invalid', `the query parameter ${JSON.stringify(spec.name)} must be a whole number`);
     return Number(value);
   });
 }
@@ -86,7 +96,8 @@ export function bridgeRoutes(service: BridgeMethods, events: BridgeEventHub, opt
       const address = req.socket.remoteAddress ?? '';
       const mine = openByAddress.get(address) ?? 0;
       if (open >= maxStreams) throw new CountersignError('too_many_connections', `at most ${maxStreams} event streams may be open`);
-      if (mine >= maxPerAddress) throw new CountersignError('too_many_connections', `at most ${maxPerAddress} event streams may be open from one address`);
+      if (mine >= maxPerAddress)
+        throw new CountersignError('too_many_connections', `at most ${maxPerAddress} event streams may be open from one address`);
       open++;
       openByAddress.set(address, mine + 1);
       streamEvents(req, res, events, keepAliveMs, maxBuffered, () => {
@@ -102,7 +113,14 @@ export function bridgeRoutes(service: BridgeMethods, events: BridgeEventHub, opt
 }
 
 /** Server-Sent Events: `event: <name>` and `data: <json>` per pushed event until the client goes away. */
-function streamEvents(req: IncomingMessage, res: ServerResponse, events: BridgeEventHub, keepAliveMs: number, maxBuffered: number, closed: () => void): void {
+function streamEvents(
+  req: IncomingMessage,
+  res: ServerResponse,
+  events: BridgeEventHub,
+  keepAliveMs: number,
+  maxBuffered: number,
+  closed: () => void,
+): void {
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-store',
@@ -143,5 +161,8 @@ function streamEvents(req: IncomingMessage, res: ServerResponse, events: BridgeE
  * in-process callers.
  */
 export function inProcessBridge(service: BridgeMethods, events: BridgeEventHub): CountersignBridge {
-  return createBridgeClient((name, args) => callBridgeMethod(service, name, args), (listener) => events.subscribe(listener));
+  return createBridgeClient(
+    (name, args) => callBridgeMethod(service, name, args),
+    (listener) => events.subscribe(listener),
+  );
 }

@@ -20,8 +20,19 @@ import type { TamperAlarm, TamperAlarmView } from '../audit/tamper-alarm.js';
 import { CountersignError } from '../../../shared/errors.js';
 import {
   clampDecisionLimit,
-  type AgentSummary, type ApprovalCeremony, type ApprovalEntry, type ApprovalOutcome, type ApprovalRequest, type ApprovalVerdict, type ApproverSummary,
-  type AuditAlarmSummary, type BridgeStatus, type DecisionSummary, type RegisteredKey, type WebAuthnCreationOptions, type WebAuthnResponseJson,
+  type AgentSummary,
+  type ApprovalCeremony,
+  type ApprovalEntry,
+  type ApprovalOutcome,
+  type ApprovalRequest,
+  type ApprovalVerdict,
+  type ApproverSummary,
+  type AuditAlarmSummary,
+  type BridgeStatus,
+  type DecisionSummary,
+  type RegisteredKey,
+  type WebAuthnCreationOptions,
+  type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
 import type { BridgeMethods } from '../../../shared/bridge-table.js';
@@ -98,7 +109,14 @@ function toApprovalRequest(view: ApprovalRequestView): ApprovalRequest {
 
 function alarmSummary(alarm: TamperAlarmView | undefined): AuditAlarmSummary | null {
   if (alarm === undefined) return null;
-  return { id: alarm.id, raisedAt: alarm.raisedAt, source: alarm.source, firstBadSeq: alarm.firstBadSeq, findings: alarm.findings.length, reason: (alarm.findings[0]?.reason ?? '').slice(0, 500) };
+  return {
+    id: alarm.id,
+    raisedAt: alarm.raisedAt,
+    source: alarm.source,
+    firstBadSeq: alarm.firstBadSeq,
+    findings: alarm.findings.length,
+    reason: (alarm.findings[0]?.reason ?? '').slice(0, 500),
+  };
 }
 
 export class UiService implements BridgeMethods {
@@ -158,9 +176,16 @@ export class UiService implements BridgeMethods {
 
   listApprovers(): Promise<{ approvers: ApproverSummary[] }> {
     return settle(() => ({
-      approvers: this.approverDirectory().list().map((a) => ({
-        id: a.id, displayName: a.displayName, groups: [...a.groups], virtual: a.virtual, status: a.status, createdAt: a.createdAt,
-      })),
+      approvers: this.approverDirectory()
+        .list()
+        .map((a) => ({
+          id: a.id,
+          displayName: a.displayName,
+          groups: [...a.groups],
+          virtual: a.virtual,
+          status: a.status,
+          createdAt: a.createdAt,
+        })),
     }));
   }
 
@@ -174,7 +199,7 @@ export class UiService implements BridgeMethods {
 
   async beginApproverRegistration(approverId: string, registrationCode: string): Promise<WebAuthnCreationOptions> {
     // The directory spends the code (single use) before it issues a challenge.
-    return await this.approverDirectory().beginRegistration(approverId, registrationCode) as unknown as WebAuthnCreationOptions;
+    return (await this.approverDirectory().beginRegistration(approverId, registrationCode)) as unknown as WebAuthnCreationOptions;
   }
 
   async finishApproverRegistration(approverId: string, response: WebAuthnResponseJson): Promise<RegisteredKey> {
@@ -188,12 +213,20 @@ export class UiService implements BridgeMethods {
     return { options: started.options, record: started.record } as ApprovalCeremony;
   }
 
-  async submitApprovalCeremony(requestId: string, approverId: string, response: WebAuthnResponseJson, reason?: string): Promise<ApprovalOutcome> {
+  async submitApprovalCeremony(
+    requestId: string,
+    approverId: string,
+    response: WebAuthnResponseJson,
+    reason?: string,
+  ): Promise<ApprovalOutcome> {
     // The approval service verifies the assertion in full (@simplewebauthn/server).
     const input = { requestId, approverId, response: response as unknown as AuthenticationResponseJSON };
     const outcome = await this.approvalService().submitCeremony(reason === undefined ? input : { ...input, reason });
     const out: ApprovalOutcome = {
-      requestId: outcome.requestId, state: outcome.state, approvalsSoFar: outcome.approvalsSoFar.map(toEntry), reasons: [...outcome.reasons],
+      requestId: outcome.requestId,
+      state: outcome.state,
+      approvalsSoFar: outcome.approvalsSoFar.map(toEntry),
+      reasons: [...outcome.reasons],
     };
     if (outcome.token !== undefined) out.token = outcome.token;
     if (outcome.tokenExpiresAt !== undefined) out.tokenExpiresAt = outcome.tokenExpiresAt;
@@ -201,12 +234,14 @@ export class UiService implements BridgeMethods {
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {
-    if (this.deps.approvals === undefined) throw new CountersignError('internal_error', 'approvals are not available through this UI service');
+    if (this.deps.approvals === undefined)
+      throw new CountersignError('internal_error', 'approvals are not available through this UI service');
     return this.deps.approvals;
   }
 
   private approverDirectory(): NonNullable<UiServiceDeps['approvers']> {
-    if (this.deps.approvers === undefined) throw new CountersignError('internal_error', 'the approver directory is not available through this UI service');
+    if (this.deps.approvers === undefined)
+      throw new CountersignError('internal_error', 'the approver directory is not available through this UI service');
     return this.deps.approvers;
   }
 }
