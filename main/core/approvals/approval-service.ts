@@ -325,7 +325,6 @@ export class ApprovalService {
 
   // ---- reading ----
 
-  /** Pending, unexpired requests waiting for approvers, oldest first. */
   /** Pending, unexpired requests, oldest first; `limit`/`offset` page through a long queue. */
   listPending(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
     const n = Math.max(1, Math.min(MAX_PENDING_PAGE, Math.floor(Number.isFinite(limit) ? limit : MAX_PENDING_PAGE)));

@@ -33,7 +33,7 @@ import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js
 export type CeremonyUserVerification = 'required' | 'preferred';
 
 /** Audit kind recorded when a key is taken out of service as suspect. */
-const CREDENTIAL_SUSPECT_KIND: AuditKind = 'approver.credential_suspect';
+const CREDENTIAL_SUSPECT_KIND = 'approver.credential_suspect' satisfies AuditKind;
 /** Length of base64url(SHA-256(...)): every ceremony challenge has it. */
 const CHALLENGE_LENGTH = 43;
 

@@ -27,11 +27,6 @@ export async function callBridgeMethod(service: BridgeMethods, name: BridgeMetho
   return (service[name] as (...a: unknown[]) => Promise<unknown>)(...args);
 }
 
-/** Is `name` a method of the table (an IPC channel or a name from the wire is untrusted)? */
-export function isBridgeMethodName(name: unknown): name is BridgeMethodName {
-  return typeof name === 'string' && Object.hasOwn(BRIDGE_METHODS, name);
-}
-
 const QUERY_INTEGER = /^\d{1,9}$/;
 
 /** The positional arguments of one HTTP call, gathered from where the row places each. */

@@ -245,7 +245,3 @@ export class UiService implements BridgeMethods {
     return this.deps.approvers;
   }
 }
-
-export function createUiService(deps: UiServiceDeps): UiService {
-  return new UiService(deps);
-}
