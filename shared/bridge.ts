@@ -353,3 +353,6 @@ export function toCountersignError(error: unknown): CountersignError {
   if (code !== undefined && isErrorCode(code)) return new CountersignError(code, match?.[2] || ERROR_CODES[code], { cause: error });
   return new CountersignError('internal_error', undefined, { cause: error });
 }
+
+/** The approvers' group whose members are admins (core, CLI and desk read this one name). */
+export const ADMIN_GROUP_NAME = 'countersign-admins';

@@ -4,10 +4,13 @@
  * who you are, register a security key, decide pending requests). It knows only CountersignBridge.
  */
 import { useEffect, useState } from 'react';
-import type { AgentSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
+import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/bridge.js';
 import { ApprovalsView } from './Approvals.js';
+import type { DeskSession, DeskTarget } from './desk/desk-view.js';
+import { DESK_VIEWS } from './desk/views.js';
+import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
 
@@ -30,7 +33,7 @@ interface LoadError {
   message: string;
 }
 
-export function App({ choice }: { choice: BridgeChoice }) {
+export function App({ choice, initialTarget }: { choice: BridgeChoice; initialTarget?: DeskTarget | undefined }) {
   if (choice.kind === 'no-secret') {
     return (
       <main className="app">
@@ -45,7 +48,7 @@ export function App({ choice }: { choice: BridgeChoice }) {
       </main>
     );
   }
-  return <Dashboard bridge={choice.bridge} transport={choice.transport} />;
+  return <Dashboard bridge={choice.bridge} transport={choice.transport} initialTarget={initialTarget} />;
 }
 
 function Header({ status }: { status?: BridgeStatus | undefined }) {
@@ -64,12 +67,21 @@ function Header({ status }: { status?: BridgeStatus | undefined }) {
   );
 }
 
-type View = 'overview' | 'approvals';
-
-function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport: 'ipc' | 'http' }) {
+function Dashboard({
+  bridge,
+  transport,
+  initialTarget,
+}: {
+  bridge: CountersignBridge;
+  transport: 'ipc' | 'http';
+  initialTarget?: DeskTarget | undefined;
+}) {
   const [snapshot, setSnapshot] = useState<Snapshot | undefined>();
   const [error, setError] = useState<LoadError | undefined>();
-  const [view, setView] = useState<View>('overview');
+  const [target, setTarget] = useState<DeskTarget>(initialTarget ?? { view: 'overview' });
+  const view = target.view;
+  const setView = (id: string) => setTarget({ view: id });
+  const session = useActingAs(bridge);
 
   useEffect(() => {
     let active = true;
@@ -123,7 +135,26 @@ function Dashboard({ bridge, transport }: { bridge: CountersignBridge; transport
         >
           Approvals
         </button>
+        {session.current &&
+          DESK_VIEWS.filter((row) => !row.hidden && (!row.admin || session.current?.admin)).map((row) => (
+            <button
+              key={row.id}
+              type="button"
+              role="tab"
+              aria-selected={view === row.id}
+              className={view === row.id ? 'tab tab-active' : 'tab'}
+              data-testid={`tab-${row.id}`}
+              onClick={() => setView(row.id)}
+            >
+              {row.label}
+            </button>
+          ))}
       </nav>
+      <ActingAs state={session} />
+      {session.current &&
+        DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
+          <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={setTarget} requestId={target.requestId} />
+        ))}
       {/* Both views stay mounted (the chosen approver survives switching); only one is shown. */}
       <div hidden={view !== 'approvals'}>
         <ApprovalsView bridge={bridge} />
@@ -316,4 +347,52 @@ function AgentsTable({ agents }: { agents: AgentSummary[] }) {
 
 function shortHash(value: string, length = 19): string {
   return value.length > length ? `${value.slice(0, length)}…` : value;
+}
+
+interface ActingAsState {
+  approvers: ApproverSummary[];
+  current: DeskSession | undefined;
+  choose: (approverId: string) => void;
+}
+
+/**
+ * TEMPORARY seam until sign-in by security key lands: the person this desk acts for, chosen from
+ * the directory. The server checks every ceremony's signature against that person's keys, so a
+ * wrong choice cannot approve anything; sign-in replaces this choice with a proven session.
+ */
+function useActingAs(bridge: CountersignBridge): ActingAsState {
+  const [approvers, setApprovers] = useState<ApproverSummary[]>([]);
+  const [approverId, setApproverId] = useState('');
+  useEffect(() => {
+    let active = true;
+    bridge
+      .listApprovers()
+      .then((list) => active && setApprovers(list.approvers))
+      .catch(() => undefined);
+    return () => {
+      active = false;
+    };
+  }, [bridge]);
+  const person = approvers.find((a) => a.id === approverId);
+  const current: DeskSession | undefined =
+    person === undefined
+      ? undefined
+      : { approverId: person.id, displayName: person.displayName, admin: person.groups.includes(ADMIN_GROUP_NAME) };
+  return { approvers, current, choose: setApproverId };
+}
+
+function ActingAs({ state }: { state: ActingAsState }) {
+  return (
+    <label className="acting-as">
+      Acting as{' '}
+      <select data-testid="desk-act-as" value={state.current?.approverId ?? ''} onChange={(e) => state.choose(e.target.value)}>
+        <option value="">(choose)</option>
+        {state.approvers.map((a) => (
+          <option key={a.id} value={a.id}>
+            {a.displayName || a.id}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
 }

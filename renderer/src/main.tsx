@@ -11,6 +11,7 @@ import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { UI_SECRET_FRAGMENT_PARAM } from '../../shared/bridge.js';
 import { validatingBridge, type CountersignBridge } from '../../shared/bridge-table.js';
 import { App, type BridgeChoice } from './App.js';
+import { targetFromFragment } from './desk/desk-view.js';
 import './styles.css';
 
 declare global {
@@ -42,10 +43,12 @@ function chooseBridge(): BridgeChoice {
   }
 }
 
+// A deep link (`#request=<id>`, from the MCP proxy or a notification) is read before the fragment is cleared.
+const initialTarget = targetFromFragment(window.location.hash);
 const container = document.getElementById('root');
 if (container === null) throw new Error('the page has no #root element');
 createRoot(container).render(
   <StrictMode>
-    <App choice={chooseBridge()} />
+    <App choice={chooseBridge()} initialTarget={initialTarget} />
   </StrictMode>,
 );

@@ -19,10 +19,11 @@ import type { TamperAlarm } from '../audit/tamper-alarm.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
 import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { SIGNED_TYP } from '../../../shared/typ.js';
 
-export const ADMIN_GROUP = 'countersign-admins';
+export const ADMIN_GROUP = ADMIN_GROUP_NAME;
 export const ADMIN_ACTION_TYP = SIGNED_TYP.adminAction;
 
 const id = z.string().min(1).max(128);
