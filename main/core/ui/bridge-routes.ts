@@ -23,6 +23,7 @@ import { COMMON_HEADERS, type HttpRoute, type RouteContext } from '../http/http-
 import type { BridgeEventHub } from './bridge-events.js';
 import { ANONYMOUS_CALLER, authorizeBridgeCall, runBridgeCall, windowCaller, type BridgeCaller } from './bridge-caller.js';
 import type { DeskSessions } from './desk-sessions.js';
+import { callerRuleOf } from '../../../shared/desk-session.js';
 
 /** The server side of the bridge: the table's methods and, where people sign in, the desk sessions. */
 export type BridgeServer = BridgeMethods & { readonly deskSessions?: Pick<DeskSessions, 'resolve'> | undefined };
@@ -39,10 +40,11 @@ export async function callBridgeMethod(
   caller: BridgeCaller = ANONYMOUS_CALLER,
 ): Promise<unknown> {
   const args = parseBridgeArguments(name, rawArgs) as unknown[];
-  const session = service.deskSessions?.resolve(caller.token);
+  const row = BRIDGE_METHODS[name];
+  const session = service.deskSessions?.resolve(caller.token, { touch: callerRuleOf(row) !== 'transport' });
   // A token that names no live session (ended, idle, expired) is dropped from the transport too.
   if (session === undefined && caller.token !== undefined) caller.forget();
-  authorizeBridgeCall(BRIDGE_METHODS[name], args, session);
+  authorizeBridgeCall(row, args, session);
   return runBridgeCall({ caller, session }, () => (service[name] as (...a: unknown[]) => Promise<unknown>)(...args));
 }
 

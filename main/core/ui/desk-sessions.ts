@@ -157,10 +157,11 @@ export class DeskSessions {
   }
 
   /**
-   * The live session a token names, its idle deadline moved on (undefined: none, or it ended;
-   * an ended one is removed and audited). The person is re-read: disabled ends the session.
+   * The live session a token names, its idle deadline moved on unless `touch` is false
+   * (undefined: none, or it ended; an ended one is removed and audited). The person is re-read:
+   * disabled ends the session.
    */
-  resolve(token: string | undefined): DeskSessionView | undefined {
+  resolve(token: string | undefined, options: { touch?: boolean } = {}): DeskSessionView | undefined {
     if (token === undefined || !TOKEN_PATTERN.test(token)) return undefined;
     const key = digest(token);
     const stored = this.sessions.get(key);
@@ -175,7 +176,9 @@ export class DeskSessions {
       return this.end(key, stored, 'approver_disabled');
     }
     if (approver.status !== 'active') return this.end(key, stored, 'approver_disabled');
-    stored.lastSeenAt = now;
+    // Only calls that act for the person count as activity: the desk's automatic polling
+    // (status, queue, getSession) must not keep an unattended session alive.
+    if (options.touch !== false) stored.lastSeenAt = now;
     return this.view(stored, approver.displayName, isAdminGroups(approver.groups));
   }
 
