@@ -5,7 +5,7 @@
  * security key, decide pending requests as the signed-in person). It knows only CountersignBridge.
  */
 import { useCallback, useEffect, useState } from 'react';
-import { startAuthentication, type PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
+import { startAuthentication } from '@simplewebauthn/browser';
 import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/bridge.js';
@@ -415,7 +415,7 @@ function SignIn({ bridge, state }: { bridge: CountersignBridge; state: DeskSessi
     setError(undefined);
     try {
       const { options } = await bridge.beginSignIn(chosen);
-      const response = await startAuthentication({ optionsJSON: options as unknown as PublicKeyCredentialRequestOptionsJSON });
+      const response = await startAuthentication({ optionsJSON: options });
       state.set((await bridge.finishSignIn(chosen, response)).session);
     } catch (caught) {
       const err = toCountersignError(caught);
