@@ -219,7 +219,7 @@ export const AUDIT_EVENT_SCHEMAS = {
   'signing_key.rotated': z.strictObject({ ...signingKeyEvent, previous: z.strictObject({ kid: str, publishedUntil: time }) }),
   'signing_key.retired': z.strictObject({ kid: str, domain: str }),
   'signing_key.adopted': z.strictObject({ kid: str, domain: str, custody: str, previous: str, serverId: str }),
-  'policy.loaded': z.strictObject({ policyHash: str, policyDir: str }),
+  'policy.loaded': z.strictObject({ policyHash: str, policyDir: str, fastPathFallback: str.optional() }),
   'policy.reload_failed': z.strictObject({ error: str, keptPolicyHash: str }),
   'config.loaded': z.strictObject({ configSha256: str }),
   'audit.checkpoint_reset': z.strictObject({ previous: str, resetTo: int, files: strings }),

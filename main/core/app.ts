@@ -18,6 +18,7 @@ import { TamperAlarm } from './audit/tamper-alarm.js';
 import { AuditVerifier } from './audit/audit-verifier.js';
 import { AgentRegistry, type OwnerMigrationReport } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
+import { packTestRequests } from './policy/fast-path-cases.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './keys/open-custody.js';
 import { SigningKeyRegistry, historicKey } from './keys/signing-keys.js';
 import type { Signer } from './custody/signer.js';
@@ -202,7 +203,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
         loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)).config,
       );
     }
-    policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true });
+    policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true, fastPathCases: packTestRequests });
     const engine = policy;
     // Enrollment checks scopes against the set in force at that moment (hot reloads included).
     registry.useVocabulary(() => engine.current.vocabulary);
@@ -435,7 +436,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     custody: signer.custody,
     risk: riskEngine === undefined ? { enabled: false } : { enabled: true, settingsHash: riskEngine.settingsHash },
   });
-  appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
+  appendAudit('policy.loaded', policyLoadedEvent(policy));
   // The configuration in force, by hash: a change between starts shows as a new hash in the log.
   appendAudit('config.loaded', { configSha256: createHash('sha256').update(canonicalize(config)).digest('hex') });
   // A checkpoint right away: the file outside the database vouches for the log from the start,
@@ -465,7 +466,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const stopWatching = policy.watch((result) => {
     if (result.ok) {
       if (!result.changed) return;
-      appendAudit('policy.loaded', { policyHash: result.hash, policyDir: policy.dir });
+      appendAudit('policy.loaded', policyLoadedEvent(policy));
       log(`policy reloaded: ${result.hash}`);
     } else {
       appendAudit('policy.reload_failed', { error: result.error.message.slice(0, 2000), keptPolicyHash: policy.hash });
@@ -569,4 +570,12 @@ function auditHealth(alarm: TamperAlarm, verifier: AuditVerifier): Record<string
           },
     auditVerification: last === undefined ? null : { at: last.finishedAt, entries: last.entries, findings: last.findings.length },
   };
+}
+
+/** The policy.loaded event: the set in force, and why its per-tool policy subsets are off, if they are. */
+function policyLoadedEvent(policy: PolicyEngine): AuditEventFields<'policy.loaded'> {
+  const event: AuditEventFields<'policy.loaded'> = { policyHash: policy.hash, policyDir: policy.dir };
+  const fallback = policy.fastPath.fallback;
+  if (fallback !== undefined) event.fastPathFallback = fallback;
+  return event;
 }
