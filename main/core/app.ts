@@ -30,6 +30,7 @@ import { loadRiskSettings } from './risk/risk-config.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
+import { DeskSessions } from './ui/desk-sessions.js';
 import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
 import { BridgeEventHub } from './ui/bridge-events.js';
@@ -99,6 +100,8 @@ export interface RunningCountersign {
   uiSessionSecret: string;
   /** The one server implementation of the bridge table (HTTP routes and the Electron shell's IPC). */
   ui: UiService;
+  /** Desk sessions (sign-in with a security key; ADR 0010). */
+  deskSessions: DeskSessions;
   /** The bridge's push events (pending, decided), for the shell's IPC channel; HTTP serves them as SSE. */
   bridgeEvents: BridgeEventHub;
   close(): Promise<void>;
@@ -343,7 +346,15 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
   let url = '';
+  // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
+  const deskSessions = new DeskSessions(db, audit, approvers, {
+    idleMs: config.approvals.sessionIdleMs,
+    absoluteMs: config.approvals.sessionLifetimeMs,
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    now: clock,
+  });
   const ui = new UiService({
+    deskSessions,
     db,
     registry,
     policy,
@@ -506,6 +517,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     signingKeys,
     issuer,
     uiSessionSecret,
+    deskSessions,
     approvers,
     approvals,
     checkpoints,
