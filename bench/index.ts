@@ -19,6 +19,7 @@ import { runRiskBench } from './risk.bench.js';
 import { runAuditBench } from './audit.bench.js';
 import { runPolicyLookupsBench } from './policy-lookups.bench.js';
 import { runMcpProxyBench } from './mcp-proxy.bench.js';
+import { runTeamStoreBench } from './team-store.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 import { availableParallelism, loadavg } from 'node:os';
 
@@ -65,6 +66,7 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
       seconds: Math.min(seconds, 5),
       concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
     }),
+  'team-store': () => runTeamStoreBench({ seconds: Math.min(seconds, 5), concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32) }),
 };
 
 for (const [name, run] of Object.entries(benches)) {

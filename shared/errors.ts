@@ -260,6 +260,13 @@ export const ERROR_RECORDS = {
   },
   mcp_downstream_failed: { message: 'the MCP tool server failed or is not running', rpc: RPC_CODES.refused, http: 400 },
   mcp_already_executed: { message: 'the approved call was already executed once', rpc: RPC_CODES.refused, http: 400 },
+
+  // Team mode (PostgreSQL store, docs/team-mode.md)
+  store_unavailable: {
+    message: 'the team database cannot be reached right now; nothing was decided',
+    rpc: RPC_CODES.internalError,
+    http: 503,
+  },
 } as const satisfies Record<string, ErrorRecord>;
 
 export type ErrorCode = keyof typeof ERROR_RECORDS;

@@ -1,0 +1,259 @@
+/**
+ * The audit log's one writer in team mode (ADR 0012). Every hub runs one; the hub holding the
+ * PostgreSQL session advisory lock AUDIT_LEADER_LOCK is the leader. The others wait inside
+ * pg_advisory_lock (blocked in the server, not polling): when the leader's session ends (its
+ * process died, its host was cut off and TCP keepalive gave up), PostgreSQL grants the lock to
+ * the next waiter at once, which then takes over.
+ *
+ * The leader moves audit_submissions (written by any hub in the transaction of the state they
+ * record) into audit_log in id order, giving each the next seq and its leaf hash, and signs
+ * checkpoints (C2SP signed notes, the same as the embedded log) with its custody key. All of its
+ * writes go through the very session that holds the lock: if that session is gone, so is the
+ * transaction, so a deposed leader can never append (and the seq primary key refuses a second
+ * writer of the same position anyway). On taking over, the new leader recomputes the tree from
+ * the records and refuses to lead (audit_fork) if it does not match the last signed checkpoint.
+ */
+import pg from 'pg';
+import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
+import { checkpointText, formatSignedNote, toBase64 } from '../../../shared/checkpoint-note.js';
+import { CountersignError } from '../../../shared/errors.js';
+import { MerkleAccumulator } from '../../../shared/merkle.js';
+import { merkleHasher } from './audit-log.js';
+import { signNote, verifyNoteSignature } from './note-keys.js';
+import { signerForOneSignature, type Signer } from '../custody/signer.js';
+import { writeFileAtomic } from './checkpoints.js';
+import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
+import { AUDIT_CHANNEL } from '../store/pg/pg-decision-store.js';
+import { storeError } from '../store/pg/pg-errors.js';
+import { parseStoredJson } from '../store/stored-json.js';
+
+export const AUDIT_LEADER_LOCK = 0x435302;
+/** Most submissions sequenced in one transaction. */
+const SEQUENCE_BATCH = 2_000;
+
+export interface AuditLeaderOptions {
+  config: ResolvedDatabaseConfig;
+  hub: string;
+  signer: Signer;
+  /** The log's origin line (checkpoints.ts auditOrigin). */
+  origin: string;
+  /** Sign a checkpoint at least this often while the log grows (ms). */
+  checkpointEveryMs?: number;
+  /** Files the leader also writes each checkpoint to (the external copy: checkpoints.ts). */
+  checkpointFiles?: readonly string[];
+  onError?: (message: string) => void;
+  /** Told when this hub becomes leader and when it stops being one. */
+  onLeadership?: (leader: boolean) => void;
+  now?: () => number;
+}
+
+export class PgAuditLeader {
+  private client: pg.Client | undefined;
+  private leader = false;
+  private stopped = false;
+  private acc = new MerkleAccumulator(merkleHasher);
+  private checkpointed = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private wakeQueued = false;
+  private readonly onError: (message: string) => void;
+  private readonly now: () => number;
+  /** When this hub last became leader (ms since the epoch), for failover measurements. */
+  leaderSince: number | undefined;
+
+  constructor(private readonly options: AuditLeaderOptions) {
+    // eslint-disable-next-line no-console -- default sink when the caller injects none
+    this.onError = options.onError ?? ((message) => console.warn(message));
+    this.now = options.now ?? Date.now;
+  }
+
+  isLeader(): boolean {
+    return this.leader;
+  }
+
+  /** Start campaigning: resolves at once; this hub leads when the lock is granted. */
+  start(): void {
+    void this.campaign();
+  }
+
+  private async campaign(): Promise<void> {
+    while (!this.stopped) {
+      const client = new pg.Client({ ...this.options.config.pool, statement_timeout: 0 });
+      const lost = new Promise<void>((resolve) => {
+        client.on('error', (error) => {
+          this.onError(`the audit leader connection failed: ${error.message}`);
+          resolve();
+        });
+        client.on('end', () => resolve());
+      });
+      try {
+        await client.connect();
+        this.client = client;
+        // Blocks in the server until the lock is free: the current leader's session ended.
+        await client.query('SELECT pg_advisory_lock($1)', [AUDIT_LEADER_LOCK]);
+        if (this.stopped) break;
+        await this.takeOver(client);
+        await lost;
+      } catch (error) {
+        if (!this.stopped) this.onError(`the audit leader lost the database: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      this.depose(client);
+      if (!this.stopped) await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  private depose(client: pg.Client): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    const was = this.leader;
+    this.leader = false;
+    if (this.client === client) this.client = undefined;
+    client.end().catch(() => undefined);
+    if (was) this.options.onLeadership?.(false);
+  }
+
+  /** Rebuild the tree from the stored records, check it against the last checkpoint, then lead. */
+  private async takeOver(client: pg.Client): Promise<void> {
+    const acc = new MerkleAccumulator(merkleHasher);
+    const latest = await client.query<{ tree_size: string; root_hash: Buffer }>(
+      'SELECT tree_size, root_hash FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1',
+    );
+    const cpSize = latest.rows[0] ? Number(latest.rows[0].tree_size) : 0;
+    let from = 0;
+    for (;;) {
+      const { rows } = await client.query<{ seq: string; record: string; leaf: Buffer }>(
+        'SELECT seq, record, leaf FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 10000',
+        [from],
+      );
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        const seq = Number(row.seq);
+        if (seq !== acc.size + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${acc.size + 1}`);
+        const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
+        if (!row.leaf.equals(leaf)) throw new CountersignError('audit_corrupt', `entry ${seq} does not match its stored leaf hash`);
+        acc.pushLeafHash(leaf);
+        if (acc.size === cpSize && !Buffer.from(acc.root()).equals(latest.rows[0]!.root_hash))
+          throw new CountersignError('audit_fork', `the audit log does not match its signed checkpoint of ${cpSize} entries`);
+        from = seq;
+      }
+    }
+    if (acc.size < cpSize)
+      throw new CountersignError('audit_rollback', `the audit log has ${acc.size} entries but its last checkpoint covers ${cpSize}`);
+    this.acc = acc;
+    this.checkpointed = cpSize;
+    await client.query(`LISTEN ${AUDIT_CHANNEL}`);
+    client.on('notification', (message) => {
+      if (message.channel === AUDIT_CHANNEL) this.wake();
+    });
+    this.leader = true;
+    this.leaderSince = this.now();
+    this.options.onLeadership?.(true);
+    const every = Math.max(50, this.options.checkpointEveryMs ?? 1_000);
+    this.timer = setInterval(() => void this.tick(true), every);
+    this.timer.unref();
+    // Whatever was submitted while nobody led is sequenced and checkpointed now.
+    await this.tick(true);
+  }
+
+  /** Coalesce notifications: one sequencing pass for however many arrived meanwhile. */
+  private wake(): void {
+    if (this.wakeQueued) return;
+    this.wakeQueued = true;
+    void this.tick(false);
+  }
+
+  /** Sequence what was submitted, and sign a checkpoint if asked. Serialized. */
+  tick(checkpoint: boolean): Promise<void> {
+    const run = this.chain.then(async () => {
+      this.wakeQueued = false;
+      const client = this.client;
+      if (!this.leader || !client) return;
+      try {
+        while ((await this.sequence(client)) === SEQUENCE_BATCH);
+        if (checkpoint) await this.checkpoint(client);
+      } catch (error) {
+        this.onError(`the audit leader could not write: ${storeError(error, 'sequencing the audit log').message}`);
+        // The in-memory tree may be ahead of a rolled-back transaction: rebuild before leading on.
+        if (this.client === client) client.end().catch(() => undefined);
+      }
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sequence(client: pg.Client): Promise<number> {
+    await client.query('BEGIN');
+    try {
+      const { rows } = await client.query<{ id: string; at: string; kind: string; fields: string; request_id: string | null }>(
+        'SELECT id, at, kind, fields, request_id FROM audit_submissions ORDER BY id LIMIT $1',
+        [SEQUENCE_BATCH],
+      );
+      if (rows.length === 0) {
+        await client.query('COMMIT');
+        return 0;
+      }
+      const leaves: Uint8Array[] = [];
+      const values: unknown[] = [];
+      const tuples: string[] = [];
+      rows.forEach((row, i) => {
+        const seq = this.acc.size + 1 + i;
+        const at = Number(row.at);
+        const record = canonicalize({ ...(parseStoredJson(row.fields) as JsonObject), kind: row.kind, at, seq });
+        const leaf = merkleHasher.leaf(Buffer.from(record, 'utf8'));
+        leaves.push(leaf);
+        const p = values.length;
+        tuples.push(`($${p + 1}, $${p + 2}, $${p + 3}, $${p + 4}, $${p + 5}, $${p + 6}, $${p + 7})`);
+        values.push(seq, at, row.kind, record, row.request_id, Buffer.from(leaf), this.options.hub);
+      });
+      await client.query(
+        `INSERT INTO audit_log (seq, at, kind, record, request_id, leaf, sequenced_by) VALUES ${tuples.join(', ')}`,
+        values,
+      );
+      await client.query('DELETE FROM audit_submissions WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
+      await client.query('COMMIT');
+      for (const leaf of leaves) this.acc.pushLeafHash(leaf);
+      return rows.length;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async checkpoint(client: pg.Client): Promise<void> {
+    const size = this.acc.size;
+    if (size <= this.checkpointed) return;
+    const signer = await signerForOneSignature(this.options.signer);
+    const root = this.acc.root();
+    const at = this.now();
+    const { origin } = this.options;
+    const text = checkpointText({ origin, size, rootHash: toBase64(root), time: at });
+    const signature = await signNote(signer, origin, text);
+    if (!verifyNoteSignature(signer.publicJwk, origin, text, signature))
+      throw new CountersignError('signer_failed', 'the checkpoint signature did not verify with the signing key');
+    const note = formatSignedNote(text, [signature]);
+    await client.query('INSERT INTO audit_checkpoints (tree_size, root_hash, at, note, signed_by_hub) VALUES ($1, $2, $3, $4, $5)', [
+      size,
+      Buffer.from(root),
+      at,
+      note,
+      this.options.hub,
+    ]);
+    this.checkpointed = size;
+    for (const file of this.options.checkpointFiles ?? []) {
+      try {
+        writeFileAtomic(file, note);
+      } catch (error) {
+        this.onError(`could not write the checkpoint to ${file}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+
+  /** Sequence and checkpoint what is left (if leading), then release the lock. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    if (this.leader) await this.tick(true).catch(() => undefined);
+    this.stopped = true;
+    const client = this.client;
+    if (client) this.depose(client);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Team-mode database settings (docs/team-mode.md "Database settings"): the connection URL and
+ * what the `pg` pool gets from it. Every setting has a default a small team can keep; a bad value
+ * is config_invalid, naming the setting. TLS to the database: `sslmode=require` (encrypt),
+ * `sslmode=verify-full` (encrypt and check the server certificate and host name against
+ * `sslrootcert`, a CA file); without it the connection is plain, for a database on loopback only.
+ */
+import { readFileSync } from 'node:fs';
+import type { PoolConfig } from 'pg';
+import { CountersignError } from '../../../../shared/errors.js';
+
+export interface TeamDatabaseConfig {
+  /** postgres://user:password@host:port/database[?sslmode=...&sslrootcert=...] */
+  url: string;
+  /** Connections per hub for decisions (the outcome listener and the audit leader hold one more each). */
+  poolSize?: number | undefined;
+  /** A statement that runs longer is cancelled and its decision fails closed (ms). */
+  statementTimeoutMs?: number | undefined;
+  /** How long to wait for a free pooled connection or a new one before failing closed (ms). */
+  connectTimeoutMs?: number | undefined;
+  /** How long one group transaction may stay open before the server ends it (ms). */
+  idleInTransactionTimeoutMs?: number | undefined;
+  /** Most decisions sharing one COMMIT. */
+  maxBatch?: number | undefined;
+}
+
+export interface ResolvedDatabaseConfig {
+  pool: PoolConfig;
+  poolSize: number;
+  maxBatch: number;
+  /** The URL with any password replaced, for logs. */
+  display: string;
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw new CountersignError('config_invalid', `the database setting ${name} must be a whole number from 1 to ${max}`);
+  return value;
+}
+
+export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatabaseConfig {
+  let url: URL;
+  try {
+    url = new URL(config.url);
+  } catch {
+    throw new CountersignError('config_invalid', 'the database url is not a url (expected postgres://user@host:port/database)');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
+    throw new CountersignError('config_invalid', `the database url scheme ${JSON.stringify(url.protocol)} is not postgres:`);
+  const poolSize = positiveInt('poolSize', config.poolSize, 8, 200);
+  const statementTimeoutMs = positiveInt('statementTimeoutMs', config.statementTimeoutMs, 5_000, 600_000);
+  const connectTimeoutMs = positiveInt('connectTimeoutMs', config.connectTimeoutMs, 5_000, 600_000);
+  const idleInTransactionTimeoutMs = positiveInt('idleInTransactionTimeoutMs', config.idleInTransactionTimeoutMs, 10_000, 600_000);
+  const maxBatch = positiveInt('maxBatch', config.maxBatch, 64, 10_000);
+
+  const sslmode = url.searchParams.get('sslmode') ?? 'disable';
+  const rootcert = url.searchParams.get('sslrootcert');
+  let ssl: PoolConfig['ssl'];
+  if (sslmode === 'disable') ssl = false;
+  else if (sslmode === 'require') ssl = { rejectUnauthorized: false };
+  else if (sslmode === 'verify-full') {
+    if (!rootcert) throw new CountersignError('config_invalid', 'sslmode=verify-full needs sslrootcert=<a CA certificate file>');
+    let ca: string;
+    try {
+      ca = readFileSync(rootcert, 'utf8');
+    } catch {
+      throw new CountersignError('file_not_found', `the database CA file ${JSON.stringify(rootcert)} cannot be read`);
+    }
+    ssl = { rejectUnauthorized: true, ca };
+  } else
+    throw new CountersignError('config_invalid', `the database sslmode ${JSON.stringify(sslmode)} is not disable, require or verify-full`);
+
+  // The TLS parameters are ours to interpret; pg's own URL parser would override `ssl`.
+  const plain = new URL(url.toString());
+  plain.searchParams.delete('sslmode');
+  plain.searchParams.delete('sslrootcert');
+  const display = new URL(plain.toString());
+  if (display.password) display.password = '***';
+  return {
+    pool: {
+      connectionString: plain.toString(),
+      ssl,
+      max: poolSize,
+      connectionTimeoutMillis: connectTimeoutMs,
+      statement_timeout: statementTimeoutMs,
+      idle_in_transaction_session_timeout: idleInTransactionTimeoutMs,
+      // A hub cut off from the database notices within seconds, not the kernel's two hours.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 1_000,
+      application_name: 'countersign-hub',
+    },
+    poolSize,
+    maxBatch,
+    display: display.toString(),
+  };
+}

@@ -1,0 +1,372 @@
+/**
+ * The team-mode store on PostgreSQL (ADR 0012). Same semantics as the SQLite store:
+ *  - Group commit: units of work queued in the same moment share one transaction, each in its own
+ *    SAVEPOINT (a failing unit rolls back alone), one COMMIT; several groups run at once, one per
+ *    pooled connection. Nobody is answered before the COMMIT holding their rows returned; if the
+ *    COMMIT fails every unit in it fails (store_unavailable when the database is gone).
+ *  - A nonce is claimed with INSERT .. ON CONFLICT DO NOTHING: a concurrent claim of the same
+ *    nonce on any hub waits for the first transaction and then finds the row (envelope_replayed).
+ *  - A request finishes with UPDATE .. WHERE state = 'pending' (and a trigger refuses any other
+ *    move), so of two hubs racing to approve it exactly one writes a token.
+ *  - Audit events go to audit_submissions in the same transaction; the audit leader
+ *    (audit/pg-audit-leader.ts) sequences them. pg_notify inside that transaction tells every hub's
+ *    listener at COMMIT (PostgreSQL delivers notifications only on commit), which wakes the
+ *    agent's held call wherever it is connected; no polling.
+ */
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { canonicalize, type JsonObject } from '../../../../shared/canonical-json.js';
+import { assertAuditEvent } from '../../../../shared/audit-events.js';
+import { CountersignError } from '../../../../shared/errors.js';
+import type { AuditSubmission, DecisionStore, DecisionWrite, FinishWrite, RequestOutcome, StoredState, TokenRow } from '../store-seam.js';
+import { isFinal } from '../store-seam.js';
+import { resolveDatabaseConfig, type ResolvedDatabaseConfig, type TeamDatabaseConfig } from './pg-config.js';
+import { isConnectionLoss, storeError } from './pg-errors.js';
+import { PG_MIGRATIONS } from './pg-migrations.js';
+
+export const OUTCOME_CHANNEL = 'countersign_outcome';
+export const AUDIT_CHANNEL = 'countersign_audit';
+/** The advisory lock key migrations run under (any constant; the audit leader uses another). */
+const MIGRATION_LOCK = 0x435301;
+
+type Work<T> = (client: pg.PoolClient) => Promise<T>;
+interface Unit {
+  work: Work<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface PgStoreOptions extends TeamDatabaseConfig {
+  /** This hub's name (recorded with what it writes; unique per hub). */
+  hub: string;
+  onError?: (message: string) => void;
+}
+
+export class PgDecisionStore implements DecisionStore {
+  readonly kind = 'postgres' as const;
+  readonly hub: string;
+  readonly pool: pg.Pool;
+  readonly config: ResolvedDatabaseConfig;
+  private queue: Unit[] = [];
+  private running = 0;
+  private readonly maxGroups: number;
+  private readonly finished = new EventEmitter();
+  private listener: pg.Client | undefined;
+  private listening: Promise<void> | undefined;
+  private closed = false;
+  private readonly onError: (message: string) => void;
+
+  private constructor(options: PgStoreOptions) {
+    this.hub = options.hub;
+    this.config = resolveDatabaseConfig(options);
+    this.pool = new pg.Pool(this.config.pool);
+    // An idle pooled connection that dies (database restart) must not crash the hub.
+    this.pool.on('error', (error) => this.onError(`a pooled database connection failed: ${error.message}`));
+    this.maxGroups = Math.max(1, this.config.poolSize - 1);
+    this.finished.setMaxListeners(0);
+    // eslint-disable-next-line no-console -- default sink when the caller injects none
+    this.onError = options.onError ?? ((message) => console.warn(message));
+  }
+
+  /** Connect, apply migrations, start the outcome listener. */
+  static async open(options: PgStoreOptions): Promise<PgDecisionStore> {
+    const store = new PgDecisionStore(options);
+    try {
+      await store.migrate();
+      await store.listen();
+    } catch (error) {
+      await store.pool.end().catch(() => undefined);
+      throw storeError(error, 'opening the team database');
+    }
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    const ignore = () => undefined; // a dropped connection rejects the running query below
+    client.on('error', ignore);
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)');
+      const row = await client.query<{ version: number }>('SELECT version FROM schema_version');
+      let version = row.rows[0]?.version ?? 0;
+      if (row.rowCount === 0) await client.query('INSERT INTO schema_version (version) VALUES (0)');
+      if (version > PG_MIGRATIONS.length)
+        throw new CountersignError(
+          'store_failed',
+          `the database schema version ${version} is newer than this build supports (${PG_MIGRATIONS.length}); upgrade countersign`,
+        );
+      for (; version < PG_MIGRATIONS.length; version++) await client.query(PG_MIGRATIONS[version]!);
+      await client.query('UPDATE schema_version SET version = $1', [version]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.off('error', ignore);
+      client.release();
+    }
+  }
+
+  // ---- the outcome listener: one connection per hub, re-established after a database restart ----
+
+  private listen(): Promise<void> {
+    this.listening ??= this.connectListener().finally(() => {
+      this.listening = undefined;
+    });
+    return this.listening;
+  }
+
+  private async connectListener(): Promise<void> {
+    const client = new pg.Client({ ...this.config.pool, statement_timeout: 0 });
+    client.on('notification', (message) => {
+      if (message.channel === OUTCOME_CHANNEL && message.payload) this.finished.emit(message.payload);
+    });
+    const lost = () => {
+      if (this.listener !== client) return;
+      this.listener = undefined;
+      client.end().catch(() => undefined);
+      if (!this.closed) this.relisten(250);
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    await client.connect();
+    await client.query(`LISTEN ${OUTCOME_CHANNEL}`);
+    this.listener = client;
+    // Notifications sent while no listener was connected are lost: everyone waiting re-reads.
+    for (const name of this.finished.eventNames()) if (typeof name === 'string') this.finished.emit(name);
+  }
+
+  private relisten(delayMs: number): void {
+    setTimeout(() => {
+      if (this.closed || this.listener) return;
+      this.listen().catch((error: unknown) => {
+        this.onError(`the outcome listener cannot reconnect yet: ${error instanceof Error ? error.message : String(error)}`);
+        this.relisten(Math.min(delayMs * 2, 2_000));
+      });
+    }, delayMs).unref();
+  }
+
+  // ---- group commit ----
+
+  /** Run `work` inside the next group transaction (in its own savepoint); resolves after COMMIT. */
+  run<T>(work: Work<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new CountersignError('store_unavailable', 'the team store is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.running < this.maxGroups && this.queue.length > 0) {
+      this.running++;
+      // Let units queued in this turn join the group before it is cut.
+      setImmediate(() => {
+        const batch = this.queue.splice(0, this.config.maxBatch);
+        const done = () => {
+          this.running--;
+          this.pump();
+        };
+        if (batch.length === 0) done();
+        else void this.commitGroup(batch).finally(done);
+      });
+    }
+  }
+
+  private async commitGroup(batch: Unit[]): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      const failure = storeError(error, 'connecting');
+      for (const unit of batch) unit.reject(failure);
+      return;
+    }
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    let broken: unknown;
+    // A checked-out client whose connection drops emits 'error' (pg-pool only listens on idle
+    // ones): noted here so the connection is destroyed; the failing query rejects the group.
+    let lost: Error | undefined;
+    const onLost = (error: Error) => {
+      lost = error;
+    };
+    client.on('error', onLost);
+    try {
+      await client.query('BEGIN');
+      for (const unit of batch) {
+        await client.query('SAVEPOINT unit');
+        try {
+          const value = await unit.work(client);
+          await client.query('RELEASE SAVEPOINT unit');
+          outcomes.push({ ok: true, value });
+        } catch (error) {
+          if (isConnectionLoss(error)) throw error;
+          await client.query('ROLLBACK TO SAVEPOINT unit');
+          outcomes.push({ ok: false, error });
+        }
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      broken = error;
+      await client.query('ROLLBACK').catch(() => undefined);
+    } finally {
+      client.off('error', onLost);
+      // A connection that failed is destroyed, not reused.
+      client.release(lost ?? (broken !== undefined && isConnectionLoss(broken) ? (broken as Error) : undefined));
+    }
+    if (broken !== undefined) {
+      const failure = storeError(broken, 'committing a decision');
+      for (const unit of batch) unit.reject(failure);
+      return;
+    }
+    batch.forEach((unit, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) unit.resolve(outcome.value);
+      else unit.reject(outcome.error instanceof CountersignError ? outcome.error : storeError(outcome.error, 'a decision'));
+    });
+  }
+
+  // ---- the seam ----
+
+  async recordDecision(write: DecisionWrite): Promise<RequestOutcome> {
+    assertAuditEvent(write.audit.kind, write.audit.event);
+    const { request } = write;
+    await this.run(async (client) => {
+      const claimed = await client.query(
+        'INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+        [write.agentId, write.nonce, write.nonceExpiresAt],
+      );
+      if (claimed.rowCount !== 1) throw new CountersignError('envelope_replayed', 'the envelope nonce has been used before');
+      await client.query(
+        `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash,
+           determining_policies, reasons, risk, created_at, expires_at, decided_at, decided_by_hub)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+        [
+          request.id,
+          write.agentId,
+          request.kid,
+          request.tool,
+          request.callJson,
+          request.callSha256,
+          write.nonce,
+          request.state,
+          request.policyHash,
+          JSON.stringify(request.determiningPolicies),
+          JSON.stringify(request.reasons),
+          request.risk,
+          request.createdAt,
+          request.expiresAt,
+          request.state === 'pending' ? null : request.createdAt,
+          request.state === 'pending' ? null : this.hub,
+        ],
+      );
+      if (write.token) await insertToken(client, request.id, write.token);
+      await this.submitAudit(client, write.audit);
+    });
+    return {
+      requestId: request.id,
+      state: request.state,
+      token: write.token?.token ?? null,
+      tokenExpiresAt: write.token?.expiresAt ?? null,
+    };
+  }
+
+  async finishRequest(write: FinishWrite): Promise<boolean> {
+    assertAuditEvent(write.audit.kind, write.audit.event);
+    return this.run(async (client) => {
+      const moved = await client.query(
+        "UPDATE requests SET state = $1, decided_at = $2, reasons = $3, decided_by_hub = $4 WHERE id = $5 AND state = 'pending'",
+        [write.to, write.at, JSON.stringify(write.reasons), this.hub, write.requestId],
+      );
+      if (moved.rowCount !== 1) return false;
+      if (write.token) await insertToken(client, write.requestId, write.token);
+      await this.submitAudit(client, write.audit);
+      // Delivered to every hub's listener only when this transaction commits.
+      await client.query('SELECT pg_notify($1, $2)', [OUTCOME_CHANNEL, write.requestId]);
+      return true;
+    });
+  }
+
+  /** Append an audit event to the submissions the leader sequences (call inside a unit of work). */
+  async submitAudit(client: pg.ClientBase, submission: AuditSubmission): Promise<void> {
+    const fields = submission.event as JsonObject;
+    await client.query('INSERT INTO audit_submissions (at, kind, fields, request_id, hub) VALUES ($1, $2, $3, $4, $5)', [
+      submission.at,
+      submission.kind,
+      canonicalize(fields),
+      typeof fields.requestId === 'string' ? fields.requestId : null,
+      this.hub,
+    ]);
+    await client.query('SELECT pg_notify($1, $2)', [AUDIT_CHANNEL, '']);
+  }
+
+  async outcome(requestId: string): Promise<RequestOutcome | undefined> {
+    try {
+      const { rows } = await this.pool.query<{ state: StoredState; token: string | null; expires_at: string | null }>(
+        'SELECT r.state, t.token, t.expires_at FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = $1',
+        [requestId],
+      );
+      const row = rows[0];
+      return (
+        row && { requestId, state: row.state, token: row.token, tokenExpiresAt: row.expires_at === null ? null : Number(row.expires_at) }
+      );
+    } catch (error) {
+      throw storeError(error, 'reading a request');
+    }
+  }
+
+  async waitForOutcome(requestId: string, options: { signal?: AbortSignal } = {}): Promise<RequestOutcome> {
+    return new Promise<RequestOutcome>((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        this.finished.off(requestId, check);
+        options.signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      // Woken by a notification (or a listener reconnect): re-read the committed state.
+      const check = () => {
+        this.outcome(requestId).then(
+          (o) => {
+            if (!o) finish(() => reject(new CountersignError('request_unknown', `no request has the id ${JSON.stringify(requestId)}`)));
+            else if (isFinal(o.state)) finish(() => resolve(o));
+          },
+          (error: unknown) => {
+            // The database is away: keep waiting; the listener's reconnect wakes us to re-read.
+            if (!(error instanceof CountersignError && error.code === 'store_unavailable'))
+              finish(() => reject(error instanceof Error ? error : storeError(error, 'reading a request')));
+          },
+        );
+      };
+      const onAbort = () =>
+        finish(() => reject(new CountersignError('connection_closed', 'the wait for the request outcome was cancelled')));
+      // Subscribe before the first read, so a commit between the two is not missed.
+      this.finished.on(requestId, check);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+    await this.pool.end().catch(() => undefined);
+  }
+}
+
+async function insertToken(client: pg.ClientBase, requestId: string, token: TokenRow): Promise<void> {
+  await client.query('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+    token.jti,
+    requestId,
+    token.kid,
+    token.token,
+    token.issuedAt,
+    token.expiresAt,
+  ]);
+}

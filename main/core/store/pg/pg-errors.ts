@@ -1,0 +1,30 @@
+/**
+ * Maps what the `pg` client throws to the stable codes: losing the database (refused, reset,
+ * shut down, timed out waiting for a connection) is store_unavailable, so callers fail closed
+ * with a code that says "retry later"; anything else the database refused is store_failed.
+ * CountersignErrors raised inside a unit of work pass through unchanged.
+ */
+import { CountersignError } from '../../../../shared/errors.js';
+
+const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+export function isConnectionLoss(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (UNAVAILABLE_NODE_CODES.has(code)) return true;
+    // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot connect now)
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+  }
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
+    error.message,
+  );
+}
+
+export function storeError(error: unknown, doing: string): CountersignError {
+  if (error instanceof CountersignError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  if (isConnectionLoss(error))
+    return new CountersignError('store_unavailable', `the database cannot be reached while ${doing}: ${detail}`, { cause: error });
+  return new CountersignError('store_failed', `the database refused ${doing}: ${detail}`, { cause: error });
+}

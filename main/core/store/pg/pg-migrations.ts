@@ -1,0 +1,99 @@
+/**
+ * Numbered PostgreSQL schema migrations for team mode (index i upgrades version i to i+1; never
+ * edit a shipped one), the same spirit as the SQLite ones (../migrations.ts): the decision tables,
+ * the audit log as an append-only Merkle log, and its signed checkpoints. The database enforces
+ * what must hold across hubs: unique nonces, one token per request, states that only move
+ * forward, audit rows that are never changed. Applied under a transaction-scoped advisory lock,
+ * so hubs starting together apply each step once.
+ */
+export const PG_MIGRATIONS: readonly string[] = [
+  // 1: decisions, nonces, tokens, the audit submissions queue, the sequenced log, checkpoints
+  `
+  CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
+
+  CREATE TABLE seen_nonces (
+    agent_id text NOT NULL,
+    nonce text NOT NULL,
+    expires_at bigint NOT NULL,
+    PRIMARY KEY (agent_id, nonce)
+  );
+  CREATE INDEX seen_nonces_by_expiry ON seen_nonces(expires_at);
+
+  CREATE TABLE requests (
+    id text PRIMARY KEY,
+    agent_id text NOT NULL,
+    kid text NOT NULL,
+    tool text NOT NULL,
+    call_json text NOT NULL,
+    call_sha256 text NOT NULL,
+    envelope_nonce text NOT NULL,
+    state text NOT NULL CHECK (state IN ('allowed', 'denied', 'pending', 'approved', 'expired')),
+    policy_hash text NOT NULL,
+    determining_policies text NOT NULL,
+    reasons text NOT NULL,
+    risk text NOT NULL,
+    created_at bigint NOT NULL,
+    expires_at bigint,
+    decided_at bigint,
+    decided_by_hub text
+  );
+  CREATE INDEX requests_pending ON requests(expires_at) WHERE state = 'pending';
+
+  -- States move forward only: pending -> approved | denied | expired, once; nothing else changes.
+  CREATE FUNCTION requests_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF OLD.state <> 'pending' OR NEW.state NOT IN ('approved', 'denied', 'expired') THEN
+      RAISE EXCEPTION 'request % cannot move from % to %', OLD.id, OLD.state, NEW.state USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+  END $$;
+  CREATE TRIGGER requests_forward_only BEFORE UPDATE OF state ON requests FOR EACH ROW EXECUTE FUNCTION requests_forward_only();
+  CREATE FUNCTION append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+  END $$;
+  CREATE TRIGGER requests_no_delete BEFORE DELETE ON requests FOR EACH ROW EXECUTE FUNCTION append_only();
+
+  CREATE TABLE tokens (
+    jti text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE REFERENCES requests(id),
+    kid text NOT NULL,
+    token text NOT NULL,
+    issued_at bigint NOT NULL,
+    expires_at bigint NOT NULL
+  );
+  CREATE TRIGGER tokens_no_update BEFORE UPDATE OR DELETE ON tokens FOR EACH ROW EXECUTE FUNCTION append_only();
+
+  -- Audit events submitted by any hub in the transaction of the state they record; the leader
+  -- moves them into audit_log in id order, assigning seq (ADR 0012).
+  CREATE TABLE audit_submissions (
+    id bigserial PRIMARY KEY,
+    at bigint NOT NULL,
+    kind text NOT NULL,
+    fields text NOT NULL,             -- JSON of the event fields (the record is made at sequencing)
+    request_id text,
+    hub text NOT NULL
+  );
+
+  CREATE TABLE audit_log (
+    seq bigint PRIMARY KEY CHECK (seq >= 1),
+    at bigint NOT NULL,
+    kind text NOT NULL,
+    record text NOT NULL,             -- JCS of the event record: the leaf's data
+    request_id text,
+    leaf bytea NOT NULL,              -- RFC 9162 leaf hash of record
+    sequenced_by text NOT NULL
+  );
+  CREATE INDEX audit_log_by_request ON audit_log(request_id) WHERE request_id IS NOT NULL;
+  CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION append_only();
+
+  CREATE TABLE audit_checkpoints (
+    tree_size bigint PRIMARY KEY,
+    root_hash bytea NOT NULL,
+    at bigint NOT NULL,
+    note text NOT NULL,
+    signed_by_hub text NOT NULL
+  );
+  CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION append_only();
+  `,
+];
