@@ -10,7 +10,8 @@
  * appends per phase), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ENTRIES (1000000 in the
  * proof and export phases), BENCH_LOOKUP_SIZES (10,1000,10000,100000 payees in the policy-lookups
  * phase), BENCH_LOOKUP_CALLS (5000 evaluations per size), BENCH_MCP_CALLS (1000 sequential calls per
- * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_ONLY (comma-separated names).
+ * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_DESK_QUEUE_SIZES (10,1000,10000 pending) and
+ * BENCH_DESK_QUEUE_SAMPLES (30 pages per size) for the desk queue, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -19,6 +20,7 @@ import { runRiskBench } from './risk.bench.js';
 import { runAuditBench } from './audit.bench.js';
 import { runPolicyLookupsBench } from './policy-lookups.bench.js';
 import { runMcpProxyBench } from './mcp-proxy.bench.js';
+import { runDeskQueueBench } from './desk-queue.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 
 // SoftHSM scans its tokens when the module first loads: make the bench token before anything.
@@ -63,6 +65,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
       calls: Number(process.env.BENCH_MCP_CALLS ?? 1_000),
       seconds: Math.min(seconds, 5),
       concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
+    }),
+  'desk-queue': () =>
+    runDeskQueueBench({
+      sizes: (process.env.BENCH_DESK_QUEUE_SIZES ?? '10,1000,10000').split(',').map(Number),
+      samples: Number(process.env.BENCH_DESK_QUEUE_SAMPLES ?? 30),
     }),
 };
 
