@@ -10,7 +10,8 @@
  * appends per phase), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ENTRIES (1000000 in the
  * proof and export phases), BENCH_LOOKUP_SIZES (10,1000,10000,100000 payees in the policy-lookups
  * phase), BENCH_LOOKUP_CALLS (5000 evaluations per size), BENCH_MCP_CALLS (1000 sequential calls per
- * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_ONLY (comma-separated names).
+ * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_DESK_QUEUE_SIZES (10,1000,10000 pending) and
+ * BENCH_DESK_QUEUE_SAMPLES (30 pages per size) for the desk queue, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -20,6 +21,7 @@ import { runAuditBench } from './audit.bench.js';
 import { runPolicyLookupsBench } from './policy-lookups.bench.js';
 import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { runTeamStoreBench } from './team-store.bench.js';
+import { runDeskQueueBench } from './desk-queue.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 import { availableParallelism, loadavg } from 'node:os';
 
@@ -67,6 +69,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
       concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
     }),
   'team-store': () => runTeamStoreBench({ seconds: Math.min(seconds, 5), concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32) }),
+  'desk-queue': () =>
+    runDeskQueueBench({
+      sizes: (process.env.BENCH_DESK_QUEUE_SIZES ?? '10,1000,10000').split(',').map(Number),
+      samples: Number(process.env.BENCH_DESK_QUEUE_SAMPLES ?? 30),
+    }),
 };
 
 for (const [name, run] of Object.entries(benches)) {

@@ -21,6 +21,7 @@ import {
   bridgeIdSchema,
   bridgeStatusSchema,
   decisionListSchema,
+  deskRequestSchema,
   parseBridgeArgument,
   pendingApprovalsResponseSchema,
   registeredKeySchema,
@@ -184,6 +185,21 @@ export const BRIDGE_METHODS = {
     result: signedOutSchema,
     channel: 'countersign:signOut',
     http: { verb: 'POST', path: '/api/session/sign-out' },
+  }),
+  // ---- the desk's queue and request views (renderer/src/desk/queue-view.tsx, request-view.tsx) ----
+  /** The queue: pending, unexpired prompts, the soonest to expire first; `total` counts them all. */
+  listQueue: method({
+    args: [optionalArg('limit', queryIntegerSchema, 'query'), optionalArg('offset', queryIntegerSchema, 'query')],
+    result: pendingApprovalsResponseSchema,
+    channel: 'countersign:listQueue',
+    http: { verb: 'GET', path: '/api/ui/queue' },
+  }),
+  /** One request (any state) for one approver: the keys behind each decision and whether each verdict could succeed, and why not. */
+  getRequest: method({
+    args: [arg('requestId', bridgeIdSchema, 'path'), arg('approverId', bridgeIdSchema, 'path')],
+    result: deskRequestSchema,
+    channel: 'countersign:getRequest',
+    http: { verb: 'GET', path: '/api/ui/requests/{requestId}/for/{approverId}' },
   }),
 } as const;
 

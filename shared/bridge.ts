@@ -356,3 +356,31 @@ export function toCountersignError(error: unknown): CountersignError {
 
 /** The approvers' group whose members are admins (core, CLI and desk read this one name). */
 export const ADMIN_GROUP_NAME = 'countersign-admins';
+
+// ---- the desk's request view (getRequest) ----
+
+/**
+ * Whether one verdict's ceremony could succeed for the person at the desk, and if not the error
+ * it would meet (the server runs the ceremony's own checks as a dry run): the desk disables the
+ * button and says why. `conflict` names why a conflicted approver is refused.
+ */
+export const deskAbilitySchema = z.union([
+  z.strictObject({ ok: z.literal(true) }),
+  z.strictObject({
+    ok: z.literal(false),
+    code: z.string().max(64).refine(isErrorCode, 'unknown error code'),
+    message: text(2048),
+    conflict: z.enum(['owner', 'requester', 'policy']).optional(),
+  }),
+]);
+export type DeskAbility = z.infer<typeof deskAbilitySchema>;
+
+/** One request as the desk's request view shows it to one approver. */
+export const deskRequestSchema = z.strictObject({
+  request: approvalRequestSchema,
+  /** The security key (credential id) behind each recorded decision. */
+  keys: z.array(z.strictObject({ approverId: text(128).min(1), credentialId: b64url(1400) })).max(1024),
+  approve: deskAbilitySchema,
+  deny: deskAbilitySchema,
+});
+export type DeskRequest = z.infer<typeof deskRequestSchema>;

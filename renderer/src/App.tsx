@@ -80,7 +80,7 @@ function Dashboard({
 }) {
   const [snapshot, setSnapshot] = useState<Snapshot | undefined>();
   const [error, setError] = useState<LoadError | undefined>();
-  const [target, setTarget] = useState<DeskTarget>(initialTarget ?? { view: 'overview' });
+  const [target, setTarget] = useState<DeskTarget>(initialTarget ?? { view: 'queue' });
   const view = target.view;
   const setView = (id: string) => setTarget({ view: id });
   const session = useDeskSession(bridge);
@@ -116,6 +116,7 @@ function Dashboard({
   return (
     <main className="app">
       <Header status={snapshot?.status} />
+      <AlarmBanner status={snapshot?.status} />
       <nav className="tabs" role="tablist" aria-label="Views">
         <button
           type="button"
@@ -153,6 +154,11 @@ function Dashboard({
           ))}
       </nav>
       <SignIn bridge={bridge} state={session} />
+      {!session.current && DESK_VIEWS.some((row) => row.id === view) && (
+        <p className="muted" data-testid="desk-choose-person">
+          Sign in with your security key to see the queue.
+        </p>
+      )}
       {session.current &&
         DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
           <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={setTarget} requestId={target.requestId} />
@@ -183,9 +189,11 @@ function Dashboard({
   );
 }
 
-function StatusPanel({ status, transport, at }: { status: BridgeStatus; transport: 'ipc' | 'http'; at: number }) {
+/** The open tamper alarm, shown above every view (the queue is the first view, not the overview). */
+function AlarmBanner({ status }: { status: BridgeStatus | undefined }) {
+  if (status === undefined) return null;
   return (
-    <section className="panel">
+    <>
       {status.auditAlarm && (
         <div className="banner banner-alarm" role="alert" data-testid="audit-alarm">
           <strong>Tamper alarm {status.auditAlarm.id}:</strong> the audit log failed verification at entry {status.auditAlarm.firstBadSeq} (
@@ -195,6 +203,13 @@ function StatusPanel({ status, transport, at }: { status: BridgeStatus; transpor
           ).
         </div>
       )}
+    </>
+  );
+}
+
+function StatusPanel({ status, transport, at }: { status: BridgeStatus; transport: 'ipc' | 'http'; at: number }) {
+  return (
+    <section className="panel">
       {status.domain === 'test' && (
         <p className="banner banner-test" role="status">
           TEST key domain: tokens issued here never verify where production tokens are expected.

@@ -58,7 +58,7 @@ import {
   type ApprovalAssertion,
   type ApprovalChallengeRecord,
 } from '../../../shared/approvals.js';
-import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { CountersignError, isCountersignError, quote, type ErrorCode } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, ToolCall } from '../../../shared/protocol.js';
 
@@ -187,10 +187,35 @@ interface ApprovalRow {
   at: number;
 }
 
+/** The highest-scoring assessment of a group (the primary's first on a tie). */
+function worstRisk(primary: RiskAssessment, followers: readonly RequestRecord[]): RiskAssessment {
+  let worst = primary;
+  for (const follower of followers) if (follower.risk.score > worst.score) worst = follower.risk;
+  return worst;
+}
+
+/** Whether one approver's ceremony for one verdict could succeed now, and if not the error it would meet. */
+export type Ability = { ok: true } | { ok: false; code: ErrorCode; message: string; conflict?: ConflictReason };
+
+/** The desk's request view for one approver (ApprovalService.requestFor). */
+export interface RequestForApprover {
+  request: ApprovalRequestView;
+  /** The security key (credential id) behind each recorded decision. */
+  keys: Array<{ approverId: string; credentialId: string }>;
+  approve: Ability;
+  deny: Ability;
+}
+
 const MAX_REASON_LENGTH = 500;
 const MAX_HISTORY = 1000;
 /** Most pending requests one listing returns (the full queue can be paged with offset). */
 const MAX_PENDING_PAGE = 1000;
+
+/** A page request clamped as every listing clamps it: 1..MAX_PENDING_PAGE items from offset 0 up. */
+function pageOf(limit: number, offset: number): [number, number] {
+  const n = Math.max(1, Math.min(MAX_PENDING_PAGE, Math.floor(Number.isFinite(limit) ? limit : MAX_PENDING_PAGE)));
+  return [n, Math.max(0, Math.floor(Number.isFinite(offset) ? offset : 0))];
+}
 const MAX_PLAN_ATTEMPTS = 4;
 
 /** Thrown inside the final transaction when what was planned outside it no longer holds. */
@@ -327,9 +352,60 @@ export class ApprovalService {
 
   /** Pending, unexpired requests, oldest first; `limit`/`offset` page through a long queue. */
   listPending(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
-    const n = Math.max(1, Math.min(MAX_PENDING_PAGE, Math.floor(Number.isFinite(limit) ? limit : MAX_PENDING_PAGE)));
-    const skip = Math.max(0, Math.floor(Number.isFinite(offset) ? offset : 0));
-    return this.requests.listPending(this.now(), n, skip).map((row) => this.view(row));
+    const [n, skip] = pageOf(limit, offset);
+    return this.views(this.requests.listPending(this.now(), n, skip));
+  }
+
+  /** The desk's queue: pending, unexpired prompts, the soonest to expire first. */
+  listQueue(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
+    const [n, skip] = pageOf(limit, offset);
+    return this.views(this.requests.listPendingByExpiry(this.now(), n, skip));
+  }
+
+  /**
+   * Views of a page of requests with a fixed number of statements (the page itself, its
+   * approvals, its followers), never one per request: the queue stays as fast with 10,000
+   * waiting as with 10 (bench BENCH_ONLY=desk-queue).
+   */
+  private views(rows: readonly RequestRecord[]): ApprovalRequestView[] {
+    const ids = rows.map((r) => r.id);
+    const approvals = new Map<string, ApprovalRow[]>(ids.map((id) => [id, []]));
+    if (ids.length > 0) {
+      const all = this.db
+        .prepare<[string], ApprovalRow>(
+          'SELECT * FROM approvals WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY at, approver_id',
+        )
+        .all(JSON.stringify(ids));
+      for (const a of all) approvals.get(a.request_id)?.push(a);
+    }
+    const followers = this.requests.followersOfMany(rows.filter((r) => r.groupId === null).map((r) => r.id));
+    return rows.map((row) => this.view(row, { approvals: approvals.get(row.id) ?? [], followers: followers.get(row.id) ?? [] }));
+  }
+
+  /**
+   * What the desk's request view shows one approver: the request (any state; a follower shows
+   * its group), the key each decision was made with, and for each verdict whether this approver's
+   * ceremony could succeed now and if not why (the same checks the ceremony runs, as a dry run).
+   */
+  requestFor(requestId: string, approverId: string): RequestForApprover {
+    const row = this.primaryRow(requestId);
+    const keys = this.approvalRows(row.id).map((a) => ({ approverId: a.approver_id, credentialId: a.credential_id }));
+    const able = (verdict: ApprovalVerdict): Ability => {
+      try {
+        const obligation = this.assertApprovable(row, this.now());
+        this.checkApprover(row, obligation, approverId, verdict);
+        if (this.options.directory.credentialsOf(approverId).length === 0)
+          return { ok: false, code: 'credential_unknown', message: `approver ${quote(approverId)} has no registered security key` };
+        return { ok: true };
+      } catch (error) {
+        if (!isCountersignError(error)) throw error;
+        const out: Ability = { ok: false, code: error.code, message: error.message };
+        const reason = error.details?.reason;
+        if (reason === 'owner' || reason === 'requester' || reason === 'policy') out.conflict = reason;
+        return out;
+      }
+    };
+    return { request: this.view(row), keys, approve: able('approve'), deny: able('deny') };
   }
 
   /** How many prompts are waiting (a merged group counts once; for paging and the UI's counter). */
@@ -526,12 +602,7 @@ export class ApprovalService {
    * every member must see the worst of them.
    */
   private groupRisk(primary: RequestRecord): RiskAssessment {
-    let worst = primary.risk;
-    for (const follower of this.requests.followers(primary.id)) {
-      const risk = follower.risk;
-      if (risk.score > worst.score) worst = risk;
-    }
-    return worst;
+    return worstRisk(primary.risk, this.requests.followers(primary.id));
   }
 
   private assertApprovable(row: RequestRecord, now: number): ApprovalRequirement {
@@ -983,7 +1054,7 @@ export class ApprovalService {
     return entry;
   }
 
-  private view(row: RequestRecord): ApprovalRequestView {
+  private view(row: RequestRecord, prefetched?: { approvals: ApprovalRow[]; followers: RequestRecord[] }): ApprovalRequestView {
     const call = row.call;
     const view: ApprovalRequestView = {
       requestId: row.id,
@@ -998,11 +1069,11 @@ export class ApprovalService {
       determiningPolicies: row.determiningPolicies,
       reasons: row.reasons,
       obligation: requirementOf(row),
-      risk: row.groupId === null ? this.groupRisk(row) : row.risk,
+      risk: row.groupId === null ? (prefetched === undefined ? this.groupRisk(row) : worstRisk(row.risk, prefetched.followers)) : row.risk,
       state: row.state,
       createdAt: row.createdAt,
       expiresAt: row.expiresAt ?? row.createdAt,
-      approvals: this.approvalRows(row.id).map((r) => this.entry(r)),
+      approvals: (prefetched?.approvals ?? this.approvalRows(row.id)).map((r) => this.entry(r)),
       count: 1,
       followers: [],
       excludedApprovers: this.excludedOf(row),
@@ -1010,7 +1081,9 @@ export class ApprovalService {
     if (!this.ownerResolved(row)) view.ownerUnresolved = true;
     if (row.groupId === null) {
       // A pending group shows its pending members; a decided one shows every member it had.
-      const followers = this.requests.followers(row.id).filter((f) => row.state !== 'pending' || f.state === 'pending');
+      const followers = (prefetched?.followers ?? this.requests.followers(row.id)).filter(
+        (f) => row.state !== 'pending' || f.state === 'pending',
+      );
       view.followers = followers.map((f) => f.id);
       view.count = 1 + followers.length;
     }

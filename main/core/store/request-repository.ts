@@ -316,6 +316,30 @@ export class RequestRepository {
       .map(decodeRequest);
   }
 
+  // ---- the desk's queue (one statement per page, whatever its length: bench BENCH_ONLY=desk-queue) ----
+
+  /** Pending, unexpired prompts, the soonest to expire first (the desk's queue order). */
+  listPendingByExpiry(now: number, limit: number, offset: number): RequestRecord[] {
+    return this.db
+      .prepare<[number, number, number], Row>(
+        `${SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.expires_at, r.id LIMIT ? OFFSET ?`,
+      )
+      .all(now, limit, offset)
+      .map(decodeRequest);
+  }
+
+  /** The followers of several primaries in one statement, by primary id (each list sorted by id). */
+  followersOfMany(primaryIds: readonly string[]): Map<string, RequestRecord[]> {
+    const out = new Map<string, RequestRecord[]>(primaryIds.map((id) => [id, []]));
+    if (primaryIds.length === 0) return out;
+    const rows = this.db
+      .prepare<[string], Row>(`${SELECT} WHERE r.group_id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
+      .all(JSON.stringify(primaryIds))
+      .map(decodeRequest);
+    for (const row of rows) if (row.groupId !== null) out.get(row.groupId)?.push(row);
+    return out;
+  }
+
   /** Every follower of a primary (any state), sorted by id. */
   followers(primaryId: string): RequestRecord[] {
     return this.db

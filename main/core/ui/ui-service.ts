@@ -14,7 +14,7 @@ import type { SignerCustody } from '../custody/signer.js';
 import type { GatewayStats } from '../gateway/gateway-server.js';
 import type { CountersignConfig } from '../config.js';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
-import type { ApprovalService, ApprovalEntry as CoreApprovalEntry, ApprovalRequestView } from '../approvals/approval-service.js';
+import type { Ability, ApprovalService, ApprovalEntry as CoreApprovalEntry, ApprovalRequestView } from '../approvals/approval-service.js';
 import type { ApproverDirectory } from '../approvals/approver-directory.js';
 import type { TamperAlarm, TamperAlarmView } from '../audit/tamper-alarm.js';
 import { CountersignError } from '../../../shared/errors.js';
@@ -30,6 +30,8 @@ import {
   type AuditAlarmSummary,
   type BridgeStatus,
   type DecisionSummary,
+  type DeskAbility,
+  type DeskRequest,
   type RegisteredKey,
   type WebAuthnCreationOptions,
   type WebAuthnRequestOptions,
@@ -52,7 +54,10 @@ export interface UiServiceDeps {
   /** The agent gateway URL (known once the server listens, hence a function). */
   gatewayUrl: () => string;
   /** Human approvals (RunningCountersign.approvals); without it the approval methods refuse. */
-  approvals?: Pick<ApprovalService, 'listPending' | 'countPending' | 'getPending' | 'startCeremony' | 'submitCeremony'>;
+  approvals?: Pick<
+    ApprovalService,
+    'listPending' | 'countPending' | 'getPending' | 'startCeremony' | 'submitCeremony' | 'listQueue' | 'requestFor'
+  >;
   /** The tamper alarm (RunningCountersign.tamperAlarm); without it the status shows none. */
   tamperAlarm?: Pick<TamperAlarm, 'current'>;
   /** The approver directory (RunningCountersign.approvers); without it the approver methods refuse. */
@@ -123,6 +128,16 @@ function alarmSummary(alarm: TamperAlarmView | undefined): AuditAlarmSummary | n
     findings: alarm.findings.length,
     reason: (alarm.findings[0]?.reason ?? '').slice(0, 500),
   };
+}
+
+/** The queue's first page (the desk asks for 50). */
+const DESK_QUEUE_PAGE = 50;
+
+function deskAbility(ability: Ability): DeskAbility {
+  if (ability.ok) return { ok: true };
+  const out: DeskAbility = { ok: false, code: ability.code, message: ability.message.slice(0, 2048) };
+  if (ability.conflict !== undefined) out.conflict = ability.conflict;
+  return out;
 }
 
 export class UiService implements BridgeMethods {
@@ -276,6 +291,28 @@ export class UiService implements BridgeMethods {
   private sessions(): DeskSessions {
     if (this.deps.deskSessions === undefined) throw new CountersignError('not_signed_in', 'this desk has no sign-in');
     return this.deps.deskSessions;
+  }
+
+  // ---- the desk's queue and request views ----
+
+  /** A page of the queue, the soonest to expire first (`limit` 0 or absent: 50), and how many wait in all. */
+  listQueue(limit?: number, offset?: number): Promise<{ pending: ApprovalRequest[]; total: number }> {
+    return settle(() => {
+      const service = this.approvalService();
+      return { pending: service.listQueue(limit || DESK_QUEUE_PAGE, offset ?? 0).map(toApprovalRequest), total: service.countPending() };
+    });
+  }
+
+  getRequest(requestId: string, approverId: string): Promise<DeskRequest> {
+    return settle(() => {
+      const found = this.approvalService().requestFor(requestId, approverId);
+      return {
+        request: toApprovalRequest(found.request),
+        keys: found.keys.map((k) => ({ approverId: k.approverId, credentialId: k.credentialId })),
+        approve: deskAbility(found.approve),
+        deny: deskAbility(found.deny),
+      };
+    });
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {
