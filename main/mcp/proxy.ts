@@ -200,6 +200,13 @@ export class McpProxy {
     );
     // The tool server's log lines reach the host as they are (stdio: the one host connection).
     this.client.setNotificationHandler('notifications/message', (notification) => {
+      // During one running call the line goes with that call (an HTTP session's POST stream);
+      // otherwise to every host connection.
+      const only = this.calling.size === 1 ? [...this.calling.keys()][0] : undefined;
+      if (only) {
+        only.mcpReq.notify({ method: 'notifications/message', params: notification.params }).catch(() => undefined);
+        return;
+      }
       for (const server of this.servers) server.sendLoggingMessage(notification.params).catch(() => undefined);
     });
     // A subscribed resource changed: tell each host that subscribed to it.
@@ -654,6 +661,7 @@ export class McpProxy {
     // with the same approval.
     if (held) this.holds.set(key, decision.requestId, 'executing');
     const meta: ApprovalMeta = { token: decision.token, call: { tool: mapped.tool, params: mapped.params } };
+    const progressToken = ctx.mcpReq._meta?.progressToken;
     let result: CallToolResult;
     try {
       result = await this.client.callTool(
@@ -661,6 +669,15 @@ export class McpProxy {
         {
           timeout: this.options.downstreamTimeoutMs ?? 600_000,
           signal: ctx.mcpReq.signal,
+          // The tool server's progress reaches the host under the host's token. Not for a held
+          // call: its progress already counted approvals and must keep growing.
+          ...(progressToken === undefined || held
+            ? {}
+            : {
+                onprogress: (p: { progress: number; total?: number; message?: string }) => {
+                  ctx.mcpReq.notify({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined);
+                },
+              }),
         },
       );
     } catch (error) {
