@@ -1,11 +1,11 @@
 /**
  * Runs the official `@modelcontextprotocol/conformance` server suite against the MCP proxy's
  * server side: a real Countersign (examples/mcp policy pack, test domain), the proxy in front of
- * the reference `server-everything`, served over Streamable HTTP on a loopback port by the
+ * bench/mcp-conformance-server.ts (the tools, resources and prompts the scenarios name), served over Streamable HTTP on a loopback port by the
  * proxy's own listener (main/mcp/http-listener.ts, as `--listen`). Prints the suite's
  * own report. `npx tsx bench/mcp-conformance.ts [extra conformance args, e.g. --scenario tools-list]`
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,10 +15,9 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enro
 import { McpProxy } from '../main/mcp/proxy.js';
 import { listenMcpHttp } from '../main/mcp/http-listener.js';
 import { parseMapping } from '../main/mcp/mapping.js';
-import { parseStrictJson } from '../shared/canonical-json.js';
 import { ensurePeople } from '../test/helpers/harness.js';
 
-const EVERYTHING = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+const TOOL_SERVER = join(REPO_ROOT, 'bench', 'mcp-conformance-server.ts');
 const CONFORMANCE = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
 
 const dataDir = mkdtempSync(join(tmpdir(), 'countersign-conformance-'));
@@ -36,14 +35,37 @@ app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(
   dataClasses: ['unclassified'],
   jurisdictions: ['US'],
 });
-const mapping = parseMapping(parseStrictJson(readFileSync(join(REPO_ROOT, 'examples', 'mcp', 'everything-map.json'), 'utf8')));
+// Every tool of the conformance tool server maps to demo.echo, which the examples/mcp policy
+// allows at once for read-only tools: the suite measures the proxy's protocol handling.
+const CONFORMANCE_TOOLS = [
+  'test_simple_text',
+  'test_image_content',
+  'test_audio_content',
+  'test_embedded_resource',
+  'test_multiple_content_types',
+  'test_tool_with_logging',
+  'test_tool_with_progress',
+  'test_error_handling',
+  'test_sampling',
+  'test_elicitation',
+  'test_elicitation_sep1034_defaults',
+  'test_elicitation_sep1330_enums',
+];
+const mapping = parseMapping({
+  server: 'conformance',
+  audience: 'mcp:everything',
+  dataClass: 'unclassified',
+  jurisdiction: 'US',
+  unmapped: 'deny',
+  tools: Object.fromEntries(CONFORMANCE_TOOLS.map((name) => [name, { tool: 'demo.echo' }])),
+});
 const proxy = await McpProxy.start({
   agentId: 'conformance-proxy',
   key,
   countersignUrl: app.url,
   mapping,
   domain: 'test',
-  downstream: { command: 'node', args: [EVERYTHING, 'stdio'] },
+  downstream: { command: 'node', args: ['--import', 'tsx', TOOL_SERVER] },
 });
 // The product's own HTTP listener (loopback, Host/Origin allowlist, body limit).
 const listener = await listenMcpHttp(proxy, { port: 0 });

@@ -5,11 +5,14 @@
  * this file checks the path, the Host header (DNS-rebinding protection), the Origin header and
  * the body size. docs/mcp.md "Serving hosts over HTTP".
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  WebStandardStreamableHTTPServerTransport,
   createMcpHandler,
   hostHeaderValidationResponse,
+  isInitializeRequest,
   originValidationResponse,
   type McpHttpHandler,
 } from '@modelcontextprotocol/server';
@@ -19,6 +22,8 @@ import type { McpProxy } from './proxy.js';
 export const DEFAULT_MCP_HTTP_PATH = '/mcp';
 /** Largest POST body accepted (1 MiB): far above the proxy's argument cap, far below the SDK's 4 MiB. */
 export const DEFAULT_MCP_HTTP_MAX_BODY_BYTES = 1024 * 1024;
+/** 2025 sessions open at once; a further `initialize` gets 503 until one closes. */
+export const MAX_MCP_HTTP_SESSIONS = 256;
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
 
 export interface McpHttpListenerOptions {
@@ -78,6 +83,29 @@ export async function listenMcpHttp(proxy: McpProxy, options: McpHttpListenerOpt
     onerror: (error) => log(`mcp-proxy: http: ${error.message}`),
   });
   const stopNotifying = proxy.onToolsChanged(() => handler.notify.toolsChanged());
+  // 2025 hosts that `initialize` get a session (Mcp-Session-Id): one proxy server per session,
+  // so the tool server's sampling and elicitation requests and resource updates can reach the
+  // host (a GET stream, and answers POSTed back to the same server). Requests without a session
+  // id (2026-07-28, or a 2025 client that never initialized) go to the stateless handler.
+  const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
+  async function openSession(request: Request, parsedBody: unknown): Promise<Response> {
+    if (sessions.size >= MAX_MCP_HTTP_SESSIONS) return new Response('too many sessions', { status: 503 });
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, transport);
+      },
+      onsessionclosed: (id) => {
+        sessions.delete(id);
+      },
+    });
+    // Set before connect: the SDK chains it with the server's own close (which drops the server).
+    transport.onclose = () => {
+      if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
+    };
+    await proxy.createServer().connect(transport);
+    return transport.handleRequest(request, { parsedBody });
+  }
 
   const server: HttpServer = createServer((req, res) => {
     serve(req, res).catch((error: unknown) => {
@@ -125,6 +153,16 @@ export async function listenMcpHttp(proxy: McpProxy, options: McpHttpListenerOpt
       }
     }
     const request = new Request(probe.url, { method, headers, signal: abort.signal, ...(body === undefined ? {} : { body }) });
+    const sessionId = headers.get('mcp-session-id');
+    if (sessionId !== null) {
+      const session = sessions.get(sessionId);
+      if (!session) return send(res, sessionNotFound());
+      return send(res, await session.handleRequest(request));
+    }
+    if (method === 'POST' && body !== undefined) {
+      const parsed = parseJson(body);
+      if (isInitializeRequest(parsed)) return send(res, await openSession(request, parsed));
+    }
     await send(res, await handler.fetch(request));
   }
 
@@ -141,11 +179,25 @@ export async function listenMcpHttp(proxy: McpProxy, options: McpHttpListenerOpt
     port,
     async close() {
       stopNotifying();
+      for (const session of [...sessions.values()]) await session.close().catch(() => undefined);
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await handler.close();
     },
   };
+}
+
+function parseJson(body: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(body)) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Streamable HTTP answer to an unknown or closed session: 404, and the client initializes again. */
+function sessionNotFound(): Response {
+  return Response.json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'session not found' } }, { status: 404 });
 }
 
 function plain(res: ServerResponse, status: number, text: string): void {

@@ -150,6 +150,10 @@ export class McpProxy {
     ttlSeconds: 24 * 3600,
     bind: (ctx) => `${ctx.mcpReq.method}\0${this.options.agentId}`,
   });
+  /** Resource URIs each host connection subscribed to (the tool server is subscribed once per URI). */
+  private readonly subscriptions = new Map<Server, Set<string>>();
+  /** tools/call requests being answered, with their host connection: where a sampling or elicitation request of the tool server goes. */
+  private readonly calling = new Map<ServerContext, Server>();
   private closed = false;
   private stdioTransport: StdioClientTransport | undefined;
 
@@ -169,6 +173,9 @@ export class McpProxy {
     this.client = new Client(
       { name: 'countersign-mcp-proxy', version: '1.0.0' },
       {
+        // Passed through to the host (serverToClient below); a host without the capability gets
+        // the request refused by its own SDK and the tool server sees that error.
+        capabilities: { sampling: {}, elicitation: { form: {}, url: {} } },
         listChanged: {
           tools: {
             onChanged: (error, tools) => {
@@ -193,8 +200,21 @@ export class McpProxy {
     );
     // The tool server's log lines reach the host as they are (stdio: the one host connection).
     this.client.setNotificationHandler('notifications/message', (notification) => {
+      // During one running call the line goes with that call (an HTTP session's POST stream);
+      // otherwise to every host connection.
+      const only = this.calling.size === 1 ? [...this.calling.keys()][0] : undefined;
+      if (only) {
+        only.mcpReq.notify({ method: 'notifications/message', params: notification.params }).catch(() => undefined);
+        return;
+      }
       for (const server of this.servers) server.sendLoggingMessage(notification.params).catch(() => undefined);
     });
+    // A subscribed resource changed: tell each host that subscribed to it.
+    this.client.setNotificationHandler('notifications/resources/updated', (notification) => {
+      for (const [server, uris] of this.subscriptions)
+        if (uris.has(notification.params.uri)) server.sendResourceUpdated(notification.params).catch(() => undefined);
+    });
+    this.serverToClient();
     this.ready = Promise.resolve().then(() => this.connectDownstream());
     this.ready.catch(() => undefined); // reported to whoever awaits it
   }
@@ -277,7 +297,7 @@ export class McpProxy {
         // server lacks answers empty lists, refusals and no-ops (see passthrough below).
         capabilities: {
           tools: { listChanged: true },
-          resources: { listChanged: true },
+          resources: { listChanged: true, subscribe: true },
           prompts: { listChanged: true },
           completions: {},
           logging: {},
@@ -298,13 +318,24 @@ export class McpProxy {
           code: 'mcp_downstream_failed',
         });
       }
-      const result = await this.callTool(request.params.name, request.params.arguments, ctx, sessionId);
+      this.calling.set(ctx, server);
+      let result: ToolAnswer;
+      try {
+        result = await this.callTool(request.params.name, request.params.arguments, ctx, sessionId);
+      } finally {
+        this.calling.delete(ctx);
+      }
       if (isInputRequiredResult(result)) return result;
       const advertised = this.tools.get(request.params.name)?.outputSchema;
       return result.isError ? result : server.projectCallToolResult(result, advertised);
     });
     this.servers.add(server);
-    server.onclose = () => this.servers.delete(server);
+    server.onclose = () => {
+      this.servers.delete(server);
+      const uris = this.subscriptions.get(server);
+      this.subscriptions.delete(server);
+      for (const uri of uris ?? []) this.releaseSubscription(uri);
+    };
     return server;
   }
 
@@ -350,6 +381,68 @@ export class McpProxy {
       if ((await downstream()).logging) await this.client.setLoggingLevel(request.params.level, opts(ctx));
       return {};
     });
+    // Subscriptions: the tool server is subscribed once per URI, while any host connection
+    // wants it; a tool server without subscribe support makes these no-ops (no updates come).
+    server.setRequestHandler('resources/subscribe', async (request, ctx) => {
+      const uri = request.params.uri;
+      if (mapping.resources === 'refuse') throw new ResourceNotFoundError(uri);
+      if (!(await downstream()).resources?.subscribe) return {};
+      if (!this.isSubscribed(uri)) await this.client.subscribeResource({ uri }, opts(ctx));
+      let uris = this.subscriptions.get(server);
+      if (!uris) this.subscriptions.set(server, (uris = new Set()));
+      uris.add(uri);
+      return {};
+    });
+    server.setRequestHandler('resources/unsubscribe', (request) => {
+      const uri = request.params.uri;
+      if (this.subscriptions.get(server)?.delete(uri)) this.releaseSubscription(uri);
+      return {};
+    });
+  }
+
+  private isSubscribed(uri: string): boolean {
+    for (const uris of this.subscriptions.values()) if (uris.has(uri)) return true;
+    return false;
+  }
+
+  /** No host connection wants `uri` any more: unsubscribe the tool server from it. */
+  private releaseSubscription(uri: string): void {
+    if (this.isSubscribed(uri) || !this.downstreamUp) return;
+    this.client.unsubscribeResource({ uri }).catch(() => undefined);
+  }
+
+  /**
+   * Sampling and elicitation requests of the tool server go to the host whose tools/call is
+   * running (on stdio the one host connection). Countersign does not decide them: the host asks
+   * its user or its model, which is what these requests are for. When calls of several host
+   * connections (HTTP sessions) are running at once, the tool server's request cannot be
+   * attributed to one of them (its transport carries no link to our call), so it is refused
+   * rather than shown to the wrong host.
+   */
+  private serverToClient(): void {
+    this.client.setRequestHandler('sampling/createMessage', async (request, ctx) => {
+      const host = this.hostForServerRequest();
+      const options = { signal: ctx.mcpReq.signal, timeout: this.options.downstreamTimeoutMs ?? 600_000 };
+      return 'mcpReq' in host ? host.mcpReq.requestSampling(request.params, options) : host.createMessage(request.params, options);
+    });
+    this.client.setRequestHandler('elicitation/create', async (request, ctx) => {
+      const host = this.hostForServerRequest();
+      const options = { signal: ctx.mcpReq.signal, timeout: this.options.downstreamTimeoutMs ?? 600_000 };
+      return 'mcpReq' in host ? host.mcpReq.elicitInput(request.params, options) : host.elicitInput(request.params, options);
+    });
+  }
+
+  private hostForServerRequest(): ServerContext | Server {
+    const hosts = new Set(this.calling.values());
+    if (hosts.size === 1 && this.calling.size === 1) return [...this.calling.keys()][0] as ServerContext;
+    if (hosts.size === 1) return [...hosts][0] as Server;
+    if (hosts.size === 0 && this.servers.size === 1) return [...this.servers][0] as Server;
+    throw new ProtocolError(
+      ProtocolErrorCode.InvalidRequest,
+      hosts.size === 0
+        ? 'no host connection to ask: the request came outside a tool call'
+        : 'the request cannot be attributed to one host connection: calls of several are running',
+    );
   }
 
   async close(): Promise<void> {
@@ -568,6 +661,7 @@ export class McpProxy {
     // with the same approval.
     if (held) this.holds.set(key, decision.requestId, 'executing');
     const meta: ApprovalMeta = { token: decision.token, call: { tool: mapped.tool, params: mapped.params } };
+    const progressToken = ctx.mcpReq._meta?.progressToken;
     let result: CallToolResult;
     try {
       result = await this.client.callTool(
@@ -575,6 +669,15 @@ export class McpProxy {
         {
           timeout: this.options.downstreamTimeoutMs ?? 600_000,
           signal: ctx.mcpReq.signal,
+          // The tool server's progress reaches the host under the host's token. Not for a held
+          // call: its progress already counted approvals and must keep growing.
+          ...(progressToken === undefined || held
+            ? {}
+            : {
+                onprogress: (p: { progress: number; total?: number; message?: string }) => {
+                  ctx.mcpReq.notify({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined);
+                },
+              }),
         },
       );
     } catch (error) {
