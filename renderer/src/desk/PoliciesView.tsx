@@ -18,7 +18,7 @@ const problemOf = (caught: unknown): Problem => {
   return { code: e.code, message: e.message };
 };
 
-const EXAMPLE_PARAMS = '{\n  "amount": "48000.00",\n  "currency": "USD",\n  "payee": "Northwind Traders"\n}';
+const EXAMPLE_PARAMS = '{\n  "amount": "48000.00",\n  "currency": "USD",\n  "payee": "Northwind Traders",\n  "memo": "invoice 2231"\n}';
 
 export function PoliciesView({ bridge }: DeskViewProps): React.JSX.Element {
   const [overview, setOverview] = useState<PolicyOverview | null>(null);
