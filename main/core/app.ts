@@ -33,6 +33,7 @@ import { UiService } from './ui/ui-service.js';
 import { HistoryReader } from './ui/history-reader.js';
 import { PolicyDesk, PolicyReloadLog } from './ui/policy-desk.js';
 import { HealthDesk } from './ui/health-desk.js';
+import { DeskSessions } from './ui/desk-sessions.js';
 import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
 import { BridgeEventHub } from './ui/bridge-events.js';
@@ -102,6 +103,8 @@ export interface RunningCountersign {
   uiSessionSecret: string;
   /** The one server implementation of the bridge table (HTTP routes and the Electron shell's IPC). */
   ui: UiService;
+  /** Desk sessions (sign-in with a security key; ADR 0010). */
+  deskSessions: DeskSessions;
   /** The bridge's push events (pending, decided), for the shell's IPC channel; HTTP serves them as SSE. */
   bridgeEvents: BridgeEventHub;
   close(): Promise<void>;
@@ -376,10 +379,18 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     log: audit,
   });
   let url = '';
+  // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
+  const deskSessions = new DeskSessions(db, audit, approvers, {
+    idleMs: config.approvals.sessionIdleMs,
+    absoluteMs: config.approvals.sessionLifetimeMs,
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    now: clock,
+  });
   const ui = new UiService({
     history,
     policyDesk,
     healthDesk,
+    deskSessions,
     db,
     registry,
     policy,
@@ -535,6 +546,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     signingKeys,
     issuer,
     uiSessionSecret,
+    deskSessions,
     approvers,
     approvals,
     checkpoints,
