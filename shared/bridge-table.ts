@@ -206,6 +206,7 @@ export const BRIDGE_METHODS = {
     result: auditVerificationSchema,
     channel: 'countersign:verifyAuditNow',
     http: { verb: 'POST', path: '/api/ui/health/verify' },
+  }),
   // ---- desk sessions (sign-in with a security key; docs/adr/0010-desk-sessions.md) ----
   /** The person signed in at this desk, or null. */
   getSession: method({

@@ -290,6 +290,8 @@ export class UiService implements BridgeMethods {
   private need<T>(part: T | undefined, name: string): T {
     if (part === undefined) throw new CountersignError('internal_error', `${name} is not available through this UI service`);
     return part;
+  }
+
   // ---- desk sessions (the caller of the call in progress: bridge-caller.ts) ----
 
   getSession(): Promise<{ session: DeskSessionView | null }> {
