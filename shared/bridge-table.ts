@@ -33,6 +33,16 @@ import {
   toCountersignError,
   type WebAuthnResponseJson,
 } from './bridge.js';
+import { agentIdSchema, toolCallSchema } from './protocol.js';
+import {
+  auditVerificationSchema,
+  custodyHealthSchema,
+  historyEntrySchema,
+  historyPageSchema,
+  historyQuerySchema,
+  policyOverviewSchema,
+  policyTestResultSchema,
+} from './desk-records.js';
 import { deskSessionResponseSchema, signInOptionsSchema, signedInSchema, signedOutSchema, type BridgeCallerRule } from './desk-session.js';
 
 /** Where an argument travels over HTTP: a `{name}` path segment, a `?name=` whole number, or a member of the JSON body. */
@@ -154,6 +164,49 @@ export const BRIDGE_METHODS = {
     result: approvalOutcomeSchema,
     channel: 'countersign:submitApprovalCeremony',
     http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/submit' },
+  }),
+  // ---- History, Policies, Custody and health (read-only views; shared/desk-records.ts) ----
+  /** One page of decided requests, newest decision first: filters, search, keyed paging (`nextCursor`). */
+  searchHistory: method({
+    args: [arg('historyQuery', historyQuerySchema, 'body')],
+    result: historyPageSchema,
+    channel: 'countersign:searchHistory',
+    http: { verb: 'POST', path: '/api/ui/history' },
+  }),
+  /** One decided request in full: approvals, token id, audit entries and their inclusion proof with the log's keys. */
+  getHistoryEntry: method({
+    args: [arg('requestId', bridgeIdSchema, 'path')],
+    result: historyEntrySchema,
+    channel: 'countersign:getHistoryEntry',
+    http: { verb: 'GET', path: '/api/ui/history/{requestId}' },
+  }),
+  /** The active policy set (hash, files, policies, tools) and the last reload's outcome with file:line. */
+  getPolicyOverview: method({
+    args: [],
+    result: policyOverviewSchema,
+    channel: 'countersign:getPolicyOverview',
+    http: { verb: 'GET', path: '/api/ui/policies' },
+  }),
+  /** Test a call: the decision, risk and approvals it would get, as a dry run (nothing stored or audited). */
+  testPolicyCall: method({
+    args: [arg('agentId', agentIdSchema, 'body'), arg('call', toolCallSchema, 'body')],
+    result: policyTestResultSchema,
+    channel: 'countersign:testPolicyCall',
+    http: { verb: 'POST', path: '/api/ui/policies/test' },
+  }),
+  /** Custody (HSM or software), signing keys and rotation, the audit checkpoint and verification, the tamper alarm. */
+  getCustodyHealth: method({
+    args: [],
+    result: custodyHealthSchema,
+    channel: 'countersign:getCustodyHealth',
+    http: { verb: 'GET', path: '/api/ui/health' },
+  }),
+  /** Re-verify the whole audit log now (raises the tamper alarm on a finding). */
+  verifyAuditNow: method({
+    args: [],
+    result: auditVerificationSchema,
+    channel: 'countersign:verifyAuditNow',
+    http: { verb: 'POST', path: '/api/ui/health/verify' },
   }),
   // ---- desk sessions (sign-in with a security key; docs/adr/0010-desk-sessions.md) ----
   /** The person signed in at this desk, or null. */

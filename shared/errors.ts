@@ -139,6 +139,9 @@ export const ERROR_RECORDS = {
   policy_invalid: { message: 'the policy set failed to parse or validate', rpc: RPC_CODES.refused, http: 400 },
   policy_test_failed: { message: 'a policy decision test did not produce the expected decision', rpc: RPC_CODES.refused, http: 400 },
   request_unknown: { message: 'no request has that id for this agent', rpc: RPC_CODES.refused, http: 404 },
+  // The desk's History view (main/core/ui/history-reader.ts)
+  history_request_unknown: { message: 'no decided request has that id', rpc: RPC_CODES.refused, http: 404 },
+  history_cursor_invalid: { message: 'the history cursor is not one a history page returned', rpc: RPC_CODES.refused, http: 400 },
 
   // Human approvals (WebAuthn)
   approver_unknown: { message: 'no approver has that id', rpc: RPC_CODES.refused, http: 404 },

@@ -31,6 +31,9 @@ import { loadRiskSettings } from './risk/risk-config.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
+import { HistoryReader } from './ui/history-reader.js';
+import { PolicyDesk, PolicyReloadLog } from './ui/policy-desk.js';
+import { HealthDesk } from './ui/health-desk.js';
 import { DeskSessions } from './ui/desk-sessions.js';
 import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
@@ -346,6 +349,36 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const virtualApprovers =
     config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
+  const auditVerifier = new AuditVerifier({
+    db,
+    log: audit,
+    alarm: tamperAlarm,
+    everyMs: config.audit.verifyEveryMs,
+    now: clock,
+    onError: log,
+  });
+  // The History, Policies and Custody-and-health views (read-only; the health view's "verify now" runs the verifier).
+  const policyReloads = new PolicyReloadLog(clock);
+  const history = new HistoryReader({
+    db,
+    proofs: auditProofs,
+    origin,
+    // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
+    noteKeys: () =>
+      signingKeys.list().map(({ publicJwk: k }) => ({ kty: k.kty, crv: k.crv, x: k.x, ...(k.y === undefined ? {} : { y: k.y }) })),
+  });
+  const policyDesk = new PolicyDesk({ policy, decisions, reloads: policyReloads });
+  const healthDesk = new HealthDesk({
+    serverId: config.serverId,
+    domain: config.domain,
+    origin,
+    custody,
+    keys: signingKeys,
+    checkpoints,
+    verifier: auditVerifier,
+    alarm: tamperAlarm,
+    log: audit,
+  });
   let url = '';
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
@@ -355,6 +388,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
   });
   const ui = new UiService({
+    history,
+    policyDesk,
+    healthDesk,
     deskSessions,
     db,
     registry,
@@ -368,14 +404,6 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     gatewayUrl: () => url,
   });
   const bridgeEvents = new BridgeEventHub();
-  const auditVerifier = new AuditVerifier({
-    db,
-    log: audit,
-    alarm: tamperAlarm,
-    everyMs: config.audit.verifyEveryMs,
-    now: clock,
-    onError: log,
-  });
   // The HTTP edge's rows besides the gateway's own: the bridge table, the static renderer, the
   // approval routes, and the automation routes only in the test key domain.
   const httpRoutes = [
@@ -464,6 +492,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
 
   const stopWatching = policy.watch((result) => {
+    policyReloads.record(result);
     if (result.ok) {
       if (!result.changed) return;
       appendAudit('policy.loaded', policyLoadedEvent(policy));

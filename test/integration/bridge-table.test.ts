@@ -31,6 +31,15 @@ const GOOD: Record<string, unknown> = {
   limit: 5,
   offset: 0,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'public-key', response: {} },
+  historyQuery: { states: ['approved'], text: 'Acme', limit: 10 },
+  agentId: 'finance-bot',
+  call: {
+    tool: 'payments.transfer',
+    params: { amount: '10.00', currency: 'USD', payee: 'Acme Ltd' },
+    dataClass: 'financial',
+    jurisdiction: 'US',
+    provenance: ['user'],
+  },
 };
 const BAD: Record<string, unknown> = {
   approverId: 'x'.repeat(129),
@@ -41,6 +50,9 @@ const BAD: Record<string, unknown> = {
   limit: -1,
   offset: -1,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'password', response: {} },
+  historyQuery: { text: 'ab' },
+  agentId: 'not an id',
+  call: { tool: 'payments.transfer', params: [] },
 };
 
 interface RawResponse {
@@ -130,6 +142,8 @@ describe('every bridge table method', () => {
       const local = await callBridgeMethod(h.app.ui, name, []);
       // The status carries live counters; compare the rest.
       if (name === 'getStatus') expect((over as { serverId: string }).serverId).toBe((local as { serverId: string }).serverId);
+      // Two verification passes: the same log, each at its own time.
+      else if (name === 'verifyAuditNow') expect({ ...(over as object), at: 0 }).toEqual({ ...(local as object), at: 0 });
       else expect(over, name).toEqual(local);
     }
   });

@@ -18,7 +18,7 @@ import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
 import type { PolicyDecision, PolicyEngine } from '../policy/policy-engine.js';
 import { isHighImpact } from '../policy/policy-set.js';
 import { safeScore, type RiskLearner, type RiskScorer } from '../risk/risk-ports.js';
-import { riskContext } from '../../../shared/risk.js';
+import { riskContext, type RiskAssessment } from '../../../shared/risk.js';
 import { learnSafely } from '../risk/learn-safely.js';
 import { auditedParams, auditedRisk } from '../audit/redaction.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
@@ -36,6 +36,7 @@ import type {
   SessionReportParams,
   SessionReportResult,
   SignedEnvelope,
+  ToolCall,
 } from '../../../shared/protocol.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 import { requiredApprovers } from '../../../shared/quorum.js';
@@ -66,6 +67,14 @@ export interface DecisionServiceOptions {
    */
   quorumProgress?: (requestId: string) => { required: number; received: number };
 }
+
+/** A dry run's answer (the Policies view's "test a call"): the policy decision and the risk it was given. */
+export type DryRunDecision = Pick<
+  PolicyDecision,
+  'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation' | 'errors'
+> & {
+  risk: RiskAssessment;
+};
 
 /** The open tamper alarm (if any) and the approval a held high-impact call then needs. */
 export interface TamperHold {
@@ -512,6 +521,54 @@ export class DecisionService {
     } catch {
       // The caller already fails closed; an unwritable audit log also surfaces on the next decision.
     }
+  }
+
+  // ---- the Policies view's "test a call" (a dry run) ----
+
+  /**
+   * What the decision path would answer for `agentId` making `call` now: the same scope check,
+   * risk score, Cedar evaluation and tamper hold as `decide`, and nothing else. No envelope (so
+   * no signature, nonce or clock check), no request row, no audit entry, no token, no learning:
+   * nothing is written. Refuses an unknown tool (unknown_tool) and an agent that is not enrolled
+   * (agent_unknown) or not active (agent_revoked) as the decision path would.
+   */
+  async dryRun(agentId: string, call: ToolCall, now = this.clock()): Promise<DryRunDecision> {
+    const agent = this.options.registry.getAgent(agentId);
+    if (agent === undefined) throw new CountersignError('agent_unknown', `no enrolled agent has the id ${quote(agentId)}`);
+    if (agent.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} is revoked`);
+    const tool = this.options.policy.tool(call.tool);
+    if (!tool) throw new CountersignError('unknown_tool', `the tool ${quote(call.tool)} is not declared in the policy set`);
+    const risk = safeScore(this.options.risk, { agent, call, callSha256: callDigest(call.tool, call.params), now });
+    const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
+    let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation' | 'errors'> = scopeDenial
+      ? { outcome: 'deny', determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash, errors: [] }
+      : await this.options.policy.evaluateAsync({
+          agent: {
+            id: agent.id,
+            owner: agent.owner,
+            group: agent.group,
+            dataClasses: agent.dataClasses,
+            jurisdictions: agent.jurisdictions,
+          },
+          tool: call.tool,
+          params: call.params,
+          dataClass: call.dataClass,
+          jurisdiction: call.jurisdiction,
+          provenance: call.provenance,
+          risk: riskContext(risk),
+          now: new Date(now),
+        });
+    const alarm = decision.outcome === 'allow' && isHighImpact(tool) ? this.options.tamperHold?.current() : undefined;
+    if (alarm !== undefined) {
+      const reason = tamperHoldReason(alarm);
+      decision = {
+        ...decision,
+        outcome: 'approval_required',
+        reasons: [...decision.reasons, reason],
+        obligation: { ...this.options.tamperHold!.requirement, reasons: [reason], conflicted: [] },
+      };
+    }
+    return { ...decision, risk };
   }
 
   private scopeDenial(agent: AgentRecord, tool: string, dataClass: string, jurisdiction: string): string | undefined {

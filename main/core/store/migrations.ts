@@ -305,4 +305,21 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE webauthn_challenges ADD COLUMN offered TEXT;  -- JSON array of credential ids
   ALTER TABLE admin_challenges ADD COLUMN offered TEXT;     -- JSON array of credential ids
   `,
+  // 14: the desk's history (ui/history-reader.ts): decided requests paged by (decided_at, id) through
+  // partial indexes per filter, and a trigram full-text index over request id, agent, tool and
+  // payee for the search box (substring match without a scan). The search rows are written by a
+  // trigger in the same transaction as the request row; rows already stored are indexed here.
+  `
+  CREATE INDEX requests_decided ON requests(decided_at, id) WHERE state <> 'pending';
+  CREATE INDEX requests_decided_by_state ON requests(state, decided_at, id) WHERE state <> 'pending';
+  CREATE INDEX requests_decided_by_tool ON requests(tool, decided_at, id) WHERE state <> 'pending';
+  CREATE INDEX requests_decided_by_agent ON requests(agent_id, decided_at, id) WHERE state <> 'pending';
+  CREATE VIRTUAL TABLE request_search USING fts5(body, tokenize = 'trigram');
+  CREATE TRIGGER request_search_insert AFTER INSERT ON requests BEGIN
+    INSERT INTO request_search (rowid, body)
+      VALUES (new.rowid, new.id || ' ' || new.agent_id || ' ' || new.tool || ' ' || COALESCE(json_extract(new.call_json, '$.params.payee'), ''));
+  END;
+  INSERT INTO request_search (rowid, body)
+    SELECT rowid, id || ' ' || agent_id || ' ' || tool || ' ' || COALESCE(json_extract(call_json, '$.params.payee'), '') FROM requests;
+  `,
 ];

@@ -39,6 +39,19 @@ import {
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
 import type { BridgeMethods } from '../../../shared/bridge-table.js';
+import type { HistoryReader } from './history-reader.js';
+import type { PolicyDesk } from './policy-desk.js';
+import type { HealthDesk } from './health-desk.js';
+import type {
+  AuditVerification,
+  CustodyHealth,
+  HistoryEntry,
+  HistoryPage,
+  HistoryQuery,
+  PolicyOverview,
+  PolicyTestResult,
+} from '../../../shared/desk-records.js';
+import type { ToolCall } from '../../../shared/protocol.js';
 import type { DeskSessions } from './desk-sessions.js';
 import { currentBridgeCall } from './bridge-caller.js';
 import type { DeskSessionView } from '../../../shared/desk-session.js';
@@ -62,6 +75,10 @@ export interface UiServiceDeps {
   tamperAlarm?: Pick<TamperAlarm, 'current'>;
   /** The approver directory (RunningCountersign.approvers); without it the approver methods refuse. */
   approvers?: Pick<ApproverDirectory, 'list' | 'beginRegistration' | 'finishRegistration'>;
+  /** The History, Policies and Custody-and-health views (ui/history-reader.ts, policy-desk.ts, health-desk.ts). */
+  history?: Pick<HistoryReader, 'page' | 'entry'>;
+  policyDesk?: Pick<PolicyDesk, 'overview' | 'testCall'>;
+  healthDesk?: Pick<HealthDesk, 'health' | 'verifyNow'>;
   /** Desk sessions (sign-in with a security key); without them no one can sign in and person rows refuse. */
   deskSessions?: DeskSessions;
 }
@@ -257,6 +274,37 @@ export class UiService implements BridgeMethods {
     if (outcome.token !== undefined) out.token = outcome.token;
     if (outcome.tokenExpiresAt !== undefined) out.tokenExpiresAt = outcome.tokenExpiresAt;
     return out;
+  }
+
+  // ---- History, Policies, Custody and health (read-only; arguments checked by callBridgeMethod) ----
+
+  searchHistory(historyQuery: HistoryQuery): Promise<HistoryPage> {
+    return settle(() => this.need(this.deps.history, 'history').page(historyQuery));
+  }
+
+  getHistoryEntry(requestId: string): Promise<HistoryEntry> {
+    return settle(() => this.need(this.deps.history, 'history')).then((h) => h.entry(requestId));
+  }
+
+  getPolicyOverview(): Promise<PolicyOverview> {
+    return settle(() => this.need(this.deps.policyDesk, 'the policies view')).then((p) => p.overview());
+  }
+
+  testPolicyCall(agentId: string, call: ToolCall): Promise<PolicyTestResult> {
+    return settle(() => this.need(this.deps.policyDesk, 'the policies view')).then((p) => p.testCall({ agentId, call }));
+  }
+
+  getCustodyHealth(): Promise<CustodyHealth> {
+    return settle(() => this.need(this.deps.healthDesk, 'the health view').health());
+  }
+
+  verifyAuditNow(): Promise<AuditVerification> {
+    return settle(() => this.need(this.deps.healthDesk, 'the health view')).then((d) => d.verifyNow());
+  }
+
+  private need<T>(part: T | undefined, name: string): T {
+    if (part === undefined) throw new CountersignError('internal_error', `${name} is not available through this UI service`);
+    return part;
   }
 
   // ---- desk sessions (the caller of the call in progress: bridge-caller.ts) ----

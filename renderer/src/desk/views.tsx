@@ -6,10 +6,16 @@
 import type { DeskViewRow } from './desk-view.js';
 import { QueueView } from './queue-view.js';
 import { RequestView } from './request-view.js';
+import { HistoryView } from './HistoryView.js';
+import { PoliciesView } from './PoliciesView.js';
+import { HealthView } from './HealthView.js';
 
 export const DESK_VIEWS: readonly DeskViewRow[] = [
-  // one row per desk view, e.g. { id: 'queue', label: 'Queue', admin: false, Component: QueueView },
   // The queue and one request (renderer/src/desk/queue-view.tsx, request-view.tsx); the queue is the desk's first view.
   { id: 'queue', label: 'Queue', admin: false, Component: QueueView },
   { id: 'request', label: 'Request', admin: false, hidden: true, Component: RequestView },
+  // History, Policies, Custody and health: read-only views (every change still needs a key tap elsewhere).
+  { id: 'history', label: 'History', admin: false, Component: HistoryView },
+  { id: 'policies', label: 'Policies', admin: false, Component: PoliciesView },
+  { id: 'health', label: 'Custody and health', admin: false, Component: HealthView },
 ];

@@ -1,0 +1,208 @@
+/**
+ * The desk's History view, read side: decided requests paged by the key (decided_at, id), newest
+ * first, with filters (states, tool, agent, decided between) and a search over request id, agent,
+ * tool and payee; and one decided request in full with its approvals (who, which key, when,
+ * verdict, reason), its token id and its audit entries with their inclusion proof against a signed
+ * checkpoint (audit/audit-proofs.ts). Every page is one statement over the partial indexes and the
+ * trigram search index of migration 14 (keyed pages, no OFFSET, no scan of the table per page);
+ * every statement here is a SELECT that better-sqlite3 confirms read-only. The one write a read
+ * may cause is the audit proof's: when no checkpoint covers the entries yet, one is signed, as
+ * for an agent's `audit.proof`.
+ */
+import type { Db } from '../store/database.js';
+import { RequestRepository } from '../store/request-repository.js';
+import type { AuditProofs } from '../audit/audit-proofs.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
+import {
+  HISTORY_PAGE_DEFAULT,
+  type HistoryEntry,
+  type HistoryPage,
+  type HistoryQuery,
+  type HistoryRow,
+} from '../../../shared/desk-records.js';
+import type { NoteVerificationKey } from '../../../shared/audit-verify.js';
+import type { RequestState } from '../../../shared/protocol.js';
+
+interface PageRow {
+  id: string;
+  agent_id: string;
+  tool: string;
+  state: RequestState;
+  payee: unknown;
+  created_at: number;
+  decided_at: number;
+  reasons: string;
+  approvals: number;
+}
+
+export interface HistoryReaderDeps {
+  db: Db;
+  proofs: Pick<AuditProofs, 'forRequest'>;
+  /** The log's origin (`countersign/<serverId>`). */
+  origin: string;
+  /** Every signing key the log has had (public JWKs), to check checkpoints with. */
+  noteKeys: () => NoteVerificationKey[];
+}
+
+/** The search text as one FTS5 phrase (a quote inside is doubled): matched as a substring, never as query syntax. */
+export function searchPhrase(text: string): string {
+  return `"${text.replace(/"/g, '""')}"`;
+}
+
+function textList(json: string): string[] {
+  try {
+    const value = parseStrictJson(json);
+    return Array.isArray(value)
+      ? value
+          .filter((v): v is string => typeof v === 'string')
+          .slice(0, 64)
+          .map((r) => r.slice(0, 4096))
+      : [];
+  } catch {
+    return [];
+  }
+}
+
+/** The SQL and values of one history page (exported so a test can read the query plan). */
+export function historyPageStatement(query: HistoryQuery): { sql: string; values: Array<string | number> } {
+  const where = [`r.state <> 'pending'`, 'r.decided_at IS NOT NULL'];
+  const values: Array<string | number> = [];
+  if (query.states !== undefined) {
+    where.push(`r.state IN (${query.states.map(() => '?').join(', ')})`);
+    values.push(...query.states);
+  }
+  if (query.tool !== undefined) {
+    where.push('r.tool = ?');
+    values.push(query.tool);
+  }
+  if (query.agentId !== undefined) {
+    where.push('r.agent_id = ?');
+    values.push(query.agentId);
+  }
+  if (query.since !== undefined) {
+    where.push('r.decided_at >= ?');
+    values.push(query.since);
+  }
+  if (query.until !== undefined) {
+    where.push('r.decided_at <= ?');
+    values.push(query.until);
+  }
+  if (query.text !== undefined) {
+    where.push('r.rowid IN (SELECT rowid FROM request_search WHERE request_search MATCH ?)');
+    values.push(searchPhrase(query.text));
+  }
+  if (query.cursor !== undefined) {
+    const colon = query.cursor.indexOf(':');
+    const decidedAt = Number(query.cursor.slice(0, colon));
+    const id = query.cursor.slice(colon + 1);
+    if (!Number.isSafeInteger(decidedAt))
+      throw new CountersignError('history_cursor_invalid', `the history cursor ${quote(query.cursor)} is not one a page returned`);
+    where.push('(r.decided_at < ? OR (r.decided_at = ? AND r.id < ?))');
+    values.push(decidedAt, decidedAt, id);
+  }
+  const limit = query.limit ?? HISTORY_PAGE_DEFAULT;
+  values.push(limit + 1);
+  const sql = `SELECT r.id, r.agent_id, r.tool, r.state, json_extract(r.call_json, '$.params.payee') AS payee, r.created_at, r.decided_at, r.reasons,
+      (SELECT COUNT(*) FROM approvals a WHERE a.request_id = COALESCE(r.group_id, r.id)) AS approvals
+    FROM requests r WHERE ${where.join(' AND ')}
+    ORDER BY r.decided_at DESC, r.id DESC LIMIT ?`;
+  return { sql, values };
+}
+
+export class HistoryReader {
+  private readonly requests: RequestRepository;
+  private readonly approvalsStmt;
+  private readonly tokenStmt;
+
+  constructor(private readonly deps: HistoryReaderDeps) {
+    this.requests = new RequestRepository(deps.db);
+    this.approvalsStmt = deps.db.prepare<
+      [string],
+      {
+        approver_id: string;
+        credential_id: string;
+        verdict: 'approve' | 'deny';
+        reason: string | null;
+        at: number;
+        display_name: string | null;
+      }
+    >(
+      `SELECT a.approver_id, a.credential_id, a.verdict, a.reason, a.at, p.display_name
+       FROM approvals a LEFT JOIN approvers p ON p.id = a.approver_id WHERE a.request_id = ? ORDER BY a.at, a.approver_id LIMIT 1000`,
+    );
+    this.tokenStmt = deps.db.prepare<[string], { jti: string; expires_at: number }>(
+      'SELECT jti, expires_at FROM tokens WHERE request_id = ?',
+    );
+  }
+
+  /** One page of decided requests, newest decision first. */
+  page(query: HistoryQuery): HistoryPage {
+    const { sql, values } = historyPageStatement(query);
+    const stmt = this.deps.db.prepare<Array<string | number>, PageRow>(sql);
+    if (!stmt.readonly) throw new CountersignError('internal_error', 'the history query is not read-only');
+    const limit = query.limit ?? HISTORY_PAGE_DEFAULT;
+    const found = stmt.all(...values);
+    const rows: HistoryRow[] = found.slice(0, limit).map((row) => ({
+      requestId: row.id,
+      agentId: row.agent_id,
+      tool: row.tool,
+      state: row.state,
+      payee: typeof row.payee === 'string' ? row.payee.slice(0, 500) : null,
+      createdAt: row.created_at,
+      decidedAt: row.decided_at,
+      approvals: row.approvals,
+      reasons: textList(row.reasons),
+    }));
+    const last = rows[rows.length - 1];
+    return { rows, nextCursor: found.length > limit && last !== undefined ? `${last.decidedAt}:${last.requestId}` : null };
+  }
+
+  /** One decided request in full, with its audit proof. */
+  async entry(requestId: string): Promise<HistoryEntry> {
+    const record = this.requests.get(requestId);
+    if (record === undefined || record.state === 'pending')
+      throw new CountersignError('history_request_unknown', `no decided request has the id ${quote(requestId)}`);
+    const approvals = this.approvalsStmt.all(record.groupId ?? record.id).map((a) => ({
+      approverId: a.approver_id,
+      displayName: a.display_name ?? a.approver_id,
+      credentialId: a.credential_id,
+      verdict: a.verdict,
+      at: a.at,
+      reason: a.reason,
+    }));
+    const token = this.tokenStmt.get(record.id);
+    let proof: HistoryEntry['proof'] = null;
+    try {
+      proof = await this.deps.proofs.forRequest(record.agentId, record.id);
+    } catch (error) {
+      // A request whose audit entries are not written yet has no proof to show (the page says so).
+      if (!isCountersignError(error) || error.code !== 'audit_proof_unavailable') throw error;
+    }
+    return {
+      requestId: record.id,
+      agentId: record.agentId,
+      tool: record.tool,
+      state: record.state,
+      call: record.call,
+      callSha256: record.callSha256,
+      policyHash: record.policyHash,
+      determiningPolicies: [...record.determiningPolicies],
+      reasons: record.reasons.slice(0, 64),
+      obligation: record.obligation,
+      risk: {
+        score: record.risk.score,
+        factors: record.risk.factors.map((f) => ({ name: f.name, explanation: f.explanation.slice(0, 1000) })),
+      },
+      createdAt: record.createdAt,
+      decidedAt: record.decidedAt,
+      groupId: record.groupId,
+      approvals,
+      tokenId: token?.jti ?? null,
+      tokenExpiresAt: token?.expires_at ?? null,
+      proof,
+      origin: this.deps.origin,
+      noteKeys: this.deps.noteKeys(),
+    };
+  }
+}
