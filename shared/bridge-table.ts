@@ -32,6 +32,15 @@ import {
   toCountersignError,
   type WebAuthnResponseJson,
 } from './bridge.js';
+import { adminActionSchema, type AdminAction } from './admin-actions.js';
+import {
+  adminCeremonySchema,
+  adminOutcomeSchema,
+  approverDirectorySchema,
+  displayNameSchema,
+  firstAdminSchema,
+  firstRunStateSchema,
+} from './bridge-admin.js';
 
 /** Where an argument travels over HTTP: a `{name}` path segment, a `?name=` whole number, or a member of the JSON body. */
 export type ArgPlace = 'path' | 'query' | 'body';
@@ -144,6 +153,42 @@ export const BRIDGE_METHODS = {
     result: approvalOutcomeSchema,
     channel: 'countersign:submitApprovalCeremony',
     http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/submit' },
+  }),
+  // ---- the admin console and the first run (renderer/src/desk/: first-run, agents, approvers) ----
+  /** Whether the first-run setup is open (no admin exists yet). */
+  getFirstRun: method({
+    args: [],
+    result: firstRunStateSchema,
+    channel: 'countersign:getFirstRun',
+    http: { verb: 'GET', path: '/api/ui/first-run' },
+  }),
+  /** Create the first admin and their registration code; refused with first_run_closed once any admin exists. */
+  createFirstAdmin: method({
+    args: [arg('newAdminId', bridgeIdSchema, 'body'), arg('displayName', displayNameSchema, 'body')],
+    result: firstAdminSchema,
+    channel: 'countersign:createFirstAdmin',
+    http: { verb: 'POST', path: '/api/ui/first-run' },
+  }),
+  /** Start an admin action: WebAuthn options for the admin's key tap over exactly that action. */
+  startAdminAction: method({
+    args: [arg('adminId', bridgeIdSchema, 'body'), typedArg<AdminAction>('action', adminActionSchema, 'body')],
+    result: adminCeremonySchema,
+    channel: 'countersign:startAdminAction',
+    http: { verb: 'POST', path: '/api/ui/admin/ceremony' },
+  }),
+  /** Submit the tap; the action is performed and audited with it. */
+  submitAdminAction: method({
+    args: [arg('adminId', bridgeIdSchema, 'body'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body')],
+    result: adminOutcomeSchema,
+    channel: 'countersign:submitAdminAction',
+    http: { verb: 'POST', path: '/api/ui/admin/submit' },
+  }),
+  /** People with their groups, aliases and keys (make and model come from the AAGUID in the renderer). */
+  listApproverDirectory: method({
+    args: [],
+    result: approverDirectorySchema,
+    channel: 'countersign:listApproverDirectory',
+    http: { verb: 'GET', path: '/api/ui/approver-directory' },
   }),
 } as const;
 

@@ -255,6 +255,14 @@ export const ERROR_RECORDS = {
   },
   mcp_downstream_failed: { message: 'the MCP tool server failed or is not running', rpc: RPC_CODES.refused, http: 400 },
   mcp_already_executed: { message: 'the approved call was already executed once', rpc: RPC_CODES.refused, http: 400 },
+
+  // The desk's first run and security keys (renderer/src/desk/first-run.tsx, docs/desktop.md)
+  first_run_closed: { message: 'an admin already exists, so the first-run setup is closed', rpc: RPC_CODES.refused, http: 409 },
+  platform_authenticator_refused: {
+    message: 'a built-in platform authenticator is not accepted here; use a security key',
+    rpc: RPC_CODES.refused,
+    http: 403,
+  },
 } as const satisfies Record<string, ErrorRecord>;
 
 export type ErrorCode = keyof typeof ERROR_RECORDS;

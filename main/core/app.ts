@@ -41,6 +41,7 @@ import { VirtualApprovers } from './testing/virtual-approvers.js';
 import { approvalsRoutes } from './approvals/approvals-http.js';
 import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
+import { FirstRun } from './approvals/first-run.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** The policy pack a fresh data directory starts with. */
@@ -343,7 +344,14 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
   let url = '';
+  const adminActions = new AdminActions(db, audit, approvers, {
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    now: clock,
+    alarm: tamperAlarm,
+    registry,
+  });
   const ui = new UiService({
+    adminConsole: { admin: adminActions, firstRun: new FirstRun(db, approvers), directory: approvers },
     db,
     registry,
     policy,
@@ -372,11 +380,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       service: approvals,
       directory: approvers,
       audit: auditProofs,
-      admin: new AdminActions(db, audit, approvers, {
-        ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
-        now: clock,
-        alarm: tamperAlarm,
-      }),
+      admin: adminActions,
     }),
     ...(virtualApprovers === undefined ? [] : automationRoutes({ automation: virtualApprovers, db, now: clock })),
     ...uiStaticRoutes(options.rendererDir ?? DEFAULT_RENDERER_DIR),

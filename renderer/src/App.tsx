@@ -10,6 +10,7 @@ import { toCountersignError } from '../../shared/bridge.js';
 import { ApprovalsView } from './Approvals.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
+import { FirstRunGate } from './desk/first-run.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
@@ -150,6 +151,7 @@ function Dashboard({
             </button>
           ))}
       </nav>
+      <FirstRunGate bridge={bridge} />
       <ActingAs state={session} />
       {session.current &&
         DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (

@@ -31,6 +31,10 @@ const GOOD: Record<string, unknown> = {
   limit: 5,
   offset: 0,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'public-key', response: {} },
+  newAdminId: 'root',
+  displayName: 'Root Admin',
+  adminId: 'root',
+  action: { kind: 'agent.revoke', id: 'agent-1', reason: 'lost laptop' },
 };
 const BAD: Record<string, unknown> = {
   approverId: 'x'.repeat(129),
@@ -41,6 +45,10 @@ const BAD: Record<string, unknown> = {
   limit: -1,
   offset: -1,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'password', response: {} },
+  newAdminId: '..',
+  displayName: '',
+  adminId: 'x'.repeat(129),
+  action: { kind: 'agent.explode', id: 'agent-1' },
 };
 
 interface RawResponse {

@@ -36,6 +36,10 @@ import {
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
 import type { BridgeMethods } from '../../../shared/bridge-table.js';
+import type { AdminActions } from '../approvals/admin-actions.js';
+import type { FirstRun } from '../approvals/first-run.js';
+import type { AdminAction } from '../../../shared/admin-actions.js';
+import type { AdminCeremony, AdminOutcome, ApproverDetail, FirstAdmin, FirstRunStateView } from '../../../shared/bridge-admin.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
@@ -53,6 +57,12 @@ export interface UiServiceDeps {
   tamperAlarm?: Pick<TamperAlarm, 'current'>;
   /** The approver directory (RunningCountersign.approvers); without it the approver methods refuse. */
   approvers?: Pick<ApproverDirectory, 'list' | 'beginRegistration' | 'finishRegistration'>;
+  /** The admin console and first run (admin actions, the directory with keys); without it those methods refuse. */
+  adminConsole?: {
+    admin: Pick<AdminActions, 'start' | 'submit'>;
+    firstRun: Pick<FirstRun, 'state' | 'createFirstAdmin'>;
+    directory: Pick<ApproverDirectory, 'list' | 'credentialsOf' | 'aliasesOf'>;
+  };
 }
 
 /** Reasons as the desk shows them: at most 64, each at most 4096 characters. */
@@ -231,6 +241,65 @@ export class UiService implements BridgeMethods {
     if (outcome.token !== undefined) out.token = outcome.token;
     if (outcome.tokenExpiresAt !== undefined) out.tokenExpiresAt = outcome.tokenExpiresAt;
     return out;
+  }
+
+  // ---- the admin console and the first run (rules live in the core: first-run.ts, admin-actions.ts) ----
+
+  getFirstRun(): Promise<FirstRunStateView> {
+    return settle(() => {
+      const state = this.console().firstRun.state();
+      return { open: state.open, approvers: state.approvers };
+    });
+  }
+
+  createFirstAdmin(newAdminId: string, displayName: string): Promise<FirstAdmin> {
+    return settle(() => {
+      const made = this.console().firstRun.createFirstAdmin(newAdminId, displayName);
+      return { approverId: made.approverId, code: made.code, expiresAt: made.expiresAt };
+    });
+  }
+
+  async startAdminAction(adminId: string, action: AdminAction): Promise<AdminCeremony> {
+    const started = await this.console().admin.start(adminId, action);
+    return { options: started.options, action: started.action } as AdminCeremony;
+  }
+
+  async submitAdminAction(adminId: string, response: WebAuthnResponseJson): Promise<AdminOutcome> {
+    // The admin actions verify the tap in full (@simplewebauthn/server) and perform the action once.
+    const done = await this.console().admin.submit(adminId, response as unknown as AuthenticationResponseJSON);
+    const result = typeof done.result === 'object' && done.result !== null ? (done.result as Record<string, unknown>) : {};
+    return { action: done.action, result };
+  }
+
+  listApproverDirectory(): Promise<{ approvers: ApproverDetail[] }> {
+    return settle(() => {
+      const { directory } = this.console();
+      return {
+        approvers: directory.list().map((a) => ({
+          id: a.id,
+          displayName: a.displayName,
+          groups: [...a.groups],
+          aliases: directory.aliasesOf(a.id),
+          virtual: a.virtual,
+          status: a.status,
+          keys: directory.credentialsOf(a.id, false).map((c) => ({
+            credentialId: c.credentialId,
+            aaguid: c.aaguid,
+            attestationFmt: c.attestationFmt,
+            transports: [...c.transports],
+            status: c.status,
+            createdAt: c.createdAt,
+            ...(c.lastUsedAt === undefined ? {} : { lastUsedAt: c.lastUsedAt }),
+          })),
+        })),
+      };
+    });
+  }
+
+  private console(): NonNullable<UiServiceDeps['adminConsole']> {
+    if (this.deps.adminConsole === undefined)
+      throw new CountersignError('internal_error', 'the admin console is not available through this UI service');
+    return this.deps.adminConsole;
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {
