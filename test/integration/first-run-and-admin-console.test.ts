@@ -37,7 +37,7 @@ async function virtualAdmin(id: string): Promise<VirtualAuthenticator> {
   const key = new VirtualAuthenticator();
   const { code } = h.app.approvers.issueRegistrationCode(id, 'test');
   const options = await h.app.ui.beginApproverRegistration(id, code);
-  await h.app.ui.finishApproverRegistration(id, credentialFor(key, options as never));
+  await h.app.ui.finishApproverRegistration(id, credentialFor(key, options));
   return key;
 }
 
@@ -96,9 +96,9 @@ describe('security keys: platform authenticators and registration codes', () => 
     expect(
       (first as { authenticatorSelection?: { authenticatorAttachment?: string } }).authenticatorSelection?.authenticatorAttachment,
     ).toBe(undefined);
-    const platform = { ...credentialFor(key, first as never), authenticatorAttachment: 'platform' as const };
+    const platform = { ...credentialFor(key, first), authenticatorAttachment: 'platform' as const };
     await expect(h.app.ui.finishApproverRegistration('vic', platform)).rejects.toMatchObject({ code: 'platform_authenticator_refused' });
-    const internal = credentialFor(key, (await h.app.ui.beginApproverRegistration('vic', code)) as never);
+    const internal = credentialFor(key, await h.app.ui.beginApproverRegistration('vic', code));
     const withInternal = { ...internal, response: { ...internal.response, transports: ['internal'] } };
     await expect(h.app.ui.finishApproverRegistration('vic', withInternal)).rejects.toMatchObject({
       code: 'platform_authenticator_refused',
@@ -106,7 +106,7 @@ describe('security keys: platform authenticators and registration codes', () => 
     expect(h.app.approvers.credentialsOf('vic')).toHaveLength(0);
     // A cancelled attempt (begun, never finished) does not burn it either; then a security key registers with it.
     await h.app.ui.beginApproverRegistration('vic', code);
-    const good = credentialFor(key, (await h.app.ui.beginApproverRegistration('vic', code)) as never);
+    const good = credentialFor(key, await h.app.ui.beginApproverRegistration('vic', code));
     await expect(h.app.ui.finishApproverRegistration('vic', good)).resolves.toMatchObject({ approverId: 'vic' });
     // Spent with the key: single use from now on.
     await expect(h.app.ui.beginApproverRegistration('vic', code)).rejects.toMatchObject({ code: 'challenge_invalid' });
@@ -115,8 +115,8 @@ describe('security keys: platform authenticators and registration codes', () => 
   it('lets only one of two ceremonies begun with the same code store a key', async () => {
     h.app.approvers.addApprover({ id: 'vic', displayName: 'Vic', groups: [], virtual: true });
     const { code } = h.app.approvers.issueRegistrationCode('vic', 'test');
-    const one = credentialFor(new VirtualAuthenticator(), (await h.app.ui.beginApproverRegistration('vic', code)) as never);
-    const two = credentialFor(new VirtualAuthenticator(), (await h.app.ui.beginApproverRegistration('vic', code)) as never);
+    const one = credentialFor(new VirtualAuthenticator(), await h.app.ui.beginApproverRegistration('vic', code));
+    const two = credentialFor(new VirtualAuthenticator(), await h.app.ui.beginApproverRegistration('vic', code));
     await expect(h.app.ui.finishApproverRegistration('vic', one)).resolves.toMatchObject({ approverId: 'vic' });
     await expect(h.app.ui.finishApproverRegistration('vic', two)).rejects.toMatchObject({ code: 'challenge_invalid' });
     expect(h.app.approvers.credentialsOf('vic')).toHaveLength(1);
