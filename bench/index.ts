@@ -20,6 +20,7 @@ import { runAuditBench } from './audit.bench.js';
 import { runPolicyLookupsBench } from './policy-lookups.bench.js';
 import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { benchToken } from './pkcs11-setup.js';
+import { availableParallelism, loadavg } from 'node:os';
 
 // SoftHSM scans its tokens when the module first loads: make the bench token before anything.
 benchToken();
@@ -69,8 +70,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
 for (const [name, run] of Object.entries(benches)) {
   if (only && !only.includes(name)) continue;
   process.stdout.write(`\n== ${name} ==\n`);
+  // The machine's load average beside every figure: on a shared machine a ratio means little without it.
+  const loadBefore = loadavg().map((l) => +l.toFixed(2));
   const result = await run();
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  const loadAverage = { before: loadBefore, after: loadavg().map((l) => +l.toFixed(2)), cpus: availableParallelism() };
+  process.stdout.write(`${JSON.stringify({ loadAverage, ...result }, null, 2)}\n`);
 }
 
 benchToken().token.cleanup();

@@ -6,6 +6,10 @@
  * per-call entity slicing. The baseline in the same run is the smallest directory; the figure is
  * the ratio at each size. For contrast, the old style (one PayeeList entity with a Set of names,
  * handed to Cedar whole) is measured at the small sizes. Memory is read after the largest load.
+ * The same again with the demo pack (finance and production together) and the decision-path call
+ * mix (transfers, staging and production deploys, from both agent groups, at varied risk scores):
+ * its cost at each size, the ratio of the largest to the smallest, and, at the largest, the same
+ * calls with the whole policy set instead of each tool's subset (docs/policy.md).
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +17,7 @@ import { join } from 'node:path';
 import { PolicyEngine, type PolicyRequest } from '../main/core/policy/policy-engine.js';
 import { loadPolicyDirectory } from '../main/core/policy/policy-set.js';
 import { prng } from '../test/helpers/prng.js';
+import { demoPackWith, mixedCall } from './decision-path.bench.js';
 
 const FINANCE = join(import.meta.dirname, '..', 'examples', 'finance');
 
@@ -125,6 +130,62 @@ async function measure(payees: number, style: Style, calls: number): Promise<Rec
   }
 }
 
+/** The decision-path mix as policy requests: both agent kinds, every tool of the demo pack, varied risk. */
+function demoMix(payees: number, n: number): PolicyRequest[] {
+  const rng = prng(0xde70);
+  return Array.from({ length: n }, (_, i) => {
+    const kind = i % 2 === 0 ? 'finance' : 'deploy';
+    const call = mixedCall(kind, rng, payees);
+    return {
+      agent: {
+        id: `bench-${kind}-${Math.floor(rng() * 10_000)}`,
+        owner: kind === 'finance' ? 'dana@example.com' : 'sam@example.com',
+        group: kind === 'finance' ? 'finance-agents' : 'deploy-agents',
+        dataClasses: kind === 'finance' ? ['financial'] : ['source-code'],
+        jurisdictions: kind === 'finance' ? ['US', 'GB'] : ['US'],
+      },
+      tool: call.tool,
+      params: call.params,
+      dataClass: call.dataClass,
+      jurisdiction: call.jurisdiction,
+      provenance: call.provenance,
+      risk: { score: [0, 5, 15, 35, 45, 65][Math.floor(rng() * 6)]!, factors: [] },
+      now: new Date(Date.UTC(2026, 5, 2, 10)),
+    };
+  });
+}
+
+function timeEvaluations(engine: PolicyEngine, mix: PolicyRequest[]): { meanMs: number; p50Ms: number; p99Ms: number } {
+  for (const request of mix.slice(0, 200)) engine.evaluate(request); // warm up
+  const samples: number[] = [];
+  for (const request of mix) {
+    const t = performance.now();
+    engine.evaluate(request);
+    samples.push(performance.now() - t);
+  }
+  samples.sort((a, b) => a - b);
+  return {
+    meanMs: Number((samples.reduce((a, b) => a + b, 0) / samples.length).toFixed(4)),
+    p50Ms: Number(samples[Math.floor(samples.length * 0.5)]!.toFixed(4)),
+    p99Ms: Number(samples[Math.floor(samples.length * 0.99)]!.toFixed(4)),
+  };
+}
+
+async function measureDemo(payees: number, calls: number, compareWhole: boolean): Promise<Record<string, unknown>> {
+  const dir = demoPackWith(payees);
+  try {
+    const set = await loadPolicyDirectory(dir);
+    const mix = demoMix(payees, calls);
+    const subsets = timeEvaluations(new PolicyEngine(set), mix);
+    if (!compareWhole) return { payees, ...subsets };
+    // Interleaved halves would be fairer on a loaded machine; one pass each keeps the bench short.
+    const whole = timeEvaluations(new PolicyEngine(set, { policySubsets: false }), mix);
+    return { payees, ...subsets, wholeSet: whole, subsetToWholeSet: Number((subsets.meanMs / whole.meanMs).toFixed(3)) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export async function runPolicyLookupsBench(options: {
   sizes: number[];
   calls: number;
@@ -137,6 +198,9 @@ export async function runPolicyLookupsBench(options: {
   const setStyle: Array<Record<string, number>> = [];
   for (const size of options.setStyleSizes) setStyle.push(await measure(size, 'set-attribute', Math.min(options.calls, 1_000)));
   const base = sliced[0]!.meanMs!;
+  const demo: Array<Record<string, unknown>> = [];
+  for (const [i, size] of options.sizes.entries()) demo.push(await measureDemo(size, options.calls, i === options.sizes.length - 1));
+  const demoBase = demo[0]!.meanMs as number;
   return {
     calls: options.calls,
     evaluationWithSlicing: sliced,
@@ -144,5 +208,9 @@ export async function runPolicyLookupsBench(options: {
     targetLargestWithin: 1.25,
     memoryAfterLargestLoad: { heapMiB, rssMiB },
     oldSetAttributeStyle: setStyle,
+    demoPackFinanceAndProduction: {
+      evaluation: demo,
+      costRatioToSmallest: Object.fromEntries(demo.map((r) => [String(r.payees), Number(((r.meanMs as number) / demoBase).toFixed(3))])),
+    },
   };
 }

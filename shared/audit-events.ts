@@ -170,6 +170,15 @@ export const AUDIT_EVENT_SCHEMAS = {
     credentialId: str,
     evidence: z.strictObject({ authenticatorData: str, clientDataJSON: str, signature: str }),
   }),
+  // Desk sessions (docs/adr/0010-desk-sessions.md): `session` is a short reference derived from
+  // the session id's hash, never the id itself.
+  'desk.signed_in': z.strictObject({ approverId: str, credentialId: str, session: str, signCount: int, expiresAt: time }),
+  'desk.signed_out': z.strictObject({
+    approverId: str,
+    credentialId: str,
+    session: str,
+    reason: z.enum(['signed_out', 'idle', 'expired', 'replaced', 'approver_disabled']),
+  }),
   'approval.started': z.strictObject({
     requestId: str,
     agentId: str,
@@ -210,7 +219,7 @@ export const AUDIT_EVENT_SCHEMAS = {
   'signing_key.rotated': z.strictObject({ ...signingKeyEvent, previous: z.strictObject({ kid: str, publishedUntil: time }) }),
   'signing_key.retired': z.strictObject({ kid: str, domain: str }),
   'signing_key.adopted': z.strictObject({ kid: str, domain: str, custody: str, previous: str, serverId: str }),
-  'policy.loaded': z.strictObject({ policyHash: str, policyDir: str }),
+  'policy.loaded': z.strictObject({ policyHash: str, policyDir: str, fastPathFallback: str.optional() }),
   'policy.reload_failed': z.strictObject({ error: str, keptPolicyHash: str }),
   'config.loaded': z.strictObject({ configSha256: str }),
   'audit.checkpoint_reset': z.strictObject({ previous: str, resetTo: int, files: strings }),

@@ -18,6 +18,7 @@ import { TamperAlarm } from './audit/tamper-alarm.js';
 import { AuditVerifier } from './audit/audit-verifier.js';
 import { AgentRegistry, type OwnerMigrationReport } from './identity/agent-registry.js';
 import { PolicyEngine } from './policy/policy-engine.js';
+import { packTestRequests } from './policy/fast-path-cases.js';
 import { openCustody, type OpenCustody, type OpenCustodyOptions } from './keys/open-custody.js';
 import { SigningKeyRegistry, historicKey } from './keys/signing-keys.js';
 import type { Signer } from './custody/signer.js';
@@ -30,6 +31,7 @@ import { loadRiskSettings } from './risk/risk-config.js';
 import { Gateway } from './gateway/gateway-server.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
+import { DeskSessions } from './ui/desk-sessions.js';
 import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
 import { BridgeEventHub } from './ui/bridge-events.js';
@@ -100,6 +102,8 @@ export interface RunningCountersign {
   uiSessionSecret: string;
   /** The one server implementation of the bridge table (HTTP routes and the Electron shell's IPC). */
   ui: UiService;
+  /** Desk sessions (sign-in with a security key; ADR 0010). */
+  deskSessions: DeskSessions;
   /** The bridge's push events (pending, decided), for the shell's IPC channel; HTTP serves them as SSE. */
   bridgeEvents: BridgeEventHub;
   close(): Promise<void>;
@@ -200,7 +204,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
         loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)).config,
       );
     }
-    policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true });
+    policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true, fastPathCases: packTestRequests });
     const engine = policy;
     // Enrollment checks scopes against the set in force at that moment (hot reloads included).
     registry.useVocabulary(() => engine.current.vocabulary);
@@ -350,7 +354,15 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     alarm: tamperAlarm,
     registry,
   });
+  // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
+  const deskSessions = new DeskSessions(db, audit, approvers, {
+    idleMs: config.approvals.sessionIdleMs,
+    absoluteMs: config.approvals.sessionLifetimeMs,
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    now: clock,
+  });
   const ui = new UiService({
+    deskSessions,
     adminConsole: { admin: adminActions, firstRun: new FirstRun(db, approvers), directory: approvers },
     db,
     registry,
@@ -428,7 +440,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     custody: signer.custody,
     risk: riskEngine === undefined ? { enabled: false } : { enabled: true, settingsHash: riskEngine.settingsHash },
   });
-  appendAudit('policy.loaded', { policyHash: policy.hash, policyDir: policy.dir });
+  appendAudit('policy.loaded', policyLoadedEvent(policy));
   // The configuration in force, by hash: a change between starts shows as a new hash in the log.
   appendAudit('config.loaded', { configSha256: createHash('sha256').update(canonicalize(config)).digest('hex') });
   // A checkpoint right away: the file outside the database vouches for the log from the start,
@@ -458,7 +470,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const stopWatching = policy.watch((result) => {
     if (result.ok) {
       if (!result.changed) return;
-      appendAudit('policy.loaded', { policyHash: result.hash, policyDir: policy.dir });
+      appendAudit('policy.loaded', policyLoadedEvent(policy));
       log(`policy reloaded: ${result.hash}`);
     } else {
       appendAudit('policy.reload_failed', { error: result.error.message.slice(0, 2000), keptPolicyHash: policy.hash });
@@ -510,6 +522,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     signingKeys,
     issuer,
     uiSessionSecret,
+    deskSessions,
     approvers,
     approvals,
     checkpoints,
@@ -561,4 +574,12 @@ function auditHealth(alarm: TamperAlarm, verifier: AuditVerifier): Record<string
           },
     auditVerification: last === undefined ? null : { at: last.finishedAt, entries: last.entries, findings: last.findings.length },
   };
+}
+
+/** The policy.loaded event: the set in force, and why its per-tool policy subsets are off, if they are. */
+function policyLoadedEvent(policy: PolicyEngine): AuditEventFields<'policy.loaded'> {
+  const event: AuditEventFields<'policy.loaded'> = { policyHash: policy.hash, policyDir: policy.dir };
+  const fallback = policy.fastPath.fallback;
+  if (fallback !== undefined) event.fastPathFallback = fallback;
+  return event;
 }

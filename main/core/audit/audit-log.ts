@@ -8,7 +8,7 @@
  * nothing to undo. What vouches for the log is the signed checkpoint (checkpoints.ts), which is
  * always made after the hashes it covers; docs/audit.md is the format.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShot } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
 import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, isPowerOfTwo, splitPoint } from '../../../shared/merkle.js';
@@ -28,21 +28,39 @@ export interface AuditEntry {
 
 export const sha256 = (data: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(data).digest());
 
-const LEAF = Buffer.of(0x00);
-const NODE = Buffer.of(0x01);
-
-/** The same RFC 9162 hashes, streamed into node:crypto instead of concatenated first. */
+/**
+ * The same RFC 9162 hashes with node:crypto's one-shot hash over one buffer (prefix and input
+ * written side by side): about half the cost of a createHash object per hash, which the audit
+ * append pays twice per entry (its leaf and, on average, one completed subtree).
+ */
 class NodeMerkleHasher extends MerkleHasher {
   override leaf(entry: Uint8Array): Uint8Array {
-    return createHash('sha256').update(LEAF).update(entry).digest();
+    const input = Buffer.allocUnsafe(entry.length + 1);
+    input[0] = 0x00;
+    input.set(entry, 1);
+    return oneShot('sha256', input, 'buffer');
+  }
+
+  /** leaf() of a record's UTF-8 bytes, encoded straight into the hash input. */
+  leafOfText(record: string): Uint8Array {
+    const input = Buffer.allocUnsafe(Buffer.byteLength(record, 'utf8') + 1);
+    input[0] = 0x00;
+    input.write(record, 1, 'utf8');
+    return oneShot('sha256', input, 'buffer');
   }
 
   override node(left: Uint8Array, right: Uint8Array): Uint8Array {
-    return createHash('sha256').update(NODE).update(left).update(right).digest();
+    const input = Buffer.allocUnsafe(1 + left.length + right.length);
+    input[0] = 0x01;
+    input.set(left, 1);
+    input.set(right, 1 + left.length);
+    return oneShot('sha256', input, 'buffer');
   }
 }
 
-export const merkleHasher: MerkleHasher = new NodeMerkleHasher(sha256);
+const nodeHasher = new NodeMerkleHasher(sha256);
+
+export const merkleHasher: MerkleHasher = nodeHasher;
 
 /** Node rows written by one INSERT statement in syncTree (3 parameters each, well under SQLite's limit). */
 const NODES_PER_INSERT = 64;
@@ -155,7 +173,7 @@ export class AuditLog {
           const nodes: Array<[number, number, Uint8Array]> = [];
           rows.forEach((row, i) => {
             if (row.seq !== hashed + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1 + i}`);
-            this.addLeaf(row.seq - 1, merkleHasher.leaf(utf8(row.record)), written, nodes);
+            this.addLeaf(row.seq - 1, nodeHasher.leafOfText(row.record), written, nodes);
           });
           this.storeNodes(nodes);
         })

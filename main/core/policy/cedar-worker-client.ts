@@ -14,6 +14,8 @@ export interface PreparedSet {
   schemaJson: unknown;
   policySetId: string;
   policies: Record<string, string>;
+  /** Per-tool policy subsets (preparsed id -> policies), prepared beside the whole set. */
+  subsets?: Record<string, Record<string, string>>;
 }
 
 export interface WorkerAnswer {

@@ -5,7 +5,8 @@
  * every connection's I/O, signatures and commits; here it runs beside them. Plain JavaScript so
  * the worker starts the same way under tsx, vitest and a packaged build. Protocol (one message
  * per line of work, answered in order):
- *   {type:'prepare', schemaName, schemaText, schemaJson, policySetId, policies}
+ *   {type:'prepare', schemaName, schemaText, schemaJson, policySetId, policies, subsets?}
+ *      (subsets: preparsed id -> policies, the per-tool policy subsets of action-subsets.ts)
  *      -> {type:'prepared', policySetId, ok, error?}
  *   {type:'authorize-batch', calls: [{id, schemaName, action, call}, ...]}
  *      -> {type:'answers', answers: [{id, answer, contextCheck?}, ...]}
@@ -22,7 +23,7 @@ if (parentPort === null) throw new Error('cedar-worker.mjs must run as a worker 
 const port = parentPort;
 
 /**
- * @typedef {{ type: 'prepare', schemaName: string, schemaText: string, schemaJson: cedar.Schema, policySetId: string, policies: Record<string, string> }} PrepareMessage
+ * @typedef {{ type: 'prepare', schemaName: string, schemaText: string, schemaJson: cedar.Schema, policySetId: string, policies: Record<string, string>, subsets?: Record<string, Record<string, string>> }} PrepareMessage
  * @typedef {{ id: number, schemaName: string, action: cedar.EntityUid, call: cedar.StatefulAuthorizationCall }} AuthorizeCall
  * @typedef {{ type: 'authorize-batch', calls: AuthorizeCall[] }} AuthorizeMessage
  */
@@ -33,8 +34,10 @@ const schemas = new Map();
 port.on('message', (/** @type {PrepareMessage | AuthorizeMessage} */ message) => {
   if (message.type === 'prepare') {
     const schema = cedar.preparseSchema(message.schemaName, message.schemaText);
-    const policies =
-      schema.type === 'success' ? cedar.preparsePolicySet(message.policySetId, { staticPolicies: message.policies }) : schema;
+    let policies = schema.type === 'success' ? cedar.preparsePolicySet(message.policySetId, { staticPolicies: message.policies }) : schema;
+    for (const [id, subset] of Object.entries(message.subsets ?? {})) {
+      if (policies.type === 'success') policies = cedar.preparsePolicySet(id, { staticPolicies: subset });
+    }
     if (policies.type === 'success') schemas.set(message.schemaName, message.schemaJson);
     port.postMessage({
       type: 'prepared',

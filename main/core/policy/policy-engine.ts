@@ -22,6 +22,7 @@ import {
 } from './policy-set.js';
 import { CedarWorkerClient, type PreparedSet } from './cedar-worker-client.js';
 import { buildEntitySliceIndex, sliceForCall, type EntitySliceIndex } from './entity-slice.js';
+import { actionSubsets } from './action-subsets.js';
 
 export type { LoadedPolicySet, ToolInfo } from './policy-set.js';
 
@@ -86,6 +87,24 @@ export interface PolicyEngineOptions {
    * compare the slice against, never faster.
    */
   entitySlicing?: boolean;
+  /**
+   * Evaluate each call with only the policies whose action scope can match its tool (default
+   * true; main/core/policy/action-subsets.ts). False evaluates the whole set: the reference.
+   */
+  policySubsets?: boolean;
+  /**
+   * Requests every load checks the per-tool subsets against the whole set with (typically the
+   * pack's tests.json cases); any disagreement turns the subsets off for that set
+   * (`fastPath.fallback` says why, and the app audits it). Absent: no load-time check.
+   */
+  fastPathCases?: (dir: string) => Promise<PolicyRequest[]>;
+}
+
+/** Whether the per-tool policy subsets are in use for the active set, and if not, why. */
+export interface FastPathState {
+  subsets: boolean;
+  /** Why the subsets were turned off at load (a disagreement with the whole set). */
+  fallback?: string;
 }
 
 export interface WatchOptions {
@@ -108,6 +127,11 @@ interface ActiveSet {
   policySetId: string;
   toolEntity: ReadonlyMap<string, StaticEntity>;
   slices: EntitySliceIndex;
+  /** Tool -> the preparsed id of its policy subset; empty when the subsets are off. */
+  subsetIds: Map<string, string>;
+  /** Preparsed subset id -> its policies (for the worker). */
+  subsetPolicies: ReadonlyMap<string, Record<string, string>>;
+  fastPath: FastPathState;
 }
 
 type Prepared =
@@ -119,17 +143,67 @@ export class PolicyEngine {
   private reloadQueue: Promise<unknown> = Promise.resolve();
   private readonly worker: CedarWorkerClient | undefined;
   private readonly slicing: boolean;
+  private readonly subsets: boolean;
+  private readonly fastPathCases: PolicyEngineOptions['fastPathCases'];
 
   constructor(set: LoadedPolicySet, options: PolicyEngineOptions = {}) {
-    this.active = activate(set);
+    this.subsets = options.policySubsets ?? true;
+    this.active = activate(set, this.subsets);
     this.slicing = options.entitySlicing ?? true;
+    this.fastPathCases = options.fastPathCases;
     this.worker = options.worker ? new CedarWorkerClient() : undefined;
     this.worker?.prepare(preparedSetOf(this.active));
   }
 
   /** Loads, validates and activates a policy directory; throws CountersignError('policy_invalid'). */
   static async open(dir: string, options: PolicyEngineOptions = {}): Promise<PolicyEngine> {
-    return new PolicyEngine(await loadPolicyDirectory(dir), options);
+    const engine = new PolicyEngine(await loadPolicyDirectory(dir), options);
+    if (options.fastPathCases !== undefined) engine.checkFastPath(await options.fastPathCases(engine.dir));
+    return engine;
+  }
+
+  /** Whether the active set evaluates with per-tool policy subsets (and why not, if not). */
+  get fastPath(): FastPathState {
+    return { ...this.active.fastPath };
+  }
+
+  /**
+   * Decides every request with each tool's policy subset and with the whole set; on the first
+   * disagreement (decision, or refusal) the set's subsets are turned off, with the reason. Both
+   * sides hand Cedar the same entities, so only the policies differ. Returns the reason, if any.
+   */
+  checkFastPath(requests: readonly PolicyRequest[]): string | undefined {
+    return this.verifySubsets(this.active, requests);
+  }
+
+  private verifySubsets(active: ActiveSet, requests: readonly PolicyRequest[]): string | undefined {
+    if (active.subsetIds.size === 0) return undefined;
+    for (const [i, request] of requests.entries()) {
+      const fast = this.decideForCheck(active, request, true);
+      const whole = this.decideForCheck(active, request, false);
+      if (fast !== whole) {
+        const reason = `the policy subset for tool ${quote(String(request.tool))} disagreed with the whole set on check request ${i + 1}, so every call is evaluated with the whole set`;
+        active.subsetIds.clear();
+        active.fastPath = { subsets: false, fallback: reason };
+        return reason;
+      }
+    }
+    return undefined;
+  }
+
+  private decideForCheck(active: ActiveSet, request: PolicyRequest, subset: boolean): string {
+    try {
+      const prepared = this.prepareCall(request, active, subset);
+      if (prepared.done) return JSON.stringify(prepared.done);
+      const answer = cedar.statefulIsAuthorized(prepared.call);
+      const contextCheck =
+        answer.type === 'failure'
+          ? cedar.checkParseContext({ context: prepared.call.context, schema: active.set.schemaJson, action: prepared.action })
+          : undefined;
+      return JSON.stringify(interpret(prepared, answer, contextCheck));
+    } catch (error) {
+      return JSON.stringify({ error: isCountersignError(error) ? error.code : String(error) });
+    }
   }
 
   /** Stops the evaluation worker, if any. */
@@ -198,9 +272,8 @@ export class PolicyEngine {
   }
 
   /** Input checks and the Cedar call; `done` when the answer is known without Cedar. */
-  private prepareCall(request: PolicyRequest): Prepared {
-    const active = this.active;
-    const { set, schemaName, policySetId, toolEntity, slices } = active;
+  private prepareCall(request: PolicyRequest, active = this.active, subset = true): Prepared {
+    const { set, schemaName, toolEntity, slices } = active;
     const tool = toolEntity.get(request.tool);
     if (tool === undefined) {
       throw new CountersignError('unknown_tool', `tool ${quote(request.tool)} is not declared in the policy schema`, {
@@ -253,7 +326,8 @@ export class PolicyEngine {
       context,
       preparsedSchemaName: schemaName,
       validateRequest: true,
-      preparsedPolicySetId: policySetId,
+      // The tool's subset when there is one (always known here: the tool was checked above).
+      preparsedPolicySetId: (subset ? active.subsetIds.get(request.tool) : undefined) ?? active.policySetId,
       entities,
     };
     return { active, request, action, call };
@@ -332,7 +406,9 @@ export class PolicyEngine {
     }
     if (set.hash === previousHash) return { ok: true, changed: false, hash: previousHash, previousHash, warnings: set.warnings };
     try {
-      this.active = activate(set);
+      const next = activate(set, this.subsets);
+      if (this.fastPathCases !== undefined) this.verifySubsets(next, await this.fastPathCases(this.dir));
+      this.active = next;
       this.worker?.prepare(preparedSetOf(this.active));
     } catch (error) {
       const wrapped = isCountersignError(error)
@@ -405,10 +481,11 @@ function preparedSetOf(active: ActiveSet): PreparedSet {
     schemaJson: active.set.schemaJson,
     policySetId: active.policySetId,
     policies: { ...active.set.policyTexts },
+    subsets: Object.fromEntries(active.subsetPolicies),
   };
 }
 
-function activate(set: LoadedPolicySet): ActiveSet {
+function activate(set: LoadedPolicySet, subsets: boolean): ActiveSet {
   const n = ++preparseCounter;
   const schemaName = `schema-${n}`;
   const policySetId = `pset-${n}`;
@@ -423,7 +500,38 @@ function activate(set: LoadedPolicySet): ActiveSet {
       `the policy set could not be prepared: ${policies.errors.map((e) => e.message).join('; ')}`,
     );
   }
-  return { set, schemaName, policySetId, toolEntity: set.toolEntities, slices: buildEntitySliceIndex(set) };
+  // One preparsed set per distinct subset smaller than the whole (tools sharing a subset share it).
+  const subsetIds = new Map<string, string>();
+  const subsetPolicies = new Map<string, Record<string, string>>();
+  if (subsets) {
+    const byKey = new Map<string, string>();
+    const total = Object.keys(set.policyTexts).length;
+    for (const [tool, ids] of actionSubsets(set.schemaJson, set.policyTexts, set.toolEntities.keys())) {
+      if (ids.length === total) continue;
+      const key = ids.join('\u0000');
+      let id = byKey.get(key);
+      if (id === undefined) {
+        id = `${policySetId}-subset-${byKey.size + 1}`;
+        const texts = Object.fromEntries(ids.map((p) => [p, set.policyTexts[p]!]));
+        const prepared = cedar.preparsePolicySet(id, { staticPolicies: texts });
+        // A subset Cedar will not prepare (never expected: its policies are the set's) is simply not used.
+        if (prepared.type === 'failure') continue;
+        byKey.set(key, id);
+        subsetPolicies.set(id, texts);
+      }
+      subsetIds.set(tool, id);
+    }
+  }
+  return {
+    set,
+    schemaName,
+    policySetId,
+    toolEntity: set.toolEntities,
+    slices: buildEntitySliceIndex(set),
+    subsetIds,
+    subsetPolicies,
+    fastPath: { subsets },
+  };
 }
 
 function combineApprovalRequirements(set: LoadedPolicySet, determining: readonly string[]): PolicyApprovalRequirement | undefined {

@@ -4,9 +4,10 @@
  * asynchronous and costs an event-loop round trip per decision; both must agree byte for byte
  * (test/unit/call-digest.test.ts runs them over the same vectors).
  */
-import { createHash } from 'node:crypto';
-import { canonicalBytes, type JsonValue } from '../../../shared/canonical-json.js';
+import { hash } from 'node:crypto';
+import { canonicalize, type JsonValue } from '../../../shared/canonical-json.js';
 
+/** node:crypto's one-shot hash: the canonical text is hashed as UTF-8 without a copy or a hash object. */
 export function callDigest(tool: string, params: JsonValue): string {
-  return createHash('sha256').update(canonicalBytes({ tool, params })).digest('base64url');
+  return hash('sha256', canonicalize({ tool, params }), 'base64url');
 }

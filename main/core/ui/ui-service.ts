@@ -32,6 +32,7 @@ import {
   type DecisionSummary,
   type RegisteredKey,
   type WebAuthnCreationOptions,
+  type WebAuthnRequestOptions,
   type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
@@ -40,6 +41,9 @@ import type { AdminActions } from '../approvals/admin-actions.js';
 import type { FirstRun } from '../approvals/first-run.js';
 import type { AdminAction } from '../../../shared/admin-actions.js';
 import type { AdminCeremony, AdminOutcome, ApproverDetail, FirstAdmin, FirstRunStateView } from '../../../shared/bridge-admin.js';
+import type { DeskSessions } from './desk-sessions.js';
+import { currentBridgeCall } from './bridge-caller.js';
+import type { DeskSessionView } from '../../../shared/desk-session.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
@@ -63,6 +67,8 @@ export interface UiServiceDeps {
     firstRun: Pick<FirstRun, 'state' | 'createFirstAdmin'>;
     directory: Pick<ApproverDirectory, 'list' | 'credentialsOf' | 'aliasesOf'>;
   };
+  /** Desk sessions (sign-in with a security key); without them no one can sign in and person rows refuse. */
+  deskSessions?: DeskSessions;
 }
 
 /** Reasons as the desk shows them: at most 64, each at most 4096 characters. */
@@ -135,6 +141,11 @@ export class UiService implements BridgeMethods {
 
   constructor(private readonly deps: UiServiceDeps) {
     this.requests = new RequestRepository(deps.db);
+  }
+
+  /** callBridgeMethod resolves each caller's session with these (bridge-routes.ts). */
+  get deskSessions(): DeskSessions | undefined {
+    return this.deps.deskSessions;
   }
 
   getStatus(): Promise<BridgeStatus> {
@@ -300,6 +311,40 @@ export class UiService implements BridgeMethods {
     if (this.deps.adminConsole === undefined)
       throw new CountersignError('internal_error', 'the admin console is not available through this UI service');
     return this.deps.adminConsole;
+  }
+
+  // ---- desk sessions (the caller of the call in progress: bridge-caller.ts) ----
+
+  getSession(): Promise<{ session: DeskSessionView | null }> {
+    return settle(() => ({ session: currentBridgeCall().session ?? null }));
+  }
+
+  beginSignIn(approverId: string): Promise<{ options: WebAuthnRequestOptions }> {
+    return this.sessions().begin(approverId) as Promise<{ options: WebAuthnRequestOptions }>;
+  }
+
+  async finishSignIn(approverId: string, response: WebAuthnResponseJson): Promise<{ session: DeskSessionView }> {
+    const { caller } = currentBridgeCall();
+    const sessions = this.sessions();
+    const { token, session } = await sessions.finish(approverId, response);
+    // One desk, one session: signing in again (as anyone) ends the one this caller held.
+    sessions.signOut(caller.token, 'replaced');
+    caller.keep(token, sessions.cookieMaxAgeSeconds);
+    return { session };
+  }
+
+  signOut(): Promise<{ signedOut: boolean }> {
+    return settle(() => {
+      const { caller } = currentBridgeCall();
+      const signedOut = this.deps.deskSessions?.signOut(caller.token) ?? false;
+      caller.forget();
+      return { signedOut };
+    });
+  }
+
+  private sessions(): DeskSessions {
+    if (this.deps.deskSessions === undefined) throw new CountersignError('not_signed_in', 'this desk has no sign-in');
+    return this.deps.deskSessions;
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {

@@ -1,0 +1,34 @@
+/**
+ * The audit log's node:crypto Merkle hasher (one-shot hashes over one buffer, and leaves hashed
+ * straight from a record's text) gives exactly the RFC 9162 hashes of the shared reference
+ * hasher, for records with multi-byte UTF-8 and for every size of input the log meets.
+ */
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { merkleHasher } from '../../main/core/audit/audit-log.js';
+import { MerkleHasher } from '../../shared/merkle.js';
+import { prng } from '../helpers/prng.js';
+
+const reference = new MerkleHasher((data) => new Uint8Array(createHash('sha256').update(data).digest()));
+const bytes = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+describe('the audit log hasher', () => {
+  it('hashes leaves and nodes as the reference does, for 500 generated inputs', () => {
+    const rng = prng(0x4a5);
+    const alphabet = ['a', '{', '"', 'é', '€', '😀', '\n', '0'];
+    for (let i = 0; i < 500; i++) {
+      const record = Array.from({ length: Math.floor(rng() * 900) }, () => alphabet[Math.floor(rng() * alphabet.length)]).join('');
+      const utf8 = new Uint8Array(Buffer.from(record, 'utf8'));
+      expect(bytes(merkleHasher.leaf(utf8))).toBe(bytes(reference.leaf(utf8)));
+      const fromText = (merkleHasher as unknown as { leafOfText(text: string): Uint8Array }).leafOfText(record);
+      expect(bytes(fromText)).toBe(bytes(reference.leaf(utf8)));
+      const left = reference.leaf(utf8);
+      const right = reference.leaf(new Uint8Array([i & 0xff]));
+      expect(bytes(merkleHasher.node(left, right))).toBe(bytes(reference.node(left, right)));
+    }
+  });
+
+  it('hashes the empty leaf as SHA-256 of the single prefix byte', () => {
+    expect(bytes(merkleHasher.leaf(new Uint8Array(0)))).toBe(createHash('sha256').update(Buffer.of(0)).digest('hex'));
+  });
+});
