@@ -43,6 +43,15 @@ import {
   policyOverviewSchema,
   policyTestResultSchema,
 } from './desk-records.js';
+import { adminActionSchema, type AdminAction } from './admin-actions.js';
+import {
+  adminCeremonySchema,
+  adminOutcomeSchema,
+  approverDirectorySchema,
+  displayNameSchema,
+  firstAdminSchema,
+  firstRunStateSchema,
+} from './bridge-admin.js';
 import { deskSessionResponseSchema, signInOptionsSchema, signedInSchema, signedOutSchema, type BridgeCallerRule } from './desk-session.js';
 
 /** Where an argument travels over HTTP: a `{name}` path segment, a `?name=` whole number, or a member of the JSON body. */
@@ -207,6 +216,42 @@ export const BRIDGE_METHODS = {
     result: auditVerificationSchema,
     channel: 'countersign:verifyAuditNow',
     http: { verb: 'POST', path: '/api/ui/health/verify' },
+  }),
+  // ---- the admin console and the first run (renderer/src/desk/: first-run, agents, approvers) ----
+  /** Whether the first-run setup is open (no admin exists yet). */
+  getFirstRun: method({
+    args: [],
+    result: firstRunStateSchema,
+    channel: 'countersign:getFirstRun',
+    http: { verb: 'GET', path: '/api/ui/first-run' },
+  }),
+  /** Create the first admin and their registration code; refused with first_run_closed once any admin exists. */
+  createFirstAdmin: method({
+    args: [arg('newAdminId', bridgeIdSchema, 'body'), arg('displayName', displayNameSchema, 'body')],
+    result: firstAdminSchema,
+    channel: 'countersign:createFirstAdmin',
+    http: { verb: 'POST', path: '/api/ui/first-run' },
+  }),
+  /** Start an admin action: WebAuthn options for the admin's key tap over exactly that action. */
+  startAdminAction: method({
+    args: [arg('adminId', bridgeIdSchema, 'body'), typedArg<AdminAction>('action', adminActionSchema, 'body')],
+    result: adminCeremonySchema,
+    channel: 'countersign:startAdminAction',
+    http: { verb: 'POST', path: '/api/ui/admin/ceremony' },
+  }),
+  /** Submit the tap; the action is performed and audited with it. */
+  submitAdminAction: method({
+    args: [arg('adminId', bridgeIdSchema, 'body'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body')],
+    result: adminOutcomeSchema,
+    channel: 'countersign:submitAdminAction',
+    http: { verb: 'POST', path: '/api/ui/admin/submit' },
+  }),
+  /** People with their groups, aliases and keys (make and model come from the AAGUID in the renderer). */
+  listApproverDirectory: method({
+    args: [],
+    result: approverDirectorySchema,
+    channel: 'countersign:listApproverDirectory',
+    http: { verb: 'GET', path: '/api/ui/approver-directory' },
   }),
   // ---- desk sessions (sign-in with a security key; docs/adr/0010-desk-sessions.md) ----
   /** The person signed in at this desk, or null. */

@@ -270,6 +270,13 @@ export const ERROR_RECORDS = {
     rpc: RPC_CODES.internalError,
     http: 503,
   },
+  // The desk's first run and security keys (renderer/src/desk/first-run.tsx, docs/desktop.md)
+  first_run_closed: { message: 'an admin already exists, so the first-run setup is closed', rpc: RPC_CODES.refused, http: 409 },
+  platform_authenticator_refused: {
+    message: 'a built-in platform authenticator is not accepted here; use a security key',
+    rpc: RPC_CODES.refused,
+    http: 403,
+  },
 } as const satisfies Record<string, ErrorRecord>;
 
 export type ErrorCode = keyof typeof ERROR_RECORDS;

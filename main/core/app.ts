@@ -46,6 +46,7 @@ import { VirtualApprovers } from './testing/virtual-approvers.js';
 import { approvalsRoutes } from './approvals/approvals-http.js';
 import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
+import { FirstRun } from './approvals/first-run.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** The policy pack a fresh data directory starts with. */
@@ -380,6 +381,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     log: audit,
   });
   let url = '';
+  const adminActions = new AdminActions(db, audit, approvers, {
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    now: clock,
+    alarm: tamperAlarm,
+    registry,
+  });
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
     idleMs: config.approvals.sessionIdleMs,
@@ -392,6 +399,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     policyDesk,
     healthDesk,
     deskSessions,
+    adminConsole: { admin: adminActions, firstRun: new FirstRun(db, approvers), directory: approvers },
     db,
     registry,
     policy,
@@ -412,11 +420,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       service: approvals,
       directory: approvers,
       audit: auditProofs,
-      admin: new AdminActions(db, audit, approvers, {
-        ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
-        now: clock,
-        alarm: tamperAlarm,
-      }),
+      admin: adminActions,
     }),
     ...(virtualApprovers === undefined ? [] : automationRoutes({ automation: virtualApprovers, db, now: clock })),
     ...uiStaticRoutes(options.rendererDir ?? DEFAULT_RENDERER_DIR),

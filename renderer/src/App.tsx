@@ -12,6 +12,7 @@ import { toCountersignError } from '../../shared/bridge.js';
 import { ApprovalsView } from './Approvals.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
+import { FirstRunGate } from './desk/first-run.js';
 import type { DeskSessionView } from '../../shared/desk-session.js';
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
@@ -153,6 +154,7 @@ function Dashboard({
             </button>
           ))}
       </nav>
+      <FirstRunGate bridge={bridge} />
       <SignIn bridge={bridge} state={session} />
       {!session.current && DESK_VIEWS.some((row) => row.id === view) && (
         <p className="muted" data-testid="desk-choose-person">

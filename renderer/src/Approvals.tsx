@@ -53,6 +53,8 @@ interface Ceremony {
 
 /** Codes with a plainer explanation than the server's message. */
 const EXPLAIN: Partial<Record<string, string>> = {
+  platform_authenticator_refused:
+    'Only roaming security keys (USB, NFC or Bluetooth) are accepted, not built-in authenticators such as Windows Hello or Touch ID.',
   approver_conflicted:
     'You may not decide this request: you own the agent, you are its requester, or the policy names you. Someone else has to.',
   agent_held_for_review: "The agent's owner is not a known person, so nobody may decide its requests until an administrator sets one.",
@@ -204,20 +206,20 @@ export function ApprovalsView({ bridge, session }: { bridge: CountersignBridge; 
     setBusy('register');
     setError(undefined);
     setRegistered(undefined);
-    let codeSpent = false;
+    let started = false;
     try {
       const options = await bridge.beginApproverRegistration(me.id, code);
-      // The code is single use: the server has spent it, whatever happens next.
-      codeSpent = true;
-      setRegistrationCode('');
+      started = true;
       // The bridge checked the members a ceremony needs; the browser checks the rest.
       const response = await startRegistration({ optionsJSON: options as unknown as PublicKeyCredentialCreationOptionsJSON });
       setRegistered(await bridge.finishApproverRegistration(me.id, response));
+      // The code is spent with the key it registered (a refused or cancelled attempt keeps it valid).
+      setRegistrationCode('');
     } catch (caught) {
       const shown = describeError(caught, `register a security key for ${me.displayName}`);
-      if (!codeSpent && shown.code === 'challenge_invalid') shown.hint = REGISTRATION_CODE_REFUSED;
-      else if (codeSpent)
-        shown.hint = `${EXPLAIN[shown.code] ?? ''} The registration code has been used: ask an admin for a new one.`.trim();
+      if (!started && shown.code === 'challenge_invalid') shown.hint = REGISTRATION_CODE_REFUSED;
+      else if (started)
+        shown.hint = `${EXPLAIN[shown.code] ?? ''} The registration code is still valid: try again with a security key.`.trim();
       setError(shown);
     } finally {
       setBusy(undefined);

@@ -40,6 +40,10 @@ const GOOD: Record<string, unknown> = {
     jurisdiction: 'US',
     provenance: ['user'],
   },
+  newAdminId: 'root',
+  displayName: 'Root Admin',
+  adminId: 'root',
+  action: { kind: 'agent.revoke', id: 'agent-1', reason: 'lost laptop' },
 };
 const BAD: Record<string, unknown> = {
   approverId: 'x'.repeat(129),
@@ -53,6 +57,10 @@ const BAD: Record<string, unknown> = {
   historyQuery: { text: 'ab' },
   agentId: 'not an id',
   call: { tool: 'payments.transfer', params: [] },
+  newAdminId: '..',
+  displayName: '',
+  adminId: 'x'.repeat(129),
+  action: { kind: 'agent.explode', id: 'agent-1' },
 };
 
 interface RawResponse {

@@ -16,32 +16,22 @@ import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory } from './approver-directory.js';
 import type { TamperAlarm } from '../audit/tamper-alarm.js';
+import type { AgentRegistry } from '../identity/agent-registry.js';
+import { verifyEnrollmentRequest, type EnrollmentPayload } from '../../../shared/enrollment.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
 import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { SIGNED_TYP } from '../../../shared/typ.js';
+import { adminActionSchema, type AdminAction } from '../../../shared/admin-actions.js';
 
 export const ADMIN_GROUP = ADMIN_GROUP_NAME;
 export const ADMIN_ACTION_TYP = SIGNED_TYP.adminAction;
 
 const id = z.string().min(1).max(128);
-export const adminActionSchema = z.discriminatedUnion('kind', [
-  z.strictObject({
-    kind: z.literal('approver.add'),
-    id,
-    displayName: z.string().min(1).max(200),
-    groups: z.array(z.string().min(1).max(128)).max(64),
-  }),
-  z.strictObject({ kind: z.literal('approver.disable'), id }),
-  z.strictObject({ kind: z.literal('approver.set_groups'), id, groups: z.array(z.string().min(1).max(128)).max(64) }),
-  z.strictObject({ kind: z.literal('credential.remove'), credentialId: z.string().min(1).max(1400) }),
-  z.strictObject({ kind: z.literal('approver.issue_registration_code'), id }),
-  // Close an open tamper alarm (docs/audit.md): high-impact calls are allowed automatically again.
-  z.strictObject({ kind: z.literal('audit.acknowledge_alarm'), alarmId: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
-]);
-export type AdminAction = z.infer<typeof adminActionSchema>;
+// The action schema is shared (the desk builds actions): one spelling, re-exported for the core's callers.
+export { adminActionSchema, type AdminAction };
 
 /** The record an admin's key signs (its challenge is recordChallenge of it), as stored in admin_challenges. */
 export const adminChallengeRecordSchema = z.strictObject({
@@ -64,7 +54,13 @@ export class AdminActions {
     private readonly db: Db,
     private readonly audit: AuditLog,
     private readonly directory: ApproverDirectory,
-    private readonly options: { ceremonyTimeoutMs: number; now?: () => number; alarm?: TamperAlarm },
+    private readonly options: {
+      ceremonyTimeoutMs: number;
+      now?: () => number;
+      alarm?: TamperAlarm;
+      /** Agents (enroll, rotate, revoke); without it the agent actions are refused. */
+      registry?: Pick<AgentRegistry, 'enroll' | 'rotate' | 'revoke'>;
+    },
   ) {
     this.now = options.now ?? Date.now;
     this.ceremonies = new CeremonyEngine({ db, audit, directory, now: this.now });
@@ -82,6 +78,12 @@ export class AdminActions {
     const credentials = this.adminCredentials(adminId);
     // Fail before the tap, not after it: the alarm must be open now (and is checked again at submit).
     if (action.kind === 'audit.acknowledge_alarm') this.tamperAlarm().assertOpen(action.alarmId);
+    // An enrollment request that does not verify is refused before the tap too (and checked again at submit).
+    if (action.kind === 'agent.enroll' || action.kind === 'agent.rotate') {
+      this.agents();
+      await verifyEnrollmentRequest(action.request, this.now());
+    }
+    if (action.kind === 'agent.revoke') this.agents();
     const now = this.now();
     const expiresAt = now + this.options.ceremonyTimeoutMs;
     const record: AdminChallengeRecord = {
@@ -120,6 +122,9 @@ export class AdminActions {
     const offered = parseOffered(row.offered);
     const credential = this.ceremonies.credentialFor(adminId, read.response, offered);
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
+    // The agent's proof of possession, verified on the object as signed (never re-serialised first).
+    const enrollment =
+      action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
     let result: unknown;
     try {
       result = this.db
@@ -131,7 +136,7 @@ export class AdminActions {
           this.adminCredentials(adminId);
           // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
           this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
-          const outcome = this.perform(action, adminId, now);
+          const outcome = this.perform(action, adminId, now, enrollment);
           try {
             this.audit.append('admin.action', now, {
               adminId,
@@ -157,8 +162,35 @@ export class AdminActions {
     return { action, result };
   }
 
-  private perform(action: AdminAction, adminId: string, now: number): unknown {
+  private perform(action: AdminAction, adminId: string, now: number, enrollment: EnrollmentPayload | undefined): unknown {
     switch (action.kind) {
+      case 'agent.enroll': {
+        const { scope } = action;
+        const agent = this.agents().enroll(
+          required(enrollment),
+          {
+            owner: scope.owner,
+            group: scope.group,
+            allowedTools: scope.allowedTools,
+            dataClasses: scope.dataClasses,
+            jurisdictions: scope.jurisdictions,
+            expiresAt: scope.expiresInDays === undefined ? undefined : now + scope.expiresInDays * 24 * 3600 * 1000,
+          },
+          now,
+        );
+        return { enrolled: agent.id };
+      }
+      case 'agent.rotate': {
+        const key = this.agents().rotate(action.id, required(enrollment), action.overlapHours * 3600 * 1000, now);
+        return { rotated: action.id, kid: key.kid };
+      }
+      case 'agent.revoke':
+        return {
+          revoked: action.id,
+          endedRequests: this.agents()
+            .revoke(action.id, action.reason, now)
+            .map((r) => r.requestId),
+        };
       case 'audit.acknowledge_alarm':
         return { acknowledged: this.tamperAlarm().acknowledge(action.alarmId, adminId, now) };
       case 'approver.add': {
@@ -180,6 +212,11 @@ export class AdminActions {
     }
   }
 
+  private agents(): NonNullable<(typeof this.options)['registry']> {
+    if (this.options.registry === undefined) throw new CountersignError('internal_error', 'agent actions are not available on this server');
+    return this.options.registry;
+  }
+
   private tamperAlarm(): TamperAlarm {
     if (this.options.alarm === undefined) throw new CountersignError('tamper_alarm_unknown', 'this server keeps no tamper alarms');
     return this.options.alarm;
@@ -192,4 +229,9 @@ export class AdminActions {
       throw new CountersignError('approver_not_eligible', `${quote(adminId)} is not in ${ADMIN_GROUP}`);
     return this.ceremonies.keysOf(adminId, `admin ${quote(adminId)} has no active security key`);
   }
+}
+
+function required(payload: EnrollmentPayload | undefined): EnrollmentPayload {
+  if (payload === undefined) throw new CountersignError('internal_error', 'the enrollment request was not verified');
+  return payload;
 }

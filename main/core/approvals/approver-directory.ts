@@ -20,6 +20,7 @@ import { decodeCredentialPublicKey, cose } from '@simplewebauthn/server/helpers'
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { isVirtualAuthenticatorAaguid } from './virtual-authenticator-aaguid.js';
+import { isPlatformRegistration } from '../../../shared/authenticators.js';
 import { clientDataChallenge } from './client-data.js';
 import type { ApproverDirectory as PublishedDirectory } from '../../../shared/approvals.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
@@ -153,6 +154,13 @@ function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
 
 export class ApproverDirectory {
   private readonly now: () => number;
+  /**
+   * The registration code each open registration challenge was started with (hash): the code is
+   * spent only when a key is stored, so a refused or cancelled attempt does not burn it. Kept in
+   * memory: a challenge outlives no restart in practice (its ceremony timeout), and one whose
+   * code is not found here fails closed.
+   */
+  private readonly codeOfChallenge = new Map<string, { codeHash: string; expiresAt: number }>();
 
   constructor(
     private readonly db: Db,
@@ -358,17 +366,20 @@ export class ApproverDirectory {
   async beginRegistration(approverId: string, registrationCode?: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
     const approver = this.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+    let codeHash: string | undefined;
     if (this.options.requireRegistrationCode === true) {
+      // Checked here, spent only when a key is stored (finishRegistration).
       const now = this.now();
-      const spent =
+      codeHash =
         typeof registrationCode === 'string' && registrationCode.length > 0 && registrationCode.length <= 128
-          ? this.db
-              .prepare(
-                'UPDATE registration_codes SET used_at = ? WHERE code_hash = ? AND approver_id = ? AND used_at IS NULL AND expires_at > ?',
-              )
-              .run(now, hashCode(registrationCode), approverId, now).changes
-          : 0;
-      if (spent !== 1)
+          ? hashCode(registrationCode)
+          : undefined;
+      const usable =
+        codeHash !== undefined &&
+        this.db
+          .prepare('SELECT 1 FROM registration_codes WHERE code_hash = ? AND approver_id = ? AND used_at IS NULL AND expires_at > ?')
+          .get(codeHash, approverId, now) !== undefined;
+      if (!usable)
         throw new CountersignError(
           'challenge_invalid',
           'the registration code is unknown, used, expired or for another approver; ask an admin for a new one',
@@ -387,11 +398,19 @@ export class ApproverDirectory {
       excludeCredentials: this.credentialsOf(approverId, false).map((c) => ({ id: c.credentialId })),
       authenticatorSelection: { userVerification: 'required', residentKey: 'discouraged' },
       supportedAlgorithmIDs: [-7],
-      preferredAuthenticatorType: 'securityKey',
     });
+    // Ask for a security key by hint only (WebAuthn L3 `hints`), not by authenticatorAttachment:
+    // a browser whose only authenticator is built in would otherwise wait out the whole timeout
+    // (a spinner that looks like a hang). A platform authenticator that answers is refused at
+    // finish at once, with platform_authenticator_refused, and the code stays usable.
+    options.hints = ['security-key'];
     this.db
       .prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, expires_at) VALUES (?, 'registration', ?, ?)")
       .run(options.challenge, approverId, this.now() + this.options.ceremonyTimeoutMs);
+    if (codeHash !== undefined) {
+      for (const [key, entry] of this.codeOfChallenge) if (entry.expiresAt <= this.now()) this.codeOfChallenge.delete(key);
+      this.codeOfChallenge.set(options.challenge, { codeHash, expiresAt: this.now() + this.options.ceremonyTimeoutMs });
+    }
     return options;
   }
 
@@ -400,6 +419,17 @@ export class ApproverDirectory {
     const approver = this.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     const challenge = this.takeRegistrationChallenge(approverId, response);
+    const code = this.codeOfChallenge.get(challenge);
+    this.codeOfChallenge.delete(challenge);
+    if (this.options.requireRegistrationCode === true && code === undefined)
+      throw new CountersignError('challenge_invalid', 'the registration challenge is unknown, used, expired or for another approver');
+    // A built-in platform authenticator is refused before anything is stored (the code is not spent).
+    const platformRefusal = new CountersignError(
+      'platform_authenticator_refused',
+      'this is a built-in platform authenticator (for example Windows Hello, Touch ID or a phone screen lock); register a security key instead, with the same code',
+    );
+    if (isPlatformRegistration({ attachment: response.authenticatorAttachment, transports: response.response.transports }))
+      throw platformRefusal;
     let verified;
     try {
       verified = await verifyRegistrationResponse({
@@ -416,6 +446,7 @@ export class ApproverDirectory {
     if (!verified.verified) throw new CountersignError('assertion_invalid', 'the security key registration does not verify');
     const info = verified.registrationInfo;
     const aaguid = info.aaguid.toLowerCase();
+    if (isPlatformRegistration({ aaguid })) throw platformRefusal;
     if (isVirtualAuthenticatorAaguid(aaguid)) {
       if (this.options.domain !== 'test' || !approver.virtual) {
         throw new CountersignError(
@@ -449,6 +480,19 @@ export class ApproverDirectory {
         if (this.db.prepare('SELECT 1 FROM approver_credentials WHERE credential_id = ?').get(info.credential.id) !== undefined) {
           throw new CountersignError('config_invalid', 'that security key is already registered');
         }
+        // The code is spent with the key it registered, in one transaction (single use across tabs).
+        if (
+          code !== undefined &&
+          this.db
+            .prepare(
+              'UPDATE registration_codes SET used_at = ? WHERE code_hash = ? AND approver_id = ? AND used_at IS NULL AND expires_at > ?',
+            )
+            .run(now, code.codeHash, approverId, now).changes !== 1
+        )
+          throw new CountersignError(
+            'challenge_invalid',
+            'the registration code is unknown, used, expired or for another approver; ask an admin for a new one',
+          );
         this.db
           .prepare(
             `INSERT INTO approver_credentials (credential_id, approver_id, public_key, public_jwk, sign_count, aaguid, attestation_fmt, attestation_object, transports, status, created_at)

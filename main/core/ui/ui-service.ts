@@ -52,6 +52,10 @@ import type {
   PolicyTestResult,
 } from '../../../shared/desk-records.js';
 import type { ToolCall } from '../../../shared/protocol.js';
+import type { AdminActions } from '../approvals/admin-actions.js';
+import type { FirstRun } from '../approvals/first-run.js';
+import type { AdminAction } from '../../../shared/admin-actions.js';
+import type { AdminCeremony, AdminOutcome, ApproverDetail, FirstAdmin, FirstRunStateView } from '../../../shared/bridge-admin.js';
 import type { DeskSessions } from './desk-sessions.js';
 import { currentBridgeCall } from './bridge-caller.js';
 import type { DeskSessionView } from '../../../shared/desk-session.js';
@@ -79,6 +83,12 @@ export interface UiServiceDeps {
   history?: Pick<HistoryReader, 'page' | 'entry'>;
   policyDesk?: Pick<PolicyDesk, 'overview' | 'testCall'>;
   healthDesk?: Pick<HealthDesk, 'health' | 'verifyNow'>;
+  /** The admin console and first run (admin actions, the directory with keys); without it those methods refuse. */
+  adminConsole?: {
+    admin: Pick<AdminActions, 'start' | 'submit'>;
+    firstRun: Pick<FirstRun, 'state' | 'createFirstAdmin'>;
+    directory: Pick<ApproverDirectory, 'list' | 'credentialsOf' | 'aliasesOf'>;
+  };
   /** Desk sessions (sign-in with a security key); without them no one can sign in and person rows refuse. */
   deskSessions?: DeskSessions;
 }
@@ -305,6 +315,64 @@ export class UiService implements BridgeMethods {
   private need<T>(part: T | undefined, name: string): T {
     if (part === undefined) throw new CountersignError('internal_error', `${name} is not available through this UI service`);
     return part;
+  }
+  // ---- the admin console and the first run (rules live in the core: first-run.ts, admin-actions.ts) ----
+
+  getFirstRun(): Promise<FirstRunStateView> {
+    return settle(() => {
+      const state = this.console().firstRun.state();
+      return { open: state.open, approvers: state.approvers };
+    });
+  }
+
+  createFirstAdmin(newAdminId: string, displayName: string): Promise<FirstAdmin> {
+    return settle(() => {
+      const made = this.console().firstRun.createFirstAdmin(newAdminId, displayName);
+      return { approverId: made.approverId, code: made.code, expiresAt: made.expiresAt };
+    });
+  }
+
+  async startAdminAction(adminId: string, action: AdminAction): Promise<AdminCeremony> {
+    const started = await this.console().admin.start(adminId, action);
+    return { options: started.options, action: started.action } as AdminCeremony;
+  }
+
+  async submitAdminAction(adminId: string, response: WebAuthnResponseJson): Promise<AdminOutcome> {
+    // The admin actions verify the tap in full (@simplewebauthn/server) and perform the action once.
+    const done = await this.console().admin.submit(adminId, response as unknown as AuthenticationResponseJSON);
+    const result = typeof done.result === 'object' && done.result !== null ? (done.result as Record<string, unknown>) : {};
+    return { action: done.action, result };
+  }
+
+  listApproverDirectory(): Promise<{ approvers: ApproverDetail[] }> {
+    return settle(() => {
+      const { directory } = this.console();
+      return {
+        approvers: directory.list().map((a) => ({
+          id: a.id,
+          displayName: a.displayName,
+          groups: [...a.groups],
+          aliases: directory.aliasesOf(a.id),
+          virtual: a.virtual,
+          status: a.status,
+          keys: directory.credentialsOf(a.id, false).map((c) => ({
+            credentialId: c.credentialId,
+            aaguid: c.aaguid,
+            attestationFmt: c.attestationFmt,
+            transports: [...c.transports],
+            status: c.status,
+            createdAt: c.createdAt,
+            ...(c.lastUsedAt === undefined ? {} : { lastUsedAt: c.lastUsedAt }),
+          })),
+        })),
+      };
+    });
+  }
+
+  private console(): NonNullable<UiServiceDeps['adminConsole']> {
+    if (this.deps.adminConsole === undefined)
+      throw new CountersignError('internal_error', 'the admin console is not available through this UI service');
+    return this.deps.adminConsole;
   }
 
   // ---- desk sessions (the caller of the call in progress: bridge-caller.ts) ----

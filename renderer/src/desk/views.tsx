@@ -9,6 +9,8 @@ import { RequestView } from './request-view.js';
 import { HistoryView } from './HistoryView.js';
 import { PoliciesView } from './PoliciesView.js';
 import { HealthView } from './HealthView.js';
+import { AgentsView } from './agents-view.js';
+import { ApproversView } from './approvers-view.js';
 
 export const DESK_VIEWS: readonly DeskViewRow[] = [
   // The queue and one request (renderer/src/desk/queue-view.tsx, request-view.tsx); the queue is the desk's first view.
@@ -18,4 +20,7 @@ export const DESK_VIEWS: readonly DeskViewRow[] = [
   { id: 'history', label: 'History', admin: false, Component: HistoryView },
   { id: 'policies', label: 'Policies', admin: false, Component: PoliciesView },
   { id: 'health', label: 'Custody and health', admin: false, Component: HealthView },
+  // The admin console (agents; approvers and keys). The first run is FirstRunGate (first-run.tsx), shown before any session.
+  { id: 'agents', label: 'Agents', admin: true, Component: AgentsView },
+  { id: 'approvers', label: 'Approvers and keys', admin: true, Component: ApproversView },
 ];

@@ -1,0 +1,57 @@
+/**
+ * The key taps of the admin console and the first run, in the browser: an admin action is started
+ * on the server (which binds the challenge to exactly that action), signed by the admin's
+ * security key (@simplewebauthn/browser), and submitted; a security key is registered with a
+ * registration code. Errors come back as CountersignErrors with their stable code; the messages
+ * people see for the codes that need explaining are here too.
+ */
+import { startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
+import type { CountersignBridge } from '../../../shared/bridge-table.js';
+import type { AdminAction } from '../../../shared/admin-actions.js';
+import type { AdminOutcome } from '../../../shared/bridge-admin.js';
+import type { RegisteredKey } from '../../../shared/bridge.js';
+import { isCountersignError } from '../../../shared/errors.js';
+
+/** Ask for the admin's key tap over `action`, then perform it. */
+export async function runAdminAction(bridge: CountersignBridge, adminId: string, action: AdminAction): Promise<AdminOutcome> {
+  const started = await bridge.startAdminAction(adminId, action);
+  const response = await startAuthentication({ optionsJSON: started.options });
+  return bridge.submitAdminAction(adminId, response);
+}
+
+/** Register a security key for `approverId` with a registration code (the code is spent only if the key is stored). */
+export async function registerSecurityKey(bridge: CountersignBridge, approverId: string, code: string): Promise<RegisteredKey> {
+  const options = await bridge.beginApproverRegistration(approverId, code);
+  const response = await startRegistration({ optionsJSON: options as unknown as PublicKeyCredentialCreationOptionsJSON });
+  return bridge.finishApproverRegistration(approverId, response);
+}
+
+export interface ShownError {
+  readonly code: string;
+  readonly message: string;
+}
+
+/** What people read for a failure: our stable code and message, or the browser's own refusal explained. */
+export function shownError(caught: unknown): ShownError {
+  if (isCountersignError(caught)) {
+    const hint = HINTS[caught.code];
+    return { code: caught.code, message: hint === undefined ? caught.message : `${caught.message}. ${hint}` };
+  }
+  const name = caught instanceof Error ? caught.name : '';
+  if (name === 'NotAllowedError')
+    return {
+      code: 'ceremony_cancelled',
+      message: 'The security key ceremony was cancelled or timed out. Nothing was changed; try again with your key.',
+    };
+  if (name === 'InvalidStateError')
+    return { code: 'key_already_registered', message: 'This security key is already registered. Use another key.' };
+  return { code: 'internal_error', message: caught instanceof Error ? caught.message : String(caught) };
+}
+
+const HINTS: Readonly<Record<string, string>> = {
+  platform_authenticator_refused:
+    'Only roaming security keys (USB, NFC or Bluetooth, such as a YubiKey, Titan, Feitian or Solo key) are accepted. Your registration code is still valid: plug in a security key and try again.',
+  first_run_closed: 'Reload the desk and sign in as that admin.',
+  challenge_invalid: 'Start again; if it was the registration code, ask an admin for a new one.',
+  credential_suspect: 'This key is marked suspect and refused; register a new key.',
+};
