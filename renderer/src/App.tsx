@@ -10,6 +10,7 @@ import { toCountersignError } from '../../shared/bridge.js';
 import { ApprovalsView } from './Approvals.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
+import { NotificationControls, useDeskNotifications } from './desk/desk-notifier.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
@@ -82,6 +83,7 @@ function Dashboard({
   const view = target.view;
   const setView = (id: string) => setTarget({ view: id });
   const session = useActingAs(bridge);
+  const notifications = useDeskNotifications(bridge, session.current, setTarget);
 
   useEffect(() => {
     let active = true;
@@ -112,7 +114,7 @@ function Dashboard({
   }, [bridge]);
 
   return (
-    <main className="app">
+    <main className="app" data-desk-view={view} data-desk-request={target.requestId}>
       <Header status={snapshot?.status} />
       <nav className="tabs" role="tablist" aria-label="Views">
         <button
@@ -151,6 +153,7 @@ function Dashboard({
           ))}
       </nav>
       <ActingAs state={session} />
+      {session.current && <NotificationControls state={notifications} />}
       {session.current &&
         DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
           <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={setTarget} requestId={target.requestId} />
