@@ -31,6 +31,8 @@ import {
   parseBridgeResult,
   toCountersignError,
   type WebAuthnResponseJson,
+  webhookDeadLettersResponseSchema,
+  webhookRetryResultSchema,
 } from './bridge.js';
 
 /** Where an argument travels over HTTP: a `{name}` path segment, a `?name=` whole number, or a member of the JSON body. */
@@ -144,6 +146,20 @@ export const BRIDGE_METHODS = {
     result: approvalOutcomeSchema,
     channel: 'countersign:submitApprovalCeremony',
     http: { verb: 'POST', path: '/api/approvals/requests/{requestId}/submit' },
+  }),
+  /** Webhook deliveries that failed their last attempt, newest first (the desk's admin panel). */
+  listWebhookDeadLetters: method({
+    args: [],
+    result: webhookDeadLettersResponseSchema,
+    channel: 'countersign:listWebhookDeadLetters',
+    http: { verb: 'GET', path: '/api/notifications/dead-letters' },
+  }),
+  /** Put one dead delivery back in the queue with a fresh attempt budget. */
+  retryWebhookDeadLetter: method({
+    args: [arg('deliveryId', bridgeIdSchema, 'path')],
+    result: webhookRetryResultSchema,
+    channel: 'countersign:retryWebhookDeadLetter',
+    http: { verb: 'POST', path: '/api/notifications/dead-letters/{deliveryId}/retry' },
   }),
 } as const;
 

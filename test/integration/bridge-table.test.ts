@@ -31,6 +31,7 @@ const GOOD: Record<string, unknown> = {
   limit: 5,
   offset: 0,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'public-key', response: {} },
+  deliveryId: 'd-1',
 };
 const BAD: Record<string, unknown> = {
   approverId: 'x'.repeat(129),
@@ -41,6 +42,7 @@ const BAD: Record<string, unknown> = {
   limit: -1,
   offset: -1,
   response: { id: 'AAAA', rawId: 'AAAA', type: 'password', response: {} },
+  deliveryId: 'x'.repeat(129),
 };
 
 interface RawResponse {

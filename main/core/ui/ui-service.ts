@@ -36,6 +36,8 @@ import {
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
 import type { BridgeMethods } from '../../../shared/bridge-table.js';
+import type { WebhookDeadLetter } from '../../../shared/bridge.js';
+import type { WebhookOutbox } from '../notify/webhook-outbox.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
@@ -53,6 +55,8 @@ export interface UiServiceDeps {
   tamperAlarm?: Pick<TamperAlarm, 'current'>;
   /** The approver directory (RunningCountersign.approvers); without it the approver methods refuse. */
   approvers?: Pick<ApproverDirectory, 'list' | 'beginRegistration' | 'finishRegistration'>;
+  /** Signed webhooks' outbox (RunningCountersign.webhookOutbox) and a way to wake its delivery loop. */
+  webhooks?: { outbox: Pick<WebhookOutbox, 'deadLetters' | 'retry'>; kick: () => void; now: () => number };
 }
 
 /** Reasons as the desk shows them: at most 64, each at most 4096 characters. */
@@ -231,6 +235,40 @@ export class UiService implements BridgeMethods {
     if (outcome.token !== undefined) out.token = outcome.token;
     if (outcome.tokenExpiresAt !== undefined) out.tokenExpiresAt = outcome.tokenExpiresAt;
     return out;
+  }
+
+  // ---- signed webhooks: dead letters (the desk shows them in an admin panel) ----
+
+  listWebhookDeadLetters(): Promise<{ deadLetters: WebhookDeadLetter[] }> {
+    return settle(() => ({
+      deadLetters: this.webhookOutbox()
+        .outbox.deadLetters()
+        .map((row) => ({
+          deliveryId: row.deliveryId,
+          webhookId: row.webhookId,
+          event: row.event,
+          requestId: row.requestId,
+          attempts: row.attempts,
+          lastError: row.lastError,
+          createdAt: row.createdAt,
+          failedAt: row.finishedAt ?? row.createdAt,
+        })),
+    }));
+  }
+
+  retryWebhookDeadLetter(deliveryId: string): Promise<{ deliveryId: string; state: 'pending' }> {
+    return settle(() => {
+      const webhooks = this.webhookOutbox();
+      webhooks.outbox.retry(deliveryId, webhooks.now());
+      webhooks.kick();
+      return { deliveryId, state: 'pending' as const };
+    });
+  }
+
+  private webhookOutbox(): NonNullable<UiServiceDeps['webhooks']> {
+    if (this.deps.webhooks === undefined)
+      throw new CountersignError('internal_error', 'webhooks are not available through this UI service');
+    return this.deps.webhooks;
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {
