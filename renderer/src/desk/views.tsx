@@ -4,7 +4,9 @@
  * approvals view are built into App.tsx and listed before these rows.
  */
 import type { DeskViewRow } from './desk-view.js';
+import { DeadLettersView } from './DeadLettersView.js';
 
 export const DESK_VIEWS: readonly DeskViewRow[] = [
   // one row per desk view, e.g. { id: 'queue', label: 'Queue', admin: false, Component: QueueView },
+  { id: 'dead-letters', label: 'Webhook dead letters', admin: true, Component: DeadLettersView },
 ];
