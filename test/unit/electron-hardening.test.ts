@@ -44,7 +44,7 @@ describe('Electron shell hardening (static text check)', () => {
       /setPermissionRequestHandler\(\(contents, permission, callback, details\) =>\s*callback\(shellAllowsPermission\(permission, details\.requestingUrl \?\? contents\.getURL\(\), appOrigin\)\)/,
     );
     expect(mainCode).toMatch(
-      /setPermissionCheckHandler\(\(_contents, permission, requestingOrigin\) =>\s*shellAllowsPermission\(permission, requestingOrigin, appOrigin\)\)/,
+      /setPermissionCheckHandler\(\(_contents, permission, requestingOrigin\) =>\s*shellAllowsPermission\(permission, requestingOrigin, appOrigin\),?\s*\)/,
     );
     expect(mainCode.match(/callback\(/g)).toHaveLength(1);
   });
