@@ -128,6 +128,8 @@ function createWindow(origin: string): BrowserWindow {
       webviewTag: false,
       experimentalFeatures: false,
       navigateOnDragDrop: false,
+      // A middle click must not open a link in a new window (electronegativity AUXCLICK_JS_CHECK).
+      disableBlinkFeatures: 'Auxclick',
       spellcheck: false,
       safeDialogs: true,
       devTools: !app.isPackaged,
