@@ -17,7 +17,7 @@ import { launchChromium } from '../helpers/chromium.js';
 import { actAs, openDesk } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 
-const UI_TIMEOUT = 20_000;
+const UI_TIMEOUT = 60_000;
 
 /** Records every notification the page creates, and lets the test click one. */
 const CAPTURE_NOTIFICATIONS = `
@@ -132,5 +132,5 @@ describe('desk notifications in the browser', () => {
     expect(await olga.title()).toBe('Countersign');
     await alice.context().close();
     await olga.context().close();
-  }, 120_000);
+  }, 240_000);
 });
