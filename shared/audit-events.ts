@@ -170,6 +170,15 @@ export const AUDIT_EVENT_SCHEMAS = {
     credentialId: str,
     evidence: z.strictObject({ authenticatorData: str, clientDataJSON: str, signature: str }),
   }),
+  // Desk sessions (docs/adr/0010-desk-sessions.md): `session` is a short reference derived from
+  // the session id's hash, never the id itself.
+  'desk.signed_in': z.strictObject({ approverId: str, credentialId: str, session: str, signCount: int, expiresAt: time }),
+  'desk.signed_out': z.strictObject({
+    approverId: str,
+    credentialId: str,
+    session: str,
+    reason: z.enum(['signed_out', 'idle', 'expired', 'replaced', 'approver_disabled']),
+  }),
   'approval.started': z.strictObject({
     requestId: str,
     agentId: str,

@@ -11,6 +11,7 @@
 import { CountersignError, httpStatusFor } from './errors.js';
 import { parseStrictJson } from './canonical-json.js';
 import { httpErrorBodySchema, sessionSecretSchema } from './bridge.js';
+import { DESK_SESSION_COOKIE } from './desk-session.js';
 import {
   BRIDGE_EVENTS_PATH,
   BRIDGE_METHODS,
@@ -35,6 +36,12 @@ export interface HttpBridgeOptions {
   fetch?: FetchFn;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number;
+  /**
+   * Outside a browser (no cookie jar): the desk session id to send as the session cookie
+   * (test/helpers/desk-session.ts signs a person in and passes it here). In a browser leave it
+   * out: the HttpOnly cookie travels by itself (credentials: same-origin).
+   */
+  sessionCookie?: string;
 }
 
 const MAX_BODY_CHARS = 8 * 1024 * 1024;
@@ -53,6 +60,8 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
   }
   const doFetch: FetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const authorization = `Bearer ${options.sessionSecret}`;
+  const cookie: Record<string, string> =
+    options.sessionCookie === undefined ? {} : { cookie: `${DESK_SESSION_COOKIE}=${options.sessionCookie}` };
   const timeoutMs = options.timeoutMs ?? 10_000;
 
   /** One request: GET, or POST with an optional JSON body (the approval routes). */
@@ -61,7 +70,7 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     let status: number;
     let body: string;
-    const headers: Record<string, string> = { authorization, accept: 'application/json' };
+    const headers: Record<string, string> = { authorization, accept: 'application/json', ...cookie };
     let requestBody: string | undefined;
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
@@ -73,7 +82,7 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
         headers,
         ...(requestBody === undefined ? {} : { body: requestBody }),
         cache: 'no-store',
-        credentials: 'omit',
+        credentials: 'same-origin',
         redirect: 'error',
         signal: controller.signal,
       });
@@ -165,9 +174,9 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
       try {
         const response = await doFetch(`${origin}${BRIDGE_EVENTS_PATH}`, {
           method: 'GET',
-          headers: { authorization, accept: 'text/event-stream' },
+          headers: { authorization, accept: 'text/event-stream', ...cookie },
           cache: 'no-store',
-          credentials: 'omit',
+          credentials: 'same-origin',
           redirect: 'error',
           signal: controller.signal,
         });

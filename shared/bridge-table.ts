@@ -34,6 +34,7 @@ import {
   webhookDeadLettersResponseSchema,
   webhookRetryResultSchema,
 } from './bridge.js';
+import { deskSessionResponseSchema, signInOptionsSchema, signedInSchema, signedOutSchema, type BridgeCallerRule } from './desk-session.js';
 
 /** Where an argument travels over HTTP: a `{name}` path segment, a `?name=` whole number, or a member of the JSON body. */
 export type ArgPlace = 'path' | 'query' | 'body';
@@ -68,6 +69,11 @@ export interface BridgeMethodRow<A extends readonly BridgeArg[] = readonly Bridg
   readonly result: R;
   readonly channel: `countersign:${string}`;
   readonly http: { readonly verb: 'GET' | 'POST'; readonly path: `/api/${string}` };
+  /**
+   * Who may call it beyond the transport gate (shared/desk-session.ts): left out, a row with an
+   * `approverId` argument needs that person signed in, one with `adminId` a signed-in admin.
+   */
+  readonly caller?: BridgeCallerRule;
 }
 
 const method = <const A extends readonly BridgeArg[], R extends z.ZodType>(row: BridgeMethodRow<A, R>): BridgeMethodRow<A, R> => row;
@@ -116,6 +122,8 @@ export const BRIDGE_METHODS = {
     result: registrationOptionsSchema,
     channel: 'countersign:beginApproverRegistration',
     http: { verb: 'POST', path: '/api/approvers/{approverId}/registration' },
+    // Authorised by the single-use registration code: the person has no key to sign in with yet.
+    caller: 'transport',
   }),
   /** Finish it with the browser's response; the key is verified and stored. */
   finishApproverRegistration: method({
@@ -123,6 +131,7 @@ export const BRIDGE_METHODS = {
     result: registeredKeySchema,
     channel: 'countersign:finishApproverRegistration',
     http: { verb: 'POST', path: '/api/approvers/{approverId}/registration/finish' },
+    caller: 'transport',
   }),
   /** Start one approval ceremony (challenge bound to the call, the verdict and the approver). */
   startApprovalCeremony: method({
@@ -160,6 +169,37 @@ export const BRIDGE_METHODS = {
     result: webhookRetryResultSchema,
     channel: 'countersign:retryWebhookDeadLetter',
     http: { verb: 'POST', path: '/api/notifications/dead-letters/{deliveryId}/retry' },
+  }),
+  // ---- desk sessions (sign-in with a security key; docs/adr/0010-desk-sessions.md) ----
+  /** The person signed in at this desk, or null. */
+  getSession: method({
+    args: [],
+    result: deskSessionResponseSchema,
+    channel: 'countersign:getSession',
+    http: { verb: 'GET', path: '/api/session' },
+  }),
+  /** Start signing in as `approverId`: WebAuthn options offering that person's keys (single-use challenge, UV required). */
+  beginSignIn: method({
+    args: [arg('approverId', bridgeIdSchema, 'body')],
+    result: signInOptionsSchema,
+    channel: 'countersign:beginSignIn',
+    http: { verb: 'POST', path: '/api/session/sign-in' },
+    caller: 'transport',
+  }),
+  /** Finish it with the key's assertion: the session (cookie / per window) now belongs to that person. */
+  finishSignIn: method({
+    args: [arg('approverId', bridgeIdSchema, 'body'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body')],
+    result: signedInSchema,
+    channel: 'countersign:finishSignIn',
+    http: { verb: 'POST', path: '/api/session/sign-in/finish' },
+    caller: 'transport',
+  }),
+  /** End this desk's session (true when there was one). */
+  signOut: method({
+    args: [],
+    result: signedOutSchema,
+    channel: 'countersign:signOut',
+    http: { verb: 'POST', path: '/api/session/sign-out' },
   }),
 } as const;
 

@@ -243,6 +243,11 @@ export const ERROR_RECORDS = {
   audit_proof_invalid: { message: 'the audit proof does not verify against its signed checkpoint', rpc: RPC_CODES.refused, http: 400 },
   tamper_alarm_unknown: { message: 'no open tamper alarm has that id', rpc: RPC_CODES.refused, http: 409 },
 
+  // Desk sessions (sign-in with a security key; docs/adr/0010-desk-sessions.md)
+  not_signed_in: { message: 'no one is signed in at this desk, or the session ended', rpc: RPC_CODES.refused, http: 403 },
+  approver_mismatch: { message: 'the call acts for another person than the one signed in', rpc: RPC_CODES.refused, http: 403 },
+  admin_required: { message: 'only a signed-in admin may do this', rpc: RPC_CODES.refused, http: 403 },
+
   // MCP gating proxy (tool errors it returns to the agent host, in _meta)
   mcp_tool_refused: { message: 'the proxy is configured to refuse this MCP tool', rpc: RPC_CODES.refused, http: 400 },
   mcp_call_denied: { message: 'policy or an approver refused the call', rpc: RPC_CODES.refused, http: 400 },

@@ -35,12 +35,15 @@ import { formatTime, print, printListing } from './print.js';
 import { readUserFile } from '../core/user-files.js';
 import { mcpProxyCommand } from './mcp-proxy-command.js';
 import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.js';
+import { writeUiSecretFile } from './ui-secret-file.js';
 
 const USAGE = `usage: countersign <command> [options]
 
   start [--demo]            run Countersign on embedded defaults (gateway on 127.0.0.1:7345)
   headless [--demo]         the same core in the test key domain, for CI and automation
   desktop                   the Electron app, or (no Electron binary here) the desk in the system browser
+                            (both take --ui-secret-file PATH: the desk API's bearer secret,
+                            written 0600 and removed on a clean exit)
   keygen --agent-id ID      make an agent key pair and a signed enrollment request
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
@@ -101,6 +104,7 @@ const OPTIONS = {
   config: { type: 'string' },
   port: { type: 'string' },
   'policy-dir': { type: 'string' },
+  'ui-secret-file': { type: 'string' },
   demo: { type: 'boolean' },
   'agent-id': { type: 'string' },
   name: { type: 'string' },
@@ -181,10 +185,18 @@ async function serve(values: Values, domain: 'production' | 'test'): Promise<voi
       ? `approver console: http://localhost:${app.port}/ui/#secret=${app.uiSessionSecret}\n`
       : 'approver console: not built (run npm run build:renderer, then restart)\n',
   );
+  let removeSecretFile: (() => void) | undefined;
+  try {
+    if (values['ui-secret-file'] !== undefined) removeSecretFile = writeUiSecretFile(values['ui-secret-file'], app.uiSessionSecret);
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
   let stopDemo: (() => void) | undefined;
   if (values.demo) stopDemo = await runDemo(app, (line) => process.stdout.write(`${line}\n`));
   const shutdown = () => {
     stopDemo?.();
+    removeSecretFile?.();
     app.close().then(
       () => process.exit(0),
       (error: unknown) => {

@@ -32,6 +32,7 @@ import { loadConfig, type ConfigOverrides, type CountersignConfig } from './conf
 import { UiService } from './ui/ui-service.js';
 import { WebhookOutbox } from './notify/webhook-outbox.js';
 import { WebhookDelivery, resolveWebhookTargets } from './notify/webhook-delivery.js';
+import { DeskSessions } from './ui/desk-sessions.js';
 import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
 import { BridgeEventHub } from './ui/bridge-events.js';
@@ -101,6 +102,8 @@ export interface RunningCountersign {
   uiSessionSecret: string;
   /** The one server implementation of the bridge table (HTTP routes and the Electron shell's IPC). */
   ui: UiService;
+  /** Desk sessions (sign-in with a security key; ADR 0010). */
+  deskSessions: DeskSessions;
   /** The bridge's push events (pending, decided), for the shell's IPC channel; HTTP serves them as SSE. */
   bridgeEvents: BridgeEventHub;
   /** Signed webhooks: the durable outbox and its delivery loop (docs/notifications.md). */
@@ -370,7 +373,15 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
   let url = '';
+  // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
+  const deskSessions = new DeskSessions(db, audit, approvers, {
+    idleMs: config.approvals.sessionIdleMs,
+    absoluteMs: config.approvals.sessionLifetimeMs,
+    ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
+    now: clock,
+  });
   const ui = new UiService({
+    deskSessions,
     db,
     webhooks: { outbox: webhookOutbox, kick: () => webhooks.kick(), now: clock },
     registry,
@@ -536,6 +547,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     signingKeys,
     issuer,
     uiSessionSecret,
+    deskSessions,
     approvers,
     approvals,
     checkpoints,

@@ -136,6 +136,18 @@ const configSchema = z.strictObject({
         .default([]),
       /** How long an approver has to complete one ceremony. */
       ceremonyTimeoutMs: z.int().min(5_000).max(600_000).default(120_000),
+      /** A desk session (sign-in with a security key) ends after this long without a call (default 30 min). */
+      sessionIdleMs: z
+        .int()
+        .min(60_000)
+        .max(24 * 3600_000)
+        .default(30 * 60_000),
+      /** …and this long after sign-in, whatever the activity (default 12 h). */
+      sessionLifetimeMs: z
+        .int()
+        .min(60_000)
+        .max(7 * 24 * 3600_000)
+        .default(12 * 3600_000),
     })
     .prefault({}),
   audit: z

@@ -12,10 +12,11 @@ import { app, BrowserWindow, ipcMain, Menu, nativeImage, session, Tray, type Ipc
 import { fileURLToPath } from 'node:url';
 import { startCountersign, type RunningCountersign } from '../core/app.js';
 import { defaultDataDir } from '../core/config.js';
-import { callBridgeMethod } from '../core/ui/bridge-routes.js';
+import { callBridgeMethod, type BridgeServer } from '../core/ui/bridge-routes.js';
+import { windowCaller, type BridgeCaller } from '../core/ui/bridge-caller.js';
 import type { BridgeEventHub } from '../core/ui/bridge-events.js';
 import { UI_BASE_PATH, toBridgeError, type BridgeAnswer } from '../../shared/bridge.js';
-import { BRIDGE_EVENT_CHANNEL, BRIDGE_METHODS, BRIDGE_METHOD_NAMES, type BridgeMethods } from '../../shared/bridge-table.js';
+import { BRIDGE_EVENT_CHANNEL, BRIDGE_METHODS, BRIDGE_METHOD_NAMES } from '../../shared/bridge-table.js';
 import { CountersignError } from '../../shared/errors.js';
 import { pendingCountFromTitle, shellAllowsPermission } from '../../shared/shell-permissions.js';
 import { TRAY_ICON_PNG_BASE64 } from './tray-icon.js';
@@ -82,13 +83,31 @@ async function answer<T>(event: IpcMainInvokeEvent, work: () => Promise<T>): Pro
 }
 
 /**
+ * The desk session of each window: its token is kept here in the main process (the renderer
+ * never sees it, like an HttpOnly cookie) and dropped with the window (ADR 0010).
+ */
+const windowSessions = new Map<number, BridgeCaller>();
+function callerOf(contents: WebContents): BridgeCaller {
+  let caller = windowSessions.get(contents.id);
+  if (caller === undefined) {
+    caller = windowCaller();
+    windowSessions.set(contents.id, caller);
+    const id = contents.id;
+    contents.once('destroyed', () => windowSessions.delete(id));
+  }
+  return caller;
+}
+
+/**
  * Every row of the bridge table becomes one IPC handler (derived, nothing per method): the
  * arguments are checked against the row by callBridgeMethod before the core's one server
  * implementation sees them. Push events go to our window only, on the one event channel.
  */
-function registerBridge(service: BridgeMethods, events: BridgeEventHub): void {
+function registerBridge(service: BridgeServer, events: BridgeEventHub): void {
   for (const name of BRIDGE_METHOD_NAMES) {
-    ipcMain.handle(BRIDGE_METHODS[name].channel, (event, ...args: unknown[]) => answer(event, () => callBridgeMethod(service, name, args)));
+    ipcMain.handle(BRIDGE_METHODS[name].channel, (event, ...args: unknown[]) =>
+      answer(event, () => callBridgeMethod(service, name, args, callerOf(event.sender))),
+    );
   }
   events.subscribe((pushed) => {
     if (mainWindow === undefined || mainWindow.isDestroyed()) return;

@@ -1,9 +1,11 @@
 /**
- * The UI: an overview (server status with loud warnings for the test key domain and for software
- * key custody, recent decisions, enrolled agents) and the approver's view (ApprovalsView: choose
- * who you are, register a security key, decide pending requests). It knows only CountersignBridge.
+ * The UI: sign-in with a security key (the session belongs to the person whose key signed), an
+ * overview (server status with loud warnings for the test key domain and for software key
+ * custody, recent decisions, enrolled agents) and the approver's view (ApprovalsView: register a
+ * security key, decide pending requests as the signed-in person). It knows only CountersignBridge.
  */
-import { useEffect, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
+import { startAuthentication } from '@simplewebauthn/browser';
 import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/bridge.js';
@@ -11,7 +13,7 @@ import { ApprovalsView } from './Approvals.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
 import { NotificationControls, useDeskNotifications } from './desk/desk-notifier.js';
-import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
+import type { DeskSessionView } from '../../shared/desk-session.js';
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
 
@@ -82,7 +84,7 @@ function Dashboard({
   const [target, setTarget] = useState<DeskTarget>(initialTarget ?? { view: 'overview' });
   const view = target.view;
   const setView = (id: string) => setTarget({ view: id });
-  const session = useActingAs(bridge);
+  const session = useDeskSession(bridge);
   const notifications = useDeskNotifications(bridge, session.current, setTarget);
 
   useEffect(() => {
@@ -152,7 +154,7 @@ function Dashboard({
             </button>
           ))}
       </nav>
-      <ActingAs state={session} />
+      <SignIn bridge={bridge} state={session} />
       {session.current && <NotificationControls state={notifications} />}
       {session.current &&
         DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
@@ -160,7 +162,7 @@ function Dashboard({
         ))}
       {/* Both views stay mounted (the chosen approver survives switching); only one is shown. */}
       <div hidden={view !== 'approvals'}>
-        <ApprovalsView bridge={bridge} />
+        <ApprovalsView bridge={bridge} session={session.current} />
       </div>
       <div hidden={view !== 'overview'}>
         {error && (
@@ -352,50 +354,137 @@ function shortHash(value: string, length = 19): string {
   return value.length > length ? `${value.slice(0, length)}…` : value;
 }
 
-interface ActingAsState {
-  approvers: ApproverSummary[];
+/** The desk's session: who is signed in (from the server; the token never reaches the page). */
+interface DeskSessionState {
+  /** undefined while loading; null when no one is signed in. */
+  view: DeskSessionView | null | undefined;
   current: DeskSession | undefined;
-  choose: (approverId: string) => void;
+  refresh: () => Promise<void>;
+  set: (view: DeskSessionView | null) => void;
+}
+
+function useDeskSession(bridge: CountersignBridge): DeskSessionState {
+  const [view, setView] = useState<DeskSessionView | null | undefined>(undefined);
+  const refresh = useCallback(async () => {
+    try {
+      setView((await bridge.getSession()).session);
+    } catch {
+      setView(null);
+    }
+  }, [bridge]);
+  useEffect(() => {
+    void refresh();
+    // getSession does not count as activity, so polling it only notices an ended session.
+    const timer = window.setInterval(() => void refresh(), REFRESH_MS);
+    return () => window.clearInterval(timer);
+  }, [refresh]);
+  const current: DeskSession | undefined =
+    view === undefined || view === null ? undefined : { approverId: view.approverId, displayName: view.displayName, admin: view.admin };
+  return { view, current, refresh, set: setView };
 }
 
 /**
- * TEMPORARY seam until sign-in by security key lands: the person this desk acts for, chosen from
- * the directory. The server checks every ceremony's signature against that person's keys, so a
- * wrong choice cannot approve anything; sign-in replaces this choice with a proven session.
+ * Sign-in with a security key: the approver picks themselves and taps their key
+ * (navigator.credentials.get through @simplewebauthn/browser, user verification required); the
+ * server verifies the assertion and the session belongs to that person. Signed in, it shows who
+ * and offers sign-out.
  */
-function useActingAs(bridge: CountersignBridge): ActingAsState {
+function SignIn({ bridge, state }: { bridge: CountersignBridge; state: DeskSessionState }) {
   const [approvers, setApprovers] = useState<ApproverSummary[]>([]);
-  const [approverId, setApproverId] = useState('');
+  const [chosen, setChosen] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<LoadError | undefined>();
+  const signedOut = state.view === null;
   useEffect(() => {
+    if (!signedOut) return undefined;
     let active = true;
-    bridge
-      .listApprovers()
-      .then((list) => active && setApprovers(list.approvers))
-      .catch(() => undefined);
+    const load = () =>
+      bridge
+        .listApprovers()
+        .then((list) => active && setApprovers(list.approvers.filter((a) => a.status === 'active')))
+        .catch(() => undefined);
+    void load();
+    // People added or registered meanwhile appear without a reload.
+    const timer = window.setInterval(() => void load(), REFRESH_MS);
     return () => {
       active = false;
+      window.clearInterval(timer);
     };
-  }, [bridge]);
-  const person = approvers.find((a) => a.id === approverId);
-  const current: DeskSession | undefined =
-    person === undefined
-      ? undefined
-      : { approverId: person.id, displayName: person.displayName, admin: person.groups.includes(ADMIN_GROUP_NAME) };
-  return { approvers, current, choose: setApproverId };
-}
+  }, [bridge, signedOut]);
 
-function ActingAs({ state }: { state: ActingAsState }) {
+  const signIn = async () => {
+    if (chosen === '') return;
+    setBusy(true);
+    setError(undefined);
+    try {
+      const { options } = await bridge.beginSignIn(chosen);
+      const response = await startAuthentication({ optionsJSON: options });
+      state.set((await bridge.finishSignIn(chosen, response)).session);
+    } catch (caught) {
+      const err = toCountersignError(caught);
+      setError({ code: err.code, message: err.message });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const signOut = async () => {
+    setBusy(true);
+    try {
+      await bridge.signOut();
+    } catch {
+      // Signed out or not, the page forgets the person; the server ends the session on its side.
+    } finally {
+      state.set(null);
+      setBusy(false);
+    }
+  };
+
+  if (state.view === undefined) return <p className="muted desk-session">Checking the session…</p>;
+  if (state.view !== null) {
+    const { view } = state;
+    return (
+      <section className="desk-session" data-testid="desk-session" data-approver-id={view.approverId} aria-label="Session">
+        Signed in as <strong>{view.displayName}</strong> <code className="id">{view.approverId}</code>
+        {view.admin && <span className="badge">admin</span>}{' '}
+        <button type="button" className="secondary" data-testid="desk-sign-out" disabled={busy} onClick={() => void signOut()}>
+          Sign out
+        </button>
+      </section>
+    );
+  }
   return (
-    <label className="acting-as">
-      Acting as{' '}
-      <select data-testid="desk-act-as" value={state.current?.approverId ?? ''} onChange={(e) => state.choose(e.target.value)}>
-        <option value="">(choose)</option>
-        {state.approvers.map((a) => (
+    <form
+      className="desk-sign-in"
+      data-testid="desk-sign-in"
+      aria-label="Sign in"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void signIn();
+      }}
+    >
+      <label htmlFor="desk-sign-in-approver">Sign in as</label>{' '}
+      <select
+        id="desk-sign-in-approver"
+        data-testid="desk-sign-in-approver"
+        value={chosen}
+        disabled={busy}
+        onChange={(e) => setChosen(e.target.value)}
+      >
+        <option value="">(choose yourself)</option>
+        {approvers.map((a) => (
           <option key={a.id} value={a.id}>
             {a.displayName || a.id}
           </option>
         ))}
-      </select>
-    </label>
+      </select>{' '}
+      <button type="submit" data-testid="desk-sign-in-submit" disabled={busy || chosen === ''}>
+        {busy ? 'Touch your security key…' : 'Sign in with security key'}
+      </button>
+      {error && (
+        <p className="error" role="alert" data-testid="desk-sign-in-error" data-code={error.code}>
+          {error.message} <code>[{error.code}]</code>
+        </p>
+      )}
+    </form>
   );
 }

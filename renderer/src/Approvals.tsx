@@ -1,5 +1,6 @@
 /**
- * The approver's view: choose who you are, register a security key (with the single-use
+ * The approver's view: decide as the person signed in (App.tsx's sign-in), or before sign-in
+ * choose who you are to register a security key (with the single-use
  * registration code an admin issued), and decide pending
  * requests. Each request shows everything the approver is asked to vouch for (the agent, the
  * tool, every parameter, data class, jurisdiction, provenance, risk, the policy's reasons and the
@@ -9,6 +10,7 @@
  * It knows only CountersignBridge; errors are shown with their code.
  */
 import { useCallback, useEffect, useState } from 'react';
+import type { DeskSession } from './desk/desk-view.js';
 import { startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
 import {
   toCountersignError,
@@ -137,9 +139,12 @@ function formatDuration(seconds: number): string {
   return `${seconds} s`;
 }
 
-export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
+export function ApprovalsView({ bridge, session }: { bridge: CountersignBridge; session?: DeskSession | undefined }) {
   const [approvers, setApprovers] = useState<ApproverSummary[] | undefined>();
-  const [approverId, setApproverId] = useState('');
+  const [chosenId, setApproverId] = useState('');
+  // Signed in, the desk decides as that person only (the server refuses anyone else); before
+  // sign-in the choice serves key registration, which a registration code authorises.
+  const approverId = session?.approverId ?? chosenId;
   const [pending, setPending] = useState<ApprovalRequest[] | undefined>();
   const [loadedAt, setLoadedAt] = useState<number | undefined>();
   const [loadError, setLoadError] = useState<ShownError | undefined>();
@@ -272,7 +277,7 @@ export function ApprovalsView({ bridge }: { bridge: CountersignBridge }) {
               data-testid="approver-select"
               value={approverId}
               onChange={(e) => chooseApprover(e.target.value)}
-              disabled={busy !== undefined}
+              disabled={busy !== undefined || session !== undefined}
             >
               <option value="">— choose yourself —</option>
               {approvers.map((a) => (

@@ -1,7 +1,7 @@
 /**
  * Reaching the desk as a person in a real browser, for the desk's browser tests. Every desk test
- * goes through these two functions, so how a person proves who they are (today: the temporary
- * "acting as" choice; with sign-in: a security-key ceremony) changes in one place.
+ * goes through these functions, so how a person proves who they are (sign-in with their security
+ * key, a real WebAuthn ceremony in the page's virtual authenticator) lives in one place.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,9 +19,31 @@ export async function openDesk(page: Page, app: DeskAddress, fragment = ''): Pro
   await page.goto(`http://localhost:${app.port}/ui/#secret=${encodeURIComponent(app.uiSessionSecret)}${extra}`);
 }
 
-/** Act at the open desk as `approverId` (their security key is in this page's virtual authenticator when they need to sign). */
+/**
+ * Sign in at the open desk as `approverId` with their security key, which must be registered and
+ * held by this page's virtual authenticator (addVirtualAuthenticator, one context per person).
+ * Signed in as someone else, it signs out first; already signed in as them, it does nothing.
+ */
 export async function actAs(page: Page, approverId: string): Promise<void> {
-  await page.getByTestId('desk-act-as').selectOption(approverId);
+  const signedIn = page.getByTestId('desk-session');
+  const form = page.getByTestId('desk-sign-in');
+  await signedIn.or(form).first().waitFor({ timeout: 30_000 });
+  if (await signedIn.isVisible()) {
+    if ((await signedIn.getAttribute('data-approver-id')) === approverId) return;
+    await signOut(page);
+  }
+  const select = page.getByTestId('desk-sign-in-approver');
+  // The list of people loads with the form: wait until `approverId` is offered.
+  await select.locator(`option[value="${approverId}"]`).waitFor({ state: 'attached', timeout: 30_000 });
+  await select.selectOption(approverId);
+  await page.getByTestId('desk-sign-in-submit').click();
+  await page.locator(`[data-testid="desk-session"][data-approver-id="${approverId}"]`).waitFor({ timeout: 60_000 });
+}
+
+/** Sign out at the open desk (the server ends the session; the sign-in form comes back). */
+export async function signOut(page: Page): Promise<void> {
+  await page.getByTestId('desk-sign-out').click();
+  await page.getByTestId('desk-sign-in').waitFor({ timeout: 30_000 });
 }
 
 /**

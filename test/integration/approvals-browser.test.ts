@@ -2,7 +2,7 @@
  * Human approvals through the real renderer in a real browser: Debian Chromium (playwright-core)
  * with one CDP virtual authenticator per approver, the renderer built by Vite and served by the
  * core at http://localhost:<port>/ui/, in the test key domain (production refuses Chromium's virtual authenticator). Approvers choose themselves,
- * register a security key with the single-use registration code an admin issued, and approve / deny through the UI; the agent (a real SDK client over
+ * register a security key with the single-use registration code an admin issued, sign in with it, and approve / deny through the UI; the agent (a real SDK client over
  * WebSocket) gets its decision, and the co-signed token verifies as a tool server would check it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,9 @@ import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.
 import { approverDirectorySchema } from '../../shared/approvals.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { inProcessBridge } from '../../main/core/ui/bridge-routes.js';
+import { windowCaller } from '../../main/core/ui/bridge-caller.js';
+import { DESK_SESSION_COOKIE } from '../../shared/desk-session.js';
+import { actAs } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 
@@ -81,6 +84,9 @@ function approver(id: string): Promise<ApproverBrowser> {
       expect(h.app.approvers.credentialsOf(id).map((c) => c.credentialId)).toEqual([credentialId]);
       expect(await ab.authenticator.credentials()).toHaveLength(1);
       expect(await page.getByTestId('registration-code').inputValue()).toBe(''); // spent: cleared
+      // With the key registered, the approver signs in with it: the desk now decides as them only.
+      await actAs(page, id);
+      expect(await page.getByTestId('approver-select').isDisabled()).toBe(true);
       return ab;
     })();
     approverBrowsers.set(id, opened);
@@ -288,8 +294,18 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
 
     // The same refusal through the bridge's HTTP client and through the core's UI service (what
     // the Electron IPC handlers call), with the same code.
-    const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
-    const ui = inProcessBridge(h.app.ui, h.app.bridgeEvents);
+    // Both act with Dana's session (the one her key opened in the browser: Playwright can read the
+    // HttpOnly cookie the page cannot), so the refusal comes from the approval rules, not sign-in.
+    const danaCookie = (await dana.page.context().cookies()).find((c) => c.name === DESK_SESSION_COOKIE)!;
+    expect(danaCookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/' });
+    const http = createHttpBridge({
+      baseUrl: `http://127.0.0.1:${h.app.port}`,
+      sessionSecret: h.app.uiSessionSecret,
+      sessionCookie: danaCookie.value,
+    });
+    const window = windowCaller();
+    window.keep(danaCookie.value, 60);
+    const ui = inProcessBridge(h.app.ui, h.app.bridgeEvents, window);
     for (const bridge of [http, ui]) {
       expect((await bridge.listApprovers()).approvers.map((a) => a.id)).toEqual(['alice', 'bob', 'dana@example.com']);
       expect((await bridge.listPendingApprovals()).pending.find((p) => p.requestId === requestId)).toMatchObject({
@@ -299,7 +315,8 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
       await expect(bridge.startApprovalCeremony(requestId, 'dana@example.com', 'approve')).rejects.toMatchObject({
         code: 'approver_conflicted',
       });
-      await expect(bridge.startApprovalCeremony(requestId, 'nobody', 'approve')).rejects.toMatchObject({ code: 'approver_unknown' });
+      // Anyone but Dana is refused before the approval service is asked.
+      await expect(bridge.startApprovalCeremony(requestId, 'nobody', 'approve')).rejects.toMatchObject({ code: 'approver_mismatch' });
       await expect(bridge.startApprovalCeremony('..', 'alice', 'approve')).rejects.toMatchObject({ code: 'schema_invalid' }); // never a dot path segment
     }
     await expect(ui.startApprovalCeremony(requestId, 'alice', 'maybe' as 'approve')).rejects.toMatchObject({ code: 'schema_invalid' });

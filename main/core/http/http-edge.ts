@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { CountersignError, ERROR_CODES, httpStatusFor, isCountersignError, type ErrorCode } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
+import { DESK_SESSION_COOKIE } from '../../../shared/desk-session.js';
 
 /** Who may call a route: anyone who passes the Host allowlist, or only the holder of the session secret. */
 export type RouteAccess = 'public' | 'session';
@@ -27,6 +28,42 @@ export interface RouteContext {
   path: string;
   /** Read the JSON body (content type, size limit, strict I-JSON): see `readJsonBody`. */
   body: () => Promise<unknown>;
+  /** The desk session cookie of this request, and how to set or clear it on the answer. */
+  caller: SessionCookieCaller;
+}
+
+/** The desk session as an HTTP caller holds it: an HttpOnly, SameSite=Strict, Path=/ cookie (Secure over TLS). */
+export interface SessionCookieCaller {
+  readonly token: string | undefined;
+  keep(token: string, maxAgeSeconds: number): void;
+  forget(): void;
+}
+
+const COOKIE_VALUE = /^[A-Za-z0-9_-]{1,256}$/;
+
+/** The value of the desk session cookie in a Cookie header (undefined when absent, repeated or malformed). */
+export function sessionCookieOf(header: string | undefined): string | undefined {
+  if (header === undefined || header.length > 8192) return undefined;
+  const values = header
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => part.startsWith(`${DESK_SESSION_COOKIE}=`))
+    .map((part) => part.slice(DESK_SESSION_COOKIE.length + 1));
+  // Two cookies of that name (e.g. one planted for a sub-path) are ambiguous: neither is used.
+  if (values.length !== 1 || !COOKIE_VALUE.test(values[0]!)) return undefined;
+  return values[0];
+}
+
+/** The cookie caller of one request: Set-Cookie goes on whatever answer follows. */
+export function cookieCaller(req: IncomingMessage, res: ServerResponse): SessionCookieCaller {
+  const secure = (req.socket as { encrypted?: boolean }).encrypted === true ? '; Secure' : '';
+  const set = (value: string, maxAge: number) =>
+    res.setHeader('set-cookie', `${DESK_SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
+  return {
+    token: sessionCookieOf(req.headers.cookie),
+    keep: (token, maxAgeSeconds) => set(token, Math.max(1, Math.floor(maxAgeSeconds))),
+    forget: () => set('', 0),
+  };
 }
 
 /**
@@ -255,6 +292,7 @@ export function createHttpEdge(options: HttpEdgeOptions): (req: IncomingMessage,
       query: url.searchParams,
       path,
       body: () => readJsonBody(req),
+      caller: cookieCaller(req, res),
     });
     if (value !== undefined && !res.headersSent) sendJson(req, res, 200, value, route.headers);
   };

@@ -1,6 +1,7 @@
 /**
  * The bridge table served over both transports by ONE server implementation (ui-service.ts):
- * `callBridgeMethod` validates a call's arguments against its row once (IPC and HTTP alike) and
+ * `callBridgeMethod` validates a call's arguments against its row once (IPC and HTTP alike),
+ * resolves the caller's desk session and binds the call to that person (bridge-caller.ts), and
  * runs it; `bridgeRoutes` derives the HTTP edge's routes from the rows (path, query and body
  * arguments as each row places them) plus the Server-Sent Events route for the push events.
  */
@@ -20,11 +21,31 @@ import {
 } from '../../../shared/bridge-table.js';
 import { COMMON_HEADERS, type HttpRoute, type RouteContext } from '../http/http-edge.js';
 import type { BridgeEventHub } from './bridge-events.js';
+import { ANONYMOUS_CALLER, authorizeBridgeCall, runBridgeCall, windowCaller, type BridgeCaller } from './bridge-caller.js';
+import type { DeskSessions } from './desk-sessions.js';
+import { callerRuleOf } from '../../../shared/desk-session.js';
 
-/** Run one table method on the server implementation after checking its arguments (`schema_invalid` otherwise). */
-export async function callBridgeMethod(service: BridgeMethods, name: BridgeMethodName, rawArgs: readonly unknown[]): Promise<unknown> {
+/** The server side of the bridge: the table's methods and, where people sign in, the desk sessions. */
+export type BridgeServer = BridgeMethods & { readonly deskSessions?: Pick<DeskSessions, 'resolve'> | undefined };
+
+/**
+ * Run one table method on the server implementation after checking its arguments
+ * (`schema_invalid` otherwise) and binding it to the caller's signed-in person (`not_signed_in`,
+ * `approver_mismatch`, `admin_required`): the ONE place both transports pass through.
+ */
+export async function callBridgeMethod(
+  service: BridgeServer,
+  name: BridgeMethodName,
+  rawArgs: readonly unknown[],
+  caller: BridgeCaller = ANONYMOUS_CALLER,
+): Promise<unknown> {
   const args = parseBridgeArguments(name, rawArgs) as unknown[];
-  return (service[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+  const row = BRIDGE_METHODS[name];
+  const session = service.deskSessions?.resolve(caller.token, { touch: callerRuleOf(row) !== 'transport' });
+  // A token that names no live session (ended, idle, expired) is dropped from the transport too.
+  if (session === undefined && caller.token !== undefined) caller.forget();
+  authorizeBridgeCall(row, args, session);
+  return runBridgeCall({ caller, session }, () => (service[name] as (...a: unknown[]) => Promise<unknown>)(...args));
 }
 
 const QUERY_INTEGER = /^\d{1,9}$/;
@@ -67,14 +88,14 @@ export interface BridgeRoutesOptions {
 }
 
 /** The HTTP edge's rows for the bridge: one per table method, plus the event stream. All need the session secret. */
-export function bridgeRoutes(service: BridgeMethods, events: BridgeEventHub, options: BridgeRoutesOptions = {}): HttpRoute[] {
+export function bridgeRoutes(service: BridgeServer, events: BridgeEventHub, options: BridgeRoutesOptions = {}): HttpRoute[] {
   const routes: HttpRoute[] = BRIDGE_METHOD_NAMES.map((name) => {
     const row: BridgeMethodRow = BRIDGE_METHODS[name];
     return {
       verb: row.http.verb,
       path: row.http.path,
       access: 'session',
-      handle: async (ctx) => callBridgeMethod(service, name, await httpArguments(row, ctx)),
+      handle: async (ctx) => callBridgeMethod(service, name, await httpArguments(row, ctx), ctx.caller),
     };
   });
   const maxStreams = options.maxEventStreams ?? 32;
@@ -152,12 +173,12 @@ function streamEvents(
 
 /**
  * The bridge exactly as the Electron IPC transport runs it, without Electron: each call's
- * arguments checked by callBridgeMethod, each result validated by the client. For tests and
- * in-process callers.
+ * arguments checked by callBridgeMethod, each result validated by the client. Like one window,
+ * it holds its own desk session (sign in through it). For tests and in-process callers.
  */
-export function inProcessBridge(service: BridgeMethods, events: BridgeEventHub): CountersignBridge {
+export function inProcessBridge(service: BridgeServer, events: BridgeEventHub, caller: BridgeCaller = windowCaller()): CountersignBridge {
   return createBridgeClient(
-    (name, args) => callBridgeMethod(service, name, args),
+    (name, args) => callBridgeMethod(service, name, args, caller),
     (listener) => events.subscribe(listener),
   );
 }

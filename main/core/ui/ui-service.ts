@@ -32,12 +32,16 @@ import {
   type DecisionSummary,
   type RegisteredKey,
   type WebAuthnCreationOptions,
+  type WebAuthnRequestOptions,
   type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
 import { RequestRepository } from '../store/request-repository.js';
 import type { BridgeMethods } from '../../../shared/bridge-table.js';
 import type { WebhookDeadLetter } from '../../../shared/bridge.js';
 import type { WebhookOutbox } from '../notify/webhook-outbox.js';
+import type { DeskSessions } from './desk-sessions.js';
+import { currentBridgeCall } from './bridge-caller.js';
+import type { DeskSessionView } from '../../../shared/desk-session.js';
 
 /** What the service reads; a RunningCountersign provides all of it. */
 export interface UiServiceDeps {
@@ -57,6 +61,8 @@ export interface UiServiceDeps {
   approvers?: Pick<ApproverDirectory, 'list' | 'beginRegistration' | 'finishRegistration'>;
   /** Signed webhooks' outbox (RunningCountersign.webhookOutbox) and a way to wake its delivery loop. */
   webhooks?: { outbox: Pick<WebhookOutbox, 'deadLetters' | 'retry'>; kick: () => void; now: () => number };
+  /** Desk sessions (sign-in with a security key); without them no one can sign in and person rows refuse. */
+  deskSessions?: DeskSessions;
 }
 
 /** Reasons as the desk shows them: at most 64, each at most 4096 characters. */
@@ -129,6 +135,11 @@ export class UiService implements BridgeMethods {
 
   constructor(private readonly deps: UiServiceDeps) {
     this.requests = new RequestRepository(deps.db);
+  }
+
+  /** callBridgeMethod resolves each caller's session with these (bridge-routes.ts). */
+  get deskSessions(): DeskSessions | undefined {
+    return this.deps.deskSessions;
   }
 
   getStatus(): Promise<BridgeStatus> {
@@ -269,6 +280,40 @@ export class UiService implements BridgeMethods {
     if (this.deps.webhooks === undefined)
       throw new CountersignError('internal_error', 'webhooks are not available through this UI service');
     return this.deps.webhooks;
+  }
+
+  // ---- desk sessions (the caller of the call in progress: bridge-caller.ts) ----
+
+  getSession(): Promise<{ session: DeskSessionView | null }> {
+    return settle(() => ({ session: currentBridgeCall().session ?? null }));
+  }
+
+  beginSignIn(approverId: string): Promise<{ options: WebAuthnRequestOptions }> {
+    return this.sessions().begin(approverId) as Promise<{ options: WebAuthnRequestOptions }>;
+  }
+
+  async finishSignIn(approverId: string, response: WebAuthnResponseJson): Promise<{ session: DeskSessionView }> {
+    const { caller } = currentBridgeCall();
+    const sessions = this.sessions();
+    const { token, session } = await sessions.finish(approverId, response);
+    // One desk, one session: signing in again (as anyone) ends the one this caller held.
+    sessions.signOut(caller.token, 'replaced');
+    caller.keep(token, sessions.cookieMaxAgeSeconds);
+    return { session };
+  }
+
+  signOut(): Promise<{ signedOut: boolean }> {
+    return settle(() => {
+      const { caller } = currentBridgeCall();
+      const signedOut = this.deps.deskSessions?.signOut(caller.token) ?? false;
+      caller.forget();
+      return { signedOut };
+    });
+  }
+
+  private sessions(): DeskSessions {
+    if (this.deps.deskSessions === undefined) throw new CountersignError('not_signed_in', 'this desk has no sign-in');
+    return this.deps.deskSessions;
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {

@@ -1,0 +1,31 @@
+/**
+ * `--ui-secret-file <path>` for `countersign start` / `headless`: the per-start UI secret (the
+ * bearer that gates the desk's HTTP API) written for CI and automation that cannot read it out of
+ * the printed link. The file is created 0600 (a symlink planted at the path is refused,
+ * O_NOFOLLOW), holds the secret and a newline, and is removed on a clean exit. The secret is only
+ * the transport gate: acting for a person still needs that person's sign-in (ADR 0010).
+ */
+import { closeSync, constants, fchmodSync, openSync, rmSync, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { CountersignError, quote } from '../../shared/errors.js';
+
+/** Write the secret; returns the function that removes the file again. */
+export function writeUiSecretFile(path: string, secret: string): () => void {
+  const file = resolve(path);
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+  } catch (cause) {
+    throw new CountersignError('config_invalid', `the UI secret file ${quote(path)} cannot be written (a symlink, or no such directory)`, {
+      cause,
+    });
+  }
+  try {
+    // An existing file keeps its mode on O_CREAT: tighten it before the secret goes in.
+    fchmodSync(fd, 0o600);
+    writeSync(fd, `${secret}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  return () => rmSync(file, { force: true });
+}

@@ -1,0 +1,257 @@
+/**
+ * Desk sessions: an approver signs in at a desk with a security key (a WebAuthn assertion run
+ * through the one ceremony engine, approvals/ceremony.ts: an offered, active key of that person,
+ * the userHandle, UV required, the signature, a counter that must advance) and gets a session
+ * that belongs to that person. docs/adr/0010-desk-sessions.md has the design; in short:
+ *
+ * - the session id is 32 random bytes; only its SHA-256 is kept, in this process's memory (a
+ *   restart signs everyone out, which is right for a short-lived local session);
+ * - each session records the credential whose assertion created it (bound to that ceremony);
+ * - it ends after `idleMs` without a call and, whatever the activity, `absoluteMs` after sign-in,
+ *   when the person is disabled, or on sign-out; the clock is injected for the lifetime tests;
+ * - sign-in challenges are random, single use (taken before the assertion is checked, so a
+ *   replayed assertion finds nothing) and expire after the ceremony timeout;
+ * - desk.signed_in is audited in the transaction that stores the key's new counter;
+ *   desk.signed_out when a session ends (sign-out, or found idle or expired).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { Db } from '../store/database.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { ApproverDirectory } from '../approvals/approver-directory.js';
+import { CeremonyEngine, CounterRegression } from '../approvals/ceremony.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
+import { isAdminGroups, type DeskSessionView } from '../../../shared/desk-session.js';
+
+export interface DeskSessionOptions {
+  /** A session ends after this long without a call (default 30 min). */
+  idleMs?: number;
+  /** A session ends this long after sign-in, whatever the activity (default 12 h). */
+  absoluteMs?: number;
+  /** How long a sign-in challenge may be answered (the ceremony timeout). */
+  ceremonyTimeoutMs: number;
+  /** Most sessions kept at once (oldest dropped first); bounds memory. */
+  maxSessions?: number;
+  now?: () => number;
+}
+
+export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
+export const DEFAULT_SESSION_ABSOLUTE_MS = 12 * 3600_000;
+const MAX_PENDING_CHALLENGES = 1024;
+
+interface StoredSession {
+  approverId: string;
+  credentialId: string;
+  signedInAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  /** The audit reference: a prefix of a second hash of the id, so the log never holds a usable digest. */
+  ref: string;
+}
+
+interface PendingSignIn {
+  approverId: string;
+  offered: string[];
+  expiresAt: number;
+}
+
+/** The session id's digest (the map key): the id itself is never stored. */
+const digest = (token: string): string => createHash('sha256').update(token, 'utf8').digest('base64url');
+const TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+export class DeskSessions {
+  private readonly now: () => number;
+  private readonly idleMs: number;
+  private readonly absoluteMs: number;
+  private readonly maxSessions: number;
+  private readonly ceremonies: CeremonyEngine;
+  private readonly sessions = new Map<string, StoredSession>();
+  private readonly challenges = new Map<string, PendingSignIn>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditLog,
+    private readonly directory: ApproverDirectory,
+    private readonly options: DeskSessionOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+    this.idleMs = options.idleMs ?? DEFAULT_SESSION_IDLE_MS;
+    this.absoluteMs = options.absoluteMs ?? DEFAULT_SESSION_ABSOLUTE_MS;
+    this.maxSessions = options.maxSessions ?? 1024;
+    if (!(this.idleMs > 0 && this.absoluteMs > 0)) throw new Error('session lifetimes must be positive');
+    this.ceremonies = new CeremonyEngine({ db, audit, directory, now: this.now });
+  }
+
+  /** Seconds the cookie may live (the absolute lifetime; idleness is enforced here). */
+  get cookieMaxAgeSeconds(): number {
+    return Math.ceil(this.absoluteMs / 1000);
+  }
+
+  /** WebAuthn options for `approverId` to sign in: their active keys offered, UV required, a fresh single-use challenge. */
+  async begin(approverId: string): Promise<{ options: PublicKeyCredentialRequestOptionsJSON }> {
+    this.activeApprover(approverId);
+    const credentials = this.ceremonies.keysOf(approverId, `approver ${quote(approverId)} has no active security key to sign in with`);
+    const challenge = randomBytes(32).toString('base64url');
+    const { options, offered } = await this.ceremonies.offer({
+      credentials,
+      challenge,
+      userVerification: 'required',
+      timeoutMs: this.options.ceremonyTimeoutMs,
+    });
+    this.sweepChallenges();
+    if (this.challenges.size >= MAX_PENDING_CHALLENGES)
+      throw new CountersignError('rate_limited', 'too many sign-ins are waiting for a key tap; try again shortly');
+    this.challenges.set(challenge, { approverId, offered, expiresAt: this.now() + this.options.ceremonyTimeoutMs });
+    return { options };
+  }
+
+  /** Verify the assertion and open a session for `approverId`: the new session id (for the cookie / the window) and its view. */
+  async finish(approverId: string, input: unknown): Promise<{ token: string; session: DeskSessionView }> {
+    const read = this.ceremonies.read(input);
+    const pending = this.challenges.get(read.challenge);
+    // Single use: taken before anything is checked, so the same assertion sent again finds nothing.
+    this.challenges.delete(read.challenge);
+    const now = this.now();
+    if (pending === undefined || pending.approverId !== approverId || pending.expiresAt <= now)
+      throw new CountersignError('challenge_invalid', 'the sign-in challenge is unknown, used, expired or for another approver');
+    this.activeApprover(approverId);
+    const credential = this.ceremonies.credentialFor(approverId, read.response, pending.offered);
+    const newCounter = await this.ceremonies.verify(read, credential, 'required');
+    const token = randomBytes(32).toString('base64url');
+    const key = digest(token);
+    const stored: StoredSession = {
+      approverId,
+      credentialId: credential.credentialId,
+      signedInAt: now,
+      lastSeenAt: now,
+      expiresAt: now + this.absoluteMs,
+      ref: digest(key).slice(0, 16),
+    };
+    try {
+      this.db
+        .transaction(() => {
+          this.activeApprover(approverId);
+          this.ceremonies.recordUse(this.ceremonies.credentialFor(approverId, read.response, pending.offered), newCounter, now);
+          try {
+            this.audit.append('desk.signed_in', now, {
+              approverId,
+              credentialId: credential.credentialId,
+              session: stored.ref,
+              signCount: newCounter,
+              expiresAt: stored.expiresAt,
+            });
+          } catch (cause) {
+            throw new CountersignError('audit_write_failed', undefined, { cause });
+          }
+        })
+        .immediate();
+    } catch (error) {
+      if (error instanceof CounterRegression) this.ceremonies.refuse(error);
+      if (isCountersignError(error)) throw error;
+      throw new CountersignError('store_failed', 'the sign-in could not be recorded, so no session was opened', { cause: error });
+    }
+    // Only now, after its audit entry committed, does the session exist.
+    this.dropOldest();
+    this.sessions.set(key, stored);
+    return { token, session: this.view(stored) };
+  }
+
+  /**
+   * The live session a token names, its idle deadline moved on unless `touch` is false
+   * (undefined: none, or it ended; an ended one is removed and audited). The person is re-read:
+   * disabled ends the session.
+   */
+  resolve(token: string | undefined, options: { touch?: boolean } = {}): DeskSessionView | undefined {
+    if (token === undefined || !TOKEN_PATTERN.test(token)) return undefined;
+    const key = digest(token);
+    const stored = this.sessions.get(key);
+    if (stored === undefined) return undefined;
+    const now = this.now();
+    if (now >= stored.expiresAt) return this.end(key, stored, 'expired');
+    if (now >= stored.lastSeenAt + this.idleMs) return this.end(key, stored, 'idle');
+    let approver;
+    try {
+      approver = this.directory.get(stored.approverId);
+    } catch {
+      return this.end(key, stored, 'approver_disabled');
+    }
+    if (approver.status !== 'active') return this.end(key, stored, 'approver_disabled');
+    // Only calls that act for the person count as activity: the desk's automatic polling
+    // (status, queue, getSession) must not keep an unattended session alive.
+    if (options.touch !== false) stored.lastSeenAt = now;
+    return this.view(stored, approver.displayName, isAdminGroups(approver.groups));
+  }
+
+  /** End the session a token names (sign-out); false when there was none. */
+  signOut(token: string | undefined, reason: 'signed_out' | 'replaced' = 'signed_out'): boolean {
+    if (token === undefined || !TOKEN_PATTERN.test(token)) return false;
+    const key = digest(token);
+    const stored = this.sessions.get(key);
+    if (stored === undefined) return false;
+    this.end(key, stored, reason);
+    return true;
+  }
+
+  /** How many sessions are open (for tests and status). */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  private end(key: string, stored: StoredSession, reason: 'signed_out' | 'idle' | 'expired' | 'replaced' | 'approver_disabled'): undefined {
+    this.sessions.delete(key);
+    const now = this.now();
+    // The session is gone either way; a failed audit write must not keep it alive.
+    try {
+      this.db
+        .transaction(() => {
+          this.audit.append('desk.signed_out', now, {
+            approverId: stored.approverId,
+            credentialId: stored.credentialId,
+            session: stored.ref,
+            reason,
+          });
+        })
+        .immediate();
+    } catch {
+      // Fail closed: the session has already been removed.
+    }
+    return undefined;
+  }
+
+  private view(stored: StoredSession, displayName?: string, admin?: boolean): DeskSessionView {
+    let name = displayName;
+    let isAdmin = admin;
+    if (name === undefined || isAdmin === undefined) {
+      const approver = this.directory.get(stored.approverId);
+      name = approver.displayName;
+      isAdmin = isAdminGroups(approver.groups);
+    }
+    return {
+      approverId: stored.approverId,
+      displayName: name,
+      admin: isAdmin,
+      credentialId: stored.credentialId,
+      signedInAt: stored.signedInAt,
+      expiresAt: stored.expiresAt,
+      idleExpiresAt: Math.min(stored.lastSeenAt + this.idleMs, stored.expiresAt),
+    };
+  }
+
+  private activeApprover(approverId: string): void {
+    const approver = this.directory.get(approverId);
+    if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+  }
+
+  private sweepChallenges(): void {
+    const now = this.now();
+    for (const [challenge, pending] of this.challenges) if (pending.expiresAt <= now) this.challenges.delete(challenge);
+  }
+
+  private dropOldest(): void {
+    while (this.sessions.size >= this.maxSessions) {
+      const oldest = this.sessions.keys().next();
+      if (oldest.done === true) return;
+      this.sessions.delete(oldest.value);
+    }
+  }
+}
