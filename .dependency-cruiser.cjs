@@ -21,6 +21,7 @@ const LAYERS = [
   { name: 'decision', path: '^main/core/decision/' },
   { name: 'approvals', path: '^main/core/approvals/' },
   { name: 'gateway', path: '^main/core/gateway/' },
+  { name: 'notify', path: '^main/core/notify/' },
   { name: 'ui', path: '^main/core/ui/' },
   { name: 'testing', path: '^main/core/testing/' },
   { name: 'composition root', path: '^main/core/app\\.ts$' },

@@ -32,6 +32,8 @@ import {
   parseBridgeResult,
   toCountersignError,
   type WebAuthnResponseJson,
+  webhookDeadLettersResponseSchema,
+  webhookRetryResultSchema,
 } from './bridge.js';
 import { agentIdSchema, toolCallSchema } from './protocol.js';
 import {
@@ -252,6 +254,20 @@ export const BRIDGE_METHODS = {
     result: approverDirectorySchema,
     channel: 'countersign:listApproverDirectory',
     http: { verb: 'GET', path: '/api/ui/approver-directory' },
+  }),
+  /** Webhook deliveries that failed their last attempt, newest first (the desk's admin panel). */
+  listWebhookDeadLetters: method({
+    args: [],
+    result: webhookDeadLettersResponseSchema,
+    channel: 'countersign:listWebhookDeadLetters',
+    http: { verb: 'GET', path: '/api/notifications/dead-letters' },
+  }),
+  /** Put one dead delivery back in the queue with a fresh attempt budget. */
+  retryWebhookDeadLetter: method({
+    args: [arg('deliveryId', bridgeIdSchema, 'path')],
+    result: webhookRetryResultSchema,
+    channel: 'countersign:retryWebhookDeadLetter',
+    http: { verb: 'POST', path: '/api/notifications/dead-letters/{deliveryId}/retry' },
   }),
   // ---- desk sessions (sign-in with a security key; docs/adr/0010-desk-sessions.md) ----
   /** The person signed in at this desk, or null. */

@@ -384,3 +384,19 @@ export const deskRequestSchema = z.strictObject({
   deny: deskAbilitySchema,
 });
 export type DeskRequest = z.infer<typeof deskRequestSchema>;
+// ---- signed webhooks: the dead-letter list (docs/notifications.md) ----
+
+/** A webhook delivery that failed its last attempt; the desk (admin) can put it back in the queue. */
+export const webhookDeadLetterSchema = z.strictObject({
+  deliveryId: text(128).min(1),
+  webhookId: text(64).min(1),
+  event: text(64).min(1),
+  requestId: text(128).nullable(),
+  attempts: z.int().min(0),
+  lastError: text(500).nullable(),
+  createdAt: epochMs,
+  failedAt: epochMs,
+});
+export type WebhookDeadLetter = z.infer<typeof webhookDeadLetterSchema>;
+export const webhookDeadLettersResponseSchema = z.strictObject({ deadLetters: z.array(webhookDeadLetterSchema).max(200) });
+export const webhookRetryResultSchema = z.strictObject({ deliveryId: text(128).min(1), state: z.literal('pending') });

@@ -277,6 +277,20 @@ export const ERROR_RECORDS = {
     rpc: RPC_CODES.refused,
     http: 403,
   },
+  // Signed webhooks (shared/webhook-signature.ts, main/core/notify/)
+  webhook_signature_malformed: {
+    message: 'the webhook signature header is missing or not of the form t=<seconds>,v1=<hex>',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
+  webhook_signature_stale: { message: 'the webhook signature timestamp is outside the allowed window', rpc: RPC_CODES.refused, http: 400 },
+  webhook_signature_invalid: { message: 'the webhook signature does not match the body and secret', rpc: RPC_CODES.refused, http: 401 },
+  webhook_secret_unavailable: {
+    message: 'the webhook secret file or environment variable is missing or empty',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
+  webhook_dead_letter_unknown: { message: 'no dead-lettered webhook delivery has that id', rpc: RPC_CODES.refused, http: 404 },
 } as const satisfies Record<string, ErrorRecord>;
 
 export type ErrorCode = keyof typeof ERROR_RECORDS;

@@ -4,6 +4,7 @@
  * $COUNTERSIGN_DATA_DIR or ~/.local/share/countersign) and runs under plain Node.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CountersignError, isCountersignError } from '../../shared/errors.js';
@@ -33,12 +34,14 @@ import { auditCommand } from './audit-command.js';
 import { formatTime, print, printListing } from './print.js';
 import { readUserFile } from '../core/user-files.js';
 import { mcpProxyCommand } from './mcp-proxy-command.js';
+import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.js';
 import { writeUiSecretFile } from './ui-secret-file.js';
 
 const USAGE = `usage: countersign <command> [options]
 
   start [--demo]            run Countersign on embedded defaults (gateway on 127.0.0.1:7345)
   headless [--demo]         the same core in the test key domain, for CI and automation
+  desktop                   the Electron app, or (no Electron binary here) the desk in the system browser
                             (both take --ui-secret-file PATH: the desk API's bearer secret,
                             written 0600 and removed on a clean exit)
   keygen --agent-id ID      make an agent key pair and a signed enrollment request
@@ -224,6 +227,29 @@ export async function main(argv: string[]): Promise<number> {
     case 'headless':
       await serve(values, 'test');
       return -1;
+    case 'desktop': {
+      const outcome = await runDesktop({
+        findElectron: () => findElectronBinary(join(REPO_ROOT, 'node_modules', 'electron')),
+        shellEntry: () => {
+          const entry = join(REPO_ROOT, 'dist', 'main', 'electron', 'main.js');
+          return existsSync(entry) ? entry : undefined;
+        },
+        runElectron: (binary, entry) =>
+          new Promise((done) => spawn(binary, [entry], { stdio: 'inherit' }).once('exit', (code) => done(code ?? 1))),
+        startCore: () => startCountersign({ dataDir, configFile: values.config, command: 'countersign desktop' }),
+        open: systemOpener(),
+        write: (line) => process.stdout.write(`${line}\n`),
+      });
+      if (outcome.kind === 'electron') return outcome.exitCode;
+      const shutdown = () =>
+        void outcome.core.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      process.once('SIGINT', shutdown);
+      process.once('SIGTERM', shutdown);
+      return -1;
+    }
     case 'keygen': {
       const agentId = required(values['agent-id'], 'agent-id');
       const alg = (values.alg ?? 'EdDSA') as AgentKeyAlgorithm;

@@ -34,6 +34,8 @@ import { UiService } from './ui/ui-service.js';
 import { HistoryReader } from './ui/history-reader.js';
 import { PolicyDesk, PolicyReloadLog } from './ui/policy-desk.js';
 import { HealthDesk } from './ui/health-desk.js';
+import { WebhookOutbox } from './notify/webhook-outbox.js';
+import { WebhookDelivery, resolveWebhookTargets } from './notify/webhook-delivery.js';
 import { DeskSessions } from './ui/desk-sessions.js';
 import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
@@ -109,6 +111,9 @@ export interface RunningCountersign {
   deskSessions: DeskSessions;
   /** The bridge's push events (pending, decided), for the shell's IPC channel; HTTP serves them as SSE. */
   bridgeEvents: BridgeEventHub;
+  /** Signed webhooks: the durable outbox and its delivery loop (docs/notifications.md). */
+  webhookOutbox: WebhookOutbox;
+  webhooks: WebhookDelivery;
   close(): Promise<void>;
 }
 
@@ -324,6 +329,28 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   // Human approvals: the directory needs the bound port for its origins, so they are read lazily.
   let boundPort = 0;
   const approvalOrigins = (): string[] => config.approvals.origins ?? [`http://localhost:${boundPort}`];
+
+  // Signed webhooks: secrets are read now (a missing one stops the start); the outbox is filled by
+  // an audit observer in the very transaction of the entry it announces (docs/notifications.md).
+  let webhookTargets;
+  try {
+    webhookTargets = resolveWebhookTargets(config.notifications.webhooks, dataDir);
+  } catch (error) {
+    await policy.close();
+    await custody.close();
+    db.close();
+    throw error;
+  }
+  const webhookOutbox = new WebhookOutbox(
+    db,
+    config.notifications.webhooks,
+    () => config.notifications.deskUrl ?? `http://localhost:${boundPort}`,
+  );
+  const webhooks = new WebhookDelivery(webhookOutbox, webhookTargets, config.notifications, { now: clock, log });
+  // kick() waits for the next turn, so the rows it sends are committed by then.
+  const stopObserving = audit.observe((kind, at, event) => {
+    if (webhookOutbox.observe(kind, at, event)) webhooks.kick();
+  });
   const approvers = new ApproverDirectory(db, audit, {
     domain: config.domain,
     rpId: config.approvals.rpId,
@@ -401,6 +428,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     deskSessions,
     adminConsole: { admin: adminActions, firstRun: new FirstRun(db, approvers), directory: approvers },
     db,
+    webhooks: { outbox: webhookOutbox, kick: () => webhooks.kick(), now: clock },
     registry,
     policy,
     signer,
@@ -459,6 +487,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   }
   checkpoints.start();
   boundPort = bound.port;
+  // Deliveries left from the last run (pending or backing off) go out now.
+  webhooks.kick();
   url = `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`;
   appendAudit('server.started', {
     serverId: config.serverId,
@@ -559,6 +589,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     auditVerifier,
     ui,
     bridgeEvents,
+    webhookOutbox,
+    webhooks,
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
     async close() {
@@ -567,6 +599,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       if (riskPruning) clearInterval(riskPruning);
       clearInterval(keyWatch);
       stopWatching();
+      stopObserving();
+      await webhooks.stop();
       await auditVerifier.stop();
       await gateway.close();
       await policy.close();

@@ -43,6 +43,28 @@ const pkcs11Schema = z
   .refine((p) => (p.tokenLabel === undefined) !== (p.slot === undefined), { message: 'set exactly one of tokenLabel and slot' });
 
 export type Pkcs11Config = z.infer<typeof pkcs11Schema>;
+
+/** The events a webhook can subscribe to (docs/notifications.md). */
+export const WEBHOOK_EVENTS = ['approval.pending', 'approval.approved', 'approval.denied', 'approval.expired'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/** One webhook: where, the shared secret (from a file or the environment, never inline), which events. */
+const webhookSchema = z
+  .strictObject({
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1..64 letters, digits, dots, dashes or underscores'),
+    url: z
+      .string()
+      .url()
+      .regex(/^https?:\/\//, 'must be an http(s) URL'),
+    secretFile: z.string().min(1).optional(),
+    secretEnv: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'must be an environment variable name')
+      .optional(),
+    events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).default(['approval.pending']),
+  })
+  .refine((w) => (w.secretFile === undefined) !== (w.secretEnv === undefined), { message: 'set exactly one of secretFile and secretEnv' });
+export type WebhookConfig = z.infer<typeof webhookSchema>;
 export type PinSourceConfig = z.infer<typeof pinSourceSchema>;
 
 const configSchema = z.strictObject({
@@ -180,6 +202,30 @@ const configSchema = z.strictObject({
       requireHardware: z.boolean().default(false),
       pkcs11: pkcs11Schema.optional(),
     })
+    .prefault({}),
+  /** Signed webhooks (docs/notifications.md): they link to the desk, never approve. */
+  notifications: z
+    .strictObject({
+      /** The desk's base URL in webhook links (default http://localhost:<gateway port>). */
+      deskUrl: z
+        .string()
+        .url()
+        .regex(/^https?:\/\//, 'must be an http(s) URL')
+        .optional(),
+      webhooks: z.array(webhookSchema).max(16).default([]),
+      /** Attempts per delivery before it is dead-lettered (the desk can retry it). */
+      maxAttempts: z.int().min(1).max(20).default(6),
+      /** Backoff: initialBackoffMs, doubled after each failure, at most maxBackoffMs. */
+      initialBackoffMs: z.int().min(10).max(600_000).default(2_000),
+      maxBackoffMs: z
+        .int()
+        .min(10)
+        .max(24 * 3600 * 1000)
+        .default(300_000),
+      /** A receiver that has not answered by then counts as a failed attempt. */
+      timeoutMs: z.int().min(100).max(60_000).default(10_000),
+    })
+    .refine((n) => new Set(n.webhooks.map((w) => w.id)).size === n.webhooks.length, { message: 'webhook ids must be unique' })
     .prefault({}),
 });
 

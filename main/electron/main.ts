@@ -8,7 +8,7 @@
  * does lives in main/core and is tested headless; this file is only typechecked (the Electron
  * binary cannot run on CI machines). See docs/desktop.md.
  */
-import { app, BrowserWindow, ipcMain, session, type IpcMainInvokeEvent, type WebContents } from 'electron';
+import { app, BrowserWindow, ipcMain, Menu, nativeImage, session, Tray, type IpcMainInvokeEvent, type WebContents } from 'electron';
 import { fileURLToPath } from 'node:url';
 import { startCountersign, type RunningCountersign } from '../core/app.js';
 import { defaultDataDir } from '../core/config.js';
@@ -18,6 +18,8 @@ import type { BridgeEventHub } from '../core/ui/bridge-events.js';
 import { UI_BASE_PATH, toBridgeError, type BridgeAnswer } from '../../shared/bridge.js';
 import { BRIDGE_EVENT_CHANNEL, BRIDGE_METHODS, BRIDGE_METHOD_NAMES } from '../../shared/bridge-table.js';
 import { CountersignError } from '../../shared/errors.js';
+import { pendingCountFromTitle, shellAllowsPermission } from '../../shared/shell-permissions.js';
+import { TRAY_ICON_PNG_BASE64 } from './tray-icon.js';
 
 /** The preload is bundled to one CommonJS file next to the built shell (sandboxed preloads cannot import). */
 const PRELOAD_PATH = fileURLToPath(new URL('../preload/preload.cjs', import.meta.url));
@@ -26,6 +28,7 @@ const SESSION_PARTITION = 'countersign';
 
 let core: RunningCountersign | undefined;
 let mainWindow: BrowserWindow | undefined;
+let tray: Tray | undefined;
 /** `http://localhost:<port>` once the core listens; until then nothing is same-origin. */
 let appOrigin: string | undefined;
 
@@ -116,10 +119,15 @@ function registerBridge(service: BridgeServer, events: BridgeEventHub): void {
 
 function createWindow(origin: string): BrowserWindow {
   const ses = session.fromPartition(SESSION_PARTITION);
-  // Deny every permission request and check. WebAuthn (security keys) does not go through
-  // these handlers in Electron, so it needs nothing here; add an entry only when a feature does.
-  ses.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
-  ses.setPermissionCheckHandler(() => false);
+  // Deny every permission request and check except desktop notifications for our own origin
+  // (shared/shell-permissions.ts). WebAuthn (security keys) does not go through these handlers
+  // in Electron, so it needs nothing here; add an entry only when a feature does.
+  ses.setPermissionRequestHandler((contents, permission, callback, details) =>
+    callback(shellAllowsPermission(permission, details.requestingUrl ?? contents.getURL(), appOrigin)),
+  );
+  ses.setPermissionCheckHandler((_contents, permission, requestingOrigin) =>
+    shellAllowsPermission(permission, requestingOrigin, appOrigin),
+  );
 
   const win = new BrowserWindow({
     width: 1280,
@@ -139,6 +147,8 @@ function createWindow(origin: string): BrowserWindow {
       webviewTag: false,
       experimentalFeatures: false,
       navigateOnDragDrop: false,
+      // A middle click must not open a link in a new window (electronegativity AUXCLICK_JS_CHECK).
+      disableBlinkFeatures: 'Auxclick',
       spellcheck: false,
       safeDialogs: true,
       devTools: !app.isPackaged,
@@ -153,6 +163,8 @@ function createWindow(origin: string): BrowserWindow {
   });
   win.webContents.on('render-process-gone', (_event, details) => log(`renderer exited: ${details.reason}`));
   win.once('ready-to-show', () => win.show());
+  // The desk writes its pending count into the title ("(3) Countersign"): mirror it in the tray.
+  win.on('page-title-updated', (_event, title) => updateTray(title));
   win.on('closed', () => {
     mainWindow = undefined;
   });
@@ -160,6 +172,38 @@ function createWindow(origin: string): BrowserWindow {
     .loadURL(`${origin}${UI_BASE_PATH}`)
     .catch((error: unknown) => log(`could not load the UI: ${error instanceof Error ? error.message : String(error)}`));
   return win;
+}
+
+// ---- the tray: the pending count, and a way back to the window ----
+
+function showWindow(): void {
+  if (mainWindow === undefined || mainWindow.isDestroyed()) return;
+  if (mainWindow.isMinimized()) mainWindow.restore();
+  mainWindow.show();
+  mainWindow.focus();
+}
+
+function createTray(): Tray {
+  const created = new Tray(nativeImage.createFromDataURL(`data:image/png;base64,${TRAY_ICON_PNG_BASE64}`));
+  created.setToolTip('Countersign');
+  created.setContextMenu(
+    Menu.buildFromTemplate([
+      { label: 'Open Countersign', click: showWindow },
+      { type: 'separator' },
+      { label: 'Quit', click: () => app.quit() },
+    ]),
+  );
+  created.on('click', showWindow);
+  return created;
+}
+
+function updateTray(title: string): void {
+  const count = pendingCountFromTitle(title);
+  const text = count === 0 ? 'Countersign: nothing waits for you' : `Countersign: ${count} request${count === 1 ? '' : 's'} wait for you`;
+  tray?.setToolTip(text);
+  // macOS shows text beside the tray icon; elsewhere the tooltip and the badge carry the count.
+  if (process.platform === 'darwin') tray?.setTitle(count === 0 ? '' : String(count));
+  app.setBadgeCount(count);
 }
 
 // ---- lifecycle ----
@@ -173,6 +217,7 @@ async function start(): Promise<void> {
   // The same server implementation the headless HTTP routes use.
   registerBridge(running.ui, running.bridgeEvents);
   mainWindow = createWindow(appOrigin);
+  tray = createTray();
 }
 
 let shuttingDown = false;
@@ -202,11 +247,7 @@ if (!app.requestSingleInstanceLock()) {
   // Another Countersign owns the data directory and the port: hand over to it.
   app.quit();
 } else {
-  app.on('second-instance', () => {
-    if (mainWindow === undefined || mainWindow.isDestroyed()) return;
-    if (mainWindow.isMinimized()) mainWindow.restore();
-    mainWindow.focus();
-  });
+  app.on('second-instance', showWindow);
   process.once('SIGINT', () => app.quit());
   process.once('SIGTERM', () => app.quit());
   start().catch((error: unknown) => {

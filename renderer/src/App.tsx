@@ -13,6 +13,7 @@ import { ApprovalsView } from './Approvals.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
 import { FirstRunGate } from './desk/first-run.js';
+import { NotificationControls, useDeskNotifications } from './desk/desk-notifier.js';
 import type { DeskSessionView } from '../../shared/desk-session.js';
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
@@ -85,6 +86,7 @@ function Dashboard({
   const view = target.view;
   const setView = (id: string) => setTarget({ view: id });
   const session = useDeskSession(bridge);
+  const notifications = useDeskNotifications(bridge, session.current, setTarget);
 
   useEffect(() => {
     let active = true;
@@ -115,7 +117,7 @@ function Dashboard({
   }, [bridge]);
 
   return (
-    <main className="app">
+    <main className="app" data-desk-view={view} data-desk-request={target.requestId}>
       <Header status={snapshot?.status} />
       <AlarmBanner status={snapshot?.status} />
       <nav className="tabs" role="tablist" aria-label="Views">
@@ -161,6 +163,7 @@ function Dashboard({
           Sign in with your security key to see the queue.
         </p>
       )}
+      {session.current && <NotificationControls state={notifications} />}
       {session.current &&
         DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
           <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={setTarget} requestId={target.requestId} />

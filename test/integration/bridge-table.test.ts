@@ -44,6 +44,7 @@ const GOOD: Record<string, unknown> = {
   displayName: 'Root Admin',
   adminId: 'root',
   action: { kind: 'agent.revoke', id: 'agent-1', reason: 'lost laptop' },
+  deliveryId: 'd-1',
 };
 const BAD: Record<string, unknown> = {
   approverId: 'x'.repeat(129),
@@ -61,6 +62,7 @@ const BAD: Record<string, unknown> = {
   displayName: '',
   adminId: 'x'.repeat(129),
   action: { kind: 'agent.explode', id: 'agent-1' },
+  deliveryId: 'x'.repeat(129),
 };
 
 interface RawResponse {

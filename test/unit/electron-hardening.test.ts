@@ -39,9 +39,22 @@ describe('Electron shell hardening (static text check)', () => {
     expect(mainCode).toMatch(/preventDefault\(\)/);
   });
 
-  it('denies permission requests and checks', () => {
-    expect(mainCode).toMatch(/setPermissionRequestHandler\([^)]*\)\s*=>\s*callback\(false\)/);
-    expect(mainCode).toMatch(/setPermissionCheckHandler\(\(\)\s*=>\s*false\)/);
+  it('answers permission requests and checks only through the one rule (notifications for the app origin)', () => {
+    expect(mainCode).toMatch(
+      /setPermissionRequestHandler\(\(contents, permission, callback, details\) =>\s*callback\(shellAllowsPermission\(permission, details\.requestingUrl \?\? contents\.getURL\(\), appOrigin\)\)/,
+    );
+    expect(mainCode).toMatch(
+      /setPermissionCheckHandler\(\(_contents, permission, requestingOrigin\) =>\s*shellAllowsPermission\(permission, requestingOrigin, appOrigin\),?\s*\)/,
+    );
+    expect(mainCode.match(/callback\(/g)).toHaveLength(1);
+  });
+
+  it('keeps a tray with the pending count read from the desk title, and one instance', () => {
+    expect(mainCode).toMatch(/new Tray\(/);
+    expect(mainCode).toMatch(/\.on\('page-title-updated', \(_event, title\) => updateTray\(title\)\)/);
+    expect(mainCode).toMatch(/pendingCountFromTitle\(title\)/);
+    expect(mainCode).toMatch(/if \(!app\.requestSingleInstanceLock\(\)\)/);
+    expect(mainCode).toMatch(/app\.on\('second-instance', showWindow\)/);
   });
 
   it('loads the UI from http://localhost (a secure origin for WebAuthn), not file:// or a custom scheme', () => {

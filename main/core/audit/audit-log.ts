@@ -74,6 +74,13 @@ function levelOf(n: number): number {
   return level;
 }
 
+/**
+ * Hears every append inside the appending transaction (after the row is written): a throw rolls
+ * the append and the state change back with it. The webhook outbox (notify/) fills itself here,
+ * so a notification is queued exactly when the state it announces commits.
+ */
+export type AuditObserver = <K extends AuditKind>(kind: K, at: number, event: AuditEventFields<K>) => void;
+
 export type AuditVerification = { ok: true; entries: number; root: string } | { ok: false; badSeq: number; reason: string };
 
 export class AuditLog {
@@ -85,6 +92,7 @@ export class AuditLog {
   private readonly hashedTop;
   private readonly pendingRows;
   private readonly withLeaves;
+  private readonly observers: AuditObserver[] = [];
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
@@ -115,7 +123,17 @@ export class AuditLog {
     const fields = event as JsonObject;
     const record = canonicalize({ ...fields, kind, at, seq });
     this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null);
+    for (const observer of this.observers) observer(kind, at, event);
     return { seq, at, kind, record };
+  }
+
+  /** Hear every append in its transaction (see AuditObserver); returns the way to stop. */
+  observe(observer: AuditObserver): () => void {
+    this.observers.push(observer);
+    return () => {
+      const at = this.observers.indexOf(observer);
+      if (at !== -1) this.observers.splice(at, 1);
+    };
   }
 
   /**

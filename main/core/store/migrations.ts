@@ -322,4 +322,24 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO request_search (rowid, body)
     SELECT rowid, id || ' ' || agent_id || ' ' || tool || ' ' || COALESCE(json_extract(call_json, '$.params.payee'), '') FROM requests;
   `,
+  // 15: the webhook outbox (notify/webhook-outbox.ts): one row per delivery, written in the
+  // transaction whose audit entry it announces, sent with retries, dead after the last attempt.
+  `
+  CREATE TABLE webhook_outbox (
+    id INTEGER PRIMARY KEY,
+    delivery_id TEXT NOT NULL UNIQUE,  -- random; sent as countersign-delivery for receivers to dedupe
+    webhook_id TEXT NOT NULL,          -- notifications.webhooks[].id
+    event TEXT NOT NULL,               -- approval.pending, approval.approved, ...
+    request_id TEXT,
+    body TEXT NOT NULL,                -- the JSON body exactly as sent (signed afresh at each attempt)
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER
+  ) STRICT;
+  CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at) WHERE state = 'pending';
+  CREATE INDEX webhook_outbox_dead ON webhook_outbox(finished_at) WHERE state = 'dead';
+  `,
 ];

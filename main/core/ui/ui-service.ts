@@ -56,6 +56,8 @@ import type { AdminActions } from '../approvals/admin-actions.js';
 import type { FirstRun } from '../approvals/first-run.js';
 import type { AdminAction } from '../../../shared/admin-actions.js';
 import type { AdminCeremony, AdminOutcome, ApproverDetail, FirstAdmin, FirstRunStateView } from '../../../shared/bridge-admin.js';
+import type { WebhookDeadLetter } from '../../../shared/bridge.js';
+import type { WebhookOutbox } from '../notify/webhook-outbox.js';
 import type { DeskSessions } from './desk-sessions.js';
 import { currentBridgeCall } from './bridge-caller.js';
 import type { DeskSessionView } from '../../../shared/desk-session.js';
@@ -89,6 +91,8 @@ export interface UiServiceDeps {
     firstRun: Pick<FirstRun, 'state' | 'createFirstAdmin'>;
     directory: Pick<ApproverDirectory, 'list' | 'credentialsOf' | 'aliasesOf'>;
   };
+  /** Signed webhooks' outbox (RunningCountersign.webhookOutbox) and a way to wake its delivery loop. */
+  webhooks?: { outbox: Pick<WebhookOutbox, 'deadLetters' | 'retry'>; kick: () => void; now: () => number };
   /** Desk sessions (sign-in with a security key); without them no one can sign in and person rows refuse. */
   deskSessions?: DeskSessions;
 }
@@ -373,6 +377,40 @@ export class UiService implements BridgeMethods {
     if (this.deps.adminConsole === undefined)
       throw new CountersignError('internal_error', 'the admin console is not available through this UI service');
     return this.deps.adminConsole;
+  }
+
+  // ---- signed webhooks: dead letters (the desk shows them in an admin panel) ----
+
+  listWebhookDeadLetters(): Promise<{ deadLetters: WebhookDeadLetter[] }> {
+    return settle(() => ({
+      deadLetters: this.webhookOutbox()
+        .outbox.deadLetters()
+        .map((row) => ({
+          deliveryId: row.deliveryId,
+          webhookId: row.webhookId,
+          event: row.event,
+          requestId: row.requestId,
+          attempts: row.attempts,
+          lastError: row.lastError,
+          createdAt: row.createdAt,
+          failedAt: row.finishedAt ?? row.createdAt,
+        })),
+    }));
+  }
+
+  retryWebhookDeadLetter(deliveryId: string): Promise<{ deliveryId: string; state: 'pending' }> {
+    return settle(() => {
+      const webhooks = this.webhookOutbox();
+      webhooks.outbox.retry(deliveryId, webhooks.now());
+      webhooks.kick();
+      return { deliveryId, state: 'pending' as const };
+    });
+  }
+
+  private webhookOutbox(): NonNullable<UiServiceDeps['webhooks']> {
+    if (this.deps.webhooks === undefined)
+      throw new CountersignError('internal_error', 'webhooks are not available through this UI service');
+    return this.deps.webhooks;
   }
 
   // ---- desk sessions (the caller of the call in progress: bridge-caller.ts) ----

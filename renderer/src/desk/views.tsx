@@ -11,6 +11,7 @@ import { PoliciesView } from './PoliciesView.js';
 import { HealthView } from './HealthView.js';
 import { AgentsView } from './agents-view.js';
 import { ApproversView } from './approvers-view.js';
+import { DeadLettersView } from './DeadLettersView.js';
 
 export const DESK_VIEWS: readonly DeskViewRow[] = [
   // The queue and one request (renderer/src/desk/queue-view.tsx, request-view.tsx); the queue is the desk's first view.
@@ -23,4 +24,5 @@ export const DESK_VIEWS: readonly DeskViewRow[] = [
   // The admin console (agents; approvers and keys). The first run is FirstRunGate (first-run.tsx), shown before any session.
   { id: 'agents', label: 'Agents', admin: true, Component: AgentsView },
   { id: 'approvers', label: 'Approvers and keys', admin: true, Component: ApproversView },
+  { id: 'dead-letters', label: 'Webhook dead letters', admin: true, Component: DeadLettersView },
 ];

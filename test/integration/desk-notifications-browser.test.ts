@@ -1,0 +1,136 @@
+/**
+ * Desk notifications in Debian Chromium: with the 'notifications' permission granted to the
+ * context, a new pending request that needs the person at the desk fires a desktop notification
+ * (captured by an init script that wraps window.Notification, since headless Chromium shows
+ * none), the window title carries the pending count, and clicking the notification opens the
+ * request (the desk's target becomes the request view for that id). Someone the request does not
+ * need gets no notification.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'vite';
+import type { Browser, Page } from 'playwright-core';
+import { REPO_ROOT } from '../../main/core/app.js';
+import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
+import { launchChromium } from '../helpers/chromium.js';
+import { actAs, openDesk } from '../helpers/desk-browser.js';
+import type { AgentClient } from '../../shared/agent-client.js';
+
+const UI_TIMEOUT = 60_000;
+
+/** Records every notification the page creates, and lets the test click one. */
+const CAPTURE_NOTIFICATIONS = `
+  (() => {
+    const Real = window.Notification;
+    const shown = [];
+    class Captured {
+      constructor(title, options) {
+        this.title = title;
+        this.body = options && options.body;
+        this.tag = options && options.tag;
+        this.onclick = null;
+        shown.push(this);
+      }
+      close() { this.closed = true; }
+      static get permission() { return Real.permission; }
+      static requestPermission() { return Real.requestPermission(); }
+    }
+    window.Notification = Captured;
+    window.__notifications = shown;
+  })();
+`;
+
+let h: Harness;
+let buildDir: string;
+let browser: Browser | undefined;
+let agent: AgentClient;
+
+beforeAll(async () => {
+  buildDir = tempDir('countersign-renderer-');
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({
+      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
+      mode: 'production',
+      logLevel: 'warn',
+      build: { outDir: buildDir, emptyOutDir: true },
+    });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
+  h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });
+  h.app.approvers.addApprover({ id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] });
+  h.app.approvers.addApprover({ id: 'olga', displayName: 'Olga', groups: ['operations'] });
+  agent = h.client('finance-bot', await h.enroll('finance-bot'));
+  browser = await launchChromium();
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await h?.close();
+  if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
+}, 30_000);
+
+async function deskFor(approverId: string): Promise<Page> {
+  const origin = `http://localhost:${h.app.port}`;
+  const context = await browser!.newContext();
+  await context.grantPermissions(['notifications'], { origin });
+  await context.addInitScript(CAPTURE_NOTIFICATIONS);
+  const page = await context.newPage();
+  await openDesk(page, h.app);
+  await actAs(page, approverId);
+  await page.getByTestId('desk-pending-count').waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  return page;
+}
+
+interface Shown {
+  title: string;
+  body: string;
+  tag: string;
+}
+/** The page runs these as expressions (the tests' tsconfig has no DOM types). */
+const shown = (page: Page) => page.evaluate<Shown[]>('window.__notifications.map((n) => ({ title: n.title, body: n.body, tag: n.tag }))');
+
+describe('desk notifications in the browser', () => {
+  it('notifies the person a new request needs, counts it in the title, and a click opens the request', async () => {
+    const alice = await deskFor('alice');
+    const olga = await deskFor('olga');
+    expect(await alice.title()).toBe('Countersign');
+
+    const pending = await agent.submit(transferCall('48000.00'));
+    expect(pending).toMatchObject({ decision: 'pending' });
+
+    await alice.waitForFunction('window.__notifications.length > 0', undefined, { timeout: UI_TIMEOUT });
+    const notices = await shown(alice);
+    expect(notices).toHaveLength(1);
+    expect(notices[0]!.title).toBe('Approval needed: payments.transfer');
+    expect(notices[0]!.body).toContain('finance-bot');
+    expect(notices[0]!.body).toContain('approving needs your security key');
+    expect(notices[0]!.tag).toBe(`countersign-${pending.requestId}`);
+    await alice.waitForFunction("document.title === '(1) Countersign'", undefined, { timeout: UI_TIMEOUT });
+    expect(await alice.getByTestId('desk-pending-count').innerText()).toBe('1 waiting for you');
+
+    // The click opens the request view for that id; nothing is approved by it.
+    await alice.evaluate('window.__notifications[0].onclick()');
+    const main = alice.locator('main.app');
+    await alice.waitForFunction(
+      `document.querySelector('main.app')?.getAttribute('data-desk-request') === ${JSON.stringify(pending.requestId)}`,
+      undefined,
+      {
+        timeout: UI_TIMEOUT,
+      },
+    );
+    expect(await main.getAttribute('data-desk-view')).toBe('request');
+    expect(h.app.approvals.getPending(pending.requestId).state).toBe('pending');
+
+    // Olga is in no group the request counts: no notification, no count.
+    expect(await olga.getByTestId('desk-pending-count').innerText()).toBe('Nothing waits for you');
+    expect(await shown(olga)).toHaveLength(0);
+    expect(await olga.title()).toBe('Countersign');
+    await alice.context().close();
+    await olga.context().close();
+  }, 240_000);
+});
