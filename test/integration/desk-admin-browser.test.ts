@@ -1,7 +1,8 @@
 /**
  * The History, Policies and Custody-and-health views in Debian Chromium over the real renderer
  * (built by Vite, served by the core at /ui/) and a real core (SQLite, Cedar, software signer, the
- * test key domain's virtual approvers): a decided request with its approvals and an inclusion
+ * test key domain's virtual approvers, who decide; the desk is used by Dana, a person who signs in
+ * with a key registered in each page's CDP virtual authenticator): a decided request with its approvals and an inclusion
  * proof that the page verifies, and a changed proof that it shows as failing; filters and search
  * driven from the keyboard; the export of a selection as a download; "test a call" showing the
  * decision and the approvals it needs, and a broken policy's file:line after the hot reload;
@@ -14,19 +15,17 @@ import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
 import { REPO_ROOT } from '../../main/core/app.js';
 import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
-import { launchChromium } from '../helpers/chromium.js';
+import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
 import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
 import { HISTORY_EXPORT_FORMAT } from '../../shared/desk-records.js';
 
 const UI_TIMEOUT = 20_000;
 /**
- * Sign-in by security key landed on main while these tests were written against the acting-as
- * choice: `actAs` now needs alice's key in the page's virtual authenticator (she is a virtual
- * approver whose key the core holds). Until the setup registers her key in the browser, the
- * file is skipped (it passed in full against the acting-as desk, commit 7be0454).
+ * The person at the desk. alice and bob are virtual approvers (their keys are held by the core and
+ * cannot sign in from a browser), so the desk is used by dana, a person whose security key lives
+ * in each page's virtual authenticator.
  */
-const NEEDS_SIGN_IN_SETUP = true;
-
+const DESK_USER = 'dana';
 let h: Harness;
 let buildDir: string;
 let policyDir: string;
@@ -54,6 +53,7 @@ beforeAll(async () => {
   cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true });
   h = await startHarness({ config: { domain: 'test', risk: { enabled: false } }, policyDir, start: { rendererDir: buildDir } });
   for (const id of ['alice', 'bob']) await h.app.virtualApprovers!.create({ id, displayName: id, groups: ['finance-approvers'] });
+  h.app.approvers.addApprover({ id: DESK_USER, displayName: 'Dana Example', groups: ['finance-approvers'] });
   const finance = h.client('finance-bot', await h.enroll('finance-bot'));
   approvedId = (await finance.submit(transferCall('48000.00', 'Northwind Traders'))).requestId;
   await h.app.virtualApprovers!.decide({ requestId: approvedId, approverId: 'alice', verdict: 'approve' });
@@ -72,11 +72,18 @@ afterAll(async () => {
   rmSync(policyDir, { recursive: true, force: true });
 });
 
+/** A fresh context with its own authenticator; dana registers a key in it through the desk's own form, then signs in with it. */
 async function deskAt(view: string, width = 1100): Promise<Page> {
   const context = await browser!.newContext({ viewport: { width, height: 900 }, acceptDownloads: true });
   const page = await context.newPage();
+  await addVirtualAuthenticator(page);
   await openDesk(page, h.app);
-  await actAs(page, 'alice');
+  await page.getByTestId('tab-approvals').click({ timeout: UI_TIMEOUT });
+  await page.getByTestId('approver-select').selectOption(DESK_USER);
+  await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(DESK_USER, 'test').code);
+  await page.getByTestId('register-key').click();
+  await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+  await actAs(page, DESK_USER);
   await page.getByTestId(`tab-${view}`).click({ timeout: UI_TIMEOUT });
   return page;
 }
@@ -86,7 +93,7 @@ const ONE_ROW = `document.querySelectorAll('[data-testid="history-row"]').length
 
 const row = (page: Page, id: string) => page.locator(`[data-testid="history-row"][data-request-id="${id}"]`);
 
-describe.skipIf(NEEDS_SIGN_IN_SETUP)('the History view', () => {
+describe('the History view', () => {
   it('shows a decided request with its approvals and verifies its inclusion proof in the page', { timeout: 120_000 }, async () => {
     const page = await deskAt('history');
     await row(page, approvedId).getByTestId('history-open').click({ timeout: UI_TIMEOUT });
@@ -163,7 +170,7 @@ describe.skipIf(NEEDS_SIGN_IN_SETUP)('the History view', () => {
   });
 });
 
-describe.skipIf(NEEDS_SIGN_IN_SETUP)('the Policies view', () => {
+describe('the Policies view', () => {
   it('tests a call and shows the decision and the approvals it needs, recording nothing', { timeout: 120_000 }, async () => {
     const before = (h.app.db.prepare('SELECT COUNT(*) AS n FROM requests').get() as { n: number }).n;
     const page = await deskAt('policies');
@@ -207,7 +214,7 @@ describe.skipIf(NEEDS_SIGN_IN_SETUP)('the Policies view', () => {
   });
 });
 
-describe.skipIf(NEEDS_SIGN_IN_SETUP)('the Custody and health view', () => {
+describe('the Custody and health view', () => {
   it('shows software custody, the key fingerprint and the checkpoint, and verifies the log on demand', { timeout: 120_000 }, async () => {
     const page = await deskAt('health');
     const custody = page.getByTestId('health-custody');
@@ -224,7 +231,7 @@ describe.skipIf(NEEDS_SIGN_IN_SETUP)('the Custody and health view', () => {
   });
 });
 
-describe.skipIf(NEEDS_SIGN_IN_SETUP)('at 420 px wide', () => {
+describe('at 420 px wide', () => {
   it('each view fits without a horizontal scroll', { timeout: 120_000 }, async () => {
     for (const view of ['history', 'policies', 'health']) {
       const page = await deskAt(view, 420);
