@@ -1,12 +1,13 @@
 /**
  * The History, Policies and Custody-and-health views in Debian Chromium over the real renderer
  * (built by Vite, served by the core at /ui/) and a real core (SQLite, Cedar, software signer, the
- * test key domain's virtual approvers, who decide; the desk is used by Dana, a person who signs in
- * with a key registered in each page's CDP virtual authenticator): a decided request with its approvals and an inclusion
- * proof that the page verifies, and a changed proof that it shows as failing; filters and search
- * driven from the keyboard; the export of a selection as a download; "test a call" showing the
- * decision and the approvals it needs, and a broken policy's file:line after the hot reload;
- * custody and an on-demand verification; each view usable at 420 px; screenshots light and dark.
+ * test key domain's virtual approvers, who decide; the desk is used by dana, a person who signs in
+ * with a key registered in each page's CDP virtual authenticator): a decided request with its
+ * approvals and an inclusion proof that the page verifies, and a changed proof that it shows as
+ * failing; filters and search driven from the keyboard; the export of a selection as a download;
+ * "test a call" showing the decision and the approvals it needs, and a broken policy's file:line
+ * after the hot reload; custody and an on-demand verification; each view usable at 420 px;
+ * screenshots light and dark.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ const UI_TIMEOUT = 20_000;
  * in each page's virtual authenticator.
  */
 const DESK_USER = 'dana';
+
 let h: Harness;
 let buildDir: string;
 let policyDir: string;
