@@ -156,7 +156,7 @@ function Dashboard({
             </button>
           ))}
       </nav>
-      <FirstRunGate bridge={bridge} />
+      <FirstRunGate bridge={bridge} onSignedIn={session.set} />
       <SignIn bridge={bridge} state={session} />
       {!session.current && DESK_VIEWS.some((row) => row.id === view) && (
         <p className="muted" data-testid="desk-choose-person">

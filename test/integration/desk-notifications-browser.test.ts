@@ -13,7 +13,7 @@ import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
 import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
-import { launchChromium } from '../helpers/chromium.js';
+import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
 import { actAs, openDesk } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 
@@ -74,12 +74,24 @@ afterAll(async () => {
   if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
 }, 30_000);
 
+/**
+ * A fresh context (notifications granted, captured) with its own virtual authenticator; the
+ * person's key is registered through the desk's own form, then they sign in with it.
+ */
 async function deskFor(approverId: string): Promise<Page> {
   const origin = `http://localhost:${h.app.port}`;
   const context = await browser!.newContext();
   await context.grantPermissions(['notifications'], { origin });
   await context.addInitScript(CAPTURE_NOTIFICATIONS);
   const page = await context.newPage();
+  await addVirtualAuthenticator(page);
+  await openDesk(page, h.app);
+  await page.getByTestId('tab-approvals').click();
+  await page.getByTestId('approver-select').selectOption(approverId);
+  await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(approverId, 'test').code);
+  await page.getByTestId('register-key').click();
+  await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+  // Back to the desk's first view (the authenticator survives the navigation).
   await openDesk(page, h.app);
   await actAs(page, approverId);
   await page.getByTestId('desk-pending-count').waitFor({ state: 'visible', timeout: UI_TIMEOUT });

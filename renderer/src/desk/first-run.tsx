@@ -1,27 +1,40 @@
 /**
  * First run: while no admin exists, the desk walks whoever started the app through creating the
  * first admin (name and id), registering that admin's security key with the code the server
- * issues (shown, and kept in this page only), and enrolling a first agent from its enrollment
- * request file with the new admin's key tap. The server opens this only while no admin exists
+ * issues (shown, and kept in this page only), signing the new admin in with that key (admin actions
+ * need the signed-in admin, ADR 0010), and enrolling a first agent from its enrollment request file
+ * with the new admin's key tap. The server opens this only while no admin exists
  * (first-run.ts); a second desk racing this one is refused with first_run_closed.
  */
 import { useEffect, useId, useState } from 'react';
+import { startAuthentication } from '@simplewebauthn/browser';
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
 import type { FirstAdmin } from '../../../shared/bridge-admin.js';
 import { authenticatorLabel } from '../../../shared/authenticators.js';
 import { registerSecurityKey, shownError } from './admin-ceremony.js';
 import { EnrollAgentForm, StatusLine, type Status } from './agents-view.js';
 import { SecurityKeysExplained } from './approvers-view.js';
+import type { DeskSessionView } from '../../../shared/desk-session.js';
 
 type Step =
   | { kind: 'closed' }
   | { kind: 'admin' }
   | { kind: 'key'; admin: FirstAdmin }
+  | { kind: 'signin'; admin: FirstAdmin; keyLabel: string }
   | { kind: 'agent'; admin: FirstAdmin; keyLabel: string }
   | { kind: 'done'; agentId: string };
 
-/** Shown above the desk's views; renders nothing once an admin exists (unless this desk is mid-setup). */
-export function FirstRunGate({ bridge }: { bridge: CountersignBridge }) {
+/**
+ * Shown above the desk's views; renders nothing once an admin exists (unless this desk is mid-setup).
+ * onSignedIn receives the new admin's desk session once their key has signed them in.
+ */
+export function FirstRunGate({
+  bridge,
+  onSignedIn,
+}: {
+  bridge: CountersignBridge;
+  onSignedIn?: ((session: DeskSessionView) => void) | undefined;
+}) {
   const ids = useId();
   const [step, setStep] = useState<Step>({ kind: 'closed' });
   const [adminId, setAdminId] = useState('');
@@ -58,10 +71,27 @@ export function FirstRunGate({ bridge }: { bridge: CountersignBridge }) {
     setStatus({ kind: 'working', text: 'Touch your security key (insert it first if needed)…' });
     try {
       const key = await registerSecurityKey(bridge, admin.approverId, admin.code);
-      setStatus(undefined);
-      setStep({ kind: 'agent', admin, keyLabel: authenticatorLabel(key.aaguid) });
+      const keyLabel = authenticatorLabel(key.aaguid);
+      setStep({ kind: 'signin', admin, keyLabel });
+      await signIn(admin, keyLabel);
     } catch (caught) {
       // A refused or cancelled attempt leaves the code valid: the same button tries again.
+      setStatus({ kind: 'error', ...shownError(caught) });
+    }
+  };
+
+  // Admin actions need the signed-in admin: the key just registered signs them in (a second tap).
+  const signIn = async (admin: FirstAdmin, keyLabel: string) => {
+    setStatus({ kind: 'working', text: 'Touch your security key again to sign in…' });
+    try {
+      const { options } = await bridge.beginSignIn(admin.approverId);
+      const response = await startAuthentication({ optionsJSON: options });
+      const { session } = await bridge.finishSignIn(admin.approverId, response);
+      onSignedIn?.(session);
+      setStatus(undefined);
+      setStep({ kind: 'agent', admin, keyLabel });
+    } catch (caught) {
+      // The key is stored; a failed sign-in is retried with the sign-in button (not the used code).
       setStatus({ kind: 'error', ...shownError(caught) });
     }
   };
@@ -128,10 +158,26 @@ export function FirstRunGate({ bridge }: { bridge: CountersignBridge }) {
           </button>
         </div>
       )}
-      {step.kind === 'agent' && (
+      {step.kind === 'signin' && (
         <div>
           <p className="success" role="status" data-testid="first-admin-key">
             Security key registered: {step.keyLabel}.
+          </p>
+          <p>Sign in with it to continue: admin changes are made by the signed-in admin.</p>
+          <button
+            type="button"
+            data-testid="first-admin-sign-in"
+            disabled={status?.kind === 'working'}
+            onClick={() => void signIn(step.admin, step.keyLabel)}
+          >
+            Sign in with my security key
+          </button>
+        </div>
+      )}
+      {step.kind === 'agent' && (
+        <div>
+          <p className="success" role="status" data-testid="first-admin-key">
+            Security key registered: {step.keyLabel}. Signed in as <strong>{step.admin.approverId}</strong>.
           </p>
           <p>
             Now enroll a first agent. On the agent&apos;s machine, <code>countersign keygen --agent-id ID</code> (or the agent SDK) writes
@@ -147,8 +193,8 @@ export function FirstRunGate({ bridge }: { bridge: CountersignBridge }) {
       )}
       {step.kind === 'done' && (
         <p className="success" role="status" data-testid="first-run-done">
-          Setup complete: agent <strong>{step.agentId}</strong> is enrolled. Reload the desk to sign in as the admin; more agents and people
-          are added from the Agents and Approvers views.
+          Setup complete: agent <strong>{step.agentId}</strong> is enrolled. You are signed in as the admin; more agents and people are
+          added from the Agents and Approvers views.
         </p>
       )}
       <StatusLine status={status} testId="first-run-status" />
