@@ -68,7 +68,7 @@ describe('Electron shell hardening (static text check)', () => {
     expect(mainCode).toMatch(/isAppUrl\(frame\.url\)/);
     // Every bridge table row gets its handler from one loop, each through the same sender check.
     expect(mainCode).toMatch(
-      /for \(const name of BRIDGE_METHOD_NAMES\) \{\s*ipcMain\.handle\(BRIDGE_METHODS\[name\]\.channel, \(event, \.\.\.args: unknown\[\]\) => answer\(event, /,
+      /for \(const name of BRIDGE_METHOD_NAMES\) \{\s*ipcMain\.handle\(BRIDGE_METHODS\[name\]\.channel, \(event, \.\.\.args: unknown\[\]\) =>\s*answer\(event, /,
     );
     expect(mainCode.match(/ipcMain\.handle\(/g)).toHaveLength(1);
     // Push events go to our window only, on the one event channel.
