@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -8,5 +9,8 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 20_000,
     pool: 'forks',
+    // Most suites wait on child processes, Chromium and SQLite fsyncs rather than the CPU: two test
+    // files at once on a 2-core machine (vitest's default there is one) keep CI well under 20 min.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
   },
 });
