@@ -254,6 +254,7 @@ export const BRIDGE_METHODS = {
     result: approverDirectorySchema,
     channel: 'countersign:listApproverDirectory',
     http: { verb: 'GET', path: '/api/ui/approver-directory' },
+    caller: 'admin',
   }),
   /** Webhook deliveries that failed their last attempt, newest first (the desk's admin panel). */
   listWebhookDeadLetters: method({
@@ -261,6 +262,7 @@ export const BRIDGE_METHODS = {
     result: webhookDeadLettersResponseSchema,
     channel: 'countersign:listWebhookDeadLetters',
     http: { verb: 'GET', path: '/api/notifications/dead-letters' },
+    caller: 'admin',
   }),
   /** Put one dead delivery back in the queue with a fresh attempt budget. */
   retryWebhookDeadLetter: method({
@@ -268,6 +270,7 @@ export const BRIDGE_METHODS = {
     result: webhookRetryResultSchema,
     channel: 'countersign:retryWebhookDeadLetter',
     http: { verb: 'POST', path: '/api/notifications/dead-letters/{deliveryId}/retry' },
+    caller: 'admin',
   }),
   // ---- desk sessions (sign-in with a security key; docs/adr/0010-desk-sessions.md) ----
   /** The person signed in at this desk, or null. */

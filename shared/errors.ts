@@ -250,6 +250,7 @@ export const ERROR_RECORDS = {
   not_signed_in: { message: 'no one is signed in at this desk, or the session ended', rpc: RPC_CODES.refused, http: 403 },
   approver_mismatch: { message: 'the call acts for another person than the one signed in', rpc: RPC_CODES.refused, http: 403 },
   admin_required: { message: 'only a signed-in admin may do this', rpc: RPC_CODES.refused, http: 403 },
+  last_admin: { message: 'the last admin cannot leave the admin group', rpc: RPC_CODES.refused, http: 409 },
 
   // MCP gating proxy (tool errors it returns to the agent host, in _meta)
   mcp_tool_refused: { message: 'the proxy is configured to refuse this MCP tool', rpc: RPC_CODES.refused, http: 400 },

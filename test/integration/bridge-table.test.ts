@@ -5,6 +5,8 @@
  * push events arrive over Server-Sent Events for a real held call; and the one bearer / origin /
  * Host policy holds on every row of the edge's route table.
  */
+import { isCountersignError } from '../../shared/errors.js';
+import { callerRuleOf } from '../../shared/desk-session.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
 import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
@@ -148,6 +150,17 @@ describe('every bridge table method', () => {
     const client = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
     for (const name of BRIDGE_METHOD_NAMES) {
       if (BRIDGE_METHODS[name].args.some((a) => !a.optional)) continue;
+      if (callerRuleOf(BRIDGE_METHODS[name]) !== 'transport') {
+        // A person or admin row: with no one signed in, both transports refuse it the same way.
+        const codeOf = (p: Promise<unknown>) =>
+          p.then(
+            () => 'answered',
+            (e: unknown) => (isCountersignError(e) ? e.code : 'other'),
+          );
+        expect(await codeOf((client[name] as () => Promise<unknown>)()), name).toBe('not_signed_in');
+        expect(await codeOf(callBridgeMethod(h.app.ui, name, [])), name).toBe('not_signed_in');
+        continue;
+      }
       const over = await (client[name] as () => Promise<unknown>)();
       const local = await callBridgeMethod(h.app.ui, name, []);
       // The status carries live counters; compare the rest.

@@ -14,6 +14,9 @@ import { startHarness, tempDir, transferCall, type Harness } from '../helpers/ha
 import { verifyWebhookSignature } from '../../shared/webhook-signature.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
+import { signInOverHttp } from '../helpers/desk-session.js';
 
 const SECRET = 'whsec-test-6f1c2a9e8d7b';
 
@@ -90,6 +93,26 @@ async function start(notifications: Record<string, unknown>): Promise<Harness> {
     start: { log: (m: string) => logs.push(m) },
   });
   return h;
+}
+
+/** A person with a registered software key (in the admin group when `admin`), signed in over HTTP. */
+async function signedIn(h: Harness, id: string, admin: boolean) {
+  const app = h.app;
+  app.approvers.addApprover({ id, displayName: id, groups: admin ? [ADMIN_GROUP_NAME] : ['finance-approvers'], virtual: true });
+  const key = new VirtualAuthenticator();
+  const { code } = app.approvers.issueRegistrationCode(id, 'test');
+  const options = await app.approvers.beginRegistration(id, code);
+  await app.approvers.finishRegistration(
+    id,
+    key.createCredential({
+      rpId: 'localhost',
+      origin: app.approvers.origins[0]!,
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
+    }),
+  );
+  return signInOverHttp(app, id, key);
 }
 
 async function holdTransfer(app: Harness): Promise<string> {
@@ -215,13 +238,22 @@ describe('signed webhooks', () => {
     receiver.answer = () => ({ status: 503 });
     const app = await start({ initialBackoffMs: 50, maxAttempts: 3 });
     const requestId = await holdTransfer(app);
-    const bridge = createHttpBridge({ baseUrl: `http://127.0.0.1:${app.app.port}`, sessionSecret: app.app.uiSessionSecret });
+    const { bridge } = await signedIn(app, 'root', true);
     const dead = await until('a dead letter', () => {
       const row = app.app.db.prepare("SELECT delivery_id FROM webhook_outbox WHERE state = 'dead'").get();
       return row === undefined ? undefined : row;
     });
     expect(dead).toBeDefined();
     expect(receiver.received).toHaveLength(3);
+    // Admin rows: the transport secret alone, or a signed-in non-admin, is refused.
+    const bearerOnly = createHttpBridge({ baseUrl: `http://127.0.0.1:${app.app.port}`, sessionSecret: app.app.uiSessionSecret });
+    const anonymous: unknown = await bearerOnly.listWebhookDeadLetters().catch((e: unknown) => e);
+    expect(isCountersignError(anonymous) && anonymous.code).toBe('not_signed_in');
+    const approver = await signedIn(app, 'carol', false);
+    const notAdmin: unknown = await approver.bridge
+      .retryWebhookDeadLetter((dead as { delivery_id: string }).delivery_id)
+      .catch((e: unknown) => e);
+    expect(isCountersignError(notAdmin) && notAdmin.code).toBe('admin_required');
     const { deadLetters } = await bridge.listWebhookDeadLetters();
     expect(deadLetters).toEqual([
       expect.objectContaining({

@@ -3,6 +3,7 @@
  * verified by @simplewebauthn/server) on a real SQLite store: single-use challenges, the
  * attestation policy, virtual approvers only in the test domain, and the published directory.
  */
+import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,5 +171,20 @@ describe('approver directory', () => {
     expect(await codeOf(d.beginRegistration('erin'))).toBe('approver_disabled');
     expect(await codeOf(d.beginRegistration('nobody'))).toBe('approver_unknown');
     expect(d.published().approvers).toEqual([]);
+  });
+
+  it('refuses to take the last admin out of the admin group (the first run would reopen), and changes nothing', async () => {
+    const d = directory();
+    d.addApprover({ id: 'root', displayName: 'Root', groups: [ADMIN_GROUP_NAME] });
+    d.addApprover({ id: 'ops', displayName: 'Ops', groups: ['sre'] });
+    const before = count('audit_log');
+    expect(await codeOf(Promise.resolve().then(() => d.setGroups('root', ['sre'])))).toBe('last_admin');
+    expect(d.get('root').groups).toEqual([ADMIN_GROUP_NAME]);
+    expect(count('audit_log')).toBe(before);
+    // With a second admin, the first may leave the group.
+    d.setGroups('ops', ['sre', ADMIN_GROUP_NAME]);
+    d.setGroups('root', ['sre']);
+    expect(d.get('root').groups).toEqual(['sre']);
+    expect(await codeOf(Promise.resolve().then(() => d.setGroups('ops', ['sre'])))).toBe('last_admin');
   });
 });

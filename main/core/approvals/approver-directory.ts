@@ -24,6 +24,7 @@ import { isPlatformRegistration } from '../../../shared/authenticators.js';
 import { clientDataChallenge } from './client-data.js';
 import type { ApproverDirectory as PublishedDirectory } from '../../../shared/approvals.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
+import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { base64url } from '../../../shared/encoding.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
@@ -310,7 +311,17 @@ export class ApproverDirectory {
         throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
     this.db
       .transaction(() => {
-        this.get(id);
+        const before = this.get(id);
+        // The last admin cannot leave the admin group: with no admin the first-run setup would open
+        // again, and anyone holding the desk's transport secret could make themselves admin.
+        if (before.groups.includes(ADMIN_GROUP_NAME) && !clean.includes(ADMIN_GROUP_NAME)) {
+          const otherAdmins = this.list().filter((a) => a.id !== id && a.groups.includes(ADMIN_GROUP_NAME));
+          if (otherAdmins.length === 0)
+            throw new CountersignError(
+              'last_admin',
+              `${quote(id)} is the last admin; add another admin before removing them from the admin group`,
+            );
+        }
         this.db.prepare('UPDATE approvers SET groups_json = ? WHERE id = ?').run(JSON.stringify(clean), id);
         this.audit.append('approver.groups_changed', now, { approverId: id, groups: clean });
       })
