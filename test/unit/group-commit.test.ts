@@ -1,7 +1,9 @@
 /**
  * Group commit over a real SQLite file: units share one transaction, a failing unit is rolled
  * back alone, and a unit's promise settles only after its rows are committed (visible from a
- * second connection).
+ * second connection) and the write-ahead log holding them has been synced. The sync is the real
+ * fdatasync except where a test must hold one back or make one fail (a disk cannot be made to do
+ * either on demand): those tests pass their own `syncFile` and say so.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type Db } from '../../main/core/store/database.js';
-import { GroupCommitter } from '../../main/core/store/group-commit.js';
+import { GroupCommitter, type FileSync } from '../../main/core/store/group-commit.js';
 
 let dir: string;
 let db: Db;
@@ -91,4 +93,100 @@ describe('group commit', () => {
     }
     expect(count()).toBe(0);
   });
+
+  it('leaves the connection at synchronous=FULL outside its groups, so every other writer still syncs at COMMIT', async () => {
+    const committer = new GroupCommitter(db);
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    await Promise.all([committer.run(() => insert.run('a')), committer.run(() => insert.run('b'))]);
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
+  });
+
+  it('settles a group only once the sync of its write-ahead log has returned', async () => {
+    // A sync held back by the test (a real disk cannot be paused): the rows are committed, yet nobody is answered.
+    const held = heldSyncs();
+    const committer = new GroupCommitter(db, { syncFile: held.sync });
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    const settled: string[] = [];
+    const units = ['a', 'b'].map((k) => committer.run(() => insert.run(k)).then(() => settled.push(k)));
+    await held.started(1);
+    expect(held.paths).toEqual([join(dir, 'c.db-wal')]);
+    expect(count()).toBe(2);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toEqual([]);
+    held.release(0);
+    await Promise.all(units);
+    expect(settled).toEqual(['a', 'b']);
+  });
+
+  it('syncs once for every group committed while a sync was running, and settles groups in commit order', async () => {
+    const held = heldSyncs(); // held back by the test, as above
+    const committer = new GroupCommitter(db, { syncFile: held.sync });
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    const settled: string[] = [];
+    const unit = (k: string) => committer.run(() => insert.run(k)).then(() => settled.push(k));
+    const first = unit('g1');
+    await held.started(1);
+    const second = unit('g2'); // committed while the first sync runs
+    await new Promise((r) => setImmediate(r));
+    const third = unit('g3'); // another group, same wait
+    await new Promise((r) => setTimeout(r, 20));
+    expect(count()).toBe(3);
+    expect(held.paths).toHaveLength(1);
+    held.release(0);
+    await first;
+    await held.started(2);
+    expect(settled).toEqual(['g1']);
+    held.release(1);
+    await Promise.all([second, third]);
+    expect(settled).toEqual(['g1', 'g2', 'g3']);
+    expect(held.paths).toHaveLength(2);
+  });
+
+  it('fails every unit whose sync failed, and every later unit, with store_failed', async () => {
+    // A failing fdatasync (EIO) cannot be produced by a healthy disk on demand: injected here.
+    const failing: FileSync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const committer = new GroupCommitter(db, { syncFile: failing });
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    const units = [committer.run(() => insert.run('a')), committer.run(() => insert.run('b'))];
+    for (const unit of units) await expect(unit).rejects.toMatchObject({ code: 'store_failed' });
+    let ran = false;
+    await expect(
+      committer.run(() => {
+        ran = true;
+      }),
+    ).rejects.toMatchObject({ code: 'store_failed', message: expect.stringContaining('restarts') as unknown });
+    expect(ran).toBe(false);
+  });
+
+  it('on a database in memory, settles after the COMMIT with no file to sync', async () => {
+    const memory = openStore(':memory:');
+    try {
+      memory.exec('CREATE TABLE t (k TEXT PRIMARY KEY)');
+      const syncs: string[] = [];
+      const committer = new GroupCommitter(memory, { syncFile: (path) => (syncs.push(path), Promise.resolve()) });
+      await committer.run(() => memory.prepare('INSERT INTO t (k) VALUES (?)').run('a'));
+      expect(syncs).toEqual([]);
+      expect(memory.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 1 });
+    } finally {
+      memory.close();
+    }
+  });
 });
+
+/** A FileSync whose calls wait until the test releases them (calls are numbered from 0). */
+function heldSyncs(): { sync: FileSync; paths: string[]; started: (n: number) => Promise<void>; release: (i: number) => void } {
+  const paths: string[] = [];
+  const releases: Array<() => void> = [];
+  return {
+    paths,
+    sync: (path) =>
+      new Promise<void>((resolve) => {
+        paths.push(path);
+        releases.push(resolve);
+      }),
+    async started(n) {
+      while (paths.length < n) await new Promise((r) => setTimeout(r, 2));
+    },
+    release: (i) => releases[i]!(),
+  };
+}

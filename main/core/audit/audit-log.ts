@@ -2,13 +2,18 @@
  * The append-only audit log: an RFC 9162 Merkle log stored in SQLite. Entry `seq` (1-based) is
  * leaf `seq - 1`; its data is the entry's canonical (JCS) record. Each append writes the entry
  * inside the caller's transaction, so an audit record that cannot be written takes the decision
- * it belongs to down with it. The tree's hashes are derived data: `syncTree` computes the leaf
- * hash and every completed subtree for entries not hashed yet, in its own transaction, before any
- * root, proof or checkpoint is read — so appends stay cheap, and a rolled-back append leaves
- * nothing to undo. What vouches for the log is the signed checkpoint (checkpoints.ts), which is
- * always made after the hashes it covers; docs/audit.md is the format.
+ * it belongs to down with it. The same append hashes the record it has just written into its
+ * leaf and every subtree that leaf completes (about two small rows), in that transaction too: a
+ * rolled-back append leaves nothing to undo, and the record is hashed from the string in hand
+ * instead of being read back later. Only when the stored tree does not end exactly where the
+ * log did (entries written before the Merkle log, or by a version that hashed later) does the
+ * append leave hashing to `syncTree`, which hashes entries in order, in its own transaction,
+ * and is run before any root, proof or checkpoint is read. What vouches for the log is the
+ * signed checkpoint (checkpoints.ts), which re-hashes every record it covers from the record
+ * itself; docs/audit.md is the format.
  */
 import { createHash, hash as oneShot } from 'node:crypto';
+import type Database from 'better-sqlite3';
 import type { Db } from '../store/database.js';
 import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
 import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, isPowerOfTwo, splitPoint } from '../../../shared/merkle.js';
@@ -86,6 +91,9 @@ export type AuditVerification = { ok: true; entries: number; root: string } | { 
 export class AuditLog {
   private readonly insert;
   private readonly last;
+  private readonly tail;
+  private readonly insertLeaf;
+  private readonly insertNodesOf: Database.Statement[] = [];
   private readonly insertNode;
   private readonly insertNodes;
   private readonly getNode;
@@ -97,6 +105,10 @@ export class AuditLog {
   constructor(private readonly db: Db) {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
     this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
+    this.tail = db.prepare<[], { seq: number; leaf: Buffer | null }>(
+      'SELECT l.seq, n.hash AS leaf FROM (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1) l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1',
+    );
+    this.insertLeaf = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, ?, ?) ON CONFLICT DO NOTHING');
     this.insertNode = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
     this.insertNodes = db.prepare(
       `INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`,
@@ -119,12 +131,46 @@ export class AuditLog {
    */
   append<K extends AuditKind>(kind: K, at: number, event: AuditEventFields<K>): AuditEntry {
     assertAuditEvent(kind, event);
-    const seq = (this.last.get()?.seq ?? 0) + 1;
+    // The last entry and its leaf hash (null when the tree lags behind the log) in one read.
+    const tail = this.tail.get();
+    const seq = (tail?.seq ?? 0) + 1;
     const fields = event as JsonObject;
     const record = canonicalize({ ...fields, kind, at, seq });
     this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null);
+    if (tail === undefined || tail.leaf !== null) this.hashAppended(seq - 1, record, tail?.leaf ?? undefined);
     for (const observer of this.observers) observer(kind, at, event);
     return { seq, at, kind, record };
+  }
+
+  /**
+   * Hash leaf `index` from its record and store it with every subtree it completes, when the
+   * stored tree ends exactly before it (then every left sibling is stored). Otherwise the tree
+   * lags (syncTree hashes in order) or holds hashes for entries that do not exist (syncTree and
+   * the start-up check refuse those): either way this append leaves the tree to them.
+   */
+  private hashAppended(index: number, record: string, previousLeaf: Uint8Array | undefined): void {
+    const leaf = nodeHasher.leafOfText(record);
+    // A hash already stored for this leaf was planted: leave it to syncTree and the start-up check.
+    if (this.insertLeaf.run(index, leaf).changes !== 1) return;
+    const rows: Array<number | Uint8Array> = [];
+    let hash = leaf;
+    let level = 0;
+    for (let i = index; i % 2 === 1; i = (i - 1) / 2) {
+      hash = merkleHasher.node(level === 0 && previousLeaf !== undefined ? previousLeaf : this.node(level, i - 1), hash);
+      level++;
+      rows.push(level, (i - 1) / 2, hash);
+    }
+    if (rows.length > 0) this.nodesInsert(rows.length / 3).run(rows);
+  }
+
+  /** INSERT of `n` node rows in one statement (prepared once per n; n is at most the tree's height). */
+  private nodesInsert(n: number): Database.Statement {
+    let statement = this.insertNodesOf[n];
+    if (statement === undefined) {
+      statement = this.db.prepare(`INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')}`);
+      this.insertNodesOf[n] = statement;
+    }
+    return statement;
   }
 
   /** Hear every append in its transaction (see AuditObserver); returns the way to stop. */

@@ -1,12 +1,27 @@
 /**
  * Group commit: decisions that arrive in the same event-loop turn share one durable COMMIT
- * (one WAL fsync under synchronous=FULL) instead of paying one each. Each unit of work runs in
- * its own SAVEPOINT, so a unit that throws is rolled back alone and the others still commit.
- * Nobody is answered before the COMMIT that holds their rows has returned: a result is only
- * ever released once it is durable. If the COMMIT itself fails, every unit in it fails.
+ * (one WAL fsync) instead of paying one each. Each unit of work runs in its own SAVEPOINT, so a
+ * unit that throws is rolled back alone and the others still commit. Nobody is answered before
+ * the COMMIT that holds their rows is durable: a result is only ever released once it is on
+ * stable storage. If the COMMIT or its sync fails, every unit in it fails.
+ *
+ * Where the fsync runs (ADR 0003): with synchronous=FULL, SQLite fsyncs the WAL inside COMMIT,
+ * on the event loop, and every connection and agent waits for the disk (milliseconds on a busy
+ * machine, for every group). On a WAL file database the group's transaction therefore commits
+ * with synchronous=NORMAL (SQLite writes the WAL frames but does not fsync them) and the
+ * committer then fdatasyncs the WAL file on libuv's thread pool; the units settle only when
+ * that sync has returned. An acknowledged unit is exactly as durable as under FULL (its commit
+ * frame is on disk before its promise settles), while the event loop decides the next group
+ * during the sync, and one sync covers every group committed before it started. The connection
+ * is put back to FULL right after the COMMIT, so every other writer keeps its durable COMMIT.
+ * A failed sync fails its groups and every later one (store_failed): after a failed fsync the
+ * kernel may have dropped the pages, so nothing more is acknowledged until a restart.
  */
+import { close, fdatasync, open } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Db } from './database.js';
+import { CountersignError } from '../../../shared/errors.js';
 
 interface Unit {
   work: () => unknown;
@@ -16,10 +31,34 @@ interface Unit {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
+/** Makes everything written to a file so far durable (fdatasync), off the event loop. */
+export type FileSync = (path: string) => Promise<void>;
+
 export interface GroupCommitOptions {
   /** Most units in one transaction (bounds the latency one COMMIT adds). */
   maxBatch?: number;
+  /**
+   * How the WAL file is made durable after a group's COMMIT (default: open, fdatasync and close
+   * it on libuv's thread pool). Tests replace it only to hold a sync back or make it fail, which
+   * a real disk cannot be made to do on demand.
+   */
+  syncFile?: FileSync;
 }
+
+/** fdatasync(2) of `path` through a descriptor of its own (Linux flushes the file's pages whoever wrote them). */
+export const fdatasyncFile: FileSync = (path) =>
+  new Promise<void>((resolve, reject) => {
+    open(path, 'r', (openError, fd) => {
+      if (openError) return reject(openError);
+      fdatasync(fd, (syncError) => {
+        close(fd, (closeError) => {
+          const error = syncError ?? closeError;
+          if (error) reject(error);
+          else resolve();
+        });
+      });
+    });
+  });
 
 export class GroupCommitter {
   private queue: Unit[] = [];
@@ -29,12 +68,22 @@ export class GroupCommitter {
   private readonly inSavepoint: (work: () => unknown) => unknown;
   /** The group: every unit of a batch, each in its savepoint, then one COMMIT. */
   private readonly group: Database.Transaction<(batch: Unit[], outcomes: Outcome[]) => void>;
+  /** The WAL file synced after each group, or undefined: the COMMIT itself syncs (FULL). */
+  private readonly walFile: string | undefined;
+  private readonly syncFile: FileSync;
+  private readonly commitWithoutSync: Database.Statement | undefined;
+  private readonly commitWithSync: Database.Statement | undefined;
+  /** Settles the groups committed since the last sync started, once a sync covers them. */
+  private awaitingSync: Committed[] = [];
+  private failedWith: { error: unknown } | undefined;
+  private syncing = false;
 
   constructor(
     private readonly db: Db,
     options: GroupCommitOptions = {},
   ) {
     this.maxBatch = Math.max(1, options.maxBatch ?? 256);
+    this.syncFile = options.syncFile ?? fdatasyncFile;
     this.inSavepoint = db.transaction((work: () => unknown) => work());
     this.group = db.transaction((batch: Unit[], outcomes: Outcome[]) => {
       for (const unit of batch) {
@@ -45,9 +94,18 @@ export class GroupCommitter {
         }
       }
     });
+    // Only a WAL file whose connection syncs every COMMIT (FULL or EXTRA) moves its sync here;
+    // anything else (in memory, another journal mode, a weaker setting) is left exactly as it is.
+    const walOnFile = !db.memory && String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
+    const synchronous = Number(db.pragma('synchronous', { simple: true }));
+    if (walOnFile && synchronous === 2) {
+      this.walFile = `${resolvePath(db.name)}-wal`;
+      this.commitWithoutSync = db.prepare('PRAGMA synchronous = NORMAL');
+      this.commitWithSync = db.prepare('PRAGMA synchronous = FULL');
+    }
   }
 
-  /** Run `work` inside the next group transaction; resolves after that transaction commits. */
+  /** Run `work` inside the next group transaction; resolves after that transaction is durable. */
   run<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
@@ -62,17 +120,64 @@ export class GroupCommitter {
     const batch = this.queue.splice(0, this.maxBatch);
     if (this.queue.length > 0) setImmediate(() => this.flush());
     else this.scheduled = false;
+    if (this.failedWith !== undefined) {
+      for (const unit of batch) unit.reject(this.failedWith.error);
+      return;
+    }
     const outcomes: Outcome[] = [];
+    const deferSync = this.walFile !== undefined;
     try {
-      this.group.immediate(batch, outcomes);
+      if (deferSync) this.commitWithoutSync!.run();
+      try {
+        this.group.immediate(batch, outcomes);
+      } finally {
+        if (deferSync) this.commitWithSync!.run();
+      }
     } catch (error) {
       for (const unit of batch) unit.reject(error);
       return;
     }
-    batch.forEach((unit, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) unit.resolve(outcome.value);
-      else unit.reject(outcome.error);
-    });
+    const committed: Committed = { batch, outcomes };
+    if (!deferSync) return settle(committed);
+    this.awaitingSync.push(committed);
+    if (!this.syncing) this.startSync();
   }
+
+  /** One sync covers every group committed before it starts; later groups wait for the next one. */
+  private startSync(): void {
+    const covered = this.awaitingSync;
+    this.awaitingSync = [];
+    this.syncing = true;
+    this.syncFile(this.walFile!).then(
+      () => {
+        this.syncing = false;
+        for (const group of covered) settle(group);
+        if (this.awaitingSync.length > 0) this.startSync();
+      },
+      (cause: unknown) => {
+        this.syncing = false;
+        const error = new CountersignError(
+          'store_failed',
+          'the database could not make its write-ahead log durable, so nothing more is issued until countersign restarts',
+          { cause },
+        );
+        this.failedWith = { error };
+        for (const group of [...covered, ...this.awaitingSync.splice(0)]) for (const unit of group.batch) unit.reject(error);
+      },
+    );
+  }
+}
+
+/** A committed group waiting for its sync: each unit's outcome, released together. */
+interface Committed {
+  batch: Unit[];
+  outcomes: Outcome[];
+}
+
+function settle({ batch, outcomes }: Committed): void {
+  batch.forEach((unit, i) => {
+    const outcome = outcomes[i]!;
+    if (outcome.ok) unit.resolve(outcome.value);
+    else unit.reject(outcome.error);
+  });
 }
