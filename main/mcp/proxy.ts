@@ -729,10 +729,21 @@ export class McpProxy {
     let beats = 0;
     let lastReceived = -1;
     let current = first;
+    let required = requiredOf(first.approval);
     const desk = this.options.deskUrl ?? `${this.httpBase}/ui/`;
     while (!ctx.mcpReq.signal.aborted) {
-      if (current.state !== 'pending') return current;
-      const required = requiredOf(current.approval);
+      if (current.state !== 'pending') {
+        // The last step the host sees before the result: the quorum complete ("2 of 2"), the
+        // whole of `total`, so a progress bar ends full and the count the host saw climbs to it.
+        if (progressToken !== undefined && current.state === 'approved') {
+          const message = `approved: ${required} of ${required} (request ${current.requestId})`;
+          await ctx.mcpReq
+            .notify({ method: 'notifications/progress', params: { progressToken, progress: required, total: required, message } })
+            .catch(() => undefined);
+        }
+        return current;
+      }
+      required = requiredOf(current.approval);
       const received = current.approval?.received ?? 0;
       if (progressToken !== undefined) {
         if (received !== lastReceived) beats = 0;
