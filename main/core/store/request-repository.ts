@@ -224,7 +224,7 @@ export function decodeStoredCall(callJson: string): ToolCall | undefined {
 }
 
 /** The one spelling of the approval requirement column (identical held calls compare it byte for byte). */
-function encodeRequirement(requirement: ApprovalRequirement): string {
+export function encodeRequirement(requirement: ApprovalRequirement): string {
   return JSON.stringify(requirement);
 }
 
