@@ -342,4 +342,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at) WHERE state = 'pending';
   CREATE INDEX webhook_outbox_dead ON webhook_outbox(finished_at) WHERE state = 'dead';
   `,
+  // 16: the decision path's two reads of an agent's pending requests (the per-agent cap, and the
+  // waiting group an identical held call joins) each read that agent's pending rows only: without
+  // an index led by the agent, SQLite walked every pending request of every agent per held call.
+  `
+  CREATE INDEX requests_pending_by_agent ON requests(agent_id) WHERE state = 'pending';
+  `,
 ];

@@ -244,16 +244,19 @@ export class RequestRepository {
     );
     // The group an identical held call joins: still pending, unexpired, not yet sealed by a
     // ceremony, and decided exactly alike (every column an approver's challenge or the quorum reads).
+    // INDEXED BY: the agent's open groups only, whatever the planner guesses without statistics
+    // (left to itself it walked every pending request of every agent).
     this.openGroupStmt = db.prepare<[string, string, string, string, string, string, string, number], { id: string; expires_at: number }>(
-      `SELECT id, expires_at FROM requests
+      `SELECT id, expires_at FROM requests INDEXED BY requests_open_groups
        WHERE agent_id = ? AND call_sha256 = ? AND call_json = ? AND policy_hash = ? AND obligation = ? AND determining_policies = ? AND conflicted_approvers = ?
          AND state = 'pending' AND group_id IS NULL AND sealed_at IS NULL AND expires_at > ?
          AND (SELECT COUNT(*) FROM requests f WHERE f.group_id = requests.id) < ${MAX_GROUP_FOLLOWERS}
        ORDER BY created_at, id LIMIT 1`,
     );
     this.followerCountStmt = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
+    // The agent's pending rows only (migration 16), however many other agents have waiting.
     this.pendingOfAgentCountStmt = db.prepare<[string], { n: number }>(
-      "SELECT COUNT(*) AS n FROM requests WHERE agent_id = ? AND state = 'pending'",
+      "SELECT COUNT(*) AS n FROM requests INDEXED BY requests_pending_by_agent WHERE agent_id = ? AND state = 'pending'",
     );
     this.outcomeStmt = db.prepare<[string], { token: string | null; token_expires_at: number | null }>(
       `SELECT t.token AS token, t.expires_at AS token_expires_at
