@@ -167,7 +167,9 @@ export class AuditLog {
   private nodesInsert(n: number): Database.Statement {
     let statement = this.insertNodesOf[n];
     if (statement === undefined) {
-      statement = this.db.prepare(`INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')}`);
+      statement = this.db.prepare(
+        `INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')}`,
+      );
       this.insertNodesOf[n] = statement;
     }
     return statement;

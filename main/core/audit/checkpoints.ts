@@ -179,7 +179,7 @@ export class Checkpointer {
     const tick = Math.max(50, Math.min(1_000, Math.floor(this.options.everyMs / 2)));
     this.timer = setInterval(() => {
       try {
-        // Keep the tree's hashes close behind the log, off the decision path.
+        // Appends hash their own entries; this catches up any the tree lags behind (audit-log.ts).
         this.options.log.syncTree();
       } catch (error) {
         this.options.onError(`audit tree hashing failed: ${error instanceof Error ? error.message : String(error)}`);
