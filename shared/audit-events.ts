@@ -177,7 +177,17 @@ export const AUDIT_EVENT_SCHEMAS = {
     approverId: str,
     credentialId: str,
     session: str,
-    reason: z.enum(['signed_out', 'idle', 'expired', 'replaced', 'approver_disabled']),
+    reason: z.enum([
+      'signed_out',
+      'idle',
+      'expired',
+      'replaced',
+      'approver_disabled',
+      'approver_removed',
+      'key_removed',
+      'key_suspect',
+      'groups_changed',
+    ]),
   }),
   'approval.started': z.strictObject({
     requestId: str,

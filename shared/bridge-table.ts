@@ -204,6 +204,10 @@ export const BRIDGE_METHODS = {
     result: policyTestResultSchema,
     channel: 'countersign:testPolicyCall',
     http: { verb: 'POST', path: '/api/ui/policies/test' },
+    // A signed-in person, not only the transport: it runs the agent's risk scorer against its
+    // history (amount baseline, known payees) and costs a Cedar evaluation per call. Not admin:
+    // it changes nothing, and approvers use it to learn what a call will ask of them.
+    caller: 'person',
   }),
   /** Custody (HSM or software), signing keys and rotation, the audit checkpoint and verification, the tamper alarm. */
   getCustodyHealth: method({
@@ -218,6 +222,10 @@ export const BRIDGE_METHODS = {
     result: auditVerificationSchema,
     channel: 'countersign:verifyAuditNow',
     http: { verb: 'POST', path: '/api/ui/health/verify' },
+    // A signed-in person: it re-hashes the whole log (cost grows with the log) and can raise the
+    // tamper alarm. Not admin: every approver relies on the log and may check it; raising the
+    // alarm on a real finding is right whoever asks, and only an admin's key tap clears it.
+    caller: 'person',
   }),
   // ---- the admin console and the first run (renderer/src/desk/: first-run, agents, approvers) ----
   /** Whether the first-run setup is open (no admin exists yet). */

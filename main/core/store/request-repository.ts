@@ -250,7 +250,7 @@ export const QUEUE_STATEMENTS = {
 } as const;
 
 /** The one spelling of the approval requirement column (identical held calls compare it byte for byte). */
-function encodeRequirement(requirement: ApprovalRequirement): string {
+export function encodeRequirement(requirement: ApprovalRequirement): string {
   return JSON.stringify(requirement);
 }
 
