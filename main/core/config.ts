@@ -239,6 +239,34 @@ const configSchema = z.strictObject({
     })
     .refine((n) => new Set(n.webhooks.map((w) => w.id)).size === n.webhooks.length, { message: 'webhook ids must be unique' })
     .prefault({}),
+  /** Team mode (`countersign hub`, docs/team-mode.md): the shared PostgreSQL database and this hub's name in it. */
+  team: z
+    .strictObject({
+      /** This hub's name (recorded with what it decides, sequences and signs); default the serverId. Unique per hub. */
+      hub: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/)
+        .optional(),
+      /** The team audit log's origin line: the same on every hub of one database. */
+      auditOrigin: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/)
+        .default('countersign/team'),
+      /** Sign a team checkpoint at least this often while the log grows (the audit leader). */
+      checkpointEveryMs: z.int().min(100).max(3_600_000).default(10_000),
+      database: z
+        .strictObject({
+          /** postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]; --database overrides. */
+          url: z.string().min(1).optional(),
+          poolSize: z.int().min(1).max(200).optional(),
+          statementTimeoutMs: z.int().min(1).max(600_000).optional(),
+          connectTimeoutMs: z.int().min(1).max(600_000).optional(),
+          idleInTransactionTimeoutMs: z.int().min(1).max(600_000).optional(),
+          maxBatch: z.int().min(1).max(10_000).optional(),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
 });
 
 export type CountersignConfig = z.infer<typeof configSchema>;
