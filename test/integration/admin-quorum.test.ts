@@ -77,7 +77,7 @@ const records = (app: Harness['app'], kind: string) =>
     (r) => JSON.parse(r.record) as Record<string, unknown>,
   );
 
-describe('the admin quorum (two admins)', () => {
+describe('the admin quorum (two admins)', { timeout: 90_000 }, () => {
   it("holds the first admin's tapped enrollment as a proposal; a second admin's tap performs it once, audited with both", async () => {
     const { app, admins } = await start(2, ['root', 'second']);
     const [root, second] = admins as [Admin, Admin];
