@@ -439,6 +439,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
+    quorum: config.approvals.adminQuorum,
+    proposalTtlMs: config.approvals.adminProposalTtlMs,
   });
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
