@@ -336,8 +336,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     maxFutureMs: config.envelope.maxFutureMs,
     maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
-    // The approval service is made below; request.get asks it only once the app is running.
-    quorumProgress: (requestId) => approvals.quorumProgress(requestId),
+    // The approval service is made below; request.get asks it only once the app is running. A
+    // hub's approval service does not see the team database's requests yet (docs/team-mode.md).
+    quorumProgress: team === undefined ? (requestId) => approvals.quorumProgress(requestId) : undefined,
     tamperHold: {
       current: () => tamperAlarm.current(),
       requirement: {
@@ -438,6 +439,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
+    quorum: config.approvals.adminQuorum,
+    proposalTtlMs: config.approvals.adminProposalTtlMs,
   });
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {

@@ -142,6 +142,18 @@ const configSchema = z.strictObject({
         .min(60_000)
         .max(24 * 3600_000)
         .default(30 * 60_000),
+      /**
+       * Admin quorum: how many distinct admins' key taps an admin action needs (1: the admin's own
+       * tap; 2: a second admin confirms the first one's proposal). docs/approvals.md says why it
+       * lives here and not in the Cedar policies.
+       */
+      adminQuorum: z.union([z.literal(1), z.literal(2)]).default(1),
+      /** How long a proposed admin action waits for the second admin (default 24 h). */
+      adminProposalTtlMs: z
+        .int()
+        .min(60_000)
+        .max(30 * 24 * 3600_000)
+        .default(24 * 3600_000),
       /** …and this long after sign-in, whatever the activity (default 12 h). */
       sessionLifetimeMs: z
         .int()

@@ -372,4 +372,21 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE queue_counts SET n = n - 1 WHERE name = 'prompts';
   END;
   `,
+  // 17: the admin quorum (approvals/admin-actions.ts): a first admin's tapped action waits here
+  // until a second admin confirms or rejects it; the state moves once, out of 'pending' only.
+  `
+  CREATE TABLE admin_proposals (
+    id TEXT PRIMARY KEY,               -- random, shown to the admins
+    action TEXT NOT NULL,              -- canonical JSON of the action the proposer's key signed
+    proposed_by TEXT NOT NULL,
+    proposer_credential TEXT NOT NULL,
+    proposer_evidence TEXT NOT NULL,   -- JSON: the proposer's assertion (authenticatorData, clientDataJSON, signature)
+    state TEXT NOT NULL CHECK (state IN ('pending', 'executed', 'rejected')),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    decided_by TEXT,
+    decided_at INTEGER
+  ) STRICT;
+  CREATE INDEX admin_proposals_pending ON admin_proposals(created_at) WHERE state = 'pending';
+  `,
 ];
