@@ -92,7 +92,16 @@ export interface McpProxyOptions {
   downstreamTimeoutMs?: number;
   webSocket?: WebSocketFactory;
   log?: (line: string) => void;
+  /**
+   * Called as a tools/call passes each stage (the bench's per-stage timers; never needed to run).
+   * `received`: the handler starts; `prepared`: arguments checked, canonicalised, mapped, digested;
+   * `decided`: Countersign answered; `verified`: the token checked; `forwarded`: the tool server
+   * answered; `answered`: the result is handed back to the host's SDK connection.
+   */
+  onStage?: (stage: CallStage) => void;
 }
+
+export type CallStage = 'received' | 'prepared' | 'decided' | 'verified' | 'forwarded' | 'answered';
 
 interface Outcome {
   code: ErrorCode;
@@ -334,6 +343,7 @@ export class McpProxy {
     });
     this.passthrough(server);
     server.setRequestHandler('tools/call', async (request, ctx) => {
+      this.options.onStage?.('received');
       try {
         await this.ready;
       } catch {
@@ -350,7 +360,9 @@ export class McpProxy {
       }
       if (isInputRequiredResult(result)) return result;
       const advertised = this.tools.get(request.params.name)?.outputSchema;
-      return result.isError ? result : server.projectCallToolResult(result, advertised);
+      const answer = result.isError ? result : server.projectCallToolResult(result, advertised);
+      this.options.onStage?.('answered');
+      return answer;
     });
     this.servers.add(server);
     server.onclose = () => {
@@ -581,6 +593,7 @@ export class McpProxy {
     }
 
     const digest = await computeCallDigest(mapped.tool, mapped.params);
+    this.options.onStage?.('prepared');
     const key = `${this.options.agentId}:${digest}`;
     const echoed = ctx.mcpReq.requestState<DeskState>();
     if (echoed !== undefined && (typeof echoed !== 'object' || echoed.digest !== digest)) {
@@ -666,6 +679,7 @@ export class McpProxy {
     } catch (error) {
       return this.countersignFailure(error, previous?.requestId);
     }
+    this.options.onStage?.('decided');
 
     const held = previous?.state === 'held' || decision.state === 'pending';
     if (held) markHeld();
@@ -715,6 +729,7 @@ export class McpProxy {
           : `The approval token could not be verified (${code}), so the tool was not run.`;
       return toolError(text, { code, requestId: decision.requestId });
     }
+    this.options.onStage?.('verified');
     if (mapped.treatment === 'approval' && claims.decision.mode !== 'approved') {
       this.holds.delete(key);
       return toolError(
@@ -761,6 +776,7 @@ export class McpProxy {
         { code: 'mcp_downstream_failed', requestId: decision.requestId },
       );
     }
+    this.options.onStage?.('forwarded');
     if (held) this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
     return result;
   }
