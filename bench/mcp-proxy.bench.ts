@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
+import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { InMemoryTransport } from '@modelcontextprotocol/server';
@@ -119,6 +120,15 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
     const directMs: number[] = [];
     const proxiedMs: number[] = [];
     const decisionMs: number[] = [];
+    // The floor under every decision: one durable commit (WAL, synchronous=FULL, as the store) of
+    // one small row on the same disk, timed beside the other paths.
+    const probe = new Database(join(dataDir, 'commit-probe.db'));
+    probe.pragma('journal_mode = WAL');
+    probe.pragma('synchronous = FULL');
+    probe.exec('CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+    const insert = probe.prepare('INSERT INTO probe (body) VALUES (?)');
+    const commit = probe.transaction((body: string) => insert.run(body));
+    const commitMs: number[] = [];
     const stageNames = [
       'hostToProxyHandler',
       'prepare',
@@ -156,7 +166,11 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
       await decide();
       decisionMs.push(performance.now() - t);
       cpuUs.decision += cpuOf() - c0;
+      t = performance.now();
+      commit(`probe ${i}`);
+      commitMs.push(performance.now() - t);
     }
+    probe.close();
     const perCallMs = (us: number) => +(us / options.calls / 1000).toFixed(3);
     const d = stats(directMs);
     const p = stats(proxiedMs);
@@ -179,6 +193,7 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
       directCall: d,
       proxiedCall: p,
       countersignDecisionOnly: c,
+      durableCommitOnly: stats(commitMs),
       addedLatencyP50Ms: +(p.p50Ms - d.p50Ms).toFixed(3),
       proxyOwnShareP50Ms: +(p.p50Ms - d.p50Ms - c.p50Ms).toFixed(3),
       targetAddedP50Ms: 1,

@@ -28,7 +28,8 @@ import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotoc
 import { AgentClient, type WebSocketFactory, type WebSocketLike } from '../../shared/agent-client.js';
 import type { AgentKey } from '../../shared/agent-keys.js';
 import { assertIJson, canonicalize, type JsonObject } from '../../shared/canonical-json.js';
-import { computeCallDigest, type TokenDomain, type VerifiedApproval } from '../../shared/approval-token.js';
+import type { TokenDomain, VerifiedApproval } from '../../shared/approval-token.js';
+import { callDigest } from '../core/tokens/call-digest.js';
 import { CountersignError, isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import { MemoryJtiStore, verifyApprovalToken, type JwkLike } from '../../shared/verify-approval-token.js';
 import type { DecisionResult } from '../../shared/protocol.js';
@@ -592,7 +593,10 @@ export class McpProxy {
       );
     }
 
-    const digest = await computeCallDigest(mapped.tool, mapped.params);
+    // Digested once, synchronously (node:crypto), from a frozen params object: the same object is
+    // signed to Countersign, checked against the token (verify below) and forwarded in `_meta`.
+    Object.freeze(mapped.params);
+    const digest = callDigest(mapped.tool, mapped.params);
     this.options.onStage?.('prepared');
     const key = `${this.options.agentId}:${digest}`;
     const echoed = ctx.mcpReq.requestState<DeskState>();
@@ -719,7 +723,7 @@ export class McpProxy {
 
     let claims: VerifiedApproval;
     try {
-      claims = await this.verify(decision.token, mapped);
+      claims = await this.verify(decision.token, mapped, digest);
     } catch (error) {
       this.holds.delete(key);
       const code = isCountersignError(error) ? error.code : 'internal_error';
@@ -752,9 +756,8 @@ export class McpProxy {
     const progressToken = ctx.mcpReq._meta?.progressToken;
     let result: CallToolResult;
     try {
-      result = await this.client.callTool(
-        { name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } },
-        {
+      const params = { name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } };
+      const options = {
           timeout: this.options.downstreamTimeoutMs ?? 600_000,
           signal: ctx.mcpReq.signal,
           // The tool server's progress reaches the host under the host's token. Not for a held
@@ -766,8 +769,15 @@ export class McpProxy {
                   ctx.mcpReq.notify({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined);
                 },
               }),
-        },
-      );
+      };
+      // On the 2025 revisions (what the proxy negotiates with tool servers) the plain request:
+      // callTool would add a response-cache lookup and an output-schema check per call, which the
+      // host's own client repeats on the result the proxy passes on unchanged. On 2026-07-28
+      // callTool also mirrors arguments into Mcp-Param-* headers, so it is kept there.
+      result =
+        this.client.getProtocolEra() === 'modern'
+          ? await this.client.callTool(params, options)
+          : ((await this.client.request({ method: 'tools/call', params }, options)) as CallToolResult);
     } catch (error) {
       this.holds.delete(key);
       this.log(`mcp-proxy: forwarding ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -901,10 +911,11 @@ export class McpProxy {
     return toolError(`Countersign refused to decide on this call (${code}), so the tool was not run.`, { ...outcome, code });
   }
 
-  private async verify(token: string, mapped: MappedCall): Promise<VerifiedApproval> {
+  private async verify(token: string, mapped: MappedCall, digest: string): Promise<VerifiedApproval> {
     const attempt = async (refresh: boolean) =>
       verifyApprovalToken(token, {
         call: { tool: mapped.tool, params: mapped.params },
+        callDigest: digest,
         audience: mapped.audience,
         keys: await this.keys(refresh),
         jtiStore: this.jtis,
