@@ -5,7 +5,7 @@
  * only with an approval token the proxy has verified against the exact call, carried in the
  * forwarded request's `_meta` so the tool server can verify it too. docs/mcp.md is the guide.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
 import {
   CLIENT_CAPABILITIES_META_KEY,
@@ -28,8 +28,7 @@ import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotoc
 import { AgentClient, type WebSocketFactory, type WebSocketLike } from '../../shared/agent-client.js';
 import type { AgentKey } from '../../shared/agent-keys.js';
 import { assertIJson, canonicalize, type JsonObject } from '../../shared/canonical-json.js';
-import type { TokenDomain, VerifiedApproval } from '../../shared/approval-token.js';
-import { callDigest } from '../core/tokens/call-digest.js';
+import { computeCallDigestSync, type TokenDomain, type VerifiedApproval } from '../../shared/approval-token.js';
 import { CountersignError, isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import { MemoryJtiStore, verifyApprovalToken, type JwkLike } from '../../shared/verify-approval-token.js';
 import type { DecisionResult } from '../../shared/protocol.js';
@@ -110,6 +109,7 @@ interface Outcome {
 }
 
 const utf8 = new TextEncoder();
+const nodeSha256 = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest();
 
 const nodeWebSocket: WebSocketFactory = (url, protocols) =>
   new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
@@ -596,7 +596,7 @@ export class McpProxy {
     // Digested once, synchronously (node:crypto), from a frozen params object: the same object is
     // signed to Countersign, checked against the token (verify below) and forwarded in `_meta`.
     Object.freeze(mapped.params);
-    const digest = callDigest(mapped.tool, mapped.params);
+    const digest = computeCallDigestSync(mapped.tool, mapped.params, nodeSha256);
     this.options.onStage?.('prepared');
     const key = `${this.options.agentId}:${digest}`;
     const echoed = ctx.mcpReq.requestState<DeskState>();
@@ -756,8 +756,9 @@ export class McpProxy {
     const progressToken = ctx.mcpReq._meta?.progressToken;
     let result: CallToolResult;
     try {
-      const params = { name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } };
-      const options = {
+      result = await this.client.callTool(
+        { name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } },
+        {
           timeout: this.options.downstreamTimeoutMs ?? 600_000,
           signal: ctx.mcpReq.signal,
           // The tool server's progress reaches the host under the host's token. Not for a held
@@ -769,15 +770,8 @@ export class McpProxy {
                   ctx.mcpReq.notify({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined);
                 },
               }),
-      };
-      // On the 2025 revisions (what the proxy negotiates with tool servers) the plain request:
-      // callTool would add a response-cache lookup and an output-schema check per call, which the
-      // host's own client repeats on the result the proxy passes on unchanged. On 2026-07-28
-      // callTool also mirrors arguments into Mcp-Param-* headers, so it is kept there.
-      result =
-        this.client.getProtocolEra() === 'modern'
-          ? await this.client.callTool(params, options)
-          : ((await this.client.request({ method: 'tools/call', params }, options)) as CallToolResult);
+        },
+      );
     } catch (error) {
       this.holds.delete(key);
       this.log(`mcp-proxy: forwarding ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
