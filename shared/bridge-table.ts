@@ -48,6 +48,10 @@ import {
 import { adminActionSchema, type AdminAction } from './admin-actions.js';
 import {
   adminCeremonySchema,
+  adminConfirmationCeremonySchema,
+  adminConfirmationOutcomeSchema,
+  adminConfirmationVerdictSchema,
+  adminProposalListSchema,
   adminOutcomeSchema,
   approverDirectorySchema,
   displayNameSchema,
@@ -204,6 +208,10 @@ export const BRIDGE_METHODS = {
     result: policyTestResultSchema,
     channel: 'countersign:testPolicyCall',
     http: { verb: 'POST', path: '/api/ui/policies/test' },
+    // A signed-in person, not only the transport: it runs the agent's risk scorer against its
+    // history (amount baseline, known payees) and costs a Cedar evaluation per call. Not admin:
+    // it changes nothing, and approvers use it to learn what a call will ask of them.
+    caller: 'person',
   }),
   /** Custody (HSM or software), signing keys and rotation, the audit checkpoint and verification, the tamper alarm. */
   getCustodyHealth: method({
@@ -218,6 +226,10 @@ export const BRIDGE_METHODS = {
     result: auditVerificationSchema,
     channel: 'countersign:verifyAuditNow',
     http: { verb: 'POST', path: '/api/ui/health/verify' },
+    // A signed-in person: it re-hashes the whole log (cost grows with the log) and can raise the
+    // tamper alarm. Not admin: every approver relies on the log and may check it; raising the
+    // alarm on a real finding is right whoever asks, and only an admin's key tap clears it.
+    caller: 'person',
   }),
   // ---- the admin console and the first run (renderer/src/desk/: first-run, agents, approvers) ----
   /** Whether the first-run setup is open (no admin exists yet). */
@@ -247,6 +259,33 @@ export const BRIDGE_METHODS = {
     result: adminOutcomeSchema,
     channel: 'countersign:submitAdminAction',
     http: { verb: 'POST', path: '/api/ui/admin/submit' },
+  }),
+  // ---- the admin quorum (approvals.adminQuorum: 2; docs/approvals.md) ----
+  /** The quorum in force and the proposed admin actions waiting for a second admin, oldest first. */
+  listPendingAdminActions: method({
+    args: [],
+    result: adminProposalListSchema,
+    channel: 'countersign:listPendingAdminActions',
+    http: { verb: 'GET', path: '/api/ui/admin/proposals' },
+    caller: 'admin',
+  }),
+  /** Start a second admin's tap over exactly one proposal and a verdict (confirm or reject); never the proposer's own. */
+  startAdminConfirmation: method({
+    args: [
+      arg('proposalId', bridgeIdSchema, 'path'),
+      arg('adminId', bridgeIdSchema, 'body'),
+      arg('confirmation', adminConfirmationVerdictSchema, 'body'),
+    ],
+    result: adminConfirmationCeremonySchema,
+    channel: 'countersign:startAdminConfirmation',
+    http: { verb: 'POST', path: '/api/ui/admin/proposals/{proposalId}/ceremony' },
+  }),
+  /** Submit that tap: confirmed, the action is performed once and audited with both admins; rejected, it is not. */
+  submitAdminConfirmation: method({
+    args: [arg('adminId', bridgeIdSchema, 'body'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body')],
+    result: adminConfirmationOutcomeSchema,
+    channel: 'countersign:submitAdminConfirmation',
+    http: { verb: 'POST', path: '/api/ui/admin/proposals/submit' },
   }),
   /** People with their groups, aliases and keys (make and model come from the AAGUID in the renderer). */
   listApproverDirectory: method({

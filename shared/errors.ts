@@ -262,6 +262,13 @@ export const ERROR_RECORDS = {
   approver_mismatch: { message: 'the call acts for another person than the one signed in', rpc: RPC_CODES.refused, http: 403 },
   admin_required: { message: 'only a signed-in admin may do this', rpc: RPC_CODES.refused, http: 403 },
   last_admin: { message: 'the last admin cannot leave the admin group', rpc: RPC_CODES.refused, http: 409 },
+  admin_self_confirm: { message: 'an admin cannot confirm or reject their own proposed action', rpc: RPC_CODES.refused, http: 403 },
+  admin_proposal_unknown: { message: 'no proposed admin action has that id', rpc: RPC_CODES.refused, http: 404 },
+  admin_proposal_closed: {
+    message: 'the proposed admin action was already confirmed, rejected or has expired',
+    rpc: RPC_CODES.refused,
+    http: 409,
+  },
 
   // MCP gating proxy (tool errors it returns to the agent host, in _meta)
   mcp_tool_refused: { message: 'the proxy is configured to refuse this MCP tool', rpc: RPC_CODES.refused, http: 400 },

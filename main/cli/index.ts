@@ -43,6 +43,10 @@ const USAGE = `usage: countersign <command> [options]
 
   start [--demo]            run Countersign on embedded defaults (gateway on 127.0.0.1:7345)
   headless [--demo]         the same core in the test key domain, for CI and automation
+  hub --database postgres://USER@HOST:PORT/DB [--name HUB] [--domain production|test]
+                            run a team hub: decisions on the shared PostgreSQL database, agents
+                            and desks on this hub; start as many as you like on one database
+                            (docs/team-mode.md; --database overrides team.database.url)
   desktop                   the Electron app, or (no Electron binary here) the desk in the system browser
                             (both take --ui-secret-file PATH: the desk API's bearer secret,
                             written 0600 and removed on a clean exit)
@@ -143,6 +147,7 @@ const OPTIONS = {
   to: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   json: { type: 'boolean' },
+  database: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -171,7 +176,7 @@ async function readEnrollment(file: string) {
   return verifyEnrollmentRequest(parseStrictJson(readUserFile('the enrollment request file', file)));
 }
 
-async function serve(values: Values, domain: 'production' | 'test'): Promise<void> {
+async function serve(values: Values, domain: 'production' | 'test', team?: { databaseUrl?: string; hub?: string }): Promise<void> {
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
@@ -180,7 +185,8 @@ async function serve(values: Values, domain: 'production' | 'test'): Promise<voi
     dataDir,
     configFile: values.config,
     overrides: { port, policyDir: values['policy-dir'], domain, ...listenOverrides(values) },
-    command: `countersign ${domain === 'test' ? 'headless' : 'start'}`,
+    command: `countersign ${team !== undefined ? 'hub' : domain === 'test' ? 'headless' : 'start'}`,
+    ...(team === undefined ? {} : { team }),
   });
   // The UI link carries the per-start session secret in the fragment, which browsers never send
   // to a server, so it appears in this terminal only and never in a log or a request line.
@@ -233,6 +239,15 @@ export async function main(argv: string[]): Promise<number> {
     case 'headless':
       await serve(values, 'test');
       return -1;
+    case 'hub': {
+      const domain = values.domain ?? 'production';
+      if (domain !== 'production' && domain !== 'test') throw new CountersignError('config_invalid', '--domain must be production or test');
+      await serve(values, domain, {
+        ...(values.database === undefined ? {} : { databaseUrl: values.database }),
+        ...(values.name === undefined ? {} : { hub: values.name }),
+      });
+      return -1;
+    }
     case 'desktop': {
       const outcome = await runDesktop({
         findElectron: () => findElectronBinary(join(REPO_ROOT, 'node_modules', 'electron')),

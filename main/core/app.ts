@@ -6,7 +6,7 @@
 import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { canonicalize } from '../../shared/canonical-json.js';
-import { isCountersignError } from '../../shared/errors.js';
+import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
@@ -50,6 +50,8 @@ import { approvalsRoutes } from './approvals/approvals-http.js';
 import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
 import { FirstRun } from './approvals/first-run.js';
+import { PgDecisionStore } from './store/pg/pg-decision-store.js';
+import { PgAuditLeader } from './audit/pg-audit-leader.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** The policy pack a fresh data directory starts with. */
@@ -75,6 +77,11 @@ export interface StartOptions {
   onTiming?: DecisionServiceOptions['onTiming'];
   /** What is running, named in the data directory's lock (e.g. `countersign start`). */
   command?: string;
+  /**
+   * Run as a team hub (`countersign hub`, docs/team-mode.md): decisions on the shared PostgreSQL
+   * database of `config.team` (the URL here overrides its `database.url`).
+   */
+  team?: { databaseUrl?: string | undefined; hub?: string | undefined };
 }
 
 export interface RunningCountersign {
@@ -120,6 +127,8 @@ export interface RunningCountersign {
   /** Signed webhooks: the durable outbox and its delivery loop (docs/notifications.md). */
   webhookOutbox: WebhookOutbox;
   webhooks: WebhookDelivery;
+  /** Team mode only: the hub's PostgreSQL store and its audit leader campaign. */
+  team?: TeamHub;
   close(): Promise<void>;
 }
 
@@ -261,6 +270,19 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     throw error;
   }
   const signer = custody.signer;
+  let team: TeamHub | undefined;
+  if (options.team !== undefined) {
+    try {
+      team = await openTeamHub(config, options.team, signer, log, clock);
+    } catch (error) {
+      await custody.close();
+      await policy.close();
+      db.close();
+      throw error;
+    }
+  }
+  /** Closes what the team hub opened when the start fails after this point. */
+  const closeTeam = async () => team?.close();
 
   // The audit log must not have gone backwards or forked since its last external checkpoint.
   const origin = auditOrigin(config.serverId);
@@ -276,6 +298,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     for (const warning of checked.warnings) log(`warning: audit checkpoint: ${warning}`);
     trusted = { size: checked.size, root: checked.root };
   } catch (error) {
+    await closeTeam();
     await custody.close();
     await policy.close();
     db.close();
@@ -310,6 +333,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const decisions = new DecisionService({
     db,
     audit,
+    store: team?.store,
     registry,
     policy,
     minter,
@@ -321,8 +345,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     maxFutureMs: config.envelope.maxFutureMs,
     maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
-    // The approval service is made below; request.get asks it only once the app is running.
-    quorumProgress: (requestId) => approvals.quorumProgress(requestId),
+    // The approval service is made below; request.get asks it only once the app is running. A
+    // hub's approval service does not see the team database's requests yet (docs/team-mode.md).
+    quorumProgress: team === undefined ? (requestId) => approvals.quorumProgress(requestId) : undefined,
     tamperHold: {
       current: () => tamperAlarm.current(),
       requirement: {
@@ -345,6 +370,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   try {
     webhookTargets = resolveWebhookTargets(config.notifications.webhooks, dataDir);
   } catch (error) {
+    await closeTeam();
     await policy.close();
     await custody.close();
     db.close();
@@ -418,6 +444,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
+    quorum: config.approvals.adminQuorum,
+    proposalTtlMs: config.approvals.adminProposalTtlMs,
   });
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
@@ -468,6 +496,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     auditProof: (agentId, requestId) => auditProofs.forRequest(agentId, requestId),
     http: { routes: httpRoutes, sessionSecret: uiSessionSecret, origins: approvalOrigins },
     events: bridgeEvents.gatewayHooks(),
+    // A hub's held calls may be decided on another hub: follow them through the team store.
+    followOutcomes: team !== undefined,
     // The active key and any key still in its rotation overlap window.
     jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({
@@ -477,6 +507,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       custody: custody.status(),
       ...gateway.getStats(),
       ...auditHealth(tamperAlarm, auditVerifier),
+      ...(team === undefined ? {} : { team: { hub: team.hub, database: team.store.config.display, auditLeader: team.leader.isLeader() } }),
     }),
   });
   // A revocation made here (the demo, the desk) reaches the agent at once; one made by the CLI in
@@ -486,6 +517,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   try {
     bound = await gateway.listen();
   } catch (error) {
+    await closeTeam();
     await policy.close();
     await custody.close();
     db.close();
@@ -517,6 +549,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     if (isCountersignError(error) && error.code === 'audit_corrupt') {
       await gateway.close();
       await checkpoints.stop();
+      await closeTeam();
       await policy.close();
       await custody.close();
       db.close();
@@ -606,6 +639,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     webhooks,
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
+    ...(team === undefined ? {} : { team }),
     async close() {
       if (closed) return;
       closed = true;
@@ -618,6 +652,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       await gateway.close();
       await policy.close();
       await checkpoints.stop();
+      // The gateway is closed: no new decision reaches the team store; the audit leadership passes on.
+      await closeTeam();
       appendAudit('server.stopped', { serverId: config.serverId });
       // The last checkpoint covers the shutdown itself; it needs the signer, so custody closes after.
       try {
@@ -658,4 +694,54 @@ function policyLoadedEvent(policy: PolicyEngine): AuditEventFields<'policy.loade
   const fallback = policy.fastPath.fallback;
   if (fallback !== undefined) event.fastPathFallback = fallback;
   return event;
+}
+
+/** A team hub's share of the engine (docs/team-mode.md): the PostgreSQL store and the audit leader campaign. */
+export interface TeamHub {
+  hub: string;
+  store: PgDecisionStore;
+  leader: PgAuditLeader;
+  close(): Promise<void>;
+}
+
+/**
+ * Open the team database (migrating it once, whichever hub comes first) and campaign for audit
+ * leadership with this hub's custody key: the leader sequences every hub's audit submissions and
+ * signs the team checkpoints (ADR 0012). The database must answer now, or the hub does not start.
+ */
+async function openTeamHub(
+  config: CountersignConfig,
+  options: NonNullable<StartOptions['team']>,
+  signer: Signer,
+  log: (message: string) => void,
+  now: () => number,
+): Promise<TeamHub> {
+  const url = options.databaseUrl ?? config.team.database.url;
+  if (url === undefined)
+    throw new CountersignError('config_invalid', 'a hub needs its database: --database postgres://... or team.database.url in the config');
+  const hub = options.hub ?? config.team.hub ?? config.serverId;
+  const store = await PgDecisionStore.open({ ...config.team.database, url, hub, onError: log });
+  const leader = new PgAuditLeader({
+    config: store.config,
+    hub,
+    signer,
+    origin: config.team.auditOrigin,
+    checkpointEveryMs: config.team.checkpointEveryMs,
+    onError: log,
+    onLeadership: (leads) => log(leads ? `hub ${hub} leads the team audit log` : `hub ${hub} no longer leads the team audit log`),
+    now,
+  });
+  leader.start();
+  log(`hub ${hub} on ${store.config.display}`);
+  let closing: Promise<void> | undefined;
+  return {
+    hub,
+    store,
+    leader,
+    close: () =>
+      (closing ??= (async () => {
+        await leader.stop();
+        await store.close();
+      })()),
+  };
 }

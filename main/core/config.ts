@@ -180,6 +180,18 @@ const configSchema = z.strictObject({
         .min(60_000)
         .max(24 * 3600_000)
         .default(30 * 60_000),
+      /**
+       * Admin quorum: how many distinct admins' key taps an admin action needs (1: the admin's own
+       * tap; 2: a second admin confirms the first one's proposal). docs/approvals.md says why it
+       * lives here and not in the Cedar policies.
+       */
+      adminQuorum: z.union([z.literal(1), z.literal(2)]).default(1),
+      /** How long a proposed admin action waits for the second admin (default 24 h). */
+      adminProposalTtlMs: z
+        .int()
+        .min(60_000)
+        .max(30 * 24 * 3600_000)
+        .default(24 * 3600_000),
       /** …and this long after sign-in, whatever the activity (default 12 h). */
       sessionLifetimeMs: z
         .int()
@@ -264,6 +276,34 @@ const configSchema = z.strictObject({
       timeoutMs: z.int().min(100).max(60_000).default(10_000),
     })
     .refine((n) => new Set(n.webhooks.map((w) => w.id)).size === n.webhooks.length, { message: 'webhook ids must be unique' })
+    .prefault({}),
+  /** Team mode (`countersign hub`, docs/team-mode.md): the shared PostgreSQL database and this hub's name in it. */
+  team: z
+    .strictObject({
+      /** This hub's name (recorded with what it decides, sequences and signs); default the serverId. Unique per hub. */
+      hub: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/)
+        .optional(),
+      /** The team audit log's origin line: the same on every hub of one database. */
+      auditOrigin: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/)
+        .default('countersign/team'),
+      /** Sign a team checkpoint at least this often while the log grows (the audit leader). */
+      checkpointEveryMs: z.int().min(100).max(3_600_000).default(10_000),
+      database: z
+        .strictObject({
+          /** postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]; --database overrides. */
+          url: z.string().min(1).optional(),
+          poolSize: z.int().min(1).max(200).optional(),
+          statementTimeoutMs: z.int().min(1).max(600_000).optional(),
+          connectTimeoutMs: z.int().min(1).max(600_000).optional(),
+          idleInTransactionTimeoutMs: z.int().min(1).max(600_000).optional(),
+          maxBatch: z.int().min(1).max(10_000).optional(),
+        })
+        .prefault({}),
+    })
     .prefault({}),
 });
 

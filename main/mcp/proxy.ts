@@ -45,6 +45,8 @@ export const OUTCOME_META_KEY = 'dev.countersign/outcome';
 export const PROVENANCE_META_KEY = 'dev.countersign/provenance';
 
 export const DEFAULT_MAX_ARGUMENT_BYTES = 48 * 1024;
+/** How long a tool server's roots/list waits for the first host connection to finish its handshake. */
+export const ROOTS_WAIT_MS = 10_000;
 /** The key of the URL-mode elicitation a held call asks the host to open (2026-07-28). */
 export const DESK_INPUT_KEY = 'countersign-desk';
 
@@ -157,6 +159,11 @@ export class McpProxy {
   private readonly subscriptions = new Map<Server, Set<string>>();
   /** tools/call requests being answered, with their host connection: where a sampling or elicitation request of the tool server goes. */
   private readonly calling = new Map<ServerContext, Server>();
+  /** Resolves when the first host connection has finished the 2025 handshake (a tool server may ask for roots before it). */
+  private readonly firstHostInitialized: Promise<void>;
+  private hostInitialized: () => void = () => undefined;
+  /** A roots/list of the tool server was refused for want of a host: tell it the roots changed once one comes. */
+  private rootsUnanswered = false;
   private closed = false;
   private stdioTransport: StdioClientTransport | undefined;
 
@@ -175,6 +182,9 @@ export class McpProxy {
       reconnect: { initialDelayMs: 200, maxDelayMs: 5_000 },
       requestTimeoutMs: 10_000,
     });
+    this.firstHostInitialized = new Promise((resolve) => {
+      this.hostInitialized = resolve;
+    });
     this.holds = new HoldStore(options.stateFile === undefined ? {} : { file: options.stateFile });
 
     this.client = new Client(
@@ -182,7 +192,8 @@ export class McpProxy {
       {
         // Passed through to the host (serverToClient below); a host without the capability gets
         // the request refused by its own SDK and the tool server sees that error.
-        capabilities: { sampling: {}, elicitation: { form: {}, url: {} } },
+        // Roots too: the tool server's roots/list is asked of the host (serverToClient below).
+        capabilities: { sampling: {}, elicitation: { form: {}, url: {} }, roots: { listChanged: true } },
         listChanged: {
           tools: {
             onChanged: (error, tools) => {
@@ -312,6 +323,18 @@ export class McpProxy {
       },
     );
     const sessionId = `mcp-${randomBytes(8).toString('hex')}`;
+    server.oninitialized = () => {
+      this.hostInitialized();
+      // The tool server asked for roots before any host could answer: ask it to ask again.
+      if (this.rootsUnanswered && server.getClientCapabilities()?.roots && this.downstreamUp) {
+        this.rootsUnanswered = false;
+        this.client.sendRootsListChanged().catch(() => undefined);
+      }
+    };
+    // The host's roots changed: the tool server re-reads them with roots/list (asked of the host).
+    server.setNotificationHandler('notifications/roots/list_changed', () => {
+      if (this.downstreamUp) this.client.sendRootsListChanged().catch(() => undefined);
+    });
     server.setRequestHandler('tools/list', async () => {
       await this.ready;
       return { tools: this.toolList };
@@ -427,6 +450,13 @@ export class McpProxy {
    * rather than shown to the wrong host.
    */
   private serverToClient(): void {
+    this.client.setRequestHandler('roots/list', async (request, ctx) => {
+      const { ask } = await this.hostForRoots();
+      const options = { signal: ctx.mcpReq.signal, timeout: this.options.downstreamTimeoutMs ?? 600_000 };
+      return 'mcpReq' in ask
+        ? ask.mcpReq.send({ method: 'roots/list', ...(request.params ? { params: request.params } : {}) }, options)
+        : ask.listRoots(request.params, options);
+    });
     this.client.setRequestHandler('sampling/createMessage', async (request, ctx) => {
       const host = this.hostForServerRequest();
       const options = { signal: ctx.mcpReq.signal, timeout: this.options.downstreamTimeoutMs ?? 600_000 };
@@ -437,6 +467,49 @@ export class McpProxy {
       const options = { signal: ctx.mcpReq.signal, timeout: this.options.downstreamTimeoutMs ?? 600_000 };
       return 'mcpReq' in host ? host.mcpReq.elicitInput(request.params, options) : host.elicitInput(request.params, options);
     });
+  }
+
+  /**
+   * Where the tool server's roots/list goes: the host whose tools/call is running, else the one
+   * host connection that has completed the handshake. A tool server asks when it starts, which
+   * is usually before the host has connected (the proxy starts it at once): the request then
+   * waits for the first host, up to ROOTS_WAIT_MS. A host that does not offer roots, several
+   * host connections, or none, and the 2026-07-28 revision (no server-to-client requests) answer
+   * an error, so the tool server keeps the directories it was started with.
+   */
+  private async hostForRoots(): Promise<{ ask: ServerContext | Server; server: Server }> {
+    const initialized = () => [...this.servers].filter((s) => s.getClientCapabilities() !== undefined);
+    if (this.calling.size === 0 && initialized().length === 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.firstHostInitialized,
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, ROOTS_WAIT_MS);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    let ask: ServerContext | Server;
+    let server: Server | undefined;
+    if (this.calling.size > 0) {
+      ask = this.hostForServerRequest();
+      server = 'mcpReq' in ask ? this.calling.get(ask) : ask;
+    } else {
+      const hosts = initialized();
+      if (hosts.length !== 1) {
+        if (hosts.length === 0) this.rootsUnanswered = true;
+        throw new ProtocolError(
+          ProtocolErrorCode.InvalidRequest,
+          hosts.length === 0
+            ? 'no host connection to ask for roots'
+            : 'the roots request cannot be attributed to one host connection: several are open',
+        );
+      }
+      ask = server = hosts[0] as Server;
+    }
+    if (!server?.getClientCapabilities()?.roots) throw new ProtocolError(ProtocolErrorCode.MethodNotFound, 'the host does not offer roots');
+    return { ask, server };
   }
 
   private hostForServerRequest(): ServerContext | Server {
@@ -736,10 +809,21 @@ export class McpProxy {
     let beats = 0;
     let lastReceived = -1;
     let current = first;
+    let required = requiredOf(first.approval);
     const desk = this.options.deskUrl ?? `${this.httpBase}/ui/`;
     while (!ctx.mcpReq.signal.aborted) {
-      if (current.state !== 'pending') return current;
-      const required = requiredOf(current.approval);
+      if (current.state !== 'pending') {
+        // The last step the host sees before the result: the quorum complete ("2 of 2"), the
+        // whole of `total`, so a progress bar ends full and the count the host saw climbs to it.
+        if (progressToken !== undefined && current.state === 'approved') {
+          const message = `approved: ${required} of ${required} (request ${current.requestId})`;
+          await ctx.mcpReq
+            .notify({ method: 'notifications/progress', params: { progressToken, progress: required, total: required, message } })
+            .catch(() => undefined);
+        }
+        return current;
+      }
+      required = requiredOf(current.approval);
       const received = current.approval?.received ?? 0;
       if (progressToken !== undefined) {
         if (received !== lastReceived) beats = 0;

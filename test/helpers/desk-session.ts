@@ -5,7 +5,8 @@
  * (bridge-caller.ts: the call's `approverId` must be the signed-in person) is exercised, never
  * bypassed. Browser tests use `actAs` (desk-browser.ts) instead.
  */
-import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import type { ApproverDirectory } from '../../main/core/approvals/approver-directory.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { DESK_SESSION_COOKIE, type DeskSessionView } from '../../shared/desk-session.js';
@@ -82,4 +83,31 @@ export async function signInBridge(
   const { options } = await bridge.beginSignIn(approverId);
   const { session } = await bridge.finishSignIn(approverId, tapKey(app, key, options));
   return session;
+}
+
+/**
+ * Add a person with `groups` and register one key for them in a fresh software authenticator
+ * (the real registration ceremony with a single-use code); the authenticator is returned for
+ * their sign-in and taps.
+ */
+export async function registerPerson(
+  app: { readonly approvers: ApproverDirectory },
+  approverId: string,
+  groups: string[],
+): Promise<VirtualAuthenticator> {
+  app.approvers.addApprover({ id: approverId, displayName: `${approverId} (display)`, groups, virtual: true });
+  const key = new VirtualAuthenticator();
+  const { code } = app.approvers.issueRegistrationCode(approverId, 'test');
+  const options = await app.approvers.beginRegistration(approverId, code);
+  await app.approvers.finishRegistration(
+    approverId,
+    key.createCredential({
+      rpId: app.approvers.rpId,
+      origin: app.approvers.origins[0]!,
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
+    }),
+  );
+  return key;
 }

@@ -333,7 +333,7 @@ describe('AgentClient outcome after reconnect', () => {
     // The approval window (900 s) passes while the agent is away; the request expires server-side
     // before the agent is back, so no push reaches it: only the SDK's own re-fetch can tell it.
     const fresh = await startServer({ clock: () => Date.now() + 20 * 60_000 });
-    expect(fresh.decisions.expireDue().map((e) => e.result.requestId)).toEqual([pending.requestId]);
+    expect((await fresh.decisions.expireDue()).map((e) => e.result.requestId)).toEqual([pending.requestId]);
 
     const decided = await waiting;
     expect(decided).toMatchObject({ requestId: pending.requestId, state: 'expired', decision: 'deny' });

@@ -12,7 +12,9 @@ import { request } from 'node:http';
 import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { BRIDGE_METHODS, BRIDGE_METHOD_NAMES, type BridgeEvent, type BridgeMethodRow } from '../../shared/bridge-table.js';
-import { callBridgeMethod } from '../../main/core/ui/bridge-routes.js';
+import { callBridgeMethod, inProcessBridge } from '../../main/core/ui/bridge-routes.js';
+import { windowCaller } from '../../main/core/ui/bridge-caller.js';
+import { registerPerson, signInBridge, signInOverHttp } from '../helpers/desk-session.js';
 
 let h: Harness;
 
@@ -47,6 +49,8 @@ const GOOD: Record<string, unknown> = {
   adminId: 'root',
   action: { kind: 'agent.revoke', id: 'agent-1', reason: 'lost laptop' },
   deliveryId: 'd-1',
+  proposalId: 'adm-1',
+  confirmation: 'confirm',
 };
 const BAD: Record<string, unknown> = {
   approverId: 'x'.repeat(129),
@@ -65,6 +69,8 @@ const BAD: Record<string, unknown> = {
   adminId: 'x'.repeat(129),
   action: { kind: 'agent.explode', id: 'agent-1' },
   deliveryId: 'x'.repeat(129),
+  proposalId: 'x'.repeat(129),
+  confirmation: 'approve',
 };
 
 interface RawResponse {
@@ -165,10 +171,70 @@ describe('every bridge table method', () => {
       const local = await callBridgeMethod(h.app.ui, name, []);
       // The status carries live counters; compare the rest.
       if (name === 'getStatus') expect((over as { serverId: string }).serverId).toBe((local as { serverId: string }).serverId);
-      // Two verification passes: the same log, each at its own time.
-      else if (name === 'verifyAuditNow') expect({ ...(over as object), at: 0 }).toEqual({ ...(local as object), at: 0 });
       else expect(over, name).toEqual(local);
     }
+  });
+
+  it('gives every row the caller rule it is meant to have (a change here is a decision: update docs/desktop.md)', () => {
+    const expected: Record<string, 'transport' | 'person' | 'admin'> = {
+      getStatus: 'transport',
+      listRecentDecisions: 'transport',
+      listAgents: 'transport',
+      listApprovers: 'transport',
+      listPendingApprovals: 'transport',
+      beginApproverRegistration: 'transport',
+      finishApproverRegistration: 'transport',
+      startApprovalCeremony: 'person',
+      submitApprovalCeremony: 'person',
+      searchHistory: 'transport',
+      getHistoryEntry: 'transport',
+      getPolicyOverview: 'transport',
+      testPolicyCall: 'person',
+      getCustodyHealth: 'transport',
+      verifyAuditNow: 'person',
+      getFirstRun: 'transport',
+      createFirstAdmin: 'transport',
+      startAdminAction: 'admin',
+      submitAdminAction: 'admin',
+      listPendingAdminActions: 'admin',
+      startAdminConfirmation: 'admin',
+      submitAdminConfirmation: 'admin',
+      listApproverDirectory: 'admin',
+      listWebhookDeadLetters: 'admin',
+      retryWebhookDeadLetter: 'admin',
+      getSession: 'transport',
+      beginSignIn: 'transport',
+      finishSignIn: 'transport',
+      signOut: 'transport',
+      listQueue: 'transport',
+      getRequest: 'person',
+    };
+    const actual = Object.fromEntries(BRIDGE_METHOD_NAMES.map((name) => [name, callerRuleOf(BRIDGE_METHODS[name])]));
+    expect(actual).toEqual(Object.fromEntries(Object.keys(actual).map((name) => [name, expected[name]])));
+    expect(Object.keys(expected).filter((name) => !Object.hasOwn(actual, name))).toEqual([]);
+  });
+
+  it('runs testPolicyCall and verifyAuditNow only for a signed-in person, over HTTP and in process, and then answers both alike', async () => {
+    const anonymous = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
+    const call = transferCall('48000.00', 'Northwind Traders');
+    await expect(anonymous.testPolicyCall('finance-bot', call)).rejects.toMatchObject({ code: 'not_signed_in' });
+    await expect(anonymous.verifyAuditNow()).rejects.toMatchObject({ code: 'not_signed_in' });
+    await expect(callBridgeMethod(h.app.ui, 'testPolicyCall', ['finance-bot', call])).rejects.toMatchObject({ code: 'not_signed_in' });
+
+    // Any signed-in person will do (not an admin): an on-call engineer checks the log and tries a call.
+    const key = await registerPerson(h.app, 'oncall', ['sre']);
+    const person = await signInOverHttp(h.app, 'oncall', key);
+    expect(person.session.admin).toBe(false);
+    const desk = windowCaller();
+    await signInBridge(h.app, inProcessBridge(h.app.ui, h.app.bridgeEvents, desk), 'oncall', key);
+    const overHttp = await person.bridge.verifyAuditNow();
+    const inProcess = (await callBridgeMethod(h.app.ui, 'verifyAuditNow', [], desk)) as typeof overHttp;
+    expect(overHttp.ok).toBe(true);
+    // Two verification passes: the same log, each at its own time.
+    expect({ ...inProcess, at: 0 }).toEqual({ ...overHttp, at: 0 });
+    await h.enroll('finance-bot-policy-test');
+    const tested = await person.bridge.testPolicyCall('finance-bot-policy-test', call);
+    expect(await callBridgeMethod(h.app.ui, 'testPolicyCall', ['finance-bot-policy-test', call], desk)).toEqual(tested);
   });
 
   it('refuses an unknown body member and too many arguments the same way on both transports', async () => {

@@ -179,6 +179,85 @@ describe('desk sign-in with a security key', () => {
     await expect(alice.bridge.startApprovalCeremony('r-1', 'alice', 'approve')).rejects.toMatchObject({ code: 'not_signed_in' });
   });
 
+  /** The reasons of every desk.signed_out so far, in order. */
+  const endReasons = (app: Harness['app']) =>
+    (app.db.prepare("SELECT record FROM audit_log WHERE kind = 'desk.signed_out' ORDER BY seq").all() as Array<{ record: string }>).map(
+      (r) => (JSON.parse(r.record) as { reason: string }).reason,
+    );
+
+  it('ends the session over HTTP when the key that signed in is removed, while a session of the same person on another key lives on', async () => {
+    const { app } = await start();
+    const aliceKey = await person(app, 'alice');
+    // A second key of alice's, registered with a second code.
+    const spare = new VirtualAuthenticator();
+    const { code } = app.approvers.issueRegistrationCode('alice', 'test');
+    const options = await app.approvers.beginRegistration('alice', code);
+    await app.approvers.finishRegistration(
+      'alice',
+      spare.createCredential({
+        rpId: 'localhost',
+        origin: app.approvers.origins[0]!,
+        challenge: options.challenge,
+        user: options.user,
+        userVerification: 'required',
+      }),
+    );
+    const onFirst = await signInOverHttp(app, 'alice', aliceKey);
+    const onSpare = await signInOverHttp(app, 'alice', spare);
+    expect(onFirst.session.credentialId).not.toBe(onSpare.session.credentialId);
+    app.approvers.removeCredential(onFirst.session.credentialId);
+    await expect(onFirst.bridge.startApprovalCeremony('r-1', 'alice', 'approve')).rejects.toMatchObject({ code: 'not_signed_in' });
+    expect((await onFirst.bridge.getSession()).session).toBeNull();
+    // The other key's session was not granted on the removed key.
+    await expect(onSpare.bridge.startApprovalCeremony('r-1', 'alice', 'approve')).rejects.toMatchObject({ code: 'request_unknown' });
+    expect(endReasons(app)).toEqual(['key_removed']);
+  });
+
+  it('ends the session over HTTP when the key that signed in is marked suspect (a clone answered with an older counter)', async () => {
+    const { app } = await start();
+    const aliceKey = await person(app, 'alice');
+    const alice = await signInOverHttp(app, 'alice', aliceKey);
+    // The same credential with its counter wound back: the server sees a regression and marks the key suspect.
+    aliceKey.setCounter(aliceKey.listCredentials()[0]!.id, 0);
+    await expect(signInOverHttp(app, 'alice', aliceKey)).rejects.toThrow(/credential_suspect|counter/);
+    await expect(alice.bridge.startApprovalCeremony('r-1', 'alice', 'approve')).rejects.toMatchObject({ code: 'not_signed_in' });
+    expect(endReasons(app)).toEqual(['key_suspect']);
+  });
+
+  it('ends the session over HTTP when the person leaves a group they had at sign-in (an admin leaving the admin group loses the admin rows at once)', async () => {
+    const { app } = await start();
+    const rootKey = await person(app, 'root', ['countersign-admins', 'finance-approvers']);
+    await person(app, 'second-admin', ['countersign-admins']);
+    const root = await signInOverHttp(app, 'root', rootKey);
+    expect(root.session.admin).toBe(true);
+    expect((await root.bridge.listApproverDirectory()).approvers.length).toBe(2);
+    // Gaining a group grants nothing the session was not signed in with, so it lives on.
+    app.approvers.setGroups('root', ['countersign-admins', 'finance-approvers', 'sre']);
+    expect((await root.bridge.listApproverDirectory()).approvers.length).toBe(2);
+    app.approvers.setGroups('root', ['finance-approvers', 'sre']);
+    await expect(root.bridge.listApproverDirectory()).rejects.toMatchObject({ code: 'not_signed_in' });
+    expect((await root.bridge.getSession()).session).toBeNull();
+    // Signing in again gives a session with the rights the person has now.
+    const again = await signInOverHttp(app, 'root', rootKey);
+    expect(again.session.admin).toBe(false);
+    await expect(again.bridge.listApproverDirectory()).rejects.toMatchObject({ code: 'admin_required' });
+
+    const aliceKey = await person(app, 'alice', ['finance-approvers', 'sre']);
+    const alice = await signInOverHttp(app, 'alice', aliceKey);
+    app.approvers.setGroups('alice', ['sre']);
+    await expect(alice.bridge.startApprovalCeremony('r-1', 'alice', 'approve')).rejects.toMatchObject({ code: 'not_signed_in' });
+    expect(endReasons(app)).toEqual(['groups_changed', 'groups_changed']);
+  });
+
+  it('ends the session over HTTP of a person who is disabled meanwhile, audited with that reason', async () => {
+    const { app } = await start();
+    const aliceKey = await person(app, 'alice');
+    const alice = await signInOverHttp(app, 'alice', aliceKey);
+    app.approvers.disable('alice');
+    expect((await alice.bridge.getSession()).session).toBeNull();
+    expect(endReasons(app)).toEqual(['approver_disabled']);
+  });
+
   it('refuses a replayed sign-in assertion, a challenge issued to someone else, and a key of another person', async () => {
     const { app } = await start();
     const aliceKey = await person(app, 'alice');

@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
-import { callBridgeMethod } from '../../main/core/ui/bridge-routes.js';
+import { callBridgeMethod, inProcessBridge } from '../../main/core/ui/bridge-routes.js';
+import { windowCaller } from '../../main/core/ui/bridge-caller.js';
+import { registerPerson, signInBridge } from '../helpers/desk-session.js';
 import { historyPageStatement } from '../../main/core/ui/history-reader.js';
 import { verifyHistoryEntryProof, type HistoryEntry, type HistoryPage } from '../../shared/desk-records.js';
 
@@ -19,6 +21,8 @@ let policyDir: string;
 let approvedId: string;
 let deniedId: string;
 const autoIds: string[] = [];
+// The desk these rows are called from, with a person signed in (testPolicyCall and verifyAuditNow need one).
+const desk = windowCaller();
 
 const count = (table: string): number => (h.app.db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
 
@@ -37,6 +41,8 @@ beforeAll(async () => {
   await h.app.virtualApprovers!.decide({ requestId: deniedId, approverId: 'alice', verdict: 'deny', reason: 'unknown vendor' });
   const other = h.client('payments-bot', await h.enroll('payments-bot'));
   for (let i = 0; i < 5; i++) autoIds.push((await other.submit(transferCall(`1${i}.00`, 'Acme Ltd'))).requestId);
+  const viewerKey = await registerPerson(h.app, 'viewer', ['sre']);
+  await signInBridge(h.app, inProcessBridge(h.app.ui, h.app.bridgeEvents, desk), 'viewer', viewerKey);
 }, 120_000);
 
 afterAll(async () => {
@@ -44,7 +50,7 @@ afterAll(async () => {
 });
 
 const ui = <T>(name: Parameters<typeof callBridgeMethod>[1], ...args: unknown[]): Promise<T> =>
-  callBridgeMethod(h.app.ui, name, args) as Promise<T>;
+  callBridgeMethod(h.app.ui, name, args, desk) as Promise<T>;
 
 describe('the history rows', () => {
   it('list a decided request with its approvals, and give it in full with the keys that signed and its token id', async () => {

@@ -3,18 +3,21 @@
  * subscriptions between a host and the tool server, with real parts only: a real Countersign on
  * the examples/mcp pack, the reference `server-everything` as the tool server (its
  * `trigger-sampling-request`, `trigger-elicitation-request` and `toggle-subscriber-updates`
- * tools), and the MCP SDK's real client as the host, linked in process (stdio's one connection)
- * or over the proxy's Streamable HTTP listener (sessions).
+ * tools; its `get-roots-list` for roots), the reference `server-filesystem` (which replaces its
+ * directories with the host's roots), and the MCP SDK's real client as the host, linked in
+ * process (stdio's one connection) or over the proxy's Streamable HTTP listener (sessions).
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Client, StreamableHTTPClientTransport, type CallToolResult } from '@modelcontextprotocol/client';
 import { InMemoryTransport } from '@modelcontextprotocol/server';
 import { parseMapping } from '../../main/mcp/mapping.js';
 import { McpProxy } from '../../main/mcp/proxy.js';
 import { listenMcpHttp, type McpHttpListener } from '../../main/mcp/http-listener.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
-import { EVERYTHING_SERVER, MAPS, PROXY_AGENT, startMcpHarness, type McpHarness } from '../helpers/mcp-harness.js';
+import { EVERYTHING_SERVER, FILESYSTEM_SERVER, MAPS, PROXY_AGENT, startMcpHarness, type McpHarness } from '../helpers/mcp-harness.js';
 
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
@@ -165,5 +168,69 @@ describe('mcp-proxy passing server-to-client requests and subscriptions through'
     const result = await call;
     expect(result.isError).toBe(true);
     expect(textOf(result)).toMatch(/elicitation/i);
+  });
+});
+
+describe('mcp-proxy passing roots/list through', () => {
+  it("asks the host for roots when the tool server asks (everything's get-roots-list), and returns the host's list", async () => {
+    const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
+    await proxy.createServer().connect(proxySide);
+    const client = new Client({ name: 'roots-host', version: '1.0.0' }, { capabilities: { roots: { listChanged: true } } });
+    let asked = 0;
+    client.setRequestHandler('roots/list', () => {
+      asked++;
+      return { roots: [{ uri: 'file:///srv/host-workspace', name: 'host workspace' }] };
+    });
+    await client.connect(hostSide);
+    closers.push(() => client.close());
+    const call = client.callTool({ name: 'get-roots-list', arguments: {} });
+    await approveNext('get-roots-list');
+    const result = await call;
+    expect(result.isError ?? false).toBe(false);
+    expect(textOf(result)).toContain('Current MCP Roots (1 total)');
+    expect(textOf(result)).toContain('URI: file:///srv/host-workspace');
+    expect(textOf(result)).toContain('host workspace');
+    expect(asked).toBeGreaterThanOrEqual(1);
+  });
+
+  it("serves the filesystem server the host's roots: asked at its start (before the host connected) and again on roots/list_changed", async () => {
+    const started = join(m.dir, 'roots-started-with');
+    const offered = join(m.dir, 'roots-offered-by-host');
+    const changed = join(m.dir, 'roots-changed-by-host');
+    for (const dir of [started, offered, changed]) mkdirSync(dir, { recursive: true });
+    // The tool server asks for roots as soon as its handshake ends, which is before any host is
+    // linked here: the proxy holds that request until the host below has initialized.
+    const fsProxy = await McpProxy.start({
+      agentId: PROXY_AGENT,
+      key: m.key,
+      countersignUrl: m.h.app.url,
+      mapping: parseMapping(parseStrictJson(readFileSync(MAPS.filesystem, 'utf8'))),
+      domain: 'test',
+      stateFile: `${m.dir}/roots-state.json`,
+      downstream: { command: 'node', args: [FILESYSTEM_SERVER, started] },
+    });
+    closers.push(() => fsProxy.close());
+    let roots = [{ uri: pathToFileURL(offered).href, name: 'offered' }];
+    const asked: string[][] = [];
+    const client = new Client({ name: 'roots-host', version: '1.0.0' }, { capabilities: { roots: { listChanged: true } } });
+    client.setRequestHandler('roots/list', () => {
+      asked.push(roots.map((r) => r.uri));
+      return { roots };
+    });
+    const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
+    await fsProxy.createServer().connect(proxySide);
+    await client.connect(hostSide);
+    closers.push(() => client.close());
+    // list_allowed_directories is the server's own view (fs.list, allowed by the example policy).
+    const allowed = async () => textOf(await client.callTool({ name: 'list_allowed_directories', arguments: {} }));
+    await waitFor(async () => ((await allowed()).includes(offered) ? true : undefined), "the host's root at the filesystem server");
+    expect(await allowed()).not.toContain(started);
+    expect(asked[0]).toEqual([pathToFileURL(offered).href]);
+
+    roots = [{ uri: pathToFileURL(changed).href, name: 'changed' }];
+    await client.sendRootsListChanged();
+    await waitFor(async () => ((await allowed()).includes(changed) ? true : undefined), "the host's changed root at the filesystem server");
+    expect(await allowed()).not.toContain(offered);
+    expect(asked.at(-1)).toEqual([pathToFileURL(changed).href]);
   });
 });

@@ -138,34 +138,54 @@ describe('mcp-proxy in front of the reference filesystem server', () => {
     expect((await m.api('/api/approvals/pending')).json.total).toBe(before);
   });
 
-  it('holds a write for two approvers, reports "1 of 2" progress to the host, then writes once both approve', async () => {
+  it('holds a write for two approvers, reports "0 of 2", "1 of 2" then "2 of 2" progress to the host, in order, then writes once', async () => {
     const { dir, stateFile } = caseDir();
     const proxied = await host({ map: MAPS.filesystem, server: fsServer(dir), stateFile });
     const target = join(dir, 'plan.md');
-    const progress: string[] = [];
-    const call = proxied.client.callTool(
-      { name: 'write_file', arguments: { path: target, content: '# Plan\n' } },
-      {
-        onprogress: (p) => progress.push(p.message ?? ''),
-        resetTimeoutOnProgress: true,
-      },
-    );
+    // Everything the host's SDK client hands to onprogress, and where the result landed among it.
+    const seen: Array<{ progress: number; total?: number; message?: string } | 'result'> = [];
+    const call = proxied.client
+      .callTool(
+        { name: 'write_file', arguments: { path: target, content: '# Plan\n' } },
+        {
+          onprogress: (p) => seen.push({ progress: p.progress, total: p.total, message: p.message }),
+          resetTimeoutOnProgress: true,
+        },
+      )
+      .then((result) => {
+        seen.push('result');
+        return result;
+      });
+    const progress = () => seen.flatMap((s) => (s === 'result' ? [] : [s]));
     const held = await waitFor(
       async () => (await m.pending()).find((p) => p.tool === 'fs.write' && p.params.path === target),
       'the held write',
     );
     // The approvers see the exact MCP arguments they are approving.
     expect(JSON.parse(held.params.arguments as string)).toEqual({ path: target, content: '# Plan\n' });
-    await waitFor(() => progress.find((p) => p.startsWith('waiting for 2 approvers: 0 of 2')), 'the first progress notification');
+    const waiting = (n: number) =>
+      `waiting for 2 approvers: ${n} of 2 (request ${held.requestId}; approvers decide in http://127.0.0.1:${m.h.app.port}/ui/)`;
+    await waitFor(() => progress().find((p) => p.message === waiting(0)), 'the first progress notification');
     expect(existsSync(target)).toBe(false);
     expect(await m.approve(held.requestId, 'alice')).toMatchObject({ state: 'pending' });
-    await waitFor(() => progress.find((p) => p.startsWith('waiting for 2 approvers: 1 of 2')), 'progress after the first approval');
+    await waitFor(() => progress().find((p) => p.message === waiting(1)), 'progress after the first approval');
     expect(existsSync(target)).toBe(false);
     expect(await m.approve(held.requestId, 'bob')).toMatchObject({ state: 'approved' });
     const result = await call;
     expect(result.isError ?? false).toBe(false);
     expect(readFileSync(target, 'utf8')).toBe('# Plan\n');
-    expect(progress.some((p) => p.includes(held.requestId))).toBe(true);
+
+    // Every notification reached the real client before the result, counted out of 2, and growing
+    // (MCP requires progress to increase; heartbeats add fractions below the next approval).
+    expect(seen.at(-1)).toBe('result');
+    const all = progress();
+    expect(all.every((p) => p.total === 2)).toBe(true);
+    for (let i = 1; i < all.length; i++) expect(all[i]!.progress).toBeGreaterThan(all[i - 1]!.progress);
+    // Its messages, repeats (heartbeats) folded: 0 of 2, 1 of 2, then the quorum complete.
+    const steps = all.map((p) => p.message).filter((message, i, list) => message !== list[i - 1]);
+    expect(steps).toEqual([waiting(0), waiting(1), `approved: 2 of 2 (request ${held.requestId})`]);
+    expect(all.at(-1)!.progress).toBe(2);
+    expect(all.filter((p) => p.message === waiting(1)).every((p) => p.progress >= 1 && p.progress < 2)).toBe(true);
   });
 
   it('tells the host when an approver declines a held call, and nothing is written', async () => {

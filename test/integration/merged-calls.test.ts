@@ -259,7 +259,7 @@ describe('identical held calls', () => {
 
   it('expire together: every member of the group expires at the deadline', async () => {
     const held = await holdFive(w);
-    const expired = w.h.app.decisions.expireDue(held[0]!.approval!.expiresAt);
+    const expired = await w.h.app.decisions.expireDue(held[0]!.approval!.expiresAt);
     expect(expired.map((e) => e.result.requestId).sort()).toEqual(held.map((r) => r.requestId).sort());
     expect(expired.every((e) => e.result.state === 'expired')).toBe(true);
     expect(auditOf(w, 'decision.expired')).toHaveLength(5);

@@ -113,7 +113,7 @@ describe('revoking an agent', () => {
       h.app.db.prepare('SELECT MAX(expires_at) AS t FROM requests WHERE agent_id = ?').get('expiring-corrupt-bot') as { t: number }
     ).t;
 
-    const expired = h.app.decisions.expireDue(deadline).filter((e) => e.agentId === 'expiring-corrupt-bot');
+    const expired = (await h.app.decisions.expireDue(deadline)).filter((e) => e.agentId === 'expiring-corrupt-bot');
     expect(expired.map((e) => e.result.requestId).sort()).toEqual([...ids].sort());
     for (const e of expired) expect(e.result).toMatchObject({ state: 'expired', decision: 'deny' });
     for (const id of ids) expect(state(id).state).toBe('expired');

@@ -26,8 +26,9 @@ import { canonicalBytes, canonicalize, type JsonObject } from '../../../shared/c
 import type { AuditEventFields, SubmittedDecisionEvent } from '../../../shared/audit-events.js';
 import { callDigest } from '../tokens/call-digest.js';
 import type { TokenMinter } from '../tokens/token-minter.js';
-import { GroupCommitter } from '../store/group-commit.js';
-import { decodeStoredCall, RequestRepository, type EndingRequest, type RequestRecord } from '../store/request-repository.js';
+import { decodeStoredCall } from '../store/request-repository.js';
+import type { AuditSubmission, DecisionStore, ExpiringRequest, StoredRequestView, WrittenDecision } from '../store/store-seam.js';
+import { SqliteDecisionStore } from './sqlite-decision-store.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type {
   ApprovalRequirement,
@@ -42,8 +43,14 @@ import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 import { requiredApprovers } from '../../../shared/quorum.js';
 
 export interface DecisionServiceOptions {
+  /** The process's own SQLite store: the agent directory, risk baselines, session reports. */
   db: Db;
   audit: AuditLog;
+  /**
+   * Where decisions, their nonces, tokens and audit records are written and held calls wait
+   * (store/store-seam.ts). Absent: the SQLite store over `db` (the embedded default).
+   */
+  store?: DecisionStore;
   registry: AgentRegistry;
   policy: PolicyEngine;
   minter: TokenMinter;
@@ -106,29 +113,17 @@ function newRequestId(): string {
 export class DecisionService {
   private readonly db: Db;
   private readonly clock: () => number;
-  private readonly nonceSeen;
-  private readonly insertNonce;
-  /** The `requests` rows (the one codec for them). */
-  private readonly requests: RequestRepository;
-  private readonly insertToken;
+  /** The one place decisions are written and read back (the store seam, ADR 0012). */
+  readonly store: DecisionStore;
   private readonly agentStanding;
-  private readonly pruneNonces;
-  private readonly committer: GroupCommitter;
 
   constructor(private readonly options: DecisionServiceOptions) {
     this.db = options.db;
     this.clock = options.clock ?? Date.now;
-    this.nonceSeen = this.db.prepare<[string, string], { one: number }>(
-      'SELECT 1 AS one FROM seen_nonces WHERE agent_id = ? AND nonce = ?',
-    );
-    this.insertNonce = this.db.prepare('INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES (?, ?, ?)');
-    this.requests = new RequestRepository(this.db);
-    this.insertToken = this.db.prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
+    this.store = options.store ?? new SqliteDecisionStore(options.db, options.audit);
     this.agentStanding = this.db.prepare<[string], { status: string; expires_at: number | null; owner_state: string }>(
       'SELECT status, expires_at, owner_state FROM agents WHERE id = ?',
     );
-    this.pruneNonces = this.db.prepare('DELETE FROM seen_nonces WHERE expires_at < ?');
-    this.committer = new GroupCommitter(this.db);
   }
 
   /** Decide one signed call from an authenticated agent connection. */
@@ -184,7 +179,7 @@ export class DecisionService {
     if (payload.timestamp > now + this.options.maxFutureMs) {
       throw new CountersignError('envelope_future', 'the envelope is dated in the future; check the agent host clock');
     }
-    if (this.nonceSeen.get(agent.id, payload.nonce)) {
+    if (await this.store.nonceSeen(agent.id, payload.nonce)) {
       throw new CountersignError('envelope_replayed', 'this envelope has already been submitted');
     }
 
@@ -230,16 +225,6 @@ export class DecisionService {
       };
     }
 
-    const checkPendingCap = () => {
-      if (decision.outcome === 'approval_required' && this.requests.countPendingOf(agent.id) >= this.options.maxPendingPerAgent) {
-        throw new CountersignError(
-          'pending_queue_full',
-          `agent ${quote(agent.id)} already has ${this.options.maxPendingPerAgent} calls waiting for approval`,
-        );
-      }
-    };
-    checkPendingCap();
-
     lap('policy');
     // Sign before the transaction (signing is async); the token is released only after commit.
     const minted =
@@ -268,14 +253,12 @@ export class DecisionService {
           userVerification: decision.obligation.userVerification,
         }
       : undefined;
-    let expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : undefined;
-    /** Set by the commit when this held call joined a group: its primary and the group's size. */
-    let merged: { primaryId: string; size: number } | undefined;
+    const expiresAt = obligation ? now + obligation.ttlSeconds * 1000 : null;
 
     const redact = this.options.redactDataClasses ?? [];
-    // Runs in its own savepoint inside a group commit (store/group-commit.ts); the cap is
-    // checked again here because other decisions may have committed since the check above.
-    const commit = () => {
+    const conflicted = decision.obligation?.conflicted ?? [];
+    // Inside the store's transaction (one savepoint of a group commit), before anything is written.
+    const guard = () => {
       // The agent is checked again inside the transaction: a revocation (or expiry, or a hold for
       // review) committed while this call was being scored, evaluated or signed must end it here,
       // or a revoked agent's call would be stored, queued for approvers, or even given a token.
@@ -286,64 +269,12 @@ export class DecisionService {
         throw new CountersignError('agent_expired', `agent ${quote(agent.id)}'s enrollment has expired`);
       if (standing.owner_state === 'held_for_review')
         throw new CountersignError('agent_held_for_review', `agent ${quote(agent.id)} is held for review`);
-      checkPendingCap();
       // A tamper alarm raised while this automatic allow was being signed: it must not go out.
       // Read inside the commit's transaction, so an alarm committed before it is always seen.
       if (minted && alarm === undefined && isHighImpact(tool) && this.options.tamperHold?.current() !== undefined)
         throw new AlarmRaisedMeanwhile();
-      merged = undefined;
-      const callJson = canonicalize(call);
-      const conflicted = decision.obligation?.conflicted ?? [];
-      if (state === 'pending' && obligation) {
-        const group = this.requests.openGroup(
-          {
-            agentId: agent.id,
-            callSha256,
-            callJson,
-            policyHash: decision.policyHash,
-            obligation,
-            determiningPolicies: decision.determiningPolicies,
-            conflicted,
-          },
-          now,
-        );
-        if (group !== undefined && group.followers < MAX_GROUP_FOLLOWERS) {
-          merged = { primaryId: group.id, size: group.followers + 2 };
-          // A follower is decided with its group, so it shares the group's deadline.
-          expiresAt = group.expiresAt;
-        }
-      }
-      try {
-        this.insertNonce.run(agent.id, payload.nonce, payload.timestamp + this.options.maxAgeMs + this.options.maxFutureMs);
-      } catch (cause) {
-        if (String(cause).includes('UNIQUE'))
-          throw new CountersignError('envelope_replayed', 'this envelope has already been submitted', { cause });
-        throw cause;
-      }
-      this.requests.insert({
-        id: requestId,
-        agentId: agent.id,
-        kid: key.kid,
-        tool: call.tool,
-        callJson,
-        callSha256,
-        nonce: payload.nonce,
-        state,
-        policyHash: decision.policyHash,
-        determiningPolicies: decision.determiningPolicies,
-        reasons: decision.reasons,
-        obligation: obligation ?? null,
-        risk,
-        createdAt: now,
-        expiresAt: expiresAt ?? null,
-        decidedAt: state === 'pending' ? null : now,
-        conflicted,
-        groupId: merged?.primaryId ?? null,
-      });
-      if (minted) this.insertToken.run(minted.jti, requestId, minted.kid, minted.token, now, minted.expiresAt);
-      const learningFault = learnSafely(this.db, this.options.learner, agent.id, (l) =>
-        l.submitted(agent.id, requestId, call, callSha256, now, state),
-      );
+    };
+    const auditEvent = (written: WrittenDecision): AuditSubmission => {
       const event: SubmittedDecisionEvent = {
         requestId,
         agentId: agent.id,
@@ -360,23 +291,44 @@ export class DecisionService {
         risk: auditedRisk(risk, call.dataClass, redact),
         ...auditedParams(call.params, call.dataClass, redact),
       };
-      if (learningFault !== undefined) event.riskLearningFault = learningFault;
+      if (written.learningFault !== undefined) event.riskLearningFault = written.learningFault;
       if (alarm !== undefined) event.tamperAlarm = { alarmId: alarm.id, firstBadSeq: alarm.firstBadSeq, raisedAt: alarm.raisedAt };
-      if (obligation && expiresAt !== undefined) event.approval = { ...obligation, expiresAt };
-      if (merged !== undefined) event.mergedInto = { requestId: merged.primaryId, size: merged.size };
+      if (obligation && written.expiresAt !== null) event.approval = { ...obligation, expiresAt: written.expiresAt };
+      if (written.merged !== undefined) event.mergedInto = { requestId: written.merged.primaryId, size: written.merged.size };
       if (minted) event.token = { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: tool.audience };
-      try {
-        this.options.audit.append(
-          state === 'allowed' ? 'decision.allow' : state === 'denied' ? 'decision.deny' : 'decision.pending',
-          now,
-          event,
-        );
-      } catch (cause) {
-        throw new CountersignError('audit_write_failed', undefined, { cause });
-      }
+      return { kind: state === 'allowed' ? 'decision.allow' : state === 'denied' ? 'decision.deny' : 'decision.pending', at: now, event };
     };
+    let written: WrittenDecision;
     try {
-      await this.committer.run(commit);
+      const outcome = await this.store.recordDecision({
+        agentId: agent.id,
+        nonce: payload.nonce,
+        nonceExpiresAt: payload.timestamp + this.options.maxAgeMs + this.options.maxFutureMs,
+        request: {
+          id: requestId,
+          kid: key.kid,
+          tool: call.tool,
+          callJson: canonicalize(call),
+          callSha256,
+          state,
+          policyHash: decision.policyHash,
+          determiningPolicies: decision.determiningPolicies,
+          reasons: decision.reasons,
+          risk: JSON.stringify(risk),
+          createdAt: now,
+          expiresAt,
+          obligation: obligation ?? null,
+          conflicted,
+        },
+        token: minted && { jti: minted.jti, kid: minted.kid, token: minted.token, issuedAt: now, expiresAt: minted.expiresAt },
+        audit: auditEvent,
+        guard,
+        maxPending: this.options.maxPendingPerAgent,
+        mergeable: { maxFollowers: MAX_GROUP_FOLLOWERS },
+        learn: () =>
+          learnSafely(this.db, this.options.learner, agent.id, (l) => l.submitted(agent.id, requestId, call, callSha256, now, state)),
+      });
+      written = outcome.written ?? { expiresAt };
     } catch (error) {
       // Memory may hold what the rolled-back transaction learned: rebuild it from the database.
       this.options.learner?.forget(agent.id);
@@ -399,17 +351,28 @@ export class DecisionService {
       result.token = minted.token;
       result.tokenExpiresAt = minted.expiresAt;
     }
-    if (obligation && expiresAt !== undefined) result.approval = { ...obligation, expiresAt };
+    if (obligation && written.expiresAt !== null) result.approval = { ...obligation, expiresAt: written.expiresAt };
     return result;
   }
 
   /** An agent may only read its own requests. */
-  getRequest(session: AuthenticatedSession, requestId: string): DecisionResult {
-    const row = this.requests.get(requestId);
+  async getRequest(session: AuthenticatedSession, requestId: string): Promise<DecisionResult> {
+    const row = await this.store.readRequest(requestId);
     if (!row || row.agentId !== session.agentId)
       throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
     const progress = row.state === 'pending' && row.obligation !== null ? this.options.quorumProgress?.(row.id) : undefined;
-    return toResult(row, { ...this.requests.outcomeOf(row.id), ...(progress === undefined ? {} : { progress }) });
+    return toResult(row, { token: row.token, tokenExpiresAt: row.tokenExpiresAt, ...(progress === undefined ? {} : { progress }) });
+  }
+
+  /**
+   * A held call's final result (its token when approved) once it is committed, wherever it was
+   * decided (another hub included: the store's wake-up, never polling). Rejects when `signal` aborts.
+   */
+  async finalResult(requestId: string, signal?: AbortSignal): Promise<DecisionResult> {
+    await this.store.waitForOutcome(requestId, signal === undefined ? {} : { signal });
+    const row = await this.store.readRequest(requestId);
+    if (!row) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists`);
+    return toResult(row, { token: row.token, tokenExpiresAt: row.tokenExpiresAt });
   }
 
   /**
@@ -417,13 +380,12 @@ export class DecisionService {
    * A row whose stored call no longer decodes is still expired; its risk learning is recorded
    * as a learning fault instead of stopping every other expiry.
    */
-  expireDue(now = this.clock()): Array<{ agentId: string; result: DecisionResult }> {
+  async expireDue(now = this.clock()): Promise<Array<{ agentId: string; result: DecisionResult }>> {
     const touched = new Set<string>();
-    const expire = this.db.transaction(() => {
-      const due = this.requests.dueForExpiry(now);
-      for (const row of due) {
+    let expired: ExpiringRequest[];
+    try {
+      expired = await this.store.expireDue(now, [EXPIRED_REASON], (row) => {
         touched.add(row.agentId);
-        this.requests.finish(row.id, 'expired', now, [EXPIRED_REASON]);
         const call = decodeStoredCall(row.callJson);
         const learningFault =
           call === undefined
@@ -433,13 +395,8 @@ export class DecisionService {
               );
         const event: AuditEventFields<'decision.expired'> = { requestId: row.id, agentId: row.agentId, reasons: [EXPIRED_REASON] };
         if (learningFault !== undefined) event.riskLearningFault = learningFault;
-        this.options.audit.append('decision.expired', now, event);
-      }
-      return due;
-    });
-    let expired: EndingRequest[];
-    try {
-      expired = expire.immediate();
+        return { kind: 'decision.expired', at: now, event };
+      });
     } catch (error) {
       for (const agentId of touched) this.options.learner?.forget(agentId);
       throw error;
@@ -508,19 +465,17 @@ export class DecisionService {
   }
 
   /** Forget nonces whose envelopes are too old to be accepted anyway. */
-  pruneReplayCache(now = this.clock()): number {
-    return this.pruneNonces.run(now).changes;
+  pruneReplayCache(now = this.clock()): Promise<number> {
+    return this.store.pruneNonces(now);
   }
 
   /** Record a rejected message in the audit log. Never throws: a rejection is already an error. */
   recordRejection(now: number, event: Record<string, string | number | null | undefined>): void {
     const clean: JsonObject = {};
     for (const [k, v] of Object.entries(event)) if (v !== undefined) clean[k] = typeof v === 'string' ? v.slice(0, 256) : v;
-    try {
-      this.db.transaction(() => this.options.audit.append('call.rejected', now, clean as AuditEventFields<'call.rejected'>)).immediate();
-    } catch {
-      // The caller already fails closed; an unwritable audit log also surfaces on the next decision.
-    }
+    // The SQLite store writes it before returning; the caller already fails closed, and an
+    // unwritable audit log also surfaces on the next decision.
+    this.store.appendAudit({ kind: 'call.rejected', at: now, event: clean as AuditEventFields<'call.rejected'> }).catch(() => undefined);
   }
 
   // ---- the Policies view's "test a call" (a dry run) ----
@@ -581,7 +536,7 @@ export class DecisionService {
 
 /** The agent's view of a request; `outcome` (its token and quorum progress) only for request.get. */
 function toResult(
-  row: RequestRecord,
+  row: StoredRequestView,
   outcome?: { token?: string | null; tokenExpiresAt?: number | null; progress?: { required: number; received: number } },
 ): DecisionResult {
   const state = row.state;

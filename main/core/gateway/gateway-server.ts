@@ -61,6 +61,12 @@ export interface GatewayDeps {
    * session secret their `session` routes require and the approval origins a browser may call from.
    */
   http?: { routes: readonly HttpRoute[]; sessionSecret: string; origins: () => readonly string[] };
+  /**
+   * Follow every held call this gateway answered to its final state through the decision store
+   * and push it to the agent (team hubs: the approval may be made on another hub, which wakes
+   * this one by LISTEN/NOTIFY). The embedded default pushes from the approval service instead.
+   */
+  followOutcomes?: boolean;
   /** Push events for the UI bridge: a call now waits for approvers; a held call reached its end. */
   events?: { pending(agentId: string, result: DecisionResult): void; decided(agentId: string, result: DecisionResult): void };
 }
@@ -93,6 +99,9 @@ export class Gateway {
   private readonly edge: PublicEdge;
   private readonly stats = { decisions: 0, rejected: 0 };
   private maintenanceTimer?: NodeJS.Timeout;
+  private maintaining = false;
+  /** Held calls followed to their end (followOutcomes), by request id. */
+  private readonly following = new Map<string, AbortController>();
 
   /** The HTTP edge's route table: the gateway's rows (/healthz, JWKS) and the app's. */
   readonly routeTable: readonly HttpRoute[];
@@ -175,6 +184,8 @@ export class Gateway {
 
   async close(): Promise<void> {
     if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
+    for (const follower of this.following.values()) follower.abort();
+    this.following.clear();
     for (const c of this.connections) c.socket.close(CLOSE_CODES.tryAgainLater, 'server shutting down');
     this.http.closeAllConnections();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -183,6 +194,12 @@ export class Gateway {
 
   /** Push a decision to every live connection of the agent (pending calls resolved later). */
   notifyAgent(agentId: string, result: DecisionResult): number {
+    // Told once: a held call being followed needs no second push.
+    const follower = this.following.get(result.requestId);
+    if (follower !== undefined) {
+      this.following.delete(result.requestId);
+      follower.abort();
+    }
     this.emit(() => this.deps.events?.decided(agentId, result));
     const conns = this.byAgent.get(agentId);
     if (!conns) return 0;
@@ -402,7 +419,10 @@ export class Gateway {
           const result = await this.deps.decisions.submit(session, request.params.envelope);
           this.stats.decisions++;
           this.reply(conn, request.id, result);
-          if (result.decision === 'pending') this.emit(() => this.deps.events?.pending(session.agentId, result));
+          if (result.decision === 'pending') {
+            this.emit(() => this.deps.events?.pending(session.agentId, result));
+            if (this.deps.followOutcomes) this.follow(session.agentId, result.requestId);
+          }
         } catch (error) {
           if (
             isCountersignError(error) &&
@@ -420,7 +440,7 @@ export class Gateway {
       }
       case 'request.get': {
         const session = this.requireSession(conn);
-        this.reply(conn, request.id, this.deps.decisions.getRequest(session, request.params.requestId));
+        this.reply(conn, request.id, await this.deps.decisions.getRequest(session, request.params.requestId));
         return;
       }
       case 'session.report': {
@@ -535,12 +555,36 @@ export class Gateway {
     conn.socket.close(closeCode, error.code);
   }
 
+  /** Wait (no polling: the store wakes it) for a held call's end and push it to the agent. */
+  private follow(agentId: string, requestId: string): void {
+    const follower = new AbortController();
+    this.following.set(requestId, follower);
+    this.deps.decisions.finalResult(requestId, follower.signal).then(
+      (result) => {
+        if (this.following.get(requestId) === follower) this.notifyAgent(agentId, result);
+      },
+      (error: unknown) => {
+        if (this.following.get(requestId) !== follower) return;
+        this.following.delete(requestId);
+        this.deps.log(`following request ${requestId} failed: ${error instanceof Error ? error.message : String(error)}`);
+      },
+    );
+  }
+
   private maintenance(): void {
-    try {
-      for (const { agentId, result } of this.deps.decisions.expireDue()) this.notifyAgent(agentId, result);
-      this.deps.decisions.pruneReplayCache();
-    } catch (error) {
-      this.deps.log(`maintenance failed: ${error instanceof Error ? error.message : String(error)}`);
+    // Expiry and pruning are store writes; a slow store must not stack them up.
+    if (!this.maintaining) {
+      this.maintaining = true;
+      void (async () => {
+        try {
+          for (const { agentId, result } of await this.deps.decisions.expireDue()) this.notifyAgent(agentId, result);
+          await this.deps.decisions.pruneReplayCache();
+        } catch (error) {
+          this.deps.log(`maintenance failed: ${error instanceof Error ? error.message : String(error)}`);
+        } finally {
+          this.maintaining = false;
+        }
+      })();
     }
     try {
       this.sweepSessions(this.clock());

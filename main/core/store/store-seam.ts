@@ -12,6 +12,8 @@
  *    (PostgreSQL: LISTEN/NOTIFY sent inside that transaction), never by polling.
  */
 import type { AuditEventFields, AuditKind } from '../../../shared/audit-events.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import type { ApprovalRequirement } from '../../../shared/protocol.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
 
@@ -52,9 +54,34 @@ export interface DecisionWrite {
     createdAt: number;
     /** Pending requests expire. */
     expiresAt: number | null;
+    /** What a held call needs from approvers (null or absent: not held). */
+    obligation?: ApprovalRequirement | null | undefined;
+    /** Names the determining permits gave in @conflicted_approvers. */
+    conflicted?: readonly string[] | undefined;
   };
   token?: TokenRow | undefined;
-  audit: AuditSubmission;
+  /** The audit event; a function is called inside the transaction with what was decided there. */
+  audit: AuditSubmission | ((written: WrittenDecision) => AuditSubmission);
+  /**
+   * Checked inside the transaction before anything is written (the agent still active, no tamper
+   * alarm raised meanwhile); a throw rolls the unit back and reaches the caller unchanged.
+   */
+  guard?: (() => void) | undefined;
+  /** A held call is refused (pending_queue_full) when its agent already has this many pending. */
+  maxPending?: number | undefined;
+  /** A held call identical to one still waiting joins its group (docs/approvals.md "Identical calls"). */
+  mergeable?: { maxFollowers: number } | undefined;
+  /** Risk learning, run inside the transaction after the rows; returns a learning fault to audit. */
+  learn?: (() => string | undefined) | undefined;
+}
+
+/** What the transaction settled for a decision besides the write itself. */
+export interface WrittenDecision {
+  /** The group this held call joined: its primary and the group's size. */
+  merged?: { primaryId: string; size: number } | undefined;
+  /** The request's deadline (a follower shares its group's). */
+  expiresAt: number | null;
+  learningFault?: string | undefined;
 }
 
 export interface FinishWrite {
@@ -72,6 +99,34 @@ export interface RequestOutcome {
   state: StoredState;
   token: string | null;
   tokenExpiresAt: number | null;
+  /** recordDecision only: what the transaction settled (group, deadline, learning fault). */
+  written?: WrittenDecision;
+}
+
+/** A request as its agent reads it back (request.get and request.decided). */
+export interface StoredRequestView {
+  id: string;
+  agentId: string;
+  state: StoredState;
+  reasons: string[];
+  determiningPolicies: string[];
+  policyHash: string;
+  obligation: ApprovalRequirement | null;
+  expiresAt: number | null;
+  token: string | null;
+  tokenExpiresAt: number | null;
+}
+
+/** A pending request past its deadline, as expiry ends it (the call stays raw). */
+export interface ExpiringRequest {
+  id: string;
+  agentId: string;
+  tool: string;
+  callJson: string;
+  callSha256: string;
+  policyHash: string;
+  determiningPolicies: string[];
+  createdAt: number;
 }
 
 export interface DecisionStore {
@@ -87,7 +142,33 @@ export interface DecisionStore {
   outcome(requestId: string): Promise<RequestOutcome | undefined>;
   /** Resolves with the request's final outcome once committed (immediately if it already is). */
   waitForOutcome(requestId: string, options?: { signal?: AbortSignal }): Promise<RequestOutcome>;
+  /** Whether the agent's nonce was already accepted (a cheap early refusal; recordDecision is the guarantee). */
+  nonceSeen(agentId: string, nonce: string): Promise<boolean>;
+  /** One request as its agent reads it back, or undefined. */
+  readRequest(requestId: string): Promise<StoredRequestView | undefined>;
+  /**
+   * Expire every pending request past its deadline at `now` with `reasons`, in one transaction:
+   * `settle` (run inside it for each row, after its update) gives the audit event. Resolves with the rows after the COMMIT.
+   */
+  expireDue(now: number, reasons: readonly string[], settle: (row: ExpiringRequest) => AuditSubmission): Promise<ExpiringRequest[]>;
+  /** Forget nonces whose envelopes are too old to be accepted anyway; returns how many. */
+  pruneNonces(now: number): Promise<number>;
+  /** Append an audit event on its own (rejections, reports); resolves after its COMMIT. */
+  appendAudit(submission: AuditSubmission): Promise<void>;
   close(): Promise<void>;
 }
 
+export const auditOf = (write: DecisionWrite, written: WrittenDecision): AuditSubmission =>
+  typeof write.audit === 'function' ? write.audit(written) : write.audit;
+
 export const isFinal = (state: StoredState): boolean => state !== 'pending';
+
+/** The one refusal of a nonce already accepted (both stores). */
+export function replayed(): CountersignError {
+  return new CountersignError('envelope_replayed', 'this envelope has already been submitted');
+}
+
+/** The one refusal of a held call beyond its agent's cap (both stores). */
+export function pendingQueueFull(agentId: string, max: number): CountersignError {
+  return new CountersignError('pending_queue_full', `agent ${quote(agentId)} already has ${max} calls waiting for approval`);
+}

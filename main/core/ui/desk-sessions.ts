@@ -8,7 +8,10 @@
  *   restart signs everyone out, which is right for a short-lived local session);
  * - each session records the credential whose assertion created it (bound to that ceremony);
  * - it ends after `idleMs` without a call and, whatever the activity, `absoluteMs` after sign-in,
- *   when the person is disabled, or on sign-out; the clock is injected for the lifetime tests;
+ *   on sign-out, and as soon as what it was granted on no longer holds: the person is disabled or
+ *   gone, the key that signed in is removed or marked suspect, or the person has left a group they
+ *   were in at sign-in (the admin group above all: rights come from groups). The clock is injected
+ *   for the lifetime tests;
  * - sign-in challenges are random, single use (taken before the assertion is checked, so a
  *   replayed assertion finds nothing) and expire after the ceremony timeout;
  * - desk.signed_in is audited in the transaction that stores the key's new counter;
@@ -18,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { ApproverDirectory } from '../approvals/approver-directory.js';
+import type { ApproverDirectory, ApproverRecord, CredentialRecord } from '../approvals/approver-directory.js';
 import { CeremonyEngine, CounterRegression } from '../approvals/ceremony.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { isAdminGroups, type DeskSessionView } from '../../../shared/desk-session.js';
@@ -39,9 +42,23 @@ export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 export const DEFAULT_SESSION_ABSOLUTE_MS = 12 * 3600_000;
 const MAX_PENDING_CHALLENGES = 1024;
 
+/** Why a session ended (the `reason` of desk.signed_out; shared/audit-events.ts lists the same). */
+export type SessionEndReason =
+  | 'signed_out'
+  | 'idle'
+  | 'expired'
+  | 'replaced'
+  | 'approver_disabled'
+  | 'approver_removed'
+  | 'key_removed'
+  | 'key_suspect'
+  | 'groups_changed';
+
 interface StoredSession {
   approverId: string;
   credentialId: string;
+  /** The person's groups when they signed in: leaving any of them ends the session (rights come from groups). */
+  groups: readonly string[];
   signedInAt: number;
   lastSeenAt: number;
   expiresAt: number;
@@ -122,6 +139,7 @@ export class DeskSessions {
     const stored: StoredSession = {
       approverId,
       credentialId: credential.credentialId,
+      groups: [],
       signedInAt: now,
       lastSeenAt: now,
       expiresAt: now + this.absoluteMs,
@@ -130,7 +148,8 @@ export class DeskSessions {
     try {
       this.db
         .transaction(() => {
-          this.activeApprover(approverId);
+          // The groups as of the committed sign-in: the rights this session was granted on.
+          stored.groups = this.activeApprover(approverId).groups;
           this.ceremonies.recordUse(this.ceremonies.credentialFor(approverId, read.response, pending.offered), newCounter, now);
           try {
             this.audit.append('desk.signed_in', now, {
@@ -169,13 +188,20 @@ export class DeskSessions {
     const now = this.now();
     if (now >= stored.expiresAt) return this.end(key, stored, 'expired');
     if (now >= stored.lastSeenAt + this.idleMs) return this.end(key, stored, 'idle');
-    let approver;
+    // What the session was granted on, re-read on every call: the person, the key that signed
+    // in, and the groups they had then. Any of them gone ends it (fail closed on a read error too).
+    let approver: ApproverRecord;
+    let keyStatus: CredentialRecord['status'];
     try {
       approver = this.directory.get(stored.approverId);
+      keyStatus = this.directory.credential(stored.credentialId).status;
     } catch {
-      return this.end(key, stored, 'approver_disabled');
+      return this.end(key, stored, 'approver_removed');
     }
     if (approver.status !== 'active') return this.end(key, stored, 'approver_disabled');
+    if (keyStatus === 'removed') return this.end(key, stored, 'key_removed');
+    if (keyStatus !== 'active') return this.end(key, stored, 'key_suspect');
+    if (stored.groups.some((group) => !approver.groups.includes(group))) return this.end(key, stored, 'groups_changed');
     // Only calls that act for the person count as activity: the desk's automatic polling
     // (status, queue, getSession) must not keep an unattended session alive.
     if (options.touch !== false) stored.lastSeenAt = now;
@@ -197,7 +223,7 @@ export class DeskSessions {
     return this.sessions.size;
   }
 
-  private end(key: string, stored: StoredSession, reason: 'signed_out' | 'idle' | 'expired' | 'replaced' | 'approver_disabled'): undefined {
+  private end(key: string, stored: StoredSession, reason: SessionEndReason): undefined {
     this.sessions.delete(key);
     const now = this.now();
     // The session is gone either way; a failed audit write must not keep it alive.
@@ -237,9 +263,10 @@ export class DeskSessions {
     };
   }
 
-  private activeApprover(approverId: string): void {
+  private activeApprover(approverId: string): ApproverRecord {
     const approver = this.directory.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+    return approver;
   }
 
   private sweepChallenges(): void {

@@ -18,8 +18,22 @@ import pg from 'pg';
 import { canonicalize, type JsonObject } from '../../../../shared/canonical-json.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError } from '../../../../shared/errors.js';
-import type { AuditSubmission, DecisionStore, DecisionWrite, FinishWrite, RequestOutcome, StoredState, TokenRow } from '../store-seam.js';
-import { isFinal } from '../store-seam.js';
+import { z } from 'zod';
+import type {
+  AuditSubmission,
+  DecisionStore,
+  DecisionWrite,
+  ExpiringRequest,
+  FinishWrite,
+  RequestOutcome,
+  StoredRequestView,
+  StoredState,
+  TokenRow,
+  WrittenDecision,
+} from '../store-seam.js';
+import { auditOf, isFinal, pendingQueueFull, replayed } from '../store-seam.js';
+import { encodeRequirement, storedRequirementSchema } from '../request-repository.js';
+import { parseStoredJson } from '../stored-json.js';
 import { resolveDatabaseConfig, type ResolvedDatabaseConfig, type TeamDatabaseConfig } from './pg-config.js';
 import { isConnectionLoss, storeError } from './pg-errors.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
@@ -224,25 +238,62 @@ export class PgDecisionStore implements DecisionStore {
     batch.forEach((unit, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) unit.resolve(outcome.value);
-      else unit.reject(outcome.error instanceof CountersignError ? outcome.error : storeError(outcome.error, 'a decision'));
+      // What the database refused is store_failed; what the caller's own checks threw reaches it unchanged.
+      else unit.reject(outcome.error instanceof pg.DatabaseError ? storeError(outcome.error, 'a decision') : outcome.error);
     });
   }
 
   // ---- the seam ----
 
   async recordDecision(write: DecisionWrite): Promise<RequestOutcome> {
-    assertAuditEvent(write.audit.kind, write.audit.event);
     const { request } = write;
-    await this.run(async (client) => {
+    const written = await this.run(async (client): Promise<WrittenDecision> => {
+      write.guard?.();
+      const held = request.state === 'pending';
+      if (held && write.maxPending !== undefined) {
+        const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM requests WHERE agent_id = $1 AND state = 'pending'", [
+          write.agentId,
+        ]);
+        if (Number(rows[0]!.n) >= write.maxPending) throw pendingQueueFull(write.agentId, write.maxPending);
+      }
+      const conflicted = JSON.stringify(request.conflicted ?? []);
+      const obligation = request.obligation ? encodeRequirement(request.obligation) : null;
+      let merged: WrittenDecision['merged'];
+      let expiresAt = request.expiresAt;
+      if (held && write.mergeable && obligation !== null) {
+        // The same group rule as the SQLite store (request-repository.ts openGroup).
+        const { rows } = await client.query<{ id: string; expires_at: string; followers: string }>(
+          `SELECT r.id, r.expires_at, (SELECT count(*) FROM requests f WHERE f.group_id = r.id) AS followers FROM requests r
+           WHERE r.agent_id = $1 AND r.call_sha256 = $2 AND r.call_json = $3 AND r.policy_hash = $4 AND r.obligation = $5
+             AND r.determining_policies = $6 AND r.conflicted_approvers = $7
+             AND r.state = 'pending' AND r.group_id IS NULL AND r.sealed_at IS NULL AND r.expires_at > $8
+           ORDER BY r.created_at, r.id LIMIT 1`,
+          [
+            write.agentId,
+            request.callSha256,
+            request.callJson,
+            request.policyHash,
+            obligation,
+            JSON.stringify(request.determiningPolicies),
+            conflicted,
+            request.createdAt,
+          ],
+        );
+        const group = rows[0];
+        if (group !== undefined && Number(group.followers) < write.mergeable.maxFollowers) {
+          merged = { primaryId: group.id, size: Number(group.followers) + 2 };
+          expiresAt = Number(group.expires_at);
+        }
+      }
       const claimed = await client.query(
         'INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
         [write.agentId, write.nonce, write.nonceExpiresAt],
       );
-      if (claimed.rowCount !== 1) throw new CountersignError('envelope_replayed', 'the envelope nonce has been used before');
+      if (claimed.rowCount !== 1) throw replayed();
       await client.query(
         `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash,
-           determining_policies, reasons, risk, created_at, expires_at, decided_at, decided_by_hub)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+           determining_policies, reasons, risk, created_at, expires_at, decided_at, decided_by_hub, obligation, conflicted_approvers, group_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
         [
           request.id,
           write.agentId,
@@ -257,19 +308,28 @@ export class PgDecisionStore implements DecisionStore {
           JSON.stringify(request.reasons),
           request.risk,
           request.createdAt,
-          request.expiresAt,
-          request.state === 'pending' ? null : request.createdAt,
-          request.state === 'pending' ? null : this.hub,
+          expiresAt,
+          held ? null : request.createdAt,
+          held ? null : this.hub,
+          obligation,
+          conflicted,
+          merged?.primaryId ?? null,
         ],
       );
       if (write.token) await insertToken(client, request.id, write.token);
-      await this.submitAudit(client, write.audit);
+      const learningFault = write.learn?.();
+      const done: WrittenDecision = { merged, expiresAt, learningFault };
+      const audit = auditOf(write, done);
+      assertAuditEvent(audit.kind, audit.event);
+      await this.submitAudit(client, audit);
+      return done;
     });
     return {
       requestId: request.id,
       state: request.state,
       token: write.token?.token ?? null,
       tokenExpiresAt: write.token?.expiresAt ?? null,
+      written,
     };
   }
 
@@ -350,6 +410,79 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
+  async nonceSeen(agentId: string, nonce: string): Promise<boolean> {
+    try {
+      const { rowCount } = await this.pool.query('SELECT 1 FROM seen_nonces WHERE agent_id = $1 AND nonce = $2', [agentId, nonce]);
+      return rowCount === 1;
+    } catch (error) {
+      throw storeError(error, 'reading a nonce');
+    }
+  }
+
+  async readRequest(requestId: string): Promise<StoredRequestView | undefined> {
+    let row: RequestViewRow | undefined;
+    try {
+      ({
+        rows: [row],
+      } = await this.pool.query<RequestViewRow>(
+        `SELECT r.id, r.agent_id, r.state, r.reasons, r.determining_policies, r.policy_hash, r.obligation, r.expires_at,
+           t.token, t.expires_at AS token_expires_at
+         FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = $1`,
+        [requestId],
+      ));
+    } catch (error) {
+      throw storeError(error, 'reading a request');
+    }
+    return row && decodeView(row);
+  }
+
+  async expireDue(now: number, reasons: readonly string[], settle: (row: ExpiringRequest) => AuditSubmission): Promise<ExpiringRequest[]> {
+    const expired = await this.run(async (client) => {
+      // Another hub expiring the same rows at once: the one whose UPDATE wins writes the audit
+      // event; the other's WHERE state = 'pending' matches nothing (rows locked, then re-checked).
+      const { rows } = await client.query<ExpiringRow>(
+        `UPDATE requests SET state = 'expired', decided_at = $1, reasons = $2, decided_by_hub = $3
+         WHERE state = 'pending' AND expires_at <= $1
+         RETURNING id, agent_id, tool, call_json, call_sha256, policy_hash, determining_policies, created_at`,
+        [now, JSON.stringify(reasons), this.hub],
+      );
+      const due = rows
+        .map((r) => ({
+          id: r.id,
+          agentId: r.agent_id,
+          tool: r.tool,
+          callJson: r.call_json,
+          callSha256: r.call_sha256,
+          policyHash: r.policy_hash,
+          determiningPolicies: textList(r.id, r.determining_policies),
+          createdAt: Number(r.created_at),
+        }))
+        .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+      for (const row of due) {
+        const audit = settle(row);
+        assertAuditEvent(audit.kind, audit.event);
+        await this.submitAudit(client, audit);
+        await client.query('SELECT pg_notify($1, $2)', [OUTCOME_CHANNEL, row.id]);
+      }
+      return due;
+    });
+    return expired;
+  }
+
+  async pruneNonces(now: number): Promise<number> {
+    try {
+      const { rowCount } = await this.pool.query('DELETE FROM seen_nonces WHERE expires_at < $1', [now]);
+      return rowCount ?? 0;
+    } catch (error) {
+      throw storeError(error, 'pruning nonces');
+    }
+  }
+
+  async appendAudit(submission: AuditSubmission): Promise<void> {
+    assertAuditEvent(submission.kind, submission.event);
+    await this.run((client) => this.submitAudit(client, submission));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -369,4 +502,62 @@ async function insertToken(client: pg.ClientBase, requestId: string, token: Toke
     token.issuedAt,
     token.expiresAt,
   ]);
+}
+
+interface RequestViewRow {
+  id: string;
+  agent_id: string;
+  state: StoredState;
+  reasons: string;
+  determining_policies: string;
+  policy_hash: string;
+  obligation: string | null;
+  expires_at: string | null;
+  token: string | null;
+  token_expires_at: string | null;
+}
+
+interface ExpiringRow {
+  id: string;
+  agent_id: string;
+  tool: string;
+  call_json: string;
+  call_sha256: string;
+  policy_hash: string;
+  determining_policies: string;
+  created_at: string;
+}
+
+const textListSchema = z.array(z.string());
+
+/** A stored column this code wrote; a malformed one is internal_error naming the request. */
+function stored<T>(requestId: string, name: string, schema: z.ZodType<T>, text: string): T {
+  let value: unknown;
+  try {
+    value = parseStoredJson(text);
+  } catch {
+    value = undefined;
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new CountersignError('internal_error', `request ${JSON.stringify(requestId)} has a malformed ${name}`);
+  return parsed.data;
+}
+
+function textList(requestId: string, text: string): string[] {
+  return stored(requestId, 'determining policy list', textListSchema, text);
+}
+
+function decodeView(row: RequestViewRow): StoredRequestView {
+  return {
+    id: row.id,
+    agentId: row.agent_id,
+    state: row.state,
+    reasons: stored(row.id, 'reason list', textListSchema, row.reasons),
+    determiningPolicies: textList(row.id, row.determining_policies),
+    policyHash: row.policy_hash,
+    obligation: row.obligation === null ? null : stored(row.id, 'approval requirement', storedRequirementSchema, row.obligation),
+    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
+    token: row.token,
+    tokenExpiresAt: row.token_expires_at === null ? null : Number(row.token_expires_at),
+  };
 }

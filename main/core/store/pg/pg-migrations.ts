@@ -96,4 +96,14 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION append_only();
   `,
+  // 2: what the engine stores with a held call (ADR 0012: the decision service on the seam): its
+  // approval requirement, the conflicted approvers, the group an identical call joined, the seal.
+  `
+  ALTER TABLE requests ADD COLUMN obligation text;
+  ALTER TABLE requests ADD COLUMN conflicted_approvers text NOT NULL DEFAULT '[]';
+  ALTER TABLE requests ADD COLUMN group_id text;
+  ALTER TABLE requests ADD COLUMN sealed_at bigint;
+  CREATE INDEX requests_pending_by_agent ON requests(agent_id) WHERE state = 'pending';
+  CREATE INDEX requests_group ON requests(group_id) WHERE group_id IS NOT NULL;
+  `,
 ];
