@@ -70,29 +70,34 @@ function writeAtomically(file: string, text: string, mode: number): void {
 async function makeSelfSigned(hostName: string, now: number): Promise<{ cert: string; key: string }> {
   await import('reflect-metadata');
   const x509 = await import('@peculiar/x509');
-  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  // Node's WebCrypto, passed to each call rather than installed as the library's global provider.
+  // (The library types it as the DOM's Crypto, which this project's Node types do not declare.)
   const crypto = webcrypto;
+  const libraryCrypto = webcrypto as never;
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await crypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
   const names = [...new Set([hostName, 'localhost'])].map((value) => ({ type: 'dns' as const, value }));
   const serial = randomBytes(16);
   serial[0] = serial[0]! & 0x7f; // a positive INTEGER
-  const certificate = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial.toString('hex'),
-    name: [{ CN: [hostName] }, { O: ['Countersign development certificate'] }],
-    // A minute back for clocks slightly behind this one.
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + LIFETIME_MS),
-    signingAlgorithm: algorithm,
-    keys,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([...names, { type: 'ip', value: '127.0.0.1' }, { type: 'ip', value: '::1' }]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
-  });
+  const certificate = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: serial.toString('hex'),
+      name: [{ CN: [hostName] }, { O: ['Countersign development certificate'] }],
+      // A minute back for clocks slightly behind this one.
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + LIFETIME_MS),
+      signingAlgorithm: algorithm,
+      keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension([...names, { type: 'ip', value: '127.0.0.1' }, { type: 'ip', value: '::1' }]),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, libraryCrypto),
+      ],
+    },
+    libraryCrypto,
+  );
   const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
   const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) as string;
   return { cert: certificate.toString('pem'), key };
