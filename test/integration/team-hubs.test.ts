@@ -199,7 +199,7 @@ describe('two hubs on one PostgreSQL database', () => {
     let stderr = '';
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`hub-c did not start: ${stderr}`)), 120_000);
-      child.stderr!.on('data', (chunk: Buffer) => {
+      child.stderr.on('data', (chunk: Buffer) => {
         stderr += chunk.toString();
         const found = /listening on (ws:\/\/\S+)/.exec(stderr);
         if (found) {
