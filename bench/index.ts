@@ -12,7 +12,8 @@
  * phase), BENCH_LOOKUP_CALLS (5000 evaluations per size), BENCH_MCP_CALLS (1000 sequential calls per
  * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_DESK_QUEUE_SIZES (10,50,1000,10000 pending) and
  * BENCH_DESK_QUEUE_SAMPLES (30 pages per size) for the desk queue, BENCH_DESK_PENDING (1000 waiting)
- * and BENCH_DESK_TAPS (200 last taps) for the desk's last tap to the token, BENCH_ONLY (comma-separated names).
+ * and BENCH_DESK_TAPS (200 last taps) for the desk's last tap to the token, BENCH_DESK_PAINT_SAMPLES (9
+ * page loads, cold and warm) for the queue's first paint in Chromium, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -24,6 +25,7 @@ import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { runTeamStoreBench } from './team-store.bench.js';
 import { runDeskQueueBench } from './desk-queue.bench.js';
 import { runDeskApprovalBench } from './desk-approval.bench.js';
+import { runDeskPaintBench } from './desk-paint.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 import { availableParallelism, loadavg } from 'node:os';
 
@@ -80,6 +82,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
     runDeskApprovalBench({
       pending: Number(process.env.BENCH_DESK_PENDING ?? 1_000),
       taps: Number(process.env.BENCH_DESK_TAPS ?? 200),
+    }),
+  'desk-paint': () =>
+    runDeskPaintBench({
+      pending: Number(process.env.BENCH_DESK_PENDING ?? 1_000),
+      samples: Number(process.env.BENCH_DESK_PAINT_SAMPLES ?? 9),
     }),
 };
 

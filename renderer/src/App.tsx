@@ -96,6 +96,8 @@ function Dashboard({
     if (initialTarget === undefined) setTarget({ view: SETUP_VIEW });
   }, [firstRun, setupSeen, initialTarget]);
   const notifications = useDeskNotifications(bridge, session.current, setTarget);
+  const [approvalsVisited, setApprovalsVisited] = useState(view === 'approvals');
+  if (view === 'approvals' && !approvalsVisited) setApprovalsVisited(true);
 
   useEffect(() => {
     let active = true;
@@ -200,10 +202,13 @@ function Dashboard({
         DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
           <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={setTarget} requestId={target.requestId} />
         ))}
-      {/* Both views stay mounted (the chosen approver survives switching); only one is shown. */}
-      <div hidden={view !== 'approvals'}>
-        <ApprovalsView bridge={bridge} session={session.current} />
-      </div>
+      {/* Mounted on its first visit, then kept (the chosen approver survives switching): it loads
+          every pending request, which must not delay the queue's first paint (bench desk-paint). */}
+      {approvalsVisited && (
+        <div hidden={view !== 'approvals'}>
+          <ApprovalsView bridge={bridge} session={session.current} />
+        </div>
+      )}
       <div hidden={view !== 'overview'}>
         {error && (
           <section className="error" role="alert">
