@@ -138,12 +138,12 @@ describe('a page from another origin', () => {
       },
       { desk, requestId, secret: h.app.uiSessionSecret },
     );
-    expect(attempts.jsonWithCookie).toMatchObject({ error: expect.stringMatching(/TypeError/) });
+    expect(JSON.stringify(attempts.jsonWithCookie)).toMatch(/^{"error":"TypeError/);
     // A simple POST is sent without a preflight; the server refuses it (below), and its answer's
     // Cross-Origin-Resource-Policy: same-origin keeps even an opaque copy from the page.
-    expect(attempts.simplePost).toMatchObject({ error: expect.stringMatching(/TypeError/) });
-    expect(attempts.withSecret).toMatchObject({ error: expect.stringMatching(/TypeError/) });
-    expect(attempts.readQueue).toMatchObject({ error: expect.stringMatching(/TypeError/) });
+    expect(JSON.stringify(attempts.simplePost)).toMatch(/^{"error":"TypeError/);
+    expect(JSON.stringify(attempts.withSecret)).toMatch(/^{"error":"TypeError/);
+    expect(JSON.stringify(attempts.readQueue)).toMatch(/^{"error":"TypeError/);
     expect(attempts.eventSource).toBe('error');
     expect(attempts.webSocket).toBe('error');
 
@@ -177,9 +177,8 @@ describe('a page from another origin', () => {
     );
     const refused = await formAnswer;
     expect([401, 403]).toContain(refused.status());
-    expect((await refused.json()) as unknown).toMatchObject({
-      error: { code: expect.stringMatching(/^(not_authenticated|origin_not_allowed)$/) },
-    });
+    const refusal = (await refused.json()) as { error?: { code?: string } };
+    expect(['not_authenticated', 'origin_not_allowed']).toContain(refusal.error?.code);
 
     // Every request that reached the server carried the foreign origin and was refused.
     const reached = seen.filter((s) => s.method !== 'OPTIONS');
@@ -216,7 +215,7 @@ describe('a page from another origin', () => {
         async ({ requestId, secret }) => {
           const call = async (path: string, init: RequestInit = {}) => {
             const res = await fetch(path, { ...init, headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' } });
-            return { status: res.status, body: (await res.json()) as unknown };
+            return { status: res.status, body: await res.json() };
           };
           return [
             await call('/api/ui/queue'),
