@@ -191,6 +191,17 @@ export const ERROR_RECORDS = {
     http: 400,
   },
   port_in_use: { message: 'the gateway port is already in use by another process', rpc: RPC_CODES.refused, http: 400 },
+  // (hubs on a host name: docs/team-mode.md)
+  tls_required: {
+    message: 'serving beyond this machine needs tls: give a certificate and key, or ask for a development certificate',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
+  tls_certificate_invalid: {
+    message: 'the tls certificate or key cannot be used',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
   store_failed: { message: 'the data store could not complete the operation', rpc: RPC_CODES.internalError, http: 500 },
   data_dir_locked: { message: 'another countersign process is using this data directory', rpc: RPC_CODES.refused, http: 400 },
   audit_write_failed: {

@@ -35,6 +35,7 @@ import type { DecisionResult } from '../../shared/protocol.js';
 import { requiredApprovers } from '../../shared/quorum.js';
 import { mapCall, type MappedCall, type MappingFile } from './mapping.js';
 import { HoldStore } from './hold-store.js';
+import { getJson, tlsWebSocketFactory, type TlsTrust } from './tls-trust.js';
 
 /** The `_meta` key the forwarded tools/call carries: the token and the exact call it approves. */
 export const APPROVAL_META_KEY = 'dev.countersign/approval';
@@ -71,8 +72,10 @@ export type Downstream = { command: string; args: string[]; env?: Record<string,
 export interface McpProxyOptions {
   agentId: string;
   key: AgentKey;
-  /** Countersign's agent gateway, e.g. `ws://127.0.0.1:7345`. */
+  /** Countersign's agent gateway, e.g. `ws://127.0.0.1:7345` or a hub's `wss://countersign.example:7345`. */
   countersignUrl: string;
+  /** How a `wss://` hub's certificate is trusted (a CA file and/or a pinned fingerprint); default: Node's CA store. */
+  tlsTrust?: TlsTrust;
   downstream: Downstream;
   mapping: MappingFile;
   /** Token domain to accept: `production` (default) or `test` (headless Countersign). */
@@ -181,7 +184,11 @@ export class McpProxy {
       url: options.countersignUrl,
       agentId: options.agentId,
       key: options.key,
-      webSocket: options.webSocket ?? nodeWebSocket,
+      webSocket:
+        options.webSocket ??
+        (options.tlsTrust === undefined
+          ? nodeWebSocket
+          : tlsWebSocketFactory(options.tlsTrust, { onRefused: (error) => this.log(`mcp-proxy: ${error.message}`) })),
       reconnect: { initialDelayMs: 200, maxDelayMs: 5_000 },
       requestTimeoutMs: 10_000,
     });
@@ -926,14 +933,16 @@ export class McpProxy {
 
   private async keys(refresh: boolean): Promise<{ keys: JwkLike[] }> {
     if (this.jwks && !refresh) return this.jwks;
-    let response: Response;
+    let response: { status: number; body: unknown };
     try {
-      response = await fetch(`${this.httpBase}/.well-known/jwks.json`, { signal: AbortSignal.timeout(5_000) });
+      // The same TLS trust as the agent socket: a hub's development certificate is pinned for both.
+      response = await getJson(`${this.httpBase}/.well-known/jwks.json`, this.options.tlsTrust ?? { ca: undefined, pin: undefined });
     } catch (error) {
       throw new CountersignError('connection_closed', 'the signing keys could not be fetched', { cause: error });
     }
-    if (!response.ok) throw new CountersignError('connection_closed', `the signing keys could not be fetched (HTTP ${response.status})`);
-    const body = (await response.json()) as { keys?: unknown };
+    if (response.status !== 200)
+      throw new CountersignError('connection_closed', `the signing keys could not be fetched (HTTP ${response.status})`);
+    const body = (typeof response.body === 'object' && response.body !== null ? response.body : {}) as { keys?: unknown };
     if (!Array.isArray(body.keys)) throw new CountersignError('config_invalid', 'the published signing keys are not a JWKS');
     this.jwks = { keys: body.keys as JwkLike[] };
     return this.jwks;

@@ -111,6 +111,25 @@ afterAll(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 }, 120_000);
 
+describe('a hub that cannot reach its database', () => {
+  it('refuses to start without a database url (config_invalid), and holds nothing', async () => {
+    const dataDir = hubDir('hub-nourl');
+    const start = () => startCountersign({ dataDir, log: () => undefined, team: {} });
+    await expect(start()).rejects.toMatchObject({ code: 'config_invalid' });
+    // The data directory's lock was released: the same start fails the same way, not data_dir_locked.
+    await expect(start()).rejects.toMatchObject({ code: 'config_invalid' });
+  });
+
+  it('refuses to start when nothing answers at the database url (store_unavailable), and holds nothing', async () => {
+    const dataDir = hubDir('hub-nodb');
+    const closedPort = cluster.port === 1 ? 2 : 1; // nothing listens on port 1 of loopback
+    const start = () =>
+      startCountersign({ dataDir, log: () => undefined, team: { databaseUrl: `postgres://countersign@127.0.0.1:${closedPort}/postgres` } });
+    await expect(start()).rejects.toMatchObject({ code: 'store_unavailable' });
+    await expect(start()).rejects.toMatchObject({ code: 'store_unavailable' });
+  }, 60_000);
+});
+
 describe('two hubs on one PostgreSQL database', () => {
   it('decide automatically on both hubs, each token verifying against its hub, both rows in the shared database', async () => {
     for (const [app, name] of [
