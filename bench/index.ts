@@ -10,8 +10,10 @@
  * appends per phase), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ENTRIES (1000000 in the
  * proof and export phases), BENCH_LOOKUP_SIZES (10,1000,10000,100000 payees in the policy-lookups
  * phase), BENCH_LOOKUP_CALLS (5000 evaluations per size), BENCH_MCP_CALLS (1000 sequential calls per
- * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_DESK_QUEUE_SIZES (10,1000,10000 pending) and
- * BENCH_DESK_QUEUE_SAMPLES (30 pages per size) for the desk queue, BENCH_ONLY (comma-separated names).
+ * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_DESK_QUEUE_SIZES (10,50,1000,10000 pending) and
+ * BENCH_DESK_QUEUE_SAMPLES (30 pages per size) for the desk queue, BENCH_DESK_PENDING (1000 waiting)
+ * and BENCH_DESK_TAPS (200 last taps) for the desk's last tap to the token, BENCH_DESK_PAINT_SAMPLES (9
+ * page loads, cold and warm) for the queue's first paint in Chromium, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -22,6 +24,8 @@ import { runPolicyLookupsBench } from './policy-lookups.bench.js';
 import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { runTeamStoreBench } from './team-store.bench.js';
 import { runDeskQueueBench } from './desk-queue.bench.js';
+import { runDeskApprovalBench } from './desk-approval.bench.js';
+import { runDeskPaintBench } from './desk-paint.bench.js';
 import { benchToken } from './pkcs11-setup.js';
 import { availableParallelism, loadavg } from 'node:os';
 
@@ -71,8 +75,18 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
   'team-store': () => runTeamStoreBench({ seconds: Math.min(seconds, 5), concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32) }),
   'desk-queue': () =>
     runDeskQueueBench({
-      sizes: (process.env.BENCH_DESK_QUEUE_SIZES ?? '10,1000,10000').split(',').map(Number),
+      sizes: (process.env.BENCH_DESK_QUEUE_SIZES ?? '10,50,1000,10000').split(',').map(Number),
       samples: Number(process.env.BENCH_DESK_QUEUE_SAMPLES ?? 30),
+    }),
+  'desk-approval': () =>
+    runDeskApprovalBench({
+      pending: Number(process.env.BENCH_DESK_PENDING ?? 1_000),
+      taps: Number(process.env.BENCH_DESK_TAPS ?? 200),
+    }),
+  'desk-paint': () =>
+    runDeskPaintBench({
+      pending: Number(process.env.BENCH_DESK_PENDING ?? 1_000),
+      samples: Number(process.env.BENCH_DESK_PAINT_SAMPLES ?? 9),
     }),
 };
 

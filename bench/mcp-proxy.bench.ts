@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
+import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { InMemoryTransport } from '@modelcontextprotocol/server';
@@ -19,7 +20,7 @@ import { REPO_ROOT, startCountersign } from '../main/core/app.js';
 import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
-import { McpProxy } from '../main/mcp/proxy.js';
+import { McpProxy, type CallStage } from '../main/mcp/proxy.js';
 import { mapCall, parseMapping } from '../main/mcp/mapping.js';
 import { ensurePeople } from '../test/helpers/harness.js';
 
@@ -71,7 +72,12 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
   });
   try {
     await direct.connect(new StdioClientTransport({ command: 'node', args: [EVERYTHING, 'stdio'], stderr: 'ignore' }));
+    // Per-stage timers of the proxied call (the proxy reports each stage as it passes it).
+    const marks: Partial<Record<CallStage, number>> = {};
     proxy = await McpProxy.start({
+      onStage: (stage) => {
+        marks[stage] = performance.now();
+      },
       agentId: 'mcp-bench',
       key,
       countersignUrl: app.url,
@@ -114,6 +120,25 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
     const directMs: number[] = [];
     const proxiedMs: number[] = [];
     const decisionMs: number[] = [];
+    // The floor under every decision: one durable commit (WAL, synchronous=FULL, as the store) of
+    // one small row on the same disk, timed beside the other paths.
+    const probe = new Database(join(dataDir, 'commit-probe.db'));
+    probe.pragma('journal_mode = WAL');
+    probe.pragma('synchronous = FULL');
+    probe.exec('CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+    const insert = probe.prepare('INSERT INTO probe (body) VALUES (?)');
+    const commit = probe.transaction((body: string) => insert.run(body));
+    const commitMs: number[] = [];
+    const stageNames = [
+      'hostToProxyHandler',
+      'prepare',
+      'decisionRoundTrip',
+      'tokenVerify',
+      'forwardToToolServer',
+      'projectResult',
+      'proxyHandlerToHost',
+    ] as const;
+    const stageMs: Record<(typeof stageNames)[number], number[]> = Object.fromEntries(stageNames.map((n) => [n, []])) as never;
     // CPU of this process per path (Countersign, the proxy and every client run here; the tool
     // servers are children): proxied minus direct minus decision is the proxy's own CPU per call,
     // a figure the machine's load does not inflate the way it inflates wall time.
@@ -131,14 +156,21 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
       c0 = cpuOf();
       t = performance.now();
       await echo(host);
-      proxiedMs.push(performance.now() - t);
+      const end = performance.now();
+      proxiedMs.push(end - t);
       cpuUs.proxied += cpuOf() - c0;
+      const at = [t, marks.received, marks.prepared, marks.decided, marks.verified, marks.forwarded, marks.answered, end];
+      stageNames.forEach((name, k) => stageMs[name].push((at[k + 1] ?? NaN) - (at[k] ?? NaN)));
       c0 = cpuOf();
       t = performance.now();
       await decide();
       decisionMs.push(performance.now() - t);
       cpuUs.decision += cpuOf() - c0;
+      t = performance.now();
+      commit(`probe ${i}`);
+      commitMs.push(performance.now() - t);
     }
+    probe.close();
     const perCallMs = (us: number) => +(us / options.calls / 1000).toFixed(3);
     const d = stats(directMs);
     const p = stats(proxiedMs);
@@ -161,10 +193,13 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
       directCall: d,
       proxiedCall: p,
       countersignDecisionOnly: c,
+      durableCommitOnly: stats(commitMs),
       addedLatencyP50Ms: +(p.p50Ms - d.p50Ms).toFixed(3),
       proxyOwnShareP50Ms: +(p.p50Ms - d.p50Ms - c.p50Ms).toFixed(3),
       targetAddedP50Ms: 1,
       proxiedOverDirectP50Ratio: +(p.p50Ms / d.p50Ms).toFixed(2),
+      // p50 of each stage of the proxied call; forwardToToolServer holds a whole direct call.
+      proxiedStagesP50Ms: Object.fromEntries(stageNames.map((n) => [n, stats(stageMs[n]).p50Ms])),
       cpuPerCallMs: { direct: perCallMs(cpuUs.direct), proxied: perCallMs(cpuUs.proxied), decisionOnly: perCallMs(cpuUs.decision) },
       proxyOwnCpuPerCallMs: perCallMs(cpuUs.proxied - cpuUs.direct - cpuUs.decision),
       throughput: {

@@ -11,6 +11,7 @@ import { canonicalBytes } from './canonical-json.js';
 import type { JsonValue } from './canonical-json.js';
 import { base64url, fromBase64url, sha256 } from './encoding.js';
 import { SIGNED_TYP } from './typ.js';
+import { sha256Sync } from './sha256.js';
 
 /** The JOSE `typ` every approval token carries (RFC 8725 section 3.11 explicit typing). */
 export const APPROVAL_TOKEN_TYP = SIGNED_TYP.approvalToken;
@@ -140,4 +141,13 @@ export type ApprovalTokenWireClaims = z.infer<typeof approvalTokenClaimsSchema>;
  */
 export async function computeCallDigest(tool: string, params: JsonValue): Promise<string> {
   return base64url(await sha256(canonicalBytes({ tool, params })));
+}
+
+/**
+ * The same digest, synchronously, with the SHA-256 the caller passes (a Node caller passes
+ * node:crypto's; the default is the plain TypeScript one of shared/sha256.ts). Saves WebCrypto's
+ * event-loop round trip where a call is digested on the hot path (the MCP proxy).
+ */
+export function computeCallDigestSync(tool: string, params: JsonValue, sha256Of: (bytes: Uint8Array) => Uint8Array = sha256Sync): string {
+  return base64url(sha256Of(canonicalBytes({ tool, params })));
 }

@@ -169,6 +169,33 @@ export const AUDIT_EVENT_SCHEMAS = {
     action: jsonObject,
     credentialId: str,
     evidence: z.strictObject({ authenticatorData: str, clientDataJSON: str, signature: str }),
+    // Under the admin quorum: the proposal, and the second admin whose tap confirmed it.
+    proposalId: str.optional(),
+    confirmedBy: z
+      .strictObject({
+        adminId: str,
+        credentialId: str,
+        evidence: z.strictObject({ authenticatorData: str, clientDataJSON: str, signature: str }),
+      })
+      .optional(),
+  }),
+  // The admin quorum (approvals.adminQuorum: 2): a first admin's tapped action waits as a proposal
+  // until a second admin confirms (then admin.action, with both) or rejects it.
+  'admin.action_proposed': z.strictObject({
+    proposalId: str,
+    adminId: str,
+    action: jsonObject,
+    credentialId: str,
+    evidence: z.strictObject({ authenticatorData: str, clientDataJSON: str, signature: str }),
+    expiresAt: time,
+  }),
+  'admin.action_rejected': z.strictObject({
+    proposalId: str,
+    proposedBy: str,
+    adminId: str,
+    action: jsonObject,
+    credentialId: str,
+    evidence: z.strictObject({ authenticatorData: str, clientDataJSON: str, signature: str }),
   }),
   // Desk sessions (docs/adr/0010-desk-sessions.md): `session` is a short reference derived from
   // the session id's hash, never the id itself.

@@ -26,8 +26,53 @@ export type FirstAdmin = z.infer<typeof firstAdminSchema>;
 export const adminCeremonySchema = z.strictObject({ options: authenticationOptionsSchema, action: adminActionSchema });
 export type AdminCeremony = z.infer<typeof adminCeremonySchema>;
 
-export const adminOutcomeSchema = z.strictObject({ action: adminActionSchema, result: z.record(z.string(), z.unknown()) });
+/** A tapped admin action waiting for a second admin (the admin quorum, approvals.adminQuorum: 2). */
+export const adminProposalSchema = z.strictObject({
+  id: text(64).min(1),
+  action: adminActionSchema,
+  proposedBy: text(128).min(1),
+  createdAt: z.int().min(0),
+  expiresAt: z.int().min(0),
+});
+export type AdminProposal = z.infer<typeof adminProposalSchema>;
+
+/**
+ * What a submitted admin action did: performed (`result`), or, under the admin quorum, stored as
+ * a `proposal` that a second admin confirms (then `result` is empty).
+ */
+export const adminOutcomeSchema = z.strictObject({
+  action: adminActionSchema,
+  result: z.record(z.string(), z.unknown()),
+  proposal: adminProposalSchema.optional(),
+});
 export type AdminOutcome = z.infer<typeof adminOutcomeSchema>;
+
+/** The quorum in force and the proposals waiting, oldest first. */
+export const adminProposalListSchema = z.strictObject({
+  quorum: z.union([z.literal(1), z.literal(2)]),
+  proposals: z.array(adminProposalSchema).max(1000),
+});
+export type AdminProposalList = z.infer<typeof adminProposalListSchema>;
+
+/** What the second admin does with a proposal: confirm (it is performed) or reject (it is not). */
+export const adminConfirmationVerdictSchema = z.enum(['confirm', 'reject']);
+export type AdminConfirmationVerdict = z.infer<typeof adminConfirmationVerdictSchema>;
+
+/** The second admin's ceremony: options for a tap over exactly this proposal and verdict. */
+export const adminConfirmationCeremonySchema = z.strictObject({
+  options: authenticationOptionsSchema,
+  proposal: adminProposalSchema,
+  verdict: adminConfirmationVerdictSchema,
+});
+export type AdminConfirmationCeremony = z.infer<typeof adminConfirmationCeremonySchema>;
+
+export const adminConfirmationOutcomeSchema = z.strictObject({
+  proposalId: text(64).min(1),
+  verdict: adminConfirmationVerdictSchema,
+  action: adminActionSchema,
+  result: z.record(z.string(), z.unknown()),
+});
+export type AdminConfirmationOutcome = z.infer<typeof adminConfirmationOutcomeSchema>;
 
 export const approverKeySchema = z.strictObject({
   credentialId: text(1400).min(1),

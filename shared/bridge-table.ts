@@ -48,6 +48,10 @@ import {
 import { adminActionSchema, type AdminAction } from './admin-actions.js';
 import {
   adminCeremonySchema,
+  adminConfirmationCeremonySchema,
+  adminConfirmationOutcomeSchema,
+  adminConfirmationVerdictSchema,
+  adminProposalListSchema,
   adminOutcomeSchema,
   approverDirectorySchema,
   displayNameSchema,
@@ -255,6 +259,33 @@ export const BRIDGE_METHODS = {
     result: adminOutcomeSchema,
     channel: 'countersign:submitAdminAction',
     http: { verb: 'POST', path: '/api/ui/admin/submit' },
+  }),
+  // ---- the admin quorum (approvals.adminQuorum: 2; docs/approvals.md) ----
+  /** The quorum in force and the proposed admin actions waiting for a second admin, oldest first. */
+  listPendingAdminActions: method({
+    args: [],
+    result: adminProposalListSchema,
+    channel: 'countersign:listPendingAdminActions',
+    http: { verb: 'GET', path: '/api/ui/admin/proposals' },
+    caller: 'admin',
+  }),
+  /** Start a second admin's tap over exactly one proposal and a verdict (confirm or reject); never the proposer's own. */
+  startAdminConfirmation: method({
+    args: [
+      arg('proposalId', bridgeIdSchema, 'path'),
+      arg('adminId', bridgeIdSchema, 'body'),
+      arg('confirmation', adminConfirmationVerdictSchema, 'body'),
+    ],
+    result: adminConfirmationCeremonySchema,
+    channel: 'countersign:startAdminConfirmation',
+    http: { verb: 'POST', path: '/api/ui/admin/proposals/{proposalId}/ceremony' },
+  }),
+  /** Submit that tap: confirmed, the action is performed once and audited with both admins; rejected, it is not. */
+  submitAdminConfirmation: method({
+    args: [arg('adminId', bridgeIdSchema, 'body'), typedArg<WebAuthnResponseJson>('response', webauthnResponseSchema, 'body')],
+    result: adminConfirmationOutcomeSchema,
+    channel: 'countersign:submitAdminConfirmation',
+    http: { verb: 'POST', path: '/api/ui/admin/proposals/submit' },
   }),
   /** People with their groups, aliases and keys (make and model come from the AAGUID in the renderer). */
   listApproverDirectory: method({

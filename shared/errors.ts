@@ -191,6 +191,17 @@ export const ERROR_RECORDS = {
     http: 400,
   },
   port_in_use: { message: 'the gateway port is already in use by another process', rpc: RPC_CODES.refused, http: 400 },
+  // (hubs on a host name: docs/team-mode.md)
+  tls_required: {
+    message: 'serving beyond this machine needs tls: give a certificate and key, or ask for a development certificate',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
+  tls_certificate_invalid: {
+    message: 'the tls certificate or key cannot be used',
+    rpc: RPC_CODES.refused,
+    http: 400,
+  },
   store_failed: { message: 'the data store could not complete the operation', rpc: RPC_CODES.internalError, http: 500 },
   data_dir_locked: { message: 'another countersign process is using this data directory', rpc: RPC_CODES.refused, http: 400 },
   audit_write_failed: {
@@ -251,6 +262,13 @@ export const ERROR_RECORDS = {
   approver_mismatch: { message: 'the call acts for another person than the one signed in', rpc: RPC_CODES.refused, http: 403 },
   admin_required: { message: 'only a signed-in admin may do this', rpc: RPC_CODES.refused, http: 403 },
   last_admin: { message: 'the last admin cannot leave the admin group', rpc: RPC_CODES.refused, http: 409 },
+  admin_self_confirm: { message: 'an admin cannot confirm or reject their own proposed action', rpc: RPC_CODES.refused, http: 403 },
+  admin_proposal_unknown: { message: 'no proposed admin action has that id', rpc: RPC_CODES.refused, http: 404 },
+  admin_proposal_closed: {
+    message: 'the proposed admin action was already confirmed, rejected or has expired',
+    rpc: RPC_CODES.refused,
+    http: 409,
+  },
 
   // MCP gating proxy (tool errors it returns to the agent host, in _meta)
   mcp_tool_refused: { message: 'the proxy is configured to refuse this MCP tool', rpc: RPC_CODES.refused, http: 400 },

@@ -17,6 +17,8 @@ export const SIGNED_TYP = {
   approvalChallenge: 'countersign.approval-challenge/v1',
   /** The typed JCS record an administrator's WebAuthn assertion signs for an admin action. */
   adminAction: 'countersign.admin-action/v1',
+  /** The typed JCS record a second admin's assertion signs to confirm or reject a proposed admin action (the admin quorum). */
+  adminConfirmation: 'countersign.admin-confirmation/v1',
   /** The JOSE header `typ` of every approval token (compact JWS) the gateway signs. */
   approvalToken: 'countersign-approval+jwt',
 } as const;

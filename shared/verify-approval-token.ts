@@ -46,6 +46,13 @@ export interface JwkLike {
 export interface VerifyApprovalTokenOptions {
   /** The call the tool server is ABOUT to execute (not the one the agent says it made). */
   call: { tool: string; params: JsonValue };
+  /**
+   * `computeCallDigest(call.tool, call.params)` when the caller has already computed it from this
+   * very `call` object (the MCP proxy digests each call once, synchronously, and forwards that same
+   * frozen object): the token's `call_sha256` is compared with it instead of canonicalising and
+   * hashing the call a second time. Never pass a digest of anything else.
+   */
+  callDigest?: string;
   /** This tool server's audience string; exact match. */
   audience: string;
   /** Trusted JWKS. Each key must carry its own `alg`; keys without one are ignored. */
@@ -153,6 +160,8 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
   }
   const domain: TokenDomain = options.domain ?? 'production';
   if (domain !== 'production' && domain !== 'test') fail('config_invalid', `domain must be "production" or "test"`);
+  if (options.callDigest !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(options.callDigest))
+    fail('config_invalid', 'callDigest must be the base64url SHA-256 digest of the call (43 characters)');
   const tolerance = normalizeTolerance(options.clockToleranceSeconds);
   const maxLifetime = normalizeMaxLifetime(options.maxLifetimeSeconds);
   const keys = trustedKeys(options.keys);
@@ -230,7 +239,7 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
   // 8. The exact call.
   if (claims.tool !== options.call.tool)
     fail('token_tool_mismatch', `the token approves tool ${quote(claims.tool)}, not ${quote(options.call.tool)}`);
-  const digest = await computeCallDigest(options.call.tool, options.call.params);
+  const digest = options.callDigest ?? (await computeCallDigest(options.call.tool, options.call.params));
   if (digest !== claims.call_sha256) fail('token_digest_mismatch');
 
   // 9. Decision.

@@ -12,6 +12,7 @@ import { parseStrictJson } from '../../shared/canonical-json.js';
 import { generateAgentKey, importAgentKey, type AgentKeyAlgorithm } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { defaultDataDir, loadConfig } from '../core/config.js';
+import { publicEdgeOf, relyingPartyId } from '../core/http/public-edge.js';
 import {
   DEFAULT_POLICY_PACK,
   DEFAULT_RENDERER_DIR,
@@ -36,6 +37,7 @@ import { readUserFile } from '../core/user-files.js';
 import { mcpProxyCommand } from './mcp-proxy-command.js';
 import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.js';
 import { writeUiSecretFile } from './ui-secret-file.js';
+import { LISTEN_OPTIONS, LISTEN_USAGE, describeListening, listenOverrides, scalarValues } from './listen-options.js';
 
 const USAGE = `usage: countersign <command> [options]
 
@@ -96,7 +98,9 @@ const USAGE = `usage: countersign <command> [options]
                             set with provenance as recorded and withheld)
 
 common options: --data-dir DIR, --config FILE, --port N, --policy-dir DIR
-listings print a table; --json prints the records as JSON (times in epoch milliseconds)`;
+listings print a table; --json prints the records as JSON (times in epoch milliseconds)
+
+${LISTEN_USAGE}`;
 
 /** The labelled scenario set shipped with the repository (test/scenarios/). */
 const DEFAULT_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'risk-scenarios.json');
@@ -104,6 +108,7 @@ const DEFAULT_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'risk-scenari
 const HAND_WRITTEN_SCENARIO_FILE = join(REPO_ROOT, 'test', 'scenarios', 'attack-scenarios.json');
 
 const OPTIONS = {
+  ...LISTEN_OPTIONS,
   'data-dir': { type: 'string' },
   config: { type: 'string' },
   port: { type: 'string' },
@@ -179,7 +184,7 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
   const app = await startCountersign({
     dataDir,
     configFile: values.config,
-    overrides: { port, policyDir: values['policy-dir'], domain },
+    overrides: { port, policyDir: values['policy-dir'], domain, ...listenOverrides(values) },
     command: `countersign ${team !== undefined ? 'hub' : domain === 'test' ? 'headless' : 'start'}`,
     ...(team === undefined ? {} : { team }),
   });
@@ -188,9 +193,10 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
   const uiBuilt = existsSync(join(DEFAULT_RENDERER_DIR, 'index.html'));
   process.stdout.write(
     uiBuilt
-      ? `approver console: http://localhost:${app.port}/ui/#secret=${app.uiSessionSecret}\n`
+      ? `approver console: ${app.deskUrl}/ui/#secret=${app.uiSessionSecret}\n`
       : 'approver console: not built (run npm run build:renderer, then restart)\n',
   );
+  for (const line of describeListening(app)) process.stdout.write(`${line}\n`);
   let removeSecretFile: (() => void) | undefined;
   try {
     if (values['ui-secret-file'] !== undefined) removeSecretFile = writeUiSecretFile(values['ui-secret-file'], app.uiSessionSecret);
@@ -398,8 +404,8 @@ export async function main(argv: string[]): Promise<number> {
       try {
         const approvers = new ApproverDirectory(db, audit, {
           domain: config.domain,
-          rpId: config.approvals.rpId,
-          origins: config.approvals.origins ?? [`http://localhost:${config.gateway.port}`],
+          rpId: relyingPartyId(config),
+          origins: publicEdgeOf(config).approvalOrigins(config.gateway.port),
           requireAaguids: config.approvals.requireAaguids,
           ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
         });
@@ -467,7 +473,7 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
     case 'audit':
-      return auditCommand(sub, positionals.slice(2), values, dataDir);
+      return auditCommand(sub, positionals.slice(2), scalarValues(values), dataDir);
     case 'risk': {
       if (sub !== 'report')
         throw new CountersignError(

@@ -16,6 +16,7 @@ import { emptyMapping, parseMapping, type MappingFile } from '../mcp/mapping.js'
 import { McpProxy, type Downstream } from '../mcp/proxy.js';
 import { printHostConfig } from '../mcp/host-config.js';
 import { listenMcpHttp, parseListenAddress } from '../mcp/http-listener.js';
+import { readTlsTrust } from '../mcp/tls-trust.js';
 
 export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [--map FILE] [--countersign URL] [--domain production|test]
                              [--state FILE] [--listen [HOST:]PORT] (-- COMMAND [ARGS...] | --url URL)
@@ -26,7 +27,11 @@ export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [-
   --agent        the agent key file written by \`countersign keygen\` (holds the agent id)
   --map          mapping file: MCP tool -> Countersign tool, data class, argument roles, treatment
                  (without one, every tool is unmapped and refused)
-  --countersign  the agent gateway (default $COUNTERSIGN_URL or ws://127.0.0.1:7345)
+  --countersign  the agent gateway (default $COUNTERSIGN_URL or ws://127.0.0.1:7345; a hub: wss://NAME:PORT)
+  --countersign-ca FILE  PEM CA (or the hub's own certificate) to trust for wss:// (default $COUNTERSIGN_CA)
+  --countersign-fingerprint HEX
+                 pin the hub certificate's SHA-256 fingerprint, as the hub prints it at start
+                 (default $COUNTERSIGN_FINGERPRINT); without a CA file the pin alone is trusted
   --domain       token domain to accept (default production; test for \`countersign headless\`)
   --state        file recording held calls, so a retried call finds its request
                  (default <data dir>/mcp-proxy/<agent id>.<server>.json)
@@ -51,6 +56,8 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
       'agent-id': { type: 'string' },
       map: { type: 'string' },
       countersign: { type: 'string' },
+      'countersign-ca': { type: 'string' },
+      'countersign-fingerprint': { type: 'string' },
       domain: { type: 'string' },
       state: { type: 'string' },
       url: { type: 'string' },
@@ -131,6 +138,10 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
     holdPollMs,
     maxArgumentBytes,
     countersignUrl: values.countersign ?? process.env.COUNTERSIGN_URL ?? 'ws://127.0.0.1:7345',
+    tlsTrust: readTlsTrust({
+      caFile: values['countersign-ca'] ?? process.env.COUNTERSIGN_CA,
+      fingerprint256: values['countersign-fingerprint'] ?? process.env.COUNTERSIGN_FINGERPRINT,
+    }),
   });
   if (listen !== undefined) {
     const listener = await listenMcpHttp(proxy, {

@@ -29,6 +29,7 @@ import { UnscoredRisk, type RiskScorer } from './risk/risk-ports.js';
 import { RiskEngine } from './risk/risk-engine.js';
 import { loadRiskSettings } from './risk/risk-config.js';
 import { Gateway } from './gateway/gateway-server.js';
+import { describeTls, resolvePublicEdge, type PublicEdge } from './http/public-edge.js';
 import { loadConfig, type ConfigOverrides, type CountersignConfig } from './config.js';
 import { UiService } from './ui/ui-service.js';
 import { HistoryReader } from './ui/history-reader.js';
@@ -86,7 +87,12 @@ export interface StartOptions {
 export interface RunningCountersign {
   config: CountersignConfig;
   dataDir: string;
+  /** The agent endpoint base: ws://127.0.0.1:PORT, or wss://<publicHost>:PORT over TLS. */
   url: string;
+  /** Where desks open the approver console: http://localhost:PORT, or https://<publicHost>:PORT over TLS. */
+  deskUrl: string;
+  /** Host name, scheme, TLS material (and its fingerprint) the server is reached by. */
+  edge: PublicEdge;
   port: number;
   db: Db;
   audit: AuditLog;
@@ -205,6 +211,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const clock = options.clock ?? Date.now;
   const dataDir = resolve(options.dataDir);
   const config = loadConfig(dataDir, options.configFile, options.overrides);
+  // Before anything is opened or written: a non-loopback bind without TLS is refused here, and the
+  // certificate (files, or the development one in the data directory) is read or made.
+  const edge = await resolvePublicEdge(config, dataDir, log);
   const { db, audit, registry, signingKeys } = openDataDir(dataDir, (report) => {
     for (const line of describeOwnerMigration(report)) log(line);
   });
@@ -336,8 +345,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     maxFutureMs: config.envelope.maxFutureMs,
     maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
-    // The approval service is made below; request.get asks it only once the app is running.
-    quorumProgress: (requestId) => approvals.quorumProgress(requestId),
+    // The approval service is made below; request.get asks it only once the app is running. A
+    // hub's approval service does not see the team database's requests yet (docs/team-mode.md).
+    quorumProgress: team === undefined ? (requestId) => approvals.quorumProgress(requestId) : undefined,
     tamperHold: {
       current: () => tamperAlarm.current(),
       requirement: {
@@ -352,7 +362,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
 
   // Human approvals: the directory needs the bound port for its origins, so they are read lazily.
   let boundPort = 0;
-  const approvalOrigins = (): string[] => config.approvals.origins ?? [`http://localhost:${boundPort}`];
+  const approvalOrigins = (): string[] => edge.approvalOrigins(boundPort);
 
   // Signed webhooks: secrets are read now (a missing one stops the start); the outbox is filled by
   // an audit observer in the very transaction of the entry it announces (docs/notifications.md).
@@ -366,11 +376,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     db.close();
     throw error;
   }
-  const webhookOutbox = new WebhookOutbox(
-    db,
-    config.notifications.webhooks,
-    () => config.notifications.deskUrl ?? `http://localhost:${boundPort}`,
-  );
+  const webhookOutbox = new WebhookOutbox(db, config.notifications.webhooks, () => config.notifications.deskUrl ?? edge.origin(boundPort));
   const webhooks = new WebhookDelivery(webhookOutbox, webhookTargets, config.notifications, { now: clock, log });
   // kick() waits for the next turn, so the rows it sends are committed by then.
   const stopObserving = audit.observe((kind, at, event) => {
@@ -378,7 +384,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const approvers = new ApproverDirectory(db, audit, {
     domain: config.domain,
-    rpId: config.approvals.rpId,
+    rpId: edge.rpId,
     origins: approvalOrigins,
     requireAaguids: config.approvals.requireAaguids,
     ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
@@ -438,6 +444,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
+    quorum: config.approvals.adminQuorum,
+    proposalTtlMs: config.approvals.adminProposalTtlMs,
   });
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
@@ -480,6 +488,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   ];
   const gateway: Gateway = new Gateway({
     config,
+    edge,
     registry,
     decisions,
     log,
@@ -518,7 +527,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   boundPort = bound.port;
   // Deliveries left from the last run (pending or backing off) go out now.
   webhooks.kick();
-  url = `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}`;
+  // Over TLS agents must name the host the certificate names; on loopback the bound address is exact.
+  url = edge.tls === undefined ? `ws://${bound.host === '::1' ? '[::1]' : bound.host}:${bound.port}` : edge.agentUrl(bound.port);
+  const deskUrl = edge.origin(bound.port);
   appendAudit('server.started', {
     serverId: config.serverId,
     domain: config.domain,
@@ -553,7 +564,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     log(
       `TAMPER ALARM ${openAlarm.id} is open (raised ${new Date(openAlarm.raisedAt).toISOString()}): high-impact calls wait for approvers until an admin acknowledges it`,
     );
-  log(`countersign listening on ws://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`);
+  log(
+    `countersign listening on ${edge.tls === undefined ? 'ws' : 'wss'}://${bound.host}:${bound.port} (policy ${policy.hash.slice(0, 19)}…, ${config.domain} domain)`,
+  );
+  if (edge.tls !== undefined) for (const line of describeTls(edge.tls, edge.hostName)) log(line);
 
   const stopWatching = policy.watch((result) => {
     policyReloads.record(result);
@@ -599,6 +613,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     config,
     dataDir,
     url,
+    deskUrl,
+    edge,
     port: bound.port,
     db,
     audit,

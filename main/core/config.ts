@@ -13,6 +13,9 @@ import { parseStrictJson } from '../../shared/canonical-json.js';
 
 export const DEFAULT_PORT = 7345;
 
+/** A DNS host name as the Host header and a certificate carry it (lowercase; no port, no IP literal). */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
 /** Where the PKCS#11 PIN comes from. Never a command-line argument, never logged. */
 const pinSourceSchema = z.union([
   z.strictObject({ env: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'must be an environment variable name') }),
@@ -83,6 +86,38 @@ const configSchema = z.strictObject({
       allowedHosts: z.array(z.string().min(1)).default([]),
       /** Origins allowed to open the agent socket. Agent hosts send none; browsers always do. */
       allowedOrigins: z.array(z.string().min(1)).default([]),
+      /**
+       * The host name desks and agents reach this server by (a hub in team mode): the WebAuthn
+       * relying party id, the name on the certificate, and an allowed Host. Anything but
+       * `localhost` needs `tls` (docs/team-mode.md). Default: localhost.
+       */
+      publicHost: z.string().max(253).regex(HOST_NAME, 'must be a DNS host name (lowercase letters, digits, dots and dashes)').optional(),
+      /**
+       * Serve the desk over HTTPS and the agent socket over WSS. With `certFile` and `keyFile`
+       * (PEM) from those files; `{}` makes a development certificate in the data directory on
+       * the first run (its SHA-256 fingerprint is printed at every start). Binding a
+       * non-loopback address needs it.
+       */
+      tls: z
+        .strictObject({ certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional() })
+        .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), {
+          message: 'set both certFile and keyFile, or neither (a development certificate)',
+        })
+        .optional(),
+      /**
+       * Origins besides the server's own (`https://<publicHost>:<port>`) desks may call from: the
+       * HTTP edge's Origin check and the origins WebAuthn ceremonies may come from (e.g. the name
+       * a reverse proxy serves on port 443). `approvals.origins`, when set, replaces the latter.
+       */
+      extraOrigins: z
+        .array(
+          z
+            .string()
+            .url()
+            .regex(/^https?:\/\/[^/]+$/, 'must be an origin: scheme, host and optional port, no path'),
+        )
+        .max(16)
+        .default([]),
       maxMessageBytes: z
         .int()
         .min(1024)
@@ -125,9 +160,12 @@ const configSchema = z.strictObject({
     .prefault({}),
   approvals: z
     .strictObject({
-      /** WebAuthn relying party id; "localhost" for the local app (127.0.0.1 is not a valid RP id). */
-      rpId: z.string().min(1).max(253).default('localhost'),
-      /** Exact origins ceremonies may come from; default http://localhost:<gateway port>. */
+      /**
+       * WebAuthn relying party id; default `gateway.publicHost`, else "localhost" for the local app
+       * (127.0.0.1 is not a valid RP id).
+       */
+      rpId: z.string().min(1).max(253).optional(),
+      /** Exact origins ceremonies may come from; default the server's own origin (http://localhost:<port> or https://<publicHost>:<port>) plus `gateway.extraOrigins`. */
       origins: z.array(z.string().url()).max(16).optional(),
       /** Accept only authenticators with these AAGUIDs (empty: any attested authenticator). */
       requireAaguids: z
@@ -142,6 +180,18 @@ const configSchema = z.strictObject({
         .min(60_000)
         .max(24 * 3600_000)
         .default(30 * 60_000),
+      /**
+       * Admin quorum: how many distinct admins' key taps an admin action needs (1: the admin's own
+       * tap; 2: a second admin confirms the first one's proposal). docs/approvals.md says why it
+       * lives here and not in the Cedar policies.
+       */
+      adminQuorum: z.union([z.literal(1), z.literal(2)]).default(1),
+      /** How long a proposed admin action waits for the second admin (default 24 h). */
+      adminProposalTtlMs: z
+        .int()
+        .min(60_000)
+        .max(30 * 24 * 3600_000)
+        .default(24 * 3600_000),
       /** …and this long after sign-in, whatever the activity (default 12 h). */
       sessionLifetimeMs: z
         .int()
@@ -261,7 +311,14 @@ export type CountersignConfig = z.infer<typeof configSchema>;
 
 export interface ConfigOverrides {
   port?: number | undefined;
+  /** The bind address (`gateway.host`). */
   host?: string | undefined;
+  /** `gateway.publicHost`. */
+  publicHost?: string | undefined;
+  /** `gateway.tls`: files, or `{}` for a development certificate. */
+  tls?: { certFile?: string | undefined; keyFile?: string | undefined } | undefined;
+  /** Appended to `gateway.extraOrigins`. */
+  extraOrigins?: readonly string[] | undefined;
   policyDir?: string | undefined;
   domain?: 'production' | 'test' | undefined;
 }
@@ -298,5 +355,16 @@ export function loadConfig(dataDir: string, configFile?: string, overrides: Conf
   if (overrides.host !== undefined) config.gateway.host = overrides.host;
   if (overrides.policyDir !== undefined) config.policyDir = overrides.policyDir;
   if (overrides.domain !== undefined) config.domain = overrides.domain;
-  return config;
+  const { publicHost, tls, extraOrigins } = overrides;
+  if (publicHost === undefined && tls === undefined && (extraOrigins ?? []).length === 0) return config;
+  // The listening overrides go through the schema again, so a command-line value meets the same checks as config.json.
+  return parseConfig({
+    ...config,
+    gateway: {
+      ...config.gateway,
+      ...(publicHost === undefined ? {} : { publicHost }),
+      ...(tls === undefined ? {} : { tls: tls.certFile === undefined && tls.keyFile === undefined ? {} : tls }),
+      extraOrigins: [...config.gateway.extraOrigins, ...(extraOrigins ?? [])],
+    },
+  });
 }

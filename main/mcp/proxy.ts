@@ -5,7 +5,7 @@
  * only with an approval token the proxy has verified against the exact call, carried in the
  * forwarded request's `_meta` so the tool server can verify it too. docs/mcp.md is the guide.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
 import {
   CLIENT_CAPABILITIES_META_KEY,
@@ -28,13 +28,14 @@ import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotoc
 import { AgentClient, type WebSocketFactory, type WebSocketLike } from '../../shared/agent-client.js';
 import type { AgentKey } from '../../shared/agent-keys.js';
 import { assertIJson, canonicalize, type JsonObject } from '../../shared/canonical-json.js';
-import { computeCallDigest, type TokenDomain, type VerifiedApproval } from '../../shared/approval-token.js';
+import { computeCallDigestSync, type TokenDomain, type VerifiedApproval } from '../../shared/approval-token.js';
 import { CountersignError, isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import { MemoryJtiStore, verifyApprovalToken, type JwkLike } from '../../shared/verify-approval-token.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { requiredApprovers } from '../../shared/quorum.js';
 import { mapCall, type MappedCall, type MappingFile } from './mapping.js';
 import { HoldStore } from './hold-store.js';
+import { getJson, tlsWebSocketFactory, type TlsTrust } from './tls-trust.js';
 
 /** The `_meta` key the forwarded tools/call carries: the token and the exact call it approves. */
 export const APPROVAL_META_KEY = 'dev.countersign/approval';
@@ -71,8 +72,10 @@ export type Downstream = { command: string; args: string[]; env?: Record<string,
 export interface McpProxyOptions {
   agentId: string;
   key: AgentKey;
-  /** Countersign's agent gateway, e.g. `ws://127.0.0.1:7345`. */
+  /** Countersign's agent gateway, e.g. `ws://127.0.0.1:7345` or a hub's `wss://countersign.example:7345`. */
   countersignUrl: string;
+  /** How a `wss://` hub's certificate is trusted (a CA file and/or a pinned fingerprint); default: Node's CA store. */
+  tlsTrust?: TlsTrust;
   downstream: Downstream;
   mapping: MappingFile;
   /** Token domain to accept: `production` (default) or `test` (headless Countersign). */
@@ -92,7 +95,16 @@ export interface McpProxyOptions {
   downstreamTimeoutMs?: number;
   webSocket?: WebSocketFactory;
   log?: (line: string) => void;
+  /**
+   * Called as a tools/call passes each stage (the bench's per-stage timers; never needed to run).
+   * `received`: the handler starts; `prepared`: arguments checked, canonicalised, mapped, digested;
+   * `decided`: Countersign answered; `verified`: the token checked; `forwarded`: the tool server
+   * answered; `answered`: the result is handed back to the host's SDK connection.
+   */
+  onStage?: (stage: CallStage) => void;
 }
+
+export type CallStage = 'received' | 'prepared' | 'decided' | 'verified' | 'forwarded' | 'answered';
 
 interface Outcome {
   code: ErrorCode;
@@ -100,6 +112,7 @@ interface Outcome {
 }
 
 const utf8 = new TextEncoder();
+const nodeSha256 = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest();
 
 const nodeWebSocket: WebSocketFactory = (url, protocols) =>
   new WebSocket(url, protocols, { perMessageDeflate: false }) as unknown as WebSocketLike;
@@ -171,7 +184,11 @@ export class McpProxy {
       url: options.countersignUrl,
       agentId: options.agentId,
       key: options.key,
-      webSocket: options.webSocket ?? nodeWebSocket,
+      webSocket:
+        options.webSocket ??
+        (options.tlsTrust === undefined
+          ? nodeWebSocket
+          : tlsWebSocketFactory(options.tlsTrust, { onRefused: (error) => this.log(`mcp-proxy: ${error.message}`) })),
       reconnect: { initialDelayMs: 200, maxDelayMs: 5_000 },
       requestTimeoutMs: 10_000,
     });
@@ -334,6 +351,7 @@ export class McpProxy {
     });
     this.passthrough(server);
     server.setRequestHandler('tools/call', async (request, ctx) => {
+      this.options.onStage?.('received');
       try {
         await this.ready;
       } catch {
@@ -350,7 +368,9 @@ export class McpProxy {
       }
       if (isInputRequiredResult(result)) return result;
       const advertised = this.tools.get(request.params.name)?.outputSchema;
-      return result.isError ? result : server.projectCallToolResult(result, advertised);
+      const answer = result.isError ? result : server.projectCallToolResult(result, advertised);
+      this.options.onStage?.('answered');
+      return answer;
     });
     this.servers.add(server);
     server.onclose = () => {
@@ -580,7 +600,11 @@ export class McpProxy {
       );
     }
 
-    const digest = await computeCallDigest(mapped.tool, mapped.params);
+    // Digested once, synchronously (node:crypto), from a frozen params object: the same object is
+    // signed to Countersign, checked against the token (verify below) and forwarded in `_meta`.
+    Object.freeze(mapped.params);
+    const digest = computeCallDigestSync(mapped.tool, mapped.params, nodeSha256);
+    this.options.onStage?.('prepared');
     const key = `${this.options.agentId}:${digest}`;
     const echoed = ctx.mcpReq.requestState<DeskState>();
     if (echoed !== undefined && (typeof echoed !== 'object' || echoed.digest !== digest)) {
@@ -666,6 +690,7 @@ export class McpProxy {
     } catch (error) {
       return this.countersignFailure(error, previous?.requestId);
     }
+    this.options.onStage?.('decided');
 
     const held = previous?.state === 'held' || decision.state === 'pending';
     if (held) markHeld();
@@ -705,7 +730,7 @@ export class McpProxy {
 
     let claims: VerifiedApproval;
     try {
-      claims = await this.verify(decision.token, mapped);
+      claims = await this.verify(decision.token, mapped, digest);
     } catch (error) {
       this.holds.delete(key);
       const code = isCountersignError(error) ? error.code : 'internal_error';
@@ -715,6 +740,7 @@ export class McpProxy {
           : `The approval token could not be verified (${code}), so the tool was not run.`;
       return toolError(text, { code, requestId: decision.requestId });
     }
+    this.options.onStage?.('verified');
     if (mapped.treatment === 'approval' && claims.decision.mode !== 'approved') {
       this.holds.delete(key);
       return toolError(
@@ -761,6 +787,7 @@ export class McpProxy {
         { code: 'mcp_downstream_failed', requestId: decision.requestId },
       );
     }
+    this.options.onStage?.('forwarded');
     if (held) this.holds.set(key, decision.requestId, 'done', result as unknown as JsonObject);
     return result;
   }
@@ -885,10 +912,11 @@ export class McpProxy {
     return toolError(`Countersign refused to decide on this call (${code}), so the tool was not run.`, { ...outcome, code });
   }
 
-  private async verify(token: string, mapped: MappedCall): Promise<VerifiedApproval> {
+  private async verify(token: string, mapped: MappedCall, digest: string): Promise<VerifiedApproval> {
     const attempt = async (refresh: boolean) =>
       verifyApprovalToken(token, {
         call: { tool: mapped.tool, params: mapped.params },
+        callDigest: digest,
         audience: mapped.audience,
         keys: await this.keys(refresh),
         jtiStore: this.jtis,
@@ -905,14 +933,16 @@ export class McpProxy {
 
   private async keys(refresh: boolean): Promise<{ keys: JwkLike[] }> {
     if (this.jwks && !refresh) return this.jwks;
-    let response: Response;
+    let response: { status: number; body: unknown };
     try {
-      response = await fetch(`${this.httpBase}/.well-known/jwks.json`, { signal: AbortSignal.timeout(5_000) });
+      // The same TLS trust as the agent socket: a hub's development certificate is pinned for both.
+      response = await getJson(`${this.httpBase}/.well-known/jwks.json`, this.options.tlsTrust ?? { ca: undefined, pin: undefined });
     } catch (error) {
       throw new CountersignError('connection_closed', 'the signing keys could not be fetched', { cause: error });
     }
-    if (!response.ok) throw new CountersignError('connection_closed', `the signing keys could not be fetched (HTTP ${response.status})`);
-    const body = (await response.json()) as { keys?: unknown };
+    if (response.status !== 200)
+      throw new CountersignError('connection_closed', `the signing keys could not be fetched (HTTP ${response.status})`);
+    const body = (typeof response.body === 'object' && response.body !== null ? response.body : {}) as { keys?: unknown };
     if (!Array.isArray(body.keys)) throw new CountersignError('config_invalid', 'the published signing keys are not a JWKS');
     this.jwks = { keys: body.keys as JwkLike[] };
     return this.jwks;

@@ -86,7 +86,18 @@ function Dashboard({
   const view = target.view;
   const setView = (id: string) => setTarget({ view: id });
   const session = useDeskSession(bridge);
+  const firstRun = useFirstRunOpen(bridge);
+  // While no admin exists the desk opens on the setup screen (a deep link keeps its target);
+  // once set up here, the tab stays for the rest of this page so the walk-through can finish.
+  const [setupSeen, setSetupSeen] = useState(false);
+  useEffect(() => {
+    if (firstRun !== true || setupSeen) return;
+    setSetupSeen(true);
+    if (initialTarget === undefined) setTarget({ view: SETUP_VIEW });
+  }, [firstRun, setupSeen, initialTarget]);
   const notifications = useDeskNotifications(bridge, session.current, setTarget);
+  const [approvalsVisited, setApprovalsVisited] = useState(view === 'approvals');
+  if (view === 'approvals' && !approvalsVisited) setApprovalsVisited(true);
 
   useEffect(() => {
     let active = true;
@@ -120,7 +131,27 @@ function Dashboard({
     <main className="app" data-desk-view={view} data-desk-request={target.requestId}>
       <Header status={snapshot?.status} />
       <AlarmBanner status={snapshot?.status} />
+      {firstRun === true && view !== SETUP_VIEW && (
+        <div className="banner banner-setup" role="status" data-testid="first-run-banner">
+          <strong>Countersign is not set up yet:</strong> no admin exists, so no agent can be enrolled and no one can approve.{' '}
+          <button type="button" className="link-button" data-testid="first-run-open" onClick={() => setView(SETUP_VIEW)}>
+            Set up Countersign
+          </button>
+        </div>
+      )}
       <nav className="tabs" role="tablist" aria-label="Views">
+        {setupSeen && (
+          <button
+            type="button"
+            role="tab"
+            aria-selected={view === SETUP_VIEW}
+            className={view === SETUP_VIEW ? 'tab tab-active' : 'tab'}
+            data-testid="tab-setup"
+            onClick={() => setView(SETUP_VIEW)}
+          >
+            Set up
+          </button>
+        )}
         <button
           type="button"
           role="tab"
@@ -156,7 +187,10 @@ function Dashboard({
             </button>
           ))}
       </nav>
-      <FirstRunGate bridge={bridge} onSignedIn={session.set} />
+      {/* The first run is its own screen (kept mounted so the walk-through survives switching views). */}
+      <div hidden={view !== SETUP_VIEW}>
+        <FirstRunGate bridge={bridge} onSignedIn={session.set} />
+      </div>
       <SignIn bridge={bridge} state={session} />
       {!session.current && DESK_VIEWS.some((row) => row.id === view) && (
         <p className="muted" data-testid="desk-choose-person">
@@ -168,10 +202,13 @@ function Dashboard({
         DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
           <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={setTarget} requestId={target.requestId} />
         ))}
-      {/* Both views stay mounted (the chosen approver survives switching); only one is shown. */}
-      <div hidden={view !== 'approvals'}>
-        <ApprovalsView bridge={bridge} session={session.current} />
-      </div>
+      {/* Mounted on its first visit, then kept (the chosen approver survives switching): it loads
+          every pending request, which must not delay the queue's first paint (bench desk-paint). */}
+      {approvalsVisited && (
+        <div hidden={view !== 'approvals'}>
+          <ApprovalsView bridge={bridge} session={session.current} />
+        </div>
+      )}
       <div hidden={view !== 'overview'}>
         {error && (
           <section className="error" role="alert">
@@ -192,6 +229,36 @@ function Dashboard({
       </div>
     </main>
   );
+}
+
+/** The first-run screen's view id (built into this file, like the overview and approvals). */
+const SETUP_VIEW = 'setup';
+
+/** Whether the first-run setup is open (no admin exists): read at start and again until it closes. */
+function useFirstRunOpen(bridge: CountersignBridge): boolean | undefined {
+  const [open, setOpen] = useState<boolean | undefined>();
+  useEffect(() => {
+    let active = true;
+    let timer: number | undefined;
+    const check = () => {
+      bridge
+        .getFirstRun()
+        .then((state) => {
+          if (!active) return;
+          setOpen(state.open);
+          if (state.open) timer = window.setTimeout(check, REFRESH_MS);
+        })
+        .catch(() => {
+          if (active) timer = window.setTimeout(check, REFRESH_MS);
+        });
+    };
+    check();
+    return () => {
+      active = false;
+      window.clearTimeout(timer);
+    };
+  }, [bridge]);
+  return open;
 }
 
 /** The open tamper alarm, shown above every view (the queue is the first view, not the overview). */

@@ -7,7 +7,8 @@
  * - WebAuthn.enable must run on the tab before any ceremony, or navigator.credentials.get() hangs
  *   forever in headless mode (it ignores its timeout);
  * - an authenticator belongs to one tab: use one browser context + one authenticator per approver;
- * - the page must be on http://localhost:PORT (127.0.0.1 is not a valid RP id).
+ * - the page must be on http://localhost:PORT (127.0.0.1 is not a valid RP id), or on https with a
+ *   certificate Chromium trusts (a page with certificate errors may not use WebAuthn).
  *
  * Chromium's virtual authenticator attests with format "packed" (an x5c batch certificate of its
  * own) and the AAGUID 01020304-0506-0708-0102-030405060708; @simplewebauthn/server accepts it.
@@ -24,8 +25,11 @@ export function chromiumAvailable(): boolean {
   return existsSync(CHROMIUM_PATH);
 }
 
-/** Launch Debian's Chromium headless (no sandbox: tests may run as root in containers). */
-export async function launchChromium(): Promise<Browser> {
+/**
+ * Launch Debian's Chromium headless (no sandbox: tests may run as root in containers). `extraArgs`
+ * add switches, e.g. a host resolver rule and a trusted SPKI for a hub on a host name over TLS.
+ */
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
@@ -36,6 +40,7 @@ export async function launchChromium(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       '--no-first-run',
+      ...extraArgs,
     ],
   });
 }

@@ -11,12 +11,14 @@ import { REPO_ROOT } from '../../main/core/app.js';
 export interface DeskAddress {
   readonly port: number;
   readonly uiSessionSecret: string;
+  /** The desk's origin (https://<publicHost>:PORT for a hub over TLS); default http://localhost:PORT. */
+  readonly deskUrl?: string;
 }
 
 /** Open the desk (optionally at a deep link such as `request=<id>`), with the session secret in the fragment. */
 export async function openDesk(page: Page, app: DeskAddress, fragment = ''): Promise<void> {
   const extra = fragment.length > 0 ? `&${fragment}` : '';
-  await page.goto(`http://localhost:${app.port}/ui/#secret=${encodeURIComponent(app.uiSessionSecret)}${extra}`);
+  await page.goto(`${app.deskUrl ?? `http://localhost:${app.port}`}/ui/#secret=${encodeURIComponent(app.uiSessionSecret)}${extra}`);
 }
 
 /**

@@ -49,6 +49,8 @@ const GOOD: Record<string, unknown> = {
   adminId: 'root',
   action: { kind: 'agent.revoke', id: 'agent-1', reason: 'lost laptop' },
   deliveryId: 'd-1',
+  proposalId: 'adm-1',
+  confirmation: 'confirm',
 };
 const BAD: Record<string, unknown> = {
   approverId: 'x'.repeat(129),
@@ -67,6 +69,8 @@ const BAD: Record<string, unknown> = {
   adminId: 'x'.repeat(129),
   action: { kind: 'agent.explode', id: 'agent-1' },
   deliveryId: 'x'.repeat(129),
+  proposalId: 'x'.repeat(129),
+  confirmation: 'approve',
 };
 
 interface RawResponse {
@@ -192,6 +196,9 @@ describe('every bridge table method', () => {
       createFirstAdmin: 'transport',
       startAdminAction: 'admin',
       submitAdminAction: 'admin',
+      listPendingAdminActions: 'admin',
+      startAdminConfirmation: 'admin',
+      submitAdminConfirmation: 'admin',
       listApproverDirectory: 'admin',
       listWebhookDeadLetters: 'admin',
       retryWebhookDeadLetter: 'admin',

@@ -19,6 +19,7 @@ import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } fr
 import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
 import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
 import { HISTORY_EXPORT_FORMAT } from '../../shared/desk-records.js';
+import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 
 const UI_TIMEOUT = 20_000;
 /**
@@ -56,6 +57,8 @@ beforeAll(async () => {
   h = await startHarness({ config: { domain: 'test', risk: { enabled: false } }, policyDir, start: { rendererDir: buildDir } });
   for (const id of ['alice', 'bob']) await h.app.virtualApprovers!.create({ id, displayName: id, groups: ['finance-approvers'] });
   h.app.approvers.addApprover({ id: DESK_USER, displayName: 'Dana Example', groups: ['finance-approvers'] });
+  // An admin exists (first run closed), so these views and their screenshots are the everyday desk.
+  h.app.approvers.addApprover({ id: 'root', displayName: 'Root', groups: [ADMIN_GROUP_NAME] });
   const finance = h.client('finance-bot', await h.enroll('finance-bot'));
   approvedId = (await finance.submit(transferCall('48000.00', 'Northwind Traders'))).requestId;
   await h.app.virtualApprovers!.decide({ requestId: approvedId, approverId: 'alice', verdict: 'approve' });

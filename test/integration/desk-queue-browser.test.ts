@@ -15,6 +15,7 @@ import { DEPLOY_SCOPE, startHarness, tempDir, transferCall, type Harness } from 
 import { launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
 import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
 import { fingerprintWords } from '../../shared/fingerprint.js';
+import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 
 const UI_TIMEOUT = 20_000;
@@ -105,6 +106,9 @@ beforeAll(async () => {
     ['bob', 'Bob'],
   ] as const)
     h.app.approvers.addApprover({ id, displayName: name, groups: ['finance-approvers'] });
+  // An admin exists, as on any installation past its first run: the queue and request views (and
+  // their README screenshots) are the everyday desk, without the set-up banner.
+  h.app.approvers.addApprover({ id: 'root', displayName: 'Root', groups: [ADMIN_GROUP_NAME] });
   // Sam owns the deploy agent and is in the group its requests need.
   h.app.approvers.addApprover({ id: 'sam@example.com', displayName: 'Sam', groups: ['sre-approvers'] });
   finance = h.client('finance-bot', await h.enroll('finance-bot'), { requestTimeoutMs: 30_000 });

@@ -126,6 +126,20 @@ describe('PostgreSQL team store', () => {
     expect(rows[0]!.n).toBe(1);
   });
 
+  it('keeps an agent within its pending cap when held calls arrive on two hubs at once', async () => {
+    const [a, b] = [await hub('hub-a'), await hub('hub-b')];
+    const agentId = `agent-cap-${Math.random()}`;
+    const writes = Array.from({ length: 12 }, () => ({ ...decisionWrite({ state: 'pending', agentId }), maxPending: 3 }));
+    const results = await Promise.allSettled(writes.map((w, i) => (i % 2 === 0 ? a : b).recordDecision(w)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => codeOf(r.reason))).toEqual(Array(9).fill('pending_queue_full'));
+    const { rows } = await a.pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM requests WHERE agent_id = $1 AND state = 'pending'",
+      [agentId],
+    );
+    expect(rows[0]!.n).toBe(3);
+  });
+
   it('refuses a state moving backwards even when written directly in the database', async () => {
     const a = await hub('hub-a');
     const held = decisionWrite({ state: 'pending' });

@@ -252,6 +252,18 @@ describe('approval tokens with the software signer', () => {
     expect(await codeOf(verify(token, { call: { tool: TOOL, params: reordered } }))).toBe('valid');
   });
 
+  it('compares a digest the caller already computed from the call exactly as its own, and refuses a malformed one', async () => {
+    const { token } = await issuer.issue(request());
+    const own = await computeCallDigest(TOOL, PARAMS);
+    expect(await codeOf(verify(token, { callDigest: own }))).toBe('valid');
+    const { token: other } = await issuer.issue(request());
+    const changed = await computeCallDigest(TOOL, { ...PARAMS, amount: '480000.00' });
+    expect(await codeOf(verify(other, { callDigest: changed }))).toBe('token_digest_mismatch');
+    expect(await codeOf(verify(other, { callDigest: own.slice(1) }))).toBe('config_invalid');
+    // The tool is still compared on its own: a right digest does not carry another tool through.
+    expect(await codeOf(verify(other, { call: { tool: 'payments.refund', params: PARAMS }, callDigest: own }))).toBe('token_tool_mismatch');
+  });
+
   it('rejects another tool', async () => {
     const { token } = await issuer.issue(request());
     expect(await codeOf(verify(token, { call: { tool: 'payments.refund', params: PARAMS } }))).toBe('token_tool_mismatch');

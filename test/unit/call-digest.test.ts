@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { callDigest } from '../../main/core/tokens/call-digest.js';
-import { computeCallDigest } from '../../shared/approval-token.js';
+import { createHash } from 'node:crypto';
+import { computeCallDigest, computeCallDigestSync } from '../../shared/approval-token.js';
 import { parseStrictJson, type JsonValue } from '../../shared/canonical-json.js';
 
 const jcs = JSON.parse(readFileSync(new URL('../vectors/jcs.json', import.meta.url), 'utf8')) as {
@@ -26,6 +27,15 @@ describe('call digest', () => {
   it.each(tokens.vectors.map((v) => [v.name, v.call] as const))('agrees with the shared digest on token vector %s', async (_name, call) => {
     expect(callDigest(call.tool, call.params)).toBe(await computeCallDigest(call.tool, call.params));
   });
+
+  it.each(tokens.vectors.map((v) => [v.name, v.call] as const))(
+    'the synchronous shared digest agrees, with its own SHA-256 and with node:crypto, on token vector %s',
+    async (_name, call) => {
+      const expected = await computeCallDigest(call.tool, call.params);
+      expect(computeCallDigestSync(call.tool, call.params)).toBe(expected);
+      expect(computeCallDigestSync(call.tool, call.params, (b) => createHash('sha256').update(b).digest())).toBe(expected);
+    },
+  );
 
   it('changes when one parameter changes', () => {
     expect(callDigest('payments.transfer', { amount: '250.00' })).not.toBe(callDigest('payments.transfer', { amount: '250.01' }));

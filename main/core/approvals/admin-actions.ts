@@ -8,6 +8,14 @@
  * audited, and refuses the action). The action and the admin's assertion are audited together. Admins are approvers in the `countersign-admins` group; the
  * first admin is created on the machine itself (`countersign approvers add`), which is the root
  * of trust for a local app.
+ *
+ * The admin quorum (`approvals.adminQuorum: 2`): the first admin's tapped action is not performed
+ * but stored as a proposal (admin_proposals, audited `admin.action_proposed`); a second, distinct
+ * admin confirms or rejects it with their own tap over a record naming the proposal, the action and
+ * the verdict (typ countersign.admin-confirmation/v1). The proposal leaves 'pending' exactly once,
+ * in the transaction that performs the action and audits it with both admins' assertions. While
+ * fewer admins than the quorum can tap (an active admin with an active key), one tap performs the
+ * action (the first run, adding the second admin); docs/approvals.md explains the trade-off.
  */
 import { randomBytes } from 'node:crypto';
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
@@ -22,12 +30,16 @@ import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
 import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
-import { parseStrictJson } from '../../../shared/canonical-json.js';
+import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
+import type { AdminConfirmationVerdict, AdminProposal } from '../../../shared/bridge-admin.js';
 import { SIGNED_TYP } from '../../../shared/typ.js';
+import type { AuditEventFields } from '../../../shared/audit-events.js';
 import { adminActionSchema, type AdminAction } from '../../../shared/admin-actions.js';
 
 export const ADMIN_GROUP = ADMIN_GROUP_NAME;
 export const ADMIN_ACTION_TYP = SIGNED_TYP.adminAction;
+export const ADMIN_CONFIRMATION_TYP = SIGNED_TYP.adminConfirmation;
+export const DEFAULT_ADMIN_PROPOSAL_TTL_MS = 24 * 3600_000;
 
 const id = z.string().min(1).max(128);
 // The action schema is shared (the desk builds actions): one spelling, re-exported for the core's callers.
@@ -46,6 +58,40 @@ export const adminChallengeRecordSchema = z.strictObject({
 });
 export type AdminChallengeRecord = z.infer<typeof adminChallengeRecordSchema>;
 
+/** The record a second admin's key signs to confirm or reject a proposal (its challenge is recordChallenge of it). */
+export const adminConfirmationRecordSchema = z.strictObject({
+  typ: z.literal(ADMIN_CONFIRMATION_TYP),
+  adminId: id,
+  proposalId: id,
+  proposedBy: id,
+  action: adminActionSchema,
+  verdict: z.enum(['confirm', 'reject']),
+  nonce: z
+    .string()
+    .length(43)
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url'),
+  expiresAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+export type AdminConfirmationRecord = z.infer<typeof adminConfirmationRecordSchema>;
+
+/** What a submitted admin action did: performed (result), or stored as a proposal for a second admin. */
+export type AdminSubmitOutcome = { action: AdminAction; result: unknown; proposal?: AdminProposal };
+
+interface ProposalRow {
+  id: string;
+  action: string;
+  proposed_by: string;
+  proposer_credential: string;
+  proposer_evidence: string;
+  state: 'pending' | 'executed' | 'rejected';
+  created_at: number;
+  expires_at: number;
+}
+
+/** The assertion kept as evidence with an audited admin action. */
+type Evidence = { authenticatorData: string; clientDataJSON: string; signature: string };
+const evidenceSchema = z.strictObject({ authenticatorData: z.string(), clientDataJSON: z.string(), signature: z.string() });
+
 export class AdminActions {
   private readonly now: () => number;
   private readonly ceremonies: CeremonyEngine;
@@ -60,6 +106,10 @@ export class AdminActions {
       alarm?: TamperAlarm;
       /** Agents (enroll, rotate, revoke); without it the agent actions are refused. */
       registry?: Pick<AgentRegistry, 'enroll' | 'rotate' | 'revoke'>;
+      /** Distinct admins' taps an action needs (approvals.adminQuorum; default 1). */
+      quorum?: 1 | 2;
+      /** How long a proposal waits for the second admin (approvals.adminProposalTtlMs). */
+      proposalTtlMs?: number;
     },
   ) {
     this.now = options.now ?? Date.now;
@@ -76,14 +126,9 @@ export class AdminActions {
       );
     const action = parsed.data;
     const credentials = this.adminCredentials(adminId);
-    // Fail before the tap, not after it: the alarm must be open now (and is checked again at submit).
-    if (action.kind === 'audit.acknowledge_alarm') this.tamperAlarm().assertOpen(action.alarmId);
-    // An enrollment request that does not verify is refused before the tap too (and checked again at submit).
-    if (action.kind === 'agent.enroll' || action.kind === 'agent.rotate') {
-      this.agents();
-      await verifyEnrollmentRequest(action.request, this.now());
-    }
-    if (action.kind === 'agent.revoke') this.agents();
+    // Fail before the tap, not after it: the alarm must be open now, an enrollment request must
+    // verify (each is checked again when performed).
+    await this.precheck(action);
     const now = this.now();
     const expiresAt = now + this.options.ceremonyTimeoutMs;
     const record: AdminChallengeRecord = {
@@ -105,7 +150,7 @@ export class AdminActions {
   }
 
   /** Verify the admin's assertion and perform the action it confirms, in one transaction. */
-  async submit(adminId: string, response: AuthenticationResponseJSON): Promise<{ action: AdminAction; result: unknown }> {
+  async submit(adminId: string, response: AuthenticationResponseJSON): Promise<AdminSubmitOutcome> {
     this.adminCredentials(adminId);
     const read = this.ceremonies.read(response);
     const { challenge } = read;
@@ -125,10 +170,10 @@ export class AdminActions {
     // The agent's proof of possession, verified on the object as signed (never re-serialised first).
     const enrollment =
       action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
-    let result: unknown;
+    const evidence = evidenceOf(read.response);
     try {
-      result = this.db
-        .transaction(() => {
+      return this.db
+        .transaction((): AdminSubmitOutcome => {
           // Spend the challenge first: a concurrent submit of the same assertion finds it used.
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
             throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
@@ -136,22 +181,12 @@ export class AdminActions {
           this.adminCredentials(adminId);
           // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
           this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
+          // Under the admin quorum the tap proposes; a second admin's tap performs (confirm()).
+          if (this.quorumApplies())
+            return { action, result: {}, proposal: this.propose(action, adminId, credential.credentialId, evidence, now) };
           const outcome = this.perform(action, adminId, now, enrollment);
-          try {
-            this.audit.append('admin.action', now, {
-              adminId,
-              action: action,
-              credentialId: credential.credentialId,
-              evidence: {
-                authenticatorData: read.response.response.authenticatorData,
-                clientDataJSON: read.response.response.clientDataJSON,
-                signature: read.response.response.signature,
-              },
-            });
-          } catch (cause) {
-            throw new CountersignError('audit_write_failed', undefined, { cause });
-          }
-          return outcome;
+          this.record('admin.action', now, { adminId, action, credentialId: credential.credentialId, evidence });
+          return { action, result: outcome };
         })
         .immediate();
     } catch (error) {
@@ -159,7 +194,190 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
-    return { action, result };
+  }
+
+  // ---- the admin quorum ----
+
+  /** The quorum in force (1: an admin's own tap performs; 2: a second admin confirms). */
+  get quorum(): 1 | 2 {
+    return this.options.quorum ?? 1;
+  }
+
+  /** Proposals waiting for a second admin, oldest first (expired ones are not listed). */
+  listProposals(): AdminProposal[] {
+    return this.db
+      .prepare<[number], ProposalRow>(
+        "SELECT * FROM admin_proposals WHERE state = 'pending' AND expires_at > ? ORDER BY created_at, id LIMIT 1000",
+      )
+      .all(this.now())
+      .map(toProposal);
+  }
+
+  /** WebAuthn options for `adminId` to confirm or reject proposal `proposalId` with a key tap over exactly it. */
+  async startConfirmation(
+    adminId: string,
+    proposalId: string,
+    verdict: AdminConfirmationVerdict,
+  ): Promise<{ options: PublicKeyCredentialRequestOptionsJSON; proposal: AdminProposal; verdict: AdminConfirmationVerdict }> {
+    const credentials = this.adminCredentials(adminId);
+    const now = this.now();
+    const proposal = this.pendingProposal(proposalId, now);
+    if (proposal.proposedBy === adminId)
+      throw new CountersignError('admin_self_confirm', `${quote(adminId)} proposed ${quote(proposalId)}; a second admin must decide it`);
+    // A confirmation that cannot be performed is refused before the tap (and checked again at submit).
+    if (verdict === 'confirm') await this.precheck(proposal.action);
+    const record: AdminConfirmationRecord = {
+      typ: ADMIN_CONFIRMATION_TYP,
+      adminId,
+      proposalId,
+      proposedBy: proposal.proposedBy,
+      action: proposal.action,
+      verdict,
+      nonce: randomBytes(32).toString('base64url'),
+      expiresAt: Math.min(now + this.options.ceremonyTimeoutMs, proposal.expiresAt),
+    };
+    const challenge = await recordChallenge(record);
+    const { options, offered } = await this.ceremonies.offer({
+      credentials,
+      challenge,
+      userVerification: 'required',
+      timeoutMs: this.options.ceremonyTimeoutMs,
+    });
+    this.ceremonies.issueChallenge('admin', { challenge, userId: adminId, record, expiresAt: record.expiresAt, offered });
+    return { options, proposal, verdict };
+  }
+
+  /**
+   * Verify the second admin's assertion and decide the proposal it names, in one transaction: the
+   * proposal leaves 'pending' once (a second confirmation finds it closed); confirmed, the action
+   * is performed and audited with both admins' assertions; rejected, nothing is performed.
+   */
+  async submitConfirmation(
+    adminId: string,
+    response: AuthenticationResponseJSON,
+  ): Promise<{ proposalId: string; verdict: AdminConfirmationVerdict; action: AdminAction; result: unknown }> {
+    this.adminCredentials(adminId);
+    const read = this.ceremonies.read(response);
+    const { challenge } = read;
+    const row = this.ceremonies.challenge('admin', challenge);
+    const now = this.now();
+    if (row === undefined || row.record === null || row.userId !== adminId || row.usedAt !== null || row.expiresAt <= now) {
+      throw new CountersignError('challenge_invalid', 'the admin challenge is unknown, used, expired or for another admin');
+    }
+    const parsedRecord = adminConfirmationRecordSchema.safeParse(parseStrictJson(row.record));
+    if (!parsedRecord.success || parsedRecord.data.adminId !== adminId || (await recordChallenge(parsedRecord.data)) !== challenge) {
+      throw new CountersignError('challenge_invalid', 'the admin challenge is not a confirmation of a proposed admin action');
+    }
+    const { proposalId, verdict, action } = parsedRecord.data;
+    const offered = parseOffered(row.offered);
+    const credential = this.ceremonies.credentialFor(adminId, read.response, offered);
+    const newCounter = await this.ceremonies.verify(read, credential, 'required');
+    const enrollment =
+      verdict === 'confirm' && (action.kind === 'agent.enroll' || action.kind === 'agent.rotate')
+        ? await verifyEnrollmentRequest(action.request, now)
+        : undefined;
+    const evidence = evidenceOf(read.response);
+    try {
+      return this.db
+        .transaction(() => {
+          if (!this.ceremonies.spendChallenge('admin', challenge, now))
+            throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
+          this.adminCredentials(adminId);
+          this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
+          const stored = this.proposalRow(proposalId);
+          const proposal = this.pendingProposal(proposalId, now);
+          if (proposal.proposedBy === adminId)
+            throw new CountersignError(
+              'admin_self_confirm',
+              `${quote(adminId)} proposed ${quote(proposalId)}; a second admin must decide it`,
+            );
+          // What the proposer signed is what the second admin signed (the record carries the action).
+          if (stored.action !== canonicalize(action))
+            throw new CountersignError('challenge_invalid', 'the confirmation was made over another action than the one proposed');
+          // Leave 'pending' exactly once: a concurrent or repeated confirmation changes nothing.
+          const moved = this.db
+            .prepare("UPDATE admin_proposals SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = 'pending'")
+            .run(verdict === 'confirm' ? 'executed' : 'rejected', adminId, now, proposalId).changes;
+          if (moved !== 1) throw closed(proposalId);
+          const second = { adminId, credentialId: credential.credentialId, evidence };
+          if (verdict === 'reject') {
+            this.record('admin.action_rejected', now, { proposalId, proposedBy: proposal.proposedBy, action, ...second });
+            return { proposalId, verdict, action, result: { rejected: proposalId } };
+          }
+          // The proposer as they are now: one disabled or out of the admin group meanwhile no longer stands behind it.
+          this.adminCredentials(proposal.proposedBy);
+          const result = this.perform(action, proposal.proposedBy, now, enrollment);
+          this.record('admin.action', now, {
+            adminId: proposal.proposedBy,
+            action,
+            credentialId: stored.proposer_credential,
+            evidence: evidenceSchema.parse(parseStrictJson(stored.proposer_evidence)),
+            proposalId,
+            confirmedBy: second,
+          });
+          return { proposalId, verdict, action, result };
+        })
+        .immediate();
+    } catch (error) {
+      if (error instanceof CounterRegression) this.ceremonies.refuse(error);
+      if (isCountersignError(error)) throw error;
+      throw new CountersignError('store_failed', 'the admin confirmation could not be stored, so nothing was performed', { cause: error });
+    }
+  }
+
+  /** Whether an action needs a second admin now: the quorum is 2 and at least two admins can tap. */
+  private quorumApplies(): boolean {
+    if (this.quorum < 2) return false;
+    const able = this.directory
+      .list()
+      .filter((a) => a.status === 'active' && a.groups.includes(ADMIN_GROUP) && this.directory.credentialsOf(a.id).length > 0);
+    return able.length >= this.quorum;
+  }
+
+  private propose(action: AdminAction, adminId: string, credentialId: string, evidence: Evidence, now: number): AdminProposal {
+    const proposalId = `adm-${randomBytes(12).toString('base64url')}`;
+    const expiresAt = now + (this.options.proposalTtlMs ?? DEFAULT_ADMIN_PROPOSAL_TTL_MS);
+    this.db
+      .prepare(
+        "INSERT INTO admin_proposals (id, action, proposed_by, proposer_credential, proposer_evidence, state, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+      )
+      .run(proposalId, canonicalize(action), adminId, credentialId, canonicalize(evidence), now, expiresAt);
+    this.record('admin.action_proposed', now, { proposalId, adminId, action, credentialId, evidence, expiresAt });
+    return { id: proposalId, action, proposedBy: adminId, createdAt: now, expiresAt };
+  }
+
+  private proposalRow(proposalId: string): ProposalRow {
+    const row = this.db.prepare<[string], ProposalRow>('SELECT * FROM admin_proposals WHERE id = ?').get(proposalId);
+    if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(proposalId)}`);
+    return row;
+  }
+
+  private pendingProposal(proposalId: string, now: number): AdminProposal {
+    const row = this.proposalRow(proposalId);
+    if (row.state !== 'pending' || row.expires_at <= now) throw closed(proposalId);
+    return toProposal(row);
+  }
+
+  /** The checks an action gets before a tap (each is repeated when it is performed). */
+  private async precheck(action: AdminAction): Promise<void> {
+    if (action.kind === 'audit.acknowledge_alarm') this.tamperAlarm().assertOpen(action.alarmId);
+    if (action.kind === 'agent.enroll' || action.kind === 'agent.rotate') {
+      this.agents();
+      await verifyEnrollmentRequest(action.request, this.now());
+    }
+    if (action.kind === 'agent.revoke') this.agents();
+  }
+
+  private record<K extends 'admin.action' | 'admin.action_proposed' | 'admin.action_rejected'>(
+    kind: K,
+    now: number,
+    fields: AuditEventFields<K>,
+  ): void {
+    try {
+      this.audit.append(kind, now, fields);
+    } catch (cause) {
+      throw new CountersignError('audit_write_failed', undefined, { cause });
+    }
   }
 
   private perform(action: AdminAction, adminId: string, now: number, enrollment: EnrollmentPayload | undefined): unknown {
@@ -234,4 +452,26 @@ export class AdminActions {
 function required(payload: EnrollmentPayload | undefined): EnrollmentPayload {
   if (payload === undefined) throw new CountersignError('internal_error', 'the enrollment request was not verified');
   return payload;
+}
+
+function closed(proposalId: string): CountersignError {
+  return new CountersignError('admin_proposal_closed', `the proposed admin action ${quote(proposalId)} is no longer pending`);
+}
+
+function toProposal(row: ProposalRow): AdminProposal {
+  return {
+    id: row.id,
+    action: adminActionSchema.parse(parseStrictJson(row.action)),
+    proposedBy: row.proposed_by,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  };
+}
+
+function evidenceOf(response: { response: Evidence }): Evidence {
+  return {
+    authenticatorData: response.response.authenticatorData,
+    clientDataJSON: response.response.clientDataJSON,
+    signature: response.response.signature,
+  };
 }

@@ -45,6 +45,7 @@ import { learnSafely } from '../risk/learn-safely.js';
 import type { AuditEventFields, AuditLog, AuditKind } from '../audit/audit-log.js';
 import type { DeniedAtApprovalEvent } from '../../../shared/audit-events.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
+import type { ResolvedPerson } from '../identity/people.js';
 import type { ApprovedMinter } from '../tokens/token-minter.js';
 import { inAnyGroup, quorumMet, quorumOf, stillNeeded, stricterRequirement, type QuorumPerson as Person } from './approval-quorum.js';
 import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
@@ -156,6 +157,9 @@ export type PendingApproval = ApprovalRequestView;
 
 /** Why a person may not decide a request. */
 export type ConflictReason = 'owner' | 'requester' | 'policy';
+
+/** The person a handle (id or alias) names, or undefined. */
+type PersonLookup = (handle: string) => ResolvedPerson | undefined;
 export interface ExcludedApprover {
   approverId: string;
   reason: ConflictReason;
@@ -294,9 +298,14 @@ export class ApprovalService {
   private readonly ceremonies: CeremonyEngine;
   /** The `requests` rows, parsed once per read. */
   private readonly requests: RequestRepository;
+  /** The approvals of a page of requests, in one statement (prepared once). */
+  private readonly approvalsOfManyStmt;
 
   constructor(private readonly options: ApprovalServiceOptions) {
     this.db = options.db;
+    this.approvalsOfManyStmt = options.db.prepare<[string], ApprovalRow>(
+      'SELECT * FROM approvals WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY at, approver_id',
+    );
     this.now = options.now ?? Date.now;
     this.requests = new RequestRepository(options.db);
     this.ceremonies = new CeremonyEngine({ db: options.db, audit: options.audit, directory: options.directory, now: this.now });
@@ -316,11 +325,12 @@ export class ApprovalService {
     return this.options.directory.resolvePerson(handle)?.id === approverId || sameSpelling(handle, approverId);
   }
 
+  /** The person a handle names, through the directory (ids and aliases). */
+  private readonly person: PersonLookup = (handle) => this.options.directory.resolvePerson(handle);
+
   /** Whether the agent's owner is a person (the agent not held for review). */
-  private ownerResolved(row: RequestRecord): boolean {
-    return (
-      row.agent.owner !== null && row.agent.ownerState === 'resolved' && this.options.directory.resolvePerson(row.agent.owner) !== undefined
-    );
+  private ownerResolved(row: RequestRecord, person: PersonLookup = this.person): boolean {
+    return row.agent.owner !== null && row.agent.ownerState === 'resolved' && person(row.agent.owner) !== undefined;
   }
 
   /**
@@ -336,10 +346,10 @@ export class ApprovalService {
   }
 
   /** The people excluded from deciding this request, resolved for display (the renderer's reasons). */
-  private excludedOf(row: RequestRecord): ExcludedApprover[] {
+  private excludedOf(row: RequestRecord, lookup: PersonLookup = this.person): ExcludedApprover[] {
     const out = new Map<string, ConflictReason>();
     const add = (handle: string | null, reason: ConflictReason) => {
-      const person = handle === null ? undefined : this.options.directory.resolvePerson(handle);
+      const person = handle === null ? undefined : lookup(handle);
       if (person !== undefined && !out.has(person.id)) out.set(person.id, reason);
     };
     add(row.agent.owner, 'owner');
@@ -371,15 +381,18 @@ export class ApprovalService {
     const ids = rows.map((r) => r.id);
     const approvals = new Map<string, ApprovalRow[]>(ids.map((id) => [id, []]));
     if (ids.length > 0) {
-      const all = this.db
-        .prepare<[string], ApprovalRow>(
-          'SELECT * FROM approvals WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY at, approver_id',
-        )
-        .all(JSON.stringify(ids));
+      const all = this.approvalsOfManyStmt.all(JSON.stringify(ids));
       for (const a of all) approvals.get(a.request_id)?.push(a);
     }
     const followers = this.requests.followersOfMany(rows.filter((r) => r.groupId === null).map((r) => r.id));
-    return rows.map((row) => this.view(row, { approvals: approvals.get(row.id) ?? [], followers: followers.get(row.id) ?? [] }));
+    // A page names the same few people again and again (one agent, its owner): each handle is
+    // resolved once per page, not once per row (two SELECTs each).
+    const resolved = new Map<string, ResolvedPerson | undefined>();
+    const person: PersonLookup = (handle) => {
+      if (!resolved.has(handle)) resolved.set(handle, this.person(handle));
+      return resolved.get(handle);
+    };
+    return rows.map((row) => this.view(row, { approvals: approvals.get(row.id) ?? [], followers: followers.get(row.id) ?? [], person }));
   }
 
   /**
@@ -1054,7 +1067,10 @@ export class ApprovalService {
     return entry;
   }
 
-  private view(row: RequestRecord, prefetched?: { approvals: ApprovalRow[]; followers: RequestRecord[] }): ApprovalRequestView {
+  private view(
+    row: RequestRecord,
+    prefetched?: { approvals: ApprovalRow[]; followers: RequestRecord[]; person: PersonLookup },
+  ): ApprovalRequestView {
     const call = row.call;
     const view: ApprovalRequestView = {
       requestId: row.id,
@@ -1076,9 +1092,9 @@ export class ApprovalService {
       approvals: (prefetched?.approvals ?? this.approvalRows(row.id)).map((r) => this.entry(r)),
       count: 1,
       followers: [],
-      excludedApprovers: this.excludedOf(row),
+      excludedApprovers: this.excludedOf(row, prefetched?.person),
     };
-    if (!this.ownerResolved(row)) view.ownerUnresolved = true;
+    if (!this.ownerResolved(row, prefetched?.person)) view.ownerUnresolved = true;
     if (row.groupId === null) {
       // A pending group shows its pending members; a decided one shows every member it had.
       const followers = (prefetched?.followers ?? this.requests.followers(row.id)).filter(

@@ -1,11 +1,13 @@
 /**
- * The agent gateway: one loopback port serving the WebSocket protocol at /v1/agent and a small
- * read-only HTTP surface (/healthz, /.well-known/jwks.json). Every connection must answer a
+ * The agent gateway: one port (loopback by default; a hub's host name over TLS, then https and
+ * wss) serving the WebSocket protocol at /v1/agent and the one HTTP edge (/healthz,
+ * /.well-known/jwks.json and the app's rows). Every connection must answer a
  * fresh challenge with its enrolled key before it may submit calls. Limits are explicit:
  * message size, connections, unauthenticated connections, handshake time, per-agent rate,
  * and a client that does not read its replies is disconnected.
  */
-import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
@@ -40,9 +42,12 @@ import type { AuthenticatedSession, DecisionService } from '../decision/decision
 import type { CountersignConfig } from '../config.js';
 import { KeyedRateLimiter } from './token-bucket.js';
 import { createHttpEdge, type HttpRoute } from '../http/http-edge.js';
+import { publicEdgeOf, type PublicEdge } from '../http/public-edge.js';
 
 export interface GatewayDeps {
   config: CountersignConfig;
+  /** Host name, scheme and TLS material (http/public-edge.ts); default: plain http on the loopback names. */
+  edge?: PublicEdge;
   registry: AgentRegistry;
   decisions: DecisionService;
   jwks: () => unknown;
@@ -91,6 +96,7 @@ export class Gateway {
   private readonly agentRate: KeyedRateLimiter;
   private readonly clock: () => number;
   private allowedHosts = new Set<string>();
+  private readonly edge: PublicEdge;
   private readonly stats = { decisions: 0, rejected: 0 };
   private maintenanceTimer?: NodeJS.Timeout;
   private maintaining = false;
@@ -107,13 +113,21 @@ export class Gateway {
     this.agentRate = new KeyedRateLimiter(gw.ratePerSecond, gw.rateBurst);
     // Node checks header and request timeouts only every `connectionsCheckingInterval` (30 s by
     // default), so a 5 s header timeout used to bite after 5 to 35 s: check at least once a second.
-    this.http = createServer(
-      {
-        headersTimeout: gw.headersTimeoutMs,
-        requestTimeout: Math.max(10_000, gw.headersTimeoutMs),
-        connectionsCheckingInterval: Math.min(1_000, gw.headersTimeoutMs),
-        maxHeaderSize: 8 * 1024,
-      },
+    this.edge = deps.edge ?? publicEdgeOf(deps.config);
+    const serverOptions: ServerOptions = {
+      headersTimeout: gw.headersTimeoutMs,
+      requestTimeout: Math.max(10_000, gw.headersTimeoutMs),
+      connectionsCheckingInterval: Math.min(1_000, gw.headersTimeoutMs),
+      maxHeaderSize: 8 * 1024,
+    };
+    const tls = this.edge.tls;
+    // Over TLS the same edge and the same upgrade handler serve https and wss; a client speaking
+    // plain http to it fails the TLS handshake and gets no answer.
+    const createListener = (handler: Parameters<typeof createServer>[1]): Server =>
+      tls === undefined
+        ? createServer(serverOptions, handler)
+        : createTlsServer({ ...serverOptions, cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler);
+    this.http = createListener(
       createHttpEdge({
         routes: this.routeTable,
         // Without a session secret no session route exists; a random one keeps /api/ closed.
@@ -156,8 +170,7 @@ export class Gateway {
     });
     const address = this.http.address();
     const bound = typeof address === 'object' && address ? address.port : port;
-    const hosts = ['127.0.0.1', 'localhost', '[::1]', ...this.deps.config.gateway.allowedHosts];
-    this.allowedHosts = new Set(hosts.map((h) => hostWithPort(h.toLowerCase(), bound)));
+    this.allowedHosts = new Set(this.edge.allowedHosts(bound));
     this.maintenanceTimer = setInterval(() => this.maintenance(), 1_000);
     this.maintenanceTimer.unref();
     return { host, port: bound };
@@ -581,15 +594,8 @@ export class Gateway {
   }
 }
 
-/**
- * An allowlist entry as the Host header carries it: "name:port" or "[v6]:port". An entry
- * without a port means the gateway's own port; the Host header must always carry the port,
- * because browsers send it for every non-default port and the gateway never runs on 80.
- */
-export function hostWithPort(entry: string, port: number): string {
-  if (entry.startsWith('[')) return /\]:\d+$/.test(entry) ? entry : `${entry}:${port}`;
-  return entry.includes(':') ? entry : `${entry}:${port}`;
-}
+/** Host allowlist entries with the port (kept here for callers of the gateway; the rule lives with the public edge). */
+export { hostWithPort } from '../http/public-edge.js';
 
 const LEADING_ID = /^\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*(\d{1,15})\s*[,}]/;
 

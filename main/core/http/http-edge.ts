@@ -118,12 +118,14 @@ export function bearerMatches(header: unknown, secretDigest: Buffer): boolean {
 
 /**
  * The one origin policy for browser callers: no Origin header (not a browser, or a same-origin
- * GET), the page's own origin on an allowed Host, or one of the approval origins.
+ * GET), the page's own origin on an allowed Host (https over TLS), or one of the approval origins.
  */
 export function originAllowed(req: IncomingMessage, origins: readonly string[]): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true;
-  return origin === `http://${req.headers.host ?? ''}` || origins.includes(origin);
+  // The page's own origin has the scheme the request arrived over: an http page cannot call a TLS edge as "itself".
+  const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
+  return origin === `${scheme}://${req.headers.host ?? ''}` || origins.includes(origin);
 }
 
 /** The one body reader: application/json, at most MAX_BODY_BYTES, strict I-JSON (duplicate keys, `__proto__`, lone surrogates refused). */

@@ -342,7 +342,54 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at) WHERE state = 'pending';
   CREATE INDEX webhook_outbox_dead ON webhook_outbox(finished_at) WHERE state = 'dead';
   `,
-  // 16: the decision path's two reads of an agent's pending requests (the per-agent cap, and the
+  // 16: the desk's queue stays flat however much waits (bench BENCH_ONLY=desk-queue): the prompts
+  // (pending, not a follower) are paged in queue order (soonest to expire) and oldest first through
+  // partial indexes that end in the tie-breaking id, so a page reads its rows in order and stops
+  // (no sort of every pending row); and their number is kept by triggers in the same transaction as
+  // the row, so counting reads one row plus the few prompts already past expiry but not yet swept.
+  `
+  CREATE INDEX requests_queue_by_expiry ON requests(expires_at, id) WHERE state = 'pending' AND group_id IS NULL;
+  CREATE INDEX requests_queue_by_age ON requests(created_at, id) WHERE state = 'pending' AND group_id IS NULL;
+  CREATE TABLE queue_counts (
+    name TEXT PRIMARY KEY CHECK (name = 'prompts'),
+    n INTEGER NOT NULL CHECK (n >= 0)
+  ) STRICT;
+  INSERT INTO queue_counts (name, n)
+    SELECT 'prompts', COUNT(*) FROM requests WHERE state = 'pending' AND group_id IS NULL;
+  CREATE TRIGGER queue_counts_insert AFTER INSERT ON requests
+    WHEN new.state = 'pending' AND new.group_id IS NULL
+  BEGIN
+    UPDATE queue_counts SET n = n + 1 WHERE name = 'prompts';
+  END;
+  CREATE TRIGGER queue_counts_update AFTER UPDATE OF state, group_id ON requests
+    WHEN (old.state = 'pending' AND old.group_id IS NULL) IS NOT (new.state = 'pending' AND new.group_id IS NULL)
+  BEGIN
+    UPDATE queue_counts SET n = n + (CASE WHEN new.state = 'pending' AND new.group_id IS NULL THEN 1 ELSE -1 END) WHERE name = 'prompts';
+  END;
+  CREATE TRIGGER queue_counts_delete AFTER DELETE ON requests
+    WHEN old.state = 'pending' AND old.group_id IS NULL
+  BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE name = 'prompts';
+  END;
+  `,
+  // 17: the admin quorum (approvals/admin-actions.ts): a first admin's tapped action waits here
+  // until a second admin confirms or rejects it; the state moves once, out of 'pending' only.
+  `
+  CREATE TABLE admin_proposals (
+    id TEXT PRIMARY KEY,               -- random, shown to the admins
+    action TEXT NOT NULL,              -- canonical JSON of the action the proposer's key signed
+    proposed_by TEXT NOT NULL,
+    proposer_credential TEXT NOT NULL,
+    proposer_evidence TEXT NOT NULL,   -- JSON: the proposer's assertion (authenticatorData, clientDataJSON, signature)
+    state TEXT NOT NULL CHECK (state IN ('pending', 'executed', 'rejected')),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    decided_by TEXT,
+    decided_at INTEGER
+  ) STRICT;
+  CREATE INDEX admin_proposals_pending ON admin_proposals(created_at) WHERE state = 'pending';
+  `,
+  // 18: the decision path's two reads of an agent's pending requests (the per-agent cap, and the
   // waiting group an identical held call joins) each read that agent's pending rows only: without
   // an index led by the agent, SQLite walked every pending request of every agent per held call.
   `

@@ -114,10 +114,18 @@ interface Row {
   agent_owner_state: string | null;
 }
 
-const SELECT = `SELECT r.id, r.agent_id, r.kid, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
+const COLUMNS = `SELECT r.id, r.agent_id, r.kid, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
   r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, r.conflicted_approvers, r.group_id, r.sealed_at,
-  a.display_name AS agent_display_name, a.owner AS agent_owner, a.owner_state AS agent_owner_state
-  FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
+  a.display_name AS agent_display_name, a.owner AS agent_owner, a.owner_state AS agent_owner_state`;
+const SELECT = `${COLUMNS} FROM requests r LEFT JOIN agents a ON a.id = r.agent_id`;
+
+/**
+ * SELECT through one named index: SQLite's planner (without ANALYZE statistics) prefers the older
+ * `requests_pending (state, expires_at)` and then sorts every pending row; naming the index makes
+ * the page read in order and stop, and a statement whose WHERE no longer fits the index fails to
+ * prepare instead of silently scanning.
+ */
+const selectIndexedBy = (index: string) => `${COLUMNS} FROM requests r INDEXED BY ${index} LEFT JOIN agents a ON a.id = r.agent_id`;
 
 function column<T>(row: Row, name: string, schema: z.ZodType<T>, text: string): T {
   let value: unknown;
@@ -223,6 +231,24 @@ export function decodeStoredCall(callJson: string): ToolCall | undefined {
   }
 }
 
+/**
+ * The queue's statements (migration 16): each page reads its rows in index order and stops, and
+ * the count reads one kept row plus the prompts past expiry that the sweeper has not ended yet.
+ * Each WHERE repeats its partial index's word for word (test/integration/desk-queue-store.test.ts
+ * reads their plans).
+ */
+export const QUEUE_STATEMENTS = {
+  /** The desk's queue: the soonest to expire first. Parameters: now, limit, offset. */
+  byExpiry: `${selectIndexedBy('requests_queue_by_expiry')} WHERE r.state = 'pending' AND r.group_id IS NULL AND r.expires_at > ? ORDER BY r.expires_at, r.id LIMIT ? OFFSET ?`,
+  /** The older approvals listing: oldest first. Parameters: now, limit, offset. */
+  byAge: `${selectIndexedBy('requests_queue_by_age')} WHERE r.state = 'pending' AND r.group_id IS NULL AND r.expires_at > ? ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
+  /** The prompts pending and not followers, as the triggers keep it. */
+  keptCount: "SELECT n FROM queue_counts WHERE name = 'prompts'",
+  /** Of those, the ones already past expiry at `now`. */
+  staleCount:
+    "SELECT COUNT(*) AS n FROM requests INDEXED BY requests_queue_by_expiry WHERE state = 'pending' AND group_id IS NULL AND expires_at <= ?",
+} as const;
+
 /** The one spelling of the approval requirement column (identical held calls compare it byte for byte). */
 export function encodeRequirement(requirement: ApprovalRequirement): string {
   return JSON.stringify(requirement);
@@ -235,8 +261,18 @@ export class RequestRepository {
   private readonly followerCountStmt;
   private readonly pendingOfAgentCountStmt;
   private readonly outcomeStmt;
+  private readonly pendingByAgeStmt;
+  private readonly pendingByExpiryStmt;
+  private readonly followersOfManyStmt;
+  private readonly promptCountStmt;
+  private readonly stalePromptCountStmt;
 
   constructor(private readonly db: Db) {
+    this.pendingByAgeStmt = db.prepare<[number, number, number], Row>(QUEUE_STATEMENTS.byAge);
+    this.pendingByExpiryStmt = db.prepare<[number, number, number], Row>(QUEUE_STATEMENTS.byExpiry);
+    this.followersOfManyStmt = db.prepare<[string], Row>(`${SELECT} WHERE r.group_id IN (SELECT value FROM json_each(?)) ORDER BY r.id`);
+    this.promptCountStmt = db.prepare<[], { n: number }>(QUEUE_STATEMENTS.keptCount);
+    this.stalePromptCountStmt = db.prepare<[number], { n: number }>(QUEUE_STATEMENTS.staleCount);
     this.byId = db.prepare<[string], Row>(`${SELECT} WHERE r.id = ?`);
     this.insertStmt = db.prepare(
       `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at, conflicted_approvers, group_id)
@@ -254,7 +290,7 @@ export class RequestRepository {
        ORDER BY created_at, id LIMIT 1`,
     );
     this.followerCountStmt = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM requests WHERE group_id = ?');
-    // The agent's pending rows only (migration 16), however many other agents have waiting.
+    // The agent's pending rows only (migration 18), however many other agents have waiting.
     this.pendingOfAgentCountStmt = db.prepare<[string], { n: number }>(
       "SELECT COUNT(*) AS n FROM requests INDEXED BY requests_pending_by_agent WHERE agent_id = ? AND state = 'pending'",
     );
@@ -288,25 +324,20 @@ export class RequestRepository {
     return row === undefined ? undefined : { token: row.token, tokenExpiresAt: row.token_expires_at };
   }
 
-  /** Pending, unexpired prompts (a group's primary only), oldest first, one page. */
+  /** Pending, unexpired prompts (a group's primary only), oldest first, one page (index requests_queue_by_age). */
   listPending(now: number, limit: number, offset: number): RequestRecord[] {
-    return this.db
-      .prepare<[number, number, number], Row>(
-        `${SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.created_at, r.id LIMIT ? OFFSET ?`,
-      )
-      .all(now, limit, offset)
-      .map(decodeRequest);
+    return this.pendingByAgeStmt.all(now, limit, offset).map(decodeRequest);
   }
 
-  /** How many prompts are waiting (a merged group counts once). */
+  /**
+   * How many prompts are waiting (a merged group counts once): the count the triggers of
+   * migration 16 keep, less the prompts already past expiry that the sweeper has not ended yet
+   * (a short range of requests_queue_by_expiry), so it costs the same with 10 or 10,000 waiting.
+   */
   countPending(now: number): number {
-    return (
-      this.db
-        .prepare<[number], { n: number }>(
-          "SELECT COUNT(*) AS n FROM requests WHERE state = 'pending' AND expires_at > ? AND group_id IS NULL",
-        )
-        .get(now) ?? { n: 0 }
-    ).n;
+    const kept = this.promptCountStmt.get()?.n ?? 0;
+    const stale = this.stalePromptCountStmt.get(now)?.n ?? 0;
+    return Math.max(0, kept - stale);
   }
 
   /** Requests that needed approval and are decided (a group's primary only), newest first. */
@@ -323,22 +354,14 @@ export class RequestRepository {
 
   /** Pending, unexpired prompts, the soonest to expire first (the desk's queue order). */
   listPendingByExpiry(now: number, limit: number, offset: number): RequestRecord[] {
-    return this.db
-      .prepare<[number, number, number], Row>(
-        `${SELECT} WHERE r.state = 'pending' AND r.expires_at > ? AND r.group_id IS NULL ORDER BY r.expires_at, r.id LIMIT ? OFFSET ?`,
-      )
-      .all(now, limit, offset)
-      .map(decodeRequest);
+    return this.pendingByExpiryStmt.all(now, limit, offset).map(decodeRequest);
   }
 
   /** The followers of several primaries in one statement, by primary id (each list sorted by id). */
   followersOfMany(primaryIds: readonly string[]): Map<string, RequestRecord[]> {
     const out = new Map<string, RequestRecord[]>(primaryIds.map((id) => [id, []]));
     if (primaryIds.length === 0) return out;
-    const rows = this.db
-      .prepare<[string], Row>(`${SELECT} WHERE r.group_id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
-      .all(JSON.stringify(primaryIds))
-      .map(decodeRequest);
+    const rows = this.followersOfManyStmt.all(JSON.stringify(primaryIds)).map(decodeRequest);
     for (const row of rows) if (row.groupId !== null) out.get(row.groupId)?.push(row);
     return out;
   }

@@ -55,7 +55,17 @@ import type { ToolCall } from '../../../shared/protocol.js';
 import type { AdminActions } from '../approvals/admin-actions.js';
 import type { FirstRun } from '../approvals/first-run.js';
 import type { AdminAction } from '../../../shared/admin-actions.js';
-import type { AdminCeremony, AdminOutcome, ApproverDetail, FirstAdmin, FirstRunStateView } from '../../../shared/bridge-admin.js';
+import type {
+  AdminCeremony,
+  AdminConfirmationCeremony,
+  AdminConfirmationOutcome,
+  AdminConfirmationVerdict,
+  AdminOutcome,
+  AdminProposalList,
+  ApproverDetail,
+  FirstAdmin,
+  FirstRunStateView,
+} from '../../../shared/bridge-admin.js';
 import type { WebhookDeadLetter } from '../../../shared/bridge.js';
 import type { WebhookOutbox } from '../notify/webhook-outbox.js';
 import type { DeskSessions } from './desk-sessions.js';
@@ -87,7 +97,7 @@ export interface UiServiceDeps {
   healthDesk?: Pick<HealthDesk, 'health' | 'verifyNow'>;
   /** The admin console and first run (admin actions, the directory with keys); without it those methods refuse. */
   adminConsole?: {
-    admin: Pick<AdminActions, 'start' | 'submit'>;
+    admin: Pick<AdminActions, 'start' | 'submit' | 'quorum' | 'listProposals' | 'startConfirmation' | 'submitConfirmation'>;
     firstRun: Pick<FirstRun, 'state' | 'createFirstAdmin'>;
     directory: Pick<ApproverDirectory, 'list' | 'credentialsOf' | 'aliasesOf'>;
   };
@@ -345,7 +355,31 @@ export class UiService implements BridgeMethods {
     // The admin actions verify the tap in full (@simplewebauthn/server) and perform the action once.
     const done = await this.console().admin.submit(adminId, response as unknown as AuthenticationResponseJSON);
     const result = typeof done.result === 'object' && done.result !== null ? (done.result as Record<string, unknown>) : {};
-    return { action: done.action, result };
+    return { action: done.action, result, ...(done.proposal === undefined ? {} : { proposal: done.proposal }) };
+  }
+
+  // ---- the admin quorum (approvals.adminQuorum: 2): a second admin confirms a proposed action ----
+
+  listPendingAdminActions(): Promise<AdminProposalList> {
+    return settle(() => {
+      const { admin } = this.console();
+      return { quorum: admin.quorum, proposals: admin.listProposals() };
+    });
+  }
+
+  async startAdminConfirmation(
+    proposalId: string,
+    adminId: string,
+    confirmation: AdminConfirmationVerdict,
+  ): Promise<AdminConfirmationCeremony> {
+    const started = await this.console().admin.startConfirmation(adminId, proposalId, confirmation);
+    return { options: started.options, proposal: started.proposal, verdict: started.verdict } as AdminConfirmationCeremony;
+  }
+
+  async submitAdminConfirmation(adminId: string, response: WebAuthnResponseJson): Promise<AdminConfirmationOutcome> {
+    const done = await this.console().admin.submitConfirmation(adminId, response as unknown as AuthenticationResponseJSON);
+    const result = typeof done.result === 'object' && done.result !== null ? (done.result as Record<string, unknown>) : {};
+    return { proposalId: done.proposalId, verdict: done.verdict, action: done.action, result };
   }
 
   listApproverDirectory(): Promise<{ approvers: ApproverDetail[] }> {

@@ -8,7 +8,7 @@
 import { startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
 import type { AdminAction } from '../../../shared/admin-actions.js';
-import type { AdminOutcome } from '../../../shared/bridge-admin.js';
+import type { AdminConfirmationOutcome, AdminConfirmationVerdict, AdminOutcome } from '../../../shared/bridge-admin.js';
 import type { RegisteredKey } from '../../../shared/bridge.js';
 import { isCountersignError } from '../../../shared/errors.js';
 
@@ -17,6 +17,24 @@ export async function runAdminAction(bridge: CountersignBridge, adminId: string,
   const started = await bridge.startAdminAction(adminId, action);
   const response = await startAuthentication({ optionsJSON: started.options });
   return bridge.submitAdminAction(adminId, response);
+}
+
+/** A second admin's key tap confirming or rejecting a proposed admin action (the admin quorum). */
+export async function decideAdminProposal(
+  bridge: CountersignBridge,
+  adminId: string,
+  proposalId: string,
+  confirmation: AdminConfirmationVerdict,
+): Promise<AdminConfirmationOutcome> {
+  const started = await bridge.startAdminConfirmation(proposalId, adminId, confirmation);
+  const response = await startAuthentication({ optionsJSON: started.options });
+  return bridge.submitAdminConfirmation(adminId, response);
+}
+
+/** What people read after their tap: done, or (under the admin quorum) waiting for a second admin. */
+export function outcomeText(outcome: AdminOutcome, done: string): string {
+  if (outcome.proposal === undefined) return done;
+  return `Proposed (${outcome.proposal.id}): a second admin confirms it with their key under Pending admin actions before it takes effect.`;
 }
 
 /** Register a security key for `approverId` with a registration code (the code is spent only if the key is stored). */
@@ -54,4 +72,6 @@ const HINTS: Readonly<Record<string, string>> = {
   first_run_closed: 'Reload the desk and sign in as that admin.',
   challenge_invalid: 'Start again; if it was the registration code, ask an admin for a new one.',
   credential_suspect: 'This key is marked suspect and refused; register a new key.',
+  admin_self_confirm: 'Under the admin quorum a second admin decides it from their own desk.',
+  admin_proposal_closed: 'Another admin decided it already, or it expired; the list shows what is still waiting.',
 };

@@ -6,11 +6,13 @@
  */
 import { useCallback, useEffect, useId, useState } from 'react';
 import type { AgentSummary } from '../../../shared/bridge.js';
+import type { AdminOutcome } from '../../../shared/bridge-admin.js';
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
 import type { EnrollmentRequest } from '../../../shared/enrollment.js';
 import type { DeskViewProps } from './desk-view.js';
 import { EnrollmentDrop } from './enrollment-file.js';
-import { runAdminAction, shownError, type ShownError } from './admin-ceremony.js';
+import { outcomeText, runAdminAction, shownError, type ShownError } from './admin-ceremony.js';
+import { AdminProposals } from './admin-proposals.js';
 
 /** "a, b ,c" -> ["a","b","c"] (empty entries dropped). */
 const splitList = (text: string): string[] =>
@@ -43,11 +45,14 @@ export function EnrollAgentForm({
   adminId,
   defaultOwner,
   onEnrolled,
+  onProposed,
 }: {
   bridge: CountersignBridge;
   adminId: string;
   defaultOwner: string;
   onEnrolled: (agentId: string) => void;
+  /** Under the admin quorum the tap proposes; a second admin's tap enrolls. */
+  onProposed?: (() => void) | undefined;
 }) {
   const ids = useId();
   const [request, setRequest] = useState<{ request: EnrollmentRequest; fileName: string } | undefined>();
@@ -63,7 +68,7 @@ export function EnrollAgentForm({
     if (request === undefined) return;
     setStatus({ kind: 'working', text: 'Touch your security key to confirm the enrollment…' });
     try {
-      await runAdminAction(bridge, adminId, {
+      const outcome = await runAdminAction(bridge, adminId, {
         kind: 'agent.enroll',
         request: request.request,
         scope: {
@@ -74,8 +79,9 @@ export function EnrollAgentForm({
           jurisdictions: splitList(jurisdictions),
         },
       });
-      setStatus({ kind: 'done', text: `Enrolled ${request.request.payload.agentId}.` });
-      onEnrolled(request.request.payload.agentId);
+      setStatus({ kind: 'done', text: outcomeText(outcome, `Enrolled ${request.request.payload.agentId}.`) });
+      if (outcome.proposal === undefined) onEnrolled(request.request.payload.agentId);
+      else onProposed?.();
       setRequest(undefined);
     } catch (caught) {
       setStatus({ kind: 'error', ...shownError(caught) });
@@ -145,11 +151,11 @@ function AgentCard({
   const ids = useId();
   const [reason, setReason] = useState('');
   const [status, setStatus] = useState<Status | undefined>();
-  const act = async (what: string, run: () => Promise<unknown>) => {
+  const act = async (what: string, run: () => Promise<AdminOutcome>) => {
     setStatus({ kind: 'working', text: `Touch your security key to confirm: ${what}…` });
     try {
-      await run();
-      setStatus({ kind: 'done', text: `Done: ${what}.` });
+      const outcome = await run();
+      setStatus({ kind: 'done', text: outcomeText(outcome, `Done: ${what}.`) });
       onChanged();
     } catch (caught) {
       setStatus({ kind: 'error', ...shownError(caught) });
@@ -234,7 +240,10 @@ function AgentCard({
 export function AgentsView({ bridge, session }: DeskViewProps) {
   const [agents, setAgents] = useState<AgentSummary[] | undefined>();
   const [error, setError] = useState<ShownError | undefined>();
+  // Bumped after a tap that proposed (admin quorum) or decided a proposal: the pending list reloads.
+  const [proposals, setProposals] = useState(0);
   const reload = useCallback(() => {
+    setProposals((n) => n + 1);
     bridge
       .listAgents()
       .then((list) => {
@@ -248,8 +257,15 @@ export function AgentsView({ bridge, session }: DeskViewProps) {
     <section className="panel admin-view" aria-labelledby="agents-view-title" data-testid="agents-view">
       <h2 id="agents-view-title">Agents</h2>
       <p className="muted">Every change here needs a tap of your security key ({session.displayName}).</p>
+      <AdminProposals bridge={bridge} session={session} refresh={proposals} onDecided={reload} />
       <h3>Enroll an agent</h3>
-      <EnrollAgentForm bridge={bridge} adminId={session.approverId} defaultOwner={session.approverId} onEnrolled={reload} />
+      <EnrollAgentForm
+        bridge={bridge}
+        adminId={session.approverId}
+        defaultOwner={session.approverId}
+        onEnrolled={reload}
+        onProposed={reload}
+      />
       <h3>Enrolled agents</h3>
       {error && (
         <p className="error" role="alert">

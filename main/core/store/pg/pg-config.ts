@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { PoolConfig } from 'pg';
-import { CountersignError } from '../../../../shared/errors.js';
+import { CountersignError, quote } from '../../../../shared/errors.js';
 
 export interface TeamDatabaseConfig {
   /** postgres://user:password@host:port/database[?sslmode=...&sslrootcert=...] */
@@ -54,6 +54,14 @@ export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatab
   const idleInTransactionTimeoutMs = positiveInt('idleInTransactionTimeoutMs', config.idleInTransactionTimeoutMs, 10_000, 600_000);
   const maxBatch = positiveInt('maxBatch', config.maxBatch, 64, 10_000);
 
+  // pg parses the URL again and applies what it finds over the pool's `ssl`: any other TLS
+  // parameter (`ssl=0` beside `sslmode=verify-full`) would silently change the mode named here.
+  for (const name of url.searchParams.keys())
+    if (name !== 'sslmode' && name !== 'sslrootcert' && (name.startsWith('ssl') || name === 'uselibpqcompat'))
+      throw new CountersignError(
+        'config_invalid',
+        `the database url parameter ${quote(name)} is not supported: TLS is set by sslmode and sslrootcert`,
+      );
   const sslmode = url.searchParams.get('sslmode') ?? 'disable';
   const rootcert = url.searchParams.get('sslrootcert');
   let ssl: PoolConfig['ssl'];
@@ -77,6 +85,8 @@ export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatab
   plain.searchParams.delete('sslrootcert');
   const display = new URL(plain.toString());
   if (display.password) display.password = '***';
+  // libpq and pg also take the password as a parameter: never shown either.
+  if (display.searchParams.has('password')) display.searchParams.set('password', '***');
   return {
     pool: {
       connectionString: plain.toString(),

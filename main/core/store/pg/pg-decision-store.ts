@@ -42,6 +42,8 @@ export const OUTCOME_CHANNEL = 'countersign_outcome';
 export const AUDIT_CHANNEL = 'countersign_audit';
 /** The advisory lock key migrations run under (any constant; the audit leader uses another). */
 const MIGRATION_LOCK = 0x435301;
+/** The first key of the per-agent lock held calls are written under (the second is the agent id's hash; the two-key form never meets the one-key locks). */
+const HELD_CALLS_LOCK = 0x435303;
 
 type Work<T> = (client: pg.PoolClient) => Promise<T>;
 interface Unit {
@@ -250,6 +252,12 @@ export class PgDecisionStore implements DecisionStore {
     const written = await this.run(async (client): Promise<WrittenDecision> => {
       write.guard?.();
       const held = request.state === 'pending';
+      // Held calls of one agent are written one at a time across every hub: under READ COMMITTED
+      // two transactions would each count the other's uncommitted rows as absent, both pass the
+      // cap and both open a group for the same call. The lock lasts until this group's COMMIT.
+      // (Two groups taking two agents' locks in opposite order: PostgreSQL ends one unit with a
+      // deadlock error, store_failed, and nothing of it is written.)
+      if (held) await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [HELD_CALLS_LOCK, write.agentId]);
       if (held && write.maxPending !== undefined) {
         const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM requests WHERE agent_id = $1 AND state = 'pending'", [
           write.agentId,

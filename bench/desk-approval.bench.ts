@@ -1,0 +1,177 @@
+/**
+ * The desk's last tap to the token at the agent (issue #13), with 1,000 other requests pending:
+ * the clock starts when the last approver's signed assertion is sent to the desk's bridge route
+ * (POST /api/approvals/requests/{id}/submit, with the session secret and that approver's sign-in
+ * cookie, exactly as the renderer sends it) and stops when the co-signed token arrives at the
+ * agent over its WebSocket (the SDK's onDecision). Real parts: the HTTP edge, the session and
+ * caller checks, the ceremony verification (@simplewebauthn), the quorum, SQLite in WAL with
+ * synchronous=FULL, the token signed by the custody key, the audit append, the push event to an
+ * open desk event stream, and a real WebSocket agent. The assertion itself comes from the
+ * project's software authenticator (main/core/testing/virtual-authenticator.ts, the one the tests
+ * use) and is made before the clock starts: a browser per tap would time Chromium, not the path.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { REPO_ROOT, startCountersign, type RunningCountersign } from '../main/core/app.js';
+import { VirtualAuthenticator } from '../main/core/testing/virtual-authenticator.js';
+import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
+import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
+import type { DecisionResult } from '../shared/protocol.js';
+import { ensurePeople } from '../test/helpers/harness.js';
+import { signInOverHttp, tapKey, type HttpSignIn } from '../test/helpers/desk-session.js';
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const stats = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    p50Ms: +percentile(sorted, 50).toFixed(3),
+    p99Ms: +percentile(sorted, 99).toFixed(3),
+    maxMs: +sorted[sorted.length - 1]!.toFixed(3),
+  };
+};
+
+async function registerKey(app: RunningCountersign, id: string): Promise<VirtualAuthenticator> {
+  app.approvers.addApprover({ id, displayName: id, groups: ['finance-approvers'], virtual: true });
+  const key = new VirtualAuthenticator();
+  const { code } = app.approvers.issueRegistrationCode(id, 'bench');
+  const options = await app.approvers.beginRegistration(id, code);
+  await app.approvers.finishRegistration(
+    id,
+    key.createCredential({
+      rpId: app.approvers.rpId,
+      origin: app.approvers.origins[0]!,
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
+    }),
+  );
+  return key;
+}
+
+export async function runDeskApprovalBench(options: { pending: number; taps: number }): Promise<Record<string, unknown>> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-desk-approval-'));
+  // Risk scoring off: a thousand held transfers from one agent would (rightly) score as a loop.
+  writeFileSync(
+    join(dataDir, 'config.json'),
+    JSON.stringify({
+      domain: 'test',
+      policyDir: join(REPO_ROOT, 'examples', 'demo'),
+      gateway: { port: 0, maxPendingPerAgent: options.pending + options.taps + 100, ratePerSecond: 100_000, rateBurst: 100_000 },
+      risk: { enabled: false },
+    }),
+  );
+  const app = await startCountersign({ dataDir, log: () => undefined });
+  const base = `http://127.0.0.1:${app.port}`;
+  const events = new AbortController();
+  try {
+    const keys = { alice: await registerKey(app, 'alice'), bob: await registerKey(app, 'bob') };
+    const sessions: Record<'alice' | 'bob', HttpSignIn> = {
+      alice: await signInOverHttp(app, 'alice', keys.alice),
+      bob: await signInOverHttp(app, 'bob', keys.bob),
+    };
+    const agentKey = await importAgentKey(await generateAgentKey('EdDSA'));
+    ensurePeople(app, 'dana@example.com');
+    app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(agentKey, 'finance-bot', 'finance-bot')), {
+      owner: 'dana@example.com',
+      group: 'finance-agents',
+      allowedTools: ['payments.transfer'],
+      dataClasses: ['financial'],
+      jurisdictions: ['US'],
+    });
+    const arrivals = new Map<string, (r: DecisionResult) => void>();
+    const client = new AgentClient({
+      url: app.url,
+      agentId: 'finance-bot',
+      key: agentKey,
+      reconnect: false,
+      requestTimeoutMs: 60_000,
+      webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
+      onDecision: (r) => arrivals.get(r.requestId)?.(r),
+    });
+    await client.connect();
+    let amount = 30_000;
+    // Distinct amounts: identical calls would merge into one prompt.
+    const transfer = () => ({
+      tool: 'payments.transfer',
+      params: { amount: `${amount++}.00`, currency: 'USD', payee: 'Northwind Traders', memo: 'bench' },
+      dataClass: 'financial',
+      jurisdiction: 'US',
+      provenance: ['user'],
+    });
+    for (let submitted = 0; submitted < options.pending; submitted += 100)
+      await Promise.all(Array.from({ length: Math.min(100, options.pending - submitted) }, () => client.submit(transfer())));
+
+    // An open desk: its event stream receives the `decided` push of every approval.
+    let pushed = 0;
+    const stream = await fetch(`${base}/api/ui/events`, { headers: sessions.alice.headers, signal: events.signal });
+    void (async () => {
+      try {
+        for await (const chunk of stream.body!) pushed += String(Buffer.from(chunk)).split('event: decided').length - 1;
+      } catch {
+        // aborted at the end
+      }
+    })();
+
+    const post = async (who: 'alice' | 'bob', path: string, body: unknown) => {
+      const res = await fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: { ...sessions[who].headers, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const json = (await res.json()) as Record<string, unknown>;
+      if (res.status !== 200) throw new Error(`${path} answered ${res.status}: ${JSON.stringify(json)}`);
+      return json;
+    };
+    const tap = async (who: 'alice' | 'bob', requestId: string) => {
+      const begun = await post(who, `/api/approvals/requests/${requestId}/ceremony`, { approverId: who, verdict: 'approve' });
+      return tapKey(app, keys[who], begun.options as { challenge: string; allowCredentials?: Array<{ id: string }> });
+    };
+
+    const toAgent: number[] = [];
+    const toAnswer: number[] = [];
+    const warmUp = 10;
+    for (let i = 0; i < options.taps + warmUp; i++) {
+      const held = await client.submit(transfer());
+      if (held.state !== 'pending') throw new Error(`expected a held transfer, got ${held.state}`);
+      await post('alice', `/api/approvals/requests/${held.requestId}/submit`, {
+        approverId: 'alice',
+        response: await tap('alice', held.requestId),
+      });
+      const last = await tap('bob', held.requestId);
+      const arrived = new Promise<number>((resolve, reject) =>
+        arrivals.set(held.requestId, (r) => {
+          if (r.state === 'approved' && r.token !== undefined) resolve(performance.now());
+          else reject(new Error(`request ended ${r.state} without a token`));
+        }),
+      );
+      const t0 = performance.now();
+      const outcome = await post('bob', `/api/approvals/requests/${held.requestId}/submit`, { approverId: 'bob', response: last });
+      const answered = performance.now();
+      const atAgent = await arrived;
+      arrivals.delete(held.requestId);
+      if (outcome.state !== 'approved') throw new Error(`the last tap answered ${String(outcome.state)}`);
+      if (i < warmUp) continue;
+      toAgent.push(atAgent - t0);
+      toAnswer.push(answered - t0);
+    }
+    const stillPending = app.approvals.countPending();
+    client.close();
+    return {
+      otherPending: stillPending,
+      taps: options.taps,
+      lastTapToTokenAtAgent: stats(toAgent),
+      lastTapToDeskAnswer: stats(toAnswer),
+      decidedEventsPushedToTheDesk: pushed,
+      assertion: "software authenticator (the tests' P-256 virtual authenticator), made before the clock starts",
+      target: 'p99 under 20 ms with 1,000 pending',
+    };
+  } finally {
+    events.abort();
+    await app.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The admin quorum and the first-run screen in Debian Chromium over the real renderer (built by
+ * Vite, served by the core) with one browser context and one CDP virtual authenticator per admin:
+ * under approvals.adminQuorum: 2, ana enrolls an agent with her key tap and it waits as a proposal
+ * (her own Confirm is disabled with the reason), ben sees it in his desk and confirms it with his
+ * tap, and the agent is enrolled once, audited with both. Separately, with no admin yet, the
+ * first-run panel is its own screen: other views show one banner linking to it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'vite';
+import type { Browser, Page } from 'playwright-core';
+import { REPO_ROOT } from '../../main/core/app.js';
+import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
+import { launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
+import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
+import { createEnrollmentRequest } from '../../shared/enrollment.js';
+import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
+
+const UI_TIMEOUT = 60_000;
+
+let buildDir: string;
+let browser: Browser | undefined;
+const harnesses: Harness[] = [];
+const opened: ApproverBrowser[] = [];
+
+beforeAll(async () => {
+  buildDir = tempDir('countersign-renderer-');
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({
+      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
+      mode: 'production',
+      logLevel: 'warn',
+      build: { outDir: buildDir, emptyOutDir: true },
+    });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
+  browser = await launchChromium();
+}, 240_000);
+
+afterAll(async () => {
+  for (const ab of opened) await ab.close().catch(() => undefined);
+  await browser?.close();
+  for (const h of harnesses) await h.close();
+  if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
+}, 60_000);
+
+async function start(config: Record<string, unknown>): Promise<Harness> {
+  const h = await startHarness({ config: { domain: 'test', ...config }, start: { rendererDir: buildDir } });
+  harnesses.push(h);
+  return h;
+}
+
+async function person(): Promise<ApproverBrowser> {
+  if (browser === undefined) throw new Error('the browser is not running');
+  const ab = await openApproverBrowser(browser);
+  opened.push(ab);
+  return ab;
+}
+
+/** An admin whose key lives in this context's authenticator: registered through the desk's own form, then signed in. */
+async function adminDesk(h: Harness, id: string): Promise<Page> {
+  const { page } = await person();
+  await openDesk(page, h.app);
+  await page.getByTestId('tab-approvals').click({ timeout: UI_TIMEOUT });
+  await page.getByTestId('approver-select').selectOption(id);
+  await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(id, 'test').code);
+  await page.getByTestId('register-key').click();
+  await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+  await actAs(page, id);
+  await page.getByTestId('tab-agents').click({ timeout: UI_TIMEOUT });
+  await page.getByTestId('agents-view').waitFor({ timeout: UI_TIMEOUT });
+  return page;
+}
+
+describe('the admin quorum in the browser (two admins, two contexts)', () => {
+  it(
+    "enrolls an agent only after a second admin confirms the first one's proposal with their own key tap",
+    { timeout: 300_000 },
+    async () => {
+      const h = await start({ approvals: { adminQuorum: 2 } });
+      for (const [id, name] of [
+        ['ana', 'Ana Admin'],
+        ['ben', 'Ben Admin'],
+      ] as const)
+        h.app.approvers.addApprover({ id, displayName: name, groups: ['countersign-admins'] });
+      const ana = await adminDesk(h, 'ana');
+      const ben = await adminDesk(h, 'ben');
+
+      const key = await importAgentKey(await generateAgentKey('ES256'));
+      const request = JSON.stringify(await createEnrollmentRequest(key, 'quorum-bot', 'quorum bot'));
+      await ana.getByTestId('enroll-drop-input').setInputFiles({
+        name: 'quorum-bot.enrollment.json',
+        mimeType: 'application/json',
+        buffer: Buffer.from(request),
+      });
+      await ana.getByTestId('enroll-request').waitFor({ timeout: UI_TIMEOUT });
+      await ana.getByTestId('enroll-group').fill('finance-agents');
+      await ana.getByTestId('enroll-tools').fill('payments.transfer');
+      await ana.getByTestId('enroll-data-classes').fill('financial');
+      await ana.getByTestId('enroll-jurisdictions').fill('US');
+      await ana.getByTestId('enroll-submit').click();
+      const proposed = ana.getByTestId('enroll-status').and(ana.locator('[data-state="done"]'));
+      await proposed.waitFor({ timeout: UI_TIMEOUT });
+      expect(await proposed.innerText()).toContain('a second admin confirms it');
+      expect(h.app.registry.getAgent('quorum-bot')).toBeUndefined();
+
+      // Ana sees her own proposal, with Confirm disabled and the reason.
+      const own = ana.locator('[data-testid="admin-proposal"][data-proposed-by="ana"]');
+      await own.waitFor({ timeout: UI_TIMEOUT });
+      expect(await own.getByTestId('admin-proposal-confirm').isDisabled()).toBe(true);
+      expect(await own.getByTestId('admin-proposal-own').innerText()).toContain('another admin');
+      await saveScreenshots(ana, 'admin-quorum-proposed');
+
+      // Ben's desk picks it up (polled), shows what it enrolls, and he confirms with his key.
+      const waiting = ben.locator('[data-testid="admin-proposal"][data-proposed-by="ana"]');
+      await waiting.waitFor({ timeout: UI_TIMEOUT });
+      expect(await waiting.innerText()).toContain('Enroll agent quorum-bot');
+      await waiting.getByTestId('admin-proposal-confirm').click();
+      await ben.locator('[data-testid="agent-card"][data-agent-id="quorum-bot"]').waitFor({ timeout: UI_TIMEOUT });
+      expect(h.app.registry.getAgent('quorum-bot')).toMatchObject({ status: 'active', owner: 'ana' });
+      await ben.getByTestId('admin-proposals-empty').waitFor({ timeout: UI_TIMEOUT });
+
+      const audited = (h.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'admin.action'").all() as Array<{ record: string }>).map(
+        (r) => JSON.parse(r.record) as { adminId: string; action: { kind: string }; confirmedBy?: { adminId: string } },
+      );
+      expect(audited).toHaveLength(1);
+      expect(audited[0]).toMatchObject({ adminId: 'ana', action: { kind: 'agent.enroll' }, confirmedBy: { adminId: 'ben' } });
+      for (const ab of opened) expect(ab.problems).toEqual([]);
+    },
+  );
+});
+
+describe('the first-run screen', () => {
+  it(
+    'opens on the setup screen while no admin exists; other views show one banner linking to it, not the panel',
+    { timeout: 300_000 },
+    async () => {
+      const h = await start({});
+      const { page } = await person();
+      await openDesk(page, h.app);
+      await page.getByTestId('first-run').waitFor({ timeout: UI_TIMEOUT });
+      expect(await page.getByTestId('first-run-banner').count()).toBe(0);
+
+      await page.getByTestId('tab-overview').click();
+      await page.getByTestId('first-run-banner').waitFor({ timeout: UI_TIMEOUT });
+      expect(await page.getByTestId('first-run').isVisible()).toBe(false);
+      await saveScreenshots(page, 'first-run-banner');
+      await page.getByTestId('tab-approvals').click();
+      expect(await page.getByTestId('first-run').isVisible()).toBe(false);
+      expect(await page.getByTestId('first-run-banner').isVisible()).toBe(true);
+
+      // The banner's link brings the setup screen back, the form as it was left.
+      await page.getByTestId('first-run-open').click();
+      await page.getByTestId('first-run').waitFor({ timeout: UI_TIMEOUT });
+      expect(await page.getByTestId('first-admin-id').isVisible()).toBe(true);
+
+      // Once an admin exists (made on the machine), a new desk shows neither.
+      h.app.approvers.addApprover({ id: 'root', displayName: 'Root', groups: ['countersign-admins'] });
+      const later = await person();
+      await openDesk(later.page, h.app);
+      await later.page.getByTestId('desk-sign-in').waitFor({ timeout: UI_TIMEOUT });
+      expect(await later.page.getByTestId('first-run').count()).toBe(0);
+      expect(await later.page.getByTestId('first-run-banner').count()).toBe(0);
+    },
+  );
+});
