@@ -391,11 +391,17 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     const { dir, stateFile } = caseDir();
     const args = { amount: '250.00', payee: 'Initech LLC' };
     const first = await cliHost({ map: MAPS.payments, stateFile, ...paymentsServer(dir) });
-    const abandoned = first.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 }).catch((error: unknown) => error);
+    const firstProgress: string[] = [];
+    const abandoned = first.client
+      .callTool({ name: 'pay', arguments: args }, { timeout: 120_000, onprogress: (p) => firstProgress.push(p.message ?? '') })
+      .catch((error: unknown) => error);
     const held = await waitFor(
       async () => (await m.pending()).find((p) => p.tool === 'payments.pay' && p.params.payee === 'Initech LLC'),
       'the held payment',
     );
+    // The host leaves once it has been told the call is held (the proxy records the hold when the
+    // answer reaches it, before its first progress; the core lists the request a moment earlier).
+    await waitFor(() => firstProgress.find((p) => p.includes(held.requestId)), 'the first host told the call is held');
     await first.close(); // the host goes away: the proxy and its server stop
     await abandoned;
 
