@@ -10,6 +10,8 @@ import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
+import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { AuditLog, type AuditEventFields, type AuditKind } from './audit/audit-log.js';
 import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles, findingOf } from './audit/checkpoints.js';
@@ -79,6 +81,11 @@ export interface StartOptions {
   onTiming?: DecisionServiceOptions['onTiming'];
   /** What is running, named in the data directory's lock (e.g. `countersign start`). */
   command?: string;
+  /**
+   * For tests: how the decision store's group commit syncs its write-ahead log (store/group-commit.ts;
+   * default fdatasync). Replaced only to hold a sync back, which a real disk cannot be made to do.
+   */
+  syncFile?: FileSync;
   /**
    * Run as a team hub (`countersign hub`, docs/team-mode.md): decisions on the shared PostgreSQL
    * database of `config.team` (the URL here overrides its `database.url`).
@@ -332,10 +339,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
   });
   const minter = tokenMinter(issuer);
+  // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
+  const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
   const decisions = new DecisionService({
     db,
     audit,
-    store: team?.store,
+    store: team?.store ?? new SqliteDecisionStore(db, audit, committer),
     registry,
     policy,
     minter,
@@ -379,8 +388,13 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     throw error;
   }
   const webhookOutbox = new WebhookOutbox(db, config.notifications.webhooks, () => config.notifications.deskUrl ?? edge.origin(boundPort));
-  const webhooks = new WebhookDelivery(webhookOutbox, webhookTargets, config.notifications, { now: clock, log });
-  // kick() waits for the next turn, so the rows it sends are committed by then.
+  const webhooks = new WebhookDelivery(webhookOutbox, webhookTargets, config.notifications, {
+    now: clock,
+    log,
+    durable: () => committer.durable(),
+  });
+  // kick() waits for the next turn, so the rows it sends are committed by then; it sends them
+  // only once that commit's write-ahead log is synced (durable above).
   const stopObserving = audit.observe((kind, at, event) => {
     if (webhookOutbox.observe(kind, at, event)) webhooks.kick();
   });
