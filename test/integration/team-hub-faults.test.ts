@@ -22,6 +22,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCountersign, openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
+import { openTeamDirectory } from '../../main/cli/team-directory.js';
 import { exportPgAudit } from '../../main/core/audit/pg-audit-export.js';
 import { verifyExport } from '../../main/core/audit/audit-export.js';
 import { AgentClient } from '../../shared/agent-client.js';
@@ -95,7 +96,7 @@ function hubDir(name: string): string {
   return dir;
 }
 
-/** A hub in this process, every agent enrolled in its own directory (each hub keeps one: docs/team-mode.md). */
+/** A hub in this process; every agent enrolled once in the team directory (ADR 0013), by the first hub of its database. */
 async function startHub(name: string, databaseUrl: string): Promise<RunningCountersign> {
   const app = await startCountersign({
     dataDir: hubDir(name),
@@ -105,17 +106,25 @@ async function startHub(name: string, databaseUrl: string): Promise<RunningCount
   });
   hubs.push(app);
   ensurePeople(app, FINANCE_SCOPE.owner);
-  for (const agent of agents) app.registry.enroll(agent.enrollment, FINANCE_SCOPE);
+  // The hub caught its replica up before it started: an agent it lacks is not in the team directory yet.
+  for (const agent of agents)
+    if (app.registry.getAgent(agent.id) === undefined) await app.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
   return app;
 }
 
 /** A hub started by the real CLI (`countersign hub`), so the test can SIGKILL it. Resolves once it leads the audit log. */
 async function startCliHub(name: string, databaseUrl: string): Promise<{ child: ChildProcess; url: string }> {
   const dir = hubDir(name);
+  // Enrolled in the team directory before the hub starts, as `countersign agents enroll --database` does.
   const store = openDataDir(dir);
   await prepareDirectEnrollment(store, DEMO_POLICY_DIR, [FINANCE_SCOPE.owner]);
-  for (const agent of agents) store.registry.enroll(agent.enrollment, FINANCE_SCOPE);
-  store.db.close();
+  const directory = await openTeamDirectory(parseConfig({}), databaseUrl, store);
+  try {
+    for (const agent of agents) await directory.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+  } finally {
+    await directory.close();
+    store.db.close();
+  }
   const child = spawn(
     process.execPath,
     [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'hub', '--database', databaseUrl, '--name', name, '--data-dir', dir, '--domain', 'test'],
