@@ -54,6 +54,8 @@ import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
 import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
+import { PgDirectory } from './store/pg/pg-directory.js';
+import { TeamAgents } from './identity/team-agents.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -281,7 +283,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let team: TeamHub | undefined;
   if (options.team !== undefined) {
     try {
-      team = await openTeamHub(config, options.team, signer, log, clock);
+      team = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
     } catch (error) {
       await custody.close();
       await policy.close();
@@ -731,6 +733,10 @@ export interface TeamHub {
   hub: string;
   store: PgDecisionStore;
   leader: PgAuditLeader;
+  /** The team directory (ADR 0013): this hub's agents and approvers are its replica. */
+  directory: PgDirectory;
+  /** Enroll, rotate and revoke agents for every hub. */
+  agents: TeamAgents;
   close(): Promise<void>;
 }
 
@@ -745,6 +751,7 @@ async function openTeamHub(
   signer: Signer,
   log: (message: string) => void,
   now: () => number,
+  local: { db: Db; registry: AgentRegistry },
 ): Promise<TeamHub> {
   const url = options.databaseUrl ?? config.team.database.url;
   if (url === undefined)
@@ -761,6 +768,16 @@ async function openTeamHub(
     onLeadership: (leads) => log(leads ? `hub ${hub} leads the team audit log` : `hub ${hub} no longer leads the team audit log`),
     now,
   });
+  // The directory replica catches up before the hub serves anyone; decisions check the agent in PostgreSQL.
+  let directory: PgDirectory;
+  try {
+    directory = await PgDirectory.open(store, local.db, log);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);
   let closing: Promise<void> | undefined;
@@ -768,9 +785,12 @@ async function openTeamHub(
     hub,
     store,
     leader,
+    directory,
+    agents: new TeamAgents(local.registry, directory, hub),
     close: () =>
       (closing ??= (async () => {
         await leader.stop();
+        await directory.close();
         await store.close();
       })()),
   };
