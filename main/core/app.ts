@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { RequestSearchIndex } from './store/request-search-index.js';
 import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { AuditLog, type AuditEventFields, type AuditKind } from './audit/audit-log.js';
@@ -53,6 +54,8 @@ import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
 import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
+import { PgDirectory } from './store/pg/pg-directory.js';
+import { TeamAgents } from './identity/team-agents.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -280,7 +283,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let team: TeamHub | undefined;
   if (options.team !== undefined) {
     try {
-      team = await openTeamHub(config, options.team, signer, log, clock);
+      team = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
     } catch (error) {
       await custody.close();
       await policy.close();
@@ -339,10 +342,18 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const minter = tokenMinter(issuer);
   // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
   const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
+  // The History search index, filled after each decision's commit; at start it indexes whatever a
+  // crash left unindexed (store/request-search-index.ts).
+  const searchIndex = new RequestSearchIndex(db, { onError: log });
+  try {
+    searchIndex.catchUp();
+  } catch (error) {
+    log(`request search indexing failed at start (retried at the next search): ${error instanceof Error ? error.message : String(error)}`);
+  }
   const decisions = new DecisionService({
     db,
     audit,
-    store: team?.store ?? new SqliteDecisionStore(db, audit, committer),
+    store: team?.store ?? new SqliteDecisionStore(db, audit, committer, searchIndex),
     registry,
     policy,
     minter,
@@ -434,6 +445,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const policyReloads = new PolicyReloadLog(clock);
   const history = new HistoryReader({
     db,
+    searchIndex,
     proofs: auditProofs,
     origin,
     // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
@@ -676,6 +688,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
         log(`audit checkpoint at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
       await custody.close();
+      searchIndex.stop();
+      try {
+        searchIndex.catchUp(); // what the timer had not indexed yet (the next start would, too)
+      } catch (error) {
+        log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
       db.close();
     },
   };
@@ -715,6 +733,10 @@ export interface TeamHub {
   hub: string;
   store: PgDecisionStore;
   leader: PgAuditLeader;
+  /** The team directory (ADR 0013): this hub's agents and approvers are its replica. */
+  directory: PgDirectory;
+  /** Enroll, rotate and revoke agents for every hub. */
+  agents: TeamAgents;
   close(): Promise<void>;
 }
 
@@ -729,6 +751,7 @@ async function openTeamHub(
   signer: Signer,
   log: (message: string) => void,
   now: () => number,
+  local: { db: Db; registry: AgentRegistry },
 ): Promise<TeamHub> {
   const url = options.databaseUrl ?? config.team.database.url;
   if (url === undefined)
@@ -745,6 +768,16 @@ async function openTeamHub(
     onLeadership: (leads) => log(leads ? `hub ${hub} leads the team audit log` : `hub ${hub} no longer leads the team audit log`),
     now,
   });
+  // The directory replica catches up before the hub serves anyone; decisions check the agent in PostgreSQL.
+  let directory: PgDirectory;
+  try {
+    directory = await PgDirectory.open(store, local.db, log);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);
   let closing: Promise<void> | undefined;
@@ -752,9 +785,12 @@ async function openTeamHub(
     hub,
     store,
     leader,
+    directory,
+    agents: new TeamAgents(local.registry, directory, hub),
     close: () =>
       (closing ??= (async () => {
         await leader.stop();
+        await directory.close();
         await store.close();
       })()),
   };
