@@ -146,7 +146,7 @@ async function generate(mode: 'init' | 'rotate', config: CountersignConfig, keys
 }
 
 /**
- * Rotate a team's custody key (ADR 0013): generated in the shared HSM through this data
+ * Rotate a team's custody key (ADR 0014): generated in the shared HSM through this data
  * directory's custody.pkcs11, published to the team's key set at once; every hub serves it now and
  * signs with it once team.keyPublishLeadMs has passed. The hubs need no restart.
  */

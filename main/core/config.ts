@@ -294,7 +294,7 @@ const configSchema = z.strictObject({
       checkpointEveryMs: z.int().min(100).max(3_600_000).default(10_000),
       /**
        * With custody.pkcs11: how long a rotated-in team key is published in every hub's JWKS before
-       * any hub signs with it (tool servers cache the JWKS for up to a minute). ADR 0013.
+       * any hub signs with it (tool servers cache the JWKS for up to a minute). ADR 0014.
        */
       keyPublishLeadMs: z
         .int()

@@ -1,5 +1,5 @@
 /**
- * One custody key for all hubs of a team (ADR 0013, docs/team-mode.md), on a real PostgreSQL 15
+ * One custody key for all hubs of a team (ADR 0014, docs/team-mode.md), on a real PostgreSQL 15
  * cluster and a real SoftHSM2 token shared by the hubs (the token directory plays the network
  * HSM; each hub opens its own logged-in sessions): the first hub publishes the key `keys init`
  * made (in its own process) to the team, the second signs with the same kid, a token from hub A

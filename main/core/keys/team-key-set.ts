@@ -1,8 +1,8 @@
 /**
- * The team's custody keys in team mode (ADR 0013): every hub of one database signs with ONE key
+ * The team's custody keys in team mode (ADR 0014): every hub of one database signs with ONE key
  * held in the shared PKCS#11 token (a network HSM; each hub opens its own sessions), and serves the
  * team's published keys in its JWKS. The key set lives in PostgreSQL (`team_signing_keys`,
- * migration 3) and moves only forward:
+ * migration 4) and moves only forward:
  *
  *   published --(sign_from passed)--> active --(the next key activated)--> retiring --(published_until passed)--> retired
  *
