@@ -174,10 +174,10 @@ beforeAll(async () => {
   hubs.push(a);
   b = await startHub('hub-b', hubDir('hub-b', teamToken));
   hubs.push(b);
-  for (const app of hubs) {
-    ensurePeople(app, FINANCE_SCOPE.owner);
-    app.registry.enroll(enrollment, FINANCE_SCOPE);
-  }
+  // One directory for all hubs (ADR 0013): enrolled once, on hub A; hub B's replica applies it.
+  ensurePeople(a, FINANCE_SCOPE.owner);
+  await a.team!.agents.enroll(enrollment, FINANCE_SCOPE);
+  await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
 }, 240_000);
 
 afterAll(async () => {

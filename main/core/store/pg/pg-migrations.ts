@@ -158,6 +158,8 @@ export const PG_MIGRATIONS: readonly string[] = [
     expires_at bigint NOT NULL,
     used_at bigint,
     row text NOT NULL
+  );
+  `,
   // 4: the team's custody keys (ADR 0014): one key set for every hub of the database. A key is
   // published (in every hub's JWKS) before any hub may sign with it, becomes active no earlier
   // than its sign_from, and stays published while retiring until the tokens it signed expired.
