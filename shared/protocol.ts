@@ -198,6 +198,11 @@ export interface DecisionResult {
    * conflicted or no-longer-eligible approvers not counted). Both optional: additive members.
    */
   approval?: ApprovalRequirement & { expiresAt: number; required?: number; received?: number };
+  /**
+   * call.submit of a held call that joined a waiting group of identical calls (docs/approvals.md,
+   * "Identical calls"): the group's primary, which approvers see, and the group's size with it.
+   */
+  mergedInto?: { requestId: string; size: number };
 }
 
 export interface DecisionNotification {

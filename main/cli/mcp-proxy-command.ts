@@ -20,7 +20,8 @@ import { readTlsTrust } from '../mcp/tls-trust.js';
 
 export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [--map FILE] [--countersign URL] [--domain production|test]
                              [--state FILE] [--listen [HOST:]PORT] (-- COMMAND [ARGS...] | --url URL)
-       countersign mcp-proxy --print-config HOST --agent KEY_FILE [--map FILE] [--name NAME] (-- COMMAND [ARGS...] | --url URL)
+       countersign mcp-proxy --print-config HOST --agent KEY_FILE [--map FILE] [--name NAME] [--countersign URL]
+                             [--countersign-ca FILE] [--countersign-fingerprint HEX] (-- COMMAND [ARGS...] | --url URL)
 
   Serves, on stdio, the tools of the MCP server started by COMMAND (or reached at the Streamable
   HTTP URL); every tools/call is decided by Countersign and forwarded only with a verified token.
@@ -44,7 +45,9 @@ export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [-
   --allowed-origin NAME  an Origin host name to accept (repeatable; default loopback only)
   --max-body-bytes       largest HTTP request body (default 1048576)
   --print-config HOST   print the entry for HOST's configuration file: claude-desktop, cursor,
-                 vscode or generic (an "mcpServers" entry)`;
+                 vscode or generic (an "mcpServers" entry); --countersign, --domain and the TLS
+                 trust (--countersign-ca as an absolute path, --countersign-fingerprint; from
+                 $COUNTERSIGN_CA / $COUNTERSIGN_FINGERPRINT when not given) are carried into it`;
 
 export async function mcpProxyCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -101,6 +104,11 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
       ? emptyMapping(serverName.replace(/^[^A-Za-z0-9]+/, '') || 'mcp')
       : parseMapping(readJson(values.map), `the mapping file ${JSON.stringify(values.map)}`);
 
+  // The same defaults as a running proxy (option, else environment), checked before anything is printed.
+  const caFile = values['countersign-ca'] ?? process.env.COUNTERSIGN_CA;
+  const fingerprint = values['countersign-fingerprint'] ?? process.env.COUNTERSIGN_FINGERPRINT;
+  const tlsTrust = readTlsTrust({ caFile, fingerprint256: fingerprint });
+
   if (values['print-config'] !== undefined) {
     process.stdout.write(
       `${printHostConfig(values['print-config'], {
@@ -108,6 +116,8 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
         agentKeyFile: resolve(values.agent),
         mapFile: values.map === undefined ? undefined : resolve(values.map),
         countersignUrl: values.countersign,
+        countersignCa: caFile === undefined ? undefined : resolve(caFile),
+        countersignFingerprint: tlsTrust.pin,
         domain: values.domain,
         downstream,
       })}\n`,
@@ -138,10 +148,7 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
     holdPollMs,
     maxArgumentBytes,
     countersignUrl: values.countersign ?? process.env.COUNTERSIGN_URL ?? 'ws://127.0.0.1:7345',
-    tlsTrust: readTlsTrust({
-      caFile: values['countersign-ca'] ?? process.env.COUNTERSIGN_CA,
-      fingerprint256: values['countersign-fingerprint'] ?? process.env.COUNTERSIGN_FINGERPRINT,
-    }),
+    tlsTrust,
   });
   if (listen !== undefined) {
     const listener = await listenMcpHttp(proxy, {

@@ -10,6 +10,8 @@ import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
+import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { AuditLog, type AuditEventFields, type AuditKind } from './audit/audit-log.js';
 import { Checkpointer, auditOrigin, checkExternalCheckpoint, checkpointFiles, findingOf } from './audit/checkpoints.js';
@@ -51,6 +53,8 @@ import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
 import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
+import { PgDirectory } from './store/pg/pg-directory.js';
+import { TeamAgents } from './identity/team-agents.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -77,6 +81,11 @@ export interface StartOptions {
   onTiming?: DecisionServiceOptions['onTiming'];
   /** What is running, named in the data directory's lock (e.g. `countersign start`). */
   command?: string;
+  /**
+   * For tests: how the decision store's group commit syncs its write-ahead log (store/group-commit.ts;
+   * default fdatasync). Replaced only to hold a sync back, which a real disk cannot be made to do.
+   */
+  syncFile?: FileSync;
   /**
    * Run as a team hub (`countersign hub`, docs/team-mode.md): decisions on the shared PostgreSQL
    * database of `config.team` (the URL here overrides its `database.url`).
@@ -273,7 +282,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let team: TeamHub | undefined;
   if (options.team !== undefined) {
     try {
-      team = await openTeamHub(config, options.team, signer, log, clock);
+      team = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
     } catch (error) {
       await custody.close();
       await policy.close();
@@ -330,10 +339,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
   });
   const minter = tokenMinter(issuer);
+  // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
+  const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
   const decisions = new DecisionService({
     db,
     audit,
-    store: team?.store,
+    store: team?.store ?? new SqliteDecisionStore(db, audit, committer),
     registry,
     policy,
     minter,
@@ -377,8 +388,13 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     throw error;
   }
   const webhookOutbox = new WebhookOutbox(db, config.notifications.webhooks, () => config.notifications.deskUrl ?? edge.origin(boundPort));
-  const webhooks = new WebhookDelivery(webhookOutbox, webhookTargets, config.notifications, { now: clock, log });
-  // kick() waits for the next turn, so the rows it sends are committed by then.
+  const webhooks = new WebhookDelivery(webhookOutbox, webhookTargets, config.notifications, {
+    now: clock,
+    log,
+    durable: () => committer.durable(),
+  });
+  // kick() waits for the next turn, so the rows it sends are committed by then; it sends them
+  // only once that commit's write-ahead log is synced (durable above).
   const stopObserving = audit.observe((kind, at, event) => {
     if (webhookOutbox.observe(kind, at, event)) webhooks.kick();
   });
@@ -701,6 +717,10 @@ export interface TeamHub {
   hub: string;
   store: PgDecisionStore;
   leader: PgAuditLeader;
+  /** The team directory (ADR 0013): this hub's agents and approvers are its replica. */
+  directory: PgDirectory;
+  /** Enroll, rotate and revoke agents for every hub. */
+  agents: TeamAgents;
   close(): Promise<void>;
 }
 
@@ -715,6 +735,7 @@ async function openTeamHub(
   signer: Signer,
   log: (message: string) => void,
   now: () => number,
+  local: { db: Db; registry: AgentRegistry },
 ): Promise<TeamHub> {
   const url = options.databaseUrl ?? config.team.database.url;
   if (url === undefined)
@@ -731,6 +752,16 @@ async function openTeamHub(
     onLeadership: (leads) => log(leads ? `hub ${hub} leads the team audit log` : `hub ${hub} no longer leads the team audit log`),
     now,
   });
+  // The directory replica catches up before the hub serves anyone; decisions check the agent in PostgreSQL.
+  let directory: PgDirectory;
+  try {
+    directory = await PgDirectory.open(store, local.db, log);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);
   let closing: Promise<void> | undefined;
@@ -738,9 +769,12 @@ async function openTeamHub(
     hub,
     store,
     leader,
+    directory,
+    agents: new TeamAgents(local.registry, directory, hub),
     close: () =>
       (closing ??= (async () => {
         await leader.stop();
+        await directory.close();
         await store.close();
       })()),
   };

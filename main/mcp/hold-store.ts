@@ -6,6 +6,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { CountersignError } from '../../shared/errors.js';
 import type { JsonObject } from '../../shared/canonical-json.js';
 
@@ -40,10 +41,25 @@ export interface HoldStoreOptions {
 export class HoldStore {
   private readonly entries = new Map<string, HoldEntry>();
   private readonly clock: () => number;
+  private session: string | undefined;
 
   constructor(private readonly options: HoldStoreOptions = {}) {
     this.clock = options.clock ?? Date.now;
     if (options.file) this.load(options.file);
+  }
+
+  /**
+   * The MCP session id a stdio host's calls are signed with, made once and kept in the file: a
+   * proxy restarted by its host signs a retried call byte-equal to the first attempt, so when the
+   * first proxy died before it learned its request id, Countersign holds the retry in the same
+   * group (one prompt) instead of a second request (docs/mcp.md, "Denials, holds and retries").
+   */
+  sessionId(): string {
+    if (this.session === undefined) {
+      this.session = `mcp-${randomBytes(8).toString('hex')}`;
+      this.save();
+    }
+    return this.session;
   }
 
   get(key: string): HoldEntry | undefined {
@@ -96,6 +112,8 @@ export class HoldStore {
         { cause: error },
       );
     }
+    const session = (parsed as { session?: unknown }).session;
+    if (typeof session === 'string' && /^mcp-[0-9a-f]{16}$/.test(session)) this.session = session;
     const list = (parsed as { entries?: unknown }).entries;
     if (!Array.isArray(list))
       throw new CountersignError('config_invalid', `the proxy state file ${JSON.stringify(file)} has no entries list`);
@@ -112,7 +130,11 @@ export class HoldStore {
     if (!file) return;
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, entries: [...this.entries.values()] }), { mode: 0o600 });
+    writeFileSync(
+      tmp,
+      JSON.stringify({ version: 1, ...(this.session === undefined ? {} : { session: this.session }), entries: [...this.entries.values()] }),
+      { mode: 0o600 },
+    );
     renameSync(tmp, file);
   }
 }

@@ -14,6 +14,9 @@ export interface HostConfigInput {
   agentKeyFile: string;
   mapFile: string | undefined;
   countersignUrl: string | undefined;
+  /** The hub's CA file (an absolute path) and pinned fingerprint, passed on as given: the host's process has none of the shell's environment. */
+  countersignCa?: string | undefined;
+  countersignFingerprint?: string | undefined;
   domain: string | undefined;
   downstream: Downstream;
 }
@@ -23,6 +26,8 @@ export function proxyArgs(input: HostConfigInput): string[] {
   const args = ['mcp-proxy', '--agent', input.agentKeyFile];
   if (input.mapFile !== undefined) args.push('--map', input.mapFile);
   if (input.countersignUrl !== undefined) args.push('--countersign', input.countersignUrl);
+  if (input.countersignCa !== undefined) args.push('--countersign-ca', input.countersignCa);
+  if (input.countersignFingerprint !== undefined) args.push('--countersign-fingerprint', input.countersignFingerprint);
   if (input.domain !== undefined) args.push('--domain', input.domain);
   if ('url' in input.downstream) args.push('--url', input.downstream.url);
   else args.push('--', input.downstream.command, ...input.downstream.args);

@@ -78,7 +78,7 @@ export async function listenMcpHttp(proxy: McpProxy, options: McpHttpListenerOpt
       `mcp-proxy: listening on ${bindHost}, which is not a loopback address; anyone who can reach it can call the proxied tools as this agent (docs/mcp.md)`,
     );
 
-  const handler: McpHttpHandler = createMcpHandler(() => proxy.createServer(), {
+  const handler: McpHttpHandler = createMcpHandler(() => proxy.createServer({ freshSession: true }), {
     maxRequestBodySize: maxBodyBytes,
     onerror: (error) => log(`mcp-proxy: http: ${error.message}`),
   });
@@ -103,7 +103,7 @@ export async function listenMcpHttp(proxy: McpProxy, options: McpHttpListenerOpt
     transport.onclose = () => {
       if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
     };
-    await proxy.createServer().connect(transport);
+    await proxy.createServer({ freshSession: true }).connect(transport);
     return transport.handleRequest(request, { parsedBody });
   }
 

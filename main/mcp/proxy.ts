@@ -62,6 +62,18 @@ interface DeskState {
 
 type ToolAnswer = CallToolResult | InputRequiredResult;
 
+/**
+ * One call being decided or run. `held` is undefined until Countersign's answer has reached the
+ * proxy (and, if held, the hold store has its request id); `decided` resolves then.
+ */
+interface InFlightCall {
+  work: Promise<ToolAnswer>;
+  held: boolean | undefined;
+  decided: Promise<void>;
+  /** The host request that started it: a retry joins it only while that host still waits. */
+  signal: AbortSignal;
+}
+
 export interface ApprovalMeta {
   token: string;
   call: { tool: string; params: JsonObject };
@@ -158,8 +170,8 @@ export class McpProxy {
   private downstreamUp = false;
   private readonly servers = new Set<Server>();
   private readonly toolsChangedListeners = new Set<() => void>();
-  /** Held calls in flight in this process: an identical call (a host retry) joins the same one. */
-  private readonly inFlight = new Map<string, { work: Promise<ToolAnswer>; held: boolean }>();
+  /** Calls in flight in this process, by agent and call digest: an identical call (a host retry) waits for or joins one. */
+  private readonly inFlight = new Map<string, InFlightCall>();
   private readonly deskState: RequestStateCodec<DeskState> = createRequestStateCodec<DeskState>({
     key: randomBytes(32),
     ttlSeconds: 24 * 3600,
@@ -314,8 +326,13 @@ export class McpProxy {
     return this.client.getNegotiatedProtocolVersion();
   }
 
-  /** A fresh MCP server for one host connection (stdio: the only one; HTTP: one per session). */
-  createServer(): Server {
+  /**
+   * A fresh MCP server for one host connection (stdio: the only one; HTTP: one per session).
+   * Its calls are signed with the MCP session id kept in the state file (stdio: the host's entry,
+   * across restarts, so a retry after a restart is byte-equal to the first attempt), or with a
+   * new one (`freshSession`: each HTTP session, each stateless request).
+   */
+  createServer(options: { freshSession?: boolean } = {}): Server {
     const server = new Server(
       { name: `countersign-proxy:${this.options.mapping.server}`, version: '1.0.0' },
       {
@@ -332,7 +349,7 @@ export class McpProxy {
         },
       },
     );
-    const sessionId = `mcp-${randomBytes(8).toString('hex')}`;
+    const sessionId = options.freshSession ? `mcp-${randomBytes(8).toString('hex')}` : this.holds.sessionId();
     server.oninitialized = () => {
       this.hostInitialized();
       // The tool server asked for roots before any host could answer: ask it to ask again.
@@ -614,12 +631,36 @@ export class McpProxy {
         { code: 'invalid_params' },
       );
     }
-    const running = this.inFlight.get(key);
-    if (running?.held) return running.work;
-    const entry = { work: Promise.resolve<ToolAnswer>(toolError('internal', { code: 'internal_error' })), held: false };
-    entry.work = this.decideAndForward(name, args, mapped, key, digest, echoed, ctx, sessionId, () => {
-      entry.held = true;
-    }).finally(() => {
+    // An identical call already in this process (a host retry, or another host asking the same):
+    // - its answer from Countersign is on the way: wait for it. The host may have left in the
+    //   meantime (cancelled, disconnected); the first call still records the hold when the answer
+    //   arrives, and this one then finds the request in the hold store instead of making a second;
+    // - held, its host still waiting: join it (one request, one execution, one result);
+    // - held, its host gone: it ends at once; then this call waits on the request itself;
+    // - automatically decided: decided afresh (an allow is never shared or replayed).
+    for (;;) {
+      const running = this.inFlight.get(key);
+      if (running === undefined) break;
+      if (running.held === undefined) await running.decided;
+      else if (running.held && !running.signal.aborted) return running.work;
+      else if (running.held) await running.work.catch(() => undefined);
+      else break;
+    }
+    let decided: () => void = () => undefined;
+    const entry: InFlightCall = {
+      work: Promise.resolve<ToolAnswer>(toolError('internal', { code: 'internal_error' })),
+      held: undefined,
+      decided: new Promise((resolve) => {
+        decided = resolve;
+      }),
+      signal: ctx.mcpReq.signal,
+    };
+    const onDecided = (held: boolean) => {
+      entry.held ??= held;
+      decided();
+    };
+    entry.work = this.decideAndForward(name, args, mapped, key, digest, echoed, ctx, sessionId, onDecided).finally(() => {
+      onDecided(false);
       if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
     });
     this.inFlight.set(key, entry);
@@ -639,7 +680,7 @@ export class McpProxy {
     echoed: DeskState | undefined,
     ctx: ServerContext,
     sessionId: string,
-    markHeld: () => void,
+    onDecided: (held: boolean) => void,
   ): Promise<ToolAnswer> {
     let previous: { state: 'held' | 'executing' | 'done'; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
     // A 2026-07-28 retry names its request in the sealed state: found even without the hold file.
@@ -693,9 +734,9 @@ export class McpProxy {
     this.options.onStage?.('decided');
 
     const held = previous?.state === 'held' || decision.state === 'pending';
-    if (held) markHeld();
+    if (decision.state === 'pending') this.holds.set(key, decision.requestId, 'held');
+    onDecided(held);
     if (decision.state === 'pending') {
-      this.holds.set(key, decision.requestId, 'held');
       const desk = deskAnswer(ctx);
       if (desk === 'ask') return this.askToOpenDesk(decision, digest, ctx);
       if (desk === 'declined') {
@@ -831,6 +872,12 @@ export class McpProxy {
     let current = first;
     let required = requiredOf(first.approval);
     const desk = this.options.deskUrl ?? `${this.httpBase}/ui/`;
+    // Countersign held this call in the group of an identical one already waiting (typically the
+    // same call sent before the host left, whose answer never reached a proxy): say which.
+    const joined =
+      first.mergedInto === undefined
+        ? ''
+        : `, asked together with the identical request ${first.mergedInto.requestId}: approvers decide once for all ${first.mergedInto.size}`;
     while (!ctx.mcpReq.signal.aborted) {
       if (current.state !== 'pending') {
         // The last step the host sees before the result: the quorum complete ("2 of 2"), the
@@ -850,7 +897,7 @@ export class McpProxy {
         else beats++;
         lastReceived = received;
         const progress = received + (beats === 0 ? 0 : 0.5 * (1 - 0.5 ** beats));
-        const message = `waiting for ${required} approver${required === 1 ? '' : 's'}: ${received} of ${required} (request ${current.requestId}; approvers decide in ${desk})`;
+        const message = `waiting for ${required} approver${required === 1 ? '' : 's'}: ${received} of ${required} (request ${current.requestId}${joined}; approvers decide in ${desk})`;
         await ctx.mcpReq
           .notify({ method: 'notifications/progress', params: { progressToken, progress, total: required, message } })
           .catch(() => undefined);

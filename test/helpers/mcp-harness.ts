@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/client';
 import { InMemoryTransport } from '@modelcontextprotocol/server';
-import { McpProxy } from '../../main/mcp/proxy.js';
+import { McpProxy, type CallStage } from '../../main/mcp/proxy.js';
+import type { WebSocketFactory, WebSocketLike } from '../../shared/agent-client.js';
 import { parseMapping } from '../../main/mcp/mapping.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
@@ -16,7 +17,7 @@ import { REPO_ROOT } from '../../main/core/app.js';
 import { writeAgentKeyFile } from '../../main/cli/agent-key-file.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
-import { ensurePeople, startHarness, tempDir, type Harness } from './harness.js';
+import { ensurePeople, nodeWebSocket, startHarness, tempDir, type Harness } from './harness.js';
 
 export const MCP_POLICY_DIR = join(REPO_ROOT, 'examples', 'mcp');
 export const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
@@ -157,7 +158,13 @@ export async function startHost(m: McpHarness, options: HostOptions): Promise<Ho
  */
 export async function startInProcessHost(
   m: McpHarness,
-  options: HostOptions & { maxArgumentBytes?: number; onToolsChanged?: (names: string[]) => void },
+  options: HostOptions & {
+    maxArgumentBytes?: number;
+    onToolsChanged?: (names: string[]) => void;
+    /** The proxy's socket to Countersign (default: a plain `ws` socket). */
+    webSocket?: WebSocketFactory;
+    onStage?: (stage: CallStage) => void;
+  },
 ): Promise<Host> {
   const [command, ...args] = options.server;
   const mapping = parseMapping(parseStrictJson(readFileSync(options.map ?? '', 'utf8')));
@@ -171,6 +178,8 @@ export async function startInProcessHost(
     holdPollMs: 200,
     downstream: { command: command ?? 'node', args, env: options.env ?? {} },
     ...(options.maxArgumentBytes === undefined ? {} : { maxArgumentBytes: options.maxArgumentBytes }),
+    ...(options.webSocket === undefined ? {} : { webSocket: options.webSocket }),
+    ...(options.onStage === undefined ? {} : { onStage: options.onStage }),
   });
   const [hostSide, proxySide] = InMemoryTransport.createLinkedPair();
   await proxy.createServer().connect(proxySide);
@@ -197,6 +206,74 @@ export async function startInProcessHost(
     close: async () => {
       await client.close();
       await proxy.close();
+    },
+  };
+}
+
+/**
+ * A seam for the hold-recording race: the proxy's real WebSocket to Countersign, except that the
+ * answers to `call.submit` are held back in the test (not delivered to the proxy) until
+ * `release()`. Nothing is faked: Countersign decided and committed the call; only the moment its
+ * answer reaches the proxy is chosen by the test, which a real socket cannot do. `withheld`
+ * resolves when the first answer is held back; `submits` counts the calls the proxy sent.
+ */
+export interface SubmitAnswerSeam {
+  factory: WebSocketFactory;
+  withheld: Promise<void>;
+  submits(): number;
+  release(): void;
+}
+
+export function withholdSubmitAnswers(): SubmitAnswerSeam {
+  let submits = 0;
+  let released = false;
+  const heldBack: Array<() => void> = [];
+  let signalWithheld: () => void = () => undefined;
+  const withheld = new Promise<void>((resolve) => {
+    signalWithheld = resolve;
+  });
+  const factory: WebSocketFactory = (url, protocols) => {
+    const real = nodeWebSocket(url, protocols);
+    const submitIds = new Set<unknown>();
+    const socket: WebSocketLike = {
+      get readyState() {
+        return real.readyState;
+      },
+      send(data: string) {
+        const message = JSON.parse(data) as { id?: unknown; method?: unknown };
+        if (message.method === 'call.submit') {
+          submits++;
+          submitIds.add(message.id);
+        }
+        real.send(data);
+      },
+      close: (code?: number, reason?: string) => real.close(code, reason),
+      onopen: null,
+      onmessage: null,
+      onclose: null,
+      onerror: null,
+    };
+    real.onopen = (event) => socket.onopen?.(event);
+    real.onclose = (event) => socket.onclose?.(event);
+    real.onerror = (event) => socket.onerror?.(event);
+    real.onmessage = (event) => {
+      const message = JSON.parse(String(event.data)) as { id?: unknown };
+      if (!released && message.id !== undefined && submitIds.has(message.id)) {
+        heldBack.push(() => socket.onmessage?.(event));
+        signalWithheld();
+        return;
+      }
+      socket.onmessage?.(event);
+    };
+    return socket;
+  };
+  return {
+    factory,
+    withheld,
+    submits: () => submits,
+    release() {
+      released = true;
+      for (const deliver of heldBack.splice(0)) deliver();
     },
   };
 }

@@ -7,10 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Locator, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { CHROMIUM_VIRTUAL_AAGUID, launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
@@ -20,7 +17,7 @@ import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { inProcessBridge } from '../../main/core/ui/bridge-routes.js';
 import { windowCaller } from '../../main/core/ui/bridge-caller.js';
 import { DESK_SESSION_COOKIE } from '../../shared/desk-session.js';
-import { actAs } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 
@@ -125,21 +122,7 @@ async function submitTransfer(amount: string) {
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-renderer-');
-  // Vitest runs with NODE_ENV=test, which would make Vite bundle React's development build:
-  // build exactly what `npm run build:renderer` ships.
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   // The test key domain: production refuses Chromium's virtual authenticator (a known software
   // test double); the approvers themselves are ordinary, non-virtual approvers.
   h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });

@@ -31,6 +31,7 @@ import {
   startMcpHarness,
   type Host,
   type McpHarness,
+  withholdSubmitAnswers,
 } from '../helpers/mcp-harness.js';
 
 let m: McpHarness;
@@ -429,6 +430,94 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     const again = await second.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 });
     expect(textOf(again)).toBe(textOf(result));
     expect(ledgerLines(dir)).toHaveLength(1);
+  });
+
+  // The hold-recording window: Countersign has committed the held request, but its answer has
+  // not reached the proxy (so the proxy has no request id to record) when the host leaves. The
+  // seam (withholdSubmitAnswers) holds that answer back on the proxy's real socket, so the race
+  // happens every run instead of under load only.
+  it('the host leaves before the held answer reaches the proxy and the proxy stops; the retry joins the same prompt and the payment runs once', async () => {
+    const { dir, stateFile } = caseDir();
+    const args = { amount: '260.00', payee: 'Initech LLC' };
+    const seam = withholdSubmitAnswers();
+    const first = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir), webSocket: seam.factory });
+    const abandoned = first.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 }).catch((error: unknown) => error);
+    await seam.withheld; // committed by Countersign, answer held back at the proxy's socket
+    const held = (await m.pending()).find((p) => p.tool === 'payments.pay' && p.params.amount === '260.00');
+    expect(held).toBeDefined();
+    await first.close(); // the host goes away and its proxy with it, before the answer is read
+    await abandoned;
+    // Nothing but the session was recorded: the proxy never learned the request id.
+    const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { session: string; entries: unknown[] };
+    expect(state.entries).toEqual([]);
+    expect(state.session).toMatch(/^mcp-[0-9a-f]{16}$/);
+
+    const second = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir) });
+    const progress: string[] = [];
+    const retried = second.client.callTool(
+      { name: 'pay', arguments: args },
+      { timeout: 120_000, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? '') },
+    );
+    // Signed byte-equal to the first attempt (same session), so Countersign holds it in the first
+    // request's group: one prompt for approvers, and the host is told which request it joined.
+    const waiting = await waitFor(
+      () => progress.find((p) => p.startsWith('waiting for 1 approver: 0 of 1')),
+      'the retried call to be held',
+    );
+    expect(waiting).toContain(`asked together with the identical request ${held!.requestId}: approvers decide once for all 2`);
+    const prompts = ((await m.api('/api/approvals/pending')).json.pending as Array<Record<string, unknown>>).filter(
+      (p) => p.tool === 'payments.pay' && (p.params as Record<string, unknown>).amount === '260.00',
+    );
+    expect(prompts.map((p) => [p.requestId, p.count])).toEqual([[held!.requestId, 2]]);
+    const follower = (prompts[0]?.followers as string[])[0];
+    expect(waiting).toContain(`request ${follower}`);
+
+    expect(await m.approve(held!.requestId, 'carol')).toMatchObject({ state: 'approved' });
+    const result = await retried;
+    expect(textOf(result)).toContain(`approved by Countersign request ${follower}`);
+    expect(ledgerLines(dir)).toHaveLength(1);
+  });
+
+  it('the host cancels before the held answer reaches the proxy; its retry waits for that answer and finds the one request', async () => {
+    const { dir, stateFile } = caseDir();
+    const args = { amount: '270.00', payee: 'Initech LLC' };
+    const seam = withholdSubmitAnswers();
+    let prepared = 0;
+    const h = await host({
+      map: MAPS.payments,
+      stateFile,
+      ...paymentsServer(dir),
+      webSocket: seam.factory,
+      onStage: (stage) => {
+        if (stage === 'prepared') prepared++;
+      },
+    });
+    const cancel = new AbortController();
+    const cancelled = h.client
+      .callTool({ name: 'pay', arguments: args }, { timeout: 120_000, signal: cancel.signal })
+      .catch((error: unknown) => error);
+    await seam.withheld;
+    cancel.abort(); // the SDK client sends notifications/cancelled to the proxy
+    expect(await cancelled).toBeInstanceOf(Error);
+
+    const progress: string[] = [];
+    const retried = h.client.callTool(
+      { name: 'pay', arguments: args },
+      { timeout: 120_000, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p.message ?? '') },
+    );
+    // The retry is inside the window (it reached the proxy's handler; the first answer is still held back).
+    await waitFor(() => (prepared === 2 ? true : undefined), 'the retry to reach the proxy');
+    seam.release();
+    const waiting = await waitFor(() => progress.find((p) => p.startsWith('waiting for 1 approver: 0 of 1')), 'the retry held');
+    const prompts = (await m.pending()).filter((p) => p.tool === 'payments.pay' && p.params.amount === '270.00');
+    expect(prompts).toHaveLength(1);
+    expect(waiting).toContain(`request ${prompts[0]!.requestId};`);
+    expect(seam.submits()).toBe(1);
+
+    expect(await m.approve(prompts[0]!.requestId, 'carol')).toMatchObject({ state: 'approved' });
+    expect(textOf(await retried)).toContain(`approved by Countersign request ${prompts[0]!.requestId}`);
+    expect(ledgerLines(dir)).toHaveLength(1);
+    expect(seam.submits()).toBe(1);
   });
 
   it('passes a tools/list change on to the host; a tool that appears at run time stays unmapped and is refused', async () => {

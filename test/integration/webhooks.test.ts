@@ -17,6 +17,8 @@ import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 import { signInOverHttp } from '../helpers/desk-session.js';
+import { fdatasyncFile, type FileSync } from '../../main/core/store/group-commit.js';
+import type { StartOptions } from '../../main/core/app.js';
 
 const SECRET = 'whsec-test-6f1c2a9e8d7b';
 
@@ -76,7 +78,7 @@ let receiver: Receiver;
 let h: Harness | undefined;
 let logs: string[];
 
-async function start(notifications: Record<string, unknown>): Promise<Harness> {
+async function start(notifications: Record<string, unknown>, startOptions: Partial<StartOptions> = {}): Promise<Harness> {
   const dataDir = tempDir();
   writeFileSync(join(dataDir, 'webhook.secret'), `${SECRET}\n`);
   logs = [];
@@ -90,7 +92,7 @@ async function start(notifications: Record<string, unknown>): Promise<Harness> {
         ...notifications,
       },
     },
-    start: { log: (m: string) => logs.push(m) },
+    start: { log: (m: string) => logs.push(m), ...startOptions },
   });
   return h;
 }
@@ -178,6 +180,31 @@ describe('signed webhooks', () => {
     );
     await new Promise((r) => setTimeout(r, 300));
     expect(receiver.received).toHaveLength(1);
+  }, 60_000);
+
+  it('sends nothing before the commit that queued it is durable (its write-ahead log synced)', async () => {
+    // The real fdatasync, then held by the test until released: a disk cannot be paused on demand.
+    const held: Array<() => void> = [];
+    let holding = true;
+    const syncFile: FileSync = async (path) => {
+      await fdatasyncFile(path);
+      if (holding) await new Promise<void>((resolve) => held.push(resolve));
+    };
+    const app = await start({}, { syncFile });
+    const agent = app.client('finance-bot', await app.enroll('finance-bot'));
+    const answer = agent.submit(transferCall('48000.00'));
+    // The decision's group is committed (its outbox row is visible in the process) but not yet synced.
+    await until('the committed outbox row', () =>
+      app.app.db.prepare("SELECT id FROM webhook_outbox WHERE state = 'pending'").get() === undefined ? undefined : true,
+    );
+    await until('the held sync', () => (held.length > 0 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 300)); // the delivery loop was kicked when the row was queued
+    expect(receiver.received).toHaveLength(0);
+    holding = false;
+    for (const release of held.splice(0)) release();
+    expect(await answer).toMatchObject({ decision: 'pending' });
+    const got = await until('one delivery', () => receiver.received[0]);
+    expect(JSON.parse(got.body)).toMatchObject({ type: 'approval.pending', agentId: 'finance-bot' });
   }, 60_000);
 
   it('queues the delivery in the same transaction as the request: a rolled-back decision leaves no row', async () => {

@@ -142,6 +142,49 @@ describe('group commit', () => {
     expect(held.paths).toHaveLength(2);
   });
 
+  it('durable() waits for the sync that covers every group committed so far, and resolves at once when none is outstanding', async () => {
+    const held = heldSyncs(); // held back by the test, as above
+    const committer = new GroupCommitter(db, { syncFile: held.sync });
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    await committer.durable(); // nothing committed yet
+    const order: string[] = [];
+    const first = committer.run(() => insert.run('g1')).then(() => order.push('unit g1'));
+    await held.started(1);
+    // Committed and visible, but its sync is running: a reader that would act outward waits.
+    expect(count()).toBe(1);
+    const afterFirst = committer.durable().then(() => order.push('durable after g1'));
+    const second = committer.run(() => insert.run('g2')).then(() => order.push('unit g2'));
+    await new Promise((r) => setImmediate(r)); // g2 commits while the first sync runs
+    const afterSecond = committer.durable().then(() => order.push('durable after g2'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual([]);
+    held.release(0);
+    await Promise.all([first, afterFirst]);
+    expect(order).toEqual(['unit g1', 'durable after g1']); // the first sync does not cover g2
+    await held.started(2);
+    held.release(1);
+    await Promise.all([second, afterSecond]);
+    expect(order).toEqual(['unit g1', 'durable after g1', 'unit g2', 'durable after g2']);
+    await committer.durable();
+    expect(held.paths).toHaveLength(2);
+  });
+
+  it('durable() rejects with store_failed once a sync has failed', async () => {
+    // A failing fdatasync cannot be produced by a healthy disk on demand: injected here.
+    const failing: FileSync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const committer = new GroupCommitter(db, { syncFile: failing });
+    const unit = expect(committer.run(() => db.prepare('INSERT INTO t (k) VALUES (?)').run('a'))).rejects.toMatchObject({
+      code: 'store_failed',
+    });
+    const barrier = committer.durable();
+    await new Promise((r) => setImmediate(r));
+    const during = expect(committer.durable()).rejects.toMatchObject({ code: 'store_failed' });
+    await unit;
+    await during;
+    await barrier; // asked before anything was committed: nothing to wait for
+    await expect(committer.durable()).rejects.toMatchObject({ code: 'store_failed' });
+  });
+
   it('fails every unit whose sync failed, and every later unit, with store_failed', async () => {
     // A failing fdatasync (EIO) cannot be produced by a healthy disk on demand: injected here.
     const failing: FileSync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));

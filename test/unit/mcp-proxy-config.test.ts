@@ -4,9 +4,11 @@
  * hold record (survives a restart, ages out, refuses a damaged file instead of forgetting holds),
  * and the host configuration snippet.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { mcpProxyCommand } from '../../main/cli/mcp-proxy-command.js';
+import { loadOrCreateDevCertificate } from '../../main/core/http/dev-certificate.js';
 import { mapCall, parseMapping } from '../../main/mcp/mapping.js';
 import { HoldStore } from '../../main/mcp/hold-store.js';
 import { printHostConfig } from '../../main/mcp/host-config.js';
@@ -171,6 +173,88 @@ describe('host configuration snippet', () => {
 
   it('refuses a host it does not know', () => {
     expect(codeOf(() => printHostConfig('emacs', input))).toMatch(/^config_invalid: unknown host "emacs"/);
+  });
+});
+
+describe('countersign mcp-proxy --print-config with a hub over TLS', () => {
+  /** Runs the CLI command in this process and returns what it printed on stdout. */
+  async function printed(argv: string[]): Promise<{ args: string[]; out: string }> {
+    let out = '';
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      out += String(chunk);
+      return true;
+    });
+    try {
+      expect(await mcpProxyCommand(argv)).toBe(0);
+    } finally {
+      write.mockRestore();
+    }
+    const config = JSON.parse(out) as { mcpServers: Record<string, { args: string[] }> };
+    return { args: Object.values(config.mcpServers)[0]?.args ?? [], out };
+  }
+  const base = ['--print-config', 'claude-desktop', '--agent', '/keys/proxy.key', '--map', MAPS.payments];
+  const server = ['--', 'node', 'payments-server.js'];
+
+  it('carries the CA file (as an absolute path) and the pinned fingerprint into the host entry', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const cert = await loadOrCreateDevCertificate(dir, 'countersign.example');
+    const caFile = join(dir, 'countersign-dev.crt');
+    writeFileSync(caFile, cert.cert);
+    const bare = cert.fingerprint256.replaceAll(':', '').toLowerCase();
+    const { args } = await printed([
+      ...base,
+      '--countersign',
+      'wss://countersign.example:7345',
+      '--countersign-ca',
+      relative(process.cwd(), caFile),
+      '--countersign-fingerprint',
+      bare,
+      ...server,
+    ]);
+    expect(args.slice(args.indexOf('--countersign'), args.indexOf('--'))).toEqual([
+      '--countersign',
+      'wss://countersign.example:7345',
+      '--countersign-ca',
+      caFile,
+      '--countersign-fingerprint',
+      cert.fingerprint256, // the form the hub prints: upper case, colon-separated
+    ]);
+    expect(args.slice(args.indexOf('--'))).toEqual(['--', 'node', 'payments-server.js']);
+  });
+
+  it("takes them from COUNTERSIGN_CA / COUNTERSIGN_FINGERPRINT when not given, since the host's process lacks that environment", async () => {
+    const pin = 'ab'.repeat(32);
+    vi.stubEnv('COUNTERSIGN_FINGERPRINT', pin);
+    try {
+      const { args } = await printed([...base, ...server]);
+      expect(args).toContain('--countersign-fingerprint');
+      expect(args[args.indexOf('--countersign-fingerprint') + 1]).toBe(pin.toUpperCase().match(/../g)!.join(':'));
+      expect(args).not.toContain('--countersign-ca');
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    const { args } = await printed([...base, ...server]);
+    expect(args.filter((a) => a.startsWith('--countersign'))).toEqual([]);
+  });
+
+  it('refuses a malformed fingerprint or an unreadable CA file before printing anything', async () => {
+    let out = '';
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      out += String(chunk);
+      return true;
+    });
+    try {
+      await expect(mcpProxyCommand([...base, '--countersign-fingerprint', 'not-a-fingerprint', ...server])).rejects.toMatchObject({
+        code: 'config_invalid',
+      });
+      await expect(mcpProxyCommand([...base, '--countersign-ca', '/nonexistent/ca.pem', ...server])).rejects.toMatchObject({
+        code: 'file_not_found',
+      });
+    } finally {
+      write.mockRestore();
+    }
+    expect(out).toBe('');
   });
 });
 

@@ -352,6 +352,7 @@ export class DecisionService {
       result.tokenExpiresAt = minted.expiresAt;
     }
     if (obligation && written.expiresAt !== null) result.approval = { ...obligation, expiresAt: written.expiresAt };
+    if (written.merged !== undefined) result.mergedInto = { requestId: written.merged.primaryId, size: written.merged.size };
     return result;
   }
 

@@ -2,7 +2,8 @@
  * Sends the webhook outbox: each due row is POSTed to its webhook with a fresh signature
  * (shared/webhook-signature.ts), a bounded wait, and exponential backoff after a failure; after
  * the last attempt the row is dead-lettered (the desk lists it and can retry it). Woken right
- * after something is queued and at the next row's due time; no busy polling. Logs name the
+ * after something is queued and at the next row's due time; no busy polling. A row is sent only
+ * once the commit that queued it is durable (its write-ahead log synced). Logs name the
  * webhook id and the delivery id only: never the URL (chat webhook URLs carry their own tokens)
  * and never the secret.
  */
@@ -70,7 +71,17 @@ export class WebhookDelivery {
     private readonly outbox: WebhookOutbox,
     targets: readonly WebhookTarget[],
     private readonly settings: DeliverySettings,
-    private readonly options: { now: () => number; log: (message: string) => void; userAgent?: string },
+    private readonly options: {
+      now: () => number;
+      log: (message: string) => void;
+      userAgent?: string;
+      /**
+       * Resolves once every row committed so far is on stable storage (the decision store's group
+       * commit syncs its write-ahead log after COMMIT, ADR 0003): rows are read, then this is
+       * awaited before any is sent, so no receiver hears of a request a power loss could undo.
+       */
+      durable?: () => Promise<void>;
+    },
   ) {
     this.targets = new Map(targets.map((t) => [t.id, t]));
   }
@@ -113,6 +124,7 @@ export class WebhookDelivery {
   private async drain(): Promise<void> {
     for (;;) {
       const rows = this.outbox.due(this.options.now(), BATCH);
+      if (rows.length > 0) await this.options.durable?.();
       await Promise.all(rows.map((row) => this.attempt(row)));
       if (rows.length < BATCH || this.stopped) return;
     }

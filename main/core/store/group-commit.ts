@@ -75,7 +75,9 @@ export class GroupCommitter {
   private readonly commitWithSync: Database.Statement | undefined;
   /** Settles the groups committed since the last sync started, once a sync covers them. */
   private awaitingSync: Committed[] = [];
-  private failedWith: { error: unknown } | undefined;
+  /** The groups the running sync covers (settled when it returns). */
+  private inFlight: Committed[] = [];
+  private failedWith: { error: CountersignError } | undefined;
   private syncing = false;
 
   constructor(
@@ -116,6 +118,26 @@ export class GroupCommitter {
     });
   }
 
+  /**
+   * Resolves once every group committed so far is on stable storage: at once when no sync is
+   * outstanding, else when the sync that covers the latest committed group returns. A reader
+   * that acts outward on rows it read (a webhook POST) waits for this first, so nothing leaves
+   * the process that a power loss could still take back. Rejects as the covering sync does.
+   */
+  durable(): Promise<void> {
+    if (this.failedWith !== undefined) return Promise.reject(this.failedWith.error);
+    if (!this.syncing) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const barrier: Committed = {
+        batch: [{ work: () => undefined, resolve: () => resolve(), reject }],
+        outcomes: [{ ok: true, value: undefined }],
+      };
+      // Groups committed after the running sync started wait for the next one; if there are none,
+      // the running sync covers everything committed so far.
+      (this.awaitingSync.length > 0 ? this.awaitingSync : this.inFlight).push(barrier);
+    });
+  }
+
   private flush(): void {
     const batch = this.queue.splice(0, this.maxBatch);
     if (this.queue.length > 0) setImmediate(() => this.flush());
@@ -147,6 +169,7 @@ export class GroupCommitter {
   private startSync(): void {
     const covered = this.awaitingSync;
     this.awaitingSync = [];
+    this.inFlight = covered;
     this.syncing = true;
     this.syncFile(this.walFile!).then(
       () => {

@@ -71,6 +71,8 @@ export class PgDecisionStore implements DecisionStore {
   private listening: Promise<void> | undefined;
   private closed = false;
   private readonly onError: (message: string) => void;
+  /** The team directory's check of the agent and key, inside each decision's transaction (pg-directory.ts). */
+  private agentCheck: ((client: pg.PoolClient, agentId: string, kid: string, now: number) => Promise<void>) | undefined;
 
   private constructor(options: PgStoreOptions) {
     this.hub = options.hub;
@@ -245,12 +247,18 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
+  /** Check every decision's agent and key with `check` inside its transaction (the team directory, ADR 0013). */
+  checkAgentsWith(check: (client: pg.PoolClient, agentId: string, kid: string, now: number) => Promise<void>): void {
+    this.agentCheck = check;
+  }
+
   // ---- the seam ----
 
   async recordDecision(write: DecisionWrite): Promise<RequestOutcome> {
     const { request } = write;
     const written = await this.run(async (client): Promise<WrittenDecision> => {
       write.guard?.();
+      await this.agentCheck?.(client, write.agentId, request.kid, request.createdAt);
       const held = request.state === 'pending';
       // Held calls of one agent are written one at a time across every hub: under READ COMMITTED
       // two transactions would each count the other's uncommitted rows as absent, both pass the

@@ -106,4 +106,58 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX requests_pending_by_agent ON requests(agent_id) WHERE state = 'pending';
   CREATE INDEX requests_group ON requests(group_id) WHERE group_id IS NOT NULL;
   `,
+  // 3: one directory for all hubs (ADR 0013, store/pg/pg-directory.ts): the authoritative agents,
+  // keys, approvers, handles and credentials, and the sequenced change log every hub's SQLite
+  // replica applies in order. `row` is the replica's row image; the other columns are what the
+  // database itself must check (uniqueness, an agent's status inside a decision's transaction).
+  `
+  CREATE TABLE directory_changes (
+    seq bigint PRIMARY KEY CHECK (seq >= 1),
+    at bigint NOT NULL,
+    hub text NOT NULL,
+    kind text NOT NULL,
+    ops text NOT NULL                 -- JSON: the replica operations, in order
+  );
+  CREATE TRIGGER directory_changes_append_only BEFORE UPDATE OR DELETE ON directory_changes FOR EACH ROW EXECUTE FUNCTION append_only();
+  INSERT INTO meta (key, value) VALUES ('directory_id', md5(random()::text || clock_timestamp()::text));
+
+  CREATE TABLE directory_agents (
+    id text PRIMARY KEY,
+    status text NOT NULL CHECK (status IN ('active', 'revoked')),
+    row text NOT NULL
+  );
+  CREATE TABLE directory_agent_keys (
+    kid text PRIMARY KEY,
+    agent_id text NOT NULL REFERENCES directory_agents(id),
+    status text NOT NULL CHECK (status IN ('active', 'retiring', 'revoked')),
+    not_after bigint,
+    row text NOT NULL
+  );
+  CREATE INDEX directory_agent_keys_by_agent ON directory_agent_keys(agent_id);
+
+  CREATE TABLE directory_approvers (
+    id text PRIMARY KEY,
+    status text NOT NULL CHECK (status IN ('active', 'disabled')),
+    row text NOT NULL
+  );
+  -- Every handle of every person (the id lowercased, and each alias): a handle names one person.
+  CREATE TABLE directory_handles (
+    handle text PRIMARY KEY,
+    approver_id text NOT NULL REFERENCES directory_approvers(id),
+    is_alias boolean NOT NULL
+  );
+  CREATE TABLE directory_credentials (
+    credential_id text PRIMARY KEY,
+    approver_id text NOT NULL REFERENCES directory_approvers(id),
+    status text NOT NULL CHECK (status IN ('active', 'suspect', 'removed')),
+    row text NOT NULL
+  );
+  CREATE TABLE directory_registration_codes (
+    code_hash text PRIMARY KEY,
+    approver_id text NOT NULL REFERENCES directory_approvers(id),
+    expires_at bigint NOT NULL,
+    used_at bigint,
+    row text NOT NULL
+  );
+  `,
 ];

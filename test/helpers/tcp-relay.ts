@@ -1,0 +1,77 @@
+/**
+ * Test-only fault injection: a TCP relay on loopback between one hub and PostgreSQL, so a test
+ * can cut that hub off from the database while every other hub keeps its own connections. A real
+ * database and a real hub cannot produce a partition of one client on their own; this relay is the
+ * network between them, nothing more (bytes pass through unchanged). `sever()` destroys every
+ * relayed connection on both sides (each end sees its peer go away, as when a firewall or a dead
+ * link resets them) and refuses new ones until `heal()`.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+export interface TcpRelay {
+  port: number;
+  /** Connections relayed right now. */
+  readonly open: number;
+  sever(): void;
+  heal(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpRelay(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpRelay> {
+  const pairs = new Set<[Socket, Socket]>();
+  let cut = false;
+  const server: Server = createServer((inbound) => {
+    if (cut) {
+      inbound.destroy();
+      return;
+    }
+    const outbound = connect(targetPort, targetHost);
+    const pair: [Socket, Socket] = [inbound, outbound];
+    pairs.add(pair);
+    const drop = () => {
+      pairs.delete(pair);
+      inbound.destroy();
+      outbound.destroy();
+    };
+    for (const socket of pair) {
+      socket.setNoDelay(true);
+      socket.on('error', drop);
+      socket.on('close', drop);
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('the relay has no port');
+  return {
+    port: address.port,
+    get open() {
+      return pairs.size;
+    },
+    sever() {
+      cut = true;
+      for (const [inbound, outbound] of [...pairs]) {
+        inbound.resetAndDestroy();
+        outbound.resetAndDestroy();
+      }
+      pairs.clear();
+    },
+    heal() {
+      cut = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        cut = true;
+        for (const [inbound, outbound] of pairs) {
+          inbound.destroy();
+          outbound.destroy();
+        }
+        pairs.clear();
+        server.close(() => resolve());
+      }),
+  };
+}
