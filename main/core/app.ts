@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { RequestSearchIndex } from './store/request-search-index.js';
 import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { AuditLog, type AuditEventFields, type AuditKind } from './audit/audit-log.js';
@@ -341,10 +342,18 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const minter = tokenMinter(issuer);
   // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
   const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
+  // The History search index, filled after each decision's commit; at start it indexes whatever a
+  // crash left unindexed (store/request-search-index.ts).
+  const searchIndex = new RequestSearchIndex(db, { onError: log });
+  try {
+    searchIndex.catchUp();
+  } catch (error) {
+    log(`request search indexing failed at start (retried at the next search): ${error instanceof Error ? error.message : String(error)}`);
+  }
   const decisions = new DecisionService({
     db,
     audit,
-    store: team?.store ?? new SqliteDecisionStore(db, audit, committer),
+    store: team?.store ?? new SqliteDecisionStore(db, audit, committer, searchIndex),
     registry,
     policy,
     minter,
@@ -436,6 +445,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const policyReloads = new PolicyReloadLog(clock);
   const history = new HistoryReader({
     db,
+    searchIndex,
     proofs: auditProofs,
     origin,
     // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
@@ -678,6 +688,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
         log(`audit checkpoint at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
       await custody.close();
+      searchIndex.stop();
+      try {
+        searchIndex.catchUp(); // what the timer had not indexed yet (the next start would, too)
+      } catch (error) {
+        log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
       db.close();
     },
   };
