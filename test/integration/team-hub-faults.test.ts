@@ -81,7 +81,7 @@ async function database(name: string): Promise<{ url: string; pool: pg.Pool }> {
   return { url, pool };
 }
 
-function hubDir(name: string): string {
+function hubDir(name: string, database: Record<string, number> = {}): string {
   const dir = tempDir(`countersign-${name}-`);
   dirs.push(dir);
   const config = parseConfig({
@@ -89,16 +89,16 @@ function hubDir(name: string): string {
     domain: 'test',
     gateway: { port: 0 },
     policyDir: DEMO_POLICY_DIR,
-    team: { checkpointEveryMs: 200 },
+    team: { checkpointEveryMs: 200, database },
   });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   return dir;
 }
 
 /** A hub in this process, every agent enrolled in its own directory (each hub keeps one: docs/team-mode.md). */
-async function startHub(name: string, databaseUrl: string): Promise<RunningCountersign> {
+async function startHub(name: string, databaseUrl: string, database: Record<string, number> = {}): Promise<RunningCountersign> {
   const app = await startCountersign({
-    dataDir: hubDir(name),
+    dataDir: hubDir(name, database),
     log: () => undefined,
     command: 'countersign hub (test)',
     team: { databaseUrl, hub: name },
@@ -158,7 +158,7 @@ interface Answer {
  */
 class Load {
   readonly told = new Map<string, Answer>();
-  readonly failures: Array<{ hub: string; code: string; at: number }> = [];
+  readonly failures: Array<{ hub: string; code: string; at: number; answeredAt: number }> = [];
   private stopped = false;
   private readonly workers: Promise<void>[];
   private readonly clients = new Set<AgentClient>();
@@ -196,7 +196,7 @@ class Load {
         this.told.set(result.requestId, { agent: agent.id, result, hub: hub.name, startedAt });
       } catch (error) {
         const code = codeOf(error);
-        this.failures.push({ hub: hub.name, code, at: startedAt });
+        this.failures.push({ hub: hub.name, code, at: startedAt, answeredAt: Date.now() });
         if ((code === 'connection_closed' || code === 'timeout') && this.fallback && hub !== this.fallback) {
           client.close();
           hub = this.fallback;
@@ -318,7 +318,11 @@ describe('two hubs on one database, under faults', () => {
     relay = await startTcpRelay(cluster.port);
     relays.push(relay);
     // Hub A reaches the database only through the relay; it starts first, so it leads the audit log.
-    a = await startHub('hub-a', `postgres://countersign@127.0.0.1:${relay.port}/partition`);
+    a = await startHub('hub-a', `postgres://countersign@127.0.0.1:${relay.port}/partition`, {
+      // Shorter than the defaults, so the silent partition below fails closed sooner.
+      statementTimeoutMs: 3_000,
+      connectTimeoutMs: 2_000,
+    });
     await waitFor(() => a.team!.leader.isLeader(), 'hub A to lead the audit log');
     b = await startHub('hub-b', team.url);
     keys = [...(await publicKeys(a.url)), ...(await publicKeys(b.url))];
@@ -371,11 +375,34 @@ describe('two hubs on one database, under faults', () => {
       expect((await pool.query('SELECT state FROM requests WHERE envelope_nonce = $1', [envelope.payload.nonce])).rows).toEqual([
         { state: decided.state },
       ]);
+
+      // The silent kind: nothing reset, nothing answered. Hub A gives up on an answer after its
+      // statement timeout and a margin and fails closed the same way; the server ends a session
+      // that stops answering its keepalive probes (set per session by the hub; a relay on
+      // loopback cannot drop packets, so only the hub's side is exercised here).
+      expect(
+        (
+          await a.team!.store.pool.query<{ idle: string; user: string }>(
+            "SELECT current_setting('tcp_keepalives_idle') AS idle, current_setting('tcp_user_timeout') AS user",
+          )
+        ).rows[0],
+      ).toEqual({ idle: '1', user: '4000' });
+      relay.freeze();
+      const frozenAt = Date.now();
+      await waitFor(() => load.failed('hub-a', 'store_unavailable', frozenAt) >= 2, 'hub A to refuse while nothing answers', 30_000);
+      expect(load.answered('hub-a', frozenAt)).toBe(0);
+      const silentRefusalMs =
+        Math.min(...load.failures.filter((f) => f.hub === 'hub-a' && f.at > frozenAt).map((f) => f.answeredAt)) - frozenAt;
+      relay.thaw();
+      const thawedAt = Date.now();
+      await waitFor(() => load.answered('hub-a', thawedAt) >= 2, 'hub A to decide again after the thaw');
       await load.stop();
+      // Nothing but the stable code reached an agent, through both kinds of partition.
+      expect(new Set(load.failures.map((f) => f.code))).toEqual(new Set(['store_unavailable']));
       expect(b.team!.leader.isLeader()).toBe(true);
       await expectWholeAndVerified(pool, load.told, keys, b, join(dirs[0]!, 'partition-export.jsonl'));
       console.log(
-        `partition: hub B checkpointed ${partitionTakeoverMs} ms after hub A was cut; hub A decided again within ${partitionRecoveryMs} ms of the heal; ${load.told.size} decisions, ${load.failures.length} refused`,
+        `partition: hub B checkpointed ${partitionTakeoverMs} ms after hub A was cut; hub A decided again within ${partitionRecoveryMs} ms of the heal; silent partition: first refusal ${silentRefusalMs} ms after the freeze; ${load.told.size} decisions, ${load.failures.length} refused`,
       );
     } finally {
       raw.close();

@@ -145,7 +145,7 @@ export class PgDecisionStore implements DecisionStore {
   }
 
   private async connectListener(): Promise<void> {
-    const client = new pg.Client({ ...this.config.pool, statement_timeout: 0 });
+    const client = new pg.Client({ ...this.config.pool, statement_timeout: 0, query_timeout: 0 });
     client.on('notification', (message) => {
       if (message.channel === OUTCOME_CHANNEL && message.payload) this.finished.emit(message.payload);
     });
@@ -236,7 +236,9 @@ export class PgDecisionStore implements DecisionStore {
       await client.query('COMMIT');
     } catch (error) {
       broken = error;
-      await client.query('ROLLBACK').catch(() => undefined);
+      // A lost connection is destroyed below and the server rolls back when its session ends;
+      // a ROLLBACK sent on one that stopped answering would only wait for its own timeout.
+      if (!isConnectionLoss(error)) await client.query('ROLLBACK').catch(() => undefined);
     } finally {
       client.off('error', onLost);
       // A connection that failed is destroyed, not reused.
