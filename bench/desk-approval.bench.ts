@@ -10,18 +10,11 @@
  * project's software authenticator (main/core/testing/virtual-authenticator.ts, the one the tests
  * use) and is made before the clock starts: a browser per tap would time Chromium, not the path.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { WebSocket } from 'ws';
-import { REPO_ROOT, startCountersign, type RunningCountersign } from '../main/core/app.js';
+import type { RunningCountersign } from '../main/core/app.js';
 import { VirtualAuthenticator } from '../main/core/testing/virtual-authenticator.js';
-import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
-import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
-import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
 import type { DecisionResult } from '../shared/protocol.js';
-import { ensurePeople } from '../test/helpers/harness.js';
 import { signInOverHttp, tapKey, type HttpSignIn } from '../test/helpers/desk-session.js';
+import { startDeskBenchCore } from './desk-core.js';
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const stats = (values: number[]) => {
@@ -53,18 +46,13 @@ async function registerKey(app: RunningCountersign, id: string): Promise<Virtual
 }
 
 export async function runDeskApprovalBench(options: { pending: number; taps: number }): Promise<Record<string, unknown>> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-desk-approval-'));
-  // Risk scoring off: a thousand held transfers from one agent would (rightly) score as a loop.
-  writeFileSync(
-    join(dataDir, 'config.json'),
-    JSON.stringify({
-      domain: 'test',
-      policyDir: join(REPO_ROOT, 'examples', 'demo'),
-      gateway: { port: 0, maxPendingPerAgent: options.pending + options.taps + 100, ratePerSecond: 100_000, rateBurst: 100_000 },
-      risk: { enabled: false },
-    }),
-  );
-  const app = await startCountersign({ dataDir, log: () => undefined });
+  const arrivals = new Map<string, (r: DecisionResult) => void>();
+  const core = await startDeskBenchCore({
+    capacity: options.pending + options.taps,
+    onDecision: (r) => arrivals.get(r.requestId)?.(r),
+  });
+  const { app } = core.h;
+  const client = core.client;
   const base = `http://127.0.0.1:${app.port}`;
   const events = new AbortController();
   try {
@@ -73,37 +61,8 @@ export async function runDeskApprovalBench(options: { pending: number; taps: num
       alice: await signInOverHttp(app, 'alice', keys.alice),
       bob: await signInOverHttp(app, 'bob', keys.bob),
     };
-    const agentKey = await importAgentKey(await generateAgentKey('EdDSA'));
-    ensurePeople(app, 'dana@example.com');
-    app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(agentKey, 'finance-bot', 'finance-bot')), {
-      owner: 'dana@example.com',
-      group: 'finance-agents',
-      allowedTools: ['payments.transfer'],
-      dataClasses: ['financial'],
-      jurisdictions: ['US'],
-    });
-    const arrivals = new Map<string, (r: DecisionResult) => void>();
-    const client = new AgentClient({
-      url: app.url,
-      agentId: 'finance-bot',
-      key: agentKey,
-      reconnect: false,
-      requestTimeoutMs: 60_000,
-      webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
-      onDecision: (r) => arrivals.get(r.requestId)?.(r),
-    });
-    await client.connect();
-    let amount = 30_000;
-    // Distinct amounts: identical calls would merge into one prompt.
-    const transfer = () => ({
-      tool: 'payments.transfer',
-      params: { amount: `${amount++}.00`, currency: 'USD', payee: 'Northwind Traders', memo: 'bench' },
-      dataClass: 'financial',
-      jurisdiction: 'US',
-      provenance: ['user'],
-    });
-    for (let submitted = 0; submitted < options.pending; submitted += 100)
-      await Promise.all(Array.from({ length: Math.min(100, options.pending - submitted) }, () => client.submit(transfer())));
+    const transfer = () => core.transfer();
+    await core.fill(options.pending);
 
     // An open desk: its event stream receives the `decided` push of every approval.
     let pushed = 0;
@@ -158,8 +117,7 @@ export async function runDeskApprovalBench(options: { pending: number; taps: num
       toAgent.push(atAgent - t0);
       toAnswer.push(answered - t0);
     }
-    const stillPending = app.approvals.countPending();
-    client.close();
+    const stillPending = await app.approvals.countPending();
     return {
       otherPending: stillPending,
       taps: options.taps,
@@ -171,7 +129,6 @@ export async function runDeskApprovalBench(options: { pending: number; taps: num
     };
   } finally {
     events.abort();
-    await app.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await core.h.close();
   }
 }

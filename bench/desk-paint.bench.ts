@@ -10,20 +10,14 @@
  * cache, the cookie copied in); `warm` ones a new tab in the same context. Figures are from
  * navigation start.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'vite';
-import { WebSocket } from 'ws';
 import type { Browser, BrowserContext } from 'playwright-core';
-import { REPO_ROOT, startCountersign } from '../main/core/app.js';
-import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { ADMIN_GROUP_NAME } from '../shared/bridge.js';
-import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
-import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
-import { ensurePeople } from '../test/helpers/harness.js';
 import { chromiumAvailable, launchChromium, openApproverBrowser } from '../test/helpers/chromium.js';
-import { actAs, openDesk } from '../test/helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey } from '../test/helpers/desk-browser.js';
+import { startDeskBenchCore, type DeskBenchCore } from './desk-core.js';
 
 const median = (values: number[]) => +([...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN).toFixed(1);
 
@@ -76,64 +70,15 @@ async function sample(context: BrowserContext, url: string): Promise<PaintSample
 
 export async function runDeskPaintBench(options: { pending: number; samples: number }): Promise<Record<string, unknown>> {
   if (!chromiumAvailable()) return { skipped: 'no /usr/bin/chromium on this machine' };
-  const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-desk-paint-'));
   const rendererDir = mkdtempSync(join(tmpdir(), 'countersign-bench-renderer-'));
   let browser: Browser | undefined;
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
+  let core: DeskBenchCore | undefined;
   try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: rendererDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
-  writeFileSync(
-    join(dataDir, 'config.json'),
-    JSON.stringify({
-      domain: 'test',
-      policyDir: join(REPO_ROOT, 'examples', 'demo'),
-      gateway: { port: 0, maxPendingPerAgent: options.pending + 100, ratePerSecond: 100_000, rateBurst: 100_000 },
-      risk: { enabled: false },
-    }),
-  );
-  const app = await startCountersign({ dataDir, log: () => undefined, rendererDir });
-  try {
-    const key = await importAgentKey(await generateAgentKey('EdDSA'));
-    ensurePeople(app, 'dana@example.com');
-    app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'finance-bot')), {
-      owner: 'dana@example.com',
-      group: 'finance-agents',
-      allowedTools: ['payments.transfer'],
-      dataClasses: ['financial'],
-      jurisdictions: ['US'],
-    });
-    const client = new AgentClient({
-      url: app.url,
-      agentId: 'finance-bot',
-      key,
-      reconnect: false,
-      requestTimeoutMs: 60_000,
-      webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
-    });
-    await client.connect();
-    for (let submitted = 0; submitted < options.pending; submitted += 100)
-      await Promise.all(
-        Array.from({ length: Math.min(100, options.pending - submitted) }, (_, i) =>
-          client.submit({
-            tool: 'payments.transfer',
-            params: { amount: `${20_000 + submitted + i}.00`, currency: 'USD', payee: 'Northwind Traders', memo: 'bench' },
-            dataClass: 'financial',
-            jurisdiction: 'US',
-            provenance: ['user'],
-          }),
-        ),
-      );
-    client.close();
+    await buildRenderer(rendererDir);
+    core = await startDeskBenchCore({ capacity: options.pending, rendererDir });
+    const { app } = core.h;
+    await core.fill(options.pending);
+    core.client.close();
 
     browser = await launchChromium();
     const alice = await openApproverBrowser(browser);
@@ -142,11 +87,7 @@ export async function runDeskPaintBench(options: { pending: number; samples: num
     app.approvers.addApprover({ id: 'root', displayName: 'Root', groups: [ADMIN_GROUP_NAME] });
     app.approvers.addApprover({ id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] });
     await openDesk(alice.page, app);
-    await alice.page.getByTestId('tab-approvals').click();
-    await alice.page.getByTestId('approver-select').selectOption('alice');
-    await alice.page.getByTestId('registration-code').fill(app.approvers.issueRegistrationCode('alice', 'bench').code);
-    await alice.page.getByTestId('register-key').click();
-    await alice.page.getByTestId('registration-result').waitFor({ timeout: 60_000 });
+    await registerKey(alice.page, 'alice', app.approvers.issueRegistrationCode('alice', 'bench').code);
     await actAs(alice.page, 'alice');
     const cookies = await alice.context.cookies();
     const url = `http://localhost:${app.port}/ui/#secret=${encodeURIComponent(app.uiSessionSecret)}`;
@@ -179,7 +120,7 @@ export async function runDeskPaintBench(options: { pending: number; samples: num
       rowsShown: list[0]?.rows ?? 0,
     });
     return {
-      pending: app.approvals.countPending(),
+      pending: await app.approvals.countPending(),
       samples: options.samples,
       cold: summary(cold),
       warm: summary(warm),
@@ -187,8 +128,7 @@ export async function runDeskPaintBench(options: { pending: number; samples: num
     };
   } finally {
     await browser?.close();
-    await app.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await core?.h.close();
     rmSync(rendererDir, { recursive: true, force: true });
   }
 }

@@ -9,73 +9,26 @@
  * oldest-first listing (GET /api/approvals/pending?limit=50) is measured beside it. Real SQLite,
  * real WebSocket agent client, distinct calls (identical ones would merge).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { WebSocket } from 'ws';
-import { REPO_ROOT, startCountersign, type RunningCountersign } from '../main/core/app.js';
-import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
-import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
-import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
-import { ensurePeople } from '../test/helpers/harness.js';
+import { startDeskBenchCore, type DeskBenchCore } from './desk-core.js';
+import type { RunningCountersign } from '../main/core/app.js';
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
 
 interface FilledCore {
   size: number;
   app: RunningCountersign;
-  client: AgentClient;
-  dataDir: string;
+  core: DeskBenchCore;
 }
 
 async function filledCore(size: number): Promise<FilledCore> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'countersign-bench-desk-queue-'));
-  // Risk scoring off: thousands of held transfers from one agent would (rightly) score as a loop.
-  writeFileSync(
-    join(dataDir, 'config.json'),
-    JSON.stringify({
-      domain: 'test',
-      policyDir: join(REPO_ROOT, 'examples', 'demo'),
-      gateway: { port: 0, maxPendingPerAgent: size + 100, ratePerSecond: 100_000, rateBurst: 100_000 },
-      risk: { enabled: false },
-    }),
-  );
-  const app = await startCountersign({ dataDir, log: () => undefined });
-  const key = await importAgentKey(await generateAgentKey('EdDSA'));
-  ensurePeople(app, 'dana@example.com');
-  app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'finance-bot', 'finance-bot')), {
-    owner: 'dana@example.com',
-    group: 'finance-agents',
-    allowedTools: ['payments.transfer'],
-    dataClasses: ['financial'],
-    jurisdictions: ['US'],
-  });
-  const client = new AgentClient({
-    url: app.url,
-    agentId: 'finance-bot',
-    key,
-    reconnect: false,
-    requestTimeoutMs: 60_000,
-    webSocket: (u, p) => new WebSocket(u, p) as unknown as WebSocketLike,
-  });
-  await client.connect();
-  for (let submitted = 0; submitted < size;) {
-    const batch = Math.min(100, size - submitted);
-    await Promise.all(
-      Array.from({ length: batch }, (_, i) =>
-        client.submit({
-          tool: 'payments.transfer',
-          // Distinct amounts: identical calls would merge into one prompt.
-          params: { amount: `${20_000 + submitted + i}.00`, currency: 'USD', payee: 'Northwind Traders', memo: 'bench' },
-          dataClass: 'financial',
-          jurisdiction: 'US',
-          provenance: ['user'],
-        }),
-      ),
-    );
-    submitted += batch;
+  const core = await startDeskBenchCore({ capacity: size });
+  try {
+    await core.fill(size);
+  } catch (error) {
+    await core.h.close();
+    throw error;
   }
-  return { size, app, client, dataDir };
+  return { size, app: core.h.app, core };
 }
 
 /** One timed page over HTTP (sent, answered, parsed), in ms. */
@@ -119,7 +72,7 @@ export async function runDeskQueueBench(options: { sizes: number[]; samples: num
         oldestFirstPageMs: +median(oldest.get(c.size)!).toFixed(3),
         coreOnlyMs: +median(core.get(c.size)!).toFixed(3),
         rowsOnPage: (await c.app.ui.listQueue(50)).pending.length,
-        total: c.app.approvals.countPending(),
+        total: await c.app.approvals.countPending(),
       };
     }
     const ratios: Record<string, number> = {};
@@ -145,10 +98,6 @@ export async function runDeskQueueBench(options: { sizes: number[]; samples: num
       target: 'queue at the largest size within 1.5x of the smallest (the smallest shows fewer rows than a full page)',
     };
   } finally {
-    for (const c of cores) {
-      c.client.close();
-      await c.app.close();
-      rmSync(c.dataDir, { recursive: true, force: true });
-    }
+    for (const c of cores) await c.core.h.close();
   }
 }

@@ -6,7 +6,29 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { build } from 'vite';
 import { REPO_ROOT } from '../../main/core/app.js';
+
+/**
+ * Build the renderer into `outDir` exactly as `npm run build:renderer` ships it. Vitest runs with
+ * NODE_ENV=test, which would make Vite bundle React's development build, so NODE_ENV is
+ * `production` for the build and put back as it was afterwards.
+ */
+export async function buildRenderer(outDir: string): Promise<void> {
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({
+      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
+      mode: 'production',
+      logLevel: 'warn',
+      build: { outDir, emptyOutDir: true },
+    });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
+}
 
 export interface DeskAddress {
   readonly port: number;
@@ -40,6 +62,27 @@ export async function actAs(page: Page, approverId: string): Promise<void> {
   await select.selectOption(approverId);
   await page.getByTestId('desk-sign-in-submit').click();
   await page.locator(`[data-testid="desk-session"][data-approver-id="${approverId}"]`).waitFor({ timeout: 60_000 });
+}
+
+/**
+ * At the open desk, start registering a security key for `approverId` with a registration code an
+ * admin issued (Approvals view: choose the person, type the code, press "Register a security
+ * key"), without waiting for the outcome: a test that expects a refusal reads it itself.
+ */
+export async function startKeyRegistration(page: Page, approverId: string, code: string): Promise<void> {
+  await page.getByTestId('tab-approvals').click({ timeout: 30_000 });
+  await page.getByTestId('approver-select').selectOption(approverId);
+  await page.getByTestId('registration-code').fill(code);
+  await page.getByTestId('register-key').click();
+}
+
+/**
+ * Register a security key for `approverId` at the open desk with `code` (held by this page's
+ * virtual authenticator) and wait until the desk says it is registered.
+ */
+export async function registerKey(page: Page, approverId: string, code: string): Promise<void> {
+  await startKeyRegistration(page, approverId, code);
+  await page.getByTestId('registration-result').waitFor({ timeout: 60_000 });
 }
 
 /** Sign out at the open desk (the server ends the session; the sign-in form comes back). */

@@ -9,13 +9,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { CHROMIUM_VIRTUAL_AAGUID, launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
-import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots, startKeyRegistration } from '../helpers/desk-browser.js';
 import { createEnrollmentRequest } from '../../shared/enrollment.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 
@@ -56,19 +53,7 @@ async function deskAs(page: Page, approverId: string): Promise<void> {
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-renderer-');
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });
   browser = await launchChromium();
 }, 120_000);
@@ -144,10 +129,7 @@ describe('first run and admin console in the browser (Chromium virtual authentic
       },
     });
     await openDesk(pat.page, h.app);
-    await pat.page.getByTestId('tab-approvals').click();
-    await pat.page.getByTestId('approver-select').selectOption('pat');
-    await pat.page.getByTestId('registration-code').fill(code);
-    await pat.page.getByTestId('register-key').click();
+    await startKeyRegistration(pat.page, 'pat', code);
     const error = pat.page.getByTestId('approval-error');
     await error.waitFor({ timeout: UI_TIMEOUT });
     expect(await error.getAttribute('data-code')).toBe('platform_authenticator_refused');
@@ -166,9 +148,7 @@ describe('first run and admin console in the browser (Chromium virtual authentic
         automaticPresenceSimulation: true,
       },
     });
-    await pat.page.getByTestId('registration-code').fill(code);
-    await pat.page.getByTestId('register-key').click();
-    await pat.page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+    await registerKey(pat.page, 'pat', code);
     expect(h.app.approvers.credentialsOf('pat')).toHaveLength(1);
   }, 240_000);
 

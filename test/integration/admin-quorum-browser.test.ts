@@ -8,13 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
-import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots } from '../helpers/desk-browser.js';
 import { createEnrollmentRequest } from '../../shared/enrollment.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 
@@ -27,19 +24,7 @@ const opened: ApproverBrowser[] = [];
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-renderer-');
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   browser = await launchChromium();
 }, 240_000);
 
@@ -67,11 +52,7 @@ async function person(): Promise<ApproverBrowser> {
 async function adminDesk(h: Harness, id: string): Promise<Page> {
   const { page } = await person();
   await openDesk(page, h.app);
-  await page.getByTestId('tab-approvals').click({ timeout: UI_TIMEOUT });
-  await page.getByTestId('approver-select').selectOption(id);
-  await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(id, 'test').code);
-  await page.getByTestId('register-key').click();
-  await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+  await registerKey(page, id, h.app.approvers.issueRegistrationCode(id, 'test').code);
   await actAs(page, id);
   await page.getByTestId('tab-agents').click({ timeout: UI_TIMEOUT });
   await page.getByTestId('agents-view').waitFor({ timeout: UI_TIMEOUT });

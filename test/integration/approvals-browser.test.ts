@@ -7,10 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Locator, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { CHROMIUM_VIRTUAL_AAGUID, launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
@@ -20,7 +17,7 @@ import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { inProcessBridge } from '../../main/core/ui/bridge-routes.js';
 import { windowCaller } from '../../main/core/ui/bridge-caller.js';
 import { DESK_SESSION_COOKIE } from '../../shared/desk-session.js';
-import { actAs } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 
@@ -125,21 +122,7 @@ async function submitTransfer(amount: string) {
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-renderer-');
-  // Vitest runs with NODE_ENV=test, which would make Vite bundle React's development build:
-  // build exactly what `npm run build:renderer` ships.
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   // The test key domain: production refuses Chromium's virtual authenticator (a known software
   // test double); the approvers themselves are ordinary, non-virtual approvers.
   h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });
@@ -168,7 +151,7 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
   it('two finance approvers register keys and approve a 48,000.00 USD transfer; the co-signed token verifies', async () => {
     const [alice, bob] = await Promise.all([approver('alice'), approver('bob')]);
     const { call, requestId, decided } = await submitTransfer('48000.00');
-    const view = h.app.approvals.getPending(requestId);
+    const view = await h.app.approvals.getPending(requestId);
 
     // Alice sees everything about the call before she decides.
     const aliceCard = await card(alice.page, requestId);
@@ -273,7 +256,7 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     expect(final).toMatchObject({ requestId, state: 'denied', decision: 'deny' });
     expect(final.token).toBeUndefined();
     expect(final.reasons).toContain(`denied by Alice: ${reason}`);
-    expect(h.app.approvals.approvalsOf(requestId)).toMatchObject([{ approverId: 'alice', verdict: 'deny', reason }]);
+    expect(await h.app.approvals.approvalsOf(requestId)).toMatchObject([{ approverId: 'alice', verdict: 'deny', reason }]);
     expect(alice.problems).toEqual([]);
   });
 
@@ -288,8 +271,8 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     expect(shown).toMatchObject({ kind: 'error', code: 'approver_conflicted' });
     expect(shown.text).toContain('[approver_conflicted]');
 
-    expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
-    expect(h.app.approvals.getPending(requestId)).toMatchObject({ state: 'pending', approvals: [] });
+    expect(await h.app.approvals.approvalsOf(requestId)).toEqual([]);
+    expect(await h.app.approvals.getPending(requestId)).toMatchObject({ state: 'pending', approvals: [] });
     expect(await (await card(dana.page, requestId)).getByTestId('approvals-so-far').innerText()).toBe('0 of 2');
 
     // The same refusal through the bridge's HTTP client and through the core's UI service (what
@@ -323,7 +306,7 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     await expect(ui.submitApprovalCeremony(requestId, 'alice', { id: 'x', rawId: 'x', type: 'other', response: {} })).rejects.toMatchObject(
       { code: 'schema_invalid' },
     );
-    expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
+    expect(await h.app.approvals.approvalsOf(requestId)).toEqual([]);
     // The refused call shows up as a failed request in the console; nothing else may (no CSP violations).
     expect(dana.problems.filter((p) => !p.includes('status of 403'))).toEqual([]);
   });

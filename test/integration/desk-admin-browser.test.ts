@@ -12,12 +12,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
-import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots } from '../helpers/desk-browser.js';
 import { HISTORY_EXPORT_FORMAT } from '../../shared/desk-records.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 
@@ -38,20 +36,7 @@ let deniedId: string;
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-renderer-');
-  // Build exactly what `npm run build:renderer` ships (Vitest's NODE_ENV=test would pick React's development build).
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   policyDir = tempDir('countersign-policies-');
   cpSync(DEMO_POLICY_DIR, policyDir, { recursive: true });
   h = await startHarness({ config: { domain: 'test', risk: { enabled: false } }, policyDir, start: { rendererDir: buildDir } });
@@ -83,11 +68,7 @@ async function deskAt(view: string, width = 1100): Promise<Page> {
   const page = await context.newPage();
   await addVirtualAuthenticator(page);
   await openDesk(page, h.app);
-  await page.getByTestId('tab-approvals').click({ timeout: UI_TIMEOUT });
-  await page.getByTestId('approver-select').selectOption(DESK_USER);
-  await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(DESK_USER, 'test').code);
-  await page.getByTestId('register-key').click();
-  await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+  await registerKey(page, DESK_USER, h.app.approvers.issueRegistrationCode(DESK_USER, 'test').code);
   await actAs(page, DESK_USER);
   await page.getByTestId(`tab-${view}`).click({ timeout: UI_TIMEOUT });
   return page;

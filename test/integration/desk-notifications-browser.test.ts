@@ -8,13 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
-import { actAs, openDesk } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 
 const UI_TIMEOUT = 60_000;
@@ -48,19 +45,7 @@ let agent: AgentClient;
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-renderer-');
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });
   h.app.approvers.addApprover({ id: 'alice', displayName: 'Alice', groups: ['finance-approvers'] });
   h.app.approvers.addApprover({ id: 'olga', displayName: 'Olga', groups: ['operations'] });
@@ -86,11 +71,7 @@ async function deskFor(approverId: string): Promise<Page> {
   const page = await context.newPage();
   await addVirtualAuthenticator(page);
   await openDesk(page, h.app);
-  await page.getByTestId('tab-approvals').click();
-  await page.getByTestId('approver-select').selectOption(approverId);
-  await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(approverId, 'test').code);
-  await page.getByTestId('register-key').click();
-  await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+  await registerKey(page, approverId, h.app.approvers.issueRegistrationCode(approverId, 'test').code);
   // Back to the desk's first view (the authenticator survives the navigation).
   await openDesk(page, h.app);
   await actAs(page, approverId);
@@ -136,7 +117,7 @@ describe('desk notifications in the browser', () => {
       },
     );
     expect(await main.getAttribute('data-desk-view')).toBe('request');
-    expect(h.app.approvals.getPending(pending.requestId).state).toBe('pending');
+    expect((await h.app.approvals.getPending(pending.requestId)).state).toBe('pending');
 
     // Olga is in no group the request counts: no notification, no count.
     expect(await olga.getByTestId('desk-pending-count').innerText()).toBe('Nothing waits for you');

@@ -7,13 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { DEPLOY_SCOPE, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
-import { actAs, openDesk, saveScreenshots } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots } from '../helpers/desk-browser.js';
 import { fingerprintWords } from '../../shared/fingerprint.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 import type { AgentClient } from '../../shared/agent-client.js';
@@ -38,11 +35,7 @@ function person(id: string): Promise<ApproverBrowser> {
       const { page } = ab;
       await openDesk(page, h.app);
       // Register this person's key (Approvals view), with the single-use code an admin issued.
-      await page.getByTestId('tab-approvals').click();
-      await page.getByTestId('approver-select').selectOption(id);
-      await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(id, 'test').code);
-      await page.getByTestId('register-key').click();
-      await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+      await registerKey(page, id, h.app.approvers.issueRegistrationCode(id, 'test').code);
       await actAs(page, id);
       await page.getByTestId('tab-queue').click();
       return ab;
@@ -86,20 +79,7 @@ async function held(agent: AgentClient, call: Parameters<AgentClient['submit']>[
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-desk-renderer-');
-  // Build what `npm run build:renderer` ships (Vitest's NODE_ENV=test would pick React's dev build).
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });
   for (const [id, name] of [
     ['alice', 'Alice'],
@@ -140,7 +120,7 @@ describe('the desk queue and request views (Chromium, virtual authenticators)', 
     await saveScreenshots(alice.page, 'desk-queue');
 
     const aliceView = await openRequest(alice.page, requestId);
-    const words = fingerprintWords(h.app.approvals.getPending(requestId).callSha256)!.join(' ');
+    const words = fingerprintWords((await h.app.approvals.getPending(requestId)).callSha256)!.join(' ');
     expect(await aliceView.getByTestId('fingerprint').innerText()).toBe(words);
     expect(await aliceView.getByTestId('transfer-amount').innerText()).toContain('48,000.00');
     expect(await aliceView.getByTestId('transfer-payee').innerText()).toContain(PAYEE);

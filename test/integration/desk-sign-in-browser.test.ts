@@ -7,13 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { chromiumAvailable, launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
-import { actAs, openDesk, signOut } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey, signOut } from '../helpers/desk-browser.js';
 import { DESK_SESSION_COOKIE } from '../../shared/desk-session.js';
 
 const UI_TIMEOUT = 30_000;
@@ -28,11 +25,7 @@ async function personWithKey(id: string): Promise<ApproverBrowser> {
   const ab = await openApproverBrowser(browser!);
   opened.push(ab);
   await openDesk(ab.page, h.app);
-  await ab.page.getByTestId('tab-approvals').click();
-  await ab.page.getByTestId('approver-select').selectOption(id);
-  await ab.page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode(id, 'test').code);
-  await ab.page.getByTestId('register-key').click();
-  await ab.page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+  await registerKey(ab.page, id, h.app.approvers.issueRegistrationCode(id, 'test').code);
   return ab;
 }
 
@@ -58,19 +51,7 @@ const ceremonyAs = (page: Page, approverId: string) =>
 beforeAll(async () => {
   if (!chromiumAvailable()) throw new Error('Debian chromium is needed at /usr/bin/chromium');
   buildDir = tempDir('countersign-renderer-');
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   h = await startHarness({
     config: { domain: 'test', approvals: { sessionIdleMs: 10 * 60_000, sessionLifetimeMs: 60 * 60_000 } },
     start: { rendererDir: buildDir, clock: () => now },

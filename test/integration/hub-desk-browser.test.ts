@@ -10,17 +10,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { chromiumAvailable, launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
-import { actAs, openDesk } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey } from '../helpers/desk-browser.js';
 import { DESK_SESSION_COOKIE } from '../../shared/desk-session.js';
 
 const HOST = 'countersign.test';
-const UI_TIMEOUT = 30_000;
 let h: Harness;
 let buildDir: string;
 let browser: Browser | undefined;
@@ -29,19 +25,7 @@ const opened: ApproverBrowser[] = [];
 beforeAll(async () => {
   if (!chromiumAvailable()) throw new Error('Debian chromium is needed at /usr/bin/chromium');
   buildDir = tempDir('countersign-renderer-');
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   h = await startHarness({
     config: { domain: 'test', gateway: { publicHost: HOST, tls: {} } },
     start: { rendererDir: buildDir },
@@ -70,11 +54,7 @@ describe('a desk on a hub served over TLS on a host name (Chromium)', () => {
     expect(new URL(page.url()).origin).toBe(`https://${HOST}:${h.app.port}`);
     expect(await page.evaluate('window.isSecureContext')).toBe(true);
 
-    await page.getByTestId('tab-approvals').click();
-    await page.getByTestId('approver-select').selectOption('alice');
-    await page.getByTestId('registration-code').fill(h.app.approvers.issueRegistrationCode('alice', 'test').code);
-    await page.getByTestId('register-key').click();
-    await page.getByTestId('registration-result').waitFor({ timeout: UI_TIMEOUT });
+    await registerKey(page, 'alice', h.app.approvers.issueRegistrationCode('alice', 'test').code);
     const credentials = await alice.authenticator.credentials();
     expect(credentials.map((c) => c.rpId)).toEqual([HOST]);
 

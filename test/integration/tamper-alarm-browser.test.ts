@@ -7,12 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser } from 'playwright-core';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { launchChromium } from '../helpers/chromium.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import { buildRenderer } from '../helpers/desk-browser.js';
 
 const UI_TIMEOUT = 15_000;
 
@@ -22,20 +21,7 @@ let browser: Browser | undefined;
 
 beforeAll(async () => {
   buildDir = tempDir('countersign-renderer-');
-  // Build exactly what `npm run build:renderer` ships (Vitest's NODE_ENV=test would pick React's development build).
-  const nodeEnv = process.env.NODE_ENV;
-  process.env.NODE_ENV = 'production';
-  try {
-    await build({
-      configFile: join(REPO_ROOT, 'renderer', 'vite.config.ts'),
-      mode: 'production',
-      logLevel: 'warn',
-      build: { outDir: buildDir, emptyOutDir: true },
-    });
-  } finally {
-    if (nodeEnv === undefined) delete process.env.NODE_ENV;
-    else process.env.NODE_ENV = nodeEnv;
-  }
+  await buildRenderer(buildDir);
   h = await startHarness({ config: { domain: 'test' }, start: { rendererDir: buildDir } });
   browser = await launchChromium();
 }, 180_000);

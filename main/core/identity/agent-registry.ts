@@ -232,6 +232,8 @@ export class AgentRegistry {
   private revocationListener: ((agentId: string, ended: DecisionResult[]) => void) | undefined;
 
   private vocabulary: (() => EnrollmentVocabulary) | undefined;
+  /** Team mode: the directory is written through PostgreSQL (identity/team-agents.ts), never here. */
+  private teamDirectory = false;
 
   constructor(
     private readonly db: Db,
@@ -247,11 +249,51 @@ export class AgentRegistry {
   }
 
   /**
+   * Team mode (ADR 0013): this registry's tables are a replica of the team directory, written
+   * only by its applier; enroll, rotate, revoke and set-owner here refuse (a local-only write
+   * would hold on one hub alone). Writes go through TeamAgents.
+   */
+  useTeamDirectory(): void {
+    this.teamDirectory = true;
+  }
+
+  private assertLocalWrites(): void {
+    if (this.teamDirectory)
+      throw new CountersignError(
+        'internal_error',
+        'this hub keeps a replica of the team directory: write agents through the team database',
+      );
+  }
+
+  /**
+   * The checks an enrollment's scope gets before anything is written: the active policy set's
+   * vocabulary and the owner, a person; returns that person. Fails closed without a policy set.
+   */
+  checkEnrollment(scope: AgentScope): ResolvedPerson {
+    if (this.vocabulary === undefined)
+      throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
+    const owner = this.checkOwner(scope.owner);
+    checkScopeVocabulary(scope, this.vocabulary());
+    return owner;
+  }
+
+  /** The person `handle` names, for an owner: unknown or disabled people are refused (owner_unknown). */
+  checkOwner(handle: string): ResolvedPerson {
+    return requireOwnerPerson(this.db, handle);
+  }
+
+  /** Tell the listener (the gateway) of a revocation committed through the team directory on this hub. */
+  announceRevocation(agentId: string, ended: DecisionResult[]): void {
+    this.revocationListener?.(agentId, ended);
+  }
+
+  /**
    * Enroll an agent. The owner may be given as any handle of a person (approver id or alias);
    * the person's approver id is what is stored. Fails closed: without a policy set to check the
    * scope against, nothing is enrolled.
    */
   enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now()): AgentRecord {
+    this.assertLocalWrites();
     if (this.vocabulary === undefined)
       throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
     const vocabulary = this.vocabulary();
@@ -308,6 +350,7 @@ export class AgentRegistry {
 
   /** New key becomes active; the agent's current keys keep working until `now + overlapMs`. */
   rotate(agentId: string, payload: EnrollmentPayload, overlapMs: number, now = Date.now()): AgentKeyRecord {
+    this.assertLocalWrites();
     if (payload.agentId !== agentId) {
       throw new CountersignError('enrollment_invalid', `the enrollment request is for ${quote(payload.agentId)}, not ${quote(agentId)}`);
     }
@@ -338,6 +381,7 @@ export class AgentRegistry {
    * the ended requests as the agent is told of them; empty if it was already revoked.
    */
   revoke(agentId: string, reason: string, now = Date.now()): DecisionResult[] {
+    this.assertLocalWrites();
     const revoke = this.db.transaction((): DecisionResult[] | undefined => {
       const agent = this.requireAgent(agentId);
       if (agent.status === 'revoked') return undefined;
@@ -396,6 +440,7 @@ export class AgentRegistry {
    * previous owner and whether it released a hold.
    */
   setOwner(agentId: string, handle: string, now = Date.now()): AgentRecord {
+    this.assertLocalWrites();
     this.db
       .transaction(() => {
         const agent = this.requireAgent(agentId);
