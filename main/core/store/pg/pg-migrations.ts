@@ -160,7 +160,7 @@ export const PG_MIGRATIONS: readonly string[] = [
     row text NOT NULL
   );
   `,
-  // 4: approvals on hubs (ADR 0012 addendum): the approvals of held calls, one per approver and
+  // 4: approvals on hubs (ADR 0014): the approvals of held calls, one per approver and
   // request, never changed; the desk's queue and the approval history read in index order.
   `
   CREATE TABLE approvals (
