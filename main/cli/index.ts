@@ -76,6 +76,9 @@ const USAGE = `usage: countersign <command> [options]
                             generate the domain's signing key in the PKCS#11 token and pin it
   keys rotate [--alg ES256|EdDSA] [--overlap 24h]
                             new token key becomes active; the old one stays published for --overlap
+  keys rotate --database postgres://... [--name HUB] [--alg ES256|EdDSA]
+                            team mode: a new key in the shared HSM, published to every hub now,
+                            signed with after team.keyPublishLeadMs (docs/team-mode.md)
   keys list [--json]        pinned signing keys: fingerprint, algorithm, custody, status
   keys export-public [--format jwks|pem]
   keys status               token present, logged in, key matches its pin, last signature

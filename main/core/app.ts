@@ -58,6 +58,9 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
+import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
+import { minimumOverlapMs } from './keys/signing-keys.js';
+import { resolveDatabaseConfig } from './store/pg/pg-config.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** The policy pack a fresh data directory starts with. */
@@ -140,6 +143,8 @@ export interface RunningCountersign {
   webhooks: WebhookDelivery;
   /** Team mode only: the hub's PostgreSQL store and its audit leader campaign. */
   team?: TeamHub;
+  /** Team mode with custody.pkcs11: the team's one custody key set (keys/team-key-set.ts, ADR 0014). */
+  teamKeys?: TeamKeySet;
   close(): Promise<void>;
 }
 
@@ -249,6 +254,28 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     db.close();
     throw error;
   }
+  // Team mode with a PKCS#11 key: every hub signs with the team's one key (ADR 0014); joined
+  // before custody opens, so the data directory pins the team's active key and nothing else.
+  let teamKeys: TeamKeySet | undefined;
+  const teamUrl = options.team === undefined ? undefined : (options.team.databaseUrl ?? config.team.database.url);
+  if (options.team !== undefined && teamUrl !== undefined && config.custody.pkcs11 !== undefined) {
+    try {
+      teamKeys = await joinTeamKeys({
+        database: resolveDatabaseConfig({ ...config.team.database, url: teamUrl }),
+        hub: options.team.hub ?? config.team.hub ?? config.serverId,
+        domain: config.domain,
+        now: clock,
+        publishLeadMs: config.team.keyPublishLeadMs,
+        retireOverlapMs: minimumOverlapMs(config.tokens.ttlSeconds),
+        registry: signingKeys,
+        onError: log,
+      });
+    } catch (error) {
+      await policy.close();
+      db.close();
+      throw error;
+    }
+  }
   let custody: AdoptingCustody;
   try {
     signingKeys.retireExpired(clock());
@@ -256,7 +283,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     // A rotation made while the server runs (keys rotate, in its own process) is adopted on the
     // next signature; the previous key signs only while it is published (adopting-custody.ts).
     custody = new AdoptingCustody(await openCustody(custodyOptions), {
-      keys: signingKeys,
+      // A hub of a team signs only with what the team's key set allows (maySign at every signature).
+      keys: teamKeys ?? signingKeys,
       domain: config.domain,
       now: clock,
       reserveMs: config.tokens.ttlSeconds * 1000,
@@ -276,6 +304,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       },
     });
   } catch (error) {
+    await teamKeys?.close();
     await policy.close();
     db.close();
     throw error;
@@ -286,6 +315,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     try {
       team = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
     } catch (error) {
+      await teamKeys?.close();
       await custody.close();
       await policy.close();
       db.close();
@@ -293,7 +323,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     }
   }
   /** Closes what the team hub opened when the start fails after this point. */
-  const closeTeam = async () => team?.close();
+  const closeTeam = async () => {
+    await team?.close();
+    await teamKeys?.close();
+  };
 
   // The audit log must not have gone backwards or forked since its last external checkpoint.
   const origin = auditOrigin(config.serverId);
@@ -527,7 +560,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     // A hub's held calls may be decided on another hub: follow them through the team store.
     followOutcomes: team !== undefined,
     // The active key and any key still in its rotation overlap window.
-    jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
+    // A team hub with a PKCS#11 key serves the team's published keys (a rotated-in key before any hub signs with it).
+    jwks: () => ({ keys: teamKeys?.published(clock()) ?? signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({
       serverId: config.serverId,
       domain: config.domain,
@@ -627,6 +661,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
 
   // Idle servers adopt a rotation within a second too, and keys past their overlap are retired (audited).
   const keyWatch = setInterval(() => {
+    // A team hub moves the team's key set on in time (activation after the publish lead, retirement).
+    teamKeys
+      ?.advance()
+      .catch((error: unknown) => log(`advancing the team signing keys failed: ${error instanceof Error ? error.message : String(error)}`));
     void custody.refresh();
     try {
       signingKeys.retireExpired(clock());
@@ -668,6 +706,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
     ...(team === undefined ? {} : { team }),
+    ...(teamKeys === undefined ? {} : { teamKeys }),
     async close() {
       if (closed) return;
       closed = true;

@@ -1,5 +1,5 @@
 /**
- * Approvals on hubs (docs/team-mode.md, ADR 0014): two hubs started the way `countersign hub`
+ * Approvals on hubs (docs/team-mode.md, ADR 0015): two hubs started the way `countersign hub`
  * starts them, on one real PostgreSQL 15 cluster started by the test; a real SDK agent on a real
  * WebSocket to hub B; approvers tapping software P-256 authenticators (the tests' virtual
  * authenticator) through each hub's approval service. Checks: a 48,000 USD transfer held on hub

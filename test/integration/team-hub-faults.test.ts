@@ -22,6 +22,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCountersign, openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
+import { openTeamDirectory } from '../../main/cli/team-directory.js';
 import { exportPgAudit } from '../../main/core/audit/pg-audit-export.js';
 import { verifyExport } from '../../main/core/audit/audit-export.js';
 import { AgentClient } from '../../shared/agent-client.js';
@@ -95,7 +96,7 @@ function hubDir(name: string, database: Record<string, number> = {}): string {
   return dir;
 }
 
-/** A hub in this process, every agent enrolled in its own directory (each hub keeps one: docs/team-mode.md). */
+/** A hub in this process (the agents are enrolled once, in the team directory: ADR 0013). */
 async function startHub(name: string, databaseUrl: string, database: Record<string, number> = {}): Promise<RunningCountersign> {
   const app = await startCountersign({
     dataDir: hubDir(name, database),
@@ -105,17 +106,22 @@ async function startHub(name: string, databaseUrl: string, database: Record<stri
   });
   hubs.push(app);
   ensurePeople(app, FINANCE_SCOPE.owner);
-  for (const agent of agents) app.registry.enroll(agent.enrollment, FINANCE_SCOPE);
   return app;
 }
 
-/** A hub started by the real CLI (`countersign hub`), so the test can SIGKILL it. Resolves once it leads the audit log. */
+/** A hub started by the real CLI (`countersign hub`), so the test can SIGKILL it; the first on its database. Resolves once it leads the audit log. */
 async function startCliHub(name: string, databaseUrl: string): Promise<{ child: ChildProcess; url: string }> {
   const dir = hubDir(name);
+  // The agents are enrolled once in this database's team directory, as `countersign agents enroll --database` does.
   const store = openDataDir(dir);
   await prepareDirectEnrollment(store, DEMO_POLICY_DIR, [FINANCE_SCOPE.owner]);
-  for (const agent of agents) store.registry.enroll(agent.enrollment, FINANCE_SCOPE);
-  store.db.close();
+  const directory = await openTeamDirectory(parseConfig({}), databaseUrl, store);
+  try {
+    for (const agent of agents) await directory.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+  } finally {
+    await directory.close();
+    store.db.close();
+  }
   const child = spawn(
     process.execPath,
     [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'hub', '--database', databaseUrl, '--name', name, '--data-dir', dir, '--domain', 'test'],
@@ -325,6 +331,8 @@ describe('two hubs on one database, under faults', () => {
     });
     await waitFor(() => a.team!.leader.isLeader(), 'hub A to lead the audit log');
     b = await startHub('hub-b', team.url);
+    for (const agent of agents) await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
     keys = [...(await publicKeys(a.url)), ...(await publicKeys(b.url))];
     const hubOf = (i: number) => (i % 2 === 0 ? { name: 'hub-a', url: a.url } : { name: 'hub-b', url: b.url });
     const load = new Load(agents.slice(0, 4), hubOf);

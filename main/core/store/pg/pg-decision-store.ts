@@ -58,6 +58,38 @@ export interface PgStoreOptions extends TeamDatabaseConfig {
   onError?: (message: string) => void;
 }
 
+/**
+ * Apply the numbered migrations once, under a transaction-scoped advisory lock, however many hubs
+ * (or other users of the team database, such as the team key set) start together.
+ */
+export async function migrateTeamDatabase(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  const ignore = () => undefined; // a dropped connection rejects the running query below
+  client.on('error', ignore);
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)');
+    const row = await client.query<{ version: number }>('SELECT version FROM schema_version');
+    let version = row.rows[0]?.version ?? 0;
+    if (row.rowCount === 0) await client.query('INSERT INTO schema_version (version) VALUES (0)');
+    if (version > PG_MIGRATIONS.length)
+      throw new CountersignError(
+        'store_failed',
+        `the database schema version ${version} is newer than this build supports (${PG_MIGRATIONS.length}); upgrade countersign`,
+      );
+    for (; version < PG_MIGRATIONS.length; version++) await client.query(PG_MIGRATIONS[version]!);
+    await client.query('UPDATE schema_version SET version = $1', [version]);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.off('error', ignore);
+    client.release();
+  }
+}
+
 export class PgDecisionStore implements DecisionStore {
   readonly kind = 'postgres' as const;
   readonly hub: string;
@@ -99,32 +131,8 @@ export class PgDecisionStore implements DecisionStore {
     return store;
   }
 
-  private async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    const ignore = () => undefined; // a dropped connection rejects the running query below
-    client.on('error', ignore);
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)');
-      const row = await client.query<{ version: number }>('SELECT version FROM schema_version');
-      let version = row.rows[0]?.version ?? 0;
-      if (row.rowCount === 0) await client.query('INSERT INTO schema_version (version) VALUES (0)');
-      if (version > PG_MIGRATIONS.length)
-        throw new CountersignError(
-          'store_failed',
-          `the database schema version ${version} is newer than this build supports (${PG_MIGRATIONS.length}); upgrade countersign`,
-        );
-      for (; version < PG_MIGRATIONS.length; version++) await client.query(PG_MIGRATIONS[version]!);
-      await client.query('UPDATE schema_version SET version = $1', [version]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.off('error', ignore);
-      client.release();
-    }
+  private migrate(): Promise<void> {
+    return migrateTeamDatabase(this.pool);
   }
 
   // ---- the outcome listener: one connection per hub, re-established after a database restart ----

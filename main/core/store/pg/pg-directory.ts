@@ -24,7 +24,7 @@ import type { AuditSubmission } from '../store-seam.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
-import { storeError } from './pg-errors.js';
+import { isConnectionLoss, storeError } from './pg-errors.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
 
 export const DIRECTORY_CHANNEL = 'countersign_directory';
@@ -349,7 +349,11 @@ export class PgDirectory {
       }
       await client.query('COMMIT');
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      // As the decision store's group (pg-decision-store.ts): a connection that stopped answering
+      // is destroyed and the server rolls back when its session ends; a ROLLBACK sent on it would
+      // only wait for its own timeout, and the pool must never get it back.
+      if (isConnectionLoss(error)) lost ??= error as Error;
+      else await client.query('ROLLBACK').catch(() => undefined);
       throw storeError(error, 'changing the directory');
     } finally {
       client.off('error', onLost);

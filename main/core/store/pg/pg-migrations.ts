@@ -160,7 +160,58 @@ export const PG_MIGRATIONS: readonly string[] = [
     row text NOT NULL
   );
   `,
-  // 4: approvals on hubs (ADR 0014): the approvals of held calls, one per approver and
+  // 4: the team's custody keys (ADR 0014): one key set for every hub of the database. A key is
+  // published (in every hub's JWKS) before any hub may sign with it, becomes active no earlier
+  // than its sign_from, and stays published while retiring until the tokens it signed expired.
+  `
+  CREATE TABLE team_signing_keys (
+    kid text PRIMARY KEY,
+    domain text NOT NULL CHECK (domain IN ('production', 'test')),
+    alg text NOT NULL,
+    public_jwk text NOT NULL,
+    token_label text NOT NULL,
+    key_label text NOT NULL,
+    key_id text NOT NULL,
+    state text NOT NULL CHECK (state IN ('published', 'active', 'retiring', 'retired')),
+    published_at bigint NOT NULL,
+    published_by text NOT NULL,
+    sign_from bigint NOT NULL,
+    activated_at bigint,
+    activated_by text,
+    published_until bigint,
+    retired_at bigint,
+    retired_by text,
+    CHECK (activated_at IS NULL OR activated_at >= sign_from),
+    CHECK (state = 'published' OR activated_at IS NOT NULL),
+    CHECK (state NOT IN ('retiring', 'retired') OR published_until IS NOT NULL)
+  );
+  CREATE UNIQUE INDEX team_signing_keys_one_active ON team_signing_keys(domain) WHERE state = 'active';
+  CREATE UNIQUE INDEX team_signing_keys_one_waiting ON team_signing_keys(domain) WHERE state = 'published';
+  CREATE FUNCTION team_signing_keys_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NEW.kid <> OLD.kid OR NEW.domain <> OLD.domain OR NEW.alg <> OLD.alg OR NEW.public_jwk <> OLD.public_jwk
+       OR NEW.token_label <> OLD.token_label OR NEW.key_label <> OLD.key_label OR NEW.key_id <> OLD.key_id
+       OR NEW.published_at <> OLD.published_at OR NEW.sign_from <> OLD.sign_from THEN
+      RAISE EXCEPTION 'the key % cannot change', OLD.kid USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT ((OLD.state = 'published' AND NEW.state = 'active') OR (OLD.state = 'active' AND NEW.state = 'retiring')
+            OR (OLD.state = 'retiring' AND NEW.state = 'retired')) THEN
+      RAISE EXCEPTION 'the key % cannot move from % to %', OLD.kid, OLD.state, NEW.state USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+  END $$;
+  CREATE TRIGGER team_signing_keys_forward_only BEFORE UPDATE ON team_signing_keys FOR EACH ROW EXECUTE FUNCTION team_signing_keys_forward_only();
+  CREATE TRIGGER team_signing_keys_no_delete BEFORE DELETE ON team_signing_keys FOR EACH ROW EXECUTE FUNCTION append_only();
+
+  -- Which hub serves which key in its JWKS, and since when (written when the hub learns of it).
+  CREATE TABLE team_signing_key_hubs (
+    kid text NOT NULL REFERENCES team_signing_keys(kid),
+    hub text NOT NULL,
+    serving_since bigint NOT NULL,
+    PRIMARY KEY (kid, hub)
+  );
+  `,
+  // 5: approvals on hubs (ADR 0015): the approvals of held calls, one per approver and
   // request, never changed; the desk's queue and the approval history read in index order.
   `
   CREATE TABLE approvals (
