@@ -133,7 +133,7 @@ export async function runApprovalsBench(options: { requests: number }): Promise<
       const list: number[] = [];
       const page: number[] = [];
       const ceremony: number[] = [];
-      const someId = app.approvals.listPending()[0]?.requestId ?? '';
+      const someId = (await app.approvals.listPending())[0]?.requestId ?? '';
       for (let i = 0; i < 20; i++) {
         let t = performance.now();
         const res = await fetch(`http://127.0.0.1:${app.port}/api/approvals/pending`, {

@@ -117,7 +117,7 @@ export async function runDeskApprovalBench(options: { pending: number; taps: num
       toAgent.push(atAgent - t0);
       toAnswer.push(answered - t0);
     }
-    const stillPending = app.approvals.countPending();
+    const stillPending = await app.approvals.countPending();
     return {
       otherPending: stillPending,
       taps: options.taps,

@@ -120,7 +120,7 @@ export async function runDeskPaintBench(options: { pending: number; samples: num
       rowsShown: list[0]?.rows ?? 0,
     });
     return {
-      pending: app.approvals.countPending(),
+      pending: await app.approvals.countPending(),
       samples: options.samples,
       cold: summary(cold),
       warm: summary(warm),

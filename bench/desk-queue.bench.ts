@@ -72,7 +72,7 @@ export async function runDeskQueueBench(options: { sizes: number[]; samples: num
         oldestFirstPageMs: +median(oldest.get(c.size)!).toFixed(3),
         coreOnlyMs: +median(core.get(c.size)!).toFixed(3),
         rowsOnPage: (await c.app.ui.listQueue(50)).pending.length,
-        total: c.app.approvals.countPending(),
+        total: await c.app.approvals.countPending(),
       };
     }
     const ratios: Record<string, number> = {};

@@ -256,6 +256,15 @@ export const AUDIT_EVENT_SCHEMAS = {
   'signing_key.rotated': z.strictObject({ ...signingKeyEvent, previous: z.strictObject({ kid: str, publishedUntil: time }) }),
   'signing_key.retired': z.strictObject({ kid: str, domain: str }),
   'signing_key.adopted': z.strictObject({ kid: str, domain: str, custody: str, previous: str, serverId: str }),
+  // The team key set (team mode, docs/team-mode.md "One custody key for all hubs"): which hub did what.
+  'team_key.published': z.strictObject({ ...signingKeyEvent, hub: str, signFrom: time }),
+  'team_key.activated': z.strictObject({
+    kid: str,
+    domain: str,
+    hub: str,
+    previous: z.strictObject({ kid: str, publishedUntil: time }).optional(),
+  }),
+  'team_key.retired': z.strictObject({ kid: str, domain: str, hub: str }),
   'policy.loaded': z.strictObject({ policyHash: str, policyDir: str, fastPathFallback: str.optional() }),
   'policy.reload_failed': z.strictObject({ error: str, keptPolicyHash: str }),
   'config.loaded': z.strictObject({ configSha256: str }),

@@ -37,6 +37,7 @@ import { readUserFile } from '../core/user-files.js';
 import { mcpProxyCommand } from './mcp-proxy-command.js';
 import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.js';
 import { writeUiSecretFile } from './ui-secret-file.js';
+import { openTeamDirectory, type TeamDirectoryCli } from './team-directory.js';
 import { LISTEN_OPTIONS, LISTEN_USAGE, describeListening, listenOverrides, scalarValues } from './listen-options.js';
 
 const USAGE = `usage: countersign <command> [options]
@@ -60,6 +61,8 @@ const USAGE = `usage: countersign <command> [options]
   agents revoke ID [--reason TEXT]
   agents rotate ID FILE [--overlap 24h]
   agents set-owner ID PERSON
+                            enroll, revoke, rotate and set-owner take --database postgres://...: the
+                            team directory, for every hub of that database (docs/team-mode.md)
                             give the agent a person as owner (releases an agent held for review)
   agents owner-report       the free-text owner migration: resolved owners, agents held for review
   approvers add ID --name NAME [--groups g1,g2] [--aliases sam@example.com,...]
@@ -73,6 +76,9 @@ const USAGE = `usage: countersign <command> [options]
                             generate the domain's signing key in the PKCS#11 token and pin it
   keys rotate [--alg ES256|EdDSA] [--overlap 24h]
                             new token key becomes active; the old one stays published for --overlap
+  keys rotate --database postgres://... [--name HUB] [--alg ES256|EdDSA]
+                            team mode: a new key in the shared HSM, published to every hub now,
+                            signed with after team.keyPublishLeadMs (docs/team-mode.md)
   keys list [--json]        pinned signing keys: fingerprint, algorithm, custody, status
   keys export-public [--format jwks|pem]
   keys status               token present, logged in, key matches its pin, last signature
@@ -290,7 +296,14 @@ export async function main(argv: string[]): Promise<number> {
       const { registry, db } = openDataDir(dataDir, (report) => {
         for (const line of describeOwnerMigration(report)) console.error(line);
       });
+      // --database: the team directory (docs/team-mode.md); this data directory holds its replica.
+      let team: TeamDirectoryCli | undefined;
       try {
+        if (values.database !== undefined && sub !== 'list' && sub !== 'owner-report')
+          team = await openTeamDirectory(loadConfig(dataDir, values.config, { policyDir: values['policy-dir'] }), values.database, {
+            db,
+            registry,
+          });
         if (sub === 'enroll') {
           const payload = await readEnrollment(required(arg, 'FILE'));
           // The scope is checked against the policy set the server would load from this data directory.
@@ -299,7 +312,8 @@ export async function main(argv: string[]): Promise<number> {
             values['policy-dir'] ? resolve(values['policy-dir']) : resolvePolicyDir(dataDir, config, (m) => console.error(m)),
           );
           registry.useVocabulary(() => policySet.vocabulary);
-          const agent = registry.enroll(payload, {
+          const enroll = team === undefined ? registry.enroll.bind(registry) : team.agents.enroll.bind(team.agents);
+          const agent = await enroll(payload, {
             owner: required(values.owner, 'owner'),
             group: required(values.group, 'group'),
             allowedTools: list(values.tools, 'tools'),
@@ -338,12 +352,17 @@ export async function main(argv: string[]): Promise<number> {
         }
         if (sub === 'revoke') {
           // A running server sees the revocation within a second: it tells the agent and closes it.
-          const ended = registry.revoke(required(arg, 'ID'), values.reason ?? 'revoked by an administrator');
+          const reason = values.reason ?? 'revoked by an administrator';
+          const ended = await (team === undefined
+            ? registry.revoke(required(arg, 'ID'), reason)
+            : team.agents.revoke(required(arg, 'ID'), reason));
           print({ revoked: arg, endedRequests: ended.map((r) => r.requestId) });
           return 0;
         }
         if (sub === 'set-owner') {
-          print(registry.setOwner(required(arg, 'ID'), required(positionals[3], 'PERSON')));
+          const id = required(arg, 'ID');
+          const person = required(positionals[3], 'PERSON');
+          print(await (team === undefined ? registry.setOwner(id, person) : team.agents.setOwner(id, person)));
           return 0;
         }
         if (sub === 'owner-report') {
@@ -353,11 +372,17 @@ export async function main(argv: string[]): Promise<number> {
         if (sub === 'rotate') {
           const file = positionals[3];
           const payload = await readEnrollment(required(file, 'FILE'));
-          print(registry.rotate(required(arg, 'ID'), payload, parseDuration(values.overlap ?? '24h')));
+          const overlap = parseDuration(values.overlap ?? '24h');
+          print(
+            await (team === undefined
+              ? registry.rotate(required(arg, 'ID'), payload, overlap)
+              : team.agents.rotate(required(arg, 'ID'), payload, overlap)),
+          );
           return 0;
         }
         throw new CountersignError('config_invalid', `unknown agents command ${JSON.stringify(sub ?? '')}`);
       } finally {
+        await team?.close();
         db.close();
       }
     }

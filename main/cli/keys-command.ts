@@ -11,6 +11,8 @@ import { openDataDir } from '../core/app.js';
 import { defaultOpenToken, newPkcs11KeyName, pkcs11RefOf } from '../core/keys/open-custody.js';
 import { minimumOverlapMs, type SigningKeyRegistry } from '../core/keys/signing-keys.js';
 import { verifyWithJwk } from '../core/custody/signer.js';
+import { TeamKeySet, rotateTeamKey } from '../core/keys/team-key-set.js';
+import { resolveDatabaseConfig } from '../core/store/pg/pg-config.js';
 import { CountersignError, isCountersignError, quote } from '../../shared/errors.js';
 import type { TokenDomain } from '../../shared/approval-token.js';
 import { parseDuration } from './durations.js';
@@ -23,6 +25,9 @@ export interface KeysOptions {
   overlap?: string | undefined;
   format?: string | undefined;
   json?: boolean | undefined;
+  /** Team mode: rotate the team's one key in the shared database (keys rotate --database URL). */
+  database?: string | undefined;
+  name?: string | undefined;
 }
 
 export function domainOption(value: string | undefined): TokenDomain | undefined {
@@ -38,8 +43,14 @@ export async function keysCommand(sub: string | undefined, values: KeysOptions, 
   const { signingKeys, db } = openDataDir(dataDir);
   try {
     switch (sub) {
-      case 'init':
       case 'rotate':
+        if (values.database !== undefined) {
+          print(await rotateForTeam(config, values.database, values.name, values.alg));
+          return 0;
+        }
+        print(await generate(sub, config, signingKeys, values));
+        return 0;
+      case 'init':
         print(await generate(sub, config, signingKeys, values));
         return 0;
       case 'list':
@@ -131,6 +142,50 @@ async function generate(mode: 'init' | 'rotate', config: CountersignConfig, keys
     };
   } finally {
     await token.close();
+  }
+}
+
+/**
+ * Rotate a team's custody key (ADR 0014): generated in the shared HSM through this data
+ * directory's custody.pkcs11, published to the team's key set at once; every hub serves it now and
+ * signs with it once team.keyPublishLeadMs has passed. The hubs need no restart.
+ */
+async function rotateForTeam(config: CountersignConfig, url: string, hub: string | undefined, alg: string | undefined) {
+  const pkcs11 = config.custody.pkcs11;
+  if (pkcs11 === undefined)
+    throw new CountersignError('config_invalid', 'keys rotate --database needs the team HSM: set custody.pkcs11 in the configuration');
+  if (alg !== undefined && alg !== 'ES256' && alg !== 'EdDSA') throw new CountersignError('config_invalid', '--alg must be ES256 or EdDSA');
+  const set = await TeamKeySet.open({
+    database: resolveDatabaseConfig({ ...config.team.database, url }),
+    hub: hub ?? config.team.hub ?? config.serverId,
+    domain: config.domain,
+    now: Date.now,
+    publishLeadMs: config.team.keyPublishLeadMs,
+    retireOverlapMs: minimumOverlapMs(config.tokens.ttlSeconds),
+    onError: log,
+  });
+  try {
+    const previous = set.active();
+    const key = await rotateTeamKey(set, pkcs11, {
+      domain: config.domain,
+      ...(alg === undefined ? {} : { algorithm: alg }),
+      now: Date.now,
+      log,
+    });
+    return {
+      domain: config.domain,
+      kid: key.kid,
+      alg: key.algorithm,
+      state: key.state,
+      token: key.tokenLabel,
+      label: key.keyLabel,
+      id: key.keyId,
+      publishedBy: key.publishedBy,
+      signFrom: new Date(key.signFrom).toISOString(),
+      replaces: previous?.kid ?? null,
+    };
+  } finally {
+    await set.close();
   }
 }
 

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { RequestSearchIndex } from './store/request-search-index.js';
 import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { AuditLog, type AuditEventFields, type AuditKind } from './audit/audit-log.js';
@@ -53,7 +54,12 @@ import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
 import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
+import { PgDirectory } from './store/pg/pg-directory.js';
+import { TeamAgents } from './identity/team-agents.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
+import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
+import { minimumOverlapMs } from './keys/signing-keys.js';
+import { resolveDatabaseConfig } from './store/pg/pg-config.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** The policy pack a fresh data directory starts with. */
@@ -136,6 +142,8 @@ export interface RunningCountersign {
   webhooks: WebhookDelivery;
   /** Team mode only: the hub's PostgreSQL store and its audit leader campaign. */
   team?: TeamHub;
+  /** Team mode with custody.pkcs11: the team's one custody key set (keys/team-key-set.ts, ADR 0014). */
+  teamKeys?: TeamKeySet;
   close(): Promise<void>;
 }
 
@@ -245,6 +253,28 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     db.close();
     throw error;
   }
+  // Team mode with a PKCS#11 key: every hub signs with the team's one key (ADR 0014); joined
+  // before custody opens, so the data directory pins the team's active key and nothing else.
+  let teamKeys: TeamKeySet | undefined;
+  const teamUrl = options.team === undefined ? undefined : (options.team.databaseUrl ?? config.team.database.url);
+  if (options.team !== undefined && teamUrl !== undefined && config.custody.pkcs11 !== undefined) {
+    try {
+      teamKeys = await joinTeamKeys({
+        database: resolveDatabaseConfig({ ...config.team.database, url: teamUrl }),
+        hub: options.team.hub ?? config.team.hub ?? config.serverId,
+        domain: config.domain,
+        now: clock,
+        publishLeadMs: config.team.keyPublishLeadMs,
+        retireOverlapMs: minimumOverlapMs(config.tokens.ttlSeconds),
+        registry: signingKeys,
+        onError: log,
+      });
+    } catch (error) {
+      await policy.close();
+      db.close();
+      throw error;
+    }
+  }
   let custody: AdoptingCustody;
   try {
     signingKeys.retireExpired(clock());
@@ -252,7 +282,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     // A rotation made while the server runs (keys rotate, in its own process) is adopted on the
     // next signature; the previous key signs only while it is published (adopting-custody.ts).
     custody = new AdoptingCustody(await openCustody(custodyOptions), {
-      keys: signingKeys,
+      // A hub of a team signs only with what the team's key set allows (maySign at every signature).
+      keys: teamKeys ?? signingKeys,
       domain: config.domain,
       now: clock,
       reserveMs: config.tokens.ttlSeconds * 1000,
@@ -272,6 +303,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       },
     });
   } catch (error) {
+    await teamKeys?.close();
     await policy.close();
     db.close();
     throw error;
@@ -280,8 +312,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let team: TeamHub | undefined;
   if (options.team !== undefined) {
     try {
-      team = await openTeamHub(config, options.team, signer, log, clock);
+      team = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
     } catch (error) {
+      await teamKeys?.close();
       await custody.close();
       await policy.close();
       db.close();
@@ -289,7 +322,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     }
   }
   /** Closes what the team hub opened when the start fails after this point. */
-  const closeTeam = async () => team?.close();
+  const closeTeam = async () => {
+    await team?.close();
+    await teamKeys?.close();
+  };
 
   // The audit log must not have gone backwards or forked since its last external checkpoint.
   const origin = auditOrigin(config.serverId);
@@ -339,10 +375,18 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const minter = tokenMinter(issuer);
   // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
   const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
+  // The History search index, filled after each decision's commit; at start it indexes whatever a
+  // crash left unindexed (store/request-search-index.ts).
+  const searchIndex = new RequestSearchIndex(db, { onError: log });
+  try {
+    searchIndex.catchUp();
+  } catch (error) {
+    log(`request search indexing failed at start (retried at the next search): ${error instanceof Error ? error.message : String(error)}`);
+  }
   const decisions = new DecisionService({
     db,
     audit,
-    store: team?.store ?? new SqliteDecisionStore(db, audit, committer),
+    store: team?.store ?? new SqliteDecisionStore(db, audit, committer, searchIndex),
     registry,
     policy,
     minter,
@@ -434,6 +478,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const policyReloads = new PolicyReloadLog(clock);
   const history = new HistoryReader({
     db,
+    searchIndex,
     proofs: auditProofs,
     origin,
     // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
@@ -514,7 +559,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     // A hub's held calls may be decided on another hub: follow them through the team store.
     followOutcomes: team !== undefined,
     // The active key and any key still in its rotation overlap window.
-    jwks: () => ({ keys: signingKeys.published(config.domain, clock()) }),
+    // A team hub with a PKCS#11 key serves the team's published keys (a rotated-in key before any hub signs with it).
+    jwks: () => ({ keys: teamKeys?.published(clock()) ?? signingKeys.published(config.domain, clock()) }),
     health: (): Record<string, unknown> => ({
       serverId: config.serverId,
       domain: config.domain,
@@ -614,6 +660,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
 
   // Idle servers adopt a rotation within a second too, and keys past their overlap are retired (audited).
   const keyWatch = setInterval(() => {
+    // A team hub moves the team's key set on in time (activation after the publish lead, retirement).
+    teamKeys
+      ?.advance()
+      .catch((error: unknown) => log(`advancing the team signing keys failed: ${error instanceof Error ? error.message : String(error)}`));
     void custody.refresh();
     try {
       signingKeys.retireExpired(clock());
@@ -655,6 +705,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     ...(virtualApprovers === undefined ? {} : { virtualApprovers }),
     ...(riskEngine === undefined ? {} : { riskEngine }),
     ...(team === undefined ? {} : { team }),
+    ...(teamKeys === undefined ? {} : { teamKeys }),
     async close() {
       if (closed) return;
       closed = true;
@@ -677,6 +728,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
         log(`audit checkpoint at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
       await custody.close();
+      searchIndex.stop();
+      try {
+        searchIndex.catchUp(); // what the timer had not indexed yet (the next start would, too)
+      } catch (error) {
+        log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
       db.close();
     },
   };
@@ -716,6 +773,10 @@ export interface TeamHub {
   hub: string;
   store: PgDecisionStore;
   leader: PgAuditLeader;
+  /** The team directory (ADR 0013): this hub's agents and approvers are its replica. */
+  directory: PgDirectory;
+  /** Enroll, rotate and revoke agents for every hub. */
+  agents: TeamAgents;
   close(): Promise<void>;
 }
 
@@ -730,6 +791,7 @@ async function openTeamHub(
   signer: Signer,
   log: (message: string) => void,
   now: () => number,
+  local: { db: Db; registry: AgentRegistry },
 ): Promise<TeamHub> {
   const url = options.databaseUrl ?? config.team.database.url;
   if (url === undefined)
@@ -746,6 +808,16 @@ async function openTeamHub(
     onLeadership: (leads) => log(leads ? `hub ${hub} leads the team audit log` : `hub ${hub} no longer leads the team audit log`),
     now,
   });
+  // The directory replica catches up before the hub serves anyone; decisions check the agent in PostgreSQL.
+  let directory: PgDirectory;
+  try {
+    directory = await PgDirectory.open(store, local.db, log);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);
   let closing: Promise<void> | undefined;
@@ -753,9 +825,12 @@ async function openTeamHub(
     hub,
     store,
     leader,
+    directory,
+    agents: new TeamAgents(local.registry, directory, hub),
     close: () =>
       (closing ??= (async () => {
         await leader.stop();
+        await directory.close();
         await store.close();
       })()),
   };

@@ -292,6 +292,15 @@ const configSchema = z.strictObject({
         .default('countersign/team'),
       /** Sign a team checkpoint at least this often while the log grows (the audit leader). */
       checkpointEveryMs: z.int().min(100).max(3_600_000).default(10_000),
+      /**
+       * With custody.pkcs11: how long a rotated-in team key is published in every hub's JWKS before
+       * any hub signs with it (tool servers cache the JWKS for up to a minute). ADR 0014.
+       */
+      keyPublishLeadMs: z
+        .int()
+        .min(1_000)
+        .max(7 * 24 * 3_600_000)
+        .default(120_000),
       database: z
         .strictObject({
           /** postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]; --database overrides. */

@@ -4,7 +4,9 @@
  * database and a real hub cannot produce a partition of one client on their own; this relay is the
  * network between them, nothing more (bytes pass through unchanged). `sever()` destroys every
  * relayed connection on both sides (each end sees its peer go away, as when a firewall or a dead
- * link resets them) and refuses new ones until `heal()`.
+ * link resets them) and refuses new ones until `heal()`. `freeze()` is the silent kind: nothing
+ * is forwarded either way and new connections are accepted but get no answer, until `thaw()`
+ * delivers what waited (the relay holds it as the network's retransmissions would).
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -14,12 +16,25 @@ export interface TcpRelay {
   readonly open: number;
   sever(): void;
   heal(): void;
+  freeze(): void;
+  thaw(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpRelay(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpRelay> {
   const pairs = new Set<[Socket, Socket]>();
   let cut = false;
+  let frozen = false;
+  const flow = ([inbound, outbound]: [Socket, Socket]) => {
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  };
+  const stall = ([inbound, outbound]: [Socket, Socket]) => {
+    inbound.unpipe(outbound);
+    outbound.unpipe(inbound);
+    inbound.pause();
+    outbound.pause();
+  };
   const server: Server = createServer((inbound) => {
     if (cut) {
       inbound.destroy();
@@ -38,8 +53,8 @@ export async function startTcpRelay(targetPort: number, targetHost = '127.0.0.1'
       socket.on('error', drop);
       socket.on('close', drop);
     }
-    inbound.pipe(outbound);
-    outbound.pipe(inbound);
+    if (frozen) stall(pair);
+    else flow(pair);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -62,6 +77,14 @@ export async function startTcpRelay(targetPort: number, targetHost = '127.0.0.1'
     },
     heal() {
       cut = false;
+    },
+    freeze() {
+      frozen = true;
+      for (const pair of pairs) stall(pair);
+    },
+    thaw() {
+      frozen = false;
+      for (const pair of pairs) flow(pair);
     },
     close: () =>
       new Promise<void>((resolve) => {

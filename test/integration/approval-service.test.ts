@@ -188,7 +188,7 @@ describe('approval service', () => {
 
   it('approves with two finance approvers and issues a co-signed token carrying both assertions', async () => {
     const requestId = await w.pendingRequest();
-    const pending = w.service.listPending();
+    const pending = await w.service.listPending();
     expect(pending).toHaveLength(1);
     expect(pending[0]).toMatchObject({
       requestId,
@@ -208,7 +208,7 @@ describe('approval service', () => {
     const first = await decide(w, requestId, 'alice');
     expect(first).toMatchObject({ state: 'pending', approvalsSoFar: [{ approverId: 'alice', verdict: 'approve' }] });
     expect(first.token).toBeUndefined();
-    expect(w.service.getPending(requestId).approvals).toMatchObject([
+    expect((await w.service.getPending(requestId)).approvals).toMatchObject([
       { approverId: 'alice', displayName: 'Alice Example', verdict: 'approve' },
     ]);
 
@@ -274,9 +274,9 @@ describe('approval service', () => {
       { agentId: 'finance-bot', result: { requestId, state: 'approved', decision: 'allow', token: second.token } },
     ]);
     await expect(w.client.getRequest(requestId)).resolves.toMatchObject({ state: 'approved', token: second.token });
-    expect(w.service.listPending()).toHaveLength(0);
-    expect(w.service.history(10)).toMatchObject([{ requestId, state: 'approved' }]);
-    expect(w.service.approvalsOf(requestId).map((a) => a.approverId)).toEqual(['alice', 'bob']);
+    expect(await w.service.listPending()).toHaveLength(0);
+    expect(await w.service.history(10)).toMatchObject([{ requestId, state: 'approved' }]);
+    expect((await w.service.approvalsOf(requestId)).map((a) => a.approverId)).toEqual(['alice', 'bob']);
     expect(w.app.audit.verify().ok).toBe(true);
   });
 
@@ -309,7 +309,7 @@ describe('approval service', () => {
     expect(requestState(w, requestId)).toBe('pending');
     const fetched = await w.client.getRequest(requestId);
     expect(fetched.approval).toMatchObject({ approvals: 2, required: 2, received: 1 });
-    expect(w.service.quorumProgress(requestId)).toEqual({ required: 2, received: 1 });
+    expect(await w.service.quorumProgress(requestId)).toEqual({ required: 2, received: 1 });
   });
 
   it('refuses the agent owner approving their own agent', async () => {
@@ -448,7 +448,7 @@ describe('approval service', () => {
     w.skew.ms = 16 * 60_000; // the window is 15 minutes
     await expectCode(w.service.submitCeremony({ requestId, approverId: 'alice', response }), 'request_not_pending');
     await expectCode(w.service.startCeremony({ requestId, approverId: 'bob', verdict: 'approve' }), 'request_not_pending');
-    expect(w.service.listPending()).toHaveLength(0);
+    expect(await w.service.listPending()).toHaveLength(0);
     expect(approvalRows(w, requestId)).toBe(0);
     expect(tokenRows(w, requestId)).toBe(0);
   });
@@ -482,7 +482,7 @@ describe('approval service', () => {
       state: 'denied',
       reasons: ['denied by Bob Example: payee not verified'],
     });
-    expect(w.service.approvalsOf(requestId)).toMatchObject([
+    expect(await w.service.approvalsOf(requestId)).toMatchObject([
       { approverId: 'alice', verdict: 'approve' },
       { approverId: 'bob', verdict: 'deny', reason: 'payee not verified' },
     ]);
@@ -662,7 +662,7 @@ describe('approval service', () => {
     const requestId = await w.pendingRequest();
     await decide(w, requestId, 'alice');
     await expect(decide(w, requestId, 'bob')).resolves.toMatchObject({ state: 'pending' });
-    expect(w.service.getPending(requestId).obligation).toMatchObject({ approvals: 3 });
+    expect((await w.service.getPending(requestId)).obligation).toMatchObject({ approvals: 3 });
     expect(tokenRows(w, requestId)).toBe(0);
     const third = await decide(w, requestId, 'carol');
     expect(third.state).toBe('approved');

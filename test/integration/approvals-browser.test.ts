@@ -151,7 +151,7 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
   it('two finance approvers register keys and approve a 48,000.00 USD transfer; the co-signed token verifies', async () => {
     const [alice, bob] = await Promise.all([approver('alice'), approver('bob')]);
     const { call, requestId, decided } = await submitTransfer('48000.00');
-    const view = h.app.approvals.getPending(requestId);
+    const view = await h.app.approvals.getPending(requestId);
 
     // Alice sees everything about the call before she decides.
     const aliceCard = await card(alice.page, requestId);
@@ -256,7 +256,7 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     expect(final).toMatchObject({ requestId, state: 'denied', decision: 'deny' });
     expect(final.token).toBeUndefined();
     expect(final.reasons).toContain(`denied by Alice: ${reason}`);
-    expect(h.app.approvals.approvalsOf(requestId)).toMatchObject([{ approverId: 'alice', verdict: 'deny', reason }]);
+    expect(await h.app.approvals.approvalsOf(requestId)).toMatchObject([{ approverId: 'alice', verdict: 'deny', reason }]);
     expect(alice.problems).toEqual([]);
   });
 
@@ -271,8 +271,8 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     expect(shown).toMatchObject({ kind: 'error', code: 'approver_conflicted' });
     expect(shown.text).toContain('[approver_conflicted]');
 
-    expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
-    expect(h.app.approvals.getPending(requestId)).toMatchObject({ state: 'pending', approvals: [] });
+    expect(await h.app.approvals.approvalsOf(requestId)).toEqual([]);
+    expect(await h.app.approvals.getPending(requestId)).toMatchObject({ state: 'pending', approvals: [] });
     expect(await (await card(dana.page, requestId)).getByTestId('approvals-so-far').innerText()).toBe('0 of 2');
 
     // The same refusal through the bridge's HTTP client and through the core's UI service (what
@@ -306,7 +306,7 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
     await expect(ui.submitApprovalCeremony(requestId, 'alice', { id: 'x', rawId: 'x', type: 'other', response: {} })).rejects.toMatchObject(
       { code: 'schema_invalid' },
     );
-    expect(h.app.approvals.approvalsOf(requestId)).toEqual([]);
+    expect(await h.app.approvals.approvalsOf(requestId)).toEqual([]);
     // The refused call shows up as a failed request in the console; nothing else may (no CSP violations).
     expect(dana.problems.filter((p) => !p.includes('status of 403'))).toEqual([]);
   });

@@ -28,10 +28,10 @@ let alice: HttpSignIn;
 let requestId: string;
 
 /** What must not move while the foreign page tries. */
-function stateOf(id: string) {
+async function stateOf(id: string) {
   const db = h.app.db;
   return {
-    state: h.app.approvals.getPending(id).state,
+    state: (await h.app.approvals.getPending(id)).state,
     approvals: (db.prepare('SELECT COUNT(*) AS n FROM approvals WHERE request_id = ?').get(id) as { n: number }).n,
     challenges: (db.prepare('SELECT COUNT(*) AS n FROM webauthn_challenges').get() as { n: number }).n,
     audit: (db.prepare('SELECT COUNT(*) AS n FROM audit_log').get() as { n: number }).n,
@@ -79,7 +79,7 @@ describe('a page from another origin', () => {
         seen.push({ url: res.url(), status: res.status(), method: res.request().method(), origin: res.request().headers()['origin'] });
     });
     await page.goto(`${foreignOrigin}/`);
-    const before = stateOf(requestId);
+    const before = await stateOf(requestId);
     expect(before.state).toBe('pending');
 
     const attempts = await page.evaluate(
@@ -190,7 +190,7 @@ describe('a page from another origin', () => {
     // The browser did send the preflight-free POST; the state check below shows it did nothing.
     expect(sent.some((s) => s.method === 'POST' && s.url.endsWith('/ceremony'))).toBe(true);
     // Nothing moved: still pending, no approval, no ceremony challenge, no audit entry.
-    expect(stateOf(requestId)).toEqual(before);
+    expect(await stateOf(requestId)).toEqual(before);
     await context.close();
   });
 
@@ -205,7 +205,7 @@ describe('a page from another origin', () => {
       // The attacker's own page (served before the name was rebound) carries no CSP: standing in for
       // it, the 421 page is opened with CSP bypassed so the page may call its own origin.
       const page = await (await rebinding.newContext({ bypassCSP: true })).newPage();
-      const before = stateOf(requestId);
+      const before = await stateOf(requestId);
       const base = `http://rebind.attacker.test:${h.app.port}`;
       const shown = await page.goto(`${base}/ui/`);
       expect(shown?.status()).toBe(421);
@@ -228,7 +228,7 @@ describe('a page from another origin', () => {
         { requestId, secret: h.app.uiSessionSecret },
       );
       for (const c of calls) expect(c).toMatchObject({ status: 421, body: { error: { code: 'host_not_allowed' } } });
-      expect(stateOf(requestId)).toEqual(before);
+      expect(await stateOf(requestId)).toEqual(before);
     } finally {
       await rebinding.close();
     }

@@ -86,7 +86,7 @@ describe('desk notifications in the browser', () => {
       },
     );
     expect(await main.getAttribute('data-desk-view')).toBe('request');
-    expect(h.app.approvals.getPending(pending.requestId).state).toBe('pending');
+    expect((await h.app.approvals.getPending(pending.requestId)).state).toBe('pending');
 
     // Olga is in no group the request counts: no notification, no count.
     expect(await olga.getByTestId('desk-pending-count').innerText()).toBe('Nothing waits for you');

@@ -120,7 +120,7 @@ describe('the desk queue and request views (Chromium, virtual authenticators)', 
     await saveScreenshots(alice.page, 'desk-queue');
 
     const aliceView = await openRequest(alice.page, requestId);
-    const words = fingerprintWords(h.app.approvals.getPending(requestId).callSha256)!.join(' ');
+    const words = fingerprintWords((await h.app.approvals.getPending(requestId)).callSha256)!.join(' ');
     expect(await aliceView.getByTestId('fingerprint').innerText()).toBe(words);
     expect(await aliceView.getByTestId('transfer-amount').innerText()).toContain('48,000.00');
     expect(await aliceView.getByTestId('transfer-payee').innerText()).toContain(PAYEE);

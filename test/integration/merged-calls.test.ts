@@ -154,15 +154,15 @@ describe('identical held calls', () => {
     // Every follower shares the group's deadline.
     expect(new Set(held.map((r) => r.approval!.expiresAt)).size).toBe(1);
 
-    const pending = w.h.app.approvals.listPending();
+    const pending = await w.h.app.approvals.listPending();
     expect(pending).toHaveLength(1);
     const [group] = pending;
     expect(ids).toContain(group!.requestId);
     expect(group!.count).toBe(5);
     expect(group!.followers).toEqual(ids.filter((id) => id !== group!.requestId).sort());
-    expect(w.h.app.approvals.countPending()).toBe(1);
+    expect(await w.h.app.approvals.countPending()).toBe(1);
     // A follower's id opens the same prompt.
-    expect(w.h.app.approvals.getPending(group!.followers[0]!)).toMatchObject({ requestId: group!.requestId, count: 5 });
+    expect(await w.h.app.approvals.getPending(group!.followers[0]!)).toMatchObject({ requestId: group!.requestId, count: 5 });
     // Both bridges (the local HTTP API the browser uses, the in-process one Electron uses) carry the count through their strict schemas.
     const http = createHttpBridge({ baseUrl: `http://127.0.0.1:${w.h.app.port}`, sessionSecret: w.h.app.uiSessionSecret });
     const ui = inProcessBridge(w.h.app.ui, w.h.app.bridgeEvents);
@@ -181,7 +181,7 @@ describe('identical held calls', () => {
 
   it('approved by the quorum: five tokens, each bound to its own request id, each verifying with the shared verifiers, every caller answered', async () => {
     const held = await holdFive(w);
-    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    const primary = (await w.h.app.approvals.listPending())[0]!.requestId;
     const answers = held.map((r, i) => w.callers[i]!.waitForDecision(r.requestId, { timeoutMs: 10_000 }));
 
     // The approver signs for the primary and names every follower.
@@ -215,15 +215,15 @@ describe('identical held calls', () => {
     const approvedAudit = auditOf(w, 'decision.approved');
     expect(approvedAudit.map((e) => e.requestId).sort()).toEqual(held.map((r) => r.requestId).sort());
     expect(approvedAudit.filter((e) => e.groupOf === primary)).toHaveLength(4);
-    expect(w.h.app.approvals.listPending()).toHaveLength(0);
-    expect(w.h.app.approvals.history(10)).toMatchObject([{ requestId: primary, state: 'approved', count: 5 }]);
+    expect(await w.h.app.approvals.listPending()).toHaveLength(0);
+    expect(await w.h.app.approvals.history(10)).toMatchObject([{ requestId: primary, state: 'approved', count: 5 }]);
     expect(w.h.app.audit.verify().ok).toBe(true);
   });
 
   it('denied: every caller is denied with the reason, and no token exists', async () => {
     const held = await holdFive(w);
     const answers = held.map((r, i) => w.callers[i]!.waitForDecision(r.requestId, { timeoutMs: 10_000 }));
-    const follower = w.h.app.approvals.listPending()[0]!.followers[2]!;
+    const follower = (await w.h.app.approvals.listPending())[0]!.followers[2]!;
     // Deciding through a follower's id decides the whole group.
     const outcome = await decide(w, follower, 'carol', 'deny', 'duplicate payment');
     expect(outcome.state).toBe('denied');
@@ -241,7 +241,7 @@ describe('identical held calls', () => {
 
   it('let exactly one of two racing final approvals decide the group: five tokens, not ten', async () => {
     const held = await holdFive(w);
-    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    const primary = (await w.h.app.approvals.listPending())[0]!.requestId;
     await decide(w, primary, 'alice');
     const raced = await Promise.allSettled([decide(w, primary, 'bob'), decide(w, held[3]!.requestId, 'carol')]);
     const approved = raced.filter((r) => r.status === 'fulfilled' && r.value.state === 'approved');
@@ -269,14 +269,14 @@ describe('identical held calls', () => {
     await w.callers[0]!.submit(NORTHWIND);
     await w.callers[1]!.submit(NORTHWIND);
     await w.callers[2]!.submit({ ...NORTHWIND, params: { ...NORTHWIND.params, memo: 'tesu' } });
-    expect(w.h.app.approvals.listPending().map((p) => p.count)).toEqual([2, 1]);
+    expect((await w.h.app.approvals.listPending()).map((p) => p.count)).toEqual([2, 1]);
   });
 
   it('keep the same call from a different agent as a separate request', async () => {
     await w.callers[0]!.submit(NORTHWIND);
     await w.other.submit(NORTHWIND);
     await w.callers[1]!.submit(NORTHWIND);
-    const pending = w.h.app.approvals.listPending();
+    const pending = await w.h.app.approvals.listPending();
     expect(pending.map((p) => [p.agentId, p.count])).toEqual([
       ['finance-bot', 2],
       ['treasury-bot', 1],
@@ -287,7 +287,7 @@ describe('identical held calls', () => {
     const first = await w.callers[0]!.submit(NORTHWIND);
     await decide(w, first.requestId, 'alice');
     const late = await w.callers[1]!.submit(NORTHWIND);
-    expect(w.h.app.approvals.listPending().map((p) => [p.requestId, p.count])).toEqual([
+    expect((await w.h.app.approvals.listPending()).map((p) => [p.requestId, p.count])).toEqual([
       [first.requestId, 1],
       [late.requestId, 1],
     ]);
@@ -300,7 +300,7 @@ describe('identical held calls', () => {
     await expect(w.callers[1]!.getRequest(late.requestId)).resolves.toMatchObject({ state: 'pending' });
     // A call arriving after the group was decided is not part of it: it joins the open group of the late call.
     const after = await w.callers[2]!.submit(NORTHWIND);
-    expect(w.h.app.approvals.listPending().map((p) => [p.requestId, p.count, p.followers])).toEqual([
+    expect((await w.h.app.approvals.listPending()).map((p) => [p.requestId, p.count, p.followers])).toEqual([
       [late.requestId, 2, [after.requestId]],
     ]);
     expect(rows(w, 'SELECT request_id FROM tokens').map((r) => r.request_id)).toEqual([first.requestId]);
@@ -318,7 +318,7 @@ describe('identical held calls', () => {
     const two = held.filter((r) => r.approval!.approvals === 2).map((r) => r.requestId);
     expect(one.length).toBeGreaterThan(0);
     expect(two.length).toBeGreaterThan(0);
-    const pending = w.h.app.approvals.listPending();
+    const pending = await w.h.app.approvals.listPending();
     expect(pending.map((p) => [p.obligation.approvals, p.count])).toEqual([
       [1, one.length],
       [2, two.length],
@@ -344,7 +344,7 @@ describe('identical held calls', () => {
     // The loop is held first, then denied for its risk: no held call comes after a denied one.
     expect(results.findIndex((r) => r.state === 'denied')).toBe(held.length);
     for (const r of denied) expect(r.determiningPolicies).toContain('finance-guardrails:high-risk');
-    const pending = w.h.app.approvals.listPending();
+    const pending = await w.h.app.approvals.listPending();
     expect(pending.map((p) => p.count)).toEqual([held.length]);
     expect(rows(w, "SELECT id FROM requests WHERE state = 'denied' AND group_id IS NOT NULL")).toHaveLength(0);
   });
@@ -366,13 +366,13 @@ describe('identical held calls', () => {
     for (let i = 0; i < MAX_GROUP_FOLLOWERS + 3; i++) results.push(await caller.submit(NORTHWIND));
     expect(results.every((r) => r.state === 'pending')).toBe(true);
     // The calls after a full group join the next group, not each a prompt of its own.
-    expect(h.app.approvals.listPending().map((p) => p.count)).toEqual([MAX_GROUP_FOLLOWERS + 1, 2]);
+    expect((await h.app.approvals.listPending()).map((p) => p.count)).toEqual([MAX_GROUP_FOLLOWERS + 1, 2]);
     rmSync(policyDir, { recursive: true, force: true });
   });
 
   it('lose nothing when minting a follower token fails: no token, no approval recorded, every member still pending, and the quorum can complete later', async () => {
     const held = await holdFive(w);
-    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    const primary = (await w.h.app.approvals.listPending())[0]!.requestId;
     await decide(w, primary, 'alice');
     // Fault injection: the signer fails on the third token of the group (a real signer cannot be made to).
     const real = tokenMinter(w.h.app.issuer);
@@ -405,7 +405,7 @@ describe('identical held calls', () => {
 
   it('deny every member when the current policy denies the call at completion', async () => {
     const held = await holdFive(w);
-    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    const primary = (await w.h.app.approvals.listPending())[0]!.requestId;
     const denyNow: ApprovalPolicyHook = {
       reevaluate: () => ({
         outcome: 'deny',
@@ -428,7 +428,7 @@ describe('identical held calls', () => {
 
   it('refuse an approval assertion of the group presented for a request outside it', async () => {
     await holdFive(w);
-    const primary = w.h.app.approvals.listPending()[0]!.requestId;
+    const primary = (await w.h.app.approvals.listPending())[0]!.requestId;
     await decide(w, primary, 'alice');
     const done = await decide(w, primary, 'bob');
     const { claims } = await verifyAsToolServer(w, done.token!);

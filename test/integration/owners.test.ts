@@ -90,14 +90,14 @@ describe('the owner of an agent is a person: conflicts compare persons, never st
     expect(isCountersignError(refused, 'approver_conflicted')).toBe(true);
     expect(refused).toMatchObject({ details: { reason: 'owner' } });
     expect((refused as Error).message).toBe('approver "sam" owns the agent that made this request (owner "sam") and may not decide it');
-    expect(h.app.approvals.approvalsOf(pending.requestId)).toEqual([]);
+    expect(await h.app.approvals.approvalsOf(pending.requestId)).toEqual([]);
 
     // The person the policy names by an alias is refused too, with the policy as the reason.
     const patRefused = await rejection(va.decide({ requestId: pending.requestId, approverId: 'pat', verdict: 'approve' }));
     expect(patRefused).toMatchObject({ code: 'approver_conflicted', details: { reason: 'policy' } });
 
     // What the approvers' desk is told: who may not decide and why, as approver ids.
-    const view = h.app.approvals.getPending(pending.requestId);
+    const view = await h.app.approvals.getPending(pending.requestId);
     expect(view.agentOwner).toBe('sam');
     expect(view.excludedApprovers).toEqual(
       expect.arrayContaining([

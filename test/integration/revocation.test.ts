@@ -35,7 +35,7 @@ async function holding(agentId: string, key: AgentKey, n: number): Promise<{ c: 
 
 const state = (id: string) =>
   h.app.db.prepare('SELECT state, reasons FROM requests WHERE id = ?').get(id) as { state: string; reasons: string };
-const queued = () => h.app.approvals.listPending().map((p) => p.requestId);
+const queued = async () => (await h.app.approvals.listPending()).map((p) => p.requestId);
 const audited = (kind: string) =>
   (h.app.db.prepare('SELECT record FROM audit_log WHERE kind = ? ORDER BY seq').all(kind) as Array<{ record: string }>).map(
     (r) => JSON.parse(r.record) as Record<string, unknown>,
@@ -53,15 +53,15 @@ describe('revoking an agent', () => {
     const otherKey = await h.enroll('bystander-bot');
     const { c, ids } = await holding('compromised-bot', key, 2);
     const bystander = await holding('bystander-bot', otherKey, 1);
-    expect(queued()).toEqual(expect.arrayContaining([...ids, ...bystander.ids]));
+    expect(await queued()).toEqual(expect.arrayContaining([...ids, ...bystander.ids]));
 
     const ended = h.app.registry.revoke('compromised-bot', 'host compromised');
     expect(ended.map((r) => r.requestId)).toEqual(ids);
 
     const reasons = ['agent revoked: host compromised'];
     for (const id of ids) expect(state(id)).toEqual({ state: 'denied', reasons: JSON.stringify(reasons) });
-    for (const id of ids) expect(queued()).not.toContain(id);
-    expect(queued()).toEqual(expect.arrayContaining(bystander.ids));
+    for (const id of ids) expect(await queued()).not.toContain(id);
+    expect(await queued()).toEqual(expect.arrayContaining(bystander.ids));
     expect(state(bystander.ids[0]!).state).toBe('pending');
     expect(audited('agent.revoked').find((e) => e.agentId === 'compromised-bot')).toMatchObject({
       reason: 'host compromised',
@@ -160,7 +160,7 @@ describe('revoking an agent', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ revoked: 'cli-revoked-bot', endedRequests: ids });
-    expect(queued()).not.toContain(ids[0]);
+    expect(await queued()).not.toContain(ids[0]);
 
     const { frames, closed } = await untilClosed(c);
     expect(frames.filter((f) => f.method === 'request.decided').map((f) => f.params)).toEqual([

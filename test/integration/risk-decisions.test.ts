@@ -68,7 +68,7 @@ describe('risk in the decision path', () => {
       }),
     );
     // What approvers see, and what the audit log keeps.
-    const view = h.app.approvals.getPending(fromEmail.requestId);
+    const view = await h.app.approvals.getPending(fromEmail.requestId);
     expect(view.risk.factors.map((f) => f.explanation)).toContain('the input that led to this call came from "email:external"');
     expect(auditEvent(h.app, fromEmail.requestId)).toMatchObject({
       risk: { score: risk.score, factors: expect.arrayContaining([expect.objectContaining({ name: 'untrusted_provenance' })]) as unknown },

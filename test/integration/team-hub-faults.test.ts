@@ -22,6 +22,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCountersign, openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
+import { openTeamDirectory } from '../../main/cli/team-directory.js';
 import { exportPgAudit } from '../../main/core/audit/pg-audit-export.js';
 import { verifyExport } from '../../main/core/audit/audit-export.js';
 import { AgentClient } from '../../shared/agent-client.js';
@@ -81,7 +82,7 @@ async function database(name: string): Promise<{ url: string; pool: pg.Pool }> {
   return { url, pool };
 }
 
-function hubDir(name: string): string {
+function hubDir(name: string, database: Record<string, number> = {}): string {
   const dir = tempDir(`countersign-${name}-`);
   dirs.push(dir);
   const config = parseConfig({
@@ -89,33 +90,38 @@ function hubDir(name: string): string {
     domain: 'test',
     gateway: { port: 0 },
     policyDir: DEMO_POLICY_DIR,
-    team: { checkpointEveryMs: 200 },
+    team: { checkpointEveryMs: 200, database },
   });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   return dir;
 }
 
-/** A hub in this process, every agent enrolled in its own directory (each hub keeps one: docs/team-mode.md). */
-async function startHub(name: string, databaseUrl: string): Promise<RunningCountersign> {
+/** A hub in this process (the agents are enrolled once, in the team directory: ADR 0013). */
+async function startHub(name: string, databaseUrl: string, database: Record<string, number> = {}): Promise<RunningCountersign> {
   const app = await startCountersign({
-    dataDir: hubDir(name),
+    dataDir: hubDir(name, database),
     log: () => undefined,
     command: 'countersign hub (test)',
     team: { databaseUrl, hub: name },
   });
   hubs.push(app);
   ensurePeople(app, FINANCE_SCOPE.owner);
-  for (const agent of agents) app.registry.enroll(agent.enrollment, FINANCE_SCOPE);
   return app;
 }
 
-/** A hub started by the real CLI (`countersign hub`), so the test can SIGKILL it. Resolves once it leads the audit log. */
+/** A hub started by the real CLI (`countersign hub`), so the test can SIGKILL it; the first on its database. Resolves once it leads the audit log. */
 async function startCliHub(name: string, databaseUrl: string): Promise<{ child: ChildProcess; url: string }> {
   const dir = hubDir(name);
+  // The agents are enrolled once in this database's team directory, as `countersign agents enroll --database` does.
   const store = openDataDir(dir);
   await prepareDirectEnrollment(store, DEMO_POLICY_DIR, [FINANCE_SCOPE.owner]);
-  for (const agent of agents) store.registry.enroll(agent.enrollment, FINANCE_SCOPE);
-  store.db.close();
+  const directory = await openTeamDirectory(parseConfig({}), databaseUrl, store);
+  try {
+    for (const agent of agents) await directory.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+  } finally {
+    await directory.close();
+    store.db.close();
+  }
   const child = spawn(
     process.execPath,
     [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'hub', '--database', databaseUrl, '--name', name, '--data-dir', dir, '--domain', 'test'],
@@ -158,7 +164,7 @@ interface Answer {
  */
 class Load {
   readonly told = new Map<string, Answer>();
-  readonly failures: Array<{ hub: string; code: string; at: number }> = [];
+  readonly failures: Array<{ hub: string; code: string; at: number; answeredAt: number }> = [];
   private stopped = false;
   private readonly workers: Promise<void>[];
   private readonly clients = new Set<AgentClient>();
@@ -196,7 +202,7 @@ class Load {
         this.told.set(result.requestId, { agent: agent.id, result, hub: hub.name, startedAt });
       } catch (error) {
         const code = codeOf(error);
-        this.failures.push({ hub: hub.name, code, at: startedAt });
+        this.failures.push({ hub: hub.name, code, at: startedAt, answeredAt: Date.now() });
         if ((code === 'connection_closed' || code === 'timeout') && this.fallback && hub !== this.fallback) {
           client.close();
           hub = this.fallback;
@@ -318,9 +324,15 @@ describe('two hubs on one database, under faults', () => {
     relay = await startTcpRelay(cluster.port);
     relays.push(relay);
     // Hub A reaches the database only through the relay; it starts first, so it leads the audit log.
-    a = await startHub('hub-a', `postgres://countersign@127.0.0.1:${relay.port}/partition`);
+    a = await startHub('hub-a', `postgres://countersign@127.0.0.1:${relay.port}/partition`, {
+      // Shorter than the defaults, so the silent partition below fails closed sooner.
+      statementTimeoutMs: 3_000,
+      connectTimeoutMs: 2_000,
+    });
     await waitFor(() => a.team!.leader.isLeader(), 'hub A to lead the audit log');
     b = await startHub('hub-b', team.url);
+    for (const agent of agents) await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
     keys = [...(await publicKeys(a.url)), ...(await publicKeys(b.url))];
     const hubOf = (i: number) => (i % 2 === 0 ? { name: 'hub-a', url: a.url } : { name: 'hub-b', url: b.url });
     const load = new Load(agents.slice(0, 4), hubOf);
@@ -371,11 +383,34 @@ describe('two hubs on one database, under faults', () => {
       expect((await pool.query('SELECT state FROM requests WHERE envelope_nonce = $1', [envelope.payload.nonce])).rows).toEqual([
         { state: decided.state },
       ]);
+
+      // The silent kind: nothing reset, nothing answered. Hub A gives up on an answer after its
+      // statement timeout and a margin and fails closed the same way; the server ends a session
+      // that stops answering its keepalive probes (set per session by the hub; a relay on
+      // loopback cannot drop packets, so only the hub's side is exercised here).
+      expect(
+        (
+          await a.team!.store.pool.query<{ idle: string; user: string }>(
+            "SELECT current_setting('tcp_keepalives_idle') AS idle, current_setting('tcp_user_timeout') AS user",
+          )
+        ).rows[0],
+      ).toEqual({ idle: '1', user: '4000' });
+      relay.freeze();
+      const frozenAt = Date.now();
+      await waitFor(() => load.failed('hub-a', 'store_unavailable', frozenAt) >= 2, 'hub A to refuse while nothing answers', 30_000);
+      expect(load.answered('hub-a', frozenAt)).toBe(0);
+      const silentRefusalMs =
+        Math.min(...load.failures.filter((f) => f.hub === 'hub-a' && f.at > frozenAt).map((f) => f.answeredAt)) - frozenAt;
+      relay.thaw();
+      const thawedAt = Date.now();
+      await waitFor(() => load.answered('hub-a', thawedAt) >= 2, 'hub A to decide again after the thaw');
       await load.stop();
+      // Nothing but the stable code reached an agent, through both kinds of partition.
+      expect(new Set(load.failures.map((f) => f.code))).toEqual(new Set(['store_unavailable']));
       expect(b.team!.leader.isLeader()).toBe(true);
       await expectWholeAndVerified(pool, load.told, keys, b, join(dirs[0]!, 'partition-export.jsonl'));
       console.log(
-        `partition: hub B checkpointed ${partitionTakeoverMs} ms after hub A was cut; hub A decided again within ${partitionRecoveryMs} ms of the heal; ${load.told.size} decisions, ${load.failures.length} refused`,
+        `partition: hub B checkpointed ${partitionTakeoverMs} ms after hub A was cut; hub A decided again within ${partitionRecoveryMs} ms of the heal; silent partition: first refusal ${silentRefusalMs} ms after the freeze; ${load.told.size} decisions, ${load.failures.length} refused`,
       );
     } finally {
       raw.close();

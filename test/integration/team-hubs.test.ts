@@ -12,7 +12,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCountersign, openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
+import { startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
@@ -20,7 +20,6 @@ import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayloa
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
-import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 
@@ -58,9 +57,6 @@ async function startHub(name: string): Promise<RunningCountersign> {
     team: { databaseUrl: cluster.url, hub: name },
   });
   hubs.push(app);
-  // Each hub keeps its own directory (docs/team-mode.md): the same agent key is enrolled on each.
-  ensurePeople(app, FINANCE_SCOPE.owner);
-  app.registry.enroll(enrollment, FINANCE_SCOPE);
   return app;
 }
 
@@ -100,6 +96,10 @@ beforeAll(async () => {
   enrollment = await verifyEnrollmentRequest(await createEnrollmentRequest(key, AGENT, AGENT));
   a = await startHub('hub-a');
   b = await startHub('hub-b');
+  // One directory for all hubs (ADR 0013): enrolled once, on hub A; hub B's replica applies it.
+  ensurePeople(a, FINANCE_SCOPE.owner);
+  await a.team!.agents.enroll(enrollment, FINANCE_SCOPE);
+  await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
 }, 240_000);
 
 afterAll(async () => {
@@ -193,11 +193,7 @@ describe('two hubs on one PostgreSQL database', () => {
 
   it('loses no decision when a hub started by the CLI is killed mid-load; the agent carries on at the other hub', async () => {
     const dir = hubDir('hub-c');
-    // Enrolled in hub C's own directory before it starts, as `countersign agents enroll` would.
-    const store = openDataDir(dir);
-    await prepareDirectEnrollment(store, DEMO_POLICY_DIR, [FINANCE_SCOPE.owner]);
-    store.registry.enroll(enrollment, FINANCE_SCOPE);
-    store.db.close();
+    // Enrolled once in the team directory (beforeAll): hub C's replica catches up when it starts.
     const child = spawn(
       process.execPath,
       [

@@ -48,7 +48,10 @@ import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './appr
 import type { ResolvedPerson } from '../identity/people.js';
 import type { ApprovedMinter } from '../tokens/token-minter.js';
 import { inAnyGroup, quorumMet, quorumOf, stillNeeded, stricterRequirement, type QuorumPerson as Person } from './approval-quorum.js';
-import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
+import type { RequestRecord } from '../store/request-repository.js';
+import type { ApprovalCommit, ApprovalRow, ApprovalSnapshot, ApprovalStore } from '../store/approval-store-seam.js';
+import type { AuditSubmission, TokenRow } from '../store/store-seam.js';
+import { SqliteApprovalStore } from './sqlite-approval-store.js';
 import { parseStoredJson } from '../store/stored-json.js';
 import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse, type StoredChallenge } from './ceremony.js';
 import {
@@ -63,7 +66,8 @@ import { CountersignError, isCountersignError, quote, type ErrorCode } from '../
 import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
 import type { ApprovalRequirement, DecisionResult, RequestState, ToolCall } from '../../../shared/protocol.js';
 
-export type ApprovalVerdict = 'approve' | 'deny';
+export type { ApprovalVerdict } from '../store/approval-store-seam.js';
+import type { ApprovalVerdict } from '../store/approval-store-seam.js';
 
 /** What the policy hook is given: the call exactly as stored when it was submitted. */
 export interface ReevaluationInput {
@@ -94,6 +98,12 @@ export interface ApprovalPolicyHook {
 export interface ApprovalServiceOptions {
   db: Db;
   audit: AuditLog;
+  /**
+   * Where requests and approvals are read and committed (store/approval-store-seam.ts): a hub
+   * passes the team database's; by default the data directory's SQLite. Challenges, key counters
+   * and risk baselines stay in `db` either way (a ceremony starts and ends on one hub).
+   */
+  store?: ApprovalStore | undefined;
   directory: ApproverDirectory;
   minter: ApprovedMinter;
   /** The token audience of a tool (app.ts: `(tool) => policy.tool(tool)?.audience`). */
@@ -181,17 +191,11 @@ export interface ApprovalOutcome {
   tokenExpiresAt?: number;
 }
 
-interface ApprovalRow {
-  request_id: string;
-  approver_id: string;
-  credential_id: string;
-  verdict: ApprovalVerdict;
-  reason: string | null;
-  assertion: string;
-  at: number;
-}
-
-/** The highest-scoring assessment of a group (the primary's first on a tie). */
+/**
+ * The risk a group is shown and re-evaluated with: the highest-scoring member's assessment (the
+ * primary's first on a tie). Repeats can score higher than the first call (call rate, loops), and
+ * an approver deciding for every member must see the worst of them.
+ */
 function worstRisk(primary: RiskAssessment, followers: readonly RequestRecord[]): RiskAssessment {
   let worst = primary;
   for (const follower of followers) if (follower.risk.score > worst.score) worst = follower.risk;
@@ -248,6 +252,11 @@ function cleanReason(reason: string | undefined): string | undefined {
   return text.length === 0 ? undefined : text;
 }
 
+/** An audit event for the store to commit (typed by its kind). */
+function submission<K extends AuditKind>(kind: K, at: number, event: AuditEventFields<K>): AuditSubmission {
+  return { kind, at, event };
+}
+
 function joinNames(names: string[]): string {
   if (names.length <= 1) return names.join('');
   return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]!}`;
@@ -296,18 +305,13 @@ export class ApprovalService {
   private readonly now: () => number;
   /** The key taps: challenge binding, offered keys, userHandle, signature, counter. */
   private readonly ceremonies: CeremonyEngine;
-  /** The `requests` rows, parsed once per read. */
-  private readonly requests: RequestRepository;
-  /** The approvals of a page of requests, in one statement (prepared once). */
-  private readonly approvalsOfManyStmt;
+  /** Requests and approvals: read, and committed in one transaction (SQLite embedded, PostgreSQL on a hub). */
+  private readonly requests: ApprovalStore;
 
   constructor(private readonly options: ApprovalServiceOptions) {
     this.db = options.db;
-    this.approvalsOfManyStmt = options.db.prepare<[string], ApprovalRow>(
-      'SELECT * FROM approvals WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY at, approver_id',
-    );
     this.now = options.now ?? Date.now;
-    this.requests = new RequestRepository(options.db);
+    this.requests = options.store ?? new SqliteApprovalStore(options.db, options.audit);
     this.ceremonies = new CeremonyEngine({ db: options.db, audit: options.audit, directory: options.directory, now: this.now });
     if (!Number.isSafeInteger(options.ceremonyTimeoutMs) || options.ceremonyTimeoutMs < 1) {
       throw new CountersignError('config_invalid', 'the ceremony timeout must be a positive number of milliseconds');
@@ -361,15 +365,15 @@ export class ApprovalService {
   // ---- reading ----
 
   /** Pending, unexpired requests, oldest first; `limit`/`offset` page through a long queue. */
-  listPending(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
+  async listPending(limit = MAX_PENDING_PAGE, offset = 0): Promise<PendingApproval[]> {
     const [n, skip] = pageOf(limit, offset);
-    return this.views(this.requests.listPending(this.now(), n, skip));
+    return this.views(await this.requests.pendingPage('age', this.now(), n, skip));
   }
 
   /** The desk's queue: pending, unexpired prompts, the soonest to expire first. */
-  listQueue(limit = MAX_PENDING_PAGE, offset = 0): PendingApproval[] {
+  async listQueue(limit = MAX_PENDING_PAGE, offset = 0): Promise<PendingApproval[]> {
     const [n, skip] = pageOf(limit, offset);
-    return this.views(this.requests.listPendingByExpiry(this.now(), n, skip));
+    return this.views(await this.requests.pendingPage('expiry', this.now(), n, skip));
   }
 
   /**
@@ -377,14 +381,9 @@ export class ApprovalService {
    * approvals, its followers), never one per request: the queue stays as fast with 10,000
    * waiting as with 10 (bench BENCH_ONLY=desk-queue).
    */
-  private views(rows: readonly RequestRecord[]): ApprovalRequestView[] {
-    const ids = rows.map((r) => r.id);
-    const approvals = new Map<string, ApprovalRow[]>(ids.map((id) => [id, []]));
-    if (ids.length > 0) {
-      const all = this.approvalsOfManyStmt.all(JSON.stringify(ids));
-      for (const a of all) approvals.get(a.request_id)?.push(a);
-    }
-    const followers = this.requests.followersOfMany(rows.filter((r) => r.groupId === null).map((r) => r.id));
+  private async views(rows: readonly RequestRecord[]): Promise<ApprovalRequestView[]> {
+    const approvals = await this.requests.approvalsOfMany(rows.map((r) => r.id));
+    const followers = await this.requests.followersOfMany(rows.filter((r) => r.groupId === null).map((r) => r.id));
     // A page names the same few people again and again (one agent, its owner): each handle is
     // resolved once per page, not once per row (two SELECTs each).
     const resolved = new Map<string, ResolvedPerson | undefined>();
@@ -392,7 +391,7 @@ export class ApprovalService {
       if (!resolved.has(handle)) resolved.set(handle, this.person(handle));
       return resolved.get(handle);
     };
-    return rows.map((row) => this.view(row, { approvals: approvals.get(row.id) ?? [], followers: followers.get(row.id) ?? [], person }));
+    return rows.map((row) => this.viewOf(row, { approvals: approvals.get(row.id) ?? [], followers: followers.get(row.id) ?? [], person }));
   }
 
   /**
@@ -400,13 +399,14 @@ export class ApprovalService {
    * its group), the key each decision was made with, and for each verdict whether this approver's
    * ceremony could succeed now and if not why (the same checks the ceremony runs, as a dry run).
    */
-  requestFor(requestId: string, approverId: string): RequestForApprover {
-    const row = this.primaryRow(requestId);
-    const keys = this.approvalRows(row.id).map((a) => ({ approverId: a.approver_id, credentialId: a.credential_id }));
+  async requestFor(requestId: string, approverId: string): Promise<RequestForApprover> {
+    const row = await this.primaryRow(requestId);
+    const approvals = await this.requests.approvals(row.id);
+    const keys = approvals.map((a) => ({ approverId: a.approver_id, credentialId: a.credential_id }));
     const able = (verdict: ApprovalVerdict): Ability => {
       try {
         const obligation = this.assertApprovable(row, this.now());
-        this.checkApprover(row, obligation, approverId, verdict);
+        this.checkApprover(row, obligation, approverId, verdict, approvals);
         if (this.options.directory.credentialsOf(approverId).length === 0)
           return { ok: false, code: 'credential_unknown', message: `approver ${quote(approverId)} has no registered security key` };
         return { ok: true };
@@ -418,25 +418,25 @@ export class ApprovalService {
         return out;
       }
     };
-    return { request: this.view(row), keys, approve: able('approve'), deny: able('deny') };
+    return { request: await this.view(row, approvals), keys, approve: able('approve'), deny: able('deny') };
   }
 
   /** How many prompts are waiting (a merged group counts once; for paging and the UI's counter). */
-  countPending(): number {
+  countPending(): Promise<number> {
     return this.requests.countPending(this.now());
   }
 
   /** One pending, unexpired request (request_unknown / request_not_pending otherwise); a follower shows its group. */
-  getPending(requestId: string): PendingApproval {
-    const row = this.primaryRow(requestId);
+  async getPending(requestId: string): Promise<PendingApproval> {
+    const row = await this.primaryRow(requestId);
     this.assertApprovable(row, this.now());
     return this.view(row);
   }
 
   /** Requests that needed approval and are decided (approved, denied, expired), newest first. */
-  history(limit = 100): ApprovalRequestView[] {
+  async history(limit = 100): Promise<ApprovalRequestView[]> {
     const n = Math.max(1, Math.min(MAX_HISTORY, Math.floor(Number.isFinite(limit) ? limit : 100)));
-    return this.requests.history(n).map((row) => this.view(row));
+    return this.views(await this.requests.history(n));
   }
 
   /**
@@ -444,17 +444,17 @@ export class ApprovalService {
    * needs and the people whose approvals count now (active, in a required group, not conflicted,
    * each person once). The agent's request.get reports it; the MCP proxy says "1 of 2" from it.
    */
-  quorumProgress(requestId: string): { required: number; received: number } {
-    const primary = this.primaryRow(requestId);
+  async quorumProgress(requestId: string): Promise<{ required: number; received: number }> {
+    const primary = await this.primaryRow(requestId);
     const requirement = requirementOf(primary);
-    const status = quorumOf(requirement, this.countedPeople(primary, requirement));
+    const status = quorumOf(requirement, this.countedPeople(primary, requirement, await this.requests.approvals(primary.id)));
     return { required: status.required, received: status.counted.length };
   }
 
   /** Every recorded approval or denial of a request, with its assertion, in order. */
-  approvalsOf(requestId: string): RecordedApproval[] {
-    const primary = this.primaryRow(requestId);
-    return this.approvalRows(primary.id).map((row) => {
+  async approvalsOf(requestId: string): Promise<RecordedApproval[]> {
+    const primary = await this.primaryRow(requestId);
+    return (await this.requests.approvals(primary.id)).map((row) => {
       const entry: RecordedApproval = {
         ...this.entry(row),
         credentialId: row.credential_id,
@@ -471,17 +471,14 @@ export class ApprovalService {
     if (verdict !== 'approve' && verdict !== 'deny')
       throw new CountersignError('schema_invalid', 'the verdict must be "approve" or "deny"');
     const now = this.now();
-    const row = this.primaryRow(requestId);
+    const row = await this.primaryRow(requestId);
     const obligation = this.assertApprovable(row, now);
-    const approver = this.checkApprover(row, obligation, approverId, verdict);
+    const approver = this.checkApprover(row, obligation, approverId, verdict, await this.requests.approvals(row.id));
     const credentials = this.ceremonies.keysOf(approver.id, `approver ${quote(approver.id)} has no active security key`);
     const expiresAt = row.expiresAt!;
     // Seal the group before reading its members: no identical call joins once an approver has
     // begun deciding, so this list is the group every approver of this request signs for.
-    const followers = this.store(() => {
-      this.requests.seal(row.id, now);
-      return this.requests.pendingFollowerIds(row.id);
-    });
+    const followers = await this.stored(this.requests.seal(row.id, now));
     const record: ApprovalChallengeRecord = approvalChallengeRecordSchema.parse({
       typ: APPROVAL_CHALLENGE_TYP,
       requestId: row.id,
@@ -501,28 +498,31 @@ export class ApprovalService {
       userVerification: obligation.userVerification,
       timeoutMs: ceremonyExpiry - now,
     });
-    this.store(() => {
-      this.ceremonies.issueChallenge('approval', {
-        challenge,
-        userId: approver.id,
-        requestId: row.id,
-        verdict,
-        record,
-        expiresAt: ceremonyExpiry,
-        offered,
-      });
-      const started: AuditEventFields<'approval.started'> = {
-        requestId: row.id,
-        agentId: row.agentId,
-        approverId: approver.id,
-        verdict,
-        challenge,
-        callSha256: row.callSha256,
-        expiresAt: ceremonyExpiry,
-      };
-      if (followers.length > 0) started.followers = followers;
-      this.appendAudit('approval.started', now, started);
-    });
+    const started: AuditEventFields<'approval.started'> = {
+      requestId: row.id,
+      agentId: row.agentId,
+      approverId: approver.id,
+      verdict,
+      challenge,
+      callSha256: row.callSha256,
+      expiresAt: ceremonyExpiry,
+    };
+    if (followers.length > 0) started.followers = followers;
+    // The challenge lives in this hub's database (the ceremony ends where it started); the event
+    // goes with it (embedded: one transaction; a hub: the team log, committed after the challenge).
+    await this.stored(
+      this.requests.record(submission('approval.started', now, started), () =>
+        this.ceremonies.issueChallenge('approval', {
+          challenge,
+          userId: approver.id,
+          requestId: row.id,
+          verdict,
+          record,
+          expiresAt: ceremonyExpiry,
+          offered,
+        }),
+      ),
+    );
     return { options, record };
   }
 
@@ -539,7 +539,7 @@ export class ApprovalService {
   }): Promise<ApprovalOutcome> {
     const { approverId } = input;
     // A follower's id stands for its group: the ceremony was started (and signed) for the primary.
-    const row = this.primaryRow(input.requestId);
+    const row = await this.primaryRow(input.requestId);
     const requestId = row.id;
     const reason = cleanReason(input.reason);
     const read = this.ceremonies.read(input.response);
@@ -549,7 +549,7 @@ export class ApprovalService {
     // Everything that can be checked before the signature, in the order callers expect.
     this.assertApprovable(row, now);
     const { record, verdict, offered } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
-    const credential = this.checkSubmitter(row, approverId, verdict, response, offered);
+    const credential = this.checkSubmitter(row, approverId, verdict, response, offered, await this.requests.approvals(requestId));
     const userHandle = response.response.userHandle ?? undefined;
     const assertionParse = approvalAssertionSchema.safeParse({
       approverId,
@@ -582,7 +582,7 @@ export class ApprovalService {
       const plan = await this.plan(ctx);
       let committed: Committed;
       try {
-        committed = this.commit(ctx, plan);
+        committed = await this.commit(ctx, plan);
       } catch (error) {
         if (error instanceof StalePlan && attempt < MAX_PLAN_ATTEMPTS) continue;
         if (error instanceof StalePlan)
@@ -597,25 +597,16 @@ export class ApprovalService {
 
   // ---- checks (each runs before verification and again inside the final transaction) ----
 
-  private requestRow(requestId: string): RequestRecord {
-    const row = this.requests.get(requestId);
+  private async requestRow(requestId: string): Promise<RequestRecord> {
+    const row = await this.requests.request(requestId);
     if (row === undefined) throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists`);
     return row;
   }
 
   /** The request, or for a follower of a merged group, the group's primary request. */
-  private primaryRow(requestId: string): RequestRecord {
-    const row = this.requestRow(requestId);
+  private async primaryRow(requestId: string): Promise<RequestRecord> {
+    const row = await this.requestRow(requestId);
     return row.groupId === null ? row : this.requestRow(row.groupId);
-  }
-
-  /**
-   * The risk a group is shown and re-evaluated with: the highest-scoring member's assessment.
-   * Repeats can score higher than the first call (call rate, loops), and an approver deciding for
-   * every member must see the worst of them.
-   */
-  private groupRisk(primary: RequestRecord): RiskAssessment {
-    return worstRisk(primary.risk, this.requests.followers(primary.id));
   }
 
   private assertApprovable(row: RequestRecord, now: number): ApprovalRequirement {
@@ -626,7 +617,13 @@ export class ApprovalService {
   }
 
   /** Active, not conflicted, not already decided, eligible for this verdict. */
-  private checkApprover(row: RequestRecord, obligation: ApprovalRequirement, approverId: string, verdict: ApprovalVerdict): ApproverRecord {
+  private checkApprover(
+    row: RequestRecord,
+    obligation: ApprovalRequirement,
+    approverId: string,
+    verdict: ApprovalVerdict,
+    approvals: readonly ApprovalRow[],
+  ): ApproverRecord {
     const approver = this.options.directory.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     if (!this.ownerResolved(row)) {
@@ -655,14 +652,14 @@ export class ApprovalService {
         details: { reason: 'policy' },
       });
     }
-    if (this.db.prepare('SELECT 1 FROM approvals WHERE request_id = ? AND approver_id = ?').get(row.id, approver.id) !== undefined) {
+    if (approvals.some((a) => a.approver_id === approver.id)) {
       throw new CountersignError('approver_already_decided', `approver ${quote(approver.id)} has already decided request ${quote(row.id)}`);
     }
     const candidate: Person = { id: approver.id, groups: approver.groups };
     const eligible =
       verdict === 'deny'
         ? inAnyGroup(obligation, approver.groups)
-        : stillNeeded(obligation, this.countedPeople(row, obligation), candidate);
+        : stillNeeded(obligation, this.countedPeople(row, obligation, approvals), candidate);
     if (!eligible) {
       throw new CountersignError(
         'approver_not_eligible',
@@ -720,23 +717,25 @@ export class ApprovalService {
     verdict: ApprovalVerdict,
     response: AssertionResponse,
     offered: readonly string[],
+    approvals: readonly ApprovalRow[],
   ): CredentialRecord {
-    this.checkApprover(row, requirementOf(row), approverId, verdict);
+    this.checkApprover(row, requirementOf(row), approverId, verdict, approvals);
     return this.ceremonies.credentialFor(approverId, response, offered);
   }
 
   /** Approvers whose approval counts now: approved, active, in a required group, not conflicted. */
-  private countedPeople(row: RequestRecord, obligation: ApprovalRequirement): Person[] {
-    return this.countedApprovals(row, obligation).map(({ approver }) => ({ id: approver.id, groups: approver.groups }));
+  private countedPeople(row: RequestRecord, obligation: ApprovalRequirement, approvals: readonly ApprovalRow[]): Person[] {
+    return this.countedApprovals(row, obligation, approvals).map(({ approver }) => ({ id: approver.id, groups: approver.groups }));
   }
 
   private countedApprovals(
     row: RequestRecord,
     obligation: ApprovalRequirement,
+    approvals: readonly ApprovalRow[],
     extraConflicted: readonly string[] = [],
   ): Array<{ approver: ApproverRecord; approval: ApprovalRow }> {
     const out: Array<{ approver: ApproverRecord; approval: ApprovalRow }> = [];
-    for (const approval of this.approvalRows(row.id)) {
+    for (const approval of approvals) {
       if (approval.verdict !== 'approve') continue;
       let approver: ApproverRecord;
       try {
@@ -751,22 +750,20 @@ export class ApprovalService {
     return out;
   }
 
-  private approvalRows(requestId: string): ApprovalRow[] {
-    return this.db.prepare<[string], ApprovalRow>('SELECT * FROM approvals WHERE request_id = ? ORDER BY at, approver_id').all(requestId);
-  }
-
   // ---- deciding ----
 
   /** What committing this approval would do, with everything asynchronous done up front. */
   private async plan(ctx: SubmitContext): Promise<Plan> {
     if (ctx.verdict === 'deny') return { kind: 'deny' };
-    const row = this.requestRow(ctx.requestId);
+    const row = await this.requestRow(ctx.requestId);
     const stored = this.assertApprovable(row, this.now());
+    const approvals = await this.requests.approvals(row.id);
     const self = this.options.directory.get(ctx.approverId);
     const selfPerson: Person = { id: self.id, groups: self.groups };
-    if (!quorumMet(stored, [...this.countedPeople(row, stored), selfPerson])) {
+    if (!quorumMet(stored, [...this.countedPeople(row, stored, approvals), selfPerson])) {
       return { kind: 'record', obligation: stored, storedRequirement: row.obligationJson, tightened: false, conflicted: [] };
     }
+    const followers = await this.requests.followers(row.id);
     let obligation = stored;
     let tightened = false;
     let conflicted: string[] = [];
@@ -775,7 +772,7 @@ export class ApprovalService {
         requestId: row.id,
         agentId: row.agentId,
         call: row.call,
-        risk: this.groupRisk(row),
+        risk: worstRisk(row.risk, followers),
         policyHash: row.policyHash,
       });
       if (reevaluation.outcome === 'deny') return { kind: 'policy_deny', reevaluation, storedRequirement: row.obligationJson };
@@ -792,7 +789,7 @@ export class ApprovalService {
         tightened = canonicalize(obligation) !== canonicalize(stored) || conflicted.length > 0;
       }
     }
-    const counted = this.countedApprovals(row, obligation, conflicted);
+    const counted = this.countedApprovals(row, obligation, approvals, conflicted);
     if (!quorumMet(obligation, [...counted.map(({ approver }) => ({ id: approver.id, groups: approver.groups })), selfPerson])) {
       return { kind: 'record', obligation, storedRequirement: row.obligationJson, tightened, conflicted };
     }
@@ -800,12 +797,12 @@ export class ApprovalService {
     if (audience === undefined)
       throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
     const call = row.call;
-    const approvals = [...counted.map(({ approval }) => approvalAssertionSchema.parse(parseStoredJson(approval.assertion))), ctx.assertion];
+    const signed = [...counted.map(({ approval }) => approvalAssertionSchema.parse(parseStoredJson(approval.assertion))), ctx.assertion];
     // Each member gets its own token, bound to its own request id; every assertion must name
     // that id (as requestId or a follower), or the approver never signed for that member.
-    const members = [row.id, ...this.requests.pendingFollowerIds(row.id)];
+    const members = [row.id, ...followers.filter((f) => f.state === 'pending').map((f) => f.id)];
     for (const member of members) {
-      for (const assertion of approvals) {
+      for (const assertion of signed) {
         if (assertion.record.requestId !== member && !(assertion.record.followers ?? []).includes(member)) {
           throw new CountersignError(
             'internal_error',
@@ -827,7 +824,7 @@ export class ApprovalService {
         mode: 'approved',
         now: this.now(),
         callSha256: row.callSha256,
-        approvals,
+        approvals: signed,
       });
       minted.push({ requestId: member, ...token });
     }
@@ -844,206 +841,225 @@ export class ApprovalService {
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
-  private commit(ctx: SubmitContext, plan: Plan): Committed {
-    let learnerAgent: string | undefined;
+  private async commit(ctx: SubmitContext, plan: Plan): Promise<Committed> {
+    const learned = new Set<string>();
     try {
-      return this.commitOnce(ctx, plan, (agentId) => {
-        learnerAgent = agentId;
-      });
+      return await this.requests.commit(ctx.requestId, (snapshot) => this.decide(ctx, plan, snapshot, (agentId) => learned.add(agentId)));
     } catch (error) {
       // The transaction rolled back: memory may hold what it learned.
-      if (learnerAgent !== undefined) this.options.learner?.forget(learnerAgent);
-      throw error;
-    }
-  }
-
-  private commitOnce(ctx: SubmitContext, plan: Plan, touched: (agentId: string) => void): Committed {
-    return this.store(() => {
-      const now = this.now();
-      const row = this.requestRow(ctx.requestId);
-      this.assertApprovable(row, now);
-      const challengeRow = this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now).row;
-      const credential = this.checkSubmitter(row, ctx.approverId, ctx.verdict, ctx.response, parseOffered(challengeRow.offered));
-      this.ceremonies.recordUse(credential, ctx.newCounter, now);
-      const approver = this.options.directory.get(ctx.approverId);
-      if (plan.kind !== 'deny' && row.obligationJson !== plan.storedRequirement) throw new StalePlan();
-      if (plan.kind === 'record' || plan.kind === 'approve') {
-        const counted = this.countedApprovals(row, plan.obligation, plan.conflicted);
-        const people = [
-          ...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })),
-          { id: approver.id, groups: approver.groups },
-        ];
-        const met = quorumMet(plan.obligation, people);
-        if (plan.kind === 'record' && met) throw new StalePlan();
-        if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted)))
-          throw new StalePlan();
-      }
-      // Every member still pending is decided now: the group's rows, primary first.
-      const members = [row, ...this.requests.pendingFollowerIds(row.id).map((id) => this.requestRow(id))];
-      if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId)))
-        throw new StalePlan();
-
-      // The approval itself.
-      if (!this.ceremonies.spendChallenge('approval', ctx.challenge, now))
-        throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
-      this.db
-        .prepare(
-          'INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-        )
-        .run(ctx.requestId, ctx.approverId, ctx.credentialId, ctx.verdict, ctx.reason ?? null, canonicalize(ctx.assertion), now);
-      const step: AuditEventFields<'approval.given' | 'approval.denied'> = {
-        requestId: ctx.requestId,
-        agentId: row.agentId,
-        approverId: ctx.approverId,
-        credentialId: ctx.credentialId,
-        verdict: ctx.verdict,
-        callSha256: row.callSha256,
-        policyHash: row.policyHash,
-        challenge: ctx.challenge,
-        signCount: ctx.newCounter,
-      };
-      if (ctx.reason !== undefined) step.reason = ctx.reason;
-      // The followers this key signed for (the record names them; each member is decided below).
-      if (ctx.record.followers !== undefined) step.followers = [...ctx.record.followers];
-      this.appendAudit(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step);
-
-      const determiningPolicies = row.determiningPolicies;
-      const finish = (member: RequestRecord, state: 'approved' | 'denied', reasons: string[]): string | undefined => {
-        if (!this.requests.finish(member.id, state, now, reasons))
-          throw new CountersignError('request_not_pending', `request ${quote(member.id)} is no longer pending`);
-        touched(member.agentId);
-        return learnSafely(this.db, this.options.learner, member.agentId, (l) =>
-          l.settled(
-            member.agentId,
-            { id: member.id, call: member.call, callSha256: member.callSha256, createdAt: member.createdAt },
-            state,
-            now,
-          ),
-        );
-      };
-      /** Audit fields naming a follower's group (absent for the primary). */
-      const groupOf = (member: RequestRecord): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
-      const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
-        requestId: row.id,
-        state,
-        approvalsSoFar: this.approvalRows(row.id).map((r) => this.entry(r)),
-        reasons,
-      });
-
-      if (plan.kind === 'deny' || plan.kind === 'policy_deny') {
-        const reasons =
-          plan.kind === 'deny'
-            ? [ctx.reason === undefined ? `denied by ${approver.displayName}` : `denied by ${approver.displayName}: ${ctx.reason}`]
-            : plan.reevaluation.reasons;
-        const results: DecisionResult[] = [];
-        for (const member of members) {
-          const learningFault = finish(member, 'denied', reasons);
-          const event: DeniedAtApprovalEvent = {
-            requestId: member.id,
-            agentId: member.agentId,
-            tool: member.tool,
-            callSha256: member.callSha256,
-            policyHash: member.policyHash,
-            reasons,
-            determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
-            ...groupOf(member),
-          };
-          if (learningFault !== undefined) event.riskLearningFault = learningFault;
-          if (plan.kind === 'deny') event.deniedBy = approver.id;
-          else event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
-          this.appendAudit('decision.deny', now, event);
-          results.push({
-            requestId: member.id,
-            decision: 'deny',
-            state: 'denied',
-            reasons,
-            determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
-            policyHash: plan.kind === 'deny' ? row.policyHash : plan.reevaluation.policyHash,
-          });
-        }
-        return { outcome: outcome('denied', reasons), agentId: row.agentId, results };
-      }
-
-      if (plan.tightened) this.requests.setRequirement(row.id, plan.obligation);
-      if (plan.conflicted.length > 0) {
-        const merged = [...new Set([...row.conflictedApprovers, ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
-        this.requests.setConflicted(row.id, merged);
-      }
-      if (plan.kind === 'record') {
-        const reasons = row.reasons;
-        if (plan.tightened) {
-          this.appendAudit('decision.pending', now, {
-            requestId: row.id,
-            agentId: row.agentId,
-            reason: 'the current policy asks for more approval',
-            approval: { ...plan.obligation, expiresAt: row.expiresAt! },
-          });
-        }
-        return { outcome: outcome('pending', reasons), agentId: row.agentId, results: [] };
-      }
-
-      const names = plan.counted.map((id) => (id === approver.id ? approver : this.options.directory.get(id)).displayName);
-      const results: DecisionResult[] = [];
-      for (const [i, member] of members.entries()) {
-        const minted = plan.minted[i]!;
-        // Each member keeps its own reasons (risk sentences may differ) plus who approved.
-        const reasons = [...member.reasons, `approved by ${joinNames(names)}`];
-        const learningFault = finish(member, 'approved', reasons);
-        this.db
-          .prepare('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
-          .run(minted.jti, member.id, minted.kid, minted.token, now, minted.expiresAt);
-        const approvedEvent: AuditEventFields<'decision.approved'> = {
-          requestId: member.id,
-          agentId: member.agentId,
-          tool: member.tool,
-          callSha256: member.callSha256,
-          policyHash: member.policyHash,
-          determiningPolicies,
-          reasons,
-          approvers: plan.counted,
-          approval: { ...plan.obligation },
-          token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience },
-          ...groupOf(member),
-        };
-        if (learningFault !== undefined) approvedEvent.riskLearningFault = learningFault;
-        this.appendAudit('decision.approved', now, approvedEvent);
-        results.push({
-          requestId: member.id,
-          decision: 'allow',
-          state: 'approved',
-          token: minted.token,
-          tokenExpiresAt: minted.expiresAt,
-          reasons,
-          determiningPolicies,
-          policyHash: member.policyHash,
-        });
-      }
-      const primary = results[0]!;
-      return {
-        outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! },
-        agentId: row.agentId,
-        results,
-      };
-    });
-  }
-
-  // ---- plumbing ----
-
-  /** Run `work` in one immediate transaction; failures that are not ours become store_failed. */
-  private store<T>(work: () => T): T {
-    try {
-      return this.db.transaction(work).immediate();
-    } catch (error) {
+      for (const agentId of learned) this.options.learner?.forget(agentId);
       if (isCountersignError(error) || error instanceof StalePlan || error instanceof CounterRegression) throw error;
       throw new CountersignError('store_failed', 'the approval could not be stored, so nothing was recorded', { cause: error });
     }
   }
 
-  private appendAudit<K extends AuditKind>(kind: K, at: number, event: AuditEventFields<K>): void {
+  /**
+   * Inside the store's transaction, on the rows read there: every check again (the request, the
+   * challenge, the approver, the key, the plan still right), then the local writes (challenge
+   * spent, key counter, risk learning) and the writes the store commits with them.
+   */
+  private decide(
+    ctx: SubmitContext,
+    plan: Plan,
+    snapshot: ApprovalSnapshot,
+    touched: (agentId: string) => void,
+  ): { commit: ApprovalCommit; result: Committed } {
+    const now = this.now();
+    const row = snapshot.primary;
+    this.assertApprovable(row, now);
+    const challengeRow = this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now).row;
+    const credential = this.checkSubmitter(
+      row,
+      ctx.approverId,
+      ctx.verdict,
+      ctx.response,
+      parseOffered(challengeRow.offered),
+      snapshot.approvals,
+    );
+    this.ceremonies.recordUse(credential, ctx.newCounter, now);
+    const approver = this.options.directory.get(ctx.approverId);
+    if (plan.kind !== 'deny' && row.obligationJson !== plan.storedRequirement) throw new StalePlan();
+    if (plan.kind === 'record' || plan.kind === 'approve') {
+      const counted = this.countedApprovals(row, plan.obligation, snapshot.approvals, plan.conflicted);
+      const people = [...counted.map(({ approver: a }) => ({ id: a.id, groups: a.groups })), { id: approver.id, groups: approver.groups }];
+      const met = quorumMet(plan.obligation, people);
+      if (plan.kind === 'record' && met) throw new StalePlan();
+      if (plan.kind === 'approve' && (!met || canonicalize(people.map((p) => p.id)) !== canonicalize(plan.counted))) throw new StalePlan();
+    }
+    // Every member still pending is decided now: the group's rows, primary first.
+    const members = [row, ...snapshot.followers];
+    if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId)))
+      throw new StalePlan();
+
+    // The approval itself.
+    if (!this.ceremonies.spendChallenge('approval', ctx.challenge, now))
+      throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used');
+    const approval: ApprovalRow = {
+      request_id: ctx.requestId,
+      approver_id: ctx.approverId,
+      credential_id: ctx.credentialId,
+      verdict: ctx.verdict,
+      reason: ctx.reason ?? null,
+      assertion: canonicalize(ctx.assertion),
+      at: now,
+    };
+    const audit: AuditSubmission[] = [];
+    const finishes: ApprovalCommit['finishes'][number][] = [];
+    const step: AuditEventFields<'approval.given' | 'approval.denied'> = {
+      requestId: ctx.requestId,
+      agentId: row.agentId,
+      approverId: ctx.approverId,
+      credentialId: ctx.credentialId,
+      verdict: ctx.verdict,
+      callSha256: row.callSha256,
+      policyHash: row.policyHash,
+      challenge: ctx.challenge,
+      signCount: ctx.newCounter,
+    };
+    if (ctx.reason !== undefined) step.reason = ctx.reason;
+    // The followers this key signed for (the record names them; each member is decided below).
+    if (ctx.record.followers !== undefined) step.followers = [...ctx.record.followers];
+    audit.push(submission(ctx.verdict === 'approve' ? 'approval.given' : 'approval.denied', now, step));
+
+    const determiningPolicies = row.determiningPolicies;
+    const finish = (member: RequestRecord, state: 'approved' | 'denied', reasons: string[], token?: TokenRow): string | undefined => {
+      finishes.push({ requestId: member.id, state, reasons, token });
+      touched(member.agentId);
+      return learnSafely(this.db, this.options.learner, member.agentId, (l) =>
+        l.settled(
+          member.agentId,
+          { id: member.id, call: member.call, callSha256: member.callSha256, createdAt: member.createdAt },
+          state,
+          now,
+        ),
+      );
+    };
+    /** Audit fields naming a follower's group (absent for the primary). */
+    const groupOf = (member: RequestRecord): JsonObject => (member.id === row.id ? {} : { groupOf: row.id });
+    const outcome = (state: ApprovalOutcome['state'], reasons: string[]): ApprovalOutcome => ({
+      requestId: row.id,
+      state,
+      approvalsSoFar: [...snapshot.approvals, approval]
+        .sort((a, b) => a.at - b.at || (a.approver_id < b.approver_id ? -1 : a.approver_id > b.approver_id ? 1 : 0))
+        .map((r) => this.entry(r)),
+      reasons,
+    });
+    const done = (result: Committed, extra: Pick<ApprovalCommit, 'requirement' | 'conflicted'> = {}) => ({
+      commit: { approval, finishes, audit, ...extra },
+      result,
+    });
+
+    if (plan.kind === 'deny' || plan.kind === 'policy_deny') {
+      const reasons =
+        plan.kind === 'deny'
+          ? [ctx.reason === undefined ? `denied by ${approver.displayName}` : `denied by ${approver.displayName}: ${ctx.reason}`]
+          : plan.reevaluation.reasons;
+      const results: DecisionResult[] = [];
+      for (const member of members) {
+        const learningFault = finish(member, 'denied', reasons);
+        const event: DeniedAtApprovalEvent = {
+          requestId: member.id,
+          agentId: member.agentId,
+          tool: member.tool,
+          callSha256: member.callSha256,
+          policyHash: member.policyHash,
+          reasons,
+          determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
+          ...groupOf(member),
+        };
+        if (learningFault !== undefined) event.riskLearningFault = learningFault;
+        if (plan.kind === 'deny') event.deniedBy = approver.id;
+        else event.reevaluatedPolicyHash = plan.reevaluation.policyHash;
+        audit.push(submission('decision.deny', now, event));
+        results.push({
+          requestId: member.id,
+          decision: 'deny',
+          state: 'denied',
+          reasons,
+          determiningPolicies: plan.kind === 'deny' ? determiningPolicies : plan.reevaluation.determiningPolicies,
+          policyHash: plan.kind === 'deny' ? row.policyHash : plan.reevaluation.policyHash,
+        });
+      }
+      return done({ outcome: outcome('denied', reasons), agentId: row.agentId, results });
+    }
+
+    const extra: Pick<ApprovalCommit, 'requirement' | 'conflicted'> = {};
+    if (plan.tightened) extra.requirement = plan.obligation;
+    if (plan.conflicted.length > 0)
+      extra.conflicted = [...new Set([...row.conflictedApprovers, ...plan.conflicted.map((c) => c.toLowerCase())])].sort();
+    if (plan.kind === 'record') {
+      if (plan.tightened) {
+        audit.push(
+          submission('decision.pending', now, {
+            requestId: row.id,
+            agentId: row.agentId,
+            reason: 'the current policy asks for more approval',
+            approval: { ...plan.obligation, expiresAt: row.expiresAt! },
+          }),
+        );
+      }
+      return done({ outcome: outcome('pending', row.reasons), agentId: row.agentId, results: [] }, extra);
+    }
+
+    const names = plan.counted.map((id) => (id === approver.id ? approver : this.options.directory.get(id)).displayName);
+    const results: DecisionResult[] = [];
+    for (const [i, member] of members.entries()) {
+      const minted = plan.minted[i]!;
+      // Each member keeps its own reasons (risk sentences may differ) plus who approved.
+      const reasons = [...member.reasons, `approved by ${joinNames(names)}`];
+      const learningFault = finish(member, 'approved', reasons, {
+        jti: minted.jti,
+        kid: minted.kid,
+        token: minted.token,
+        issuedAt: now,
+        expiresAt: minted.expiresAt,
+      });
+      const approvedEvent: AuditEventFields<'decision.approved'> = {
+        requestId: member.id,
+        agentId: member.agentId,
+        tool: member.tool,
+        callSha256: member.callSha256,
+        policyHash: member.policyHash,
+        determiningPolicies,
+        reasons,
+        approvers: plan.counted,
+        approval: { ...plan.obligation },
+        token: { jti: minted.jti, kid: minted.kid, expiresAt: minted.expiresAt, audience: plan.audience },
+        ...groupOf(member),
+      };
+      if (learningFault !== undefined) approvedEvent.riskLearningFault = learningFault;
+      audit.push(submission('decision.approved', now, approvedEvent));
+      results.push({
+        requestId: member.id,
+        decision: 'allow',
+        state: 'approved',
+        token: minted.token,
+        tokenExpiresAt: minted.expiresAt,
+        reasons,
+        determiningPolicies,
+        policyHash: member.policyHash,
+      });
+    }
+    const primary = results[0]!;
+    return done(
+      {
+        outcome: { ...outcome('approved', primary.reasons), token: primary.token!, tokenExpiresAt: primary.tokenExpiresAt! },
+        agentId: row.agentId,
+        results,
+      },
+      extra,
+    );
+  }
+
+  // ---- plumbing ----
+
+  /** A store write; failures that are not ours become store_failed. */
+  private async stored<T>(write: Promise<T>): Promise<T> {
     try {
-      this.options.audit.append(kind, at, event);
-    } catch (cause) {
-      throw new CountersignError('audit_write_failed', undefined, { cause });
+      return await write;
+    } catch (error) {
+      if (isCountersignError(error)) throw error;
+      throw new CountersignError('store_failed', 'the approval could not be stored, so nothing was recorded', { cause: error });
     }
   }
 
@@ -1067,9 +1083,18 @@ export class ApprovalService {
     return entry;
   }
 
-  private view(
+  /** One request's view, reading its approvals (unless given) and followers. */
+  private async view(row: RequestRecord, approvals?: ApprovalRow[]): Promise<ApprovalRequestView> {
+    return this.viewOf(row, {
+      approvals: approvals ?? (await this.requests.approvals(row.id)),
+      followers: row.groupId === null ? await this.requests.followers(row.id) : [],
+      person: this.person,
+    });
+  }
+
+  private viewOf(
     row: RequestRecord,
-    prefetched?: { approvals: ApprovalRow[]; followers: RequestRecord[]; person: PersonLookup },
+    prefetched: { approvals: ApprovalRow[]; followers: RequestRecord[]; person: PersonLookup },
   ): ApprovalRequestView {
     const call = row.call;
     const view: ApprovalRequestView = {
@@ -1085,21 +1110,19 @@ export class ApprovalService {
       determiningPolicies: row.determiningPolicies,
       reasons: row.reasons,
       obligation: requirementOf(row),
-      risk: row.groupId === null ? (prefetched === undefined ? this.groupRisk(row) : worstRisk(row.risk, prefetched.followers)) : row.risk,
+      risk: row.groupId === null ? worstRisk(row.risk, prefetched.followers) : row.risk,
       state: row.state,
       createdAt: row.createdAt,
       expiresAt: row.expiresAt ?? row.createdAt,
-      approvals: (prefetched?.approvals ?? this.approvalRows(row.id)).map((r) => this.entry(r)),
+      approvals: prefetched.approvals.map((r) => this.entry(r)),
       count: 1,
       followers: [],
-      excludedApprovers: this.excludedOf(row, prefetched?.person),
+      excludedApprovers: this.excludedOf(row, prefetched.person),
     };
-    if (!this.ownerResolved(row, prefetched?.person)) view.ownerUnresolved = true;
+    if (!this.ownerResolved(row, prefetched.person)) view.ownerUnresolved = true;
     if (row.groupId === null) {
       // A pending group shows its pending members; a decided one shows every member it had.
-      const followers = (prefetched?.followers ?? this.requests.followers(row.id)).filter(
-        (f) => row.state !== 'pending' || f.state === 'pending',
-      );
+      const followers = prefetched.followers.filter((f) => row.state !== 'pending' || f.state === 'pending');
       view.followers = followers.map((f) => f.id);
       view.count = 1 + followers.length;
     }

@@ -27,8 +27,8 @@ import { parseBody, type HttpRoute } from '../http/http-edge.js';
 
 /** The approval service reads these routes expose. */
 export interface ApprovalReads {
-  getPending(requestId: string): unknown;
-  history(limit: number): unknown[];
+  getPending(requestId: string): Promise<unknown>;
+  history(limit: number): Promise<unknown[]>;
 }
 
 export interface ApprovalsRoutesOptions {
@@ -73,7 +73,7 @@ export function approvalsRoutes(options: ApprovalsRoutesOptions): HttpRoute[] {
       verb: 'GET',
       path: '/api/approvals/history',
       access: 'session',
-      handle: ({ query }) => ({ history: options.service.history(historyLimit(query)) }),
+      handle: async ({ query }) => ({ history: await options.service.history(historyLimit(query)) }),
     },
   ];
   const admin = options.admin;

@@ -78,7 +78,8 @@ export class PgAuditLeader {
 
   private async campaign(): Promise<void> {
     while (!this.stopped) {
-      const client = new pg.Client({ ...this.options.config.pool, statement_timeout: 0 });
+      // pg_advisory_lock waits for as long as another hub leads: no statement or answer timeout.
+      const client = new pg.Client({ ...this.options.config.pool, statement_timeout: 0, query_timeout: 0 });
       const lost = new Promise<void>((resolve) => {
         client.on('error', (error) => {
           this.onError(`the audit leader connection failed: ${error.message}`);

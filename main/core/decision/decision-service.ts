@@ -72,7 +72,7 @@ export interface DecisionServiceOptions {
    * request.get reports it as `approval.required`/`received`. Absent: `required` from the
    * requirement alone, no `received`.
    */
-  quorumProgress?: (requestId: string) => { required: number; received: number };
+  quorumProgress?: (requestId: string) => Promise<{ required: number; received: number }> | { required: number; received: number };
 }
 
 /** A dry run's answer (the Policies view's "test a call"): the policy decision and the risk it was given. */
@@ -361,7 +361,7 @@ export class DecisionService {
     const row = await this.store.readRequest(requestId);
     if (!row || row.agentId !== session.agentId)
       throw new CountersignError('request_unknown', `no request ${quote(requestId)} exists for this agent`);
-    const progress = row.state === 'pending' && row.obligation !== null ? this.options.quorumProgress?.(row.id) : undefined;
+    const progress = row.state === 'pending' && row.obligation !== null ? await this.options.quorumProgress?.(row.id) : undefined;
     return toResult(row, { token: row.token, tokenExpiresAt: row.tokenExpiresAt, ...(progress === undefined ? {} : { progress }) });
   }
 

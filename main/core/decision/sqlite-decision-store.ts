@@ -11,6 +11,7 @@ import { CountersignError } from '../../../shared/errors.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../store/database.js';
 import { GroupCommitter } from '../store/group-commit.js';
+import type { RequestSearchIndex } from '../store/request-search-index.js';
 import { RequestRepository, encodeRequirement } from '../store/request-repository.js';
 import type {
   AuditSubmission,
@@ -37,6 +38,8 @@ export class SqliteDecisionStore implements DecisionStore {
     private readonly db: Db,
     private readonly audit: AuditLog,
     committer?: GroupCommitter,
+    /** Told after each commit that wrote requests, to index them for the History search soon. */
+    private readonly searchIndex?: Pick<RequestSearchIndex, 'schedule'>,
   ) {
     this.committer = committer ?? new GroupCommitter(db);
     this.requests = new RequestRepository(db);
@@ -115,6 +118,7 @@ export class SqliteDecisionStore implements DecisionStore {
       }
       return done;
     });
+    this.searchIndex?.schedule();
     return {
       requestId: request.id,
       state: request.state,

@@ -229,9 +229,12 @@ export class AgentRegistry {
   private readonly keyObjects = new Map<string, KeyObject>();
   private readonly getAgentStmt;
   private readonly getKeyStmt;
+  private readonly unusableStmt;
   private revocationListener: ((agentId: string, ended: DecisionResult[]) => void) | undefined;
 
   private vocabulary: (() => EnrollmentVocabulary) | undefined;
+  /** Team mode: the directory is written through PostgreSQL (identity/team-agents.ts), never here. */
+  private teamDirectory = false;
 
   constructor(
     private readonly db: Db,
@@ -239,6 +242,16 @@ export class AgentRegistry {
   ) {
     this.getAgentStmt = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
     this.getKeyStmt = db.prepare<[string], KeyRow>('SELECT * FROM agent_keys WHERE kid = ?');
+    // Every condition of lookup + assertUsable, or a missing/mismatched row: a superset of the
+    // pairs they refuse (the caller decides each one exactly with them).
+    this.unusableStmt = db.prepare<[string, number, number], { agent_id: string; kid: string }>(
+      `SELECT p.value ->> 0 AS agent_id, p.value ->> 1 AS kid FROM json_each(?) p
+       LEFT JOIN agents a ON a.id = p.value ->> 0
+       LEFT JOIN agent_keys k ON k.kid = p.value ->> 1
+       WHERE a.id IS NULL OR k.kid IS NULL OR k.agent_id IS NOT a.id
+          OR a.status = 'revoked' OR a.owner_state IS NOT 'resolved' OR a.expires_at <= ?
+          OR k.status = 'revoked' OR (k.status = 'retiring' AND (k.not_after IS NULL OR k.not_after <= ?))`,
+    );
   }
 
   /** Where enrollment reads the active policy set's vocabulary (app.ts: the running engine's set). */
@@ -247,11 +260,51 @@ export class AgentRegistry {
   }
 
   /**
+   * Team mode (ADR 0013): this registry's tables are a replica of the team directory, written
+   * only by its applier; enroll, rotate, revoke and set-owner here refuse (a local-only write
+   * would hold on one hub alone). Writes go through TeamAgents.
+   */
+  useTeamDirectory(): void {
+    this.teamDirectory = true;
+  }
+
+  private assertLocalWrites(): void {
+    if (this.teamDirectory)
+      throw new CountersignError(
+        'internal_error',
+        'this hub keeps a replica of the team directory: write agents through the team database',
+      );
+  }
+
+  /**
+   * The checks an enrollment's scope gets before anything is written: the active policy set's
+   * vocabulary and the owner, a person; returns that person. Fails closed without a policy set.
+   */
+  checkEnrollment(scope: AgentScope): ResolvedPerson {
+    if (this.vocabulary === undefined)
+      throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
+    const owner = this.checkOwner(scope.owner);
+    checkScopeVocabulary(scope, this.vocabulary());
+    return owner;
+  }
+
+  /** The person `handle` names, for an owner: unknown or disabled people are refused (owner_unknown). */
+  checkOwner(handle: string): ResolvedPerson {
+    return requireOwnerPerson(this.db, handle);
+  }
+
+  /** Tell the listener (the gateway) of a revocation committed through the team directory on this hub. */
+  announceRevocation(agentId: string, ended: DecisionResult[]): void {
+    this.revocationListener?.(agentId, ended);
+  }
+
+  /**
    * Enroll an agent. The owner may be given as any handle of a person (approver id or alias);
    * the person's approver id is what is stored. Fails closed: without a policy set to check the
    * scope against, nothing is enrolled.
    */
   enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now()): AgentRecord {
+    this.assertLocalWrites();
     if (this.vocabulary === undefined)
       throw new CountersignError('policy_invalid', 'enrollment needs the active policy set to check the scope against, and none is loaded');
     const vocabulary = this.vocabulary();
@@ -308,6 +361,7 @@ export class AgentRegistry {
 
   /** New key becomes active; the agent's current keys keep working until `now + overlapMs`. */
   rotate(agentId: string, payload: EnrollmentPayload, overlapMs: number, now = Date.now()): AgentKeyRecord {
+    this.assertLocalWrites();
     if (payload.agentId !== agentId) {
       throw new CountersignError('enrollment_invalid', `the enrollment request is for ${quote(payload.agentId)}, not ${quote(agentId)}`);
     }
@@ -338,6 +392,7 @@ export class AgentRegistry {
    * the ended requests as the agent is told of them; empty if it was already revoked.
    */
   revoke(agentId: string, reason: string, now = Date.now()): DecisionResult[] {
+    this.assertLocalWrites();
     const revoke = this.db.transaction((): DecisionResult[] | undefined => {
       const agent = this.requireAgent(agentId);
       if (agent.status === 'revoked') return undefined;
@@ -396,6 +451,7 @@ export class AgentRegistry {
    * previous owner and whether it released a hold.
    */
   setOwner(agentId: string, handle: string, now = Date.now()): AgentRecord {
+    this.assertLocalWrites();
     this.db
       .transaction(() => {
         const agent = this.requireAgent(agentId);
@@ -504,6 +560,18 @@ export class AgentRegistry {
     if (!keyRow || keyRow.agent_id !== agentId)
       throw new CountersignError('key_unknown', `the key is not enrolled for agent ${quote(agentId)}`);
     return { agent: toAgent(agentRow), key: toKey(keyRow) };
+  }
+
+  /**
+   * Of the (agent id, kid) pairs given, those `lookup` + `assertUsable` may refuse at `now` (a
+   * superset: unknown or mismatched rows too), in one statement. The gateway's once-a-second
+   * sweep of every live session read each one through `lookup` (two statements and two decoded
+   * rows per session: tens of milliseconds of the event loop with 1,000 agents connected); it now
+   * checks only the pairs this returns, exactly as before.
+   */
+  unusableOf(pairs: ReadonlyArray<readonly [agentId: string, kid: string]>, now: number): Array<[agentId: string, kid: string]> {
+    if (pairs.length === 0) return [];
+    return this.unusableStmt.all(JSON.stringify(pairs), now, now).map((r) => [r.agent_id, r.kid]);
   }
 
   /** Throws agent_revoked, agent_held_for_review, agent_expired or key_revoked unless the agent and key are usable at `now`. */

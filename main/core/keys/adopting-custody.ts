@@ -15,7 +15,8 @@ import type { TokenDomain } from '../../../shared/approval-token.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 
 export interface AdoptingCustodyOptions {
-  keys: SigningKeyRegistry;
+  /** Which key is active, and whether a key may sign: the data directory's registry, or a hub's team key set. */
+  keys: Pick<SigningKeyRegistry, 'activeKid' | 'maySign'>;
   domain: TokenDomain;
   now: () => number;
   /** What a signature must stay verifiable for: the token lifetime. */

@@ -5,12 +5,14 @@
  * verdict, reason), its token id and its audit entries with their inclusion proof against a signed
  * checkpoint (audit/audit-proofs.ts). Every page is one statement over the partial indexes and the
  * trigram search index of migration 14 (keyed pages, no OFFSET, no scan of the table per page);
- * every statement here is a SELECT that better-sqlite3 confirms read-only. The one write a read
- * may cause is the audit proof's: when no checkpoint covers the entries yet, one is signed, as
- * for an agent's `audit.proof`.
+ * every statement here is a SELECT that better-sqlite3 confirms read-only. The writes a read may
+ * cause: a search first indexes the requests committed since the search index last caught up
+ * (store/request-search-index.ts), and when no checkpoint covers an entry's audit records yet,
+ * one is signed, as for an agent's `audit.proof`.
  */
 import type { Db } from '../store/database.js';
 import { RequestRepository } from '../store/request-repository.js';
+import { RequestSearchIndex } from '../store/request-search-index.js';
 import type { AuditProofs } from '../audit/audit-proofs.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -43,6 +45,8 @@ export interface HistoryReaderDeps {
   origin: string;
   /** Every signing key the log has had (public JWKs), to check checkpoints with. */
   noteKeys: () => NoteVerificationKey[];
+  /** The search index, caught up before each search (default: one over `db`). */
+  searchIndex?: Pick<RequestSearchIndex, 'catchUp'>;
 }
 
 /** The search text as one FTS5 phrase (a quote inside is doubled): matched as a substring, never as query syntax. */
@@ -112,11 +116,13 @@ export function historyPageStatement(query: HistoryQuery): { sql: string; values
 
 export class HistoryReader {
   private readonly requests: RequestRepository;
+  private readonly searchIndex: Pick<RequestSearchIndex, 'catchUp'>;
   private readonly approvalsStmt;
   private readonly tokenStmt;
 
   constructor(private readonly deps: HistoryReaderDeps) {
     this.requests = new RequestRepository(deps.db);
+    this.searchIndex = deps.searchIndex ?? new RequestSearchIndex(deps.db);
     this.approvalsStmt = deps.db.prepare<
       [string],
       {
@@ -142,6 +148,9 @@ export class HistoryReader {
     const stmt = this.deps.db.prepare<Array<string | number>, PageRow>(sql);
     if (!stmt.readonly) throw new CountersignError('internal_error', 'the history query is not read-only');
     const limit = query.limit ?? HISTORY_PAGE_DEFAULT;
+    // The index is filled after the decision commits (store/request-search-index.ts): a search
+    // first indexes what is still missing, so it finds every request committed so far.
+    if (query.text !== undefined) this.searchIndex.catchUp();
     const found = stmt.all(...values);
     const rows: HistoryRow[] = found.slice(0, limit).map((row) => ({
       requestId: row.id,

@@ -257,11 +257,10 @@ export class UiService implements BridgeMethods {
   }
 
   /** A page of the queue (`limit` 0 or absent: the whole first page) and how many wait in all. */
-  listPendingApprovals(limit?: number, offset?: number): Promise<{ pending: ApprovalRequest[]; total: number }> {
-    return settle(() => {
-      const service = this.approvalService();
-      return { pending: service.listPending(limit || undefined, offset ?? 0).map(toApprovalRequest), total: service.countPending() };
-    });
+  async listPendingApprovals(limit?: number, offset?: number): Promise<{ pending: ApprovalRequest[]; total: number }> {
+    const service = this.approvalService();
+    const pending = await service.listPending(limit || undefined, offset ?? 0);
+    return { pending: pending.map(toApprovalRequest), total: await service.countPending() };
   }
 
   async beginApproverRegistration(approverId: string, registrationCode: string): Promise<WebAuthnCreationOptions> {
@@ -484,23 +483,20 @@ export class UiService implements BridgeMethods {
   // ---- the desk's queue and request views ----
 
   /** A page of the queue, the soonest to expire first (`limit` 0 or absent: 50), and how many wait in all. */
-  listQueue(limit?: number, offset?: number): Promise<{ pending: ApprovalRequest[]; total: number }> {
-    return settle(() => {
-      const service = this.approvalService();
-      return { pending: service.listQueue(limit || DESK_QUEUE_PAGE, offset ?? 0).map(toApprovalRequest), total: service.countPending() };
-    });
+  async listQueue(limit?: number, offset?: number): Promise<{ pending: ApprovalRequest[]; total: number }> {
+    const service = this.approvalService();
+    const pending = await service.listQueue(limit || DESK_QUEUE_PAGE, offset ?? 0);
+    return { pending: pending.map(toApprovalRequest), total: await service.countPending() };
   }
 
-  getRequest(requestId: string, approverId: string): Promise<DeskRequest> {
-    return settle(() => {
-      const found = this.approvalService().requestFor(requestId, approverId);
-      return {
-        request: toApprovalRequest(found.request),
-        keys: found.keys.map((k) => ({ approverId: k.approverId, credentialId: k.credentialId })),
-        approve: deskAbility(found.approve),
-        deny: deskAbility(found.deny),
-      };
-    });
+  async getRequest(requestId: string, approverId: string): Promise<DeskRequest> {
+    const found = await this.approvalService().requestFor(requestId, approverId);
+    return {
+      request: toApprovalRequest(found.request),
+      keys: found.keys.map((k) => ({ approverId: k.approverId, credentialId: k.credentialId })),
+      approve: deskAbility(found.approve),
+      deny: deskAbility(found.deny),
+    };
   }
 
   private approvalService(): NonNullable<UiServiceDeps['approvals']> {

@@ -32,6 +32,11 @@ export interface ResolvedDatabaseConfig {
   display: string;
 }
 
+/** How much longer than the server's statement timeout a hub waits for an answer before giving the connection up. */
+const ANSWER_MARGIN_MS = 2_000;
+/** The server probes an idle hub connection after 1 s, every 1 s, and drops it after 3 unanswered probes or 4 s of unacknowledged data. */
+const SERVER_KEEPALIVE = '-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout=4000';
+
 function positiveInt(name: string, value: number | undefined, fallback: number, max: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 1 || value > max)
@@ -95,9 +100,16 @@ export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatab
       connectionTimeoutMillis: connectTimeoutMs,
       statement_timeout: statementTimeoutMs,
       idle_in_transaction_session_timeout: idleInTransactionTimeoutMs,
+      // A statement runs at most statementTimeoutMs on the server; an answer that never comes
+      // (the network silently dropping packets) fails the query here a little later, so a hub cut
+      // off that way fails closed (store_unavailable) instead of hanging its calls.
+      query_timeout: statementTimeoutMs + ANSWER_MARGIN_MS,
       // A hub cut off from the database notices within seconds, not the kernel's two hours.
       keepAlive: true,
       keepAliveInitialDelayMillis: 1_000,
+      // And the server notices a hub gone silent just as soon: its session ends, with the audit
+      // leader lock it may hold, so another hub takes over (session settings; TCP connections only).
+      options: SERVER_KEEPALIVE,
       application_name: 'countersign-hub',
     },
     poolSize,

@@ -58,6 +58,38 @@ export interface PgStoreOptions extends TeamDatabaseConfig {
   onError?: (message: string) => void;
 }
 
+/**
+ * Apply the numbered migrations once, under a transaction-scoped advisory lock, however many hubs
+ * (or other users of the team database, such as the team key set) start together.
+ */
+export async function migrateTeamDatabase(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  const ignore = () => undefined; // a dropped connection rejects the running query below
+  client.on('error', ignore);
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)');
+    const row = await client.query<{ version: number }>('SELECT version FROM schema_version');
+    let version = row.rows[0]?.version ?? 0;
+    if (row.rowCount === 0) await client.query('INSERT INTO schema_version (version) VALUES (0)');
+    if (version > PG_MIGRATIONS.length)
+      throw new CountersignError(
+        'store_failed',
+        `the database schema version ${version} is newer than this build supports (${PG_MIGRATIONS.length}); upgrade countersign`,
+      );
+    for (; version < PG_MIGRATIONS.length; version++) await client.query(PG_MIGRATIONS[version]!);
+    await client.query('UPDATE schema_version SET version = $1', [version]);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.off('error', ignore);
+    client.release();
+  }
+}
+
 export class PgDecisionStore implements DecisionStore {
   readonly kind = 'postgres' as const;
   readonly hub: string;
@@ -71,6 +103,8 @@ export class PgDecisionStore implements DecisionStore {
   private listening: Promise<void> | undefined;
   private closed = false;
   private readonly onError: (message: string) => void;
+  /** The team directory's check of the agent and key, inside each decision's transaction (pg-directory.ts). */
+  private agentCheck: ((client: pg.PoolClient, agentId: string, kid: string, now: number) => Promise<void>) | undefined;
 
   private constructor(options: PgStoreOptions) {
     this.hub = options.hub;
@@ -97,32 +131,8 @@ export class PgDecisionStore implements DecisionStore {
     return store;
   }
 
-  private async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    const ignore = () => undefined; // a dropped connection rejects the running query below
-    client.on('error', ignore);
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)');
-      const row = await client.query<{ version: number }>('SELECT version FROM schema_version');
-      let version = row.rows[0]?.version ?? 0;
-      if (row.rowCount === 0) await client.query('INSERT INTO schema_version (version) VALUES (0)');
-      if (version > PG_MIGRATIONS.length)
-        throw new CountersignError(
-          'store_failed',
-          `the database schema version ${version} is newer than this build supports (${PG_MIGRATIONS.length}); upgrade countersign`,
-        );
-      for (; version < PG_MIGRATIONS.length; version++) await client.query(PG_MIGRATIONS[version]!);
-      await client.query('UPDATE schema_version SET version = $1', [version]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.off('error', ignore);
-      client.release();
-    }
+  private migrate(): Promise<void> {
+    return migrateTeamDatabase(this.pool);
   }
 
   // ---- the outcome listener: one connection per hub, re-established after a database restart ----
@@ -135,7 +145,7 @@ export class PgDecisionStore implements DecisionStore {
   }
 
   private async connectListener(): Promise<void> {
-    const client = new pg.Client({ ...this.config.pool, statement_timeout: 0 });
+    const client = new pg.Client({ ...this.config.pool, statement_timeout: 0, query_timeout: 0 });
     client.on('notification', (message) => {
       if (message.channel === OUTCOME_CHANNEL && message.payload) this.finished.emit(message.payload);
     });
@@ -226,7 +236,9 @@ export class PgDecisionStore implements DecisionStore {
       await client.query('COMMIT');
     } catch (error) {
       broken = error;
-      await client.query('ROLLBACK').catch(() => undefined);
+      // A lost connection is destroyed below and the server rolls back when its session ends;
+      // a ROLLBACK sent on one that stopped answering would only wait for its own timeout.
+      if (!isConnectionLoss(error)) await client.query('ROLLBACK').catch(() => undefined);
     } finally {
       client.off('error', onLost);
       // A connection that failed is destroyed, not reused.
@@ -245,12 +257,18 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
+  /** Check every decision's agent and key with `check` inside its transaction (the team directory, ADR 0013). */
+  checkAgentsWith(check: (client: pg.PoolClient, agentId: string, kid: string, now: number) => Promise<void>): void {
+    this.agentCheck = check;
+  }
+
   // ---- the seam ----
 
   async recordDecision(write: DecisionWrite): Promise<RequestOutcome> {
     const { request } = write;
     const written = await this.run(async (client): Promise<WrittenDecision> => {
       write.guard?.();
+      await this.agentCheck?.(client, write.agentId, request.kid, request.createdAt);
       const held = request.state === 'pending';
       // Held calls of one agent are written one at a time across every hub: under READ COMMITTED
       // two transactions would each count the other's uncommitted rows as absent, both pass the

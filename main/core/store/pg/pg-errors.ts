@@ -1,6 +1,6 @@
 /**
  * Maps what the `pg` client throws to the stable codes: losing the database (refused, reset,
- * shut down, timed out waiting for a connection) is store_unavailable, so callers fail closed
+ * shut down, timed out waiting for a connection or for an answer) is store_unavailable, so callers fail closed
  * with a code that says "retry later"; anything else the database refused is store_failed.
  * CountersignErrors raised inside a unit of work pass through unchanged.
  */
@@ -16,7 +16,7 @@ export function isConnectionLoss(error: unknown): boolean {
     // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot connect now)
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
   }
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
+  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|not queryable/i.test(
     error.message,
   );
 }

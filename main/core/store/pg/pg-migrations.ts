@@ -106,4 +106,109 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX requests_pending_by_agent ON requests(agent_id) WHERE state = 'pending';
   CREATE INDEX requests_group ON requests(group_id) WHERE group_id IS NOT NULL;
   `,
+  // 3: one directory for all hubs (ADR 0013, store/pg/pg-directory.ts): the authoritative agents,
+  // keys, approvers, handles and credentials, and the sequenced change log every hub's SQLite
+  // replica applies in order. `row` is the replica's row image; the other columns are what the
+  // database itself must check (uniqueness, an agent's status inside a decision's transaction).
+  `
+  CREATE TABLE directory_changes (
+    seq bigint PRIMARY KEY CHECK (seq >= 1),
+    at bigint NOT NULL,
+    hub text NOT NULL,
+    kind text NOT NULL,
+    ops text NOT NULL                 -- JSON: the replica operations, in order
+  );
+  CREATE TRIGGER directory_changes_append_only BEFORE UPDATE OR DELETE ON directory_changes FOR EACH ROW EXECUTE FUNCTION append_only();
+  INSERT INTO meta (key, value) VALUES ('directory_id', md5(random()::text || clock_timestamp()::text));
+
+  CREATE TABLE directory_agents (
+    id text PRIMARY KEY,
+    status text NOT NULL CHECK (status IN ('active', 'revoked')),
+    row text NOT NULL
+  );
+  CREATE TABLE directory_agent_keys (
+    kid text PRIMARY KEY,
+    agent_id text NOT NULL REFERENCES directory_agents(id),
+    status text NOT NULL CHECK (status IN ('active', 'retiring', 'revoked')),
+    not_after bigint,
+    row text NOT NULL
+  );
+  CREATE INDEX directory_agent_keys_by_agent ON directory_agent_keys(agent_id);
+
+  CREATE TABLE directory_approvers (
+    id text PRIMARY KEY,
+    status text NOT NULL CHECK (status IN ('active', 'disabled')),
+    row text NOT NULL
+  );
+  -- Every handle of every person (the id lowercased, and each alias): a handle names one person.
+  CREATE TABLE directory_handles (
+    handle text PRIMARY KEY,
+    approver_id text NOT NULL REFERENCES directory_approvers(id),
+    is_alias boolean NOT NULL
+  );
+  CREATE TABLE directory_credentials (
+    credential_id text PRIMARY KEY,
+    approver_id text NOT NULL REFERENCES directory_approvers(id),
+    status text NOT NULL CHECK (status IN ('active', 'suspect', 'removed')),
+    row text NOT NULL
+  );
+  CREATE TABLE directory_registration_codes (
+    code_hash text PRIMARY KEY,
+    approver_id text NOT NULL REFERENCES directory_approvers(id),
+    expires_at bigint NOT NULL,
+    used_at bigint,
+    row text NOT NULL
+  );
+  `,
+  // 4: the team's custody keys (ADR 0014): one key set for every hub of the database. A key is
+  // published (in every hub's JWKS) before any hub may sign with it, becomes active no earlier
+  // than its sign_from, and stays published while retiring until the tokens it signed expired.
+  `
+  CREATE TABLE team_signing_keys (
+    kid text PRIMARY KEY,
+    domain text NOT NULL CHECK (domain IN ('production', 'test')),
+    alg text NOT NULL,
+    public_jwk text NOT NULL,
+    token_label text NOT NULL,
+    key_label text NOT NULL,
+    key_id text NOT NULL,
+    state text NOT NULL CHECK (state IN ('published', 'active', 'retiring', 'retired')),
+    published_at bigint NOT NULL,
+    published_by text NOT NULL,
+    sign_from bigint NOT NULL,
+    activated_at bigint,
+    activated_by text,
+    published_until bigint,
+    retired_at bigint,
+    retired_by text,
+    CHECK (activated_at IS NULL OR activated_at >= sign_from),
+    CHECK (state = 'published' OR activated_at IS NOT NULL),
+    CHECK (state NOT IN ('retiring', 'retired') OR published_until IS NOT NULL)
+  );
+  CREATE UNIQUE INDEX team_signing_keys_one_active ON team_signing_keys(domain) WHERE state = 'active';
+  CREATE UNIQUE INDEX team_signing_keys_one_waiting ON team_signing_keys(domain) WHERE state = 'published';
+  CREATE FUNCTION team_signing_keys_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NEW.kid <> OLD.kid OR NEW.domain <> OLD.domain OR NEW.alg <> OLD.alg OR NEW.public_jwk <> OLD.public_jwk
+       OR NEW.token_label <> OLD.token_label OR NEW.key_label <> OLD.key_label OR NEW.key_id <> OLD.key_id
+       OR NEW.published_at <> OLD.published_at OR NEW.sign_from <> OLD.sign_from THEN
+      RAISE EXCEPTION 'the key % cannot change', OLD.kid USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT ((OLD.state = 'published' AND NEW.state = 'active') OR (OLD.state = 'active' AND NEW.state = 'retiring')
+            OR (OLD.state = 'retiring' AND NEW.state = 'retired')) THEN
+      RAISE EXCEPTION 'the key % cannot move from % to %', OLD.kid, OLD.state, NEW.state USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+  END $$;
+  CREATE TRIGGER team_signing_keys_forward_only BEFORE UPDATE ON team_signing_keys FOR EACH ROW EXECUTE FUNCTION team_signing_keys_forward_only();
+  CREATE TRIGGER team_signing_keys_no_delete BEFORE DELETE ON team_signing_keys FOR EACH ROW EXECUTE FUNCTION append_only();
+
+  -- Which hub serves which key in its JWKS, and since when (written when the hub learns of it).
+  CREATE TABLE team_signing_key_hubs (
+    kid text NOT NULL REFERENCES team_signing_keys(kid),
+    hub text NOT NULL,
+    serving_since bigint NOT NULL,
+    PRIMARY KEY (kid, hub)
+  );
+  `,
 ];

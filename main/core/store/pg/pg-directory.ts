@@ -1,0 +1,408 @@
+/**
+ * The team directory on PostgreSQL (ADR 0013): one directory of agents and approvers for every
+ * hub of a database. PostgreSQL is the authority; each hub keeps its SQLite directory tables as a
+ * replica, so every read of the directory (the decision path, the approval service) stays
+ * synchronous and local.
+ *  - A write takes the directory's transaction-scoped advisory lock, checks and writes the
+ *    authoritative rows (uniqueness is the database's: primary keys), appends one entry to the
+ *    change log `directory_changes` (seq = last + 1, so commit order is seq order and a reader
+ *    never sees a gap), submits its team audit records and sends pg_notify, all in one
+ *    transaction. Nothing is written to a hub's SQLite directory except by the applier.
+ *  - The applier reads the log past the replica's last applied seq and applies each entry in its
+ *    own SQLite transaction with the new seq (meta `team_directory_seq`): at open (catch-up), on
+ *    each notification, after a listener reconnect. Upserts of row images, so an entry applied by
+ *    another process on the same data directory (the CLI) is simply skipped.
+ *  - A decision checks its agent and key in PostgreSQL inside its own transaction (checkAgent,
+ *    FOR SHARE), so a revocation committed on another hub holds on the next call even before this
+ *    hub's replica has applied it.
+ */
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { z } from 'zod';
+import type { Db } from '../database.js';
+import type { AuditSubmission } from '../store-seam.js';
+import { assertAuditEvent } from '../../../../shared/audit-events.js';
+import { CountersignError, quote } from '../../../../shared/errors.js';
+import { parseStrictJson } from '../../../../shared/canonical-json.js';
+import { isConnectionLoss, storeError } from './pg-errors.js';
+import type { PgDecisionStore } from './pg-decision-store.js';
+
+export const DIRECTORY_CHANNEL = 'countersign_directory';
+/** Serialises directory writes across hubs (the decision store and audit leader use 0x435301-0x435303). */
+const DIRECTORY_LOCK = 0x435304;
+const LOCAL_SEQ_KEY = 'team_directory_seq';
+const LOCAL_ID_KEY = 'team_directory_id';
+const PAGE = 500;
+
+export type ReplicaValue = string | number | null;
+export type ReplicaRow = Record<string, ReplicaValue>;
+
+/** The replica's tables: key column and every column a row image carries (never interpolated from data). */
+const REPLICA_TABLES = {
+  agents: {
+    key: 'id',
+    columns: [
+      'id',
+      'display_name',
+      'owner',
+      'group_name',
+      'allowed_tools',
+      'data_classes',
+      'jurisdictions',
+      'status',
+      'created_at',
+      'expires_at',
+      'revoked_at',
+      'revoked_reason',
+      'model',
+      'agent_version',
+      'owner_state',
+      'owner_entered',
+      'review_reason',
+    ],
+  },
+  agent_keys: { key: 'kid', columns: ['kid', 'agent_id', 'alg', 'public_jwk', 'status', 'created_at', 'not_after', 'revoked_at'] },
+  approvers: { key: 'id', columns: ['id', 'display_name', 'groups_json', 'virtual', 'status', 'created_at', 'disabled_at'] },
+  approver_aliases: { key: 'alias', columns: ['alias', 'approver_id', 'created_at'] },
+  approver_credentials: {
+    key: 'credential_id',
+    columns: [
+      'credential_id',
+      'approver_id',
+      'public_key',
+      'public_jwk',
+      'sign_count',
+      'aaguid',
+      'attestation_fmt',
+      'attestation_object',
+      'transports',
+      'status',
+      'created_at',
+      'last_used_at',
+    ],
+  },
+  registration_codes: { key: 'code_hash', columns: ['code_hash', 'approver_id', 'issued_by', 'expires_at', 'used_at'] },
+} as const;
+
+export type ReplicaTable = keyof typeof REPLICA_TABLES;
+export type ReplicaOp = { table: ReplicaTable; row: ReplicaRow } | { table: ReplicaTable; delete: string };
+
+const replicaValue = z.union([z.string(), z.number(), z.null()]);
+const opsSchema = z.array(
+  z.union([
+    z.strictObject({ table: z.enum(Object.keys(REPLICA_TABLES) as [ReplicaTable]), row: z.record(z.string(), replicaValue) }),
+    z.strictObject({ table: z.enum(Object.keys(REPLICA_TABLES) as [ReplicaTable]), delete: z.string() }),
+  ]),
+);
+
+/** What a directory write decided inside its transaction. */
+export interface DirectoryWrite<T> {
+  ops: ReplicaOp[];
+  audit: AuditSubmission[];
+  result: T;
+}
+
+export class PgDirectory {
+  private readonly events = new EventEmitter();
+  private listener: pg.Client | undefined;
+  private listening: Promise<void> | undefined;
+  private pulling: Promise<number> | undefined;
+  private pullAgain = false;
+  private closed = false;
+  private readonly upserts = new Map<ReplicaTable, { run(row: ReplicaRow): void }>();
+  private readonly deletes = new Map<ReplicaTable, { run(key: string): void }>();
+
+  private constructor(
+    private readonly store: PgDecisionStore,
+    private readonly db: Db,
+    private readonly onError: (message: string) => void,
+  ) {
+    this.events.setMaxListeners(0);
+    for (const [name, spec] of Object.entries(REPLICA_TABLES) as Array<[ReplicaTable, (typeof REPLICA_TABLES)[ReplicaTable]]>) {
+      const columns: readonly string[] = spec.columns;
+      // Credential sign counters and last use stay per hub (each hub checks the counters it saw);
+      // a key marked suspect on this hub stays suspect until the directory removes it.
+      const kept = name === 'approver_credentials' ? new Set(['sign_count', 'last_used_at', 'status']) : new Set<string>();
+      const sets = columns.filter((c) => c !== spec.key && !kept.has(c)).map((c) => `${c} = excluded.${c}`);
+      if (name === 'approver_credentials')
+        sets.push(
+          "status = CASE WHEN approver_credentials.status = 'suspect' AND excluded.status = 'active' THEN 'suspect' ELSE excluded.status END",
+        );
+      const upsert = db.prepare(
+        `INSERT INTO ${name} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')}) ON CONFLICT (${spec.key}) DO UPDATE SET ${sets.join(', ')}`,
+      );
+      this.upserts.set(name, {
+        run: (row) => {
+          const keys = Object.keys(row);
+          if (keys.length !== columns.length || !keys.every((k) => columns.includes(k)))
+            throw new CountersignError('store_failed', `a directory change carries a malformed ${name} row`);
+          upsert.run(row);
+        },
+      });
+      const remove = db.prepare(`DELETE FROM ${name} WHERE ${spec.key} = ?`);
+      this.deletes.set(name, { run: (key) => remove.run(key) });
+    }
+  }
+
+  /** Open the directory of `store`'s database over `db` (the hub's SQLite): catch up, then listen. */
+  static async open(store: PgDecisionStore, db: Db, onError: (message: string) => void = () => undefined): Promise<PgDirectory> {
+    const directory = new PgDirectory(store, db, onError);
+    await directory.adopt();
+    await directory.catchUp();
+    await directory.listen();
+    return directory;
+  }
+
+  /** The last change this hub's replica has applied. */
+  get appliedSeq(): number {
+    const row = this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(LOCAL_SEQ_KEY);
+    return row === undefined ? 0 : Number(row.value);
+  }
+
+  /**
+   * A data directory that replicated another team database starts over (its rows are overwritten
+   * by the new database's row images as they are applied).
+   */
+  private async adopt(): Promise<void> {
+    let id: string;
+    try {
+      const { rows } = await this.store.pool.query<{ value: string }>("SELECT value FROM meta WHERE key = 'directory_id'");
+      id = rows[0]?.value ?? '';
+    } catch (error) {
+      throw storeError(error, 'reading the directory');
+    }
+    const local = this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(LOCAL_ID_KEY)?.value;
+    if (local === id) return;
+    this.db
+      .transaction(() => {
+        const put = this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+        put.run(LOCAL_ID_KEY, id);
+        put.run(LOCAL_SEQ_KEY, '0');
+      })
+      .immediate();
+  }
+
+  // ---- the applier ----
+
+  /** Apply every change committed so far; resolves with the seq applied. One pull at a time. */
+  catchUp(): Promise<number> {
+    if (this.pulling !== undefined) {
+      this.pullAgain = true;
+      return this.pulling.then(() => this.catchUp());
+    }
+    this.pulling = this.pull().finally(() => {
+      this.pulling = undefined;
+    });
+    return this.pulling;
+  }
+
+  private async pull(): Promise<number> {
+    for (;;) {
+      this.pullAgain = false;
+      const from = this.appliedSeq;
+      let rows: Array<{ seq: string; kind: string; ops: string }>;
+      try {
+        ({ rows } = await this.store.pool.query<{ seq: string; kind: string; ops: string }>(
+          'SELECT seq, kind, ops FROM directory_changes WHERE seq > $1 ORDER BY seq LIMIT $2',
+          [from, PAGE],
+        ));
+      } catch (error) {
+        throw storeError(error, 'reading the directory changes');
+      }
+      for (const row of rows) this.apply(Number(row.seq), row.kind, row.ops);
+      if (rows.length > 0) this.events.emit('applied', this.appliedSeq);
+      if (rows.length < PAGE && !this.pullAgain) return this.appliedSeq;
+    }
+  }
+
+  private apply(seq: number, kind: string, text: string): void {
+    let ops: ReplicaOp[];
+    try {
+      ops = opsSchema.parse(parseStrictJson(text));
+    } catch (cause) {
+      throw new CountersignError('store_failed', `directory change ${seq} (${kind}) is malformed; this hub's directory stops here`, {
+        cause,
+      });
+    }
+    this.db
+      .transaction(() => {
+        const applied = this.appliedSeq;
+        if (seq <= applied) return; // another process on this data directory applied it
+        if (seq !== applied + 1)
+          throw new CountersignError('store_failed', `directory change ${seq} follows ${applied}: a change is missing`);
+        for (const op of ops) {
+          if ('row' in op) this.upserts.get(op.table)!.run(op.row);
+          else this.deletes.get(op.table)!.run(op.delete);
+        }
+        this.db
+          .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+          .run(LOCAL_SEQ_KEY, String(seq));
+      })
+      .immediate();
+  }
+
+  /** Resolves once this hub's replica has applied change `seq`. */
+  waitForSeq(seq: number): Promise<void> {
+    if (this.appliedSeq >= seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (applied: number) => {
+        if (applied < seq) return;
+        this.events.off('applied', check);
+        resolve();
+      };
+      this.events.on('applied', check);
+    });
+  }
+
+  // ---- the listener: wake-ups by NOTIFY, a catch-up after every (re)connect ----
+
+  private listen(): Promise<void> {
+    this.listening ??= this.connectListener().finally(() => {
+      this.listening = undefined;
+    });
+    return this.listening;
+  }
+
+  private async connectListener(): Promise<void> {
+    const client = new pg.Client({ ...this.store.config.pool, statement_timeout: 0 });
+    client.on('notification', (message) => {
+      if (message.channel === DIRECTORY_CHANNEL) this.wake();
+    });
+    const lost = () => {
+      if (this.listener !== client) return;
+      this.listener = undefined;
+      client.end().catch(() => undefined);
+      if (!this.closed) this.relisten(250);
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${DIRECTORY_CHANNEL}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw storeError(error, 'listening for directory changes');
+    }
+    this.listener = client;
+    // Changes committed while no listener was connected sent notifications nobody heard.
+    this.wake();
+  }
+
+  private wake(): void {
+    this.catchUp().catch((error: unknown) => {
+      this.onError(`the directory replica could not catch up: ${error instanceof Error ? error.message : String(error)}`);
+    });
+  }
+
+  private relisten(delayMs: number): void {
+    setTimeout(() => {
+      if (this.closed || this.listener) return;
+      this.listen().catch((error: unknown) => {
+        this.onError(`the directory listener cannot reconnect yet: ${error instanceof Error ? error.message : String(error)}`);
+        this.relisten(Math.min(delayMs * 2, 2_000));
+      });
+    }, delayMs).unref();
+  }
+
+  // ---- writes ----
+
+  /**
+   * One directory write: `work` checks and writes the authoritative rows on `client` and says what
+   * the replicas apply and what the team audit log records; all of it commits together, under the
+   * directory lock. Resolves (after this hub's replica applied it) with `work`'s result. A write
+   * with no operations and no audit record appends no change.
+   */
+  async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>): Promise<T> {
+    if (this.closed) throw new CountersignError('store_unavailable', 'the team directory is closed');
+    let client: pg.PoolClient;
+    try {
+      client = await this.store.pool.connect();
+    } catch (error) {
+      throw storeError(error, 'connecting');
+    }
+    let lost: Error | undefined;
+    const onLost = (error: Error) => {
+      lost = error;
+    };
+    client.on('error', onLost);
+    let seq = 0;
+    let written: DirectoryWrite<T>;
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [DIRECTORY_LOCK]);
+      written = await work(client);
+      if (written.ops.length > 0 || written.audit.length > 0) {
+        const { rows } = await client.query<{ seq: string }>('SELECT coalesce(max(seq), 0) + 1 AS seq FROM directory_changes');
+        seq = Number(rows[0]!.seq);
+        await client.query('INSERT INTO directory_changes (seq, at, hub, kind, ops) VALUES ($1, $2, $3, $4, $5)', [
+          seq,
+          at,
+          this.store.hub,
+          kind,
+          JSON.stringify(written.ops),
+        ]);
+        for (const audit of written.audit) {
+          assertAuditEvent(audit.kind, audit.event);
+          await this.store.submitAudit(client, audit);
+        }
+        await client.query('SELECT pg_notify($1, $2)', [DIRECTORY_CHANNEL, String(seq)]);
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      // As the decision store's group (pg-decision-store.ts): a connection that stopped answering
+      // is destroyed and the server rolls back when its session ends; a ROLLBACK sent on it would
+      // only wait for its own timeout, and the pool must never get it back.
+      if (isConnectionLoss(error)) lost ??= error as Error;
+      else await client.query('ROLLBACK').catch(() => undefined);
+      throw storeError(error, 'changing the directory');
+    } finally {
+      client.off('error', onLost);
+      client.release(lost);
+    }
+    if (seq > 0) {
+      try {
+        await this.catchUp();
+      } catch (error) {
+        // Committed: the replica applies it when the database answers again (the listener's reconnect).
+        this.onError(
+          `directory change ${seq} is committed; this hub applies it later: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      }
+    }
+    return written.result;
+  }
+
+  /**
+   * Inside a decision's transaction: the agent and the key it signed with, as the team directory
+   * has them now. FOR SHARE makes a concurrent revocation wait for this decision's COMMIT (and a
+   * decision starting after the revocation's COMMIT sees it), so no hub decides for an agent
+   * after its revocation committed.
+   */
+  static async checkAgent(client: pg.ClientBase, agentId: string, kid: string, now: number): Promise<void> {
+    const { rows } = await client.query<{ status: string; key_status: string | null; key_agent: string | null; not_after: string | null }>(
+      `SELECT a.status, k.status AS key_status, k.agent_id AS key_agent, k.not_after
+       FROM directory_agents a LEFT JOIN directory_agent_keys k ON k.kid = $2 WHERE a.id = $1 FOR SHARE OF a`,
+      [agentId, kid],
+    );
+    const row = rows[0];
+    if (row === undefined)
+      throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled in the team directory`);
+    if (row.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`);
+    if (row.key_agent !== agentId) throw new CountersignError('key_unknown', `the key is not enrolled for agent ${quote(agentId)}`);
+    if (row.key_status === 'revoked' || (row.key_status === 'retiring' && (row.not_after === null || now >= Number(row.not_after))))
+      throw new CountersignError('key_revoked', `that key of agent ${quote(agentId)} has been rotated out or revoked`);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+  }
+}
+
+/** A row image stored in an authoritative table's `row` column. */
+export function storedRow(text: string): ReplicaRow {
+  return parseStrictJson(text) as ReplicaRow;
+}

@@ -1,0 +1,274 @@
+/**
+ * One directory for all hubs (ADR 0013, docs/team-mode.md), on a real PostgreSQL 15 cluster
+ * started by the test, with hubs started the way `countersign hub` starts them and real SDK and
+ * raw WebSocket agents: an agent enrolled once (on a hub, or by the real CLI with --database) gets
+ * decisions on every hub; a revocation on hub A refuses the very next call on hub B, also before
+ * hub B's replica has applied it (the decision's transaction checks PostgreSQL); a hub started
+ * later catches up before it serves; two hubs enrolling one id at once: exactly one wins; losing
+ * the database fails closed with store_unavailable and the replica resumes after the restart.
+ */
+import { spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDataDir, startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
+import { parseConfig } from '../../main/core/config.js';
+import { AgentClient } from '../../shared/agent-client.js';
+import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
+import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
+import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+
+let cluster: PostgresCluster;
+let db: pg.Pool;
+const dirs: string[] = [];
+const hubs: RunningCountersign[] = [];
+const clients: AgentClient[] = [];
+let a: RunningCountersign;
+let b: RunningCountersign;
+/** The first test's agent: enrolled there, active throughout. */
+let ledger: Agent | undefined;
+
+function agentFromLedger(): Agent {
+  if (ledger === undefined) throw new Error('the first test did not run');
+  return ledger;
+}
+
+function hubDir(name: string): string {
+  const dir = tempDir(`countersign-${name}-`);
+  dirs.push(dir);
+  const config = parseConfig({
+    serverId: name,
+    domain: 'test',
+    gateway: { port: 0 },
+    policyDir: DEMO_POLICY_DIR,
+    team: { checkpointEveryMs: 200 },
+  });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+async function startHub(name: string, dataDir = hubDir(name)): Promise<RunningCountersign> {
+  const app = await startCountersign({
+    dataDir,
+    log: () => undefined,
+    command: 'countersign hub (test)',
+    team: { databaseUrl: cluster.url, hub: name },
+  });
+  hubs.push(app);
+  return app;
+}
+
+interface Agent {
+  id: string;
+  key: AgentKey;
+  enrollment: EnrollmentPayload;
+}
+
+async function newAgent(id: string): Promise<Agent> {
+  const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  return { id, key, enrollment: await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)) };
+}
+
+function agentOn(app: RunningCountersign, agent: Agent): AgentClient {
+  const client = new AgentClient({
+    url: app.url,
+    agentId: agent.id,
+    key: agent.key,
+    webSocket: nodeWebSocket,
+    reconnect: false,
+    requestTimeoutMs: 15_000,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** Submit one call over a raw connection; the decision or the refusal's code. */
+async function submitRaw(
+  app: RunningCountersign,
+  agent: Agent,
+  amount: string,
+  connected?: RawClient,
+): Promise<{ decision?: string; code?: string }> {
+  const client = connected ?? (await RawClient.connect(app.url));
+  try {
+    if (connected === undefined) {
+      const auth = await client.authenticate(agent.id, agent.key);
+      if (auth.error) return { code: auth.error.data.code };
+    }
+    const reply = await client.call('call.submit', { envelope: await signedEnvelope(agent.key, agent.id, transferCall(amount)) });
+    return reply.error ? { code: reply.error.data.code } : { decision: (reply.result as { decision: string }).decision };
+  } finally {
+    if (connected === undefined) client.close();
+  }
+}
+
+/** Hub `app`'s replica has applied everything hub `from` has. */
+const caughtUp = (app: RunningCountersign, from: RunningCountersign) => app.team!.directory.waitForSeq(from.team!.directory.appliedSeq);
+
+beforeAll(async () => {
+  cluster = await startPostgres();
+  db = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  a = await startHub('hub-a');
+  b = await startHub('hub-b');
+  ensurePeople(a, FINANCE_SCOPE.owner);
+}, 240_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  for (const app of hubs.reverse()) await app.close().catch(() => undefined);
+  await db?.end();
+  cluster?.destroy();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+}, 120_000);
+
+describe('one directory for all hubs', () => {
+  it('enrolls an agent once, on hub A, and it gets decisions on hub A and hub B', async () => {
+    const agent = await newAgent('ledger-bot');
+    ledger = agent;
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'active', owner: FINANCE_SCOPE.owner, group: FINANCE_SCOPE.group });
+    expect(await agentOn(a, agent).submit(transferCall('250.00'))).toMatchObject({ decision: 'allow' });
+    expect(await agentOn(b, agent).submit(transferCall('251.00'))).toMatchObject({ decision: 'allow' });
+    // The change log entry and its team audit record were written together.
+    const { rows } = await db.query<{ kind: string; hub: string }>("SELECT kind, hub FROM directory_changes WHERE ops LIKE '%ledger-bot%'");
+    expect(rows).toEqual([{ kind: 'agent.enrolled', hub: 'hub-a' }]);
+    // In the team audit log: submitted, or already sequenced by the audit leader.
+    const audited = await db.query(
+      "SELECT 1 FROM audit_submissions WHERE kind = 'agent.enrolled' AND fields LIKE '%ledger-bot%' UNION ALL SELECT 1 FROM audit_log WHERE kind = 'agent.enrolled' AND record LIKE '%ledger-bot%'",
+    );
+    expect(audited.rowCount).toBe(1);
+    // Writing the replica directly is refused in team mode: no local-only enrollment.
+    expect(() => b.registry.enroll(agent.enrollment, FINANCE_SCOPE)).toThrow(/team directory/);
+  }, 60_000);
+
+  it('refuses the very next call on hub B after hub A revokes the agent, and ends its held call', async () => {
+    const agent = await newAgent('payout-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    const onB = agentOn(b, agent);
+    const held = await onB.submit(transferCall('48000.00', 'Northwind Traders'));
+    expect(held).toMatchObject({ decision: 'pending' });
+    const waiting = onB.waitForDecision(held.requestId, { timeoutMs: 30_000 });
+    const ended = await a.team!.agents.revoke(agent.id, 'key leaked');
+    expect(ended.map((r) => r.requestId)).toEqual([held.requestId]);
+    await expect(waiting).resolves.toMatchObject({ requestId: held.requestId, state: 'denied' });
+    expect(await submitRaw(b, agent, '12.00')).toEqual({ code: 'agent_revoked' });
+    await caughtUp(b, a);
+    expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'revoked' });
+  }, 60_000);
+
+  it("refuses a revoked agent's call on hub B even while hub B's replica still says active (checked in PostgreSQL)", async () => {
+    const agent = await newAgent('stale-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    const onB = await RawClient.connect(b.url);
+    try {
+      expect((await onB.authenticate(agent.id, agent.key)).result).toBeDefined();
+      expect(await submitRaw(b, agent, '13.00', onB)).toEqual({ decision: 'allow' });
+      // The replica lagging behind a committed revocation (a notification still on its way),
+      // made by revoking the authoritative row alone: no change log entry reaches hub B.
+      await db.query("UPDATE directory_agents SET status = 'revoked' WHERE id = $1", [agent.id]);
+      expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+      expect(await submitRaw(b, agent, '14.00', onB)).toEqual({ code: 'agent_revoked' });
+      const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM requests WHERE agent_id = $1', [agent.id]);
+      expect(Number(rows[0]!.n)).toBe(1);
+    } finally {
+      onB.close();
+    }
+  }, 60_000);
+
+  it('lets exactly one of two hubs enrolling the same agent id at once win; the other gets enrollment_conflict', async () => {
+    const first = await newAgent('twin-bot');
+    const second = await newAgent('twin-bot');
+    ensurePeople(b, FINANCE_SCOPE.owner);
+    const results = await Promise.allSettled([
+      a.team!.agents.enroll(first.enrollment, FINANCE_SCOPE),
+      b.team!.agents.enroll(second.enrollment, FINANCE_SCOPE),
+    ]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.reason).toMatchObject({ code: 'enrollment_conflict' });
+    const { rows } = await db.query<{ kid: string }>("SELECT kid FROM directory_agent_keys WHERE agent_id = 'twin-bot'");
+    expect(rows).toHaveLength(1);
+    // Both replicas hold the winner's key, and only it.
+    await caughtUp(a, b);
+    await caughtUp(b, a);
+    for (const app of [a, b])
+      expect(
+        app.registry
+          .list()
+          .find((x) => x.id === 'twin-bot')!
+          .keys.map((k) => k.kid),
+      ).toEqual([rows[0]!.kid]);
+  }, 60_000);
+
+  // Two real CLI processes (about 10 s each to start under tsx on a loaded machine): the reason this test is slow.
+  it('enrolls with the real CLI (agents enroll --database) and revokes with it; hub B decides accordingly', async () => {
+    const agent = await newAgent('cli-bot');
+    const dataDir = hubDir('cli');
+    const file = join(dataDir, 'cli-bot.enrollment.json');
+    writeFileSync(file, JSON.stringify(await createEnrollmentRequest(agent.key, agent.id, agent.id)));
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'countersign.mjs'), ...args, '--data-dir', dataDir, '--database', cluster.url], {
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+    // The owner resolves in the CLI's data directory (approvers are still per hub: docs/team-mode.md).
+    const local = openDataDir(dataDir);
+    await prepareDirectEnrollment(local, DEMO_POLICY_DIR, [FINANCE_SCOPE.owner]);
+    local.db.close();
+    const enrolled = cli(
+      'agents',
+      'enroll',
+      file,
+      '--owner',
+      FINANCE_SCOPE.owner,
+      '--group',
+      FINANCE_SCOPE.group,
+      '--tools',
+      FINANCE_SCOPE.allowedTools.join(','),
+      '--data-classes',
+      FINANCE_SCOPE.dataClasses.join(','),
+      '--jurisdictions',
+      FINANCE_SCOPE.jurisdictions.join(','),
+    );
+    expect(enrolled.status, enrolled.stderr).toBe(0);
+    const { rows } = await db.query<{ seq: string }>('SELECT max(seq) AS seq FROM directory_changes');
+    await b.team!.directory.waitForSeq(Number(rows[0]!.seq));
+    expect(await submitRaw(b, agent, '15.00')).toEqual({ decision: 'allow' });
+    const revoked = cli('agents', 'revoke', agent.id, '--reason', 'rotated out');
+    expect(revoked.status, revoked.stderr).toBe(0);
+    expect(await submitRaw(b, agent, '16.00')).toEqual({ code: 'agent_revoked' });
+  }, 120_000);
+
+  it('starts a hub after the changes and catches it up before it serves', async () => {
+    const c = await startHub('hub-c');
+    expect(c.team!.directory.appliedSeq).toBe(a.team!.directory.appliedSeq);
+    expect(c.registry.getAgent('ledger-bot')).toMatchObject({ status: 'active' });
+    expect(c.registry.getAgent('payout-bot')).toMatchObject({ status: 'revoked' });
+    expect(await submitRaw(c, agentFromLedger(), '17.00')).toEqual({ decision: 'allow' });
+    await c.close();
+  }, 120_000);
+
+  it('fails closed with store_unavailable while the database is down, and the replica resumes after it restarts', async () => {
+    const agent = await newAgent('after-restart-bot');
+    cluster.stopServer();
+    try {
+      expect(await submitRaw(b, agentFromLedger(), '18.00')).toEqual({ code: 'store_unavailable' });
+      await expect(a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE)).rejects.toMatchObject({ code: 'store_unavailable' });
+    } finally {
+      cluster.startServer();
+    }
+    // Hub A's pool reconnects on the next write; hub B's listener reconnects by itself and catches up.
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    expect(await submitRaw(b, agent, '19.00')).toEqual({ decision: 'allow' });
+  }, 120_000);
+});
