@@ -56,6 +56,7 @@ import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
 import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
+import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
 import { minimumOverlapMs } from './keys/signing-keys.js';
@@ -398,9 +399,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     maxFutureMs: config.envelope.maxFutureMs,
     maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
-    // The approval service is made below; request.get asks it only once the app is running. A
-    // hub's approval service does not see the team database's requests yet (docs/team-mode.md).
-    quorumProgress: team === undefined ? (requestId) => approvals.quorumProgress(requestId) : undefined,
+    // The approval service is made below; request.get asks it only once the app is running.
+    quorumProgress: (requestId) => approvals.quorumProgress(requestId),
     tamperHold: {
       current: () => tamperAlarm.current(),
       requirement: {
@@ -452,6 +452,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const approvals = new ApprovalService({
     db,
     audit,
+    // A hub reads and commits approvals in the team database, so any hub's desk decides any held call.
+    store: team === undefined ? undefined : new PgApprovalStore({ store: team.store, agentOf: (id) => agentColumns(registry, id) }),
     directory: approvers,
     now: clock,
     ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
@@ -498,6 +500,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     log: audit,
   });
   let url = '';
+  const bridgeEvents = new BridgeEventHub();
   const adminActions = new AdminActions(db, audit, approvers, {
     ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
     now: clock,
@@ -506,6 +509,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     ...(team === undefined ? {} : { teamAgents: team.agents }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
+    onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
   });
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
@@ -532,7 +536,6 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     gateway: { getStats: () => gateway.getStats() },
     gatewayUrl: () => url,
   });
-  const bridgeEvents = new BridgeEventHub();
   // The HTTP edge's rows besides the gateway's own: the bridge table, the static renderer, the
   // approval routes, and the automation routes only in the test key domain.
   const httpRoutes = [
@@ -766,6 +769,12 @@ function policyLoadedEvent(policy: PolicyEngine): AuditEventFields<'policy.loade
   const fallback = policy.fastPath.fallback;
   if (fallback !== undefined) event.fastPathFallback = fallback;
   return event;
+}
+
+/** What a hub's request views show of an agent, from this hub's directory. */
+function agentColumns(registry: AgentRegistry, agentId: string): AgentColumns | undefined {
+  const agent = registry.getAgent(agentId);
+  return agent && { displayName: agent.displayName, owner: agent.owner ?? null, ownerState: agent.ownerState };
 }
 
 /** A team hub's share of the engine (docs/team-mode.md): the PostgreSQL store and the audit leader campaign. */

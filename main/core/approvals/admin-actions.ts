@@ -33,7 +33,7 @@ import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
-import type { AdminConfirmationVerdict, AdminProposal } from '../../../shared/bridge-admin.js';
+import type { AdminConfirmationVerdict, AdminProposal, AdminProposalState } from '../../../shared/bridge-admin.js';
 import { SIGNED_TYP } from '../../../shared/typ.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
 import { adminActionSchema, type AdminAction } from '../../../shared/admin-actions.js';
@@ -118,6 +118,11 @@ export class AdminActions {
       quorum?: 1 | 2;
       /** How long a proposal waits for the second admin (approvals.adminProposalTtlMs). */
       proposalTtlMs?: number;
+      /**
+       * Told after a proposal is stored ('pending') or decided ('executed', 'rejected'), once its
+       * transaction committed: the desk's push event (adminProposal), so admins need not poll.
+       */
+      onProposal?: (proposalId: string, state: AdminProposalState) => void;
     },
   ) {
     this.now = options.now ?? Date.now;
@@ -205,8 +210,9 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
-    if (!('team' in outcome)) return outcome;
-    return { action, result: await this.performInTeam(action, now, enrollment, outcome.team) };
+    if ('team' in outcome) return { action, result: await this.performInTeam(action, now, enrollment, outcome.team) };
+    if (outcome.proposal !== undefined) this.told(outcome.proposal.id, 'pending');
+    return outcome;
   }
 
   /** Whether `action` is performed in the team directory rather than in this hub's own tables. */
@@ -378,8 +384,22 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin confirmation could not be stored, so nothing was performed', { cause: error });
     }
-    if (!('team' in outcome)) return outcome;
-    return { proposalId, verdict, action, result: await this.performInTeam(action, now, enrollment, outcome.team) };
+    if ('team' in outcome) {
+      const result = await this.performInTeam(action, now, enrollment, outcome.team);
+      this.told(proposalId, 'executed');
+      return { proposalId, verdict, action, result };
+    }
+    this.told(outcome.proposalId, outcome.verdict === 'confirm' ? 'executed' : 'rejected');
+    return outcome;
+  }
+
+  /** Tell the listener (the push event); its fault never undoes or fails a committed action. */
+  private told(proposalId: string, state: AdminProposalState): void {
+    try {
+      this.options.onProposal?.(proposalId, state);
+    } catch {
+      // The desk re-reads the list on its next event or start.
+    }
   }
 
   /** Whether an action needs a second admin now: the quorum is 2 and at least two admins can tap. */

@@ -402,6 +402,14 @@ export class PgDirectory {
   }
 }
 
+/**
+ * Whether this data directory holds a replica of a team directory (a hub's, or the CLI's after a
+ * write with --database): its agents are written through PostgreSQL only, never here alone.
+ */
+export function replicatesTeamDirectory(db: Db): boolean {
+  return db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(LOCAL_ID_KEY) !== undefined;
+}
+
 /** A row image stored in an authoritative table's `row` column. */
 export function storedRow(text: string): ReplicaRow {
   return parseStrictJson(text) as ReplicaRow;
