@@ -54,6 +54,10 @@ export const adminProposalListSchema = z.strictObject({
 });
 export type AdminProposalList = z.infer<typeof adminProposalListSchema>;
 
+/** Where a proposal stands: waiting for a second admin, performed on their confirmation, or rejected by them. */
+export const adminProposalStateSchema = z.enum(['pending', 'executed', 'rejected']);
+export type AdminProposalState = z.infer<typeof adminProposalStateSchema>;
+
 /** What the second admin does with a proposal: confirm (it is performed) or reject (it is not). */
 export const adminConfirmationVerdictSchema = z.enum(['confirm', 'reject']);
 export type AdminConfirmationVerdict = z.infer<typeof adminConfirmationVerdictSchema>;

@@ -52,6 +52,7 @@ import {
   adminConfirmationOutcomeSchema,
   adminConfirmationVerdictSchema,
   adminProposalListSchema,
+  adminProposalStateSchema,
   adminOutcomeSchema,
   approverDirectorySchema,
   displayNameSchema,
@@ -364,10 +365,15 @@ export const BRIDGE_METHOD_NAMES = Object.keys(BRIDGE_METHODS) as BridgeMethodNa
 
 // ---- push events ----
 
-/** What the core pushes: a call now waits for approvers; a held call reached its end. */
+/**
+ * What the core pushes: a call now waits for approvers; a held call reached its end; an admin
+ * action was proposed under the admin quorum, or a second admin confirmed or rejected it (the
+ * desk then reads listPendingAdminActions, which only admins may call: the event names no action).
+ */
 export const BRIDGE_EVENTS = {
   pending: z.strictObject({ requestId: bridgeIdSchema, agentId: bridgeIdSchema }),
   decided: z.strictObject({ requestId: bridgeIdSchema, state: requestStateSchema }),
+  adminProposal: z.strictObject({ proposalId: bridgeIdSchema, state: adminProposalStateSchema }),
 } as const;
 export type BridgeEventName = keyof typeof BRIDGE_EVENTS;
 export type BridgeEvent = { [K in BridgeEventName]: { name: K; data: z.infer<(typeof BRIDGE_EVENTS)[K]> } }[BridgeEventName];

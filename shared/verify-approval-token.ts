@@ -68,20 +68,32 @@ export interface VerifyApprovalTokenOptions {
   maxLifetimeSeconds?: number;
   /** Current time in milliseconds; default Date.now. */
   now?: () => number;
+  /**
+   * Checks the JWS signature instead of WebCrypto (jose's `compactVerify`), for a caller with a
+   * synchronous primitive: the MCP proxy passes node:crypto's `verify` with cached key objects
+   * (main/mcp/node-signature.ts), which saves the thread-pool round trip of every call. Given the
+   * key (already chosen by `kid`, its `alg` pinned and equal to the header's), the JWS signing
+   * input (the ASCII of `header.payload`) and the decoded signature (ES256: raw r||s); returns
+   * whether the signature verifies. Everything else is checked here as without it.
+   */
+  verifySignature?: (key: TrustedSigningKey, signingInput: Uint8Array, signature: Uint8Array) => boolean;
+}
+
+/** A trusted public key as the verifier hands it to `verifySignature`. */
+export interface TrustedSigningKey {
+  readonly kty: 'EC' | 'OKP';
+  readonly crv: 'P-256' | 'Ed25519';
+  readonly x: string;
+  readonly y?: string;
+  readonly kid: string;
+  readonly alg: SigningAlgorithm;
 }
 
 function fail(code: ErrorCode, message?: string, details?: Record<string, string | number | boolean>, cause?: unknown): never {
   throw new CountersignError(code, message, { details, cause });
 }
 
-interface TrustedKey {
-  kty: 'EC' | 'OKP';
-  crv: 'P-256' | 'Ed25519';
-  x: string;
-  y?: string;
-  kid: string;
-  alg: SigningAlgorithm;
-}
+type TrustedKey = { -readonly [K in keyof TrustedSigningKey]: TrustedSigningKey[K] };
 
 /** Usable keys only: alg pinned to a supported algorithm, matching key type, public only. */
 function trustedKeys(jwks: VerifyApprovalTokenOptions['keys']): Map<string, TrustedKey> {
@@ -178,7 +190,7 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
   const headerBytes = decodeSegment(headerPart, 'header');
   const payloadBytes = decodeSegment(payloadPart, 'payload');
   // An empty signature is well-formed (alg "none" style); it fails the algorithm or signature check.
-  decodeSegment(signaturePart, 'signature', true);
+  const signatureBytes = decodeSegment(signaturePart, 'signature', true);
 
   // 2. Header: exactly {alg, kid, typ}.
   const header = parseHeader(headerBytes);
@@ -191,10 +203,21 @@ export async function verifyApprovalToken(token: string, options: VerifyApproval
   }
 
   // 3. Signature, with the key's pinned algorithm only.
-  try {
-    await compactVerify(token, await importedKey(jwk), { algorithms: [jwk.alg] });
-  } catch (err) {
-    fail('token_signature_invalid', undefined, { kid: jwk.kid }, err);
+  if (options.verifySignature !== undefined) {
+    let valid = false;
+    let cause: unknown;
+    try {
+      valid = options.verifySignature(jwk, new TextEncoder().encode(`${headerPart}.${payloadPart}`), signatureBytes);
+    } catch (err) {
+      cause = err;
+    }
+    if (valid !== true) fail('token_signature_invalid', undefined, { kid: jwk.kid }, cause);
+  } else {
+    try {
+      await compactVerify(token, await importedKey(jwk), { algorithms: [jwk.alg] });
+    } catch (err) {
+      fail('token_signature_invalid', undefined, { kid: jwk.kid }, err);
+    }
   }
 
   // 4. Claims: strict JSON, strict schema.

@@ -38,6 +38,7 @@ import { mcpProxyCommand } from './mcp-proxy-command.js';
 import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.js';
 import { writeUiSecretFile } from './ui-secret-file.js';
 import { openTeamDirectory, type TeamDirectoryCli } from './team-directory.js';
+import { replicatesTeamDirectory } from '../core/store/pg/pg-directory.js';
 import { LISTEN_OPTIONS, LISTEN_USAGE, describeListening, listenOverrides, scalarValues } from './listen-options.js';
 
 const USAGE = `usage: countersign <command> [options]
@@ -304,6 +305,13 @@ export async function main(argv: string[]): Promise<number> {
             db,
             registry,
           });
+        // Without --database on a hub's data directory, a write would hold on this replica alone
+        // (a revocation the other hubs never see, undone here by the next change applied).
+        else if (sub !== 'list' && sub !== 'owner-report' && replicatesTeamDirectory(db))
+          throw new CountersignError(
+            'config_invalid',
+            'this data directory holds a replica of a team directory: write its agents with --database URL (docs/team-mode.md), for every hub at once',
+          );
         if (sub === 'enroll') {
           const payload = await readEnrollment(required(arg, 'FILE'));
           // The scope is checked against the policy set the server would load from this data directory.

@@ -498,6 +498,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     log: audit,
   });
   let url = '';
+  const bridgeEvents = new BridgeEventHub();
   const adminActions = new AdminActions(db, audit, approvers, {
     ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
     now: clock,
@@ -505,6 +506,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     registry,
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
+    onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
   });
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
@@ -531,7 +533,6 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     gateway: { getStats: () => gateway.getStats() },
     gatewayUrl: () => url,
   });
-  const bridgeEvents = new BridgeEventHub();
   // The HTTP edge's rows besides the gateway's own: the bridge table, the static renderer, the
   // approval routes, and the automation routes only in the test key domain.
   const httpRoutes = [

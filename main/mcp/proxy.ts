@@ -36,6 +36,7 @@ import { requiredApprovers } from '../../shared/quorum.js';
 import { mapCall, type MappedCall, type MappingFile } from './mapping.js';
 import { HoldStore } from './hold-store.js';
 import { getJson, tlsWebSocketFactory, type TlsTrust } from './tls-trust.js';
+import { nodeVerifySignature } from './node-signature.js';
 
 /** The `_meta` key the forwarded tools/call carries: the token and the exact call it approves. */
 export const APPROVAL_META_KEY = 'dev.countersign/approval';
@@ -968,6 +969,7 @@ export class McpProxy {
         keys: await this.keys(refresh),
         jtiStore: this.jtis,
         domain: this.options.domain ?? 'production',
+        verifySignature: nodeVerifySignature,
       });
     try {
       return await attempt(false);

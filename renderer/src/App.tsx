@@ -13,7 +13,8 @@ import { ApprovalsView } from './Approvals.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
 import { FirstRunGate } from './desk/first-run.js';
-import { NotificationControls, useDeskNotifications } from './desk/desk-notifier.js';
+import { NotificationControls, showAdminProposalNotice, useDeskNotifications } from './desk/desk-notifier.js';
+import { AdminProposalsContext, useAdminProposals } from './desk/admin-proposals.js';
 import type { DeskSessionView } from '../../shared/desk-session.js';
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
@@ -95,7 +96,10 @@ function Dashboard({
     setSetupSeen(true);
     if (initialTarget === undefined) setTarget({ view: SETUP_VIEW });
   }, [firstRun, setupSeen, initialTarget]);
-  const notifications = useDeskNotifications(bridge, session.current, setTarget);
+  const adminProposals = useAdminProposals(bridge, session.current, (proposal) =>
+    showAdminProposalNotice(proposal, () => setTarget({ view: 'queue' })),
+  );
+  const notifications = useDeskNotifications(bridge, session.current, setTarget, adminProposals.awaitingMe);
   const [approvalsVisited, setApprovalsVisited] = useState(view === 'approvals');
   if (view === 'approvals' && !approvalsVisited) setApprovalsVisited(true);
 
@@ -127,7 +131,7 @@ function Dashboard({
     };
   }, [bridge]);
 
-  return (
+  const desk = (
     <main className="app" data-desk-view={view} data-desk-request={target.requestId}>
       <Header status={snapshot?.status} />
       <AlarmBanner status={snapshot?.status} />
@@ -229,6 +233,8 @@ function Dashboard({
       </div>
     </main>
   );
+  // The pending admin actions, read once here for every view that shows them (queue, Agents).
+  return <AdminProposalsContext.Provider value={adminProposals}>{desk}</AdminProposalsContext.Provider>;
 }
 
 /** The first-run screen's view id (built into this file, like the overview and approvals). */

@@ -182,7 +182,9 @@ export function ApprovalsView({ bridge, session }: { bridge: CountersignBridge; 
     void loadApprovers();
     void loadPending();
     const timer = window.setInterval(() => void loadPending(), FALLBACK_REFRESH_MS);
-    const unsubscribe = bridge.subscribe(() => void loadPending());
+    const unsubscribe = bridge.subscribe((event) => {
+      if (event.name !== 'adminProposal') void loadPending();
+    });
     return () => {
       window.clearInterval(timer);
       unsubscribe();

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { build } from 'vite';
 import { REPO_ROOT } from '../../main/core/app.js';
 
@@ -89,6 +89,50 @@ export async function registerKey(page: Page, approverId: string, code: string):
 export async function signOut(page: Page): Promise<void> {
   await page.getByTestId('desk-sign-out').click();
   await page.getByTestId('desk-sign-in').waitFor({ timeout: 30_000 });
+}
+
+/** Records every notification the page creates, and lets a test click one (headless Chromium shows none). */
+const CAPTURE_NOTIFICATIONS = `
+  (() => {
+    const Real = window.Notification;
+    const shown = [];
+    class Captured {
+      constructor(title, options) {
+        this.title = title;
+        this.body = options && options.body;
+        this.tag = options && options.tag;
+        this.onclick = null;
+        shown.push(this);
+      }
+      close() { this.closed = true; }
+      static get permission() { return Real.permission; }
+      static requestPermission() { return Real.requestPermission(); }
+    }
+    window.Notification = Captured;
+    window.__notifications = shown;
+  })();
+`;
+
+/**
+ * Grant the desk's origin the 'notifications' permission in `context` and capture every
+ * notification its pages create (window.__notifications; read them with shownNotifications).
+ * Call before the page opens the desk.
+ */
+export async function captureNotifications(context: BrowserContext, origin: string): Promise<void> {
+  await context.grantPermissions(['notifications'], { origin });
+  await context.addInitScript(CAPTURE_NOTIFICATIONS);
+}
+
+export interface ShownNotification {
+  title: string;
+  body: string;
+  tag: string;
+}
+
+/** The notifications the page created so far (captureNotifications). */
+export function shownNotifications(page: Page): Promise<ShownNotification[]> {
+  // An expression run in the page: the tests' tsconfig has no DOM types.
+  return page.evaluate<ShownNotification[]>('window.__notifications.map((n) => ({ title: n.title, body: n.body, tag: n.tag }))');
 }
 
 /**

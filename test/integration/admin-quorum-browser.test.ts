@@ -2,8 +2,10 @@
  * The admin quorum and the first-run screen in Debian Chromium over the real renderer (built by
  * Vite, served by the core) with one browser context and one CDP virtual authenticator per admin:
  * under approvals.adminQuorum: 2, ana enrolls an agent with her key tap and it waits as a proposal
- * (her own Confirm is disabled with the reason), ben sees it in his desk and confirms it with his
- * tap, and the agent is enrolled once, audited with both. Separately, with no admin yet, the
+ * (her own Confirm is disabled with the reason); ben, on his queue, is told by the adminProposal
+ * push event (nothing polls): the action at the top of his queue, in his pending count and window
+ * title, and as a desktop notification; he confirms it there with his tap, the agent is enrolled
+ * once, audited with both, and ana's Agents view follows the same push. Separately, with no admin yet, the
  * first-run panel is its own screen: other views show one banner linking to it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +13,15 @@ import { rmSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
-import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots } from '../helpers/desk-browser.js';
+import {
+  actAs,
+  buildRenderer,
+  captureNotifications,
+  openDesk,
+  registerKey,
+  saveScreenshots,
+  shownNotifications,
+} from '../helpers/desk-browser.js';
 import { createEnrollmentRequest } from '../../shared/enrollment.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 
@@ -48,14 +58,19 @@ async function person(): Promise<ApproverBrowser> {
   return ab;
 }
 
-/** An admin whose key lives in this context's authenticator: registered through the desk's own form, then signed in. */
-async function adminDesk(h: Harness, id: string): Promise<Page> {
-  const { page } = await person();
+/**
+ * An admin whose key lives in this context's authenticator: registered through the desk's own
+ * form, then signed in; on the Agents view, or on the queue (the desk's first view) with the
+ * page's notifications granted and captured.
+ */
+async function adminDesk(h: Harness, id: string, at: 'agents' | 'queue'): Promise<Page> {
+  const { page, context } = await person();
+  if (at === 'queue') await captureNotifications(context, `http://localhost:${h.app.port}`);
   await openDesk(page, h.app);
   await registerKey(page, id, h.app.approvers.issueRegistrationCode(id, 'test').code);
   await actAs(page, id);
-  await page.getByTestId('tab-agents').click({ timeout: UI_TIMEOUT });
-  await page.getByTestId('agents-view').waitFor({ timeout: UI_TIMEOUT });
+  await page.getByTestId(`tab-${at}`).click({ timeout: UI_TIMEOUT });
+  await page.getByTestId(`${at}-view`).waitFor({ timeout: UI_TIMEOUT });
   return page;
 }
 
@@ -70,8 +85,10 @@ describe('the admin quorum in the browser (two admins, two contexts)', () => {
         ['ben', 'Ben Admin'],
       ] as const)
         h.app.approvers.addApprover({ id, displayName: name, groups: ['countersign-admins'] });
-      const ana = await adminDesk(h, 'ana');
-      const ben = await adminDesk(h, 'ben');
+      const ana = await adminDesk(h, 'ana', 'agents');
+      const ben = await adminDesk(h, 'ben', 'queue');
+      await ben.getByTestId('queue-empty').waitFor({ timeout: UI_TIMEOUT });
+      expect(await ben.getByTestId('admin-proposals').count()).toBe(0); // the queue shows the section only while something waits
 
       const key = await importAgentKey(await generateAgentKey('ES256'));
       const request = JSON.stringify(await createEnrollmentRequest(key, 'quorum-bot', 'quorum bot'));
@@ -98,14 +115,32 @@ describe('the admin quorum in the browser (two admins, two contexts)', () => {
       expect(await own.getByTestId('admin-proposal-own').innerText()).toContain('another admin');
       await saveScreenshots(ana, 'admin-quorum-proposed');
 
-      // Ben's desk picks it up (polled), shows what it enrolls, and he confirms with his key.
-      const waiting = ben.locator('[data-testid="admin-proposal"][data-proposed-by="ana"]');
+      // Ben's desk, on the queue, is told at once (the adminProposal push event; nothing polls):
+      // the action waits at the top of his queue, in his pending count and title, and as a notification.
+      const waiting = ben.locator('[data-testid="queue-view"] [data-testid="admin-proposal"][data-proposed-by="ana"]');
       await waiting.waitFor({ timeout: UI_TIMEOUT });
       expect(await waiting.innerText()).toContain('Enroll agent quorum-bot');
+      const proposalId = (await waiting.getAttribute('data-proposal-id'))!;
+      expect(await ben.getByTestId('desk-pending-count').innerText()).toBe('1 waiting for you (1 admin action)');
+      await ben.waitForFunction('document.title === "(1) Countersign"', undefined, { timeout: UI_TIMEOUT });
+      await ben.waitForFunction('window.__notifications.length > 0', undefined, { timeout: UI_TIMEOUT });
+      const notices = await shownNotifications(ben);
+      expect(notices.map((n) => [n.title, n.tag])).toEqual([['An admin action waits for your key', `admin-proposal:${proposalId}`]]);
+      expect(notices[0]!.body).toContain('Enroll agent quorum-bot');
+      // Ana's own proposal counts nothing for her: no one else's action waits for her key.
+      expect(await ana.getByTestId('desk-pending-count').innerText()).toBe('Nothing waits for you');
+      await saveScreenshots(ben, 'queue-admin-proposal');
+
+      // Ben confirms from his queue with his key.
       await waiting.getByTestId('admin-proposal-confirm').click();
-      await ben.locator('[data-testid="agent-card"][data-agent-id="quorum-bot"]').waitFor({ timeout: UI_TIMEOUT });
+      // Decided, it leaves the list: the queue's section goes with the last one.
+      await ben.locator('[data-testid="queue-view"] [data-testid="admin-proposals"]').waitFor({ state: 'detached', timeout: UI_TIMEOUT });
       expect(h.app.registry.getAgent('quorum-bot')).toMatchObject({ status: 'active', owner: 'ana' });
-      await ben.getByTestId('admin-proposals-empty').waitFor({ timeout: UI_TIMEOUT });
+      await ben.waitForFunction('document.title === "Countersign"', undefined, { timeout: UI_TIMEOUT });
+      // Ana's Agents view follows the same push: her proposal leaves it and the agent is listed.
+      await ana.getByTestId('admin-proposals-empty').waitFor({ timeout: UI_TIMEOUT });
+      await ben.getByTestId('tab-agents').click();
+      await ben.locator('[data-testid="agent-card"][data-agent-id="quorum-bot"]').waitFor({ timeout: UI_TIMEOUT });
 
       const audited = (h.app.db.prepare("SELECT record FROM audit_log WHERE kind = 'admin.action'").all() as Array<{ record: string }>).map(
         (r) => JSON.parse(r.record) as { adminId: string; action: { kind: string }; confirmedBy?: { adminId: string } },

@@ -6,13 +6,14 @@
  * racing: one wins, the other is admin_proposal_closed), and the audit log holds both admins'
  * assertions. Expiry runs on an injected clock.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startHarness, type Harness } from '../helpers/harness.js';
 import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { registerPerson, signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
 import { createEnrollmentRequest } from '../../shared/enrollment.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import type { AdminAction } from '../../shared/admin-actions.js';
+import type { BridgeEvent } from '../../shared/bridge-table.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -60,6 +61,15 @@ async function enrollAction(agentId: string): Promise<AdminAction> {
   };
 }
 
+/** Collect the push events `admin`'s desk receives (Server-Sent Events), once its stream is open. */
+async function listen(app: Harness['app'], admin: Admin): Promise<{ pushed: BridgeEvent[]; stop: () => void }> {
+  const pushed: BridgeEvent[] = [];
+  const before = app.bridgeEvents.subscribers;
+  const stop = admin.desk.bridge.subscribe((event) => pushed.push(event));
+  await vi.waitFor(() => expect(app.bridgeEvents.subscribers).toBe(before + 1));
+  return { pushed, stop };
+}
+
 /** The admin's own tap over `action` (start, key, submit). */
 async function act(app: Harness['app'], admin: Admin, action: AdminAction) {
   const started = await admin.desk.bridge.startAdminAction(admin.id, action);
@@ -81,8 +91,12 @@ describe('the admin quorum (two admins)', { timeout: 90_000 }, () => {
   it("holds the first admin's tapped enrollment as a proposal; a second admin's tap performs it once, audited with both", async () => {
     const { app, admins } = await start(2, ['root', 'second']);
     const [root, second] = admins as [Admin, Admin];
+    // The second admin's desk is told by push events (adminProposal), not by polling the list.
+    const { pushed, stop } = await listen(app, second);
     const action = await enrollAction('quorum-bot');
     const proposed = await act(app, root, action);
+    await vi.waitFor(() => expect(pushed).toHaveLength(1));
+    expect(pushed).toEqual([{ name: 'adminProposal', data: { proposalId: proposed.proposal!.id, state: 'pending' } }]);
     expect(proposed.proposal).toMatchObject({ proposedBy: 'root', action: { kind: 'agent.enroll' } });
     expect(proposed.result).toEqual({});
     expect(app.registry.getAgent('quorum-bot')).toBeUndefined();
@@ -107,6 +121,9 @@ describe('the admin quorum (two admins)', { timeout: 90_000 }, () => {
       confirmedBy: { adminId: 'second', credentialId: second.key.listCredentials()[0]!.id },
     });
     expect((await second.desk.bridge.listPendingAdminActions()).proposals).toEqual([]);
+    await vi.waitFor(() => expect(pushed).toHaveLength(2));
+    expect(pushed[1]).toEqual({ name: 'adminProposal', data: { proposalId: proposed.proposal!.id, state: 'executed' } });
+    stop();
     // Exactly once: a later confirmation finds it closed.
     await expect(second.desk.bridge.startAdminConfirmation(proposed.proposal!.id, 'second', 'confirm')).rejects.toMatchObject({
       code: 'admin_proposal_closed',
@@ -135,7 +152,15 @@ describe('the admin quorum (two admins)', { timeout: 90_000 }, () => {
     const { app, admins } = await start(2, ['root', 'second']);
     const [root, second] = admins as [Admin, Admin];
     const proposed = await act(app, root, { kind: 'approver.add', id: 'mallory', displayName: 'Mallory', groups: ['countersign-admins'] });
+    const { pushed, stop } = await listen(app, root);
+    // A refused confirmation (the proposer's own) changes nothing and tells no one.
+    await expect(root.desk.bridge.startAdminConfirmation(proposed.proposal!.id, 'root', 'reject')).rejects.toMatchObject({
+      code: 'admin_self_confirm',
+    });
     const rejected = await decide(app, second, proposed.proposal!.id, 'reject');
+    await vi.waitFor(() => expect(pushed).toHaveLength(1));
+    stop();
+    expect(pushed).toEqual([{ name: 'adminProposal', data: { proposalId: proposed.proposal!.id, state: 'rejected' } }]);
     expect(rejected).toMatchObject({ verdict: 'reject', result: { rejected: proposed.proposal!.id } });
     expect(() => app.approvers.get('mallory')).toThrow();
     expect(records(app, 'admin.action_rejected')).toEqual([

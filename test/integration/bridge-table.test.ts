@@ -285,7 +285,7 @@ describe('push events', () => {
         reason: 'payee not verified',
       });
       await until(() => events.some((e) => e.name === 'decided'));
-      const names = events.filter((e) => e.data.requestId === held.requestId).map((e) => e.name);
+      const names = events.filter((e) => 'requestId' in e.data && e.data.requestId === held.requestId).map((e) => e.name);
       expect(names).toEqual(['pending', 'decided']);
       expect(events.find((e) => e.name === 'decided')).toEqual({ name: 'decided', data: { requestId: held.requestId, state: 'denied' } });
     } finally {

@@ -11,32 +11,10 @@ import { rmSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
-import { actAs, buildRenderer, openDesk, registerKey } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, captureNotifications, openDesk, registerKey, shownNotifications } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 
 const UI_TIMEOUT = 60_000;
-
-/** Records every notification the page creates, and lets the test click one. */
-const CAPTURE_NOTIFICATIONS = `
-  (() => {
-    const Real = window.Notification;
-    const shown = [];
-    class Captured {
-      constructor(title, options) {
-        this.title = title;
-        this.body = options && options.body;
-        this.tag = options && options.tag;
-        this.onclick = null;
-        shown.push(this);
-      }
-      close() { this.closed = true; }
-      static get permission() { return Real.permission; }
-      static requestPermission() { return Real.requestPermission(); }
-    }
-    window.Notification = Captured;
-    window.__notifications = shown;
-  })();
-`;
 
 let h: Harness;
 let buildDir: string;
@@ -66,8 +44,7 @@ afterAll(async () => {
 async function deskFor(approverId: string): Promise<Page> {
   const origin = `http://localhost:${h.app.port}`;
   const context = await browser!.newContext();
-  await context.grantPermissions(['notifications'], { origin });
-  await context.addInitScript(CAPTURE_NOTIFICATIONS);
+  await captureNotifications(context, origin);
   const page = await context.newPage();
   await addVirtualAuthenticator(page);
   await openDesk(page, h.app);
@@ -79,14 +56,6 @@ async function deskFor(approverId: string): Promise<Page> {
   return page;
 }
 
-interface Shown {
-  title: string;
-  body: string;
-  tag: string;
-}
-/** The page runs these as expressions (the tests' tsconfig has no DOM types). */
-const shown = (page: Page) => page.evaluate<Shown[]>('window.__notifications.map((n) => ({ title: n.title, body: n.body, tag: n.tag }))');
-
 describe('desk notifications in the browser', () => {
   it('notifies the person a new request needs, counts it in the title, and a click opens the request', async () => {
     const alice = await deskFor('alice');
@@ -97,7 +66,7 @@ describe('desk notifications in the browser', () => {
     expect(pending).toMatchObject({ decision: 'pending' });
 
     await alice.waitForFunction('window.__notifications.length > 0', undefined, { timeout: UI_TIMEOUT });
-    const notices = await shown(alice);
+    const notices = await shownNotifications(alice);
     expect(notices).toHaveLength(1);
     expect(notices[0]!.title).toBe('Approval needed: payments.transfer');
     expect(notices[0]!.body).toContain('finance-bot');
@@ -121,7 +90,7 @@ describe('desk notifications in the browser', () => {
 
     // Olga is in no group the request counts: no notification, no count.
     expect(await olga.getByTestId('desk-pending-count').innerText()).toBe('Nothing waits for you');
-    expect(await shown(olga)).toHaveLength(0);
+    expect(await shownNotifications(olga)).toHaveLength(0);
     expect(await olga.title()).toBe('Countersign');
     await alice.context().close();
     await olga.context().close();

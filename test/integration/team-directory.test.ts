@@ -243,6 +243,21 @@ describe('one directory for all hubs', () => {
     const { rows } = await db.query<{ seq: string }>('SELECT max(seq) AS seq FROM directory_changes');
     await b.team!.directory.waitForSeq(Number(rows[0]!.seq));
     expect(await submitRaw(b, agent, '15.00')).toEqual({ decision: 'allow' });
+    // Without --database this data directory is a replica: a revocation here alone is refused
+    // (it would hold nowhere else and be undone by the next change applied).
+    const alone = spawnSync(
+      process.execPath,
+      [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'agents', 'revoke', agent.id, '--data-dir', dataDir],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(alone.status).not.toBe(0);
+    expect(alone.stderr).toMatch(/replica of a team directory: write its agents with --database URL .*\[config_invalid\]/);
+    const replica = openDataDir(dataDir);
+    try {
+      expect(replica.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    } finally {
+      replica.db.close();
+    }
     const revoked = cli('agents', 'revoke', agent.id, '--reason', 'rotated out');
     expect(revoked.status, revoked.stderr).toBe(0);
     expect(await submitRaw(b, agent, '16.00')).toEqual({ code: 'agent_revoked' });

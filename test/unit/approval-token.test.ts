@@ -1,4 +1,5 @@
 import { createHmac, createPublicKey, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
+import { nodeVerifySignature } from '../../main/mcp/node-signature.js';
 import type { KeyObject } from 'node:crypto';
 import { chmod, lstat, mkdtemp, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -620,6 +621,23 @@ describe('approval-token vectors (test/vectors/approval-tokens.json)', () => {
         jtiStore: new MemoryJtiStore({ now: () => v.now }),
         now: () => v.now,
         ...v.options,
+      }),
+    );
+    expect(code).toBe(v.expect);
+  });
+
+  // The MCP proxy's synchronous node:crypto signature check (main/mcp/node-signature.ts) must
+  // decide every vector exactly as WebCrypto does: the same valid tokens, the same first failure.
+  it.each(file.vectors.map((v) => [v.name, v] as const))('%s, with the synchronous node:crypto signature check', async (_name, v) => {
+    const code = await codeOf(
+      verifyApprovalToken(v.token, {
+        call: v.call,
+        audience: v.audience,
+        keys: file.jwks,
+        jtiStore: new MemoryJtiStore({ now: () => v.now }),
+        now: () => v.now,
+        ...v.options,
+        verifySignature: nodeVerifySignature,
       }),
     );
     expect(code).toBe(v.expect);

@@ -31,7 +31,7 @@ import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
-import type { AdminConfirmationVerdict, AdminProposal } from '../../../shared/bridge-admin.js';
+import type { AdminConfirmationVerdict, AdminProposal, AdminProposalState } from '../../../shared/bridge-admin.js';
 import { SIGNED_TYP } from '../../../shared/typ.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
 import { adminActionSchema, type AdminAction } from '../../../shared/admin-actions.js';
@@ -110,6 +110,11 @@ export class AdminActions {
       quorum?: 1 | 2;
       /** How long a proposal waits for the second admin (approvals.adminProposalTtlMs). */
       proposalTtlMs?: number;
+      /**
+       * Told after a proposal is stored ('pending') or decided ('executed', 'rejected'), once its
+       * transaction committed: the desk's push event (adminProposal), so admins need not poll.
+       */
+      onProposal?: (proposalId: string, state: AdminProposalState) => void;
     },
   ) {
     this.now = options.now ?? Date.now;
@@ -171,8 +176,9 @@ export class AdminActions {
     const enrollment =
       action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
     const evidence = evidenceOf(read.response);
+    let outcome: AdminSubmitOutcome;
     try {
-      return this.db
+      outcome = this.db
         .transaction((): AdminSubmitOutcome => {
           // Spend the challenge first: a concurrent submit of the same assertion finds it used.
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
@@ -194,6 +200,8 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
+    if (outcome.proposal !== undefined) this.told(outcome.proposal.id, 'pending');
+    return outcome;
   }
 
   // ---- the admin quorum ----
@@ -277,8 +285,9 @@ export class AdminActions {
         ? await verifyEnrollmentRequest(action.request, now)
         : undefined;
     const evidence = evidenceOf(read.response);
+    let decided: { proposalId: string; verdict: AdminConfirmationVerdict; action: AdminAction; result: unknown };
     try {
-      return this.db
+      decided = this.db
         .transaction(() => {
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
             throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
@@ -322,6 +331,17 @@ export class AdminActions {
       if (error instanceof CounterRegression) this.ceremonies.refuse(error);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin confirmation could not be stored, so nothing was performed', { cause: error });
+    }
+    this.told(decided.proposalId, decided.verdict === 'confirm' ? 'executed' : 'rejected');
+    return decided;
+  }
+
+  /** Tell the listener (the push event); its fault never undoes or fails a committed action. */
+  private told(proposalId: string, state: AdminProposalState): void {
+    try {
+      this.options.onProposal?.(proposalId, state);
+    } catch {
+      // The desk re-reads the list on its next event or start.
     }
   }
 

@@ -240,28 +240,46 @@ export class Gateway {
    * this process is: the requests it ended are pushed, then the socket closes with 4004.
    */
   private sweepSessions(now: number): void {
+    // One statement finds the sessions that may have to end; only those are checked one by one.
+    const pairs: Array<[string, string]> = [];
     for (const [agentId, conns] of this.byAgent) {
-      const verdicts = new Map<string, CountersignError | null>();
-      let ended: DecisionResult[] | undefined;
-      for (const c of conns) {
-        if (c.ended || !c.session) continue;
-        const kid = c.session.kid;
-        let verdict = verdicts.get(kid);
-        if (verdict === undefined) {
-          try {
-            this.deps.registry.assertUsable(this.deps.registry.lookup(agentId, kid), now);
-            verdict = null;
-          } catch (error) {
-            // Anything else ends nothing here (the agent's next call is checked again), and one
-            // agent's odd state must never stop the sweep for every other agent.
-            verdict = isCountersignError(error) && SESSION_ENDING_CODES.has(error.code) ? error : null;
-          }
-          verdicts.set(kid, verdict);
+      const kids = new Set<string>();
+      for (const c of conns) if (!c.ended && c.session) kids.add(c.session.kid);
+      for (const kid of kids) pairs.push([agentId, kid]);
+    }
+    let suspects: Iterable<string>;
+    try {
+      suspects = new Set(this.deps.registry.unusableOf(pairs, now).map(([agentId]) => agentId));
+    } catch {
+      suspects = [...this.byAgent.keys()]; // the statement failed: check every session one by one
+    }
+    for (const agentId of suspects) {
+      const conns = this.byAgent.get(agentId);
+      if (conns !== undefined) this.sweepAgent(agentId, conns, now);
+    }
+  }
+
+  private sweepAgent(agentId: string, conns: Iterable<Connection>, now: number): void {
+    const verdicts = new Map<string, CountersignError | null>();
+    let ended: DecisionResult[] | undefined;
+    for (const c of conns) {
+      if (c.ended || !c.session) continue;
+      const kid = c.session.kid;
+      let verdict = verdicts.get(kid);
+      if (verdict === undefined) {
+        try {
+          this.deps.registry.assertUsable(this.deps.registry.lookup(agentId, kid), now);
+          verdict = null;
+        } catch (error) {
+          // Anything else ends nothing here (the agent's next call is checked again), and one
+          // agent's odd state must never stop the sweep for every other agent.
+          verdict = isCountersignError(error) && SESSION_ENDING_CODES.has(error.code) ? error : null;
         }
-        if (verdict === null) continue;
-        if (verdict.code === 'agent_revoked') ended ??= this.deps.registry.endedByRevocation(agentId);
-        this.endSession(c, null, verdict, verdict.code === 'agent_revoked' ? (ended ?? []) : []);
+        verdicts.set(kid, verdict);
       }
+      if (verdict === null) continue;
+      if (verdict.code === 'agent_revoked') ended ??= this.deps.registry.endedByRevocation(agentId);
+      this.endSession(c, null, verdict, verdict.code === 'agent_revoked' ? (ended ?? []) : []);
     }
   }
 

@@ -124,7 +124,21 @@ export class WebhookDelivery {
   private async drain(): Promise<void> {
     for (;;) {
       const rows = this.outbox.due(this.options.now(), BATCH);
-      if (rows.length > 0) await this.options.durable?.();
+      if (rows.length > 0) {
+        try {
+          await this.options.durable?.();
+        } catch (error) {
+          // The store failed to make a commit durable (store_failed): it acknowledges nothing more
+          // until a restart, so neither is anything sent; retrying would spin on the same due rows.
+          this.stopped = true;
+          if (this.timer !== undefined) clearTimeout(this.timer);
+          this.timer = undefined;
+          this.options.log(
+            `webhook delivery stopped until countersign restarts (the queued rows are sent then): ${error instanceof Error ? error.message : String(error)}`,
+          );
+          return;
+        }
+      }
       await Promise.all(rows.map((row) => this.attempt(row)));
       if (rows.length < BATCH || this.stopped) return;
     }

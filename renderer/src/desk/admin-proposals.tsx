@@ -3,9 +3,14 @@
  * another admin tapped that wait for a second admin, with the action in full; Confirm and Reject
  * each start a key tap over exactly that proposal and verdict (admin-ceremony.ts). The proposer's
  * own buttons are disabled with the reason (the server refuses them too: admin_self_confirm).
+ * The list is read once per signed-in admin (useAdminProposals, owned by App.tsx) and again on
+ * each `adminProposal` push event, when the soonest proposal expires, and when the window comes
+ * back into view (a dropped event stream may have missed an event); it is never polled. The
+ * queue shows it first to an admin, the Agents view beside the agents; the count joins the
+ * desk's pending count and title, and a proposal another admin makes raises a notification.
  * Renders nothing while the quorum is 1 and nothing waits.
  */
-import { useCallback, useEffect, useState } from 'react';
+import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState } from 'react';
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
 import type { AdminProposal, AdminProposalList } from '../../../shared/bridge-admin.js';
 import type { AdminAction } from '../../../shared/admin-actions.js';
@@ -13,11 +18,88 @@ import type { DeskSession } from './desk-view.js';
 import { decideAdminProposal, shownError } from './admin-ceremony.js';
 import { StatusLine, type Status } from './agents-view.js';
 
-/** Other admins' proposals arrive without a push event: the list is read again this often. */
-const POLL_MS = 3_000;
+/** The pending admin actions as this desk knows them (one reader per desk, shared by the views). */
+export interface AdminProposalsState {
+  /** undefined while not read yet, or when the person signed in is not an admin. */
+  readonly list: AdminProposalList | undefined;
+  /** Proposals another admin made: each waits for this admin's confirmation or rejection. */
+  readonly awaitingMe: number;
+  /** Read the list again now (after this desk proposed or decided something). */
+  readonly reload: () => void;
+}
+
+const NOT_READ: AdminProposalsState = { list: undefined, awaitingMe: 0, reload: () => undefined };
+export const AdminProposalsContext = createContext<AdminProposalsState>(NOT_READ);
+
+/**
+ * Keep the pending admin actions of a signed-in admin: read at sign-in, then on each
+ * `adminProposal` event, at the soonest expiry and when the page becomes visible again.
+ * `onArrived` is told of each proposal by another admin that appears after the first read.
+ */
+export function useAdminProposals(
+  bridge: CountersignBridge,
+  session: DeskSession | undefined,
+  onArrived: (proposal: AdminProposal) => void,
+): AdminProposalsState {
+  const adminId = session?.admin === true ? session.approverId : undefined;
+  const [list, setList] = useState<AdminProposalList | undefined>();
+  const loadRef = useRef<() => void>(() => undefined);
+  const arrivedRef = useRef(onArrived);
+  arrivedRef.current = onArrived;
+  useEffect(() => {
+    setList(undefined);
+    if (adminId === undefined) return undefined;
+    let active = true;
+    let known: Set<string> | undefined;
+    let wake: number | undefined;
+    const load = () => {
+      bridge
+        .listPendingAdminActions()
+        .then((next) => {
+          if (!active) return;
+          setList(next);
+          const before = known;
+          known = new Set(next.proposals.map((p) => p.id));
+          if (before !== undefined)
+            for (const p of next.proposals) if (!before.has(p.id) && p.proposedBy !== adminId) arrivedRef.current(p);
+          // The list leaves expired proposals out: read it again when the soonest one expires.
+          if (wake !== undefined) window.clearTimeout(wake);
+          const soonest = Math.min(...next.proposals.map((p) => p.expiresAt));
+          wake = Number.isFinite(soonest) ? window.setTimeout(load, Math.max(0, soonest - Date.now()) + 50) : undefined;
+        })
+        .catch(() => undefined);
+    };
+    loadRef.current = load;
+    load();
+    const unsubscribe = bridge.subscribe((event) => {
+      if (event.name === 'adminProposal') load();
+    });
+    const visible = () => {
+      if (document.visibilityState === 'visible') load();
+    };
+    document.addEventListener('visibilitychange', visible);
+    return () => {
+      active = false;
+      loadRef.current = () => undefined;
+      if (wake !== undefined) window.clearTimeout(wake);
+      document.removeEventListener('visibilitychange', visible);
+      unsubscribe();
+    };
+  }, [bridge, adminId]);
+  // Stable across renders: views put it in their effects' dependencies.
+  const reload = useCallback(() => loadRef.current(), []);
+  return useMemo(
+    () => ({
+      list: adminId === undefined ? undefined : list,
+      awaitingMe: list?.proposals.filter((p) => p.proposedBy !== adminId).length ?? 0,
+      reload,
+    }),
+    [list, adminId, reload],
+  );
+}
 
 /** One line naming what an action does. */
-function headline(action: AdminAction): string {
+export function adminActionHeadline(action: AdminAction): string {
   switch (action.kind) {
     case 'agent.enroll':
       return `Enroll agent ${action.request.payload.agentId} (owner ${action.scope.owner}, group ${action.scope.group})`;
@@ -43,28 +125,18 @@ function headline(action: AdminAction): string {
 export function AdminProposals({
   bridge,
   session,
-  refresh,
   onDecided,
+  onlyWhenWaiting,
 }: {
   bridge: CountersignBridge;
   session: DeskSession;
-  /** Changes when this desk proposed or decided something: read the list again at once. */
-  refresh: number;
-  onDecided: () => void;
+  /** After this desk confirmed or rejected a proposal (the list itself reloads). */
+  onDecided?: () => void;
+  /** Show nothing while nothing waits (the queue), rather than the quorum's explanation. */
+  onlyWhenWaiting?: boolean;
 }) {
-  const [list, setList] = useState<AdminProposalList | undefined>();
-  const load = useCallback(() => {
-    bridge
-      .listPendingAdminActions()
-      .then(setList)
-      .catch(() => undefined);
-  }, [bridge]);
-  useEffect(() => {
-    load();
-    const timer = window.setInterval(load, POLL_MS);
-    return () => window.clearInterval(timer);
-  }, [load, refresh]);
-  if (list === undefined || (list.quorum === 1 && list.proposals.length === 0)) return null;
+  const { list, reload } = useContext(AdminProposalsContext);
+  if (list === undefined || ((list.quorum === 1 || onlyWhenWaiting === true) && list.proposals.length === 0)) return null;
   return (
     <section className="admin-proposals" aria-labelledby="admin-proposals-title" data-testid="admin-proposals">
       <h3 id="admin-proposals-title">Pending admin actions</h3>
@@ -85,8 +157,8 @@ export function AdminProposals({
               bridge={bridge}
               session={session}
               onDecided={() => {
-                load();
-                onDecided();
+                reload();
+                onDecided?.();
               }}
             />
           ))}
@@ -123,7 +195,7 @@ function ProposalCard({
   return (
     <li className="admin-card" data-testid="admin-proposal" data-proposal-id={proposal.id} data-proposed-by={proposal.proposedBy}>
       <p>
-        <strong>{headline(proposal.action)}</strong>
+        <strong>{adminActionHeadline(proposal.action)}</strong>
       </p>
       <p className="muted">
         Proposed by {proposal.proposedBy} at {new Date(proposal.createdAt).toLocaleString()}; expires{' '}

@@ -4,7 +4,7 @@
  * request file, and revocation with a reason. Every change is an admin action confirmed with the
  * admin's security-key tap (admin-ceremony.ts); the core checks the scope against the policy set.
  */
-import { useCallback, useEffect, useId, useState } from 'react';
+import { useCallback, useContext, useEffect, useId, useState } from 'react';
 import type { AgentSummary } from '../../../shared/bridge.js';
 import type { AdminOutcome } from '../../../shared/bridge-admin.js';
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
@@ -12,7 +12,7 @@ import type { EnrollmentRequest } from '../../../shared/enrollment.js';
 import type { DeskViewProps } from './desk-view.js';
 import { EnrollmentDrop } from './enrollment-file.js';
 import { outcomeText, runAdminAction, shownError, type ShownError } from './admin-ceremony.js';
-import { AdminProposals } from './admin-proposals.js';
+import { AdminProposals, AdminProposalsContext } from './admin-proposals.js';
 
 /** "a, b ,c" -> ["a","b","c"] (empty entries dropped). */
 const splitList = (text: string): string[] =>
@@ -240,10 +240,11 @@ function AgentCard({
 export function AgentsView({ bridge, session }: DeskViewProps) {
   const [agents, setAgents] = useState<AgentSummary[] | undefined>();
   const [error, setError] = useState<ShownError | undefined>();
-  // Bumped after a tap that proposed (admin quorum) or decided a proposal: the pending list reloads.
-  const [proposals, setProposals] = useState(0);
+  // After a tap that proposed (admin quorum) or decided a proposal the pending list reloads too.
+  const proposals = useContext(AdminProposalsContext);
+  const reloadProposals = proposals.reload;
   const reload = useCallback(() => {
-    setProposals((n) => n + 1);
+    reloadProposals();
     bridge
       .listAgents()
       .then((list) => {
@@ -251,13 +252,13 @@ export function AgentsView({ bridge, session }: DeskViewProps) {
         setError(undefined);
       })
       .catch((caught: unknown) => setError(shownError(caught)));
-  }, [bridge]);
+  }, [bridge, reloadProposals]);
   useEffect(reload, [reload]);
   return (
     <section className="panel admin-view" aria-labelledby="agents-view-title" data-testid="agents-view">
       <h2 id="agents-view-title">Agents</h2>
       <p className="muted">Every change here needs a tap of your security key ({session.displayName}).</p>
-      <AdminProposals bridge={bridge} session={session} refresh={proposals} onDecided={reload} />
+      <AdminProposals bridge={bridge} session={session} onDecided={reload} />
       <h3>Enroll an agent</h3>
       <EnrollAgentForm
         bridge={bridge}

@@ -16,6 +16,8 @@ import {
   type NotifyMemory,
 } from '../../../shared/desk-notifications.js';
 import type { DeskSession, DeskTarget } from './desk-view.js';
+import type { AdminProposal } from '../../../shared/bridge-admin.js';
+import { adminActionHeadline } from './admin-proposals.js';
 
 const BASE_TITLE = 'Countersign';
 /** Partial approvals by co-approvers carry no event: look again this often. */
@@ -53,8 +55,29 @@ function show(notice: DeskNotice, open: (requestId: string) => void): void {
   }
 }
 
+/** A desktop notice that another admin's action waits for this admin's key (the queue lists it first). */
+export function showAdminProposalNotice(proposal: AdminProposal, open: () => void): void {
+  if (currentPermission() !== 'granted') return;
+  try {
+    const shown = new Notification('An admin action waits for your key', {
+      body: `${adminActionHeadline(proposal.action)}, proposed by ${proposal.proposedBy}. Confirm or reject it in the queue.`,
+      tag: `admin-proposal:${proposal.id}`,
+    });
+    shown.onclick = () => {
+      window.focus();
+      open();
+      shown.close();
+    };
+  } catch {
+    // As for requests: the count in the title still shows.
+  }
+}
+
 export interface DeskNotifications {
+  /** Requests waiting for this person. */
   readonly count: number;
+  /** Admin actions another admin proposed, waiting for this admin (counted in the title too). */
+  readonly adminActions: number;
   readonly permission: Permission;
   readonly leadMinutes: number;
   readonly requestPermission: () => void;
@@ -65,6 +88,7 @@ export function useDeskNotifications(
   bridge: CountersignBridge,
   session: DeskSession | undefined,
   navigate: (target: DeskTarget) => void,
+  adminActions = 0,
 ): DeskNotifications {
   const [count, setCount] = useState(0);
   const [permission, setPermission] = useState<Permission>(currentPermission);
@@ -74,8 +98,8 @@ export function useDeskNotifications(
   navigateRef.current = navigate;
 
   useEffect(() => {
-    document.title = titleWithCount(BASE_TITLE, count);
-  }, [count]);
+    document.title = titleWithCount(BASE_TITLE, count + adminActions);
+  }, [count, adminActions]);
 
   useEffect(() => {
     memory.current = EMPTY_NOTIFY_MEMORY;
@@ -111,7 +135,9 @@ export function useDeskNotifications(
     };
     void update();
     const timer = window.setInterval(() => void update(), FALLBACK_REFRESH_MS);
-    const unsubscribe = bridge.subscribe(() => void update());
+    const unsubscribe = bridge.subscribe((event) => {
+      if (event.name !== 'adminProposal') void update();
+    });
     return () => {
       active = false;
       window.clearInterval(timer);
@@ -122,6 +148,7 @@ export function useDeskNotifications(
 
   return {
     count,
+    adminActions,
     permission,
     leadMinutes,
     requestPermission: () => {
@@ -139,12 +166,19 @@ export function useDeskNotifications(
   };
 }
 
+function waitingText(requests: number, adminActions: number): string {
+  const total = requests + adminActions;
+  if (total === 0) return 'Nothing waits for you';
+  if (adminActions === 0) return `${total} waiting for you`;
+  return `${total} waiting for you (${adminActions} admin action${adminActions === 1 ? '' : 's'})`;
+}
+
 /** The desk's notification controls: the pending count, turning notices on, the reminder lead. */
 export function NotificationControls({ state }: { state: DeskNotifications }) {
   return (
     <div className="desk-notify" role="group" aria-label="Notifications">
       <span className="desk-notify-count" data-testid="desk-pending-count" aria-live="polite">
-        {state.count === 0 ? 'Nothing waits for you' : `${state.count} waiting for you`}
+        {waitingText(state.count, state.adminActions)}
       </span>
       {state.permission === 'default' && (
         <button type="button" data-testid="desk-notify-enable" onClick={state.requestPermission}>

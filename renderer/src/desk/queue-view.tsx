@@ -4,13 +4,15 @@
  * one quorum rule) and a live countdown. Identical calls are one row with a count. It follows the
  * core's push events (pending, decided) and refreshes slowly for what they do not carry (a
  * co-approver's partial approval). A row opens the request view; filters narrow by tool, agent
- * and whether the request still needs this person.
+ * and whether the request still needs this person. An admin also sees here the admin actions
+ * waiting for a second admin (admin-proposals.tsx), above the requests.
  */
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import type { ApprovalRequest, ApproverSummary } from '../../../shared/bridge.js';
 import { requestHeadline } from '../../../shared/request-headline.js';
 import { approvalProgress, mayStillApprove } from '../quorum-view.js';
 import type { DeskViewProps } from './desk-view.js';
+import { AdminProposals } from './admin-proposals.js';
 import { URGENT_MS, describeError, formatRemaining, mergeIdentical, type ShownError } from './desk-format.js';
 
 const FALLBACK_REFRESH_MS = 15_000;
@@ -55,7 +57,9 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
     void load();
     const refresh = window.setInterval(() => void load(), FALLBACK_REFRESH_MS);
     const tick = window.setInterval(() => setNow(Date.now()), 1000);
-    const unsubscribe = bridge.subscribe(() => void load());
+    const unsubscribe = bridge.subscribe((event) => {
+      if (event.name !== 'adminProposal') void load();
+    });
     return () => {
       window.clearInterval(refresh);
       window.clearInterval(tick);
@@ -88,6 +92,8 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
           Refresh
         </button>
       </div>
+      {/* An admin's other waiting work: actions another admin tapped that need a second admin's key. */}
+      {session.admin && <AdminProposals bridge={bridge} session={session} onlyWhenWaiting />}
       <form className="queue-filters" aria-label="Filter the queue" onSubmit={(e) => e.preventDefault()}>
         <label>
           Tool

@@ -241,7 +241,7 @@ export function RequestView({ bridge, session, navigate, requestId }: DeskViewPr
     void load();
     const tick = window.setInterval(() => setNow(Date.now()), 1000);
     const unsubscribe = bridge.subscribe((event) => {
-      if (event.data.requestId === requestId || event.name === 'decided') void load();
+      if (event.name === 'decided' || (event.name === 'pending' && event.data.requestId === requestId)) void load();
     });
     return () => {
       window.clearInterval(tick);

@@ -24,7 +24,7 @@ import type { AuditSubmission } from '../store-seam.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
-import { checkOut, storeError } from './pg-errors.js';
+import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
 
 export const DIRECTORY_CHANNEL = 'countersign_directory';
@@ -348,7 +348,11 @@ export class PgDirectory {
       }
       await client.query('COMMIT');
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      // As the decision store's group (pg-decision-store.ts): a connection that stopped answering
+      // is destroyed and the server rolls back when its session ends; a ROLLBACK sent on it would
+      // only wait for its own timeout, and the pool must never get it back.
+      if (isConnectionLoss(error)) lost ??= error as Error;
+      else await client.query('ROLLBACK').catch(() => undefined);
       throw storeError(error, 'changing the directory');
     } finally {
       client.off('error', onLost);
@@ -395,6 +399,14 @@ export class PgDirectory {
     this.listener = undefined;
     await listener?.end().catch(() => undefined);
   }
+}
+
+/**
+ * Whether this data directory holds a replica of a team directory (a hub's, or the CLI's after a
+ * write with --database): its agents are written through PostgreSQL only, never here alone.
+ */
+export function replicatesTeamDirectory(db: Db): boolean {
+  return db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(LOCAL_ID_KEY) !== undefined;
 }
 
 /** A row image stored in an authoritative table's `row` column. */
