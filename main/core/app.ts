@@ -56,6 +56,7 @@ import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
 import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
+import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
 import { minimumOverlapMs } from './keys/signing-keys.js';
@@ -398,9 +399,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     maxFutureMs: config.envelope.maxFutureMs,
     maxPendingPerAgent: config.gateway.maxPendingPerAgent,
     redactDataClasses: config.audit.redactDataClasses,
-    // The approval service is made below; request.get asks it only once the app is running. A
-    // hub's approval service does not see the team database's requests yet (docs/team-mode.md).
-    quorumProgress: team === undefined ? (requestId) => approvals.quorumProgress(requestId) : undefined,
+    // The approval service is made below; request.get asks it only once the app is running.
+    quorumProgress: (requestId) => approvals.quorumProgress(requestId),
     tamperHold: {
       current: () => tamperAlarm.current(),
       requirement: {
@@ -452,6 +452,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const approvals = new ApprovalService({
     db,
     audit,
+    // A hub reads and commits approvals in the team database, so any hub's desk decides any held call.
+    store: team === undefined ? undefined : new PgApprovalStore({ store: team.store, agentOf: (id) => agentColumns(registry, id) }),
     directory: approvers,
     now: clock,
     ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
@@ -766,6 +768,12 @@ function policyLoadedEvent(policy: PolicyEngine): AuditEventFields<'policy.loade
   const fallback = policy.fastPath.fallback;
   if (fallback !== undefined) event.fastPathFallback = fallback;
   return event;
+}
+
+/** What a hub's request views show of an agent, from this hub's directory. */
+function agentColumns(registry: AgentRegistry, agentId: string): AgentColumns | undefined {
+  const agent = registry.getAgent(agentId);
+  return agent && { displayName: agent.displayName, owner: agent.owner ?? null, ownerState: agent.ownerState };
 }
 
 /** A team hub's share of the engine (docs/team-mode.md): the PostgreSQL store and the audit leader campaign. */

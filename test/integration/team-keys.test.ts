@@ -334,6 +334,29 @@ describe('one custody key for all hubs', () => {
   }, 120_000);
 });
 
+describe('the team key set in the database', () => {
+  it('refuses an activation before sign_from, a changed key, a backward move and a deletion', async () => {
+    const { rows } = await db.query<{ kid: string; sign_from: string }>(
+      "SELECT kid, sign_from FROM team_signing_keys WHERE state = 'published'",
+    );
+    const waiting = rows[0]!;
+    const refused = (sql: string, params: unknown[]) =>
+      expect(db.query(sql, params)).rejects.toMatchObject({ code: expect.any(String) as unknown as string });
+    // Early: activated_at before sign_from breaks the CHECK, whichever hub tries.
+    await refused("UPDATE team_signing_keys SET state = 'active', activated_at = $2, activated_by = 'x' WHERE kid = $1", [
+      waiting.kid,
+      Number(waiting.sign_from) - 1,
+    ]);
+    await refused("UPDATE team_signing_keys SET public_jwk = '{}' WHERE kid = $1", [waiting.kid]);
+    await refused("UPDATE team_signing_keys SET state = 'published' WHERE kid = $1", [firstKid]);
+    await refused('DELETE FROM team_signing_keys WHERE kid = $1', [firstKid]);
+    const { rows: after } = await db.query<{ kid: string; state: string }>(
+      'SELECT kid, state FROM team_signing_keys ORDER BY published_at',
+    );
+    expect(after.map((r) => r.state)).toEqual(['retiring', 'active', 'published']);
+  });
+});
+
 describe('a hub whose key is not the team key', () => {
   it('refuses to start when its token holds a different key under the team key label and id (hsm_key_mismatch)', async () => {
     const team = a.teamKeys!.active()!;

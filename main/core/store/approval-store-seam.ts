@@ -1,5 +1,5 @@
 /**
- * The approval store seam (ADR 0012, addendum 0013): what the approval service reads about held
+ * The approval store seam (ADR 0015): what the approval service reads about held
  * requests and their recorded approvals, and its one commit, with two implementations of the same
  * semantics: SQLite for the embedded default (approvals/sqlite-approval-store.ts, the existing
  * tables and audit log) and PostgreSQL for hubs (pg/pg-approval-store.ts).

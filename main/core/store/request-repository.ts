@@ -90,7 +90,8 @@ export interface GroupKey {
   conflicted: readonly string[];
 }
 
-interface Row {
+/** A `requests` row as stored, with its agent's columns (PostgreSQL's reader fills them from the hub's directory). */
+export interface RequestRow {
   id: string;
   agent_id: string;
   kid: string;
@@ -113,6 +114,8 @@ interface Row {
   agent_owner: string | null;
   agent_owner_state: string | null;
 }
+
+type Row = RequestRow;
 
 const COLUMNS = `SELECT r.id, r.agent_id, r.kid, r.tool, r.call_json, r.call_sha256, r.state, r.policy_hash, r.determining_policies, r.reasons,
   r.obligation, r.risk, r.created_at, r.expires_at, r.decided_at, r.conflicted_approvers, r.group_id, r.sealed_at,

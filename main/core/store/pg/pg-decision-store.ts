@@ -43,7 +43,7 @@ export const AUDIT_CHANNEL = 'countersign_audit';
 /** The advisory lock key migrations run under (any constant; the audit leader uses another). */
 const MIGRATION_LOCK = 0x435301;
 /** The first key of the per-agent lock held calls are written under (the second is the agent id's hash; the two-key form never meets the one-key locks). */
-const HELD_CALLS_LOCK = 0x435303;
+export const HELD_CALLS_LOCK = 0x435303;
 
 type Work<T> = (client: pg.PoolClient) => Promise<T>;
 interface Unit {

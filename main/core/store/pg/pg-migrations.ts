@@ -211,4 +211,23 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (kid, hub)
   );
   `,
+  // 5: approvals on hubs (ADR 0015): the approvals of held calls, one per approver and
+  // request, never changed; the desk's queue and the approval history read in index order.
+  `
+  CREATE TABLE approvals (
+    request_id text NOT NULL REFERENCES requests(id),
+    approver_id text NOT NULL,
+    credential_id text NOT NULL,
+    verdict text NOT NULL CHECK (verdict IN ('approve', 'deny')),
+    reason text,
+    assertion text NOT NULL,          -- JCS of the assertion as carried in the token
+    at bigint NOT NULL,
+    hub text NOT NULL,                -- the hub whose desk recorded it
+    PRIMARY KEY (request_id, approver_id)
+  );
+  CREATE TRIGGER approvals_append_only BEFORE UPDATE OR DELETE ON approvals FOR EACH ROW EXECUTE FUNCTION append_only();
+  CREATE INDEX requests_queue_by_expiry ON requests(expires_at, id COLLATE "C") WHERE state = 'pending' AND group_id IS NULL;
+  CREATE INDEX requests_queue_by_age ON requests(created_at, id COLLATE "C") WHERE state = 'pending' AND group_id IS NULL;
+  CREATE INDEX requests_approval_history ON requests(decided_at DESC, id COLLATE "C") WHERE obligation IS NOT NULL AND state <> 'pending' AND group_id IS NULL;
+  `,
 ];

@@ -1,0 +1,325 @@
+/**
+ * Approvals on hubs (docs/team-mode.md, ADR 0015): two hubs started the way `countersign hub`
+ * starts them, on one real PostgreSQL 15 cluster started by the test; a real SDK agent on a real
+ * WebSocket to hub B; approvers tapping software P-256 authenticators (the tests' virtual
+ * authenticator) through each hub's approval service. Checks: a 48,000 USD transfer held on hub
+ * B approved by one person on hub A and another on hub B reaches the agent on B with one token
+ * that verifies (signature, call digest, both approvers' assertions); two approvers completing
+ * the quorum at the same moment on two hubs make exactly one token and one final state, and the
+ * team audit log verifies offline; a denial on hub A ends the request on B; bad input and stale
+ * challenges get the embedded error codes.
+ */
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { parseConfig } from '../../main/core/config.js';
+import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import type { ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
+import { exportPgAudit } from '../../main/core/audit/pg-audit-export.js';
+import { verifyExport } from '../../main/core/audit/audit-export.js';
+import { AgentClient } from '../../shared/agent-client.js';
+import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
+import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
+import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
+import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
+import type { DecisionResult } from '../../shared/protocol.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+
+const AGENT = 'finance-bot';
+const APPROVERS = ['alice', 'bob', 'carol'] as const;
+const NORTHWIND = transferCall('48000.00', 'Northwind Traders');
+
+let cluster: PostgresCluster;
+let db: pg.Pool;
+let key: AgentKey;
+let enrollment: EnrollmentPayload;
+const dirs: string[] = [];
+const hubs: RunningCountersign[] = [];
+const clients: AgentClient[] = [];
+/** Each approver's key on each hub (until the directory is shared, an approver registers on the hub where they approve). */
+const keys = new Map<RunningCountersign, Map<string, VirtualAuthenticator>>();
+
+async function startHub(name: string): Promise<RunningCountersign> {
+  const dir = tempDir(`countersign-${name}-`);
+  dirs.push(dir);
+  const config = parseConfig({
+    serverId: name,
+    domain: 'test',
+    gateway: { port: 0 },
+    policyDir: DEMO_POLICY_DIR,
+    team: { checkpointEveryMs: 200 },
+  });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  const app = await startCountersign({
+    dataDir: dir,
+    log: () => undefined,
+    command: 'countersign hub (test)',
+    team: { databaseUrl: cluster.url, hub: name },
+  });
+  hubs.push(app);
+  // Approvers are still kept per hub (ADR 0013: agents are shared, approvers not yet): each
+  // person is on every hub, each key registered on the hub it taps on.
+  ensurePeople(app, FINANCE_SCOPE.owner);
+  const mine = new Map<string, VirtualAuthenticator>();
+  for (const id of APPROVERS) {
+    app.approvers.addApprover({
+      id,
+      displayName: `${id[0]!.toUpperCase()}${id.slice(1)} Example`,
+      groups: ['finance-approvers'],
+      virtual: true,
+    });
+    const options = await app.approvers.beginRegistration(id, app.approvers.issueRegistrationCode(id, 'test-admin').code);
+    const authenticator = new VirtualAuthenticator();
+    await app.approvers.finishRegistration(
+      id,
+      authenticator.createCredential({
+        rpId: 'localhost',
+        origin: app.approvers.origins[0]!,
+        challenge: options.challenge,
+        user: options.user,
+        userVerification: 'required',
+        excludeCredentials: [],
+      }),
+    );
+    mine.set(id, authenticator);
+  }
+  keys.set(app, mine);
+  return app;
+}
+
+/** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */
+async function tap(hub: RunningCountersign, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve') {
+  const started = await hub.approvals.startCeremony({ requestId, approverId, verdict });
+  const response = keys
+    .get(hub)!
+    .get(approverId)!
+    .getAssertion({
+      rpId: 'localhost',
+      origin: hub.approvers.origins[0]!,
+      challenge: started.options.challenge,
+      allowCredentials: (started.options.allowCredentials ?? []).map((c) => c.id),
+      userVerification: 'required',
+    });
+  return { requestId, approverId, verdict, response };
+}
+
+async function decide(hub: RunningCountersign, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve') {
+  return hub.approvals.submitCeremony(await tap(hub, requestId, approverId, verdict));
+}
+
+/** What a tool server trusts while each hub publishes its own directory and keys: both. */
+async function verifyAtToolServer(token: string) {
+  const published = hubs.map((h) => h.approvers.published());
+  const claims = await verifyApprovalToken(token, {
+    call: { tool: NORTHWIND.tool, params: NORTHWIND.params },
+    audience: 'payments-service',
+    keys: { keys: hubs.flatMap((h) => h.signingKeys.published('test', Date.now())) },
+    jtiStore: new MemoryJtiStore(),
+    domain: 'test',
+  });
+  const set = await verifyApprovals(claims.approvals, {
+    directory: {
+      rpId: 'localhost',
+      origins: published.flatMap((p) => p.origins),
+      approvers: APPROVERS.map((id) => ({
+        ...published[0]!.approvers.find((a) => a.id === id)!,
+        credentials: published.flatMap((p) => p.approvers.find((a) => a.id === id)!.credentials),
+      })),
+    },
+    requestId: claims.decision.id,
+    callSha256: claims.call_sha256,
+    policyHash: claims.decision.policy_hash,
+    allowVirtual: true,
+  });
+  return { claims, set };
+}
+
+async function stored(requestId: string) {
+  const request = await db.query<{ state: string; decided_by_hub: string | null }>(
+    'SELECT state, decided_by_hub FROM requests WHERE id = $1',
+    [requestId],
+  );
+  const tokens = await db.query<{ token: string }>('SELECT token FROM tokens WHERE request_id = $1', [requestId]);
+  const approvals = await db.query<{ approver_id: string; verdict: string; hub: string }>(
+    'SELECT approver_id, verdict, hub FROM approvals WHERE request_id = $1 ORDER BY at, approver_id',
+    [requestId],
+  );
+  return { ...request.rows[0], tokens: tokens.rows.map((r) => r.token), approvals: approvals.rows };
+}
+
+let a: RunningCountersign;
+let b: RunningCountersign;
+/** The agent, connected to hub B only, and every result pushed to it. */
+let agent: AgentClient;
+const pushed: DecisionResult[] = [];
+
+async function holdOnB(): Promise<DecisionResult> {
+  const held = await agent.submit(NORTHWIND);
+  expect(held).toMatchObject({ decision: 'pending', approval: { approvals: 2, groups: [['finance-approvers']] } });
+  return held;
+}
+
+beforeAll(async () => {
+  cluster = await startPostgres();
+  db = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  key = await importAgentKey(await generateAgentKey('EdDSA'));
+  enrollment = await verifyEnrollmentRequest(await createEnrollmentRequest(key, AGENT, AGENT));
+  a = await startHub('hub-a');
+  b = await startHub('hub-b');
+  // One agent directory for all hubs (ADR 0013): enrolled once, on hub A; hub B's replica applies it.
+  await a.team!.agents.enroll(enrollment, FINANCE_SCOPE);
+  await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
+  agent = new AgentClient({
+    url: b.url,
+    agentId: AGENT,
+    key,
+    webSocket: nodeWebSocket,
+    reconnect: false,
+    requestTimeoutMs: 15_000,
+    onDecision: (result) => pushed.push(result),
+  });
+  clients.push(agent);
+}, 240_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  for (const app of hubs.reverse()) await app.close().catch(() => undefined);
+  await db?.end();
+  cluster?.destroy();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+}, 120_000);
+
+describe('approvals on two hubs of one database', () => {
+  it('a transfer held on hub B, approved by one person on hub A and another on hub B: one verified token at the agent on B', async () => {
+    const held = await holdOnB();
+    // Hub A's desk sees the call held on hub B.
+    expect((await a.approvals.listQueue()).map((p) => p.requestId)).toContain(held.requestId);
+    const answer = agent.waitForDecision(held.requestId, { timeoutMs: 30_000 });
+
+    expect(await decide(a, held.requestId, 'alice')).toMatchObject({ state: 'pending', approvalsSoFar: [{ approverId: 'alice' }] });
+    // request.get on hub B reports the progress made on hub A.
+    expect(await agent.getRequest(held.requestId)).toMatchObject({ state: 'pending', approval: { required: 2, received: 1 } });
+    const view = await b.approvals.requestFor(held.requestId, 'bob');
+    expect(view.request.approvals.map((e) => e.approverId)).toEqual(['alice']);
+    expect(view.approve).toEqual({ ok: true });
+
+    const done = await decide(b, held.requestId, 'bob');
+    expect(done).toMatchObject({ state: 'approved' });
+    const result = await answer;
+    expect(result).toMatchObject({ requestId: held.requestId, state: 'approved', decision: 'allow', token: done.token });
+    expect(pushed.filter((p) => p.requestId === held.requestId).map((p) => p.state)).toEqual(['approved']);
+
+    const { claims, set } = await verifyAtToolServer(result.token!);
+    expect(claims.decision).toMatchObject({ id: held.requestId, mode: 'approved' });
+    expect(set.approvers.map((p) => p.approverId)).toEqual(['alice', 'bob']);
+    expect(satisfiesQuorum(set, { approvals: 2, groups: [['finance-approvers']] })).toBe(true);
+
+    expect(await stored(held.requestId)).toEqual({
+      state: 'approved',
+      decided_by_hub: 'hub-b',
+      tokens: [result.token],
+      approvals: [
+        { approver_id: 'alice', verdict: 'approve', hub: 'hub-a' },
+        { approver_id: 'bob', verdict: 'approve', hub: 'hub-b' },
+      ],
+    });
+    expect((await a.approvals.history(10)).map((h) => [h.requestId, h.state])).toContainEqual([held.requestId, 'approved']);
+  }, 60_000);
+
+  it('two approvers completing the quorum at the same moment on two hubs: exactly one token, one final state, the audit log verifies', async () => {
+    const held = await holdOnB();
+    const answer = agent.waitForDecision(held.requestId, { timeoutMs: 30_000 });
+    await decide(a, held.requestId, 'alice');
+    // Both ceremonies are started and tapped first; then both submits race.
+    const onA = await tap(a, held.requestId, 'bob');
+    const onB = await tap(b, held.requestId, 'carol');
+    const raced = await Promise.allSettled([a.approvals.submitCeremony(onA), b.approvals.submitCeremony(onB)]);
+    const won = raced.filter((r) => r.status === 'fulfilled');
+    const lost = raced.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(won[0]!.value).toMatchObject({ state: 'approved' });
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.reason).toMatchObject({ code: 'request_not_pending' });
+    const result = await answer;
+    expect(result).toMatchObject({ state: 'approved', token: won[0]!.value.token });
+
+    const row = await stored(held.requestId);
+    expect(row.state).toBe('approved');
+    expect(row.tokens).toEqual([result.token]);
+    expect(row.approvals.map((r) => r.approver_id)).toHaveLength(2);
+    expect(pushed.filter((p) => p.requestId === held.requestId)).toHaveLength(1);
+
+    // Every submission sequenced and checkpointed; one decision.approved for this request.
+    const submitted = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM audit_submissions')).rows[0]!.n);
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const { rows } = await db.query<{ size: string | null }>('SELECT max(tree_size) AS size FROM audit_checkpoints');
+      if (Number(rows[0]!.size ?? 0) >= submitted || Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const approvedEvents = await db.query('SELECT 1 FROM audit_log WHERE request_id = $1 AND kind = $2', [
+      held.requestId,
+      'decision.approved',
+    ]);
+    expect(approvedEvents.rowCount).toBe(1);
+    const file = join(dirs[0]!, 'team-export.jsonl');
+    const exported = await exportPgAudit(db, 'countersign/team', file);
+    expect(exported.treeSize).toBeGreaterThanOrEqual(submitted);
+    const verified = await verifyExport(
+      file,
+      hubs.flatMap((h) => h.signingKeys.published('test', Date.now())),
+    );
+    expect(verified).toMatchObject({ ok: true, complete: true });
+  }, 90_000);
+
+  it('a denial on hub A ends the request held on hub B, and the agent on B is told', async () => {
+    const held = await holdOnB();
+    const answer = agent.waitForDecision(held.requestId, { timeoutMs: 30_000 });
+    expect(await decide(a, held.requestId, 'carol', 'deny')).toMatchObject({ state: 'denied' });
+    await expect(answer).resolves.toMatchObject({ requestId: held.requestId, state: 'denied', decision: 'deny' });
+    expect(await stored(held.requestId)).toMatchObject({ state: 'denied', decided_by_hub: 'hub-a', tokens: [] });
+    // Nothing more on any hub: the request is no longer pending anywhere.
+    await expect(b.approvals.startCeremony({ requestId: held.requestId, approverId: 'bob', verdict: 'approve' })).rejects.toMatchObject({
+      code: 'request_not_pending',
+    });
+  }, 60_000);
+
+  it('refuses bad input and stale or foreign challenges on a hub with the embedded codes, and records nothing', async () => {
+    const held = await holdOnB();
+    await expect(
+      a.approvals.startCeremony({ requestId: 'no-such-request', approverId: 'alice', verdict: 'approve' }),
+    ).rejects.toMatchObject({
+      code: 'request_unknown',
+    });
+    await expect(
+      a.approvals.startCeremony({ requestId: held.requestId, approverId: 'alice', verdict: 'maybe' as ApprovalVerdict }),
+    ).rejects.toMatchObject({ code: 'schema_invalid' });
+    await expect(a.approvals.startCeremony({ requestId: held.requestId, approverId: 'nobody', verdict: 'approve' })).rejects.toMatchObject({
+      code: 'approver_unknown',
+    });
+    // A ceremony started on hub A is answered on hub A only: hub B never issued that challenge.
+    const onA = await tap(a, held.requestId, 'alice');
+    await expect(b.approvals.submitCeremony(onA)).rejects.toMatchObject({ code: 'challenge_invalid' });
+    expect((await stored(held.requestId)).approvals).toEqual([]);
+    await a.approvals.submitCeremony(onA);
+    // The same tap again: the challenge is spent.
+    await expect(a.approvals.submitCeremony(onA)).rejects.toMatchObject({ code: 'challenge_invalid' });
+    // Alice decided on hub A: hub B refuses her a second decision.
+    await expect(b.approvals.startCeremony({ requestId: held.requestId, approverId: 'alice', verdict: 'approve' })).rejects.toMatchObject({
+      code: 'approver_already_decided',
+    });
+    // A ceremony outlived by the request's end (bob denies on B): carol's tap on A is refused.
+    const stale = await tap(a, held.requestId, 'carol');
+    await decide(b, held.requestId, 'bob', 'deny');
+    await expect(a.approvals.submitCeremony(stale)).rejects.toMatchObject({ code: 'request_not_pending' });
+    const row = await stored(held.requestId);
+    expect(row).toMatchObject({ state: 'denied', tokens: [] });
+    expect(row.approvals.map((r) => [r.approver_id, r.verdict, r.hub])).toEqual([
+      ['alice', 'approve', 'hub-a'],
+      ['bob', 'deny', 'hub-b'],
+    ]);
+  }, 60_000);
+});
