@@ -28,7 +28,7 @@ import { jwkThumbprint, verifyWithJwk, type PublicJwk, type SigningAlgorithm } f
 import type { Pkcs11Config } from '../config.js';
 import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
 import { AUDIT_CHANNEL, migrateTeamDatabase } from '../store/pg/pg-decision-store.js';
-import { storeError } from '../store/pg/pg-errors.js';
+import { checkOut, storeError } from '../store/pg/pg-errors.js';
 import type { SigningKeyRecord, SigningKeyRegistry } from './signing-keys.js';
 import { defaultOpenToken, newPkcs11KeyName } from './open-custody.js';
 
@@ -371,7 +371,9 @@ export class TeamKeySet {
 
   /** One change of the set: a transaction under the key set's lock, a notification at commit, then a re-read. */
   private async change(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
-    const client = await this.pool.connect().catch((error: unknown) => {
+    // Listening from the moment it is handed out: a dropped connection rejects the running query.
+    const ignore = () => undefined;
+    const client = await checkOut(this.pool, ignore).catch((error: unknown) => {
       throw storeError(error, 'changing the team signing keys');
     });
     let failed: unknown;
@@ -385,6 +387,7 @@ export class TeamKeySet {
       failed = error;
       await client.query('ROLLBACK').catch(() => undefined);
     } finally {
+      client.off('error', ignore);
       client.release(failed !== undefined && !(failed instanceof CountersignError) ? (failed as Error) : undefined);
     }
     if (failed !== undefined) throw storeError(failed, 'changing the team signing keys');

@@ -35,7 +35,7 @@ import { auditOf, isFinal, pendingQueueFull, replayed } from '../store-seam.js';
 import { encodeRequirement, storedRequirementSchema } from '../request-repository.js';
 import { parseStoredJson } from '../stored-json.js';
 import { resolveDatabaseConfig, type ResolvedDatabaseConfig, type TeamDatabaseConfig } from './pg-config.js';
-import { isConnectionLoss, storeError } from './pg-errors.js';
+import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 
 export const OUTCOME_CHANNEL = 'countersign_outcome';
@@ -63,9 +63,8 @@ export interface PgStoreOptions extends TeamDatabaseConfig {
  * (or other users of the team database, such as the team key set) start together.
  */
 export async function migrateTeamDatabase(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
   const ignore = () => undefined; // a dropped connection rejects the running query below
-  client.on('error', ignore);
+  const client = await checkOut(pool, ignore);
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
@@ -202,9 +201,15 @@ export class PgDecisionStore implements DecisionStore {
   }
 
   private async commitGroup(batch: Unit[]): Promise<void> {
+    // A checked-out client whose connection drops emits 'error' (pg-pool only listens on idle
+    // ones): noted here so the connection is destroyed; the failing query rejects the group.
+    let lost: Error | undefined;
+    const onLost = (error: Error) => {
+      lost = error;
+    };
     let client: pg.PoolClient;
     try {
-      client = await this.pool.connect();
+      client = await checkOut(this.pool, onLost);
     } catch (error) {
       const failure = storeError(error, 'connecting');
       for (const unit of batch) unit.reject(failure);
@@ -212,13 +217,6 @@ export class PgDecisionStore implements DecisionStore {
     }
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     let broken: unknown;
-    // A checked-out client whose connection drops emits 'error' (pg-pool only listens on idle
-    // ones): noted here so the connection is destroyed; the failing query rejects the group.
-    let lost: Error | undefined;
-    const onLost = (error: Error) => {
-      lost = error;
-    };
-    client.on('error', onLost);
     try {
       await client.query('BEGIN');
       for (const unit of batch) {

@@ -24,7 +24,7 @@ import type { AuditSubmission } from '../store-seam.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
-import { isConnectionLoss, storeError } from './pg-errors.js';
+import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
 
 export const DIRECTORY_CHANNEL = 'countersign_directory';
@@ -314,17 +314,16 @@ export class PgDirectory {
    */
   async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>): Promise<T> {
     if (this.closed) throw new CountersignError('store_unavailable', 'the team directory is closed');
-    let client: pg.PoolClient;
-    try {
-      client = await this.store.pool.connect();
-    } catch (error) {
-      throw storeError(error, 'connecting');
-    }
     let lost: Error | undefined;
     const onLost = (error: Error) => {
       lost = error;
     };
-    client.on('error', onLost);
+    let client: pg.PoolClient;
+    try {
+      client = await checkOut(this.store.pool, onLost); // listening before any error can arrive
+    } catch (error) {
+      throw storeError(error, 'connecting');
+    }
     let seq = 0;
     let written: DirectoryWrite<T>;
     try {

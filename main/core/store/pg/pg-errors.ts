@@ -4,6 +4,7 @@
  * with a code that says "retry later"; anything else the database refused is store_failed.
  * CountersignErrors raised inside a unit of work pass through unchanged.
  */
+import type pg from 'pg';
 import { CountersignError } from '../../../../shared/errors.js';
 
 const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH']);
@@ -27,4 +28,22 @@ export function storeError(error: unknown, doing: string): CountersignError {
   if (isConnectionLoss(error))
     return new CountersignError('store_unavailable', `the database cannot be reached while ${doing}: ${detail}`, { cause: error });
   return new CountersignError('store_failed', `the database refused ${doing}: ${detail}`, { cause: error });
+}
+
+/**
+ * Check a client out of the pool with `onLost` already listening for its errors. pg-pool stops
+ * listening on a client when it hands it out, and a new connection's start and a FATAL right after
+ * it (the server shutting down) can arrive in one read: between the pool's callback and an
+ * `await` continuation that error would have no listener and crash the process.
+ */
+export function checkOut(pool: pg.Pool, onLost: (error: Error) => void): Promise<pg.PoolClient> {
+  return new Promise((resolve, reject) => {
+    pool.connect((error, client) => {
+      if (error || client === undefined) reject(error ?? new Error('the pool gave no client'));
+      else {
+        client.on('error', onLost);
+        resolve(client);
+      }
+    });
+  });
 }
