@@ -25,9 +25,10 @@ import { writeFileAtomic } from './checkpoints.js';
 import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
 import { AUDIT_CHANNEL } from '../store/pg/pg-decision-store.js';
 import { storeError } from '../store/pg/pg-errors.js';
+import { PG_LOCKS } from '../store/pg/pg-locks.js';
 import { parseStoredJson } from '../store/stored-json.js';
 
-export const AUDIT_LEADER_LOCK = 0x435302;
+export const AUDIT_LEADER_LOCK = PG_LOCKS.auditLeader;
 /** Most submissions sequenced in one transaction. */
 const SEQUENCE_BATCH = 2_000;
 

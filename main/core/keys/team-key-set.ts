@@ -29,12 +29,13 @@ import type { Pkcs11Config } from '../config.js';
 import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
 import { AUDIT_CHANNEL, migrateTeamDatabase } from '../store/pg/pg-decision-store.js';
 import { checkOut, storeError } from '../store/pg/pg-errors.js';
+import { PG_LOCKS } from '../store/pg/pg-locks.js';
 import type { SigningKeyRecord, SigningKeyRegistry } from './signing-keys.js';
 import { defaultOpenToken, newPkcs11KeyName } from './open-custody.js';
 
 export const KEYS_CHANNEL = 'countersign_keys';
-/** The advisory transaction lock every change of the key set runs under (migrations and the audit leader use others). */
-const KEYS_LOCK = 0x435304;
+/** The advisory transaction lock every change of the key set runs under. */
+const KEYS_LOCK = PG_LOCKS.teamKeys;
 
 export type TeamKeyState = 'published' | 'active' | 'retiring' | 'retired';
 

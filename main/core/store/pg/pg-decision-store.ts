@@ -36,14 +36,15 @@ import { encodeRequirement, storedRequirementSchema } from '../request-repositor
 import { parseStoredJson } from '../stored-json.js';
 import { resolveDatabaseConfig, type ResolvedDatabaseConfig, type TeamDatabaseConfig } from './pg-config.js';
 import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
+import { PG_LOCKS } from './pg-locks.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 
 export const OUTCOME_CHANNEL = 'countersign_outcome';
 export const AUDIT_CHANNEL = 'countersign_audit';
-/** The advisory lock key migrations run under (any constant; the audit leader uses another). */
-const MIGRATION_LOCK = 0x435301;
+/** The advisory lock key migrations run under. */
+const MIGRATION_LOCK = PG_LOCKS.migrations;
 /** The first key of the per-agent lock held calls are written under (the second is the agent id's hash; the two-key form never meets the one-key locks). */
-export const HELD_CALLS_LOCK = 0x435303;
+export const HELD_CALLS_LOCK = PG_LOCKS.heldCalls;
 
 type Work<T> = (client: pg.PoolClient) => Promise<T>;
 interface Unit {

@@ -25,11 +25,12 @@ import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
 import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
+import { PG_LOCKS } from './pg-locks.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
 
 export const DIRECTORY_CHANNEL = 'countersign_directory';
-/** Serialises directory writes across hubs (the decision store and audit leader use 0x435301-0x435303). */
-const DIRECTORY_LOCK = 0x435304;
+/** Serialises directory writes across hubs. */
+const DIRECTORY_LOCK = PG_LOCKS.directory;
 const LOCAL_SEQ_KEY = 'team_directory_seq';
 const LOCAL_ID_KEY = 'team_directory_id';
 const PAGE = 500;
