@@ -506,6 +506,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
+    ...(team === undefined ? {} : { teamAgents: team.agents }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
     onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),

@@ -24,7 +24,9 @@ import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory } from './approver-directory.js';
 import type { TamperAlarm } from '../audit/tamper-alarm.js';
-import type { AgentRegistry } from '../identity/agent-registry.js';
+import type { AgentRegistry, AgentScope } from '../identity/agent-registry.js';
+import type { TeamAgents } from '../identity/team-agents.js';
+import type { AuditSubmission } from '../store/store-seam.js';
 import { verifyEnrollmentRequest, type EnrollmentPayload } from '../../../shared/enrollment.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
 import { recordChallenge } from '../../../shared/approvals.js';
@@ -106,6 +108,12 @@ export class AdminActions {
       alarm?: TamperAlarm;
       /** Agents (enroll, rotate, revoke); without it the agent actions are refused. */
       registry?: Pick<AgentRegistry, 'enroll' | 'rotate' | 'revoke'>;
+      /**
+       * A team hub (ADR 0013): agent actions are performed in the team directory, in one
+       * PostgreSQL transaction with their `admin.action` record, after the tap was checked and its
+       * challenge spent here; the hub's own agent tables are a replica it may not write.
+       */
+      teamAgents?: Pick<TeamAgents, 'enroll' | 'rotate' | 'revoke'>;
       /** Distinct admins' taps an action needs (approvals.adminQuorum; default 1). */
       quorum?: 1 | 2;
       /** How long a proposal waits for the second admin (approvals.adminProposalTtlMs). */
@@ -176,10 +184,10 @@ export class AdminActions {
     const enrollment =
       action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
     const evidence = evidenceOf(read.response);
-    let outcome: AdminSubmitOutcome;
+    let outcome: AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> };
     try {
       outcome = this.db
-        .transaction((): AdminSubmitOutcome => {
+        .transaction((): AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> } => {
           // Spend the challenge first: a concurrent submit of the same assertion finds it used.
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
             throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
@@ -190,6 +198,8 @@ export class AdminActions {
           // Under the admin quorum the tap proposes; a second admin's tap performs (confirm()).
           if (this.quorumApplies())
             return { action, result: {}, proposal: this.propose(action, adminId, credential.credentialId, evidence, now) };
+          if (this.inTeamDirectory(action))
+            return { team: { kind: 'admin.action', at: now, event: { adminId, action, credentialId: credential.credentialId, evidence } } };
           const outcome = this.perform(action, adminId, now, enrollment);
           this.record('admin.action', now, { adminId, action, credentialId: credential.credentialId, evidence });
           return { action, result: outcome };
@@ -200,8 +210,41 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
+    if ('team' in outcome) return { action, result: await this.performInTeam(action, now, enrollment, outcome.team) };
     if (outcome.proposal !== undefined) this.told(outcome.proposal.id, 'pending');
     return outcome;
+  }
+
+  /** Whether `action` is performed in the team directory rather than in this hub's own tables. */
+  private inTeamDirectory(action: AdminAction): boolean {
+    return (
+      this.options.teamAgents !== undefined &&
+      (action.kind === 'agent.enroll' || action.kind === 'agent.rotate' || action.kind === 'agent.revoke')
+    );
+  }
+
+  /** An agent action in the team directory, with its admin.action record in the same PostgreSQL transaction. */
+  private async performInTeam(
+    action: AdminAction,
+    now: number,
+    enrollment: EnrollmentPayload | undefined,
+    record: AuditSubmission<'admin.action'>,
+  ): Promise<unknown> {
+    const team = this.options.teamAgents!;
+    switch (action.kind) {
+      case 'agent.enroll': {
+        const agent = await team.enroll(required(enrollment), scopeOf(action.scope, now), now, [record]);
+        return { enrolled: agent.id };
+      }
+      case 'agent.rotate': {
+        const key = await team.rotate(action.id, required(enrollment), action.overlapHours * 3600 * 1000, now, [record]);
+        return { rotated: action.id, kid: key.kid };
+      }
+      case 'agent.revoke':
+        return { revoked: action.id, endedRequests: (await team.revoke(action.id, action.reason, now, [record])).map((r) => r.requestId) };
+      default:
+        throw new CountersignError('internal_error', 'only agent actions are performed in the team directory');
+    }
   }
 
   // ---- the admin quorum ----
@@ -285,10 +328,11 @@ export class AdminActions {
         ? await verifyEnrollmentRequest(action.request, now)
         : undefined;
     const evidence = evidenceOf(read.response);
-    let decided: { proposalId: string; verdict: AdminConfirmationVerdict; action: AdminAction; result: unknown };
+    type Confirmed = { proposalId: string; verdict: AdminConfirmationVerdict; action: AdminAction; result: unknown };
+    let outcome: Confirmed | { team: AuditSubmission<'admin.action'> };
     try {
-      decided = this.db
-        .transaction(() => {
+      outcome = this.db
+        .transaction((): Confirmed | { team: AuditSubmission<'admin.action'> } => {
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
             throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
           this.adminCredentials(adminId);
@@ -315,15 +359,23 @@ export class AdminActions {
           }
           // The proposer as they are now: one disabled or out of the admin group meanwhile no longer stands behind it.
           this.adminCredentials(proposal.proposedBy);
+          const record: AuditSubmission<'admin.action'> = {
+            kind: 'admin.action',
+            at: now,
+            event: {
+              adminId: proposal.proposedBy,
+              action,
+              credentialId: stored.proposer_credential,
+              evidence: evidenceSchema.parse(parseStrictJson(stored.proposer_evidence)),
+              proposalId,
+              confirmedBy: second,
+            },
+          };
+          // A team hub performs it in the team directory once this commits (the proposal is closed
+          // either way: if the database refuses, nothing was performed and the admins propose again).
+          if (this.inTeamDirectory(action)) return { team: record };
           const result = this.perform(action, proposal.proposedBy, now, enrollment);
-          this.record('admin.action', now, {
-            adminId: proposal.proposedBy,
-            action,
-            credentialId: stored.proposer_credential,
-            evidence: evidenceSchema.parse(parseStrictJson(stored.proposer_evidence)),
-            proposalId,
-            confirmedBy: second,
-          });
+          this.record('admin.action', now, record.event);
           return { proposalId, verdict, action, result };
         })
         .immediate();
@@ -332,8 +384,13 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin confirmation could not be stored, so nothing was performed', { cause: error });
     }
-    this.told(decided.proposalId, decided.verdict === 'confirm' ? 'executed' : 'rejected');
-    return decided;
+    if ('team' in outcome) {
+      const result = await this.performInTeam(action, now, enrollment, outcome.team);
+      this.told(proposalId, 'executed');
+      return { proposalId, verdict, action, result };
+    }
+    this.told(outcome.proposalId, outcome.verdict === 'confirm' ? 'executed' : 'rejected');
+    return outcome;
   }
 
   /** Tell the listener (the push event); its fault never undoes or fails a committed action. */
@@ -404,18 +461,7 @@ export class AdminActions {
     switch (action.kind) {
       case 'agent.enroll': {
         const { scope } = action;
-        const agent = this.agents().enroll(
-          required(enrollment),
-          {
-            owner: scope.owner,
-            group: scope.group,
-            allowedTools: scope.allowedTools,
-            dataClasses: scope.dataClasses,
-            jurisdictions: scope.jurisdictions,
-            expiresAt: scope.expiresInDays === undefined ? undefined : now + scope.expiresInDays * 24 * 3600 * 1000,
-          },
-          now,
-        );
+        const agent = this.agents().enroll(required(enrollment), scopeOf(scope, now), now);
         return { enrolled: agent.id };
       }
       case 'agent.rotate': {
@@ -467,6 +513,18 @@ export class AdminActions {
       throw new CountersignError('approver_not_eligible', `${quote(adminId)} is not in ${ADMIN_GROUP}`);
     return this.ceremonies.keysOf(adminId, `admin ${quote(adminId)} has no active security key`);
   }
+}
+
+/** The agent scope an enroll action asks for, its expiry counted from `now`. */
+function scopeOf(scope: Extract<AdminAction, { kind: 'agent.enroll' }>['scope'], now: number): AgentScope {
+  return {
+    owner: scope.owner,
+    group: scope.group,
+    allowedTools: scope.allowedTools,
+    dataClasses: scope.dataClasses,
+    jurisdictions: scope.jurisdictions,
+    expiresAt: scope.expiresInDays === undefined ? undefined : now + scope.expiresInDays * 24 * 3600 * 1000,
+  };
 }
 
 function required(payload: EnrollmentPayload | undefined): EnrollmentPayload {

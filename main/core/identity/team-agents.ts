@@ -25,7 +25,8 @@ export class TeamAgents {
     private readonly hub: string,
   ) {}
 
-  async enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now()): Promise<AgentRecord> {
+  /** `also`: more team audit records for the same transaction (the desk's `admin.action` with the admin's tap). */
+  async enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now(), also: AuditSubmission[] = []): Promise<AgentRecord> {
     const owner = this.registry.checkEnrollment(scope);
     const agentRow: ReplicaRow = {
       id: payload.agentId,
@@ -83,7 +84,7 @@ export class TeamAgents {
           { table: 'agents', row: agentRow },
           { table: 'agent_keys', row: keyRow },
         ],
-        audit: [audit],
+        audit: [audit, ...also],
         result: undefined,
       };
     });
@@ -91,7 +92,13 @@ export class TeamAgents {
   }
 
   /** New key becomes active; the agent's current keys keep working until `now + overlapMs`. */
-  async rotate(agentId: string, payload: EnrollmentPayload, overlapMs: number, now = Date.now()): Promise<AgentKeyRecord> {
+  async rotate(
+    agentId: string,
+    payload: EnrollmentPayload,
+    overlapMs: number,
+    now = Date.now(),
+    also: AuditSubmission[] = [],
+  ): Promise<AgentKeyRecord> {
     if (payload.agentId !== agentId)
       throw new CountersignError('enrollment_invalid', `the enrollment request is for ${quote(payload.agentId)}, not ${quote(agentId)}`);
     const keyRow = newKeyRow(agentId, payload.publicJwk, now);
@@ -113,6 +120,7 @@ export class TeamAgents {
             at: now,
             event: { agentId, newKid: payload.publicJwk.kid, retiredKeys: retired.length, overlapEndsAt: notAfter },
           },
+          ...also,
         ],
         result: undefined,
       };
@@ -130,11 +138,11 @@ export class TeamAgents {
    * in one transaction. Returns the ended requests as the agent is told of them; empty if it was
    * already revoked.
    */
-  async revoke(agentId: string, reason: string, now = Date.now()): Promise<DecisionResult[]> {
+  async revoke(agentId: string, reason: string, now = Date.now(), also: AuditSubmission[] = []): Promise<DecisionResult[]> {
     const reasons = [`agent revoked: ${reason}`];
     const ended = await this.directory.change('agent.revoked', now, async (client) => {
       const agent = await lockAgent(client, agentId);
-      if (agent.status === 'revoked') return { ops: [], audit: [], result: [] as DecisionResult[] };
+      if (agent.status === 'revoked') return { ops: [], audit: also, result: [] as DecisionResult[] };
       const agentRow = { ...agent.row, status: 'revoked', revoked_at: now, revoked_reason: reason };
       await client.query("UPDATE directory_agents SET status = 'revoked', row = $2 WHERE id = $1", [agentId, JSON.stringify(agentRow)]);
       const keys = await updateKeys(client, agentId, "status <> 'revoked'", (row) => ({ ...row, status: 'revoked', revoked_at: now }));
@@ -171,7 +179,7 @@ export class TeamAgents {
       }
       return {
         ops: [{ table: 'agents', row: agentRow }, ...keys.map((row) => ({ table: 'agent_keys' as const, row }))],
-        audit,
+        audit: [...audit, ...also],
         result: results,
       };
     });
