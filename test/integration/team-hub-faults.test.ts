@@ -202,6 +202,11 @@ class Load {
         this.told.set(result.requestId, { agent: agent.id, result, hub: hub.name, startedAt });
       } catch (error) {
         const code = codeOf(error);
+        if (code === 'pending_queue_full') {
+          // The engine's answer, not a fault: the risk engine held this agent's earlier calls up to its cap.
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
         this.failures.push({ hub: hub.name, code, at: startedAt, answeredAt: Date.now() });
         if ((code === 'connection_closed' || code === 'timeout') && this.fallback && hub !== this.fallback) {
           client.close();
