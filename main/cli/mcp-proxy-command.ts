@@ -47,7 +47,7 @@ export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [-
   --print-config HOST   print the entry for HOST's configuration file: claude-desktop, cursor,
                  vscode or generic (an "mcpServers" entry); --countersign, --domain and the TLS
                  trust (--countersign-ca as an absolute path, --countersign-fingerprint; from
-                 $COUNTERSIGN_CA / $COUNTERSIGN_FINGERPRINT when not given) are carried into it`;
+                 $COUNTERSIGN_URL / $COUNTERSIGN_CA / $COUNTERSIGN_FINGERPRINT when not given) are carried into it`;
 
 export async function mcpProxyCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -115,7 +115,7 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
         name: values.name ?? mapping.server,
         agentKeyFile: resolve(values.agent),
         mapFile: values.map === undefined ? undefined : resolve(values.map),
-        countersignUrl: values.countersign,
+        countersignUrl: values.countersign ?? process.env.COUNTERSIGN_URL,
         countersignCa: caFile === undefined ? undefined : resolve(caFile),
         countersignFingerprint: tlsTrust.pin,
         domain: values.domain,

@@ -223,11 +223,14 @@ describe('countersign mcp-proxy --print-config with a hub over TLS', () => {
     expect(args.slice(args.indexOf('--'))).toEqual(['--', 'node', 'payments-server.js']);
   });
 
-  it("takes them from COUNTERSIGN_CA / COUNTERSIGN_FINGERPRINT when not given, since the host's process lacks that environment", async () => {
+  it("takes them from COUNTERSIGN_URL / COUNTERSIGN_CA / COUNTERSIGN_FINGERPRINT when not given, since the host's process lacks that environment", async () => {
     const pin = 'ab'.repeat(32);
     vi.stubEnv('COUNTERSIGN_FINGERPRINT', pin);
+    vi.stubEnv('COUNTERSIGN_URL', 'wss://countersign.example:7345');
     try {
       const { args } = await printed([...base, ...server]);
+      // A pin without the hub it pins would send the proxy to the default loopback gateway.
+      expect(args[args.indexOf('--countersign') + 1]).toBe('wss://countersign.example:7345');
       expect(args).toContain('--countersign-fingerprint');
       expect(args[args.indexOf('--countersign-fingerprint') + 1]).toBe(pin.toUpperCase().match(/../g)!.join(':'));
       expect(args).not.toContain('--countersign-ca');
