@@ -13,7 +13,9 @@
  * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_DESK_QUEUE_SIZES (10,50,1000,10000 pending) and
  * BENCH_DESK_QUEUE_SAMPLES (30 pages per size) for the desk queue, BENCH_DESK_PENDING (1000 waiting)
  * and BENCH_DESK_TAPS (200 last taps) for the desk's last tap to the token, BENCH_DESK_PAINT_SAMPLES (9
- * page loads, cold and warm) for the queue's first paint in Chromium, BENCH_ONLY (comma-separated names).
+ * page loads, cold and warm) for the queue's first paint in Chromium, BENCH_TEAM_CONCURRENCY (32 calls in
+ * flight), BENCH_TEAM_AGENTS (32 agents over two hubs) and BENCH_TEAM_APPROVALS (10 approvals) for
+ * team-engine, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -23,6 +25,7 @@ import { runAuditBench } from './audit.bench.js';
 import { runPolicyLookupsBench } from './policy-lookups.bench.js';
 import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { runTeamStoreBench } from './team-store.bench.js';
+import { runTeamEngineBench } from './team-engine.bench.js';
 import { runDeskQueueBench } from './desk-queue.bench.js';
 import { runDeskApprovalBench } from './desk-approval.bench.js';
 import { runDeskPaintBench } from './desk-paint.bench.js';
@@ -73,6 +76,13 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
       concurrency: Number(process.env.BENCH_MCP_CONCURRENCY ?? 20),
     }),
   'team-store': () => runTeamStoreBench({ seconds: Math.min(seconds, 5), concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32) }),
+  'team-engine': () =>
+    runTeamEngineBench({
+      seconds: Math.min(seconds, 5),
+      concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32),
+      agents: Number(process.env.BENCH_TEAM_AGENTS ?? 32),
+      approvals: Number(process.env.BENCH_TEAM_APPROVALS ?? 10),
+    }),
   'desk-queue': () =>
     runDeskQueueBench({
       sizes: (process.env.BENCH_DESK_QUEUE_SIZES ?? '10,50,1000,10000').split(',').map(Number),
