@@ -42,12 +42,12 @@ function connect(url: string, agent: Agent): AgentClient {
 /**
  * Closed loop: `concurrency` calls in flight, each from the next client in turn, the demo finance
  * mix from decision-path.bench.ts (seeded, so both engines get the same calls). Every answer
- * (allow, pending, deny) is a decision; an error is not.
+ * (allow, pending, deny) is a decision; an error is not, and is counted by its code.
  */
 async function closedLoop(clients: AgentClient[], seconds: number, concurrency: number, seed: number) {
   const latencies: number[] = [];
   const outcomes: Record<string, number> = {};
-  let errors = 0;
+  const errors: Record<string, number> = {};
   let turn = 0;
   const rng = prng(seed);
   const start = performance.now();
@@ -61,8 +61,10 @@ async function closedLoop(clients: AgentClient[], seconds: number, concurrency: 
           const result = await client.submit(mixedCall('finance', rng, 1));
           latencies.push(performance.now() - t0);
           outcomes[result.decision] = (outcomes[result.decision] ?? 0) + 1;
-        } catch {
-          errors++;
+        } catch (error) {
+          // By code, so a refusal under load (a rate limit, store_unavailable) shows as what it is.
+          const code = (error as { code?: string }).code ?? (error as Error).message;
+          errors[code] = (errors[code] ?? 0) + 1;
         }
       }
     }),
