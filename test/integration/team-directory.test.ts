@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir, startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
@@ -52,10 +53,10 @@ function hubDir(name: string): string {
   return dir;
 }
 
-async function startHub(name: string, dataDir = hubDir(name)): Promise<RunningCountersign> {
+async function startHub(name: string, dataDir = hubDir(name), log: (line: string) => void = () => undefined): Promise<RunningCountersign> {
   const app = await startCountersign({
     dataDir,
-    log: () => undefined,
+    log,
     command: 'countersign hub (test)',
     team: { databaseUrl: cluster.url, hub: name },
   });
@@ -329,6 +330,32 @@ describe('one directory for all hubs', () => {
     expect(c.registry.getAgent('payout-bot')).toMatchObject({ status: 'revoked' });
     expect(await submitRaw(c, agentFromLedger(), '17.00')).toEqual({ decision: 'allow' });
     await c.close();
+  }, 120_000);
+
+  it('tries a failed catch-up again, so a replica is not left behind when no further notification comes', async () => {
+    const dir = hubDir('hub-d');
+    const lines: string[] = [];
+    const d = await startHub('hub-d', dir, (line) => lines.push(line));
+    const agent = await newAgent('retry-bot');
+    // Another process's connection (a backup tool, say) holds hub D's SQLite write lock, so the
+    // catch-up that hub A's notification starts cannot apply the change (busy after its timeout).
+    const holder = new Database(join(dir, 'countersign.db'), { timeout: 0 });
+    try {
+      holder.exec('BEGIN IMMEDIATE');
+      await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+      const failed = () => lines.some((line) => line.includes('directory replica could not catch up'));
+      for (let i = 0; i < 200 && !failed(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(failed()).toBe(true);
+      expect(d.team!.directory.appliedSeq).toBeLessThan(a.team!.directory.appliedSeq);
+    } finally {
+      if (holder.inTransaction) holder.exec('ROLLBACK');
+      holder.close();
+    }
+    // The change's one notification is spent: only the retry can bring it to hub D.
+    await caughtUp(d, a);
+    expect(d.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    expect(await submitRaw(d, agent, '20.00')).toEqual({ decision: 'allow' });
+    await d.close();
   }, 120_000);
 
   it('fails closed with store_unavailable while the database is down, and the replica resumes after it restarts', async () => {

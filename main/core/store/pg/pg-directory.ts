@@ -103,6 +103,9 @@ export interface DirectoryWrite<T> {
   result: T;
 }
 
+const CATCH_UP_RETRY_MS = 250;
+const CATCH_UP_RETRY_MAX_MS = 5_000;
+
 export class PgDirectory {
   private readonly events = new EventEmitter();
   private listener: pg.Client | undefined;
@@ -110,6 +113,9 @@ export class PgDirectory {
   private pulling: Promise<number> | undefined;
   private pullAgain = false;
   private closed = false;
+  /** A catch-up that failed is tried again after this long (doubling to CATCH_UP_RETRY_MAX_MS), one timer at a time. */
+  private retryDelayMs = CATCH_UP_RETRY_MS;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly upserts = new Map<ReplicaTable, { run(row: ReplicaRow): void }>();
   private readonly deletes = new Map<ReplicaTable, { run(key: string): void }>();
 
@@ -289,10 +295,30 @@ export class PgDirectory {
     this.wake();
   }
 
+  /**
+   * Catch up now. A failed catch-up (a read timed out, the local file busy) is tried again with
+   * backoff until one succeeds: no later notification may come for a change already committed,
+   * and a replica left behind would refuse agents the team enrolled.
+   */
   private wake(): void {
-    this.catchUp().catch((error: unknown) => {
-      this.onError(`the directory replica could not catch up: ${error instanceof Error ? error.message : String(error)}`);
-    });
+    this.catchUp().then(
+      () => {
+        this.retryDelayMs = CATCH_UP_RETRY_MS;
+      },
+      (error: unknown) => {
+        if (this.closed) return;
+        const message = error instanceof Error ? error.message : String(error);
+        if (this.retryTimer !== undefined) return;
+        const delay = this.retryDelayMs;
+        this.retryDelayMs = Math.min(delay * 2, CATCH_UP_RETRY_MAX_MS);
+        this.onError(`the directory replica could not catch up (trying again in ${delay} ms): ${message}`);
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          if (!this.closed) this.wake();
+        }, delay);
+        this.retryTimer.unref();
+      },
+    );
   }
 
   private relisten(delayMs: number): void {
@@ -396,6 +422,7 @@ export class PgDirectory {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     const listener = this.listener;
     this.listener = undefined;
     await listener?.end().catch(() => undefined);
