@@ -195,7 +195,10 @@ describe('approvals in the browser (Chromium virtual authenticators)', () => {
 
     // Bob sees Alice's approval, then completes the quorum.
     const bobCard = await card(bob.page, requestId);
-    expect(await bobCard.getByTestId('approvals-so-far').innerText()).toBe('1 of 2');
+    // Bob's open desk learns of Alice's approval by a push event and reloads: wait for it, never race it.
+    const bobSoFar = bobCard.getByTestId('approvals-so-far');
+    await bobSoFar.filter({ hasText: '1 of 2' }).waitFor({ timeout: 15_000 });
+    expect(await bobSoFar.innerText()).toBe('1 of 2');
     expect(await bobCard.getByTestId('approval-entries').innerText()).toContain('Alice');
     await bobCard.getByTestId('approve').click();
     const bobResult = await result(bob.page, requestId);
