@@ -6,6 +6,9 @@ export default defineConfig({
     // Only our suites: never collect Playwright specs or anything in node_modules.
     include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'renderer/test/**/*.test.ts'],
     environment: 'node',
+    // Bundles the CLI and the test child processes once, so the processes tests start run in
+    // plain Node instead of compiling the CLI through tsx each time (test/helpers/compile-scripts.ts).
+    globalSetup: ['test/helpers/compile-scripts.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     pool: 'forks',

@@ -18,13 +18,15 @@ import { writeAgentKeyFile } from '../../main/cli/agent-key-file.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { ensurePeople, nodeWebSocket, startHarness, tempDir, type Harness } from './harness.js';
+import { compiledCli } from './compiled-script.js';
 
 export const MCP_POLICY_DIR = join(REPO_ROOT, 'examples', 'mcp');
-export const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-export const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The proxy CLI compiled once for the run (compile-scripts.ts), started with plain Node.
+export const NODE = process.execPath;
+export const CLI = compiledCli();
 export const FILESYSTEM_SERVER = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-filesystem', 'dist', 'index.js');
 export const EVERYTHING_SERVER = join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
-export const PAYMENTS_SERVER = join(REPO_ROOT, 'examples', 'mcp', 'payments-server.ts');
+export const PAYMENTS_SERVER = 'examples/mcp/payments-server.ts';
 export const MAPS = {
   filesystem: join(MCP_POLICY_DIR, 'filesystem-map.json'),
   everything: join(MCP_POLICY_DIR, 'everything-map.json'),
@@ -137,7 +139,7 @@ export async function startHost(m: McpHarness, options: HostOptions): Promise<Ho
   if (options.map) args.push('--map', options.map);
   args.push(...(options.extra ?? []), '--', ...options.server);
   const transport = new StdioClientTransport({
-    command: TSX,
+    command: NODE,
     args,
     stderr: 'pipe',
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },

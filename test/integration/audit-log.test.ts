@@ -22,6 +22,7 @@ import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
+import { compiledCli, compiledScript } from '../helpers/compiled-script.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -369,12 +370,7 @@ describe('audit log: tampering', () => {
     for (const ext of ['-wal', '-shm']) rmSync(`${db}${ext}`, { force: true });
     await expect(start(w)).rejects.toMatchObject({ code: 'audit_rollback' });
     const { spawnSync } = await import('node:child_process');
-    const { REPO_ROOT } = await import('../../main/core/app.js');
-    const r = spawnSync(
-      join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
-      [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'reset-checkpoint', '--data-dir', w.dataDir],
-      { encoding: 'utf8' },
-    );
+    const r = spawnSync(process.execPath, [compiledCli(), 'audit', 'reset-checkpoint', '--data-dir', w.dataDir], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ reset: true, previous: expect.stringContaining('audit_rollback') as unknown });
     const app = await start(w);
@@ -434,8 +430,8 @@ describe('audit log: a crash between decision and audit write', () => {
     const { REPO_ROOT } = await import('../../main/core/app.js');
     const w = await world();
     await run(w, 3);
-    // node with the tsx loader, not the tsx CLI (which would run the script in a grandchild).
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', 'crash-child.ts'), w.dataDir, '4'], {
+    // Plain node on the compiled script, not the tsx CLI (which would run the script in a grandchild).
+    const child = spawn(process.execPath, [compiledScript('test/helpers/crash-child.ts'), w.dataDir, '4'], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -10,9 +10,11 @@ import { cpSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, startCountersign } from '../../main/core/app.js';
 import { tempDir } from '../helpers/harness.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
+const NODE = process.execPath;
+const CLI = compiledCli();
 const dirs: string[] = [];
 const fresh = () => {
   const dir = tempDir();
@@ -21,7 +23,7 @@ const fresh = () => {
 };
 
 function cli(dataDir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 90_000 });
+  const r = spawnSync(NODE, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 90_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

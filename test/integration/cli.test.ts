@@ -4,15 +4,18 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, startCountersign } from '../../main/core/app.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 import { tempDir } from '../helpers/harness.js';
 
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The CLI compiled once for the run, started with plain Node (cli-first-hour.test.ts starts the
+// shipped launcher, bin/countersign.mjs).
+const NODE = process.execPath;
+const CLI = compiledCli();
 const dataDir = tempDir();
 const keysDir = join(dataDir, 'agent-keys');
 
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 180_000 });
+  const r = spawnSync(NODE, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 180_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -161,7 +164,7 @@ describe('countersign CLI', () => {
       join(hsmDir, 'config.json'),
       JSON.stringify({ custody: { pkcs11: { module: '/nonexistent/libpkcs11.so', tokenLabel: 't', pin: { env: 'NO_SUCH_PIN_VAR' } } } }),
     );
-    const r = spawnSync(TSX, [CLI, 'keys', 'rotate', '--data-dir', hsmDir], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(NODE, [CLI, 'keys', 'rotate', '--data-dir', hsmDir], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('[hsm_key_not_found]');
     rmSync(hsmDir, { recursive: true, force: true });
@@ -287,7 +290,7 @@ describe('countersign CLI', () => {
 
   it('refuses audit commands it cannot honour, with a clear code', () => {
     const fresh = tempDir();
-    const run = (...args: string[]) => spawnSync(TSX, [CLI, ...args, '--data-dir', fresh], { encoding: 'utf8', timeout: 60_000 });
+    const run = (...args: string[]) => spawnSync(NODE, [CLI, ...args, '--data-dir', fresh], { encoding: 'utf8', timeout: 60_000 });
     try {
       expect(run('audit', 'export', '--out', join(fresh, 'x.jsonl')).stderr).toContain('the audit log has no signed checkpoint yet');
       expect(run('audit', 'export', '--out', join(fresh, 'x.jsonl')).stderr).toContain('[audit_proof_unavailable]');
@@ -311,7 +314,7 @@ describe('countersign CLI', () => {
 
   it('runs the demo: agents send calls and decisions flow', async () => {
     const demoDir = tempDir();
-    const child = spawn(TSX, [CLI, 'start', '--demo', '--port', '0', '--data-dir', demoDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [CLI, 'start', '--demo', '--port', '0', '--data-dir', demoDir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -331,7 +334,7 @@ describe('countersign CLI', () => {
     await new Promise((r) => child.once('exit', r));
 
     // The demo's audit log: exported, verified offline with the public keys, and tampered with.
-    const run = (...args: string[]) => spawnSync(TSX, [CLI, ...args, '--data-dir', demoDir], { encoding: 'utf8', timeout: 60_000 });
+    const run = (...args: string[]) => spawnSync(NODE, [CLI, ...args, '--data-dir', demoDir], { encoding: 'utf8', timeout: 60_000 });
     expect(run('audit', 'verify').status).toBe(0);
     const exportFile = join(demoDir, 'export.jsonl');
     const keysFile = join(demoDir, 'audit-keys.json');

@@ -17,7 +17,7 @@ import Database from 'better-sqlite3';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { loadPkcs11Module } from '../../main/core/custody/pkcs11-api.js';
 import { Pkcs11Token } from '../../main/core/custody/pkcs11-token.js';
 import { readPin } from '../../main/core/custody/pin-source.js';
@@ -32,9 +32,11 @@ import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { FaultyPkcs11 } from '../helpers/faulty-pkcs11.js';
 import { FINANCE_SCOPE, DEMO_POLICY_DIR, tempDir, transferCall, ensurePeople } from '../helpers/harness.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
+const NODE = process.execPath;
+const CLI = compiledCli();
 const PIN_ENV = 'COUNTERSIGN_TEST_HSM_PIN';
 
 let token: SoftHsmToken;
@@ -46,7 +48,7 @@ function writeConfig(custody: Record<string, unknown>): void {
 }
 
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], {
+  const r = spawnSync(NODE, [CLI, ...args, '--data-dir', dataDir], {
     encoding: 'utf8',
     timeout: 60_000,
     env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin },

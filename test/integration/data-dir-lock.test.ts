@@ -13,6 +13,7 @@ import { MIGRATIONS } from '../../main/core/store/migrations.js';
 import { LOCK_HOLDER_FILE } from '../../main/core/store/data-dir-lock.js';
 import { isCountersignError, type CountersignError } from '../../shared/errors.js';
 import { tempDir } from '../helpers/harness.js';
+import { compiledCli, compiledScript } from '../helpers/compiled-script.js';
 
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
@@ -26,8 +27,8 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function child(script: string, args: string[]): ChildProcess {
-  const c = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', script), ...args], {
+function child(script: 'server-child.ts' | 'open-store-child.ts', args: string[]): ChildProcess {
+  const c = spawn(process.execPath, [compiledScript(`test/helpers/${script}`), ...args], {
     cwd: REPO_ROOT,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -65,10 +66,11 @@ async function startError(dataDir: string): Promise<CountersignError> {
   throw new Error('the second server started');
 }
 
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
+const NODE = process.execPath;
+const CLI = compiledCli();
 function cli(dataDir: string, ...args: string[]) {
-  return spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+  return spawnSync(NODE, [CLI, ...args, '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
 }
 
 describe('one server per data directory', () => {

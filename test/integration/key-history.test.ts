@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { CHECKPOINT_FILE } from '../../main/core/audit/checkpoints.js';
 import type { Pkcs11Config } from '../../main/core/config.js';
 import { AgentClient, type WebSocketLike } from '../../shared/agent-client.js';
@@ -26,9 +26,11 @@ import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, tempDir, transferCall } from '../helpers/harness.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { jwkThumbprint } from '../../main/core/custody/signer.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
+const NODE = process.execPath;
+const CLI = compiledCli();
 const PIN_ENV = 'COUNTERSIGN_KEY_HISTORY_HSM_PIN';
 const TTL_SECONDS = 5;
 
@@ -37,7 +39,7 @@ let pkcs11: Pkcs11Config;
 const dirs: string[] = [];
 
 function cli(dataDir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], {
+  const r = spawnSync(NODE, [CLI, ...args, '--data-dir', dataDir], {
     encoding: 'utf8',
     timeout: 120_000,
     env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin },

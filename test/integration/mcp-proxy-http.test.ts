@@ -15,7 +15,7 @@ import { parseMapping } from '../../main/mcp/mapping.js';
 import { McpProxy } from '../../main/mcp/proxy.js';
 import { listenMcpHttp, parseListenAddress, type McpHttpListener } from '../../main/mcp/http-listener.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
-import { CLI, EVERYTHING_SERVER, MAPS, PROXY_AGENT, TSX, startMcpHarness, type McpHarness } from '../helpers/mcp-harness.js';
+import { CLI, EVERYTHING_SERVER, MAPS, NODE, PROXY_AGENT, startMcpHarness, type McpHarness } from '../helpers/mcp-harness.js';
 
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
@@ -168,7 +168,7 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
       '--map',
       MAPS.everything,
     ];
-    const child = spawn(TSX, [...base, '--listen', '127.0.0.1:0', '--', 'node', EVERYTHING_SERVER, 'stdio'], {
+    const child = spawn(NODE, [...base, '--listen', '127.0.0.1:0', '--', 'node', EVERYTHING_SERVER, 'stdio'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     closers.push(() => Promise.resolve(child.kill('SIGTERM')));
@@ -187,7 +187,7 @@ describe('mcp-proxy serving hosts over Streamable HTTP', () => {
       'from the cli listener',
     );
 
-    const bad = spawn(TSX, [...base, '--listen', 'localhost:99999', '--', 'node', EVERYTHING_SERVER, 'stdio'], {
+    const bad = spawn(NODE, [...base, '--listen', 'localhost:99999', '--', 'node', EVERYTHING_SERVER, 'stdio'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let badErr = '';

@@ -33,6 +33,7 @@ import {
   type McpHarness,
   withholdSubmitAnswers,
 } from '../helpers/mcp-harness.js';
+import { compiledScript } from '../helpers/compiled-script.js';
 
 let m: McpHarness;
 let caseNo = 0;
@@ -370,7 +371,8 @@ describe('mcp-proxy in front of a Streamable HTTP server', () => {
 describe('mcp-proxy with the example payments server (token checked on the server side)', () => {
   const ledgerOf = (dir: string) => join(dir, 'ledger.jsonl');
   const paymentsServer = (dir: string) => ({
-    server: ['node', '--import', 'tsx', PAYMENTS_SERVER],
+    // The example server as written (examples/mcp/payments-server.ts), compiled once for the run.
+    server: ['node', compiledScript(PAYMENTS_SERVER)],
     env: {
       COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${m.h.app.port}/.well-known/jwks.json`,
       COUNTERSIGN_DOMAIN: 'test',

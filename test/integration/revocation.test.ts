@@ -6,12 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
 import { RawClient, errorCode, signedEnvelope, type RawMessage } from '../helpers/raw-client.js';
 import type { AgentKey } from '../../shared/agent-keys.js';
 import type { DecisionResult } from '../../shared/protocol.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -144,17 +143,8 @@ describe('revoking an agent', () => {
     const key = await h.enroll('cli-revoked-bot');
     const { c, ids } = await holding('cli-revoked-bot', key, 1);
     const r = spawnSync(
-      join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
-      [
-        join(REPO_ROOT, 'main', 'cli', 'index.ts'),
-        'agents',
-        'revoke',
-        'cli-revoked-bot',
-        '--reason',
-        'left the company',
-        '--data-dir',
-        h.dataDir,
-      ],
+      process.execPath,
+      [compiledCli(), 'agents', 'revoke', 'cli-revoked-bot', '--reason', 'left the company', '--data-dir', h.dataDir],
       { encoding: 'utf8', timeout: 60_000 },
     );
     expect(r.stderr).toBe('');

@@ -26,11 +26,12 @@ import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import { AuditVerifier } from '../../main/core/audit/audit-verifier.js';
 import { spawnSync } from 'node:child_process';
-import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { tamperHoldReason } from '../../main/core/decision/decision-service.js';
 import { loadPolicyDirectory } from '../../main/core/policy/policy-set.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
 let h: Harness | undefined;
 const extraApps: RunningCountersign[] = [];
@@ -260,11 +261,10 @@ describe('the tamper alarm', () => {
     extraApps.pop();
 
     // The CLI lists it for the admin who will acknowledge it.
-    const cli = spawnSync(
-      join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
-      [join(REPO_ROOT, 'main', 'cli', 'index.ts'), 'audit', 'alarms', '--data-dir', dataDir],
-      { encoding: 'utf8', timeout: 60_000 },
-    );
+    const cli = spawnSync(process.execPath, [compiledCli(), 'audit', 'alarms', '--data-dir', dataDir], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(cli.status).toBe(0);
     const listed = JSON.parse(cli.stdout) as {
       open: Array<{ id: number; firstBadSeq: number; findings: Array<{ kind: string }> }>;

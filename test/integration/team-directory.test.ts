@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDataDir, startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
+import { openDataDir, startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
@@ -23,6 +23,7 @@ import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -269,14 +270,14 @@ describe('one directory for all hubs', () => {
     expect(Number(rows[0]!.n)).toBe(2);
   }, 60_000);
 
-  // Two real CLI processes (about 10 s each to start under tsx on a loaded machine): the reason this test is slow.
+  // Two real CLI processes (the CLI compiled once for the run, test/helpers/compile-scripts.ts).
   it('enrolls with the real CLI (agents enroll --database) and revokes with it; hub B decides accordingly', async () => {
     const agent = await newAgent('cli-bot');
     const dataDir = hubDir('cli');
     const file = join(dataDir, 'cli-bot.enrollment.json');
     writeFileSync(file, JSON.stringify(await createEnrollmentRequest(agent.key, agent.id, agent.id)));
     const cli = (...args: string[]) =>
-      spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'countersign.mjs'), ...args, '--data-dir', dataDir, '--database', cluster.url], {
+      spawnSync(process.execPath, [compiledCli(), ...args, '--data-dir', dataDir, '--database', cluster.url], {
         encoding: 'utf8',
         timeout: 120_000,
       });
@@ -305,11 +306,10 @@ describe('one directory for all hubs', () => {
     expect(await submitRaw(b, agent, '15.00')).toEqual({ decision: 'allow' });
     // Without --database this data directory is a replica: a revocation here alone is refused
     // (it would hold nowhere else and be undone by the next change applied).
-    const alone = spawnSync(
-      process.execPath,
-      [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'agents', 'revoke', agent.id, '--data-dir', dataDir],
-      { encoding: 'utf8', timeout: 120_000 },
-    );
+    const alone = spawnSync(process.execPath, [compiledCli(), 'agents', 'revoke', agent.id, '--data-dir', dataDir], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     expect(alone.status).not.toBe(0);
     expect(alone.stderr).toMatch(/replica of a team directory: write its agents with --database URL .*\[config_invalid\]/);
     const replica = openDataDir(dataDir);

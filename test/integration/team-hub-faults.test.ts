@@ -20,7 +20,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCountersign, openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
+import { startCountersign, openDataDir, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
 import { openTeamDirectory } from '../../main/cli/team-directory.js';
 import { exportPgAudit } from '../../main/core/audit/pg-audit-export.js';
@@ -35,6 +35,7 @@ import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
 const AGENTS = 20;
 const FAILOVER_BOUND_MS = 5_000;
@@ -124,7 +125,7 @@ async function startCliHub(name: string, databaseUrl: string): Promise<{ child: 
   }
   const child = spawn(
     process.execPath,
-    [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'hub', '--database', databaseUrl, '--name', name, '--data-dir', dir, '--domain', 'test'],
+    [compiledCli(), 'hub', '--database', databaseUrl, '--name', name, '--data-dir', dir, '--domain', 'test'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.push(child);

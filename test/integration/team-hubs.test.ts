@@ -12,7 +12,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
+import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
@@ -22,6 +22,7 @@ import type { DecisionResult } from '../../shared/protocol.js';
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
 const AGENT = 'finance-bot';
 
@@ -196,18 +197,7 @@ describe('two hubs on one PostgreSQL database', () => {
     // Enrolled once in the team directory (beforeAll): hub C's replica catches up when it starts.
     const child = spawn(
       process.execPath,
-      [
-        join(REPO_ROOT, 'bin', 'countersign.mjs'),
-        'hub',
-        '--database',
-        cluster.url,
-        '--name',
-        'hub-c',
-        '--data-dir',
-        dir,
-        '--domain',
-        'test',
-      ],
+      [compiledCli(), 'hub', '--database', cluster.url, '--name', 'hub-c', '--data-dir', dir, '--domain', 'test'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(child);

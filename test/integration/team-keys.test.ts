@@ -13,7 +13,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import type { Pkcs11Config } from '../../main/core/config.js';
 import { AdoptingCustody } from '../../main/core/keys/adopting-custody.js';
 import { rotateTeamKey, type TeamKeySet, type TeamKeyRecord } from '../../main/core/keys/team-key-set.js';
@@ -26,9 +26,11 @@ import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
+const NODE = process.execPath;
+const CLI = compiledCli();
 const AGENT = 'finance-bot';
 const PIN_ENV = 'COUNTERSIGN_TEAM_KEYS_HSM_PIN';
 /** How long a rotated-in key is published before any hub may sign with it. */
@@ -74,7 +76,7 @@ function hubDir(name: string, token: SoftHsmToken, keyPublishLeadMs = PUBLISH_LE
 
 /** The real CLI in its own process (its own SoftHSM instance on the shared token directory). */
 function cli(dataDir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(TSX, [CLI, ...args, '--data-dir', dataDir], {
+  const r = spawnSync(NODE, [CLI, ...args, '--data-dir', dataDir], {
     encoding: 'utf8',
     timeout: 120_000,
     env: { ...process.env, SOFTHSM2_CONF: teamToken.confPath, [PIN_ENV]: teamToken.pin },

@@ -23,6 +23,7 @@ import { SqliteDecisionStore } from '../../main/core/decision/sqlite-decision-st
 import type { DecisionStore } from '../../main/core/store/store-seam.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { approveWrite, decisionWrite } from '../helpers/team-fixtures.js';
+import { compiledScript } from '../helpers/compiled-script.js';
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 const ORIGIN = 'countersign.test/team-audit';
@@ -206,7 +207,7 @@ describe('PostgreSQL team store', () => {
     const url = cluster.url.replace(/\/postgres$/, '/failover');
     const child: ChildProcess = spawn(
       process.execPath,
-      ['--import', 'tsx', join(REPO_ROOT, 'test', 'helpers', 'pg-hub-child.ts'), url, 'hub-a', keyDir, ORIGIN, '4'],
+      [compiledScript('test/helpers/pg-hub-child.ts'), url, 'hub-a', keyDir, ORIGIN, '4'],
       { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
     );
     const decidedByA: string[] = [];

@@ -7,12 +7,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../main/core/app.js';
 import { tempDir } from '../helpers/harness.js';
 import { writeUiSecretFile } from '../../main/cli/ui-secret-file.js';
+import { compiledCli } from '../helpers/compiled-script.js';
 
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
+// The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
+const NODE = process.execPath;
+const CLI = compiledCli();
 const dir = tempDir();
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -20,7 +21,7 @@ describe('--ui-secret-file', () => {
   it('writes the secret 0600 for headless runs, the secret opens the API, and a clean exit removes the file', async () => {
     const dataDir = join(dir, 'data');
     const secretFile = join(dir, 'ui-secret');
-    const child = spawn(TSX, [CLI, 'headless', '--port', '0', '--data-dir', dataDir, '--ui-secret-file', secretFile], {
+    const child = spawn(NODE, [CLI, 'headless', '--port', '0', '--data-dir', dataDir, '--ui-secret-file', secretFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
