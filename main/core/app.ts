@@ -561,6 +561,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     events: bridgeEvents.gatewayHooks(),
     // A hub's held calls may be decided on another hub: follow them through the team store.
     followOutcomes: team !== undefined,
+    // A revocation committed on any hub: its sessions here are told the calls it ended (read in the team database).
+    ...(team === undefined ? {} : { endedByRevocation: (agentId: string) => team.agents.endedByRevocation(agentId) }),
     // The active key and any key still in its rotation overlap window.
     // A team hub with a PKCS#11 key serves the team's published keys (a rotated-in key before any hub signs with it).
     jwks: () => ({ keys: teamKeys?.published(clock()) ?? signingKeys.published(config.domain, clock()) }),
@@ -577,6 +579,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   // A revocation made here (the demo, the desk) reaches the agent at once; one made by the CLI in
   // another process is found by the gateway's once-a-second session sweep.
   registry.onRevoked((agentId, ended) => gateway.agentRevoked(agentId, ended));
+  // A hub: a revocation committed on any hub ends the agent's sessions here as soon as the replica applies it.
+  team?.directory.onRevoked((agentId) => gateway.checkSessions(agentId));
   let bound: { host: string; port: number };
   try {
     bound = await gateway.listen();
