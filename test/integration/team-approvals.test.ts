@@ -272,4 +272,42 @@ describe('approvals on two hubs of one database', () => {
       ['bob', 'deny', 'hub-b'],
     ]);
   }, 60_000);
+
+  it("shows every hub's decisions in the desk's History and recent activity on hub A, and finds them by search", async () => {
+    const allowed = await agent.submit(transferCall('12.00', 'Acme Ltd')); // decided on hub B
+    expect(allowed).toMatchObject({ decision: 'allow' });
+    expect((await a.ui.listRecentDecisions(5)).map((d) => d.requestId)).toContain(allowed.requestId);
+
+    // Every decided request, newest decision first, in keyed pages of two: the team database's order.
+    const { rows: all } = await db.query<{ id: string }>(
+      `SELECT id FROM requests WHERE state <> 'pending' ORDER BY decided_at DESC, id COLLATE "C" DESC`,
+    );
+    expect(all.length).toBeGreaterThan(4);
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await a.ui.searchHistory({ limit: 2, ...(cursor === undefined ? {} : { cursor }) });
+      paged.push(...page.rows.map((r) => r.requestId));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    expect(paged).toEqual(all.map((r) => r.id));
+
+    // Search: payee, agent and id substrings, case-insensitive; LIKE syntax is matched as text.
+    expect((await a.ui.searchHistory({ text: 'acme lt' })).rows.map((r) => r.requestId)).toEqual([allowed.requestId]);
+    expect((await a.ui.searchHistory({ text: allowed.requestId.slice(4, 16) })).rows.map((r) => r.requestId)).toEqual([allowed.requestId]);
+    const northwind = await a.ui.searchHistory({ text: 'NORTHWIND tr', states: ['approved'] });
+    expect(northwind.rows.length).toBeGreaterThan(0);
+    expect(northwind.rows.every((r) => r.payee === 'Northwind Traders' && r.approvals === 2)).toBe(true);
+    expect((await a.ui.searchHistory({ text: 'finance-b', tool: 'payments.transfer' })).rows.length).toBe(Math.min(all.length, 25));
+    expect((await a.ui.searchHistory({ text: '%_%' })).rows).toEqual([]);
+
+    // One request in full on hub A: held and approved on hub B (alice tapped on A, bob on B).
+    const entry = await a.ui.getHistoryEntry(northwind.rows.at(-1)!.requestId);
+    expect(entry.approvals.map((x) => [x.approverId, x.displayName, x.verdict])).toEqual([
+      ['alice', 'Alice Example', 'approve'],
+      ['bob', 'Bob Example', 'approve'],
+    ]);
+    expect(entry.tokenId).not.toBeNull();
+    await expect(a.ui.getHistoryEntry('no-such-request')).rejects.toMatchObject({ code: 'history_request_unknown' });
+  }, 60_000);
 });

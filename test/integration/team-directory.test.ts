@@ -15,6 +15,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { AgentClient } from '../../shared/agent-client.js';
+import type { DecisionResult } from '../../shared/protocol.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
@@ -146,6 +147,38 @@ describe('one directory for all hubs', () => {
     expect(await submitRaw(b, agent, '12.00')).toEqual({ code: 'agent_revoked' });
     await caughtUp(b, a);
     expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'revoked' });
+  }, 60_000);
+
+  it('tells an agent on hub B of every held call a revocation on hub A ended, also one it submitted on hub A, then closes it', async () => {
+    const agent = await newAgent('relay-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    // Held on hub A, then the agent moves to hub B (hub B follows no call of it); held on hub B.
+    const onA = agentOn(a, agent);
+    const heldOnA = await onA.submit(transferCall('48000.00', 'Northwind Traders'));
+    onA.close();
+    const pushed: DecisionResult[] = [];
+    let closed!: () => void;
+    const closing = new Promise<void>((resolve) => (closed = resolve));
+    const onB = new AgentClient({
+      url: b.url,
+      agentId: agent.id,
+      key: agent.key,
+      webSocket: nodeWebSocket,
+      reconnect: false,
+      requestTimeoutMs: 15_000,
+      onDecision: (result) => pushed.push(result),
+      onStateChange: (state) => state === 'closed' && closed(),
+    });
+    clients.push(onB);
+    const heldOnB = await onB.submit(transferCall('47000.00', 'Contoso'));
+    expect([heldOnA.decision, heldOnB.decision]).toEqual(['pending', 'pending']);
+    await a.team!.agents.revoke(agent.id, 'key leaked');
+    // Hub B ends the session when its replica applies the revocation: each ended call is pushed before the close (4004).
+    await closing;
+    const denied = (id: string) => pushed.find((r) => r.requestId === id);
+    for (const held of [heldOnA, heldOnB])
+      expect(denied(held.requestId)).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
 
   it("refuses a revoked agent's call on hub B even while hub B's replica still says active (checked in PostgreSQL)", async () => {

@@ -158,6 +158,11 @@ export class PgDirectory {
     return directory;
   }
 
+  /** The team database's pool (reads beside the directory, such as the calls a revocation ended). */
+  get pool(): pg.Pool {
+    return this.store.pool;
+  }
+
   /** The last change this hub's replica has applied. */
   get appliedSeq(): number {
     const row = this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(LOCAL_SEQ_KEY);
@@ -214,13 +219,17 @@ export class PgDirectory {
       } catch (error) {
         throw storeError(error, 'reading the directory changes');
       }
-      for (const row of rows) this.apply(Number(row.seq), row.kind, row.ops);
+      for (const row of rows) {
+        const revoked = this.apply(Number(row.seq), row.kind, row.ops);
+        for (const agentId of revoked) this.events.emit('revoked', agentId);
+      }
       if (rows.length > 0) this.events.emit('applied', this.appliedSeq);
       if (rows.length < PAGE && !this.pullAgain) return this.appliedSeq;
     }
   }
 
-  private apply(seq: number, kind: string, text: string): void {
+  /** Apply one change; returns the agents it revoked (each hub ends their sessions, whichever hub revoked). */
+  private apply(seq: number, kind: string, text: string): string[] {
     let ops: ReplicaOp[];
     try {
       ops = opsSchema.parse(parseStrictJson(text));
@@ -244,6 +253,13 @@ export class PgDirectory {
           .run(LOCAL_SEQ_KEY, String(seq));
       })
       .immediate();
+    if (kind !== 'agent.revoked') return [];
+    return ops.flatMap((op) => ('row' in op && op.table === 'agents' && op.row.status === 'revoked' ? [String(op.row.id)] : []));
+  }
+
+  /** Call `listener` with each agent a change this replica applies revokes (committed on any hub). */
+  onRevoked(listener: (agentId: string) => void): void {
+    this.events.on('revoked', listener);
   }
 
   /** Resolves once this hub's replica has applied change `seq`. */
