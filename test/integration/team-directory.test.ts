@@ -13,17 +13,17 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDataDir, startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
-import { parseConfig } from '../../main/core/config.js';
+import { openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -40,30 +40,10 @@ function agentFromLedger(): Agent {
   return ledger;
 }
 
-function hubDir(name: string): string {
-  const dir = tempDir(`countersign-${name}-`);
-  dirs.push(dir);
-  const config = parseConfig({
-    serverId: name,
-    domain: 'test',
-    gateway: { port: 0 },
-    policyDir: DEMO_POLICY_DIR,
-    team: { checkpointEveryMs: 200 },
-  });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  return dir;
-}
-
-async function startHub(name: string, dataDir = hubDir(name), log: (line: string) => void = () => undefined): Promise<RunningCountersign> {
-  const app = await startCountersign({
-    dataDir,
-    log,
-    command: 'countersign hub (test)',
-    team: { databaseUrl: cluster.url, hub: name },
-  });
-  hubs.push(app);
-  return app;
-}
+const room = { dirs, hubs };
+const hubDir = (name: string) => teamHubDir(room, name);
+const startHub = (name: string, dataDir = hubDir(name), log?: (line: string) => void) =>
+  startTeamHub(room, name, cluster.url, dataDir, log);
 
 interface Agent {
   id: string;
