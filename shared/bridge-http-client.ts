@@ -163,10 +163,12 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
   /**
    * The push events as Server-Sent Events over fetch (EventSource cannot send the Bearer
    * secret). Each event is validated; a dropped stream is re-opened after a pause until the
-   * returned function is called.
+   * returned function is called, with the last position seen as `Last-Event-ID`, so the server
+   * replays what was sent while it was down (or sends `resync` when it cannot).
    */
   function subscribeToEvents(listener: BridgeListener): () => void {
     let stopped = false;
+    let lastEventId: string | undefined;
     let controller: AbortController | undefined;
     let retry: ReturnType<typeof setTimeout> | undefined;
     const open = async (): Promise<void> => {
@@ -174,7 +176,12 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
       try {
         const response = await doFetch(`${origin}${BRIDGE_EVENTS_PATH}`, {
           method: 'GET',
-          headers: { authorization, accept: 'text/event-stream', ...cookie },
+          headers: {
+            authorization,
+            accept: 'text/event-stream',
+            ...cookie,
+            ...(lastEventId === undefined ? {} : { 'last-event-id': lastEventId }),
+          },
           cache: 'no-store',
           credentials: 'same-origin',
           redirect: 'error',
@@ -192,7 +199,8 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
           while ((end = buffer.indexOf('\n\n')) !== -1) {
             const frame = buffer.slice(0, end);
             buffer = buffer.slice(end + 2);
-            const event = parseSseFrame(frame);
+            const { id, event } = parseSseFrame(frame);
+            if (id !== undefined) lastEventId = id;
             if (event !== undefined) listener(event);
           }
         }
@@ -213,18 +221,26 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
 const MAX_EVENT_CHARS = 64 * 1024;
 const EVENT_RETRY_MS = 3_000;
 
-/** One SSE frame (`event: name` + `data: json` lines) as a validated event; comments and unknown events are dropped. */
-function parseSseFrame(frame: string): BridgeEvent | undefined {
+/** The server's positions: what `Last-Event-ID` may echo (anything else is not kept). */
+const EVENT_ID = /^[0-9a-f]{16}-\d{1,15}$/;
+
+/**
+ * One SSE frame (`id: position`, `event: name`, `data: json` lines): its position, and the
+ * validated event; comments and unknown events are dropped (their position still counts).
+ */
+function parseSseFrame(frame: string): { id: string | undefined; event: BridgeEvent | undefined } {
   let name: string | undefined;
+  let id: string | undefined;
   let data = '';
   for (const line of frame.split('\n')) {
     if (line.startsWith('event: ')) name = line.slice(7);
     else if (line.startsWith('data: ')) data += line.slice(6);
+    else if (line.startsWith('id: ') && EVENT_ID.test(line.slice(4))) id = line.slice(4);
   }
-  if (name === undefined) return undefined;
+  if (name === undefined) return { id, event: undefined };
   try {
-    return parseBridgeEvent(name, parseStrictJson(data));
+    return { id, event: parseBridgeEvent(name, parseStrictJson(data)) };
   } catch {
-    return undefined;
+    return { id, event: undefined };
   }
 }

@@ -56,6 +56,7 @@ import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
 import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
+import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
@@ -478,10 +479,13 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   // The History, Policies and Custody-and-health views (read-only; the health view's "verify now" runs the verifier).
   const policyReloads = new PolicyReloadLog(clock);
+  const teamReads = team === undefined ? undefined : new PgRequestReads(team.store, (id) => agentColumns(registry, id));
   const history = new HistoryReader({
     db,
     searchIndex,
     proofs: auditProofs,
+    // A hub's desk shows what every hub decided (the team database).
+    ...(teamReads === undefined ? {} : { team: teamReads }),
     origin,
     // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
     noteKeys: () =>
@@ -520,6 +524,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const ui = new UiService({
     history,
+    ...(teamReads === undefined ? {} : { recentRequests: (limit: number) => teamReads.recent(limit) }),
     policyDesk,
     healthDesk,
     deskSessions,
@@ -561,6 +566,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     events: bridgeEvents.gatewayHooks(),
     // A hub's held calls may be decided on another hub: follow them through the team store.
     followOutcomes: team !== undefined,
+    // A revocation committed on any hub: its sessions here are told the calls it ended (read in the team database).
+    ...(team === undefined ? {} : { endedByRevocation: (agentId: string) => team.agents.endedByRevocation(agentId) }),
     // The active key and any key still in its rotation overlap window.
     // A team hub with a PKCS#11 key serves the team's published keys (a rotated-in key before any hub signs with it).
     jwks: () => ({ keys: teamKeys?.published(clock()) ?? signingKeys.published(config.domain, clock()) }),
@@ -577,6 +584,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   // A revocation made here (the demo, the desk) reaches the agent at once; one made by the CLI in
   // another process is found by the gateway's once-a-second session sweep.
   registry.onRevoked((agentId, ended) => gateway.agentRevoked(agentId, ended));
+  // A hub: a revocation committed on any hub ends the agent's sessions here as soon as the replica applies it.
+  team?.directory.onRevoked((agentId) => gateway.checkSessions(agentId));
   let bound: { host: string; port: number };
   try {
     bound = await gateway.listen();

@@ -67,6 +67,12 @@ export interface GatewayDeps {
    * this one by LISTEN/NOTIFY). The embedded default pushes from the approval service instead.
    */
   followOutcomes?: boolean;
+  /**
+   * The held calls a revocation of the agent ended, read where they were ended (team hubs: the
+   * team database, since the revocation may have been committed on another hub). Default: the
+   * registry's local rows.
+   */
+  endedByRevocation?: (agentId: string) => Promise<DecisionResult[]>;
   /** Push events for the UI bridge: a call now waits for approvers; a held call reached its end. */
   events?: { pending(agentId: string, result: DecisionResult): void; decided(agentId: string, result: DecisionResult): void };
 }
@@ -102,6 +108,8 @@ export class Gateway {
   private maintaining = false;
   /** Held calls followed to their end (followOutcomes), by request id. */
   private readonly following = new Map<string, AbortController>();
+  /** Agents whose revoked sessions wait for the ended calls to be read (endedByRevocation), so they are read once. */
+  private readonly ending = new Set<string>();
 
   /** The HTTP edge's route table: the gateway's rows (/healthz, JWKS) and the app's. */
   readonly routeTable: readonly HttpRoute[];
@@ -278,9 +286,43 @@ export class Gateway {
         verdicts.set(kid, verdict);
       }
       if (verdict === null) continue;
+      if (verdict.code === 'agent_revoked' && this.deps.endedByRevocation !== undefined) {
+        this.endRevoked(agentId, this.deps.endedByRevocation);
+        continue;
+      }
       if (verdict.code === 'agent_revoked') ended ??= this.deps.registry.endedByRevocation(agentId);
       this.endSession(c, null, verdict, verdict.code === 'agent_revoked' ? (ended ?? []) : []);
     }
+  }
+
+  /**
+   * Check the agent's live sessions now, as the sweep does (team hubs: the directory replica
+   * applied a revocation committed on any hub, so its sessions end at once, not at the next sweep).
+   */
+  checkSessions(agentId: string): void {
+    const conns = this.byAgent.get(agentId);
+    if (conns !== undefined) this.sweepAgent(agentId, conns, this.clock());
+  }
+
+  /**
+   * End every session of a revoked agent once the calls its revocation ended are read, so each
+   * is told of them before it closes (4004). A failed read still closes them (fail closed), told
+   * nothing; the calls stay denied where they were ended.
+   */
+  private endRevoked(agentId: string, read: (agentId: string) => Promise<DecisionResult[]>): void {
+    if (this.ending.has(agentId)) return;
+    this.ending.add(agentId);
+    const end = (ended: DecisionResult[]) => {
+      this.ending.delete(agentId);
+      const error = new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`);
+      for (const c of this.byAgent.get(agentId) ?? []) this.endSession(c, null, error, ended);
+    };
+    read(agentId).then(end, (error: unknown) => {
+      this.deps.log(
+        `reading the calls the revocation of ${agentId} ended failed (its sessions close untold): ${error instanceof Error ? error.message : String(error)}`,
+      );
+      end([]);
+    });
   }
 
   // ---- HTTP ----

@@ -17,6 +17,7 @@ import type { EnrollmentPayload } from '../../../shared/enrollment.js';
 import type { DecisionResult } from '../../../shared/protocol.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { parseStoredJson } from '../store/stored-json.js';
+import { storeError } from '../store/pg/pg-errors.js';
 
 export class TeamAgents {
   constructor(
@@ -185,6 +186,40 @@ export class TeamAgents {
     });
     if (ended.length > 0 || this.registry.getAgent(agentId)?.status === 'revoked') this.registry.announceRevocation(agentId, ended);
     return ended;
+  }
+
+  /**
+   * The held calls the agent's revocation ended, as the agent is told of them, read in the team
+   * database (the revocation may have been committed on another hub): the agent's requests
+   * denied at its revocation's instant with its reason, as revoke() writes them. Empty when the
+   * agent is not revoked.
+   */
+  async endedByRevocation(agentId: string): Promise<DecisionResult[]> {
+    const pool = this.directory.pool;
+    try {
+      const { rows } = await pool.query<{ row: string }>("SELECT row FROM directory_agents WHERE id = $1 AND status = 'revoked'", [
+        agentId,
+      ]);
+      const found = rows[0];
+      if (found === undefined) return [];
+      const agent = storedRow(found.row);
+      const reasons = [`agent revoked: ${String(agent.revoked_reason ?? '')}`];
+      const ended = await pool.query<EndedRow>(
+        `SELECT id, tool, call_sha256, policy_hash, determining_policies FROM requests
+         WHERE agent_id = $1 AND state = 'denied' AND decided_at = $2 AND reasons = $3 ORDER BY id COLLATE "C"`,
+        [agentId, agent.revoked_at, JSON.stringify(reasons)],
+      );
+      return ended.rows.map((row) => ({
+        requestId: row.id,
+        decision: 'deny',
+        state: 'denied',
+        reasons,
+        determiningPolicies: parseStoredJson(row.determining_policies) as string[],
+        policyHash: row.policy_hash,
+      }));
+    } catch (error) {
+      throw storeError(error, 'reading the calls a revocation ended');
+    }
   }
 
   /** Give an agent a person as owner (any handle of theirs; the approver id is stored), on every hub. */

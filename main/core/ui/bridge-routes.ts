@@ -128,7 +128,16 @@ export function bridgeRoutes(service: BridgeServer, events: BridgeEventHub, opti
   return routes;
 }
 
-/** Server-Sent Events: `event: <name>` and `data: <json>` per pushed event until the client goes away. */
+/** The longest `Last-Event-ID` looked at (a position is ~35 characters); longer ones count as unknown. */
+const MAX_LAST_EVENT_ID_CHARS = 64;
+
+/**
+ * Server-Sent Events: `id: <position>`, `event: <name>` and `data: <json>` per pushed event until
+ * the client goes away. A client that reconnects with `Last-Event-ID` first gets the events it
+ * missed from the hub's ring, or one `resync` event when the ring cannot cover its gap; a first
+ * connection gets the current position (an `id:` line) so even a stream that saw no event can
+ * resume from where it opened.
+ */
 function streamEvents(
   req: IncomingMessage,
   res: ServerResponse,
@@ -154,9 +163,18 @@ function streamEvents(
     res.write(text);
     if (res.writableLength > maxBuffered) res.destroy();
   };
-  send(': countersign events\n\n');
-  const write = (event: BridgeEvent) => send(`event: ${event.name}\ndata: ${JSON.stringify(event.data)}\n\n`);
-  const unsubscribe = events.subscribe(write);
+  const frame = (event: BridgeEvent, seq: number) =>
+    `id: ${events.position(seq)}\nevent: ${event.name}\ndata: ${JSON.stringify(event.data)}\n\n`;
+  // What was missed and the live subscription are taken in one synchronous step: no event falls between.
+  const header = req.headers['last-event-id'];
+  const lastEventId = typeof header === 'string' && header.length <= MAX_LAST_EVENT_ID_CHARS ? header : undefined;
+  const missed = header === undefined ? undefined : events.since(lastEventId ?? '');
+  const unsubscribe = events.subscribe((event, seq) => send(frame(event, seq)));
+  let opening = `: countersign events\n`;
+  if (missed === undefined) opening += `id: ${events.position()}\n\n`;
+  else if (missed.kind === 'resync') opening += `\n${frame({ name: 'resync', data: {} }, events.latest)}`;
+  else opening += `\n${missed.events.map((entry) => frame(entry.event, entry.seq)).join('')}`;
+  send(opening);
   const keepAlive = setInterval(() => send(': keep-alive\n\n'), keepAliveMs);
   keepAlive.unref();
   let done = false;

@@ -72,7 +72,8 @@ export function useAdminProposals(
     loadRef.current = load;
     load();
     const unsubscribe = bridge.subscribe((event) => {
-      if (event.name === 'adminProposal') load();
+      // `resync`: the event stream came back after a gap it cannot replay.
+      if (event.name === 'adminProposal' || event.name === 'resync') load();
     });
     const visible = () => {
       if (document.visibilityState === 'visible') load();

@@ -241,7 +241,8 @@ export function RequestView({ bridge, session, navigate, requestId }: DeskViewPr
     void load();
     const tick = window.setInterval(() => setNow(Date.now()), 1000);
     const unsubscribe = bridge.subscribe((event) => {
-      if (event.name === 'decided' || (event.name === 'pending' && event.data.requestId === requestId)) void load();
+      if (event.name === 'decided' || event.name === 'resync' || (event.name === 'pending' && event.data.requestId === requestId))
+        void load();
     });
     return () => {
       window.clearInterval(tick);

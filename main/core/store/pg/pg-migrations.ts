@@ -230,4 +230,37 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX requests_queue_by_age ON requests(created_at, id COLLATE "C") WHERE state = 'pending' AND group_id IS NULL;
   CREATE INDEX requests_approval_history ON requests(decided_at DESC, id COLLATE "C") WHERE obligation IS NOT NULL AND state <> 'pending' AND group_id IS NULL;
   `,
+  // 6: the desk's History and recent activity on hubs read every hub's requests (ui/history-reader.ts,
+  // store/pg/pg-request-reads.ts): keyed pages of decided requests by decision time, with the
+  // SQLite filters (state, tool, agent; the agent one also finds the calls a revocation ended),
+  // the newest requests, and the History search: a trigram index (pg_trgm, trusted since
+  // PostgreSQL 13) over the searched text, so a substring search (ILIKE) reads the index.
+  `
+  CREATE EXTENSION IF NOT EXISTS pg_trgm;
+  CREATE INDEX requests_decided ON requests(decided_at DESC, id COLLATE "C") WHERE state <> 'pending';
+  CREATE INDEX requests_decided_by_state ON requests(state, decided_at DESC, id COLLATE "C") WHERE state <> 'pending';
+  CREATE INDEX requests_decided_by_tool ON requests(tool, decided_at DESC, id COLLATE "C") WHERE state <> 'pending';
+  CREATE INDEX requests_decided_by_agent ON requests(agent_id, decided_at DESC, id COLLATE "C") WHERE state <> 'pending';
+  CREATE INDEX requests_recent ON requests(created_at DESC, id COLLATE "C");
+  CREATE FUNCTION request_search_text(id text, agent_id text, tool text, call_json text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN id || ' ' || agent_id || ' ' || tool || ' ' || coalesce(call_json::jsonb #>> '{params,payee}', '');
+  CREATE INDEX requests_search ON requests USING gin (request_search_text(id, agent_id, tool, call_json) gin_trgm_ops) WHERE state <> 'pending';
+  `,
+  // 7: a call's text as jsonb without failing: jsonb refuses the escape \u0000, which canonical
+  // JSON writes for U+0000 in any string of a call, so migration 6's search index made every
+  // request holding one impossible to decide, deny or end (a revocation of its agent failed).
+  // request_call_jsonb reads it with each \u0000 escape (one not itself escaped: an even run of
+  // backslashes before it) as \ufffd; the search text and the History's payee read through it.
+  String.raw`
+  DROP INDEX requests_search;
+  CREATE FUNCTION request_call_jsonb(call_json text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (CASE WHEN strpos(call_json, '\u0000') = 0 THEN call_json
+      ELSE regexp_replace(call_json, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g') END)::jsonb;
+  CREATE OR REPLACE FUNCTION request_search_text(id text, agent_id text, tool text, call_json text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN id || ' ' || agent_id || ' ' || tool || ' ' || coalesce(request_call_jsonb(call_json) #>> '{params,payee}', '');
+  CREATE INDEX requests_search ON requests USING gin (request_search_text(id, agent_id, tool, call_json) gin_trgm_ops) WHERE state <> 'pending';
+  `,
 ];
