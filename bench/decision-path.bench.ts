@@ -97,7 +97,7 @@ export function mixedCall(kind: 'finance' | 'deploy', rng: () => number, payees:
   };
 }
 
-async function connectAll(
+export async function connectAll(
   port: number,
   agents: BenchAgent[],
   batch = 50,
@@ -141,7 +141,7 @@ function summarise(latencies: number[], errors: number, outcomes: Record<string,
  * Every answer counts as a decision (allow, pending or deny: the policy decided it); an error
  * does not.
  */
-async function closedLoop(
+export async function closedLoop(
   clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>,
   seconds: number,
   concurrency: number,
@@ -179,7 +179,7 @@ async function closedLoop(
  * connected agents, so latency is measured at a stated offered load instead of at saturation
  * (where, by Little's law, a closed loop's latency is just concurrency / throughput).
  */
-async function openLoop(
+export async function openLoop(
   clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>,
   seconds: number,
   totalPerSecond: number,

@@ -56,6 +56,7 @@ import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
 import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
+import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
@@ -478,10 +479,13 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   // The History, Policies and Custody-and-health views (read-only; the health view's "verify now" runs the verifier).
   const policyReloads = new PolicyReloadLog(clock);
+  const teamReads = team === undefined ? undefined : new PgRequestReads(team.store, (id) => agentColumns(registry, id));
   const history = new HistoryReader({
     db,
     searchIndex,
     proofs: auditProofs,
+    // A hub's desk shows what every hub decided (the team database).
+    ...(teamReads === undefined ? {} : { team: teamReads }),
     origin,
     // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
     noteKeys: () =>
@@ -520,6 +524,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const ui = new UiService({
     history,
+    ...(teamReads === undefined ? {} : { recentRequests: (limit: number) => teamReads.recent(limit) }),
     policyDesk,
     healthDesk,
     deskSessions,

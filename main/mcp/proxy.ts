@@ -34,7 +34,7 @@ import { MemoryJtiStore, verifyApprovalToken, type JwkLike } from '../../shared/
 import type { DecisionResult } from '../../shared/protocol.js';
 import { requiredApprovers } from '../../shared/quorum.js';
 import { mapCall, type MappedCall, type MappingFile } from './mapping.js';
-import { HoldStore } from './hold-store.js';
+import { HoldStore, type HoldState } from './hold-store.js';
 import { getJson, tlsWebSocketFactory, type TlsTrust } from './tls-trust.js';
 import { nodeVerifySignature } from './node-signature.js';
 
@@ -46,6 +46,8 @@ export const OUTCOME_META_KEY = 'dev.countersign/outcome';
 export const PROVENANCE_META_KEY = 'dev.countersign/provenance';
 
 export const DEFAULT_MAX_ARGUMENT_BYTES = 48 * 1024;
+/** How long `close` waits for Countersign answers on their way (a host's stop grace is usually longer). */
+export const DEFAULT_CLOSE_DRAIN_MS = 3_000;
 /** How long a tool server's roots/list waits for the first host connection to finish its handshake. */
 export const ROOTS_WAIT_MS = 10_000;
 /** The key of the URL-mode elicitation a held call asks the host to open (2026-07-28). */
@@ -64,16 +66,33 @@ interface DeskState {
 type ToolAnswer = CallToolResult | InputRequiredResult;
 
 /**
+ * A host request waiting for a call's answer: the one that started the call, or an identical
+ * retry that joined it. Each leaves on its own cancel (notifications/cancelled, its host's
+ * connection closing, its client's timeout: the SDK aborts `signal` for all three).
+ */
+interface Waiter {
+  signal: AbortSignal;
+  /** This host's progress token, when it sent one: a held call's progress goes to every waiter. */
+  progressToken: string | number | undefined;
+  notify: ServerContext['mcpReq']['notify'];
+}
+
+/**
  * One call being decided or run. `held` is undefined until Countersign's answer has reached the
- * proxy (and, if held, the hold store has its request id); `decided` resolves then.
+ * proxy (and, if held, the hold store has its request id); `decided` resolves then. The call
+ * keeps going while any waiter is left; `abandoned` aborts when the last one leaves, which ends
+ * the wait for approvers and stops the call from being forwarded (the hold stays durable).
  */
 interface InFlightCall {
   work: Promise<ToolAnswer>;
   held: boolean | undefined;
   decided: Promise<void>;
-  /** The host request that started it: a retry joins it only while that host still waits. */
-  signal: AbortSignal;
+  waiters: Set<Waiter>;
+  abandoned: AbortController;
 }
+
+/** What `untilAborted` gives when the signal aborted first. */
+const CANCELLED = Symbol('cancelled');
 
 export interface ApprovalMeta {
   token: string;
@@ -104,6 +123,8 @@ export interface McpProxyOptions {
    * the signed envelope under the gateway's default 64 KiB message limit; raise both together).
    */
   maxArgumentBytes?: number;
+  /** How long stopping waits for Countersign answers still on their way, to record holds (default 3 s). */
+  closeDrainMs?: number;
   /** Timeout for one forwarded call to the tool server (default 10 minutes). */
   downstreamTimeoutMs?: number;
   webSocket?: WebSocketFactory;
@@ -556,10 +577,27 @@ export class McpProxy {
     );
   }
 
+  /**
+   * Stop: the host connections first (every waiting request is aborted), then, for at most
+   * `closeDrainMs`, the Countersign answers still on their way, so a call held the moment its
+   * host left is recorded in the state file and its retry finds the request whatever approvers
+   * decide meanwhile (docs/mcp.md, "The recording window"); then Countersign and the tool server.
+   */
   async close(): Promise<void> {
     this.closed = true;
-    this.agent.close();
     for (const server of this.servers) await server.close().catch(() => undefined);
+    const onTheWay = [...this.inFlight.values()].filter((entry) => entry.held === undefined).map((entry) => entry.decided);
+    if (onTheWay.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(onTheWay),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, this.options.closeDrainMs ?? DEFAULT_CLOSE_DRAIN_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.agent.close();
     await this.client.close().catch(() => undefined);
   }
 
@@ -636,17 +674,30 @@ export class McpProxy {
     // - its answer from Countersign is on the way: wait for it. The host may have left in the
     //   meantime (cancelled, disconnected); the first call still records the hold when the answer
     //   arrives, and this one then finds the request in the hold store instead of making a second;
-    // - held, its host still waiting: join it (one request, one execution, one result);
-    // - held, its host gone: it ends at once; then this call waits on the request itself;
+    // - held, someone still waiting: join it (one request, one execution, one result each);
+    // - held, everyone gone: it ends at once; then this call waits on the request itself;
     // - automatically decided: decided afresh (an allow is never shared or replayed).
+    // Every wait here ends on this request's own cancel too: a retry whose host gave up asks
+    // Countersign nothing and forwards nothing.
+    const signal = ctx.mcpReq.signal;
     for (;;) {
       const running = this.inFlight.get(key);
       if (running === undefined) break;
-      if (running.held === undefined) await running.decided;
-      else if (running.held && !running.signal.aborted) return running.work;
-      else if (running.held) await running.work.catch(() => undefined);
-      else break;
+      if (running.held === undefined) {
+        if ((await untilAborted(running.decided, signal)) === CANCELLED) return cancelledAnswer();
+      } else if (running.held && !running.abandoned.signal.aborted) {
+        return this.join(running, ctx);
+      } else if (running.held) {
+        if (
+          (await untilAborted(
+            running.work.catch(() => undefined),
+            signal,
+          )) === CANCELLED
+        )
+          return cancelledAnswer();
+      } else break;
     }
+    if (signal.aborted) return cancelledAnswer();
     let decided: () => void = () => undefined;
     const entry: InFlightCall = {
       work: Promise.resolve<ToolAnswer>(toolError('internal', { code: 'internal_error' })),
@@ -654,18 +705,40 @@ export class McpProxy {
       decided: new Promise((resolve) => {
         decided = resolve;
       }),
-      signal: ctx.mcpReq.signal,
+      waiters: new Set(),
+      abandoned: new AbortController(),
     };
     const onDecided = (held: boolean) => {
       entry.held ??= held;
       decided();
     };
-    entry.work = this.decideAndForward(name, args, mapped, key, digest, echoed, ctx, sessionId, onDecided).finally(() => {
+    const answer = this.join(entry, ctx);
+    entry.work = this.decideAndForward(name, args, mapped, key, digest, echoed, ctx, sessionId, entry, onDecided).finally(() => {
       onDecided(false);
       if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
     });
     this.inFlight.set(key, entry);
-    return entry.work;
+    return answer;
+  }
+
+  /**
+   * Wait for a call's answer as one of its waiters: the answer, or at once on this request's own
+   * cancel (the SDK sends nothing for a cancelled request). The last waiter to leave abandons the
+   * call.
+   */
+  private async join(entry: InFlightCall, ctx: ServerContext): Promise<ToolAnswer> {
+    const waiter: Waiter = { signal: ctx.mcpReq.signal, progressToken: ctx.mcpReq._meta?.progressToken, notify: ctx.mcpReq.notify };
+    entry.waiters.add(waiter);
+    try {
+      // `work` is assigned after the first waiter joins (so it is never abandoned before it
+      // starts): read it a tick later.
+      await Promise.resolve();
+      const answer = await untilAborted(entry.work, waiter.signal);
+      return answer === CANCELLED ? cancelledAnswer() : answer;
+    } finally {
+      entry.waiters.delete(waiter);
+      if (entry.waiters.size === 0 && waiter.signal.aborted) entry.abandoned.abort();
+    }
   }
 
   /**
@@ -681,9 +754,10 @@ export class McpProxy {
     echoed: DeskState | undefined,
     ctx: ServerContext,
     sessionId: string,
+    entry: InFlightCall,
     onDecided: (held: boolean) => void,
   ): Promise<ToolAnswer> {
-    let previous: { state: 'held' | 'executing' | 'done'; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
+    let previous: { state: HoldState; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
     // A 2026-07-28 retry names its request in the sealed state: found even without the hold file.
     if (!previous && echoed) previous = { state: 'held', requestId: echoed.requestId };
     if (previous?.state === 'done') {
@@ -692,6 +766,10 @@ export class McpProxy {
         'This exact call was already run once with its approval, and its result is no longer available. It was not run again.',
         { code: 'mcp_already_executed', requestId: previous.requestId },
       );
+    }
+    if (previous?.state === 'denied') {
+      // An approver declined this exact call: a retry gets that answer, not a second prompt.
+      return this.denial({ requestId: previous.requestId, state: 'denied' }, true);
     }
     if (previous?.state === 'executing') {
       // The proxy stopped (or the host cancelled) while this approved call was being forwarded:
@@ -746,7 +824,7 @@ export class McpProxy {
           { code: 'timeout', requestId: decision.requestId },
         );
       }
-      const settled = await this.waitWhileHeld(decision, ctx);
+      const settled = await this.waitWhileHeld(decision, entry);
       if (settled === 'cancelled') {
         return toolError(
           `The call is still waiting for approval (request ${decision.requestId}). Retrying the same call later picks up the same request.`,
@@ -759,9 +837,16 @@ export class McpProxy {
     }
 
     if (decision.state === 'denied' || decision.state === 'expired' || decision.decision === 'deny') {
-      this.holds.delete(key);
+      // An approver's denial is kept like a result (identical retries within the window get it);
+      // an expiry is not (a retry asks again), nor a policy denial (decided afresh, as ever).
+      if (held && decision.state === 'denied') this.holds.set(key, decision.requestId, 'denied');
+      else this.holds.delete(key);
       return this.denial(decision, held);
     }
+    // Every host waiting for this call has gone (cancelled, disconnected, timed out) before it
+    // could run: it is not forwarded, and its token is not touched. A held call's record stays, so
+    // a retry finds the decided request and runs it once with that approval.
+    if (entry.abandoned.signal.aborted) return cancelledAnswer(held ? decision.requestId : undefined);
     if (!decision.token) {
       this.holds.delete(key);
       return toolError('Countersign allowed the call but sent no approval token, so the tool was not run.', {
@@ -809,7 +894,8 @@ export class McpProxy {
         { name, arguments: args, _meta: { [APPROVAL_META_KEY]: meta as unknown as JsonObject } },
         {
           timeout: this.options.downstreamTimeoutMs ?? 600_000,
-          signal: ctx.mcpReq.signal,
+          // Cancelled only when every waiting host has gone (a retry that joined keeps it going).
+          signal: entry.abandoned.signal,
           // The tool server's progress reaches the host under the host's token. Not for a held
           // call: its progress already counted approvals and must keep growing.
           ...(progressToken === undefined || held
@@ -822,7 +908,9 @@ export class McpProxy {
         },
       );
     } catch (error) {
-      this.holds.delete(key);
+      // Cancelled mid-flight by every host: the tool server may have acted, so a held call's
+      // record stays `executing` (a retry gets mcp_already_executed, never a second run).
+      if (!(held && entry.abandoned.signal.aborted)) this.holds.delete(key);
       this.log(`mcp-proxy: forwarding ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
       return toolError(
         'The tool server failed before it answered. The call may or may not have taken effect; its approval is used up, so retrying asks for a new one.',
@@ -865,8 +953,17 @@ export class McpProxy {
    * fraction below the next whole approval). Ends on a decision, on expiry, or when the host
    * cancels (the request stays durable in Countersign; a retry finds it).
    */
-  private async waitWhileHeld(first: DecisionResult, ctx: ServerContext): Promise<DecisionResult | CountersignError | 'cancelled'> {
-    const progressToken = ctx.mcpReq._meta?.progressToken;
+  private async waitWhileHeld(first: DecisionResult, entry: InFlightCall): Promise<DecisionResult | CountersignError | 'cancelled'> {
+    const signal = entry.abandoned.signal;
+    // Every waiting host is told, each under its own progress token (a retry that joined too).
+    const tell = async (progress: number, total: number, message: string) => {
+      for (const waiter of entry.waiters) {
+        if (waiter.progressToken === undefined || waiter.signal.aborted) continue;
+        await waiter
+          .notify({ method: 'notifications/progress', params: { progressToken: waiter.progressToken, progress, total, message } })
+          .catch(() => undefined);
+      }
+    };
     const pollMs = this.options.holdPollMs ?? 2_000;
     let beats = 0;
     let lastReceived = -1;
@@ -879,37 +976,31 @@ export class McpProxy {
       first.mergedInto === undefined
         ? ''
         : `, asked together with the identical request ${first.mergedInto.requestId}: approvers decide once for all ${first.mergedInto.size}`;
-    while (!ctx.mcpReq.signal.aborted) {
+    while (!signal.aborted) {
       if (current.state !== 'pending') {
         // The last step the host sees before the result: the quorum complete ("2 of 2"), the
         // whole of `total`, so a progress bar ends full and the count the host saw climbs to it.
-        if (progressToken !== undefined && current.state === 'approved') {
-          const message = `approved: ${required} of ${required} (request ${current.requestId})`;
-          await ctx.mcpReq
-            .notify({ method: 'notifications/progress', params: { progressToken, progress: required, total: required, message } })
-            .catch(() => undefined);
-        }
+        if (current.state === 'approved')
+          await tell(required, required, `approved: ${required} of ${required} (request ${current.requestId})`);
         return current;
       }
       required = requiredOf(current.approval);
       const received = current.approval?.received ?? 0;
-      if (progressToken !== undefined) {
-        if (received !== lastReceived) beats = 0;
-        else beats++;
-        lastReceived = received;
-        const progress = received + (beats === 0 ? 0 : 0.5 * (1 - 0.5 ** beats));
-        const message = `waiting for ${required} approver${required === 1 ? '' : 's'}: ${received} of ${required} (request ${current.requestId}${joined}; approvers decide in ${desk})`;
-        await ctx.mcpReq
-          .notify({ method: 'notifications/progress', params: { progressToken, progress, total: required, message } })
-          .catch(() => undefined);
-      }
+      if (received !== lastReceived) beats = 0;
+      else beats++;
+      lastReceived = received;
+      const progress = received + (beats === 0 ? 0 : 0.5 * (1 - 0.5 ** beats));
+      await tell(
+        progress,
+        required,
+        `waiting for ${required} approver${required === 1 ? '' : 's'}: ${received} of ${required} (request ${current.requestId}${joined}; approvers decide in ${desk})`,
+      );
       try {
-        current = await Promise.race([
-          this.agent.waitForDecision(current.requestId, { timeoutMs: pollMs }),
-          abortPromise(ctx.mcpReq.signal),
-        ]);
+        const next = await untilAborted(this.agent.waitForDecision(current.requestId, { timeoutMs: pollMs }), signal);
+        if (next === CANCELLED) return 'cancelled';
+        current = next;
       } catch (error) {
-        if (ctx.mcpReq.signal.aborted) return 'cancelled';
+        if (signal.aborted) return 'cancelled';
         if (isCountersignError(error, 'timeout')) {
           try {
             current = await this.agent.getRequest(current.requestId);
@@ -924,7 +1015,7 @@ export class McpProxy {
     return 'cancelled';
   }
 
-  private denial(decision: DecisionResult, wasHeld: boolean): CallToolResult {
+  private denial(decision: Pick<DecisionResult, 'requestId' | 'state'>, wasHeld: boolean): CallToolResult {
     if (decision.state === 'expired') {
       return toolError(
         `No approver decided in time and the approval window closed (request ${decision.requestId}). The tool was not run. Retry the call to ask again.`,
@@ -1025,9 +1116,38 @@ function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
-function abortPromise(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(new Error('aborted'));
-    signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+/**
+ * `promise`'s value, or CANCELLED as soon as `signal` aborts (already aborted: at once). The
+ * listener is removed when the promise settles, so a long hold polled every few seconds does not
+ * pile listeners up on the request's signal.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | typeof CANCELLED> {
+  if (signal.aborted) return Promise.resolve(CANCELLED);
+  return new Promise<T | typeof CANCELLED>((resolve, reject) => {
+    const onAbort = () => resolve(CANCELLED);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
   });
+}
+
+/**
+ * The answer to a tools/call whose host cancelled it (or left, or timed out). The SDK sends no
+ * response for a cancelled request; this only ends the handler.
+ */
+function cancelledAnswer(requestId?: string): CallToolResult {
+  return toolError(
+    requestId === undefined
+      ? 'The call was cancelled by the host before it ran. The tool was not run.'
+      : `The call was cancelled by the host before it ran (request ${requestId}). The tool was not run; retrying the same call picks up the same request.`,
+    requestId === undefined ? { code: 'timeout' } : { code: 'timeout', requestId },
+  );
 }

@@ -18,7 +18,7 @@ import type { CallToolResult } from '@modelcontextprotocol/client';
 import { AgentClient } from '../../shared/agent-client.js';
 import { computeCallDigest } from '../../shared/approval-token.js';
 import { mapCall, parseMapping } from '../../main/mcp/mapping.js';
-import { APPROVAL_META_KEY, McpProxy, OUTCOME_META_KEY } from '../../main/mcp/proxy.js';
+import { APPROVAL_META_KEY, McpProxy, OUTCOME_META_KEY, type CallStage } from '../../main/mcp/proxy.js';
 import { nodeWebSocket } from '../helpers/harness.js';
 import {
   EVERYTHING_SERVER,
@@ -518,6 +518,152 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     expect(textOf(await retried)).toContain(`approved by Countersign request ${prompts[0]!.requestId}`);
     expect(ledgerLines(dir)).toHaveLength(1);
     expect(seam.submits()).toBe(1);
+  });
+
+  // A retry of a call decided while its host was away: it gets that decision, never a second
+  // prompt or a second run. The proxy stopping inside the recording window waits (closeDrainMs)
+  // for the answers on their way, so the holds are recorded even though approvers decide (which
+  // seals and ends the groups a byte-equal retry could otherwise join) before the retry comes.
+  it('the host leaves before the held answers reach the proxy and approvers decide both meanwhile; the retries get the approval (run once) and the denial, with no new prompt', async () => {
+    const { dir, stateFile } = caseDir();
+    const approved = { amount: '290.00', payee: 'Initech LLC' };
+    const declined = { amount: '291.00', payee: 'Initech LLC' };
+    const seam = withholdSubmitAnswers();
+    const first = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir), webSocket: seam.factory });
+    const abandoned = [approved, declined].map((args) =>
+      first.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 }).catch((error: unknown) => error),
+    );
+    const requestOf = async (amount: string) =>
+      (await m.pending()).find((p) => p.tool === 'payments.pay' && p.params.amount === amount)?.requestId;
+    await seam.withheld;
+    const approvedId = await waitFor(() => requestOf('290.00'), 'the first held payment');
+    const declinedId = await waitFor(() => requestOf('291.00'), 'the second held payment');
+    const stopping = first.close(); // the host leaves; the proxy stops once the answers are in
+    for (const call of abandoned) expect(await call).toBeInstanceOf(Error);
+    expect(await m.approve(approvedId, 'carol')).toMatchObject({ state: 'approved' });
+    expect(await m.approve(declinedId, 'carol', 'deny')).toMatchObject({ state: 'denied' });
+    seam.release(); // the answers (both "pending") reach the stopping proxy
+    await stopping;
+    const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { entries: Array<{ requestId: string; state: string }> };
+    expect(state.entries.map((e) => [e.requestId, e.state]).sort()).toEqual(
+      [
+        [approvedId, 'held'],
+        [declinedId, 'held'],
+      ].sort(),
+    );
+
+    const counting = withholdSubmitAnswers();
+    counting.release(); // counts the proxy's submits, holds nothing back
+    const second = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir), webSocket: counting.factory });
+    const paid = await second.client.callTool({ name: 'pay', arguments: approved }, { timeout: 120_000 });
+    expect(textOf(paid)).toContain(`paid "290.00" to "Initech LLC" (approved by Countersign request ${approvedId}`);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const refused = await second.client.callTool({ name: 'pay', arguments: declined }, { timeout: 120_000 });
+      expect(outcomeOf(refused)).toEqual({ code: 'mcp_call_denied', requestId: declinedId });
+      expect(textOf(refused)).toContain('An approver declined this call');
+    }
+    expect(counting.submits()).toBe(0);
+    expect((await m.pending()).filter((p) => p.tool === 'payments.pay' && ['290.00', '291.00'].includes(String(p.params.amount)))).toEqual(
+      [],
+    );
+    expect(ledgerLines(dir)).toEqual([expect.stringContaining('"290.00"')]);
+  });
+
+  // A retry waits on the first attempt's answer (in flight, or held for approvers); it must still
+  // end on its own cancel. notifications/cancelled, the host's connection closing and the
+  // client's own timeout all abort the same request signal in the SDK (Protocol._oncancel,
+  // _onclose); the cases below use the first two.
+  it("a retry waiting for the first attempt's answer ends at once on its own cancel; the abandoned call is neither submitted again nor run", async () => {
+    const { dir, stateFile } = caseDir();
+    const args = { amount: '13.00', payee: 'Acme Ltd' }; // allowed at once by the policy
+    const seam = withholdSubmitAnswers();
+    const stages: CallStage[] = [];
+    const count = (stage: CallStage) => stages.filter((s) => s === stage).length;
+    const h = await host({
+      map: MAPS.payments,
+      stateFile,
+      ...paymentsServer(dir),
+      webSocket: seam.factory,
+      onStage: (s) => stages.push(s),
+    });
+    const firstCancel = new AbortController();
+    const first = h.client
+      .callTool({ name: 'pay', arguments: args }, { timeout: 120_000, signal: firstCancel.signal })
+      .catch((error: unknown) => error);
+    await seam.withheld; // decided by Countersign, its answer held back at the proxy's socket
+    const retryCancel = new AbortController();
+    const retry = h.client
+      .callTool({ name: 'pay', arguments: args }, { timeout: 120_000, signal: retryCancel.signal })
+      .catch((error: unknown) => error);
+    await waitFor(() => (count('prepared') === 2 ? true : undefined), 'the retry to reach the proxy');
+    retryCancel.abort(); // notifications/cancelled for the retry alone
+    expect(await retry).toBeInstanceOf(Error);
+    // The retry's handler ends while the first answer is still held back (it used to wait for it).
+    await waitFor(() => (count('answered') === 1 ? true : undefined), "the retry's handler to end on its cancel");
+    expect(count('decided')).toBe(0);
+    firstCancel.abort();
+    expect(await first).toBeInstanceOf(Error);
+    await waitFor(() => (count('answered') === 2 ? true : undefined), "the first call's handler to end on its cancel");
+
+    // The answer arrives after both hosts gave up: the allowed call is not forwarded, and nobody submits it again.
+    seam.release();
+    await waitFor(() => (count('decided') === 1 ? true : undefined), 'the withheld answer to reach the proxy');
+    const fresh = await h.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 });
+    expect(textOf(fresh)).toMatch(/^paid "13.00" to "Acme Ltd"/);
+    expect(seam.submits()).toBe(2); // the first attempt's and the fresh call's, none for the cancelled retry
+    expect(ledgerLines(dir)).toHaveLength(1);
+  });
+
+  it('a retry that joined a held call ends alone on its own cancel, and keeps the call going when the first host leaves; one request, one payment', async () => {
+    const { dir, stateFile } = caseDir();
+    const args = { amount: '280.00', payee: 'Initech LLC' }; // held for a finance approver
+    const stages: CallStage[] = [];
+    const count = (stage: CallStage) => stages.filter((s) => s === stage).length;
+    const h = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir), onStage: (s) => stages.push(s) });
+    const firstProgress: string[] = [];
+    const first = h.client
+      .callTool({ name: 'pay', arguments: args }, { timeout: 120_000, onprogress: (p) => firstProgress.push(p.message ?? '') })
+      .catch((error: unknown) => error);
+    await waitFor(() => firstProgress.find((p) => p.startsWith('waiting for 1 approver: 0 of 1')), 'the first call held');
+    // A second host connection to the same proxy (another window of the host, an HTTP session).
+    const other = new Client({ name: 'test-host-2', version: '1.0.0' });
+    const [otherSide, proxySide] = InMemoryTransport.createLinkedPair();
+    await h.proxy!.createServer().connect(proxySide);
+    await other.connect(otherSide);
+    try {
+      const cancelledProgress: string[] = [];
+      const cancel = new AbortController();
+      const cancelled = other
+        .callTool(
+          { name: 'pay', arguments: args },
+          { timeout: 120_000, signal: cancel.signal, onprogress: (p) => cancelledProgress.push(p.message ?? '') },
+        )
+        .catch((error: unknown) => error);
+      // Joined: told about the same hold under its own progress token.
+      await waitFor(() => cancelledProgress.find((p) => p.startsWith('waiting for 1 approver')), 'the retry to join the hold');
+      cancel.abort();
+      expect(await cancelled).toBeInstanceOf(Error);
+      await waitFor(() => (count('answered') === 1 ? true : undefined), 'the cancelled retry to end while the first still waits');
+
+      const retryProgress: string[] = [];
+      const retried = other.callTool(
+        { name: 'pay', arguments: args },
+        { timeout: 120_000, resetTimeoutOnProgress: true, onprogress: (p) => retryProgress.push(p.message ?? '') },
+      );
+      await waitFor(() => retryProgress.find((p) => p.startsWith('waiting for 1 approver')), 'the second retry to join the hold');
+      await h.client.close(); // the first host goes away; the retry still waits
+      expect(await first).toBeInstanceOf(Error);
+
+      const prompts = (await m.pending()).filter((p) => p.tool === 'payments.pay' && p.params.amount === '280.00');
+      expect(prompts).toHaveLength(1);
+      expect(retryProgress.at(-1)).toContain(`request ${prompts[0]!.requestId};`);
+      expect(await m.approve(prompts[0]!.requestId, 'carol')).toMatchObject({ state: 'approved' });
+      expect(textOf(await retried)).toContain(`approved by Countersign request ${prompts[0]!.requestId}`);
+      expect(retryProgress.at(-1)).toBe(`approved: 1 of 1 (request ${prompts[0]!.requestId})`);
+      expect(ledgerLines(dir)).toHaveLength(1);
+    } finally {
+      await other.close();
+    }
   });
 
   it('passes a tools/list change on to the host; a tool that appears at run time stays unmapped and is refused', async () => {

@@ -76,20 +76,19 @@ describe('the request search index', () => {
     await until('the batch indexer', () => (indexed(h.app.db, requestId).includes(rowid) ? true : undefined));
     const history = historyOf(h.app.db);
     for (const text of [requestId.slice(3, 15), 'acme lt', 'finance-b'])
-      expect(history.page({ text }).rows.map((r) => r.requestId)).toContain(requestId);
+      expect((await history.page({ text })).rows.map((r) => r.requestId)).toContain(requestId);
   });
 
-  it('finds a committed request the indexer has not reached yet (a search catches the index up first)', () => {
+  it('finds a committed request the indexer has not reached yet (a search catches the index up first)', async () => {
     const db = openStore(join(tempDir(), 'c.db'));
     try {
       insertRequests(db, 'req_notyet', 3, 'Stark Industries');
       expect(indexed(db, 'stark ind')).toEqual([]); // no trigger indexed them
-      expect(
-        historyOf(db)
-          .page({ text: 'stark ind' })
-          .rows.map((r) => r.requestId)
-          .sort(),
-      ).toEqual(['req_notyet0', 'req_notyet1', 'req_notyet2']);
+      expect((await historyOf(db).page({ text: 'stark ind' })).rows.map((r) => r.requestId).sort()).toEqual([
+        'req_notyet0',
+        'req_notyet1',
+        'req_notyet2',
+      ]);
       expect(indexed(db, 'stark ind')).toHaveLength(3);
     } finally {
       db.close();

@@ -5,6 +5,7 @@ import {
   assertIJson,
   canonicalBytes,
   canonicalize,
+  canonicalizeWith,
   parseStrictJson,
   type JsonValue,
   type StrictParseOptions,
@@ -612,6 +613,25 @@ function noisyText(rng: Rng, value: JsonValue): string {
   return `${ws()}{${members.join(',')}${ws()}}${ws()}`;
 }
 
+describe('canonicalizeWith', () => {
+  it('refuses a name present in both (json_duplicate_key) and what canonicalize refuses, with the same codes', () => {
+    const codeOf = (f: () => unknown): string | undefined => {
+      try {
+        f();
+      } catch (error) {
+        return error instanceof CountersignError ? error.code : 'not a CountersignError';
+      }
+      return undefined;
+    };
+    expect(codeOf(() => canonicalizeWith({ kind: 'a' }, { kind: 'b' }))).toBe('json_duplicate_key');
+    expect(codeOf(() => canonicalizeWith({ a: Number.NaN }, { seq: 1 }))).toBe('json_non_finite');
+    expect(codeOf(() => canonicalizeWith({ a: 2 ** 60 }, { seq: 1 }))).toBe('json_unsafe_integer');
+    expect(codeOf(() => canonicalizeWith({ a: 1 }, { seq: 2 ** 60 }))).toBe('json_unsafe_integer');
+    expect(codeOf(() => canonicalizeWith({ a: '\ud800' }, { seq: 1 }))).toBe('json_lone_surrogate');
+    expect(codeOf(() => canonicalizeWith(new Date() as unknown as Record<string, unknown>, { seq: 1 }))).toBe('json_unsupported_value');
+  });
+});
+
 describe('properties over 400 seeded random values', () => {
   const rng = prng(0xc0ffee);
   const values = Array.from({ length: 400 }, () => randomValue(rng, 0));
@@ -627,6 +647,22 @@ describe('properties over 400 seeded random values', () => {
       expect(c).toBe(referenceCanonical(v));
       expect(JSON.parse(c)).toEqual(v);
     }
+  });
+
+  it('canonicalizeWith(members, extra) equals canonicalize of the merged object', () => {
+    const extraRng = prng(7);
+    let objects = 0;
+    for (const v of values) {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) continue;
+      objects++;
+      const extra: Record<string, JsonValue> = {};
+      // Names that sort before, between and after the object's own, none of them its own.
+      for (const name of ['', 'at', 'kind', 'seq', '\u{1f600}', `m${Math.floor(extraRng() * 1e6)}`])
+        if (!Object.hasOwn(v, name)) extra[name] = randomValue(extraRng, 1);
+      expect(canonicalizeWith(v, extra)).toBe(canonicalize({ ...v, ...extra }));
+      expect(canonicalizeWith(v, {})).toBe(canonicalize(v));
+    }
+    expect(objects).toBeGreaterThan(20);
   });
 
   it('agrees with JSON.parse on differently spelled texts without duplicates', () => {

@@ -15,7 +15,7 @@
 import { createHash, hash as oneShot } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Db } from '../store/database.js';
-import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
+import { canonicalizeWith, type JsonObject } from '../../../shared/canonical-json.js';
 import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, isPowerOfTwo, splitPoint } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
@@ -135,7 +135,7 @@ export class AuditLog {
     const tail = this.tail.get();
     const seq = (tail?.seq ?? 0) + 1;
     const fields = event as JsonObject;
-    const record = canonicalize({ ...fields, kind, at, seq });
+    const record = canonicalizeWith(fields, { kind, at, seq });
     this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null);
     if (tail === undefined || tail.leaf !== null) this.hashAppended(seq - 1, record, tail?.leaf ?? undefined);
     for (const observer of this.observers) observer(kind, at, event);

@@ -30,9 +30,12 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Db {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
-    // 64 MiB of page cache (the default is 2 MiB): risk baselines and the audit tree are read at
-    // random on every decision, and a miss is a system call on the hot path.
-    db.pragma('cache_size = -65536');
+    // 16 MiB of page cache (the default is 2 MiB): risk baselines and the audit tree are read at
+    // random on every decision, and a miss is a system call on the hot path. It was 64 MiB; every
+    // page a decision writes stays cached, so a busy core grew towards +64 MiB of resident memory
+    // against a 300 MiB budget (issue #12), while the pages decisions keep reading (the tree's
+    // right edge, active agents' baselines, recent requests) fit in far less.
+    db.pragma('cache_size = -16384');
     migrate(db);
   } catch (cause) {
     db.close();

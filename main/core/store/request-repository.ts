@@ -8,6 +8,7 @@
  * database, so every layer that needs a request can read it here.
  */
 import { z } from 'zod';
+import type Database from 'better-sqlite3';
 import type { Db } from './database.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -269,6 +270,7 @@ export class RequestRepository {
   private readonly followersOfManyStmt;
   private readonly promptCountStmt;
   private readonly stalePromptCountStmt;
+  private recentOfStmt: Database.Statement<[string, number], Row> | undefined;
 
   constructor(private readonly db: Db) {
     this.pendingByAgeStmt = db.prepare<[number, number, number], Row>(QUEUE_STATEMENTS.byAge);
@@ -434,10 +436,12 @@ export class RequestRepository {
 
   /** An agent's requests created at or after `since`, oldest first (the risk profile's window). */
   recentOf(agentId: string, since: number): RequestRecord[] {
-    return this.db
-      .prepare<[string, number], Row>(`${SELECT} WHERE r.agent_id = ? AND r.created_at >= ? ORDER BY r.created_at, r.rowid`)
-      .all(agentId, since)
-      .map(decodeRequest);
+    // Prepared once: the risk scorer reads this for every agent whose profile is not cached,
+    // and compiling it each time was about a tenth of the decision path's store work (issue #12).
+    this.recentOfStmt ??= this.db.prepare<[string, number], Row>(
+      `${SELECT} WHERE r.agent_id = ? AND r.created_at >= ? ORDER BY r.created_at, r.rowid`,
+    );
+    return this.recentOfStmt.all(agentId, since).map(decodeRequest);
   }
 
   /** The waiting group an identical held call joins, if any (with its follower count). */

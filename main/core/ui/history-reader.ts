@@ -13,6 +13,7 @@
 import type { Db } from '../store/database.js';
 import { RequestRepository } from '../store/request-repository.js';
 import { RequestSearchIndex } from '../store/request-search-index.js';
+import type { HistoryFilter, PgRequestReads } from '../store/pg/pg-request-reads.js';
 import type { AuditProofs } from '../audit/audit-proofs.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -47,6 +48,11 @@ export interface HistoryReaderDeps {
   noteKeys: () => NoteVerificationKey[];
   /** The search index, caught up before each search (default: one over `db`). */
   searchIndex?: Pick<RequestSearchIndex, 'catchUp'>;
+  /**
+   * A team hub: the requests, approvals and tokens of every hub, read in the team database
+   * (store/pg/pg-request-reads.ts); approvers' names still come from this hub's directory.
+   */
+  team?: Pick<PgRequestReads, 'historyPage' | 'request' | 'approvals' | 'token'>;
 }
 
 /** The search text as one FTS5 phrase (a quote inside is doubled): matched as a substring, never as query syntax. */
@@ -66,6 +72,15 @@ function textList(json: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** The page's cursor as (decided_at, id) (history_cursor_invalid when no page could have returned it). */
+function parseCursor(cursor: string): { decidedAt: number; id: string } {
+  const colon = cursor.indexOf(':');
+  const decidedAt = Number(cursor.slice(0, colon));
+  if (!Number.isSafeInteger(decidedAt))
+    throw new CountersignError('history_cursor_invalid', `the history cursor ${quote(cursor)} is not one a page returned`);
+  return { decidedAt, id: cursor.slice(colon + 1) };
 }
 
 /** The SQL and values of one history page (exported so a test can read the query plan). */
@@ -97,11 +112,7 @@ export function historyPageStatement(query: HistoryQuery): { sql: string; values
     values.push(searchPhrase(query.text));
   }
   if (query.cursor !== undefined) {
-    const colon = query.cursor.indexOf(':');
-    const decidedAt = Number(query.cursor.slice(0, colon));
-    const id = query.cursor.slice(colon + 1);
-    if (!Number.isSafeInteger(decidedAt))
-      throw new CountersignError('history_cursor_invalid', `the history cursor ${quote(query.cursor)} is not one a page returned`);
+    const { decidedAt, id } = parseCursor(query.cursor);
     where.push('(r.decided_at < ? OR (r.decided_at = ? AND r.id < ?))');
     values.push(decidedAt, decidedAt, id);
   }
@@ -114,11 +125,26 @@ export function historyPageStatement(query: HistoryQuery): { sql: string; values
   return { sql, values };
 }
 
+/** The page's filters for the team database's reader (the cursor checked and parsed here, as for SQLite). */
+function teamFilter(query: HistoryQuery, limit: number): HistoryFilter {
+  return {
+    states: query.states,
+    tool: query.tool,
+    agentId: query.agentId,
+    since: query.since,
+    until: query.until,
+    text: query.text,
+    after: query.cursor === undefined ? undefined : parseCursor(query.cursor),
+    limit,
+  };
+}
+
 export class HistoryReader {
   private readonly requests: RequestRepository;
   private readonly searchIndex: Pick<RequestSearchIndex, 'catchUp'>;
   private readonly approvalsStmt;
   private readonly tokenStmt;
+  private readonly nameStmt;
 
   constructor(private readonly deps: HistoryReaderDeps) {
     this.requests = new RequestRepository(deps.db);
@@ -137,21 +163,16 @@ export class HistoryReader {
       `SELECT a.approver_id, a.credential_id, a.verdict, a.reason, a.at, p.display_name
        FROM approvals a LEFT JOIN approvers p ON p.id = a.approver_id WHERE a.request_id = ? ORDER BY a.at, a.approver_id LIMIT 1000`,
     );
+    this.nameStmt = deps.db.prepare<[string], { display_name: string }>('SELECT display_name FROM approvers WHERE id = ?');
     this.tokenStmt = deps.db.prepare<[string], { jti: string; expires_at: number }>(
       'SELECT jti, expires_at FROM tokens WHERE request_id = ?',
     );
   }
 
   /** One page of decided requests, newest decision first. */
-  page(query: HistoryQuery): HistoryPage {
-    const { sql, values } = historyPageStatement(query);
-    const stmt = this.deps.db.prepare<Array<string | number>, PageRow>(sql);
-    if (!stmt.readonly) throw new CountersignError('internal_error', 'the history query is not read-only');
+  async page(query: HistoryQuery): Promise<HistoryPage> {
     const limit = query.limit ?? HISTORY_PAGE_DEFAULT;
-    // The index is filled after the decision commits (store/request-search-index.ts): a search
-    // first indexes what is still missing, so it finds every request committed so far.
-    if (query.text !== undefined) this.searchIndex.catchUp();
-    const found = stmt.all(...values);
+    const found = this.deps.team === undefined ? this.localPage(query) : await this.deps.team.historyPage(teamFilter(query, limit + 1));
     const rows: HistoryRow[] = found.slice(0, limit).map((row) => ({
       requestId: row.id,
       agentId: row.agent_id,
@@ -167,12 +188,30 @@ export class HistoryReader {
     return { rows, nextCursor: found.length > limit && last !== undefined ? `${last.decidedAt}:${last.requestId}` : null };
   }
 
+  private localPage(query: HistoryQuery): PageRow[] {
+    const { sql, values } = historyPageStatement(query);
+    const stmt = this.deps.db.prepare<Array<string | number>, PageRow>(sql);
+    if (!stmt.readonly) throw new CountersignError('internal_error', 'the history query is not read-only');
+    // The index is filled after the decision commits (store/request-search-index.ts): a search
+    // first indexes what is still missing, so it finds every request committed so far.
+    if (query.text !== undefined) this.searchIndex.catchUp();
+    return stmt.all(...values);
+  }
+
   /** One decided request in full, with its audit proof. */
   async entry(requestId: string): Promise<HistoryEntry> {
-    const record = this.requests.get(requestId);
+    const team = this.deps.team;
+    const record = team === undefined ? this.requests.get(requestId) : await team.request(requestId);
     if (record === undefined || record.state === 'pending')
       throw new CountersignError('history_request_unknown', `no decided request has the id ${quote(requestId)}`);
-    const approvals = this.approvalsStmt.all(record.groupId ?? record.id).map((a) => ({
+    const decided =
+      team === undefined
+        ? this.approvalsStmt.all(record.groupId ?? record.id)
+        : (await team.approvals(record.groupId ?? record.id)).map((a) => ({
+            ...a,
+            display_name: this.nameStmt.get(a.approver_id)?.display_name ?? null,
+          }));
+    const approvals = decided.map((a) => ({
       approverId: a.approver_id,
       displayName: a.display_name ?? a.approver_id,
       credentialId: a.credential_id,
@@ -180,7 +219,7 @@ export class HistoryReader {
       at: a.at,
       reason: a.reason,
     }));
-    const token = this.tokenStmt.get(record.id);
+    const token = team === undefined ? this.tokenStmt.get(record.id) : await team.token(record.id);
     let proof: HistoryEntry['proof'] = null;
     try {
       proof = await this.deps.proofs.forRequest(record.agentId, record.id);

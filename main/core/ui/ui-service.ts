@@ -37,7 +37,7 @@ import {
   type WebAuthnRequestOptions,
   type WebAuthnResponseJson,
 } from '../../../shared/bridge.js';
-import { RequestRepository } from '../store/request-repository.js';
+import { RequestRepository, type RequestRecord } from '../store/request-repository.js';
 import type { BridgeMethods } from '../../../shared/bridge-table.js';
 import type { HistoryReader } from './history-reader.js';
 import type { PolicyDesk } from './policy-desk.js';
@@ -105,6 +105,8 @@ export interface UiServiceDeps {
   webhooks?: { outbox: Pick<WebhookOutbox, 'deadLetters' | 'retry'>; kick: () => void; now: () => number };
   /** Desk sessions (sign-in with a security key); without them no one can sign in and person rows refuse. */
   deskSessions?: DeskSessions;
+  /** A team hub: the newest requests of every hub, from the team database (store/pg/pg-request-reads.ts); default: `db`. */
+  recentRequests?: (limit: number) => Promise<RequestRecord[]>;
 }
 
 /** Reasons as the desk shows them: at most 64, each at most 4096 characters. */
@@ -212,8 +214,9 @@ export class UiService implements BridgeMethods {
   }
 
   listRecentDecisions(limit?: number): Promise<DecisionSummary[]> {
-    return settle(() =>
-      this.requests.recent(clampDecisionLimit(limit)).map((row) => ({
+    const recent = this.deps.recentRequests;
+    return settle(() => clampDecisionLimit(limit)).then(async (limited) =>
+      (recent === undefined ? this.requests.recent(limited) : await recent(limited)).map((row) => ({
         requestId: row.id,
         agentId: row.agentId,
         tool: row.tool,
@@ -302,7 +305,7 @@ export class UiService implements BridgeMethods {
   // ---- History, Policies, Custody and health (read-only; arguments checked by callBridgeMethod) ----
 
   searchHistory(historyQuery: HistoryQuery): Promise<HistoryPage> {
-    return settle(() => this.need(this.deps.history, 'history').page(historyQuery));
+    return settle(() => this.need(this.deps.history, 'history')).then((h) => h.page(historyQuery));
   }
 
   getHistoryEntry(requestId: string): Promise<HistoryEntry> {

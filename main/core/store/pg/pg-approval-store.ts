@@ -38,10 +38,10 @@ export interface PgApprovalStoreOptions {
   agentOf: (agentId: string) => AgentColumns | undefined;
 }
 
-const COLUMNS = `id, agent_id, kid, tool, call_json, call_sha256, state, policy_hash, determining_policies, reasons, obligation, risk,
+export const COLUMNS = `id, agent_id, kid, tool, call_json, call_sha256, state, policy_hash, determining_policies, reasons, obligation, risk,
   created_at, expires_at, decided_at, conflicted_approvers, group_id, sealed_at`;
 
-interface PgRequestRow {
+export interface PgRequestRow {
   id: string;
   agent_id: string;
   kid: string;
@@ -81,6 +81,22 @@ function toApproval(row: PgApprovalRow): ApprovalRow {
   return { ...row, at: Number(row.at) };
 }
 
+/** A PostgreSQL `requests` row (COLUMNS) as the one request codec reads it, with the agent's columns from this hub's directory. */
+export function decodePgRequest(row: PgRequestRow, agentOf: (agentId: string) => AgentColumns | undefined): RequestRecord {
+  const agent = agentOf(row.agent_id);
+  const stored: RequestRow = {
+    ...row,
+    created_at: Number(row.created_at),
+    expires_at: big(row.expires_at),
+    decided_at: big(row.decided_at),
+    sealed_at: big(row.sealed_at),
+    agent_display_name: agent?.displayName ?? null,
+    agent_owner: agent?.owner ?? null,
+    agent_owner_state: agent?.ownerState ?? null,
+  };
+  return decodeRequest(stored);
+}
+
 export class PgApprovalStore implements ApprovalStore {
   readonly kind = 'postgres' as const;
   private readonly store: PgDecisionStore;
@@ -90,18 +106,7 @@ export class PgApprovalStore implements ApprovalStore {
   }
 
   private decode(row: PgRequestRow): RequestRecord {
-    const agent = this.options.agentOf(row.agent_id);
-    const stored: RequestRow = {
-      ...row,
-      created_at: Number(row.created_at),
-      expires_at: big(row.expires_at),
-      decided_at: big(row.decided_at),
-      sealed_at: big(row.sealed_at),
-      agent_display_name: agent?.displayName ?? null,
-      agent_owner: agent?.owner ?? null,
-      agent_owner_state: agent?.ownerState ?? null,
-    };
-    return decodeRequest(stored);
+    return decodePgRequest(row, this.options.agentOf);
   }
 
   private async query<R extends pg.QueryResultRow>(doing: string, sql: string, params: unknown[]): Promise<R[]> {
