@@ -181,6 +181,19 @@ describe('one directory for all hubs', () => {
       expect(denied(held.requestId)).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
 
+  it('revokes an agent whose held call holds U+0000, ends that call, and finds it in the History (the jsonb search index reads it)', async () => {
+    const agent = await newAgent('nul-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    const call = transferCall('4100.00', 'Nul\u0000Payee \\u0000');
+    const held = await agentOn(a, agent).submit({ ...call, params: { ...call.params, memo: 'a\u0000b' } });
+    expect(held).toMatchObject({ decision: 'pending' });
+    const ended = await a.team!.agents.revoke(agent.id, 'key leaked');
+    expect(ended.map((r) => r.requestId)).toEqual([held.requestId]);
+    expect(a.registry.getAgent(agent.id)).toMatchObject({ status: 'revoked' });
+    const found = await a.ui.searchHistory({ text: 'nul', agentId: agent.id });
+    expect(found.rows.map((r) => [r.requestId, r.state, r.payee])).toEqual([[held.requestId, 'denied', 'Nul\ufffdPayee \\u0000']]);
+  }, 60_000);
+
   it("refuses a revoked agent's call on hub B even while hub B's replica still says active (checked in PostgreSQL)", async () => {
     const agent = await newAgent('stale-bot');
     await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
