@@ -24,6 +24,7 @@ import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { registerPerson, signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -200,6 +201,58 @@ describe('one directory for all hubs', () => {
     for (const held of [heldOnA, heldOnB])
       expect(denied(held.requestId)).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
+
+  it('confirms an admin quorum proposal only on the hub it was made on: a second admin on another hub gets admin_proposal_unknown, nothing performed', async () => {
+    const quorumHub = async (name: string) => {
+      const dataDir = hubDir(name);
+      const config = parseConfig({
+        serverId: name,
+        domain: 'test',
+        gateway: { port: 0 },
+        policyDir: DEMO_POLICY_DIR,
+        team: { checkpointEveryMs: 200 },
+        approvals: { adminQuorum: 2 },
+      });
+      writeFileSync(join(dataDir, 'config.json'), JSON.stringify(config));
+      const app = await startHub(name, dataDir);
+      const admins = new Map<string, HttpSignIn>();
+      const keys = new Map<string, VirtualAuthenticator>();
+      for (const id of ['root', 'second']) {
+        const key = await registerPerson(app, id, ['countersign-admins']);
+        keys.set(id, key);
+        admins.set(id, await signInOverHttp(app, id, key));
+      }
+      ensurePeople(app, FINANCE_SCOPE.owner);
+      return { app, admins, keys };
+    };
+    const [p, q] = [await quorumHub('hub-p'), await quorumHub('hub-q')];
+    const agent = await newAgent('proposed-bot');
+    const action = {
+      kind: 'agent.enroll' as const,
+      request: await createEnrollmentRequest(agent.key, agent.id, agent.id),
+      scope: { ...FINANCE_SCOPE },
+    };
+    const root = p.admins.get('root')!;
+    const started = await root.bridge.startAdminAction('root', action);
+    const proposed = await root.bridge.submitAdminAction('root', tapKey(p.app, p.keys.get('root')!, started.options));
+    const proposalId = proposed.proposal!.id;
+    // Hub Q neither lists nor confirms it: proposals stay on the hub they were made on.
+    const second = q.admins.get('second')!;
+    expect((await second.bridge.listPendingAdminActions()).proposals).toEqual([]);
+    const refused: unknown = await second.bridge.startAdminConfirmation(proposalId, 'second', 'confirm').catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'admin_proposal_unknown' });
+    expect(String((refused as Error).message)).toContain('on this hub');
+    const { rows } = await db.query("SELECT 1 FROM directory_agents WHERE id = 'proposed-bot'");
+    expect(rows).toEqual([]);
+    // On the proposing hub the second admin's tap performs it, in the team directory.
+    const onP = p.admins.get('second')!;
+    const confirming = await onP.bridge.startAdminConfirmation(proposalId, 'second', 'confirm');
+    expect(await onP.bridge.submitAdminConfirmation('second', tapKey(p.app, p.keys.get('second')!, confirming.options))).toMatchObject({
+      result: { enrolled: agent.id },
+    });
+    await caughtUp(q.app, p.app);
+    expect(q.app.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+  }, 90_000);
 
   it("refuses a revoked agent's call on hub B even while hub B's replica still says active (checked in PostgreSQL)", async () => {
     const agent = await newAgent('stale-bot');
