@@ -9,22 +9,22 @@
  * stay in team-store.bench.ts and test/integration/team-hub-faults.test.ts. Everything runs in
  * this process (engines and load generator share the CPU alike in both runs).
  */
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startCountersign, type RunningCountersign } from '../main/core/app.js';
+import { rmSync } from 'node:fs';
+import type { RunningCountersign } from '../main/core/app.js';
 import { parseConfig } from '../main/core/config.js';
-import { VirtualAuthenticator } from '../main/core/testing/virtual-authenticator.js';
 import { AgentClient } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../shared/enrollment.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, startHarness, tempDir } from '../test/helpers/harness.js';
+import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, startHarness } from '../test/helpers/harness.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { prng } from '../test/helpers/prng.js';
+import { registerApprovers, startTeamHub, tapOn, teamHubDir } from '../test/helpers/team-hubs.js';
 import { mixedCall } from './decision-path.bench.js';
 
 const APPROVERS = ['alice', 'bob'] as const;
 /** Generous gateway limits: the bench measures the engine, not the per-agent rate limiter. */
 const GATEWAY = { port: 0, ratePerSecond: 100_000, rateBurst: 100_000 };
+const CHECKPOINT_EVERY_MS = parseConfig({}).team.checkpointEveryMs;
 
 type Agent = { id: string; key: AgentKey; enrollment: EnrollmentPayload };
 
@@ -88,42 +88,6 @@ async function measure(clients: AgentClient[], options: { seconds: number; concu
   return result;
 }
 
-/** Each approver's software authenticator, registered on `hub` (approvers are kept per hub, ADR 0013). */
-async function registerApprovers(hub: RunningCountersign): Promise<Map<string, VirtualAuthenticator>> {
-  const keys = new Map<string, VirtualAuthenticator>();
-  for (const id of APPROVERS) {
-    hub.approvers.addApprover({ id, displayName: id, groups: ['finance-approvers'], virtual: true });
-    const options = await hub.approvers.beginRegistration(id, hub.approvers.issueRegistrationCode(id, 'bench-admin').code);
-    const authenticator = new VirtualAuthenticator();
-    await hub.approvers.finishRegistration(
-      id,
-      authenticator.createCredential({
-        rpId: 'localhost',
-        origin: hub.approvers.origins[0]!,
-        challenge: options.challenge,
-        user: options.user,
-        userVerification: 'required',
-        excludeCredentials: [],
-      }),
-    );
-    keys.set(id, authenticator);
-  }
-  return keys;
-}
-
-/** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */
-async function tap(hub: RunningCountersign, keys: Map<string, VirtualAuthenticator>, requestId: string, approverId: string) {
-  const started = await hub.approvals.startCeremony({ requestId, approverId, verdict: 'approve' });
-  const response = keys.get(approverId)!.getAssertion({
-    rpId: 'localhost',
-    origin: hub.approvers.origins[0]!,
-    challenge: started.options.challenge,
-    allowCredentials: (started.options.allowCredentials ?? []).map((c) => c.id),
-    userVerification: 'required',
-  });
-  return { requestId, approverId, verdict: 'approve' as const, response };
-}
-
 export async function runTeamEngineBench(options: {
   seconds: number;
   concurrency: number;
@@ -147,18 +111,9 @@ export async function runTeamEngineBench(options: {
 
     // (b) two whole hubs on one PostgreSQL database, agents enrolled once in the team directory
     for (const name of ['hub-a', 'hub-b']) {
-      const dataDir = tempDir(`countersign-bench-${name}-`);
-      dirs.push(dataDir);
-      const config = parseConfig({ serverId: name, domain: 'test', gateway: GATEWAY, policyDir: DEMO_POLICY_DIR });
-      writeFileSync(join(dataDir, 'config.json'), JSON.stringify(config));
-      const hub = await startCountersign({
-        dataDir,
-        log: () => undefined,
-        command: 'countersign hub (bench)',
-        team: { databaseUrl: cluster.url, hub: name },
-      });
-      hubs.push(hub);
-      ensurePeople(hub, FINANCE_SCOPE.owner);
+      // The product's checkpoint interval, not the team tests' 200 ms: the bench measures what a hub does.
+      const dataDir = teamHubDir({ dirs }, name, { gateway: GATEWAY, team: { checkpointEveryMs: CHECKPOINT_EVERY_MS } });
+      ensurePeople(await startTeamHub({ hubs }, name, cluster.url, dataDir), FINANCE_SCOPE.owner);
     }
     const [a, b] = hubs as [RunningCountersign, RunningCountersign];
     const approvalAgent = await makeAgent('bench-approval-bot');
@@ -170,7 +125,7 @@ export async function runTeamEngineBench(options: {
     );
 
     // (c) approval latency: held on hub B, first tap on hub A, last tap on hub A, token at the agent on B
-    const keysOnA = await registerApprovers(a);
+    const keysOnA = await registerApprovers(a, APPROVERS);
     const agentOnB = connect(b.url, approvalAgent);
     await agentOnB.connect();
     const approvalMs: number[] = [];
@@ -183,8 +138,8 @@ export async function runTeamEngineBench(options: {
         provenance: ['user'],
       });
       if (held.decision !== 'pending') throw new Error(`bench transfer was not held: ${held.decision}`);
-      await a.approvals.submitCeremony(await tap(a, keysOnA, held.requestId, 'alice'));
-      const lastTap = await tap(a, keysOnA, held.requestId, 'bob');
+      await a.approvals.submitCeremony(await tapOn(a, keysOnA.get('alice')!, held.requestId, 'alice'));
+      const lastTap = await tapOn(a, keysOnA.get('bob')!, held.requestId, 'bob');
       const answer = agentOnB.waitForDecision(held.requestId, { timeoutMs: 30_000 });
       const tapped = performance.now();
       await a.approvals.submitCeremony(lastTap);

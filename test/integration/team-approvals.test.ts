@@ -9,13 +9,12 @@
  * team audit log verifies offline; a denial on hub A ends the request on B; bad input and stale
  * challenges get the embedded error codes.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
-import { parseConfig } from '../../main/core/config.js';
-import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import { type RunningCountersign } from '../../main/core/app.js';
+import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import type { ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
 import { exportPgAudit } from '../../main/core/audit/pg-audit-export.js';
 import { verifyExport } from '../../main/core/audit/audit-export.js';
@@ -25,8 +24,9 @@ import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayloa
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import type { DecisionResult } from '../../shared/protocol.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { registerApprovers, startTeamHub, tapOn, teamHubDir } from '../helpers/team-hubs.js';
 
 const AGENT = 'finance-bot';
 const APPROVERS = ['alice', 'bob', 'carol'] as const;
@@ -43,68 +43,18 @@ const clients: AgentClient[] = [];
 const keys = new Map<RunningCountersign, Map<string, VirtualAuthenticator>>();
 
 async function startHub(name: string): Promise<RunningCountersign> {
-  const dir = tempDir(`countersign-${name}-`);
-  dirs.push(dir);
-  const config = parseConfig({
-    serverId: name,
-    domain: 'test',
-    gateway: { port: 0 },
-    policyDir: DEMO_POLICY_DIR,
-    team: { checkpointEveryMs: 200 },
-  });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  const app = await startCountersign({
-    dataDir: dir,
-    log: () => undefined,
-    command: 'countersign hub (test)',
-    team: { databaseUrl: cluster.url, hub: name },
-  });
-  hubs.push(app);
+  const room = { dirs, hubs };
+  const app = await startTeamHub(room, name, cluster.url, teamHubDir(room, name));
   // Approvers are still kept per hub (ADR 0013: agents are shared, approvers not yet): each
   // person is on every hub, each key registered on the hub it taps on.
   ensurePeople(app, FINANCE_SCOPE.owner);
-  const mine = new Map<string, VirtualAuthenticator>();
-  for (const id of APPROVERS) {
-    app.approvers.addApprover({
-      id,
-      displayName: `${id[0]!.toUpperCase()}${id.slice(1)} Example`,
-      groups: ['finance-approvers'],
-      virtual: true,
-    });
-    const options = await app.approvers.beginRegistration(id, app.approvers.issueRegistrationCode(id, 'test-admin').code);
-    const authenticator = new VirtualAuthenticator();
-    await app.approvers.finishRegistration(
-      id,
-      authenticator.createCredential({
-        rpId: 'localhost',
-        origin: app.approvers.origins[0]!,
-        challenge: options.challenge,
-        user: options.user,
-        userVerification: 'required',
-        excludeCredentials: [],
-      }),
-    );
-    mine.set(id, authenticator);
-  }
-  keys.set(app, mine);
+  keys.set(app, await registerApprovers(app, APPROVERS));
   return app;
 }
 
-/** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */
-async function tap(hub: RunningCountersign, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve') {
-  const started = await hub.approvals.startCeremony({ requestId, approverId, verdict });
-  const response = keys
-    .get(hub)!
-    .get(approverId)!
-    .getAssertion({
-      rpId: 'localhost',
-      origin: hub.approvers.origins[0]!,
-      challenge: started.options.challenge,
-      allowCredentials: (started.options.allowCredentials ?? []).map((c) => c.id),
-      userVerification: 'required',
-    });
-  return { requestId, approverId, verdict, response };
-}
+/** Start a ceremony on `hub` and have the approver's key there answer it (not yet submitted). */
+const tap = (hub: RunningCountersign, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve') =>
+  tapOn(hub, keys.get(hub)!.get(approverId)!, requestId, approverId, verdict);
 
 async function decide(hub: RunningCountersign, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve') {
   return hub.approvals.submitCeremony(await tap(hub, requestId, approverId, verdict));

@@ -13,18 +13,18 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDataDir, startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
-import { parseConfig } from '../../main/core/config.js';
+import { openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { registerPerson, signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
+import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -41,30 +41,10 @@ function agentFromLedger(): Agent {
   return ledger;
 }
 
-function hubDir(name: string): string {
-  const dir = tempDir(`countersign-${name}-`);
-  dirs.push(dir);
-  const config = parseConfig({
-    serverId: name,
-    domain: 'test',
-    gateway: { port: 0 },
-    policyDir: DEMO_POLICY_DIR,
-    team: { checkpointEveryMs: 200 },
-  });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  return dir;
-}
-
-async function startHub(name: string, dataDir = hubDir(name), log: (line: string) => void = () => undefined): Promise<RunningCountersign> {
-  const app = await startCountersign({
-    dataDir,
-    log,
-    command: 'countersign hub (test)',
-    team: { databaseUrl: cluster.url, hub: name },
-  });
-  hubs.push(app);
-  return app;
-}
+const room = { dirs, hubs };
+const hubDir = (name: string) => teamHubDir(room, name);
+const startHub = (name: string, dataDir = hubDir(name), log?: (line: string) => void) =>
+  startTeamHub(room, name, cluster.url, dataDir, log);
 
 interface Agent {
   id: string;
@@ -204,17 +184,7 @@ describe('one directory for all hubs', () => {
 
   it('confirms an admin quorum proposal only on the hub it was made on: a second admin on another hub gets admin_proposal_unknown, nothing performed', async () => {
     const quorumHub = async (name: string) => {
-      const dataDir = hubDir(name);
-      const config = parseConfig({
-        serverId: name,
-        domain: 'test',
-        gateway: { port: 0 },
-        policyDir: DEMO_POLICY_DIR,
-        team: { checkpointEveryMs: 200 },
-        approvals: { adminQuorum: 2 },
-      });
-      writeFileSync(join(dataDir, 'config.json'), JSON.stringify(config));
-      const app = await startHub(name, dataDir);
+      const app = await startHub(name, teamHubDir(room, name, { approvals: { adminQuorum: 2 } }));
       const admins = new Map<string, HttpSignIn>();
       const keys = new Map<string, VirtualAuthenticator>();
       for (const id of ['root', 'second']) {
@@ -253,6 +223,19 @@ describe('one directory for all hubs', () => {
     await caughtUp(q.app, p.app);
     expect(q.app.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
   }, 90_000);
+
+  it('revokes an agent whose held call holds U+0000, ends that call, and finds it in the History (the jsonb search index reads it)', async () => {
+    const agent = await newAgent('nul-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    const call = transferCall('4100.00', 'Nul\u0000Payee \\u0000');
+    const held = await agentOn(a, agent).submit({ ...call, params: { ...call.params, memo: 'a\u0000b' } });
+    expect(held).toMatchObject({ decision: 'pending' });
+    const ended = await a.team!.agents.revoke(agent.id, 'key leaked');
+    expect(ended.map((r) => r.requestId)).toEqual([held.requestId]);
+    expect(a.registry.getAgent(agent.id)).toMatchObject({ status: 'revoked' });
+    const found = await a.ui.searchHistory({ text: 'nul', agentId: agent.id });
+    expect(found.rows.map((r) => [r.requestId, r.state, r.payee])).toEqual([[held.requestId, 'denied', 'Nul\ufffdPayee \\u0000']]);
+  }, 60_000);
 
   it("refuses a revoked agent's call on hub B even while hub B's replica still says active (checked in PostgreSQL)", async () => {
     const agent = await newAgent('stale-bot');

@@ -16,11 +16,11 @@
  * Store-level versions of the restart and the kill are in team-store.test.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCountersign, openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
+import { openDataDir, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import { parseConfig } from '../../main/core/config.js';
 import { openTeamDirectory } from '../../main/cli/team-directory.js';
 import { exportPgAudit } from '../../main/core/audit/pg-audit-export.js';
@@ -30,11 +30,12 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { CountersignError } from '../../shared/errors.js';
 import type { DecisionResult } from '../../shared/protocol.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
+import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 const AGENTS = 20;
 const FAILOVER_BOUND_MS = 5_000;
@@ -82,29 +83,11 @@ async function database(name: string): Promise<{ url: string; pool: pg.Pool }> {
   return { url, pool };
 }
 
-function hubDir(name: string, database: Record<string, number> = {}): string {
-  const dir = tempDir(`countersign-${name}-`);
-  dirs.push(dir);
-  const config = parseConfig({
-    serverId: name,
-    domain: 'test',
-    gateway: { port: 0 },
-    policyDir: DEMO_POLICY_DIR,
-    team: { checkpointEveryMs: 200, database },
-  });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  return dir;
-}
+const hubDir = (name: string, database: Record<string, number> = {}) => teamHubDir({ dirs }, name, { team: { database } });
 
 /** A hub in this process (the agents are enrolled once, in the team directory: ADR 0013). */
 async function startHub(name: string, databaseUrl: string, database: Record<string, number> = {}): Promise<RunningCountersign> {
-  const app = await startCountersign({
-    dataDir: hubDir(name, database),
-    log: () => undefined,
-    command: 'countersign hub (test)',
-    team: { databaseUrl, hub: name },
-  });
-  hubs.push(app);
+  const app = await startTeamHub({ hubs }, name, databaseUrl, hubDir(name, database));
   ensurePeople(app, FINANCE_SCOPE.owner);
   return app;
 }

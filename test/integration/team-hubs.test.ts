@@ -8,20 +8,20 @@
  * in the database, and the agent carries on at the other hub.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCountersign, REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
-import { parseConfig } from '../../main/core/config.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { DecisionResult } from '../../shared/protocol.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 const AGENT = 'finance-bot';
 
@@ -34,31 +34,9 @@ const hubs: RunningCountersign[] = [];
 const clients: AgentClient[] = [];
 const children: ChildProcess[] = [];
 
-/** A hub's data directory: its config (this hub's name, the test key domain, the demo pack). */
-function hubDir(name: string): string {
-  const dir = tempDir(`countersign-${name}-`);
-  dirs.push(dir);
-  const config = parseConfig({
-    serverId: name,
-    domain: 'test',
-    gateway: { port: 0 },
-    policyDir: DEMO_POLICY_DIR,
-    team: { checkpointEveryMs: 200 },
-  });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  return dir;
-}
-
-async function startHub(name: string): Promise<RunningCountersign> {
-  const app = await startCountersign({
-    dataDir: hubDir(name),
-    log: () => undefined,
-    command: 'countersign hub (test)',
-    team: { databaseUrl: cluster.url, hub: name },
-  });
-  hubs.push(app);
-  return app;
-}
+const room = { dirs, hubs };
+const hubDir = (name: string) => teamHubDir(room, name);
+const startHub = (name: string) => startTeamHub(room, name, cluster.url, hubDir(name));
 
 function agentOn(app: RunningCountersign, onDecision?: (result: DecisionResult) => void): AgentClient {
   const client = new AgentClient({

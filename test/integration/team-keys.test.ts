@@ -9,11 +9,11 @@
  * directory pins a key that is not the team's, refuses to start (hsm_key_mismatch).
  */
 import { spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { REPO_ROOT, type RunningCountersign } from '../../main/core/app.js';
 import type { Pkcs11Config } from '../../main/core/config.js';
 import { AdoptingCustody } from '../../main/core/keys/adopting-custody.js';
 import { rotateTeamKey, type TeamKeySet, type TeamKeyRecord } from '../../main/core/keys/team-key-set.js';
@@ -23,9 +23,10 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
+import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
 const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
@@ -54,23 +55,12 @@ const pkcs11Of = (token: SoftHsmToken): Pkcs11Config => ({
   sessions: 2,
 });
 
-function hubDir(name: string, token: SoftHsmToken, keyPublishLeadMs = PUBLISH_LEAD_MS): string {
-  const dir = tempDir(`countersign-${name}-`);
-  dirs.push(dir);
-  writeFileSync(
-    join(dir, 'config.json'),
-    JSON.stringify({
-      serverId: name,
-      domain: 'test',
-      gateway: { port: 0 },
-      policyDir: DEMO_POLICY_DIR,
-      tokens: { ttlSeconds: 5 },
-      custody: { requireHardware: true, pkcs11: pkcs11Of(token) },
-      team: { checkpointEveryMs: 200, keyPublishLeadMs },
-    }),
-  );
-  return dir;
-}
+const hubDir = (name: string, token: SoftHsmToken, keyPublishLeadMs = PUBLISH_LEAD_MS): string =>
+  teamHubDir({ dirs }, name, {
+    tokens: { ttlSeconds: 5 },
+    custody: { requireHardware: true, pkcs11: pkcs11Of(token) },
+    team: { keyPublishLeadMs },
+  });
 
 /** The real CLI in its own process (its own SoftHSM instance on the shared token directory). */
 function cli(dataDir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -88,14 +78,7 @@ function keysInit(dataDir: string): string {
   return (JSON.parse(r.stdout) as { kid: string }).kid;
 }
 
-function startHub(name: string, dataDir: string): Promise<RunningCountersign> {
-  return startCountersign({
-    dataDir,
-    log: () => undefined,
-    command: 'countersign hub (test)',
-    team: { databaseUrl: cluster.url, hub: name },
-  });
-}
+const startHub = (name: string, dataDir: string) => startTeamHub(undefined, name, cluster.url, dataDir);
 
 async function submitOn(app: RunningCountersign, amount: string): Promise<{ token: string; kid: string; requestId: string }> {
   const client = new AgentClient({

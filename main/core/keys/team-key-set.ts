@@ -29,6 +29,7 @@ import type { Pkcs11Config } from '../config.js';
 import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
 import { AUDIT_CHANNEL, migrateTeamDatabase } from '../store/pg/pg-decision-store.js';
 import { checkOut, storeError } from '../store/pg/pg-errors.js';
+import { PgListener } from '../store/pg/pg-listener.js';
 import { PG_LOCKS } from '../store/pg/pg-locks.js';
 import type { SigningKeyRecord, SigningKeyRegistry } from './signing-keys.js';
 import { defaultOpenToken, newPkcs11KeyName } from './open-custody.js';
@@ -138,7 +139,7 @@ export interface TeamKeySetOptions {
 
 export class TeamKeySet {
   private readonly pool: pg.Pool;
-  private listener: pg.Client | undefined;
+  private listener: PgListener | undefined;
   private keys: readonly TeamKeyRecord[] = [];
   private follower: ((keys: readonly TeamKeyRecord[]) => void) | undefined;
   private refreshing: Promise<void> | undefined;
@@ -161,8 +162,7 @@ export class TeamKeySet {
     const set = new TeamKeySet(options);
     try {
       await migrateTeamDatabase(set.pool);
-      await set.listen();
-      await set.refresh();
+      await set.listen(); // and the first read of the set
     } catch (error) {
       await set.close();
       throw storeError(error, 'reading the team signing keys');
@@ -352,7 +352,7 @@ export class TeamKeySet {
     ]);
     const keys = rows.map(toRecord);
     // The follower (the hub's local key registry) sees the change first: if it cannot, this hub
-    // keeps serving and signing with what it had; the next notification or refresh tries again.
+    // keeps serving and signing with what it had; the listener tries the read again (backoff).
     this.follower?.(keys);
     this.keys = keys;
     for (const listener of this.changed) listener();
@@ -444,49 +444,26 @@ export class TeamKeySet {
 
   // ---- the change listener: one connection, re-established after a database restart ----
 
-  private async listen(): Promise<void> {
-    const client = new pg.Client({ ...this.options.database.pool, statement_timeout: 0 });
-    client.on('notification', (message) => {
-      if (message.channel === KEYS_CHANNEL && message.payload === this.options.domain) this.refreshLogged();
+  private listen(): Promise<void> {
+    this.listener = new PgListener({
+      connection: this.options.database.pool,
+      channel: KEYS_CHANNEL,
+      name: 'the team signing keys',
+      onNotify: (domain) => {
+        if (domain === this.options.domain) void this.listener?.catchUp();
+      },
+      // Changes made while no listener was connected were not heard; a read that fails (or whose
+      // follower refuses it) leaves this hub on the set it had, so PgListener tries it again.
+      onConnected: () => this.refresh(),
+      onError: this.onError,
     });
-    const lost = () => {
-      if (this.listener !== client) return;
-      this.listener = undefined;
-      client.end().catch(() => undefined);
-      if (!this.closed) this.relisten(250);
-    };
-    client.on('error', lost);
-    client.on('end', lost);
-    await client.connect();
-    await client.query(`LISTEN ${KEYS_CHANNEL}`);
-    this.listener = client;
-  }
-
-  private relisten(delayMs: number): void {
-    setTimeout(() => {
-      if (this.closed || this.listener) return;
-      this.listen()
-        // Changes made while no listener was connected were not heard: read the set again.
-        .then(() => this.refreshLogged())
-        .catch((error: unknown) => {
-          this.onError(`the team key listener cannot reconnect yet: ${error instanceof Error ? error.message : String(error)}`);
-          this.relisten(Math.min(delayMs * 2, 2_000));
-        });
-    }, delayMs).unref();
-  }
-
-  private refreshLogged(): void {
-    this.refresh().catch((error: unknown) =>
-      this.onError(`could not read the team signing keys: ${error instanceof Error ? error.message : String(error)}`),
-    );
+    return this.listener.start();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const listener = this.listener;
-    this.listener = undefined;
-    await listener?.end().catch(() => undefined);
+    await this.listener?.close();
     await this.refreshing?.catch(() => undefined);
     await this.pool.end().catch(() => undefined);
   }

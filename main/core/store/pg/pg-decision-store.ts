@@ -36,6 +36,7 @@ import { encodeRequirement, storedRequirementSchema } from '../request-repositor
 import { parseStoredJson } from '../stored-json.js';
 import { resolveDatabaseConfig, type ResolvedDatabaseConfig, type TeamDatabaseConfig } from './pg-config.js';
 import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
+import { PgListener } from './pg-listener.js';
 import { PG_LOCKS } from './pg-locks.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 
@@ -99,8 +100,7 @@ export class PgDecisionStore implements DecisionStore {
   private running = 0;
   private readonly maxGroups: number;
   private readonly finished = new EventEmitter();
-  private listener: pg.Client | undefined;
-  private listening: Promise<void> | undefined;
+  private listener: PgListener | undefined;
   private closed = false;
   private readonly onError: (message: string) => void;
   /** The team directory's check of the agent and key, inside each decision's transaction (pg-directory.ts). */
@@ -125,6 +125,7 @@ export class PgDecisionStore implements DecisionStore {
       await store.migrate();
       await store.listen();
     } catch (error) {
+      await store.listener?.close();
       await store.pool.end().catch(() => undefined);
       throw storeError(error, 'opening the team database');
     }
@@ -138,40 +139,20 @@ export class PgDecisionStore implements DecisionStore {
   // ---- the outcome listener: one connection per hub, re-established after a database restart ----
 
   private listen(): Promise<void> {
-    this.listening ??= this.connectListener().finally(() => {
-      this.listening = undefined;
+    this.listener = new PgListener({
+      connection: this.config.pool,
+      channel: OUTCOME_CHANNEL,
+      name: "the held calls' outcomes",
+      onNotify: (requestId) => {
+        if (requestId) this.finished.emit(requestId);
+      },
+      // Notifications sent while no listener was connected are lost: everyone waiting re-reads.
+      onConnected: () => {
+        for (const name of this.finished.eventNames()) if (typeof name === 'string') this.finished.emit(name);
+      },
+      onError: this.onError,
     });
-    return this.listening;
-  }
-
-  private async connectListener(): Promise<void> {
-    const client = new pg.Client({ ...this.config.pool, statement_timeout: 0, query_timeout: 0 });
-    client.on('notification', (message) => {
-      if (message.channel === OUTCOME_CHANNEL && message.payload) this.finished.emit(message.payload);
-    });
-    const lost = () => {
-      if (this.listener !== client) return;
-      this.listener = undefined;
-      client.end().catch(() => undefined);
-      if (!this.closed) this.relisten(250);
-    };
-    client.on('error', lost);
-    client.on('end', lost);
-    await client.connect();
-    await client.query(`LISTEN ${OUTCOME_CHANNEL}`);
-    this.listener = client;
-    // Notifications sent while no listener was connected are lost: everyone waiting re-reads.
-    for (const name of this.finished.eventNames()) if (typeof name === 'string') this.finished.emit(name);
-  }
-
-  private relisten(delayMs: number): void {
-    setTimeout(() => {
-      if (this.closed || this.listener) return;
-      this.listen().catch((error: unknown) => {
-        this.onError(`the outcome listener cannot reconnect yet: ${error instanceof Error ? error.message : String(error)}`);
-        this.relisten(Math.min(delayMs * 2, 2_000));
-      });
-    }, delayMs).unref();
+    return this.listener.start();
   }
 
   // ---- group commit ----
@@ -511,9 +492,7 @@ export class PgDecisionStore implements DecisionStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const listener = this.listener;
-    this.listener = undefined;
-    await listener?.end().catch(() => undefined);
+    await this.listener?.close();
     await this.pool.end().catch(() => undefined);
   }
 }

@@ -17,7 +17,7 @@
  *    hub's replica has applied it.
  */
 import { EventEmitter } from 'node:events';
-import pg from 'pg';
+import type pg from 'pg';
 import { z } from 'zod';
 import type { Db } from '../database.js';
 import type { AuditSubmission } from '../store-seam.js';
@@ -25,6 +25,7 @@ import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
 import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
+import { PgListener } from './pg-listener.js';
 import { PG_LOCKS } from './pg-locks.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
 
@@ -103,19 +104,12 @@ export interface DirectoryWrite<T> {
   result: T;
 }
 
-const CATCH_UP_RETRY_MS = 250;
-const CATCH_UP_RETRY_MAX_MS = 5_000;
-
 export class PgDirectory {
   private readonly events = new EventEmitter();
-  private listener: pg.Client | undefined;
-  private listening: Promise<void> | undefined;
+  private listener: PgListener | undefined;
   private pulling: Promise<number> | undefined;
   private pullAgain = false;
   private closed = false;
-  /** A catch-up that failed is tried again after this long (doubling to CATCH_UP_RETRY_MAX_MS), one timer at a time. */
-  private retryDelayMs = CATCH_UP_RETRY_MS;
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly upserts = new Map<ReplicaTable, { run(row: ReplicaRow): void }>();
   private readonly deletes = new Map<ReplicaTable, { run(key: string): void }>();
 
@@ -155,8 +149,12 @@ export class PgDirectory {
   static async open(store: PgDecisionStore, db: Db, onError: (message: string) => void = () => undefined): Promise<PgDirectory> {
     const directory = new PgDirectory(store, db, onError);
     await directory.adopt();
-    await directory.catchUp();
-    await directory.listen();
+    try {
+      await directory.listen(); // then the first catch-up: nothing committed meanwhile is missed
+    } catch (error) {
+      await directory.close();
+      throw storeError(error, 'reading the directory changes');
+    }
     return directory;
   }
 
@@ -280,71 +278,16 @@ export class PgDirectory {
   // ---- the listener: wake-ups by NOTIFY, a catch-up after every (re)connect ----
 
   private listen(): Promise<void> {
-    this.listening ??= this.connectListener().finally(() => {
-      this.listening = undefined;
+    this.listener = new PgListener({
+      connection: this.store.config.pool,
+      channel: DIRECTORY_CHANNEL,
+      name: 'the directory replica',
+      onNotify: () => void this.listener?.catchUp(),
+      // A replica left behind would refuse agents the team enrolled: PgListener retries until it applied everything.
+      onConnected: () => this.catchUp(),
+      onError: this.onError,
     });
-    return this.listening;
-  }
-
-  private async connectListener(): Promise<void> {
-    const client = new pg.Client({ ...this.store.config.pool, statement_timeout: 0 });
-    client.on('notification', (message) => {
-      if (message.channel === DIRECTORY_CHANNEL) this.wake();
-    });
-    const lost = () => {
-      if (this.listener !== client) return;
-      this.listener = undefined;
-      client.end().catch(() => undefined);
-      if (!this.closed) this.relisten(250);
-    };
-    client.on('error', lost);
-    client.on('end', lost);
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${DIRECTORY_CHANNEL}`);
-    } catch (error) {
-      await client.end().catch(() => undefined);
-      throw storeError(error, 'listening for directory changes');
-    }
-    this.listener = client;
-    // Changes committed while no listener was connected sent notifications nobody heard.
-    this.wake();
-  }
-
-  /**
-   * Catch up now. A failed catch-up (a read timed out, the local file busy) is tried again with
-   * backoff until one succeeds: no later notification may come for a change already committed,
-   * and a replica left behind would refuse agents the team enrolled.
-   */
-  private wake(): void {
-    this.catchUp().then(
-      () => {
-        this.retryDelayMs = CATCH_UP_RETRY_MS;
-      },
-      (error: unknown) => {
-        if (this.closed) return;
-        const message = error instanceof Error ? error.message : String(error);
-        if (this.retryTimer !== undefined) return;
-        const delay = this.retryDelayMs;
-        this.retryDelayMs = Math.min(delay * 2, CATCH_UP_RETRY_MAX_MS);
-        this.onError(`the directory replica could not catch up (trying again in ${delay} ms): ${message}`);
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          if (!this.closed) this.wake();
-        }, delay);
-        this.retryTimer.unref();
-      },
-    );
-  }
-
-  private relisten(delayMs: number): void {
-    setTimeout(() => {
-      if (this.closed || this.listener) return;
-      this.listen().catch((error: unknown) => {
-        this.onError(`the directory listener cannot reconnect yet: ${error instanceof Error ? error.message : String(error)}`);
-        this.relisten(Math.min(delayMs * 2, 2_000));
-      });
-    }, delayMs).unref();
+    return this.listener.start();
   }
 
   // ---- writes ----
@@ -438,10 +381,7 @@ export class PgDirectory {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
-    const listener = this.listener;
-    this.listener = undefined;
-    await listener?.end().catch(() => undefined);
+    await this.listener?.close();
   }
 }
 
