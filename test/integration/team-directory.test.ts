@@ -257,6 +257,50 @@ describe('one directory for all hubs', () => {
     }
   }, 60_000);
 
+  it('tells an agent whose call hub B refuses before its replica has the revocation of the call held on hub A, then closes it', async () => {
+    const agent = await newAgent('lagging-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    const onA = agentOn(a, agent);
+    const heldOnA = await onA.submit(transferCall('46000.00', 'Fabrikam'));
+    expect(heldOnA.decision).toBe('pending');
+    onA.close();
+    const pushed: DecisionResult[] = [];
+    let closed!: () => void;
+    const closing = new Promise<void>((resolve) => (closed = resolve));
+    const onB = new AgentClient({
+      url: b.url,
+      agentId: agent.id,
+      key: agent.key,
+      webSocket: nodeWebSocket,
+      reconnect: false,
+      requestTimeoutMs: 15_000,
+      onDecision: (result) => pushed.push(result),
+      onStateChange: (state) => state === 'closed' && closed(),
+    });
+    clients.push(onB);
+    expect(await onB.submit(transferCall('16.00'))).toMatchObject({ decision: 'allow' });
+    // A revocation committed as revoke() writes it, whose change has not reached hub B's replica
+    // (no change log entry: the notification still on its way).
+    const at = Date.now();
+    await db.query(
+      "UPDATE directory_agents SET status = 'revoked', row = (row::jsonb || jsonb_build_object('status', 'revoked', 'revoked_at', $2::bigint, 'revoked_reason', 'key leaked'))::text WHERE id = $1",
+      [agent.id, at],
+    );
+    await db.query("UPDATE requests SET state = 'denied', decided_at = $2, reasons = $3 WHERE id = $1", [
+      heldOnA.requestId,
+      at,
+      JSON.stringify(['agent revoked: key leaked']),
+    ]);
+    expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    await expect(onB.submit(transferCall('17.00'))).rejects.toMatchObject({ code: 'agent_revoked' });
+    await closing;
+    expect(pushed.find((r) => r.requestId === heldOnA.requestId)).toMatchObject({
+      state: 'denied',
+      reasons: ['agent revoked: key leaked'],
+    });
+  }, 60_000);
+
   it('lets exactly one of two hubs enrolling the same agent id at once win; the other gets enrollment_conflict', async () => {
     const first = await newAgent('twin-bot');
     const second = await newAgent('twin-bot');
