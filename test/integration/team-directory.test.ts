@@ -23,7 +23,11 @@ import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+<<<<<<< HEAD
 import { compiledCli } from '../helpers/compiled-script.js';
+=======
+import { registerPerson, signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
+>>>>>>> main
 import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
@@ -182,6 +186,48 @@ describe('one directory for all hubs', () => {
       expect(denied(held.requestId)).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
 
+  it('confirms an admin quorum proposal only on the hub it was made on: a second admin on another hub gets admin_proposal_unknown, nothing performed', async () => {
+    const quorumHub = async (name: string) => {
+      const app = await startHub(name, teamHubDir(room, name, { approvals: { adminQuorum: 2 } }));
+      const admins = new Map<string, HttpSignIn>();
+      const keys = new Map<string, VirtualAuthenticator>();
+      for (const id of ['root', 'second']) {
+        const key = await registerPerson(app, id, ['countersign-admins']);
+        keys.set(id, key);
+        admins.set(id, await signInOverHttp(app, id, key));
+      }
+      ensurePeople(app, FINANCE_SCOPE.owner);
+      return { app, admins, keys };
+    };
+    const [p, q] = [await quorumHub('hub-p'), await quorumHub('hub-q')];
+    const agent = await newAgent('proposed-bot');
+    const action = {
+      kind: 'agent.enroll' as const,
+      request: await createEnrollmentRequest(agent.key, agent.id, agent.id),
+      scope: { ...FINANCE_SCOPE },
+    };
+    const root = p.admins.get('root')!;
+    const started = await root.bridge.startAdminAction('root', action);
+    const proposed = await root.bridge.submitAdminAction('root', tapKey(p.app, p.keys.get('root')!, started.options));
+    const proposalId = proposed.proposal!.id;
+    // Hub Q neither lists nor confirms it: proposals stay on the hub they were made on.
+    const second = q.admins.get('second')!;
+    expect((await second.bridge.listPendingAdminActions()).proposals).toEqual([]);
+    const refused: unknown = await second.bridge.startAdminConfirmation(proposalId, 'second', 'confirm').catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'admin_proposal_unknown' });
+    expect(String((refused as Error).message)).toContain('on this hub');
+    const { rows } = await db.query("SELECT 1 FROM directory_agents WHERE id = 'proposed-bot'");
+    expect(rows).toEqual([]);
+    // On the proposing hub the second admin's tap performs it, in the team directory.
+    const onP = p.admins.get('second')!;
+    const confirming = await onP.bridge.startAdminConfirmation(proposalId, 'second', 'confirm');
+    expect(await onP.bridge.submitAdminConfirmation('second', tapKey(p.app, p.keys.get('second')!, confirming.options))).toMatchObject({
+      result: { enrolled: agent.id },
+    });
+    await caughtUp(q.app, p.app);
+    expect(q.app.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+  }, 90_000);
+
   it('revokes an agent whose held call holds U+0000, ends that call, and finds it in the History (the jsonb search index reads it)', async () => {
     const agent = await newAgent('nul-bot');
     await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
@@ -213,6 +259,50 @@ describe('one directory for all hubs', () => {
     } finally {
       onB.close();
     }
+  }, 60_000);
+
+  it('tells an agent whose call hub B refuses before its replica has the revocation of the call held on hub A, then closes it', async () => {
+    const agent = await newAgent('lagging-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    const onA = agentOn(a, agent);
+    const heldOnA = await onA.submit(transferCall('46000.00', 'Fabrikam'));
+    expect(heldOnA.decision).toBe('pending');
+    onA.close();
+    const pushed: DecisionResult[] = [];
+    let closed!: () => void;
+    const closing = new Promise<void>((resolve) => (closed = resolve));
+    const onB = new AgentClient({
+      url: b.url,
+      agentId: agent.id,
+      key: agent.key,
+      webSocket: nodeWebSocket,
+      reconnect: false,
+      requestTimeoutMs: 15_000,
+      onDecision: (result) => pushed.push(result),
+      onStateChange: (state) => state === 'closed' && closed(),
+    });
+    clients.push(onB);
+    expect(await onB.submit(transferCall('16.00'))).toMatchObject({ decision: 'allow' });
+    // A revocation committed as revoke() writes it, whose change has not reached hub B's replica
+    // (no change log entry: the notification still on its way).
+    const at = Date.now();
+    await db.query(
+      "UPDATE directory_agents SET status = 'revoked', row = (row::jsonb || jsonb_build_object('status', 'revoked', 'revoked_at', $2::bigint, 'revoked_reason', 'key leaked'))::text WHERE id = $1",
+      [agent.id, at],
+    );
+    await db.query("UPDATE requests SET state = 'denied', decided_at = $2, reasons = $3 WHERE id = $1", [
+      heldOnA.requestId,
+      at,
+      JSON.stringify(['agent revoked: key leaked']),
+    ]);
+    expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    await expect(onB.submit(transferCall('17.00'))).rejects.toMatchObject({ code: 'agent_revoked' });
+    await closing;
+    expect(pushed.find((r) => r.requestId === heldOnA.requestId)).toMatchObject({
+      state: 'denied',
+      reasons: ['agent revoked: key leaked'],
+    });
   }, 60_000);
 
   it('lets exactly one of two hubs enrolling the same agent id at once win; the other gets enrollment_conflict', async () => {
