@@ -23,11 +23,8 @@ import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-<<<<<<< HEAD
 import { compiledCli } from '../helpers/compiled-script.js';
-=======
 import { registerPerson, signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
->>>>>>> main
 import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
