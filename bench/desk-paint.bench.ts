@@ -10,7 +10,7 @@
  * cache, the cookie copied in); `warm` ones a new tab in the same context. Figures are from
  * navigation start.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext } from 'playwright-core';
@@ -68,6 +68,23 @@ async function sample(context: BrowserContext, url: string): Promise<PaintSample
   }
 }
 
+/**
+ * What the page must fetch before the queue can render: the entry script and the chunks
+ * index.html preloads (the other views are chunks fetched when first opened), against all the
+ * script the build holds.
+ */
+function firstLoadBytes(rendererDir: string): { firstLoadScriptBytes: number; allScriptBytes: number; scriptFiles: number } {
+  const html = readFileSync(join(rendererDir, 'index.html'), 'utf8');
+  const first = [...html.matchAll(/(?:src|href)="\/ui\/(assets\/[^"]+\.js)"/g)].map((m) => m[1]!);
+  const all = readdirSync(join(rendererDir, 'assets')).filter((name) => name.endsWith('.js'));
+  const size = (path: string) => statSync(join(rendererDir, path)).size;
+  return {
+    firstLoadScriptBytes: first.reduce((sum, path) => sum + size(path), 0),
+    allScriptBytes: all.reduce((sum, name) => sum + size(join('assets', name)), 0),
+    scriptFiles: all.length,
+  };
+}
+
 export async function runDeskPaintBench(options: { pending: number; samples: number }): Promise<Record<string, unknown>> {
   if (!chromiumAvailable()) return { skipped: 'no /usr/bin/chromium on this machine' };
   const rendererDir = mkdtempSync(join(tmpdir(), 'countersign-bench-renderer-'));
@@ -121,6 +138,7 @@ export async function runDeskPaintBench(options: { pending: number; samples: num
     });
     return {
       pending: await app.approvals.countPending(),
+      ...firstLoadBytes(rendererDir),
       samples: options.samples,
       cold: summary(cold),
       warm: summary(warm),

@@ -13,8 +13,10 @@ import type { JsonObject } from '../../shared/canonical-json.js';
 /**
  * `held`: submitted, waiting for approvers. `executing`: forwarded with a token (if the proxy
  * stops now, the approval counts as used). `done`: executed; the result is kept for retries.
+ * `denied`: an approver declined it; retries get the denial. `done` and `denied` are kept for
+ * `doneRetentionMs`.
  */
-export type HoldState = 'held' | 'executing' | 'done';
+export type HoldState = 'held' | 'executing' | 'done' | 'denied';
 
 export interface HoldEntry {
   key: string;
@@ -29,7 +31,7 @@ export interface HoldEntry {
 export interface HoldStoreOptions {
   /** The file; undefined keeps entries in memory only (one proxy process). */
   file?: string;
-  /** How long a finished call's result answers identical retries (default 10 minutes). */
+  /** How long a finished call's result, or an approver's denial, answers identical retries (default 10 minutes). */
   doneRetentionMs?: number;
   /** How long a held entry is kept at most (default 24 hours; approvals expire sooner). */
   heldRetentionMs?: number;
@@ -86,7 +88,8 @@ export class HoldStore {
     let changed = false;
     for (const [key, entry] of this.entries) {
       const age = now - entry.updatedAt;
-      if ((entry.state === 'done' && age > done) || (entry.state !== 'done' && age > held)) {
+      const settled = entry.state === 'done' || entry.state === 'denied';
+      if ((settled && age > done) || (!settled && age > held)) {
         this.entries.delete(key);
         changed = true;
       }
@@ -118,7 +121,11 @@ export class HoldStore {
     if (!Array.isArray(list))
       throw new CountersignError('config_invalid', `the proxy state file ${JSON.stringify(file)} has no entries list`);
     for (const item of list as HoldEntry[]) {
-      if (typeof item?.key !== 'string' || typeof item.requestId !== 'string' || !['held', 'executing', 'done'].includes(item.state))
+      if (
+        typeof item?.key !== 'string' ||
+        typeof item.requestId !== 'string' ||
+        !['held', 'executing', 'done', 'denied'].includes(item.state)
+      )
         continue;
       this.entries.set(item.key, item);
     }

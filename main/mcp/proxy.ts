@@ -34,7 +34,7 @@ import { MemoryJtiStore, verifyApprovalToken, type JwkLike } from '../../shared/
 import type { DecisionResult } from '../../shared/protocol.js';
 import { requiredApprovers } from '../../shared/quorum.js';
 import { mapCall, type MappedCall, type MappingFile } from './mapping.js';
-import { HoldStore } from './hold-store.js';
+import { HoldStore, type HoldState } from './hold-store.js';
 import { getJson, tlsWebSocketFactory, type TlsTrust } from './tls-trust.js';
 import { nodeVerifySignature } from './node-signature.js';
 
@@ -46,6 +46,8 @@ export const OUTCOME_META_KEY = 'dev.countersign/outcome';
 export const PROVENANCE_META_KEY = 'dev.countersign/provenance';
 
 export const DEFAULT_MAX_ARGUMENT_BYTES = 48 * 1024;
+/** How long `close` waits for Countersign answers on their way (a host's stop grace is usually longer). */
+export const DEFAULT_CLOSE_DRAIN_MS = 3_000;
 /** How long a tool server's roots/list waits for the first host connection to finish its handshake. */
 export const ROOTS_WAIT_MS = 10_000;
 /** The key of the URL-mode elicitation a held call asks the host to open (2026-07-28). */
@@ -121,6 +123,8 @@ export interface McpProxyOptions {
    * the signed envelope under the gateway's default 64 KiB message limit; raise both together).
    */
   maxArgumentBytes?: number;
+  /** How long stopping waits for Countersign answers still on their way, to record holds (default 3 s). */
+  closeDrainMs?: number;
   /** Timeout for one forwarded call to the tool server (default 10 minutes). */
   downstreamTimeoutMs?: number;
   webSocket?: WebSocketFactory;
@@ -573,10 +577,27 @@ export class McpProxy {
     );
   }
 
+  /**
+   * Stop: the host connections first (every waiting request is aborted), then, for at most
+   * `closeDrainMs`, the Countersign answers still on their way, so a call held the moment its
+   * host left is recorded in the state file and its retry finds the request whatever approvers
+   * decide meanwhile (docs/mcp.md, "The recording window"); then Countersign and the tool server.
+   */
   async close(): Promise<void> {
     this.closed = true;
-    this.agent.close();
     for (const server of this.servers) await server.close().catch(() => undefined);
+    const onTheWay = [...this.inFlight.values()].filter((entry) => entry.held === undefined).map((entry) => entry.decided);
+    if (onTheWay.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(onTheWay),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, this.options.closeDrainMs ?? DEFAULT_CLOSE_DRAIN_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.agent.close();
     await this.client.close().catch(() => undefined);
   }
 
@@ -736,7 +757,7 @@ export class McpProxy {
     entry: InFlightCall,
     onDecided: (held: boolean) => void,
   ): Promise<ToolAnswer> {
-    let previous: { state: 'held' | 'executing' | 'done'; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
+    let previous: { state: HoldState; requestId: string; result?: JsonObject } | undefined = this.holds.get(key);
     // A 2026-07-28 retry names its request in the sealed state: found even without the hold file.
     if (!previous && echoed) previous = { state: 'held', requestId: echoed.requestId };
     if (previous?.state === 'done') {
@@ -745,6 +766,10 @@ export class McpProxy {
         'This exact call was already run once with its approval, and its result is no longer available. It was not run again.',
         { code: 'mcp_already_executed', requestId: previous.requestId },
       );
+    }
+    if (previous?.state === 'denied') {
+      // An approver declined this exact call: a retry gets that answer, not a second prompt.
+      return this.denial({ requestId: previous.requestId, state: 'denied' }, true);
     }
     if (previous?.state === 'executing') {
       // The proxy stopped (or the host cancelled) while this approved call was being forwarded:
@@ -812,7 +837,10 @@ export class McpProxy {
     }
 
     if (decision.state === 'denied' || decision.state === 'expired' || decision.decision === 'deny') {
-      this.holds.delete(key);
+      // An approver's denial is kept like a result (identical retries within the window get it);
+      // an expiry is not (a retry asks again), nor a policy denial (decided afresh, as ever).
+      if (held && decision.state === 'denied') this.holds.set(key, decision.requestId, 'denied');
+      else this.holds.delete(key);
       return this.denial(decision, held);
     }
     // Every host waiting for this call has gone (cancelled, disconnected, timed out) before it
@@ -987,7 +1015,7 @@ export class McpProxy {
     return 'cancelled';
   }
 
-  private denial(decision: DecisionResult, wasHeld: boolean): CallToolResult {
+  private denial(decision: Pick<DecisionResult, 'requestId' | 'state'>, wasHeld: boolean): CallToolResult {
     if (decision.state === 'expired') {
       return toolError(
         `No approver decided in time and the approval window closed (request ${decision.requestId}). The tool was not run. Retry the call to ask again.`,

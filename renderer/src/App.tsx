@@ -4,18 +4,26 @@
  * custody, recent decisions, enrolled agents) and the approver's view (ApprovalsView: register a
  * security key, decide pending requests as the signed-in person). It knows only CountersignBridge.
  */
-import { useCallback, useEffect, useState } from 'react';
-import { startAuthentication } from '@simplewebauthn/browser';
+import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/bridge.js';
-import { ApprovalsView } from './Approvals.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
-import { FirstRunGate } from './desk/first-run.js';
 import { NotificationControls, showAdminProposalNotice, useDeskNotifications } from './desk/desk-notifier.js';
 import { AdminProposalsContext, useAdminProposals } from './desk/admin-proposals.js';
 import type { DeskSessionView } from '../../shared/desk-session.js';
+
+// Not needed for the queue's first paint: each is its own chunk, fetched when first shown.
+const ApprovalsView = lazy(async () => ({ default: (await import('./Approvals.js')).ApprovalsView }));
+const FirstRunGate = lazy(async () => ({ default: (await import('./desk/first-run.js')).FirstRunGate }));
+
+/** What shows while a view's chunk loads (a few ms on loopback). */
+const VIEW_LOADING = (
+  <p className="muted" data-testid="view-loading">
+    Loading…
+  </p>
+);
 
 export type BridgeChoice = { kind: 'ready'; transport: 'ipc' | 'http'; bridge: CountersignBridge } | { kind: 'no-secret' };
 
@@ -191,10 +199,15 @@ function Dashboard({
             </button>
           ))}
       </nav>
-      {/* The first run is its own screen (kept mounted so the walk-through survives switching views). */}
-      <div hidden={view !== SETUP_VIEW}>
-        <FirstRunGate bridge={bridge} onSignedIn={session.set} />
-      </div>
+      {/* The first run is its own screen, loaded only while no admin exists (kept mounted so the
+          walk-through survives switching views). */}
+      {setupSeen && (
+        <div hidden={view !== SETUP_VIEW}>
+          <Suspense fallback={VIEW_LOADING}>
+            <FirstRunGate bridge={bridge} onSignedIn={session.set} />
+          </Suspense>
+        </div>
+      )}
       <SignIn bridge={bridge} state={session} />
       {!session.current && DESK_VIEWS.some((row) => row.id === view) && (
         <p className="muted" data-testid="desk-choose-person">
@@ -202,15 +215,25 @@ function Dashboard({
         </p>
       )}
       {session.current && <NotificationControls state={notifications} />}
-      {session.current &&
-        DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
-          <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={setTarget} requestId={target.requestId} />
-        ))}
+      <Suspense fallback={VIEW_LOADING}>
+        {session.current &&
+          DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
+            <Component
+              key={id}
+              bridge={bridge}
+              session={session.current as DeskSession}
+              navigate={setTarget}
+              requestId={target.requestId}
+            />
+          ))}
+      </Suspense>
       {/* Mounted on its first visit, then kept (the chosen approver survives switching): it loads
           every pending request, which must not delay the queue's first paint (bench desk-paint). */}
       {approvalsVisited && (
         <div hidden={view !== 'approvals'}>
-          <ApprovalsView bridge={bridge} session={session.current} />
+          <Suspense fallback={VIEW_LOADING}>
+            <ApprovalsView bridge={bridge} session={session.current} />
+          </Suspense>
         </div>
       )}
       <div hidden={view !== 'overview'}>
@@ -508,6 +531,8 @@ function SignIn({ bridge, state }: { bridge: CountersignBridge; state: DeskSessi
     setError(undefined);
     try {
       const { options } = await bridge.beginSignIn(chosen);
+      // The WebAuthn client is loaded on the first sign-in, not with the queue.
+      const { startAuthentication } = await import('@simplewebauthn/browser');
       const response = await startAuthentication({ optionsJSON: options });
       state.set((await bridge.finishSignIn(chosen, response)).session);
     } catch (caught) {

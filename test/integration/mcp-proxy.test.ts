@@ -520,6 +520,55 @@ describe('mcp-proxy with the example payments server (token checked on the serve
     expect(seam.submits()).toBe(1);
   });
 
+  // A retry of a call decided while its host was away: it gets that decision, never a second
+  // prompt or a second run. The proxy stopping inside the recording window waits (closeDrainMs)
+  // for the answers on their way, so the holds are recorded even though approvers decide (which
+  // seals and ends the groups a byte-equal retry could otherwise join) before the retry comes.
+  it('the host leaves before the held answers reach the proxy and approvers decide both meanwhile; the retries get the approval (run once) and the denial, with no new prompt', async () => {
+    const { dir, stateFile } = caseDir();
+    const approved = { amount: '290.00', payee: 'Initech LLC' };
+    const declined = { amount: '291.00', payee: 'Initech LLC' };
+    const seam = withholdSubmitAnswers();
+    const first = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir), webSocket: seam.factory });
+    const abandoned = [approved, declined].map((args) =>
+      first.client.callTool({ name: 'pay', arguments: args }, { timeout: 120_000 }).catch((error: unknown) => error),
+    );
+    const requestOf = async (amount: string) =>
+      (await m.pending()).find((p) => p.tool === 'payments.pay' && p.params.amount === amount)?.requestId;
+    await seam.withheld;
+    const approvedId = await waitFor(() => requestOf('290.00'), 'the first held payment');
+    const declinedId = await waitFor(() => requestOf('291.00'), 'the second held payment');
+    const stopping = first.close(); // the host leaves; the proxy stops once the answers are in
+    for (const call of abandoned) expect(await call).toBeInstanceOf(Error);
+    expect(await m.approve(approvedId, 'carol')).toMatchObject({ state: 'approved' });
+    expect(await m.approve(declinedId, 'carol', 'deny')).toMatchObject({ state: 'denied' });
+    seam.release(); // the answers (both "pending") reach the stopping proxy
+    await stopping;
+    const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { entries: Array<{ requestId: string; state: string }> };
+    expect(state.entries.map((e) => [e.requestId, e.state]).sort()).toEqual(
+      [
+        [approvedId, 'held'],
+        [declinedId, 'held'],
+      ].sort(),
+    );
+
+    const counting = withholdSubmitAnswers();
+    counting.release(); // counts the proxy's submits, holds nothing back
+    const second = await host({ map: MAPS.payments, stateFile, ...paymentsServer(dir), webSocket: counting.factory });
+    const paid = await second.client.callTool({ name: 'pay', arguments: approved }, { timeout: 120_000 });
+    expect(textOf(paid)).toContain(`paid "290.00" to "Initech LLC" (approved by Countersign request ${approvedId}`);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const refused = await second.client.callTool({ name: 'pay', arguments: declined }, { timeout: 120_000 });
+      expect(outcomeOf(refused)).toEqual({ code: 'mcp_call_denied', requestId: declinedId });
+      expect(textOf(refused)).toContain('An approver declined this call');
+    }
+    expect(counting.submits()).toBe(0);
+    expect((await m.pending()).filter((p) => p.tool === 'payments.pay' && ['290.00', '291.00'].includes(String(p.params.amount)))).toEqual(
+      [],
+    );
+    expect(ledgerLines(dir)).toEqual([expect.stringContaining('"290.00"')]);
+  });
+
   // A retry waits on the first attempt's answer (in flight, or held for approvers); it must still
   // end on its own cancel. notifications/cancelled, the host's connection closing and the
   // client's own timeout all abort the same request signal in the SDK (Protocol._oncancel,

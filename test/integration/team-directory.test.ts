@@ -180,6 +180,19 @@ describe('one directory for all hubs', () => {
       expect(denied(held.requestId)).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
 
+  it('revokes an agent whose held call holds U+0000, ends that call, and finds it in the History (the jsonb search index reads it)', async () => {
+    const agent = await newAgent('nul-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    const call = transferCall('4100.00', 'Nul\u0000Payee \\u0000');
+    const held = await agentOn(a, agent).submit({ ...call, params: { ...call.params, memo: 'a\u0000b' } });
+    expect(held).toMatchObject({ decision: 'pending' });
+    const ended = await a.team!.agents.revoke(agent.id, 'key leaked');
+    expect(ended.map((r) => r.requestId)).toEqual([held.requestId]);
+    expect(a.registry.getAgent(agent.id)).toMatchObject({ status: 'revoked' });
+    const found = await a.ui.searchHistory({ text: 'nul', agentId: agent.id });
+    expect(found.rows.map((r) => [r.requestId, r.state, r.payee])).toEqual([[held.requestId, 'denied', 'Nul\ufffdPayee \\u0000']]);
+  }, 60_000);
+
   it("refuses a revoked agent's call on hub B even while hub B's replica still says active (checked in PostgreSQL)", async () => {
     const agent = await newAgent('stale-bot');
     await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
@@ -198,6 +211,50 @@ describe('one directory for all hubs', () => {
     } finally {
       onB.close();
     }
+  }, 60_000);
+
+  it('tells an agent whose call hub B refuses before its replica has the revocation of the call held on hub A, then closes it', async () => {
+    const agent = await newAgent('lagging-bot');
+    await a.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE);
+    await caughtUp(b, a);
+    const onA = agentOn(a, agent);
+    const heldOnA = await onA.submit(transferCall('46000.00', 'Fabrikam'));
+    expect(heldOnA.decision).toBe('pending');
+    onA.close();
+    const pushed: DecisionResult[] = [];
+    let closed!: () => void;
+    const closing = new Promise<void>((resolve) => (closed = resolve));
+    const onB = new AgentClient({
+      url: b.url,
+      agentId: agent.id,
+      key: agent.key,
+      webSocket: nodeWebSocket,
+      reconnect: false,
+      requestTimeoutMs: 15_000,
+      onDecision: (result) => pushed.push(result),
+      onStateChange: (state) => state === 'closed' && closed(),
+    });
+    clients.push(onB);
+    expect(await onB.submit(transferCall('16.00'))).toMatchObject({ decision: 'allow' });
+    // A revocation committed as revoke() writes it, whose change has not reached hub B's replica
+    // (no change log entry: the notification still on its way).
+    const at = Date.now();
+    await db.query(
+      "UPDATE directory_agents SET status = 'revoked', row = (row::jsonb || jsonb_build_object('status', 'revoked', 'revoked_at', $2::bigint, 'revoked_reason', 'key leaked'))::text WHERE id = $1",
+      [agent.id, at],
+    );
+    await db.query("UPDATE requests SET state = 'denied', decided_at = $2, reasons = $3 WHERE id = $1", [
+      heldOnA.requestId,
+      at,
+      JSON.stringify(['agent revoked: key leaked']),
+    ]);
+    expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    await expect(onB.submit(transferCall('17.00'))).rejects.toMatchObject({ code: 'agent_revoked' });
+    await closing;
+    expect(pushed.find((r) => r.requestId === heldOnA.requestId)).toMatchObject({
+      state: 'denied',
+      reasons: ['agent revoked: key leaked'],
+    });
   }, 60_000);
 
   it('lets exactly one of two hubs enrolling the same agent id at once win; the other gets enrollment_conflict', async () => {

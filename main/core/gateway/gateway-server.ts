@@ -491,6 +491,12 @@ export class Gateway {
               error.code === 'agent_expired' ||
               error.code === 'key_revoked')
           ) {
+            if (error.code === 'agent_revoked' && this.deps.endedByRevocation !== undefined) {
+              // A hub: the revocation may be another hub's and this replica behind it, so the calls
+              // it ended are read in the team database before the agent's sessions close, told of them.
+              this.sendError(conn, request.id, error);
+              return this.endRevoked(session.agentId, this.deps.endedByRevocation);
+            }
             const ended = error.code === 'agent_revoked' ? this.deps.registry.endedByRevocation(session.agentId) : [];
             return this.endSession(conn, request.id, error, ended);
           }

@@ -19,6 +19,7 @@ import { CountersignError, quote } from '../../../shared/errors.js';
 import type { EnrollmentPayload } from '../../../shared/enrollment.js';
 import type { AgentKeyAlgorithm, AgentPublicJwk } from '../../../shared/agent-keys.js';
 import type { JsonObject } from '../../../shared/canonical-json.js';
+import type { AuditEventFields } from '../../../shared/audit-events.js';
 import type { EnrollmentVocabulary } from '../policy/policy-set.js';
 import { resolvePerson, type ResolvedPerson } from './people.js';
 import type { DecisionResult } from '../../../shared/protocol.js';
@@ -115,6 +116,24 @@ export function checkScopeVocabulary(
         details: { jurisdiction },
       });
   }
+}
+
+/** The `agent.enrolled` audit record of an enrollment (embedded and team directory alike); `owner`: the person's id the entered owner resolved to. */
+export function enrolledEvent(payload: EnrollmentPayload, owner: string, scope: AgentScope): AuditEventFields<'agent.enrolled'> {
+  return {
+    agentId: payload.agentId,
+    kid: payload.publicJwk.kid,
+    alg: payload.publicJwk.alg,
+    owner,
+    ownerEntered: scope.owner,
+    group: scope.group,
+    allowedTools: scope.allowedTools,
+    dataClasses: scope.dataClasses,
+    jurisdictions: scope.jurisdictions,
+    expiresAt: scope.expiresAt ?? null,
+    model: scope.model ?? null,
+    agentVersion: scope.agentVersion ?? null,
+  };
 }
 
 /** The person `handle` names, for an owner: unknown or disabled people are refused. */
@@ -340,20 +359,7 @@ export class AgentRegistry {
           scope.owner,
         );
       this.insertKey(payload.agentId, payload.publicJwk, now);
-      this.audit.append('agent.enrolled', now, {
-        agentId: payload.agentId,
-        kid: payload.publicJwk.kid,
-        alg: payload.publicJwk.alg,
-        owner: owner.id,
-        ownerEntered: scope.owner,
-        group: scope.group,
-        allowedTools: scope.allowedTools,
-        dataClasses: scope.dataClasses,
-        jurisdictions: scope.jurisdictions,
-        expiresAt: scope.expiresAt ?? null,
-        model: scope.model ?? null,
-        agentVersion: scope.agentVersion ?? null,
-      });
+      this.audit.append('agent.enrolled', now, enrolledEvent(payload, owner.id, scope));
     });
     enroll.immediate();
     return this.requireAgent(payload.agentId);

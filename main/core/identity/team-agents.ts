@@ -9,7 +9,7 @@
  * <reason>", audited, each hub's waiting gateway woken), as the embedded revocation does.
  */
 import type pg from 'pg';
-import type { AgentKeyRecord, AgentRecord, AgentRegistry, AgentScope } from './agent-registry.js';
+import { enrolledEvent, type AgentKeyRecord, type AgentRecord, type AgentRegistry, type AgentScope } from './agent-registry.js';
 import { storedRow, type PgDirectory, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
 import { OUTCOME_CHANNEL } from '../store/pg/pg-decision-store.js';
 import type { AuditSubmission } from '../store/store-seam.js';
@@ -71,24 +71,7 @@ export class TeamAgents {
             `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`,
           );
         await insertKey(client, keyRow);
-        const audit: AuditSubmission = {
-          kind: 'agent.enrolled',
-          at: now,
-          event: {
-            agentId: payload.agentId,
-            kid: payload.publicJwk.kid,
-            alg: payload.publicJwk.alg,
-            owner: owner.id,
-            ownerEntered: scope.owner,
-            group: scope.group,
-            allowedTools: scope.allowedTools,
-            dataClasses: scope.dataClasses,
-            jurisdictions: scope.jurisdictions,
-            expiresAt: scope.expiresAt ?? null,
-            model: scope.model ?? null,
-            agentVersion: scope.agentVersion ?? null,
-          },
-        };
+        const audit: AuditSubmission = { kind: 'agent.enrolled', at: now, event: enrolledEvent(payload, owner.id, scope) };
         return {
           ops: [
             { table: 'agents', row: agentRow },

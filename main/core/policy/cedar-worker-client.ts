@@ -56,9 +56,6 @@ export interface CedarWorkerOptions {
 
 const WORKER_URL = new URL('./cedar-worker.mjs', import.meta.url);
 
-/** Young-generation cap of the Cedar worker's heap, in MiB (see spawn). */
-export const CEDAR_WORKER_YOUNG_GENERATION_MB = 4;
-
 export class CedarWorkerClient {
   private worker: Worker;
   private nextId = 1;
@@ -117,11 +114,7 @@ export class CedarWorkerClient {
   }
 
   private spawn(): Worker {
-    // A small young generation: the worker's garbage is each call's short-lived objects, so a
-    // scavenge of a few MiB is cheap, while V8's default lets new space grow to tens of MiB of
-    // resident memory (issue #12's memory budget). The old generation is left unbounded: the
-    // prepared policy sets live there, and a cap could kill the worker on a large set.
-    const worker = new Worker(WORKER_URL, { resourceLimits: { maxYoungGenerationSizeMb: CEDAR_WORKER_YOUNG_GENERATION_MB } });
+    const worker = new Worker(WORKER_URL);
     worker.unref();
     worker.on('message', (message: WorkerMessage) => {
       if (message.type !== 'answers') return;

@@ -91,8 +91,11 @@ export interface GroupKey {
   conflicted: readonly string[];
 }
 
-/** A `requests` row as stored, with its agent's columns (PostgreSQL's reader fills them from the hub's directory). */
-export interface RequestRow {
+/**
+ * A `requests` row's own columns as stored, in both stores. `Time` is how the driver returns the
+ * time columns: SQLite a number, PostgreSQL's bigint a string (pg-approval-store.ts converts).
+ */
+export interface StoredRequestColumns<Time = number> {
   id: string;
   agent_id: string;
   kid: string;
@@ -105,12 +108,16 @@ export interface RequestRow {
   reasons: string;
   obligation: string | null;
   risk: string;
-  created_at: number;
-  expires_at: number | null;
-  decided_at: number | null;
+  created_at: Time;
+  expires_at: Time | null;
+  decided_at: Time | null;
   conflicted_approvers: string;
   group_id: string | null;
-  sealed_at: number | null;
+  sealed_at: Time | null;
+}
+
+/** A `requests` row as stored, with its agent's columns (PostgreSQL's reader fills them from the hub's directory). */
+export interface RequestRow extends StoredRequestColumns {
   agent_display_name: string | null;
   agent_owner: string | null;
   agent_owner_state: string | null;

@@ -5,7 +5,10 @@
  * registration code. Errors come back as CountersignErrors with their stable code; the messages
  * people see for the codes that need explaining are here too.
  */
-import { startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
+import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
+
+/** The WebAuthn client, loaded at the first key tap (not with the queue, which shows admin proposals). */
+const webAuthn = () => import('@simplewebauthn/browser');
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
 import type { AdminAction } from '../../../shared/admin-actions.js';
 import type { AdminConfirmationOutcome, AdminConfirmationVerdict, AdminOutcome } from '../../../shared/bridge-admin.js';
@@ -15,7 +18,7 @@ import { isCountersignError } from '../../../shared/errors.js';
 /** Ask for the admin's key tap over `action`, then perform it. */
 export async function runAdminAction(bridge: CountersignBridge, adminId: string, action: AdminAction): Promise<AdminOutcome> {
   const started = await bridge.startAdminAction(adminId, action);
-  const response = await startAuthentication({ optionsJSON: started.options });
+  const response = await (await webAuthn()).startAuthentication({ optionsJSON: started.options });
   return bridge.submitAdminAction(adminId, response);
 }
 
@@ -27,7 +30,7 @@ export async function decideAdminProposal(
   confirmation: AdminConfirmationVerdict,
 ): Promise<AdminConfirmationOutcome> {
   const started = await bridge.startAdminConfirmation(proposalId, adminId, confirmation);
-  const response = await startAuthentication({ optionsJSON: started.options });
+  const response = await (await webAuthn()).startAuthentication({ optionsJSON: started.options });
   return bridge.submitAdminConfirmation(adminId, response);
 }
 
@@ -40,7 +43,9 @@ export function outcomeText(outcome: AdminOutcome, done: string): string {
 /** Register a security key for `approverId` with a registration code (the code is spent only if the key is stored). */
 export async function registerSecurityKey(bridge: CountersignBridge, approverId: string, code: string): Promise<RegisteredKey> {
   const options = await bridge.beginApproverRegistration(approverId, code);
-  const response = await startRegistration({ optionsJSON: options as unknown as PublicKeyCredentialCreationOptionsJSON });
+  const response = await (
+    await webAuthn()
+  ).startRegistration({ optionsJSON: options as unknown as PublicKeyCredentialCreationOptionsJSON });
   return bridge.finishApproverRegistration(approverId, response);
 }
 

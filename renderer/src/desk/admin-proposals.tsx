@@ -16,7 +16,7 @@ import type { AdminProposal, AdminProposalList } from '../../../shared/bridge-ad
 import type { AdminAction } from '../../../shared/admin-actions.js';
 import type { DeskSession } from './desk-view.js';
 import { decideAdminProposal, shownError } from './admin-ceremony.js';
-import { StatusLine, type Status } from './agents-view.js';
+import { StatusLine, type Status } from './status-line.js';
 
 /** The pending admin actions as this desk knows them (one reader per desk, shared by the views). */
 export interface AdminProposalsState {

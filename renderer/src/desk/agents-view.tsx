@@ -13,6 +13,7 @@ import type { DeskViewProps } from './desk-view.js';
 import { EnrollmentDrop } from './enrollment-file.js';
 import { outcomeText, runAdminAction, shownError, type ShownError } from './admin-ceremony.js';
 import { AdminProposals, AdminProposalsContext } from './admin-proposals.js';
+import { StatusLine, type Status } from './status-line.js';
 
 /** "a, b ,c" -> ["a","b","c"] (empty entries dropped). */
 const splitList = (text: string): string[] =>
@@ -20,24 +21,6 @@ const splitList = (text: string): string[] =>
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
-
-type Status = { kind: 'working'; text: string } | { kind: 'done'; text: string } | ({ kind: 'error' } & ShownError);
-
-export function StatusLine({ status, testId }: { status: Status | undefined; testId: string }) {
-  if (status === undefined) return null;
-  if (status.kind === 'error')
-    return (
-      <p className="error" role="alert" data-testid={testId} data-code={status.code}>
-        {status.message} <code>[{status.code}]</code>
-      </p>
-    );
-  return (
-    <p className={status.kind === 'done' ? 'success' : 'muted'} role="status" data-testid={testId} data-state={status.kind}>
-      {status.text}
-    </p>
-  );
-}
-export type { Status };
 
 /** The enrollment form: a request file plus the scope; used by the Agents view and the first run. */
 export function EnrollAgentForm({

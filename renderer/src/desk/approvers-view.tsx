@@ -11,7 +11,7 @@ import type { ApproverDetail, ApproverKey } from '../../../shared/bridge-admin.j
 import type { AdminAction } from '../../../shared/admin-actions.js';
 import { authenticatorLabel, describeAuthenticator } from '../../../shared/authenticators.js';
 import { runAdminAction, shownError, type ShownError } from './admin-ceremony.js';
-import { StatusLine, type Status } from './agents-view.js';
+import { StatusLine, type Status } from './status-line.js';
 
 /** Which authenticators are accepted, in words (shown here and in the first run). */
 export function SecurityKeysExplained() {

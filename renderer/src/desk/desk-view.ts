@@ -35,7 +35,8 @@ export interface DeskViewRow {
   readonly admin: boolean;
   /** Reached by navigation only (for example one request), not listed as a tab. */
   readonly hidden?: boolean;
-  readonly Component: (props: DeskViewProps) => React.JSX.Element;
+  /** A plain component, or one loaded on first use (React.lazy, rendered inside Suspense). */
+  readonly Component: React.ComponentType<DeskViewProps>;
 }
 
 /** The fragment parameter that opens one request (`/ui/#request=<id>`; the MCP proxy's links use it). */

@@ -12,7 +12,8 @@ import type { CountersignBridge } from '../../../shared/bridge-table.js';
 import type { FirstAdmin } from '../../../shared/bridge-admin.js';
 import { authenticatorLabel } from '../../../shared/authenticators.js';
 import { registerSecurityKey, shownError } from './admin-ceremony.js';
-import { EnrollAgentForm, StatusLine, type Status } from './agents-view.js';
+import { EnrollAgentForm } from './agents-view.js';
+import { StatusLine, type Status } from './status-line.js';
 import { SecurityKeysExplained } from './approvers-view.js';
 import type { DeskSessionView } from '../../../shared/desk-session.js';
 

@@ -19,7 +19,7 @@
 import type pg from 'pg';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
-import { decodeRequest, encodeRequirement, type RequestRecord, type RequestRow } from '../request-repository.js';
+import { decodeRequest, encodeRequirement, type RequestRecord, type RequestRow, type StoredRequestColumns } from '../request-repository.js';
 import type { ApprovalCommit, ApprovalRow, ApprovalSnapshot, ApprovalStore } from '../approval-store-seam.js';
 import type { AuditSubmission } from '../store-seam.js';
 import { HELD_CALLS_LOCK, OUTCOME_CHANNEL, type PgDecisionStore } from './pg-decision-store.js';
@@ -42,26 +42,8 @@ export interface PgApprovalStoreOptions {
 export const COLUMNS = `id, agent_id, kid, tool, call_json, call_sha256, state, policy_hash, determining_policies, reasons, obligation, risk,
   created_at, expires_at, decided_at, conflicted_approvers, group_id, sealed_at`;
 
-export interface PgRequestRow {
-  id: string;
-  agent_id: string;
-  kid: string;
-  tool: string;
-  call_json: string;
-  call_sha256: string;
-  state: string;
-  policy_hash: string;
-  determining_policies: string;
-  reasons: string;
-  obligation: string | null;
-  risk: string;
-  created_at: string;
-  expires_at: string | null;
-  decided_at: string | null;
-  conflicted_approvers: string;
-  group_id: string | null;
-  sealed_at: string | null;
-}
+/** A `requests` row from PostgreSQL, which returns the bigint time columns as strings. */
+export type PgRequestRow = StoredRequestColumns<string>;
 
 interface PgApprovalRow {
   request_id: string;

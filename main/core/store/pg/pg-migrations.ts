@@ -247,7 +247,23 @@ export const PG_MIGRATIONS: readonly string[] = [
     RETURN id || ' ' || agent_id || ' ' || tool || ' ' || coalesce(call_json::jsonb #>> '{params,payee}', '');
   CREATE INDEX requests_search ON requests USING gin (request_search_text(id, agent_id, tool, call_json) gin_trgm_ops) WHERE state <> 'pending';
   `,
-  // 7: approvers in the team directory (ADR 0013): each security key's signature counter and last
+  // 7: a call's text as jsonb without failing: jsonb refuses the escape \u0000, which canonical
+  // JSON writes for U+0000 in any string of a call, so migration 6's search index made every
+  // request holding one impossible to decide, deny or end (a revocation of its agent failed).
+  // request_call_jsonb reads it with each \u0000 escape (one not itself escaped: an even run of
+  // backslashes before it) as \ufffd; the search text and the History's payee read through it.
+  String.raw`
+  DROP INDEX requests_search;
+  CREATE FUNCTION request_call_jsonb(call_json text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (CASE WHEN strpos(call_json, '\u0000') = 0 THEN call_json
+      ELSE regexp_replace(call_json, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g') END)::jsonb;
+  CREATE OR REPLACE FUNCTION request_search_text(id text, agent_id text, tool text, call_json text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN id || ' ' || agent_id || ' ' || tool || ' ' || coalesce(request_call_jsonb(call_json) #>> '{params,payee}', '');
+  CREATE INDEX requests_search ON requests USING gin (request_search_text(id, agent_id, tool, call_json) gin_trgm_ops) WHERE state <> 'pending';
+  `,
+  // 8: approvers in the team directory (ADR 0013): each security key's signature counter and last
   // use, kept here for every hub and advanced inside the commit of the tap that moved it, so a
   // counter that goes backwards is caught whichever hub the key was last used on.
   `

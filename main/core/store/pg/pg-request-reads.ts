@@ -74,8 +74,9 @@ export function pgHistoryStatement(filter: HistoryFilter): { sql: string; values
     const at = param(filter.after.decidedAt);
     where.push(`(r.decided_at < ${at} OR (r.decided_at = ${at} AND r.id COLLATE "C" < ${param(filter.after.id)}))`);
   }
+  // request_call_jsonb (PG migration 7), never call_json::jsonb: a call holding U+0000 must not fail the page.
   const sql = `SELECT r.id, r.agent_id, r.tool, r.state,
-      CASE WHEN jsonb_typeof(r.call_json::jsonb #> '{params,payee}') = 'string' THEN r.call_json::jsonb #>> '{params,payee}' END AS payee,
+      CASE WHEN jsonb_typeof(request_call_jsonb(r.call_json) #> '{params,payee}') = 'string' THEN request_call_jsonb(r.call_json) #>> '{params,payee}' END AS payee,
       r.created_at, r.decided_at, r.reasons,
       (SELECT count(*) FROM approvals a WHERE a.request_id = COALESCE(r.group_id, r.id)) AS approvals
     FROM requests r WHERE ${where.join(' AND ')}
