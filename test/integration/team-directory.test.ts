@@ -22,6 +22,7 @@ import { DEMO_POLICY_DIR, FINANCE_SCOPE, nodeWebSocket, transferCall } from '../
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
 import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
@@ -179,6 +180,48 @@ describe('one directory for all hubs', () => {
     for (const held of [heldOnA, heldOnB])
       expect(denied(held.requestId)).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
+
+  it('confirms an admin quorum proposal only on the hub it was made on: a second admin on another hub gets admin_proposal_unknown, nothing performed', async () => {
+    // The two admins are in the team directory (ADR 0013): registered once, on hub P; they sign in on both hubs.
+    const keys = new Map<string, Awaited<ReturnType<typeof registerTeamPerson>>>();
+    const quorumHub = async (name: string) => {
+      const app = await startHub(name, teamHubDir(room, name, { approvals: { adminQuorum: 2 } }));
+      const admins = new Map<string, HttpSignIn>();
+      for (const id of ['prime', 'second']) {
+        if (!keys.has(id)) keys.set(id, await registerTeamPerson(app, id, ['countersign-admins']));
+        admins.set(id, await signInOverHttp(app, id, keys.get(id)!));
+      }
+      await ensureTeamPeople(app, FINANCE_SCOPE.owner);
+      return { app, admins, keys };
+    };
+    const [p, q] = [await quorumHub('hub-p'), await quorumHub('hub-q')];
+    const agent = await newAgent('proposed-bot');
+    const action = {
+      kind: 'agent.enroll' as const,
+      request: await createEnrollmentRequest(agent.key, agent.id, agent.id),
+      scope: { ...FINANCE_SCOPE },
+    };
+    const root = p.admins.get('prime')!;
+    const started = await root.bridge.startAdminAction('prime', action);
+    const proposed = await root.bridge.submitAdminAction('prime', tapKey(p.app, p.keys.get('prime')!, started.options));
+    const proposalId = proposed.proposal!.id;
+    // Hub Q neither lists nor confirms it: proposals stay on the hub they were made on.
+    const second = q.admins.get('second')!;
+    expect((await second.bridge.listPendingAdminActions()).proposals).toEqual([]);
+    const refused: unknown = await second.bridge.startAdminConfirmation(proposalId, 'second', 'confirm').catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'admin_proposal_unknown' });
+    expect(String((refused as Error).message)).toContain('on this hub');
+    const { rows } = await db.query("SELECT 1 FROM directory_agents WHERE id = 'proposed-bot'");
+    expect(rows).toEqual([]);
+    // On the proposing hub the second admin's tap performs it, in the team directory.
+    const onP = p.admins.get('second')!;
+    const confirming = await onP.bridge.startAdminConfirmation(proposalId, 'second', 'confirm');
+    expect(await onP.bridge.submitAdminConfirmation('second', tapKey(p.app, p.keys.get('second')!, confirming.options))).toMatchObject({
+      result: { enrolled: agent.id },
+    });
+    await caughtUp(q.app, p.app);
+    expect(q.app.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+  }, 90_000);
 
   it('revokes an agent whose held call holds U+0000, ends that call, and finds it in the History (the jsonb search index reads it)', async () => {
     const agent = await newAgent('nul-bot');

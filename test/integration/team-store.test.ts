@@ -3,7 +3,8 @@
  * path, nonces under concurrency, the forward-only state machine, two hubs (two stores on one
  * database) completing each other's held calls through LISTEN/NOTIFY, an approval race, the
  * audit leader's failover after kill -9 with an offline-verified export, and a database restart
- * mid-load (fail closed with store_unavailable, then recover). The SQLite store behind the same
+ * mid-load (fail closed with store_unavailable, then recover), and an audit leader whose connection
+ * goes silent stepping down. The SQLite store behind the same
  * seam is held to the same semantics.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +24,7 @@ import { SqliteDecisionStore } from '../../main/core/decision/sqlite-decision-st
 import type { DecisionStore } from '../../main/core/store/store-seam.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { approveWrite, decisionWrite } from '../helpers/team-fixtures.js';
+import { startTcpRelay } from '../helpers/tcp-relay.js';
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 const ORIGIN = 'countersign.test/team-audit';
@@ -198,6 +200,47 @@ describe('PostgreSQL team store', () => {
     expect(await a.finishRequest(approveWrite(held.request.id))).toBe(true);
     expect(await atAgent).toMatchObject({ state: 'approved', token: `token-for-${held.request.id}` });
   }, 180_000);
+
+  it('steps the audit leader down when its database connection goes silent, and lets it lead again after the thaw', async () => {
+    await freshDatabase('silentleader');
+    const relay = await startTcpRelay(cluster.port);
+    const store = await PgDecisionStore.open({
+      url: `postgres://countersign@127.0.0.1:${relay.port}/silentleader`,
+      hub: 'hub-a',
+      statementTimeoutMs: 1_000,
+      connectTimeoutMs: 1_000,
+      onError: () => undefined,
+    });
+    const signer = await SoftwareSigner.openOrCreate(join(work, 'silent-keys'), { log: () => undefined });
+    let leads = false;
+    const leader = new PgAuditLeader({
+      config: store.config,
+      hub: 'hub-a',
+      signer,
+      origin: ORIGIN,
+      checkpointEveryMs: 100,
+      onError: () => undefined,
+      onLeadership: (now) => (leads = now),
+    });
+    try {
+      leader.start();
+      await waitFor(() => leader.isLeader(), 'the hub to lead');
+      // Nothing reset, nothing answered (the relay on loopback even acknowledges keepalive probes):
+      // only the leader's own answer timeout (1 s statement timeout + 2 s margin) can notice.
+      relay.freeze();
+      const frozenAt = Date.now();
+      await waitFor(() => !leader.isLeader(), 'the silent leader to step down', 20_000);
+      const stepDownMs = Date.now() - frozenAt;
+      expect(leads).toBe(false);
+      relay.thaw();
+      await waitFor(() => leader.isLeader(), 'the hub to lead again after the thaw', 30_000);
+      console.log(`silent audit leader: stepped down ${stepDownMs} ms after its connection froze`);
+    } finally {
+      await leader.stop();
+      await store.close();
+      await relay.close();
+    }
+  }, 90_000);
 
   it('survives kill -9 of the leader hub mid-load: no decision lost, no duplicate token, the other hub checkpoints, the export verifies offline', async () => {
     await freshDatabase('failover');

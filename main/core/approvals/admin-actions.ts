@@ -492,7 +492,13 @@ export class AdminActions {
 
   private proposalRow(proposalId: string): ProposalRow {
     const row = this.db.prepare<[string], ProposalRow>('SELECT * FROM admin_proposals WHERE id = ?').get(proposalId);
-    if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(proposalId)}`);
+    if (row === undefined)
+      throw new CountersignError(
+        'admin_proposal_unknown',
+        this.options.teamAgents === undefined
+          ? `no proposed admin action is named ${quote(proposalId)}`
+          : `no proposed admin action is named ${quote(proposalId)} on this hub (a proposal is confirmed on the hub it was made on)`,
+      );
     return row;
   }
 

@@ -12,6 +12,12 @@
  * transaction, so a deposed leader can never append (and the seq primary key refuses a second
  * writer of the same position anyway). On taking over, the new leader recomputes the tree from
  * the records and refuses to lead (audit_fork) if it does not match the last signed checkpoint.
+ *
+ * Only the wait for the lock has no answer timeout. Every query of a leader gives up when no
+ * answer comes within the database's answer timeout (statementTimeoutMs + margin, pg-config.ts)
+ * and the leader then steps down at once, without waiting for the dead connection to close: a
+ * leader cut off silently (nothing reset, nothing answered) stops calling itself leader within
+ * one checkpoint interval and that timeout, instead of for as long as TCP takes to notice.
  */
 import pg from 'pg';
 import { canonicalize, type JsonObject } from '../../../shared/canonical-json.js';
@@ -24,7 +30,7 @@ import { signerForOneSignature, type Signer } from '../custody/signer.js';
 import { writeFileAtomic } from './checkpoints.js';
 import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
 import { AUDIT_CHANNEL } from '../store/pg/pg-decision-store.js';
-import { storeError } from '../store/pg/pg-errors.js';
+import { isConnectionLoss, storeError } from '../store/pg/pg-errors.js';
 import { PG_LOCKS } from '../store/pg/pg-locks.js';
 import { parseStoredJson } from '../store/stored-json.js';
 
@@ -48,8 +54,26 @@ export interface AuditLeaderOptions {
   now?: () => number;
 }
 
+/** The lock holder's session: each query fails when no answer comes within the timeout. */
+interface LeaderSession {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+function answeringWithin(client: pg.Client, timeoutMs: number): LeaderSession {
+  return {
+    query<R extends pg.QueryResultRow>(text: string, values?: unknown[]) {
+      // pg reads a per-query query_timeout (its types omit it); 0 would fall back to the client's (none).
+      const config: pg.QueryConfig & { query_timeout: number } = { text, values, query_timeout: timeoutMs };
+      return client.query<R>(config);
+    },
+  };
+}
+
 export class PgAuditLeader {
   private client: pg.Client | undefined;
+  private session: LeaderSession | undefined;
+  /** Ends the current campaign round (the leader's query got no answer): it steps down at once. */
+  private abandon: (() => void) | undefined;
   private leader = false;
   private stopped = false;
   private acc = new MerkleAccumulator(merkleHasher);
@@ -82,6 +106,7 @@ export class PgAuditLeader {
       // pg_advisory_lock waits for as long as another hub leads: no statement or answer timeout.
       const client = new pg.Client({ ...this.options.config.pool, statement_timeout: 0, query_timeout: 0 });
       const lost = new Promise<void>((resolve) => {
+        this.abandon = resolve;
         client.on('error', (error) => {
           this.onError(`the audit leader connection failed: ${error.message}`);
           resolve();
@@ -94,7 +119,8 @@ export class PgAuditLeader {
         // Blocks in the server until the lock is free: the current leader's session ended.
         await client.query('SELECT pg_advisory_lock($1)', [AUDIT_LEADER_LOCK]);
         if (this.stopped) break;
-        await this.takeOver(client);
+        this.session = answeringWithin(client, this.options.config.pool.query_timeout ?? 0);
+        await this.takeOver(this.session, client);
         await lost;
       } catch (error) {
         if (!this.stopped) this.onError(`the audit leader lost the database: ${error instanceof Error ? error.message : String(error)}`);
@@ -109,21 +135,25 @@ export class PgAuditLeader {
     this.timer = undefined;
     const was = this.leader;
     this.leader = false;
-    if (this.client === client) this.client = undefined;
+    if (this.client === client) {
+      this.client = undefined;
+      this.session = undefined;
+      this.abandon = undefined;
+    }
     client.end().catch(() => undefined);
     if (was) this.options.onLeadership?.(false);
   }
 
   /** Rebuild the tree from the stored records, check it against the last checkpoint, then lead. */
-  private async takeOver(client: pg.Client): Promise<void> {
+  private async takeOver(session: LeaderSession, client: pg.Client): Promise<void> {
     const acc = new MerkleAccumulator(merkleHasher);
-    const latest = await client.query<{ tree_size: string; root_hash: Buffer }>(
+    const latest = await session.query<{ tree_size: string; root_hash: Buffer }>(
       'SELECT tree_size, root_hash FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1',
     );
     const cpSize = latest.rows[0] ? Number(latest.rows[0].tree_size) : 0;
     let from = 0;
     for (;;) {
-      const { rows } = await client.query<{ seq: string; record: string; leaf: Buffer }>(
+      const { rows } = await session.query<{ seq: string; record: string; leaf: Buffer }>(
         'SELECT seq, record, leaf FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 10000',
         [from],
       );
@@ -143,7 +173,7 @@ export class PgAuditLeader {
       throw new CountersignError('audit_rollback', `the audit log has ${acc.size} entries but its last checkpoint covers ${cpSize}`);
     this.acc = acc;
     this.checkpointed = cpSize;
-    await client.query(`LISTEN ${AUDIT_CHANNEL}`);
+    await session.query(`LISTEN ${AUDIT_CHANNEL}`);
     client.on('notification', (message) => {
       if (message.channel === AUDIT_CHANNEL) this.wake();
     });
@@ -168,22 +198,23 @@ export class PgAuditLeader {
   tick(checkpoint: boolean): Promise<void> {
     const run = this.chain.then(async () => {
       this.wakeQueued = false;
-      const client = this.client;
-      if (!this.leader || !client) return;
+      const session = this.session;
+      if (!this.leader || !session) return;
       try {
-        while ((await this.sequence(client)) === SEQUENCE_BATCH);
-        if (checkpoint) await this.checkpoint(client);
+        while ((await this.sequence(session)) === SEQUENCE_BATCH);
+        if (checkpoint) await this.checkpoint(session);
       } catch (error) {
         this.onError(`the audit leader could not write: ${storeError(error, 'sequencing the audit log').message}`);
-        // The in-memory tree may be ahead of a rolled-back transaction: rebuild before leading on.
-        if (this.client === client) client.end().catch(() => undefined);
+        // The in-memory tree may be ahead of a rolled-back transaction, or the connection stopped
+        // answering: step down now (the campaign ends the session) and rebuild before leading on.
+        if (this.session === session) this.abandon?.();
       }
     });
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async sequence(client: pg.Client): Promise<number> {
+  private async sequence(client: LeaderSession): Promise<number> {
     await client.query('BEGIN');
     try {
       const { rows } = await client.query<{ id: string; at: string; kind: string; fields: string; request_id: string | null }>(
@@ -216,12 +247,13 @@ export class PgAuditLeader {
       for (const leaf of leaves) this.acc.pushLeafHash(leaf);
       return rows.length;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      // A connection that stopped answering would only time out again; its session ends with it.
+      if (!isConnectionLoss(error)) await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     }
   }
 
-  private async checkpoint(client: pg.Client): Promise<void> {
+  private async checkpoint(client: LeaderSession): Promise<void> {
     const size = this.acc.size;
     if (size <= this.checkpointed) return;
     const signer = await signerForOneSignature(this.options.signer);
