@@ -23,10 +23,10 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
-import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
-import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
 const CLI = join(REPO_ROOT, 'main', 'cli', 'index.ts');
@@ -158,7 +158,7 @@ beforeAll(async () => {
   b = await startHub('hub-b', hubDir('hub-b', teamToken));
   hubs.push(b);
   // One directory for all hubs (ADR 0013): enrolled once, on hub A; hub B's replica applies it.
-  ensurePeople(a, FINANCE_SCOPE.owner);
+  await ensureTeamPeople(a, FINANCE_SCOPE.owner);
   await a.team!.agents.enroll(enrollment, FINANCE_SCOPE);
   await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
 }, 240_000);
