@@ -18,7 +18,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayloa
 import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, startHarness } from '../test/helpers/harness.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { prng } from '../test/helpers/prng.js';
-import { registerApprovers, startTeamHub, tapOn, teamHubDir } from '../test/helpers/team-hubs.js';
+import { ensureTeamPeople, registerApprovers, startTeamHub, tapOn, teamHubDir } from '../test/helpers/team-hubs.js';
 import { mixedCall } from './decision-path.bench.js';
 
 const APPROVERS = ['alice', 'bob'] as const;
@@ -113,7 +113,7 @@ export async function runTeamEngineBench(options: {
     for (const name of ['hub-a', 'hub-b']) {
       // The product's checkpoint interval, not the team tests' 200 ms: the bench measures what a hub does.
       const dataDir = teamHubDir({ dirs }, name, { gateway: GATEWAY, team: { checkpointEveryMs: CHECKPOINT_EVERY_MS } });
-      ensurePeople(await startTeamHub({ hubs }, name, cluster.url, dataDir), FINANCE_SCOPE.owner);
+      await ensureTeamPeople(await startTeamHub({ hubs }, name, cluster.url, dataDir), FINANCE_SCOPE.owner);
     }
     const [a, b] = hubs as [RunningCountersign, RunningCountersign];
     const approvalAgent = await makeAgent('bench-approval-bot');

@@ -74,3 +74,11 @@ export function isPlatformRegistration(traits: RegistrationTraits): boolean {
   if ((traits.transports ?? []).includes('internal')) return true;
   return traits.aaguid !== undefined && describeAuthenticator(traits.aaguid)?.kind === 'platform';
 }
+
+/**
+ * Whether a WebAuthn signature counter `reported` fails to advance past `stored`: a cloned key
+ * or a replayed assertion. A counter of 0 on both sides means the authenticator keeps none.
+ */
+export function counterRegressed(stored: number, reported: number): boolean {
+  return (reported > 0 || stored > 0) && reported <= stored;
+}

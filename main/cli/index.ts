@@ -69,7 +69,10 @@ const USAGE = `usage: countersign <command> [options]
   approvers alias add ID ALIAS | approvers alias remove ID ALIAS
                             other handles (emails) of the same person; unique across people
   approvers list [--json] | approvers disable ID | approvers registration-code ID
-                            people who approve held calls (they register keys in the UI)
+  approvers set-groups ID --groups g1,g2 | approvers remove-key CREDENTIAL
+                            people who approve held calls (they register keys in the UI); every
+                            write takes --database postgres://...: the team directory, for every
+                            hub of that database (docs/team-mode.md)
   policy check [--policy-dir DIR]
   policy test FILE [--policy-dir DIR]
   keys init [--alg ES256|EdDSA] [--overlap 24h]
@@ -433,7 +436,8 @@ export async function main(argv: string[]): Promise<number> {
       return keysCommand(sub, values, dataDir);
     case 'approvers': {
       const config = loadConfig(dataDir, values.config);
-      const { db, audit } = openDataDir(dataDir);
+      const { db, audit, registry } = openDataDir(dataDir);
+      let team: TeamDirectoryCli | undefined;
       try {
         const approvers = new ApproverDirectory(db, audit, {
           domain: config.domain,
@@ -442,27 +446,64 @@ export async function main(argv: string[]): Promise<number> {
           requireAaguids: config.approvals.requireAaguids,
           ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
         });
+        // --database: the team directory (docs/team-mode.md), for every hub; this data directory holds its replica.
+        if (values.database !== undefined && sub !== 'list')
+          team = await openTeamDirectory(config, values.database, { db, registry, approvers });
+        else if (sub !== 'list' && replicatesTeamDirectory(db))
+          throw new CountersignError(
+            'config_invalid',
+            'this data directory holds a replica of a team directory: write its approvers with --database URL (docs/team-mode.md), for every hub at once',
+          );
+        const teamApprovers = team?.approvers;
         if (sub === 'add') {
-          const approver = approvers.addApprover({
+          const input = {
             id: required(arg, 'ID'),
             displayName: required(values.name, 'name'),
             groups: values.groups === undefined ? [] : list(values.groups, 'groups'),
             aliases: values.aliases === undefined ? [] : list(values.aliases, 'aliases'),
-          });
+          };
+          if (teamApprovers !== undefined) {
+            const added = await teamApprovers.add(input, { issuedBy: 'cli' });
+            print({ ...added.approver, registration: added.registration });
+            return 0;
+          }
+          const approver = approvers.addApprover(input);
           // Shown once: the approver registers their first security key with it in the UI.
           print({ ...approver, registration: approvers.issueRegistrationCode(approver.id, 'cli') });
           return 0;
         }
         if (sub === 'registration-code') {
-          print(approvers.issueRegistrationCode(required(arg, 'ID'), 'cli'));
+          const id = required(arg, 'ID');
+          print(
+            teamApprovers === undefined ? approvers.issueRegistrationCode(id, 'cli') : await teamApprovers.issueRegistrationCode(id, 'cli'),
+          );
           return 0;
         }
         if (sub === 'alias') {
           const [action, id, alias] = [arg, positionals[3], positionals[4]];
-          if (action === 'add') approvers.addAlias(required(id, 'ID'), required(alias, 'ALIAS'));
-          else if (action === 'remove') approvers.removeAlias(required(id, 'ID'), required(alias, 'ALIAS'));
-          else throw new CountersignError('config_invalid', 'usage: countersign approvers alias add|remove ID ALIAS');
+          if (action === 'add') {
+            if (teamApprovers === undefined) approvers.addAlias(required(id, 'ID'), required(alias, 'ALIAS'));
+            else await teamApprovers.addAlias(required(id, 'ID'), required(alias, 'ALIAS'));
+          } else if (action === 'remove') {
+            if (teamApprovers === undefined) approvers.removeAlias(required(id, 'ID'), required(alias, 'ALIAS'));
+            else await teamApprovers.removeAlias(required(id, 'ID'), required(alias, 'ALIAS'));
+          } else throw new CountersignError('config_invalid', 'usage: countersign approvers alias add|remove ID ALIAS');
           print({ approverId: id, aliases: approvers.aliasesOf(required(id, 'ID')) });
+          return 0;
+        }
+        if (sub === 'set-groups') {
+          const id = required(arg, 'ID');
+          const groups = values.groups === undefined ? [] : list(values.groups, 'groups');
+          if (teamApprovers === undefined) approvers.setGroups(id, groups);
+          else await teamApprovers.setGroups(id, groups);
+          print({ id, groups: approvers.get(id).groups });
+          return 0;
+        }
+        if (sub === 'remove-key') {
+          const credentialId = required(arg, 'CREDENTIAL');
+          if (teamApprovers === undefined) approvers.removeCredential(credentialId);
+          else await teamApprovers.removeCredential(credentialId);
+          print({ removed: credentialId });
           return 0;
         }
         if (sub === 'list') {
@@ -496,12 +537,14 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === 'disable') {
-          approvers.disable(required(arg, 'ID'));
+          if (teamApprovers === undefined) approvers.disable(required(arg, 'ID'));
+          else await teamApprovers.disable(required(arg, 'ID'));
           print({ disabled: arg });
           return 0;
         }
         throw new CountersignError('config_invalid', `unknown approvers command ${JSON.stringify(sub ?? '')}`);
       } finally {
+        await team?.close();
         db.close();
       }
     }

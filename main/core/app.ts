@@ -56,6 +56,7 @@ import { FirstRun } from './approvals/first-run.js';
 import { PgDecisionStore } from './store/pg/pg-decision-store.js';
 import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
+import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
@@ -311,10 +312,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     throw error;
   }
   const signer = custody.signer;
-  let team: TeamHub | undefined;
+  let openedTeam: Omit<TeamHub, 'approvers'> | undefined;
   if (options.team !== undefined) {
     try {
-      team = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
+      openedTeam = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
     } catch (error) {
       await teamKeys?.close();
       await custody.close();
@@ -325,7 +326,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   }
   /** Closes what the team hub opened when the start fails after this point. */
   const closeTeam = async () => {
-    await team?.close();
+    await openedTeam?.close();
     await teamKeys?.close();
   };
 
@@ -388,7 +389,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const decisions = new DecisionService({
     db,
     audit,
-    store: team?.store ?? new SqliteDecisionStore(db, audit, committer, searchIndex),
+    store: openedTeam?.store ?? new SqliteDecisionStore(db, audit, committer, searchIndex),
     registry,
     policy,
     minter,
@@ -450,6 +451,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     requireRegistrationCode: true,
   });
+  // A hub's approvers are its replica of the team directory too: written there, for every hub.
+  const team: TeamHub | undefined =
+    openedTeam === undefined ? undefined : { ...openedTeam, approvers: new TeamApprovers(approvers, openedTeam.directory) };
+  if (team !== undefined) approvers.useTeamDirectory(team.approvers);
   const approvals = new ApprovalService({
     db,
     audit,
@@ -510,7 +515,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
-    ...(team === undefined ? {} : { teamAgents: team.agents }),
+    ...(team === undefined ? {} : { teamAgents: team.agents, teamApprovers: team.approvers }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
     onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
@@ -528,7 +533,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     policyDesk,
     healthDesk,
     deskSessions,
-    adminConsole: { admin: adminActions, firstRun: new FirstRun(db, approvers), directory: approvers },
+    adminConsole: { admin: adminActions, firstRun: new FirstRun(db, approvers, team?.approvers), directory: approvers },
     db,
     webhooks: { outbox: webhookOutbox, kick: () => webhooks.kick(), now: clock },
     registry,
@@ -795,6 +800,8 @@ export interface TeamHub {
   directory: PgDirectory;
   /** Enroll, rotate and revoke agents for every hub. */
   agents: TeamAgents;
+  /** Add, remove and regroup approvers, issue codes and register keys for every hub. */
+  approvers: TeamApprovers;
   close(): Promise<void>;
 }
 
@@ -810,7 +817,7 @@ async function openTeamHub(
   log: (message: string) => void,
   now: () => number,
   local: { db: Db; registry: AgentRegistry },
-): Promise<TeamHub> {
+): Promise<Omit<TeamHub, 'approvers'>> {
   const url = options.databaseUrl ?? config.team.database.url;
   if (url === undefined)
     throw new CountersignError('config_invalid', 'a hub needs its database: --database postgres://... or team.database.url in the config');

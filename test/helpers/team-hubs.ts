@@ -1,7 +1,11 @@
 /**
  * Whole hubs of one team database for the team tests and the team bench: a hub's data directory
- * and config, starting it in this process, and approvers with software keys registered on a hub
- * and tapping there (the real approval service's ceremonies, answered by VirtualAuthenticator).
+ * and config, starting it in this process, and people and approvers in the team directory
+ * (ADR 0013): written once, through a hub's TeamApprovers (as the desk's admin actions and
+ * `countersign approvers ... --database` do), every hub's replica applying them; a key is
+ * registered by the real registration ceremony on the hub named (its single-use code issued in the
+ * team directory) and taps on every hub (the real approval service's ceremonies, answered by
+ * VirtualAuthenticator).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,31 +52,57 @@ export async function startTeamHub(
   return app;
 }
 
-/** Each approver (in `groups`) added to `hub` with a software key registered there; the keys by approver id. */
+/** Make each handle a person (no groups) in the team directory unless it already names one. */
+export async function ensureTeamPeople(hub: RunningCountersign, ...handles: string[]): Promise<void> {
+  await hub.team!.directory.catchUp(); // another hub may have added them a moment ago
+  for (const handle of handles)
+    if (hub.approvers.resolvePerson(handle) === undefined) await hub.team!.approvers.add({ id: handle, displayName: handle, groups: [] });
+}
+
+/** Each approver (in `groups`) added to the team directory through `hub`, a software key registered there; the keys by approver id. */
 export async function registerApprovers(
   hub: RunningCountersign,
   ids: readonly string[],
   groups: string[] = ['finance-approvers'],
 ): Promise<Map<string, VirtualAuthenticator>> {
   const keys = new Map<string, VirtualAuthenticator>();
-  for (const id of ids) {
-    hub.approvers.addApprover({ id, displayName: `${id[0]!.toUpperCase()}${id.slice(1)} Example`, groups, virtual: true });
-    const options = await hub.approvers.beginRegistration(id, hub.approvers.issueRegistrationCode(id, 'test-admin').code);
-    const authenticator = new VirtualAuthenticator();
-    await hub.approvers.finishRegistration(
-      id,
-      authenticator.createCredential({
-        rpId: 'localhost',
-        origin: hub.approvers.origins[0]!,
-        challenge: options.challenge,
-        user: options.user,
-        userVerification: 'required',
-        excludeCredentials: [],
-      }),
-    );
-    keys.set(id, authenticator);
-  }
+  for (const id of ids) keys.set(id, await registerTeamPerson(hub, id, groups, `${id[0]!.toUpperCase()}${id.slice(1)} Example`));
   return keys;
+}
+
+/** A virtual approver added to the team directory through `hub`, with one key registered on `hub` (returned). */
+export async function registerTeamPerson(
+  hub: RunningCountersign,
+  approverId: string,
+  groups: string[],
+  displayName = approverId,
+): Promise<VirtualAuthenticator> {
+  const { registration } = await hub.team!.approvers.add(
+    { id: approverId, displayName, groups, virtual: true },
+    { issuedBy: 'test-admin' },
+  );
+  return registerTeamKey(hub, approverId, registration!.code);
+}
+
+/** Register one more key for `approverId` on `hub` with a registration code (a fresh one when none is given). */
+export async function registerTeamKey(hub: RunningCountersign, approverId: string, code?: string): Promise<VirtualAuthenticator> {
+  const options = await hub.approvers.beginRegistration(
+    approverId,
+    code ?? (await hub.team!.approvers.issueRegistrationCode(approverId, 'test-admin')).code,
+  );
+  const key = new VirtualAuthenticator();
+  await hub.approvers.finishRegistration(
+    approverId,
+    key.createCredential({
+      rpId: hub.approvers.rpId,
+      origin: hub.approvers.origins[0]!,
+      challenge: options.challenge,
+      user: options.user,
+      userVerification: 'required',
+      excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
+    }),
+  );
+  return key;
 }
 
 /** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */

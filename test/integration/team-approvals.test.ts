@@ -24,9 +24,20 @@ import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayloa
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import type { DecisionResult } from '../../shared/protocol.js';
-import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { registerApprovers, startTeamHub, tapOn, teamHubDir } from '../helpers/team-hubs.js';
+import {
+  ensureTeamPeople,
+  registerApprovers,
+  registerTeamKey,
+  registerTeamPerson,
+  startTeamHub,
+  tapOn,
+  teamHubDir,
+} from '../helpers/team-hubs.js';
+import { signInOverHttp } from '../helpers/desk-session.js';
+import { PgDirectory } from '../../main/core/store/pg/pg-directory.js';
+import { PG_LOCKS } from '../../main/core/store/pg/pg-locks.js';
 
 const AGENT = 'finance-bot';
 const APPROVERS = ['alice', 'bob', 'carol'] as const;
@@ -39,30 +50,25 @@ let enrollment: EnrollmentPayload;
 const dirs: string[] = [];
 const hubs: RunningCountersign[] = [];
 const clients: AgentClient[] = [];
-/** Each approver's key on each hub (until the directory is shared, an approver registers on the hub where they approve). */
-const keys = new Map<RunningCountersign, Map<string, VirtualAuthenticator>>();
+/** Each approver's key: registered once, on hub A, in the team directory; it taps on every hub. */
+const keys = new Map<string, VirtualAuthenticator>();
 
 async function startHub(name: string): Promise<RunningCountersign> {
   const room = { dirs, hubs };
-  const app = await startTeamHub(room, name, cluster.url, teamHubDir(room, name));
-  // Approvers are still kept per hub (ADR 0013: agents are shared, approvers not yet): each
-  // person is on every hub, each key registered on the hub it taps on.
-  ensurePeople(app, FINANCE_SCOPE.owner);
-  keys.set(app, await registerApprovers(app, APPROVERS));
-  return app;
+  return startTeamHub(room, name, cluster.url, teamHubDir(room, name));
 }
 
-/** Start a ceremony on `hub` and have the approver's key there answer it (not yet submitted). */
+/** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */
 const tap = (hub: RunningCountersign, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve') =>
-  tapOn(hub, keys.get(hub)!.get(approverId)!, requestId, approverId, verdict);
+  tapOn(hub, keys.get(approverId)!, requestId, approverId, verdict);
 
 async function decide(hub: RunningCountersign, requestId: string, approverId: string, verdict: ApprovalVerdict = 'approve') {
   return hub.approvals.submitCeremony(await tap(hub, requestId, approverId, verdict));
 }
 
-/** What a tool server trusts while each hub publishes its own directory and keys: both. */
+/** What a tool server trusts: every hub's keys; the approver directory is one (hub A's replica, every hub's origins). */
 async function verifyAtToolServer(token: string) {
-  const published = hubs.map((h) => h.approvers.published());
+  const published = [a.approvers.published()];
   const claims = await verifyApprovalToken(token, {
     call: { tool: NORTHWIND.tool, params: NORTHWIND.params },
     audience: 'payments-service',
@@ -73,11 +79,8 @@ async function verifyAtToolServer(token: string) {
   const set = await verifyApprovals(claims.approvals, {
     directory: {
       rpId: 'localhost',
-      origins: published.flatMap((p) => p.origins),
-      approvers: APPROVERS.map((id) => ({
-        ...published[0]!.approvers.find((a) => a.id === id)!,
-        credentials: published.flatMap((p) => p.approvers.find((a) => a.id === id)!.credentials),
-      })),
+      origins: hubs.flatMap((h) => h.approvers.origins),
+      approvers: APPROVERS.map((id) => published[0]!.approvers.find((p) => p.id === id)!),
     },
     requestId: claims.decision.id,
     callSha256: claims.call_sha256,
@@ -119,7 +122,9 @@ beforeAll(async () => {
   enrollment = await verifyEnrollmentRequest(await createEnrollmentRequest(key, AGENT, AGENT));
   a = await startHub('hub-a');
   b = await startHub('hub-b');
-  // One agent directory for all hubs (ADR 0013): enrolled once, on hub A; hub B's replica applies it.
+  // One directory for all hubs (ADR 0013): people, keys and the agent added once, on hub A.
+  await ensureTeamPeople(a, FINANCE_SCOPE.owner);
+  for (const [id, approverKey] of await registerApprovers(a, APPROVERS)) keys.set(id, approverKey);
   await a.team!.agents.enroll(enrollment, FINANCE_SCOPE);
   await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
   agent = new AgentClient({
@@ -309,5 +314,175 @@ describe('approvals on two hubs of one database', () => {
     ]);
     expect(entry.tokenId).not.toBeNull();
     await expect(a.ui.getHistoryEntry('no-such-request')).rejects.toMatchObject({ code: 'history_request_unknown' });
+  }, 60_000);
+});
+
+/** Rows that say a directory write happened: its change, its team audit records. */
+async function directoryWrites() {
+  const changes = await db.query<{ n: string }>('SELECT count(*) AS n FROM directory_changes');
+  // Submitted or already sequenced by the leader (which moves them in one transaction): one snapshot.
+  const audit = await db.query<{ n: string }>(
+    "SELECT (SELECT count(*) FROM audit_submissions WHERE kind LIKE 'approver.%') + (SELECT count(*) FROM audit_log WHERE kind LIKE 'approver.%') AS n",
+  );
+  return { changes: Number(changes.rows[0]!.n), audit: Number(audit.rows[0]!.n) };
+}
+
+/** Hub `app`'s replica has applied everything hub `from` has. */
+const caughtUp = (app: RunningCountersign, from: RunningCountersign) => app.team!.directory.waitForSeq(from.team!.directory.appliedSeq);
+
+describe('approvers in the team directory', () => {
+  it('an approver added and registered once, on hub A, signs in and approves on hub B', async () => {
+    const daveKey = await registerTeamPerson(a, 'dave', ['finance-approvers'], 'Dave Example');
+    await caughtUp(b, a);
+    // Hub B never saw dave's registration: its replica has him and his key.
+    expect(b.approvers.get('dave')).toMatchObject({ status: 'active', groups: ['finance-approvers'] });
+    expect(b.approvers.credentialsOf('dave')).toHaveLength(1);
+    const signedIn = await signInOverHttp(b, 'dave', daveKey);
+    expect(signedIn.session).toMatchObject({ approverId: 'dave' });
+
+    const held = await holdOnB();
+    const answer = agent.waitForDecision(held.requestId, { timeoutMs: 30_000 });
+    await decide(a, held.requestId, 'alice');
+    keys.set('dave', daveKey);
+    expect(await decide(b, held.requestId, 'dave')).toMatchObject({ state: 'approved' });
+    await expect(answer).resolves.toMatchObject({ state: 'approved', decision: 'allow' });
+    expect((await stored(held.requestId)).approvals.map((r) => [r.approver_id, r.hub])).toEqual([
+      ['alice', 'hub-a'],
+      ['dave', 'hub-b'],
+    ]);
+    // The team keeps dave's key's counter, advanced in the approval's commit on hub B.
+    const credentialId = b.approvers.credentialsOf('dave')[0]!.credentialId;
+    const counter = await db.query<{ sign_count: string }>('SELECT sign_count FROM directory_credentials WHERE credential_id = $1', [
+      credentialId,
+    ]);
+    expect(Number(counter.rows[0]!.sign_count)).toBe(daveKey.listCredentials()[0]!.signCount);
+  }, 60_000);
+
+  it('an approver removed on hub A is refused on hub B (approver_disabled), also in a ceremony begun before the removal; a key removed on A is refused on B', async () => {
+    const erinKey = await registerTeamPerson(a, 'erin', ['finance-approvers']);
+    keys.set('erin', erinKey);
+    const held = await holdOnB();
+    const begun = await tap(b, held.requestId, 'erin');
+    await a.team!.approvers.disable('erin');
+    await expect(b.approvals.submitCeremony(begun)).rejects.toMatchObject({ code: 'approver_disabled' });
+    await caughtUp(b, a);
+    await expect(b.approvals.startCeremony({ requestId: held.requestId, approverId: 'erin', verdict: 'approve' })).rejects.toMatchObject({
+      code: 'approver_disabled',
+    });
+    // The commit itself checks the team directory, whatever a hub's replica says (no window).
+    const client = await db.connect();
+    try {
+      await client.query('BEGIN');
+      const credentialId = b.approvers.credentialsOf('erin')[0]!.credentialId;
+      await expect(
+        PgDirectory.checkTap(client, { approverId: 'erin', credentialId, counter: 1_000, at: Date.now() }),
+      ).rejects.toMatchObject({
+        code: 'approver_disabled',
+      });
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+
+    // A key removed on hub A: carol's tap begun on hub B is refused there.
+    const carols = a.approvers.credentialsOf('carol');
+    const second = await registerTeamKey(a, 'carol');
+    await caughtUp(b, a);
+    const begunByCarol = await b.approvals.startCeremony({ requestId: held.requestId, approverId: 'carol', verdict: 'approve' });
+    const response = second.getAssertion({
+      rpId: 'localhost',
+      origin: b.approvers.origins[0]!,
+      challenge: begunByCarol.options.challenge,
+      allowCredentials: (begunByCarol.options.allowCredentials ?? []).map((c) => c.id),
+      userVerification: 'required',
+    });
+    await a.team!.approvers.removeCredential(response.id);
+    await expect(
+      b.approvals.submitCeremony({ requestId: held.requestId, approverId: 'carol', verdict: 'approve', response }),
+    ).rejects.toMatchObject({ code: 'credential_unknown' });
+    expect(a.approvers.credentialsOf('carol').map((c) => c.credentialId)).toEqual(carols.map((c) => c.credentialId));
+    expect((await stored(held.requestId)).approvals).toEqual([]);
+  }, 60_000);
+
+  it("a key's counter that goes backwards on hub B after a tap on hub A is caught: the key is suspect on every hub, nothing is recorded", async () => {
+    const gretaKey = await registerTeamPerson(a, 'greta', ['finance-approvers']);
+    keys.set('greta', gretaKey);
+    const first = await holdOnB();
+    await decide(a, first.requestId, 'greta', 'deny');
+    const credentialId = gretaKey.listCredentials()[0]!.id;
+    const used = gretaKey.listCredentials()[0]!.signCount;
+    // A clone of the key, as it was before that tap: its next assertion repeats the counter hub A stored.
+    gretaKey.setCounter(credentialId, used - 1);
+    const second = await holdOnB();
+    await expect(decide(b, second.requestId, 'greta')).rejects.toMatchObject({ code: 'credential_suspect' });
+    expect((await stored(second.requestId)).approvals).toEqual([]);
+    const row = await db.query<{ status: string }>('SELECT status FROM directory_credentials WHERE credential_id = $1', [credentialId]);
+    expect(row.rows[0]!.status).toBe('suspect');
+    await caughtUp(a, b);
+    expect(a.approvers.credential(credentialId).status).toBe('suspect');
+    const audited = await db.query(
+      `SELECT 1 FROM audit_submissions WHERE kind = 'approver.credential_suspect' AND fields LIKE $1
+       UNION ALL SELECT 1 FROM audit_log WHERE kind = 'approver.credential_suspect' AND record LIKE $1`,
+      [`%${credentialId}%`],
+    );
+    expect(audited.rowCount).toBe(1);
+    await expect(a.approvals.startCeremony({ requestId: second.requestId, approverId: 'greta', verdict: 'approve' })).rejects.toMatchObject(
+      {
+        code: 'credential_unknown',
+      },
+    );
+  }, 60_000);
+
+  it('refuses bad approver writes with stable codes and records nothing', async () => {
+    const before = await directoryWrites();
+    const team = a.team!.approvers;
+    await expect(team.add({ id: 'bad id!', displayName: 'x', groups: [] })).rejects.toMatchObject({ code: 'config_invalid' });
+    await expect(team.add({ id: 'alice', displayName: 'Alice again', groups: [] })).rejects.toMatchObject({ code: 'config_invalid' });
+    await expect(team.add({ id: 'ALICE', displayName: 'Alice shouting', groups: [] })).rejects.toMatchObject({ code: 'alias_conflict' });
+    await expect(team.add({ id: 'hal', displayName: 'Hal', groups: [], aliases: ['Bob'] })).rejects.toMatchObject({
+      code: 'alias_conflict',
+    });
+    await expect(team.add({ id: 'hal', displayName: 'Hal', groups: ['no spaces allowed'] })).rejects.toMatchObject({
+      code: 'config_invalid',
+    });
+    await expect(team.disable('nobody')).rejects.toMatchObject({ code: 'approver_unknown' });
+    await expect(team.issueRegistrationCode('erin', 'test-admin')).rejects.toMatchObject({ code: 'approver_disabled' });
+    await expect(team.removeCredential('no-such-key')).rejects.toMatchObject({ code: 'credential_unknown' });
+    // A hub's replica is not written by hand in team mode.
+    expect(() => b.approvers.addApprover({ id: 'hal', displayName: 'Hal', groups: [] })).toThrow(/team database/);
+    expect(await directoryWrites()).toEqual(before);
+    expect(b.approvers.resolvePerson('hal')).toBeUndefined();
+  }, 60_000);
+
+  it('a database fault during an approver write fails closed with store_unavailable, records nothing, and the next write succeeds', async () => {
+    const before = await directoryWrites();
+    // The directory lock held elsewhere, so hub A's write waits inside its transaction; then its backend is ended.
+    const holder = await db.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1)', [PG_LOCKS.directory]);
+      const write = a.team!.approvers.add({ id: 'ivan', displayName: 'Ivan', groups: ['finance-approvers'] }, { issuedBy: 'test-admin' });
+      const settled = write.then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      let pid: number | undefined;
+      for (let i = 0; pid === undefined && i < 500; i++) {
+        const { rows } = await holder.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%'",
+        );
+        pid = rows[0]?.pid;
+      }
+      expect(pid).toBeDefined();
+      await holder.query('SELECT pg_terminate_backend($1)', [pid]);
+      expect(await settled).toMatchObject({ code: 'store_unavailable' });
+    } finally {
+      await holder.query('SELECT pg_advisory_unlock($1)', [PG_LOCKS.directory]);
+      holder.release();
+    }
+    expect(await directoryWrites()).toEqual(before);
+    expect((await db.query("SELECT 1 FROM directory_approvers WHERE id = 'ivan'")).rowCount).toBe(0);
+    expect(a.approvers.resolvePerson('ivan')).toBeUndefined();
+    const added = await a.team!.approvers.add({ id: 'ivan', displayName: 'Ivan', groups: [] }, { issuedBy: 'test-admin' });
+    expect(added.registration?.code).toMatch(/^[A-Za-z0-9_-]{32}$/);
   }, 60_000);
 });

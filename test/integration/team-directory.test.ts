@@ -18,14 +18,13 @@ import { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
-import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { compiledCli } from '../helpers/compiled-script.js';
-import { registerPerson, signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
-import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
+import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -99,7 +98,7 @@ beforeAll(async () => {
   db = new pg.Pool({ connectionString: cluster.url, max: 2 });
   a = await startHub('hub-a');
   b = await startHub('hub-b');
-  ensurePeople(a, FINANCE_SCOPE.owner);
+  await ensureTeamPeople(a, FINANCE_SCOPE.owner);
 }, 240_000);
 
 afterAll(async () => {
@@ -178,22 +177,23 @@ describe('one directory for all hubs', () => {
     await a.team!.agents.revoke(agent.id, 'key leaked');
     // Hub B ends the session when its replica applies the revocation: each ended call is pushed before the close (4004).
     await closing;
-    const denied = (id: string) => pushed.find((r) => r.requestId === id);
-    for (const held of [heldOnA, heldOnB])
-      expect(denied(held.requestId)).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
+    // Each once: hub B follows heldOnB, and its follower is woken by the same commit.
+    expect(pushed.map((r) => r.requestId).sort()).toEqual([heldOnA.requestId, heldOnB.requestId].sort());
+    for (const result of pushed)
+      expect(result).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
 
   it('confirms an admin quorum proposal only on the hub it was made on: a second admin on another hub gets admin_proposal_unknown, nothing performed', async () => {
+    // The two admins are in the team directory (ADR 0013): registered once, on hub P; they sign in on both hubs.
+    const keys = new Map<string, Awaited<ReturnType<typeof registerTeamPerson>>>();
     const quorumHub = async (name: string) => {
       const app = await startHub(name, teamHubDir(room, name, { approvals: { adminQuorum: 2 } }));
       const admins = new Map<string, HttpSignIn>();
-      const keys = new Map<string, VirtualAuthenticator>();
-      for (const id of ['root', 'second']) {
-        const key = await registerPerson(app, id, ['countersign-admins']);
-        keys.set(id, key);
-        admins.set(id, await signInOverHttp(app, id, key));
+      for (const id of ['prime', 'second']) {
+        if (!keys.has(id)) keys.set(id, await registerTeamPerson(app, id, ['countersign-admins']));
+        admins.set(id, await signInOverHttp(app, id, keys.get(id)!));
       }
-      ensurePeople(app, FINANCE_SCOPE.owner);
+      await ensureTeamPeople(app, FINANCE_SCOPE.owner);
       return { app, admins, keys };
     };
     const [p, q] = [await quorumHub('hub-p'), await quorumHub('hub-q')];
@@ -203,9 +203,9 @@ describe('one directory for all hubs', () => {
       request: await createEnrollmentRequest(agent.key, agent.id, agent.id),
       scope: { ...FINANCE_SCOPE },
     };
-    const root = p.admins.get('root')!;
-    const started = await root.bridge.startAdminAction('root', action);
-    const proposed = await root.bridge.submitAdminAction('root', tapKey(p.app, p.keys.get('root')!, started.options));
+    const root = p.admins.get('prime')!;
+    const started = await root.bridge.startAdminAction('prime', action);
+    const proposed = await root.bridge.submitAdminAction('prime', tapKey(p.app, p.keys.get('prime')!, started.options));
     const proposalId = proposed.proposal!.id;
     // Hub Q neither lists nor confirms it: proposals stay on the hub they were made on.
     const second = q.admins.get('second')!;
@@ -305,7 +305,7 @@ describe('one directory for all hubs', () => {
   it('lets exactly one of two hubs enrolling the same agent id at once win; the other gets enrollment_conflict', async () => {
     const first = await newAgent('twin-bot');
     const second = await newAgent('twin-bot');
-    ensurePeople(b, FINANCE_SCOPE.owner);
+    await ensureTeamPeople(b, FINANCE_SCOPE.owner);
     const results = await Promise.allSettled([
       a.team!.agents.enroll(first.enrollment, FINANCE_SCOPE),
       b.team!.agents.enroll(second.enrollment, FINANCE_SCOPE),
@@ -330,21 +330,9 @@ describe('one directory for all hubs', () => {
   }, 60_000);
 
   it("performs the desk's agent actions on hub A in the team directory: hub B decides for the enrolled agent, then refuses it once revoked", async () => {
-    a.approvers.addApprover({ id: 'root', displayName: 'root', groups: ['countersign-admins'], virtual: true });
-    const rootKey = new VirtualAuthenticator();
-    const { code } = a.approvers.issueRegistrationCode('root', 'test');
-    const registration = await a.approvers.beginRegistration('root', code);
+    // The admin is in the team directory too (ADR 0013), added and registered once, on hub A.
+    const rootKey = await registerTeamPerson(a, 'root', ['countersign-admins']);
     const origin = a.approvers.origins[0]!;
-    await a.approvers.finishRegistration(
-      'root',
-      rootKey.createCredential({
-        rpId: 'localhost',
-        origin,
-        challenge: registration.challenge,
-        user: registration.user,
-        userVerification: 'required',
-      }),
-    );
     const agent = await newAgent('desk-bot');
     /** One admin action: the ceremony, root's key tap over it, the submit. */
     const act = async (action: Record<string, unknown>) => {
@@ -394,7 +382,7 @@ describe('one directory for all hubs', () => {
         encoding: 'utf8',
         timeout: 120_000,
       });
-    // The owner resolves in the CLI's data directory (approvers are still per hub: docs/team-mode.md).
+    // The owner resolves in the CLI's data directory (its replica of the team directory once it writes with --database).
     const local = openDataDir(dataDir);
     await prepareDirectEnrollment(local, DEMO_POLICY_DIR, [FINANCE_SCOPE.owner]);
     local.db.close();
@@ -434,7 +422,26 @@ describe('one directory for all hubs', () => {
     const revoked = cli('agents', 'revoke', agent.id, '--reason', 'rotated out');
     expect(revoked.status, revoked.stderr).toBe(0);
     expect(await submitRaw(b, agent, '16.00')).toEqual({ code: 'agent_revoked' });
-  }, 120_000);
+
+    // Approvers the same way: added once by the CLI, on every hub; removed without --database: refused.
+    const added = cli('approvers', 'add', 'quinn', '--name', 'Quinn Example', '--groups', 'finance-approvers');
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stdout).toMatch(/registration/);
+    const latest = async () => Number((await db.query<{ seq: string }>('SELECT max(seq) AS seq FROM directory_changes')).rows[0]!.seq);
+    await b.team!.directory.waitForSeq(await latest());
+    expect(b.approvers.get('quinn')).toMatchObject({ status: 'active', groups: ['finance-approvers'] });
+    const removedAlone = spawnSync(
+      process.execPath,
+      [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'approvers', 'disable', 'quinn', '--data-dir', dataDir],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(removedAlone.status).not.toBe(0);
+    expect(removedAlone.stderr).toMatch(/write its approvers with --database URL .*\[config_invalid\]/);
+    const removed = cli('approvers', 'disable', 'quinn');
+    expect(removed.status, removed.stderr).toBe(0);
+    await b.team!.directory.waitForSeq(await latest());
+    expect(b.approvers.get('quinn')).toMatchObject({ status: 'disabled' });
+  }, 180_000);
 
   it('starts a hub after the changes and catches it up before it serves', async () => {
     const c = await startHub('hub-c');

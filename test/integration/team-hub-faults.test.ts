@@ -30,13 +30,13 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { CountersignError } from '../../shared/errors.js';
 import type { DecisionResult } from '../../shared/protocol.js';
-import { DEMO_POLICY_DIR, FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
+import { DEMO_POLICY_DIR, FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { compiledCli } from '../helpers/compiled-script.js';
-import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 const AGENTS = 20;
 const FAILOVER_BOUND_MS = 5_000;
@@ -89,7 +89,7 @@ const hubDir = (name: string, database: Record<string, number> = {}) => teamHubD
 /** A hub in this process (the agents are enrolled once, in the team directory: ADR 0013). */
 async function startHub(name: string, databaseUrl: string, database: Record<string, number> = {}): Promise<RunningCountersign> {
   const app = await startTeamHub({ hubs }, name, databaseUrl, hubDir(name, database));
-  ensurePeople(app, FINANCE_SCOPE.owner);
+  await ensureTeamPeople(app, FINANCE_SCOPE.owner);
   return app;
 }
 

@@ -17,11 +17,11 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { DecisionResult } from '../../shared/protocol.js';
-import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { compiledCli } from '../helpers/compiled-script.js';
-import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 const AGENT = 'finance-bot';
 
@@ -75,7 +75,7 @@ beforeAll(async () => {
   a = await startHub('hub-a');
   b = await startHub('hub-b');
   // One directory for all hubs (ADR 0013): enrolled once, on hub A; hub B's replica applies it.
-  ensurePeople(a, FINANCE_SCOPE.owner);
+  await ensureTeamPeople(a, FINANCE_SCOPE.owner);
   await a.team!.agents.enroll(enrollment, FINANCE_SCOPE);
   await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
 }, 240_000);

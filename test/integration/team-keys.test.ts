@@ -22,11 +22,11 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
-import { FINANCE_SCOPE, ensurePeople, nodeWebSocket, transferCall } from '../helpers/harness.js';
+import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { compiledCli } from '../helpers/compiled-script.js';
-import { startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 // The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
 const NODE = process.execPath;
@@ -159,7 +159,7 @@ beforeAll(async () => {
   b = await startHub('hub-b', hubDir('hub-b', teamToken));
   hubs.push(b);
   // One directory for all hubs (ADR 0013): enrolled once, on hub A; hub B's replica applies it.
-  ensurePeople(a, FINANCE_SCOPE.owner);
+  await ensureTeamPeople(a, FINANCE_SCOPE.owner);
   await a.team!.agents.enroll(enrollment, FINANCE_SCOPE);
   await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
 }, 240_000);

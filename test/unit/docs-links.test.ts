@@ -1,7 +1,7 @@
 /**
  * Links in README.md and docs/ stay inside the repository: every relative link resolves to a file
  * or folder of this repository (no ../ escaping it, no absolute filesystem paths); links to public
- * specs (http/https) are not checked here.
+ * specs (http/https) are not checked here. They also hold no merge-conflict markers.
  */
 import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -41,5 +41,16 @@ describe('documentation links', () => {
     }
     expect(checked).toBeGreaterThan(0);
     expect(bad).toEqual([]);
+  });
+
+  it('hold no merge-conflict markers (one was once landed in docs/team-mode.md)', () => {
+    const files = [join(root, 'README.md'), ...markdownFiles(join(root, 'docs'))];
+    const marked = files.flatMap((file) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (/^(<{7} |={7}$|>{7} )/.test(line) ? [`${relative(root, file)}:${i + 1}`] : [])),
+    );
+    expect(files.length).toBeGreaterThan(1);
+    expect(marked).toEqual([]);
   });
 });

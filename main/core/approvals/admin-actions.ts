@@ -26,9 +26,11 @@ import type { ApproverDirectory } from './approver-directory.js';
 import type { TamperAlarm } from '../audit/tamper-alarm.js';
 import type { AgentRegistry, AgentScope } from '../identity/agent-registry.js';
 import type { TeamAgents } from '../identity/team-agents.js';
+import type { TeamApprovers } from './team-approvers.js';
 import type { AuditSubmission } from '../store/store-seam.js';
 import { verifyEnrollmentRequest, type EnrollmentPayload } from '../../../shared/enrollment.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
+import { TeamCounterRegression, type TeamTap } from '../store/pg/pg-directory.js';
 import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
@@ -114,6 +116,8 @@ export class AdminActions {
        * challenge spent here; the hub's own agent tables are a replica it may not write.
        */
       teamAgents?: Pick<TeamAgents, 'enroll' | 'rotate' | 'revoke'>;
+      /** A team hub: approver actions are performed in the team directory the same way (approvals/team-approvers.ts). */
+      teamApprovers?: Pick<TeamApprovers, 'add' | 'issueRegistrationCode' | 'disable' | 'setGroups' | 'removeCredential'>;
       /** Distinct admins' taps an action needs (approvals.adminQuorum; default 1). */
       quorum?: 1 | 2;
       /** How long a proposal waits for the second admin (approvals.adminProposalTtlMs). */
@@ -206,45 +210,107 @@ export class AdminActions {
         })
         .immediate();
     } catch (error) {
-      if (error instanceof CounterRegression) this.ceremonies.refuse(error);
+      if (error instanceof CounterRegression || error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
-    if ('team' in outcome) return { action, result: await this.performInTeam(action, now, enrollment, outcome.team) };
+    if ('team' in outcome) {
+      const tap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
+      return { action, result: await this.performInTeam(action, now, enrollment, outcome.team, tap) };
+    }
     if (outcome.proposal !== undefined) this.told(outcome.proposal.id, 'pending');
     return outcome;
   }
 
   /** Whether `action` is performed in the team directory rather than in this hub's own tables. */
   private inTeamDirectory(action: AdminAction): boolean {
-    return (
-      this.options.teamAgents !== undefined &&
-      (action.kind === 'agent.enroll' || action.kind === 'agent.rotate' || action.kind === 'agent.revoke')
-    );
+    switch (action.kind) {
+      case 'agent.enroll':
+      case 'agent.rotate':
+      case 'agent.revoke':
+        return this.options.teamAgents !== undefined;
+      case 'audit.acknowledge_alarm':
+        return false;
+      default:
+        return this.options.teamApprovers !== undefined;
+    }
   }
 
-  /** An agent action in the team directory, with its admin.action record in the same PostgreSQL transaction. */
+  /**
+   * An agent or approver action in the team directory, with its admin.action record and the
+   * admin's tap (the key's counter advanced for every hub) in the same PostgreSQL transaction.
+   */
   private async performInTeam(
     action: AdminAction,
     now: number,
     enrollment: EnrollmentPayload | undefined,
     record: AuditSubmission<'admin.action'>,
+    tap: TeamTap,
   ): Promise<unknown> {
-    const team = this.options.teamAgents!;
+    try {
+      return await this.performInTeamDirectory(action, now, enrollment, record, tap);
+    } catch (error) {
+      if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
+      throw error;
+    }
+  }
+
+  private async performInTeamDirectory(
+    action: AdminAction,
+    now: number,
+    enrollment: EnrollmentPayload | undefined,
+    record: AuditSubmission<'admin.action'>,
+    tap: TeamTap,
+  ): Promise<unknown> {
+    const context = { also: [record], tap };
     switch (action.kind) {
       case 'agent.enroll': {
-        const agent = await team.enroll(required(enrollment), scopeOf(action.scope, now), now, [record]);
+        const agent = await this.teamAgents().enroll(required(enrollment), scopeOf(action.scope, now), now, [record], tap);
         return { enrolled: agent.id };
       }
       case 'agent.rotate': {
-        const key = await team.rotate(action.id, required(enrollment), action.overlapHours * 3600 * 1000, now, [record]);
+        const key = await this.teamAgents().rotate(action.id, required(enrollment), action.overlapHours * 3600 * 1000, now, [record], tap);
         return { rotated: action.id, kid: key.kid };
       }
       case 'agent.revoke':
-        return { revoked: action.id, endedRequests: (await team.revoke(action.id, action.reason, now, [record])).map((r) => r.requestId) };
+        return {
+          revoked: action.id,
+          endedRequests: (await this.teamAgents().revoke(action.id, action.reason, now, [record], tap)).map((r) => r.requestId),
+        };
+      case 'approver.add': {
+        // A new approver comes with the code they register their first key with, in one transaction.
+        const added = await this.teamApprovers().add(
+          { id: action.id, displayName: action.displayName, groups: action.groups },
+          { issuedBy: record.event.adminId, ...context },
+        );
+        return { approver: added.approver, registration: added.registration };
+      }
+      case 'approver.issue_registration_code':
+        return this.teamApprovers().issueRegistrationCode(action.id, record.event.adminId, context);
+      case 'approver.disable':
+        await this.teamApprovers().disable(action.id, context);
+        return { disabled: action.id };
+      case 'approver.set_groups':
+        await this.teamApprovers().setGroups(action.id, action.groups, context);
+        return { id: action.id, groups: action.groups };
+      case 'credential.remove':
+        await this.teamApprovers().removeCredential(action.credentialId, context);
+        return { removed: action.credentialId };
       default:
-        throw new CountersignError('internal_error', 'only agent actions are performed in the team directory');
+        throw new CountersignError('internal_error', 'this action is not performed in the team directory');
     }
+  }
+
+  private teamAgents(): NonNullable<(typeof this.options)['teamAgents']> {
+    if (this.options.teamAgents === undefined)
+      throw new CountersignError('internal_error', 'agent actions are not available on this server');
+    return this.options.teamAgents;
+  }
+
+  private teamApprovers(): NonNullable<(typeof this.options)['teamApprovers']> {
+    if (this.options.teamApprovers === undefined)
+      throw new CountersignError('internal_error', 'approver actions are not available on this server');
+    return this.options.teamApprovers;
   }
 
   // ---- the admin quorum ----
@@ -380,12 +446,13 @@ export class AdminActions {
         })
         .immediate();
     } catch (error) {
-      if (error instanceof CounterRegression) this.ceremonies.refuse(error);
+      if (error instanceof CounterRegression || error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin confirmation could not be stored, so nothing was performed', { cause: error });
     }
     if ('team' in outcome) {
-      const result = await this.performInTeam(action, now, enrollment, outcome.team);
+      const tap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
+      const result = await this.performInTeam(action, now, enrollment, outcome.team, tap);
       this.told(proposalId, 'executed');
       return { proposalId, verdict, action, result };
     }

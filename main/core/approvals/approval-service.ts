@@ -54,6 +54,7 @@ import type { AuditSubmission, TokenRow } from '../store/store-seam.js';
 import { SqliteApprovalStore } from './sqlite-approval-store.js';
 import { parseStoredJson } from '../store/stored-json.js';
 import { CeremonyEngine, CounterRegression, parseOffered, type AssertionResponse, type StoredChallenge } from './ceremony.js';
+import { TeamCounterRegression } from '../store/pg/pg-directory.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
@@ -587,7 +588,7 @@ export class ApprovalService {
         if (error instanceof StalePlan && attempt < MAX_PLAN_ATTEMPTS) continue;
         if (error instanceof StalePlan)
           throw new CountersignError('store_failed', 'the approval could not be recorded: the request kept changing; try again');
-        if (error instanceof CounterRegression) this.ceremonies.refuse(error);
+        if (error instanceof CounterRegression || error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
         throw error;
       }
       for (const result of committed.results) this.notify(committed.agentId, result);
@@ -848,7 +849,13 @@ export class ApprovalService {
     } catch (error) {
       // The transaction rolled back: memory may hold what it learned.
       for (const agentId of learned) this.options.learner?.forget(agentId);
-      if (isCountersignError(error) || error instanceof StalePlan || error instanceof CounterRegression) throw error;
+      if (
+        isCountersignError(error) ||
+        error instanceof StalePlan ||
+        error instanceof CounterRegression ||
+        error instanceof TeamCounterRegression
+      )
+        throw error;
       throw new CountersignError('store_failed', 'the approval could not be stored, so nothing was recorded', { cause: error });
     }
   }
@@ -945,7 +952,7 @@ export class ApprovalService {
       reasons,
     });
     const done = (result: Committed, extra: Pick<ApprovalCommit, 'requirement' | 'conflicted'> = {}) => ({
-      commit: { approval, finishes, audit, ...extra },
+      commit: { approval, finishes, audit, tap: { counter: ctx.newCounter }, ...extra },
       result,
     });
 

@@ -29,6 +29,7 @@ import { base64url } from '../../../shared/encoding.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { PERSON_HANDLE_PATTERN, normalizeHandle, resolvePerson, type ResolvedPerson } from '../identity/people.js';
+import type { AuditEventFields } from '../../../shared/audit-events.js';
 
 export interface ApproverRecord {
   id: string;
@@ -37,6 +38,15 @@ export interface ApproverRecord {
   virtual: boolean;
   status: 'active' | 'disabled';
   createdAt: number;
+}
+
+/** A new approver as an admin, the CLI or the first run asks for it. */
+export interface NewApprover {
+  id: string;
+  displayName: string;
+  groups: string[];
+  virtual?: boolean;
+  aliases?: string[];
 }
 
 export interface CredentialRecord {
@@ -72,10 +82,25 @@ export interface ApproverDirectoryOptions {
   now?: () => number;
 }
 
+/**
+ * A team hub's writes of approver state (approvals/team-approvers.ts, ADR 0013): the directory's
+ * own ceremonies (a key's registration, a key taken out of service) commit there, for every hub.
+ */
+export interface TeamApproverWrites {
+  /** Store a verified key with its audit record, spending its registration code, in the team directory. */
+  registerCredential(
+    row: CredentialRow,
+    codeHash: string | undefined,
+    event: AuditEventFields<'approver.credential_registered'>,
+  ): Promise<void>;
+  /** Mark a key suspect (its counter went backwards) for every hub, audited. */
+  markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void>;
+}
+
 /** How long an issued registration code stays usable. */
 export const REGISTRATION_CODE_TTL_MS = 24 * 3600 * 1000;
 
-interface ApproverRow {
+export interface ApproverRow {
   id: string;
   display_name: string;
   groups_json: string;
@@ -83,7 +108,7 @@ interface ApproverRow {
   status: 'active' | 'disabled';
   created_at: number;
 }
-interface CredentialRow {
+export interface CredentialRow {
   credential_id: string;
   approver_id: string;
   public_key: string;
@@ -95,6 +120,8 @@ interface CredentialRow {
   status: 'active' | 'suspect' | 'removed';
   created_at: number;
   last_used_at: number | null;
+  /** Present in a registration's row image (evidence); not read back by this class. */
+  attestation_object?: string;
 }
 
 /**
@@ -106,7 +133,7 @@ export const KNOWN_TEST_AUTHENTICATOR_AAGUIDS: readonly string[] = ['01020304-05
 const ID_PATTERN = PERSON_HANDLE_PATTERN;
 const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-function hashCode(code: string): string {
+export function hashCode(code: string): string {
   return createHash('sha256').update(code, 'utf8').digest('hex');
 }
 
@@ -162,6 +189,7 @@ export class ApproverDirectory {
    * code is not found here fails closed.
    */
   private readonly codeOfChallenge = new Map<string, { codeHash: string; expiresAt: number }>();
+  private teamWrites: TeamApproverWrites | undefined;
 
   constructor(
     private readonly db: Db,
@@ -169,6 +197,37 @@ export class ApproverDirectory {
     private readonly options: ApproverDirectoryOptions,
   ) {
     this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Team mode (ADR 0013): this directory's tables are a replica of the team directory, written
+   * only by its applier. The synchronous writers here refuse (a local-only write would hold on
+   * one hub alone); writes go through TeamApprovers, and a key registered here is stored there.
+   */
+  useTeamDirectory(team: TeamApproverWrites): void {
+    this.teamWrites = team;
+  }
+
+  /** The team directory's writes, on a team hub (and the CLI with --database). */
+  get team(): TeamApproverWrites | undefined {
+    return this.teamWrites;
+  }
+
+  private assertLocalWrites(): void {
+    if (this.teamWrites !== undefined)
+      throw new CountersignError(
+        'internal_error',
+        'this hub keeps a replica of the team directory: write approvers through the team database',
+      );
+  }
+
+  /** The embedded mode's clock (the team writer stamps its changes with it too). */
+  clock(): number {
+    return this.now();
+  }
+
+  get domain(): TokenDomain {
+    return this.options.domain;
   }
 
   get rpId(): string {
@@ -195,6 +254,7 @@ export class ApproverDirectory {
 
   /** Give a person another handle (stored lowercase). Refused if any person already has it. */
   addAlias(approverId: string, alias: string): void {
+    this.assertLocalWrites();
     const key = this.checkHandle(alias, 'alias');
     const now = this.now();
     this.db
@@ -208,6 +268,7 @@ export class ApproverDirectory {
   }
 
   removeAlias(approverId: string, alias: string): void {
+    this.assertLocalWrites();
     const key = typeof alias === 'string' ? normalizeHandle(alias) : '';
     const now = this.now();
     this.db
@@ -220,7 +281,7 @@ export class ApproverDirectory {
       .immediate();
   }
 
-  private checkHandle(handle: string, what: 'id' | 'alias'): string {
+  checkHandle(handle: string, what: 'id' | 'alias'): string {
     if (typeof handle !== 'string' || !ID_PATTERN.test(handle.trim())) {
       throw new CountersignError(
         'config_invalid',
@@ -242,7 +303,8 @@ export class ApproverDirectory {
     }
   }
 
-  addApprover(input: { id: string; displayName: string; groups: string[]; virtual?: boolean; aliases?: string[] }): ApproverRecord {
+  /** The checks a new approver gets before anything is written; returns it cleaned (groups and aliases sorted, unique). */
+  checkNewApprover(input: NewApprover): Required<NewApprover> {
     const virtual = input.virtual ?? false;
     if (virtual && this.options.domain !== 'test') {
       throw new CountersignError(
@@ -250,18 +312,31 @@ export class ApproverDirectory {
         'virtual approvers exist only in the headless test key domain; this configuration is production',
       );
     }
-    if (!ID_PATTERN.test(input.id))
-      throw new CountersignError('config_invalid', `the approver id ${quote(input.id)} must be 1-128 letters, digits or . _ @ + -`);
+    if (typeof input.id !== 'string' || !ID_PATTERN.test(input.id))
+      throw new CountersignError('config_invalid', `the approver id ${quote(String(input.id))} must be 1-128 letters, digits or . _ @ + -`);
     if (typeof input.displayName !== 'string' || input.displayName.length === 0 || input.displayName.length > 200) {
       throw new CountersignError('config_invalid', 'the approver display name must be 1-200 characters');
     }
-    const groups = [...new Set(input.groups)].sort();
-    for (const g of groups)
-      if (!GROUP_PATTERN.test(g))
-        throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
+    const groups = this.checkGroups(input.groups);
     const aliases = [...new Set((input.aliases ?? []).map((a) => this.checkHandle(a, 'alias')))]
       .filter((a) => a !== normalizeHandle(input.id))
       .sort();
+    return { id: input.id, displayName: input.displayName, groups, virtual, aliases };
+  }
+
+  /** Groups cleaned (sorted, unique), each a valid name. */
+  checkGroups(groups: readonly string[]): string[] {
+    if (!Array.isArray(groups)) throw new CountersignError('config_invalid', 'the approver groups must be a list');
+    const clean: string[] = [...new Set<string>(groups as readonly string[])].sort();
+    for (const g of clean)
+      if (typeof g !== 'string' || !GROUP_PATTERN.test(g))
+        throw new CountersignError('config_invalid', `the group ${quote(String(g))} must be 1-128 letters, digits or . _ -`);
+    return clean;
+  }
+
+  addApprover(input: NewApprover): ApproverRecord {
+    this.assertLocalWrites();
+    const { groups, virtual, aliases } = this.checkNewApprover(input);
     const now = this.now();
     return this.db
       .transaction(() => {
@@ -293,6 +368,7 @@ export class ApproverDirectory {
   }
 
   disable(id: string): void {
+    this.assertLocalWrites();
     const now = this.now();
     this.db
       .transaction(() => {
@@ -304,11 +380,9 @@ export class ApproverDirectory {
   }
 
   setGroups(id: string, groups: string[]): void {
+    this.assertLocalWrites();
     const now = this.now();
-    const clean = [...new Set(groups)].sort();
-    for (const g of clean)
-      if (!GROUP_PATTERN.test(g))
-        throw new CountersignError('config_invalid', `the group ${quote(g)} must be 1-128 letters, digits or . _ -`);
+    const clean = this.checkGroups(groups);
     this.db
       .transaction(() => {
         const before = this.get(id);
@@ -329,6 +403,7 @@ export class ApproverDirectory {
   }
 
   removeCredential(credentialId: string): void {
+    this.assertLocalWrites();
     const now = this.now();
     this.db
       .transaction(() => {
@@ -357,6 +432,7 @@ export class ApproverDirectory {
    * or one who lost a key). Only the hash is stored; the code is shown once to the issuer.
    */
   issueRegistrationCode(approverId: string, issuedBy: string): { code: string; expiresAt: number } {
+    this.assertLocalWrites();
     const approver = this.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     const code = base64url(randomBytes(24));
@@ -486,6 +562,35 @@ export class ApproverDirectory {
     }
     const publicJwk = coseToJwk(info.credential.publicKey);
     const now = this.now();
+    const event: AuditEventFields<'approver.credential_registered'> = {
+      approverId,
+      credentialId: info.credential.id,
+      aaguid,
+      fmt: info.fmt,
+      userVerified: info.userVerified,
+    };
+    if (this.teamWrites !== undefined) {
+      // A team hub: the key, its spent code and its audit record commit in the team directory.
+      await this.teamWrites.registerCredential(
+        {
+          credential_id: info.credential.id,
+          approver_id: approverId,
+          public_key: base64url(info.credential.publicKey),
+          public_jwk: JSON.stringify(publicJwk),
+          sign_count: info.credential.counter,
+          aaguid,
+          attestation_fmt: info.fmt,
+          attestation_object: base64url(info.attestationObject),
+          transports: JSON.stringify(info.credential.transports ?? []),
+          status: 'active',
+          created_at: now,
+          last_used_at: null,
+        },
+        code?.codeHash,
+        event,
+      );
+      return this.credential(info.credential.id);
+    }
     return this.db
       .transaction(() => {
         if (this.db.prepare('SELECT 1 FROM approver_credentials WHERE credential_id = ?').get(info.credential.id) !== undefined) {
@@ -521,13 +626,7 @@ export class ApproverDirectory {
             JSON.stringify(info.credential.transports ?? []),
             now,
           );
-        this.audit.append('approver.credential_registered', now, {
-          approverId,
-          credentialId: info.credential.id,
-          aaguid,
-          fmt: info.fmt,
-          userVerified: info.userVerified,
-        });
+        this.audit.append('approver.credential_registered', now, event);
         return this.credential(info.credential.id);
       })
       .immediate();

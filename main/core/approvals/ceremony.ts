@@ -29,6 +29,8 @@ import type { ApproverDirectory, CredentialRecord } from './approver-directory.j
 import { clientDataChallenge } from './client-data.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
+import { counterRegressed } from '../../../shared/authenticators.js';
+import type { TeamCounterRegression } from '../store/pg/pg-directory.js';
 
 export type CeremonyUserVerification = 'required' | 'preferred';
 
@@ -86,15 +88,12 @@ function authenticatorCounter(authenticatorData: string): number {
   return bytes.readUInt32BE(33);
 }
 
-/** Whether `reported` fails to advance past `stored` (a counter of 0 on both sides means "no counter"). */
-function regressed(stored: number, reported: number): boolean {
-  return (reported > 0 || stored > 0) && reported <= stored;
-}
+const regressed = counterRegressed;
 
 /** Thrown (inside a caller's transaction) when the key's counter went backwards meanwhile. */
 export class CounterRegression extends Error {
   constructor(
-    readonly credential: CredentialRecord,
+    readonly credential: Pick<CredentialRecord, 'credentialId' | 'approverId'>,
     readonly stored: number,
     readonly reported: number,
   ) {
@@ -332,7 +331,7 @@ export class CeremonyEngine {
     if (!verified.verified || verified.authenticationInfo.credentialID !== credential.credentialId) {
       throw new CountersignError('assertion_invalid', 'the security key signature does not verify');
     }
-    if (regression) this.refuse(new CounterRegression(credential, stored, reported));
+    if (regression) await this.refuse(new CounterRegression(credential, stored, reported));
     return verified.authenticationInfo.newCounter;
   }
 
@@ -348,16 +347,23 @@ export class CeremonyEngine {
       .run(newCounter, now, credential.credentialId);
   }
 
-  /** Take the key out of service (its own committed, audited transaction) and refuse the tap. */
-  refuse(regression: CounterRegression): never {
-    this.suspect(regression.credential, regression.stored, regression.reported);
+  /**
+   * Take the key out of service (its own committed, audited transaction; on a team hub in the
+   * team directory, for every hub) and refuse the tap. A regression the team directory found
+   * (TeamCounterRegression, thrown inside a commit) is refused the same way.
+   */
+  async refuse(regression: CounterRegression | TeamCounterRegression): Promise<never> {
+    const { credentialId, approverId } = regression instanceof CounterRegression ? regression.credential : regression;
+    const team = this.options.directory.team;
+    if (team !== undefined) await team.markSuspect(credentialId, approverId, regression.stored, regression.reported);
+    else this.suspect({ credentialId, approverId }, regression.stored, regression.reported);
     throw new CountersignError(
       'credential_suspect',
       `the security key reported signature counter ${regression.reported}, not above ${regression.stored}; it is now refused`,
     );
   }
 
-  private suspect(credential: CredentialRecord, stored: number, reported: number): void {
+  private suspect(credential: Pick<CredentialRecord, 'credentialId' | 'approverId'>, stored: number, reported: number): void {
     const now = this.now();
     const { db, audit } = this.options;
     try {

@@ -110,6 +110,12 @@ export class Gateway {
   private readonly following = new Map<string, AbortController>();
   /** Agents whose revoked sessions wait for the ended calls to be read (endedByRevocation), so they are read once. */
   private readonly ending = new Set<string>();
+  /**
+   * Request ids whose end was pushed lately (bounded, oldest dropped), so a revocation that ends
+   * sessions does not tell a call twice when its follower got there first (both are woken by the
+   * same commit, on different listener connections, in either order).
+   */
+  private readonly recentlyPushed = new Set<string>();
 
   /** The HTTP edge's route table: the gateway's rows (/healthz, JWKS) and the app's. */
   readonly routeTable: readonly HttpRoute[];
@@ -211,6 +217,8 @@ export class Gateway {
     this.emit(() => this.deps.events?.decided(agentId, result));
     const conns = this.byAgent.get(agentId);
     if (!conns) return 0;
+    this.recentlyPushed.add(result.requestId);
+    if (this.recentlyPushed.size > RECENTLY_PUSHED_LIMIT) this.recentlyPushed.delete(this.recentlyPushed.values().next().value!);
     const frame = JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result });
     for (const c of conns) this.send(c, frame);
     return conns.size;
@@ -314,8 +322,14 @@ export class Gateway {
     this.ending.add(agentId);
     const end = (ended: DecisionResult[]) => {
       this.ending.delete(agentId);
+      // Told once: a call already pushed is skipped, and a follower still waiting is stopped.
+      const untold = ended.filter((result) => !this.recentlyPushed.has(result.requestId));
+      for (const { requestId } of untold) {
+        this.following.get(requestId)?.abort();
+        this.following.delete(requestId);
+      }
       const error = new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`);
-      for (const c of this.byAgent.get(agentId) ?? []) this.endSession(c, null, error, ended);
+      for (const c of this.byAgent.get(agentId) ?? []) this.endSession(c, null, error, untold);
     };
     read(agentId).then(end, (error: unknown) => {
       this.deps.log(
@@ -678,6 +692,9 @@ export function peekRequestId(data: RawData): number | null {
 }
 
 /** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
+/** How many pushed request ids a revocation's end checks against (a few hundred bytes each at most). */
+const RECENTLY_PUSHED_LIMIT = 4096;
+
 const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set([
   'agent_revoked',
   'agent_held_for_review',

@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { enrolledEvent, type AgentKeyRecord, type AgentRecord, type AgentRegistry, type AgentScope } from './agent-registry.js';
-import { storedRow, type PgDirectory, type ReplicaRow } from '../store/pg/pg-directory.js';
+import { storedRow, type PgDirectory, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
 import { OUTCOME_CHANNEL } from '../store/pg/pg-decision-store.js';
 import type { AuditSubmission } from '../store/store-seam.js';
 import type { EnrollmentPayload } from '../../../shared/enrollment.js';
@@ -27,7 +27,13 @@ export class TeamAgents {
   ) {}
 
   /** `also`: more team audit records for the same transaction (the desk's `admin.action` with the admin's tap). */
-  async enroll(payload: EnrollmentPayload, scope: AgentScope, now = Date.now(), also: AuditSubmission[] = []): Promise<AgentRecord> {
+  async enroll(
+    payload: EnrollmentPayload,
+    scope: AgentScope,
+    now = Date.now(),
+    also: AuditSubmission[] = [],
+    tap?: TeamTap,
+  ): Promise<AgentRecord> {
     const owner = this.registry.checkEnrollment(scope);
     const agentRow: ReplicaRow = {
       id: payload.agentId,
@@ -49,29 +55,34 @@ export class TeamAgents {
       review_reason: null,
     };
     const keyRow = newKeyRow(payload.agentId, payload.publicJwk, now);
-    await this.directory.change('agent.enrolled', now, async (client) => {
-      // The database decides between two hubs enrolling one id (or one key) at once: the primary keys.
-      const agent = await client.query('INSERT INTO directory_agents (id, status, row) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [
-        payload.agentId,
-        'active',
-        JSON.stringify(agentRow),
-      ]);
-      if (agent.rowCount !== 1)
-        throw new CountersignError(
-          'enrollment_conflict',
-          `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`,
-        );
-      await insertKey(client, keyRow);
-      const audit: AuditSubmission = { kind: 'agent.enrolled', at: now, event: enrolledEvent(payload, owner.id, scope) };
-      return {
-        ops: [
-          { table: 'agents', row: agentRow },
-          { table: 'agent_keys', row: keyRow },
-        ],
-        audit: [audit, ...also],
-        result: undefined,
-      };
-    });
+    await this.directory.change(
+      'agent.enrolled',
+      now,
+      async (client) => {
+        // The database decides between two hubs enrolling one id (or one key) at once: the primary keys.
+        const agent = await client.query('INSERT INTO directory_agents (id, status, row) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [
+          payload.agentId,
+          'active',
+          JSON.stringify(agentRow),
+        ]);
+        if (agent.rowCount !== 1)
+          throw new CountersignError(
+            'enrollment_conflict',
+            `an agent named ${quote(payload.agentId)} is already enrolled; rotate its key instead`,
+          );
+        await insertKey(client, keyRow);
+        const audit: AuditSubmission = { kind: 'agent.enrolled', at: now, event: enrolledEvent(payload, owner.id, scope) };
+        return {
+          ops: [
+            { table: 'agents', row: agentRow },
+            { table: 'agent_keys', row: keyRow },
+          ],
+          audit: [audit, ...also],
+          result: undefined,
+        };
+      },
+      tap,
+    );
     return this.replicated(payload.agentId);
   }
 
@@ -82,33 +93,39 @@ export class TeamAgents {
     overlapMs: number,
     now = Date.now(),
     also: AuditSubmission[] = [],
+    tap?: TeamTap,
   ): Promise<AgentKeyRecord> {
     if (payload.agentId !== agentId)
       throw new CountersignError('enrollment_invalid', `the enrollment request is for ${quote(payload.agentId)}, not ${quote(agentId)}`);
     const keyRow = newKeyRow(agentId, payload.publicJwk, now);
     const notAfter = now + Math.max(0, overlapMs);
-    await this.directory.change('agent.key_rotated', now, async (client) => {
-      const agent = await lockAgent(client, agentId);
-      if (agent.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} is revoked`);
-      const retired = await updateKeys(client, agentId, "status = 'active'", (row) => ({
-        ...row,
-        status: 'retiring',
-        not_after: notAfter,
-      }));
-      await insertKey(client, keyRow);
-      return {
-        ops: [...retired.map((row) => ({ table: 'agent_keys' as const, row })), { table: 'agent_keys', row: keyRow }],
-        audit: [
-          {
-            kind: 'agent.key_rotated',
-            at: now,
-            event: { agentId, newKid: payload.publicJwk.kid, retiredKeys: retired.length, overlapEndsAt: notAfter },
-          },
-          ...also,
-        ],
-        result: undefined,
-      };
-    });
+    await this.directory.change(
+      'agent.key_rotated',
+      now,
+      async (client) => {
+        const agent = await lockAgent(client, agentId);
+        if (agent.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} is revoked`);
+        const retired = await updateKeys(client, agentId, "status = 'active'", (row) => ({
+          ...row,
+          status: 'retiring',
+          not_after: notAfter,
+        }));
+        await insertKey(client, keyRow);
+        return {
+          ops: [...retired.map((row) => ({ table: 'agent_keys' as const, row })), { table: 'agent_keys', row: keyRow }],
+          audit: [
+            {
+              kind: 'agent.key_rotated',
+              at: now,
+              event: { agentId, newKid: payload.publicJwk.kid, retiredKeys: retired.length, overlapEndsAt: notAfter },
+            },
+            ...also,
+          ],
+          result: undefined,
+        };
+      },
+      tap,
+    );
     const key = this.registry
       .list()
       .find((a) => a.id === agentId)
@@ -122,51 +139,56 @@ export class TeamAgents {
    * in one transaction. Returns the ended requests as the agent is told of them; empty if it was
    * already revoked.
    */
-  async revoke(agentId: string, reason: string, now = Date.now(), also: AuditSubmission[] = []): Promise<DecisionResult[]> {
+  async revoke(agentId: string, reason: string, now = Date.now(), also: AuditSubmission[] = [], tap?: TeamTap): Promise<DecisionResult[]> {
     const reasons = [`agent revoked: ${reason}`];
-    const ended = await this.directory.change('agent.revoked', now, async (client) => {
-      const agent = await lockAgent(client, agentId);
-      if (agent.status === 'revoked') return { ops: [], audit: also, result: [] as DecisionResult[] };
-      const agentRow = { ...agent.row, status: 'revoked', revoked_at: now, revoked_reason: reason };
-      await client.query("UPDATE directory_agents SET status = 'revoked', row = $2 WHERE id = $1", [agentId, JSON.stringify(agentRow)]);
-      const keys = await updateKeys(client, agentId, "status <> 'revoked'", (row) => ({ ...row, status: 'revoked', revoked_at: now }));
-      const { rows } = await client.query<EndedRow>(
-        `UPDATE requests SET state = 'denied', decided_at = $2, reasons = $3, decided_by_hub = $4
+    const ended = await this.directory.change(
+      'agent.revoked',
+      now,
+      async (client) => {
+        const agent = await lockAgent(client, agentId);
+        if (agent.status === 'revoked') return { ops: [], audit: also, result: [] as DecisionResult[] };
+        const agentRow = { ...agent.row, status: 'revoked', revoked_at: now, revoked_reason: reason };
+        await client.query("UPDATE directory_agents SET status = 'revoked', row = $2 WHERE id = $1", [agentId, JSON.stringify(agentRow)]);
+        const keys = await updateKeys(client, agentId, "status <> 'revoked'", (row) => ({ ...row, status: 'revoked', revoked_at: now }));
+        const { rows } = await client.query<EndedRow>(
+          `UPDATE requests SET state = 'denied', decided_at = $2, reasons = $3, decided_by_hub = $4
          WHERE agent_id = $1 AND state = 'pending'
          RETURNING id, tool, call_sha256, policy_hash, determining_policies`,
-        [agentId, now, JSON.stringify(reasons), this.hub],
-      );
-      const waiting = rows.sort((x, y) => (x.id < y.id ? -1 : 1));
-      const audit: AuditSubmission[] = [
-        { kind: 'agent.revoked', at: now, event: { agentId, reason, endedRequests: waiting.map((r) => r.id) } },
-      ];
-      const results: DecisionResult[] = [];
-      for (const row of waiting) {
-        const determiningPolicies = parseStoredJson(row.determining_policies) as string[];
-        audit.push({
-          kind: 'decision.deny',
-          at: now,
-          event: {
-            requestId: row.id,
-            agentId,
-            tool: row.tool,
-            callSha256: row.call_sha256,
-            policyHash: row.policy_hash,
-            determiningPolicies,
-            reasons,
-            endedBy: 'agent.revoked',
-          },
-        });
-        // Every hub following this held call re-reads it at COMMIT.
-        await client.query('SELECT pg_notify($1, $2)', [OUTCOME_CHANNEL, row.id]);
-        results.push({ requestId: row.id, decision: 'deny', state: 'denied', reasons, determiningPolicies, policyHash: row.policy_hash });
-      }
-      return {
-        ops: [{ table: 'agents', row: agentRow }, ...keys.map((row) => ({ table: 'agent_keys' as const, row }))],
-        audit: [...audit, ...also],
-        result: results,
-      };
-    });
+          [agentId, now, JSON.stringify(reasons), this.hub],
+        );
+        const waiting = rows.sort((x, y) => (x.id < y.id ? -1 : 1));
+        const audit: AuditSubmission[] = [
+          { kind: 'agent.revoked', at: now, event: { agentId, reason, endedRequests: waiting.map((r) => r.id) } },
+        ];
+        const results: DecisionResult[] = [];
+        for (const row of waiting) {
+          const determiningPolicies = parseStoredJson(row.determining_policies) as string[];
+          audit.push({
+            kind: 'decision.deny',
+            at: now,
+            event: {
+              requestId: row.id,
+              agentId,
+              tool: row.tool,
+              callSha256: row.call_sha256,
+              policyHash: row.policy_hash,
+              determiningPolicies,
+              reasons,
+              endedBy: 'agent.revoked',
+            },
+          });
+          // Every hub following this held call re-reads it at COMMIT.
+          await client.query('SELECT pg_notify($1, $2)', [OUTCOME_CHANNEL, row.id]);
+          results.push({ requestId: row.id, decision: 'deny', state: 'denied', reasons, determiningPolicies, policyHash: row.policy_hash });
+        }
+        return {
+          ops: [{ table: 'agents', row: agentRow }, ...keys.map((row) => ({ table: 'agent_keys' as const, row }))],
+          audit: [...audit, ...also],
+          result: results,
+        };
+      },
+      tap,
+    );
     if (ended.length > 0 || this.registry.getAgent(agentId)?.status === 'revoked') this.registry.announceRevocation(agentId, ended);
     return ended;
   }

@@ -61,6 +61,13 @@ export interface ApprovalCommit {
   finishes: readonly ApprovalFinish[];
   /** Audit events, in order. */
   audit: readonly AuditSubmission[];
+  /**
+   * The tap's new signature counter (the approval's approver and key). The SQLite store has
+   * already advanced this data directory's counter inside `decide`; the PostgreSQL store checks
+   * the approver and key in the team directory and advances the team's counter in the same
+   * transaction (store/pg/pg-directory.ts checkTap).
+   */
+  tap?: { counter: number } | undefined;
 }
 
 export interface ApprovalStore {

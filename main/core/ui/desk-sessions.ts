@@ -165,7 +165,7 @@ export class DeskSessions {
         })
         .immediate();
     } catch (error) {
-      if (error instanceof CounterRegression) this.ceremonies.refuse(error);
+      if (error instanceof CounterRegression) await this.ceremonies.refuse(error);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the sign-in could not be recorded, so no session was opened', { cause: error });
     }

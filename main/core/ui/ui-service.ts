@@ -341,11 +341,9 @@ export class UiService implements BridgeMethods {
     });
   }
 
-  createFirstAdmin(newAdminId: string, displayName: string): Promise<FirstAdmin> {
-    return settle(() => {
-      const made = this.console().firstRun.createFirstAdmin(newAdminId, displayName);
-      return { approverId: made.approverId, code: made.code, expiresAt: made.expiresAt };
-    });
+  async createFirstAdmin(newAdminId: string, displayName: string): Promise<FirstAdmin> {
+    const made = await this.console().firstRun.createFirstAdmin(newAdminId, displayName);
+    return { approverId: made.approverId, code: made.code, expiresAt: made.expiresAt };
   }
 
   async startAdminAction(adminId: string, action: AdminAction): Promise<AdminCeremony> {

@@ -24,6 +24,7 @@ import type { ApprovalCommit, ApprovalRow, ApprovalSnapshot, ApprovalStore } fro
 import type { AuditSubmission } from '../store-seam.js';
 import { HELD_CALLS_LOCK, OUTCOME_CHANNEL, type PgDecisionStore } from './pg-decision-store.js';
 import { storeError } from './pg-errors.js';
+import { PgDirectory } from './pg-directory.js';
 
 /** What the request views show of the requesting agent (null when this hub does not know it). */
 export interface AgentColumns {
@@ -216,6 +217,15 @@ export class PgApprovalStore implements ApprovalStore {
       const { commit, result } = decide(snapshot);
       for (const audit of commit.audit) assertAuditEvent(audit.kind, audit.event);
       const a = commit.approval;
+      // The approver and key as the team directory has them now, and the key's counter advanced
+      // past the team's: a removal on another hub holds here even before this hub's replica has it.
+      if (commit.tap !== undefined)
+        await PgDirectory.checkTap(client, {
+          approverId: a.approver_id,
+          credentialId: a.credential_id,
+          counter: commit.tap.counter,
+          at: a.at,
+        });
       await client.query(
         'INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at, hub) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
         [a.request_id, a.approver_id, a.credential_id, a.verdict, a.reason, a.assertion, a.at, this.store.hub],

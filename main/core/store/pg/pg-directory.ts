@@ -24,6 +24,7 @@ import type { AuditSubmission } from '../store-seam.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
+import { counterRegressed } from '../../../../shared/authenticators.js';
 import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
 import { PgListener } from './pg-listener.js';
 import { PG_LOCKS } from './pg-locks.js';
@@ -104,6 +105,32 @@ export interface DirectoryWrite<T> {
   result: T;
 }
 
+/**
+ * A security-key tap as the commit it authorises checks it in the team directory: the approver,
+ * the key, and the key's new signature counter (advanced in the same transaction).
+ */
+export interface TeamTap {
+  approverId: string;
+  credentialId: string;
+  counter: number;
+  at: number;
+}
+
+/**
+ * Thrown inside a commit when a tap's counter does not advance past the team's: the commit rolls
+ * back and the caller takes the key out of service for every hub (approvals/team-approvers.ts).
+ */
+export class TeamCounterRegression extends Error {
+  constructor(
+    readonly credentialId: string,
+    readonly approverId: string,
+    readonly stored: number,
+    readonly reported: number,
+  ) {
+    super('counter regression');
+  }
+}
+
 export class PgDirectory {
   private readonly events = new EventEmitter();
   private listener: PgListener | undefined;
@@ -121,8 +148,9 @@ export class PgDirectory {
     this.events.setMaxListeners(0);
     for (const [name, spec] of Object.entries(REPLICA_TABLES) as Array<[ReplicaTable, (typeof REPLICA_TABLES)[ReplicaTable]]>) {
       const columns: readonly string[] = spec.columns;
-      // Credential sign counters and last use stay per hub (each hub checks the counters it saw);
-      // a key marked suspect on this hub stays suspect until the directory removes it.
+      // The replica's sign counters and last use are this hub's own (the team's counters are
+      // checked and advanced in PostgreSQL, in each tap's commit: checkTap); a key marked
+      // suspect here stays suspect until the directory removes it.
       const kept = name === 'approver_credentials' ? new Set(['sign_count', 'last_used_at', 'status']) : new Set<string>();
       const sets = columns.filter((c) => c !== spec.key && !kept.has(c)).map((c) => `${c} = excluded.${c}`);
       if (name === 'approver_credentials')
@@ -298,7 +326,7 @@ export class PgDirectory {
    * directory lock. Resolves (after this hub's replica applied it) with `work`'s result. A write
    * with no operations and no audit record appends no change.
    */
-  async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>): Promise<T> {
+  async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>, tap?: TeamTap): Promise<T> {
     if (this.closed) throw new CountersignError('store_unavailable', 'the team directory is closed');
     let lost: Error | undefined;
     const onLost = (error: Error) => {
@@ -315,6 +343,8 @@ export class PgDirectory {
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [DIRECTORY_LOCK]);
+      // The admin's tap that authorises this change: their key's counter advances with it.
+      if (tap !== undefined) await PgDirectory.checkTap(client, tap);
       written = await work(client);
       if (written.ops.length > 0 || written.audit.length > 0) {
         const { rows } = await client.query<{ seq: string }>('SELECT coalesce(max(seq), 0) + 1 AS seq FROM directory_changes');
@@ -376,6 +406,43 @@ export class PgDirectory {
     if (row.key_agent !== agentId) throw new CountersignError('key_unknown', `the key is not enrolled for agent ${quote(agentId)}`);
     if (row.key_status === 'revoked' || (row.key_status === 'retiring' && (row.not_after === null || now >= Number(row.not_after))))
       throw new CountersignError('key_revoked', `that key of agent ${quote(agentId)} has been rotated out or revoked`);
+  }
+
+  /**
+   * Inside the transaction a tap authorises (an approval's commit, an admin's directory change):
+   * the approver active and the key theirs and active in the team directory, as they are now on
+   * every hub (FOR SHARE: a removal waits for this commit, and a commit after the removal sees
+   * it), and the key's signature counter advanced past the team's (FOR UPDATE: two taps of one
+   * key on two hubs are ordered). Throws the embedded codes, or TeamCounterRegression.
+   */
+  static async checkTap(client: pg.ClientBase, tap: TeamTap): Promise<void> {
+    const approver = await client.query<{ status: string }>('SELECT status FROM directory_approvers WHERE id = $1 FOR SHARE', [
+      tap.approverId,
+    ]);
+    const status = approver.rows[0]?.status;
+    if (status === undefined)
+      throw new CountersignError('approver_unknown', `no approver named ${quote(tap.approverId)} is in the team directory`);
+    if (status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(tap.approverId)} is disabled`);
+    const { rows } = await client.query<{ approver_id: string; status: string; sign_count: string }>(
+      'SELECT approver_id, status, sign_count FROM directory_credentials WHERE credential_id = $1 FOR UPDATE',
+      [tap.credentialId],
+    );
+    const key = rows[0];
+    if (key === undefined || key.approver_id !== tap.approverId)
+      throw new CountersignError('credential_unknown', `that security key is not registered to approver ${quote(tap.approverId)}`);
+    if (key.status === 'suspect')
+      throw new CountersignError(
+        'credential_suspect',
+        'that security key is marked suspect (its signature counter went backwards) and is refused',
+      );
+    if (key.status !== 'active') throw new CountersignError('credential_unknown', 'that security key has been removed');
+    const stored = Number(key.sign_count);
+    if (counterRegressed(stored, tap.counter)) throw new TeamCounterRegression(tap.credentialId, tap.approverId, stored, tap.counter);
+    await client.query('UPDATE directory_credentials SET sign_count = $2, last_used_at = $3 WHERE credential_id = $1', [
+      tap.credentialId,
+      tap.counter,
+      tap.at,
+    ]);
   }
 
   async close(): Promise<void> {

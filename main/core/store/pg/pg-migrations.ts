@@ -263,4 +263,11 @@ export const PG_MIGRATIONS: readonly string[] = [
     RETURN id || ' ' || agent_id || ' ' || tool || ' ' || coalesce(request_call_jsonb(call_json) #>> '{params,payee}', '');
   CREATE INDEX requests_search ON requests USING gin (request_search_text(id, agent_id, tool, call_json) gin_trgm_ops) WHERE state <> 'pending';
   `,
+  // 8: approvers in the team directory (ADR 0013): each security key's signature counter and last
+  // use, kept here for every hub and advanced inside the commit of the tap that moved it, so a
+  // counter that goes backwards is caught whichever hub the key was last used on.
+  `
+  ALTER TABLE directory_credentials ADD COLUMN sign_count bigint NOT NULL DEFAULT 0 CHECK (sign_count >= 0);
+  ALTER TABLE directory_credentials ADD COLUMN last_used_at bigint;
+  `,
 ];

@@ -1,0 +1,406 @@
+/**
+ * Approvers in the team directory (ADR 0013): add, disable and regroup approvers, give them
+ * aliases, issue registration codes, register and remove their security keys, and take a key out
+ * of service, for every hub of a database at once. The same pattern as identity/team-agents.ts:
+ * each write checks what the embedded directory checks (approver-directory.ts: id, name, groups,
+ * handles; the last admin; the first run), then runs in one PostgreSQL transaction under the
+ * directory lock (store/pg/pg-directory.ts) with its `directory_changes` entry, its team audit
+ * records and the NOTIFY; this hub's replica applies it before the call returns, the others on
+ * the notification.
+ *
+ * Uniqueness and the rules across people are checked on the authoritative rows, under the
+ * directory lock (every directory write holds it, so what is read there stays true until COMMIT):
+ * handles (`directory_handles`), the last admin, "no admin yet" for the first run, a code's single
+ * use. An admin's tap that authorises the write (`tap`) is checked and its counter advanced in the
+ * same transaction (PgDirectory.checkTap).
+ */
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import {
+  REGISTRATION_CODE_TTL_MS,
+  hashCode,
+  type ApproverDirectory,
+  type ApproverRecord,
+  type CredentialRow,
+  type NewApprover,
+  type TeamApproverWrites,
+} from './approver-directory.js';
+import { storedRow, type PgDirectory, type ReplicaOp, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
+import type { AuditSubmission } from '../store/store-seam.js';
+import type { AuditEventFields } from '../../../shared/audit-events.js';
+import { CountersignError, quote } from '../../../shared/errors.js';
+import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
+import { base64url } from '../../../shared/encoding.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
+import { normalizeHandle } from '../identity/people.js';
+
+/** What authorises a write besides the caller: the desk admin's tap and its `admin.action` record. */
+export interface TeamWriteContext {
+  also?: AuditSubmission[];
+  tap?: TeamTap;
+}
+
+export interface IssuedCode {
+  code: string;
+  expiresAt: number;
+}
+
+export class TeamApprovers implements TeamApproverWrites {
+  constructor(
+    private readonly directory: ApproverDirectory,
+    private readonly team: PgDirectory,
+  ) {}
+
+  /**
+   * Add an approver (and their aliases); with `issuedBy`, also the single-use code they register
+   * their first key with, in the same transaction. `firstRun`: refused with first_run_closed
+   * once any admin exists in the team directory (two desks on two hubs racing: one wins).
+   */
+  async add(
+    input: NewApprover,
+    options: { issuedBy?: string; firstRun?: boolean } & TeamWriteContext = {},
+  ): Promise<{ approver: ApproverRecord; registration?: IssuedCode }> {
+    const clean = this.directory.checkNewApprover(input);
+    const now = this.directory.clock();
+    const code = options.issuedBy === undefined ? undefined : newCode(now);
+    await this.team.change(
+      'approver.added',
+      now,
+      async (client) => {
+        if (options.firstRun === true && (await adminIds(client)).length > 0)
+          throw new CountersignError('first_run_closed', 'an admin already exists; ask them for a registration code');
+        const exists = await client.query('SELECT 1 FROM directory_approvers WHERE id = $1', [clean.id]);
+        if (exists.rowCount !== 0) throw new CountersignError('config_invalid', `an approver named ${quote(clean.id)} already exists`);
+        // One person, one id: another spelling of an existing id or alias is that person, not a new one.
+        await assertHandleFree(client, normalizeHandle(clean.id), 'id');
+        for (const alias of clean.aliases) await assertHandleFree(client, alias, 'alias');
+        const row: ReplicaRow = {
+          id: clean.id,
+          display_name: clean.displayName,
+          groups_json: JSON.stringify(clean.groups),
+          virtual: clean.virtual ? 1 : 0,
+          status: 'active',
+          created_at: now,
+          disabled_at: null,
+        };
+        await client.query("INSERT INTO directory_approvers (id, status, row) VALUES ($1, 'active', $2)", [clean.id, JSON.stringify(row)]);
+        await client.query('INSERT INTO directory_handles (handle, approver_id, is_alias) VALUES ($1, $2, false)', [
+          normalizeHandle(clean.id),
+          clean.id,
+        ]);
+        const ops: ReplicaOp[] = [{ table: 'approvers', row }];
+        for (const alias of clean.aliases) ops.push({ table: 'approver_aliases', row: await insertAlias(client, clean.id, alias, now) });
+        const audit: AuditSubmission[] = [
+          {
+            kind: 'approver.added',
+            at: now,
+            event: {
+              approverId: clean.id,
+              groups: clean.groups,
+              virtual: clean.virtual,
+              ...(clean.aliases.length > 0 ? { aliases: clean.aliases } : {}),
+            },
+          },
+        ];
+        if (code !== undefined) {
+          ops.push({ table: 'registration_codes', row: await insertCode(client, clean.id, options.issuedBy!, code) });
+          audit.push(codeIssued(clean.id, options.issuedBy!, code.expiresAt, now));
+        }
+        return { ops, audit: [...audit, ...(options.also ?? [])], result: undefined };
+      },
+      options.tap,
+    );
+    const approver = this.directory.get(clean.id);
+    return code === undefined ? { approver } : { approver, registration: { code: code.code, expiresAt: code.expiresAt } };
+  }
+
+  /** A single-use code that lets an active approver register one security key (only its hash is stored). */
+  async issueRegistrationCode(approverId: string, issuedBy: string, context: TeamWriteContext = {}): Promise<IssuedCode> {
+    const now = this.directory.clock();
+    const code = newCode(now);
+    await this.team.change(
+      'approver.registration_code_issued',
+      now,
+      async (client) => {
+        const approver = await lockApprover(client, approverId);
+        if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
+        const row = await insertCode(client, approverId, issuedBy, code);
+        return {
+          ops: [{ table: 'registration_codes', row }],
+          audit: [codeIssued(approverId, issuedBy, code.expiresAt, now), ...(context.also ?? [])],
+          result: undefined,
+        };
+      },
+      context.tap,
+    );
+    return { code: code.code, expiresAt: code.expiresAt };
+  }
+
+  /** Remove an approver from every hub: their next ceremony anywhere is refused (approver_disabled). */
+  async disable(approverId: string, context: TeamWriteContext = {}): Promise<void> {
+    const now = this.directory.clock();
+    await this.team.change(
+      'approver.disabled',
+      now,
+      async (client) => {
+        const approver = await lockApprover(client, approverId);
+        const row = { ...approver.row, status: 'disabled', disabled_at: now };
+        await client.query("UPDATE directory_approvers SET status = 'disabled', row = $2 WHERE id = $1", [approverId, JSON.stringify(row)]);
+        return {
+          ops: [{ table: 'approvers', row }],
+          audit: [{ kind: 'approver.disabled', at: now, event: { approverId } }, ...(context.also ?? [])],
+          result: undefined,
+        };
+      },
+      context.tap,
+    );
+  }
+
+  /** Change an approver's groups; the last admin cannot leave the admin group (last_admin). */
+  async setGroups(approverId: string, groups: string[], context: TeamWriteContext = {}): Promise<void> {
+    const clean = this.directory.checkGroups(groups);
+    const now = this.directory.clock();
+    await this.team.change(
+      'approver.groups_changed',
+      now,
+      async (client) => {
+        const approver = await lockApprover(client, approverId);
+        const before = parseStrictJson(String(approver.row.groups_json)) as string[];
+        // As in embedded mode: with no admin the first-run setup would open again.
+        if (before.includes(ADMIN_GROUP_NAME) && !clean.includes(ADMIN_GROUP_NAME)) {
+          const others = (await adminIds(client)).filter((id) => id !== approverId);
+          if (others.length === 0)
+            throw new CountersignError(
+              'last_admin',
+              `${quote(approverId)} is the last admin; add another admin before removing them from the admin group`,
+            );
+        }
+        const row = { ...approver.row, groups_json: JSON.stringify(clean) };
+        await client.query('UPDATE directory_approvers SET row = $2 WHERE id = $1', [approverId, JSON.stringify(row)]);
+        return {
+          ops: [{ table: 'approvers', row }],
+          audit: [{ kind: 'approver.groups_changed', at: now, event: { approverId, groups: clean } }, ...(context.also ?? [])],
+          result: undefined,
+        };
+      },
+      context.tap,
+    );
+  }
+
+  async addAlias(approverId: string, alias: string): Promise<void> {
+    const key = this.directory.checkHandle(alias, 'alias');
+    const now = this.directory.clock();
+    await this.team.change('approver.alias_added', now, async (client) => {
+      await lockApprover(client, approverId);
+      await assertHandleFree(client, key, 'alias');
+      const row = await insertAlias(client, approverId, key, now);
+      return {
+        ops: [{ table: 'approver_aliases', row }],
+        audit: [{ kind: 'approver.alias_added', at: now, event: { approverId, alias: key } }],
+        result: undefined,
+      };
+    });
+  }
+
+  async removeAlias(approverId: string, alias: string): Promise<void> {
+    const key = typeof alias === 'string' ? normalizeHandle(alias) : '';
+    const now = this.directory.clock();
+    await this.team.change('approver.alias_removed', now, async (client) => {
+      await lockApprover(client, approverId);
+      const removed = await client.query('DELETE FROM directory_handles WHERE handle = $1 AND approver_id = $2 AND is_alias', [
+        key,
+        approverId,
+      ]);
+      if (removed.rowCount !== 1)
+        throw new CountersignError('approver_unknown', `approver ${quote(approverId)} has no alias ${quote(String(alias))}`);
+      return {
+        ops: [{ table: 'approver_aliases', delete: key }],
+        audit: [{ kind: 'approver.alias_removed', at: now, event: { approverId, alias: key } }],
+        result: undefined,
+      };
+    });
+  }
+
+  /** Remove a security key from every hub (its next tap anywhere is refused: credential_unknown). */
+  async removeCredential(credentialId: string, context: TeamWriteContext = {}): Promise<void> {
+    const now = this.directory.clock();
+    await this.team.change(
+      'approver.credential_removed',
+      now,
+      async (client) => {
+        const key = await lockCredential(client, credentialId);
+        const row = { ...key.row, status: 'removed' };
+        await client.query("UPDATE directory_credentials SET status = 'removed', row = $2 WHERE credential_id = $1", [
+          credentialId,
+          JSON.stringify(row),
+        ]);
+        return {
+          ops: [{ table: 'approver_credentials', row }],
+          audit: [
+            { kind: 'approver.credential_removed', at: now, event: { approverId: key.approverId, credentialId } },
+            ...(context.also ?? []),
+          ],
+          result: undefined,
+        };
+      },
+      context.tap,
+    );
+  }
+
+  /**
+   * A key verified by this hub's registration ceremony (approver-directory.ts finishRegistration):
+   * stored for every hub with its registration code spent, in one transaction. The approver must
+   * still be active in the team directory, the key new, the code unused and unexpired.
+   */
+  async registerCredential(
+    credential: CredentialRow,
+    codeHash: string | undefined,
+    event: AuditEventFields<'approver.credential_registered'>,
+  ): Promise<void> {
+    const now = credential.created_at;
+    await this.team.change('approver.credential_registered', now, async (client) => {
+      const approver = await lockApprover(client, credential.approver_id);
+      if (approver.status !== 'active')
+        throw new CountersignError('approver_disabled', `approver ${quote(credential.approver_id)} is disabled`);
+      const ops: ReplicaOp[] = [];
+      if (codeHash !== undefined) {
+        const { rows } = await client.query<{ row: string }>(
+          `SELECT row FROM directory_registration_codes
+           WHERE code_hash = $1 AND approver_id = $2 AND used_at IS NULL AND expires_at > $3 FOR UPDATE`,
+          [codeHash, credential.approver_id, now],
+        );
+        if (rows[0] === undefined)
+          throw new CountersignError(
+            'challenge_invalid',
+            'the registration code is unknown, used, expired or for another approver; ask an admin for a new one',
+          );
+        const row = { ...storedRow(rows[0].row), used_at: now };
+        await client.query('UPDATE directory_registration_codes SET used_at = $2, row = $3 WHERE code_hash = $1', [
+          codeHash,
+          now,
+          JSON.stringify(row),
+        ]);
+        ops.push({ table: 'registration_codes', row });
+      }
+      const row: ReplicaRow = {
+        credential_id: credential.credential_id,
+        approver_id: credential.approver_id,
+        public_key: credential.public_key,
+        public_jwk: credential.public_jwk,
+        sign_count: credential.sign_count,
+        aaguid: credential.aaguid,
+        attestation_fmt: credential.attestation_fmt,
+        attestation_object: credential.attestation_object ?? null,
+        transports: credential.transports,
+        status: 'active',
+        created_at: now,
+        last_used_at: null,
+      };
+      const inserted = await client.query(
+        "INSERT INTO directory_credentials (credential_id, approver_id, status, row, sign_count) VALUES ($1, $2, 'active', $3, $4) ON CONFLICT DO NOTHING",
+        [credential.credential_id, credential.approver_id, JSON.stringify(row), credential.sign_count],
+      );
+      if (inserted.rowCount !== 1) throw new CountersignError('config_invalid', 'that security key is already registered');
+      ops.push({ table: 'approver_credentials', row });
+      return { ops, audit: [{ kind: 'approver.credential_registered', at: now, event }], result: undefined };
+    });
+  }
+
+  /** Take a key out of service on every hub (its counter went backwards), audited once. */
+  async markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void> {
+    const now = this.directory.clock();
+    await this.team.change('approver.credential_suspect', now, async (client) => {
+      const key = await lockCredential(client, credentialId);
+      if (key.status !== 'active') return { ops: [], audit: [], result: undefined };
+      const row = { ...key.row, status: 'suspect' };
+      await client.query("UPDATE directory_credentials SET status = 'suspect', row = $2 WHERE credential_id = $1", [
+        credentialId,
+        JSON.stringify(row),
+      ]);
+      return {
+        ops: [{ table: 'approver_credentials', row }],
+        audit: [
+          {
+            kind: 'approver.credential_suspect',
+            at: now,
+            event: {
+              approverId,
+              credentialId,
+              status: 'suspect',
+              reason: 'signature counter went backwards',
+              storedCounter: stored,
+              reportedCounter: reported,
+            },
+          },
+        ],
+        result: undefined,
+      };
+    });
+  }
+}
+
+function newCode(now: number): IssuedCode & { hash: string } {
+  const code = base64url(randomBytes(24));
+  return { code, hash: hashCode(code), expiresAt: now + REGISTRATION_CODE_TTL_MS };
+}
+
+function codeIssued(approverId: string, issuedBy: string, expiresAt: number, now: number): AuditSubmission {
+  return { kind: 'approver.registration_code_issued', at: now, event: { approverId, issuedBy, expiresAt } };
+}
+
+async function insertCode(client: pg.ClientBase, approverId: string, issuedBy: string, code: { hash: string; expiresAt: number }) {
+  const row: ReplicaRow = { code_hash: code.hash, approver_id: approverId, issued_by: issuedBy, expires_at: code.expiresAt, used_at: null };
+  await client.query('INSERT INTO directory_registration_codes (code_hash, approver_id, expires_at, row) VALUES ($1, $2, $3, $4)', [
+    code.hash,
+    approverId,
+    code.expiresAt,
+    JSON.stringify(row),
+  ]);
+  return row;
+}
+
+async function insertAlias(client: pg.ClientBase, approverId: string, alias: string, now: number): Promise<ReplicaRow> {
+  await client.query('INSERT INTO directory_handles (handle, approver_id, is_alias) VALUES ($1, $2, true)', [alias, approverId]);
+  return { alias, approver_id: approverId, created_at: now };
+}
+
+/** alias_conflict when any person's id (in any case) or alias is `key` (lowercase), as the embedded directory. */
+async function assertHandleFree(client: pg.ClientBase, key: string, what: 'id' | 'alias'): Promise<void> {
+  const { rows } = await client.query<{ approver_id: string }>('SELECT approver_id FROM directory_handles WHERE handle = $1', [key]);
+  const holder = rows[0]?.approver_id;
+  if (holder !== undefined)
+    throw new CountersignError('alias_conflict', `the ${what} ${quote(key)} already names approver ${quote(holder)}`, {
+      details: { handle: key, approverId: holder },
+    });
+}
+
+/** The active approvers in the admin group, as the team directory has them (under the directory lock). */
+async function adminIds(client: pg.ClientBase): Promise<string[]> {
+  const { rows } = await client.query<{ id: string; row: string }>("SELECT id, row FROM directory_approvers WHERE status = 'active'");
+  return rows
+    .filter(({ row }) => (parseStrictJson(String(storedRow(row).groups_json)) as string[]).includes(ADMIN_GROUP_NAME))
+    .map((r) => r.id);
+}
+
+async function lockApprover(client: pg.ClientBase, approverId: string): Promise<{ status: string; row: ReplicaRow }> {
+  const { rows } = await client.query<{ status: string; row: string }>(
+    'SELECT status, row FROM directory_approvers WHERE id = $1 FOR UPDATE',
+    [approverId],
+  );
+  const found = rows[0];
+  if (found === undefined) throw new CountersignError('approver_unknown', `no approver named ${quote(String(approverId))}`);
+  return { status: found.status, row: storedRow(found.row) };
+}
+
+async function lockCredential(
+  client: pg.ClientBase,
+  credentialId: string,
+): Promise<{ status: string; approverId: string; row: ReplicaRow }> {
+  const { rows } = await client.query<{ status: string; approver_id: string; row: string }>(
+    'SELECT status, approver_id, row FROM directory_credentials WHERE credential_id = $1 FOR UPDATE',
+    [credentialId],
+  );
+  const found = rows[0];
+  if (found === undefined) throw new CountersignError('credential_unknown', 'that security key is not registered');
+  return { status: found.status, approverId: found.approver_id, row: storedRow(found.row) };
+}
