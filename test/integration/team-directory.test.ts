@@ -430,11 +430,10 @@ describe('one directory for all hubs', () => {
     const latest = async () => Number((await db.query<{ seq: string }>('SELECT max(seq) AS seq FROM directory_changes')).rows[0]!.seq);
     await b.team!.directory.waitForSeq(await latest());
     expect(b.approvers.get('quinn')).toMatchObject({ status: 'active', groups: ['finance-approvers'] });
-    const removedAlone = spawnSync(
-      process.execPath,
-      [join(REPO_ROOT, 'bin', 'countersign.mjs'), 'approvers', 'disable', 'quinn', '--data-dir', dataDir],
-      { encoding: 'utf8', timeout: 120_000 },
-    );
+    const removedAlone = spawnSync(process.execPath, [compiledCli(), 'approvers', 'disable', 'quinn', '--data-dir', dataDir], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     expect(removedAlone.status).not.toBe(0);
     expect(removedAlone.stderr).toMatch(/write its approvers with --database URL .*\[config_invalid\]/);
     const removed = cli('approvers', 'disable', 'quinn');
