@@ -36,7 +36,8 @@ import {
   teamHubDir,
 } from '../helpers/team-hubs.js';
 import { signInOverHttp } from '../helpers/desk-session.js';
-import { PgDirectory } from '../../main/core/store/pg/pg-directory.js';
+import { PgDirectory, TeamCounterRegression } from '../../main/core/store/pg/pg-directory.js';
+import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 import { PG_LOCKS } from '../../main/core/store/pg/pg-locks.js';
 
 const AGENT = 'finance-bot';
@@ -484,5 +485,41 @@ describe('approvers in the team directory', () => {
     expect(a.approvers.resolvePerson('ivan')).toBeUndefined();
     const added = await a.team!.approvers.add({ id: 'ivan', displayName: 'Ivan', groups: [] }, { issuedBy: 'test-admin' });
     expect(added.registration?.code).toMatch(/^[A-Za-z0-9_-]{32}$/);
+  }, 60_000);
+
+  it('keeps the first run closed for the team while any admin exists, a disabled one too (else any desk could make a new admin)', async () => {
+    await a.team!.approvers.add({ id: 'root-admin', displayName: 'Root', groups: [ADMIN_GROUP_NAME] }, { issuedBy: 'test-admin' });
+    // Every admin of the team disabled (as by an older hub, or by hand): the first run must still refuse.
+    const { rows } = await db.query<{ id: string }>(
+      "UPDATE directory_approvers SET status = 'disabled' WHERE status = 'active' AND row::text LIKE $1 RETURNING id",
+      [`%${ADMIN_GROUP_NAME}%`],
+    );
+    try {
+      expect(rows.map((r) => r.id)).toContain('root-admin');
+      await expect(
+        a.team!.approvers.add(
+          { id: 'mallory', displayName: 'Mallory', groups: [ADMIN_GROUP_NAME] },
+          { issuedBy: 'first-run', firstRun: true },
+        ),
+      ).rejects.toMatchObject({ code: 'first_run_closed' });
+      expect((await db.query("SELECT 1 FROM directory_approvers WHERE id = 'mallory'")).rows).toEqual([]);
+    } finally {
+      await db.query("UPDATE directory_approvers SET status = 'active' WHERE id = ANY($1)", [rows.map((r) => r.id)]);
+    }
+  }, 60_000);
+
+  it("refuses a directory change whose admin tap repeats the team's counter as a counter regression, not store_failed", async () => {
+    const credentialId = a.approvers.credentialsOf('alice')[0]!.credentialId;
+    const stored = await db.query<{ sign_count: string }>('SELECT sign_count FROM directory_credentials WHERE credential_id = $1', [
+      credentialId,
+    ]);
+    const before = await directoryWrites();
+    const tap = { approverId: 'alice', credentialId, counter: Number(stored.rows[0]!.sign_count), at: Date.now() };
+    expect(tap.counter).toBeGreaterThan(0); // alice tapped in the tests above, so the team holds her counter
+    const refused: unknown = await a
+      .team!.directory.change('test.write', Date.now(), () => Promise.resolve({ ops: [], audit: [], result: undefined }), tap)
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(TeamCounterRegression);
+    expect(await directoryWrites()).toEqual(before);
   }, 60_000);
 });

@@ -67,7 +67,9 @@ export class TeamApprovers implements TeamApproverWrites {
       'approver.added',
       now,
       async (client) => {
-        if (options.firstRun === true && (await adminIds(client)).length > 0)
+        // As embedded first run counts it: any admin ever added closes it, a disabled one too
+        // (else disabling the only admin would let any desk on any hub create a new admin).
+        if (options.firstRun === true && (await adminIds(client, 'any status')).length > 0)
           throw new CountersignError('first_run_closed', 'an admin already exists; ask them for a registration code');
         const exists = await client.query('SELECT 1 FROM directory_approvers WHERE id = $1', [clean.id]);
         if (exists.rowCount !== 0) throw new CountersignError('config_invalid', `an approver named ${quote(clean.id)} already exists`);
@@ -374,9 +376,11 @@ async function assertHandleFree(client: pg.ClientBase, key: string, what: 'id' |
     });
 }
 
-/** The active approvers in the admin group, as the team directory has them (under the directory lock). */
-async function adminIds(client: pg.ClientBase): Promise<string[]> {
-  const { rows } = await client.query<{ id: string; row: string }>("SELECT id, row FROM directory_approvers WHERE status = 'active'");
+/** The approvers in the admin group (active ones, or of any status), as the team directory has them (under the directory lock). */
+async function adminIds(client: pg.ClientBase, which: 'active' | 'any status' = 'active'): Promise<string[]> {
+  const { rows } = await client.query<{ id: string; row: string }>(
+    which === 'active' ? "SELECT id, row FROM directory_approvers WHERE status = 'active'" : 'SELECT id, row FROM directory_approvers',
+  );
   return rows
     .filter(({ row }) => (parseStrictJson(String(storedRow(row).groups_json)) as string[]).includes(ADMIN_GROUP_NAME))
     .map((r) => r.id);

@@ -691,10 +691,10 @@ export function peekRequestId(data: RawData): number | null {
   return match?.[1] === undefined ? null : Number(match[1]);
 }
 
-/** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
 /** How many pushed request ids a revocation's end checks against (a few hundred bytes each at most). */
 const RECENTLY_PUSHED_LIMIT = 4096;
 
+/** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
 const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set([
   'agent_revoked',
   'agent_held_for_review',

@@ -369,6 +369,8 @@ export class PgDirectory {
       // only wait for its own timeout, and the pool must never get it back.
       if (isConnectionLoss(error)) lost ??= error as Error;
       else await client.query('ROLLBACK').catch(() => undefined);
+      // A cloned key's tap: the caller takes the key out of service (admin-actions.ts), so it must see this as it is.
+      if (error instanceof TeamCounterRegression) throw error;
       throw storeError(error, 'changing the directory');
     } finally {
       client.off('error', onLost);
