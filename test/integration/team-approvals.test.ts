@@ -185,6 +185,23 @@ describe('approvals on two hubs of one database', () => {
     expect((await a.approvals.history(10)).map((h) => [h.requestId, h.state])).toContainEqual([held.requestId, 'approved']);
   }, 60_000);
 
+  it('two first approvals racing on two hubs: the one whose plan went stale is planned again and completes the quorum, no key is taken out of service', async () => {
+    const held = await holdOnB();
+    const answer = agent.waitForDecision(held.requestId, { timeoutMs: 30_000 });
+    // Both tap with no approval recorded yet, so both plan "record 1 of 2"; the later commit finds
+    // its plan stale and plans again. Before, the retry repeated the key's counter the first try
+    // had already written into the hub's replica, and the key was marked suspect on every hub.
+    const onA = await tap(a, held.requestId, 'bob');
+    const onB = await tap(b, held.requestId, 'carol');
+    const raced = await Promise.allSettled([a.approvals.submitCeremony(onA), b.approvals.submitCeremony(onB)]);
+    expect(raced.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect((await answer).state).toBe('approved');
+    const suspects = await db.query(
+      "SELECT approver_id FROM directory_credentials WHERE approver_id IN ('bob', 'carol') AND status <> 'active'",
+    );
+    expect(suspects.rows).toEqual([]);
+  }, 90_000);
+
   it('two approvers completing the quorum at the same moment on two hubs: exactly one token, one final state, the audit log verifies', async () => {
     const held = await holdOnB();
     const answer = agent.waitForDecision(held.requestId, { timeoutMs: 30_000 });

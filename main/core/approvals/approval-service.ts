@@ -883,7 +883,6 @@ export class ApprovalService {
       parseOffered(challengeRow.offered),
       snapshot.approvals,
     );
-    this.ceremonies.recordUse(credential, ctx.newCounter, now);
     const approver = this.options.directory.get(ctx.approverId);
     if (plan.kind !== 'deny' && row.obligationJson !== plan.storedRequirement) throw new StalePlan();
     if (plan.kind === 'record' || plan.kind === 'approve') {
@@ -897,6 +896,10 @@ export class ApprovalService {
     const members = [row, ...snapshot.followers];
     if (plan.kind === 'approve' && canonicalize(members.map((m) => m.id)) !== canonicalize(plan.minted.map((m) => m.requestId)))
       throw new StalePlan();
+    // The key's counter only once the plan holds: a stale plan is planned again with this same
+    // counter, and on a team hub the replica's counter is not rolled back with the team commit,
+    // so a write before a StalePlan would make the retry look like a cloned key.
+    this.ceremonies.recordUse(credential, ctx.newCounter, now);
 
     // The approval itself.
     if (!this.ceremonies.spendChallenge('approval', ctx.challenge, now))
