@@ -9,6 +9,7 @@ import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 
 export const PG_BIN = process.env.COUNTERSIGN_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
@@ -91,4 +92,16 @@ export async function startPostgres(): Promise<PostgresCluster> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A pool a test uses to look at or change the team database itself. Its idle connections die
+ * when a test stops the server (57P01, admin shutdown); pg reports that as an 'error' event on the
+ * pool, which unhandled would crash the test process, so it is taken here: the next query opens a
+ * new connection, and a query that fails still rejects in the test.
+ */
+export function testPool(url: string, max = 2): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  pool.on('error', () => undefined);
+  return pool;
 }

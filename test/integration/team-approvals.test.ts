@@ -25,7 +25,7 @@ import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approva
 import { satisfiesQuorum, verifyApprovals } from '../../shared/verify-approvals.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import {
   ensureTeamPeople,
   registerApprovers,
@@ -118,7 +118,7 @@ async function holdOnB(): Promise<DecisionResult> {
 
 beforeAll(async () => {
   cluster = await startPostgres();
-  db = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  db = testPool(cluster.url);
   key = await importAgentKey(await generateAgentKey('EdDSA'));
   enrollment = await verifyEnrollmentRequest(await createEnrollmentRequest(key, AGENT, AGENT));
   a = await startHub('hub-a');

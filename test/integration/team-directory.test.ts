@@ -21,7 +21,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayloa
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
 import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
@@ -95,7 +95,7 @@ const caughtUp = (app: RunningCountersign, from: RunningCountersign) => app.team
 
 beforeAll(async () => {
   cluster = await startPostgres();
-  db = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  db = testPool(cluster.url);
   a = await startHub('hub-a');
   b = await startHub('hub-b');
   await ensureTeamPeople(a, FINANCE_SCOPE.owner);

@@ -33,7 +33,7 @@ import type { DecisionResult } from '../../shared/protocol.js';
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
@@ -78,8 +78,7 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
 async function database(name: string): Promise<{ url: string; pool: pg.Pool }> {
   await admin.query(`CREATE DATABASE ${name}`);
   const url = cluster.url.replace(/\/postgres$/, `/${name}`);
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
-  pool.on('error', () => undefined); // idle connections die with the database restart
+  const pool = testPool(url);
   pools.push(pool);
   return { url, pool };
 }
@@ -276,8 +275,7 @@ async function expectWholeAndVerified(
 
 beforeAll(async () => {
   cluster = await startPostgres();
-  admin = new pg.Pool({ connectionString: cluster.url, max: 1 });
-  admin.on('error', () => undefined);
+  admin = testPool(cluster.url, 1);
   agents = await Promise.all(
     Array.from({ length: AGENTS }, async (_, i) => {
       const id = `finance-bot-${i}`;

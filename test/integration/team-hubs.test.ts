@@ -19,7 +19,7 @@ import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approva
 import type { DecisionResult } from '../../shared/protocol.js';
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { RawClient, signedEnvelope } from '../helpers/raw-client.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
@@ -69,7 +69,7 @@ let b: RunningCountersign;
 
 beforeAll(async () => {
   cluster = await startPostgres();
-  db = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  db = testPool(cluster.url);
   key = await importAgentKey(await generateAgentKey('EdDSA'));
   enrollment = await verifyEnrollmentRequest(await createEnrollmentRequest(key, AGENT, AGENT));
   a = await startHub('hub-a');

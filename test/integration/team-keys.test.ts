@@ -23,7 +23,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayloa
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
@@ -149,7 +149,7 @@ beforeAll(async () => {
   otherToken = createSoftHsmToken({ label: 'other-hsm', pin: '246810', soPin: '13579111' });
   process.env[PIN_ENV] = teamToken.pin;
   cluster = await startPostgres();
-  db = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  db = testPool(cluster.url);
   key = await importAgentKey(await generateAgentKey('EdDSA'));
   enrollment = await verifyEnrollmentRequest(await createEnrollmentRequest(key, AGENT, AGENT));
   const dirA = hubDir('hub-a', teamToken);
