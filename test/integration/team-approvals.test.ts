@@ -11,7 +11,7 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningCountersign } from '../../main/core/app.js';
 import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';

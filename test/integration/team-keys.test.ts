@@ -10,7 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningCountersign } from '../../main/core/app.js';
 import type { Pkcs11Config } from '../../main/core/config.js';
