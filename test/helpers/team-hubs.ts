@@ -34,17 +34,22 @@ export function teamHubDir(room: Pick<HubRoom, 'dirs'>, name: string, settings: 
   return dir;
 }
 
-/** Start the hub `name` on `dataDir` in this process, joined to the team database at `databaseUrl`. */
+/**
+ * Start the hub `name` on `dataDir` in this process, joined to the team database at `databaseUrl`;
+ * `rendererDir` is the desk it serves (a test's own renderer build).
+ */
 export async function startTeamHub(
   room: Pick<HubRoom, 'hubs'> | undefined,
   name: string,
   databaseUrl: string,
   dataDir: string,
   log: (line: string) => void = () => undefined,
+  rendererDir?: string,
 ): Promise<RunningCountersign> {
   const app = await startCountersign({
     dataDir,
     log,
+    ...(rendererDir === undefined ? {} : { rendererDir }),
     command: 'countersign hub (test)',
     team: { databaseUrl, hub: name },
   });
