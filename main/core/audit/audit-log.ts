@@ -16,7 +16,7 @@ import { createHash, hash as oneShot } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Db } from '../store/database.js';
 import { canonicalizeWith, type JsonObject } from '../../../shared/canonical-json.js';
-import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, isPowerOfTwo, splitPoint } from '../../../shared/merkle.js';
+import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, rangeHashOfSubtrees } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
 import { assertAuditEvent, type AuditEventFields, type AuditKind } from '../../../shared/audit-events.js';
@@ -296,11 +296,7 @@ export class AuditLog {
 
   /** MTH of leaves [start, end), from stored complete subtrees. */
   rangeHash(start: number, end: number): Uint8Array {
-    const n = end - start;
-    if (n <= 0) return merkleHasher.emptyRoot();
-    if (isPowerOfTwo(n) && start % n === 0) return this.node(levelOf(n), start / n);
-    const k = splitPoint(n);
-    return merkleHasher.node(this.rangeHash(start, start + k), this.rangeHash(start + k, end));
+    return rangeHashOfSubtrees(merkleHasher, start, end, (level, idx) => this.node(level, idx));
   }
 
   /** Make sure the tree covers `size` entries before reading it. */
