@@ -11,7 +11,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import type { ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
-import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import { registerKeyWithCode } from './desk-session.js';
 import { DEMO_POLICY_DIR, tempDir } from './harness.js';
 
 /** What a test file started, for its afterAll: directories to remove, hubs to close. */
@@ -34,17 +35,22 @@ export function teamHubDir(room: Pick<HubRoom, 'dirs'>, name: string, settings: 
   return dir;
 }
 
-/** Start the hub `name` on `dataDir` in this process, joined to the team database at `databaseUrl`. */
+/**
+ * Start the hub `name` on `dataDir` in this process, joined to the team database at `databaseUrl`;
+ * `rendererDir` is the desk it serves (a test's own renderer build).
+ */
 export async function startTeamHub(
   room: Pick<HubRoom, 'hubs'> | undefined,
   name: string,
   databaseUrl: string,
   dataDir: string,
   log: (line: string) => void = () => undefined,
+  rendererDir?: string,
 ): Promise<RunningCountersign> {
   const app = await startCountersign({
     dataDir,
     log,
+    ...(rendererDir === undefined ? {} : { rendererDir }),
     command: 'countersign hub (test)',
     team: { databaseUrl, hub: name },
   });
@@ -86,23 +92,11 @@ export async function registerTeamPerson(
 
 /** Register one more key for `approverId` on `hub` with a registration code (a fresh one when none is given). */
 export async function registerTeamKey(hub: RunningCountersign, approverId: string, code?: string): Promise<VirtualAuthenticator> {
-  const options = await hub.approvers.beginRegistration(
+  return registerKeyWithCode(
+    hub.approvers,
     approverId,
     code ?? (await hub.team!.approvers.issueRegistrationCode(approverId, 'test-admin')).code,
   );
-  const key = new VirtualAuthenticator();
-  await hub.approvers.finishRegistration(
-    approverId,
-    key.createCredential({
-      rpId: hub.approvers.rpId,
-      origin: hub.approvers.origins[0]!,
-      challenge: options.challenge,
-      user: options.user,
-      userVerification: 'required',
-      excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
-    }),
-  );
-  return key;
 }
 
 /** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */

@@ -38,6 +38,8 @@ import {
 import { signInOverHttp } from '../helpers/desk-session.js';
 import { PgDirectory, TeamCounterRegression } from '../../main/core/store/pg/pg-directory.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
+import { verifyHistoryEntryProof } from '../../shared/desk-records.js';
+import { verifyAuditProof } from '../../shared/audit-verify.js';
 import { PG_LOCKS } from '../../main/core/store/pg/pg-locks.js';
 
 const AGENT = 'finance-bot';
@@ -333,6 +335,70 @@ describe('approvals on two hubs of one database', () => {
     ]);
     expect(entry.tokenId).not.toBeNull();
     await expect(a.ui.getHistoryEntry('no-such-request')).rejects.toMatchObject({ code: 'history_request_unknown' });
+  }, 60_000);
+
+  it("shows, in hub A's History over HTTP, the team audit log's proof of a request decided on hub B, which verifies offline; a tampered proof does not", async () => {
+    const allowed = await agent.submit(transferCall('13.00', 'Acme Ltd')); // decided on hub B
+    expect(allowed).toMatchObject({ decision: 'allow' });
+    expect((await stored(allowed.requestId)).decided_by_hub).toBe('hub-b');
+    // Whichever hub leads sequences the request's entries and signs a checkpoint covering them now.
+    const leading = hubs.find((h) => h.team!.leader.isLeader())!;
+    await leading.team!.leader.tick(true);
+
+    const desk = await signInOverHttp(a, 'alice', keys.get('alice')!);
+    const entry = await desk.bridge.getHistoryEntry(allowed.requestId);
+    expect(entry.origin).toBe('countersign/team');
+    expect(entry.proof).not.toBeNull();
+    const latest = await db.query<{ tree_size: string; signed_by_hub: string }>(
+      'SELECT tree_size, signed_by_hub FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1',
+    );
+    expect(entry.proof!.treeSize).toBe(Number(latest.rows[0]!.tree_size));
+    // The page's own check (the embedded desk's verifier): the checkpoint signed by a team key, every entry in its tree.
+    const check = await verifyHistoryEntryProof(entry);
+    expect(check).toMatchObject({ ok: true, treeSize: entry.proof!.treeSize, entries: 1 });
+    expect(JSON.parse(entry.proof!.entries[0]!.record)).toMatchObject({ kind: 'decision.allow', requestId: allowed.requestId });
+
+    // Tampering with any part fails verification: a proof hash, the record, the claimed tree size, the keys.
+    const proof = entry.proof!;
+    const flipped = (b64: string) =>
+      Buffer.from(Buffer.from(b64, 'base64').map((byte, i) => (i === 0 ? byte ^ 1 : byte))).toString('base64');
+    const withEntry = (change: Partial<(typeof proof.entries)[number]>) => ({
+      ...entry,
+      proof: { ...proof, entries: [{ ...proof.entries[0]!, ...change }] },
+    });
+    expect(proof.entries[0]!.proof.length).toBeGreaterThan(0);
+    const tampered = [
+      withEntry({ proof: [flipped(proof.entries[0]!.proof[0]!), ...proof.entries[0]!.proof.slice(1)] }),
+      withEntry({ record: proof.entries[0]!.record.replace('13.00', '13000.00') }),
+      withEntry({ leafHash: flipped(proof.entries[0]!.leafHash) }),
+      { ...entry, proof: { ...proof, treeSize: proof.treeSize + 1 } },
+    ];
+    for (const bad of tampered) expect(await verifyHistoryEntryProof(bad)).toMatchObject({ ok: false, code: 'audit_proof_invalid' });
+    const otherKey = hubs
+      .flatMap((h) => h.signingKeys.published('test', Date.now()))
+      .find((k) => !entry.noteKeys.some((n) => n.x === k.x))!;
+    expect(await verifyHistoryEntryProof({ ...entry, noteKeys: [otherKey] })).toMatchObject({
+      ok: false,
+      code: 'audit_checkpoint_invalid',
+    });
+
+    // A request with many entries (held on B, approved on A and B): every entry proven in one checkpoint.
+    const northwind = (await a.ui.searchHistory({ text: 'northwind', states: ['approved'] })).rows.at(-1)!;
+    const approved = await desk.bridge.getHistoryEntry(northwind.requestId);
+    const kinds = approved.proof!.entries.map((e) => (JSON.parse(e.record) as { kind: string }).kind);
+    expect(kinds).toEqual(expect.arrayContaining(['decision.pending', 'approval.given', 'decision.approved']));
+    expect(await verifyHistoryEntryProof(approved)).toMatchObject({ ok: true, entries: kinds.length });
+
+    // The agent's own audit.proof on hub B is the same team proof, checked by the SDK's verifier.
+    const own = await agent.auditProof(allowed.requestId);
+    await expect(
+      verifyAuditProof(own, { keys: entry.noteKeys, origin: 'countersign/team', requestId: allowed.requestId }),
+    ).resolves.toMatchObject({
+      treeSize: own.treeSize,
+    });
+    await expect(agent.auditProof(northwind.requestId.replace(/.$/, (c) => (c === 'a' ? 'b' : 'a')))).rejects.toMatchObject({
+      code: 'audit_proof_unavailable',
+    });
   }, 60_000);
 });
 

@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir, type RunningCountersign } from '../../main/core/app.js';
-import { AgentClient } from '../../shared/agent-client.js';
+import { AgentClient, type AgentClientOptions } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
@@ -57,7 +57,7 @@ async function newAgent(id: string): Promise<Agent> {
   return { id, key, enrollment: await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)) };
 }
 
-function agentOn(app: RunningCountersign, agent: Agent): AgentClient {
+function agentOn(app: RunningCountersign, agent: Agent, options: Partial<AgentClientOptions> = {}): AgentClient {
   const client = new AgentClient({
     url: app.url,
     agentId: agent.id,
@@ -65,9 +65,22 @@ function agentOn(app: RunningCountersign, agent: Agent): AgentClient {
     webSocket: nodeWebSocket,
     reconnect: false,
     requestTimeoutMs: 15_000,
+    ...options,
   });
   clients.push(client);
   return client;
+}
+
+/** An agent on `app` that keeps every decision pushed to it, and `closing`, settled when the hub closes its session. */
+function watchedOn(app: RunningCountersign, agent: Agent): { client: AgentClient; pushed: DecisionResult[]; closing: Promise<void> } {
+  const pushed: DecisionResult[] = [];
+  let closed!: () => void;
+  const closing = new Promise<void>((resolve) => (closed = resolve));
+  const client = agentOn(app, agent, {
+    onDecision: (result) => pushed.push(result),
+    onStateChange: (state) => state === 'closed' && closed(),
+  });
+  return { client, pushed, closing };
 }
 
 /** Submit one call over a raw connection; the decision or the refusal's code. */
@@ -158,20 +171,7 @@ describe('one directory for all hubs', () => {
     const onA = agentOn(a, agent);
     const heldOnA = await onA.submit(transferCall('48000.00', 'Northwind Traders'));
     onA.close();
-    const pushed: DecisionResult[] = [];
-    let closed!: () => void;
-    const closing = new Promise<void>((resolve) => (closed = resolve));
-    const onB = new AgentClient({
-      url: b.url,
-      agentId: agent.id,
-      key: agent.key,
-      webSocket: nodeWebSocket,
-      reconnect: false,
-      requestTimeoutMs: 15_000,
-      onDecision: (result) => pushed.push(result),
-      onStateChange: (state) => state === 'closed' && closed(),
-    });
-    clients.push(onB);
+    const { client: onB, pushed, closing } = watchedOn(b, agent);
     const heldOnB = await onB.submit(transferCall('47000.00', 'Contoso'));
     expect([heldOnA.decision, heldOnB.decision]).toEqual(['pending', 'pending']);
     await a.team!.agents.revoke(agent.id, 'key leaked');
@@ -266,20 +266,7 @@ describe('one directory for all hubs', () => {
     const heldOnA = await onA.submit(transferCall('46000.00', 'Fabrikam'));
     expect(heldOnA.decision).toBe('pending');
     onA.close();
-    const pushed: DecisionResult[] = [];
-    let closed!: () => void;
-    const closing = new Promise<void>((resolve) => (closed = resolve));
-    const onB = new AgentClient({
-      url: b.url,
-      agentId: agent.id,
-      key: agent.key,
-      webSocket: nodeWebSocket,
-      reconnect: false,
-      requestTimeoutMs: 15_000,
-      onDecision: (result) => pushed.push(result),
-      onStateChange: (state) => state === 'closed' && closed(),
-    });
-    clients.push(onB);
+    const { client: onB, pushed, closing } = watchedOn(b, agent);
     expect(await onB.submit(transferCall('16.00'))).toMatchObject({ decision: 'allow' });
     // A revocation committed as revoke() writes it, whose change has not reached hub B's replica
     // (no change log entry: the notification still on its way).

@@ -1,5 +1,5 @@
 /**
- * WebAuthn ceremony challenges of a team in the team database (PG migration 9,
+ * WebAuthn ceremony challenges of a team in the team database (PG migration 10,
  * `ceremony_challenges`), so a ceremony begun on one hub is finished on any other behind one
  * origin (docs/team-mode.md "One origin, any hub"): approvals, admin actions and confirmations,
  * key registration, desk sign-in. The rows hold what the hub's own tables hold in embedded mode
