@@ -89,12 +89,12 @@ export interface ApproverDirectoryOptions {
  * own ceremonies (a key's registration, a key taken out of service) commit there, for every hub.
  */
 export interface TeamApproverWrites {
-  /** Store a verified key with its audit record, spending its registration code, in the team directory. */
+  /** Store a verified key with its audit record, spending its registration code, in the team directory; the key as committed. */
   registerCredential(
     row: CredentialRow,
     codeHash: string | undefined,
     event: AuditEventFields<'approver.credential_registered'>,
-  ): Promise<void>;
+  ): Promise<CredentialRecord>;
   /** Mark a key suspect (its counter went backwards) for every hub, audited. */
   markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void>;
 }
@@ -165,6 +165,19 @@ function toCredential(row: CredentialRow): CredentialRecord {
   };
   if (row.last_used_at !== null) record.lastUsedAt = row.last_used_at;
   return record;
+}
+
+/**
+ * An approver as a committed team directory row image has it (the replica's columns): what a team
+ * write answers with, so a replica that has not applied it yet cannot turn it into an error.
+ */
+export function approverFromRowImage(row: Readonly<Record<string, string | number | null>>): ApproverRecord {
+  return toApprover(row as unknown as ApproverRow);
+}
+
+/** A security key as a committed team directory row image has it. */
+export function credentialFromRowImage(row: Readonly<Record<string, string | number | null>>): CredentialRecord {
+  return toCredential(row as unknown as CredentialRow);
 }
 
 /** A P-256 COSE key as a JWK (the only algorithm approver keys may use: ES256). */
@@ -604,8 +617,9 @@ export class ApproverDirectory {
       userVerified: info.userVerified,
     };
     if (this.teamWrites !== undefined) {
-      // A team hub: the key, its spent code and its audit record commit in the team directory.
-      await this.teamWrites.registerCredential(
+      // A team hub: the key, its spent code and its audit record commit in the team directory;
+      // answered as committed (this hub's replica may apply it a moment later).
+      return this.teamWrites.registerCredential(
         {
           credential_id: info.credential.id,
           approver_id: approverId,
@@ -623,7 +637,6 @@ export class ApproverDirectory {
         code?.codeHash,
         event,
       );
-      return this.credential(info.credential.id);
     }
     return this.db
       .transaction(() => {
