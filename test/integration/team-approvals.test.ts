@@ -633,6 +633,28 @@ describe('approvers in the team directory', () => {
     }
   }, 60_000);
 
+  it("checks a desk sign-in on hub B in the team directory: an approver removed on hub A cannot sign in while B's replica lags, and the team's counter advances", async () => {
+    const lenaKey = await registerTeamPerson(a, 'lena', ['finance-approvers']);
+    await caughtUp(b, a);
+    expect((await signInOverHttp(b, 'lena', lenaKey)).session).toMatchObject({ approverId: 'lena' });
+    const credentialId = lenaKey.listCredentials()[0]!.id;
+    const teamCounter = async () =>
+      Number(
+        (await db.query<{ sign_count: string }>('SELECT sign_count FROM directory_credentials WHERE credential_id = $1', [credentialId]))
+          .rows[0]!.sign_count,
+      );
+    expect(await teamCounter()).toBe(lenaKey.listCredentials()[0]!.signCount);
+    const release = refuseReplicaInserts(b, 'approvers'); // hub B's replica cannot apply the removal yet
+    try {
+      await a.team!.approvers.disable('lena');
+      expect(b.approvers.get('lena').status).toBe('active');
+      // Without the fix hub B opened a session (its replica still said active).
+      await expect(signInOverHttp(b, 'lena', lenaKey)).rejects.toThrow(/approver_disabled/);
+    } finally {
+      release();
+    }
+  }, 60_000);
+
   it('refuses to disable the last active admin of the team (last_admin), and records nothing', async () => {
     const active = await db.query<{ id: string }>(
       "SELECT id FROM directory_approvers WHERE status = 'active' AND row::text LIKE $1 ORDER BY id",

@@ -9,6 +9,7 @@
  * aliases: unique across people and their ids, compared without case, so a handle names at most
  * one person (identity/people.ts resolves them for owners and conflict checks).
  */
+import type { TeamTap } from '../store/pg/pg-directory.js';
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import {
   generateRegistrationOptions,
@@ -95,6 +96,11 @@ export interface TeamApproverWrites {
     codeHash: string | undefined,
     event: AuditEventFields<'approver.credential_registered'>,
   ): Promise<CredentialRecord>;
+  /**
+   * A desk sign-in's tap, checked in the team directory (the approver active, the key theirs and
+   * active, as every hub has them now) with the team's counter advanced; records no change.
+   */
+  checkSignIn(tap: TeamTap): Promise<void>;
   /** Mark a key suspect (its counter went backwards) for every hub, audited. */
   markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void>;
 }

@@ -31,7 +31,7 @@ import {
   type NewApprover,
   type TeamApproverWrites,
 } from './approver-directory.js';
-import { storedRow, type PgDirectory, type ReplicaOp, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
+import { lockDirectoryRow, storedRow, type PgDirectory, type ReplicaOp, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
 import type { AuditSubmission } from '../store/store-seam.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
@@ -323,6 +323,17 @@ export class TeamApprovers implements TeamApproverWrites {
     return credentialFromRowImage(committed);
   }
 
+  /**
+   * A desk sign-in on this hub, checked where a removal holds at once: the approver and key in the
+   * team directory (this hub's replica may not have applied a removal yet), and the key's counter
+   * advanced past the team's in the same transaction (PgDirectory.checkTap; a regression throws
+   * TeamCounterRegression and the caller marks the key suspect on every hub). No change is
+   * appended: the sign-in's audit record is the hub's own (desk.signed_in).
+   */
+  async checkSignIn(tap: TeamTap): Promise<void> {
+    await this.team.change('desk.sign_in', tap.at, () => Promise.resolve({ ops: [], audit: [], result: undefined }), tap);
+  }
+
   /** Take a key out of service on every hub (its counter went backwards), audited once. */
   async markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void> {
     const now = this.directory.clock();
@@ -402,24 +413,16 @@ async function adminIds(client: pg.ClientBase, which: 'active' | 'any status' = 
 }
 
 async function lockApprover(client: pg.ClientBase, approverId: string): Promise<{ status: string; row: ReplicaRow }> {
-  const { rows } = await client.query<{ status: string; row: string }>(
-    'SELECT status, row FROM directory_approvers WHERE id = $1 FOR UPDATE',
-    [approverId],
-  );
-  const found = rows[0];
+  const found = await lockDirectoryRow(client, 'directory_approvers', approverId);
   if (found === undefined) throw new CountersignError('approver_unknown', `no approver named ${quote(String(approverId))}`);
-  return { status: found.status, row: storedRow(found.row) };
+  return found;
 }
 
 async function lockCredential(
   client: pg.ClientBase,
   credentialId: string,
 ): Promise<{ status: string; approverId: string; row: ReplicaRow }> {
-  const { rows } = await client.query<{ status: string; approver_id: string; row: string }>(
-    'SELECT status, approver_id, row FROM directory_credentials WHERE credential_id = $1 FOR UPDATE',
-    [credentialId],
-  );
-  const found = rows[0];
+  const found = await lockDirectoryRow(client, 'directory_credentials', credentialId);
   if (found === undefined) throw new CountersignError('credential_unknown', 'that security key is not registered');
-  return { status: found.status, approverId: found.approver_id, row: storedRow(found.row) };
+  return { ...found, approverId: String(found.row.approver_id) };
 }

@@ -21,7 +21,7 @@ import {
   type AgentRegistry,
   type AgentScope,
 } from './agent-registry.js';
-import { storedRow, type PgDirectory, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
+import { lockDirectoryRow, storedRow, type PgDirectory, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
 import { OUTCOME_CHANNEL } from '../store/pg/pg-decision-store.js';
 import type { AuditSubmission } from '../store/store-seam.js';
 import type { EnrollmentPayload } from '../../../shared/enrollment.js';
@@ -293,13 +293,9 @@ async function insertKey(client: pg.ClientBase, row: ReplicaRow): Promise<void> 
 
 /** The agent's authoritative row, locked for this transaction (agent_unknown when the team directory has none). */
 async function lockAgent(client: pg.ClientBase, agentId: string): Promise<{ status: string; row: ReplicaRow }> {
-  const { rows } = await client.query<{ status: string; row: string }>(
-    'SELECT status, row FROM directory_agents WHERE id = $1 FOR UPDATE',
-    [agentId],
-  );
-  const found = rows[0];
+  const found = await lockDirectoryRow(client, 'directory_agents', agentId);
   if (found === undefined) throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled`);
-  return { status: found.status, row: storedRow(found.row) };
+  return found;
 }
 
 /** Rewrite the agent's keys matching `where` (a fixed condition) with `change`; returns the new row images. */

@@ -24,6 +24,7 @@ import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from '../approvals/approver-directory.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from '../approvals/ceremony.js';
+import { TeamCounterRegression } from '../store/pg/pg-directory.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { isAdminGroups, type DeskSessionView } from '../../../shared/desk-session.js';
 
@@ -142,6 +143,18 @@ export class DeskSessions {
     this.activeApprover(approverId);
     const credential = this.ceremonies.credentialFor(approverId, read.response, pending.offered);
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
+    const team = this.directory.team;
+    if (team !== undefined) {
+      // A team hub: the person and key as the team directory has them now (this hub's replica may
+      // lag a removal made on another hub), and the team's counter advanced; a regression takes
+      // the key out of service on every hub. Before the session exists.
+      try {
+        await team.checkSignIn({ approverId, credentialId: credential.credentialId, counter: newCounter, at: now });
+      } catch (error) {
+        if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
+        throw error;
+      }
+    }
     const token = randomBytes(32).toString('base64url');
     const key = digest(token);
     const stored: StoredSession = {

@@ -460,6 +460,26 @@ export function replicatesTeamDirectory(db: Db): boolean {
   return db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(LOCAL_ID_KEY) !== undefined;
 }
 
+/** The authoritative tables a write locks a row of, by their key column (never interpolated from data). */
+const LOCKABLE = { directory_agents: 'id', directory_approvers: 'id', directory_credentials: 'credential_id' } as const;
+
+/**
+ * Inside a directory write: the authoritative row `key` of `table` (its status and row image),
+ * locked FOR UPDATE until COMMIT; undefined when the team directory has none.
+ */
+export async function lockDirectoryRow(
+  client: pg.ClientBase,
+  table: keyof typeof LOCKABLE,
+  key: string,
+): Promise<{ status: string; row: ReplicaRow } | undefined> {
+  const { rows } = await client.query<{ status: string; row: string }>(
+    `SELECT status, row FROM ${table} WHERE ${LOCKABLE[table]} = $1 FOR UPDATE`,
+    [key],
+  );
+  const found = rows[0];
+  return found === undefined ? undefined : { status: found.status, row: storedRow(found.row) };
+}
+
 /** A row image stored in an authoritative table's `row` column. */
 export function storedRow(text: string): ReplicaRow {
   return parseStrictJson(text) as ReplicaRow;
