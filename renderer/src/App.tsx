@@ -13,6 +13,7 @@ import { DESK_VIEWS } from './desk/views.js';
 import { NotificationControls, showAdminProposalNotice, useDeskNotifications } from './desk/desk-notifier.js';
 import { AdminProposalsContext, useAdminProposals } from './desk/admin-proposals.js';
 import type { DeskSessionView } from '../../shared/desk-session.js';
+import { coalescedReload } from './desk/coalesced-reload.js';
 
 // Not needed for the queue's first paint: each is its own chunk, fetched when first shown.
 const ApprovalsView = lazy(async () => ({ default: (await import('./Approvals.js')).ApprovalsView }));
@@ -131,8 +132,10 @@ function Dashboard({
     };
     void refresh();
     const timer = window.setInterval(() => void refresh(), REFRESH_MS);
-    const unsubscribe = bridge.subscribe(() => void refresh());
+    const reload = coalescedReload(refresh);
+    const unsubscribe = bridge.subscribe(() => reload.request());
     return () => {
+      reload.cancel();
       active = false;
       window.clearInterval(timer);
       unsubscribe();

@@ -25,6 +25,7 @@ import {
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { approvalProgress, whoCanStillApprove } from './quorum-view.js';
+import { coalescedReload } from './desk/coalesced-reload.js';
 
 /** The pending list follows the bridge's push events (pending, decided); this slow refresh only catches what they do not carry (a co-approver's partial approval). */
 const FALLBACK_REFRESH_MS = 30_000;
@@ -182,10 +183,12 @@ export function ApprovalsView({ bridge, session }: { bridge: CountersignBridge; 
     void loadApprovers();
     void loadPending();
     const timer = window.setInterval(() => void loadPending(), FALLBACK_REFRESH_MS);
+    const reload = coalescedReload(loadPending);
     const unsubscribe = bridge.subscribe((event) => {
-      if (event.name !== 'adminProposal') void loadPending();
+      if (event.name !== 'adminProposal') reload.request();
     });
     return () => {
+      reload.cancel();
       window.clearInterval(timer);
       unsubscribe();
     };
@@ -620,7 +623,7 @@ function PendingRequestCard({
             </ul>
           )}
         </dd>
-        <dt>Why it is held</dt>
+        <dt>{request.state === 'pending' ? 'Why it is held' : 'Why it was held'}</dt>
         <dd>
           {request.reasons.length === 0 ? (
             <span className="muted">no reasons given</span>

@@ -96,17 +96,25 @@ export async function registerPerson(
   groups: string[],
 ): Promise<VirtualAuthenticator> {
   app.approvers.addApprover({ id: approverId, displayName: `${approverId} (display)`, groups, virtual: true });
+  return registerKeyWithCode(app.approvers, approverId, app.approvers.issueRegistrationCode(approverId, 'test').code);
+}
+
+/**
+ * The registration ceremony with the single-use `code`, answered by a fresh software authenticator
+ * (excluding the person's keys already registered, as a browser does); the authenticator is returned.
+ */
+export async function registerKeyWithCode(approvers: ApproverDirectory, approverId: string, code: string): Promise<VirtualAuthenticator> {
+  const options = await approvers.beginRegistration(approverId, code);
   const key = new VirtualAuthenticator();
-  const { code } = app.approvers.issueRegistrationCode(approverId, 'test');
-  const options = await app.approvers.beginRegistration(approverId, code);
-  await app.approvers.finishRegistration(
+  await approvers.finishRegistration(
     approverId,
     key.createCredential({
-      rpId: app.approvers.rpId,
-      origin: app.approvers.origins[0]!,
+      rpId: approvers.rpId,
+      origin: approvers.origins[0]!,
       challenge: options.challenge,
       user: options.user,
       userVerification: 'required',
+      excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
     }),
   );
   return key;

@@ -28,7 +28,8 @@ export function postgresAvailable(): boolean {
   return existsSync(join(PG_BIN, 'initdb')) && existsSync(join(PG_BIN, 'pg_ctl'));
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on loopback a moment ago (for a server that must know another's port before it starts). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

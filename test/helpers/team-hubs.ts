@@ -8,10 +8,12 @@
  * VirtualAuthenticator).
  */
 import { writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import type { ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
-import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
+import { registerKeyWithCode } from './desk-session.js';
 import { DEMO_POLICY_DIR, tempDir } from './harness.js';
 
 /** What a test file started, for its afterAll: directories to remove, hubs to close. */
@@ -34,17 +36,22 @@ export function teamHubDir(room: Pick<HubRoom, 'dirs'>, name: string, settings: 
   return dir;
 }
 
-/** Start the hub `name` on `dataDir` in this process, joined to the team database at `databaseUrl`. */
+/**
+ * Start the hub `name` on `dataDir` in this process, joined to the team database at `databaseUrl`;
+ * `rendererDir` is the desk it serves (a test's own renderer build).
+ */
 export async function startTeamHub(
   room: Pick<HubRoom, 'hubs'> | undefined,
   name: string,
   databaseUrl: string,
   dataDir: string,
   log: (line: string) => void = () => undefined,
+  rendererDir?: string,
 ): Promise<RunningCountersign> {
   const app = await startCountersign({
     dataDir,
     log,
+    ...(rendererDir === undefined ? {} : { rendererDir }),
     command: 'countersign hub (test)',
     team: { databaseUrl, hub: name },
   });
@@ -86,23 +93,11 @@ export async function registerTeamPerson(
 
 /** Register one more key for `approverId` on `hub` with a registration code (a fresh one when none is given). */
 export async function registerTeamKey(hub: RunningCountersign, approverId: string, code?: string): Promise<VirtualAuthenticator> {
-  const options = await hub.approvers.beginRegistration(
+  return registerKeyWithCode(
+    hub.approvers,
     approverId,
     code ?? (await hub.team!.approvers.issueRegistrationCode(approverId, 'test-admin')).code,
   );
-  const key = new VirtualAuthenticator();
-  await hub.approvers.finishRegistration(
-    approverId,
-    key.createCredential({
-      rpId: hub.approvers.rpId,
-      origin: hub.approvers.origins[0]!,
-      challenge: options.challenge,
-      user: options.user,
-      userVerification: 'required',
-      excludeCredentials: (options.excludeCredentials ?? []).map((c) => c.id),
-    }),
-  );
-  return key;
 }
 
 /** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */
@@ -122,4 +117,29 @@ export async function tapOn(
     userVerification: 'required',
   });
   return { requestId, approverId, verdict, response };
+}
+
+/**
+ * Make `hub`'s replica unable to apply changes that insert into `table` (a real SQLite fault: a
+ * trigger another connection adds to the hub's file, as a foreign tool might; it fails at once,
+ * unlike a held write lock, whose busy wait blocks the hub's event loop). Returns what undoes it.
+ */
+export function refuseReplicaInserts(hub: RunningCountersign, table: string): () => void {
+  if (!/^[a-z_]+$/.test(table)) throw new Error(`not a table name: ${table}`);
+  const file = new Database(join(hub.dataDir, 'countersign.db'));
+  try {
+    file.exec(
+      `CREATE TRIGGER test_refuse_${table} BEFORE INSERT ON ${table} BEGIN SELECT RAISE(ABORT, 'replica write refused by the test'); END`,
+    );
+  } finally {
+    file.close();
+  }
+  return () => {
+    const again = new Database(join(hub.dataDir, 'countersign.db'));
+    try {
+      again.exec(`DROP TRIGGER IF EXISTS test_refuse_${table}`);
+    } finally {
+      again.close();
+    }
+  };
 }

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { rmSync } from 'node:fs';
-import type { Browser } from 'playwright-core';
+import type { Browser, Request } from 'playwright-core';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
@@ -85,11 +85,61 @@ describe('the desk across an event-stream reconnect (Chromium)', { timeout: 90_0
     // The request view has no periodic refresh: only the replayed `decided` event can update it.
     await page.locator(`[data-testid="request-view"][data-request-id="${first.requestId}"] .state-denied`).waitFor({ timeout: UI_TIMEOUT });
     expect(await state.innerText()).toMatch(/denied/i);
+    // A decided request's policy reasons say why it was held, not why it is.
+    expect(await page.getByTestId('request-reasons-heading').innerText()).toBe('Why it was held');
     await saveScreenshots(page, 'desk-request-after-reconnect');
     // The queue, opened now, lists the call that arrived during the gap.
     await page.getByTestId('back-to-queue').click();
     await page.locator(`[data-testid="queue-row"][data-request-id="${second.requestId}"]`).waitFor({ timeout: UI_TIMEOUT });
     // Through the relay, before the fix would have been visible: the page connected only through it.
     expect(relay.open).toBeGreaterThan(0);
+  });
+
+  it('re-reads each view once for a replayed burst of events, not once per event', async () => {
+    const { page } = alice;
+    await page.getByTestId('tab-queue').click();
+    await page.getByTestId('queue-view').waitFor({ timeout: UI_TIMEOUT });
+    await vi.waitFor(() => expect(h.app.bridgeEvents.subscribers).toBe(1), { timeout: UI_TIMEOUT, interval: 50 });
+    await dropStream();
+    const burst = 24;
+    const held: string[] = [];
+    for (let i = 0; i < burst; i += 1) {
+      const call = await finance.submit(transferCall(`${300 + i}.00`, 'Fabrikam Burst'));
+      expect(call.decision).toBe('pending');
+      held.push(call.requestId);
+    }
+    // Every request the page makes from here, by path; the event stream itself stays open.
+    const asked = new Map<string, number>();
+    const inFlight = new Set<unknown>();
+    const onRequest = (request: Request) => {
+      const path = new URL(request.url()).pathname;
+      if (path === '/api/ui/events') return;
+      asked.set(path, (asked.get(path) ?? 0) + 1);
+      inFlight.add(request);
+    };
+    const onDone = (request: Request) => inFlight.delete(request);
+    page.on('request', onRequest);
+    page.on('requestfinished', onDone);
+    page.on('requestfailed', onDone);
+    const healedAt = Date.now();
+    relay.heal();
+    try {
+      // The queue shows the whole burst once the replayed `pending` events are read...
+      await page.locator(`[data-testid="queue-row"][data-request-id="${held[burst - 1]}"]`).waitFor({ timeout: UI_TIMEOUT });
+      await vi.waitFor(() => expect(inFlight.size).toBe(0), { timeout: UI_TIMEOUT, interval: 20 });
+      const elapsed = Date.now() - healedAt;
+      // ...after one queue read for all 24 events (plus at most one straddling a read already
+      // running, and the 15 s fallback refresh if it fell in this window), where each event
+      // used to start its own. The same for the notifier's read and the overview's status
+      // (which also polls every 3 s).
+      expect(asked.get('/api/ui/queue') ?? 0).toBeGreaterThanOrEqual(1);
+      expect(asked.get('/api/ui/queue')).toBeLessThanOrEqual(3);
+      expect(asked.get('/api/approvals/pending') ?? 0).toBeLessThanOrEqual(3);
+      expect(asked.get('/api/ui/status') ?? 0).toBeLessThanOrEqual(2 + Math.ceil(elapsed / 3000));
+    } finally {
+      page.off('request', onRequest);
+      page.off('requestfinished', onDone);
+      page.off('requestfailed', onDone);
+    }
   });
 });

@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataDir, type RunningCountersign } from '../../main/core/app.js';
-import { AgentClient } from '../../shared/agent-client.js';
+import { AgentClient, type AgentClientOptions } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest, type EnrollmentPayload } from '../../shared/enrollment.js';
@@ -24,7 +24,7 @@ import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
-import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { ensureTeamPeople, refuseReplicaInserts, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -57,7 +57,7 @@ async function newAgent(id: string): Promise<Agent> {
   return { id, key, enrollment: await verifyEnrollmentRequest(await createEnrollmentRequest(key, id, id)) };
 }
 
-function agentOn(app: RunningCountersign, agent: Agent): AgentClient {
+function agentOn(app: RunningCountersign, agent: Agent, options: Partial<AgentClientOptions> = {}): AgentClient {
   const client = new AgentClient({
     url: app.url,
     agentId: agent.id,
@@ -65,9 +65,22 @@ function agentOn(app: RunningCountersign, agent: Agent): AgentClient {
     webSocket: nodeWebSocket,
     reconnect: false,
     requestTimeoutMs: 15_000,
+    ...options,
   });
   clients.push(client);
   return client;
+}
+
+/** An agent on `app` that keeps every decision pushed to it, and `closing`, settled when the hub closes its session. */
+function watchedOn(app: RunningCountersign, agent: Agent): { client: AgentClient; pushed: DecisionResult[]; closing: Promise<void> } {
+  const pushed: DecisionResult[] = [];
+  let closed!: () => void;
+  const closing = new Promise<void>((resolve) => (closed = resolve));
+  const client = agentOn(app, agent, {
+    onDecision: (result) => pushed.push(result),
+    onStateChange: (state) => state === 'closed' && closed(),
+  });
+  return { client, pushed, closing };
 }
 
 /** Submit one call over a raw connection; the decision or the refusal's code. */
@@ -158,20 +171,7 @@ describe('one directory for all hubs', () => {
     const onA = agentOn(a, agent);
     const heldOnA = await onA.submit(transferCall('48000.00', 'Northwind Traders'));
     onA.close();
-    const pushed: DecisionResult[] = [];
-    let closed!: () => void;
-    const closing = new Promise<void>((resolve) => (closed = resolve));
-    const onB = new AgentClient({
-      url: b.url,
-      agentId: agent.id,
-      key: agent.key,
-      webSocket: nodeWebSocket,
-      reconnect: false,
-      requestTimeoutMs: 15_000,
-      onDecision: (result) => pushed.push(result),
-      onStateChange: (state) => state === 'closed' && closed(),
-    });
-    clients.push(onB);
+    const { client: onB, pushed, closing } = watchedOn(b, agent);
     const heldOnB = await onB.submit(transferCall('47000.00', 'Contoso'));
     expect([heldOnA.decision, heldOnB.decision]).toEqual(['pending', 'pending']);
     await a.team!.agents.revoke(agent.id, 'key leaked');
@@ -266,20 +266,7 @@ describe('one directory for all hubs', () => {
     const heldOnA = await onA.submit(transferCall('46000.00', 'Fabrikam'));
     expect(heldOnA.decision).toBe('pending');
     onA.close();
-    const pushed: DecisionResult[] = [];
-    let closed!: () => void;
-    const closing = new Promise<void>((resolve) => (closed = resolve));
-    const onB = new AgentClient({
-      url: b.url,
-      agentId: agent.id,
-      key: agent.key,
-      webSocket: nodeWebSocket,
-      reconnect: false,
-      requestTimeoutMs: 15_000,
-      onDecision: (result) => pushed.push(result),
-      onStateChange: (state) => state === 'closed' && closed(),
-    });
-    clients.push(onB);
+    const { client: onB, pushed, closing } = watchedOn(b, agent);
     expect(await onB.submit(transferCall('16.00'))).toMatchObject({ decision: 'allow' });
     // A revocation committed as revoke() writes it, whose change has not reached hub B's replica
     // (no change log entry: the notification still on its way).
@@ -475,6 +462,38 @@ describe('one directory for all hubs', () => {
     expect(d.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
     expect(await submitRaw(d, agent, '20.00')).toEqual({ decision: 'allow' });
     await d.close();
+  }, 120_000);
+
+  it("answers a committed enrollment and rotation with what was committed while the hub's own replica cannot apply them, and the replica catches up on its own", async () => {
+    const agent = await newAgent('committed-bot');
+    const next = await importAgentKey(await generateAgentKey('EdDSA'));
+    const rotation = await verifyEnrollmentRequest(await createEnrollmentRequest(next, agent.id, agent.id));
+    const release = refuseReplicaInserts(b, 'agents');
+    let committedSeq: number;
+    try {
+      // Without the fix these answered store_failed ("has not reached this hub") though both committed.
+      await expect(b.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE)).resolves.toMatchObject({
+        id: agent.id,
+        status: 'active',
+        owner: FINANCE_SCOPE.owner,
+        group: FINANCE_SCOPE.group,
+      });
+      await expect(b.team!.agents.rotate(agent.id, rotation, 60_000)).resolves.toMatchObject({
+        kid: rotation.publicJwk.kid,
+        agentId: agent.id,
+        status: 'active',
+      });
+      const { rows } = await db.query<{ seq: string }>('SELECT max(seq) AS seq FROM directory_changes');
+      committedSeq = Number(rows[0]!.seq);
+      expect(b.registry.getAgent(agent.id)).toBeUndefined();
+      expect(b.team!.directory.appliedSeq).toBeLessThan(committedSeq);
+    } finally {
+      release();
+    }
+    // No further notification comes: the listener's retry applies both.
+    await b.team!.directory.waitForSeq(committedSeq);
+    expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    expect(await submitRaw(b, { ...agent, key: next }, '21.00')).toEqual({ decision: 'allow' });
   }, 120_000);
 
   it('fails closed with store_unavailable while the database is down, and the replica resumes after it restarts', async () => {

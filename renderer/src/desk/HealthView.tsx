@@ -8,6 +8,7 @@ import { useCallback, useEffect, useState } from 'react';
 import type { DeskViewProps } from './desk-view.js';
 import { toCountersignError } from '../../../shared/bridge.js';
 import type { AuditVerification, CustodyHealth } from '../../../shared/desk-records.js';
+import { coalescedReload } from './coalesced-reload.js';
 
 const at = (ms: number | null): string =>
   ms === null
@@ -36,8 +37,12 @@ export function HealthView({ bridge }: DeskViewProps): React.JSX.Element {
 
   useEffect(() => {
     void refresh();
-    const unsubscribe = bridge.subscribe(() => void refresh());
-    return unsubscribe;
+    const reload = coalescedReload(refresh);
+    const unsubscribe = bridge.subscribe(() => reload.request());
+    return () => {
+      reload.cancel();
+      unsubscribe();
+    };
   }, [bridge, refresh]);
 
   const verify = async () => {

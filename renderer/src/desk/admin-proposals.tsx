@@ -17,6 +17,7 @@ import type { AdminAction } from '../../../shared/admin-actions.js';
 import type { DeskSession } from './desk-view.js';
 import { decideAdminProposal, shownError } from './admin-ceremony.js';
 import { StatusLine, type Status } from './status-line.js';
+import { coalescedReload } from './coalesced-reload.js';
 
 /** The pending admin actions as this desk knows them (one reader per desk, shared by the views). */
 export interface AdminProposalsState {
@@ -71,9 +72,10 @@ export function useAdminProposals(
     };
     loadRef.current = load;
     load();
+    const reload = coalescedReload(load);
     const unsubscribe = bridge.subscribe((event) => {
       // `resync`: the event stream came back after a gap it cannot replay.
-      if (event.name === 'adminProposal' || event.name === 'resync') load();
+      if (event.name === 'adminProposal' || event.name === 'resync') reload.request();
     });
     const visible = () => {
       if (document.visibilityState === 'visible') load();
@@ -81,6 +83,7 @@ export function useAdminProposals(
     document.addEventListener('visibilitychange', visible);
     return () => {
       active = false;
+      reload.cancel();
       loadRef.current = () => undefined;
       if (wake !== undefined) window.clearTimeout(wake);
       document.removeEventListener('visibilitychange', visible);

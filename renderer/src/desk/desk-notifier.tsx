@@ -18,6 +18,7 @@ import {
 import type { DeskSession, DeskTarget } from './desk-view.js';
 import type { AdminProposal } from '../../../shared/bridge-admin.js';
 import { adminActionHeadline } from './admin-proposals.js';
+import { coalescedReload } from './coalesced-reload.js';
 
 const BASE_TITLE = 'Countersign';
 /** Partial approvals by co-approvers carry no event: look again this often. */
@@ -135,10 +136,12 @@ export function useDeskNotifications(
     };
     void update();
     const timer = window.setInterval(() => void update(), FALLBACK_REFRESH_MS);
+    const reload = coalescedReload(update);
     const unsubscribe = bridge.subscribe((event) => {
-      if (event.name !== 'adminProposal') void update();
+      if (event.name !== 'adminProposal') reload.request();
     });
     return () => {
+      reload.cancel();
       active = false;
       window.clearInterval(timer);
       if (wake !== undefined) window.clearTimeout(wake);

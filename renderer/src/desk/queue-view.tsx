@@ -13,6 +13,7 @@ import { requestHeadline } from '../../../shared/request-headline.js';
 import { approvalProgress, mayStillApprove } from '../quorum-view.js';
 import type { DeskViewProps } from './desk-view.js';
 import { AdminProposals } from './admin-proposals.js';
+import { coalescedReload } from './coalesced-reload.js';
 import { URGENT_MS, describeError, formatRemaining, mergeIdentical, type ShownError } from './desk-format.js';
 
 const FALLBACK_REFRESH_MS = 15_000;
@@ -57,10 +58,12 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
     void load();
     const refresh = window.setInterval(() => void load(), FALLBACK_REFRESH_MS);
     const tick = window.setInterval(() => setNow(Date.now()), 1000);
+    const reload = coalescedReload(load);
     const unsubscribe = bridge.subscribe((event) => {
-      if (event.name !== 'adminProposal') void load();
+      if (event.name !== 'adminProposal') reload.request();
     });
     return () => {
+      reload.cancel();
       window.clearInterval(refresh);
       window.clearInterval(tick);
       unsubscribe();

@@ -22,6 +22,7 @@ import { approvalProgress } from '../quorum-view.js';
 import type { DeskViewProps } from './desk-view.js';
 import { describeError, formatDuration, formatRemaining, type ShownError } from './desk-format.js';
 import { riskLevel } from './queue-view.js';
+import { coalescedReload } from './coalesced-reload.js';
 
 /** Plainer words for the codes a person meets at this card. */
 const EXPLAIN: Partial<Record<string, string>> = {
@@ -240,11 +241,13 @@ export function RequestView({ bridge, session, navigate, requestId }: DeskViewPr
   useEffect(() => {
     void load();
     const tick = window.setInterval(() => setNow(Date.now()), 1000);
+    const reload = coalescedReload(load);
     const unsubscribe = bridge.subscribe((event) => {
       if (event.name === 'decided' || event.name === 'resync' || (event.name === 'pending' && event.data.requestId === requestId))
-        void load();
+        reload.request();
     });
     return () => {
+      reload.cancel();
       window.clearInterval(tick);
       unsubscribe();
     };
@@ -444,7 +447,7 @@ export function RequestView({ bridge, session, navigate, requestId }: DeskViewPr
       </section>
 
       <section aria-label="Policies">
-        <h3>Why it is held</h3>
+        <h3 data-testid="request-reasons-heading">{request.state === 'pending' ? 'Why it is held' : 'Why it was held'}</h3>
         <ul className="reasons" data-testid="request-reasons">
           {request.reasons.map((r, i) => (
             <li key={i}>{r}</li>
