@@ -60,8 +60,9 @@ const keys = new Map<string, VirtualAuthenticator>();
 
 async function startHub(name: string): Promise<RunningCountersign> {
   const room = { dirs, hubs };
-  // Approvals are under test, not risk: the team's shared baseline (team-risk.test.ts) would
-  // rightly score this file's repeated 48,000 USD transfers as a loop and deny them.
+  // Risk scoring off: its call-rate factor depends on timing, and this file submits many 48,000 USD
+  // transfers in a few seconds (a loaded machine scored some of them 90+ and denied them: a flake).
+  // With team baselines (team-risk.test.ts) every hub counts them too.
   return startTeamHub(room, name, cluster.url, teamHubDir(room, name, { risk: { enabled: false } }));
 }
 
@@ -631,6 +632,20 @@ describe('approvers in the team directory', () => {
     } finally {
       await db.query("UPDATE directory_approvers SET status = 'active' WHERE id = ANY($1)", [rows.map((r) => r.id)]);
     }
+  }, 60_000);
+
+  it('refuses to disable the last active admin of the team (last_admin), and records nothing', async () => {
+    const active = await db.query<{ id: string }>(
+      "SELECT id FROM directory_approvers WHERE status = 'active' AND row::text LIKE $1 ORDER BY id",
+      [`%${ADMIN_GROUP_NAME}%`],
+    );
+    const admins = active.rows.map((r) => r.id);
+    expect(admins.length).toBeGreaterThan(1); // the first run's admin and root-admin, from the tests above
+    for (const id of admins.slice(1)) await b.team!.approvers.disable(id); // another admin is still active
+    const before = await directoryWrites();
+    await expect(a.team!.approvers.disable(admins[0]!)).rejects.toMatchObject({ code: 'last_admin' });
+    expect(await directoryWrites()).toEqual(before);
+    expect((await db.query('SELECT status FROM directory_approvers WHERE id = $1', [admins[0]])).rows).toEqual([{ status: 'active' }]);
   }, 60_000);
 
   it("refuses a directory change whose admin tap repeats the team's counter as a counter regression, not store_failed", async () => {

@@ -180,6 +180,11 @@ export function credentialFromRowImage(row: Readonly<Record<string, string | num
   return toCredential(row as unknown as CredentialRow);
 }
 
+/** last_admin for disabling `id`, the last active admin (embedded and team directories alike). */
+export function lastActiveAdmin(id: string): CountersignError {
+  return new CountersignError('last_admin', `${quote(id)} is the last active admin; add another admin before disabling them`);
+}
+
 /** A P-256 COSE key as a JWK (the only algorithm approver keys may use: ES256). */
 function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
   const key = decodeCredentialPublicKey(new Uint8Array(publicKey)) as unknown as Map<number, unknown>;
@@ -409,7 +414,12 @@ export class ApproverDirectory {
     const now = this.now();
     this.db
       .transaction(() => {
-        this.get(id);
+        const approver = this.get(id);
+        // As setGroups: the last active admin stays, or no one could act as admin any more.
+        if (approver.status === 'active' && approver.groups.includes(ADMIN_GROUP_NAME)) {
+          const others = this.list().filter((a) => a.id !== id && a.status === 'active' && a.groups.includes(ADMIN_GROUP_NAME));
+          if (others.length === 0) throw lastActiveAdmin(id);
+        }
         this.db.prepare("UPDATE approvers SET status = 'disabled', disabled_at = ? WHERE id = ?").run(now, id);
         this.audit.append('approver.disabled', now, { approverId: id });
       })

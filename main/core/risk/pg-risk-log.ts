@@ -1,5 +1,5 @@
 /**
- * The team's risk events in PostgreSQL (risk_log, PG migration 11): what every hub's baselines
+ * The team's risk events in PostgreSQL (risk_log, PG migration 12): what every hub's baselines
  * learn from. The risk engine queues an agent's event while a decision's unit runs (its learner
  * hooks are synchronous); the unit takes the queue right after the hook, with no await between
  * (so it takes exactly its own events), and writes it in its own transaction: a decision whose
