@@ -42,7 +42,7 @@ import type { Db } from '../store/database.js';
 import type { RiskAssessment } from '../../../shared/risk.js';
 import type { RiskLearner } from '../risk/risk-ports.js';
 import { learnSafely } from '../risk/learn-safely.js';
-import type { AuditEventFields, AuditLog, AuditKind } from '../audit/audit-log.js';
+import { sha256, type AuditEventFields, type AuditLog, type AuditKind } from '../audit/audit-log.js';
 import type { DeniedAtApprovalEvent } from '../../../shared/audit-events.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { ResolvedPerson } from '../identity/people.js';
@@ -58,8 +58,8 @@ import { TeamCounterRegression } from '../store/pg/pg-directory.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
-  approvalChallenge,
   approvalChallengeRecordSchema,
+  recordChallengeWith,
   type ApprovalAssertion,
   type ApprovalChallengeRecord,
 } from '../../../shared/approvals.js';
@@ -491,7 +491,7 @@ export class ApprovalService {
       nonce: randomBytes(32).toString('base64url'),
       ...(followers.length > 0 ? { followers } : {}),
     });
-    const challenge = await approvalChallenge(record);
+    const challenge = recordChallengeWith(record, sha256);
     const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
     const { options, offered } = await this.ceremonies.offer({
       credentials,
@@ -549,7 +549,7 @@ export class ApprovalService {
 
     // Everything that can be checked before the signature, in the order callers expect.
     this.assertApprovable(row, now);
-    const { record, verdict, offered } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
+    const { record, verdict, offered } = this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
     const credential = this.checkSubmitter(row, approverId, verdict, response, offered, await this.requests.approvals(requestId));
     const userHandle = response.response.userHandle ?? undefined;
     const assertionParse = approvalAssertionSchema.safeParse({
@@ -671,15 +671,15 @@ export class ApprovalService {
   }
 
   /** The challenge row must be this approval ceremony: request, approver, verdict, unused, live, bound. */
-  private async checkChallenge(
+  private checkChallenge(
     challenge: string,
     requestId: string,
     approverId: string,
     verdict: ApprovalVerdict | undefined,
     now: number,
-  ): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
+  ): { record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] } {
     const { row, record } = this.challengeRow(challenge, requestId, approverId, verdict, now);
-    if ((await approvalChallenge(record)) !== challenge)
+    if (recordChallengeWith(record, sha256) !== challenge)
       throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
     return { record, verdict: row.verdict as ApprovalVerdict, offered: parseOffered(row.offered) };
   }
