@@ -14,8 +14,8 @@
  * BENCH_DESK_QUEUE_SAMPLES (30 pages per size) for the desk queue, BENCH_DESK_PENDING (1000 waiting)
  * and BENCH_DESK_TAPS (200 last taps) for the desk's last tap to the token, BENCH_DESK_PAINT_SAMPLES (9
  * page loads, cold and warm) for the queue's first paint in Chromium, BENCH_TEAM_CONCURRENCY (32 calls in
- * flight), BENCH_TEAM_AGENTS (32 agents over two hubs) and BENCH_TEAM_APPROVALS (10 approvals) for
- * team-engine, BENCH_ONLY (comma-separated names).
+ * flight), BENCH_TEAM_AGENTS (32 agents over two hubs), BENCH_TEAM_CALLS (4000 calls in the fixed
+ * workload) and BENCH_TEAM_APPROVALS (10 approvals) for team-engine, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -78,7 +78,7 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
   'team-store': () => runTeamStoreBench({ seconds: Math.min(seconds, 5), concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32) }),
   'team-engine': () =>
     runTeamEngineBench({
-      seconds: Math.min(seconds, 5),
+      calls: Number(process.env.BENCH_TEAM_CALLS ?? 4_000),
       concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32),
       agents: Number(process.env.BENCH_TEAM_AGENTS ?? 32),
       approvals: Number(process.env.BENCH_TEAM_APPROVALS ?? 10),

@@ -1,16 +1,22 @@
 /**
  * Team engine bench (BENCH_ONLY=team-engine, issue #15's performance section through the whole
- * engine): decisions/s and p99 from real SDK agents on real WebSockets, (a) to the embedded engine
- * on SQLite and (b) spread over two whole hubs (gateway, decision service, PostgreSQL store, audit
- * leader) on one real PostgreSQL 15 cluster, with the same agents, the same calls and the same
- * concurrency in the same run, and their ratio (target: PostgreSQL at least half of SQLite); then
- * the approval latency from the last tap on hub A (software authenticator, the real approval
- * service) to the token at an agent connected to hub B. The store-level figures and failover time
- * stay in team-store.bench.ts and test/integration/team-hub-faults.test.ts. Everything runs in
- * this process (engines and load generator share the CPU alike in both runs).
+ * engine): (a) a fixed workload (BENCH_TEAM_CALLS calls of the seeded demo finance mix, each
+ * agent's calls in order, risk scoring off) from real SDK agents on real WebSockets to the
+ * embedded engine on SQLite, then (b) the same workload spread over two whole hubs (gateway,
+ * decision service, PostgreSQL store, audit leader) on one real PostgreSQL 15 cluster, in the
+ * same run: decisions/s, p50 and p99 of each and their ratio (target: PostgreSQL at least half of
+ * SQLite). The bench fails when the two engines' allow / hold / deny counts differ or any call
+ * failed, so both figures measure the same work. (c) the latency from the last tap on hub A
+ * (software authenticator, the real approval service) to the token at an agent connected to hub
+ * B; (d) failover: a hub started by the real CLI leads the team audit log, kill -9, time until
+ * an in-process hub leads (target under 5 s). Engines and load generator share this process
+ * (the failover's leader is its own process).
  */
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import type { RunningCountersign } from '../main/core/app.js';
+import { join } from 'node:path';
+import { REPO_ROOT, type RunningCountersign } from '../main/core/app.js';
+import type { ToolCall } from '../shared/protocol.js';
 import { parseConfig } from '../main/core/config.js';
 import { AgentClient } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, type AgentKey } from '../shared/agent-keys.js';
@@ -25,6 +31,7 @@ const APPROVERS = ['alice', 'bob'] as const;
 /** Generous gateway limits: the bench measures the engine, not the per-agent rate limiter. */
 const GATEWAY = { port: 0, ratePerSecond: 100_000, rateBurst: 100_000 };
 const CHECKPOINT_EVERY_MS = parseConfig({}).team.checkpointEveryMs;
+const RISK_OFF = { risk: { enabled: false } };
 
 type Agent = { id: string; key: AgentKey; enrollment: EnrollmentPayload };
 
@@ -40,31 +47,49 @@ function connect(url: string, agent: Agent): AgentClient {
 }
 
 /**
- * Closed loop: `concurrency` calls in flight, each from the next client in turn, the demo finance
- * mix from decision-path.bench.ts (seeded, so both engines get the same calls). Every answer
+ * The fixed workload: `calls` calls of the demo finance mix from decision-path.bench.ts (seeded),
+ * dealt to the agents in turn, each agent's share in a fixed order. With risk scoring off the
+ * policy alone decides each call, so the same workload gives the same allow / hold / deny counts
+ * on every engine and in every run, whatever the timing.
+ */
+function workload(agents: number, calls: number, seed: number): ToolCall[][] {
+  const rng = prng(seed);
+  const perAgent: ToolCall[][] = Array.from({ length: agents }, () => []);
+  for (let i = 0; i < calls; i++) perAgent[i % agents]!.push(mixedCall('finance', rng, 1));
+  return perAgent;
+}
+
+/**
+ * Run the workload with `concurrency` calls in flight: worker w submits for the agents w,
+ * w + concurrency, ... one call at a time, so each agent's calls keep their order. Every answer
  * (allow, pending, deny) is a decision; an error is not, and is counted by its code.
  */
-async function closedLoop(clients: AgentClient[], seconds: number, concurrency: number, seed: number) {
+async function runWorkload(clients: AgentClient[], work: ToolCall[][], concurrency: number) {
   const latencies: number[] = [];
   const outcomes: Record<string, number> = {};
   const errors: Record<string, number> = {};
-  let turn = 0;
-  const rng = prng(seed);
   const start = performance.now();
-  const end = start + seconds * 1000;
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        const client = clients[turn++ % clients.length]!;
-        const t0 = performance.now();
-        try {
-          const result = await client.submit(mixedCall('finance', rng, 1));
-          latencies.push(performance.now() - t0);
-          outcomes[result.decision] = (outcomes[result.decision] ?? 0) + 1;
-        } catch (error) {
-          // By code, so a refusal under load (a rate limit, store_unavailable) shows as what it is.
-          const code = (error as { code?: string }).code ?? (error as Error).message;
-          errors[code] = (errors[code] ?? 0) + 1;
+    Array.from({ length: Math.min(concurrency, clients.length) }, async (_, w) => {
+      const mine = clients.map((_c, k) => k).filter((k) => k % concurrency === w);
+      const next = new Map(mine.map((k) => [k, 0]));
+      for (let busy = true; busy;) {
+        busy = false;
+        for (const k of mine) {
+          const call = work[k]![next.get(k)!];
+          if (call === undefined) continue;
+          busy = true;
+          next.set(k, next.get(k)! + 1);
+          const t0 = performance.now();
+          try {
+            const result = await clients[k]!.submit(call);
+            latencies.push(performance.now() - t0);
+            outcomes[result.decision] = (outcomes[result.decision] ?? 0) + 1;
+          } catch (error) {
+            // By code, so a refusal under load (a rate limit, store_unavailable) shows as what it is.
+            const code = (error as { code?: string }).code ?? (error as Error).message;
+            errors[code] = (errors[code] ?? 0) + 1;
+          }
         }
       }
     }),
@@ -72,24 +97,92 @@ async function closedLoop(clients: AgentClient[], seconds: number, concurrency: 
   const elapsed = (performance.now() - start) / 1000;
   latencies.sort((x, y) => x - y);
   return {
+    calls: latencies.length + Object.values(errors).reduce((n, e) => n + e, 0),
+    seconds: +elapsed.toFixed(2),
     decisionsPerSecond: Math.round(latencies.length / elapsed),
     p50Ms: +pct(latencies, 0.5).toFixed(2),
     p99Ms: +pct(latencies, 0.99).toFixed(2),
-    errors,
     outcomes,
+    errors,
   };
 }
 
-async function measure(clients: AgentClient[], options: { seconds: number; concurrency: number }) {
+async function measure(clients: AgentClient[], options: { calls: number; concurrency: number }) {
   await Promise.all(clients.map((c) => c.connect()));
-  await closedLoop(clients, Math.min(1, options.seconds), options.concurrency, 7); // warm-up
-  const result = await closedLoop(clients, options.seconds, options.concurrency, 1);
+  await runWorkload(clients, workload(clients.length, Math.min(options.calls, 20 * clients.length), 7), options.concurrency); // warm-up
+  const result = await runWorkload(clients, workload(clients.length, options.calls, 1), options.concurrency);
   for (const c of clients) c.close();
   return result;
 }
 
+/** The bench's own check: both engines answered every call, with the same counts per outcome (else the figures compare different work). */
+function assertSameOutcomes(sqlite: Awaited<ReturnType<typeof runWorkload>>, postgres: Awaited<ReturnType<typeof runWorkload>>): void {
+  const sorted = (o: Record<string, number>) => JSON.stringify(Object.entries(o).sort(([x], [y]) => x.localeCompare(y)));
+  if (
+    Object.keys(sqlite.errors).length > 0 ||
+    Object.keys(postgres.errors).length > 0 ||
+    sorted(sqlite.outcomes) !== sorted(postgres.outcomes)
+  )
+    throw new Error(
+      `team-engine: the fixed workload's outcomes differ (SQLite ${JSON.stringify(sqlite.outcomes)} errors ${JSON.stringify(sqlite.errors)}; ` +
+        `PostgreSQL ${JSON.stringify(postgres.outcomes)} errors ${JSON.stringify(postgres.errors)}): the throughput figures would not compare the same work`,
+    );
+}
+
+/**
+ * Failover between whole hubs: a hub started by the real CLI (`countersign hub`, its own process)
+ * leads the team audit log, an in-process hub follows; kill -9 the leader and time until the
+ * follower leads (it logs so when it holds the leader lock and has taken over sequencing).
+ */
+async function measureFailover(databaseUrl: string, room: { dirs: string[]; hubs: RunningCountersign[] }): Promise<number> {
+  const leaderDir = teamHubDir(room, 'hub-c', { gateway: GATEWAY, ...RISK_OFF });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(REPO_ROOT, 'main', 'cli', 'index.ts'),
+      'hub',
+      '--database',
+      databaseUrl,
+      '--name',
+      'hub-c',
+      '--data-dir',
+      leaderDir,
+      '--domain',
+      'test',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  try {
+    let stderr = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`hub-c did not lead: ${stderr}`)), 120_000);
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (stderr.includes('hub hub-c leads the team audit log')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`hub-c exited (${code}): ${stderr}`)));
+    });
+    let tookOver: () => void = () => undefined;
+    const led = new Promise<void>((resolve) => (tookOver = resolve));
+    await startTeamHub(room, 'hub-d', databaseUrl, teamHubDir(room, 'hub-d', { gateway: GATEWAY, ...RISK_OFF }), (line) => {
+      if (line.includes('hub hub-d leads the team audit log')) tookOver();
+    });
+    const killed = performance.now();
+    child.kill('SIGKILL');
+    await led;
+    return Math.round(performance.now() - killed);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
 export async function runTeamEngineBench(options: {
-  seconds: number;
+  calls: number;
   concurrency: number;
   agents: number;
   approvals: number;
@@ -100,7 +193,7 @@ export async function runTeamEngineBench(options: {
   const dirs: string[] = [];
   try {
     // (a) the embedded engine on SQLite
-    const embedded = await startHarness({ config: { serverId: 'embedded', domain: 'test', gateway: GATEWAY } });
+    const embedded = await startHarness({ config: { serverId: 'embedded', domain: 'test', gateway: GATEWAY, ...RISK_OFF } });
     ensurePeople(embedded.app, FINANCE_SCOPE.owner);
     for (const agent of agents) embedded.app.registry.enroll(agent.enrollment, FINANCE_SCOPE);
     const sqlite = await measure(
@@ -112,7 +205,7 @@ export async function runTeamEngineBench(options: {
     // (b) two whole hubs on one PostgreSQL database, agents enrolled once in the team directory
     for (const name of ['hub-a', 'hub-b']) {
       // The product's checkpoint interval, not the team tests' 200 ms: the bench measures what a hub does.
-      const dataDir = teamHubDir({ dirs }, name, { gateway: GATEWAY, team: { checkpointEveryMs: CHECKPOINT_EVERY_MS } });
+      const dataDir = teamHubDir({ dirs }, name, { gateway: GATEWAY, ...RISK_OFF, team: { checkpointEveryMs: CHECKPOINT_EVERY_MS } });
       await ensureTeamPeople(await startTeamHub({ hubs }, name, cluster.url, dataDir), FINANCE_SCOPE.owner);
     }
     const [a, b] = hubs as [RunningCountersign, RunningCountersign];
@@ -123,6 +216,7 @@ export async function runTeamEngineBench(options: {
       agents.map((agent, i) => connect(hubs[i % 2]!.url, agent)),
       options,
     );
+    assertSameOutcomes(sqlite, postgres);
 
     // (c) approval latency: held on hub B, first tap on hub A, last tap on hub A, token at the agent on B
     const keysOnA = await registerApprovers(a, APPROVERS);
@@ -150,9 +244,22 @@ export async function runTeamEngineBench(options: {
     agentOnB.close();
     approvalMs.sort((x, y) => x - y);
 
+    // (d) failover: hubs A and B step away (a clean close hands the lock on), a CLI hub leads, kill -9 it.
+    for (const hub of hubs.splice(0)) await hub.close();
+    const failoverMs = await measureFailover(cluster.url, { dirs, hubs });
+
     const ratio = postgres.decisionsPerSecond / Math.max(1, sqlite.decisionsPerSecond);
     return {
-      setup: { seconds: options.seconds, concurrency: options.concurrency, agents: options.agents, hubs: 2, risk: 'on' },
+      setup: {
+        calls: options.calls,
+        concurrency: options.concurrency,
+        agents: options.agents,
+        hubs: 2,
+        // Off in both engines: the risk scorer's call-rate factor depends on timing, so with it on
+        // the faster engine holds more calls and the counts (and the work) differ. Risk cost: decision-path and risk benches.
+        risk: 'off',
+      },
+      sameOutcomesOnBoth: true,
       embeddedSqlite: sqlite,
       postgresTwoHubs: postgres,
       pgToSqliteThroughput: +ratio.toFixed(2),
@@ -163,6 +270,9 @@ export async function runTeamEngineBench(options: {
         p50Ms: +pct(approvalMs, 0.5).toFixed(1),
         p99Ms: +pct(approvalMs, 0.99).toFixed(1),
       },
+      failoverKillNineToOtherHubLeadingMs: failoverMs,
+      failoverTargetMs: 5_000,
+      failoverTargetMet: failoverMs < 5_000,
     };
   } finally {
     for (const hub of hubs.reverse()) await hub.close().catch(() => undefined);

@@ -89,16 +89,29 @@ export class MerkleAccumulator {
     return acc;
   }
 
-  pushLeafHash(leafHash: Uint8Array): void {
+  /**
+   * Append one leaf. `onSubtree` hears every complete subtree the leaf completes (its level above
+   * the leaves, its index at that level, its hash), so a store can keep them for proofs.
+   */
+  pushLeafHash(leafHash: Uint8Array, onSubtree?: (level: number, index: number, hash: Uint8Array) => void): void {
     let h = leafHash;
     let level = 0;
     while (this.levels[level] !== undefined) {
       h = this.hasher.node(this.levels[level]!, h);
       this.levels[level] = undefined;
       level++;
+      onSubtree?.(level, Math.floor(this.size / 2 ** level), h);
     }
     this.levels[level] = h;
     this.size++;
+  }
+
+  /** An independent copy: append to it, and keep it only once what it stands for is stored. */
+  clone(): MerkleAccumulator {
+    const copy = new MerkleAccumulator(this.hasher);
+    copy.levels.push(...this.levels);
+    copy.size = this.size;
+    return copy;
   }
 
   root(): Uint8Array {
@@ -221,6 +234,31 @@ export function verifyConsistency(
     },
   );
   return complete && equalBytes(fr, root1) && equalBytes(sr, root2);
+}
+
+/** The level (log2) of a power of two. */
+function levelOfPower(n: number): number {
+  let level = 0;
+  for (let k = 1; k < n; k *= 2) level++;
+  return level;
+}
+
+/**
+ * MTH of leaves [start, end) from complete subtrees: `subtree(level, index)` is the hash of the
+ * complete subtree of 2^level leaves starting at leaf index × 2^level (level 0: the leaf hash).
+ * The one decomposition every store uses to answer `rangeHash` from the subtrees it keeps.
+ */
+export function rangeHashOfSubtrees(
+  hasher: MerkleHasher,
+  start: number,
+  end: number,
+  subtree: (level: number, index: number) => Uint8Array,
+): Uint8Array {
+  const n = end - start;
+  if (n <= 0) return hasher.emptyRoot();
+  if (isPowerOfTwo(n) && start % n === 0) return subtree(levelOfPower(n), start / n);
+  const k = splitPoint(n);
+  return hasher.node(rangeHashOfSubtrees(hasher, start, start + k, subtree), rangeHashOfSubtrees(hasher, start + k, end, subtree));
 }
 
 /**

@@ -57,9 +57,11 @@ import { PgDecisionStore } from './store/pg/pg-decision-store.js';
 import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
+import { PgChallenges } from './store/pg/pg-challenges.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
+import { PgAuditProofs } from './audit/pg-audit-proofs.js';
 import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
 import { minimumOverlapMs } from './keys/signing-keys.js';
 import { resolveDatabaseConfig } from './store/pg/pg-config.js';
@@ -455,6 +457,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const team: TeamHub | undefined =
     openedTeam === undefined ? undefined : { ...openedTeam, approvers: new TeamApprovers(approvers, openedTeam.directory) };
   if (team !== undefined) approvers.useTeamDirectory(team.approvers);
+  // One origin, any hub: a ceremony begun on one hub is finished on another (docs/team-mode.md).
+  if (team !== undefined) approvers.useTeamChallenges(new PgChallenges(team.store.pool, team.hub, clock));
   const approvals = new ApprovalService({
     db,
     audit,
@@ -485,16 +489,21 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   // The History, Policies and Custody-and-health views (read-only; the health view's "verify now" runs the verifier).
   const policyReloads = new PolicyReloadLog(clock);
   const teamReads = team === undefined ? undefined : new PgRequestReads(team.store, (id) => agentColumns(registry, id));
+  // A hub's decisions are in the team audit log: its History and agents' proofs come from there.
+  const teamProofs = team === undefined ? undefined : new PgAuditProofs(team.store.pool);
   const history = new HistoryReader({
     db,
     searchIndex,
-    proofs: auditProofs,
-    // A hub's desk shows what every hub decided (the team database).
-    ...(teamReads === undefined ? {} : { team: teamReads }),
-    origin,
-    // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
-    noteKeys: () =>
-      signingKeys.list().map(({ publicJwk: k }) => ({ kty: k.kty, crv: k.crv, x: k.x, ...(k.y === undefined ? {} : { y: k.y }) })),
+    // A hub's desk shows what every hub decided (the team database), with the team log's proofs.
+    ...(teamReads === undefined || teamProofs === undefined
+      ? {
+          proofs: auditProofs,
+          origin,
+          // One log per data directory whichever key domain signs it: every key it has had may have signed a checkpoint.
+          noteKeys: () =>
+            signingKeys.list().map(({ publicJwk: k }) => ({ kty: k.kty, crv: k.crv, x: k.x, ...(k.y === undefined ? {} : { y: k.y }) })),
+        }
+      : { team: teamReads, proofs: teamProofs, origin: config.team.auditOrigin, noteKeys: () => teamProofs.noteKeys() }),
   });
   const policyDesk = new PolicyDesk({ policy, decisions, reloads: policyReloads });
   const healthDesk = new HealthDesk({
@@ -566,7 +575,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     decisions,
     log,
     clock,
-    auditProof: (agentId, requestId) => auditProofs.forRequest(agentId, requestId),
+    auditProof: (agentId, requestId) => (teamProofs ?? auditProofs).forRequest(agentId, requestId),
     http: { routes: httpRoutes, sessionSecret: uiSessionSecret, origins: approvalOrigins },
     events: bridgeEvents.gatewayHooks(),
     // A hub's held calls may be decided on another hub: follow them through the team store.
@@ -751,6 +760,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       } catch (error) {
         log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
+      await committer.close();
       db.close();
     },
   };

@@ -73,7 +73,7 @@ async function run(w: World, calls: number, logs: string[] = []): Promise<{ requ
 function tamper(w: World, sql: (db: Database.Database) => void): void {
   const db = new Database(join(w.dataDir, 'countersign.db'));
   db.exec(
-    'DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS audit_nodes_no_update; DROP TRIGGER IF EXISTS audit_nodes_no_delete;',
+    'DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS audit_tree_no_update; DROP TRIGGER IF EXISTS audit_tree_no_delete;',
   );
   sql(db);
   db.close();
@@ -204,7 +204,7 @@ describe('audit log: tampering', () => {
     const w = await world();
     await run(w, 6);
     tamper(w, (db) =>
-      expect(db.prepare('UPDATE audit_nodes SET hash = ? WHERE level = 2 AND idx = 1').run(Buffer.alloc(32, 9)).changes).toBe(1),
+      expect(db.prepare('UPDATE audit_tree SET hash = ? WHERE level = 2 AND end_leaf = 8').run(Buffer.alloc(32, 9)).changes).toBe(1),
     );
     expect(inspect(w, ({ audit }) => audit.verify())).toEqual({
       ok: false,
@@ -256,7 +256,7 @@ describe('audit log: tampering', () => {
     await run(w, 6);
     tamper(w, (db) => {
       db.prepare(`UPDATE audit_log SET record = replace(record, '"kind":"', '"kind":"edited.') WHERE seq = 6`).run();
-      db.prepare('DELETE FROM audit_nodes').run();
+      db.prepare('DELETE FROM audit_tree').run();
       db.prepare('DELETE FROM audit_checkpoints').run();
     });
     inspect(w, ({ db }) => new AuditLog(db).syncTree()); // the attacker re-hashes the rewritten log
@@ -271,8 +271,8 @@ describe('audit log: tampering', () => {
     await run(w, 2);
     const size = inspect(w, ({ audit }) => audit.size());
     tamper(w, (db) => {
-      const insert = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, ?, ?)');
-      for (let i = size; i < size + 4; i++) insert.run(i, Buffer.alloc(32, 7));
+      const insert = db.prepare('INSERT INTO audit_tree (end_leaf, level, hash) VALUES (?, 0, ?)');
+      for (let i = size; i < size + 4; i++) insert.run(i + 1, Buffer.alloc(32, 7));
     });
     await expect(start(w)).rejects.toMatchObject({
       code: 'audit_corrupt',

@@ -8,11 +8,13 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../main/core/app.js';
+import { subtreesOf } from '../../main/core/audit/pg-audit-leader.js';
 import {
   MerkleAccumulator,
   MerkleHasher,
   consistencyPath,
   inclusionPath,
+  rangeHashOfSubtrees,
   rootOfLeafHashes,
   splitPoint,
   verifyConsistency,
@@ -75,6 +77,32 @@ describe('every tree shape up to 40 leaves', () => {
         expect(verifyInclusion(H, i, n, all[i]!, inclusionPath(i, n, rangeHashOf(all)), root), `${i}/${n}`).toBe(true);
       }
     }
+  });
+
+  it('the subtrees the accumulator reports as each leaf completes them answer every range, as a store keeping them answers proofs', () => {
+    let acc = new MerkleAccumulator(H);
+    const kept = new Map<string, Uint8Array>();
+    for (let i = 0; i < 40; i++) {
+      kept.set(`0/${i}`, all[i]!);
+      // Grown on a copy, kept once stored (as the team audit leader does after its COMMIT); the original is untouched.
+      const before = hex(acc.root());
+      const next = acc.clone();
+      next.pushLeafHash(all[i]!, (level, idx, hash) => {
+        expect(kept.has(`${level}/${idx}`), `${level}/${idx} reported twice`).toBe(false);
+        expect(hex(hash)).toBe(hex(mth(all.slice(idx * 2 ** level, (idx + 1) * 2 ** level))));
+        kept.set(`${level}/${idx}`, hash);
+      });
+      expect([acc.size, hex(acc.root())]).toEqual([i, before]);
+      expect(hex(next.root())).toBe(hex(mth(all.slice(0, i + 1))));
+      acc = next;
+    }
+    // Every complete subtree above the leaves, once each: 40 leaves minus their set bits (40 = 0b101000: 2).
+    expect(kept.size - 40).toBe(subtreesOf(40));
+    expect(subtreesOf(40)).toBe(38);
+    const fromKept = (start: number, end: number) => rangeHashOfSubtrees(H, start, end, (level, idx) => kept.get(`${level}/${idx}`)!);
+    for (let n = 1; n <= 40; n++)
+      for (let i = 0; i < n; i++)
+        expect(inclusionPath(i, n, fromKept).map(hex), `${i}/${n}`).toEqual(inclusionPath(i, n, rangeHashOf(all)).map(hex));
   });
 
   it('every consistency proof between every pair of sizes verifies', () => {

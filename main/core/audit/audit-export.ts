@@ -72,7 +72,7 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
     }
     // Each entry with its stored leaf hash, in one query (the tree was hashed above).
     const withLeaf =
-      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq <= ?';
+      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 WHERE l.seq <= ?';
     type Row = { seq: number; record: string; leaf: Buffer };
     const rows =
       selection.kind === 'all'

@@ -16,7 +16,7 @@ import { createHash, hash as oneShot } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Db } from '../store/database.js';
 import { canonicalizeWith, type JsonObject } from '../../../shared/canonical-json.js';
-import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, isPowerOfTwo, splitPoint } from '../../../shared/merkle.js';
+import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, rangeHashOfSubtrees } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
 import { assertAuditEvent, type AuditEventFields, type AuditKind } from '../../../shared/audit-events.js';
@@ -72,6 +72,12 @@ const NODES_PER_INSERT = 64;
 
 const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 
+/**
+ * audit_tree's key of subtree `idx` at `level`: where its leaves end. An append's leaf and every
+ * subtree it completes end at the same leaf, so one commit's rows sit together (migration 20).
+ */
+export const endLeafOf = (level: number, idx: number): number => (idx + 1) * 2 ** level;
+
 /** log2 of a power of two, exactly. */
 function levelOf(n: number): number {
   let level = 0;
@@ -106,20 +112,21 @@ export class AuditLog {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
     this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
     this.tail = db.prepare<[], { seq: number; leaf: Buffer | null }>(
-      'SELECT l.seq, n.hash AS leaf FROM (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1) l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1',
+      'SELECT l.seq, n.hash AS leaf FROM (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1) l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0',
     );
-    this.insertLeaf = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, ?, ?) ON CONFLICT DO NOTHING');
-    this.insertNode = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
+    this.insertLeaf = db.prepare('INSERT INTO audit_tree (end_leaf, level, hash) VALUES (?, 0, ?) ON CONFLICT DO NOTHING');
+    this.insertNode = db.prepare('INSERT INTO audit_tree (end_leaf, level, hash) VALUES (?, ?, ?)');
     this.insertNodes = db.prepare(
-      `INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`,
+      `INSERT INTO audit_tree (end_leaf, level, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`,
     );
-    this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
-    this.hashedTop = db.prepare<[], { top: number | null }>('SELECT MAX(idx) AS top FROM audit_nodes WHERE level = 0');
+    this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_tree WHERE end_leaf = ? AND level = ?');
+    // Every stored hash ends at or before the last hashed leaf, which ends there itself.
+    this.hashedTop = db.prepare<[], { top: number | null }>('SELECT MAX(end_leaf) AS top FROM audit_tree');
     this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>(
       'SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?',
     );
     this.withLeaves = db.prepare<[number, number], { seq: number; record: string; leaf: Buffer | null }>(
-      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq',
+      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq',
     );
   }
 
@@ -151,14 +158,14 @@ export class AuditLog {
   private hashAppended(index: number, record: string, previousLeaf: Uint8Array | undefined): void {
     const leaf = nodeHasher.leafOfText(record);
     // A hash already stored for this leaf was planted: leave it to syncTree and the start-up check.
-    if (this.insertLeaf.run(index, leaf).changes !== 1) return;
+    if (this.insertLeaf.run(index + 1, leaf).changes !== 1) return;
     const rows: Array<number | Uint8Array> = [];
     let hash = leaf;
     let level = 0;
     for (let i = index; i % 2 === 1; i = (i - 1) / 2) {
       hash = merkleHasher.node(level === 0 && previousLeaf !== undefined ? previousLeaf : this.node(level, i - 1), hash);
       level++;
-      rows.push(level, (i - 1) / 2, hash);
+      rows.push(index + 1, level, hash);
     }
     if (rows.length > 0) this.nodesInsert(rows.length / 3).run(rows);
   }
@@ -168,7 +175,7 @@ export class AuditLog {
     let statement = this.insertNodesOf[n];
     if (statement === undefined) {
       statement = this.db.prepare(
-        `INSERT INTO audit_nodes (level, idx, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')}`,
+        `INSERT INTO audit_tree (end_leaf, level, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')}`,
       );
       this.insertNodesOf[n] = statement;
     }
@@ -185,12 +192,12 @@ export class AuditLog {
   }
 
   /**
-   * Hash leaf `index` and every subtree it completes into `out` (rows for audit_nodes). `written`
+   * Hash leaf `index` and every subtree it completes into `out` (audit_tree rows: end_leaf, level, hash). `written`
    * holds the subtrees hashed in this batch (`level/index`), so a completed subtree's left sibling, almost always hashed moments before, comes from memory;
    * only at the start of a batch is it read from the table, where an earlier batch stored it.
    */
   private addLeaf(index: number, leafHash: Uint8Array, written: Map<string, Uint8Array>, out: Array<[number, number, Uint8Array]>): void {
-    out.push([0, index, leafHash]);
+    out.push([index + 1, 0, leafHash]);
     written.set(`0/${index}`, leafHash);
     let hash = leafHash;
     let level = 0;
@@ -199,7 +206,7 @@ export class AuditLog {
       hash = merkleHasher.node(written.get(`${level}/${i - 1}`) ?? this.node(level, i - 1), hash);
       level++;
       i = (i - 1) / 2;
-      out.push([level, i, hash]);
+      out.push([index + 1, level, hash]);
       written.set(`${level}/${i}`, hash);
     }
   }
@@ -213,7 +220,7 @@ export class AuditLog {
 
   /** Leaves hashed so far (the tree's own size). */
   hashedSize(): number {
-    return (this.hashedTop.get()?.top ?? -1) + 1;
+    return this.hashedTop.get()?.top ?? 0;
   }
 
   /**
@@ -264,7 +271,7 @@ export class AuditLog {
   }
 
   private node(level: number, idx: number): Uint8Array {
-    const row = this.getNode.get(level, idx);
+    const row = this.getNode.get(endLeafOf(level, idx), level);
     if (!row) throw new CountersignError('audit_corrupt', `the audit tree is missing the hash of subtree ${level}/${idx}`);
     return row.hash;
   }
@@ -289,11 +296,7 @@ export class AuditLog {
 
   /** MTH of leaves [start, end), from stored complete subtrees. */
   rangeHash(start: number, end: number): Uint8Array {
-    const n = end - start;
-    if (n <= 0) return merkleHasher.emptyRoot();
-    if (isPowerOfTwo(n) && start % n === 0) return this.node(levelOf(n), start / n);
-    const k = splitPoint(n);
-    return merkleHasher.node(this.rangeHash(start, start + k), this.rangeHash(start + k, end));
+    return rangeHashOfSubtrees(merkleHasher, start, end, (level, idx) => this.node(level, idx));
   }
 
   /** Make sure the tree covers `size` entries before reading it. */
@@ -344,7 +347,7 @@ export class AuditLog {
     let expectedSeq = 1;
     const hashed = this.hashedSize();
     const rows = this.db.prepare<[], { seq: number; record: string; hash: Buffer | null }>(
-      'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 ORDER BY l.seq',
+      'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 ORDER BY l.seq',
     );
     for (const row of rows.iterate()) {
       if (row.seq !== expectedSeq) return { ok: false, badSeq: expectedSeq, reason: 'entry missing' };
@@ -377,25 +380,21 @@ export class AuditLog {
       };
     }
     // Every stored subtree hash above the leaves (proofs and new checkpoints are served from them).
-    const parents = this.db.prepare<[number], { idx: number; hash: Buffer }>(
-      'SELECT idx, hash FROM audit_nodes WHERE level = ? ORDER BY idx',
+    const parents = this.db.prepare<[], { end_leaf: number; level: number; hash: Buffer }>(
+      'SELECT end_leaf, level, hash FROM audit_tree WHERE level > 0 ORDER BY end_leaf, level',
     );
-    for (let level = 1; level < 64; level++) {
-      let any = false;
-      for (const p of parents.iterate(level)) {
-        any = true;
-        const left = this.getNode.get(level - 1, 2 * p.idx);
-        const right = this.getNode.get(level - 1, 2 * p.idx + 1);
-        if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
-          const span = 2 ** level;
-          return {
-            ok: false,
-            badSeq: p.idx * span + 1,
-            reason: `the stored hash of entries ${p.idx * span + 1}..${(p.idx + 1) * span} does not match the entries`,
-          };
-        }
+    for (const p of parents.iterate()) {
+      const half = 2 ** (p.level - 1);
+      const left = this.getNode.get(p.end_leaf - half, p.level - 1);
+      const right = this.getNode.get(p.end_leaf, p.level - 1);
+      if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
+        const first = p.end_leaf - 2 * half + 1;
+        return {
+          ok: false,
+          badSeq: first,
+          reason: `the stored hash of entries ${first}..${p.end_leaf} does not match the entries`,
+        };
       }
-      if (!any) break;
     }
     return { ok: true, entries: acc.size, root: Buffer.from(acc.root()).toString('base64') };
   }

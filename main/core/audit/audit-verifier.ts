@@ -55,12 +55,13 @@ export class AuditVerifier {
   constructor(private readonly options: AuditVerifierOptions) {
     this.chunkRows = options.chunkRows ?? DEFAULT_CHUNK_ROWS;
     this.rows = options.db.prepare<[number, number, number], { seq: number; record: string; hash: Buffer | null }>(
-      'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.seq - 1 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq LIMIT ?',
+      'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq LIMIT ?',
     );
-    this.parents = options.db.prepare<[number, number, number], { idx: number; hash: Buffer }>(
-      'SELECT idx, hash FROM audit_nodes WHERE level = ? AND idx > ? ORDER BY idx LIMIT ?',
+    // Subtree hashes above the leaves after (end_leaf, level), in key order, a chunk at a time.
+    this.parents = options.db.prepare<[number, number, number], { end_leaf: number; level: number; hash: Buffer }>(
+      'SELECT end_leaf, level, hash FROM audit_tree WHERE (end_leaf, level) > (?, ?) AND level > 0 ORDER BY end_leaf, level LIMIT ?',
     );
-    this.node = options.db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?');
+    this.node = options.db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_tree WHERE end_leaf = ? AND level = ?');
   }
 
   /** The last finished pass. */
@@ -218,29 +219,26 @@ export class AuditVerifier {
     if (!this.stopped && after < size) add({ kind: 'missing', seq: after + 1, reason: `entries ${after + 1}..${size} are missing` });
 
     // Every stored subtree hash above the leaves (proofs and new checkpoints are served from them).
-    for (let level = 1; level < 64 && !this.stopped; level++) {
-      let any = false;
-      let idx = -1;
-      for (;;) {
-        const chunk = this.parents.all(level, idx, this.chunkRows);
-        if (chunk.length === 0) break;
-        any = true;
-        for (const p of chunk) {
-          const left = this.node.get(level - 1, 2 * p.idx);
-          const right = this.node.get(level - 1, 2 * p.idx + 1);
-          if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
-            const span = 2 ** level;
-            add({
-              kind: 'subtree',
-              seq: p.idx * span + 1,
-              reason: `the stored hash of entries ${p.idx * span + 1}..${(p.idx + 1) * span} does not match the entries`,
-            });
-          }
+    let afterKey: [number, number] = [0, 0];
+    while (!this.stopped) {
+      const chunk = this.parents.all(afterKey[0], afterKey[1], this.chunkRows);
+      if (chunk.length === 0) break;
+      for (const p of chunk) {
+        const half = 2 ** (p.level - 1);
+        const left = this.node.get(p.end_leaf - half, p.level - 1);
+        const right = this.node.get(p.end_leaf, p.level - 1);
+        if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
+          const first = p.end_leaf - 2 * half + 1;
+          add({
+            kind: 'subtree',
+            seq: first,
+            reason: `the stored hash of entries ${first}..${p.end_leaf} does not match the entries`,
+          });
         }
-        idx = chunk[chunk.length - 1]!.idx;
-        await yieldToEventLoop();
       }
-      if (!any) break;
+      const last = chunk[chunk.length - 1]!;
+      afterKey = [last.end_leaf, last.level];
+      await yieldToEventLoop();
     }
     return { findings, entries: size };
   }

@@ -6,7 +6,9 @@
  * the next waiter at once, which then takes over.
  *
  * The leader moves audit_submissions (written by any hub in the transaction of the state they
- * record) into audit_log in id order, giving each the next seq and its leaf hash, and signs
+ * record) into audit_log in id order, giving each the next seq and its leaf hash (and storing in
+ * audit_nodes, in that transaction, every subtree the new leaves complete, so any hub serves
+ * inclusion proofs from O(log n) rows: pg-audit-proofs.ts), and signs
  * checkpoints (C2SP signed notes, the same as the embedded log) with its custody key. All of its
  * writes go through the very session that holds the lock: if that session is gone, so is the
  * transaction, so a deposed leader can never append (and the seq primary key refuses a second
@@ -69,6 +71,31 @@ function answeringWithin(client: pg.Client, timeoutMs: number): LeaderSession {
   };
 }
 
+/** A complete subtree above the leaves (audit_nodes, PG migration 9). */
+interface StoredSubtree {
+  level: number;
+  idx: number;
+  hash: Uint8Array;
+}
+
+/** How many complete subtrees above the leaves a tree of `size` leaves has: size minus its set bits. */
+export function subtreesOf(size: number): number {
+  let bits = 0;
+  for (let rest = size; rest > 0; rest = Math.floor(rest / 2)) bits += rest % 2;
+  return size - bits;
+}
+
+/** Store subtrees, 1,000 to a statement. */
+async function insertSubtrees(session: LeaderSession, nodes: readonly StoredSubtree[], onConflict: string): Promise<void> {
+  for (let at = 0; at < nodes.length; at += 1_000) {
+    const batch = nodes.slice(at, at + 1_000);
+    await session.query(
+      `INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[]) ${onConflict}`,
+      [batch.map((n) => n.level), batch.map((n) => n.idx), batch.map((n) => Buffer.from(n.hash))],
+    );
+  }
+}
+
 export class PgAuditLeader {
   private client: pg.Client | undefined;
   private session: LeaderSession | undefined;
@@ -81,6 +108,8 @@ export class PgAuditLeader {
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private wakeQueued = false;
+  /** Signing keys this process has recorded in audit_checkpoint_keys. */
+  private readonly recordedKeys = new Set<string>();
   private readonly onError: (message: string) => void;
   private readonly now: () => number;
   /** When this hub last became leader (ms since the epoch), for failover measurements. */
@@ -151,6 +180,12 @@ export class PgAuditLeader {
       'SELECT tree_size, root_hash FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1',
     );
     const cpSize = latest.rows[0] ? Number(latest.rows[0].tree_size) : 0;
+    // A log sequenced before PG migration 9 (or by a hub of an older version) lacks the subtree
+    // hashes proofs are read from: they are stored as the tree is rebuilt (existing rows kept).
+    const stored = await session.query<{ nodes: string; leaves: string }>(
+      'SELECT (SELECT count(*) FROM audit_nodes) AS nodes, (SELECT count(*) FROM audit_log) AS leaves',
+    );
+    const backfill = Number(stored.rows[0]!.nodes) !== subtreesOf(Number(stored.rows[0]!.leaves));
     let from = 0;
     for (;;) {
       const { rows } = await session.query<{ seq: string; record: string; leaf: Buffer }>(
@@ -158,16 +193,18 @@ export class PgAuditLeader {
         [from],
       );
       if (rows.length === 0) break;
+      const nodes: StoredSubtree[] = [];
       for (const row of rows) {
         const seq = Number(row.seq);
         if (seq !== acc.size + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${acc.size + 1}`);
         const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
         if (!row.leaf.equals(leaf)) throw new CountersignError('audit_corrupt', `entry ${seq} does not match its stored leaf hash`);
-        acc.pushLeafHash(leaf);
+        acc.pushLeafHash(leaf, backfill ? (level, idx, hash) => nodes.push({ level, idx, hash }) : undefined);
         if (acc.size === cpSize && !Buffer.from(acc.root()).equals(latest.rows[0]!.root_hash))
           throw new CountersignError('audit_fork', `the audit log does not match its signed checkpoint of ${cpSize} entries`);
         from = seq;
       }
+      await insertSubtrees(session, nodes, 'ON CONFLICT DO NOTHING');
     }
     if (acc.size < cpSize)
       throw new CountersignError('audit_rollback', `the audit log has ${acc.size} entries but its last checkpoint covers ${cpSize}`);
@@ -225,7 +262,9 @@ export class PgAuditLeader {
         await client.query('COMMIT');
         return 0;
       }
-      const leaves: Uint8Array[] = [];
+      // The tree grows on a copy, kept only once its leaves and subtrees are committed.
+      const tree = this.acc.clone();
+      const nodes: StoredSubtree[] = [];
       const values: unknown[] = [];
       const tuples: string[] = [];
       rows.forEach((row, i) => {
@@ -233,7 +272,7 @@ export class PgAuditLeader {
         const at = Number(row.at);
         const record = canonicalize({ ...(parseStoredJson(row.fields) as JsonObject), kind: row.kind, at, seq });
         const leaf = merkleHasher.leaf(Buffer.from(record, 'utf8'));
-        leaves.push(leaf);
+        tree.pushLeafHash(leaf, (level, idx, hash) => nodes.push({ level, idx, hash }));
         const p = values.length;
         tuples.push(`($${p + 1}, $${p + 2}, $${p + 3}, $${p + 4}, $${p + 5}, $${p + 6}, $${p + 7})`);
         values.push(seq, at, row.kind, record, row.request_id, Buffer.from(leaf), this.options.hub);
@@ -242,9 +281,10 @@ export class PgAuditLeader {
         `INSERT INTO audit_log (seq, at, kind, record, request_id, leaf, sequenced_by) VALUES ${tuples.join(', ')}`,
         values,
       );
+      await insertSubtrees(client, nodes, '');
       await client.query('DELETE FROM audit_submissions WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
       await client.query('COMMIT');
-      for (const leaf of leaves) this.acc.pushLeafHash(leaf);
+      this.acc = tree;
       return rows.length;
     } catch (error) {
       // A connection that stopped answering would only time out again; its session ends with it.
@@ -265,6 +305,14 @@ export class PgAuditLeader {
     if (!verifyNoteSignature(signer.publicJwk, origin, text, signature))
       throw new CountersignError('signer_failed', 'the checkpoint signature did not verify with the signing key');
     const note = formatSignedNote(text, [signature]);
+    if (!this.recordedKeys.has(signer.keyId)) {
+      // Any hub's desk checks team checkpoints against the keys recorded here (pg-audit-proofs.ts).
+      await client.query(
+        'INSERT INTO audit_checkpoint_keys (kid, public_jwk, hub, first_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING',
+        [signer.keyId, JSON.stringify(signer.publicJwk), this.options.hub, at],
+      );
+      this.recordedKeys.add(signer.keyId);
+    }
     await client.query('INSERT INTO audit_checkpoints (tree_size, root_hash, at, note, signed_by_hub) VALUES ($1, $2, $3, $4, $5)', [
       size,
       Buffer.from(root),

@@ -42,15 +42,16 @@ interface PageRow {
 export interface HistoryReaderDeps {
   db: Db;
   proofs: Pick<AuditProofs, 'forRequest'>;
-  /** The log's origin (`countersign/<serverId>`). */
+  /** The log's origin (`countersign/<serverId>`; on a hub, the team log's `team.auditOrigin`). */
   origin: string;
-  /** Every signing key the log has had (public JWKs), to check checkpoints with. */
-  noteKeys: () => NoteVerificationKey[];
+  /** Every signing key the log has had (public JWKs), to check checkpoints with (on a hub, read in the team database). */
+  noteKeys: () => NoteVerificationKey[] | Promise<NoteVerificationKey[]>;
   /** The search index, caught up before each search (default: one over `db`). */
   searchIndex?: Pick<RequestSearchIndex, 'catchUp'>;
   /**
    * A team hub: the requests, approvals and tokens of every hub, read in the team database
-   * (store/pg/pg-request-reads.ts); approvers' names still come from this hub's directory.
+   * (store/pg/pg-request-reads.ts); approvers' names still come from this hub's directory. Its
+   * `proofs` then come from the team audit log (audit/pg-audit-proofs.ts).
    */
   team?: Pick<PgRequestReads, 'historyPage' | 'request' | 'approvals' | 'token'>;
 }
@@ -250,7 +251,7 @@ export class HistoryReader {
       tokenExpiresAt: token?.expires_at ?? null,
       proof,
       origin: this.deps.origin,
-      noteKeys: this.deps.noteKeys(),
+      noteKeys: await this.deps.noteKeys(),
     };
   }
 }

@@ -270,4 +270,47 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE directory_credentials ADD COLUMN sign_count bigint NOT NULL DEFAULT 0 CHECK (sign_count >= 0);
   ALTER TABLE directory_credentials ADD COLUMN last_used_at bigint;
   `,
+  // 9: audit proofs on every hub (pg-audit-proofs.ts): the complete subtrees of the team audit
+  // tree above its leaves (the leaves are audit_log.leaf), written by the leader in the
+  // transaction that sequences the leaves completing them, so an inclusion proof reads O(log n)
+  // rows; and every key that signed a team checkpoint, recorded before its first checkpoint, so
+  // any hub's desk can check a checkpoint another hub's leader signed.
+  `
+  CREATE TABLE audit_nodes (
+    level smallint NOT NULL CHECK (level >= 1),
+    idx bigint NOT NULL CHECK (idx >= 0),
+    hash bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+  );
+  CREATE TRIGGER audit_nodes_append_only BEFORE UPDATE OR DELETE ON audit_nodes FOR EACH ROW EXECUTE FUNCTION append_only();
+  CREATE TABLE audit_checkpoint_keys (
+    kid text PRIMARY KEY,
+    public_jwk text NOT NULL,
+    hub text NOT NULL,
+    first_at bigint NOT NULL
+  );
+  CREATE TRIGGER audit_checkpoint_keys_append_only BEFORE UPDATE OR DELETE ON audit_checkpoint_keys FOR EACH ROW EXECUTE FUNCTION append_only();
+  `,
+  // 10: one origin, any hub (docs/team-mode.md): WebAuthn ceremony challenges kept for the team
+  // (store/pg/pg-challenges.ts), so a ceremony begun on one hub is finished on another; a row is
+  // spent once for the whole team (used_at set by one UPDATE .. WHERE used_at IS NULL).
+  `
+  CREATE TABLE ceremony_challenges (
+    purpose text NOT NULL CHECK (purpose IN ('approval', 'admin', 'registration', 'sign_in')),
+    challenge text NOT NULL,
+    user_id text NOT NULL,
+    request_id text,
+    verdict text,
+    record text,
+    offered text NOT NULL,
+    expires_at bigint NOT NULL,
+    issued_by_hub text NOT NULL,
+    issued_at bigint NOT NULL,
+    used_at bigint,
+    used_by_hub text,
+    PRIMARY KEY (purpose, challenge)
+  );
+  CREATE INDEX ceremony_challenges_by_expiry ON ceremony_challenges(expires_at);
+  CREATE INDEX ceremony_challenges_pending_sign_ins ON ceremony_challenges(expires_at) WHERE purpose = 'sign_in' AND used_at IS NULL;
+  `,
 ];
