@@ -76,11 +76,7 @@ describe('policy evaluation in a worker thread', () => {
     const lone = transfer('250.00', 'Acme Ltd');
     expect(await engine.evaluateAsync(lone)).toEqual(engine.evaluate(lone));
     expect(evaluator.evaluated).toEqual({ inThread: 1, worker: 0 });
-    const burst = [
-      transfer('250.00', 'Acme Ltd'),
-      transfer('48000.00', 'Northwind Traders'),
-      transfer('900.00', 'Pyongyang Trading', 'KP'),
-    ];
+    const burst = [transfer('250.00', 'Acme Ltd'), transfer('48000.00', 'Northwind Traders'), transfer('900.00', 'Pyongyang Trading', 'KP')];
     const answers = await Promise.all(burst.map((r) => engine.evaluateAsync(r)));
     expect(answers).toEqual(burst.map((r) => engine.evaluate(r)));
     expect(answers.map((a) => a.outcome)).toEqual(['allow', 'approval_required', 'deny']);

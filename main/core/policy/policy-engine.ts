@@ -436,11 +436,7 @@ function authorizeInThread(prepared: Exclude<Prepared, { done: PolicyDecision }>
   if (answer.type !== 'failure') return { answer };
   return {
     answer,
-    contextCheck: cedar.checkParseContext({
-      context: prepared.call.context,
-      schema: prepared.active.set.schemaJson,
-      action: prepared.action,
-    }),
+    contextCheck: cedar.checkParseContext({ context: prepared.call.context, schema: prepared.active.set.schemaJson, action: prepared.action }),
   };
 }
 
