@@ -58,10 +58,12 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
+import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 import { PgAuditProofs } from './audit/pg-audit-proofs.js';
+import { PgRiskLog } from './risk/pg-risk-log.js';
 import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
 import { minimumOverlapMs } from './keys/signing-keys.js';
 import { resolveDatabaseConfig } from './store/pg/pg-config.js';
@@ -317,7 +319,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let openedTeam: Omit<TeamHub, 'approvers'> | undefined;
   if (options.team !== undefined) {
     try {
-      openedTeam = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
+      openedTeam = await openTeamHub(config, options.team, signer, log, clock, { db, registry, riskEngine });
     } catch (error) {
       await teamKeys?.close();
       await custody.close();
@@ -524,7 +526,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
-    ...(team === undefined ? {} : { teamAgents: team.agents, teamApprovers: team.approvers }),
+    ...(team === undefined
+      ? {}
+      : { teamAgents: team.agents, teamApprovers: team.approvers, teamProposals: new PgAdminProposals(team.store) }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
     onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
@@ -825,7 +829,7 @@ async function openTeamHub(
   signer: Signer,
   log: (message: string) => void,
   now: () => number,
-  local: { db: Db; registry: AgentRegistry },
+  local: { db: Db; registry: AgentRegistry; riskEngine: RiskEngine | undefined },
 ): Promise<Omit<TeamHub, 'approvers'>> {
   const url = options.databaseUrl ?? config.team.database.url;
   if (url === undefined)
@@ -851,6 +855,12 @@ async function openTeamHub(
     throw error;
   }
   store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  // Risk baselines are the team's: learned in each decision's transaction, read by every hub.
+  if (local.riskEngine !== undefined) {
+    const riskLog = new PgRiskLog(store.pool, hub);
+    store.riskLog = riskLog;
+    local.riskEngine.useEventLog(riskLog);
+  }
   local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);

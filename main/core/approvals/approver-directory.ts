@@ -32,6 +32,7 @@ import type { TeamChallenges } from '../store/pg/pg-challenges.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { PERSON_HANDLE_PATTERN, normalizeHandle, resolvePerson, type ResolvedPerson } from '../identity/people.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
+import { cachedStatement } from '../store/statement-cache.js';
 
 export interface ApproverRecord {
   id: string;
@@ -400,7 +401,7 @@ export class ApproverDirectory {
   }
 
   get(id: string): ApproverRecord {
-    const row = this.db.prepare<[string], ApproverRow>('SELECT * FROM approvers WHERE id = ?').get(id);
+    const row = cachedStatement<[string], ApproverRow>(this.db, 'SELECT * FROM approvers WHERE id = ?').get(id);
     if (row === undefined) throw new CountersignError('approver_unknown', `no approver named ${quote(id)}`);
     return toApprover(row);
   }
@@ -462,15 +463,18 @@ export class ApproverDirectory {
   }
 
   credential(credentialId: string): CredentialRecord {
-    const row = this.db.prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE credential_id = ?').get(credentialId);
+    const row = cachedStatement<[string], CredentialRow>(this.db, 'SELECT * FROM approver_credentials WHERE credential_id = ?').get(
+      credentialId,
+    );
     if (row === undefined) throw new CountersignError('credential_unknown', 'that security key is not registered');
     return toCredential(row);
   }
 
   credentialsOf(approverId: string, activeOnly = true): CredentialRecord[] {
-    const rows = this.db
-      .prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE approver_id = ? ORDER BY created_at')
-      .all(approverId);
+    const rows = cachedStatement<[string], CredentialRow>(
+      this.db,
+      'SELECT * FROM approver_credentials WHERE approver_id = ? ORDER BY created_at',
+    ).all(approverId);
     return rows.map(toCredential).filter((c) => !activeOnly || c.status === 'active');
   }
 
