@@ -57,6 +57,7 @@ import { PgDecisionStore } from './store/pg/pg-decision-store.js';
 import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
+import { PgChallenges } from './store/pg/pg-challenges.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
@@ -456,6 +457,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   const team: TeamHub | undefined =
     openedTeam === undefined ? undefined : { ...openedTeam, approvers: new TeamApprovers(approvers, openedTeam.directory) };
   if (team !== undefined) approvers.useTeamDirectory(team.approvers);
+  // One origin, any hub: a ceremony begun on one hub is finished on another (docs/team-mode.md).
+  if (team !== undefined) approvers.useTeamChallenges(new PgChallenges(team.store.pool, team.hub, clock));
   const approvals = new ApprovalService({
     db,
     audit,

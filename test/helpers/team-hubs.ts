@@ -8,6 +8,7 @@
  * VirtualAuthenticator).
  */
 import { writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import type { ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
@@ -116,4 +117,29 @@ export async function tapOn(
     userVerification: 'required',
   });
   return { requestId, approverId, verdict, response };
+}
+
+/**
+ * Make `hub`'s replica unable to apply changes that insert into `table` (a real SQLite fault: a
+ * trigger another connection adds to the hub's file, as a foreign tool might; it fails at once,
+ * unlike a held write lock, whose busy wait blocks the hub's event loop). Returns what undoes it.
+ */
+export function refuseReplicaInserts(hub: RunningCountersign, table: string): () => void {
+  if (!/^[a-z_]+$/.test(table)) throw new Error(`not a table name: ${table}`);
+  const file = new Database(join(hub.dataDir, 'countersign.db'));
+  try {
+    file.exec(
+      `CREATE TRIGGER test_refuse_${table} BEFORE INSERT ON ${table} BEGIN SELECT RAISE(ABORT, 'replica write refused by the test'); END`,
+    );
+  } finally {
+    file.close();
+  }
+  return () => {
+    const again = new Database(join(hub.dataDir, 'countersign.db'));
+    try {
+      again.exec(`DROP TRIGGER IF EXISTS test_refuse_${table}`);
+    } finally {
+      again.close();
+    }
+  };
 }

@@ -30,6 +30,7 @@ import {
   ensureTeamPeople,
   registerApprovers,
   registerTeamKey,
+  refuseReplicaInserts,
   registerTeamPerson,
   startTeamHub,
   tapOn,
@@ -38,6 +39,7 @@ import {
 import { signInOverHttp } from '../helpers/desk-session.js';
 import { PgDirectory, TeamCounterRegression } from '../../main/core/store/pg/pg-directory.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
+import { hashCode } from '../../main/core/approvals/approver-directory.js';
 import { verifyHistoryEntryProof } from '../../shared/desk-records.js';
 import { verifyAuditProof } from '../../shared/audit-verify.js';
 import { PG_LOCKS } from '../../main/core/store/pg/pg-locks.js';
@@ -275,9 +277,10 @@ describe('approvals on two hubs of one database', () => {
     await expect(a.approvals.startCeremony({ requestId: held.requestId, approverId: 'nobody', verdict: 'approve' })).rejects.toMatchObject({
       code: 'approver_unknown',
     });
-    // A ceremony started on hub A is answered on hub A only: hub B never issued that challenge.
+    // The challenge is the team's, but these hubs do not share an origin (each serves its own,
+    // team-one-origin.test.ts has hubs behind one): a tap at hub A's origin does not verify on B.
     const onA = await tap(a, held.requestId, 'alice');
-    await expect(b.approvals.submitCeremony(onA)).rejects.toMatchObject({ code: 'challenge_invalid' });
+    await expect(b.approvals.submitCeremony(onA)).rejects.toMatchObject({ code: 'assertion_invalid' });
     expect((await stored(held.requestId)).approvals).toEqual([]);
     await a.approvals.submitCeremony(onA);
     // The same tap again: the challenge is spent.
@@ -568,6 +571,43 @@ describe('approvers in the team directory', () => {
     expect(a.approvers.resolvePerson('ivan')).toBeUndefined();
     const added = await a.team!.approvers.add({ id: 'ivan', displayName: 'Ivan', groups: [] }, { issuedBy: 'test-admin' });
     expect(added.registration?.code).toMatch(/^[A-Za-z0-9_-]{32}$/);
+  }, 60_000);
+
+  it("answers a committed first run and key registration with what was committed while the hub's own replica cannot apply them: the single-use code is not lost", async () => {
+    const latestSeq = async () => Number((await db.query<{ seq: string }>('SELECT max(seq) AS seq FROM directory_changes')).rows[0]!.seq);
+    // No admin in this team yet: the desk's first run on hub B, whose replica refuses the new approver row.
+    const releaseApprovers = refuseReplicaInserts(b, 'approvers');
+    let made: { approverId: string; code: string };
+    try {
+      // Without the fix this answered approver_unknown (a re-read of the replica), and the code, issued once, was lost.
+      made = await b.ui.createFirstAdmin('first-admin', 'First Admin');
+      expect(made.approverId).toBe('first-admin');
+      expect(made.code).toMatch(/^[A-Za-z0-9_-]{32}$/);
+      expect(b.approvers.resolvePerson('first-admin')).toBeUndefined();
+    } finally {
+      releaseApprovers();
+    }
+    await b.team!.directory.waitForSeq(await latestSeq());
+    // The code, shown once, is the one committed, unused, for the first admin (now on hub B too).
+    expect(b.db.prepare('SELECT approver_id, used_at FROM registration_codes WHERE code_hash = ?').get(hashCode(made.code))).toEqual({
+      approver_id: 'first-admin',
+      used_at: null,
+    });
+    await expect(b.approvers.beginRegistration(made.approverId, made.code)).resolves.toMatchObject({ user: { name: made.approverId } });
+    // A key's registration commits while the replica refuses the key row: answered with the key as committed.
+    await registerTeamPerson(b, 'kim', ['finance-approvers']);
+    await b.team!.directory.waitForSeq(await latestSeq());
+    const releaseKeys = refuseReplicaInserts(b, 'approver_credentials');
+    let kimKey: VirtualAuthenticator;
+    try {
+      kimKey = await registerTeamKey(b, 'kim');
+      expect(b.approvers.credentialsOf('kim')).toHaveLength(1);
+    } finally {
+      releaseKeys();
+    }
+    await b.team!.directory.waitForSeq(await latestSeq());
+    expect(b.approvers.credentialsOf('kim')).toHaveLength(2);
+    expect(b.approvers.credentialsOf('kim').map((c) => c.credentialId)).toContain(kimKey.listCredentials()[0]!.id);
   }, 60_000);
 
   it('keeps the first run closed for the team while any admin exists, a disabled one too (else any desk could make a new admin)', async () => {

@@ -24,7 +24,7 @@ import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
-import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { ensureTeamPeople, refuseReplicaInserts, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -462,6 +462,38 @@ describe('one directory for all hubs', () => {
     expect(d.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
     expect(await submitRaw(d, agent, '20.00')).toEqual({ decision: 'allow' });
     await d.close();
+  }, 120_000);
+
+  it("answers a committed enrollment and rotation with what was committed while the hub's own replica cannot apply them, and the replica catches up on its own", async () => {
+    const agent = await newAgent('committed-bot');
+    const next = await importAgentKey(await generateAgentKey('EdDSA'));
+    const rotation = await verifyEnrollmentRequest(await createEnrollmentRequest(next, agent.id, agent.id));
+    const release = refuseReplicaInserts(b, 'agents');
+    let committedSeq: number;
+    try {
+      // Without the fix these answered store_failed ("has not reached this hub") though both committed.
+      await expect(b.team!.agents.enroll(agent.enrollment, FINANCE_SCOPE)).resolves.toMatchObject({
+        id: agent.id,
+        status: 'active',
+        owner: FINANCE_SCOPE.owner,
+        group: FINANCE_SCOPE.group,
+      });
+      await expect(b.team!.agents.rotate(agent.id, rotation, 60_000)).resolves.toMatchObject({
+        kid: rotation.publicJwk.kid,
+        agentId: agent.id,
+        status: 'active',
+      });
+      const { rows } = await db.query<{ seq: string }>('SELECT max(seq) AS seq FROM directory_changes');
+      committedSeq = Number(rows[0]!.seq);
+      expect(b.registry.getAgent(agent.id)).toBeUndefined();
+      expect(b.team!.directory.appliedSeq).toBeLessThan(committedSeq);
+    } finally {
+      release();
+    }
+    // No further notification comes: the listener's retry applies both.
+    await b.team!.directory.waitForSeq(committedSeq);
+    expect(b.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    expect(await submitRaw(b, { ...agent, key: next }, '21.00')).toEqual({ decision: 'allow' });
   }, 120_000);
 
   it('fails closed with store_unavailable while the database is down, and the replica resumes after it restarts', async () => {

@@ -162,7 +162,7 @@ export class AdminActions {
       userVerification: 'required',
       timeoutMs: this.options.ceremonyTimeoutMs,
     });
-    this.ceremonies.issueChallenge('admin', { challenge, userId: adminId, record, expiresAt, offered });
+    await this.ceremonies.issueChallenge('admin', { challenge, userId: adminId, record, expiresAt, offered });
     return { options, action };
   }
 
@@ -171,7 +171,7 @@ export class AdminActions {
     this.adminCredentials(adminId);
     const read = this.ceremonies.read(response);
     const { challenge } = read;
-    const row = this.ceremonies.challenge('admin', challenge);
+    const row = await this.ceremonies.challenge('admin', challenge);
     const now = this.now();
     if (row === undefined || row.record === null || row.userId !== adminId || row.usedAt !== null || row.expiresAt <= now) {
       throw new CountersignError('challenge_invalid', 'the admin challenge is unknown, used, expired or for another admin');
@@ -184,6 +184,7 @@ export class AdminActions {
     const offered = parseOffered(row.offered);
     const credential = this.ceremonies.credentialFor(adminId, read.response, offered);
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
+    await this.claim(challenge, adminId);
     // The agent's proof of possession, verified on the object as signed (never re-serialised first).
     const enrollment =
       action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
@@ -360,7 +361,7 @@ export class AdminActions {
       userVerification: 'required',
       timeoutMs: this.options.ceremonyTimeoutMs,
     });
-    this.ceremonies.issueChallenge('admin', { challenge, userId: adminId, record, expiresAt: record.expiresAt, offered });
+    await this.ceremonies.issueChallenge('admin', { challenge, userId: adminId, record, expiresAt: record.expiresAt, offered });
     return { options, proposal, verdict };
   }
 
@@ -376,7 +377,7 @@ export class AdminActions {
     this.adminCredentials(adminId);
     const read = this.ceremonies.read(response);
     const { challenge } = read;
-    const row = this.ceremonies.challenge('admin', challenge);
+    const row = await this.ceremonies.challenge('admin', challenge);
     const now = this.now();
     if (row === undefined || row.record === null || row.userId !== adminId || row.usedAt !== null || row.expiresAt <= now) {
       throw new CountersignError('challenge_invalid', 'the admin challenge is unknown, used, expired or for another admin');
@@ -389,6 +390,7 @@ export class AdminActions {
     const offered = parseOffered(row.offered);
     const credential = this.ceremonies.credentialFor(adminId, read.response, offered);
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
+    await this.claim(challenge, adminId);
     const enrollment =
       verdict === 'confirm' && (action.kind === 'agent.enroll' || action.kind === 'agent.rotate')
         ? await verifyEnrollmentRequest(action.request, now)
@@ -458,6 +460,15 @@ export class AdminActions {
     }
     this.told(outcome.proposalId, outcome.verdict === 'confirm' ? 'executed' : 'rejected');
     return outcome;
+  }
+
+  /**
+   * On a team hub, spend the verified tap's challenge for every hub now (the same answer sent to
+   * another hub finds it used); embedded this reads it, and the final transaction spends it.
+   */
+  private async claim(challenge: string, adminId: string): Promise<void> {
+    if ((await this.ceremonies.claimChallenge('admin', challenge, adminId, this.now())) === undefined)
+      throw new CountersignError('challenge_invalid', 'the admin challenge was already used or has expired');
   }
 
   /** Tell the listener (the push event); its fault never undoes or fails a committed action. */

@@ -101,8 +101,9 @@ export interface ApprovalServiceOptions {
   audit: AuditLog;
   /**
    * Where requests and approvals are read and committed (store/approval-store-seam.ts): a hub
-   * passes the team database's; by default the data directory's SQLite. Challenges, key counters
-   * and risk baselines stay in `db` either way (a ceremony starts and ends on one hub).
+   * passes the team database's; by default the data directory's SQLite. Key counters' replica
+   * and risk baselines stay in `db` either way; challenges too, except on a team hub, where the
+   * ceremony engine keeps them in the team database (any hub finishes a ceremony another began).
    */
   store?: ApprovalStore | undefined;
   directory: ApproverDirectory;
@@ -292,6 +293,8 @@ interface SubmitContext {
   approverId: string;
   verdict: ApprovalVerdict;
   challenge: string;
+  /** The challenge's row as claimed after verification (its bindings are checked again inside the commit). */
+  challengeRow: StoredChallenge;
   credentialId: string;
   /** The key's response, as read by the ceremony engine (its credential is re-checked on commit). */
   response: AssertionResponse;
@@ -509,19 +512,13 @@ export class ApprovalService {
       expiresAt: ceremonyExpiry,
     };
     if (followers.length > 0) started.followers = followers;
-    // The challenge lives in this hub's database (the ceremony ends where it started); the event
-    // goes with it (embedded: one transaction; a hub: the team log, committed after the challenge).
+    // Embedded, the challenge and its event commit in one transaction; a team hub keeps the
+    // challenge in the team database (any hub finishes the ceremony), stored before the event.
     await this.stored(
-      this.requests.record(submission('approval.started', now, started), () =>
-        this.ceremonies.issueChallenge('approval', {
-          challenge,
-          userId: approver.id,
-          requestId: row.id,
-          verdict,
-          record,
-          expiresAt: ceremonyExpiry,
-          offered,
-        }),
+      this.ceremonies.issueChallenge(
+        'approval',
+        { challenge, userId: approver.id, requestId: row.id, verdict, record, expiresAt: ceremonyExpiry, offered },
+        (local) => this.requests.record(submission('approval.started', now, started), local),
       ),
     );
     return { options, record };
@@ -566,11 +563,17 @@ export class ApprovalService {
     // The WebAuthn verification (asynchronous, so outside any transaction).
     const obligation = requirementOf(row);
     const newCounter = await this.ceremonies.verify(read, credential, obligation.userVerification);
+    // On a team hub the challenge is spent here, once for every hub (a copy of this answer sent
+    // to another hub at the same moment finds it used); embedded, inside the commit below.
+    const claimed = await this.ceremonies.claimChallenge('approval', challenge, approverId, this.now());
+    if (claimed === undefined)
+      throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used or has expired');
     const ctx: SubmitContext = {
       requestId,
       approverId,
       verdict,
       challenge,
+      challengeRow: claimed,
       credentialId: credential.credentialId,
       response,
       record,
@@ -678,20 +681,23 @@ export class ApprovalService {
     verdict: ApprovalVerdict | undefined,
     now: number,
   ): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
-    const { row, record } = this.challengeRow(challenge, requestId, approverId, verdict, now);
+    const { row, record } = this.challengeRow(await this.ceremonies.challenge('approval', challenge), requestId, approverId, verdict, now);
     if ((await approvalChallenge(record)) !== challenge)
       throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
     return { record, verdict: row.verdict as ApprovalVerdict, offered: parseOffered(row.offered) };
   }
 
+  /**
+   * The bindings of a challenge row (read before verification, and again inside the commit on
+   * the row claimed for it: its bindings never change, and its single use is the spend there).
+   */
   private challengeRow(
-    challenge: string,
+    row: StoredChallenge | undefined,
     requestId: string,
     approverId: string,
     verdict: ApprovalVerdict | undefined,
     now: number,
   ): { row: StoredChallenge; record: ApprovalChallengeRecord } {
-    const row = this.ceremonies.challenge('approval', challenge);
     const invalid = (why: string) => new CountersignError('challenge_invalid', `the ceremony challenge ${why}`);
     if (row === undefined || row.record === null || (row.verdict !== 'approve' && row.verdict !== 'deny')) throw invalid('is unknown');
     if (row.requestId !== requestId) throw invalid(`was issued for another request, not ${quote(requestId)}`);
@@ -874,7 +880,7 @@ export class ApprovalService {
     const now = this.now();
     const row = snapshot.primary;
     this.assertApprovable(row, now);
-    const challengeRow = this.challengeRow(ctx.challenge, ctx.requestId, ctx.approverId, ctx.verdict, now).row;
+    const challengeRow = this.challengeRow(ctx.challengeRow, ctx.requestId, ctx.approverId, ctx.verdict, now).row;
     const credential = this.checkSubmitter(
       row,
       ctx.approverId,

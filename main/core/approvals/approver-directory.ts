@@ -17,6 +17,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { decodeCredentialPublicKey, cose } from '@simplewebauthn/server/helpers';
+import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { isVirtualAuthenticatorAaguid } from './virtual-authenticator-aaguid.js';
@@ -26,7 +27,8 @@ import type { ApproverDirectory as PublishedDirectory } from '../../../shared/ap
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { base64url } from '../../../shared/encoding.js';
-import { parseStrictJson } from '../../../shared/canonical-json.js';
+import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
+import type { TeamChallenges } from '../store/pg/pg-challenges.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { PERSON_HANDLE_PATTERN, normalizeHandle, resolvePerson, type ResolvedPerson } from '../identity/people.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
@@ -87,12 +89,12 @@ export interface ApproverDirectoryOptions {
  * own ceremonies (a key's registration, a key taken out of service) commit there, for every hub.
  */
 export interface TeamApproverWrites {
-  /** Store a verified key with its audit record, spending its registration code, in the team directory. */
+  /** Store a verified key with its audit record, spending its registration code, in the team directory; the key as committed. */
   registerCredential(
     row: CredentialRow,
     codeHash: string | undefined,
     event: AuditEventFields<'approver.credential_registered'>,
-  ): Promise<void>;
+  ): Promise<CredentialRecord>;
   /** Mark a key suspect (its counter went backwards) for every hub, audited. */
   markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void>;
 }
@@ -165,6 +167,19 @@ function toCredential(row: CredentialRow): CredentialRecord {
   return record;
 }
 
+/**
+ * An approver as a committed team directory row image has it (the replica's columns): what a team
+ * write answers with, so a replica that has not applied it yet cannot turn it into an error.
+ */
+export function approverFromRowImage(row: Readonly<Record<string, string | number | null>>): ApproverRecord {
+  return toApprover(row as unknown as ApproverRow);
+}
+
+/** A security key as a committed team directory row image has it. */
+export function credentialFromRowImage(row: Readonly<Record<string, string | number | null>>): CredentialRecord {
+  return toCredential(row as unknown as CredentialRow);
+}
+
 /** A P-256 COSE key as a JWK (the only algorithm approver keys may use: ES256). */
 function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
   const key = decodeCredentialPublicKey(new Uint8Array(publicKey)) as unknown as Map<number, unknown>;
@@ -180,6 +195,14 @@ function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
   return jwk;
 }
 
+/** A team registration challenge's record: the hash of the code it was begun with (none where no code is required). */
+const registrationRecordSchema = z.strictObject({
+  codeHash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+});
+
 export class ApproverDirectory {
   private readonly now: () => number;
   /**
@@ -190,6 +213,7 @@ export class ApproverDirectory {
    */
   private readonly codeOfChallenge = new Map<string, { codeHash: string; expiresAt: number }>();
   private teamWrites: TeamApproverWrites | undefined;
+  private teamCeremonies: TeamChallenges | undefined;
 
   constructor(
     private readonly db: Db,
@@ -206,6 +230,19 @@ export class ApproverDirectory {
    */
   useTeamDirectory(team: TeamApproverWrites): void {
     this.teamWrites = team;
+  }
+
+  /**
+   * A team hub (docs/team-mode.md "One origin, any hub"): every ceremony's challenge (approval,
+   * admin, registration, desk sign-in) is kept in the team database, so any hub finishes it.
+   */
+  useTeamChallenges(challenges: TeamChallenges): void {
+    this.teamCeremonies = challenges;
+  }
+
+  /** Where ceremony challenges live on a team hub (undefined: this data directory's SQLite). */
+  get teamChallenges(): TeamChallenges | undefined {
+    return this.teamCeremonies;
   }
 
   /** The team directory's writes, on a team hub (and the CLI with --database). */
@@ -491,6 +528,18 @@ export class ApproverDirectory {
     // (a spinner that looks like a hang). A platform authenticator that answers is refused at
     // finish at once, with platform_authenticator_refused, and the code stays usable.
     options.hints = ['security-key'];
+    const team = this.teamCeremonies;
+    if (team !== undefined) {
+      // A team hub: the challenge and the code it was begun with, for whichever hub finishes it.
+      await team.issue('registration', {
+        challenge: options.challenge,
+        userId: approverId,
+        record: canonicalize(codeHash === undefined ? {} : { codeHash }),
+        expiresAt: this.now() + this.options.ceremonyTimeoutMs,
+        offered: [],
+      });
+      return options;
+    }
     this.db
       .prepare("INSERT INTO webauthn_challenges (challenge, purpose, approver_id, expires_at) VALUES (?, 'registration', ?, ?)")
       .run(options.challenge, approverId, this.now() + this.options.ceremonyTimeoutMs);
@@ -505,9 +554,7 @@ export class ApproverDirectory {
   async finishRegistration(approverId: string, response: RegistrationResponseJSON): Promise<CredentialRecord> {
     const approver = this.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
-    const challenge = this.takeRegistrationChallenge(approverId, response);
-    const code = this.codeOfChallenge.get(challenge);
-    this.codeOfChallenge.delete(challenge);
+    const { challenge, code } = await this.takeRegistrationChallenge(approverId, response);
     if (this.options.requireRegistrationCode === true && code === undefined)
       throw new CountersignError('challenge_invalid', 'the registration challenge is unknown, used, expired or for another approver');
     // A built-in platform authenticator is refused before anything is stored (the code is not spent).
@@ -570,8 +617,9 @@ export class ApproverDirectory {
       userVerified: info.userVerified,
     };
     if (this.teamWrites !== undefined) {
-      // A team hub: the key, its spent code and its audit record commit in the team directory.
-      await this.teamWrites.registerCredential(
+      // A team hub: the key, its spent code and its audit record commit in the team directory;
+      // answered as committed (this hub's replica may apply it a moment later).
+      return this.teamWrites.registerCredential(
         {
           credential_id: info.credential.id,
           approver_id: approverId,
@@ -589,7 +637,6 @@ export class ApproverDirectory {
         code?.codeHash,
         event,
       );
-      return this.credential(info.credential.id);
     }
     return this.db
       .transaction(() => {
@@ -649,16 +696,31 @@ export class ApproverDirectory {
     };
   }
 
-  private takeRegistrationChallenge(approverId: string, response: RegistrationResponseJSON): string {
+  /** Spend the registration challenge (single use; on a team hub for every hub) and find the code it was begun with. */
+  private async takeRegistrationChallenge(
+    approverId: string,
+    response: RegistrationResponseJSON,
+  ): Promise<{ challenge: string; code: { codeHash: string } | undefined }> {
     const challenge = clientDataChallenge(response.response.clientDataJSON);
     const now = this.now();
+    const refused = () =>
+      new CountersignError('challenge_invalid', 'the registration challenge is unknown, used, expired or for another approver');
+    const team = this.teamCeremonies;
+    if (team !== undefined) {
+      const row = await team.claim('registration', challenge, approverId, now);
+      if (row === undefined || row.record === null) throw refused();
+      const stored = registrationRecordSchema.safeParse(parseStrictJson(row.record));
+      if (!stored.success) throw refused();
+      return { challenge, code: stored.data.codeHash === undefined ? undefined : { codeHash: stored.data.codeHash } };
+    }
     const spent = this.db
       .prepare(
         "UPDATE webauthn_challenges SET used_at = ? WHERE challenge = ? AND purpose = 'registration' AND approver_id = ? AND used_at IS NULL AND expires_at > ?",
       )
       .run(now, challenge, approverId, now);
-    if (spent.changes !== 1)
-      throw new CountersignError('challenge_invalid', 'the registration challenge is unknown, used, expired or for another approver');
-    return challenge;
+    if (spent.changes !== 1) throw refused();
+    const code = this.codeOfChallenge.get(challenge);
+    this.codeOfChallenge.delete(challenge);
+    return { challenge, code };
   }
 }

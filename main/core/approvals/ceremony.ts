@@ -6,8 +6,9 @@
  *
  * 1. The challenge is base64url(SHA-256(JCS(record))) (shared/approvals.ts recordChallenge): the
  *    key signs exactly the record shown. The engine stores it single-use in the challenge store of
- *    its purpose (approval: webauthn_challenges, admin: admin_challenges) together with the keys
- *    offered (allowCredentials), which are the only keys that may answer.
+ *    its purpose (approval: webauthn_challenges, admin: admin_challenges; on a team hub the team
+ *    database's ceremony_challenges, so any hub finishes it) together with the keys offered
+ *    (allowCredentials), which are the only keys that may answer.
  * 2. The response is read strictly; the key that answered must belong to the user, be active
  *    (a suspect key is refused with credential_suspect), have been offered, and the userHandle
  *    (when the authenticator sends one) must name the user.
@@ -31,6 +32,7 @@ import { CountersignError, isCountersignError, quote } from '../../../shared/err
 import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
 import { counterRegressed } from '../../../shared/authenticators.js';
 import type { TeamCounterRegression } from '../store/pg/pg-directory.js';
+import type { TeamChallenges } from '../store/pg/pg-challenges.js';
 
 export type CeremonyUserVerification = 'required' | 'preferred';
 
@@ -216,9 +218,44 @@ export class CeremonyEngine {
   }
 
   // ---- the challenge store ----
+  //
+  // Embedded (and a hub's own data directory before it joined a team), challenges are rows of
+  // this data directory's SQLite, spent inside the caller's final transaction. A team hub keeps
+  // them in the team database (directory.teamChallenges, store/pg/pg-challenges.ts) so any hub
+  // finishes a ceremony another began: there the row is claimed, once for the whole team, by
+  // claimChallenge just before that transaction, and spendChallenge inside it only confirms the
+  // claim. Callers run the same steps either way: challenge, verify, claimChallenge, spendChallenge.
 
-  /** Store `issued` single use under `purpose` (inside the caller's transaction, if any). */
-  issueChallenge(purpose: ChallengePurpose, issued: IssuedChallenge): void {
+  private get team(): TeamChallenges | undefined {
+    return this.options.directory.teamChallenges;
+  }
+
+  /**
+   * Store `issued` single use under `purpose`. `within`, when given, runs the local write inside
+   * the caller's transaction (its audit event): embedded the challenge is written there; a team
+   * hub stores it in the team database first and `within` gets nothing to write.
+   */
+  async issueChallenge(purpose: ChallengePurpose, issued: IssuedChallenge, within?: (local: () => void) => Promise<void>): Promise<void> {
+    const team = this.team;
+    if (team !== undefined) {
+      await team.issue(purpose, {
+        challenge: issued.challenge,
+        userId: issued.userId,
+        requestId: issued.requestId,
+        verdict: issued.verdict,
+        record: canonicalize(issued.record),
+        expiresAt: issued.expiresAt,
+        offered: issued.offered,
+      });
+      if (within !== undefined) await within(() => undefined);
+      return;
+    }
+    const write = () => this.insertLocal(purpose, issued);
+    if (within !== undefined) await within(write);
+    else write();
+  }
+
+  private insertLocal(purpose: ChallengePurpose, issued: IssuedChallenge): void {
     const params: Record<string, unknown> = {
       challenge: issued.challenge,
       userId: issued.userId,
@@ -234,7 +271,16 @@ export class CeremonyEngine {
   }
 
   /** The stored challenge of `purpose`, or undefined when there is none (the caller words the refusal). */
-  challenge(purpose: ChallengePurpose, challenge: string): StoredChallenge | undefined {
+  async challenge(purpose: ChallengePurpose, challenge: string): Promise<StoredChallenge | undefined> {
+    const team = this.team;
+    if (team !== undefined) {
+      const row = await team.read(purpose, challenge);
+      return row === undefined || row.record === null ? undefined : row;
+    }
+    return this.localChallenge(purpose, challenge);
+  }
+
+  private localChallenge(purpose: ChallengePurpose, challenge: string): StoredChallenge | undefined {
     const row = this.options.db.prepare<[string], ChallengeTableRow>(CHALLENGE_SQL[purpose].select).get(challenge);
     if (row === undefined) return undefined;
     return {
@@ -249,8 +295,31 @@ export class CeremonyEngine {
     };
   }
 
-  /** Mark the challenge used (inside the caller's final transaction); false when it already was. */
+  /**
+   * Once the key's signature verified, just before the caller's final transaction: on a team
+   * hub the challenge is spent here for every hub (the row as issued, or undefined when it is
+   * used, expired or was issued to someone else: refuse); embedded the row as it is now (spent
+   * by spendChallenge inside that transaction).
+   */
+  async claimChallenge(purpose: ChallengePurpose, challenge: string, userId: string, now: number): Promise<StoredChallenge | undefined> {
+    const team = this.team;
+    if (team === undefined) return this.localChallenge(purpose, challenge);
+    const row = await team.claim(purpose, challenge, userId, now);
+    if (row === undefined || row.record === null) return undefined;
+    for (const [claimed, expiresAt] of this.claimed) if (expiresAt <= now) this.claimed.delete(claimed);
+    this.claimed.set(`${purpose}:${challenge}`, row.expiresAt);
+    return row;
+  }
+
+  /** Challenges this hub claimed in the team database and has not yet spent (key: purpose:challenge). */
+  private readonly claimed = new Map<string, number>();
+
+  /**
+   * Mark the challenge used (inside the caller's final transaction); false when it already was.
+   * On a team hub: true once for a challenge this hub claimed (claimChallenge), false otherwise.
+   */
   spendChallenge(purpose: ChallengePurpose, challenge: string, now: number): boolean {
+    if (this.team !== undefined) return this.claimed.delete(`${purpose}:${challenge}`);
     return this.options.db.prepare(CHALLENGE_SQL[purpose].spend).run(now, challenge).changes === 1;
   }
 

@@ -5,8 +5,10 @@
  * each write checks what the embedded directory checks (approver-directory.ts: id, name, groups,
  * handles; the last admin; the first run), then runs in one PostgreSQL transaction under the
  * directory lock (store/pg/pg-directory.ts) with its `directory_changes` entry, its team audit
- * records and the NOTIFY; this hub's replica applies it before the call returns, the others on
- * the notification.
+ * records and the NOTIFY; this hub's replica applies it before the call returns when it can, the
+ * others on the notification. A write answers with what it committed (row images, the code it
+ * issued), never with a re-read of the replica: once COMMIT succeeded the write succeeded, so a
+ * replica whose catch-up failed (retried on its own) cannot lose a first run's single-use code.
  *
  * Uniqueness and the rules across people are checked on the authoritative rows, under the
  * directory lock (every directory write holds it, so what is read there stays true until COMMIT):
@@ -20,7 +22,10 @@ import {
   REGISTRATION_CODE_TTL_MS,
   hashCode,
   type ApproverDirectory,
+  approverFromRowImage,
+  credentialFromRowImage,
   type ApproverRecord,
+  type CredentialRecord,
   type CredentialRow,
   type NewApprover,
   type TeamApproverWrites,
@@ -63,7 +68,7 @@ export class TeamApprovers implements TeamApproverWrites {
     const clean = this.directory.checkNewApprover(input);
     const now = this.directory.clock();
     const code = options.issuedBy === undefined ? undefined : newCode(now);
-    await this.team.change(
+    const committed = await this.team.change(
       'approver.added',
       now,
       async (client) => {
@@ -108,11 +113,11 @@ export class TeamApprovers implements TeamApproverWrites {
           ops.push({ table: 'registration_codes', row: await insertCode(client, clean.id, options.issuedBy!, code) });
           audit.push(codeIssued(clean.id, options.issuedBy!, code.expiresAt, now));
         }
-        return { ops, audit: [...audit, ...(options.also ?? [])], result: undefined };
+        return { ops, audit: [...audit, ...(options.also ?? [])], result: row };
       },
       options.tap,
     );
-    const approver = this.directory.get(clean.id);
+    const approver = approverFromRowImage(committed);
     return code === undefined ? { approver } : { approver, registration: { code: code.code, expiresAt: code.expiresAt } };
   }
 
@@ -258,9 +263,9 @@ export class TeamApprovers implements TeamApproverWrites {
     credential: CredentialRow,
     codeHash: string | undefined,
     event: AuditEventFields<'approver.credential_registered'>,
-  ): Promise<void> {
+  ): Promise<CredentialRecord> {
     const now = credential.created_at;
-    await this.team.change('approver.credential_registered', now, async (client) => {
+    const committed = await this.team.change('approver.credential_registered', now, async (client) => {
       const approver = await lockApprover(client, credential.approver_id);
       if (approver.status !== 'active')
         throw new CountersignError('approver_disabled', `approver ${quote(credential.approver_id)} is disabled`);
@@ -304,8 +309,9 @@ export class TeamApprovers implements TeamApproverWrites {
       );
       if (inserted.rowCount !== 1) throw new CountersignError('config_invalid', 'that security key is already registered');
       ops.push({ table: 'approver_credentials', row });
-      return { ops, audit: [{ kind: 'approver.credential_registered', at: now, event }], result: undefined };
+      return { ops, audit: [{ kind: 'approver.credential_registered', at: now, event }], result: row };
     });
+    return credentialFromRowImage(committed);
   }
 
   /** Take a key out of service on every hub (its counter went backwards), audited once. */

@@ -214,6 +214,19 @@ function toAgent(row: AgentRow): AgentRecord {
   };
 }
 
+/**
+ * An agent as a committed team directory row image has it (the replica's columns): what a team
+ * write answers with, so a replica that has not applied it yet cannot turn it into an error.
+ */
+export function agentFromRowImage(row: Readonly<Record<string, string | number | null>>): AgentRecord {
+  return toAgent(row as unknown as AgentRow);
+}
+
+/** An agent key as a committed team directory row image has it. */
+export function keyFromRowImage(row: Readonly<Record<string, string | number | null>>): AgentKeyRecord {
+  return toKey(row as unknown as KeyRow);
+}
+
 function toKey(row: KeyRow): AgentKeyRecord {
   return {
     kid: row.kid,

@@ -3,13 +3,24 @@
  * for every hub of a database at once. Each write checks what the embedded registry checks (the
  * active policy set's vocabulary, the owner a person of this hub's directory replica), then runs
  * in one PostgreSQL transaction with its team audit record (store/pg/pg-directory.ts); this hub's
- * replica applies the change before the call returns, the others on the notification.
+ * replica applies the change before the call returns when it can, the others on the notification.
+ * A write answers with what it committed (the row images), never with a re-read of the replica:
+ * a replica whose catch-up failed this once (retried on its own) never turns a committed
+ * enrollment into an error.
  *
  * A revocation also ends the agent's held calls in the team database (denied, "agent revoked:
  * <reason>", audited, each hub's waiting gateway woken), as the embedded revocation does.
  */
 import type pg from 'pg';
-import { enrolledEvent, type AgentKeyRecord, type AgentRecord, type AgentRegistry, type AgentScope } from './agent-registry.js';
+import {
+  agentFromRowImage,
+  enrolledEvent,
+  keyFromRowImage,
+  type AgentKeyRecord,
+  type AgentRecord,
+  type AgentRegistry,
+  type AgentScope,
+} from './agent-registry.js';
 import { storedRow, type PgDirectory, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
 import { OUTCOME_CHANNEL } from '../store/pg/pg-decision-store.js';
 import type { AuditSubmission } from '../store/store-seam.js';
@@ -83,7 +94,7 @@ export class TeamAgents {
       },
       tap,
     );
-    return this.replicated(payload.agentId);
+    return agentFromRowImage(agentRow);
   }
 
   /** New key becomes active; the agent's current keys keep working until `now + overlapMs`. */
@@ -126,12 +137,7 @@ export class TeamAgents {
       },
       tap,
     );
-    const key = this.registry
-      .list()
-      .find((a) => a.id === agentId)
-      ?.keys.find((k) => k.kid === payload.publicJwk.kid);
-    if (key === undefined) throw new CountersignError('store_failed', 'the rotated key has not reached this hub');
-    return key;
+    return keyFromRowImage(keyRow);
   }
 
   /**
@@ -230,7 +236,7 @@ export class TeamAgents {
   /** Give an agent a person as owner (any handle of theirs; the approver id is stored), on every hub. */
   async setOwner(agentId: string, handle: string, now = Date.now()): Promise<AgentRecord> {
     const person = this.registry.checkOwner(handle);
-    await this.directory.change('agent.owner_changed', now, async (client) => {
+    const committed = await this.directory.change('agent.owner_changed', now, async (client) => {
       const agent = await lockAgent(client, agentId);
       const row = { ...agent.row, owner: person.id, owner_state: 'resolved', review_reason: null };
       await client.query('UPDATE directory_agents SET row = $2 WHERE id = $1', [agentId, JSON.stringify(row)]);
@@ -249,16 +255,10 @@ export class TeamAgents {
             },
           },
         ],
-        result: undefined,
+        result: row,
       };
     });
-    return this.replicated(agentId);
-  }
-
-  private replicated(agentId: string): AgentRecord {
-    const agent = this.registry.getAgent(agentId);
-    if (agent === undefined) throw new CountersignError('store_failed', `the enrollment of ${quote(agentId)} has not reached this hub`);
-    return agent;
+    return agentFromRowImage(committed);
   }
 }
 

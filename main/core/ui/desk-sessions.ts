@@ -13,7 +13,8 @@
  *   were in at sign-in (the admin group above all: rights come from groups). The clock is injected
  *   for the lifetime tests;
  * - sign-in challenges are random, single use (taken before the assertion is checked, so a
- *   replayed assertion finds nothing) and expire after the ceremony timeout;
+ *   replayed assertion finds nothing) and expire after the ceremony timeout; on a team hub they
+ *   are kept in the team database (store/pg/pg-challenges.ts), so any hub finishes a sign-in;
  * - desk.signed_in is audited in the transaction that stores the key's new counter;
  *   desk.signed_out when a session ends (sign-out, or found idle or expired).
  */
@@ -22,7 +23,7 @@ import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/serv
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from '../approvals/approver-directory.js';
-import { CeremonyEngine, CounterRegression } from '../approvals/ceremony.js';
+import { CeremonyEngine, CounterRegression, parseOffered } from '../approvals/ceremony.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { isAdminGroups, type DeskSessionView } from '../../../shared/desk-session.js';
 
@@ -115,19 +116,26 @@ export class DeskSessions {
       userVerification: 'required',
       timeoutMs: this.options.ceremonyTimeoutMs,
     });
+    const expiresAt = this.now() + this.options.ceremonyTimeoutMs;
+    const team = this.directory.teamChallenges;
+    if (team !== undefined) {
+      // A team hub: kept in the team database (bounded there), so any hub finishes the sign-in.
+      await team.issue('sign_in', { challenge, userId: approverId, record: null, expiresAt, offered });
+      return { options };
+    }
     this.sweepChallenges();
     if (this.challenges.size >= MAX_PENDING_CHALLENGES)
       throw new CountersignError('rate_limited', 'too many sign-ins are waiting for a key tap; try again shortly');
-    this.challenges.set(challenge, { approverId, offered, expiresAt: this.now() + this.options.ceremonyTimeoutMs });
+    this.challenges.set(challenge, { approverId, offered, expiresAt });
     return { options };
   }
 
   /** Verify the assertion and open a session for `approverId`: the new session id (for the cookie / the window) and its view. */
   async finish(approverId: string, input: unknown): Promise<{ token: string; session: DeskSessionView }> {
     const read = this.ceremonies.read(input);
-    const pending = this.challenges.get(read.challenge);
-    // Single use: taken before anything is checked, so the same assertion sent again finds nothing.
-    this.challenges.delete(read.challenge);
+    // Single use: taken before anything is checked, so the same assertion sent again finds nothing
+    // (on a team hub, taken in the team database: on any hub).
+    const pending = await this.takeChallenge(read.challenge, approverId);
     const now = this.now();
     if (pending === undefined || pending.approverId !== approverId || pending.expiresAt <= now)
       throw new CountersignError('challenge_invalid', 'the sign-in challenge is unknown, used, expired or for another approver');
@@ -267,6 +275,18 @@ export class DeskSessions {
     const approver = this.directory.get(approverId);
     if (approver.status !== 'active') throw new CountersignError('approver_disabled', `approver ${quote(approverId)} is disabled`);
     return approver;
+  }
+
+  /** The sign-in challenge, taken (single use): this process's map, or on a team hub the team database. */
+  private async takeChallenge(challenge: string, approverId: string): Promise<PendingSignIn | undefined> {
+    const team = this.directory.teamChallenges;
+    if (team === undefined) {
+      const pending = this.challenges.get(challenge);
+      this.challenges.delete(challenge);
+      return pending;
+    }
+    const row = await team.claim('sign_in', challenge, approverId, this.now());
+    return row === undefined ? undefined : { approverId: row.userId, offered: parseOffered(row.offered), expiresAt: row.expiresAt };
   }
 
   private sweepChallenges(): void {

@@ -323,8 +323,10 @@ export class PgDirectory {
   /**
    * One directory write: `work` checks and writes the authoritative rows on `client` and says what
    * the replicas apply and what the team audit log records; all of it commits together, under the
-   * directory lock. Resolves (after this hub's replica applied it) with `work`'s result. A write
-   * with no operations and no audit record appends no change.
+   * directory lock. Resolves once committed with `work`'s result, after this hub's replica applied
+   * it when it can (a failed catch-up is retried in the background: the write still succeeded, so
+   * callers answer from `result`, not from the replica). A write with no operations and no audit
+   * record appends no change.
    */
   async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>, tap?: TeamTap): Promise<T> {
     if (this.closed) throw new CountersignError('store_unavailable', 'the team directory is closed');
@@ -376,16 +378,12 @@ export class PgDirectory {
       client.off('error', onLost);
       client.release(lost);
     }
-    if (seq > 0) {
-      try {
-        await this.catchUp();
-      } catch (error) {
-        // Committed: the replica applies it when the database answers again (the listener's reconnect).
-        this.onError(
-          `directory change ${seq} is committed; this hub applies it later: ${error instanceof Error ? error.message : String(error)}`,
-        );
-      }
-    }
+    // Committed, so the write succeeded whatever happens to this hub's replica now: the caller is
+    // answered with what was committed (`written.result`, never a re-read of the replica). A
+    // catch-up that fails (the local file busy, the database gone a moment) is tried again by the
+    // listener with backoff until it applies; the caller is not told of it.
+    if (seq > 0 && !(await this.listener!.catchUp()))
+      this.onError(`directory change ${seq} is committed; this hub's replica applies it when its catch-up succeeds`);
     return written.result;
   }
 

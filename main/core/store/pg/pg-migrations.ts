@@ -291,4 +291,26 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE TRIGGER audit_checkpoint_keys_append_only BEFORE UPDATE OR DELETE ON audit_checkpoint_keys FOR EACH ROW EXECUTE FUNCTION append_only();
   `,
+  // 10: one origin, any hub (docs/team-mode.md): WebAuthn ceremony challenges kept for the team
+  // (store/pg/pg-challenges.ts), so a ceremony begun on one hub is finished on another; a row is
+  // spent once for the whole team (used_at set by one UPDATE .. WHERE used_at IS NULL).
+  `
+  CREATE TABLE ceremony_challenges (
+    purpose text NOT NULL CHECK (purpose IN ('approval', 'admin', 'registration', 'sign_in')),
+    challenge text NOT NULL,
+    user_id text NOT NULL,
+    request_id text,
+    verdict text,
+    record text,
+    offered text NOT NULL,
+    expires_at bigint NOT NULL,
+    issued_by_hub text NOT NULL,
+    issued_at bigint NOT NULL,
+    used_at bigint,
+    used_by_hub text,
+    PRIMARY KEY (purpose, challenge)
+  );
+  CREATE INDEX ceremony_challenges_by_expiry ON ceremony_challenges(expires_at);
+  CREATE INDEX ceremony_challenges_pending_sign_ins ON ceremony_challenges(expires_at) WHERE purpose = 'sign_in' AND used_at IS NULL;
+  `,
 ];
