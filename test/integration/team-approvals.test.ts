@@ -60,7 +60,10 @@ const keys = new Map<string, VirtualAuthenticator>();
 
 async function startHub(name: string): Promise<RunningCountersign> {
   const room = { dirs, hubs };
-  return startTeamHub(room, name, cluster.url, teamHubDir(room, name));
+  // Risk scoring off: one agent sends the same 48,000 USD transfer a dozen times within a minute
+  // here, and whether the scorer reaches 90 (deny) depended on timing, so tests after the ninth
+  // hold failed in some runs. This file tests approvals; scoring has its own tests.
+  return startTeamHub(room, name, cluster.url, teamHubDir(room, name, { risk: { enabled: false } }));
 }
 
 /** Start a ceremony on `hub` and have the approver's key answer it (not yet submitted). */
