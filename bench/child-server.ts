@@ -13,6 +13,8 @@ export interface ChildServer {
   cpu(): { user: number; system: number };
   /** Ask the core for its stage timings since the last call. */
   timings(): Promise<Record<string, { ms: number; n: number }>>;
+  /** Cedar calls evaluated in the event loop's thread and in the worker over the last timings() period. */
+  policyEvaluations(): { inThread: number; worker: number } | undefined;
   stop(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
   };
   const { port } = JSON.parse(await nextLine(600_000)) as { port: number };
   const pid = child.pid!;
+  let lastEvaluations: { inThread: number; worker: number } | undefined;
   return {
     port,
     pid,
@@ -74,8 +77,14 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
     },
     async timings() {
       child.kill('SIGUSR2');
-      return (JSON.parse(await nextLine()) as { timings: Record<string, { ms: number; n: number }> }).timings;
+      const report = JSON.parse(await nextLine()) as {
+        timings: Record<string, { ms: number; n: number }>;
+        policyEvaluations?: { inThread: number; worker: number };
+      };
+      lastEvaluations = report.policyEvaluations;
+      return report.timings;
     },
+    policyEvaluations: () => lastEvaluations,
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');

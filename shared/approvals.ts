@@ -74,6 +74,15 @@ export async function approvalChallenge(record: ApprovalChallengeRecord): Promis
   return recordChallenge(record);
 }
 
+/**
+ * The same challenge with a synchronous SHA-256 the caller brings: the core passes node:crypto's,
+ * so the approval path (the last approver's tap to the token) takes no thread-pool round trip,
+ * which costs a scheduler wait on a loaded machine. Same bytes hashed, same answer.
+ */
+export function recordChallengeWith(record: unknown, sha256Sync: (bytes: Uint8Array) => Uint8Array): string {
+  return base64url(sha256Sync(canonicalBytes(record)));
+}
+
 /** One approver's assertion, as carried in the token's `approvals` claim (all bytes base64url). */
 export const approvalAssertionSchema = z.strictObject({
   approverId: z.string().min(1).max(128),

@@ -261,7 +261,7 @@ export const ERROR_RECORDS = {
   not_signed_in: { message: 'no one is signed in at this desk, or the session ended', rpc: RPC_CODES.refused, http: 403 },
   approver_mismatch: { message: 'the call acts for another person than the one signed in', rpc: RPC_CODES.refused, http: 403 },
   admin_required: { message: 'only a signed-in admin may do this', rpc: RPC_CODES.refused, http: 403 },
-  last_admin: { message: 'the last admin cannot leave the admin group', rpc: RPC_CODES.refused, http: 409 },
+  last_admin: { message: 'the last admin cannot leave the admin group or be disabled', rpc: RPC_CODES.refused, http: 409 },
   admin_self_confirm: { message: 'an admin cannot confirm or reject their own proposed action', rpc: RPC_CODES.refused, http: 403 },
   admin_proposal_unknown: { message: 'no proposed admin action has that id', rpc: RPC_CODES.refused, http: 404 },
   admin_proposal_closed: {

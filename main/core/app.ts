@@ -58,6 +58,7 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
+import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
@@ -526,7 +527,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
-    ...(team === undefined ? {} : { teamAgents: team.agents, teamApprovers: team.approvers }),
+    ...(team === undefined
+      ? {}
+      : { teamAgents: team.agents, teamApprovers: team.approvers, teamProposals: new PgAdminProposals(team.store) }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
     onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
@@ -772,6 +775,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       } catch (error) {
         log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
+      await committer.close();
       db.close();
     },
   };

@@ -192,11 +192,13 @@ describe('admin actions', () => {
       }
       return Date.now();
     };
+    // A second admin, so root may be disabled (the last active admin cannot: last_admin).
+    await virtualApprover('root2', ['countersign-admins']);
     const admin = new AdminActions(h.app.db, h.app.audit, h.app.approvers, { ceremonyTimeoutMs: 60_000, now: clock });
     const { options } = await admin.start('root', addAlice);
     raceOnNextClock = true;
     await expect(admin.submit('root', tap(rootKey, options as Options))).rejects.toMatchObject({ code: 'approver_disabled' });
-    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root']);
+    expect(h.app.approvers.list().map((a) => a.id)).toEqual(['root', 'root2']);
     expect(h.app.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'admin.action'").get()).toEqual({ n: 0 });
     expect(h.app.db.prepare('SELECT used_at FROM admin_challenges').all()).toEqual([{ used_at: null }]);
   });

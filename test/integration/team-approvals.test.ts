@@ -60,9 +60,8 @@ const keys = new Map<string, VirtualAuthenticator>();
 
 async function startHub(name: string): Promise<RunningCountersign> {
   const room = { dirs, hubs };
-  // Risk scoring off: one agent sends the same 48,000 USD transfer a dozen times within a minute
-  // here, and whether the scorer reaches 90 (deny) depended on timing, so tests after the ninth
-  // hold failed in some runs. This file tests approvals; scoring has its own tests.
+  // Risk scoring off: its call-rate factor depends on timing, and this file submits many 48,000 USD
+  // transfers in a few seconds (a loaded machine scored some of them 90+ and denied them: a flake).
   return startTeamHub(room, name, cluster.url, teamHubDir(room, name, { risk: { enabled: false } }));
 }
 
@@ -632,6 +631,20 @@ describe('approvers in the team directory', () => {
     } finally {
       await db.query("UPDATE directory_approvers SET status = 'active' WHERE id = ANY($1)", [rows.map((r) => r.id)]);
     }
+  }, 60_000);
+
+  it('refuses to disable the last active admin of the team (last_admin), and records nothing', async () => {
+    const active = await db.query<{ id: string }>(
+      "SELECT id FROM directory_approvers WHERE status = 'active' AND row::text LIKE $1 ORDER BY id",
+      [`%${ADMIN_GROUP_NAME}%`],
+    );
+    const admins = active.rows.map((r) => r.id);
+    expect(admins.length).toBeGreaterThan(1); // the first run's admin and root-admin, from the tests above
+    for (const id of admins.slice(1)) await b.team!.approvers.disable(id); // another admin is still active
+    const before = await directoryWrites();
+    await expect(a.team!.approvers.disable(admins[0]!)).rejects.toMatchObject({ code: 'last_admin' });
+    expect(await directoryWrites()).toEqual(before);
+    expect((await db.query('SELECT status FROM directory_approvers WHERE id = $1', [admins[0]])).rows).toEqual([{ status: 'active' }]);
   }, 60_000);
 
   it("refuses a directory change whose admin tap repeats the team's counter as a counter regression, not store_failed", async () => {

@@ -183,7 +183,7 @@ describe('one directory for all hubs', () => {
       expect(result).toMatchObject({ decision: 'deny', state: 'denied', reasons: ['agent revoked: key leaked'] });
   }, 60_000);
 
-  it('confirms an admin quorum proposal only on the hub it was made on: a second admin on another hub gets admin_proposal_unknown, nothing performed', async () => {
+  it('a proposal made on hub P is listed on hub Q and performed once by a second admin confirming on both hubs at once; the other confirmation finds it closed', async () => {
     // The two admins are in the team directory (ADR 0013): registered once, on hub P; they sign in on both hubs.
     const keys = new Map<string, Awaited<ReturnType<typeof registerTeamPerson>>>();
     const quorumHub = async (name: string) => {
@@ -207,22 +207,43 @@ describe('one directory for all hubs', () => {
     const started = await root.bridge.startAdminAction('prime', action);
     const proposed = await root.bridge.submitAdminAction('prime', tapKey(p.app, p.keys.get('prime')!, started.options));
     const proposalId = proposed.proposal!.id;
-    // Hub Q neither lists nor confirms it: proposals stay on the hub they were made on.
+    expect((await db.query("SELECT 1 FROM directory_agents WHERE id = 'proposed-bot'")).rows).toEqual([]);
+    // Hub Q lists the team's proposal; the proposer cannot confirm it there either.
     const second = q.admins.get('second')!;
-    expect((await second.bridge.listPendingAdminActions()).proposals).toEqual([]);
-    const refused: unknown = await second.bridge.startAdminConfirmation(proposalId, 'second', 'confirm').catch((error: unknown) => error);
-    expect(refused).toMatchObject({ code: 'admin_proposal_unknown' });
-    expect(String((refused as Error).message)).toContain('on this hub');
-    const { rows } = await db.query("SELECT 1 FROM directory_agents WHERE id = 'proposed-bot'");
-    expect(rows).toEqual([]);
-    // On the proposing hub the second admin's tap performs it, in the team directory.
-    const onP = p.admins.get('second')!;
-    const confirming = await onP.bridge.startAdminConfirmation(proposalId, 'second', 'confirm');
-    expect(await onP.bridge.submitAdminConfirmation('second', tapKey(p.app, p.keys.get('second')!, confirming.options))).toMatchObject({
-      result: { enrolled: agent.id },
+    expect((await second.bridge.listPendingAdminActions()).proposals.map((x) => [x.id, x.proposedBy])).toEqual([[proposalId, 'prime']]);
+    const selfOnQ = await signInOverHttp(q.app, 'prime', keys.get('prime')!);
+    await expect(selfOnQ.bridge.startAdminConfirmation(proposalId, 'prime', 'confirm')).rejects.toMatchObject({
+      code: 'admin_self_confirm',
     });
+    // The second admin confirms on hub Q and, at the same moment, on hub P: performed exactly once.
+    const onP = await signInOverHttp(p.app, 'second', keys.get('second')!);
+    const [confirmQ, confirmP] = [
+      await second.bridge.startAdminConfirmation(proposalId, 'second', 'confirm'),
+      await onP.bridge.startAdminConfirmation(proposalId, 'second', 'confirm'),
+    ];
+    const settled = await Promise.allSettled([
+      second.bridge.submitAdminConfirmation('second', tapKey(q.app, keys.get('second')!, confirmQ.options)),
+      onP.bridge.submitAdminConfirmation('second', tapKey(p.app, keys.get('second')!, confirmP.options)),
+    ]);
+    const performed = settled.filter((r) => r.status === 'fulfilled');
+    expect(performed).toHaveLength(1);
+    expect(performed[0]).toMatchObject({ value: { result: { enrolled: agent.id } } });
+    expect(settled.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'admin_proposal_closed' } });
+    const { rows } = await db.query<{ state: string; decided_by: string }>('SELECT state, decided_by FROM admin_proposals WHERE id = $1', [
+      proposalId,
+    ]);
+    expect(rows).toEqual([{ state: 'executed', decided_by: 'second' }]);
+    expect((await db.query("SELECT 1 FROM directory_agents WHERE id = 'proposed-bot'")).rowCount).toBe(1);
+    // Both records in the team audit log (submitted, or already sequenced by the leader).
+    const audited = await db.query<{ kind: string }>(
+      `SELECT kind FROM (SELECT kind, fields AS text FROM audit_submissions UNION ALL SELECT kind, record FROM audit_log) entries
+       WHERE kind IN ('admin.action_proposed', 'admin.action') AND text LIKE $1 ORDER BY kind`,
+      [`%${proposalId}%`],
+    );
+    expect(audited.rows.map((r) => r.kind)).toEqual(['admin.action', 'admin.action_proposed']);
     await caughtUp(q.app, p.app);
     expect(q.app.registry.getAgent(agent.id)).toMatchObject({ status: 'active' });
+    expect((await onP.bridge.listPendingAdminActions()).proposals).toEqual([]);
   }, 90_000);
 
   it('revokes an agent whose held call holds U+0000, ends that call, and finds it in the History (the jsonb search index reads it)', async () => {

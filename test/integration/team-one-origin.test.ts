@@ -25,6 +25,7 @@ import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgr
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 import { DESK_SESSION_COOKIE } from '../../shared/desk-session.js';
+import { signInOverHttp } from '../helpers/desk-session.js';
 
 /** The one origin desks use (the balancer's); every hub lists it. */
 const ORIGIN = 'http://localhost:7999';
@@ -248,6 +249,42 @@ describe('one origin, any hub', () => {
     expect(finished.json.session).toMatchObject({ approverId: 'alice' });
     const again = await post(a, '/api/session/sign-in/finish', { approverId: 'alice', response });
     expect((again.json.error as { code: string }).code).toBe('challenge_invalid');
+  }, 60_000);
+
+  it("an admin's action tapped for on hub A is performed on hub B; the same answer again on A is refused and performs nothing more", async () => {
+    const { registration } = await a.team!.approvers.add(
+      { id: 'root', displayName: 'Root', groups: ['countersign-admins'], virtual: true },
+      { issuedBy: 'test-admin' },
+    );
+    const options = await a.approvers.beginRegistration('root', registration!.code);
+    const rootKey = new VirtualAuthenticator();
+    await a.approvers.finishRegistration(
+      'root',
+      rootKey.createCredential({
+        rpId: 'localhost',
+        origin: ORIGIN,
+        challenge: options.challenge,
+        user: options.user,
+        userVerification: 'required',
+      }),
+    );
+    await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
+    // The desk's session is still per hub: root signs in on each (the admin tap is what crosses).
+    const [onA, onB] = [await signInOverHttp(a, 'root', rootKey), await signInOverHttp(b, 'root', rootKey)];
+    const started = await onA.bridge.startAdminAction('root', { kind: 'approver.issue_registration_code', id: 'carol' });
+    const answer = rootKey.getAssertion({
+      rpId: 'localhost',
+      origin: ORIGIN,
+      challenge: started.options.challenge,
+      allowCredentials: (started.options.allowCredentials ?? []).map((c) => c.id),
+      userVerification: 'required',
+    });
+    const done = await onB.bridge.submitAdminAction('root', answer);
+    expect(JSON.stringify(done.result)).toMatch(/"code":"[A-Za-z0-9_-]{32}"/);
+    expect(await challengeRow(started.options.challenge)).toEqual({ issued_by_hub: 'hub-a', used_by_hub: 'hub-b', used: true });
+    await expect(onA.bridge.submitAdminAction('root', answer)).rejects.toMatchObject({ code: 'challenge_invalid' });
+    const codes = await db.query("SELECT 1 FROM directory_registration_codes WHERE approver_id = 'carol'");
+    expect(codes.rowCount).toBe(2); // the one carol registered with, and this one: once
   }, 60_000);
 
   it('with the database away a hub refuses ceremonies with store_unavailable and records nothing; it recovers by itself', async () => {

@@ -187,4 +187,17 @@ describe('approver directory', () => {
     expect(d.get('root').groups).toEqual(['sre']);
     expect(await codeOf(Promise.resolve().then(() => d.setGroups('ops', ['sre'])))).toBe('last_admin');
   });
+
+  it('refuses to disable the last active admin (no one could act as admin any more), and changes nothing', async () => {
+    const d = directory();
+    d.addApprover({ id: 'root', displayName: 'Root', groups: [ADMIN_GROUP_NAME] });
+    d.addApprover({ id: 'ops', displayName: 'Ops', groups: [ADMIN_GROUP_NAME] });
+    d.addApprover({ id: 'sam', displayName: 'Sam', groups: ['sre'] });
+    d.disable('sam');
+    d.disable('ops'); // another admin is still active
+    const before = count('audit_log');
+    expect(await codeOf(Promise.resolve().then(() => d.disable('root')))).toBe('last_admin');
+    expect(d.get('root').status).toBe('active');
+    expect(count('audit_log')).toBe(before);
+  });
 });

@@ -1,13 +1,13 @@
 // Tool-side verification of the approvals an approval token carries (shared/verify-approvals.ts),
 // against REAL WebAuthn assertions from the virtual authenticator: what a genuine approver signs
 // for this call verifies; every way of reusing, editing or forging one is refused with its reason.
-import { generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { verifyAuthenticationResponse } from '@simplewebauthn/server';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { computeCallDigest } from '../../shared/approval-token.js';
-import { approvalChallenge } from '../../shared/approvals.js';
+import { approvalChallenge, recordChallengeWith } from '../../shared/approvals.js';
 import type { ApprovalAssertion } from '../../shared/approvals.js';
 import { CountersignError, isCountersignError } from '../../shared/errors.js';
 import {
@@ -164,6 +164,15 @@ describe('verifyApprovals: genuine approvals', () => {
     });
     expect(result.verified).toBe(true);
     await verifyApprovals([alice], opts);
+  });
+});
+
+describe('recordChallengeWith', () => {
+  it("gives the challenge approvalChallenge gives, with node:crypto's synchronous SHA-256", async () => {
+    // alice: the fixture's assertion, made in beforeAll.
+    const nodeSha256 = (bytes: Uint8Array) => new Uint8Array(createHash('sha256').update(bytes).digest());
+    expect(recordChallengeWith(alice.record, nodeSha256)).toBe(await approvalChallenge(alice.record));
+    expect(recordChallengeWith({ ...alice.record, nonce: 'other' }, nodeSha256)).not.toBe(await approvalChallenge(alice.record));
   });
 });
 

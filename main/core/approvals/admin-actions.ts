@@ -31,6 +31,7 @@ import type { AuditSubmission } from '../store/store-seam.js';
 import { verifyEnrollmentRequest, type EnrollmentPayload } from '../../../shared/enrollment.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
 import { TeamCounterRegression, type TeamTap } from '../store/pg/pg-directory.js';
+import type { TeamProposals } from '../store/pg/pg-admin-proposals.js';
 import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
@@ -118,6 +119,11 @@ export class AdminActions {
       teamAgents?: Pick<TeamAgents, 'enroll' | 'rotate' | 'revoke'>;
       /** A team hub: approver actions are performed in the team directory the same way (approvals/team-approvers.ts). */
       teamApprovers?: Pick<TeamApprovers, 'add' | 'issueRegistrationCode' | 'disable' | 'setGroups' | 'removeCredential'>;
+      /**
+       * A team hub: proposals are the team's (store/pg/pg-admin-proposals.ts), listed and decided
+       * on every hub, each written with its team audit record and the tap that made it.
+       */
+      teamProposals?: TeamProposals;
       /** Distinct admins' taps an action needs (approvals.adminQuorum; default 1). */
       quorum?: 1 | 2;
       /** How long a proposal waits for the second admin (approvals.adminProposalTtlMs). */
@@ -189,10 +195,10 @@ export class AdminActions {
     const enrollment =
       action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
     const evidence = evidenceOf(read.response);
-    let outcome: AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> };
+    let outcome: AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> } | { teamProposal: true };
     try {
       outcome = this.db
-        .transaction((): AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> } => {
+        .transaction((): AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> } | { teamProposal: true } => {
           // Spend the challenge first: a concurrent submit of the same assertion finds it used.
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
             throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
@@ -201,8 +207,11 @@ export class AdminActions {
           // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
           this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
           // Under the admin quorum the tap proposes; a second admin's tap performs (confirm()).
-          if (this.quorumApplies())
+          if (this.quorumApplies()) {
+            // A team hub writes the proposal in the team database once this commits (below).
+            if (this.options.teamProposals !== undefined) return { teamProposal: true as const };
             return { action, result: {}, proposal: this.propose(action, adminId, credential.credentialId, evidence, now) };
+          }
           if (this.inTeamDirectory(action))
             return { team: { kind: 'admin.action', at: now, event: { adminId, action, credentialId: credential.credentialId, evidence } } };
           const outcome = this.perform(action, adminId, now, enrollment);
@@ -215,9 +224,12 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
-    if ('team' in outcome) {
-      const tap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
-      return { action, result: await this.performInTeam(action, now, enrollment, outcome.team, tap) };
+    const tap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
+    if ('team' in outcome) return { action, result: await this.performInTeam(action, now, enrollment, outcome.team, tap) };
+    if ('teamProposal' in outcome) {
+      const proposal = await this.proposeInTeam(action, adminId, credential.credentialId, evidence, now, tap);
+      this.told(proposal.id, 'pending');
+      return { action, result: {}, proposal };
     }
     if (outcome.proposal !== undefined) this.told(outcome.proposal.id, 'pending');
     return outcome;
@@ -322,7 +334,9 @@ export class AdminActions {
   }
 
   /** Proposals waiting for a second admin, oldest first (expired ones are not listed). */
-  listProposals(): AdminProposal[] {
+  async listProposals(): Promise<AdminProposal[]> {
+    const team = this.options.teamProposals;
+    if (team !== undefined) return (await team.pending(this.now(), 1000)).map(toProposal);
     return this.db
       .prepare<[number], ProposalRow>(
         "SELECT * FROM admin_proposals WHERE state = 'pending' AND expires_at > ? ORDER BY created_at, id LIMIT 1000",
@@ -339,7 +353,7 @@ export class AdminActions {
   ): Promise<{ options: PublicKeyCredentialRequestOptionsJSON; proposal: AdminProposal; verdict: AdminConfirmationVerdict }> {
     const credentials = this.adminCredentials(adminId);
     const now = this.now();
-    const proposal = this.pendingProposal(proposalId, now);
+    const proposal = await this.pendingProposalOfTeam(proposalId, now);
     if (proposal.proposedBy === adminId)
       throw new CountersignError('admin_self_confirm', `${quote(adminId)} proposed ${quote(proposalId)}; a second admin must decide it`);
     // A confirmation that cannot be performed is refused before the tap (and checked again at submit).
@@ -397,14 +411,16 @@ export class AdminActions {
         : undefined;
     const evidence = evidenceOf(read.response);
     type Confirmed = { proposalId: string; verdict: AdminConfirmationVerdict; action: AdminAction; result: unknown };
-    let outcome: Confirmed | { team: AuditSubmission<'admin.action'> };
+    let outcome: Confirmed | { team: AuditSubmission<'admin.action'> } | { teamProposal: true };
     try {
       outcome = this.db
-        .transaction((): Confirmed | { team: AuditSubmission<'admin.action'> } => {
+        .transaction((): Confirmed | { team: AuditSubmission<'admin.action'> } | { teamProposal: true } => {
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
             throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
           this.adminCredentials(adminId);
           this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
+          // A team hub decides the team's proposal in the team database once this commits (below).
+          if (this.options.teamProposals !== undefined) return { teamProposal: true as const };
           const stored = this.proposalRow(proposalId);
           const proposal = this.pendingProposal(proposalId, now);
           if (proposal.proposedBy === adminId)
@@ -452,8 +468,14 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin confirmation could not be stored, so nothing was performed', { cause: error });
     }
+    const tap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
+    if ('teamProposal' in outcome) {
+      const second = { adminId, credentialId: credential.credentialId, evidence };
+      const result = await this.decideInTeam({ proposalId, verdict, action, second, now, enrollment, tap });
+      this.told(proposalId, verdict === 'confirm' ? 'executed' : 'rejected');
+      return { proposalId, verdict, action, result };
+    }
     if ('team' in outcome) {
-      const tap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
       const result = await this.performInTeam(action, now, enrollment, outcome.team, tap);
       this.told(proposalId, 'executed');
       return { proposalId, verdict, action, result };
@@ -501,15 +523,127 @@ export class AdminActions {
     return { id: proposalId, action, proposedBy: adminId, createdAt: now, expiresAt };
   }
 
+  /** A team hub: the proposal and its record, with the proposer's tap, in the team database (listed on every hub). */
+  private async proposeInTeam(
+    action: AdminAction,
+    adminId: string,
+    credentialId: string,
+    evidence: Evidence,
+    now: number,
+    tap: TeamTap,
+  ): Promise<AdminProposal> {
+    const proposalId = `adm-${randomBytes(12).toString('base64url')}`;
+    const expiresAt = now + (this.options.proposalTtlMs ?? DEFAULT_ADMIN_PROPOSAL_TTL_MS);
+    const record: AuditSubmission<'admin.action_proposed'> = {
+      kind: 'admin.action_proposed',
+      at: now,
+      event: { proposalId, adminId, action, credentialId, evidence, expiresAt },
+    };
+    const row: ProposalRow = {
+      id: proposalId,
+      action: canonicalize(action),
+      proposed_by: adminId,
+      proposer_credential: credentialId,
+      proposer_evidence: canonicalize(evidence),
+      state: 'pending',
+      created_at: now,
+      expires_at: expiresAt,
+    };
+    try {
+      await this.teamProposalStore().propose(row, record, tap);
+    } catch (error) {
+      if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
+      throw error;
+    }
+    return toProposal(row);
+  }
+
+  /**
+   * A team hub: the second admin's decision on the team's proposal, with the embedded rules
+   * (pending and unexpired, a second person, the action proposed is the action signed). The
+   * proposal leaves 'pending' once for the team, with the rejection's record and tap, or (to
+   * confirm) before the action is performed: in the team directory with both admins' record and
+   * this tap, or on this hub (a tamper alarm's acknowledgement). If performing then fails, the
+   * proposal stays closed and nothing was performed (the admins propose again), as before.
+   */
+  private async decideInTeam(input: {
+    proposalId: string;
+    verdict: AdminConfirmationVerdict;
+    action: AdminAction;
+    second: { adminId: string; credentialId: string; evidence: Evidence };
+    now: number;
+    enrollment: EnrollmentPayload | undefined;
+    tap: TeamTap;
+  }): Promise<unknown> {
+    const { proposalId, verdict, action, second, now, enrollment, tap } = input;
+    const check = (stored: ProposalRow) => {
+      if (stored.state !== 'pending' || stored.expires_at <= now) throw closed(proposalId);
+      if (stored.proposed_by === second.adminId)
+        throw new CountersignError(
+          'admin_self_confirm',
+          `${quote(second.adminId)} proposed ${quote(proposalId)}; a second admin must decide it`,
+        );
+      if (stored.action !== canonicalize(action))
+        throw new CountersignError('challenge_invalid', 'the confirmation was made over another action than the one proposed');
+      // The proposer as they are now: one disabled or out of the admin group meanwhile no longer stands behind it.
+      if (verdict === 'confirm') this.adminCredentials(stored.proposed_by);
+    };
+    const store = this.teamProposalStore();
+    let stored: ProposalRow;
+    try {
+      if (verdict === 'reject') {
+        const proposed = await store.get(proposalId);
+        if (proposed === undefined)
+          throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(proposalId)}`);
+        const record: AuditSubmission<'admin.action_rejected'> = {
+          kind: 'admin.action_rejected',
+          at: now,
+          event: { proposalId, proposedBy: proposed.proposed_by, action, ...second },
+        };
+        await store.close(proposalId, 'rejected', second.adminId, now, check, [record], tap);
+        return { rejected: proposalId };
+      }
+      stored = await store.close(proposalId, 'executed', second.adminId, now, check, [], this.inTeamDirectory(action) ? undefined : tap);
+    } catch (error) {
+      if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
+      throw error;
+    }
+    const event: AuditEventFields<'admin.action'> = {
+      adminId: stored.proposed_by,
+      action,
+      credentialId: stored.proposer_credential,
+      evidence: evidenceSchema.parse(parseStrictJson(stored.proposer_evidence)),
+      proposalId,
+      confirmedBy: second,
+    };
+    if (this.inTeamDirectory(action)) return this.performInTeam(action, now, enrollment, { kind: 'admin.action', at: now, event }, tap);
+    return this.db
+      .transaction(() => {
+        const result = this.perform(action, stored.proposed_by, now, enrollment);
+        this.record('admin.action', now, event);
+        return result;
+      })
+      .immediate();
+  }
+
+  private teamProposalStore(): TeamProposals {
+    if (this.options.teamProposals === undefined) throw new CountersignError('internal_error', 'this hub keeps no team proposals');
+    return this.options.teamProposals;
+  }
+
+  /** The pending proposal: the team's on a hub, this data directory's otherwise. */
+  private async pendingProposalOfTeam(proposalId: string, now: number): Promise<AdminProposal> {
+    const team = this.options.teamProposals;
+    if (team === undefined) return this.pendingProposal(proposalId, now);
+    const row = await team.get(proposalId);
+    if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(proposalId)}`);
+    if (row.state !== 'pending' || row.expires_at <= now) throw closed(proposalId);
+    return toProposal(row);
+  }
+
   private proposalRow(proposalId: string): ProposalRow {
     const row = this.db.prepare<[string], ProposalRow>('SELECT * FROM admin_proposals WHERE id = ?').get(proposalId);
-    if (row === undefined)
-      throw new CountersignError(
-        'admin_proposal_unknown',
-        this.options.teamAgents === undefined
-          ? `no proposed admin action is named ${quote(proposalId)}`
-          : `no proposed admin action is named ${quote(proposalId)} on this hub (a proposal is confirmed on the hub it was made on)`,
-      );
+    if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(proposalId)}`);
     return row;
   }
 

@@ -42,7 +42,7 @@ import type { Db } from '../store/database.js';
 import type { RiskAssessment } from '../../../shared/risk.js';
 import type { RiskLearner } from '../risk/risk-ports.js';
 import { learnSafely } from '../risk/learn-safely.js';
-import type { AuditEventFields, AuditLog, AuditKind } from '../audit/audit-log.js';
+import { sha256, type AuditEventFields, type AuditLog, type AuditKind } from '../audit/audit-log.js';
 import type { DeniedAtApprovalEvent } from '../../../shared/audit-events.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from './approver-directory.js';
 import type { ResolvedPerson } from '../identity/people.js';
@@ -58,8 +58,8 @@ import { TeamCounterRegression } from '../store/pg/pg-directory.js';
 import {
   APPROVAL_CHALLENGE_TYP,
   approvalAssertionSchema,
-  approvalChallenge,
   approvalChallengeRecordSchema,
+  recordChallengeWith,
   type ApprovalAssertion,
   type ApprovalChallengeRecord,
 } from '../../../shared/approvals.js';
@@ -494,7 +494,7 @@ export class ApprovalService {
       nonce: randomBytes(32).toString('base64url'),
       ...(followers.length > 0 ? { followers } : {}),
     });
-    const challenge = await approvalChallenge(record);
+    const challenge = recordChallengeWith(record, sha256);
     const ceremonyExpiry = Math.min(expiresAt, now + this.options.ceremonyTimeoutMs);
     const { options, offered } = await this.ceremonies.offer({
       credentials,
@@ -682,7 +682,7 @@ export class ApprovalService {
     now: number,
   ): Promise<{ record: ApprovalChallengeRecord; verdict: ApprovalVerdict; offered: string[] }> {
     const { row, record } = this.challengeRow(await this.ceremonies.challenge('approval', challenge), requestId, approverId, verdict, now);
-    if ((await approvalChallenge(record)) !== challenge)
+    if (recordChallengeWith(record, sha256) !== challenge)
       throw new CountersignError('challenge_invalid', 'the ceremony challenge does not match its bound record');
     return { record, verdict: row.verdict as ApprovalVerdict, offered: parseOffered(row.offered) };
   }

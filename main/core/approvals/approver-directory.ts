@@ -32,6 +32,7 @@ import type { TeamChallenges } from '../store/pg/pg-challenges.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
 import { PERSON_HANDLE_PATTERN, normalizeHandle, resolvePerson, type ResolvedPerson } from '../identity/people.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
+import { cachedStatement } from '../store/statement-cache.js';
 
 export interface ApproverRecord {
   id: string;
@@ -178,6 +179,11 @@ export function approverFromRowImage(row: Readonly<Record<string, string | numbe
 /** A security key as a committed team directory row image has it. */
 export function credentialFromRowImage(row: Readonly<Record<string, string | number | null>>): CredentialRecord {
   return toCredential(row as unknown as CredentialRow);
+}
+
+/** last_admin for disabling `id`, the last active admin (embedded and team directories alike). */
+export function lastActiveAdmin(id: string): CountersignError {
+  return new CountersignError('last_admin', `${quote(id)} is the last active admin; add another admin before disabling them`);
 }
 
 /** A P-256 COSE key as a JWK (the only algorithm approver keys may use: ES256). */
@@ -395,7 +401,7 @@ export class ApproverDirectory {
   }
 
   get(id: string): ApproverRecord {
-    const row = this.db.prepare<[string], ApproverRow>('SELECT * FROM approvers WHERE id = ?').get(id);
+    const row = cachedStatement<[string], ApproverRow>(this.db, 'SELECT * FROM approvers WHERE id = ?').get(id);
     if (row === undefined) throw new CountersignError('approver_unknown', `no approver named ${quote(id)}`);
     return toApprover(row);
   }
@@ -409,7 +415,12 @@ export class ApproverDirectory {
     const now = this.now();
     this.db
       .transaction(() => {
-        this.get(id);
+        const approver = this.get(id);
+        // As setGroups: the last active admin stays, or no one could act as admin any more.
+        if (approver.status === 'active' && approver.groups.includes(ADMIN_GROUP_NAME)) {
+          const others = this.list().filter((a) => a.id !== id && a.status === 'active' && a.groups.includes(ADMIN_GROUP_NAME));
+          if (others.length === 0) throw lastActiveAdmin(id);
+        }
         this.db.prepare("UPDATE approvers SET status = 'disabled', disabled_at = ? WHERE id = ?").run(now, id);
         this.audit.append('approver.disabled', now, { approverId: id });
       })
@@ -452,15 +463,18 @@ export class ApproverDirectory {
   }
 
   credential(credentialId: string): CredentialRecord {
-    const row = this.db.prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE credential_id = ?').get(credentialId);
+    const row = cachedStatement<[string], CredentialRow>(this.db, 'SELECT * FROM approver_credentials WHERE credential_id = ?').get(
+      credentialId,
+    );
     if (row === undefined) throw new CountersignError('credential_unknown', 'that security key is not registered');
     return toCredential(row);
   }
 
   credentialsOf(approverId: string, activeOnly = true): CredentialRecord[] {
-    const rows = this.db
-      .prepare<[string], CredentialRow>('SELECT * FROM approver_credentials WHERE approver_id = ? ORDER BY created_at')
-      .all(approverId);
+    const rows = cachedStatement<[string], CredentialRow>(
+      this.db,
+      'SELECT * FROM approver_credentials WHERE approver_id = ? ORDER BY created_at',
+    ).all(approverId);
     return rows.map(toCredential).filter((c) => !activeOnly || c.status === 'active');
   }
 

@@ -32,6 +32,7 @@ import { CountersignError, isCountersignError, quote } from '../../../shared/err
 import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js';
 import { counterRegressed } from '../../../shared/authenticators.js';
 import type { TeamCounterRegression } from '../store/pg/pg-directory.js';
+import { cachedStatement } from '../store/statement-cache.js';
 import type { TeamChallenges } from '../store/pg/pg-challenges.js';
 
 export type CeremonyUserVerification = 'required' | 'preferred';
@@ -267,7 +268,7 @@ export class CeremonyEngine {
       params['requestId'] = issued.requestId ?? null;
       params['verdict'] = issued.verdict ?? null;
     }
-    this.options.db.prepare(CHALLENGE_SQL[purpose].insert).run(params);
+    cachedStatement(this.options.db, CHALLENGE_SQL[purpose].insert).run(params);
   }
 
   /** The stored challenge of `purpose`, or undefined when there is none (the caller words the refusal). */
@@ -281,7 +282,7 @@ export class CeremonyEngine {
   }
 
   private localChallenge(purpose: ChallengePurpose, challenge: string): StoredChallenge | undefined {
-    const row = this.options.db.prepare<[string], ChallengeTableRow>(CHALLENGE_SQL[purpose].select).get(challenge);
+    const row = cachedStatement<[string], ChallengeTableRow>(this.options.db, CHALLENGE_SQL[purpose].select).get(challenge);
     if (row === undefined) return undefined;
     return {
       challenge: row.challenge,
@@ -320,7 +321,7 @@ export class CeremonyEngine {
    */
   spendChallenge(purpose: ChallengePurpose, challenge: string, now: number): boolean {
     if (this.team !== undefined) return this.claimed.delete(`${purpose}:${challenge}`);
-    return this.options.db.prepare(CHALLENGE_SQL[purpose].spend).run(now, challenge).changes === 1;
+    return cachedStatement(this.options.db, CHALLENGE_SQL[purpose].spend).run(now, challenge).changes === 1;
   }
 
   // ---- the key's response ----
@@ -411,9 +412,11 @@ export class CeremonyEngine {
    */
   recordUse(credential: CredentialRecord, newCounter: number, now: number): void {
     if (regressed(credential.signCount, newCounter)) throw new CounterRegression(credential, credential.signCount, newCounter);
-    this.options.db
-      .prepare('UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?')
-      .run(newCounter, now, credential.credentialId);
+    cachedStatement(this.options.db, 'UPDATE approver_credentials SET sign_count = ?, last_used_at = ? WHERE credential_id = ?').run(
+      newCounter,
+      now,
+      credential.credentialId,
+    );
   }
 
   /**

@@ -21,6 +21,7 @@ import type pg from 'pg';
 import {
   REGISTRATION_CODE_TTL_MS,
   hashCode,
+  lastActiveAdmin,
   type ApproverDirectory,
   approverFromRowImage,
   credentialFromRowImage,
@@ -143,7 +144,10 @@ export class TeamApprovers implements TeamApproverWrites {
     return { code: code.code, expiresAt: code.expiresAt };
   }
 
-  /** Remove an approver from every hub: their next ceremony anywhere is refused (approver_disabled). */
+  /**
+   * Remove an approver from every hub: their next ceremony anywhere is refused (approver_disabled).
+   * The last active admin cannot be disabled (last_admin).
+   */
   async disable(approverId: string, context: TeamWriteContext = {}): Promise<void> {
     const now = this.directory.clock();
     await this.team.change(
@@ -151,6 +155,11 @@ export class TeamApprovers implements TeamApproverWrites {
       now,
       async (client) => {
         const approver = await lockApprover(client, approverId);
+        // The last active admin stays (as setGroups), read on the team's rows under the directory lock.
+        if (approver.status === 'active') {
+          const admins = await adminIds(client);
+          if (admins.length === 1 && admins[0] === approverId) throw lastActiveAdmin(approverId);
+        }
         const row = { ...approver.row, status: 'disabled', disabled_at: now };
         await client.query("UPDATE directory_approvers SET status = 'disabled', row = $2 WHERE id = $1", [approverId, JSON.stringify(row)]);
         return {

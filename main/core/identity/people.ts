@@ -10,6 +10,7 @@
  * most one person; a database that still holds such a collision resolves it to nobody.
  */
 import type { Db } from '../store/database.js';
+import { cachedStatement } from '../store/statement-cache.js';
 
 /** What an approver id or alias may look like (1-128 letters, digits or . _ @ + -). */
 export const PERSON_HANDLE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
@@ -35,14 +36,14 @@ export function resolvePerson(db: Db, handle: string): ResolvedPerson | undefine
   if (typeof handle !== 'string') return undefined;
   const key = normalizeHandle(handle);
   if (!PERSON_HANDLE_PATTERN.test(key)) return undefined;
-  const byId = db
-    .prepare<[string], { id: string; status: 'active' | 'disabled' }>('SELECT id, status FROM approvers WHERE lower(id) = ?')
-    .all(key);
-  const byAlias = db
-    .prepare<[string], { id: string; status: 'active' | 'disabled' }>(
-      'SELECT p.id, p.status FROM approver_aliases a JOIN approvers p ON p.id = a.approver_id WHERE a.alias = ?',
-    )
-    .all(key);
+  const byId = cachedStatement<[string], { id: string; status: 'active' | 'disabled' }>(
+    db,
+    'SELECT id, status FROM approvers WHERE lower(id) = ?',
+  ).all(key);
+  const byAlias = cachedStatement<[string], { id: string; status: 'active' | 'disabled' }>(
+    db,
+    'SELECT p.id, p.status FROM approver_aliases a JOIN approvers p ON p.id = a.approver_id WHERE a.alias = ?',
+  ).all(key);
   const ids = new Set([...byId, ...byAlias].map((row) => row.id));
   if (ids.size !== 1) return undefined;
   const row = byId[0] ?? byAlias[0]!;

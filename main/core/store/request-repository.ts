@@ -16,6 +16,7 @@ import { parseStoredRisk, type RiskAssessment } from '../../../shared/risk.js';
 import { MAX_GROUP_FOLLOWERS } from '../../../shared/approvals.js';
 import { toolCallSchema, type ApprovalRequirement, type RequestState, type ToolCall } from '../../../shared/protocol.js';
 import { approvalRequirementSchema } from '../../../shared/bridge.js';
+import { cachedStatement } from './statement-cache.js';
 
 /**
  * The approval requirement column (`obligation`): the shared requirement schema, with the two
@@ -380,8 +381,7 @@ export class RequestRepository {
 
   /** Every follower of a primary (any state), sorted by id. */
   followers(primaryId: string): RequestRecord[] {
-    return this.db
-      .prepare<[string], Row>(`${SELECT} WHERE r.group_id = ?`)
+    return cachedStatement<[string], Row>(this.db, `${SELECT} WHERE r.group_id = ?`)
       .all(primaryId)
       .map(decodeRequest)
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -389,8 +389,7 @@ export class RequestRepository {
 
   /** The ids of a primary's followers still pending, sorted (as challenge records list them). */
   pendingFollowerIds(primaryId: string): string[] {
-    return this.db
-      .prepare<[string], { id: string }>("SELECT id FROM requests WHERE group_id = ? AND state = 'pending'")
+    return cachedStatement<[string], { id: string }>(this.db, "SELECT id FROM requests WHERE group_id = ? AND state = 'pending'")
       .all(primaryId)
       .map((r) => r.id)
       .sort();
@@ -496,9 +495,12 @@ export class RequestRepository {
   /** Move a pending request to a terminal state; false when it was no longer pending. */
   finish(id: string, state: 'approved' | 'denied' | 'expired', now: number, reasons: readonly string[]): boolean {
     return (
-      this.db
-        .prepare("UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'")
-        .run(state, now, JSON.stringify(reasons), id).changes === 1
+      cachedStatement(this.db, "UPDATE requests SET state = ?, decided_at = ?, reasons = ? WHERE id = ? AND state = 'pending'").run(
+        state,
+        now,
+        JSON.stringify(reasons),
+        id,
+      ).changes === 1
     );
   }
 

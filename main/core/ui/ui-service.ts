@@ -360,11 +360,9 @@ export class UiService implements BridgeMethods {
 
   // ---- the admin quorum (approvals.adminQuorum: 2): a second admin confirms a proposed action ----
 
-  listPendingAdminActions(): Promise<AdminProposalList> {
-    return settle(() => {
-      const { admin } = this.console();
-      return { quorum: admin.quorum, proposals: admin.listProposals() };
-    });
+  async listPendingAdminActions(): Promise<AdminProposalList> {
+    const { admin } = this.console();
+    return { quorum: admin.quorum, proposals: await admin.listProposals() };
   }
 
   async startAdminConfirmation(

@@ -313,4 +313,23 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX ceremony_challenges_by_expiry ON ceremony_challenges(expires_at);
   CREATE INDEX ceremony_challenges_pending_sign_ins ON ceremony_challenges(expires_at) WHERE purpose = 'sign_in' AND used_at IS NULL;
   `,
+  // 11: admin quorum proposals for the team (store/pg/pg-admin-proposals.ts): made on one hub,
+  // listed and decided on any; a proposal leaves 'pending' once (UPDATE .. WHERE state = 'pending').
+  `
+  CREATE TABLE admin_proposals (
+    id text PRIMARY KEY,
+    action text NOT NULL,
+    proposed_by text NOT NULL,
+    proposer_credential text NOT NULL,
+    proposer_evidence text NOT NULL,
+    state text NOT NULL CHECK (state IN ('pending', 'executed', 'rejected')),
+    created_at bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    proposed_on_hub text NOT NULL,
+    decided_by text,
+    decided_at bigint,
+    decided_on_hub text
+  );
+  CREATE INDEX admin_proposals_pending ON admin_proposals(created_at, id COLLATE "C") WHERE state = 'pending';
+  `,
 ];
