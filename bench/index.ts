@@ -15,7 +15,8 @@
  * and BENCH_DESK_TAPS (200 last taps) for the desk's last tap to the token, BENCH_DESK_PAINT_SAMPLES (9
  * page loads, cold and warm) for the queue's first paint in Chromium, BENCH_TEAM_CONCURRENCY (32 calls in
  * flight), BENCH_TEAM_AGENTS (32 agents over two hubs), BENCH_TEAM_CALLS (4000 calls in the fixed
- * workload) and BENCH_TEAM_APPROVALS (10 approvals) for team-engine, BENCH_ONLY (comma-separated names).
+ * workload) and BENCH_TEAM_APPROVALS (10 approvals) for team-engine, BENCH_TEAM_RISK_HISTORY (1000,20000
+ * events) and BENCH_TEAM_RISK_CALLS (200) for team-risk, BENCH_ONLY (comma-separated names).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';
@@ -26,6 +27,7 @@ import { runPolicyLookupsBench } from './policy-lookups.bench.js';
 import { runMcpProxyBench } from './mcp-proxy.bench.js';
 import { runTeamStoreBench } from './team-store.bench.js';
 import { runTeamEngineBench } from './team-engine.bench.js';
+import { runTeamRiskBench } from './team-risk.bench.js';
 import { runDeskQueueBench } from './desk-queue.bench.js';
 import { runDeskApprovalBench } from './desk-approval.bench.js';
 import { runDeskPaintBench } from './desk-paint.bench.js';
@@ -82,6 +84,11 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
       concurrency: Number(process.env.BENCH_TEAM_CONCURRENCY ?? 32),
       agents: Number(process.env.BENCH_TEAM_AGENTS ?? 32),
       approvals: Number(process.env.BENCH_TEAM_APPROVALS ?? 10),
+    }),
+  'team-risk': () =>
+    runTeamRiskBench({
+      histories: (process.env.BENCH_TEAM_RISK_HISTORY ?? '1000,20000').split(',').map(Number),
+      calls: Number(process.env.BENCH_TEAM_RISK_CALLS ?? 200),
     }),
   'desk-queue': () =>
     runDeskQueueBench({

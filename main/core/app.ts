@@ -63,6 +63,7 @@ import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
 import { PgAuditProofs } from './audit/pg-audit-proofs.js';
+import { PgRiskLog } from './risk/pg-risk-log.js';
 import { joinTeamKeys, type TeamKeySet } from './keys/team-key-set.js';
 import { minimumOverlapMs } from './keys/signing-keys.js';
 import { resolveDatabaseConfig } from './store/pg/pg-config.js';
@@ -318,7 +319,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   let openedTeam: Omit<TeamHub, 'approvers'> | undefined;
   if (options.team !== undefined) {
     try {
-      openedTeam = await openTeamHub(config, options.team, signer, log, clock, { db, registry });
+      openedTeam = await openTeamHub(config, options.team, signer, log, clock, { db, registry, riskEngine });
     } catch (error) {
       await teamKeys?.close();
       await custody.close();
@@ -841,7 +842,7 @@ async function openTeamHub(
   signer: Signer,
   log: (message: string) => void,
   now: () => number,
-  local: { db: Db; registry: AgentRegistry },
+  local: { db: Db; registry: AgentRegistry; riskEngine: RiskEngine | undefined },
 ): Promise<Omit<TeamHub, 'approvers'>> {
   const url = options.databaseUrl ?? config.team.database.url;
   if (url === undefined)
@@ -867,6 +868,12 @@ async function openTeamHub(
     throw error;
   }
   store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  // Risk baselines are the team's: learned in each decision's transaction, read by every hub.
+  if (local.riskEngine !== undefined) {
+    const riskLog = new PgRiskLog(store.pool, hub);
+    store.riskLog = riskLog;
+    local.riskEngine.useEventLog(riskLog);
+  }
   local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);

@@ -223,8 +223,12 @@ describe('two hubs on one PostgreSQL database', () => {
       if (result.token !== undefined) expect(stored!.token).toBe(result.token);
     }
     // The agent reconnects to hub B and keeps getting decisions; hub C's requests read back there.
+    // Risk baselines are the team's: hub B scores the burst the agent made on hub C (call rate).
     const again = agentOn(b);
-    expect(await again.submit(transferCall('270.00'))).toMatchObject({ decision: 'allow' });
+    const next = await again.submit(transferCall('270.00'));
+    expect(['allow', 'pending']).toContain(next.decision);
+    const scored = await db.query<{ risk: string }>('SELECT risk FROM requests WHERE id = $1', [next.requestId]);
+    expect((JSON.parse(scored.rows[0]!.risk) as { factors: Array<{ name: string }> }).factors.map((f) => f.name)).toContain('call_rate');
     const [someId] = told.keys();
     expect(await again.getRequest(someId!)).toMatchObject({ requestId: someId, state: told.get(someId!)!.state });
   }, 240_000);

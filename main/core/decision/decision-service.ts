@@ -188,6 +188,8 @@ export class DecisionService {
     const tool = this.options.policy.tool(call.tool);
     if (!tool) throw new CountersignError('unknown_tool', `the tool ${quote(call.tool)} is not declared in the policy set`);
     const callSha256 = callDigest(call.tool, call.params);
+    // A team hub first reads what other hubs committed for this agent (its baseline is the team's).
+    await this.options.risk.prepare?.(agent.id, now);
     const risk = safeScore(this.options.risk, { agent, call, callSha256, now });
     lap('risk');
     const requestId = newRequestId();
@@ -494,6 +496,7 @@ export class DecisionService {
     if (agent.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} is revoked`);
     const tool = this.options.policy.tool(call.tool);
     if (!tool) throw new CountersignError('unknown_tool', `the tool ${quote(call.tool)} is not declared in the policy set`);
+    await this.options.risk.prepare?.(agent.id, now);
     const risk = safeScore(this.options.risk, { agent, call, callSha256: callDigest(call.tool, call.params), now });
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
     let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation' | 'errors'> = scopeDenial

@@ -148,12 +148,17 @@ export class ProfileStore {
       });
     }
     trimRecent(profile, now, this.recentWindowMs);
+    this.loadFlows(profile, agentId, now);
+    return profile;
+  }
+
+  /** What the agent's recent sessions read, as reported to this hub (a team hub keeps these per hub). */
+  loadFlows(profile: AgentProfile, agentId: string, now: number): void {
     for (const row of this.reads.all(agentId, now - this.recentWindowMs)) {
       let flow = profile.flows.get(row.session_id);
       if (!flow) profile.flows.set(row.session_id, (flow = emptyFlow(row.at)));
       addRead(flow, row.trusted === 1, row.digests === '' ? [] : row.digests.split(' '), row.at, row.what);
     }
-    return profile;
   }
 
   /** Write one reported read (inside the caller's transaction): digests only, never the text. */

@@ -15,10 +15,19 @@ import type { RiskAssessment } from '../../../shared/risk.js';
 import { recentWindowMs, type RiskConfig } from './risk-config.js';
 import { callFeatures, clip, type CallFeatures } from './call-features.js';
 import { MAX_FLOW_SESSIONS, MAX_VALUES_PER_READ, addRead, digestKey, emptyFlow, valueKeys } from './data-flow.js';
-import { addSubmission, destinationKey, learnExecuted, type AgentProfile, type SubmissionState } from './agent-profile.js';
+import {
+  addSubmission,
+  destinationKey,
+  emptyProfile,
+  learnExecuted,
+  trimRecent,
+  type AgentProfile,
+  type Learned,
+  type SubmissionState,
+} from './agent-profile.js';
 import { ProfileStore } from './profile-store.js';
 import { scoreCall, type ScoredAgent } from './risk-scorer.js';
-import type { RiskInput, RiskLearner, RiskScorer } from './risk-ports.js';
+import type { RiskEvent, RiskEventLog, RiskInput, RiskLearner, RiskScorer } from './risk-ports.js';
 
 export interface RiskEngineOptions {
   /** Profiles kept in memory (each is rebuilt from the database when needed again). */
@@ -29,6 +38,11 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   private readonly profiles = new Map<string, AgentProfile>();
   private readonly store: ProfileStore;
   private readonly maxCached: number;
+  private events: RiskEventLog | undefined;
+  /** Team mode: per agent, the position of the last read of the team's events. */
+  private readonly positions = new Map<string, string>();
+  /** Team mode: per agent, the read in flight (reads of one agent run one after another). */
+  private readonly reading = new Map<string, Promise<void>>();
   /** How far back the recent window reaches: the longest window any factor looks at. */
   readonly recentWindowMs: number;
   /** SHA-256 of the settings in canonical JSON: recorded in the audit log at start. */
@@ -56,6 +70,44 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     return f;
   }
 
+  /**
+   * A team hub (before it serves): baselines come from the team's risk events
+   * (risk/pg-risk-log.ts), written in each decision's PostgreSQL transaction and replayed here
+   * with the same rules; `prepare` reads what any hub committed for the agent since the last read.
+   * Reported reads (session.report) stay per hub.
+   */
+  useEventLog(events: RiskEventLog): void {
+    this.events = events;
+    this.profiles.clear();
+  }
+
+  /** Team mode: read what any hub committed for the agent since the last read (the whole log when not in memory). */
+  prepare(agentId: string, now: number): Promise<void> {
+    if (this.events === undefined) return Promise.resolve();
+    const events = this.events;
+    const run = (this.reading.get(agentId) ?? Promise.resolve()).then(async () => {
+      let profile = this.profiles.get(agentId);
+      const from = profile === undefined ? null : (this.positions.get(agentId) ?? null);
+      const read = await events.read(agentId, from);
+      profile = this.profiles.get(agentId);
+      if (from === null) {
+        // A fresh replay: whatever memory was made meanwhile is rebuilt from the log.
+        profile = emptyProfile();
+        this.store.loadFlows(profile, agentId, now);
+        this.cache(agentId, profile);
+      } else if (profile === undefined) return; // forgotten meanwhile: the next prepare replays
+      for (const event of read.events) this.apply(profile, event);
+      trimRecent(profile, now, this.recentWindowMs);
+      this.positions.set(agentId, read.position);
+    });
+    const settled = run.catch(() => undefined);
+    this.reading.set(agentId, settled);
+    void settled.then(() => {
+      if (this.reading.get(agentId) === settled) this.reading.delete(agentId);
+    });
+    return run;
+  }
+
   score(input: RiskInput): RiskAssessment {
     const profile = this.profile(input.agent.id, input.now);
     const agent: ScoredAgent = input.agent;
@@ -63,7 +115,39 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   }
 
   submitted(agentId: string, requestId: string, call: ToolCall, callSha256: string, at: number, state: SubmissionState): void {
+    if (this.events !== undefined) {
+      this.teamEvent(agentId, { kind: 'submitted', requestId, call, callSha256, at, state });
+      return;
+    }
     const profile = this.profile(agentId, at);
+    const learned = this.applySubmitted(profile, requestId, call, callSha256, at, state);
+    if (learned) this.store.writeExecuted(agentId, learned.f, at, learned.learned);
+  }
+
+  /**
+   * Team mode: queue the event for the unit's transaction (pg-risk-log.ts) and apply it to the
+   * memory held for the agent, if any (otherwise the next read replays it once committed).
+   */
+  private teamEvent(agentId: string, event: RiskEvent): void {
+    const profile = this.profiles.get(agentId);
+    this.events!.queue(agentId, event, profile !== undefined);
+    if (profile !== undefined) this.apply(profile, event);
+  }
+
+  /** Apply one event to a profile: the same rules whether it happens here or is replayed from the team's log. */
+  private apply(profile: AgentProfile, event: RiskEvent): void {
+    if (event.kind === 'submitted') this.applySubmitted(profile, event.requestId, event.call, event.callSha256, event.at, event.state);
+    else this.applySettled(profile, event.request, event.state);
+  }
+
+  private applySubmitted(
+    profile: AgentProfile,
+    requestId: string,
+    call: ToolCall,
+    callSha256: string,
+    at: number,
+    state: SubmissionState,
+  ): { f: CallFeatures; learned: Learned } | undefined {
     const f = this.features(call, callSha256);
     addSubmission(
       profile,
@@ -81,7 +165,19 @@ export class RiskEngine implements RiskScorer, RiskLearner {
       },
       this.recentWindowMs,
     );
-    if (state === 'allowed') this.learn(agentId, profile, f, at);
+    return state === 'allowed' ? { f, learned: this.learnInMemory(profile, f, at) } : undefined;
+  }
+
+  private applySettled(
+    profile: AgentProfile,
+    request: { id: string; call: ToolCall; callSha256: string; createdAt: number },
+    state: SubmissionState,
+  ): { f: CallFeatures; learned: Learned } | undefined {
+    const entry = profile.recent.find((s) => s.requestId === request.id);
+    if (entry) entry.state = state;
+    if (state !== 'approved') return undefined;
+    const f = this.features(request.call, request.callSha256);
+    return { f, learned: this.learnInMemory(profile, f, request.createdAt) };
   }
 
   settled(
@@ -90,15 +186,18 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     state: SubmissionState,
     now: number,
   ): void {
-    const profile = this.profile(agentId, now);
-    const entry = profile.recent.find((s) => s.requestId === request.id);
-    if (entry) entry.state = state;
-    if (state === 'approved') this.learn(agentId, profile, this.features(request.call, request.callSha256), request.createdAt);
+    if (this.events !== undefined) {
+      this.teamEvent(agentId, { kind: 'settled', request, state, now });
+      return;
+    }
+    const learned = this.applySettled(this.profile(agentId, now), request, state);
+    if (learned) this.store.writeExecuted(agentId, learned.f, request.createdAt, learned.learned);
   }
 
   /** What an agent session read, as the host reported it (session.report). */
   reported(agentId: string, sessionId: string, reads: readonly SessionRead[], at: number): number {
-    const profile = this.profile(agentId, at);
+    // A team hub keeps reports per hub: stored here, in memory when it holds the agent (else loaded with it).
+    const profile = this.events === undefined ? this.profile(agentId, at) : (this.profiles.get(agentId) ?? emptyProfile());
     // Sessions quiet for longer than the recent window no longer count (nor would they be reloaded).
     for (const [id, f] of profile.flows) if (f.reportAt.last < at - this.recentWindowMs) profile.flows.delete(id);
     let flow = profile.flows.get(sessionId);
@@ -131,15 +230,16 @@ export class RiskEngine implements RiskScorer, RiskLearner {
 
   forget(agentId: string): void {
     this.profiles.delete(agentId);
+    this.positions.delete(agentId);
+    this.events?.forget(agentId);
   }
 
   prune(now: number): number {
     return this.store.prune(now);
   }
 
-  private learn(agentId: string, profile: AgentProfile, f: CallFeatures, at: number): void {
-    const learned = learnExecuted(profile, f, at, this.config.factors.unusual_sequence.gapMs, this.config.maxKnownPerKind);
-    this.store.writeExecuted(agentId, f, at, learned);
+  private learnInMemory(profile: AgentProfile, f: CallFeatures, at: number): Learned {
+    return learnExecuted(profile, f, at, this.config.factors.unusual_sequence.gapMs, this.config.maxKnownPerKind);
   }
 
   private profile(agentId: string, now: number): AgentProfile {
@@ -150,9 +250,16 @@ export class RiskEngine implements RiskScorer, RiskLearner {
       this.profiles.set(agentId, profile);
       return profile;
     }
+    // A team hub's baselines are read by prepare (asynchronously, from the team's log): never score blind.
+    if (this.events !== undefined) throw new Error(`the team baseline of agent ${JSON.stringify(agentId)} was not read before scoring`);
     profile = this.store.load(agentId, now);
-    this.profiles.set(agentId, profile);
-    if (this.profiles.size > this.maxCached) this.profiles.delete(this.profiles.keys().next().value as string);
+    this.cache(agentId, profile);
     return profile;
+  }
+
+  private cache(agentId: string, profile: AgentProfile): void {
+    this.profiles.delete(agentId);
+    this.profiles.set(agentId, profile);
+    if (this.profiles.size > this.maxCached) this.forget(this.profiles.keys().next().value as string);
   }
 }

@@ -22,6 +22,34 @@ export interface RiskInput {
 
 export interface RiskScorer {
   score(input: RiskInput): RiskAssessment;
+  /**
+   * Bring the agent's baseline up to date before `score` (a team hub reads what other hubs
+   * committed for it since its last read: risk-engine.ts). Absent: nothing to read.
+   */
+  prepare?(agentId: string, now: number): Promise<void>;
+}
+
+/** One event a baseline learns from, as a team stores it and every hub replays it (risk-engine.ts). */
+export type RiskEvent =
+  | { kind: 'submitted'; requestId: string; call: ToolCall; callSha256: string; at: number; state: SubmissionState }
+  | {
+      kind: 'settled';
+      request: { id: string; call: ToolCall; callSha256: string; createdAt: number };
+      state: SubmissionState;
+      now: number;
+    };
+
+/**
+ * Where a team's risk events live (risk/pg-risk-log.ts). The learner queues each event while
+ * the decision's unit runs; the store writes the queue in that unit's transaction; every hub
+ * reads an agent's committed events from a position (null: from the start).
+ */
+export interface RiskEventLog {
+  /** `inMemory`: the learner already applied it to the memory it holds for the agent. */
+  queue(agentId: string, event: RiskEvent, inMemory: boolean): void;
+  read(agentId: string, from: string | null): Promise<{ events: RiskEvent[]; position: string }>;
+  /** This hub's memory no longer holds what it queued for the agent: its own events count again when read. */
+  forget(agentId: string): void;
 }
 
 /**

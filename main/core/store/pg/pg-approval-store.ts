@@ -215,6 +215,7 @@ export class PgApprovalStore implements ApprovalStore {
         approvals: approvalRows.rows.map(toApproval).sort(approvalOrder),
       };
       const { commit, result } = decide(snapshot);
+      await this.store.writeRiskEvents(client);
       for (const audit of commit.audit) assertAuditEvent(audit.kind, audit.event);
       const a = commit.approval;
       // The approver and key as the team directory has them now, and the key's counter advanced

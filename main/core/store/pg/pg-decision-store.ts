@@ -91,6 +91,12 @@ export async function migrateTeamDatabase(pool: pg.Pool): Promise<void> {
   }
 }
 
+/** What a unit of work writes for the risk learner (risk/pg-risk-log.ts): the events its hook just queued. */
+export interface UnitRiskWriter {
+  take(): unknown[];
+  write(client: pg.ClientBase, taken: readonly unknown[]): Promise<void>;
+}
+
 export class PgDecisionStore implements DecisionStore {
   readonly kind = 'postgres' as const;
   readonly hub: string;
@@ -242,6 +248,15 @@ export class PgDecisionStore implements DecisionStore {
     this.agentCheck = check;
   }
 
+  /** The team's risk events (risk/pg-risk-log.ts): what a unit's learner hook queued is written in that unit. */
+  riskLog: UnitRiskWriter | undefined;
+
+  /** Write the risk events the learner queued in the hook that just ran (call before any await). */
+  writeRiskEvents(client: pg.ClientBase): Promise<void> {
+    const taken = this.riskLog?.take() ?? [];
+    return taken.length === 0 ? Promise.resolve() : this.riskLog!.write(client, taken);
+  }
+
   // ---- the seam ----
 
   async recordDecision(write: DecisionWrite): Promise<RequestOutcome> {
@@ -324,6 +339,7 @@ export class PgDecisionStore implements DecisionStore {
       );
       if (write.token) await insertToken(client, request.id, write.token);
       const learningFault = write.learn?.();
+      await this.writeRiskEvents(client);
       const done: WrittenDecision = { merged, expiresAt, learningFault };
       const audit = auditOf(write, done);
       assertAuditEvent(audit.kind, audit.event);
@@ -466,6 +482,7 @@ export class PgDecisionStore implements DecisionStore {
         .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
       for (const row of due) {
         const audit = settle(row);
+        await this.writeRiskEvents(client);
         assertAuditEvent(audit.kind, audit.event);
         await this.submitAudit(client, audit);
         await client.query('SELECT pg_notify($1, $2)', [OUTCOME_CHANNEL, row.id]);

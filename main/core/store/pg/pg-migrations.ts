@@ -332,4 +332,19 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX admin_proposals_pending ON admin_proposals(created_at, id COLLATE "C") WHERE state = 'pending';
   `,
+  // 12: risk baselines for the team (risk/risk-engine.ts, risk/pg-risk-log.ts): every event a
+  // baseline learns from (a call submitted, a held call settled), written in the transaction of
+  // the decision it comes from, so a rolled-back decision teaches no hub. Each hub reads an
+  // agent's events committed since its last read (xid against the snapshot of that read).
+  `
+  CREATE TABLE risk_log (
+    id bigserial PRIMARY KEY,
+    agent_id text NOT NULL,
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    hub text NOT NULL,
+    event text NOT NULL               -- JSON of the learner event (risk-ports.ts RiskEvent)
+  );
+  CREATE INDEX risk_log_by_agent ON risk_log(agent_id, xid);
+  CREATE TRIGGER risk_log_append_only BEFORE UPDATE OR DELETE ON risk_log FOR EACH ROW EXECUTE FUNCTION append_only();
+  `,
 ];
