@@ -13,8 +13,6 @@ export interface ChildServer {
   cpu(): { user: number; system: number };
   /** Ask the core for its stage timings since the last call. */
   timings(): Promise<Record<string, { ms: number; n: number }>>;
-  /** Cedar calls evaluated in the event loop's thread and in the worker over the last timings() period. */
-  policyEvaluations(): { inThread: number; worker: number } | undefined;
   stop(): Promise<void>;
 }
 
@@ -60,7 +58,6 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
   };
   const { port } = JSON.parse(await nextLine(600_000)) as { port: number };
   const pid = child.pid!;
-  let lastEvaluations: { inThread: number; worker: number } | undefined;
   return {
     port,
     pid,
@@ -77,14 +74,8 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
     },
     async timings() {
       child.kill('SIGUSR2');
-      const report = JSON.parse(await nextLine()) as {
-        timings: Record<string, { ms: number; n: number }>;
-        policyEvaluations?: { inThread: number; worker: number };
-      };
-      lastEvaluations = report.policyEvaluations;
-      return report.timings;
+      return (JSON.parse(await nextLine()) as { timings: Record<string, { ms: number; n: number }> }).timings;
     },
-    policyEvaluations: () => lastEvaluations,
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');

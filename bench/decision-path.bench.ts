@@ -462,12 +462,10 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
     const real = await closed(clients, options.seconds);
     const coreCpu = cpuPerDecision(coreCpu0, core.cpu(), real);
     const timings = await core.timings();
-    const closedEvaluations = core.policyEvaluations();
     const openCpu0 = core.cpu();
     const realOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond, payees, 2);
     const openCpu = cpuPerDecision(openCpu0, core.cpu(), realOpen);
     const openTimings = await core.timings();
-    const openEvaluations = core.policyEvaluations();
     const afterLoadRss = core.rss();
     for (const c of clients) c.client.close();
     await core.stop();
@@ -511,9 +509,6 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
       // Wall time per stage under load (includes queueing behind other decisions: the policy
       // stage waits for the Cedar worker, the store stage for its group commit).
       coreStageBreakdownUnderLoad: { closedLoop: stageFigures(timings), openLoop: stageFigures(openTimings) },
-      // Where the policy stage ran Cedar: in the event loop's thread (a lone call on an idle loop)
-      // or in the worker (ADR 0004).
-      policyEvaluations: { closedLoop: closedEvaluations, openLoop: openEvaluations },
       // Each stage's own cost, one decision at a time, Cedar in-thread, unbatched commits.
       coreStageCostAlone: alone,
       openLoop: {

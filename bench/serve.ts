@@ -30,14 +30,8 @@ async function core(dataDir: string): Promise<number> {
     },
   });
   // SIGUSR2: report and reset the stage timings (one JSON line), so each phase is measured alone.
-  // With them, how many Cedar calls the policy stage evaluated in the event loop's thread (lone
-  // calls on an idle loop) and in the worker, since the last report (ADR 0004).
-  const evaluated = { inThread: 0, worker: 0 };
   process.on('SIGUSR2', () => {
-    const now = app.policy.evaluator?.evaluated ?? { inThread: 0, worker: 0 };
-    const policyEvaluations = { inThread: now.inThread - evaluated.inThread, worker: now.worker - evaluated.worker };
-    Object.assign(evaluated, now);
-    process.stdout.write(`${JSON.stringify({ timings: totals, policyEvaluations })}\n`);
+    process.stdout.write(`${JSON.stringify({ timings: totals })}\n`);
     for (const k of Object.keys(totals)) delete totals[k];
   });
   process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));

@@ -14,6 +14,7 @@ import { NotificationControls, showAdminProposalNotice, useDeskNotifications } f
 import { AdminProposalsContext, useAdminProposals } from './desk/admin-proposals.js';
 import type { DeskSessionView } from '../../shared/desk-session.js';
 import { coalescedReload } from './desk/coalesced-reload.js';
+import { afterQueueShown, queueShown } from './desk/first-paint.js';
 
 // Not needed for the queue's first paint: each is its own chunk, fetched when first shown.
 const ApprovalsView = lazy(async () => ({ default: (await import('./Approvals.js')).ApprovalsView }));
@@ -109,6 +110,10 @@ function Dashboard({
     showAdminProposalNotice(proposal, () => setTarget({ view: 'queue' })),
   );
   const notifications = useDeskNotifications(bridge, session.current, setTarget, adminProposals.awaitingMe);
+  // The desk did not open on the queue (nobody signed in, or another view): nothing waits for it.
+  useEffect(() => {
+    if (session.view === null || (session.view !== undefined && view !== 'queue')) queueShown();
+  }, [session.view, view]);
   const [approvalsVisited, setApprovalsVisited] = useState(view === 'approvals');
   if (view === 'approvals' && !approvalsVisited) setApprovalsVisited(true);
 
@@ -130,11 +135,17 @@ function Dashboard({
         setError({ code: err.code, message: err.message });
       }
     };
-    void refresh();
-    const timer = window.setInterval(() => void refresh(), REFRESH_MS);
+    // Not before the queue's first paint (first-paint.ts): the 100 decisions and the agents would
+    // compete with it; the header and the tamper alarm follow a moment after the queue.
+    let timer: number | undefined;
+    const stopWaiting = afterQueueShown(() => {
+      void refresh();
+      timer = window.setInterval(() => void refresh(), REFRESH_MS);
+    });
     const reload = coalescedReload(refresh);
     const unsubscribe = bridge.subscribe(() => reload.request());
     return () => {
+      stopWaiting();
       reload.cancel();
       active = false;
       window.clearInterval(timer);

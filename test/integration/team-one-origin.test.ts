@@ -272,16 +272,17 @@ describe('one origin, any hub', () => {
     // The desk's session is still per hub: root signs in on each (the admin tap is what crosses).
     const [onA, onB] = [await signInOverHttp(a, 'root', rootKey), await signInOverHttp(b, 'root', rootKey)];
     const started = await onA.bridge.startAdminAction('root', { kind: 'approver.issue_registration_code', id: 'carol' });
+    const offer = started.options as { challenge: string; allowCredentials?: Array<{ id: string }> };
     const answer = rootKey.getAssertion({
       rpId: 'localhost',
       origin: ORIGIN,
-      challenge: started.options.challenge,
-      allowCredentials: (started.options.allowCredentials ?? []).map((c) => c.id),
+      challenge: offer.challenge,
+      allowCredentials: (offer.allowCredentials ?? []).map((c) => c.id),
       userVerification: 'required',
     });
     const done = await onB.bridge.submitAdminAction('root', answer);
     expect(JSON.stringify(done.result)).toMatch(/"code":"[A-Za-z0-9_-]{32}"/);
-    expect(await challengeRow(started.options.challenge)).toEqual({ issued_by_hub: 'hub-a', used_by_hub: 'hub-b', used: true });
+    expect(await challengeRow(offer.challenge)).toEqual({ issued_by_hub: 'hub-a', used_by_hub: 'hub-b', used: true });
     await expect(onA.bridge.submitAdminAction('root', answer)).rejects.toMatchObject({ code: 'challenge_invalid' });
     const codes = await db.query("SELECT 1 FROM directory_registration_codes WHERE approver_id = 'carol'");
     expect(codes.rowCount).toBe(2); // the one carol registered with, and this one: once

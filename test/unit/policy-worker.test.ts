@@ -1,8 +1,7 @@
 /**
  * Cedar evaluation in a worker thread (policy/cedar-worker.mjs): the same answers as the
  * in-thread path, reloads reach the worker, and a worker that dies mid-call yields a deny,
- * never an allow, and is replaced. A lone call on an idle event loop is evaluated in the calling
- * thread instead, and calls made together cross to the worker in one message. The crash is produced by terminating the real worker.
+ * never an allow, and is replaced. The crash is produced by terminating the real worker.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,9 +20,8 @@ afterAll(async () => {
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** `inThreadBelowUtilization` 0 (the default here): every call crosses to the worker. */
-async function open(dir = DEMO, inThreadBelowUtilization = 0): Promise<PolicyEngine> {
-  const engine = await PolicyEngine.open(dir, { worker: true, inThreadBelowUtilization });
+async function open(dir = DEMO): Promise<PolicyEngine> {
+  const engine = await PolicyEngine.open(dir, { worker: true });
   engines.push(engine);
   return engine;
 }
@@ -68,32 +66,6 @@ describe('policy evaluation in a worker thread', () => {
       (e: unknown) => e,
     );
     expect(isCountersignError(thrown, 'invalid_params')).toBe(true);
-  });
-
-  it('evaluates a lone call in the calling thread and a burst in the worker, with the same answers', async () => {
-    const engine = await open(DEMO, 1.01); // any event-loop utilization counts as idle
-    const evaluator = engine.evaluator!;
-    const lone = transfer('250.00', 'Acme Ltd');
-    expect(await engine.evaluateAsync(lone)).toEqual(engine.evaluate(lone));
-    expect(evaluator.evaluated).toEqual({ inThread: 1, worker: 0 });
-    const burst = [
-      transfer('250.00', 'Acme Ltd'),
-      transfer('48000.00', 'Northwind Traders'),
-      transfer('900.00', 'Pyongyang Trading', 'KP'),
-    ];
-    const answers = await Promise.all(burst.map((r) => engine.evaluateAsync(r)));
-    expect(answers).toEqual(burst.map((r) => engine.evaluate(r)));
-    expect(answers.map((a) => a.outcome)).toEqual(['allow', 'approval_required', 'deny']);
-    expect(evaluator.evaluated).toEqual({ inThread: 1, worker: 3 });
-  });
-
-  it('sends a lone call to the worker while the event loop is busy', async () => {
-    const engine = await open(DEMO, 0.5);
-    const evaluator = engine.evaluator!;
-    const spinUntil = performance.now() + 120; // a busy event loop: more than one 50 ms window
-    while (performance.now() < spinUntil);
-    await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'));
-    expect(evaluator.evaluated).toEqual({ inThread: 0, worker: 1 });
   });
 
   it('evaluates a reloaded policy set in the worker', async () => {

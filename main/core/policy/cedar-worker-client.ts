@@ -3,15 +3,7 @@
  * authorization calls. Fails closed: a call that times out, or is in flight when the worker
  * dies, rejects (the engine turns that into a deny), and a dead worker is replaced and given
  * every set it held, in order, before it takes new calls.
- *
- * Calls are gathered until the event loop's check phase (setImmediate), so every call decided
- * in one poll phase (one burst of WebSocket frames) crosses to the worker in one message and
- * comes back in one. A call that is alone (no other call in flight, the event loop mostly idle:
- * a lone agent, the MCP proxy's single call) is evaluated in the calling thread instead, by the
- * same Cedar module over the same preparsed set: the two thread hops and two structured clones
- * cost more than the evaluation, and nothing else is waiting for the event loop (ADR 0004).
  */
-import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { CountersignError } from '../../../shared/errors.js';
@@ -31,9 +23,6 @@ export interface WorkerAnswer {
   /** Present when `answer` failed: whether the context alone is rejected by the schema. */
   contextCheck?: cedar.CheckParseAnswer;
 }
-
-/** The same evaluation in the calling thread (the engine's; same module, same preparsed set). */
-export type InThreadAuthorize = () => WorkerAnswer;
 
 interface InFlight {
   resolve: (value: WorkerAnswer) => void;
@@ -61,11 +50,6 @@ interface AuthorizeMessage {
 export interface CedarWorkerOptions {
   /** Per-call limit; a call past it is answered as a failure (default 2 s). */
   timeoutMs?: number;
-  /**
-   * Evaluate a lone call in the calling thread when the event loop was busy less than this share
-   * of the last sampling window (default 0.5; 0 sends every call to the worker).
-   */
-  inThreadBelowUtilization?: number;
   /** Sets kept for replay into a replacement worker (the active one and its predecessor). */
   keepSets?: number;
 }
@@ -78,18 +62,9 @@ export class CedarWorkerClient {
   private readonly inFlight = new Map<number, InFlight>();
   private readonly sets: PreparedSet[] = [];
   private closed = false;
-  /** Calls made since the last check phase, sent as one message (one thread wake-up, not one per call). */
+  /** Calls made in this event-loop turn, sent as one message (one thread wake-up, not one per call). */
   private outbox: AuthorizeMessage[] = [];
-  /** The in-thread evaluation of each call in the outbox, by id (used only for a lone call). */
-  private inThread = new Map<number, InThreadAuthorize>();
   private readonly timeoutMs: number;
-  private readonly inThreadBelow: number;
-  /** Event-loop utilization: the running sample and the last finished window's share. */
-  private elu = performance.eventLoopUtilization();
-  private eluAt = performance.now();
-  private busyShare = 1;
-  /** Calls answered in the calling thread and by the worker (health, tests, the bench). */
-  readonly evaluated = { inThread: 0, worker: 0 };
   private readonly keepSets: number;
   /** Restarts so far (exposed for health reporting and tests). */
   restarts = 0;
@@ -97,7 +72,6 @@ export class CedarWorkerClient {
   constructor(options: CedarWorkerOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 2_000;
     this.keepSets = Math.max(1, options.keepSets ?? 2);
-    this.inThreadBelow = options.inThreadBelowUtilization ?? 0.5;
     this.worker = this.spawn();
   }
 
@@ -108,16 +82,7 @@ export class CedarWorkerClient {
     this.worker.postMessage({ type: 'prepare', ...set });
   }
 
-  /**
-   * Evaluate `call` in the worker, or through `inThread` when it turns out to be a lone call on
-   * an idle event loop (see the file comment).
-   */
-  authorize(
-    schemaName: string,
-    action: cedar.EntityUid,
-    call: cedar.StatefulAuthorizationCall,
-    inThread?: InThreadAuthorize,
-  ): Promise<WorkerAnswer> {
+  authorize(schemaName: string, action: cedar.EntityUid, call: cedar.StatefulAuthorizationCall): Promise<WorkerAnswer> {
     if (this.closed) return Promise.reject(new CountersignError('internal_error', 'the policy evaluator is closed'));
     const id = this.nextId++;
     return new Promise<WorkerAnswer>((resolve, reject) => {
@@ -126,49 +91,15 @@ export class CedarWorkerClient {
         reject(new CountersignError('timeout', 'the policy evaluation did not finish in time'));
       }, this.timeoutMs);
       this.inFlight.set(id, { resolve, reject, timer });
-      if (this.outbox.length === 0) setImmediate(() => this.flush());
+      if (this.outbox.length === 0) queueMicrotask(() => this.flush());
       this.outbox.push({ type: 'authorize', id, schemaName, action, call });
-      if (inThread !== undefined) this.inThread.set(id, inThread);
     });
   }
 
   private flush(): void {
     const batch = this.outbox;
-    const inThread = this.inThread;
     this.outbox = [];
-    this.inThread = new Map();
-    if (batch.length === 0) return;
-    const only = batch.length === 1 && this.inFlight.size === 1 ? batch[0]! : undefined;
-    const local = only === undefined ? undefined : inThread.get(only.id);
-    if (only !== undefined && local !== undefined && this.idleEnough()) {
-      const pending = this.inFlight.get(only.id);
-      if (pending === undefined) return;
-      this.inFlight.delete(only.id);
-      clearTimeout(pending.timer);
-      this.evaluated.inThread++;
-      let answer: WorkerAnswer;
-      try {
-        answer = local();
-      } catch (error) {
-        return pending.reject(new CountersignError('internal_error', error instanceof Error ? error.message : String(error)));
-      }
-      return pending.resolve(answer);
-    }
-    this.evaluated.worker += batch.length;
-    this.worker.postMessage({ type: 'authorize-batch', calls: batch });
-  }
-
-  /** Whether the event loop was busy less than the threshold over the last window (≥ 50 ms). */
-  private idleEnough(): boolean {
-    if (this.inThreadBelow <= 0) return false;
-    const now = performance.now();
-    if (now - this.eluAt >= 50) {
-      const next = performance.eventLoopUtilization();
-      this.busyShare = performance.eventLoopUtilization(next, this.elu).utilization;
-      this.elu = next;
-      this.eluAt = now;
-    }
-    return this.busyShare < this.inThreadBelow;
+    if (batch.length > 0) this.worker.postMessage({ type: 'authorize-batch', calls: batch });
   }
 
   async close(): Promise<void> {

@@ -20,7 +20,7 @@ import {
   type ToolInfo,
   type UserVerification,
 } from './policy-set.js';
-import { CedarWorkerClient, type PreparedSet, type WorkerAnswer } from './cedar-worker-client.js';
+import { CedarWorkerClient, type PreparedSet } from './cedar-worker-client.js';
 import { buildEntitySliceIndex, sliceForCall, type EntitySliceIndex } from './entity-slice.js';
 import { actionSubsets } from './action-subsets.js';
 
@@ -81,11 +81,6 @@ export interface PolicyEngineOptions {
    * event loop instead of on it. The sync evaluate() always runs in the calling thread.
    */
   worker?: boolean;
-  /**
-   * With a worker: a lone call is evaluated in the calling thread when the event loop was busy
-   * less than this share of its last window (default 0.5; 0: every call goes to the worker).
-   */
-  inThreadBelowUtilization?: number;
   /**
    * Hand Cedar only the entities a call can reach (default true; main/core/policy/entity-slice.ts).
    * False hands it every static entity on every call: the reference the differential tests
@@ -156,11 +151,7 @@ export class PolicyEngine {
     this.active = activate(set, this.subsets);
     this.slicing = options.entitySlicing ?? true;
     this.fastPathCases = options.fastPathCases;
-    this.worker = options.worker
-      ? new CedarWorkerClient(
-          options.inThreadBelowUtilization === undefined ? {} : { inThreadBelowUtilization: options.inThreadBelowUtilization },
-        )
-      : undefined;
+    this.worker = options.worker ? new CedarWorkerClient() : undefined;
     this.worker?.prepare(preparedSetOf(this.active));
   }
 
@@ -254,7 +245,11 @@ export class PolicyEngine {
   evaluate(request: PolicyRequest): PolicyDecision {
     const prepared = this.prepareCall(request);
     if (prepared.done) return prepared.done;
-    const { answer, contextCheck } = authorizeInThread(prepared);
+    const answer = cedar.statefulIsAuthorized(prepared.call);
+    const contextCheck =
+      answer.type === 'failure'
+        ? cedar.checkParseContext({ context: prepared.call.context, schema: prepared.active.set.schemaJson, action: prepared.action })
+        : undefined;
     return interpret(prepared, answer, contextCheck);
   }
 
@@ -268,9 +263,7 @@ export class PolicyEngine {
     if (prepared.done) return prepared.done;
     let result;
     try {
-      // A lone call on an idle event loop is evaluated here by the same module and set (cheaper
-      // than two thread hops); the worker decides whether it is one.
-      result = await this.worker.authorize(prepared.active.schemaName, prepared.action, prepared.call, () => authorizeInThread(prepared));
+      result = await this.worker.authorize(prepared.active.schemaName, prepared.action, prepared.call);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       return denyWithErrors(prepared.active.set.hash, [`authorization failed: ${clip(message)}`], []);
@@ -430,20 +423,6 @@ export class PolicyEngine {
 // ---------------------------------------------------------------------------------------------
 
 /** Turns Cedar's answer into a decision: deny by default, forbid wins, any error denies. */
-/** Cedar in the calling thread: the answer, and on a failure whether the context alone is refused. */
-function authorizeInThread(prepared: Exclude<Prepared, { done: PolicyDecision }>): WorkerAnswer {
-  const answer = cedar.statefulIsAuthorized(prepared.call);
-  if (answer.type !== 'failure') return { answer };
-  return {
-    answer,
-    contextCheck: cedar.checkParseContext({
-      context: prepared.call.context,
-      schema: prepared.active.set.schemaJson,
-      action: prepared.action,
-    }),
-  };
-}
-
 function interpret(
   prepared: Exclude<Prepared, { done: PolicyDecision }>,
   answer: cedar.AuthorizationAnswer,

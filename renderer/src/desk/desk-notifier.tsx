@@ -19,6 +19,7 @@ import type { DeskSession, DeskTarget } from './desk-view.js';
 import type { AdminProposal } from '../../../shared/bridge-admin.js';
 import { adminActionHeadline } from './admin-proposals.js';
 import { coalescedReload } from './coalesced-reload.js';
+import { afterQueueShown } from './first-paint.js';
 
 const BASE_TITLE = 'Countersign';
 /** Partial approvals by co-approvers carry no event: look again this often. */
@@ -134,13 +135,18 @@ export function useDeskNotifications(
         // The queue shows load errors; notifications try again on the next event or refresh.
       }
     };
-    void update();
-    const timer = window.setInterval(() => void update(), FALLBACK_REFRESH_MS);
+    // Its read of up to 500 pending requests waits for the queue's first paint (first-paint.ts).
+    let timer: number | undefined;
+    const stopWaiting = afterQueueShown(() => {
+      void update();
+      timer = window.setInterval(() => void update(), FALLBACK_REFRESH_MS);
+    });
     const reload = coalescedReload(update);
     const unsubscribe = bridge.subscribe((event) => {
       if (event.name !== 'adminProposal') reload.request();
     });
     return () => {
+      stopWaiting();
       reload.cancel();
       active = false;
       window.clearInterval(timer);

@@ -14,10 +14,11 @@ import { approvalProgress, mayStillApprove } from '../quorum-view.js';
 import type { DeskViewProps } from './desk-view.js';
 import { AdminProposals } from './admin-proposals.js';
 import { coalescedReload } from './coalesced-reload.js';
+import { QUEUE_PAGE, queueShown, readQueue } from './first-paint.js';
 import { URGENT_MS, describeError, formatRemaining, mergeIdentical, type ShownError } from './desk-format.js';
 
 const FALLBACK_REFRESH_MS = 15_000;
-const PAGE = 50;
+const PAGE = QUEUE_PAGE;
 
 type StateFilter = 'all' | 'needs-me' | 'not-me' | 'urgent';
 
@@ -44,10 +45,11 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
 
   const load = useCallback(async () => {
     try {
-      const [page, list] = await Promise.all([bridge.listQueue(PAGE), bridge.listApprovers()]);
+      // The first read is usually the one main.tsx started before React rendered (first-paint.ts).
+      const { page, approvers: list } = await readQueue(bridge);
       setPending(page.pending);
       setTotal(page.total ?? page.pending.length);
-      setApprovers(list.approvers);
+      setApprovers(list);
       setError(undefined);
     } catch (caught) {
       setError(describeError(caught));
@@ -69,6 +71,11 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
       unsubscribe();
     };
   }, [bridge, load]);
+
+  // Once the first answer is on screen, the desk's other reads may start (first-paint.ts).
+  useEffect(() => {
+    if (pending !== undefined || error !== undefined) queueShown();
+  }, [pending, error]);
 
   const tools = useMemo(() => [...new Set((pending ?? []).map((r) => r.tool))].sort(), [pending]);
   const agents = useMemo(() => [...new Set((pending ?? []).map((r) => r.agentId))].sort(), [pending]);

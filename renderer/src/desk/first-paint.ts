@@ -1,0 +1,73 @@
+/**
+ * The queue's first paint comes first. With 1,000 pending, a fresh desk spent its first second on
+ * work that is not the queue: the notifier's read of up to 500 pending requests (~0.5 MB to parse
+ * and validate), the overview's 100 recent decisions and the agents, all competing with the
+ * queue's own read for the page's one thread and the core's. And the queue's read waited for the
+ * session to be known, though it needs only the transport's secret.
+ *
+ * So: `prefetchQueue` starts the queue's first read (the page and the approvers) as soon as the
+ * bridge exists, before React renders, and the queue view takes that answer for its first load;
+ * work that can wait (`afterQueueShown`) starts once the queue has shown its first answer, or at
+ * once when the desk does not open on the queue (nobody signed in, another view), and at the
+ * latest after `GATE_TIMEOUT_MS`, so nothing waits on a queue that is never shown.
+ */
+import type { ApproverSummary } from '../../../shared/bridge.js';
+import type { CountersignBridge } from '../../../shared/bridge-table.js';
+
+/** The queue's page size (queue-view.tsx reads the same). */
+export const QUEUE_PAGE = 50;
+const GATE_TIMEOUT_MS = 3_000;
+/** A prefetched answer older than this is read again rather than shown. */
+const PREFETCH_FRESH_MS = 5_000;
+
+export interface QueueAnswer {
+  page: Awaited<ReturnType<CountersignBridge['listQueue']>>;
+  approvers: ApproverSummary[];
+}
+
+let prefetched: { bridge: CountersignBridge; at: number; answer: Promise<QueueAnswer> } | undefined;
+
+/** Start the queue's first read now (its answer is kept for the queue view's first load only). */
+export function prefetchQueue(bridge: CountersignBridge): void {
+  const answer = Promise.all([bridge.listQueue(QUEUE_PAGE), bridge.listApprovers()]).then(([page, list]) => ({
+    page,
+    approvers: list.approvers,
+  }));
+  // A failed prefetch is read again by the view, which shows that error: none is lost here.
+  answer.catch(() => undefined);
+  prefetched = { bridge, at: Date.now(), answer };
+}
+
+/** The queue's read: the prefetched answer once, when it is this bridge's and fresh, else a new read. */
+export function readQueue(bridge: CountersignBridge): Promise<QueueAnswer> {
+  const taken = prefetched;
+  prefetched = undefined;
+  if (taken !== undefined && taken.bridge === bridge && Date.now() - taken.at < PREFETCH_FRESH_MS)
+    return taken.answer.catch(() => readQueue(bridge));
+  return Promise.all([bridge.listQueue(QUEUE_PAGE), bridge.listApprovers()]).then(([page, list]) => ({
+    page,
+    approvers: list.approvers,
+  }));
+}
+
+let release: () => void = () => undefined;
+const shown = new Promise<void>((resolve) => {
+  release = resolve;
+});
+setTimeout(() => release(), GATE_TIMEOUT_MS);
+
+/** The queue showed its first answer (or the desk opened elsewhere): deferred work may start. */
+export function queueShown(): void {
+  release();
+}
+
+/** Run `work` once the queue has shown its first answer (see above); cancel with the returned function. */
+export function afterQueueShown(work: () => void): () => void {
+  let cancelled = false;
+  void shown.then(() => {
+    if (!cancelled) work();
+  });
+  return () => {
+    cancelled = true;
+  };
+}
