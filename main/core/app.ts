@@ -478,7 +478,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     },
   });
   const virtualApprovers =
-    config.domain === 'test' ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain }) : undefined;
+    config.domain === 'test'
+      ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain, team: team?.approvers })
+      : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
   const auditVerifier = new AuditVerifier({
     db,
@@ -569,7 +571,17 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       audit: auditProofs,
       admin: adminActions,
     }),
-    ...(virtualApprovers === undefined ? [] : automationRoutes({ automation: virtualApprovers, db, now: clock })),
+    ...(virtualApprovers === undefined
+      ? []
+      : automationRoutes({
+          automation: virtualApprovers,
+          db,
+          now: clock,
+          // A hub's requests are in the team database: follow their end there.
+          ...(team === undefined
+            ? {}
+            : { waitForEnd: async (id: string, signal: AbortSignal) => (await team.store.waitForOutcome(id, { signal })).state }),
+        })),
     ...uiStaticRoutes(options.rendererDir ?? DEFAULT_RENDERER_DIR),
   ];
   const gateway: Gateway = new Gateway({

@@ -684,4 +684,54 @@ describe('approvers in the team directory', () => {
     expect(refused).toBeInstanceOf(TeamCounterRegression);
     expect(await directoryWrites()).toEqual(before);
   }, 60_000);
+
+  it("runs the test domain's virtual approvers on hubs: created once in the team directory, each deciding on the hub that holds its key; the wait follows the team database", async () => {
+    const automation = async (hub: RunningCountersign, path: string, body?: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${hub.port}/api/automation${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${hub.uiSessionSecret}`, accept: 'application/json', 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+    // vera is made on hub A, victor on hub B: each one team directory write, seen by both hubs.
+    expect(await automation(a, '/virtual-approvers', { id: 'vera', displayName: 'Vera', groups: ['finance-approvers'] })).toMatchObject({
+      status: 200,
+      json: { id: 'vera', virtual: true },
+    });
+    expect((await automation(b, '/virtual-approvers', { id: 'victor', displayName: 'Victor', groups: ['finance-approvers'] })).status).toBe(
+      200,
+    );
+    await a.team!.directory.waitForSeq(b.team!.directory.appliedSeq);
+    await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
+    for (const hub of [a, b]) expect([hub.approvers.get('vera').virtual, hub.approvers.get('victor').virtual]).toEqual([true, true]);
+    const registered = await db.query<{ approver_id: string }>(
+      "SELECT approver_id FROM directory_credentials WHERE approver_id IN ('vera', 'victor') ORDER BY approver_id",
+    );
+    expect(registered.rows.map((r) => r.approver_id)).toEqual(['vera', 'victor']);
+
+    const held = await holdOnB();
+    const decided = agent.waitForDecision(held.requestId, { timeoutMs: 30_000 });
+    const waitOnA = automation(a, `/requests/${held.requestId}/wait?timeoutMs=30000`);
+    // Hub B holds none of vera's keys: refused, nothing recorded.
+    const refused = await automation(b, `/requests/${held.requestId}/decide`, { approverId: 'vera', verdict: 'approve' });
+    expect(refused.json).toMatchObject({ error: { code: 'credential_unknown' } });
+    expect((await stored(held.requestId)).approvals).toEqual([]);
+    expect(await automation(a, `/requests/${held.requestId}/wait?timeoutMs=50`)).toMatchObject({ json: { error: { code: 'timeout' } } });
+
+    expect((await automation(a, `/requests/${held.requestId}/decide`, { approverId: 'vera', verdict: 'approve' })).status).toBe(200);
+    expect((await automation(b, `/requests/${held.requestId}/decide`, { approverId: 'victor', verdict: 'approve' })).status).toBe(200);
+    expect(await waitOnA).toMatchObject({ status: 200, json: { requestId: held.requestId, state: 'approved' } });
+    expect(await decided).toMatchObject({ decision: 'allow', state: 'approved' });
+    expect(await stored(held.requestId)).toMatchObject({
+      state: 'approved',
+      approvals: expect.arrayContaining([
+        expect.objectContaining({ approver_id: 'vera', hub: 'hub-a' }),
+        expect.objectContaining({ approver_id: 'victor', hub: 'hub-b' }),
+      ]) as unknown,
+    });
+    expect(await automation(a, '/requests/req_nothing_here/wait?timeoutMs=1000')).toMatchObject({
+      json: { error: { code: 'request_unknown' } },
+    });
+  }, 60_000);
 });

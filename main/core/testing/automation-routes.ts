@@ -20,6 +20,11 @@ import { parseBody, type HttpRoute } from '../http/http-edge.js';
 export interface AutomationRoutesOptions {
   automation: VirtualApprovers;
   db: Db;
+  /**
+   * A team hub: its requests are in the team database, so the wait follows the request's end
+   * there (LISTEN/NOTIFY; the final state, request_unknown, or an abort when `signal` fires).
+   */
+  waitForEnd?: (requestId: string, signal: AbortSignal) => Promise<string>;
   now?: () => number;
 }
 
@@ -44,8 +49,18 @@ export function automationRoutes(options: AutomationRoutesOptions): HttpRoute[] 
   const { automation } = options;
 
   const waitForDecision = async (requestId: string, timeoutMs: number): Promise<unknown> => {
+    const bounded = Math.min(Math.max(timeoutMs, 0), MAX_WAIT_MS);
+    if (options.waitForEnd !== undefined) {
+      const signal = AbortSignal.timeout(bounded);
+      try {
+        return { requestId, state: await options.waitForEnd(requestId, signal) };
+      } catch (error) {
+        if (signal.aborted) throw new CountersignError('timeout', 'the request is still pending');
+        throw error;
+      }
+    }
     const requests = new RequestRepository(options.db);
-    const deadline = now() + Math.min(Math.max(timeoutMs, 0), MAX_WAIT_MS);
+    const deadline = now() + bounded;
     for (;;) {
       const state = requests.stateOf(requestId);
       if (state === undefined) throw new CountersignError('request_unknown', 'no request has that id');

@@ -3,13 +3,17 @@
  * software authenticator, held by the server, so CI can drive real WebAuthn ceremonies (real
  * structures, real P-256 signatures, the virtual AAGUID in the attestation) without a person.
  * They exist only in the test key domain: the directory refuses them anywhere else, and their
- * keys can never register for a real approver.
+ * keys can never register for a real approver. On a team hub they are written to the team
+ * directory (for every hub), like any approver there; their keys are held by the hub that
+ * registered them (its data directory), so a virtual approver decides on that hub, or has one more
+ * key registered on each hub it decides on (registerKey).
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { VirtualAuthenticator } from './virtual-authenticator.js';
 import type { ApproverDirectory, ApproverRecord } from '../approvals/approver-directory.js';
+import type { TeamApprovers } from '../approvals/team-approvers.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import type { TokenDomain } from '../../../shared/approval-token.js';
@@ -35,11 +39,15 @@ export class VirtualApprovers {
   private readonly authenticators: VirtualAuthenticator[];
   private readonly file: string;
 
+  /** On a team hub: the team directory's writes (the hub's own directory is a replica that refuses local writes). */
+  private readonly team: Pick<TeamApprovers, 'add' | 'issueRegistrationCode'> | undefined;
+
   constructor(
     private readonly directory: ApproverDirectory,
     private readonly service: CeremonyService,
-    options: { dataDir: string; domain: TokenDomain },
+    options: { dataDir: string; domain: TokenDomain; team?: Pick<TeamApprovers, 'add' | 'issueRegistrationCode'> | undefined },
   ) {
+    this.team = options.team;
     if (options.domain !== 'test')
       throw new CountersignError('virtual_approver_refused', 'virtual approvers exist only in the headless test key domain');
     this.file = join(options.dataDir, STATE_FILE);
@@ -48,14 +56,27 @@ export class VirtualApprovers {
 
   /** Create a virtual approver and register one virtual security key for it. */
   async create(input: { id: string; displayName: string; groups: string[] }): Promise<ApproverRecord> {
+    if (this.team !== undefined) {
+      // One team directory write: the approver and their first code, for every hub.
+      const { approver, registration } = await this.team.add({ ...input, virtual: true }, { issuedBy: 'automation' });
+      await this.registerWithCode(approver.id, registration!.code);
+      return this.directory.get(approver.id);
+    }
     const approver = this.directory.addApprover({ ...input, virtual: true });
     await this.registerKey(approver.id);
     return approver;
   }
 
-  /** Register one more virtual key for an existing virtual approver (one person, two keys). */
+  /** Register one more virtual key for an existing virtual approver (one person, two keys; on a team hub, a key this hub holds). */
   async registerKey(approverId: string): Promise<string> {
-    const { code } = this.directory.issueRegistrationCode(approverId, 'automation');
+    const { code } =
+      this.team === undefined
+        ? this.directory.issueRegistrationCode(approverId, 'automation')
+        : await this.team.issueRegistrationCode(approverId, 'automation');
+    return this.registerWithCode(approverId, code);
+  }
+
+  private async registerWithCode(approverId: string, code: string): Promise<string> {
     const options = await this.directory.beginRegistration(approverId, code);
     const authenticator = new VirtualAuthenticator();
     const response = authenticator.createCredential({
