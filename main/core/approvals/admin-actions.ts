@@ -588,7 +588,30 @@ export class AdminActions {
       // The proposer as they are now: one disabled or out of the admin group meanwhile no longer stands behind it.
       if (verdict === 'confirm') this.adminCredentials(stored.proposed_by);
     };
+    // The performed action's record: the proposer's tap (its fields do not change after proposing) and the confirmation.
+    const actionEvent = (proposed: ProposalRow): AuditEventFields<'admin.action'> => ({
+      adminId: proposed.proposed_by,
+      action,
+      credentialId: proposed.proposer_credential,
+      evidence: evidenceSchema.parse(parseStrictJson(proposed.proposer_evidence)),
+      proposalId,
+      confirmedBy: second,
+    });
     const store = this.teamProposalStore();
+    if (verdict === 'confirm' && this.inTeamDirectory(action)) {
+      // Closed in the action's own team transaction (TeamTap.closesProposal): if the action is
+      // refused or the commit fails, the proposal stays pending and no record claims it ran.
+      const proposed = await store.get(proposalId);
+      if (proposed === undefined)
+        throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(proposalId)}`);
+      const closing: TeamTap = {
+        ...tap,
+        closesProposal: async (client) => {
+          await store.closeWithin(client, proposalId, 'executed', second.adminId, now, check);
+        },
+      };
+      return this.performInTeam(action, now, enrollment, { kind: 'admin.action', at: now, event: actionEvent(proposed) }, closing);
+    }
     let stored: ProposalRow;
     try {
       if (verdict === 'reject') {
@@ -603,20 +626,12 @@ export class AdminActions {
         await store.close(proposalId, 'rejected', second.adminId, now, check, [record], tap);
         return { rejected: proposalId };
       }
-      stored = await store.close(proposalId, 'executed', second.adminId, now, check, [], this.inTeamDirectory(action) ? undefined : tap);
+      stored = await store.close(proposalId, 'executed', second.adminId, now, check, [], tap);
     } catch (error) {
       if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
       throw error;
     }
-    const event: AuditEventFields<'admin.action'> = {
-      adminId: stored.proposed_by,
-      action,
-      credentialId: stored.proposer_credential,
-      evidence: evidenceSchema.parse(parseStrictJson(stored.proposer_evidence)),
-      proposalId,
-      confirmedBy: second,
-    };
-    if (this.inTeamDirectory(action)) return this.performInTeam(action, now, enrollment, { kind: 'admin.action', at: now, event }, tap);
+    const event = actionEvent(stored);
     return this.db
       .transaction(() => {
         const result = this.perform(action, stored.proposed_by, now, enrollment);

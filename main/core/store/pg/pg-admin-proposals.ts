@@ -13,6 +13,7 @@
  * Each write is a unit of the hub's group commit (PgDecisionStore.run); losing the database fails
  * closed (store_unavailable), nothing written.
  */
+import type pg from 'pg';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import type { AuditSubmission } from '../store-seam.js';
@@ -52,6 +53,15 @@ export interface TeamProposals {
     check: (row: TeamProposalRow) => void,
     records: readonly AuditSubmission[],
     tap?: TeamTap,
+  ): Promise<TeamProposalRow>;
+  /** `close`'s lock, check and state move on a transaction the caller holds (TeamTap.closesProposal); no records. */
+  closeWithin(
+    client: pg.PoolClient,
+    id: string,
+    state: 'executed' | 'rejected',
+    decidedBy: string,
+    now: number,
+    check: (row: TeamProposalRow) => void,
   ): Promise<TeamProposalRow>;
 }
 
@@ -120,19 +130,31 @@ export class PgAdminProposals implements TeamProposals {
   ): Promise<TeamProposalRow> {
     for (const record of records) assertAuditEvent(record.kind, record.event);
     return this.store.run(async (client) => {
-      const { rows } = await client.query<PgRow>(`SELECT ${COLUMNS} FROM admin_proposals WHERE id = $1 FOR UPDATE`, [id]);
-      const row = rows[0] === undefined ? undefined : toRow(rows[0]);
-      if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(id)}`);
-      check(row);
-      const moved = await client.query(
-        "UPDATE admin_proposals SET state = $2, decided_by = $3, decided_at = $4, decided_on_hub = $5 WHERE id = $1 AND state = 'pending'",
-        [id, state, decidedBy, now, this.store.hub],
-      );
-      if (moved.rowCount !== 1)
-        throw new CountersignError('admin_proposal_closed', `the proposed admin action ${quote(id)} is no longer pending`);
+      const row = await this.closeWithin(client, id, state, decidedBy, now, check);
       if (tap !== undefined) await PgDirectory.checkTap(client, tap);
       for (const record of records) await this.store.submitAudit(client, record);
       return row;
     });
+  }
+
+  async closeWithin(
+    client: pg.PoolClient,
+    id: string,
+    state: 'executed' | 'rejected',
+    decidedBy: string,
+    now: number,
+    check: (row: TeamProposalRow) => void,
+  ): Promise<TeamProposalRow> {
+    const { rows } = await client.query<PgRow>(`SELECT ${COLUMNS} FROM admin_proposals WHERE id = $1 FOR UPDATE`, [id]);
+    const row = rows[0] === undefined ? undefined : toRow(rows[0]);
+    if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(id)}`);
+    check(row);
+    const moved = await client.query(
+      "UPDATE admin_proposals SET state = $2, decided_by = $3, decided_at = $4, decided_on_hub = $5 WHERE id = $1 AND state = 'pending'",
+      [id, state, decidedBy, now, this.store.hub],
+    );
+    if (moved.rowCount !== 1)
+      throw new CountersignError('admin_proposal_closed', `the proposed admin action ${quote(id)} is no longer pending`);
+    return row;
   }
 }

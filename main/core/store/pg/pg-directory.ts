@@ -114,6 +114,12 @@ export interface TeamTap {
   credentialId: string;
   counter: number;
   at: number;
+  /**
+   * The admin quorum proposal this tap confirms, closed in the same transaction as the change it
+   * authorises (admin-actions.ts): proposal, action and audit record commit or roll back together,
+   * so a refused action leaves the proposal pending, never "executed" with nothing performed.
+   */
+  closesProposal?: (client: pg.PoolClient) => Promise<void>;
 }
 
 /**
@@ -346,6 +352,9 @@ export class PgDirectory {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [DIRECTORY_LOCK]);
       // The admin's tap that authorises this change: their key's counter advances with it.
+      // A proposal first: of two confirmations racing, the later finds it closed before its tap is
+      // checked, so a tap that lost the race never reads as a cloned key's (a counter behind).
+      await tap?.closesProposal?.(client);
       if (tap !== undefined) await PgDirectory.checkTap(client, tap);
       written = await work(client);
       if (written.ops.length > 0 || written.audit.length > 0) {
