@@ -210,6 +210,11 @@ export class PgAuditLeader {
       throw new CountersignError('audit_rollback', `the audit log has ${acc.size} entries but its last checkpoint covers ${cpSize}`);
     this.acc = acc;
     this.checkpointed = cpSize;
+    // Recorded now, not only at its next checkpoint: a team upgraded to PG migration 9 (an empty
+    // key table) and idle would otherwise show every History proof as signed by no known key. A
+    // checkpoint an earlier leader signed with another key that was never recorded (per-hub
+    // software keys before migration 9) stays unverifiable until the next checkpoint is signed.
+    await this.recordKey(session, await signerForOneSignature(this.options.signer), this.now());
     await session.query(`LISTEN ${AUDIT_CHANNEL}`);
     client.on('notification', (message) => {
       if (message.channel === AUDIT_CHANNEL) this.wake();
@@ -293,6 +298,16 @@ export class PgAuditLeader {
     }
   }
 
+  /** Record the key this leader signs with, once: any hub's desk checks team checkpoints against these (pg-audit-proofs.ts). */
+  private async recordKey(client: LeaderSession, signer: { keyId: string; publicJwk: unknown }, at: number): Promise<void> {
+    if (this.recordedKeys.has(signer.keyId)) return;
+    await client.query(
+      'INSERT INTO audit_checkpoint_keys (kid, public_jwk, hub, first_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING',
+      [signer.keyId, JSON.stringify(signer.publicJwk), this.options.hub, at],
+    );
+    this.recordedKeys.add(signer.keyId);
+  }
+
   private async checkpoint(client: LeaderSession): Promise<void> {
     const size = this.acc.size;
     if (size <= this.checkpointed) return;
@@ -305,14 +320,7 @@ export class PgAuditLeader {
     if (!verifyNoteSignature(signer.publicJwk, origin, text, signature))
       throw new CountersignError('signer_failed', 'the checkpoint signature did not verify with the signing key');
     const note = formatSignedNote(text, [signature]);
-    if (!this.recordedKeys.has(signer.keyId)) {
-      // Any hub's desk checks team checkpoints against the keys recorded here (pg-audit-proofs.ts).
-      await client.query(
-        'INSERT INTO audit_checkpoint_keys (kid, public_jwk, hub, first_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING',
-        [signer.keyId, JSON.stringify(signer.publicJwk), this.options.hub, at],
-      );
-      this.recordedKeys.add(signer.keyId);
-    }
+    await this.recordKey(client, signer, at);
     await client.query('INSERT INTO audit_checkpoints (tree_size, root_hash, at, note, signed_by_hub) VALUES ($1, $2, $3, $4, $5)', [
       size,
       Buffer.from(root),
