@@ -9,7 +9,7 @@
  */
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startHarness, transferCall, type Harness } from '../helpers/harness.js';
 import { RawClient, errorCode, signedEnvelope } from '../helpers/raw-client.js';
 import type { AgentKey } from '../../shared/agent-keys.js';
@@ -78,6 +78,9 @@ describe('decision faults', () => {
 
   it('caps pending calls per agent exactly, even when they arrive together', async () => {
     const c = await authed();
+    // Observed, not replaced: a refusal before anything was learned keeps the agent's baseline
+    // (dropping it made every later call rebuild the agent's whole history).
+    const forget = vi.spyOn(h.app.riskEngine!, 'forget');
     const envelopes = await Promise.all(
       [1, 2, 3, 4].map((i) => signedEnvelope(key, 'finance-bot', transferCall(`4800${i}.00`, 'Northwind Traders'))),
     );
@@ -85,6 +88,7 @@ describe('decision faults', () => {
     const decisions = answers.map((a) => (a.result as { decision?: string } | undefined)?.decision ?? errorCode(a));
     expect(decisions.filter((d) => d === 'pending')).toHaveLength(2);
     expect(decisions.filter((d) => d === 'pending_queue_full')).toHaveLength(2);
+    expect(forget).not.toHaveBeenCalled();
     expect((h.app.db.prepare("SELECT COUNT(*) AS n FROM requests WHERE state = 'pending'").get() as { n: number }).n).toBe(2);
     // A call policy allows still goes through while the queue is full.
     const allowed = await c.call('call.submit', { envelope: await signedEnvelope(key, 'finance-bot', transferCall('250.00')) });

@@ -301,6 +301,7 @@ export class DecisionService {
       return { kind: state === 'allowed' ? 'decision.allow' : state === 'denied' ? 'decision.deny' : 'decision.pending', at: now, event };
     };
     let written: WrittenDecision;
+    let learned = false;
     try {
       const outcome = await this.store.recordDecision({
         agentId: agent.id,
@@ -327,13 +328,19 @@ export class DecisionService {
         guard,
         maxPending: this.options.maxPendingPerAgent,
         mergeable: { maxFollowers: MAX_GROUP_FOLLOWERS },
-        learn: () =>
-          learnSafely(this.db, this.options.learner, agent.id, (l) => l.submitted(agent.id, requestId, call, callSha256, now, state)),
+        learn: () => {
+          learned = true;
+          return learnSafely(this.db, this.options.learner, agent.id, (l) =>
+            l.submitted(agent.id, requestId, call, callSha256, now, state),
+          );
+        },
       });
       written = outcome.written ?? { expiresAt };
     } catch (error) {
       // Memory may hold what the rolled-back transaction learned: rebuild it from the database.
-      this.options.learner?.forget(agent.id);
+      // Only then: a refusal before learning (a full pending queue) must not make every later
+      // call of the agent rebuild its whole history (on a team hub, a read and replay of risk_log).
+      if (learned) this.options.learner?.forget(agent.id);
       // Nothing was written (the nonce neither): decide again, and the open alarm holds the call.
       if (error instanceof AlarmRaisedMeanwhile) return this.decide(session, envelope, now);
       if (isCountersignError(error)) throw error;
