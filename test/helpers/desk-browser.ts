@@ -123,6 +123,21 @@ export async function captureNotifications(context: BrowserContext, origin: stri
   await context.addInitScript(CAPTURE_NOTIFICATIONS);
 }
 
+/**
+ * The page globals the tests read inside functions run in the page (page.waitForFunction). The
+ * tests' tsconfig has no DOM types, so such a function casts globalThis to this type. Wait with a
+ * function, never a string: Playwright eval()s a string predicate again on every poll, which the
+ * desk's CSP (script-src 'self', no unsafe-eval) refuses as soon as the first check was false.
+ */
+export interface PageGlobals {
+  document: {
+    title: string;
+    querySelector(selector: string): { getAttribute(name: string): string | null } | null;
+    querySelectorAll(selector: string): ArrayLike<unknown>;
+  };
+  __notifications: unknown[];
+}
+
 export interface ShownNotification {
   title: string;
   body: string;

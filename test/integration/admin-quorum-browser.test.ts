@@ -21,6 +21,7 @@ import {
   registerKey,
   saveScreenshots,
   shownNotifications,
+  type PageGlobals,
 } from '../helpers/desk-browser.js';
 import { createEnrollmentRequest } from '../../shared/enrollment.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
@@ -122,8 +123,12 @@ describe('the admin quorum in the browser (two admins, two contexts)', () => {
       expect(await waiting.innerText()).toContain('Enroll agent quorum-bot');
       const proposalId = (await waiting.getAttribute('data-proposal-id'))!;
       expect(await ben.getByTestId('desk-pending-count').innerText()).toBe('1 waiting for you (1 admin action)');
-      await ben.waitForFunction('document.title === "(1) Countersign"', undefined, { timeout: UI_TIMEOUT });
-      await ben.waitForFunction('window.__notifications.length > 0', undefined, { timeout: UI_TIMEOUT });
+      await ben.waitForFunction(() => (globalThis as unknown as PageGlobals).document.title === '(1) Countersign', undefined, {
+        timeout: UI_TIMEOUT,
+      });
+      await ben.waitForFunction(() => (globalThis as unknown as PageGlobals).__notifications.length > 0, undefined, {
+        timeout: UI_TIMEOUT,
+      });
       const notices = await shownNotifications(ben);
       expect(notices.map((n) => [n.title, n.tag])).toEqual([['An admin action waits for your key', `admin-proposal:${proposalId}`]]);
       expect(notices[0]!.body).toContain('Enroll agent quorum-bot');
@@ -136,7 +141,9 @@ describe('the admin quorum in the browser (two admins, two contexts)', () => {
       // Decided, it leaves the list: the queue's section goes with the last one.
       await ben.locator('[data-testid="queue-view"] [data-testid="admin-proposals"]').waitFor({ state: 'detached', timeout: UI_TIMEOUT });
       expect(h.app.registry.getAgent('quorum-bot')).toMatchObject({ status: 'active', owner: 'ana' });
-      await ben.waitForFunction('document.title === "Countersign"', undefined, { timeout: UI_TIMEOUT });
+      await ben.waitForFunction(() => (globalThis as unknown as PageGlobals).document.title === 'Countersign', undefined, {
+        timeout: UI_TIMEOUT,
+      });
       // Ana's Agents view follows the same push: her proposal leaves it and the agent is listed.
       await ana.getByTestId('admin-proposals-empty').waitFor({ timeout: UI_TIMEOUT });
       await ben.getByTestId('tab-agents').click();

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { DEMO_POLICY_DIR, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
-import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots, type PageGlobals } from '../helpers/desk-browser.js';
 import { HISTORY_EXPORT_FORMAT } from '../../shared/desk-records.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 
@@ -75,7 +75,8 @@ async function deskAt(view: string, width = 1100): Promise<Page> {
 }
 
 /** Page-side expressions (this file is compiled without the DOM library). */
-const ONE_ROW = `document.querySelectorAll('[data-testid="history-row"]').length === 1`;
+// A function, not a string: a string predicate is eval'd on every poll, which the desk's CSP refuses.
+const ONE_ROW = () => (globalThis as unknown as PageGlobals).document.querySelectorAll('[data-testid="history-row"]').length === 1;
 
 const row = (page: Page, id: string) => page.locator(`[data-testid="history-row"][data-request-id="${id}"]`);
 

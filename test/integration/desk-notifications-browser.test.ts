@@ -11,7 +11,15 @@ import { rmSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { addVirtualAuthenticator, launchChromium } from '../helpers/chromium.js';
-import { actAs, buildRenderer, captureNotifications, openDesk, registerKey, shownNotifications } from '../helpers/desk-browser.js';
+import {
+  actAs,
+  buildRenderer,
+  captureNotifications,
+  openDesk,
+  registerKey,
+  shownNotifications,
+  type PageGlobals,
+} from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 
 const UI_TIMEOUT = 60_000;
@@ -65,25 +73,28 @@ describe('desk notifications in the browser', () => {
     const pending = await agent.submit(transferCall('48000.00'));
     expect(pending).toMatchObject({ decision: 'pending' });
 
-    await alice.waitForFunction('window.__notifications.length > 0', undefined, { timeout: UI_TIMEOUT });
+    await alice.waitForFunction(() => (globalThis as unknown as PageGlobals).__notifications.length > 0, undefined, {
+      timeout: UI_TIMEOUT,
+    });
     const notices = await shownNotifications(alice);
     expect(notices).toHaveLength(1);
     expect(notices[0]!.title).toBe('Approval needed: payments.transfer');
     expect(notices[0]!.body).toContain('finance-bot');
     expect(notices[0]!.body).toContain('approving needs your security key');
     expect(notices[0]!.tag).toBe(`countersign-${pending.requestId}`);
-    await alice.waitForFunction("document.title === '(1) Countersign'", undefined, { timeout: UI_TIMEOUT });
+    await alice.waitForFunction(() => (globalThis as unknown as PageGlobals).document.title === '(1) Countersign', undefined, {
+      timeout: UI_TIMEOUT,
+    });
     expect(await alice.getByTestId('desk-pending-count').innerText()).toBe('1 waiting for you');
 
     // The click opens the request view for that id; nothing is approved by it.
     await alice.evaluate('window.__notifications[0].onclick()');
     const main = alice.locator('main.app');
     await alice.waitForFunction(
-      `document.querySelector('main.app')?.getAttribute('data-desk-request') === ${JSON.stringify(pending.requestId)}`,
-      undefined,
-      {
-        timeout: UI_TIMEOUT,
-      },
+      (requestId) =>
+        (globalThis as unknown as PageGlobals).document.querySelector('main.app')?.getAttribute('data-desk-request') === requestId,
+      pending.requestId,
+      { timeout: UI_TIMEOUT },
     );
     expect(await main.getAttribute('data-desk-view')).toBe('request');
     expect((await h.app.approvals.getPending(pending.requestId)).state).toBe('pending');
