@@ -776,6 +776,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       } catch (error) {
         log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
+      await committer.close();
       db.close();
     },
   };
