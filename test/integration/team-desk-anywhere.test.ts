@@ -1,5 +1,5 @@
 /**
- * A desk on any hub (docs/team-mode.md "One origin, any hub", PG migration 13): two hubs of one
+ * A desk on any hub (docs/team-mode.md "One origin, any hub", PG migration 14): two hubs of one
  * team on one real PostgreSQL 15 cluster started by the test, behind one origin served by a load
  * balancer that is not sticky (a loopback relay sending each new connection to the other hub:
  * test/helpers/tcp-relay.ts). Hub B reaches the database through a second relay, the one fault

@@ -256,7 +256,7 @@ export class DeskSessions {
   }
 
   /**
-   * A team hub's session (PG migration 13): the row and what it was granted on, read in the team
+   * A team hub's session (PG migration 14): the row and what it was granted on, read in the team
    * database in one statement (store_unavailable when it cannot be read: no session is granted).
    * The same checks as this process's sessions below, on the team directory's rows.
    */

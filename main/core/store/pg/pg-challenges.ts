@@ -6,7 +6,7 @@
  * (the person, the request and verdict, the signed record, the keys offered, the expiry); the
  * ceremony engine (approvals/ceremony.ts) checks them exactly as it checks its local rows.
  *
- * Pending sign-ins are bounded per hub and per client address on it (PG migration 13), never
+ * Pending sign-ins are bounded per hub and per client address on it (PG migration 14), never
  * only team-wide: one client holding the desk link cannot fill the share of every hub.
  *
  * Single use across hubs: `claim` marks a row used with one `UPDATE .. WHERE used_at IS NULL AND
@@ -23,17 +23,19 @@ import { storeError } from './pg-errors.js';
 /** The ceremonies whose challenges a team keeps: the engine's two, registration and desk sign-in. */
 export type TeamChallengePurpose = 'approval' | 'admin' | 'registration' | 'sign_in';
 
-/** A challenge as a team stores it (the ceremony engine's StoredChallenge shape). */
+/** A challenge as it is stored, embedded or in a team (the ceremony engine's StoredChallenge). */
 export interface TeamChallengeRow {
   challenge: string;
+  /** The person the challenge was issued to (approver, admin, registering or signing-in person). */
   userId: string;
+  /** approval only: the request and verdict the record names. */
   requestId: string | null;
   verdict: string | null;
   /** The signed record as JCS text (registration: the code's hash record; sign-in: null). */
   record: string | null;
   expiresAt: number;
   usedAt: number | null;
-  /** JSON array of the offered credential ids. */
+  /** The offered credential ids as stored (JSON array; NULL for a pre-upgrade ceremony): read with parseOffered. */
   offered: string | null;
 }
 

@@ -1,5 +1,5 @@
 /**
- * A desk on any hub (docs/team-mode.md "One origin, any hub", PG migration 13): the team's desk
+ * A desk on any hub (docs/team-mode.md "One origin, any hub", PG migration 14): the team's desk
  * sessions and the desk's one bearer secret, in the team database, so a desk behind a load
  * balancer that sends each request to another hub stays signed in.
  *
