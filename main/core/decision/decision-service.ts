@@ -11,7 +11,7 @@
  * outcome (docs/approvals.md "Identical calls"). Risk and policy run first, for every call, so
  * a loop the risk factors deny is denied before any merging.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
@@ -29,6 +29,7 @@ import type { TokenMinter } from '../tokens/token-minter.js';
 import { decodeStoredCall } from '../store/request-repository.js';
 import type { AuditSubmission, DecisionStore, ExpiringRequest, StoredRequestView, WrittenDecision } from '../store/store-seam.js';
 import { SqliteDecisionStore } from './sqlite-decision-store.js';
+import { newRequestId } from '../store/request-id.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
 import type {
   ApprovalRequirement,
@@ -105,10 +106,6 @@ export const EXPIRED_REASON = 'approval window expired';
 
 /** Internal: the tamper alarm went up between the policy decision and its commit. */
 class AlarmRaisedMeanwhile extends Error {}
-
-function newRequestId(): string {
-  return `req_${randomBytes(16).toString('base64url')}`;
-}
 
 export class DecisionService {
   private readonly db: Db;
@@ -192,7 +189,7 @@ export class DecisionService {
     await this.options.risk.prepare?.(agent.id, now);
     const risk = safeScore(this.options.risk, { agent, call, callSha256, now });
     lap('risk');
-    const requestId = newRequestId();
+    const requestId = newRequestId(now);
 
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
     let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation'> = scopeDenial
