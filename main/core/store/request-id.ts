@@ -9,7 +9,7 @@
  * with their time land beside the newest rows, so one commit's rows share a page or two. Ids made
  * before this change (all random) stay valid; new ones cluster in one place among them.
  */
-import { randomBytes } from 'node:crypto';
+import { randomId } from '../../../shared/encoding.js';
 
 /** base64url's 64 characters in ASCII order, so that comparing the bytes of two digits compares their values. */
 const ORDERED_DIGITS = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
@@ -32,8 +32,12 @@ export function orderedTime(ms: number): string {
   return out;
 }
 
-/** A request id for a request created at `now` (`random`: 16 bytes; tests and benches pass their own). */
-export function newRequestId(now: number, random: Uint8Array = randomBytes(16)): string {
-  if (random.length !== 16) throw new RangeError('a request id takes 16 random bytes');
-  return `req_${orderedTime(now)}${Buffer.from(random.buffer, random.byteOffset, random.byteLength).toString('base64url')}`;
+/**
+ * A request id for a request created at `now`: 16 random bytes from the identifier pool
+ * (shared/encoding.ts randomId), or `random` (16 bytes) where a test or bench passes its own.
+ */
+export function newRequestId(now: number, random?: Uint8Array): string {
+  if (random !== undefined && random.length !== 16) throw new RangeError('a request id takes 16 random bytes');
+  const tail = random === undefined ? randomId(16) : Buffer.from(random.buffer, random.byteOffset, random.byteLength).toString('base64url');
+  return `req_${orderedTime(now)}${tail}`;
 }
