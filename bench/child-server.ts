@@ -23,18 +23,19 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
   const profile = process.env.BENCH_CPU_PROF && mode === 'core' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   // The core is the product as users run it: `countersign start` through the package's launcher
   // (bin/countersign.mjs, the built dist/server bundle in plain Node), its stage timings read with
-  // --stage-timings. The baseline is a bench script under node with the tsx loader (not the tsx
-  // CLI, which runs the script in a second process: signals and /proc RSS would reach the wrapper).
-  const child: ChildProcess =
-    mode === 'core'
-      ? spawn(process.execPath, [...profile, join(REPO_ROOT, 'bin', 'countersign.mjs'), 'start', '--data-dir', arg, '--stage-timings'], {
-          cwd: REPO_ROOT,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-      : spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'serve.ts'), mode, arg], {
-          cwd: REPO_ROOT,
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
+  // --stage-timings. The baseline (and the core with the diagnostic BENCH_POLICY_WORKER=0) is
+  // bench/serve.ts under node with the tsx loader (not the tsx CLI, which runs the script in a
+  // second process: signals and /proc RSS would reach the wrapper).
+  const product = mode === 'core' && process.env.BENCH_POLICY_WORKER !== '0';
+  const child: ChildProcess = product
+    ? spawn(process.execPath, [...profile, join(REPO_ROOT, 'bin', 'countersign.mjs'), 'start', '--data-dir', arg, '--stage-timings'], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+    : spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'serve.ts'), mode, arg], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
   const lines: string[] = [];
   let buffer = '';
   let wake: (() => void) | undefined;
@@ -77,7 +78,7 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
     return lines.shift()!;
   };
   const ready = async (): Promise<number> => {
-    if (mode === 'baseline') return (JSON.parse(await nextLine(600_000)) as { port: number }).port;
+    if (!product) return (JSON.parse(await nextLine(600_000)) as { port: number }).port;
     const deadline = Date.now() + 600_000;
     while (listening === undefined) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error('bench server (core) did not start');

@@ -1,18 +1,46 @@
 /**
- * The benchmarks' baseline server, in a child process of its own (the core under test is
- * `countersign start` itself: bench/child-server.ts). `baseline <keysFile>`: the floor, the same
- * WebSocket protocol, strict parsing, schema check and agent signature verification, but no
- * policy, no token signing and no storage. Prints one JSON line `{"port": N}` on stdout when ready.
+ * Bench servers in a child process of their own, apart from the load generator. The core under
+ * test is normally `countersign start` itself (bench/child-server.ts); this script serves:
+ *   baseline <keysFile>           the floor: the same WebSocket protocol, strict parsing, schema
+ *                                 check and agent signature verification, but no policy, no
+ *                                 token signing and no storage
+ *   core <dataDir>                the core through startCountersign, only for the diagnostic
+ *                                 BENCH_POLICY_WORKER=0 (Cedar in the event loop's thread), which
+ *                                 the command does not offer
+ * Prints one JSON line `{"port": N}` on stdout when ready.
  */
 import { readFileSync } from 'node:fs';
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
+import { startCountersign } from '../main/core/app.js';
 import { canonicalBytes, parseStrictJson } from '../shared/canonical-json.js';
 import { clientRequestSchema, SIGNED_TYPES, PROTOCOL_VERSION, WS_SUBPROTOCOL } from '../shared/protocol.js';
 import type { AgentPublicJwk } from '../shared/agent-keys.js';
 
 const [mode, arg] = process.argv.slice(2);
+
+async function core(dataDir: string): Promise<number> {
+  const totals: Record<string, { ms: number; n: number }> = {};
+  const app = await startCountersign({
+    dataDir,
+    log: () => undefined,
+    // BENCH_POLICY_WORKER=0: Cedar in the event loop's thread (what the worker hand-off costs).
+    policyWorker: process.env.BENCH_POLICY_WORKER !== '0',
+    onTiming: (stage, ms) => {
+      const t = (totals[stage] ??= { ms: 0, n: 0 });
+      t.ms += ms;
+      t.n++;
+    },
+  });
+  // SIGUSR2: report and reset the stage timings (one JSON line), so each phase is measured alone.
+  process.on('SIGUSR2', () => {
+    process.stdout.write(`${JSON.stringify({ timings: totals })}\n`);
+    for (const k of Object.keys(totals)) delete totals[k];
+  });
+  process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+  return app.port;
+}
 
 async function baseline(keysFile: string): Promise<number> {
   const keys = new Map<string, { alg: string; key: KeyObject }>();
@@ -79,6 +107,5 @@ async function baseline(keysFile: string): Promise<number> {
   return typeof address === 'object' && address ? address.port : 0;
 }
 
-if (mode !== 'baseline') throw new Error(`unknown mode ${mode}`);
-const port = await baseline(arg!);
+const port = mode === 'core' ? await core(arg!) : await baseline(arg!);
 process.stdout.write(`${JSON.stringify({ port })}\n`);

@@ -195,10 +195,10 @@ export class AdminActions {
     const enrollment =
       action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
     const evidence = evidenceOf(read.response);
-    let outcome: AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> } | { teamProposal: true };
+    let outcome: SubmitStep;
     try {
       outcome = this.db
-        .transaction((): AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> } | { teamProposal: true } => {
+        .transaction((): SubmitStep => {
           // Spend the challenge first: a concurrent submit of the same assertion finds it used.
           if (!this.ceremonies.spendChallenge('admin', challenge, now))
             throw new CountersignError('challenge_invalid', 'the admin challenge was already used');
@@ -260,8 +260,16 @@ export class AdminActions {
     record: AuditSubmission<'admin.action'>,
     tap: TeamTap,
   ): Promise<unknown> {
+    return this.refusingClonedKeys(() => this.performInTeamDirectory(action, now, enrollment, record, tap));
+  }
+
+  /**
+   * Runs a team write that carries an admin's tap; a counter the team database finds gone
+   * backwards (a cloned key) marks the key suspect before the refusal reaches the caller.
+   */
+  private async refusingClonedKeys<T>(work: () => Promise<T>): Promise<T> {
     try {
-      return await this.performInTeamDirectory(action, now, enrollment, record, tap);
+      return await work();
     } catch (error) {
       if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
       throw error;
@@ -512,15 +520,14 @@ export class AdminActions {
   }
 
   private propose(action: AdminAction, adminId: string, credentialId: string, evidence: Evidence, now: number): AdminProposal {
-    const proposalId = `adm-${randomBytes(12).toString('base64url')}`;
-    const expiresAt = now + (this.options.proposalTtlMs ?? DEFAULT_ADMIN_PROPOSAL_TTL_MS);
+    const row = this.newProposalRow(action, adminId, credentialId, evidence, now);
     this.db
       .prepare(
-        "INSERT INTO admin_proposals (id, action, proposed_by, proposer_credential, proposer_evidence, state, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+        'INSERT INTO admin_proposals (id, action, proposed_by, proposer_credential, proposer_evidence, state, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       )
-      .run(proposalId, canonicalize(action), adminId, credentialId, canonicalize(evidence), now, expiresAt);
-    this.record('admin.action_proposed', now, { proposalId, adminId, action, credentialId, evidence, expiresAt });
-    return { id: proposalId, action, proposedBy: adminId, createdAt: now, expiresAt };
+      .run(row.id, row.action, row.proposed_by, row.proposer_credential, row.proposer_evidence, row.state, row.created_at, row.expires_at);
+    this.record('admin.action_proposed', now, proposedEvent(row, action, evidence));
+    return { id: row.id, action, proposedBy: adminId, createdAt: now, expiresAt: row.expires_at };
   }
 
   /** A team hub: the proposal and its record, with the proposer's tap, in the team database (listed on every hub). */
@@ -532,30 +539,28 @@ export class AdminActions {
     now: number,
     tap: TeamTap,
   ): Promise<AdminProposal> {
-    const proposalId = `adm-${randomBytes(12).toString('base64url')}`;
-    const expiresAt = now + (this.options.proposalTtlMs ?? DEFAULT_ADMIN_PROPOSAL_TTL_MS);
+    const row = this.newProposalRow(action, adminId, credentialId, evidence, now);
     const record: AuditSubmission<'admin.action_proposed'> = {
       kind: 'admin.action_proposed',
       at: now,
-      event: { proposalId, adminId, action, credentialId, evidence, expiresAt },
+      event: proposedEvent(row, action, evidence),
     };
-    const row: ProposalRow = {
-      id: proposalId,
+    await this.refusingClonedKeys(() => this.teamProposalStore().propose(row, record, tap));
+    return toProposal(row);
+  }
+
+  /** A new pending proposal, embedded or team: a fresh id and the configured time to live. */
+  private newProposalRow(action: AdminAction, adminId: string, credentialId: string, evidence: Evidence, now: number): ProposalRow {
+    return {
+      id: `adm-${randomBytes(12).toString('base64url')}`,
       action: canonicalize(action),
       proposed_by: adminId,
       proposer_credential: credentialId,
       proposer_evidence: canonicalize(evidence),
       state: 'pending',
       created_at: now,
-      expires_at: expiresAt,
+      expires_at: now + (this.options.proposalTtlMs ?? DEFAULT_ADMIN_PROPOSAL_TTL_MS),
     };
-    try {
-      await this.teamProposalStore().propose(row, record, tap);
-    } catch (error) {
-      if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
-      throw error;
-    }
-    return toProposal(row);
   }
 
   /**
@@ -612,9 +617,8 @@ export class AdminActions {
       };
       return this.performInTeam(action, now, enrollment, { kind: 'admin.action', at: now, event: actionEvent(proposed) }, closing);
     }
-    let stored: ProposalRow;
-    try {
-      if (verdict === 'reject') {
+    if (verdict === 'reject')
+      return this.refusingClonedKeys(async () => {
         const proposed = await store.get(proposalId);
         if (proposed === undefined)
           throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(proposalId)}`);
@@ -625,12 +629,8 @@ export class AdminActions {
         };
         await store.close(proposalId, 'rejected', second.adminId, now, check, [record], tap);
         return { rejected: proposalId };
-      }
-      stored = await store.close(proposalId, 'executed', second.adminId, now, check, [], tap);
-    } catch (error) {
-      if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
-      throw error;
-    }
+      });
+    const stored = await this.refusingClonedKeys(() => store.close(proposalId, 'executed', second.adminId, now, check, [], tap));
     const event = actionEvent(stored);
     return this.db
       .transaction(() => {
@@ -767,6 +767,24 @@ function required(payload: EnrollmentPayload | undefined): EnrollmentPayload {
 
 function closed(proposalId: string): CountersignError {
   return new CountersignError('admin_proposal_closed', `the proposed admin action ${quote(proposalId)} is no longer pending`);
+}
+
+/**
+ * What an admin's tap led to inside this hub's transaction: performed here, or to be performed
+ * (or proposed) in the team database once that transaction commits.
+ */
+type SubmitStep = AdminSubmitOutcome | { team: AuditSubmission<'admin.action'> } | { teamProposal: true };
+
+/** The admin.action_proposed record of a new proposal row. */
+function proposedEvent(row: ProposalRow, action: AdminAction, evidence: Evidence): AuditEventFields<'admin.action_proposed'> {
+  return {
+    proposalId: row.id,
+    adminId: row.proposed_by,
+    action,
+    credentialId: row.proposer_credential,
+    evidence,
+    expiresAt: row.expires_at,
+  };
 }
 
 function toProposal(row: ProposalRow): AdminProposal {
