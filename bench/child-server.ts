@@ -32,7 +32,7 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
         cwd: REPO_ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
       })
-    : spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'serve.ts'), mode, arg], {
+    : spawn(process.execPath, [...profile, '--import', 'tsx', join(REPO_ROOT, 'bench', 'serve.ts'), mode, arg], {
         cwd: REPO_ROOT,
         stdio: ['ignore', 'pipe', 'inherit'],
       });
