@@ -10,6 +10,7 @@
  * one person (identity/people.ts resolves them for owners and conflict checks).
  */
 import type { TeamTap } from '../store/pg/pg-directory.js';
+import type pg from 'pg';
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 // @simplewebauthn/server is imported when a ceremony needs it, not at start: with its helpers it
 // is about 20 MB of a server's memory that only key registrations and taps use (issue #12).
@@ -97,7 +98,7 @@ export interface TeamApproverWrites {
    * A desk sign-in's tap, checked in the team directory (the approver active, the key theirs and
    * active, as every hub has them now) with the team's counter advanced; records no change.
    */
-  checkSignIn(tap: TeamTap): Promise<void>;
+  checkSignIn(tap: TeamTap, open?: (client: pg.ClientBase, approver: ApproverRecord) => Promise<void>): Promise<ApproverRecord>;
   /** Mark a key suspect (its counter went backwards) for every hub, audited. */
   markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void>;
 }
