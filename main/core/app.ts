@@ -48,7 +48,7 @@ import { ApproverDirectory } from './approvals/approver-directory.js';
 import { ApprovalService } from './approvals/approval-service.js';
 import { policyReevaluation } from './approvals/policy-reevaluation.js';
 import { tokenMinter } from './tokens/token-minter.js';
-import { VirtualApprovers } from './testing/virtual-approvers.js';
+import type { VirtualApprovers } from './testing/virtual-approvers.js';
 import { approvalsRoutes } from './approvals/approvals-http.js';
 import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
@@ -481,7 +481,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const virtualApprovers =
     config.domain === 'test'
-      ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain, team: team?.approvers })
+      ? // Imported in the test domain only: its virtual authenticator needs @simplewebauthn/server's helpers.
+        new (await import('./testing/virtual-approvers.js')).VirtualApprovers(approvers, approvals, {
+          dataDir,
+          domain: config.domain,
+          team: team?.approvers,
+        })
       : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
   const auditVerifier = new AuditVerifier({
