@@ -457,7 +457,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   // A hub's approvers are its replica of the team directory too: written there, for every hub.
   const team: TeamHub | undefined =
-    openedTeam === undefined ? undefined : { ...openedTeam, approvers: new TeamApprovers(approvers, openedTeam.directory) };
+    openedTeam === undefined ? undefined : { ...openedTeam, approvers: new TeamApprovers(approvers, openedTeam.directory, log) };
   if (team !== undefined) approvers.useTeamDirectory(team.approvers);
   // One origin, any hub: a ceremony begun on one hub is finished on another (docs/team-mode.md).
   if (team !== undefined) approvers.useTeamChallenges(new PgChallenges(team.store.pool, team.hub, clock));

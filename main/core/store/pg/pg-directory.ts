@@ -15,6 +15,8 @@
  *  - A decision checks its agent and key in PostgreSQL inside its own transaction (checkAgent,
  *    FOR SHARE), so a revocation committed on another hub holds on the next call even before this
  *    hub's replica has applied it.
+ *  - A cloned key caught while the database is down is held in the hub's SQLite (holdSuspicion)
+ *    and recorded for the team after the next catch-up (whenCaughtUp; docs/team-mode.md).
  */
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
@@ -35,6 +37,8 @@ export const DIRECTORY_CHANNEL = 'countersign_directory';
 const DIRECTORY_LOCK = PG_LOCKS.directory;
 const LOCAL_SEQ_KEY = 'team_directory_seq';
 const LOCAL_ID_KEY = 'team_directory_id';
+/** Meta keys of the suspicions this hub holds until the team directory records them (one per key). */
+const HELD_SUSPICION_PREFIX = 'team_suspect_held:';
 const PAGE = 500;
 
 export type ReplicaValue = string | number | null;
@@ -137,8 +141,30 @@ export class TeamCounterRegression extends Error {
   }
 }
 
+/**
+ * A cloned key this hub caught while the team directory could not record it (the database down
+ * at that moment): kept in this hub's SQLite until the team directory marks the key suspect.
+ */
+export interface HeldSuspicion {
+  credentialId: string;
+  approverId: string;
+  stored: number;
+  reported: number;
+  /** When the regression was caught (the audit record's time). */
+  at: number;
+}
+
+const heldSuspicionSchema = z.strictObject({
+  credentialId: z.string(),
+  approverId: z.string(),
+  stored: z.number(),
+  reported: z.number(),
+  at: z.number(),
+});
+
 export class PgDirectory {
   private readonly events = new EventEmitter();
+  private readonly afterCatchUp: Array<() => Promise<void>> = [];
   private listener: PgListener | undefined;
   private pulling: Promise<number> | undefined;
   private pullAgain = false;
@@ -318,10 +344,56 @@ export class PgDirectory {
       name: 'the directory replica',
       onNotify: () => void this.listener?.catchUp(),
       // A replica left behind would refuse agents the team enrolled: PgListener retries until it applied everything.
-      onConnected: () => this.catchUp(),
+      onConnected: async () => {
+        await this.catchUp();
+        for (const work of this.afterCatchUp) await work();
+      },
       onError: this.onError,
     });
     return this.listener.start();
+  }
+
+  /**
+   * Run `work` after every catch-up of the listener (at each reconnect, and now): what this hub
+   * owes the team database once it answers again. A rejection is retried with the catch-up's backoff.
+   */
+  whenCaughtUp(work: () => Promise<void>): void {
+    this.afterCatchUp.push(work);
+    void this.listener?.catchUp();
+  }
+
+  // ---- suspicions held on this hub while the team database is unreachable ----
+
+  /**
+   * Keep `suspicion` in this hub's SQLite and take the key out of service in this hub's replica,
+   * in one local transaction: this hub refuses the key from now on (the replica keeps a suspect
+   * key suspect), and the suspicion survives a restart until {@link releaseSuspicion}.
+   */
+  holdSuspicion(suspicion: HeldSuspicion): void {
+    this.db
+      .transaction(() => {
+        this.db
+          .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
+          .run(HELD_SUSPICION_PREFIX + suspicion.credentialId, JSON.stringify(suspicion));
+        this.db
+          .prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'")
+          .run(suspicion.credentialId);
+      })
+      .immediate();
+  }
+
+  /** The suspicions this hub holds, oldest first. */
+  heldSuspicions(): HeldSuspicion[] {
+    return this.db
+      .prepare<[number, string], { value: string }>('SELECT value FROM meta WHERE substr(key, 1, ?) = ?')
+      .all(HELD_SUSPICION_PREFIX.length, HELD_SUSPICION_PREFIX)
+      .map((row) => heldSuspicionSchema.parse(parseStrictJson(row.value)))
+      .sort((x, y) => x.at - y.at);
+  }
+
+  /** The team directory recorded the suspicion (or can never): this hub no longer holds it. */
+  releaseSuspicion(credentialId: string): void {
+    this.db.prepare('DELETE FROM meta WHERE key = ?').run(HELD_SUSPICION_PREFIX + credentialId);
   }
 
   // ---- writes ----
