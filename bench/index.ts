@@ -17,6 +17,8 @@
  * flight), BENCH_TEAM_AGENTS (32 agents over two hubs), BENCH_TEAM_CALLS (4000 calls in the fixed
  * workload) and BENCH_TEAM_APPROVALS (10 approvals) for team-engine, BENCH_TEAM_RISK_HISTORY (1000,20000
  * events) and BENCH_TEAM_RISK_CALLS (200) for team-risk, BENCH_ONLY (comma-separated names).
+ * Profiling the decision path's server: BENCH_CPU_PROF=<dir> (node --cpu-prof of the core child, every
+ * thread) and BENCH_POLICY_WORKER=0 (the core's Cedar in its event loop's thread, not the worker).
  */
 import { runDecisionPathBench } from './decision-path.bench.js';
 import { runCustodyBench } from './custody.bench.js';

@@ -23,6 +23,8 @@ async function core(dataDir: string): Promise<number> {
   const app = await startCountersign({
     dataDir,
     log: () => undefined,
+    // BENCH_POLICY_WORKER=0: Cedar in the event loop's thread (what the worker hand-off costs).
+    policyWorker: process.env.BENCH_POLICY_WORKER !== '0',
     onTiming: (stage, ms) => {
       const t = (totals[stage] ??= { ms: 0, n: 0 });
       t.ms += ms;

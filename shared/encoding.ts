@@ -87,6 +87,26 @@ export function randomBytes(length: number): Uint8Array {
   return out;
 }
 
+/**
+ * Public identifiers (request ids, token ids: sent to the agent and recorded, never secrets) are
+ * drawn from a pool refilled from WebCrypto 4 KiB at a time, as Node's randomUUID does: one
+ * getRandomValues call costs about 8 µs whatever its length, and every decision makes two ids.
+ */
+const ID_POOL = new Uint8Array(4096);
+let idPoolOffset = ID_POOL.length;
+
+/** `bytes` (1-64) CSPRNG bytes as base64url, for identifiers only (see ID_POOL): keys and secrets use randomBytes. */
+export function randomId(bytes: number): string {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 64) throw new RangeError('an id is 1 to 64 random bytes');
+  if (idPoolOffset + bytes > ID_POOL.length) {
+    globalThis.crypto.getRandomValues(ID_POOL);
+    idPoolOffset = 0;
+  }
+  const id = base64url(ID_POOL.subarray(idPoolOffset, idPoolOffset + bytes));
+  idPoolOffset += bytes;
+  return id;
+}
+
 export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', webCryptoBytes(bytes)));
 }

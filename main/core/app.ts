@@ -776,6 +776,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       } catch (error) {
         log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
+      await committer.close();
       db.close();
     },
   };
@@ -871,7 +872,17 @@ async function openTeamHub(
   if (local.riskEngine !== undefined) {
     const riskLog = new PgRiskLog(store.pool, hub);
     store.riskLog = riskLog;
-    local.riskEngine.useEventLog(riskLog);
+    // What this hub learned in its SQLite before baselines were the team's is carried over, once.
+    const engine = local.riskEngine;
+    try {
+      const imported = await riskLog.importBaselines(() => engine.sqliteBaselines(now()));
+      if (imported > 0) log(`hub ${hub} imported the risk baselines of ${imported} agents from its SQLite into the team's`);
+    } catch (error) {
+      await directory.close();
+      await store.close();
+      throw error;
+    }
+    engine.useEventLog(riskLog);
   }
   local.registry.useTeamDirectory();
   leader.start();

@@ -26,6 +26,7 @@ import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { approvalProgress, whoCanStillApprove } from './quorum-view.js';
 import { coalescedReload } from './desk/coalesced-reload.js';
+import { announceOwnDecision } from './desk/own-decisions.js';
 
 /** The pending list follows the bridge's push events (pending, decided); this slow refresh only catches what they do not carry (a co-approver's partial approval). */
 const FALLBACK_REFRESH_MS = 30_000;
@@ -255,6 +256,7 @@ export function ApprovalsView({ bridge, session }: { bridge: CountersignBridge; 
       const response = await startAuthentication({ optionsJSON: started.options });
       const result = await bridge.submitApprovalCeremony(request.requestId, me.id, response, reason);
       setOutcome({ outcome: result, verdict, request });
+      announceOwnDecision(request.requestId);
       setDenyFor(undefined);
       setDenyReason('');
     } catch (caught) {
@@ -531,7 +533,8 @@ function PendingRequestCard({
   const canStillApprove = whoCanStillApprove(request, approvers);
   const conflict = approver === undefined ? undefined : conflictOf(request, approver.id);
   const conflicted = conflict !== undefined;
-  const decided = approver !== undefined && request.approvals.some((e) => e.approverId === approver.id);
+  // This person's own recorded decision: the card then says so and offers no Approve or Deny.
+  const mine = approver === undefined ? undefined : request.approvals.find((e) => e.approverId === approver.id);
   const disabled = approver === undefined || busy !== undefined;
   const paramEntries = Object.entries(request.params);
   const remaining = request.expiresAt - Date.now();
@@ -739,22 +742,26 @@ function PendingRequestCard({
           {CONFLICT_NOTES[conflict ?? 'owner']}
         </p>
       )}
-      {decided && (
-        <p className="muted" data-testid="already-decided">
-          You have decided this request.
+      {mine !== undefined ? (
+        <p className="decided-by-me" data-testid="already-decided" data-verdict={mine.verdict}>
+          <span className={`state state-${mine.verdict === 'approve' ? 'approved' : 'denied'}`}>
+            {mine.verdict === 'approve' ? 'approved' : 'denied'}
+          </span>{' '}
+          by you at {formatTime(mine.at)}. Your decision is recorded; nothing more is asked of you here.
         </p>
-      )}
-      <div className="actions">
-        <button type="button" className="approve" data-testid="approve" onClick={onApprove} disabled={disabled}>
-          {busy === request.requestId ? 'Working…' : 'Approve'}
-        </button>
-        {!denying && (
-          <button type="button" className="deny" data-testid="deny" onClick={onStartDeny} disabled={disabled}>
-            Deny…
+      ) : (
+        <div className="actions">
+          <button type="button" className="approve" data-testid="approve" onClick={onApprove} disabled={disabled}>
+            {busy === request.requestId ? 'Working…' : 'Approve'}
           </button>
-        )}
-      </div>
-      {denying && (
+          {!denying && (
+            <button type="button" className="deny" data-testid="deny" onClick={onStartDeny} disabled={disabled}>
+              Deny…
+            </button>
+          )}
+        </div>
+      )}
+      {denying && mine === undefined && (
         <form
           className="deny-form"
           data-testid="deny-form"

@@ -32,6 +32,8 @@ import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots } from '..
 
 const HOST = 'countersign.test';
 const UI_TIMEOUT = 20_000;
+/** Well under the notifier's 30 s fallback refresh: the count must follow the approver's own tap, not that timer. */
+const OWN_DECISION_SHOWN = 10_000;
 const CALL = transferCall('48000.00', 'Northwind Traders');
 
 let cluster: PostgresCluster;
@@ -159,9 +161,19 @@ describe('the team-mode walkthrough: two hubs, two desks, one agent, 48,000 USD 
     for (const expected of ['finance-bot', 'payments.transfer', '48000.00', 'USD', 'Northwind Traders', 'need two finance approvers'])
       expect(shown, expected).toContain(expected);
     expect(await aliceCard.getByTestId('approvals-so-far').innerText()).toBe('0 of 2');
+    const aliceCount = alice.page.getByTestId('desk-pending-count');
+    await aliceCount.filter({ hasText: '1 waiting for you' }).waitFor({ timeout: UI_TIMEOUT });
     await aliceCard.getByTestId('approve').click();
     expect(await outcome(alice.page, held.requestId)).toBe('pending');
     await aliceCard.getByTestId('approvals-so-far').filter({ hasText: '1 of 2' }).waitFor({ timeout: UI_TIMEOUT });
+    // Her card says she approved it and offers nothing more; her count drops at once (a partial
+    // approval pushes no event, so only her own tap can tell the header).
+    await aliceCard.getByTestId('already-decided').waitFor({ timeout: UI_TIMEOUT });
+    expect(await aliceCard.getByTestId('already-decided').getAttribute('data-verdict')).toBe('approve');
+    expect(await aliceCard.getByTestId('already-decided').innerText()).toMatch(/^approved by you at /);
+    expect(await aliceCard.getByTestId('approve').count()).toBe(0);
+    expect(await aliceCard.getByTestId('deny').count()).toBe(0);
+    await aliceCount.filter({ hasText: 'Nothing waits for you' }).waitFor({ timeout: OWN_DECISION_SHOWN });
     await saveScreenshots(alice.page, 'team-walkthrough-alice-hub-a');
 
     // Bob's desk on hub B reads the team database: Alice's approval is there.

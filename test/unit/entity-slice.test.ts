@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PolicyEngine, type PolicyRequest } from '../../main/core/policy/policy-engine.js';
 import { loadPolicyDirectory } from '../../main/core/policy/policy-set.js';
 import { buildEntitySliceIndex, sliceForCall } from '../../main/core/policy/entity-slice.js';
+import { actionSubsets } from '../../main/core/policy/action-subsets.js';
 import { readPolicyTestFile } from '../../main/core/policy/policy-tests.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { prng } from '../helpers/prng.js';
@@ -256,5 +257,47 @@ describe('the slice itself', () => {
       expect(params.payee).toBe('Vendor 7');
       expect(sliceForCall(index, 'payments.transfer', { ...params, payee: 'Nobody' }).extra).toEqual([]);
     }
+  });
+
+  it("gives a tool evaluated with a policy subset only the literals of that subset's policies", async () => {
+    // The demo pack: the change freeze is named only by deploy.production's guardrails, the
+    // known-payee list only by the transfer permits; the sanctioned list by a guardrail of every tool.
+    const set = await loadPolicyDirectory(join(EXAMPLES, 'demo'));
+    const toolPolicies = actionSubsets(set.schemaJson, set.policyTexts, set.toolEntities.keys());
+    const index = buildEntitySliceIndex({ ...set, toolPolicies });
+    const names = (tool: string, slices: typeof index.baseSlice) =>
+      slices
+        .get(tool)!
+        .entities.map((e) => `${(e.uid as { type: string }).type}::${(e.uid as { id: string }).id}`)
+        .sort();
+    expect(names('payments.transfer', index.subsetSlice)).toEqual([
+      'Countersign::JurisdictionList::sanctioned',
+      'Countersign::PayeeList::known',
+      'Countersign::Tool::payments.transfer',
+    ]);
+    expect(names('deploy.staging', index.subsetSlice)).toEqual([
+      'Countersign::JurisdictionList::sanctioned',
+      'Countersign::Tool::deploy.staging',
+    ]);
+    expect(names('deploy.production', index.subsetSlice)).toEqual([
+      'Countersign::ChangeFreeze::global',
+      'Countersign::JurisdictionList::sanctioned',
+      'Countersign::Tool::deploy.production',
+    ]);
+    // The whole set's slice (the fallback when subsets are off) still names every literal.
+    expect(names('deploy.staging', index.baseSlice)).toEqual([
+      'Countersign::ChangeFreeze::global',
+      'Countersign::JurisdictionList::sanctioned',
+      'Countersign::PayeeList::known',
+      'Countersign::Tool::deploy.staging',
+    ]);
+    // A payee the subset slice lacks is reached from the call itself, with its list.
+    const call = sliceForCall(
+      index,
+      'payments.transfer',
+      { amount: '1.00', currency: 'USD', payee: 'Acme Ltd', memo: '' },
+      index.subsetSlice.get('payments.transfer'),
+    );
+    expect(call.extra.map((e) => (e.uid as { id: string }).id)).toEqual(['Acme Ltd']);
   });
 });

@@ -3,9 +3,10 @@
  * back alone, and a unit's promise settles only after its rows are committed (visible from a
  * second connection) and the write-ahead log holding them has been synced. The sync is the real
  * fdatasync except where a test must hold one back or make one fail (a disk cannot be made to do
- * either on demand): those tests pass their own `syncFile` and say so.
+ * either on demand): those tests pass their own `syncFile` and say so. The real sync holds one
+ * descriptor of the WAL file for the committer's life (counted in /proc/self/fd).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -201,6 +202,23 @@ describe('group commit', () => {
     expect(ran).toBe(false);
   });
 
+  it('syncs the write-ahead log through one descriptor held across groups, released by close()', async () => {
+    const wal = `${join(dir, 'c.db')}-wal`;
+    // Descriptors of this process open on the WAL file (SQLite's own connections hold some).
+    const walDescriptors = () => readdirSync('/proc/self/fd').filter((fd) => readlinkOr(`/proc/self/fd/${fd}`) === wal).length;
+    const committer = new GroupCommitter(db);
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    await committer.run(() => insert.run('first'));
+    expect(count()).toBe(1); // the reader's connection has opened the WAL too
+    const held = walDescriptors();
+    for (let group = 0; group < 5; group++)
+      await Promise.all([committer.run(() => insert.run(`g${group}a`)), committer.run(() => insert.run(`g${group}b`))]);
+    expect(walDescriptors()).toBe(held);
+    expect(count()).toBe(11);
+    await committer.close();
+    expect(walDescriptors()).toBe(held - 1);
+  });
+
   it('on a database in memory, settles after the COMMIT with no file to sync', async () => {
     const memory = openStore(':memory:');
     try {
@@ -232,4 +250,13 @@ function heldSyncs(): { sync: FileSync; paths: string[]; started: (n: number) =>
     },
     release: (i) => releases[i]!(),
   };
+}
+
+/** Where a /proc fd link points, or '' when it closed meanwhile. */
+function readlinkOr(link: string): string {
+  try {
+    return readlinkSync(link);
+  } catch {
+    return '';
+  }
 }

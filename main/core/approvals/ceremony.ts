@@ -33,7 +33,7 @@ import { canonicalize, parseStrictJson } from '../../../shared/canonical-json.js
 import { counterRegressed } from '../../../shared/authenticators.js';
 import type { TeamCounterRegression } from '../store/pg/pg-directory.js';
 import { cachedStatement } from '../store/statement-cache.js';
-import type { TeamChallenges } from '../store/pg/pg-challenges.js';
+import type { TeamChallengeRow, TeamChallenges } from '../store/pg/pg-challenges.js';
 
 export type CeremonyUserVerification = 'required' | 'preferred';
 
@@ -122,21 +122,11 @@ export interface CeremonyOffer {
 /** Which ceremony a challenge belongs to; each purpose keeps its rows in its own table. */
 export type ChallengePurpose = 'approval' | 'admin';
 
-/** A challenge row as the engine stores it, whatever its purpose. */
-export interface StoredChallenge {
-  challenge: string;
-  /** The approver (approval) or admin (admin) the challenge was issued to. */
-  userId: string;
-  /** approval only: the request and verdict the record names. */
-  requestId: string | null;
-  verdict: string | null;
-  /** The signed record, as JCS text (null only for registration rows, never returned here). */
-  record: string | null;
-  expiresAt: number;
-  usedAt: number | null;
-  /** The offered credential ids as stored (JSON array; NULL for a pre-upgrade ceremony): read with {@link parseOffered}. */
-  offered: string | null;
-}
+/**
+ * A challenge row as the engine stores it, whatever its purpose: the same shape in this data
+ * directory's tables and in a team's database (one type, so the two cannot drift apart).
+ */
+export type StoredChallenge = TeamChallengeRow;
 
 export interface IssuedChallenge {
   challenge: string;

@@ -11,7 +11,7 @@
  * outcome (docs/approvals.md "Identical calls"). Risk and policy run first, for every call, so
  * a loop the risk factors deny is denied before any merging.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
@@ -30,6 +30,7 @@ import { decodeStoredCall } from '../store/request-repository.js';
 import type { AuditSubmission, DecisionStore, ExpiringRequest, StoredRequestView, WrittenDecision } from '../store/store-seam.js';
 import { SqliteDecisionStore } from './sqlite-decision-store.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
+import { randomId } from '../../../shared/encoding.js';
 import type {
   ApprovalRequirement,
   DecisionResult,
@@ -107,7 +108,7 @@ export const EXPIRED_REASON = 'approval window expired';
 class AlarmRaisedMeanwhile extends Error {}
 
 function newRequestId(): string {
-  return `req_${randomBytes(16).toString('base64url')}`;
+  return `req_${randomId(16)}`;
 }
 
 export class DecisionService {

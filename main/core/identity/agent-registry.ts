@@ -194,6 +194,16 @@ interface KeyRow {
   not_after: number | null;
 }
 
+/** The key's columns beside its agent's in one row (AgentRegistry.lookup). */
+interface KeyOfAgentRow {
+  key_kid: string;
+  key_alg: AgentKeyAlgorithm;
+  key_public_jwk: string;
+  key_status: KeyRow['status'];
+  key_created_at: number;
+  key_not_after: number | null;
+}
+
 function toAgent(row: AgentRow): AgentRecord {
   return {
     id: row.id,
@@ -261,6 +271,7 @@ export class AgentRegistry {
   private readonly keyObjects = new Map<string, KeyObject>();
   private readonly getAgentStmt;
   private readonly getKeyStmt;
+  private readonly getAgentKeyStmt;
   private readonly unusableStmt;
   private revocationListener: ((agentId: string, ended: DecisionResult[]) => void) | undefined;
 
@@ -274,6 +285,12 @@ export class AgentRegistry {
   ) {
     this.getAgentStmt = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
     this.getKeyStmt = db.prepare<[string], KeyRow>('SELECT * FROM agent_keys WHERE kid = ?');
+    // Every decision resolves its agent and key: one statement (one read of the WAL) for both.
+    this.getAgentKeyStmt = db.prepare<[string, string], AgentRow & KeyOfAgentRow>(
+      `SELECT a.*, k.kid AS key_kid, k.alg AS key_alg, k.public_jwk AS key_public_jwk, k.status AS key_status,
+              k.created_at AS key_created_at, k.not_after AS key_not_after
+       FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.kid = ? AND k.agent_id = ?`,
+    );
     // Every condition of lookup + assertUsable, or a missing/mismatched row: a superset of the
     // pairs they refuse (the caller decides each one exactly with them).
     this.unusableStmt = db.prepare<[string, number, number], { agent_id: string; kid: string }>(
@@ -573,6 +590,20 @@ export class AgentRegistry {
    * learns that the agent or key is revoked or expired.
    */
   lookup(agentId: string, kid: string): ResolvedAgentKey {
+    const row = this.getAgentKeyStmt.get(kid, agentId);
+    if (row !== undefined && row.id === agentId && row.key_kid === kid) {
+      const key: KeyRow = {
+        kid: row.key_kid,
+        agent_id: row.id,
+        alg: row.key_alg,
+        public_jwk: row.key_public_jwk,
+        status: row.key_status,
+        created_at: row.key_created_at,
+        not_after: row.key_not_after,
+      };
+      return { agent: toAgent(row), key: toKey(key) };
+    }
+    // No such pair: which of the two is missing decides the error, exactly as before.
     const agentRow = this.getAgentStmt.get(agentId);
     if (!agentRow) throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled`);
     const keyRow = this.getKeyStmt.get(kid);

@@ -21,6 +21,12 @@ import type { JsonObject, JsonValue } from '../../../shared/canonical-json.js';
 
 type StaticEntity = cedar.EntityJson;
 
+/** The entities every call to a tool gets, and their keys. */
+export interface BaseSlice {
+  readonly entities: readonly StaticEntity[];
+  readonly keys: ReadonlySet<string>;
+}
+
 /** How a parameter value becomes entity references, from the tool's params type in the schema. */
 export type LookupNode =
   { kind: 'entity'; type: string } | { kind: 'set'; element: LookupNode } | { kind: 'record'; fields: ReadonlyMap<string, LookupNode> };
@@ -29,7 +35,13 @@ export interface EntitySliceIndex {
   /** `type` NUL `id` -> entity (every static entity of entities.json). */
   readonly byUid: ReadonlyMap<string, StaticEntity>;
   /** Per tool: its Tool entity plus every policy literal, each with what it reaches (deduplicated). */
-  readonly baseSlice: ReadonlyMap<string, { entities: readonly StaticEntity[]; keys: ReadonlySet<string> }>;
+  readonly baseSlice: ReadonlyMap<string, BaseSlice>;
+  /**
+   * Per tool evaluated with a policy subset (action-subsets.ts): its Tool entity plus the literals
+   * of that subset's policies only, with what they reach. Cedar never looks at an entity only a
+   * policy outside the subset names, and each entity handed over costs some 30 µs per call.
+   */
+  readonly subsetSlice: ReadonlyMap<string, BaseSlice>;
   /** Per tool: the lookup parameters (absent when the tool's params name no entity type). */
   readonly lookups: ReadonlyMap<string, LookupNode>;
   /** Entity types declared in the schema (fully qualified). */
@@ -55,6 +67,8 @@ export function buildEntitySliceIndex(input: {
   policyTexts: Readonly<Record<string, string>>;
   toolEntities: ReadonlyMap<string, StaticEntity>;
   lookupEntities: readonly StaticEntity[];
+  /** Per tool, the ids of the policies of the subset its calls are evaluated with (absent: the whole set). */
+  toolPolicies?: ReadonlyMap<string, readonly string[]>;
 }): EntitySliceIndex {
   const byUid = new Map<string, StaticEntity>();
   // Keys joined into one flat string each: a template literal would keep two concatenation
@@ -67,25 +81,34 @@ export function buildEntitySliceIndex(input: {
   for (const entity of input.lookupEntities) byUid.set(flatKey(entity.uid), entity);
   const entityTypes = declaredEntityTypes(input.schemaJson);
 
-  const literals = new Set<string>();
-  for (const text of Object.values(input.policyTexts)) {
+  // The literals each policy names.
+  const policyLiterals = new Map<string, ReadonlySet<string>>();
+  for (const [id, text] of Object.entries(input.policyTexts)) {
+    const literals = new Set<string>();
     const json = cedar.policyToJson(text);
     // Preparsing already accepted every policy; a failure here would be a Cedar change: then
     // fall back to naming every entity (never a smaller slice than the policies can reach).
-    if (json.type === 'failure') {
-      for (const key of byUid.keys()) literals.add(key);
-      continue;
-    }
-    collectPolicyLiterals(json.json as unknown as JsonValue, literals);
+    if (json.type === 'failure') for (const key of byUid.keys()) literals.add(key);
+    else collectPolicyLiterals(json.json as unknown as JsonValue, literals);
+    policyLiterals.set(id, literals);
   }
-  const global = new Map<string, StaticEntity>();
-  for (const key of literals) reach(key, byUid, entityTypes, global);
+  /** The Tool entity and the given policies' literals, each with what it reaches. */
+  const sliceOf = (tool: StaticEntity, policyIds: Iterable<string>): BaseSlice => {
+    const slice = new Map<string, StaticEntity>();
+    for (const id of policyIds) {
+      // An id outside the set (never expected) names every entity: never a smaller slice.
+      for (const key of policyLiterals.get(id) ?? byUid.keys()) reach(key, byUid, entityTypes, slice);
+    }
+    reach(keyOf(tool.uid), byUid, entityTypes, slice);
+    return { entities: [...slice.values()], keys: new Set(slice.keys()) };
+  };
 
-  const baseSlice = new Map<string, { entities: StaticEntity[]; keys: Set<string> }>();
+  const baseSlice = new Map<string, BaseSlice>();
+  const subsetSlice = new Map<string, BaseSlice>();
   for (const [tool, entity] of input.toolEntities) {
-    const slice = new Map(global);
-    reach(keyOf(entity.uid), byUid, entityTypes, slice);
-    baseSlice.set(tool, { entities: [...slice.values()], keys: new Set(slice.keys()) });
+    baseSlice.set(tool, sliceOf(entity, policyLiterals.keys()));
+    const subset = input.toolPolicies?.get(tool);
+    if (subset !== undefined) subsetSlice.set(tool, sliceOf(entity, subset));
   }
 
   const lookups = new Map<string, LookupNode>();
@@ -93,7 +116,7 @@ export function buildEntitySliceIndex(input: {
     const node = paramsLookupNode(input.schemaJson, tool);
     if (node !== undefined) lookups.set(tool, node);
   }
-  return { byUid, baseSlice, lookups, entityTypes };
+  return { byUid, baseSlice, subsetSlice, lookups, entityTypes };
 }
 
 /**
@@ -101,13 +124,18 @@ export function buildEntitySliceIndex(input: {
  * where changed, never mutating the signed params), and the entities they name with what those
  * reach, beyond the tool's base slice.
  */
-export function sliceForCall(index: EntitySliceIndex, tool: string, params: JsonObject): { params: JsonObject; extra: StaticEntity[] } {
+export function sliceForCall(
+  index: EntitySliceIndex,
+  tool: string,
+  params: JsonObject,
+  baseSlice: BaseSlice | undefined = index.baseSlice.get(tool),
+): { params: JsonObject; extra: StaticEntity[] } {
   const node = index.lookups.get(tool);
   if (node === undefined) return { params, extra: [] };
   const named: string[] = [];
   const converted = convert(params, node, named) as JsonObject;
   if (named.length === 0) return { params: converted, extra: [] };
-  const base = index.baseSlice.get(tool)?.keys;
+  const base = baseSlice?.keys;
   const out = new Map<string, StaticEntity>();
   for (const key of named) {
     if (base?.has(key) || out.has(key)) continue;

@@ -169,8 +169,9 @@ export class PolicyEngine {
 
   /**
    * Decides every request with each tool's policy subset and with the whole set; on the first
-   * disagreement (decision, or refusal) the set's subsets are turned off, with the reason. Both
-   * sides hand Cedar the same entities, so only the policies differ. Returns the reason, if any.
+   * disagreement (decision, or refusal) the set's subsets are turned off, with the reason. The
+   * subset side hands Cedar the subset's entity slice (entity-slice.ts subsetSlice), the whole
+   * side the whole set's, exactly as calls are evaluated. Returns the reason, if any.
    */
   checkFastPath(requests: readonly PolicyRequest[]): string | undefined {
     return this.verifySubsets(this.active, requests);
@@ -298,9 +299,13 @@ export class PolicyEngine {
     if (requestProblem !== undefined) return { done: denyWithErrors(set.hash, [requestProblem], []) };
 
     const action = { type: ACTION_TYPE, id: request.tool };
+    // The tool's subset when there is one (always known here: the tool was checked above), and
+    // then only the entities that subset's policies can reach.
+    const subsetId = subset ? active.subsetIds.get(request.tool) : undefined;
+    const base = (subsetId === undefined ? undefined : slices.subsetSlice.get(request.tool)) ?? slices.baseSlice.get(request.tool)!;
     // Lookup parameters (schema type an entity type) become entity references in Cedar's view
     // of the call; the signed params themselves are never changed.
-    const lookup = sliceForCall(slices, request.tool, request.params);
+    const lookup = sliceForCall(slices, request.tool, request.params, base);
     const context: cedar.Context = {
       params: lookup.params,
       dataClass: request.dataClass,
@@ -317,7 +322,7 @@ export class PolicyEngine {
         parents: [{ type: AGENT_GROUP_TYPE, id: agent.group }],
       },
       { uid: { type: AGENT_GROUP_TYPE, id: agent.group }, attrs: {}, parents: [] },
-      ...(this.slicing ? [...slices.baseSlice.get(request.tool)!.entities, ...lookup.extra] : [tool, ...set.lookupEntities]),
+      ...(this.slicing ? [...base.entities, ...lookup.extra] : [tool, ...set.lookupEntities]),
     ];
     const call: cedar.StatefulAuthorizationCall = {
       principal: { type: AGENT_TYPE, id: agent.id },
@@ -326,8 +331,7 @@ export class PolicyEngine {
       context,
       preparsedSchemaName: schemaName,
       validateRequest: true,
-      // The tool's subset when there is one (always known here: the tool was checked above).
-      preparsedPolicySetId: (subset ? active.subsetIds.get(request.tool) : undefined) ?? active.policySetId,
+      preparsedPolicySetId: subsetId ?? active.policySetId,
       entities,
     };
     return { active, request, action, call };
@@ -527,7 +531,10 @@ function activate(set: LoadedPolicySet, subsets: boolean): ActiveSet {
     schemaName,
     policySetId,
     toolEntity: set.toolEntities,
-    slices: buildEntitySliceIndex(set),
+    slices: buildEntitySliceIndex({
+      ...set,
+      toolPolicies: new Map([...subsetIds].map(([tool, id]) => [tool, Object.keys(subsetPolicies.get(id)!)])),
+    }),
     subsetIds,
     subsetPolicies,
     fastPath: { subsets },

@@ -78,6 +78,16 @@ export class ProfileStore {
     this.insertRead = db.prepare('INSERT INTO risk_reads (agent_id, session_id, at, trusted, what, digests) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
+  /** The agents this database holds a learned baseline for. */
+  agentsWithBaselines(): string[] {
+    return this.db
+      .prepare<[], { agent_id: string }>(
+        'SELECT agent_id FROM risk_counts UNION SELECT agent_id FROM risk_known UNION SELECT agent_id FROM risk_amounts ORDER BY agent_id',
+      )
+      .all()
+      .map((row) => row.agent_id);
+  }
+
   /** Rebuild an agent's profile from the database (throws if the tables are missing or corrupt). */
   load(agentId: string, now: number): AgentProfile {
     const profile = emptyProfile();

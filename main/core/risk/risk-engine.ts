@@ -27,11 +27,14 @@ import {
 } from './agent-profile.js';
 import { ProfileStore } from './profile-store.js';
 import { scoreCall, type ScoredAgent } from './risk-scorer.js';
-import type { RiskEvent, RiskEventLog, RiskInput, RiskLearner, RiskScorer } from './risk-ports.js';
+import type { RiskEvent, RiskEventLog, RiskEventRead, RiskInput, RiskLearner, RiskScorer } from './risk-ports.js';
+import { mergeBaseline, profileState, restoreProfile, type ProfileState } from './profile-state.js';
 
 export interface RiskEngineOptions {
   /** Profiles kept in memory (each is rebuilt from the database when needed again). */
   maxCachedAgents?: number;
+  /** Team mode: events read between an agent's snapshots (default 500). */
+  snapshotEvery?: number;
 }
 
 export class RiskEngine implements RiskScorer, RiskLearner {
@@ -43,6 +46,12 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   private readonly positions = new Map<string, string>();
   /** Team mode: per agent, the read in flight (reads of one agent run one after another). */
   private readonly reading = new Map<string, Promise<void>>();
+  /** Team mode: per agent, events read since this hub last stored (or tried to store) a snapshot. */
+  private readonly sinceSnapshot = new Map<string, number>();
+  /** Team mode: agents whose snapshot this hub is storing now. */
+  private readonly snapshotting = new Set<string>();
+  /** Team mode: store an agent's snapshot after this many events (a fresh read replays at most about as many). */
+  private readonly snapshotEvery: number;
   /** How far back the recent window reaches: the longest window any factor looks at. */
   readonly recentWindowMs: number;
   /** SHA-256 of the settings in canonical JSON: recorded in the audit log at start. */
@@ -56,6 +65,7 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     this.recentWindowMs = recentWindowMs(config);
     this.store = new ProfileStore(db, config, this.recentWindowMs);
     this.maxCached = Math.max(1, options.maxCachedAgents ?? 20_000);
+    this.snapshotEvery = Math.max(1, options.snapshotEvery ?? 500);
     this.settingsHash = `sha256:${createHash('sha256').update(canonicalize(config)).digest('hex')}`;
   }
 
@@ -81,22 +91,53 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     this.profiles.clear();
   }
 
-  /** Team mode: read what any hub committed for the agent since the last read (the whole log when not in memory). */
+  /**
+   * Team mode: read what any hub committed for the agent since the last read. Without memory of
+   * the agent: its latest snapshot and the events after it (all of them when it has none); when
+   * that replay applied `snapshotEvery` events or more, the result is stored as its new snapshot.
+   */
   prepare(agentId: string, now: number): Promise<void> {
     if (this.events === undefined) return Promise.resolve();
     const events = this.events;
     const run = (this.reading.get(agentId) ?? Promise.resolve()).then(async () => {
       let profile = this.profiles.get(agentId);
-      const from = profile === undefined ? null : (this.positions.get(agentId) ?? null);
-      const read = await events.read(agentId, from);
+      let from = profile === undefined ? null : (this.positions.get(agentId) ?? null);
+      // A fresh replay builds new memory: this hub's own events count again when read.
+      if (from === null) events.forget(agentId);
+      let read = await events.read(agentId, from);
+      if (read.stale) {
+        // Events this hub had not read yet were pruned under a newer snapshot: start from that snapshot.
+        from = null;
+        events.forget(agentId);
+        read = await events.read(agentId, null);
+      }
       profile = this.profiles.get(agentId);
       if (from === null) {
         // A fresh replay: whatever memory was made meanwhile is rebuilt from the log.
-        profile = emptyProfile();
+        profile = this.replay(read);
+        if (read.events.length >= this.snapshotEvery) {
+          void events
+            .saveSnapshot(agentId, read.base?.position ?? null, read.position, profileState(profile), read.events.length)
+            .catch(() => false);
+          this.sinceSnapshot.set(agentId, 0);
+        } else this.sinceSnapshot.set(agentId, read.events.length);
         this.store.loadFlows(profile, agentId, now);
         this.cache(agentId, profile);
-      } else if (profile === undefined) return; // forgotten meanwhile: the next prepare replays
-      for (const event of read.events) this.apply(profile, event);
+      } else if (profile === undefined)
+        return; // forgotten meanwhile: the next prepare replays
+      else {
+        for (const event of read.events) this.apply(profile, event);
+        const since = (this.sinceSnapshot.get(agentId) ?? 0) + read.seen;
+        this.sinceSnapshot.set(agentId, since);
+        if (since >= this.snapshotEvery && !this.snapshotting.has(agentId)) {
+          this.sinceSnapshot.set(agentId, 0);
+          this.snapshotting.add(agentId);
+          // In the background: a snapshot that fails is tried again after as many events.
+          void this.snapshot(agentId)
+            .catch(() => false)
+            .finally(() => this.snapshotting.delete(agentId));
+        }
+      }
       trimRecent(profile, now, this.recentWindowMs);
       this.positions.set(agentId, read.position);
     });
@@ -106,6 +147,44 @@ export class RiskEngine implements RiskScorer, RiskLearner {
       if (this.reading.get(agentId) === settled) this.reading.delete(agentId);
     });
     return run;
+  }
+
+  /** The profile a fresh read gives: its snapshot (or nothing) with the events after it applied in order. */
+  private replay(read: RiskEventRead): AgentProfile {
+    const profile = read.base === undefined ? emptyProfile() : restoreProfile(read.base.state);
+    for (const event of read.events) this.apply(profile, event);
+    return profile;
+  }
+
+  /**
+   * Team mode: store the agent's baseline as a new snapshot (its latest snapshot and the events
+   * after it, replayed apart from the memory this hub holds). False when another hub's snapshot
+   * came first or there was nothing to fold.
+   */
+  async snapshot(agentId: string): Promise<boolean> {
+    if (this.events === undefined) return false;
+    const read = await this.events.read(agentId, null);
+    if (read.events.length === 0) return false;
+    return this.events.saveSnapshot(
+      agentId,
+      read.base?.position ?? null,
+      read.position,
+      profileState(this.replay(read)),
+      read.events.length,
+    );
+  }
+
+  /**
+   * This hub's SQLite baselines (what it learned before its team shared baselines), one state per
+   * agent, for the import into the team's log (pg-risk-log.ts importBaselines). Their recent
+   * windows are left out: the team's recent window is its own log's.
+   */
+  sqliteBaselines(now: number): Array<{ agentId: string; baseline: ProfileState }> {
+    return this.store.agentsWithBaselines().map((agentId) => {
+      const profile = this.store.load(agentId, now);
+      profile.recent = [];
+      return { agentId, baseline: profileState(profile) };
+    });
   }
 
   score(input: RiskInput): RiskAssessment {
@@ -137,7 +216,8 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   /** Apply one event to a profile: the same rules whether it happens here or is replayed from the team's log. */
   private apply(profile: AgentProfile, event: RiskEvent): void {
     if (event.kind === 'submitted') this.applySubmitted(profile, event.requestId, event.call, event.callSha256, event.at, event.state);
-    else this.applySettled(profile, event.request, event.state);
+    else if (event.kind === 'settled') this.applySettled(profile, event.request, event.state);
+    else mergeBaseline(profile, event.baseline, this.config.maxKnownPerKind);
   }
 
   private applySubmitted(
@@ -231,6 +311,7 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   forget(agentId: string): void {
     this.profiles.delete(agentId);
     this.positions.delete(agentId);
+    this.sinceSnapshot.delete(agentId);
     this.events?.forget(agentId);
   }
 

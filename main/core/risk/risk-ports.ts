@@ -6,6 +6,7 @@
 import type { SessionRead, ToolCall } from '../../../shared/protocol.js';
 import { faultAssessment, riskAssessmentProblem, type RiskAssessment } from '../../../shared/risk.js';
 import type { SubmissionState } from './agent-profile.js';
+import type { ProfileState } from './profile-state.js';
 
 export interface RiskInput {
   agent: {
@@ -37,7 +38,23 @@ export type RiskEvent =
       request: { id: string; call: ToolCall; callSha256: string; createdAt: number };
       state: SubmissionState;
       now: number;
-    };
+    }
+  /** A hub's SQLite baseline from before its team shared baselines, imported once (added to the profile). */
+  | { kind: 'imported'; hub: string; baseline: ProfileState };
+
+/** What a read of an agent's team events returns (risk/pg-risk-log.ts). */
+export interface RiskEventRead {
+  /** The events to apply, oldest first. */
+  events: RiskEvent[];
+  /** Where the next read starts. */
+  position: string;
+  /** Rows read (the events plus this hub's own events skipped because memory holds them). */
+  seen: number;
+  /** A fresh read (from null): the agent's latest snapshot, which `events` continue, and its position. */
+  base?: { state: ProfileState; position: string } | undefined;
+  /** Events after `from` that this hub had not read were pruned: read again from null. */
+  stale: boolean;
+}
 
 /**
  * Where a team's risk events live (risk/pg-risk-log.ts). The learner queues each event while
@@ -47,9 +64,19 @@ export type RiskEvent =
 export interface RiskEventLog {
   /** `inMemory`: the learner already applied it to the memory it holds for the agent. */
   queue(agentId: string, event: RiskEvent, inMemory: boolean): void;
-  read(agentId: string, from: string | null): Promise<{ events: RiskEvent[]; position: string }>;
-  /** This hub's memory no longer holds what it queued for the agent: its own events count again when read. */
+  /** From a position: the events committed since (this hub's own, already applied, skipped); from null: the latest snapshot and the events after it. */
+  read(agentId: string, from: string | null): Promise<RiskEventRead>;
+  /**
+   * This hub's memory no longer holds what it queued for the agent: its own events count again when
+   * read, and events still queued for it (a learner hook that threw) are dropped, never written.
+   */
   forget(agentId: string): void;
+  /**
+   * Store a snapshot: `state` is the snapshot at `basePosition` (null: none) with the `folded`
+   * events after it applied, as of `position`. Kept only if the agent's snapshot is still the one at
+   * `basePosition` (false otherwise); events the replaced snapshot covered are pruned.
+   */
+  saveSnapshot(agentId: string, basePosition: string | null, position: string, state: ProfileState, folded: number): Promise<boolean>;
 }
 
 /**

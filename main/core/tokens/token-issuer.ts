@@ -14,7 +14,7 @@ import {
 import type { ApprovalDecision, ApprovalTokenClaims, ApprovalTokenHeader, TokenDomain } from '../../../shared/approval-token.js';
 import { canonicalBytes } from '../../../shared/canonical-json.js';
 import type { JsonValue } from '../../../shared/canonical-json.js';
-import { base64url, randomBytes, utf8 } from '../../../shared/encoding.js';
+import { base64url, randomId, utf8 } from '../../../shared/encoding.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { signerForOneSignature, verifyWithJwk } from '../custody/signer.js';
 import type { Signer } from '../custody/signer.js';
@@ -133,7 +133,7 @@ export class TokenIssuer {
       iat,
       nbf: iat,
       exp: iat + ttl,
-      jti: base64url(randomBytes(16)),
+      jti: randomId(16),
       tool: request.tool,
       call_sha256: request.callSha256 ?? (await computeCallDigest(request.tool, request.params)),
       decision: {

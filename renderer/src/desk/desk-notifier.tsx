@@ -20,6 +20,7 @@ import type { AdminProposal } from '../../../shared/bridge-admin.js';
 import { adminActionHeadline } from './admin-proposals.js';
 import { coalescedReload } from './coalesced-reload.js';
 import { afterQueueShown } from './first-paint.js';
+import { onOwnDecision } from './own-decisions.js';
 
 const BASE_TITLE = 'Countersign';
 /** Partial approvals by co-approvers carry no event: look again this often. */
@@ -145,7 +146,10 @@ export function useDeskNotifications(
     const unsubscribe = bridge.subscribe((event) => {
       if (event.name !== 'adminProposal') reload.request();
     });
+    // A partial approval of one's own has no push event: count again as soon as it is recorded.
+    const stopListening = onOwnDecision(() => reload.request());
     return () => {
+      stopListening();
       stopWaiting();
       reload.cancel();
       active = false;

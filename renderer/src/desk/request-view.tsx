@@ -23,6 +23,7 @@ import type { DeskViewProps } from './desk-view.js';
 import { describeError, formatDuration, formatRemaining, type ShownError } from './desk-format.js';
 import { riskLevel } from './queue-view.js';
 import { coalescedReload } from './coalesced-reload.js';
+import { announceOwnDecision } from './own-decisions.js';
 
 /** Plainer words for the codes a person meets at this card. */
 const EXPLAIN: Partial<Record<string, string>> = {
@@ -331,6 +332,7 @@ export function RequestView({ bridge, session, navigate, requestId }: DeskViewPr
         reason.length > 0 ? reason : undefined,
       );
       setPhase({ kind: 'done', verdict, outcome });
+      announceOwnDecision(request.requestId);
       setNote('');
       setDenyReason('');
     } catch (caught) {

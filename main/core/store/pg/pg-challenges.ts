@@ -20,17 +20,19 @@ import { storeError } from './pg-errors.js';
 /** The ceremonies whose challenges a team keeps: the engine's two, registration and desk sign-in. */
 export type TeamChallengePurpose = 'approval' | 'admin' | 'registration' | 'sign_in';
 
-/** A challenge as a team stores it (the ceremony engine's StoredChallenge shape). */
+/** A challenge as it is stored, embedded or in a team (the ceremony engine's StoredChallenge). */
 export interface TeamChallengeRow {
   challenge: string;
+  /** The person the challenge was issued to (approver, admin, registering or signing-in person). */
   userId: string;
+  /** approval only: the request and verdict the record names. */
   requestId: string | null;
   verdict: string | null;
   /** The signed record as JCS text (registration: the code's hash record; sign-in: null). */
   record: string | null;
   expiresAt: number;
   usedAt: number | null;
-  /** JSON array of the offered credential ids. */
+  /** The offered credential ids as stored (JSON array; NULL for a pre-upgrade ceremony): read with parseOffered. */
   offered: string | null;
 }
 

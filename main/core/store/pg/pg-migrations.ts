@@ -347,4 +347,24 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX risk_log_by_agent ON risk_log(agent_id, xid);
   CREATE TRIGGER risk_log_append_only BEFORE UPDATE OR DELETE ON risk_log FOR EACH ROW EXECUTE FUNCTION append_only();
   `,
+  // 13: risk snapshots and the import of hubs' SQLite baselines (risk/pg-risk-log.ts). One
+  // snapshot per agent (its baseline as of `position`), so a hub's first read of an agent replays
+  // only what came after it; the events the previous snapshot covered (`pruned`) are deleted, so
+  // risk_log may now lose rows (never change them). risk_imports: each hub imports once.
+  `
+  CREATE TABLE risk_baselines (
+    agent_id text PRIMARY KEY,
+    position pg_snapshot NOT NULL,
+    pruned pg_snapshot,
+    events bigint NOT NULL,           -- events folded into it since the first snapshot
+    state text NOT NULL               -- JSON of the baseline (risk/profile-state.ts ProfileState)
+  );
+  CREATE TABLE risk_imports (
+    hub text PRIMARY KEY,
+    agents integer NOT NULL DEFAULT 0,
+    imported_at timestamptz NOT NULL DEFAULT now()
+  );
+  DROP TRIGGER risk_log_append_only ON risk_log;
+  CREATE TRIGGER risk_log_no_update BEFORE UPDATE ON risk_log FOR EACH ROW EXECUTE FUNCTION append_only();
+  `,
 ];
