@@ -528,13 +528,13 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
-    ...(team === undefined
-      ? {}
-      : { teamAgents: team.agents, teamApprovers: team.approvers, teamProposals: new PgAdminProposals(team.store) }),
+    ...(team === undefined ? {} : { teamAgents: team.agents, teamApprovers: team.approvers, teamProposals: team.proposals }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
     onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
   });
+  // Proposals made or decided on other hubs reach this hub's desks too (their push event).
+  await team?.proposals.listen((proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }), log);
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
   const deskSessions = new DeskSessions(db, audit, approvers, {
     idleMs: config.approvals.sessionIdleMs,
@@ -828,6 +828,8 @@ export interface TeamHub {
   agents: TeamAgents;
   /** Add, remove and regroup approvers, issue codes and register keys for every hub. */
   approvers: TeamApprovers;
+  /** Admin quorum proposals of the team; `proposals.listen` tells this hub's desks of other hubs' ones. */
+  proposals: PgAdminProposals;
   close(): Promise<void>;
 }
 
@@ -887,6 +889,7 @@ async function openTeamHub(
   local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);
+  const proposals = new PgAdminProposals(store);
   let closing: Promise<void> | undefined;
   return {
     hub,
@@ -894,8 +897,10 @@ async function openTeamHub(
     leader,
     directory,
     agents: new TeamAgents(local.registry, directory, hub),
+    proposals,
     close: () =>
       (closing ??= (async () => {
+        await proposals.stopListening();
         await leader.stop();
         await directory.close();
         await store.close();
