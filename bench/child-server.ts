@@ -1,4 +1,7 @@
-/** Spawn bench/serve.ts in its own process and talk to it through stdout lines and signals. */
+/**
+ * Spawn the server under test in its own process (the core: `countersign start` as users run it;
+ * the baseline: bench/serve.ts) and talk to it through output lines and signals.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,20 +20,22 @@ export interface ChildServer {
 }
 
 export async function startChild(mode: 'core' | 'baseline', arg: string): Promise<ChildServer> {
-  const child: ChildProcess = // node itself with the tsx loader, not the tsx CLI: the CLI runs the script in a second
-    // process, so signals (SIGUSR2) and /proc RSS would reach the wrapper, not the server.
-    spawn(
-      process.execPath,
-      [
-        ...(process.env.BENCH_CPU_PROF && mode === 'core' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
-        '--import',
-        'tsx',
-        join(REPO_ROOT, 'bench', 'serve.ts'),
-        mode,
-        arg,
-      ],
-      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+  const profile = process.env.BENCH_CPU_PROF && mode === 'core' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  // The core is the product as users run it: `countersign start` through the package's launcher
+  // (bin/countersign.mjs, the built dist/server bundle in plain Node), its stage timings read with
+  // --stage-timings. The baseline (and the core with the diagnostic BENCH_POLICY_WORKER=0) is
+  // bench/serve.ts under node with the tsx loader (not the tsx CLI, which runs the script in a
+  // second process: signals and /proc RSS would reach the wrapper).
+  const product = mode === 'core' && process.env.BENCH_POLICY_WORKER !== '0';
+  const child: ChildProcess = product
+    ? spawn(process.execPath, [...profile, join(REPO_ROOT, 'bin', 'countersign.mjs'), 'start', '--data-dir', arg, '--stage-timings'], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+    : spawn(process.execPath, [...profile, '--import', 'tsx', join(REPO_ROOT, 'bench', 'serve.ts'), mode, arg], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
   const lines: string[] = [];
   let buffer = '';
   let wake: (() => void) | undefined;
@@ -38,10 +43,26 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
     buffer += d.toString();
     let i: number;
     while ((i = buffer.indexOf('\n')) >= 0) {
-      lines.push(buffer.slice(0, i));
+      const line = buffer.slice(0, i);
       buffer = buffer.slice(i + 1);
+      // The core's stdout also carries what `start` prints for people (the desk link): only JSON is ours.
+      if (line.startsWith('{')) lines.push(line);
     }
     wake?.();
+  });
+  // The core says where it listens on stderr (`countersign listening on ws://HOST:PORT ...`);
+  // the rest of its log passes through to ours.
+  let listening: number | undefined;
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    process.stderr.write(d);
+    stderr += d.toString();
+    const port = /countersign listening on wss?:\/\/[^\s]+:(\d+) /.exec(stderr);
+    if (port && listening === undefined) {
+      listening = Number(port[1]);
+      stderr = '';
+      wake?.();
+    } else if (stderr.length > 100_000) stderr = stderr.slice(-10_000);
   });
   // Starting can take minutes on a loaded machine with a large directory (Cedar checks every
   // lookup entity at load); later answers (timings) come at once.
@@ -56,7 +77,19 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
     }
     return lines.shift()!;
   };
-  const { port } = JSON.parse(await nextLine(600_000)) as { port: number };
+  const ready = async (): Promise<number> => {
+    if (!product) return (JSON.parse(await nextLine(600_000)) as { port: number }).port;
+    const deadline = Date.now() + 600_000;
+    while (listening === undefined) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error('bench server (core) did not start');
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 100);
+      });
+    }
+    return listening;
+  };
+  const port = await ready();
   const pid = child.pid!;
   return {
     port,

@@ -1,10 +1,12 @@
 /**
- * Child process for the benchmarks, so the server under test gets its own event loop (and
- * core) apart from the load generator. Modes:
- *   core <dataDir>                the real headless core (policy, signing, storage)
+ * Bench servers in a child process of their own, apart from the load generator. The core under
+ * test is normally `countersign start` itself (bench/child-server.ts); this script serves:
  *   baseline <keysFile>           the floor: the same WebSocket protocol, strict parsing, schema
  *                                 check and agent signature verification, but no policy, no
  *                                 token signing and no storage
+ *   core <dataDir>                the core through startCountersign, only for the diagnostic
+ *                                 BENCH_POLICY_WORKER=0 (Cedar in the event loop's thread), which
+ *                                 the command does not offer
  * Prints one JSON line `{"port": N}` on stdout when ready.
  */
 import { readFileSync } from 'node:fs';

@@ -51,6 +51,8 @@ const USAGE = `usage: countersign <command> [options]
   desktop                   the Electron app, or (no Electron binary here) the desk in the system browser
                             (both take --ui-secret-file PATH: the desk API's bearer secret,
                             written 0600 and removed on a clean exit)
+                            start, headless and hub take --stage-timings: at each SIGUSR2,
+                            print the decision stages' time since the last report (JSON line)
   keygen --agent-id ID      make an agent key pair and a signed enrollment request
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
@@ -124,6 +126,7 @@ const OPTIONS = {
   'policy-dir': { type: 'string' },
   'ui-secret-file': { type: 'string' },
   demo: { type: 'boolean' },
+  'stage-timings': { type: 'boolean' },
   'agent-id': { type: 'string' },
   name: { type: 'string' },
   alg: { type: 'string' },
@@ -190,13 +193,30 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
     throw new CountersignError('config_invalid', '--port must be a port number');
+  // --stage-timings: each decision stage's total time and count since the last report, as one JSON
+  // line on stdout at every SIGUSR2 (`npm run bench` reads the running server's stages this way).
+  const timings: Record<string, { ms: number; n: number }> = {};
   const app = await startCountersign({
     dataDir,
     configFile: values.config,
     overrides: { port, policyDir: values['policy-dir'], domain, ...listenOverrides(values) },
     command: `countersign ${team !== undefined ? 'hub' : domain === 'test' ? 'headless' : 'start'}`,
     ...(team === undefined ? {} : { team }),
+    ...(values['stage-timings'] !== true
+      ? {}
+      : {
+          onTiming: (stage: string, ms: number) => {
+            const t = (timings[stage] ??= { ms: 0, n: 0 });
+            t.ms += ms;
+            t.n++;
+          },
+        }),
   });
+  if (values['stage-timings'] === true)
+    process.on('SIGUSR2', () => {
+      process.stdout.write(`${JSON.stringify({ timings })}\n`);
+      for (const stage of Object.keys(timings)) delete timings[stage];
+    });
   // The UI link carries the per-start session secret in the fragment, which browsers never send
   // to a server, so it appears in this terminal only and never in a log or a request line.
   const uiBuilt = existsSync(join(DEFAULT_RENDERER_DIR, 'index.html'));

@@ -48,7 +48,7 @@ import { ApproverDirectory } from './approvals/approver-directory.js';
 import { ApprovalService } from './approvals/approval-service.js';
 import { policyReevaluation } from './approvals/policy-reevaluation.js';
 import { tokenMinter } from './tokens/token-minter.js';
-import { VirtualApprovers } from './testing/virtual-approvers.js';
+import type { VirtualApprovers } from './testing/virtual-approvers.js';
 import { approvalsRoutes } from './approvals/approvals-http.js';
 import { automationRoutes } from './testing/automation-routes.js';
 import { AdminActions } from './approvals/admin-actions.js';
@@ -58,6 +58,7 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
+import { PgDeskSessions, teamDeskSecret } from './store/pg/pg-desk-sessions.js';
 import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
@@ -417,7 +418,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       },
     },
   });
-  const uiSessionSecret = randomBytes(32).toString('base64url');
+  // The desk's bearer secret: per start, or on a hub the team's one (docs/team-mode.md "One origin, any hub").
+  const uiSessionSecret = openedTeam?.deskSecret ?? randomBytes(32).toString('base64url');
 
   // Human approvals: the directory needs the bound port for its origins, so they are read lazily.
   let boundPort = 0;
@@ -479,7 +481,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const virtualApprovers =
     config.domain === 'test'
-      ? new VirtualApprovers(approvers, approvals, { dataDir, domain: config.domain, team: team?.approvers })
+      ? // Imported in the test domain only: its virtual authenticator needs @simplewebauthn/server's helpers.
+        new (await import('./testing/virtual-approvers.js')).VirtualApprovers(approvers, approvals, {
+          dataDir,
+          domain: config.domain,
+          team: team?.approvers,
+        })
       : undefined;
   const auditProofs = new AuditProofs(db, audit, checkpoints);
   const auditVerifier = new AuditVerifier({
@@ -535,8 +542,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   // Proposals made or decided on other hubs reach this hub's desks too (their push event).
   await team?.proposals.listen((proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }), log);
-  // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010).
+  // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010), or on a
+  // hub in the team database, so a desk's requests may reach any hub (ADR 0017).
   const deskSessions = new DeskSessions(db, audit, approvers, {
+    ...(team === undefined ? {} : { teamSessions: team.deskSessions }),
     idleMs: config.approvals.sessionIdleMs,
     absoluteMs: config.approvals.sessionLifetimeMs,
     ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
@@ -830,6 +839,10 @@ export interface TeamHub {
   approvers: TeamApprovers;
   /** Admin quorum proposals of the team; `proposals.listen` tells this hub's desks of other hubs' ones. */
   proposals: PgAdminProposals;
+  /** The desk's bearer secret, one for the team (PG migration 13): a hub's desk link opens on every hub. */
+  deskSecret: string;
+  /** Desk sessions for every hub (store/pg/pg-desk-sessions.ts). */
+  deskSessions: PgDeskSessions;
   close(): Promise<void>;
 }
 
@@ -869,6 +882,15 @@ async function openTeamHub(
     await store.close();
     throw error;
   }
+  // One desk link for the team: the first hub makes the secret, every other reads it.
+  let deskSecret: string;
+  try {
+    deskSecret = await teamDeskSecret(store.pool, hub, now());
+  } catch (error) {
+    await directory.close();
+    await store.close();
+    throw error;
+  }
   store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
   // Risk baselines are the team's: learned in each decision's transaction, read by every hub.
   if (local.riskEngine !== undefined) {
@@ -898,6 +920,8 @@ async function openTeamHub(
     directory,
     agents: new TeamAgents(local.registry, directory, hub),
     proposals,
+    deskSecret,
+    deskSessions: new PgDeskSessions(store.pool, hub),
     close: () =>
       (closing ??= (async () => {
         await proposals.stopListening();

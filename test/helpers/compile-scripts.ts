@@ -11,6 +11,7 @@
  * the source tree, as under tsx. Tests find the bundles with compiledScript() (compiled-script.ts).
  */
 import { build, type Plugin } from 'esbuild';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -70,6 +71,10 @@ function removeStaleRuns(): void {
 
 export default async function setup(project: TestProject): Promise<() => void> {
   removeStaleRuns();
+  // The shipped command (bin/countersign.mjs, which cli-first-hour starts) runs dist/server: build
+  // it here when the sources are newer, once, rather than in a test's launcher.
+  if (spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'build-server.mjs'), '--if-stale'], { stdio: 'inherit' }).status !== 0)
+    throw new Error('npm run build:server failed');
   const outdir = join(CACHE_ROOT, `run-${process.pid}-${Date.now()}`);
   mkdirSync(outdir, { recursive: true });
   const result = await build({

@@ -98,3 +98,55 @@ export async function startTcpRelay(targetPort: number, targetHost = '127.0.0.1'
       }),
   };
 }
+
+/**
+ * A load balancer that is not sticky, for the one-origin tests: one loopback port whose every new
+ * connection goes to the next of `targetPorts` in turn (round robin per connection), bytes passed
+ * through unchanged. `targets` lists, in order, the port each connection was sent to, so a test
+ * can show its requests really reached different hubs.
+ */
+export interface AlternatingRelay {
+  port: number;
+  readonly targets: readonly number[];
+  close(): Promise<void>;
+}
+
+export async function startAlternatingRelay(targetPorts: readonly number[], targetHost = '127.0.0.1'): Promise<AlternatingRelay> {
+  const sockets = new Set<Socket>();
+  const targets: number[] = [];
+  const server: Server = createServer((inbound) => {
+    const target = targetPorts[targets.length % targetPorts.length]!;
+    targets.push(target);
+    const outbound = connect(target, targetHost);
+    const drop = () => {
+      sockets.delete(inbound);
+      sockets.delete(outbound);
+      inbound.destroy();
+      outbound.destroy();
+    };
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.setNoDelay(true);
+      socket.on('error', drop);
+      socket.on('close', drop);
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('the relay has no port');
+  return {
+    port: address.port,
+    targets,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        sockets.clear();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,11 +1,12 @@
 /**
  * What a new user hits in the first hour with the `countersign` command, run as separate
- * processes on real data directories: the package's bin launcher, readable listings (and
+ * processes on real data directories: the package's bin launcher (the server run from its build),
+ * readable listings (and
  * `--json`), stable codes for a port another process holds and for a file that is not there,
  * and `policy check` refusing the risk settings `start` would refuse.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, startCountersign } from '../../main/core/app.js';
@@ -44,6 +45,38 @@ describe('the bin named in package.json', () => {
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('countersign: unknown command "bogus"; run countersign --help [config_invalid]');
   }, 120_000);
+
+  it('runs the server from its build in plain Node: Cedar in its worker decides, and --stage-timings reports on SIGUSR2', async () => {
+    const bin = join(REPO_ROOT, 'bin', 'countersign.mjs');
+    const child = spawn(process.execPath, [bin, 'start', '--demo', '--port', '0', '--data-dir', fresh(), '--stage-timings'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      // The demo's first automatic decision: the policy set, evaluated in the Cedar worker thread.
+      const deadline = Date.now() + 60_000;
+      while (!out.includes(': ALLOW') && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(out).toContain(': ALLOW');
+      // No TypeScript compiled at run time: tsx would have started its esbuild service as a child.
+      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      for (const pid of children) expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).not.toContain('esbuild');
+      const before = out.length;
+      child.kill('SIGUSR2');
+      const reportDeadline = Date.now() + 10_000;
+      while (!out.slice(before).includes('{"timings"') && Date.now() < reportDeadline) await new Promise((r) => setTimeout(r, 50));
+      const line = out
+        .slice(before)
+        .split('\n')
+        .find((l) => l.startsWith('{"timings"'));
+      const { timings } = JSON.parse(line ?? '{}') as { timings?: Record<string, { ms: number; n: number }> };
+      expect(timings?.policy?.n, out).toBeGreaterThan(0);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  }, 90_000);
 });
 
 describe('listings', () => {

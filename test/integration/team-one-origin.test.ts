@@ -269,7 +269,7 @@ describe('one origin, any hub', () => {
       }),
     );
     await b.team!.directory.waitForSeq(a.team!.directory.appliedSeq);
-    // The desk's session is still per hub: root signs in on each (the admin tap is what crosses).
+    // root signs in on each hub (one session would do now: sessions are the team's; the admin tap is what crosses here).
     const [onA, onB] = [await signInOverHttp(a, 'root', rootKey), await signInOverHttp(b, 'root', rootKey)];
     const started = await onA.bridge.startAdminAction('root', { kind: 'approver.issue_registration_code', id: 'carol' });
     const offer = started.options as { challenge: string; allowCredentials?: Array<{ id: string }> };

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
@@ -15,6 +16,8 @@ import { UI_CONTENT_SECURITY_POLICY } from '../../main/core/ui/ui-http.js';
 
 const SECRET_MARKER = 'TOP-SECRET-OUTSIDE-RENDERER-DIR';
 const INDEX_HTML = '<!doctype html><title>ui</title><script type="module" src="/ui/assets/app.js"></script>';
+/** A text asset big enough to be worth compressing (the desk's entry chunk is about 280 KB). */
+const BIG_SCRIPT = Array.from({ length: 2000 }, (_, i) => `export const value${i} = "row ${i} of the queue";`).join('\n');
 
 interface RawResponse {
   status: number;
@@ -24,11 +27,21 @@ interface RawResponse {
 
 /** A request exactly as written: node:http sends the path verbatim (no `..` normalisation). */
 function raw(port: number, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<RawResponse> {
+  return rawBytes(port, path, headers, method).then(({ bytes, ...rest }) => ({ ...rest, body: bytes.toString('utf8') }));
+}
+
+/** As raw, with the body's bytes as sent (a compressed body stays compressed). */
+function rawBytes(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<Omit<RawResponse, 'body'> & { bytes: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, method, headers: { host: `127.0.0.1:${port}`, ...headers } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes: Buffer.concat(chunks) }));
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -58,6 +71,7 @@ beforeAll(async () => {
   mkdirSync(join(rendererDir, 'assets'), { recursive: true });
   writeFileSync(join(rendererDir, 'index.html'), INDEX_HTML);
   writeFileSync(join(rendererDir, 'assets', 'app.js'), 'console.log("ui");\n');
+  writeFileSync(join(rendererDir, 'assets', 'big-0a1b2c.js'), BIG_SCRIPT);
   writeFileSync(join(rendererDir, '.env'), SECRET_MARKER);
   writeFileSync(join(root, 'secret.txt'), SECRET_MARKER);
   symlinkSync(join(root, 'secret.txt'), join(rendererDir, 'link.txt'));
@@ -257,6 +271,78 @@ describe('the static renderer', () => {
     const head = await raw(h.app.port, '/ui/', {}, 'HEAD');
     expect(head.status).toBe(200);
     expect(head.body).toBe('');
+  });
+
+  it('caches hashed assets as immutable and revalidates index.html by its ETag (304 when unchanged, new body after a rebuild)', async () => {
+    const script = await raw(h.app.port, '/ui/assets/app.js');
+    expect(script.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    const index = await raw(h.app.port, '/ui/');
+    expect(index.headers['cache-control']).toBe('no-cache');
+    const etag = index.headers.etag as string;
+    expect(etag).toMatch(/^"[\w-]{27}"$/);
+
+    for (const tag of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const again = await raw(h.app.port, '/ui/', { 'if-none-match': tag });
+      expect(again.status, tag).toBe(304);
+      expect(again.body).toBe('');
+      expect(again.headers.etag).toBe(etag);
+      expect(again.headers['content-security-policy']).toBe(UI_CONTENT_SECURITY_POLICY);
+    }
+    expect((await raw(h.app.port, '/ui/', { 'if-none-match': '"stale"' })).status).toBe(200);
+
+    // A rebuild writes a new index.html: its old ETag no longer matches and the new body is served.
+    const rebuilt = `${INDEX_HTML}<!-- rebuilt -->`;
+    writeFileSync(join(rendererDir, 'index.html'), rebuilt);
+    try {
+      const fresh = await raw(h.app.port, '/ui/', { 'if-none-match': etag });
+      expect(fresh.status).toBe(200);
+      expect(fresh.body).toBe(rebuilt);
+      expect(fresh.headers.etag).not.toBe(etag);
+    } finally {
+      writeFileSync(join(rendererDir, 'index.html'), INDEX_HTML);
+    }
+  });
+
+  it('sends text compressed with brotli or gzip when accepted, byte-identical once decoded, and plain otherwise', async () => {
+    const path = '/ui/assets/big-0a1b2c.js';
+    const decoded = (res: { headers: RawResponse['headers']; bytes: Buffer }) => {
+      const encoding = res.headers['content-encoding'];
+      if (encoding === 'br') return brotliDecompressSync(res.bytes).toString('utf8');
+      if (encoding === 'gzip') return gunzipSync(res.bytes).toString('utf8');
+      expect(encoding).toBeUndefined();
+      return res.bytes.toString('utf8');
+    };
+    // Compression runs once per file per encoding on the thread pool; until one is ready the body
+    // goes out plain or in another accepted encoding, always decoding to the same bytes.
+    const servedAs = async (accept: string, wanted: string) => {
+      for (;;) {
+        const res = await rawBytes(h.app.port, path, { 'accept-encoding': accept });
+        expect(res.status).toBe(200);
+        expect(res.headers.vary).toBe('accept-encoding');
+        expect(Number(res.headers['content-length'])).toBe(res.bytes.length);
+        expect(decoded(res)).toBe(BIG_SCRIPT);
+        if (res.headers['content-encoding'] === wanted) return res;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    const br = await servedAs('gzip, deflate, br', 'br');
+    expect(br.bytes.length).toBeLessThan(BIG_SCRIPT.length / 4);
+    // Preferred when both are ready; gzip for a browser that does not take br (Chromium over plain http).
+    expect((await rawBytes(h.app.port, path, { 'accept-encoding': 'gzip, br' })).headers['content-encoding']).toBe('br');
+    const gz = await servedAs('gzip, deflate', 'gzip');
+    expect(gz.bytes.length).toBeLessThan(BIG_SCRIPT.length / 4);
+    // q=0 refuses an encoding.
+    expect((await rawBytes(h.app.port, path, { 'accept-encoding': 'br;q=0, gzip' })).headers['content-encoding']).toBe('gzip');
+
+    for (const accept of [undefined, 'identity', 'br;q=0', 'deflate']) {
+      const plain = await rawBytes(h.app.port, path, accept === undefined ? {} : { 'accept-encoding': accept });
+      expect(plain.headers['content-encoding'], accept).toBeUndefined();
+      expect(plain.bytes.toString('utf8')).toBe(BIG_SCRIPT);
+    }
+    // Too small to be worth it: sent as is, and says nothing of encodings.
+    const small = await rawBytes(h.app.port, '/ui/assets/app.js', { 'accept-encoding': 'br, gzip' });
+    expect(small.headers['content-encoding']).toBeUndefined();
+    expect(small.headers.vary).toBeUndefined();
   });
 
   it('never serves a file outside rendererDir, whatever the path encoding', async () => {

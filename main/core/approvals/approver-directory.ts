@@ -10,14 +10,11 @@
  * one person (identity/people.ts resolves them for owners and conflict checks).
  */
 import type { TeamTap } from '../store/pg/pg-directory.js';
+import type pg from 'pg';
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
-import {
-  generateRegistrationOptions,
-  verifyRegistrationResponse,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type RegistrationResponseJSON,
-} from '@simplewebauthn/server';
-import { decodeCredentialPublicKey, cose } from '@simplewebauthn/server/helpers';
+// @simplewebauthn/server is imported when a ceremony needs it, not at start: with its helpers it
+// is about 20 MB of a server's memory that only key registrations and taps use (issue #12).
+import type { PublicKeyCredentialCreationOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -101,7 +98,7 @@ export interface TeamApproverWrites {
    * A desk sign-in's tap, checked in the team directory (the approver active, the key theirs and
    * active, as every hub has them now) with the team's counter advanced; records no change.
    */
-  checkSignIn(tap: TeamTap): Promise<void>;
+  checkSignIn(tap: TeamTap, open?: (client: pg.ClientBase, approver: ApproverRecord) => Promise<void>): Promise<ApproverRecord>;
   /** Mark a key suspect (its counter went backwards) for every hub, audited. */
   markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void>;
 }
@@ -193,7 +190,8 @@ export function lastActiveAdmin(id: string): CountersignError {
 }
 
 /** A P-256 COSE key as a JWK (the only algorithm approver keys may use: ES256). */
-function coseToJwk(publicKey: Uint8Array): CredentialRecord['publicJwk'] {
+async function coseToJwk(publicKey: Uint8Array): Promise<CredentialRecord['publicJwk']> {
+  const { decodeCredentialPublicKey, cose } = await import('@simplewebauthn/server/helpers');
   const key = decodeCredentialPublicKey(new Uint8Array(publicKey)) as unknown as Map<number, unknown>;
   const kty = key.get(cose.COSEKEYS.kty);
   const crv = key.get(cose.COSEKEYS.crv);
@@ -530,6 +528,7 @@ export class ApproverDirectory {
         );
     }
     const challenge = base64url(randomBytes(32));
+    const { generateRegistrationOptions } = await import('@simplewebauthn/server');
     const options = await generateRegistrationOptions({
       rpName: this.options.rpName ?? 'Countersign',
       rpID: this.options.rpId,
@@ -584,6 +583,7 @@ export class ApproverDirectory {
     );
     if (isPlatformRegistration({ attachment: response.authenticatorAttachment, transports: response.response.transports }))
       throw platformRefusal;
+    const { verifyRegistrationResponse } = await import('@simplewebauthn/server');
     let verified;
     try {
       verified = await verifyRegistrationResponse({
@@ -627,7 +627,7 @@ export class ApproverDirectory {
     if (info.fmt === 'none' && this.options.requireAaguids.length > 0) {
       throw new CountersignError('attestation_refused', 'this configuration requires attested authenticators; the key sent no attestation');
     }
-    const publicJwk = coseToJwk(info.credential.publicKey);
+    const publicJwk = await coseToJwk(info.credential.publicKey);
     const now = this.now();
     const event: AuditEventFields<'approver.credential_registered'> = {
       approverId,

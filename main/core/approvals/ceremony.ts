@@ -17,12 +17,8 @@
  *    genuine assertion can take a key out of service: a regression marks the key suspect in its
  *    own audited transaction (`approver.credential_suspect`) and the tap is refused.
  */
-import {
-  generateAuthenticationOptions,
-  verifyAuthenticationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-} from '@simplewebauthn/server';
+// Imported at the first ceremony, not at start (approver-directory.ts says why).
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog, AuditKind } from '../audit/audit-log.js';
@@ -196,6 +192,7 @@ export class CeremonyEngine {
     userVerification: CeremonyUserVerification;
     timeoutMs: number;
   }): Promise<CeremonyOffer> {
+    const { generateAuthenticationOptions } = await import('@simplewebauthn/server');
     const options = await generateAuthenticationOptions({
       rpID: this.options.directory.rpId,
       challenge: new Uint8Array(Buffer.from(input.challenge, 'base64url')),
@@ -368,6 +365,7 @@ export class CeremonyEngine {
     const reported = authenticatorCounter(response.response.authenticatorData);
     const stored = credential.signCount;
     const regression = regressed(stored, reported);
+    const { verifyAuthenticationResponse } = await import('@simplewebauthn/server');
     let verified;
     try {
       verified = await verifyAuthenticationResponse({

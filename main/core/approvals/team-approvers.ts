@@ -342,8 +342,20 @@ export class TeamApprovers implements TeamApproverWrites {
    * TeamCounterRegression and the caller marks the key suspect on every hub). No change is
    * appended: the sign-in's audit record is the hub's own (desk.signed_in).
    */
-  async checkSignIn(tap: TeamTap): Promise<void> {
-    await this.team.change('desk.sign_in', tap.at, () => Promise.resolve({ ops: [], audit: [], result: undefined }), tap);
+  async checkSignIn(tap: TeamTap, open?: (client: pg.ClientBase, approver: ApproverRecord) => Promise<void>): Promise<ApproverRecord> {
+    return this.team.change(
+      'desk.sign_in',
+      tap.at,
+      async (client) => {
+        // The person as the team directory has them in this transaction (checkTap holds the row
+        // FOR SHARE): the session's groups come from here, never from this hub's replica.
+        const { rows } = await client.query<{ row: string }>('SELECT row FROM directory_approvers WHERE id = $1', [tap.approverId]);
+        const approver = approverFromRowImage(storedRow(rows[0]!.row));
+        await open?.(client, approver);
+        return { ops: [], audit: [], result: approver };
+      },
+      tap,
+    );
   }
 
   /**

@@ -78,7 +78,8 @@ export class PgRiskLog implements RiskEventLog, UnitRiskWriter {
       ({
         rows: [row],
       } = await this.pool.query<ReadRow>(
-        // One statement, one snapshot: the agent's snapshot row and the events after it agree.
+        // One statement, one snapshot: the agent's snapshot row and the events after it agree. The
+        // xid bound is a plain range on the index (agent_id, xid), so a read skips what came before.
         `WITH base AS (SELECT position, pruned, state FROM risk_baselines WHERE agent_id = $1),
            since AS (SELECT CASE WHEN $2::pg_snapshot IS NULL THEN (SELECT position FROM base) ELSE $2::pg_snapshot END AS s)
          SELECT pg_current_snapshot()::text AS position,
@@ -86,8 +87,8 @@ export class PgRiskLog implements RiskEventLog, UnitRiskWriter {
            CASE WHEN $2::pg_snapshot IS NULL THEN (SELECT position::text FROM base) END AS base_position,
            COALESCE($2::pg_snapshot IS NOT NULL AND (SELECT pg_snapshot_xmax(pruned) > pg_snapshot_xmin($2::pg_snapshot) FROM base), false) AS stale,
            (SELECT json_agg(json_build_array(id::text, event) ORDER BY id) FROM risk_log
-            WHERE agent_id = $1 AND ((SELECT s FROM since) IS NULL
-              OR (xid >= pg_snapshot_xmin((SELECT s FROM since)) AND NOT pg_visible_in_snapshot(xid, (SELECT s FROM since))))) AS rows`,
+            WHERE agent_id = $1 AND xid >= COALESCE(pg_snapshot_xmin((SELECT s FROM since)), '0'::xid8)
+              AND ((SELECT s FROM since) IS NULL OR NOT pg_visible_in_snapshot(xid, (SELECT s FROM since)))) AS rows`,
         [agentId, from],
       ));
     } catch (error) {

@@ -41,7 +41,7 @@ export async function callBridgeMethod(
 ): Promise<unknown> {
   const args = parseBridgeArguments(name, rawArgs) as unknown[];
   const row = BRIDGE_METHODS[name];
-  const session = service.deskSessions?.resolve(caller.token, { touch: callerRuleOf(row) !== 'transport' });
+  const session = await service.deskSessions?.resolve(caller.token, { touch: callerRuleOf(row) !== 'transport' });
   // A token that names no live session (ended, idle, expired) is dropped from the transport too.
   if (session === undefined && caller.token !== undefined) caller.forget();
   authorizeBridgeCall(row, args, session);

@@ -5,7 +5,10 @@
  * that belongs to that person. docs/adr/0010-desk-sessions.md has the design; in short:
  *
  * - the session id is 32 random bytes; only its SHA-256 is kept, in this process's memory (a
- *   restart signs everyone out, which is right for a short-lived local session);
+ *   restart signs everyone out, which is right for a short-lived local session), or on a team hub
+ *   in the team database (store/pg/pg-desk-sessions.ts), so a desk's next request may reach any
+ *   hub: a session ended on one hub (sign-out, idle, the person disabled) is ended on all, and
+ *   what it was granted on is re-read there, never in the hub's replica;
  * - each session records the credential whose assertion created it (bound to that ceremony);
  * - it ends after `idleMs` without a call and, whatever the activity, `absoluteMs` after sign-in,
  *   on sign-out, and as soon as what it was granted on no longer holds: the person is disabled or
@@ -24,7 +27,9 @@ import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from '../approvals/approver-directory.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from '../approvals/ceremony.js';
-import { TeamCounterRegression } from '../store/pg/pg-directory.js';
+import { TeamCounterRegression, storedRow } from '../store/pg/pg-directory.js';
+import type { PgDeskSessions } from '../store/pg/pg-desk-sessions.js';
+import { approverFromRowImage } from '../approvals/approver-directory.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { isAdminGroups, type DeskSessionView } from '../../../shared/desk-session.js';
 
@@ -37,6 +42,8 @@ export interface DeskSessionOptions {
   ceremonyTimeoutMs: number;
   /** Most sessions kept at once (oldest dropped first); bounds memory. */
   maxSessions?: number;
+  /** A team hub: sessions kept in the team database, for every hub (with `directory.team`). */
+  teamSessions?: PgDeskSessions;
   now?: () => number;
 }
 
@@ -106,8 +113,11 @@ export class DeskSessions {
     return Math.ceil(this.absoluteMs / 1000);
   }
 
-  /** WebAuthn options for `approverId` to sign in: their active keys offered, UV required, a fresh single-use challenge. */
-  async begin(approverId: string): Promise<{ options: PublicKeyCredentialRequestOptionsJSON }> {
+  /**
+   * WebAuthn options for `approverId` to sign in: their active keys offered, UV required, a fresh
+   * single-use challenge. `clientAddress` (the HTTP peer) bounds a hub's pending sign-ins per client.
+   */
+  async begin(approverId: string, clientAddress?: string): Promise<{ options: PublicKeyCredentialRequestOptionsJSON }> {
     this.activeApprover(approverId);
     const credentials = this.ceremonies.keysOf(approverId, `approver ${quote(approverId)} has no active security key to sign in with`);
     const challenge = randomBytes(32).toString('base64url');
@@ -121,7 +131,7 @@ export class DeskSessions {
     const team = this.directory.teamChallenges;
     if (team !== undefined) {
       // A team hub: kept in the team database (bounded there), so any hub finishes the sign-in.
-      await team.issue('sign_in', { challenge, userId: approverId, record: null, expiresAt, offered });
+      await team.issue('sign_in', { challenge, userId: approverId, record: null, expiresAt, offered, clientAddress });
       return { options };
     }
     this.sweepChallenges();
@@ -143,18 +153,6 @@ export class DeskSessions {
     this.activeApprover(approverId);
     const credential = this.ceremonies.credentialFor(approverId, read.response, pending.offered);
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
-    const team = this.directory.team;
-    if (team !== undefined) {
-      // A team hub: the person and key as the team directory has them now (this hub's replica may
-      // lag a removal made on another hub), and the team's counter advanced; a regression takes
-      // the key out of service on every hub. Before the session exists.
-      try {
-        await team.checkSignIn({ approverId, credentialId: credential.credentialId, counter: newCounter, at: now });
-      } catch (error) {
-        if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
-        throw error;
-      }
-    }
     const token = randomBytes(32).toString('base64url');
     const key = digest(token);
     const stored: StoredSession = {
@@ -166,11 +164,34 @@ export class DeskSessions {
       expiresAt: now + this.absoluteMs,
       ref: digest(key).slice(0, 16),
     };
+    const team = this.directory.team;
+    const teamSessions = this.options.teamSessions;
+    let granted: ApproverRecord | undefined;
+    if (team !== undefined) {
+      // A team hub: the person and key as the team directory has them now (this hub's replica may
+      // lag a removal made on another hub), and the team's counter advanced; a regression takes
+      // the key out of service on every hub. The team's session row is written in that same
+      // transaction, with the groups read there (not this hub's replica, which may lag a demotion).
+      try {
+        granted = await team.checkSignIn(
+          { approverId, credentialId: credential.credentialId, counter: newCounter, at: now },
+          teamSessions === undefined
+            ? undefined
+            : async (client, approver) => {
+                stored.groups = approver.groups;
+                await teamSessions.insert(client, key, stored, this.idleMs);
+              },
+        );
+      } catch (error) {
+        if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
+        throw error;
+      }
+    }
     try {
       this.db
         .transaction(() => {
           // The groups as of the committed sign-in: the rights this session was granted on.
-          stored.groups = this.activeApprover(approverId).groups;
+          if (teamSessions === undefined) stored.groups = this.activeApprover(approverId).groups;
           this.ceremonies.recordUse(this.ceremonies.credentialFor(approverId, read.response, pending.offered), newCounter, now);
           try {
             this.audit.append('desk.signed_in', now, {
@@ -186,11 +207,15 @@ export class DeskSessions {
         })
         .immediate();
     } catch (error) {
+      // The team's row is unreachable without the token (never handed out); removed all the same.
+      if (teamSessions !== undefined) await teamSessions.remove(key).catch(() => undefined);
       if (error instanceof CounterRegression) await this.ceremonies.refuse(error);
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the sign-in could not be recorded, so no session was opened', { cause: error });
     }
     // Only now, after its audit entry committed, does the session exist.
+    if (teamSessions !== undefined && granted !== undefined)
+      return { token, session: this.view(stored, granted.displayName, isAdminGroups(granted.groups)) };
     this.dropOldest();
     this.sessions.set(key, stored);
     return { token, session: this.view(stored) };
@@ -201,9 +226,10 @@ export class DeskSessions {
    * (undefined: none, or it ended; an ended one is removed and audited). The person is re-read:
    * disabled ends the session.
    */
-  resolve(token: string | undefined, options: { touch?: boolean } = {}): DeskSessionView | undefined {
+  async resolve(token: string | undefined, options: { touch?: boolean } = {}): Promise<DeskSessionView | undefined> {
     if (token === undefined || !TOKEN_PATTERN.test(token)) return undefined;
     const key = digest(token);
+    if (this.options.teamSessions !== undefined) return this.resolveTeam(this.options.teamSessions, key, options.touch !== false);
     const stored = this.sessions.get(key);
     if (stored === undefined) return undefined;
     const now = this.now();
@@ -229,10 +255,45 @@ export class DeskSessions {
     return this.view(stored, approver.displayName, isAdminGroups(approver.groups));
   }
 
-  /** End the session a token names (sign-out); false when there was none. */
-  signOut(token: string | undefined, reason: 'signed_out' | 'replaced' = 'signed_out'): boolean {
+  /**
+   * A team hub's session (PG migration 14): the row and what it was granted on, read in the team
+   * database in one statement (store_unavailable when it cannot be read: no session is granted).
+   * The same checks as this process's sessions below, on the team directory's rows.
+   */
+  private async resolveTeam(team: PgDeskSessions, key: string, touch: boolean): Promise<DeskSessionView | undefined> {
+    const now = this.now();
+    const found = await team.read(key, now, this.idleMs, touch);
+    if (found === undefined) return undefined;
+    const stored: StoredSession = { ...found.session, groups: [...found.session.groups] };
+    if (now >= stored.expiresAt) return this.endTeam(team, key, 'expired');
+    if (now >= stored.lastSeenAt + this.idleMs) return this.endTeam(team, key, 'idle');
+    if (found.approverRow === null) return this.endTeam(team, key, 'approver_removed');
+    const approver = approverFromRowImage(storedRow(found.approverRow));
+    if (found.approverStatus !== 'active') return this.endTeam(team, key, 'approver_disabled');
+    if (found.keyStatus === null || found.keyStatus === 'removed') return this.endTeam(team, key, 'key_removed');
+    if (found.keyStatus !== 'active') return this.endTeam(team, key, 'key_suspect');
+    if (stored.groups.some((group) => !approver.groups.includes(group))) return this.endTeam(team, key, 'groups_changed');
+    if (touch) stored.lastSeenAt = now;
+    return this.view(stored, approver.displayName, isAdminGroups(approver.groups));
+  }
+
+  /** End a team session: deleted for every hub, audited by the one hub whose delete took the row. */
+  private async endTeam(team: PgDeskSessions, key: string, reason: SessionEndReason): Promise<undefined> {
+    const removed = await team.remove(key);
+    if (removed !== undefined) this.audited(removed, reason);
+    return undefined;
+  }
+
+  /** End the session a token names (sign-out; on a team hub, on every hub); false when there was none. */
+  async signOut(token: string | undefined, reason: 'signed_out' | 'replaced' = 'signed_out'): Promise<boolean> {
     if (token === undefined || !TOKEN_PATTERN.test(token)) return false;
     const key = digest(token);
+    const teamSessions = this.options.teamSessions;
+    if (teamSessions !== undefined) {
+      const removed = await teamSessions.remove(key);
+      if (removed !== undefined) this.audited(removed, reason);
+      return removed !== undefined;
+    }
     const stored = this.sessions.get(key);
     if (stored === undefined) return false;
     this.end(key, stored, reason);
@@ -246,6 +307,12 @@ export class DeskSessions {
 
   private end(key: string, stored: StoredSession, reason: SessionEndReason): undefined {
     this.sessions.delete(key);
+    this.audited(stored, reason);
+    return undefined;
+  }
+
+  /** desk.signed_out for a session that has already been removed. */
+  private audited(stored: Pick<StoredSession, 'approverId' | 'credentialId' | 'ref'>, reason: SessionEndReason): void {
     const now = this.now();
     // The session is gone either way; a failed audit write must not keep it alive.
     try {
@@ -262,7 +329,6 @@ export class DeskSessions {
     } catch {
       // Fail closed: the session has already been removed.
     }
-    return undefined;
   }
 
   private view(stored: StoredSession, displayName?: string, admin?: boolean): DeskSessionView {

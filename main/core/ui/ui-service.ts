@@ -452,7 +452,7 @@ export class UiService implements BridgeMethods {
   }
 
   beginSignIn(approverId: string): Promise<{ options: WebAuthnRequestOptions }> {
-    return this.sessions().begin(approverId) as Promise<{ options: WebAuthnRequestOptions }>;
+    return this.sessions().begin(approverId, currentBridgeCall().caller.address) as Promise<{ options: WebAuthnRequestOptions }>;
   }
 
   async finishSignIn(approverId: string, response: WebAuthnResponseJson): Promise<{ session: DeskSessionView }> {
@@ -460,18 +460,16 @@ export class UiService implements BridgeMethods {
     const sessions = this.sessions();
     const { token, session } = await sessions.finish(approverId, response);
     // One desk, one session: signing in again (as anyone) ends the one this caller held.
-    sessions.signOut(caller.token, 'replaced');
+    await sessions.signOut(caller.token, 'replaced');
     caller.keep(token, sessions.cookieMaxAgeSeconds);
     return { session };
   }
 
-  signOut(): Promise<{ signedOut: boolean }> {
-    return settle(() => {
-      const { caller } = currentBridgeCall();
-      const signedOut = this.deps.deskSessions?.signOut(caller.token) ?? false;
-      caller.forget();
-      return { signedOut };
-    });
+  async signOut(): Promise<{ signedOut: boolean }> {
+    const { caller } = currentBridgeCall();
+    const signedOut = (await this.deps.deskSessions?.signOut(caller.token)) ?? false;
+    caller.forget();
+    return { signedOut };
   }
 
   private sessions(): DeskSessions {

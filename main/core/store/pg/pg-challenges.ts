@@ -6,6 +6,9 @@
  * (the person, the request and verdict, the signed record, the keys offered, the expiry); the
  * ceremony engine (approvals/ceremony.ts) checks them exactly as it checks its local rows.
  *
+ * Pending sign-ins are bounded per hub and per client address on it (PG migration 14), never
+ * only team-wide: one client holding the desk link cannot fill the share of every hub.
+ *
  * Single use across hubs: `claim` marks a row used with one `UPDATE .. WHERE used_at IS NULL AND
  * expires_at > now AND user_id = ..` and returns it only to the one statement that changed it, so
  * the same answer sent to two hubs at once is accepted by one; a row bound to another person is
@@ -45,6 +48,8 @@ export interface TeamChallengeIssue {
   record: string | null;
   expiresAt: number;
   offered: readonly string[];
+  /** The client address the request came from (sign-ins are bounded per address); undefined over IPC. */
+  clientAddress?: string | undefined;
 }
 
 /** Where a hub keeps its ceremony challenges when it belongs to a team. */
@@ -59,8 +64,13 @@ export interface TeamChallenges {
   claim(purpose: TeamChallengePurpose, challenge: string, userId: string, now: number): Promise<TeamChallengeRow | undefined>;
 }
 
-/** Most desk sign-ins waiting for a tap across the team (the embedded desk's bound, per team). */
+/**
+ * Most desk sign-ins waiting for a tap begun on one hub (the embedded desk's bound, per hub): each
+ * hub has its own share, so a client filling one hub's cannot block sign-in on the others.
+ */
 export const MAX_PENDING_SIGN_INS = 1024;
+/** Most of them from one client address on one hub, so one client cannot take a hub's whole share. */
+export const MAX_PENDING_SIGN_INS_PER_ADDRESS = 64;
 /** Rows are removed this long after they expired (kept a while for a support look). */
 const KEEP_EXPIRED_MS = 3600_000;
 /** One issue in this many also removes long-expired rows. */
@@ -114,20 +124,35 @@ export class PgChallenges implements TeamChallenges {
       issued.expiresAt,
       this.hub,
       now,
+      issued.clientAddress ?? null,
     ];
     try {
       if ((this.issued++ & (SWEEP_EVERY - 1)) === 0)
         await this.pool.query('DELETE FROM ceremony_challenges WHERE expires_at < $1', [now - KEEP_EXPIRED_MS]);
-      // Sign-ins are the one ceremony anyone holding the desk secret may begin: bounded team-wide.
-      const inserted = await this.pool.query(
-        `INSERT INTO ceremony_challenges (challenge, purpose, user_id, request_id, verdict, record, offered, expires_at, issued_by_hub, issued_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-         WHERE $2 <> 'sign_in' OR (SELECT count(*) FROM ceremony_challenges
-           WHERE purpose = 'sign_in' AND used_at IS NULL AND expires_at > $10) < ${MAX_PENDING_SIGN_INS}`,
+      // Sign-ins are the one ceremony anyone holding the desk secret may begin: bounded per hub
+      // (this hub's share, whatever the others hold) and, within it, per client address.
+      const inserted = await this.pool.query<{ hub_full: boolean }>(
+        `WITH waiting AS (
+           SELECT count(*) AS on_hub, count(*) FILTER (WHERE client_address IS NOT DISTINCT FROM $11) AS from_address
+           FROM ceremony_challenges
+           WHERE purpose = 'sign_in' AND used_at IS NULL AND expires_at > $10 AND issued_by_hub = $9 AND $2 = 'sign_in'),
+         stored AS (
+           INSERT INTO ceremony_challenges (challenge, purpose, user_id, request_id, verdict, record, offered, expires_at, issued_by_hub, issued_at, client_address)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM waiting
+           WHERE $2 <> 'sign_in' OR (waiting.on_hub < ${MAX_PENDING_SIGN_INS} AND waiting.from_address < ${MAX_PENDING_SIGN_INS_PER_ADDRESS})
+           RETURNING 1)
+         SELECT (SELECT count(*) FROM stored) = 0 AND (SELECT on_hub FROM waiting) >= ${MAX_PENDING_SIGN_INS} AS hub_full
+         WHERE NOT EXISTS (SELECT 1 FROM stored)`,
         params,
       );
-      if (inserted.rowCount !== 1)
-        throw new CountersignError('rate_limited', 'too many sign-ins are waiting for a key tap; try again shortly');
+      const refused = inserted.rows[0];
+      if (refused !== undefined)
+        throw new CountersignError(
+          'rate_limited',
+          refused.hub_full
+            ? 'too many sign-ins are waiting for a key tap on this hub; try again shortly'
+            : 'too many sign-ins from this address are waiting for a key tap; try again shortly',
+        );
     } catch (error) {
       throw storeError(error, 'storing a ceremony challenge');
     }

@@ -367,4 +367,31 @@ export const PG_MIGRATIONS: readonly string[] = [
   DROP TRIGGER risk_log_append_only ON risk_log;
   CREATE TRIGGER risk_log_no_update BEFORE UPDATE ON risk_log FOR EACH ROW EXECUTE FUNCTION append_only();
   `,
+  // 14: a desk on any hub (docs/team-mode.md "One origin, any hub", store/pg/pg-desk-sessions.ts):
+  // desk sessions for the team (the id only as its SHA-256; sign-out or an end found on one hub
+  // ends it on all); the desk's bearer secret, one for the team (made by the first hub to start);
+  // pending sign-ins bounded per hub and per client address (client_address), not only team-wide.
+  `
+  CREATE TABLE desk_sessions (
+    id_hash text PRIMARY KEY,
+    approver_id text NOT NULL,
+    credential_id text NOT NULL,
+    groups text NOT NULL,             -- JSON array: the groups in the team directory at sign-in
+    ref text NOT NULL,                -- the audit reference (a second hash's prefix)
+    signed_in_at bigint NOT NULL,
+    last_seen_at bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    signed_in_on_hub text NOT NULL
+  );
+  CREATE INDEX desk_sessions_by_expiry ON desk_sessions(expires_at);
+  CREATE TABLE team_desk_secret (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    secret text NOT NULL,
+    created_at bigint NOT NULL,
+    created_by_hub text NOT NULL
+  );
+  ALTER TABLE ceremony_challenges ADD COLUMN client_address text;
+  DROP INDEX ceremony_challenges_pending_sign_ins;
+  CREATE INDEX ceremony_challenges_pending_sign_ins ON ceremony_challenges(issued_by_hub, expires_at) WHERE purpose = 'sign_in' AND used_at IS NULL;
+  `,
 ];

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// @ts-check
+/**
+ * Builds the `countersign` command (the CLI, and with it the server `start`, `headless` and `hub`
+ * run) into plain JavaScript under dist/server/ with esbuild: `npm run build:server`, also run by
+ * `npm ci` (the `prepare` script), and with --if-stale by the launcher (bin/countersign.mjs), the
+ * benchmarks and the test setup whenever the sources are newer than the build. The server then
+ * starts in plain Node, without compiling TypeScript at run time: tsx's loader and its
+ * transformed sources cost about 55 MB of resident memory and seconds of start-up CPU (ADR 0018).
+ *
+ * Only our TypeScript is bundled. Packages stay imports resolved from node_modules, so the native
+ * modules (better-sqlite3, pkcs11js) and cedar-wasm's .wasm load exactly as before. Dynamic
+ * imports stay separate chunks (code splitting), so what a command loads lazily (the MCP SDK for
+ * `mcp-proxy`, the PostgreSQL driver for a hub) is still loaded only when used. Each source
+ * file's `import.meta.url` becomes that file's own place in the source tree, relative to the
+ * bundle: paths derived from it (REPO_ROOT, the Cedar worker and entity-check scripts, which run
+ * as they are, the renderer build) are those of the sources, wherever the repository is.
+ */
+import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const SERVER_DIR = join(REPO_ROOT, 'dist', 'server');
+export const SERVER_BUNDLE = join(SERVER_DIR, 'countersign.mjs');
+/** What the bundle is built from; a change in any of them makes the build stale. */
+const SOURCE_ROOTS = ['main/cli', 'main/core', 'main/mcp', 'shared'];
+const SOURCE_FILES = ['package.json', 'bin/build-server.mjs'];
+
+/** The newest modification time of the sources the bundle is built from (milliseconds). */
+function newestSourceMtime() {
+  let newest = 0;
+  const visit = (/** @type {string} */ dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) visit(path);
+      else if (/\.(ts|tsx|mts|mjs)$/.test(entry.name)) newest = Math.max(newest, statSync(path).mtimeMs);
+    }
+  };
+  for (const root of SOURCE_ROOTS) visit(join(REPO_ROOT, root));
+  for (const file of SOURCE_FILES) newest = Math.max(newest, statSync(join(REPO_ROOT, file)).mtimeMs);
+  return newest;
+}
+
+/** True when dist/server/countersign.mjs is missing or older than a source it is built from. */
+export function serverBuildIsStale() {
+  let built;
+  try {
+    built = statSync(SERVER_BUNDLE).mtimeMs;
+  } catch {
+    return true;
+  }
+  return newestSourceMtime() > built;
+}
+
+/** @type {import('esbuild').Plugin} Replaces `import.meta.url` in our sources (see the header). */
+const sourceLocation = {
+  name: 'source-import-meta-url',
+  setup(plugin) {
+    plugin.onLoad({ filter: /\.(ts|tsx|mts|mjs)$/ }, (args) => {
+      if (args.path.includes('/node_modules/')) return undefined;
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes('import.meta.url')) return undefined;
+      // Every output file sits in SERVER_DIR (chunks too), so one relative path serves them all.
+      const fromBundle = relative(SERVER_DIR, args.path).split('\\').join('/');
+      const contents = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(fromBundle)}, import.meta.url).href`);
+      return { contents, loader: args.path.endsWith('.mjs') ? 'js' : args.path.endsWith('.tsx') ? 'tsx' : 'ts' };
+    });
+  },
+};
+
+/** Builds dist/server/ afresh. */
+export async function buildServer() {
+  const { build } = await import('esbuild');
+  rmSync(SERVER_DIR, { recursive: true, force: true });
+  await build({
+    absWorkingDir: REPO_ROOT,
+    entryPoints: { countersign: join(REPO_ROOT, 'main', 'cli', 'index.ts') },
+    outdir: SERVER_DIR,
+    outExtension: { '.js': '.mjs' },
+    chunkNames: '[name]-[hash]',
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    // For `node --enable-source-maps` when a stack trace should name the TypeScript lines.
+    sourcemap: 'linked',
+    // Stack traces and logs keep our class and function names.
+    keepNames: true,
+    plugins: [sourceLocation],
+    logLevel: 'warning',
+  });
+}
+
+// `node bin/build-server.mjs [--if-stale]`: --if-stale builds only when serverBuildIsStale().
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (!process.argv.includes('--if-stale') || serverBuildIsStale()) await buildServer();
+}
