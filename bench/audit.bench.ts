@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from '../main/core/store/database.js';
 import { AuditLog } from '../main/core/audit/audit-log.js';
+import { newRequestId } from '../main/core/store/request-id.js';
 import { SoftwareSigner } from '../main/core/custody/software-signer.js';
 import { checkpointText, formatSignedNote, toBase64 } from '../shared/checkpoint-note.js';
 import { signNote } from '../main/core/audit/note-keys.js';
@@ -26,13 +27,14 @@ const ORIGIN = 'countersign/bench';
 
 /**
  * A decision event as the decision path writes it (about 900 bytes of JCS). Its request id is
- * as random as the decision service's (`req_` and 16 random bytes, here derived from `i` so runs
- * compare): ids counting up kept the log's by-request index appending to one page, which the
- * product's never does.
+ * formed as the decision service forms one (store/request-id.ts: the creation time, then 16
+ * random bytes, here derived from `i` so runs compare). Ids counting up from 0 once kept the
+ * by-request index appending to one page where fully random product ids did not; now the
+ * product's ids are time-ordered, and these are made the same way at the entry's own time.
  */
 function event(i: number): AuditEventFields<'decision.allow'> {
   return {
-    requestId: `req_${createHash('sha256').update(`request ${i}`).digest().subarray(0, 16).toString('base64url')}`,
+    requestId: newRequestId(1_790_000_000_000 + i, createHash('sha256').update(`request ${i}`).digest().subarray(0, 16)),
     agentId: `bench-agent-${i % 1000}`,
     kid: 'zCLzAIq1UxcpKyZofLimsQIXO3LZHfD2Odv887WPQXc',
     tool: 'payments.transfer',

@@ -6,7 +6,7 @@
  * injected here (its database going away). Checks: the desk link is the team's (one bearer
  * secret); a sign-in and every later call alternate between hubs and stay signed in; the session
  * id is kept only as its hash; a sign-out on one hub ends the session on every hub; disabling the
- * person, or demoting an admin, on hub A ends or narrows the session on hub B while B's replica
+ * person, removing their key, or demoting an admin, on hub A ends or narrows the session on hub B while B's replica
  * lags (the groups come from the team directory, at sign-in and at every call); idle and absolute
  * lifetimes hold for the team; pending sign-ins are bounded per hub and per client address, so one
  * client filling one hub's share blocks neither another client nor another hub; with the database
@@ -175,7 +175,7 @@ beforeAll(async () => {
     buildDir,
   );
   await ensureTeamPeople(a, FINANCE_SCOPE.owner);
-  for (const id of ['alice', 'bob', 'carol', 'erin']) keys.set(id, await registerTeamPerson(a, id, ['finance-approvers']));
+  for (const id of ['alice', 'bob', 'carol', 'erin', 'fay']) keys.set(id, await registerTeamPerson(a, id, ['finance-approvers']));
   for (const id of ['root', 'root2', 'root3']) keys.set(id, await registerTeamPerson(a, id, ['finance-approvers', ADMIN_GROUP_NAME]));
   await caughtUp();
   browser = await launchChromium();
@@ -240,6 +240,20 @@ describe('a desk on any hub behind one origin', () => {
       expect(b.approvers.get('carol').status).toBe('active');
       expect(await sessionOf(carol.cookie, b.port)).toBeNull();
       expect(await sessionRows('carol')).toEqual([]);
+    } finally {
+      release();
+    }
+  }, 60_000);
+
+  it("removing the key that signed in, on hub A, ends the session on hub B at its next call, while B's replica lags", async () => {
+    const fay = await signIn('fay');
+    const release = refuseReplicaInserts(b, 'approver_credentials');
+    try {
+      const credentialId = keys.get('fay')!.listCredentials()[0]!.id;
+      await a.team!.approvers.removeCredential(credentialId);
+      expect(b.approvers.credential(credentialId).status).toBe('active'); // B's replica still has it
+      expect(await sessionOf(fay.cookie, b.port)).toBeNull();
+      expect(await sessionRows('fay')).toEqual([]);
     } finally {
       release();
     }

@@ -331,4 +331,73 @@ describe('risk snapshots bound the replay and give what a full replay gives', ()
       local.close();
     }
   }, 60_000);
+
+  it("a hub's own call decided while it re-reads after a stale read is learned by its memory", async () => {
+    // Found by review (review3 finding 1): the stale path kept the old memory while re-reading, so an
+    // own event applied to it was marked applied and then skipped by the next read, though the
+    // rebuilt memory lacked it. The read is wrapped only to run the hub's own decision (its learner
+    // hook and its INSERT) at the moment the re-read is in flight; nothing else is changed.
+    const dir = tempDir('countersign-risk-stale-own-');
+    dirs.push(dir);
+    const local = openStore(join(dir, 'risk.db'));
+    const start = Date.now() - HOUR;
+    const submitted = (i: number, at: number): RiskEvent => {
+      const call = transferCall(`${10 + i}.00`, `Payee ${i % 5}`);
+      return { kind: 'submitted', requestId: `stale-${i}`, call, callSha256: callDigest(call.tool, call.params), at, state: 'allowed' };
+    };
+    const writer = new PgRiskLog(db, 'stale-writer');
+    const write = async (events: RiskEvent[]) => {
+      for (const event of events) writer.queue('stale-bot', event, false);
+      const client = await db.connect();
+      try {
+        await client.query('BEGIN');
+        await writer.write(client, writer.take());
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    };
+    const recentIds = (e: RiskEngine) =>
+      (e as unknown as { profiles: Map<string, AgentProfile> }).profiles.get('stale-bot')!.recent.map((s) => s.requestId);
+    try {
+      const log = new PgRiskLog(db, 'stale-hub-a');
+      const hubA = new RiskEngine(local, SETTINGS, { snapshotEvery: 1e9 });
+      hubA.useEventLog(log);
+      const other = new RiskEngine(local, SETTINGS, { snapshotEvery: 1e9 });
+      other.useEventLog(new PgRiskLog(db, 'stale-other'));
+      await write([submitted(0, start)]);
+      await hubA.prepare('stale-bot', start); // hub A holds the agent at an early position
+      // Another hub snapshots twice: the second prunes what the first covered, so hub A's next read is stale.
+      await write([submitted(1, start + 1000)]);
+      expect(await other.snapshot('stale-bot')).toBe(true);
+      await write([submitted(2, start + 2000)]);
+      expect(await other.snapshot('stale-bot')).toBe(true);
+
+      const read = log.read.bind(log);
+      let pending: pg.PoolClient | undefined;
+      log.read = async (agentId, from) => {
+        if (from === null && pending === undefined) {
+          const own = transferCall('77.00', 'Own Payee');
+          hubA.submitted('stale-bot', 'own-1', own, callDigest(own.tool, own.params), start + 3000, 'allowed');
+          pending = await db.connect();
+          await pending.query('BEGIN');
+          await log.write(pending, log.take());
+        }
+        return read(agentId, from);
+      };
+      await hubA.prepare('stale-bot', start + 3000);
+      await pending!.query('COMMIT'); // committed after the re-read's snapshot
+      pending!.release();
+      log.read = read;
+      await hubA.prepare('stale-bot', start + 4000);
+
+      const fresh = new RiskEngine(local, SETTINGS, { snapshotEvery: 1e9 });
+      fresh.useEventLog(new PgRiskLog(db, 'stale-fresh'));
+      await fresh.prepare('stale-bot', start + 4000);
+      expect(recentIds(fresh)).toContain('own-1'); // the team's log has it
+      expect(recentIds(hubA)).toEqual(recentIds(fresh)); // and hub A's memory learned it too
+    } finally {
+      local.close();
+    }
+  }, 60_000);
 });

@@ -29,8 +29,8 @@ import type { TokenMinter } from '../tokens/token-minter.js';
 import { decodeStoredCall } from '../store/request-repository.js';
 import type { AuditSubmission, DecisionStore, ExpiringRequest, StoredRequestView, WrittenDecision } from '../store/store-seam.js';
 import { SqliteDecisionStore } from './sqlite-decision-store.js';
+import { newRequestId } from '../store/request-id.js';
 import { decodeSignature } from '../../../shared/agent-keys.js';
-import { randomId } from '../../../shared/encoding.js';
 import type {
   ApprovalRequirement,
   DecisionResult,
@@ -106,10 +106,6 @@ export const EXPIRED_REASON = 'approval window expired';
 
 /** Internal: the tamper alarm went up between the policy decision and its commit. */
 class AlarmRaisedMeanwhile extends Error {}
-
-function newRequestId(): string {
-  return `req_${randomId(16)}`;
-}
 
 export class DecisionService {
   private readonly db: Db;
@@ -193,7 +189,7 @@ export class DecisionService {
     await this.options.risk.prepare?.(agent.id, now);
     const risk = safeScore(this.options.risk, { agent, call, callSha256, now });
     lap('risk');
-    const requestId = newRequestId();
+    const requestId = newRequestId(now);
 
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
     let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation'> = scopeDenial

@@ -113,7 +113,10 @@ export class RiskEngine implements RiskScorer, RiskLearner {
       }
       profile = this.profiles.get(agentId);
       if (from === null) {
-        // A fresh replay: whatever memory was made meanwhile is rebuilt from the log.
+        // A fresh replay: whatever memory was made meanwhile is rebuilt from the log. Forget again
+        // now: an own event applied meanwhile to the memory being replaced (after a stale read)
+        // was marked applied; if it committed after this read, the next read must apply it.
+        events.forget(agentId);
         profile = this.replay(read);
         if (read.events.length >= this.snapshotEvery) {
           void events
