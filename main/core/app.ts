@@ -459,7 +459,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   // A hub's approvers are its replica of the team directory too: written there, for every hub.
   const team: TeamHub | undefined =
-    openedTeam === undefined ? undefined : { ...openedTeam, approvers: new TeamApprovers(approvers, openedTeam.directory) };
+    openedTeam === undefined ? undefined : { ...openedTeam, approvers: new TeamApprovers(approvers, openedTeam.directory, log) };
   if (team !== undefined) approvers.useTeamDirectory(team.approvers);
   // One origin, any hub: a ceremony begun on one hub is finished on another (docs/team-mode.md).
   if (team !== undefined) approvers.useTeamChallenges(new PgChallenges(team.store.pool, team.hub, clock));
@@ -535,13 +535,13 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     now: clock,
     alarm: tamperAlarm,
     registry,
-    ...(team === undefined
-      ? {}
-      : { teamAgents: team.agents, teamApprovers: team.approvers, teamProposals: new PgAdminProposals(team.store) }),
+    ...(team === undefined ? {} : { teamAgents: team.agents, teamApprovers: team.approvers, teamProposals: team.proposals }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
     onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
   });
+  // Proposals made or decided on other hubs reach this hub's desks too (their push event).
+  await team?.proposals.listen((proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }), log);
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010), or on a
   // hub in the team database, so a desk's requests may reach any hub (ADR 0017).
   const deskSessions = new DeskSessions(db, audit, approvers, {
@@ -837,6 +837,8 @@ export interface TeamHub {
   agents: TeamAgents;
   /** Add, remove and regroup approvers, issue codes and register keys for every hub. */
   approvers: TeamApprovers;
+  /** Admin quorum proposals of the team; `proposals.listen` tells this hub's desks of other hubs' ones. */
+  proposals: PgAdminProposals;
   /** The desk's bearer secret, one for the team (PG migration 13): a hub's desk link opens on every hub. */
   deskSecret: string;
   /** Desk sessions for every hub (store/pg/pg-desk-sessions.ts). */
@@ -909,6 +911,7 @@ async function openTeamHub(
   local.registry.useTeamDirectory();
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);
+  const proposals = new PgAdminProposals(store);
   let closing: Promise<void> | undefined;
   return {
     hub,
@@ -916,10 +919,12 @@ async function openTeamHub(
     leader,
     directory,
     agents: new TeamAgents(local.registry, directory, hub),
+    proposals,
     deskSecret,
     deskSessions: new PgDeskSessions(store.pool, hub),
     close: () =>
       (closing ??= (async () => {
+        await proposals.stopListening();
         await leader.stop();
         await directory.close();
         await store.close();

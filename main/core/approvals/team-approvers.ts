@@ -31,10 +31,18 @@ import {
   type NewApprover,
   type TeamApproverWrites,
 } from './approver-directory.js';
-import { lockDirectoryRow, storedRow, type PgDirectory, type ReplicaOp, type ReplicaRow, type TeamTap } from '../store/pg/pg-directory.js';
+import {
+  lockDirectoryRow,
+  storedRow,
+  type HeldSuspicion,
+  type PgDirectory,
+  type ReplicaOp,
+  type ReplicaRow,
+  type TeamTap,
+} from '../store/pg/pg-directory.js';
 import type { AuditSubmission } from '../store/store-seam.js';
 import type { AuditEventFields } from '../../../shared/audit-events.js';
-import { CountersignError, quote } from '../../../shared/errors.js';
+import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { base64url } from '../../../shared/encoding.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
@@ -55,7 +63,11 @@ export class TeamApprovers implements TeamApproverWrites {
   constructor(
     private readonly directory: ApproverDirectory,
     private readonly team: PgDirectory,
-  ) {}
+    private readonly onError: (message: string) => void = () => undefined,
+  ) {
+    // Suspicions held while the database was down (here or before a restart) reach every hub once it answers.
+    team.whenCaughtUp(() => this.replayHeldSuspicions());
+  }
 
   /**
    * Add an approver (and their aliases); with `issuedBy`, also the single-use code they register
@@ -346,10 +358,45 @@ export class TeamApprovers implements TeamApproverWrites {
     );
   }
 
-  /** Take a key out of service on every hub (its counter went backwards), audited once. */
+  /**
+   * Take a key out of service on every hub (its counter went backwards), audited once. If the team
+   * directory cannot record it now (the database down), the suspicion is held on this hub first
+   * (PgDirectory.holdSuspicion: this hub refuses the key at once, and a restart keeps it) and
+   * recorded for every hub as soon as the database answers again (replayHeldSuspicions, after each
+   * reconnect); the caller's tap is refused either way.
+   */
   async markSuspect(credentialId: string, approverId: string, stored: number, reported: number): Promise<void> {
-    const now = this.directory.clock();
-    await this.team.change('approver.credential_suspect', now, async (client) => {
+    const suspicion = { credentialId, approverId, stored, reported, at: this.directory.clock() };
+    try {
+      await this.recordSuspicion(suspicion);
+    } catch (error) {
+      this.team.holdSuspicion(suspicion);
+      this.onError(
+        `security key ${quote(credentialId)} of ${quote(approverId)} is suspect; held on this hub until the team directory records it: ${messageOf(error)}`,
+      );
+    }
+  }
+
+  /**
+   * Record every suspicion this hub holds in the team directory, oldest first; each is released
+   * once recorded (or refused for good: the key is no longer in the team directory). A database
+   * that fails again rejects, and the directory's listener tries again.
+   */
+  async replayHeldSuspicions(): Promise<void> {
+    for (const suspicion of this.team.heldSuspicions()) {
+      try {
+        await this.recordSuspicion(suspicion);
+      } catch (error) {
+        if (isStoreFault(error)) throw error;
+        this.onError(`the held suspicion of key ${quote(suspicion.credentialId)} cannot be recorded: ${messageOf(error)}`);
+      }
+      this.team.releaseSuspicion(suspicion.credentialId);
+    }
+  }
+
+  private async recordSuspicion(suspicion: HeldSuspicion): Promise<void> {
+    const { credentialId, approverId, stored, reported, at } = suspicion;
+    await this.team.change('approver.credential_suspect', at, async (client) => {
       const key = await lockCredential(client, credentialId);
       if (key.status !== 'active') return { ops: [], audit: [], result: undefined };
       const row = { ...key.row, status: 'suspect' };
@@ -362,7 +409,7 @@ export class TeamApprovers implements TeamApproverWrites {
         audit: [
           {
             kind: 'approver.credential_suspect',
-            at: now,
+            at,
             event: {
               approverId,
               credentialId,
@@ -377,6 +424,14 @@ export class TeamApprovers implements TeamApproverWrites {
       };
     });
   }
+}
+
+function isStoreFault(error: unknown): boolean {
+  return isCountersignError(error) && (error.code === 'store_unavailable' || error.code === 'store_failed');
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function newCode(now: number): IssuedCode & { hash: string } {

@@ -15,6 +15,8 @@
  *  - A decision checks its agent and key in PostgreSQL inside its own transaction (checkAgent,
  *    FOR SHARE), so a revocation committed on another hub holds on the next call even before this
  *    hub's replica has applied it.
+ *  - A cloned key caught while the database is down is held in the hub's SQLite (holdSuspicion)
+ *    and recorded for the team after the next catch-up (whenCaughtUp; docs/team-mode.md).
  */
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
@@ -35,7 +37,17 @@ export const DIRECTORY_CHANNEL = 'countersign_directory';
 const DIRECTORY_LOCK = PG_LOCKS.directory;
 const LOCAL_SEQ_KEY = 'team_directory_seq';
 const LOCAL_ID_KEY = 'team_directory_id';
+/** Meta keys of the suspicions this hub holds until the team directory records them (one per key). */
+const HELD_SUSPICION_PREFIX = 'team_suspect_held:';
 const PAGE = 500;
+/** How often a directory write ended as a deadlock victim runs again before it fails (store_failed). */
+const DEADLOCK_ATTEMPTS = 3;
+
+/** PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): nothing of it was written. */
+function isDeadlockVictim(error: unknown): boolean {
+  const cause = error instanceof CountersignError ? error.cause : error;
+  return typeof cause === 'object' && cause !== null && (cause as { code?: unknown }).code === '40P01';
+}
 
 export type ReplicaValue = string | number | null;
 export type ReplicaRow = Record<string, ReplicaValue>;
@@ -137,8 +149,30 @@ export class TeamCounterRegression extends Error {
   }
 }
 
+/**
+ * A cloned key this hub caught while the team directory could not record it (the database down
+ * at that moment): kept in this hub's SQLite until the team directory marks the key suspect.
+ */
+export interface HeldSuspicion {
+  credentialId: string;
+  approverId: string;
+  stored: number;
+  reported: number;
+  /** When the regression was caught (the audit record's time). */
+  at: number;
+}
+
+const heldSuspicionSchema = z.strictObject({
+  credentialId: z.string(),
+  approverId: z.string(),
+  stored: z.number(),
+  reported: z.number(),
+  at: z.number(),
+});
+
 export class PgDirectory {
   private readonly events = new EventEmitter();
+  private readonly afterCatchUp: Array<() => Promise<void>> = [];
   private listener: PgListener | undefined;
   private pulling: Promise<number> | undefined;
   private pullAgain = false;
@@ -318,10 +352,56 @@ export class PgDirectory {
       name: 'the directory replica',
       onNotify: () => void this.listener?.catchUp(),
       // A replica left behind would refuse agents the team enrolled: PgListener retries until it applied everything.
-      onConnected: () => this.catchUp(),
+      onConnected: async () => {
+        await this.catchUp();
+        for (const work of this.afterCatchUp) await work();
+      },
       onError: this.onError,
     });
     return this.listener.start();
+  }
+
+  /**
+   * Run `work` after every catch-up of the listener (at each reconnect, and now): what this hub
+   * owes the team database once it answers again. A rejection is retried with the catch-up's backoff.
+   */
+  whenCaughtUp(work: () => Promise<void>): void {
+    this.afterCatchUp.push(work);
+    void this.listener?.catchUp();
+  }
+
+  // ---- suspicions held on this hub while the team database is unreachable ----
+
+  /**
+   * Keep `suspicion` in this hub's SQLite and take the key out of service in this hub's replica,
+   * in one local transaction: this hub refuses the key from now on (the replica keeps a suspect
+   * key suspect), and the suspicion survives a restart until {@link releaseSuspicion}.
+   */
+  holdSuspicion(suspicion: HeldSuspicion): void {
+    this.db
+      .transaction(() => {
+        this.db
+          .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
+          .run(HELD_SUSPICION_PREFIX + suspicion.credentialId, JSON.stringify(suspicion));
+        this.db
+          .prepare("UPDATE approver_credentials SET status = 'suspect' WHERE credential_id = ? AND status = 'active'")
+          .run(suspicion.credentialId);
+      })
+      .immediate();
+  }
+
+  /** The suspicions this hub holds, oldest first. */
+  heldSuspicions(): HeldSuspicion[] {
+    return this.db
+      .prepare<[number, string], { value: string }>('SELECT value FROM meta WHERE substr(key, 1, ?) = ?')
+      .all(HELD_SUSPICION_PREFIX.length, HELD_SUSPICION_PREFIX)
+      .map((row) => heldSuspicionSchema.parse(parseStrictJson(row.value)))
+      .sort((x, y) => x.at - y.at);
+  }
+
+  /** The team directory recorded the suspicion (or can never): this hub no longer holds it. */
+  releaseSuspicion(credentialId: string): void {
+    this.db.prepare('DELETE FROM meta WHERE key = ?').run(HELD_SUSPICION_PREFIX + credentialId);
   }
 
   // ---- writes ----
@@ -335,6 +415,33 @@ export class PgDirectory {
    * record appends no change.
    */
   async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>, tap?: TeamTap): Promise<T> {
+    // A deadlock victim (40P01) committed nothing: the whole write runs again, a bounded number of
+    // times. The cycle is real: a hub's group commit holds a held request (an approval's unit)
+    // and then wants its agent FOR SHARE (a decision's unit), while a revocation holds the agent
+    // and wants the request; PostgreSQL ends one side, and the revocation must not fail for it.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.changeOnce(kind, at, work, tap);
+      } catch (error) {
+        if (!isDeadlockVictim(error)) throw error;
+        if (attempt >= DEADLOCK_ATTEMPTS)
+          throw new CountersignError(
+            'store_failed',
+            `the directory change was ended as a deadlock victim ${attempt} times; nothing was written`,
+            {
+              cause: error,
+            },
+          );
+      }
+    }
+  }
+
+  private async changeOnce<T>(
+    kind: string,
+    at: number,
+    work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>,
+    tap?: TeamTap,
+  ): Promise<T> {
     if (this.closed) throw new CountersignError('store_unavailable', 'the team directory is closed');
     let lost: Error | undefined;
     const onLost = (error: Error) => {
