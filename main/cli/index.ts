@@ -35,7 +35,7 @@ import { auditCommand } from './audit-command.js';
 import { formatTime, print, printListing } from './print.js';
 import { readUserFile } from '../core/user-files.js';
 import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.js';
-import { writeUiSecretFile } from './ui-secret-file.js';
+import { approverConsoleLine, writeUiSecretFile } from './ui-secret-file.js';
 import { openTeamDirectory, type TeamDirectoryCli } from './team-directory.js';
 import { replicatesTeamDirectory } from '../core/store/pg/pg-directory.js';
 import { LISTEN_OPTIONS, LISTEN_USAGE, describeListening, listenOverrides, scalarValues } from './listen-options.js';
@@ -49,8 +49,9 @@ const USAGE = `usage: countersign <command> [options]
                             and desks on this hub; start as many as you like on one database
                             (docs/team-mode.md; --database overrides team.database.url)
   desktop                   the Electron app, or (no Electron binary here) the desk in the system browser
-                            (both take --ui-secret-file PATH: the desk API's bearer secret,
-                            written 0600 and removed on a clean exit)
+                            (start, headless, hub and desktop take --ui-secret-file PATH: the desk
+                            API's bearer secret, written 0600 and removed on a clean exit; a hub
+                            prints its desk link's secret only to a terminal)
                             start, headless and hub take --stage-timings: at each SIGUSR2,
                             print the decision stages' time since the last report (JSON line)
   keygen --agent-id ID      make an agent key pair and a signed enrollment request
@@ -217,13 +218,14 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
       process.stdout.write(`${JSON.stringify({ timings })}\n`);
       for (const stage of Object.keys(timings)) delete timings[stage];
     });
-  // The UI link carries the per-start session secret in the fragment, which browsers never send
-  // to a server, so it appears in this terminal only and never in a log or a request line.
-  const uiBuilt = existsSync(join(DEFAULT_RENDERER_DIR, 'index.html'));
   process.stdout.write(
-    uiBuilt
-      ? `approver console: ${app.deskUrl}/ui/#secret=${app.uiSessionSecret}\n`
-      : 'approver console: not built (run npm run build:renderer, then restart)\n',
+    `${approverConsoleLine({
+      uiBuilt: existsSync(join(DEFAULT_RENDERER_DIR, 'index.html')),
+      deskUrl: app.deskUrl,
+      secret: app.uiSessionSecret,
+      teamSecret: team !== undefined,
+      toTerminal: process.stdout.isTTY === true,
+    })}\n`,
   );
   for (const line of describeListening(app)) process.stdout.write(`${line}\n`);
   let removeSecretFile: (() => void) | undefined;

@@ -3,7 +3,8 @@
  * bearer that gates the desk's HTTP API) written for CI and automation that cannot read it out of
  * the printed link. The file is created 0600 (a symlink planted at the path is refused,
  * O_NOFOLLOW), holds the secret and a newline, and is removed on a clean exit. The secret is only
- * the transport gate: acting for a person still needs that person's sign-in (ADR 0010).
+ * the transport gate: acting for a person still needs that person's sign-in (ADR 0010). Also the
+ * `approver console:` line a server prints at start.
  */
 import { closeSync, constants, fchmodSync, openSync, rmSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -28,4 +29,25 @@ export function writeUiSecretFile(path: string, secret: string): () => void {
     closeSync(fd);
   }
   return () => rmSync(file, { force: true });
+}
+
+/**
+ * The `approver console:` line printed at start. The link carries the bearer secret in the
+ * fragment, which browsers never send to a server, so it never reaches a request line. `start` and
+ * `headless` make a new secret at every start and print it. A hub's secret is the team's and
+ * outlives this start, and a hub's output is usually its log (journald, a container), so a hub
+ * prints it only to a terminal, and otherwise the bare link and where to get the secret.
+ */
+export function approverConsoleLine(input: {
+  uiBuilt: boolean;
+  deskUrl: string;
+  secret: string;
+  /** A team hub: the secret is the team's (team_desk_secret), not this start's. */
+  teamSecret: boolean;
+  toTerminal: boolean;
+}): string {
+  if (!input.uiBuilt) return 'approver console: not built (run npm run build:renderer, then restart)';
+  if (input.teamSecret && !input.toTerminal)
+    return `approver console: ${input.deskUrl}/ui/ (the team's desk secret is printed only to a terminal; --ui-secret-file PATH writes it, mode 0600)`;
+  return `approver console: ${input.deskUrl}/ui/#secret=${input.secret}`;
 }
