@@ -4,6 +4,7 @@
  * session cookie is HttpOnly + SameSite=Strict + Path=/, and every bridge row that acts for a
  * person runs only for the person signed in. Lifetimes run on an injected clock.
  */
+import { MAX_PENDING_SIGN_INS_PER_PERSON } from '../../main/core/store/pg/pg-challenges.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../helpers/harness.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
@@ -289,6 +290,24 @@ describe('desk sign-in with a security key', () => {
     app.approvers.addApprover({ id: 'carol', displayName: 'Carol', groups: [] });
     await expect(replay.beginSignIn('carol')).rejects.toMatchObject({ code: 'credential_unknown' });
     expect((await replay.getSession()).session).toBeNull();
+  });
+
+  it("keeps each person's newest pending sign-ins: a flood of begins displaces the oldest (refused when answered) and blocks nobody", async () => {
+    const { app } = await start();
+    const aliceKey = await person(app, 'alice');
+    const flooder = inProcessBridge(app.ui, app.bridgeEvents);
+    const flood: Array<{ challenge: string }> = [];
+    for (let i = 0; i < 50; i++) flood.push((await flooder.beginSignIn('alice')).options as { challenge: string });
+    // The oldest is displaced: its answer is refused and grants nothing.
+    const desk = inProcessBridge(app.ui, app.bridgeEvents);
+    await expect(desk.finishSignIn('alice', tapKey(app, aliceKey, flood[0]!))).rejects.toMatchObject({ code: 'challenge_invalid' });
+    expect((await desk.getSession()).session).toBeNull();
+    // The newest few are still answerable, and alice's own new sign-in goes through at once.
+    await desk.finishSignIn('alice', tapKey(app, aliceKey, flood[flood.length - MAX_PENDING_SIGN_INS_PER_PERSON + 1]!));
+    expect((await desk.getSession()).session).toMatchObject({ approverId: 'alice' });
+    const own = await desk.beginSignIn('alice');
+    await desk.finishSignIn('alice', tapKey(app, aliceKey, own.options as { challenge: string }));
+    expect((await desk.getSession()).session).toMatchObject({ approverId: 'alice' });
   });
 
   it('signing in again replaces the session the desk held (one desk, one person)', async () => {

@@ -29,6 +29,7 @@ import type { ApproverDirectory, ApproverRecord, CredentialRecord } from '../app
 import { CeremonyEngine, CounterRegression, parseOffered } from '../approvals/ceremony.js';
 import { TeamCounterRegression, storedRow } from '../store/pg/pg-directory.js';
 import type { PgDeskSessions } from '../store/pg/pg-desk-sessions.js';
+import { MAX_PENDING_SIGN_INS_PER_PERSON } from '../store/pg/pg-challenges.js';
 import { approverFromRowImage } from '../approvals/approver-directory.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { isAdminGroups, type DeskSessionView } from '../../../shared/desk-session.js';
@@ -49,7 +50,6 @@ export interface DeskSessionOptions {
 
 export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 export const DEFAULT_SESSION_ABSOLUTE_MS = 12 * 3600_000;
-const MAX_PENDING_CHALLENGES = 1024;
 
 /** Why a session ended (the `reason` of desk.signed_out; shared/audit-events.ts lists the same). */
 export type SessionEndReason =
@@ -135,8 +135,10 @@ export class DeskSessions {
       return { options };
     }
     this.sweepChallenges();
-    if (this.challenges.size >= MAX_PENDING_CHALLENGES)
-      throw new CountersignError('rate_limited', 'too many sign-ins are waiting for a key tap; try again shortly');
+    // The person's newest few stay (MAX_PENDING_SIGN_INS_PER_PERSON): a new one displaces the
+    // oldest, so nobody can block anyone's sign-in and the map is bounded by the directory.
+    const theirs = [...this.challenges].filter(([, pending]) => pending.approverId === approverId);
+    for (const [old] of theirs.slice(0, Math.max(0, theirs.length - (MAX_PENDING_SIGN_INS_PER_PERSON - 1)))) this.challenges.delete(old);
     this.challenges.set(challenge, { approverId, offered, expiresAt });
     return { options };
   }

@@ -65,12 +65,14 @@ export interface TeamChallenges {
 }
 
 /**
- * Most desk sign-ins waiting for a tap begun on one hub (the embedded desk's bound, per hub): each
- * hub has its own share, so a client filling one hub's cannot block sign-in on the others.
+ * Most desk sign-ins waiting for a tap for one person, team-wide (the embedded desk's bound too). A
+ * new one displaces that person's oldest, so nobody holding the desk link can block anyone's
+ * sign-in (at worst they end a sign-in in flight, which the person begins again), and all of them
+ * together are bounded by the directory: this many per active person with a key. A cap per hub or
+ * per client address could be filled by one client and refuse everyone behind the same load
+ * balancer (review3 finding 5).
  */
-export const MAX_PENDING_SIGN_INS = 1024;
-/** Most of them from one client address on one hub, so one client cannot take a hub's whole share. */
-export const MAX_PENDING_SIGN_INS_PER_ADDRESS = 64;
+export const MAX_PENDING_SIGN_INS_PER_PERSON = 4;
 /** Rows are removed this long after they expired (kept a while for a support look). */
 const KEEP_EXPIRED_MS = 3600_000;
 /** One issue in this many also removes long-expired rows. */
@@ -129,30 +131,18 @@ export class PgChallenges implements TeamChallenges {
     try {
       if ((this.issued++ & (SWEEP_EVERY - 1)) === 0)
         await this.pool.query('DELETE FROM ceremony_challenges WHERE expires_at < $1', [now - KEEP_EXPIRED_MS]);
-      // Sign-ins are the one ceremony anyone holding the desk secret may begin: bounded per hub
-      // (this hub's share, whatever the others hold) and, within it, per client address.
-      const inserted = await this.pool.query<{ hub_full: boolean }>(
-        `WITH waiting AS (
-           SELECT count(*) AS on_hub, count(*) FILTER (WHERE client_address IS NOT DISTINCT FROM $11) AS from_address
-           FROM ceremony_challenges
-           WHERE purpose = 'sign_in' AND used_at IS NULL AND expires_at > $10 AND issued_by_hub = $9 AND $2 = 'sign_in'),
-         stored AS (
-           INSERT INTO ceremony_challenges (challenge, purpose, user_id, request_id, verdict, record, offered, expires_at, issued_by_hub, issued_at, client_address)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM waiting
-           WHERE $2 <> 'sign_in' OR (waiting.on_hub < ${MAX_PENDING_SIGN_INS} AND waiting.from_address < ${MAX_PENDING_SIGN_INS_PER_ADDRESS})
-           RETURNING 1)
-         SELECT (SELECT count(*) FROM stored) = 0 AND (SELECT on_hub FROM waiting) >= ${MAX_PENDING_SIGN_INS} AS hub_full
-         WHERE NOT EXISTS (SELECT 1 FROM stored)`,
+      // Sign-ins are the one ceremony anyone holding the desk secret may begin: the person's
+      // newest few stay, older ones are displaced in the same statement.
+      await this.pool.query(
+        `WITH displaced AS (
+           DELETE FROM ceremony_challenges WHERE $2 = 'sign_in' AND challenge IN (
+             SELECT challenge FROM ceremony_challenges
+             WHERE purpose = 'sign_in' AND user_id = $3 AND used_at IS NULL AND expires_at > $10
+             ORDER BY issued_at DESC, challenge OFFSET ${MAX_PENDING_SIGN_INS_PER_PERSON - 1}))
+         INSERT INTO ceremony_challenges (challenge, purpose, user_id, request_id, verdict, record, offered, expires_at, issued_by_hub, issued_at, client_address)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
         params,
       );
-      const refused = inserted.rows[0];
-      if (refused !== undefined)
-        throw new CountersignError(
-          'rate_limited',
-          refused.hub_full
-            ? 'too many sign-ins are waiting for a key tap on this hub; try again shortly'
-            : 'too many sign-ins from this address are waiting for a key tap; try again shortly',
-        );
     } catch (error) {
       throw storeError(error, 'storing a ceremony challenge');
     }
