@@ -297,7 +297,7 @@ describe('desk sign-in with a security key', () => {
     const aliceKey = await person(app, 'alice');
     const flooder = inProcessBridge(app.ui, app.bridgeEvents);
     const flood: Array<{ challenge: string }> = [];
-    for (let i = 0; i < 50; i++) flood.push((await flooder.beginSignIn('alice')).options as { challenge: string });
+    for (let i = 0; i < 50; i++) flood.push((await flooder.beginSignIn('alice')).options);
     // The oldest is displaced: its answer is refused and grants nothing.
     const desk = inProcessBridge(app.ui, app.bridgeEvents);
     await expect(desk.finishSignIn('alice', tapKey(app, aliceKey, flood[0]!))).rejects.toMatchObject({ code: 'challenge_invalid' });
@@ -306,7 +306,7 @@ describe('desk sign-in with a security key', () => {
     await desk.finishSignIn('alice', tapKey(app, aliceKey, flood[flood.length - MAX_PENDING_SIGN_INS_PER_PERSON + 1]!));
     expect((await desk.getSession()).session).toMatchObject({ approverId: 'alice' });
     const own = await desk.beginSignIn('alice');
-    await desk.finishSignIn('alice', tapKey(app, aliceKey, own.options as { challenge: string }));
+    await desk.finishSignIn('alice', tapKey(app, aliceKey, own.options));
     expect((await desk.getSession()).session).toMatchObject({ approverId: 'alice' });
   });
 

@@ -17,7 +17,6 @@
  * again), never reusable. Losing the database fails closed (store_unavailable).
  */
 import type pg from 'pg';
-import { CountersignError } from '../../../../shared/errors.js';
 import { storeError } from './pg-errors.js';
 
 /** The ceremonies whose challenges a team keeps: the engine's two, registration and desk sign-in. */
