@@ -15,13 +15,24 @@
  * file's `import.meta.url` becomes that file's own place in the source tree, relative to the
  * bundle: paths derived from it (REPO_ROOT, the Cedar worker and entity-check scripts, which run
  * as they are, the renderer build) are those of the sources, wherever the repository is.
+ *
+ * Launchers started together after an edit may each build (review3 finding 7): each build goes to
+ * a directory of its own under dist/server-builds/, and dist/server is a symlink swapped to it in
+ * one rename. So a command importing while another builds gets the old or the new bundle, never
+ * half of one, and a running server's lazy chunks stay where it loaded them (Node resolves the
+ * symlink when it loads the bundle) for a day: builds other than the current one are removed a
+ * day after they were made (a server started from an older one is restarted to load new code anyway).
  */
-import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const SERVER_DIR = join(REPO_ROOT, 'dist', 'server');
+/** Where each build is written before dist/server points at it. */
+const BUILDS_DIR = join(REPO_ROOT, 'dist', 'server-builds');
+/** A build no longer current is removed after this long (a server started from it may still load its chunks). */
+const KEEP_OLD_BUILDS_MS = 24 * 3600_000;
 export const SERVER_BUNDLE = join(SERVER_DIR, 'countersign.mjs');
 /** What the bundle is built from; a change in any of them makes the build stale. */
 const SOURCE_ROOTS = ['main/cli', 'main/core', 'main/mcp', 'shared'];
@@ -53,30 +64,35 @@ export function serverBuildIsStale() {
   return newestSourceMtime() > built;
 }
 
-/** @type {import('esbuild').Plugin} Replaces `import.meta.url` in our sources (see the header). */
-const sourceLocation = {
+/**
+ * @param {string} outdir where the build is written
+ * @returns {import('esbuild').Plugin} Replaces `import.meta.url` in our sources (see the header).
+ */
+const sourceLocation = (outdir) => ({
   name: 'source-import-meta-url',
   setup(plugin) {
     plugin.onLoad({ filter: /\.(ts|tsx|mts|mjs)$/ }, (args) => {
       if (args.path.includes('/node_modules/')) return undefined;
       const text = readFileSync(args.path, 'utf8');
       if (!text.includes('import.meta.url')) return undefined;
-      // Every output file sits in SERVER_DIR (chunks too), so one relative path serves them all.
-      const fromBundle = relative(SERVER_DIR, args.path).split('\\').join('/');
+      // Every output file sits in outdir (chunks too), so one relative path serves them all.
+      const fromBundle = relative(outdir, args.path).split('\\').join('/');
       const contents = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(fromBundle)}, import.meta.url).href`);
       return { contents, loader: args.path.endsWith('.mjs') ? 'js' : args.path.endsWith('.tsx') ? 'tsx' : 'ts' };
     });
   },
-};
+});
 
-/** Builds dist/server/ afresh. */
+/** Builds the server into a directory of its own, then points dist/server at it in one rename. */
 export async function buildServer() {
   const { build } = await import('esbuild');
-  rmSync(SERVER_DIR, { recursive: true, force: true });
+  const id = `${Date.now()}-${process.pid}`;
+  const outdir = join(BUILDS_DIR, id);
+  mkdirSync(BUILDS_DIR, { recursive: true });
   await build({
     absWorkingDir: REPO_ROOT,
     entryPoints: { countersign: join(REPO_ROOT, 'main', 'cli', 'index.ts') },
-    outdir: SERVER_DIR,
+    outdir,
     outExtension: { '.js': '.mjs' },
     chunkNames: '[name]-[hash]',
     bundle: true,
@@ -89,9 +105,24 @@ export async function buildServer() {
     sourcemap: 'linked',
     // Stack traces and logs keep our class and function names.
     keepNames: true,
-    plugins: [sourceLocation],
+    plugins: [sourceLocation(outdir)],
     logLevel: 'warning',
   });
+  // A dist/server left as a plain directory by an older build is removed once (it cannot be renamed over).
+  try {
+    if (!lstatSync(SERVER_DIR).isSymbolicLink()) rmSync(SERVER_DIR, { recursive: true, force: true });
+  } catch {
+    // not there yet
+  }
+  const link = `${SERVER_DIR}.${id}.link`;
+  symlinkSync(join('server-builds', id), link, 'dir');
+  renameSync(link, SERVER_DIR);
+  const now = Date.now();
+  for (const old of readdirSync(BUILDS_DIR)) {
+    if (old === id) continue;
+    const path = join(BUILDS_DIR, old);
+    if (now - statSync(path).mtimeMs > KEEP_OLD_BUILDS_MS) rmSync(path, { recursive: true, force: true });
+  }
 }
 
 // `node bin/build-server.mjs [--if-stale]`: --if-stale builds only when serverBuildIsStale().
