@@ -136,7 +136,8 @@ export class DeskSessions {
     }
     this.sweepChallenges();
     // The person's newest few stay (MAX_PENDING_SIGN_INS_PER_PERSON): a new one displaces the
-    // oldest, so nobody can block anyone's sign-in and the map is bounded by the directory.
+    // oldest, so no begin is refused and the map is bounded by the directory (the weakness this
+    // leaves, displacing a person's sign-in in flight, is in docs/team-mode.md).
     const theirs = [...this.challenges].filter(([, pending]) => pending.approverId === approverId);
     for (const [old] of theirs.slice(0, Math.max(0, theirs.length - (MAX_PENDING_SIGN_INS_PER_PERSON - 1)))) this.challenges.delete(old);
     this.challenges.set(challenge, { approverId, offered, expiresAt });

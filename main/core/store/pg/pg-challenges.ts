@@ -65,11 +65,11 @@ export interface TeamChallenges {
 
 /**
  * Most desk sign-ins waiting for a tap for one person, team-wide (the embedded desk's bound too). A
- * new one displaces that person's oldest, so nobody holding the desk link can block anyone's
- * sign-in (at worst they end a sign-in in flight, which the person begins again), and all of them
- * together are bounded by the directory: this many per active person with a key. A cap per hub or
- * per client address could be filled by one client and refuse everyone behind the same load
- * balancer (review3 finding 5).
+ * new one displaces that person's oldest, so no begin is refused, and all of them together are
+ * bounded by the directory: this many per active person with a key. A cap per hub or per client
+ * address could be filled by one client and refuse everyone behind the same load balancer (review3
+ * finding 5). Known weakness (review3 finding 8): begins for one person during their key tap
+ * displace their own sign-in; stateless challenges would end it (docs/team-mode.md).
  */
 export const MAX_PENDING_SIGN_INS_PER_PERSON = 4;
 /** Rows are removed this long after they expired (kept a while for a support look). */
