@@ -121,7 +121,11 @@ export async function buildServer() {
   for (const old of readdirSync(BUILDS_DIR)) {
     if (old === id) continue;
     const path = join(BUILDS_DIR, old);
-    if (now - statSync(path).mtimeMs > KEEP_OLD_BUILDS_MS) rmSync(path, { recursive: true, force: true });
+    try {
+      if (now - statSync(path).mtimeMs > KEEP_OLD_BUILDS_MS) rmSync(path, { recursive: true, force: true });
+    } catch {
+      // Removed meanwhile by a build running beside this one: this build is in place all the same.
+    }
   }
 }
 
