@@ -137,6 +137,8 @@ describe('risk baselines shared by the hubs of one database', () => {
       apply.call(this, profile, event);
     };
     try {
+      // Hub A holds the agent's memory (a learner applies events only to memory it holds): a call first.
+      await onA.submit(transferCall('4.00', 'Supplier 1'));
       const logged = await riskLogRows();
       const result = await onA.submit(transferCall('5.00', 'Throwing Learner Ltd'));
       // The decision, its token (if issued) and its audit record are committed; the baseline learned nothing.
