@@ -38,11 +38,21 @@ let token: SoftHsmToken;
 let pkcs11: Pkcs11Config;
 const dirs: string[] = [];
 
+// The CLI's Date.now moved by the test clock's offset, so a key ceremony run while the server's
+// clock is ahead dates its key window in the server's time (the CLI reads the real clock).
+const SHIFTED_CLOCK = `data:text/javascript,${encodeURIComponent(
+  'const offset = Number(process.env.COUNTERSIGN_TEST_CLOCK_OFFSET_MS); const real = Date.now; Date.now = () => real() + offset;',
+)}`;
+
 function cli(dataDir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(NODE, [CLI, ...args, '--data-dir', dataDir], {
+  return cliAt(0, dataDir, ...args);
+}
+
+function cliAt(offsetMs: number, dataDir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(NODE, [...(offsetMs === 0 ? [] : ['--import', SHIFTED_CLOCK]), CLI, ...args, '--data-dir', dataDir], {
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin },
+    env: { ...process.env, SOFTHSM2_CONF: token.confPath, [PIN_ENV]: token.pin, COUNTERSIGN_TEST_CLOCK_OFFSET_MS: String(offsetMs) },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -60,10 +70,11 @@ function writeConfig(dataDir: string, custody: Record<string, unknown> | undefin
 }
 
 /** A clock the test moves forward (an overlap window passing) without waiting. */
-function movableClock(): { now: () => number; advance: (ms: number) => void } {
+function movableClock(): { now: () => number; advance: (ms: number) => void; offset: () => number } {
   let offset = 0;
   return {
     now: () => Date.now() + offset,
+    offset: () => offset,
     advance: (ms) => {
       offset += ms;
     },
@@ -181,7 +192,7 @@ describe('signing keys over time', () => {
       expect(kidOf(before.token ?? '')).toBe(hsmKid);
 
       // The shortest overlap asked for is raised to the token lifetime plus a minute.
-      const rotate = cli(dataDir, 'keys', 'rotate', '--overlap', '1s');
+      const rotate = cliAt(clock.offset(), dataDir, 'keys', 'rotate', '--overlap', '1s');
       expect(rotate.status, rotate.stderr).toBe(0);
       const rotated = JSON.parse(rotate.stdout) as { kid: string; overlapMs: number };
       expect(rotated.overlapMs).toBe(TTL_SECONDS * 1000 + 60_000);
@@ -216,7 +227,7 @@ describe('signing keys over time', () => {
   it('restarts after the overlap with the checkpoint signed by the key that has since retired, inside its window only', async () => {
     // Rotate while stopped: the checkpoint file is still signed by the previous key.
     const signedBy = hsmKid;
-    const rotate = cli(dataDir, 'keys', 'rotate', '--overlap', '1s');
+    const rotate = cliAt(clock.offset(), dataDir, 'keys', 'rotate', '--overlap', '1s');
     expect(rotate.status, rotate.stderr).toBe(0);
     const rotated = JSON.parse(rotate.stdout) as { kid: string; overlapMs: number };
     clock.advance(rotated.overlapMs + 1_000);
