@@ -25,8 +25,9 @@ const HEX = '0123456789abcdef';
 /** The two-character escapes JSON.stringify (and so RFC 8785) uses for these control codes. */
 const SHORT_ESCAPE: Record<number, number> = { 0x08: 0x62, 0x09: 0x74, 0x0a: 0x6e, 0x0c: 0x66, 0x0d: 0x72 };
 
-/** Thrown inside the writer when it gives up; never leaves it. */
-const GIVE_UP = Symbol('give up');
+/** Thrown inside the writer when it gives up and caught at its entry; never leaves it. One instance: no stack per throw. */
+class GiveUp extends Error {}
+const GIVE_UP = new GiveUp('the canonical writer gave up');
 
 function isPlainPrototype(value: object): boolean {
   const proto: unknown = Object.getPrototypeOf(value);

@@ -13,7 +13,7 @@ import {
 import { utf8 } from '../../shared/encoding.js';
 import { CountersignError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
 import { prng } from '../helpers/prng.js';
-import { int, pick, randomString, randomValue, setKey, type Rng } from '../helpers/random-json.js';
+import { int, pick, randomValue, setKey, type Rng } from '../helpers/random-json.js';
 
 // ---------------------------------------------------------------------------------------
 // Vector files (also consumed by the agent SDK tests: keep them self-describing)
