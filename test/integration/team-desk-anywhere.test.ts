@@ -345,25 +345,25 @@ describe('a desk on any hub behind one origin', () => {
     const refused = (answer: Answer) => {
       expect([answer.status, codeOf(answer), answer.setCookie]).toEqual([400, 'challenge_invalid', '']);
     };
-    const sessionsBefore = (await sessionRows('fay')).length;
+    const sessionsBefore = (await sessionRows('alice')).length;
     // Replayed: the same finish sent to both hubs at once, then to each again. One session; the
     // key stays active (a replay is refused as a used challenge before the counter could take it
     // for a clone's answer).
-    const begun = await call('POST', '/api/session/sign-in', { body: { approverId: 'fay' }, port: a.port });
+    const begun = await call('POST', '/api/session/sign-in', { body: { approverId: 'alice' }, port: a.port });
     expect(begun.status, JSON.stringify(begun.json)).toBe(200);
-    const response = tapOf('fay', begun.json.options as TapOptions);
-    const both = await Promise.all([finish('fay', response, a.port), finish('fay', response, b.port)]);
+    const response = tapOf('alice', begun.json.options as TapOptions);
+    const both = await Promise.all([finish('alice', response, a.port), finish('alice', response, b.port)]);
     expect(both.map((answer) => answer.status).sort()).toEqual([200, 400]);
     refused(both.find((answer) => answer.status !== 200)!);
-    refused(await finish('fay', response, b.port));
-    refused(await finish('fay', response, a.port));
-    expect((await sessionRows('fay')).length).toBe(sessionsBefore + 1);
-    const keyStatus = await db.query<{ status: string }>("SELECT status FROM directory_credentials WHERE approver_id = 'fay'");
+    refused(await finish('alice', response, b.port));
+    refused(await finish('alice', response, a.port));
+    expect((await sessionRows('alice')).length).toBe(sessionsBefore + 1);
+    const keyStatus = await db.query<{ status: string }>("SELECT status FROM directory_credentials WHERE approver_id = 'alice'");
     expect(keyStatus.rows.map((row) => row.status)).toEqual(['active']);
-    // Made for carol, signed by bob's own key, sent as bob's.
-    const carols = (await call('POST', '/api/session/sign-in', { body: { approverId: 'carol' } })).json.options as TapOptions;
+    // Made for erin, signed by bob's own key, sent as bob's.
+    const erins = (await call('POST', '/api/session/sign-in', { body: { approverId: 'erin' } })).json.options as TapOptions;
     const bobs = (await call('POST', '/api/session/sign-in', { body: { approverId: 'bob' } })).json.options as TapOptions;
-    refused(await finish('bob', tapOf('bob', { challenge: carols.challenge, allowCredentials: bobs.allowCredentials })));
+    refused(await finish('bob', tapOf('bob', { challenge: erins.challenge, allowCredentials: bobs.allowCredentials })));
     // Altered before the key signed.
     refused(await finish('bob', tapOf('bob', { ...bobs, challenge: alteredChallenge(bobs.challenge) })));
     // Expired: a challenge made with the team's own key (read from the database), one expired and
