@@ -58,7 +58,7 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
-import { PgDeskSessions, teamDeskSecret } from './store/pg/pg-desk-sessions.js';
+import { PgDeskSessions, teamDeskSecret, teamSignInKey } from './store/pg/pg-desk-sessions.js';
 import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
 import { PgDeskEvents } from './store/pg/pg-desk-events.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
@@ -891,8 +891,10 @@ async function openTeamHub(
   }
   // One desk link for the team: the first hub makes the secret, every other reads it.
   let deskSecret: string;
+  let signInKey: Buffer; // tags the team's stateless sign-in challenges (ADR 0019)
   try {
     deskSecret = await teamDeskSecret(store.pool, hub, now());
+    signInKey = await teamSignInKey(store.pool, hub, now());
   } catch (error) {
     await directory.close();
     await store.close();
@@ -935,7 +937,7 @@ async function openTeamHub(
     proposals,
     deskEvents,
     deskSecret,
-    deskSessions: new PgDeskSessions(store.pool, hub),
+    deskSessions: new PgDeskSessions(store.pool, hub, signInKey),
     close: () =>
       (closing ??= (async () => {
         await deskEvents.close();

@@ -15,7 +15,7 @@
  *
  * Every hub's desks hear of a proposal: a trigger writes its push event (`adminProposal`) in the
  * transaction of each write, and every hub reads and pushes it once (pg-desk-events.ts, PG
- * migration 15), also after its listener was reconnecting.
+ * migration 16), also after its listener was reconnecting.
  */
 import type pg from 'pg';
 import { CountersignError, quote } from '../../../../shared/errors.js';
@@ -45,8 +45,8 @@ export interface TeamProposals {
   get(id: string): Promise<TeamProposalRow | undefined>;
   pending(now: number, limit: number): Promise<TeamProposalRow[]>;
   /**
-   * Close `id` once for the team: `check` runs on the row locked (it throws to refuse, nothing
-   * written), then the state moves from pending to `state` with `records` and `tap` committed in
+   * Close `id` once for the team: `check` runs on the row locked, in the closing transaction (it
+   * throws to refuse, nothing written; it may read the team directory on `client`), then the state moves from pending to `state` with `records` and `tap` committed in
    * the same transaction. Resolves with the row as it was (pending).
    */
   close(
@@ -54,7 +54,7 @@ export interface TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
     records: readonly AuditSubmission[],
     tap?: TeamTap,
   ): Promise<TeamProposalRow>;
@@ -65,7 +65,7 @@ export interface TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
   ): Promise<TeamProposalRow>;
 }
 
@@ -128,7 +128,7 @@ export class PgAdminProposals implements TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
     records: readonly AuditSubmission[],
     tap?: TeamTap,
   ): Promise<TeamProposalRow> {
@@ -147,12 +147,12 @@ export class PgAdminProposals implements TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
   ): Promise<TeamProposalRow> {
     const { rows } = await client.query<PgRow>(`SELECT ${COLUMNS} FROM admin_proposals WHERE id = $1 FOR UPDATE`, [id]);
     const row = rows[0] === undefined ? undefined : toRow(rows[0]);
     if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(id)}`);
-    check(row);
+    await check(row, client);
     const moved = await client.query(
       "UPDATE admin_proposals SET state = $2, decided_by = $3, decided_at = $4, decided_on_hub = $5 WHERE id = $1 AND state = 'pending'",
       [id, state, decidedBy, now, this.store.hub],

@@ -2,7 +2,7 @@
  * The desks' push events on a team hub (shared/bridge-table.ts BRIDGE_EVENTS: `pending`,
  * `approvalRecorded`, `decided`, `adminProposal`): every desk on every hub gets every event,
  * whichever hub wrote it, once, in order per request.
- *  - Triggers (PG migration 15) write a `desk_events` row in the transaction that moved a request
+ *  - Triggers (PG migration 16) write a `desk_events` row in the transaction that moved a request
  *    or a proposal, whatever code path wrote it, and NOTIFY `countersign_desk_events`; so only a
  *    committed change is told, and never one rolled back.
  *  - Each hub reads the rows committed since its previous read: those whose transaction was not
