@@ -27,7 +27,7 @@ import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
 import { counterRegressed } from '../../../../shared/authenticators.js';
-import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
+import { checkOut, isConnectionLoss, isDeadlockVictim, storeError } from './pg-errors.js';
 import { PgListener } from './pg-listener.js';
 import { PG_LOCKS } from './pg-locks.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
@@ -40,14 +40,6 @@ const LOCAL_ID_KEY = 'team_directory_id';
 /** Meta keys of the suspicions this hub holds until the team directory records them (one per key). */
 const HELD_SUSPICION_PREFIX = 'team_suspect_held:';
 const PAGE = 500;
-/** How often a directory write ended as a deadlock victim runs again before it fails (store_failed). */
-const DEADLOCK_ATTEMPTS = 3;
-
-/** PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): nothing of it was written. */
-function isDeadlockVictim(error: unknown): boolean {
-  const cause = error instanceof CountersignError ? error.cause : error;
-  return typeof cause === 'object' && cause !== null && (cause as { code?: unknown }).code === '40P01';
-}
 
 export type ReplicaValue = string | number | null;
 export type ReplicaRow = Record<string, ReplicaValue>;
@@ -416,7 +408,7 @@ export class PgDirectory {
    */
   async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>, tap?: TeamTap): Promise<T> {
     // A deadlock victim (40P01) committed nothing: the whole write runs again, a bounded number of
-    // times. The cycle is real: a hub's group commit holds a held request (an approval's unit)
+    // times (team.database.deadlockAttempts). The cycle is real: a hub's group commit holds a held request (an approval's unit)
     // and then wants its agent FOR SHARE (a decision's unit), while a revocation holds the agent
     // and wants the request; PostgreSQL ends one side, and the revocation must not fail for it.
     for (let attempt = 1; ; attempt++) {
@@ -424,7 +416,7 @@ export class PgDirectory {
         return await this.changeOnce(kind, at, work, tap);
       } catch (error) {
         if (!isDeadlockVictim(error)) throw error;
-        if (attempt >= DEADLOCK_ATTEMPTS)
+        if (attempt >= this.store.config.deadlockAttempts)
           throw new CountersignError(
             'store_failed',
             `the directory change was ended as a deadlock victim ${attempt} times; nothing was written`,
