@@ -499,15 +499,16 @@ export class PgDirectory {
    * Inside a decision's transaction: the agent and the key it signed with, as the team directory
    * has them now. FOR SHARE makes a concurrent revocation wait for this decision's COMMIT (and a
    * decision starting after the revocation's COMMIT sees it), so no hub decides for an agent
-   * after its revocation committed.
+   * after its revocation committed. The decision store reads the same row (agentRowSql) inside its
+   * one decision statement and verifies it with verifyAgent.
    */
   static async checkAgent(client: pg.ClientBase, agentId: string, kid: string, now: number): Promise<void> {
-    const { rows } = await client.query<{ status: string; key_status: string | null; key_agent: string | null; not_after: string | null }>(
-      `SELECT a.status, k.status AS key_status, k.agent_id AS key_agent, k.not_after
-       FROM directory_agents a LEFT JOIN directory_agent_keys k ON k.kid = $2 WHERE a.id = $1 FOR SHARE OF a`,
-      [agentId, kid],
-    );
-    const row = rows[0];
+    const { rows } = await client.query<TeamAgentRow>(agentRowSql('$1', '$2'), [agentId, kid]);
+    PgDirectory.verifyAgent(rows[0], agentId, now);
+  }
+
+  /** Refuses a decision for the agent row agentRowSql read (undefined: no such agent) with the embedded codes. */
+  static verifyAgent(row: TeamAgentRow | undefined, agentId: string, now: number): void {
     if (row === undefined)
       throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled in the team directory`);
     if (row.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`);
@@ -558,6 +559,23 @@ export class PgDirectory {
     this.closed = true;
     await this.listener?.close();
   }
+}
+
+/** An agent and the key it signed with, as a decision reads them in its transaction (agentRowSql). */
+export interface TeamAgentRow {
+  status: string;
+  key_status: string | null;
+  key_agent: string | null;
+  not_after: string | null;
+}
+
+/**
+ * The query of an agent's row and its key's (parameters `agent` and `kid` are placeholders such as
+ * '$1'), the agent locked FOR SHARE until COMMIT: see checkAgent.
+ */
+export function agentRowSql(agent: string, kid: string): string {
+  return `SELECT a.status, k.status AS key_status, k.agent_id AS key_agent, k.not_after
+       FROM directory_agents a LEFT JOIN directory_agent_keys k ON k.kid = ${kid} WHERE a.id = ${agent} FOR SHARE OF a`;
 }
 
 /**
