@@ -58,7 +58,7 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
-import { PgDeskSessions, teamDeskSecret } from './store/pg/pg-desk-sessions.js';
+import { PgDeskSessions, teamDeskSecret, teamSignInKey } from './store/pg/pg-desk-sessions.js';
 import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
@@ -884,8 +884,10 @@ async function openTeamHub(
   }
   // One desk link for the team: the first hub makes the secret, every other reads it.
   let deskSecret: string;
+  let signInKey: Buffer; // tags the team's stateless sign-in challenges (ADR 0019)
   try {
     deskSecret = await teamDeskSecret(store.pool, hub, now());
+    signInKey = await teamSignInKey(store.pool, hub, now());
   } catch (error) {
     await directory.close();
     await store.close();
@@ -921,7 +923,7 @@ async function openTeamHub(
     agents: new TeamAgents(local.registry, directory, hub),
     proposals,
     deskSecret,
-    deskSessions: new PgDeskSessions(store.pool, hub),
+    deskSessions: new PgDeskSessions(store.pool, hub, signInKey),
     close: () =>
       (closing ??= (async () => {
         await proposals.stopListening();

@@ -60,8 +60,8 @@ export interface TeamProposals {
   get(id: string): Promise<TeamProposalRow | undefined>;
   pending(now: number, limit: number): Promise<TeamProposalRow[]>;
   /**
-   * Close `id` once for the team: `check` runs on the row locked (it throws to refuse, nothing
-   * written), then the state moves from pending to `state` with `records` and `tap` committed in
+   * Close `id` once for the team: `check` runs on the row locked, in the closing transaction (it
+   * throws to refuse, nothing written; it may read the team directory on `client`), then the state moves from pending to `state` with `records` and `tap` committed in
    * the same transaction. Resolves with the row as it was (pending).
    */
   close(
@@ -69,7 +69,7 @@ export interface TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
     records: readonly AuditSubmission[],
     tap?: TeamTap,
   ): Promise<TeamProposalRow>;
@@ -80,7 +80,7 @@ export interface TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
   ): Promise<TeamProposalRow>;
 }
 
@@ -181,7 +181,7 @@ export class PgAdminProposals implements TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
     records: readonly AuditSubmission[],
     tap?: TeamTap,
   ): Promise<TeamProposalRow> {
@@ -200,12 +200,12 @@ export class PgAdminProposals implements TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
   ): Promise<TeamProposalRow> {
     const { rows } = await client.query<PgRow>(`SELECT ${COLUMNS} FROM admin_proposals WHERE id = $1 FOR UPDATE`, [id]);
     const row = rows[0] === undefined ? undefined : toRow(rows[0]);
     if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(id)}`);
-    check(row);
+    await check(row, client);
     const moved = await client.query(
       "UPDATE admin_proposals SET state = $2, decided_by = $3, decided_at = $4, decided_on_hub = $5 WHERE id = $1 AND state = 'pending'",
       [id, state, decidedBy, now, this.store.hub],

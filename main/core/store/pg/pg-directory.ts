@@ -124,6 +124,12 @@ export interface TeamTap {
    * so a refused action leaves the proposal pending, never "executed" with nothing performed.
    */
   closesProposal?: (client: pg.PoolClient) => Promise<void>;
+  /**
+   * The desk sign-in's challenge, recorded as used in the same transaction (ui/desk-sessions.ts,
+   * ADR 0019), before the counter is checked: a replayed assertion is refused as a used challenge,
+   * never read as a cloned key's (its counter is no longer ahead of the team's).
+   */
+  spendsChallenge?: (client: pg.PoolClient) => Promise<void>;
 }
 
 /**
@@ -454,6 +460,7 @@ export class PgDirectory {
       // A proposal first: of two confirmations racing, the later finds it closed before its tap is
       // checked, so a tap that lost the race never reads as a cloned key's (a counter behind).
       await tap?.closesProposal?.(client);
+      await tap?.spendsChallenge?.(client);
       if (tap !== undefined) await PgDirectory.checkTap(client, tap);
       written = await work(client);
       if (written.ops.length > 0 || written.audit.length > 0) {

@@ -394,4 +394,27 @@ export const PG_MIGRATIONS: readonly string[] = [
   DROP INDEX ceremony_challenges_pending_sign_ins;
   CREATE INDEX ceremony_challenges_pending_sign_ins ON ceremony_challenges(issued_by_hub, expires_at) WHERE purpose = 'sign_in' AND used_at IS NULL;
   `,
+  // 15: stateless desk sign-in challenges (ADR 0019, ui/sign-in-challenge.ts): a begin stores
+  // nothing (its challenge carries an HMAC under the team's sign-in key, made once by the first
+  // hub); a sign-in records its challenge's digest in the transaction that opens the session
+  // (single use), so rows come only from genuine key taps. Pending sign-in rows are gone.
+  `
+  CREATE TABLE team_sign_in_key (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    key text NOT NULL,                -- base64url of 32 random bytes; never logged
+    created_at bigint NOT NULL,
+    created_by_hub text NOT NULL
+  );
+  CREATE TABLE sign_in_challenges_used (
+    challenge_hash text PRIMARY KEY,  -- base64url SHA-256 of the challenge
+    approver_id text NOT NULL,
+    expires_at bigint NOT NULL,
+    used_at bigint NOT NULL,
+    used_by_hub text NOT NULL
+  );
+  CREATE INDEX sign_in_challenges_used_by_expiry ON sign_in_challenges_used(expires_at);
+  DROP INDEX ceremony_challenges_pending_sign_ins;
+  DELETE FROM ceremony_challenges WHERE purpose = 'sign_in';
+  ALTER TABLE ceremony_challenges DROP COLUMN client_address;
+  `,
 ];
