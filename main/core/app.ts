@@ -900,7 +900,7 @@ async function openTeamHub(
     await store.close();
     throw error;
   }
-  store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  store.checkAgentsWith((row, agentId, at) => PgDirectory.verifyAgent(row, agentId, at));
   // Risk baselines are the team's: learned in each decision's transaction, read by every hub.
   if (local.riskEngine !== undefined) {
     const riskLog = new PgRiskLog(store.pool, hub);
