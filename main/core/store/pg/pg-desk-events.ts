@@ -50,6 +50,7 @@ export class PgDeskEvents {
   /** The snapshot of the last read (pg_snapshot text); undefined before the first. */
   private position: string | undefined;
   private lastReadAt = 0;
+  private lastPruneAt = 0;
   private running: Promise<void> | undefined;
   private waiting: Promise<void> | undefined;
   private emit: (event: BridgeEvent) => void = () => undefined;
@@ -136,6 +137,9 @@ export class PgDeskEvents {
         else this.push(event);
       }
     }
+    // Pruning is no part of telling the desks: once a minute per hub, not once per read.
+    if (startedAt - this.lastPruneAt < TICK_MS) return;
+    this.lastPruneAt = startedAt;
     await this.query('DELETE FROM desk_events WHERE at < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1', [
       DESK_EVENT_RETENTION_MS,
     ]);
