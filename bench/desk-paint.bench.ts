@@ -68,7 +68,8 @@ async function sample(context: BrowserContext, url: string): Promise<PaintSample
         .__queueMarks;
       const fcp = performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? NaN;
       // Typed by hand: the bench's tsconfig has no DOM types.
-      const entries = performance.getEntriesByType as (type: string) => unknown[];
+      const entries = (type: string) =>
+        (performance.getEntriesByType as (this: typeof performance, type: string) => unknown[]).call(performance, type);
       const resources = entries('resource') as Array<{ name: string; responseEnd: number }>;
       const firstEnd = (part: string) => resources.find((r) => r.name.includes(part))?.responseEnd ?? NaN;
       const navigation = entries('navigation')[0] as { domContentLoadedEventEnd: number } | undefined;

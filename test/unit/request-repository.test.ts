@@ -98,7 +98,7 @@ describe('request repository', () => {
     expect(second.call).toBe(first.call);
     expect(Object.isFrozen(first.call.params)).toBe(true);
     expect(() => {
-      (first.reasons as string[]).push('added by a reader');
+      first.reasons.push('added by a reader');
     }).toThrow(TypeError);
     expect(() => {
       (first.call.params as Record<string, unknown>).amount = '99999.00';
