@@ -67,17 +67,21 @@ async function sample(context: BrowserContext, url: string): Promise<PaintSample
       const marks = (globalThis as unknown as { __queueMarks: { rowsInDom: number; rowsPainted: number; rows: number; lcp?: number } })
         .__queueMarks;
       const fcp = performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? NaN;
-      // Typed by hand: the bench's tsconfig has no DOM types.
-      const entries = (type: string) =>
-        (performance.getEntriesByType as (this: typeof performance, type: string) => unknown[]).call(performance, type);
-      const resources = entries('resource') as Array<{ name: string; responseEnd: number }>;
-      const firstEnd = (part: string) => resources.find((r) => r.name.includes(part))?.responseEnd ?? NaN;
-      const navigation = entries('navigation')[0] as { domContentLoadedEventEnd: number } | undefined;
+      // Typed by hand: the bench's tsconfig has no DOM types. No named functions in here: tsx
+      // wraps those in a __name helper that the page does not have.
+      const resources = (performance.getEntriesByType as (this: typeof performance, type: string) => unknown[]).call(
+        performance,
+        'resource',
+      ) as Array<{ name: string; responseEnd: number }>;
+      const navigation = (performance.getEntriesByType as (this: typeof performance, type: string) => unknown[]).call(
+        performance,
+        'navigation',
+      )[0] as { domContentLoadedEventEnd: number } | undefined;
       return {
         scriptsFetched: Math.max(...resources.filter((r) => r.name.endsWith('.js')).map((r) => r.responseEnd)),
         scriptsRun: navigation?.domContentLoadedEventEnd ?? NaN,
-        sessionAnswered: firstEnd('/api/session'),
-        queueAnswered: firstEnd('/api/ui/queue'),
+        sessionAnswered: resources.find((r) => r.name.includes('/api/session'))?.responseEnd ?? NaN,
+        queueAnswered: resources.find((r) => r.name.includes('/api/ui/queue'))?.responseEnd ?? NaN,
         fcp,
         lcp: marks.lcp ?? NaN,
         rowsInDom: marks.rowsInDom,
