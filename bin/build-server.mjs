@@ -12,9 +12,8 @@
  * modules (better-sqlite3, pkcs11js) and cedar-wasm's .wasm load exactly as before. Dynamic
  * imports stay separate chunks (code splitting), so what a command loads lazily (the MCP SDK for
  * `mcp-proxy`, the PostgreSQL driver for a hub) is still loaded only when used. Each source
- * file's `import.meta.url` becomes that file's own place in the source tree, relative to the
- * bundle: paths derived from it (REPO_ROOT, the Cedar worker and entity-check scripts, which run
- * as they are, the renderer build) are those of the sources, wherever the repository is.
+ * file's `import.meta.url` becomes that file's own place in the source tree
+ * (bin/esbuild-source-location.mjs).
  *
  * Launchers started together after an edit may each build (review3 finding 7): each build goes to
  * a directory of its own under dist/server-builds/, and dist/server is a symlink swapped to it in
@@ -23,9 +22,10 @@
  * symlink when it loads the bundle) for a day: builds other than the current one are removed a
  * day after they were made (a server started from an older one is restarted to load new code anyway).
  */
-import { lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sourceLocation } from './esbuild-source-location.mjs';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const SERVER_DIR = join(REPO_ROOT, 'dist', 'server');
@@ -36,7 +36,7 @@ const KEEP_OLD_BUILDS_MS = 24 * 3600_000;
 export const SERVER_BUNDLE = join(SERVER_DIR, 'countersign.mjs');
 /** What the bundle is built from; a change in any of them makes the build stale. */
 const SOURCE_ROOTS = ['main/cli', 'main/core', 'main/mcp', 'shared'];
-const SOURCE_FILES = ['package.json', 'bin/build-server.mjs'];
+const SOURCE_FILES = ['package.json', 'bin/build-server.mjs', 'bin/esbuild-source-location.mjs'];
 
 /** The newest modification time of the sources the bundle is built from (milliseconds). */
 function newestSourceMtime() {
@@ -63,25 +63,6 @@ export function serverBuildIsStale() {
   }
   return newestSourceMtime() > built;
 }
-
-/**
- * @param {string} outdir where the build is written
- * @returns {import('esbuild').Plugin} Replaces `import.meta.url` in our sources (see the header).
- */
-const sourceLocation = (outdir) => ({
-  name: 'source-import-meta-url',
-  setup(plugin) {
-    plugin.onLoad({ filter: /\.(ts|tsx|mts|mjs)$/ }, (args) => {
-      if (args.path.includes('/node_modules/')) return undefined;
-      const text = readFileSync(args.path, 'utf8');
-      if (!text.includes('import.meta.url')) return undefined;
-      // Every output file sits in outdir (chunks too), so one relative path serves them all.
-      const fromBundle = relative(outdir, args.path).split('\\').join('/');
-      const contents = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(fromBundle)}, import.meta.url).href`);
-      return { contents, loader: args.path.endsWith('.mjs') ? 'js' : args.path.endsWith('.tsx') ? 'tsx' : 'ts' };
-    });
-  },
-});
 
 /** Builds the server into a directory of its own, then points dist/server at it in one rename. */
 export async function buildServer() {

@@ -6,16 +6,15 @@
  *
  * The bundles hold only our TypeScript; packages stay imports resolved from the repository's
  * node_modules, which is why they are written under node_modules/.cache (one directory per run,
- * removed after). Each source file's `import.meta.url` is replaced by that file's own URL, so
- * paths the code derives from it (REPO_ROOT, the Cedar worker, the renderer build) are those of
- * the source tree, as under tsx. Tests find the bundles with compiledScript() (compiled-script.ts).
+ * removed after). Each source file's `import.meta.url` is that file's own place in the source tree
+ * (bin/esbuild-source-location.mjs, shared with the server build), as under tsx. Tests find the bundles with compiledScript() (compiled-script.ts).
  */
-import { build, type Plugin } from 'esbuild';
+import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { TestProject } from 'vitest/node';
+import { sourceLocation } from '../../bin/esbuild-source-location.mjs';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -42,20 +41,6 @@ const CACHE_ROOT = join(REPO_ROOT, 'node_modules', '.cache', 'countersign-test-s
 /** Directories of runs that ended without their teardown (killed) are removed after this long. */
 const STALE_MS = 6 * 60 * 60 * 1000;
 
-/** Replaces `import.meta.url` in our own sources by the source file's URL (see the header). */
-const sourceLocation: Plugin = {
-  name: 'source-import-meta-url',
-  setup(plugin) {
-    plugin.onLoad({ filter: /\.(ts|tsx|mts|mjs)$/ }, (args) => {
-      if (args.path.includes('/node_modules/')) return undefined;
-      const text = readFileSync(args.path, 'utf8');
-      if (!text.includes('import.meta.url')) return undefined;
-      const contents = text.replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href));
-      return { contents, loader: args.path.endsWith('.mjs') ? 'js' : args.path.endsWith('.tsx') ? 'tsx' : 'ts' };
-    });
-  },
-};
-
 function removeStaleRuns(): void {
   let names: string[] = [];
   try {
@@ -80,8 +65,9 @@ export default async function setup(project: TestProject): Promise<() => void> {
   const result = await build({
     absWorkingDir: REPO_ROOT,
     entryPoints: COMPILED_ENTRIES.map((entry) => join(REPO_ROOT, entry)),
-    outbase: REPO_ROOT,
     outdir,
+    // Every output directly in outdir, as the source-location plugin needs (entry names are unique).
+    entryNames: '[name]',
     outExtension: { '.js': '.mjs' },
     bundle: true,
     splitting: true,
@@ -89,7 +75,7 @@ export default async function setup(project: TestProject): Promise<() => void> {
     platform: 'node',
     target: 'node20',
     packages: 'external',
-    plugins: [sourceLocation],
+    plugins: [sourceLocation(outdir)],
     metafile: true,
     logLevel: 'warning',
   });

@@ -42,6 +42,15 @@ export function tapKey(app: DeskApp, key: VirtualAuthenticator, options: { chall
   });
 }
 
+/**
+ * A sign-in challenge with one character changed (still well-formed base64url of the same
+ * length), as a client that edits it before its key signs would send it.
+ */
+export function alteredChallenge(challenge: string, at = 20): string {
+  const swapped = challenge[at] === 'A' ? 'B' : 'A';
+  return `${challenge.slice(0, at)}${swapped}${challenge.slice(at + 1)}`;
+}
+
 /** Sign `approverId` in over HTTP with their key; the session cookie comes back in Set-Cookie. */
 export async function signInOverHttp(app: DeskApp, approverId: string, key: VirtualAuthenticator): Promise<HttpSignIn> {
   const base = `http://127.0.0.1:${app.port}`;

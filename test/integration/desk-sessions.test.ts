@@ -4,11 +4,10 @@
  * session cookie is HttpOnly + SameSite=Strict + Path=/, and every bridge row that acts for a
  * person runs only for the person signed in. Lifetimes run on an injected clock.
  */
-import { MAX_PENDING_SIGN_INS_PER_PERSON } from '../../main/core/store/pg/pg-challenges.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../helpers/harness.js';
 import { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
-import { signInBridge, signInOverHttp, tapKey } from '../helpers/desk-session.js';
+import { alteredChallenge, signInBridge, signInOverHttp, tapKey } from '../helpers/desk-session.js';
 import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { inProcessBridge } from '../../main/core/ui/bridge-routes.js';
 import { authorizeBridgeCall } from '../../main/core/ui/bridge-caller.js';
@@ -270,12 +269,17 @@ describe('desk sign-in with a security key', () => {
     const replay = inProcessBridge(app.ui, app.bridgeEvents);
     await expect(replay.finishSignIn('alice', assertion)).rejects.toMatchObject({ code: 'challenge_invalid' });
     expect((await replay.getSession()).session).toBeNull();
+    expect(kindsOf(app).filter((kind) => kind === 'desk.signed_in')).toHaveLength(1);
 
-    // Alice's challenge answered in bob's name: refused (and spent).
+    // Alice's challenge answered by bob's own key in bob's name: refused (the challenge is bound to alice).
     const second = await bridge.beginSignIn('alice');
-    await expect(replay.finishSignIn('bob', tapKey(app, aliceKey, second.options as { challenge: string }))).rejects.toMatchObject({
-      code: 'challenge_invalid',
-    });
+    const bobsTap = tapKey(app, bobKey, { challenge: second.options.challenge, allowCredentials: [bobKey.listCredentials()[0]!] });
+    await expect(replay.finishSignIn('bob', bobsTap)).rejects.toMatchObject({ code: 'challenge_invalid' });
+    expect((await replay.getSession()).session).toBeNull();
+    // Refused for bob, it is still alice's to answer.
+    await replay.finishSignIn('alice', tapKey(app, aliceKey, second.options));
+    expect((await replay.getSession()).session).toMatchObject({ approverId: 'alice' });
+    await replay.signOut();
     // Bob's key answering a challenge that offered only alice's keys: refused.
     const third = await replay.beginSignIn('alice');
     const bobAnswer = bobKey.getAssertion({
@@ -292,22 +296,46 @@ describe('desk sign-in with a security key', () => {
     expect((await replay.getSession()).session).toBeNull();
   });
 
-  it("keeps each person's newest pending sign-ins: a flood of begins displaces the oldest (refused when answered) and blocks nobody", async () => {
+  it("a sign-in begin stores nothing: begins for a person by another client during their key tap leave that person's sign-in answerable", async () => {
     const { app } = await start();
     const aliceKey = await person(app, 'alice');
+    const desk = inProcessBridge(app.ui, app.bridgeEvents);
+    const own = await desk.beginSignIn('alice');
+    // While alice reaches for her key, another client holding the desk link begins 50 sign-ins for her.
     const flooder = inProcessBridge(app.ui, app.bridgeEvents);
     const flood: Array<{ challenge: string }> = [];
     for (let i = 0; i < 50; i++) flood.push((await flooder.beginSignIn('alice')).options);
-    // The oldest is displaced: its answer is refused and grants nothing.
-    const desk = inProcessBridge(app.ui, app.bridgeEvents);
-    await expect(desk.finishSignIn('alice', tapKey(app, aliceKey, flood[0]!))).rejects.toMatchObject({ code: 'challenge_invalid' });
-    expect((await desk.getSession()).session).toBeNull();
-    // The newest few are still answerable, and alice's own new sign-in goes through at once.
-    await desk.finishSignIn('alice', tapKey(app, aliceKey, flood[flood.length - MAX_PENDING_SIGN_INS_PER_PERSON + 1]!));
-    expect((await desk.getSession()).session).toMatchObject({ approverId: 'alice' });
-    const own = await desk.beginSignIn('alice');
     await desk.finishSignIn('alice', tapKey(app, aliceKey, own.options));
     expect((await desk.getSession()).session).toMatchObject({ approverId: 'alice' });
+    // The flood's first challenge is as answerable as any (nothing displaced it either).
+    const other = inProcessBridge(app.ui, app.bridgeEvents);
+    await other.finishSignIn('alice', tapKey(app, aliceKey, flood[0]!));
+    expect((await other.getSession()).session).toMatchObject({ approverId: 'alice' });
+  });
+
+  it('refuses an expired or altered sign-in challenge (challenge_invalid), and of two finishes with one assertion opens one session', async () => {
+    const { app } = await start({ approvals: { ceremonyTimeoutMs: 60_000 } });
+    const aliceKey = await person(app, 'alice');
+    const desk = inProcessBridge(app.ui, app.bridgeEvents);
+    // Expired: answered after the ceremony timeout (injected clock).
+    const late = await desk.beginSignIn('alice');
+    now += 60_000;
+    await expect(desk.finishSignIn('alice', tapKey(app, aliceKey, late.options))).rejects.toMatchObject({ code: 'challenge_invalid' });
+    // Altered before the key signed: in its random part, or its expiry moved on.
+    const begun = await desk.beginSignIn('alice');
+    for (const at of [20, 30]) {
+      const altered = { ...begun.options, challenge: alteredChallenge(begun.options.challenge, at) };
+      await expect(desk.finishSignIn('alice', tapKey(app, aliceKey, altered))).rejects.toMatchObject({ code: 'challenge_invalid' });
+    }
+    expect((await desk.getSession()).session).toBeNull();
+    expect(kindsOf(app)).not.toContain('desk.signed_in');
+    // One assertion sent twice at once: one session, the other refused as used.
+    const assertion = tapKey(app, aliceKey, begun.options);
+    const twice = [inProcessBridge(app.ui, app.bridgeEvents), inProcessBridge(app.ui, app.bridgeEvents)];
+    const outcomes = await Promise.allSettled(twice.map((bridge) => bridge.finishSignIn('alice', assertion)));
+    expect(outcomes.map((outcome) => outcome.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(outcomes.find((outcome) => outcome.status === 'rejected')).toMatchObject({ reason: { code: 'challenge_invalid' } });
+    expect(kindsOf(app).filter((kind) => kind === 'desk.signed_in')).toHaveLength(1);
   });
 
   it('signing in again replaces the session the desk held (one desk, one person)', async () => {

@@ -8,9 +8,10 @@
  * id is kept only as its hash; a sign-out on one hub ends the session on every hub; disabling the
  * person, removing their key, or demoting an admin, on hub A ends or narrows the session on hub B while B's replica
  * lags (the groups come from the team directory, at sign-in and at every call); idle and absolute
- * lifetimes hold for the team; pending sign-ins are bounded per person (the newest few stay), so a
- * client flooding begins through the balancer blocks nobody's sign-in; with the database
- * away the hub grants and resolves no session (store_unavailable). Last, a desk in Chromium (CDP
+ * lifetimes hold for the team; a sign-in begin stores nothing (ADR 0019), so a client beginning
+ * sign-ins for a person during their key tap leaves that person's sign-in answerable, and a finish
+ * replayed on the other hub, made for another person, altered or expired is refused; with the
+ * database away the hub grants and resolves no session (store_unavailable). Last, a desk in Chromium (CDP
  * virtual authenticator) opened at the alternating origin registers a key, signs in and approves
  * a call held by an agent on hub B.
  */
@@ -22,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import type { RunningCountersign } from '../../main/core/app.js';
 import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
-import { MAX_PENDING_SIGN_INS_PER_PERSON } from '../../main/core/store/pg/pg-challenges.js';
+import { SignInChallenges } from '../../main/core/ui/sign-in-challenge.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
@@ -34,6 +35,7 @@ import { startAlternatingRelay, startTcpRelay, type AlternatingRelay, type TcpRe
 import { ensureTeamPeople, refuseReplicaInserts, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 import { chromiumAvailable, launchChromium, openApproverBrowser } from '../helpers/chromium.js';
 import { actAs, buildRenderer, openDesk, registerKey } from '../helpers/desk-browser.js';
+import { alteredChallenge } from '../helpers/desk-session.js';
 
 const AGENT = 'anywhere-bot';
 const UI_TIMEOUT = 30_000;
@@ -110,6 +112,19 @@ function call(
 }
 
 const codeOf = (answer: Answer) => (answer.json.error as { code?: string } | undefined)?.code;
+
+type TapOptions = { challenge: string; allowCredentials: Array<{ id: string }> };
+
+/** `approverId`'s key answering a sign-in's options at the one origin. */
+function tapOf(approverId: string, options: TapOptions) {
+  return keys.get(approverId)!.getAssertion({
+    rpId: 'localhost',
+    origin,
+    challenge: options.challenge,
+    allowCredentials: options.allowCredentials.map((c) => c.id),
+    userVerification: 'required',
+  });
+}
 
 /** Sign `approverId` in through `via` (the balancer unless a hub's port): begin and finish each on their own connection. */
 async function signIn(approverId: string, via?: number) {
@@ -296,46 +311,67 @@ describe('a desk on any hub behind one origin', () => {
     expect(await hashes()).not.toContain(idHash(again.token));
   }, 60_000);
 
-  it("pending sign-ins are bounded per person: a client flooding begins through the balancer keeps each person's newest few and blocks nobody's sign-in", async () => {
-    // Review3 finding 5: behind the balancer every client reaches a hub from the balancer's address,
-    // so a cap per hub or per client address let one desk-link holder refuse everyone's sign-in.
-    const pendingOf = async (person: string) =>
-      Number(
-        (
-          await db.query<{ n: string }>(
-            "SELECT count(*) AS n FROM ceremony_challenges WHERE purpose = 'sign_in' AND user_id = $1 AND used_at IS NULL AND expires_at > $2",
-            [person, Date.now()],
-          )
-        ).rows[0]!.n,
-      );
+  it("a sign-in begin stores nothing: another client beginning sign-ins for a person through the balancer during their key tap leaves that person's sign-in answerable", async () => {
+    // Review3 finding 8: begins used to be rows bounded per person, and 4 begins for one person
+    // during their key tap displaced their own sign-in (challenge_invalid), so a desk-link holder
+    // could keep a chosen person signed out. Now a begin is stateless (ADR 0019).
+    const stored = async () =>
+      (
+        await db.query<{ n: string }>(
+          'SELECT (SELECT count(*) FROM ceremony_challenges) + (SELECT count(*) FROM sign_in_challenges_used) AS n',
+        )
+      ).rows[0]!.n;
+    const before = await stored();
+    const begun = await call('POST', '/api/session/sign-in', { body: { approverId: 'erin' }, localAddress: '127.0.0.3' });
+    expect(begun.status).toBe(200);
     const flood: Answer[] = [];
-    for (let i = 0; i < 40; i++)
-      flood.push(
-        await call('POST', '/api/session/sign-in', { body: { approverId: i % 2 === 0 ? 'erin' : 'bob' }, localAddress: '127.0.0.2' }),
-      );
-    expect(flood.map((answer) => answer.status)).toEqual(flood.map(() => 200)); // nothing refused: older ones are displaced
+    for (let i = 0; i < 12; i++)
+      flood.push(await call('POST', '/api/session/sign-in', { body: { approverId: 'erin' }, localAddress: '127.0.0.2' }));
+    expect(flood.map((answer) => answer.status)).toEqual(flood.map(() => 200));
     expect(new Set(flood.map((answer) => answer.hub)).size).toBe(2); // through both hubs
-    expect(await pendingOf('erin')).toBe(MAX_PENDING_SIGN_INS_PER_PERSON);
-    expect(await pendingOf('bob')).toBe(MAX_PENDING_SIGN_INS_PER_PERSON);
-    // Another client behind the same balancer signs erin in at once: begin and finish, each on any hub.
-    const erin = await signIn('erin');
-    expect(erin.session).toMatchObject({ approverId: 'erin' });
-    // A displaced challenge is refused when answered (challenge_invalid), and nothing is granted.
-    const oldest = flood[0]!.json.options as { challenge: string; allowCredentials: Array<{ id: string }> };
-    const late = await call('POST', '/api/session/sign-in/finish', {
-      body: {
-        approverId: 'erin',
-        response: keys.get('erin')!.getAssertion({
-          rpId: 'localhost',
-          origin,
-          challenge: oldest.challenge,
-          allowCredentials: oldest.allowCredentials.map((c) => c.id),
-          userVerification: 'required',
-        }),
-      },
+    expect(await stored()).toBe(before); // no begin wrote a row
+    const options = begun.json.options as { challenge: string; allowCredentials: Array<{ id: string }> };
+    const finished = await call('POST', '/api/session/sign-in/finish', {
+      body: { approverId: 'erin', response: tapOf('erin', options) },
+      localAddress: '127.0.0.3',
     });
-    expect([late.status, codeOf(late)]).toEqual([400, 'challenge_invalid']);
-    expect(late.setCookie).toBe('');
+    expect([finished.status, codeOf(finished)]).toEqual([200, undefined]); // on main: 400 challenge_invalid
+    expect(finished.json.session).toMatchObject({ approverId: 'erin' });
+  }, 60_000);
+
+  it('a sign-in finish is refused (challenge_invalid) and opens no session when replayed on the other hub, made for another person, altered, or expired', async () => {
+    const finish = (approverId: string, response: unknown, port?: number) =>
+      call('POST', '/api/session/sign-in/finish', { body: { approverId, response }, ...(port === undefined ? {} : { port }) });
+    const refused = (answer: Answer) => {
+      expect([answer.status, codeOf(answer), answer.setCookie]).toEqual([400, 'challenge_invalid', '']);
+    };
+    const sessionsBefore = (await sessionRows('alice')).length;
+    // Replayed: the same finish sent to both hubs at once, then to each again. One session; the
+    // key stays active (a replay is refused as a used challenge before the counter could take it
+    // for a clone's answer).
+    const begun = await call('POST', '/api/session/sign-in', { body: { approverId: 'alice' }, port: a.port });
+    expect(begun.status, JSON.stringify(begun.json)).toBe(200);
+    const response = tapOf('alice', begun.json.options as TapOptions);
+    const both = await Promise.all([finish('alice', response, a.port), finish('alice', response, b.port)]);
+    expect(both.map((answer) => answer.status).sort()).toEqual([200, 400]);
+    refused(both.find((answer) => answer.status !== 200)!);
+    refused(await finish('alice', response, b.port));
+    refused(await finish('alice', response, a.port));
+    expect((await sessionRows('alice')).length).toBe(sessionsBefore + 1);
+    const keyStatus = await db.query<{ status: string }>("SELECT status FROM directory_credentials WHERE approver_id = 'alice'");
+    expect(keyStatus.rows.map((row) => row.status)).toEqual(['active']);
+    // Made for erin, signed by bob's own key, sent as bob's.
+    const erins = (await call('POST', '/api/session/sign-in', { body: { approverId: 'erin' } })).json.options as TapOptions;
+    const bobs = (await call('POST', '/api/session/sign-in', { body: { approverId: 'bob' } })).json.options as TapOptions;
+    refused(await finish('bob', tapOf('bob', { challenge: erins.challenge, allowCredentials: bobs.allowCredentials })));
+    // Altered before the key signed.
+    refused(await finish('bob', tapOf('bob', { ...bobs, challenge: alteredChallenge(bobs.challenge) })));
+    // Expired: a challenge made with the team's own key (read from the database), one expired and
+    // one not, so only the expiry differs.
+    const { rows } = await db.query<{ key: string }>('SELECT key FROM team_sign_in_key');
+    const teamKey = new SignInChallenges(Buffer.from(rows[0]!.key, 'base64url'), 'localhost');
+    refused(await finish('bob', tapOf('bob', { ...bobs, challenge: teamKey.issue('bob', Date.now() - 1) })));
+    expect((await finish('bob', tapOf('bob', { ...bobs, challenge: teamKey.issue('bob', Date.now() + 60_000) }))).status).toBe(200);
   }, 60_000);
 
   it('with the database away a hub grants and resolves no session (store_unavailable); the session is back when it returns', async () => {
@@ -357,8 +393,9 @@ describe('a desk on any hub behind one origin', () => {
       expect(resolved.setCookie).toBe(''); // the desk keeps its cookie: the session is not ended by the outage
       const finished = await call('POST', '/api/session/sign-in/finish', { body: { approverId: 'alice', response }, port: b.port });
       expect([finished.status, codeOf(finished), finished.setCookie]).toEqual([503, 'store_unavailable', '']);
+      // A begin stores nothing: it is answered from the hub's replica.
       const started = await call('POST', '/api/session/sign-in', { body: { approverId: 'alice' }, port: b.port });
-      expect(codeOf(started)).toBe('store_unavailable');
+      expect(started.status).toBe(200);
     } finally {
       dbRelay.heal();
     }

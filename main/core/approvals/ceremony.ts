@@ -313,15 +313,19 @@ export class CeremonyEngine {
 
   // ---- the key's response ----
 
-  /** The response read strictly, and the challenge it answers (assertion_invalid otherwise). */
-  read(input: unknown): ReadAssertion {
+  /**
+   * The response read strictly, and the challenge it answers (assertion_invalid otherwise; a
+   * ceremony's challenges have `challengeLength` characters: the record hashes', or a desk
+   * sign-in's stateless ones, ui/sign-in-challenge.ts).
+   */
+  read(input: unknown, challengeLength = CHALLENGE_LENGTH): ReadAssertion {
     const parsed = assertionResponseSchema.safeParse(input);
     if (!parsed.success || parsed.data.id !== parsed.data.rawId)
       throw new CountersignError('assertion_invalid', 'the security key response is malformed');
     return {
       response: parsed.data,
       raw: input as AuthenticationResponseJSON,
-      challenge: clientDataChallenge(parsed.data.response.clientDataJSON, CHALLENGE_LENGTH),
+      challenge: clientDataChallenge(parsed.data.response.clientDataJSON, challengeLength),
     };
   }
 

@@ -35,8 +35,6 @@ export interface RouteContext {
 /** The desk session as an HTTP caller holds it: an HttpOnly, SameSite=Strict, Path=/ cookie (Secure over TLS). */
 export interface SessionCookieCaller {
   readonly token: string | undefined;
-  /** The peer's address (pending sign-ins are bounded per client address). */
-  readonly address: string | undefined;
   keep(token: string, maxAgeSeconds: number): void;
   forget(): void;
 }
@@ -63,7 +61,6 @@ export function cookieCaller(req: IncomingMessage, res: ServerResponse): Session
     res.setHeader('set-cookie', `${DESK_SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
   return {
     token: sessionCookieOf(req.headers.cookie),
-    address: req.socket.remoteAddress,
     keep: (token, maxAgeSeconds) => set(token, Math.max(1, Math.floor(maxAgeSeconds))),
     forget: () => set('', 0),
   };

@@ -15,8 +15,6 @@ import { PERSON_ARGUMENT_NAMES, callerRuleOf, type DeskSessionView } from '../..
 export interface BridgeCaller {
   /** The session id this caller presents (cookie value, or the window's slot), if any. */
   readonly token: string | undefined;
-  /** The client's network address (the HTTP peer), when the transport has one: pending sign-ins are bounded per address. */
-  readonly address?: string | undefined;
   /** Keep `token` for this caller's next calls (a Set-Cookie, or the window's slot). */
   keep(token: string, maxAgeSeconds: number): void;
   /** Drop it (an expiring Set-Cookie, or clear the slot). */

@@ -15,9 +15,13 @@
  *   gone, the key that signed in is removed or marked suspect, or the person has left a group they
  *   were in at sign-in (the admin group above all: rights come from groups). The clock is injected
  *   for the lifetime tests;
- * - sign-in challenges are random, single use (taken before the assertion is checked, so a
- *   replayed assertion finds nothing) and expire after the ceremony timeout; on a team hub they
- *   are kept in the team database (store/pg/pg-challenges.ts), so any hub finishes a sign-in;
+ * - sign-in challenges are stateless (ADR 0019, sign-in-challenge.ts): a begin stores nothing,
+ *   so nobody can fill a bound or displace a person's sign-in in flight; the challenge carries an
+ *   HMAC (this process's key, or the team's, so any hub finishes a sign-in) over itself, the
+ *   person and its expiry, checked first at finish. It is single use: once the assertion
+ *   verified, its digest is recorded in the transaction that opens the session (in this
+ *   process's memory, or on a team hub in the team database before the key's counter is
+ *   checked), so a replayed finish opens no second session;
  * - desk.signed_in is audited in the transaction that stores the key's new counter;
  *   desk.signed_out when a session ends (sign-out, or found idle or expired).
  */
@@ -26,13 +30,13 @@ import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/serv
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ApproverDirectory, ApproverRecord, CredentialRecord } from '../approvals/approver-directory.js';
-import { CeremonyEngine, CounterRegression, parseOffered } from '../approvals/ceremony.js';
+import { CeremonyEngine, CounterRegression, type ReadAssertion } from '../approvals/ceremony.js';
 import { TeamCounterRegression, storedRow } from '../store/pg/pg-directory.js';
 import type { PgDeskSessions } from '../store/pg/pg-desk-sessions.js';
-import { MAX_PENDING_SIGN_INS_PER_PERSON } from '../store/pg/pg-challenges.js';
 import { approverFromRowImage } from '../approvals/approver-directory.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { isAdminGroups, type DeskSessionView } from '../../../shared/desk-session.js';
+import { newSignInKeyBytes, SIGN_IN_CHALLENGE_LENGTH, SignInChallenges, type CheckedSignInChallenge } from './sign-in-challenge.js';
 
 export interface DeskSessionOptions {
   /** A session ends after this long without a call (default 30 min). */
@@ -75,12 +79,6 @@ interface StoredSession {
   ref: string;
 }
 
-interface PendingSignIn {
-  approverId: string;
-  offered: string[];
-  expiresAt: number;
-}
-
 /** The session id's digest (the map key): the id itself is never stored. */
 const digest = (token: string): string => createHash('sha256').update(token, 'utf8').digest('base64url');
 const TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
@@ -92,7 +90,13 @@ export class DeskSessions {
   private readonly maxSessions: number;
   private readonly ceremonies: CeremonyEngine;
   private readonly sessions = new Map<string, StoredSession>();
-  private readonly challenges = new Map<string, PendingSignIn>();
+  /** Sign-in challenges are tagged and checked with this process's key, or on a team hub the team's. */
+  private readonly signInChallenges: SignInChallenges;
+  /**
+   * The digests of sign-in challenges this process used or is finishing now, until they expire
+   * (embedded, the single-use record; on a team hub the team's record is sign_in_challenges_used).
+   */
+  private readonly usedChallenges = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
@@ -106,6 +110,8 @@ export class DeskSessions {
     this.maxSessions = options.maxSessions ?? 1024;
     if (!(this.idleMs > 0 && this.absoluteMs > 0)) throw new Error('session lifetimes must be positive');
     this.ceremonies = new CeremonyEngine({ db, audit, directory, now: this.now });
+    // Embedded, a key of this start's: a restart ends the sign-ins in flight, as it ends the sessions.
+    this.signInChallenges = new SignInChallenges(options.teamSessions?.signInKey ?? newSignInKeyBytes(), directory.rpId);
   }
 
   /** Seconds the cookie may live (the absolute lifetime; idleness is enforced here). */
@@ -115,46 +121,60 @@ export class DeskSessions {
 
   /**
    * WebAuthn options for `approverId` to sign in: their active keys offered, UV required, a fresh
-   * single-use challenge. `clientAddress` (the HTTP peer) bounds a hub's pending sign-ins per client.
+   * stateless challenge bound to them that expires with the ceremony timeout. Nothing is stored,
+   * so any number of begins, by anyone, leaves every other sign-in answerable.
    */
-  async begin(approverId: string, clientAddress?: string): Promise<{ options: PublicKeyCredentialRequestOptionsJSON }> {
+  async begin(approverId: string): Promise<{ options: PublicKeyCredentialRequestOptionsJSON }> {
     this.activeApprover(approverId);
-    const credentials = this.ceremonies.keysOf(approverId, `approver ${quote(approverId)} has no active security key to sign in with`);
-    const challenge = randomBytes(32).toString('base64url');
-    const { options, offered } = await this.ceremonies.offer({
+    const credentials = this.keysOf(approverId);
+    const challenge = this.signInChallenges.issue(approverId, this.now() + this.options.ceremonyTimeoutMs);
+    const { options } = await this.ceremonies.offer({
       credentials,
       challenge,
       userVerification: 'required',
       timeoutMs: this.options.ceremonyTimeoutMs,
     });
-    const expiresAt = this.now() + this.options.ceremonyTimeoutMs;
-    const team = this.directory.teamChallenges;
-    if (team !== undefined) {
-      // A team hub: kept in the team database (bounded there), so any hub finishes the sign-in.
-      await team.issue('sign_in', { challenge, userId: approverId, record: null, expiresAt, offered, clientAddress });
-      return { options };
-    }
-    this.sweepChallenges();
-    // The person's newest few stay (MAX_PENDING_SIGN_INS_PER_PERSON): a new one displaces the
-    // oldest, so no begin is refused and the map is bounded by the directory (the weakness this
-    // leaves, displacing a person's sign-in in flight, is in docs/team-mode.md).
-    const theirs = [...this.challenges].filter(([, pending]) => pending.approverId === approverId);
-    for (const [old] of theirs.slice(0, Math.max(0, theirs.length - (MAX_PENDING_SIGN_INS_PER_PERSON - 1)))) this.challenges.delete(old);
-    this.challenges.set(challenge, { approverId, offered, expiresAt });
     return { options };
   }
 
   /** Verify the assertion and open a session for `approverId`: the new session id (for the cookie / the window) and its view. */
   async finish(approverId: string, input: unknown): Promise<{ token: string; session: DeskSessionView }> {
-    const read = this.ceremonies.read(input);
-    // Single use: taken before anything is checked, so the same assertion sent again finds nothing
-    // (on a team hub, taken in the team database: on any hub).
-    const pending = await this.takeChallenge(read.challenge, approverId);
+    const read = this.ceremonies.read(input, SIGN_IN_CHALLENGE_LENGTH);
     const now = this.now();
-    if (pending === undefined || pending.approverId !== approverId || pending.expiresAt <= now)
-      throw new CountersignError('challenge_invalid', 'the sign-in challenge is unknown, used, expired or for another approver');
+    // First: made here (this start's or the team's key) for this person, and unexpired.
+    const challenge = this.signInChallenges.check(read.challenge, approverId, now);
+    // Then not used, nor being finished now, in this process (held from here on); on a team hub
+    // not used on any hub either. So a replay is refused as such before the key's counter (which
+    // the first use advanced) could take it for a clone's answer.
+    this.refuseUsed(challenge.digest, now);
+    this.usedChallenges.set(challenge.digest, challenge.expiresAt);
+    try {
+      if (this.options.teamSessions !== undefined && (await this.options.teamSessions.signInChallengeUsed(challenge.digest)))
+        throw new CountersignError('challenge_invalid', 'the sign-in challenge has already been used');
+      return await this.open(approverId, read, challenge, now);
+    } catch (error) {
+      // No session: the challenge stays answerable until it expires (on a team hub, unless the
+      // team's commit recorded it).
+      this.usedChallenges.delete(challenge.digest);
+      throw error;
+    }
+  }
+
+  /** The rest of a finish, the challenge checked and held: the key's answer, then the session. */
+  private async open(
+    approverId: string,
+    read: ReadAssertion,
+    challenge: CheckedSignInChallenge,
+    now: number,
+  ): Promise<{ token: string; session: DeskSessionView }> {
+    const team = this.directory.team;
+    const teamSessions = this.options.teamSessions;
+    if (team !== undefined && teamSessions === undefined)
+      throw new CountersignError('internal_error', 'a team hub signs in only with the team desk sessions');
     this.activeApprover(approverId);
-    const credential = this.ceremonies.credentialFor(approverId, read.response, pending.offered);
+    // The keys a begin offers are the person's active ones; the one that answered must still be.
+    const offered = this.keysOf(approverId).map((key) => key.credentialId);
+    const credential = this.ceremonies.credentialFor(approverId, read.response, offered);
     const newCounter = await this.ceremonies.verify(read, credential, 'required');
     const token = randomBytes(32).toString('base64url');
     const key = digest(token);
@@ -167,23 +187,28 @@ export class DeskSessions {
       expiresAt: now + this.absoluteMs,
       ref: digest(key).slice(0, 16),
     };
-    const team = this.directory.team;
-    const teamSessions = this.options.teamSessions;
     let granted: ApproverRecord | undefined;
-    if (team !== undefined) {
-      // A team hub: the person and key as the team directory has them now (this hub's replica may
-      // lag a removal made on another hub), and the team's counter advanced; a regression takes
-      // the key out of service on every hub. The team's session row is written in that same
-      // transaction, with the groups read there (not this hub's replica, which may lag a demotion).
+    if (team !== undefined && teamSessions !== undefined) {
+      // A team hub: the challenge recorded as used for the team first (a replay is refused there,
+      // on any hub, before the counter could take it for a clone), then the person and key as the
+      // team directory has them now (this hub's replica may lag a removal made on another hub),
+      // and the team's counter advanced; a regression takes the key out of service on every hub.
+      // The team's session row is written in that same transaction, with the groups read there
+      // (not this hub's replica, which may lag a demotion).
       try {
         granted = await team.checkSignIn(
-          { approverId, credentialId: credential.credentialId, counter: newCounter, at: now },
-          teamSessions === undefined
-            ? undefined
-            : async (client, approver) => {
-                stored.groups = approver.groups;
-                await teamSessions.insert(client, key, stored, this.idleMs);
-              },
+          {
+            approverId,
+            credentialId: credential.credentialId,
+            counter: newCounter,
+            at: now,
+            spendsChallenge: (client) =>
+              teamSessions.spendSignInChallenge(client, { digest: challenge.digest, approverId, expiresAt: challenge.expiresAt, at: now }),
+          },
+          async (client, approver) => {
+            stored.groups = approver.groups;
+            await teamSessions.insert(client, key, stored, this.idleMs);
+          },
         );
       } catch (error) {
         if (error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
@@ -195,7 +220,7 @@ export class DeskSessions {
         .transaction(() => {
           // The groups as of the committed sign-in: the rights this session was granted on.
           if (teamSessions === undefined) stored.groups = this.activeApprover(approverId).groups;
-          this.ceremonies.recordUse(this.ceremonies.credentialFor(approverId, read.response, pending.offered), newCounter, now);
+          this.ceremonies.recordUse(this.ceremonies.credentialFor(approverId, read.response, offered), newCounter, now);
           try {
             this.audit.append('desk.signed_in', now, {
               approverId,
@@ -359,21 +384,19 @@ export class DeskSessions {
     return approver;
   }
 
-  /** The sign-in challenge, taken (single use): this process's map, or on a team hub the team database. */
-  private async takeChallenge(challenge: string, approverId: string): Promise<PendingSignIn | undefined> {
-    const team = this.directory.teamChallenges;
-    if (team === undefined) {
-      const pending = this.challenges.get(challenge);
-      this.challenges.delete(challenge);
-      return pending;
-    }
-    const row = await team.claim('sign_in', challenge, approverId, this.now());
-    return row === undefined ? undefined : { approverId: row.userId, offered: parseOffered(row.offered), expiresAt: row.expiresAt };
+  /** The person's active keys (credential_unknown when they have none). */
+  private keysOf(approverId: string): CredentialRecord[] {
+    return this.ceremonies.keysOf(approverId, `approver ${quote(approverId)} has no active security key to sign in with`);
   }
 
-  private sweepChallenges(): void {
-    const now = this.now();
-    for (const [challenge, pending] of this.challenges) if (pending.expiresAt <= now) this.challenges.delete(challenge);
+  /**
+   * challenge_invalid when this process used this sign-in challenge or is finishing it now.
+   * Records of expired challenges are dropped first (their expiry refuses them anyway), so the map
+   * holds only the sign-ins of one ceremony timeout that verified or are being verified.
+   */
+  private refuseUsed(digest: string, now: number): void {
+    for (const [used, expiresAt] of this.usedChallenges) if (expiresAt <= now) this.usedChallenges.delete(used);
+    if (this.usedChallenges.has(digest)) throw new CountersignError('challenge_invalid', 'the sign-in challenge has already been used');
   }
 
   private dropOldest(): void {

@@ -452,7 +452,7 @@ export class UiService implements BridgeMethods {
   }
 
   beginSignIn(approverId: string): Promise<{ options: WebAuthnRequestOptions }> {
-    return this.sessions().begin(approverId, currentBridgeCall().caller.address) as Promise<{ options: WebAuthnRequestOptions }>;
+    return this.sessions().begin(approverId) as Promise<{ options: WebAuthnRequestOptions }>;
   }
 
   async finishSignIn(approverId: string, response: WebAuthnResponseJson): Promise<{ session: DeskSessionView }> {

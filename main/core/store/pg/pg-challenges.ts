@@ -2,12 +2,10 @@
  * WebAuthn ceremony challenges of a team in the team database (PG migration 10,
  * `ceremony_challenges`), so a ceremony begun on one hub is finished on any other behind one
  * origin (docs/team-mode.md "One origin, any hub"): approvals, admin actions and confirmations,
- * key registration, desk sign-in. The rows hold what the hub's own tables hold in embedded mode
+ * key registration. (A desk sign-in stores nothing at begin: its challenge is stateless, ADR 0019,
+ * ui/sign-in-challenge.ts.) The rows hold what the hub's own tables hold in embedded mode
  * (the person, the request and verdict, the signed record, the keys offered, the expiry); the
  * ceremony engine (approvals/ceremony.ts) checks them exactly as it checks its local rows.
- *
- * Pending sign-ins are bounded per hub and per client address on it (PG migration 14), never
- * only team-wide: one client holding the desk link cannot fill the share of every hub.
  *
  * Single use across hubs: `claim` marks a row used with one `UPDATE .. WHERE used_at IS NULL AND
  * expires_at > now AND user_id = ..` and returns it only to the one statement that changed it, so
@@ -19,8 +17,8 @@
 import type pg from 'pg';
 import { storeError } from './pg-errors.js';
 
-/** The ceremonies whose challenges a team keeps: the engine's two, registration and desk sign-in. */
-export type TeamChallengePurpose = 'approval' | 'admin' | 'registration' | 'sign_in';
+/** The ceremonies whose challenges a team keeps: the engine's two and registration. */
+export type TeamChallengePurpose = 'approval' | 'admin' | 'registration';
 
 /** A challenge as it is stored, embedded or in a team (the ceremony engine's StoredChallenge). */
 export interface TeamChallengeRow {
@@ -47,8 +45,6 @@ export interface TeamChallengeIssue {
   record: string | null;
   expiresAt: number;
   offered: readonly string[];
-  /** The client address the request came from (sign-ins are bounded per address); undefined over IPC. */
-  clientAddress?: string | undefined;
 }
 
 /** Where a hub keeps its ceremony challenges when it belongs to a team. */
@@ -63,15 +59,6 @@ export interface TeamChallenges {
   claim(purpose: TeamChallengePurpose, challenge: string, userId: string, now: number): Promise<TeamChallengeRow | undefined>;
 }
 
-/**
- * Most desk sign-ins waiting for a tap for one person, team-wide (the embedded desk's bound too). A
- * new one displaces that person's oldest, so no begin is refused, and all of them together are
- * bounded by the directory: this many per active person with a key. A cap per hub or per client
- * address could be filled by one client and refuse everyone behind the same load balancer (review3
- * finding 5). Known weakness (review3 finding 8): begins for one person during their key tap
- * displace their own sign-in; stateless challenges would end it (docs/team-mode.md).
- */
-export const MAX_PENDING_SIGN_INS_PER_PERSON = 4;
 /** Rows are removed this long after they expired (kept a while for a support look). */
 const KEEP_EXPIRED_MS = 3600_000;
 /** One issue in this many also removes long-expired rows. */
@@ -125,21 +112,13 @@ export class PgChallenges implements TeamChallenges {
       issued.expiresAt,
       this.hub,
       now,
-      issued.clientAddress ?? null,
     ];
     try {
       if ((this.issued++ & (SWEEP_EVERY - 1)) === 0)
         await this.pool.query('DELETE FROM ceremony_challenges WHERE expires_at < $1', [now - KEEP_EXPIRED_MS]);
-      // Sign-ins are the one ceremony anyone holding the desk secret may begin: the person's
-      // newest few stay, older ones are displaced in the same statement.
       await this.pool.query(
-        `WITH displaced AS (
-           DELETE FROM ceremony_challenges WHERE $2 = 'sign_in' AND challenge IN (
-             SELECT challenge FROM ceremony_challenges
-             WHERE purpose = 'sign_in' AND user_id = $3 AND used_at IS NULL AND expires_at > $10
-             ORDER BY issued_at DESC, challenge OFFSET ${MAX_PENDING_SIGN_INS_PER_PERSON - 1}))
-         INSERT INTO ceremony_challenges (challenge, purpose, user_id, request_id, verdict, record, offered, expires_at, issued_by_hub, issued_at, client_address)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+        `INSERT INTO ceremony_challenges (challenge, purpose, user_id, request_id, verdict, record, offered, expires_at, issued_by_hub, issued_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
         params,
       );
     } catch (error) {

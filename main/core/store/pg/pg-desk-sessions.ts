@@ -12,11 +12,16 @@
  *   any hub holds on every hub at the next call, whatever the hubs' replicas have applied.
  * - `remove` deletes the row and returns it only to the one call that deleted it, so an ending
  *   seen on two hubs at once is audited once.
+ * - A sign-in's stateless challenge (ADR 0019) is recorded as used (`spendSignInChallenge`) in
+ *   that same transaction, before the key's counter is checked: one unique insert, so a replayed
+ *   finish on any hub finds it and opens no second session. The key that tags those challenges is
+ *   the team's (`teamSignInKey`), made once by the first hub.
  * - Losing the database fails closed (store_unavailable): no session is granted or resolved.
  */
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { storeError } from './pg-errors.js';
+import { CountersignError } from '../../../../shared/errors.js';
 import { parseStoredJson } from '../stored-json.js';
 
 /** A team session as stored (the id only as its digest). */
@@ -42,6 +47,12 @@ export interface TeamSessionState {
 
 /** Long-ended rows are deleted by one insert in this many (ended sessions are never resolved anyway). */
 const SWEEP_EVERY = 64;
+/**
+ * A used sign-in challenge's record is deleted this long after its expiry. Until then the
+ * challenge's own expiry refuses it; the margin covers hubs whose clocks disagree (a hub whose
+ * clock is behind must still find the record while it would take the challenge as unexpired).
+ */
+const KEEP_USED_SIGN_INS_MS = 3600_000;
 
 interface Row {
   approver_id: string;
@@ -68,10 +79,45 @@ function toSession(row: Row): TeamSessionRow {
 export class PgDeskSessions {
   private inserted = 0;
 
+  /**
+   * `signInKey`: the team's sign-in challenge key (teamSignInKey), which every hub's desk sign-ins
+   * are tagged and checked with.
+   */
   constructor(
     private readonly pool: pg.Pool,
     private readonly hub: string,
+    readonly signInKey: Uint8Array,
   ) {}
+
+  /** Whether a sign-in challenge (by its digest) was used on any hub: read before the key's answer is verified. */
+  async signInChallengeUsed(digest: string): Promise<boolean> {
+    try {
+      const { rows } = await this.pool.query('SELECT 1 FROM sign_in_challenges_used WHERE challenge_hash = $1', [digest]);
+      return rows.length > 0;
+    } catch (error) {
+      throw storeError(error, 'reading the used sign-in challenges');
+    }
+  }
+
+  /**
+   * Inside a sign-in's team transaction, before anything else is written: record the challenge
+   * (by its digest) as used, once for the team. A second use, on any hub, is challenge_invalid
+   * and its transaction writes nothing; if this transaction rolls back the record goes with it,
+   * so a sign-in that failed leaves its challenge answerable until it expires.
+   */
+  async spendSignInChallenge(
+    client: pg.ClientBase,
+    used: { digest: string; approverId: string; expiresAt: number; at: number },
+  ): Promise<void> {
+    const { rowCount } = await client.query(
+      `INSERT INTO sign_in_challenges_used (challenge_hash, approver_id, expires_at, used_at, used_by_hub)
+       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (challenge_hash) DO NOTHING`,
+      [used.digest, used.approverId, used.expiresAt, used.at, this.hub],
+    );
+    if (rowCount !== 1) throw new CountersignError('challenge_invalid', 'the sign-in challenge has already been used');
+    // Bounded by genuine taps; records of challenges long expired go now (the index finds them).
+    await client.query('DELETE FROM sign_in_challenges_used WHERE expires_at < $1', [used.at - KEEP_USED_SIGN_INS_MS]);
+  }
 
   /** Store a new session inside the sign-in's transaction (`client`): it exists only if that commits. */
   async insert(client: pg.ClientBase, idHash: string, session: TeamSessionRow, idleMs: number): Promise<void> {
@@ -163,5 +209,24 @@ export async function teamDeskSecret(pool: pg.Pool, hub: string, now: number): P
     return rows[0]!.secret;
   } catch (error) {
     throw storeError(error, "reading the team's desk secret");
+  }
+}
+
+/**
+ * The key that tags the team's desk sign-in challenges (ADR 0019): made by the first hub to ask
+ * (32 random bytes) and read by every other, so a sign-in begun on one hub finishes on any. Never
+ * logged or printed; whoever reads the database can make challenges, but a sign-in still needs
+ * the person's key.
+ */
+export async function teamSignInKey(pool: pg.Pool, hub: string, now: number): Promise<Buffer> {
+  try {
+    await pool.query(
+      'INSERT INTO team_sign_in_key (id, key, created_at, created_by_hub) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING',
+      [randomBytes(32).toString('base64url'), now, hub],
+    );
+    const { rows } = await pool.query<{ key: string }>('SELECT key FROM team_sign_in_key WHERE id = 1');
+    return Buffer.from(rows[0]!.key, 'base64url');
+  } catch (error) {
+    throw storeError(error, "reading the team's sign-in key");
   }
 }
