@@ -16,6 +16,7 @@ import { createHash, hash as oneShot } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Db } from '../store/database.js';
 import { canonicalizeWith, type JsonObject } from '../../../shared/canonical-json.js';
+import { CanonicalUtf8Writer } from '../../../shared/canonical-utf8.js';
 import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, rangeHashOfSubtrees } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
@@ -44,6 +45,12 @@ class NodeMerkleHasher extends MerkleHasher {
     input[0] = 0x00;
     input.set(entry, 1);
     return oneShot('sha256', input, 'buffer');
+  }
+
+  /** leaf() of bytes already laid out as its input: the 0x00 prefix is written here at [0], the entry is [1, end). */
+  leafOfPrefixed(input: Uint8Array, end: number): Uint8Array {
+    input[0] = 0x00;
+    return oneShot('sha256', input.subarray(0, end), 'buffer');
   }
 
   /** leaf() of a record's UTF-8 bytes, encoded straight into the hash input. */
@@ -107,6 +114,8 @@ export class AuditLog {
   private readonly pendingRows;
   private readonly withLeaves;
   private readonly observers: AuditObserver[] = [];
+  /** Reused by every append: the record's bytes, with room for the leaf prefix before them. */
+  private readonly recordWriter = new CanonicalUtf8Writer();
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
@@ -142,21 +151,34 @@ export class AuditLog {
     const tail = this.tail.get();
     const seq = (tail?.seq ?? 0) + 1;
     const fields = event as JsonObject;
-    const record = canonicalizeWith(fields, { kind, at, seq });
+    const extra = { kind, at, seq };
+    // The record's canonical bytes go straight after the leaf's 0x00 prefix, so the leaf hash
+    // reads them where they were written. Should the fast writer give up, canonicalizeWith
+    // throws the error it found (or writes the same text, slower).
+    const end = this.recordWriter.writeWith(fields, extra, 1);
+    let record: string;
+    let leaf: Uint8Array | undefined;
+    if (end !== undefined) {
+      const bytes = this.recordWriter.bytes;
+      record = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8', 1, end);
+      leaf = nodeHasher.leafOfPrefixed(bytes, end);
+    } else {
+      record = canonicalizeWith(fields, extra);
+    }
     this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null);
-    if (tail === undefined || tail.leaf !== null) this.hashAppended(seq - 1, record, tail?.leaf ?? undefined);
+    if (tail === undefined || tail.leaf !== null)
+      this.hashAppended(seq - 1, leaf ?? nodeHasher.leafOfText(record), tail?.leaf ?? undefined);
     for (const observer of this.observers) observer(kind, at, event);
     return { seq, at, kind, record };
   }
 
   /**
-   * Hash leaf `index` from its record and store it with every subtree it completes, when the
+   * Store leaf `index`'s hash (of its record) with every subtree it completes, when the
    * stored tree ends exactly before it (then every left sibling is stored). Otherwise the tree
    * lags (syncTree hashes in order) or holds hashes for entries that do not exist (syncTree and
    * the start-up check refuse those): either way this append leaves the tree to them.
    */
-  private hashAppended(index: number, record: string, previousLeaf: Uint8Array | undefined): void {
-    const leaf = nodeHasher.leafOfText(record);
+  private hashAppended(index: number, leaf: Uint8Array, previousLeaf: Uint8Array | undefined): void {
     // A hash already stored for this leaf was planted: leave it to syncTree and the start-up check.
     if (this.insertLeaf.run(index + 1, leaf).changes !== 1) return;
     const rows: Array<number | Uint8Array> = [];
