@@ -99,6 +99,11 @@ export class AgentClient {
   private ready: Promise<void> | undefined;
   private reconnectAttempts = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Why the server ended the session for good (a revoked agent or key, failed authentication):
+   * every later call is refused with that code, not as a client that was closed.
+   */
+  private endedBy: CountersignError | undefined;
   private readonly clock: () => number;
 
   constructor(private readonly options: AgentClientOptions) {
@@ -111,7 +116,7 @@ export class AgentClient {
 
   /** Open the connection and authenticate. Resolves once calls can be submitted. */
   connect(): Promise<void> {
-    if (this.state === 'closed') return Promise.reject(new CountersignError('connection_closed', 'the client was closed'));
+    if (this.state === 'closed') return Promise.reject(this.endedBy ?? new CountersignError('connection_closed', 'the client was closed'));
     if (this.ready && (this.state === 'ready' || this.state === 'connecting' || this.state === 'reconnecting')) return this.ready;
     this.setState(this.state === 'idle' ? 'connecting' : 'reconnecting');
     this.ready = this.open();
@@ -248,11 +253,16 @@ export class AgentClient {
       socket.onerror = () => undefined; // onclose follows and carries the outcome
       socket.onclose = (event) => {
         this.socket = undefined;
-        const error = new CountersignError(
-          'connection_closed',
-          `the connection closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`,
-          { details: { closeCode: event.code } },
-        );
+        const final = event.code === CLOSE_CODES.authFailed || event.code === CLOSE_CODES.keyRevoked;
+        const error =
+          final && isErrorCode(event.reason)
+            ? new CountersignError(event.reason, `the server ended the session (${event.code}: ${event.reason})`, {
+                details: { closeCode: event.code },
+              })
+            : new CountersignError('connection_closed', `the connection closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`, {
+                details: { closeCode: event.code },
+              });
+        if (final && error.code !== 'connection_closed') this.endedBy = error;
         this.failPending(error);
         settle(error);
         this.scheduleReconnect(event.code);

@@ -366,17 +366,21 @@ export const BRIDGE_METHOD_NAMES = Object.keys(BRIDGE_METHODS) as BridgeMethodNa
 // ---- push events ----
 
 /**
- * What the core pushes: a call now waits for approvers; a held call reached its end; an admin
- * action was proposed under the admin quorum, or a second admin confirmed or rejected it (the
- * desk then reads listPendingAdminActions, which only admins may call: the event names no action);
+ * What the core pushes: a call now waits for approvers; an approval of a held call was recorded;
+ * a held call reached its end; an admin action was proposed under the admin quorum, or a second
+ * admin confirmed or rejected it (the desk then reads listPendingAdminActions, which only admins
+ * may call: the event names no action);
  * or the event stream lost events it cannot replay (`resync`, see main/core/ui/bridge-events.ts).
  */
 export const BRIDGE_EVENTS = {
   pending: z.strictObject({ requestId: bridgeIdSchema, agentId: bridgeIdSchema }),
+  // An approver's approval or denial of a held call was recorded (it may still wait for others).
+  approvalRecorded: z.strictObject({ requestId: bridgeIdSchema }),
   decided: z.strictObject({ requestId: bridgeIdSchema, state: requestStateSchema }),
   adminProposal: z.strictObject({ proposalId: bridgeIdSchema, state: adminProposalStateSchema }),
-  // Sent only by the Server-Sent Events stream to a client that reconnected after a gap the
-  // server's replay ring no longer covers (or after a server restart): re-read every view.
+  // Sent by the Server-Sent Events stream to a client that reconnected after a gap the server's
+  // replay ring no longer covers (or after a server restart), and by a team hub whose own gap in
+  // the team's events is too long to replay (store/pg/pg-desk-events.ts): re-read every view.
   resync: z.strictObject({}),
 } as const;
 export type BridgeEventName = keyof typeof BRIDGE_EVENTS;

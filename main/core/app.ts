@@ -43,7 +43,7 @@ import { WebhookDelivery, resolveWebhookTargets } from './notify/webhook-deliver
 import { DeskSessions } from './ui/desk-sessions.js';
 import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
-import { BridgeEventHub } from './ui/bridge-events.js';
+import { BridgeEventHub, DEFAULT_REPLAY_LIMIT } from './ui/bridge-events.js';
 import { ApproverDirectory } from './approvals/approver-directory.js';
 import { ApprovalService } from './approvals/approval-service.js';
 import { policyReevaluation } from './approvals/policy-reevaluation.js';
@@ -60,6 +60,7 @@ import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
 import { PgDeskSessions, teamDeskSecret, teamSignInKey } from './store/pg/pg-desk-sessions.js';
 import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
+import { PgDeskEvents } from './store/pg/pg-desk-events.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
 import { PgApprovalStore, type AgentColumns } from './store/pg/pg-approval-store.js';
 import { PgAuditLeader } from './audit/pg-audit-leader.js';
@@ -463,6 +464,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   if (team !== undefined) approvers.useTeamDirectory(team.approvers);
   // One origin, any hub: a ceremony begun on one hub is finished on another (docs/team-mode.md).
   if (team !== undefined) approvers.useTeamChallenges(new PgChallenges(team.store.pool, team.hub, clock));
+  // The desks' push events. Embedded, the gateway and the services emit them here; on a hub they
+  // come from the team database, every hub's alike, whichever hub wrote them (pg-desk-events.ts).
+  const bridgeEvents = new BridgeEventHub();
+  const embeddedEvents = team === undefined ? bridgeEvents : undefined;
   const approvals = new ApprovalService({
     db,
     audit,
@@ -478,6 +483,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     onDecided: (agentId, result) => {
       gateway.notifyAgent(agentId, result);
     },
+    onRecorded: (requestId) => embeddedEvents?.emit({ name: 'approvalRecorded', data: { requestId } }),
   });
   const virtualApprovers =
     config.domain === 'test'
@@ -529,7 +535,6 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     log: audit,
   });
   let url = '';
-  const bridgeEvents = new BridgeEventHub();
   const adminActions = new AdminActions(db, audit, approvers, {
     ceremonyTimeoutMs: config.approvals.ceremonyTimeoutMs,
     now: clock,
@@ -538,10 +543,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     ...(team === undefined ? {} : { teamAgents: team.agents, teamApprovers: team.approvers, teamProposals: team.proposals }),
     quorum: config.approvals.adminQuorum,
     proposalTtlMs: config.approvals.adminProposalTtlMs,
-    onProposal: (proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }),
+    onProposal: (proposalId, state) => embeddedEvents?.emit({ name: 'adminProposal', data: { proposalId, state } }),
   });
-  // Proposals made or decided on other hubs reach this hub's desks too (their push event).
-  await team?.proposals.listen((proposalId, state) => bridgeEvents.emit({ name: 'adminProposal', data: { proposalId, state } }), log);
+  // Every hub's requests and proposals reach this hub's desks, each event once (this hub's own too).
+  await team?.deskEvents.start((event) => bridgeEvents.emit(event));
   // Desk sign-in by security key: sessions per person, kept hashed in memory (ADR 0010), or on a
   // hub in the team database, so a desk's requests may reach any hub (ADR 0017).
   const deskSessions = new DeskSessions(db, audit, approvers, {
@@ -602,7 +607,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     clock,
     auditProof: (agentId, requestId) => (teamProofs ?? auditProofs).forRequest(agentId, requestId),
     http: { routes: httpRoutes, sessionSecret: uiSessionSecret, origins: approvalOrigins },
-    events: bridgeEvents.gatewayHooks(),
+    ...(embeddedEvents === undefined ? {} : { events: embeddedEvents.gatewayHooks() }),
     // A hub's held calls may be decided on another hub: follow them through the team store.
     followOutcomes: team !== undefined,
     // A revocation committed on any hub: its sessions here are told the calls it ended (read in the team database).
@@ -837,8 +842,10 @@ export interface TeamHub {
   agents: TeamAgents;
   /** Add, remove and regroup approvers, issue codes and register keys for every hub. */
   approvers: TeamApprovers;
-  /** Admin quorum proposals of the team; `proposals.listen` tells this hub's desks of other hubs' ones. */
+  /** Admin quorum proposals of the team. */
   proposals: PgAdminProposals;
+  /** The desks' push events of every hub (store/pg/pg-desk-events.ts), started once the bridge's event hub exists. */
+  deskEvents: PgDeskEvents;
   /** The desk's bearer secret, one for the team (PG migration 13): a hub's desk link opens on every hub. */
   deskSecret: string;
   /** Desk sessions for every hub (store/pg/pg-desk-sessions.ts). */
@@ -893,7 +900,7 @@ async function openTeamHub(
     await store.close();
     throw error;
   }
-  store.checkAgentsWith((client, agentId, kid, at) => PgDirectory.checkAgent(client, agentId, kid, at));
+  store.checkAgentsWith((row, agentId, at) => PgDirectory.verifyAgent(row, agentId, at));
   // Risk baselines are the team's: learned in each decision's transaction, read by every hub.
   if (local.riskEngine !== undefined) {
     const riskLog = new PgRiskLog(store.pool, hub);
@@ -914,6 +921,12 @@ async function openTeamHub(
   leader.start();
   log(`hub ${hub} on ${store.config.display}`);
   const proposals = new PgAdminProposals(store);
+  const deskEvents = new PgDeskEvents({
+    pool: store.pool,
+    connection: store.config.pool,
+    maxEventsPerRead: DEFAULT_REPLAY_LIMIT,
+    onError: log,
+  });
   let closing: Promise<void> | undefined;
   return {
     hub,
@@ -922,11 +935,12 @@ async function openTeamHub(
     directory,
     agents: new TeamAgents(local.registry, directory, hub),
     proposals,
+    deskEvents,
     deskSecret,
     deskSessions: new PgDeskSessions(store.pool, hub, signInKey),
     close: () =>
       (closing ??= (async () => {
-        await proposals.stopListening();
+        await deskEvents.close();
         await leader.stop();
         await directory.close();
         await store.close();

@@ -310,6 +310,7 @@ const configSchema = z.strictObject({
           connectTimeoutMs: z.int().min(1).max(600_000).optional(),
           idleInTransactionTimeoutMs: z.int().min(1).max(600_000).optional(),
           maxBatch: z.int().min(1).max(10_000).optional(),
+          deadlockAttempts: z.int().min(1).max(10).optional(),
         })
         .prefault({}),
     })

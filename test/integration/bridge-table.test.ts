@@ -253,7 +253,7 @@ describe('every bridge table method', () => {
 });
 
 describe('push events', () => {
-  it('a real HTTP client receives "pending" then "decided" for a real call through the gateway', async () => {
+  it('a real HTTP client receives "pending", "approvalRecorded" then "decided" for a real call through the gateway', async () => {
     const client = createHttpBridge({ baseUrl: `http://127.0.0.1:${h.app.port}`, sessionSecret: h.app.uiSessionSecret });
     const events: BridgeEvent[] = [];
     let wake: () => void = () => undefined;
@@ -286,7 +286,7 @@ describe('push events', () => {
       });
       await until(() => events.some((e) => e.name === 'decided'));
       const names = events.filter((e) => 'requestId' in e.data && e.data.requestId === held.requestId).map((e) => e.name);
-      expect(names).toEqual(['pending', 'decided']);
+      expect(names).toEqual(['pending', 'approvalRecorded', 'decided']);
       expect(events.find((e) => e.name === 'decided')).toEqual({ name: 'decided', data: { requestId: held.requestId, state: 'denied' } });
     } finally {
       unsubscribe();

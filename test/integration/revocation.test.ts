@@ -139,6 +139,21 @@ describe('revoking an agent', () => {
     expect(pushed.map((r) => r.requestId)).toEqual([pending.requestId]);
   });
 
+  it("refuses an SDK client's later calls with agent_revoked once the server ended its session for the revocation, not as a closed client", async () => {
+    const key = await h.enroll('ended-sdk-bot');
+    let ended: () => void = () => undefined;
+    const closed = new Promise<void>((resolve) => (ended = resolve));
+    const client = h.client('ended-sdk-bot', key, { onStateChange: (state) => state === 'closed' && ended() });
+    expect((await client.submit(transferCall('10.00'))).decision).toBe('allow');
+    h.app.registry.revoke('ended-sdk-bot', 'host compromised');
+    await closed; // the gateway closed the session with 4004 agent_revoked; the SDK does not reconnect
+    // Before the fix: connection_closed, "the client was closed", though the agent never closed it.
+    await expect(client.submit(transferCall('11.00'))).rejects.toMatchObject({ code: 'agent_revoked' });
+    await expect(client.getRequest('req_any')).rejects.toMatchObject({ code: 'agent_revoked' });
+    client.close();
+    await expect(client.connect()).rejects.toMatchObject({ code: 'agent_revoked' });
+  });
+
   it('reaches a connected agent when the CLI revokes it from another process while the server runs', async () => {
     const key = await h.enroll('cli-revoked-bot');
     const { c, ids } = await holding('cli-revoked-bot', key, 1);

@@ -18,6 +18,7 @@
  * action (the first run, adding the second admin); docs/approvals.md explains the trade-off.
  */
 import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
@@ -118,7 +119,10 @@ export class AdminActions {
        */
       teamAgents?: Pick<TeamAgents, 'enroll' | 'rotate' | 'revoke'>;
       /** A team hub: approver actions are performed in the team directory the same way (approvals/team-approvers.ts). */
-      teamApprovers?: Pick<TeamApprovers, 'add' | 'issueRegistrationCode' | 'disable' | 'setGroups' | 'removeCredential'>;
+      teamApprovers?: Pick<
+        TeamApprovers,
+        'add' | 'issueRegistrationCode' | 'disable' | 'setGroups' | 'removeCredential' | 'tappingAdmins' | 'assertTappingAdmin'
+      >;
       /**
        * A team hub: proposals are the team's (store/pg/pg-admin-proposals.ts), listed and decided
        * on every hub, each written with its team audit record and the tap that made it.
@@ -195,6 +199,8 @@ export class AdminActions {
     const enrollment =
       action.kind === 'agent.enroll' || action.kind === 'agent.rotate' ? await verifyEnrollmentRequest(action.request, now) : undefined;
     const evidence = evidenceOf(read.response);
+    // A team hub counts the admins who can tap in the team directory (its replica may lag behind a new admin).
+    const teamQuorum = await this.teamQuorumApplies();
     let outcome: SubmitStep;
     try {
       outcome = this.db
@@ -207,7 +213,7 @@ export class AdminActions {
           // The key as it is now (a concurrent tap may have moved its counter or marked it suspect).
           this.ceremonies.recordUse(this.ceremonies.credentialFor(adminId, read.response, offered), newCounter, now);
           // Under the admin quorum the tap proposes; a second admin's tap performs (confirm()).
-          if (this.quorumApplies()) {
+          if (teamQuorum ?? this.quorumApplies()) {
             // A team hub writes the proposal in the team database once this commits (below).
             if (this.options.teamProposals !== undefined) return { teamProposal: true as const };
             return { action, result: {}, proposal: this.propose(action, adminId, credential.credentialId, evidence, now) };
@@ -510,6 +516,18 @@ export class AdminActions {
     }
   }
 
+  /**
+   * On a team hub, whether an action needs a second admin now, counted in the team directory:
+   * this hub's replica may not have applied a second admin's key or group yet, and counting there
+   * let one admin's tap on that hub act alone. Undefined off a team (quorumApplies decides).
+   */
+  private async teamQuorumApplies(): Promise<boolean | undefined> {
+    const team = this.options.teamApprovers;
+    if (team === undefined) return undefined;
+    if (this.quorum < 2) return false;
+    return (await team.tappingAdmins()).length >= this.quorum;
+  }
+
   /** Whether an action needs a second admin now: the quorum is 2 and at least two admins can tap. */
   private quorumApplies(): boolean {
     if (this.quorum < 2) return false;
@@ -581,7 +599,7 @@ export class AdminActions {
     tap: TeamTap;
   }): Promise<unknown> {
     const { proposalId, verdict, action, second, now, enrollment, tap } = input;
-    const check = (stored: ProposalRow) => {
+    const check = async (stored: ProposalRow, client: pg.ClientBase) => {
       if (stored.state !== 'pending' || stored.expires_at <= now) throw closed(proposalId);
       if (stored.proposed_by === second.adminId)
         throw new CountersignError(
@@ -590,8 +608,12 @@ export class AdminActions {
         );
       if (stored.action !== canonicalize(action))
         throw new CountersignError('challenge_invalid', 'the confirmation was made over another action than the one proposed');
-      // The proposer as they are now: one disabled or out of the admin group meanwhile no longer stands behind it.
-      if (verdict === 'confirm') this.adminCredentials(stored.proposed_by);
+      // The proposer as the team directory has them now (not this hub's replica, which may lag):
+      // one disabled, out of the admin group or without a key meanwhile no longer stands behind it.
+      if (verdict !== 'confirm') return;
+      const team = this.options.teamApprovers;
+      if (team !== undefined) await team.assertTappingAdmin(client, stored.proposed_by);
+      else this.adminCredentials(stored.proposed_by);
     };
     // The performed action's record: the proposer's tap (its fields do not change after proposing) and the confirmation.
     const actionEvent = (proposed: ProposalRow): AuditEventFields<'admin.action'> => ({

@@ -118,6 +118,8 @@ export interface ApprovalServiceOptions {
   ceremonyTimeoutMs: number;
   /** Called after a request reached a terminal state here (app.ts: the gateway's notifyAgent). */
   onDecided?: (agentId: string, result: DecisionResult) => void;
+  /** Called after an approval or denial of `requestId` (a group's primary) committed here, before its onDecided. */
+  onRecorded?: (requestId: string) => void;
 }
 
 export interface ApprovalEntry {
@@ -594,6 +596,7 @@ export class ApprovalService {
         if (error instanceof CounterRegression || error instanceof TeamCounterRegression) await this.ceremonies.refuse(error);
         throw error;
       }
+      this.told(() => this.options.onRecorded?.(requestId));
       for (const result of committed.results) this.notify(committed.agentId, result);
       return committed.outcome;
     }
@@ -1080,10 +1083,15 @@ export class ApprovalService {
   }
 
   private notify(agentId: string, result: DecisionResult): void {
+    this.told(() => this.options.onDecided?.(agentId, result));
+  }
+
+  /** Tell a listener of what committed; its fault never reaches the approver's answer. */
+  private told(tell: () => void): void {
     try {
-      this.options.onDecided?.(agentId, result);
+      tell();
     } catch {
-      // The decision is committed; the agent can still fetch it with request.get.
+      // The decision is committed; the agent can still fetch it with request.get, the desk on reload.
     }
   }
 

@@ -47,6 +47,7 @@ import { ADMIN_GROUP_NAME } from '../../../shared/bridge.js';
 import { base64url } from '../../../shared/encoding.js';
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { normalizeHandle } from '../identity/people.js';
+import { storeError } from '../store/pg/pg-errors.js';
 
 /** What authorises a write besides the caller: the desk admin's tap and its `admin.action` record. */
 export interface TeamWriteContext {
@@ -356,6 +357,48 @@ export class TeamApprovers implements TeamApproverWrites {
       },
       tap,
     );
+  }
+
+  /**
+   * The admins who can tap now (active, in the admin group, with an active key) as the team
+   * directory has them, on `client` (a transaction's) or the pool: the admin quorum is counted
+   * here, never in this hub's replica, which may not have applied a second admin yet (a tap on
+   * that hub would then act alone where the team needs two).
+   */
+  async tappingAdmins(client?: pg.ClientBase): Promise<string[]> {
+    try {
+      const { rows } = await (client ?? this.team.pool).query<{ id: string }>(
+        `SELECT a.id FROM directory_approvers a
+          WHERE a.status = 'active' AND ((a.row::jsonb ->> 'groups_json')::jsonb) ? $1
+            AND EXISTS (SELECT 1 FROM directory_credentials c WHERE c.approver_id = a.id AND c.status = 'active')
+          ORDER BY a.id`,
+        [ADMIN_GROUP_NAME],
+      );
+      return rows.map((row) => row.id);
+    } catch (error) {
+      if (isCountersignError(error)) throw error;
+      throw storeError(error, 'reading the admins');
+    }
+  }
+
+  /**
+   * `adminId` as the team directory has them on `client` (inside a transaction that acts on their
+   * behalf): active, in the admin group, with an active key; refused as the embedded directory
+   * refuses (approver_disabled, approver_not_eligible) when they are not, whatever this hub's
+   * replica still says.
+   */
+  async assertTappingAdmin(client: pg.ClientBase, adminId: string): Promise<void> {
+    const { rows } = await client.query<{ status: string; row: string }>(
+      'SELECT status, row FROM directory_approvers WHERE id = $1 FOR SHARE',
+      [adminId],
+    );
+    const found = rows[0];
+    if (found === undefined) throw new CountersignError('approver_unknown', `no approver named ${quote(adminId)} is in the team directory`);
+    if (found.status !== 'active') throw new CountersignError('approver_disabled', `admin ${quote(adminId)} is disabled`);
+    if (!approverFromRowImage(storedRow(found.row)).groups.includes(ADMIN_GROUP_NAME))
+      throw new CountersignError('approver_not_eligible', `${quote(adminId)} is not in ${ADMIN_GROUP_NAME}`);
+    const keys = await client.query("SELECT 1 FROM directory_credentials WHERE approver_id = $1 AND status = 'active' LIMIT 1", [adminId]);
+    if (keys.rowCount === 0) throw new CountersignError('credential_unknown', `admin ${quote(adminId)} has no active security key`);
   }
 
   /**

@@ -23,7 +23,7 @@ import { afterQueueShown } from './first-paint.js';
 import { onOwnDecision } from './own-decisions.js';
 
 const BASE_TITLE = 'Countersign';
-/** Partial approvals by co-approvers carry no event: look again this often. */
+/** A fallback for what no event carries (an event stream down for longer than its replay): look again this often. */
 const FALLBACK_REFRESH_MS = 30_000;
 const PAGE = 500;
 const LEAD_KEY = 'countersign.reminderLeadMinutes';

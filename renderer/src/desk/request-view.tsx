@@ -244,7 +244,11 @@ export function RequestView({ bridge, session, navigate, requestId }: DeskViewPr
     const tick = window.setInterval(() => setNow(Date.now()), 1000);
     const reload = coalescedReload(load);
     const unsubscribe = bridge.subscribe((event) => {
-      if (event.name === 'decided' || event.name === 'resync' || (event.name === 'pending' && event.data.requestId === requestId))
+      if (
+        event.name === 'decided' ||
+        event.name === 'resync' ||
+        ((event.name === 'pending' || event.name === 'approvalRecorded') && event.data.requestId === requestId)
+      )
         reload.request();
     });
     return () => {

@@ -13,32 +13,17 @@
  * Each write is a unit of the hub's group commit (PgDecisionStore.run); losing the database fails
  * closed (store_unavailable), nothing written.
  *
- * Every hub's desks hear of a proposal: each write sends a NOTIFY (`countersign_admin_proposals`,
- * the id, state and hub) in its own transaction, so it is delivered once the write committed and
- * never for one rolled back; each hub LISTENs (`listen`) and tells its desks of the proposals other
- * hubs wrote (its own are told by admin-actions.ts after their commit). A notification sent while a
- * hub's listener is reconnecting is not replayed: that hub's desks see the proposal on their next
- * reload of the list.
+ * Every hub's desks hear of a proposal: a trigger writes its push event (`adminProposal`) in the
+ * transaction of each write, and every hub reads and pushes it once (pg-desk-events.ts, PG
+ * migration 16), also after its listener was reconnecting.
  */
 import type pg from 'pg';
-import { z } from 'zod';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { assertAuditEvent } from '../../../../shared/audit-events.js';
-import { parseStrictJson } from '../../../../shared/canonical-json.js';
 import type { AuditSubmission } from '../store-seam.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
 import { PgDirectory, type TeamTap } from './pg-directory.js';
 import { storeError } from './pg-errors.js';
-import { PgListener } from './pg-listener.js';
-
-export const PROPOSAL_CHANNEL = 'countersign_admin_proposals';
-
-/** What a proposal's NOTIFY carries (never the action: desks read the list, as after a reload). */
-const proposalNoticeSchema = z.strictObject({
-  id: z.string(),
-  state: z.enum(['pending', 'executed', 'rejected']),
-  hub: z.string(),
-});
 
 /** A proposal row (the embedded admin_proposals columns; times as numbers). */
 export interface TeamProposalRow {
@@ -60,8 +45,8 @@ export interface TeamProposals {
   get(id: string): Promise<TeamProposalRow | undefined>;
   pending(now: number, limit: number): Promise<TeamProposalRow[]>;
   /**
-   * Close `id` once for the team: `check` runs on the row locked (it throws to refuse, nothing
-   * written), then the state moves from pending to `state` with `records` and `tap` committed in
+   * Close `id` once for the team: `check` runs on the row locked, in the closing transaction (it
+   * throws to refuse, nothing written; it may read the team directory on `client`), then the state moves from pending to `state` with `records` and `tap` committed in
    * the same transaction. Resolves with the row as it was (pending).
    */
   close(
@@ -69,7 +54,7 @@ export interface TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
     records: readonly AuditSubmission[],
     tap?: TeamTap,
   ): Promise<TeamProposalRow>;
@@ -80,7 +65,7 @@ export interface TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
   ): Promise<TeamProposalRow>;
 }
 
@@ -93,44 +78,7 @@ const COLUMNS = 'id, action, proposed_by, proposer_credential, proposer_evidence
 const toRow = (row: PgRow): TeamProposalRow => ({ ...row, created_at: Number(row.created_at), expires_at: Number(row.expires_at) });
 
 export class PgAdminProposals implements TeamProposals {
-  private listener: PgListener | undefined;
-
   constructor(private readonly store: PgDecisionStore) {}
-
-  /**
-   * LISTEN for the proposals other hubs write: `told(id, state)` after each one committed there.
-   * Rejects if the database does not answer now; afterwards the listener reconnects by itself.
-   */
-  async listen(told: (id: string, state: TeamProposalRow['state']) => void, onError: (message: string) => void): Promise<void> {
-    const listener = new PgListener({
-      connection: this.store.config.pool,
-      channel: PROPOSAL_CHANNEL,
-      name: 'the admin proposals',
-      onNotify: (payload) => {
-        let notice: z.infer<typeof proposalNoticeSchema>;
-        try {
-          notice = proposalNoticeSchema.parse(parseStrictJson(payload));
-        } catch {
-          onError('an admin proposal notification is malformed; the desks see it on their next reload');
-          return;
-        }
-        if (notice.hub !== this.store.hub) told(notice.id, notice.state);
-      },
-      onConnected: () => undefined,
-      onError,
-    });
-    await listener.start();
-    this.listener = listener;
-  }
-
-  async stopListening(): Promise<void> {
-    await this.listener?.close();
-  }
-
-  /** Inside a proposal's write: every hub hears of it once the transaction commits. */
-  private async notify(client: pg.ClientBase, id: string, state: TeamProposalRow['state']): Promise<void> {
-    await client.query('SELECT pg_notify($1, $2)', [PROPOSAL_CHANNEL, JSON.stringify({ id, state, hub: this.store.hub })]);
-  }
 
   propose(row: TeamProposalRow, record: AuditSubmission, tap: TeamTap): Promise<void> {
     assertAuditEvent(record.kind, record.event);
@@ -151,7 +99,6 @@ export class PgAdminProposals implements TeamProposals {
         ],
       );
       await this.store.submitAudit(client, record);
-      await this.notify(client, row.id, 'pending');
     });
   }
 
@@ -181,7 +128,7 @@ export class PgAdminProposals implements TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
     records: readonly AuditSubmission[],
     tap?: TeamTap,
   ): Promise<TeamProposalRow> {
@@ -200,19 +147,18 @@ export class PgAdminProposals implements TeamProposals {
     state: 'executed' | 'rejected',
     decidedBy: string,
     now: number,
-    check: (row: TeamProposalRow) => void,
+    check: (row: TeamProposalRow, client: pg.ClientBase) => void | Promise<void>,
   ): Promise<TeamProposalRow> {
     const { rows } = await client.query<PgRow>(`SELECT ${COLUMNS} FROM admin_proposals WHERE id = $1 FOR UPDATE`, [id]);
     const row = rows[0] === undefined ? undefined : toRow(rows[0]);
     if (row === undefined) throw new CountersignError('admin_proposal_unknown', `no proposed admin action is named ${quote(id)}`);
-    check(row);
+    await check(row, client);
     const moved = await client.query(
       "UPDATE admin_proposals SET state = $2, decided_by = $3, decided_at = $4, decided_on_hub = $5 WHERE id = $1 AND state = 'pending'",
       [id, state, decidedBy, now, this.store.hub],
     );
     if (moved.rowCount !== 1)
       throw new CountersignError('admin_proposal_closed', `the proposed admin action ${quote(id)} is no longer pending`);
-    await this.notify(client, id, state);
     return row;
   }
 }

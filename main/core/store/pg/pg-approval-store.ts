@@ -23,7 +23,7 @@ import { decodeRequest, encodeRequirement, type RequestRecord, type RequestRow, 
 import type { ApprovalCommit, ApprovalRow, ApprovalSnapshot, ApprovalStore } from '../approval-store-seam.js';
 import type { AuditSubmission } from '../store-seam.js';
 import { HELD_CALLS_LOCK, OUTCOME_CHANNEL, type PgDecisionStore } from './pg-decision-store.js';
-import { storeError } from './pg-errors.js';
+import { isDeadlockVictim, storeError } from './pg-errors.js';
 import { PgDirectory } from './pg-directory.js';
 
 /** What the request views show of the requesting agent (null when this hub does not know it). */
@@ -194,70 +194,120 @@ export class PgApprovalStore implements ApprovalStore {
     });
   }
 
-  commit<T>(primaryId: string, decide: (snapshot: ApprovalSnapshot) => { commit: ApprovalCommit; result: T }): Promise<T> {
-    return this.store.run(async (client) => {
-      // The primary first, locked: every commit on this group, on any hub, waits here for the
-      // one before it and then reads what it committed.
-      const primaryRows = await client.query<PgRequestRow>(`SELECT ${COLUMNS} FROM requests WHERE id = $1 FOR UPDATE`, [primaryId]);
-      const primaryRow = primaryRows.rows[0];
-      if (primaryRow === undefined) throw new CountersignError('request_unknown', `no request ${quote(primaryId)} exists`);
-      const followerRows = await client.query<PgRequestRow>(
-        `SELECT ${COLUMNS} FROM requests WHERE group_id = $1 AND state = 'pending' FOR UPDATE`,
-        [primaryId],
-      );
-      const approvalRows = await client.query<PgApprovalRow>(
-        'SELECT request_id, approver_id, credential_id, verdict, reason, assertion, at FROM approvals WHERE request_id = $1',
-        [primaryId],
-      );
-      const snapshot: ApprovalSnapshot = {
+  /**
+   * A deadlock victim (40P01) runs again, up to team.database.deadlockAttempts in all, then
+   * store_failed. The cycle is real: this commit is one unit of a group transaction that holds
+   * other units' locks while another hub's directory write holds a row this commit then wants
+   * (docs/team-mode.md "Deadlocks"). The unit's savepoint rolled back, so nothing of it was
+   * written; but `decide` has done its local work (challenge spent, key counter, risk learning),
+   * so it is not asked again: the retry locks the same rows, and writes the same decision (the
+   * same approval row and token, once) only if they are unchanged; if they changed it refuses.
+   */
+  async commit<T>(primaryId: string, decide: (snapshot: ApprovalSnapshot) => { commit: ApprovalCommit; result: T }): Promise<T> {
+    let decided: Decided<T> | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.store.run(async (client) => {
+          const locked = await this.lockSnapshot(client, primaryId);
+          if (decided === undefined) {
+            const { commit, result } = decide(locked.snapshot);
+            // Taken right after the hook that queued them, kept for a retry of this same decision.
+            decided = { rows: locked.rows, commit, result, riskEvents: this.store.riskLog?.take() ?? [] };
+          } else if (decided.rows !== locked.rows)
+            throw new CountersignError(
+              'store_failed',
+              `request ${quote(primaryId)} changed while its approval was tried again after a deadlock, so nothing was recorded`,
+            );
+          await this.write(client, primaryId, decided);
+          return decided.result;
+        });
+      } catch (error) {
+        if (!isDeadlockVictim(error)) throw error;
+        if (attempt >= this.store.config.deadlockAttempts)
+          throw new CountersignError(
+            'store_failed',
+            `the approval was ended as a deadlock victim ${attempt} times, so nothing was recorded`,
+            { cause: error },
+          );
+      }
+    }
+  }
+
+  /** The group's rows, the primary locked first (every commit on this group, on any hub, waits here for the one before it). */
+  private async lockSnapshot(client: pg.PoolClient, primaryId: string): Promise<{ snapshot: ApprovalSnapshot; rows: string }> {
+    const primaryRows = await client.query<PgRequestRow>(`SELECT ${COLUMNS} FROM requests WHERE id = $1 FOR UPDATE`, [primaryId]);
+    const primaryRow = primaryRows.rows[0];
+    if (primaryRow === undefined) throw new CountersignError('request_unknown', `no request ${quote(primaryId)} exists`);
+    const followerRows = await client.query<PgRequestRow>(
+      `SELECT ${COLUMNS} FROM requests WHERE group_id = $1 AND state = 'pending' ORDER BY id COLLATE "C" FOR UPDATE`,
+      [primaryId],
+    );
+    const approvalRows = await client.query<PgApprovalRow>(
+      'SELECT request_id, approver_id, credential_id, verdict, reason, assertion, at FROM approvals WHERE request_id = $1 ORDER BY at, approver_id COLLATE "C"',
+      [primaryId],
+    );
+    return {
+      snapshot: {
         primary: this.decode(primaryRow),
         followers: followerRows.rows.map((r) => this.decode(r)).sort((a, b) => byCodeUnits(a.id, b.id)),
         approvals: approvalRows.rows.map(toApproval).sort(approvalOrder),
-      };
-      const { commit, result } = decide(snapshot);
-      await this.store.writeRiskEvents(client);
-      for (const audit of commit.audit) assertAuditEvent(audit.kind, audit.event);
-      const a = commit.approval;
-      // The approver and key as the team directory has them now, and the key's counter advanced
-      // past the team's: a removal on another hub holds here even before this hub's replica has it.
-      if (commit.tap !== undefined)
-        await PgDirectory.checkTap(client, {
-          approverId: a.approver_id,
-          credentialId: a.credential_id,
-          counter: commit.tap.counter,
-          at: a.at,
-        });
-      await client.query(
-        'INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at, hub) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
-        [a.request_id, a.approver_id, a.credential_id, a.verdict, a.reason, a.assertion, a.at, this.store.hub],
-      );
-      if (commit.requirement !== undefined)
-        await client.query('UPDATE requests SET obligation = $1 WHERE id = $2', [encodeRequirement(commit.requirement), primaryId]);
-      if (commit.conflicted !== undefined)
-        await client.query('UPDATE requests SET conflicted_approvers = $1 WHERE id = $2', [JSON.stringify(commit.conflicted), primaryId]);
-      for (const finish of commit.finishes) {
-        const moved = await client.query(
-          "UPDATE requests SET state = $1, decided_at = $2, reasons = $3, decided_by_hub = $4 WHERE id = $5 AND state = 'pending'",
-          [finish.state, a.at, JSON.stringify(finish.reasons), this.store.hub, finish.requestId],
-        );
-        if (moved.rowCount !== 1)
-          throw new CountersignError('request_not_pending', `request ${quote(finish.requestId)} is no longer pending`);
-        const token = finish.token;
-        if (token !== undefined) {
-          await client.query('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)', [
-            token.jti,
-            finish.requestId,
-            token.kid,
-            token.token,
-            token.issuedAt,
-            token.expiresAt,
-          ]);
-        }
-        // Delivered to every hub's listener when this transaction commits: the agent's hub pushes it.
-        await client.query('SELECT pg_notify($1, $2)', [OUTCOME_CHANNEL, finish.requestId]);
-      }
-      for (const audit of commit.audit) await this.store.submitAudit(client, audit);
-      return result;
-    });
+      },
+      // What the decision was made on, to compare on a retry.
+      rows: JSON.stringify([primaryRow, followerRows.rows, approvalRows.rows]),
+    };
   }
+
+  /** The writes of one decided commit, inside its unit. */
+  private async write<T>(client: pg.PoolClient, primaryId: string, { commit, riskEvents }: Decided<T>): Promise<void> {
+    if (riskEvents.length > 0) await this.store.riskLog!.write(client, riskEvents);
+    for (const audit of commit.audit) assertAuditEvent(audit.kind, audit.event);
+    const a = commit.approval;
+    // The approver and key as the team directory has them now, and the key's counter advanced
+    // past the team's: a removal on another hub holds here even before this hub's replica has it.
+    if (commit.tap !== undefined)
+      await PgDirectory.checkTap(client, {
+        approverId: a.approver_id,
+        credentialId: a.credential_id,
+        counter: commit.tap.counter,
+        at: a.at,
+      });
+    await client.query(
+      'INSERT INTO approvals (request_id, approver_id, credential_id, verdict, reason, assertion, at, hub) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+      [a.request_id, a.approver_id, a.credential_id, a.verdict, a.reason, a.assertion, a.at, this.store.hub],
+    );
+    if (commit.requirement !== undefined)
+      await client.query('UPDATE requests SET obligation = $1 WHERE id = $2', [encodeRequirement(commit.requirement), primaryId]);
+    if (commit.conflicted !== undefined)
+      await client.query('UPDATE requests SET conflicted_approvers = $1 WHERE id = $2', [JSON.stringify(commit.conflicted), primaryId]);
+    for (const finish of commit.finishes) {
+      const moved = await client.query(
+        "UPDATE requests SET state = $1, decided_at = $2, reasons = $3, decided_by_hub = $4 WHERE id = $5 AND state = 'pending'",
+        [finish.state, a.at, JSON.stringify(finish.reasons), this.store.hub, finish.requestId],
+      );
+      if (moved.rowCount !== 1)
+        throw new CountersignError('request_not_pending', `request ${quote(finish.requestId)} is no longer pending`);
+      const token = finish.token;
+      if (token !== undefined) {
+        await client.query('INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+          token.jti,
+          finish.requestId,
+          token.kid,
+          token.token,
+          token.issuedAt,
+          token.expiresAt,
+        ]);
+      }
+      // Delivered to every hub's listener when this transaction commits: the agent's hub pushes it.
+      await client.query('SELECT pg_notify($1, $2)', [OUTCOME_CHANNEL, finish.requestId]);
+    }
+    for (const audit of commit.audit) await this.store.submitAudit(client, audit);
+  }
+}
+
+/** A commit's decision, kept for its retries: the rows it was made on, its writes, its result, its risk events. */
+interface Decided<T> {
+  rows: string;
+  commit: ApprovalCommit;
+  result: T;
+  riskEvents: ReturnType<NonNullable<PgDecisionStore['riskLog']>['take']>;
 }

@@ -22,12 +22,15 @@ export interface TeamDatabaseConfig {
   idleInTransactionTimeoutMs?: number | undefined;
   /** Most decisions sharing one COMMIT. */
   maxBatch?: number | undefined;
+  /** How often an approval or a directory write PostgreSQL ends as a deadlock victim (40P01) runs before store_failed. */
+  deadlockAttempts?: number | undefined;
 }
 
 export interface ResolvedDatabaseConfig {
   pool: PoolConfig;
   poolSize: number;
   maxBatch: number;
+  deadlockAttempts: number;
   /** The URL with any password replaced, for logs. */
   display: string;
 }
@@ -58,6 +61,7 @@ export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatab
   const connectTimeoutMs = positiveInt('connectTimeoutMs', config.connectTimeoutMs, 5_000, 600_000);
   const idleInTransactionTimeoutMs = positiveInt('idleInTransactionTimeoutMs', config.idleInTransactionTimeoutMs, 10_000, 600_000);
   const maxBatch = positiveInt('maxBatch', config.maxBatch, 64, 10_000);
+  const deadlockAttempts = positiveInt('deadlockAttempts', config.deadlockAttempts, 3, 10);
 
   // pg parses the URL again and applies what it finds over the pool's `ssl`: any other TLS
   // parameter (`ssl=0` beside `sslmode=verify-full`) would silently change the mode named here.
@@ -114,6 +118,7 @@ export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatab
     },
     poolSize,
     maxBatch,
+    deadlockAttempts,
     display: display.toString(),
   };
 }

@@ -39,6 +39,7 @@ import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
 import { PgListener } from './pg-listener.js';
 import { PG_LOCKS } from './pg-locks.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
+import { agentRowSql, type TeamAgentRow } from './pg-directory.js';
 
 export const OUTCOME_CHANNEL = 'countersign_outcome';
 export const AUDIT_CHANNEL = 'countersign_audit';
@@ -46,6 +47,53 @@ export const AUDIT_CHANNEL = 'countersign_audit';
 const MIGRATION_LOCK = PG_LOCKS.migrations;
 /** The first key of the per-agent lock held calls are written under (the second is the agent id's hash; the two-key form never meets the one-key locks). */
 export const HELD_CALLS_LOCK = PG_LOCKS.heldCalls;
+
+const AGENT_ROW_SQL = agentRowSql('$1', '$2');
+const HELD_LOCK_SQL = 'SELECT pg_advisory_xact_lock($1, hashtext($2))';
+const PENDING_COUNT_SQL = "SELECT count(*) AS n FROM requests WHERE agent_id = $1 AND state = 'pending'";
+const OPEN_GROUP_SQL = `SELECT r.id, r.expires_at, (SELECT count(*) FROM requests f WHERE f.group_id = r.id) AS followers FROM requests r
+  WHERE r.agent_id = $1 AND r.call_sha256 = $2 AND r.call_json = $3 AND r.policy_hash = $4 AND r.obligation = $5
+    AND r.determining_policies = $6 AND r.conflicted_approvers = $7
+    AND r.state = 'pending' AND r.group_id IS NULL AND r.sealed_at IS NULL AND r.expires_at > $8
+  ORDER BY r.created_at, r.id LIMIT 1`;
+
+/**
+ * A decision's rows in one statement (one round trip instead of six): the agent's directory row
+ * locked FOR SHARE (read in full: the outer query selects it), the nonce claimed with ON CONFLICT
+ * DO NOTHING (a concurrent claim on any hub waits for the first transaction, then finds the row),
+ * and only if this statement claimed it the request, its token (when $21 is not null) and the
+ * audit submission, and the audit leader's notification. Data-modifying WITH clauses run to
+ * completion whether or not the outer query reads them. The caller verifies the agent row and
+ * the claim and throws (its savepoint rolls all of it back) if either refuses.
+ */
+const RECORD_DECISION_SQL = `WITH agent AS (${agentRowSql('$1::text', '$2::text')}),
+  claimed AS (
+    INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES ($1, $3, $4) ON CONFLICT DO NOTHING RETURNING 1
+  ),
+  request AS (
+    INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash,
+      determining_policies, reasons, risk, created_at, expires_at, decided_at, decided_by_hub, obligation, conflicted_approvers, group_id)
+    SELECT $5::text, $1, $2, $6::text, $7::text, $8::text, $3, $9::text, $10::text, $11::text, $12::text, $13::text, $14::bigint,
+      $15::bigint, $16::bigint, $17::text, $18::text, $19::text, $20::text FROM claimed
+    RETURNING id
+  ),
+  token AS (
+    INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at)
+    SELECT $21::text, id, $22::text, $23::text, $24::bigint, $25::bigint FROM request WHERE $21::text IS NOT NULL
+  ),
+  audit AS (
+    INSERT INTO audit_submissions (at, kind, fields, request_id, hub) SELECT $26::bigint, $27::text, $28::text, $29::text, $31::text FROM request
+  ),
+  notified AS (SELECT pg_notify($30::text, '') FROM request)
+SELECT (a.status IS NOT NULL) AS found, a.status, a.key_status, a.key_agent, a.not_after,
+  (SELECT count(*) FROM notified) = 1 AS claimed
+FROM (SELECT 1) AS one LEFT JOIN agent a ON true`;
+
+/** An audit submission and the leader's wake-up (delivered at COMMIT) in one round trip. */
+const SUBMIT_AUDIT_SQL = `WITH submitted AS (
+    INSERT INTO audit_submissions (at, kind, fields, request_id, hub) VALUES ($1, $2, $3, $4, $5) RETURNING 1
+  )
+  SELECT pg_notify($6, '') FROM submitted`;
 
 type Work<T> = (client: pg.PoolClient) => Promise<T>;
 interface Unit {
@@ -110,7 +158,7 @@ export class PgDecisionStore implements DecisionStore {
   private closed = false;
   private readonly onError: (message: string) => void;
   /** The team directory's check of the agent and key, inside each decision's transaction (pg-directory.ts). */
-  private agentCheck: ((client: pg.PoolClient, agentId: string, kid: string, now: number) => Promise<void>) | undefined;
+  private agentCheck: ((row: TeamAgentRow | undefined, agentId: string, now: number) => void) | undefined;
 
   private constructor(options: PgStoreOptions) {
     this.hub = options.hub;
@@ -206,18 +254,20 @@ export class PgDecisionStore implements DecisionStore {
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     let broken: unknown;
     try {
-      await client.query('BEGIN');
-      for (const unit of batch) {
-        await client.query('SAVEPOINT unit');
+      // The savepoint rides with the statement before it (one round trip each, simple protocol):
+      // BEGIN opens the first unit's, a RELEASE the next one's, and ROLLBACK TO keeps it open.
+      await client.query('BEGIN; SAVEPOINT unit');
+      for (const [i, unit] of batch.entries()) {
+        let outcome: (typeof outcomes)[number];
         try {
-          const value = await unit.work(client);
-          await client.query('RELEASE SAVEPOINT unit');
-          outcomes.push({ ok: true, value });
+          outcome = { ok: true, value: await unit.work(client) };
         } catch (error) {
           if (isConnectionLoss(error)) throw error;
           await client.query('ROLLBACK TO SAVEPOINT unit');
-          outcomes.push({ ok: false, error });
+          outcome = { ok: false, error };
         }
+        outcomes.push(outcome);
+        if (outcome.ok && i < batch.length - 1) await client.query('RELEASE SAVEPOINT unit; SAVEPOINT unit');
       }
       await client.query('COMMIT');
     } catch (error) {
@@ -243,8 +293,11 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
-  /** Check every decision's agent and key with `check` inside its transaction (the team directory, ADR 0013). */
-  checkAgentsWith(check: (client: pg.PoolClient, agentId: string, kid: string, now: number) => Promise<void>): void {
+  /**
+   * Check every decision's agent and key with `check` inside its transaction (the team directory,
+   * ADR 0013): the decision's statement reads the row (agentRowSql, FOR SHARE), `check` refuses it.
+   */
+  checkAgentsWith(check: (row: TeamAgentRow | undefined, agentId: string, now: number) => void): void {
     this.agentCheck = check;
   }
 
@@ -263,18 +316,26 @@ export class PgDecisionStore implements DecisionStore {
     const { request } = write;
     const written = await this.run(async (client): Promise<WrittenDecision> => {
       write.guard?.();
-      await this.agentCheck?.(client, write.agentId, request.kid, request.createdAt);
       const held = request.state === 'pending';
+      // A held call checks its agent before the lock and the cap below, so a revoked agent is told
+      // so rather than that its queue is full; an allow or a deny checks it in its one statement.
+      if (held && this.agentCheck !== undefined) {
+        const { rows } = await client.query<TeamAgentRow>({
+          name: 'cs_agent_row',
+          text: AGENT_ROW_SQL,
+          values: [write.agentId, request.kid],
+        });
+        this.agentCheck(rows[0], write.agentId, request.createdAt);
+      }
       // Held calls of one agent are written one at a time across every hub: under READ COMMITTED
       // two transactions would each count the other's uncommitted rows as absent, both pass the
       // cap and both open a group for the same call. The lock lasts until this group's COMMIT.
       // (Two groups taking two agents' locks in opposite order: PostgreSQL ends one unit with a
-      // deadlock error, store_failed, and nothing of it is written.)
-      if (held) await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [HELD_CALLS_LOCK, write.agentId]);
+      // deadlock error, store_failed, and nothing of it is written.) The count is its own
+      // statement: a statement's snapshot is taken before the lock above it is granted.
+      if (held) await client.query({ name: 'cs_held_lock', text: HELD_LOCK_SQL, values: [HELD_CALLS_LOCK, write.agentId] });
       if (held && write.maxPending !== undefined) {
-        const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM requests WHERE agent_id = $1 AND state = 'pending'", [
-          write.agentId,
-        ]);
+        const { rows } = await client.query<{ n: string }>({ name: 'cs_pending_count', text: PENDING_COUNT_SQL, values: [write.agentId] });
         if (Number(rows[0]!.n) >= write.maxPending) throw pendingQueueFull(write.agentId, write.maxPending);
       }
       const conflicted = JSON.stringify(request.conflicted ?? []);
@@ -283,13 +344,10 @@ export class PgDecisionStore implements DecisionStore {
       let expiresAt = request.expiresAt;
       if (held && write.mergeable && obligation !== null) {
         // The same group rule as the SQLite store (request-repository.ts openGroup).
-        const { rows } = await client.query<{ id: string; expires_at: string; followers: string }>(
-          `SELECT r.id, r.expires_at, (SELECT count(*) FROM requests f WHERE f.group_id = r.id) AS followers FROM requests r
-           WHERE r.agent_id = $1 AND r.call_sha256 = $2 AND r.call_json = $3 AND r.policy_hash = $4 AND r.obligation = $5
-             AND r.determining_policies = $6 AND r.conflicted_approvers = $7
-             AND r.state = 'pending' AND r.group_id IS NULL AND r.sealed_at IS NULL AND r.expires_at > $8
-           ORDER BY r.created_at, r.id LIMIT 1`,
-          [
+        const { rows } = await client.query<{ id: string; expires_at: string; followers: string }>({
+          name: 'cs_open_group',
+          text: OPEN_GROUP_SQL,
+          values: [
             write.agentId,
             request.callSha256,
             request.callJson,
@@ -299,30 +357,38 @@ export class PgDecisionStore implements DecisionStore {
             conflicted,
             request.createdAt,
           ],
-        );
+        });
         const group = rows[0];
         if (group !== undefined && Number(group.followers) < write.mergeable.maxFollowers) {
           merged = { primaryId: group.id, size: Number(group.followers) + 2 };
           expiresAt = Number(group.expires_at);
         }
       }
-      const claimed = await client.query(
-        'INSERT INTO seen_nonces (agent_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
-        [write.agentId, write.nonce, write.nonceExpiresAt],
-      );
-      if (claimed.rowCount !== 1) throw replayed();
-      await client.query(
-        `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash,
-           determining_policies, reasons, risk, created_at, expires_at, decided_at, decided_by_hub, obligation, conflicted_approvers, group_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
-        [
-          request.id,
+      // Learning and the audit event come before the one statement that writes the decision, so
+      // it can carry them. A refusal after learning (agent, key, nonce) rolls the unit back, and
+      // the decision service then forgets the agent's memory (it rebuilds from the database).
+      const learningFault = write.learn?.();
+      const riskEvents = this.riskLog?.take() ?? [];
+      const done: WrittenDecision = { merged, expiresAt, learningFault };
+      const audit = auditOf(write, done);
+      assertAuditEvent(audit.kind, audit.event);
+      const fields = audit.event as JsonObject;
+      const token = write.token;
+      // One round trip: the agent's row (FOR SHARE), the nonce claim, and only when it claimed the
+      // request, its token and the audit submission, with the leader's wake-up (pg_notify is
+      // delivered at COMMIT, and dropped if this unit rolls back).
+      const { rows } = await client.query<TeamAgentRow & { found: boolean; claimed: boolean }>({
+        name: 'cs_record_decision',
+        text: RECORD_DECISION_SQL,
+        values: [
           write.agentId,
           request.kid,
+          write.nonce,
+          write.nonceExpiresAt,
+          request.id,
           request.tool,
           request.callJson,
           request.callSha256,
-          write.nonce,
           request.state,
           request.policyHash,
           JSON.stringify(request.determiningPolicies),
@@ -335,15 +401,24 @@ export class PgDecisionStore implements DecisionStore {
           obligation,
           conflicted,
           merged?.primaryId ?? null,
+          token?.jti ?? null,
+          token?.kid ?? null,
+          token?.token ?? null,
+          token?.issuedAt ?? null,
+          token?.expiresAt ?? null,
+          audit.at,
+          audit.kind,
+          canonicalize(fields),
+          typeof fields.requestId === 'string' ? fields.requestId : null,
+          AUDIT_CHANNEL,
+          this.hub,
         ],
-      );
-      if (write.token) await insertToken(client, request.id, write.token);
-      const learningFault = write.learn?.();
-      await this.writeRiskEvents(client);
-      const done: WrittenDecision = { merged, expiresAt, learningFault };
-      const audit = auditOf(write, done);
-      assertAuditEvent(audit.kind, audit.event);
-      await this.submitAudit(client, audit);
+      });
+      const row = rows[0]!;
+      // The directory's refusal first: a revoked agent is told so, not that its nonce was used.
+      this.agentCheck?.(row.found ? row : undefined, write.agentId, request.createdAt);
+      if (!row.claimed) throw replayed();
+      if (riskEvents.length > 0) await this.riskLog!.write(client, riskEvents);
       return done;
     });
     return {
@@ -374,14 +449,18 @@ export class PgDecisionStore implements DecisionStore {
   /** Append an audit event to the submissions the leader sequences (call inside a unit of work). */
   async submitAudit(client: pg.ClientBase, submission: AuditSubmission): Promise<void> {
     const fields = submission.event as JsonObject;
-    await client.query('INSERT INTO audit_submissions (at, kind, fields, request_id, hub) VALUES ($1, $2, $3, $4, $5)', [
-      submission.at,
-      submission.kind,
-      canonicalize(fields),
-      typeof fields.requestId === 'string' ? fields.requestId : null,
-      this.hub,
-    ]);
-    await client.query('SELECT pg_notify($1, $2)', [AUDIT_CHANNEL, '']);
+    await client.query({
+      name: 'cs_submit_audit',
+      text: SUBMIT_AUDIT_SQL,
+      values: [
+        submission.at,
+        submission.kind,
+        canonicalize(fields),
+        typeof fields.requestId === 'string' ? fields.requestId : null,
+        this.hub,
+        AUDIT_CHANNEL,
+      ],
+    });
   }
 
   async outcome(requestId: string): Promise<RequestOutcome | undefined> {

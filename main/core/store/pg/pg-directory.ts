@@ -27,7 +27,7 @@ import { assertAuditEvent } from '../../../../shared/audit-events.js';
 import { CountersignError, quote } from '../../../../shared/errors.js';
 import { parseStrictJson } from '../../../../shared/canonical-json.js';
 import { counterRegressed } from '../../../../shared/authenticators.js';
-import { checkOut, isConnectionLoss, storeError } from './pg-errors.js';
+import { checkOut, isConnectionLoss, isDeadlockVictim, storeError } from './pg-errors.js';
 import { PgListener } from './pg-listener.js';
 import { PG_LOCKS } from './pg-locks.js';
 import type { PgDecisionStore } from './pg-decision-store.js';
@@ -40,14 +40,6 @@ const LOCAL_ID_KEY = 'team_directory_id';
 /** Meta keys of the suspicions this hub holds until the team directory records them (one per key). */
 const HELD_SUSPICION_PREFIX = 'team_suspect_held:';
 const PAGE = 500;
-/** How often a directory write ended as a deadlock victim runs again before it fails (store_failed). */
-const DEADLOCK_ATTEMPTS = 3;
-
-/** PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): nothing of it was written. */
-function isDeadlockVictim(error: unknown): boolean {
-  const cause = error instanceof CountersignError ? error.cause : error;
-  return typeof cause === 'object' && cause !== null && (cause as { code?: unknown }).code === '40P01';
-}
 
 export type ReplicaValue = string | number | null;
 export type ReplicaRow = Record<string, ReplicaValue>;
@@ -422,7 +414,7 @@ export class PgDirectory {
    */
   async change<T>(kind: string, at: number, work: (client: pg.PoolClient) => Promise<DirectoryWrite<T>>, tap?: TeamTap): Promise<T> {
     // A deadlock victim (40P01) committed nothing: the whole write runs again, a bounded number of
-    // times. The cycle is real: a hub's group commit holds a held request (an approval's unit)
+    // times (team.database.deadlockAttempts). The cycle is real: a hub's group commit holds a held request (an approval's unit)
     // and then wants its agent FOR SHARE (a decision's unit), while a revocation holds the agent
     // and wants the request; PostgreSQL ends one side, and the revocation must not fail for it.
     for (let attempt = 1; ; attempt++) {
@@ -430,7 +422,7 @@ export class PgDirectory {
         return await this.changeOnce(kind, at, work, tap);
       } catch (error) {
         if (!isDeadlockVictim(error)) throw error;
-        if (attempt >= DEADLOCK_ATTEMPTS)
+        if (attempt >= this.store.config.deadlockAttempts)
           throw new CountersignError(
             'store_failed',
             `the directory change was ended as a deadlock victim ${attempt} times; nothing was written`,
@@ -514,15 +506,16 @@ export class PgDirectory {
    * Inside a decision's transaction: the agent and the key it signed with, as the team directory
    * has them now. FOR SHARE makes a concurrent revocation wait for this decision's COMMIT (and a
    * decision starting after the revocation's COMMIT sees it), so no hub decides for an agent
-   * after its revocation committed.
+   * after its revocation committed. The decision store reads the same row (agentRowSql) inside its
+   * one decision statement and verifies it with verifyAgent.
    */
   static async checkAgent(client: pg.ClientBase, agentId: string, kid: string, now: number): Promise<void> {
-    const { rows } = await client.query<{ status: string; key_status: string | null; key_agent: string | null; not_after: string | null }>(
-      `SELECT a.status, k.status AS key_status, k.agent_id AS key_agent, k.not_after
-       FROM directory_agents a LEFT JOIN directory_agent_keys k ON k.kid = $2 WHERE a.id = $1 FOR SHARE OF a`,
-      [agentId, kid],
-    );
-    const row = rows[0];
+    const { rows } = await client.query<TeamAgentRow>(agentRowSql('$1', '$2'), [agentId, kid]);
+    PgDirectory.verifyAgent(rows[0], agentId, now);
+  }
+
+  /** Refuses a decision for the agent row agentRowSql read (undefined: no such agent) with the embedded codes. */
+  static verifyAgent(row: TeamAgentRow | undefined, agentId: string, now: number): void {
     if (row === undefined)
       throw new CountersignError('agent_unknown', `no agent named ${quote(agentId)} is enrolled in the team directory`);
     if (row.status !== 'active') throw new CountersignError('agent_revoked', `agent ${quote(agentId)} has been revoked`);
@@ -573,6 +566,23 @@ export class PgDirectory {
     this.closed = true;
     await this.listener?.close();
   }
+}
+
+/** An agent and the key it signed with, as a decision reads them in its transaction (agentRowSql). */
+export interface TeamAgentRow {
+  status: string;
+  key_status: string | null;
+  key_agent: string | null;
+  not_after: string | null;
+}
+
+/**
+ * The query of an agent's row and its key's (parameters `agent` and `kid` are placeholders such as
+ * '$1'), the agent locked FOR SHARE until COMMIT: see checkAgent.
+ */
+export function agentRowSql(agent: string, kid: string): string {
+  return `SELECT a.status, k.status AS key_status, k.agent_id AS key_agent, k.not_after
+       FROM directory_agents a LEFT JOIN directory_agent_keys k ON k.kid = ${kid} WHERE a.id = ${agent} FOR SHARE OF a`;
 }
 
 /**

@@ -22,6 +22,12 @@ export function isConnectionLoss(error: unknown): boolean {
   );
 }
 
+/** PostgreSQL ended the transaction (or the unit's savepoint) to break a deadlock (SQLSTATE 40P01): nothing of it was written. */
+export function isDeadlockVictim(error: unknown): boolean {
+  const cause = error instanceof CountersignError ? error.cause : error;
+  return typeof cause === 'object' && cause !== null && (cause as { code?: unknown }).code === '40P01';
+}
+
 export function storeError(error: unknown, doing: string): CountersignError {
   if (error instanceof CountersignError) return error;
   const detail = error instanceof Error ? error.message : String(error);

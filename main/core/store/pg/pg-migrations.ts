@@ -417,4 +417,43 @@ export const PG_MIGRATIONS: readonly string[] = [
   DELETE FROM ceremony_challenges WHERE purpose = 'sign_in';
   ALTER TABLE ceremony_challenges DROP COLUMN client_address;
   `,
+  // 16: the desks' push events for every hub (store/pg/pg-desk-events.ts): a row per request or
+  // proposal event, written by triggers in the transaction that moved it (a call held, an approval
+  // or denial recorded, a held call ended, a proposal made or decided), whatever code path wrote
+  // it, with one NOTIFY per transaction. Each hub reads the rows committed since its last read (xid
+  // against the snapshot of that read), on each NOTIFY and after each listener (re)connect, so an
+  // event a hub's listener missed is pushed once it is back. Old rows are pruned by time.
+  `
+  CREATE TABLE desk_events (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    name text NOT NULL CHECK (name IN ('pending', 'approvalRecorded', 'decided', 'adminProposal')),
+    subject text NOT NULL,            -- the request or proposal id
+    detail text,                      -- pending: the agent id; decided, adminProposal: the state
+    at bigint NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+  );
+  CREATE INDEX desk_events_by_xid ON desk_events(xid);
+  CREATE INDEX desk_events_by_time ON desk_events(at);
+  CREATE FUNCTION desk_event() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_TABLE_NAME = 'requests' AND TG_OP = 'INSERT' THEN
+      INSERT INTO desk_events (name, subject, detail) VALUES ('pending', NEW.id, NEW.agent_id);
+    ELSIF TG_TABLE_NAME = 'requests' THEN
+      INSERT INTO desk_events (name, subject, detail) VALUES ('decided', NEW.id, NEW.state);
+    ELSIF TG_TABLE_NAME = 'approvals' THEN
+      INSERT INTO desk_events (name, subject) VALUES ('approvalRecorded', NEW.request_id);
+    ELSE
+      INSERT INTO desk_events (name, subject, detail) VALUES ('adminProposal', NEW.id, NEW.state);
+    END IF;
+    PERFORM pg_notify('countersign_desk_events', '');
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER requests_held_desk_event AFTER INSERT ON requests FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION desk_event();
+  CREATE TRIGGER requests_ended_desk_event AFTER UPDATE OF state ON requests FOR EACH ROW
+    WHEN (OLD.state = 'pending' AND NEW.state <> 'pending') EXECUTE FUNCTION desk_event();
+  CREATE TRIGGER approvals_desk_event AFTER INSERT ON approvals FOR EACH ROW EXECUTE FUNCTION desk_event();
+  CREATE TRIGGER admin_proposals_made_desk_event AFTER INSERT ON admin_proposals FOR EACH ROW EXECUTE FUNCTION desk_event();
+  CREATE TRIGGER admin_proposals_decided_desk_event AFTER UPDATE OF state ON admin_proposals FOR EACH ROW
+    WHEN (NEW.state IS DISTINCT FROM OLD.state) EXECUTE FUNCTION desk_event();
+  `,
 ];
