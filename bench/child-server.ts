@@ -3,7 +3,7 @@
  * the baseline: bench/serve.ts) and talk to it through output lines and signals.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../main/core/app.js';
 
@@ -14,9 +14,51 @@ export interface ChildServer {
   rss(): number;
   /** CPU time of the server process (all its threads) so far, in seconds: user and system. */
   cpu(): { user: number; system: number };
-  /** Ask the core for its stage timings since the last call. */
-  timings(): Promise<Record<string, { ms: number; n: number }>>;
+  /**
+   * Scheduler time of the server's event-loop thread and of all its threads so far, in ms
+   * (/proc/<pid>/task/<tid>/schedstat): time on a CPU and time runnable but waiting for one. The
+   * wait is what a shared machine adds to every answer, whatever the server does.
+   */
+  sched(): Sched;
+  /** Ask the core for its stage timings since the last call (distribution: --stage-timings). */
+  timings(): Promise<Record<string, StageTiming>>;
   stop(): Promise<void>;
+}
+
+export interface StageTiming {
+  ms: number;
+  n: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  maxMs?: number;
+}
+
+export interface Sched {
+  mainRunMs: number;
+  mainWaitMs: number;
+  allRunMs: number;
+  allWaitMs: number;
+}
+
+/** /proc/<pid>/task/<tid>/schedstat: run ns, runqueue wait ns, timeslices (missing tasks: thread gone). */
+export function schedOf(pid: number): Sched {
+  const read = (tid: string) => {
+    try {
+      const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+      return { run: (run ?? 0) / 1e6, wait: (wait ?? 0) / 1e6 };
+    } catch {
+      return { run: 0, wait: 0 };
+    }
+  };
+  const main = read(String(pid));
+  let allRunMs = 0;
+  let allWaitMs = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const t = read(tid);
+    allRunMs += t.run;
+    allWaitMs += t.wait;
+  }
+  return { mainRunMs: main.run, mainWaitMs: main.wait, allRunMs, allWaitMs };
 }
 
 export async function startChild(mode: 'core' | 'baseline', arg: string): Promise<ChildServer> {
@@ -105,9 +147,10 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
     },
+    sched: () => schedOf(pid),
     async timings() {
       child.kill('SIGUSR2');
-      return (JSON.parse(await nextLine()) as { timings: Record<string, { ms: number; n: number }> }).timings;
+      return (JSON.parse(await nextLine()) as { timings: Record<string, StageTiming> }).timings;
     },
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));

@@ -30,7 +30,7 @@ import { prng } from '../test/helpers/prng.js';
 import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey, publicPart, signCanonical, type AgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
-import { startChild } from './child-server.js';
+import { schedOf, startChild, type ChildServer, type Sched, type StageTiming } from './child-server.js';
 
 export interface LoadResult {
   decisions: number;
@@ -177,7 +177,10 @@ export async function closedLoop(
 /**
  * Open loop: calls are offered at a fixed total rate whatever the answers, spread over the
  * connected agents, so latency is measured at a stated offered load instead of at saturation
- * (where, by Little's law, a closed loop's latency is just concurrency / throughput).
+ * (where, by Little's law, a closed loop's latency is just concurrency / throughput). Each call's
+ * latency counts from the moment it was due, not from when this process got round to sending it:
+ * a generator stalled by a busy machine would otherwise leave out exactly the wait it imposed on
+ * the calls behind the stall (coordinated omission). How late the sends were is reported too.
  */
 export async function openLoop(
   clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>,
@@ -185,8 +188,9 @@ export async function openLoop(
   totalPerSecond: number,
   payees: number,
   seed: number,
-): Promise<LoadResult> {
+): Promise<LoadResult & { sendLateP99Ms: number; sendLateMaxMs: number }> {
   const latencies: number[] = [];
+  const late: number[] = [];
   const outcomes: Record<string, number> = {};
   let errors = 0;
   const rng = prng(seed);
@@ -194,16 +198,17 @@ export async function openLoop(
   const start = performance.now();
   const end = start + seconds * 1000;
   const inflight: Array<Promise<void>> = [];
-  let next = start;
-  for (let turn = 0; next < end; turn++, next += intervalMs) {
-    const wait = next - performance.now();
+  let due = start;
+  for (let turn = 0; due < end; turn++, due += intervalMs) {
+    const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     const { client, kind } = clients[turn % clients.length]!;
-    const t0 = performance.now();
+    const dueAt = due;
+    late.push(Math.max(0, performance.now() - dueAt));
     inflight.push(
       client.submit(mixedCall(kind, rng, payees)).then(
         (r) => {
-          latencies.push(performance.now() - t0);
+          latencies.push(performance.now() - dueAt);
           outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
         },
         () => {
@@ -213,7 +218,62 @@ export async function openLoop(
     );
   }
   await Promise.all(inflight);
-  return summarise(latencies, errors, outcomes, start);
+  late.sort((a, b) => a - b);
+  return {
+    ...summarise(latencies, errors, outcomes, start),
+    sendLateP99Ms: +percentile(late, 99).toFixed(3),
+    sendLateMaxMs: +(late[late.length - 1] ?? 0).toFixed(3),
+  };
+}
+
+/**
+ * Where a process's threads spent a phase (from /proc schedstat): the event-loop thread's share of
+ * the wall clock on a CPU, and how long it sat runnable waiting for a CPU, in all and per decision.
+ * A thread that waits for a CPU delays every answer queued behind it, whatever the code does. On
+ * Linux with autogroup scheduling (kernel.sched_autogroup_enabled=1, as on the shared development
+ * VM) the CPU is shared between sessions, not threads: this bench (generator and servers, one
+ * session) gets about 2/N cores while N sessions are busy, whatever the load average says. Under
+ * that share the core's event-loop thread waited 750-820 ms of every second of the open loop at
+ * 250/s (load 19-25); with its session given the CPU first it waited 175-185 ms and served 250/s
+ * at p50 10 ms (issue #12).
+ */
+function schedFigures(before: Sched, after: Sched, wallMs: number, decisions: number): Record<string, number> {
+  const n = Math.max(1, decisions);
+  return {
+    mainThreadBusyShare: +((after.mainRunMs - before.mainRunMs) / wallMs).toFixed(3),
+    mainThreadRunqueueWaitMsPerSecond: +(((after.mainWaitMs - before.mainWaitMs) / wallMs) * 1000).toFixed(1),
+    mainThreadRunqueueWaitMsPerDecision: +((after.mainWaitMs - before.mainWaitMs) / n).toFixed(3),
+    allThreadsCpuMsPerDecision: +((after.allRunMs - before.allRunMs) / n).toFixed(3),
+    allThreadsRunqueueWaitMsPerDecision: +((after.allWaitMs - before.allWaitMs) / n).toFixed(3),
+  };
+}
+
+/** An open loop with the server's (and this generator's) scheduler figures beside its latency. */
+async function measuredOpenLoop(
+  server: ChildServer,
+  clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>,
+  seconds: number,
+  totalPerSecond: number,
+  payees: number,
+  seed: number,
+): Promise<{ figures: Record<string, unknown>; p99: number; decisions: number }> {
+  const server0 = server.sched();
+  const generator0 = schedOf(process.pid);
+  const t0 = performance.now();
+  const r = await openLoop(clients, seconds, totalPerSecond, payees, seed);
+  const wallMs = performance.now() - t0;
+  const generator = schedOf(process.pid);
+  return {
+    p99: r.p99,
+    decisions: r.decisions,
+    figures: {
+      ...loadFigures(r),
+      sendLateP99Ms: r.sendLateP99Ms,
+      sendLateMaxMs: r.sendLateMaxMs,
+      server: schedFigures(server0, server.sched(), wallMs, r.decisions),
+      generatorMainThreadRunqueueWaitMsPerSecond: +(((generator.mainWaitMs - generator0.mainWaitMs) / wallMs) * 1000).toFixed(1),
+    },
+  };
 }
 
 /**
@@ -278,7 +338,7 @@ async function stageCostsAlone(dataDir: string, agents: BenchAgent[], count: num
 function cpuPerDecision(
   before: { user: number; system: number },
   after: { user: number; system: number },
-  load: LoadResult,
+  load: Pick<LoadResult, 'decisions'>,
 ): { totalMs: number; userMs: number; systemMs: number } {
   const n = Math.max(1, load.decisions);
   const userMs = ((after.user - before.user) * 1000) / n;
@@ -290,24 +350,25 @@ function loadFigures(r: LoadResult): Record<string, unknown> {
   return { perSecond: Math.round(r.perSecond), p50Ms: +r.p50.toFixed(3), p99Ms: +r.p99.toFixed(3), errors: r.errors, outcomes: r.outcomes };
 }
 
-function stageFigures(timings: Record<string, { ms: number; n: number }>): Record<string, { meanMs: number; share: string }> {
+function stageFigures(timings: Record<string, StageTiming>): Record<string, Record<string, number | string>> {
   const total = Object.values(timings).reduce((s, t) => s + t.ms / t.n, 0);
   return Object.fromEntries(
     Object.entries(timings).map(([stage, t]) => [
       stage,
-      { meanMs: +(t.ms / t.n).toFixed(4), share: `${((t.ms / t.n / total) * 100).toFixed(1)}%` },
+      {
+        meanMs: +(t.ms / t.n).toFixed(4),
+        share: `${((t.ms / t.n / total) * 100).toFixed(1)}%`,
+        ...(t.p50Ms === undefined ? {} : { p50Ms: t.p50Ms, p99Ms: t.p99Ms ?? NaN, maxMs: t.maxMs ?? NaN }),
+      },
     ]),
   );
 }
 
-/** A copy of the data dir whose production key is a fresh ES256 key in the SoftHSM token. */
-async function pkcs11Phase(
-  dataDir: string,
-  clientsFor: (port: number) => Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>>,
-  load: (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number) => Promise<LoadResult>,
-  seconds: number,
-  warmup: number,
-): Promise<LoadResult & { stageMeanMs: Record<string, number> }> {
+/**
+ * A copy of the data dir (made before any load, so both cores start from the same rows) whose
+ * production key is a fresh ES256 key in the SoftHSM token.
+ */
+async function pkcs11Copy(dataDir: string): Promise<string> {
   const { config: pkcs11 } = benchToken();
   const hsmDir = `${dataDir}-pkcs11`;
   cpSync(dataDir, hsmDir, { recursive: true });
@@ -327,18 +388,49 @@ async function pkcs11Phase(
   } finally {
     await token.close();
   }
+  return hsmDir;
+}
+
+/**
+ * The PKCS#11 core against the software-signed core, in turns (software, token, token, software)
+ * while both run, so the ratio compares the two under the same machine load. It used to divide a
+ * token run by the software run made a minute earlier in a quieter moment; and the software core
+ * then got three times faster (265 -> 779/s) while the token core did 230 -> 278/s, so the old
+ * ratio fell from 0.87 to 0.357 with nothing on the token path changed.
+ */
+async function pkcs11Phase(
+  software: { server: ChildServer; clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }> },
+  hsmDir: string,
+  clientsFor: (port: number) => Promise<Array<{ client: AgentClient; kind: BenchAgent['kind'] }>>,
+  load: (clients: Array<{ client: AgentClient; kind: BenchAgent['kind'] }>, seconds: number, seed: number) => Promise<LoadResult>,
+  seconds: number,
+  warmup: number,
+): Promise<Record<string, unknown>> {
+  const core = await startChild('core', hsmDir);
   try {
-    const core = await startChild('core', hsmDir);
     const clients = await clientsFor(core.port);
-    await load(clients, warmup);
+    await load(clients, warmup, 3);
     await core.timings();
-    const result = await load(clients, seconds);
+    const soft1 = await load(software.clients, seconds, 3);
+    const hsm1 = await load(clients, seconds, 3);
+    const hsm2 = await load(clients, seconds, 4);
     const timings = await core.timings();
+    const soft2 = await load(software.clients, seconds, 4);
     for (const c of clients) c.client.close();
-    await core.stop();
-    return { ...result, stageMeanMs: Object.fromEntries(Object.entries(timings).map(([stage, t]) => [stage, +(t.ms / t.n).toFixed(3)])) };
+    const rate = (a: LoadResult, b: LoadResult) => (a.decisions + b.decisions) / (a.seconds + b.seconds);
+    const allowShare = (a: LoadResult, b: LoadResult) =>
+      ((a.outcomes.allow ?? 0) + (b.outcomes.allow ?? 0)) / Math.max(1, a.decisions + b.decisions);
+    return {
+      sessions: benchToken().config.sessions,
+      core: { ...loadFigures(hsm1), second: loadFigures(hsm2) },
+      softwareSignerInTurn: { ...loadFigures(soft1), second: loadFigures(soft2) },
+      ratioToSoftwareSigner: +(rate(hsm1, hsm2) / rate(soft1, soft2)).toFixed(3),
+      // Tokens signed per second by the token core: each allow is one C_Sign (and its verify).
+      tokenSignaturesPerSecond: Math.round(rate(hsm1, hsm2) * allowShare(hsm1, hsm2)),
+      stagesUnderLoad: stageFigures(timings),
+    };
   } finally {
-    rmSync(hsmDir, { recursive: true, force: true });
+    await core.stop();
   }
 }
 
@@ -442,9 +534,12 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
     const baseCpu0 = baseline.cpu();
     const base = await closed(clients, options.seconds);
     const baseCpu = cpuPerDecision(baseCpu0, baseline.cpu(), base);
-    const baseOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond, payees, 2);
+    const baseOpen = await measuredOpenLoop(baseline, clients, options.seconds, options.openLoopPerSecond, payees, 2);
     for (const c of clients) c.client.close();
     await baseline.stop();
+
+    // The PKCS#11 core's data dir, copied before the software core adds any rows.
+    const hsmDir = await pkcs11Copy(dataDir);
 
     // (b) the real core; its memory is read idle, with every agent connected, and after the load
     const loadStart = performance.now();
@@ -463,21 +558,27 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
     const coreCpu = cpuPerDecision(coreCpu0, core.cpu(), real);
     const timings = await core.timings();
     const openCpu0 = core.cpu();
-    const realOpen = await openLoop(clients, options.seconds, options.openLoopPerSecond, payees, 2);
+    const realOpen = await measuredOpenLoop(core, clients, options.seconds, options.openLoopPerSecond, payees, 2);
     const openCpu = cpuPerDecision(openCpu0, core.cpu(), realOpen);
     const openTimings = await core.timings();
     const afterLoadRss = core.rss();
-    for (const c of clients) c.client.close();
-    await core.stop();
 
-    // (c) the real core again, tokens signed in the SoftHSM2 token through PKCS#11
-    const hsm = await pkcs11Phase(
-      dataDir,
-      (port) => connectAll(port, loadAgents),
-      (c, s) => closed(c, s, 3),
-      options.seconds,
-      warmup,
-    );
+    // (c) the core with tokens signed in the SoftHSM2 token through PKCS#11, in turns with (b)
+    let hsm: Record<string, unknown>;
+    try {
+      hsm = await pkcs11Phase(
+        { server: core, clients },
+        hsmDir,
+        (port) => connectAll(port, loadAgents),
+        (c, s, seed) => closed(c, s, seed),
+        options.seconds,
+        warmup,
+      );
+    } finally {
+      for (const c of clients) c.client.close();
+      await core.stop();
+      rmSync(hsmDir, { recursive: true, force: true });
+    }
 
     const alone = await stageCostsAlone(dataDir, agents.slice(0, 500), options.stageDecisions ?? 2_500, payees);
 
@@ -511,16 +612,14 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
       coreStageBreakdownUnderLoad: { closedLoop: stageFigures(timings), openLoop: stageFigures(openTimings) },
       // Each stage's own cost, one decision at a time, Cedar in-thread, unbatched commits.
       coreStageCostAlone: alone,
+      // Latency counted from each call's due time. `server`: the server's event-loop thread on a
+      // CPU (busyShare) and runnable but waiting for one (runqueue wait), from /proc schedstat.
       openLoop: {
         offeredPerSecond: options.openLoopPerSecond,
-        baseline: loadFigures(baseOpen),
-        core: loadFigures(realOpen),
+        baseline: baseOpen.figures,
+        core: realOpen.figures,
       },
-      pkcs11: {
-        ...loadFigures(hsm),
-        ratioToSoftwareSigner: +(hsm.perSecond / real.perSecond).toFixed(3),
-        stageMeanMsUnderLoad: hsm.stageMeanMs,
-      },
+      pkcs11: hsm,
       memory: {
         connectedAgents: connected,
         lookupEntities: payees,

@@ -14,6 +14,7 @@ import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypt
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { startCountersign } from '../main/core/app.js';
+import { StageTimings } from '../main/cli/stage-timings.js';
 import { canonicalBytes, parseStrictJson } from '../shared/canonical-json.js';
 import { clientRequestSchema, SIGNED_TYPES, PROTOCOL_VERSION, WS_SUBPROTOCOL } from '../shared/protocol.js';
 import type { AgentPublicJwk } from '../shared/agent-keys.js';
@@ -21,22 +22,17 @@ import type { AgentPublicJwk } from '../shared/agent-keys.js';
 const [mode, arg] = process.argv.slice(2);
 
 async function core(dataDir: string): Promise<number> {
-  const totals: Record<string, { ms: number; n: number }> = {};
+  const timings = new StageTimings();
   const app = await startCountersign({
     dataDir,
     log: () => undefined,
     // BENCH_POLICY_WORKER=0: Cedar in the event loop's thread (what the worker hand-off costs).
     policyWorker: process.env.BENCH_POLICY_WORKER !== '0',
-    onTiming: (stage, ms) => {
-      const t = (totals[stage] ??= { ms: 0, n: 0 });
-      t.ms += ms;
-      t.n++;
-    },
+    onTiming: (stage, ms) => timings.record(stage, ms),
   });
   // SIGUSR2: report and reset the stage timings (one JSON line), so each phase is measured alone.
   process.on('SIGUSR2', () => {
-    process.stdout.write(`${JSON.stringify({ timings: totals })}\n`);
-    for (const k of Object.keys(totals)) delete totals[k];
+    process.stdout.write(`${JSON.stringify({ timings: timings.report() })}\n`);
   });
   process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
   return app.port;

@@ -38,6 +38,7 @@ import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.
 import { approverConsoleLine, writeUiSecretFile } from './ui-secret-file.js';
 import { openTeamDirectory, type TeamDirectoryCli } from './team-directory.js';
 import { replicatesTeamDirectory } from '../core/store/pg/pg-directory.js';
+import { StageTimings } from './stage-timings.js';
 import { LISTEN_OPTIONS, LISTEN_USAGE, describeListening, listenOverrides, scalarValues } from './listen-options.js';
 
 const USAGE = `usage: countersign <command> [options]
@@ -53,7 +54,7 @@ const USAGE = `usage: countersign <command> [options]
                             API's bearer secret, written 0600 and removed on a clean exit; a hub
                             prints its desk link's secret only to a terminal)
                             start, headless and hub take --stage-timings: at each SIGUSR2,
-                            print the decision stages' time since the last report (JSON line)
+                            print the decision stages' times since the last report (JSON line)
   keygen --agent-id ID      make an agent key pair and a signed enrollment request
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
@@ -194,9 +195,9 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
     throw new CountersignError('config_invalid', '--port must be a port number');
-  // --stage-timings: each decision stage's total time and count since the last report, as one JSON
-  // line on stdout at every SIGUSR2 (`npm run bench` reads the running server's stages this way).
-  const timings: Record<string, { ms: number; n: number }> = {};
+  // --stage-timings: each decision stage's total time, count and distribution since the last report,
+  // as one JSON line on stdout at every SIGUSR2 (`npm run bench` reads the running server's stages this way).
+  const timings = new StageTimings();
   const app = await startCountersign({
     dataDir,
     configFile: values.config,
@@ -206,17 +207,12 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
     ...(values['stage-timings'] !== true
       ? {}
       : {
-          onTiming: (stage: string, ms: number) => {
-            const t = (timings[stage] ??= { ms: 0, n: 0 });
-            t.ms += ms;
-            t.n++;
-          },
+          onTiming: (stage: string, ms: number) => timings.record(stage, ms),
         }),
   });
   if (values['stage-timings'] === true)
     process.on('SIGUSR2', () => {
-      process.stdout.write(`${JSON.stringify({ timings })}\n`);
-      for (const stage of Object.keys(timings)) delete timings[stage];
+      process.stdout.write(`${JSON.stringify({ timings: timings.report() })}\n`);
     });
   process.stdout.write(
     `${approverConsoleLine({

@@ -14,7 +14,7 @@ import { NotificationControls, showAdminProposalNotice, useDeskNotifications } f
 import { AdminProposalsContext, useAdminProposals } from './desk/admin-proposals.js';
 import type { DeskSessionView } from '../../shared/desk-session.js';
 import { coalescedReload } from './desk/coalesced-reload.js';
-import { afterQueueShown, queueShown } from './desk/first-paint.js';
+import { afterQueueShown, queueShown, readSession } from './desk/first-paint.js';
 
 // Not needed for the queue's first paint: each is its own chunk, fetched when first shown.
 const ApprovalsView = lazy(async () => ({ default: (await import('./Approvals.js')).ApprovalsView }));
@@ -492,9 +492,10 @@ interface DeskSessionState {
 
 function useDeskSession(bridge: CountersignBridge): DeskSessionState {
   const [view, setView] = useState<DeskSessionView | null | undefined>(undefined);
+  // The first read takes the answer main.tsx started before React rendered (first-paint.ts).
   const refresh = useCallback(async () => {
     try {
-      setView((await bridge.getSession()).session);
+      setView((await readSession(bridge)).session);
     } catch {
       setView(null);
     }

@@ -12,7 +12,7 @@ import { UI_SECRET_FRAGMENT_PARAM } from '../../shared/bridge.js';
 import { validatingBridge, type CountersignBridge } from '../../shared/bridge-table.js';
 import { App, type BridgeChoice } from './App.js';
 import { targetFromFragment } from './desk/desk-view.js';
-import { prefetchQueue } from './desk/first-paint.js';
+import { prefetchQueue, prefetchSession } from './desk/first-paint.js';
 import './styles.css';
 
 declare global {
@@ -47,8 +47,12 @@ function chooseBridge(): BridgeChoice {
 // A deep link (`#request=<id>`, from the MCP proxy or a notification) is read before the fragment is cleared.
 const initialTarget = targetFromFragment(window.location.hash);
 const choice = chooseBridge();
-// The desk opens on the queue: its first read starts now, beside the session's, not after it.
-if (choice.kind === 'ready' && (initialTarget === undefined || initialTarget.view === 'queue')) prefetchQueue(choice.bridge);
+// Every desk reads its session first; a desk that opens on the queue reads the queue beside it.
+// Both start now, before React renders, not after its first commit.
+if (choice.kind === 'ready') {
+  prefetchSession(choice.bridge);
+  if (initialTarget === undefined || initialTarget.view === 'queue') prefetchQueue(choice.bridge);
+}
 const container = document.getElementById('root');
 if (container === null) throw new Error('the page has no #root element');
 createRoot(container).render(

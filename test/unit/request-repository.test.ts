@@ -87,4 +87,25 @@ describe('request repository', () => {
     }
     expect(caught).toMatchObject({ code: 'internal_error', message: `request "req_1" has a malformed ${named}` });
   });
+
+  it('remembers a decoded column by its text, frozen, so no reader changes what the next one reads, and never remembers a refused text', () => {
+    repo.insert(pending);
+    repo.insert({ ...pending, id: 'req_2', nonce: 'n2' });
+    const first = repo.get('req_1')!;
+    const second = repo.get('req_2')!;
+    // The same texts decode to one remembered value (the page's rows share a policy's reasons).
+    expect(second.reasons).toBe(first.reasons);
+    expect(second.call).toBe(first.call);
+    expect(Object.isFrozen(first.call.params)).toBe(true);
+    expect(() => {
+      first.reasons.push('added by a reader');
+    }).toThrow(TypeError);
+    expect(() => {
+      (first.call.params as Record<string, unknown>).amount = '99999.00';
+    }).toThrow(TypeError);
+    expect(repo.get('req_2')).toMatchObject({ reasons: ['needs two'], call });
+    // A malformed text is refused at every read, not only the first.
+    db.prepare(`UPDATE requests SET reasons = '[1]' WHERE id = 'req_2'`).run();
+    for (let i = 0; i < 2; i++) expect(() => repo.get('req_2')).toThrow('request "req_2" has a malformed reason list');
+  });
 });

@@ -139,16 +139,58 @@ const SELECT = `${COLUMNS} FROM requests r LEFT JOIN agents a ON a.id = r.agent_
  */
 const selectIndexedBy = (index: string) => `${COLUMNS} FROM requests r INDEXED BY ${index} LEFT JOIN agents a ON a.id = r.agent_id`;
 
-function column<T>(row: Row, name: string, schema: z.ZodType<T>, text: string): T {
-  let value: unknown;
-  try {
-    value = parseStrictJson(text);
-  } catch {
-    value = undefined;
+/**
+ * Decoded JSON columns, remembered by their exact text. The desk re-reads the queue's first page
+ * at every push event, from every open desk, and a page's rows repeat the same few texts (one
+ * policy's reasons and requirement), so parsing and checking each text again was most of a
+ * page's cost per row (bench BENCH_ONLY=desk-queue). A value here is what the same strict parse
+ * and schema made of that same text (a pure function of it; a text that fails is never kept),
+ * deep-frozen so that no reader can change what another one reads. Bounded: once full, the
+ * oldest text is forgotten first.
+ */
+class DecodedTexts<T> {
+  private readonly values = new Map<string, T>();
+
+  constructor(private readonly limit: number) {}
+
+  get(text: string, decode: (text: string) => T): T {
+    const known = this.values.get(text);
+    if (known !== undefined) return known;
+    const value = deepFreeze(decode(text));
+    if (this.values.size >= this.limit) this.values.delete(this.values.keys().next().value as string);
+    this.values.set(text, value);
+    return value;
   }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed ${name}`);
-  return parsed.data;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const member of Object.values(value)) deepFreeze(member);
+  }
+  return value;
+}
+
+/** One memory per JSON column: a few pages of distinct calls and risks, and the few texts of the others. */
+const DECODED = {
+  call: new DecodedTexts<ToolCall>(1_024),
+  risk: new DecodedTexts<RiskAssessment>(1_024),
+  requirement: new DecodedTexts<ApprovalRequirement>(256),
+  textList: new DecodedTexts<string[]>(1_024),
+};
+
+function column<T>(row: Row, name: string, schema: z.ZodType<T>, text: string, memory: DecodedTexts<T>): T {
+  return memory.get(text, () => {
+    let value: unknown;
+    try {
+      value = parseStrictJson(text);
+    } catch {
+      value = undefined;
+    }
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) throw new CountersignError('internal_error', `request ${quote(row.id)} has a malformed ${name}`);
+    return parsed.data;
+  });
 }
 
 function checkedState(row: Row): RequestState {
@@ -159,7 +201,7 @@ function checkedState(row: Row): RequestState {
 
 /** Parse one row strictly (internal_error naming the request and the column otherwise). */
 export function decodeRequest(row: Row): RequestRecord {
-  const call = column(row, 'stored call', toolCallSchema, row.call_json);
+  const call = column(row, 'stored call', toolCallSchema, row.call_json, DECODED.call);
   return {
     id: row.id,
     agentId: row.agent_id,
@@ -170,15 +212,16 @@ export function decodeRequest(row: Row): RequestRecord {
     callSha256: row.call_sha256,
     state: checkedState(row),
     policyHash: row.policy_hash,
-    determiningPolicies: column(row, 'determining policy list', textListSchema, row.determining_policies),
-    reasons: column(row, 'reason list', textListSchema, row.reasons),
-    obligation: row.obligation === null ? null : column(row, 'approval requirement', storedRequirementSchema, row.obligation),
+    determiningPolicies: column(row, 'determining policy list', textListSchema, row.determining_policies, DECODED.textList),
+    reasons: column(row, 'reason list', textListSchema, row.reasons, DECODED.textList),
+    obligation:
+      row.obligation === null ? null : column(row, 'approval requirement', storedRequirementSchema, row.obligation, DECODED.requirement),
     obligationJson: row.obligation,
-    risk: parseStoredRisk(row.risk),
+    risk: DECODED.risk.get(row.risk, parseStoredRisk),
     createdAt: row.created_at,
     expiresAt: row.expires_at,
     decidedAt: row.decided_at,
-    conflictedApprovers: column(row, 'conflicted approver list', textListSchema, row.conflicted_approvers),
+    conflictedApprovers: column(row, 'conflicted approver list', textListSchema, row.conflicted_approvers, DECODED.textList),
     groupId: row.group_id,
     sealedAt: row.sealed_at,
     agent: { displayName: row.agent_display_name, owner: row.agent_owner, ownerState: row.agent_owner_state },

@@ -7,11 +7,18 @@
  *
  * So: `prefetchQueue` starts the queue's first read (the page and the approvers) as soon as the
  * bridge exists, before React renders, and the queue view takes that answer for its first load;
+ * `prefetchSession` does the same for the session read the queue view waits for (it is mounted
+ * only once the desk knows who is signed in), which otherwise began only after React's first
+ * render and commit, one round trip and one validation later than it could. The desk's first
+ * session answer is handed over once the queue's prefetched read has settled too, so the queue
+ * view mounts with its rows (`settledQueue`) in the same render, instead of mounting empty and
+ * rendering, committing and painting again one effect later;
  * work that can wait (`afterQueueShown`) starts once the queue has shown its first answer, or at
  * once when the desk does not open on the queue (nobody signed in, another view), and at the
  * latest after `GATE_TIMEOUT_MS`, so nothing waits on a queue that is never shown.
  */
 import type { ApproverSummary } from '../../../shared/bridge.js';
+import type { DeskSessionView } from '../../../shared/desk-session.js';
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
 
 /** The queue's page size (queue-view.tsx reads the same). */
@@ -25,7 +32,7 @@ export interface QueueAnswer {
   approvers: ApproverSummary[];
 }
 
-let prefetched: { bridge: CountersignBridge; at: number; answer: Promise<QueueAnswer> } | undefined;
+let prefetched: { bridge: CountersignBridge; at: number; answer: Promise<QueueAnswer>; settled?: QueueAnswer } | undefined;
 
 /** Start the queue's first read now (its answer is kept for the queue view's first load only). */
 export function prefetchQueue(bridge: CountersignBridge): void {
@@ -33,9 +40,37 @@ export function prefetchQueue(bridge: CountersignBridge): void {
     page,
     approvers: list.approvers,
   }));
-  // A failed prefetch is read again by the view, which shows that error: none is lost here.
-  answer.catch(() => undefined);
-  prefetched = { bridge, at: Date.now(), answer };
+  const entry: NonNullable<typeof prefetched> = { bridge, at: Date.now(), answer };
+  // Kept as a value too, so the queue view can mount with it (settledQueue).
+  answer.then(
+    (value) => {
+      entry.settled = value;
+    },
+    // A failed prefetch is read again by the view, which shows that error: none is lost here.
+    () => undefined,
+  );
+  prefetched = entry;
+}
+
+/** Settles (never rejects) once the queue's prefetched read has, or at once when there is none. */
+function queuePrefetchSettled(bridge: CountersignBridge): Promise<void> {
+  const pending = prefetched;
+  if (pending === undefined || pending.bridge !== bridge) return Promise.resolve();
+  return pending.answer.then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+/**
+ * The prefetched answer when it has arrived (and is this bridge's and fresh), taken once: the
+ * queue view's first state. Otherwise undefined, and the view reads (readQueue) as before.
+ */
+export function settledQueue(bridge: CountersignBridge): QueueAnswer | undefined {
+  const taken = prefetched;
+  if (taken?.settled === undefined || taken.bridge !== bridge || Date.now() - taken.at >= PREFETCH_FRESH_MS) return undefined;
+  prefetched = undefined;
+  return taken.settled;
 }
 
 /** The queue's read: the prefetched answer once, when it is this bridge's and fresh, else a new read. */
@@ -48,6 +83,29 @@ export function readQueue(bridge: CountersignBridge): Promise<QueueAnswer> {
     page,
     approvers: list.approvers,
   }));
+}
+
+let prefetchedSession: { bridge: CountersignBridge; at: number; answer: Promise<{ session: DeskSessionView | null }> } | undefined;
+
+/** Start the session's first read now (its answer is kept for the desk's first session read only). */
+export function prefetchSession(bridge: CountersignBridge): void {
+  const answer = bridge.getSession();
+  // A failed prefetch is read again by the desk, which handles that error: none is lost here.
+  answer.catch(() => undefined);
+  prefetchedSession = { bridge, at: Date.now(), answer };
+}
+
+/** The session's read: the prefetched answer once, when it is this bridge's and fresh, else a new read. */
+export function readSession(bridge: CountersignBridge): Promise<{ session: DeskSessionView | null }> {
+  const taken = prefetchedSession;
+  prefetchedSession = undefined;
+  if (taken !== undefined && taken.bridge === bridge && Date.now() - taken.at < PREFETCH_FRESH_MS) {
+    const session = taken.answer.catch(() => bridge.getSession());
+    // The first session answer waits for the queue's prefetch (a few ms at most: both started
+    // together), so the queue view mounts with its rows; a failed queue read does not hold it.
+    return Promise.all([session, queuePrefetchSettled(bridge)]).then(([answer]) => answer);
+  }
+  return bridge.getSession();
 }
 
 let release: () => void = () => undefined;

@@ -14,7 +14,7 @@ import { approvalProgress, mayStillApprove } from '../quorum-view.js';
 import type { DeskViewProps } from './desk-view.js';
 import { AdminProposals } from './admin-proposals.js';
 import { coalescedReload } from './coalesced-reload.js';
-import { QUEUE_PAGE, queueShown, readQueue } from './first-paint.js';
+import { QUEUE_PAGE, queueShown, readQueue, settledQueue } from './first-paint.js';
 import { URGENT_MS, describeError, formatRemaining, mergeIdentical, type ShownError } from './desk-format.js';
 
 const FALLBACK_REFRESH_MS = 15_000;
@@ -34,9 +34,11 @@ export function riskLevel(score: number): 'high' | 'medium' | 'low' {
 }
 
 export function QueueView({ bridge, session, navigate }: DeskViewProps) {
-  const [pending, setPending] = useState<ApprovalRequest[] | undefined>();
-  const [total, setTotal] = useState(0);
-  const [approvers, setApprovers] = useState<ApproverSummary[]>([]);
+  // The first answer, when main.tsx's prefetch has it already: the view mounts with its rows.
+  const [first] = useState(() => settledQueue(bridge));
+  const [pending, setPending] = useState<ApprovalRequest[] | undefined>(first?.page.pending);
+  const [total, setTotal] = useState(first === undefined ? 0 : (first.page.total ?? first.page.pending.length));
+  const [approvers, setApprovers] = useState<ApproverSummary[]>(first?.approvers ?? []);
   const [error, setError] = useState<ShownError | undefined>();
   const [now, setNow] = useState(() => Date.now());
   const [tool, setTool] = useState('');
@@ -57,7 +59,7 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
   }, [bridge]);
 
   useEffect(() => {
-    void load();
+    if (first === undefined) void load();
     const refresh = window.setInterval(() => void load(), FALLBACK_REFRESH_MS);
     const tick = window.setInterval(() => setNow(Date.now()), 1000);
     const reload = coalescedReload(load);
@@ -70,7 +72,7 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
       window.clearInterval(tick);
       unsubscribe();
     };
-  }, [bridge, load]);
+  }, [bridge, load, first]);
 
   // Once the first answer is on screen, the desk's other reads may start (first-paint.ts).
   useEffect(() => {
