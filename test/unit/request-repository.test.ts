@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type Db } from '../../main/core/store/database.js';
-import { RequestRepository, type NewRequest } from '../../main/core/store/request-repository.js';
+import { RequestRepository, rememberedDecodedChars, type NewRequest } from '../../main/core/store/request-repository.js';
 import { canonicalize } from '../../shared/canonical-json.js';
 
 let dir: string;
@@ -107,5 +107,22 @@ describe('request repository', () => {
     // A malformed text is refused at every read, not only the first.
     db.prepare(`UPDATE requests SET reasons = '[1]' WHERE id = 'req_2'`).run();
     for (let i = 0; i < 2; i++) expect(() => repo.get('req_2')).toThrow('request "req_2" has a malformed reason list');
+  });
+
+  it('remembers decoded texts within a size budget: a large call is decoded but never kept, and many calls keep at most the budget', () => {
+    // 300 distinct 60,000-character calls (review4 finding 1: a count bound alone kept 1,024 of them, about 60 MiB).
+    const big = (i: number) => ({ ...call, params: { amount: '10.00', memo: `${i} ${'x'.repeat(60_000)}` } });
+    for (let i = 0; i < 300; i++) repo.insert({ ...pending, id: `big_${i}`, nonce: `b${i}`, callJson: canonicalize(big(i)) });
+    const before = rememberedDecodedChars().call;
+    for (let i = 0; i < 300; i++) expect(repo.get(`big_${i}`)?.call).toEqual(big(i));
+    expect(rememberedDecodedChars().call).toBe(before);
+    expect(Object.isFrozen(repo.get('big_0')!.call.params)).toBe(true);
+    // Many small distinct calls: the oldest are forgotten once the budget is passed.
+    const small = (i: number) => ({ ...call, params: { amount: '10.00', memo: `${i} ${'y'.repeat(3_000)}` } });
+    for (let i = 0; i < 600; i++) repo.insert({ ...pending, id: `small_${i}`, nonce: `s${i}`, callJson: canonicalize(small(i)) });
+    for (let i = 0; i < 600; i++) expect(repo.get(`small_${i}`)?.call).toEqual(small(i));
+    const kept = rememberedDecodedChars().call;
+    expect(kept).toBeGreaterThan(900_000);
+    expect(kept).toBeLessThanOrEqual(1_048_576);
   });
 });

@@ -145,21 +145,40 @@ const selectIndexedBy = (index: string) => `${COLUMNS} FROM requests r INDEXED B
  * policy's reasons and requirement), so parsing and checking each text again was most of a
  * page's cost per row (bench BENCH_ONLY=desk-queue). A value here is what the same strict parse
  * and schema made of that same text (a pure function of it; a text that fails is never kept),
- * deep-frozen so that no reader can change what another one reads. Bounded: once full, the
- * oldest text is forgotten first.
+ * deep-frozen so that no reader can change what another one reads (also a value not remembered,
+ * so a reader sees the same kind of value either way). Bounded by size, not only by count
+ * (review4 finding 1): a text longer than `maxTextChars` is decoded and never remembered (the
+ * repeated texts are reasons, requirements and policy lists of a few hundred characters; a large
+ * call would pin its text for the life of the process), and once the remembered texts pass
+ * `budgetChars` in all, the oldest are forgotten first.
  */
 class DecodedTexts<T> {
   private readonly values = new Map<string, T>();
+  private chars = 0;
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly maxTextChars: number,
+    private readonly budgetChars: number,
+  ) {}
 
   get(text: string, decode: (text: string) => T): T {
     const known = this.values.get(text);
     if (known !== undefined) return known;
     const value = deepFreeze(decode(text));
-    if (this.values.size >= this.limit) this.values.delete(this.values.keys().next().value as string);
+    if (text.length > this.maxTextChars) return value;
     this.values.set(text, value);
+    this.chars += text.length;
+    while (this.chars > this.budgetChars) {
+      const oldest = this.values.keys().next().value as string;
+      this.values.delete(oldest);
+      this.chars -= oldest.length;
+    }
     return value;
+  }
+
+  /** Characters of text remembered now (for the test that keeps the bound). */
+  get rememberedChars(): number {
+    return this.chars;
   }
 }
 
@@ -171,13 +190,25 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** One memory per JSON column: a few pages of distinct calls and risks, and the few texts of the others. */
+/** One memory per JSON column: texts up to 4 KiB characters, 1 Mi characters of them per column. */
+const MAX_REMEMBERED_TEXT_CHARS = 4_096;
+const REMEMBERED_CHARS_PER_COLUMN = 1_048_576;
 const DECODED = {
-  call: new DecodedTexts<ToolCall>(1_024),
-  risk: new DecodedTexts<RiskAssessment>(1_024),
-  requirement: new DecodedTexts<ApprovalRequirement>(256),
-  textList: new DecodedTexts<string[]>(1_024),
+  call: new DecodedTexts<ToolCall>(MAX_REMEMBERED_TEXT_CHARS, REMEMBERED_CHARS_PER_COLUMN),
+  risk: new DecodedTexts<RiskAssessment>(MAX_REMEMBERED_TEXT_CHARS, REMEMBERED_CHARS_PER_COLUMN),
+  requirement: new DecodedTexts<ApprovalRequirement>(MAX_REMEMBERED_TEXT_CHARS, REMEMBERED_CHARS_PER_COLUMN),
+  textList: new DecodedTexts<string[]>(MAX_REMEMBERED_TEXT_CHARS, REMEMBERED_CHARS_PER_COLUMN),
 };
+
+/** Characters of decoded text the request reads keep, per column (the test of the bound reads it). */
+export function rememberedDecodedChars(): Record<keyof typeof DECODED, number> {
+  return {
+    call: DECODED.call.rememberedChars,
+    risk: DECODED.risk.rememberedChars,
+    requirement: DECODED.requirement.rememberedChars,
+    textList: DECODED.textList.rememberedChars,
+  };
+}
 
 function column<T>(row: Row, name: string, schema: z.ZodType<T>, text: string, memory: DecodedTexts<T>): T {
   return memory.get(text, () => {
