@@ -7,19 +7,36 @@
  * team directory) and taps on every hub (the real approval service's ceremonies, answered by
  * VirtualAuthenticator).
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import type pg from 'pg';
 import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import type { ApprovalVerdict } from '../../main/core/approvals/approval-service.js';
 import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { registerKeyWithCode } from './desk-session.js';
 import { DEMO_POLICY_DIR, tempDir } from './harness.js';
+import type { PostgresCluster } from './postgres.js';
 
 /** What a test file started, for its afterAll: directories to remove, hubs to close. */
 export interface HubRoom {
   dirs: string[];
   hubs: RunningCountersign[];
+}
+
+/**
+ * A team test file's afterAll: its clients closed, its hubs closed newest first (a close that
+ * fails does not keep the others open), its pool ended, its cluster destroyed and its
+ * directories removed. `db` and `cluster` are undefined when the file's beforeAll failed early.
+ */
+export async function closeTeamRoom(
+  room: HubRoom & { clients: Array<{ close(): void }>; db: pg.Pool | undefined; cluster: PostgresCluster | undefined },
+): Promise<void> {
+  for (const client of room.clients) client.close();
+  for (const hub of room.hubs.reverse()) await hub.close().catch(() => undefined);
+  await room.db?.end();
+  room.cluster?.destroy();
+  for (const dir of room.dirs) rmSync(dir, { recursive: true, force: true });
 }
 
 /**

@@ -9,7 +9,6 @@
  * team audit log verifies offline; a denial on hub A ends the request on B; bad input and stale
  * challenges get the embedded error codes.
  */
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,10 +26,11 @@ import type { DecisionResult } from '../../shared/protocol.js';
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import {
+  closeTeamRoom,
   ensureTeamPeople,
+  refuseReplicaInserts,
   registerApprovers,
   registerTeamKey,
-  refuseReplicaInserts,
   registerTeamPerson,
   startTeamHub,
   tapOn,
@@ -148,11 +148,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const app of hubs.reverse()) await app.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients, hubs, db, cluster, dirs });
 }, 120_000);
 
 describe('approvals on two hubs of one database', () => {

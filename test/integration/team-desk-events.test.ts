@@ -8,7 +8,6 @@
  * in for that moment) reaches hub A's desk once the listener is back. Two hubs on a real
  * PostgreSQL 15 cluster, a real SDK agent on a real WebSocket to hub B.
  */
-import { rmSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RunningCountersign } from '../../main/core/app.js';
@@ -20,7 +19,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/e
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { signInOverHttp, type HttpSignIn } from '../helpers/desk-session.js';
-import { ensureTeamPeople, registerApprovers, startTeamHub, tapOn, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, registerApprovers, startTeamHub, tapOn, teamHubDir } from '../helpers/team-hubs.js';
 
 const AGENT = 'events-bot';
 const TRANSFER = transferCall('48000.00', 'Northwind Traders');
@@ -74,11 +73,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const hub of hubs.reverse()) await hub.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients, hubs, db, cluster, dirs });
 }, 120_000);
 
 describe("the desks' request events on two hubs", () => {

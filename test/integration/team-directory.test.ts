@@ -8,7 +8,7 @@
  * the database fails closed with store_unavailable and the replica resumes after the restart.
  */
 import { spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type pg from 'pg';
@@ -24,7 +24,14 @@ import { prepareDirectEnrollment } from '../helpers/direct-enrollment.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
-import { ensureTeamPeople, refuseReplicaInserts, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import {
+  closeTeamRoom,
+  ensureTeamPeople,
+  refuseReplicaInserts,
+  registerTeamPerson,
+  startTeamHub,
+  teamHubDir,
+} from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -115,11 +122,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const app of hubs.reverse()) await app.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients, hubs, db, cluster, dirs });
 }, 120_000);
 
 describe('one directory for all hubs', () => {

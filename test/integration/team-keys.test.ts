@@ -9,7 +9,6 @@
  * directory pins a key that is not the team's, refuses to start (hsm_key_mismatch).
  */
 import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningCountersign } from '../../main/core/app.js';
@@ -26,7 +25,7 @@ import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.j
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { compiledCli } from '../helpers/compiled-script.js';
-import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 // The CLI compiled once for the run (test/helpers/compile-scripts.ts), started with plain Node.
 const NODE = process.execPath;
@@ -167,11 +166,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const app of hubs.reverse()) await app.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients, hubs, db, cluster, dirs });
   otherToken?.cleanup();
   teamToken?.cleanup();
 }, 120_000);

@@ -12,7 +12,6 @@
  * way replays to exactly the profile and scores of a full replay of the same events, also on a
  * hub whose position fell behind a prune.
  */
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +29,7 @@ import { openStore } from '../../main/core/store/database.js';
 import { callDigest } from '../../main/core/tokens/call-digest.js';
 import { DEMO_POLICY_DIR, FINANCE_SCOPE, nodeWebSocket, tempDir, transferCall } from '../helpers/harness.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
-import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 const AGENT = 'finance-bot';
 let cluster: PostgresCluster;
@@ -78,11 +77,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const app of hubs.reverse()) await app.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients, hubs, db, cluster, dirs });
 }, 120_000);
 
 describe('risk baselines shared by the hubs of one database', () => {
