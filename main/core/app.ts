@@ -222,10 +222,10 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
   }
   // The running app itself, not a copy: a copy would freeze its getters (a hub's uiSessionSecret follows rotations).
   const running = app;
-  const closeRunning = running.close;
+  const closeRunning = running.close.bind(running);
   running.close = async () => {
     try {
-      await closeRunning.call(running);
+      await closeRunning();
     } finally {
       lock.release();
     }

@@ -168,21 +168,16 @@ describe("rotating the team's desk secrets with every hub running", () => {
 
   it('refuses an unknown hub command, --ui-secret-file with the sign-in key, and an unreachable database (nothing replaced, no secret file left)', async () => {
     const before = (await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret')).rows;
-    expect(await cliExit('hub', 'rotate-everything', '--database', cluster.url)).toMatchObject({
-      code: 1,
-      output: expect.stringContaining('[config_invalid]'),
-    });
+    const refusedWith = (answer: { code: number; output: string }, code: string) => {
+      expect(answer.code).toBe(1);
+      expect(answer.output).toContain(`[${code}]`);
+    };
+    refusedWith(await cliExit('hub', 'rotate-everything', '--database', cluster.url), 'config_invalid');
     const file = join(dirs[0]!, 'never-written');
-    expect(await cliExit('hub', 'rotate-sign-in-key', '--database', cluster.url, '--ui-secret-file', file)).toMatchObject({
-      code: 1,
-      output: expect.stringContaining('[config_invalid]'),
-    });
+    refusedWith(await cliExit('hub', 'rotate-sign-in-key', '--database', cluster.url, '--ui-secret-file', file), 'config_invalid');
     // A port nothing listens on: the secret file written first is removed again.
     const unreachable = `postgres://countersign@127.0.0.1:${await freePort()}/postgres`;
-    expect(await cliExit('hub', 'rotate-desk-secret', '--database', unreachable, '--ui-secret-file', file)).toMatchObject({
-      code: 1,
-      output: expect.stringContaining('[store_unavailable]'),
-    });
+    refusedWith(await cliExit('hub', 'rotate-desk-secret', '--database', unreachable, '--ui-secret-file', file), 'store_unavailable');
     expect(existsSync(file)).toBe(false);
     expect((await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret')).rows).toEqual(before);
   }, 60_000);
