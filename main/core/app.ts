@@ -58,7 +58,8 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
-import { PgDeskSessions, teamDeskSecret, teamSignInKey } from './store/pg/pg-desk-sessions.js';
+import { PgDeskSessions } from './store/pg/pg-desk-sessions.js';
+import { TeamSecrets } from './store/pg/pg-team-secrets.js';
 import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
 import { PgDeskEvents } from './store/pg/pg-desk-events.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
@@ -138,8 +139,11 @@ export interface RunningCountersign {
   auditVerifier: AuditVerifier;
   /** The risk scorer and baselines (undefined when `risk.enabled` is false). */
   riskEngine?: RiskEngine;
-  /** Per-start secret for the /api/ HTTP routes (32 random bytes, base64url). Never log it. */
-  uiSessionSecret: string;
+  /**
+   * Secret for the /api/ HTTP routes (32 random bytes, base64url): per start, or on a hub the
+   * team's as the hub holds it now (a rotation replaces it while the hub runs). Never log it.
+   */
+  readonly uiSessionSecret: string;
   /** The one server implementation of the bridge table (HTTP routes and the Electron shell's IPC). */
   ui: UiService;
   /** Desk sessions (sign-in with a security key; ADR 0010). */
@@ -216,17 +220,17 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     lock.release();
     throw error;
   }
+  // The running app itself, not a copy: a copy would freeze its getters (a hub's uiSessionSecret follows rotations).
   const running = app;
-  return {
-    ...running,
-    async close() {
-      try {
-        await running.close();
-      } finally {
-        lock.release();
-      }
-    },
+  const closeRunning = running.close.bind(running);
+  running.close = async () => {
+    try {
+      await closeRunning();
+    } finally {
+      lock.release();
+    }
   };
+  return running;
 }
 
 async function startLocked(options: StartOptions): Promise<RunningCountersign> {
@@ -420,7 +424,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     },
   });
   // The desk's bearer secret: per start, or on a hub the team's one (docs/team-mode.md "One origin, any hub").
-  const uiSessionSecret = openedTeam?.deskSecret ?? randomBytes(32).toString('base64url');
+  // A hub reads the team's at each request: `countersign hub rotate-desk-secret` replaces it while the hub runs.
+  const startSecret = randomBytes(32).toString('base64url');
+  const teamSecrets = openedTeam?.secrets;
+  const uiSessionSecret = teamSecrets === undefined ? () => startSecret : () => teamSecrets.deskSecret;
 
   // Human approvals: the directory needs the bound port for its origins, so they are read lazily.
   let boundPort = 0;
@@ -467,6 +474,11 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   // The desks' push events. Embedded, the gateway and the services emit them here; on a hub they
   // come from the team database, every hub's alike, whichever hub wrote them (pg-desk-events.ts).
   const bridgeEvents = new BridgeEventHub();
+  // A rotated desk secret ends the event streams opened with the old one (a desk reconnects with the new link, or cannot).
+  teamSecrets?.onChange((name) => {
+    if (name === 'desk secret') bridgeEvents.endStreams();
+    log(`the team's ${name} was replaced; this hub uses the new one from now on`);
+  });
   const embeddedEvents = team === undefined ? bridgeEvents : undefined;
   const approvals = new ApprovalService({
     db,
@@ -747,7 +759,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     custody,
     signingKeys,
     issuer,
-    uiSessionSecret,
+    get uiSessionSecret() {
+      return uiSessionSecret();
+    },
     deskSessions,
     approvers,
     approvals,
@@ -846,8 +860,11 @@ export interface TeamHub {
   proposals: PgAdminProposals;
   /** The desks' push events of every hub (store/pg/pg-desk-events.ts), started once the bridge's event hub exists. */
   deskEvents: PgDeskEvents;
-  /** The desk's bearer secret, one for the team (PG migration 13): a hub's desk link opens on every hub. */
-  deskSecret: string;
+  /**
+   * The desk's bearer secret and sign-in key, one each for the team (PG migrations 14, 15), kept
+   * current on this hub when a command rotates them (store/pg/pg-team-secrets.ts).
+   */
+  secrets: TeamSecrets;
   /** Desk sessions for every hub (store/pg/pg-desk-sessions.ts). */
   deskSessions: PgDeskSessions;
   close(): Promise<void>;
@@ -889,13 +906,14 @@ async function openTeamHub(
     await store.close();
     throw error;
   }
-  // One desk link for the team: the first hub makes the secret, every other reads it.
-  let deskSecret: string;
-  let signInKey: Buffer; // tags the team's stateless sign-in challenges (ADR 0019)
+  // One desk link for the team: the first hub makes the secret, every other reads it; likewise the
+  // key that tags the team's stateless sign-in challenges (ADR 0019). Both followed while the hub runs.
+  let secrets: TeamSecrets | undefined;
   try {
-    deskSecret = await teamDeskSecret(store.pool, hub, now());
-    signInKey = await teamSignInKey(store.pool, hub, now());
+    secrets = await TeamSecrets.open(store.pool, hub, now());
+    await secrets.start(store.config.pool, log);
   } catch (error) {
+    await secrets?.close();
     await directory.close();
     await store.close();
     throw error;
@@ -911,6 +929,7 @@ async function openTeamHub(
       const imported = await riskLog.importBaselines(() => engine.sqliteBaselines(now()));
       if (imported > 0) log(`hub ${hub} imported the risk baselines of ${imported} agents from its SQLite into the team's`);
     } catch (error) {
+      await secrets.close();
       await directory.close();
       await store.close();
       throw error;
@@ -936,10 +955,11 @@ async function openTeamHub(
     agents: new TeamAgents(local.registry, directory, hub),
     proposals,
     deskEvents,
-    deskSecret,
-    deskSessions: new PgDeskSessions(store.pool, hub, signInKey),
+    secrets,
+    deskSessions: new PgDeskSessions(store.pool, hub, () => secrets.signInKey),
     close: () =>
       (closing ??= (async () => {
+        await secrets.close();
         await deskEvents.close();
         await leader.stop();
         await directory.close();

@@ -60,7 +60,7 @@ export interface GatewayDeps {
    * The rest of the HTTP edge (main/core/http/): routes besides /healthz and the JWKS, the
    * session secret their `session` routes require and the approval origins a browser may call from.
    */
-  http?: { routes: readonly HttpRoute[]; sessionSecret: string; origins: () => readonly string[] };
+  http?: { routes: readonly HttpRoute[]; sessionSecret: string | (() => string); origins: () => readonly string[] };
   /**
    * Follow every held call this gateway answered to its final state through the decision store
    * and push it to the agent (team hubs: the approval may be made on another hub, which wakes
