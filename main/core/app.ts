@@ -45,7 +45,7 @@ import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
 import { BridgeEventHub, DEFAULT_REPLAY_LIMIT } from './ui/bridge-events.js';
 import { ApproverDirectory } from './approvals/approver-directory.js';
-import { ApprovalService } from './approvals/approval-service.js';
+import { ApprovalService, type ApprovalServiceOptions } from './approvals/approval-service.js';
 import { policyReevaluation } from './approvals/policy-reevaluation.js';
 import { tokenMinter } from './tokens/token-minter.js';
 import type { VirtualApprovers } from './testing/virtual-approvers.js';
@@ -92,6 +92,8 @@ export interface StartOptions {
   openToken?: OpenCustodyOptions['openToken'];
   /** Stage timings of every decision (benchmarks). */
   onTiming?: DecisionServiceOptions['onTiming'];
+  /** Stage timings of every submitted approval key tap (benchmarks). */
+  onApprovalTiming?: ApprovalServiceOptions['onTiming'];
   /** What is running, named in the data directory's lock (e.g. `countersign start`). */
   command?: string;
   /**
@@ -484,6 +486,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       gateway.notifyAgent(agentId, result);
     },
     onRecorded: (requestId) => embeddedEvents?.emit({ name: 'approvalRecorded', data: { requestId } }),
+    onTiming: options.onApprovalTiming,
   });
   const virtualApprovers =
     config.domain === 'test'

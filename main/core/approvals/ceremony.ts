@@ -17,8 +17,9 @@
  *    genuine assertion can take a key out of service: a regression marks the key suspect in its
  *    own audited transaction (`approver.credential_suspect`) and the tap is refused.
  */
-// Imported at the first ceremony, not at start (approver-directory.ts says why).
+// Imported at the first ceremony, not at start (approver-directory.ts says why; webauthn-library.ts keeps it).
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { webauthnServer } from './webauthn-library.js';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog, AuditKind } from '../audit/audit-log.js';
@@ -192,7 +193,7 @@ export class CeremonyEngine {
     userVerification: CeremonyUserVerification;
     timeoutMs: number;
   }): Promise<CeremonyOffer> {
-    const { generateAuthenticationOptions } = await import('@simplewebauthn/server');
+    const { generateAuthenticationOptions } = await webauthnServer();
     const options = await generateAuthenticationOptions({
       rpID: this.options.directory.rpId,
       challenge: new Uint8Array(Buffer.from(input.challenge, 'base64url')),
@@ -369,7 +370,7 @@ export class CeremonyEngine {
     const reported = authenticatorCounter(response.response.authenticatorData);
     const stored = credential.signCount;
     const regression = regressed(stored, reported);
-    const { verifyAuthenticationResponse } = await import('@simplewebauthn/server');
+    const { verifyAuthenticationResponse } = await webauthnServer();
     let verified;
     try {
       verified = await verifyAuthenticationResponse({
