@@ -4,7 +4,6 @@
  * says it ran (review of fe1d212: it was stored 'executed' with only its proposal in the audit log).
  * One hub on a real PostgreSQL 15, admin quorum 2, two admins with software keys.
  */
-import { rmSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningCountersign } from '../../main/core/app.js';
@@ -13,7 +12,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/e
 import { FINANCE_SCOPE } from '../helpers/harness.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { signInOverHttp, tapKey } from '../helpers/desk-session.js';
-import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -26,10 +25,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const hub of hubs.reverse()) await hub.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients: [], db, cluster, hubs, dirs });
 }, 60_000);
 
 describe('a confirmed team proposal whose action is refused', () => {
