@@ -383,7 +383,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const minter = tokenMinter(issuer);
   // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
-  const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
+  const committer = new GroupCommitter(db, {
+    ...(options.syncFile === undefined ? {} : { syncFile: options.syncFile }),
+    ...(options.onTiming === undefined ? {} : { onTiming: (phase: 'commit' | 'sync', ms: number) => options.onTiming!(`group-${phase}` as const, ms) }),
+  });
   // The History search index, filled after each decision's commit; at start it indexes whatever a
   // crash left unindexed (store/request-search-index.ts).
   const searchIndex = new RequestSearchIndex(db, { onError: log });
