@@ -21,11 +21,15 @@ import { resolve as resolvePath } from 'node:path';
 import type { Db } from './database.js';
 
 export interface WalCheckpointerOptions {
-  /** How often the worker checkpoints, in milliseconds (default 100). */
+  /** How often the worker checkpoints, in milliseconds (default 200). */
   intervalMs?: number;
   /** WAL frames past which the main thread checkpoints once (default 8,192: 32 MiB of 4 KiB pages). */
   maxWalFrames?: number;
-  /** Checkpoints in a row while commits keep arriving during them (default 4). */
+  /**
+   * Checkpoints in a row while commits keep arriving during them (default 1). Each one syncs the
+   * WAL and the database file: more rounds restart the WAL more often but add syncs that compete
+   * with the decisions' own on the disk, and CPU beside the event loop.
+   */
   rounds?: number;
   /** Told when the worker fails (the main connection then checkpoints by itself again). */
   onError?: (message: string) => void;
@@ -57,9 +61,9 @@ export class WalCheckpointer {
     this.worker = new Worker(WORKER_URL, {
       workerData: {
         file: resolvePath(db.name),
-        intervalMs: Math.max(1, options.intervalMs ?? 100),
+        intervalMs: Math.max(1, options.intervalMs ?? 200),
         maxWalFrames: Math.max(1, options.maxWalFrames ?? 8_192),
-        rounds: Math.max(1, options.rounds ?? 4),
+        rounds: Math.max(1, options.rounds ?? 1),
       },
     });
     this.worker.unref();
