@@ -29,6 +29,8 @@ function open() {
     const opened = new Database(file, { fileMustExist: true });
     // The checkpoint syncs the WAL before it copies frames and the database file before the WAL may be reused.
     opened.pragma('synchronous = FULL');
+    // A checkpoint reads frames from the WAL and writes pages to the file: it needs no page cache of its own.
+    opened.pragma('cache_size = 16');
     return opened;
   } catch (error) {
     port?.postMessage({ type: 'error', message: error instanceof Error ? error.message : String(error) });

@@ -65,6 +65,8 @@ export class WalCheckpointer {
         maxWalFrames: Math.max(1, options.maxWalFrames ?? 8_192),
         rounds: Math.max(1, options.rounds ?? 1),
       },
+      // A checkpoint keeps almost nothing on the JavaScript heap: a small one bounds what the thread adds to the process.
+      resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
     });
     this.worker.unref();
     this.exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
