@@ -199,6 +199,26 @@ describe('AgentClient.waitForDecision', () => {
   });
 });
 
+describe("a request's end is pushed to the agent once", () => {
+  it("pushes an ended held call once when two paths report the same end (a hub's own approval and the outcome notice of that commit)", async () => {
+    const key = await h.enroll('finance-bot');
+    const pushed: DecisionResult[] = [];
+    const c = client('finance-bot', key, { onDecision: (r) => pushed.push(r) });
+    const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
+    expect(pending.state).toBe('pending');
+    // The request really ends (expired past its window); the gateway is then told of that end twice,
+    // as a hub is when its own approval and the store's outcome notice both report one commit.
+    const ended = await app.decisions.expireDue(Date.now() + 20 * 60_000);
+    expect(ended.map((e) => e.result.requestId)).toEqual([pending.requestId]);
+    const [{ agentId, result }] = ended as [(typeof ended)[number]];
+    expect(app.gateway.notifyAgent(agentId, result)).toBe(1);
+    expect(app.gateway.notifyAgent(agentId, result)).toBe(0);
+    // Frames on one socket arrive in order: once this answer is in, any second push would be too.
+    await c.getRequest(pending.requestId);
+    expect(pushed.filter((r) => r.requestId === pending.requestId).map((r) => r.state)).toEqual(['expired']);
+  });
+});
+
 describe('AgentClient reconnect', () => {
   it('reconnects with growing backoff after the server drops it, re-authenticates, and submits again', async () => {
     const key = await h.enroll('finance-bot');

@@ -111,9 +111,10 @@ export class Gateway {
   /** Agents whose revoked sessions wait for the ended calls to be read (endedByRevocation), so they are read once. */
   private readonly ending = new Set<string>();
   /**
-   * Request ids whose end was pushed lately (bounded, oldest dropped), so a revocation that ends
-   * sessions does not tell a call twice when its follower got there first (both are woken by the
-   * same commit, on different listener connections, in either order).
+   * Request ids whose end was pushed lately (bounded, oldest dropped), so no call is told twice:
+   * not by a revocation that ends sessions when its follower got there first, nor by a hub's own
+   * approval and the outcome notice of the same commit (both are woken by the same commit, on
+   * different connections, in either order).
    */
   private readonly recentlyPushed = new Set<string>();
 
@@ -206,7 +207,12 @@ export class Gateway {
     this.wss.close();
   }
 
-  /** Push a decision to every live connection of the agent (pending calls resolved later). */
+  /**
+   * Push a decision to every live connection of the agent (pending calls resolved later). A
+   * request's end is pushed once, however many paths report it: on a hub, the approval committed
+   * here (onDecided) and the store's outcome notice for the same commit (the follower) both arrive,
+   * in either order, and the agent must not be told twice.
+   */
   notifyAgent(agentId: string, result: DecisionResult): number {
     // Told once: a held call being followed needs no second push.
     const follower = this.following.get(result.requestId);
@@ -214,6 +220,7 @@ export class Gateway {
       this.following.delete(result.requestId);
       follower.abort();
     }
+    if (this.recentlyPushed.has(result.requestId)) return 0;
     this.emit(() => this.deps.events?.decided(agentId, result));
     const conns = this.byAgent.get(agentId);
     if (!conns) return 0;
