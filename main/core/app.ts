@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { WalCheckpointer } from './store/wal-checkpointer.js';
 import { RequestSearchIndex } from './store/request-search-index.js';
 import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
@@ -385,7 +386,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const minter = tokenMinter(issuer);
   // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
-  const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
+  const committer = new GroupCommitter(db, {
+    ...(options.syncFile === undefined ? {} : { syncFile: options.syncFile }),
+    ...(options.onTiming === undefined
+      ? {}
+      : { onTiming: (phase: 'commit' | 'sync', ms: number) => options.onTiming!(`group-${phase}` as const, ms) }),
+  });
   // The History search index, filled after each decision's commit; at start it indexes whatever a
   // crash left unindexed (store/request-search-index.ts).
   const searchIndex = new RequestSearchIndex(db, { onError: log });
@@ -679,6 +685,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   }
   // The whole log re-verified in the background now and on a schedule (never on the decision path).
   auditVerifier.start();
+  // WAL checkpoints in a worker thread from here on, never inside a decision's COMMIT (ADR 0003).
+  const walCheckpointer = WalCheckpointer.start(db, { onError: log });
   const openAlarm = tamperAlarm.current();
   if (openAlarm !== undefined)
     log(
@@ -793,6 +801,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       } catch (error) {
         log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
+      await walCheckpointer?.stop();
       await committer.close();
       db.close();
     },
