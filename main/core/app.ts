@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { WalCheckpointer } from './store/wal-checkpointer.js';
 import { RequestSearchIndex } from './store/request-search-index.js';
 import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
@@ -45,7 +46,7 @@ import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
 import { BridgeEventHub, DEFAULT_REPLAY_LIMIT } from './ui/bridge-events.js';
 import { ApproverDirectory } from './approvals/approver-directory.js';
-import { ApprovalService } from './approvals/approval-service.js';
+import { ApprovalService, type ApprovalServiceOptions } from './approvals/approval-service.js';
 import { policyReevaluation } from './approvals/policy-reevaluation.js';
 import { tokenMinter } from './tokens/token-minter.js';
 import type { VirtualApprovers } from './testing/virtual-approvers.js';
@@ -93,6 +94,8 @@ export interface StartOptions {
   openToken?: OpenCustodyOptions['openToken'];
   /** Stage timings of every decision (benchmarks). */
   onTiming?: DecisionServiceOptions['onTiming'];
+  /** Stage timings of every submitted approval key tap (benchmarks). */
+  onApprovalTiming?: ApprovalServiceOptions['onTiming'];
   /** What is running, named in the data directory's lock (e.g. `countersign start`). */
   command?: string;
   /**
@@ -387,7 +390,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const minter = tokenMinter(issuer);
   // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
-  const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
+  const committer = new GroupCommitter(db, {
+    ...(options.syncFile === undefined ? {} : { syncFile: options.syncFile }),
+    ...(options.onTiming === undefined
+      ? {}
+      : { onTiming: (phase: 'commit' | 'sync', ms: number) => options.onTiming!(`group-${phase}` as const, ms) }),
+  });
   // The History search index, filled after each decision's commit; at start it indexes whatever a
   // crash left unindexed (store/request-search-index.ts).
   const searchIndex = new RequestSearchIndex(db, { onError: log });
@@ -496,6 +504,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       gateway.notifyAgent(agentId, result);
     },
     onRecorded: (requestId) => embeddedEvents?.emit({ name: 'approvalRecorded', data: { requestId } }),
+    onTiming: options.onApprovalTiming,
   });
   const virtualApprovers =
     config.domain === 'test'
@@ -688,6 +697,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   }
   // The whole log re-verified in the background now and on a schedule (never on the decision path).
   auditVerifier.start();
+  // WAL checkpoints in a worker thread from here on, never inside a decision's COMMIT (ADR 0003).
+  const walCheckpointer = WalCheckpointer.start(db, { onError: log });
   const openAlarm = tamperAlarm.current();
   if (openAlarm !== undefined)
     log(
@@ -804,6 +815,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       } catch (error) {
         log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
+      await walCheckpointer?.stop();
       await committer.close();
       db.close();
     },

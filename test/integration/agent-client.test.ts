@@ -13,6 +13,7 @@ import type { AgentClient, AgentClientOptions, AgentClientState, WebSocketFactor
 import type { AgentKey } from '../../shared/agent-keys.js';
 import type { JsonObject } from '../../shared/canonical-json.js';
 import type { DecisionResult } from '../../shared/protocol.js';
+import type { BridgeEvent } from '../../shared/bridge-table.js';
 import { isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 
@@ -216,6 +217,24 @@ describe("a request's end is pushed to the agent once", () => {
     // Frames on one socket arrive in order: once this answer is in, any second push would be too.
     await c.getRequest(pending.requestId);
     expect(pushed.filter((r) => r.requestId === pending.requestId).map((r) => r.state)).toEqual(['expired']);
+  });
+
+  it('tells the desks of an end once when the agent is offline and two paths report it', async () => {
+    const key = await h.enroll('finance-bot');
+    const c = client('finance-bot', key);
+    const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
+    c.close();
+    await waitFor(() => app.gateway.getStats().connections === 0, 'the gateway to see the agent leave');
+    const seen: BridgeEvent[] = [];
+    const stop = app.bridgeEvents.subscribe((event) => seen.push(event));
+    const ended = await app.decisions.expireDue(Date.now() + 20 * 60_000);
+    const [{ agentId, result }] = ended as [(typeof ended)[number]];
+    app.gateway.notifyAgent(agentId, result);
+    app.gateway.notifyAgent(agentId, result);
+    stop();
+    expect(seen.filter((e) => e.name === 'decided')).toEqual([
+      { name: 'decided', data: { requestId: pending.requestId, state: 'expired' } },
+    ]);
   });
 });
 

@@ -201,4 +201,24 @@ describe('the audit tree storage', () => {
       db.close();
     }
   });
+  it('a leaf hash cleared under the subtrees it completed is named as audit_corrupt, not hashed again', () => {
+    const db = openStore(freshFile());
+    try {
+      const log = new AuditLog(db);
+      for (let seq = 1; seq <= 8; seq++) db.transaction(() => log.append('server.stopped', seq, { serverId: `s${seq}` }))();
+      expect(log.verify()).toMatchObject({ ok: true, entries: 8 });
+      // Tampering: only the leaf of entry 8 goes (its row's trigger removed first); its subtrees stay.
+      db.exec('DROP TRIGGER audit_log_leaf_once');
+      db.prepare('UPDATE audit_log SET leaf = NULL WHERE seq = 8').run();
+      expect(() => log.syncTree()).toThrow(
+        expect.objectContaining({
+          code: 'audit_corrupt',
+          message: "the audit tree's subtrees reach entry 8 but the leaf hash of entry 8 is missing",
+        }),
+      );
+      expect(db.prepare('SELECT leaf FROM audit_log WHERE seq = 8').get()).toEqual({ leaf: null });
+    } finally {
+      db.close();
+    }
+  });
 });

@@ -129,6 +129,38 @@ describe('PostgreSQL team store', () => {
     expect(rows[0]!.n).toBe(1);
   });
 
+  it('fails only the unit the database or its guard refuses when a group of decisions shares one statement', async () => {
+    const store = await hub('hub-group');
+    const agentId = `agent-group-${Math.random()}`;
+    const first = decisionWrite({ agentId });
+    await store.recordDecision(first);
+    // Queued in one tick, so they share one group: one reuses the first request's id (the
+    // database refuses the whole statement: a primary key violation), one's guard refuses it.
+    const clash = decisionWrite({ agentId });
+    clash.request.id = first.request.id;
+    const guarded = {
+      ...decisionWrite({ agentId }),
+      guard: () => {
+        throw new CountersignError('agent_revoked', 'revoked while deciding');
+      },
+    };
+    const fine = Array.from({ length: 4 }, () => decisionWrite({ agentId, state: 'denied' }));
+    const results = await Promise.allSettled([clash, guarded, ...fine].map((w) => store.recordDecision(w)));
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.state : codeOf(r.reason)))).toEqual([
+      'store_failed',
+      'agent_revoked',
+      'denied',
+      'denied',
+      'denied',
+      'denied',
+    ]);
+    const { rows } = await store.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM requests WHERE agent_id = $1', [agentId]);
+    expect(rows[0]!.n).toBe(5);
+    // Nothing of a refused unit was written, its nonce included: the same envelope is decided later.
+    expect(await store.recordDecision(decisionWrite({ agentId, nonce: clash.nonce }))).toMatchObject({ state: 'allowed' });
+    expect(await store.recordDecision(decisionWrite({ agentId, nonce: guarded.nonce }))).toMatchObject({ state: 'allowed' });
+  });
+
   it('keeps an agent within its pending cap when held calls arrive on two hubs at once', async () => {
     const [a, b] = [await hub('hub-a'), await hub('hub-b')];
     const agentId = `agent-cap-${Math.random()}`;

@@ -279,6 +279,14 @@ export class AuditLog {
         // Hashes for entries that do not exist: planted, to be paired with records written later.
         throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${top} entries but the log has ${this.size()}`);
       }
+      if (top > hashed) {
+        // A leaf and the subtrees it completes are written in one transaction: subtrees past the
+        // last leaf hash mean a leaf was removed. Hashing it again would collide with those rows.
+        throw new CountersignError(
+          'audit_corrupt',
+          `the audit tree's subtrees reach entry ${top} but the leaf hash of entry ${hashed + 1} is missing`,
+        );
+      }
       const rows = this.pendingRows.all(hashed, 10_000);
       if (rows.length === 0) return top;
       if (rows[0]!.seq !== hashed + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1}`);

@@ -111,12 +111,13 @@ export class Gateway {
   /** Agents whose revoked sessions wait for the ended calls to be read (endedByRevocation), so they are read once. */
   private readonly ending = new Set<string>();
   /**
-   * Request ids whose end was pushed lately (bounded, oldest dropped), so no call is told twice:
-   * not by a revocation that ends sessions when its follower got there first, nor by a hub's own
-   * approval and the outcome notice of the same commit (both are woken by the same commit, on
-   * different connections, in either order).
+   * Request ids whose end was told lately (to the agent's live connections, if any, and to the
+   * desks; bounded, oldest dropped), so no call is told twice: not by a revocation that ends
+   * sessions when its follower got there first, nor by a hub's own approval and the outcome notice
+   * of the same commit (both are woken by the same commit, on different connections, in either
+   * order). Every caller reports a terminal result, so a request told once has nothing more to say.
    */
-  private readonly recentlyPushed = new Set<string>();
+  private readonly recentlyTold = new Set<string>();
 
   /** The HTTP edge's route table: the gateway's rows (/healthz, JWKS) and the app's. */
   readonly routeTable: readonly HttpRoute[];
@@ -220,12 +221,13 @@ export class Gateway {
       this.following.delete(result.requestId);
       follower.abort();
     }
-    if (this.recentlyPushed.has(result.requestId)) return 0;
+    // Marked told before anything is said, connected or not: the desks hear of it once too.
+    if (this.recentlyTold.has(result.requestId)) return 0;
+    this.recentlyTold.add(result.requestId);
+    if (this.recentlyTold.size > RECENTLY_TOLD_LIMIT) this.recentlyTold.delete(this.recentlyTold.values().next().value!);
     this.emit(() => this.deps.events?.decided(agentId, result));
     const conns = this.byAgent.get(agentId);
     if (!conns) return 0;
-    this.recentlyPushed.add(result.requestId);
-    if (this.recentlyPushed.size > RECENTLY_PUSHED_LIMIT) this.recentlyPushed.delete(this.recentlyPushed.values().next().value!);
     const frame = JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result });
     for (const c of conns) this.send(c, frame);
     return conns.size;
@@ -329,8 +331,8 @@ export class Gateway {
     this.ending.add(agentId);
     const end = (ended: DecisionResult[]) => {
       this.ending.delete(agentId);
-      // Told once: a call already pushed is skipped, and a follower still waiting is stopped.
-      const untold = ended.filter((result) => !this.recentlyPushed.has(result.requestId));
+      // Told once: a call already told is skipped, and a follower still waiting is stopped.
+      const untold = ended.filter((result) => !this.recentlyTold.has(result.requestId));
       for (const { requestId } of untold) {
         this.following.get(requestId)?.abort();
         this.following.delete(requestId);
@@ -699,7 +701,7 @@ export function peekRequestId(data: RawData): number | null {
 }
 
 /** How many pushed request ids a revocation's end checks against (a few hundred bytes each at most). */
-const RECENTLY_PUSHED_LIMIT = 4096;
+const RECENTLY_TOLD_LIMIT = 4096;
 
 /** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
 const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set([

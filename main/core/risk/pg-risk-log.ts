@@ -54,17 +54,34 @@ export class PgRiskLog implements RiskEventLog, UnitRiskWriter {
   /** Write taken events inside the caller's unit (its transaction). */
   async write(client: pg.ClientBase, events: readonly QueuedEvent[]): Promise<void> {
     if (events.length === 0) return;
+    const { agents, texts } = this.encode(events);
     const { rows } = await client.query<{ id: string }>(
       `INSERT INTO risk_log (agent_id, hub, event) SELECT a, $2, e FROM unnest($1::text[], $3::text[]) WITH ORDINALITY AS t(a, e, n)
        ORDER BY n RETURNING id`,
-      [events.map((e) => e.agentId), this.hub, events.map((e) => canonicalize(e.event as unknown as JsonObject))],
+      [agents, this.hub, texts],
     );
-    rows
-      .map((row) => BigInt(row.id))
+    this.noteWritten(
+      events,
+      rows.map((row) => row.id),
+    );
+  }
+
+  /** Taken events as the columns risk_log stores (for a statement that inserts them itself, pg-decision-store.ts). */
+  encode(events: readonly QueuedEvent[]): { agents: string[]; texts: string[] } {
+    return { agents: events.map((e) => e.agentId), texts: events.map((e) => canonicalize(e.event as unknown as JsonObject)) };
+  }
+
+  /**
+   * The ids `events` were written with, in any order: inserted in the events' order, so the
+   * sorted ids are theirs in turn. Each is skipped when read only if the memory it was applied to
+   * is still the agent's.
+   */
+  noteWritten(events: readonly QueuedEvent[], ids: readonly string[]): void {
+    ids
+      .map((id) => BigInt(id))
       .sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))
       .forEach((id, i) => {
         const { agentId, inMemory } = events[i]!;
-        // Skipped when read only if the memory it was applied to is still the agent's.
         if (inMemory === undefined || inMemory !== (this.generation.get(agentId) ?? 0)) return;
         let ids = this.applied.get(agentId);
         if (ids === undefined) this.applied.set(agentId, (ids = new Set()));

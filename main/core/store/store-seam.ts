@@ -142,8 +142,12 @@ export interface DecisionStore {
   outcome(requestId: string): Promise<RequestOutcome | undefined>;
   /** Resolves with the request's final outcome once committed (immediately if it already is). */
   waitForOutcome(requestId: string, options?: { signal?: AbortSignal }): Promise<RequestOutcome>;
-  /** Whether the agent's nonce was already accepted (a cheap early refusal; recordDecision is the guarantee). */
-  nonceSeen(agentId: string, nonce: string): Promise<boolean>;
+  /**
+   * Whether the agent's nonce was already accepted: a cheap early refusal, before the policy and
+   * the signing; recordDecision's claim is the guarantee. Absent where the read would cost a round
+   * trip of its own (PostgreSQL): a replay there is refused by the claim in recordDecision.
+   */
+  nonceSeen?(agentId: string, nonce: string): Promise<boolean>;
   /** One request as its agent reads it back, or undefined. */
   readRequest(requestId: string): Promise<StoredRequestView | undefined>;
   /**

@@ -1,7 +1,9 @@
 /**
  * The team-mode store on PostgreSQL (ADR 0012). Same semantics as the SQLite store:
- *  - Group commit: units of work queued in the same moment share one transaction, each in its own
- *    SAVEPOINT (a failing unit rolls back alone), one COMMIT; several groups run at once, one per
+ *  - Group commit: allowed and denied decisions queued in the same moment are written by one
+ *    statement that is its own transaction (one round trip, COMMIT included; RECORD_DECISIONS_SQL);
+ *    other units of work (held calls, finishes, expiries) share one transaction, each in its own
+ *    SAVEPOINT (a failing unit rolls back alone), one COMMIT. Several groups run at once, one per
  *    pooled connection. Nobody is answered before the COMMIT holding their rows returned; if the
  *    COMMIT fails every unit in it fails (store_unavailable when the database is gone).
  *  - A nonce is claimed with INSERT .. ON CONFLICT DO NOTHING: a concurrent claim of the same
@@ -89,6 +91,72 @@ SELECT (a.status IS NOT NULL) AS found, a.status, a.key_status, a.key_agent, a.n
   (SELECT count(*) FROM notified) = 1 AS claimed
 FROM (SELECT 1) AS one LEFT JOIN agent a ON true`;
 
+/**
+ * The allowed and denied decisions of one group in one statement, run as its own (implicit)
+ * transaction: one round trip per group, its COMMIT included (the answer comes after the COMMIT,
+ * so no token is released before it). Each row is unit `n`'s: its agent's directory row locked
+ * FOR SHARE (in id order, so two groups never wait on each other's agents in opposite order), the
+ * unit admitted only when the team directory accepts that agent and key ($30; the same rule as
+ * PgDirectory.verifyAgent, which names the refusal), the nonce claimed with ON CONFLICT DO NOTHING
+ * for one unit per (agent, nonce) (a concurrent claim on any hub waits for the first transaction,
+ * then finds the row), and only for the units whose claim this statement made: the request, its
+ * token, the audit submission (in unit order), the unit's risk events ($31-$33) and the audit
+ * leader's notification. A refused unit writes nothing, its nonce included.
+ */
+const RECORD_DECISIONS_SQL = `WITH input AS (
+    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+      $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::text[],
+      $18::text[], $19::text[], $20::text[], $21::text[], $22::bigint[], $23::bigint[], $24::bigint[], $25::text[], $26::text[],
+      $27::text[])
+    AS t(n, agent_id, kid, nonce, nonce_expires_at, id, tool, call_json, call_sha256, state, policy_hash, determining_policies,
+      reasons, risk, created_at, expires_at, obligation, conflicted, jti, token_kid, token, issued_at, token_expires_at,
+      audit_at, audit_kind, audit_fields, audit_request_id)
+  ),
+  agent AS (
+    SELECT i.n, a.status, k.status AS key_status, k.agent_id AS key_agent, k.not_after
+    FROM input i JOIN directory_agents a ON a.id = i.agent_id LEFT JOIN directory_agent_keys k ON k.kid = i.kid
+    ORDER BY a.id FOR SHARE OF a
+  ),
+  admitted AS (
+    SELECT i.n, i.agent_id, i.nonce, i.nonce_expires_at FROM input i LEFT JOIN agent g ON g.n = i.n
+    WHERE $30::boolean IS NOT TRUE OR (g.status = 'active' AND g.key_agent = i.agent_id AND g.key_status IS DISTINCT FROM 'revoked'
+      AND NOT (g.key_status = 'retiring' AND (g.not_after IS NULL OR i.created_at >= g.not_after)))
+  ),
+  winner AS (SELECT DISTINCT ON (agent_id, nonce) n, agent_id, nonce, nonce_expires_at FROM admitted ORDER BY agent_id, nonce, n),
+  claimed AS (
+    INSERT INTO seen_nonces (agent_id, nonce, expires_at) SELECT agent_id, nonce, nonce_expires_at FROM winner ORDER BY agent_id, nonce
+    ON CONFLICT DO NOTHING RETURNING agent_id, nonce
+  ),
+  won AS (SELECT w.n FROM winner w JOIN claimed c ON c.agent_id = w.agent_id AND c.nonce = w.nonce),
+  request AS (
+    INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash,
+      determining_policies, reasons, risk, created_at, expires_at, decided_at, decided_by_hub, obligation, conflicted_approvers, group_id)
+    SELECT i.id, i.agent_id, i.kid, i.tool, i.call_json, i.call_sha256, i.nonce, i.state, i.policy_hash, i.determining_policies,
+      i.reasons, i.risk, i.created_at, i.expires_at, i.created_at, $28::text, i.obligation, i.conflicted, NULL
+    FROM input i JOIN won USING (n) ORDER BY i.n
+    RETURNING id
+  ),
+  token AS (
+    INSERT INTO tokens (jti, request_id, kid, token, issued_at, expires_at)
+    SELECT i.jti, r.id, i.token_kid, i.token, i.issued_at, i.token_expires_at FROM input i JOIN request r ON r.id = i.id WHERE i.jti IS NOT NULL
+  ),
+  audit AS (
+    INSERT INTO audit_submissions (at, kind, fields, request_id, hub)
+    SELECT i.audit_at, i.audit_kind, i.audit_fields, i.audit_request_id, $28::text FROM input i JOIN request r ON r.id = i.id ORDER BY i.n
+  ),
+  risk AS (
+    INSERT INTO risk_log (agent_id, hub, event)
+    SELECT e.agent_id, $28::text, e.event FROM unnest($31::int[], $32::text[], $33::text[]) WITH ORDINALITY AS e(n, agent_id, event, k)
+      JOIN won USING (n) ORDER BY e.k
+    RETURNING id
+  ),
+  notified AS (SELECT pg_notify($29::text, '') FROM (SELECT 1 FROM request LIMIT 1) AS any_written)
+SELECT i.n, (g.n IS NOT NULL) AS found, g.status, g.key_status, g.key_agent, g.not_after,
+  EXISTS (SELECT 1 FROM won w WHERE w.n = i.n) AS claimed,
+  (SELECT count(*) FROM notified) AS notified,
+  (SELECT array_agg(id) FROM risk) AS risk_ids
+FROM input i LEFT JOIN agent g ON g.n = i.n ORDER BY i.n`;
+
 /** An audit submission and the leader's wake-up (delivered at COMMIT) in one round trip. */
 const SUBMIT_AUDIT_SQL = `WITH submitted AS (
     INSERT INTO audit_submissions (at, kind, fields, request_id, hub) VALUES ($1, $2, $3, $4, $5) RETURNING 1
@@ -96,10 +164,26 @@ const SUBMIT_AUDIT_SQL = `WITH submitted AS (
   SELECT pg_notify($6, '') FROM submitted`;
 
 type Work<T> = (client: pg.PoolClient) => Promise<T>;
+/** A queued unit: work run in the group's transaction, or an allowed or denied decision's row for RECORD_DECISIONS_SQL. */
 interface Unit {
-  work: Work<unknown>;
+  work?: Work<unknown>;
+  decide?: () => DecisionRow;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+}
+
+/** RECORD_DECISIONS_SQL's answer for one unit: its agent's directory row, whether its claim was made, the group's risk event ids. */
+type DecisionRowResult = TeamAgentRow & { found: boolean; claimed: boolean; risk_ids: string[] | null };
+
+/** One allowed or denied decision as RECORD_DECISIONS_SQL writes it (made inside its group, just before the statement). */
+interface DecisionRow {
+  agentId: string;
+  createdAt: number;
+  /** The row's columns in the order of $2-$27. */
+  columns: unknown[];
+  /** The risk events its learner hook queued. */
+  riskEvents: unknown[];
+  written: WrittenDecision;
 }
 
 export interface PgStoreOptions extends TeamDatabaseConfig {
@@ -143,6 +227,10 @@ export async function migrateTeamDatabase(pool: pg.Pool): Promise<void> {
 export interface UnitRiskWriter {
   take(): unknown[];
   write(client: pg.ClientBase, taken: readonly unknown[]): Promise<void>;
+  /** Taken events as risk_log's columns, for a statement that inserts them itself. */
+  encode(taken: readonly unknown[]): { agents: string[]; texts: string[] };
+  /** The ids that statement gave them (in any order). */
+  noteWritten(taken: readonly unknown[], ids: readonly string[]): void;
 }
 
 export class PgDecisionStore implements DecisionStore {
@@ -220,20 +308,146 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
+  /** Queue an allowed or denied decision's row; resolves after the COMMIT of the statement that wrote it. */
+  private runDecisionRow(decide: () => DecisionRow): Promise<WrittenDecision> {
+    if (this.closed) return Promise.reject(new CountersignError('store_unavailable', 'the team store is closed'));
+    return new Promise<WrittenDecision>((resolve, reject) => {
+      this.queue.push({ decide, resolve: resolve as (value: unknown) => void, reject });
+      this.pump();
+    });
+  }
+
   private pump(): void {
     while (this.running < this.maxGroups && this.queue.length > 0) {
       this.running++;
       // Let units queued in this turn join the group before it is cut.
       setImmediate(() => {
-        const batch = this.queue.splice(0, this.config.maxBatch);
+        // A group is of one kind, the oldest unit's: decision rows (one statement) or work (a transaction).
+        const rows = this.queue[0]?.decide !== undefined;
+        const batch: Unit[] = [];
+        const rest: Unit[] = [];
+        for (const unit of this.queue)
+          (batch.length < this.config.maxBatch && (unit.decide !== undefined) === rows ? batch : rest).push(unit);
+        this.queue = rest;
         const done = () => {
           this.running--;
           this.pump();
         };
         if (batch.length === 0) done();
-        else void this.commitGroup(batch).finally(done);
+        else void (rows ? this.commitDecisionRows(batch) : this.commitGroup(batch)).finally(done);
       });
     }
+  }
+
+  /**
+   * One group of allowed and denied decisions: each unit's row is made (its guard, learning and
+   * audit event; a throw refuses that unit alone), then RECORD_DECISIONS_SQL writes them all in one
+   * round trip, its own transaction. If the database refuses the statement (a deadlock, a
+   * constraint), each row is tried again alone, so one unit's fault fails only that unit.
+   */
+  private async commitDecisionRows(batch: Unit[]): Promise<void> {
+    const units: Array<{ unit: Unit; row: DecisionRow }> = [];
+    for (const unit of batch) {
+      try {
+        units.push({ unit, row: unit.decide!() });
+      } catch (error) {
+        unit.reject(error);
+      }
+    }
+    if (units.length === 0) return;
+    let lost: Error | undefined;
+    const onLost = (error: Error) => {
+      lost = error;
+    };
+    let client: pg.PoolClient;
+    try {
+      client = await checkOut(this.pool, onLost);
+    } catch (error) {
+      const failure = storeError(error, 'connecting');
+      for (const { unit } of units) unit.reject(failure);
+      return;
+    }
+    let broken: unknown;
+    try {
+      try {
+        this.settleDecisionRows(units, await this.writeDecisionRows(client, units));
+      } catch (error) {
+        if (!(error instanceof pg.DatabaseError) || isConnectionLoss(error) || units.length === 1) throw error;
+        for (const one of units) {
+          try {
+            this.settleDecisionRows([one], await this.writeDecisionRows(client, [one]));
+          } catch (alone) {
+            if (!(alone instanceof pg.DatabaseError) || isConnectionLoss(alone)) throw alone;
+            one.unit.reject(storeError(alone, 'a decision'));
+          }
+        }
+      }
+    } catch (error) {
+      broken = error;
+    } finally {
+      client.off('error', onLost);
+      client.release(lost ?? (broken !== undefined && isConnectionLoss(broken) ? (broken as Error) : undefined));
+    }
+    // Settling a unit twice is a no-op: those already answered keep their answer.
+    if (broken !== undefined) {
+      const failure = storeError(broken, 'committing a decision');
+      for (const { unit } of units) unit.reject(failure);
+    }
+  }
+
+  private async writeDecisionRows(client: pg.ClientBase, units: ReadonlyArray<{ row: DecisionRow }>): Promise<DecisionRowResult[]> {
+    const columns: unknown[][] = Array.from({ length: 26 }, () => []);
+    const riskUnits: number[] = [];
+    const riskAgents: string[] = [];
+    const riskTexts: string[] = [];
+    units.forEach(({ row }, n) => {
+      row.columns.forEach((value, c) => columns[c]!.push(value));
+      if (row.riskEvents.length > 0) {
+        const { agents, texts } = this.riskLog!.encode(row.riskEvents);
+        for (const [k, agent] of agents.entries()) {
+          riskUnits.push(n);
+          riskAgents.push(agent);
+          riskTexts.push(texts[k]!);
+        }
+      }
+    });
+    const { rows } = await client.query<DecisionRowResult>({
+      name: 'cs_record_decisions',
+      text: RECORD_DECISIONS_SQL,
+      values: [
+        units.map((_u, n) => n),
+        ...columns,
+        this.hub,
+        AUDIT_CHANNEL,
+        this.agentCheck !== undefined,
+        riskUnits,
+        riskAgents,
+        riskTexts,
+      ],
+    });
+    return rows;
+  }
+
+  /** Answer each unit from its result row (the statement has committed). */
+  private settleDecisionRows(units: ReadonlyArray<{ unit: Unit; row: DecisionRow }>, results: DecisionRowResult[]): void {
+    const wonEvents: unknown[] = [];
+    units.forEach(({ unit, row }, n) => {
+      const result = results[n]!;
+      if (result.claimed) {
+        wonEvents.push(...row.riskEvents);
+        unit.resolve(row.written);
+        return;
+      }
+      try {
+        // The directory's refusal first (a revoked agent is told so, not that its nonce was used);
+        // admitted by the directory but not claimed: the nonce was used.
+        this.agentCheck?.(result.found ? result : undefined, row.agentId, row.createdAt);
+        unit.reject(replayed());
+      } catch (error) {
+        unit.reject(error);
+      }
+    });
+    if (wonEvents.length > 0) this.riskLog!.noteWritten(wonEvents, results[0]?.risk_ids ?? []);
   }
 
   private async commitGroup(batch: Unit[]): Promise<void> {
@@ -260,7 +474,7 @@ export class PgDecisionStore implements DecisionStore {
       for (const [i, unit] of batch.entries()) {
         let outcome: (typeof outcomes)[number];
         try {
-          outcome = { ok: true, value: await unit.work(client) };
+          outcome = { ok: true, value: await unit.work!(client) };
         } catch (error) {
           if (isConnectionLoss(error)) throw error;
           await client.query('ROLLBACK TO SAVEPOINT unit');
@@ -314,12 +528,71 @@ export class PgDecisionStore implements DecisionStore {
 
   async recordDecision(write: DecisionWrite): Promise<RequestOutcome> {
     const { request } = write;
-    const written = await this.run(async (client): Promise<WrittenDecision> => {
+    const written = request.state === 'pending' ? await this.recordHeld(write) : await this.runDecisionRow(() => this.decisionRow(write));
+    return {
+      requestId: request.id,
+      state: request.state,
+      token: write.token?.token ?? null,
+      tokenExpiresAt: write.token?.expiresAt ?? null,
+      written,
+    };
+  }
+
+  /** An allowed or denied decision's row (inside its group, just before the statement): guard, learning, audit event. */
+  private decisionRow(write: DecisionWrite): DecisionRow {
+    const { request } = write;
+    write.guard?.();
+    const learningFault = write.learn?.();
+    const riskEvents = this.riskLog?.take() ?? [];
+    const written: WrittenDecision = { merged: undefined, expiresAt: request.expiresAt, learningFault };
+    const audit = auditOf(write, written);
+    assertAuditEvent(audit.kind, audit.event);
+    const fields = audit.event as JsonObject;
+    const token = write.token;
+    return {
+      agentId: write.agentId,
+      createdAt: request.createdAt,
+      riskEvents,
+      written,
+      columns: [
+        write.agentId,
+        request.kid,
+        write.nonce,
+        write.nonceExpiresAt,
+        request.id,
+        request.tool,
+        request.callJson,
+        request.callSha256,
+        request.state,
+        request.policyHash,
+        JSON.stringify(request.determiningPolicies),
+        JSON.stringify(request.reasons),
+        request.risk,
+        request.createdAt,
+        request.expiresAt,
+        request.obligation ? encodeRequirement(request.obligation) : null,
+        JSON.stringify(request.conflicted ?? []),
+        token?.jti ?? null,
+        token?.kid ?? null,
+        token?.token ?? null,
+        token?.issuedAt ?? null,
+        token?.expiresAt ?? null,
+        audit.at,
+        audit.kind,
+        canonicalize(fields),
+        typeof fields.requestId === 'string' ? fields.requestId : null,
+      ],
+    };
+  }
+
+  /** A held call: its agent's lock, the cap and the group rule, then its one statement, in the group's transaction. */
+  private recordHeld(write: DecisionWrite): Promise<WrittenDecision> {
+    const { request } = write;
+    return this.run(async (client): Promise<WrittenDecision> => {
       write.guard?.();
-      const held = request.state === 'pending';
       // A held call checks its agent before the lock and the cap below, so a revoked agent is told
       // so rather than that its queue is full; an allow or a deny checks it in its one statement.
-      if (held && this.agentCheck !== undefined) {
+      if (this.agentCheck !== undefined) {
         const { rows } = await client.query<TeamAgentRow>({
           name: 'cs_agent_row',
           text: AGENT_ROW_SQL,
@@ -333,8 +606,8 @@ export class PgDecisionStore implements DecisionStore {
       // (Two groups taking two agents' locks in opposite order: PostgreSQL ends one unit with a
       // deadlock error, store_failed, and nothing of it is written.) The count is its own
       // statement: a statement's snapshot is taken before the lock above it is granted.
-      if (held) await client.query({ name: 'cs_held_lock', text: HELD_LOCK_SQL, values: [HELD_CALLS_LOCK, write.agentId] });
-      if (held && write.maxPending !== undefined) {
+      await client.query({ name: 'cs_held_lock', text: HELD_LOCK_SQL, values: [HELD_CALLS_LOCK, write.agentId] });
+      if (write.maxPending !== undefined) {
         const { rows } = await client.query<{ n: string }>({ name: 'cs_pending_count', text: PENDING_COUNT_SQL, values: [write.agentId] });
         if (Number(rows[0]!.n) >= write.maxPending) throw pendingQueueFull(write.agentId, write.maxPending);
       }
@@ -342,7 +615,7 @@ export class PgDecisionStore implements DecisionStore {
       const obligation = request.obligation ? encodeRequirement(request.obligation) : null;
       let merged: WrittenDecision['merged'];
       let expiresAt = request.expiresAt;
-      if (held && write.mergeable && obligation !== null) {
+      if (write.mergeable && obligation !== null) {
         // The same group rule as the SQLite store (request-repository.ts openGroup).
         const { rows } = await client.query<{ id: string; expires_at: string; followers: string }>({
           name: 'cs_open_group',
@@ -396,8 +669,8 @@ export class PgDecisionStore implements DecisionStore {
           request.risk,
           request.createdAt,
           expiresAt,
-          held ? null : request.createdAt,
-          held ? null : this.hub,
+          null,
+          null,
           obligation,
           conflicted,
           merged?.primaryId ?? null,
@@ -421,13 +694,6 @@ export class PgDecisionStore implements DecisionStore {
       if (riskEvents.length > 0) await this.riskLog!.write(client, riskEvents);
       return done;
     });
-    return {
-      requestId: request.id,
-      state: request.state,
-      token: write.token?.token ?? null,
-      tokenExpiresAt: write.token?.expiresAt ?? null,
-      written,
-    };
   }
 
   async finishRequest(write: FinishWrite): Promise<boolean> {
@@ -509,15 +775,6 @@ export class PgDecisionStore implements DecisionStore {
       options.signal?.addEventListener('abort', onAbort, { once: true });
       check();
     });
-  }
-
-  async nonceSeen(agentId: string, nonce: string): Promise<boolean> {
-    try {
-      const { rowCount } = await this.pool.query('SELECT 1 FROM seen_nonces WHERE agent_id = $1 AND nonce = $2', [agentId, nonce]);
-      return rowCount === 1;
-    } catch (error) {
-      throw storeError(error, 'reading a nonce');
-    }
   }
 
   async readRequest(requestId: string): Promise<StoredRequestView | undefined> {
