@@ -10,7 +10,7 @@ import type { CountersignConfig } from '../core/config.js';
 import { resolveDatabaseConfig } from '../core/store/pg/pg-config.js';
 import { newDeskSecret, rotateTeamDeskSecret, rotateTeamSignInKey } from '../core/store/pg/pg-team-secrets.js';
 import { CountersignError, quote } from '../../shared/errors.js';
-import { writeUiSecretFile } from './ui-secret-file.js';
+import { stageUiSecretFile } from './ui-secret-file.js';
 import { print } from './print.js';
 
 export async function hubSecretsCommand(
@@ -38,17 +38,18 @@ export async function hubSecretsCommand(
       print({ rotated: 'sign-in key', database: database.display, note: 'sign-ins begun before now are refused; begin them again' });
       return 0;
     }
-    // The file first: a secret no one can read is never made the team's (if the rotation then
-    // fails, the file is removed and the old secret stays).
+    // The file first, staged beside its path: a secret no one can read is never made the team's,
+    // and if the rotation fails the file at the path (often the current secret) stays as it was.
     const secret = newDeskSecret();
-    const removeFile = options.uiSecretFile === undefined ? undefined : writeUiSecretFile(options.uiSecretFile, secret);
+    const staged = options.uiSecretFile === undefined ? undefined : stageUiSecretFile(options.uiSecretFile, secret);
     let sessionsEnded: number;
     try {
       ({ sessionsEnded } = await rotateTeamDeskSecret(pool, secret, by, Date.now()));
     } catch (error) {
-      removeFile?.();
+      staged?.discard();
       throw error;
     }
+    staged?.publish();
     print({
       rotated: 'desk secret',
       database: database.display,

@@ -6,8 +6,9 @@
  * the transport gate: acting for a person still needs that person's sign-in (ADR 0010). Also the
  * `approver console:` line a server prints at start.
  */
-import { closeSync, constants, fchmodSync, openSync, rmSync, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fchmodSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CountersignError, quote } from '../../shared/errors.js';
 
 /** Write the secret; returns the function that removes the file again. */
@@ -29,6 +30,42 @@ export function writeUiSecretFile(path: string, secret: string): () => void {
     closeSync(fd);
   }
   return () => rmSync(file, { force: true });
+}
+
+/**
+ * A secret that becomes the file's content only if `publish` is called (after the change that
+ * makes it the team's has committed): until then it waits in a file of its own beside `path`
+ * (0600, created new, never through a symlink), so a rotation that fails leaves an existing file
+ * at `path` exactly as it was. `discard` removes the waiting file.
+ */
+export function stageUiSecretFile(path: string, secret: string): { publish(): void; discard(): void } {
+  const file = resolve(path);
+  const staged = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.new`);
+  let fd: number;
+  try {
+    fd = openSync(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (cause) {
+    throw new CountersignError(
+      'config_invalid',
+      `the UI secret file ${quote(path)} cannot be written (no such directory, or not writable)`,
+      {
+        cause,
+      },
+    );
+  }
+  try {
+    writeSync(fd, `${secret}\n`);
+  } catch (cause) {
+    closeSync(fd);
+    rmSync(staged, { force: true });
+    throw new CountersignError('config_invalid', `the UI secret file ${quote(path)} cannot be written`, { cause });
+  }
+  closeSync(fd);
+  return {
+    // One rename: a reader of `path` sees the old secret or the new one, never half of one.
+    publish: () => renameSync(staged, file),
+    discard: () => rmSync(staged, { force: true }),
+  };
 }
 
 /**

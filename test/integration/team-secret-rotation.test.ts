@@ -11,7 +11,7 @@
  * a real PostgreSQL 15 cluster; real HTTP calls; software security keys.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
@@ -22,6 +22,7 @@ import { BRIDGE_EVENTS_PATH } from '../../shared/bridge-table.js';
 import { compiledCli } from '../helpers/compiled-script.js';
 import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
 import { tempDir } from '../helpers/harness.js';
+import { newDeskSecret, TeamSecrets } from '../../main/core/store/pg/pg-team-secrets.js';
 import { freePort, startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { closeTeamRoom, registerApprovers, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
@@ -175,10 +176,16 @@ describe("rotating the team's desk secrets with every hub running", () => {
     refusedWith(await cliExit('hub', 'rotate-everything', '--database', cluster.url), 'config_invalid');
     const file = join(dirs[0]!, 'never-written');
     refusedWith(await cliExit('hub', 'rotate-sign-in-key', '--database', cluster.url, '--ui-secret-file', file), 'config_invalid');
-    // A port nothing listens on: the secret file written first is removed again.
+    // A port nothing listens on: the staged secret is removed, and a file already at the path
+    // (the current secret, say) is left exactly as it was.
     const unreachable = `postgres://countersign@127.0.0.1:${await freePort()}/postgres`;
     refusedWith(await cliExit('hub', 'rotate-desk-secret', '--database', unreachable, '--ui-secret-file', file), 'store_unavailable');
     expect(existsSync(file)).toBe(false);
+    const current = join(dirs[0]!, 'current-secret');
+    writeFileSync(current, 'the-current-team-secret\n', { mode: 0o600 });
+    refusedWith(await cliExit('hub', 'rotate-desk-secret', '--database', unreachable, '--ui-secret-file', current), 'store_unavailable');
+    expect(readFileSync(current, 'utf8')).toBe('the-current-team-secret\n');
+    expect(readdirSync(dirs[0]!).filter((name) => name.endsWith('.new'))).toEqual([]);
     expect((await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret')).rows).toEqual(before);
   }, 60_000);
 
@@ -206,4 +213,18 @@ describe("rotating the team's desk secrets with every hub running", () => {
     expect(await sessions()).toBe(count + 1);
     expect(logged.join('\n')).not.toContain(a.team!.deskSessions.signInKey.toString('base64url'));
   }, 120_000);
+  it('a hub that hears no NOTIFY (a listener cut without an error) still takes a rotated secret at its next timed re-read', async () => {
+    const secrets = await TeamSecrets.open(db, 'hub-watch', Date.now());
+    try {
+      await secrets.start({ connectionString: cluster.url }, () => undefined, 100);
+      const before = secrets.deskSecret;
+      // The row replaced without the NOTIFY the command sends: only the timed re-read can see it.
+      await db.query('UPDATE team_desk_secret SET secret = $1 WHERE id = 1', [newDeskSecret()]);
+      const now = (await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret WHERE id = 1')).rows[0]!.secret;
+      expect(now).not.toBe(before);
+      await vi.waitFor(() => expect(secrets.deskSecret).toBe(now), { timeout: 10_000 });
+    } finally {
+      await secrets.close();
+    }
+  }, 30_000);
 });

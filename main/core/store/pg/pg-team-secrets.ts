@@ -7,8 +7,9 @@
  *    replace a row in one transaction that NOTIFYs `countersign_team_secrets`; the desk secret's
  *    also deletes every desk session, so every session signed in under the old link ends on every
  *    hub at its next call, whatever a hub has reloaded;
- *  - each hub re-reads both rows on that NOTIFY and after every (re)connect of its listener (a
- *    NOTIFY sent while it was away is lost, the rows are not), and swaps what its HTTP edge and
+ *  - each hub re-reads both rows on that NOTIFY, after every (re)connect of its listener (a
+ *    NOTIFY sent while it was away is lost, the rows are not) and every 30 s (a listener cut
+ *    without an error hears nothing), and swaps what its HTTP edge and
  *    its sign-ins use. The secrets are never logged or printed here.
  */
 import { randomBytes } from 'node:crypto';
@@ -18,12 +19,15 @@ import { PgListener } from './pg-listener.js';
 import { teamDeskSecret, teamSignInKey } from './pg-desk-sessions.js';
 
 export const TEAM_SECRETS_CHANNEL = 'countersign_team_secrets';
+/** How often a hub re-reads the secrets besides each NOTIFY: the longest a silently cut listener keeps an old one. */
+export const SECRETS_REREAD_MS = 30_000;
 
 /** Which secret changed, for the hub's listeners (never the secret itself in a log line). */
 export type TeamSecretName = 'desk secret' | 'sign-in key';
 
 export class TeamSecrets {
   private listener: PgListener | undefined;
+  private rereadTimer: NodeJS.Timeout | undefined;
   private readonly changed = new Set<(name: TeamSecretName) => void>();
 
   private constructor(
@@ -53,8 +57,12 @@ export class TeamSecrets {
     return () => void this.changed.delete(listener);
   }
 
-  /** Follow rotations from now on: LISTEN, and re-read after every (re)connect and on each NOTIFY. */
-  async start(connection: pg.ClientConfig, onError: (message: string) => void): Promise<void> {
+  /**
+   * Follow rotations from now on: LISTEN, and re-read after every (re)connect, on each NOTIFY and
+   * every `rereadEveryMs`. The timer is for a listener cut without an error (a half-open TCP
+   * path raises none): that hub would otherwise keep accepting a rotated-out link until it noticed.
+   */
+  async start(connection: pg.ClientConfig, onError: (message: string) => void, rereadEveryMs = SECRETS_REREAD_MS): Promise<void> {
     const listener = new PgListener({
       connection,
       channel: TEAM_SECRETS_CHANNEL,
@@ -65,6 +73,8 @@ export class TeamSecrets {
     });
     this.listener = listener;
     await listener.start();
+    this.rereadTimer = setInterval(() => void listener.catchUp(), rereadEveryMs);
+    this.rereadTimer.unref();
   }
 
   /** Re-read both rows now (resolves once this hub uses what they hold). */
@@ -93,6 +103,7 @@ export class TeamSecrets {
   }
 
   async close(): Promise<void> {
+    if (this.rereadTimer !== undefined) clearInterval(this.rereadTimer);
     await this.listener?.close();
   }
 
