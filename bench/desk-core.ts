@@ -6,6 +6,7 @@
  * queue filled with distinct held transfers (identical calls would merge into one prompt).
  */
 import type { AgentClientOptions, AgentClient } from '../shared/agent-client.js';
+import type { StartOptions } from '../main/core/app.js';
 import { startHarness, type Harness } from '../test/helpers/harness.js';
 
 export interface DeskBenchCore {
@@ -22,6 +23,7 @@ export async function startDeskBenchCore(options: {
   capacity: number;
   rendererDir?: string;
   onDecision?: AgentClientOptions['onDecision'];
+  onApprovalTiming?: StartOptions['onApprovalTiming'];
 }): Promise<DeskBenchCore> {
   const h = await startHarness({
     config: {
@@ -29,7 +31,11 @@ export async function startDeskBenchCore(options: {
       gateway: { maxPendingPerAgent: options.capacity + 100, ratePerSecond: 100_000, rateBurst: 100_000 },
       risk: { enabled: false },
     },
-    start: { log: () => undefined, ...(options.rendererDir === undefined ? {} : { rendererDir: options.rendererDir }) },
+    start: {
+      log: () => undefined,
+      ...(options.rendererDir === undefined ? {} : { rendererDir: options.rendererDir }),
+      ...(options.onApprovalTiming === undefined ? {} : { onApprovalTiming: options.onApprovalTiming }),
+    },
   });
   try {
     const key = await h.enroll('finance-bot', { jurisdictions: ['US'] });

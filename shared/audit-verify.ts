@@ -280,8 +280,11 @@ function parseSelection(value: unknown): ExportSelection | undefined {
   return undefined;
 }
 
-/** Lines of a byte stream, without their newline; a last line without one is kept if not empty. */
-async function* lines(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+/**
+ * Lines of a byte stream, without their newline, a chunk's worth at a time (one await per chunk,
+ * not per line); a last line without one is kept if not empty.
+ */
+async function* lineBatches(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array[]> {
   let rest: Uint8Array | undefined;
   for await (const chunk of chunks) {
     let data: Uint8Array;
@@ -293,20 +296,57 @@ async function* lines(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>):
       data = chunk;
     }
     let start = 0;
+    const batch: Uint8Array[] = [];
     for (let nl = data.indexOf(0x0a, start); nl >= 0; nl = data.indexOf(0x0a, start)) {
-      yield data.subarray(start, nl);
+      batch.push(data.subarray(start, nl));
       start = nl + 1;
     }
+    if (batch.length > 0) yield batch;
     rest = start < data.length ? data.slice(start) : undefined;
   }
-  if (rest && rest.length > 0) yield rest;
+  if (rest && rest.length > 0) yield [rest];
 }
 
-/** Bytes as Latin-1 text (one character per byte): how entry lines are matched before hashing. */
-function latin1(bytes: Uint8Array): string {
-  let out = '';
-  for (let i = 0; i < bytes.length; i += 8192) out += String.fromCharCode(...bytes.subarray(i, i + 8192));
-  return out;
+const BASE64_CODES = Array.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/', (c) => c.charCodeAt(0));
+
+/**
+ * Whether `text` is toBase64(bytes) (standard alphabet, padded), compared a character at a time:
+ * an entry's leaf hash is checked against its line without building a string per entry.
+ */
+function isBase64Of(bytes: Uint8Array, text: string): boolean {
+  if (text.length !== 4 * Math.ceil(bytes.length / 3)) return false;
+  let at = 0;
+  for (let i = 0; i < bytes.length; i += 3) {
+    const left = bytes.length - i;
+    const n = (bytes[i]! << 16) | ((left > 1 ? bytes[i + 1]! : 0) << 8) | (left > 2 ? bytes[i + 2]! : 0);
+    if (text.charCodeAt(at++) !== BASE64_CODES[(n >> 18) & 63] || text.charCodeAt(at++) !== BASE64_CODES[(n >> 12) & 63]) return false;
+    if (text.charCodeAt(at++) !== (left > 1 ? BASE64_CODES[(n >> 6) & 63] : 0x3d)) return false;
+    if (text.charCodeAt(at++) !== (left > 2 ? BASE64_CODES[n & 63] : 0x3d)) return false;
+  }
+  return true;
+}
+
+/** An entry line's prefix is matched within its first ENTRY_PREFIX_LIMIT bytes. */
+const ENTRY_PREFIX_LIMIT = 4096;
+const RECORD_MEMBER = Array.from('"record":', (c) => c.charCodeAt(0));
+
+/**
+ * The first ENTRY_PREFIX_LIMIT bytes of a line, cut just after its first `"record":` (or all of
+ * them when there is none): ENTRY_LINE ends with that member name and nothing it matches before
+ * it can hold a colon, so it matches this prefix exactly when it matches the whole line's first
+ * ENTRY_PREFIX_LIMIT bytes, and the record after it is never turned into text (issue #12: making
+ * text of each ~1 KB record took most of a full export's verification time). A prefix it matches
+ * is ASCII, so it is read as UTF-8 (natively); a byte above 0x7f fails the match either way, and
+ * the match's length is the prefix's length in bytes.
+ */
+function entryPrefix(bytes: Uint8Array): Uint8Array {
+  const limit = Math.min(bytes.length, ENTRY_PREFIX_LIMIT);
+  for (let at = bytes.indexOf(0x22); at >= 0 && at + RECORD_MEMBER.length <= limit; at = bytes.indexOf(0x22, at + 1)) {
+    let i = 1;
+    while (i < RECORD_MEMBER.length && bytes[at + i] === RECORD_MEMBER[i]) i++;
+    if (i === RECORD_MEMBER.length) return bytes.subarray(0, at + i);
+  }
+  return bytes.subarray(0, limit);
 }
 
 const lenientUtf8 = new TextDecoder('utf-8');
@@ -340,125 +380,126 @@ export async function verifyAuditExport(
   const fail = (reason: string, firstBadSeq?: number): ExportVerification =>
     firstBadSeq === undefined ? { ok: false, line: lineNo, reason } : { ok: false, firstBadSeq, line: lineNo, reason };
   try {
-    for await (const bytes of lines(source)) {
-      lineNo++;
-      if (bytes.length === 0) continue;
-      // Entry lines are matched and hashed as bytes: the record is hashed exactly as stored.
-      const entryLine =
-        bytes[0] === 0x7b && bytes[2] === 0x74 ? ENTRY_LINE.exec(latin1(bytes.subarray(0, Math.min(bytes.length, 4096)))) : null;
-      if (entryLine && header) {
-        const seq = Number(entryLine[1]);
-        const top = checkpoints.get(header.treeSize);
-        if (!top) return fail(`no signed checkpoint of the export's tree size ${header.treeSize} precedes the entries`);
-        if (!Number.isSafeInteger(seq) || bytes[bytes.length - 1] !== 0x7d) return fail('an entry line is malformed');
-        if (header.full && seq !== lastSeq + 1)
-          return fail(seq > lastSeq + 1 ? `entry ${lastSeq + 1} is missing` : `entry ${seq} is out of order`, lastSeq + 1);
-        if (!header.full && seq <= lastSeq) return fail(`entry ${seq} is out of order`, seq);
-        if (seq > header.treeSize || seq < 1) return fail(`entry ${seq} is outside the export's tree size`, seq);
-        lastSeq = seq;
-        // The leaf binds the record's exact bytes; its position is bound by the tree (full
-        // export) or the inclusion proof (partial), so the record need not be parsed here.
-        const recordBytes = bytes.subarray(entryLine[0].length, bytes.length - 1);
-        const leaf = hasher.leaf(recordBytes);
-        if (toBase64(leaf) !== entryLine[2]) return fail(`entry ${seq}: the record does not match its leaf hash`, seq);
-        entries++;
-        if (header.full) {
-          acc.pushLeafHash(leaf);
-          const cp = checkpoints.get(acc.size);
-          if (cp) {
-            if (toBase64(acc.root()) !== cp.rootHash) {
-              return fail(
-                `the entries after ${lastGood} up to ${acc.size} do not match the signed checkpoint of ${acc.size} entries: one of entries ${lastGood + 1}..${acc.size} was changed`,
-                lastGood + 1,
-              );
+    for await (const batch of lineBatches(source))
+      for (const bytes of batch) {
+        lineNo++;
+        if (bytes.length === 0) continue;
+        // Entry lines are matched and hashed as bytes: the record is hashed exactly as stored.
+        const entryLine = bytes[0] === 0x7b && bytes[2] === 0x74 ? ENTRY_LINE.exec(lenientUtf8.decode(entryPrefix(bytes))) : null;
+        if (entryLine && header) {
+          const seq = Number(entryLine[1]);
+          const top = checkpoints.get(header.treeSize);
+          if (!top) return fail(`no signed checkpoint of the export's tree size ${header.treeSize} precedes the entries`);
+          if (!Number.isSafeInteger(seq) || bytes[bytes.length - 1] !== 0x7d) return fail('an entry line is malformed');
+          if (header.full && seq !== lastSeq + 1)
+            return fail(seq > lastSeq + 1 ? `entry ${lastSeq + 1} is missing` : `entry ${seq} is out of order`, lastSeq + 1);
+          if (!header.full && seq <= lastSeq) return fail(`entry ${seq} is out of order`, seq);
+          if (seq > header.treeSize || seq < 1) return fail(`entry ${seq} is outside the export's tree size`, seq);
+          lastSeq = seq;
+          // The leaf binds the record's exact bytes; its position is bound by the tree (full
+          // export) or the inclusion proof (partial), so the record need not be parsed here.
+          const recordBytes = bytes.subarray(entryLine[0].length, bytes.length - 1);
+          const leaf = hasher.leaf(recordBytes);
+          if (!isBase64Of(leaf, entryLine[2]!)) return fail(`entry ${seq}: the record does not match its leaf hash`, seq);
+          entries++;
+          if (header.full) {
+            acc.pushLeafHash(leaf);
+            const cp = checkpoints.get(acc.size);
+            if (cp) {
+              if (toBase64(acc.root()) !== cp.rootHash) {
+                return fail(
+                  `the entries after ${lastGood} up to ${acc.size} do not match the signed checkpoint of ${acc.size} entries: one of entries ${lastGood + 1}..${acc.size} was changed`,
+                  lastGood + 1,
+                );
+              }
+              lastGood = acc.size;
             }
-            lastGood = acc.size;
+          } else {
+            // A partial export must hold only what its selection names. Strictly parsed: the
+            // selection is read from exactly the bytes that were hashed (no duplicate member or
+            // __proto__ can make the reader see other values than were logged).
+            let record: { at?: unknown; requestId?: unknown };
+            try {
+              record = parseStrictJson(lenientUtf8.decode(recordBytes)) as { at?: unknown; requestId?: unknown };
+            } catch (error) {
+              return fail(`entry ${seq}: the record is not strict JSON (${error instanceof Error ? error.message : String(error)})`, seq);
+            }
+            const sel = header.selection;
+            const inSelection =
+              sel.kind === 'request'
+                ? record.requestId === sel.requestId
+                : sel.kind === 'time'
+                  ? typeof record.at === 'number' && record.at >= sel.since && record.at <= sel.until
+                  : true;
+            if (!inSelection) return fail(`entry ${seq} is outside the export's selection`, seq);
+            let proof: Uint8Array[] | undefined;
+            try {
+              proof = entryLine[3] === undefined ? undefined : b64list(parseStrictJson(entryLine[3]));
+            } catch {
+              proof = undefined;
+            }
+            if (!proof || !verifyInclusion(hasher, seq - 1, top.size, leaf, proof, fromBase64(top.rootHash))) {
+              return fail(`entry ${seq} is not included in the signed checkpoint of ${top.size} entries`, seq);
+            }
           }
-        } else {
-          // A partial export must hold only what its selection names. Strictly parsed: the
-          // selection is read from exactly the bytes that were hashed (no duplicate member or
-          // __proto__ can make the reader see other values than were logged).
-          let record: { at?: unknown; requestId?: unknown };
-          try {
-            record = parseStrictJson(lenientUtf8.decode(recordBytes)) as { at?: unknown; requestId?: unknown };
-          } catch (error) {
-            return fail(`entry ${seq}: the record is not strict JSON (${error instanceof Error ? error.message : String(error)})`, seq);
-          }
-          const sel = header.selection;
-          const inSelection =
-            sel.kind === 'request'
-              ? record.requestId === sel.requestId
-              : sel.kind === 'time'
-                ? typeof record.at === 'number' && record.at >= sel.since && record.at <= sel.until
-                : true;
-          if (!inSelection) return fail(`entry ${seq} is outside the export's selection`, seq);
-          let proof: Uint8Array[] | undefined;
-          try {
-            proof = entryLine[3] === undefined ? undefined : b64list(parseStrictJson(entryLine[3]));
-          } catch {
-            proof = undefined;
-          }
-          if (!proof || !verifyInclusion(hasher, seq - 1, top.size, leaf, proof, fromBase64(top.rootHash))) {
-            return fail(`entry ${seq} is not included in the signed checkpoint of ${top.size} entries`, seq);
-          }
+          continue;
         }
-        continue;
-      }
-      // Header, checkpoint and proof lines (few: entries are matched above) are parsed strictly,
-      // so a duplicate or __proto__ member cannot show the verifier another value than the file holds.
-      let value: Record<string, unknown>;
-      try {
-        const parsed: unknown = parseStrictJson(lenientUtf8.decode(bytes));
-        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail('the line is not a JSON object');
-        value = parsed as Record<string, unknown>;
-      } catch (error) {
-        return fail(`the line is not valid strict JSON (${error instanceof Error ? error.message : String(error)})`);
-      }
-      if (!header) {
-        if (
-          value.type !== 'header' ||
-          value.format !== EXPORT_FORMAT ||
-          typeof value.origin !== 'string' ||
-          typeof value.treeSize !== 'number'
-        )
-          return fail('the export does not start with a countersign-audit-export/v1 header');
-        const selection = parseSelection(value.selection);
-        if (!selection) return fail('the export header has no valid selection');
-        header = { origin: value.origin, treeSize: value.treeSize, full: selection.kind === 'all', selection };
-        continue;
-      }
-      if (value.type === 'checkpoint') {
-        if (typeof value.note !== 'string') return fail('a checkpoint line has no note');
-        let cp: Checkpoint;
+        // Header, checkpoint and proof lines (few: entries are matched above) are parsed strictly,
+        // so a duplicate or __proto__ member cannot show the verifier another value than the file holds.
+        let value: Record<string, unknown>;
         try {
-          cp = await verifyCheckpoint(value.note, header.origin, keys);
+          const parsed: unknown = parseStrictJson(lenientUtf8.decode(bytes));
+          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail('the line is not a JSON object');
+          value = parsed as Record<string, unknown>;
         } catch (error) {
-          return fail(`checkpoint: ${error instanceof Error ? error.message : String(error)}`);
+          return fail(`the line is not valid strict JSON (${error instanceof Error ? error.message : String(error)})`);
         }
-        if (lastCheckpoint && cp.size <= lastCheckpoint.size) return fail(`checkpoints must grow: ${cp.size} after ${lastCheckpoint.size}`);
-        checkpoints.set(cp.size, cp);
-        order.push(cp.size);
-        lastCheckpoint = cp;
-        continue;
-      }
-      if (value.type === 'consistency') {
-        const a = checkpoints.get(value.from as number);
-        const b = checkpoints.get(value.to as number);
-        const proof = b64list(value.proof);
-        if (!a || !b || !proof) return fail('a consistency proof names checkpoints the export does not hold before it');
-        if (!verifyConsistency(hasher, a.size, b.size, proof, fromBase64(a.rootHash), fromBase64(b.rootHash))) {
-          return fail(
-            `the checkpoint of ${b.size} entries is not consistent with the one of ${a.size}: the log forked between them`,
-            a.size + 1,
-          );
+        if (!header) {
+          if (
+            value.type !== 'header' ||
+            value.format !== EXPORT_FORMAT ||
+            typeof value.origin !== 'string' ||
+            typeof value.treeSize !== 'number'
+          )
+            return fail('the export does not start with a countersign-audit-export/v1 header');
+          const selection = parseSelection(value.selection);
+          if (!selection) return fail('the export header has no valid selection');
+          header = { origin: value.origin, treeSize: value.treeSize, full: selection.kind === 'all', selection };
+          continue;
         }
-        consistent.add(`${a.size}>${b.size}`);
-        continue;
+        if (value.type === 'checkpoint') {
+          if (typeof value.note !== 'string') return fail('a checkpoint line has no note');
+          let cp: Checkpoint;
+          try {
+            cp = await verifyCheckpoint(value.note, header.origin, keys);
+          } catch (error) {
+            return fail(`checkpoint: ${error instanceof Error ? error.message : String(error)}`);
+          }
+          if (lastCheckpoint && cp.size <= lastCheckpoint.size)
+            return fail(`checkpoints must grow: ${cp.size} after ${lastCheckpoint.size}`);
+          checkpoints.set(cp.size, cp);
+          order.push(cp.size);
+          lastCheckpoint = cp;
+          continue;
+        }
+        if (value.type === 'consistency') {
+          const a = checkpoints.get(value.from as number);
+          const b = checkpoints.get(value.to as number);
+          const proof = b64list(value.proof);
+          if (!a || !b || !proof) return fail('a consistency proof names checkpoints the export does not hold before it');
+          if (!verifyConsistency(hasher, a.size, b.size, proof, fromBase64(a.rootHash), fromBase64(b.rootHash))) {
+            return fail(
+              `the checkpoint of ${b.size} entries is not consistent with the one of ${a.size}: the log forked between them`,
+              a.size + 1,
+            );
+          }
+          consistent.add(`${a.size}>${b.size}`);
+          continue;
+        }
+        if (value.type !== 'entry')
+          return fail(`unknown line type ${quote(typeof value.type === 'string' ? value.type : JSON.stringify(value.type ?? null))}`);
+        return fail('an entry line is malformed (the record must be the last member, after seq, leafHash and inclusion)');
       }
-      if (value.type !== 'entry')
-        return fail(`unknown line type ${quote(typeof value.type === 'string' ? value.type : JSON.stringify(value.type ?? null))}`);
-      return fail('an entry line is malformed (the record must be the last member, after seq, leafHash and inclusion)');
-    }
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }

@@ -36,6 +36,7 @@ import { formatTime, print, printListing } from './print.js';
 import { readUserFile } from '../core/user-files.js';
 import { findElectronBinary, runDesktop, systemOpener } from './desktop-command.js';
 import { approverConsoleLine, writeUiSecretFile } from './ui-secret-file.js';
+import { hubSecretsCommand } from './hub-secrets-command.js';
 import { openTeamDirectory, type TeamDirectoryCli } from './team-directory.js';
 import { replicatesTeamDirectory } from '../core/store/pg/pg-directory.js';
 import { StageTimings } from './stage-timings.js';
@@ -49,6 +50,12 @@ const USAGE = `usage: countersign <command> [options]
                             run a team hub: decisions on the shared PostgreSQL database, agents
                             and desks on this hub; start as many as you like on one database
                             (docs/team-mode.md; --database overrides team.database.url)
+  hub rotate-desk-secret --database postgres://... [--ui-secret-file PATH]
+                            a new desk link secret for the team, taken by every running hub at
+                            once; every desk session ends; never printed (PATH gets it, 0600)
+  hub rotate-sign-in-key --database postgres://...
+                            a new key for the desk sign-in challenges, taken by every running hub
+                            at once; sign-ins begun before it are refused (begin again)
   desktop                   the Electron app, or (no Electron binary here) the desk in the system browser
                             (start, headless, hub and desktop take --ui-secret-file PATH: the desk
                             API's bearer secret, written 0600 and removed on a clean exit; a hub
@@ -231,6 +238,22 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
     await app.close();
     throw error;
   }
+  // A hub follows a rotation of the team's desk secret: its file holds the new one, a terminal gets the new link.
+  app.team?.secrets.onChange((name) => {
+    if (name !== 'desk secret') return;
+    const file = values['ui-secret-file'];
+    try {
+      if (file !== undefined) removeSecretFile = writeUiSecretFile(file, app.uiSessionSecret);
+    } catch (error) {
+      console.error(
+        `countersign: the new desk secret could not be written to ${JSON.stringify(file)}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    if (process.stdout.isTTY === true)
+      process.stdout.write(
+        `${approverConsoleLine({ uiBuilt: existsSync(join(DEFAULT_RENDERER_DIR, 'index.html')), deskUrl: app.deskUrl, secret: app.uiSessionSecret, teamSecret: true, toTerminal: true })}\n`,
+      );
+  });
   let stopDemo: (() => void) | undefined;
   if (values.demo) stopDemo = await runDemo(app, (line) => process.stdout.write(`${line}\n`));
   const shutdown = () => {
@@ -268,6 +291,12 @@ export async function main(argv: string[]): Promise<number> {
       await serve(values, 'test');
       return -1;
     case 'hub': {
+      if (sub !== undefined)
+        return hubSecretsCommand(sub, loadConfig(dataDir, values.config), {
+          database: values.database,
+          name: values.name,
+          uiSecretFile: values['ui-secret-file'],
+        });
       const domain = values.domain ?? 'production';
       if (domain !== 'production' && domain !== 'test') throw new CountersignError('config_invalid', '--domain must be production or test');
       await serve(values, domain, {

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Db } from './store/database.js';
 import { GroupCommitter, type FileSync } from './store/group-commit.js';
+import { WalCheckpointer } from './store/wal-checkpointer.js';
 import { RequestSearchIndex } from './store/request-search-index.js';
 import { SqliteDecisionStore } from './decision/sqlite-decision-store.js';
 import { lockDataDir } from './store/data-dir-lock.js';
@@ -45,7 +46,7 @@ import { uiStaticRoutes } from './ui/ui-http.js';
 import { bridgeRoutes } from './ui/bridge-routes.js';
 import { BridgeEventHub, DEFAULT_REPLAY_LIMIT } from './ui/bridge-events.js';
 import { ApproverDirectory } from './approvals/approver-directory.js';
-import { ApprovalService } from './approvals/approval-service.js';
+import { ApprovalService, type ApprovalServiceOptions } from './approvals/approval-service.js';
 import { policyReevaluation } from './approvals/policy-reevaluation.js';
 import { tokenMinter } from './tokens/token-minter.js';
 import type { VirtualApprovers } from './testing/virtual-approvers.js';
@@ -58,7 +59,8 @@ import { PgDirectory } from './store/pg/pg-directory.js';
 import { TeamAgents } from './identity/team-agents.js';
 import { TeamApprovers } from './approvals/team-approvers.js';
 import { PgChallenges } from './store/pg/pg-challenges.js';
-import { PgDeskSessions, teamDeskSecret, teamSignInKey } from './store/pg/pg-desk-sessions.js';
+import { PgDeskSessions } from './store/pg/pg-desk-sessions.js';
+import { TeamSecrets } from './store/pg/pg-team-secrets.js';
 import { PgAdminProposals } from './store/pg/pg-admin-proposals.js';
 import { PgDeskEvents } from './store/pg/pg-desk-events.js';
 import { PgRequestReads } from './store/pg/pg-request-reads.js';
@@ -92,6 +94,8 @@ export interface StartOptions {
   openToken?: OpenCustodyOptions['openToken'];
   /** Stage timings of every decision (benchmarks). */
   onTiming?: DecisionServiceOptions['onTiming'];
+  /** Stage timings of every submitted approval key tap (benchmarks). */
+  onApprovalTiming?: ApprovalServiceOptions['onTiming'];
   /** What is running, named in the data directory's lock (e.g. `countersign start`). */
   command?: string;
   /**
@@ -138,8 +142,11 @@ export interface RunningCountersign {
   auditVerifier: AuditVerifier;
   /** The risk scorer and baselines (undefined when `risk.enabled` is false). */
   riskEngine?: RiskEngine;
-  /** Per-start secret for the /api/ HTTP routes (32 random bytes, base64url). Never log it. */
-  uiSessionSecret: string;
+  /**
+   * Secret for the /api/ HTTP routes (32 random bytes, base64url): per start, or on a hub the
+   * team's as the hub holds it now (a rotation replaces it while the hub runs). Never log it.
+   */
+  readonly uiSessionSecret: string;
   /** The one server implementation of the bridge table (HTTP routes and the Electron shell's IPC). */
   ui: UiService;
   /** Desk sessions (sign-in with a security key; ADR 0010). */
@@ -216,17 +223,17 @@ export async function startCountersign(options: StartOptions): Promise<RunningCo
     lock.release();
     throw error;
   }
+  // The running app itself, not a copy: a copy would freeze its getters (a hub's uiSessionSecret follows rotations).
   const running = app;
-  return {
-    ...running,
-    async close() {
-      try {
-        await running.close();
-      } finally {
-        lock.release();
-      }
-    },
+  const closeRunning = running.close.bind(running);
+  running.close = async () => {
+    try {
+      await closeRunning();
+    } finally {
+      lock.release();
+    }
   };
+  return running;
 }
 
 async function startLocked(options: StartOptions): Promise<RunningCountersign> {
@@ -383,7 +390,12 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   });
   const minter = tokenMinter(issuer);
   // The embedded store's group commit (ADR 0003); the webhook loop waits for its syncs below.
-  const committer = new GroupCommitter(db, options.syncFile === undefined ? {} : { syncFile: options.syncFile });
+  const committer = new GroupCommitter(db, {
+    ...(options.syncFile === undefined ? {} : { syncFile: options.syncFile }),
+    ...(options.onTiming === undefined
+      ? {}
+      : { onTiming: (phase: 'commit' | 'sync', ms: number) => options.onTiming!(`group-${phase}` as const, ms) }),
+  });
   // The History search index, filled after each decision's commit; at start it indexes whatever a
   // crash left unindexed (store/request-search-index.ts).
   const searchIndex = new RequestSearchIndex(db, { onError: log });
@@ -420,7 +432,10 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     },
   });
   // The desk's bearer secret: per start, or on a hub the team's one (docs/team-mode.md "One origin, any hub").
-  const uiSessionSecret = openedTeam?.deskSecret ?? randomBytes(32).toString('base64url');
+  // A hub reads the team's at each request: `countersign hub rotate-desk-secret` replaces it while the hub runs.
+  const startSecret = randomBytes(32).toString('base64url');
+  const teamSecrets = openedTeam?.secrets;
+  const uiSessionSecret = teamSecrets === undefined ? () => startSecret : () => teamSecrets.deskSecret;
 
   // Human approvals: the directory needs the bound port for its origins, so they are read lazily.
   let boundPort = 0;
@@ -467,6 +482,11 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   // The desks' push events. Embedded, the gateway and the services emit them here; on a hub they
   // come from the team database, every hub's alike, whichever hub wrote them (pg-desk-events.ts).
   const bridgeEvents = new BridgeEventHub();
+  // A rotated desk secret ends the event streams opened with the old one (a desk reconnects with the new link, or cannot).
+  teamSecrets?.onChange((name) => {
+    if (name === 'desk secret') bridgeEvents.endStreams();
+    log(`the team's ${name} was replaced; this hub uses the new one from now on`);
+  });
   const embeddedEvents = team === undefined ? bridgeEvents : undefined;
   const approvals = new ApprovalService({
     db,
@@ -484,6 +504,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       gateway.notifyAgent(agentId, result);
     },
     onRecorded: (requestId) => embeddedEvents?.emit({ name: 'approvalRecorded', data: { requestId } }),
+    onTiming: options.onApprovalTiming,
   });
   const virtualApprovers =
     config.domain === 'test'
@@ -676,6 +697,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
   }
   // The whole log re-verified in the background now and on a schedule (never on the decision path).
   auditVerifier.start();
+  // WAL checkpoints in a worker thread from here on, never inside a decision's COMMIT (ADR 0003).
+  const walCheckpointer = WalCheckpointer.start(db, { onError: log });
   const openAlarm = tamperAlarm.current();
   if (openAlarm !== undefined)
     log(
@@ -747,7 +770,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     custody,
     signingKeys,
     issuer,
-    uiSessionSecret,
+    get uiSessionSecret() {
+      return uiSessionSecret();
+    },
     deskSessions,
     approvers,
     approvals,
@@ -790,6 +815,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       } catch (error) {
         log(`request search indexing at shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
       }
+      await walCheckpointer?.stop();
       await committer.close();
       db.close();
     },
@@ -846,8 +872,11 @@ export interface TeamHub {
   proposals: PgAdminProposals;
   /** The desks' push events of every hub (store/pg/pg-desk-events.ts), started once the bridge's event hub exists. */
   deskEvents: PgDeskEvents;
-  /** The desk's bearer secret, one for the team (PG migration 13): a hub's desk link opens on every hub. */
-  deskSecret: string;
+  /**
+   * The desk's bearer secret and sign-in key, one each for the team (PG migrations 14, 15), kept
+   * current on this hub when a command rotates them (store/pg/pg-team-secrets.ts).
+   */
+  secrets: TeamSecrets;
   /** Desk sessions for every hub (store/pg/pg-desk-sessions.ts). */
   deskSessions: PgDeskSessions;
   close(): Promise<void>;
@@ -889,13 +918,14 @@ async function openTeamHub(
     await store.close();
     throw error;
   }
-  // One desk link for the team: the first hub makes the secret, every other reads it.
-  let deskSecret: string;
-  let signInKey: Buffer; // tags the team's stateless sign-in challenges (ADR 0019)
+  // One desk link for the team: the first hub makes the secret, every other reads it; likewise the
+  // key that tags the team's stateless sign-in challenges (ADR 0019). Both followed while the hub runs.
+  let secrets: TeamSecrets | undefined;
   try {
-    deskSecret = await teamDeskSecret(store.pool, hub, now());
-    signInKey = await teamSignInKey(store.pool, hub, now());
+    secrets = await TeamSecrets.open(store.pool, hub, now());
+    await secrets.start(store.config.pool, log);
   } catch (error) {
+    await secrets?.close();
     await directory.close();
     await store.close();
     throw error;
@@ -911,6 +941,7 @@ async function openTeamHub(
       const imported = await riskLog.importBaselines(() => engine.sqliteBaselines(now()));
       if (imported > 0) log(`hub ${hub} imported the risk baselines of ${imported} agents from its SQLite into the team's`);
     } catch (error) {
+      await secrets.close();
       await directory.close();
       await store.close();
       throw error;
@@ -936,10 +967,11 @@ async function openTeamHub(
     agents: new TeamAgents(local.registry, directory, hub),
     proposals,
     deskEvents,
-    deskSecret,
-    deskSessions: new PgDeskSessions(store.pool, hub, signInKey),
+    secrets,
+    deskSessions: new PgDeskSessions(store.pool, hub, () => secrets.signInKey),
     close: () =>
       (closing ??= (async () => {
+        await secrets.close();
         await deskEvents.close();
         await leader.stop();
         await directory.close();

@@ -65,6 +65,28 @@ afterAll(async () => {
   if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
 }, 60_000);
 
+/**
+ * Every key row with a disable button (there are some) keeps its key id and the button at least
+ * 8 px apart side by side, or one below the other (the review's nit: they ran together).
+ */
+async function expectKeyIdsApartFromButtons(page: Page): Promise<void> {
+  const rows = await page.evaluate(() => {
+    type Box = { left: number; right: number; top: number; bottom: number };
+    type El = { getBoundingClientRect(): Box; querySelector(selector: string): El | null };
+    const doc = (globalThis as unknown as { document: { querySelectorAll(selector: string): ArrayLike<El> } }).document;
+    return Array.from(doc.querySelectorAll('[data-testid="approver-key"]')).flatMap((row) => {
+      const id = row.querySelector('[data-testid="key-fingerprint"]')?.getBoundingClientRect();
+      const button = row.querySelector('[data-testid="disable-key"]')?.getBoundingClientRect();
+      if (id === undefined || button === undefined) return [];
+      const beside = button.left - id.right >= 8 || id.left - button.right >= 8;
+      const below = button.top - id.bottom >= 4 || id.top - button.bottom >= 4;
+      return [{ id, button, apart: beside || below }];
+    });
+  });
+  expect(rows.length).toBeGreaterThan(0);
+  expect(rows.filter((row) => !row.apart)).toEqual([]);
+}
+
 describe('first run and admin console in the browser (Chromium virtual authenticators)', () => {
   it('first run end to end: creates the first admin, registers their key and enrolls a first agent; a racing desk is refused', async () => {
     const ana = await person();
@@ -199,9 +221,13 @@ describe('first run and admin console in the browser (Chromium virtual authentic
     const me = page.locator('[data-testid="approver-card"][data-approver-id="ana@example.com"]');
     await me.waitFor({ timeout: UI_TIMEOUT });
     expect(await me.getByTestId('approver-key').first().innerText()).toContain('Chromium virtual authenticator');
+    await expectKeyIdsApartFromButtons(page);
     await saveScreenshots(page, 'approvers');
 
     await page.setViewportSize({ width: 420, height: 900 });
+    // The key id and its disable button stay apart at 420 px too (side by side with a gap, or the button below).
+    await expectKeyIdsApartFromButtons(page);
+    await saveScreenshots(page, 'approvers-narrow');
     // Usable at 420 px wide: no element reaches past the right edge (nothing scrolls sideways).
     const pastEdge = await page.evaluate(() => {
       type El = { getBoundingClientRect(): { right: number }; tagName: string; getAttribute(name: string): string | null };

@@ -13,6 +13,7 @@ import type { AgentClient, AgentClientOptions, AgentClientState, WebSocketFactor
 import type { AgentKey } from '../../shared/agent-keys.js';
 import type { JsonObject } from '../../shared/canonical-json.js';
 import type { DecisionResult } from '../../shared/protocol.js';
+import type { BridgeEvent } from '../../shared/bridge-table.js';
 import { isCountersignError, type ErrorCode } from '../../shared/errors.js';
 import { MemoryJtiStore, verifyApprovalToken } from '../../shared/verify-approval-token.js';
 
@@ -196,6 +197,44 @@ describe('AgentClient.waitForDecision', () => {
     const allowed = await c.submit(transferCall('250.00'));
     const result = await c.waitForDecision(allowed.requestId, { timeoutMs: 60_000 });
     expect(result).toMatchObject({ requestId: allowed.requestId, state: 'allowed', decision: 'allow' });
+  });
+});
+
+describe("a request's end is pushed to the agent once", () => {
+  it("pushes an ended held call once when two paths report the same end (a hub's own approval and the outcome notice of that commit)", async () => {
+    const key = await h.enroll('finance-bot');
+    const pushed: DecisionResult[] = [];
+    const c = client('finance-bot', key, { onDecision: (r) => pushed.push(r) });
+    const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
+    expect(pending.state).toBe('pending');
+    // The request really ends (expired past its window); the gateway is then told of that end twice,
+    // as a hub is when its own approval and the store's outcome notice both report one commit.
+    const ended = await app.decisions.expireDue(Date.now() + 20 * 60_000);
+    expect(ended.map((e) => e.result.requestId)).toEqual([pending.requestId]);
+    const [{ agentId, result }] = ended as [(typeof ended)[number]];
+    expect(app.gateway.notifyAgent(agentId, result)).toBe(1);
+    expect(app.gateway.notifyAgent(agentId, result)).toBe(0);
+    // Frames on one socket arrive in order: once this answer is in, any second push would be too.
+    await c.getRequest(pending.requestId);
+    expect(pushed.filter((r) => r.requestId === pending.requestId).map((r) => r.state)).toEqual(['expired']);
+  });
+
+  it('tells the desks of an end once when the agent is offline and two paths report it', async () => {
+    const key = await h.enroll('finance-bot');
+    const c = client('finance-bot', key);
+    const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
+    c.close();
+    await waitFor(() => app.gateway.getStats().connections === 0, 'the gateway to see the agent leave');
+    const seen: BridgeEvent[] = [];
+    const stop = app.bridgeEvents.subscribe((event) => seen.push(event));
+    const ended = await app.decisions.expireDue(Date.now() + 20 * 60_000);
+    const [{ agentId, result }] = ended as [(typeof ended)[number]];
+    app.gateway.notifyAgent(agentId, result);
+    app.gateway.notifyAgent(agentId, result);
+    stop();
+    expect(seen.filter((e) => e.name === 'decided')).toEqual([
+      { name: 'decided', data: { requestId: pending.requestId, state: 'expired' } },
+    ]);
   });
 });
 

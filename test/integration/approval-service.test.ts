@@ -628,6 +628,38 @@ describe('approval service', () => {
     expect(approvalRows(w, requestId)).toBe(0);
   });
 
+  it('refuses a tampered final signature as assertion_invalid though the policy re-evaluated beside it denies or fails: no token signed, nothing recorded, still pending', async () => {
+    // The re-evaluation runs beside the WebAuthn verification; its answer is used only once the
+    // key's signature verified, and no token is minted before that.
+    const minted: string[] = [];
+    const minter = approvedMinter(w.app);
+    const countingMinter: ApprovedMinter = { mint: (input) => (minted.push(input.requestId), minter.mint(input)) };
+    const answers: ApprovalPolicyHook[] = [
+      { reevaluate: () => ({ outcome: 'deny', policyHash: 'sha256:new', reasons: ['the payee is now blocked'], determiningPolicies: [] }) },
+      {
+        reevaluate: () => {
+          throw new Error('the policy engine failed');
+        },
+      },
+    ];
+    for (const policy of answers) {
+      w.service = w.makeService({ policy, minter: countingMinter });
+      const requestId = await w.pendingRequest();
+      await decide(w, requestId, 'alice');
+      const started = await w.service.startCeremony({ requestId, approverId: 'bob', verdict: 'approve' });
+      const response = sign(w, started);
+      const sig = Buffer.from(response.response.signature, 'base64url');
+      sig.writeUInt8(sig.readUInt8(sig.length - 1) ^ 0x01, sig.length - 1);
+      const forged = { ...response, response: { ...response.response, signature: sig.toString('base64url') } };
+      await expectCode(w.service.submitCeremony({ requestId, approverId: 'bob', response: forged }), 'assertion_invalid');
+      expect(requestState(w, requestId)).toBe('pending');
+      expect(approvalRows(w, requestId)).toBe(1);
+      expect(tokenRows(w, requestId)).toBe(0);
+    }
+    expect(minted).toEqual([]);
+    expect(w.decided).toEqual([]);
+  });
+
   it('denies at completion when the current policy now denies the call', async () => {
     const denyNow: ApprovalPolicyHook = {
       reevaluate: () => ({

@@ -73,7 +73,7 @@ async function run(w: World, calls: number, logs: string[] = []): Promise<{ requ
 function tamper(w: World, sql: (db: Database.Database) => void): void {
   const db = new Database(join(w.dataDir, 'countersign.db'));
   db.exec(
-    'DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS audit_tree_no_update; DROP TRIGGER IF EXISTS audit_tree_no_delete;',
+    'DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_leaf_once; DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS audit_tree_no_update; DROP TRIGGER IF EXISTS audit_tree_no_delete;',
   );
   sql(db);
   db.close();
@@ -256,6 +256,7 @@ describe('audit log: tampering', () => {
     await run(w, 6);
     tamper(w, (db) => {
       db.prepare(`UPDATE audit_log SET record = replace(record, '"kind":"', '"kind":"edited.') WHERE seq = 6`).run();
+      db.prepare('UPDATE audit_log SET leaf = NULL').run();
       db.prepare('DELETE FROM audit_tree').run();
       db.prepare('DELETE FROM audit_checkpoints').run();
     });

@@ -56,12 +56,13 @@ const stagingCall = {
 function rewriteRecord(dbFile: string, seq: number, rewrite: (record: string) => string, options: { rehash?: boolean } = {}): void {
   const db = new Database(dbFile);
   try {
-    db.exec('DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_tree_no_delete;');
+    db.exec('DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_leaf_once; DROP TRIGGER audit_tree_no_delete;');
     const { record } = db.prepare<[number], { record: string }>('SELECT record FROM audit_log WHERE seq = ?').get(seq)!;
     db.prepare('UPDATE audit_log SET record = ? WHERE seq = ?').run(rewrite(record), seq);
     // A thorough forger also throws the tree's hashes away; the server recomputes them from the records.
-    if (options.rehash) db.exec('DELETE FROM audit_tree');
-    db.exec(`CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+    if (options.rehash) db.exec('UPDATE audit_log SET leaf = NULL; DELETE FROM audit_tree');
+    db.exec(`CREATE TRIGGER audit_log_no_update BEFORE UPDATE OF seq, at, kind, record, request_id ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+             CREATE TRIGGER audit_log_leaf_once BEFORE UPDATE OF leaf ON audit_log WHEN OLD.leaf IS NOT NULL BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
              CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;`);
   } finally {
     db.close();

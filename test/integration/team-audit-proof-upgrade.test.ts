@@ -5,7 +5,6 @@
  * so the History's proof of an old request verifies though no new checkpoint was signed (review
  * of b5d6386: it was reported as a checkpoint no team key signed, a false tamper alarm).
  */
-import { rmSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningCountersign } from '../../main/core/app.js';
@@ -16,7 +15,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/e
 import { verifyHistoryEntryProof } from '../../shared/desk-records.js';
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
-import { ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -29,10 +28,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const hub of hubs.reverse()) await hub.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients: [], db, cluster, hubs, dirs });
 }, 60_000);
 
 describe('a team audit log sequenced before PG migration 9', () => {

@@ -5,7 +5,9 @@
  * (`approvalRecorded`) and be decided on hub A (`decided`), each event once on each hub's desks,
  * the writing hub's included; and a notification sent while hub A's listener was cut off (its
  * backend terminated by pg_terminate_backend, its reconnect refused by a role that may not log
- * in for that moment) reaches hub A's desk once the listener is back. Two hubs on a real
+ * in for that moment) reaches hub A's desk once the listener is back; and a burst of more events
+ * than the bridge's replay ring (1,024) between two reads reaches every desk as one `resync`,
+ * a burst of exactly 1,024 as the events. Two hubs on a real
  * PostgreSQL 15 cluster, a real SDK agent on a real WebSocket to hub B.
  */
 import type pg from 'pg';
@@ -16,6 +18,7 @@ import type { BridgeEvent } from '../../shared/bridge-table.js';
 import { AgentClient } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
+import { DEFAULT_REPLAY_LIMIT } from '../../main/core/ui/bridge-events.js';
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { signInOverHttp, type HttpSignIn } from '../helpers/desk-session.js';
@@ -137,6 +140,51 @@ describe("the desks' request events on two hubs", () => {
       timeout: 10_000,
     });
     expect(since().map((e) => e.name)).toEqual(['pending', 'approvalRecorded', 'decided']);
+  }, 60_000);
+
+  it('a gap of more than 1,024 events reaches each desk as one resync, and the events after it as events; a gap of exactly 1,024 as the events', async () => {
+    // The tests before end with an event on hub B that only hub A's desk was waited for: both desks get the same events.
+    await vi.waitFor(() => expect(onB.seen).toEqual(onA.seen), { timeout: 10_000 });
+    const fromA = onA.seen.length;
+    const fromB = onB.seen.length;
+    // Rows as the triggers write them, each burst in one transaction with one NOTIFY, so each hub
+    // reads the whole burst in one read (a burst this size is otherwise a long wait between reads).
+    const burst = async (n: number, tag: string) => {
+      const client = await db.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(
+          `INSERT INTO desk_events (name, subject, detail) SELECT 'pending', $1 || i, $2 FROM generate_series(1, $3::int) i`,
+          [tag, AGENT, n],
+        );
+        await client.query("SELECT pg_notify('countersign_desk_events', '')");
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    };
+    await burst(DEFAULT_REPLAY_LIMIT + 1, 'burst-over-');
+    const held = await agent.submit(TRANSFER);
+    const afterGap: BridgeEvent[] = [
+      { name: 'resync', data: {} },
+      { name: 'pending', data: { requestId: held.requestId, agentId: AGENT } },
+    ];
+    await vi.waitFor(() => expect(onA.seen.slice(fromA)).toEqual(afterGap), { timeout: 15_000 });
+    await vi.waitFor(() => expect(onB.seen.slice(fromB)).toEqual(afterGap), { timeout: 15_000 });
+    await decide(b, held.requestId, 'bob', 'deny');
+
+    // At the ring's size the events themselves are pushed: each desk gets all 1,024, in order.
+    const atLimitA = onA.seen.length + 2; // after this call's approvalRecorded and decided
+    const atLimitB = onB.seen.length + 2;
+    await vi.waitFor(() => expect(onA.seen.length).toBe(atLimitA), { timeout: 10_000 });
+    await vi.waitFor(() => expect(onB.seen.length).toBe(atLimitB), { timeout: 10_000 });
+    await burst(DEFAULT_REPLAY_LIMIT, 'burst-at-');
+    const expected = Array.from({ length: DEFAULT_REPLAY_LIMIT }, (_, i) => ({
+      name: 'pending',
+      data: { requestId: `burst-at-${i + 1}`, agentId: AGENT },
+    }));
+    await vi.waitFor(() => expect(onA.seen.slice(atLimitA)).toEqual(expected), { timeout: 15_000 });
+    await vi.waitFor(() => expect(onB.seen.slice(atLimitB)).toEqual(expected), { timeout: 15_000 });
   }, 60_000);
 });
 

@@ -11,7 +11,6 @@
  * happened. The approval's retries are bounded (team.database.deadlockAttempts, 3): the give-up
  * test makes it the victim three times and finds nothing written.
  */
-import { rmSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RunningCountersign } from '../../main/core/app.js';
@@ -21,7 +20,7 @@ import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/e
 import { FINANCE_SCOPE, nodeWebSocket, transferCall } from '../helpers/harness.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
-import { ensureTeamPeople, registerApprovers, startTeamHub, tapOn, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, registerApprovers, startTeamHub, tapOn, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -41,11 +40,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  agent?.close();
-  for (const hub of hubs.reverse()) await hub.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients: agent === undefined ? [] : [agent], db, cluster, hubs, dirs });
 }, 60_000);
 
 async function deadlocks(): Promise<number> {

@@ -4,7 +4,6 @@
  * (Server-Sent Events, the desk's own stream), and its confirmation on hub B reaches the proposer's
  * desk on hub A; each desk gets each event once. Two hubs on a real PostgreSQL 15 (LISTEN/NOTIFY).
  */
-import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RunningCountersign } from '../../main/core/app.js';
 import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
@@ -14,7 +13,7 @@ import { createEnrollmentRequest } from '../../shared/enrollment.js';
 import { FINANCE_SCOPE } from '../helpers/harness.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { signInOverHttp, tapKey, type HttpSignIn } from '../helpers/desk-session.js';
-import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 const dirs: string[] = [];
@@ -25,9 +24,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const hub of hubs.reverse()) await hub.close().catch(() => undefined);
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients: [], db: undefined, cluster, hubs, dirs });
 }, 60_000);
 
 /** The push events a desk signed in on `hub` receives, once its stream is open. */

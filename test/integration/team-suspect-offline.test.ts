@@ -5,7 +5,6 @@
  * directory records it for every hub, audited once, as soon as the database answers again.
  * Two hubs on a real PostgreSQL 15 that the test stops and starts.
  */
-import { rmSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RunningCountersign } from '../../main/core/app.js';
@@ -13,7 +12,7 @@ import { CeremonyEngine } from '../../main/core/approvals/ceremony.js';
 import type { VirtualAuthenticator } from '../../main/core/testing/virtual-authenticator.js';
 import { startPostgres, testPool, type PostgresCluster } from '../helpers/postgres.js';
 import { signInOverHttp, tapKey } from '../helpers/desk-session.js';
-import { ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
+import { closeTeamRoom, ensureTeamPeople, registerTeamPerson, startTeamHub, teamHubDir } from '../helpers/team-hubs.js';
 
 let cluster: PostgresCluster;
 let db: pg.Pool;
@@ -27,10 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   vi.restoreAllMocks();
-  for (const hub of hubs.reverse()) await hub.close().catch(() => undefined);
-  await db?.end();
-  cluster?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await closeTeamRoom({ clients: [], db, cluster, hubs, dirs });
 }, 60_000);
 
 async function teamStatus(credentialId: string): Promise<{ status: string | undefined; audited: number }> {

@@ -4,7 +4,7 @@
  * second connection) and the write-ahead log holding them has been synced. The sync is the real
  * fdatasync except where a test must hold one back or make one fail (a disk cannot be made to do
  * either on demand): those tests pass their own `syncFile` and say so. The real sync holds one
- * descriptor of the WAL file for the committer's life (counted in /proc/self/fd).
+ * descriptor of the WAL file per concurrent sync for the committer's life (counted in /proc/self/fd).
  */
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -119,9 +119,9 @@ describe('group commit', () => {
     expect(settled).toEqual(['a', 'b']);
   });
 
-  it('syncs once for every group committed while a sync was running, and settles groups in commit order', async () => {
+  it('with one sync at a time, syncs once for every group committed while a sync was running, and settles groups in commit order', async () => {
     const held = heldSyncs(); // held back by the test, as above
-    const committer = new GroupCommitter(db, { syncFile: held.sync });
+    const committer = new GroupCommitter(db, { syncFile: held.sync, maxSyncsInFlight: 1 });
     const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
     const settled: string[] = [];
     const unit = (k: string) => committer.run(() => insert.run(k)).then(() => settled.push(k));
@@ -141,6 +141,52 @@ describe('group commit', () => {
     await Promise.all([second, third]);
     expect(settled).toEqual(['g1', 'g2', 'g3']);
     expect(held.paths).toHaveLength(2);
+  });
+
+  it('starts a sync at once for a group committed while another sync runs, and the first to return settles every group before it, in commit order', async () => {
+    const held = heldSyncs(); // held back by the test, as above
+    const committer = new GroupCommitter(db, { syncFile: held.sync, maxSyncsInFlight: 2 });
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    const settled: string[] = [];
+    const unit = (k: string) => committer.run(() => insert.run(k)).then(() => settled.push(k));
+    const first = unit('g1');
+    await held.started(1);
+    const second = unit('g2'); // committed while the first sync runs: its own sync starts now
+    await held.started(2);
+    const third = unit('g3'); // both slots busy: waits for one
+    await new Promise((r) => setTimeout(r, 20));
+    expect(count()).toBe(3);
+    expect(held.paths).toHaveLength(2);
+    held.release(1); // the second sync began after g1's COMMIT too: it covers g1 and g2
+    await Promise.all([first, second]);
+    expect(settled).toEqual(['g1', 'g2']);
+    await held.started(3); // the freed slot takes g3
+    held.release(0); // the first sync returning late settles nothing more
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toEqual(['g1', 'g2']);
+    held.release(2);
+    await third;
+    expect(settled).toEqual(['g1', 'g2', 'g3']);
+    await committer.durable();
+  });
+
+  it('fails every unsettled group when one of two concurrent syncs fails, whatever the other answers', async () => {
+    // A failing fdatasync (EIO) cannot be produced by a healthy disk on demand: injected here.
+    const held = heldSyncs();
+    const committer = new GroupCommitter(db, { syncFile: held.sync, maxSyncsInFlight: 2 });
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    const first = committer.run(() => insert.run('g1'));
+    await held.started(1);
+    const second = committer.run(() => insert.run('g2'));
+    await held.started(2);
+    const firstFails = expect(first).rejects.toMatchObject({ code: 'store_failed' });
+    const secondFails = expect(second).rejects.toMatchObject({ code: 'store_failed' });
+    held.fail(0, Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    await firstFails;
+    await secondFails;
+    held.release(1); // returns after the failure: releases nothing
+    await expect(committer.durable()).rejects.toMatchObject({ code: 'store_failed' });
+    await expect(committer.run(() => insert.run('g3'))).rejects.toMatchObject({ code: 'store_failed' });
   });
 
   it('durable() waits for the sync that covers every group committed so far, and resolves at once when none is outstanding', async () => {
@@ -202,7 +248,7 @@ describe('group commit', () => {
     expect(ran).toBe(false);
   });
 
-  it('syncs the write-ahead log through one descriptor held across groups, released by close()', async () => {
+  it('syncs the write-ahead log through descriptors held across groups (one per concurrent sync), released by close()', async () => {
     const wal = `${join(dir, 'c.db')}-wal`;
     // Descriptors of this process open on the WAL file (SQLite's own connections hold some).
     const walDescriptors = () => readdirSync('/proc/self/fd').filter((fd) => readlinkOr(`/proc/self/fd/${fd}`) === wal).length;
@@ -234,21 +280,28 @@ describe('group commit', () => {
   });
 });
 
-/** A FileSync whose calls wait until the test releases them (calls are numbered from 0). */
-function heldSyncs(): { sync: FileSync; paths: string[]; started: (n: number) => Promise<void>; release: (i: number) => void } {
+/** A FileSync whose calls wait until the test releases (or fails) them (calls are numbered from 0). */
+function heldSyncs(): {
+  sync: FileSync;
+  paths: string[];
+  started: (n: number) => Promise<void>;
+  release: (i: number) => void;
+  fail: (i: number, error: Error) => void;
+} {
   const paths: string[] = [];
-  const releases: Array<() => void> = [];
+  const calls: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
   return {
     paths,
     sync: (path) =>
-      new Promise<void>((resolve) => {
+      new Promise<void>((resolve, reject) => {
         paths.push(path);
-        releases.push(resolve);
+        calls.push({ resolve, reject });
       }),
     async started(n) {
       while (paths.length < n) await new Promise((r) => setTimeout(r, 2));
     },
-    release: (i) => releases[i]!(),
+    release: (i) => calls[i]!.resolve(),
+    fail: (i, error) => calls[i]!.reject(error),
   };
 }
 

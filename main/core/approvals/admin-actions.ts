@@ -31,7 +31,7 @@ import type { TeamApprovers } from './team-approvers.js';
 import type { AuditSubmission } from '../store/store-seam.js';
 import { verifyEnrollmentRequest, type EnrollmentPayload } from '../../../shared/enrollment.js';
 import { CeremonyEngine, CounterRegression, parseOffered } from './ceremony.js';
-import { TeamCounterRegression, type TeamTap } from '../store/pg/pg-directory.js';
+import { TeamCounterRegression, TeamQuorumApplies, type TeamTap } from '../store/pg/pg-directory.js';
 import type { TeamProposals } from '../store/pg/pg-admin-proposals.js';
 import { recordChallenge } from '../../../shared/approvals.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
@@ -230,8 +230,24 @@ export class AdminActions {
       if (isCountersignError(error)) throw error;
       throw new CountersignError('store_failed', 'the admin action could not be stored, so nothing was performed', { cause: error });
     }
-    const tap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
-    if ('team' in outcome) return { action, result: await this.performInTeam(action, now, enrollment, outcome.team, tap) };
+    const tap: TeamTap = { approverId: adminId, credentialId: credential.credentialId, counter: newCounter, at: now };
+    if ('team' in outcome) {
+      // The count above was read before this transaction: a second admin committed since then
+      // (their key registered, their group joined, on any hub) makes this tap a proposal. The
+      // directory lock orders the recount after every such change.
+      try {
+        return {
+          action,
+          result: await this.performInTeam(action, now, enrollment, outcome.team, {
+            ...tap,
+            actsAlone: (client) => this.assertActsAlone(client),
+          }),
+        };
+      } catch (error) {
+        if (!(error instanceof TeamQuorumApplies)) throw error;
+        outcome = { teamProposal: true };
+      }
+    }
     if ('teamProposal' in outcome) {
       const proposal = await this.proposeInTeam(action, adminId, credential.credentialId, evidence, now, tap);
       this.told(proposal.id, 'pending');
@@ -520,12 +536,22 @@ export class AdminActions {
    * On a team hub, whether an action needs a second admin now, counted in the team directory:
    * this hub's replica may not have applied a second admin's key or group yet, and counting there
    * let one admin's tap on that hub act alone. Undefined off a team (quorumApplies decides).
+   * Read before the tap's transaction, so a tap it lets act alone is counted again inside the
+   * team change that performs it (assertActsAlone, under the directory lock); the hub-local
+   * action (a tamper alarm's acknowledgement) is not.
    */
   private async teamQuorumApplies(): Promise<boolean | undefined> {
     const team = this.options.teamApprovers;
     if (team === undefined) return undefined;
     if (this.quorum < 2) return false;
     return (await team.tappingAdmins()).length >= this.quorum;
+  }
+
+  /** Inside a team change an admin's tap performs alone: the admin quorum must not apply now (else TeamQuorumApplies). */
+  private async assertActsAlone(client: pg.PoolClient): Promise<void> {
+    const team = this.options.teamApprovers;
+    if (team === undefined || this.quorum < 2) return;
+    if ((await team.tappingAdmins(client)).length >= this.quorum) throw new TeamQuorumApplies();
   }
 
   /** Whether an action needs a second admin now: the quorum is 2 and at least two admins can tap. */

@@ -120,7 +120,18 @@ export interface ApprovalServiceOptions {
   onDecided?: (agentId: string, result: DecisionResult) => void;
   /** Called after an approval or denial of `requestId` (a group's primary) committed here, before its onDecided. */
   onRecorded?: (requestId: string) => void;
+  /** Optional stage timings of each submitted key tap (benchmarks), milliseconds per stage. */
+  onTiming?: (stage: ApprovalStage, ms: number) => void;
 }
+
+/**
+ * The stages of one submitted key tap: the checks before the signature (request, challenge,
+ * approver, key); the WebAuthn verification and, beside it on its own clock, the plan's reads
+ * (`plan`) and the policy re-evaluation (`policy`); the challenge claim; any wait left for the
+ * plan (`planned`); the tokens minted; the one commit; the agents told. A stage a tap does not
+ * reach (a denial, an approval short of its quorum) folds into the next one timed.
+ */
+export type ApprovalStage = 'checks' | 'webauthn' | 'plan' | 'policy' | 'claim' | 'planned' | 'mint' | 'commit' | 'notify';
 
 export interface ApprovalEntry {
   approverId: string;
@@ -282,6 +293,18 @@ type Plan =
       minted: Array<{ requestId: string; token: string; jti: string; kid: string; expiresAt: number }>;
       audience: string;
     };
+
+/** A plan before its tokens are minted (ApprovalService.prepare): what to sign, for whom, with which assertions. */
+type Prepared =
+  | Exclude<Plan, { kind: 'approve' }>
+  | (Omit<Extract<Plan, { kind: 'approve' }>, 'kind' | 'minted'> & {
+      kind: 'mint';
+      row: RequestRecord;
+      /** The members still pending, the primary first: one token each. */
+      members: string[];
+      /** Every counted approver's assertion, this tap's last. */
+      signed: ApprovalAssertion[];
+    });
 
 /** What one commit decided, per member of the group, for the agents' notifications. */
 interface Committed {
@@ -538,6 +561,7 @@ export class ApprovalService {
     verdict?: ApprovalVerdict;
   }): Promise<ApprovalOutcome> {
     const { approverId } = input;
+    const lap = this.stopwatch();
     // A follower's id stands for its group: the ceremony was started (and signed) for the primary.
     const row = await this.primaryRow(input.requestId);
     const requestId = row.id;
@@ -549,7 +573,8 @@ export class ApprovalService {
     // Everything that can be checked before the signature, in the order callers expect.
     this.assertApprovable(row, now);
     const { record, verdict, offered } = await this.checkChallenge(challenge, requestId, approverId, input.verdict, now);
-    const credential = this.checkSubmitter(row, approverId, verdict, response, offered, await this.requests.approvals(requestId));
+    const approvals = await this.requests.approvals(requestId);
+    const credential = this.checkSubmitter(row, approverId, verdict, response, offered, approvals);
     const userHandle = response.response.userHandle ?? undefined;
     const assertionParse = approvalAssertionSchema.safeParse({
       approverId,
@@ -562,12 +587,22 @@ export class ApprovalService {
     });
     if (!assertionParse.success) throw new CountersignError('assertion_invalid', 'the security key response is malformed');
 
-    // The WebAuthn verification (asynchronous, so outside any transaction).
+    lap('checks');
+    const assertion = assertionParse.data;
     const obligation = requirementOf(row);
+    // The WebAuthn verification (asynchronous, so outside any transaction) and, beside it, the
+    // plan's reads and the policy re-evaluation: neither writes nor signs anything, so they need
+    // not wait for the signature. Their result is used only once the signature verified and the
+    // challenge is claimed, in that order (a bad signature is refused as before, whatever the plan
+    // found), and the commit re-checks everything the plan assumed.
+    const planned = this.prepare({ requestId, approverId, verdict, assertion }, { row, approvals });
+    planned.catch(() => undefined); // awaited below, unless the signature is refused first
     const newCounter = await this.ceremonies.verify(read, credential, obligation.userVerification);
+    lap('webauthn');
     // On a team hub the challenge is spent here, once for every hub (a copy of this answer sent
     // to another hub at the same moment finds it used); embedded, inside the commit below.
     const claimed = await this.ceremonies.claimChallenge('approval', challenge, approverId, this.now());
+    lap('claim');
     if (claimed === undefined)
       throw new CountersignError('challenge_invalid', 'the ceremony challenge has already been used or has expired');
     const ctx: SubmitContext = {
@@ -580,15 +615,20 @@ export class ApprovalService {
       response,
       record,
       reason,
-      assertion: assertionParse.data,
+      assertion,
       newCounter,
     };
 
     for (let attempt = 1; ; attempt++) {
-      const plan = await this.plan(ctx);
+      // A stale plan (the commit found the request changed) is planned again from fresh reads.
+      const prepared = attempt === 1 ? await planned : await this.prepare(ctx);
+      lap('planned');
+      const plan = await this.mint(prepared);
+      lap('mint');
       let committed: Committed;
       try {
         committed = await this.commit(ctx, plan);
+        lap('commit');
       } catch (error) {
         if (error instanceof StalePlan && attempt < MAX_PLAN_ATTEMPTS) continue;
         if (error instanceof StalePlan)
@@ -598,6 +638,7 @@ export class ApprovalService {
       }
       this.told(() => this.options.onRecorded?.(requestId));
       for (const result of committed.results) this.notify(committed.agentId, result);
+      lap('notify');
       return committed.outcome;
     }
   }
@@ -762,13 +803,21 @@ export class ApprovalService {
 
   // ---- deciding ----
 
-  /** What committing this approval would do, with everything asynchronous done up front. */
-  private async plan(ctx: SubmitContext): Promise<Plan> {
-    if (ctx.verdict === 'deny') return { kind: 'deny' };
-    const row = await this.requestRow(ctx.requestId);
+  /**
+   * What committing this approval would do, up to its tokens: the request and its approvals read
+   * (or `fresh`, read by the caller a moment ago), the quorum, the policy re-evaluated. Reads and
+   * evaluates only, so it may run beside the WebAuthn verification (submitCeremony).
+   */
+  private async prepare(
+    input: Pick<SubmitContext, 'requestId' | 'approverId' | 'verdict' | 'assertion'>,
+    fresh?: { row: RequestRecord; approvals: ApprovalRow[] },
+  ): Promise<Prepared> {
+    if (input.verdict === 'deny') return { kind: 'deny' };
+    const lap = this.stopwatch();
+    const row = fresh?.row ?? (await this.requestRow(input.requestId));
     const stored = this.assertApprovable(row, this.now());
-    const approvals = await this.requests.approvals(row.id);
-    const self = this.options.directory.get(ctx.approverId);
+    const approvals = fresh?.approvals ?? (await this.requests.approvals(row.id));
+    const self = this.options.directory.get(input.approverId);
     const selfPerson: Person = { id: self.id, groups: self.groups };
     if (!quorumMet(stored, [...this.countedPeople(row, stored, approvals), selfPerson])) {
       return { kind: 'record', obligation: stored, storedRequirement: row.obligationJson, tightened: false, conflicted: [] };
@@ -777,6 +826,7 @@ export class ApprovalService {
     let obligation = stored;
     let tightened = false;
     let conflicted: string[] = [];
+    lap('plan');
     if (this.options.policy !== undefined) {
       const reevaluation = await this.options.policy.reevaluate({
         requestId: row.id,
@@ -799,6 +849,7 @@ export class ApprovalService {
         tightened = canonicalize(obligation) !== canonicalize(stored) || conflicted.length > 0;
       }
     }
+    lap('policy');
     const counted = this.countedApprovals(row, obligation, approvals, conflicted);
     if (!quorumMet(obligation, [...counted.map(({ approver }) => ({ id: approver.id, groups: approver.groups })), selfPerson])) {
       return { kind: 'record', obligation, storedRequirement: row.obligationJson, tightened, conflicted };
@@ -806,8 +857,7 @@ export class ApprovalService {
     const audience = this.options.audienceOf(row.tool);
     if (audience === undefined)
       throw new CountersignError('unknown_tool', `the tool ${quote(row.tool)} is no longer declared in the policy set`);
-    const call = row.call;
-    const signed = [...counted.map(({ approval }) => approvalAssertionSchema.parse(parseStoredJson(approval.assertion))), ctx.assertion];
+    const signed = [...counted.map(({ approval }) => approvalAssertionSchema.parse(parseStoredJson(approval.assertion))), input.assertion];
     // Each member gets its own token, bound to its own request id; every assertion must name
     // that id (as requestId or a follower), or the approver never signed for that member.
     const members = [row.id, ...followers.filter((f) => f.state === 'pending').map((f) => f.id)];
@@ -821,14 +871,32 @@ export class ApprovalService {
         }
       }
     }
+    return {
+      kind: 'mint',
+      row,
+      members,
+      signed,
+      obligation,
+      storedRequirement: row.obligationJson,
+      tightened,
+      counted: [...counted.map(({ approver }) => approver.id), self.id],
+      audience,
+      conflicted,
+    };
+  }
+
+  /** The plan with its tokens: one per member still pending, signed only once the key's signature verified. */
+  private async mint(prepared: Prepared): Promise<Plan> {
+    if (prepared.kind !== 'mint') return prepared;
+    const { row, members, signed, ...approve } = prepared;
     const minted: Extract<Plan, { kind: 'approve' }>['minted'] = [];
     for (const member of members) {
       const token = await this.options.minter.mint({
         requestId: member,
         agentId: row.agentId,
         tool: row.tool,
-        audience,
-        params: call.params,
+        audience: approve.audience,
+        params: row.call.params,
         policyHash: row.policyHash,
         policies: row.determiningPolicies,
         mode: 'approved',
@@ -838,16 +906,7 @@ export class ApprovalService {
       });
       minted.push({ requestId: member, ...token });
     }
-    return {
-      kind: 'approve',
-      obligation,
-      storedRequirement: row.obligationJson,
-      tightened,
-      counted: [...counted.map(({ approver }) => approver.id), self.id],
-      minted,
-      audience,
-      conflicted,
-    };
+    return { ...approve, kind: 'approve', minted };
   }
 
   /** The one transaction: re-check everything, then commit it all (or throw and commit nothing). */
@@ -1071,6 +1130,18 @@ export class ApprovalService {
   }
 
   // ---- plumbing ----
+
+  /** A lap timer over the key tap's stages (a no-op unless onTiming is set). */
+  private stopwatch(): (stage: ApprovalStage) => void {
+    const timing = this.options.onTiming;
+    if (timing === undefined) return () => undefined;
+    let mark = performance.now();
+    return (stage) => {
+      const t = performance.now();
+      timing(stage, t - mark);
+      mark = t;
+    };
+  }
 
   /** A store write; failures that are not ours become store_failed. */
   private async stored<T>(write: Promise<T>): Promise<T> {

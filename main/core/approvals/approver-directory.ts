@@ -15,6 +15,7 @@ import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 // @simplewebauthn/server is imported when a ceremony needs it, not at start: with its helpers it
 // is about 20 MB of a server's memory that only key registrations and taps use (issue #12).
 import type { PublicKeyCredentialCreationOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import { webauthnHelpers, webauthnServer } from './webauthn-library.js';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -191,7 +192,7 @@ export function lastActiveAdmin(id: string): CountersignError {
 
 /** A P-256 COSE key as a JWK (the only algorithm approver keys may use: ES256). */
 async function coseToJwk(publicKey: Uint8Array): Promise<CredentialRecord['publicJwk']> {
-  const { decodeCredentialPublicKey, cose } = await import('@simplewebauthn/server/helpers');
+  const { decodeCredentialPublicKey, cose } = await webauthnHelpers();
   const key = decodeCredentialPublicKey(new Uint8Array(publicKey)) as unknown as Map<number, unknown>;
   const kty = key.get(cose.COSEKEYS.kty);
   const crv = key.get(cose.COSEKEYS.crv);
@@ -528,7 +529,7 @@ export class ApproverDirectory {
         );
     }
     const challenge = base64url(randomBytes(32));
-    const { generateRegistrationOptions } = await import('@simplewebauthn/server');
+    const { generateRegistrationOptions } = await webauthnServer();
     const options = await generateRegistrationOptions({
       rpName: this.options.rpName ?? 'Countersign',
       rpID: this.options.rpId,
@@ -583,7 +584,7 @@ export class ApproverDirectory {
     );
     if (isPlatformRegistration({ attachment: response.authenticatorAttachment, transports: response.response.transports }))
       throw platformRefusal;
-    const { verifyRegistrationResponse } = await import('@simplewebauthn/server');
+    const { verifyRegistrationResponse } = await webauthnServer();
     let verified;
     try {
       verified = await verifyRegistrationResponse({

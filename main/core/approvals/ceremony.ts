@@ -12,13 +12,16 @@
  * 2. The response is read strictly; the key that answered must belong to the user, be active
  *    (a suspect key is refused with credential_suspect), have been offered, and the userHandle
  *    (when the authenticator sends one) must name the user.
- * 3. @simplewebauthn/server verifies origin, rpId, type, UP/UV and the signature.
+ * 3. Origin, rpId, type, UP/UV and the signature are verified as @simplewebauthn/server does, in
+ *    one synchronous step (es256-assertion.ts says why, and a test holds it to the library).
  * 4. The signature counter must advance. It is compared after the signature verified, so only a
  *    genuine assertion can take a key out of service: a regression marks the key suspect in its
  *    own audited transaction (`approver.credential_suspect`) and the tap is refused.
  */
-// Imported at the first ceremony, not at start (approver-directory.ts says why).
+// Imported at the first ceremony, not at start (approver-directory.ts says why; webauthn-library.ts keeps it).
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { webauthnHelpers, webauthnServer } from './webauthn-library.js';
+import { AssertionRefused, SIGNATURE_REFUSED, verifyEs256Assertion } from './es256-assertion.js';
 import { z } from 'zod';
 import type { Db } from '../store/database.js';
 import type { AuditLog, AuditKind } from '../audit/audit-log.js';
@@ -192,7 +195,7 @@ export class CeremonyEngine {
     userVerification: CeremonyUserVerification;
     timeoutMs: number;
   }): Promise<CeremonyOffer> {
-    const { generateAuthenticationOptions } = await import('@simplewebauthn/server');
+    const { generateAuthenticationOptions } = await webauthnServer();
     const options = await generateAuthenticationOptions({
       rpID: this.options.directory.rpId,
       challenge: new Uint8Array(Buffer.from(input.challenge, 'base64url')),
@@ -369,32 +372,30 @@ export class CeremonyEngine {
     const reported = authenticatorCounter(response.response.authenticatorData);
     const stored = credential.signCount;
     const regression = regressed(stored, reported);
-    const { verifyAuthenticationResponse } = await import('@simplewebauthn/server');
-    let verified;
+    const helpers = await webauthnHelpers();
+    let newCounter: number;
     try {
-      verified = await verifyAuthenticationResponse({
-        response: read.raw,
+      newCounter = verifyEs256Assertion(helpers, {
+        response: response.response,
         expectedChallenge: challenge,
-        expectedOrigin: [...this.options.directory.origins],
-        expectedRPID: this.options.directory.rpId,
-        expectedType: 'webauthn.get',
-        credential: {
-          id: credential.credentialId,
-          publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')),
-          // A regression is decided below, once the signature is known to be genuine.
-          counter: regression ? 0 : stored,
-          transports: credential.transports,
-        },
+        expectedOrigins: this.options.directory.origins,
+        expectedRpId: this.options.directory.rpId,
+        publicJwk: credential.publicJwk,
+        // A regression is decided below, once the signature is known to be genuine.
+        counter: regression ? 0 : stored,
         requireUserVerification: userVerification === 'required',
       });
     } catch (cause) {
-      throw new CountersignError('assertion_invalid', 'the security key response does not verify', { cause });
-    }
-    if (!verified.verified || verified.authenticationInfo.credentialID !== credential.credentialId) {
-      throw new CountersignError('assertion_invalid', 'the security key signature does not verify');
+      throw new CountersignError(
+        'assertion_invalid',
+        cause instanceof AssertionRefused && cause.message === SIGNATURE_REFUSED
+          ? 'the security key signature does not verify'
+          : 'the security key response does not verify',
+        { cause },
+      );
     }
     if (regression) await this.refuse(new CounterRegression(credential, stored, reported));
-    return verified.authenticationInfo.newCounter;
+    return newCounter;
   }
 
   /**

@@ -71,8 +71,7 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
       previous = cp.tree_size;
     }
     // Each entry with its stored leaf hash, in one query (the tree was hashed above).
-    const withLeaf =
-      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 WHERE l.seq <= ?';
+    const withLeaf = 'SELECT l.seq, l.record, l.leaf FROM audit_log l WHERE l.leaf IS NOT NULL AND l.seq <= ?';
     type Row = { seq: number; record: string; leaf: Buffer };
     const rows =
       selection.kind === 'all'

@@ -3,12 +3,13 @@
  * leaf `seq - 1`; its data is the entry's canonical (JCS) record. Each append writes the entry
  * inside the caller's transaction, so an audit record that cannot be written takes the decision
  * it belongs to down with it. The same append hashes the record it has just written into its
- * leaf and every subtree that leaf completes (about two small rows), in that transaction too: a
- * rolled-back append leaves nothing to undo, and the record is hashed from the string in hand
- * instead of being read back later. Only when the stored tree does not end exactly where the
- * log did (entries written before the Merkle log, or by a version that hashed later) does the
- * append leave hashing to `syncTree`, which hashes entries in order, in its own transaction,
- * and is run before any root, proof or checkpoint is read. What vouches for the log is the
+ * leaf, stored in the entry's own row (migration 21), and every subtree that leaf completes
+ * (audit_tree, one small row on average), in that transaction too: a rolled-back append leaves
+ * nothing to undo, and the record is hashed from the bytes in hand instead of being read back
+ * later. Only when the stored tree does not end exactly where the log did (entries written
+ * before the Merkle log, or by a version that hashed later) does the append leave its leaf NULL
+ * and hashing to `syncTree`, which hashes entries in order, in its own transaction, and is run
+ * before any root, proof or checkpoint is read. What vouches for the log is the
  * signed checkpoint (checkpoints.ts), which re-hashes every record it covers from the record
  * itself; docs/audit.md is the format.
  */
@@ -105,12 +106,14 @@ export class AuditLog {
   private readonly insert;
   private readonly last;
   private readonly tail;
-  private readonly insertLeaf;
+  private readonly setLeaf;
   private readonly insertNodesOf: Database.Statement[] = [];
   private readonly insertNode;
   private readonly insertNodes;
   private readonly getNode;
-  private readonly hashedTop;
+  private readonly getLeaf;
+  private readonly treeTop;
+  private readonly leafTop;
   private readonly pendingRows;
   private readonly withLeaves;
   private readonly observers: AuditObserver[] = [];
@@ -118,24 +121,27 @@ export class AuditLog {
   private readonly recordWriter = new CanonicalUtf8Writer();
 
   constructor(private readonly db: Db) {
-    this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, ?, ?, ?, ?)');
+    this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id, leaf) VALUES (?, ?, ?, ?, ?, ?)');
     this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
-    this.tail = db.prepare<[], { seq: number; leaf: Buffer | null }>(
-      'SELECT l.seq, n.hash AS leaf FROM (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1) l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0',
-    );
-    this.insertLeaf = db.prepare('INSERT INTO audit_tree (end_leaf, level, hash) VALUES (?, 0, ?) ON CONFLICT DO NOTHING');
+    this.tail = db.prepare<[], { seq: number; leaf: Buffer | null }>('SELECT seq, leaf FROM audit_log ORDER BY seq DESC LIMIT 1');
+    // A leaf is set once (the audit_log_leaf_once trigger refuses a second write).
+    this.setLeaf = db.prepare('UPDATE audit_log SET leaf = ? WHERE seq = ? AND leaf IS NULL');
+    // A row already stored under an append's key was planted: verify and the start-up check name it.
     this.insertNode = db.prepare('INSERT INTO audit_tree (end_leaf, level, hash) VALUES (?, ?, ?)');
     this.insertNodes = db.prepare(
       `INSERT INTO audit_tree (end_leaf, level, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`,
     );
     this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_tree WHERE end_leaf = ? AND level = ?');
-    // Every stored hash ends at or before the last hashed leaf, which ends there itself.
-    this.hashedTop = db.prepare<[], { top: number | null }>('SELECT MAX(end_leaf) AS top FROM audit_tree');
+    this.getLeaf = db.prepare<[number], { leaf: Buffer | null }>('SELECT leaf FROM audit_log WHERE seq = ?');
+    // Where the stored subtrees end (above the leaves, or a level-0 row only an intruder writes now).
+    this.treeTop = db.prepare<[], { top: number | null }>('SELECT MAX(end_leaf) AS top FROM audit_tree');
+    // The last hashed entry: the log's last row, unless entries wait for syncTree.
+    this.leafTop = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log WHERE leaf IS NOT NULL ORDER BY seq DESC LIMIT 1');
     this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>(
       'SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?',
     );
     this.withLeaves = db.prepare<[number, number], { seq: number; record: string; leaf: Buffer | null }>(
-      'SELECT l.seq, l.record, n.hash AS leaf FROM audit_log l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq',
+      'SELECT seq, record, leaf FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq',
     );
   }
 
@@ -165,22 +171,21 @@ export class AuditLog {
     } else {
       record = canonicalizeWith(fields, extra);
     }
-    this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null);
-    if (tail === undefined || tail.leaf !== null)
-      this.hashAppended(seq - 1, leaf ?? nodeHasher.leafOfText(record), tail?.leaf ?? undefined);
+    // The leaf is stored only where the hashed tree ends right before it; otherwise syncTree hashes in order.
+    const hashed = tail === undefined || tail.leaf !== null;
+    if (hashed) leaf ??= nodeHasher.leafOfText(record);
+    this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null, hashed ? leaf : null);
+    if (hashed) this.hashAppended(seq - 1, leaf!, tail?.leaf ?? undefined);
     for (const observer of this.observers) observer(kind, at, event);
     return { seq, at, kind, record };
   }
 
   /**
-   * Store leaf `index`'s hash (of its record) with every subtree it completes, when the
-   * stored tree ends exactly before it (then every left sibling is stored). Otherwise the tree
-   * lags (syncTree hashes in order) or holds hashes for entries that do not exist (syncTree and
-   * the start-up check refuse those): either way this append leaves the tree to them.
+   * Store every subtree leaf `index` completes (its own hash is in its row), called when the
+   * stored tree ends exactly before it, so every left sibling is stored: the one at level 0 is
+   * `previousLeaf`, read with the tail.
    */
   private hashAppended(index: number, leaf: Uint8Array, previousLeaf: Uint8Array | undefined): void {
-    // A hash already stored for this leaf was planted: leave it to syncTree and the start-up check.
-    if (this.insertLeaf.run(index + 1, leaf).changes !== 1) return;
     const rows: Array<number | Uint8Array> = [];
     let hash = leaf;
     let level = 0;
@@ -196,8 +201,9 @@ export class AuditLog {
   private nodesInsert(n: number): Database.Statement {
     let statement = this.insertNodesOf[n];
     if (statement === undefined) {
+      // A row already stored under this key was planted: keep it for verify to name (the append goes on).
       statement = this.db.prepare(
-        `INSERT INTO audit_tree (end_leaf, level, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')}`,
+        `INSERT INTO audit_tree (end_leaf, level, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')} ON CONFLICT DO NOTHING`,
       );
       this.insertNodesOf[n] = statement;
     }
@@ -214,12 +220,18 @@ export class AuditLog {
   }
 
   /**
-   * Hash leaf `index` and every subtree it completes into `out` (audit_tree rows: end_leaf, level, hash). `written`
+   * Hash leaf `index` and every subtree it completes into `leaves` (its row's hash) and `out` (audit_tree rows: end_leaf, level, hash). `written`
    * holds the subtrees hashed in this batch (`level/index`), so a completed subtree's left sibling, almost always hashed moments before, comes from memory;
    * only at the start of a batch is it read from the table, where an earlier batch stored it.
    */
-  private addLeaf(index: number, leafHash: Uint8Array, written: Map<string, Uint8Array>, out: Array<[number, number, Uint8Array]>): void {
-    out.push([index + 1, 0, leafHash]);
+  private addLeaf(
+    index: number,
+    leafHash: Uint8Array,
+    written: Map<string, Uint8Array>,
+    leaves: Array<[number, Uint8Array]>,
+    out: Array<[number, number, Uint8Array]>,
+  ): void {
+    leaves.push([index + 1, leafHash]);
     written.set(`0/${index}`, leafHash);
     let hash = leafHash;
     let level = 0;
@@ -240,9 +252,18 @@ export class AuditLog {
     for (; at < rows.length; at++) this.insertNode.run(...rows[at]!);
   }
 
-  /** Leaves hashed so far (the tree's own size). */
+  /** Entries hashed so far: the last entry with a leaf hash (the hashed entries are a prefix of the log). */
+  private hashedLeaves(): number {
+    return this.leafTop.get()?.seq ?? 0;
+  }
+
+  /**
+   * The tree's own size: how far its stored hashes reach, leaves or subtrees. Above the log's
+   * size only when hashes were planted for entries that do not exist (syncTree and the start-up
+   * check refuse those).
+   */
   hashedSize(): number {
-    return this.hashedTop.get()?.top ?? 0;
+    return Math.max(this.hashedLeaves(), this.treeTop.get()?.top ?? 0);
   }
 
   /**
@@ -251,26 +272,39 @@ export class AuditLog {
    * same way. Returns the tree size now hashed.
    */
   syncTree(): number {
+    let hashed = this.hashedLeaves();
     for (;;) {
-      const hashed = this.hashedSize();
-      if (hashed > this.size()) {
+      const top = Math.max(hashed, this.treeTop.get()?.top ?? 0);
+      if (top > this.size()) {
         // Hashes for entries that do not exist: planted, to be paired with records written later.
-        throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${hashed} entries but the log has ${this.size()}`);
+        throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${top} entries but the log has ${this.size()}`);
+      }
+      if (top > hashed) {
+        // A leaf and the subtrees it completes are written in one transaction: subtrees past the
+        // last leaf hash mean a leaf was removed. Hashing it again would collide with those rows.
+        throw new CountersignError(
+          'audit_corrupt',
+          `the audit tree's subtrees reach entry ${top} but the leaf hash of entry ${hashed + 1} is missing`,
+        );
       }
       const rows = this.pendingRows.all(hashed, 10_000);
-      if (rows.length === 0) return hashed;
+      if (rows.length === 0) return top;
       if (rows[0]!.seq !== hashed + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1}`);
-      this.db
+      const from = hashed;
+      hashed = this.db
         .transaction(() => {
           // Re-read inside the transaction: another writer may have hashed them meanwhile.
-          if (this.hashedSize() !== hashed) return;
+          if ((this.getLeaf.get(from + 1)?.leaf ?? null) !== null) return this.hashedLeaves();
           const written = new Map<string, Uint8Array>();
+          const leaves: Array<[number, Uint8Array]> = [];
           const nodes: Array<[number, number, Uint8Array]> = [];
           rows.forEach((row, i) => {
-            if (row.seq !== hashed + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1 + i}`);
-            this.addLeaf(row.seq - 1, nodeHasher.leafOfText(row.record), written, nodes);
+            if (row.seq !== from + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${from + 1 + i}`);
+            this.addLeaf(row.seq - 1, nodeHasher.leafOfText(row.record), written, leaves, nodes);
           });
+          for (const [seq, leaf] of leaves) this.setLeaf.run(leaf, seq);
           this.storeNodes(nodes);
+          return from + rows.length;
         })
         .immediate();
     }
@@ -292,10 +326,16 @@ export class AuditLog {
       );
   }
 
+  /** The stored hash of subtree `idx` at `level` (a leaf's is in its entry's row), or undefined. */
+  private storedHash(level: number, idx: number): Uint8Array | undefined {
+    if (level === 0) return this.getLeaf.get(idx + 1)?.leaf ?? undefined;
+    return this.getNode.get(endLeafOf(level, idx), level)?.hash;
+  }
+
   private node(level: number, idx: number): Uint8Array {
-    const row = this.getNode.get(endLeafOf(level, idx), level);
+    const row = this.storedHash(level, idx);
     if (!row) throw new CountersignError('audit_corrupt', `the audit tree is missing the hash of subtree ${level}/${idx}`);
-    return row.hash;
+    return row;
   }
 
   /** The stored complete-subtree hashes that make up a tree of `size` leaves, largest first. */
@@ -369,7 +409,7 @@ export class AuditLog {
     let expectedSeq = 1;
     const hashed = this.hashedSize();
     const rows = this.db.prepare<[], { seq: number; record: string; hash: Buffer | null }>(
-      'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 ORDER BY l.seq',
+      'SELECT seq, record, leaf AS hash FROM audit_log ORDER BY seq',
     );
     for (const row of rows.iterate()) {
       if (row.seq !== expectedSeq) return { ok: false, badSeq: expectedSeq, reason: 'entry missing' };
@@ -407,9 +447,10 @@ export class AuditLog {
     );
     for (const p of parents.iterate()) {
       const half = 2 ** (p.level - 1);
-      const left = this.getNode.get(p.end_leaf - half, p.level - 1);
-      const right = this.getNode.get(p.end_leaf, p.level - 1);
-      if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
+      const right = (p.end_leaf - half) / half; // the right child's index at level - 1
+      const leftHash = this.storedHash(p.level - 1, right - 1);
+      const rightHash = this.storedHash(p.level - 1, right);
+      if (!leftHash || !rightHash || !Buffer.from(merkleHasher.node(leftHash, rightHash)).equals(p.hash)) {
         const first = p.end_leaf - 2 * half + 1;
         return {
           ok: false,

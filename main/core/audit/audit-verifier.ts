@@ -55,13 +55,17 @@ export class AuditVerifier {
   constructor(private readonly options: AuditVerifierOptions) {
     this.chunkRows = options.chunkRows ?? DEFAULT_CHUNK_ROWS;
     this.rows = options.db.prepare<[number, number, number], { seq: number; record: string; hash: Buffer | null }>(
-      'SELECT l.seq, l.record, n.hash FROM audit_log l LEFT JOIN audit_tree n ON n.end_leaf = l.seq AND n.level = 0 WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq LIMIT ?',
+      'SELECT seq, record, leaf AS hash FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
     );
     // Subtree hashes above the leaves after (end_leaf, level), in key order, a chunk at a time.
     this.parents = options.db.prepare<[number, number, number], { end_leaf: number; level: number; hash: Buffer }>(
       'SELECT end_leaf, level, hash FROM audit_tree WHERE (end_leaf, level) > (?, ?) AND level > 0 ORDER BY end_leaf, level LIMIT ?',
     );
-    this.node = options.db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_tree WHERE end_leaf = ? AND level = ?');
+    const subtree = options.db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_tree WHERE end_leaf = ? AND level = ?');
+    const leaf = options.db.prepare<[number], { hash: Buffer | null }>('SELECT leaf AS hash FROM audit_log WHERE seq = ?');
+    // A subtree's hash by where it ends and its level; a leaf's (level 0) is in its entry's row (migration 21).
+    this.node = (endLeaf: number, level: number): Buffer | undefined =>
+      (level === 0 ? leaf.get(endLeaf)?.hash : subtree.get(endLeaf, level)?.hash) ?? undefined;
   }
 
   /** The last finished pass. */
@@ -225,9 +229,9 @@ export class AuditVerifier {
       if (chunk.length === 0) break;
       for (const p of chunk) {
         const half = 2 ** (p.level - 1);
-        const left = this.node.get(p.end_leaf - half, p.level - 1);
-        const right = this.node.get(p.end_leaf, p.level - 1);
-        if (!left || !right || !Buffer.from(merkleHasher.node(left.hash, right.hash)).equals(p.hash)) {
+        const left = this.node(p.end_leaf - half, p.level - 1);
+        const right = this.node(p.end_leaf, p.level - 1);
+        if (!left || !right || !Buffer.from(merkleHasher.node(left, right)).equals(p.hash)) {
           const first = p.end_leaf - 2 * half + 1;
           add({
             kind: 'subtree',

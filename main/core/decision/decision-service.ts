@@ -64,8 +64,11 @@ export interface DecisionServiceOptions {
   /** Data classes whose parameters the audit log keeps only as a digest and a redacted view. */
   redactDataClasses?: readonly string[];
   clock?: () => number;
-  /** Optional stage timings (benchmarks): verify, risk, policy, sign, store — milliseconds. */
-  onTiming?: (stage: DecisionStage, ms: number) => void;
+  /**
+   * Optional stage timings (benchmarks), milliseconds: per decision verify, risk, policy, sign,
+   * store; per group commit of the embedded store (inside `store`) group-commit and group-sync.
+   */
+  onTiming?: (stage: DecisionStage | GroupCommitStage, ms: number) => void;
   /** While a tamper alarm is open, high-impact calls the policy allows wait for approvers instead. */
   tamperHold?: TamperHold;
   /**
@@ -96,6 +99,8 @@ export function tamperHoldReason(alarm: { id: number; firstBadSeq: number }): st
 }
 
 export type DecisionStage = 'verify' | 'risk' | 'policy' | 'sign' | 'store';
+/** Per group commit (store/group-commit.ts): the event loop's time in its transaction, and its wait for a covering sync. */
+export type GroupCommitStage = 'group-commit' | 'group-sync';
 
 export interface AuthenticatedSession {
   agentId: string;

@@ -60,7 +60,7 @@ export interface GatewayDeps {
    * The rest of the HTTP edge (main/core/http/): routes besides /healthz and the JWKS, the
    * session secret their `session` routes require and the approval origins a browser may call from.
    */
-  http?: { routes: readonly HttpRoute[]; sessionSecret: string; origins: () => readonly string[] };
+  http?: { routes: readonly HttpRoute[]; sessionSecret: string | (() => string); origins: () => readonly string[] };
   /**
    * Follow every held call this gateway answered to its final state through the decision store
    * and push it to the agent (team hubs: the approval may be made on another hub, which wakes
@@ -111,11 +111,13 @@ export class Gateway {
   /** Agents whose revoked sessions wait for the ended calls to be read (endedByRevocation), so they are read once. */
   private readonly ending = new Set<string>();
   /**
-   * Request ids whose end was pushed lately (bounded, oldest dropped), so a revocation that ends
-   * sessions does not tell a call twice when its follower got there first (both are woken by the
-   * same commit, on different listener connections, in either order).
+   * Request ids whose end was told lately (to the agent's live connections, if any, and to the
+   * desks; bounded, oldest dropped), so no call is told twice: not by a revocation that ends
+   * sessions when its follower got there first, nor by a hub's own approval and the outcome notice
+   * of the same commit (both are woken by the same commit, on different connections, in either
+   * order). Every caller reports a terminal result, so a request told once has nothing more to say.
    */
-  private readonly recentlyPushed = new Set<string>();
+  private readonly recentlyTold = new Set<string>();
 
   /** The HTTP edge's route table: the gateway's rows (/healthz, JWKS) and the app's. */
   readonly routeTable: readonly HttpRoute[];
@@ -206,7 +208,12 @@ export class Gateway {
     this.wss.close();
   }
 
-  /** Push a decision to every live connection of the agent (pending calls resolved later). */
+  /**
+   * Push a decision to every live connection of the agent (pending calls resolved later). A
+   * request's end is pushed once, however many paths report it: on a hub, the approval committed
+   * here (onDecided) and the store's outcome notice for the same commit (the follower) both arrive,
+   * in either order, and the agent must not be told twice.
+   */
   notifyAgent(agentId: string, result: DecisionResult): number {
     // Told once: a held call being followed needs no second push.
     const follower = this.following.get(result.requestId);
@@ -214,11 +221,13 @@ export class Gateway {
       this.following.delete(result.requestId);
       follower.abort();
     }
+    // Marked told before anything is said, connected or not: the desks hear of it once too.
+    if (this.recentlyTold.has(result.requestId)) return 0;
+    this.recentlyTold.add(result.requestId);
+    if (this.recentlyTold.size > RECENTLY_TOLD_LIMIT) this.recentlyTold.delete(this.recentlyTold.values().next().value!);
     this.emit(() => this.deps.events?.decided(agentId, result));
     const conns = this.byAgent.get(agentId);
     if (!conns) return 0;
-    this.recentlyPushed.add(result.requestId);
-    if (this.recentlyPushed.size > RECENTLY_PUSHED_LIMIT) this.recentlyPushed.delete(this.recentlyPushed.values().next().value!);
     const frame = JSON.stringify({ jsonrpc: '2.0', method: 'request.decided', params: result });
     for (const c of conns) this.send(c, frame);
     return conns.size;
@@ -322,8 +331,8 @@ export class Gateway {
     this.ending.add(agentId);
     const end = (ended: DecisionResult[]) => {
       this.ending.delete(agentId);
-      // Told once: a call already pushed is skipped, and a follower still waiting is stopped.
-      const untold = ended.filter((result) => !this.recentlyPushed.has(result.requestId));
+      // Told once: a call already told is skipped, and a follower still waiting is stopped.
+      const untold = ended.filter((result) => !this.recentlyTold.has(result.requestId));
       for (const { requestId } of untold) {
         this.following.get(requestId)?.abort();
         this.following.delete(requestId);
@@ -692,7 +701,7 @@ export function peekRequestId(data: RawData): number | null {
 }
 
 /** How many pushed request ids a revocation's end checks against (a few hundred bytes each at most). */
-const RECENTLY_PUSHED_LIMIT = 4096;
+const RECENTLY_TOLD_LIMIT = 4096;
 
 /** Why a live session ends: its agent or key is no longer usable (or no longer exists). */
 const SESSION_ENDING_CODES: ReadonlySet<ErrorCode> = new Set([

@@ -85,8 +85,11 @@ export interface HttpRoute {
 
 export interface HttpEdgeOptions {
   routes: readonly HttpRoute[];
-  /** The per-start session secret `session` routes require as a Bearer token. */
-  sessionSecret: string;
+  /**
+   * The session secret `session` routes require as a Bearer token: per start, or read at each
+   * request (a team hub's, which a rotation replaces while the hub runs; store/pg/pg-team-secrets.ts).
+   */
+  sessionSecret: string | (() => string);
   /** The Host allowlist (the gateway's: the bound port on loopback names plus configured hosts). */
   hostAllowed: (req: IncomingMessage) => boolean;
   /** Origins besides the page's own (`http://<allowed Host>`) a browser caller may come from (the approval origins). */
@@ -251,8 +254,16 @@ function assertNoDuplicateRoutes(routes: readonly HttpRoute[]): void {
 
 /** The edge as one request handler for the gateway's HTTP server. */
 export function createHttpEdge(options: HttpEdgeOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  if (options.sessionSecret.length < 32) throw new Error('the session secret must be at least 32 characters');
-  const secretDigest = digest(options.sessionSecret);
+  const currentSecret = typeof options.sessionSecret === 'string' ? () => options.sessionSecret as string : options.sessionSecret;
+  // The digest of the secret in force, made again only when the secret changed (a rotation).
+  let digested: { secret: string; digest: Buffer } = { secret: currentSecret(), digest: Buffer.alloc(0) };
+  const secretDigest = (): Buffer => {
+    const secret = currentSecret();
+    if (secret.length < 32) throw new Error('the session secret must be at least 32 characters');
+    if (digested.digest.length === 0 || digested.secret !== secret) digested = { secret, digest: digest(secret) };
+    return digested.digest;
+  };
+  secretDigest();
   const log = options.log ?? (() => undefined);
   assertNoDuplicateRoutes(options.routes);
   const routes = options.routes.map(compile);
@@ -270,7 +281,7 @@ export function createHttpEdge(options: HttpEdgeOptions): (req: IncomingMessage,
     // Under /api/ the secret is checked before anything about the route is revealed.
     const needsSession = path.startsWith('/api/') || path === '/api' || candidates.some((c) => c.compiled.route.access === 'session');
     if (needsSession) {
-      if (!bearerMatches(req.headers.authorization, secretDigest)) {
+      if (!bearerMatches(req.headers.authorization, secretDigest())) {
         return sendError(req, res, refusal('not_authenticated', 'this API needs the session secret as a Bearer token'), undefined, {
           'www-authenticate': 'Bearer realm="countersign"',
         });

@@ -418,4 +418,19 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER audit_tree_no_update BEFORE UPDATE ON audit_tree BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   `,
+  // 21: each entry's leaf hash moves into its own row (issue #12, ADR 0007): an append writes one
+  // row with its leaf instead of two (audit_log and a level-0 audit_tree row), and audit_tree
+  // keeps only the subtrees above the leaves. The leaf is NULL until hashed (entries syncTree
+  // has not reached); it may be set once and never changed. Level-0 rows of entries that do not
+  // exist are kept: they are planted hashes, and the start-up check refuses them as before.
+  `
+  ALTER TABLE audit_log ADD COLUMN leaf BLOB;  -- RFC 9162 leaf hash of record; NULL until hashed
+  DROP TRIGGER audit_log_no_update;
+  UPDATE audit_log SET leaf = (SELECT hash FROM audit_tree WHERE end_leaf = audit_log.seq AND level = 0);
+  CREATE TRIGGER audit_log_no_update BEFORE UPDATE OF seq, at, kind, record, request_id ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_log_leaf_once BEFORE UPDATE OF leaf ON audit_log WHEN OLD.leaf IS NOT NULL BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  DROP TRIGGER audit_tree_no_delete;
+  DELETE FROM audit_tree WHERE level = 0 AND end_leaf <= (SELECT COALESCE(MAX(seq), 0) FROM audit_log);
+  CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  `,
 ];

@@ -29,6 +29,8 @@ const POSITION = /^([0-9a-f]{16})-(\d{1,15})$/;
 
 export class BridgeEventHub {
   private readonly listeners = new Set<(event: BridgeEvent, seq: number) => void>();
+  /** How to end each open event stream (a rotated desk secret ends the streams opened with the old one). */
+  private readonly streams = new Set<() => void>();
   /** The ring: the last `replayLimit` events, oldest first (`head` is the oldest slot once full). */
   private readonly ring: PositionedEvent[] = [];
   private head = 0;
@@ -66,6 +68,20 @@ export class BridgeEventHub {
     return () => {
       this.listeners.delete(own);
     };
+  }
+
+  /** Register an open stream's end; returns the release the stream calls when it closes. */
+  holdStream(end: () => void): () => void {
+    const own = () => end();
+    this.streams.add(own);
+    return () => {
+      this.streams.delete(own);
+    };
+  }
+
+  /** End every open stream now (their clients reconnect and authenticate again). */
+  endStreams(): void {
+    for (const end of [...this.streams]) end();
   }
 
   get subscribers(): number {

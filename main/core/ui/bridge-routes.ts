@@ -177,11 +177,13 @@ function streamEvents(
   send(opening);
   const keepAlive = setInterval(() => send(': keep-alive\n\n'), keepAliveMs);
   keepAlive.unref();
+  const release = events.holdStream(() => res.destroy());
   let done = false;
   const finish = () => {
     if (done) return;
     done = true;
     clearInterval(keepAlive);
+    release();
     unsubscribe();
     closed();
   };

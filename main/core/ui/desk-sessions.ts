@@ -111,7 +111,9 @@ export class DeskSessions {
     if (!(this.idleMs > 0 && this.absoluteMs > 0)) throw new Error('session lifetimes must be positive');
     this.ceremonies = new CeremonyEngine({ db, audit, directory, now: this.now });
     // Embedded, a key of this start's: a restart ends the sign-ins in flight, as it ends the sessions.
-    this.signInChallenges = new SignInChallenges(options.teamSessions?.signInKey ?? newSignInKeyBytes(), directory.rpId);
+    // On a hub the team's, read at each use: a rotation ends the sign-ins in flight on every hub.
+    const team = options.teamSessions;
+    this.signInChallenges = new SignInChallenges(team === undefined ? newSignInKeyBytes() : () => team.signInKey, directory.rpId);
   }
 
   /** Seconds the cookie may live (the absolute lifetime; idleness is enforced here). */

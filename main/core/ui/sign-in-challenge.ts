@@ -39,15 +39,30 @@ export interface CheckedSignInChallenge {
 }
 
 export class SignInChallenges {
-  private readonly key: KeyObject;
+  private readonly keyBytes: () => Uint8Array;
+  private held: { bytes: Uint8Array; key: KeyObject } | undefined;
 
-  /** `key`: 32 secret bytes (kept only as a KeyObject); `rpId`: the relying party the challenge is for. */
+  /**
+   * `key`: 32 secret bytes (kept only as a KeyObject), or where to read the key in force at each
+   * use (a team hub's, which a rotation replaces while the hub runs: challenges made under the
+   * old key are then refused); `rpId`: the relying party the challenge is for.
+   */
   constructor(
-    key: Uint8Array,
+    key: Uint8Array | (() => Uint8Array),
     private readonly rpId: string,
   ) {
-    if (key.length < 32) throw new Error('a sign-in key needs 32 bytes');
-    this.key = createSecretKey(key);
+    this.keyBytes = typeof key === 'function' ? key : () => key;
+    this.key();
+  }
+
+  /** The key in force, as a KeyObject made again only when its bytes changed. */
+  private key(): KeyObject {
+    const bytes = this.keyBytes();
+    if (this.held?.bytes !== bytes) {
+      if (bytes.length < 32) throw new Error('a sign-in key needs 32 bytes');
+      this.held = { bytes, key: createSecretKey(bytes) };
+    }
+    return this.held.key;
   }
 
   /** A fresh challenge for `approverId`, answerable until `expiresAt` (ms). */
@@ -82,7 +97,7 @@ export class SignInChallenges {
   }
 
   private tag(approverId: string, body: Buffer): Buffer {
-    const mac = createHmac('sha256', this.key);
+    const mac = createHmac('sha256', this.key());
     for (const field of [DOMAIN, this.rpId, approverId]) {
       const bytes = Buffer.from(field, 'utf8');
       const length = Buffer.alloc(4);

@@ -41,19 +41,22 @@ function KeyRow({ k, onDisable }: { k: ApproverKey; onDisable: (() => void) | un
       data-status={k.status}
       data-aaguid={k.aaguid}
     >
-      <strong>{authenticatorLabel(k.aaguid)}</strong>
-      {model?.kind === 'test' && <span className="badge badge-test">test only</span>}{' '}
-      <span className={`state state-${k.status === 'active' ? 'active' : 'revoked'}`}>{k.status}</span>
-      {k.status === 'suspect' && <span className="suspect-note"> — its signature counter went backwards (a cloned key?): refused</span>}
-      <br />
-      <span className="muted">
-        attestation {k.attestationFmt}
-        {k.transports.length > 0 ? ` · ${k.transports.join(', ')}` : ''} · registered {new Date(k.createdAt).toLocaleDateString()}
-        {k.lastUsedAt !== undefined ? ` · last used ${new Date(k.lastUsedAt).toLocaleString()}` : ''}
-      </span>{' '}
-      <code className="id" title={k.credentialId}>
-        {k.credentialId.slice(0, 12)}…
-      </code>
+      {/* The details wrap within their own box (a long key id breaks anywhere) and the button keeps
+          its own place beside them, or below them when the row is narrow: they never run together. */}
+      <div className="key-details">
+        <strong>{authenticatorLabel(k.aaguid)}</strong> {model?.kind === 'test' && <span className="badge badge-test">test only</span>}{' '}
+        <span className={`state state-${k.status === 'active' ? 'active' : 'revoked'}`}>{k.status}</span>
+        {k.status === 'suspect' && <span className="suspect-note"> — its signature counter went backwards (a cloned key?): refused</span>}
+        <br />
+        <span className="muted">
+          attestation {k.attestationFmt}
+          {k.transports.length > 0 ? ` · ${k.transports.join(', ')}` : ''} · registered {new Date(k.createdAt).toLocaleDateString()}
+          {k.lastUsedAt !== undefined ? ` · last used ${new Date(k.lastUsedAt).toLocaleString()}` : ''}
+        </span>{' '}
+        <code className="id" title={k.credentialId} data-testid="key-fingerprint">
+          {k.credentialId.slice(0, 12)}…
+        </code>
+      </div>
       {onDisable && k.status !== 'removed' && (
         <button type="button" className="danger" data-testid="disable-key" onClick={onDisable}>
           Disable key (key tap)

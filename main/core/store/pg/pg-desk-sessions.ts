@@ -80,14 +80,19 @@ export class PgDeskSessions {
   private inserted = 0;
 
   /**
-   * `signInKey`: the team's sign-in challenge key (teamSignInKey), which every hub's desk sign-ins
-   * are tagged and checked with.
+   * `signInKey`: the team's sign-in challenge key in force (TeamSecrets.signInKey), which every
+   * hub's desk sign-ins are tagged and checked with; a rotation replaces it while the hub runs.
    */
   constructor(
     private readonly pool: pg.Pool,
     private readonly hub: string,
-    readonly signInKey: Uint8Array,
+    private readonly currentSignInKey: () => Buffer,
   ) {}
+
+  /** The team's sign-in challenge key as this hub holds it now. */
+  get signInKey(): Buffer {
+    return this.currentSignInKey();
+  }
 
   /** Whether a sign-in challenge (by its digest) was used on any hub: read before the key's answer is verified. */
   async signInChallengeUsed(digest: string): Promise<boolean> {

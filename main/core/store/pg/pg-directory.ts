@@ -130,6 +130,23 @@ export interface TeamTap {
    * never read as a cloned key's (its counter is no longer ahead of the team's).
    */
   spendsChallenge?: (client: pg.PoolClient) => Promise<void>;
+  /**
+   * An admin's tap that performs its action alone (admin-actions.ts): inside the transaction,
+   * under the directory lock that every change of admins and keys takes, the admin quorum must
+   * still not apply; it throws TeamQuorumApplies when a second admin who can tap was committed
+   * since the hub counted them, and the change rolls back.
+   */
+  actsAlone?: (client: pg.PoolClient) => Promise<void>;
+}
+
+/**
+ * Thrown inside a change by TeamTap.actsAlone: the admin quorum applies now, so the tap may only
+ * propose; nothing was written and the caller proposes instead (admin-actions.ts).
+ */
+export class TeamQuorumApplies extends Error {
+  constructor() {
+    super('the admin quorum applies');
+  }
 }
 
 /**
@@ -461,6 +478,7 @@ export class PgDirectory {
       // checked, so a tap that lost the race never reads as a cloned key's (a counter behind).
       await tap?.closesProposal?.(client);
       await tap?.spendsChallenge?.(client);
+      await tap?.actsAlone?.(client);
       if (tap !== undefined) await PgDirectory.checkTap(client, tap);
       written = await work(client);
       if (written.ops.length > 0 || written.audit.length > 0) {
@@ -487,7 +505,7 @@ export class PgDirectory {
       if (isConnectionLoss(error)) lost ??= error as Error;
       else await client.query('ROLLBACK').catch(() => undefined);
       // A cloned key's tap: the caller takes the key out of service (admin-actions.ts), so it must see this as it is.
-      if (error instanceof TeamCounterRegression) throw error;
+      if (error instanceof TeamCounterRegression || error instanceof TeamQuorumApplies) throw error;
       throw storeError(error, 'changing the directory');
     } finally {
       client.off('error', onLost);
