@@ -50,14 +50,26 @@ const MIGRATION_LOCK = PG_LOCKS.migrations;
 /** The first key of the per-agent lock held calls are written under (the second is the agent id's hash; the two-key form never meets the one-key locks). */
 export const HELD_CALLS_LOCK = PG_LOCKS.heldCalls;
 
-const AGENT_ROW_SQL = agentRowSql('$1', '$2');
-const HELD_LOCK_SQL = 'SELECT pg_advisory_xact_lock($1, hashtext($2))';
-const PENDING_COUNT_SQL = "SELECT count(*) AS n FROM requests WHERE agent_id = $1 AND state = 'pending'";
-const OPEN_GROUP_SQL = `SELECT r.id, r.expires_at, (SELECT count(*) FROM requests f WHERE f.group_id = r.id) AS followers FROM requests r
-  WHERE r.agent_id = $1 AND r.call_sha256 = $2 AND r.call_json = $3 AND r.policy_hash = $4 AND r.obligation = $5
-    AND r.determining_policies = $6 AND r.conflicted_approvers = $7
-    AND r.state = 'pending' AND r.group_id IS NULL AND r.sealed_at IS NULL AND r.expires_at > $8
-  ORDER BY r.created_at, r.id LIMIT 1`;
+/**
+ * A held call's first statement: its agent's directory row (FOR SHARE; absent when the agent is
+ * not enrolled) and the per-agent lock held calls are written under (always taken).
+ */
+const HELD_AGENT_AND_LOCK_SQL = `SELECT pg_advisory_xact_lock($3, hashtext($1)) IS NULL AS unlocked, a.status, a.key_status, a.key_agent, a.not_after,
+  (a.status IS NOT NULL) AS found
+  FROM (SELECT 1) AS one LEFT JOIN (${agentRowSql('$1', '$2')}) AS a ON true`;
+/**
+ * A held call's second statement, after its lock (so its snapshot sees every committed held call
+ * of the agent): the agent's pending count, and when $9 the oldest open group of the same call
+ * (the same group rule as the SQLite store, request-repository.ts openGroup).
+ */
+const HELD_COUNT_AND_GROUP_SQL = `SELECT (SELECT count(*) FROM requests WHERE agent_id = $1 AND state = 'pending') AS n, g.id, g.expires_at, g.followers
+  FROM (SELECT 1) AS one LEFT JOIN (
+    SELECT r.id, r.expires_at, (SELECT count(*) FROM requests f WHERE f.group_id = r.id) AS followers FROM requests r
+    WHERE $9::boolean AND r.agent_id = $1 AND r.call_sha256 = $2 AND r.call_json = $3 AND r.policy_hash = $4 AND r.obligation = $5
+      AND r.determining_policies = $6 AND r.conflicted_approvers = $7
+      AND r.state = 'pending' AND r.group_id IS NULL AND r.sealed_at IS NULL AND r.expires_at > $8
+    ORDER BY r.created_at, r.id LIMIT 1
+  ) AS g ON true`;
 
 /**
  * A decision's rows in one statement (one round trip instead of six): the agent's directory row
@@ -590,52 +602,46 @@ export class PgDecisionStore implements DecisionStore {
     const { request } = write;
     return this.run(async (client): Promise<WrittenDecision> => {
       write.guard?.();
-      // A held call checks its agent before the lock and the cap below, so a revoked agent is told
-      // so rather than that its queue is full; an allow or a deny checks it in its one statement.
-      if (this.agentCheck !== undefined) {
-        const { rows } = await client.query<TeamAgentRow>({
-          name: 'cs_agent_row',
-          text: AGENT_ROW_SQL,
-          values: [write.agentId, request.kid],
-        });
-        this.agentCheck(rows[0], write.agentId, request.createdAt);
-      }
       // Held calls of one agent are written one at a time across every hub: under READ COMMITTED
       // two transactions would each count the other's uncommitted rows as absent, both pass the
       // cap and both open a group for the same call. The lock lasts until this group's COMMIT.
       // (Two groups taking two agents' locks in opposite order: PostgreSQL ends one unit with a
-      // deadlock error, store_failed, and nothing of it is written.) The count is its own
-      // statement: a statement's snapshot is taken before the lock above it is granted.
-      await client.query({ name: 'cs_held_lock', text: HELD_LOCK_SQL, values: [HELD_CALLS_LOCK, write.agentId] });
-      if (write.maxPending !== undefined) {
-        const { rows } = await client.query<{ n: string }>({ name: 'cs_pending_count', text: PENDING_COUNT_SQL, values: [write.agentId] });
-        if (Number(rows[0]!.n) >= write.maxPending) throw pendingQueueFull(write.agentId, write.maxPending);
-      }
+      // deadlock error, store_failed, and nothing of it is written.) The agent's row comes with
+      // the lock, and is checked first, so a revoked agent is told so rather than that its queue
+      // is full. The count and the group search are the next statement: a statement's snapshot is
+      // taken before a lock taken inside it is granted.
+      const agent = await client.query<TeamAgentRow & { found: boolean }>({
+        name: 'cs_held_agent_lock',
+        text: HELD_AGENT_AND_LOCK_SQL,
+        values: [write.agentId, request.kid, HELD_CALLS_LOCK],
+      });
+      const agentRow = agent.rows[0]!;
+      this.agentCheck?.(agentRow.found ? agentRow : undefined, write.agentId, request.createdAt);
       const conflicted = JSON.stringify(request.conflicted ?? []);
       const obligation = request.obligation ? encodeRequirement(request.obligation) : null;
+      const searchGroup = write.mergeable !== undefined && obligation !== null;
+      const counted = await client.query<{ n: string; id: string | null; expires_at: string | null; followers: string | null }>({
+        name: 'cs_held_count_group',
+        text: HELD_COUNT_AND_GROUP_SQL,
+        values: [
+          write.agentId,
+          request.callSha256,
+          request.callJson,
+          request.policyHash,
+          obligation,
+          JSON.stringify(request.determiningPolicies),
+          conflicted,
+          request.createdAt,
+          searchGroup,
+        ],
+      });
+      const found = counted.rows[0]!;
+      if (write.maxPending !== undefined && Number(found.n) >= write.maxPending) throw pendingQueueFull(write.agentId, write.maxPending);
       let merged: WrittenDecision['merged'];
       let expiresAt = request.expiresAt;
-      if (write.mergeable && obligation !== null) {
-        // The same group rule as the SQLite store (request-repository.ts openGroup).
-        const { rows } = await client.query<{ id: string; expires_at: string; followers: string }>({
-          name: 'cs_open_group',
-          text: OPEN_GROUP_SQL,
-          values: [
-            write.agentId,
-            request.callSha256,
-            request.callJson,
-            request.policyHash,
-            obligation,
-            JSON.stringify(request.determiningPolicies),
-            conflicted,
-            request.createdAt,
-          ],
-        });
-        const group = rows[0];
-        if (group !== undefined && Number(group.followers) < write.mergeable.maxFollowers) {
-          merged = { primaryId: group.id, size: Number(group.followers) + 2 };
-          expiresAt = Number(group.expires_at);
-        }
+      if (searchGroup && found.id !== null && Number(found.followers) < write.mergeable!.maxFollowers) {
+        merged = { primaryId: found.id, size: Number(found.followers) + 2 };
+        expiresAt = Number(found.expires_at);
       }
       // Learning and the audit event come before the one statement that writes the decision, so
       // it can carry them. A refusal after learning (agent, key, nonce) rolls the unit back, and
