@@ -181,7 +181,7 @@ export class DecisionService {
     if (payload.timestamp > now + this.options.maxFutureMs) {
       throw new CountersignError('envelope_future', 'the envelope is dated in the future; check the agent host clock');
     }
-    if (this.store.nonceSeen !== undefined && (await this.store.nonceSeen(agent.id, payload.nonce))) {
+    if (await this.store.nonceSeen(agent.id, payload.nonce)) {
       throw new CountersignError('envelope_replayed', 'this envelope has already been submitted');
     }
 

@@ -143,11 +143,12 @@ export interface DecisionStore {
   /** Resolves with the request's final outcome once committed (immediately if it already is). */
   waitForOutcome(requestId: string, options?: { signal?: AbortSignal }): Promise<RequestOutcome>;
   /**
-   * Whether the agent's nonce was already accepted: a cheap early refusal, before the policy and
-   * the signing; recordDecision's claim is the guarantee. Absent where the read would cost a round
-   * trip of its own (PostgreSQL): a replay there is refused by the claim in recordDecision.
+   * Whether the agent's nonce was already accepted: a cheap early refusal, before risk, the policy
+   * and the signing (a replay must cost no HSM signature and must not reset the agent's risk
+   * memory); recordDecision's claim is the guarantee. On PostgreSQL it is one indexed read: the
+   * round trip it costs did not move the team bench (review5 F1).
    */
-  nonceSeen?(agentId: string, nonce: string): Promise<boolean>;
+  nonceSeen(agentId: string, nonce: string): Promise<boolean>;
   /** One request as its agent reads it back, or undefined. */
   readRequest(requestId: string): Promise<StoredRequestView | undefined>;
   /**

@@ -783,6 +783,15 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
+  async nonceSeen(agentId: string, nonce: string): Promise<boolean> {
+    try {
+      const { rowCount } = await this.pool.query('SELECT 1 FROM seen_nonces WHERE agent_id = $1 AND nonce = $2', [agentId, nonce]);
+      return rowCount === 1;
+    } catch (error) {
+      throw storeError(error, 'reading a nonce');
+    }
+  }
+
   async readRequest(requestId: string): Promise<StoredRequestView | undefined> {
     let row: RequestViewRow | undefined;
     try {
