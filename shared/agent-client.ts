@@ -184,31 +184,37 @@ export class AgentClient {
    * `timeout` after `timeoutMs`, or with `connection_closed` once the client is closed.
    */
   async waitForDecision(requestId: string, options: { timeoutMs: number }): Promise<DecisionResult> {
-    const current = await this.getRequest(requestId);
-    if (current.state !== 'pending') return current;
     return new Promise<DecisionResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        remove();
-        reject(new CountersignError('timeout', 'no decision arrived before the timeout'));
-      }, options.timeoutMs);
-      const listener = (result: DecisionResult | CountersignError) => {
-        if (result instanceof CountersignError) {
-          clearTimeout(timer);
-          remove();
-          reject(result);
-          return;
-        }
-        if (result.state === 'pending') return;
+      let settled = false;
+      const finish = (settle: () => void) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         remove();
-        resolve(result);
+        settle();
+      };
+      const timer = setTimeout(
+        () => finish(() => reject(new CountersignError('timeout', 'no decision arrived before the timeout'))),
+        options.timeoutMs,
+      );
+      const listener = (result: DecisionResult | CountersignError) => {
+        if (result instanceof CountersignError) finish(() => reject(result));
+        else if (result.state !== 'pending') finish(() => resolve(result));
       };
       const remove = () => {
         const list = (this.waiters.get(requestId) ?? []).filter((l) => l !== listener);
         if (list.length === 0) this.waiters.delete(requestId);
         else this.waiters.set(requestId, list);
       };
+      // Listen first, then ask: the push of the end can come in the same read as the answer to the
+      // question, and is then dispatched before code after an `await` of that answer would run.
       this.waiters.set(requestId, [...(this.waiters.get(requestId) ?? []), listener]);
+      this.getRequest(requestId).then(
+        (current) => {
+          if (current.state !== 'pending') finish(() => resolve(current));
+        },
+        (error: unknown) => finish(() => reject(error)),
+      );
     });
   }
 

@@ -191,6 +191,46 @@ describe('AgentClient.waitForDecision', () => {
     expect(fetched).toMatchObject({ requestId: pending.requestId, state: 'pending', decision: 'pending' });
   });
 
+  it('gets an end pushed in the same read as the answer to its own fetch (listens before it asks)', async () => {
+    const key = await h.enroll('finance-bot');
+    // The one fault injected: the SDK's transport holds the answer to request.get and hands it over
+    // with the next frame in one turn, as one TCP read carrying both frames does under load.
+    let armed = false;
+    let held: { data: unknown } | undefined;
+    const factory: WebSocketFactory = (url, protocols) => {
+      const socket = nodeWebSocket(url, protocols);
+      let deliver: ((event: { data: unknown }) => void) | null = null;
+      socket.onmessage = (event) => {
+        const frame = JSON.parse(String(event.data)) as { id?: unknown; result?: { state?: string } };
+        if (armed && frame.id !== undefined && frame.result?.state === 'pending') {
+          armed = false;
+          held = event;
+          return;
+        }
+        const first = held;
+        held = undefined;
+        if (first !== undefined) deliver?.(first);
+        deliver?.(event);
+      };
+      return new Proxy(socket, {
+        set(target, prop, value) {
+          if (prop === 'onmessage') deliver = value as typeof deliver;
+          else (target as unknown as Record<string | symbol, unknown>)[prop] = value;
+          return true;
+        },
+      });
+    };
+    const c = client('finance-bot', key, { webSocket: factory });
+    const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
+    armed = true;
+    const waiting = c.waitForDecision(pending.requestId, { timeoutMs: 5_000 });
+    await waitFor(() => held !== undefined, 'the fetch to be answered (and held)');
+    const ended = await app.decisions.expireDue(Date.now() + 20 * 60_000);
+    const [{ agentId, result }] = ended as [(typeof ended)[number]];
+    app.gateway.notifyAgent(agentId, result);
+    await expect(waiting).resolves.toMatchObject({ requestId: pending.requestId, state: 'expired' });
+  });
+
   it('returns at once for a request that is already decided', async () => {
     const key = await h.enroll('finance-bot');
     const c = client('finance-bot', key);
@@ -364,8 +404,7 @@ describe('AgentClient outcome after reconnect', () => {
     const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
     expect(pending.state).toBe('pending');
     const waiting = c.waitForDecision(pending.requestId, { timeoutMs: 5_000 });
-    // waitForDecision first fetches the request and only then starts listening; replies come in
-    // order, so once this later fetch is answered the waiter is registered.
+    // waitForDecision listens before it fetches; once this later fetch is answered, so is its own.
     await c.getRequest(pending.requestId);
 
     await stopServer();
