@@ -213,7 +213,7 @@ export class AgentClient {
         (current) => {
           if (current.state !== 'pending') finish(() => resolve(current));
         },
-        (error: unknown) => finish(() => reject(error)),
+        (error: Error) => finish(() => reject(error)),
       );
     });
   }
