@@ -7,7 +7,7 @@
  * `approver console:` line a server prints at start.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CountersignError, quote } from '../../shared/errors.js';
 
@@ -55,6 +55,8 @@ export function stageUiSecretFile(path: string, secret: string): { publish(): vo
   }
   try {
     writeSync(fd, `${secret}\n`);
+    // On disk before the rename: a crash after it must not leave an empty file at `path`.
+    fsyncSync(fd);
   } catch (cause) {
     closeSync(fd);
     rmSync(staged, { force: true });
@@ -63,7 +65,18 @@ export function stageUiSecretFile(path: string, secret: string): { publish(): vo
   closeSync(fd);
   return {
     // One rename: a reader of `path` sees the old secret or the new one, never half of one.
-    publish: () => renameSync(staged, file),
+    publish: () => {
+      try {
+        renameSync(staged, file);
+      } catch (cause) {
+        // Called after the commit: the new secret is the team's now, and only the staged file holds it.
+        throw new CountersignError(
+          'config_invalid',
+          `the secret was replaced, but ${quote(path)} cannot be replaced (a directory?); the new secret is in ${quote(staged)}`,
+          { cause },
+        );
+      }
+    },
     discard: () => rmSync(staged, { force: true }),
   };
 }

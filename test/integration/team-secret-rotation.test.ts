@@ -11,7 +11,7 @@
  * a real PostgreSQL 15 cluster; real HTTP calls; software security keys.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
@@ -185,8 +185,20 @@ describe("rotating the team's desk secrets with every hub running", () => {
     writeFileSync(current, 'the-current-team-secret\n', { mode: 0o600 });
     refusedWith(await cliExit('hub', 'rotate-desk-secret', '--database', unreachable, '--ui-secret-file', current), 'store_unavailable');
     expect(readFileSync(current, 'utf8')).toBe('the-current-team-secret\n');
-    expect(readdirSync(dirs[0]!).filter((name) => name.endsWith('.new'))).toEqual([]);
     expect((await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret')).rows).toEqual(before);
+    expect(readdirSync(dirs[0]!).filter((name) => name.endsWith('.new'))).toEqual([]);
+    // A path that cannot be replaced once the rotation committed: a clear refusal naming the staged
+    // file, which holds the secret that is now the team's.
+    const blocked = join(dirs[0]!, 'a-directory');
+    mkdirSync(blocked);
+    const refused = await cliExit('hub', 'rotate-desk-secret', '--database', cluster.url, '--ui-secret-file', blocked);
+    refusedWith(refused, 'config_invalid');
+    const staged = readdirSync(dirs[0]!).filter((name) => name.startsWith('.a-directory.') && name.endsWith('.new'));
+    expect(staged).toHaveLength(1);
+    expect(refused.output).toContain(staged[0]!);
+    const team = (await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret')).rows[0]!.secret;
+    expect(readFileSync(join(dirs[0]!, staged[0]!), 'utf8')).toBe(`${team}\n`);
+    expect(refused.output).not.toContain(team);
   }, 60_000);
 
   it('rotate-sign-in-key: a sign-in begun before it is refused on both hubs (challenge_invalid, no session); one begun after it signs in', async () => {
