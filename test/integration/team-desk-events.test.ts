@@ -172,12 +172,19 @@ describe("the desks' request events on two hubs", () => {
     await vi.waitFor(() => expect(onA.seen.slice(fromA)).toEqual(afterGap), { timeout: 15_000 });
     await vi.waitFor(() => expect(onB.seen.slice(fromB)).toEqual(afterGap), { timeout: 15_000 });
     await decide(b, held.requestId, 'bob', 'deny');
+    // This call's approvalRecorded and decided reach each desk, and nothing else: counted from the
+    // events seen, since either may already have arrived when the decision's promise settles.
+    const decidedHeld: BridgeEvent[] = [
+      ...afterGap,
+      { name: 'approvalRecorded', data: { requestId: held.requestId } },
+      { name: 'decided', data: { requestId: held.requestId, state: 'denied' } },
+    ];
+    await vi.waitFor(() => expect(onA.seen.slice(fromA)).toEqual(decidedHeld), { timeout: 10_000 });
+    await vi.waitFor(() => expect(onB.seen.slice(fromB)).toEqual(decidedHeld), { timeout: 10_000 });
 
     // At the ring's size the events themselves are pushed: each desk gets all 1,024, in order.
-    const atLimitA = onA.seen.length + 2; // after this call's approvalRecorded and decided
-    const atLimitB = onB.seen.length + 2;
-    await vi.waitFor(() => expect(onA.seen.length).toBe(atLimitA), { timeout: 10_000 });
-    await vi.waitFor(() => expect(onB.seen.length).toBe(atLimitB), { timeout: 10_000 });
+    const atLimitA = onA.seen.length;
+    const atLimitB = onB.seen.length;
     await burst(DEFAULT_REPLAY_LIMIT, 'burst-at-');
     const expected = Array.from({ length: DEFAULT_REPLAY_LIMIT }, (_, i) => ({
       name: 'pending',
