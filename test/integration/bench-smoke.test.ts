@@ -74,7 +74,7 @@ describe('bench smoke', () => {
   }, 120_000);
 
   it('runs the audit benchmark end to end on a small log, and its export verifies', async () => {
-    const result = await runAuditBench({ appends: 50, batch: 10, entries: 25_000 });
+    const result = await runAuditBench({ appends: 50, appendsEach: 20, batch: 10, entries: 25_000 });
     expect(result).toMatchObject({ log: { entries: 25_000, checkpoints: 3 }, export: { entries: 25_000 } });
     expect(result.durableAppendsPerSecond).toHaveProperty('batched10PerCommit');
   }, 120_000);
