@@ -27,6 +27,15 @@ export class MerkleHasher {
     return this.sha256(data);
   }
 
+  /**
+   * leaf(bytes[at + 1, end)): the leaf hash of an entry that lies inside a larger buffer, right
+   * after byte `at`. A hasher may write the leaf prefix over bytes[at] while it hashes (and puts
+   * it back before returning) instead of copying the entry; this one copies.
+   */
+  leafInPlace(bytes: Uint8Array, at: number, end: number): Uint8Array {
+    return this.leaf(bytes.subarray(at + 1, end));
+  }
+
   node(left: Uint8Array, right: Uint8Array): Uint8Array {
     const data = new Uint8Array(1 + left.length + right.length);
     data[0] = NODE_PREFIX;

@@ -5,7 +5,8 @@
  * verifier.ts) — through the core's file wrapper and through a bundle of the shared module run
  * in a bare VM context that has nothing but globalThis.crypto.subtle and TextEncoder/TextDecoder
  * (so no node: module, Buffer or process can be in its graph). The SDK's verifyAuditProof
- * accepts a real proof from a running server and refuses tampered ones with stable codes.
+ * accepts a real proof from a running server and refuses tampered ones with stable codes. Every
+ * export is also verified fed in chunks of odd sizes, with the same result and its bytes untouched.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { DEMO_POLICY_DIR, ensurePeople, nodeWebSocket, tempDir, transferCall } f
 import { legacyVerifyExport } from '../helpers/legacy-export-verifier.js';
 import { openDataDir, startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { openStore } from '../../main/core/store/database.js';
-import { AuditLog } from '../../main/core/audit/audit-log.js';
+import { AuditLog, merkleHasher } from '../../main/core/audit/audit-log.js';
 import { auditOrigin } from '../../main/core/audit/checkpoints.js';
 import { exportAudit, verifyExport, type ExportSelection } from '../../main/core/audit/audit-export.js';
 import { consistencyView, inclusionView } from '../../main/core/audit/audit-proofs.js';
@@ -29,7 +30,7 @@ import { checkpointText, formatSignedNote, toBase64 } from '../../shared/checkpo
 import { AgentClient, verifyAuditProof } from '../../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
-import { verifyConsistencyView, verifyRecordInclusion } from '../../shared/audit-verify.js';
+import { verifyAuditExport, verifyConsistencyView, verifyRecordInclusion } from '../../shared/audit-verify.js';
 import type * as AuditVerify from '../../shared/audit-verify.js';
 import type { AuditProofResult } from '../../shared/protocol.js';
 
@@ -119,12 +120,32 @@ function variants(text: string, otherKeyNote?: string): Array<[string, string]> 
   return out.filter(([name, changed]) => name === 'good' || changed !== text);
 }
 
-/** The three verifiers on one export: the legacy Node one, the core wrapper, the bare-VM bundle. */
+/**
+ * The file's bytes cut at sizes from 1 byte to a few KiB (so lines straddle one, two or many
+ * chunks, and newlines fall on chunk edges), as Node Buffers over one shared copy that the
+ * verifier must leave as it found it (the node:crypto hasher writes each leaf's prefix over the
+ * byte before the record while it hashes, and puts it back).
+ */
+async function chunked(bytes: Uint8Array, keys: PublicJwk[]): Promise<unknown> {
+  const copy = Buffer.from(bytes);
+  const chunks: Buffer[] = [];
+  for (let at = 0, i = 0; at < copy.length; i++) {
+    const size = [1, 7, 64, 333, 4099, 2][i % 6]!;
+    chunks.push(copy.subarray(at, at + size));
+    at += size;
+  }
+  const result = await verifyAuditExport(chunks, keys, { hasher: merkleHasher });
+  expect(copy.equals(bytes)).toBe(true);
+  return result;
+}
+
+/** The three verifiers on one export: the legacy Node one, the core wrapper (also fed in odd chunks), the bare-VM bundle. */
 async function allThree(dir: string, name: string, text: string, keys: PublicJwk[], portable: Portable) {
   const file = join(dir, `${name.replace(/\W+/g, '-')}.jsonl`);
   writeFileSync(file, text);
   const legacy = await legacyVerifyExport(file, keys);
   const core = await verifyExport(file, keys);
+  expect(plain(await chunked(readFileSync(file), keys)), `${name}, in chunks`).toEqual(plain(core));
   const bare = await portable.verifyAuditExport([new Uint8Array(readFileSync(file))], plain(keys) as PublicJwk[]);
   return { legacy: plain(legacy), core: plain(core), bare: plain(bare) };
 }

@@ -1,7 +1,8 @@
 /**
- * The audit log's node:crypto Merkle hasher (one-shot hashes over one buffer, and leaves hashed
- * straight from a record's text) gives exactly the RFC 9162 hashes of the shared reference
- * hasher, for records with multi-byte UTF-8 and for every size of input the log meets.
+ * The audit log's node:crypto Merkle hasher (one-shot hashes over one buffer, leaves hashed
+ * straight from a record's text, and in place inside a line whose byte before the record it
+ * borrows and puts back) gives exactly the RFC 9162 hashes of the shared reference hasher, for
+ * records with multi-byte UTF-8 and for every size of input the log meets.
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +23,12 @@ describe('the audit log hasher', () => {
       expect(bytes(merkleHasher.leaf(utf8))).toBe(bytes(reference.leaf(utf8)));
       const fromText = (merkleHasher as unknown as { leafOfText(text: string): Uint8Array }).leafOfText(record);
       expect(bytes(fromText)).toBe(bytes(reference.leaf(utf8)));
+      // Inside a line, after a byte it borrows for the prefix and must put back.
+      const line = Buffer.concat([Buffer.from('{"record":'), utf8, Buffer.from('}')]);
+      const before = Buffer.from(line);
+      expect(bytes(merkleHasher.leafInPlace(line, 9, line.length - 1))).toBe(bytes(reference.leaf(utf8)));
+      expect(bytes(reference.leafInPlace(line, 9, line.length - 1))).toBe(bytes(reference.leaf(utf8)));
+      expect(line.equals(before)).toBe(true);
       const left = reference.leaf(utf8);
       const right = reference.leaf(new Uint8Array([i & 0xff]));
       expect(bytes(merkleHasher.node(left, right))).toBe(bytes(reference.node(left, right)));
