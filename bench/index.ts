@@ -15,7 +15,8 @@
  * and BENCH_DESK_TAPS (200 last taps) for the desk's last tap to the token, BENCH_DESK_PAINT_SAMPLES (9
  * page loads, cold and warm) for the queue's first paint in Chromium, BENCH_TEAM_CONCURRENCY (32 calls in
  * flight), BENCH_TEAM_AGENTS (32 agents over two hubs), BENCH_TEAM_CALLS (4000 calls in the fixed
- * workload) and BENCH_TEAM_APPROVALS (10 approvals) for team-engine, BENCH_TEAM_RISK_HISTORY (1000,20000
+ * workload), BENCH_TEAM_APPROVALS (10 approvals), BENCH_TEAM_DB (socket, or tcp) and BENCH_TEAM_CPU_PROF
+ * (a file prefix: main-thread CPU profiles of each engine's measured run) for team-engine, BENCH_TEAM_RISK_HISTORY (1000,20000
  * events) and BENCH_TEAM_RISK_CALLS (200) for team-risk, BENCH_ONLY (comma-separated names).
  * Profiling the decision path's server: BENCH_CPU_PROF=<dir> (node --cpu-prof of the core child, every
  * thread) and BENCH_POLICY_WORKER=0 (the core's Cedar in its event loop's thread, not the worker).

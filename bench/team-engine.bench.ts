@@ -5,15 +5,19 @@
  * embedded engine on SQLite, then (b) the same workload spread over two whole hubs (gateway,
  * decision service, PostgreSQL store, audit leader) on one real PostgreSQL 15 cluster, in the
  * same run: decisions/s, p50 and p99 of each and their ratio (target: PostgreSQL at least half of
- * SQLite). The bench fails when the two engines' allow / hold / deny counts differ or any call
- * failed, so both figures measure the same work. (c) the latency from the last tap on hub A
+ * SQLite), and the CPU each engine spent per decision (this process, and the PostgreSQL cluster's
+ * processes). The bench fails when the two engines' allow / hold / deny counts differ or any call
+ * failed, so both figures measure the same work. The hubs reach the database over its Unix socket
+ * (BENCH_TEAM_DB=tcp: loopback TCP); BENCH_TEAM_CPU_PROF=<prefix> writes a CPU profile of this
+ * process's main thread over each engine's measured workload. (c) the latency from the last tap on hub A
  * (software authenticator, the real approval service) to the token at an agent connected to hub
  * B; (d) failover: a hub started by the real CLI leads the team audit log, kill -9, time until
  * an in-process hub leads (target under 5 s). Engines and load generator share this process
  * (the failover's leader is its own process).
  */
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { REPO_ROOT, type RunningCountersign } from '../main/core/app.js';
 import type { ToolCall } from '../shared/protocol.js';
@@ -107,12 +111,68 @@ async function runWorkload(clients: AgentClient[], work: ToolCall[][], concurren
   };
 }
 
-async function measure(clients: AgentClient[], options: { calls: number; concurrency: number }) {
+/** CPU seconds used so far by the PostgreSQL cluster: the postmaster, its live backends, and the backends that exited (its children's time). */
+function clusterCpuSeconds(dataDir: string | undefined): number {
+  if (dataDir === undefined) return 0;
+  const ticks = 100; // USER_HZ: /proc reports CPU time in 1/100 s on Linux
+  const stat = (pid: string) => {
+    try {
+      // Fields after the command's closing parenthesis: state is 3rd, ppid 4th, utime 14th ... cstime 17th.
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return text.slice(text.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      return undefined; // exited in between
+    }
+  };
+  const postmaster = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim();
+  const own = stat(postmaster);
+  if (own === undefined) return 0;
+  let total = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || pid === postmaster) continue;
+    const fields = stat(pid);
+    if (fields?.[1] === postmaster) total += Number(fields[11]) + Number(fields[12]);
+  }
+  return total / ticks;
+}
+
+/**
+ * CPU per decision while the measured workload ran: this process (hubs or the embedded engine,
+ * their worker threads and the load generator, all threads) and the PostgreSQL cluster. It moves
+ * much less with the load of other processes on the machine than decisions/s does, and says
+ * where the cost is.
+ */
+function cpuMeter(pgDataDir?: string) {
+  const node0 = process.cpuUsage();
+  const pg0 = clusterCpuSeconds(pgDataDir);
+  return (decisions: number) => {
+    const node = process.cpuUsage(node0);
+    const nodeMs = (node.user + node.system) / 1000 / Math.max(1, decisions);
+    const pgMs = ((clusterCpuSeconds(pgDataDir) - pg0) * 1000) / Math.max(1, decisions);
+    return { processMs: +nodeMs.toFixed(2), postgresMs: +pgMs.toFixed(2), totalMs: +(nodeMs + pgMs).toFixed(2) };
+  };
+}
+
+async function measure(clients: AgentClient[], options: { calls: number; concurrency: number }, pgDataDir?: string, profile?: string) {
   await Promise.all(clients.map((c) => c.connect()));
   await runWorkload(clients, workload(clients.length, Math.min(options.calls, 20 * clients.length), 7), options.concurrency); // warm-up
+  // BENCH_TEAM_CPU_PROF=<file>: a CPU profile of this process's main thread over the measured workload of that engine.
+  const session = profile === undefined ? undefined : new Session();
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+  }
+  const cpu = cpuMeter(pgDataDir);
   const result = await runWorkload(clients, workload(clients.length, options.calls, 1), options.concurrency);
+  const cpuPerDecision = cpu(result.calls);
+  if (session) {
+    const { profile: taken } = await session.post('Profiler.stop');
+    writeFileSync(profile!, JSON.stringify(taken));
+    session.disconnect();
+  }
   for (const c of clients) c.close();
-  return result;
+  return { ...result, cpuMsPerDecision: cpuPerDecision };
 }
 
 /** The bench's own check: both engines answered every call, with the same counts per outcome (else the figures compare different work). */
@@ -196,17 +256,23 @@ export async function runTeamEngineBench(options: {
     const embedded = await startHarness({ config: { serverId: 'embedded', domain: 'test', gateway: GATEWAY, ...RISK_OFF } });
     ensurePeople(embedded.app, FINANCE_SCOPE.owner);
     for (const agent of agents) embedded.app.registry.enroll(agent.enrollment, FINANCE_SCOPE);
+    const profile = process.env.BENCH_TEAM_CPU_PROF;
     const sqlite = await measure(
       agents.map((agent) => connect(embedded.app.url, agent)),
       options,
+      undefined,
+      profile && `${profile}.sqlite.cpuprofile`,
     );
     await embedded.close();
 
-    // (b) two whole hubs on one PostgreSQL database, agents enrolled once in the team directory
+    // (b) two whole hubs on one PostgreSQL database, agents enrolled once in the team directory.
+    // The database is on this machine: the hubs reach it over its Unix socket (`?host=<dir>`, as a
+    // deployment with a local database would); BENCH_TEAM_DB=tcp measures loopback TCP instead.
+    const databaseUrl = process.env.BENCH_TEAM_DB === 'tcp' ? cluster.url : cluster.socketUrl;
     for (const name of ['hub-a', 'hub-b']) {
       // The product's checkpoint interval, not the team tests' 200 ms: the bench measures what a hub does.
       const dataDir = teamHubDir({ dirs }, name, { gateway: GATEWAY, ...RISK_OFF, team: { checkpointEveryMs: CHECKPOINT_EVERY_MS } });
-      await ensureTeamPeople(await startTeamHub({ hubs }, name, cluster.url, dataDir), FINANCE_SCOPE.owner);
+      await ensureTeamPeople(await startTeamHub({ hubs }, name, databaseUrl, dataDir), FINANCE_SCOPE.owner);
     }
     const [a, b] = hubs as [RunningCountersign, RunningCountersign];
     const approvalAgent = await makeAgent('bench-approval-bot');
@@ -215,6 +281,8 @@ export async function runTeamEngineBench(options: {
     const postgres = await measure(
       agents.map((agent, i) => connect(hubs[i % 2]!.url, agent)),
       options,
+      join(cluster.dir, 'data'),
+      profile && `${profile}.postgres.cpuprofile`,
     );
     assertSameOutcomes(sqlite, postgres);
 
@@ -246,7 +314,7 @@ export async function runTeamEngineBench(options: {
 
     // (d) failover: hubs A and B step away (a clean close hands the lock on), a CLI hub leads, kill -9 it.
     for (const hub of hubs.splice(0)) await hub.close();
-    const failoverMs = await measureFailover(cluster.url, { dirs, hubs });
+    const failoverMs = await measureFailover(databaseUrl, { dirs, hubs });
 
     const ratio = postgres.decisionsPerSecond / Math.max(1, sqlite.decisionsPerSecond);
     return {
@@ -255,6 +323,7 @@ export async function runTeamEngineBench(options: {
         concurrency: options.concurrency,
         agents: options.agents,
         hubs: 2,
+        database: process.env.BENCH_TEAM_DB === 'tcp' ? 'loopback TCP' : 'Unix socket',
         // Off in both engines: the risk scorer's call-rate factor depends on timing, so with it on
         // the faster engine holds more calls and the counts (and the work) differ. Risk cost: decision-path and risk benches.
         risk: 'off',

@@ -1,6 +1,7 @@
 /**
  * A real, throwaway PostgreSQL 15 cluster for tests and the bench (STACK.md): initdb into a temp
- * dir, started on a free loopback port with its socket in that dir, trust auth for one user,
+ * dir, started on a free loopback port with its socket in that dir (`url` is TCP, `socketUrl` the
+ * socket), trust auth for one user,
  * removed after. PostgreSQL refuses to run as root, so as root the binaries run as the Debian
  * `postgres` user (runuser); otherwise as the current user.
  */
@@ -14,7 +15,10 @@ import pg from 'pg';
 export const PG_BIN = process.env.COUNTERSIGN_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
 export interface PostgresCluster {
+  /** Over loopback TCP. */
   url: string;
+  /** The same database over the server's Unix socket (libpq's `?host=<socket dir>`). */
+  socketUrl: string;
   port: number;
   dir: string;
   /** pg_ctl stop -m fast (connections are ended, as in a restart). */
@@ -78,6 +82,7 @@ export async function startPostgres(): Promise<PostgresCluster> {
   let stopped = false;
   return {
     url: `postgres://countersign@127.0.0.1:${port}/postgres`,
+    socketUrl: `postgres://countersign@localhost:${port}/postgres?host=${encodeURIComponent(dir)}`,
     port,
     dir,
     stopServer: () => run(join(PG_BIN, 'pg_ctl'), ['-D', data, '-w', '-t', '60', '-m', 'fast', 'stop']),

@@ -4,7 +4,7 @@
  * database) completing each other's held calls through LISTEN/NOTIFY, an approval race, the
  * audit leader's failover after kill -9 with an offline-verified export, and a database restart
  * mid-load (fail closed with store_unavailable, then recover), and an audit leader whose connection
- * goes silent stepping down. The SQLite store behind the same
+ * goes silent stepping down; a hub on the server's Unix socket (`?host=<dir>`). The SQLite store behind the same
  * seam is held to the same semantics.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -118,6 +118,20 @@ seamContract('SQLite', () => {
 seamContract('PostgreSQL', () => hub(`contract-${Math.random()}`));
 
 describe('PostgreSQL team store', () => {
+  it("connects over the server's Unix socket when the url names its directory (?host=), and still hears another hub's commits", async () => {
+    const local = await PgDecisionStore.open({ url: cluster.socketUrl, hub: 'hub-socket', onError: () => undefined });
+    opened.push(local);
+    // inet_server_addr() is NULL exactly when the session came over a Unix socket.
+    const { rows } = await local.pool.query<{ socket: boolean }>('SELECT inet_server_addr() IS NULL AS socket');
+    expect(rows[0]!.socket).toBe(true);
+    const held = decisionWrite({ state: 'pending' });
+    await local.recordDecision(held);
+    const waiting = local.waitForOutcome(held.request.id);
+    // Finished by a hub on TCP: the outcome listener on the socket is told.
+    await (await hub('hub-tcp')).finishRequest(approveWrite(held.request.id));
+    expect(await waiting).toMatchObject({ state: 'approved', token: `token-for-${held.request.id}` });
+  });
+
   it('refuses a nonce replayed concurrently on two hubs: exactly one decision is written', async () => {
     const [a, b] = [await hub('hub-a'), await hub('hub-b')];
     const nonce = `nonce-${Math.random()}`;

@@ -64,6 +64,20 @@ describe('team database url', () => {
     );
   });
 
+  it("connects over the server's Unix socket when host= names a directory, and refuses TLS there", () => {
+    const pool = resolveDatabaseConfig({ url: 'postgres://hub@localhost:5432/countersign?host=%2Fvar%2Frun%2Fpostgresql' }).pool;
+    expect(new pg.Client(pool)).toMatchObject({ host: '/var/run/postgresql', port: 5432, database: 'countersign' });
+    expect(
+      failure(() => resolveDatabaseConfig({ url: 'postgres://hub@localhost/countersign?host=/var/run/postgresql&sslmode=require' })),
+    ).toBe(
+      'config_invalid: the database url names a Unix socket directory (host=/var/run/postgresql), where PostgreSQL has no TLS: drop sslmode=require',
+    );
+    // A host name in host= is TCP, as in libpq: TLS stays available.
+    expect(effectiveSsl('postgres://hub@localhost/countersign?host=db.example&sslmode=require')).toMatchObject({
+      rejectUnauthorized: false,
+    });
+  });
+
   it('never shows the password, in the user part or as a parameter', () => {
     const inUser = resolveDatabaseConfig({ url: 'postgres://hub:s3cret-one@db.example:5432/countersign' });
     expect(inUser.display).not.toContain('s3cret-one');
