@@ -737,10 +737,12 @@ export class PgDecisionStore implements DecisionStore {
 
   async outcome(requestId: string): Promise<RequestOutcome | undefined> {
     try {
-      const { rows } = await this.pool.query<{ state: StoredState; token: string | null; expires_at: string | null }>(
-        'SELECT r.state, t.token, t.expires_at FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = $1',
-        [requestId],
-      );
+      // Named (prepared once per connection): read for every held call; parsing and planning it each time cost more than running it.
+      const { rows } = await this.pool.query<{ state: StoredState; token: string | null; expires_at: string | null }>({
+        name: 'cs_outcome',
+        text: 'SELECT r.state, t.token, t.expires_at FROM requests r LEFT JOIN tokens t ON t.request_id = r.id WHERE r.id = $1',
+        values: [requestId],
+      });
       const row = rows[0];
       return (
         row && { requestId, state: row.state, token: row.token, tokenExpiresAt: row.expires_at === null ? null : Number(row.expires_at) }
@@ -785,7 +787,12 @@ export class PgDecisionStore implements DecisionStore {
 
   async nonceSeen(agentId: string, nonce: string): Promise<boolean> {
     try {
-      const { rowCount } = await this.pool.query('SELECT 1 FROM seen_nonces WHERE agent_id = $1 AND nonce = $2', [agentId, nonce]);
+      // Named: one per decision; an unnamed statement was parsed and planned every time.
+      const { rowCount } = await this.pool.query({
+        name: 'cs_nonce_seen',
+        text: 'SELECT 1 FROM seen_nonces WHERE agent_id = $1 AND nonce = $2',
+        values: [agentId, nonce],
+      });
       return rowCount === 1;
     } catch (error) {
       throw storeError(error, 'reading a nonce');
