@@ -115,7 +115,8 @@ export class PgDeskEvents {
       return;
     }
     const stale = startedAt - this.lastReadAt > STALE_AFTER_MS;
-    // One statement, one snapshot: the position returned and the rows read agree.
+    // One statement, one snapshot: the position returned and the rows read agree. Named (prepared
+    // once per connection): every hub runs it for every held call, approval and end.
     const { rows } = await this.query<ReadRow>(
       `SELECT pg_current_snapshot()::text AS position,
          (SELECT coalesce(json_agg(json_build_array(e.name, e.subject, e.detail) ORDER BY e.seq), '[]'::json)
@@ -123,6 +124,7 @@ export class PgDeskEvents {
                 WHERE xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot)
                 ORDER BY seq LIMIT $2) e) AS events`,
       [this.position, this.options.maxEventsPerRead + 1],
+      'cs_desk_events_read',
     );
     const row = rows[0]!;
     this.position = row.position;
@@ -153,9 +155,9 @@ export class PgDeskEvents {
     }
   }
 
-  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[], name?: string): Promise<pg.QueryResult<R>> {
     try {
-      return await this.options.pool.query<R>(sql, params);
+      return await this.options.pool.query<R>(name === undefined ? { text: sql, values: params } : { name, text: sql, values: params });
     } catch (error) {
       throw storeError(error, "reading the desks' push events");
     }
