@@ -132,6 +132,24 @@ describe('PostgreSQL team store', () => {
     expect(await waiting).toMatchObject({ state: 'approved', token: `token-for-${held.request.id}` });
   });
 
+  it('answers the early nonce reads asked in one turn each from its own row', async () => {
+    const [a, b] = [await hub('hub-nonce-a'), await hub('hub-nonce-b')];
+    const agentId = `agent-nonce-${Math.random()}`;
+    const taken = [decisionWrite({ agentId }), decisionWrite({ agentId })];
+    await a.recordDecision(taken[0]!);
+    await b.recordDecision(taken[1]!);
+    // Asked in the same turn: seen on this hub, seen on the other hub, never seen, and a seen nonce under another agent's id.
+    const answers = await Promise.all([
+      a.nonceSeen(agentId, taken[0]!.nonce),
+      a.nonceSeen(agentId, taken[1]!.nonce),
+      a.nonceSeen(agentId, 'never-used'),
+      a.nonceSeen('someone-else', taken[0]!.nonce),
+      a.nonceSeen(agentId, taken[0]!.nonce),
+    ]);
+    expect(answers).toEqual([true, true, false, false, true]);
+    expect(await a.nonceSeen(agentId, 'never-used')).toBe(false);
+  });
+
   it('refuses a nonce replayed concurrently on two hubs: exactly one decision is written', async () => {
     const [a, b] = [await hub('hub-a'), await hub('hub-b')];
     const nonce = `nonce-${Math.random()}`;

@@ -145,8 +145,8 @@ export interface DecisionStore {
   /**
    * Whether the agent's nonce was already accepted: a cheap early refusal, before risk, the policy
    * and the signing (a replay must cost no HSM signature and must not reset the agent's risk
-   * memory); recordDecision's claim is the guarantee. On PostgreSQL it is one indexed read: the
-   * round trip it costs did not move the team bench (review5 F1).
+   * memory); recordDecision's claim is the guarantee (review5 F1). On PostgreSQL the reads asked in
+   * one turn share one indexed statement.
    */
   nonceSeen(agentId: string, nonce: string): Promise<boolean>;
   /** One request as its agent reads it back, or undefined. */

@@ -169,6 +169,12 @@ SELECT i.n, (g.n IS NOT NULL) AS found, g.status, g.key_status, g.key_agent, g.n
   (SELECT array_agg(id) FROM risk) AS risk_ids
 FROM input i LEFT JOIN agent g ON g.n = i.n ORDER BY i.n`;
 
+/** Which of the (agent, nonce) pairs were accepted already: the 1-based positions of those found. */
+const NONCES_SEEN_SQL = `SELECT q.n FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(agent_id, nonce, n)
+  WHERE EXISTS (SELECT 1 FROM seen_nonces s WHERE s.agent_id = q.agent_id AND s.nonce = q.nonce)`;
+/** Most early nonce reads in one statement. */
+const MAX_NONCE_READS = 256;
+
 /** An audit submission and the leader's wake-up (delivered at COMMIT) in one round trip. */
 const SUBMIT_AUDIT_SQL = `WITH submitted AS (
     INSERT INTO audit_submissions (at, kind, fields, request_id, hub) VALUES ($1, $2, $3, $4, $5) RETURNING 1
@@ -266,6 +272,8 @@ export class PgDecisionStore implements DecisionStore {
   private readonly finished = new EventEmitter();
   private listener: PgListener | undefined;
   private closed = false;
+  /** Early nonce reads waiting for this turn's statement (nonceSeen). */
+  private nonceReads: Array<{ agentId: string; nonce: string; resolve: (seen: boolean) => void; reject: (error: unknown) => void }> = [];
   private readonly onError: (message: string) => void;
   /** The team directory's check of the agent and key, inside each decision's transaction (pg-directory.ts). */
   private agentCheck: ((row: TeamAgentRow | undefined, agentId: string, now: number) => void) | undefined;
@@ -796,17 +804,34 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
-  async nonceSeen(agentId: string, nonce: string): Promise<boolean> {
+  /**
+   * The early nonce read (before risk, the policy and the signing). The reads asked for in one turn
+   * of the event loop go to the database as one statement (NONCES_SEEN_SQL): one per decision was
+   * the commonest round trip of a hub. Each is answered from its own row; a failing statement
+   * fails every read in it (store_unavailable when the database is gone).
+   */
+  nonceSeen(agentId: string, nonce: string): Promise<boolean> {
+    if (this.closed) return Promise.reject(new CountersignError('store_unavailable', 'the team store is closed'));
+    return new Promise<boolean>((resolve, reject) => {
+      this.nonceReads.push({ agentId, nonce, resolve, reject });
+      if (this.nonceReads.length === 1) setImmediate(() => void this.readNonces());
+    });
+  }
+
+  private async readNonces(): Promise<void> {
+    const reads = this.nonceReads.splice(0, MAX_NONCE_READS);
+    if (this.nonceReads.length > 0) setImmediate(() => void this.readNonces());
     try {
-      // Named: one per decision; an unnamed statement was parsed and planned every time.
-      const { rowCount } = await this.pool.query({
-        name: 'cs_nonce_seen',
-        text: 'SELECT 1 FROM seen_nonces WHERE agent_id = $1 AND nonce = $2',
-        values: [agentId, nonce],
+      const { rows } = await this.pool.query<{ n: number }>({
+        name: 'cs_nonces_seen',
+        text: NONCES_SEEN_SQL,
+        values: [reads.map((r) => r.agentId), reads.map((r) => r.nonce)],
       });
-      return rowCount === 1;
+      const seen = new Set(rows.map((row) => Number(row.n)));
+      reads.forEach((read, i) => read.resolve(seen.has(i + 1)));
     } catch (error) {
-      throw storeError(error, 'reading a nonce');
+      const failure = storeError(error, 'reading a nonce');
+      for (const read of reads) read.reject(failure);
     }
   }
 
