@@ -103,11 +103,40 @@ describe('policy evaluation in a worker thread', () => {
     expect((await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'))).outcome).toBe('allow');
   });
 
-  it('refuses to evaluate after close, with a deny', async () => {
+  it('refuses to evaluate after close, with a deny, even when asked to evaluate inline', async () => {
     const engine = await open();
     await engine.close();
-    const result = await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'));
-    expect(result.outcome).toBe('deny');
-    expect(result.errors[0]).toContain('closed');
+    for (const options of [{}, { inlineIfIdle: true }]) {
+      const result = await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'), options);
+      expect(result.outcome).toBe('deny');
+      expect(result.errors[0]).toContain('closed');
+    }
+    expect(engine.inlineEvaluations).toBe(0);
+  });
+
+  it('answers a lone call in the calling thread when the worker is idle, exactly as the worker does', async () => {
+    const engine = await open();
+    const requests = [
+      transfer('250.00', 'Acme Ltd'),
+      transfer('48000.00', 'Northwind Traders'),
+      transfer('900.00', 'Pyongyang Trading', 'KP'),
+    ];
+    for (const request of requests) {
+      const inline = await engine.evaluateAsync(request, { inlineIfIdle: true });
+      expect(inline).toEqual(await engine.evaluateAsync(request));
+    }
+    expect(engine.inlineEvaluations).toBe(3);
+  });
+
+  it('sends a call to the worker when the worker already has one in flight, whatever the caller asks', async () => {
+    const engine = await open();
+    const first = engine.evaluateAsync(transfer('250.00', 'Acme Ltd'));
+    const second = engine.evaluateAsync(transfer('48000.00', 'Northwind Traders'), { inlineIfIdle: true });
+    expect(engine.inlineEvaluations).toBe(0);
+    // Both answered by the worker; the in-flight one is denied if the worker dies, so neither ran here.
+    await engine.evaluator!.crashForTest();
+    expect((await first).outcome).toBe('deny');
+    expect((await second).outcome).toBe('deny');
+    expect(engine.inlineEvaluations).toBe(0);
   });
 });

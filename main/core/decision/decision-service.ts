@@ -118,6 +118,8 @@ export class DecisionService {
   /** The one place decisions are written and read back (the store seam, ADR 0012). */
   readonly store: DecisionStore;
   private readonly agentStanding;
+  /** Calls between submit() and their answer: 1 means the call being decided is alone. */
+  private inFlight = 0;
 
   constructor(private readonly options: DecisionServiceOptions) {
     this.db = options.db;
@@ -132,6 +134,7 @@ export class DecisionService {
   async submit(session: AuthenticatedSession, envelope: SignedEnvelope): Promise<DecisionResult> {
     const now = this.clock();
     const { payload } = envelope;
+    this.inFlight++;
     try {
       return await this.decide(session, envelope, now);
     } catch (error) {
@@ -147,6 +150,8 @@ export class DecisionService {
         });
       }
       throw error;
+    } finally {
+      this.inFlight--;
     }
   }
 
@@ -199,22 +204,25 @@ export class DecisionService {
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
     let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation'> = scopeDenial
       ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash }
-      : await this.options.policy.evaluateAsync({
-          agent: {
-            id: agent.id,
-            owner: agent.owner,
-            group: agent.group,
-            dataClasses: agent.dataClasses,
-            jurisdictions: agent.jurisdictions,
+      : await this.options.policy.evaluateAsync(
+          {
+            agent: {
+              id: agent.id,
+              owner: agent.owner,
+              group: agent.group,
+              dataClasses: agent.dataClasses,
+              jurisdictions: agent.jurisdictions,
+            },
+            tool: call.tool,
+            params: call.params,
+            dataClass: call.dataClass,
+            jurisdiction: call.jurisdiction,
+            provenance: call.provenance,
+            risk: riskContext(risk),
+            now: new Date(now),
           },
-          tool: call.tool,
-          params: call.params,
-          dataClass: call.dataClass,
-          jurisdiction: call.jurisdiction,
-          provenance: call.provenance,
-          risk: riskContext(risk),
-          now: new Date(now),
-        });
+          { inlineIfIdle: this.inFlight === 1 },
+        );
 
     // A tamper alarm is open: the log that vouches for automatic decisions cannot be trusted,
     // so a high-impact call the policy would allow waits for a person instead.

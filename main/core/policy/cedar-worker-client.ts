@@ -82,6 +82,15 @@ export class CedarWorkerClient {
     this.worker.postMessage({ type: 'prepare', ...set });
   }
 
+  /**
+   * Open, with nothing in flight or waiting to be sent: the worker has no work from this client.
+   * A closed client is never idle, so a caller that would evaluate in its own thread instead
+   * still gets the closed evaluator's deny.
+   */
+  get idle(): boolean {
+    return !this.closed && this.inFlight.size === 0 && this.outbox.length === 0;
+  }
+
   authorize(schemaName: string, action: cedar.EntityUid, call: cedar.StatefulAuthorizationCall): Promise<WorkerAnswer> {
     if (this.closed) return Promise.reject(new CountersignError('internal_error', 'the policy evaluator is closed'));
     const id = this.nextId++;
