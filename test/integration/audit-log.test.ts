@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { DEMO_POLICY_DIR, nodeWebSocket, tempDir, transferCall, ensurePeople } from '../helpers/harness.js';
 import { openDataDir, startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { AuditLog } from '../../main/core/audit/audit-log.js';
-import { CHECKPOINT_FILE, auditOrigin, verifyCheckpointNote } from '../../main/core/audit/checkpoints.js';
+import { CHECKPOINT_FILE, RECOMPUTE_SLICE, auditOrigin, verifyCheckpointNote } from '../../main/core/audit/checkpoints.js';
 import { exportAudit, verifyExport } from '../../main/core/audit/audit-export.js';
 import { noteKeyId } from '../../main/core/audit/note-keys.js';
 import { checkpointText, formatSignedNote, parseCheckpointText, parseSignedNote } from '../../shared/checkpoint-note.js';
@@ -177,11 +177,59 @@ describe('audit log: a clean run', () => {
       for (let i = 0; i < 6; i++) await client.submit(transferCall(`${200 + i}.00`));
       client.close();
       const deadline = Date.now() + 5_000;
-      while ((app.checkpoints.latest()?.size ?? 0) < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const file = join(w.dataDir, CHECKPOINT_FILE);
+      // The file copy follows the stored row: written on the thread pool once the row is durable.
+      const copied = () => (app.checkpoints.latest()?.size ?? 0) >= 6 && readFileSync(file, 'utf8') === app.checkpoints.latest()!.note;
+      while (!copied() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(app.checkpoints.latest()!.size).toBeGreaterThanOrEqual(6);
-      expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(app.checkpoints.latest()!.note);
+      expect(readFileSync(file, 'utf8')).toBe(app.checkpoints.latest()!.note);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('audit log: checkpoints beside the decisions', () => {
+  it('re-hashes the entries a checkpoint covers in slices, letting the event loop run between them, and still names a rewritten entry in a later slice', async () => {
+    const w = await world({ audit: { checkpointEveryEntries: 1_000_000, checkpointEveryMs: 3_600_000 } });
+    const app = await start(w);
+    try {
+      const first = app.audit.size();
+      const append = app.db.transaction(() => {
+        for (let i = 0; i < 3 * RECOMPUTE_SLICE + 50; i++)
+          app.audit.append('call.rejected', Date.now(), { code: 'rate_limited', agentId: `a${i}` });
+      });
+      append();
+      // Turns of the event loop run before the checkpoint is stored: while it re-hashes, one per slice boundary.
+      const target = first + 3 * RECOMPUTE_SLICE + 50;
+      let turnsBeforeStored = 0;
+      let counting = true;
+      const tick = () => {
+        if ((app.checkpoints.latest()?.size ?? 0) < target) turnsBeforeStored++;
+        if (counting) setImmediate(tick);
+      };
+      setImmediate(tick);
+      const made = await app.checkpoints.checkpoint();
+      counting = false;
+      expect(turnsBeforeStored).toBeGreaterThanOrEqual(3);
+      expect(made!.size).toBe(first + 3 * RECOMPUTE_SLICE + 50);
+      expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(made!.note);
+      expect(verifyCheckpointNote(made!.note, ORIGIN, keysOf(w)).size).toBe(made!.size);
+
+      // An entry of the third slice after this checkpoint rewritten: the next checkpoint names it.
+      const size = made!.size;
+      append();
+      const victim = size + 2 * RECOMPUTE_SLICE + 7;
+      tamper(w, (db) =>
+        db.prepare(`UPDATE audit_log SET record = replace(record, '"rate_limited"', '"forged"') WHERE seq = ?`).run(victim),
+      );
+      await expect(app.checkpoints.checkpoint()).rejects.toMatchObject({
+        code: 'audit_corrupt',
+        message: expect.stringContaining(`entry ${victim} does not match its stored leaf hash`) as unknown,
+      });
+      expect(app.checkpoints.latest()!.size).toBe(size);
+    } finally {
+      await app.close().catch(() => undefined);
     }
   });
 });
