@@ -380,6 +380,8 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     onTamper: raiseFromCheckpoint,
     everyEntries: config.audit.checkpointEveryEntries,
     everyMs: config.audit.checkpointEveryMs,
+    // The checkpoint row joins the decisions' group commit: its fsync off the event loop (issue #12).
+    commit: (work) => committer.run(work),
   });
   const issuer = new TokenIssuer({
     signer,

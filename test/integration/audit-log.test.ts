@@ -23,6 +23,7 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { compiledCli, compiledScript } from '../helpers/compiled-script.js';
+import { fdatasyncFile, type FileSync } from '../../main/core/store/group-commit.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -230,6 +231,45 @@ describe('audit log: checkpoints beside the decisions', () => {
       expect(app.checkpoints.latest()!.size).toBe(size);
     } finally {
       await app.close().catch(() => undefined);
+    }
+  });
+});
+
+describe('audit log: the checkpoint row in the group commit', () => {
+  it("stores a checkpoint through the decisions' group commit: nothing is trusted or written to the file before its sync returns", async () => {
+    const w = await world({ audit: { checkpointEveryEntries: 1_000_000, checkpointEveryMs: 3_600_000 } });
+    // The real fdatasync, then held by the test until released: a disk cannot be paused on demand.
+    const held: Array<() => void> = [];
+    let holding = false;
+    const syncFile: FileSync = async (path) => {
+      await fdatasyncFile(path);
+      if (holding) await new Promise<void>((resolve) => held.push(resolve));
+    };
+    const app = await startCountersign({ dataDir: w.dataDir, log: () => undefined, syncFile });
+    try {
+      const before = readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8');
+      app.db.transaction(() => {
+        for (let i = 0; i < 5; i++) app.audit.append('call.rejected', Date.now(), { code: 'rate_limited', agentId: `a${i}` });
+      })();
+      holding = true;
+      let made: Awaited<ReturnType<typeof app.checkpoints.checkpoint>> | 'not yet' = 'not yet';
+      const making = app.checkpoints.checkpoint().then((m) => (made = m));
+      const deadline = Date.now() + 10_000;
+      while (held.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(held.length).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(made).toBe('not yet');
+      expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(before);
+      holding = false;
+      for (const release of held.splice(0)) release();
+      await making;
+      expect(made).not.toBe('not yet');
+      expect(app.checkpoints.latest()!.size).toBe(app.audit.size());
+      expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(app.checkpoints.latest()!.note);
+    } finally {
+      holding = false;
+      for (const release of held.splice(0)) release();
+      await app.close();
     }
   });
 });

@@ -185,13 +185,16 @@ describe('signed webhooks', () => {
   it('sends nothing before the commit that queued it is durable (its write-ahead log synced)', async () => {
     // The real fdatasync, then held by the test until released: a disk cannot be paused on demand.
     const held: Array<() => void> = [];
-    let holding = true;
+    // Held only from the call on: the start's audit checkpoint commits through the same group commit.
+    let holding = false;
     const syncFile: FileSync = async (path) => {
       await fdatasyncFile(path);
       if (holding) await new Promise<void>((resolve) => held.push(resolve));
     };
     const app = await start({}, { syncFile });
     const agent = app.client('finance-bot', await app.enroll('finance-bot'));
+    await agent.connect();
+    holding = true;
     const answer = agent.submit(transferCall('48000.00'));
     // The decision's group is committed (its outbox row is visible in the process) but not yet synced.
     await until('the committed outbox row', () =>

@@ -141,6 +141,12 @@ export interface CheckpointerOptions {
    * the records it re-hashes or the stored hashes no longer match. Raises the tamper alarm.
    */
   onTamper?: (error: CountersignError) => void;
+  /**
+   * Runs the checkpoint's INSERT and resolves once it is durable (the app passes the decision
+   * store's group commit, whose fsync runs on the thread pool). Absent: a plain INSERT, synced
+   * by its own COMMIT on the calling thread.
+   */
+  commit?: (work: () => unknown) => Promise<unknown>;
 }
 
 /** The finding an audit_corrupt error carries (details `findingKind`, `findingSeq`), if any. */
@@ -252,7 +258,10 @@ export class Checkpointer {
     if (!verifyNoteSignature(signer.publicJwk, origin, text, signature)) {
       throw new CountersignError('signer_failed', 'the checkpoint signature did not verify with the signing key');
     }
-    this.insert.run(size, root, at, note);
+    const store = () => this.insert.run(size, root, at, note);
+    // Durable before the trusted tree moves and before any file copy is written, either way.
+    if (this.options.commit === undefined) store();
+    else await this.options.commit(store);
     this.trusted = { size, root, at };
     for (const file of this.options.files) {
       try {
