@@ -7,7 +7,7 @@
  * BENCH_OPEN_LOOP_RATE (250 calls/s offered in the open-loop latency phase),
  * BENCH_RISK_AGENTS (10000 enrolled agents), BENCH_RISK_HISTORY (1000000 historical calls),
  * BENCH_RISK_LOAD_AGENTS (1000 connected in the risk latency phase), BENCH_AUDIT_APPENDS (20000 durable
- * appends per batched phase), BENCH_AUDIT_APPENDS_EACH (2000 with one commit per row), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ENTRIES (1000000 in the
+ * appends per batched phase), BENCH_AUDIT_APPENDS_EACH (2000 with one commit per row), BENCH_AUDIT_BATCH (100 per commit), BENCH_AUDIT_ROUNDS (3 alternating rounds of the batched pair), BENCH_AUDIT_ENTRIES (1000000 in the
  * proof and export phases), BENCH_LOOKUP_SIZES (10,1000,10000,100000 payees in the policy-lookups
  * phase), BENCH_LOOKUP_CALLS (5000 evaluations per size), BENCH_MCP_CALLS (1000 sequential calls per
  * path) and BENCH_MCP_CONCURRENCY (20) for the MCP proxy, BENCH_DESK_QUEUE_SIZES (10,50,1000,10000 pending) and
@@ -74,6 +74,7 @@ const benches: Record<string, () => Promise<Record<string, unknown>>> = {
       appends: Number(process.env.BENCH_AUDIT_APPENDS ?? 20_000),
       appendsEach: Number(process.env.BENCH_AUDIT_APPENDS_EACH ?? 2_000),
       batch: Number(process.env.BENCH_AUDIT_BATCH ?? 100),
+      rounds: Number(process.env.BENCH_AUDIT_ROUNDS ?? 3),
       entries: Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000),
     }),
   'policy-lookups': () =>

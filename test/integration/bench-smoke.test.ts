@@ -74,9 +74,12 @@ describe('bench smoke', () => {
   }, 120_000);
 
   it('runs the audit benchmark end to end on a small log, and its export verifies', async () => {
-    const result = await runAuditBench({ appends: 50, appendsEach: 20, batch: 10, entries: 25_000 });
+    const result = await runAuditBench({ appends: 50, appendsEach: 20, batch: 10, rounds: 2, entries: 25_000 });
     expect(result).toMatchObject({ log: { entries: 25_000, checkpoints: 3 }, export: { entries: 25_000 } });
-    expect(result.durableAppendsPerSecond).toHaveProperty('batched10PerCommit');
+    expect(result.durableAppendsPerSecond).toHaveProperty('batched10PerCommit.cpuRatioPerRound');
+    expect(
+      (result.durableAppendsPerSecond as { batched10PerCommit: { cpuRatioPerRound: number[] } }).batched10PerCommit.cpuRatioPerRound,
+    ).toHaveLength(2);
   }, 120_000);
 
   it('runs the policy lookups benchmark on small directories, deciding every tier with the slice and the old set style', async () => {
