@@ -12,7 +12,8 @@
  *    time per row (process.cpuUsage, user and system) and the WAL bytes it wrote per row: what
  *    the decision path's event loop pays.
  *  - Proof generation at 1,000,000 entries (inclusion and consistency, from stored subtrees).
- *  - Full offline verification of a 1,000,000-entry export. Target: under 10 s.
+ *  - Full offline verification of a 1,000,000-entry export. Target: under 10 s (wall; its CPU
+ *    time beside it).
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -183,8 +184,11 @@ export async function runAuditBench(options: {
     const exportSeconds = (performance.now() - t0) / 1000;
     db.close();
     t0 = performance.now();
+    const verifyCpu0 = process.cpuUsage();
     const verified = await verifyExport(file, [signer.publicJwk]);
     const verifySeconds = (performance.now() - t0) / 1000;
+    // The process's CPU time too: under a shared machine's load the wall time is mostly waiting.
+    const verifyCpu = process.cpuUsage(verifyCpu0);
     if (!verified.ok) throw new Error(`the bench export did not verify: ${verified.reason}`);
 
     return {
@@ -209,6 +213,7 @@ export async function runAuditBench(options: {
         megabytes: +(statSync(file).size / 2 ** 20).toFixed(0),
         exportSeconds: +exportSeconds.toFixed(1),
         verifySeconds: +verifySeconds.toFixed(1),
+        verifyCpuSeconds: +((verifyCpu.user + verifyCpu.system) / 1e6).toFixed(1),
       },
       targets: {
         appendRatioAtLeast: 0.5,
