@@ -628,12 +628,18 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
         core: realOpen.figures,
       },
       pkcs11: hsm,
+      // The issue's condition is a server holding the 100,000 lookup entities with the 1,000 agents
+      // connected. It holds that both before the agents call (connected) and after they did (after
+      // load: the same agents, still connected, after the closed and open loops, with their risk
+      // profiles cached and the heap and allocator grown by the work): the target is met only when
+      // both are under it, so `targetRssMiB` is the larger.
       memory: {
         connectedAgents: connected,
         lookupEntities: payees,
         idleRssMiB: +(idleRss / 2 ** 20).toFixed(1),
         connectedRssMiB: +(connectedRss / 2 ** 20).toFixed(1),
         afterLoadRssMiB: +(afterLoadRss / 2 ** 20).toFixed(1),
+        targetRssMiB: +(Math.max(connectedRss, afterLoadRss) / 2 ** 20).toFixed(1),
         perConnectionKiB: +((connectedRss - idleRss) / connected / 1024).toFixed(1),
       },
       targets: {
@@ -642,6 +648,7 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
         openLoopP99MsBelow: 5,
         openLoopP99Met: realOpen.p99 < 5,
         memoryMiBBelow: 300,
+        // Connected and after the load (memory.targetRssMiB): both are the issue's condition.
         memoryMet: Math.max(connectedRss, afterLoadRss) / 2 ** 20 < 300,
       },
     };
