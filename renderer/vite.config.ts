@@ -14,5 +14,12 @@ export default defineConfig({
     assetsInlineLimit: 0,
     modulePreload: { polyfill: false },
     sourcemap: false,
+    rollupOptions: {
+      output: {
+        // zod in a chunk of its own, as before the boot reads (renderer/src/boot.ts) changed the
+        // entry's imports: fetched and compiled beside the entry, and shared with the lazy views.
+        manualChunks: (id: string) => (/[\\/]node_modules[\\/]zod[\\/]/.test(id) ? 'zod' : undefined),
+      },
+    },
   },
 });

@@ -42,6 +42,11 @@ export interface HttpBridgeOptions {
    * out: the HttpOnly cookie travels by itself (credentials: same-origin).
    */
   sessionCookie?: string;
+  /**
+   * A GET already sent for `path` (the renderer's boot reads, renderer/src/boot.ts), used once
+   * instead of a new request; its answer is checked like any other. Undefined: send the request.
+   */
+  prefetched?: (path: string) => Promise<Response> | undefined;
 }
 
 const MAX_BODY_CHARS = 8 * 1024 * 1024;
@@ -77,15 +82,16 @@ export function createHttpBridge(options: HttpBridgeOptions): CountersignBridge 
       requestBody = JSON.stringify(payload);
     }
     try {
-      const response = await doFetch(`${origin}${path}`, {
-        method,
-        headers,
-        ...(requestBody === undefined ? {} : { body: requestBody }),
-        cache: 'no-store',
-        credentials: 'same-origin',
-        redirect: 'error',
-        signal: controller.signal,
-      });
+      const response = await ((method === 'GET' ? options.prefetched?.(path) : undefined) ??
+        doFetch(`${origin}${path}`, {
+          method,
+          headers,
+          ...(requestBody === undefined ? {} : { body: requestBody }),
+          cache: 'no-store',
+          credentials: 'same-origin',
+          redirect: 'error',
+          signal: controller.signal,
+        }));
       status = response.status;
       body = await response.text();
     } catch (cause) {

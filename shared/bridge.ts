@@ -10,6 +10,7 @@ import { riskAssessmentSchema } from './risk.js';
 import { CountersignError, ERROR_CODES, isCountersignError, isErrorCode } from './errors.js';
 import { MAX_GROUP_FOLLOWERS, approvalChallengeRecordSchema } from './approvals.js';
 import { jsonObjectSchema, type ApprovalRequirement, type RequestState } from './protocol.js';
+import { SESSION_SECRET_PATTERN } from './ui-address.js';
 
 // ---- results ----
 
@@ -284,12 +285,9 @@ export function parseBridgeArgument<S extends z.ZodType>(schema: S, value: unkno
   return parsed.data;
 }
 
-/** Where the built renderer is served, in both Electron and headless mode. */
-export const UI_BASE_PATH = '/ui/';
-/** The URL fragment parameter carrying the headless session secret (`/ui/#secret=...`). */
-export const UI_SECRET_FRAGMENT_PARAM = 'secret';
+export { UI_BASE_PATH, UI_SECRET_FRAGMENT_PARAM } from './ui-address.js';
 /** Session secrets are 32 random bytes, base64url. */
-export const sessionSecretSchema = z.string().regex(/^[A-Za-z0-9_-]{32,256}$/);
+export const sessionSecretSchema = z.string().regex(SESSION_SECRET_PATTERN);
 
 /** The error body of the HTTP API and the failure half of an IPC answer. */
 export const bridgeErrorSchema = z.strictObject({

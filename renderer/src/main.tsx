@@ -4,6 +4,8 @@
  * the session secret handed over in the URL fragment (`/ui/#secret=...`), which is removed
  * from the address bar and history at once and kept only in memory.
  */
+// First: boot.ts sends the desk's first reads before the modules below are evaluated.
+import { forgetBootReads, takeBootRead } from './boot.js';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { z } from 'zod';
@@ -38,7 +40,12 @@ function chooseBridge(): BridgeChoice {
   if (window.countersign !== undefined) return { kind: 'ready', transport: 'ipc', bridge: validatingBridge(window.countersign) };
   if (secret === undefined) return { kind: 'no-secret' };
   try {
-    return { kind: 'ready', transport: 'http', bridge: createHttpBridge({ baseUrl: window.location.origin, sessionSecret: secret }) };
+    const bridge = createHttpBridge({
+      baseUrl: window.location.origin,
+      sessionSecret: secret,
+      prefetched: (path) => takeBootRead(secret, path),
+    });
+    return { kind: 'ready', transport: 'http', bridge };
   } catch {
     return { kind: 'no-secret' };
   }
@@ -53,6 +60,8 @@ if (choice.kind === 'ready') {
   prefetchSession(choice.bridge);
   if (initialTarget === undefined || initialTarget.view === 'queue') prefetchQueue(choice.bridge);
 }
+// Both prefetches took their boot reads synchronously (boot.ts); anything left is never used.
+forgetBootReads();
 const container = document.getElementById('root');
 if (container === null) throw new Error('the page has no #root element');
 createRoot(container).render(

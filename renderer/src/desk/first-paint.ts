@@ -6,7 +6,8 @@
  * session to be known, though it needs only the transport's secret.
  *
  * So: `prefetchQueue` starts the queue's first read (the page and the approvers) as soon as the
- * bridge exists, before React renders, and the queue view takes that answer for its first load;
+ * bridge exists, before React renders, and the queue view takes that answer for its first load
+ * (over HTTP the bridge takes the requests renderer/src/boot.ts sent even earlier);
  * `prefetchSession` does the same for the session read the queue view waits for (it is mounted
  * only once the desk knows who is signed in), which otherwise began only after React's first
  * render and commit, one round trip and one validation later than it could. The desk's first
@@ -20,9 +21,10 @@
 import type { ApproverSummary } from '../../../shared/bridge.js';
 import type { DeskSessionView } from '../../../shared/desk-session.js';
 import type { CountersignBridge } from '../../../shared/bridge-table.js';
+import { DESK_QUEUE_PAGE } from '../../../shared/desk-boot-reads.js';
 
-/** The queue's page size (queue-view.tsx reads the same). */
-export const QUEUE_PAGE = 50;
+/** The queue's page size (queue-view.tsx reads the same; the boot script reads the first page of it). */
+export const QUEUE_PAGE = DESK_QUEUE_PAGE;
 const GATE_TIMEOUT_MS = 3_000;
 /** A prefetched answer older than this is read again rather than shown. */
 const PREFETCH_FRESH_MS = 5_000;
