@@ -265,6 +265,8 @@ export const AUDIT_EVENT_SCHEMAS = {
     previous: z.strictObject({ kid: str, publishedUntil: time }).optional(),
   }),
   'team_key.retired': z.strictObject({ kid: str, domain: str, hub: str }),
+  // The team's desk secrets replaced by `countersign hub rotate-...` (team mode): which, by whom, what ended. Never the secret.
+  'team_secret.rotated': z.strictObject({ secret: z.enum(['desk_secret', 'sign_in_key']), by: str, sessionsEnded: int.optional() }),
   'policy.loaded': z.strictObject({ policyHash: str, policyDir: str, fastPathFallback: str.optional() }),
   'policy.reload_failed': z.strictObject({ error: str, keptPolicyHash: str }),
   'config.loaded': z.strictObject({ configSha256: str }),

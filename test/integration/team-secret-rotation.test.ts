@@ -91,6 +91,12 @@ async function openEventStream(hub: RunningCountersign, secret: string): Promise
   return { ended: Promise.race([drain().catch(() => 'ended'), timeout]) };
 }
 
+/** The `team_secret.rotated` records the audit leader has sequenced into the team log, oldest first (the whole leaf data). */
+async function rotationRecords(): Promise<string[]> {
+  const { rows } = await db.query<{ record: string }>("SELECT record FROM audit_log WHERE kind = 'team_secret.rotated' ORDER BY seq");
+  return rows.map((row) => row.record);
+}
+
 /** Begin a sign-in on `hub` over HTTP: the challenge's options. */
 async function beginSignIn(
   hub: RunningCountersign,
@@ -165,10 +171,17 @@ describe("rotating the team's desk secrets with every hub running", () => {
       for (const desk of again) expect(await deskCall(hub, PERSON_CALL, fresh, desk.cookie)).toEqual({ status: 200 });
     expect(logged.join('\n')).not.toContain(fresh);
     expect(logged.join('\n')).not.toContain(old);
+    // The rotation is in the team's audit log: which secret, by whom, the sessions it ended; never a secret.
+    await vi.waitFor(async () => expect(await rotationRecords()).toHaveLength(1), { timeout: 10_000 });
+    const [record] = await rotationRecords();
+    expect(JSON.parse(record!)).toMatchObject({ kind: 'team_secret.rotated', secret: 'desk_secret', by: 'hub-a', sessionsEnded: 2 });
+    expect(record).not.toContain(fresh);
+    expect(record).not.toContain(old);
   }, 120_000);
 
   it('refuses an unknown hub command, --ui-secret-file with the sign-in key, and an unreachable database (nothing replaced, no secret file left)', async () => {
     const before = (await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret')).rows;
+    const recordsBefore = (await rotationRecords()).length;
     const refusedWith = (answer: { code: number; output: string }, code: string) => {
       expect(answer.code).toBe(1);
       expect(answer.output).toContain(`[${code}]`);
@@ -187,6 +200,9 @@ describe("rotating the team's desk secrets with every hub running", () => {
     expect(readFileSync(current, 'utf8')).toBe('the-current-team-secret\n');
     expect((await db.query<{ secret: string }>('SELECT secret FROM team_desk_secret')).rows).toEqual(before);
     expect(readdirSync(dirs[0]!).filter((name) => name.endsWith('.new'))).toEqual([]);
+    // Refused rotations record nothing.
+    expect(await db.query("SELECT 1 FROM audit_submissions WHERE kind = 'team_secret.rotated'")).toMatchObject({ rowCount: 0 });
+    expect(await rotationRecords()).toHaveLength(recordsBefore);
     // A path that cannot be replaced once the rotation committed: a clear refusal naming the staged
     // file, which holds the secret that is now the team's.
     const blocked = join(dirs[0]!, 'a-directory');
@@ -224,6 +240,12 @@ describe("rotating the team's desk secrets with every hub running", () => {
     expect(await finishSignIn(b, 'alice', tapKey(b, alice, after))).toEqual({ status: 200 });
     expect(await sessions()).toBe(count + 1);
     expect(logged.join('\n')).not.toContain(a.team!.deskSessions.signInKey.toString('base64url'));
+    await vi.waitFor(
+      async () => expect(JSON.parse((await rotationRecords()).at(-1)!)).toMatchObject({ secret: 'sign_in_key', by: 'hub-a' }),
+      { timeout: 10_000 },
+    );
+    const record = JSON.parse((await rotationRecords()).at(-1)!) as Record<string, unknown>;
+    expect(Object.keys(record).sort()).toEqual(['at', 'by', 'kind', 'secret', 'seq']);
   }, 120_000);
   it('a hub that hears no NOTIFY (a listener cut without an error) still takes a rotated secret at its next timed re-read', async () => {
     const secrets = await TeamSecrets.open(db, 'hub-watch', Date.now());

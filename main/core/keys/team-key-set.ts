@@ -21,13 +21,14 @@
  */
 import pg from 'pg';
 import type { TokenDomain } from '../../../shared/approval-token.js';
-import { assertAuditEvent, type AuditEventFields, type AuditKind } from '../../../shared/audit-events.js';
-import { canonicalize, parseStrictJson, type JsonObject } from '../../../shared/canonical-json.js';
+import type { AuditEventFields, AuditKind } from '../../../shared/audit-events.js';
+import { parseStrictJson } from '../../../shared/canonical-json.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { jwkThumbprint, verifyWithJwk, type PublicJwk, type SigningAlgorithm } from '../custody/signer.js';
 import type { Pkcs11Config } from '../config.js';
 import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
-import { AUDIT_CHANNEL, migrateTeamDatabase } from '../store/pg/pg-decision-store.js';
+import { submitTeamAudit } from '../store/pg/pg-audit-submissions.js';
+import { migrateTeamDatabase } from '../store/pg/pg-decision-store.js';
 import { checkOut, storeError } from '../store/pg/pg-errors.js';
 import { PgListener } from '../store/pg/pg-listener.js';
 import { PG_LOCKS } from '../store/pg/pg-locks.js';
@@ -431,15 +432,8 @@ export class TeamKeySet {
   }
 
   /** A team audit record in the transaction of the change (the audit leader sequences it). */
-  private async submitAudit<K extends AuditKind>(client: pg.PoolClient, kind: K, at: number, fields: AuditEventFields<K>) {
-    assertAuditEvent(kind, fields);
-    await client.query('INSERT INTO audit_submissions (at, kind, fields, request_id, hub) VALUES ($1, $2, $3, NULL, $4)', [
-      at,
-      kind,
-      canonicalize(fields as unknown as JsonObject),
-      this.hub,
-    ]);
-    await client.query('SELECT pg_notify($1, $2)', [AUDIT_CHANNEL, '']);
+  private submitAudit<K extends AuditKind>(client: pg.PoolClient, kind: K, at: number, fields: AuditEventFields<K>): Promise<void> {
+    return submitTeamAudit(client, this.hub, kind, at, fields);
   }
 
   // ---- the change listener: one connection, re-established after a database restart ----

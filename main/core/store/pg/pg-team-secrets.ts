@@ -4,9 +4,10 @@
  *  - the desk link's bearer secret (`team_desk_secret`) and the key that tags desk sign-in
  *    challenges (`team_sign_in_key`), made by the first hub (pg-desk-sessions.ts) and read at start;
  *  - `rotateTeamDeskSecret` / `rotateTeamSignInKey` (the `countersign hub rotate-...` commands)
- *    replace a row in one transaction that NOTIFYs `countersign_team_secrets`; the desk secret's
- *    also deletes every desk session, so every session signed in under the old link ends on every
- *    hub at its next call, whatever a hub has reloaded;
+ *    replace a row in one transaction that NOTIFYs `countersign_team_secrets` and submits a
+ *    `team_secret.rotated` audit record (which secret, by whom, how many sessions ended); the desk
+ *    secret's also deletes every desk session, so every session signed in under the old link ends
+ *    on every hub at its next call, whatever a hub has reloaded;
  *  - each hub re-reads both rows on that NOTIFY, after every (re)connect of its listener (a
  *    NOTIFY sent while it was away is lost, the rows are not) and every 30 s (a listener cut
  *    without an error hears nothing), and swaps what its HTTP edge and
@@ -14,6 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import { submitTeamAudit } from './pg-audit-submissions.js';
 import { storeError } from './pg-errors.js';
 import { PgListener } from './pg-listener.js';
 import { teamDeskSecret, teamSignInKey } from './pg-desk-sessions.js';
@@ -129,7 +131,9 @@ export async function rotateTeamDeskSecret(pool: pg.Pool, secret: string, by: st
       [secret, now, by],
     );
     const { rowCount } = await client.query('DELETE FROM desk_sessions');
-    return rowCount ?? 0;
+    const sessionsEnded = rowCount ?? 0;
+    await submitTeamAudit(client, by, 'team_secret.rotated', now, { secret: 'desk_secret', by, sessionsEnded });
+    return sessionsEnded;
   });
   return { sessionsEnded: ended };
 }
@@ -142,6 +146,7 @@ export async function rotateTeamSignInKey(pool: pg.Pool, by: string, now: number
        ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, created_at = EXCLUDED.created_at, created_by_hub = EXCLUDED.created_by_hub`,
       [randomBytes(32).toString('base64url'), now, by],
     );
+    await submitTeamAudit(client, by, 'team_secret.rotated', now, { secret: 'sign_in_key', by });
   });
 }
 
