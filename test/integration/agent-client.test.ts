@@ -5,7 +5,7 @@
  * attempts. Server outages are real: the app is stopped and a new one started on the same data
  * directory and port.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { performance } from 'node:perf_hooks';
 import { startCountersign, type RunningCountersign } from '../../main/core/app.js';
 import { nodeWebSocket, startHarness, transferCall, type Harness } from '../helpers/harness.js';
@@ -67,6 +67,20 @@ function trackedWebSocket(): { attempts: number[]; factory: WebSocketFactory } {
   };
 }
 
+/**
+ * The delays the agent SDK gives setTimeout when it schedules a reconnect (recognised by its
+ * caller, AgentClient.scheduleReconnect, on the stack); every call goes on to the real timer unchanged.
+ */
+function reconnectDelays(): { delays: number[]; stop: () => void } {
+  const delays: number[] = [];
+  const real = globalThis.setTimeout as unknown as (handler: unknown, ms?: number, ...rest: unknown[]) => NodeJS.Timeout;
+  const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation((handler: unknown, ms?: number, ...rest: unknown[]) => {
+    if (new Error().stack?.includes('scheduleReconnect')) delays.push(ms ?? 0);
+    return real(handler, ms, ...rest);
+  });
+  return { delays, stop: () => spy.mockRestore() };
+}
+
 async function fetchJwks(app: RunningCountersign) {
   const res = await fetch(`http://127.0.0.1:${app.port}/.well-known/jwks.json`);
   expect(res.status).toBe(200);
@@ -89,6 +103,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  vi.restoreAllMocks(); // a reconnect-delay observer left by a failed test
   for (const c of clients.splice(0)) c.close();
   for (const a of extraApps.splice(0)) await a.close();
   await h.close();
@@ -284,9 +299,14 @@ describe('AgentClient reconnect', () => {
     const states: AgentClientState[] = [];
     const { attempts, factory } = trackedWebSocket();
     const initialDelayMs = 20;
+    const maxDelayMs = 5_000;
+    // The delays the client asks of its timer (observed, passed on unchanged): the schedule is checked
+    // from them exactly, and the wall-clock gaps only from below (a timer never fires early; on a
+    // loaded machine it fires late by any amount, so an upper bound on the gaps would be timing).
+    const scheduled = reconnectDelays();
     const c = client('finance-bot', key, {
       webSocket: factory,
-      reconnect: { initialDelayMs, maxDelayMs: 5_000 },
+      reconnect: { initialDelayMs, maxDelayMs },
       onStateChange: (s) => states.push(s),
     });
     await c.connect();
@@ -299,14 +319,19 @@ describe('AgentClient reconnect', () => {
     const fresh = await startServer();
     await waitFor(() => c.connectionState === 'ready', 'the client to reconnect');
 
-    // Reconnect attempt k (k >= 1) waits min(max, initial * 2^k) * [0.5, 1) after attempt k fails.
-    const gaps = [1, 2, 3].map((k) => attempts[k + 1]! - attempts[k]!);
-    gaps.forEach((gap, i) => {
-      const k = i + 1;
-      expect(gap, `gap after reconnect attempt ${k}`).toBeGreaterThanOrEqual(0.5 * initialDelayMs * 2 ** k - 3);
-      expect(gap, `gap after reconnect attempt ${k}`).toBeLessThan(initialDelayMs * 2 ** k + 250);
+    // The delay before reconnect attempt k+1 (k = 0 after the drop) is min(max, initial * 2^k) * [0.5, 1).
+    const outage = scheduled.delays.slice();
+    expect(outage.length).toBeGreaterThanOrEqual(4);
+    outage.forEach((delay, k) => {
+      const full = Math.min(maxDelayMs, initialDelayMs * 2 ** k);
+      expect(delay, `delay before reconnect attempt ${k + 1}`).toBeGreaterThanOrEqual(0.5 * full);
+      expect(delay, `delay before reconnect attempt ${k + 1}`).toBeLessThan(full);
     });
-    expect(gaps[2]!).toBeGreaterThan(gaps[0]!);
+    // Growing below the cap: each delay's floor is its predecessor's ceiling, whatever the jitter drew.
+    for (let k = 1; k < outage.length && initialDelayMs * 2 ** k <= maxDelayMs; k++) expect(outage[k]!).toBeGreaterThan(outage[k - 1]!);
+    // And the client waited at least that long between its attempts.
+    for (const k of [1, 2, 3])
+      expect(attempts[k + 1]! - attempts[k]!, `gap after reconnect attempt ${k}`).toBeGreaterThanOrEqual(outage[k]! - 3);
 
     expect(states).toEqual(['connecting', 'ready', 'reconnecting', 'ready']);
     // The new server saw a real, authenticated session from the SDK.
@@ -317,10 +342,13 @@ describe('AgentClient reconnect', () => {
 
     // A successful reconnect resets the backoff: the next outage starts again from the initial delay.
     const before = attempts.length;
-    const dropped = performance.now();
+    const delaysBefore = scheduled.delays.length;
     await stopServer();
     await waitFor(() => attempts.length > before, 'a reconnect attempt after the second outage');
-    expect(attempts[before]! - dropped).toBeLessThan(initialDelayMs + 100);
+    const first = scheduled.delays[delaysBefore]!;
+    expect(first).toBeGreaterThanOrEqual(0.5 * initialDelayMs);
+    expect(first).toBeLessThan(initialDelayMs);
+    scheduled.stop();
   });
 
   it('gives up after maxAttempts, then fails fast with connection_closed instead of hanging', async () => {
