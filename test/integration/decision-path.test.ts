@@ -68,15 +68,17 @@ describe('finance transfers', () => {
     ).rejects.toMatchObject({ code: 'token_digest_mismatch' });
   });
 
-  it('decides a lone call with Cedar in the event-loop thread and calls in flight together in the worker, alike', async () => {
+  it('decides a lone call with Cedar in the event-loop thread, and calls submitted together alike', async () => {
     const key = await h.enroll('finance-bot');
     const client = h.client('finance-bot', key);
     const before = h.app.policy.inlineEvaluations;
     const lone = await client.submit(transferCall('250.00'));
     expect(h.app.policy.inlineEvaluations).toBe(before + 1);
-    // Ten calls submitted together are all in flight when each reaches policy: none is alone.
+    // Calls submitted together: whichever of them the gateway reads alone may be inlined and the
+    // rest go to the worker (how many arrive in one read is timing, so not asserted here; that a
+    // call is not inlined while another is in flight is proved in policy-worker.test.ts). Either
+    // way the answers are alike.
     const together = await Promise.all(Array.from({ length: 10 }, () => client.submit(transferCall('250.00'))));
-    expect(h.app.policy.inlineEvaluations).toBe(before + 1);
     for (const result of [lone, ...together]) {
       expect(result.decision).toBe('allow');
       expect(result.determiningPolicies).toEqual(['finance-transfers:small-known-payee']);
