@@ -248,6 +248,7 @@ describe('audit log: the checkpoint row in the group commit', () => {
     const app = await startCountersign({ dataDir: w.dataDir, log: () => undefined, syncFile });
     try {
       const before = readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8');
+      const servedBefore = app.checkpoints.latest()!;
       app.db.transaction(() => {
         for (let i = 0; i < 5; i++) app.audit.append('call.rejected', Date.now(), { code: 'rate_limited', agentId: `a${i}` });
       })();
@@ -260,10 +261,22 @@ describe('audit log: the checkpoint row in the group commit', () => {
       await new Promise((r) => setTimeout(r, 200));
       expect(made).toBe('not yet');
       expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(before);
+      // The new row is committed and visible, but nothing serves it before its sync returns
+      // (review6 F7): not latest(), and not a proof's checkpoint.
+      const stored = app.db.prepare('SELECT max(tree_size) AS size FROM audit_checkpoints').get() as { size: number };
+      expect(stored.size).toBe(app.audit.size());
+      expect(app.checkpoints.latest()).toEqual(servedBefore);
+      expect(await app.checkpoints.covering(servedBefore.size)).toEqual(servedBefore);
+      let covered: unknown = 'not yet';
+      const coveringNew = app.checkpoints.covering(app.audit.size()).then((c) => (covered = c));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(covered).toBe('not yet');
       holding = false;
       for (const release of held.splice(0)) release();
       await making;
+      await coveringNew;
       expect(made).not.toBe('not yet');
+      expect(covered).toEqual(made);
       expect(app.checkpoints.latest()!.size).toBe(app.audit.size());
       expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(app.checkpoints.latest()!.note);
     } finally {

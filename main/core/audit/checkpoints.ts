@@ -44,21 +44,23 @@ export function auditOrigin(serverId: string): string {
   return `countersign/${serverId}`;
 }
 
-export function latestCheckpoint(db: Db): StoredCheckpoint | undefined {
+/** The largest stored checkpoint, of at most `atMost` entries (all of them without it). */
+export function latestCheckpoint(db: Db, atMost = Number.MAX_SAFE_INTEGER): StoredCheckpoint | undefined {
   const row = db
-    .prepare<[], { tree_size: number; root_hash: Buffer; at: number; note: string }>(
-      'SELECT * FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1',
+    .prepare<[number], { tree_size: number; root_hash: Buffer; at: number; note: string }>(
+      'SELECT * FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size DESC LIMIT 1',
     )
-    .get();
+    .get(atMost);
   return row ? { size: row.tree_size, rootHash: toBase64(row.root_hash), at: row.at, note: row.note } : undefined;
 }
 
-export function checkpointAtOrAfter(db: Db, size: number): StoredCheckpoint | undefined {
+/** The smallest stored checkpoint of at least `size` entries and at most `atMost`. */
+export function checkpointAtOrAfter(db: Db, size: number, atMost = Number.MAX_SAFE_INTEGER): StoredCheckpoint | undefined {
   const row = db
-    .prepare<[number], { tree_size: number; root_hash: Buffer; at: number; note: string }>(
-      'SELECT * FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT 1',
+    .prepare<[number, number], { tree_size: number; root_hash: Buffer; at: number; note: string }>(
+      'SELECT * FROM audit_checkpoints WHERE tree_size >= ? AND tree_size <= ? ORDER BY tree_size LIMIT 1',
     )
-    .get(size);
+    .get(size, atMost);
   return row ? { size: row.tree_size, rootHash: toBase64(row.root_hash), at: row.at, note: row.note } : undefined;
 }
 
@@ -179,8 +181,15 @@ export class Checkpointer {
     this.trusted = { ...options.trusted, at: options.now() };
   }
 
+  /**
+   * The latest checkpoint this process may hand out: never one beyond the trusted tree. A row the
+   * group commit has committed is visible before its sync returns (group-commit.ts), and the
+   * entries it covers may be as undurable as it is; a note handed out then and lost to a power
+   * cut would be a signed fork of the log that comes back. The trusted tree moves only once the
+   * sync covering the row has returned (make()).
+   */
   latest(): StoredCheckpoint | undefined {
-    return latestCheckpoint(this.options.db);
+    return latestCheckpoint(this.options.db, this.trusted.size);
   }
 
   /** Sign a checkpoint of the log as it is now (if it grew since the last one). Serialized. */
@@ -197,10 +206,11 @@ export class Checkpointer {
 
   /** A checkpoint covering at least `size` entries: the existing one, or a new one. */
   async covering(size: number): Promise<StoredCheckpoint> {
-    const existing = checkpointAtOrAfter(this.options.db, size);
+    // Durable ones only, as latest(): one still waiting for its sync is waited for below.
+    const existing = checkpointAtOrAfter(this.options.db, size, this.trusted.size);
     if (existing) return existing;
     await this.checkpoint();
-    const made = checkpointAtOrAfter(this.options.db, size);
+    const made = checkpointAtOrAfter(this.options.db, size, this.trusted.size);
     if (!made) throw new CountersignError('audit_proof_unavailable', `no checkpoint covers ${size} entries yet`);
     return made;
   }
