@@ -7,9 +7,27 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import type * as CedarModule from '@cedar-policy/cedar-wasm/nodejs';
 import { PolicyEngine, type PolicyRequest } from '../../main/core/policy/policy-engine.js';
 import { isCountersignError } from '../../shared/errors.js';
+
+/**
+ * Injected fault: Cedar's evaluator throwing in this thread (a wasm trap), which a valid policy set
+ * cannot be made to do. The module is the real one; only while `cedarTraps` is set does its
+ * statefulIsAuthorized throw. The worker thread loads its own, untouched copy.
+ */
+let cedarTraps = false;
+vi.mock('@cedar-policy/cedar-wasm/nodejs', async (importOriginal) => {
+  const real = await importOriginal<typeof CedarModule>();
+  return {
+    ...real,
+    statefulIsAuthorized: (...args: Parameters<typeof real.statefulIsAuthorized>) => {
+      if (cedarTraps) throw new Error('unreachable executed');
+      return real.statefulIsAuthorized(...args);
+    },
+  };
+});
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEMO = path.join(ROOT, 'examples/demo');
@@ -126,6 +144,20 @@ describe('policy evaluation in a worker thread', () => {
       expect(inline).toEqual(await engine.evaluateAsync(request));
     }
     expect(engine.inlineEvaluations).toBe(3);
+  });
+
+  it('denies a lone call whose in-thread evaluation throws, as the worker path denies one whose worker failed', async () => {
+    const engine = await open();
+    cedarTraps = true;
+    try {
+      const result = await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'), { inlineIfIdle: true });
+      expect(engine.inlineEvaluations).toBe(1);
+      expect(result.outcome).toBe('deny');
+      expect(result.errors).toEqual(['authorization failed: unreachable executed']);
+    } finally {
+      cedarTraps = false;
+    }
+    expect((await engine.evaluateAsync(transfer('250.00', 'Acme Ltd'), { inlineIfIdle: true })).outcome).toBe('allow');
   });
 
   it('sends a call to the worker when the worker already has one in flight, whatever the caller asks', async () => {

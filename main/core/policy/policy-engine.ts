@@ -268,7 +268,13 @@ export class PolicyEngine {
     if (prepared.done) return prepared.done;
     if (options.inlineIfIdle === true && this.worker.idle) {
       this.inlineEvaluations++;
-      return evaluatePrepared(prepared);
+      try {
+        return evaluatePrepared(prepared);
+      } catch (error) {
+        // As the worker path answers a worker that threw (a wasm trap, say): a deny, never a throw.
+        const message = error instanceof Error ? error.message : String(error);
+        return denyWithErrors(prepared.active.set.hash, [`authorization failed: ${clip(message)}`], []);
+      }
     }
     let result;
     try {
