@@ -70,8 +70,16 @@ describe('team database url', () => {
     expect(
       failure(() => resolveDatabaseConfig({ url: 'postgres://hub@localhost/countersign?host=/var/run/postgresql&sslmode=require' })),
     ).toBe(
-      'config_invalid: the database url names a Unix socket directory (host=/var/run/postgresql), where PostgreSQL has no TLS: drop sslmode=require',
+      'config_invalid: the database url names a Unix socket directory (/var/run/postgresql), where PostgreSQL has no TLS: drop sslmode=require',
     );
+    // The directory as the URL's own host, percent-encoded (pg connects to the socket there): refused alike.
+    expect(failure(() => resolveDatabaseConfig({ url: 'postgres://hub@%2Fvar%2Frun%2Fpostgresql/countersign?sslmode=require' }))).toBe(
+      'config_invalid: the database url names a Unix socket directory (/var/run/postgresql), where PostgreSQL has no TLS: drop sslmode=require',
+    );
+    // host= twice (pg takes the last): refused, whichever it names.
+    expect(
+      failure(() => resolveDatabaseConfig({ url: 'postgres://hub@localhost/countersign?host=db.example&host=/var/run/postgresql' })),
+    ).toBe('config_invalid: the database url names its host parameter more than once');
     // A host name in host= is TCP, as in libpq: TLS stays available.
     expect(effectiveSsl('postgres://hub@localhost/countersign?host=db.example&sslmode=require')).toMatchObject({
       rejectUnauthorized: false,

@@ -76,11 +76,23 @@ export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatab
   // `?host=/var/run/postgresql` (libpq's syntax) connects over the server's Unix socket in that
   // directory, for a database on the hub's own machine: no TCP on either side (about a third of
   // a millisecond of CPU per decision less, docs/team-mode.md). PostgreSQL has no TLS there.
-  const socketDir = url.searchParams.get('host')?.startsWith('/') === true;
-  if (socketDir && sslmode !== 'disable')
+  // Judged as pg reads the URL: a `host=` parameter overrides the URL's host (the last one, when
+  // repeated, so a repeated one is refused outright), and the URL's own host may be the directory
+  // percent-encoded (postgres://user@%2Fvar%2Frun%2Fpostgresql/db).
+  const hostParams = url.searchParams.getAll('host');
+  if (hostParams.length > 1) throw new CountersignError('config_invalid', 'the database url names its host parameter more than once');
+  let urlHost: string;
+  try {
+    urlHost = decodeURIComponent(url.hostname);
+  } catch {
+    throw new CountersignError('config_invalid', 'the database url host is not valid percent-encoding');
+  }
+  const host = hostParams[0] ?? urlHost; // a `host=` parameter overrides the URL's host in pg
+  const socket = host.startsWith('/') ? host : undefined;
+  if (socket !== undefined && sslmode !== 'disable')
     throw new CountersignError(
       'config_invalid',
-      `the database url names a Unix socket directory (host=${url.searchParams.get('host')}), where PostgreSQL has no TLS: drop sslmode=${sslmode}`,
+      `the database url names a Unix socket directory (${socket}), where PostgreSQL has no TLS: drop sslmode=${sslmode}`,
     );
   const rootcert = url.searchParams.get('sslrootcert');
   let ssl: PoolConfig['ssl'];
