@@ -144,6 +144,18 @@ describe('policy evaluation in a worker thread', () => {
       expect(inline).toEqual(await engine.evaluateAsync(request));
     }
     expect(engine.inlineEvaluations).toBe(3);
+    // Params that fail the tool's schema are refused alike (invalid_params), never answered with a deny (review6 F9).
+    const badParams = { ...transfer('1.00', 'Acme Ltd'), params: { amount: 12, currency: 'USD', payee: 'Acme Ltd', memo: '' } };
+    const refusal = (options: { inlineIfIdle?: boolean }) =>
+      engine.evaluateAsync(badParams, options).then(
+        (decision) => ({ answered: decision.outcome }),
+        (error: unknown) => ({ refused: isCountersignError(error) ? error.code : String(error) }),
+      );
+    expect({ inline: await refusal({ inlineIfIdle: true }), worker: await refusal({}) }).toEqual({
+      inline: { refused: 'invalid_params' },
+      worker: { refused: 'invalid_params' },
+    });
+    expect(engine.inlineEvaluations).toBe(4);
   });
 
   it('denies a lone call whose in-thread evaluation throws, as the worker path denies one whose worker failed', async () => {

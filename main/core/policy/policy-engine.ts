@@ -268,13 +268,17 @@ export class PolicyEngine {
     if (prepared.done) return prepared.done;
     if (options.inlineIfIdle === true && this.worker.idle) {
       this.inlineEvaluations++;
+      let answered: CedarAnswer;
       try {
-        return evaluatePrepared(prepared);
+        answered = cedarAnswer(prepared);
       } catch (error) {
         // As the worker path answers a worker that threw (a wasm trap, say): a deny, never a throw.
+        // Only Cedar's own calls are caught: interpret() below throws invalid_params for params
+        // that fail the schema, exactly as on the worker path and in evaluate().
         const message = error instanceof Error ? error.message : String(error);
         return denyWithErrors(prepared.active.set.hash, [`authorization failed: ${clip(message)}`], []);
       }
+      return interpret(prepared, answered.answer, answered.contextCheck);
     }
     let result;
     try {
@@ -505,12 +509,23 @@ function preparedSetOf(active: ActiveSet): PreparedSet {
 
 /** Cedar in this thread for a prepared call (the worker runs the same two calls: cedar-worker.mjs). */
 function evaluatePrepared(prepared: Exclude<Prepared, { done: PolicyDecision }>): PolicyDecision {
+  const { answer, contextCheck } = cedarAnswer(prepared);
+  return interpret(prepared, answer, contextCheck);
+}
+
+interface CedarAnswer {
+  answer: cedar.AuthorizationAnswer;
+  contextCheck: cedar.CheckParseAnswer | undefined;
+}
+
+/** Cedar's calls for a prepared call in this thread: the answer, and on a failure the context's own check. */
+function cedarAnswer(prepared: Exclude<Prepared, { done: PolicyDecision }>): CedarAnswer {
   const answer = cedar.statefulIsAuthorized(prepared.call);
   const contextCheck =
     answer.type === 'failure'
       ? cedar.checkParseContext({ context: prepared.call.context, schema: prepared.active.set.schemaJson, action: prepared.action })
       : undefined;
-  return interpret(prepared, answer, contextCheck);
+  return { answer, contextCheck };
 }
 
 function activate(set: LoadedPolicySet, subsets: boolean): ActiveSet {
