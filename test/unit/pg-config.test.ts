@@ -80,6 +80,10 @@ describe('team database url', () => {
     expect(
       failure(() => resolveDatabaseConfig({ url: 'postgres://hub@localhost/countersign?host=db.example&host=/var/run/postgresql' })),
     ).toBe('config_invalid: the database url names its host parameter more than once');
+    // An empty host= (pg then uses the URL's host, here the socket directory): refused.
+    expect(
+      failure(() => resolveDatabaseConfig({ url: 'postgres://hub@%2Fvar%2Frun%2Fpostgresql/countersign?host=&sslmode=require' })),
+    ).toBe('config_invalid: the database url host parameter is empty');
     // A host name in host= is TCP, as in libpq: TLS stays available.
     expect(effectiveSsl('postgres://hub@localhost/countersign?host=db.example&sslmode=require')).toMatchObject({
       rejectUnauthorized: false,

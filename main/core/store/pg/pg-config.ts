@@ -81,6 +81,8 @@ export function resolveDatabaseConfig(config: TeamDatabaseConfig): ResolvedDatab
   // percent-encoded (postgres://user@%2Fvar%2Frun%2Fpostgresql/db).
   const hostParams = url.searchParams.getAll('host');
   if (hostParams.length > 1) throw new CountersignError('config_invalid', 'the database url names its host parameter more than once');
+  // pg takes an empty `host=` as absent (the URL's host then), so it names nothing: refused too.
+  if (hostParams[0] === '') throw new CountersignError('config_invalid', 'the database url host parameter is empty');
   let urlHost: string;
   try {
     urlHost = decodeURIComponent(url.hostname);
