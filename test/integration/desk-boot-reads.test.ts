@@ -48,6 +48,18 @@ function recordingFetch(cookie: string, asked: string[]): FetchFn {
   };
 }
 
+/** A bridge of the signed-in person that takes the boot reads first; `asked` lists the paths it sent itself. */
+function bridgeTaking(reads: ReturnType<typeof sendBootReads>) {
+  const asked: string[] = [];
+  const bridge = createHttpBridge({
+    baseUrl: base,
+    sessionSecret: h.app.uiSessionSecret,
+    fetch: recordingFetch(person.cookie, asked),
+    prefetched: (path) => reads.take(h.app.uiSessionSecret, path),
+  });
+  return { asked, bridge };
+}
+
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   const error = await promise.then(
     () => undefined,
@@ -60,13 +72,7 @@ describe("the desk's boot reads", () => {
   it("are the bridge's own first reads: it takes each of them and sends none of its own, with the same answers", async () => {
     const reads = sendBootReads({ origin: base, secret: h.app.uiSessionSecret, withQueue: true, fetch: withCookie(person.cookie) });
     expect(reads.left).toBe(1 + BOOT_QUEUE_PATHS.length);
-    const asked: string[] = [];
-    const bridge = createHttpBridge({
-      baseUrl: base,
-      sessionSecret: h.app.uiSessionSecret,
-      fetch: recordingFetch(person.cookie, asked),
-      prefetched: (path) => reads.take(h.app.uiSessionSecret, path),
-    });
+    const { asked, bridge } = bridgeTaking(reads);
     const [session, queue, approvers] = await Promise.all([bridge.getSession(), bridge.listQueue(DESK_QUEUE_PAGE), bridge.listApprovers()]);
     expect(asked).toEqual([]);
     expect(reads.left).toBe(0);
@@ -89,13 +95,7 @@ describe("the desk's boot reads", () => {
   it('outside the queue, read only the session; the queue page is then the bridge’s own request', async () => {
     const reads = sendBootReads({ origin: base, secret: h.app.uiSessionSecret, withQueue: false, fetch: withCookie(person.cookie) });
     expect(reads.left).toBe(1);
-    const asked: string[] = [];
-    const bridge = createHttpBridge({
-      baseUrl: base,
-      sessionSecret: h.app.uiSessionSecret,
-      fetch: recordingFetch(person.cookie, asked),
-      prefetched: (path) => reads.take(h.app.uiSessionSecret, path),
-    });
+    const { asked, bridge } = bridgeTaking(reads);
     await Promise.all([bridge.getSession(), bridge.listQueue(DESK_QUEUE_PAGE)]);
     expect(asked).toEqual([BOOT_QUEUE_PATHS[0]]);
   });

@@ -4,7 +4,7 @@
  * newly named conflicts are merged by the service).
  */
 import type { AgentRegistry } from '../identity/agent-registry.js';
-import type { PolicyEngine } from '../policy/policy-engine.js';
+import { policyRequestFor, type PolicyEngine } from '../policy/policy-engine.js';
 import type { ApprovalPolicyHook } from './approval-service.js';
 import { riskContext } from '../../../shared/risk.js';
 
@@ -19,16 +19,7 @@ export function policyReevaluation(registry: AgentRegistry, policy: PolicyEngine
       if (agent.expiresAt !== undefined && clock() >= agent.expiresAt) {
         return { outcome: 'deny', policyHash: policy.hash, reasons: ["the agent's enrollment has expired"], determiningPolicies: [] };
       }
-      const d = await policy.evaluateAsync({
-        agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
-        tool: call.tool,
-        params: call.params,
-        dataClass: call.dataClass,
-        jurisdiction: call.jurisdiction,
-        provenance: call.provenance,
-        risk: riskContext(risk),
-        now: new Date(clock()),
-      });
+      const d = await policy.evaluateAsync(policyRequestFor(agent, call, riskContext(risk), clock()));
       if (d.outcome === 'deny')
         return { outcome: 'deny', policyHash: d.policyHash, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
       if (d.outcome === 'approval_required' && d.obligation !== undefined) {

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AgentRecord, AgentRegistry } from '../identity/agent-registry.js';
-import type { PolicyDecision, PolicyEngine } from '../policy/policy-engine.js';
+import { policyRequestFor, type PolicyDecision, type PolicyEngine } from '../policy/policy-engine.js';
 import { isHighImpact } from '../policy/policy-set.js';
 import { safeScore, type RiskLearner, type RiskScorer } from '../risk/risk-ports.js';
 import { riskContext, type RiskAssessment } from '../../../shared/risk.js';
@@ -204,25 +204,9 @@ export class DecisionService {
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
     let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation'> = scopeDenial
       ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash }
-      : await this.options.policy.evaluateAsync(
-          {
-            agent: {
-              id: agent.id,
-              owner: agent.owner,
-              group: agent.group,
-              dataClasses: agent.dataClasses,
-              jurisdictions: agent.jurisdictions,
-            },
-            tool: call.tool,
-            params: call.params,
-            dataClass: call.dataClass,
-            jurisdiction: call.jurisdiction,
-            provenance: call.provenance,
-            risk: riskContext(risk),
-            now: new Date(now),
-          },
-          { inlineIfIdle: this.inFlight === 1 },
-        );
+      : await this.options.policy.evaluateAsync(policyRequestFor(agent, call, riskContext(risk), now), {
+          inlineIfIdle: this.inFlight === 1,
+        });
 
     // A tamper alarm is open: the log that vouches for automatic decisions cannot be trusted,
     // so a high-impact call the policy would allow waits for a person instead.
@@ -518,22 +502,7 @@ export class DecisionService {
     const scopeDenial = this.scopeDenial(agent, call.tool, call.dataClass, call.jurisdiction);
     let decision: Pick<PolicyDecision, 'outcome' | 'determiningPolicies' | 'reasons' | 'policyHash' | 'obligation' | 'errors'> = scopeDenial
       ? { outcome: 'deny', determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash, errors: [] }
-      : await this.options.policy.evaluateAsync({
-          agent: {
-            id: agent.id,
-            owner: agent.owner,
-            group: agent.group,
-            dataClasses: agent.dataClasses,
-            jurisdictions: agent.jurisdictions,
-          },
-          tool: call.tool,
-          params: call.params,
-          dataClass: call.dataClass,
-          jurisdiction: call.jurisdiction,
-          provenance: call.provenance,
-          risk: riskContext(risk),
-          now: new Date(now),
-        });
+      : await this.options.policy.evaluateAsync(policyRequestFor(agent, call, riskContext(risk), now));
     const alarm = decision.outcome === 'allow' && isHighImpact(tool) ? this.options.tamperHold?.current() : undefined;
     if (alarm !== undefined) {
       const reason = tamperHoldReason(alarm);

@@ -45,6 +45,29 @@ export interface PolicyRequest {
   now: Date;
 }
 
+/**
+ * The policy request for `call` by `agent` at `now`, with Cedar's view of its risk (riskContext):
+ * one shape for the decision, the dry run and the re-evaluation at approval time. Only the
+ * agent's policy fields are taken, whatever record is passed.
+ */
+export function policyRequestFor(
+  agent: PolicyAgent,
+  call: Pick<PolicyRequest, 'tool' | 'params' | 'dataClass' | 'jurisdiction' | 'provenance'>,
+  risk: PolicyRequest['risk'],
+  now: number,
+): PolicyRequest {
+  return {
+    agent: { id: agent.id, owner: agent.owner, group: agent.group, dataClasses: agent.dataClasses, jurisdictions: agent.jurisdictions },
+    tool: call.tool,
+    params: call.params,
+    dataClass: call.dataClass,
+    jurisdiction: call.jurisdiction,
+    provenance: call.provenance,
+    risk,
+    now: new Date(now),
+  };
+}
+
 export interface PolicyApprovalRequirement {
   /** Distinct people needed. */
   approvals: number;
