@@ -428,18 +428,36 @@ describe('AgentClient outcome after reconnect', () => {
   it('fetches the outcome of its earlier request after reconnecting, and a waiter gets the missed decision', async () => {
     const key = await h.enroll('finance-bot');
     const pushed: DecisionResult[] = [];
-    const c = client('finance-bot', key, { reconnect: { initialDelayMs: 10, maxDelayMs: 40 }, onDecision: (r) => pushed.push(r) });
+    // While `away`, the client's reconnect attempts go to a port nothing listens on (refused, as
+    // for a server still down), so it is back only once the request has expired.
+    let away = false;
+    const webSocket: WebSocketFactory = (url, protocols) => {
+      const target = new URL(url);
+      if (away) target.port = '1';
+      return nodeWebSocket(target.toString(), protocols);
+    };
+    const c = client('finance-bot', key, {
+      webSocket,
+      reconnect: { initialDelayMs: 10, maxDelayMs: 40 },
+      onDecision: (r) => pushed.push(r),
+    });
     const pending = await c.submit(transferCall('48000.00', 'Northwind Traders'));
     expect(pending.state).toBe('pending');
-    const waiting = c.waitForDecision(pending.requestId, { timeoutMs: 5_000 });
+    // Long enough for a server restart on a loaded machine: what is checked is the answer, not how soon it came.
+    const waiting = c.waitForDecision(pending.requestId, { timeoutMs: 25_000 });
     // waitForDecision listens before it fetches; once this later fetch is answered, so is its own.
     await c.getRequest(pending.requestId);
 
+    away = true;
     await stopServer();
     // The approval window (900 s) passes while the agent is away; the request expires server-side
-    // before the agent is back, so no push reaches it: only the SDK's own re-fetch can tell it.
+    // before the agent is back (the expiry here pushes to nobody), so only the SDK's own re-fetch
+    // after its reconnect can tell it. Before, the client could be back before the expiry ran, read
+    // the request still pending and wait for a push that never came (seen in the clean-clone CI).
     const fresh = await startServer({ clock: () => Date.now() + 20 * 60_000 });
     expect((await fresh.decisions.expireDue()).map((e) => e.result.requestId)).toEqual([pending.requestId]);
+    expect(c.connectionState).toBe('reconnecting');
+    away = false;
 
     const decided = await waiting;
     expect(decided).toMatchObject({ requestId: pending.requestId, state: 'expired', decision: 'deny' });
@@ -454,7 +472,7 @@ describe('AgentClient outcome after reconnect', () => {
     expect(fetched.token).toBeUndefined();
     expect(fetched.approval).toBeUndefined();
     expect(pushed.map((r) => [r.requestId, r.state])).toContainEqual([pending.requestId, 'expired']);
-  });
+  }, 40_000);
 
   it('fails a wait in progress with connection_closed when the client is closed', async () => {
     const key = await h.enroll('finance-bot');
