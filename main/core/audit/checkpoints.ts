@@ -6,8 +6,8 @@
  * with the database: a tree that got smaller is a rollback (truncation, an older backup), the
  * same size with another root is a fork. Either way Countersign refuses to start.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Db } from '../store/database.js';
 import { signerForOneSignature, type PublicJwk, type Signer } from '../custody/signer.js';
@@ -64,46 +64,118 @@ export function checkpointAtOrAfter(db: Db, size: number, atMost = Number.MAX_SA
   return row ? { size: row.tree_size, rootHash: toBase64(row.root_hash), at: row.at, note: row.note } : undefined;
 }
 
-/** Write `data` to `file` so that a crash leaves either the old file or the new one. */
-export function writeFileAtomic(file: string, data: string): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+/**
+ * One step of an atomic file write; `handle` is what the `open` step before it returned (a file
+ * descriptor in the synchronous runner, a FileHandle in the asynchronous one).
+ */
+export type AtomicWriteStep =
+  | { op: 'mkdir'; path: string }
+  | { op: 'open'; path: string; flags: 'w' | 'r'; mode?: number }
+  | { op: 'write'; handle: unknown; data: string }
+  | { op: 'fsync'; handle: unknown }
+  | { op: 'close'; handle: unknown }
+  | { op: 'rename'; from: string; to: string };
+
+/**
+ * The crash-safety order of writing `data` to `file`, in one place for both runners below: the
+ * whole new content goes to a temporary file and is fsynced before the rename, so a crash leaves
+ * the old file or the new one, never a torn one; the directory is fsynced after the rename, so the
+ * rename itself survives a power cut. A runner performs each step and resumes the list with its
+ * result, or throws the step's error into it (the `finally` steps still run, as plain code would).
+ */
+function* atomicWriteSteps(file: string, data: string): Generator<AtomicWriteStep, void, unknown> {
+  const dir = dirname(file);
+  yield { op: 'mkdir', path: dir };
   const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
+  const handle: unknown = yield { op: 'open', path: tmp, flags: 'w', mode: 0o600 };
   try {
-    writeSync(fd, data);
-    fsyncSync(fd);
+    yield { op: 'write', handle, data };
+    yield { op: 'fsync', handle };
   } finally {
-    closeSync(fd);
+    yield { op: 'close', handle };
   }
-  renameSync(tmp, file);
-  const dirFd = openSync(dirname(file), 'r');
+  yield { op: 'rename', from: tmp, to: file };
+  const dirHandle: unknown = yield { op: 'open', path: dir, flags: 'r' };
   try {
-    fsyncSync(dirFd);
+    yield { op: 'fsync', handle: dirHandle };
   } finally {
-    closeSync(dirFd);
+    yield { op: 'close', handle: dirHandle };
+  }
+}
+
+/** Performs one step on the calling thread. Tests wrap it to record the order or inject a fault. */
+export type AtomicWriteFs = (step: AtomicWriteStep) => unknown;
+/** Performs one step on libuv's thread pool. */
+export type AtomicWriteFsAsync = (step: AtomicWriteStep) => Promise<unknown>;
+
+export const atomicWriteFs: AtomicWriteFs = (step) => {
+  switch (step.op) {
+    case 'mkdir':
+      return mkdirSync(step.path, { recursive: true, mode: 0o700 });
+    case 'open':
+      return openSync(step.path, step.flags, step.mode);
+    case 'write':
+      // writeFileSync on a descriptor writes until every byte is out (writeSync may write part).
+      return writeFileSync(step.handle as number, step.data);
+    case 'fsync':
+      return fsyncSync(step.handle as number);
+    case 'close':
+      return closeSync(step.handle as number);
+    case 'rename':
+      return renameSync(step.from, step.to);
+  }
+};
+
+export const atomicWriteFsAsync: AtomicWriteFsAsync = async (step) => {
+  switch (step.op) {
+    case 'mkdir':
+      return mkdir(step.path, { recursive: true, mode: 0o700 });
+    case 'open':
+      return open(step.path, step.flags, step.mode);
+    case 'write':
+      return (step.handle as FileHandle).writeFile(step.data);
+    case 'fsync':
+      return (step.handle as FileHandle).sync();
+    case 'close':
+      return (step.handle as FileHandle).close();
+    case 'rename':
+      return rename(step.from, step.to);
+  }
+};
+
+/** Write `data` to `file` so that a crash leaves either the old file or the new one (atomicWriteSteps). */
+export function writeFileAtomic(file: string, data: string, fs: AtomicWriteFs = atomicWriteFs): void {
+  const steps = atomicWriteSteps(file, data);
+  let next = steps.next();
+  while (!next.done) {
+    let result: unknown;
+    try {
+      result = fs(next.value);
+    } catch (error) {
+      next = steps.throw(error);
+      continue;
+    }
+    next = steps.next(result);
   }
 }
 
 /**
- * writeFileAtomic off the event loop (libuv's thread pool does the writes and both fsyncs): the
- * running checkpointer's copy, so its disk flushes never stall the decisions in flight (issue #12).
+ * writeFileAtomic off the event loop, the same steps in the same order (libuv's thread pool does
+ * the writes and both fsyncs): the running checkpointer's copy, so its disk flushes never stall
+ * the decisions in flight (issue #12).
  */
-export async function writeFileAtomicAsync(file: string, data: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
-  const dir = await open(dirname(file), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
+export async function writeFileAtomicAsync(file: string, data: string, fs: AtomicWriteFsAsync = atomicWriteFsAsync): Promise<void> {
+  const steps = atomicWriteSteps(file, data);
+  let next = steps.next();
+  while (!next.done) {
+    let result: unknown;
+    try {
+      result = await fs(next.value);
+    } catch (error) {
+      next = steps.throw(error);
+      continue;
+    }
+    next = steps.next(result);
   }
 }
 
