@@ -21,6 +21,7 @@ import { AgentClient, type WebSocketLike } from '../shared/agent-client.js';
 import { generateAgentKey, importAgentKey } from '../shared/agent-keys.js';
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../shared/enrollment.js';
 import { McpProxy, type CallStage } from '../main/mcp/proxy.js';
+import { nodeAgentKey } from '../main/mcp/node-signature.js';
 import { mapCall, parseMapping } from '../main/mcp/mapping.js';
 import { ensurePeople } from '../test/helpers/harness.js';
 
@@ -49,7 +50,11 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
     }),
   );
   const app = await startCountersign({ dataDir, log: () => undefined });
-  const key = await importAgentKey(await generateAgentKey('EdDSA'));
+  const privateJwk = await generateAgentKey('EdDSA');
+  // The agent SDK's key (WebCrypto) for the bare decision, as an agent host has it; the proxy's
+  // own (node:crypto, synchronous), as `countersign mcp-proxy` loads it: the same key.
+  const key = await importAgentKey(privateJwk);
+  const proxyKey = await nodeAgentKey(privateJwk);
   ensurePeople(app, 'olga@example.com');
   app.registry.enroll(await verifyEnrollmentRequest(await createEnrollmentRequest(key, 'mcp-bench', 'mcp-bench')), {
     owner: 'olga@example.com',
@@ -79,7 +84,7 @@ export async function runMcpProxyBench(options: { calls: number; seconds: number
         marks[stage] = performance.now();
       },
       agentId: 'mcp-bench',
-      key,
+      key: proxyKey,
       countersignUrl: app.url,
       mapping,
       domain: 'test',

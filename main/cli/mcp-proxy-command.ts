@@ -9,7 +9,6 @@ import { basename, join, resolve } from 'node:path';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { CountersignError } from '../../shared/errors.js';
 import { parseStrictJson } from '../../shared/canonical-json.js';
-import { importAgentKey } from '../../shared/agent-keys.js';
 import { defaultDataDir } from '../core/config.js';
 import { readAgentKeyFile } from './agent-key-file.js';
 import { emptyMapping, parseMapping, type MappingFile } from '../mcp/mapping.js';
@@ -17,6 +16,7 @@ import { McpProxy, type Downstream } from '../mcp/proxy.js';
 import { printHostConfig } from '../mcp/host-config.js';
 import { listenMcpHttp, parseListenAddress } from '../mcp/http-listener.js';
 import { readTlsTrust } from '../mcp/tls-trust.js';
+import { nodeAgentKey } from '../mcp/node-signature.js';
 
 export const MCP_PROXY_USAGE = `usage: countersign mcp-proxy --agent KEY_FILE [--map FILE] [--countersign URL] [--domain production|test]
                              [--state FILE] [--listen [HOST:]PORT] (-- COMMAND [ARGS...] | --url URL)
@@ -127,7 +127,8 @@ export async function mcpProxyCommand(argv: string[]): Promise<number> {
 
   const keyFile = await readAgentKeyFile(resolve(values.agent));
   const agentId = values['agent-id'] ?? keyFile.agentId;
-  const key = await importAgentKey(keyFile.privateJwk);
+  // Signs each call envelope in this thread (node:crypto), not through WebCrypto's thread pool.
+  const key = await nodeAgentKey(keyFile.privateJwk);
   const domain = values.domain ?? 'production';
   if (domain !== 'production' && domain !== 'test') throw new CountersignError('config_invalid', '--domain must be production or test');
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
