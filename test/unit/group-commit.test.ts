@@ -248,21 +248,66 @@ describe('group commit', () => {
     expect(ran).toBe(false);
   });
 
-  it('syncs the write-ahead log through descriptors held across groups (one per concurrent sync), released by close()', async () => {
+  it('syncs the write-ahead log through descriptors held across groups (one for lone groups, one per concurrent sync), released by close()', async () => {
     const wal = `${join(dir, 'c.db')}-wal`;
     // Descriptors of this process open on the WAL file (SQLite's own connections hold some).
     const walDescriptors = () => readdirSync('/proc/self/fd').filter((fd) => readlinkOr(`/proc/self/fd/${fd}`) === wal).length;
     const committer = new GroupCommitter(db);
     const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
-    await committer.run(() => insert.run('first'));
-    expect(count()).toBe(1); // the reader's connection has opened the WAL too
+    await committer.run(() => insert.run('first')); // alone: the inline descriptor
+    await Promise.all([committer.run(() => insert.run('second')), committer.run(() => insert.run('third'))]); // a slot's
+    expect(count()).toBe(3); // the reader's connection has opened the WAL too
     const held = walDescriptors();
-    for (let group = 0; group < 5; group++)
+    for (let group = 0; group < 5; group++) {
       await Promise.all([committer.run(() => insert.run(`g${group}a`)), committer.run(() => insert.run(`g${group}b`))]);
+      await committer.run(() => insert.run(`g${group}c`));
+    }
     expect(walDescriptors()).toBe(held);
-    expect(count()).toBe(11);
+    expect(count()).toBe(18);
     await committer.close();
-    expect(walDescriptors()).toBe(held - 1);
+    expect(walDescriptors()).toBe(held - 2);
+  });
+
+  it('syncs a lone group in the event loop’s own thread: settled, durable, before the next turn', async () => {
+    const committer = new GroupCommitter(db);
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    let settled = false;
+    const unit = committer.run(() => insert.run('alone')).then(() => (settled = true));
+    // Queued after the flush's setImmediate: runs after the flush and the microtasks it settled.
+    const seenNextTurn = await new Promise<boolean>((resolve) => setImmediate(() => resolve(settled)));
+    expect(seenNextTurn).toBe(true);
+    await unit;
+    expect(count()).toBe(1);
+  });
+
+  it('sends a group of two units, and a lone group when told not to inline, to the thread pool (settled in a later turn)', async () => {
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    for (const [committer, units] of [
+      [new GroupCommitter(db), ['p1', 'p2']],
+      [new GroupCommitter(db, { syncLoneGroupInline: false }), ['q1']],
+    ] as const) {
+      let settled = 0;
+      const all = Promise.all(units.map((k) => committer.run(() => insert.run(k)).then(() => settled++)));
+      const seenNextTurn = await new Promise<number>((resolve) => setImmediate(() => resolve(settled)));
+      expect(seenNextTurn).toBe(0);
+      await all;
+      expect(settled).toBe(units.length);
+      await committer.close();
+    }
+    expect(count()).toBe(3);
+  });
+
+  it('settles a lone group committed while an earlier group waits for its sync after that group (commit order)', async () => {
+    const committer = new GroupCommitter(db);
+    const insert = db.prepare('INSERT INTO t (k) VALUES (?)');
+    const order: string[] = [];
+    const pair = Promise.all([committer.run(() => insert.run('a1')), committer.run(() => insert.run('a2'))]).then(() => order.push('pair'));
+    // The pair's group is committed and its sync runs on the pool: this lone unit must not overtake it.
+    await new Promise((resolve) => setImmediate(resolve));
+    const lone = committer.run(() => insert.run('b')).then(() => order.push('lone'));
+    await Promise.all([pair, lone]);
+    expect(order).toEqual(['pair', 'lone']);
+    expect(count()).toBe(3);
   });
 
   it('on a database in memory, settles after the COMMIT with no file to sync', async () => {

@@ -35,8 +35,18 @@
  * to the database closes (or it leaves WAL mode, which needs every other connection gone), and
  * this committer's connection is open while it syncs; a checkpoint rewinds or truncates the
  * same file.
+ *
+ * A lone group (issue #12 open loop, #14): one unit, nothing queued behind it, no earlier group
+ * waiting and no sync running, is synced in the event loop's own thread (fdatasync through a
+ * descriptor of its own, held like the slots'), then settled in the same turn. The thread pool's
+ * round trip costs such a call two thread wake-ups (the pool's thread, then the event loop's),
+ * each a wait for a CPU on a loaded machine, and there is no next group whose work the sync could
+ * overlap: no decision is waiting to commit. A frame that arrives during that sync is read after
+ * it, as it is read after any other turn. As soon as a second unit, a queued one or a running
+ * sync exists, groups go to the thread pool exactly as above. The same fail-stop rule holds: a
+ * failed inline sync fails its group and every later one.
  */
-import { close, fdatasync, open } from 'node:fs';
+import { close, closeSync, fdatasync, fdatasyncSync, open, openSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Db } from './database.js';
@@ -68,6 +78,12 @@ export interface GroupCommitOptions {
    * 1: a group committed during a sync waits for it, then shares the next one.
    */
   maxSyncsInFlight?: number;
+  /**
+   * A group alone — one unit, nothing queued behind it, no group waiting for a sync and no sync
+   * running — is synced in the event loop's own thread (default true; only with the default sync,
+   * never with `syncFile`). See "A lone group" in the file comment.
+   */
+  syncLoneGroupInline?: boolean;
   /**
    * Per group (benchmarks, `--stage-timings`): `commit`, the event loop's time in the group's
    * transaction (every unit's savepoint and the COMMIT, with any WAL checkpoint SQLite runs in
@@ -142,6 +158,10 @@ export class GroupCommitter {
   private readonly slots: Array<{ sync: FileSync; held?: HeldFileSync; busy: boolean }>;
   private failedWith: { error: CountersignError } | undefined;
   private readonly onTiming: GroupCommitOptions['onTiming'];
+  /** Sync lone groups in this thread (see the file comment); false with an injected `syncFile`. */
+  syncLoneGroupInline: boolean;
+  /** The descriptor lone groups sync through (opened at the first, closed by close()). */
+  private inlineFd: number | undefined;
 
   constructor(
     private readonly db: Db,
@@ -149,6 +169,7 @@ export class GroupCommitter {
   ) {
     this.maxBatch = Math.max(1, options.maxBatch ?? 256);
     this.onTiming = options.onTiming;
+    this.syncLoneGroupInline = options.syncFile === undefined && (options.syncLoneGroupInline ?? true);
     const slots = Math.max(1, Math.floor(options.maxSyncsInFlight ?? 2));
     this.slots = Array.from({ length: slots }, () => {
       if (options.syncFile !== undefined) return { sync: options.syncFile, busy: false };
@@ -214,6 +235,15 @@ export class GroupCommitter {
     await this.durable().catch(() => undefined);
     while (this.slots.some((slot) => slot.busy)) await new Promise((r) => setImmediate(r));
     for (const slot of this.slots) await slot.held?.close();
+    if (this.inlineFd !== undefined) {
+      const fd = this.inlineFd;
+      this.inlineFd = undefined;
+      try {
+        closeSync(fd);
+      } catch {
+        // nothing is left to sync through it
+      }
+    }
   }
 
   private flush(): void {
@@ -246,6 +276,27 @@ export class GroupCommitter {
     }
     if (!deferSync) {
       this.durableSeq = committed.seq;
+      return settle(committed);
+    }
+    if (
+      this.syncLoneGroupInline &&
+      batch.length === 1 &&
+      this.queue.length === 0 &&
+      this.unsettled.length === 0 &&
+      !this.slots.some((slot) => slot.busy)
+    ) {
+      try {
+        this.inlineFd ??= openSync(this.walFile, 'r');
+        fdatasyncSync(this.inlineFd);
+      } catch (cause) {
+        const error = syncFailed(cause);
+        this.failedWith = { error };
+        for (const unit of batch) unit.reject(error);
+        return;
+      }
+      this.durableSeq = committed.seq;
+      this.startedCoverSeq = Math.max(this.startedCoverSeq, committed.seq);
+      if (committed.committedAt !== undefined) this.onTiming?.('sync', performance.now() - committed.committedAt);
       return settle(committed);
     }
     this.unsettled.push(committed);
@@ -281,17 +332,21 @@ export class GroupCommitter {
       (cause: unknown) => {
         slot.busy = false;
         if (this.failedWith !== undefined) return;
-        const error = new CountersignError(
-          'store_failed',
-          'the database could not make its write-ahead log durable, so nothing more is issued until countersign restarts',
-          { cause },
-        );
+        const error = syncFailed(cause);
         this.failedWith = { error };
         // Nothing not yet settled is released, whatever a sync still running answers.
         for (const group of this.unsettled.splice(0)) for (const unit of group.batch) unit.reject(error);
       },
     );
   }
+}
+
+function syncFailed(cause: unknown): CountersignError {
+  return new CountersignError(
+    'store_failed',
+    'the database could not make its write-ahead log durable, so nothing more is issued until countersign restarts',
+    { cause },
+  );
 }
 
 /** A committed group waiting for its sync: each unit's outcome, released together. */
