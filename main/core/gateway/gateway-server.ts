@@ -718,7 +718,12 @@ type ParsedFrame = { ok: true; request: ClientRequest } | { ok: false; id: strin
 /** Strict JSON, then the method name (an unknown one is method_unknown), then the schema. */
 function parseFrame(data: RawData): ParsedFrame {
   // ws has already validated UTF-8 (invalid text frames close with 1007) and the size limit (1009).
-  const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+  // A Buffer is decoded where it lies (Buffer.from would copy it first: every frame, every call).
+  const text = Array.isArray(data)
+    ? Buffer.concat(data).toString('utf8')
+    : Buffer.isBuffer(data)
+      ? data.toString('utf8')
+      : Buffer.from(data).toString('utf8');
   let message: unknown;
   try {
     message = parseStrictJson(text);
