@@ -304,9 +304,13 @@ describe('audit log: tampering', () => {
   it('a stored subtree hash altered (records and leaves intact): audit verify names its range', async () => {
     const w = await world();
     await run(w, 6);
-    tamper(w, (db) =>
-      expect(db.prepare('UPDATE audit_tree SET hash = ? WHERE level = 2 AND end_leaf = 8').run(Buffer.alloc(32, 9)).changes).toBe(1),
-    );
+    // Entry 8's row holds the subtrees its leaf completes (5..8 is level 2, the second hash).
+    tamper(w, (db) => {
+      const { subtrees } = db.prepare<[], { subtrees: Buffer }>('SELECT subtrees FROM audit_log WHERE seq = 8').get()!;
+      expect(subtrees.length).toBe(3 * 32);
+      subtrees.fill(9, 32, 64);
+      expect(db.prepare('UPDATE audit_log SET subtrees = ? WHERE seq = 8').run(subtrees).changes).toBe(1);
+    });
     expect(inspect(w, ({ audit }) => audit.verify())).toEqual({
       ok: false,
       badSeq: 5,
@@ -323,8 +327,12 @@ describe('audit log: tampering', () => {
       message: expect.stringContaining('missing 1 of its') as unknown,
     });
     expect(inspect(w, ({ audit }) => audit.verify())).toEqual({ ok: false, badSeq: 4, reason: 'entry missing' });
-    const { result } = await exportAndVerify(w);
-    expect(result).toMatchObject({ ok: false, firstBadSeq: 4, reason: 'entry 4 is missing' });
+    // Entry 4's row also held the hashes of entries 3..4 and 1..4 (migration 22): the export cannot
+    // prove the checkpoints' consistency across them, and refuses with audit_corrupt.
+    await expect(exportAndVerify(w)).rejects.toMatchObject({
+      code: 'audit_corrupt',
+      message: 'the audit tree is missing the hash of subtree 2/0',
+    });
   });
 
   it('the tail truncated: refused at start (the tree got smaller than its checkpoint)', async () => {
@@ -357,7 +365,7 @@ describe('audit log: tampering', () => {
     await run(w, 6);
     tamper(w, (db) => {
       db.prepare(`UPDATE audit_log SET record = replace(record, '"kind":"', '"kind":"edited.') WHERE seq = 6`).run();
-      db.prepare('UPDATE audit_log SET leaf = NULL').run();
+      db.prepare('UPDATE audit_log SET leaf = NULL, subtrees = NULL').run();
       db.prepare('DELETE FROM audit_tree').run();
       db.prepare('DELETE FROM audit_checkpoints').run();
     });
@@ -388,7 +396,7 @@ describe('audit log: tampering', () => {
     const size = inspect(w, ({ audit }) => audit.size());
     // The attacker's version of two future entries, hashed into a complete, consistent tree…
     tamper(w, (db) => {
-      const entry = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id) VALUES (?, 0, ?, ?, NULL)');
+      const entry = db.prepare('INSERT INTO audit_log (seq, at, kind, record) VALUES (?, 0, ?, ?)');
       for (let seq = size + 1; seq <= size + 2; seq++)
         entry.run(seq, 'server.started', JSON.stringify({ at: 0, forged: true, kind: 'server.started', seq }));
     });

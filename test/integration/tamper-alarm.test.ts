@@ -60,9 +60,9 @@ function rewriteRecord(dbFile: string, seq: number, rewrite: (record: string) =>
     const { record } = db.prepare<[number], { record: string }>('SELECT record FROM audit_log WHERE seq = ?').get(seq)!;
     db.prepare('UPDATE audit_log SET record = ? WHERE seq = ?').run(rewrite(record), seq);
     // A thorough forger also throws the tree's hashes away; the server recomputes them from the records.
-    if (options.rehash) db.exec('UPDATE audit_log SET leaf = NULL; DELETE FROM audit_tree');
-    db.exec(`CREATE TRIGGER audit_log_no_update BEFORE UPDATE OF seq, at, kind, record, request_id ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-             CREATE TRIGGER audit_log_leaf_once BEFORE UPDATE OF leaf ON audit_log WHEN OLD.leaf IS NOT NULL BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+    if (options.rehash) db.exec('UPDATE audit_log SET leaf = NULL, subtrees = NULL; DELETE FROM audit_tree');
+    db.exec(`CREATE TRIGGER audit_log_no_update BEFORE UPDATE OF seq, at, kind, record, request_key ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+             CREATE TRIGGER audit_log_leaf_once BEFORE UPDATE OF leaf, subtrees ON audit_log WHEN OLD.leaf IS NOT NULL BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
              CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;`);
   } finally {
     db.close();
@@ -343,7 +343,9 @@ describe('the tamper alarm', () => {
     const allowed = await finance.submit(transferCall('250.00'));
     app.audit.syncTree();
     const seq = (
-      app.db.prepare("SELECT seq FROM audit_log WHERE kind = 'decision.allow' AND request_id = ?").get(allowed.requestId) as { seq: number }
+      app.db
+        .prepare("SELECT seq FROM audit_log WHERE kind = 'decision.allow' AND json_extract(record, '$.requestId') = ?")
+        .get(allowed.requestId) as { seq: number }
     ).seq;
     rewriteRecord(join(h.dataDir, 'countersign.db'), seq, (r) => r.replace('"250.00"', '"25000.00"'));
 

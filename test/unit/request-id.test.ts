@@ -5,7 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { newRequestId, orderedTime } from '../../main/core/store/request-id.js';
+import { newRequestId, orderedTime, requestKey } from '../../main/core/store/request-id.js';
 
 const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
@@ -51,5 +51,21 @@ describe('request ids', () => {
     expect(orderedTime(Number.NaN)).toBe(orderedTime(0));
     expect(orderedTime(2 ** 60)).toBe(orderedTime(2 ** 48 - 1));
     expect(orderedTime(12.9)).toBe(orderedTime(12));
+  });
+
+  it("give the audit log's integer key: a safe integer that orders as the ids' times, any string included", () => {
+    const start = 1_790_000_000_000;
+    const times = Array.from({ length: 300 }, (_, i) => start + i * 7 + (i % 5) * 1_000);
+    const sorted = [...times].sort((a, b) => a - b);
+    const keyed = sorted.map((t) => requestKey(newRequestId(t)));
+    for (let i = 1; i < keyed.length; i++) {
+      if (sorted[i]! > sorted[i - 1]!) expect(keyed[i]!).toBeGreaterThan(keyed[i - 1]!);
+    }
+    // The key starts with the time: two ids of one millisecond differ at most in the key's last 11 bits.
+    expect(Math.floor(requestKey(newRequestId(start)) / 2048)).toBe(start);
+    for (const id of [newRequestId(2 ** 48 - 1), 'req_~~~~~~~~~~~~', '', 'x', 'req_é€😀é€😀é€😀é€😀', 'req_zzzzzzzzzzzz']) {
+      expect(Number.isSafeInteger(requestKey(id))).toBe(true);
+      expect(requestKey(id)).toBeGreaterThanOrEqual(0);
+    }
   });
 });

@@ -20,6 +20,7 @@ import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import type { Db } from '../store/database.js';
 import type { PublicJwk } from '../custody/signer.js';
 import { merkleHasher, type AuditLog } from './audit-log.js';
+import { requestKey } from '../store/request-id.js';
 import { latestCheckpoint } from './checkpoints.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { toBase64 } from '../../../shared/checkpoint-note.js';
@@ -80,7 +81,11 @@ export function exportAudit(options: { db: Db; log: AuditLog; origin: string; fi
           ? db
               .prepare<[number, number, number], Row>(`${withLeaf} AND l.at >= ? AND l.at <= ? ORDER BY l.seq`)
               .iterate(n, selection.since, selection.until)
-          : db.prepare<[number, string], Row>(`${withLeaf} AND l.request_id = ? ORDER BY l.seq`).iterate(n, selection.requestId);
+          : db
+              .prepare<[number, number, string], Row>(
+                `${withLeaf} AND l.request_key = ? AND json_extract(l.record, '$.requestId') = ? ORDER BY l.seq`,
+              )
+              .iterate(n, requestKey(selection.requestId), selection.requestId);
     // A damaged log is exported as it is: naming what is wrong is the verifier's job.
     for (const row of rows) {
       const inclusion = selection.kind === 'all' ? '' : `,"inclusion":${JSON.stringify(log.inclusionProof(row.seq - 1, n).map(toBase64))}`;

@@ -3,24 +3,27 @@
  * leaf `seq - 1`; its data is the entry's canonical (JCS) record. Each append writes the entry
  * inside the caller's transaction, so an audit record that cannot be written takes the decision
  * it belongs to down with it. The same append hashes the record it has just written into its
- * leaf, stored in the entry's own row (migration 21), and every subtree that leaf completes
- * (audit_tree, one small row on average), in that transaction too: a rolled-back append leaves
- * nothing to undo, and the record is hashed from the bytes in hand instead of being read back
- * later. Only when the stored tree does not end exactly where the log did (entries written
- * before the Merkle log, or by a version that hashed later) does the append leave its leaf NULL
+ * leaf and every subtree that leaf completes, and stores them in the entry's own row (`leaf`,
+ * migration 21; `subtrees`, migration 22): one INSERT per append, in that transaction, so a
+ * rolled-back append leaves nothing to undo, and the record is hashed from the bytes in hand
+ * instead of being read back later. The left siblings those subtrees need are the tree's right
+ * edge, which the appender keeps in memory while the log's last row is the one it wrote (checked
+ * on every append; anything else, such as a rolled-back append, reads them from the table).
+ * Only when the stored tree does not end exactly where the log did (entries written
+ * before the Merkle log, or by a version that hashed later) does the append leave its hashes NULL
  * and hashing to `syncTree`, which hashes entries in order, in its own transaction, and is run
  * before any root, proof or checkpoint is read. What vouches for the log is the
  * signed checkpoint (checkpoints.ts), which re-hashes every record it covers from the record
  * itself; docs/audit.md is the format.
  */
 import { createHash, hash as oneShot } from 'node:crypto';
-import type Database from 'better-sqlite3';
 import type { Db } from '../store/database.js';
 import { canonicalizeWith, type JsonObject } from '../../../shared/canonical-json.js';
 import { CanonicalUtf8Writer } from '../../../shared/canonical-utf8.js';
 import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, rangeHashOfSubtrees } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
+import { requestKey } from '../store/request-id.js';
 import { assertAuditEvent, type AuditEventFields, type AuditKind } from '../../../shared/audit-events.js';
 
 /** The closed set of kinds and each one's fields live in shared/audit-events.ts. */
@@ -86,16 +89,49 @@ const nodeHasher = new NodeMerkleHasher(sha256);
 
 export const merkleHasher: MerkleHasher = nodeHasher;
 
-/** Node rows written by one INSERT statement in syncTree (3 parameters each, well under SQLite's limit). */
-const NODES_PER_INSERT = 64;
-
 const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 
+/** Bytes of one hash in a row's `subtrees`. */
+const HASH_BYTES = 32;
+
 /**
- * audit_tree's key of subtree `idx` at `level`: where its leaves end. An append's leaf and every
- * subtree it completes end at the same leaf, so one commit's rows sit together (migration 20).
+ * Where subtree `idx` at `level` ends: the entry (seq) whose leaf completes it, whose row holds
+ * its hash (`subtrees`, level 1 at offset 0; a leaf's is the row's `leaf`).
  */
 export const endLeafOf = (level: number, idx: number): number => (idx + 1) * 2 ** level;
+
+/** How many subtrees leaf `index` completes: its trailing one bits. */
+export function completedBy(index: number): number {
+  let n = 0;
+  for (let i = index; i % 2 === 1; i = (i - 1) / 2) n++;
+  return n;
+}
+
+/** Level `level` (>= 1) of a row's `subtrees`, or undefined when the row holds fewer. */
+export function subtreeAt(subtrees: Uint8Array | null | undefined, level: number): Uint8Array | undefined {
+  const at = (level - 1) * HASH_BYTES;
+  if (subtrees === null || subtrees === undefined || subtrees.length < at + HASH_BYTES) return undefined;
+  return subtrees.subarray(at, at + HASH_BYTES);
+}
+
+/**
+ * The appender's copy of the tree's right edge: `levels[k]` is the hash of the complete subtree
+ * at level k that ends where the log ends (undefined: not known, read from the table when
+ * needed). Valid only while the log's last entry is `size` with leaf `tailLeaf`.
+ */
+interface RightEdge {
+  size: number;
+  tailLeaf: Uint8Array;
+  levels: Array<Uint8Array | undefined>;
+  /** The connection's PRAGMA data_version when the tail was last read: it moves when another connection commits. */
+  dataVersion: number;
+}
+
+/**
+ * The right edge of each connection's log, shared by every AuditLog on it (any of them appending
+ * moves it). A WeakMap: it goes with the connection.
+ */
+const rightEdges = new WeakMap<Db, RightEdge>();
 
 /** log2 of a power of two, exactly. */
 function levelOf(n: number): number {
@@ -117,11 +153,10 @@ export class AuditLog {
   private readonly insert;
   private readonly last;
   private readonly tail;
-  private readonly setLeaf;
-  private readonly insertNodesOf: Database.Statement[] = [];
-  private readonly insertNode;
-  private readonly insertNodes;
-  private readonly getNode;
+  private readonly lastSeq;
+  private readonly dataVersion;
+  private readonly setHashes;
+  private readonly getSubtrees;
   private readonly getLeaf;
   private readonly treeTop;
   private readonly leafTop;
@@ -132,24 +167,24 @@ export class AuditLog {
   private readonly recordWriter = new CanonicalUtf8Writer();
 
   constructor(private readonly db: Db) {
-    this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_id, leaf) VALUES (?, ?, ?, ?, ?, ?)');
+    this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_key, leaf, subtrees) VALUES (?, ?, ?, ?, ?, ?, ?)');
     this.last = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1');
-    this.tail = db.prepare<[], { seq: number; leaf: Buffer | null }>('SELECT seq, leaf FROM audit_log ORDER BY seq DESC LIMIT 1');
-    // A leaf is set once (the audit_log_leaf_once trigger refuses a second write).
-    this.setLeaf = db.prepare('UPDATE audit_log SET leaf = ? WHERE seq = ? AND leaf IS NULL');
-    // A row already stored under an append's key was planted: verify and the start-up check name it.
-    this.insertNode = db.prepare('INSERT INTO audit_tree (end_leaf, level, hash) VALUES (?, ?, ?)');
-    this.insertNodes = db.prepare(
-      `INSERT INTO audit_tree (end_leaf, level, hash) VALUES ${Array.from({ length: NODES_PER_INSERT }, () => '(?, ?, ?)').join(', ')}`,
-    );
-    this.getNode = db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_tree WHERE end_leaf = ? AND level = ?');
+    // [seq, leaf] of the last entry, read when the kept right edge cannot be trusted.
+    this.tail = db.prepare<[], [number, Buffer | null]>('SELECT seq, leaf FROM audit_log ORDER BY seq DESC LIMIT 1').raw();
+    // The last entry's seq alone: a fifth of the cost of reading its leaf too (a Buffer per read).
+    this.lastSeq = db.prepare<[], number>('SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1').pluck();
+    this.dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
+    // Leaf and subtrees are set once, together (the audit_log_leaf_once trigger refuses a second write).
+    this.setHashes = db.prepare('UPDATE audit_log SET leaf = ?, subtrees = ? WHERE seq = ? AND leaf IS NULL');
+    this.getSubtrees = db.prepare<[number], { subtrees: Buffer | null }>('SELECT subtrees FROM audit_log WHERE seq = ?');
     this.getLeaf = db.prepare<[number], { leaf: Buffer | null }>('SELECT leaf FROM audit_log WHERE seq = ?');
-    // Where the stored subtrees end (above the leaves, or a level-0 row only an intruder writes now).
+    // audit_tree holds no hash since migration 22: any row there is planted (or was, for entries
+    // that did not exist at the upgrade), and the start-up check refuses one past the log's end.
     this.treeTop = db.prepare<[], { top: number | null }>('SELECT MAX(end_leaf) AS top FROM audit_tree');
     // The last hashed entry: the log's last row, unless entries wait for syncTree.
     this.leafTop = db.prepare<[], { seq: number }>('SELECT seq FROM audit_log WHERE leaf IS NOT NULL ORDER BY seq DESC LIMIT 1');
-    this.pendingRows = db.prepare<[number, number], { seq: number; record: string }>(
-      'SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?',
+    this.pendingRows = db.prepare<[number, number], { seq: number; record: string; subtrees: Buffer | null }>(
+      'SELECT seq, record, subtrees FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?',
     );
     this.withLeaves = db.prepare<[number, number], { seq: number; record: string; leaf: Buffer | null }>(
       'SELECT seq, record, leaf FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq',
@@ -164,9 +199,10 @@ export class AuditLog {
    */
   append<K extends AuditKind>(kind: K, at: number, event: AuditEventFields<K>): AuditEntry {
     assertAuditEvent(kind, event);
-    // The last entry and its leaf hash (null when the tree lags behind the log) in one read.
-    const tail = this.tail.get();
-    const seq = (tail?.seq ?? 0) + 1;
+    // Where the log ends, and the hashed tree's right edge there (undefined when the tree lags behind the log).
+    const size = this.lastSeq.get() ?? 0;
+    const edge = this.edgeAt(size);
+    const seq = size + 1;
     const fields = event as JsonObject;
     const extra = { kind, at, seq };
     // The record's canonical bytes go straight after the leaf's 0x00 prefix, so the leaf hash
@@ -182,43 +218,65 @@ export class AuditLog {
     } else {
       record = canonicalizeWith(fields, extra);
     }
-    // The leaf is stored only where the hashed tree ends right before it; otherwise syncTree hashes in order.
-    const hashed = tail === undefined || tail.leaf !== null;
-    if (hashed) leaf ??= nodeHasher.leafOfText(record);
-    this.insert.run(seq, at, kind, record, typeof fields.requestId === 'string' ? fields.requestId : null, hashed ? leaf : null);
-    if (hashed) this.hashAppended(seq - 1, leaf!, tail?.leaf ?? undefined);
+    // The hashes are stored only where the hashed tree ends right before the entry; otherwise syncTree hashes in order.
+    const hashed = edge !== undefined;
+    let subtrees: Buffer | null = null;
+    let top: Uint8Array | undefined;
+    if (hashed) {
+      leaf ??= nodeHasher.leafOfText(record);
+      // Each subtree leaf `size` completes: its left sibling is the right edge's subtree at that level.
+      const levels = completedBy(size);
+      top = leaf;
+      if (levels > 0) {
+        subtrees = Buffer.allocUnsafe(levels * HASH_BYTES);
+        for (let level = 0; level < levels; level++) {
+          top = merkleHasher.node(edge.levels[level] ?? this.node(level, Math.floor(size / 2 ** level) - 1), top);
+          subtrees.set(top, level * HASH_BYTES);
+        }
+      }
+    }
+    const requestId = fields.requestId;
+    this.insert.run(seq, at, kind, record, typeof requestId === 'string' ? requestKey(requestId) : null, hashed ? leaf : null, subtrees);
+    if (edge !== undefined) {
+      // Written: the right edge now ends at this entry (levels below the new subtree were merged into it).
+      const levels = completedBy(size);
+      for (let level = 0; level < levels; level++) edge.levels[level] = undefined;
+      edge.levels[levels] = top;
+      edge.size = seq;
+      edge.tailLeaf = leaf!;
+    }
     for (const observer of this.observers) observer(kind, at, event);
     return { seq, at, kind, record };
   }
 
   /**
-   * Store every subtree leaf `index` completes (its own hash is in its row), called when the
-   * stored tree ends exactly before it, so every left sibling is stored: the one at level 0 is
-   * `previousLeaf`, read with the tail.
+   * The right edge of the hashed tree of `size` entries, or undefined when the log's last entry is
+   * not hashed (the tree lags behind the log). The edge kept since the last append on this
+   * connection is used as it is while the log still ends where that append left it and no other
+   * connection has committed since (PRAGMA data_version): a rolled-back append leaves the log
+   * shorter than the edge, and every writer on this connection moves the same edge. Otherwise the
+   * last entry's leaf is read: the kept edge still holds if it is the same leaf; if not, a new
+   * edge starts whose levels are read from the table when an append needs them.
    */
-  private hashAppended(index: number, leaf: Uint8Array, previousLeaf: Uint8Array | undefined): void {
-    const rows: Array<number | Uint8Array> = [];
-    let hash = leaf;
-    let level = 0;
-    for (let i = index; i % 2 === 1; i = (i - 1) / 2) {
-      hash = merkleHasher.node(level === 0 && previousLeaf !== undefined ? previousLeaf : this.node(level, i - 1), hash);
-      level++;
-      rows.push(index + 1, level, hash);
+  private edgeAt(size: number): RightEdge | undefined {
+    const kept = rightEdges.get(this.db);
+    const dataVersion = this.dataVersion.get()!;
+    if (kept !== undefined && kept.size === size && kept.dataVersion === dataVersion) return kept;
+    const tail = this.tail.get();
+    if (tail !== undefined && tail[1] === null) {
+      rightEdges.delete(this.db);
+      return undefined;
     }
-    if (rows.length > 0) this.nodesInsert(rows.length / 3).run(rows);
-  }
-
-  /** INSERT of `n` node rows in one statement (prepared once per n; n is at most the tree's height). */
-  private nodesInsert(n: number): Database.Statement {
-    let statement = this.insertNodesOf[n];
-    if (statement === undefined) {
-      // A row already stored under this key was planted: keep it for verify to name (the append goes on).
-      statement = this.db.prepare(
-        `INSERT INTO audit_tree (end_leaf, level, hash) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')} ON CONFLICT DO NOTHING`,
-      );
-      this.insertNodesOf[n] = statement;
+    const tailLeaf = tail?.[1] ?? undefined;
+    if (kept !== undefined && kept.size === size && tailLeaf !== undefined && tailLeaf.equals(kept.tailLeaf)) {
+      kept.dataVersion = dataVersion;
+      return kept;
     }
-    return statement;
+    const levels: Array<Uint8Array | undefined> = [];
+    if (tailLeaf !== undefined && size % 2 === 1) levels[0] = tailLeaf;
+    const edge: RightEdge = { size, tailLeaf: tailLeaf ?? new Uint8Array(0), levels, dataVersion };
+    rightEdges.set(this.db, edge);
+    return edge;
   }
 
   /** Hear every append in its transaction (see AuditObserver); returns the way to stop. */
@@ -231,7 +289,7 @@ export class AuditLog {
   }
 
   /**
-   * Hash leaf `index` and every subtree it completes into `leaves` (its row's hash) and `out` (audit_tree rows: end_leaf, level, hash). `written`
+   * Hash leaf `index` and every subtree it completes into `out` (its row's leaf and subtrees). `written`
    * holds the subtrees hashed in this batch (`level/index`), so a completed subtree's left sibling, almost always hashed moments before, comes from memory;
    * only at the start of a batch is it read from the table, where an earlier batch stored it.
    */
@@ -239,28 +297,20 @@ export class AuditLog {
     index: number,
     leafHash: Uint8Array,
     written: Map<string, Uint8Array>,
-    leaves: Array<[number, Uint8Array]>,
-    out: Array<[number, number, Uint8Array]>,
+    out: Array<[Uint8Array, Buffer | null, number]>,
   ): void {
-    leaves.push([index + 1, leafHash]);
     written.set(`0/${index}`, leafHash);
+    const levels = completedBy(index);
+    const subtrees = levels > 0 ? Buffer.allocUnsafe(levels * HASH_BYTES) : null;
     let hash = leafHash;
-    let level = 0;
     let i = index;
-    while (i % 2 === 1) {
+    for (let level = 0; level < levels; level++) {
       hash = merkleHasher.node(written.get(`${level}/${i - 1}`) ?? this.node(level, i - 1), hash);
-      level++;
       i = (i - 1) / 2;
-      out.push([index + 1, level, hash]);
-      written.set(`${level}/${i}`, hash);
+      subtrees!.set(hash, level * HASH_BYTES);
+      written.set(`${level + 1}/${i}`, hash);
     }
-  }
-
-  /** Stores node rows, NODES_PER_INSERT to a statement (one statement per row cost more than the hashing). */
-  private storeNodes(rows: ReadonlyArray<[number, number, Uint8Array]>): void {
-    let at = 0;
-    for (; at + NODES_PER_INSERT <= rows.length; at += NODES_PER_INSERT) this.insertNodes.run(rows.slice(at, at + NODES_PER_INSERT).flat());
-    for (; at < rows.length; at++) this.insertNode.run(...rows[at]!);
+    out.push([leafHash, subtrees, index + 1]);
   }
 
   /** Entries hashed so far: the last entry with a leaf hash (the hashed entries are a prefix of the log). */
@@ -291,8 +341,7 @@ export class AuditLog {
         throw new CountersignError('audit_corrupt', `the audit tree holds hashes for ${top} entries but the log has ${this.size()}`);
       }
       if (top > hashed) {
-        // A leaf and the subtrees it completes are written in one transaction: subtrees past the
-        // last leaf hash mean a leaf was removed. Hashing it again would collide with those rows.
+        // Subtrees past the last leaf hash (only a planted audit_tree row can be there now).
         throw new CountersignError(
           'audit_corrupt',
           `the audit tree's subtrees reach entry ${top} but the leaf hash of entry ${hashed + 1} is missing`,
@@ -301,20 +350,27 @@ export class AuditLog {
       const rows = this.pendingRows.all(hashed, 10_000);
       if (rows.length === 0) return top;
       if (rows[0]!.seq !== hashed + 1) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${hashed + 1}`);
+      // A leaf and the subtrees it completes are set together: subtrees without their leaf mean the
+      // leaf was removed. Hashing again would overwrite the stored subtrees with new ones.
+      const orphan = rows.find((row) => row.subtrees !== null);
+      if (orphan !== undefined) {
+        throw new CountersignError(
+          'audit_corrupt',
+          `the audit tree's subtrees reach entry ${orphan.seq} but the leaf hash of entry ${hashed + 1} is missing`,
+        );
+      }
       const from = hashed;
       hashed = this.db
         .transaction(() => {
           // Re-read inside the transaction: another writer may have hashed them meanwhile.
           if ((this.getLeaf.get(from + 1)?.leaf ?? null) !== null) return this.hashedLeaves();
           const written = new Map<string, Uint8Array>();
-          const leaves: Array<[number, Uint8Array]> = [];
-          const nodes: Array<[number, number, Uint8Array]> = [];
+          const hashes: Array<[Uint8Array, Buffer | null, number]> = [];
           rows.forEach((row, i) => {
             if (row.seq !== from + 1 + i) throw new CountersignError('audit_corrupt', `the audit log is missing entry ${from + 1 + i}`);
-            this.addLeaf(row.seq - 1, nodeHasher.leafOfText(row.record), written, leaves, nodes);
+            this.addLeaf(row.seq - 1, nodeHasher.leafOfText(row.record), written, hashes);
           });
-          for (const [seq, leaf] of leaves) this.setLeaf.run(leaf, seq);
-          this.storeNodes(nodes);
+          for (const row of hashes) this.setHashes.run(...row);
           return from + rows.length;
         })
         .immediate();
@@ -337,10 +393,10 @@ export class AuditLog {
       );
   }
 
-  /** The stored hash of subtree `idx` at `level` (a leaf's is in its entry's row), or undefined. */
+  /** The stored hash of subtree `idx` at `level` (in the row of the entry that completes it), or undefined. */
   private storedHash(level: number, idx: number): Uint8Array | undefined {
     if (level === 0) return this.getLeaf.get(idx + 1)?.leaf ?? undefined;
-    return this.getNode.get(endLeafOf(level, idx), level)?.hash;
+    return subtreeAt(this.getSubtrees.get(endLeafOf(level, idx))?.subtrees, level);
   }
 
   private node(level: number, idx: number): Uint8Array {
@@ -419,15 +475,33 @@ export class AuditLog {
     let next = 0;
     let expectedSeq = 1;
     const hashed = this.hashedSize();
-    const rows = this.db.prepare<[], { seq: number; record: string; hash: Buffer | null }>(
-      'SELECT seq, record, leaf AS hash FROM audit_log ORDER BY seq',
+    const rows = this.db.prepare<[], { seq: number; record: string; hash: Buffer | null; subtrees: Buffer | null }>(
+      'SELECT seq, record, leaf AS hash, subtrees FROM audit_log ORDER BY seq',
     );
+    // The subtrees recomputed from the records so far, by level (the right edge), to check each row's stored ones.
+    const edge: Uint8Array[] = [];
     for (const row of rows.iterate()) {
       if (row.seq !== expectedSeq) return { ok: false, badSeq: expectedSeq, reason: 'entry missing' };
       const leaf = merkleHasher.leaf(utf8(row.record));
       // Entries after the hashed prefix have no stored leaf yet; their hash is what syncTree will store.
       if (row.hash === null ? row.seq <= hashed : !Buffer.from(leaf).equals(row.hash)) {
         return { ok: false, badSeq: row.seq, reason: 'the entry does not match its leaf hash' };
+      }
+      // Every subtree this leaf completes, against the row's stored hashes (proofs and new checkpoints are served from them).
+      const levels = completedBy(row.seq - 1);
+      let hash = leaf;
+      for (let level = 0; level < levels; level++) {
+        hash = merkleHasher.node(edge[level]!, hash);
+        const stored = row.hash === null ? null : subtreeAt(row.subtrees, level + 1);
+        if (stored !== null && (stored === undefined || !Buffer.from(hash).equals(stored))) {
+          const first = row.seq - 2 ** (level + 1) + 1;
+          return { ok: false, badSeq: first, reason: `the stored hash of entries ${first}..${row.seq} does not match the entries` };
+        }
+      }
+      edge[levels] = hash;
+      // Hashes beyond the subtrees it completes, or any on an entry not hashed yet: planted.
+      if ((row.subtrees?.length ?? 0) > (row.hash === null ? 0 : levels * HASH_BYTES)) {
+        return { ok: false, badSeq: row.seq, reason: "the entry's row holds subtree hashes that the entries do not complete" };
       }
       acc.pushLeafHash(leaf);
       while (next < checkpoints.length && checkpoints[next]!.tree_size === acc.size) {
@@ -452,24 +526,6 @@ export class AuditLog {
         reason: `a checkpoint covers ${checkpoints[next]!.tree_size} entries but the log ends at ${acc.size}`,
       };
     }
-    // Every stored subtree hash above the leaves (proofs and new checkpoints are served from them).
-    const parents = this.db.prepare<[], { end_leaf: number; level: number; hash: Buffer }>(
-      'SELECT end_leaf, level, hash FROM audit_tree WHERE level > 0 ORDER BY end_leaf, level',
-    );
-    for (const p of parents.iterate()) {
-      const half = 2 ** (p.level - 1);
-      const right = (p.end_leaf - half) / half; // the right child's index at level - 1
-      const leftHash = this.storedHash(p.level - 1, right - 1);
-      const rightHash = this.storedHash(p.level - 1, right);
-      if (!leftHash || !rightHash || !Buffer.from(merkleHasher.node(leftHash, rightHash)).equals(p.hash)) {
-        const first = p.end_leaf - 2 * half + 1;
-        return {
-          ok: false,
-          badSeq: first,
-          reason: `the stored hash of entries ${first}..${p.end_leaf} does not match the entries`,
-        };
-      }
-    }
     return { ok: true, entries: acc.size, root: Buffer.from(acc.root()).toString('base64') };
   }
 
@@ -479,11 +535,13 @@ export class AuditLog {
       .all(fromSeq, limit);
   }
 
-  /** The entries about one request, in order. */
+  /** The entries about one request, in order (the integer key narrows; the record's own requestId decides). */
   entriesFor(requestId: string): AuditEntry[] {
     return this.db
-      .prepare<[string], AuditEntry>('SELECT seq, at, kind, record FROM audit_log WHERE request_id = ? ORDER BY seq')
-      .all(requestId);
+      .prepare<[number, string], AuditEntry>(
+        "SELECT seq, at, kind, record FROM audit_log WHERE request_key = ? AND json_extract(record, '$.requestId') = ? ORDER BY seq",
+      )
+      .all(requestKey(requestId), requestId);
   }
 }
 

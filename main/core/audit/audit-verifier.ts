@@ -9,7 +9,7 @@
  * The checkpointer covers the other half: each new checkpoint re-hashes the records it adds.
  */
 import type { Db } from '../store/database.js';
-import { merkleHasher, storedCheckpointRoots, type AuditLog } from './audit-log.js';
+import { completedBy, merkleHasher, storedCheckpointRoots, subtreeAt, type AuditLog } from './audit-log.js';
 import type { TamperAlarm, TamperAlarmView, TamperFinding } from './tamper-alarm.js';
 import { MerkleAccumulator } from '../../../shared/merkle.js';
 
@@ -49,23 +49,21 @@ export class AuditVerifier {
   private last: VerificationReport | undefined;
   private readonly chunkRows: number;
   private readonly rows;
-  private readonly parents;
   private readonly node;
 
   constructor(private readonly options: AuditVerifierOptions) {
     this.chunkRows = options.chunkRows ?? DEFAULT_CHUNK_ROWS;
-    this.rows = options.db.prepare<[number, number, number], { seq: number; record: string; hash: Buffer | null }>(
-      'SELECT seq, record, leaf AS hash FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
+    this.rows = options.db.prepare<[number, number, number], { seq: number; record: string; hash: Buffer | null; subtrees: Buffer | null }>(
+      'SELECT seq, record, leaf AS hash, subtrees FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
     );
-    // Subtree hashes above the leaves after (end_leaf, level), in key order, a chunk at a time.
-    this.parents = options.db.prepare<[number, number, number], { end_leaf: number; level: number; hash: Buffer }>(
-      'SELECT end_leaf, level, hash FROM audit_tree WHERE (end_leaf, level) > (?, ?) AND level > 0 ORDER BY end_leaf, level LIMIT ?',
+    const row = options.db.prepare<[number], { hash: Buffer | null; subtrees: Buffer | null }>(
+      'SELECT leaf AS hash, subtrees FROM audit_log WHERE seq = ?',
     );
-    const subtree = options.db.prepare<[number, number], { hash: Buffer }>('SELECT hash FROM audit_tree WHERE end_leaf = ? AND level = ?');
-    const leaf = options.db.prepare<[number], { hash: Buffer | null }>('SELECT leaf AS hash FROM audit_log WHERE seq = ?');
-    // A subtree's hash by where it ends and its level; a leaf's (level 0) is in its entry's row (migration 21).
-    this.node = (endLeaf: number, level: number): Buffer | undefined =>
-      (level === 0 ? leaf.get(endLeaf)?.hash : subtree.get(endLeaf, level)?.hash) ?? undefined;
+    // A subtree's hash by where it ends and its level, from that entry's row (leaf: migration 21; subtrees: 22).
+    this.node = (endLeaf: number, level: number): Uint8Array | undefined => {
+      const stored = row.get(endLeaf);
+      return (level === 0 ? stored?.hash : subtreeAt(stored?.subtrees, level)) ?? undefined;
+    };
   }
 
   /** The last finished pass. */
@@ -174,6 +172,9 @@ export class AuditVerifier {
     let treeUsable = true;
     let expected = 1;
     let after = 0;
+    // The stored hash of the last subtree at each level seen so far (the stored tree's right edge):
+    // a row's subtrees are checked against their stored children, the left one from here.
+    let storedEdge: Array<Uint8Array | undefined> = [];
     while (after < size && !this.stopped) {
       const chunk = this.rows.all(after, size, this.chunkRows);
       if (chunk.length === 0) break;
@@ -182,7 +183,9 @@ export class AuditVerifier {
           add({ kind: 'missing', seq: expected, reason: `entries ${expected}..${row.seq - 1} are missing` });
           treeUsable = false;
           expected = row.seq;
+          storedEdge = [];
         }
+        this.checkSubtrees(row, storedEdge, add);
         const leaf = merkleHasher.leaf(Buffer.from(row.record, 'utf8'));
         if (row.hash !== null && !row.hash.equals(leaf))
           add({ kind: 'record', seq: row.seq, reason: `entry ${row.seq} does not match its leaf hash: its record was rewritten` });
@@ -221,29 +224,36 @@ export class AuditVerifier {
       await yieldToEventLoop();
     }
     if (!this.stopped && after < size) add({ kind: 'missing', seq: after + 1, reason: `entries ${after + 1}..${size} are missing` });
-
-    // Every stored subtree hash above the leaves (proofs and new checkpoints are served from them).
-    let afterKey: [number, number] = [0, 0];
-    while (!this.stopped) {
-      const chunk = this.parents.all(afterKey[0], afterKey[1], this.chunkRows);
-      if (chunk.length === 0) break;
-      for (const p of chunk) {
-        const half = 2 ** (p.level - 1);
-        const left = this.node(p.end_leaf - half, p.level - 1);
-        const right = this.node(p.end_leaf, p.level - 1);
-        if (!left || !right || !Buffer.from(merkleHasher.node(left, right)).equals(p.hash)) {
-          const first = p.end_leaf - 2 * half + 1;
-          add({
-            kind: 'subtree',
-            seq: first,
-            reason: `the stored hash of entries ${first}..${p.end_leaf} does not match the entries`,
-          });
-        }
-      }
-      const last = chunk[chunk.length - 1]!;
-      afterKey = [last.end_leaf, last.level];
-      await yieldToEventLoop();
-    }
     return { findings, entries: size };
+  }
+
+  /**
+   * Every stored subtree hash above the leaves in `row` (proofs and new checkpoints are served from
+   * them) against its two stored children: the right one in the same row (its leaf, or the level
+   * below), the left one from `storedEdge` (read from its row after a gap). Updates `storedEdge`.
+   */
+  private checkSubtrees(
+    row: { seq: number; hash: Buffer | null; subtrees: Buffer | null },
+    storedEdge: Array<Uint8Array | undefined>,
+    add: (f: TamperFinding) => void,
+  ): void {
+    const levels = completedBy(row.seq - 1);
+    const held = row.subtrees === null ? 0 : row.subtrees.length / 32;
+    if (row.hash === null ? held > 0 : held > levels) {
+      add({ kind: 'subtree', seq: row.seq, reason: `entry ${row.seq}'s row holds subtree hashes that the entries do not complete` });
+    }
+    if (row.hash === null) return;
+    for (let level = 1; level <= levels; level++) {
+      const half = 2 ** (level - 1);
+      const left = storedEdge[level - 1] ?? this.node(row.seq - half, level - 1);
+      const right = level === 1 ? row.hash : subtreeAt(row.subtrees, level - 1);
+      const stored = subtreeAt(row.subtrees, level);
+      if (!left || !right || !stored || !Buffer.from(merkleHasher.node(left, right)).equals(stored)) {
+        const first = row.seq - 2 * half + 1;
+        add({ kind: 'subtree', seq: first, reason: `the stored hash of entries ${first}..${row.seq} does not match the entries` });
+      }
+    }
+    storedEdge[0] = row.hash;
+    for (let level = 1; level <= levels; level++) storedEdge[level] = subtreeAt(row.subtrees, level);
   }
 }

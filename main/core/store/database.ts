@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CountersignError } from '../../../shared/errors.js';
 import { MIGRATIONS } from './migrations.js';
+import { requestKey } from './request-id.js';
 
 export type Db = Database.Database;
 
@@ -36,6 +37,8 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Db {
     // against a 300 MiB budget (issue #12), while the pages decisions keep reading (the tree's
     // right edge, active agents' baselines, recent requests) fit in far less.
     db.pragma('cache_size = -16384');
+    // Migration 22 keys the audit log's by-request index with the same function the appends use.
+    db.function('countersign_request_key', { deterministic: true }, (id: unknown) => (typeof id === 'string' ? requestKey(id) : null));
     migrate(db);
   } catch (cause) {
     db.close();

@@ -433,4 +433,29 @@ export const MIGRATIONS: readonly string[] = [
   DELETE FROM audit_tree WHERE level = 0 AND end_leaf <= (SELECT COALESCE(MAX(seq), 0) FROM audit_log);
   CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   `,
+  // 22: an append writes one row (issue #12): the hashes of the subtrees an entry's leaf completes
+  // move from audit_tree into the entry's own row (`subtrees`: level 1 first, 32 bytes each; NULL
+  // when it completes none or is not hashed yet), and the by-request index is keyed by an integer
+  // (store/request-id.ts requestKey, registered as countersign_request_key) instead of the
+  // 38-character id; a look-up compares the record's own requestId, which the key only narrows.
+  // audit_tree keeps only rows for entries that do not exist (planted: the start-up check refuses
+  // them as before). Leaf and subtrees are set once, together (syncTree), never changed.
+  `
+  ALTER TABLE audit_log ADD COLUMN subtrees BLOB;
+  UPDATE audit_log SET subtrees = (
+      SELECT CAST(group_concat(hash, x'' ORDER BY level) AS BLOB) FROM audit_tree WHERE end_leaf = audit_log.seq AND level > 0)
+    WHERE seq IN (SELECT end_leaf FROM audit_tree WHERE level > 0);
+  DROP TRIGGER audit_tree_no_delete;
+  DELETE FROM audit_tree WHERE level > 0 AND end_leaf <= (SELECT COALESCE(MAX(seq), 0) FROM audit_log);
+  CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  ALTER TABLE audit_log ADD COLUMN request_key INTEGER;
+  UPDATE audit_log SET request_key = countersign_request_key(request_id) WHERE request_id IS NOT NULL;
+  DROP INDEX audit_log_by_request;
+  DROP TRIGGER audit_log_no_update;
+  DROP TRIGGER audit_log_leaf_once;
+  ALTER TABLE audit_log DROP COLUMN request_id;
+  CREATE INDEX audit_log_by_request ON audit_log(request_key) WHERE request_key IS NOT NULL;
+  CREATE TRIGGER audit_log_no_update BEFORE UPDATE OF seq, at, kind, record, request_key ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_log_leaf_once BEFORE UPDATE OF leaf, subtrees ON audit_log WHEN OLD.leaf IS NOT NULL BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  `,
 ];
