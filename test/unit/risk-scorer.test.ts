@@ -400,6 +400,77 @@ describe('risk baselines', () => {
   });
 });
 
+describe('the profile cache', () => {
+  /** Ten agents with the same kind of history as withHistory's agent, one engine, the given bounds. */
+  function tenAgents(options: ConstructorParameters<typeof RiskEngine>[2]): { engine: RiskEngine; db: Db; ids: string[] } {
+    const db = store();
+    const engine = new RiskEngine(db, CONFIG, options);
+    const ids = Array.from({ length: 10 }, (_, i) => `agent-${i}`);
+    for (let d = 0; d < 12; d++)
+      for (const [i, id] of ids.entries())
+        learn(
+          engine,
+          db,
+          transfer(90 + i + (d % 5) * 5, d % 2 === 0 ? 'Acme Ltd' : `Payee ${i}`),
+          T0 + d * DAY + (9 + (d % 8)) * HOUR,
+          'allowed',
+          id,
+        );
+    return { engine, db, ids };
+  }
+
+  it('stays within its byte bound, drops the least recently used profile, and rebuilds a dropped one to the same scores', () => {
+    const unbounded = tenAgents({});
+    const each = unbounded.engine.cacheUse().bytes / 10;
+    expect(unbounded.engine.cacheUse().profiles).toBe(10);
+    expect(each).toBeGreaterThan(1_000);
+
+    const maxCachedBytes = Math.floor(each * 4.5);
+    const { engine, db, ids } = tenAgents({ maxCachedBytes });
+    expect(engine.cacheUse().bytes).toBeLessThanOrEqual(maxCachedBytes);
+    expect(engine.cacheUse().profiles).toBe(4);
+    // Used in turn: agent-0 is kept in use, the others come and go.
+    for (const id of ids) {
+      score(engine, transfer(100), PROBE, { ...AGENT, id: 'agent-0' });
+      learn(engine, db, transfer(100, 'Initech LLC'), PROBE - HOUR, 'allowed', id);
+      expect(engine.cacheUse().bytes).toBeLessThanOrEqual(maxCachedBytes);
+      expect(engine.holds('agent-0')).toBe(true);
+      expect(engine.holds(id)).toBe(true);
+    }
+    expect(engine.holds('agent-1')).toBe(false); // least recently used
+    expect(engine.holds('agent-9')).toBe(true);
+    // Dropped or kept, a profile scores as one rebuilt from the database does.
+    const probes = [transfer(400, 'Acme Ltd'), transfer(100, 'Northwind'), transfer(100, 'Initech LLC')];
+    for (const id of ids) {
+      const fresh = new RiskEngine(db, CONFIG);
+      for (const probe of probes)
+        expect(score(engine, probe, PROBE, { ...AGENT, id })).toEqual(score(fresh, probe, PROBE, { ...AGENT, id }));
+    }
+    // The estimate is given back as profiles go: nothing held, nothing counted.
+    for (const id of ids) engine.forget(id);
+    expect(engine.cacheUse()).toEqual({ profiles: 0, bytes: 0 });
+  });
+
+  it('keeps the profile in use even when it alone is past the bound, and still bounds the count', () => {
+    const tiny = tenAgents({ maxCachedBytes: 1 });
+    expect(tiny.engine.cacheUse().profiles).toBe(1);
+    expect(tiny.engine.holds('agent-9')).toBe(true);
+    const counted = tenAgents({ maxCachedAgents: 3 });
+    expect(counted.engine.cacheUse().profiles).toBe(3);
+    expect(['agent-7', 'agent-8', 'agent-9'].every((id) => counted.engine.holds(id))).toBe(true);
+  });
+
+  it('counts what an agent learns while cached, so a growing profile pushes others out', () => {
+    const unbounded = tenAgents({});
+    const { engine, db } = tenAgents({ maxCachedBytes: Math.floor((unbounded.engine.cacheUse().bytes / 10) * 6) });
+    expect(engine.cacheUse().profiles).toBe(6);
+    // agent-9 submits many calls in the recent window (each one is held in memory).
+    for (let i = 0; i < 40; i++) learn(engine, db, transfer(100 + i, `New payee ${i}`), PROBE - HOUR + i * 1000, 'denied', 'agent-9');
+    expect(engine.cacheUse().profiles).toBeLessThan(6);
+    expect(engine.holds('agent-9')).toBe(true);
+  });
+});
+
 describe('risk scorer faults count as maximum risk', () => {
   const input = { agent: AGENT, call: transfer(100), callSha256: 'x', now: PROBE };
   const faulty = (score: () => unknown): RiskScorer => ({ score: score as () => RiskAssessment }); // fault injection: a scorer that misbehaves

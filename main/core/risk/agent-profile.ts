@@ -212,3 +212,43 @@ export function p95(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!;
 }
+
+/**
+ * About how many bytes of V8 heap a profile holds, for the cache's byte bound (risk-engine.ts).
+ * An estimate from what it holds (entries times a measured size per kind of entry), not a heap
+ * measurement: it is computed after every change, so it only counts. The sizes per entry were
+ * fitted to the heap growth (after a full GC) of 2,000 profiles built by the real engine; they
+ * err high (docs/risk.md, "Baselines").
+ */
+export function profileBytes(profile: AgentProfile): number {
+  let bytes = PROFILE_BYTES.base + profile.recent.length * PROFILE_BYTES.recent;
+  for (const s of profile.amounts.values()) bytes += PROFILE_BYTES.series + s.at.length * PROFILE_BYTES.amount;
+  for (const values of profile.known.values()) bytes += PROFILE_BYTES.mapEntry + values.size * PROFILE_BYTES.known;
+  bytes += (profile.minutes.size + profile.hours.size) * PROFILE_BYTES.mapEntry;
+  for (const to of profile.transitions.values()) bytes += PROFILE_BYTES.mapEntry * (1 + to.size);
+  bytes +=
+    (profile.dataClasses.size + profile.jurisdictions.size + profile.effects.size + profile.cache.medians.size) * PROFILE_BYTES.mapEntry;
+  for (const flow of profile.flows.values())
+    bytes +=
+      PROFILE_BYTES.flow + (flow.untrusted.size + flow.trusted.size) * PROFILE_BYTES.flowValue + flow.sources.length * PROFILE_BYTES.source;
+  return bytes;
+}
+
+/** Bytes per entry behind profileBytes (strings included: ids, digests, destinations). */
+export const PROFILE_BYTES = {
+  /** The profile object, its maps and the 24 hours of day. */
+  base: 1_500,
+  /** One recent submission: the object and its request id, digest, shape and destination strings. */
+  recent: 400,
+  series: 200,
+  /** One amount and its time (two numbers in two arrays). */
+  amount: 24,
+  /** One known destination: its value string, its first/last object and the map entry. */
+  known: 150,
+  /** A map entry holding a number, or a small map's own cost. */
+  mapEntry: 64,
+  flow: 400,
+  /** One read value's digest and when it was seen. */
+  flowValue: 150,
+  source: 250,
+} as const;
