@@ -21,11 +21,9 @@ import { SIGNED_TYP } from './typ.js';
 
 export const APPROVAL_CHALLENGE_TYP = SIGNED_TYP.approvalChallenge;
 
-/**
- * Most followers one merged group holds (one primary plus this many). Every assertion in a token
- * repeats the list, so it is kept small enough for a quorum's assertions to fit a token.
- */
-export const MAX_GROUP_FOLLOWERS = 31;
+// In a module of its own, without zod, for the desk's first paint (shared/desk-first-answers.ts).
+import { MAX_GROUP_FOLLOWERS } from './group-limits.js';
+export { MAX_GROUP_FOLLOWERS } from './group-limits.js';
 
 const b64url = (max: number) =>
   z

@@ -3,7 +3,9 @@
  * (each with a zod schema and where it travels over HTTP), its result schema, its IPC channel and
  * its HTTP verb and path. The preload client, the Electron IPC handlers, the HTTP client and the
  * HTTP routes are all derived from these rows by generic code (as VS Code's ProxyChannel does),
- * so adding a method is one row here plus one method on the server (main/core/ui/ui-service.ts).
+ * so adding a method is one row here plus one method on the server (main/core/ui/ui-service.ts)
+ * (and its name in shared/bridge-method-names.ts, the zod-free list the desk's first-paint bridge
+ * offers; the typecheck says so).
  * Push events (a new pending request, a request decided) are rows too: over HTTP they are
  * Server-Sent Events on one path, over IPC one channel sent to the window.
  * Arguments are validated once, on the server side (`parseBridgeArguments`); results once, in
@@ -11,6 +13,7 @@
  */
 import { z } from 'zod';
 import { CountersignError } from './errors.js';
+import type { BRIDGE_METHOD_NAME_LIST } from './bridge-method-names.js';
 import {
   agentListSchema,
   approvalCeremonySchema,
@@ -363,6 +366,17 @@ export const BRIDGE_METHODS = {
 export type BridgeMethodName = keyof typeof BRIDGE_METHODS;
 export const BRIDGE_METHOD_NAMES = Object.keys(BRIDGE_METHODS) as BridgeMethodName[];
 
+// The zod-free list of names (shared/bridge-method-names.ts) names exactly these rows.
+type ListedName = (typeof BRIDGE_METHOD_NAME_LIST)[number];
+const everyRowListed: [BridgeMethodName] extends [ListedName]
+  ? true
+  : ['a row missing from BRIDGE_METHOD_NAME_LIST', Exclude<BridgeMethodName, ListedName>] = true;
+const everyListedRow: [ListedName] extends [BridgeMethodName]
+  ? true
+  : ['a listed name with no row', Exclude<ListedName, BridgeMethodName>] = true;
+void everyRowListed;
+void everyListedRow;
+
 // ---- push events ----
 
 /**
@@ -387,8 +401,8 @@ export type BridgeEventName = keyof typeof BRIDGE_EVENTS;
 export type BridgeEvent = { [K in BridgeEventName]: { name: K; data: z.infer<(typeof BRIDGE_EVENTS)[K]> } }[BridgeEventName];
 /** The one IPC channel main sends events on (to the window only). */
 export const BRIDGE_EVENT_CHANNEL = 'countersign:event';
-/** The one HTTP path serving them as Server-Sent Events (session secret required). */
-export const BRIDGE_EVENTS_PATH = '/api/ui/events';
+/** The one HTTP path serving them as Server-Sent Events (session secret required; in the zod-free transport). */
+export { BRIDGE_EVENTS_PATH } from './bridge-http-transport.js';
 
 /** Validate one pushed event (the client side): undefined when it is not one of ours. */
 export function parseBridgeEvent(name: unknown, data: unknown): BridgeEvent | undefined {

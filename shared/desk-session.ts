@@ -15,8 +15,8 @@
 import { z } from 'zod';
 import { ADMIN_GROUP_NAME, authenticationOptionsSchema, bridgeIdSchema } from './bridge.js';
 
-/** The HttpOnly, SameSite=Strict session cookie of the headless desk (never readable by the page). */
-export const DESK_SESSION_COOKIE = 'countersign_session';
+// The session cookie's name, without zod (the desk's first-paint transport sends it).
+export { DESK_SESSION_COOKIE } from './ui-address.js';
 
 const epochMs = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
 

@@ -369,3 +369,17 @@ export function quote(value: unknown, max = 80): string {
   const clipped = text.length > max ? `${text.slice(0, max)}…` : text;
   return JSON.stringify(clipped);
 }
+
+/**
+ * Any thrown value as a CountersignError. Errors crossing Electron's context bridge keep only
+ * their message, so the preload puts the code in front (`[code] message`, bridgeErrorMessage in
+ * shared/bridge.ts) and this restores it; anything else is internal_error.
+ */
+export function toCountersignError(error: unknown): CountersignError {
+  if (isCountersignError(error)) return error;
+  const message = error instanceof Error ? error.message : typeof error === 'string' ? error : '';
+  const match = /\[([a-z_]{1,64})\] ?(.*)$/s.exec(message);
+  const code = match?.[1];
+  if (code !== undefined && isErrorCode(code)) return new CountersignError(code, match?.[2] || ERROR_CODES[code], { cause: error });
+  return new CountersignError('internal_error', undefined, { cause: error });
+}

@@ -6,29 +6,11 @@
  */
 import { z } from 'zod';
 
-/** Every factor the scorer can name (closed: policies match on these strings). */
-export const RISK_FACTOR_NAMES = [
-  'amount_vs_baseline',
-  'new_destination',
-  'call_rate',
-  'repeated_call',
-  'call_depth',
-  'unusual_sequence',
-  'untrusted_provenance',
-  'off_hours',
-  'data_scope',
-  'agent_version',
-  'split_transaction',
-  'new_effect',
-  'new_recipient',
-  'memo_exfiltration',
-  'tainted_access_change',
-  'bulk_action',
-  'data_flow',
-  'baseline_learning',
-  'scorer_fault',
-  'unscored',
-] as const;
+import { RISK_FACTOR_NAMES } from './risk-rules.js';
+
+// The factor names and the hand-written check of an assessment live in risk-rules.ts (no zod: the
+// desk's first paint checks the queue's risk with it); re-exported here for everyone else.
+export { RISK_FACTOR_NAMES, riskAssessmentProblem } from './risk-rules.js';
 export type RiskFactorName = (typeof RISK_FACTOR_NAMES)[number];
 
 export interface RiskFactor {
@@ -62,37 +44,6 @@ export const riskAssessmentSchema = z.strictObject({
   score: z.int().min(0).max(100),
   factors: z.array(riskFactorSchema).max(RISK_FACTOR_NAMES.length),
 });
-
-const FACTOR_NAMES = new Set<string>(RISK_FACTOR_NAMES);
-const isPoints = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 100;
-
-/**
- * The same rules as `riskAssessmentSchema`, checked by hand: this runs on every decision, and
- * the schema parser costs tens of microseconds where this costs one. Returns why it is not one.
- */
-export function riskAssessmentProblem(value: unknown): string | undefined {
-  if (typeof value !== 'object' || value === null) return 'not an object';
-  const { score, factors, ...rest } = value as Record<string, unknown>;
-  if (Object.keys(rest).length > 0) return `unknown member ${JSON.stringify(Object.keys(rest)[0])}`;
-  if (!isPoints(score)) return 'score: not a whole number from 0 to 100';
-  if (!Array.isArray(factors) || factors.length > RISK_FACTOR_NAMES.length) return 'factors: not a list of factors';
-  for (const [i, f] of (factors as unknown[]).entries()) {
-    if (typeof f !== 'object' || f === null) return `factors.${i}: not an object`;
-    const { name, points, weight, observed, explanation, ...more } = f as Record<string, unknown>;
-    if (Object.keys(more).length > 0) return `factors.${i}: unknown member`;
-    if (typeof name !== 'string' || !FACTOR_NAMES.has(name)) return `factors.${i}.name: not a factor name`;
-    if (!isPoints(points) || !isPoints(weight)) return `factors.${i}: points and weight must be whole numbers from 0 to 100`;
-    if (typeof explanation !== 'string' || explanation.length > 1024)
-      return `factors.${i}.explanation: not a sentence of at most 1024 characters`;
-    if (typeof observed !== 'object' || observed === null || Array.isArray(observed)) return `factors.${i}.observed: not an object`;
-    for (const [k, v] of Object.entries(observed)) {
-      if (k.length > 64) return `factors.${i}.observed: a key is too long`;
-      if (!(typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.length <= 256)))
-        return `factors.${i}.observed.${k}: not a short string, finite number or boolean`;
-    }
-  }
-  return undefined;
-}
 
 /** What Cedar sees: the score and the names of the factors that added points. */
 export function riskContext(assessment: RiskAssessment): { score: number; factors: string[] } {

@@ -10,3 +10,5 @@ export const UI_BASE_PATH = '/ui/';
 export const UI_SECRET_FRAGMENT_PARAM = 'secret';
 /** Session secrets are 32 random bytes, base64url (up to 256 characters accepted). */
 export const SESSION_SECRET_PATTERN = /^[A-Za-z0-9_-]{32,256}$/;
+/** The HttpOnly, SameSite=Strict session cookie of the headless desk (never readable by the page). */
+export const DESK_SESSION_COOKIE = 'countersign_session';

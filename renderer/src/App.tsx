@@ -7,7 +7,7 @@
 import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
-import { toCountersignError } from '../../shared/bridge.js';
+import { toCountersignError } from '../../shared/errors.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
 import { NotificationControls, showAdminProposalNotice, useDeskNotifications } from './desk/desk-notifier.js';

@@ -8,13 +8,14 @@
 import { forgetBootReads, takeBootRead } from './boot.js';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
-import { z } from 'zod';
-import { createHttpBridge } from '../../shared/bridge-http-client.js';
-import { UI_SECRET_FRAGMENT_PARAM } from '../../shared/bridge.js';
-import { validatingBridge, type CountersignBridge } from '../../shared/bridge-table.js';
+import { createDeferredBridge, type DeferredBridgeParts } from '../../shared/bridge-deferred.js';
+import { createHttpTransport, routeRequest } from '../../shared/bridge-http-transport.js';
+import type { CountersignBridge } from '../../shared/bridge-table.js';
+import { FIRST_ANSWER_ROUTES } from '../../shared/desk-first-answers.js';
+import { UI_SECRET_FRAGMENT_PARAM } from '../../shared/ui-address.js';
 import { App, type BridgeChoice } from './App.js';
 import { targetFromFragment } from './desk/desk-view.js';
-import { prefetchQueue, prefetchSession } from './desk/first-paint.js';
+import { afterQueueShown, prefetchQueue, prefetchSession } from './desk/first-paint.js';
 import './styles.css';
 
 declare global {
@@ -24,8 +25,20 @@ declare global {
   }
 }
 
-// The CSP forbids eval: tell zod not to probe for it (the probe would log a CSP violation).
-z.config({ jitless: true });
+/**
+ * When the full bridge (zod and the table's schemas, ./full-bridge.ts) may load: once the queue
+ * has shown its first answer and that frame has been painted (two animation frames), or a second
+ * after it shows in a tab that does not paint (a background tab runs no animation frames).
+ */
+const fullBridgeReady = new Promise<void>((resolve) => {
+  afterQueueShown(() => {
+    window.setTimeout(resolve, 1_000);
+    requestAnimationFrame(() => requestAnimationFrame(() => window.setTimeout(resolve, 0)));
+  });
+});
+
+/** The first paint's three reads need no path argument (FIRST_ANSWER_ROUTES): none is ever filled. */
+const noPathArguments = (template: string) => template;
 
 function takeSecretFromFragment(): string | undefined {
   if (window.location.hash.length <= 1) return undefined;
@@ -36,16 +49,36 @@ function takeSecretFromFragment(): string | undefined {
 
 function chooseBridge(): BridgeChoice {
   const secret = takeSecretFromFragment();
-  // The preload's bridge is validated again here: the renderer trusts no transport.
-  if (window.countersign !== undefined) return { kind: 'ready', transport: 'ipc', bridge: validatingBridge(window.countersign) };
+  const inner = window.countersign;
+  if (inner !== undefined) {
+    // Electron: the preload's bridge, whose answers are checked here again (the renderer trusts no transport).
+    const parts: DeferredBridgeParts = {
+      first: (method, args) => (inner[method] as (...a: readonly unknown[]) => Promise<unknown>)(...args),
+      events: (listener) =>
+        inner.subscribe((event: unknown) => listener((event as { name?: unknown })?.name, (event as { data?: unknown })?.data)),
+      loadFull: async () => (await import('./full-bridge.js')).fullIpcBridge(inner),
+      ready: fullBridgeReady,
+    };
+    return { kind: 'ready', transport: 'ipc', bridge: createDeferredBridge(parts) };
+  }
   if (secret === undefined) return { kind: 'no-secret' };
   try {
-    const bridge = createHttpBridge({
+    const options = {
       baseUrl: window.location.origin,
       sessionSecret: secret,
-      prefetched: (path) => takeBootRead(secret, path),
-    });
-    return { kind: 'ready', transport: 'http', bridge };
+      prefetched: (path: string) => takeBootRead(secret, path),
+    };
+    const transport = createHttpTransport(options);
+    const parts: DeferredBridgeParts = {
+      first: (method, args) => {
+        const request = routeRequest(FIRST_ANSWER_ROUTES[method], args, noPathArguments);
+        return transport.call(request.verb, request.path, request.body);
+      },
+      events: (listener) => transport.events(listener),
+      loadFull: async () => (await import('./full-bridge.js')).fullHttpBridge(options),
+      ready: fullBridgeReady,
+    };
+    return { kind: 'ready', transport: 'http', bridge: createDeferredBridge(parts) };
   } catch {
     return { kind: 'no-secret' };
   }

@@ -3,8 +3,8 @@
  * desk shows them (with their stable code), and how identical calls are merged in the queue.
  * Pure (no DOM, no React).
  */
-import { toCountersignError, type ApprovalRequest } from '../../../shared/bridge.js';
-import { isCountersignError } from '../../../shared/errors.js';
+import type { ApprovalRequest } from '../../../shared/bridge.js';
+import { isCountersignError, toCountersignError } from '../../../shared/errors.js';
 
 /** "4 min 10 s left", or "expired". */
 export function formatRemaining(ms: number): string {
