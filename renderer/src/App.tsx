@@ -4,7 +4,7 @@
  * custody, recent decisions, enrolled agents) and the approver's view (ApprovalsView: register a
  * security key, decide pending requests as the signed-in person). It knows only CountersignBridge.
  */
-import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/errors.js';
@@ -48,7 +48,16 @@ interface LoadError {
   message: string;
 }
 
-export function App({ choice, initialTarget }: { choice: BridgeChoice; initialTarget?: DeskTarget | undefined }) {
+export function App({
+  choice,
+  initialTarget,
+  initialSession,
+}: {
+  choice: BridgeChoice;
+  initialTarget?: DeskTarget | undefined;
+  /** The session's first answer when main.tsx has it already (null: nobody signed in); undefined: read it. */
+  initialSession?: DeskSessionView | null | undefined;
+}) {
   if (choice.kind === 'no-secret') {
     return (
       <main className="app">
@@ -63,7 +72,7 @@ export function App({ choice, initialTarget }: { choice: BridgeChoice; initialTa
       </main>
     );
   }
-  return <Dashboard bridge={choice.bridge} transport={choice.transport} initialTarget={initialTarget} />;
+  return <Dashboard bridge={choice.bridge} transport={choice.transport} initialTarget={initialTarget} initialSession={initialSession} />;
 }
 
 function Header({ status }: { status?: BridgeStatus | undefined }) {
@@ -86,17 +95,19 @@ function Dashboard({
   bridge,
   transport,
   initialTarget,
+  initialSession,
 }: {
   bridge: CountersignBridge;
   transport: 'ipc' | 'http';
   initialTarget?: DeskTarget | undefined;
+  initialSession?: DeskSessionView | null | undefined;
 }) {
   const [snapshot, setSnapshot] = useState<Snapshot | undefined>();
   const [error, setError] = useState<LoadError | undefined>();
   const [target, setTarget] = useState<DeskTarget>(initialTarget ?? { view: 'queue' });
   const view = target.view;
   const setView = (id: string) => setTarget({ view: id });
-  const session = useDeskSession(bridge);
+  const session = useDeskSession(bridge, initialSession);
   const firstRun = useFirstRunOpen(bridge);
   // While no admin exists the desk opens on the setup screen (a deep link keeps its target);
   // once set up here, the tab stays for the rest of this page so the walk-through can finish.
@@ -490,8 +501,10 @@ interface DeskSessionState {
   set: (view: DeskSessionView | null) => void;
 }
 
-function useDeskSession(bridge: CountersignBridge): DeskSessionState {
-  const [view, setView] = useState<DeskSessionView | null | undefined>(undefined);
+function useDeskSession(bridge: CountersignBridge, initial: DeskSessionView | null | undefined): DeskSessionState {
+  const [view, setView] = useState<DeskSessionView | null | undefined>(initial);
+  // Read at mount unless main.tsx passed the first answer in (then the poll below reads it next).
+  const [known] = useState(initial !== undefined);
   // The first read takes the answer main.tsx started before React rendered (first-paint.ts).
   const refresh = useCallback(async () => {
     try {
@@ -501,13 +514,20 @@ function useDeskSession(bridge: CountersignBridge): DeskSessionState {
     }
   }, [bridge]);
   useEffect(() => {
-    void refresh();
+    if (!known) void refresh();
     // getSession does not count as activity, so polling it only notices an ended session.
     const timer = window.setInterval(() => void refresh(), REFRESH_MS);
     return () => window.clearInterval(timer);
-  }, [refresh]);
-  const current: DeskSession | undefined =
-    view === undefined || view === null ? undefined : { approverId: view.approverId, displayName: view.displayName, admin: view.admin };
+  }, [refresh, known]);
+  // The same object while the same person is signed in, so the queue (memo) is not rendered
+  // again for every change elsewhere in the desk.
+  const approverId = view?.approverId;
+  const displayName = view?.displayName;
+  const admin = view?.admin;
+  const current = useMemo<DeskSession | undefined>(
+    () => (approverId === undefined || displayName === undefined || admin === undefined ? undefined : { approverId, displayName, admin }),
+    [approverId, displayName, admin],
+  );
   return { view, current, refresh, set: setView };
 }
 

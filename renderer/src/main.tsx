@@ -15,7 +15,8 @@ import { FIRST_ANSWER_ROUTES } from '../../shared/desk-first-answers.js';
 import { UI_SECRET_FRAGMENT_PARAM } from '../../shared/ui-address.js';
 import { App, type BridgeChoice } from './App.js';
 import { targetFromFragment } from './desk/desk-view.js';
-import { afterQueueShown, prefetchQueue, prefetchSession } from './desk/first-paint.js';
+import { afterQueueShown, prefetchQueue, prefetchSession, readSession } from './desk/first-paint.js';
+import type { DeskSessionView } from '../../shared/desk-session.js';
 import './styles.css';
 
 declare global {
@@ -36,6 +37,9 @@ const fullBridgeReady = new Promise<void>((resolve) => {
     requestAnimationFrame(() => requestAnimationFrame(() => window.setTimeout(resolve, 0)));
   });
 });
+
+/** How long the first render waits for the session's first answer before rendering without it. */
+const FIRST_SESSION_WAIT_MS = 1_500;
 
 /** The first paint's three reads need no path argument (FIRST_ANSWER_ROUTES): none is ever filled. */
 const noPathArguments = (template: string) => template;
@@ -97,8 +101,26 @@ if (choice.kind === 'ready') {
 forgetBootReads();
 const container = document.getElementById('root');
 if (container === null) throw new Error('the page has no #root element');
-createRoot(container).render(
-  <StrictMode>
-    <App choice={choice} initialTarget={initialTarget} />
-  </StrictMode>,
-);
+const render = (initialSession?: DeskSessionView | null) =>
+  createRoot(container).render(
+    <StrictMode>
+      <App choice={choice} initialTarget={initialTarget} initialSession={initialSession} />
+    </StrictMode>,
+  );
+if (choice.kind === 'ready') {
+  // The first render waits for the session's first answer (which waits for the queue's prefetch,
+  // first-paint.ts), so the desk renders once, with the queue's rows, instead of rendering
+  // "Checking the session…" and then everything again. Not for long: past FIRST_SESSION_WAIT_MS,
+  // or on a failed read, it renders without and reads the session itself, as before.
+  let rendered = false;
+  const once = (session?: DeskSessionView | null) => {
+    if (rendered) return;
+    rendered = true;
+    render(session);
+  };
+  window.setTimeout(() => once(), FIRST_SESSION_WAIT_MS);
+  readSession(choice.bridge).then(
+    (answer) => once(answer.session),
+    () => once(),
+  );
+} else render();

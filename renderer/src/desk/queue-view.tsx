@@ -7,7 +7,7 @@
  * and whether the request still needs this person. An admin also sees here the admin actions
  * waiting for a second admin (admin-proposals.tsx), above the requests.
  */
-import { useCallback, useEffect, useMemo, useState } from 'react';
+import { memo, useCallback, useEffect, useMemo, useState } from 'react';
 import type { ApprovalRequest, ApproverSummary } from '../../../shared/bridge.js';
 import { requestHeadline } from '../../../shared/request-headline.js';
 import { approvalProgress, mayStillApprove } from '../quorum-view.js';
@@ -33,7 +33,11 @@ export function riskLevel(score: number): 'high' | 'medium' | 'low' {
   return score >= 60 ? 'high' : score >= 30 ? 'medium' : 'low';
 }
 
-export function QueueView({ bridge, session, navigate }: DeskViewProps) {
+/**
+ * Rendered again only when its own props change (memo): the desk's other state (the overview's
+ * poll, the first-run check, the notifier's count) does not re-render the queue's rows.
+ */
+export const QueueView = memo(function QueueView({ bridge, session, navigate }: DeskViewProps) {
   // The first answer, when main.tsx's prefetch has it already: the view mounts with its rows.
   const [first] = useState(() => settledQueue(bridge));
   const [pending, setPending] = useState<ApprovalRequest[] | undefined>(first?.page.pending);
@@ -201,4 +205,4 @@ export function QueueView({ bridge, session, navigate }: DeskViewProps) {
       )}
     </section>
   );
-}
+});
