@@ -7,6 +7,8 @@
  * edit) it builds again first, in a child process so that esbuild never sits in the server's
  * memory: the command always runs the sources in the tree.
  */
+// First: a V8 setting that must precede the server's first WebAssembly compile (ADR 0021).
+import '../main/core/policy/wasm-compile-flags.mjs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SERVER_BUNDLE, serverBuildIsStale } from './build-server.mjs';

@@ -8,6 +8,8 @@
  * does lives in main/core and is tested headless; this file is only typechecked (the Electron
  * binary cannot run on CI machines). See docs/desktop.md.
  */
+// First: a V8 setting that must precede the first WebAssembly compile (Cedar's; ADR 0021).
+import '../core/policy/wasm-compile-flags.mjs';
 import { app, BrowserWindow, ipcMain, Menu, nativeImage, session, Tray, type IpcMainInvokeEvent, type WebContents } from 'electron';
 import { fileURLToPath } from 'node:url';
 import { startCountersign, type RunningCountersign } from '../core/app.js';
