@@ -355,8 +355,12 @@ function loadFigures(r: LoadResult): Record<string, unknown> {
   return { perSecond: Math.round(r.perSecond), p50Ms: +r.p50.toFixed(3), p99Ms: +r.p99.toFixed(3), errors: r.errors, outcomes: r.outcomes };
 }
 
-/** The group commit's own phases (group-commit, group-sync: per group, inside the store stage). */
-const isGroupPhase = (stage: string) => stage.startsWith('group-');
+/**
+ * The group commit's own phases (group-commit, group-sync: per group, inside the store stage) and
+ * the audit checkpoint row's durable COMMIT (checkpoint-commit: per checkpoint, outside any
+ * decision's stages, holding the event loop for one fsync): counted, not shares of a decision.
+ */
+const isGroupPhase = (stage: string) => stage.startsWith('group-') || stage === 'checkpoint-commit';
 
 function stageFigures(timings: Record<string, StageTiming>): Record<string, Record<string, number | string>> {
   const total = Object.entries(timings).reduce((s, [stage, t]) => (isGroupPhase(stage) ? s : s + t.ms / t.n), 0);

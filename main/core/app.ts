@@ -380,8 +380,9 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
     onTamper: raiseFromCheckpoint,
     everyEntries: config.audit.checkpointEveryEntries,
     everyMs: config.audit.checkpointEveryMs,
-    // The checkpoint row joins the decisions' group commit: its fsync off the event loop (issue #12).
-    commit: (work) => committer.run(work),
+    // The decisions' pending syncs first, on the thread pool; then the row's own durable COMMIT.
+    durable: () => committer.durable(),
+    ...(options.onTiming === undefined ? {} : { onCommitTiming: (ms: number) => options.onTiming!('checkpoint-commit', ms) }),
   });
   const issuer = new TokenIssuer({
     signer,

@@ -24,6 +24,7 @@ export const COMPILED_ENTRIES = [
   'test/helpers/server-child.ts',
   'test/helpers/open-store-child.ts',
   'test/helpers/crash-child.ts',
+  'test/helpers/checkpoint-child.ts',
   'test/helpers/pg-hub-child.ts',
   'examples/mcp/payments-server.ts',
 ] as const;

@@ -12,7 +12,9 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { DEMO_POLICY_DIR, nodeWebSocket, tempDir, transferCall, ensurePeople } from '../helpers/harness.js';
-import { openDataDir, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { REPO_ROOT, openDataDir, startCountersign, type RunningCountersign } from '../../main/core/app.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { AuditLog } from '../../main/core/audit/audit-log.js';
 import { CHECKPOINT_FILE, RECOMPUTE_SLICE, auditOrigin, verifyCheckpointNote } from '../../main/core/audit/checkpoints.js';
 import { exportAudit, verifyExport } from '../../main/core/audit/audit-export.js';
@@ -23,7 +25,6 @@ import { generateAgentKey, importAgentKey, type AgentKey } from '../../shared/ag
 import { createEnrollmentRequest, verifyEnrollmentRequest } from '../../shared/enrollment.js';
 import type { PublicJwk } from '../../main/core/custody/signer.js';
 import { compiledCli, compiledScript } from '../helpers/compiled-script.js';
-import { fdatasyncFile, type FileSync } from '../../main/core/store/group-commit.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -235,56 +236,71 @@ describe('audit log: checkpoints beside the decisions', () => {
   });
 });
 
-describe('audit log: the checkpoint row in the group commit', () => {
-  it("stores a checkpoint through the decisions' group commit: nothing is trusted or written to the file before its sync returns", async () => {
+describe('audit log: a checkpoint row is durable before anyone can read it', () => {
+  it('another process reading the database while the server makes a checkpoint sees the row only after the write-ahead log sync covering it has returned', async () => {
     const w = await world({ audit: { checkpointEveryEntries: 1_000_000, checkpointEveryMs: 3_600_000 } });
-    // The real fdatasync, then held by the test until released: a disk cannot be paused on demand.
-    const held: Array<() => void> = [];
-    let holding = false;
-    const syncFile: FileSync = async (path) => {
-      await fdatasyncFile(path);
-      if (holding) await new Promise<void>((resolve) => held.push(resolve));
+    // Fault injection: a preloaded shim makes each sync of the write-ahead log take 300 ms while
+    // the flag file exists and logs when WAL writes return and syncs begin and end (a real disk
+    // cannot be slowed on demand); the reader below polls meanwhile, as `audit export` would.
+    const shim = join(w.dataDir, 'slow-wal-sync.so');
+    const built = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', shim, join(REPO_ROOT, 'test/helpers/slow-wal-sync.c'), '-ldl']);
+    expect(built.status, built.stderr?.toString()).toBe(0);
+    const flag = join(w.dataDir, 'slow-sync.flag');
+    const syncLog = join(w.dataDir, 'slow-sync.log');
+    const child = spawn(process.execPath, [compiledScript('test/helpers/checkpoint-child.ts'), w.dataDir], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, LD_PRELOAD: shim, SLOW_SYNC_FLAG: flag, SLOW_SYNC_LOG: syncLog, SLOW_SYNC_MS: '300' },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const nextLine = async (): Promise<string> => {
+      const next = await lines.next();
+      if (next.done) throw new Error('the child exited early');
+      return next.value;
     };
-    const app = await startCountersign({ dataDir: w.dataDir, log: () => undefined, syncFile });
     try {
-      const before = readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8');
-      const servedBefore = app.checkpoints.latest()!;
-      app.db.transaction(() => {
-        for (let i = 0; i < 5; i++) app.audit.append('call.rejected', Date.now(), { code: 'rate_limited', agentId: `a${i}` });
-      })();
-      holding = true;
-      let made: Awaited<ReturnType<typeof app.checkpoints.checkpoint>> | 'not yet' = 'not yet';
-      const making = app.checkpoints.checkpoint().then((m) => (made = m));
-      const deadline = Date.now() + 10_000;
-      while (held.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      expect(held.length).toBeGreaterThan(0);
-      await new Promise((r) => setTimeout(r, 200));
-      expect(made).toBe('not yet');
-      expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(before);
-      // The new row is committed and visible, but nothing serves it before its sync returns
-      // (review6 F7): not latest(), and not a proof's checkpoint.
-      const stored = app.db.prepare('SELECT max(tree_size) AS size FROM audit_checkpoints').get() as { size: number };
-      expect(stored.size).toBe(app.audit.size());
-      expect(app.checkpoints.latest()).toEqual(servedBefore);
-      expect(await app.checkpoints.covering(servedBefore.size)).toEqual(servedBefore);
-      let covered: unknown = 'not yet';
-      const coveringNew = app.checkpoints.covering(app.audit.size()).then((c) => (covered = c));
-      await new Promise((r) => setTimeout(r, 100));
-      expect(covered).toBe('not yet');
-      holding = false;
-      for (const release of held.splice(0)) release();
-      await making;
-      await coveringNew;
-      expect(made).not.toBe('not yet');
-      expect(covered).toEqual(made);
-      expect(app.checkpoints.latest()!.size).toBe(app.audit.size());
-      expect(readFileSync(join(w.dataDir, CHECKPOINT_FILE), 'utf8')).toBe(app.checkpoints.latest()!.note);
+      const readyLine = await nextLine();
+      const size = Number(/^ready (\d+)$/.exec(readyLine)![1]);
+      const reader = new Database(join(w.dataDir, 'countersign.db'), { readonly: true, fileMustExist: true });
+      let seenAt: bigint | undefined;
+      try {
+        const largest = reader.prepare('SELECT coalesce(max(tree_size), 0) FROM audit_checkpoints').pluck();
+        expect(largest.get()).toBeLessThan(size);
+        writeFileSync(flag, '');
+        // Written out before the loop below holds this process's event loop.
+        await new Promise((resolve) => child.stdin.write('checkpoint\n', resolve));
+        const deadline = Date.now() + 15_000;
+        while (seenAt === undefined && Date.now() < deadline) if (Number(largest.get()) >= size) seenAt = process.hrtime.bigint();
+      } finally {
+        reader.close();
+      }
+      expect(await nextLine()).toBe(`made ${size}`);
+      rmSync(flag);
+      expect(seenAt).toBeDefined();
+      const events = readFileSync(syncLog, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' '));
+      const writes = events.filter((e) => e[0] === 'W').map((e) => BigInt(e[1]!));
+      const began = new Map(events.filter((e) => e[0] === 'B').map((e) => [e[1]!, BigInt(e[2]!)]));
+      const syncs = events.filter((e) => e[0] === 'E').map((e) => ({ begin: began.get(e[1]!)!, end: BigInt(e[2]!) }));
+      // The row's frames are the last WAL write before the reader saw it; a sync that began after
+      // them must have returned before it did.
+      const rowWritten = writes.filter((t) => t <= seenAt!).reduce((a, b) => (b > a ? b : a), 0n);
+      expect(rowWritten).toBeGreaterThan(0n);
+      const ms = (t: bigint) => Number(t - rowWritten) / 1e6;
+      expect({
+        syncedBeforeSeen: syncs.some((s) => s.begin >= rowWritten && s.end <= seenAt!),
+        seenAfterTheSlowSync: ms(seenAt!) >= 250,
+      }).toEqual({ syncedBeforeSeen: true, seenAfterTheSlowSync: true });
+      child.stdin.write('stop\n');
+      expect(await nextLine()).toBe('stopped');
+      expect(await exited).toBe(0);
     } finally {
-      holding = false;
-      for (const release of held.splice(0)) release();
-      await app.close();
+      if (child.exitCode === null) child.kill('SIGKILL');
     }
-  });
+  }, 45_000);
 });
 
 describe('audit log: tampering', () => {

@@ -216,11 +216,13 @@ export interface CheckpointerOptions {
    */
   onTamper?: (error: CountersignError) => void;
   /**
-   * Runs the checkpoint's INSERT and resolves once it is durable (the app passes the decision
-   * store's group commit, whose fsync runs on the thread pool). Absent: a plain INSERT, synced
-   * by its own COMMIT on the calling thread.
+   * Resolves once every write committed so far is on stable storage (the app passes the group
+   * commit's durable(), whose fsync runs on the thread pool). Awaited before the row's own durable
+   * COMMIT, so that COMMIT's fsync, on the event loop, has only the row itself left to flush.
    */
-  commit?: (work: () => unknown) => Promise<unknown>;
+  durable?: () => Promise<void>;
+  /** The event loop's time in each checkpoint row's durable COMMIT (benchmarks, `--stage-timings`). */
+  onCommitTiming?: (ms: number) => void;
 }
 
 /** The finding an audit_corrupt error carries (details `findingKind`, `findingSeq`), if any. */
@@ -254,11 +256,10 @@ export class Checkpointer {
   }
 
   /**
-   * The latest checkpoint this process may hand out: never one beyond the trusted tree. A row the
-   * group commit has committed is visible before its sync returns (group-commit.ts), and the
-   * entries it covers may be as undurable as it is; a note handed out then and lost to a power
-   * cut would be a signed fork of the log that comes back. The trusted tree moves only once the
-   * sync covering the row has returned (make()).
+   * The latest checkpoint this process may hand out: never one beyond the trusted tree, which
+   * moves only once the row's own durable COMMIT has returned (make()). A row is not readable
+   * before then anyway (it commits at synchronous=FULL); the bound also keeps out any row this
+   * process did not sign, beyond what the start-up check vouched for.
    */
   latest(): StoredCheckpoint | undefined {
     return latestCheckpoint(this.options.db, this.trusted.size);
@@ -278,7 +279,7 @@ export class Checkpointer {
 
   /** A checkpoint covering at least `size` entries: the existing one, or a new one. */
   async covering(size: number): Promise<StoredCheckpoint> {
-    // Durable ones only, as latest(): one still waiting for its sync is waited for below.
+    // Within the trusted tree, as latest(): a larger one is made (or waited for) below.
     const existing = checkpointAtOrAfter(this.options.db, size, this.trusted.size);
     if (existing) return existing;
     await this.checkpoint();
@@ -340,10 +341,19 @@ export class Checkpointer {
     if (!verifyNoteSignature(signer.publicJwk, origin, text, signature)) {
       throw new CountersignError('signer_failed', 'the checkpoint signature did not verify with the signing key');
     }
-    const store = () => this.insert.run(size, root, at, note);
-    // Durable before the trusted tree moves and before any file copy is written, either way.
-    if (this.options.commit === undefined) store();
-    else await this.options.commit(store);
+    // The row commits in a transaction of its own at synchronous=FULL (the connection's setting
+    // outside the group commit's own COMMIT, group-commit.ts): SQLite fsyncs the write-ahead log
+    // and only then publishes the commit to readers, so no connection — this process's or another
+    // one's, such as `countersign audit export` — can read a checkpoint before it and every entry
+    // it covers (earlier frames of the same file) are on disk. In the decisions' group commit it
+    // was visible from its COMMIT, before its sync (review6 F7): a note read then and lost to a
+    // power cut would be a signed fork of the log that comes back. The group commit's pending
+    // syncs are waited for first, on the thread pool, so the fsync this COMMIT runs on the event
+    // loop flushes little more than the row (docs/audit.md has the measured cost).
+    await this.options.durable?.();
+    const began = performance.now();
+    this.insert.run(size, root, at, note);
+    this.options.onCommitTiming?.(performance.now() - began);
     this.trusted = { size, root, at };
     for (const file of this.options.files) {
       try {

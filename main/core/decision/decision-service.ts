@@ -99,8 +99,12 @@ export function tamperHoldReason(alarm: { id: number; firstBadSeq: number }): st
 }
 
 export type DecisionStage = 'verify' | 'risk' | 'policy' | 'sign' | 'store';
-/** Per group commit (store/group-commit.ts): the event loop's time in its transaction, and its wait for a covering sync. */
-export type GroupCommitStage = 'group-commit' | 'group-sync';
+/**
+ * Per group commit (store/group-commit.ts): the event loop's time in its transaction, and its wait
+ * for a covering sync; per audit checkpoint, the event loop's time in its row's durable COMMIT
+ * (audit/checkpoints.ts), which holds the loop for one fsync.
+ */
+export type GroupCommitStage = 'group-commit' | 'group-sync' | 'checkpoint-commit';
 
 export interface AuthenticatedSession {
   agentId: string;
