@@ -29,7 +29,7 @@ import { MerkleAccumulator } from '../../../shared/merkle.js';
 import { merkleHasher } from './audit-log.js';
 import { signNote, verifyNoteSignature } from './note-keys.js';
 import { signerForOneSignature, type Signer } from '../custody/signer.js';
-import { writeFileAtomic } from './checkpoints.js';
+import { writeFileAtomicAsync, type AtomicWriteFsAsync } from './checkpoints.js';
 import type { ResolvedDatabaseConfig } from '../store/pg/pg-config.js';
 import { AUDIT_CHANNEL } from '../store/pg/pg-decision-store.js';
 import { isConnectionLoss, storeError } from '../store/pg/pg-errors.js';
@@ -50,6 +50,11 @@ export interface AuditLeaderOptions {
   checkpointEveryMs?: number;
   /** Files the leader also writes each checkpoint to (the external copy: checkpoints.ts). */
   checkpointFiles?: readonly string[];
+  /**
+   * How those files' steps are performed (default: on libuv's thread pool, checkpoints.ts
+   * atomicWriteFsAsync). Tests wrap it to hold a step or make one fail, which a disk cannot do on demand.
+   */
+  checkpointFileFs?: AtomicWriteFsAsync;
   onError?: (message: string) => void;
   /** Told when this hub becomes leader and when it stops being one. */
   onLeadership?: (leader: boolean) => void;
@@ -329,9 +334,13 @@ export class PgAuditLeader {
       this.options.hub,
     ]);
     this.checkpointed = size;
+    // The embedded checkpointer's atomic write, with its writes and fsyncs on the thread pool: the
+    // leader's connection, its notifications and the hub's decisions keep the event loop while the
+    // disk flushes. Awaited within the serialized tick, so two copies are never written at once
+    // (the temporary file's name is per process) and a file never goes back to an older note.
     for (const file of this.options.checkpointFiles ?? []) {
       try {
-        writeFileAtomic(file, note);
+        await writeFileAtomicAsync(file, note, this.options.checkpointFileFs);
       } catch (error) {
         this.onError(`could not write the checkpoint to ${file}: ${error instanceof Error ? error.message : String(error)}`);
       }
