@@ -200,8 +200,7 @@ export async function runRiskBench(options: {
       .get()!.n;
 
     // Scoring cost in process, and the memory baselines hold.
-    // Every profile stays cached (no byte bound here): the phase measures what each one holds.
-    const engine = new RiskEngine(db, riskConfig, { maxCachedAgents: options.agents + 1, maxCachedBytes: Infinity });
+    const engine = new RiskEngine(db, riskConfig, { maxCachedAgents: options.agents + 1 });
     const agentRecord = (i: number) => ({ id: `risk-agent-${i}`, dataClasses: ['financial'], jurisdictions: ['US'] });
     collectGarbage();
     const heap0 = process.memoryUsage().heapUsed;
@@ -326,8 +325,6 @@ export async function runRiskBench(options: {
           scoreMicrosPerCall: { p50: +(percentile(flowTimes, 50) * 1000).toFixed(1), p99: +(percentile(flowTimes, 99) * 1000).toFixed(1) },
         },
         baselineMemoryPerAgentKiB: +((heap1 - heap0) / options.agents / 1024).toFixed(2),
-        // The cache's own estimate of the same (profileBytes, behind its byte bound): it should err high.
-        baselineEstimatePerAgentKiB: +(engine.cacheUse().bytes / engine.cacheUse().profiles / 1024).toFixed(2),
       },
       decisionLatency: {
         offeredPerSecond: options.openLoopPerSecond,

@@ -20,7 +20,6 @@ import {
   destinationKey,
   emptyProfile,
   learnExecuted,
-  profileBytes,
   trimRecent,
   type AgentProfile,
   type Learned,
@@ -31,18 +30,9 @@ import { scoreCall, type ScoredAgent } from './risk-scorer.js';
 import type { RiskEvent, RiskEventLog, RiskEventRead, RiskInput, RiskLearner, RiskScorer } from './risk-ports.js';
 import { mergeBaseline, profileState, restoreProfile, type ProfileState } from './profile-state.js';
 
-/** The profile cache's default byte bound: about 4,000 profiles of 100 learned calls each. */
-export const DEFAULT_MAX_CACHED_BYTES = 32 * 2 ** 20;
-
 export interface RiskEngineOptions {
   /** Profiles kept in memory (each is rebuilt from the database when needed again). */
   maxCachedAgents?: number;
-  /**
-   * Bytes the cached profiles may hold together, by profileBytes' estimate (default 32 MiB):
-   * the least recently used go first past it. One agent's profile can grow to megabytes (its
-   * recent window, the reads its sessions reported), so a count alone does not bound memory.
-   */
-  maxCachedBytes?: number;
   /** Team mode: events read between an agent's snapshots (default 500). */
   snapshotEvery?: number;
 }
@@ -51,10 +41,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   private readonly profiles = new Map<string, AgentProfile>();
   private readonly store: ProfileStore;
   private readonly maxCached: number;
-  private readonly maxBytes: number;
-  /** profileBytes of each cached profile as of its last change, and their sum. */
-  private readonly weights = new Map<string, number>();
-  private cachedBytes = 0;
   private events: RiskEventLog | undefined;
   /** Team mode: per agent, the position of the last read of the team's events. */
   private readonly positions = new Map<string, string>();
@@ -79,7 +65,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     this.recentWindowMs = recentWindowMs(config);
     this.store = new ProfileStore(db, config, this.recentWindowMs);
     this.maxCached = Math.max(1, options.maxCachedAgents ?? 20_000);
-    this.maxBytes = Math.max(0, options.maxCachedBytes ?? DEFAULT_MAX_CACHED_BYTES);
     this.snapshotEvery = Math.max(1, options.snapshotEvery ?? 500);
     this.settingsHash = `sha256:${createHash('sha256').update(canonicalize(config)).digest('hex')}`;
   }
@@ -104,8 +89,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   useEventLog(events: RiskEventLog): void {
     this.events = events;
     this.profiles.clear();
-    this.weights.clear();
-    this.cachedBytes = 0;
   }
 
   /**
@@ -147,7 +130,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
         return; // forgotten meanwhile: the next prepare replays
       else {
         for (const event of read.events) this.apply(profile, event);
-        this.weigh(agentId);
         const since = (this.sinceSnapshot.get(agentId) ?? 0) + read.seen;
         this.sinceSnapshot.set(agentId, since);
         if (since >= this.snapshotEvery && !this.snapshotting.has(agentId)) {
@@ -222,7 +204,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     const profile = this.profile(agentId, at);
     const learned = this.applySubmitted(profile, requestId, call, callSha256, at, state);
     if (learned) this.store.writeExecuted(agentId, learned.f, at, learned.learned);
-    this.weigh(agentId);
   }
 
   /**
@@ -232,10 +213,7 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   private teamEvent(agentId: string, event: RiskEvent): void {
     const profile = this.profiles.get(agentId);
     this.events!.queue(agentId, event, profile !== undefined);
-    if (profile !== undefined) {
-      this.apply(profile, event);
-      this.weigh(agentId);
-    }
+    if (profile !== undefined) this.apply(profile, event);
   }
 
   /** Apply one event to a profile: the same rules whether it happens here or is replayed from the team's log. */
@@ -297,7 +275,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
     }
     const learned = this.applySettled(this.profile(agentId, now), request, state);
     if (learned) this.store.writeExecuted(agentId, learned.f, request.createdAt, learned.learned);
-    this.weigh(agentId);
   }
 
   /** What an agent session read, as the host reported it (session.report). */
@@ -331,14 +308,11 @@ export class RiskEngine implements RiskScorer, RiskLearner {
       this.store.writeRead(agentId, sessionId, at, trusted, what, digests);
       values += digests.length;
     }
-    this.weigh(agentId);
     return values;
   }
 
   forget(agentId: string): void {
     this.profiles.delete(agentId);
-    this.cachedBytes -= this.weights.get(agentId) ?? 0;
-    this.weights.delete(agentId);
     this.positions.delete(agentId);
     this.sinceSnapshot.delete(agentId);
     this.events?.forget(agentId);
@@ -370,33 +344,6 @@ export class RiskEngine implements RiskScorer, RiskLearner {
   private cache(agentId: string, profile: AgentProfile): void {
     this.profiles.delete(agentId);
     this.profiles.set(agentId, profile);
-    this.weigh(agentId);
-  }
-
-  /**
-   * Re-estimate a cached profile's bytes after it changed, then drop the least recently used
-   * others until the cache is within both bounds. The profile just weighed stays whatever it
-   * holds: it is the one in use (its own growth is capped by agent-profile.ts and data-flow.ts).
-   */
-  private weigh(agentId: string): void {
-    const profile = this.profiles.get(agentId);
-    if (profile === undefined) return;
-    const bytes = profileBytes(profile);
-    this.cachedBytes += bytes - (this.weights.get(agentId) ?? 0);
-    this.weights.set(agentId, bytes);
-    for (const id of this.profiles.keys()) {
-      if (this.cachedBytes <= this.maxBytes && this.profiles.size <= this.maxCached) break;
-      if (id !== agentId) this.forget(id);
-    }
-  }
-
-  /** What the cache holds now: profiles, and their bytes by profileBytes' estimate. */
-  cacheUse(): { profiles: number; bytes: number } {
-    return { profiles: this.profiles.size, bytes: this.cachedBytes };
-  }
-
-  /** Whether the agent's profile is in memory now (else the next use rebuilds it from the database). */
-  holds(agentId: string): boolean {
-    return this.profiles.has(agentId);
+    if (this.profiles.size > this.maxCached) this.forget(this.profiles.keys().next().value as string);
   }
 }

@@ -173,7 +173,7 @@ export function runScenarioReport(
   const dir = mkdtempSync(join(tmpdir(), 'countersign-risk-report-'));
   const db = openStore(join(dir, 'report.db'));
   try {
-    const engine = new RiskEngine(db, config, { maxCachedAgents: set.scenarios.length + 1, maxCachedBytes: Infinity });
+    const engine = new RiskEngine(db, config, { maxCachedAgents: set.scenarios.length + 1 });
     const byLabel = new Map<string, { scenarios: number; detected: number }>();
     const bySource = new Map<string, { scenarios: number; detected: number; benignCalls: number; benignFlagged: number }>();
     const byEffect = new Map<string, { maliciousCalls: number; maliciousFlagged: number; benignCalls: number; benignFlagged: number }>();
