@@ -8,7 +8,8 @@
  * `ready` settles; calls made before then wait for it. Push events are received from the start
  * and each is checked against its schema and delivered, in order, once the full bridge is there.
  * Nothing is shown unchecked: an answer that fails its check is schema_invalid, an event that
- * fails its schema is dropped, as with the table's own bridge.
+ * fails its schema is dropped, as with the table's own bridge; an event waiting for a chunk that
+ * failed to load waits for the next try.
  *
  * Pure and zod-free: the only imports are the hand checks, the method names and types.
  */
@@ -36,6 +37,9 @@ export interface DeferredBridgeParts {
 }
 
 const FIRST = new Set<string>(FIRST_ANSWER_METHODS);
+/** Pauses between tries to load the full bridge while a push event waits for its check. */
+const EVENT_RETRY_FIRST_MS = 250;
+const EVENT_RETRY_MAX_MS = 5_000;
 
 export function createDeferredBridge(parts: DeferredBridgeParts): CountersignBridge {
   let full: Promise<FullBridge> | undefined;
@@ -75,12 +79,18 @@ export function createDeferredBridge(parts: DeferredBridgeParts): CountersignBri
   let delivered: Promise<void> = Promise.resolve();
   const deliver = (name: unknown, data: unknown) => {
     delivered = delivered.then(async () => {
+      // A valid event is never dropped because the chunk failed to load (the server restarted, the
+      // network dropped): the transport has moved past it and would not send it again. It waits,
+      // and the events behind it in order, while the load is tried again with a growing pause.
       let event: BridgeEvent | undefined;
-      try {
-        event = (await loadFull()).parseEvent(name, data);
-      } catch {
-        full = undefined;
-        return;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          event = (await loadFull()).parseEvent(name, data);
+          break;
+        } catch {
+          full = undefined;
+          await new Promise((resolve) => setTimeout(resolve, Math.min(EVENT_RETRY_FIRST_MS * 2 ** attempt, EVENT_RETRY_MAX_MS)));
+        }
       }
       if (event !== undefined) for (const each of [...listeners]) each(event);
     });
