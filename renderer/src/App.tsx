@@ -4,7 +4,7 @@
  * custody, recent decisions, enrolled agents) and the approver's view (ApprovalsView: register a
  * security key, decide pending requests as the signed-in person). It knows only CountersignBridge.
  */
-import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/errors.js';
@@ -106,7 +106,15 @@ function Dashboard({
   const [error, setError] = useState<LoadError | undefined>();
   const [target, setTarget] = useState<DeskTarget>(initialTarget ?? { view: 'queue' });
   const view = target.view;
-  const setView = (id: string) => setTarget({ view: id });
+  // A view the person chose (a deep link, a tab, a link, a notification) is never taken from them
+  // by an answer that arrives later: the first-run check answers after the queue's first paint,
+  // which on a slow machine is after the first click.
+  const viewChosen = useRef(initialTarget !== undefined);
+  const choose = useCallback((next: DeskTarget) => {
+    viewChosen.current = true;
+    setTarget(next);
+  }, []);
+  const setView = (id: string) => choose({ view: id });
   const session = useDeskSession(bridge, initialSession);
   const firstRun = useFirstRunOpen(bridge);
   // While no admin exists the desk opens on the setup screen (a deep link keeps its target);
@@ -115,12 +123,12 @@ function Dashboard({
   useEffect(() => {
     if (firstRun !== true || setupSeen) return;
     setSetupSeen(true);
-    if (initialTarget === undefined) setTarget({ view: SETUP_VIEW });
-  }, [firstRun, setupSeen, initialTarget]);
+    if (!viewChosen.current) setTarget({ view: SETUP_VIEW });
+  }, [firstRun, setupSeen]);
   const adminProposals = useAdminProposals(bridge, session.current, (proposal) =>
-    showAdminProposalNotice(proposal, () => setTarget({ view: 'queue' })),
+    showAdminProposalNotice(proposal, () => choose({ view: 'queue' })),
   );
-  const notifications = useDeskNotifications(bridge, session.current, setTarget, adminProposals.awaitingMe);
+  const notifications = useDeskNotifications(bridge, session.current, choose, adminProposals.awaitingMe);
   // The desk did not open on the queue (nobody signed in, or another view): nothing waits for it.
   useEffect(() => {
     if (session.view === null || (session.view !== undefined && view !== 'queue')) queueShown();
@@ -243,13 +251,7 @@ function Dashboard({
       <Suspense fallback={VIEW_LOADING}>
         {session.current &&
           DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
-            <Component
-              key={id}
-              bridge={bridge}
-              session={session.current as DeskSession}
-              navigate={setTarget}
-              requestId={target.requestId}
-            />
+            <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={choose} requestId={target.requestId} />
           ))}
       </Suspense>
       {/* Mounted on its first visit, then kept (the chosen approver survives switching): it loads

@@ -192,4 +192,33 @@ describe('the first-run screen', () => {
       expect(await later.page.getByTestId('first-run-banner').count()).toBe(0);
     },
   );
+
+  it('keeps the view the person chose when the first-run answer arrives after their click', { timeout: 300_000 }, async () => {
+    const h = await start({});
+    h.app.approvers.addApprover({ id: 'alice', displayName: 'Alice Example', groups: ['finance-approvers'] });
+    const { page } = await person();
+    // Fault injection (the real core answers at once): hold the first-run answer in the browser
+    // until the person has clicked a tab, as a slow machine does when the check waits for the
+    // queue's first paint and the full bridge's chunk.
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    await page.route('**/api/ui/first-run', async (route) => {
+      held += 1;
+      await released;
+      await route.continue();
+    });
+    await openDesk(page, h.app);
+    await page.getByTestId('tab-approvals').click({ timeout: UI_TIMEOUT });
+    await page.getByTestId('approver-select').waitFor({ timeout: UI_TIMEOUT });
+    await expect.poll(() => held, { timeout: UI_TIMEOUT }).toBeGreaterThan(0);
+    const answered = page.waitForResponse('**/api/ui/first-run', { timeout: UI_TIMEOUT });
+    release();
+    await answered;
+    // The answer is "open" (no admin exists): the banner says so, and the chosen view stays.
+    await page.getByTestId('first-run-banner').waitFor({ timeout: UI_TIMEOUT });
+    expect(await page.getByTestId('first-run').isVisible()).toBe(false);
+    await page.getByTestId('approver-select').selectOption('alice', { timeout: 2_000 });
+    expect(await page.locator('main.app').getAttribute('data-desk-view')).toBe('approvals');
+  });
 });
