@@ -228,9 +228,12 @@ export function firstAnswerProblem(kind: keyof typeof FIRST_ANSWER_CHECKS, value
 }
 
 /**
- * The answer of `method` once checked (the value itself: it is what a fresh JSON parse or IPC
- * copy produced, and every member is as the schema would yield it), or schema_invalid, as
- * parseBridgeResult refuses an answer that does not match.
+ * The answer of `method` once checked, or schema_invalid, as parseBridgeResult refuses an answer
+ * that does not match. What is handed on is the value itself (a fresh JSON parse or IPC copy,
+ * ours to change) with the one member zod's output would not have taken out: an own
+ * `"__proto__"` member of a risk factor's `observed` record, which zod's record skips (and
+ * riskAssessmentProblem skips with it) and leaves out of what it yields. A strict object's own
+ * `"__proto__"` is refused by both, and `params` (any JSON object) is passed through by both.
  */
 export function checkFirstAnswer<M extends FirstAnswerMethod>(method: M, value: unknown): FirstAnswers[M] {
   const problem = firstAnswerProblem(method, value);
@@ -238,6 +241,10 @@ export function checkFirstAnswer<M extends FirstAnswerMethod>(method: M, value: 
     const path = problem.slice(0, problem.indexOf(':'));
     throw new CountersignError('schema_invalid', `the bridge response does not match its schema at ${JSON.stringify(path)}`);
   }
+  if (method === 'listQueue')
+    for (const request of (value as FirstAnswers['listQueue']).pending)
+      for (const factor of request.risk.factors)
+        if (Object.hasOwn(factor.observed, '__proto__')) Reflect.deleteProperty(factor.observed, '__proto__');
   return value as FirstAnswers[M];
 }
 

@@ -4,7 +4,8 @@
  * accept: on answers built from the vectors (test/vectors: request headlines' calls, quorum
  * requirements and approvals, flagged text as names and reasons) and on a few thousand generated
  * mutations of them (wrong types, missing and extra members, undefined members as IPC carries
- * them, boundary lengths and numbers, patterns, enum values, long lists). The schemas stay the
+ * them, boundary lengths and numbers, patterns, enum values, long lists, own "__proto__" members
+ * as JSON.parse makes them), and what the desk is handed is what zod yields. The schemas stay the
  * source of truth: a schema change this check does not follow fails here. Also: the first
  * answers travel the routes of their rows in the bridge table, and a refused answer is
  * schema_invalid as parseBridgeResult says it.
@@ -197,6 +198,24 @@ function places(root: { v: unknown }): Array<[Record<string | number, unknown>, 
   return out;
 }
 
+/**
+ * Gives `object` an own member named "__proto__" (JSON text `value`), as JSON.parse of an answer
+ * with such a member makes it. Assigning it (`object.__proto__ = …`, Object.assign) would call the
+ * prototype setter instead and add no member at all.
+ */
+function addOwnProtoMember(object: object, value: string): void {
+  const parsed = JSON.parse(`{"__proto__":${value}}`) as object;
+  Object.defineProperty(object, '__proto__', Object.getOwnPropertyDescriptor(parsed, '__proto__')!);
+}
+
+/** Where an object has an own "__proto__" member (toEqual does not see one). */
+function ownProtoPaths(v: unknown, path = '', out: string[] = []): string[] {
+  if (typeof v !== 'object' || v === null) return out;
+  if (!Array.isArray(v) && Object.hasOwn(v, '__proto__')) out.push(path);
+  for (const k of Object.keys(v)) ownProtoPaths((v as Record<string, unknown>)[k], `${path}.${k}`, out);
+  return out;
+}
+
 function mutate(rand: Rand, root: { v: unknown }): void {
   const [holder, key] = pick(rand, places(root));
   const current = holder[key];
@@ -220,7 +239,7 @@ function mutate(rand: Rand, root: { v: unknown }): void {
     const r = rand();
     if (r < 0.35 && keys.length > 0) delete object[pick(rand, keys)];
     else if (r < 0.55 && keys.length > 0) object[pick(rand, keys)] = undefined;
-    else if (r < 0.65) Object.assign(object, JSON.parse('{"__proto__": 1}'));
+    else if (r < 0.65) addOwnProtoMember(object, pick(rand, ['1', '"x"', '{}', '{"a":[1]}']));
     else object[pick(rand, EXTRA_KEYS)] = pick(rand, ODD());
   } else {
     holder[key] = pick(rand, [...ODD(), ...NUMBERS.slice(0, 6), pick(rand, WORDS)]);
@@ -233,8 +252,12 @@ function agree(kind: Kind, value: unknown, label: string): boolean {
   expect(problem === undefined, `${label}: ${problem ?? 'accepted by hand'}; zod ${parsed.success ? 'accepts' : 'refuses'}`).toBe(
     parsed.success,
   );
-  // What the desk shows is what zod would have yielded.
-  if (parsed.success) expect(value).toEqual(parsed.data);
+  // What the desk is handed is what zod would have yielded, own key by own key.
+  if (parsed.success) {
+    const handed = kind === 'httpErrorBody' ? value : checkFirstAnswer(kind, value);
+    expect(handed, `${label}: handed on`).toEqual(parsed.data);
+    expect(ownProtoPaths(handed), `${label}: own "__proto__" members handed on`).toEqual(ownProtoPaths(parsed.data));
+  }
   return parsed.success;
 }
 
@@ -290,6 +313,9 @@ describe("the desk's first answers, checked by hand", () => {
           ),
           (_v, h, k) => void (Array.isArray(h) ? h.splice(Number(k), 1) : delete h[k]),
           (v) => void (typeof v === 'object' && v !== null && !Array.isArray(v) && ((v as Record<string, unknown>).extra = 1)),
+          ...['1', '"x"', '{"a":[1]}'].map(
+            (member) => (v: unknown) => void (typeof v === 'object' && v !== null && !Array.isArray(v) && addOwnProtoMember(v, member)),
+          ),
           (v) => void (Array.isArray(v) && v.length > 0 && v.push(...new Array<unknown>(MAX_GROUP_FOLLOWERS + 1).fill(v[0]))),
         ];
         for (const change of changes) {
