@@ -25,6 +25,7 @@ export const COMPILED_ENTRIES = [
   'test/helpers/open-store-child.ts',
   'test/helpers/crash-child.ts',
   'test/helpers/checkpoint-child.ts',
+  'test/helpers/sync-fault-child.ts',
   'test/helpers/pg-hub-child.ts',
   'examples/mcp/payments-server.ts',
 ] as const;

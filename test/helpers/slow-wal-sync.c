@@ -7,14 +7,21 @@
  *   "W <ns>"          a write to a -wal file returned
  *   "B <id> <ns>"     a sync of a -wal file began (before the sleep)
  *   "E <id> <ns>"     that sync returned
- * Built by test/integration/checkpoint-durable-visibility.test.ts with the system C compiler.
+ * While the file named by FAIL_SYNC_FLAG exists, every fsync/fdatasync of a -wal file fails with
+ * EIO instead (the real call is not made; a real disk cannot be made to fail on demand either),
+ * and logs "F main" or "F pool": whether the failed call ran in the process's main thread (the
+ * event loop's) or another one (libuv's thread pool).
+ * Built with the system C compiler by the tests that preload it: test/integration/audit-log.test.ts
+ * (slow) and test/integration/group-commit-sync-fault.test.ts (failing).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,10 +42,12 @@ static void resolve(void) {
   real_write = dlsym(RTLD_NEXT, "write");
 }
 
-static int active(void) {
-  const char *flag = getenv("SLOW_SYNC_FLAG");
+static int flagged(const char *name) {
+  const char *flag = getenv(name);
   return flag != NULL && access(flag, F_OK) == 0;
 }
+
+static int active(void) { return flagged("SLOW_SYNC_FLAG"); }
 
 static int is_wal(int fd) {
   char link[64], path[4096];
@@ -67,6 +76,11 @@ static void wrote(int fd) {
 }
 
 static int slow(int fd, int (*real)(int)) {
+  if (flagged("FAIL_SYNC_FLAG") && is_wal(fd)) {
+    note(syscall(SYS_gettid) == getpid() ? "F main" : "F pool");
+    errno = EIO;
+    return -1;
+  }
   if (!active() || !is_wal(fd)) return real(fd);
   char what[32];
   int id = __sync_add_and_fetch(&sync_ids, 1);
