@@ -507,14 +507,25 @@ function useDeskSession(bridge: CountersignBridge, initial: DeskSessionView | nu
   const [view, setView] = useState<DeskSessionView | null | undefined>(initial);
   // Read at mount unless main.tsx passed the first answer in (then the poll below reads it next).
   const [known] = useState(initial !== undefined);
+  // Only the newest word on the session counts: a read answers with the server's state when it was
+  // made, so one made before the person signed in or out (the poll below, on a slow machine or
+  // network) or before a later read must not undo that when it arrives after it.
+  const said = useRef(0);
   // The first read takes the answer main.tsx started before React rendered (first-paint.ts).
   const refresh = useCallback(async () => {
+    const mine = ++said.current;
+    let answer: DeskSessionView | null;
     try {
-      setView((await readSession(bridge)).session);
+      answer = (await readSession(bridge)).session;
     } catch {
-      setView(null);
+      answer = null;
     }
+    if (mine === said.current) setView(answer);
   }, [bridge]);
+  const set = useCallback((next: DeskSessionView | null) => {
+    said.current += 1;
+    setView(next);
+  }, []);
   useEffect(() => {
     if (!known) void refresh();
     // getSession does not count as activity, so polling it only notices an ended session.
@@ -530,7 +541,7 @@ function useDeskSession(bridge: CountersignBridge, initial: DeskSessionView | nu
     () => (approverId === undefined || displayName === undefined || admin === undefined ? undefined : { approverId, displayName, admin }),
     [approverId, displayName, admin],
   );
-  return { view, current, refresh, set: setView };
+  return { view, current, refresh, set };
 }
 
 /**

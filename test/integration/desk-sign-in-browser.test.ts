@@ -134,6 +134,57 @@ describe('desk sign-in with a security key (Chromium)', () => {
     await context.clearCookies();
   });
 
+  // Its own timeout: a key registration, a sign-in and a sign-out, each waiting for a poll (every 3 s) to be held.
+  it('a session read that answers after the person signed in or out does not undo it', { timeout: 120_000 }, async () => {
+    h.app.approvers.addApprover({ id: 'carol', displayName: 'Carol Example', groups: ['finance-approvers'] });
+    const { page } = await personWithKey('carol');
+    await page.getByTestId('desk-sign-in').waitFor({ timeout: UI_TIMEOUT });
+    // Fault injection (the real core answers at once): every read of the session (the desk polls
+    // it) is answered by the core when it is made, and that answer reaches the page only when the
+    // test lets it, as on a slow machine or network where a poll crosses a sign-in or sign-out.
+    const held: Array<{ who: string; deliver: () => Promise<void> }> = [];
+    await page.route('**/api/session', async (route) => {
+      const response = await route.fetch();
+      const { session } = (await response.json()) as { session: { approverId: string } | null };
+      held.push({ who: session?.approverId ?? 'nobody', deliver: () => route.fulfill({ response }) });
+    });
+    let finished = 0;
+    page.on('requestfinished', (r) => {
+      if (new URL(r.url()).pathname === '/api/session') finished += 1;
+    });
+    /** Hand the page every held answer that said `who` is signed in, oldest first, and let it act on them. */
+    const deliver = async (who: string) => {
+      const answers = held.filter((a) => a.who === who);
+      const target = finished + answers.length;
+      for (const answer of answers) {
+        held.splice(held.indexOf(answer), 1);
+        await answer.deliver();
+      }
+      await expect.poll(() => finished, { timeout: UI_TIMEOUT }).toBe(target);
+      // Past the page's handling of them: the parse, the check and React's render of what it set.
+      await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 250)));
+    };
+
+    // Polls made while nobody was signed in arrive after Carol signed in.
+    await expect.poll(() => held.length, { timeout: UI_TIMEOUT }).toBeGreaterThan(0);
+    await actAs(page, 'carol');
+    await deliver('nobody');
+    expect(await page.getByTestId('desk-sign-in').count()).toBe(0);
+    expect(await page.getByTestId('desk-session').getAttribute('data-approver-id')).toBe('carol');
+
+    // Polls made while she was signed in arrive after she signed out.
+    await expect.poll(() => held.filter((a) => a.who === 'carol').length, { timeout: UI_TIMEOUT }).toBeGreaterThan(0);
+    await signOut(page);
+    await deliver('carol');
+    expect(await page.getByTestId('desk-session').count()).toBe(0);
+    expect(await page.getByTestId('desk-sign-in').isVisible()).toBe(true);
+
+    // Reads made after the change are shown as before: she is signed out.
+    await page.unroute('**/api/session');
+    for (const answer of held.splice(0)) await answer.deliver();
+    await page.getByTestId('desk-sign-in').waitFor({ timeout: UI_TIMEOUT });
+  });
+
   it('ends an idle session and one past its absolute lifetime (injected clock); the desk returns to sign-in', async () => {
     const { page } = opened[0]!;
     await actAs(page, 'alice');
