@@ -7,7 +7,10 @@
  *    Target: Merkle appends at least 50% of the plain insert. The batched phases write 20,000 rows
  *    each by default (steady state: 2,000 rows were mostly warm-up, a tree 11 levels high and an
  *    empty WAL); one commit per row is fsync-bound from the first row, so 2,000 rows measure it.
- *    The batched pair runs BENCH_AUDIT_ROUNDS times (3), alternating, and reports medians.
+ *    The batched pair runs BENCH_AUDIT_ROUNDS times (3), alternating which side goes first, and
+ *    reports medians. Both sides start alike: a fresh database, the previous phase's files
+ *    deleted (their pages no longer in the page cache to write back), and a full garbage
+ *    collection (the previous phase's rows no longer collected during this one).
  *    Beside the rate (wall time, which the fsync of each commit dominates), each phase's CPU
  *    time per row (process.cpuUsage, user and system) and the WAL bytes it wrote per row: what
  *    the decision path's event loop pays.
@@ -17,6 +20,8 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from '../main/core/store/database.js';
@@ -62,6 +67,17 @@ function event(i: number): AuditEventFields<'decision.allow'> {
   };
 }
 
+/**
+ * A full garbage collection before each timed phase, so neither side collects the rows the
+ * other left behind. Node's gc() when started with --expose-gc, otherwise exposed here.
+ */
+function collectGarbage(): void {
+  const exposed = (globalThis as { gc?: () => void }).gc;
+  if (exposed !== undefined) return exposed();
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
 function rate(n: number, ms: number): number {
   return Math.round((n * 1000) / ms);
 }
@@ -98,6 +114,7 @@ export async function runAuditBench(options: {
       // schema's frames (about 320 KiB, 165 B a row at 2,000 rows) are checkpointed out first.
       db.pragma('wal_autocheckpoint = 0');
       db.pragma('wal_checkpoint(TRUNCATE)');
+      collectGarbage();
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       for (let i = 0; i < appends; i += batch) write.immediate(i, Math.min(appends, i + batch));
@@ -107,6 +124,8 @@ export async function runAuditBench(options: {
       const cpu = process.cpuUsage(cpu0);
       const walBytes = statSync(join(dir, `${name}.db-wal`)).size;
       db.close();
+      // Nothing of this phase stays for the next one (on the same disk and in the same page cache).
+      for (const suffix of ['', '-wal', '-shm']) rmSync(join(dir, `${name}.db${suffix}`), { force: true });
       return {
         perSecond: rate(appends, ms),
         cpuMicrosPerRow: +((cpu.user + cpu.system) / appends).toFixed(1),
@@ -126,13 +145,15 @@ export async function runAuditBench(options: {
     // Batched, plain and Merkle alternate for `rounds` rounds (each on a fresh database) and each
     // figure is the median of its rounds: on a shared 2-core machine one round of each was as
     // likely to measure the neighbours' load as the log (CPU ratios from 0.12 to 0.76 in one hour).
+    // Which side goes first alternates too: with the plain insert always first, whatever the
+    // previous round left (its files' pages to write back, its garbage) fell on one side.
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     const batchedRounds: Array<{ plain: ReturnType<typeof appendPhase>; merkle: ReturnType<typeof appendPhase> }> = [];
     for (let round = 0; round < options.rounds; round++) {
-      batchedRounds.push({
-        plain: appendPhase(`plain-batched-${round}`, options.batch, false),
-        merkle: appendPhase(`merkle-batched-${round}`, options.batch, true),
-      });
+      const plainFirst = round % 2 === 0;
+      const first = appendPhase(`${plainFirst ? 'plain' : 'merkle'}-batched-${round}`, options.batch, !plainFirst);
+      const second = appendPhase(`${plainFirst ? 'merkle' : 'plain'}-batched-${round}`, options.batch, plainFirst);
+      batchedRounds.push(plainFirst ? { plain: first, merkle: second } : { plain: second, merkle: first });
     }
     const medianOf = (side: 'plain' | 'merkle') => ({
       perSecond: median(batchedRounds.map((r) => r[side].perSecond)),
@@ -198,6 +219,7 @@ export async function runAuditBench(options: {
         [`batched${options.batch}PerCommit`]: {
           ...compare(plainBatched, merkleBatched),
           rounds: options.rounds,
+          ratioPerRound: batchedRounds.map((r) => +(r.merkle.perSecond / r.plain.perSecond).toFixed(3)),
           cpuRatioPerRound: batchedRounds.map((r) => +(r.plain.cpuMicrosPerRow / r.merkle.cpuMicrosPerRow).toFixed(3)),
         },
         batchedMerkleVsPlainOnePerCommit: +(merkleBatched.perSecond / plainEach.perSecond).toFixed(2),
