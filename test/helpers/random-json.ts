@@ -1,6 +1,6 @@
 /**
  * Seeded random JSON values for property tests of the canonical form (canonical-json and its
- * byte writer, canonical-utf8): strings drawn from escapes, controls, non-ASCII and astral
+ * fast text writer, canonical-text): strings drawn from escapes, controls, non-ASCII and astral
  * characters; numbers across the safe range and odd bit patterns; nested objects and arrays.
  */
 import type { JsonValue } from '../../shared/canonical-json.js';

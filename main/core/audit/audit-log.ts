@@ -5,7 +5,7 @@
  * it belongs to down with it. The same append hashes the record it has just written into its
  * leaf and every subtree that leaf completes, and stores them in the entry's own row (`leaf`,
  * migration 21; `subtrees`, migration 22): one INSERT per append, in that transaction, so a
- * rolled-back append leaves nothing to undo, and the record is hashed from the bytes in hand
+ * rolled-back append leaves nothing to undo, and the record is hashed from the text in hand
  * instead of being read back later. The left siblings those subtrees need are the tree's right
  * edge, which the appender keeps in memory while the log's last row is the one it wrote (checked
  * on every append; anything else, such as a rolled-back append, reads them from the table).
@@ -19,7 +19,7 @@
 import { createHash, hash as oneShot } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import { canonicalizeWith, type JsonObject } from '../../../shared/canonical-json.js';
-import { CanonicalUtf8Writer } from '../../../shared/canonical-utf8.js';
+import { CanonicalTextWriter } from '../../../shared/canonical-text.js';
 import { MerkleAccumulator, MerkleHasher, consistencyPath, inclusionPath, rangeHashOfSubtrees } from '../../../shared/merkle.js';
 import { CountersignError } from '../../../shared/errors.js';
 import { parseCheckpointText, parseSignedNote } from '../../../shared/checkpoint-note.js';
@@ -51,12 +51,6 @@ class NodeMerkleHasher extends MerkleHasher {
     return oneShot('sha256', input, 'buffer');
   }
 
-  /** leaf() of bytes already laid out as its input: the 0x00 prefix is written here at [0], the entry is [1, end). */
-  leafOfPrefixed(input: Uint8Array, end: number): Uint8Array {
-    input[0] = 0x00;
-    return oneShot('sha256', input.subarray(0, end), 'buffer');
-  }
-
   /** The prefix is written over bytes[at] for the hash and put back: no copy of the entry (export verification). */
   override leafInPlace(bytes: Uint8Array, at: number, end: number): Uint8Array {
     const saved = bytes[at]!;
@@ -68,12 +62,9 @@ class NodeMerkleHasher extends MerkleHasher {
     }
   }
 
-  /** leaf() of a record's UTF-8 bytes, encoded straight into the hash input. */
+  /** leaf() of a record's UTF-8 bytes: node:crypto encodes the text (prefix and record) into the hash itself. */
   leafOfText(record: string): Uint8Array {
-    const input = Buffer.allocUnsafe(Buffer.byteLength(record, 'utf8') + 1);
-    input[0] = 0x00;
-    input.write(record, 1, 'utf8');
-    return oneShot('sha256', input, 'buffer');
+    return oneShot('sha256', '\u0000' + record, 'buffer');
   }
 
   override node(left: Uint8Array, right: Uint8Array): Uint8Array {
@@ -163,8 +154,8 @@ export class AuditLog {
   private readonly pendingRows;
   private readonly withLeaves;
   private readonly observers: AuditObserver[] = [];
-  /** Reused by every append: the record's bytes, with room for the leaf prefix before them. */
-  private readonly recordWriter = new CanonicalUtf8Writer();
+  /** Reused by every append: it keeps the sorted member order of the record shapes it has written. */
+  private readonly recordWriter = new CanonicalTextWriter();
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare('INSERT INTO audit_log (seq, at, kind, record, request_key, leaf, subtrees) VALUES (?, ?, ?, ?, ?, ?, ?)');
@@ -205,25 +196,16 @@ export class AuditLog {
     const seq = size + 1;
     const fields = event as JsonObject;
     const extra = { kind, at, seq };
-    // The record's canonical bytes go straight after the leaf's 0x00 prefix, so the leaf hash
-    // reads them where they were written. Should the fast writer give up, canonicalizeWith
-    // throws the error it found (or writes the same text, slower).
-    const end = this.recordWriter.writeWith(fields, extra, 1);
-    let record: string;
-    let leaf: Uint8Array | undefined;
-    if (end !== undefined) {
-      const bytes = this.recordWriter.bytes;
-      record = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8', 1, end);
-      leaf = nodeHasher.leafOfPrefixed(bytes, end);
-    } else {
-      record = canonicalizeWith(fields, extra);
-    }
+    // The record's canonical text. Should the fast writer give up, canonicalizeWith throws the
+    // error it found (or writes the same text, slower).
+    const record = this.recordWriter.writeWith(fields, extra) ?? canonicalizeWith(fields, extra);
     // The hashes are stored only where the hashed tree ends right before the entry; otherwise syncTree hashes in order.
     const hashed = edge !== undefined;
+    let leaf: Uint8Array | undefined;
     let subtrees: Buffer | null = null;
     let top: Uint8Array | undefined;
     if (hashed) {
-      leaf ??= nodeHasher.leafOfText(record);
+      leaf = nodeHasher.leafOfText(record);
       // Each subtree leaf `size` completes: its left sibling is the right edge's subtree at that level.
       const levels = completedBy(size);
       top = leaf;

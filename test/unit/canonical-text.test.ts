@@ -1,13 +1,14 @@
 /**
- * The audit append's byte writer (shared/canonical-utf8.ts) against the one canonical form
+ * The audit append's text writer (shared/canonical-text.ts) against the one canonical form
  * (shared/canonical-json.ts): the same bytes for every value canonicalize writes (the JCS
- * vectors and thousands of generated values and audit-shaped records), and a refusal (so the
- * caller runs canonicalize, which throws the code) for every value canonicalize refuses.
+ * vectors and thousands of generated values and audit-shaped records, many of one shape so the
+ * writer's shape cache is what writes them), and a refusal (so the caller runs canonicalize,
+ * which throws the code) for every value canonicalize refuses.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { canonicalize, canonicalizeWith, parseStrictJson, type JsonValue } from '../../shared/canonical-json.js';
-import { CanonicalUtf8Writer } from '../../shared/canonical-utf8.js';
+import { CanonicalTextWriter } from '../../shared/canonical-text.js';
 import { utf8 } from '../../shared/encoding.js';
 import { CountersignError } from '../../shared/errors.js';
 import { prng } from '../helpers/prng.js';
@@ -19,9 +20,9 @@ interface JcsVectors {
 }
 const jcs = JSON.parse(readFileSync(new URL('../vectors/jcs.json', import.meta.url), 'utf8')) as JcsVectors;
 
-/** What the writer wrote after `offset`, or undefined when it gave up. */
-function written(writer: CanonicalUtf8Writer, end: number | undefined, offset: number): Uint8Array | undefined {
-  return end === undefined ? undefined : writer.bytes.slice(offset, end);
+/** The UTF-8 bytes of what the writer wrote, or undefined when it gave up. */
+function written(text: string | undefined): Uint8Array | undefined {
+  return text === undefined ? undefined : utf8(text);
 }
 
 /** canonicalize's bytes, or the error code it throws. */
@@ -49,20 +50,19 @@ function fromIeeeHex(hex: string): number {
   return view.getFloat64(0);
 }
 
-describe('the canonical UTF-8 writer', () => {
-  const writer = new CanonicalUtf8Writer(16);
+describe('the canonical text writer', () => {
+  const writer = new CanonicalTextWriter();
 
   it.each(jcs.cases.filter((c) => c.rejectedBy === undefined))('writes the JCS vector $name byte for byte', ({ input, expected }) => {
-    expect(written(writer, writer.write(parseStrictJson(input), 0), 0)).toEqual(utf8(expected));
-    // And after a prefix it leaves alone (the audit leaf's 0x00 goes there).
-    writer.bytes[0] = 0x42;
-    expect(written(writer, writer.write(parseStrictJson(input), 1), 1)).toEqual(utf8(expected));
-    expect(writer.bytes[0]).toBe(0x42);
+    expect(written(writer.write(parseStrictJson(input)))).toEqual(utf8(expected));
+    // A second time, from the shapes it has kept.
+    expect(written(writer.write(parseStrictJson(input)))).toEqual(utf8(expected));
   });
 
   it.each(jcs.numbers)('writes the RFC 8785 number $ieee754 as $expected', ({ ieee754, expected }) => {
     const value = fromIeeeHex(ieee754);
-    expect(written(writer, writer.write([value], 0), 0)).toEqual(utf8(`[${expected}]`));
+    expect(written(writer.write([value]))).toEqual(utf8(`[${expected}]`));
+    expect(written(writer.write({ n: value }))).toEqual(utf8(`{"n":${expected}}`));
   });
 
   it('gives up on every value canonicalize refuses, and nowhere else', () => {
@@ -94,11 +94,13 @@ describe('the canonical UTF-8 writer', () => {
     ];
     for (const value of refused) {
       expect('code' in reference(() => canonicalize(value))).toBe(true);
-      expect(writer.write(value, 0)).toBeUndefined();
+      expect(writer.write(value)).toBeUndefined();
     }
     // Just inside the limits it writes.
-    expect(written(writer, writer.write(deep[0], 0), 0)).toEqual(utf8(canonicalize(deep[0])));
-    expect(written(writer, writer.write([2 ** 53 - 1, -0, '\ud83d\ude00'], 0), 0)).toEqual(utf8('[9007199254740991,0,"😀"]'));
+    expect(written(writer.write(deep[0]))).toEqual(utf8(canonicalize(deep[0])));
+    expect(written(writer.write([2 ** 53 - 1, -0, '\ud83d\ude00', -(2 ** 53 - 1)]))).toEqual(
+      utf8('[9007199254740991,0,"😀",-9007199254740991]'),
+    );
   });
 
   it('writes every one of 5,000 generated values as canonicalize does (or gives up where it throws)', () => {
@@ -106,7 +108,7 @@ describe('the canonical UTF-8 writer', () => {
     for (let i = 0; i < 5_000; i++) {
       const value = randomValue(rng, 0);
       expectSameAsReference(
-        written(writer, writer.write(value, 0), 0),
+        written(writer.write(value)),
         reference(() => canonicalize(value)),
       );
     }
@@ -119,7 +121,7 @@ describe('the canonical UTF-8 writer', () => {
       let text = randomString(rng, 20);
       for (let k = int(rng, 3); k > 0; k--) text += pick(rng, units) + randomString(rng, 4);
       expectSameAsReference(
-        written(writer, writer.write({ [text]: text }, 0), 0),
+        written(writer.write({ [text]: text })),
         reference(() => canonicalize({ [text]: text })),
       );
     }
@@ -140,8 +142,7 @@ describe('the canonical UTF-8 writer', () => {
         at: int(rng, 2 ** 41),
         seq: 1 + int(rng, 2 ** 30),
       };
-      const offset = 1;
-      const actual = written(writer, writer.writeWith(members, extra, offset), offset);
+      const actual = written(writer.writeWith(members, extra));
       expectSameAsReference(
         actual,
         reference(() => canonicalizeWith(members, extra)),
@@ -151,11 +152,64 @@ describe('the canonical UTF-8 writer', () => {
     expect(usedFastPath).toBeGreaterThan(1_500);
   });
 
-  it('grows past its first buffer and keeps what was before the offset', () => {
-    const small = new CanonicalUtf8Writer(4);
-    small.bytes[0] = 7;
-    const long = { text: 'é'.repeat(5_000), list: Array.from({ length: 300 }, (_, i) => i) };
-    expect(written(small, small.writeWith(long, { seq: 1 }, 1), 1)).toEqual(utf8(canonicalizeWith(long, { seq: 1 })));
-    expect(small.bytes[0]).toBe(7);
+  it('writes 3,000 records of a few shapes as canonicalizeWith does, whatever their values', () => {
+    // The audit append's case: the same shapes again and again, from the writer's kept order.
+    const rng = prng(0x5a9e);
+    const shapes = [
+      ['requestId', 'agentId', 'tool', 'params', 'reasons', 'risk', 'token'],
+      ['agentId', 'tool', 'requestId'],
+      ['z', 'a', '10', '9', '\u00e9', 'A', '\ud83d\ude00'],
+      [],
+    ];
+    for (let i = 0; i < 3_000; i++) {
+      const members: Record<string, unknown> = {};
+      for (const name of pick(rng, shapes)) setKey(members, name, rng() < 0.5 ? randomString(rng, 12) : randomValue(rng, 2));
+      const extra = { kind: 'decision.allow', at: int(rng, 2 ** 53), seq: 1 + int(rng, 2 ** 30) };
+      expectSameAsReference(
+        written(writer.writeWith(members, extra)),
+        reference(() => canonicalizeWith(members, extra)),
+      );
+    }
+  });
+
+  it('writes objects of the same names in another order, or under other extra names, as canonicalize does', () => {
+    const fresh = new CanonicalTextWriter();
+    const values = [{ b: 1, a: 2 }, { a: 2, b: 1 }, { b: 1 }, { a: 1, b: 2, c: 3 }];
+    for (const value of values) expect(fresh.write(value)).toBe(canonicalize(value));
+    expect(fresh.writeWith({ a: 1 }, { b: 2 })).toBe(canonicalizeWith({ a: 1 }, { b: 2 }));
+    expect(fresh.writeWith({ a: 1, b: 2 }, {})).toBe(canonicalizeWith({ a: 1, b: 2 }, {}));
+    expect(fresh.writeWith({}, { a: 1, b: 2 })).toBe(canonicalizeWith({}, { a: 1, b: 2 }));
+    // A name in both: canonicalizeWith refuses it, so the writer gives up, the first time and from its cache.
+    expect(fresh.writeWith({ a: 1, seq: 1 }, { seq: 2 })).toBeUndefined();
+    expect(fresh.writeWith({ a: 1, seq: 1 }, { seq: 2 })).toBeUndefined();
+  });
+
+  it('writes past its bound on kept shapes as before (each one sorted again)', () => {
+    const fresh = new CanonicalTextWriter();
+    const rng = prng(0xb0d);
+    for (let i = 0; i < 1_500; i++) {
+      const value: Record<string, unknown> = {};
+      for (let k = 0; k < 4; k++) setKey(value, `k${int(rng, 1_000)}`, int(rng, 10));
+      expect(fresh.write(value)).toBe(canonicalize(value));
+    }
+  });
+
+  it('writes integers across the safe range, and fractions, with the digits String() gives', () => {
+    const rng = prng(0x1d);
+    const edges = [0x3fffffff, 0x40000000, 99_999_999, 100_000_000, 1e8 * 2 ** 20 - 1, 2 ** 53 - 2, 2 ** 53 - 1, 1_790_000_000_000];
+    const numbers = [...edges, ...edges.map((n) => -n)];
+    for (let i = 0; i < 5_000; i++) {
+      const n = Math.floor(rng() * 2 ** (1 + int(rng, 53)));
+      numbers.push(n, -n, n + 0.5, n / 7);
+    }
+    const safe = numbers.filter((x) => Math.abs(x) <= Number.MAX_SAFE_INTEGER);
+    expect(safe.filter((n) => writer.write(n) !== canonicalize(n))).toEqual([]);
+    expect(writer.write(safe)).toBe(canonicalize(safe));
+  });
+
+  it('writes a string value that needs an escape, beside plain ones, as canonicalize does', () => {
+    const value = { a: 'plain', b: 'say "hi"\n', c: ['tab\there', 'back\\slash', '\u0001'], d: { e: 'plain again' } };
+    expect(writer.write(value)).toBe(canonicalize(value));
+    expect(writer.write({ a: 'plain' })).toBe('{"a":"plain"}');
   });
 });
