@@ -62,17 +62,32 @@ class NodeMerkleHasher extends MerkleHasher {
     }
   }
 
-  /** leaf() of a record's UTF-8 bytes: node:crypto encodes the text (prefix and record) into the hash itself. */
+  /** Reused input of leafOfText and node (synchronous, so never two uses at once). */
+  private scratch = Buffer.allocUnsafe(4096);
+
+  /**
+   * leaf() of a record's UTF-8 bytes, encoded straight into the reused input. Encoding the text
+   * flattens it where it is (the canonical writer builds it piece by piece), so the INSERT that
+   * binds it next finds it flat: hashing a '\0' + record string instead flattened a copy and
+   * left the bind to flatten the record again.
+   */
   leafOfText(record: string): Uint8Array {
-    return oneShot('sha256', '\u0000' + record, 'buffer');
+    // At most 3 UTF-8 bytes per UTF-16 code unit (a surrogate pair: 4 bytes for 2).
+    if (this.scratch.length < 1 + 3 * record.length) this.scratch = Buffer.allocUnsafe(2 * (1 + 3 * record.length));
+    const input = this.scratch;
+    input[0] = 0x00;
+    const end = 1 + input.write(record, 1, 'utf8');
+    return oneShot('sha256', input.subarray(0, end), 'buffer');
   }
 
   override node(left: Uint8Array, right: Uint8Array): Uint8Array {
-    const input = Buffer.allocUnsafe(1 + left.length + right.length);
+    const input = this.scratch;
+    const end = 1 + left.length + right.length;
+    if (input.length < end) return oneShot('sha256', Buffer.concat([Buffer.of(0x01), left, right]), 'buffer');
     input[0] = 0x01;
     input.set(left, 1);
     input.set(right, 1 + left.length);
-    return oneShot('sha256', input, 'buffer');
+    return oneShot('sha256', input.subarray(0, end), 'buffer');
   }
 }
 
