@@ -456,4 +456,24 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER admin_proposals_decided_desk_event AFTER UPDATE OF state ON admin_proposals FOR EACH ROW
     WHEN (NEW.state IS DISTINCT FROM OLD.state) EXECUTE FUNCTION desk_event();
   `,
+  // 17: autovacuum for audit_submissions, a queue: every decision inserts a row and the audit
+  // leader deletes it a moment later, so the table is small but leaves a dead row per decision.
+  // PostgreSQL's default waits for 50 + 20% of the table's last counted rows to be dead; after a
+  // backlog (a leader away for a while: millions of rows, counted when vacuumed) that is hundreds
+  // of thousands of dead rows the leader's index scan walks past once the queue is empty again.
+  // A fixed threshold (no share of the table) vacuums it at each autovacuum round that finds 1,000
+  // dead rows, whatever its size was, and unthrottled (cost delay 0): a vacuum of a small table is
+  // short, and throttled it holds its worker while dead rows pile up. Analyze alike, so the planner
+  // sees the queue's current size. docs/team-mode.md "Database settings".
+  `
+  ALTER TABLE audit_submissions SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0,
+    autovacuum_vacuum_insert_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0,
+    autovacuum_analyze_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0
+  );
+  `,
 ];
