@@ -11,7 +11,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { atomicWriteFsAsync, verifyCheckpointNote, type AtomicWriteStep } from '../../main/core/audit/checkpoints.js';
+import {
+  atomicWriteFsAsync,
+  verifyCheckpointNote,
+  type AtomicWriteFsAsync,
+  type AtomicWriteStep,
+} from '../../main/core/audit/checkpoints.js';
 import { PgAuditLeader } from '../../main/core/audit/pg-audit-leader.js';
 import { SoftwareSigner } from '../../main/core/custody/software-signer.js';
 import { PgDecisionStore } from '../../main/core/store/pg/pg-decision-store.js';
@@ -60,6 +65,33 @@ function stepName(step: AtomicWriteStep, names: Map<unknown, string>): string {
   return `${step.op} ${names.get(step.handle) ?? '?'}`;
 }
 
+/**
+ * The audit leader of `s` as hub-a, signing with a software key kept in `keys` (under the test's
+ * directory), checkpointing every 100 ms and writing each checkpoint to `files` through `fs`; the
+ * errors it reports are collected. Stopped after the file's tests if a test did not stop it.
+ */
+async function fileLeader(
+  s: PgDecisionStore,
+  keys: string,
+  files: string[],
+  fs: AtomicWriteFsAsync,
+): Promise<{ leader: PgAuditLeader; signer: SoftwareSigner; errors: string[] }> {
+  const signer = await SoftwareSigner.openOrCreate(join(work, keys), { log: () => undefined });
+  const errors: string[] = [];
+  const leader = new PgAuditLeader({
+    config: s.config,
+    hub: 'hub-a',
+    signer,
+    origin: ORIGIN,
+    checkpointEveryMs: 100,
+    checkpointFiles: files,
+    onError: (m) => errors.push(m),
+    checkpointFileFs: fs,
+  });
+  opened.push({ close: () => leader.stop() });
+  return { leader, signer, errors };
+}
+
 beforeAll(async () => {
   cluster = await startPostgres();
   work = mkdtempSync(join(tmpdir(), 'countersign-team-file-'));
@@ -76,33 +108,21 @@ describe('team audit leader: checkpoint files', () => {
     const s = await freshDatabase('leaderfile');
     const dir = join(work, 'leaderfile');
     const file = join(dir, 'team-checkpoint.note');
-    const signer = await SoftwareSigner.openOrCreate(join(work, 'keys-a'), { log: () => undefined });
     const steps: string[] = [];
     const names = new Map<unknown, string>();
     // Fault injection: the first fsync of the temporary file is held until the test lets it go.
     let release: (() => void) | undefined;
     let holdNext = true;
-    const errors: string[] = [];
-    const leader = new PgAuditLeader({
-      config: s.config,
-      hub: 'hub-a',
-      signer,
-      origin: ORIGIN,
-      checkpointEveryMs: 100,
-      checkpointFiles: [file],
-      onError: (m) => errors.push(m),
-      checkpointFileFs: async (step) => {
-        steps.push(stepName(step, names));
-        if (step.op === 'fsync' && names.get(step.handle) === 'team-checkpoint.note.tmp' && holdNext) {
-          holdNext = false;
-          await new Promise<void>((resolve) => (release = resolve));
-        }
-        const result = await atomicWriteFsAsync(step);
-        if (step.op === 'open') names.set(result, basename(step.path).replace(/\.tmp-\d+$/, '.tmp'));
-        return result;
-      },
+    const { leader, signer, errors } = await fileLeader(s, 'keys-a', [file], async (step) => {
+      steps.push(stepName(step, names));
+      if (step.op === 'fsync' && names.get(step.handle) === 'team-checkpoint.note.tmp' && holdNext) {
+        holdNext = false;
+        await new Promise<void>((resolve) => (release = resolve));
+      }
+      const result = await atomicWriteFsAsync(step);
+      if (step.op === 'open') names.set(result, basename(step.path).replace(/\.tmp-\d+$/, '.tmp'));
+      return result;
     });
-    opened.push({ close: () => leader.stop() });
     try {
       await s.recordDecision(decisionWrite());
       leader.start();
@@ -149,23 +169,11 @@ describe('team audit leader: checkpoint files', () => {
     const s = await freshDatabase('leaderfilefault');
     const file = join(work, 'leaderfilefault', 'team-checkpoint.note');
     const mirror = join(work, 'leaderfilefault-mirror', 'team-checkpoint.note');
-    const signer = await SoftwareSigner.openOrCreate(join(work, 'keys-b'), { log: () => undefined });
-    const errors: string[] = [];
     let failMirror = true;
-    const leader = new PgAuditLeader({
-      config: s.config,
-      hub: 'hub-a',
-      signer,
-      origin: ORIGIN,
-      checkpointEveryMs: 100,
-      checkpointFiles: [mirror, file],
-      onError: (m) => errors.push(m),
-      checkpointFileFs: async (step) => {
-        if (failMirror && step.op === 'rename' && step.to === mirror) throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
-        return atomicWriteFsAsync(step);
-      },
+    const { leader, errors } = await fileLeader(s, 'keys-b', [mirror, file], async (step) => {
+      if (failMirror && step.op === 'rename' && step.to === mirror) throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
+      return atomicWriteFsAsync(step);
     });
-    opened.push({ close: () => leader.stop() });
     try {
       await s.recordDecision(decisionWrite());
       leader.start();
