@@ -7,6 +7,7 @@
  * with the proofs and what the page concluded about each.
  */
 import { useCallback, useEffect, useState } from 'react';
+import { newestAnswer } from './newest-answer.js';
 import type { DeskViewProps } from './desk-view.js';
 import { toCountersignError } from '../../../shared/bridge.js';
 import {
@@ -72,23 +73,29 @@ export function HistoryView({ bridge }: DeskViewProps): React.JSX.Element {
   const [openId, setOpenId] = useState<string | null>(null);
   const [exportNote, setExportNote] = useState<string | null>(null);
 
+  // The view's first search waits for the full bridge; a person who applies a filter meanwhile
+  // must not get the unfiltered rows back when that first answer arrives after theirs.
+  const [answers] = useState(newestAnswer);
   const load = useCallback(
     async (f: Filters, after: string | null) => {
+      const mayShow = answers.begin();
       setLoading(true);
       setError(null);
       try {
         const q = queryOf(f);
         if (after !== null) q.cursor = after;
         const page = await bridge.searchHistory(q);
+        if (!mayShow()) return;
         setRows((previous) => (after === null ? page.rows : [...previous, ...page.rows]));
         setCursor(page.nextCursor);
+        setLoading(false);
       } catch (caught) {
+        if (!mayShow()) return;
         setError(problemOf(caught));
-      } finally {
         setLoading(false);
       }
     },
-    [bridge],
+    [bridge, answers],
   );
 
   useEffect(() => {
