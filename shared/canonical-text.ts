@@ -10,11 +10,11 @@
  *
  * Why it is cheaper (the append writes the same few record shapes all day): an object's sorted
  * member order and its rendered names (`"agentId":`) are kept per shape (its Object.keys list),
- * so a known shape is neither sorted nor are its names scanned again; the cache is bounded, and a
- * shape past the bound is sorted each time as before. A string value is written raw between
- * quotes after a native well-formedness check, and the check for characters that need an escape
- * is one regex over all the record's string values at the end (a record with such a character is
- * written again, escaping string by string). An integer above 2^30 (every timestamp) is written
+ * so a known shape is neither sorted nor are its names scanned again; the cache is bounded (512
+ * shapes of at most 64 names), and a shape past the bound is sorted each time as before. A
+ * string value is written raw between quotes after a native well-formedness check, and the check
+ * for characters that need an escape is one regex over all the record's string values at the end
+ * (a record with such a character is written again, escaping string by string). An integer above 2^30 (every timestamp) is written
  * from two small integers: String() of a double that large costs several times more, for the
  * same digits.
  */
@@ -25,6 +25,8 @@ const MAX_DEPTH = 64;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** Shapes kept per writer: far more than the audit kinds' records, a bound for agents' parameter objects. */
 const MAX_SHAPES = 512;
+/** Names a kept shape may have (an audit record has about 20): a larger object is sorted each time, so what is kept stays small. */
+const MAX_SHAPE_NAMES = 64;
 /** The largest integer written by String() directly (a small integer there: cheap). */
 const SMALL = 0x3fffffff;
 /** Code units a string value cannot hold raw in canonical JSON (surrogates are checked apart). */
@@ -174,7 +176,7 @@ export class CanonicalTextWriter {
       }
     }
     const shape = newShape(names, extraNames);
-    if (this.shapeCount < MAX_SHAPES) {
+    if (this.shapeCount < MAX_SHAPES && shape.order.length <= MAX_SHAPE_NAMES) {
       this.shapeCount++;
       if (bucket === undefined) this.shapes.set(bucketName, [shape]);
       else bucket.push(shape);

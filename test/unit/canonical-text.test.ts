@@ -192,6 +192,11 @@ describe('the canonical text writer', () => {
       for (let k = 0; k < 4; k++) setKey(value, `k${int(rng, 1_000)}`, int(rng, 10));
       expect(fresh.write(value)).toBe(canonicalize(value));
     }
+    // An object of more names than a kept shape may have, written twice.
+    const wide: Record<string, number> = {};
+    for (let k = 0; k < 200; k++) wide[`n${(k * 7919) % 200}`] = k;
+    expect(fresh.write(wide)).toBe(canonicalize(wide));
+    expect(fresh.write(wide)).toBe(canonicalize(wide));
   });
 
   it('writes integers across the safe range, and fractions, with the digits String() gives', () => {
