@@ -143,6 +143,10 @@ describe('team audit leader: checkpoint files', () => {
       }, 'a newer note in the file');
       const newest = await latestRow(s);
       expect(verifyCheckpointNote(readFileSync(file, 'utf8'), ORIGIN, [signer.publicJwk]).size).toBe(newest!.size);
+      // The note is in the file from its rename on, but that copy's directory fsync (or the timer's
+      // next copy) may still be running: stop waits for the serialized tick, so every copy the
+      // steps below list is whole (a check before it saw 8 of a copy's 9 steps under load).
+      await leader.stop();
       // Every copy took the crash-safe steps in order, one copy after another.
       const one = [
         'mkdir leaderfile',
