@@ -156,7 +156,12 @@ export async function startChild(mode: 'core' | 'baseline', arg: string): Promis
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) {
+        // Killed, and waited for: the next phase opens the same data directory, whose lock a
+        // process still being torn down holds (on a loaded machine SIGTERM can take over 5 s).
+        child.kill('SIGKILL');
+        await exited;
+      }
     },
   };
 }
