@@ -18,6 +18,7 @@
  */
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { JsonObject, JsonValue } from '../../../shared/canonical-json.js';
+import type { LookupEntities } from './lookup-entities.js';
 
 type StaticEntity = cedar.EntityJson;
 
@@ -32,8 +33,8 @@ export type LookupNode =
   { kind: 'entity'; type: string } | { kind: 'set'; element: LookupNode } | { kind: 'record'; fields: ReadonlyMap<string, LookupNode> };
 
 export interface EntitySliceIndex {
-  /** `type` NUL `id` -> entity (every static entity of entities.json). */
-  readonly byUid: ReadonlyMap<string, StaticEntity>;
+  /** The static entity whose key (`type` NUL `id`, uidKey) is given, if entities.json holds it. */
+  readonly entity: (key: string) => StaticEntity | undefined;
   /** Per tool: its Tool entity plus every policy literal, each with what it reaches (deduplicated). */
   readonly baseSlice: ReadonlyMap<string, BaseSlice>;
   /**
@@ -66,19 +67,26 @@ export function buildEntitySliceIndex(input: {
   schemaJson: cedar.SchemaJson<string>;
   policyTexts: Readonly<Record<string, string>>;
   toolEntities: ReadonlyMap<string, StaticEntity>;
-  lookupEntities: readonly StaticEntity[];
+  lookupEntities: LookupEntities;
   /** Per tool, the ids of the policies of the subset its calls are evaluated with (absent: the whole set). */
   toolPolicies?: ReadonlyMap<string, readonly string[]>;
 }): EntitySliceIndex {
-  const byUid = new Map<string, StaticEntity>();
-  // Keys joined into one flat string each: a template literal would keep two concatenation
-  // nodes per key besides the flattened text (about 6 MB more at 100,000 entities).
-  const flatKey = (uid: cedar.EntityUidJson): string => {
-    const plain = '__entity' in uid ? uid.__entity : uid;
-    return [plain.type, plain.id].join('\u0000');
+  // The Tool entities by key; the lookup entities are found in their own compact store (no key
+  // string or object per entity is kept here: ADR 0021).
+  const tools = new Map<string, StaticEntity>();
+  for (const entity of input.toolEntities.values()) tools.set(keyOf(entity.uid), entity);
+  const lookupEntities = input.lookupEntities;
+  const entity = (key: string): StaticEntity | undefined => {
+    const tool = tools.get(key);
+    if (tool !== undefined) return tool;
+    // Entity type names never hold a NUL (Cedar identifiers), so the first one ends the type.
+    const cut = key.indexOf('\u0000');
+    return cut < 0 ? undefined : lookupEntities.get(key.slice(0, cut), key.slice(cut + 1));
   };
-  for (const entity of input.toolEntities.values()) byUid.set(flatKey(entity.uid), entity);
-  for (const entity of input.lookupEntities) byUid.set(flatKey(entity.uid), entity);
+  const everyKey = function* (): IterableIterator<string> {
+    yield* tools.keys();
+    for (const uid of lookupEntities.uids()) yield uidKey(uid.type, uid.id);
+  };
   const entityTypes = declaredEntityTypes(input.schemaJson);
 
   // The literals each policy names.
@@ -88,7 +96,7 @@ export function buildEntitySliceIndex(input: {
     const json = cedar.policyToJson(text);
     // Preparsing already accepted every policy; a failure here would be a Cedar change: then
     // fall back to naming every entity (never a smaller slice than the policies can reach).
-    if (json.type === 'failure') for (const key of byUid.keys()) literals.add(key);
+    if (json.type === 'failure') for (const key of everyKey()) literals.add(key);
     else collectPolicyLiterals(json.json as unknown as JsonValue, literals);
     policyLiterals.set(id, literals);
   }
@@ -97,9 +105,9 @@ export function buildEntitySliceIndex(input: {
     const slice = new Map<string, StaticEntity>();
     for (const id of policyIds) {
       // An id outside the set (never expected) names every entity: never a smaller slice.
-      for (const key of policyLiterals.get(id) ?? byUid.keys()) reach(key, byUid, entityTypes, slice);
+      for (const key of policyLiterals.get(id) ?? everyKey()) reach(key, entity, entityTypes, slice);
     }
-    reach(keyOf(tool.uid), byUid, entityTypes, slice);
+    reach(keyOf(tool.uid), entity, entityTypes, slice);
     return { entities: [...slice.values()], keys: new Set(slice.keys()) };
   };
 
@@ -116,7 +124,7 @@ export function buildEntitySliceIndex(input: {
     const node = paramsLookupNode(input.schemaJson, tool);
     if (node !== undefined) lookups.set(tool, node);
   }
-  return { byUid, baseSlice, subsetSlice, lookups, entityTypes };
+  return { entity, baseSlice, subsetSlice, lookups, entityTypes };
 }
 
 /**
@@ -139,7 +147,7 @@ export function sliceForCall(
   const out = new Map<string, StaticEntity>();
   for (const key of named) {
     if (base?.has(key) || out.has(key)) continue;
-    reach(key, index.byUid, index.entityTypes, out, base);
+    reach(key, index.entity, index.entityTypes, out, base);
   }
   return { params: converted, extra: [...out.values()] };
 }
@@ -147,7 +155,7 @@ export function sliceForCall(
 /** Adds `key`'s entity and everything it reaches to `out` (skipping what `skip` holds). */
 function reach(
   start: string,
-  byUid: ReadonlyMap<string, StaticEntity>,
+  entityOf: (key: string) => StaticEntity | undefined,
   entityTypes: ReadonlySet<string>,
   out: Map<string, StaticEntity>,
   skip?: ReadonlySet<string>,
@@ -156,7 +164,7 @@ function reach(
   while (stack.length > 0) {
     const key = stack.pop()!;
     if (out.has(key) || skip?.has(key)) continue;
-    const entity = byUid.get(key);
+    const entity = entityOf(key);
     // An entity that does not exist is simply absent, as it is from the whole set.
     if (entity === undefined) continue;
     out.set(key, entity);

@@ -363,7 +363,7 @@ export class PolicyEngine {
         parents: [{ type: AGENT_GROUP_TYPE, id: agent.group }],
       },
       { uid: { type: AGENT_GROUP_TYPE, id: agent.group }, attrs: {}, parents: [] },
-      ...(this.slicing ? [...base.entities, ...lookup.extra] : [tool, ...set.lookupEntities]),
+      ...(this.slicing ? [...base.entities, ...lookup.extra] : [tool, ...set.lookupEntities.all()]),
     ];
     const call: cedar.StatefulAuthorizationCall = {
       principal: { type: AGENT_TYPE, id: agent.id },

@@ -19,6 +19,7 @@ import { z } from 'zod';
 import { canonicalize, parseStrictJson, type JsonValue } from '../../../shared/canonical-json.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import { fileNotFound } from '../user-files.js';
+import { LookupEntities } from './lookup-entities.js';
 
 export const NAMESPACE = 'Countersign';
 export const AGENT_TYPE = `${NAMESPACE}::Agent`;
@@ -107,8 +108,8 @@ export interface LoadedPolicySet {
   tools: ReadonlyMap<string, ToolInfo>;
   /** Tool name -> its Tool entity. */
   toolEntities: ReadonlyMap<string, StaticEntity>;
-  /** Every static entity that is not a Tool (lists, switches): part of every request. */
-  lookupEntities: readonly StaticEntity[];
+  /** Every static entity that is not a Tool (lists, switches, directory entries), held compactly (lookup-entities.ts). */
+  lookupEntities: LookupEntities;
   /** Cedar validation warnings and notes that do not make the set invalid. */
   warnings: string[];
   /** What an agent may be enrolled with under this set (groups, tools, data classes, jurisdictions). */
@@ -667,7 +668,7 @@ class EntityReader {
   readonly cedarEntities: StaticEntity[] = [];
   readonly toolEntities = new Map<string, StaticEntity>();
   readonly tools = new Map<string, ToolInfo>();
-  readonly lookupEntities: StaticEntity[] = [];
+  readonly lookupEntities = new LookupEntities();
   readonly problems: string[] = [];
   /** Identical parent lists and empty attribute records are one frozen object each. */
   private readonly shared = new SharedParts();
@@ -695,7 +696,7 @@ class EntityReader {
         this.toolEntities.set(info.name, cedarEntity);
       }
     } else {
-      this.lookupEntities.push(cedarEntity);
+      this.lookupEntities.add(cedarEntity);
     }
   }
 }
