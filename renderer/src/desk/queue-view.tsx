@@ -14,6 +14,7 @@ import { approvalProgress, mayStillApprove } from '../quorum-view.js';
 import type { DeskViewProps } from './desk-view.js';
 import { AdminProposals } from './admin-proposals.js';
 import { coalescedReload } from './coalesced-reload.js';
+import { newestAnswer } from './newest-answer.js';
 import { QUEUE_PAGE, queueShown, readQueue, settledQueue } from './first-paint.js';
 import { URGENT_MS, describeError, formatRemaining, mergeIdentical, type ShownError } from './desk-format.js';
 
@@ -49,18 +50,24 @@ export const QueueView = memo(function QueueView({ bridge, session, navigate }: 
   const [agent, setAgent] = useState('');
   const [state, setState] = useState<StateFilter>('all');
 
+  // A push event's reload, the fallback timer and the Refresh button each read: on a slow machine
+  // an older read can answer after a newer one, and would take back a request that just arrived
+  // (or bring back a decided one) until the next event.
+  const [answers] = useState(newestAnswer);
   const load = useCallback(async () => {
+    const mayShow = answers.begin();
     try {
       // The first read is usually the one main.tsx started before React rendered (first-paint.ts).
       const { page, approvers: list } = await readQueue(bridge);
+      if (!mayShow()) return;
       setPending(page.pending);
       setTotal(page.total ?? page.pending.length);
       setApprovers(list);
       setError(undefined);
     } catch (caught) {
-      setError(describeError(caught));
+      if (mayShow()) setError(describeError(caught));
     }
-  }, [bridge]);
+  }, [bridge, answers]);
 
   useEffect(() => {
     if (first === undefined) void load();
