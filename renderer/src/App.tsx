@@ -8,6 +8,7 @@ import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } fro
 import type { AgentSummary, ApproverSummary, BridgeStatus, DecisionSummary } from '../../shared/bridge.js';
 import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { toCountersignError } from '../../shared/errors.js';
+import { newestAnswer } from './desk/newest-answer.js';
 import type { DeskSession, DeskTarget } from './desk/desk-view.js';
 import { DESK_VIEWS } from './desk/views.js';
 import { NotificationControls, showAdminProposalNotice, useDeskNotifications } from './desk/desk-notifier.js';
@@ -509,23 +510,28 @@ function useDeskSession(bridge: CountersignBridge, initial: DeskSessionView | nu
   const [known] = useState(initial !== undefined);
   // Only the newest word on the session counts: a read answers with the server's state when it was
   // made, so one made before the person signed in or out (the poll below, on a slow machine or
-  // network) or before a later read must not undo that when it arrives after it.
-  const said = useRef(0);
+  // network) or before a later read must not undo that when it arrives after it. A sign-in or
+  // sign-out counts as a shown answer. Dropping every answer a newer read overtook instead would
+  // show none while each read takes longer than the poll: an ended session never noticed.
+  const [answers] = useState(newestAnswer);
   // The first read takes the answer main.tsx started before React rendered (first-paint.ts).
   const refresh = useCallback(async () => {
-    const mine = ++said.current;
+    const mayShow = answers.begin();
     let answer: DeskSessionView | null;
     try {
       answer = (await readSession(bridge)).session;
     } catch {
       answer = null;
     }
-    if (mine === said.current) setView(answer);
-  }, [bridge]);
-  const set = useCallback((next: DeskSessionView | null) => {
-    said.current += 1;
-    setView(next);
-  }, []);
+    if (mayShow()) setView(answer);
+  }, [bridge, answers]);
+  const set = useCallback(
+    (next: DeskSessionView | null) => {
+      answers.begin()();
+      setView(next);
+    },
+    [answers],
+  );
   useEffect(() => {
     if (!known) void refresh();
     // getSession does not count as activity, so polling it only notices an ended session.

@@ -205,4 +205,25 @@ describe('desk sign-in with a security key (Chromium)', () => {
     ).map((r) => (JSON.parse(r.record) as { reason: string }).reason);
     expect(reasons).toEqual(expect.arrayContaining(['signed_out', 'idle', 'expired']));
   });
+
+  it(
+    'notices a session that ended on the server although every session read takes longer than the poll',
+    { timeout: 180_000 },
+    async () => {
+      h.app.approvers.addApprover({ id: 'dave', displayName: 'Dave Example', groups: ['finance-approvers'] });
+      const { page } = await personWithKey('dave');
+      await actAs(page, 'dave');
+      // Fault injection (the real core answers at once): each read of the session reaches the core
+      // 4 s after the page made it, longer than the desk's 3 s poll, as on a slow machine or link.
+      // A newer read starts before every answer arrives; the answers must still be shown.
+      await page.route('**/api/session', async (route) => {
+        await new Promise((resolve) => setTimeout(resolve, 4_000));
+        await route.continue();
+      });
+      now += 11 * 60_000; // idle past 10 minutes: the server ends the session
+      await page.getByTestId('desk-sign-in').waitFor({ timeout: 40_000 });
+      expect(await page.getByTestId('desk-session').count()).toBe(0);
+      await page.unroute('**/api/session');
+    },
+  );
 });
