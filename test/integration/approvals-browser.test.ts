@@ -132,7 +132,9 @@ beforeAll(async () => {
   // The finance agent's owner is an approver too, in the very group the request needs.
   h.app.approvers.addApprover({ id: 'dana@example.com', displayName: 'Dana', groups: ['finance-approvers'] });
   const key = await h.enroll('finance-bot');
-  agent = h.client('finance-bot', key);
+  // The agent's calls wait up to 30 s for the core's answer (the client's 5 s default ran out under
+  // CPU load: 'no answer to call.submit within 5000 ms'), as desk-queue-browser's agents do.
+  agent = h.client('finance-bot', key, { requestTimeoutMs: 30_000 });
   browser = await launchChromium();
 }, 60_000);
 
