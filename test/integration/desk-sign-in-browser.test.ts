@@ -179,9 +179,10 @@ describe('desk sign-in with a security key (Chromium)', () => {
     expect(await page.getByTestId('desk-session').count()).toBe(0);
     expect(await page.getByTestId('desk-sign-in').isVisible()).toBe(true);
 
-    // Reads made after the change are shown as before: she is signed out.
-    await page.unroute('**/api/session');
+    // Reads made after the change are shown as before: she is signed out. Everything held is
+    // delivered before the route goes (unroute itself lets through a read held after that).
     for (const answer of held.splice(0)) await answer.deliver();
+    await page.unroute('**/api/session');
     await page.getByTestId('desk-sign-in').waitFor({ timeout: UI_TIMEOUT });
   });
 
