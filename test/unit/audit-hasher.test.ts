@@ -38,4 +38,16 @@ describe('the audit log hasher', () => {
   it('hashes the empty leaf as SHA-256 of the single prefix byte', () => {
     expect(bytes(merkleHasher.leaf(new Uint8Array(0)))).toBe(createHash('sha256').update(Buffer.of(0)).digest('hex'));
   });
+
+  it('hashes long multi-byte records past its reused buffer as the reference does, and short ones and nodes after them (review8 F4)', () => {
+    // The record's text is written into a reused buffer grown for its UTF-8 length: one sized by
+    // its UTF-16 length would cut the text without an error, a wrong leaf and a false tamper alarm later.
+    const leafOfText = (text: string) => (merkleHasher as unknown as { leafOfText(text: string): Uint8Array }).leafOfText(text);
+    const l = reference.leaf(new Uint8Array([1]));
+    const r = reference.leaf(new Uint8Array([2]));
+    for (const record of ['€'.repeat(1_400), '😀'.repeat(3_000), 'a'.repeat(5_000) + 'é'.repeat(5_000), '{"a":"x"}', '€'.repeat(20_000)]) {
+      expect(bytes(leafOfText(record))).toBe(bytes(reference.leaf(new Uint8Array(Buffer.from(record, 'utf8')))));
+      expect(bytes(merkleHasher.node(l, r))).toBe(bytes(reference.node(l, r)));
+    }
+  });
 });

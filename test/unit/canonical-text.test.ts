@@ -217,4 +217,86 @@ describe('the canonical text writer', () => {
     expect(writer.write(value)).toBe(canonicalize(value));
     expect(writer.write({ a: 'plain' })).toBe('{"a":"plain"}');
   });
+
+  it('writes what canonicalize writes, or nothing where it throws, with one writer kept across 20,000 values of awkward names (review8 F3)', () => {
+    // One long-lived writer takes the shape cache's path: values whose members share names, orders
+    // and counts with earlier ones (the record's own kind/at/seq nested again among them) must
+    // never be written with another shape's names.
+    const NAMES = [
+      '1',
+      '01',
+      '-1',
+      '10',
+      '2',
+      'a',
+      'A',
+      'é',
+      '\uffff',
+      '😀',
+      '\u2028',
+      '"q"',
+      'back\\slash',
+      'tab\t',
+      '\u007f',
+      'constructor',
+      'toString',
+      'kind',
+      'at',
+      'seq',
+      'requestId',
+      '',
+    ];
+    const NUMBERS = [
+      0,
+      -0,
+      1,
+      -1,
+      0.1 + 0.2,
+      1e21,
+      1e-7,
+      -1e-7,
+      5e-324,
+      2 ** 30,
+      2 ** 31,
+      1e15 + 0.5,
+      9007199254740991,
+      -9007199254740991,
+      1.5e300,
+    ];
+    const STRINGS = ['', 'plain', 'quote"', 'nl\n', '\u0000', '\u001f', '\u2028\u2029', '😀', '\ud83d', 'é', 'x'.repeat(300)];
+    const rnd = prng(0x5e8);
+    const one = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)]!;
+    const value = (depth: number): unknown => {
+      const r = rnd();
+      if (depth > 3 || r < 0.35) return rnd() < 0.5 ? one(NUMBERS) : one(STRINGS);
+      if (r < 0.45) return [value(depth + 1), value(depth + 1)];
+      if (r < 0.5) return rnd() < 0.5 ? null : rnd() < 0.5;
+      const o: Record<string, unknown> = {};
+      const n = 1 + Math.floor(rnd() * 6);
+      for (let i = 0; i < n; i++) o[one(NAMES)] = value(depth + 1);
+      return o;
+    };
+    const orUndefined = (f: () => string): string | undefined => {
+      try {
+        return f();
+      } catch {
+        return undefined;
+      }
+    };
+    const writer = new CanonicalTextWriter();
+    let refused = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const v = value(0);
+      const expected = orUndefined(() => canonicalize(v));
+      if (expected === undefined) refused++;
+      expect(writer.write(v), JSON.stringify(v)).toBe(expected);
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) continue;
+      const members = v as Record<string, unknown>;
+      const extra = { kind: 'decision.allow', at: 1_790_000_000_000 + i, seq: i + 1 };
+      expect(writer.writeWith(members, extra), JSON.stringify(v)).toBe(orUndefined(() => canonicalizeWith(members, extra)));
+      const nested = { wrap: { ...members } };
+      expect(writer.write(nested), JSON.stringify(v)).toBe(orUndefined(() => canonicalize(nested)));
+    }
+    expect(refused).toBeGreaterThan(100);
+  });
 });

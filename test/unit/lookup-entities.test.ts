@@ -91,4 +91,18 @@ describe('a loaded set keeps its lookup entities compactly', () => {
     expect(store.get('Countersign::Payee', 'Open Parents')!.parents).toBe(open);
     expect(store.size).toBe(2);
   });
+
+  it('keeps the tags of a lookup entity that has tags and no attributes (review8 F5)', async () => {
+    const { dir } = financeWith([]);
+    const schema = join(dir, 'schema.cedarschema');
+    const declared = readFileSync(schema, 'utf8').replace('entity Payee in [PayeeList];', 'entity Payee in [PayeeList] tags String;');
+    expect(declared).toContain('tags String');
+    writeFileSync(schema, declared);
+    const entities = JSON.parse(readFileSync(join(dir, 'entities.json'), 'utf8')) as unknown[];
+    const tagged = { uid: { type: 'Countersign::Payee', id: 'Tagged Ltd' }, parents: [KNOWN], tags: { tier: 'gold' } };
+    writeFileSync(join(dir, 'entities.json'), JSON.stringify([...entities, tagged]));
+    const set = await loadPolicyDirectory(dir);
+    // Not the compact form (an id in its list): Cedar must get the tags with the entity.
+    expect((set.lookupEntities.get('Countersign::Payee', 'Tagged Ltd') as { tags?: unknown } | undefined)?.tags).toEqual({ tier: 'gold' });
+  });
 });
