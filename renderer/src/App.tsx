@@ -252,7 +252,15 @@ function Dashboard({
       <Suspense fallback={VIEW_LOADING}>
         {session.current &&
           DESK_VIEWS.filter((row) => row.id === view && (!row.admin || session.current?.admin)).map(({ id, Component }) => (
-            <Component key={id} bridge={bridge} session={session.current as DeskSession} navigate={choose} requestId={target.requestId} />
+            // One instance per request shown: another request opened from a notification starts
+            // from nothing (no card, note or deny reason of the one before, none of its late answers).
+            <Component
+              key={target.requestId === undefined ? id : `${id}:${target.requestId}`}
+              bridge={bridge}
+              session={session.current as DeskSession}
+              navigate={choose}
+              requestId={target.requestId}
+            />
           ))}
       </Suspense>
       {/* Mounted on its first visit, then kept (the chosen approver survives switching): it loads

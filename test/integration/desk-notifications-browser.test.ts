@@ -106,4 +106,52 @@ describe('desk notifications in the browser', () => {
     await alice.context().close();
     await olga.context().close();
   }, 240_000);
+
+  it('shows the request opened last from a notification, when the one opened before answers after it', async () => {
+    h.app.approvers.addApprover({ id: 'amir', displayName: 'Amir', groups: ['finance-approvers'] });
+    const amir = await deskFor('amir');
+    const clickNotice = (requestId: string) =>
+      amir.evaluate(
+        (tag) =>
+          ((globalThis as unknown as PageGlobals).__notifications as Array<{ tag: string; onclick: () => void }>)
+            .find((n) => n.tag === tag)!
+            .onclick(),
+        `countersign-${requestId}`,
+      );
+    const noticeFor = (requestId: string) =>
+      amir.waitForFunction(
+        (tag) => ((globalThis as unknown as PageGlobals).__notifications as Array<{ tag: string }>).some((n) => n.tag === tag),
+        `countersign-${requestId}`,
+        { timeout: UI_TIMEOUT },
+      );
+    const first = await agent.submit(transferCall('47000.00', 'Northwind Traders'));
+    const second = await agent.submit(transferCall('46000.00', 'Contoso Ltd'));
+    expect([first.decision, second.decision]).toEqual(['pending', 'pending']);
+    await noticeFor(first.requestId);
+    await noticeFor(second.requestId);
+    // Fault injection (the real core answers at once): the first request's read is held in the
+    // browser until the second request is on the screen, as on a slow machine or network.
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    await amir.route(`**/api/ui/requests/${first.requestId}/for/**`, async (route) => {
+      held += 1;
+      await released;
+      await route.continue();
+    });
+    await clickNotice(first.requestId);
+    await expect.poll(() => held, { timeout: UI_TIMEOUT }).toBeGreaterThan(0);
+    await clickNotice(second.requestId);
+    const shown = amir.locator('article[data-testid="request-view"]');
+    await amir.locator(`article[data-testid="request-view"][data-request-id="${second.requestId}"]`).waitFor({ timeout: UI_TIMEOUT });
+    const answered = amir.waitForResponse(`**/api/ui/requests/${first.requestId}/for/**`, { timeout: UI_TIMEOUT });
+    release();
+    await answered;
+    // Past the page's handling of the late answer: its digest, its render.
+    await amir.evaluate(() => new Promise((resolve) => setTimeout(resolve, 500)));
+    expect(await shown.getAttribute('data-request-id')).toBe(second.requestId);
+    expect(await amir.locator('main.app').getAttribute('data-desk-request')).toBe(second.requestId);
+    await amir.unroute(`**/api/ui/requests/${first.requestId}/for/**`);
+    await amir.context().close();
+  }, 240_000);
 });

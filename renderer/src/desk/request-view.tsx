@@ -23,6 +23,7 @@ import type { DeskViewProps } from './desk-view.js';
 import { describeError, formatDuration, formatRemaining, type ShownError } from './desk-format.js';
 import { riskLevel } from './queue-view.js';
 import { coalescedReload } from './coalesced-reload.js';
+import { newestAnswer } from './newest-answer.js';
 import { announceOwnDecision } from './own-decisions.js';
 
 /** Plainer words for the codes a person meets at this card. */
@@ -225,19 +226,25 @@ export function RequestView({ bridge, session, navigate, requestId }: DeskViewPr
   const [denyReason, setDenyReason] = useState('');
   const [now, setNow] = useState(() => Date.now());
 
+  // The first read, a push event's reload and the ceremony's reload may answer out of order: an
+  // older answer (one approval fewer, still pending) never replaces a newer one.
+  const [answers] = useState(newestAnswer);
   const load = useCallback(async () => {
     if (requestId === undefined) return;
+    const mayShow = answers.begin();
     try {
       const [found, list] = await Promise.all([bridge.getRequest(requestId, session.approverId), bridge.listApprovers()]);
+      // The page's own digest of the call it shows: signing is refused unless it is the server's.
+      const foundDigest = await computeCallDigest(found.request.tool, found.request.params);
+      if (!mayShow()) return;
       setShown(found);
       setApprovers(list.approvers);
       setLoadError(undefined);
-      // The page's own digest of the call it shows: signing is refused unless it is the server's.
-      setDigest(await computeCallDigest(found.request.tool, found.request.params));
+      setDigest(foundDigest);
     } catch (caught) {
-      setLoadError(describeError(caught));
+      if (mayShow()) setLoadError(describeError(caught));
     }
-  }, [bridge, requestId, session.approverId]);
+  }, [bridge, requestId, session.approverId, answers]);
 
   useEffect(() => {
     void load();
