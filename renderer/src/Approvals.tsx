@@ -26,6 +26,7 @@ import type { CountersignBridge } from '../../shared/bridge-table.js';
 import { isCountersignError } from '../../shared/errors.js';
 import { approvalProgress, whoCanStillApprove } from './quorum-view.js';
 import { coalescedReload } from './desk/coalesced-reload.js';
+import { newestAnswer } from './desk/newest-answer.js';
 import { announceOwnDecision } from './desk/own-decisions.js';
 
 /** The pending list follows the bridge's push events (pending, decided); this slow refresh only catches what they do not carry (a co-approver's partial approval). */
@@ -170,15 +171,22 @@ export function ApprovalsView({ bridge, session }: { bridge: CountersignBridge; 
     }
   }, [bridge]);
 
+  // A push event's reload, the fallback timer, the Refresh button and the end of a ceremony each
+  // read: an older read answering after a newer one would take back a card that just arrived (or
+  // bring back a decided one) until the next read.
+  const [pendingAnswers] = useState(newestAnswer);
   const loadPending = useCallback(async () => {
+    const mayShow = pendingAnswers.begin();
     try {
-      setPending((await bridge.listPendingApprovals()).pending);
+      const { pending: list } = await bridge.listPendingApprovals();
+      if (!mayShow()) return;
+      setPending(list);
       setLoadedAt(Date.now());
       setLoadError(undefined);
     } catch (caught) {
-      setLoadError(describeError(caught, 'load the pending requests'));
+      if (mayShow()) setLoadError(describeError(caught, 'load the pending requests'));
     }
-  }, [bridge]);
+  }, [bridge, pendingAnswers]);
 
   useEffect(() => {
     void loadApprovers();
