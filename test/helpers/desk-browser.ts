@@ -166,3 +166,41 @@ export async function saveScreenshots(page: Page, name: string): Promise<void> {
   }
   await page.emulateMedia({ colorScheme: null });
 }
+
+/** The next read of one path, held back by holdNextRead until the test delivers it. */
+export interface HeldRead {
+  /** Whether the page has made the read (the core has answered it; the page has not seen it). */
+  made(): boolean;
+  /** Hand the page the held answer, wait until it has it, then let the page handle it (250 ms). */
+  deliver(timeoutMs: number): Promise<void>;
+  /** Reads of the path pass again. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Fault injection for an answer that arrives late (the real core answers at once): the page's next
+ * read of `pathname` is answered by the core when it is made and reaches the page only when the
+ * test calls deliver(), as on a slow machine or network; later reads of it pass.
+ */
+export async function holdNextRead(page: Page, pathname: string): Promise<HeldRead> {
+  const isRead = (url: URL) => url.pathname === pathname;
+  let held: { request: unknown; fulfil: () => Promise<void> } | undefined;
+  await page.route(isRead, async (route) => {
+    if (held !== undefined) return route.continue();
+    const response = await route.fetch();
+    held = { request: route.request(), fulfil: () => route.fulfill({ response }) };
+  });
+  return {
+    made: () => held !== undefined,
+    async deliver(timeoutMs) {
+      if (held === undefined) throw new Error(`no read of ${pathname} is held`);
+      const request = held.request;
+      const answered = page.waitForEvent('requestfinished', { predicate: (r) => r === request, timeout: timeoutMs });
+      await held.fulfil();
+      await answered;
+      // Past the page's handling of it: the check and React's render of what it set.
+      await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 250)));
+    },
+    stop: () => page.unroute(isRead),
+  };
+}

@@ -17,7 +17,7 @@ import { createHttpBridge } from '../../shared/bridge-http-client.js';
 import { inProcessBridge } from '../../main/core/ui/bridge-routes.js';
 import { windowCaller } from '../../main/core/ui/bridge-caller.js';
 import { DESK_SESSION_COOKIE } from '../../shared/desk-session.js';
-import { actAs, buildRenderer } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, holdNextRead } from '../helpers/desk-browser.js';
 import type { AgentClient } from '../../shared/agent-client.js';
 import type { DecisionResult } from '../../shared/protocol.js';
 
@@ -428,27 +428,16 @@ describe('approvals in the browser (Chromium virtual authenticators)', { timeout
     const { page } = await approver('alice');
     const first = await submitTransfer('12100.00');
     await card(page, first.requestId);
-    // Fault injection (the real core answers at once): the Refresh button's read is answered by the
-    // core when it is made and reaches the page only when the test lets it, after a request that
-    // arrived later was shown by the push event's reload (a slow machine or network).
-    const isPendingRead = (url: URL) => url.pathname === '/api/approvals/pending';
-    const heldReads: Array<{ request: unknown; deliver: () => Promise<void> }> = [];
-    await page.route(isPendingRead, async (route) => {
-      if (heldReads.length > 0) return route.continue();
-      const response = await route.fetch();
-      heldReads.push({ request: route.request(), deliver: () => route.fulfill({ response }) });
-    });
+    // Fault injection: the Refresh button's read reaches the page only after a request that arrived
+    // later was shown by the push event's reload (a slow machine or network).
+    const refreshRead = await holdNextRead(page, '/api/approvals/pending');
     await page.getByTestId('refresh-pending').click();
-    await expect.poll(() => heldReads.length, { timeout: UI_TIMEOUT }).toBe(1);
+    await expect.poll(() => refreshRead.made(), { timeout: UI_TIMEOUT }).toBe(true);
     const second = await submitTransfer('12200.00');
     const secondCard = page.locator(`[data-testid="pending-request"][data-request-id="${second.requestId}"]`);
     await secondCard.waitFor({ timeout: UI_TIMEOUT });
-    const answered = page.waitForEvent('requestfinished', { predicate: (r) => r === heldReads[0]!.request, timeout: UI_TIMEOUT });
-    await heldReads[0]!.deliver();
-    await answered;
-    // Past the page's handling of it: the check and React's render of what it set.
-    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 250)));
+    await refreshRead.deliver(UI_TIMEOUT);
     expect(await secondCard.count()).toBe(1);
-    await page.unroute(isPendingRead);
+    await refreshRead.stop();
   });
 });

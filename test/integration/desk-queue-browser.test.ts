@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { DEPLOY_SCOPE, startHarness, tempDir, transferCall, type Harness } from '../helpers/harness.js';
 import { launchChromium, openApproverBrowser, type ApproverBrowser } from '../helpers/chromium.js';
-import { actAs, buildRenderer, openDesk, registerKey, saveScreenshots } from '../helpers/desk-browser.js';
+import { actAs, buildRenderer, holdNextRead, openDesk, registerKey, saveScreenshots } from '../helpers/desk-browser.js';
 import { fingerprintWords } from '../../shared/fingerprint.js';
 import { ADMIN_GROUP_NAME } from '../../shared/bridge.js';
 import type { AgentClient } from '../../shared/agent-client.js';
@@ -195,28 +195,17 @@ describe('the desk queue and request views (Chromium, virtual authenticators)', 
     const { page } = await person('carol');
     const first = await held(finance, transferCall('21000.00', 'Contoso'));
     await queueRow(page, first.requestId);
-    // Fault injection (the real core answers at once): the Refresh button's read is answered by the
-    // core when it is made and reaches the page only when the test lets it, after a request that
-    // arrived later was shown by the push event's reload (a slow machine or network).
-    const isQueueRead = (url: URL) => url.pathname === '/api/ui/queue';
-    const heldReads: Array<{ request: unknown; deliver: () => Promise<void> }> = [];
-    await page.route(isQueueRead, async (route) => {
-      if (heldReads.length > 0) return route.continue();
-      const response = await route.fetch();
-      heldReads.push({ request: route.request(), deliver: () => route.fulfill({ response }) });
-    });
+    // Fault injection: the Refresh button's read reaches the page only after a request that arrived
+    // later was shown by the push event's reload (a slow machine or network).
+    const refreshRead = await holdNextRead(page, '/api/ui/queue');
     await page.getByTestId('queue-refresh').click();
-    await expect.poll(() => heldReads.length, { timeout: UI_TIMEOUT }).toBe(1);
+    await expect.poll(() => refreshRead.made(), { timeout: UI_TIMEOUT }).toBe(true);
     const second = await held(finance, transferCall('22000.00', 'Contoso'));
     const secondRow = page.locator(`[data-testid="queue-row"][data-request-id="${second.requestId}"]`);
     await secondRow.waitFor({ timeout: UI_TIMEOUT });
-    const answered = page.waitForEvent('requestfinished', { predicate: (r) => r === heldReads[0]!.request, timeout: UI_TIMEOUT });
-    await heldReads[0]!.deliver();
-    await answered;
-    // Past the page's handling of it: the check and React's render of what it set.
-    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 250)));
+    await refreshRead.deliver(UI_TIMEOUT);
     expect(await secondRow.count()).toBe(1);
-    await page.unroute(isQueueRead);
+    await refreshRead.stop();
   }, 120_000);
 
   it('merges identical calls into one queue row with a count', async () => {
