@@ -4,7 +4,8 @@
  * (captured by an init script that wraps window.Notification, since headless Chromium shows
  * none), the window title carries the pending count, and clicking the notification opens the
  * request (the desk's target becomes the request view for that id). Someone the request does not
- * need gets no notification.
+ * need gets no notification. An older read of the count answering after a newer one (the 30 s
+ * fallback's, made by moving the page's fake clock on) does not set an older count.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
@@ -15,6 +16,7 @@ import {
   actAs,
   buildRenderer,
   captureNotifications,
+  holdNextRead,
   openDesk,
   registerKey,
   shownNotifications,
@@ -49,11 +51,14 @@ afterAll(async () => {
  * A fresh context (notifications granted, captured) with its own virtual authenticator; the
  * person's key is registered through the desk's own form, then they sign in with it.
  */
-async function deskFor(approverId: string): Promise<Page> {
+async function deskFor(approverId: string, options: { fakeClock?: boolean } = {}): Promise<Page> {
   const origin = `http://localhost:${h.app.port}`;
   const context = await browser!.newContext();
   await captureNotifications(context, origin);
   const page = await context.newPage();
+  // Playwright's fake timers, installed before the desk loads: time flows as usual until the test
+  // moves it on (page.clock.fastForward), which fires what falls due at once.
+  if (options.fakeClock === true) await page.clock.install();
   await addVirtualAuthenticator(page);
   await openDesk(page, h.app);
   await registerKey(page, approverId, h.app.approvers.issueRegistrationCode(approverId, 'test').code);
@@ -153,5 +158,44 @@ describe('desk notifications in the browser', () => {
     expect(await amir.locator('main.app').getAttribute('data-desk-request')).toBe(second.requestId);
     await amir.unroute(`**/api/ui/requests/${first.requestId}/for/**`);
     await amir.context().close();
+  }, 240_000);
+
+  it('keeps the newer count when the fallback read answers after a newer event read', async () => {
+    h.app.approvers.addApprover({ id: 'noor', displayName: 'Noor', groups: ['finance-approvers'] });
+    const noor = await deskFor('noor', { fakeClock: true });
+    const titleIs = (title: string) =>
+      noor.waitForFunction((expected) => (globalThis as unknown as PageGlobals).document.title === expected, title, {
+        timeout: UI_TIMEOUT,
+      });
+    const noticeFor = (requestId: string) =>
+      noor.waitForFunction(
+        (tag) => ((globalThis as unknown as PageGlobals).__notifications as Array<{ tag: string }>).some((n) => n.tag === tag),
+        `countersign-${requestId}`,
+        { timeout: UI_TIMEOUT },
+      );
+    const first = await agent.submit(transferCall('45000.00', 'Fabrikam'));
+    expect(first.decision).toBe('pending');
+    // The read that notified it set the count too (earlier tests' requests may still be waiting).
+    // Past its render, and past any event read still running for that request: the next read is the fallback's.
+    await noticeFor(first.requestId);
+    await noor.evaluate(() => new Promise((resolve) => setTimeout(resolve, 500)));
+    const shown = /^\((\d+)\) Countersign$/.exec(await noor.title());
+    expect(shown).not.toBeNull();
+    const count = Number(shown![1]);
+    // Fault injection (the real core answers at once): the 30 s fallback's read, made now by
+    // moving the page's clock on, reaches the page only when the test delivers it.
+    const fallbackRead = await holdNextRead(noor, '/api/approvals/pending');
+    await noor.clock.fastForward(30_000);
+    await expect.poll(() => fallbackRead.made(), { timeout: UI_TIMEOUT }).toBe(true);
+    // A newer request: its event's read (not coalesced with the fallback's) answers first.
+    const second = await agent.submit(transferCall('44000.00', 'Tailspin Toys'));
+    expect(second.decision).toBe('pending');
+    await titleIs(`(${count + 1}) Countersign`);
+    await fallbackRead.deliver(UI_TIMEOUT);
+    // The older answer (one request fewer) does not take the count back.
+    expect(await noor.title()).toBe(`(${count + 1}) Countersign`);
+    expect(await noor.getByTestId('desk-pending-count').innerText()).toBe(`${count + 1} waiting for you`);
+    await fallbackRead.stop();
+    await noor.context().close();
   }, 240_000);
 });

@@ -20,6 +20,7 @@ import type { AdminProposal } from '../../../shared/bridge-admin.js';
 import { adminActionHeadline } from './admin-proposals.js';
 import { coalescedReload } from './coalesced-reload.js';
 import { afterQueueShown } from './first-paint.js';
+import { newestAnswer } from './newest-answer.js';
 import { onOwnDecision } from './own-decisions.js';
 
 const BASE_TITLE = 'Countersign';
@@ -115,14 +116,19 @@ export function useDeskNotifications(
     let groups: readonly string[] | undefined;
     const settings = { ...DEFAULT_NOTIFY_SETTINGS, reminderLeadMs: leadMinutes * 60_000 };
     const open = (requestId: string) => navigateRef.current({ view: 'request', requestId });
+    // The event reads are coalesced, but the fallback timer and a reminder's wake-up read beside
+    // them: an older read answering after a newer one would set an older count and title (and plan
+    // notices and the next wake-up from an older list) until the next read.
+    const answers = newestAnswer();
     const update = async () => {
+      const mayShow = answers.begin();
       try {
         if (groups === undefined) {
           const list = await bridge.listApprovers();
           groups = list.approvers.find((a) => a.id === session.approverId)?.groups ?? [];
         }
         const { pending } = await bridge.listPendingApprovals(PAGE);
-        if (!active) return;
+        if (!active || !mayShow()) return;
         const plan = planNotifications(pending, { approverId: session.approverId, groups }, Date.now(), memory.current, settings);
         memory.current = plan.memory;
         setCount(plan.count);
