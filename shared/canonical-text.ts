@@ -89,6 +89,16 @@ export class CanonicalTextWriter {
   /** Second pass: escape string by string (a value needed an escape). */
   private escaping = false;
 
+  /**
+   * How many shapes this writer keeps, counted in the cache itself: what a test reads to see that
+   * a shape past either bound is not kept (the text is the same either way).
+   */
+  get keptShapes(): number {
+    let kept = 0;
+    for (const bucket of this.shapes.values()) kept += bucket.length;
+    return kept;
+  }
+
   /** canonicalizeWith(members, extra), or undefined where it would throw. */
   writeWith(members: Record<string, unknown>, extra: Record<string, unknown>): string | undefined {
     if (typeof members !== 'object' || members === null || Array.isArray(members) || !isPlainPrototype(members)) return undefined;

@@ -199,6 +199,44 @@ describe('the canonical text writer', () => {
     expect(fresh.write(wide)).toBe(canonicalize(wide));
   });
 
+  it('keeps a shape once, keeps none past 64 names or past 512 shapes, and writes the same text either way', () => {
+    const fresh = new CanonicalTextWriter();
+    const named = (count: number, prefix: string) => {
+      const value: Record<string, number> = {};
+      for (let k = 0; k < count; k++) value[`${prefix}${(k * 7919) % count}`] = k;
+      return value;
+    };
+    expect(fresh.keptShapes).toBe(0);
+    expect(fresh.write({ b: 1, a: 2 })).toBe(canonicalize({ b: 1, a: 2 }));
+    expect(fresh.write({ b: 3, a: 4 })).toBe(canonicalize({ b: 3, a: 4 }));
+    expect(fresh.keptShapes).toBe(1);
+    // The same member names with extra names are another shape.
+    expect(fresh.writeWith({ b: 1, a: 2 }, { c: 3 })).toBe(canonicalizeWith({ b: 1, a: 2 }, { c: 3 }));
+    expect(fresh.keptShapes).toBe(2);
+    // 64 names: kept. 65 (alone, or nested in a kept object), and 64 + 1 extra: not kept.
+    const at64 = named(64, 'm');
+    expect(fresh.write(at64)).toBe(canonicalize(at64));
+    expect(fresh.keptShapes).toBe(3);
+    const past = named(65, 'p');
+    expect(fresh.write(past)).toBe(canonicalize(past));
+    expect(fresh.write(past)).toBe(canonicalize(past));
+    expect(fresh.keptShapes).toBe(3);
+    expect(fresh.write({ outer: past })).toBe(canonicalize({ outer: past }));
+    expect(fresh.keptShapes).toBe(4);
+    expect(fresh.writeWith(named(64, 'w'), { extra: 1 })).toBe(canonicalizeWith(named(64, 'w'), { extra: 1 }));
+    expect(fresh.keptShapes).toBe(4);
+    // Up to 512 shapes; a later one is written (sorted again) and not kept.
+    for (let i = 0; fresh.keptShapes < 512; i++) {
+      const value = { [`z${i}`]: i, [`y${i}`]: i };
+      expect(fresh.write(value)).toBe(canonicalize(value));
+    }
+    for (let i = 0; i < 100; i++) {
+      const value = { [`x${i}`]: i, [`w${i}`]: i };
+      expect(fresh.write(value)).toBe(canonicalize(value));
+    }
+    expect(fresh.keptShapes).toBe(512);
+  });
+
   it('writes integers across the safe range, and fractions, with the digits String() gives', () => {
     const rng = prng(0x1d);
     const edges = [0x3fffffff, 0x40000000, 99_999_999, 100_000_000, 1e8 * 2 ** 20 - 1, 2 ** 53 - 2, 2 ** 53 - 1, 1_790_000_000_000];
