@@ -1,4 +1,4 @@
-import { createHmac, createPublicKey, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { nodeVerifySignature } from '../../main/mcp/node-signature.js';
 import type { KeyObject } from 'node:crypto';
 import { chmod, lstat, mkdtemp, readFile, rm, stat, symlink } from 'node:fs/promises';
@@ -593,6 +593,7 @@ describe('MemoryJtiStore', () => {
 
 interface VectorFile {
   jwks: { keys: PublicJwk[] };
+  test_private_keys: (JsonObject & { kid: string; alg: SigningAlgorithm })[];
   vectors: {
     name: string;
     token: string;
@@ -641,5 +642,66 @@ describe('approval-token vectors (test/vectors/approval-tokens.json)', () => {
       }),
     );
     expect(code).toBe(v.expect);
+  });
+
+  // The issuer writes a token's parts with Node's base64url and keeps each key's encoded header
+  // (issue #12); the bytes must be the ones the vectors were generated with (the former code:
+  // shared base64url over JCS bytes). Ed25519 signatures are deterministic, so those tokens are
+  // reproduced whole; ES256 ones up to their randomized signature.
+  it.each(file.vectors.filter((v) => v.expect === 'valid').map((v) => [v.name, v] as const))(
+    '%s: signing its claims again gives the same header, payload and (EdDSA) signature bytes',
+    async (_name, v) => {
+      const [h, p, s] = v.token.split('.') as [string, string, string];
+      const header = decodePart(v.token, 0) as { kid: string; alg: SigningAlgorithm };
+      const claims = decodePart(v.token, 1) as unknown as ApprovalTokenClaims;
+      const { kid: _kid, alg: _alg, ...privateJwk } = file.test_private_keys.find((k) => k.kid === header.kid)!;
+      const publicJwk = file.jwks.keys.find((k) => k.kid === header.kid)!;
+      const key = createPrivateKey({ key: privateJwk, format: 'jwk' });
+      const signer: Signer = {
+        custody: 'software',
+        keyId: header.kid,
+        algorithm: header.alg,
+        publicJwk,
+        sign: (data) =>
+          Promise.resolve(
+            new Uint8Array(
+              header.alg === 'ES256' ? nodeSign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }) : nodeSign(null, data, key),
+            ),
+          ),
+      };
+      for (let round = 0; round < 2; round++) {
+        // The second round is served the kept header.
+        const { token } = await signApprovalToken(signer, claims);
+        const [h2, p2, s2] = token.split('.') as [string, string, string];
+        expect(h2).toBe(h);
+        expect(p2).toBe(p);
+        expect(h2).toBe(base64url(utf8(canonicalize(header))));
+        expect(p2).toBe(base64url(utf8(canonicalize(claims))));
+        if (header.alg === 'EdDSA') expect(s2).toBe(s);
+        else expect(fromBase64url(s2)).toHaveLength(64);
+      }
+    },
+  );
+
+  it('writes a header and claims with characters beyond ASCII exactly as JCS + base64url of their UTF-8', async () => {
+    const ed = new TestSigner('EdDSA', 'kid-Zürich-€-\u{1F511}');
+    const claims: ApprovalTokenClaims = {
+      iss: 'countersign:test',
+      sub: 'agent:finance-bot',
+      aud: AUDIENCE,
+      iat: NOW,
+      nbf: NOW,
+      exp: NOW + 60,
+      jti: 'AAAAAAAAAAAAAAAAAAAAAA',
+      tool: TOOL,
+      call_sha256: await computeCallDigest(TOOL, { payee: 'Société Générale — 東京 \u{1F4B6}' }),
+      decision: { id: 'req_é', verdict: 'allow', mode: 'automatic', policy_hash: 'sha256:abc', policies: ['règle-€'] },
+      domain: 'production',
+    };
+    const { token } = await signApprovalToken(ed, claims);
+    const [h, p, s] = token.split('.') as [string, string, string];
+    expect(h).toBe(base64url(utf8(canonicalize({ alg: 'EdDSA', kid: ed.keyId, typ: APPROVAL_TOKEN_TYP }))));
+    expect(p).toBe(base64url(utf8(canonicalize(claims))));
+    expect(verifyWithJwk(ed.publicJwk, utf8(`${h}.${p}`), fromBase64url(s)!)).toBe(true);
   });
 });

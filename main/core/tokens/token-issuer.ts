@@ -12,9 +12,9 @@ import {
   isSigningAlgorithm,
 } from '../../../shared/approval-token.js';
 import type { ApprovalDecision, ApprovalTokenClaims, ApprovalTokenHeader, TokenDomain } from '../../../shared/approval-token.js';
-import { canonicalBytes } from '../../../shared/canonical-json.js';
+import { canonicalize } from '../../../shared/canonical-json.js';
 import type { JsonValue } from '../../../shared/canonical-json.js';
-import { base64url, randomId, utf8 } from '../../../shared/encoding.js';
+import { randomId } from '../../../shared/encoding.js';
 import { CountersignError, quote } from '../../../shared/errors.js';
 import { signerForOneSignature, verifyWithJwk } from '../custody/signer.js';
 import type { Signer } from '../custody/signer.js';
@@ -70,6 +70,26 @@ function checkSigner(signer: Signer): void {
 }
 
 /**
+ * base64url(JCS(header)) of the few headers a process signs under (one per key: the header is
+ * {alg, kid, typ} with a fixed typ), kept rather than canonicalised and encoded again for every
+ * token. Keyed by alg and kid (no alg holds a NUL); a header that does not canonicalise throws
+ * as before and is not kept. Bounded, as keys rotate.
+ */
+const encodedHeaders = new Map<string, string>();
+const ENCODED_HEADERS_LIMIT = 16;
+
+function encodedHeader(header: ApprovalTokenHeader): string {
+  const key = `${header.alg}\u0000${header.kid}`;
+  let encoded = encodedHeaders.get(key);
+  if (encoded === undefined) {
+    encoded = Buffer.from(canonicalize(header), 'utf8').toString('base64url');
+    if (encodedHeaders.size >= ENCODED_HEADERS_LIMIT) encodedHeaders.clear();
+    encodedHeaders.set(key, encoded);
+  }
+  return encoded;
+}
+
+/**
  * Sign complete claims as an approval token: base64url(JCS(header)) '.' base64url(JCS(claims)),
  * header exactly {alg, kid, typ}. Claims are validated first; the signature is checked against
  * the signer's published key before the token is returned.
@@ -85,8 +105,10 @@ export async function signApprovalToken(signer: Signer, claims: ApprovalTokenCla
     );
   }
   const header: ApprovalTokenHeader = { alg: signer.algorithm, kid: signer.keyId, typ: APPROVAL_TOKEN_TYP };
-  const signingInput = `${base64url(canonicalBytes(header))}.${base64url(canonicalBytes(claims))}`;
-  const data = utf8(signingInput);
+  // Node's base64url: one flat string per part (shared/encoding.ts's works without Buffer). The
+  // signing input is ASCII, so its latin1 bytes are its UTF-8 bytes.
+  const signingInput = `${encodedHeader(header)}.${Buffer.from(canonicalize(claims), 'utf8').toString('base64url')}`;
+  const data = Buffer.from(signingInput, 'latin1');
   let signature: Uint8Array;
   try {
     signature = await signer.sign(data);
@@ -99,7 +121,8 @@ export async function signApprovalToken(signer: Signer, claims: ApprovalTokenCla
       details: { kid: signer.keyId },
     });
   }
-  return { token: `${signingInput}.${base64url(signature)}`, header, claims };
+  const encodedSignature = Buffer.from(signature.buffer, signature.byteOffset, signature.byteLength).toString('base64url');
+  return { token: `${signingInput}.${encodedSignature}`, header, claims };
 }
 
 export class TokenIssuer {
