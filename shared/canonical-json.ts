@@ -633,6 +633,32 @@ function writeCanonical(value: unknown, depth: number, path: PathSegment[]): str
   }
 }
 
+/** Up to this many names are sorted in place by insertion; more by Array.prototype.sort. */
+const INSERTION_SORT_NAMES = 24;
+
+/**
+ * `names` (a fresh Object.keys list: distinct strings) in RFC 8785 order, section 3.2.3: by UTF-16
+ * code units, which is what both `>` on two strings and the default sort compare. The default
+ * sort allocates working arrays of its own, about 1 KB for a handful of names, for every object
+ * of every canonical text (a signed call, its digest and stored text, a token's claims: issue
+ * #12); an insertion sort of an object's few names allocates nothing. The names are distinct, so
+ * the two orders are the same order.
+ */
+function sortNames(names: string[]): string[] {
+  const length = names.length;
+  if (length > INSERTION_SORT_NAMES) return names.sort();
+  for (let i = 1; i < length; i++) {
+    const name = names[i]!;
+    let j = i - 1;
+    while (j >= 0 && names[j]! > name) {
+      names[j + 1] = names[j]!;
+      j--;
+    }
+    names[j + 1] = name;
+  }
+  return names;
+}
+
 /**
  * The members of `record` (and of `extra`, when given: names it holds are not in `record`), in
  * canonical order. Each value is read exactly once.
@@ -643,8 +669,7 @@ function writeMembers(
   depth: number,
   path: PathSegment[],
 ): string {
-  // Default sort compares UTF-16 code units, which is exactly RFC 8785 section 3.2.3.
-  const keys = extra === undefined ? Object.keys(record).sort() : Object.keys(record).concat(Object.keys(extra)).sort();
+  const keys = sortNames(extra === undefined ? Object.keys(record) : Object.keys(record).concat(Object.keys(extra)));
   if (keys.length === 0) return '{}';
   let out = '{';
   for (let i = 0; i < keys.length; i++) {

@@ -396,6 +396,31 @@ describe('canonicalize', () => {
     expect(canonicalize(value)).toBe('{"":6,"10":7,"9":8,"E":5,"e":4,"é":3,"\ud83d\ude00":2,"\uffff":1}');
   });
 
+  it('orders objects of 0 to 60 awkward names as the default sort does, either side of its insertion-sort bound', () => {
+    // Names that sort differently by code point, by locale or as integers: surrogate pairs, the
+    // top of the BMP, integer-like names (which Object.keys lists first), prefixes, the empty name.
+    const alphabet = ['', 'a', 'A', 'é', 'e', '\uffff', '\ud83d\ude00', '\ud83d\ude01', '0', '1', '9', '10', '-1', 'ab', 'a b', '_'];
+    const rng = prng(0x50f7);
+    for (let size = 0; size <= 60; size++) {
+      for (let round = 0; round < 3; round++) {
+        const value: Record<string, number> = {};
+        while (Object.keys(value).length < size) {
+          const name = `${pick(rng, alphabet)}${pick(rng, alphabet)}${int(rng, 2) === 0 ? '' : pick(rng, alphabet)}`;
+          value[name] = Object.keys(value).length;
+        }
+        expect(canonicalize(value)).toBe(referenceCanonical(value));
+        const names = Object.keys(value);
+        expect(Object.keys(JSON.parse(canonicalize(value)) as object).sort()).toEqual([...names].sort());
+        expect(canonicalize(value)).toBe(
+          `{${[...names]
+            .sort()
+            .map((n) => `${JSON.stringify(n)}:${value[n]}`)
+            .join(',')}}`,
+        );
+      }
+    }
+  });
+
   it('ignores insertion order, keeps array order and does not mutate its input', () => {
     const a = { z: 1, a: [3, 2, 1], m: { y: 1, x: 2 } };
     const b = { m: { x: 2, y: 1 }, a: [3, 2, 1], z: 1 };
