@@ -360,7 +360,26 @@ function loadFigures(r: LoadResult): Record<string, unknown> {
  * the audit checkpoint row's durable COMMIT (checkpoint-commit: per checkpoint, outside any
  * decision's stages, holding the event loop for one fsync): counted, not shares of a decision.
  */
-const isGroupPhase = (stage: string) => stage.startsWith('group-') || stage === 'checkpoint-commit';
+const isGroupPhase = (stage: string) => stage.startsWith('group-') || stage === 'checkpoint-commit' || stage.startsWith('gc-');
+
+/**
+ * The core's event-loop garbage collections during a load (the `gc-*` entries of its stage
+ * timings): young-generation scavenges per decision and their pauses, and every collection's
+ * pause per decision. Allocation per decision shows here: each scavenge runs when the young
+ * generation fills, and lands on the call being decided at that moment.
+ */
+function gcFigures(timings: Record<string, StageTiming>, load: Pick<LoadResult, 'decisions'>): Record<string, number> {
+  const n = Math.max(1, load.decisions);
+  const scavenge = timings['gc-scavenge'];
+  const allMs = Object.entries(timings).reduce((sum, [stage, t]) => (stage.startsWith('gc-') ? sum + t.ms : sum), 0);
+  return {
+    scavengesPerDecision: +((scavenge?.n ?? 0) / n).toFixed(4),
+    decisionsPerScavenge: scavenge === undefined ? NaN : +(n / scavenge.n).toFixed(1),
+    scavengeMeanMs: scavenge === undefined ? NaN : +(scavenge.ms / scavenge.n).toFixed(3),
+    scavengeP99Ms: scavenge?.p99Ms ?? NaN,
+    gcMsPerDecision: +(allMs / n).toFixed(4),
+  };
+}
 
 function stageFigures(timings: Record<string, StageTiming>): Record<string, Record<string, number | string>> {
   const total = Object.entries(timings).reduce((s, [stage, t]) => (isGroupPhase(stage) ? s : s + t.ms / t.n), 0);
@@ -622,6 +641,8 @@ export async function runDecisionPathBench(options: DecisionPathOptions): Promis
       // Wall time per stage under load (includes queueing behind other decisions: the policy
       // stage waits for the Cedar worker, the store stage for its group commit).
       coreStageBreakdownUnderLoad: { closedLoop: stageFigures(timings), openLoop: stageFigures(openTimings) },
+      // The core's event-loop garbage collections per decision (its --stage-timings gc-* entries).
+      coreGcUnderLoad: { closedLoop: gcFigures(timings, real), openLoop: gcFigures(openTimings, realOpen) },
       // Each stage's own cost, one decision at a time, Cedar in-thread, unbatched commits.
       coreStageCostAlone: alone,
       // Latency counted from each call's due time. `server`: the server's event-loop thread on a

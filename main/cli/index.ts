@@ -39,7 +39,7 @@ import { approverConsoleLine, writeUiSecretFile } from './ui-secret-file.js';
 import { hubSecretsCommand } from './hub-secrets-command.js';
 import { openTeamDirectory, type TeamDirectoryCli } from './team-directory.js';
 import { replicatesTeamDirectory } from '../core/store/pg/pg-directory.js';
-import { StageTimings } from './stage-timings.js';
+import { StageTimings, recordGarbageCollections } from './stage-timings.js';
 import { LISTEN_OPTIONS, LISTEN_USAGE, describeListening, listenOverrides, scalarValues } from './listen-options.js';
 
 const USAGE = `usage: countersign <command> [options]
@@ -61,7 +61,8 @@ const USAGE = `usage: countersign <command> [options]
                             API's bearer secret, written 0600 and removed on a clean exit; a hub
                             prints its desk link's secret only to a terminal)
                             start, headless and hub take --stage-timings: at each SIGUSR2,
-                            print the decision stages' times since the last report (JSON line)
+                            print the decision stages' times and the event loop's garbage
+                            collections since the last report (JSON line)
   keygen --agent-id ID      make an agent key pair and a signed enrollment request
          [--name NAME] [--alg EdDSA|ES256] [--out DIR]
   agents enroll FILE --owner O --group G --tools a,b --data-classes c,d --jurisdictions US,GB [--expires 90d]
@@ -217,10 +218,12 @@ async function serve(values: Values, domain: 'production' | 'test', team?: { dat
           onTiming: (stage: string, ms: number) => timings.record(stage, ms),
         }),
   });
-  if (values['stage-timings'] === true)
+  if (values['stage-timings'] === true) {
+    recordGarbageCollections(timings);
     process.on('SIGUSR2', () => {
       process.stdout.write(`${JSON.stringify({ timings: timings.report() })}\n`);
     });
+  }
   process.stdout.write(
     `${approverConsoleLine({
       uiBuilt: existsSync(join(DEFAULT_RENDERER_DIR, 'index.html')),
