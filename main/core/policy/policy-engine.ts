@@ -12,6 +12,7 @@ import { CountersignError, isCountersignError, quote } from '../../../shared/err
 import {
   ACTION_TYPE,
   AGENT_GROUP_TYPE,
+  NAMESPACE,
   AGENT_TYPE,
   TOOL_TYPE,
   loadPolicyDirectory,
@@ -23,6 +24,8 @@ import {
 import { CedarWorkerClient, type PreparedSet } from './cedar-worker-client.js';
 import { buildEntitySliceIndex, sliceForCall, type EntitySliceIndex } from './entity-slice.js';
 import { actionSubsets } from './action-subsets.js';
+import { FastEvaluator, Unsupported, type FastCall } from './fast-evaluator.js';
+import { generatedCheckRequests } from './fast-evaluator-check.js';
 
 export type { LoadedPolicySet, ToolInfo } from './policy-set.js';
 
@@ -121,6 +124,18 @@ export interface PolicyEngineOptions {
    * (`fastPath.fallback` says why, and the app audits it). Absent: no load-time check.
    */
   fastPathCases?: (dir: string) => Promise<PolicyRequest[]>;
+  /**
+   * Decide calls with the fast evaluator (fast-evaluator.ts, ADR 0022) in the event loop, with
+   * cedar-wasm for every call it is unsure of. Each load checks it against cedar-wasm on the
+   * pack's tests (fastPathCases) and `fastEvaluatorChecks` generated calls; any disagreement, or
+   * a construct outside its subset, keeps that load on cedar-wasm (`evaluatorState.fallback`).
+   * Default false: cedar-wasm only.
+   */
+  fastEvaluator?: boolean;
+  /** Generated calls each load checks the fast evaluator with (default 2,000). */
+  fastEvaluatorChecks?: number;
+  /** Test-only fault injection: wraps the fast evaluator's answers (a deliberately wrong evaluator). */
+  fastEvaluatorFault?: (answer: ReturnType<FastEvaluator['evaluate']>, call: FastCall) => ReturnType<FastEvaluator['evaluate']>;
 }
 
 /** Whether the per-tool policy subsets are in use for the active set, and if not, why. */
@@ -128,6 +143,16 @@ export interface FastPathState {
   subsets: boolean;
   /** Why the subsets were turned off at load (a disagreement with the whole set). */
   fallback?: string;
+}
+
+/** Which evaluator decides the active set's calls (ADR 0022), and if not the fast one, why. */
+export interface EvaluatorState {
+  /** The fast evaluator (with cedar-wasm for every call it is unsure of), or cedar-wasm alone. */
+  evaluator: 'fast' | 'cedar-wasm';
+  /** Why the fast evaluator is not in use for this load, when it was asked for. */
+  fallback?: string;
+  /** The load check of the fast evaluator: calls compared, how many it handed to cedar-wasm, how long it took. */
+  check?: { calls: number; handedOver: number; ms: number };
 }
 
 export interface WatchOptions {
@@ -155,6 +180,11 @@ interface ActiveSet {
   /** Preparsed subset id -> its policies (for the worker). */
   subsetPolicies: ReadonlyMap<string, Record<string, string>>;
   fastPath: FastPathState;
+  evaluatorState: EvaluatorState;
+  /** The fast evaluator, once the load check passed and while it is in use for this load. */
+  fast: FastEvaluator | undefined;
+  /** The fast evaluator compiled for this load, before (and after) its check. */
+  candidate: FastEvaluator | undefined;
 }
 
 type Prepared =
@@ -168,12 +198,21 @@ export class PolicyEngine {
   private readonly slicing: boolean;
   private readonly subsets: boolean;
   private readonly fastPathCases: PolicyEngineOptions['fastPathCases'];
+  private readonly fastOptions: Pick<PolicyEngineOptions, 'fastEvaluator' | 'fastEvaluatorChecks' | 'fastEvaluatorFault'>;
+  /** Calls the fast evaluator answered, and calls it handed to cedar-wasm (health, bench). */
+  fastEvaluations = 0;
+  fastHandovers = 0;
   /** Calls evaluateAsync answered in this thread because the worker was idle (inlineIfIdle). */
   inlineEvaluations = 0;
 
   constructor(set: LoadedPolicySet, options: PolicyEngineOptions = {}) {
     this.subsets = options.policySubsets ?? true;
-    this.active = activate(set, this.subsets);
+    this.fastOptions = {
+      fastEvaluator: options.fastEvaluator,
+      fastEvaluatorChecks: options.fastEvaluatorChecks,
+      fastEvaluatorFault: options.fastEvaluatorFault,
+    };
+    this.active = activate(set, this.subsets, options.fastEvaluator === true);
     this.slicing = options.entitySlicing ?? true;
     this.fastPathCases = options.fastPathCases;
     this.worker = options.worker ? new CedarWorkerClient() : undefined;
@@ -183,8 +222,25 @@ export class PolicyEngine {
   /** Loads, validates and activates a policy directory; throws CountersignError('policy_invalid'). */
   static async open(dir: string, options: PolicyEngineOptions = {}): Promise<PolicyEngine> {
     const engine = new PolicyEngine(await loadPolicyDirectory(dir), options);
-    if (options.fastPathCases !== undefined) engine.checkFastPath(await options.fastPathCases(engine.dir));
+    const cases = options.fastPathCases === undefined ? [] : await options.fastPathCases(engine.dir);
+    if (options.fastPathCases !== undefined) engine.checkFastPath(cases);
+    await engine.verifyEvaluator(engine.active, cases);
     return engine;
+  }
+
+  /**
+   * Checks the fast evaluator of the active set (when one was asked for and compiled) against
+   * cedar-wasm on `cases` and the generated calls, and puts it on the path if they agree. open()
+   * and reload() do this themselves; an engine made with `new` decides with cedar-wasm until it is
+   * called. Returns why the fast evaluator is not in use, if it is not.
+   */
+  async checkEvaluator(cases: readonly PolicyRequest[] = []): Promise<string | undefined> {
+    return this.verifyEvaluator(this.active, cases);
+  }
+
+  /** Which evaluator decides the active set's calls, and if not the fast one, why (ADR 0022). */
+  get evaluatorState(): EvaluatorState {
+    return { ...this.active.evaluatorState };
   }
 
   /** Whether the active set evaluates with per-tool policy subsets (and why not, if not). */
@@ -200,6 +256,83 @@ export class PolicyEngine {
    */
   checkFastPath(requests: readonly PolicyRequest[]): string | undefined {
     return this.verifySubsets(this.active, requests);
+  }
+
+  /**
+   * Checks the fast evaluator of `active` against cedar-wasm (the path calls take without it) on
+   * the pack's cases and generated calls: outcome, determining policies and everything derived
+   * from them must be equal wherever the fast evaluator answers. On the first disagreement the
+   * load stays on cedar-wasm, with the reason. Constructed engines check at construction with
+   * generated calls only (no pack cases); open() and reload() add the pack's.
+   */
+  private async verifyEvaluator(active: ActiveSet, cases: readonly PolicyRequest[]): Promise<string | undefined> {
+    const candidate = active.candidate;
+    if (candidate === undefined) return active.evaluatorState.fallback;
+    const started = performance.now();
+    const generated = generatedCheckRequests(active.set, candidate, this.fastOptions.fastEvaluatorChecks ?? 2_000);
+    const requests = [...cases, ...generated];
+    let handedOver = 0;
+    let slice = performance.now();
+    for (const [i, request] of requests.entries()) {
+      // The check runs beside live calls on a reload: let them through every few milliseconds.
+      if (performance.now() - slice > 20) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        slice = performance.now();
+      }
+      const fast = this.decideFastForCheck(active, candidate, request);
+      if (fast === undefined) {
+        handedOver++;
+        continue;
+      }
+      const reference = this.decideForCheck(active, request, true);
+      if (fast !== reference) {
+        const which = i < cases.length ? `the pack's test request ${i + 1}` : `generated check call ${i - cases.length + 1}`;
+        const reason = `the fast evaluator disagreed with cedar-wasm on ${which} (tool ${quote(String(request.tool))}), so every call of this load is evaluated by cedar-wasm`;
+        active.fast = undefined;
+        active.candidate = undefined;
+        active.evaluatorState = { evaluator: 'cedar-wasm', fallback: reason };
+        return reason;
+      }
+    }
+    active.fast = candidate;
+    active.evaluatorState = {
+      evaluator: 'fast',
+      check: { calls: requests.length, handedOver, ms: Math.round(performance.now() - started) },
+    };
+    return undefined;
+  }
+
+  /** The fast evaluator's decision as the check compares it (undefined: it handed the call to cedar-wasm). */
+  private decideFastForCheck(active: ActiveSet, candidate: FastEvaluator, request: PolicyRequest): string | undefined {
+    try {
+      const done = this.checkCall(request, active);
+      if (done !== undefined) return undefined;
+      const decided = this.decideFast(candidate, active.set, request);
+      return decided === undefined ? undefined : JSON.stringify(decided);
+    } catch (error) {
+      return JSON.stringify({ error: isCountersignError(error) ? error.code : String(error) });
+    }
+  }
+
+  /** The fast evaluator's decision for a checked call, or undefined when cedar-wasm must decide it. */
+  private decideFast(fast: FastEvaluator, set: LoadedPolicySet, request: PolicyRequest): PolicyDecision | undefined {
+    const call: FastCall = {
+      agent: request.agent,
+      tool: request.tool,
+      context: {
+        params: request.params,
+        dataClass: request.dataClass,
+        jurisdiction: request.jurisdiction,
+        provenance: request.provenance,
+        risk: { score: request.risk.score, factors: request.risk.factors },
+        now: request.now.toISOString(),
+      },
+    };
+    let answer = fast.evaluate(call);
+    const fault = this.fastOptions.fastEvaluatorFault;
+    if (fault !== undefined) answer = fault(answer, call);
+    if (answer === undefined) return undefined;
+    return decisionOf(set, answer.decision, answer.determiningPolicies, []);
   }
 
   private verifySubsets(active: ActiveSet, requests: readonly PolicyRequest[]): string | undefined {
@@ -269,6 +402,8 @@ export class PolicyEngine {
    * (a malformed request field, a Cedar failure, an evaluation error) yields a deny decision.
    */
   evaluate(request: PolicyRequest): PolicyDecision {
+    const fast = this.tryFast(request);
+    if (fast !== undefined) return fast;
     const prepared = this.prepareCall(request);
     if (prepared.done) return prepared.done;
     return evaluatePrepared(prepared);
@@ -287,6 +422,8 @@ export class PolicyEngine {
    */
   async evaluateAsync(request: PolicyRequest, options: { inlineIfIdle?: boolean } = {}): Promise<PolicyDecision> {
     if (this.worker === undefined) return this.evaluate(request);
+    const fast = this.tryFast(request);
+    if (fast !== undefined) return fast;
     const prepared = this.prepareCall(request);
     if (prepared.done) return prepared.done;
     if (options.inlineIfIdle === true && this.worker.idle) {
@@ -313,10 +450,27 @@ export class PolicyEngine {
     return interpret(prepared, result.answer, result.contextCheck);
   }
 
-  /** Input checks and the Cedar call; `done` when the answer is known without Cedar. */
-  private prepareCall(request: PolicyRequest, active = this.active, subset = true): Prepared {
-    const { set, schemaName, toolEntity, slices } = active;
-    const tool = toolEntity.get(request.tool);
+  /**
+   * The fast evaluator's decision, in this thread, when it is in use and sure of the call; every
+   * input check cedar-wasm's path makes is made first (the same errors, the same denials).
+   */
+  private tryFast(request: PolicyRequest): PolicyDecision | undefined {
+    const active = this.active;
+    if (active.fast === undefined) return undefined;
+    const done = this.checkCall(request, active);
+    if (done !== undefined) return undefined; // cedar-wasm's path answers it the same way, without Cedar
+    const decided = this.decideFast(active.fast, active.set, request);
+    if (decided === undefined) this.fastHandovers++;
+    else this.fastEvaluations++;
+    return decided;
+  }
+
+  /**
+   * The input checks of every call: throws unknown_tool / invalid_params; returns the denial of a
+   * malformed request field (undefined when the call is fit to evaluate).
+   */
+  private checkCall(request: PolicyRequest, active: ActiveSet): PolicyDecision | undefined {
+    const tool = active.toolEntity.get(request.tool);
     if (tool === undefined) {
       throw new CountersignError('unknown_tool', `tool ${quote(request.tool)} is not declared in the policy schema`, {
         details: { tool: request.tool },
@@ -337,7 +491,16 @@ export class PolicyEngine {
     }
 
     const requestProblem = checkRequestFields(request);
-    if (requestProblem !== undefined) return { done: denyWithErrors(set.hash, [requestProblem], []) };
+    if (requestProblem !== undefined) return denyWithErrors(active.set.hash, [requestProblem], []);
+    return undefined;
+  }
+
+  /** Input checks and the Cedar call; `done` when the answer is known without Cedar. */
+  private prepareCall(request: PolicyRequest, active = this.active, subset = true): Prepared {
+    const { set, schemaName, slices } = active;
+    const done = this.checkCall(request, active);
+    if (done !== undefined) return { done };
+    const tool = active.toolEntity.get(request.tool)!;
 
     const action = { type: ACTION_TYPE, id: request.tool };
     // The tool's subset when there is one (always known here: the tool was checked above), and
@@ -451,8 +614,10 @@ export class PolicyEngine {
     }
     if (set.hash === previousHash) return { ok: true, changed: false, hash: previousHash, previousHash, warnings: set.warnings };
     try {
-      const next = activate(set, this.subsets);
-      if (this.fastPathCases !== undefined) this.verifySubsets(next, await this.fastPathCases(this.dir));
+      const next = activate(set, this.subsets, this.fastOptions.fastEvaluator === true);
+      const cases = this.fastPathCases === undefined ? [] : await this.fastPathCases(this.dir);
+      if (this.fastPathCases !== undefined) this.verifySubsets(next, cases);
+      await this.verifyEvaluator(next, cases);
       this.active = next;
       this.worker?.prepare(preparedSetOf(this.active));
     } catch (error) {
@@ -495,10 +660,18 @@ function interpret(
   const determining = [...new Set(diagnostics.reason)].sort();
   // Sorted: Cedar reports errors in no stable order, and a decision's record must not depend on it.
   const errors = diagnostics.errors.map((e) => `policy ${quote(e.policyId)}: ${clip(e.error.message)}`).sort();
+  if (errors.length > 0 && (decision === 'allow' || determining.length === 0))
+    return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
+  return decisionOf(set, decision, determining, errors);
+}
 
+/**
+ * The decision for Cedar's answer without errors (or a forbid's, with them): deny by default,
+ * forbid wins, obligations from the determining permits. Both evaluators' answers go through it.
+ */
+function decisionOf(set: LoadedPolicySet, decision: 'allow' | 'deny', determining: string[], errors: string[]): PolicyDecision {
   if (decision === 'deny') {
     if (determining.length === 0) {
-      if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
       return { outcome: 'deny', determiningPolicies: [], errors, policyHash: set.hash, reasons: [DEFAULT_DENY_REASON] };
     }
     return {
@@ -509,7 +682,6 @@ function interpret(
       reasons: reasonsOf(set, determining, 'forbidden'),
     };
   }
-  if (errors.length > 0) return denyWithErrors(set.hash, errors, erroredPolicies(diagnostics));
 
   const reasons = reasonsOf(set, determining, 'permitted');
   const obligation = combineApprovalRequirements(set, determining);
@@ -551,7 +723,7 @@ function cedarAnswer(prepared: Exclude<Prepared, { done: PolicyDecision }>): Ced
   return { answer, contextCheck };
 }
 
-function activate(set: LoadedPolicySet, subsets: boolean): ActiveSet {
+function activate(set: LoadedPolicySet, subsets: boolean, fastEvaluator: boolean): ActiveSet {
   const n = ++preparseCounter;
   const schemaName = `schema-${n}`;
   const policySetId = `pset-${n}`;
@@ -600,7 +772,39 @@ function activate(set: LoadedPolicySet, subsets: boolean): ActiveSet {
     subsetIds,
     subsetPolicies,
     fastPath: { subsets },
+    ...fastEvaluatorFor(set, fastEvaluator),
   };
+}
+
+/** The fast evaluator for `set` from its policies' JSON form; throws Unsupported for a set outside its subset. */
+export function compileFastEvaluator(set: LoadedPolicySet): FastEvaluator {
+  const policyJson = new Map<string, JsonValue>();
+  for (const [id, text] of Object.entries(set.policyTexts)) {
+    const json = cedar.policyToJson(text);
+    if (json.type === 'failure') throw new Unsupported(`policy ${quote(id)} has no JSON form`);
+    policyJson.set(id, json.json as unknown as JsonValue);
+  }
+  return new FastEvaluator({
+    schemaJson: set.schemaJson,
+    policyJson,
+    toolEntities: set.toolEntities,
+    lookupEntities: set.lookupEntities,
+    namespace: NAMESPACE,
+  });
+}
+
+/** The fast evaluator compiled for `set`, or why it is not used (a construct outside its subset). */
+function fastEvaluatorFor(set: LoadedPolicySet, wanted: boolean): Pick<ActiveSet, 'fast' | 'candidate' | 'evaluatorState'> {
+  if (!wanted) return { fast: undefined, candidate: undefined, evaluatorState: { evaluator: 'cedar-wasm' } };
+  try {
+    const fast = compileFastEvaluator(set);
+    // On the path only once the load check passed (verifyEvaluator).
+    return { fast: undefined, candidate: fast, evaluatorState: { evaluator: 'cedar-wasm' } };
+  } catch (error) {
+    if (!(error instanceof Unsupported)) throw error;
+    const reason = `the fast evaluator does not support this policy set (${error.message}), so every call of this load is evaluated by cedar-wasm`;
+    return { fast: undefined, candidate: undefined, evaluatorState: { evaluator: 'cedar-wasm', fallback: reason } };
+  }
 }
 
 function combineApprovalRequirements(set: LoadedPolicySet, determining: readonly string[]): PolicyApprovalRequirement | undefined {
