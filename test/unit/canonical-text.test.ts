@@ -256,6 +256,18 @@ describe('the canonical text writer', () => {
     expect(writer.write({ a: 'plain' })).toBe('{"a":"plain"}');
   });
 
+  it('writes a record whose only escaped string is its last, nested one as canonicalize does, and the next plain one raw', () => {
+    // Each string is checked as it is written: one needing an escape anywhere (here the last one
+    // written, deep in an array) writes the record again, escaping; the next record starts clean.
+    for (const late of ['"', '\\', '\n', '\u001f', 'x"y']) {
+      const value = { a: 'plain', b: ['plain', { c: ['plain', `end${late}`] }], z: 1 };
+      expect(writer.writeWith(value, { kind: 'k', seq: 2 })).toBe(canonicalizeWith(value, { kind: 'k', seq: 2 }));
+      expect(writer.writeWith({ a: 'plain', b: ['x'], z: 2 }, { kind: 'k', seq: 3 })).toBe(
+        '{"a":"plain","b":["x"],"kind":"k","seq":3,"z":2}',
+      );
+    }
+  });
+
   it('writes what canonicalize writes, or nothing where it throws, with one writer kept across 20,000 values of awkward names (review8 F3)', () => {
     // One long-lived writer takes the shape cache's path: values whose members share names, orders
     // and counts with earlier ones (the record's own kind/at/seq nested again among them) must
