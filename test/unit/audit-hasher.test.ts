@@ -1,6 +1,6 @@
 /**
  * The audit log's node:crypto Merkle hasher (one-shot hashes over one buffer, leaves hashed
- * straight from a record's text, and in place inside a line whose byte before the record it
+ * straight from a record's text, as bytes or as the append's hex, and in place inside a line whose byte before the record it
  * borrows and puts back) gives exactly the RFC 9162 hashes of the shared reference hasher, for
  * records with multi-byte UTF-8 and for every size of input the log meets.
  */
@@ -12,6 +12,8 @@ import { prng } from '../helpers/prng.js';
 
 const reference = new MerkleHasher((data) => new Uint8Array(createHash('sha256').update(data).digest()));
 const bytes = (b: Uint8Array) => Buffer.from(b).toString('hex');
+/** The append's hex forms (leaf of a record's text, node of two hex hashes). */
+const hexHasher = merkleHasher as unknown as { leafHexOfText(text: string): string; nodeHex(left: string, right: string): string };
 
 describe('the audit log hasher', () => {
   it('hashes leaves and nodes as the reference does, for 500 generated inputs', () => {
@@ -23,6 +25,8 @@ describe('the audit log hasher', () => {
       expect(bytes(merkleHasher.leaf(utf8))).toBe(bytes(reference.leaf(utf8)));
       const fromText = (merkleHasher as unknown as { leafOfText(text: string): Uint8Array }).leafOfText(record);
       expect(bytes(fromText)).toBe(bytes(reference.leaf(utf8)));
+      // The append's form: the same hash as hex, stored unhexed.
+      expect(hexHasher.leafHexOfText(record)).toBe(bytes(reference.leaf(utf8)));
       // Inside a line, after a byte it borrows for the prefix and must put back.
       const line = Buffer.concat([Buffer.from('{"record":'), utf8, Buffer.from('}')]);
       const before = Buffer.from(line);
@@ -32,6 +36,7 @@ describe('the audit log hasher', () => {
       const left = reference.leaf(utf8);
       const right = reference.leaf(new Uint8Array([i & 0xff]));
       expect(bytes(merkleHasher.node(left, right))).toBe(bytes(reference.node(left, right)));
+      expect(hexHasher.nodeHex(bytes(left), bytes(right))).toBe(bytes(reference.node(left, right)));
     }
   });
 
@@ -48,6 +53,8 @@ describe('the audit log hasher', () => {
     for (const record of ['€'.repeat(1_400), '😀'.repeat(3_000), 'a'.repeat(5_000) + 'é'.repeat(5_000), '{"a":"x"}', '€'.repeat(20_000)]) {
       expect(bytes(leafOfText(record))).toBe(bytes(reference.leaf(new Uint8Array(Buffer.from(record, 'utf8')))));
       expect(bytes(merkleHasher.node(l, r))).toBe(bytes(reference.node(l, r)));
+      expect(hexHasher.leafHexOfText(record)).toBe(bytes(reference.leaf(new Uint8Array(Buffer.from(record, 'utf8')))));
+      expect(hexHasher.nodeHex(bytes(l), bytes(r))).toBe(bytes(reference.node(l, r)));
     }
   });
 });
