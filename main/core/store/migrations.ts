@@ -458,4 +458,22 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER audit_log_no_update BEFORE UPDATE OF seq, at, kind, record, request_key ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   CREATE TRIGGER audit_log_leaf_once BEFORE UPDATE OF leaf, subtrees ON audit_log WHEN OLD.leaf IS NOT NULL BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   `,
+  // 23: two indexes of requests that every decision wrote go (issue #12), each read served as
+  // fast by the indexes that stay (docs/adr/0022-fewer-b-trees-per-decision.md):
+  // - requests_by_agent (agent_id, created_at): the risk profile's window of an agent's requests
+  //   (RequestRepository.recentOf) reads its decided rows through requests_decided_by_agent
+  //   (decided no earlier than created, so decided within the window) and its pending rows
+  //   through requests_pending_by_agent; a decided row whose decided_at is before its created_at
+  //   (the clock stepped back) or missing is read through requests_decided_out_of_order, a
+  //   partial index no ordinary decision writes.
+  // - requests_decided (decided_at, id): the History's pages without a state filter read
+  //   requests_decided_by_state for each of the four decided states (one ordered range each);
+  //   the approvals listing of decided held requests reads requests_held_decided, a partial
+  //   index written only when a held request is decided (never by an automatic decision).
+  `
+  DROP INDEX requests_by_agent;
+  DROP INDEX requests_decided;
+  CREATE INDEX requests_decided_out_of_order ON requests(agent_id, created_at) WHERE state <> 'pending' AND (decided_at IS NULL OR decided_at < created_at);
+  CREATE INDEX requests_held_decided ON requests(decided_at, id) WHERE obligation IS NOT NULL AND state <> 'pending' AND group_id IS NULL;
+  `,
 ];

@@ -335,6 +335,31 @@ export const QUEUE_STATEMENTS = {
     "SELECT COUNT(*) AS n FROM requests INDEXED BY requests_queue_by_expiry WHERE state = 'pending' AND group_id IS NULL AND expires_at <= ?",
 } as const;
 
+/**
+ * An agent's requests created at or after `since`, oldest first (RequestRepository.recentOf), in
+ * three disjoint parts, each a range of an index every decision already writes or none does
+ * (migration 23 dropped the index by (agent_id, created_at) that served this alone):
+ * - decided rows decided no earlier than created: created at or after `since` means decided at or
+ *   after it too, so the part is a range of requests_decided_by_agent, filtered by created_at;
+ * - pending rows: the agent's few, through requests_pending_by_agent;
+ * - decided rows with decided_at before created_at (a clock stepped back) or missing: through
+ *   requests_decided_out_of_order, whose rows are exactly those (an ordinary decision writes none).
+ * Each WHERE repeats its partial index's condition word for word, so a part that no longer fits
+ * its index fails to prepare instead of scanning (test/unit/request-repository.test.ts reads the plan).
+ */
+const recentPart = (index: string) =>
+  `${COLUMNS}, r.rowid AS row_order FROM requests r INDEXED BY ${index} LEFT JOIN agents a ON a.id = r.agent_id`;
+const RECENT_OF = `SELECT * FROM (
+  ${recentPart('requests_decided_by_agent')}
+    WHERE r.agent_id = @agentId AND r.state <> 'pending' AND r.decided_at >= @since AND r.decided_at >= r.created_at AND r.created_at >= @since
+  UNION ALL
+  ${recentPart('requests_pending_by_agent')}
+    WHERE r.agent_id = @agentId AND r.state = 'pending' AND r.created_at >= @since
+  UNION ALL
+  ${recentPart('requests_decided_out_of_order')}
+    WHERE r.agent_id = @agentId AND r.state <> 'pending' AND (r.decided_at IS NULL OR r.decided_at < r.created_at) AND r.created_at >= @since
+) ORDER BY created_at, row_order`;
+
 /** The one spelling of the approval requirement column (identical held calls compare it byte for byte). */
 export function encodeRequirement(requirement: ApprovalRequirement): string {
   return JSON.stringify(requirement);
@@ -352,7 +377,7 @@ export class RequestRepository {
   private readonly followersOfManyStmt;
   private readonly promptCountStmt;
   private readonly stalePromptCountStmt;
-  private recentOfStmt: Database.Statement<[string, number], Row> | undefined;
+  private recentOfStmt: Database.Statement<{ agentId: string; since: number }, Row> | undefined;
 
   constructor(private readonly db: Db) {
     this.pendingByAgeStmt = db.prepare<[number, number, number], Row>(QUEUE_STATEMENTS.byAge);
@@ -427,11 +452,14 @@ export class RequestRepository {
     return Math.max(0, kept - stale);
   }
 
-  /** Requests that needed approval and are decided (a group's primary only), newest first. */
+  /**
+   * Requests that needed approval and are decided (a group's primary only), newest first. Through
+   * the partial index of exactly those rows (migration 23), which no automatic decision writes.
+   */
   history(limit: number): RequestRecord[] {
     return this.db
       .prepare<[number], Row>(
-        `${SELECT} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
+        `${selectIndexedBy('requests_held_decided')} WHERE r.obligation IS NOT NULL AND r.state <> 'pending' AND r.group_id IS NULL ORDER BY r.decided_at DESC, r.id LIMIT ?`,
       )
       .all(limit)
       .map(decodeRequest);
@@ -489,7 +517,7 @@ export class RequestRepository {
   deniedAt(agentId: string, decidedAt: number, reasons: readonly string[]): RequestRecord[] {
     return this.db
       .prepare<[string, number, string], Row>(
-        `${SELECT} WHERE r.agent_id = ? AND r.state = 'denied' AND r.decided_at = ? AND r.reasons = ? ORDER BY r.created_at, r.id`,
+        `${SELECT} WHERE r.agent_id = ? AND r.state = 'denied' AND r.state <> 'pending' AND r.decided_at = ? AND r.reasons = ? ORDER BY r.created_at, r.id`,
       )
       .all(agentId, decidedAt, JSON.stringify(reasons))
       .map(decodeRequest);
@@ -518,10 +546,8 @@ export class RequestRepository {
   recentOf(agentId: string, since: number): RequestRecord[] {
     // Prepared once: the risk scorer reads this for every agent whose profile is not cached,
     // and compiling it each time was about a tenth of the decision path's store work (issue #12).
-    this.recentOfStmt ??= this.db.prepare<[string, number], Row>(
-      `${SELECT} WHERE r.agent_id = ? AND r.created_at >= ? ORDER BY r.created_at, r.rowid`,
-    );
-    return this.recentOfStmt.all(agentId, since).map(decodeRequest);
+    this.recentOfStmt ??= this.db.prepare<{ agentId: string; since: number }, Row>(RECENT_OF);
+    return this.recentOfStmt.all({ agentId, since }).map(decodeRequest);
   }
 
   /** The waiting group an identical held call joins, if any (with its follower count). */

@@ -19,6 +19,7 @@ import { CountersignError, isCountersignError, quote } from '../../../shared/err
 import { parseStrictJson } from '../../../shared/canonical-json.js';
 import {
   HISTORY_PAGE_DEFAULT,
+  historyStateSchema,
   type HistoryEntry,
   type HistoryPage,
   type HistoryQuery,
@@ -88,9 +89,15 @@ function parseCursor(cursor: string): { decidedAt: number; id: string } {
 export function historyPageStatement(query: HistoryQuery): { sql: string; values: Array<string | number> } {
   const where = [`r.state <> 'pending'`, 'r.decided_at IS NOT NULL'];
   const values: Array<string | number> = [];
-  if (query.states !== undefined) {
-    where.push(`r.state IN (${query.states.map(() => '?').join(', ')})`);
-    values.push(...query.states);
+  // Without a state filter or a search, the page names every decided state (the table's CHECK
+  // allows only these and 'pending'): it is then one ordered range of requests_decided_by_state
+  // per state, each stopped once the page is full. The index by (decided_at, id) alone that
+  // served it went in migration 23, so that a decision writes one B-tree fewer. A search is read
+  // from the search index's matches, as before.
+  const states = query.states ?? (query.text === undefined ? historyStateSchema.options : undefined);
+  if (states !== undefined) {
+    where.push(`r.state IN (${states.map(() => '?').join(', ')})`);
+    values.push(...states);
   }
   if (query.tool !== undefined) {
     where.push('r.tool = ?');
@@ -114,8 +121,10 @@ export function historyPageStatement(query: HistoryQuery): { sql: string; values
   }
   if (query.cursor !== undefined) {
     const { decidedAt, id } = parseCursor(query.cursor);
-    where.push('(r.decided_at < ? OR (r.decided_at = ? AND r.id < ?))');
-    values.push(decidedAt, decidedAt, id);
+    // The bound on decided_at alone is implied by the next term; it makes the page start at the
+    // cursor in the index instead of walking down to it from the newest row.
+    where.push('r.decided_at <= ?', '(r.decided_at < ? OR (r.decided_at = ? AND r.id < ?))');
+    values.push(decidedAt, decidedAt, decidedAt, id);
   }
   const limit = query.limit ?? HISTORY_PAGE_DEFAULT;
   values.push(limit + 1);
