@@ -30,6 +30,33 @@ export function chromiumAvailable(): boolean {
  * add switches, e.g. a host resolver rule and a trusted SPKI for a hub on a host name over TLS.
  */
 export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
+  const browser = await launchPlain(extraArgs);
+  // COUNTERSIGN_TEST_CPU_THROTTLE=4 slows every page the tests open 4x (CDP
+  // Emulation.setCPUThrottlingRate), to find the waits that a slow, loaded machine runs past and
+  // the late answers it reorders. Off by default; never set in CI.
+  const rate = Number(process.env.COUNTERSIGN_TEST_CPU_THROTTLE ?? 0);
+  if (rate > 1) {
+    const throttle = async (context: BrowserContext, page: Page) => {
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('Emulation.setCPUThrottlingRate', { rate });
+      return page;
+    };
+    const newContext = browser.newContext.bind(browser);
+    browser.newContext = async (options) => {
+      const context = await newContext(options);
+      const newPage = context.newPage.bind(context);
+      context.newPage = async () => throttle(context, await newPage());
+      return context;
+    };
+    browser.newPage = async (options) => {
+      const context = await browser.newContext(options);
+      return context.newPage();
+    };
+  }
+  return browser;
+}
+
+async function launchPlain(extraArgs: readonly string[]): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,

@@ -70,8 +70,12 @@ export async function actAs(page: Page, approverId: string): Promise<void> {
  * key"), without waiting for the outcome: a test that expects a refusal reads it itself.
  */
 export async function startKeyRegistration(page: Page, approverId: string, code: string): Promise<void> {
-  await page.getByTestId('tab-approvals').click({ timeout: 30_000 });
-  await page.getByTestId('approver-select').selectOption(approverId);
+  // The tab is clicked right after the desk's first paint, while the page's one thread still runs
+  // the chunks that load after it: with the pages CPU-throttled 4x through CDP at load 22-25 the
+  // click waited 35-36 s for the tab to be actionable (team-walkthrough-browser, two desks at
+  // once), past the 30 s this had; 5-14 s at load 17-24 in team-desk-admin-browser.
+  await page.getByTestId('tab-approvals').click({ timeout: 120_000 });
+  await page.getByTestId('approver-select').selectOption(approverId, { timeout: 60_000 });
   await page.getByTestId('registration-code').fill(code);
   await page.getByTestId('register-key').click();
 }
