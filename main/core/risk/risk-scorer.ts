@@ -138,7 +138,8 @@ function sessionTaint(
     return `the session read untrusted content (${what.join('; ')})`;
   }
   if (f.sessionId === undefined) return undefined;
-  for (const s of profile.recent) {
+  for (let i = 0; i < profile.recent.length; i++) {
+    const s = profile.recent[i]!;
     if (s.sessionId === f.sessionId && s.at <= now && config.tools[s.tool]?.effects.includes('reads_untrusted')) {
       return `earlier in the session the agent called ${q(s.tool)}, which reads untrusted content`;
     }
@@ -219,7 +220,8 @@ export function scoreCall(
   {
     let lastMinute = 1;
     let lastHour = 1;
-    for (const s of profile.recent) {
+    for (let i = 0; i < profile.recent.length; i++) {
+      const s = profile.recent[i]!;
       if (s.at > now) continue;
       if (s.at > now - HOUR_MS) lastHour += 1;
       if (s.at > now - MINUTE_MS) lastMinute += 1;
@@ -251,7 +253,8 @@ export function scoreCall(
     const since = now - F.repeated_call.windowMs;
     let identical = 0;
     let similar = 0;
-    for (const s of profile.recent) {
+    for (let i = 0; i < profile.recent.length; i++) {
+      const s = profile.recent[i]!;
       if (s.at < since || s.at > now) continue;
       if (s.digest === f.digest) identical += 1;
       else if (s.shape === f.shape) similar += 1;
@@ -284,7 +287,10 @@ export function scoreCall(
     }
     if (f.sessionId !== undefined) {
       let sessionCalls = 1;
-      for (const s of profile.recent) if (s.sessionId === f.sessionId && s.at <= now) sessionCalls += 1;
+      for (let i = 0; i < profile.recent.length; i++) {
+        const s = profile.recent[i]!;
+        if (s.sessionId === f.sessionId && s.at <= now) sessionCalls += 1;
+      }
       if (sessionCalls > F.call_depth.maxSessionCalls) {
         strength = 1;
         observed.sessionCalls = sessionCalls;
@@ -417,7 +423,8 @@ export function scoreCall(
       let count = 1;
       let sameDestination = 1;
       let sum = f.amount;
-      for (const s of profile.recent) {
+      for (let i = 0; i < profile.recent.length; i++) {
+        const s = profile.recent[i]!;
         if (s.series !== f.series || s.amount === undefined || s.at < now - S.windowMs || s.at > now) continue;
         if (s.state === 'denied' || s.state === 'expired') continue;
         count += 1;
