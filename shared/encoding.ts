@@ -22,11 +22,6 @@ for (let i = 0; i < 64; i++) {
   B64URL_CODES[i] = B64URL.charCodeAt(i);
   B64URL_VALUES[B64URL.charCodeAt(i)] = i;
 }
-/**
- * Turns the encoder's ASCII bytes into one flat string. windows-1252 (what 'latin1' names in the
- * Encoding Standard) maps every ASCII byte to itself, in Node and in browsers alike.
- */
-const asciiDecoder = new TextDecoder('latin1');
 
 /**
  * base64url without padding (RFC 4648 section 5). The characters are written into one byte array
@@ -57,7 +52,8 @@ export function base64url(bytes: Uint8Array): string {
     out[o++] = B64URL_CODES[(n >>> 12) & 63]!;
     out[o++] = B64URL_CODES[(n >>> 6) & 63]!;
   }
-  return asciiDecoder.decode(out);
+  // ASCII is UTF-8: the one decoder every runtime has (a Node built without full ICU has no latin1).
+  return decoder.decode(out);
 }
 
 /** Strict base64url (no padding, canonical trailing bits); returns undefined when malformed. */
