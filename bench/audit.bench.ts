@@ -7,11 +7,13 @@
  *    Target: Merkle appends at least 50% of the plain insert. The batched phases write 20,000 rows
  *    each by default (steady state: 2,000 rows were mostly warm-up, a tree 11 levels high and an
  *    empty WAL); one commit per row is fsync-bound from the first row, so 2,000 rows measure it.
- *    The two sides write into two databases open side by side, interleaved in slices of ten
- *    commits (the side going first alternating), each slice timed into its own side, so both see
- *    the same minutes of the machine and tables of the same size; a warm-up pair goes first and is
- *    not counted. The batched pair runs BENCH_AUDIT_ROUNDS times (3), each on fresh databases,
- *    and reports medians; each pair starts after a full garbage collection.
+ *    The batched pair runs BENCH_AUDIT_ROUNDS times (3), alternating which side goes first, and
+ *    reports medians, after a warm-up pair that is not counted. (Interleaving the two sides in
+ *    slices of one run was tried and dropped: process.cpuUsage counts the collector's threads,
+ *    so the append's garbage was collected on the plain insert's time, 11.4 against 6.3-8.3 µs.)
+ *    Both sides start alike: a fresh database, the previous phase's files
+ *    deleted (their pages no longer in the page cache to write back), and a full garbage
+ *    collection (the previous phase's rows no longer collected during this one).
  *    Beside the rate (wall time, which the fsync of each commit dominates), each phase's CPU
  *    time per row (process.cpuUsage, user and system) and the WAL bytes it wrote per row: what
  *    the decision path's event loop pays.
@@ -96,11 +98,11 @@ export async function runAuditBench(options: {
 }): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'countersign-bench-audit-'));
   try {
-    // 1. Durable appends against plain inserts, same rows, same run: the two sides interleaved.
-    type Side = ReturnType<typeof openSide>;
-    const openSide = (name: string, batch: number, appends: number, merkle: boolean) => {
-      const file = join(dir, `${name}.db`);
-      const db = openStore(file);
+    // 1. Durable appends against plain inserts, same rows, same run.
+    const appendPhase = (name: string, batch: number, merkle: boolean) => {
+      const appends =
+        batch === 1 ? options.appendsEach : name.endsWith('warm-up') ? Math.min(options.appends, 20 * batch) : options.appends;
+      const db = openStore(join(dir, `${name}.db`));
       db.exec('CREATE TABLE plain_log (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL) STRICT');
       const log = merkle ? new AuditLog(db) : undefined;
       const plain = db.prepare('INSERT INTO plain_log (seq, at, kind, record) VALUES (?, ?, ?, ?)');
@@ -116,56 +118,25 @@ export async function runAuditBench(options: {
       // schema's frames (about 320 KiB, 165 B a row at 2,000 rows) are checkpointed out first.
       db.pragma('wal_autocheckpoint = 0');
       db.pragma('wal_checkpoint(TRUNCATE)');
-      const side = {
-        written: 0,
-        ms: 0,
-        cpuMicros: 0,
-        /** The next `rows` rows, `batch` per durable commit, timed (wall and CPU) into this side. */
-        write(rows: number) {
-          const to = Math.min(appends, side.written + rows);
-          const cpu0 = process.cpuUsage();
-          const t0 = performance.now();
-          for (let i = side.written; i < to; i += batch) write.immediate(i, Math.min(to, i + batch));
-          // The tree's hashes are part of the cost, even if the app computes them off the decision path.
-          if (to === appends) log?.syncTree();
-          side.ms += performance.now() - t0;
-          const cpu = process.cpuUsage(cpu0);
-          side.cpuMicros += cpu.user + cpu.system;
-          side.written = to;
-        },
-        finish() {
-          const walBytes = statSync(`${file}-wal`).size;
-          db.close();
-          // Nothing of this side stays for the next pair (on the same disk and in the same page cache).
-          for (const suffix of ['', '-wal', '-shm']) rmSync(`${file}${suffix}`, { force: true });
-          return {
-            perSecond: rate(appends, side.ms),
-            cpuMicrosPerRow: +(side.cpuMicros / appends).toFixed(1),
-            walBytesPerRow: Math.round(walBytes / appends),
-          };
-        },
-      };
-      return side;
-    };
-    /**
-     * The plain insert and the Merkle append write the same rows into two databases open side by
-     * side, in slices of ten commits taken in turn (which side goes first alternates each slice),
-     * each slice timed into its own side. Run one after the other, a phase measured whatever the
-     * machine did during it (the neighbours' load, the previous phase's writeback), and the
-     * per-round ratio drifted (near-quiet 0.53, 0.36, 0.35): interleaved, both sides see the same
-     * minutes, tables of the same size at every point and the same warm code.
-     */
-    const pair = (name: string, batch: number, appends: number) => {
-      const plainSide: Side = openSide(`plain-${name}`, batch, appends, false);
-      const merkleSide: Side = openSide(`merkle-${name}`, batch, appends, true);
       collectGarbage();
-      const slice = 10 * batch;
-      for (let s = 0; plainSide.written < appends || merkleSide.written < appends; s++) {
-        for (const side of s % 2 === 0 ? [plainSide, merkleSide] : [merkleSide, plainSide]) side.write(slice);
-      }
-      return { plain: plainSide.finish(), merkle: merkleSide.finish() };
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 0; i < appends; i += batch) write.immediate(i, Math.min(appends, i + batch));
+      // The tree's hashes are part of the cost, even if the app computes them off the decision path.
+      log?.syncTree();
+      const ms = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      const walBytes = statSync(join(dir, `${name}.db-wal`)).size;
+      db.close();
+      // Nothing of this phase stays for the next one (on the same disk and in the same page cache).
+      for (const suffix of ['', '-wal', '-shm']) rmSync(join(dir, `${name}.db${suffix}`), { force: true });
+      return {
+        perSecond: rate(appends, ms),
+        cpuMicrosPerRow: +((cpu.user + cpu.system) / appends).toFixed(1),
+        walBytesPerRow: Math.round(walBytes / appends),
+      };
     };
-    const compare = (plain: ReturnType<Side['finish']>, merkle: ReturnType<Side['finish']>) => ({
+    const compare = (plain: ReturnType<typeof appendPhase>, merkle: ReturnType<typeof appendPhase>) => ({
       plainInsert: plain.perSecond,
       merkleAppend: merkle.perSecond,
       ratio: +(merkle.perSecond / plain.perSecond).toFixed(3),
@@ -173,16 +144,24 @@ export async function runAuditBench(options: {
       cpuRatio: +(plain.cpuMicrosPerRow / merkle.cpuMicrosPerRow).toFixed(3),
       walBytesPerRow: { plainInsert: plain.walBytesPerRow, merkleAppend: merkle.walBytesPerRow },
     });
-    // A warm-up pair, not counted: the first pair of a process ran its code cold.
-    pair('warm-up', options.batch, Math.min(options.appends, 20 * options.batch));
-    const each = pair('each', 1, options.appendsEach);
-    const plainEach = each.plain;
-    const merkleEach = each.merkle;
-    // Batched, `rounds` pairs (each on fresh databases), each figure the median of its rounds: on a
-    // shared 2-core machine one round was as likely to measure the neighbours' load as the log.
+    // A warm-up pair, not counted: the first phases of a process ran their code cold.
+    appendPhase('plain-warm-up', options.batch, false);
+    appendPhase('merkle-warm-up', options.batch, true);
+    const plainEach = appendPhase('plain-each', 1, false);
+    const merkleEach = appendPhase('merkle-each', 1, true);
+    // Batched, plain and Merkle alternate for `rounds` rounds (each on a fresh database) and each
+    // figure is the median of its rounds: on a shared 2-core machine one round of each was as
+    // likely to measure the neighbours' load as the log (CPU ratios from 0.12 to 0.76 in one hour).
+    // Which side goes first alternates too: with the plain insert always first, whatever the
+    // previous round left (its files' pages to write back, its garbage) fell on one side.
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-    const batchedRounds: Array<ReturnType<typeof pair>> = [];
-    for (let round = 0; round < options.rounds; round++) batchedRounds.push(pair(`batched-${round}`, options.batch, options.appends));
+    const batchedRounds: Array<{ plain: ReturnType<typeof appendPhase>; merkle: ReturnType<typeof appendPhase> }> = [];
+    for (let round = 0; round < options.rounds; round++) {
+      const plainFirst = round % 2 === 0;
+      const first = appendPhase(`${plainFirst ? 'plain' : 'merkle'}-batched-${round}`, options.batch, !plainFirst);
+      const second = appendPhase(`${plainFirst ? 'merkle' : 'plain'}-batched-${round}`, options.batch, plainFirst);
+      batchedRounds.push(plainFirst ? { plain: first, merkle: second } : { plain: second, merkle: first });
+    }
     const medianOf = (side: 'plain' | 'merkle') => ({
       perSecond: median(batchedRounds.map((r) => r[side].perSecond)),
       cpuMicrosPerRow: median(batchedRounds.map((r) => r[side].cpuMicrosPerRow)),
