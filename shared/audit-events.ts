@@ -267,7 +267,18 @@ export const AUDIT_EVENT_SCHEMAS = {
   'team_key.retired': z.strictObject({ kid: str, domain: str, hub: str }),
   // The team's desk secrets replaced by `countersign hub rotate-...` (team mode): which, by whom, what ended. Never the secret.
   'team_secret.rotated': z.strictObject({ secret: z.enum(['desk_secret', 'sign_in_key']), by: str, sessionsEnded: int.optional() }),
-  'policy.loaded': z.strictObject({ policyHash: str, policyDir: str, fastPathFallback: str.optional() }),
+  'policy.loaded': z.strictObject({ policyHash: str, policyDir: str, fastPathFallback: str.optional(), evaluatorFallback: str.optional() }),
+  // The fast policy evaluator decided otherwise than cedar-wasm (ADR 0023): at the load check or in
+  // shadow evaluation of a call already answered (requestId); the load went back to cedar-wasm.
+  'policy.evaluator_disagreed': z.strictObject({
+    policyHash: str,
+    source: z.enum(['load_check', 'shadow']),
+    reason: str,
+    tool: str,
+    requestId: str.optional(),
+    fast: z.strictObject({ outcome: str, determiningPolicies: strings }),
+    cedarWasm: z.strictObject({ outcome: str, determiningPolicies: strings }),
+  }),
   'policy.reload_failed': z.strictObject({ error: str, keptPolicyHash: str }),
   'config.loaded': z.strictObject({ configSha256: str }),
   'audit.checkpoint_reset': z.strictObject({ previous: str, resetTo: int, files: strings }),

@@ -90,6 +90,8 @@ export interface StartOptions {
   rendererDir?: string;
   /** Evaluate Cedar in a worker thread (default true; false measures Cedar's cost alone). */
   policyWorker?: boolean;
+  /** Decide calls with the fast policy evaluator, checked against cedar-wasm (default true; ADR 0023). */
+  fastEvaluator?: boolean;
   /** For tests: how PKCS#11 tokens are opened (fault injection around the real module). */
   openToken?: OpenCustodyOptions['openToken'];
   /** Stage timings of every decision (benchmarks). */
@@ -261,7 +263,13 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
         loadRiskSettings(policyDir, config.risk.file === undefined ? undefined : resolve(dataDir, config.risk.file)).config,
       );
     }
-    policy = await PolicyEngine.open(policyDir, { worker: options.policyWorker ?? true, fastPathCases: packTestRequests });
+    policy = await PolicyEngine.open(policyDir, {
+      worker: options.policyWorker ?? true,
+      fastPathCases: packTestRequests,
+      // The fast evaluator, checked against cedar-wasm on every load and by shadow evaluation (ADR 0023).
+      fastEvaluator: options.fastEvaluator ?? true,
+      onEvaluatorDisagreement: (disagreement) => appendAudit('policy.evaluator_disagreed', disagreement),
+    });
     const engine = policy;
     // Enrollment checks scopes against the set in force at that moment (hot reloads included).
     registry.useVocabulary(() => engine.current.vocabulary);
@@ -643,6 +651,7 @@ async function startLocked(options: StartOptions): Promise<RunningCountersign> {
       serverId: config.serverId,
       domain: config.domain,
       policyHash: policy.hash,
+      policyEvaluator: policy.evaluatorState,
       custody: custody.status(),
       ...gateway.getStats(),
       ...auditHealth(tamperAlarm, auditVerifier),
@@ -851,6 +860,9 @@ function policyLoadedEvent(policy: PolicyEngine): AuditEventFields<'policy.loade
   const event: AuditEventFields<'policy.loaded'> = { policyHash: policy.hash, policyDir: policy.dir };
   const fallback = policy.fastPath.fallback;
   if (fallback !== undefined) event.fastPathFallback = fallback;
+  // A set the fast evaluator does not support (known at load); a load check's disagreement comes later, as policy.evaluator_disagreed.
+  const evaluatorFallback = policy.evaluatorState.fallback;
+  if (evaluatorFallback !== undefined) event.evaluatorFallback = evaluatorFallback;
   return event;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The fast evaluator (main/core/policy/fast-evaluator.ts, ADR 0022) against cedar-wasm:
+ * The fast evaluator (main/core/policy/fast-evaluator.ts, ADR 0023) against cedar-wasm:
  * - differential: every example pack's test cases and thousands of generated calls decided by
  *   the fast evaluator (with cedar-wasm for what it hands over), by cedar-wasm with the entity
  *   slice and by cedar-wasm with every entity must agree exactly (outcome, determining policies,
@@ -13,7 +13,12 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PolicyEngine, compileFastEvaluator, type PolicyRequest } from '../../main/core/policy/policy-engine.js';
+import {
+  PolicyEngine,
+  compileFastEvaluator,
+  type EvaluatorDisagreement,
+  type PolicyRequest,
+} from '../../main/core/policy/policy-engine.js';
 import { loadPolicyDirectory } from '../../main/core/policy/policy-set.js';
 import { packTestRequests } from '../../main/core/policy/fast-path-cases.js';
 import { generatedCheckRequests } from '../../main/core/policy/fast-evaluator-check.js';
@@ -47,6 +52,7 @@ describe('differential: the fast evaluator decides as cedar-wasm does', () => {
     it(`agrees on the ${pack} pack's test cases and 1,500 generated calls, with the slice and with every entity`, async () => {
       const dir = join(EXAMPLES, pack);
       const fast = await PolicyEngine.open(dir, { fastEvaluator: true, fastPathCases: packTestRequests, fastEvaluatorChecks: 300 });
+      expect(await fast.evaluatorReady).toBeUndefined();
       expect(fast.evaluatorState.fallback).toBeUndefined();
       expect(fast.evaluatorState.evaluator).toBe('fast');
       const set = await loadPolicyDirectory(dir);
@@ -65,6 +71,9 @@ describe('differential: the fast evaluator decides as cedar-wasm does', () => {
       // Not vacuous: the fast evaluator itself decided most calls, and handed some over.
       expect(fast.fastEvaluations).toBeGreaterThan(requests.length * 0.4);
       expect(fast.fastHandovers).toBeGreaterThan(0);
+      // The shadow evaluation of the first 256 calls and 1 in 64 after found no difference either.
+      await expect.poll(() => fast.evaluatorState.shadow?.compared ?? 0, { timeout: 60_000 }).toBeGreaterThanOrEqual(256);
+      expect(fast.evaluatorState.evaluator).toBe('fast');
       await fast.close();
     }, 180_000);
   }
@@ -82,6 +91,7 @@ describe('differential: the fast evaluator decides as cedar-wasm does', () => {
     for (let i = 0; i < 50; i++) entities.push({ uid: { type: 'Countersign::Payee', id: `Stranger ${i}` }, attrs: {}, parents: [] });
     writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
     const fast = await PolicyEngine.open(dir, { fastEvaluator: true, fastEvaluatorChecks: 200 });
+    expect(await fast.evaluatorReady).toBeUndefined();
     expect(fast.evaluatorState.evaluator).toBe('fast');
     const wasm = new PolicyEngine(await loadPolicyDirectory(dir));
     const outcomes = new Map<string, number>();
@@ -184,7 +194,8 @@ async function pair(
   writeFileSync(join(dir, 'schema.cedarschema'), SCHEMA);
   writeFileSync(join(dir, 'entities.json'), ENTITIES);
   writeFileSync(join(dir, 'p.cedar'), policy);
-  const fast = await PolicyEngine.open(dir, { fastEvaluator: true, fastEvaluatorChecks: 100 });
+  const fast = await PolicyEngine.open(dir, { fastEvaluator: true, fastEvaluatorChecks: 100, shadowFirst: 0, shadowEvery: 0 });
+  expect(await fast.evaluatorReady).toBeUndefined();
   expect(fast.evaluatorState.fallback).toBeUndefined();
   const wasm = new PolicyEngine(await loadPolicyDirectory(dir));
   return {
@@ -360,6 +371,7 @@ describe('sets outside the subset and wrong evaluators stay on cedar-wasm', () =
     writeFileSync(join(dir, 'entities.json'), ENTITIES);
     writeFileSync(join(dir, 'p.cedar'), '@id("p") permit(principal, action, resource) when { context.params.n + 1 > 2 };\n');
     const engine = await PolicyEngine.open(dir, { fastEvaluator: true });
+    expect(await engine.evaluatorReady).toMatch(/"\+"/);
     expect(engine.evaluatorState.evaluator).toBe('cedar-wasm');
     expect(engine.evaluatorState.fallback).toMatch(/fast evaluator does not support this policy set.*"\+"/);
     expect(decide(engine, request())).toMatchObject({ outcome: 'allow' });
@@ -369,8 +381,10 @@ describe('sets outside the subset and wrong evaluators stay on cedar-wasm', () =
   it('catches a deliberately wrong fast evaluator on load (test-only fault injection) and keeps the load on cedar-wasm', async () => {
     // Fault injection: the real evaluator cannot be made wrong from outside; this one answers
     // "allow, by nobody" whenever it decides a call for a high risk score.
+    const disagreements: EvaluatorDisagreement[] = [];
     const engine = await PolicyEngine.open(join(EXAMPLES, 'finance'), {
       fastEvaluator: true,
+      onEvaluatorDisagreement: (d) => disagreements.push(d),
       fastPathCases: packTestRequests,
       fastEvaluatorChecks: 300,
       fastEvaluatorFault: (answer, call) =>
@@ -378,11 +392,95 @@ describe('sets outside the subset and wrong evaluators stay on cedar-wasm', () =
           ? { decision: 'allow', determiningPolicies: [] }
           : answer,
     });
+    const reason = await engine.evaluatorReady;
     expect(engine.evaluatorState.evaluator).toBe('cedar-wasm');
-    expect(engine.evaluatorState.fallback).toMatch(/disagreed with cedar-wasm on (the pack's test request|generated check call) \d+/);
+    expect(engine.evaluatorState.fallback).toBe(reason);
+    expect(reason).toMatch(/disagreed with cedar-wasm on (the pack's test request|generated check call) \d+/);
+    expect(disagreements).toHaveLength(1);
+    expect(disagreements[0]).toMatchObject({
+      source: 'load_check',
+      fast: { outcome: 'allow', determiningPolicies: [] },
+      cedarWasm: { outcome: 'deny' },
+    });
     const risky = (await packTestRequests(join(EXAMPLES, 'finance'))).find((r) => r.risk.score >= 90)!;
     expect(decide(engine, risky)).toMatchObject({ outcome: 'deny' });
     expect(engine.fastEvaluations).toBe(0);
     await engine.close();
+  }, 60_000);
+
+  for (const worker of [true, false]) {
+    it(`catches a wrong answer by shadow evaluation ${worker ? 'in the worker' : 'in this thread'}: audited with the request id, the load falls back to cedar-wasm`, async () => {
+      // Fault injection (test-only): the evaluator passes its load check, then starts answering
+      // "allow, by nobody" for risky calls, which the real one cannot be made to do.
+      let lie = false;
+      const disagreements: EvaluatorDisagreement[] = [];
+      const engine = await PolicyEngine.open(join(EXAMPLES, 'finance'), {
+        worker,
+        fastEvaluator: true,
+        fastEvaluatorChecks: 200,
+        onEvaluatorDisagreement: (d) => disagreements.push(d),
+        fastEvaluatorFault: (answer, call) =>
+          lie && answer !== undefined && (call.context.risk as { score: number }).score >= 90
+            ? { decision: 'allow', determiningPolicies: [] }
+            : answer,
+      });
+      expect(await engine.evaluatorReady).toBeUndefined();
+      const cases = await packTestRequests(join(EXAMPLES, 'finance'));
+      const risky = cases.find((r) => r.risk.score >= 90)!;
+      const plain = cases.find((r) => r.risk.score < 40)!;
+      // Honest calls are shadowed and agree.
+      const honest = await engine.evaluateAsync(plain, { requestId: 'req_honest' });
+      await expect.poll(() => engine.evaluatorState.shadow?.compared ?? 0).toBeGreaterThan(0);
+      expect(engine.evaluatorState.evaluator).toBe('fast');
+      lie = true;
+      // The wrong answer goes out (the call was answered before the shadow ran: ADR 0023)...
+      const wrong = await engine.evaluateAsync(risky, { requestId: 'req_wrong' });
+      expect(wrong).toMatchObject({ outcome: 'allow', determiningPolicies: [] });
+      // ...and the shadow catches it: reported with the request, the load back on cedar-wasm.
+      await expect.poll(() => disagreements.length).toBe(1);
+      expect(disagreements[0]).toMatchObject({
+        source: 'shadow',
+        requestId: 'req_wrong',
+        tool: 'payments.transfer',
+        fast: { outcome: 'allow', determiningPolicies: [] },
+        cedarWasm: { outcome: 'deny' },
+      });
+      expect(engine.evaluatorState).toMatchObject({ evaluator: 'cedar-wasm' });
+      expect(engine.evaluatorState.fallback).toMatch(/shadow evaluation of request req_wrong/);
+      const before = engine.fastEvaluations;
+      expect(await engine.evaluateAsync(risky)).toMatchObject({ outcome: 'deny' });
+      expect(await engine.evaluateAsync(plain)).toEqual(honest);
+      expect(engine.fastEvaluations).toBe(before);
+      await engine.close();
+    }, 60_000);
+  }
+
+  it('shadows the first calls of a load and then one in N', async () => {
+    const engine = await PolicyEngine.open(join(EXAMPLES, 'finance'), {
+      fastEvaluator: true,
+      fastEvaluatorChecks: 50,
+      shadowFirst: 5,
+      shadowEvery: 10,
+    });
+    await engine.evaluatorReady;
+    const plain = (await packTestRequests(join(EXAMPLES, 'finance'))).find((r) => r.risk.score < 40)!;
+    for (let i = 0; i < 40; i++) engine.evaluate(plain);
+    // Calls 0-4, then 10, 20, 30 (n % 10 === 0 beyond the first five).
+    await expect.poll(() => engine.evaluatorState.shadow?.compared ?? 0).toBe(8);
+    expect(engine.evaluatorState.evaluator).toBe('fast');
+  }, 60_000);
+
+  it('checks again on reload: a reloaded set the evaluator cannot take stays on cedar-wasm, with the reason', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'schema.cedarschema'), SCHEMA);
+    writeFileSync(join(dir, 'entities.json'), ENTITIES);
+    writeFileSync(join(dir, 'p.cedar'), '@id("p") permit(principal, action, resource) when { context.params.n > 2 };\n');
+    const engine = await PolicyEngine.open(dir, { fastEvaluator: true, fastEvaluatorChecks: 50 });
+    expect(await engine.evaluatorReady).toBeUndefined();
+    writeFileSync(join(dir, 'p.cedar'), '@id("p") permit(principal, action, resource) when { context.params.n * 2 > 2 };\n');
+    expect(await engine.reload()).toMatchObject({ ok: true, changed: true });
+    expect(await engine.evaluatorReady).toMatch(/"\*"/);
+    expect(engine.evaluatorState.evaluator).toBe('cedar-wasm');
+    expect(decide(engine, request())).toMatchObject({ outcome: 'allow' });
   }, 60_000);
 });

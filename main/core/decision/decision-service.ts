@@ -210,6 +210,7 @@ export class DecisionService {
       ? { outcome: 'deny' as const, determiningPolicies: [], reasons: [scopeDenial], policyHash: this.options.policy.hash }
       : await this.options.policy.evaluateAsync(policyRequestFor(agent, call, riskContext(risk), now), {
           inlineIfIdle: this.inFlight === 1,
+          requestId,
         });
 
     // A tamper alarm is open: the log that vouches for automatic decisions cannot be trusted,

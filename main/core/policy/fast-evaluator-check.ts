@@ -1,6 +1,6 @@
 /**
  * The generated calls every policy load checks the fast evaluator against cedar-wasm with
- * (policy-engine.ts verifyEvaluator, ADR 0022), beside the pack's own tests. Deterministic (a
+ * (policy-engine.ts verifyEvaluator, ADR 0023), beside the pack's own tests. Deterministic (a
  * fixed seed), built from the set itself: every tool, params of the schema's types with the
  * policies' own literals at and around their boundaries (decimals ±0.0001, Longs ±1, strings the
  * `like` patterns match and miss), invalid values (bad decimal strings, wrong types, undeclared

@@ -1,5 +1,5 @@
 /**
- * The second Cedar evaluator (ADR 0022, docs/policy.md "Two evaluators"): a policy set's JSON
+ * The second Cedar evaluator (ADR 0023, docs/policy.md "Two evaluators"): a policy set's JSON
  * form (Cedar's EST, from cedar-wasm's policyToJson) compiled into closures when the set loads,
  * evaluated in the event loop without converting the call into cedar-wasm.
  *
@@ -747,6 +747,8 @@ export class FastEvaluator {
   /** The ESTs it was compiled from (the load check harvests their literals). */
   readonly policyJson: readonly JsonValue[];
   private readonly tools = new Map<string, ToolPlan>();
+  /** Every action of the schema -> its ancestors (an action literal in a condition can name any of them). */
+  private readonly actions = new Map<string, EntityData>();
   private readonly entityTypes: SchemaReader;
   private readonly lookups: LookupEntities;
   private readonly staticTools = new Map<string, EntityData>();
@@ -823,6 +825,8 @@ export class FastEvaluator {
         throw error;
       }
     }
+
+    for (const id of actionParents.keys()) this.actions.set(id, { attrs: EMPTY_RECORD, ancestors: ancestorsOf(id) });
 
     for (const [name, entity] of input.toolEntities) {
       this.staticTools.set(keyOf(toolType, name), this.readStatic(toolType, entity) ?? this.unsupportedEntity(toolType, name));
@@ -946,7 +950,7 @@ export class FastEvaluator {
         entity: (e) => {
           if (e.type === this.agentType && e.id === agent.id) return principalData;
           if (e.type === this.groupType && e.id === agent.group) return groupData;
-          if (e.type === plan.action.type) return e.id === plan.action.id ? actionData : undefined;
+          if (e.type === plan.action.type) return e.id === plan.action.id ? actionData : this.actions.get(e.id);
           return this.staticEntity(e);
         },
       };

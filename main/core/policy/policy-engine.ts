@@ -7,7 +7,7 @@
  */
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
-import type { JsonObject, JsonValue } from '../../../shared/canonical-json.js';
+import { parseStrictJson, type JsonObject, type JsonValue } from '../../../shared/canonical-json.js';
 import { CountersignError, isCountersignError, quote } from '../../../shared/errors.js';
 import {
   ACTION_TYPE,
@@ -125,7 +125,7 @@ export interface PolicyEngineOptions {
    */
   fastPathCases?: (dir: string) => Promise<PolicyRequest[]>;
   /**
-   * Decide calls with the fast evaluator (fast-evaluator.ts, ADR 0022) in the event loop, with
+   * Decide calls with the fast evaluator (fast-evaluator.ts, ADR 0023) in the event loop, with
    * cedar-wasm for every call it is unsure of. Each load checks it against cedar-wasm on the
    * pack's tests (fastPathCases) and `fastEvaluatorChecks` generated calls; any disagreement, or
    * a construct outside its subset, keeps that load on cedar-wasm (`evaluatorState.fallback`).
@@ -134,6 +134,16 @@ export interface PolicyEngineOptions {
   fastEvaluator?: boolean;
   /** Generated calls each load checks the fast evaluator with (default 2,000). */
   fastEvaluatorChecks?: number;
+  /**
+   * Shadow evaluation: the fast evaluator's decisions for the first `shadowFirst` calls of each
+   * load (default 256) and then 1 in `shadowEvery` (default 64; 0: none after the first) are also
+   * decided by cedar-wasm after the answer (in the worker when there is one); a disagreement puts
+   * the load on cedar-wasm and is reported through onEvaluatorDisagreement.
+   */
+  shadowEvery?: number;
+  shadowFirst?: number;
+  /** A disagreement of the fast evaluator with cedar-wasm (load check or shadow): the app audits it. */
+  onEvaluatorDisagreement?: (disagreement: EvaluatorDisagreement) => void;
   /** Test-only fault injection: wraps the fast evaluator's answers (a deliberately wrong evaluator). */
   fastEvaluatorFault?: (answer: ReturnType<FastEvaluator['evaluate']>, call: FastCall) => ReturnType<FastEvaluator['evaluate']>;
 }
@@ -145,7 +155,25 @@ export interface FastPathState {
   fallback?: string;
 }
 
-/** Which evaluator decides the active set's calls (ADR 0022), and if not the fast one, why. */
+/** A decision as a disagreement reports it: the outcome (or `error:<code>`) and the determining policies. */
+export interface DecisionSummary {
+  outcome: string;
+  determiningPolicies: string[];
+}
+
+/** The fast evaluator decided a call otherwise than cedar-wasm (ADR 0023): what, where, and for which request. */
+export interface EvaluatorDisagreement {
+  policyHash: string;
+  source: 'load_check' | 'shadow';
+  reason: string;
+  tool: string;
+  /** The request the fast evaluator had already answered (shadow evaluation on the decision path). */
+  requestId?: string;
+  fast: DecisionSummary;
+  cedarWasm: DecisionSummary;
+}
+
+/** Which evaluator decides the active set's calls (ADR 0023), and if not the fast one, why. */
 export interface EvaluatorState {
   /** The fast evaluator (with cedar-wasm for every call it is unsure of), or cedar-wasm alone. */
   evaluator: 'fast' | 'cedar-wasm';
@@ -153,6 +181,8 @@ export interface EvaluatorState {
   fallback?: string;
   /** The load check of the fast evaluator: calls compared, how many it handed to cedar-wasm, how long it took. */
   check?: { calls: number; handedOver: number; ms: number };
+  /** Shadow evaluation of this load: calls also decided by cedar-wasm, and those skipped (the worker failed). */
+  shadow?: { compared: number; skipped: number };
 }
 
 export interface WatchOptions {
@@ -185,6 +215,11 @@ interface ActiveSet {
   fast: FastEvaluator | undefined;
   /** The fast evaluator compiled for this load, before (and after) its check. */
   candidate: FastEvaluator | undefined;
+  /** The load check's end: why the fast evaluator is not in use, if it is not. */
+  ready: Promise<string | undefined>;
+  /** Calls the fast evaluator decided in this load (the shadow sample counts them). */
+  fastDecided: number;
+  shadow: { compared: number; skipped: number };
 }
 
 type Prepared =
@@ -198,7 +233,10 @@ export class PolicyEngine {
   private readonly slicing: boolean;
   private readonly subsets: boolean;
   private readonly fastPathCases: PolicyEngineOptions['fastPathCases'];
-  private readonly fastOptions: Pick<PolicyEngineOptions, 'fastEvaluator' | 'fastEvaluatorChecks' | 'fastEvaluatorFault'>;
+  private readonly fastOptions: Pick<
+    PolicyEngineOptions,
+    'fastEvaluator' | 'fastEvaluatorChecks' | 'fastEvaluatorFault' | 'shadowEvery' | 'shadowFirst' | 'onEvaluatorDisagreement'
+  >;
   /** Calls the fast evaluator answered, and calls it handed to cedar-wasm (health, bench). */
   fastEvaluations = 0;
   fastHandovers = 0;
@@ -211,6 +249,9 @@ export class PolicyEngine {
       fastEvaluator: options.fastEvaluator,
       fastEvaluatorChecks: options.fastEvaluatorChecks,
       fastEvaluatorFault: options.fastEvaluatorFault,
+      shadowEvery: options.shadowEvery,
+      shadowFirst: options.shadowFirst,
+      onEvaluatorDisagreement: options.onEvaluatorDisagreement,
     };
     this.active = activate(set, this.subsets, options.fastEvaluator === true);
     this.slicing = options.entitySlicing ?? true;
@@ -224,21 +265,43 @@ export class PolicyEngine {
     const engine = new PolicyEngine(await loadPolicyDirectory(dir), options);
     const cases = options.fastPathCases === undefined ? [] : await options.fastPathCases(engine.dir);
     if (options.fastPathCases !== undefined) engine.checkFastPath(cases);
-    await engine.verifyEvaluator(engine.active, cases);
+    // Checked in the background (evaluatorReady): cedar-wasm decides calls until the check passes.
+    void engine.startEvaluatorCheck(engine.active, cases);
     return engine;
   }
 
   /**
    * Checks the fast evaluator of the active set (when one was asked for and compiled) against
    * cedar-wasm on `cases` and the generated calls, and puts it on the path if they agree. open()
-   * and reload() do this themselves; an engine made with `new` decides with cedar-wasm until it is
-   * called. Returns why the fast evaluator is not in use, if it is not.
+   * and reload() start this themselves (see evaluatorReady); an engine made with `new` decides
+   * with cedar-wasm until it is called. Returns why the fast evaluator is not in use, if it is not.
    */
-  async checkEvaluator(cases: readonly PolicyRequest[] = []): Promise<string | undefined> {
-    return this.verifyEvaluator(this.active, cases);
+  checkEvaluator(cases: readonly PolicyRequest[] = []): Promise<string | undefined> {
+    return this.startEvaluatorCheck(this.active, cases);
   }
 
-  /** Which evaluator decides the active set's calls, and if not the fast one, why (ADR 0022). */
+  /**
+   * The end of the active load's check of the fast evaluator: until then cedar-wasm decides every
+   * call (a load is never slowed by the check, nor decided by an unchecked evaluator).
+   */
+  get evaluatorReady(): Promise<string | undefined> {
+    return this.active.ready;
+  }
+
+  private startEvaluatorCheck(active: ActiveSet, cases: readonly PolicyRequest[]): Promise<string | undefined> {
+    if (active.candidate === undefined) return active.ready;
+    active.ready = this.verifyEvaluator(active, cases).catch((error: unknown) => {
+      // A check that cannot finish never puts the fast evaluator on the path.
+      const reason = `the fast evaluator's load check failed (${clip(String(error))}), so every call of this load is evaluated by cedar-wasm`;
+      active.fast = undefined;
+      active.candidate = undefined;
+      active.evaluatorState = { evaluator: 'cedar-wasm', fallback: reason };
+      return reason;
+    });
+    return active.ready;
+  }
+
+  /** Which evaluator decides the active set's calls, and if not the fast one, why (ADR 0023). */
   get evaluatorState(): EvaluatorState {
     return { ...this.active.evaluatorState };
   }
@@ -288,18 +351,107 @@ export class PolicyEngine {
       if (fast !== reference) {
         const which = i < cases.length ? `the pack's test request ${i + 1}` : `generated check call ${i - cases.length + 1}`;
         const reason = `the fast evaluator disagreed with cedar-wasm on ${which} (tool ${quote(String(request.tool))}), so every call of this load is evaluated by cedar-wasm`;
-        active.fast = undefined;
-        active.candidate = undefined;
-        active.evaluatorState = { evaluator: 'cedar-wasm', fallback: reason };
+        this.disagree(active, { source: 'load_check', reason, tool: request.tool, fast, cedarWasm: reference });
         return reason;
       }
     }
+    if (active.candidate !== candidate) return active.evaluatorState.fallback;
     active.fast = candidate;
     active.evaluatorState = {
       evaluator: 'fast',
       check: { calls: requests.length, handedOver, ms: Math.round(performance.now() - started) },
     };
     return undefined;
+  }
+
+  /** The fast evaluator leaves `active` for good (this load), and the app hears why (it audits). */
+  private disagree(
+    active: ActiveSet,
+    d: { source: EvaluatorDisagreement['source']; reason: string; tool: string; requestId?: string; fast: string; cedarWasm: string },
+  ): void {
+    active.fast = undefined;
+    active.candidate = undefined;
+    active.evaluatorState = { ...active.evaluatorState, evaluator: 'cedar-wasm', fallback: d.reason };
+    const event: EvaluatorDisagreement = {
+      policyHash: active.set.hash,
+      source: d.source,
+      reason: d.reason,
+      tool: d.tool,
+      fast: summaryOf(d.fast),
+      cedarWasm: summaryOf(d.cedarWasm),
+    };
+    if (d.requestId !== undefined) event.requestId = d.requestId;
+    try {
+      this.fastOptions.onEvaluatorDisagreement?.(event);
+    } catch {
+      // A listener fault must not undo the fall-back.
+    }
+  }
+
+  /**
+   * Shadow evaluation of a call the fast evaluator answered: after the answer (the next turn of
+   * the event loop), cedar-wasm decides it too — in the worker when there is one — and any
+   * difference puts the load on cedar-wasm. A worker that fails is a skipped sample, not a
+   * disagreement.
+   */
+  private shadow(active: ActiveSet, request: PolicyRequest, decided: PolicyDecision, requestId: string | undefined): void {
+    const fast = JSON.stringify(decided);
+    setImmediate(() => {
+      if (active.fast === undefined || active !== this.active) return;
+      let prepared: Prepared;
+      try {
+        prepared = this.prepareCall(request, active);
+      } catch (error) {
+        this.compareShadow(active, request, requestId, fast, errorJson(error));
+        return;
+      }
+      if (prepared.done) {
+        this.compareShadow(active, request, requestId, fast, JSON.stringify(prepared.done));
+        return;
+      }
+      const ready = prepared;
+      if (this.worker === undefined) {
+        let reference: string;
+        try {
+          reference = JSON.stringify(evaluatePrepared(ready));
+        } catch (error) {
+          reference = errorJson(error);
+        }
+        this.compareShadow(active, request, requestId, fast, reference);
+        return;
+      }
+      this.worker.authorize(active.schemaName, ready.action, ready.call).then(
+        (result) => {
+          let reference: string;
+          try {
+            reference = JSON.stringify(interpret(ready, result.answer, result.contextCheck));
+          } catch (error) {
+            reference = errorJson(error);
+          }
+          this.compareShadow(active, request, requestId, fast, reference);
+        },
+        () => {
+          active.shadow.skipped++;
+          active.evaluatorState = { ...active.evaluatorState, shadow: { ...active.shadow } };
+        },
+      );
+    });
+  }
+
+  private compareShadow(active: ActiveSet, request: PolicyRequest, requestId: string | undefined, fast: string, reference: string): void {
+    active.shadow.compared++;
+    active.evaluatorState = { ...active.evaluatorState, shadow: { ...active.shadow } };
+    if (fast === reference || active.fast === undefined) return;
+    const which = requestId === undefined ? 'a call' : `request ${requestId}`;
+    const reason = `the fast evaluator disagreed with cedar-wasm in shadow evaluation of ${which} (tool ${quote(String(request.tool))}), so every further call of this load is evaluated by cedar-wasm`;
+    this.disagree(active, {
+      source: 'shadow',
+      reason,
+      tool: request.tool,
+      ...(requestId === undefined ? {} : { requestId }),
+      fast,
+      cedarWasm: reference,
+    });
   }
 
   /** The fast evaluator's decision as the check compares it (undefined: it handed the call to cedar-wasm). */
@@ -420,10 +572,10 @@ export class PolicyEngine {
    * against 1.0 ms at p50 on a loaded 2-core machine), while under concurrency the worker keeps
    * Cedar beside the event loop.
    */
-  async evaluateAsync(request: PolicyRequest, options: { inlineIfIdle?: boolean } = {}): Promise<PolicyDecision> {
-    if (this.worker === undefined) return this.evaluate(request);
-    const fast = this.tryFast(request);
+  async evaluateAsync(request: PolicyRequest, options: { inlineIfIdle?: boolean; requestId?: string } = {}): Promise<PolicyDecision> {
+    const fast = this.tryFast(request, options.requestId);
     if (fast !== undefined) return fast;
+    if (this.worker === undefined) return this.evaluate(request);
     const prepared = this.prepareCall(request);
     if (prepared.done) return prepared.done;
     if (options.inlineIfIdle === true && this.worker.idle) {
@@ -454,14 +606,20 @@ export class PolicyEngine {
    * The fast evaluator's decision, in this thread, when it is in use and sure of the call; every
    * input check cedar-wasm's path makes is made first (the same errors, the same denials).
    */
-  private tryFast(request: PolicyRequest): PolicyDecision | undefined {
+  private tryFast(request: PolicyRequest, requestId?: string): PolicyDecision | undefined {
     const active = this.active;
     if (active.fast === undefined) return undefined;
     const done = this.checkCall(request, active);
     if (done !== undefined) return undefined; // cedar-wasm's path answers it the same way, without Cedar
     const decided = this.decideFast(active.fast, active.set, request);
-    if (decided === undefined) this.fastHandovers++;
-    else this.fastEvaluations++;
+    if (decided === undefined) {
+      this.fastHandovers++;
+      return undefined;
+    }
+    this.fastEvaluations++;
+    const n = active.fastDecided++;
+    const every = this.fastOptions.shadowEvery ?? 64;
+    if (n < (this.fastOptions.shadowFirst ?? 256) || (every > 0 && n % every === 0)) this.shadow(active, request, decided, requestId);
     return decided;
   }
 
@@ -617,9 +775,10 @@ export class PolicyEngine {
       const next = activate(set, this.subsets, this.fastOptions.fastEvaluator === true);
       const cases = this.fastPathCases === undefined ? [] : await this.fastPathCases(this.dir);
       if (this.fastPathCases !== undefined) this.verifySubsets(next, cases);
-      await this.verifyEvaluator(next, cases);
       this.active = next;
       this.worker?.prepare(preparedSetOf(this.active));
+      // Checked in the background: cedar-wasm decides this load's calls until the check passes.
+      void this.startEvaluatorCheck(next, cases);
     } catch (error) {
       const wrapped = isCountersignError(error)
         ? error
@@ -772,6 +931,7 @@ function activate(set: LoadedPolicySet, subsets: boolean, fastEvaluator: boolean
     subsetIds,
     subsetPolicies,
     fastPath: { subsets },
+    shadow: { compared: 0, skipped: 0 },
     ...fastEvaluatorFor(set, fastEvaluator),
   };
 }
@@ -793,17 +953,54 @@ export function compileFastEvaluator(set: LoadedPolicySet): FastEvaluator {
   });
 }
 
+/** A refusal as the checks compare it. */
+function errorJson(error: unknown): string {
+  return JSON.stringify({ error: isCountersignError(error) ? error.code : String(error) });
+}
+
+/** A decision (or refusal) as JSON, summarised for a disagreement's audit record. */
+function summaryOf(json: string): DecisionSummary {
+  // Our own JSON.stringify of a decision or refusal, read back.
+  const value = parseStrictJson(json) as { outcome?: string; determiningPolicies?: string[]; error?: string };
+  return {
+    outcome: value.outcome ?? `error:${String(value.error).slice(0, 100)}`,
+    determiningPolicies: value.determiningPolicies ?? [],
+  };
+}
+
 /** The fast evaluator compiled for `set`, or why it is not used (a construct outside its subset). */
-function fastEvaluatorFor(set: LoadedPolicySet, wanted: boolean): Pick<ActiveSet, 'fast' | 'candidate' | 'evaluatorState'> {
-  if (!wanted) return { fast: undefined, candidate: undefined, evaluatorState: { evaluator: 'cedar-wasm' } };
+function fastEvaluatorFor(
+  set: LoadedPolicySet,
+  wanted: boolean,
+): Pick<ActiveSet, 'fast' | 'candidate' | 'evaluatorState' | 'ready' | 'fastDecided'> {
+  if (!wanted)
+    return {
+      fast: undefined,
+      candidate: undefined,
+      fastDecided: 0,
+      ready: Promise.resolve(undefined),
+      evaluatorState: { evaluator: 'cedar-wasm' },
+    };
   try {
     const fast = compileFastEvaluator(set);
     // On the path only once the load check passed (verifyEvaluator).
-    return { fast: undefined, candidate: fast, evaluatorState: { evaluator: 'cedar-wasm' } };
+    return {
+      fast: undefined,
+      candidate: fast,
+      fastDecided: 0,
+      ready: Promise.resolve(undefined),
+      evaluatorState: { evaluator: 'cedar-wasm' },
+    };
   } catch (error) {
     if (!(error instanceof Unsupported)) throw error;
     const reason = `the fast evaluator does not support this policy set (${error.message}), so every call of this load is evaluated by cedar-wasm`;
-    return { fast: undefined, candidate: undefined, evaluatorState: { evaluator: 'cedar-wasm', fallback: reason } };
+    return {
+      fast: undefined,
+      candidate: undefined,
+      fastDecided: 0,
+      ready: Promise.resolve(reason),
+      evaluatorState: { evaluator: 'cedar-wasm', fallback: reason },
+    };
   }
 }
 
