@@ -163,10 +163,6 @@ describe('desk notifications in the browser', () => {
   it('keeps the newer count when the fallback read answers after a newer event read', async () => {
     h.app.approvers.addApprover({ id: 'noor', displayName: 'Noor', groups: ['finance-approvers'] });
     const noor = await deskFor('noor', { fakeClock: true });
-    const titleIs = (title: string) =>
-      noor.waitForFunction((expected) => (globalThis as unknown as PageGlobals).document.title === expected, title, {
-        timeout: UI_TIMEOUT,
-      });
     const noticeFor = (requestId: string) =>
       noor.waitForFunction(
         (tag) => ((globalThis as unknown as PageGlobals).__notifications as Array<{ tag: string }>).some((n) => n.tag === tag),
@@ -183,14 +179,26 @@ describe('desk notifications in the browser', () => {
     expect(shown).not.toBeNull();
     const count = Number(shown![1]);
     // Fault injection (the real core answers at once): the 30 s fallback's read, made now by
-    // moving the page's clock on, reaches the page only when the test delivers it.
+    // moving the page's clock on, reaches the page only when the test delivers it. The clock then
+    // stays paused, moved on only in small steps: the bridge aborts a read after 10 s of the
+    // page's time, which a slow page would otherwise reach while the read is held.
     const fallbackRead = await holdNextRead(noor, '/api/approvals/pending');
-    await noor.clock.fastForward(30_000);
+    const now = await noor.evaluate(() => Date.now());
+    await noor.clock.pauseAt(now + 30_000);
     await expect.poll(() => fallbackRead.made(), { timeout: UI_TIMEOUT }).toBe(true);
     // A newer request: its event's read (not coalesced with the fallback's) answers first.
     const second = await agent.submit(transferCall('44000.00', 'Tailspin Toys'));
     expect(second.decision).toBe('pending');
-    await titleIs(`(${count + 1}) Countersign`);
+    await expect
+      .poll(
+        async () => {
+          await noor.clock.runFor(20);
+          return noor.title();
+        },
+        { timeout: UI_TIMEOUT },
+      )
+      .toBe(`(${count + 1}) Countersign`);
+    await noor.clock.resume();
     await fallbackRead.deliver(UI_TIMEOUT);
     // The older answer (one request fewer) does not take the count back.
     expect(await noor.title()).toBe(`(${count + 1}) Countersign`);
