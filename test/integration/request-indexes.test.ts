@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { openStore, schemaVersion, type Db } from '../../main/core/store/database.js';
 import { MIGRATIONS } from '../../main/core/store/migrations.js';
-import { RequestRepository } from '../../main/core/store/request-repository.js';
+import { RECENT_REQUESTS, RequestRepository } from '../../main/core/store/request-repository.js';
 import { newRequestId, requestKey } from '../../main/core/store/request-id.js';
 import { historyPageStatement } from '../../main/core/ui/history-reader.js';
 import { prng } from '../helpers/prng.js';
@@ -369,6 +369,48 @@ describe('the indexes of requests (migration 23)', () => {
           ['a', 1, '[]'],
         ).join(' | '),
       ).toMatch(/requests_decided_by_agent/);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("reads the desk's recent requests newest recorded first, backwards through the table and stopping at the limit, never sorting every request", () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const file = join(dir, 'countersign.db');
+    writeOldDatabase(file);
+    const old = new Database(file, { readonly: true });
+    const before = old
+      .prepare<[], { id: string }>('SELECT id FROM requests ORDER BY created_at DESC, rowid DESC LIMIT 100')
+      .all()
+      .map((r) => r.id);
+    old.close();
+    const db = openStore(file);
+    try {
+      const plan = db
+        .prepare(`EXPLAIN QUERY PLAN ${RECENT_REQUESTS}`)
+        .all(100)
+        .map((p) => (p as { detail: string }).detail)
+        .join(' | ');
+      // A sort of every request (the previous ORDER BY created_at) shows as a temporary B-tree.
+      expect(plan).not.toMatch(/TEMP B-TREE/);
+      expect(plan).toMatch(/SCAN r\b/);
+      // The statement RequestRepository.recent runs (the fixture's calls are not whole calls, so
+      // the ids are read without decoding the rows).
+      const recent = (limit: number) =>
+        db
+          .prepare<[number], { id: string }>(RECENT_REQUESTS)
+          .all(limit)
+          .map((r) => r.id);
+      // Rows written in time order (as the store writes them): the same answer as before.
+      expect(recent(100)).toEqual(before);
+      // A row written after the clock stepped back is the newest recorded, and listed first.
+      const stepped = newRequestId(BASE - 5_000, randomBytes(16));
+      db.prepare(
+        `INSERT INTO requests (id, agent_id, kid, tool, call_json, call_sha256, envelope_nonce, state, policy_hash, determining_policies, reasons, obligation, risk, created_at, expires_at, decided_at, conflicted_approvers, group_id)
+         VALUES (?, 'agent-0', 'k1', 'deploy.staging', '{}', 'x', 'n-stepped', 'allowed', 'sha256:p', '["p"]', '["r"]', NULL, '{"score":5,"factors":[]}', ?, NULL, ?, '[]', NULL)`,
+      ).run(stepped, BASE - 5_000, BASE - 5_000);
+      expect(recent(3)).toEqual([stepped, ...before.slice(0, 2)]);
     } finally {
       db.close();
     }
