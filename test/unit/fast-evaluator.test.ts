@@ -484,3 +484,12 @@ describe('sets outside the subset and wrong evaluators stay on cedar-wasm', () =
     expect(decide(engine, request())).toMatchObject({ outcome: 'allow' });
   }, 60_000);
 });
+
+describe("the load check and the engine's life", () => {
+  it('stops a load check still running when the engine closes: it decides nothing after', async () => {
+    const engine = await PolicyEngine.open(join(EXAMPLES, 'demo'), { fastEvaluator: true, fastEvaluatorChecks: 2_000 });
+    await engine.close();
+    expect(await engine.evaluatorReady).toMatch(/closed before the fast evaluator was checked/);
+    expect(engine.evaluatorState.evaluator).toBe('cedar-wasm');
+  });
+});

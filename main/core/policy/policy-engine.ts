@@ -242,6 +242,8 @@ export class PolicyEngine {
   fastHandovers = 0;
   /** Calls evaluateAsync answered in this thread because the worker was idle (inlineIfIdle). */
   inlineEvaluations = 0;
+  /** Set by close(): a load check still running stops at its next slice. */
+  private closed = false;
 
   constructor(set: LoadedPolicySet, options: PolicyEngineOptions = {}) {
     this.subsets = options.policySubsets ?? true;
@@ -341,6 +343,8 @@ export class PolicyEngine {
       if (performance.now() - slice > 20) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         slice = performance.now();
+        // A closed engine decides nothing more: the rest of the check would only spend CPU.
+        if (this.closed) return 'the engine closed before the fast evaluator was checked';
       }
       const fast = this.decideFastForCheck(active, candidate, request);
       if (fast === undefined) {
@@ -517,8 +521,9 @@ export class PolicyEngine {
     }
   }
 
-  /** Stops the evaluation worker, if any. */
+  /** Stops the evaluation worker, if any, and a load check still running (it decides nothing now). */
   async close(): Promise<void> {
+    this.closed = true;
     await this.worker?.close();
   }
 
