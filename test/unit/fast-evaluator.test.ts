@@ -493,3 +493,164 @@ describe("the load check and the engine's life", () => {
     expect(engine.evaluatorState.evaluator).toBe('cedar-wasm');
   });
 });
+
+/** A pack written from its parts (schema, entities, policies) in a temp dir. */
+function reviewPack(schema: string, entities: unknown[], policies: Record<string, string>): string {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'schema.cedarschema'), schema);
+  writeFileSync(join(dir, 'entities.json'), JSON.stringify(entities));
+  for (const [name, text] of Object.entries(policies)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+/** An engine with the fast evaluator (after its load check) and one with cedar-wasm alone, on one pack. */
+async function fastAndWasm(dir: string): Promise<{ fast: PolicyEngine; wasm: PolicyEngine }> {
+  const fast = await PolicyEngine.open(dir, { fastEvaluator: true });
+  const wasm = await PolicyEngine.open(dir);
+  reviewEngines.push(fast, wasm);
+  await fast.evaluatorReady;
+  return { fast, wasm };
+}
+const reviewEngines: PolicyEngine[] = [];
+afterAll(async () => {
+  for (const engine of reviewEngines) await engine.close();
+});
+
+const REVIEW_CONTEXT = `dataClass: String, jurisdiction: String, provenance: Set<String>, risk: Risk, now: datetime`;
+
+function reviewRequest(tool: string, params: Record<string, unknown>, agent: Partial<PolicyRequest['agent']> = {}): PolicyRequest {
+  return {
+    agent: { id: 'agent-1', owner: 'owner@example.com', group: 'payments', dataClasses: [], jurisdictions: [], ...agent },
+    tool,
+    params: params as PolicyRequest['params'],
+    dataClass: 'x',
+    jurisdiction: 'US',
+    provenance: [],
+    risk: { score: 10, factors: [] },
+    now: new Date('2025-06-02T10:00:00Z'),
+  };
+}
+
+describe('policy shapes the load check does not generate (review9 F1, F3): the fast evaluator decides as cedar-wasm does', () => {
+  it('decides a literal action entity in another action as cedar-wasm does (action memberOf from the schema)', async () => {
+    // Tool "small" is declared `in ["transfer"]`: Action::"small" in Action::"transfer" is true for
+    // Cedar whatever the call. The fast evaluator knows only the called action's ancestors, so on a
+    // call of "transfer" it reads the literal as false: the forbid does not fire and the permit allows.
+    const schema = `namespace Countersign {
+      entity AgentGroup;
+      entity Agent in [AgentGroup] { owner: String, group: String, dataClasses: Set<String>, jurisdictions: Set<String> };
+      entity Tool { audience: String, impact: String };
+      type Risk = { score: Long, factors: Set<String> };
+      action "transfer" appliesTo { principal: [Agent], resource: [Tool], context: { params: { memo: String }, ${REVIEW_CONTEXT} } };
+      action "small" in ["transfer"] appliesTo { principal: [Agent], resource: [Tool], context: { params: { memo: String }, ${REVIEW_CONTEXT} } };
+    }`;
+    const entities = [
+      { uid: { type: 'Countersign::Tool', id: 'transfer' }, attrs: { audience: 'bank', impact: 'high' }, parents: [] },
+      { uid: { type: 'Countersign::Tool', id: 'small' }, attrs: { audience: 'bank', impact: 'low' }, parents: [] },
+    ];
+    const dir = reviewPack(schema, entities, {
+      'p.cedar': `
+@id("all") permit(principal, action, resource);
+@id("freeze") forbid(principal, action, resource)
+when { Countersign::Action::"small" in Countersign::Action::"transfer" && principal.owner == "mallory@example.com" };
+`,
+    });
+    const { fast, wasm } = await fastAndWasm(dir);
+    expect(fast.evaluatorState.evaluator).toBe('fast');
+    const call = reviewRequest('transfer', { memo: 'm' }, { owner: 'mallory@example.com' });
+    const reference = wasm.evaluate(call);
+    expect(reference.outcome).toBe('deny');
+    expect(fast.evaluate(call)).toEqual(reference);
+  });
+
+  it('matches like patterns whose middle literal could only be found overlapping the last one as cedar-wasm does (no match)', async () => {
+    // fast-evaluator.ts likeMatches bounds each middle literal to end before the last literal's
+    // place: without that bound ("found + seg.length > end") "*ab*b" matched "ab". The package's
+    // own tests and the load check's generated strings pass with the bound removed (review9 F3).
+    const schema = `namespace Countersign {
+      entity AgentGroup;
+      entity Agent in [AgentGroup] { owner: String, group: String, dataClasses: Set<String>, jurisdictions: Set<String> };
+      entity Tool { audience: String, impact: String };
+      type Risk = { score: Long, factors: Set<String> };
+      action "deploy" appliesTo { principal: [Agent], resource: [Tool], context: { params: { target: String }, ${REVIEW_CONTEXT} } };
+    }`;
+    const entities = [{ uid: { type: 'Countersign::Tool', id: 'deploy' }, attrs: { audience: 'ops', impact: 'high' }, parents: [] }];
+    const dir = reviewPack(schema, entities, {
+      'p.cedar': `
+@id("staging") permit(principal, action, resource) when { context.params.target like "*ab*b" };
+@id("prod") permit(principal, action, resource) when { context.params.target like "prod*od*d" };
+@id("mid") permit(principal, action, resource) when { context.params.target like "x*yz*z*" };
+`,
+    });
+    const { fast, wasm } = await fastAndWasm(dir);
+    expect(fast.evaluatorState.evaluator).toBe('fast');
+    for (const target of ['ab', 'abb', 'xab', 'prod', 'prodd', 'prododd', 'xyz', 'xyzz', 'xyzaz', 'b', '']) {
+      const call = reviewRequest('deploy', { target });
+      expect(fast.evaluate(call), target).toEqual(wasm.evaluate(call));
+    }
+    expect(fast.fastEvaluations).toBeGreaterThan(0);
+  });
+
+  it('hands cedar-wasm an `in` through a lookup entity whose parent is the calling agent (whose group only the call knows)', async () => {
+    const schema = `namespace Countersign {
+      entity AgentGroup;
+      entity Agent in [AgentGroup] { owner: String, group: String, dataClasses: Set<String>, jurisdictions: Set<String> };
+      entity Tool { audience: String, impact: String };
+      entity Runbook in [Agent];
+      type Risk = { score: Long, factors: Set<String> };
+      action "run" appliesTo { principal: [Agent], resource: [Tool], context: { params: { book: Runbook }, ${REVIEW_CONTEXT} } };
+    }`;
+    const entities = [
+      { uid: { type: 'Countersign::Tool', id: 'run' }, attrs: { audience: 'ops', impact: 'low' }, parents: [] },
+      { uid: { type: 'Countersign::Runbook', id: 'rb1' }, attrs: {}, parents: [{ type: 'Countersign::Agent', id: 'agent-1' }] },
+    ];
+    const dir = reviewPack(schema, entities, {
+      'p.cedar': `
+@id("all") permit(principal, action, resource);
+@id("freeze") forbid(principal, action, resource) when { context.params.book in Countersign::AgentGroup::"payments" && principal.owner == "mallory@example.com" };
+`,
+    });
+    const { fast, wasm } = await fastAndWasm(dir);
+    expect(fast.evaluatorState.evaluator).toBe('fast');
+    const call = reviewRequest('run', { book: 'rb1' }, { owner: 'mallory@example.com' });
+    const reference = wasm.evaluate(call);
+    expect(reference.outcome).toBe('deny');
+    expect(fast.evaluate(call)).toEqual(reference);
+  });
+
+  it('decides `in` through a lookup entity whose parent is a Tool with parents of its own as cedar-wasm does', async () => {
+    // FastEvaluator.ancestorsOf follows parents through the lookup entities only: Runbook::"rb1"
+    // in Tool::"t" in Suite::"ops" stops at the Tool, so `book in Suite::"ops"` reads false and the
+    // forbid does not fire (review9 F1, second case).
+    const schema = `namespace Countersign {
+      entity AgentGroup;
+      entity Agent in [AgentGroup] { owner: String, group: String, dataClasses: Set<String>, jurisdictions: Set<String> };
+      entity Suite;
+      entity Tool in [Suite] { audience: String, impact: String };
+      entity Runbook in [Tool];
+      type Risk = { score: Long, factors: Set<String> };
+      action "run" appliesTo { principal: [Agent], resource: [Tool], context: { params: { book: Runbook }, ${REVIEW_CONTEXT} } };
+    }`;
+    const entities = [
+      { uid: { type: 'Countersign::Suite', id: 'ops' }, attrs: {}, parents: [] },
+      {
+        uid: { type: 'Countersign::Tool', id: 'run' },
+        attrs: { audience: 'ops', impact: 'low' },
+        parents: [{ type: 'Countersign::Suite', id: 'ops' }],
+      },
+      { uid: { type: 'Countersign::Runbook', id: 'rb1' }, attrs: {}, parents: [{ type: 'Countersign::Tool', id: 'run' }] },
+    ];
+    const dir = reviewPack(schema, entities, {
+      'p.cedar': `
+@id("all") permit(principal, action, resource);
+@id("freeze") forbid(principal, action, resource) when { context.params.book in Countersign::Suite::"ops" && principal.owner == "mallory@example.com" };
+`,
+    });
+    const { fast, wasm } = await fastAndWasm(dir);
+    expect(fast.evaluatorState.evaluator).toBe('fast');
+    const call = reviewRequest('run', { book: 'rb1' }, { owner: 'mallory@example.com' });
+    const reference = wasm.evaluate(call);
+    expect(reference.outcome).toBe('deny');
+    expect(fast.evaluate(call)).toEqual(reference);
+  });
+});

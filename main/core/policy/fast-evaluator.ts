@@ -752,6 +752,8 @@ export class FastEvaluator {
   private readonly entityTypes: SchemaReader;
   private readonly lookups: LookupEntities;
   private readonly staticTools = new Map<string, EntityData>();
+  /** Each Tool entity's parents as entities.json gives them (an ancestor walk goes through Tools too). */
+  private readonly toolParents = new Map<string, unknown>();
   private readonly rich = new Map<string, EntityData | null>();
   private readonly agentType: string;
   private readonly groupType: string;
@@ -828,6 +830,7 @@ export class FastEvaluator {
 
     for (const id of actionParents.keys()) this.actions.set(id, { attrs: EMPTY_RECORD, ancestors: ancestorsOf(id) });
 
+    for (const [name, entity] of input.toolEntities) this.toolParents.set(keyOf(toolType, name), entity.parents);
     for (const [name, entity] of input.toolEntities) {
       this.staticTools.set(keyOf(toolType, name), this.readStatic(toolType, entity) ?? this.unsupportedEntity(toolType, name));
       const raw = contexts.get(name);
@@ -880,11 +883,17 @@ export class FastEvaluator {
       const p = stack.pop() as { type?: unknown; id?: unknown; __entity?: { type?: unknown; id?: unknown } };
       const uid = p?.__entity ?? p;
       if (typeof uid?.type !== 'string' || typeof uid.id !== 'string') throw new Unsure('a malformed parent');
+      // An agent's parents are its group, which only the call knows: such a hierarchy goes to cedar-wasm.
+      if (uid.type === this.agentType) throw new Unsure('an entity whose parent is an agent');
       const key = keyOf(uid.type, uid.id);
       if (out.has(key)) continue;
       out.add(key);
+      // Cedar's hierarchy runs through every entity: a lookup entity's parent may be a Tool with
+      // parents of its own (review9 F1), and a walk that stopped there would read `in` as false.
       const entity = this.lookups.get(uid.type, uid.id);
-      if (entity !== undefined) stack.push(...((entity.parents as unknown[] | undefined) ?? []));
+      const parents = entity !== undefined ? entity.parents : this.toolParents.get(key);
+      if (parents !== undefined && !Array.isArray(parents)) throw new Unsure('malformed parents');
+      if (parents !== undefined) stack.push(...(parents as unknown[]));
     }
     return out;
   }
