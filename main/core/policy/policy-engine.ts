@@ -5,6 +5,8 @@
  * Rules: deny by default, forbid wins, ANY evaluation error = deny; obligations come from the
  * annotations of the determining permits, combined strictly. Hot reload keeps the last good set.
  */
+// First: V8 must not inline calls into Cedar's WebAssembly (a Node 20 V8 abort; wasm-call-flags.mjs).
+import './wasm-call-flags.mjs';
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { parseStrictJson, type JsonObject, type JsonValue } from '../../../shared/canonical-json.js';
