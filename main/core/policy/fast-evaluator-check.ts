@@ -13,18 +13,7 @@ import type { LoadedPolicySet } from './policy-set.js';
 import type { PolicyRequest } from './policy-engine.js';
 import type { FastEvaluator, SType } from './fast-evaluator.js';
 import { AGENT_GROUP_TYPE, NAMESPACE } from './policy-set.js';
-
-/** A small deterministic generator (mulberry32): the same calls on every load of the same set. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../../shared/prng.js';
 
 interface Pools {
   strings: string[];
@@ -165,7 +154,8 @@ export function generatedCheckRequests(set: LoadedPolicySet, fast: FastEvaluator
   if (count <= 0) return [];
   const policyJson = fast.policyJson;
   const pools = harvest(set, policyJson);
-  const random = rng(seed);
+  // Seeded (shared/prng.ts): the same calls on every load of the same set.
+  const random = prng(seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const some = <T>(list: readonly T[], max: number): T[] => {
     const n = Math.floor(random() * (max + 1));
