@@ -54,6 +54,16 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /**
+ * A held call refused because its agent already has the most calls waiting for approval
+ * (`pending_queue_full`, a product limit, docs/errors.md) is an answer, not a failure of the run:
+ * counted as its own outcome. The small runs (the bench smoke test: six agents, every phase on
+ * one data directory) fill an agent's queue; the full bench's 1,000 agents do not.
+ */
+function refusalOutcome(error: unknown): string | undefined {
+  return (error as { code?: unknown } | null)?.code === 'pending_queue_full' ? 'refused_pending_queue_full' : undefined;
+}
+
+/**
  * One call of the mix, for an agent of the given kind. Finance: mostly small transfers to a
  * known payee (automatic), some larger or to a new supplier (one or two approvers), a few from
  * GB; deploy: mostly staging deploys of one of many services (automatic), a few production
@@ -165,8 +175,10 @@ export async function closedLoop(
           const r = await client.submit(call);
           latencies.push(performance.now() - t0);
           outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
-        } catch {
-          errors++;
+        } catch (error) {
+          const refused = refusalOutcome(error);
+          if (refused === undefined) errors++;
+          else outcomes[refused] = (outcomes[refused] ?? 0) + 1;
         }
       }
     }),
@@ -211,8 +223,10 @@ export async function openLoop(
           latencies.push(performance.now() - dueAt);
           outcomes[r.decision] = (outcomes[r.decision] ?? 0) + 1;
         },
-        () => {
-          errors++;
+        (error: unknown) => {
+          const refused = refusalOutcome(error);
+          if (refused === undefined) errors++;
+          else outcomes[refused] = (outcomes[refused] ?? 0) + 1;
         },
       ),
     );
@@ -314,11 +328,19 @@ async function stageCostsAlone(dataDir: string, agents: BenchAgent[], count: num
         timestamp: Date.now(),
         call: mixedCall(agent.kind, rng, payees),
       };
-      const result = await app.decisions.submit(
-        { agentId: agent.id, kid: agent.key.kid },
-        { payload, signature: await signCanonical(agent.key, payload) },
-      );
-      outcomes[result.decision] = (outcomes[result.decision] ?? 0) + 1;
+      let outcome: string;
+      try {
+        const result = await app.decisions.submit(
+          { agentId: agent.id, kid: agent.key.kid },
+          { payload, signature: await signCanonical(agent.key, payload) },
+        );
+        outcome = result.decision;
+      } catch (error) {
+        const refused = refusalOutcome(error);
+        if (refused === undefined) throw error;
+        outcome = refused;
+      }
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       measured++;
     }
   } finally {
